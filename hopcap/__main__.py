@@ -1,0 +1,3 @@
+from hopcap.cli import main
+
+main()

@@ -1,0 +1,384 @@
+"""The shared data model: frozen dataclasses, stdlib only.
+
+Every layer (inventory, orchestrator, correlate, bundle, cli) speaks these types. Times
+inside hopcap are integer nanoseconds since the epoch where packet order matters
+(`*_ns`); the public contracts (`verdict.json`, `manifest.json`) use float epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
+ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
+
+FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
+LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
+Direction = Literal["c2s", "s2c"]
+
+DEFAULT_FILTER = "tcp or icmp"
+DEFAULT_WINDOW_S = 30.0
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Repro:
+    on: str  # inventory host name the command runs on
+    run: str  # shell command, run as given on that host
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host after defaults and groups are applied."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    identity: str | None = None  # path to a private key, `~` expanded
+    known_hosts: str | None = None  # path, `~` expanded; None: asyncssh's default
+    sudo: bool = False
+    role: str | None = None  # one of ROLES; None for a pure jump host
+    capture: tuple[str, ...] | Literal["auto"] = ()
+    jump: str | None = None
+    groups: tuple[str, ...] = ()
+
+    @property
+    def on_path(self) -> bool:
+        return self.role is not None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str  # file the inventory came from (for messages and the manifest)
+    hosts: Mapping[str, Host]
+    path: tuple[str, ...]  # host names in hop order from the client side
+    target: Endpoint | None = None
+    filter: str = DEFAULT_FILTER
+    window_s: float = DEFAULT_WINDOW_S
+    repro: Repro | None = None
+
+    def path_hosts(self) -> list[Host]:
+        return [self.hosts[n] for n in self.path]
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """The inventory as the manifest records it: no secrets (key paths are kept,
+        key material never is; there are no passwords in the schema)."""
+        return {
+            "source": self.source,
+            "path": list(self.path),
+            "target": str(self.target) if self.target else None,
+            "filter": self.filter,
+            "window_s": self.window_s,
+            "repro": {"on": self.repro.on, "run": self.repro.run} if self.repro else None,
+            "hosts": {
+                h.name: {
+                    "address": h.address,
+                    "port": h.port,
+                    "user": h.user,
+                    "sudo": h.sudo,
+                    "role": h.role,
+                    "capture": h.capture if h.capture == "auto" else list(h.capture),
+                    "jump": h.jump,
+                }
+                for h in self.hosts.values()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    host: str
+    interface: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.interface}"
+
+
+# --------------------------------------------------------------------------- captures
+
+
+@dataclass(frozen=True)
+class PointCapture:
+    """What the orchestrator knows about one capture point after a run."""
+
+    point: CapturePoint
+    pcap: Path | None  # local copy; None when nothing could be pulled
+    command: str = ""
+    tcpdump_version: str | None = None
+    start_ts: float | None = None  # controller clock, epoch seconds
+    ready_ts: float | None = None  # tcpdump said "listening on"
+    stop_ts: float | None = None
+    packets: int | None = None  # tcpdump "packets captured"
+    received: int | None = None  # "packets received by filter"
+    kernel_drops: int | None = None  # "packets dropped by kernel"
+    clock_offset_s: float | None = None  # host clock minus controller clock
+    clock_error_s: float | None = None
+    sha256: str | None = None
+    error: str | None = None  # why this point is incomplete or missing
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class PointInput:
+    """One capture point handed to the correlator, in path order."""
+
+    name: str
+    pcap: Path | None  # None: the point is missing (its segments become `gap`)
+    host: str = ""
+    interface: str = ""
+    kernel_drops: int | None = None
+    clock_offset_hint_s: float | None = None  # e.g. from an SSH probe; seeds the estimate
+    start_ts: float | None = None  # when the capture was listening (controller clock)
+    stop_ts: float | None = None
+    missing_reason: str | None = None
+
+    @staticmethod
+    def parse_name(name: str) -> tuple[str, str]:
+        """`fw:eth1` -> ("fw", "eth1"); a bare name is its own host and interface ""."""
+        host, _, iface = name.partition(":")
+        return host, iface
+
+
+@dataclass(frozen=True)
+class PointSummary:
+    name: str
+    host: str
+    interface: str
+    packets: int
+    kernel_drops: int | None = None
+    clock_offset_s: float | None = 0.0
+    clock_error_s: float | None = None
+    first_ts: float | None = None
+    last_ts: float | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "host": self.host,
+            "interface": self.interface,
+            "packets": self.packets,
+            "kernel_drops": self.kernel_drops,
+            "clock_offset_s": self.clock_offset_s,
+        }
+        if self.clock_error_s is not None:
+            d["clock_error_s"] = self.clock_error_s
+        if self.first_ts is not None:
+            d["first_ts"] = self.first_ts
+            d["last_ts"] = self.last_ts
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        return d
+
+
+@dataclass(frozen=True)
+class Leg:
+    point: str
+    tuple: str  # "198.18.1.1:31378 > 198.18.1.2:80", client side first
+    link: str  # one of LINK_KINDS
+    details: tuple[str, ...] = ()  # e.g. headers a proxy inserted
+    latency_s: float | None = None  # median one-way delay from the previous leg, aligned
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
+        if self.details:
+            d["details"] = list(self.details)
+        if self.latency_s is not None:
+            d["latency_s"] = self.latency_s
+        return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # one of FINDING_KINDS
+    direction: Direction
+    between: tuple[str, str]  # in the packet's direction of travel
+    packets: int
+    bytes: int
+    first_ts: float | None
+    what: str
+    field: str | None = None  # rewrite only
+    before: Any = None
+    after: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "direction": self.direction,
+            "between": list(self.between),
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "first_ts": self.first_ts,
+            "what": self.what,
+        }
+        if self.kind == "rewrite" or self.field is not None:
+            d["field"] = self.field
+            d["before"] = self.before
+            d["after"] = self.after
+        return d
+
+
+@dataclass(frozen=True)
+class Flow:
+    id: str
+    proto: str
+    client: str
+    server: str
+    legs: tuple[Leg, ...]
+    findings: tuple[Finding, ...]
+    summary: str
+    first_ts: float | None = None
+
+    @property
+    def broken(self) -> bool:
+        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "proto": self.proto,
+            "client": self.client,
+            "server": self.server,
+            "legs": [leg.to_dict() for leg in self.legs],
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": self.summary,
+        }
+        if self.first_ts is not None:
+            d["first_ts"] = self.first_ts
+        return d
+
+
+@dataclass(frozen=True)
+class Verdict:
+    points: tuple[PointSummary, ...]
+    flows: tuple[Flow, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "points": [p.to_dict() for p in self.points],
+            "flows": [f.to_dict() for f in self.flows],
+        }
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Verdict:
+        """Rebuild a verdict from its JSON form (for `hopcap report BUNDLE`)."""
+        points = tuple(
+            PointSummary(
+                name=p["name"],
+                host=p.get("host", ""),
+                interface=p.get("interface", ""),
+                packets=p.get("packets", 0),
+                kernel_drops=p.get("kernel_drops"),
+                clock_offset_s=p.get("clock_offset_s"),
+                clock_error_s=p.get("clock_error_s"),
+                first_ts=p.get("first_ts"),
+                last_ts=p.get("last_ts"),
+                warnings=tuple(p.get("warnings", ())),
+            )
+            for p in d.get("points", ())
+        )
+        flows = tuple(
+            Flow(
+                id=f["id"],
+                proto=f.get("proto", "tcp"),
+                client=f.get("client", ""),
+                server=f.get("server", ""),
+                legs=tuple(
+                    Leg(
+                        point=leg["point"],
+                        tuple=leg.get("tuple", ""),
+                        link=leg.get("link", "same"),
+                        details=tuple(leg.get("details", ())),
+                        latency_s=leg.get("latency_s"),
+                    )
+                    for leg in f.get("legs", ())
+                ),
+                findings=tuple(
+                    Finding(
+                        kind=x["kind"],
+                        direction=x["direction"],
+                        between=(x["between"][0], x["between"][1]),
+                        packets=x.get("packets", 0),
+                        bytes=x.get("bytes", 0),
+                        first_ts=x.get("first_ts"),
+                        what=x.get("what", ""),
+                        field=x.get("field"),
+                        before=x.get("before"),
+                        after=x.get("after"),
+                    )
+                    for x in f.get("findings", ())
+                ),
+                summary=f.get("summary", ""),
+                first_ts=f.get("first_ts"),
+            )
+            for f in d.get("flows", ())
+        )
+        return Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Text outputs of fact commands on one host, before and after the window.
+
+    `before` / `after` map a fact name (`nstat`, `ss-s`, `addr`, `route`, `conntrack`,
+    `nft`, `iptables`, `sysctl`) to the command's output; `missing` maps a fact name to why
+    it could not be collected (a missing tool is noted, never fatal).
+    """
+
+    host: str
+    before: Mapping[str, str] = field(default_factory=dict)
+    after: Mapping[str, str] = field(default_factory=dict)
+    missing: Mapping[str, str] = field(default_factory=dict)
+    clock_before: tuple[float, float] | None = None  # (offset_s, error_s)
+    clock_after: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything a bundle needs about a run besides the pcaps and the verdict."""
+
+    run_id: str
+    started_ts: float
+    finished_ts: float
+    inventory: Mapping[str, Any]  # Inventory.to_public_dict()
+    captures: tuple[PointCapture, ...]  # in path order
+    facts: tuple[HostFacts, ...] = ()
+    complete: bool = True
+    interrupted: bool = False
+    errors: tuple[str, ...] = ()  # host-level failures, one line each
+    repro: Mapping[str, Any] | None = None  # {"command", "exit_status", "stdout", "stderr"}
+
+    @property
+    def start_skew_s(self) -> float | None:
+        ready = [c.ready_ts for c in self.captures if c.ready_ts is not None]
+        return (max(ready) - min(ready)) if len(ready) >= 2 else (0.0 if ready else None)
+
+
+def pcap_filename(point_name: str) -> str:
+    """File name of a point's capture inside a bundle's `pcaps/` (`fw:eth1` -> `fw_eth1.pcap`)."""
+    return point_name.replace(":", "_").replace("/", "_") + ".pcap"

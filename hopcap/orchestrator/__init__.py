@@ -1,0 +1,1 @@
+"""Everything that touches remote hosts: SSH transport, tcpdump lifecycle, facts, clocks."""
