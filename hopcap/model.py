@@ -189,12 +189,15 @@ class PointSummary:
         return d
 
 
+_Strings = tuple[str, ...]  # `Leg.tuple` shadows the builtin inside that class
+
+
 @dataclass(frozen=True)
 class Leg:
     point: str
     tuple: str  # "198.18.1.1:31378 > 198.18.1.2:80", client side first
     link: str  # one of LINK_KINDS
-    details: tuple[str, ...] = ()  # e.g. headers a proxy inserted
+    details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,381 @@
+"""The `hopcap` command: parses, calls the layers below, maps errors to exit codes.
+
+The only module that prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from tabulate import tabulate
+
+from hopcap import __version__
+from hopcap.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    HopcapError,
+)
+from hopcap.model import PointInput, RunRecord, Verdict
+
+if TYPE_CHECKING:
+    from hopcap.model import Inventory
+    from hopcap.orchestrator.run import RunOptions
+
+app = typer.Typer(
+    help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+lab_app = typer.Typer(help="A real four-hop site (client, fw, lb, srv) in network namespaces.")
+app.add_typer(lab_app, name="lab")
+
+InventoryOpt = Annotated[
+    Path, typer.Option("--inventory", "-i", help="site.yml or an Ansible inventory")
+]
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _fail(exc: HopcapError) -> NoReturn:
+    _err(f"hopcap: {exc.message}")
+    if exc.hint:
+        _err(f"  hint: {exc.hint}")
+    raise typer.Exit(exc.exit_code)
+
+
+def _default_out(prefix: str) -> Path:
+    return Path.cwd() / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class _Progress:
+    """Live progress of a run: plain lines (stdout is not a terminal) or a rich status."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.listening = 0
+        self.connected = 0
+        self._pull_shown: dict[str, int] = {}
+
+    def __call__(self, ev: object) -> None:
+        from hopcap.orchestrator.session import Event
+
+        assert isinstance(ev, Event)
+        if ev.kind == "pull":
+            # one line per 25% of a file, not one per SFTP block
+            if ev.point is None or not ev.total:
+                return
+            step = int(4 * (ev.done or 0) / ev.total)
+            if self._pull_shown.get(ev.point, -1) >= step:
+                return
+            self._pull_shown[ev.point] = step
+            _err(f"  pull {ev.point}: {ev.done}/{ev.total} bytes")
+            return
+        if ev.kind == "connected":
+            self.connected += 1
+            _err(f"  connected {ev.host} ({ev.text})")
+        elif ev.kind == "listening":
+            self.listening += 1
+            _err(f"  listening {ev.point}")
+        elif ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
+            _err(f"  ! {ev.point or ev.host}: {ev.text}")
+        elif ev.kind == "repro":
+            _err(f"  repro on {ev.host}: {ev.text}")
+        elif ev.kind == "repro-done":
+            _err(f"  repro finished ({ev.text})")
+        elif ev.kind == "pulled":
+            _err(f"  pulled {ev.point} ({ev.done} bytes)")
+        elif ev.text:
+            _err(f"  {ev.kind}: {ev.text}")
+
+
+def _print_verdict(verdict: Verdict) -> None:
+    from hopcap.bundle import verdict_rows
+
+    pts = [
+        [
+            p.name,
+            p.packets,
+            "?" if p.kernel_drops is None else p.kernel_drops,
+            "" if p.clock_offset_s is None else f"{p.clock_offset_s * 1000:+.3f} ms",
+        ]
+        for p in verdict.points
+    ]
+    typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    typer.echo("")
+    rows = verdict_rows(verdict)
+    if rows:
+        typer.echo(
+            tabulate(rows, headers=["flow", "client -> server", "legs", "findings", "summary"])
+        )
+    else:
+        typer.echo("no TCP connections were seen at any point")
+    for w in verdict.warnings:
+        typer.echo(f"warning: {w}")
+
+
+def _correlate_run(record: RunRecord) -> Verdict:
+    from hopcap.correlate import correlate
+
+    points = [
+        PointInput(
+            name=c.point.name,
+            pcap=c.pcap,
+            host=c.point.host,
+            interface=c.point.interface,
+            kernel_drops=c.kernel_drops,
+            clock_offset_hint_s=c.clock_offset_s,
+            start_ts=c.ready_ts,
+            stop_ts=c.stop_ts,
+            missing_reason=c.error,
+        )
+        for c in record.captures
+    ]
+    conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
+    return correlate(points, conntrack=conntrack or None)
+
+
+@app.command()
+def run(
+    inventory: InventoryOpt,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="bundle directory (default: new, here)")
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option(help="longest capture, e.g. 30s (overrides the inventory)")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option(help="hop order, e.g. client,fw,lb,srv (overrides)")
+    ] = None,
+    require_all: Annotated[
+        bool, typer.Option("--require-all", help="fail unless every point captures")
+    ] = False,
+    tarball: Annotated[bool, typer.Option("--tar", help="also write DIR.tar.gz")] = False,
+    no_facts: Annotated[
+        bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
+    ] = False,
+) -> None:
+    """Capture on every hop at once, correlate, and write an evidence bundle."""
+    from hopcap.bundle import write_bundle
+    from hopcap.inventory import load, parse_duration
+    from hopcap.orchestrator.run import RunOptions, new_run_id
+
+    try:
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        window_s = None
+        if window is not None:
+            try:
+                window_s = parse_duration(window)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--window") from exc
+        run_id = new_run_id()
+        out_dir = out or _default_out("hopcap-run")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
+            raise typer.Exit(EXIT_ERROR)
+        opts = RunOptions(
+            out=out_dir,
+            run_id=run_id,
+            require_all=require_all,
+            collect_facts=not no_facts,
+            window_s=window_s,
+        )
+        _err(f"hopcap {__version__}: run {run_id}, {len(inv.path)} hosts, bundle {out_dir}")
+        record = _run_async(inv, opts)
+        _err("correlating ...")
+        verdict = _correlate_run(record)
+        final = write_bundle(out_dir, record, verdict, tarball=tarball)
+    except HopcapError as exc:
+        _fail(exc)
+    _print_verdict(verdict)
+    typer.echo("")
+    typer.echo(f"bundle: {final}")
+    if record.interrupted:
+        _err("run interrupted: the bundle holds what was captured until then")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not record.complete:
+        for e in record.errors:
+            _err(f"incomplete: {e}")
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
+    """Run the orchestrator; first Ctrl-C stops the window gracefully, second cancels."""
+    from hopcap.orchestrator.run import run_capture
+
+    progress = _Progress()
+
+    async def main() -> RunRecord:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                _err("\nstopping captures and pulling what exists (Ctrl-C again to abort)")
+                stop.set()
+            elif task is not None:
+                _err("\naborting; stopping remote captures")
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await run_capture(inv, opts, emit=progress, stop=stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        _err("hopcap: aborted; remote captures were stopped")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command(name="correlate")
+def correlate_cmd(
+    points: Annotated[
+        list[str], typer.Argument(help="NAME=PCAP ... in path order, or one BUNDLE directory")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
+) -> None:
+    """Correlate captures offline (points in the order packets from the client cross them)."""
+    from hopcap.bundle import load_bundle, write_offline_bundle
+    from hopcap.correlate import correlate, read_points_from_args
+
+    try:
+        if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+            inputs = load_bundle(Path(points[0])).points
+        else:
+            inputs = read_points_from_args(points)
+        verdict = correlate(inputs)
+        if out is not None:
+            write_offline_bundle(out, inputs, verdict)
+    except HopcapError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        _print_verdict(verdict)
+        if out is not None:
+            typer.echo(f"\nbundle: {out}")
+
+
+@app.command()
+def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -> None:
+    """Re-render report.md and report.html of a bundle."""
+    from hopcap.bundle import render_report
+
+    try:
+        md, html = render_report(bundle)
+    except HopcapError as exc:
+        _fail(exc)
+    typer.echo(f"{md}\n{html}")
+
+
+@app.command()
+def version() -> None:
+    """Print hopcap's version."""
+    typer.echo(__version__)
+
+
+# ------------------------------------------------------------------------------------ lab
+
+PrefixOpt = Annotated[str, typer.Option(help="name prefix, so that several labs can coexist")]
+
+
+@lab_app.command("up")
+def lab_up(prefix: PrefixOpt = "hc") -> None:
+    """Build (or rebuild) the lab and write its inventory."""
+    from hopcap import lab
+
+    try:
+        lab.check_prerequisites()
+        _err(f"building lab {prefix!r} ...")
+        info = lab.up(prefix)
+    except HopcapError as exc:
+        _fail(exc)
+    rows = [[h, a] for h, a in info.mgmt.items()]
+    typer.echo(tabulate(rows, headers=["host", "ssh (management)"]))
+    typer.echo(f"\ninventory: {info.inventory}")
+    typer.echo(f"try: hopcap run --inventory {info.inventory}")
+
+
+@lab_app.command("down")
+def lab_down(prefix: PrefixOpt = "hc") -> None:
+    """Remove every namespace, link, process and file of the lab."""
+    from hopcap import lab
+
+    try:
+        removed = lab.down(prefix)
+    except HopcapError as exc:
+        _fail(exc)
+    typer.echo("\n".join(f"removed {r}" for r in removed) if removed else "nothing to remove")
+
+
+@lab_app.command("status")
+def lab_status(prefix: PrefixOpt = "hc") -> None:
+    """Show what of the lab exists."""
+    from hopcap import lab
+
+    st = lab.status(prefix)
+    if not st.up and not st.namespaces:
+        typer.echo(f"lab {prefix!r} is down")
+        return
+    rows = [
+        [
+            ns,
+            "up" if st.sshd.get(ns.removeprefix(f"{prefix}-"), False) else "down",
+            len(st.processes.get(ns, [])),
+        ]
+        for ns in st.namespaces
+    ]
+    typer.echo(tabulate(rows, headers=["namespace", "sshd", "processes"]))
+    typer.echo(f"fault: {st.fault or 'none'}")
+    if st.inventory:
+        typer.echo(f"inventory: {st.inventory}")
+
+
+@lab_app.command("fault")
+def lab_fault(
+    name: Annotated[str, typer.Argument(help="a fault name, `list`, or `clear`")],
+    prefix: PrefixOpt = "hc",
+) -> None:
+    """Inject one of the catalogue's faults (`list` shows them, `clear` undoes)."""
+    from hopcap import lab
+
+    try:
+        if name == "list":
+            typer.echo(tabulate(lab.fault_list(), headers=["fault", "what it does"]))
+            return
+        if name == "clear":
+            lab.fault_clear(prefix)
+            typer.echo("fault cleared")
+            return
+        lab.fault_apply(name, prefix)
+    except HopcapError as exc:
+        _fail(exc)
+    typer.echo(f"fault {name} applied; `hopcap lab fault clear` undoes it")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err("hopcap: interrupted")
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,195 @@
+"""The life of one remote tcpdump: build its command, start it, wait for "listening", stop it
+with SIGINT, read its statistics, list its files.
+
+Every capture is bounded on the remote host itself, so that it can never outlive its window
+even if the controller dies or the SSH connection drops:
+- in time by coreutils `timeout -s INT -k 5 BOUND` (SIGINT first, so the pcap is complete);
+- in disk by a `-C`/`-W` ring sized from the free space of the remote directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hopcap.errors import CaptureError
+from hopcap.model import CapturePoint
+from hopcap.orchestrator.transport import HostTransport, RemoteProcess, as_root, quote
+
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,14}$")
+_STAT_RE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)")
+READY_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+RING_FILES = 4
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    point: CapturePoint
+    remote_dir: str
+    filter: str  # the complete BPF expression, own SSH session already excluded
+    bound_s: float  # hard upper bound of the capture's life on the remote host
+    ring_mb: int  # size of each ring file in millions of bytes (tcpdump -C)
+    sudo: bool
+    drop_to_root: bool  # pass `-Z root` (tcpdump running as root would otherwise setuid)
+
+    @property
+    def base(self) -> str:
+        return f"{self.remote_dir}/{safe_name(self.point.interface)}.pcap"
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.remote_dir}/{safe_name(self.point.interface)}.pid"
+
+    def tcpdump_argv(self) -> list[str]:
+        argv = [
+            "tcpdump",
+            "-i",
+            self.point.interface,
+            "-n",
+            "-s",
+            "0",
+            "-U",
+            "--time-stamp-precision=nano",
+            "-C",
+            str(self.ring_mb),
+            "-W",
+            str(RING_FILES),
+            "-w",
+            self.base,
+        ]
+        if self.drop_to_root:
+            argv[1:1] = ["-Z", "root"]
+        argv.append(self.filter)
+        return argv
+
+    def command(self) -> str:
+        """The remote command line: record our pid, then exec the time-bounded tcpdump."""
+        bounded = quote(
+            ["timeout", "-s", "INT", "-k", "5", f"{self.bound_s:.0f}", *self.tcpdump_argv()]
+        )
+        inner = f"echo $$ > {quote([self.pidfile])} && exec {bounded}"
+        return as_root(quote(["sh", "-c", inner]), self.sudo)
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    captured: int | None
+    received: int | None
+    dropped: int | None
+
+
+def safe_name(interface: str) -> str:
+    if not INTERFACE_RE.match(interface):
+        raise CaptureError(f"refusing interface name {interface!r}: not a valid interface name")
+    return interface.replace(":", "_")
+
+
+def ssh_exclusion(ssh_connection: str) -> str | None:
+    """A BPF clause excluding our own SSH session, from the remote `$SSH_CONNECTION`
+    ("client_ip client_port server_ip server_port")."""
+    parts = ssh_connection.split()
+    if len(parts) != 4 or not (parts[1].isdigit() and parts[3].isdigit()):
+        return None
+    cip, cport, sip, sport = parts
+    for ip in (cip, sip):
+        if not re.fullmatch(r"[0-9A-Fa-f:.]+", ip):
+            return None
+    return f"not (tcp and host {cip} and host {sip} and port {cport} and port {sport})"
+
+
+def build_filter(user_filter: str, exclusion: str | None) -> str:
+    if exclusion is None:
+        return user_filter
+    return f"({user_filter}) and {exclusion}"
+
+
+def parse_stats(stderr: str) -> CaptureStats:
+    found: dict[str, int] = {}
+    for line in stderr.splitlines():
+        m = _STAT_RE.match(line.strip())
+        if m:
+            found[m.group(2)] = int(m.group(1))
+    return CaptureStats(
+        captured=found.get("captured"),
+        received=found.get("received by filter"),
+        dropped=found.get("dropped by kernel"),
+    )
+
+
+class RunningCapture:
+    """A started tcpdump on one point."""
+
+    def __init__(self, transport: HostTransport, spec: CaptureSpec) -> None:
+        self.transport = transport
+        self.spec = spec
+        self.proc: RemoteProcess | None = None
+        self.start_ts: float | None = None
+        self.ready_ts: float | None = None
+        self.stop_ts: float | None = None
+        self.stderr_head: list[str] = []
+
+    async def start(self) -> None:
+        """Start tcpdump and return once it says it is listening."""
+        self.start_ts = time.time()
+        self.proc = await self.transport.spawn(self.spec.command())
+        try:
+            await asyncio.wait_for(self._until_listening(), READY_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise CaptureError(
+                f"{self.spec.point.name}: tcpdump did not report listening within "
+                f"{READY_TIMEOUT_S:g}s" + self._said()
+            ) from exc
+
+    async def _until_listening(self) -> None:
+        assert self.proc is not None
+        while True:
+            line = await self.proc.readline_stderr()
+            if not line:
+                res = await self.proc.wait(timeout=5)
+                raise CaptureError(
+                    f"{self.spec.point.name}: tcpdump exited before listening "
+                    f"(exit {res.exit_status})" + self._said(),
+                    hint=_hint_for(self.stderr_head),
+                )
+            self.stderr_head.append(line.rstrip())
+            if "listening on" in line:
+                self.ready_ts = time.time()
+                return
+
+    def _said(self) -> str:
+        lines = [s for s in self.stderr_head if s.strip()]
+        return f": {lines[-1]}" if lines else ""
+
+    async def stop(self) -> CaptureStats:
+        """SIGINT the capture (so the pcap is complete) and collect its statistics."""
+        self.stop_ts = time.time()
+        if self.proc is None:
+            return CaptureStats(None, None, None)
+        kill = f"kill -INT $(cat {quote([self.spec.pidfile])}) 2>/dev/null || true"
+        await self.transport.run(as_root(kill, self.spec.sudo), timeout=15)
+        try:
+            res = await self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise CaptureError(f"{self.spec.point.name}: tcpdump did not stop") from exc
+        finally:
+            self.proc.close()
+        return parse_stats(res.stderr)
+
+    async def files(self) -> list[str]:
+        """The ring files this capture wrote, oldest first."""
+        pattern = quote([self.spec.base]) + "*"
+        res = await self.transport.run(as_root(f"ls -1tr {pattern} 2>/dev/null", self.spec.sudo))
+        return [f for f in res.stdout.splitlines() if f.strip()]
+
+
+def _hint_for(stderr: Sequence[str]) -> str | None:
+    text = "\n".join(stderr)
+    if "No such device" in text or "doesn't exist" in text:
+        return "check the interface name (`ip -br link` on the host) or use `capture: auto`"
+    if "ermission" in text or "not permitted" in text:
+        return "tcpdump needs root or CAP_NET_RAW: set `sudo: true` for this host"
+    return None

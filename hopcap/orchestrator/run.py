@@ -1,0 +1,451 @@
+"""`hopcap run`: capture on every point at once, run the repro step, stop, pull, collect facts.
+
+The sequence (each step concurrent across hosts):
+connect -> probe -> resolve points -> clean stale + make remote dirs -> clock + facts (before)
+-> start every tcpdump -> barrier on "listening" -> repro (or wait for the window / Ctrl-C)
+-> SIGINT every tcpdump -> facts + clock (after) -> pull with sha256 check -> remove remote
+dirs -> close. Cleanup runs in `finally`, also when the run is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hopcap.errors import CaptureError, HopcapError, TransportError
+from hopcap.model import CapturePoint, HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
+from hopcap.orchestrator.capture import (
+    RING_FILES,
+    CaptureSpec,
+    CaptureStats,
+    RunningCapture,
+    build_filter,
+    ssh_exclusion,
+)
+from hopcap.orchestrator.facts import clock_offset, collect_facts
+from hopcap.orchestrator.session import (
+    Event,
+    EventSink,
+    HostSession,
+    client_source_address,
+    close_all,
+    connect_all,
+    hosts_to_connect,
+    make_remote_dir,
+    no_events,
+    probe,
+    remove_remote_dir,
+    resolve_points,
+)
+from hopcap.orchestrator.transport import CommandResult, quote
+
+GRACE_S = 60.0  # the remote bound is window + grace: room for facts, repro and stopping
+SETTLE_S = 1.0  # after the repro, let the last packets cross every point
+PULL_RETRIES = 3
+MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
+
+
+@dataclass
+class RunOptions:
+    out: Path  # the bundle directory; pcaps are pulled into out/pcaps
+    run_id: str = ""
+    require_all: bool = False
+    collect_facts: bool = True
+    window_s: float | None = None  # overrides the inventory's window
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+async def run_capture(
+    inv: Inventory,
+    opts: RunOptions,
+    *,
+    emit: EventSink = no_events,
+    stop: asyncio.Event | None = None,
+) -> RunRecord:
+    """Run a capture over the whole inventory and return what happened.
+
+    Never raises for a host's failure: that host's points get `error`, the record says
+    `complete: False`. Raises `CaptureError` only when `require_all` and a host failed, or
+    when no point at all could capture.
+    """
+    run_id = opts.run_id or new_run_id()
+    window = opts.window_s if opts.window_s is not None else inv.window_s
+    bound = window + GRACE_S
+    stop = stop or asyncio.Event()
+    started = time.time()
+    pcaps = opts.out / "pcaps"
+    pcaps.mkdir(parents=True, exist_ok=True)
+
+    errors: list[str] = []
+    sessions: dict[str, HostSession] = {}
+    running: dict[str, RunningCapture] = {}
+    stats: dict[str, CaptureStats] = {}
+    point_errors: dict[str, str] = {}
+    facts_before: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    facts_after: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    clocks: dict[str, tuple[float, float]] = {}
+    clocks_after: dict[str, tuple[float, float]] = {}
+    repro_result: dict[str, object] | None = None
+    interrupted = False
+    pulled: dict[str, tuple[Path, str]] = {}
+
+    try:
+        sessions = await connect_all(inv, hosts_to_connect(inv), emit)
+
+        async def prepare(s: HostSession) -> None:
+            try:
+                await probe(s)
+                if s.error:
+                    return
+                if s.host.on_path:
+                    if s.tcpdump_version is None:
+                        s.error = (
+                            f"{s.name}: tcpdump is not installed (install the tcpdump package)"
+                        )
+                        return
+                    if not s.has_timeout:
+                        s.error = (
+                            f"{s.name}: coreutils `timeout` is missing; captures cannot be bounded"
+                        )
+                        return
+                await make_remote_dir(s, run_id, bound)
+                clocks[s.name] = await clock_offset(s.transport)  # type: ignore[arg-type]
+            except HopcapError as exc:
+                s.error = str(exc)
+
+        await asyncio.gather(*(prepare(s) for s in sessions.values() if s.ok))
+
+        client_addr = None
+        client = next((s for s in sessions.values() if s.host.role == "client" and s.ok), None)
+        if client is not None:
+            try:
+                client_addr = await client_source_address(client, inv)
+            except HopcapError:
+                client_addr = None
+
+        async def points_of(s: HostSession) -> None:
+            try:
+                await resolve_points(s, inv, client_addr)
+                missing = [p.interface for p in s.points if p.interface not in s.interfaces]
+                if missing:
+                    have = ", ".join(sorted(s.interfaces)) or "none"
+                    s.error = (
+                        f"{s.name}: no interface {', '.join(missing)} on the host (it has: {have})"
+                    )
+            except HopcapError as exc:
+                s.error = str(exc)
+
+        path_sessions = [sessions[n] for n in inv.path if n in sessions]
+        await asyncio.gather(*(points_of(s) for s in path_sessions if s.ok))
+
+        for s in sessions.values():
+            if s.error:
+                errors.append(s.error)
+                emit(Event("failed", host=s.name, text=s.error))
+        if opts.require_all and errors:
+            raise CaptureError(
+                "not every host is ready and --require-all was given:\n  " + "\n  ".join(errors)
+            )
+
+        if opts.collect_facts:
+            facts_before.update(await _facts(sessions))
+
+        # start every capture at once, then the barrier
+        specs: list[tuple[HostSession, CaptureSpec]] = []
+        for s in path_sessions:
+            if not s.ok or not s.points:
+                continue
+            per_point = _ring_mb(s.free_kb, len(s.points))
+            for p in s.points:
+                spec = CaptureSpec(
+                    point=p,
+                    remote_dir=s.remote_dir or "/tmp",
+                    filter=build_filter(inv.filter, ssh_exclusion(s.ssh_connection)),
+                    bound_s=bound,
+                    ring_mb=per_point,
+                    sudo=s.host.sudo and not s.is_root,
+                    drop_to_root=s.is_root or s.host.sudo,
+                )
+                specs.append((s, spec))
+
+        async def start(s: HostSession, spec: CaptureSpec) -> None:
+            assert s.transport is not None
+            rc = RunningCapture(s.transport, spec)
+            running[spec.point.name] = rc
+            try:
+                await rc.start()
+                emit(Event("listening", host=s.name, point=spec.point.name))
+            except HopcapError as exc:
+                point_errors[spec.point.name] = str(exc)
+                emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
+
+        await asyncio.gather(*(start(s, spec) for s, spec in specs))
+        live = [n for n in running if n not in point_errors]
+        if not live:
+            raise CaptureError(
+                "no capture point could start:\n  "
+                + "\n  ".join(list(point_errors.values()) + errors)
+            )
+        if opts.require_all and point_errors:
+            raise CaptureError(
+                "a capture failed and --require-all was given:\n  "
+                + "\n  ".join(point_errors.values())
+            )
+
+        # the repro step, or the window, or the user's Ctrl-C, whichever comes first
+        interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+    finally:
+        # stop whatever is running even when cancelled; never leave a tcpdump behind
+        emit(Event("stopping", text=f"{len(running)} captures"))
+        stop_results = await asyncio.gather(
+            *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
+            return_exceptions=True,
+        )
+        for r in stop_results:
+            if isinstance(r, tuple):
+                name, st, err = r
+                if st is not None:
+                    stats[name] = st
+                if err:
+                    point_errors[name] = err
+
+    try:
+        if opts.collect_facts:
+            facts_after.update(await _facts(sessions))
+
+        async def clock_end(s: HostSession) -> None:
+            if s.ok:
+                with contextlib.suppress(HopcapError):
+                    clocks_after[s.name] = await clock_offset(s.transport)  # type: ignore[arg-type]
+
+        await asyncio.gather(*(clock_end(s) for s in sessions.values()))
+
+        async def pull(name: str, rc: RunningCapture) -> None:
+            try:
+                pulled[name] = await _pull(rc, pcaps / pcap_filename(name), emit)
+            except HopcapError as exc:
+                point_errors[name] = f"pull failed: {exc}"
+                emit(Event("pull-failed", point=name, text=str(exc)))
+
+        await asyncio.gather(
+            *(pull(n, rc) for n, rc in running.items() if n not in point_errors or n in stats)
+        )
+    finally:
+        await asyncio.gather(*(remove_remote_dir(s) for s in sessions.values()))
+        await close_all(sessions)
+
+    captures: list[PointCapture] = []
+    for n in inv.path:
+        if n not in sessions:
+            continue
+        s = sessions[n]
+        points = s.points or _declared_points(s)
+        for p in points:
+            rc = running.get(p.name)
+            st = stats.get(p.name)
+            local = pulled.get(p.name)
+            err = point_errors.get(p.name) or (s.error if rc is None else None)
+            clk = clocks.get(n)
+            captures.append(
+                PointCapture(
+                    point=p,
+                    pcap=local[0] if local else None,
+                    command=rc.spec.command() if rc else "",
+                    tcpdump_version=s.tcpdump_version,
+                    start_ts=rc.start_ts if rc else None,
+                    ready_ts=rc.ready_ts if rc else None,
+                    stop_ts=rc.stop_ts if rc else None,
+                    packets=st.captured if st else None,
+                    received=st.received if st else None,
+                    kernel_drops=st.dropped if st else None,
+                    clock_offset_s=clk[0] if clk else None,
+                    clock_error_s=clk[1] if clk else None,
+                    sha256=local[1] if local else None,
+                    error=err,
+                )
+            )
+    for n in inv.path:
+        if n in sessions and not sessions[n].points and sessions[n].error is None:
+            errors.append(f"{n}: no capture points")
+
+    host_facts = tuple(
+        HostFacts(
+            host=n,
+            before=facts_before.get(n, ({}, {}))[0],
+            after=facts_after.get(n, ({}, {}))[0],
+            missing={**facts_before.get(n, ({}, {}))[1], **facts_after.get(n, ({}, {}))[1]},
+            clock_before=clocks.get(n),
+            clock_after=clocks_after.get(n),
+        )
+        for n in sessions
+        if n in facts_before or n in facts_after
+    )
+    complete = not interrupted and all(c.pcap is not None and c.error is None for c in captures)
+    return RunRecord(
+        run_id=run_id,
+        started_ts=started,
+        finished_ts=time.time(),
+        inventory=inv.to_public_dict(),
+        captures=tuple(captures),
+        facts=host_facts,
+        complete=complete and not errors,
+        interrupted=interrupted,
+        errors=tuple(errors + [e for e in point_errors.values() if e not in errors]),
+        repro=repro_result,
+    )
+
+
+def _declared_points(s: HostSession) -> list[CapturePoint]:
+    """Points of a host that failed before resolving them (so the bundle can name them)."""
+    if s.host.capture == "auto":
+        return [CapturePoint(host=s.name, interface="auto")]
+    return [CapturePoint(host=s.name, interface=i) for i in s.host.capture]
+
+
+def _ring_mb(free_kb: int | None, points: int) -> int:
+    """Size of one ring file: at most half the free space, shared by the host's points."""
+    budget = MAX_RING_BYTES
+    if free_kb is not None:
+        budget = min(budget, free_kb * 1024 // 2 // max(points, 1))
+    return max(1, budget // RING_FILES // 1_000_000)
+
+
+async def _facts(
+    sessions: dict[str, HostSession],
+) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    async def one(s: HostSession) -> tuple[str, tuple[dict[str, str], dict[str, str]]]:
+        assert s.transport is not None
+        return s.name, await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
+
+    results = await asyncio.gather(
+        *(one(s) for s in sessions.values() if s.ok), return_exceptions=True
+    )
+    return dict(r for r in results if isinstance(r, tuple))
+
+
+async def _window(
+    inv: Inventory,
+    sessions: dict[str, HostSession],
+    window: float,
+    stop: asyncio.Event,
+    emit: EventSink,
+) -> tuple[bool, dict[str, object] | None]:
+    """Wait for the repro step, the window or a stop request. Returns (interrupted, repro)."""
+    stopper: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
+    repro_task: asyncio.Future[object]
+    result: dict[str, object] | None = None
+    try:
+        if inv.repro is not None:
+            s = sessions.get(inv.repro.on)
+            if s is None or not s.ok:
+                result = {"command": inv.repro.run, "error": f"{inv.repro.on} is not reachable"}
+                emit(Event("repro-failed", host=inv.repro.on, text=str(result["error"])))
+                repro_task = asyncio.ensure_future(asyncio.sleep(window))
+            else:
+                assert s.transport is not None
+                emit(Event("repro", host=s.name, text=inv.repro.run))
+                repro_task = asyncio.ensure_future(s.transport.run(inv.repro.run, timeout=window))
+        else:
+            emit(Event("window", text=f"capturing for {window:g}s (Ctrl-C to stop early)"))
+            repro_task = asyncio.ensure_future(asyncio.sleep(window))
+        done, _ = await asyncio.wait({repro_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            repro_task.cancel()
+            return True, result or (
+                {"command": inv.repro.run, "error": "interrupted"} if inv.repro else None
+            )
+        if inv.repro is not None and result is None:
+            try:
+                res = repro_task.result()
+                assert isinstance(res, CommandResult)
+                result = {
+                    "on": inv.repro.on,
+                    "command": inv.repro.run,
+                    "exit_status": res.exit_status,
+                    "stdout": res.stdout[-4000:],
+                    "stderr": res.stderr[-4000:],
+                }
+                emit(Event("repro-done", host=inv.repro.on, text=f"exit {res.exit_status}"))
+            except TransportError as exc:
+                result = {"on": inv.repro.on, "command": inv.repro.run, "error": str(exc)}
+                emit(Event("repro-failed", host=inv.repro.on, text=str(exc)))
+        await asyncio.sleep(SETTLE_S)
+        return False, result
+    finally:
+        stopper.cancel()
+
+
+async def _stop(name: str, rc: RunningCapture) -> tuple[str, CaptureStats | None, str | None]:
+    try:
+        return name, await asyncio.wait_for(rc.stop(), 30), None
+    except (HopcapError, TimeoutError) as exc:
+        return name, None, f"{name}: stopping tcpdump failed: {exc}"
+
+
+async def _pull(rc: RunningCapture, local: Path, emit: EventSink) -> tuple[Path, str]:
+    """Pull every ring file of a capture (oldest first) into one local pcap, verified."""
+    files = await rc.files()
+    if not files:
+        raise CaptureError(f"{rc.spec.point.name}: tcpdump wrote no file")
+    parts: list[Path] = []
+    for i, remote in enumerate(files):
+        part = local if len(files) == 1 else local.with_suffix(f".part{i}")
+        await _get_verified(rc, remote, part, emit)
+        parts.append(part)
+    if len(parts) > 1:
+        _concat_pcaps(parts, local)
+    digest = _sha256(local)
+    emit(Event("pulled", point=rc.spec.point.name, done=local.stat().st_size))
+    return local, digest
+
+
+async def _get_verified(rc: RunningCapture, remote: str, local: Path, emit: EventSink) -> None:
+    t = rc.transport
+    name = rc.spec.point.name
+    res = await t.run(quote(["sha256sum", remote]), timeout=120)
+    want = res.stdout.split()[0] if res.ok and res.stdout.split() else None
+    last: str = ""
+    for _attempt in range(PULL_RETRIES):
+        try:
+            await t.get(
+                remote,
+                local,
+                progress=lambda done, total: emit(
+                    Event("pull", point=name, done=done, total=total)
+                ),
+            )
+        except TransportError as exc:
+            last = str(exc)
+            continue
+        if want is None or _sha256(local) == want:
+            return
+        last = "sha256 of the pulled file differs from the remote file"
+    raise CaptureError(f"{name}: pulling {remote} failed after {PULL_RETRIES} tries: {last}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _concat_pcaps(parts: list[Path], out: Path) -> None:
+    """Join classic pcap ring files of one capture: the first header, then every record."""
+    with out.open("wb") as w:
+        for i, part in enumerate(parts):
+            with part.open("rb") as r:
+                if i > 0:
+                    r.seek(24)
+                while chunk := r.read(1 << 20):
+                    w.write(chunk)
+            part.unlink()

@@ -1,0 +1,234 @@
+"""Connecting to every host of an inventory at once (jump hosts first) and learning what a
+run needs to know about each: our own SSH session, root or sudo, tcpdump, free space,
+interfaces. One host's failure is data (`HostSession.error`), never a crash of the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from hopcap.errors import HopcapError, InventoryError, TransportError
+from hopcap.model import CapturePoint, Host, Inventory
+from hopcap.orchestrator.capture import INTERFACE_RE
+from hopcap.orchestrator.transport import HostTransport, SSHTransport, as_root, connect, quote
+
+REMOTE_TMP = "/tmp"
+REMOTE_PREFIX = "hopcap."
+MAX_PARALLEL_CONNECTS = 32  # OpenSSH's MaxStartups refuses part of larger bursts to one sshd
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a run, for the CLI to display (the orchestrator never prints)."""
+
+    kind: str  # connected, failed, listening, capture-failed, repro, stopping, pull, pulled, ...
+    host: str | None = None
+    point: str | None = None
+    text: str = ""
+    done: int | None = None
+    total: int | None = None
+
+
+EventSink = Callable[[Event], None]
+
+
+def no_events(_: Event) -> None:
+    pass
+
+
+@dataclass
+class HostSession:
+    host: Host
+    transport: HostTransport | None = None
+    error: str | None = None
+    ssh_connection: str = ""
+    is_root: bool = False
+    tcpdump_version: str | None = None
+    has_timeout: bool = False
+    free_kb: int | None = None
+    interfaces: dict[str, bool] = field(default_factory=dict)  # name -> up
+    points: list[CapturePoint] = field(default_factory=list)
+    sudo_ok: bool | None = None
+    remote_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def ok(self) -> bool:
+        return self.transport is not None and self.error is None
+
+    def root(self, command: str) -> str:
+        return as_root(command, self.host.sudo and not self.is_root)
+
+
+def hosts_to_connect(inv: Inventory) -> list[str]:
+    """Path hosts, the repro host, and every jump host they need, jump hosts first."""
+    wanted: list[str] = []
+
+    def add(name: str) -> None:
+        h = inv.hosts[name]
+        if h.jump and h.jump not in wanted:
+            add(h.jump)
+        if name not in wanted:
+            wanted.append(name)
+
+    for n in inv.path:
+        add(n)
+    if inv.repro and inv.repro.on in inv.hosts:
+        add(inv.repro.on)
+    return wanted
+
+
+async def connect_all(
+    inv: Inventory, names: Iterable[str], emit: EventSink
+) -> dict[str, HostSession]:
+    sessions = {n: HostSession(inv.hosts[n]) for n in names}
+    futures: dict[str, asyncio.Future[SSHTransport | None]] = {
+        n: asyncio.get_running_loop().create_future() for n in sessions
+    }
+    gate = asyncio.Semaphore(MAX_PARALLEL_CONNECTS)
+
+    async def one(name: str) -> None:
+        s = sessions[name]
+        via: SSHTransport | None = None
+        try:
+            if s.host.jump:
+                if s.host.jump not in futures:
+                    raise TransportError(name, f"jump host {s.host.jump!r} is not connected")
+                via = await futures[s.host.jump]
+                if via is None:
+                    raise TransportError(name, f"jump host {s.host.jump} is unreachable")
+            async with gate:
+                t = await connect(s.host, via=via)
+            s.transport = t
+            futures[name].set_result(t)
+            emit(Event("connected", host=name, text=s.host.address))
+        except HopcapError as exc:
+            s.error = str(exc)
+            if not futures[name].done():
+                futures[name].set_result(None)
+            hint = f" ({exc.hint})" if exc.hint else ""
+            emit(Event("failed", host=name, text=str(exc) + hint))
+
+    await asyncio.gather(*(one(n) for n in sessions))
+    return sessions
+
+
+_PROBE = (
+    'echo "ssh=$SSH_CONNECTION"; echo "uid=$(id -u)"; '
+    'echo "tcpdump=$(tcpdump --version 2>&1 | head -n 1)"; '
+    "command -v tcpdump >/dev/null 2>&1 && echo has_tcpdump=1; "
+    "command -v timeout >/dev/null 2>&1 && echo has_timeout=1; "
+    f"echo \"free=$(df -Pk {REMOTE_TMP} | awk 'NR==2 {{print $4}}')\"; "
+    'for i in /sys/class/net/*; do echo "if=${i##*/} $(cat $i/operstate)"; done'
+)
+
+# Remove what a crashed run left: directories are named hopcap.<expiry epoch>.<run id>.
+_CLEAN_STALE = (
+    f"now=$(date +%s); for d in {REMOTE_TMP}/{REMOTE_PREFIX}*.*; do "
+    '[ -d "$d" ] || continue; e=${d#*/hopcap.}; e=${e%%.*}; '
+    'case "$e" in *[!0-9]*|"") continue;; esac; '
+    '[ "$e" -lt "$now" ] && rm -rf -- "$d"; done; true'
+)
+
+
+async def probe(s: HostSession) -> None:
+    """Learn what a run needs about an already-connected host (sets `s.error` on failure)."""
+    assert s.transport is not None
+    res = await s.transport.run(_PROBE, timeout=20)
+    for line in res.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key == "ssh":
+            s.ssh_connection = value.strip()
+        elif key == "uid":
+            s.is_root = value.strip() == "0"
+        elif key == "tcpdump" and value.strip():
+            s.tcpdump_version = value.strip()
+        elif key == "has_timeout":
+            s.has_timeout = True
+        elif key == "free" and value.strip().isdigit():
+            s.free_kb = int(value.strip())
+        elif key == "if":
+            name, _, state = value.partition(" ")
+            s.interfaces[name] = state.strip() in ("up", "unknown")
+    if "has_tcpdump=1" not in res.stdout:
+        s.tcpdump_version = None
+    if s.host.sudo and not s.is_root:
+        chk = await s.transport.run("sudo -n true", timeout=15)
+        s.sudo_ok = chk.ok
+        if not chk.ok:
+            s.error = (
+                f"{s.name}: `sudo -n` is not allowed (it wants a password or is not "
+                f"configured): {chk.stderr.strip()}"
+            )
+
+
+async def resolve_points(s: HostSession, inv: Inventory, client_addr: str | None) -> None:
+    """Turn the host's `capture` into capture points; `auto` asks the host's routing table."""
+    cap = s.host.capture
+    if cap == "auto":
+        assert s.transport is not None
+        from hopcap.inventory import resolve_auto_capture
+
+        if inv.target is None:
+            raise InventoryError(f"{s.name}: `capture: auto` needs a `target`")
+        r1 = await s.transport.run(quote(["ip", "-o", "route", "get", inv.target.host]))
+        r2 = None
+        if client_addr:
+            r2 = await s.transport.run(quote(["ip", "-o", "route", "get", client_addr]))
+        links = await s.transport.run("ip -o link show")
+        ifaces = resolve_auto_capture(
+            s.name, r1.stdout, r2.stdout if r2 is not None else None, links.stdout
+        )
+    else:
+        ifaces = tuple(cap)
+    s.points = []
+    for i in ifaces:
+        if not INTERFACE_RE.match(i):
+            raise InventoryError(f"{s.name}: invalid interface name {i!r}")
+        s.points.append(CapturePoint(host=s.name, interface=i))
+
+
+async def client_source_address(s: HostSession, inv: Inventory) -> str | None:
+    """The address the client uses toward the target (`src` of `ip route get TARGET`)."""
+    if s.transport is None or inv.target is None:
+        return None
+    res = await s.transport.run(quote(["ip", "-o", "route", "get", inv.target.host]))
+    m = re.search(r"\bsrc (\S+)", res.stdout)
+    return m.group(1) if m else None
+
+
+async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
+    assert s.transport is not None
+    expiry = int(time.time() + bound_s + 60)
+    d = f"{REMOTE_TMP}/{REMOTE_PREFIX}{expiry}.{run_id}"
+    await s.transport.run(_CLEAN_STALE, timeout=20)
+    res = await s.transport.run(quote(["mkdir", "-m", "755", d]))
+    if not res.ok:
+        raise TransportError(s.name, f"cannot create {d}: {res.stderr.strip()}")
+    s.remote_dir = d
+    return d
+
+
+async def remove_remote_dir(s: HostSession) -> None:
+    if s.transport is None or not s.remote_dir:
+        return
+    try:
+        await s.transport.run(s.root(quote(["rm", "-rf", "--", s.remote_dir])), timeout=15)
+        s.remote_dir = None
+    except HopcapError:
+        pass
+
+
+async def close_all(sessions: dict[str, HostSession]) -> None:
+    # close hosts reached through a jump before the jump host itself
+    for s in reversed(list(sessions.values())):
+        if s.transport is not None:
+            await s.transport.close()
+            s.transport = None
