@@ -1,0 +1,70 @@
+"""A lab of its own for the end-to-end tests, torn down also when a test fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hopcap import lab
+
+PREFIX = "hce"
+MGMT = "198.19.210.0/24"
+HOPCAP = [sys.executable, "-m", "hopcap"]
+
+
+@pytest.fixture(scope="session")
+def e2e_lab() -> Iterator[lab.LabInfo]:
+    lab.check_prerequisites()
+    try:
+        info = lab.up(PREFIX, mgmt_net=MGMT)
+        yield info
+    finally:
+        lab.down(PREFIX)
+
+
+@pytest.fixture()
+def clean_lab(e2e_lab: lab.LabInfo) -> Iterator[lab.LabInfo]:
+    """The lab with no fault, also after the test."""
+    lab.fault_clear(PREFIX)
+    try:
+        yield e2e_lab
+    finally:
+        lab.fault_clear(PREFIX)
+
+
+@dataclass
+class RunResult:
+    code: int
+    stdout: str
+    stderr: str
+    out: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.out / "manifest.json").read_text())
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        return json.loads((self.out / "verdict.json").read_text())
+
+    def findings(self, *kinds: str) -> list[dict[str, Any]]:
+        return [
+            f for flow in self.verdict["flows"] for f in flow["findings"] if f["kind"] in kinds
+        ]
+
+
+def hopcap_run(inventory: Path, out: Path, *extra: str, timeout: float = 180) -> RunResult:
+    proc = subprocess.run(
+        [*HOPCAP, "run", "--inventory", str(inventory), "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return RunResult(proc.returncode, proc.stdout, proc.stderr, out)

@@ -1,0 +1,59 @@
+"""`hopcap run` end to end on the lab: real sshd, tcpdump, nftables and haproxy."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from hopcap import lab
+from tests.e2e.conftest import PREFIX, hopcap_run
+
+pytestmark = pytest.mark.lab
+
+POINTS = ["client:eth0", "fw:eth0", "fw:eth1", "lb:eth0", "lb:eth1", "srv:eth0"]
+
+
+def test_clean_run_gives_complete_bundle_and_no_fault(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    res = hopcap_run(clean_lab.inventory, tmp_path / "b")
+    assert res.code == 0, res.stderr
+    assert f"bundle: {res.out}" in res.stdout
+
+    man = res.manifest
+    assert man["complete"] is True
+    assert [p["name"] for p in man["points"]] == POINTS
+    for p in man["points"]:
+        assert p["packets"] > 0, p
+        assert p["kernel_drops"] == 0
+        assert p["ready_ts"] >= p["start_ts"]
+        assert p["stop_ts"] > p["ready_ts"]
+    assert 0 <= man["start_skew_s"] < 5
+    for rel, digest in man["files"].items():
+        assert hashlib.sha256((res.out / rel).read_bytes()).hexdigest() == digest, rel
+    assert {f"pcaps/{n.replace(':', '_')}.pcap" for n in POINTS} <= set(man["files"])
+    assert man["repro"]["exit_status"] == 0
+
+    verdict = res.verdict
+    assert [p["name"] for p in verdict["points"]] == POINTS
+    assert verdict["flows"], "the curl must show up as a flow"
+    assert res.findings("drop", "inject", "rewrite") == []
+    # the curl's connection is followed from the client to the lb, and the proxied one to srv
+    http = [f for f in verdict["flows"] if f["server"] == "203.0.113.80:80"]
+    assert http
+    legs = {leg["point"]: leg["link"] for leg in http[0]["legs"]}
+    assert legs.get("fw:eth1") == "nat"
+    assert legs.get("srv:eth0") == "proxied"
+
+
+def test_syn_dropped_in_fw_forward_chain(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    lab.fault_apply("fw-drop-syn", PREFIX)
+    res = hopcap_run(clean_lab.inventory, tmp_path / "b")
+    assert res.code == 0, res.stderr
+    drops = res.findings("drop")
+    assert drops, res.stdout
+    syn = [d for d in drops if d["direction"] == "c2s"]
+    assert syn and all(d["between"] == ["fw:eth0", "fw:eth1"] for d in syn), drops
+    assert res.findings("inject", "rewrite") == []
