@@ -68,26 +68,33 @@ async def collect_facts(
     return outputs, missing
 
 
-async def clock_offset(transport: HostTransport, samples: int = 5) -> tuple[float, float]:
+async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[float, float]:
     """Estimate (remote clock - local clock, error bound) in seconds.
 
-    Several round trips; the one with the smallest RTT wins (as NTP does), and its error
-    bound is half that RTT.
+    One remote shell answers every probe (so channel and shell start-up are not part of the
+    round trip); the sample with the smallest RTT wins, as in NTP, and its error bound is
+    half that RTT.
     """
+    proc = await transport.spawn("while read x; do date +%s.%N; done", stdin=True)
     best: tuple[float, float] | None = None
-    for _ in range(samples):
-        t0 = time.time()
-        res = await transport.run("date +%s.%N", timeout=10)
-        t1 = time.time()
-        try:
-            remote = float(res.stdout.strip())
-        except ValueError as exc:
-            raise TransportError(
-                transport.name, f"cannot read the remote clock: {res.stdout!r}"
-            ) from exc
-        rtt = t1 - t0
-        offset = remote - (t0 + t1) / 2
-        if best is None or rtt / 2 < best[1]:
-            best = (offset, rtt / 2)
+    try:
+        for _ in range(samples):
+            t0 = time.time()
+            proc.write("\n")
+            line = await asyncio.wait_for(proc.readline_stdout(), 10)
+            t1 = time.time()
+            try:
+                remote = float(line.strip())
+            except ValueError as exc:
+                raise TransportError(
+                    transport.name, f"cannot read the remote clock: {line!r}"
+                ) from exc
+            half_rtt = (t1 - t0) / 2
+            if best is None or half_rtt < best[1]:
+                best = (remote - (t0 + t1) / 2, half_rtt)
+    except TimeoutError as exc:
+        raise TransportError(transport.name, "the remote clock did not answer") from exc
+    finally:
+        proc.close()
     assert best is not None
     return best

@@ -207,7 +207,8 @@ async def client_source_address(s: HostSession, inv: Inventory) -> str | None:
 async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
     assert s.transport is not None
     expiry = int(time.time() + bound_s + 60)
-    d = f"{REMOTE_TMP}/{REMOTE_PREFIX}{expiry}.{run_id}"
+    # the host's name is part of it: hosts may share a file system (the lab's namespaces do)
+    d = f"{REMOTE_TMP}/{REMOTE_PREFIX}{expiry}.{run_id}.{s.name}"
     await s.transport.run(_CLEAN_STALE, timeout=20)
     res = await s.transport.run(quote(["mkdir", "-m", "755", d]))
     if not res.ok:

@@ -52,6 +52,10 @@ class CommandResult:
 class RemoteProcess(Protocol):
     async def readline_stderr(self) -> str: ...  # "" at EOF
 
+    async def readline_stdout(self) -> str: ...  # "" at EOF
+
+    def write(self, data: str) -> None: ...  # to stdin (spawned with stdin=True)
+
     async def wait(self, timeout: float | None = None) -> CommandResult: ...
 
     def close(self) -> None: ...
@@ -64,7 +68,7 @@ class HostTransport(Protocol):
         self, command: str, *, timeout: float = 30.0, input: str | None = None
     ) -> CommandResult: ...
 
-    async def spawn(self, command: str) -> RemoteProcess: ...
+    async def spawn(self, command: str, *, stdin: bool = False) -> RemoteProcess: ...
 
     async def get(
         self,
@@ -99,6 +103,12 @@ class _SSHProcess:
         if line:
             self._stderr_seen.append(line)
         return line
+
+    async def readline_stdout(self) -> str:
+        return await self._proc.stdout.readline()
+
+    def write(self, data: str) -> None:
+        self._proc.stdin.write(data)
 
     async def wait(self, timeout: float | None = None) -> CommandResult:
         done = await self._proc.wait(check=False, timeout=timeout)
@@ -139,9 +149,11 @@ class SSHTransport:
             exit_signal=res.exit_signal[0] if res.exit_signal else None,
         )
 
-    async def spawn(self, command: str) -> RemoteProcess:
+    async def spawn(self, command: str, *, stdin: bool = False) -> RemoteProcess:
         try:
-            proc = await self.conn.create_process(command, stdin=asyncssh.DEVNULL)
+            proc = await self.conn.create_process(
+                command, stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL
+            )
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
         return _SSHProcess(command, proc)
