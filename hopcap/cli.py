@@ -22,6 +22,7 @@ from hopcap.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_PREFLIGHT,
     HopcapError,
 )
 from hopcap.model import PointInput, RunRecord, Verdict
@@ -244,6 +245,53 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     except asyncio.CancelledError:
         _err("hopcap: aborted; remote captures were stopped")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command()
+def check(
+    inventory: InventoryOpt,
+    path: Annotated[
+        str | None, typer.Option(help="hop order, e.g. client,fw,lb,srv (overrides)")
+    ] = None,
+) -> None:
+    """Preflight only: reach, auth, host keys, tcpdump, sudo, interfaces, disk, clocks."""
+    from hopcap.inventory import load
+    from hopcap.orchestrator.check import check as run_check
+
+    try:
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        results = asyncio.run(run_check(inv, emit=_Progress()))
+    except HopcapError as exc:
+        _fail(exc)
+    rows = [
+        [
+            r.host,
+            r.address,
+            "yes" if r.connected else "no",
+            (r.tcpdump or "-").removeprefix("tcpdump version "),
+            r.sudo,
+            ", ".join(r.points) or "-",
+            "-" if r.free_mb is None else f"{r.free_mb} MB",
+            "-"
+            if r.clock_offset_s is None
+            else f"{r.clock_offset_s * 1000:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})",
+            "ok" if r.ok else "FAIL",
+        ]
+        for r in results
+    ]
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["host", "address", "ssh", "tcpdump", "sudo", "capture", "free", "clock", ""],
+        )
+    )
+    bad = [r for r in results if not r.ok]
+    for r in bad:
+        for p in r.problems:
+            typer.echo(f"{r.host}: {p}")
+    if bad:
+        raise typer.Exit(EXIT_PREFLIGHT)
+    typer.echo("all hosts ready")
 
 
 @app.command(name="correlate")

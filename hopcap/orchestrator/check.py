@@ -1,0 +1,115 @@
+"""`hopcap check`: the preflight of `hopcap run`, without capturing anything.
+
+Every host in parallel: reachable, authentication, host key, tcpdump (and its version),
+`sudo -n` where asked, capture interfaces present and up (after `auto`), free space in the
+remote temporary directory, clock offset. A host's problems are data, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from hopcap.errors import HopcapError
+from hopcap.model import Inventory
+from hopcap.orchestrator.facts import clock_offset
+from hopcap.orchestrator.session import (
+    REMOTE_TMP,
+    EventSink,
+    HostSession,
+    client_source_address,
+    close_all,
+    connect_all,
+    hosts_to_connect,
+    no_events,
+    probe,
+    resolve_points,
+)
+
+MIN_FREE_KB = 100 * 1024  # below this a capture of any length is at risk
+
+
+@dataclass
+class HostCheck:
+    host: str
+    address: str
+    connected: bool = False
+    tcpdump: str | None = None
+    sudo: str = "-"  # "-" not asked, "ok", or why not
+    points: list[str] = field(default_factory=list)
+    free_mb: int | None = None
+    clock_offset_s: float | None = None
+    clock_error_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check(inv: Inventory, *, emit: EventSink = no_events) -> list[HostCheck]:
+    sessions = await connect_all(inv, hosts_to_connect(inv), emit)
+    try:
+        results = {n: HostCheck(n, s.host.address) for n, s in sessions.items()}
+        for n, s in sessions.items():
+            if s.error:
+                results[n].problems.append(s.error)
+            else:
+                results[n].connected = True
+
+        async def one(s: HostSession) -> None:
+            r = results[s.name]
+            try:
+                await probe(s)
+                r.tcpdump = s.tcpdump_version
+                r.free_mb = s.free_kb // 1024 if s.free_kb is not None else None
+                if s.host.sudo and not s.is_root:
+                    r.sudo = "ok" if s.sudo_ok else "needs a password"
+                if s.error:
+                    r.problems.append(s.error)
+                r.clock_offset_s, r.clock_error_s = await clock_offset(s.transport)  # type: ignore[arg-type]
+            except HopcapError as exc:
+                r.problems.append(str(exc))
+                return
+            if not s.host.on_path:
+                return
+            if s.tcpdump_version is None:
+                r.problems.append("tcpdump is not installed (package tcpdump)")
+            if not s.has_timeout:
+                r.problems.append("coreutils `timeout` is missing: captures cannot be bounded")
+            if s.free_kb is not None and s.free_kb < MIN_FREE_KB:
+                r.problems.append(f"only {s.free_kb // 1024} MB free in {REMOTE_TMP}")
+            if not s.is_root and not s.host.sudo:
+                r.problems.append("not root and `sudo` is false: tcpdump needs root")
+
+        await asyncio.gather(*(one(s) for s in sessions.values() if s.ok))
+
+        client = next((s for s in sessions.values() if s.host.role == "client" and s.ok), None)
+        client_addr = None
+        if client is not None:
+            try:
+                client_addr = await client_source_address(client, inv)
+            except HopcapError:
+                client_addr = None
+
+        async def points(s: HostSession) -> None:
+            r = results[s.name]
+            try:
+                await resolve_points(s, inv, client_addr)
+            except HopcapError as exc:
+                r.problems.append(str(exc))
+                return
+            for p in s.points:
+                r.points.append(p.interface)
+                if p.interface not in s.interfaces:
+                    have = ", ".join(sorted(s.interfaces)) or "none"
+                    r.problems.append(f"no interface {p.interface} (the host has: {have})")
+                elif not s.interfaces[p.interface]:
+                    r.problems.append(f"interface {p.interface} is down")
+
+        await asyncio.gather(
+            *(points(sessions[n]) for n in inv.path if n in sessions and sessions[n].ok)
+        )
+        return [results[n] for n in sessions]
+    finally:
+        await close_all(sessions)
