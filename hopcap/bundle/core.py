@@ -1,0 +1,534 @@
+"""Writing, loading and re-rendering evidence bundles (see DESIGN.md, "Evidence bundle")."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import hopcap
+from hopcap.bundle.anon import Anonymiser
+from hopcap.bundle.facts import write_facts
+from hopcap.bundle.merge import (
+    MergePoint,
+    anonymise_pcap,
+    collect_addresses,
+    write_merged,
+)
+from hopcap.bundle.report import finding_text, render_html, render_markdown
+from hopcap.errors import BundleError
+from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
+
+FORMAT = "hopcap-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VERDICT = "verdict.json"
+MERGED = "merged.pcapng"
+FACTS_SUMMARY = "facts/summary.json"
+
+VERDICT_HEADERS = ["flow", "client -> server", "legs", "findings", "summary"]
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def pcap_dir(out: Path) -> Path:
+    """`out/pcaps`, created. The orchestrator pulls each point's capture to
+    `pcap_dir(out) / pcap_filename(point.name)` before `write_bundle` runs."""
+    d = Path(out) / "pcaps"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create {d}: {exc.strerror}") from exc
+    return d
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return (
+        _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential|auth[_-]?key",
+    re.I,
+)
+_SECRET_INLINE = re.compile(
+    r"(?i)\b(password|passwd|pwd|passphrase|secret|token|api[_-]?key)(\s*[=:]\s*)(\S+)"
+)
+_PEM = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
+
+
+def scrub_secrets(obj: Any) -> Any:
+    """Drop anything that looks like a secret from a JSON-like object: values of keys named
+    like passwords / tokens / keys, `password=...` inside strings, PEM private keys."""
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", False):
+                out[k] = "<removed>"
+            else:
+                out[k] = scrub_secrets(v)
+        return out
+    if isinstance(obj, list | tuple):
+        return [scrub_secrets(v) for v in obj]
+    if isinstance(obj, str):
+        s = _PEM.sub("<private key removed>", obj)
+        return _SECRET_INLINE.sub(lambda m: m.group(1) + m.group(2) + "<removed>", s)
+    return obj
+
+
+# --------------------------------------------------------------------------- points
+
+
+@dataclass
+class _Point:
+    name: str
+    host: str
+    interface: str
+    pcap: Path | None  # inside the bundle
+    command: str = ""
+    tcpdump_version: str | None = None
+    start_ts: float | None = None
+    ready_ts: float | None = None
+    stop_ts: float | None = None
+    packets: int | None = None
+    received: int | None = None
+    kernel_drops: int | None = None
+    clock_offset_s: float | None = None
+    clock_error_s: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_manifest(self, out: Path, packets_in_file: int | None) -> dict[str, Any]:
+        file = self.pcap.relative_to(out).as_posix() if self.pcap is not None else None
+        return {
+            "name": self.name,
+            "host": self.host,
+            "interface": self.interface,
+            "file": file,
+            "command": self.command,
+            "tcpdump_version": self.tcpdump_version,
+            "start_ts": self.start_ts,
+            "ready_ts": self.ready_ts,
+            "stop_ts": self.stop_ts,
+            "packets": self.packets,
+            "packets_in_file": packets_in_file,
+            "received": self.received,
+            "kernel_drops": self.kernel_drops,
+            "clock_offset_s": self.clock_offset_s,
+            "clock_error_s": self.clock_error_s,
+            "error": self.error,
+            **self.extra,
+        }
+
+
+def _place_pcap(out: Path, name: str, src: Path | None) -> Path | None:
+    """The point's capture inside the bundle (copied in when it is elsewhere)."""
+    dst = pcap_dir(out) / pcap_filename(name)
+    if dst.exists():
+        return dst
+    if src is None or not Path(src).exists():
+        return None
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as exc:
+        raise BundleError(f"cannot copy {src} into the bundle: {exc.strerror}") from exc
+    return dst
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_bundle(
+    out: Path,
+    run: RunRecord,
+    verdict: Verdict,
+    *,
+    tarball: bool = False,
+    anonymise: bool = False,
+) -> Path:
+    """Write a bundle for a run into `out` (which already holds `pcaps/`); return `out`,
+    or the path of `<out>.tar.gz` when `tarball` is true. See `hopcap.bundle.anon` for
+    what `anonymise` changes."""
+    out = Path(out)
+    points = []
+    for c in run.captures:
+        pcap = _place_pcap(out, c.point.name, c.pcap)
+        err = c.error
+        if pcap is None and err is None:
+            err = "no capture file"
+        points.append(
+            _Point(
+                name=c.point.name,
+                host=c.point.host,
+                interface=c.point.interface,
+                pcap=pcap,
+                command=c.command,
+                tcpdump_version=c.tcpdump_version,
+                start_ts=c.start_ts,
+                ready_ts=c.ready_ts,
+                stop_ts=c.stop_ts,
+                packets=c.packets,
+                received=c.received,
+                kernel_drops=c.kernel_drops,
+                clock_offset_s=c.clock_offset_s,
+                clock_error_s=c.clock_error_s,
+                error=err,
+            )
+        )
+    base: dict[str, Any] = {
+        "source": "run",
+        "run_id": run.run_id,
+        "started_ts": run.started_ts,
+        "started": _iso(run.started_ts),
+        "finished_ts": run.finished_ts,
+        "finished": _iso(run.finished_ts),
+        "inventory": scrub_secrets(dict(run.inventory)) if run.inventory else None,
+        "start_skew_s": run.start_skew_s,
+        "complete": run.complete and all(p.pcap is not None for p in points),
+        "interrupted": run.interrupted,
+        "errors": list(run.errors),
+        "repro": scrub_secrets(dict(run.repro)) if run.repro else None,
+    }
+    return _write(out, base, points, verdict, run.facts, tarball=tarball, anonymise=anonymise)
+
+
+def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdict) -> Path:
+    """A bundle for `hopcap correlate NAME=PCAP... --out DIR`: the captures are copied into
+    `pcaps/`; the manifest says `"source": "offline"` (no inventory, facts or timings)."""
+    out = Path(out)
+    pts: list[_Point] = []
+    for p in points:
+        host, iface = (p.host, p.interface) if p.host else PointInput.parse_name(p.name)
+        pcap = _place_pcap(out, p.name, p.pcap) if p.pcap is not None else None
+        err = p.missing_reason
+        if pcap is None and err is None:
+            err = "no capture file" if p.pcap is None else f"{p.pcap} does not exist"
+        pts.append(
+            _Point(
+                name=p.name,
+                host=host,
+                interface=iface,
+                pcap=pcap,
+                start_ts=p.start_ts,
+                ready_ts=p.start_ts,
+                stop_ts=p.stop_ts,
+                kernel_drops=p.kernel_drops,
+                clock_offset_s=p.clock_offset_hint_s,
+                error=err,
+                extra={"original_path": str(p.pcap) if p.pcap is not None else None},
+            )
+        )
+    firsts = [v.first_ts for v in verdict.points if v.first_ts is not None]
+    lasts = [v.last_ts for v in verdict.points if v.last_ts is not None]
+    started = min(firsts) if firsts else None
+    finished = max(lasts) if lasts else None
+    ready = [p.ready_ts for p in pts if p.ready_ts is not None]
+    now = time.time()
+    base: dict[str, Any] = {
+        "source": "offline",
+        "run_id": "offline-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)),
+        "started_ts": started,
+        "started": _iso(started),
+        "finished_ts": finished,
+        "finished": _iso(finished),
+        "inventory": None,
+        "start_skew_s": (max(ready) - min(ready)) if len(ready) >= 2 else None,
+        "complete": all(p.pcap is not None for p in pts),
+        "interrupted": False,
+        "errors": [f"{p.name}: {p.error}" for p in pts if p.error],
+        "repro": None,
+    }
+    return _write(out, base, pts, verdict, (), tarball=False, anonymise=False)
+
+
+def _anonymise_facts(facts: Sequence[HostFacts], anon: Anonymiser) -> list[HostFacts]:
+    return [
+        replace(
+            hf,
+            before={k: anon.text(v) for k, v in hf.before.items()},
+            after={k: anon.text(v) for k, v in hf.after.items()},
+            missing={k: anon.text(v) for k, v in hf.missing.items()},
+        )
+        for hf in facts
+    ]
+
+
+def _write(
+    out: Path,
+    base: dict[str, Any],
+    points: list[_Point],
+    verdict: Verdict,
+    facts: Sequence[HostFacts],
+    *,
+    tarball: bool,
+    anonymise: bool,
+) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        pcap_dir(out)
+    except OSError as exc:
+        raise BundleError(f"cannot create bundle directory {out}: {exc.strerror}") from exc
+    created = time.time()
+    verdict_dict = verdict.to_dict()
+    offsets = {p.name: (p.clock_offset_s or 0.0) for p in verdict.points}
+
+    anon: Anonymiser | None = None
+    if anonymise:
+        anon = Anonymiser()
+        anon.add_obj(verdict_dict)
+        anon.add_obj(base)
+        anon.add_obj([p.to_manifest(out, None) for p in points])
+        for hf in facts:
+            anon.add_obj([dict(hf.before), dict(hf.after), dict(hf.missing)])
+        collect_addresses(anon, [p.pcap for p in points if p.pcap is not None])
+        anon.freeze()
+
+    try:
+        # facts
+        facts_summary: dict[str, Any] = {}
+        if facts:
+            written = _anonymise_facts(facts, anon) if anon else list(facts)
+            facts_summary = write_facts(out / "facts", written)
+            _dump(out / FACTS_SUMMARY, facts_summary)
+
+        # merged.pcapng (from the original captures; annotations from the original verdict)
+        stats = write_merged(
+            out / MERGED,
+            [MergePoint(p.name, p.pcap, offsets.get(p.name, 0.0), p.error) for p in points],
+            verdict,
+            anon,
+        )
+        if anon is not None:
+            for p in points:
+                if p.pcap is not None:
+                    anonymise_pcap(p.pcap, anon, p.name)
+            verdict_dict = anon.obj(verdict_dict)
+        _dump(out / VERDICT, verdict_dict)
+
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "hopcap_version": hopcap.__version__,
+            **base,
+            "created_ts": created,
+            "created": _iso(created),
+            "points": [p.to_manifest(out, stats.packets.get(p.name)) for p in points],
+            "merged": {
+                "file": MERGED,
+                "packets": sum(stats.packets.values()),
+                "comments": stats.comments,
+                "annotated_findings": stats.annotated_findings,
+                "truncated_inputs": stats.truncated,
+            },
+            "anonymised": (
+                {
+                    **(anon.counts if anon else {}),
+                    "payload": "removed (packets truncated after the transport header)",
+                    "pcaps": "rewritten as pcapng with pseudonymised addresses",
+                }
+                if anon
+                else False
+            ),
+            "warnings": [f"{n}: capture file ends mid-packet (cut short)" for n in stats.truncated],
+        }
+        if anon is not None:
+            manifest = anon.obj(manifest)
+        manifest = scrub_secrets(manifest)
+
+        shown_verdict = Verdict.from_dict(verdict_dict)
+        (out / "report.md").write_text(render_markdown(manifest, shown_verdict, facts_summary))
+        (out / "report.html").write_text(render_html(manifest, shown_verdict, facts_summary))
+
+        manifest["files"] = _hash_files(out)
+        _dump(out / MANIFEST, manifest)
+    except OSError as exc:
+        raise BundleError(f"cannot write bundle {out}: {exc}") from exc
+
+    if tarball:
+        return make_tarball(out)
+    return out
+
+
+def _hash_files(out: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.relative_to(out).as_posix() != MANIFEST:
+            files[p.relative_to(out).as_posix()] = _sha256(p)
+    return files
+
+
+def make_tarball(out: Path) -> Path:
+    """`<out>.tar.gz` next to the bundle directory (top-level folder = the bundle's name)."""
+    tgz = out.parent / (out.name + ".tar.gz")
+    try:
+        with tarfile.open(tgz, "w:gz") as tf:
+            tf.add(out, arcname=out.name)
+    except OSError as exc:
+        raise BundleError(f"cannot write {tgz}: {exc}") from exc
+    return tgz
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    path: Path  # the bundle directory (extracted, for a tarball)
+    manifest: dict[str, Any]
+    verdict: Verdict
+    points: list[PointInput]  # in path order, for re-correlation
+    warnings: list[str]  # e.g. sha256 mismatches
+    tarball: Path | None = None  # the .tar.gz it was extracted from
+    facts_summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _extract(tgz: Path) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="hopcap-bundle-"))
+    try:
+        with tarfile.open(tgz, "r:*") as tf:
+            tf.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BundleError(f"{tgz} is not a readable bundle archive: {exc}") from exc
+    found = sorted(p.parent for p in tmp.rglob(MANIFEST))
+    if not found:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BundleError(f"{tgz} holds no {MANIFEST}: not a hopcap bundle")
+    return found[0]
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(
+            f"{path.parent} is not a hopcap bundle: {path.name} is missing ({what})"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is damaged: {exc}") from exc
+
+
+def load_bundle(path: Path) -> LoadedBundle:
+    """Read a bundle directory or `.tar.gz`. Raises BundleError when it is not a bundle or
+    files are missing; sha256 mismatches are returned as warnings."""
+    path = Path(path)
+    tgz: Path | None = None
+    if path.is_file() and (path.name.endswith((".tar.gz", ".tgz", ".tar"))):
+        tgz = path
+        path = _extract(path)
+    elif not path.is_dir():
+        raise BundleError(f"{path}: no such bundle directory or .tar.gz")
+    manifest = _read_json(path / MANIFEST, "the bundle's manifest")
+    if not isinstance(manifest, dict) or manifest.get("format", FORMAT) != FORMAT:
+        raise BundleError(f"{path / MANIFEST} is not a hopcap manifest")
+    vd = _read_json(path / VERDICT, "the verdict")
+    try:
+        verdict = Verdict.from_dict(vd)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise BundleError(f"{path / VERDICT} is damaged: missing or bad field {exc}") from exc
+
+    files = manifest.get("files") or {}
+    missing = sorted(f for f in files if not (path / f).is_file())
+    if missing:
+        raise BundleError(
+            f"bundle {path} is incomplete: {len(missing)} file(s) listed in the manifest are "
+            f"missing: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else "")
+        )
+    warnings = [
+        f"{f}: sha256 does not match the manifest (changed after the bundle was written)"
+        for f, digest in files.items()
+        if _sha256(path / f) != digest
+    ]
+    points: list[PointInput] = []
+    for p in manifest.get("points", []):
+        rel = p.get("file")
+        pcap = (path / rel) if rel else None
+        reason = p.get("error")
+        if pcap is not None and not pcap.is_file():
+            raise BundleError(f"bundle {path} is incomplete: {rel} is missing")
+        if pcap is None and reason is None:
+            reason = "no capture in the bundle"
+        points.append(
+            PointInput(
+                name=p["name"],
+                pcap=pcap,
+                host=p.get("host", ""),
+                interface=p.get("interface", ""),
+                kernel_drops=p.get("kernel_drops"),
+                clock_offset_hint_s=p.get("clock_offset_s"),
+                start_ts=p.get("ready_ts") if p.get("ready_ts") is not None else p.get("start_ts"),
+                stop_ts=p.get("stop_ts"),
+                missing_reason=reason if pcap is None else None,
+            )
+        )
+    summary_path = path / FACTS_SUMMARY
+    facts_summary = _read_json(summary_path, "facts summary") if summary_path.is_file() else {}
+    return LoadedBundle(path, manifest, verdict, points, warnings, tgz, facts_summary)
+
+
+def render_report(bundle_dir: Path) -> tuple[Path, Path]:
+    """Re-render report.md and report.html of a bundle directory from its manifest, verdict
+    and facts summary; the manifest's sha256 entries for the reports are updated."""
+    b = load_bundle(bundle_dir)
+    if b.tarball is not None:
+        raise BundleError(f"{bundle_dir}: re-render a bundle directory, not an archive")
+    md, ht = b.path / "report.md", b.path / "report.html"
+    try:
+        md.write_text(render_markdown(b.manifest, b.verdict, b.facts_summary))
+        ht.write_text(render_html(b.manifest, b.verdict, b.facts_summary))
+        files = dict(b.manifest.get("files") or {})
+        files["report.md"] = _sha256(md)
+        files["report.html"] = _sha256(ht)
+        manifest = dict(b.manifest)
+        manifest["files"] = dict(sorted(files.items()))
+        _dump(b.path / MANIFEST, manifest)
+    except OSError as exc:
+        raise BundleError(f"cannot write the report in {b.path}: {exc}") from exc
+    return md, ht
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def verdict_rows(verdict: Verdict) -> list[list[str]]:
+    """Rows for the terminal summary (headers: VERDICT_HEADERS): broken flows first, then
+    flows with only `gap` findings, then healthy flows; each group in verdict order."""
+    order = sorted(verdict.flows, key=lambda f: 0 if f.broken else (1 if f.findings else 2))
+    rows: list[list[str]] = []
+    for f in order:
+        findings = "; ".join(finding_text(x) for x in f.findings) or "-"
+        rows.append([f.id, f"{f.client} -> {f.server}", str(len(f.legs)), findings, f.summary])
+    return rows
+
+
+def manifest_points(manifest: Mapping[str, Any]) -> list[str]:
+    return [str(p.get("name")) for p in manifest.get("points", [])]

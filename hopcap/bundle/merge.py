@@ -1,0 +1,256 @@
+"""merged.pcapng: every point's capture as its own named interface, on one timeline.
+
+Packets of all points are merged in aligned-timestamp order (each point's
+`clock_offset_s` from the verdict is subtracted). Comments annotate the first packet of
+each flow leg at each point (flow id, link kind, tuple as seen there) and the packets
+that findings point at ("dropped after this hop", "injected here", ...).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+
+from hopcap.bundle.anon import Anonymiser
+from hopcap.bundle.pcapio import (
+    LINKTYPE_ETHERNET,
+    PcapngWriter,
+    PcapReader,
+    RawPacket,
+    first_linktype,
+    parse_headers,
+)
+from hopcap.errors import BundleError
+from hopcap.model import Finding, Verdict
+
+# How close a packet's timestamp must be to a finding's first_ts (float seconds in JSON
+# have ~0.5 us resolution at current epoch values).
+TS_TOLERANCE_NS = 5_000
+
+
+@dataclass(frozen=True)
+class MergePoint:
+    name: str
+    pcap: Path | None
+    offset_s: float = 0.0  # subtracted from this point's timestamps
+    missing_reason: str | None = None
+
+
+@dataclass
+class MergeStats:
+    packets: dict[str, int] = field(default_factory=dict)
+    comments: int = 0
+    annotated_findings: int = 0
+    truncated: list[str] = field(default_factory=list)
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+
+
+def parse_tuple(text: str) -> tuple[str, int, str, int] | None:
+    """`"198.18.1.1:31378 > 198.18.1.2:80"` (or `[v6]:port`) -> (src, sport, dst, dport)."""
+    left, sep, right = text.partition(">")
+    if not sep:
+        return None
+    a = _endpoint(left.strip())
+    b = _endpoint(right.strip())
+    if a is None or b is None:
+        return None
+    return a[0], a[1], b[0], b[1]
+
+
+def _endpoint(text: str) -> tuple[str, int] | None:
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Note:
+    point: str
+    flow: str
+    ts_ns: int
+    text: str
+    key: tuple[str, int, str, int] | None  # the flow's tuple at this point, if known
+    done: bool = False
+
+
+def _finding_notes(verdict: Verdict, point_names: set[str]) -> list[_Note]:
+    notes: list[_Note] = []
+    for flow in verdict.flows:
+        leg_at = {leg.point: parse_tuple(leg.tuple) for leg in flow.legs}
+        for f in flow.findings:
+            if f.first_ts is None:
+                continue
+            ts = round(f.first_ts * 1e9)
+            for point, text in _finding_targets(f):
+                if point in point_names:
+                    notes.append(_Note(point, flow.id, ts, f"{flow.id}: {text}", leg_at.get(point)))
+    return notes
+
+
+def _finding_targets(f: Finding) -> list[tuple[str, str]]:
+    a, b = f.between
+    what = f" ({f.what})" if f.what else ""
+    if f.kind == "drop":
+        return [(a, f"{f.direction} dropped after this hop: never seen at {b}{what}")]
+    if f.kind == "inject":
+        return [(b, f"{f.direction} injected here: never sent through {a}{what}")]
+    if f.kind == "rewrite":
+        change = f"{f.field}: {f.before} -> {f.after}"
+        return [
+            (a, f"{f.direction} before rewrite between {a} and {b} ({change})"),
+            (b, f"{f.direction} rewritten between {a} and {b}: {change}"),
+        ]
+    if f.kind == "reset":
+        return [(p, f"{f.direction} reset{what}") for p in (a, b)]
+    return []
+
+
+def _leg_index(verdict: Verdict) -> dict[str, dict[tuple[str, int, str, int], str]]:
+    """point -> {packet tuple (either direction): comment for the first packet of that leg}."""
+    out: dict[str, dict[tuple[str, int, str, int], str]] = {}
+    for flow in verdict.flows:
+        for leg in flow.legs:
+            t = parse_tuple(leg.tuple)
+            if t is None:
+                continue
+            text = f"{flow.id} ({leg.link}): {leg.tuple}"
+            m = out.setdefault(leg.point, {})
+            m.setdefault(t, text)
+            m.setdefault((t[2], t[3], t[0], t[1]), text)
+    return out
+
+
+def _stream(
+    idx: int, path: Path, offset_ns: int, stats: MergeStats, name: str
+) -> Iterator[tuple[int, int, RawPacket]]:
+    with PcapReader(path) as reader:
+        for pkt in reader:
+            yield pkt.ts_ns - offset_ns, idx, pkt
+        if reader.truncated:
+            stats.truncated.append(name)
+
+
+def write_merged(
+    out: Path,
+    points: list[MergePoint],
+    verdict: Verdict,
+    anonymiser: Anonymiser | None = None,
+) -> MergeStats:
+    """Write `out` (pcapng); points in path order. Raises BundleError on unreadable input."""
+    stats = MergeStats()
+    names = {p.name for p in points}
+    notes = _finding_notes(verdict, names)
+    notes_at: dict[str, list[_Note]] = {}
+    for n in notes:
+        notes_at.setdefault(n.point, []).append(n)
+    legs = _leg_index(verdict)
+    seen_legs: set[tuple[str, str]] = set()
+    tr = anonymiser.text if anonymiser else (lambda s: s)
+
+    with PcapngWriter(out) as w:
+        iface_of: dict[tuple[int, int], int] = {}
+        streams = []
+        for i, p in enumerate(points):
+            stats.packets[p.name] = 0
+            if p.pcap is None or not p.pcap.exists():
+                why = p.missing_reason or "no capture"
+                w.add_interface(LINKTYPE_ETHERNET, p.name, description=tr(f"missing: {why}"))
+                continue
+            lt = first_linktype(p.pcap)
+            desc = f"hopcap point {p.name}; clock offset {p.offset_s:+.6f} s subtracted"
+            iface_of[(i, lt)] = w.add_interface(lt, p.name, description=desc)
+            streams.append(_stream(i, p.pcap, round(p.offset_s * 1e9), stats, p.name))
+
+        for ts, i, pkt in heapq.merge(*streams, key=itemgetter(0, 1)):
+            p = points[i]
+            iface = iface_of.get((i, pkt.linktype))
+            if iface is None:
+                iface = w.add_interface(pkt.linktype, f"{p.name}#{pkt.linktype}")
+                iface_of[(i, pkt.linktype)] = iface
+            comment_parts: list[str] = []
+            leg_map = legs.get(p.name)
+            pnotes = notes_at.get(p.name)
+            key: tuple[str, int, str, int] | None = None
+            if leg_map or pnotes:
+                h = parse_headers(pkt.linktype, pkt.data)
+                if h is not None and h.sport is not None and h.dport is not None:
+                    key = (
+                        str(ipaddress.ip_address(h.src)),
+                        h.sport,
+                        str(ipaddress.ip_address(h.dst)),
+                        h.dport,
+                    )
+            if leg_map and key is not None:
+                text = leg_map.get(key)
+                if text is not None and (p.name, text) not in seen_legs:
+                    seen_legs.add((p.name, text))
+                    comment_parts.append(f"first packet of {text}")
+            if pnotes:
+                for n in pnotes:
+                    if n.done:
+                        continue
+                    if abs(pkt.ts_ns - n.ts_ns) > TS_TOLERANCE_NS and abs(ts - n.ts_ns) > (
+                        TS_TOLERANCE_NS
+                    ):
+                        continue
+                    if (
+                        n.key is not None
+                        and key is not None
+                        and key not in (n.key, (n.key[2], n.key[3], n.key[0], n.key[1]))
+                    ):
+                        continue
+                    n.done = True
+                    stats.annotated_findings += 1
+                    comment_parts.append(n.text)
+            comment = None
+            if comment_parts:
+                comment = tr(f"{p.name}: " + "; ".join(comment_parts))
+                stats.comments += 1
+            data = pkt.data
+            if anonymiser is not None:
+                data = anonymiser.packet(pkt.linktype, data)
+            w.write_packet(iface, ts, data, pkt.orig_len, comment)
+            stats.packets[p.name] += 1
+            if stats.first_ts_ns is None:
+                stats.first_ts_ns = ts
+            stats.last_ts_ns = ts
+    return stats
+
+
+def collect_addresses(anonymiser: Anonymiser, paths: list[Path]) -> None:
+    for path in paths:
+        with PcapReader(path) as r:
+            for pkt in r:
+                anonymiser.add_packet(pkt.linktype, pkt.data)
+
+
+def anonymise_pcap(path: Path, anonymiser: Anonymiser, name: str) -> None:
+    """Replace a capture file by its anonymised copy (pcapng, same file name)."""
+    tmp = path.with_name(path.name + ".anon.tmp")
+    try:
+        with PcapReader(path) as r, PcapngWriter(tmp) as w:
+            ifaces: dict[int, int] = {}
+            for pkt in r:
+                iface = ifaces.get(pkt.linktype)
+                if iface is None:
+                    iface = w.add_interface(pkt.linktype, name)
+                    ifaces[pkt.linktype] = iface
+                w.write_packet(
+                    iface, pkt.ts_ns, anonymiser.packet(pkt.linktype, pkt.data), pkt.orig_len
+                )
+            if not ifaces:
+                w.add_interface(r.linktypes[0] if r.linktypes else LINKTYPE_ETHERNET, name)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BundleError(f"cannot anonymise {path}: {exc}") from exc

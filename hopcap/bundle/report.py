@@ -1,0 +1,625 @@
+"""report.md (for a ticket) and report.html (self-contained, ladder diagram per broken flow).
+
+Both are rendered from what the bundle itself holds (manifest dict, verdict, facts
+summary), so `hopcap report BUNDLE` re-renders them without the original run. Everything
+that comes from captures, hosts or the inventory is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hopcap.model import Finding, Flow, Verdict
+
+MAX_HEALTHY_LISTED = 20
+MAX_COUNTERS = 12
+MAX_RULES = 15
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return (
+        _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _secs(v: float | None, unit: str = "ms") -> str:
+    if v is None:
+        return "?"
+    if unit == "ms":
+        return f"{v * 1000:.3f} ms"
+    return f"{v:.6f} s"
+
+
+def _int(v: Any) -> str:
+    return "?" if v is None else str(v)
+
+
+def _md(text: Any) -> str:
+    s = "" if text is None else str(text)
+    return (
+        s.replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", " ")
+        .replace("\n", " ")
+        .replace("`", "'")
+    )
+
+
+def _h(text: Any) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def finding_text(f: Finding) -> str:
+    s = f"{f.kind} {f.direction} {f.between[0]} -> {f.between[1]}"
+    if f.kind == "rewrite" and f.field:
+        s += f" ({f.field}: {f.before} -> {f.after})"
+    return s
+
+
+def sorted_flows(verdict: Verdict) -> tuple[list[Flow], list[Flow], list[Flow]]:
+    """(broken, inconclusive = only gap findings, healthy)."""
+    broken = [f for f in verdict.flows if f.broken]
+    gaps = [f for f in verdict.flows if not f.broken and f.findings]
+    healthy = [f for f in verdict.flows if not f.findings]
+    return broken, gaps, healthy
+
+
+def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
+    vp = {p.name: p for p in verdict.points}
+    rows: list[dict[str, Any]] = []
+    names_done: set[str] = set()
+    for p in manifest.get("points", []):
+        v = vp.get(p.get("name", ""))
+        rows.append(
+            {
+                "name": p.get("name"),
+                "packets": v.packets if v else p.get("packets_in_file", p.get("packets")),
+                "kernel_drops": p.get("kernel_drops")
+                if p.get("kernel_drops") is not None
+                else (v.kernel_drops if v else None),
+                "offset": v.clock_offset_s if v else None,
+                "probe": p.get("clock_offset_s"),
+                "error": p.get("error"),
+            }
+        )
+        names_done.add(str(p.get("name")))
+    for v in verdict.points:
+        if v.name not in names_done:
+            rows.append(
+                {
+                    "name": v.name,
+                    "packets": v.packets,
+                    "kernel_drops": v.kernel_drops,
+                    "offset": v.clock_offset_s,
+                    "probe": None,
+                    "error": None,
+                }
+            )
+    return rows
+
+
+def _summary_lines(manifest: Mapping[str, Any], verdict: Verdict) -> list[tuple[str, str]]:
+    broken, gaps, healthy = sorted_flows(verdict)
+    kinds = Counter(f.kind for fl in verdict.flows for f in fl.findings)
+    missing = [p["name"] for p in manifest.get("points", []) if p.get("error") or not p.get("file")]
+    started, finished = manifest.get("started_ts"), manifest.get("finished_ts")
+    dur = f" ({finished - started:.1f} s)" if started is not None and finished is not None else ""
+    out = [
+        ("Run", str(manifest.get("run_id", "?")) + f" ({manifest.get('source', 'run')})"),
+        ("When", f"{iso(started)} - {iso(finished)}{dur}"),
+        ("Points", " -> ".join(str(p.get("name")) for p in manifest.get("points", [])) or "none"),
+        ("Start skew", _secs(manifest.get("start_skew_s"))),
+        (
+            "Complete",
+            ("yes" if manifest.get("complete", True) else "NO")
+            + (" (interrupted)" if manifest.get("interrupted") else ""),
+        ),
+        ("Missing points", ", ".join(missing) if missing else "none"),
+        (
+            "Flows",
+            f"{len(verdict.flows)} total: {len(broken)} broken, {len(gaps)} inconclusive, "
+            f"{len(healthy)} healthy",
+        ),
+        ("Findings", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
+        ("hopcap", str(manifest.get("hopcap_version", "?"))),
+    ]
+    if manifest.get("anonymised"):
+        out.append(("Anonymised", "yes: addresses replaced by pseudonyms, payload removed"))
+    return out
+
+
+def _moved_facts(facts: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(h, s) for h, s in sorted(facts.items()) if isinstance(s, dict)]
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[str, Any]) -> str:
+    L: list[str] = []
+    broken, gaps, healthy = sorted_flows(verdict)
+    L.append(f"# hopcap report: run {_md(manifest.get('run_id', '?'))}")
+    L.append("")
+    for k, v in _summary_lines(manifest, verdict):
+        L.append(f"- **{k}:** {_md(v)}")
+    errors = list(manifest.get("errors") or [])
+    warnings = list(manifest.get("warnings") or []) + list(verdict.warnings)
+    if errors:
+        L += ["", "**Errors:**", ""] + [f"- {_md(e)}" for e in errors]
+    if warnings:
+        L += ["", "**Warnings:**", ""] + [f"- {_md(w)}" for w in warnings]
+
+    L += ["", "## Capture points", ""]
+    L.append(
+        "| # | point | packets | kernel drops | clock offset (aligned) | clock probe | error |"
+    )
+    L.append("|---|---|---|---|---|---|---|")
+    for i, r in enumerate(_point_rows(manifest, verdict), 1):
+        L.append(
+            f"| {i} | {_md(r['name'])} | {_int(r['packets'])} | {_int(r['kernel_drops'])} | "
+            f"{_secs(r['offset'])} | {_secs(r['probe'])} | {_md(r['error'] or '')} |"
+        )
+
+    L += ["", f"## Broken flows ({len(broken)})", ""]
+    if not broken:
+        L.append("No flow was dropped, injected into, rewritten or reset.")
+    for fl in broken + gaps:
+        L += _md_flow(fl)
+
+    L += ["", "## Facts that moved", ""]
+    moved = _moved_facts(facts)
+    if not moved:
+        L.append("No facts were collected.")
+    for host, s in moved:
+        L += _md_facts(host, s)
+
+    L += ["", f"## Healthy flows ({len(healthy)})", ""]
+    if healthy:
+        L.append(f"{len(healthy)} flows crossed every capture point without a finding.")
+        if len(healthy) <= MAX_HEALTHY_LISTED:
+            L += ["", "| flow | client -> server | legs |", "|---|---|---|"]
+            for fl in healthy:
+                L.append(
+                    f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} |"
+                )
+    else:
+        L.append("None.")
+
+    repro = manifest.get("repro")
+    if repro:
+        L += ["", "## Reproduction", ""]
+        L.append(f"- command: `{_md(repro.get('command', ''))}`")
+        L.append(f"- exit status: {_md(repro.get('exit_status'))}")
+    L += ["", "## Files", ""]
+    L.append(
+        "`merged.pcapng` has every point as its own interface on one timeline; "
+        "`pcaps/` the original captures; `facts/` before/after outputs and deltas; "
+        "`manifest.json` the sha256 of every file."
+    )
+    return "\n".join(L) + "\n"
+
+
+def _md_flow(fl: Flow) -> list[str]:
+    L = ["", f"### {_md(fl.id)}: {_md(fl.client)} -> {_md(fl.server)} ({_md(fl.proto)})", ""]
+    L.append(f"**{_md(fl.summary)}**")
+    L += [
+        "",
+        "| kind | direction | between | packets | bytes | first seen | what |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in fl.findings:
+        what = f.what
+        if f.kind == "rewrite" and f.field:
+            what = f"{f.field}: {f.before} -> {f.after}; {what}"
+        L.append(
+            f"| {_md(f.kind)} | {_md(f.direction)} | {_md(f.between[0])} -> {_md(f.between[1])} "
+            f"| {f.packets} | {f.bytes} | {iso(f.first_ts)} | {_md(what)} |"
+        )
+    if fl.legs:
+        L += ["", "| leg | tuple | link | latency | details |", "|---|---|---|---|---|"]
+        for leg in fl.legs:
+            lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
+            L.append(
+                f"| {_md(leg.point)} | {_md(leg.tuple)} | {_md(leg.link)} | {lat} | "
+                f"{_md('; '.join(leg.details))} |"
+            )
+    return L
+
+
+def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
+    L = [f"### {_md(host)}", ""]
+    counters = s.get("nstat") or []
+    if counters:
+        notable = [c for c in counters if c.get("notable")]
+        other = [c for c in counters if not c.get("notable")][:MAX_COUNTERS]
+        L += ["| counter | before | after | delta | note |", "|---|---|---|---|---|"]
+        for c in notable + other:
+            note = f"**{_md(c['notable'])}**" if c.get("notable") else ""
+            L.append(
+                f"| {_md(c['name'])} | {c['before']} | {c['after']} | {c['delta']:+d} | {note} |"
+            )
+        rest = len(counters) - len(notable) - len(other)
+        if rest > 0:
+            L.append(f"\n{rest} more counters moved (facts/{_md(host)}/delta/nstat.txt).")
+        L.append("")
+    elif "nstat" in s:
+        L += ["No nstat counter moved.", ""]
+    for name in ("nft", "iptables"):
+        rules = s.get(name)
+        if rules:
+            L += [
+                f"Firewall rules that counted packets ({name}):",
+                "",
+                "| packets | bytes | where | rule |",
+                "|---|---|---|---|",
+            ]
+            for r in rules[:MAX_RULES]:
+                L.append(
+                    f"| +{r['packets']} | +{r['bytes']} | {_md(r['where'])} | {_md(r['rule'])} |"
+                )
+            L.append("")
+    ct = s.get("conntrack")
+    if ct:
+        L += [f"conntrack: {ct['new']} new entries, {ct['gone']} gone during the window.", ""]
+    missing = s.get("missing") or {}
+    if missing:
+        L.append(
+            "Not collected: "
+            + "; ".join(f"{_md(k)} ({_md(v)})" for k, v in sorted(missing.items()))
+        )
+        L.append("")
+    return L
+
+
+# --------------------------------------------------------------------------- html
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
+color:#1d1d1f;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.6em}h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
+dl.summary dt{font-weight:600}dl.summary dd{margin:0}
+.k-drop{color:#b00020;font-weight:600}.k-inject{color:#7b1fa2;font-weight:600}
+.k-rewrite{color:#e65100;font-weight:600}.k-reset{color:#6a1b9a;font-weight:600}
+.k-gap{color:#666;font-weight:600}
+.flow{border:1px solid #ddd;border-radius:6px;padding:.4em 1em;margin:1em 0}
+.summary-line{font-weight:600}
+.notable{color:#b00020;font-weight:600}
+code{background:#f3f3f3;padding:0 .2em}
+svg{max-width:100%;height:auto;background:#fff}
+.muted{color:#666}
+"""
+
+
+def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[str, Any]) -> str:
+    broken, gaps, healthy = sorted_flows(verdict)
+    path = [str(p.get("name")) for p in manifest.get("points", [])] or [
+        p.name for p in verdict.points
+    ]
+    H: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>hopcap report: run {_h(manifest.get('run_id', '?'))}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>hopcap report: run {_h(manifest.get('run_id', '?'))}</h1>",
+        '<dl class="summary">',
+    ]
+    for k, v in _summary_lines(manifest, verdict):
+        H.append(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>")
+    H.append("</dl>")
+    errors = list(manifest.get("errors") or [])
+    warnings = list(manifest.get("warnings") or []) + list(verdict.warnings)
+    if errors:
+        H.append("<h3>Errors</h3><ul>" + "".join(f"<li>{_h(e)}</li>" for e in errors) + "</ul>")
+    if warnings:
+        H.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{_h(w)}</li>" for w in warnings) + "</ul>")
+
+    H.append("<h2>Capture points</h2>")
+    H.append(
+        "<table><thead><tr><th>#</th><th>point</th><th>packets</th><th>kernel drops</th>"
+        "<th>clock offset (aligned)</th><th>clock probe</th><th>error</th></tr></thead><tbody>"
+    )
+    for i, r in enumerate(_point_rows(manifest, verdict), 1):
+        H.append(
+            f"<tr><td>{i}</td><td>{_h(r['name'])}</td><td>{_h(_int(r['packets']))}</td>"
+            f"<td>{_h(_int(r['kernel_drops']))}</td><td>{_h(_secs(r['offset']))}</td>"
+            f"<td>{_h(_secs(r['probe']))}</td><td>{_h(r['error'] or '')}</td></tr>"
+        )
+    H.append("</tbody></table>")
+
+    H.append(f"<h2>Broken flows ({len(broken)})</h2>")
+    if not broken:
+        H.append("<p>No flow was dropped, injected into, rewritten or reset.</p>")
+    for fl in broken + gaps:
+        H += _html_flow(fl, path)
+
+    H.append("<h2>Facts that moved</h2>")
+    moved = _moved_facts(facts)
+    if not moved:
+        H.append("<p>No facts were collected.</p>")
+    for host, s in moved:
+        H += _html_facts(host, s)
+
+    H.append(f"<h2>Healthy flows ({len(healthy)})</h2>")
+    if healthy:
+        H.append(f"<p>{len(healthy)} flows crossed every capture point without a finding.</p>")
+        if len(healthy) <= MAX_HEALTHY_LISTED:
+            H.append(
+                "<table><thead><tr><th>flow</th><th>client -&gt; server</th><th>legs</th>"
+                "</tr></thead><tbody>"
+            )
+            for fl in healthy:
+                H.append(
+                    f"<tr><td>{_h(fl.id)}</td><td>{_h(fl.client)} -&gt; {_h(fl.server)}</td>"
+                    f"<td>{len(fl.legs)}</td></tr>"
+                )
+            H.append("</tbody></table>")
+    else:
+        H.append("<p>None.</p>")
+    repro = manifest.get("repro")
+    if repro:
+        H.append("<h2>Reproduction</h2>")
+        H.append(
+            f"<p>command: <code>{_h(repro.get('command', ''))}</code>, exit status "
+            f"{_h(repro.get('exit_status'))}</p>"
+        )
+    H.append(
+        '<p class="muted">merged.pcapng has every point as its own interface on one '
+        "timeline; pcaps/ the original captures; facts/ before/after outputs and deltas; "
+        "manifest.json the sha256 of every file.</p>"
+    )
+    H += ["</body>", "</html>"]
+    return "\n".join(H) + "\n"
+
+
+def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
+    H = [
+        '<div class="flow">',
+        f"<h3>{_h(fl.id)}: {_h(fl.client)} -&gt; {_h(fl.server)} ({_h(fl.proto)})</h3>",
+        f'<p class="summary-line">{_h(fl.summary)}</p>',
+        "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>packets</th>"
+        "<th>bytes</th><th>first seen</th><th>what</th></tr></thead><tbody>",
+    ]
+    for f in fl.findings:
+        what = f.what
+        if f.kind == "rewrite" and f.field:
+            what = f"{f.field}: {f.before} -> {f.after}; {what}"
+        H.append(
+            f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
+            f"<td>{_h(f.between[0])} -&gt; {_h(f.between[1])}</td><td>{f.packets}</td>"
+            f"<td>{f.bytes}</td><td>{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>"
+        )
+    H.append("</tbody></table>")
+    if fl.legs:
+        H.append(
+            "<table><thead><tr><th>leg</th><th>tuple</th><th>link</th><th>latency</th>"
+            "<th>details</th></tr></thead><tbody>"
+        )
+        for leg in fl.legs:
+            lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
+            H.append(
+                f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(leg.link)}"
+                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
+            )
+        H.append("</tbody></table>")
+    H.append(ladder_svg(fl, path))
+    H.append("</div>")
+    return H
+
+
+def _html_facts(host: str, s: Mapping[str, Any]) -> list[str]:
+    H = [f"<h3>{_h(host)}</h3>"]
+    counters = s.get("nstat") or []
+    if counters:
+        notable = [c for c in counters if c.get("notable")]
+        other = [c for c in counters if not c.get("notable")][:MAX_COUNTERS]
+        H.append(
+            "<table><thead><tr><th>counter</th><th>before</th><th>after</th><th>delta</th>"
+            "<th>note</th></tr></thead><tbody>"
+        )
+        for c in notable + other:
+            cls = ' class="notable"' if c.get("notable") else ""
+            H.append(
+                f"<tr{cls}><td>{_h(c['name'])}</td><td>{c['before']}</td><td>{c['after']}"
+                f"</td><td>{c['delta']:+d}</td><td>{_h(c.get('notable') or '')}</td></tr>"
+            )
+        H.append("</tbody></table>")
+        rest = len(counters) - len(notable) - len(other)
+        if rest > 0:
+            H.append(
+                f'<p class="muted">{rest} more counters moved '
+                f"(facts/{_h(host)}/delta/nstat.txt).</p>"
+            )
+    elif "nstat" in s:
+        H.append("<p>No nstat counter moved.</p>")
+    for name in ("nft", "iptables"):
+        rules = s.get(name)
+        if rules:
+            H.append(f"<p>Firewall rules that counted packets ({_h(name)}):</p>")
+            H.append(
+                "<table><thead><tr><th>packets</th><th>bytes</th><th>where</th><th>rule</th>"
+                "</tr></thead><tbody>"
+            )
+            for r in rules[:MAX_RULES]:
+                H.append(
+                    f"<tr><td>+{r['packets']}</td><td>+{r['bytes']}</td><td>{_h(r['where'])}"
+                    f"</td><td><code>{_h(r['rule'])}</code></td></tr>"
+                )
+            H.append("</tbody></table>")
+    ct = s.get("conntrack")
+    if ct:
+        H.append(
+            f"<p>conntrack: {int(ct['new'])} new entries, {int(ct['gone'])} gone during "
+            "the window.</p>"
+        )
+    missing = s.get("missing") or {}
+    if missing:
+        H.append(
+            '<p class="muted">Not collected: '
+            + "; ".join(f"{_h(k)} ({_h(v)})" for k, v in sorted(missing.items()))
+            + "</p>"
+        )
+    return H
+
+
+# --------------------------------------------------------------------------- ladder
+
+_COLORS = {
+    "drop": "#b00020",
+    "inject": "#7b1fa2",
+    "rewrite": "#e65100",
+    "reset": "#6a1b9a",
+    "gap": "#777777",
+}
+
+
+def _columns(fl: Flow, path: Sequence[str]) -> list[str]:
+    cols = list(path)
+    names = {leg.point for leg in fl.legs}
+    for f in fl.findings:
+        names.update(f.between)
+    for n in sorted(names - set(cols)):
+        host = n.partition(":")[0]
+        idx = [i for i, c in enumerate(cols) if c.partition(":")[0] == host]
+        if idx:
+            # a bare host name is the host's own stack: beyond its last point on the server
+            # side, before its first point on the client side
+            first, last = idx[0], idx[-1]
+            if last == len(cols) - 1 or first != 0:
+                cols.insert(last + 1, n)
+            else:
+                cols.insert(first, n)
+        else:
+            cols.append(n)
+    return cols
+
+
+def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
+    """A ladder diagram: one vertical line per point in path order, one row per finding."""
+    cols = _columns(fl, path)
+    col_w, left, top, row_h = 150, 70, 60, 46
+    x = {c: left + i * col_w for i, c in enumerate(cols)}
+    rows = 1 + len(fl.findings)
+    width = left * 2 + col_w * max(len(cols) - 1, 1)
+    height = top + rows * row_h + 30
+    S: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="ladder diagram of flow '
+        f'{_h(fl.id)}" font-family="sans-serif" font-size="11">',
+        "<defs>",
+    ]
+    for kind, color in [*_COLORS.items(), ("ctx", "#999999")]:
+        S.append(
+            f'<marker id="ah-{_h(fl.id)}-{kind}" markerWidth="10" markerHeight="8" refX="9" '
+            f'refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="{color}"/></marker>'
+        )
+    S.append("</defs>")
+    for c in cols:
+        cx = x[c]
+        bare = ":" not in c
+        dash = ' stroke-dasharray="2,3"' if bare else ""
+        S.append(
+            f'<line x1="{cx}" y1="{top - 10}" x2="{cx}" y2="{height - 15}" '
+            f'stroke="#444" stroke-width="1.5"{dash}/>'
+        )
+        S.append(
+            f'<text x="{cx}" y="{top - 35}" text-anchor="middle" font-weight="bold">{_h(c)}</text>'
+        )
+        if bare:
+            S.append(
+                f'<text x="{cx}" y="{top - 20}" text-anchor="middle" fill="#666">'
+                "(host stack)</text>"
+            )
+    # context row: where the flow was seen, and the span of its legs
+    y = top + row_h // 2
+    legs = [leg.point for leg in fl.legs if leg.point in x]
+    if len(legs) >= 2:
+        xs = sorted(x[p] for p in legs)
+        S.append(
+            f'<line x1="{xs[0]}" y1="{y}" x2="{xs[-1]}" y2="{y}" stroke="#999" '
+            f'stroke-width="1.5" marker-end="url(#ah-{_h(fl.id)}-ctx)"/>'
+        )
+    for p in legs:
+        S.append(f'<circle cx="{x[p]}" cy="{y}" r="4" fill="#999"/>')
+    S.append(
+        f'<text x="{left - 60}" y="{y - 8}" fill="#666">connection seen at '
+        f"{len(legs)} point(s): {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
+    )
+    for i, f in enumerate(fl.findings, 1):
+        S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left)
+    S.append("</svg>")
+    return "\n".join(S)
+
+
+def _finding_row(f: Finding, x: Mapping[str, int], y: int, fid: str, left: int) -> list[str]:
+    color = _COLORS.get(f.kind, "#333")
+    a, b = f.between
+    xa, xb = x.get(a), x.get(b)
+    out: list[str] = []
+    if xa is None or xb is None:
+        return [f'<text x="{left}" y="{y}" fill="{color}">{_h(finding_text(f))}</text>']
+    if xa == xb:
+        xb = xa + 60
+    mid = (xa + xb) // 2
+    marker = f'marker-end="url(#ah-{_h(fid)}-{_h(f.kind)})"'
+    label = f"{f.kind.upper()} {f.direction}: {f.what}"
+    if f.kind == "rewrite" and f.field:
+        label = f"REWRITE {f.direction}: {f.field} {f.before} -> {f.after}"
+    if len(label) > 90:
+        label = label[:87] + "..."
+    if f.kind == "drop":
+        out.append(
+            f'<line x1="{xa}" y1="{y}" x2="{mid}" y2="{y}" stroke="{color}" stroke-width="2.5"/>'
+        )
+        out.append(
+            f'<path d="M{mid - 7},{y - 7} L{mid + 7},{y + 7} M{mid - 7},{y + 7} '
+            f'L{mid + 7},{y - 7}" stroke="{color}" stroke-width="3"/>'
+        )
+    elif f.kind == "inject":
+        out.append(
+            f'<circle cx="{mid}" cy="{y}" r="5" fill="none" stroke="{color}" stroke-width="2"/>'
+        )
+        out.append(
+            f'<line x1="{mid}" y1="{y}" x2="{xb}" y2="{y}" stroke="{color}" '
+            f'stroke-width="2.5" stroke-dasharray="6,3" {marker}/>'
+        )
+    elif f.kind == "gap":
+        out.append(
+            f'<line x1="{xa}" y1="{y}" x2="{xb}" y2="{y}" stroke="{color}" '
+            'stroke-width="2" stroke-dasharray="3,4"/>'
+        )
+        out.append(
+            f'<text x="{mid}" y="{y + 4}" text-anchor="middle" fill="{color}" '
+            'font-weight="bold">?</text>'
+        )
+    else:  # rewrite, reset
+        out.append(
+            f'<line x1="{xa}" y1="{y}" x2="{xb}" y2="{y}" stroke="{color}" '
+            f'stroke-width="2.5" {marker}/>'
+        )
+        if f.kind == "rewrite":
+            out.append(f'<rect x="{mid - 5}" y="{y - 5}" width="10" height="10" fill="{color}"/>')
+    tx = min(xa, xb)
+    out.append(f'<text x="{tx}" y="{y - 10}" fill="{color}">{_h(label)} [{f.packets} pkt]</text>')
+    return out
