@@ -18,12 +18,19 @@ from .control import (
     status,
     up,
 )
+from .faults import FAULTS, Fault, fault_apply, fault_clear, fault_list, fault_repro
 
 __all__ = [
+    "FAULTS",
+    "Fault",
     "LabInfo",
     "LabStatus",
     "check_prerequisites",
     "down",
+    "fault_apply",
+    "fault_clear",
+    "fault_list",
+    "fault_repro",
     "ns_run",
     "status",
     "up",

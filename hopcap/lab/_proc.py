@@ -60,3 +60,12 @@ def spawn_daemon(ns: str, argv: Sequence[str], log: Path) -> None:
             raise LabError("cannot run `setsid` (Debian package util-linux)") from e
     if proc.returncode != 0:
         raise LabError(f"cannot start `{shlex.join(argv)}` in {ns}: see {log}")
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped by init) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]

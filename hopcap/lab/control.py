@@ -15,6 +15,7 @@ from pathlib import Path
 from hopcap.errors import LabError
 
 from . import services, sshd, state, topology
+from ._proc import alive as is_alive
 from ._proc import ns_exec, run
 from .topology import BRIDGE_HOST, HOSTS, VIP, Layout
 
@@ -108,7 +109,7 @@ def _kill_all(pids: list[int]) -> None:
                 # reap our own children (e.g. a process a test started)
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
-            alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
+            alive = [p for p in alive if is_alive(p)]
             time.sleep(0.02)
         pids = alive
         if not pids:

@@ -15,7 +15,6 @@ import signal
 import socket
 import socketserver
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BIG_SIZE = 300_000
@@ -82,7 +81,7 @@ def _write_pid(path: str) -> None:
 def serve(addr: str, port: int, pidfile: str) -> None:
     _Handler.big = big_body()
     server = _Server((addr, port), _Handler)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     _write_pid(pidfile)
     try:
         server.serve_forever()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hopcap.errors import LabError
 
-from ._proc import ns_exec, run, spawn_daemon
+from ._proc import alive, ns_exec, run, spawn_daemon
 from .topology import LB_BACK, LB_FRONT, SRV_ADDR, SRV_PORT, Layout
 
 HTTPD_SCRIPT = Path(__file__).with_name("httpd.py")
@@ -63,16 +63,6 @@ def _pid_from(pidfile: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _listening(ns_addr: str, port: int, layout: Layout) -> bool:
     proc = run(ns_exec(layout.ns("srv"), ["ss", "-Hltn", f"src {ns_addr}:{port}"]), check=False)
     return bool(proc.stdout.strip())
@@ -100,15 +90,15 @@ def _stop_script(state: Path, name: str) -> bool:
     pidfile = state / "srv" / f"{name}.pid"
     pid = _pid_from(pidfile)
     pidfile.unlink(missing_ok=True)
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + 3
-    while _alive(pid) and time.monotonic() < end:
+    while alive(pid) and time.monotonic() < end:
         time.sleep(0.02)
         with contextlib.suppress(ChildProcessError):  # reap it if it is our child
             os.waitpid(pid, os.WNOHANG)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
     return True
 
@@ -123,7 +113,7 @@ def stop_httpd(state: Path) -> bool:
 
 def httpd_running(state: Path) -> bool:
     pid = _pid_from(state / "srv" / "httpd.pid")
-    return pid is not None and _alive(pid)
+    return pid is not None and alive(pid)
 
 
 def start_stall(layout: Layout, state: Path) -> None:

@@ -225,6 +225,31 @@ def build(layout: Layout) -> None:
     run(["ip", "netns", "exec", fw, "nft", "-f", "-"], input=FW_RULESET)
 
 
+AUX_HOST = "aux"  # only while the srv-second-iface fault is active
+AUX_SRV_ADDR = "198.51.100.2"
+AUX_PEER_ADDR = "198.51.100.1"
+
+
+def add_aux(layout: Layout, iface: str) -> None:
+    """Give srv a second interface `iface` (198.51.100.2/24), a veth into a namespace
+    `<prefix>-aux` (198.51.100.1) that carries nothing of the lab's traffic."""
+    aux, srv = layout.ns(AUX_HOST), layout.ns("srv")
+    run(["ip", "netns", "add", aux])
+    _sysctl(aux, "net.ipv6.conf.all.disable_ipv6", "1")
+    _sysctl(aux, "net.ipv6.conf.default.disable_ipv6", "1")
+    _veth(srv, iface, aux, "eth0")
+    _ip(srv, "addr", "add", f"{AUX_SRV_ADDR}/24", "dev", iface)
+    _ip(aux, "addr", "add", f"{AUX_PEER_ADDR}/24", "dev", "eth0")
+    _ip(aux, "link", "set", "eth0", "up")
+    _ip(srv, "link", "set", iface, "up")
+
+
+def del_aux(layout: Layout, iface: str) -> None:
+    """Undo `add_aux`; quiet when there is nothing to remove."""
+    run(["ip", "netns", "del", layout.ns(AUX_HOST)], check=False)
+    run(["ip", "-n", layout.ns("srv"), "link", "del", iface], check=False)
+
+
 def lab_namespaces(prefix: str) -> list[str]:
     out = run(["ip", "netns", "list"], check=False).stdout
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
