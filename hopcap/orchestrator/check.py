@@ -17,13 +17,12 @@ from hopcap.orchestrator.session import (
     REMOTE_TMP,
     EventSink,
     HostSession,
-    client_source_address,
     close_all,
     connect_all,
     hosts_to_connect,
     no_events,
     probe,
-    resolve_points,
+    resolve_all_points,
 )
 
 MIN_FREE_KB = 100 * 1024  # below this a capture of any length is at risk
@@ -84,32 +83,18 @@ async def check(inv: Inventory, *, emit: EventSink = no_events) -> list[HostChec
 
         await asyncio.gather(*(one(s) for s in sessions.values() if s.ok))
 
-        client = next((s for s in sessions.values() if s.host.role == "client" and s.ok), None)
-        client_addr = None
-        if client is not None:
-            try:
-                client_addr = await client_source_address(client, inv)
-            except HopcapError:
-                client_addr = None
-
-        async def points(s: HostSession) -> None:
-            r = results[s.name]
-            try:
-                await resolve_points(s, inv, client_addr)
-            except HopcapError as exc:
-                r.problems.append(str(exc))
-                return
+        await resolve_all_points(sessions, inv)
+        for n in inv.path:
+            if n not in sessions or sessions[n].transport is None:
+                continue
+            s = sessions[n]
+            r = results[n]
+            r.points = [p.interface for p in s.points]
+            if s.error and s.error not in r.problems:
+                r.problems.append(s.error)
             for p in s.points:
-                r.points.append(p.interface)
-                if p.interface not in s.interfaces:
-                    have = ", ".join(sorted(s.interfaces)) or "none"
-                    r.problems.append(f"no interface {p.interface} (the host has: {have})")
-                elif not s.interfaces[p.interface]:
+                if not s.interfaces.get(p.interface, True):
                     r.problems.append(f"interface {p.interface} is down")
-
-        await asyncio.gather(
-            *(points(sessions[n]) for n in inv.path if n in sessions and sessions[n].ok)
-        )
         return [results[n] for n in sessions]
     finally:
         await close_all(sessions)

@@ -32,7 +32,6 @@ from hopcap.orchestrator.session import (
     Event,
     EventSink,
     HostSession,
-    client_source_address,
     close_all,
     connect_all,
     hosts_to_connect,
@@ -40,11 +39,11 @@ from hopcap.orchestrator.session import (
     no_events,
     probe,
     remove_remote_dir,
-    resolve_points,
+    resolve_all_points,
 )
 from hopcap.orchestrator.transport import CommandResult, quote
 
-GRACE_S = 60.0  # the remote bound is window + grace: room for facts, repro and stopping
+GRACE_S = 15.0  # the remote bound is window + grace: room for the repro to end and for stopping
 SETTLE_S = 1.0  # after the repro, let the last packets cross every point
 PULL_RETRIES = 3
 MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
@@ -123,28 +122,8 @@ async def run_capture(
 
         await asyncio.gather(*(prepare(s) for s in sessions.values() if s.ok))
 
-        client_addr = None
-        client = next((s for s in sessions.values() if s.host.role == "client" and s.ok), None)
-        if client is not None:
-            try:
-                client_addr = await client_source_address(client, inv)
-            except HopcapError:
-                client_addr = None
-
-        async def points_of(s: HostSession) -> None:
-            try:
-                await resolve_points(s, inv, client_addr)
-                missing = [p.interface for p in s.points if p.interface not in s.interfaces]
-                if missing:
-                    have = ", ".join(sorted(s.interfaces)) or "none"
-                    s.error = (
-                        f"{s.name}: no interface {', '.join(missing)} on the host (it has: {have})"
-                    )
-            except HopcapError as exc:
-                s.error = str(exc)
-
         path_sessions = [sessions[n] for n in inv.path if n in sessions]
-        await asyncio.gather(*(points_of(s) for s in path_sessions if s.ok))
+        await resolve_all_points(sessions, inv)
 
         for s in sessions.values():
             if s.error:

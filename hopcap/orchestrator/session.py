@@ -6,9 +6,8 @@ interfaces. One host's failure is data (`HostSession.error`), never a crash of t
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hopcap.errors import HopcapError, InventoryError, TransportError
@@ -51,6 +50,7 @@ class HostSession:
     has_timeout: bool = False
     free_kb: int | None = None
     interfaces: dict[str, bool] = field(default_factory=dict)  # name -> up
+    addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, address)
     points: list[CapturePoint] = field(default_factory=list)
     sudo_ok: bool | None = None
     remote_dir: str | None = None
@@ -126,7 +126,8 @@ _PROBE = (
     "command -v tcpdump >/dev/null 2>&1 && echo has_tcpdump=1; "
     "command -v timeout >/dev/null 2>&1 && echo has_timeout=1; "
     f"echo \"free=$(df -Pk {REMOTE_TMP} | awk 'NR==2 {{print $4}}')\"; "
-    'for i in /sys/class/net/*; do echo "if=${i##*/} $(cat $i/operstate)"; done'
+    'for i in /sys/class/net/*; do echo "if=${i##*/} $(cat $i/operstate)"; done; '
+    "ip -o addr show 2>/dev/null | awk '{split($4, a, \"/\"); print \"addr=\" $2 \" \" a[1]}'"
 )
 
 # Remove what a crashed run left: directories are named hopcap.<expiry epoch>.<run id>.
@@ -154,6 +155,9 @@ async def probe(s: HostSession) -> None:
             s.has_timeout = True
         elif key == "free" and value.strip().isdigit():
             s.free_kb = int(value.strip())
+        elif key == "addr":
+            ifc, _, addr = value.partition(" ")
+            s.addresses.append((ifc, addr.strip()))
         elif key == "if":
             name, _, state = value.partition(" ")
             s.interfaces[name] = state.strip() in ("up", "unknown")
@@ -169,39 +173,88 @@ async def probe(s: HostSession) -> None:
             )
 
 
-async def resolve_points(s: HostSession, inv: Inventory, client_addr: str | None) -> None:
-    """Turn the host's `capture` into capture points; `auto` asks the host's routing table."""
-    cap = s.host.capture
-    if cap == "auto":
-        assert s.transport is not None
-        from hopcap.inventory import resolve_auto_capture
+async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -> None:
+    """Turn every path host's `capture` into capture points (setting `error` where it
+    cannot), checking that each interface exists on the host.
 
-        if inv.target is None:
-            raise InventoryError(f"{s.name}: `capture: auto` needs a `target`")
-        r1 = await s.transport.run(quote(["ip", "-o", "route", "get", inv.target.host]))
-        r2 = None
-        if client_addr:
-            r2 = await s.transport.run(quote(["ip", "-o", "route", "get", client_addr]))
-        links = await s.transport.run("ip -o link show")
-        ifaces = resolve_auto_capture(
-            s.name, r1.stdout, r2.stdout if r2 is not None else None, links.stdout
-        )
-    else:
-        ifaces = tuple(cap)
-    s.points = []
-    for i in ifaces:
-        if not INTERFACE_RE.match(i):
-            raise InventoryError(f"{s.name}: invalid interface name {i!r}")
-        s.points.append(CapturePoint(host=s.name, interface=i))
+    `auto` asks the host's routing table which interfaces lead to its neighbours on the
+    path (the previous host for the ingress, the next one for the egress); this finds the
+    backend side of a proxy and the inside of a DNAT firewall, which routes to the target
+    alone cannot. The addresses of a neighbour used are its data addresses: every address
+    but loopback and the one hopcap reached it over, unless that is all it has.
+    """
+    path = [n for n in inv.path if n in sessions]
+
+    async def one(i: int, s: HostSession) -> None:
+        try:
+            if s.host.capture == "auto":
+                ifaces = await _auto(s, inv, [sessions[n] for n in path], i)
+            else:
+                ifaces = tuple(s.host.capture)
+            s.points = []
+            for iface in ifaces:
+                if not INTERFACE_RE.match(iface):
+                    raise InventoryError(f"{s.name}: invalid interface name {iface!r}")
+                s.points.append(CapturePoint(host=s.name, interface=iface))
+            missing = [p.interface for p in s.points if p.interface not in s.interfaces]
+            if missing:
+                have = ", ".join(sorted(s.interfaces)) or "none"
+                s.error = f"{s.name}: no interface {', '.join(missing)} (the host has: {have})"
+        except HopcapError as exc:
+            s.error = str(exc)
+
+    await asyncio.gather(*(one(i, sessions[n]) for i, n in enumerate(path) if sessions[n].ok))
 
 
-async def client_source_address(s: HostSession, inv: Inventory) -> str | None:
-    """The address the client uses toward the target (`src` of `ip route get TARGET`)."""
-    if s.transport is None or inv.target is None:
-        return None
-    res = await s.transport.run(quote(["ip", "-o", "route", "get", inv.target.host]))
-    m = re.search(r"\bsrc (\S+)", res.stdout)
-    return m.group(1) if m else None
+def _data_addresses(s: HostSession) -> list[str]:
+    ssh_addr = s.ssh_connection.split()[2] if len(s.ssh_connection.split()) == 4 else None
+    addrs = [a for ifc, a in s.addresses if ifc != "lo"]
+    data = [a for a in addrs if a != ssh_addr and not a.startswith("fe80:")]
+    return data or addrs
+
+
+async def _route_dev(s: HostSession, addresses: Sequence[str]) -> str | None:
+    """The interface this host uses toward the first of `addresses` it has a route to,
+    preferring a directly connected one."""
+    from hopcap.inventory import parse_route
+
+    assert s.transport is not None
+    found: list[tuple[bool, str]] = []
+    for a in addresses:
+        res = await s.transport.run(quote(["ip", "-o", "route", "get", a]))
+        r = parse_route(res.stdout)
+        if r.dev and not r.local and r.dev != "lo":
+            found.append((" via " in r.text, r.dev))
+    found.sort(key=lambda x: x[0])
+    return found[0][1] if found else None
+
+
+async def _auto(s: HostSession, inv: Inventory, path: list[HostSession], i: int) -> tuple[str, ...]:
+    from hopcap.inventory import resolve_auto_capture
+
+    assert s.transport is not None
+    ingress = egress = None
+    if i > 0 and path[i - 1].ok:
+        ingress = await _route_dev(s, _data_addresses(path[i - 1]))
+    if i + 1 < len(path) and path[i + 1].ok:
+        egress = await _route_dev(s, _data_addresses(path[i + 1]))
+    found = tuple(dict.fromkeys(x for x in (ingress, egress) if x))
+    if found and (ingress or i == 0) and (egress or i == len(path) - 1):
+        return found
+    # fall back on the routes to the target and to the client's address
+    if inv.target is None:
+        raise InventoryError(f"{s.name}: `capture: auto` needs a `target` or path neighbours")
+    client_addr = None
+    if path and path[0].ok and path[0] is not s:
+        client_addr = next(iter(_data_addresses(path[0])), None)
+    r1 = await s.transport.run(quote(["ip", "-o", "route", "get", inv.target.host]))
+    r2 = None
+    if client_addr:
+        r2 = await s.transport.run(quote(["ip", "-o", "route", "get", client_addr]))
+    links = await s.transport.run("ip -o link show")
+    return resolve_auto_capture(
+        s.name, r1.stdout, r2.stdout if r2 is not None else None, links.stdout
+    )
 
 
 async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
