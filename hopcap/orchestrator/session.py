@@ -126,7 +126,9 @@ _PROBE = (
     "command -v tcpdump >/dev/null 2>&1 && echo has_tcpdump=1; "
     "command -v timeout >/dev/null 2>&1 && echo has_timeout=1; "
     f"echo \"free=$(df -Pk {REMOTE_TMP} | awk 'NR==2 {{print $4}}')\"; "
-    'for i in /sys/class/net/*; do echo "if=${i##*/} $(cat $i/operstate)"; done; '
+    # admin flags and carrier, not operstate: the kernel updates operstate lazily
+    "for i in /sys/class/net/*; do "
+    'echo "if=${i##*/} $(cat $i/flags) $(cat $i/carrier 2>/dev/null || echo 0)"; done; '
     "ip -o addr show 2>/dev/null | awk '{split($4, a, \"/\"); print \"addr=\" $2 \" \" a[1]}'"
 )
 
@@ -160,7 +162,12 @@ async def probe(s: HostSession) -> None:
             s.addresses.append((ifc, addr.strip()))
         elif key == "if":
             name, _, state = value.partition(" ")
-            s.interfaces[name] = state.strip() in ("up", "unknown")
+            flags, _, carrier = state.strip().partition(" ")
+            try:
+                admin_up = bool(int(flags, 16) & 0x1)
+            except ValueError:
+                admin_up = False
+            s.interfaces[name] = admin_up and carrier.strip() == "1"
     if "has_tcpdump=1" not in res.stdout:
         s.tcpdump_version = None
     if s.host.sudo and not s.is_root:

@@ -55,9 +55,7 @@ class RunResult:
         return json.loads((self.out / "verdict.json").read_text())
 
     def findings(self, *kinds: str) -> list[dict[str, Any]]:
-        return [
-            f for flow in self.verdict["flows"] for f in flow["findings"] if f["kind"] in kinds
-        ]
+        return [f for flow in self.verdict["flows"] for f in flow["findings"] if f["kind"] in kinds]
 
 
 def hopcap_run(inventory: Path, out: Path, *extra: str, timeout: float = 180) -> RunResult:
@@ -68,3 +66,25 @@ def hopcap_run(inventory: Path, out: Path, *extra: str, timeout: float = 180) ->
         timeout=timeout,
     )
     return RunResult(proc.returncode, proc.stdout, proc.stderr, out)
+
+
+def inventory_variant(base: Path, dest: Path, **hosts: dict[str, Any]) -> Path:
+    """A copy of the lab's inventory with some host settings changed (None removes a key)."""
+    import yaml
+
+    doc = yaml.safe_load(base.read_text())
+    repro = doc.get("repro") or {}
+    if True in repro:  # YAML 1.1 reads the key `on` as a boolean
+        repro["on"] = repro.pop(True)
+    for name, changes in hosts.items():
+        for k, v in changes.items():
+            if v is None:
+                doc["hosts"][name].pop(k, None)
+            else:
+                doc["hosts"][name][k] = v
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def hopcap_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HOPCAP, *args], capture_output=True, text=True, timeout=timeout)

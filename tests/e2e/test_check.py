@@ -1,0 +1,92 @@
+"""`hopcap check` against the lab: real sshd, real host keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hopcap import lab
+from hopcap.errors import EXIT_OK, EXIT_PREFLIGHT
+from tests.e2e.conftest import hopcap_cli, inventory_variant
+
+pytestmark = pytest.mark.lab
+
+
+def test_check_all_ready(e2e_lab: lab.LabInfo) -> None:
+    res = hopcap_cli("check", "--inventory", str(e2e_lab.inventory))
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    for host, ifaces in [
+        ("client", "eth0"),
+        ("fw", "eth0, eth1"),
+        ("lb", "eth0, eth1"),
+        ("srv", "eth0"),
+    ]:
+        row = next(line for line in lines if line.startswith(host + " "))
+        assert ifaces in row and row.rstrip().endswith("ok"), row
+        assert "4.99" in row or "tcpdump" not in row  # tcpdump's version is shown
+    assert "all hosts ready" in res.stdout
+
+
+def test_check_resolves_auto_capture(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    inv = inventory_variant(
+        e2e_lab.inventory,
+        tmp_path / "auto.yml",
+        fw={"capture": "auto"},
+        lb={"capture": "auto"},
+        srv={"capture": "auto"},
+    )
+    res = hopcap_cli("check", "--inventory", str(inv))
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    rows = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}
+    assert "eth0, eth1" in rows["fw"]  # ingress (client side), then egress (DNAT to lb)
+    assert "eth0, eth1" in rows["lb"]  # the proxy's backend side found via its neighbour
+    assert " eth0 " in rows["srv"]
+
+
+def test_check_unknown_host_key(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    srv_addr = e2e_lab.mgmt["srv"]
+    lines = (e2e_lab.state_dir / "known_hosts").read_text().splitlines()
+    known.write_text("\n".join(x for x in lines if not x.startswith(srv_addr + " ")) + "\n")
+    inv = inventory_variant(
+        e2e_lab.inventory, tmp_path / "inv.yml", srv={"known_hosts": str(known)}
+    )
+    res = hopcap_cli("check", "--inventory", str(inv))
+    assert res.returncode == EXIT_PREFLIGHT
+    out = res.stdout + res.stderr
+    assert "host key of 198.19" in out and "is not trusted" in out
+    assert "SHA256:" in out  # the fingerprint, to compare with the host's owner
+    assert f"ssh-keyscan -p 22 {srv_addr} >> {known}" in out
+    row = next(x for x in res.stdout.splitlines() if x.startswith("srv "))
+    assert row.rstrip().endswith("FAIL")
+    assert next(x for x in res.stdout.splitlines() if x.startswith("fw ")).rstrip().endswith("ok")
+
+
+def test_check_host_without_sshd(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    # nothing listens on port 2222 of srv: exactly what a stopped sshd looks like
+    inv = inventory_variant(e2e_lab.inventory, tmp_path / "inv.yml", srv={"port": 2222})
+    res = hopcap_cli("check", "--inventory", str(inv))
+    assert res.returncode == EXIT_PREFLIGHT
+    assert "srv: connection refused (is sshd running on that port?)" in res.stdout
+    assert "all hosts ready" not in res.stdout
+
+
+def test_check_missing_interface(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    inv = inventory_variant(
+        e2e_lab.inventory, tmp_path / "inv.yml", fw={"capture": ["eth0", "eth9"]}
+    )
+    res = hopcap_cli("check", "--inventory", str(inv))
+    assert res.returncode == EXIT_PREFLIGHT
+    assert "fw: no interface eth9 (the host has: " in res.stdout
+    assert "eth1" in res.stdout.split("fw: no interface eth9")[1].splitlines()[0]
+
+
+def test_check_bad_inventory_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yml"
+    bad.write_text("hosts:\n  fw: {address: 198.19.0.11, role: firewal, capture: [eth0]}\n")
+    res = hopcap_cli("check", "--inventory", str(bad))
+    assert res.returncode == 3
+    assert "did you mean 'firewall'" in res.stderr
+    assert "Traceback" not in res.stderr
