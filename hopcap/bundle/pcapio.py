@@ -290,7 +290,7 @@ class PcapngWriter:
         self._fh.write(_block(_SHB, body))
         self._nifaces = 0
         self.packets = 0
-        self._epb_head = struct.Struct("<IIIIIIII")
+        self._epb_head = struct.Struct("<IIIIIII")
 
     def add_interface(
         self, linktype: int, name: str, *, snaplen: int = 0, description: str | None = None

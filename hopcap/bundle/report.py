@@ -51,7 +51,6 @@ def _md(text: Any) -> str:
         s.replace("\\", "\\\\")
         .replace("|", "\\|")
         .replace("<", "&lt;")
-        .replace(">", "&gt;")
         .replace("\r", " ")
         .replace("\n", " ")
         .replace("`", "'")

@@ -1,0 +1,383 @@
+"""Writing, loading and re-rendering a bundle built from real pcaps (scapy) and a verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+import bundle_scenario as sc
+import pytest
+
+from hopcap.bundle import (
+    VERDICT_HEADERS,
+    load_bundle,
+    pcap_dir,
+    render_report,
+    verdict_rows,
+    write_bundle,
+    write_offline_bundle,
+)
+from hopcap.errors import BundleError
+from hopcap.model import Finding, Flow, PointInput, Verdict, pcap_filename
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("b") / "bundle"
+    sc.build_pcaps(pcap_dir(out))
+    res = write_bundle(out, sc.make_run(pcap_dir(out)), sc.make_verdict(), tarball=True)
+    return out, res
+
+
+def tshark_fields(path: Path, *fields: str, display: str | None = None) -> list[list[str]]:
+    cmd = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=/t"]
+    if display:
+        cmd += ["-Y", display]
+    for f in fields:
+        cmd += ["-e", f]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    return [line.split("\t") for line in res.stdout.splitlines()]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_file_is_there_and_hashed(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    for rel in (
+        "manifest.json",
+        "verdict.json",
+        "report.md",
+        "report.html",
+        "merged.pcapng",
+        "facts/summary.json",
+        "facts/fw/before/nstat.txt",
+        "facts/fw/after/nft.txt",
+        "facts/fw/delta/nstat.txt",
+        "facts/fw/delta/nft.txt",
+        "facts/fw/delta/conntrack.txt",
+        "facts/fw/missing.txt",
+    ):
+        assert (out / rel).is_file(), rel
+    for p in sc.POINTS:
+        assert (out / "pcaps" / pcap_filename(p)).is_file()
+    m = json.loads((out / "manifest.json").read_text())
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
+    assert set(m["files"]) == on_disk
+    for rel, digest in m["files"].items():
+        assert sha(out / rel) == digest, rel
+
+
+def test_manifest_content(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["run_id"] == "20251122T051900Z-test"
+    assert m["source"] == "run"
+    assert m["hopcap_version"]
+    assert m["started"].startswith("2025-11-22T05:39:57")
+    assert m["complete"] is True and m["interrupted"] is False
+    assert [p["name"] for p in m["points"]] == sc.POINTS
+    fw1 = m["points"][2]
+    assert fw1["file"] == "pcaps/fw_eth1.pcap"
+    assert fw1["tcpdump_version"] == "4.99.3"
+    assert fw1["clock_offset_s"] == 0.5
+    assert fw1["packets_in_file"] == 6
+    for key in (
+        "command",
+        "start_ts",
+        "ready_ts",
+        "stop_ts",
+        "packets",
+        "received",
+        "kernel_drops",
+        "clock_error_s",
+        "error",
+        "interface",
+        "host",
+    ):
+        assert key in fw1
+    assert m["start_skew_s"] == pytest.approx(0.06)
+    # the inventory's password is gone, everything else kept
+    text = (out / "manifest.json").read_text()
+    assert "hunter2" not in text
+    assert m["inventory"]["hosts"]["fw"]["address"] == "198.19.0.11"
+
+
+def test_verdict_json_is_the_verdict(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    text = (out / "verdict.json").read_text()
+    assert json.loads(text) == sc.make_verdict().to_dict()
+    assert text.startswith("{\n  ")  # pretty-printed
+
+
+def test_capinfos_lists_every_point_in_path_order(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    res = subprocess.run(
+        ["capinfos", str(out / "merged.pcapng")], capture_output=True, text=True, check=True
+    )
+    names = [
+        line.split("=", 1)[1].strip()
+        for line in res.stdout.splitlines()
+        if line.strip().startswith("Name =")
+    ]
+    assert names == sc.POINTS
+    assert "Number of interfaces in file: 4" in res.stdout
+
+
+def test_merged_packets_aligned_and_commented(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    merged = tshark_fields(
+        out / "merged.pcapng", "frame.interface_name", "frame.time_epoch", "ip.id", "tcp.flags"
+    )
+    # every packet of every point, nothing else
+    per_point_src = {
+        p: tshark_fields(out / "pcaps" / pcap_filename(p), "frame.time_epoch", "ip.id", "tcp.flags")
+        for p in sc.POINTS
+    }
+    assert len(merged) == sum(len(v) for v in per_point_src.values()) == 28
+    # timestamps are the source ones minus the point's offset (ns precision)
+    for p in sc.POINTS:
+        got = [(Decimal(t), i, f) for n, t, i, f in merged if n == p]
+        want = [(Decimal(t) - Decimal(str(sc.OFFSETS[p])), i, f) for t, i, f in per_point_src[p]]
+        assert got == want, p
+    # merged in time order; the same packet is seen in path order on the aligned timeline
+    times = [Decimal(t) for _, t, _, _ in merged]
+    assert times == sorted(times)
+    first_syn = [n for n, _, i, f in merged if i == "0x00c8" and f == "0x0002"]
+    assert first_syn == sc.POINTS
+
+
+def test_merged_comments(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    rows = tshark_fields(
+        out / "merged.pcapng", "frame.interface_name", "frame.comment", display="frame.comment"
+    )
+    comments = {(n, c) for n, c in rows}
+    drop = [c for n, c in comments if "dropped after this hop" in c]
+    assert len(drop) == 1
+    assert drop[0].startswith("fw:eth0:")
+    assert "f2" in drop[0] and "never seen at fw:eth1" in drop[0]
+    # the dropped packet is the first SYN of f2 at fw:eth0
+    marked = tshark_fields(
+        out / "merged.pcapng",
+        "frame.interface_name",
+        "tcp.srcport",
+        "ip.id",
+        display='frame.comment contains "dropped"',
+    )
+    assert marked == [["fw:eth0", "40002", "0x0064"]]
+    # NAT mapping: the first packet of f1 at fw:eth1 names the translated tuple
+    assert any(
+        n == "fw:eth1" and "f1 (nat): 198.18.1.1:31001 > 198.18.1.2:80" in c for n, c in comments
+    )
+
+
+def test_report_md(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    md = (out / "report.md").read_text()
+    assert "## Broken flows (1)" in md
+    assert "| drop | c2s | fw:eth0 -> fw:eth1 | 2 | 0 |" in md
+    assert "SYN dropped inside fw" in md
+    assert "&lt;never forwarded>" in md  # capture text cannot inject HTML into renderers
+    assert md.index("## Broken flows") < md.index("## Healthy flows (1)")
+    assert "TcpExtListenOverflows | 0 | 12 | +12" in md
+    assert "tcp dport 9999 counter drop" in md
+    assert "Start skew:** 60.000 ms" in md
+
+
+class _Checker(HTMLParser):
+    VOID: ClassVar[set[str]] = {
+        "meta",
+        "br",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "circle",
+        "line",
+        "path",
+        "rect",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k in ("src", "href") or (v and "http" in v and k != "xmlns"):
+                self.errors.append(f"external reference {k}={v}")
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_report_html_well_formed_with_ladder(built: tuple[Path, Path]) -> None:
+    out, _ = built
+    doc = (out / "report.html").read_text()
+    c = _Checker()
+    c.feed(doc)
+    c.close()
+    assert c.errors == []
+    assert c.stack == []
+    assert c.tags.count("svg") == 1  # one broken flow, one ladder
+    assert "script" not in c.tags
+    text = "".join(c.text)
+    assert "<never forwarded>" in text  # escaped in the source, shown as text
+    assert "&lt;never forwarded&gt;" in doc
+    assert "SYN dropped inside fw" in text
+    svg = doc[doc.index("<svg") : doc.index("</svg>")]
+    for p in sc.POINTS:
+        assert f">{p}</text>" in svg
+    assert "DROP c2s" in svg
+
+
+def test_load_bundle_round_trip(built: tuple[Path, Path]) -> None:
+    out, tgz = built
+    for path in (out, tgz):
+        b = load_bundle(path)
+        assert b.warnings == []
+        assert b.verdict == sc.make_verdict()
+        assert [p.name for p in b.points] == sc.POINTS
+        fw = b.points[1]
+        assert (
+            fw.pcap is not None
+            and fw.pcap.read_bytes() == (out / "pcaps" / "fw_eth0.pcap").read_bytes()
+        )
+        assert (fw.host, fw.interface, fw.kernel_drops, fw.clock_offset_hint_s) == (
+            "fw",
+            "eth0",
+            0,
+            0.5,
+        )
+        assert fw.start_ts == pytest.approx(sc.T0 - 1.9 + 0.02)
+    assert load_bundle(tgz).tarball == tgz
+
+
+def test_tarball_holds_the_bundle(built: tuple[Path, Path]) -> None:
+    out, tgz = built
+    assert tgz == out.parent / "bundle.tar.gz"
+    with tarfile.open(tgz) as tf:
+        names = set(tf.getnames())
+    assert "bundle/manifest.json" in names and "bundle/merged.pcapng" in names
+
+
+def _copy(built: tuple[Path, Path], tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(built[0], dst)
+    return dst
+
+
+def test_damaged_bundles(built: tuple[Path, Path], tmp_path: Path) -> None:
+    b = _copy(built, tmp_path)
+    (b / "report.md").write_text("edited\n")
+    assert [w.split(":")[0] for w in load_bundle(b).warnings] == ["report.md"]
+
+    (b / "pcaps" / "srv_eth0.pcap").unlink()
+    with pytest.raises(BundleError, match=r"incomplete.*pcaps/srv_eth0.pcap"):
+        load_bundle(b)
+
+    (b / "verdict.json").unlink()
+    with pytest.raises(BundleError, match=r"verdict\.json is missing"):
+        load_bundle(b)
+
+    with pytest.raises(BundleError, match=r"manifest\.json is missing"):
+        load_bundle(tmp_path)
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(BundleError, match="not a readable bundle archive"):
+        load_bundle(tmp_path / "junk.tar.gz")
+    with pytest.raises(BundleError, match="no such bundle"):
+        load_bundle(tmp_path / "nope")
+
+    c = _copy(built, tmp_path / "c")
+    (c / "verdict.json").write_text("{ not json")
+    with pytest.raises(BundleError, match="damaged"):
+        load_bundle(c)
+
+
+def test_render_report_rerenders(built: tuple[Path, Path], tmp_path: Path) -> None:
+    b = _copy(built, tmp_path)
+    before = (b / "report.html").read_text()
+    (b / "report.md").unlink()
+    (b / "report.html").write_text("stale")
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["files"].pop("report.md")
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    md, html = render_report(b)
+    assert "| drop | c2s | fw:eth0 -> fw:eth1 |" in md.read_text()
+    assert html.read_text() == before
+    assert load_bundle(b).warnings == []
+
+
+def test_verdict_rows_broken_first() -> None:
+    v = sc.make_verdict()
+    gap_flow = Flow(
+        "f3",
+        "tcp",
+        "198.18.0.10:40003",
+        "203.0.113.80:80",
+        (),
+        (Finding("gap", "c2s", ("client:eth0", "fw:eth0"), 1, 0, None, "capture started late"),),
+        "inconclusive",
+    )
+    v = Verdict(v.points, (v.flows[1], gap_flow, v.flows[0]))
+    rows = verdict_rows(v)
+    assert len(VERDICT_HEADERS) == len(rows[0]) == 5
+    assert [r[0] for r in rows] == ["f2", "f3", "f1"]
+    assert rows[0][1] == "198.18.0.10:40002 -> 203.0.113.80:80"
+    assert rows[0][2] == "2"
+    assert rows[0][3] == "drop c2s fw:eth0 -> fw:eth1"
+    assert rows[2][3] == "-"
+
+
+def test_offline_bundle(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    sc.build_pcaps(src)
+    points = [PointInput(name=p, pcap=src / pcap_filename(p)) for p in sc.POINTS]
+    points.append(PointInput(name="lb", pcap=None, missing_reason="not captured"))
+    out = write_offline_bundle(tmp_path / "off", points, sc.make_verdict())
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["source"] == "offline"
+    assert m["complete"] is False
+    assert [p["name"] for p in m["points"]] == [*sc.POINTS, "lb"]
+    assert m["points"][-1]["file"] is None and m["points"][-1]["error"] == "not captured"
+    assert m["points"][0]["host"] == "client" and m["points"][4]["host"] == "lb"
+    for p in sc.POINTS:
+        assert (out / "pcaps" / pcap_filename(p)).read_bytes() == (
+            src / pcap_filename(p)
+        ).read_bytes()
+    b = load_bundle(out)
+    assert b.points[-1].pcap is None and b.points[-1].missing_reason == "not captured"
+    res = subprocess.run(
+        ["capinfos", str(out / "merged.pcapng")], capture_output=True, text=True, check=True
+    )
+    assert "Name = lb" in res.stdout and "missing: not captured" in res.stdout
+    assert "lb" in (out / "report.md").read_text().split("Missing points:")[1].splitlines()[0]
