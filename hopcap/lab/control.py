@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -105,10 +104,6 @@ def _kill_all(pids: list[int]) -> None:
                 pass
         end = time.monotonic() + wait
         while alive and time.monotonic() < end:
-            for pid in alive:
-                # reap our own children (e.g. a process a test started)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
             alive = [p for p in alive if is_alive(p)]
             time.sleep(0.02)
         pids = alive

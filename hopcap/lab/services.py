@@ -3,7 +3,6 @@ of the `srv-accept-queue` fault. Pidfiles, configs and logs live in the state di
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -96,8 +95,6 @@ def _stop_script(state: Path, name: str) -> bool:
     end = time.monotonic() + 3
     while alive(pid) and time.monotonic() < end:
         time.sleep(0.02)
-        with contextlib.suppress(ChildProcessError):  # reap it if it is our child
-            os.waitpid(pid, os.WNOHANG)
     if alive(pid):
         os.kill(pid, signal.SIGKILL)
     return True

@@ -113,7 +113,7 @@ def inventory_text(layout: Layout, state: Path) -> str:
         f"path: [{', '.join(HOSTS)}]",
         f"target: {VIP}:{VIP_PORT}",
         f"window: {WINDOW}",
-        f"repro: {{on: client, run: {q(REPRO_RUN)}}}",
+        f'repro: {{"on": client, run: {q(REPRO_RUN)}}}',
         "",
     ]
     return "\n".join(lines)
