@@ -150,9 +150,11 @@ def expand_pattern(pattern: str) -> list[str]:
 
 
 def _split_port(pattern: str) -> tuple[str, str | None]:
-    if pattern.count(":") == 1:
-        name, _, port = pattern.partition(":")
-        return name, port
+    """`host:2222` -> ("host", "2222"); ranges (`web[1:3]`) and IPv6 keep their colons."""
+    outside = re.sub(r"\[[^\]]*\]", "", pattern)
+    if outside.count(":") == 1:
+        at = pattern.rfind(":")
+        return pattern[:at], pattern[at + 1 :]
     return pattern, None
 
 
@@ -294,7 +296,7 @@ def looks_like_ansible_yaml(root: TNode) -> bool:
         )
 
     all_node = root.get("all")
-    if all_node is not None and is_group(all_node):
+    if all_node is not None and (isinstance(all_node, Map) or is_group(all_node)):
         return True
     site_keys = {"hosts", "defaults", "groups", "path", "target", "filter", "window", "repro"}
     if any(k.text in site_keys for k, _ in root.items):

@@ -18,7 +18,7 @@ from hopcap.model import Inventory
 MAX_BYTES = 4 * 1024 * 1024  # an inventory is a few kB; anything this big is a mistake
 
 _INI_SECTION = re.compile(r"\A\[[^\[\]\s]+\]\s*([#;].*)?\Z")
-_INI_HOSTLINE = re.compile(r"\A[^\s:=#;\[\]]+(\s+[A-Za-z_][A-Za-z0-9_]*=\S*)+\s*\Z")
+_INI_HOSTLINE = re.compile(r"\A[^\s=#;]*[^\s=#;:]\s+[A-Za-z_]\w*=")
 
 
 def load(path: str | Path, *, path_override: Sequence[str] | None = None) -> Inventory:
@@ -118,11 +118,18 @@ def decode(data: bytes, file: str) -> str:
 
 
 def looks_like_ini(text: str) -> bool:
+    """An Ansible INI inventory: a `[section]` line at column 0 anywhere, or a first line
+    like `host key=value`."""
+    first = True
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
-        return bool(_INI_SECTION.match(line) or _INI_HOSTLINE.match(line))
+        if _INI_SECTION.match(raw.rstrip()):
+            return True
+        if first and _INI_HOSTLINE.match(line):
+            return True
+        first = False
     return False
 
 

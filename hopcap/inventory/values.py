@@ -156,7 +156,8 @@ def suggest(word: str, choices: Iterable[str], aliases: dict[str, str] | None = 
     lowered = {c.lower(): c for c in pool}
     if word.lower() in lowered:
         return lowered[word.lower()]
-    best = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    cutoff = 0.5 if len(word) <= 4 else 0.6  # one wrong letter in "fx" is already 0.5
+    best = difflib.get_close_matches(word, pool, n=1, cutoff=cutoff)
     return best[0] if best else None
 
 

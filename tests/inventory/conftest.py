@@ -30,4 +30,3 @@ def load_text(write: Callable[..., Path]) -> Callable[..., Inventory]:
         return load(write(text, name), **kw)  # type: ignore[arg-type]
 
     return _load
-

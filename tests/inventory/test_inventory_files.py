@@ -35,7 +35,10 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    assert one(tmp_path) == f"{tmp_path}: is a directory; give the inventory file itself (e.g. site.yml)"
+    assert (
+        one(tmp_path)
+        == f"{tmp_path}: is a directory; give the inventory file itself (e.g. site.yml)"
+    )
 
 
 def test_fifo_does_not_block(tmp_path: Path) -> None:
@@ -130,4 +133,6 @@ def test_alias_bomb_is_cheap(write: Callable[..., Path]) -> None:
     lines.append("hosts: {client: {address: 198.19.0.10, role: client, capture: *a11}}")
     problems = problems_of(write("\n".join(lines) + "\n"))
     assert any("unknown key 'a0' in the top level" in p.message for p in problems)
-    assert any(p.key == "capture" and "expected interface names, got a list" in p.message for p in problems)
+    assert any(
+        p.key == "capture" and "expected interface names, got a list" in p.message for p in problems
+    )

@@ -204,13 +204,15 @@ CASES: list[tuple[str, str, int | None, str]] = [
     ),
     (
         "unknown-jump-host",
-        HOSTS + "  bastion: {address: 198.51.100.2}\n  lb: {role: lb, capture: [eth0], jump: bastoin}\n",
+        HOSTS
+        + "  bastion: {address: 198.51.100.2}\n  lb: {role: lb, capture: [eth0], jump: bastoin}\n",
         6,
         "host 'lb' jumps through unknown host 'bastoin' — did you mean 'bastion'?",
     ),
     (
         "jump-cycle",
-        HOSTS + "  j1: {address: 198.51.100.2, jump: j2}\n  j2: {address: 198.51.100.3, jump: j1}\n",
+        HOSTS
+        + "  j1: {address: 198.51.100.2, jump: j2}\n  j2: {address: 198.51.100.3, jump: j1}\n",
         5,
         "jump hosts form a cycle: j1 -> j2 -> j1",
     ),
@@ -354,8 +356,8 @@ CASES: list[tuple[str, str, int | None, str]] = [
     ),
     (
         "unknown-group",
-        "groups:\n  dmz: {sudo: true}\n" + host("lb: {address: 198.19.0.12, role: lb, "
-        "capture: [eth0], groups: [dnz]}"),
+        "groups:\n  dmz: {sudo: true}\n"
+        + host("lb: {address: 198.19.0.12, role: lb, capture: [eth0], groups: [dnz]}"),
         7,
         "host 'lb' is in unknown group 'dnz' — did you mean 'dmz'?",
     ),
@@ -390,7 +392,12 @@ CASES: list[tuple[str, str, int | None, str]] = [
         5,
         "repro must be a mapping {on: HOST, run: COMMAND}",
     ),
-    ("filter-empty", HOSTS + "filter: ''\n", 5, "filter: expected a BPF filter string, got an empty string"),
+    (
+        "filter-empty",
+        HOSTS + "filter: ''\n",
+        5,
+        "filter: expected a BPF filter string, got an empty string",
+    ),
     (
         "auto-without-target",
         "hosts:\n  client: {address: 198.19.0.10, role: client, capture: auto}\n",
@@ -429,8 +436,7 @@ CASES: list[tuple[str, str, int | None, str]] = [
     ),
     (
         "recursive-alias",
-        "hosts: &h\n  client: {address: 198.19.0.10, role: client, capture: [eth0]}\n"
-        "  again: *h\n",
+        "hosts: &h\n  client: {address: 198.19.0.10, role: client, capture: [eth0]}\n  again: *h\n",
         1,
         "recursive YAML alias (a value that contains itself)",
     ),
@@ -443,7 +449,9 @@ CASES: list[tuple[str, str, int | None, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "line", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_malformed(write: Callable[..., Path], text: str, line: int | None, message: str) -> None:
     path = write(text)
     problems = problems_of(path)
