@@ -68,14 +68,22 @@ def hopcap_run(inventory: Path, out: Path, *extra: str, timeout: float = 180) ->
     return RunResult(proc.returncode, proc.stdout, proc.stderr, out)
 
 
-def inventory_variant(base: Path, dest: Path, **hosts: dict[str, Any]) -> Path:
-    """A copy of the lab's inventory with some host settings changed (None removes a key)."""
+def inventory_variant(
+    base: Path, dest: Path, top: dict[str, Any] | None = None, **hosts: dict[str, Any]
+) -> Path:
+    """A copy of the lab's inventory with some host settings changed (None removes a key);
+    `top` changes top-level keys the same way."""
     import yaml
 
     doc = yaml.safe_load(base.read_text())
     repro = doc.get("repro") or {}
     if True in repro:  # YAML 1.1 reads the key `on` as a boolean
         repro["on"] = repro.pop(True)
+    for k, v in (top or {}).items():
+        if v is None:
+            doc.pop(k, None)
+        else:
+            doc[k] = v
     for name, changes in hosts.items():
         for k, v in changes.items():
             if v is None:

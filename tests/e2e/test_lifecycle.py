@@ -1,0 +1,123 @@
+"""The orchestrator's promises under faults: bounded captures, Ctrl-C, partial runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hopcap import lab
+from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
+from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant
+
+pytestmark = pytest.mark.lab
+
+
+def _lab_tcpdumps() -> list[str]:
+    """tcpdump processes inside any namespace of the e2e lab."""
+    found = []
+    for host in ("client", "fw", "lb", "srv"):
+        res = subprocess.run(
+            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
+        )
+        for pid in res.stdout.split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "tcpdump" in cmd:
+                found.append(f"{host}: {cmd}")
+    return found
+
+
+def _start_until_listening(args: list[str], points: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*HOPCAP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < points and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if line.strip().startswith("listening "):
+            seen += 1
+    assert seen == points, "not every point reported listening"
+    return proc
+
+
+def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None})
+    proc = _start_until_listening(
+        ["run", "-i", str(inv), "--window", "5s", "--out", str(tmp_path / "b")], 6
+    )
+    assert _lab_tcpdumps(), "captures should be running while hopcap runs"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # the bound on the remote side: window 5 s + grace 15 s (+ 5 s before SIGKILL)
+    deadline = time.monotonic() + 40
+    while _lab_tcpdumps() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _lab_tcpdumps() == []
+    # the dirs the dead run left are removed by the next run once their bound has passed
+    left = sorted(Path("/tmp").glob("hopcap.*.*"))
+    assert left, "the killed run should have left its remote directories"
+    expiry = max(int(p.name.split(".")[1]) for p in left)  # hopcap.<expiry>.<run>.<host>
+    time.sleep(max(0.0, expiry + 1 - time.time()))
+    res = hopcap_run(inv, tmp_path / "b2", "--window", "1s", "--no-facts")
+    assert res.code == 0, res.stderr
+    assert not [p for p in left if p.exists()]
+    assert list(Path("/tmp").glob("hopcap.*.*")) == []
+
+
+def test_ctrl_c_stops_pulls_and_writes_an_interrupted_bundle(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None})
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "120s", "--out", str(out)], 6)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert time.monotonic() - t0 < 30, "Ctrl-C must not wait for the window"
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["interrupted"] is True and man["complete"] is False
+    assert all((out / p["file"]).exists() for p in man["points"])
+    assert _lab_tcpdumps() == []
+    assert list(Path("/tmp").glob("hopcap.*.*")) == []
+
+
+def test_unreachable_host_gives_partial_run_and_honest_bundle(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", srv={"port": 2222})
+    res = hopcap_run(inv, tmp_path / "b")
+    assert res.code == EXIT_PARTIAL, res.stderr
+    man = res.manifest
+    assert man["complete"] is False
+    srv = next(p for p in man["points"] if p["host"] == "srv")
+    assert "connection refused" in srv["error"]
+    others = [p for p in man["points"] if p["host"] != "srv"]
+    assert all(p["error"] is None and p["packets"] > 0 for p in others)
+    gaps = res.findings("gap")
+    assert gaps and any("srv" in " ".join(g["between"]) for g in gaps)
+    assert res.findings("drop") == []
+
+
+def test_missing_interface_is_a_failed_point_not_a_failed_run(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory, tmp_path / "inv.yml", lb={"capture": ["eth0", "eth7"]}
+    )
+    res = hopcap_run(inv, tmp_path / "b")
+    assert res.code == EXIT_PARTIAL, res.stderr
+    assert "lb: no interface eth7" in res.stderr
+    assert res.manifest["complete"] is False
