@@ -128,12 +128,17 @@ def down(prefix: str = topology.DEFAULT_PREFIX) -> list[str]:
     """Remove everything of lab `prefix`: processes, namespaces, root links, state dir.
     Idempotent; works on a half-built or crashed lab. Returns what it removed."""
     topology.check_prefix(prefix)
+    if os.geteuid() != 0:
+        raise LabError("removing the lab needs root", hint="run it with sudo")
     removed: list[str] = []
     for ns in topology.lab_namespaces(prefix):
         pids = _ns_pids(ns)
         _kill_all(pids)
         run(["ip", "netns", "del", ns], check=False)
         removed.append(f"namespace {ns}" + (f" ({len(pids)} processes)" if pids else ""))
+    left = topology.lab_namespaces(prefix)
+    if left:
+        raise LabError(f"cannot remove namespaces {', '.join(left)}")
     for _ in range(50):  # veth ends vanish with their peer's namespace, asynchronously
         links = topology.lab_root_links(prefix)
         if not links:
