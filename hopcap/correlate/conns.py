@@ -1,0 +1,268 @@
+"""Connections at one capture point: half-connections (one direction of one tuple between
+SYN boundaries) and their pairing into connections."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+
+_P1 = np.uint64(0x9E3779B97F4A7C15)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_P3 = np.uint64(0x165667B19E3779F9)
+_P4 = np.uint64(0x27D4EB2F165667C5)
+
+
+def mix(*cols: npt.NDArray[np.uint64] | I64) -> U64:
+    """A 64-bit hash of several integer columns, row by row (vectorised)."""
+    h = np.zeros(cols[0].shape[0], np.uint64)
+    primes = (_P1, _P2, _P3, _P4)
+    with np.errstate(over="ignore"):
+        for i, c in enumerate(cols):
+            x = c.astype(np.uint64) * primes[i % 4] + np.uint64(i + 1)
+            x ^= x >> np.uint64(29)
+            h = (h ^ x) * _P1
+            h ^= h >> np.uint64(32)
+    return h
+
+
+@dataclass
+class Half:
+    """One direction of one TCP connection at one point."""
+
+    hid: int
+    idx: I64  # packet rows in time order
+    tkey: int
+    rkey: int  # tuple key of the reverse direction
+    v: int
+    src: tuple[int, int]
+    dst: tuple[int, int]
+    sport: int
+    dport: int
+    syn: bool  # starts with a SYN (SYN or SYN-ACK)
+    synack: bool
+    isn: int  # seq of the SYN, else the first seq seen
+    first_ts: int
+    last_ts: int
+    has_ts: bool
+    conn: int = -1
+
+    @property
+    def tuple_str(self) -> str:
+        return (
+            f"{endpoint_str(self.v, *self.src, self.sport)} > "
+            f"{endpoint_str(self.v, *self.dst, self.dport)}"
+        )
+
+    @property
+    def src_str(self) -> str:
+        return endpoint_str(self.v, *self.src, self.sport)
+
+    @property
+    def dst_str(self) -> str:
+        return endpoint_str(self.v, *self.dst, self.dport)
+
+
+@dataclass
+class Conn:
+    cid: int
+    c: Half | None  # client -> server half
+    s: Half | None  # server -> client half
+
+    @property
+    def first_ts(self) -> int:
+        return min(h.first_ts for h in (self.c, self.s) if h is not None)
+
+    @property
+    def last_ts(self) -> int:
+        return max(h.last_ts for h in (self.c, self.s) if h is not None)
+
+    def half(self, d: int) -> Half | None:
+        return self.c if d == 0 else self.s
+
+    @property
+    def tuple_str(self) -> str:
+        if self.c is not None:
+            return self.c.tuple_str
+        assert self.s is not None
+        return f"{self.s.dst_str} > {self.s.src_str}"
+
+
+@dataclass
+class PointConns:
+    table: PacketTable
+    halves: list[Half]
+    conns: list[Conn]
+    by_tkey: dict[int, list[Half]] = field(default_factory=dict)
+
+
+def build_halves(t: PacketTable) -> list[Half]:
+    n = len(t)
+    if n == 0:
+        return []
+    tkey = mix(t.src[:, 0], t.src[:, 1], t.dst[:, 0], t.dst[:, 1], t.sport, t.dport)
+    rkey = mix(t.dst[:, 0], t.dst[:, 1], t.src[:, 0], t.src[:, 1], t.dport, t.sport)
+    order = np.lexsort((t.ts, tkey))
+    tk = tkey[order]
+    ar = np.arange(n, dtype=np.int64)
+    gstart = np.ones(n, bool)
+    gstart[1:] = tk[1:] != tk[:-1]
+    fl = t.flags[order]
+    syn = (fl & SYN) != 0
+    sq = t.seq[order]
+    last_syn = np.maximum.accumulate(np.where(syn, ar, -1))
+    prev_syn = np.empty(n, np.int64)
+    prev_syn[0] = -1
+    prev_syn[1:] = last_syn[:-1]
+    gfirst = np.maximum.accumulate(np.where(gstart, ar, 0))
+    prev_in_group = prev_syn >= gfirst
+    prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
+    boundary = gstart | (syn & (prev_isn != sq))
+    starts = np.nonzero(boundary)[0]
+    ends = np.append(starts[1:], n)
+    has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
+    has_ts = np.add.reduceat(has_ts_rows, starts) > 0
+    halves: list[Half] = []
+    for hid, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        rows = order[s:e]
+        r0 = int(rows[0])
+        f0 = int(t.flags[r0])
+        is_syn = bool(f0 & SYN)
+        halves.append(
+            Half(
+                hid=hid,
+                idx=rows,
+                tkey=int(tk[s]),
+                rkey=int(rkey[r0]),
+                v=int(t.v[r0]),
+                src=(int(t.src[r0, 0]), int(t.src[r0, 1])),
+                dst=(int(t.dst[r0, 0]), int(t.dst[r0, 1])),
+                sport=int(t.sport[r0]),
+                dport=int(t.dport[r0]),
+                syn=is_syn,
+                synack=is_syn and bool(f0 & ACK),
+                isn=int(t.seq[r0]),
+                first_ts=int(t.ts[r0]),
+                last_ts=int(t.ts[rows[-1]]),
+                has_ts=bool(has_ts[hid]),
+            )
+        )
+    return halves
+
+
+def _is_client_half(h: Half) -> bool:
+    if h.syn:
+        return not h.synack
+    # no handshake seen: the lower (or well-known) port is the server's
+    if h.dport < 1024 <= h.sport:
+        return True
+    if h.sport < 1024 <= h.dport:
+        return False
+    return h.sport > h.dport
+
+
+def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
+    by_key: dict[int, list[Half]] = defaultdict(list)
+    for h in halves:
+        by_key[h.tkey].append(h)
+    used: set[int] = set()
+    conns: list[Conn] = []
+    for h in sorted(halves, key=lambda x: x.first_ts):
+        c: Half | None
+        s: Half | None
+        if h.hid in used:
+            continue
+        used.add(h.hid)
+        best: Half | None = None
+        best_score = -1.0
+        for r in by_key.get(h.rkey, ()):
+            if r.hid in used:
+                continue
+            score = 0.0
+            # SYN-ACK acknowledging our SYN (or the reverse) is decisive
+            if (h.syn and r.synack and _acks(t, r, h.isn + 1)) or (
+                r.syn and h.synack and _acks(t, h, r.isn + 1)
+            ):
+                score = 1e18
+            else:
+                overlap = min(h.last_ts, r.last_ts) - max(h.first_ts, r.first_ts)
+                if h.syn and not h.synack and r.first_ts < h.first_ts and not r.syn:
+                    continue  # a half that began before our SYN belongs to an earlier connection
+                if r.syn and not r.synack and h.first_ts < r.first_ts and not h.syn:
+                    continue
+                score = 1e15 + overlap if overlap >= 0 else 1e15 - abs(overlap) * 10
+                if h.syn and r.syn and not (h.synack or r.synack):
+                    continue  # two SYNs: a simultaneous open is not worth the risk
+            if score > best_score:
+                best, best_score = r, score
+        if best is not None:
+            used.add(best.hid)
+        if _is_client_half(h) or (best is not None and best.syn and best.synack):
+            c, s = h, best
+        else:
+            c, s = best, h
+        cid = len(conns)
+        conns.append(Conn(cid=cid, c=c, s=s))
+        for x in (c, s):
+            if x is not None:
+                x.conn = cid
+    return conns
+
+
+def _acks(t: PacketTable, h: Half, value: int) -> bool:
+    r0 = int(h.idx[0])
+    return int(t.ack[r0]) == (value & 0xFFFFFFFF)
+
+
+def build_point(t: PacketTable) -> PointConns:
+    halves = build_halves(t)
+    conns = build_conns(t, halves)
+    by_tkey: dict[int, list[Half]] = defaultdict(list)
+    for h in halves:
+        by_tkey[h.tkey].append(h)
+    return PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey))
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+def fingerprints(t: PacketTable, h: Half, limit: int = 8) -> list[tuple[object, ...]]:
+    """Keys that survive NAT/PAT/ISN randomisation, for linking a half across points."""
+    keys: list[tuple[object, ...]] = []
+    rows = h.idx
+    fl = t.flags[rows[: limit * 4]]
+    r = rows[: limit * 4]
+    syn_rows = r[(fl & SYN) != 0]
+    for i in syn_rows[:4].tolist():
+        keys.append(("isn", int(t.seq[i])))
+        if t.tsval[i] >= 0:
+            keys.append(("ts", int(t.tsval[i]), int(t.ipid[i])))
+        elif t.ipid[i] > 0:
+            keys.append(("sid", int(t.ipid[i]), int(t.mss[i]), t.options(i)))
+    # first packets of the half by TSval + IP ID (both survive NAT)
+    n_ts = 0
+    for i in r.tolist():
+        if n_ts >= limit:
+            break
+        if t.flags[i] & SYN:
+            continue
+        if t.tsval[i] >= 0:
+            keys.append(("ts", int(t.tsval[i]), int(t.ipid[i])))
+            n_ts += 1
+    # payload hashes of the first data packets
+    data = rows[t.pl_cap[rows] > 0][:limit]
+    for i in data.tolist():
+        keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
+    if not keys:
+        for i in rows[:limit].tolist():
+            if t.ipid[i] > 0:
+                keys.append(("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST))))
+    return keys

@@ -1,0 +1,830 @@
+"""correlate(): points in path order -> Verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.conns import Half, PointConns, build_point
+from hopcap.correlate.link import HalfLinks, link_halves, link_proxied, parse_conntrack
+from hopcap.correlate.match import M32, DirMatch, flags_str, learn_delta, match_direction, signed32
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
+from hopcap.errors import CorrelationError
+from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
+
+I64 = npt.NDArray[np.int64]
+NS = 1_000_000_000
+
+
+@dataclass
+class Point:
+    idx: int
+    inp: PointInput
+    name: str
+    host: str
+    iface: str
+    pc: PointConns | None  # None: missing
+    warnings: list[str] = field(default_factory=list)
+    offset_ns: int = 0  # this point's clock minus the first point's
+    offset_err_ns: int | None = None
+    start_ns: int | None = None  # packets before this (aligned to this point) are not evidence
+    stop_ns: int | None = None
+
+    @property
+    def table(self) -> PacketTable:
+        assert self.pc is not None
+        return self.pc.table
+
+    @property
+    def kernel_drops(self) -> int | None:
+        if self.inp.kernel_drops is not None:
+            return self.inp.kernel_drops
+        return self.pc.table.kernel_drops if self.pc is not None else None
+
+
+@dataclass
+class LegB:
+    point: int
+    c: Half | None
+    s: Half | None
+    link: str
+    details: tuple[str, ...] = ()
+    delta_c: int | None = 0  # seq offset of this leg's c half relative to the previous leg's
+    delta_s: int | None = 0
+
+
+@dataclass
+class Hop:
+    a: int  # point indices (upstream in path order)
+    b: int
+    c2s: DirMatch | None
+    s2c: DirMatch | None
+    missing: list[int]  # missing points between a and b
+    ended: str | None = None  # the flow ended between a and b: "unanswered", "rst", "answered"
+
+
+@dataclass
+class FlowB:
+    legs: list[LegB]
+    hops: list[Hop] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _host_of(inp: PointInput) -> tuple[str, str]:
+    host, iface = PointInput.parse_name(inp.name)
+    return inp.host or host, inp.interface or iface
+
+
+def correlate(
+    points: Sequence[PointInput], *, conntrack: Mapping[str, str] | None = None
+) -> Verdict:
+    """Correlate the captures of `points` (path order, client side first)."""
+    if not points:
+        raise CorrelationError("no capture points given")
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise CorrelationError(f"capture point names must be unique: {names}")
+    pts: list[Point] = []
+    for i, inp in enumerate(points):
+        host, iface = _host_of(inp)
+        pc = None
+        if inp.pcap is not None:
+            pc = build_point(read_capture(Path(inp.pcap)))
+        pts.append(Point(i, inp, inp.name, host, iface, pc))
+    try:
+        return _correlate(pts, conntrack or {})
+    finally:
+        for p in pts:
+            if p.pc is not None:
+                p.pc.table.close()
+
+
+def _hint_ns(p: Point, first: Point) -> int | None:
+    a, b = p.inp.clock_offset_hint_s, first.inp.clock_offset_hint_s
+    if a is None:
+        return None
+    return round((a - (b or 0.0)) * NS)
+
+
+def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
+    present = [p.idx for p in pts if p.pc is not None]
+    warnings: list[str] = []
+    for p in pts:
+        if p.pc is None:
+            why = p.inp.missing_reason or "no capture file"
+            warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
+    ct_pairs = []
+    for text in conntrack.values():
+        ct_pairs.extend(parse_conntrack(text))
+
+    # seed clocks from hints
+    for p in pts:
+        h = _hint_ns(p, pts[0])
+        p.offset_ns = h or 0
+
+    # link adjacent present points
+    links: dict[tuple[int, int], HalfLinks] = {}
+    for a, b in pairwise(present):
+        pa, pb = pts[a].pc, pts[b].pc
+        assert pa is not None and pb is not None
+        links[(a, b)] = link_halves(
+            pa, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns, conntrack_pairs=ct_pairs
+        )
+
+    flows = _build_flows(pts, present, links)
+    _estimate_clocks(pts, present, flows)
+    _windows(pts, present, flows)
+    verdict_flows = [_finish_flow(pts, present, f) for f in flows]
+    verdict_flows.sort(key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
+    out_flows = tuple(
+        Flow(
+            id=f"f{i + 1}",
+            proto=f.proto,
+            client=f.client,
+            server=f.server,
+            legs=f.legs,
+            findings=f.findings,
+            summary=f.summary,
+            first_ts=f.first_ts,
+        )
+        for i, f in enumerate(verdict_flows)
+    )
+    summaries = []
+    for p in pts:
+        t = p.pc.table if p.pc is not None else None
+        summaries.append(
+            PointSummary(
+                name=p.name,
+                host=p.host,
+                interface=p.iface,
+                packets=t.records if t is not None else 0,
+                kernel_drops=p.kernel_drops,
+                clock_offset_s=(p.offset_ns / NS) if t is not None else None,
+                clock_error_s=(p.offset_err_ns / NS) if p.offset_err_ns is not None else None,
+                first_ts=(int(t.ts.min()) / NS) if t is not None and len(t) else None,
+                last_ts=(int(t.ts.max()) / NS) if t is not None and len(t) else None,
+                warnings=tuple(t.warnings)
+                if t is not None
+                else (
+                    (f"missing: {p.inp.missing_reason}",) if p.inp.missing_reason else ("missing",)
+                ),
+            )
+        )
+    for p in pts:
+        if p.pc is not None:
+            warnings.extend(p.pc.table.warnings)
+    return Verdict(points=tuple(summaries), flows=out_flows, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def _partner(pc: PointConns, h: Half | None) -> Half | None:
+    if h is None or h.conn < 0:
+        return None
+    c = pc.conns[h.conn]
+    return c.s if c.c is h else c.c
+
+
+def _rows(h: Half | None) -> I64:
+    return h.idx if h is not None else np.zeros(0, np.int64)
+
+
+def _build_flows(
+    pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
+) -> list[FlowB]:
+    claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
+    flows: list[FlowB] = []
+    for k, p in enumerate(present):
+        pc = pts[p].pc
+        assert pc is not None
+        for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+            if conn.cid in claimed[p]:
+                continue
+            claimed[p].add(conn.cid)
+            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same")])
+            _extend(pts, present, k, flow, links, claimed)
+            flows.append(flow)
+    return flows
+
+
+def _extend(
+    pts: list[Point],
+    present: list[int],
+    k: int,
+    flow: FlowB,
+    links: dict[tuple[int, int], HalfLinks],
+    claimed: dict[int, set[int]],
+) -> None:
+    while k + 1 < len(present):
+        a, b = present[k], present[k + 1]
+        missing = list(range(a + 1, b))
+        leg = flow.legs[-1]
+        pa, pb = pts[a].pc, pts[b].pc
+        assert pa is not None and pb is not None
+        hl = links[(a, b)]
+        yc = pb.halves[hl.fwd[leg.c.hid]] if leg.c is not None and leg.c.hid in hl.fwd else None
+        ys = pb.halves[hl.fwd[leg.s.hid]] if leg.s is not None and leg.s.hid in hl.fwd else None
+        if yc is None and ys is not None:
+            yc = _partner(pb, ys)
+        if ys is None and yc is not None:
+            ys = _partner(pb, yc)
+        link = "same"
+        details: tuple[str, ...] = ()
+        if yc is None and ys is None:
+            ended = _how_ended(pa, leg)
+            if ended == "answered":
+                conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
+                cands = [c for c in pb.conns if c.cid not in claimed[b] or True]
+                pm = link_proxied(
+                    pa, conn_a, pb, cands, offset_ns=pts[b].offset_ns - pts[a].offset_ns
+                )
+                if pm is not None:
+                    claimed[b].add(pm.conn.cid)
+                    flow.hops.append(Hop(a, b, None, None, missing, None))
+                    flow.legs.append(
+                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None)
+                    )
+                    k += 1
+                    continue
+            flow.hops.append(Hop(a, b, None, None, missing, ended))
+            return
+        for y in (yc, ys):
+            if y is not None and y.conn >= 0:
+                claimed[b].add(y.conn)
+        ta, tb = pa.table, pb.table
+        dc = (
+            learn_delta(ta, _rows(leg.c), tb, _rows(yc))
+            if leg.c is not None and yc is not None
+            else None
+        )
+        ds = (
+            learn_delta(ta, _rows(leg.s), tb, _rows(ys))
+            if leg.s is not None and ys is not None
+            else None
+        )
+        same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
+            leg.s is None or ys is None or leg.s.tkey == ys.tkey
+        )
+        link = "same" if same_tuple and (dc or 0) == 0 and (ds or 0) == 0 else "nat"
+        use_ts = all(h is None or h.has_ts for h in (leg.c, yc)) and any(
+            h is not None and h.has_ts for h in (leg.c, yc)
+        )
+        use_ts_s = all(h is None or h.has_ts for h in (leg.s, ys)) and any(
+            h is not None and h.has_ts for h in (leg.s, ys)
+        )
+        use_ipid_c = _ipid_kept(ta, _rows(leg.c), tb, _rows(yc))
+        use_ipid_s = _ipid_kept(tb, _rows(ys), ta, _rows(leg.s))
+        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+        ttl_exp: tuple[int, ...] | None = None
+        if same_host:
+            ttl_exp = (0, 1)
+        c2s = None
+        s2c = None
+        if leg.c is not None or yc is not None:
+            base = yc.isn if yc is not None else (leg.c.isn + (dc or 0)) & M32  # type: ignore[union-attr]
+            c2s = match_direction(
+                ta,
+                _rows(leg.c),
+                tb,
+                _rows(yc),
+                delta=dc or 0,
+                ack_delta=ds,
+                use_ipid=use_ipid_c,
+                use_ts=use_ts,
+                ttl_expected=ttl_exp,
+                base=base,
+                a_base=leg.c.isn if leg.c is not None else base,
+            )
+        if leg.s is not None or ys is not None:
+            rds = (-(ds or 0)) & M32
+            base = leg.s.isn if leg.s is not None else (ys.isn + rds) & M32  # type: ignore[union-attr]
+            s2c = match_direction(
+                tb,
+                _rows(ys),
+                ta,
+                _rows(leg.s),
+                delta=rds,
+                ack_delta=((-dc) & M32) if dc is not None else None,
+                use_ipid=use_ipid_s,
+                use_ts=use_ts_s,
+                ttl_expected=ttl_exp,
+                base=base,
+                a_base=ys.isn if ys is not None else base,
+            )
+        flow.hops.append(Hop(a, b, c2s, s2c, missing))
+        flow.legs.append(LegB(b, yc, ys, link, details, dc, ds))
+        k += 1
+
+
+def _ipid_kept(ta: PacketTable, ra: I64, tb: PacketTable, rb: I64) -> bool:
+    """Does the IP ID survive this hop? (IPv4 only; some devices rewrite it)."""
+    if ra.shape[0] == 0 or rb.shape[0] == 0:
+        return bool(ra.shape[0] and ta.v[ra[0]] == 4) or bool(rb.shape[0] and tb.v[rb[0]] == 4)
+    if ta.v[ra[0]] != 4 or tb.v[rb[0]] != 4:
+        return False
+    ia = set(ta.ipid[ra[:64]].tolist())
+    ib = set(tb.ipid[rb[:64]].tolist())
+    common = len(ia & ib)
+    return common >= max(1, min(len(ia), len(ib)) // 4)
+
+
+def _how_ended(pa: PointConns, leg: LegB) -> str:
+    s = leg.s
+    if s is None or s.idx.shape[0] == 0:
+        return "unanswered"
+    fl = pa.table.flags[s.idx]
+    if np.all((fl & RST) != 0) and not np.any(pa.table.plen[s.idx] > 0):
+        return "rst"
+    return "answered"
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
+    d1: dict[tuple[int, int], list[int]] = {}
+    d2: dict[tuple[int, int], list[int]] = {}
+    for f in flows:
+        for hop in f.hops:
+            pa, pb = pts[hop.a], pts[hop.b]
+            if hop.c2s is not None and hop.c2s.pairs_a.shape[0]:
+                d = pb.table.ts[hop.c2s.pairs_b] - pa.table.ts[hop.c2s.pairs_a]
+                d1.setdefault((hop.a, hop.b), []).append(int(d.min()))
+            if hop.s2c is not None and hop.s2c.pairs_a.shape[0]:
+                d = pa.table.ts[hop.s2c.pairs_b] - pb.table.ts[hop.s2c.pairs_a]
+                d2.setdefault((hop.a, hop.b), []).append(int(d.min()))
+    first = present[0] if present else 0
+    if present:
+        pts[first].offset_ns = 0
+        pts[first].offset_err_ns = 0
+    for a, b in pairwise(present):
+        pa, pb = pts[a], pts[b]
+        hint = _hint_ns(pb, pts[0])
+        hint_a = _hint_ns(pa, pts[0])
+        rel_hint = (hint - (hint_a or 0)) if hint is not None else None
+        if pa.host == pb.host:
+            rel, err = 0, 0
+        elif (a, b) in d1 and (a, b) in d2:
+            m1, m2 = min(d1[(a, b)]), min(d2[(a, b)])
+            rel = (m1 - m2) // 2
+            err = max((m1 + m2) // 2, 0)
+        elif rel_hint is not None:
+            rel, err = rel_hint, None
+        elif (a, b) in d1:
+            rel, err = min(d1[(a, b)]), None
+        elif (a, b) in d2:
+            rel, err = -min(d2[(a, b)]), None
+        else:
+            rel, err = 0, None
+        pb.offset_ns = pa.offset_ns + rel
+        if err is None or pa.offset_err_ns is None:
+            pb.offset_err_ns = None
+        else:
+            pb.offset_err_ns = pa.offset_err_ns + err
+    for p in pts:
+        if p.idx not in present:
+            p.offset_ns = 0
+
+
+def _windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
+    """When each point was really listening, on its own clock: given start/stop times,
+    a truncated file, or evidence that a capture started after a flow did."""
+    for i in present:
+        p = pts[i]
+        t = p.table
+        if p.inp.start_ts is not None:
+            hint = p.inp.clock_offset_hint_s or 0.0
+            p.start_ns = int((p.inp.start_ts + hint) * NS)
+        if p.inp.stop_ts is not None:
+            hint = p.inp.clock_offset_hint_s or 0.0
+            p.stop_ns = int((p.inp.stop_ts + hint) * NS)
+        if len(t) and any("truncated" in w or "corrupt" in w for w in t.warnings):
+            p.stop_ns = int(t.ts.max()) if p.stop_ns is None else min(p.stop_ns, int(t.ts.max()))
+    # evidence of a late start: a flow whose SYN was seen upstream but not here
+    for f in flows:
+        for prev, leg in pairwise(f.legs):
+            if leg.link == "proxied":
+                continue
+            for x, y in ((prev.c, leg.c), (prev.s, leg.s)):
+                if x is not None and y is not None and x.syn and not y.syn:
+                    p = pts[leg.point]
+                    first = int(p.table.ts.min())
+                    p.start_ns = max(p.start_ns or first, first)
+                if x is not None and y is not None and y.syn and not x.syn:
+                    p = pts[prev.point]
+                    first = int(p.table.ts.min())
+                    p.start_ns = max(p.start_ns or first, first)
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass
+class Built:
+    proto: str
+    client: str
+    server: str
+    legs: tuple[Leg, ...]
+    findings: tuple[Finding, ...]
+    summary: str
+    first_ts: float | None
+
+    @property
+    def broken(self) -> bool:
+        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+
+
+def _endpoint_name(p: Point, side: str) -> str:
+    if p.iface:
+        return p.host
+    return side
+
+
+def _describe(
+    t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
+) -> tuple[str, int]:
+    """A short description of packets and their byte count."""
+    nbytes = 0
+    parts: list[str] = []
+    kinds: dict[str, int] = {}
+    for r in rows:
+        fl = int(t.flags[r])
+        pl = int(t.plen[r])
+        nbytes += (undelivered_bytes or {}).get(r, pl)
+        if fl & SYN:
+            k = "SYN-ACK" if fl & ACK else "SYN"
+        elif fl & RST:
+            k = "RST"
+        elif pl:
+            k = "data"
+        elif fl & FIN:
+            k = "FIN"
+        else:
+            k = "ACK"
+        kinds[k] = kinds.get(k, 0) + 1
+    r0 = rows[0]
+    fl0 = int(t.flags[r0])
+    if fl0 & SYN:
+        first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
+    else:
+        rel = int(signed32(np.array([int(t.seq[r0]) - base], np.int64))[0])
+        pl = int(t.plen[r0])
+        first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
+    if t.tsval[r0] >= 0:
+        first += f" tsval={int(t.tsval[r0])}"
+    if t.v[r0] == 4:
+        first += f" ipid={int(t.ipid[r0])}"
+    for k, n in kinds.items():
+        parts.append(f"{n} {k}" if n > 1 else f"1 {k}")
+    return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
+
+
+def _primary_kind(t: PacketTable, rows: list[int]) -> str:
+    fl = [int(t.flags[r]) for r in rows]
+    if any(f & SYN and not f & ACK for f in fl):
+        return "SYN"
+    if any(f & SYN for f in fl):
+        return "SYN-ACK"
+    if any(f & RST for f in fl):
+        return "RST"
+    if any(int(t.plen[r]) for r in rows):
+        return "data"
+    if any(f & FIN for f in fl):
+        return "FIN"
+    return "ACK"
+
+
+def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
+    first_leg = f.legs[0]
+    p0 = pts[first_leg.point]
+    c, s = first_leg.c, first_leg.s
+    if c is not None:
+        client, server = c.src_str, c.dst_str
+    else:
+        assert s is not None
+        client, server = s.dst_str, s.src_str
+    findings: list[Finding] = []
+    first_ts_ns = min(h.first_ts for h in (c, s) if h is not None) - p0.offset_ns
+
+    def fts(p: Point, rows: list[int]) -> float:
+        return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
+
+    def add_lost(
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: list[int],
+        base: int,
+        und_b: Mapping[int, int] | None = None,
+    ) -> None:
+        """Packets seen at `up` that never reached `down` (in direction of travel)."""
+        if not rows:
+            return
+        t = up.table
+        drop_rows: list[int] = []
+        gap_rows: list[int] = []
+        why = ""
+        for r in rows:
+            ts_down = int(t.ts[r]) - up.offset_ns + down.offset_ns
+            if down.kernel_drops:
+                gap_rows.append(r)
+                why = f"{down.name} dropped {down.kernel_drops} packets in the kernel"
+            elif down.start_ns is not None and ts_down < down.start_ns:
+                gap_rows.append(r)
+                why = f"the capture at {down.name} started after these packets"
+            elif down.stop_ns is not None and ts_down > down.stop_ns:
+                gap_rows.append(r)
+                why = f"the capture at {down.name} ended before these packets"
+            else:
+                drop_rows.append(r)
+        between = (up.name, down.name)
+        if drop_rows:
+            what, nb = _describe(t, drop_rows, base, und_b)
+            findings.append(
+                Finding("drop", direction, between, len(drop_rows), nb, fts(up, drop_rows), what)
+            )
+        if gap_rows:
+            what, nb = _describe(t, gap_rows, base, und_b)
+            findings.append(
+                Finding(
+                    "gap",
+                    direction,
+                    between,
+                    len(gap_rows),
+                    nb,
+                    fts(up, gap_rows),
+                    f"seen at {up.name}, not at {down.name}, but {why}: "
+                    f"cannot tell whether they were lost; {what}",
+                )
+            )
+
+    def add_extra(direction: Direction, up: Point, down: Point, rows: list[int], base: int) -> None:
+        """Packets seen at `down` that never went through `up`."""
+        if not rows:
+            return
+        t = down.table
+        inj: list[int] = []
+        gap: list[int] = []
+        why = ""
+        wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+        for r in rows:
+            ts_up = int(t.ts[r]) - down.offset_ns + up.offset_ns
+            if up.kernel_drops:
+                gap.append(r)
+                why = f"{up.name} dropped {up.kernel_drops} packets in the kernel"
+            elif up.start_ns is not None and ts_up < up.start_ns:
+                gap.append(r)
+                why = f"the capture at {up.name} started after these packets"
+            elif up.stop_ns is not None and ts_up > up.stop_ns:
+                gap.append(r)
+                why = f"the capture at {up.name} ended before these packets"
+            elif wire:
+                gap.append(r)
+                why = (
+                    f"nothing between {up.name} and {down.name} could have sent them "
+                    f"(capture loss at {up.name}?)"
+                )
+            else:
+                inj.append(r)
+        between = (up.name, down.name)
+        if inj:
+            what, nb = _describe(t, inj, base)
+            findings.append(
+                Finding("inject", direction, between, len(inj), nb, fts(down, inj), what)
+            )
+        if gap:
+            what, nb = _describe(t, gap, base)
+            findings.append(
+                Finding(
+                    "gap",
+                    direction,
+                    between,
+                    len(gap),
+                    nb,
+                    fts(down, gap),
+                    f"seen at {down.name}, not at {up.name}, but {why}; {what}",
+                )
+            )
+
+    for hop in f.hops:
+        pa, pb = pts[hop.a], pts[hop.b]
+        for m in hop.missing:
+            pm = pts[m]
+            findings.append(
+                Finding(
+                    "gap",
+                    "c2s",
+                    (pa.name, pm.name),
+                    0,
+                    0,
+                    first_ts_ns / NS,
+                    f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
+                    f"what happened between {pa.name} and {pb.name} "
+                    "cannot be placed more precisely",
+                )
+            )
+        if hop.c2s is None and hop.s2c is None:
+            leg = next(x for x in f.legs if x.point == hop.a)
+            if hop.ended in ("unanswered", "rst") and leg.c is not None:
+                add_lost("c2s", pa, pb, leg.c.idx.tolist(), leg.c.isn)
+            if hop.ended == "rst" and leg.s is not None:
+                add_extra("s2c", pb, pa, leg.s.idx.tolist(), leg.s.isn)
+            continue
+        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point], ...] = (
+            ("c2s", hop.c2s, pa, pb),
+            ("s2c", hop.s2c, pb, pa),
+        )
+        for direction, dm, up, down in dirs:
+            if dm is None:
+                continue
+            add_lost(direction, up, down, dm.undelivered, dm.a_base, dm.undelivered_bytes)
+            # partially delivered packets (a segment of a big one missing)
+            partial = [r for r in dm.undelivered_bytes if r not in set(dm.undelivered)]
+            if partial:
+                add_lost(direction, up, down, partial, dm.a_base, dm.undelivered_bytes)
+            add_extra(direction, up, down, dm.unexplained, dm.base)
+            groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+            for rw in dm.rewrites:
+                groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
+                    (rw.a_row, rw.b_row)
+                )
+            by_field: dict[str, list[tuple[str, str, list[tuple[int, int]]]]] = {}
+            for (fld, bef, aft), rr in groups.items():
+                by_field.setdefault(fld, []).append((bef, aft, rr))
+            for fld, lst in by_field.items():
+                lst.sort(key=lambda x: -len(x[2]))
+                rows_all = [r for _b, _a, rr in lst for r in rr]
+                bef, aft, rr = lst[0]
+                rw0 = next(
+                    x
+                    for x in dm.rewrites
+                    if x.field == fld and str(x.before) == bef and str(x.after) == aft
+                )
+                what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
+                if len(lst) > 1:
+                    what += f"; {len(lst)} different values, e.g. {bef} -> {aft}"
+                findings.append(
+                    Finding(
+                        "rewrite",
+                        direction,
+                        (up.name, down.name),
+                        len(rows_all),
+                        nb,
+                        fts(up, [a for a, _ in rows_all]),
+                        what,
+                        field=fld,
+                        before=rw0.before,
+                        after=rw0.after,
+                    )
+                )
+
+    # the far end: the last leg is at the last point of the path
+    last = f.legs[-1]
+    pl = pts[last.point]
+    if (last.point == present[-1] and last.link != "proxied") or (last.point == present[-1]):
+        t = pl.table
+        beyond = _endpoint_name(pl, "server")
+        if last.c is not None and last.c.syn and not last.c.synack:
+            answered = last.s is not None and last.s.idx.shape[0] > 0
+            if not answered:
+                syn_rows = [int(r) for r in last.c.idx.tolist() if t.flags[r] & SYN]
+                what, nb = _describe(t, syn_rows, last.c.isn)
+                findings.append(
+                    Finding(
+                        "drop",
+                        "c2s",
+                        (pl.name, beyond),
+                        len(syn_rows),
+                        nb,
+                        fts(pl, syn_rows),
+                        f"{what}: reached {pl.name}, never answered by {beyond}",
+                    )
+                )
+    if last.s is not None and (
+        last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
+    ):
+        t = pl.table
+        rst_rows = [int(r) for r in last.s.idx.tolist() if t.flags[r] & RST]
+        if rst_rows:
+            beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
+            what, nb = _describe(t, rst_rows, last.s.isn)
+            findings.append(
+                Finding(
+                    "reset",
+                    "s2c",
+                    (beyond, pl.name),
+                    len(rst_rows),
+                    nb,
+                    fts(pl, rst_rows),
+                    f"{beyond} answered with RST: {what}",
+                )
+            )
+
+    # latency per leg on the aligned timeline
+    legs_out: list[Leg] = []
+    for i, leg in enumerate(f.legs):
+        lat = None
+        if i > 0:
+            hop = f.hops[i - 1]
+            pa, pb = pts[hop.a], pts[hop.b]
+            if hop.c2s is not None and hop.c2s.pairs_a.shape[0]:
+                d = (pb.table.ts[hop.c2s.pairs_b] - pb.offset_ns) - (
+                    pa.table.ts[hop.c2s.pairs_a] - pa.offset_ns
+                )
+                lat = float(np.median(d)) / NS
+        tup = _leg_tuple(leg)
+        legs_out.append(
+            Leg(
+                point=pts[leg.point].name,
+                tuple=tup,
+                link=leg.link if i else "same",
+                details=leg.details,
+                latency_s=lat,
+            )
+        )
+    findings.sort(
+        key=lambda x: (
+            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
+            x.first_ts or 0.0,
+        )
+    )
+    summary = _summary(pts, f, findings, legs_out)
+    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _leg_tuple(leg: LegB) -> str:
+    if leg.c is not None:
+        return leg.c.tuple_str
+    assert leg.s is not None
+    return f"{leg.s.dst_str} > {leg.s.src_str}"
+
+
+def _where(pts_by_name: Mapping[str, Point], between: tuple[str, str]) -> str:
+    a, b = between
+    pa, pb = pts_by_name.get(a), pts_by_name.get(b)
+    if pa is not None and pb is not None and pa.host == pb.host and pa.iface and pb.iface:
+        return f"inside {pa.host}"
+    if pb is None:
+        return f"by {b} itself"
+    if pa is None:
+        return f"by {a} itself"
+    return f"between {a} and {b}"
+
+
+def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg]) -> str:
+    by_name = {p.name: p for p in pts}
+    for fnd in findings:
+        a, b = fnd.between
+        where = _where(by_name, fnd.between)
+        first_word = fnd.what.split(" ")[0].split(",")[0]
+        if fnd.kind == "drop":
+            if fnd.what.startswith("SYN") and "never answered" in fnd.what:
+                return f"SYN reached {a} but {b} never answered it"
+            k = (
+                first_word
+                if first_word in ("SYN", "RST", "FIN")
+                else ("data" if fnd.bytes else first_word)
+            )
+            k = _kind_word(fnd.what)
+            return f"{k} dropped {where} (seen on {a}, never on {b})" + _more(findings)
+        if fnd.kind == "inject":
+            return (
+                f"{_kind_word(fnd.what)} injected {where} (seen on {b}, never sent through {a})"
+                + _more(findings)
+            )
+        if fnd.kind == "rewrite":
+            return (
+                f"{fnd.field} rewritten {where}: {fnd.before} -> {fnd.after} "
+                f"({fnd.packets} packets)" + _more(findings)
+            )
+        if fnd.kind == "reset":
+            return f"{a} reset the connection (RST seen on {b})" + _more(findings)
+    for fnd in findings:
+        if fnd.kind == "gap":
+            return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
+    path = " -> ".join(leg.point for leg in legs)
+    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
+    return f"OK: delivered both ways through {path}" + (f" ({', '.join(kinds)})" if kinds else "")
+
+
+def _kind_word(what: str) -> str:
+    w = what.split(" ")[0]
+    if w.startswith("SYN") and "ACK" in w:
+        return "SYN-ACK"
+    for k in ("SYN", "RST", "FIN"):
+        if k in w.split(","):
+            return k
+    if " len=" in what:
+        return "data"
+    return "ACK"
+
+
+def _more(findings: list[Finding]) -> str:
+    n = len([x for x in findings if x.kind != "gap"]) - 1
+    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""

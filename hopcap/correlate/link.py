@@ -1,0 +1,225 @@
+"""Linking half-connections of adjacent points: identical tuple, NAT/PAT (SYN and data
+fingerprints), conntrack ground truth, and proxies (application bytes)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hopcap.correlate.conns import Conn, Half, PointConns, fingerprints
+
+WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
+
+
+@dataclass
+class HalfLinks:
+    fwd: dict[int, int]  # upstream hid -> downstream hid
+    back: dict[int, int]
+
+
+def link_halves(
+    a: PointConns,
+    b: PointConns,
+    *,
+    offset_ns: int = 0,
+    conntrack_pairs: Iterable[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]] = (),
+) -> HalfLinks:
+    """Link every half at `a` to at most one half at `b`. `offset_ns` is b's clock minus a's
+    (a hint: used only to break ties by time)."""
+    index: dict[tuple[object, ...], list[Half]] = defaultdict(list)
+    for h in b.halves:
+        for k in set(fingerprints(b.table, h)):
+            index[k].append(h)
+    cands: list[tuple[float, int, int]] = []
+    ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
+    for h in a.halves:
+        scores: dict[int, float] = defaultdict(float)
+        for k in set(fingerprints(a.table, h)):
+            for g in index.get(k, ()):
+                scores[g.hid] += WEIGHTS.get(str(k[0]), 1.0)
+        # identical tuple: the same connection unless the ISN says otherwise
+        for g in b.by_tkey.get(h.tkey, ()):
+            if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
+                continue
+            scores[g.hid] += 2.5
+        # conntrack: ground truth for the translated tuple
+        want = ct.get((h.src_str, h.dst_str))
+        if want is not None:
+            for g in b.halves:
+                if (g.src_str, g.dst_str) == want:
+                    scores[g.hid] += 10.0
+        for hid, sc in scores.items():
+            g = b.halves[hid]
+            if g.synack != h.synack and (g.syn and h.syn):
+                continue
+            dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
+            if sc < 2.0:
+                continue
+            cands.append((sc - min(dt, 1e6) * 1e-7, h.hid, hid))
+    cands.sort(reverse=True)
+    fwd: dict[int, int] = {}
+    back: dict[int, int] = {}
+    for _sc, x, y in cands:
+        if x in fwd or y in back:
+            continue
+        fwd[x] = y
+        back[y] = x
+    return HalfLinks(fwd, back)
+
+
+def _tup_key(t: tuple[str, int, str, int]) -> tuple[str, str]:
+    def ep(addr: str, port: int) -> str:
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+    return ep(t[0], t[1]), ep(t[2], t[3])
+
+
+_CT_FIELD = re.compile(r"(src|dst|sport|dport)=(\S+)")
+
+
+def parse_conntrack(
+    text: str,
+) -> list[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]]:
+    """`conntrack -L` lines -> [(original c2s tuple, tuple of the same packets after NAT)].
+
+    An entry's original tuple is (src, sport -> dst, dport); the reply tuple is how the
+    answers look. After NAT the client's packets leave as (reply.dst:reply.dport ->
+    reply.src:reply.sport)."""
+    out = []
+    for line in text.splitlines():
+        if " tcp " not in f" {line} " and not line.startswith("tcp"):
+            continue
+        vals: dict[str, list[str]] = defaultdict(list)
+        for k, v in _CT_FIELD.findall(line):
+            vals[k].append(v)
+        if len(vals["src"]) < 2 or len(vals["sport"]) < 2:
+            continue
+        try:
+            orig = (vals["src"][0], int(vals["sport"][0]), vals["dst"][0], int(vals["dport"][0]))
+            rep = (vals["src"][1], int(vals["sport"][1]), vals["dst"][1], int(vals["dport"][1]))
+        except (ValueError, IndexError):
+            continue
+        after = (rep[2], rep[3], rep[0], rep[1])
+        out.append((orig, after))
+        # answers: reply tuple before NAT -> original reversed after NAT
+        out.append(((rep[0], rep[1], rep[2], rep[3]), (orig[2], orig[3], orig[0], orig[1])))
+    return out
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def stream_bytes(pc: PointConns, h: Half | None, limit: int = 16384) -> bytes:
+    """The first `limit` bytes of a half's stream, reassembled by sequence number."""
+    if h is None:
+        return b""
+    t = pc.table
+    rows = h.idx[t.pl_cap[h.idx] > 0]
+    if rows.shape[0] == 0:
+        return b""
+    base = (h.isn + 1) if h.syn else int(t.seq[rows].min())
+    segs: dict[int, bytes] = {}
+    for r in rows.tolist():
+        off = (int(t.seq[r]) - base) & 0xFFFFFFFF
+        if off >= limit or off in segs:
+            continue
+        segs[off] = t.payload(int(r))
+    out = bytearray()
+    for off in sorted(segs):
+        seg = segs[off]
+        if off > len(out):
+            break  # a hole: stop at what is contiguous
+        out += seg[len(out) - off :]
+        if len(out) >= limit:
+            break
+    return bytes(out[:limit])
+
+
+def chunks(data: bytes) -> list[bytes]:
+    """Content-defined chunks: lines, and long runs cut where a rolling gear hash says."""
+    out: list[bytes] = []
+    for line in data.split(b"\n"):
+        if len(line) <= 256:
+            if line.strip():
+                out.append(line.rstrip(b"\r"))
+            continue
+        h = 0
+        start = 0
+        for i, c in enumerate(line):
+            h = ((h << 1) + _GEAR[c]) & 0xFFFFFFFF
+            if i - start >= 32 and (h & 0x3F) == 0:
+                out.append(line[start : i + 1])
+                start = i + 1
+        if start < len(line):
+            out.append(line[start:])
+    return out
+
+
+def _gear() -> list[int]:
+    x = 0x2545F491
+    res = []
+    for _ in range(256):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        res.append(x & 0xFFFFFFFF)
+    return res
+
+
+_GEAR = _gear()
+
+
+@dataclass
+class ProxyMatch:
+    conn: Conn
+    score: float
+    details: tuple[str, ...]
+
+
+def link_proxied(
+    a: PointConns,
+    conn: Conn,
+    b: PointConns,
+    candidates: list[Conn],
+    *,
+    offset_ns: int = 0,
+    slack_ns: int = 2_000_000_000,
+) -> ProxyMatch | None:
+    """Find the connection at `b` that carries the application bytes of `conn` at `a`."""
+    ca = chunks(stream_bytes(a, conn.c))
+    sa = chunks(stream_bytes(a, conn.s))
+    if not ca and not sa:
+        return None
+    set_ca, set_sa = set(ca), set(sa)
+    best: ProxyMatch | None = None
+    lo = conn.first_ts - slack_ns
+    hi = conn.last_ts + slack_ns
+    for cb_conn in candidates:
+        first = cb_conn.first_ts - offset_ns
+        if first < lo or first > hi:
+            continue
+        cb = chunks(stream_bytes(b, cb_conn.c))
+        sb = chunks(stream_bytes(b, cb_conn.s))
+        set_cb, set_sb = set(cb), set(sb)
+        common = sum(len(x) for x in set_ca & set_cb) + sum(len(x) for x in set_sa & set_sb)
+        total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
+        if total == 0 or common < 8:
+            continue
+        score = common / total
+        if score < 0.5:
+            continue
+        if best is None or score > best.score:
+            details: list[str] = []
+            for line in cb:
+                if line not in set_ca:
+                    details.append("c2s inserted: " + line.decode("latin-1")[:120])
+            for line in ca:
+                if line not in set_cb:
+                    details.append("c2s removed: " + line.decode("latin-1")[:120])
+            for line in sb:
+                if line not in set_sa:
+                    details.append("s2c changed: " + line.decode("latin-1")[:120])
+            best = ProxyMatch(cb_conn, score, tuple(details[:8]))
+    return best

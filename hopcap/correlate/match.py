@@ -1,0 +1,389 @@
+"""Matching one direction of one connection between two adjacent points.
+
+Upstream rows `a` (the point the packets cross first) and downstream rows `b`. Sequence
+numbers of `a` are mapped into `b`'s space with the learned offset `delta` (constant per
+direction: ISN randomisation), then:
+
+1. control packets (SYN, FIN, RST, pure ACK) are matched as multisets on their own
+   fingerprint (position in the sequence space, TSval, IP ID, class);
+2. data packets with identical segmentation are matched exactly on (range, TSval, IP ID);
+3. the rest is matched by byte ranges of the sequence space with the same transmission
+   identity (TSval; IP IDs within a burst), so TSO/GSO/GRO differences are not loss and a
+   lost original is told apart from its delivered retransmission;
+4. what is left on both sides is paired ignoring the sequence number (a `tcp.seq`
+   rewrite), and the remainder is undelivered upstream / unexplained downstream.
+Matched pairs are compared for rewrites beyond the expected translation.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.conns import mix
+from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
+
+I64 = npt.NDArray[np.int64]
+M32 = 0xFFFFFFFF
+
+CLS_ACK, CLS_SYN, CLS_FIN, CLS_RST = 0, 1, 2, 3
+
+
+def flags_str(f: int) -> str:
+    names = [(SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"), (URG, "URG"),
+             (ECE, "ECE"), (CWR, "CWR")]  # fmt: skip
+    return ",".join(n for b, n in names if f & b) or "none"
+
+
+def signed32(x: I64) -> I64:
+    return ((x + (1 << 31)) & M32) - (1 << 31)
+
+
+@dataclass
+class Rewrite:
+    field: str
+    before: object
+    after: object
+    a_row: int
+    b_row: int
+
+
+@dataclass
+class DirMatch:
+    pairs_a: I64  # matched rows (a, b), for clocks and latency
+    pairs_b: I64
+    undelivered: list[int] = field(default_factory=list)  # a rows that never reached b
+    undelivered_bytes: dict[int, int] = field(default_factory=dict)  # partially delivered
+    unexplained: list[int] = field(default_factory=list)  # b rows never seen at a
+    rewrites: list[Rewrite] = field(default_factory=list)
+    base: int = 0  # b-space sequence base used for relative numbers in messages
+    a_base: int = 0
+
+
+def _cls(flags: I64) -> I64:
+    return np.where(
+        flags & SYN,
+        CLS_SYN,
+        np.where(flags & RST, CLS_RST, np.where(flags & FIN, CLS_FIN, CLS_ACK)),
+    )
+
+
+def _pair_multiset(
+    ka: npt.NDArray[np.uint64], tsa: I64, kb: npt.NDArray[np.uint64], tsb: I64
+) -> tuple[I64, I64]:
+    """Pair equal keys in time order; returns positions into ka and kb."""
+    if ka.shape[0] == 0 or kb.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+    def occ(k: npt.NDArray[np.uint64], ts: I64) -> tuple[I64, npt.NDArray[np.uint64]]:
+        o = np.lexsort((ts, k))
+        ks = k[o]
+        n = ks.shape[0]
+        ar = np.arange(n, dtype=np.int64)
+        start = np.ones(n, bool)
+        start[1:] = ks[1:] != ks[:-1]
+        first = np.maximum.accumulate(np.where(start, ar, 0))
+        oc = ar - first
+        return o, mix(ks, oc)
+
+    oa, ha = occ(ka, tsa)
+    ob, hb = occ(kb, tsb)
+    _, ia, ib = np.intersect1d(ha, hb, assume_unique=True, return_indices=True)
+    return oa[ia], ob[ib]
+
+
+def match_direction(
+    ta: PacketTable,
+    ra: I64,
+    tb: PacketTable,
+    rb: I64,
+    *,
+    delta: int,
+    ack_delta: int | None,
+    use_ipid: bool,
+    use_ts: bool,
+    ttl_expected: tuple[int, ...] | None,
+    base: int,
+    a_base: int,
+) -> DirMatch:
+    """Match rows `ra` of `ta` (upstream) with rows `rb` of `tb` (downstream)."""
+    seq_a = (ta.seq[ra] + delta) & M32
+    sa = signed32(seq_a - base)
+    sb = signed32(tb.seq[rb] - base)
+    pa = ta.plen[ra]
+    pb = tb.plen[rb]
+    fa = ta.flags[ra]
+    fb = tb.flags[rb]
+    tva = ta.tsval[ra] if use_ts else np.full(ra.shape[0], -1, np.int64)
+    tvb = tb.tsval[rb] if use_ts else np.full(rb.shape[0], -1, np.int64)
+    ida = ta.ipid[ra] if use_ipid else np.full(ra.shape[0], -1, np.int64)
+    idb = tb.ipid[rb] if use_ipid else np.full(rb.shape[0], -1, np.int64)
+    tsa = ta.ts[ra]
+    tsb = tb.ts[rb]
+
+    ctl_a = ((fa & (SYN | FIN | RST)) != 0) | (pa == 0)
+    ctl_b = ((fb & (SYN | FIN | RST)) != 0) | (pb == 0)
+    dat_a = pa > 0
+    dat_b = pb > 0
+
+    matched_ctl_a = np.zeros(ra.shape[0], bool)
+    matched_ctl_b = np.zeros(rb.shape[0], bool)
+    matched_dat_a = np.zeros(ra.shape[0], bool)
+    matched_dat_b = np.zeros(rb.shape[0], bool)
+    pairs: list[tuple[I64, I64]] = []
+    rewrites: list[Rewrite] = []
+
+    # 1. control packets
+    ia = np.nonzero(ctl_a)[0]
+    ib = np.nonzero(ctl_b)[0]
+    cla = _cls(fa[ia])
+    clb = _cls(fb[ib])
+    pos_a = sa[ia] + pa[ia]
+    pos_b = sb[ib] + pb[ib]
+    fin_a = (fa[ia] & FIN) != 0
+    fin_b = (fb[ib] & FIN) != 0
+    ka = mix(pos_a, tva[ia], np.where(fin_a, -1, ida[ia]), cla)
+    kb = mix(pos_b, tvb[ib], np.where(fin_b, -1, idb[ib]), clb)
+    xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
+    matched_ctl_a[ia[xa]] = True
+    matched_ctl_b[ib[xb]] = True
+    pairs.append((ia[xa], ib[xb]))
+
+    # 2. data, identical segmentation
+    ia = np.nonzero(dat_a)[0]
+    ib = np.nonzero(dat_b)[0]
+    ka = mix(sa[ia], pa[ia], tva[ia], ida[ia])
+    kb = mix(sb[ib], pb[ib], tvb[ib], idb[ib])
+    xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
+    matched_dat_a[ia[xa]] = True
+    matched_dat_b[ib[xb]] = True
+    exact_a, exact_b = ia[xa], ib[xb]
+    pairs.append((exact_a, exact_b))
+    # payload of exact pairs
+    for i, j in zip(exact_a.tolist(), exact_b.tolist(), strict=True):
+        ai, bj = int(ra[i]), int(rb[j])
+        n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
+        if n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n):
+            rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+
+    # 3. data, byte ranges (segmentation differs)
+    und_bytes: dict[int, int] = {}
+    ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
+    rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
+    if ra_left.shape[0] and rb_left.shape[0]:
+        groups: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for j in rb_left.tolist():
+            groups[int(tvb[j])].append((int(sb[j]), int(sb[j] + pb[j]), j))
+        starts: dict[int, list[int]] = {}
+        for g, lst in groups.items():
+            lst.sort()
+            starts[g] = [x[0] for x in lst]
+        ov_a: list[int] = []
+        ov_b: list[int] = []
+        for i in ra_left.tolist():
+            g = int(tva[i])
+            lst = groups.get(g, [])
+            if not lst:
+                continue
+            s, e = int(sa[i]), int(sa[i] + pa[i])
+            st = starts[g]
+            k = bisect.bisect_left(st, s)
+            k = max(k - 1, 0)
+            while k > 0 and lst[k - 1][1] > s:
+                k -= 1
+            covered = 0
+            hit: list[int] = []
+            idv = int(ida[i])
+            while k < len(lst) and lst[k][0] < e:
+                bs, be, j = lst[k]
+                k += 1
+                if be <= s:
+                    continue
+                if idv >= 0 and idb[j] >= 0:
+                    d = (int(idb[j]) - idv) & 0xFFFF
+                    if not (d <= 128 or d >= 0xFFFF - 128):
+                        continue
+                hit.append(j)
+                covered += min(be, e) - max(bs, s)
+            if not hit:
+                continue
+            matched_dat_a[i] = True
+            for j in hit:
+                if not matched_dat_b[j]:
+                    matched_dat_b[j] = True
+                    ov_a.append(i)
+                    ov_b.append(j)
+                bs, be = int(sb[j]), int(sb[j] + pb[j])
+                lo, hi = max(bs, s), min(be, e)
+                ai, bj = int(ra[i]), int(rb[j])
+                pa_bytes = ta.payload(ai, lo - s, hi - s)
+                pb_bytes = tb.payload(bj, lo - bs, hi - bs)
+                n = min(len(pa_bytes), len(pb_bytes))
+                if n and pa_bytes[:n] != pb_bytes[:n]:
+                    rewrites.append(_payload_rewrite(ta, ai, tb, bj, n, pa_bytes, pb_bytes))
+            if covered < e - s:
+                und_bytes[i] = (e - s) - covered
+        pairs.append((np.array(ov_a, np.int64), np.array(ov_b, np.int64)))
+
+    # 4. leftovers: same packet with a different sequence number (tcp.seq rewrite)?
+    left_a = np.nonzero((ctl_a & ~matched_ctl_a) | (dat_a & ~matched_dat_a))[0]
+    left_b = np.nonzero((ctl_b & ~matched_ctl_b) | (dat_b & ~matched_dat_b))[0]
+    # a packet counted in both classes (FIN with data) is matched once either way
+    left_a = left_a[~(matched_ctl_a[left_a] & dat_a[left_a] & matched_dat_a[left_a])]
+    left_b = left_b[~(matched_ctl_b[left_b] & dat_b[left_b] & matched_dat_b[left_b])]
+    seq_pairs_a: list[int] = []
+    seq_pairs_b: list[int] = []
+    if left_a.shape[0] and left_b.shape[0] and (use_ts or use_ipid):
+        kla = mix(tva[left_a], ida[left_a], _cls(fa[left_a]))
+        klb = mix(tvb[left_b], idb[left_b], _cls(fb[left_b]))
+        # only identities that are specific enough
+        ok_a = (tva[left_a] >= 0) | (ida[left_a] > 0)
+        ok_b = (tvb[left_b] >= 0) | (idb[left_b] > 0)
+        la, lb = left_a[ok_a], left_b[ok_b]
+        xa, xb = _pair_multiset(kla[ok_a], tsa[la], klb[ok_b], tsb[lb])
+        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
+            ai, bj = int(ra[i]), int(rb[j])
+            before = int(seq_a[i])
+            after = int(tb.seq[bj])
+            if before != after:
+                rewrites.append(Rewrite("tcp.seq", before, after, ai, bj))
+            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
+            if int(ta.plen[ai]) != int(tb.plen[bj]) or (
+                n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n)
+            ):
+                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+            seq_pairs_a.append(i)
+            seq_pairs_b.append(j)
+        sp_a = np.array(seq_pairs_a, np.int64)
+        sp_b = np.array(seq_pairs_b, np.int64)
+        pairs.append((sp_a, sp_b))
+        left_a = np.setdiff1d(left_a, sp_a)
+        left_b = np.setdiff1d(left_b, sp_b)
+
+    pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    res = DirMatch(
+        pairs_a=ra[pa_all],
+        pairs_b=rb[pb_all],
+        undelivered=[int(ra[i]) for i in left_a.tolist()],
+        undelivered_bytes={int(ra[i]): n for i, n in und_bytes.items()},
+        unexplained=[int(rb[j]) for j in left_b.tolist()],
+        base=base,
+        a_base=a_base,
+    )
+    res.rewrites = rewrites + _field_rewrites(
+        ta, ra[pa_all], tb, rb[pb_all], delta=delta, ack_delta=ack_delta, ttl_expected=ttl_expected
+    )
+    return res
+
+
+def _payload_rewrite(
+    ta: PacketTable,
+    ai: int,
+    tb: PacketTable,
+    bj: int,
+    n: int,
+    a_bytes: bytes | None = None,
+    b_bytes: bytes | None = None,
+) -> Rewrite:
+    a = a_bytes if a_bytes is not None else ta.payload(ai)
+    b = b_bytes if b_bytes is not None else tb.payload(bj)
+    k = 0
+    m = min(len(a), len(b))
+    while k < m and a[k] == b[k]:
+        k += 1
+    lo = max(k - 8, 0)
+
+    def show(x: bytes) -> str:
+        return x[lo : lo + 48].decode("latin-1").encode("unicode_escape").decode("ascii")
+
+    return Rewrite("payload", show(a), show(b), ai, bj)
+
+
+def _mode(x: I64) -> int | None:
+    if x.shape[0] == 0:
+        return None
+    vals, counts = np.unique(x, return_counts=True)
+    return int(vals[np.argmax(counts)])
+
+
+def _field_rewrites(
+    ta: PacketTable,
+    a: I64,
+    tb: PacketTable,
+    b: I64,
+    *,
+    delta: int,
+    ack_delta: int | None,
+    ttl_expected: tuple[int, ...] | None,
+) -> list[Rewrite]:
+    out: list[Rewrite] = []
+    if a.shape[0] == 0:
+        return out
+
+    def add(name: str, mask: npt.NDArray[np.bool_], before: I64, after: I64) -> None:
+        for k in np.nonzero(mask)[0].tolist():
+            out.append(Rewrite(name, int(before[k]), int(after[k]), int(a[k]), int(b[k])))
+
+    # TTL: a constant decrement per routed hop is expected
+    dttl = ta.ttl[a] - tb.ttl[b]
+    expected = ttl_expected
+    if expected is None:
+        m = _mode(dttl)
+        expected = (m,) if m is not None and 0 <= m <= 8 else (0,)
+    add("ip.ttl", ~np.isin(dttl, expected), ta.ttl[a], tb.ttl[b])
+    add("ip.dscp", (ta.tos[a] >> 2) != (tb.tos[b] >> 2), ta.tos[a] >> 2, tb.tos[b] >> 2)
+    # PSH (and FIN on the last piece) move when segmentation differs; ECN bits are
+    # routers' business
+    mask = ~(PSH | ECE | CWR)
+    fa = ta.flags[a] & mask
+    fb = tb.flags[b] & mask
+    resegmented = (ta.plen[a] != tb.plen[b]) | (ta.seq[a] + delta & M32 != tb.seq[b])
+    fa = np.where(resegmented, fa & ~FIN, fa)
+    fb = np.where(resegmented, fb & ~FIN, fb)
+    add("tcp.flags", fa != fb, ta.flags[a], tb.flags[b])
+    add("tcp.window", (ta.win[a] != tb.win[b]) & ~resegmented, ta.win[a], tb.win[b])
+    add("tcp.mss", ta.mss[a] != tb.mss[b], ta.mss[a], tb.mss[b])
+    if ack_delta is not None:
+        has_ack = ((ta.flags[a] & ACK) != 0) & ((tb.flags[b] & ACK) != 0)
+        exp_ack = (ta.ack[a] + ack_delta) & M32
+        add("tcp.ack", has_ack & (exp_ack != tb.ack[b]), exp_ack, tb.ack[b])
+    return out
+
+
+def learn_delta(ta: PacketTable, ra: I64, tb: PacketTable, rb: I64) -> int | None:
+    """The constant sequence offset (b - a) of one direction, from packets that carry the
+    same identity (TSval + IP ID, or payload) at both points."""
+    votes: Counter[int] = Counter()
+    # SYNs
+    sa = ra[(ta.flags[ra] & SYN) != 0]
+    sb = rb[(tb.flags[rb] & SYN) != 0]
+    if sa.shape[0] and sb.shape[0]:
+        votes[int((tb.seq[sb[0]] - ta.seq[sa[0]]) & M32)] += 1000
+    ka = mix(ta.tsval[ra], ta.ipid[ra], ta.plen[ra])
+    kb = mix(tb.tsval[rb], tb.ipid[rb], tb.plen[rb])
+    oka = (ta.tsval[ra] >= 0) | (ta.ipid[ra] > 0)
+    okb = (tb.tsval[rb] >= 0) | (tb.ipid[rb] > 0)
+    _, ia, ib = np.intersect1d(ka[oka], kb[okb], return_indices=True)
+    if ia.shape[0]:
+        d = (tb.seq[rb[okb][ib]] - ta.seq[ra[oka][ia]]) & M32
+        for val, cnt in Counter(d.tolist()).most_common(3):
+            votes[int(val)] += cnt
+    if not votes:
+        # payload hashes of the first data packets
+        import xxhash
+
+        da = ra[ta.pl_cap[ra] > 0][:64]
+        db = rb[tb.pl_cap[rb] > 0][:64]
+        hb = {xxhash.xxh3_64_intdigest(tb.payload(int(j))): int(j) for j in db.tolist()}
+        for i in da.tolist():
+            j = hb.get(xxhash.xxh3_64_intdigest(ta.payload(int(i))))
+            if j is not None:
+                votes[int((tb.seq[j] - ta.seq[i]) & M32)] += 1
+    if not votes:
+        return None
+    return votes.most_common(1)[0][0]

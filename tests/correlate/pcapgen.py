@@ -1,0 +1,272 @@
+"""Test-pcap builders (scapy): one TCP conversation, rendered as seen at several points.
+
+A `Conv` is the ground truth: the segments each endpoint sent, with realistic identity
+fields (ISN, IP ID counter, TSval). `render()` turns it into the packets one capture point
+saw, after whatever the path did before that point (NAT/PAT, sequence offsets, TTL
+decrements, drops, TSO merging, injected packets, a clock offset), and `write()` stores
+them as pcap (nanosecond timestamps) with Ethernet, Linux cooked (`-i any`) or raw IP.
+
+Reusable by other packages' tests:
+
+    conv = Conv(client=("203.0.113.10", 51234), server=("203.0.113.80", 80))
+    conv.handshake(); conv.request(b"GET / HTTP/1.1\\r\\n\\r\\n"); conv.response(b"x" * 5000)
+    conv.close()
+    write(tmp / "a.pcap", render([conv], View()))
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+C2S = "c2s"
+S2C = "s2c"
+
+
+@dataclass
+class Seg:
+    d: str
+    t: float
+    flags: str
+    seq: int
+    ack: int
+    data: bytes = b""
+    ipid: int = 0
+    tsval: int | None = None
+    tsecr: int | None = None
+    mss: int | None = None
+    ttl: int = 64
+    tos: int = 0
+    win: int = 64240
+    tag: str = ""
+    conv: Conv | None = None
+
+
+class Conv:
+    """One TCP connection's ground truth."""
+
+    def __init__(
+        self,
+        client: tuple[str, int] = ("203.0.113.10", 51234),
+        server: tuple[str, int] = ("203.0.113.80", 80),
+        *,
+        t0: float = 1_763_790_000.0,
+        ts: bool = True,
+        seed: int = 1,
+        rtt: float = 0.002,
+    ) -> None:
+        rnd = random.Random(seed)
+        self.client = client
+        self.server = server
+        self.v6 = ":" in client[0]
+        self.t = t0
+        self.rtt = rtt
+        self.use_ts = ts
+        self.isn = {C2S: rnd.randrange(1 << 32), S2C: rnd.randrange(1 << 32)}
+        self.nxt = dict(self.isn)
+        self.ipid = {C2S: rnd.randrange(1 << 16), S2C: 0}
+        self.tsoff = {C2S: rnd.randrange(1 << 31), S2C: rnd.randrange(1 << 31)}
+        self.t0 = t0
+        self.segs: list[Seg] = []
+        self.acked = {C2S: 0, S2C: 0}
+
+    # ------------------------------------------------------------------ primitives
+    def _tsval(self, d: str, t: float) -> int | None:
+        if not self.use_ts:
+            return None
+        return (self.tsoff[d] + int((t - self.t0) * 1000)) & 0xFFFFFFFF
+
+    def seg(
+        self,
+        d: str,
+        flags: str,
+        data: bytes = b"",
+        *,
+        dt: float = 0.0001,
+        seq: int | None = None,
+        tag: str = "",
+        mss: int | None = None,
+        advance: bool = True,
+        ipid_step: int = 1,
+    ) -> Seg:
+        self.t += dt
+        other = S2C if d == C2S else C2S
+        s = Seg(
+            d=d,
+            t=self.t,
+            flags=flags,
+            seq=(self.nxt[d] if seq is None else seq) & 0xFFFFFFFF,
+            ack=self.nxt[other] & 0xFFFFFFFF if "A" in flags else 0,
+            data=data,
+            ipid=self.ipid[d] & 0xFFFF,
+            tsval=self._tsval(d, self.t),
+            tsecr=(self._tsval(other, self.t - self.rtt) if "A" in flags else 0)
+            if self.use_ts
+            else None,
+            mss=mss,
+            tag=tag,
+            conv=self,
+        )
+        self.ipid[d] += ipid_step
+        if advance and seq is None:
+            self.nxt[d] += len(data) + (1 if ("S" in flags or "F" in flags) else 0)
+        self.segs.append(s)
+        return s
+
+    # ------------------------------------------------------------------ scenarios
+    def handshake(self, *, answered: bool = True, syn_retries: int = 0) -> None:
+        self.seg(C2S, "S", mss=1460, tag="syn", advance=False)
+        for _ in range(syn_retries):
+            self.seg(C2S, "S", mss=1460, tag="syn", dt=1.0, advance=False)
+        self.nxt[C2S] += 1
+        if not answered:
+            return
+        self.seg(S2C, "SA", mss=1460, tag="synack", dt=self.rtt / 2)
+        self.seg(C2S, "A", tag="ack", dt=self.rtt / 2)
+
+    def send(
+        self, d: str, data: bytes, *, mss: int = 1448, tag: str = "data", burst: bool = True
+    ) -> list[Seg]:
+        """Send `data` as MSS-sized segments in one burst (same TSval, consecutive IP IDs,
+        like the pieces of one TSO super-packet); the receiver ACKs at the end."""
+        out = []
+        for i in range(0, len(data), mss):
+            out.append(self.seg(d, "PA" if i + mss >= len(data) else "A", data[i : i + mss],
+                                tag=tag, dt=0.00001 if burst else 0.0002))  # fmt: skip
+        other = S2C if d == C2S else C2S
+        self.seg(other, "A", tag="ack", dt=self.rtt / 2)
+        return out
+
+    def request(self, data: bytes) -> list[Seg]:
+        return self.send(C2S, data, tag="req")
+
+    def response(self, data: bytes) -> list[Seg]:
+        return self.send(S2C, data, tag="resp")
+
+    def close(self) -> None:
+        self.seg(C2S, "FA", tag="fin", dt=0.001)
+        self.seg(S2C, "FA", tag="fin", dt=self.rtt / 2)
+        self.seg(C2S, "A", tag="ack", dt=self.rtt / 2)
+
+    def retransmit(self, s: Seg, *, dt: float = 0.2, tag: str = "retrans") -> Seg:
+        """Send `s` again later (new IP ID, new TSval)."""
+        return self.seg(s.d, s.flags, s.data, seq=s.seq, dt=dt, tag=tag, mss=s.mss)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass
+class View:
+    """What the path did to the conversation before this capture point."""
+
+    nat: dict[str, tuple[str, int, str, int]] = field(
+        default_factory=dict
+    )  # d -> src,sport,dst,dport
+    seq_off: dict[str, int] = field(default_factory=dict)  # d -> added to seq (acks follow)
+    ttl_dec: dict[str, int] = field(default_factory=dict)
+    clock: float = 0.0  # this point's clock minus true time
+    delay: float = 0.0  # true one-way delay from the reference point
+    drop: Callable[[Seg], bool] | None = None
+    tso: bool = False  # merge consecutive data segments of one burst into one packet
+    change: Callable[[Seg], Seg] | None = None  # rewrite segments (after NAT)
+    extra: list[Seg] = field(default_factory=list)  # injected segments (true times)
+
+
+def _merge_tso(segs: list[Seg]) -> list[Seg]:
+    out: list[Seg] = []
+    for s in segs:
+        p = out[-1] if out else None
+        if (
+            p is not None and s.data and p.data and p.d == s.d and p.tsval == s.tsval
+            and p.conv is s.conv and (p.seq + len(p.data)) & 0xFFFFFFFF == s.seq
+            and "S" not in p.flags and "F" not in p.flags and len(p.data) < 60000
+        ):  # fmt: skip
+            out[-1] = replace(p, data=p.data + s.data, flags=s.flags)
+        else:
+            out.append(s)
+    return out
+
+
+def render(convs: Iterable[Conv], view: View) -> list[tuple[float, Any]]:
+    """Scapy packets (with their capture timestamps) as seen at one point."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+
+    segs = sorted([s for c in convs for s in c.segs] + list(view.extra), key=lambda s: s.t)
+    if view.drop is not None:
+        segs = [s for s in segs if not view.drop(s)]
+    if view.tso:
+        segs = _merge_tso(segs)
+    out: list[tuple[float, Any]] = []
+    for s in segs:
+        conv = s.conv
+        assert conv is not None
+        if s.d == C2S:
+            src, sport, dst, dport = conv.client[0], conv.client[1], conv.server[0], conv.server[1]
+        else:
+            src, sport, dst, dport = conv.server[0], conv.server[1], conv.client[0], conv.client[1]
+        if s.d in view.nat:
+            src, sport, dst, dport = view.nat[s.d]
+        other = S2C if s.d == C2S else C2S
+        seq = (s.seq + view.seq_off.get(s.d, 0)) & 0xFFFFFFFF
+        ack = (s.ack + view.seq_off.get(other, 0)) & 0xFFFFFFFF if "A" in s.flags else 0
+        s2 = replace(s, seq=seq, ack=ack, ttl=s.ttl - view.ttl_dec.get(s.d, 0))
+        if view.change is not None:
+            s2 = view.change(s2)
+        opts: list[Any] = []
+        if s2.mss is not None:
+            opts.append(("MSS", s2.mss))
+            opts.append(("SAckOK", b""))
+        if s2.tsval is not None:
+            opts.append(("Timestamp", (s2.tsval, s2.tsecr or 0)))
+        if "S" in s2.flags:
+            opts += [("NOP", None), ("WScale", 7)]
+        tcp = TCP(sport=sport, dport=dport, seq=s2.seq, ack=s2.ack, flags=s2.flags,
+                  window=s2.win, options=opts)  # fmt: skip
+        if ":" in src:
+            ip: Any = IPv6(src=src, dst=dst, hlim=s2.ttl, tc=s2.tos)
+        else:
+            ip = IP(src=src, dst=dst, id=s2.ipid, ttl=s2.ttl, tos=s2.tos, flags="DF")
+        pkt = ip / tcp
+        if s2.data:
+            from scapy.packet import Raw
+
+            pkt = pkt / Raw(s2.data)
+        out.append((s.t + view.delay + view.clock, pkt))
+    return out
+
+
+def write(path: Path, pkts: list[tuple[float, Any]], *, link: str = "ether") -> Path:
+    """Write packets as a nanosecond pcap; link: ether, sll (Linux cooked, -i any), raw."""
+    from decimal import Decimal
+
+    from scapy.layers.l2 import CookedLinux, Ether
+    from scapy.utils import PcapWriter
+
+    linktype = {"ether": 1, "sll": 113, "raw": 101}[link]
+    w = PcapWriter(str(path), linktype=linktype, nano=True, sync=False)
+    try:
+        for t, p in pkts:
+            if link == "ether":
+                frame = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p
+            elif link == "sll":
+                frame = (
+                    CookedLinux(
+                        pkttype=0,
+                        lladdrtype=1,
+                        lladdrlen=6,
+                        src=b"\x02\x00\x00\x00\x00\x01\x00\x00",
+                    )
+                    / p
+                )
+            else:
+                frame = p
+            frame.time = Decimal(repr(t))
+            w.write(frame)
+    finally:
+        w.close()
+    return path

@@ -1,0 +1,227 @@
+"""correlate() on generated multi-point captures, one hazard per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pcapgen import C2S, S2C, Conv, Seg, View, render, write
+
+from hopcap.correlate import correlate
+from hopcap.model import Finding, PointInput, Verdict
+
+HTTP_REQ = (
+    b"GET /index.html HTTP/1.1\r\nHost: www.example.test\r\n"
+    b"User-Agent: curl/8.0\r\nAccept: */*\r\n\r\n"
+)
+HTTP_RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 6000\r\n\r\n" + bytes(range(256)) * 23 + b"z" * 112
+
+
+def http_conv(port: int = 51234, seed: int = 1, t0: float = 1_763_790_000.0, **kw: object) -> Conv:
+    c = Conv(client=("203.0.113.10", port), server=("203.0.113.80", 80), seed=seed, t0=t0, **kw)  # type: ignore[arg-type]
+    c.handshake()
+    c.request(HTTP_REQ)
+    c.response(HTTP_RESP)
+    c.close()
+    return c
+
+
+def nat_map(
+    conv: Conv,
+    src: str = "198.18.1.1",
+    sport: int = 31378,
+    dst: str = "198.18.1.2",
+    dport: int = 80,
+) -> dict[str, tuple[str, int, str, int]]:
+    return {C2S: (src, sport, dst, dport), S2C: (dst, dport, src, sport)}
+
+
+def points(
+    tmp: Path,
+    convs: list[Conv],
+    spec: list[tuple[str, Callable[[Conv], View]]],
+    *,
+    link: str = "ether",
+    **kw: object,
+) -> list[PointInput]:
+    out = []
+    for name, mkview in spec:
+        pk: list[tuple[float, object]] = []
+        for c in convs:
+            pk += render([c], mkview(c))
+        pk.sort(key=lambda x: x[0])
+        p = write(tmp / (name.replace(":", "_") + ".pcap"), pk, link=link)
+        out.append(PointInput(name=name, pcap=p, **kw))  # type: ignore[arg-type]
+    return out
+
+
+def only(v: Verdict, kind: str) -> list[Finding]:
+    return [f for fl in v.flows for f in fl.findings if f.kind == kind]
+
+
+def all_findings(v: Verdict) -> list[Finding]:
+    return [f for fl in v.flows for f in fl.findings]
+
+
+def test_fw_drops_syn_four_points_dnat_masquerade(tmp_path: Path) -> None:
+    good = http_conv(51234, seed=1)
+    bad = Conv(client=("203.0.113.10", 51235), server=("203.0.113.80", 80), seed=2, t0=good.t + 0.5)
+    bad.handshake(answered=False, syn_retries=2)
+    nat = {id(good): nat_map(good, sport=31378), id(bad): nat_map(bad, sport=40999)}
+
+    def after_fw(delay: float) -> Callable[[Conv], View]:
+        return lambda c: View(delay=delay, nat=nat[id(c)], ttl_dec={C2S: 1, S2C: 0},
+                              drop=lambda s: s.conv is bad)  # fmt: skip
+
+    v = correlate(points(tmp_path, [good, bad], [
+        ("client:eth0", lambda c: View(tso=True, ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.0001, ttl_dec={S2C: 1})),
+        ("fw:eth1", after_fw(0.0002)),
+        ("lb:eth0", after_fw(0.0003)),
+    ]))  # fmt: skip
+    findings = all_findings(v)
+    assert len(findings) == 1, findings
+    f = findings[0]
+    assert (f.kind, f.direction, f.between) == ("drop", "c2s", ("fw:eth0", "fw:eth1"))
+    assert f.packets == 3 and f.what.startswith("SYN")
+    assert v.flows[0].summary == "SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)"
+    assert v.flows[0].client == "203.0.113.10:51235"
+    ok = v.flows[1]
+    assert [leg.link for leg in ok.legs] == ["same", "same", "nat", "same"]
+    assert ok.legs[2].tuple == "198.18.1.1:31378 > 198.18.1.2:80"
+    assert ok.client == "203.0.113.10:51234" and ok.server == "203.0.113.80:80"
+    assert [fl.id for fl in v.flows] == ["f1", "f2"]
+
+
+def test_segmentation_difference_is_not_loss(tmp_path: Path) -> None:
+    conv = http_conv()
+    big = Conv(client=("203.0.113.10", 50000), server=("203.0.113.80", 80), seed=5)
+    big.handshake()
+    big.send(C2S, b"u" * 15928)  # eleven 1,448-byte segments in one burst
+    big.close()
+    v = correlate(points(tmp_path, [conv, big], [
+        ("client:eth0", lambda c: View(tso=True)),  # one 15,928-byte packet
+        ("srv:eth0", lambda c: View(delay=0.001)),  # eleven segments
+    ]))  # fmt: skip
+    assert all_findings(v) == []
+    assert all(fl.summary.startswith("OK") for fl in v.flows)
+
+
+def test_pat_random_ports_and_isn_randomisation(tmp_path: Path) -> None:
+    convs = [http_conv(40000 + i, seed=10 + i, t0=1_763_790_000.0 + i * 0.01) for i in range(20)]
+    ports = {id(c): 20000 + (i * 7919) % 30000 for i, c in enumerate(convs)}
+    offs = {id(c): (i * 0x9E3779B1) & 0xFFFFFFFF for i, c in enumerate(convs)}
+    v = correlate(points(tmp_path, convs, [
+        ("fw:eth0", lambda c: View()),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
+                                   seq_off={C2S: offs[id(c)], S2C: 0}, ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    assert all_findings(v) == []
+    assert len(v.flows) == 20
+    for fl in v.flows:
+        assert [leg.link for leg in fl.legs] == ["same", "nat"]
+        port = int(fl.client.rsplit(":", 1)[1])
+        conv = convs[port - 40000]
+        assert fl.legs[1].tuple == f"198.18.1.1:{ports[id(conv)]} > 198.18.1.2:80"
+
+
+def test_dropped_original_with_delivered_retransmission(tmp_path: Path) -> None:
+    c = Conv(seed=3)
+    c.handshake()
+    first = c.send(C2S, HTTP_REQ)[0]
+    c.retransmit(first)
+    c.response(HTTP_RESP)
+    c.close()
+    v = correlate(points(tmp_path, [c], [
+        ("fw:eth0", lambda c: View()),
+        ("fw:eth1", lambda c: View(delay=0.0001, drop=lambda s: s is first)),
+    ]))  # fmt: skip
+    drops = only(v, "drop")
+    assert len(drops) == 1 and len(all_findings(v)) == 1
+    d = drops[0]
+    assert d.between == ("fw:eth0", "fw:eth1") and d.direction == "c2s"
+    assert d.packets == 1 and d.bytes == len(HTTP_REQ)
+    assert f"ipid={first.ipid}" in d.what
+
+
+def test_forged_rst_mid_path_is_inject(tmp_path: Path) -> None:
+    c = http_conv()
+    forged = Seg(d=S2C, t=c.segs[4].t + 0.0005, flags="R", seq=c.segs[4].seq, ack=0, conv=c, ipid=0)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(delay=0.0002, extra=[forged])),
+        ("fw:eth0", lambda x: View(delay=0.0001, extra=[forged])),
+        ("fw:eth1", lambda x: View(delay=0.0)),
+    ]))  # fmt: skip
+    # the RST appears at fw:eth0 (towards the client) but never crossed fw:eth1
+    inj = only(v, "inject")
+    assert len(inj) == 1, all_findings(v)
+    assert inj[0].between == ("fw:eth1", "fw:eth0") and inj[0].direction == "s2c"
+    assert inj[0].what.startswith("RST")
+    # it then travelled on to the client: no further finding
+    assert len(all_findings(v)) == 1
+    assert v.flows[0].summary.startswith("RST injected inside fw")
+
+
+def test_payload_byte_changed_is_rewrite(tmp_path: Path) -> None:
+    c = http_conv()
+
+    def change(s: Seg) -> Seg:
+        if s.tag == "req":
+            s.data = s.data.replace(b"curl", b"cURL")
+        return s
+
+    v = correlate(points(tmp_path, [c], [
+        ("fw:eth0", lambda x: View()),
+        ("fw:eth1", lambda x: View(delay=0.0001, change=change)),
+    ]))  # fmt: skip
+    rw = only(v, "rewrite")
+    assert [(f.field, f.direction, f.between) for f in rw] == [
+        ("payload", "c2s", ("fw:eth0", "fw:eth1"))
+    ]
+    assert "curl" in str(rw[0].before) and "cURL" in str(rw[0].after)
+    assert len(all_findings(v)) == 1
+
+
+@pytest.mark.parametrize("link", ["ether", "sll", "raw"])
+def test_ipv6_and_link_types(tmp_path: Path, link: str) -> None:
+    c = Conv(client=("2001:db8::10", 40000), server=("2001:db8::80", 443), seed=4)
+    c.handshake()
+    c.request(HTTP_REQ)
+    c.response(HTTP_RESP)
+    c.close()
+    v = correlate(points(tmp_path, [c], [
+        ("a:eth0", lambda x: View(delay=0.0001, drop=lambda s: s.tag == "resp" and s is c.segs[6])),
+        ("b:eth0", lambda x: View()),
+    ], link=link))  # fmt: skip
+    assert v.flows[0].client == "[2001:db8::10]:40000"
+    drops = only(v, "drop")
+    assert (
+        len(drops) == 1 and drops[0].direction == "s2c" and drops[0].between == ("b:eth0", "a:eth0")
+    )
+    assert drops[0].bytes == len(c.segs[6].data)
+
+
+def test_tuple_reuse_makes_two_flows(tmp_path: Path) -> None:
+    a = http_conv(51000, seed=7)
+    b = http_conv(51000, seed=8, t0=a.t + 1.0)  # same tuple, new SYN, new ISN
+    v = correlate(points(tmp_path, [a, b], [
+        ("fw:eth0", lambda x: View()),
+        ("fw:eth1", lambda x: View(delay=0.0001, drop=lambda s: s.conv is b and s.tag == "req")),
+    ]))  # fmt: skip
+    assert len(v.flows) == 2
+    assert v.flows[0].findings[0].kind == "drop"
+    assert v.flows[0].first_ts and v.flows[1].first_ts
+    assert v.flows[0].first_ts > v.flows[1].first_ts  # the second connection is the broken one
+    assert v.flows[1].findings == ()
+
+
+def test_syn_unanswered_at_server(tmp_path: Path) -> None:
+    c = Conv(seed=9)
+    c.handshake(answered=False, syn_retries=1)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View()),
+        ("srv:eth0", lambda x: View(delay=0.0001)),
+    ]))  # fmt: skip
+    f = all_findings(v)
+    assert [(x.kind, x.direction, x.between) for x in f] == [("drop", "c2s", ("srv:eth0", "srv"))]
