@@ -183,7 +183,8 @@ BAD: list[tuple[str, str, str, int, str]] = [
     (
         "top-var-on-group",
         "hosts.ini",
-        "[x]\nfw hopcap_role=firewall hopcap_capture=eth0\n[x:vars]\nhopcap_target=203.0.113.80:80\n",
+        "[x]\nfw hopcap_role=firewall hopcap_capture=eth0\n"
+        "[x:vars]\nhopcap_target=203.0.113.80:80\n",
         4,
         "'hopcap_target' is a setting of the whole inventory; set it in the vars of 'all'",
     ),
