@@ -36,24 +36,31 @@ def link_halves(
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     for h in a.halves:
         scores: dict[int, float] = defaultdict(float)
+        strong: set[int] = set()  # candidates sharing an identity key, not just payload
         for k in set(fingerprints(a.table, h)):
             for g in index.get(k, ()):
                 scores[g.hid] += WEIGHTS.get(str(k[0]), 1.0)
+                if k[0] != "h":
+                    strong.add(g.hid)
         # identical tuple: the same connection unless the ISN says otherwise
         for g in b.by_tkey.get(h.tkey, ()):
             if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
                 continue
             scores[g.hid] += 2.5
+            strong.add(g.hid)
         # conntrack: ground truth for the translated tuple
         want = ct.get((h.src_str, h.dst_str))
         if want is not None:
             for g in b.halves:
                 if (g.src_str, g.dst_str) == want:
                     scores[g.hid] += 10.0
+                    strong.add(g.hid)
         for hid, sc in scores.items():
             g = b.halves[hid]
             if g.synack != h.synack and (g.syn and h.syn):
                 continue
+            if h.has_ts and g.has_ts and hid not in strong:
+                continue  # same bytes but other packets: a proxy, not NAT
             dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
             if sc < 2.0:
                 continue

@@ -17,6 +17,7 @@ Reusable by other packages' tests:
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -169,7 +170,7 @@ class View:
     seq_off: dict[str, int] = field(default_factory=dict)  # d -> added to seq (acks follow)
     ttl_dec: dict[str, int] = field(default_factory=dict)
     clock: float = 0.0  # this point's clock minus true time
-    delay: float = 0.0  # true one-way delay from the reference point
+    delay: float = 0.0  # one-way delay from the reference point (c2s later, s2c earlier)
     drop: Callable[[Seg], bool] | None = None
     tso: bool = False  # merge consecutive data segments of one burst into one packet
     change: Callable[[Seg], Seg] | None = None  # rewrite segments (after NAT)
@@ -236,7 +237,7 @@ def render(convs: Iterable[Conv], view: View) -> list[tuple[float, Any]]:
             from scapy.packet import Raw
 
             pkt = pkt / Raw(s2.data)
-        out.append((s.t + view.delay + view.clock, pkt))
+        out.append((s.t + (view.delay if s.d == C2S else -view.delay) + view.clock, pkt))
     return out
 
 
@@ -269,4 +270,94 @@ def write(path: Path, pkts: list[tuple[float, Any]], *, link: str = "ether") -> 
             w.write(frame)
     finally:
         w.close()
+    return path
+
+
+# --------------------------------------------------------------------------- raw writers
+
+
+def frame_bytes(pkt: Any, link: str = "ether", vlan: int | None = None) -> bytes:
+    """The link-layer bytes of a scapy IP/IPv6 packet."""
+    from scapy.layers.l2 import Dot1Q, Ether
+
+    ip = bytes(pkt)
+    v6 = (ip[0] >> 4) == 6
+    et = 0x86DD if v6 else 0x0800
+    if link == "ether":
+        if vlan is not None:
+            return bytes(
+                Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=vlan) / pkt
+            )
+        return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=et)) + ip
+    if link == "sll":
+        return struct.pack(">HHH8sH", 0, 1, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00", et) + ip
+    if link == "sll2":
+        return struct.pack(">HHIHBB8s", et, 0, 2, 1, 0, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00") + ip
+    return ip
+
+
+LINKTYPES = {"ether": 1, "sll": 113, "sll2": 276, "raw": 101, "ipv4": 228, "ipv6": 229}
+
+
+def write_pcap_raw(
+    path: Path,
+    frames: list[tuple[int, bytes]],
+    *,
+    linktype: int = 1,
+    big_endian: bool = False,
+    nano: bool = True,
+    snaplen: int = 262144,
+) -> Path:
+    """Classic pcap by hand: (timestamp ns, frame bytes) records, either byte order."""
+    e = ">" if big_endian else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = bytearray(struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+    for ts, fr in frames:
+        sec, ns = divmod(ts, 1_000_000_000)
+        frac = ns if nano else ns // 1000
+        cap = fr[:snaplen]
+        out += struct.pack(e + "IIII", sec, frac, len(cap), len(fr)) + cap
+    path.write_bytes(bytes(out))
+    return path
+
+
+def write_pcapng_raw(
+    path: Path,
+    interfaces: list[tuple[int, int]],
+    packets: list[tuple[int, int, bytes]],
+    *,
+    big_endian: bool = False,
+    spb: bool = False,
+    isb_drops: int | None = None,
+) -> Path:
+    """pcapng by hand: interfaces [(linktype, if_tsresol)], packets [(iface, ts ns, frame)].
+    `spb` writes packets of interface 0 as simple packet blocks."""
+    e = ">" if big_endian else "<"
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\x00" * (-len(body) % 4)
+        n = len(body) + 12
+        return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+    out = bytearray(block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1)))
+    for link, res in interfaces:
+        opts = (
+            struct.pack(e + "HH", 9, 1) + bytes([res]) + b"\x00" * 3 + struct.pack(e + "HH", 0, 0)
+        )
+        out += block(1, struct.pack(e + "HHI", link, 0, 262144) + opts)
+    for iface, ts, fr in packets:
+        _, res = interfaces[iface]
+        ticks = ts * (10 ** (res - 9)) if res >= 9 else ts // (10 ** (9 - res))
+        if spb and iface == 0:
+            out += block(3, struct.pack(e + "I", len(fr)) + fr)
+        else:
+            body = (
+                struct.pack(e + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(fr), len(fr))
+                + fr
+            )
+            out += block(6, body)
+    if isb_drops is not None:
+        opts = struct.pack(e + "HHQ", 5, 8, isb_drops) + struct.pack(e + "HH", 0, 0)
+        out += block(5, struct.pack(e + "III", 0, 0, 0) + opts)
+    path.write_bytes(bytes(out))
     return path

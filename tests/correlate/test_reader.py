@@ -1,0 +1,184 @@
+"""The capture reader: formats, link types, damage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pcapgen import (
+    LINKTYPES,
+    Conv,
+    View,
+    frame_bytes,
+    render,
+    write,
+    write_pcap_raw,
+    write_pcapng_raw,
+)
+
+from hopcap.correlate import correlate, read_capture, read_points_from_args
+from hopcap.correlate.reader import ACK, SYN
+from hopcap.errors import CorrelationError
+from hopcap.model import PointInput
+
+
+def _conv(v6: bool = False) -> Conv:
+    if v6:
+        c = Conv(client=("2001:db8::10", 40000), server=("2001:db8::80", 80), seed=3)
+    else:
+        c = Conv(seed=3)
+    c.handshake()
+    c.request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    c.response(b"r" * 3000)
+    c.close()
+    return c
+
+
+def _frames(c: Conv, link: str = "ether", vlan: int | None = None) -> list[tuple[int, bytes]]:
+    return [(round(t * 1e9), frame_bytes(p, link, vlan)) for t, p in render([c], View())]
+
+
+def _check(t_path: Path, c: Conv) -> None:
+    t = read_capture(t_path)
+    assert len(t) == len(c.segs)
+    assert t.records == len(c.segs)
+    assert int(t.flags[0]) & SYN and not int(t.flags[0]) & ACK
+    assert int(t.seq[0]) == c.isn["c2s"]
+    assert int(t.mss[0]) == 1460
+    assert int(t.tsval[0]) == c.segs[0].tsval
+    assert int(t.plen.sum()) == sum(len(s.data) for s in c.segs)
+    assert abs(int(t.ts[0]) - round(c.segs[0].t * 1e9)) < 1000
+    req = int(next(i for i in range(len(t)) if t.plen[i] > 0))
+    assert t.payload(req).startswith(b"GET / HTTP/1.1")
+    t.close()
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("nano", [False, True])
+def test_classic_pcap_byte_orders_and_resolutions(
+    tmp_path: Path, big_endian: bool, nano: bool
+) -> None:
+    c = _conv()
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c), big_endian=big_endian, nano=nano)
+    _check(p, c)
+
+
+@pytest.mark.parametrize("link", ["ether", "sll", "sll2", "raw", "ipv4"])
+def test_link_types(tmp_path: Path, link: str) -> None:
+    c = _conv()
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c, link), linktype=LINKTYPES[link])
+    _check(p, c)
+
+
+@pytest.mark.parametrize("link", ["ether", "sll2", "ipv6"])
+def test_ipv6(tmp_path: Path, link: str) -> None:
+    c = _conv(v6=True)
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c, link), linktype=LINKTYPES[link])
+    _check(p, c)
+    t = read_capture(p)
+    assert set(t.v.tolist()) == {6} and set(t.ipid.tolist()) == {-1}
+
+
+def test_vlan_tagged(tmp_path: Path) -> None:
+    c = _conv()
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c, "ether", vlan=45))
+    _check(p, c)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_pcapng_several_interfaces_and_tsresol(tmp_path: Path, big_endian: bool) -> None:
+    c = _conv()
+    fr_eth = _frames(c, "ether")
+    fr_raw = _frames(c, "raw")
+    # interface 0: ethernet at microseconds; interface 1: raw IP at nanoseconds
+    pkts = [(0, ts, f) for ts, f in fr_eth[:5]] + [(1, ts, f) for ts, f in fr_raw[5:]]
+    p = write_pcapng_raw(tmp_path / "a.pcapng", [(1, 6), (101, 9)], pkts, big_endian=big_endian)
+    _check(p, c)
+    t = read_capture(p)
+    assert int(t.ts[-1]) == fr_raw[-1][0]  # nanoseconds kept exactly on interface 1
+
+
+def test_pcapng_simple_packet_blocks_and_interface_drops(tmp_path: Path) -> None:
+    c = _conv()
+    pkts = [(0, ts, f) for ts, f in _frames(c)]
+    p = write_pcapng_raw(tmp_path / "a.pcapng", [(1, 9)], pkts, spb=True, isb_drops=12)
+    t = read_capture(p)
+    assert len(t) == len(c.segs) and t.kernel_drops == 12
+
+
+def test_scapy_pcap_nanosecond(tmp_path: Path) -> None:
+    c = _conv()
+    p = write(tmp_path / "a.pcap", render([c], View()))
+    _check(p, c)
+
+
+def test_truncated_file_reads_up_to_damage_and_warns(tmp_path: Path) -> None:
+    c = _conv()
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 30])
+    t = read_capture(p)
+    assert len(t) == len(c.segs) - 1
+    assert any("truncated" in w for w in t.warnings)
+    # correlate does not crash and the warning reaches the verdict
+    v = correlate([PointInput(name="a:eth0", pcap=p), PointInput(name="b:eth0", pcap=p)])
+    assert any("truncated" in w for w in v.points[0].warnings)
+    assert any("truncated" in w for w in v.warnings)
+
+
+def test_corrupt_record_header_stops_with_warning(tmp_path: Path) -> None:
+    c = _conv()
+    frames = _frames(c)
+    p = write_pcap_raw(tmp_path / "a.pcap", frames)
+    data = bytearray(p.read_bytes())
+    off = 24 + 16 + len(frames[0][1])  # second record header
+    data[off + 8 : off + 12] = (10**8).to_bytes(4, "little")  # absurd caplen
+    p.write_bytes(bytes(data))
+    t = read_capture(p)
+    assert len(t) == 1 and any("corrupt" in w for w in t.warnings)
+
+
+def test_truncated_pcapng(tmp_path: Path) -> None:
+    c = _conv()
+    p = write_pcapng_raw(tmp_path / "a.pcapng", [(1, 9)], [(0, ts, f) for ts, f in _frames(c)])
+    p.write_bytes(p.read_bytes()[:-10])
+    t = read_capture(p)
+    assert len(t) == len(c.segs) - 1 and any("truncated" in w for w in t.warnings)
+
+
+def test_not_a_capture_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "notes.txt"
+    p.write_text("12:00:01.000 IP 203.0.113.10.51234 > 203.0.113.80.80: Flags [S]\n")
+    with pytest.raises(CorrelationError, match="not a pcap or pcapng"):
+        read_capture(p)
+    with pytest.raises(CorrelationError, match="not a pcap or pcapng"):
+        correlate([PointInput(name="a", pcap=p)])
+
+
+def test_empty_file_is_a_warning(tmp_path: Path) -> None:
+    p = tmp_path / "empty.pcap"
+    p.write_bytes(b"")
+    t = read_capture(p)
+    assert len(t) == 0 and t.warnings
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CorrelationError, match="no such capture file"):
+        read_capture(tmp_path / "nope.pcap")
+
+
+def test_read_points_from_args(tmp_path: Path) -> None:
+    a = write_pcap_raw(tmp_path / "a.pcap", [])
+    pts = read_points_from_args([f"client={a}", f"fw:eth1={a}"])
+    assert [(p.name, p.host, p.interface, p.pcap) for p in pts] == [
+        ("client", "client", "", a),
+        ("fw:eth1", "fw", "eth1", a),
+    ]
+    with pytest.raises(CorrelationError, match="NAME=PCAP"):
+        read_points_from_args(["client"])
+    with pytest.raises(CorrelationError, match="does not exist"):
+        read_points_from_args([f"fw:eth0={tmp_path / 'missing.pcap'}"])
+    with pytest.raises(CorrelationError, match="twice"):
+        read_points_from_args([f"a={a}", f"a={a}"])
+    with pytest.raises(CorrelationError, match="no capture points"):
+        read_points_from_args([])
