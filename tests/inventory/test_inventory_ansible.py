@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from inv_helpers import EXAMPLES, problems_of
 
 from hopcap.inventory import load
 from hopcap.model import Inventory
+from tests.inventory.inv_helpers import EXAMPLES, problems_of
 
 Loader = Callable[..., Inventory]
 

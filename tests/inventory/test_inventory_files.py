@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from inv_helpers import problems_of
+from tests.inventory.inv_helpers import problems_of
 
 VALID = "hosts:\n  client: {address: 198.19.0.10, role: client, capture: [eth0]}\n"
 

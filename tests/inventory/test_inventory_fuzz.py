@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from inv_helpers import EXAMPLES
 
 from hopcap.errors import InventoryError
 from hopcap.inventory import load
 from hopcap.model import Inventory
+from tests.inventory.inv_helpers import EXAMPLES
 
 SEEDS = [
     (EXAMPLES / "site.yml", "site.yml"),

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from inv_helpers import problems_of
 
 from hopcap.errors import InventoryError
+from tests.inventory.inv_helpers import problems_of
 
 HOSTS = """\
 hosts:

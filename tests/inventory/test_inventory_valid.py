@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from inv_helpers import EXAMPLES, problems_of
 
 from hopcap.inventory import load, parse_duration, parse_target
 from hopcap.model import DEFAULT_FILTER, DEFAULT_WINDOW_S, Endpoint, Host, Inventory, Repro
+from tests.inventory.inv_helpers import EXAMPLES, problems_of
 
 HOME = os.path.expanduser("~")
 
