@@ -348,14 +348,22 @@ PrefixOpt = Annotated[str, typer.Option(help="name prefix, so that several labs 
 
 
 @lab_app.command("up")
-def lab_up(prefix: PrefixOpt = "hc") -> None:
+def lab_up(
+    prefix: PrefixOpt = "hc",
+    mgmt_net: Annotated[
+        str | None, typer.Option(help="management /24 (default: derived from the prefix)")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="keys, configs, inventory (default /var/tmp/...)")
+    ] = None,
+) -> None:
     """Build (or rebuild) the lab and write its inventory."""
     from hopcap import lab
 
     try:
         lab.check_prerequisites()
         _err(f"building lab {prefix!r} ...")
-        info = lab.up(prefix)
+        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir)
     except HopcapError as exc:
         _fail(exc)
     rows = [[h, a] for h, a in info.mgmt.items()]
@@ -385,14 +393,14 @@ def lab_status(prefix: PrefixOpt = "hc") -> None:
     if not st.up and not st.namespaces:
         typer.echo(f"lab {prefix!r} is down")
         return
-    rows = [
-        [
-            ns,
-            "up" if st.sshd.get(ns.removeprefix(f"{prefix}-"), False) else "down",
-            len(st.processes.get(ns, [])),
-        ]
-        for ns in st.namespaces
-    ]
+
+    def sshd(ns: str) -> str:
+        host = ns.removeprefix(f"{prefix}-")
+        if host not in st.sshd:
+            return "-"  # the bridge namespace runs no sshd
+        return "up" if st.sshd[host] else "down"
+
+    rows = [[ns, sshd(ns), len(st.processes.get(ns, []))] for ns in st.namespaces]
     typer.echo(tabulate(rows, headers=["namespace", "sshd", "processes"]))
     typer.echo(f"fault: {st.fault or 'none'}")
     if st.inventory:
@@ -419,6 +427,9 @@ def lab_fault(
     except HopcapError as exc:
         _fail(exc)
     typer.echo(f"fault {name} applied; `hopcap lab fault clear` undoes it")
+    repro = lab.fault_repro(name)
+    if repro is not None:
+        typer.echo(f"this fault shows with its own repro, on {repro.on}: {repro.run}")
 
 
 def main() -> None:
