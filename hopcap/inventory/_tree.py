@@ -189,6 +189,8 @@ def parse_yaml(text: str, file: str, problems: list[Problem]) -> TNode | None:
         what = e.problem or "invalid YAML"
         if e.context:
             what = f"{e.context}, {what}"
+        if "'\\t'" in what:
+            what += " (indent with spaces, not tabs)"
         problems.append(
             Problem(
                 file,

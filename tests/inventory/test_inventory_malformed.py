@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hopcap.errors import InventoryError
+from hopcap.inventory import load
 from tests.inventory.inv_helpers import problems_of
 
 HOSTS = """\
@@ -483,11 +484,9 @@ repro: {on: clent, rn: "curl -s -m 5 http://203.0.113.80/"}
 """
     path = write(text)
     with pytest.raises(InventoryError) as ei:
-        from hopcap.inventory import load
-
         load(path)
     got = [(p.line, p.message.split(" — ")[0].split(":")[0]) for p in ei.value.problems]
-    lines = [p.line for p in ei.value.problems]
+    lines = [p.line or 0 for p in ei.value.problems]
     assert lines == sorted(lines), "problems are reported in file order"
     assert len(ei.value.problems) == 11, "\n".join(map(str, ei.value.problems))
     assert {line for line, _ in got} == {2, 4, 5, 6, 8, 9, 10, 11, 12}
