@@ -448,18 +448,17 @@ class Builder:
             path = self._path(hosts, by_name, top.get("path"), path_override, role_of, hosts_node)
 
         target: Endpoint | None = self.use(top.get("target"))
-        if target is None and "target" not in top and "target" not in failed:
-            for h in hosts:
-                cap = h.settings.get("capture")
-                auto = cap is not None and cap.value == "auto"
-                if cap is not None and auto and h.name in relevant and role_of(h) is not None:
-                    self.add(
-                        cap.node,
-                        "capture",
-                        f"host '{h.name}' has capture: auto, which needs 'target' "
-                        "(the service as the client sees it, e.g. 203.0.113.80:80)",
-                    )
-                    break
+        if target is None and "target" not in failed and len(path) == 1:
+            # auto finds interfaces from the routes toward the path neighbours; a host
+            # alone on the path has none, so only the target can tell
+            cap = by_name[path[0]].settings.get("capture") if path[0] in by_name else None
+            if cap is not None and cap.value == "auto":
+                self.add(
+                    cap.node,
+                    "capture",
+                    f"host '{path[0]}' has capture: auto and is alone on the path, so it "
+                    "needs 'target' (the service as the client sees it, e.g. 203.0.113.80:80)",
+                )
 
         flt: str | None = self.use(top.get("filter"))
         window: float | None = self.use(top.get("window"))

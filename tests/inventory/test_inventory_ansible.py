@@ -242,7 +242,7 @@ BAD: list[tuple[str, str, str, int, str]] = [
         "hosts.yml",
         "all:\n  hosts:\n    fw: {hopcap_role: firewall, hopcap_capture: auto}\n",
         3,
-        "host 'fw' has capture: auto, which needs 'target'",
+        "host 'fw' has capture: auto and is alone on the path, so it needs 'target'",
     ),
     (
         "yaml-no-role",

@@ -402,7 +402,7 @@ CASES: list[tuple[str, str, int | None, str]] = [
         "auto-without-target",
         "hosts:\n  client: {address: 198.19.0.10, role: client, capture: auto}\n",
         2,
-        "host 'client' has capture: auto, which needs 'target'",
+        "host 'client' has capture: auto and is alone on the path, so it needs 'target'",
     ),
     (
         "no-role-at-all",
