@@ -111,6 +111,8 @@ class Anonymiser:
         self._ip_map: dict[IPAddr, IPAddr] = {}
         self._mac_map: dict[str, str] = {}
         self._raw_map: dict[bytes, bytes] = {}
+        self._raw_ips: set[bytes] = set()
+        self._raw_macs: set[bytes] = set()
         self._frozen = False
 
     # ---------------------------------------------------------------- collection
@@ -124,19 +126,32 @@ class Anonymiser:
 
     def add_packet(self, linktype: int, data: bytes) -> None:
         if linktype == LINKTYPE_ETHERNET and len(data) >= 12:
-            for raw in (data[0:6], data[6:12]):
-                m = ":".join(f"{b:02x}" for b in raw)
-                if m not in _KEEP_MACS:
-                    self._macs.add(m)
-        h = parse_headers(linktype, data)
-        if h is None:
-            return
-        for raw in (h.src, h.dst):
+            self._raw_macs.add(data[0:6])
+            self._raw_macs.add(data[6:12])
+        loc = l3_offset(linktype, data)
+        if loc is not None:
+            off, ver = loc
+            if ver == 4:
+                self._raw_ips.add(data[off + 12 : off + 16])
+                self._raw_ips.add(data[off + 16 : off + 20])
+            else:
+                self._raw_ips.add(data[off + 8 : off + 24])
+                self._raw_ips.add(data[off + 24 : off + 40])
+
+    def _absorb_raw(self) -> None:
+        for raw in self._raw_ips:
             a = ipaddress.ip_address(raw)
             if not _keep(a):
                 self._ips.add(a)
+        for raw in self._raw_macs:
+            m = ":".join(f"{b:02x}" for b in raw)
+            if m not in _KEEP_MACS:
+                self._macs.add(m)
+        self._raw_ips.clear()
+        self._raw_macs.clear()
 
     def freeze(self) -> None:
+        self._absorb_raw()
         taken = set(self._ips)
         v4 = _v4_pool()
         v6 = _v6_pool()
@@ -205,6 +220,9 @@ class Anonymiser:
 
     def packet(self, linktype: int, data: bytes) -> bytes:
         """Rewrite addresses and drop the payload of one packet."""
+        fast = self._packet_ipv4_tcp(linktype, data)
+        if fast is not None:
+            return fast
         buf = bytearray(data)
         if linktype == LINKTYPE_ETHERNET and len(buf) >= 12:
             for a, b in ((0, 6), (6, 12)):
@@ -244,6 +262,29 @@ class Anonymiser:
         if h.l4_header_len == 0 and h.proto not in (1, 58):
             keep = h.l4
         return bytes(buf[: min(keep, len(buf))])
+
+    def _packet_ipv4_tcp(self, linktype: int, data: bytes) -> bytes | None:
+        """The common case (IPv4, TCP, first fragment) without building a Headers object."""
+        loc = l3_offset(linktype, data)
+        if loc is None or loc[1] != 4:
+            return None
+        off = loc[0]
+        if data[off + 9] != 6 or ((data[off + 6] & 0x1F) << 8) | data[off + 7]:
+            return None
+        l4 = off + (data[off] & 0x0F) * 4
+        if len(data) < l4 + 13:
+            return None
+        keep = min(len(data), l4 + (data[l4 + 12] >> 4) * 4)
+        m = self._raw_map
+        if linktype == LINKTYPE_ETHERNET:
+            d, s = data[0:6], data[6:12]
+            link = m.get(d, d) + m.get(s, s) + data[12:off]
+        else:
+            link = data[:off]
+        src, dst = data[off + 12 : off + 16], data[off + 16 : off + 20]
+        return b"".join(
+            (link, data[off : off + 12], m.get(src, src), m.get(dst, dst), data[off + 20 : keep])
+        )
 
 
 def _strings(obj: Any) -> Iterable[str]:

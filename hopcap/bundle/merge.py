@@ -8,11 +8,11 @@ that findings point at ("dropped after this hop", "injected here", ...).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 
 from hopcap.bundle.anon import Anonymiser
@@ -22,7 +22,7 @@ from hopcap.bundle.pcapio import (
     PcapReader,
     RawPacket,
     first_linktype,
-    parse_headers,
+    raw_tuple,
 )
 from hopcap.errors import BundleError
 from hopcap.model import Finding, Verdict
@@ -50,8 +50,12 @@ class MergeStats:
     last_ts_ns: int | None = None
 
 
-def parse_tuple(text: str) -> tuple[str, int, str, int] | None:
-    """`"198.18.1.1:31378 > 198.18.1.2:80"` (or `[v6]:port`) -> (src, sport, dst, dport)."""
+RawTuple = tuple[bytes, int, bytes, int]
+
+
+def parse_tuple(text: str) -> RawTuple | None:
+    """`"198.18.1.1:31378 > 198.18.1.2:80"` (or `[v6]:port`) -> (src, sport, dst, dport),
+    addresses packed (as they are in packets)."""
     left, sep, right = text.partition(">")
     if not sep:
         return None
@@ -62,13 +66,13 @@ def parse_tuple(text: str) -> tuple[str, int, str, int] | None:
     return a[0], a[1], b[0], b[1]
 
 
-def _endpoint(text: str) -> tuple[str, int] | None:
+def _endpoint(text: str) -> tuple[bytes, int] | None:
     if text.startswith("["):
         host, _, port = text[1:].partition("]:")
     else:
         host, _, port = text.rpartition(":")
     try:
-        return str(ipaddress.ip_address(host)), int(port)
+        return ipaddress.ip_address(host).packed, int(port)
     except ValueError:
         return None
 
@@ -79,7 +83,7 @@ class _Note:
     flow: str
     ts_ns: int
     text: str
-    key: tuple[str, int, str, int] | None  # the flow's tuple at this point, if known
+    key: RawTuple | None  # the flow's tuple at this point, if known
     done: bool = False
 
 
@@ -115,9 +119,9 @@ def _finding_targets(f: Finding) -> list[tuple[str, str]]:
     return []
 
 
-def _leg_index(verdict: Verdict) -> dict[str, dict[tuple[str, int, str, int], str]]:
+def _leg_index(verdict: Verdict) -> dict[str, dict[RawTuple, str]]:
     """point -> {packet tuple (either direction): comment for the first packet of that leg}."""
-    out: dict[str, dict[tuple[str, int, str, int], str]] = {}
+    out: dict[str, dict[RawTuple, str]] = {}
     for flow in verdict.flows:
         for leg in flow.legs:
             t = parse_tuple(leg.tuple)
@@ -132,12 +136,35 @@ def _leg_index(verdict: Verdict) -> dict[str, dict[tuple[str, int, str, int], st
 
 def _stream(
     idx: int, path: Path, offset_ns: int, stats: MergeStats, name: str
-) -> Iterator[tuple[int, int, RawPacket]]:
+) -> Iterator[tuple[int, int, int, RawPacket]]:
     with PcapReader(path) as reader:
-        for pkt in reader:
-            yield pkt.ts_ns - offset_ns, idx, pkt
+        for n, pkt in enumerate(reader):
+            yield pkt.ts_ns - offset_ns, idx, n, pkt
         if reader.truncated:
             stats.truncated.append(name)
+
+
+def _match_notes(
+    notes: list[_Note], times: list[int], ts_values: tuple[int, int], key: RawTuple | None
+) -> list[str]:
+    out: list[str] = []
+    for t in ts_values:
+        j = bisect.bisect_left(times, t - TS_TOLERANCE_NS)
+        while j < len(times) and times[j] <= t + TS_TOLERANCE_NS:
+            n = notes[j]
+            j += 1
+            if n.done:
+                continue
+            if (
+                n.key is not None
+                and key is not None
+                and key != n.key
+                and key != (n.key[2], n.key[3], n.key[0], n.key[1])
+            ):
+                continue
+            n.done = True
+            out.append(n.text)
+    return out
 
 
 def write_merged(
@@ -149,13 +176,14 @@ def write_merged(
     """Write `out` (pcapng); points in path order. Raises BundleError on unreadable input."""
     stats = MergeStats()
     names = {p.name for p in points}
-    notes = _finding_notes(verdict, names)
     notes_at: dict[str, list[_Note]] = {}
-    for n in notes:
+    for n in sorted(_finding_notes(verdict, names), key=lambda n: n.ts_ns):
         notes_at.setdefault(n.point, []).append(n)
+    note_times = {k: [n.ts_ns for n in v] for k, v in notes_at.items()}
     legs = _leg_index(verdict)
     seen_legs: set[tuple[str, str]] = set()
     tr = anonymiser.text if anonymiser else (lambda s: s)
+    anon_packet = anonymiser.packet if anonymiser else None
 
     with PcapngWriter(out) as w:
         iface_of: dict[tuple[int, int], int] = {}
@@ -170,60 +198,46 @@ def write_merged(
             desc = f"hopcap point {p.name}; clock offset {p.offset_s:+.6f} s subtracted"
             iface_of[(i, lt)] = w.add_interface(lt, p.name, description=desc)
             streams.append(_stream(i, p.pcap, round(p.offset_s * 1e9), stats, p.name))
-
-        for ts, i, pkt in heapq.merge(*streams, key=itemgetter(0, 1)):
-            p = points[i]
-            iface = iface_of.get((i, pkt.linktype))
+        per_point = [
+            (p.name, legs.get(p.name), notes_at.get(p.name), note_times.get(p.name, []))
+            for p in points
+        ]
+        counts = [0] * len(points)
+        first_ts: int | None = None
+        ts = 0
+        write = w.write_packet
+        for ts, i, _n, pkt in heapq.merge(*streams):
+            name, leg_map, pnotes, ptimes = per_point[i]
+            linktype = pkt.linktype
+            iface = iface_of.get((i, linktype))
             if iface is None:
-                iface = w.add_interface(pkt.linktype, f"{p.name}#{pkt.linktype}")
-                iface_of[(i, pkt.linktype)] = iface
-            comment_parts: list[str] = []
-            leg_map = legs.get(p.name)
-            pnotes = notes_at.get(p.name)
-            key: tuple[str, int, str, int] | None = None
-            if leg_map or pnotes:
-                h = parse_headers(pkt.linktype, pkt.data)
-                if h is not None and h.sport is not None and h.dport is not None:
-                    key = (
-                        str(ipaddress.ip_address(h.src)),
-                        h.sport,
-                        str(ipaddress.ip_address(h.dst)),
-                        h.dport,
-                    )
-            if leg_map and key is not None:
-                text = leg_map.get(key)
-                if text is not None and (p.name, text) not in seen_legs:
-                    seen_legs.add((p.name, text))
-                    comment_parts.append(f"first packet of {text}")
-            if pnotes:
-                for n in pnotes:
-                    if n.done:
-                        continue
-                    if abs(pkt.ts_ns - n.ts_ns) > TS_TOLERANCE_NS and abs(ts - n.ts_ns) > (
-                        TS_TOLERANCE_NS
-                    ):
-                        continue
-                    if (
-                        n.key is not None
-                        and key is not None
-                        and key not in (n.key, (n.key[2], n.key[3], n.key[0], n.key[1]))
-                    ):
-                        continue
-                    n.done = True
-                    stats.annotated_findings += 1
-                    comment_parts.append(n.text)
+                iface = w.add_interface(linktype, f"{name}#{linktype}")
+                iface_of[(i, linktype)] = iface
             comment = None
-            if comment_parts:
-                comment = tr(f"{p.name}: " + "; ".join(comment_parts))
-                stats.comments += 1
-            data = pkt.data
-            if anonymiser is not None:
-                data = anonymiser.packet(pkt.linktype, data)
-            w.write_packet(iface, ts, data, pkt.orig_len, comment)
-            stats.packets[p.name] += 1
-            if stats.first_ts_ns is None:
-                stats.first_ts_ns = ts
-            stats.last_ts_ns = ts
+            if leg_map or pnotes:
+                key = raw_tuple(linktype, pkt.data)
+                parts: list[str] = []
+                if leg_map and key is not None:
+                    text = leg_map.get(key)
+                    if text is not None and (name, text) not in seen_legs:
+                        seen_legs.add((name, text))
+                        parts.append(f"first packet of {text}")
+                if pnotes:
+                    found = _match_notes(pnotes, ptimes, (pkt.ts_ns, ts), key)
+                    stats.annotated_findings += len(found)
+                    parts += found
+                if parts:
+                    comment = tr(f"{name}: " + "; ".join(parts))
+                    stats.comments += 1
+            data = pkt.data if anon_packet is None else anon_packet(linktype, pkt.data)
+            write(iface, ts, data, pkt.orig_len, comment)
+            counts[i] += 1
+            if first_ts is None:
+                first_ts = ts
+        for i, p in enumerate(points):
+            stats.packets[p.name] = counts[i]
+        stats.first_ts_ns = first_ts
+        stats.last_ts_ns = ts if first_ts is not None else None
     return stats
 
 

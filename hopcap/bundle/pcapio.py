@@ -439,6 +439,35 @@ def parse_headers(linktype: int, data: bytes) -> Headers | None:
     return Headers(off, ver, proto, min(l4, n), src, dst, sport, dport, hlen)
 
 
+def raw_tuple(linktype: int, data: bytes) -> tuple[bytes, int, bytes, int] | None:
+    """(src, sport, dst, dport) of a TCP/UDP packet with packed addresses (fast path)."""
+    loc = l3_offset(linktype, data)
+    if loc is None:
+        return None
+    off, ver = loc
+    if ver == 4:
+        if data[off + 9] not in (6, 17) or ((data[off + 6] & 0x1F) << 8) | data[off + 7]:
+            return None
+        l4 = off + (data[off] & 0x0F) * 4
+        if len(data) < l4 + 4:
+            return None
+        return (
+            data[off + 12 : off + 16],
+            (data[l4] << 8) | data[l4 + 1],
+            data[off + 16 : off + 20],
+            (data[l4 + 2] << 8) | data[l4 + 3],
+        )
+    l4 = off + 40
+    if data[off + 6] not in (6, 17) or len(data) < l4 + 4:
+        return None
+    return (
+        data[off + 8 : off + 24],
+        (data[l4] << 8) | data[l4 + 1],
+        data[off + 24 : off + 40],
+        (data[l4 + 2] << 8) | data[l4 + 3],
+    )
+
+
 def addr_str(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
