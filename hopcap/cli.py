@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from tabulate import tabulate
@@ -61,44 +61,111 @@ def _default_out(prefix: str) -> Path:
 
 
 class _Progress:
-    """Live progress of a run: plain lines (stdout is not a terminal) or a rich status."""
+    """Live progress of a run on stderr: a rich table on a terminal, plain lines otherwise."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.listening = 0
-        self.connected = 0
+        self.hosts: dict[str, str] = {}
+        self.points: dict[str, dict[str, str]] = {}
+        self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
+        self._live: Any = None
+        if self.tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(
+                self._render(), console=Console(stderr=True), refresh_per_second=4, transient=True
+            )
+            self._live.start()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title=f"hopcap: {self.phase}", title_justify="left", expand=False)
+        for col in ("host / point", "state", "captured", "pulled"):
+            t.add_column(col)
+        for h, state in self.hosts.items():
+            t.add_row(h, state, "", "")
+        for p, row in self.points.items():
+            t.add_row(
+                f"  {p}", row.get("state", ""), row.get("captured", ""), row.get("pulled", "")
+            )
+        return t
+
+    def _point(self, name: str | None, **kv: str) -> None:
+        if name is not None:
+            self.points.setdefault(name, {}).update(kv)
 
     def __call__(self, ev: object) -> None:
         from hopcap.orchestrator.session import Event
 
         assert isinstance(ev, Event)
+        line = self._line(ev)
+        if ev.kind == "connected" and ev.host:
+            self.hosts[ev.host] = "connected"
+        elif ev.kind == "failed" and ev.host:
+            self.hosts[ev.host] = "FAILED"
+        elif ev.kind == "listening":
+            self.phase = "capturing"
+            self._point(ev.point, state="listening")
+        elif ev.kind == "capture-failed":
+            self._point(ev.point, state="FAILED")
+        elif ev.kind == "captured":
+            self._point(ev.point, captured=_size(ev.done or 0))
+        elif ev.kind == "stopping":
+            self.phase = "stopping and pulling"
+        elif ev.kind == "pull" and ev.total:
+            self._point(ev.point, pulled=f"{100 * (ev.done or 0) // ev.total}%")
+        elif ev.kind == "pulled":
+            self._point(ev.point, state="pulled", pulled="100%")
+        elif ev.kind == "repro":
+            self.phase = f"repro on {ev.host}"
+        if self._live is not None:
+            self._live.update(self._render())
+            if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
+                self._live.console.print(line)
+        elif line:
+            _err(line)
+
+    def _line(self, ev: Any) -> str:
         if ev.kind == "pull":
-            # one line per 25% of a file, not one per SFTP block
+            # plain mode: one line per quarter of a file, not one per SFTP block
             if ev.point is None or not ev.total:
-                return
+                return ""
             step = int(4 * (ev.done or 0) / ev.total)
             if self._pull_shown.get(ev.point, -1) >= step:
-                return
+                return ""
             self._pull_shown[ev.point] = step
-            _err(f"  pull {ev.point}: {ev.done}/{ev.total} bytes")
-            return
+            return f"  pull {ev.point}: {_size(ev.done or 0)} of {_size(ev.total)}"
+        if ev.kind == "captured":
+            return ""
         if ev.kind == "connected":
-            self.connected += 1
-            _err(f"  connected {ev.host} ({ev.text})")
-        elif ev.kind == "listening":
-            self.listening += 1
-            _err(f"  listening {ev.point}")
-        elif ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
-            _err(f"  ! {ev.point or ev.host}: {ev.text}")
-        elif ev.kind == "repro":
-            _err(f"  repro on {ev.host}: {ev.text}")
-        elif ev.kind == "repro-done":
-            _err(f"  repro finished ({ev.text})")
-        elif ev.kind == "pulled":
-            _err(f"  pulled {ev.point} ({ev.done} bytes)")
-        elif ev.text:
-            _err(f"  {ev.kind}: {ev.text}")
+            return f"  connected {ev.host} ({ev.text})"
+        if ev.kind == "listening":
+            return f"  listening {ev.point}"
+        if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
+            return f"  ! {ev.point or ev.host}: {ev.text}"
+        if ev.kind == "repro":
+            return f"  repro on {ev.host}: {ev.text}"
+        if ev.kind == "repro-done":
+            return f"  repro finished ({ev.text})"
+        if ev.kind == "pulled":
+            return f"  pulled {ev.point} ({_size(ev.done or 0)})"
+        return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
 
 
 def _print_verdict(verdict: Verdict) -> None:
@@ -239,6 +306,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
             return await run_capture(inv, opts, emit=progress, stop=stop)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            progress.close()
 
     try:
         return asyncio.run(main())
@@ -260,7 +328,11 @@ def check(
 
     try:
         inv = load(inventory, path_override=path.split(",") if path else None)
-        results = asyncio.run(run_check(inv, emit=_Progress()))
+        progress = _Progress()
+        try:
+            results = asyncio.run(run_check(inv, emit=progress))
+        finally:
+            progress.close()
     except HopcapError as exc:
         _fail(exc)
     rows = [

@@ -179,6 +179,18 @@ class RunningCapture:
             self.proc.close()
         return parse_stats(res.stderr)
 
+    async def bytes_written(self) -> int:
+        """Bytes in the capture's files so far (for progress)."""
+        pattern = quote([self.spec.base]) + "*"
+        res = await self.transport.run(
+            as_root(
+                f"stat -c %s {pattern} 2>/dev/null | awk '{{s += $1}} END {{print s + 0}}'",
+                self.spec.sudo,
+            ),
+            timeout=10,
+        )
+        return int(res.stdout.strip() or 0)
+
     async def files(self) -> list[str]:
         """The ring files this capture wrote, oldest first."""
         pattern = quote([self.spec.base]) + "*"

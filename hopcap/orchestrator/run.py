@@ -46,6 +46,7 @@ from hopcap.orchestrator.transport import CommandResult, quote
 GRACE_S = 15.0  # the remote bound is window + grace: room for the repro to end and for stopping
 SETTLE_S = 1.0  # after the repro, let the last packets cross every point
 PULL_RETRIES = 3
+MONITOR_INTERVAL_S = 2.0
 MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
 
 
@@ -180,7 +181,13 @@ async def run_capture(
             )
 
         # the repro step, or the window, or the user's Ctrl-C, whichever comes first
-        interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+        monitor = asyncio.ensure_future(
+            _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
+        )
+        try:
+            interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+        finally:
+            monitor.cancel()
     finally:
         # stop whatever is running even when cancelled; never leave a tcpdump behind
         emit(Event("stopping", text=f"{len(running)} captures"))
@@ -360,6 +367,19 @@ async def _window(
         return False, result
     finally:
         stopper.cancel()
+
+
+async def _monitor(running: dict[str, RunningCapture], emit: EventSink) -> None:
+    """Report how much each capture has written, every couple of seconds."""
+    while True:
+        await asyncio.sleep(MONITOR_INTERVAL_S)
+
+        async def one(name: str, rc: RunningCapture) -> None:
+            with contextlib.suppress(HopcapError):
+                size = await rc.bytes_written()
+                emit(Event("captured", point=name, done=size))
+
+        await asyncio.gather(*(one(n, rc) for n, rc in running.items()))
 
 
 async def _stop(name: str, rc: RunningCapture) -> tuple[str, CaptureStats | None, str | None]:

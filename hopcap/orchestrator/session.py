@@ -129,7 +129,7 @@ _PROBE = (
     # admin flags and carrier, not operstate: the kernel updates operstate lazily
     "for i in /sys/class/net/*; do "
     'echo "if=${i##*/} $(cat $i/flags) $(cat $i/carrier 2>/dev/null || echo 0)"; done; '
-    "ip -o addr show 2>/dev/null | awk '{split($4, a, \"/\"); print \"addr=\" $2 \" \" a[1]}'"
+    'ip -o addr show 2>/dev/null | awk \'{split($4, a, "/"); print "addr=" $2 " " a[1]}\''
 )
 
 # Remove what a crashed run left: directories are named hopcap.<expiry epoch>.<run id>.
