@@ -204,6 +204,12 @@ def write_bundle(
                 error=err,
             )
         )
+    pulled_warnings = [
+        f"{c.point.name}: {p.pcap.relative_to(out).as_posix()} does not match the sha256 "
+        f"taken on the host ({c.sha256})"
+        for c, p in zip(run.captures, points, strict=True)
+        if c.sha256 and p.pcap is not None and _sha256(p.pcap) != c.sha256.lower()
+    ]
     base: dict[str, Any] = {
         "source": "run",
         "run_id": run.run_id,
@@ -217,6 +223,7 @@ def write_bundle(
         "interrupted": run.interrupted,
         "errors": list(run.errors),
         "repro": scrub_secrets(dict(run.repro)) if run.repro else None,
+        "warnings": pulled_warnings,
     }
     return _write(out, base, points, verdict, run.facts, tarball=tarball, anonymise=anonymise)
 
@@ -358,7 +365,8 @@ def _write(
                 if anon
                 else False
             ),
-            "warnings": [f"{n}: capture file ends mid-packet (cut short)" for n in stats.truncated],
+            "warnings": list(base.get("warnings", []))
+            + [f"{n}: capture file ends mid-packet (cut short)" for n in stats.truncated],
         }
         if anon is not None:
             manifest = anon.obj(manifest)

@@ -566,12 +566,14 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         f"{len(legs)} point(s): {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
     )
     for i, f in enumerate(fl.findings, 1):
-        S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left)
+        S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left, width)
     S.append("</svg>")
     return "\n".join(S)
 
 
-def _finding_row(f: Finding, x: Mapping[str, int], y: int, fid: str, left: int) -> list[str]:
+def _finding_row(
+    f: Finding, x: Mapping[str, int], y: int, fid: str, left: int, width: int
+) -> list[str]:
     color = _COLORS.get(f.kind, "#333")
     a, b = f.between
     xa, xb = x.get(a), x.get(b)
@@ -619,6 +621,13 @@ def _finding_row(f: Finding, x: Mapping[str, int], y: int, fid: str, left: int) 
         )
         if f.kind == "rewrite":
             out.append(f'<rect x="{mid - 5}" y="{y - 5}" width="10" height="10" fill="{color}"/>')
-    tx = min(xa, xb)
-    out.append(f'<text x="{tx}" y="{y - 10}" fill="{color}">{_h(label)} [{f.packets} pkt]</text>')
+    # labels run from the left end of the arrow, or end at its right end in the right half
+    if min(xa, xb) > width // 2:
+        tx, anchor = max(xa, xb), "end"
+    else:
+        tx, anchor = min(xa, xb), "start"
+    out.append(
+        f'<text x="{tx}" y="{y - 10}" text-anchor="{anchor}" fill="{color}">{_h(label)} '
+        f"[{f.packets} pkt]</text>"
+    )
     return out

@@ -381,3 +381,41 @@ def test_offline_bundle(tmp_path: Path) -> None:
     )
     assert "Name = lb" in res.stdout and "missing: not captured" in res.stdout
     assert "lb" in (out / "report.md").read_text().split("Missing points:")[1].splitlines()[0]
+
+
+def test_missing_point_and_bad_pull(tmp_path: Path) -> None:
+    import dataclasses
+
+    out = tmp_path / "partial"
+    sc.build_pcaps(pcap_dir(out))
+    (out / "pcaps" / "srv_eth0.pcap").unlink()
+    data = (out / "pcaps" / "fw_eth1.pcap").read_bytes()
+    (out / "pcaps" / "fw_eth1.pcap").write_bytes(data[:-7])  # pull cut short
+    run = sc.make_run(pcap_dir(out))
+    caps = list(run.captures)
+    caps[3] = dataclasses.replace(caps[3], pcap=None, error="srv: connection refused")
+    caps[0] = dataclasses.replace(caps[0], sha256="00" * 32)
+    run = dataclasses.replace(run, captures=tuple(caps), complete=False, errors=("srv: down",))
+    write_bundle(out, run, sc.make_verdict())
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] is False
+    assert m["points"][3]["file"] is None
+    assert m["points"][3]["error"] == "srv: connection refused"
+    assert m["errors"] == ["srv: down"]
+    warnings = "\n".join(m["warnings"])
+    assert "client:eth0: pcaps/client_eth0.pcap does not match the sha256" in warnings
+    assert "fw:eth1: capture file ends mid-packet" in warnings
+    assert m["points"][2]["packets_in_file"] == 5
+    md = (out / "report.md").read_text()
+    assert "**Missing points:** srv:eth0" in md
+    assert "srv: connection refused" in md
+    res = subprocess.run(
+        ["capinfos", str(out / "merged.pcapng")], capture_output=True, text=True, check=True
+    )
+    assert "Name = srv:eth0" in res.stdout
+    assert "missing: srv: connection refused" in res.stdout
+    rows = tshark_fields(out / "merged.pcapng", "frame.interface_name")
+    assert len(rows) == 8 + 8 + 5
+    b = load_bundle(out)
+    assert b.points[3].pcap is None
+    assert b.points[3].missing_reason == "srv: connection refused"
