@@ -110,7 +110,9 @@ def build_halves(t: PacketTable) -> list[Half]:
         return []
     tkey = mix(t.src[:, 0], t.src[:, 1], t.dst[:, 0], t.dst[:, 1], t.sport, t.dport)
     rkey = mix(t.dst[:, 0], t.dst[:, 1], t.src[:, 0], t.src[:, 1], t.dport, t.sport)
-    order = np.lexsort((t.ts, tkey))
+    # file order within a tuple: a capture writes packets as the kernel saw them, and a
+    # bogus timestamp (some tools write 0 for packets they forge) must not move them
+    order = np.argsort(tkey, kind="stable")
     tk = tkey[order]
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)

@@ -230,6 +230,40 @@ def _extend(
         hl = links[(a, b)]
         yc = pb.halves[hl.fwd[leg.c.hid]] if leg.c is not None and leg.c.hid in hl.fwd else None
         ys = pb.halves[hl.fwd[leg.s.hid]] if leg.s is not None and leg.s.hid in hl.fwd else None
+        # a direction with no packets here may have travelled on a tuple that does not
+        # mirror the other direction's (one-sided NAT): take it from the links
+        for side in ("c", "s"):
+            here = leg.c if side == "c" else leg.s
+            there = ys if side == "c" else yc  # the other direction, downstream
+            if here is None and there is not None:
+                mate = _partner(pb, there)
+                up = hl.back.get(mate.hid) if mate is not None else None
+                if up is not None:
+                    x = pa.halves[up]
+                    cx = pa.conns[x.conn]
+                    if (cx.c is None or cx.s is None) and x.conn not in claimed[a]:
+                        claimed[a].add(x.conn)
+                        if side == "c":
+                            leg.c, yc = x, mate
+                        else:
+                            leg.s, ys = x, mate
+        if yc is None and ys is None:
+            # only the reverse direction got through: the same tuple, reversed
+            for xh in (leg.c, leg.s):
+                if xh is None:
+                    continue
+                x = xh
+                for g in pb.by_tkey.get(x.rkey, ()):
+                    if g.hid in hl.back:
+                        continue
+                    lo = max(g.first_ts - pts[b].offset_ns, x.first_ts)
+                    hi = min(g.last_ts - pts[b].offset_ns, x.last_ts)
+                    if hi - lo > -NS:
+                        if x is leg.c:
+                            ys = g
+                        else:
+                            yc = g
+                        break
         if yc is None and ys is not None:
             yc = _partner(pb, ys)
         if ys is None and yc is not None:

@@ -170,7 +170,72 @@ def match_direction(
         if n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n):
             rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
 
-    # 3. data, byte ranges (segmentation differs)
+    # 3. the same packet (TSval + IP ID) at another sequence number: a tcp.seq rewrite
+    def leftovers() -> tuple[I64, I64]:
+        la = np.nonzero((ctl_a & ~matched_ctl_a) | (dat_a & ~matched_dat_a))[0]
+        lb = np.nonzero((ctl_b & ~matched_ctl_b) | (dat_b & ~matched_dat_b))[0]
+        # a packet in both classes (FIN with data) counts once it is matched either way
+        la = la[~((matched_ctl_a[la] | ~ctl_a[la]) & (matched_dat_a[la] | ~dat_a[la]))]
+        lb = lb[~((matched_ctl_b[lb] | ~ctl_b[lb]) & (matched_dat_b[lb] | ~dat_b[lb]))]
+        return la, lb
+
+    left_a, left_b = leftovers()
+    if left_a.shape[0] and left_b.shape[0] and (use_ts or use_ipid):
+        # identities specific enough: an IP ID, or a TSval together with the length
+        ok_a = (ida[left_a] > 0) | ((tva[left_a] >= 0) & (not use_ipid))
+        ok_b = (idb[left_b] > 0) | ((tvb[left_b] >= 0) & (not use_ipid))
+        la, lb = left_a[ok_a], left_b[ok_b]
+        plk_a = np.where(ida[la] > 0, -1, pa[la])
+        plk_b = np.where(idb[lb] > 0, -1, pb[lb])
+        kla = mix(tva[la], ida[la], _cls(fa[la]), plk_a)
+        klb = mix(tvb[lb], idb[lb], _cls(fb[lb]), plk_b)
+        xa, xb = _pair_multiset(kla, tsa[la], klb, tsb[lb])
+        sp_a: list[int] = []
+        sp_b: list[int] = []
+        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
+            ai, bj = int(ra[i]), int(rb[j])
+            before = int(seq_a[i])
+            after = int(tb.seq[bj])
+            if before == after:
+                continue  # same place in the stream: left to the byte-range matching
+            rewrites.append(Rewrite("tcp.seq", before, after, ai, bj))
+            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
+            if int(ta.plen[ai]) != int(tb.plen[bj]) or (
+                n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n)
+            ):
+                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+            sp_a.append(i)
+            sp_b.append(j)
+            matched_ctl_a[i] = matched_dat_a[i] = True
+            matched_ctl_b[j] = matched_dat_b[j] = True
+        pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
+    # the same IPv4 packet (IP ID, length) with its TCP options changed too
+    left_a, left_b = leftovers()
+    if left_a.shape[0] and left_b.shape[0] and use_ipid and use_ts:
+        la = left_a[ida[left_a] > 0]
+        lb = left_b[idb[left_b] > 0]
+        xa, xb = _pair_multiset(
+            mix(ida[la], _cls(fa[la]), pa[la]), tsa[la], mix(idb[lb], _cls(fb[lb]), pb[lb]), tsb[lb]
+        )
+        sp_a, sp_b = [], []
+        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
+            ai, bj = int(ra[i]), int(rb[j])
+            if int(seq_a[i]) != int(tb.seq[bj]):
+                rewrites.append(Rewrite("tcp.seq", int(seq_a[i]), int(tb.seq[bj]), ai, bj))
+            if int(ta.tsval[ai]) != int(tb.tsval[bj]):
+                rewrites.append(
+                    Rewrite("tcp.options.tsval", int(ta.tsval[ai]), int(tb.tsval[bj]), ai, bj)
+                )
+            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
+            if n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n):
+                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+            sp_a.append(i)
+            sp_b.append(j)
+            matched_ctl_a[i] = matched_dat_a[i] = True
+            matched_ctl_b[j] = matched_dat_b[j] = True
+        pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
+
+    # 4. data, byte ranges (segmentation differs)
     und_bytes: dict[int, int] = {}
     ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
     rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
@@ -197,6 +262,7 @@ def match_direction(
                 k -= 1
             covered = 0
             hit: list[int] = []
+            same_packet = False  # this very packet (IP ID) came out with another length
             idv = int(ida[i])
             while k < len(lst) and lst[k][0] < e:
                 bs, be, j = lst[k]
@@ -209,6 +275,8 @@ def match_direction(
                         continue
                 hit.append(j)
                 covered += min(be, e) - max(bs, s)
+                if idv > 0 and int(idb[j]) == idv and bs == s and be != e:
+                    same_packet = True
             if not hit:
                 continue
             matched_dat_a[i] = True
@@ -225,44 +293,11 @@ def match_direction(
                 n = min(len(pa_bytes), len(pb_bytes))
                 if n and pa_bytes[:n] != pb_bytes[:n]:
                     rewrites.append(_payload_rewrite(ta, ai, tb, bj, n, pa_bytes, pb_bytes))
-            if covered < e - s:
+            if covered < e - s and not same_packet:
                 und_bytes[i] = (e - s) - covered
         pairs.append((np.array(ov_a, np.int64), np.array(ov_b, np.int64)))
 
-    # 4. leftovers: same packet with a different sequence number (tcp.seq rewrite)?
-    left_a = np.nonzero((ctl_a & ~matched_ctl_a) | (dat_a & ~matched_dat_a))[0]
-    left_b = np.nonzero((ctl_b & ~matched_ctl_b) | (dat_b & ~matched_dat_b))[0]
-    # a packet counted in both classes (FIN with data) is matched once either way
-    left_a = left_a[~(matched_ctl_a[left_a] & dat_a[left_a] & matched_dat_a[left_a])]
-    left_b = left_b[~(matched_ctl_b[left_b] & dat_b[left_b] & matched_dat_b[left_b])]
-    seq_pairs_a: list[int] = []
-    seq_pairs_b: list[int] = []
-    if left_a.shape[0] and left_b.shape[0] and (use_ts or use_ipid):
-        kla = mix(tva[left_a], ida[left_a], _cls(fa[left_a]))
-        klb = mix(tvb[left_b], idb[left_b], _cls(fb[left_b]))
-        # only identities that are specific enough
-        ok_a = (tva[left_a] >= 0) | (ida[left_a] > 0)
-        ok_b = (tvb[left_b] >= 0) | (idb[left_b] > 0)
-        la, lb = left_a[ok_a], left_b[ok_b]
-        xa, xb = _pair_multiset(kla[ok_a], tsa[la], klb[ok_b], tsb[lb])
-        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
-            ai, bj = int(ra[i]), int(rb[j])
-            before = int(seq_a[i])
-            after = int(tb.seq[bj])
-            if before != after:
-                rewrites.append(Rewrite("tcp.seq", before, after, ai, bj))
-            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
-            if int(ta.plen[ai]) != int(tb.plen[bj]) or (
-                n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n)
-            ):
-                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
-            seq_pairs_a.append(i)
-            seq_pairs_b.append(j)
-        sp_a = np.array(seq_pairs_a, np.int64)
-        sp_b = np.array(seq_pairs_b, np.int64)
-        pairs.append((sp_a, sp_b))
-        left_a = np.setdiff1d(left_a, sp_a)
-        left_b = np.setdiff1d(left_b, sp_b)
+    left_a, left_b = leftovers()
 
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)

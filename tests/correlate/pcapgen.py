@@ -361,3 +361,71 @@ def write_pcapng_raw(
         out += block(5, struct.pack(e + "III", 0, 0, 0) + opts)
     path.write_bytes(bytes(out))
     return path
+
+
+def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]:
+    """A middlebox's input and output captures (both directions in each, like Haka's test
+    data) as two path points: point `in` sees what the client sent and what reached the
+    client, point `out` what reached the server and what the server sent."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import RawPcapReader
+
+    def load(p: Path) -> tuple[int, list[tuple[int, bytes, bool]]]:
+        rd = RawPcapReader(str(p))
+        link = int(rd.linktype)
+        nano = bool(getattr(rd, "nano", False))
+        recs = []
+        for data, meta in rd:
+            ts = meta.sec * 1_000_000_000 + (meta.usec if nano else meta.usec * 1000)
+            recs.append((ts, bytes(data)))
+        rd.close()
+        # tools that forge packets sometimes stamp them 0; keep them where the file has them
+        fixed = []
+        prev = None
+        for ts, data in recs:
+            if prev is not None and abs(ts - prev) > 86_400 * 1_000_000_000:
+                ts = prev
+            fixed.append((ts, data))
+            prev = ts
+        recs = fixed
+        clients: set[tuple[str, int]] = set()
+        parsed = []
+        for ts, data in recs:
+            try:
+                pkt = Ether(data) if link == 1 else IP(data)
+                ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
+                tcp = pkt.getlayer(TCP)
+            except Exception:  # a fuzzed packet scapy cannot dissect
+                ip = tcp = None
+            ep = (
+                (ip.src, tcp.sport, ip.dst, tcp.dport)
+                if ip is not None and tcp is not None
+                else None
+            )
+            if ep and int(tcp.flags) & 0x12 == 0x02:
+                clients.add((ep[0], ep[1]))
+            parsed.append((ts, data, ep))
+        out = []
+        for ts, data, ep in parsed:
+            if ep is None or (ep[0], ep[1]) in clients:
+                c2s = True
+            elif (ep[2], ep[3]) in clients:
+                c2s = False
+            else:
+                c2s = ep[1] > ep[3]
+            out.append((ts, data, c2s))
+        return link, out
+
+    lin, rin = load(in_pcap)
+    lout, rout = load(out_pcap)
+    a = sorted(
+        [(t, d) for t, d, c in rin if c] + [(t, d) for t, d, c in rout if not c], key=lambda x: x[0]
+    )
+    b = sorted(
+        [(t, d) for t, d, c in rout if c] + [(t, d) for t, d, c in rin if not c], key=lambda x: x[0]
+    )
+    pa = write_pcap_raw(tmp / (in_pcap.name + ".in.pcap"), a, linktype=lin)
+    pb = write_pcap_raw(tmp / (out_pcap.name + ".out.pcap"), b, linktype=lout)
+    return pa, pb

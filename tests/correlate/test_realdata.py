@@ -1,0 +1,189 @@
+"""Real captures nobody on this project made (Haka's and tcpreplay's own test data), with
+the outcome /work/shared/realdata/README.md gives for each pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pcapgen import as_two_points
+
+from hopcap.correlate import correlate
+from hopcap.model import Finding, PointInput, Verdict
+
+REAL = Path("/work/shared/realdata")
+HAKA = REAL / "haka"
+TCPREPLAY = REAL / "tcpreplay"
+
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared real captures not present")
+
+
+def haka(name: str, tmp: Path) -> Verdict:
+    """Haka's `<name>.pcap` entered the middlebox, `<name>-ref.pcap` left it, both
+    directions in each file: as path points, `in` holds what the client sent and what
+    reached the client, `out` what reached the server and what the server sent."""
+    a, b = as_two_points(HAKA / f"{name}.pcap", HAKA / f"{name}-ref.pcap", tmp)
+    return correlate([PointInput(name="in", pcap=a), PointInput(name="out", pcap=b)])
+
+
+def pair(a: Path, b: Path) -> Verdict:
+    return correlate([PointInput(name="in", pcap=a), PointInput(name="out", pcap=b)])
+
+
+def findings(v: Verdict) -> list[Finding]:
+    return [f for fl in v.flows for f in fl.findings]
+
+
+def kinds(v: Verdict) -> set[tuple[str, str | None]]:
+    return {(f.kind, f.field) for f in findings(v)}
+
+
+def test_haka_ipv4_nat(tmp_path: Path) -> None:
+    v = haka("ipv4_nat", tmp_path)
+    assert findings(v) == []
+    assert len(v.flows) == 1
+    assert [leg.link for leg in v.flows[0].legs] == ["same", "nat"]
+
+
+def test_haka_tcp_filter(tmp_path: Path) -> None:
+    v = haka("tcp_filter", tmp_path)
+    by_server = {fl.server: fl for fl in v.flows}
+    assert by_server["192.168.20.1:80"].findings == ()
+    bad = by_server["192.168.20.1:3306"]
+    syn_drop = [f for f in bad.findings if f.kind == "drop" and f.direction == "c2s"]
+    assert syn_drop and syn_drop[0].between == ("in", "out") and syn_drop[0].what.startswith("SYN")
+    assert {f.kind for f in findings(v)} == {"drop"}
+    assert bad.summary.startswith("SYN dropped between in and out")
+
+
+def test_haka_tcp_stream_rst(tmp_path: Path) -> None:
+    v = haka("tcp_stream-rst", tmp_path)
+    fs = findings(v)
+    assert any(f.kind == "drop" and f.bytes > 0 for f in fs)
+    rst = [f for f in fs if f.kind == "inject" and f.what.startswith("RST")]
+    assert rst and all(f.between in (("in", "out"), ("out", "in")) for f in rst)
+    assert not any(f.kind == "rewrite" for f in fs)
+
+
+def test_haka_tcp_streammodif_rst(tmp_path: Path) -> None:
+    v = haka("tcp_streammodif-rst", tmp_path)
+    fs = findings(v)
+    assert any(f.kind == "rewrite" and f.field == "payload" for f in fs)
+    assert any(f.kind == "inject" and f.what.startswith("RST") for f in fs)
+
+
+@pytest.mark.parametrize("name", ["tcp_streaminsert", "tcp_streamdelete"])
+def test_haka_stream_insert_delete(tmp_path: Path, name: str) -> None:
+    v = haka(name, tmp_path)
+    k = kinds(v)
+    assert ("rewrite", "payload") in k
+    assert ("rewrite", "tcp.seq") in k and ("rewrite", "tcp.ack") in k
+    assert len(v.flows) == 1
+    payload = next(f for f in findings(v) if f.field == "payload")
+    assert payload.direction == "c2s" and payload.between == ("in", "out")
+
+
+def test_haka_http_request_modif(tmp_path: Path) -> None:
+    v = haka("http_request-modif", tmp_path)
+    rw = [f for f in findings(v) if f.kind == "rewrite" and f.field == "payload"]
+    assert rw and rw[0].direction == "c2s"
+    assert "User-Agent" in str(rw[0].before)
+
+
+def test_haka_http_response_modif(tmp_path: Path) -> None:
+    v = haka("http_response-modif", tmp_path)
+    rw = [f for f in findings(v) if f.kind == "rewrite" and f.field == "payload"]
+    assert rw and rw[0].direction == "s2c" and rw[0].between == ("out", "in")
+    assert not any(f.kind == "drop" and f.direction == "s2c" for f in findings(v))
+
+
+def test_haka_http_request_reset(tmp_path: Path) -> None:
+    v = haka("http_request-reset", tmp_path)
+    fs = findings(v)
+    assert any(f.kind == "inject" and f.what.startswith("RST") for f in fs)
+    req = [f for f in fs if f.kind == "drop" and f.direction == "c2s"]
+    assert req and all(f.bytes == 127 for f in req)
+    # the first connection's URI is short: untouched
+    assert any(fl.findings == () for fl in v.flows)
+
+
+def test_haka_sample_groupfilter(tmp_path: Path) -> None:
+    v = haka("sample_groupfilter", tmp_path)
+    drops = [f for f in findings(v) if f.kind == "drop"]
+    assert {f.what.split(" ")[0] for f in drops} == {"SYN"}
+    assert {fl.server for fl in v.flows if fl.findings} == {
+        "192.168.20.1:8000",
+        "192.168.20.1:31337",
+    }
+    assert [fl.findings for fl in v.flows if fl.server.endswith(":80")] == [()]
+
+
+def test_haka_sample_httpfilter(tmp_path: Path) -> None:
+    v = haka("sample_httpfilter", tmp_path)
+    assert any(f.kind == "drop" and f.direction == "c2s" and f.bytes > 0 for f in findings(v))
+    assert sum(1 for fl in v.flows if not fl.findings) == 1
+
+
+def test_haka_sample_httpmodif(tmp_path: Path) -> None:
+    v = haka("sample_httpmodif", tmp_path)
+    rw = [f for f in findings(v) if f.kind == "rewrite" and f.field == "payload"]
+    assert rw and all(f.direction == "s2c" for f in rw)
+    assert any("307 Moved Temporarily" in str(f.after) for f in rw)
+    assert not any(f.kind in ("drop", "inject") for f in findings(v))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rewrite_pnat",
+        "rewrite_portmap",
+        "rewrite_endpoint",
+        "rewrite_seed",
+        "rewrite_skip",  # addresses scrambled too
+        "rewrite_sequence",
+    ],
+)
+def test_tcpreplay_translations_are_not_findings(name: str) -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / f"test.{name}")
+    assert findings(v) == []
+    assert len(v.flows) == 7
+    assert any(leg.link == "nat" for fl in v.flows for leg in fl.legs)
+
+
+@pytest.mark.parametrize(
+    "name", ["rewrite_mac", "rewrite_config", "rewrite_fixlen_del", "rewrite_mtutrunc"]
+)
+def test_tcpreplay_no_tcp_change(name: str) -> None:
+    # MAC addresses, a VLAN tag, padding and capture truncation change nothing TCP carries
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / f"test.{name}")
+    assert findings(v) == []
+    assert all(leg.link == "same" for fl in v.flows for leg in fl.legs)
+    assert len(v.flows) == 7
+
+
+def test_tcpreplay_ttl_rewrite() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_1ttl")
+    ttl = [f for f in findings(v) if f.field == "ip.ttl"]
+    assert ttl and all(f.after == 58 or f.before == 58 for f in ttl)
+    assert kinds(v) == {("rewrite", "ip.ttl")}
+
+
+def test_tcpreplay_tos_rewrite() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_tos")
+    assert kinds(v) == {("rewrite", "ip.dscp")}
+    c2s = [f for f in findings(v) if f.direction == "c2s"]
+    assert c2s and all(f.after == 12 for f in c2s)
+
+
+def test_tcpreplay_l7fuzzing() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_l7fuzzing")
+    assert ("rewrite", "payload") in kinds(v)
+
+
+@pytest.mark.parametrize("name", ["replay_include", "replay_exclude"])
+def test_tcpreplay_subsets_are_drops(tmp_path: Path, name: str) -> None:
+    a, b = as_two_points(TCPREPLAY / "test.pcap", TCPREPLAY / f"test.{name}", tmp_path)
+    v = correlate([PointInput(name="in", pcap=a), PointInput(name="out", pcap=b)])
+    drops = [f for f in findings(v) if f.kind == "drop"]
+    assert drops and {f.direction for f in drops} == {"c2s", "s2c"}
+    assert not any(f.kind == "inject" for f in findings(v))
