@@ -86,7 +86,9 @@ def _conn(
             src, sport, dst, dport = outside if point in ("client:eth0", "fw:eth0") else inside
             if d == "s2c":
                 src, sport, dst, dport = dst, dport, src, sport
-            ttl = 64 if point in ("client:eth0", "srv:eth0") else 63
+            # the firewall routes: one less after it in the direction of travel
+            before_fw = point in ("client:eth0", "fw:eth0")
+            ttl = 64 if before_fw == (d == "c2s") else 63
             ip = IP(src=src, dst=dst, id=ipid, ttl=ttl) / TCP(
                 sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=64240
             )
