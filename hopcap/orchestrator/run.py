@@ -116,7 +116,6 @@ async def run_capture(
                             f"{s.name}: coreutils `timeout` is missing; captures cannot be bounded"
                         )
                         return
-                await make_remote_dir(s, run_id, bound)
                 clocks[s.name] = await clock_offset(s.transport)  # type: ignore[arg-type]
             except HopcapError as exc:
                 s.error = str(exc)
@@ -137,6 +136,18 @@ async def run_capture(
 
         if opts.collect_facts:
             facts_before.update(await _facts(sessions))
+
+        # the remote directories are made just before the captures start, so that their
+        # expiry (after which a later run may remove them) follows the capture's bound
+        async def mkdir(s: HostSession) -> None:
+            try:
+                await make_remote_dir(s, run_id, bound)
+            except HopcapError as exc:
+                s.error = str(exc)
+                errors.append(s.error)
+                emit(Event("failed", host=s.name, text=s.error))
+
+        await asyncio.gather(*(mkdir(s) for s in path_sessions if s.ok and s.points))
 
         # start every capture at once, then the barrier
         specs: list[tuple[HostSession, CaptureSpec]] = []

@@ -266,7 +266,8 @@ async def _auto(s: HostSession, inv: Inventory, path: list[HostSession], i: int)
 
 async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
     assert s.transport is not None
-    expiry = int(time.time() + bound_s + 10)  # tcpdump is dead by then (timeout -k 5)
+    # tcpdump starts right after this and is dead by bound + 5 s (timeout -k 5)
+    expiry = int(time.time() + bound_s + 30)
     # the host's name is part of it: hosts may share a file system (the lab's namespaces do)
     d = f"{REMOTE_TMP}/{REMOTE_PREFIX}{expiry}.{run_id}.{s.name}"
     await s.transport.run(_CLEAN_STALE, timeout=20)
