@@ -12,7 +12,15 @@ import numpy.typing as npt
 
 from hopcap.correlate.conns import Half, PointConns, build_point
 from hopcap.correlate.link import HalfLinks, link_halves, link_proxied, parse_conntrack
-from hopcap.correlate.match import M32, DirMatch, flags_str, learn_delta, match_direction, signed32
+from hopcap.correlate.match import (
+    M32,
+    DirMatch,
+    PairParams,
+    flags_str,
+    learn_deltas,
+    match_batch,
+    signed32,
+)
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
 from hopcap.errors import CorrelationError
 from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
@@ -137,6 +145,7 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         )
 
     flows = _build_flows(pts, present, links)
+    _match_hops(pts, flows)
     _estimate_clocks(pts, present, flows)
     _windows(pts, present, flows)
     verdict_flows = [_finish_flow(pts, present, f) for f in flows]
@@ -268,7 +277,6 @@ def _extend(
             yc = _partner(pb, ys)
         if ys is None and yc is not None:
             ys = _partner(pb, yc)
-        link = "same"
         details: tuple[str, ...] = ()
         if yc is None and ys is None:
             ended = _how_ended(pa, leg)
@@ -291,81 +299,93 @@ def _extend(
         for y in (yc, ys):
             if y is not None and y.conn >= 0:
                 claimed[b].add(y.conn)
-        ta, tb = pa.table, pb.table
-        dc = (
-            learn_delta(ta, _rows(leg.c), tb, _rows(yc))
-            if leg.c is not None and yc is not None
-            else None
-        )
-        ds = (
-            learn_delta(ta, _rows(leg.s), tb, _rows(ys))
-            if leg.s is not None and ys is not None
-            else None
-        )
         same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
             leg.s is None or ys is None or leg.s.tkey == ys.tkey
         )
-        link = "same" if same_tuple and (dc or 0) == 0 and (ds or 0) == 0 else "nat"
-        use_ts = all(h is None or h.has_ts for h in (leg.c, yc)) and any(
-            h is not None and h.has_ts for h in (leg.c, yc)
-        )
-        use_ts_s = all(h is None or h.has_ts for h in (leg.s, ys)) and any(
-            h is not None and h.has_ts for h in (leg.s, ys)
-        )
-        use_ipid_c = _ipid_kept(ta, _rows(leg.c), tb, _rows(yc))
-        use_ipid_s = _ipid_kept(tb, _rows(ys), ta, _rows(leg.s))
-        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
-        ttl_exp: tuple[int, ...] | None = None
-        if same_host:
-            ttl_exp = (0, 1)
-        c2s = None
-        s2c = None
-        if leg.c is not None or yc is not None:
-            base = yc.isn if yc is not None else (leg.c.isn + (dc or 0)) & M32  # type: ignore[union-attr]
-            c2s = match_direction(
-                ta,
-                _rows(leg.c),
-                tb,
-                _rows(yc),
-                delta=dc or 0,
-                ack_delta=ds,
-                use_ipid=use_ipid_c,
-                use_ts=use_ts,
-                ttl_expected=ttl_exp,
-                base=base,
-                a_base=leg.c.isn if leg.c is not None else base,
-            )
-        if leg.s is not None or ys is not None:
-            rds = (-(ds or 0)) & M32
-            base = leg.s.isn if leg.s is not None else (ys.isn + rds) & M32  # type: ignore[union-attr]
-            s2c = match_direction(
-                tb,
-                _rows(ys),
-                ta,
-                _rows(leg.s),
-                delta=rds,
-                ack_delta=((-dc) & M32) if dc is not None else None,
-                use_ipid=use_ipid_s,
-                use_ts=use_ts_s,
-                ttl_expected=ttl_exp,
-                base=base,
-                a_base=ys.isn if ys is not None else base,
-            )
-        flow.hops.append(Hop(a, b, c2s, s2c, missing))
-        flow.legs.append(LegB(b, yc, ys, link, details, dc, ds))
+        flow.hops.append(Hop(a, b, None, None, missing))
+        flow.legs.append(LegB(b, yc, ys, "same" if same_tuple else "nat", details, None, None))
         k += 1
 
 
-def _ipid_kept(ta: PacketTable, ra: I64, tb: PacketTable, rb: I64) -> bool:
-    """Does the IP ID survive this hop? (IPv4 only; some devices rewrite it)."""
-    if ra.shape[0] == 0 or rb.shape[0] == 0:
-        return bool(ra.shape[0] and ta.v[ra[0]] == 4) or bool(rb.shape[0] and tb.v[rb[0]] == 4)
-    if ta.v[ra[0]] != 4 or tb.v[rb[0]] != 4:
-        return False
-    ia = set(ta.ipid[ra[:64]].tolist())
-    ib = set(tb.ipid[rb[:64]].tolist())
-    common = len(ia & ib)
-    return common >= max(1, min(len(ia), len(ib)) // 4)
+def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
+    """Match both directions of every linked connection, one batch per pair of points."""
+    groups: dict[tuple[int, int], list[tuple[LegB, LegB, Hop]]] = {}
+    for f in flows:
+        for i, hop in enumerate(f.hops):
+            if hop.ended is not None or f.legs[i + 1].link == "proxied":
+                continue
+            groups.setdefault((hop.a, hop.b), []).append((f.legs[i], f.legs[i + 1], hop))
+    for (a, b), items in groups.items():
+        ta, tb = pts[a].table, pts[b].table
+        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+        ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+        n = len(items)
+
+        def rows(halves: list[Half | None]) -> tuple[I64, I64]:
+            arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
+            lens = np.array([x.shape[0] for x in arrs], np.int64)
+            pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
+            r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
+            return r.astype(np.int64), pid
+
+        xc = [it[0].c for it in items]
+        yc = [it[1].c for it in items]
+        xs = [it[0].s for it in items]
+        ys = [it[1].s for it in items]
+        ra_c, pa_c = rows(xc)
+        rb_c, pb_c = rows(yc)
+        ra_s, pa_s = rows(ys)  # s2c travels b -> a
+        rb_s, pb_s = rows(xs)
+        dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
+        ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+
+        def v4(h: Half | None) -> bool:
+            return h is None or h.v == 4
+
+        def prm(
+            up: list[Half | None],
+            down: list[Half | None],
+            d: I64,
+            other: I64,
+            votes: I64,
+            n: int = n,
+        ) -> PairParams:
+            delta = np.where(d >= 0, d, 0)
+            # acks of this direction acknowledge the other direction's bytes
+            ack_delta = np.where(other >= 0, (-other) & M32, -1)
+            base = np.zeros(n, np.int64)
+            a_base = np.zeros(n, np.int64)
+            use_ts = np.zeros(n, bool)
+            use_ipid = np.zeros(n, bool)
+            for k in range(n):
+                u, w = up[k], down[k]
+                if w is not None:
+                    base[k] = w.isn
+                elif u is not None:
+                    base[k] = (u.isn + int(delta[k])) & M32
+                a_base[k] = u.isn if u is not None else base[k]
+                use_ts[k] = all(h is None or h.has_ts for h in (u, w)) and any(
+                    h is not None and h.has_ts for h in (u, w)
+                )
+                empty = u is None or w is None or not u.idx.shape[0] or not w.idx.shape[0]
+                use_ipid[k] = v4(u) and v4(w) and (bool(votes[k] > 0) or empty)
+            return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+
+        c_out = match_batch(
+            ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+        )
+        s_out = match_batch(
+            tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+        )
+        for k, (legx, legy, hop) in enumerate(items):
+            if legx.c is not None or legy.c is not None:
+                hop.c2s = c_out[k]
+            if legx.s is not None or legy.s is not None:
+                hop.s2c = s_out[k]
+            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
+            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+                legy.link = "nat"
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:

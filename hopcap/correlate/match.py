@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import payloads_differ
 from hopcap.correlate.conns import mix
 from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
 
@@ -96,32 +97,43 @@ def _pair_multiset(
     return oa[ia], ob[ib]
 
 
-def match_direction(
+@dataclass
+class PairParams:
+    """Per connection pair of one hop and direction (arrays indexed by pair id)."""
+
+    delta: I64  # b seq minus a seq, mod 2**32
+    ack_delta: I64  # -1: unknown
+    base: I64  # b-space sequence base for relative numbers
+    a_base: I64
+    use_ipid: npt.NDArray[np.bool_]
+    use_ts: npt.NDArray[np.bool_]
+
+
+def match_batch(
     ta: PacketTable,
     ra: I64,
+    pid_a: I64,
     tb: PacketTable,
     rb: I64,
+    pid_b: I64,
+    prm: PairParams,
     *,
-    delta: int,
-    ack_delta: int | None,
-    use_ipid: bool,
-    use_ts: bool,
     ttl_expected: tuple[int, ...] | None,
-    base: int,
-    a_base: int,
-) -> DirMatch:
-    """Match rows `ra` of `ta` (upstream) with rows `rb` of `tb` (downstream)."""
-    seq_a = (ta.seq[ra] + delta) & M32
-    sa = signed32(seq_a - base)
-    sb = signed32(tb.seq[rb] - base)
+) -> list[DirMatch]:
+    """Match rows `ra` of `ta` (upstream) with rows `rb` of `tb` (downstream); every row
+    belongs to the connection pair `pid_*`; one DirMatch per pair."""
+    npairs = int(prm.delta.shape[0])
+    seq_a = (ta.seq[ra] + prm.delta[pid_a]) & M32
+    sa = signed32(seq_a - prm.base[pid_a])
+    sb = signed32(tb.seq[rb] - prm.base[pid_b])
     pa = ta.plen[ra]
     pb = tb.plen[rb]
     fa = ta.flags[ra]
     fb = tb.flags[rb]
-    tva = ta.tsval[ra] if use_ts else np.full(ra.shape[0], -1, np.int64)
-    tvb = tb.tsval[rb] if use_ts else np.full(rb.shape[0], -1, np.int64)
-    ida = ta.ipid[ra] if use_ipid else np.full(ra.shape[0], -1, np.int64)
-    idb = tb.ipid[rb] if use_ipid else np.full(rb.shape[0], -1, np.int64)
+    tva = np.where(prm.use_ts[pid_a], ta.tsval[ra], -1)
+    tvb = np.where(prm.use_ts[pid_b], tb.tsval[rb], -1)
+    ida = np.where(prm.use_ipid[pid_a], ta.ipid[ra], -1)
+    idb = np.where(prm.use_ipid[pid_b], tb.ipid[rb], -1)
     tsa = ta.ts[ra]
     tsb = tb.ts[rb]
 
@@ -146,8 +158,8 @@ def match_direction(
     pos_b = sb[ib] + pb[ib]
     fin_a = (fa[ia] & FIN) != 0
     fin_b = (fb[ib] & FIN) != 0
-    ka = mix(pos_a, tva[ia], np.where(fin_a, -1, ida[ia]), cla)
-    kb = mix(pos_b, tvb[ib], np.where(fin_b, -1, idb[ib]), clb)
+    ka = mix(pid_a[ia], pos_a, tva[ia], np.where(fin_a, -1, ida[ia]), cla)
+    kb = mix(pid_b[ib], pos_b, tvb[ib], np.where(fin_b, -1, idb[ib]), clb)
     xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
     matched_ctl_a[ia[xa]] = True
     matched_ctl_b[ib[xb]] = True
@@ -156,19 +168,20 @@ def match_direction(
     # 2. data, identical segmentation
     ia = np.nonzero(dat_a)[0]
     ib = np.nonzero(dat_b)[0]
-    ka = mix(sa[ia], pa[ia], tva[ia], ida[ia])
-    kb = mix(sb[ib], pb[ib], tvb[ib], idb[ib])
+    ka = mix(pid_a[ia], sa[ia], pa[ia], tva[ia], ida[ia])
+    kb = mix(pid_b[ib], sb[ib], pb[ib], tvb[ib], idb[ib])
     xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
     matched_dat_a[ia[xa]] = True
     matched_dat_b[ib[xb]] = True
     exact_a, exact_b = ia[xa], ib[xb]
     pairs.append((exact_a, exact_b))
     # payload of exact pairs
-    for i, j in zip(exact_a.tolist(), exact_b.tolist(), strict=True):
-        ai, bj = int(ra[i]), int(rb[j])
-        n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
-        if n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n):
-            rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+    ea, eb = ra[exact_a], rb[exact_b]
+    ncmp = np.minimum(ta.pl_cap[ea], tb.pl_cap[eb])
+    differ = payloads_differ(ta.buf, ta.pl_off[ea], tb.buf, tb.pl_off[eb], ncmp)
+    for k in np.nonzero(differ)[0].tolist():
+        ai, bj = int(ea[k]), int(eb[k])
+        rewrites.append(_payload_rewrite(ta, ai, tb, bj, int(ncmp[k])))
 
     # 3. the same packet (TSval + IP ID) at another sequence number: a tcp.seq rewrite
     def leftovers() -> tuple[I64, I64]:
@@ -180,15 +193,15 @@ def match_direction(
         return la, lb
 
     left_a, left_b = leftovers()
-    if left_a.shape[0] and left_b.shape[0] and (use_ts or use_ipid):
+    if left_a.shape[0] and left_b.shape[0]:
         # identities specific enough: an IP ID, or a TSval together with the length
-        ok_a = (ida[left_a] > 0) | ((tva[left_a] >= 0) & (not use_ipid))
-        ok_b = (idb[left_b] > 0) | ((tvb[left_b] >= 0) & (not use_ipid))
+        ok_a = (ida[left_a] > 0) | ((tva[left_a] >= 0) & ~prm.use_ipid[pid_a[left_a]])
+        ok_b = (idb[left_b] > 0) | ((tvb[left_b] >= 0) & ~prm.use_ipid[pid_b[left_b]])
         la, lb = left_a[ok_a], left_b[ok_b]
         plk_a = np.where(ida[la] > 0, -1, pa[la])
         plk_b = np.where(idb[lb] > 0, -1, pb[lb])
-        kla = mix(tva[la], ida[la], _cls(fa[la]), plk_a)
-        klb = mix(tvb[lb], idb[lb], _cls(fb[lb]), plk_b)
+        kla = mix(pid_a[la], tva[la], ida[la], _cls(fa[la]), plk_a)
+        klb = mix(pid_b[lb], tvb[lb], idb[lb], _cls(fb[lb]), plk_b)
         xa, xb = _pair_multiset(kla, tsa[la], klb, tsb[lb])
         sp_a: list[int] = []
         sp_b: list[int] = []
@@ -211,11 +224,14 @@ def match_direction(
         pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
     # the same IPv4 packet (IP ID, length) with its TCP options changed too
     left_a, left_b = leftovers()
-    if left_a.shape[0] and left_b.shape[0] and use_ipid and use_ts:
-        la = left_a[ida[left_a] > 0]
-        lb = left_b[idb[left_b] > 0]
+    if left_a.shape[0] and left_b.shape[0]:
+        la = left_a[(ida[left_a] > 0) & prm.use_ts[pid_a[left_a]]]
+        lb = left_b[(idb[left_b] > 0) & prm.use_ts[pid_b[left_b]]]
         xa, xb = _pair_multiset(
-            mix(ida[la], _cls(fa[la]), pa[la]), tsa[la], mix(idb[lb], _cls(fb[lb]), pb[lb]), tsb[lb]
+            mix(pid_a[la], ida[la], _cls(fa[la]), pa[la]),
+            tsa[la],
+            mix(pid_b[lb], idb[lb], _cls(fb[lb]), pb[lb]),
+            tsb[lb],
         )
         sp_a, sp_b = [], []
         for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
@@ -240,17 +256,17 @@ def match_direction(
     ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
     rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
     if ra_left.shape[0] and rb_left.shape[0]:
-        groups: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
         for j in rb_left.tolist():
-            groups[int(tvb[j])].append((int(sb[j]), int(sb[j] + pb[j]), j))
-        starts: dict[int, list[int]] = {}
+            groups[(int(pid_b[j]), int(tvb[j]))].append((int(sb[j]), int(sb[j] + pb[j]), j))
+        starts: dict[tuple[int, int], list[int]] = {}
         for g, lst in groups.items():
             lst.sort()
             starts[g] = [x[0] for x in lst]
         ov_a: list[int] = []
         ov_b: list[int] = []
         for i in ra_left.tolist():
-            g = int(tva[i])
+            g = (int(pid_a[i]), int(tva[i]))
             lst = groups.get(g, [])
             if not lst:
                 continue
@@ -301,19 +317,38 @@ def match_direction(
 
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-    res = DirMatch(
-        pairs_a=ra[pa_all],
-        pairs_b=rb[pb_all],
-        undelivered=[int(ra[i]) for i in left_a.tolist()],
-        undelivered_bytes={int(ra[i]): n for i, n in und_bytes.items()},
-        unexplained=[int(rb[j]) for j in left_b.tolist()],
-        base=base,
-        a_base=a_base,
-    )
-    res.rewrites = rewrites + _field_rewrites(
-        ta, ra[pa_all], tb, rb[pb_all], delta=delta, ack_delta=ack_delta, ttl_expected=ttl_expected
-    )
-    return res
+    out = [
+        DirMatch(
+            pairs_a=np.zeros(0, np.int64),
+            pairs_b=np.zeros(0, np.int64),
+            base=int(prm.base[k]),
+            a_base=int(prm.a_base[k]),
+        )
+        for k in range(npairs)
+    ]
+    if pa_all.shape[0]:
+        pp = pid_a[pa_all]
+        o = np.argsort(pp, kind="stable")
+        cuts = np.searchsorted(pp[o], np.arange(npairs + 1))
+        ga, gb = ra[pa_all[o]], rb[pb_all[o]]
+        for k in np.nonzero(np.diff(cuts))[0].tolist():
+            out[k].pairs_a = ga[cuts[k] : cuts[k + 1]]
+            out[k].pairs_b = gb[cuts[k] : cuts[k + 1]]
+    for i in left_a.tolist():
+        out[int(pid_a[i])].undelivered.append(int(ra[i]))
+    for j in left_b.tolist():
+        out[int(pid_b[j])].unexplained.append(int(rb[j]))
+    for i, n in und_bytes.items():
+        out[int(pid_a[i])].undelivered_bytes[int(ra[i])] = n
+    row_pid = dict(zip(ra.tolist(), pid_a.tolist(), strict=True)) if rewrites else {}
+    for rw in rewrites:
+        out[row_pid[rw.a_row]].rewrites.append(rw)
+    ga_all, gb_all = ra[pa_all], rb[pb_all]
+    for rw, k in _field_rewrites(
+        ta, ga_all, tb, gb_all, pid_a[pa_all], prm, ttl_expected=ttl_expected
+    ):
+        out[k].rewrites.append(rw)
+    return out
 
 
 def _payload_rewrite(
@@ -339,86 +374,129 @@ def _payload_rewrite(
     return Rewrite("payload", show(a), show(b), ai, bj)
 
 
-def _mode(x: I64) -> int | None:
-    if x.shape[0] == 0:
-        return None
-    vals, counts = np.unique(x, return_counts=True)
-    return int(vals[np.argmax(counts)])
-
-
 def _field_rewrites(
     ta: PacketTable,
     a: I64,
     tb: PacketTable,
     b: I64,
+    pid: I64,
+    prm: PairParams,
     *,
-    delta: int,
-    ack_delta: int | None,
     ttl_expected: tuple[int, ...] | None,
-) -> list[Rewrite]:
-    out: list[Rewrite] = []
+) -> list[tuple[Rewrite, int]]:
+    out: list[tuple[Rewrite, int]] = []
     if a.shape[0] == 0:
         return out
 
     def add(name: str, mask: npt.NDArray[np.bool_], before: I64, after: I64) -> None:
         for k in np.nonzero(mask)[0].tolist():
-            out.append(Rewrite(name, int(before[k]), int(after[k]), int(a[k]), int(b[k])))
+            rw = Rewrite(name, int(before[k]), int(after[k]), int(a[k]), int(b[k]))
+            out.append((rw, int(pid[k])))
 
+    delta = prm.delta[pid]
     # TTL: a constant decrement per routed hop is expected
     dttl = ta.ttl[a] - tb.ttl[b]
-    expected = ttl_expected
-    if expected is None:
-        m = _mode(dttl)
-        expected = (m,) if m is not None and 0 <= m <= 8 else (0,)
-    add("ip.ttl", ~np.isin(dttl, expected), ta.ttl[a], tb.ttl[b])
+    if ttl_expected is not None:
+        bad_ttl = ~np.isin(dttl, ttl_expected)
+    else:
+        # the most common decrement of each connection, if it is a plausible hop count
+        key = pid * 1024 + np.clip(dttl, -500, 500) + 512
+        vals, counts = np.unique(key, return_counts=True)
+        o = np.lexsort((-counts, vals // 1024))
+        vals, counts = vals[o], counts[o]
+        first = np.ones(vals.shape[0], bool)
+        first[1:] = (vals[1:] // 1024) != (vals[:-1] // 1024)
+        mode = np.zeros(int(pid.max()) + 1, np.int64)
+        mode[vals[first] // 1024] = (vals[first] % 1024) - 512
+        m = mode[pid]
+        m = np.where((m >= 0) & (m <= 8), m, 0)
+        bad_ttl = dttl != m
+    add("ip.ttl", bad_ttl, ta.ttl[a], tb.ttl[b])
     add("ip.dscp", (ta.tos[a] >> 2) != (tb.tos[b] >> 2), ta.tos[a] >> 2, tb.tos[b] >> 2)
     # PSH (and FIN on the last piece) move when segmentation differs; ECN bits are
     # routers' business
     mask = ~(PSH | ECE | CWR)
     fa = ta.flags[a] & mask
     fb = tb.flags[b] & mask
-    resegmented = (ta.plen[a] != tb.plen[b]) | (ta.seq[a] + delta & M32 != tb.seq[b])
+    resegmented = (ta.plen[a] != tb.plen[b]) | (((ta.seq[a] + delta) & M32) != tb.seq[b])
     fa = np.where(resegmented, fa & ~FIN, fa)
     fb = np.where(resegmented, fb & ~FIN, fb)
     add("tcp.flags", fa != fb, ta.flags[a], tb.flags[b])
     add("tcp.window", (ta.win[a] != tb.win[b]) & ~resegmented, ta.win[a], tb.win[b])
     add("tcp.mss", ta.mss[a] != tb.mss[b], ta.mss[a], tb.mss[b])
-    if ack_delta is not None:
-        has_ack = ((ta.flags[a] & ACK) != 0) & ((tb.flags[b] & ACK) != 0)
-        exp_ack = (ta.ack[a] + ack_delta) & M32
-        add("tcp.ack", has_ack & (exp_ack != tb.ack[b]), exp_ack, tb.ack[b])
+    ackd = prm.ack_delta[pid]
+    has_ack = ((ta.flags[a] & ACK) != 0) & ((tb.flags[b] & ACK) != 0) & (ackd >= 0)
+    exp_ack = (ta.ack[a] + ackd) & M32
+    add("tcp.ack", has_ack & (exp_ack != tb.ack[b]), exp_ack, tb.ack[b])
     return out
 
 
-def learn_delta(ta: PacketTable, ra: I64, tb: PacketTable, rb: I64) -> int | None:
-    """The constant sequence offset (b - a) of one direction, from packets that carry the
-    same identity (TSval + IP ID, or payload) at both points."""
-    votes: Counter[int] = Counter()
-    # SYNs
-    sa = ra[(ta.flags[ra] & SYN) != 0]
-    sb = rb[(tb.flags[rb] & SYN) != 0]
-    if sa.shape[0] and sb.shape[0]:
-        votes[int((tb.seq[sb[0]] - ta.seq[sa[0]]) & M32)] += 1000
-    ka = mix(ta.tsval[ra], ta.ipid[ra], ta.plen[ra])
-    kb = mix(tb.tsval[rb], tb.ipid[rb], tb.plen[rb])
+def learn_deltas(
+    ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64, npairs: int
+) -> tuple[I64, I64]:
+    """The constant sequence offset (b - a, mod 2**32) of one direction of every pair, from
+    the SYNs or from packets that carry the same identity (TSval + IP ID + length) at both
+    points, else from payloads; -1 when unknown. Also returns, per pair, how many packets
+    matched on an identity that includes the IP ID (0: the IP ID does not survive)."""
+    delta = np.full(npairs, -1, np.int64)
+    votes = np.zeros(npairs, np.int64)
+    if npairs == 0:
+        return delta, votes
     oka = (ta.tsval[ra] >= 0) | (ta.ipid[ra] > 0)
     okb = (tb.tsval[rb] >= 0) | (tb.ipid[rb] > 0)
-    _, ia, ib = np.intersect1d(ka[oka], kb[okb], return_indices=True)
+    xa, xb = ra[oka], rb[okb]
+    ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
+    kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
+    _, ia, ib = np.intersect1d(ka, kb, return_indices=True)
     if ia.shape[0]:
-        d = (tb.seq[rb[okb][ib]] - ta.seq[ra[oka][ia]]) & M32
-        for val, cnt in Counter(d.tolist()).most_common(3):
-            votes[int(val)] += cnt
-    if not votes:
-        # payload hashes of the first data packets
+        pp = pid_a[oka][ia]
+        votes += np.bincount(pp, minlength=npairs)
+        d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
+        key = (pp << 32) | d
+        vals, counts = np.unique(key, return_counts=True)
+        o = np.lexsort((-counts, vals >> 32))
+        vals = vals[o]
+        first = np.ones(vals.shape[0], bool)
+        first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
+        delta[vals[first] >> 32] = vals[first] & M32
+    # SYNs decide when both sides have one
+    sa = (ta.flags[ra] & SYN) != 0
+    sb = (tb.flags[rb] & SYN) != 0
+    if sa.any() and sb.any():
+        pa_, ia_ = np.unique(pid_a[sa], return_index=True)
+        pb_, ib_ = np.unique(pid_b[sb], return_index=True)
+        common, xa2, xb2 = np.intersect1d(pa_, pb_, assume_unique=True, return_indices=True)
+        rows_a = ra[sa][ia_[xa2]]
+        rows_b = rb[sb][ib_[xb2]]
+        delta[common] = (tb.seq[rows_b] - ta.seq[rows_a]) & M32
+    # payloads, for what is left (no TSval, IP ID not kept)
+    unknown = np.nonzero(delta < 0)[0]
+    if unknown.shape[0]:
         import xxhash
 
-        da = ra[ta.pl_cap[ra] > 0][:64]
-        db = rb[tb.pl_cap[rb] > 0][:64]
-        hb = {xxhash.xxh3_64_intdigest(tb.payload(int(j))): int(j) for j in db.tolist()}
-        for i in da.tolist():
-            j = hb.get(xxhash.xxh3_64_intdigest(ta.payload(int(i))))
-            if j is not None:
-                votes[int((tb.seq[j] - ta.seq[i]) & M32)] += 1
-    if not votes:
-        return None
-    return votes.most_common(1)[0][0]
+        da = ra[np.isin(pid_a, unknown) & (ta.pl_cap[ra] > 0)]
+        db = rb[np.isin(pid_b, unknown) & (tb.pl_cap[rb] > 0)]
+        if da.shape[0] and db.shape[0]:
+            pa_map = dict(zip(ra.tolist(), pid_a.tolist(), strict=True))
+            pb_map = dict(zip(rb.tolist(), pid_b.tolist(), strict=True))
+            hb: dict[tuple[int, int], int] = {}
+            seen: dict[int, int] = {}
+            for j in db.tolist():
+                k = pb_map[j]
+                if seen.get(k, 0) >= 64:
+                    continue
+                seen[k] = seen.get(k, 0) + 1
+                hb.setdefault((k, xxhash.xxh3_64_intdigest(tb.payload(int(j)))), int(j))
+            tally: dict[int, Counter[int]] = defaultdict(Counter)
+            seen.clear()
+            for i in da.tolist():
+                k = pa_map[i]
+                if seen.get(k, 0) >= 64:
+                    continue
+                seen[k] = seen.get(k, 0) + 1
+                j2 = hb.get((k, xxhash.xxh3_64_intdigest(ta.payload(int(i)))))
+                if j2 is not None:
+                    tally[k][int((int(tb.seq[j2]) - int(ta.seq[i])) & M32)] += 1
+            for k, c in tally.items():
+                delta[k] = c.most_common(1)[0][0]
+    return delta, votes
