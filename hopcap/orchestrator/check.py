@@ -15,6 +15,7 @@ from hopcap.model import Inventory
 from hopcap.orchestrator.facts import clock_offset
 from hopcap.orchestrator.session import (
     REMOTE_TMP,
+    Connector,
     EventSink,
     HostSession,
     close_all,
@@ -23,6 +24,7 @@ from hopcap.orchestrator.session import (
     no_events,
     probe,
     resolve_all_points,
+    ssh_connector,
 )
 
 MIN_FREE_KB = 100 * 1024  # below this a capture of any length is at risk
@@ -46,8 +48,10 @@ class HostCheck:
         return not self.problems
 
 
-async def check(inv: Inventory, *, emit: EventSink = no_events) -> list[HostCheck]:
-    sessions = await connect_all(inv, hosts_to_connect(inv), emit)
+async def check(
+    inv: Inventory, *, emit: EventSink = no_events, connector: Connector = ssh_connector
+) -> list[HostCheck]:
+    sessions = await connect_all(inv, hosts_to_connect(inv), emit, connector)
     try:
         results = {n: HostCheck(n, s.host.address) for n, s in sessions.items()}
         for n, s in sessions.items():

@@ -29,6 +29,7 @@ from hopcap.orchestrator.capture import (
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
 from hopcap.orchestrator.session import (
+    Connector,
     Event,
     EventSink,
     HostSession,
@@ -40,6 +41,7 @@ from hopcap.orchestrator.session import (
     probe,
     remove_remote_dir,
     resolve_all_points,
+    ssh_connector,
 )
 from hopcap.orchestrator.transport import CommandResult, quote
 
@@ -57,6 +59,7 @@ class RunOptions:
     require_all: bool = False
     collect_facts: bool = True
     window_s: float | None = None  # overrides the inventory's window
+    connector: Connector = ssh_connector  # tests substitute transports here
 
 
 def new_run_id() -> str:
@@ -98,123 +101,103 @@ async def run_capture(
     pulled: dict[str, tuple[Path, str]] = {}
 
     try:
-        sessions = await connect_all(inv, hosts_to_connect(inv), emit)
-
-        async def prepare(s: HostSession) -> None:
-            try:
-                await probe(s)
-                if s.error:
-                    return
-                if s.host.on_path:
-                    if s.tcpdump_version is None:
-                        s.error = (
-                            f"{s.name}: tcpdump is not installed (install the tcpdump package)"
-                        )
-                        return
-                    if not s.has_timeout:
-                        s.error = (
-                            f"{s.name}: coreutils `timeout` is missing; captures cannot be bounded"
-                        )
-                        return
-                clocks[s.name] = await clock_offset(s.transport)  # type: ignore[arg-type]
-            except HopcapError as exc:
-                s.error = str(exc)
-
-        await asyncio.gather(*(prepare(s) for s in sessions.values() if s.ok))
-
-        path_sessions = [sessions[n] for n in inv.path if n in sessions]
-        await resolve_all_points(sessions, inv)
-
-        for s in sessions.values():
-            if s.error:
-                errors.append(s.error)
-                emit(Event("failed", host=s.name, text=s.error))
-        if opts.require_all and errors:
-            raise CaptureError(
-                "not every host is ready and --require-all was given:\n  " + "\n  ".join(errors)
-            )
-
-        if opts.collect_facts:
-            facts_before.update(await _facts(sessions))
-
-        # the remote directories are made just before the captures start, so that their
-        # expiry (after which a later run may remove them) follows the capture's bound
-        async def mkdir(s: HostSession) -> None:
-            try:
-                await make_remote_dir(s, run_id, bound)
-            except HopcapError as exc:
-                s.error = str(exc)
-                errors.append(s.error)
-                emit(Event("failed", host=s.name, text=s.error))
-
-        await asyncio.gather(*(mkdir(s) for s in path_sessions if s.ok and s.points))
-
-        # start every capture at once, then the barrier
-        specs: list[tuple[HostSession, CaptureSpec]] = []
-        for s in path_sessions:
-            if not s.ok or not s.points:
-                continue
-            per_point = _ring_mb(s.free_kb, len(s.points))
-            for p in s.points:
-                spec = CaptureSpec(
-                    point=p,
-                    remote_dir=s.remote_dir or "/tmp",
-                    filter=build_filter(inv.filter, ssh_exclusion(s.ssh_connection)),
-                    bound_s=bound,
-                    ring_mb=per_point,
-                    sudo=s.host.sudo and not s.is_root,
-                    drop_to_root=s.is_root or s.host.sudo,
-                )
-                specs.append((s, spec))
-
-        async def start(s: HostSession, spec: CaptureSpec) -> None:
-            assert s.transport is not None
-            rc = RunningCapture(s.transport, spec)
-            running[spec.point.name] = rc
-            try:
-                await rc.start()
-                emit(Event("listening", host=s.name, point=spec.point.name))
-            except HopcapError as exc:
-                point_errors[spec.point.name] = str(exc)
-                emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
-
-        await asyncio.gather(*(start(s, spec) for s, spec in specs))
-        live = [n for n in running if n not in point_errors]
-        if not live:
-            raise CaptureError(
-                "no capture point could start:\n  "
-                + "\n  ".join(list(point_errors.values()) + errors)
-            )
-        if opts.require_all and point_errors:
-            raise CaptureError(
-                "a capture failed and --require-all was given:\n  "
-                + "\n  ".join(point_errors.values())
-            )
-
-        # the repro step, or the window, or the user's Ctrl-C, whichever comes first
-        monitor = asyncio.ensure_future(
-            _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
-        )
         try:
-            interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
-        finally:
-            monitor.cancel()
-    finally:
-        # stop whatever is running even when cancelled; never leave a tcpdump behind
-        emit(Event("stopping", text=f"{len(running)} captures"))
-        stop_results = await asyncio.gather(
-            *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
-            return_exceptions=True,
-        )
-        for r in stop_results:
-            if isinstance(r, tuple):
-                name, st, err = r
-                if st is not None:
-                    stats[name] = st
-                if err:
-                    point_errors[name] = err
+            sessions = await connect_all(inv, hosts_to_connect(inv), emit, opts.connector)
 
-    try:
+            await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))
+
+            path_sessions = [sessions[n] for n in inv.path if n in sessions]
+            await resolve_all_points(sessions, inv)
+
+            for s in sessions.values():
+                if s.error:
+                    errors.append(s.error)
+                    emit(Event("failed", host=s.name, text=s.error))
+            if opts.require_all and errors:
+                raise CaptureError(
+                    "not every host is ready and --require-all was given:\n  " + "\n  ".join(errors)
+                )
+
+            if opts.collect_facts:
+                facts_before.update(await _facts(sessions))
+
+            # the remote directories are made just before the captures start, so that their
+            # expiry (after which a later run may remove them) follows the capture's bound
+            async def mkdir(s: HostSession) -> None:
+                try:
+                    await make_remote_dir(s, run_id, bound)
+                except HopcapError as exc:
+                    s.error = str(exc)
+                    errors.append(s.error)
+                    emit(Event("failed", host=s.name, text=s.error))
+
+            await asyncio.gather(*(mkdir(s) for s in path_sessions if s.ok and s.points))
+
+            # start every capture at once, then the barrier
+            specs: list[tuple[HostSession, CaptureSpec]] = []
+            for s in path_sessions:
+                if not s.ok or not s.points:
+                    continue
+                per_point = _ring_mb(s.free_kb, len(s.points))
+                for p in s.points:
+                    spec = CaptureSpec(
+                        point=p,
+                        remote_dir=s.remote_dir or "/tmp",
+                        filter=build_filter(inv.filter, ssh_exclusion(s.ssh_connection)),
+                        bound_s=bound,
+                        ring_mb=per_point,
+                        sudo=s.host.sudo and not s.is_root,
+                        drop_to_root=s.is_root or s.host.sudo,
+                    )
+                    specs.append((s, spec))
+
+            async def start(s: HostSession, spec: CaptureSpec) -> None:
+                assert s.transport is not None
+                rc = RunningCapture(s.transport, spec)
+                running[spec.point.name] = rc
+                try:
+                    await rc.start()
+                    emit(Event("listening", host=s.name, point=spec.point.name))
+                except HopcapError as exc:
+                    point_errors[spec.point.name] = str(exc)
+                    emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
+
+            await asyncio.gather(*(start(s, spec) for s, spec in specs))
+            live = [n for n in running if n not in point_errors]
+            if not live:
+                raise CaptureError(
+                    "no capture point could start:\n  "
+                    + "\n  ".join(list(point_errors.values()) + errors)
+                )
+            if opts.require_all and point_errors:
+                raise CaptureError(
+                    "a capture failed and --require-all was given:\n  "
+                    + "\n  ".join(point_errors.values())
+                )
+
+            # the repro step, or the window, or the user's Ctrl-C, whichever comes first
+            monitor = asyncio.ensure_future(
+                _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
+            )
+            try:
+                interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+            finally:
+                monitor.cancel()
+        finally:
+            # stop whatever is running even when cancelled; never leave a tcpdump behind
+            emit(Event("stopping", text=f"{len(running)} captures"))
+            stop_results = await asyncio.gather(
+                *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
+                return_exceptions=True,
+            )
+            for r in stop_results:
+                if isinstance(r, tuple):
+                    name, st, err = r
+                    if st is not None:
+                        stats[name] = st
+                    if err:
+                        point_errors[name] = err
+
         if opts.collect_facts:
             facts_after.update(await _facts(sessions))
 
@@ -298,6 +281,23 @@ async def run_capture(
         errors=tuple(errors + [e for e in point_errors.values() if e not in errors]),
         repro=repro_result,
     )
+
+
+async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> None:
+    """Probe a connected host and take its clock; a problem becomes `s.error`."""
+    assert s.transport is not None
+    try:
+        await probe(s)
+        if s.error:
+            return
+        if s.host.on_path and s.tcpdump_version is None:
+            s.error = f"{s.name}: tcpdump is not installed (install the tcpdump package)"
+        elif s.host.on_path and not s.has_timeout:
+            s.error = f"{s.name}: coreutils `timeout` is missing; captures cannot be bounded"
+        else:
+            clocks[s.name] = await clock_offset(s.transport)
+    except HopcapError as exc:
+        s.error = str(exc)
 
 
 def _declared_points(s: HostSession) -> list[CapturePoint]:

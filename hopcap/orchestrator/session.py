@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hopcap.errors import HopcapError, InventoryError, TransportError
@@ -85,18 +85,31 @@ def hosts_to_connect(inv: Inventory) -> list[str]:
     return wanted
 
 
+Connector = Callable[[Host, HostTransport | None], Awaitable[HostTransport]]
+
+
+async def ssh_connector(host: Host, via: HostTransport | None) -> HostTransport:
+    """The real connector: asyncssh, through the jump host's connection if there is one."""
+    if via is not None and not isinstance(via, SSHTransport):
+        raise TransportError(host.name, "a jump host must be reached over SSH")
+    return await connect(host, via=via)
+
+
 async def connect_all(
-    inv: Inventory, names: Iterable[str], emit: EventSink
+    inv: Inventory,
+    names: Iterable[str],
+    emit: EventSink,
+    connector: Connector = ssh_connector,
 ) -> dict[str, HostSession]:
     sessions = {n: HostSession(inv.hosts[n]) for n in names}
-    futures: dict[str, asyncio.Future[SSHTransport | None]] = {
+    futures: dict[str, asyncio.Future[HostTransport | None]] = {
         n: asyncio.get_running_loop().create_future() for n in sessions
     }
     gate = asyncio.Semaphore(MAX_PARALLEL_CONNECTS)
 
     async def one(name: str) -> None:
         s = sessions[name]
-        via: SSHTransport | None = None
+        via: HostTransport | None = None
         try:
             if s.host.jump:
                 if s.host.jump not in futures:
@@ -105,7 +118,7 @@ async def connect_all(
                 if via is None:
                     raise TransportError(name, f"jump host {s.host.jump} is unreachable")
             async with gate:
-                t = await connect(s.host, via=via)
+                t = await connector(s.host, via)
             s.transport = t
             futures[name].set_result(t)
             emit(Event("connected", host=name, text=s.host.address))
