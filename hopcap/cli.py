@@ -233,6 +233,14 @@ def run(
     no_facts: Annotated[
         bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="stream every capture over SSH (tcpdump -w -) instead of writing it on the "
+            "host; hosts with under 64 MB free always stream",
+        ),
+    ] = False,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
@@ -258,6 +266,7 @@ def run(
             require_all=require_all,
             collect_facts=not no_facts,
             window_s=window_s,
+            stream=True if stream else None,
         )
         _err(f"hopcap {__version__}: run {run_id}, {len(inv.path)} hosts, bundle {out_dir}")
         record = _run_async(inv, opts)

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hopcap.errors import CaptureError
 from hopcap.model import CapturePoint
@@ -35,6 +36,7 @@ class CaptureSpec:
     ring_mb: int  # size of each ring file in millions of bytes (tcpdump -C)
     sudo: bool
     drop_to_root: bool  # pass `-Z root` (tcpdump running as root would otherwise setuid)
+    stream: bool = False  # `-w -`: packets flow over the SSH channel, nothing is written remotely
 
     @property
     def base(self) -> str:
@@ -54,13 +56,11 @@ class CaptureSpec:
             "0",
             "-U",
             "--time-stamp-precision=nano",
-            "-C",
-            str(self.ring_mb),
-            "-W",
-            str(RING_FILES),
-            "-w",
-            self.base,
         ]
+        if self.stream:
+            argv += ["-w", "-"]
+        else:
+            argv += ["-C", str(self.ring_mb), "-W", str(RING_FILES), "-w", self.base]
         if self.drop_to_root:
             argv[1:1] = ["-Z", "root"]
         argv.append(self.filter)
@@ -123,9 +123,12 @@ def parse_stats(stderr: str) -> CaptureStats:
 class RunningCapture:
     """A started tcpdump on one point."""
 
-    def __init__(self, transport: HostTransport, spec: CaptureSpec) -> None:
+    def __init__(
+        self, transport: HostTransport, spec: CaptureSpec, stream_to: Path | None = None
+    ) -> None:
         self.transport = transport
         self.spec = spec
+        self.stream_to = stream_to if spec.stream else None
         self.proc: RemoteProcess | None = None
         self.start_ts: float | None = None
         self.ready_ts: float | None = None
@@ -135,7 +138,7 @@ class RunningCapture:
     async def start(self) -> None:
         """Start tcpdump and return once it says it is listening."""
         self.start_ts = time.time()
-        self.proc = await self.transport.spawn(self.spec.command())
+        self.proc = await self.transport.spawn(self.spec.command(), stdout_to=self.stream_to)
         try:
             await asyncio.wait_for(self._until_listening(), READY_TIMEOUT_S)
         except TimeoutError as exc:
@@ -181,6 +184,8 @@ class RunningCapture:
 
     async def bytes_written(self) -> int:
         """Bytes in the capture's files so far (for progress)."""
+        if self.stream_to is not None:
+            return self.stream_to.stat().st_size if self.stream_to.exists() else 0
         pattern = quote([self.spec.base]) + "*"
         res = await self.transport.run(
             as_root(

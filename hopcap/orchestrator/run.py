@@ -50,6 +50,7 @@ SETTLE_S = 1.0  # after the repro, let the last packets cross every point
 PULL_RETRIES = 3
 MONITOR_INTERVAL_S = 2.0
 MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
+STREAM_BELOW_KB = 64 * 1024  # a host with less free space streams its captures instead
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RunOptions:
     collect_facts: bool = True
     window_s: float | None = None  # overrides the inventory's window
     connector: Connector = ssh_connector  # tests substitute transports here
+    stream: bool | None = None  # True: stream every capture; None: only hosts short of disk
 
 
 def new_run_id() -> str:
@@ -148,12 +150,13 @@ async def run_capture(
                         ring_mb=per_point,
                         sudo=s.host.sudo and not s.is_root,
                         drop_to_root=s.is_root or s.host.sudo,
+                        stream=bool(opts.stream) or (opts.stream is None and _short_of_disk(s)),
                     )
                     specs.append((s, spec))
 
             async def start(s: HostSession, spec: CaptureSpec) -> None:
                 assert s.transport is not None
-                rc = RunningCapture(s.transport, spec)
+                rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
                 running[spec.point.name] = rc
                 try:
                     await rc.start()
@@ -307,6 +310,10 @@ def _declared_points(s: HostSession) -> list[CapturePoint]:
     return [CapturePoint(host=s.name, interface=i) for i in s.host.capture]
 
 
+def _short_of_disk(s: HostSession) -> bool:
+    return s.free_kb is not None and s.free_kb < STREAM_BELOW_KB
+
+
 def _ring_mb(free_kb: int | None, points: int) -> int:
     """Size of one ring file: at most half the free space, shared by the host's points."""
     budget = MAX_RING_BYTES
@@ -401,7 +408,13 @@ async def _stop(name: str, rc: RunningCapture) -> tuple[str, CaptureStats | None
 
 
 async def _pull(rc: RunningCapture, local: Path, emit: EventSink) -> tuple[Path, str]:
-    """Pull every ring file of a capture (oldest first) into one local pcap, verified."""
+    """Pull every ring file of a capture (oldest first) into one local pcap, verified.
+    A streamed capture is already here (SSH's MAC protected it on the way)."""
+    if rc.stream_to is not None:
+        if not rc.stream_to.exists() or rc.stream_to.stat().st_size < 24:
+            raise CaptureError(f"{rc.spec.point.name}: the streamed capture is empty")
+        emit(Event("pulled", point=rc.spec.point.name, done=rc.stream_to.stat().st_size))
+        return rc.stream_to, _sha256(rc.stream_to)
     files = await rc.files()
     if not files:
         raise CaptureError(f"{rc.spec.point.name}: tcpdump wrote no file")

@@ -68,7 +68,9 @@ class HostTransport(Protocol):
         self, command: str, *, timeout: float = 30.0, input: str | None = None
     ) -> CommandResult: ...
 
-    async def spawn(self, command: str, *, stdin: bool = False) -> RemoteProcess: ...
+    async def spawn(
+        self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
+    ) -> RemoteProcess: ...  # stdout_to: the command's stdout goes, as bytes, into that file
 
     async def get(
         self,
@@ -92,32 +94,37 @@ def as_root(command: str, sudo: bool) -> str:
     return quote(["sudo", "-n", "--", "sh", "-c", command])
 
 
+def _text(data: object) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data if isinstance(data, str) else ""
+
+
 class _SSHProcess:
-    def __init__(self, command: str, proc: asyncssh.SSHClientProcess[str]) -> None:
+    def __init__(self, command: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
         self._command = command
         self._proc = proc
         self._stderr_seen: list[str] = []
 
     async def readline_stderr(self) -> str:
-        line = await self._proc.stderr.readline()
+        line = _text(await self._proc.stderr.readline())
         if line:
             self._stderr_seen.append(line)
         return line
 
     async def readline_stdout(self) -> str:
-        return await self._proc.stdout.readline()
+        return _text(await self._proc.stdout.readline())
 
     def write(self, data: str) -> None:
         self._proc.stdin.write(data)
 
     async def wait(self, timeout: float | None = None) -> CommandResult:
         done = await self._proc.wait(check=False, timeout=timeout)
-        rest = done.stderr if isinstance(done.stderr, str) else ""
         return CommandResult(
             command=self._command,
             exit_status=done.exit_status,
-            stdout=done.stdout if isinstance(done.stdout, str) else "",
-            stderr="".join(self._stderr_seen) + rest,
+            stdout=_text(done.stdout),
+            stderr="".join(self._stderr_seen) + _text(done.stderr),
             exit_signal=done.exit_signal[0] if done.exit_signal else None,
         )
 
@@ -149,11 +156,18 @@ class SSHTransport:
             exit_signal=res.exit_signal[0] if res.exit_signal else None,
         )
 
-    async def spawn(self, command: str, *, stdin: bool = False) -> RemoteProcess:
+    async def spawn(
+        self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
+    ) -> RemoteProcess:
         try:
-            proc = await self.conn.create_process(
-                command, stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL
-            )
+            if stdout_to is not None:
+                proc: asyncssh.SSHClientProcess[Any] = await self.conn.create_process(
+                    command, stdin=asyncssh.DEVNULL, stdout=stdout_to, encoding=None
+                )
+            else:
+                proc = await self.conn.create_process(
+                    command, stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL
+                )
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
         return _SSHProcess(command, proc)

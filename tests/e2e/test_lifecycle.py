@@ -17,6 +17,8 @@ from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
 
+HOSTS = (".client", ".fw", ".lb", ".srv")
+
 
 def _lab_tcpdumps() -> list[str]:
     """tcpdump processes inside any namespace of the e2e lab."""
@@ -66,14 +68,14 @@ def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
         time.sleep(1)
     assert _lab_tcpdumps() == []
     # the dirs the dead run left are removed by the next run once their bound has passed
-    left = sorted(Path("/tmp").glob("hopcap.*.*"))
+    left = sorted(p for p in Path("/tmp").glob("hopcap.*.*") if p.name.endswith(HOSTS))
     assert left, "the killed run should have left its remote directories"
     expiry = max(int(p.name.split(".")[1]) for p in left)  # hopcap.<expiry>.<run>.<host>
     time.sleep(max(0.0, expiry + 1 - time.time()))
     res = hopcap_run(inv, tmp_path / "b2", "--window", "1s", "--no-facts")
     assert res.code == 0, res.stderr
     assert not [p for p in left if p.exists()]
-    assert list(Path("/tmp").glob("hopcap.*.*")) == []
+    assert list(Path("/tmp").glob(f"hopcap.*.{res.manifest['run_id']}.*")) == []
 
 
 def test_ctrl_c_stops_pulls_and_writes_an_interrupted_bundle(
@@ -91,7 +93,7 @@ def test_ctrl_c_stops_pulls_and_writes_an_interrupted_bundle(
     assert man["interrupted"] is True and man["complete"] is False
     assert all((out / p["file"]).exists() for p in man["points"])
     assert _lab_tcpdumps() == []
-    assert list(Path("/tmp").glob("hopcap.*.*")) == []
+    assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []
 
 
 def test_unreachable_host_gives_partial_run_and_honest_bundle(
@@ -121,3 +123,16 @@ def test_missing_interface_is_a_failed_point_not_a_failed_run(
     assert res.code == EXIT_PARTIAL, res.stderr
     assert "lb: no interface eth7" in res.stderr
     assert res.manifest["complete"] is False
+
+
+def test_streaming_mode_writes_nothing_on_the_hosts(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    res = hopcap_run(clean_lab.inventory, tmp_path / "b", "--stream", "--no-facts")
+    assert res.code == 0, res.stderr
+    man = res.manifest
+    assert man["complete"] is True
+    for p in man["points"]:
+        assert " -w - " in p["command"] and " -C " not in p["command"]
+        # every packet tcpdump counted arrived over the channel, and the file is whole
+        assert p["packets"] > 0 and p["packets"] == p["packets_in_file"]
+    assert res.findings("drop", "inject", "rewrite") == []
+    assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []

@@ -51,7 +51,7 @@ def test_capture_through_sudo(clean_lab: lab.LabInfo, lab_users: None, tmp_path:
     assert res.findings("drop", "inject", "rewrite") == []
     # the facts that need root were collected through sudo too
     assert (res.out / "facts" / "fw" / "before" / "nft.txt").read_text().strip()
-    assert list(Path("/tmp").glob("hopcap.*.*")) == []
+    assert list(Path("/tmp").glob(f"hopcap.*.{res.manifest['run_id']}.*")) == []
 
 
 def test_sudo_that_wants_a_password_is_a_clear_error(

@@ -41,10 +41,12 @@ class _Proc:
         self.proc.stdin.write(data.encode())
 
     async def wait(self, timeout: float | None = None) -> CommandResult:
-        assert self.proc.stdout is not None and self.proc.stderr is not None
         out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
         return CommandResult(
-            self.command, self.proc.returncode, out.decode(), "".join(self.err) + err.decode()
+            self.command,
+            self.proc.returncode,
+            (out or b"").decode(),
+            "".join(self.err) + (err or b"").decode(),
         )
 
     def close(self) -> None:
@@ -67,13 +69,16 @@ class LocalTransport:
         self.get_hook = get_hook
         self.gets = 0
 
-    async def _exec(self, command: str, stdin: bool) -> asyncio.subprocess.Process:
+    async def _exec(
+        self, command: str, stdin: bool, stdout_to: Path | None = None
+    ) -> asyncio.subprocess.Process:
+        out = stdout_to.open("wb") if stdout_to is not None else asyncio.subprocess.PIPE
         return await asyncio.create_subprocess_exec(
             "/bin/sh",
             "-c",
             command,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=out,
             stderr=asyncio.subprocess.PIPE,
             env=self.env,
             start_new_session=True,
@@ -92,8 +97,10 @@ class LocalTransport:
             raise TransportError(self.name, f"`{command}` did not finish") from exc
         return CommandResult(command, p.returncode, out.decode(), err.decode())
 
-    async def spawn(self, command: str, *, stdin: bool = False) -> RemoteProcess:
-        return _Proc(command, await self._exec(command, stdin))
+    async def spawn(
+        self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
+    ) -> RemoteProcess:
+        return _Proc(command, await self._exec(command, stdin, stdout_to))
 
     async def get(
         self, remote: str, local: Path, progress: Callable[[int, int], None] | None = None

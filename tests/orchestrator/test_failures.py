@@ -31,13 +31,21 @@ def inventory(filter: str = "tcp or icmp") -> Inventory:
     return loads(SITE.format(filter=filter), "site.yml")
 
 
+RUN_ID = "test-failures"
+
+
 def run(inv: Inventory, out: Path, transports: dict[str, LocalTransport | Exception]) -> RunRecord:
-    opts = RunOptions(out=out, connector=connector(transports), collect_facts=False)  # type: ignore[arg-type]
+    opts = RunOptions(
+        out=out,
+        run_id=RUN_ID,
+        connector=connector(transports),  # type: ignore[arg-type]
+        collect_facts=False,
+    )
     return asyncio.run(run_capture(inv, opts))
 
 
 def no_leftovers() -> bool:
-    return not list(Path("/tmp").glob("hopcap.*.*"))
+    return not list(Path("/tmp").glob(f"hopcap.*.{RUN_ID}.*"))
 
 
 def test_host_without_tcpdump_is_reported_and_the_other_captures(tmp_path: Path) -> None:
