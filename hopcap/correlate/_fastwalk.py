@@ -52,6 +52,14 @@ long hopcap_walk_pcap(const uint8_t *buf, long size, long pos, int be, long mult
     *pos_out = pos;
     return n;
 }
+void hopcap_gather(const uint8_t *buf, const int64_t *offs, const int64_t *caps, long n,
+                   long h, uint8_t *out) {
+    for (long i = 0; i < n; i++) {
+        long c = caps[i] < h ? caps[i] : h;
+        memcpy(out + i * h, buf + offs[i], (size_t)c);
+        if (c < h) memset(out + i * h + c, 0, (size_t)(h - c));
+    }
+}
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
     for (long i = 0; i < n; i++) out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
@@ -110,6 +118,8 @@ def _load() -> Any:
         ctypes.POINTER(ctypes.c_long),
         ctypes.POINTER(ctypes.c_int),
     ]
+    lib.hopcap_gather.restype = None
+    lib.hopcap_gather.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     _lib = lib
@@ -194,3 +204,27 @@ def payloads_differ(
     ):
         out[i] = buf_a[x : x + m] != buf_b[y : y + m]
     return out.astype(bool)
+
+
+def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.uint8]:
+    """The first `head` bytes of every record, zero-padded, as an (n, head) array."""
+    n = int(offs.shape[0])
+    out = np.zeros((n, head), np.uint8)
+    if n == 0 or len(buf) == 0:
+        return out
+    lib = _load()
+    if lib is not None:
+        addr, keep = _addr(buf)
+        o = np.ascontiguousarray(offs, np.int64)
+        c = np.ascontiguousarray(caps, np.int64)
+        lib.hopcap_gather(addr, o.ctypes.data, c.ctypes.data, n, head, out.ctypes.data)
+        del keep
+        return out
+    u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
+    cols = np.arange(head, dtype=np.int64)
+    step = 1 << 14
+    for s in range(0, n, step):
+        o = offs[s : s + step, None] + cols
+        valid = cols < caps[s : s + step, None]
+        out[s : s + step] = np.where(valid, u8[np.minimum(o, u8.shape[0] - 1)], 0)
+    return out
