@@ -389,12 +389,16 @@ def correlate_cmd(
 
     try:
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
-            inputs = load_bundle(Path(points[0])).points
+            with load_bundle(Path(points[0])) as loaded:
+                inputs = loaded.points
+                verdict = correlate(inputs)
+                if out is not None:
+                    write_offline_bundle(out, inputs, verdict)
         else:
             inputs = read_points_from_args(points)
-        verdict = correlate(inputs)
-        if out is not None:
-            write_offline_bundle(out, inputs, verdict)
+            verdict = correlate(inputs)
+            if out is not None:
+                write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
         _fail(exc)
     if as_json:

@@ -418,9 +418,29 @@ class LoadedBundle:
     tarball: Path | None = None  # the .tar.gz it was extracted from
     facts_summary: dict[str, Any] = field(default_factory=dict)
 
+    def close(self) -> None:
+        """Remove the temporary extraction of a tarball (nothing to do for a directory)."""
+        if self.tarball is not None:
+            shutil.rmtree(self._extraction_root(), ignore_errors=True)
+
+    def _extraction_root(self) -> Path:
+        p = self.path
+        while p.parent != p and not p.name.startswith(_EXTRACT_PREFIX):
+            p = p.parent
+        return p if p.name.startswith(_EXTRACT_PREFIX) else self.path
+
+    def __enter__(self) -> LoadedBundle:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+_EXTRACT_PREFIX = "hopcap-bundle-"
+
 
 def _extract(tgz: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix="hopcap-bundle-"))
+    tmp = Path(tempfile.mkdtemp(prefix=_EXTRACT_PREFIX))
     try:
         with tarfile.open(tgz, "r:*") as tf:
             tf.extractall(tmp, filter="data")

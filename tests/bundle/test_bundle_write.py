@@ -279,7 +279,12 @@ def test_load_bundle_round_trip(built: tuple[Path, Path]) -> None:
             0.5,
         )
         assert fw.start_ts == pytest.approx(sc.T0 - 1.9 + 0.02)
-    assert load_bundle(tgz).tarball == tgz
+        b.close()
+    with load_bundle(tgz) as b:
+        assert b.tarball == tgz
+        extracted = b.path
+        assert extracted.is_dir()
+    assert not extracted.exists(), "the temporary extraction is removed on close"
 
 
 def test_tarball_holds_the_bundle(built: tuple[Path, Path]) -> None:
