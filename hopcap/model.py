@@ -47,7 +47,7 @@ class Host:
 
     name: str
     address: str
-    port: int = 22
+    port: int | None = None  # None: ~/.ssh/config's Port, else 22
     user: str | None = None
     identity: str | None = None  # path to a private key, `~` expanded
     known_hosts: str | None = None  # path, `~` expanded; None: asyncssh's default

@@ -555,7 +555,7 @@ class Builder:
         return Host(
             name=h.name,
             address=address,
-            port=val("port", 22),
+            port=val("port", None),
             user=val("user"),
             identity=val("identity"),
             known_hosts=val("known_hosts"),

@@ -196,12 +196,13 @@ class SSHTransport:
 
 def _connect_options(host: Host) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "port": host.port,
         "connect_timeout": CONNECT_TIMEOUT_S,
         "encryption_algs": list(PREFERRED_CIPHERS),
         "keepalive_interval": 5,
         "keepalive_count_max": 3,
     }
+    if host.port is not None:
+        opts["port"] = host.port
     if host.user:
         opts["username"] = host.user
     if host.identity:
@@ -231,17 +232,18 @@ async def connect(host: Host, *, via: SSHTransport | None = None) -> SSHTranspor
 
 async def _host_key_error(host: Host, via: SSHTransport | None, exc: Exception) -> HostKeyError:
     known = host.known_hosts or "~/.ssh/known_hosts"
-    where = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    port = host.port or 22
+    where = host.address if port == 22 else f"[{host.address}]:{port}"
     fingerprint = ""
     try:
         key = await asyncssh.get_server_host_key(
-            host.address, host.port, tunnel=via.conn if via else ()
+            host.address, port, tunnel=via.conn if via else ()
         )
         if key is not None:
             fingerprint = f" (it offers {key.get_algorithm()} {key.get_fingerprint('sha256')})"
     except (asyncssh.Error, OSError, TimeoutError):
         pass
-    scan = f"ssh-keyscan -p {host.port} {host.address}"
+    scan = f"ssh-keyscan -p {port} {host.address}"
     return HostKeyError(
         host.name,
         f"host key of {where} is not trusted{fingerprint}: {exc}",
