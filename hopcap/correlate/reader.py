@@ -388,7 +388,7 @@ def read_capture(path: Path) -> PacketTable:
     The headers of each record (its first HEAD bytes) are copied into a small contiguous
     block, a chunk of records at a time, and parsed there: random access into a large
     mapped file costs a cache and TLB miss per field, a packed block does not."""
-    from hopcap.correlate._fastwalk import gather_heads
+    from hopcap.correlate._fastwalk import gather_heads, parse_records
 
     buf = _open(path)
     rec = walk_records(path, buf)
@@ -397,6 +397,10 @@ def read_capture(path: Path) -> PacketTable:
     for s in range(0, max(n, 1), CHUNK):
         e = min(n, s + CHUNK)
         off, cap = rec.off[s:e], rec.cap[s:e]
+        fast = parse_records(buf, off, cap, rec.link[s:e], HEAD)
+        if fast is not None:
+            parts.append(_from_columns(path, buf, rec.ts[s:e], *fast))
+            continue
         heads = gather_heads(buf, off, cap, HEAD)
         k = e - s
         sub = Records(
@@ -414,6 +418,47 @@ def read_capture(path: Path) -> PacketTable:
     t.warnings = list(rec.warnings)
     t.kernel_drops = rec.kernel_drops
     return t
+
+
+def _from_columns(
+    path: Path, buf: Any, ts: I64, ok: npt.NDArray[np.bool_], c: dict[str, I64]
+) -> PacketTable:
+    idx = np.nonzero(ok)[0]
+    k = idx.shape[0]
+    src = np.empty((k, 2), np.uint64)
+    dst = np.empty((k, 2), np.uint64)
+    src[:, 0] = c["src_hi"][idx].view(np.uint64)
+    src[:, 1] = c["src_lo"][idx].view(np.uint64)
+    dst[:, 0] = c["dst_hi"][idx].view(np.uint64)
+    dst[:, 1] = c["dst_lo"][idx].view(np.uint64)
+    g = {name: c[name][idx] for name in c}
+    return PacketTable(
+        path=path,
+        buf=buf,
+        records=0,
+        ts=ts[idx],
+        v=g["v"].astype(np.uint8),
+        src=src,
+        dst=dst,
+        sport=g["sport"],
+        dport=g["dport"],
+        seq=g["seq"],
+        ack=g["ack"],
+        flags=g["flags"],
+        win=g["win"],
+        ipid=g["ipid"],
+        ttl=g["ttl"],
+        tos=g["tos"],
+        plen=g["plen"],
+        pl_off=g["pl_off"],
+        pl_cap=g["pl_cap"],
+        tsval=g["tsval"],
+        tsecr=g["tsecr"],
+        mss=g["mss"],
+        wscale=g["wscale"],
+        opt_off=g["opt_off"],
+        opt_len=g["opt_len"],
+    )
 
 
 def _parse(

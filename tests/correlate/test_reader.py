@@ -182,3 +182,39 @@ def test_read_points_from_args(tmp_path: Path) -> None:
         read_points_from_args([f"a={a}", f"a={a}"])
     with pytest.raises(CorrelationError, match="no capture points"):
         read_points_from_args([])
+
+
+def _all_captures(tmp: Path) -> list[Path]:
+    c4, c6 = _conv(), _conv(v6=True)
+    files = [
+        write_pcap_raw(tmp / "e.pcap", _frames(c4, "ether", vlan=7)),
+        write_pcap_raw(tmp / "s2.pcap", _frames(c6, "sll2"), linktype=276),
+        write_pcap_raw(tmp / "r.pcap", _frames(c4, "raw"), linktype=101, big_endian=True),
+        write_pcapng_raw(tmp / "n.pcapng", [(1, 6), (113, 9)],
+                         [(0, t, f) for t, f in _frames(c4)] + [(1, t, f) for t, f in _frames(c6, "sll")]),
+    ]  # fmt: skip
+    real = Path("/work/shared/realdata")
+    if real.is_dir():
+        files += sorted((real / "haka").glob("*.pcap")) + [real / "tcpreplay" / "test.pcap",
+                                                           real / "tcpreplay" / "test.rewrite_config",
+                                                           real / "tcpreplay" / "test.rewrite_mtutrunc"]  # fmt: skip
+    return files
+
+
+def test_compiled_and_numpy_paths_agree(tmp_path: Path) -> None:
+    from hopcap.correlate import _fastwalk
+    from hopcap.correlate.reader import _COLUMNS
+
+    if not _fastwalk.available():
+        pytest.skip("no C compiler: only the numpy path exists here")
+    for f in _all_captures(tmp_path):
+        fast = read_capture(f)
+        _fastwalk.disabled = True
+        try:
+            slow = read_capture(f)
+        finally:
+            _fastwalk.disabled = False
+        assert fast.records == slow.records and len(fast) == len(slow), f
+        for col in _COLUMNS:
+            a, b = getattr(fast, col), getattr(slow, col)
+            assert a.shape == b.shape and (a == b).all(), (f, col)
