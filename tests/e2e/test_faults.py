@@ -1,0 +1,294 @@
+"""The fault catalogue, end to end: every lab fault reproduced on real sshd, tcpdump,
+nftables and haproxy, and hopcap's finding pinned exactly (kind, direction, `between`).
+
+One `hopcap run` per fault (two or three where the fault is random or the claim is
+"never"), each about 10 s. `clean_lab` clears the fault before and after every test.
+The catalogue and how to rehearse each fault by hand: docs/faults.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hopcap import lab
+from hopcap.lab.topology import BRIDGE_HOST, Layout
+from tests.e2e.conftest import RunResult, hopcap_run, inventory_variant
+
+pytestmark = pytest.mark.lab
+
+# A lab of this module's own (not conftest's shared "hce" one): other e2e modules may run
+# in another pytest process at the same time, and a shared prefix would let one session's
+# teardown pull the lab from under the other's runs. `lab up` takes about a second.
+PREFIX = "hcf"
+MGMT = "198.19.212.0/24"
+
+HTTP_SERVER = "203.0.113.80:80"  # the service as the client sees it (fw's VIP)
+VIP_CURL = "curl -s -o /dev/null -m 4 http://203.0.113.80/"
+BAD_KINDS = ("drop", "inject", "rewrite")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def faults_lab() -> Iterator[lab.LabInfo]:
+    lab.check_prerequisites()
+    try:
+        yield lab.up(PREFIX, mgmt_net=MGMT)
+    finally:
+        lab.down(PREFIX)
+
+
+def _drop_leftover_connections() -> None:
+    """Abort the HTTP connections a fault left half-dead on lb and srv (`ss -K`).
+
+    Clearing a fault does not end them: haproxy keeps a front connection whose request
+    fw swallowed (fw-rst-get) and answers it 408 half a minute later, or retries a backend
+    connect and then retransmits a 200 to a client long gone (srv-drop-input). That traffic
+    would land in the next test's window. Listening sockets and sshd are left alone."""
+    layout = Layout(PREFIX, MGMT)
+    ports = "( sport = :80 or dport = :80 or sport = :8081 or dport = :8081 )"
+    for host in ("lb", "srv"):
+        cmd = ["ss", "-K", "-tn", "state", "connected", ports]
+        subprocess.run(
+            ["ip", "netns", "exec", layout.ns(host), *cmd], capture_output=True, check=True
+        )
+
+
+@pytest.fixture()
+def clean_lab(faults_lab: lab.LabInfo) -> Iterator[lab.LabInfo]:
+    """This module's lab with no fault and no leftover connection, also after the test
+    (shadows conftest's fixture of the same name)."""
+    lab.fault_clear(PREFIX)
+    _drop_leftover_connections()
+    try:
+        yield faults_lab
+    finally:
+        lab.fault_clear(PREFIX)
+        _drop_leftover_connections()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _brief(res: RunResult) -> str:
+    """What hopcap found, trimmed, for assertion messages: flows with their findings."""
+    try:
+        flows = res.verdict["flows"]
+    except (OSError, ValueError) as exc:
+        return f"no verdict ({exc}); exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    out = []
+    for f in flows:
+        out.append(
+            {
+                "id": f["id"],
+                "client": f["client"],
+                "server": f["server"],
+                "legs": [(leg["point"], leg["link"]) for leg in f["legs"]],
+                "findings": [
+                    {k: v for k, v in x.items() if k not in ("first_ts",)} for x in f["findings"]
+                ],
+                "summary": f.get("summary"),
+            }
+        )
+    return json.dumps(out, indent=1)
+
+
+def _between(findings: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    return [(f["direction"], f["between"]) for f in findings]
+
+
+def _run_fault(
+    clean_lab: lab.LabInfo,
+    tmp_path: Path,
+    fault: str,
+    top: dict[str, Any] | None = None,
+    **hosts: dict[str, Any],
+) -> RunResult:
+    """Apply `fault`, run hopcap once over the lab (with the inventory changed by `top` /
+    `hosts` when given) and check the run itself succeeded."""
+    lab.fault_apply(fault, PREFIX)
+    inv = clean_lab.inventory
+    if top or hosts:
+        inv = inventory_variant(inv, tmp_path / "site.yml", top=top, **hosts)
+    res = hopcap_run(inv, tmp_path / "bundle")
+    assert res.code == 0, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert res.manifest["complete"] is True, res.manifest
+    return res
+
+
+def _repro_exit(res: RunResult) -> int | None:
+    repro = res.manifest.get("repro") or {}
+    status = repro.get("exit_status")
+    return status if isinstance(status, int) else None
+
+
+def _repro_top(repro_on: str, run: str) -> dict[str, Any]:
+    return {"repro": {"on": repro_on, "run": run}, "window": "15s"}
+
+
+def _fault_counter(host: str, family: str) -> int:
+    """Packets the fault's nftables rule(s) hit so far, in `host`'s namespace."""
+    ns = Layout(PREFIX, MGMT).ns(host)
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "list", "table", family, lab.faults.FAULT_TABLE],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
+
+
+def _nstat_delta(res: RunResult, host: str) -> dict[str, int]:
+    """Counter deltas of `host` over the window, from facts/summary.json of the bundle."""
+    summary = json.loads((res.out / "facts" / "summary.json").read_text())
+    return {c["name"]: int(c["delta"]) for c in summary.get(host, {}).get("nstat", [])}
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+def test_fw_drop_syn(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """1. fw's forward chain drops the client's SYNs (after DNAT)."""
+    res = _run_fault(clean_lab, tmp_path, "fw-drop-syn")
+    brief = _brief(res)
+    drops = res.findings("drop")
+    assert ("c2s", ["fw:eth0", "fw:eth1"]) in _between(drops), brief
+    assert all(b == ("c2s", ["fw:eth0", "fw:eth1"]) for b in _between(drops)), brief
+    assert all(d["packets"] >= 1 for d in drops), brief
+    assert res.findings("inject", "rewrite") == [], brief
+
+
+def test_srv_drop_input(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """2. srv's own firewall (input chain) drops tcp/80: the lb's SYNs reach srv:eth0 and
+    die in srv's stack."""
+    res = _run_fault(clean_lab, tmp_path, "srv-drop-input")
+    brief = _brief(res)
+    drops = res.findings("drop")
+    assert ("c2s", ["srv:eth0", "srv"]) in _between(drops), brief
+    assert all(b == ("c2s", ["srv:eth0", "srv"]) for b in _between(drops)), brief
+    assert res.findings("inject", "rewrite") == [], brief
+    assert _fault_counter("srv", "inet") >= 1
+
+
+def test_fw_drop_large_response(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """3. fw drops the server's large packets on their way to the client."""
+    res = _run_fault(clean_lab, tmp_path, "fw-drop-large-response")
+    brief = _brief(res)
+    drops = res.findings("drop")
+    assert ("s2c", ["fw:eth1", "fw:eth0"]) in _between(drops), brief
+    assert all(b == ("s2c", ["fw:eth1", "fw:eth0"]) for b in _between(drops)), brief
+    assert all(d["bytes"] > 0 for d in drops), brief
+    assert res.findings("inject", "rewrite") == [], brief
+
+
+def test_fw_rst_get(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """4. fw answers the GET with a forged RST (`reject with tcp reset`): the RST is
+    injected toward the client at fw, the GET itself never leaves fw."""
+    res = _run_fault(clean_lab, tmp_path, "fw-rst-get")
+    brief = _brief(res)
+    injects = res.findings("inject")
+    assert ("s2c", ["fw:eth1", "fw:eth0"]) in _between(injects), brief
+    assert all(b == ("s2c", ["fw:eth1", "fw:eth0"]) for b in _between(injects)), brief
+    assert all("RST" in str(i.get("what", "")) for i in injects), brief  # what was injected
+    drops = res.findings("drop")
+    assert ("c2s", ["fw:eth0", "fw:eth1"]) in _between(drops), brief
+    assert all(b == ("c2s", ["fw:eth0", "fw:eth1"]) for b in _between(drops)), brief
+    assert any(d["bytes"] > 0 for d in drops), brief  # the GET itself
+    assert res.findings("rewrite") == [], brief
+    assert _fault_counter("fw", "inet") >= 1
+
+
+def test_fw_clamp_mss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """5. fw rewrites the MSS option of the client's SYNs to 536."""
+    res = _run_fault(clean_lab, tmp_path, "fw-clamp-mss")
+    brief = _brief(res)
+    rewrites = res.findings("rewrite")
+    mss = [r for r in rewrites if r.get("field") == "tcp.mss"]
+    assert mss, brief
+    for r in mss:
+        assert r["direction"] == "c2s", brief
+        assert r["between"] == ["fw:eth0", "fw:eth1"], brief
+        assert str(r["before"]) == "1460" and str(r["after"]) == "536", brief
+    assert [r for r in rewrites if r.get("field") != "tcp.mss"] == [], brief
+    assert res.findings("drop", "inject") == [], brief
+    assert _repro_exit(res) == 0  # a smaller MSS still carries the transfer
+
+
+def test_lb_srv_loss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """6. random loss on the wire between lb and srv (a bridge with nftables numgen drop):
+    drops between lb's back point and srv's point, with packet counts; the transfer still
+    completes. The loss is random, so a run in which the bridge dropped nothing is
+    repeated (at most three runs)."""
+    segment = {("c2s", ("lb:eth1", "srv:eth0")), ("s2c", ("srv:eth0", "lb:eth1"))}
+    for attempt in range(3):
+        res = _run_fault(clean_lab, tmp_path / str(attempt), "lb-srv-loss")
+        dropped = _fault_counter(BRIDGE_HOST, "bridge")
+        if dropped:
+            break
+    assert dropped >= 1, "the bridge dropped nothing in three runs"
+    brief = _brief(res) + f"\nbridge dropped {dropped} packets"
+    assert _repro_exit(res) == 0, res.manifest.get("repro")
+    drops = res.findings("drop")
+    assert drops, brief
+    assert all((d["direction"], tuple(d["between"])) in segment for d in drops), brief
+    assert all(d["packets"] >= 1 for d in drops), brief
+    assert res.findings("inject", "rewrite") == [], brief
+
+
+def test_srv_accept_queue(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """7. the backend's accept queue is full (backlog 1, never accepts; concurrent
+    requests from lb): the handshakes complete on the wire but srv's stack drops them,
+    and its ListenOverflows / ListenDrops counters rise."""
+    repro = lab.fault_repro("srv-accept-queue")
+    assert repro is not None and repro.on == "lb"
+    res = _run_fault(clean_lab, tmp_path, "srv-accept-queue", top=_repro_top(repro.on, repro.run))
+    brief = _brief(res)
+    drops = res.findings("drop")
+    assert ("c2s", ["srv:eth0", "srv"]) in _between(drops), brief
+    assert all(b == ("c2s", ["srv:eth0", "srv"]) for b in _between(drops)), brief
+    assert res.findings("inject", "rewrite") == [], brief
+    delta = _nstat_delta(res, "srv")
+    assert delta.get("TcpExtListenOverflows", 0) > 0 or delta.get("TcpExtListenDrops", 0) > 0, delta
+    assert "ListenOverflows" in (res.out / "facts" / "srv" / "delta" / "nstat.txt").read_text()
+
+
+def test_srv_port_closed(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """8. the backend port is closed: srv's stack answers the lb's SYNs with RST."""
+    res = _run_fault(clean_lab, tmp_path, "srv-port-closed", top=_repro_top("client", VIP_CURL))
+    brief = _brief(res)
+    resets = res.findings("reset")
+    assert resets, brief
+    assert all(r["direction"] == "s2c" for r in resets), brief
+    assert ("s2c", ["srv", "srv:eth0"]) in _between(resets), brief
+    assert res.findings(*BAD_KINDS) == [], brief
+
+
+def test_srv_second_iface_capture_auto(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """9. srv has a second interface and the inventory says `capture: auto`: hopcap
+    captures on the one that carries the traffic (eth0), and the path is clean."""
+    res = _run_fault(clean_lab, tmp_path, "srv-second-iface", srv={"capture": "auto"})
+    names = [p["name"] for p in res.manifest["points"]]
+    assert [n for n in names if n.startswith("srv:")] == ["srv:eth0"], names
+    assert [p["name"] for p in res.verdict["points"]] == names
+    srv = next(p for p in res.manifest["points"] if p["name"] == "srv:eth0")
+    assert srv["packets"] > 0, srv
+    assert _repro_exit(res) == 0
+    assert res.findings(*BAD_KINDS) == [], _brief(res)
+
+
+def test_no_fault_no_finding(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """10. no fault: no drop, inject or rewrite, over three runs."""
+    for i in range(3):
+        res = hopcap_run(clean_lab.inventory, tmp_path / f"b{i}")
+        assert res.code == 0, res.stderr
+        assert _repro_exit(res) == 0, res.manifest.get("repro")
+        assert any(f["server"] == HTTP_SERVER for f in res.verdict["flows"]), _brief(res)
+        assert res.findings(*BAD_KINDS) == [], f"run {i}:\n{_brief(res)}"
