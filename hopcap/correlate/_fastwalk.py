@@ -66,14 +66,14 @@ static inline uint32_t b32(const uint8_t *p) {
 }
 static inline uint64_t b64(const uint8_t *p) { return (uint64_t)b32(p) << 32 | b32(p + 4); }
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
-void hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
-                  const int64_t *links, long n, long head, int64_t *c, uint8_t *ok) {
+long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
+                  const int64_t *links, long n, long head, int64_t *c, int64_t *rows) {
+    long j = 0;
     for (long i = 0; i < n; i++) {
         const uint8_t *r = buf + offs[i];
         long cap = caps[i], hc = cap < head ? cap : head;
         long link = links[i], l3 = -1;
         uint32_t et = 0;
-        ok[i] = 0;
         if (link == 1) {
             if (hc < 14) continue;
             et = b16(r + 12);
@@ -120,39 +120,39 @@ void hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
         if (l4 + 20 > hc) continue;
         long doff = (r[l4 + 12] >> 4) * 4;
         if (doff < 20) continue;
-        ok[i] = 1;
+        rows[j] = i;
         long ip_end;
         uint32_t tot = b16(r + l3 + 2), pl6 = b16(r + l3 + 4);
         if (v4) {
-            c[0 * n + i] = 4;
-            c[1 * n + i] = 0; c[2 * n + i] = b32(r + l3 + 12);
-            c[3 * n + i] = 0; c[4 * n + i] = b32(r + l3 + 16);
+            c[0 * n + j] = 4;
+            c[1 * n + j] = 0; c[2 * n + j] = b32(r + l3 + 12);
+            c[3 * n + j] = 0; c[4 * n + j] = b32(r + l3 + 16);
             ip_end = tot ? l3 + tot : cap;
-            c[11 * n + i] = b16(r + l3 + 4);
-            c[12 * n + i] = r[l3 + 8];
-            c[13 * n + i] = r[l3 + 1];
+            c[11 * n + j] = b16(r + l3 + 4);
+            c[12 * n + j] = r[l3 + 8];
+            c[13 * n + j] = r[l3 + 1];
         } else {
-            c[0 * n + i] = 6;
-            c[1 * n + i] = (int64_t)b64(r + l3 + 8); c[2 * n + i] = (int64_t)b64(r + l3 + 16);
-            c[3 * n + i] = (int64_t)b64(r + l3 + 24); c[4 * n + i] = (int64_t)b64(r + l3 + 32);
+            c[0 * n + j] = 6;
+            c[1 * n + j] = (int64_t)b64(r + l3 + 8); c[2 * n + j] = (int64_t)b64(r + l3 + 16);
+            c[3 * n + j] = (int64_t)b64(r + l3 + 24); c[4 * n + j] = (int64_t)b64(r + l3 + 32);
             ip_end = pl6 ? l3 + 40 + pl6 : cap;
-            c[11 * n + i] = -1;
-            c[12 * n + i] = r[l3 + 7];
-            c[13 * n + i] = (b16(r + l3) >> 4) & 0xFF;
+            c[11 * n + j] = -1;
+            c[12 * n + j] = r[l3 + 7];
+            c[13 * n + j] = (b16(r + l3) >> 4) & 0xFF;
         }
-        c[5 * n + i] = b16(r + l4);
-        c[6 * n + i] = b16(r + l4 + 2);
-        c[7 * n + i] = b32(r + l4 + 4);
-        c[8 * n + i] = b32(r + l4 + 8);
-        c[9 * n + i] = r[l4 + 13];
-        c[10 * n + i] = b16(r + l4 + 14);
+        c[5 * n + j] = b16(r + l4);
+        c[6 * n + j] = b16(r + l4 + 2);
+        c[7 * n + j] = b32(r + l4 + 4);
+        c[8 * n + j] = b32(r + l4 + 8);
+        c[9 * n + j] = r[l4 + 13];
+        c[10 * n + j] = b16(r + l4 + 14);
         long pl_off = l4 + doff;
         long plen = ip_end - pl_off; if (plen < 0) plen = 0;
         long pe = ip_end < cap ? ip_end : cap;
         long pcap = pe - pl_off; if (pcap < 0) pcap = 0;
-        c[14 * n + i] = plen;
-        c[15 * n + i] = offs[i] + pl_off;
-        c[16 * n + i] = pcap;
+        c[14 * n + j] = plen;
+        c[15 * n + j] = offs[i] + pl_off;
+        c[16 * n + j] = pcap;
         int64_t tsval = -1, tsecr = -1, mss = -1, ws = -1;
         long pos = l4 + 20, oend = l4 + doff < hc ? l4 + doff : hc;
         for (int k = 0; k < 40 && pos < oend; k++) {
@@ -167,11 +167,13 @@ void hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
             else if (kind == 3 && olen == 3) ws = r[pos + 2];
             pos += olen;
         }
-        c[17 * n + i] = tsval; c[18 * n + i] = tsecr; c[19 * n + i] = mss; c[20 * n + i] = ws;
-        c[21 * n + i] = offs[i] + l4 + 20;
+        c[17 * n + j] = tsval; c[18 * n + j] = tsecr; c[19 * n + j] = mss; c[20 * n + j] = ws;
+        c[21 * n + j] = offs[i] + l4 + 20;
         long ol = oend - (l4 + 20);
-        c[22 * n + i] = ol > 0 ? ol : 0;
+        c[22 * n + j] = ol > 0 ? ol : 0;
+        j++;
     }
+    return j;
 }
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
@@ -240,7 +242,7 @@ def _load() -> Any:
     ]
     lib.hopcap_gather.restype = None
     lib.hopcap_gather.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
-    lib.hopcap_parse.restype = None
+    lib.hopcap_parse.restype = ctypes.c_long
     lib.hopcap_parse.argtypes = [p, p, p, p, ctypes.c_long, ctypes.c_long, p, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
@@ -359,19 +361,20 @@ PARSE_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", 
 
 def parse_records(
     buf: Any, offs: I64, caps: I64, links: I64, head: int
-) -> tuple[npt.NDArray[np.bool_], dict[str, I64]] | None:
-    """Parse every record's headers in C: (is TCP mask, columns) or None without a compiler."""
+) -> tuple[I64, dict[str, I64]] | None:
+    """Parse every record's headers in C: (record index of each TCP packet, its columns),
+    or None without a compiler."""
     lib = _load()
     n = int(offs.shape[0])
     if lib is None or n == 0 or len(buf) == 0:
         return None
     addr, keep = _addr(buf)
-    cols = np.zeros((len(PARSE_COLUMNS), n), np.int64)
-    ok = np.zeros(n, np.uint8)
+    cols = np.empty((len(PARSE_COLUMNS), n), np.int64)
+    rows = np.empty(n, np.int64)
     o = np.ascontiguousarray(offs, np.int64)
     c = np.ascontiguousarray(caps, np.int64)
     lk = np.ascontiguousarray(links, np.int64)
-    lib.hopcap_parse(
+    k = lib.hopcap_parse(
         addr,
         o.ctypes.data,
         c.ctypes.data,
@@ -379,7 +382,7 @@ def parse_records(
         n,
         head,
         cols.ctypes.data,
-        ok.ctypes.data,
+        rows.ctypes.data,
     )
     del keep
-    return ok.astype(bool), {name: cols[k] for k, name in enumerate(PARSE_COLUMNS)}
+    return rows[:k], {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)}

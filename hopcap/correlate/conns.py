@@ -102,6 +102,13 @@ class PointConns:
     halves: list[Half]
     conns: list[Conn]
     by_tkey: dict[int, list[Half]] = field(default_factory=dict)
+    _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
+
+    def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
+        fp = self._fps.get(h.hid)
+        if fp is None:
+            fp = self._fps[h.hid] = fingerprints(self.table, h)
+        return fp
 
 
 def build_halves(t: PacketTable) -> list[Half]:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hopcap.correlate.conns import Conn, Half, PointConns, fingerprints
+from hopcap.correlate.conns import Conn, Half, PointConns
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
 
@@ -30,14 +30,14 @@ def link_halves(
     (a hint: used only to break ties by time)."""
     index: dict[tuple[object, ...], list[Half]] = defaultdict(list)
     for h in b.halves:
-        for k in set(fingerprints(b.table, h)):
+        for k in set(b.fingerprints(h)):
             index[k].append(h)
     cands: list[tuple[float, int, int]] = []
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     for h in a.halves:
         scores: dict[int, float] = defaultdict(float)
         strong: set[int] = set()  # candidates sharing an identity key, not just payload
-        for k in set(fingerprints(a.table, h)):
+        for k in set(a.fingerprints(h)):
             for g in index.get(k, ()):
                 scores[g.hid] += WEIGHTS.get(str(k[0]), 1.0)
                 if k[0] != "h":

@@ -73,27 +73,43 @@ def _cls(flags: I64) -> I64:
     )
 
 
+def join_unique(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+    """Positions (ia, ib) with ha[ia] == hb[ib]; keys in hb are unique."""
+    if ha.shape[0] == 0 or hb.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ob = np.argsort(hb)
+    hbs = hb[ob]
+    pos = np.searchsorted(hbs, ha)
+    pos[pos >= hbs.shape[0]] = hbs.shape[0] - 1
+    m = hbs[pos] == ha
+    ia = np.nonzero(m)[0]
+    return ia, ob[pos[ia]]
+
+
 def _pair_multiset(
     ka: npt.NDArray[np.uint64], tsa: I64, kb: npt.NDArray[np.uint64], tsb: I64
 ) -> tuple[I64, I64]:
-    """Pair equal keys in time order; returns positions into ka and kb."""
+    """Pair equal keys in order (rows are in time order within a key); returns positions
+    into ka and kb."""
     if ka.shape[0] == 0 or kb.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
 
-    def occ(k: npt.NDArray[np.uint64], ts: I64) -> tuple[I64, npt.NDArray[np.uint64]]:
-        o = np.lexsort((ts, k))
+    def occ(k: npt.NDArray[np.uint64]) -> tuple[I64, npt.NDArray[np.uint64]]:
+        o = np.argsort(k, kind="stable")
         ks = k[o]
         n = ks.shape[0]
         ar = np.arange(n, dtype=np.int64)
         start = np.ones(n, bool)
         start[1:] = ks[1:] != ks[:-1]
+        if start.all():
+            return o, ks
         first = np.maximum.accumulate(np.where(start, ar, 0))
         oc = ar - first
-        return o, mix(ks, oc)
+        return o, np.where(start, ks, mix(ks, oc))
 
-    oa, ha = occ(ka, tsa)
-    ob, hb = occ(kb, tsb)
-    _, ia, ib = np.intersect1d(ha, hb, assume_unique=True, return_indices=True)
+    oa, ha = occ(ka)
+    ob, hb = occ(kb)
+    ia, ib = join_unique(ha, hb)
     return oa[ia], ob[ib]
 
 
@@ -447,7 +463,9 @@ def learn_deltas(
     xa, xb = ra[oka], rb[okb]
     ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
     kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
-    _, ia, ib = np.intersect1d(ka, kb, return_indices=True)
+    _, first_b = np.unique(kb, return_index=True)
+    ia, ib = join_unique(ka, kb[first_b])
+    ib = first_b[ib]
     if ia.shape[0]:
         pp = pid_a[oka][ia]
         votes += np.bincount(pp, minlength=npairs)
