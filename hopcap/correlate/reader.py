@@ -426,8 +426,8 @@ def read_capture(path: Path) -> PacketTable:
     for c in _COLUMNS:
         dt = _NARROW.get(c)
         if len(parts) > 1:
-            setattr(t, c, np.concatenate([getattr(x, c) for x in parts]).astype(dt or None))
-        elif dt is not None:
+            setattr(t, c, np.concatenate([getattr(x, c) for x in parts]))
+        if dt is not None:
             setattr(t, c, getattr(t, c).astype(dt))
     t.records = n
     t.warnings = list(rec.warnings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pcapgen import (
     LINKTYPES,
@@ -186,18 +187,22 @@ def test_read_points_from_args(tmp_path: Path) -> None:
 
 def _all_captures(tmp: Path) -> list[Path]:
     c4, c6 = _conv(), _conv(v6=True)
+    both = [(0, t, f) for t, f in _frames(c4)] + [(1, t, f) for t, f in _frames(c6, "sll")]
     files = [
         write_pcap_raw(tmp / "e.pcap", _frames(c4, "ether", vlan=7)),
         write_pcap_raw(tmp / "s2.pcap", _frames(c6, "sll2"), linktype=276),
         write_pcap_raw(tmp / "r.pcap", _frames(c4, "raw"), linktype=101, big_endian=True),
-        write_pcapng_raw(tmp / "n.pcapng", [(1, 6), (113, 9)],
-                         [(0, t, f) for t, f in _frames(c4)] + [(1, t, f) for t, f in _frames(c6, "sll")]),
-    ]  # fmt: skip
+        write_pcapng_raw(tmp / "n.pcapng", [(1, 6), (113, 9)], both),
+    ]
     real = Path("/work/shared/realdata")
     if real.is_dir():
-        files += sorted((real / "haka").glob("*.pcap")) + [real / "tcpreplay" / "test.pcap",
-                                                           real / "tcpreplay" / "test.rewrite_config",
-                                                           real / "tcpreplay" / "test.rewrite_mtutrunc"]  # fmt: skip
+        tr = real / "tcpreplay"
+        files += [
+            *sorted((real / "haka").glob("*.pcap")),
+            tr / "test.pcap",
+            tr / "test.rewrite_config",
+            tr / "test.rewrite_mtutrunc",
+        ]
     return files
 
 
@@ -218,3 +223,21 @@ def test_compiled_and_numpy_paths_agree(tmp_path: Path) -> None:
         for col in _COLUMNS:
             a, b = getattr(fast, col), getattr(slow, col)
             assert a.shape == b.shape and (a == b).all(), (f, col)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_chunked_reading_equals_one_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    from hopcap.correlate import _fastwalk, reader
+
+    c = _conv()
+    p = write_pcap_raw(tmp_path / "a.pcap", _frames(c))
+    monkeypatch.setattr(_fastwalk, "disabled", not compiled)
+    whole = read_capture(p)
+    monkeypatch.setattr(reader, "CHUNK", 3)
+    parts = read_capture(p)
+    for col in reader._COLUMNS:
+        a, b = getattr(whole, col), getattr(parts, col)
+        assert a.dtype == b.dtype and (a == b).all(), col
+    assert parts.seq.dtype == np.int64 and parts.ts.dtype == np.int64
