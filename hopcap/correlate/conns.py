@@ -243,7 +243,7 @@ def build_point(t: PacketTable) -> PointConns:
 # --------------------------------------------------------------------------- fingerprints
 
 
-def fingerprints(t: PacketTable, h: Half, limit: int = 8) -> list[tuple[object, ...]]:
+def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, ...]]:
     """Keys that survive NAT/PAT/ISN randomisation, for linking a half across points."""
     keys: list[tuple[object, ...]] = []
     rows = h.idx
@@ -267,7 +267,7 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 8) -> list[tuple[object, 
             keys.append(("ts", int(t.tsval[i]), int(t.ipid[i])))
             n_ts += 1
     # payload hashes of the first data packets
-    data = rows[t.pl_cap[rows] > 0][:limit]
+    data = rows[t.pl_cap[rows] > 0][:2]
     for i in data.tolist():
         keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
     if not keys:

@@ -281,6 +281,7 @@ def match_batch(
             starts[g] = [x[0] for x in lst]
         ov_a: list[int] = []
         ov_b: list[int] = []
+        cmp: list[tuple[int, int, int, int, int]] = []  # a row, b row, a skip, b skip, length
         for i in ra_left.tolist():
             g = (int(pid_a[i]), int(tva[i]))
             lst = groups.get(g, [])
@@ -319,15 +320,28 @@ def match_batch(
                     ov_b.append(j)
                 bs, be = int(sb[j]), int(sb[j] + pb[j])
                 lo, hi = max(bs, s), min(be, e)
-                ai, bj = int(ra[i]), int(rb[j])
-                pa_bytes = ta.payload(ai, lo - s, hi - s)
-                pb_bytes = tb.payload(bj, lo - bs, hi - bs)
-                n = min(len(pa_bytes), len(pb_bytes))
-                if n and pa_bytes[:n] != pb_bytes[:n]:
-                    rewrites.append(_payload_rewrite(ta, ai, tb, bj, n, pa_bytes, pb_bytes))
+                cmp.append((int(ra[i]), int(rb[j]), lo - s, lo - bs, hi - lo))
             if covered < e - s and not same_packet:
                 und_bytes[i] = (e - s) - covered
         pairs.append((np.array(ov_a, np.int64), np.array(ov_b, np.int64)))
+        if cmp:
+            arr = np.array(cmp, np.int64)
+            ar_, br_, askip, bskip, ln = arr.T
+            # only the captured bytes can be compared
+            ln = np.minimum(ln, np.minimum(ta.pl_cap[ar_] - askip, tb.pl_cap[br_] - bskip))
+            ok = ln > 0
+            ar_, br_, askip, bskip, ln = ar_[ok], br_[ok], askip[ok], bskip[ok], ln[ok]
+            differ = payloads_differ(
+                ta.buf, ta.pl_off[ar_] + askip, tb.buf, tb.pl_off[br_] + bskip, ln
+            )
+            for k in np.nonzero(differ)[0].tolist():
+                ai, bj = int(ar_[k]), int(br_[k])
+                x, y, m = int(askip[k]), int(bskip[k]), int(ln[k])
+                rewrites.append(
+                    _payload_rewrite(
+                        ta, ai, tb, bj, m, ta.payload(ai, x, x + m), tb.payload(bj, y, y + m)
+                    )
+                )
 
     left_a, left_b = leftovers()
 
@@ -447,6 +461,17 @@ def _field_rewrites(
     return out
 
 
+def _rank_in_group(pid: I64) -> I64:
+    """Position of each row within its run of equal (contiguous) pair ids."""
+    n = pid.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    ar = np.arange(n, dtype=np.int64)
+    start = np.ones(n, bool)
+    start[1:] = pid[1:] != pid[:-1]
+    return ar - np.maximum.accumulate(np.where(start, ar, 0))
+
+
 def learn_deltas(
     ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64, npairs: int
 ) -> tuple[I64, I64]:
@@ -458,8 +483,9 @@ def learn_deltas(
     votes = np.zeros(npairs, np.int64)
     if npairs == 0:
         return delta, votes
-    oka = (ta.tsval[ra] >= 0) | (ta.ipid[ra] > 0)
-    okb = (tb.tsval[rb] >= 0) | (tb.ipid[rb] > 0)
+    # a sample is enough: the first packets of every pair (rows come grouped by pair)
+    oka = ((ta.tsval[ra] >= 0) | (ta.ipid[ra] > 0)) & (_rank_in_group(pid_a) < 32)
+    okb = ((tb.tsval[rb] >= 0) | (tb.ipid[rb] > 0)) & (_rank_in_group(pid_b) < 48)
     xa, xb = ra[oka], rb[okb]
     ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
     kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
