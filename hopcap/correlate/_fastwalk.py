@@ -175,6 +175,36 @@ long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
     }
     return j;
 }
+static inline uint64_t hmix(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; return x;
+}
+/* tk/tv: a table of `cap` slots (power of two), tv all -1 on entry */
+long hopcap_join(const uint64_t *ha, long na, const uint64_t *hb, long nb, uint64_t *tk,
+                 int64_t *tv, long cap, int64_t *ia, int64_t *ib) {
+    uint64_t m = (uint64_t)cap - 1;
+    for (long j = 0; j < nb; j++) {
+        uint64_t s = hmix(hb[j]) & m;
+        while (tv[s] >= 0 && tk[s] != hb[j]) s = (s + 1) & m;
+        if (tv[s] < 0) { tk[s] = hb[j]; tv[s] = j; }
+    }
+    long k = 0;
+    for (long i = 0; i < na; i++) {
+        uint64_t s = hmix(ha[i]) & m;
+        while (tv[s] >= 0 && tk[s] != ha[i]) s = (s + 1) & m;
+        if (tv[s] >= 0) { ia[k] = i; ib[k] = tv[s]; k++; }
+    }
+    return k;
+}
+/* occ[i]: how many earlier rows have the key k[i] */
+void hopcap_occ(const uint64_t *k, long n, uint64_t *tk, int64_t *tv, long cap, int64_t *occ) {
+    uint64_t m = (uint64_t)cap - 1;
+    for (long i = 0; i < n; i++) {
+        uint64_t s = hmix(k[i]) & m;
+        while (tv[s] >= 0 && tk[s] != k[i]) s = (s + 1) & m;
+        if (tv[s] < 0) { tk[s] = k[i]; tv[s] = 0; }
+        occ[i] = tv[s]++;
+    }
+}
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
     for (long i = 0; i < n; i++) out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
@@ -244,6 +274,10 @@ def _load() -> Any:
     lib.hopcap_gather.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
     lib.hopcap_parse.restype = ctypes.c_long
     lib.hopcap_parse.argtypes = [p, p, p, p, ctypes.c_long, ctypes.c_long, p, p]
+    lib.hopcap_join.restype = ctypes.c_long
+    lib.hopcap_join.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, ctypes.c_long, p, p]
+    lib.hopcap_occ.restype = None
+    lib.hopcap_occ.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     _lib = lib
@@ -386,3 +420,35 @@ def parse_records(
     )
     del keep
     return rows[:k], {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)}
+
+
+def _table(n: int) -> tuple[npt.NDArray[np.uint64], I64, int]:
+    cap = 1 << max(4, (2 * n).bit_length())
+    return np.empty(cap, np.uint64), np.full(cap, -1, np.int64), cap
+
+
+def hash_join(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple[I64, I64] | None:
+    """(ia, ib) with ha[ia] == hb[ib] (first of equal keys in hb), in C; None without it."""
+    lib = _load()
+    if lib is None:
+        return None
+    a = np.ascontiguousarray(ha, np.uint64)
+    b = np.ascontiguousarray(hb, np.uint64)
+    tk, tv, cap = _table(int(b.shape[0]))
+    ia = np.empty(a.shape[0], np.int64)
+    ib = np.empty(a.shape[0], np.int64)
+    k = lib.hopcap_join(a.ctypes.data, a.shape[0], b.ctypes.data, b.shape[0], tk.ctypes.data,
+                        tv.ctypes.data, cap, ia.ctypes.data, ib.ctypes.data)  # fmt: skip
+    return ia[:k], ib[:k]
+
+
+def occurrences(k: npt.NDArray[np.uint64]) -> I64 | None:
+    """For each row, how many earlier rows carry the same key (C); None without it."""
+    lib = _load()
+    if lib is None:
+        return None
+    a = np.ascontiguousarray(k, np.uint64)
+    tk, tv, cap = _table(int(a.shape[0]))
+    occ = np.empty(a.shape[0], np.int64)
+    lib.hopcap_occ(a.ctypes.data, a.shape[0], tk.ctypes.data, tv.ctypes.data, cap, occ.ctypes.data)
+    return occ

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate._fastwalk import payloads_differ
+from hopcap.correlate._fastwalk import hash_join, occurrences, payloads_differ
 from hopcap.correlate.conns import mix
 from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
 
@@ -77,6 +77,9 @@ def join_unique(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple
     """Positions (ia, ib) with ha[ia] == hb[ib]; keys in hb are unique."""
     if ha.shape[0] == 0 or hb.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    fast = hash_join(ha, hb)
+    if fast is not None:
+        return fast
     ob = np.argsort(hb)
     hbs = hb[ob]
     pos = np.searchsorted(hbs, ha)
@@ -94,23 +97,23 @@ def _pair_multiset(
     if ka.shape[0] == 0 or kb.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
 
-    def occ(k: npt.NDArray[np.uint64]) -> tuple[I64, npt.NDArray[np.uint64]]:
-        o = np.argsort(k, kind="stable")
-        ks = k[o]
-        n = ks.shape[0]
-        ar = np.arange(n, dtype=np.int64)
-        start = np.ones(n, bool)
-        start[1:] = ks[1:] != ks[:-1]
-        if start.all():
-            return o, ks
-        first = np.maximum.accumulate(np.where(start, ar, 0))
-        oc = ar - first
-        return o, np.where(start, ks, mix(ks, oc))
+    def occ(k: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """Unique keys: the n-th repetition of a key becomes (key, n)."""
+        oc = occurrences(k)
+        if oc is None:
+            o = np.argsort(k, kind="stable")
+            ks = k[o]
+            n = ks.shape[0]
+            ar = np.arange(n, dtype=np.int64)
+            start = np.ones(n, bool)
+            start[1:] = ks[1:] != ks[:-1]
+            oc = np.empty(n, np.int64)
+            oc[o] = ar - np.maximum.accumulate(np.where(start, ar, 0))
+        if not oc.any():
+            return k
+        return np.where(oc == 0, k, mix(k, oc))
 
-    oa, ha = occ(ka)
-    ob, hb = occ(kb)
-    ia, ib = join_unique(ha, hb)
-    return oa[ia], ob[ib]
+    return join_unique(occ(ka), occ(kb))
 
 
 @dataclass
