@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -55,18 +56,18 @@ class Half:
     has_ts: bool
     conn: int = -1
 
-    @property
+    @cached_property
     def tuple_str(self) -> str:
         return (
             f"{endpoint_str(self.v, *self.src, self.sport)} > "
             f"{endpoint_str(self.v, *self.dst, self.dport)}"
         )
 
-    @property
+    @cached_property
     def src_str(self) -> str:
         return endpoint_str(self.v, *self.src, self.sport)
 
-    @property
+    @cached_property
     def dst_str(self) -> str:
         return endpoint_str(self.v, *self.dst, self.dport)
 

@@ -699,7 +699,8 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 continue
             add_lost(direction, up, down, dm.undelivered, dm.a_base, dm.undelivered_bytes)
             # partially delivered packets (a segment of a big one missing)
-            partial = [r for r in dm.undelivered_bytes if r not in set(dm.undelivered)]
+            und = set(dm.undelivered)
+            partial = [r for r in dm.undelivered_bytes if r not in und]
             if partial:
                 add_lost(direction, up, down, partial, dm.a_base, dm.undelivered_bytes)
             add_extra(direction, up, down, dm.unexplained, dm.base)
@@ -747,7 +748,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         if last.c is not None and last.c.syn and not last.c.synack:
             answered = last.s is not None and last.s.idx.shape[0] > 0
             if not answered:
-                syn_rows = [int(r) for r in last.c.idx.tolist() if t.flags[r] & SYN]
+                syn_rows = last.c.idx[(t.flags[last.c.idx] & SYN) != 0].tolist()
                 what, nb = _describe(t, syn_rows, last.c.isn)
                 findings.append(
                     Finding(
@@ -764,7 +765,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
     ):
         t = pl.table
-        rst_rows = [int(r) for r in last.s.idx.tolist() if t.flags[r] & RST]
+        rst_rows = last.s.idx[(t.flags[last.s.idx] & RST) != 0].tolist()
         if rst_rows:
             beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
             what, nb = _describe(t, rst_rows, last.s.isn)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -275,6 +276,63 @@ def match_batch(
     ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
     rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
     if ra_left.shape[0] and rb_left.shape[0]:
+        # 4a. vectorised: a packet lying inside one packet of the other side (GRO merged
+        # segments downstream, or TSO/GSO pieces of one big packet upstream)
+        cov = _containment(pid_a, sa, pa, tva, ida, ra_left, pid_b, sb, pb, tvb, idb, rb_left)
+        a_in_b, b_of_a, b_in_a, a_of_b = cov
+        cov_a = np.bincount(a_of_b, weights=pb[b_in_a], minlength=sa.shape[0]).astype(np.int64)
+        hit_a = np.zeros(sa.shape[0], bool)
+        hit_a[a_in_b] = True
+        hit_a[a_of_b] = True
+        hit_b = np.zeros(sb.shape[0], bool)
+        hit_b[b_in_a] = True
+        hit_b[b_of_a] = True
+        # an upstream packet split downstream is delivered as far as its pieces are
+        split = np.unique(a_of_b)
+        split = split[~np.isin(split, a_in_b)]
+        short = split[cov_a[split] < pa[split]]
+        # the very same packet (IP ID, start) that left with another length was cut or
+        # rewritten, not partly lost
+        pieces = np.bincount(a_of_b, minlength=sa.shape[0])
+        same = (ida[a_of_b] > 0) & (idb[b_in_a] == ida[a_of_b]) & (sb[b_in_a] == sa[a_of_b])
+        same &= (pb[b_in_a] != pa[a_of_b]) & (pieces[a_of_b] == 1)
+        cut = list(zip(a_of_b[same].tolist(), b_in_a[same].tolist(), strict=True))
+        short = short[~np.isin(short, a_of_b[same])]
+        for i in short.tolist():
+            und_bytes[i] = int(pa[i] - cov_a[i])
+        matched_dat_a |= hit_a
+        matched_dat_b |= hit_b
+        pairs.append((a_in_b, b_of_a))
+        pairs.append((a_of_b, b_in_a))
+        ar_ = np.concatenate([ra[a_in_b], ra[a_of_b]])
+        br_ = np.concatenate([rb[b_of_a], rb[b_in_a]])
+        askip = np.concatenate([np.zeros(a_in_b.shape[0], np.int64), sb[b_in_a] - sa[a_of_b]])
+        bskip = np.concatenate([sa[a_in_b] - sb[b_of_a], np.zeros(b_in_a.shape[0], np.int64)])
+        ln = np.concatenate([pa[a_in_b], pb[b_in_a]]).astype(np.int64)
+        ln = np.minimum(ln, np.minimum(ta.pl_cap[ar_] - askip, tb.pl_cap[br_] - bskip))
+        ok = ln > 0
+        ar_, br_, askip, bskip, ln = ar_[ok], br_[ok], askip[ok], bskip[ok], ln[ok]
+        differ = payloads_differ(ta.buf, ta.pl_off[ar_] + askip, tb.buf, tb.pl_off[br_] + bskip, ln)
+        changed: set[tuple[int, int]] = set()
+        for k in np.nonzero(differ)[0].tolist():
+            ai, bj = int(ar_[k]), int(br_[k])
+            x, y, m = int(askip[k]), int(bskip[k]), int(ln[k])
+            changed.add((ai, bj))
+            rewrites.append(
+                _payload_rewrite(
+                    ta, ai, tb, bj, m, ta.payload(ai, x, x + m), tb.payload(bj, y, y + m)
+                )
+            )
+        for i, j in cut:  # the same bytes, fewer of them: cut short
+            ai, bj = int(ra[i]), int(rb[j])
+            if (ai, bj) not in changed:
+                rewrites.append(
+                    Rewrite("payload", f"{int(pa[i])} bytes", f"{int(pb[j])} bytes", ai, bj)
+                )
+        ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
+        rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
+    if ra_left.shape[0] and rb_left.shape[0]:
+        # 4b. what is left: partial overlaps, one by one
         groups: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
         for j in rb_left.tolist():
             groups[(int(pid_b[j]), int(tvb[j]))].append((int(sb[j]), int(sb[j] + pb[j]), j))
@@ -382,6 +440,49 @@ def match_batch(
     ):
         out[k].rewrites.append(rw)
     return out
+
+
+def _containment(
+    pid_a: I64, sa: I64, pa: npt.NDArray[np.integer], tva: I64, ida: npt.NDArray[np.integer],
+    la: I64, pid_b: I64, sb: I64, pb: npt.NDArray[np.integer], tvb: I64,
+    idb: npt.NDArray[np.integer], lb: I64,
+) -> tuple[I64, I64, I64, I64]:  # fmt: skip
+    """Rows of `la` lying inside one row of `lb` with the same transmission identity (pair,
+    TSval, IP ID within a burst), and the reverse: (a_in_b, b_of_a, b_in_a, a_of_b)."""
+
+    def inside(
+        xs: I64, ps: Any, xe: I64, xg: Any, xid: I64, ys: I64, ye: I64, yg: Any, yid: I64
+    ) -> tuple[I64, I64]:
+        # rank the groups densely so that (group, start) fits one sortable int64
+        allg = np.concatenate([xg, yg])
+        _, inv = np.unique(allg, return_inverse=True)
+        rx, ry = inv[: xg.shape[0]].astype(np.int64), inv[xg.shape[0] :].astype(np.int64)
+        off = 1 << 31
+        ky = (ry << 33) | (np.clip(ys, -off, off - 1) + off)
+        kx = (rx << 33) | (np.clip(xs, -off, off - 1) + off)
+        o = np.argsort(ky, kind="stable")
+        kys = ky[o]
+        pos = np.searchsorted(kys, kx, side="right") - 1
+        okp = pos >= 0
+        pos = np.where(okp, pos, 0)
+        j = o[pos]
+        good = okp & (ry[j] == rx) & (ys[j] <= xs) & (ye[j] >= xe)
+        both = (xid >= 0) & (yid[j] >= 0)
+        d = (yid[j] - xid) & 0xFFFF
+        good &= ~both | (d <= 128) | (d >= 0xFFFF - 128)
+        return np.nonzero(good)[0], j[good]
+
+    empty = np.zeros(0, np.int64)
+    if la.shape[0] == 0 or lb.shape[0] == 0:
+        return empty, empty, empty, empty
+    ga = mix(pid_a[la], tva[la])
+    gb = mix(pid_b[lb], tvb[lb])
+    sa_, ea_ = sa[la], sa[la] + pa[la]
+    sb_, eb_ = sb[lb], sb[lb] + pb[lb]
+    ida_, idb_ = ida[la].astype(np.int64), idb[lb].astype(np.int64)
+    xa, jb = inside(sa_, pa[la], ea_, ga, ida_, sb_, eb_, gb, idb_)
+    xb, ja = inside(sb_, pb[lb], eb_, gb, idb_, sa_, ea_, ga, ida_)
+    return la[xa], lb[jb], lb[xb], la[ja]
 
 
 def _payload_rewrite(

@@ -150,15 +150,20 @@ def test_tcpreplay_translations_are_not_findings(name: str) -> None:
     assert any(leg.link == "nat" for fl in v.flows for leg in fl.legs)
 
 
-@pytest.mark.parametrize(
-    "name", ["rewrite_mac", "rewrite_config", "rewrite_fixlen_del", "rewrite_mtutrunc"]
-)
+@pytest.mark.parametrize("name", ["rewrite_mac", "rewrite_config", "rewrite_fixlen_del"])
 def test_tcpreplay_no_tcp_change(name: str) -> None:
     # MAC addresses, a VLAN tag, padding and capture truncation change nothing TCP carries
     v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / f"test.{name}")
     assert findings(v) == []
     assert all(leg.link == "same" for fl in v.flows for leg in fl.legs)
     assert len(v.flows) == 7
+
+
+def test_tcpreplay_mtu_truncation_is_payload_rewrite() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_mtutrunc")
+    assert kinds(v) == {("rewrite", "payload")}
+    assert all(f.before.endswith("bytes") for f in findings(v))
+    assert not any(f.kind == "drop" for f in findings(v))
 
 
 def test_tcpreplay_ttl_rewrite() -> None:
