@@ -346,6 +346,7 @@ async def _window(
     stopper: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     repro_task: asyncio.Future[object]
     result: dict[str, object] | None = None
+    repro_started = 0.0
     try:
         if inv.repro is not None:
             s = sessions.get(inv.repro.on)
@@ -356,6 +357,7 @@ async def _window(
             else:
                 assert s.transport is not None
                 emit(Event("repro", host=s.name, text=inv.repro.run))
+                repro_started = time.time()
                 repro_task = asyncio.ensure_future(s.transport.run(inv.repro.run, timeout=window))
         else:
             emit(Event("window", text=f"capturing for {window:g}s (Ctrl-C to stop early)"))
@@ -374,6 +376,8 @@ async def _window(
                     "on": inv.repro.on,
                     "command": inv.repro.run,
                     "exit_status": res.exit_status,
+                    "started_ts": repro_started,
+                    "finished_ts": time.time(),
                     "stdout": res.stdout[-4000:],
                     "stderr": res.stderr[-4000:],
                 }

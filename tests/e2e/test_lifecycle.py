@@ -136,3 +136,13 @@ def test_streaming_mode_writes_nothing_on_the_hosts(clean_lab: lab.LabInfo, tmp_
         assert p["packets"] > 0 and p["packets"] == p["packets_in_file"]
     assert res.findings("drop", "inject", "rewrite") == []
     assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []
+
+
+def test_require_all_refuses_a_partial_run(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", srv={"port": 2222})
+    res = hopcap_run(inv, tmp_path / "b", "--require-all")
+    assert res.code == 1, res.stderr
+    assert "not every host is ready and --require-all was given" in res.stderr
+    assert "srv: connection refused" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert _lab_tcpdumps() == []

@@ -35,6 +35,8 @@ def test_clean_run_gives_complete_bundle_and_no_fault(
         assert hashlib.sha256((res.out / rel).read_bytes()).hexdigest() == digest, rel
     assert {f"pcaps/{n.replace(':', '_')}.pcap" for n in POINTS} <= set(man["files"])
     assert man["repro"]["exit_status"] == 0
+    # the barrier: the repro started only once every point was listening
+    assert man["repro"]["started_ts"] >= max(p["ready_ts"] for p in man["points"])
 
     verdict = res.verdict
     assert [p["name"] for p in verdict["points"]] == POINTS
@@ -44,8 +46,16 @@ def test_clean_run_gives_complete_bundle_and_no_fault(
     http = [f for f in verdict["flows"] if f["server"] == "203.0.113.80:80"]
     assert http
     legs = {leg["point"]: leg["link"] for leg in http[0]["legs"]}
-    assert legs.get("fw:eth1") == "nat"
-    assert legs.get("srv:eth0") == "proxied"
+    # a leg's link is relative to the previous point: NAT inside fw, a new TCP connection
+    # from haproxy inside lb, and the same tuple across the wire from lb to srv
+    assert legs == {
+        "client:eth0": "same",
+        "fw:eth0": "same",
+        "fw:eth1": "nat",
+        "lb:eth0": "same",
+        "lb:eth1": "proxied",
+        "srv:eth0": "same",
+    }
 
 
 def test_syn_dropped_in_fw_forward_chain(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
