@@ -66,113 +66,140 @@ static inline uint32_t b32(const uint8_t *p) {
 }
 static inline uint64_t b64(const uint8_t *p) { return (uint64_t)b32(p) << 32 | b32(p + 4); }
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
+static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t off,
+                     int64_t *c, long n, long j) {
+    long hc = cap < head ? cap : head;
+    long l3 = -1;
+    uint32_t et = 0;
+    if (link == 1) {
+        if (hc < 14) return 0;
+        et = b16(r + 12);
+        long pos = 14;
+        for (int k = 0; k < 2; k++)
+            if ((et == 0x8100 || et == 0x88A8 || et == 0x9100) && pos + 4 <= hc) {
+                et = b16(r + pos + 2);
+                pos += 4;
+            }
+        l3 = pos;
+    } else if (link == 113) {
+        if (hc < 16) return 0;
+        et = b16(r + 14); l3 = 16;
+    } else if (link == 276) {
+        if (hc < 20) return 0;
+        et = b16(r); l3 = 20;
+    } else if (link == 101 || link == 12 || link == 14 || link == 228 || link == 229) {
+        if (hc < 1) return 0;
+        et = (r[0] >> 4) == 4 ? 0x0800 : (r[0] >> 4) == 6 ? 0x86DD : 0; l3 = 0;
+    } else if (link == 0 || link == 108) {
+        if (hc < 4) return 0;
+        uint32_t fam = r[0] ? r[0] : r[3];
+        et = fam == 2 ? 0x0800 : (fam == 24 || fam == 28 || fam == 30) ? 0x86DD : 0; l3 = 4;
+    } else return 0;
+    int v4 = 0;
+    long l4;
+    if (et == 0x0800) {
+        if (l3 + 20 > hc || (r[l3] >> 4) != 4) return 0;
+        long ihl = (r[l3] & 15) * 4;
+        if (r[l3 + 9] != 6 || (b16(r + l3 + 6) & 0x1FFF) != 0 || ihl < 20) return 0;
+        v4 = 1; l4 = l3 + ihl;
+    } else if (et == 0x86DD) {
+        if (l3 + 40 > hc || (r[l3] >> 4) != 6) return 0;
+        uint32_t nh = r[l3 + 6];
+        l4 = l3 + 40;
+        for (int k = 0; k < 3; k++)
+            if ((nh == 0 || nh == 43 || nh == 60) && l4 + 8 <= hc) {
+                uint32_t nxt = r[l4];
+                l4 += ((long)r[l4 + 1] + 1) * 8;
+                nh = nxt;
+            }
+        if (nh != 6) return 0;
+    } else return 0;
+    if (l4 + 20 > hc) return 0;
+    long doff = (r[l4 + 12] >> 4) * 4;
+    if (doff < 20) return 0;
+    long ip_end;
+    uint32_t tot = b16(r + l3 + 2), pl6 = b16(r + l3 + 4);
+    if (v4) {
+        c[0 * n + j] = 4;
+        c[1 * n + j] = 0; c[2 * n + j] = b32(r + l3 + 12);
+        c[3 * n + j] = 0; c[4 * n + j] = b32(r + l3 + 16);
+        ip_end = tot ? l3 + tot : cap;
+        c[11 * n + j] = b16(r + l3 + 4);
+        c[12 * n + j] = r[l3 + 8];
+        c[13 * n + j] = r[l3 + 1];
+    } else {
+        c[0 * n + j] = 6;
+        c[1 * n + j] = (int64_t)b64(r + l3 + 8); c[2 * n + j] = (int64_t)b64(r + l3 + 16);
+        c[3 * n + j] = (int64_t)b64(r + l3 + 24); c[4 * n + j] = (int64_t)b64(r + l3 + 32);
+        ip_end = pl6 ? l3 + 40 + pl6 : cap;
+        c[11 * n + j] = -1;
+        c[12 * n + j] = r[l3 + 7];
+        c[13 * n + j] = (b16(r + l3) >> 4) & 0xFF;
+    }
+    c[5 * n + j] = b16(r + l4);
+    c[6 * n + j] = b16(r + l4 + 2);
+    c[7 * n + j] = b32(r + l4 + 4);
+    c[8 * n + j] = b32(r + l4 + 8);
+    c[9 * n + j] = r[l4 + 13];
+    c[10 * n + j] = b16(r + l4 + 14);
+    long pl_off = l4 + doff;
+    long plen = ip_end - pl_off; if (plen < 0) plen = 0;
+    long pe = ip_end < cap ? ip_end : cap;
+    long pcap = pe - pl_off; if (pcap < 0) pcap = 0;
+    c[14 * n + j] = plen;
+    c[15 * n + j] = off + pl_off;
+    c[16 * n + j] = pcap;
+    int64_t tsval = -1, tsecr = -1, mss = -1, ws = -1;
+    long pos = l4 + 20, oend = l4 + doff < hc ? l4 + doff : hc;
+    for (int k = 0; k < 40 && pos < oend; k++) {
+        uint32_t kind = r[pos];
+        if (kind == 0) break;
+        if (kind == 1) { pos++; continue; }
+        if (pos + 1 >= oend) break;
+        long olen = r[pos + 1];
+        if (olen < 2 || pos + olen > oend) break;
+        if (kind == 8 && olen == 10) { tsval = b32(r + pos + 2); tsecr = b32(r + pos + 6); }
+        else if (kind == 2 && olen == 4) mss = b16(r + pos + 2);
+        else if (kind == 3 && olen == 3) ws = r[pos + 2];
+        pos += olen;
+    }
+    c[17 * n + j] = tsval; c[18 * n + j] = tsecr; c[19 * n + j] = mss; c[20 * n + j] = ws;
+    c[21 * n + j] = off + l4 + 20;
+    long ol = oend - (l4 + 20);
+    c[22 * n + j] = ol > 0 ? ol : 0;
+    return 1;
+}
 long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
                   const int64_t *links, long n, long head, int64_t *c, int64_t *rows) {
     long j = 0;
-    for (long i = 0; i < n; i++) {
-        const uint8_t *r = buf + offs[i];
-        long cap = caps[i], hc = cap < head ? cap : head;
-        long link = links[i], l3 = -1;
-        uint32_t et = 0;
-        if (link == 1) {
-            if (hc < 14) continue;
-            et = b16(r + 12);
-            long pos = 14;
-            for (int k = 0; k < 2; k++)
-                if ((et == 0x8100 || et == 0x88A8 || et == 0x9100) && pos + 4 <= hc) {
-                    et = b16(r + pos + 2);
-                    pos += 4;
-                }
-            l3 = pos;
-        } else if (link == 113) {
-            if (hc < 16) continue;
-            et = b16(r + 14); l3 = 16;
-        } else if (link == 276) {
-            if (hc < 20) continue;
-            et = b16(r); l3 = 20;
-        } else if (link == 101 || link == 12 || link == 14 || link == 228 || link == 229) {
-            if (hc < 1) continue;
-            et = (r[0] >> 4) == 4 ? 0x0800 : (r[0] >> 4) == 6 ? 0x86DD : 0; l3 = 0;
-        } else if (link == 0 || link == 108) {
-            if (hc < 4) continue;
-            uint32_t fam = r[0] ? r[0] : r[3];
-            et = fam == 2 ? 0x0800 : (fam == 24 || fam == 28 || fam == 30) ? 0x86DD : 0; l3 = 4;
-        } else continue;
-        int v4 = 0;
-        long l4;
-        if (et == 0x0800) {
-            if (l3 + 20 > hc || (r[l3] >> 4) != 4) continue;
-            long ihl = (r[l3] & 15) * 4;
-            if (r[l3 + 9] != 6 || (b16(r + l3 + 6) & 0x1FFF) != 0 || ihl < 20) continue;
-            v4 = 1; l4 = l3 + ihl;
-        } else if (et == 0x86DD) {
-            if (l3 + 40 > hc || (r[l3] >> 4) != 6) continue;
-            uint32_t nh = r[l3 + 6];
-            l4 = l3 + 40;
-            for (int k = 0; k < 3; k++)
-                if ((nh == 0 || nh == 43 || nh == 60) && l4 + 8 <= hc) {
-                    uint32_t nxt = r[l4];
-                    l4 += ((long)r[l4 + 1] + 1) * 8;
-                    nh = nxt;
-                }
-            if (nh != 6) continue;
-        } else continue;
-        if (l4 + 20 > hc) continue;
-        long doff = (r[l4 + 12] >> 4) * 4;
-        if (doff < 20) continue;
-        rows[j] = i;
-        long ip_end;
-        uint32_t tot = b16(r + l3 + 2), pl6 = b16(r + l3 + 4);
-        if (v4) {
-            c[0 * n + j] = 4;
-            c[1 * n + j] = 0; c[2 * n + j] = b32(r + l3 + 12);
-            c[3 * n + j] = 0; c[4 * n + j] = b32(r + l3 + 16);
-            ip_end = tot ? l3 + tot : cap;
-            c[11 * n + j] = b16(r + l3 + 4);
-            c[12 * n + j] = r[l3 + 8];
-            c[13 * n + j] = r[l3 + 1];
-        } else {
-            c[0 * n + j] = 6;
-            c[1 * n + j] = (int64_t)b64(r + l3 + 8); c[2 * n + j] = (int64_t)b64(r + l3 + 16);
-            c[3 * n + j] = (int64_t)b64(r + l3 + 24); c[4 * n + j] = (int64_t)b64(r + l3 + 32);
-            ip_end = pl6 ? l3 + 40 + pl6 : cap;
-            c[11 * n + j] = -1;
-            c[12 * n + j] = r[l3 + 7];
-            c[13 * n + j] = (b16(r + l3) >> 4) & 0xFF;
+    for (long i = 0; i < n; i++)
+        if (parse_one(buf + offs[i], caps[i], links[i], head, offs[i], c, n, j)) rows[j++] = i;
+    return j;
+}
+/* walk classic pcap records and parse them in one pass; returns TCP rows written */
+long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mult, long maxrec,
+                       long maxn, long link, long head, int64_t *c, int64_t *ts,
+                       long *pos_out, int *reason, long *nrec) {
+    long n = 0, j = 0;
+    *reason = 0;
+    while (pos < size) {
+        if (n >= maxn) { *reason = 3; break; }
+        if (pos + 16 > size) { *reason = 1; break; }
+        uint32_t sec = rd32(buf + pos, be), frac = rd32(buf + pos + 4, be);
+        uint32_t cap = rd32(buf + pos + 8, be), orig = rd32(buf + pos + 12, be);
+        if (cap > maxrec || (cap > orig && orig != 0) || (mult == 1000 && frac >= 1000000)) {
+            *reason = 2; break;
         }
-        c[5 * n + j] = b16(r + l4);
-        c[6 * n + j] = b16(r + l4 + 2);
-        c[7 * n + j] = b32(r + l4 + 4);
-        c[8 * n + j] = b32(r + l4 + 8);
-        c[9 * n + j] = r[l4 + 13];
-        c[10 * n + j] = b16(r + l4 + 14);
-        long pl_off = l4 + doff;
-        long plen = ip_end - pl_off; if (plen < 0) plen = 0;
-        long pe = ip_end < cap ? ip_end : cap;
-        long pcap = pe - pl_off; if (pcap < 0) pcap = 0;
-        c[14 * n + j] = plen;
-        c[15 * n + j] = offs[i] + pl_off;
-        c[16 * n + j] = pcap;
-        int64_t tsval = -1, tsecr = -1, mss = -1, ws = -1;
-        long pos = l4 + 20, oend = l4 + doff < hc ? l4 + doff : hc;
-        for (int k = 0; k < 40 && pos < oend; k++) {
-            uint32_t kind = r[pos];
-            if (kind == 0) break;
-            if (kind == 1) { pos++; continue; }
-            if (pos + 1 >= oend) break;
-            long olen = r[pos + 1];
-            if (olen < 2 || pos + olen > oend) break;
-            if (kind == 8 && olen == 10) { tsval = b32(r + pos + 2); tsecr = b32(r + pos + 6); }
-            else if (kind == 2 && olen == 4) mss = b16(r + pos + 2);
-            else if (kind == 3 && olen == 3) ws = r[pos + 2];
-            pos += olen;
+        if (pos + 16 + (long)cap > size) { *reason = 1; break; }
+        if (parse_one(buf + pos + 16, cap, link, head, pos + 16, c, maxn, j)) {
+            ts[j] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
+            j++;
         }
-        c[17 * n + j] = tsval; c[18 * n + j] = tsecr; c[19 * n + j] = mss; c[20 * n + j] = ws;
-        c[21 * n + j] = offs[i] + l4 + 20;
-        long ol = oend - (l4 + 20);
-        c[22 * n + j] = ol > 0 ? ol : 0;
-        j++;
+        n++;
+        pos += 16 + cap;
     }
+    *pos_out = pos;
+    *nrec = n;
     return j;
 }
 static inline uint64_t hmix(uint64_t x) {
@@ -272,6 +299,12 @@ def _load() -> Any:
     ]
     lib.hopcap_gather.restype = None
     lib.hopcap_gather.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
+    lib.hopcap_walk_parse.restype = ctypes.c_long
+    lib.hopcap_walk_parse.argtypes = [
+        p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long,
+        ctypes.c_long, ctypes.c_long, ctypes.c_long, p, p,
+        ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_long),
+    ]  # fmt: skip
     lib.hopcap_parse.restype = ctypes.c_long
     lib.hopcap_parse.argtypes = [p, p, p, p, ctypes.c_long, ctypes.c_long, p, p]
     lib.hopcap_join.restype = ctypes.c_long
@@ -452,3 +485,37 @@ def occurrences(k: npt.NDArray[np.uint64]) -> I64 | None:
     occ = np.empty(a.shape[0], np.int64)
     lib.hopcap_occ(a.ctypes.data, a.shape[0], tk.ctypes.data, tv.ctypes.data, cap, occ.ctypes.data)
     return occ
+
+
+def walk_parse_pcap(
+    buf: Any, big_endian: bool, mult: int, max_record: int, link: int, head: int, chunk: int
+) -> Any:
+    """Classic pcap in one C pass: yields (records walked, ts of TCP rows, columns) per
+    chunk, then a final (stop byte, reason) tuple; None without a compiler."""
+    lib = _load()
+    if lib is None or len(buf) < 24:
+        return None
+
+    def gen() -> Any:
+        addr, keep = _addr(buf)
+        size = len(buf)
+        pos = 24
+        while True:
+            cols = np.empty((len(PARSE_COLUMNS), chunk), np.int64)
+            ts = np.empty(chunk, np.int64)
+            pos_out = ctypes.c_long(0)
+            why = ctypes.c_int(0)
+            nrec = ctypes.c_long(0)
+            k = lib.hopcap_walk_parse(
+                addr, size, pos, int(big_endian), mult, max_record, chunk, link, head,
+                cols.ctypes.data, ts.ctypes.data, ctypes.byref(pos_out), ctypes.byref(why),
+                ctypes.byref(nrec),
+            )  # fmt: skip
+            yield nrec.value, ts[:k], {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)}
+            pos = pos_out.value
+            if why.value != 3:
+                del keep
+                yield (pos, why.value)
+                return
+
+    return gen()

@@ -267,8 +267,8 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, 
         if t.tsval[i] >= 0:
             keys.append(("ts", int(t.tsval[i]), int(t.ipid[i])))
             n_ts += 1
-    # payload hashes of the first data packets
-    data = rows[t.pl_cap[rows] > 0][:2]
+    # payload hashes of the first data packets, when nothing above identifies the half
+    data = rows[t.pl_cap[rows] > 0][: 0 if n_ts >= 2 else 2]
     for i in data.tolist():
         keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
     if not keys:

@@ -185,17 +185,24 @@ def _walk_pcap_records(
         offs, caps, tss, stop, reason = res
     else:
         offs, caps, tss, stop, reason = _walk_pcap_python(buf, endian, mult, size)
-    if reason == 1:
-        warnings.append(
-            f"{name}: truncated: record at byte {stop} runs past the end of the file "
-            f"(read {offs.shape[0]} packets before it)"
-        )
-    elif reason == 2:
-        warnings.append(
-            f"{name}: corrupt record header at byte {stop} "
-            f"(read {offs.shape[0]} packets before it; the rest is ignored)"
-        )
+    w = _walk_warning(name, reason, stop, int(offs.shape[0]))
+    if w:
+        warnings.append(w)
     return offs, caps, tss
+
+
+def _walk_warning(name: str, reason: int, stop: int, count: int) -> str | None:
+    if reason == 1:
+        return (
+            f"{name}: truncated: record at byte {stop} runs past the end of the file "
+            f"(read {count} packets before it)"
+        )
+    if reason == 2:
+        return (
+            f"{name}: corrupt record header at byte {stop} "
+            f"(read {count} packets before it; the rest is ignored)"
+        )
+    return None
 
 
 def _walk_pcap_python(
@@ -400,9 +407,16 @@ def read_capture(path: Path) -> PacketTable:
     The headers of each record (its first HEAD bytes) are copied into a small contiguous
     block, a chunk of records at a time, and parsed there: random access into a large
     mapped file costs a cache and TLB miss per field, a packed block does not."""
-    from hopcap.correlate._fastwalk import gather_heads, parse_records
+    from hopcap.correlate._fastwalk import gather_heads, parse_records, walk_parse_pcap
 
     buf = _open(path)
+    magic = bytes(buf[:4])
+    if magic in PCAP_MAGICS and len(buf) >= 24:
+        endian, mult = PCAP_MAGICS[magic]
+        _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
+        gen = walk_parse_pcap(buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, CHUNK)
+        if gen is not None:
+            return _finish(path, buf, _one_pass(path, buf, gen))
     rec = walk_records(path, buf)
     n = int(rec.off.shape[0])
     parts: list[PacketTable] = []
@@ -422,6 +436,33 @@ def read_capture(path: Path) -> PacketTable:
             link=rec.link[s:e],
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap))
+    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops))
+
+
+def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, list[str], None]:
+    parts: list[PacketTable] = []
+    nrec = 0
+    warnings: list[str] = []
+    for item in gen:
+        if len(item) == 2:
+            stop, reason = item
+            w = _walk_warning(path.name, reason, stop, nrec)
+            if w:
+                warnings.append(w)
+            break
+        k, ts, cols = item
+        nrec += k
+        parts.append(_from_columns(path, buf, ts, None, cols))
+    return parts, nrec, warnings, None
+
+
+def _finish(
+    path: Path, buf: Any, got: tuple[list[PacketTable], int, list[str], int | None]
+) -> PacketTable:
+    parts, n, warnings, kernel_drops = got
+    if not parts:
+        z = np.zeros(0, np.int64)
+        parts = [_from_columns(path, buf, z, None, {c: z for c in _FAST_COLUMNS})]
     t = parts[0]
     for c in _COLUMNS:
         dt = _NARROW.get(c)
@@ -430,13 +471,20 @@ def read_capture(path: Path) -> PacketTable:
         if dt is not None:
             setattr(t, c, getattr(t, c).astype(dt))
     t.records = n
-    t.warnings = list(rec.warnings)
-    t.kernel_drops = rec.kernel_drops
+    t.warnings = warnings
+    t.kernel_drops = kernel_drops
     return t
 
 
-def _from_columns(path: Path, buf: Any, ts: I64, rows: I64, c: dict[str, I64]) -> PacketTable:
-    k = rows.shape[0]
+_FAST_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", *(c for c in ("sport", "dport",
+                 "seq", "ack", "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap",
+                 "tsval", "tsecr", "mss", "wscale", "opt_off", "opt_len")))  # fmt: skip
+
+
+def _from_columns(
+    path: Path, buf: Any, ts: I64, rows: I64 | None, c: dict[str, I64]
+) -> PacketTable:
+    k = int(c["v"].shape[0])
     src = np.empty((k, 2), np.uint64)
     dst = np.empty((k, 2), np.uint64)
     src[:, 0] = c["src_hi"].view(np.uint64)
@@ -447,7 +495,7 @@ def _from_columns(path: Path, buf: Any, ts: I64, rows: I64, c: dict[str, I64]) -
         path=path,
         buf=buf,
         records=0,
-        ts=ts[rows],
+        ts=ts[rows] if rows is not None else ts,
         v=c["v"].astype(np.uint8),
         src=src,
         dst=dst,
