@@ -407,12 +407,10 @@ def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -
     for f in flows:
         for hop in f.hops:
             pa, pb = pts[hop.a], pts[hop.b]
-            if hop.c2s is not None and hop.c2s.pairs_a.shape[0]:
-                d = pb.table.ts[hop.c2s.pairs_b] - pa.table.ts[hop.c2s.pairs_a]
-                d1.setdefault((hop.a, hop.b), []).append(int(d.min()))
-            if hop.s2c is not None and hop.s2c.pairs_a.shape[0]:
-                d = pa.table.ts[hop.s2c.pairs_b] - pb.table.ts[hop.s2c.pairs_a]
-                d2.setdefault((hop.a, hop.b), []).append(int(d.min()))
+            if hop.c2s is not None and hop.c2s.d_min is not None:
+                d1.setdefault((hop.a, hop.b), []).append(hop.c2s.d_min)
+            if hop.s2c is not None and hop.s2c.d_min is not None:
+                d2.setdefault((hop.a, hop.b), []).append(hop.s2c.d_min)
     first = present[0] if present else 0
     if present:
         pts[first].offset_ns = 0
@@ -788,11 +786,8 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         if i > 0:
             hop = f.hops[i - 1]
             pa, pb = pts[hop.a], pts[hop.b]
-            if hop.c2s is not None and hop.c2s.pairs_a.shape[0]:
-                d = (pb.table.ts[hop.c2s.pairs_b] - pb.offset_ns) - (
-                    pa.table.ts[hop.c2s.pairs_a] - pa.offset_ns
-                )
-                lat = float(np.median(d)) / NS
+            if hop.c2s is not None and hop.c2s.d_med is not None:
+                lat = (hop.c2s.d_med - (pb.offset_ns - pa.offset_ns)) / NS
         tup = _leg_tuple(leg)
         legs_out.append(
             Leg(

@@ -56,8 +56,9 @@ class Rewrite:
 
 @dataclass
 class DirMatch:
-    pairs_a: I64  # matched rows (a, b), for clocks and latency
-    pairs_b: I64
+    matched: int = 0  # packets matched
+    d_min: int | None = None  # min and median of (downstream ts - upstream ts), raw clocks
+    d_med: float | None = None
     undelivered: list[int] = field(default_factory=list)  # a rows that never reached b
     undelivered_bytes: dict[int, int] = field(default_factory=dict)  # partially delivered
     unexplained: list[int] = field(default_factory=list)  # b rows never seen at a
@@ -408,23 +409,22 @@ def match_batch(
 
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-    out = [
-        DirMatch(
-            pairs_a=np.zeros(0, np.int64),
-            pairs_b=np.zeros(0, np.int64),
-            base=int(prm.base[k]),
-            a_base=int(prm.a_base[k]),
-        )
-        for k in range(npairs)
-    ]
+    out = [DirMatch(base=int(prm.base[k]), a_base=int(prm.a_base[k])) for k in range(npairs)]
     if pa_all.shape[0]:
+        # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
+        # for latency; the pairs themselves are not kept
         pp = pid_a[pa_all]
-        o = np.argsort(pp, kind="stable")
-        cuts = np.searchsorted(pp[o], np.arange(npairs + 1))
-        ga, gb = ra[pa_all[o]], rb[pb_all[o]]
+        d = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
+        o = np.lexsort((d, pp))
+        pp, d = pp[o], d[o]
+        cuts = np.searchsorted(pp, np.arange(npairs + 1))
         for k in np.nonzero(np.diff(cuts))[0].tolist():
-            out[k].pairs_a = ga[cuts[k] : cuts[k + 1]]
-            out[k].pairs_b = gb[cuts[k] : cuts[k + 1]]
+            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            m = hi - lo
+            dm = out[k]
+            dm.matched = m
+            dm.d_min = int(d[lo])
+            dm.d_med = float(d[lo + (m - 1) // 2] + d[lo + m // 2]) / 2
     for i in left_a.tolist():
         out[int(pid_a[i])].undelivered.append(int(ra[i]))
     for j in left_b.tolist():

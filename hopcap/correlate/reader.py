@@ -425,7 +425,7 @@ def read_capture(path: Path) -> PacketTable:
         off, cap = rec.off[s:e], rec.cap[s:e]
         fast = parse_records(buf, off, cap, rec.link[s:e], HEAD)
         if fast is not None:
-            parts.append(_from_columns(path, buf, rec.ts[s:e], *fast))
+            parts.append(_narrow(_from_columns(path, buf, rec.ts[s:e], *fast)))
             continue
         heads = gather_heads(buf, off, cap, HEAD)
         k = e - s
@@ -437,6 +437,18 @@ def read_capture(path: Path) -> PacketTable:
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap))
     return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops))
+
+
+def _narrow(t: PacketTable) -> PacketTable:
+    """Own, compact columns (chunk buffers of the parser are released)."""
+    for c in _COLUMNS:
+        a = getattr(t, c)
+        dt = _NARROW.get(c)
+        if dt is not None and a.dtype != dt:
+            setattr(t, c, a.astype(dt))
+        elif a.base is not None:
+            setattr(t, c, a.copy())
+    return t
 
 
 def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, list[str], None]:
@@ -452,7 +464,7 @@ def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, l
             break
         k, ts, cols = item
         nrec += k
-        parts.append(_from_columns(path, buf, ts, None, cols))
+        parts.append(_narrow(_from_columns(path, buf, ts.copy(), None, cols)))
     return parts, nrec, warnings, None
 
 
@@ -463,13 +475,13 @@ def _finish(
     if not parts:
         z = np.zeros(0, np.int64)
         parts = [_from_columns(path, buf, z, None, {c: z for c in _FAST_COLUMNS})]
+    parts = [_narrow(x) for x in parts]
     t = parts[0]
-    for c in _COLUMNS:
-        dt = _NARROW.get(c)
-        if len(parts) > 1:
+    if len(parts) > 1:
+        for c in _COLUMNS:
             setattr(t, c, np.concatenate([getattr(x, c) for x in parts]))
-        if dt is not None:
-            setattr(t, c, getattr(t, c).astype(dt))
+            for x in parts[1:]:
+                setattr(x, c, None)  # free as we go: the peak stays near one copy
     t.records = n
     t.warnings = warnings
     t.kernel_drops = kernel_drops
