@@ -116,8 +116,8 @@ def build_halves(t: PacketTable) -> list[Half]:
     n = len(t)
     if n == 0:
         return []
-    tkey = mix(t.src[:, 0], t.src[:, 1], t.dst[:, 0], t.dst[:, 1], t.sport, t.dport)
-    rkey = mix(t.dst[:, 0], t.dst[:, 1], t.src[:, 0], t.src[:, 1], t.dport, t.sport)
+    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
+    rkey = mix(t.dst_hi, t.dst_lo, t.src_hi, t.src_lo, t.dport, t.sport)
     # file order within a tuple: a capture writes packets as the kernel saw them, and a
     # bogus timestamp (some tools write 0 for packets they forge) must not move them
     order = np.argsort(tkey, kind="stable")
@@ -153,8 +153,8 @@ def build_halves(t: PacketTable) -> list[Half]:
                 tkey=int(tk[s]),
                 rkey=int(rkey[r0]),
                 v=int(t.v[r0]),
-                src=(int(t.src[r0, 0]), int(t.src[r0, 1])),
-                dst=(int(t.dst[r0, 0]), int(t.dst[r0, 1])),
+                src=(int(t.src_hi[r0]), int(t.src_lo[r0])),
+                dst=(int(t.dst_hi[r0]), int(t.dst_lo[r0])),
                 sport=int(t.sport[r0]),
                 dport=int(t.dport[r0]),
                 syn=is_syn,

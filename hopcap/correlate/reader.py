@@ -73,8 +73,10 @@ class PacketTable:
     records: int  # every record in the file, TCP or not
     ts: I64
     v: npt.NDArray[np.uint8]  # 4 or 6
-    src: npt.NDArray[np.uint64]  # two u64 words per address: (hi, lo); IPv4 in lo
-    dst: npt.NDArray[np.uint64]
+    src_hi: npt.NDArray[np.uint64]  # an address as two u64 words; IPv4 in lo, hi 0
+    src_lo: npt.NDArray[np.uint64]  # (hi columns of IPv4-only captures take no memory)
+    dst_hi: npt.NDArray[np.uint64]
+    dst_lo: npt.NDArray[np.uint64]
     sport: I64
     dport: I64
     seq: I64
@@ -88,11 +90,11 @@ class PacketTable:
     pl_off: I64  # payload offset in buf
     pl_cap: I64  # captured payload bytes (<= plen when the snap length cut it)
     tsval: I64  # -1: no timestamp option
-    tsecr: I64
+    tsecr: npt.NDArray[np.uint32]  # meaningful only where tsval >= 0
     mss: I64  # -1: no MSS option
     wscale: I64
-    opt_off: I64  # offset of the TCP options in buf
-    opt_len: I64
+    opt_back: npt.NDArray[np.int16]  # the TCP options start this many bytes before pl_off
+    opt_len: npt.NDArray[np.int16]
     warnings: list[str] = field(default_factory=list)
     kernel_drops: int | None = None
 
@@ -108,7 +110,7 @@ class PacketTable:
         return bytes(self.buf[o + s : o + e])
 
     def options(self, i: int) -> bytes:
-        o = int(self.opt_off[i])
+        o = int(self.pl_off[i]) - int(self.opt_back[i])
         return bytes(self.buf[o : o + int(self.opt_len[i])])
 
     def close(self) -> None:
@@ -387,9 +389,9 @@ def _be64(u8: U8, o: I64) -> npt.NDArray[np.uint64]:
 HEAD = 160  # header bytes of a record parsed: link + VLANs + IPv6 + extensions + TCP options
 CHUNK = 1 << 18
 
-_COLUMNS = ("ts", "v", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win", "ipid",
-            "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr", "mss", "wscale",
-            "opt_off", "opt_len")  # fmt: skip
+_COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
+            "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
+            "mss", "wscale", "opt_back", "opt_len")  # fmt: skip
 
 
 # columns that never need 64 bits; sequence numbers, timestamps and offsets keep int64 so
@@ -397,7 +399,7 @@ _COLUMNS = ("ts", "v", "src", "dst", "sport", "dport", "seq", "ack", "flags", "w
 _NARROW: dict[str, type] = {
     "sport": np.int32, "dport": np.int32, "win": np.int32, "ipid": np.int32, "plen": np.int32,
     "pl_cap": np.int32, "mss": np.int32, "flags": np.int16, "ttl": np.int16, "tos": np.int16,
-    "wscale": np.int16, "opt_len": np.int16,
+    "wscale": np.int16, "opt_len": np.int16, "opt_back": np.int16, "tsecr": np.uint32,
 }  # fmt: skip
 
 
@@ -444,7 +446,9 @@ def _narrow(t: PacketTable) -> PacketTable:
     for c in _COLUMNS:
         a = getattr(t, c)
         dt = _NARROW.get(c)
-        if dt is not None and a.dtype != dt:
+        if c in ("src_hi", "dst_hi") and not a.any():
+            setattr(t, c, np.broadcast_to(np.uint64(0), a.shape))  # IPv4 only: no memory
+        elif dt is not None and a.dtype != dt:
             setattr(t, c, a.astype(dt))
         elif a.base is not None:
             setattr(t, c, a.copy())
@@ -482,6 +486,7 @@ def _finish(
             setattr(t, c, np.concatenate([getattr(x, c) for x in parts]))
             for x in parts[1:]:
                 setattr(x, c, None)  # free as we go: the peak stays near one copy
+        _narrow(t)
     t.records = n
     t.warnings = warnings
     t.kernel_drops = kernel_drops
@@ -496,22 +501,18 @@ _FAST_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", *(c for c in ("spo
 def _from_columns(
     path: Path, buf: Any, ts: I64, rows: I64 | None, c: dict[str, I64]
 ) -> PacketTable:
-    k = int(c["v"].shape[0])
-    src = np.empty((k, 2), np.uint64)
-    dst = np.empty((k, 2), np.uint64)
-    src[:, 0] = c["src_hi"].view(np.uint64)
-    src[:, 1] = c["src_lo"].view(np.uint64)
-    dst[:, 0] = c["dst_hi"].view(np.uint64)
-    dst[:, 1] = c["dst_lo"].view(np.uint64)
     return PacketTable(
         path=path,
         buf=buf,
         records=0,
         ts=ts[rows] if rows is not None else ts,
         v=c["v"].astype(np.uint8),
-        src=src,
-        dst=dst,
-        **{name: c[name] for name in _COLUMNS[4:]},  # type: ignore[arg-type]
+        src_hi=c["src_hi"].view(np.uint64),
+        src_lo=c["src_lo"].view(np.uint64),
+        dst_hi=c["dst_hi"].view(np.uint64),
+        dst_lo=c["dst_lo"].view(np.uint64),
+        opt_back=c["pl_off"] - c["opt_off"],
+        **{name: c[name] for name in _COLUMNS[6:] if name != "opt_back"},  # type: ignore[arg-type]
     )
 
 
@@ -692,8 +693,10 @@ def _parse(
         records=int(n),
         ts=ts,
         v=np.where(v4, 4, 6).astype(np.uint8),
-        src=src,
-        dst=dst,
+        src_hi=src[:, 0].copy(),
+        src_lo=src[:, 1].copy(),
+        dst_hi=dst[:, 0].copy(),
+        dst_lo=dst[:, 1].copy(),
         sport=sport,
         dport=dport,
         seq=seq,
@@ -707,10 +710,10 @@ def _parse(
         pl_off=pl_off,
         pl_cap=pl_cap,
         tsval=tsval,
-        tsecr=tsecr,
+        tsecr=tsecr.astype(np.uint32),
         mss=mss,
         wscale=wscale,
-        opt_off=opt_off + shift,
+        opt_back=(l4 + doff) - opt_off,
         opt_len=np.maximum(opt_end - opt_off, 0),
         warnings=list(rec.warnings),
         kernel_drops=rec.kernel_drops,
