@@ -282,10 +282,7 @@ def _extend(
             ended = _how_ended(pa, leg)
             if ended == "answered":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                cands = [c for c in pb.conns if c.cid not in claimed[b] or True]
-                pm = link_proxied(
-                    pa, conn_a, pb, cands, offset_ns=pts[b].offset_ns - pts[a].offset_ns
-                )
+                pm = link_proxied(pa, conn_a, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns)
                 if pm is not None:
                     claimed[b].add(pm.conn.cid)
                     flow.hops.append(Hop(a, b, None, None, missing, None))

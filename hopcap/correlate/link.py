@@ -3,6 +3,7 @@ fingerprints), conntrack ground truth, and proxies (application bytes)."""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -185,33 +186,47 @@ class ProxyMatch:
     details: tuple[str, ...]
 
 
+def _conn_chunks(pc: PointConns, conn: Conn) -> tuple[list[bytes], list[bytes]]:
+    cache: dict[int, tuple[list[bytes], list[bytes]]] = pc.__dict__.setdefault("_chunks", {})
+    got = cache.get(conn.cid)
+    if got is None:
+        got = cache[conn.cid] = (chunks(stream_bytes(pc, conn.c)), chunks(stream_bytes(pc, conn.s)))
+    return got
+
+
 def link_proxied(
     a: PointConns,
     conn: Conn,
     b: PointConns,
-    candidates: list[Conn],
     *,
     offset_ns: int = 0,
     slack_ns: int = 2_000_000_000,
+    pool_ns: int = 120_000_000_000,
 ) -> ProxyMatch | None:
-    """Find the connection at `b` that carries the application bytes of `conn` at `a`."""
-    ca = chunks(stream_bytes(a, conn.c))
-    sa = chunks(stream_bytes(a, conn.s))
+    """Find the connection at `b` that carries the application bytes of `conn` at `a`: one
+    open around the same time (or a pooled one opened up to `pool_ns` before)."""
+    ca, sa = _conn_chunks(a, conn)
     if not ca and not sa:
         return None
     set_ca, set_sa = set(ca), set(sa)
+    total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
     best: ProxyMatch | None = None
-    lo = conn.first_ts - slack_ns
-    hi = conn.last_ts + slack_ns
-    for cb_conn in candidates:
-        first = cb_conn.first_ts - offset_ns
-        if first < lo or first > hi:
+    lo = conn.first_ts - slack_ns + offset_ns
+    hi = conn.last_ts + slack_ns + offset_ns
+    starts: list[int] = b.__dict__.get("_starts") or []
+    order: list[Conn] = b.__dict__.get("_by_start") or []
+    if not order:
+        order = sorted(b.conns, key=lambda c: c.first_ts)
+        starts = [c.first_ts for c in order]
+        b.__dict__["_by_start"], b.__dict__["_starts"] = order, starts
+    i0 = bisect.bisect_left(starts, lo - pool_ns)
+    i1 = bisect.bisect_right(starts, hi)
+    for cb_conn in order[i0:i1]:
+        if cb_conn.last_ts < lo:
             continue
-        cb = chunks(stream_bytes(b, cb_conn.c))
-        sb = chunks(stream_bytes(b, cb_conn.s))
+        cb, sb = _conn_chunks(b, cb_conn)
         set_cb, set_sb = set(cb), set(sb)
         common = sum(len(x) for x in set_ca & set_cb) + sum(len(x) for x in set_sa & set_sb)
-        total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
         if total == 0 or common < 8:
             continue
         score = common / total
@@ -225,8 +240,11 @@ def link_proxied(
             for line in ca:
                 if line not in set_cb:
                     details.append("c2s removed: " + line.decode("latin-1")[:120])
+            for line in sa:
+                if line not in set_sb:
+                    details.append("s2c inserted: " + line.decode("latin-1")[:120])
             for line in sb:
                 if line not in set_sa:
-                    details.append("s2c changed: " + line.decode("latin-1")[:120])
+                    details.append("s2c removed: " + line.decode("latin-1")[:120])
             best = ProxyMatch(cb_conn, score, tuple(details[:8]))
     return best

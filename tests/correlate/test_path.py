@@ -366,3 +366,80 @@ def test_capture_started_late_is_gap(tmp_path: Path) -> None:
     ]))  # fmt: skip
     assert not only(v, "drop") and not only(v, "inject")
     assert only(v, "gap")
+
+
+def test_port_closed_is_reset_by_server(tmp_path: Path) -> None:
+    c = Conv(seed=60)
+    c.handshake(answered=False)
+    c.seg(S2C, "RA", tag="rst", dt=0.0005)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View()),
+        ("srv:eth0", lambda x: View(delay=0.0001)),
+    ]))  # fmt: skip
+    f = all_findings(v)
+    assert [(x.kind, x.direction, x.between) for x in f] == [("reset", "s2c", ("srv", "srv:eth0"))]
+    assert v.flows[0].broken and "srv" in v.flows[0].summary and "RST" in v.flows[0].summary
+
+
+def test_packet_appearing_on_a_wire_is_gap_not_inject(tmp_path: Path) -> None:
+    c = http_conv()
+    # fw:eth0 saw an ACK the client's own capture never recorded: capture loss at the client
+    lost = c.segs[2]
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(drop=lambda s: s is lost)),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+    ]))  # fmt: skip
+    f = all_findings(v)
+    assert [(x.kind, x.direction, x.between) for x in f] == [
+        ("gap", "c2s", ("client:eth0", "fw:eth0"))
+    ]
+    assert not v.flows[0].broken
+
+
+def test_conntrack_is_ground_truth_for_ambiguous_nat(tmp_path: Path) -> None:
+    # two connections with the same bytes, no TCP timestamps, ISNs randomised and IP IDs
+    # rewritten by the firewall: only conntrack says which is which
+    a = Conv(client=("203.0.113.10", 50001), seed=70, ts=False)
+    b = Conv(client=("203.0.113.11", 50002), seed=71, ts=False, t0=a.t0 + 0.001)
+    for c in (a, b):
+        c.handshake()
+        c.request(HTTP_REQ)
+        c.response(HTTP_RESP)
+        c.close()
+    port = {id(a): 40001, id(b): 40002}
+    delay = {id(a): 0.005, id(b): 0.0}  # timing alone would pair them the wrong way round
+
+    def scramble(s: Seg) -> Seg:
+        s.ipid = (s.ipid * 7919 + 13) & 0xFFFF
+        return s
+
+    v = correlate(
+        points(
+            tmp_path,
+            [a, b],
+            [
+                ("fw:eth0", lambda c: View()),
+                (
+                    "fw:eth1",
+                    lambda c: View(
+                        delay=delay[id(c)],
+                        nat=nat_map(c, sport=port[id(c)]),
+                        seq_off={C2S: 12345 + port[id(c)], S2C: 0},
+                        change=scramble,
+                    ),
+                ),
+            ],
+        ),  # fmt: skip
+        conntrack={
+            "fw": (
+                "tcp      6 431999 ESTABLISHED src=203.0.113.10 dst=203.0.113.80 sport=50001 "
+                "dport=80 src=198.18.1.2 dst=198.18.1.1 sport=80 dport=40001 [ASSURED] use=1\n"
+                "tcp      6 431999 ESTABLISHED src=203.0.113.11 dst=203.0.113.80 sport=50002 "
+                "dport=80 src=198.18.1.2 dst=198.18.1.1 sport=80 dport=40002 [ASSURED] use=1\n"
+            )
+        },
+    )
+    by_client = {fl.client: fl for fl in v.flows}
+    assert by_client["203.0.113.10:50001"].legs[1].tuple == "198.18.1.1:40001 > 198.18.1.2:80"
+    assert by_client["203.0.113.11:50002"].legs[1].tuple == "198.18.1.1:40002 > 198.18.1.2:80"
+    assert all_findings(v) == []
