@@ -301,8 +301,8 @@ def main() -> int:
     )
     rss_pp = (rss1 - rss0) * 1024 * 1024 / total if rss1 > rss0 else 0.0
     print(
-        f"memory: peak RSS {rss1:.0f} MB (before correlate {rss0:.0f} MB, files {size / 1e6:.0f} MB "
-        f"mapped): RSS growth {rss_pp:.0f} bytes/packet including the mapped file pages"
+        f"memory: peak RSS {rss1:.0f} MB (before correlate {rss0:.0f} MB, "
+        f"files {size / 1e6:.0f} MB mapped): RSS growth {rss_pp:.0f} bytes/packet including the mapped file pages"
     )
     if heap_peak is not None:
         print(
@@ -311,8 +311,10 @@ def main() -> int:
         )
 
     if not args.no_tshark and shutil.which("tshark"):
-        fields = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq",
-                  "tcp.ack", "ip.id", "tcp.len", "tcp.flags", "tcp.options.timestamp.tsval"]  # fmt: skip
+        fields = [
+            "frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq",
+            "tcp.ack", "ip.id", "tcp.len", "tcp.flags", "tcp.options.timestamp.tsval",
+        ]  # fmt: skip
         cmd_base = ["tshark", "-n", "-T", "fields"]
         for fld in fields:
             cmd_base += ["-e", fld]

@@ -429,7 +429,7 @@ def test_conntrack_is_ground_truth_for_ambiguous_nat(tmp_path: Path) -> None:
                     ),
                 ),
             ],
-        ),  # fmt: skip
+        ),
         conntrack={
             "fw": (
                 "tcp      6 431999 ESTABLISHED src=203.0.113.10 dst=203.0.113.80 sport=50001 "
