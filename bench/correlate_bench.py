@@ -302,7 +302,8 @@ def main() -> int:
     rss_pp = (rss1 - rss0) * 1024 * 1024 / total if rss1 > rss0 else 0.0
     print(
         f"memory: peak RSS {rss1:.0f} MB (before correlate {rss0:.0f} MB, "
-        f"files {size / 1e6:.0f} MB mapped): RSS growth {rss_pp:.0f} bytes/packet including the mapped file pages"
+        f"files {size / 1e6:.0f} MB mapped): RSS growth {rss_pp:.0f} bytes/packet "
+        "including the mapped file pages"
     )
     if heap_peak is not None:
         print(
