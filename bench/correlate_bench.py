@@ -110,6 +110,10 @@ def ground_truth(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     return g
 
 
+def _dropped(g: dict[str, np.ndarray]) -> np.ndarray:
+    return (g["uid"] * 2654435761 % 10007) == 0
+
+
 def point_view(
     g: dict[str, np.ndarray], name: str, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -138,7 +142,7 @@ def point_view(
         v["ttl"] = np.where(g["d"] == 0, 64, 63)
     keep = np.ones(g["d"].shape[0], bool)
     # a few packets die inside fw: seen at fw:eth0 (c2s) / fw:eth1 (s2c), never beyond
-    dropped = (g["uid"] * 2654435761 % 10007) == 0
+    dropped = _dropped(g)
     if name in ("fw:eth1", "lb:eth0"):
         keep &= ~(dropped & (g["d"] == 0))
     if name in ("fw:eth0", "client:eth0"):
@@ -263,6 +267,7 @@ def main() -> int:
         counts.append(write_pcap(f, v))
         files.append(f)
         del v
+    expected_drops = int(_dropped(g).sum())
     del g
     gc.collect()
     gen_s = time.perf_counter() - t0
@@ -298,6 +303,14 @@ def main() -> int:
         f"hopcap correlate: wall {hop_s:.2f}s ({total / hop_s / 1e6:.2f} M packets/s), "
         f"cpu {hop_cpu:.2f}s ({total / hop_cpu / 1e6:.2f} M packets/s); "
         f"{len(verdict.flows)} flows, findings {kinds}, legs {links}"
+    )
+    inside = {("fw:eth0", "fw:eth1"), ("fw:eth1", "fw:eth0")}
+    all_f = [fd for fl in verdict.flows for fd in fl.findings]
+    found = sum(fd.packets for fd in all_f if fd.kind == "drop" and tuple(fd.between) in inside)
+    other = sum(1 for fd in all_f if fd.kind != "drop" or tuple(fd.between) not in inside)
+    print(
+        f"correctness: {found} packets reported dropped inside fw, {expected_drops} dropped by "
+        f"the generator; {other} other findings (expected 0)"
     )
     rss_pp = (rss1 - rss0) * 1024 * 1024 / total if rss1 > rss0 else 0.0
     print(

@@ -32,16 +32,19 @@ PREFIX = "hcb"
 MGMT = "198.19.220.0/24"
 
 
-def skew(inv: Inventory, runs: int) -> list[float]:
+def skew(inv: Inventory, runs: int) -> tuple[list[float], list[str]]:
+    """Start skew per run (over the points that listened), and what failed."""
     out: list[float] = []
+    failed: list[str] = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as d:
             rec = asyncio.run(
                 run_capture(inv, RunOptions(out=Path(d), collect_facts=False, window_s=3))
             )
-            assert rec.start_skew_s is not None and rec.complete, rec.errors
+            assert rec.start_skew_s is not None
             out.append(rec.start_skew_s)
-    return out
+            failed += list(rec.errors)
+    return out, failed
 
 
 def fifty(inv: Inventory) -> Inventory:
@@ -127,8 +130,10 @@ def main() -> None:
     info = lab.up(PREFIX, mgmt_net=MGMT)
     try:
         inv = load(info.inventory)
-        s4 = skew(inv, args.runs)
-        s50 = skew(fifty(inv), args.runs)
+        s4, f4 = skew(inv, args.runs)
+        s50, f50 = skew(fifty(inv), args.runs)
+        for f in f4 + f50:
+            print(f"  failed: {f}")
         print(
             f"start skew, 4 hosts / 6 points: median {statistics.median(s4) * 1000:.0f} ms "
             f"(runs: {', '.join(f'{x * 1000:.0f}' for x in s4)} ms)"
