@@ -279,7 +279,7 @@ def _extend(
             ys = _partner(pb, yc)
         details: tuple[str, ...] = ()
         if yc is None and ys is None:
-            ended = _how_ended(pa, leg)
+            ended = _how_ended(pa, leg) if len(pb.table) else "nothing"
             if ended == "answered":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
                 pm = link_proxied(pa, conn_a, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns)
@@ -684,6 +684,19 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 add_lost("c2s", pa, pb, leg.c.idx.tolist(), leg.c.isn)
             if hop.ended == "rst" and leg.s is not None:
                 add_extra("s2c", pb, pa, leg.s.idx.tolist(), leg.s.isn)
+            if hop.ended == "nothing":
+                findings.append(
+                    Finding(
+                        "gap",
+                        "c2s",
+                        (pa.name, pb.name),
+                        0,
+                        0,
+                        first_ts_ns / NS,
+                        f"{pb.name} captured no TCP packets at all (wrong interface, filter, or a "
+                        f"capture that failed?): what happened after {pa.name} is unknown",
+                    )
+                )
             continue
         dirs: tuple[tuple[Direction, DirMatch | None, Point, Point], ...] = (
             ("c2s", hop.c2s, pa, pb),
@@ -857,7 +870,15 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
     path = " -> ".join(leg.point for leg in legs)
     kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
-    return f"OK: delivered both ways through {path}" + (f" ({', '.join(kinds)})" if kinds else "")
+    more = f" ({', '.join(kinds)})" if kinds else ""
+    if f.hops and f.hops[-1].ended == "answered":
+        pa, pb = pts[f.hops[-1].a], pts[f.hops[-1].b]
+        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
+        return (
+            f"OK: through {path}{more}; answered before {pb.name} ({who}: an endpoint or a proxy "
+            "whose other side carries other bytes)"
+        )
+    return f"OK: delivered both ways through {path}{more}"
 
 
 def _kind_word(what: str) -> str:

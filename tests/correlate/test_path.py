@@ -443,3 +443,15 @@ def test_conntrack_is_ground_truth_for_ambiguous_nat(tmp_path: Path) -> None:
     assert by_client["203.0.113.10:50001"].legs[1].tuple == "198.18.1.1:40001 > 198.18.1.2:80"
     assert by_client["203.0.113.11:50002"].legs[1].tuple == "198.18.1.1:40002 > 198.18.1.2:80"
     assert all_findings(v) == []
+
+
+def test_point_that_captured_nothing_is_gap(tmp_path: Path) -> None:
+    from pcapgen import write_pcap_raw
+
+    c = http_conv()
+    pts = points(tmp_path, [c], [("fw:eth0", lambda x: View())])
+    pts.append(PointInput(name="fw:eth1", pcap=write_pcap_raw(tmp_path / "empty.pcap", [])))
+    v = correlate(pts)
+    f = all_findings(v)
+    assert [(x.kind, x.between) for x in f] == [("gap", ("fw:eth0", "fw:eth1"))]
+    assert "no TCP packets" in f[0].what
