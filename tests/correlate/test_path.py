@@ -455,3 +455,17 @@ def test_point_that_captured_nothing_is_gap(tmp_path: Path) -> None:
     f = all_findings(v)
     assert [(x.kind, x.between) for x in f] == [("gap", ("fw:eth0", "fw:eth1"))]
     assert "no TCP packets" in f[0].what
+
+
+def test_verdict_is_json_and_round_trips(tmp_path: Path) -> None:
+    import json
+
+    front, back = _proxy_pair(seed=80)
+    v = correlate(points(tmp_path, [front, back], [
+        ("lb:eth0", lambda c: View(drop=lambda s: s.conv is back or s.tag == "resp")),
+        ("lb:eth1", lambda c: View(delay=0.0002, drop=lambda s: s.conv is front)),
+    ]))  # fmt: skip
+    text = json.dumps(v.to_dict())
+    again = Verdict.from_dict(json.loads(text))
+    assert again.to_dict() == v.to_dict()
+    assert v.flows[0].legs[1].link == "proxied" and v.flows[0].legs[1].details
