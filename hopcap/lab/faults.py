@@ -216,7 +216,20 @@ def fault_clear(prefix: str = topology.DEFAULT_PREFIX) -> None:
     if not services.httpd_running(sdir):
         services.start_httpd(layout, sdir)
     topology.del_aux(layout, SECOND_IFACE)
+    _abort_service_connections(layout)
     state.write_fault(sdir, None)
+
+
+def _abort_service_connections(layout: Layout) -> None:
+    """Abort the HTTP connections a fault left half-dead on lb and srv (`ss -K`).
+
+    Clearing a fault does not end them: haproxy keeps a front connection whose request fw
+    swallowed (fw-rst-get) and answers it 408 half a minute later, or retries a backend
+    connect and then retransmits a 200 to a client long gone (srv-drop-input); that traffic
+    would land in the next capture. Listening sockets and sshd are left alone."""
+    ports = "( sport = :80 or dport = :80 or sport = :8081 or dport = :8081 )"
+    for host in ("lb", "srv"):
+        run(ns_exec(layout.ns(host), ["ss", "-K", "-tn", "state", "connected", ports]), check=False)
 
 
 def fault_apply(name: str, prefix: str = topology.DEFAULT_PREFIX) -> None:

@@ -78,10 +78,11 @@ async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[floa
     proc = await transport.spawn("while read x; do date +%s.%N; done", stdin=True)
     best: tuple[float, float] | None = None
     try:
-        for _ in range(samples):
+        for i in range(samples):
             t0 = time.time()
             proc.write("\n")
-            line = await asyncio.wait_for(proc.readline_stdout(), 10)
+            # the first answer also waits for the remote shell to start
+            line = await asyncio.wait_for(proc.readline_stdout(), 30 if i == 0 else 10)
             t1 = time.time()
             try:
                 remote = float(line.strip())

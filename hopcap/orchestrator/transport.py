@@ -101,25 +101,42 @@ def _text(data: object) -> str:
 
 
 class _SSHProcess:
-    def __init__(self, command: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+    """A running remote command; a lost connection surfaces as a `TransportError`."""
+
+    def __init__(self, host: str, command: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+        self._host = host
         self._command = command
         self._proc = proc
         self._stderr_seen: list[str] = []
 
     async def readline_stderr(self) -> str:
-        line = _text(await self._proc.stderr.readline())
+        try:
+            line = _text(await self._proc.stderr.readline())
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
         if line:
             self._stderr_seen.append(line)
         return line
 
     async def readline_stdout(self) -> str:
-        return _text(await self._proc.stdout.readline())
+        try:
+            return _text(await self._proc.stdout.readline())
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
 
     def write(self, data: str) -> None:
-        self._proc.stdin.write(data)
+        try:
+            self._proc.stdin.write(data)
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
 
     async def wait(self, timeout: float | None = None) -> CommandResult:
-        done = await self._proc.wait(check=False, timeout=timeout)
+        try:
+            done = await self._proc.wait(check=False, timeout=timeout)
+        except asyncssh.TimeoutError as exc:
+            raise TimeoutError(f"{self._host}: `{self._command}` still running") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
         return CommandResult(
             command=self._command,
             exit_status=done.exit_status,
@@ -170,7 +187,7 @@ class SSHTransport:
                 )
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
-        return _SSHProcess(command, proc)
+        return _SSHProcess(self.name, command, proc)
 
     async def get(
         self,
@@ -236,9 +253,7 @@ async def _host_key_error(host: Host, via: SSHTransport | None, exc: Exception) 
     where = host.address if port == 22 else f"[{host.address}]:{port}"
     fingerprint = ""
     try:
-        key = await asyncssh.get_server_host_key(
-            host.address, port, tunnel=via.conn if via else ()
-        )
+        key = await asyncssh.get_server_host_key(host.address, port, tunnel=via.conn if via else ())
         if key is not None:
             fingerprint = f" (it offers {key.get_algorithm()} {key.get_fingerprint('sha256')})"
     except (asyncssh.Error, OSError, TimeoutError):

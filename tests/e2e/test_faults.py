@@ -46,33 +46,15 @@ def faults_lab() -> Iterator[lab.LabInfo]:
         lab.down(PREFIX)
 
 
-def _drop_leftover_connections() -> None:
-    """Abort the HTTP connections a fault left half-dead on lb and srv (`ss -K`).
-
-    Clearing a fault does not end them: haproxy keeps a front connection whose request
-    fw swallowed (fw-rst-get) and answers it 408 half a minute later, or retries a backend
-    connect and then retransmits a 200 to a client long gone (srv-drop-input). That traffic
-    would land in the next test's window. Listening sockets and sshd are left alone."""
-    layout = Layout(PREFIX, MGMT)
-    ports = "( sport = :80 or dport = :80 or sport = :8081 or dport = :8081 )"
-    for host in ("lb", "srv"):
-        cmd = ["ss", "-K", "-tn", "state", "connected", ports]
-        subprocess.run(
-            ["ip", "netns", "exec", layout.ns(host), *cmd], capture_output=True, check=True
-        )
-
-
 @pytest.fixture()
 def clean_lab(faults_lab: lab.LabInfo) -> Iterator[lab.LabInfo]:
-    """This module's lab with no fault and no leftover connection, also after the test
-    (shadows conftest's fixture of the same name)."""
+    """This module's lab with no fault and no leftover connection (`fault_clear` aborts
+    them), also after the test (shadows conftest's fixture of the same name)."""
     lab.fault_clear(PREFIX)
-    _drop_leftover_connections()
     try:
         yield faults_lab
     finally:
         lab.fault_clear(PREFIX)
-        _drop_leftover_connections()
 
 
 # --------------------------------------------------------------------------- helpers
