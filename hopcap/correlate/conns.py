@@ -117,7 +117,6 @@ def build_halves(t: PacketTable) -> list[Half]:
     if n == 0:
         return []
     tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
-    rkey = mix(t.dst_hi, t.dst_lo, t.src_hi, t.src_lo, t.dport, t.sport)
     # file order within a tuple: a capture writes packets as the kernel saw them, and a
     # bogus timestamp (some tools write 0 for packets they forge) must not move them
     order = np.argsort(tkey, kind="stable")
@@ -137,6 +136,11 @@ def build_halves(t: PacketTable) -> list[Half]:
     prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
     boundary = gstart | (syn & (prev_isn != sq))
     starts = np.nonzero(boundary)[0]
+    r0s = order[starts]
+    rkey = np.zeros(n, np.uint64)
+    rkey[r0s] = mix(
+        t.dst_hi[r0s], t.dst_lo[r0s], t.src_hi[r0s], t.src_lo[r0s], t.dport[r0s], t.sport[r0s]
+    )
     ends = np.append(starts[1:], n)
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0

@@ -91,9 +91,7 @@ def join_unique(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple
     return ia, ob[pos[ia]]
 
 
-def _pair_multiset(
-    ka: npt.NDArray[np.uint64], tsa: I64, kb: npt.NDArray[np.uint64], tsb: I64
-) -> tuple[I64, I64]:
+def _pair_multiset(ka: npt.NDArray[np.uint64], kb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
     """Pair equal keys in order (rows are in time order within a key); returns positions
     into ka and kb."""
     if ka.shape[0] == 0 or kb.shape[0] == 0:
@@ -155,8 +153,6 @@ def match_batch(
     tvb = np.where(prm.use_ts[pid_b], tb.tsval[rb], -1)
     ida = np.where(prm.use_ipid[pid_a], ta.ipid[ra], -1)
     idb = np.where(prm.use_ipid[pid_b], tb.ipid[rb], -1)
-    tsa = ta.ts[ra]
-    tsb = tb.ts[rb]
 
     ctl_a = ((fa & (SYN | FIN | RST)) != 0) | (pa == 0)
     ctl_b = ((fb & (SYN | FIN | RST)) != 0) | (pb == 0)
@@ -181,7 +177,7 @@ def match_batch(
     fin_b = (fb[ib] & FIN) != 0
     ka = mix(pid_a[ia], pos_a, tva[ia], np.where(fin_a, -1, ida[ia]), cla)
     kb = mix(pid_b[ib], pos_b, tvb[ib], np.where(fin_b, -1, idb[ib]), clb)
-    xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
+    xa, xb = _pair_multiset(ka, kb)
     matched_ctl_a[ia[xa]] = True
     matched_ctl_b[ib[xb]] = True
     pairs.append((ia[xa], ib[xb]))
@@ -191,7 +187,7 @@ def match_batch(
     ib = np.nonzero(dat_b)[0]
     ka = mix(pid_a[ia], sa[ia], pa[ia], tva[ia], ida[ia])
     kb = mix(pid_b[ib], sb[ib], pb[ib], tvb[ib], idb[ib])
-    xa, xb = _pair_multiset(ka, tsa[ia], kb, tsb[ib])
+    xa, xb = _pair_multiset(ka, kb)
     matched_dat_a[ia[xa]] = True
     matched_dat_b[ib[xb]] = True
     exact_a, exact_b = ia[xa], ib[xb]
@@ -223,7 +219,7 @@ def match_batch(
         plk_b = np.where(idb[lb] > 0, -1, pb[lb])
         kla = mix(pid_a[la], tva[la], ida[la], _cls(fa[la]), plk_a)
         klb = mix(pid_b[lb], tvb[lb], idb[lb], _cls(fb[lb]), plk_b)
-        xa, xb = _pair_multiset(kla, tsa[la], klb, tsb[lb])
+        xa, xb = _pair_multiset(kla, klb)
         sp_a: list[int] = []
         sp_b: list[int] = []
         for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
@@ -250,9 +246,7 @@ def match_batch(
         lb = left_b[(idb[left_b] > 0) & prm.use_ts[pid_b[left_b]]]
         xa, xb = _pair_multiset(
             mix(pid_a[la], ida[la], _cls(fa[la]), pa[la]),
-            tsa[la],
             mix(pid_b[lb], idb[lb], _cls(fb[lb]), pb[lb]),
-            tsb[lb],
         )
         sp_a, sp_b = [], []
         for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
@@ -522,14 +516,15 @@ def _field_rewrites(
     if a.shape[0] == 0:
         return out
 
-    def add(name: str, mask: npt.NDArray[np.bool_], before: I64, after: I64) -> None:
+    def add(name: str, mask: npt.NDArray[np.bool_], before: Any, after: Any) -> None:
         for k in np.nonzero(mask)[0].tolist():
             rw = Rewrite(name, int(before[k]), int(after[k]), int(a[k]), int(b[k]))
             out.append((rw, int(pid[k])))
 
-    delta = prm.delta[pid]
+    # each column is gathered once; before/after values are read only where they differ
+    ttl_a, ttl_b = ta.ttl[a], tb.ttl[b]
+    dttl = ttl_a - ttl_b
     # TTL: a constant decrement per routed hop is expected
-    dttl = ta.ttl[a] - tb.ttl[b]
     if ttl_expected is not None:
         bad_ttl = ~np.isin(dttl, ttl_expected)
     else:
@@ -545,23 +540,35 @@ def _field_rewrites(
         m = mode[pid]
         m = np.where((m >= 0) & (m <= 8), m, 0)
         bad_ttl = dttl != m
-    add("ip.ttl", bad_ttl, ta.ttl[a], tb.ttl[b])
-    add("ip.dscp", (ta.tos[a] >> 2) != (tb.tos[b] >> 2), ta.tos[a] >> 2, tb.tos[b] >> 2)
+    add("ip.ttl", bad_ttl, ttl_a, ttl_b)
+    del ttl_a, ttl_b, dttl
+    dscp_a, dscp_b = ta.tos[a] >> 2, tb.tos[b] >> 2
+    add("ip.dscp", dscp_a != dscp_b, dscp_a, dscp_b)
+    del dscp_a, dscp_b
     # PSH (and FIN on the last piece) move when segmentation differs; ECN bits are
     # routers' business
-    mask = ~(PSH | ECE | CWR)
-    fa = ta.flags[a] & mask
-    fb = tb.flags[b] & mask
-    resegmented = (ta.plen[a] != tb.plen[b]) | (((ta.seq[a] + delta) & M32) != tb.seq[b])
-    fa = np.where(resegmented, fa & ~FIN, fa)
-    fb = np.where(resegmented, fb & ~FIN, fb)
-    add("tcp.flags", fa != fb, ta.flags[a], tb.flags[b])
-    add("tcp.window", (ta.win[a] != tb.win[b]) & ~resegmented, ta.win[a], tb.win[b])
-    add("tcp.mss", ta.mss[a] != tb.mss[b], ta.mss[a], tb.mss[b])
+    flags_a, flags_b = ta.flags[a], tb.flags[b]
+    resegmented = (ta.plen[a] != tb.plen[b]) | (((ta.seq[a] + prm.delta[pid]) & M32) != tb.seq[b])
+    keep = ~(PSH | ECE | CWR)
+    fa = np.where(resegmented, flags_a & keep & ~FIN, flags_a & keep)
+    fb = np.where(resegmented, flags_b & keep & ~FIN, flags_b & keep)
+    add("tcp.flags", fa != fb, flags_a, flags_b)
+    del fa, fb
+    win_a, win_b = ta.win[a], tb.win[b]
+    add("tcp.window", (win_a != win_b) & ~resegmented, win_a, win_b)
+    del win_a, win_b
+    syn = (flags_a & SYN) != 0  # only SYNs carry an MSS option
+    if syn.any():
+        sa_, sb_ = a[syn], b[syn]
+        mss_a, mss_b = ta.mss[sa_], tb.mss[sb_]
+        for k in np.nonzero(mss_a != mss_b)[0].tolist():
+            rw = Rewrite("tcp.mss", int(mss_a[k]), int(mss_b[k]), int(sa_[k]), int(sb_[k]))
+            out.append((rw, int(pid[syn][k])))
     ackd = prm.ack_delta[pid]
-    has_ack = ((ta.flags[a] & ACK) != 0) & ((tb.flags[b] & ACK) != 0) & (ackd >= 0)
+    has_ack = ((flags_a & ACK) != 0) & ((flags_b & ACK) != 0) & (ackd >= 0)
     exp_ack = (ta.ack[a] + ackd) & M32
-    add("tcp.ack", has_ack & (exp_ack != tb.ack[b]), exp_ack, tb.ack[b])
+    ack_b = tb.ack[b]
+    add("tcp.ack", has_ack & (exp_ack != ack_b), exp_ack, ack_b)
     return out
 
 
