@@ -750,7 +750,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     # the far end: the last leg is at the last point of the path
     last = f.legs[-1]
     pl = pts[last.point]
-    if (last.point == present[-1] and last.link != "proxied") or (last.point == present[-1]):
+    if last.point == present[-1]:
         t = pl.table
         beyond = _endpoint_name(pl, "server")
         if last.c is not None and last.c.syn and not last.c.synack:
@@ -758,15 +758,20 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
             if not answered:
                 syn_rows = last.c.idx[(t.flags[last.c.idx] & SYN) != 0].tolist()
                 what, nb = _describe(t, syn_rows, last.c.isn)
+                end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+                late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
+                if pl.kernel_drops or late:
+                    why = (
+                        f"{pl.name} dropped {pl.kernel_drops} packets in the kernel"
+                        if pl.kernel_drops
+                        else f"the capture at {pl.name} ended less than a second after it"
+                    )
+                    kind, text = "gap", f"{what}: no answer seen, but {why}"
+                else:
+                    kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
                 findings.append(
                     Finding(
-                        "drop",
-                        "c2s",
-                        (pl.name, beyond),
-                        len(syn_rows),
-                        nb,
-                        fts(pl, syn_rows),
-                        f"{what}: reached {pl.name}, never answered by {beyond}",
+                        kind, "c2s", (pl.name, beyond), len(syn_rows), nb, fts(pl, syn_rows), text
                     )
                 )
     if last.s is not None and (

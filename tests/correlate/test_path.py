@@ -218,7 +218,7 @@ def test_tuple_reuse_makes_two_flows(tmp_path: Path) -> None:
 
 def test_syn_unanswered_at_server(tmp_path: Path) -> None:
     c = Conv(seed=9)
-    c.handshake(answered=False, syn_retries=1)
+    c.handshake(answered=False, syn_retries=2)
     v = correlate(points(tmp_path, [c], [
         ("client:eth0", lambda x: View()),
         ("srv:eth0", lambda x: View(delay=0.0001)),
@@ -469,3 +469,15 @@ def test_verdict_is_json_and_round_trips(tmp_path: Path) -> None:
     again = Verdict.from_dict(json.loads(text))
     assert again.to_dict() == v.to_dict()
     assert v.flows[0].legs[1].link == "proxied" and v.flows[0].legs[1].details
+
+
+def test_syn_at_the_very_end_of_the_capture_is_gap(tmp_path: Path) -> None:
+    c = Conv(seed=10)
+    c.handshake(answered=False)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View()),
+        ("srv:eth0", lambda x: View(delay=0.0001)),
+    ]))  # fmt: skip
+    f = all_findings(v)
+    assert [(x.kind, x.between) for x in f] == [("gap", ("srv:eth0", "srv"))]
+    assert "ended" in f[0].what
