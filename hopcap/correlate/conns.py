@@ -104,6 +104,10 @@ class PointConns:
     conns: list[Conn]
     by_tkey: dict[int, list[Half]] = field(default_factory=dict)
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
+    # caches for proxy linking (link.py): content chunks per connection, start-time index
+    chunk_cache: dict[int, tuple[list[bytes], list[bytes]]] = field(default_factory=dict)
+    by_start: list[Conn] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
 
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
         fp = self._fps.get(h.hid)

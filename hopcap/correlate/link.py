@@ -187,10 +187,10 @@ class ProxyMatch:
 
 
 def _conn_chunks(pc: PointConns, conn: Conn) -> tuple[list[bytes], list[bytes]]:
-    cache: dict[int, tuple[list[bytes], list[bytes]]] = pc.__dict__.setdefault("_chunks", {})
-    got = cache.get(conn.cid)
+    got = pc.chunk_cache.get(conn.cid)
     if got is None:
-        got = cache[conn.cid] = (chunks(stream_bytes(pc, conn.c)), chunks(stream_bytes(pc, conn.s)))
+        got = (chunks(stream_bytes(pc, conn.c)), chunks(stream_bytes(pc, conn.s)))
+        pc.chunk_cache[conn.cid] = got
     return got
 
 
@@ -213,12 +213,10 @@ def link_proxied(
     best: ProxyMatch | None = None
     lo = conn.first_ts - slack_ns + offset_ns
     hi = conn.last_ts + slack_ns + offset_ns
-    starts: list[int] = b.__dict__.get("_starts") or []
-    order: list[Conn] = b.__dict__.get("_by_start") or []
-    if not order:
-        order = sorted(b.conns, key=lambda c: c.first_ts)
-        starts = [c.first_ts for c in order]
-        b.__dict__["_by_start"], b.__dict__["_starts"] = order, starts
+    if not b.by_start:
+        b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
+        b.starts = [c.first_ts for c in b.by_start]
+    order, starts = b.by_start, b.starts
     i0 = bisect.bisect_left(starts, lo - pool_ns)
     i1 = bisect.bisect_right(starts, hi)
     for cb_conn in order[i0:i1]:
