@@ -481,3 +481,42 @@ def test_syn_at_the_very_end_of_the_capture_is_gap(tmp_path: Path) -> None:
     f = all_findings(v)
     assert [(x.kind, x.between) for x in f] == [("gap", ("srv:eth0", "srv"))]
     assert "ended" in f[0].what
+
+
+def test_mss_clamp_dscp_and_ttl_rewrites_inside_fw(tmp_path: Path) -> None:
+    c = http_conv()
+
+    def change(s: Seg) -> Seg:
+        if s.mss is not None and s.d == C2S:
+            s.mss = 1400  # MSS clamping
+        if s.tag == "req":
+            s.tos = 0xB8  # DSCP 46 (EF)
+        if s.tag == "resp":
+            s.ttl = 20  # far beyond one routed hop
+        return s
+
+    v = correlate(points(tmp_path, [c], [
+        ("fw:eth0", lambda x: View(ttl_dec={S2C: 1})),
+        ("fw:eth1", lambda x: View(delay=0.0001, ttl_dec={C2S: 1}, change=change)),
+    ]))  # fmt: skip
+    got = {(f.field, f.direction, f.before, f.after) for f in only(v, "rewrite")}
+    assert ("tcp.mss", "c2s", 1460, 1400) in got
+    assert ("ip.dscp", "c2s", 0, 46) in got
+    assert any(f == "ip.ttl" and d == "s2c" and a == 63 for f, d, _b, a in got)
+    assert {f for f, *_ in got} == {"tcp.mss", "ip.dscp", "ip.ttl"}
+    assert not only(v, "drop") and not only(v, "inject")
+
+
+def test_interfaces_of_one_host_share_its_clock(tmp_path: Path) -> None:
+    convs = [http_conv(43000 + i, seed=90 + i, t0=1_763_790_000.0 + i * 0.05) for i in range(3)]
+    v = correlate(points(tmp_path, convs, [
+        ("client:eth0", lambda c: View()),
+        ("fw:eth0", lambda c: View(delay=0.0003, clock=2.0)),
+        ("fw:eth1", lambda c: View(delay=0.0004, clock=2.0)),
+    ]))  # fmt: skip
+    assert all_findings(v) == []
+    off = [p.clock_offset_s for p in v.points]
+    assert off[0] == 0.0 and off[1] == off[2]
+    assert off[1] is not None and abs(off[1] - 2.0) < 0.0002
+    lat = v.flows[0].legs[2].latency_s
+    assert lat is not None and abs(lat - 0.0001) < 0.0001
