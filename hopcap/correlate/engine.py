@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -336,9 +337,6 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
         dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
         ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
-        def v4(h: Half | None) -> bool:
-            return h is None or h.v == 4
-
         def prm(
             up: list[Half | None],
             down: list[Half | None],
@@ -350,22 +348,21 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             delta = np.where(d >= 0, d, 0)
             # acks of this direction acknowledge the other direction's bytes
             ack_delta = np.where(other >= 0, (-other) & M32, -1)
-            base = np.zeros(n, np.int64)
-            a_base = np.zeros(n, np.int64)
-            use_ts = np.zeros(n, bool)
-            use_ipid = np.zeros(n, bool)
-            for k in range(n):
-                u, w = up[k], down[k]
-                if w is not None:
-                    base[k] = w.isn
-                elif u is not None:
-                    base[k] = (u.isn + int(delta[k])) & M32
-                a_base[k] = u.isn if u is not None else base[k]
-                use_ts[k] = all(h is None or h.has_ts for h in (u, w)) and any(
-                    h is not None and h.has_ts for h in (u, w)
-                )
-                empty = u is None or w is None or not u.idx.shape[0] or not w.idx.shape[0]
-                use_ipid[k] = v4(u) and v4(w) and (bool(votes[k] > 0) or empty)
+
+            def col(hs: list[Half | None], f: Any, dflt: int) -> I64:
+                return np.array([f(h) if h is not None else dflt for h in hs], np.int64)
+
+            has_u, has_w = col(up, lambda h: 1, 0) > 0, col(down, lambda h: 1, 0) > 0
+            isn_u, isn_w = col(up, lambda h: h.isn, 0), col(down, lambda h: h.isn, 0)
+            base = np.where(has_w, isn_w, (isn_u + delta) & M32)
+            a_base = np.where(has_u, isn_u, base)
+            ts_u, ts_w = col(up, lambda h: h.has_ts, 0) > 0, col(down, lambda h: h.has_ts, 0) > 0
+            use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
+            v4_u, v4_w = col(up, lambda h: h.v == 4, 1) > 0, col(down, lambda h: h.v == 4, 1) > 0
+            len_u = col(up, lambda h: h.idx.shape[0], 0)
+            len_w = col(down, lambda h: h.idx.shape[0], 0)
+            empty = (len_u == 0) | (len_w == 0)
+            use_ipid = v4_u & v4_w & ((votes > 0) | empty)
             return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
 
         c_out = match_batch(
