@@ -283,7 +283,9 @@ def _extend(
             ended = _how_ended(pa, leg) if len(pb.table) else "nothing"
             if ended == "answered":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                pm = link_proxied(pa, conn_a, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns)
+                pm = link_proxied(
+                    pa, conn_a, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns, taken=claimed[b]
+                )
                 if pm is not None:
                     claimed[b].add(pm.conn.cid)
                     flow.hops.append(Hop(a, b, None, None, missing, None))

@@ -202,6 +202,7 @@ def link_proxied(
     offset_ns: int = 0,
     slack_ns: int = 2_000_000_000,
     pool_ns: int = 120_000_000_000,
+    taken: set[int] | frozenset[int] = frozenset(),
 ) -> ProxyMatch | None:
     """Find the connection at `b` that carries the application bytes of `conn` at `a`: one
     open around the same time (or a pooled one opened up to `pool_ns` before)."""
@@ -211,6 +212,7 @@ def link_proxied(
     set_ca, set_sa = set(ca), set(sa)
     total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
     best: ProxyMatch | None = None
+    best_rank: tuple[float, bool, int] = (0.0, False, 0)
     lo = conn.first_ts - slack_ns + offset_ns
     hi = conn.last_ts + slack_ns + offset_ns
     if not b.by_start:
@@ -230,7 +232,12 @@ def link_proxied(
         score = common / total
         if score < 0.5:
             continue
-        if best is None or score > best.score:
+        # equal content (the same request again): the connection opened closest after
+        # this one, and one not yet taken by another flow
+        dt = cb_conn.first_ts - offset_ns - conn.first_ts
+        rank = (round(score, 2), cb_conn.cid not in taken, -(dt if dt >= 0 else 10 * -dt))
+        if best is None or rank > best_rank:
+            best_rank = rank
             details: list[str] = []
             for line in cb:
                 if line not in set_ca:

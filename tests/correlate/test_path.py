@@ -520,3 +520,37 @@ def test_interfaces_of_one_host_share_its_clock(tmp_path: Path) -> None:
     assert off[1] is not None and abs(off[1] - 2.0) < 0.0002
     lat = v.flows[0].legs[2].latency_s
     assert lat is not None and abs(lat - 0.0001) < 0.0001
+
+
+def test_repeated_identical_requests_through_a_proxy_pair_up_in_order(tmp_path: Path) -> None:
+    pairs = []
+    t = 1_763_790_000.0
+    for i in range(5):
+        front = Conv(
+            client=("203.0.113.10", 52000 + i), server=("203.0.113.80", 80), seed=100 + i, t0=t
+        )
+        front.handshake()
+        back = Conv(
+            client=("198.18.2.1", 34000 + i), server=("198.18.2.2", 8080), seed=200 + i, t0=front.t
+        )
+        back.handshake()
+        front.request(HTTP_REQ)
+        back.t = front.t
+        back.request(HTTP_REQ.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.10\r\n\r\n"))
+        back.response(HTTP_RESP)
+        front.t = back.t
+        front.response(HTTP_RESP)
+        front.close()
+        back.close()
+        pairs.append((front, back))
+        t = front.t + 0.05
+    fronts = {id(f) for f, _ in pairs}
+    v = correlate(points(tmp_path, [c for p in pairs for c in p], [
+        ("lb:eth0", lambda c: View(drop=lambda s: id(s.conv) not in fronts)),
+        ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: id(s.conv) in fronts)),
+    ]))  # fmt: skip
+    assert len(v.flows) == 5 and all_findings(v) == []
+    for fl in v.flows:
+        i = int(fl.client.rsplit(":", 1)[1]) - 52000
+        assert fl.legs[1].link == "proxied"
+        assert fl.legs[1].tuple == f"198.18.2.1:{34000 + i} > 198.18.2.2:8080"
