@@ -533,21 +533,6 @@ def _describe(
     return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
 
 
-def _primary_kind(t: PacketTable, rows: list[int]) -> str:
-    fl = [int(t.flags[r]) for r in rows]
-    if any(f & SYN and not f & ACK for f in fl):
-        return "SYN"
-    if any(f & SYN for f in fl):
-        return "SYN-ACK"
-    if any(f & RST for f in fl):
-        return "RST"
-    if any(int(t.plen[r]) for r in rows):
-        return "data"
-    if any(f & FIN for f in fl):
-        return "FIN"
-    return "ACK"
-
-
 def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     first_leg = f.legs[0]
     p0 = pts[first_leg.point]
@@ -846,15 +831,9 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
     for fnd in findings:
         a, b = fnd.between
         where = _where(by_name, fnd.between)
-        first_word = fnd.what.split(" ")[0].split(",")[0]
         if fnd.kind == "drop":
             if fnd.what.startswith("SYN") and "never answered" in fnd.what:
                 return f"SYN reached {a} but {b} never answered it"
-            k = (
-                first_word
-                if first_word in ("SYN", "RST", "FIN")
-                else ("data" if fnd.bytes else first_word)
-            )
             k = _kind_word(fnd.what)
             return f"{k} dropped {where} (seen on {a}, never on {b})" + _more(findings)
         if fnd.kind == "inject":
