@@ -71,7 +71,9 @@ class CaptureSpec:
         bounded = quote(
             ["timeout", "-s", "INT", "-k", "5", f"{self.bound_s:.0f}", *self.tcpdump_argv()]
         )
-        inner = f"echo $$ > {quote([self.pidfile])} && exec {bounded}"
+        # armed first (shell up, pid known), then tcpdump on a "go" line, so that every point
+        # starts within one network write of the others; EOF instead of "go" starts nothing
+        inner = f"echo $$ > {quote([self.pidfile])} && echo armed >&2 && read go && exec {bounded}"
         return as_root(quote(["sh", "-c", inner]), self.sudo)
 
 
@@ -135,10 +137,31 @@ class RunningCapture:
         self.stop_ts: float | None = None
         self.stderr_head: list[str] = []
 
-    async def start(self) -> None:
-        """Start tcpdump and return once it says it is listening."""
+    async def arm(self) -> None:
+        """Open the channel and start the remote shell, up to the point of exec'ing tcpdump."""
+        self.proc = await self.transport.spawn(
+            self.spec.command(), stdin=True, stdout_to=self.stream_to
+        )
+        try:
+            line = await asyncio.wait_for(self.proc.readline_stderr(), READY_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise CaptureError(f"{self.spec.point.name}: the remote shell did not start") from exc
+        if line.strip() != "armed":
+            self.stderr_head.append(line.rstrip())
+            res = await self.proc.wait(timeout=5)
+            raise CaptureError(
+                f"{self.spec.point.name}: the capture could not start "
+                f"(exit {res.exit_status})" + self._said()
+            )
+
+    def fire(self) -> None:
+        """Let the armed shell exec tcpdump (no await: all points are fired in one go)."""
+        assert self.proc is not None
         self.start_ts = time.time()
-        self.proc = await self.transport.spawn(self.spec.command(), stdout_to=self.stream_to)
+        self.proc.write("go\n")
+
+    async def until_listening(self) -> None:
+        """Return once tcpdump says it is listening."""
         try:
             await asyncio.wait_for(self._until_listening(), READY_TIMEOUT_S)
         except TimeoutError as exc:

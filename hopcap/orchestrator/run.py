@@ -154,18 +154,29 @@ async def run_capture(
                     )
                     specs.append((s, spec))
 
-            async def start(s: HostSession, spec: CaptureSpec) -> None:
+            async def arm(s: HostSession, spec: CaptureSpec) -> None:
                 assert s.transport is not None
                 rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
                 running[spec.point.name] = rc
                 try:
-                    await rc.start()
-                    emit(Event("listening", host=s.name, point=spec.point.name))
+                    await rc.arm()
                 except HopcapError as exc:
                     point_errors[spec.point.name] = str(exc)
                     emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
 
-            await asyncio.gather(*(start(s, spec) for s, spec in specs))
+            async def listening(name: str, rc: RunningCapture) -> None:
+                try:
+                    await rc.until_listening()
+                    emit(Event("listening", host=rc.transport.name, point=name))
+                except HopcapError as exc:
+                    point_errors[name] = str(exc)
+                    emit(Event("capture-failed", host=rc.transport.name, point=name, text=str(exc)))
+
+            await asyncio.gather(*(arm(s, spec) for s, spec in specs))
+            armed = {n: rc for n, rc in running.items() if n not in point_errors}
+            for ready_to_go in armed.values():
+                ready_to_go.fire()
+            await asyncio.gather(*(listening(n, rc) for n, rc in armed.items()))
             live = [n for n in running if n not in point_errors]
             if not live:
                 raise CaptureError(

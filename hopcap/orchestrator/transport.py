@@ -103,8 +103,11 @@ def _text(data: object) -> str:
 class _SSHProcess:
     """A running remote command; a lost connection surfaces as a `TransportError`."""
 
-    def __init__(self, host: str, command: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+    def __init__(
+        self, host: str, command: str, proc: asyncssh.SSHClientProcess[Any], binary: bool
+    ) -> None:
         self._host = host
+        self._binary = binary
         self._command = command
         self._proc = proc
         self._stderr_seen: list[str] = []
@@ -126,7 +129,7 @@ class _SSHProcess:
 
     def write(self, data: str) -> None:
         try:
-            self._proc.stdin.write(data)
+            self._proc.stdin.write(data.encode() if self._binary else data)
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self._host, exc) from exc
 
@@ -179,7 +182,10 @@ class SSHTransport:
         try:
             if stdout_to is not None:
                 proc: asyncssh.SSHClientProcess[Any] = await self.conn.create_process(
-                    command, stdin=asyncssh.DEVNULL, stdout=stdout_to, encoding=None
+                    command,
+                    stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
+                    stdout=stdout_to,
+                    encoding=None,
                 )
             else:
                 proc = await self.conn.create_process(
@@ -187,7 +193,7 @@ class SSHTransport:
                 )
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
-        return _SSHProcess(self.name, command, proc)
+        return _SSHProcess(self.name, command, proc, binary=stdout_to is not None)
 
     async def get(
         self,
