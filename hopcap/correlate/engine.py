@@ -280,7 +280,11 @@ def _extend(
             ys = _partner(pb, yc)
         details: tuple[str, ...] = ()
         if yc is None and ys is None:
-            ended = _how_ended(pa, leg) if len(pb.table) else "nothing"
+            ended = _how_ended(pa, leg)
+            if ended == "answered" and not len(pb.table):
+                # answered before a point that saw nothing at all: a proxy or an endpoint,
+                # or a capture on the wrong interface; an unanswered SYN stays a drop
+                ended = "nothing"
             if ended == "answered":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
                 pm = link_proxied(

@@ -1,0 +1,166 @@
+"""correlate() on real captures: a tiny namespace path client -> fw (DNAT + masquerade with
+random ports) -> srv, tcpdump on all four interfaces, real kernel, real offloads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hopcap.correlate import correlate
+from hopcap.model import PointInput
+
+pytestmark = pytest.mark.lab
+
+P = f"hcc{os.getpid() % 10000}"  # namespace prefix, unique per run
+NS = {"cli": f"{P}-cli", "fw": f"{P}-fw", "srv": f"{P}-srv"}
+VIP = "203.0.113.80"
+
+
+def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "tcpdump", "curl")):
+        pytest.skip("needs root, ip, nft, tcpdump and curl")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in NS.values():
+            sh("ip", "netns", "add", n)
+        sh(
+            "ip",
+            "link",
+            "add",
+            "c0",
+            "netns",
+            NS["cli"],
+            "type",
+            "veth",
+            "peer",
+            "f0",
+            "netns",
+            NS["fw"],
+        )
+        sh(
+            "ip",
+            "link",
+            "add",
+            "f1",
+            "netns",
+            NS["fw"],
+            "type",
+            "veth",
+            "peer",
+            "s0",
+            "netns",
+            NS["srv"],
+        )
+        for ns, dev, addr in (
+            ("cli", "c0", "198.18.100.2/30"),
+            ("fw", "f0", "198.18.100.1/30"),
+            ("fw", "f1", "198.18.101.1/30"),
+            ("srv", "s0", "198.18.101.2/30"),
+        ):
+            sh("ip", "addr", "add", addr, "dev", dev, ns=NS[ns])
+            sh("ip", "link", "set", dev, "up", ns=NS[ns])
+            sh("ip", "link", "set", "lo", "up", ns=NS[ns])
+        sh("ip", "route", "add", "default", "via", "198.18.100.1", ns=NS["cli"])
+        sh("ip", "route", "add", "default", "via", "198.18.101.1", ns=NS["srv"])
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NS["fw"])
+        rules = tmp_path / "fw.nft"
+        rules.write_text(
+            "table ip hc {\n"
+            "  chain pre {\n    type nat hook prerouting priority -100;\n"
+            f"    ip daddr {VIP} tcp dport 80 dnat to 198.18.101.2:8080\n  }}\n"
+            "  chain post {\n    type nat hook postrouting priority 100;\n"
+            '    oifname "f1" masquerade random\n  }\n'
+            "  chain filt {\n    type filter hook forward priority 0;\n  }\n"
+            "}\n"
+        )
+        sh("nft", "-f", str(rules), ns=NS["fw"])
+        www = tmp_path / "www"
+        www.mkdir()
+        (www / "big").write_bytes(os.urandom(200_000))
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", NS["srv"], "python3", "-m", "http.server", "8080",
+                 "--bind", "198.18.101.2", "--directory", str(www)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        for _ in range(50):
+            if sh("ss", "-ltn", ns=NS["srv"]).stdout.count(":8080"):
+                break
+            time.sleep(0.1)
+        yield tmp_path
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.wait(timeout=5)
+        for n in NS.values():
+            sh("ip", "netns", "del", n, check=False)
+
+
+POINTS = [("client:eth0", "cli", "c0"), ("fw:eth0", "fw", "f0"), ("fw:eth1", "fw", "f1"),
+          ("srv:eth0", "srv", "s0")]  # fmt: skip
+
+
+def capture(tmp: Path, tag: str, action: list[str]) -> list[PointInput]:
+    dumps = []
+    for name, ns, dev in POINTS:
+        f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
+        pr = subprocess.Popen(
+            ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "-U", "-w", str(f), "tcp"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert pr.stderr is not None
+        first = pr.stderr.readline().decode()  # "listening on ...": ready to capture
+        assert "listening" in first, first
+        dumps.append((name, f, pr))
+    time.sleep(0.2)
+    subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True, timeout=30)
+    time.sleep(0.5)
+    out = []
+    for name, f, pr in dumps:
+        pr.send_signal(signal.SIGINT)
+        _, err = pr.communicate(timeout=10)
+        drops = 0
+        for line in err.decode().splitlines():
+            if "dropped by kernel" in line:
+                drops = int(line.split()[0])
+        out.append(PointInput(name=name, pcap=f, kernel_drops=drops))
+    return out
+
+
+def test_clean_download_through_dnat_masquerade(path: Path) -> None:
+    pts = capture(path, "ok", ["curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{VIP}/big"])
+    v = correlate(pts)
+    assert all(p.packets > 0 for p in v.points), [(p.name, p.packets) for p in v.points]
+    assert [f for fl in v.flows for f in fl.findings if f.kind != "gap"] == []
+    assert len(v.flows) == 1
+    fl = v.flows[0]
+    assert [leg.link for leg in fl.legs] == ["same", "same", "nat", "same"]
+    assert fl.server == f"{VIP}:80" and fl.legs[3].tuple.endswith("198.18.101.2:8080")
+    assert fl.summary.startswith("OK")
+
+
+def test_syn_dropped_inside_fw(path: Path) -> None:
+    rule = ["tcp", "dport", "8080", "tcp", "flags", "syn", "drop"]
+    sh("nft", "add", "rule", "ip", "hc", "filt", *rule, ns=NS["fw"])
+    pts = capture(path, "drop", ["curl", "-s", "-m", "2", "-o", "/dev/null", f"http://{VIP}/big"])
+    v = correlate(pts)
+    findings = [f for fl in v.flows for f in fl.findings]
+    assert [(f.kind, f.direction, f.between) for f in findings] == [
+        ("drop", "c2s", ("fw:eth0", "fw:eth1"))
+    ], findings
+    assert findings[0].what.startswith("SYN") and findings[0].packets >= 2
+    assert v.flows[0].summary == "SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)"
