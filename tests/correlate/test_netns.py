@@ -119,7 +119,10 @@ def capture(tmp: Path, tag: str, action: list[str]) -> list[PointInput]:
     for name, ns, dev in POINTS:
         f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
         pr = subprocess.Popen(
-            ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "-U", "-w", str(f), "tcp"],
+            # --immediate-mode: without it, packets of the last ring-buffer block (up to a
+            # second) are lost when tcpdump is stopped
+            ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "--immediate-mode", "-U",
+             "-w", str(f), "tcp"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert pr.stderr is not None
