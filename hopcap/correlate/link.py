@@ -121,12 +121,17 @@ def parse_conntrack(
 
 def stream_bytes(pc: PointConns, h: Half | None, limit: int = 16384) -> bytes:
     """The first `limit` bytes of a half's stream, reassembled by sequence number."""
+    return _stream(pc, h, limit)[0]
+
+
+def _stream(pc: PointConns, h: Half | None, limit: int = 16384) -> tuple[bytes, bool]:
+    """(bytes, cut): cut when the limit or a hole ended the reassembly early."""
     if h is None:
-        return b""
+        return b"", False
     t = pc.table
     rows = h.idx[t.pl_cap[h.idx] > 0]
     if rows.shape[0] == 0:
-        return b""
+        return b"", False
     base = (h.isn + 1) if h.syn else int(t.seq[rows].min())
     segs: dict[int, bytes] = {}
     for r in rows.tolist():
@@ -135,23 +140,34 @@ def stream_bytes(pc: PointConns, h: Half | None, limit: int = 16384) -> bytes:
             continue
         segs[off] = t.payload(int(r))
     out = bytearray()
+    cut = False
     for off in sorted(segs):
         seg = segs[off]
         if off > len(out):
-            break  # a hole: stop at what is contiguous
+            cut = True  # a hole: stop at what is contiguous
+            break
         out += seg[len(out) - off :]
         if len(out) >= limit:
+            cut = True
             break
-    return bytes(out[:limit])
+    return bytes(out[:limit]), cut
+
+
+_HEADER = re.compile(rb"^([A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}):")
 
 
 def chunks(data: bytes) -> list[bytes]:
-    """Content-defined chunks: lines, and long runs cut where a rolling gear hash says."""
+    """Content-defined chunks: lines, and long runs cut where a rolling gear hash says.
+    Header names are lowercased (proxies such as HAProxy 2.x rewrite their case)."""
     out: list[bytes] = []
     for line in data.split(b"\n"):
         if len(line) <= 256:
             if line.strip():
-                out.append(line.rstrip(b"\r"))
+                line = line.rstrip(b"\r")
+                m = _HEADER.match(line)
+                if m:
+                    line = m.group(1).lower() + line[m.end(1) :]
+                out.append(line)
             continue
         h = 0
         start = 0
@@ -189,8 +205,12 @@ class ProxyMatch:
 def _conn_chunks(pc: PointConns, conn: Conn) -> tuple[list[bytes], list[bytes]]:
     got = pc.chunk_cache.get(conn.cid)
     if got is None:
-        got = (chunks(stream_bytes(pc, conn.c)), chunks(stream_bytes(pc, conn.s)))
-        pc.chunk_cache[conn.cid] = got
+        sides = []
+        for h in (conn.c, conn.s):
+            data, cut = _stream(pc, h)
+            ch = chunks(data)
+            sides.append(ch[:-1] if cut and ch else ch)  # a cut-off last chunk compares badly
+        got = pc.chunk_cache[conn.cid] = (sides[0], sides[1])
     return got
 
 
@@ -239,17 +259,22 @@ def link_proxied(
         if best is None or rank > best_rank:
             best_rank = rank
             details: list[str] = []
-            for line in cb:
-                if line not in set_ca:
-                    details.append("c2s inserted: " + line.decode("latin-1")[:120])
-            for line in ca:
-                if line not in set_cb:
-                    details.append("c2s removed: " + line.decode("latin-1")[:120])
-            for line in sa:
-                if line not in set_sb:
-                    details.append("s2c inserted: " + line.decode("latin-1")[:120])
-            for line in sb:
-                if line not in set_sa:
-                    details.append("s2c removed: " + line.decode("latin-1")[:120])
+            other = 0
+            for what, lines, against in (
+                ("c2s inserted", cb, set_ca),
+                ("c2s removed", ca, set_cb),
+                ("s2c inserted", sa, set_sb),
+                ("s2c removed", sb, set_sa),
+            ):
+                for line in lines:
+                    if line in against:
+                        continue
+                    text = line.decode("latin-1")
+                    if text.isprintable():
+                        details.append(f"{what}: {text[:120]}")
+                    else:
+                        other += 1
+            if other:
+                details.append(f"{other} other (binary) chunks differ")
             best = ProxyMatch(cb_conn, score, tuple(details[:8]))
     return best

@@ -114,9 +114,11 @@ POINTS = [("client:eth0", "cli", "c0"), ("fw:eth0", "fw", "f0"), ("fw:eth1", "fw
           ("srv:eth0", "srv", "s0")]  # fmt: skip
 
 
-def capture(tmp: Path, tag: str, action: list[str]) -> list[PointInput]:
+def capture(
+    tmp: Path, tag: str, action: list[str], points: list[tuple[str, str, str]] = POINTS
+) -> list[PointInput]:
     dumps = []
-    for name, ns, dev in POINTS:
+    for name, ns, dev in points:
         f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
         pr = subprocess.Popen(
             # --immediate-mode: without it, packets of the last ring-buffer block (up to a
@@ -167,3 +169,51 @@ def test_syn_dropped_inside_fw(path: Path) -> None:
     ], findings
     assert findings[0].what.startswith("SYN") and findings[0].packets >= 2
     assert v.flows[0].summary == "SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)"
+
+
+def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
+    if not shutil.which("haproxy"):
+        pytest.skip("needs haproxy")
+    # haproxy in srv on :8080 (option forwardfor) -> python http.server on 127.0.0.1:8081
+    cfg = path / "haproxy.cfg"
+    cfg.write_text(
+        "global\n  maxconn 100\n"
+        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n"
+        "frontend fe\n  bind 198.18.101.2:8081\n  option forwardfor\n  default_backend be\n"
+        "backend be\n  server s1 127.0.0.1:8082\n"
+    )
+    procs = [
+        subprocess.Popen(
+            ["ip", "netns", "exec", NS["srv"], "python3", "-m", "http.server", "8082",
+             "--bind", "127.0.0.1", "--directory", str(path / "www")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            ["ip", "netns", "exec", NS["srv"], "haproxy", "-db", "-f", str(cfg)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    ]  # fmt: skip
+    try:
+        sh("nft", "add", "rule", "ip", "hc", "pre", "ip", "daddr", VIP, "tcp", "dport", "81",
+           "dnat", "to", "198.18.101.2:8081", ns=NS["fw"])  # fmt: skip
+        for _ in range(50):
+            out = sh("ss", "-ltn", ns=NS["srv"]).stdout
+            if ":8081" in out and ":8082" in out:
+                break
+            time.sleep(0.1)
+        points = [*POINTS, ("srv:lo", "srv", "lo")]
+        pts = capture(path, "px", ["curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{VIP}:81/big"],
+                      points=points)  # fmt: skip
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.wait(timeout=5)
+    v = correlate(pts)
+    bad = [f for fl in v.flows for f in fl.findings if f.kind in ("drop", "inject", "rewrite")]
+    assert bad == []
+    front = next(fl for fl in v.flows if fl.server == f"{VIP}:81")
+    assert [leg.link for leg in front.legs] == ["same", "same", "nat", "same", "proxied"]
+    details = front.legs[4].details
+    assert "c2s inserted: x-forwarded-for: 198.18.101.1" in details, details
+    assert not any("other" in d or "removed" in d for d in details), details
+    assert front.summary.startswith("OK")
