@@ -152,6 +152,8 @@ def test_clean_download_through_dnat_masquerade(path: Path) -> None:
     assert all(p.packets > 0 for p in v.points), [(p.name, p.packets) for p in v.points]
     assert [f for fl in v.flows for f in fl.findings if f.kind != "gap"] == []
     assert len(v.flows) == 1
+    if any(p.kernel_drops for p in v.points):
+        return  # tcpdump dropped packets on a loaded machine: gaps are the right answer
     fl = v.flows[0]
     assert [leg.link for leg in fl.legs] == ["same", "same", "nat", "same"]
     assert fl.server == f"{VIP}:80" and fl.legs[3].tuple.endswith("198.18.101.2:8080")
@@ -212,6 +214,10 @@ def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
     bad = [f for fl in v.flows for f in fl.findings if f.kind in ("drop", "inject", "rewrite")]
     assert bad == []
     front = next(fl for fl in v.flows if fl.server == f"{VIP}:81")
+    # tcpdump itself may drop packets on a loaded machine: then gaps, never a false drop
+    assert not front.broken
+    if any(p.kernel_drops for p in v.points):
+        return
     assert [leg.link for leg in front.legs] == ["same", "same", "nat", "same", "proxied"]
     details = front.legs[4].details
     assert "c2s inserted: x-forwarded-for: 198.18.101.1" in details, details
