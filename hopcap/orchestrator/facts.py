@@ -6,6 +6,7 @@ A missing tool is noted (in `HostFacts.missing`), never fatal.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 from hopcap.errors import TransportError
@@ -28,44 +29,66 @@ SYSCTLS = (
     "net.netfilter.nf_conntrack_tcp_loose",
 )
 
-# name -> (command, needs root)
-FACT_COMMANDS: dict[str, tuple[str, bool]] = {
-    "nstat": ("nstat -asz", False),
-    "ss-s": ("ss -s", False),
-    "ss-listen": ("ss -ltnp", True),
-    "addr": ("ip -d addr show", False),
-    "route": ("ip route show table all", False),
-    "conntrack": ("conntrack -L -o extended 2>&1", True),
-    "nft": ("nft list ruleset", True),
-    "iptables": ("iptables-save -c", True),
-    "sysctl": ("sysctl " + " ".join(SYSCTLS) + " 2>/dev/null; true", False),
+FACT_COMMANDS: dict[str, str] = {
+    "nstat": "nstat -asz",
+    "ss-s": "ss -s",
+    "ss-listen": "ss -ltnp",
+    "addr": "ip -d addr show",
+    "route": "ip route show table all",
+    "conntrack": "conntrack -L -o extended",
+    "nft": "nft list ruleset",
+    "iptables": "iptables-save -c",
+    "sysctl": "sysctl " + " ".join(SYSCTLS) + " 2>/dev/null; true",
 }
 
-_NOT_FOUND = (127,)
+
+def facts_script(marker: str) -> str:
+    """One shell script for every fact (one SSH session per host, not one per fact): each
+    section is `<marker> NAME`, the command's output, `<marker>rc CODE`."""
+    parts = []
+    for name, command in FACT_COMMANDS.items():
+        parts.append(f"echo '{marker} {name}'; ({command}) 2>&1; echo \"{marker}rc $?\"")
+    return "; ".join(parts)
+
+
+def parse_facts(output: str, marker: str) -> tuple[dict[str, str], dict[str, str]]:
+    outputs: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in output.splitlines(keepends=True):
+        if line.startswith(marker + " ") and name is None:
+            name, lines = line[len(marker) + 1 :].strip(), []
+        elif line.startswith(marker + "rc ") and name is not None:
+            rc = line[len(marker) + 3 :].strip()
+            text = "".join(lines)
+            if rc == "0":
+                outputs[name] = text
+            elif rc == "127":
+                missing[name] = f"`{FACT_COMMANDS[name].split()[0]}` not installed"
+            else:
+                last = text.strip().splitlines()[-1] if text.strip() else "no output"
+                missing[name] = f"exit {rc}: {last}"
+            name = None
+        elif name is not None:
+            lines.append(line)
+    for n in FACT_COMMANDS:
+        if n not in outputs and n not in missing:
+            missing[n] = "no answer (the fact script was cut short)"
+    return outputs, missing
 
 
 async def collect_facts(
     transport: HostTransport, *, sudo: bool, is_root: bool
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Run every fact command concurrently; return (outputs, missing reasons)."""
-
-    async def one(name: str, command: str, needs_root: bool) -> tuple[str, str | None, str | None]:
-        cmd = as_root(command, sudo and needs_root and not is_root)
-        try:
-            res = await transport.run(cmd, timeout=20)
-        except TransportError as exc:
-            return name, None, str(exc)
-        if res.exit_status in _NOT_FOUND:
-            return name, None, f"`{command.split()[0]}` not installed"
-        if res.exit_status != 0 and not res.stdout.strip():
-            why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "no output"
-            return name, None, f"exit {res.exit_status}: {why}"
-        return name, res.stdout, None
-
-    results = await asyncio.gather(*(one(n, c, r) for n, (c, r) in FACT_COMMANDS.items()))
-    outputs = {n: out for n, out, _ in results if out is not None}
-    missing = {n: why for n, _, why in results if why is not None}
-    return outputs, missing
+    """Collect every fact in one remote command; return (outputs, missing reasons).
+    Conntrack and the rulesets need root: with `sudo` the whole script runs through it."""
+    marker = "@@hopcap-" + secrets.token_hex(6)
+    try:
+        res = await transport.run(as_root(facts_script(marker), sudo and not is_root), timeout=60)
+    except TransportError as exc:
+        return {}, {n: str(exc) for n in FACT_COMMANDS}
+    return parse_facts(res.stdout, marker)
 
 
 async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[float, float]:

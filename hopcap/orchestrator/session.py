@@ -283,8 +283,7 @@ async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
     expiry = int(time.time() + bound_s + 30)
     # the host's name is part of it: hosts may share a file system (the lab's namespaces do)
     d = f"{REMOTE_TMP}/{REMOTE_PREFIX}{expiry}.{run_id}.{s.name}"
-    await s.transport.run(_CLEAN_STALE, timeout=20)
-    res = await s.transport.run(quote(["mkdir", "-m", "755", d]))
+    res = await s.transport.run(f"{_CLEAN_STALE}; {quote(['mkdir', '-m', '755', d])}", timeout=20)
     if not res.ok:
         raise TransportError(s.name, f"cannot create {d}: {res.stderr.strip()}")
     s.remote_dir = d
