@@ -735,10 +735,33 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                     )
                 )
 
-    # the far end: the last leg is at the last point of the path
+    # points missing at either end of the path: the flow's evidence stops short of them
+    def missing_end(m: int, between: tuple[str, str], where: str) -> None:
+        pm = pts[m]
+        findings.append(
+            Finding(
+                "gap",
+                "c2s",
+                between,
+                0,
+                0,
+                first_ts_ns / NS,
+                f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
+                f"what happened {where} cannot be told",
+            )
+        )
+
+    if first_leg.point == present[0] and present[0] > 0:
+        missing_end(0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}")
     last = f.legs[-1]
     pl = pts[last.point]
-    if last.point == present[-1]:
+    trailing = last.point == present[-1] and present[-1] < len(pts) - 1
+    if trailing:
+        m = present[-1] + 1
+        missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
+
+    # the far end: the last leg is at the last point of the path
+    if last.point == present[-1] and not trailing:
         t = pl.table
         beyond = _endpoint_name(pl, "server")
         if last.c is not None and last.c.syn and not last.c.synack:

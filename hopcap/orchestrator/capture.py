@@ -56,6 +56,9 @@ class CaptureSpec:
             "0",
             "-U",
             "--time-stamp-precision=nano",
+            # without it the last block of the kernel ring (up to a second of packets) is
+            # lost when tcpdump is stopped with SIGINT
+            "--immediate-mode",
         ]
         if self.stream:
             argv += ["-w", "-"]

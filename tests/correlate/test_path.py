@@ -356,6 +356,24 @@ def test_missing_point_is_gap(tmp_path: Path) -> None:
     assert any("sw:eth0" in w for w in v.warnings)
 
 
+def test_missing_point_at_either_end_is_gap_never_drop(tmp_path: Path) -> None:
+    c = Conv(seed=43)
+    c.handshake(answered=False)  # a SYN nobody answers: where it died is unknown
+    pts = points(tmp_path, [c], [
+        ("fw:eth0", lambda x: View()),
+        ("fw:eth1", lambda x: View(delay=0.0001)),
+    ])  # fmt: skip
+    pts.insert(0, PointInput(name="client:eth0", pcap=None, missing_reason="tcpdump missing"))
+    pts.append(PointInput(name="srv:eth0", pcap=None, missing_reason="connection refused"))
+    v = correlate(pts)
+    assert not only(v, "drop")
+    between = {g.between for g in only(v, "gap")}
+    assert ("client:eth0", "fw:eth0") in between
+    assert ("fw:eth1", "srv:eth0") in between
+    far = next(g for g in only(v, "gap") if g.between == ("fw:eth1", "srv:eth0"))
+    assert "connection refused" in far.what
+
+
 def test_capture_started_late_is_gap(tmp_path: Path) -> None:
     early = http_conv(42000, seed=50)
     late = http_conv(42001, seed=51, t0=early.t + 1.0)
