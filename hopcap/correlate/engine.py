@@ -12,7 +12,13 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.conns import Half, PointConns, build_point
-from hopcap.correlate.link import HalfLinks, link_halves, link_proxied, parse_conntrack
+from hopcap.correlate.link import (
+    HalfLinks,
+    ProxyMatch,
+    link_halves,
+    parse_conntrack,
+    plan_proxied,
+)
 from hopcap.correlate.match import (
     M32,
     DirMatch,
@@ -209,6 +215,7 @@ def _build_flows(
     pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
 ) -> list[FlowB]:
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
+    plans: dict[tuple[int, int], dict[int, ProxyMatch]] = {}
     flows: list[FlowB] = []
     for k, p in enumerate(present):
         pc = pts[p].pc
@@ -218,9 +225,36 @@ def _build_flows(
                 continue
             claimed[p].add(conn.cid)
             flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same")])
-            _extend(pts, present, k, flow, links, claimed)
+            _extend(pts, present, k, flow, links, claimed, plans)
             flows.append(flow)
     return flows
+
+
+def _proxy_plan(
+    pts: list[Point],
+    a: int,
+    b: int,
+    hl: HalfLinks,
+    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
+) -> dict[int, ProxyMatch]:
+    """The proxied links between adjacent points `a` and `b`, computed once, on first need.
+    Linking by time alone (no payload crossed) only where a proxy is known to sit: both
+    points are interfaces of one host, or other connections there are content-linked."""
+    got = plans.get((a, b))
+    if got is None:
+        pa, pb = pts[a], pts[b]
+        assert pa.pc is not None and pb.pc is not None
+        one_host = pa.host == pb.host and bool(pa.iface) and bool(pb.iface)
+        # the clock error allowed in time order: none within a host (one clock); across
+        # hosts the offset is only a hint at this stage
+        kw = {
+            "offset_ns": pb.offset_ns - pa.offset_ns,
+            "tol_ns": 1_000_000 if one_host else 200_000_000,
+        }
+        got = plans[(a, b)] = plan_proxied(
+            pa.pc, pb.pc, hl, by_time=True if one_host else None, **kw
+        )
+    return got
 
 
 def _extend(
@@ -230,6 +264,7 @@ def _extend(
     flow: FlowB,
     links: dict[tuple[int, int], HalfLinks],
     claimed: dict[int, set[int]],
+    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
 ) -> None:
     while k + 1 < len(present):
         a, b = present[k], present[k + 1]
@@ -285,12 +320,10 @@ def _extend(
                 # answered before a point that saw nothing at all: a proxy or an endpoint,
                 # or a capture on the wrong interface; an unanswered SYN stays a drop
                 ended = "nothing"
-            if ended == "answered":
+            if ended != "nothing":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                pm = link_proxied(
-                    pa, conn_a, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns, taken=claimed[b]
-                )
-                if pm is not None:
+                pm = _proxy_plan(pts, a, b, hl, plans).get(conn_a.cid)
+                if pm is not None and pm.conn.cid not in claimed[b]:
                     claimed[b].add(pm.conn.cid)
                     flow.hops.append(Hop(a, b, None, None, missing, None))
                     flow.legs.append(

@@ -9,6 +9,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from hopcap.correlate.conns import Conn, Half, PointConns
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
@@ -220,64 +222,151 @@ def _conn_chunks(pc: PointConns, conn: Conn) -> tuple[list[bytes], list[bytes]]:
     return got
 
 
-def link_proxied(
+def _first_payload_ts(pc: PointConns, h: Half | None) -> int | None:
+    """Capture time of the first packet of `h` that carries payload."""
+    if h is None:
+        return None
+    t = pc.table
+    rows = h.idx[t.plen[h.idx] > 0]
+    return int(t.ts[rows[0]]) if rows.shape[0] else None
+
+
+def _carries_nothing(pc: PointConns, conn: Conn) -> bool:
+    t = pc.table
+    return all(h is None or not bool(np.any(t.plen[h.idx] > 0)) for h in (conn.c, conn.s))
+
+
+def _details(ca: list[bytes], sa: list[bytes], cb: list[bytes], sb: list[bytes]) -> list[str]:
+    set_ca, set_sa, set_cb, set_sb = set(ca), set(sa), set(cb), set(sb)
+    details: list[str] = []
+    for what, lines, against in (
+        ("c2s inserted", cb, set_ca),
+        ("c2s removed", ca, set_cb),
+        ("s2c inserted", sa, set_sb),
+        ("s2c removed", sb, set_sa),
+    ):
+        for line in lines:
+            if line in against:
+                continue
+            # what a person reads: header and text lines (binary chunks near the end of
+            # the compared window differ only because the windows do)
+            text = line.decode("latin-1")
+            if text.isprintable():
+                details.append(f"{what}: {text[:120]}")
+    return details
+
+
+TIME_ONLY = "linked by time only (no payload crossed)"
+
+
+def plan_proxied(
     a: PointConns,
-    conn: Conn,
     b: PointConns,
+    hl: HalfLinks,
     *,
     offset_ns: int = 0,
+    tol_ns: int = 1_000_000,
+    by_time: bool | None = True,
     slack_ns: int = 2_000_000_000,
     pool_ns: int = 120_000_000_000,
-    taken: set[int] | frozenset[int] = frozenset(),
-) -> ProxyMatch | None:
-    """Find the connection at `b` that carries the application bytes of `conn` at `a`: one
-    open around the same time (or a pooled one opened up to `pool_ns` before)."""
-    ca, sa = _conn_chunks(a, conn)
-    if not ca and not sa:
-        return None
-    set_ca, set_sa = set(ca), set(sa)
-    total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
-    best: ProxyMatch | None = None
-    best_rank: tuple[float, bool, int] = (0.0, False, 0)
-    lo = conn.first_ts - slack_ns + offset_ns
-    hi = conn.last_ts + slack_ns + offset_ns
+    after_ns: int = 3_000_000_000,
+) -> dict[int, ProxyMatch]:
+    """Which connection at `b` carried each connection at `a` that crossed no NAT link:
+    front conn id at `a` -> its backend at `b`, one backend per front, never shared.
+
+    By content first (chunks of both streams), under time order on the aligned timeline
+    (`offset_ns`: b's clock minus a's; `tol_ns`: the clock error allowed): a backend can
+    carry a front's request only if its first c2s payload comes after the front's, and
+    its first s2c payload before the front's. Equal content (the same request again)
+    goes to the backend closest in time. Then, with `by_time` (None: only when some fronts
+    were linked by content, i.e. a proxy is known to sit between `a` and `b`), a front whose request
+    matched nothing may take a backend that carried no payload at all (its SYNs were never
+    answered, or it was closed before sending) opened after the request arrived at `a` and
+    before the front ended (or up to `after_ns` later), the nearest in time."""
+    fronts = [c for c in a.conns if not any(h is not None and h.hid in hl.fwd for h in (c.c, c.s))]
+    if not fronts:
+        return {}
+
+    def free(c: Conn) -> bool:
+        return not any(h is not None and h.hid in hl.back for h in (c.c, c.s))
+
     if not b.by_start:
         b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
         b.starts = [c.first_ts for c in b.by_start]
     order, starts = b.by_start, b.starts
-    i0 = bisect.bisect_left(starts, lo - pool_ns)
-    i1 = bisect.bisect_right(starts, hi)
-    for cb_conn in order[i0:i1]:
-        if cb_conn.last_ts < lo:
+    # (score, -time distance) per candidate pair
+    cands: list[tuple[float, float, int, int]] = []
+    front_c2s: dict[int, int | None] = {}
+    for conn in fronts:
+        fc = _first_payload_ts(a, conn.c)
+        front_c2s[conn.cid] = fc
+        ca, sa = _conn_chunks(a, conn)
+        if not ca and not sa:
             continue
+        set_ca, set_sa = set(ca), set(sa)
+        total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
+        if total == 0:
+            continue
+        fs = _first_payload_ts(a, conn.s)
+        lo = conn.first_ts - slack_ns + offset_ns
+        hi = conn.last_ts + slack_ns + offset_ns
+        i0 = bisect.bisect_left(starts, lo - pool_ns)
+        i1 = bisect.bisect_right(starts, hi)
+        for cb_conn in order[i0:i1]:
+            if cb_conn.last_ts < lo or not free(cb_conn):
+                continue
+            cb, sb = _conn_chunks(b, cb_conn)
+            common = sum(len(x) for x in set_ca.intersection(cb)) + sum(
+                len(x) for x in set_sa.intersection(sb)
+            )
+            if common < 8 or common / total < 0.5:
+                continue
+            bc = _first_payload_ts(b, cb_conn.c)
+            bs = _first_payload_ts(b, cb_conn.s)
+            # time order: the request reaches the proxy before it leaves it, the response
+            # leaves the backend before it reaches the client
+            if fc is not None and bc is not None and bc - offset_ns < fc - tol_ns:
+                continue
+            if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
+                continue
+            if fc is not None and bc is not None:
+                dt = abs(bc - offset_ns - fc)
+            else:
+                dt = abs(cb_conn.first_ts - offset_ns - conn.first_ts)
+            cands.append((round(common / total, 2), -dt / 1e9, conn.cid, cb_conn.cid))
+    cands.sort(reverse=True)
+    out: dict[int, ProxyMatch] = {}
+    used: set[int] = set()
+    for score, _ndt, x, y in cands:
+        if x in out or y in used:
+            continue
+        used.add(y)
+        cb_conn = b.conns[y]
+        ca, sa = _conn_chunks(a, a.conns[x])
         cb, sb = _conn_chunks(b, cb_conn)
-        set_cb, set_sb = set(cb), set(sb)
-        common = sum(len(x) for x in set_ca & set_cb) + sum(len(x) for x in set_sa & set_sb)
-        if total == 0 or common < 8:
+        out[x] = ProxyMatch(cb_conn, score, tuple(_details(ca, sa, cb, sb)[:8]))
+    if by_time is False or (by_time is None and not out):
+        return out
+    tcands: list[tuple[int, int, int]] = []
+    for conn in fronts:
+        fc = front_c2s[conn.cid]
+        if conn.cid in out or fc is None:
             continue
-        score = common / total
-        if score < 0.5:
+        lo = fc - tol_ns + offset_ns
+        hi = conn.last_ts + after_ns + offset_ns
+        i0 = bisect.bisect_left(starts, lo)
+        i1 = bisect.bisect_right(starts, hi)
+        for cb_conn in order[i0:i1]:
+            if cb_conn.cid in used or not free(cb_conn):
+                continue
+            c = cb_conn.c
+            if c is None or not c.syn or c.synack or not _carries_nothing(b, cb_conn):
+                continue
+            tcands.append((cb_conn.first_ts - offset_ns - fc, conn.cid, cb_conn.cid))
+    tcands.sort()
+    for _dt, x, y in tcands:
+        if x in out or y in used:
             continue
-        # equal content (the same request again): the connection opened closest after
-        # this one, and one not yet taken by another flow
-        dt = cb_conn.first_ts - offset_ns - conn.first_ts
-        rank = (round(score, 2), cb_conn.cid not in taken, -(dt if dt >= 0 else 10 * -dt))
-        if best is None or rank > best_rank:
-            best_rank = rank
-            details: list[str] = []
-            for what, lines, against in (
-                ("c2s inserted", cb, set_ca),
-                ("c2s removed", ca, set_cb),
-                ("s2c inserted", sa, set_sb),
-                ("s2c removed", sb, set_sa),
-            ):
-                for line in lines:
-                    if line in against:
-                        continue
-                    # what a person reads: header and text lines (binary chunks near the
-                    # end of the compared window differ only because the windows do)
-                    text = line.decode("latin-1")
-                    if text.isprintable():
-                        details.append(f"{what}: {text[:120]}")
-            best = ProxyMatch(cb_conn, score, tuple(details[:8]))
-    return best
+        used.add(y)
+        out[x] = ProxyMatch(b.conns[y], 0.0, (TIME_ONLY,))
+    return out

@@ -572,3 +572,67 @@ def test_repeated_identical_requests_through_a_proxy_pair_up_in_order(tmp_path: 
         i = int(fl.client.rsplit(":", 1)[1]) - 52000
         assert fl.legs[1].link == "proxied"
         assert fl.legs[1].tuple == f"198.18.2.1:{34000 + i} > 198.18.2.2:8080"
+
+
+def _front_back(i: int, t: float, *, back_port: int) -> tuple[Conv, Conv]:
+    """One request through an L7 proxy: the client's connection and the proxy's backend
+    connection, the same deterministic content every time."""
+    front = Conv(
+        client=("203.0.113.10", 53000 + i), server=("203.0.113.80", 80), seed=300 + i, t0=t
+    )
+    front.handshake()
+    back = Conv(
+        client=("198.18.2.1", back_port), server=("198.18.2.2", 8080), seed=400 + i, t0=front.t
+    )
+    back.handshake()
+    front.request(HTTP_REQ)
+    back.t = front.t
+    back.request(HTTP_REQ.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.10\r\n\r\n"))
+    back.response(HTTP_RESP)
+    front.t = back.t
+    front.response(HTTP_RESP)
+    front.close()
+    back.close()
+    return front, back
+
+
+def test_stale_front_connection_does_not_steal_a_later_backend_leg(tmp_path: Path) -> None:
+    """Two identical requests 1 s apart through a proxy; the first one's backend leg was
+    not captured. The first front connection's bytes had all passed before the second
+    backend connection opened: it must not be linked to it (time order), and the second
+    front keeps its own backend leg (never two fronts on one backend)."""
+    f1, b1 = _front_back(0, 1_763_790_000.0, back_port=35000)
+    f2, b2 = _front_back(1, 1_763_790_001.0, back_port=35001)
+    fronts = {id(f1), id(f2)}
+    v = correlate(points(tmp_path, [f1, b1, f2, b2], [
+        ("lb:eth0", lambda c: View(drop=lambda s: id(s.conv) not in fronts)),
+        ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: s.conv is not b2)),
+    ]))  # fmt: skip
+    by_client = {fl.client: fl for fl in v.flows}
+    first, second = by_client["203.0.113.10:53000"], by_client["203.0.113.10:53001"]
+    assert [leg.point for leg in first.legs] == ["lb:eth0"], first
+    assert [(leg.point, leg.link) for leg in second.legs] == [
+        ("lb:eth0", "same"), ("lb:eth1", "proxied"),
+    ]  # fmt: skip
+    assert second.legs[1].tuple == "198.18.2.1:35001 > 198.18.2.2:8080"
+    claims = [leg.tuple for fl in v.flows for leg in fl.legs if leg.point == "lb:eth1"]
+    assert claims == ["198.18.2.1:35001 > 198.18.2.2:8080"], v.flows
+    assert len(v.flows) == 2
+
+
+def test_front_connection_prefers_the_backend_that_follows_it_in_time(tmp_path: Path) -> None:
+    """Both backend legs captured, the later request's first: each front takes the backend
+    whose request followed its own and whose response preceded its own."""
+    f1, b1 = _front_back(0, 1_763_790_000.0, back_port=35000)
+    f2, b2 = _front_back(1, 1_763_790_001.0, back_port=35001)
+    fronts = {id(f1), id(f2)}
+    v = correlate(points(tmp_path, [f2, b2, f1, b1], [
+        ("lb:eth0", lambda c: View(drop=lambda s: id(s.conv) not in fronts)),
+        ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: id(s.conv) in fronts)),
+    ]))  # fmt: skip
+    assert len(v.flows) == 2 and all_findings(v) == []
+    got = {fl.client: fl.legs[1].tuple for fl in v.flows}
+    assert got == {
+        "203.0.113.10:53000": "198.18.2.1:35000 > 198.18.2.2:8080",
+        "203.0.113.10:53001": "198.18.2.1:35001 > 198.18.2.2:8080",
+    }
