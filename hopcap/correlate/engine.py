@@ -914,6 +914,28 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
     path = " -> ".join(leg.point for leg in legs)
     kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
     more = f" ({', '.join(kinds)})" if kinds else ""
+    # a request with no answer at all is not "OK", even when every hop delivered it
+    first = f.legs[0]
+    t0 = pts[first.point].table
+    req = int(t0.plen[first.c.idx].sum()) if first.c is not None else 0
+    resp = int(t0.plen[first.s.idx].sum()) if first.s is not None else 0
+    if req and not resp and first.c is not None:
+        # the client waited: it closed a second or more after its last byte, or never did
+        # (closing right after sending is an upload, not a request left unanswered)
+        c_rows = first.c.idx
+        last_req = int(t0.ts[c_rows[t0.plen[c_rows] > 0][-1]])
+        closes = c_rows[(t0.flags[c_rows] & (FIN | RST)) != 0]
+        waited = (int(t0.ts[closes[0]]) - last_req) / NS if closes.shape[0] else None
+        if waited is None or waited >= 1.0:
+            how = (
+                f"the client gave up after {waited:.1f} s"
+                if waited is not None
+                else "the connection was still open when the capture ended"
+            )
+            return (
+                f"no response: the request ({req} bytes) went through {path}{more}, "
+                f"but no response data came back to {legs[0].point} ({how})"
+            )
     if f.hops and f.hops[-1].ended == "answered":
         pa, pb = pts[f.hops[-1].a], pts[f.hops[-1].b]
         who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"

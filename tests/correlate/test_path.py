@@ -636,3 +636,88 @@ def test_front_connection_prefers_the_backend_that_follows_it_in_time(tmp_path: 
         "203.0.113.10:53000": "198.18.2.1:35000 > 198.18.2.2:8080",
         "203.0.113.10:53001": "198.18.2.1:35001 > 198.18.2.2:8080",
     }
+
+
+def _front_unserved(t: float, *, answer: bytes | None) -> tuple[Conv, list[Conv]]:
+    """The client's request reaches the proxy; the proxy's backend connections (a first
+    one and a retry) get their SYNs to the server, which never answers them. The proxy
+    answers `answer` after its timeout, or (None) the client gives up after 5 s."""
+    front = Conv(client=("203.0.113.10", 54000), server=("203.0.113.80", 80), seed=500, t0=t)
+    front.handshake()
+    front.request(HTTP_REQ)
+    backs = []
+    for k in range(2):
+        back = Conv(
+            client=("198.18.2.1", 36000 + k), server=("198.18.2.2", 8080), seed=600 + k,
+            t0=front.t + 0.0005 + 1.5 * k,
+        )  # fmt: skip
+        back.handshake(answered=False, syn_retries=1)
+        backs.append(back)
+    if answer is not None:
+        front.t += 3.0
+        front.response(answer)
+    else:
+        front.t += 5.0
+    front.close()
+    return front, backs
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 503 Service Unavailable\r\n\r\nno server"])
+def test_backend_that_never_carried_data_is_linked_by_time(
+    tmp_path: Path, answer: bytes | None
+) -> None:
+    front, backs = _front_unserved(1_763_790_000.0, answer=answer)
+    bk = {id(b) for b in backs}
+    v = correlate(points(tmp_path, [front, *backs], [
+        ("client:eth0", lambda c: View(drop=lambda s: id(s.conv) in bk)),
+        ("lb:eth0", lambda c: View(delay=0.0001, drop=lambda s: id(s.conv) in bk)),
+        ("lb:eth1", lambda c: View(delay=0.0002, drop=lambda s: s.conv is front)),
+        ("srv:eth0", lambda c: View(delay=0.0003, drop=lambda s: s.conv is front)),
+    ]))  # fmt: skip
+    fl = next(x for x in v.flows if x.client == "203.0.113.10:54000")
+    assert [(leg.point, leg.link) for leg in fl.legs] == [
+        ("client:eth0", "same"), ("lb:eth0", "same"), ("lb:eth1", "proxied"),
+        ("srv:eth0", "same"),
+    ]  # fmt: skip
+    assert fl.legs[2].tuple == "198.18.2.1:36000 > 198.18.2.2:8080"  # the nearest in time
+    assert fl.legs[2].details == ("linked by time only (no payload crossed)",)
+    assert [(x.kind, x.direction, x.between) for x in fl.findings] == [
+        ("drop", "c2s", ("srv:eth0", "srv"))
+    ]
+    assert fl.findings[0].packets == 2  # the SYN and its retransmission
+    assert "srv:eth0" in fl.summary and "never answered" in fl.summary, fl.summary
+    assert not fl.summary.startswith("OK")
+    # the retry is a flow of its own (one backend per front request), with its own drop
+    retry = next(x for x in v.flows if x.client == "198.18.2.1:36001")
+    assert [(x.kind, x.between) for x in retry.findings] == [("drop", ("srv:eth0", "srv"))]
+    assert len(v.flows) == 2
+
+
+def test_time_link_never_takes_a_backend_linked_by_content(tmp_path: Path) -> None:
+    """A front whose request got nowhere and, right after it, another front served by a
+    backend that carried its bytes: the first is not linked to that backend."""
+    f1, _ = _front_unserved(1_763_790_000.0, answer=b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+    f2, b2 = _front_back(1, 1_763_790_000.01, back_port=35001)
+    fronts = {id(f1), id(f2)}
+    v = correlate(points(tmp_path, [f1, f2, b2], [
+        ("lb:eth0", lambda c: View(drop=lambda s: id(s.conv) not in fronts)),
+        ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: s.conv is not b2)),
+    ]))  # fmt: skip
+    by_client = {fl.client: fl for fl in v.flows}
+    assert [leg.point for leg in by_client["203.0.113.10:54000"].legs] == ["lb:eth0"]
+    assert by_client["203.0.113.10:53001"].legs[1].tuple == "198.18.2.1:35001 > 198.18.2.2:8080"
+
+
+def test_request_never_answered_is_not_ok(tmp_path: Path) -> None:
+    c = Conv(seed=70)
+    c.handshake()
+    c.request(HTTP_REQ)
+    c.t += 5.0
+    c.close()
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View()),
+        ("srv:eth0", lambda x: View(delay=0.0001)),
+    ]))  # fmt: skip
+    assert len(v.flows) == 1 and all_findings(v) == []
+    s = v.flows[0].summary
+    assert not s.startswith("OK") and "no response" in s, s
