@@ -90,3 +90,37 @@ def test_check_bad_inventory_is_a_clear_error(tmp_path: Path) -> None:
     assert res.returncode == 3
     assert "did you mean 'firewall'" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_ssh_config_is_honoured(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """A host known to ~/.ssh/config needs only its name and role in the inventory."""
+    import os
+    import subprocess
+
+    from tests.e2e.conftest import HOPCAP
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    state = e2e_lab.state_dir
+    (home / ".ssh" / "config").write_text(
+        "Host labsrv\n"
+        f"  HostName {e2e_lab.mgmt['srv']}\n"
+        "  User root\n"
+        "  Port 22\n"
+        f"  IdentityFile {state / 'id_ed25519'}\n"
+        f"  UserKnownHostsFile {state / 'known_hosts'}\n"
+    )
+    inv = tmp_path / "site.yml"
+    inv.write_text("hosts:\n  labsrv: {role: server, capture: [eth0]}\n")
+    env = dict(os.environ, HOME=str(home))
+    env.pop("SSH_AUTH_SOCK", None)
+    res = subprocess.run(
+        [*HOPCAP, "check", "--inventory", str(inv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    row = next(x for x in res.stdout.splitlines() if x.startswith("labsrv "))
+    assert "labsrv" in row and " eth0 " in row and row.rstrip().endswith("ok")
