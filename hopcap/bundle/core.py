@@ -180,8 +180,10 @@ def write_bundle(
     what `anonymise` changes."""
     out = Path(out)
     points = []
+    clock_end = {f.host: f.clock_after for f in run.facts if f.clock_after is not None}
     for c in run.captures:
         pcap = _place_pcap(out, c.point.name, c.pcap)
+        end = clock_end.get(c.point.host)
         err = c.error
         if pcap is None and err is None:
             err = "no capture file"
@@ -202,6 +204,8 @@ def write_bundle(
                 clock_offset_s=c.clock_offset_s,
                 clock_error_s=c.clock_error_s,
                 error=err,
+                # the host's clock probed again after the window: drift shows as a change
+                extra={"clock_offset_end_s": end[0], "clock_error_end_s": end[1]} if end else {},
             )
         )
     pulled_warnings = [

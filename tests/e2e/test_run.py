@@ -30,6 +30,9 @@ def test_clean_run_gives_complete_bundle_and_no_fault(
         assert p["kernel_drops"] == 0
         assert p["ready_ts"] >= p["start_ts"]
         assert p["stop_ts"] > p["ready_ts"]
+        # the host's clock, probed at the start and again at the end, with error bounds
+        assert abs(p["clock_offset_s"]) < 0.05 and 0 < p["clock_error_s"] < 0.05
+        assert abs(p["clock_offset_end_s"]) < 0.05 and 0 < p["clock_error_end_s"] < 0.05
     assert 0 <= man["start_skew_s"] < 5
     for rel, digest in man["files"].items():
         assert hashlib.sha256((res.out / rel).read_bytes()).hexdigest() == digest, rel
