@@ -110,10 +110,9 @@ class PointConns:
     starts: list[int] = field(default_factory=list)
 
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
-        fp = self._fps.get(h.hid)
-        if fp is None:
-            fp = self._fps[h.hid] = fingerprints(self.table, h)
-        return fp
+        if not self._fps and self.halves:
+            self._fps = dict(enumerate(fingerprints_all(self.table, self.halves)))
+        return self._fps[h.hid]
 
 
 def build_halves(t: PacketTable) -> list[Half]:
@@ -284,3 +283,53 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, 
             if t.ipid[i] > 0:
                 keys.append(("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST))))
     return keys
+
+
+def fingerprints_all(
+    t: PacketTable, halves: list[Half], limit: int = 4
+) -> list[list[tuple[object, ...]]]:
+    """`fingerprints` of every half, the same keys, with the columns gathered once."""
+    head = limit * 4
+    firsts = [h.idx[:head] for h in halves]
+    lens = [x.shape[0] for x in firsts]
+    r_all = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
+    fl_l = t.flags[r_all].tolist()
+    seq_l = t.seq[r_all].tolist()
+    tsv_l = t.tsval[r_all].tolist()
+    ipid_l = t.ipid[r_all].tolist()
+    mss_l = t.mss[r_all].tolist()
+    r_l = r_all.tolist()
+    out: list[list[tuple[object, ...]]] = []
+    pos = 0
+    for h, n in zip(halves, lens, strict=True):
+        keys: list[tuple[object, ...]] = []
+        lo, hi = pos, pos + n
+        pos = hi
+        n_syn = 0
+        for j in range(lo, hi):
+            if fl_l[j] & SYN and n_syn < 4:
+                n_syn += 1
+                keys.append(("isn", seq_l[j]))
+                if tsv_l[j] >= 0:
+                    keys.append(("ts", tsv_l[j], ipid_l[j]))
+                elif ipid_l[j] > 0:
+                    keys.append(("sid", ipid_l[j], mss_l[j], t.options(r_l[j])))
+        n_ts = 0
+        for j in range(lo, hi):
+            if n_ts >= limit:
+                break
+            if fl_l[j] & SYN:
+                continue
+            if tsv_l[j] >= 0:
+                keys.append(("ts", tsv_l[j], ipid_l[j]))
+                n_ts += 1
+        if n_ts < 2:
+            rows = h.idx
+            for i in rows[t.pl_cap[rows] > 0][:2].tolist():
+                keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
+        if not keys:
+            for j in range(lo, min(hi, lo + limit)):
+                if ipid_l[j] > 0:
+                    keys.append(("id", ipid_l[j], fl_l[j] & (SYN | FIN | RST)))
+        out.append(keys)
+    return out

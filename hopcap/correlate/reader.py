@@ -14,6 +14,7 @@ after hop-by-hop/routing/destination-options headers).
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -720,6 +721,7 @@ def _parse(
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def addr_str(v: int, hi: int, lo: int) -> str:
     import ipaddress
 

@@ -241,3 +241,27 @@ def test_chunked_reading_equals_one_chunk(
         a, b = getattr(whole, col), getattr(parts, col)
         assert a.dtype == b.dtype and (a == b).all(), col
     assert parts.seq.dtype == np.int64 and parts.ts.dtype == np.int64
+
+
+def test_batched_fingerprints_equal_per_half(tmp_path: Path) -> None:
+    """The batched fingerprints (columns gathered once) are the per-half ones, exactly:
+    with and without TCP timestamps (payload hashes, IP IDs), IPv4 and IPv6."""
+    from hopcap.correlate.conns import build_point, fingerprints, fingerprints_all
+
+    convs = [_conv(), _conv(v6=True)]
+    for ts in (True, False):
+        c = Conv(client=("203.0.113.11", 41000 + ts), seed=8 + ts, ts=ts)
+        c.handshake(syn_retries=1)
+        c.request(b"x" * 3000)
+        c.response(b"y" * 100)
+        c.close()
+        convs.append(c)
+    for i, c in enumerate(convs):
+        frames = _frames(c)
+        p = write_pcap_raw(tmp_path / f"{i}.pcap", frames[3:] if i == 3 else frames)
+        t = read_capture(p)
+        pc = build_point(t)
+        assert pc.halves
+        assert fingerprints_all(t, pc.halves) == [fingerprints(t, h) for h in pc.halves]
+        assert [pc.fingerprints(h) for h in pc.halves] == [fingerprints(t, h) for h in pc.halves]
+        t.close()
