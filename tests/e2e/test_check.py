@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_OK, EXIT_PREFLIGHT
-from tests.e2e.conftest import hopcap_cli, inventory_variant
+from tests.e2e.conftest import HOPCAP, hopcap_cli, inventory_variant
 
 pytestmark = pytest.mark.lab
 
@@ -94,11 +97,6 @@ def test_check_bad_inventory_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_ssh_config_is_honoured(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
     """A host known to ~/.ssh/config needs only its name and role in the inventory."""
-    import os
-    import subprocess
-
-    from tests.e2e.conftest import HOPCAP
-
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     state = e2e_lab.state_dir
@@ -124,3 +122,19 @@ def test_ssh_config_is_honoured(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert res.returncode == EXIT_OK, res.stdout + res.stderr
     row = next(x for x in res.stdout.splitlines() if x.startswith("labsrv "))
     assert "labsrv" in row and " eth0 " in row and row.rstrip().endswith("ok")
+
+
+def test_jump_host_chain(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """srv reached through lb, lb through client (ProxyJump chains), all on real sshd."""
+    inv = inventory_variant(
+        e2e_lab.inventory, tmp_path / "inv.yml", lb={"jump": "client"}, srv={"jump": "lb"}
+    )
+    res = hopcap_cli("check", "--inventory", str(inv))
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    assert "all hosts ready" in res.stdout
+    # the capture filter excludes the session as the host sees it: from the jump host
+    run = hopcap_cli("run", "--inventory", str(inv), "--out", str(tmp_path / "b"), "--no-facts")
+    assert run.returncode == EXIT_OK, run.stderr
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    srv = next(p for p in man["points"] if p["host"] == "srv")
+    assert f"host {e2e_lab.mgmt['lb']} and host {e2e_lab.mgmt['srv']}" in srv["command"]
