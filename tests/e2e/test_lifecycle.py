@@ -146,3 +146,20 @@ def test_require_all_refuses_a_partial_run(clean_lab: lab.LabInfo, tmp_path: Pat
     assert "srv: connection refused" in res.stderr
     assert "Traceback" not in res.stderr
     assert _lab_tcpdumps() == []
+
+
+def test_second_ctrl_c_aborts_but_still_stops_the_captures(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None})
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "120s", "--out", str(out)], 6)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "aborting; stopping remote captures" in stderr
+    assert "Traceback" not in stderr
+    assert _lab_tcpdumps() == []
+    assert not (out / "manifest.json").exists()  # aborted: no bundle pretends to be one
