@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,27 @@ def test_jump_host_chain(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
     man = json.loads((tmp_path / "b" / "manifest.json").read_text())
     srv = next(p for p in man["points"] if p["host"] == "srv")
     assert f"host {e2e_lab.mgmt['lb']} and host {e2e_lab.mgmt['srv']}" in srv["command"]
+
+
+def test_check_host_whose_sshd_is_stopped(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
+    import signal
+
+    from hopcap.lab import sshd
+    from hopcap.lab.topology import Layout
+    from tests.e2e.conftest import MGMT, PREFIX
+
+    pidfile = e2e_lab.state_dir / "srv" / "sshd.pid"
+    os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 10
+        while sshd.accepts(e2e_lab.mgmt["srv"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        res = hopcap_cli("check", "--inventory", str(e2e_lab.inventory))
+        assert res.returncode == EXIT_PREFLIGHT
+        assert "srv: connection refused (is sshd running on that port?)" in res.stdout
+        row = next(x for x in res.stdout.splitlines() if x.startswith("srv "))
+        assert row.rstrip().endswith("FAIL")
+        assert next(x for x in res.stdout.splitlines() if x.startswith("lb ")).endswith("ok")
+    finally:
+        sshd.start(Layout(PREFIX, MGMT), e2e_lab.state_dir, "srv")
+        sshd.wait_all(Layout(PREFIX, MGMT), e2e_lab.state_dir)
