@@ -230,6 +230,13 @@ def run(
         bool, typer.Option("--require-all", help="fail unless every point captures")
     ] = False,
     tarball: Annotated[bool, typer.Option("--tar", help="also write DIR.tar.gz")] = False,
+    anonymise: Annotated[
+        bool,
+        typer.Option(
+            "--anonymise",
+            help="replace addresses with stable pseudonyms and cut payloads in the bundle",
+        ),
+    ] = False,
     no_facts: Annotated[
         bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
     ] = False,
@@ -272,7 +279,7 @@ def run(
         record = _run_async(inv, opts)
         _err("correlating ...")
         verdict = _correlate_run(record)
-        final = write_bundle(out_dir, record, verdict, tarball=tarball)
+        final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
     _print_verdict(verdict)

@@ -70,3 +70,15 @@ def test_syn_dropped_in_fw_forward_chain(clean_lab: lab.LabInfo, tmp_path: Path)
     syn = [d for d in drops if d["direction"] == "c2s"]
     assert syn and all(d["between"] == ["fw:eth0", "fw:eth1"] for d in syn), drops
     assert res.findings("inject", "rewrite") == []
+
+
+def test_anonymised_tarball_for_a_vendor(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    res = hopcap_run(clean_lab.inventory, tmp_path / "b", "--anonymise", "--tar", "--no-facts")
+    assert res.code == 0, res.stderr
+    assert (tmp_path / "b.tar.gz").is_file()
+    assert f"bundle: {tmp_path / 'b.tar.gz'}" in res.stdout
+    for name in ("verdict.json", "report.md", "report.html", "manifest.json"):
+        text = (res.out / name).read_text()
+        for addr in ("203.0.113.10", "198.18.1.1", "198.18.2.2", clean_lab.mgmt["fw"]):
+            assert addr not in text, (name, addr)
+    assert res.manifest["anonymised"]["payload"].startswith("removed")
