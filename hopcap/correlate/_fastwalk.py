@@ -191,6 +191,14 @@ long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mul
             *reason = 2; break;
         }
         if (pos + 16 + (long)cap > size) { *reason = 1; break; }
+        /* the walk is a chain of dependent loads (each header gives the next one's
+           place): fetch the next header, and what lies just ahead, while this one is
+           parsed */
+        long nx = pos + 16 + (long)cap;
+        if (nx + 128 < size) { __builtin_prefetch(buf + nx); __builtin_prefetch(buf + nx + 64); }
+        if (pos + 4096 < size) {
+            __builtin_prefetch(buf + pos + 1024); __builtin_prefetch(buf + pos + 2048);
+        }
         if (parse_one(buf + pos + 16, cap, link, head, pos + 16, c, maxn, j)) {
             ts[j] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
             j++;
@@ -491,7 +499,8 @@ def walk_parse_pcap(
     buf: Any, big_endian: bool, mult: int, max_record: int, link: int, head: int, chunk: int
 ) -> Any:
     """Classic pcap in one C pass: yields (records walked, ts of TCP rows, columns) per
-    chunk, then a final (stop byte, reason) tuple; None without a compiler."""
+    chunk, then a final (stop byte, reason) tuple; None without a compiler. The arrays of
+    a chunk are views of one buffer that the next chunk overwrites: copy what you keep."""
     lib = _load()
     if lib is None or len(buf) < 24:
         return None
@@ -500,9 +509,10 @@ def walk_parse_pcap(
         addr, keep = _addr(buf)
         size = len(buf)
         pos = 24
+        # one buffer for every chunk (the reader copies what it keeps before the next)
+        cols = np.empty((len(PARSE_COLUMNS), chunk), np.int64)
+        ts = np.empty(chunk, np.int64)
         while True:
-            cols = np.empty((len(PARSE_COLUMNS), chunk), np.int64)
-            ts = np.empty(chunk, np.int64)
             pos_out = ctypes.c_long(0)
             why = ctypes.c_int(0)
             nrec = ctypes.c_long(0)
