@@ -10,7 +10,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -560,7 +560,3 @@ def verdict_rows(verdict: Verdict) -> list[list[str]]:
         findings = "; ".join(finding_text(x) for x in f.findings) or "-"
         rows.append([f.id, f"{f.client} -> {f.server}", str(len(f.legs)), findings, f.summary])
     return rows
-
-
-def manifest_points(manifest: Mapping[str, Any]) -> list[str]:
-    return [str(p.get("name")) for p in manifest.get("points", [])]

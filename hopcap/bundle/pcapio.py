@@ -478,8 +478,3 @@ def packet_tuple(linktype: int, data: bytes) -> tuple[str, int, str, int] | None
     if h is None or h.sport is None or h.dport is None:
         return None
     return addr_str(h.src), h.sport, addr_str(h.dst), h.dport
-
-
-def count_packets(path: Path) -> int:
-    with PcapReader(path) as r:
-        return sum(1 for _ in r)

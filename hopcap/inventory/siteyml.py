@@ -26,10 +26,6 @@ SHARED_KEYS = tuple(k for k in HOST_KEYS if k not in ("address", "groups"))
 REPRO_KEYS = ("on", "run")
 
 
-def looks_like_site(root: TNode) -> bool:
-    return isinstance(root, Map)
-
-
 def unique_items(b: Builder, m: Map, noun: str, where: str) -> list[tuple[Scalar, TNode]]:
     """The pairs of `m` with duplicate keys reported (YAML would silently keep the last)."""
     first: dict[str, Scalar] = {}

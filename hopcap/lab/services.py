@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -119,11 +118,3 @@ def start_stall(layout: Layout, state: Path) -> None:
 
 def stop_stall(state: Path) -> bool:
     return _stop_script(state, "stall")
-
-
-def tcp_accepts(addr: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((addr, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
