@@ -31,7 +31,7 @@ def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.Comp
 @pytest.fixture
 def path(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "tcpdump", "curl")):
-        pytest.skip("needs root, ip, nft, tcpdump and curl")
+        pytest.fail("needs root, ip, nft, tcpdump and curl")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for n in NS.values():
@@ -175,7 +175,7 @@ def test_syn_dropped_inside_fw(path: Path) -> None:
 
 def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
     if not shutil.which("haproxy"):
-        pytest.skip("needs haproxy")
+        pytest.fail("needs haproxy")
     # haproxy in srv on :8080 (option forwardfor) -> python http.server on 127.0.0.1:8081
     cfg = path / "haproxy.cfg"
     cfg.write_text(

@@ -21,6 +21,7 @@ from hopcap.correlate import correlate, read_capture, read_points_from_args
 from hopcap.correlate.reader import ACK, SYN
 from hopcap.errors import CorrelationError
 from hopcap.model import PointInput
+from tests.realdata import REALDATA
 
 
 def _conv(v6: bool = False) -> Conv:
@@ -194,15 +195,15 @@ def _all_captures(tmp: Path) -> list[Path]:
         write_pcap_raw(tmp / "r.pcap", _frames(c4, "raw"), linktype=101, big_endian=True),
         write_pcapng_raw(tmp / "n.pcapng", [(1, 6), (113, 9)], both),
     ]
-    real = Path("/work/shared/realdata")
-    if real.is_dir():
-        tr = real / "tcpreplay"
-        files += [
-            *sorted((real / "haka").glob("*.pcap")),
-            tr / "test.pcap",
-            tr / "test.rewrite_config",
-            tr / "test.rewrite_mtutrunc",
-        ]
+    real = REALDATA
+    assert real.is_dir(), f"the shared real captures are missing: {real}"
+    tr = real / "tcpreplay"
+    files += [
+        *sorted((real / "haka").glob("*.pcap")),
+        tr / "test.pcap",
+        tr / "test.rewrite_config",
+        tr / "test.rewrite_mtutrunc",
+    ]
     return files
 
 
@@ -211,7 +212,7 @@ def test_compiled_and_numpy_paths_agree(tmp_path: Path) -> None:
     from hopcap.correlate.reader import _COLUMNS
 
     if not _fastwalk.available():
-        pytest.skip("no C compiler: only the numpy path exists here")
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
     for f in _all_captures(tmp_path):
         fast = read_capture(f)
         _fastwalk.disabled = True

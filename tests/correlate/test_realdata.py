@@ -10,12 +10,15 @@ from pcapgen import as_two_points
 
 from hopcap.correlate import correlate
 from hopcap.model import Finding, PointInput, Verdict
+from tests.realdata import REALDATA
 
-REAL = Path("/work/shared/realdata")
+REAL = REALDATA
 HAKA = REAL / "haka"
 TCPREPLAY = REAL / "tcpreplay"
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared real captures not present")
+
+def test_real_captures_are_present() -> None:
+    assert REAL.is_dir(), f"the shared real captures are missing: {REAL} (set HOPCAP_REALDATA)"
 
 
 def haka(name: str, tmp: Path) -> Verdict:

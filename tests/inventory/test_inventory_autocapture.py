@@ -136,7 +136,7 @@ def test_live_middlebox_namespace() -> None:
     """Build a middlebox namespace (client side eth0, target side eth1) and feed the real
     outputs of iproute2 to resolve_auto_capture."""
     if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed")
+        pytest.fail("iproute2 is not installed")
     p = "hcinv" + uuid.uuid4().hex[:6]
     mb, a, b = f"{p}mb", f"{p}a", f"{p}b"
 

@@ -20,11 +20,11 @@ VIP_URL = "http://203.0.113.80"
 
 def _require_lab() -> None:
     if os.geteuid() != 0:
-        pytest.skip("lab tests need root")
+        pytest.fail("lab tests need root")
     try:
         lab.check_prerequisites()
     except LabError as e:
-        pytest.skip(f"lab prerequisites missing: {e} ({e.hint})")
+        pytest.fail(f"lab prerequisites missing: {e} ({e.hint})")
 
 
 @pytest.fixture(scope="session")
