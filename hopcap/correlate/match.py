@@ -524,22 +524,11 @@ def _field_rewrites(
     # each column is gathered once; before/after values are read only where they differ
     ttl_a, ttl_b = ta.ttl[a], tb.ttl[b]
     dttl = ttl_a - ttl_b
-    # TTL: a constant decrement per routed hop is expected
-    if ttl_expected is not None:
-        bad_ttl = ~np.isin(dttl, ttl_expected)
-    else:
-        # the most common decrement of each connection, if it is a plausible hop count
-        key = pid * 1024 + np.clip(dttl, -500, 500) + 512
-        vals, counts = np.unique(key, return_counts=True)
-        o = np.lexsort((-counts, vals // 1024))
-        vals, counts = vals[o], counts[o]
-        first = np.ones(vals.shape[0], bool)
-        first[1:] = (vals[1:] // 1024) != (vals[:-1] // 1024)
-        mode = np.zeros(int(pid.max()) + 1, np.int64)
-        mode[vals[first] // 1024] = (vals[first] % 1024) - 512
-        m = mode[pid]
-        m = np.where((m >= 0) & (m <= 8), m, 0)
-        bad_ttl = dttl != m
+    # TTL: a constant decrement per routed hop is expected (across hosts: the most
+    # common decrement of each connection, if it is a plausible hop count)
+    bad_ttl = (
+        ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+    )
     add("ip.ttl", bad_ttl, ttl_a, ttl_b)
     del ttl_a, ttl_b, dttl
     dscp_a, dscp_b = ta.tos[a] >> 2, tb.tos[b] >> 2
@@ -570,6 +559,30 @@ def _field_rewrites(
     ack_b = tb.ack[b]
     add("tcp.ack", has_ack & (exp_ack != ack_b), exp_ack, ack_b)
     return out
+
+
+def _ttl_off_mode(pid: I64, dttl: I64) -> npt.NDArray[np.bool_]:
+    """Rows whose TTL decrement differs from their connection's most common one (taken as
+    0 unless it is a plausible hop count, 0..8; ties go to the smaller decrement)."""
+    npairs = int(pid.max()) + 1
+    if int(dttl.min()) >= 0 and int(dttl.max()) <= 8:
+        # the usual case, in one pass: counts per (connection, decrement 0..8)
+        counts = np.bincount(pid * 9 + dttl, minlength=npairs * 9).reshape(npairs, 9)
+        m = np.argmax(counts, axis=1).astype(np.int64)[pid]
+        fast: npt.NDArray[np.bool_] = dttl != m
+        return fast
+    key = pid * 1024 + np.clip(dttl, -500, 500) + 512
+    vals, counts = np.unique(key, return_counts=True)
+    o = np.lexsort((-counts, vals // 1024))
+    vals, counts = vals[o], counts[o]
+    first = np.ones(vals.shape[0], bool)
+    first[1:] = (vals[1:] // 1024) != (vals[:-1] // 1024)
+    mode = np.zeros(npairs, np.int64)
+    mode[vals[first] // 1024] = (vals[first] % 1024) - 512
+    m = mode[pid]
+    m = np.where((m >= 0) & (m <= 8), m, 0)
+    slow: npt.NDArray[np.bool_] = dttl != m
+    return slow
 
 
 def _rank_in_group(pid: I64) -> I64:
