@@ -240,6 +240,21 @@ void hopcap_occ(const uint64_t *k, long n, uint64_t *tk, int64_t *tv, long cap, 
         occ[i] = tv[s]++;
     }
 }
+/* conns.mix in one pass: the same arithmetic, column by column, for every row */
+void hopcap_mix(const int64_t *const *cols, long ncols, long n, uint64_t *out) {
+    static const uint64_t pr[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                                   0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
+    for (long r = 0; r < n; r++) {
+        uint64_t h = 0;
+        for (long i = 0; i < ncols; i++) {
+            uint64_t x = (uint64_t)cols[i][r] * pr[i % 4] + (uint64_t)(i + 1);
+            x ^= x >> 29;
+            h = (h ^ x) * pr[0];
+            h ^= h >> 32;
+        }
+        out[r] = h;
+    }
+}
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
     for (long i = 0; i < n; i++) out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
@@ -319,6 +334,8 @@ def _load() -> Any:
     lib.hopcap_join.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, ctypes.c_long, p, p]
     lib.hopcap_occ.restype = None
     lib.hopcap_occ.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p]
+    lib.hopcap_mix.restype = None
+    lib.hopcap_mix.argtypes = [p, ctypes.c_long, ctypes.c_long, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     _lib = lib
@@ -378,6 +395,24 @@ def walk_pcap(buf: Any, big_endian: bool, mult: int, max_record: int) -> Any:
         pos,
         reason,
     )
+
+
+def mix_columns(cols: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
+    """conns.mix in C (identical values); None without a compiler."""
+    lib = _load()
+    if lib is None:
+        return None
+    n = int(cols[0].shape[0])
+    keep = [
+        np.ascontiguousarray(c.view(np.int64) if c.dtype == np.uint64 else c, np.int64)
+        for c in cols
+    ]
+    ptrs = (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep])
+    out = np.empty(n, np.uint64)
+    if n:
+        lib.hopcap_mix(ctypes.cast(ptrs, ctypes.c_void_p), len(keep), n, out.ctypes.data)
+    del keep
+    return out
 
 
 def payloads_differ(

@@ -31,3 +31,31 @@ def test_ttl_mode_per_connection(lo: int, hi: int) -> None:
         dttl = rng.integers(lo, hi, n).astype(np.int16)
         got = _ttl_off_mode(pid, dttl)
         assert got.tolist() == _reference(pid.tolist(), dttl.tolist())
+
+
+def test_compiled_mix_equals_numpy_mix() -> None:
+    from hopcap.correlate import _fastwalk
+    from hopcap.correlate.conns import mix
+
+    if not _fastwalk.available():
+        pytest.skip("no C compiler: only the numpy path exists here")
+    rng = np.random.default_rng(5)
+    n = 1000
+    cols = (
+        rng.integers(-(1 << 62), 1 << 62, n, dtype=np.int64),
+        rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(2),  # the top bit set too
+        rng.integers(-5, 300, n).astype(np.int16),
+        rng.integers(0, 1 << 31, n).astype(np.uint32),
+        np.broadcast_to(np.uint64(0), (n,)),
+        rng.integers(-1, 1 << 16, n).astype(np.int32),
+    )
+    for k in range(1, len(cols) + 1):
+        fast = mix(*cols[:k])
+        _fastwalk.disabled = True
+        try:
+            slow = mix(*cols[:k])
+        finally:
+            _fastwalk.disabled = False
+        assert fast.dtype == slow.dtype == np.uint64
+        assert (fast == slow).all(), k
+    assert mix(np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0,)
