@@ -52,7 +52,7 @@ def link_halves(
             scores[g.hid] += 2.5
             strong.add(g.hid)
         # conntrack: ground truth for the translated tuple
-        want = ct.get((h.src_str, h.dst_str))
+        want = ct.get((h.src_str, h.dst_str)) if ct else None
         if want is not None:
             for g in b.halves:
                 if (g.src_str, g.dst_str) == want:
