@@ -526,9 +526,7 @@ def _field_rewrites(
     dttl = ttl_a - ttl_b
     # TTL: a constant decrement per routed hop is expected (across hosts: the most
     # common decrement of each connection, if it is a plausible hop count)
-    bad_ttl = (
-        ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
-    )
+    bad_ttl = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
     add("ip.ttl", bad_ttl, ttl_a, ttl_b)
     del ttl_a, ttl_b, dttl
     dscp_a, dscp_b = ta.tos[a] >> 2, tb.tos[b] >> 2

@@ -721,3 +721,35 @@ def test_request_never_answered_is_not_ok(tmp_path: Path) -> None:
     assert len(v.flows) == 1 and all_findings(v) == []
     s = v.flows[0].summary
     assert not s.startswith("OK") and "no response" in s, s
+
+
+def test_compiled_and_numpy_paths_give_the_same_verdict(tmp_path: Path) -> None:
+    """The whole correlation (walk, hashes, joins, payload compares), with and without
+    the C helper, on NAT + proxy + a drop + a GRO'd response: the same verdict."""
+    from hopcap.correlate import _fastwalk
+
+    if not _fastwalk.available():
+        pytest.skip("no C compiler: only the numpy path exists here")
+    front, back = _proxy_pair(seed=31)
+    nat = nat_map(front, sport=29998)
+    lost = next(s for s in front.segs if s.tag == "resp")
+    not_back = lambda s: s.conv is back  # noqa: E731
+    not_front = lambda s: s.conv is front  # noqa: E731
+    gone = lambda s: s.conv is back or s is lost  # noqa: E731
+    pts = points(tmp_path, [front, back], [
+        ("client:eth0", lambda c: View(drop=gone, tso=True, ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.0001, drop=gone, ttl_dec={S2C: 1})),
+        ("fw:eth1", lambda c: View(delay=0.0002, drop=not_back, nat=nat, ttl_dec={C2S: 1})),
+        ("lb:eth0", lambda c: View(delay=0.0003, drop=not_back, nat=nat, ttl_dec={C2S: 1})),
+        ("lb:eth1", lambda c: View(delay=0.0004, drop=not_front)),
+        ("srv:eth0", lambda c: View(delay=0.0005, drop=not_front, tso=True)),
+    ])  # fmt: skip
+    fast = correlate(pts)
+    _fastwalk.disabled = True
+    try:
+        slow = correlate(pts)
+    finally:
+        _fastwalk.disabled = False
+    assert fast == slow
+    drops = [(f.kind, f.direction, f.between) for f in all_findings(fast) if f.kind == "drop"]
+    assert drops == [("drop", "s2c", ("fw:eth1", "fw:eth0"))], all_findings(fast)
