@@ -408,17 +408,16 @@ def match_batch(
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
         pp = pid_a[pa_all]
-        d = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
-        o = np.lexsort((d, pp))
-        pp, d = pp[o], d[o]
+        dl = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
+        pp, dl = _sort_by_pair(pp, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
         for k in np.nonzero(np.diff(cuts))[0].tolist():
             lo, hi = int(cuts[k]), int(cuts[k + 1])
             m = hi - lo
             dm = out[k]
             dm.matched = m
-            dm.d_min = int(d[lo])
-            dm.d_med = float(d[lo + (m - 1) // 2] + d[lo + m // 2]) / 2
+            dm.d_min = int(dl[lo])
+            dm.d_med = float(dl[lo + (m - 1) // 2] + dl[lo + m // 2]) / 2
     for i in left_a.tolist():
         out[int(pid_a[i])].undelivered.append(int(ra[i]))
     for j in left_b.tolist():
@@ -434,6 +433,18 @@ def match_batch(
     ):
         out[k].rewrites.append(rw)
     return out
+
+
+def _sort_by_pair(pp: I64, d: I64) -> tuple[I64, I64]:
+    """(pp, d) sorted by pair, then by d. One sort of a packed key when both fit in 62
+    bits (the usual case: delays within a few minutes), else a lexsort."""
+    dmin, dmax = int(d.min()), int(d.max())
+    bits = (dmax - dmin).bit_length()
+    if bits + int(pp.max()).bit_length() <= 62 and int(pp.min()) >= 0:
+        key = np.sort((pp << bits) | (d - dmin))
+        return key >> bits, (key & ((1 << bits) - 1)) + dmin
+    o = np.lexsort((d, pp))
+    return pp[o], d[o]
 
 
 def _containment(

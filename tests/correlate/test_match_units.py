@@ -59,3 +59,17 @@ def test_compiled_mix_equals_numpy_mix() -> None:
         assert fast.dtype == slow.dtype == np.uint64
         assert (fast == slow).all(), k
     assert mix(np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize("span", [10, 1 << 20, 1 << 45, 1 << 61])
+def test_sort_by_pair_equals_lexsort(span: int) -> None:
+    from hopcap.correlate.match import _sort_by_pair
+
+    rng = np.random.default_rng(span % 1000)
+    n = 5000
+    pp = rng.integers(0, 300, n).astype(np.int64)
+    d = rng.integers(-span, span, n).astype(np.int64)
+    o = np.lexsort((d, pp))
+    got_p, got_d = _sort_by_pair(pp, d)
+    assert (got_p == pp[o]).all() and (got_d == d[o]).all()
+    assert got_p.dtype == np.int64 and got_d.dtype == np.int64
