@@ -280,8 +280,8 @@ def plan_proxied(
     its first s2c payload before the front's. Equal content (the same request again)
     goes to the backend closest in time. Then, with `by_time` (None: only when some fronts
     were linked by content, i.e. a proxy is known to sit between `a` and `b`), a front whose request
-    matched nothing may take a backend that carried no payload at all (its SYNs were never
-    answered, or it was closed before sending) opened after the request arrived at `a` and
+    matched nothing may take a backend that carried no payload at all and whose SYNs were
+    never answered (or answered with RST only) opened after the request arrived at `a` and
     before the front ended (or up to `after_ns` later), the nearest in time."""
     fronts = [c for c in a.conns if not any(h is not None and h.hid in hl.fwd for h in (c.c, c.s))]
     if not fronts:
@@ -359,9 +359,11 @@ def plan_proxied(
         for cb_conn in order[i0:i1]:
             if cb_conn.cid in used or not free(cb_conn):
                 continue
-            c = cb_conn.c
+            c, s = cb_conn.c, cb_conn.s
             if c is None or not c.syn or c.synack or not _carries_nothing(b, cb_conn):
                 continue
+            if s is not None and s.synack:
+                continue  # it opened and still carried nothing: a health check, not this
             tcands.append((cb_conn.first_ts - offset_ns - fc, conn.cid, cb_conn.cid))
     tcands.sort()
     for _dt, x, y in tcands:

@@ -753,3 +753,26 @@ def test_compiled_and_numpy_paths_give_the_same_verdict(tmp_path: Path) -> None:
     assert fast == slow
     drops = [(f.kind, f.direction, f.between) for f in all_findings(fast) if f.kind == "drop"]
     assert drops == [("drop", "s2c", ("fw:eth1", "fw:eth0"))], all_findings(fast)
+
+
+def test_time_link_skips_an_answered_connection_that_carried_nothing(tmp_path: Path) -> None:
+    """A health check (answered, closed with RST, no payload) opened right after the
+    request is nearer in time than the proxy's real, unanswered attempt: not linked."""
+    front, backs = _front_unserved(1_763_790_000.0, answer=None)
+    t_req = next(s.t for s in front.segs if s.data)
+    check = Conv(
+        client=("198.18.2.1", 37000), server=("198.18.2.2", 8080), seed=700, t0=t_req + 0.0001
+    )
+    check.handshake()
+    check.seg(C2S, "R", tag="rst")
+    bk = {id(b) for b in backs} | {id(check)}
+    v = correlate(points(tmp_path, [front, check, *backs], [
+        ("lb:eth0", lambda c: View(drop=lambda s: id(s.conv) in bk)),
+        ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: s.conv is front)),
+        ("srv:eth0", lambda c: View(delay=0.0002, drop=lambda s: s.conv is front)),
+    ]))  # fmt: skip
+    fl = next(x for x in v.flows if x.client == "203.0.113.10:54000")
+    assert fl.legs[1].tuple == "198.18.2.1:36000 > 198.18.2.2:8080", fl.legs
+    assert ("drop", "c2s", ("srv:eth0", "srv")) in [
+        (x.kind, x.direction, x.between) for x in fl.findings
+    ]
