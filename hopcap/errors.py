@@ -1,16 +1,16 @@
 """One exception tree for hopcap; `cli.py` maps it to exit codes and one-line messages.
 
-    HopcapError
-     ├── InventoryError         the inventory file is wrong (carries every problem found)
-     ├── TransportError         talking to a host failed
-     │    ├── ConnectError      unreachable, refused, timed out
-     │    ├── AuthError         authentication refused, sudo wants a password
-     │    ├── HostKeyError      host key unknown or changed
-     │    └── RemoteCommandError a remote command failed (carries its output)
-     ├── CaptureError           tcpdump could not start / exited early / file unusable
-     ├── CorrelationError       captures cannot be read or correlated at all
-     ├── BundleError            a bundle cannot be written or read
-     └── LabError               the namespace lab cannot be built or changed
+HopcapError
+ ├── InventoryError         the inventory file is wrong (carries every problem found)
+ ├── TransportError         talking to a host failed
+ │    ├── ConnectError      unreachable, refused, timed out
+ │    ├── AuthError         authentication refused, sudo wants a password
+ │    ├── HostKeyError      host key unknown or changed
+ │    └── RemoteCommandError a remote command failed (carries its output)
+ ├── CaptureError           tcpdump could not start / exited early / file unusable
+ ├── CorrelationError       captures cannot be read or correlated at all
+ ├── BundleError            a bundle cannot be written or read
+ └── LabError               the namespace lab cannot be built or changed
 """
 
 from __future__ import annotations
@@ -99,9 +99,7 @@ class RemoteCommandError(TransportError):
         hint: str | None = None,
     ) -> None:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(
-            host, f"`{command}` failed (exit {exit_status}): {detail}", hint=hint
-        )
+        super().__init__(host, f"`{command}` failed (exit {exit_status}): {detail}", hint=hint)
         self.command = command
         self.exit_status = exit_status
         self.stderr = stderr
