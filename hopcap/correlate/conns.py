@@ -292,48 +292,61 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, 
 def fingerprints_all(
     t: PacketTable, halves: list[Half], limit: int = 4
 ) -> list[list[tuple[object, ...]]]:
-    """`fingerprints` of every half, the same keys, with the columns gathered once."""
+    """`fingerprints` of every half, the same keys in the same order, with the rows that
+    give keys selected for all halves at once."""
+    out: list[list[tuple[object, ...]]] = [[] for _ in halves]
+    if not halves:
+        return out
     head = limit * 4
     firsts = [h.idx[:head] for h in halves]
-    lens = [x.shape[0] for x in firsts]
-    r_all = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
-    fl_l = t.flags[r_all].tolist()
-    seq_l = t.seq[r_all].tolist()
-    tsv_l = t.tsval[r_all].tolist()
-    ipid_l = t.ipid[r_all].tolist()
-    mss_l = t.mss[r_all].tolist()
-    r_l = r_all.tolist()
-    out: list[list[tuple[object, ...]]] = []
-    pos = 0
-    for h, n in zip(halves, lens, strict=True):
-        keys: list[tuple[object, ...]] = []
-        lo, hi = pos, pos + n
-        pos = hi
-        n_syn = 0
-        for j in range(lo, hi):
-            if fl_l[j] & SYN and n_syn < 4:
-                n_syn += 1
-                keys.append(("isn", seq_l[j]))
-                if tsv_l[j] >= 0:
-                    keys.append(("ts", tsv_l[j], ipid_l[j]))
-                elif ipid_l[j] > 0:
-                    keys.append(("sid", ipid_l[j], mss_l[j], t.options(r_l[j])))
-        n_ts = 0
-        for j in range(lo, hi):
-            if n_ts >= limit:
-                break
-            if fl_l[j] & SYN:
-                continue
-            if tsv_l[j] >= 0:
-                keys.append(("ts", tsv_l[j], ipid_l[j]))
-                n_ts += 1
-        if n_ts < 2:
-            rows = h.idx
-            for i in rows[t.pl_cap[rows] > 0][:2].tolist():
-                keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
+    lens = np.array([x.shape[0] for x in firsts], np.int64)
+    r_all = np.concatenate(firsts)
+    grp = np.repeat(np.arange(len(halves), dtype=np.int64), lens)
+    fl = t.flags[r_all]
+    tsv = t.tsval[r_all]
+    syn = (fl & SYN) != 0
+    ts_row = ~syn & (tsv >= 0)
+
+    def rank(mask: npt.NDArray[np.bool_]) -> I64:
+        """Position of each row among the rows of its half where `mask` holds."""
+        cs = np.cumsum(mask)
+        before = np.zeros(len(halves), np.int64)
+        ends = np.cumsum(lens)
+        before[1:] = cs[ends[:-1] - 1]
+        r: I64 = cs - before[grp] - 1
+        return r
+
+    sel_syn = np.nonzero(syn & (rank(syn) < 4))[0]
+    sel_ts = np.nonzero(ts_row & (rank(ts_row) < limit))[0]
+    ipid = t.ipid[r_all]
+    for j, g, sq, tv, ip in zip(
+        sel_syn.tolist(),
+        grp[sel_syn].tolist(),
+        t.seq[r_all[sel_syn]].tolist(),
+        tsv[sel_syn].tolist(),
+        ipid[sel_syn].tolist(),
+        strict=True,
+    ):
+        keys = out[g]
+        keys.append(("isn", sq))
+        if tv >= 0:
+            keys.append(("ts", tv, ip))
+        elif ip > 0:
+            r = int(r_all[j])
+            keys.append(("sid", ip, int(t.mss[r]), t.options(r)))
+    for g, tv, ip in zip(
+        grp[sel_ts].tolist(), tsv[sel_ts].tolist(), ipid[sel_ts].tolist(), strict=True
+    ):
+        out[g].append(("ts", tv, ip))
+    n_ts = np.bincount(grp[sel_ts], minlength=len(halves))
+    for hid in np.nonzero(n_ts < 2)[0].tolist():
+        h = halves[hid]
+        keys = out[hid]
+        rows = h.idx
+        for i in rows[t.pl_cap[rows] > 0][:2].tolist():
+            keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
         if not keys:
-            for j in range(lo, min(hi, lo + limit)):
-                if ipid_l[j] > 0:
-                    keys.append(("id", ipid_l[j], fl_l[j] & (SYN | FIN | RST)))
-        out.append(keys)
+            for i in rows[:limit].tolist():
+                if t.ipid[i] > 0:
+                    keys.append(("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST))))
     return out
