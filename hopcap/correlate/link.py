@@ -31,32 +31,41 @@ def link_halves(
 ) -> HalfLinks:
     """Link every half at `a` to at most one half at `b`. `offset_ns` is b's clock minus a's
     (a hint: used only to break ties by time)."""
-    index: dict[tuple[object, ...], list[Half]] = defaultdict(list)
+    index: dict[tuple[object, ...], list[int]] = {}
     for h in b.halves:
         for k in set(b.fingerprints(h)):
-            index[k].append(h)
+            hits = index.get(k)
+            if hits is None:
+                index[k] = [h.hid]
+            else:
+                hits.append(h.hid)
     cands: list[tuple[float, int, int]] = []
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     for h in a.halves:
-        scores: dict[int, float] = defaultdict(float)
+        scores: dict[int, float] = {}
         strong: set[int] = set()  # candidates sharing an identity key, not just payload
         for k in set(a.fingerprints(h)):
-            for g in index.get(k, ()):
-                scores[g.hid] += WEIGHTS.get(str(k[0]), 1.0)
-                if k[0] != "h":
-                    strong.add(g.hid)
+            found = index.get(k)
+            if not found:
+                continue
+            kind = k[0]
+            w = WEIGHTS.get(str(kind), 1.0)
+            for gid in found:
+                scores[gid] = scores.get(gid, 0.0) + w
+            if kind != "h":
+                strong.update(found)
         # identical tuple: the same connection unless the ISN says otherwise
         for g in b.by_tkey.get(h.tkey, ()):
             if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
                 continue
-            scores[g.hid] += 2.5
+            scores[g.hid] = scores.get(g.hid, 0.0) + 2.5
             strong.add(g.hid)
         # conntrack: ground truth for the translated tuple
         want = ct.get((h.src_str, h.dst_str)) if ct else None
         if want is not None:
             for g in b.halves:
                 if (g.src_str, g.dst_str) == want:
-                    scores[g.hid] += 10.0
+                    scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
                     strong.add(g.hid)
         for hid, sc in scores.items():
             g = b.halves[hid]
