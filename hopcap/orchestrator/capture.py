@@ -25,6 +25,7 @@ _STAT_RE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by 
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 RING_FILES = 4
+RING_BUFFER_KIB = 32768  # tcpdump -B: the kernel capture buffer per point
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class CaptureSpec:
             # without it the last block of the kernel ring (up to a second of packets) is
             # lost when tcpdump is stopped with SIGINT
             "--immediate-mode",
+            # immediate mode uses one ring frame per packet, each as large as the biggest
+            # (offloaded) packet: the default 2 MB ring drops bursts of a few dozen
+            "-B",
+            str(RING_BUFFER_KIB),
         ]
         if self.stream:
             argv += ["-w", "-"]

@@ -14,8 +14,10 @@ import contextlib
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from hopcap.errors import CaptureError, HopcapError, TransportError
 from hopcap.model import CapturePoint, HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
@@ -45,10 +47,13 @@ from hopcap.orchestrator.session import (
 )
 from hopcap.orchestrator.transport import CommandResult, quote
 
+T = TypeVar("T")
+
 GRACE_S = 15.0  # the remote bound is window + grace: room for the repro to end and for stopping
 SETTLE_S = 1.0  # after the repro, let the last packets cross every point
 PULL_RETRIES = 3
 MONITOR_INTERVAL_S = 2.0
+STOP_ALL_TIMEOUT_S = 40.0
 MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
 STREAM_BELOW_KB = 64 * 1024  # a host with less free space streams its captures instead
 
@@ -198,11 +203,15 @@ async def run_capture(
             finally:
                 monitor.cancel()
         finally:
-            # stop whatever is running even when cancelled; never leave a tcpdump behind
+            # stop whatever is running, also when the run is being cancelled (a second
+            # Ctrl-C): the stop itself is shielded, so no tcpdump is left behind
             emit(Event("stopping", text=f"{len(running)} captures"))
-            stop_results = await asyncio.gather(
-                *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
-                return_exceptions=True,
+            stop_results = await _shielded(
+                asyncio.gather(
+                    *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
+                    return_exceptions=True,
+                ),
+                timeout=STOP_ALL_TIMEOUT_S,
             )
             for r in stop_results:
                 if isinstance(r, tuple):
@@ -400,6 +409,18 @@ async def _window(
         return False, result
     finally:
         stopper.cancel()
+
+
+async def _shielded(aw: Awaitable[T], timeout: float) -> T:
+    """Await `aw` to the end even if the caller is cancelled meanwhile (then re-raise the
+    cancellation once it is done, or after `timeout`)."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout)
+        raise
 
 
 async def _monitor(running: dict[str, RunningCapture], emit: EventSink) -> None:
