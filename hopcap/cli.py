@@ -278,10 +278,28 @@ def run(
         _err(f"hopcap {__version__}: run {run_id}, {len(inv.path)} hosts, bundle {out_dir}")
         record = _run_async(inv, opts)
         _err("correlating ...")
-        verdict = _correlate_run(record)
+        crash: Exception | None = None
+        try:
+            verdict = _correlate_run(record)
+        except HopcapError:
+            raise
+        except Exception as exc:  # a bug in the correlator must not cost the captures
+            crash = exc
+            verdict = Verdict(
+                points=(),
+                flows=(),
+                warnings=(
+                    f"correlation failed ({type(exc).__name__}: {exc}); the captures "
+                    "are intact in pcaps/: re-correlate with `hopcap correlate BUNDLE`",
+                ),
+            )
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
+    if crash is not None:
+        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
+        _err(f"  the captures and the manifest are saved in {final}; please report this bug")
+        raise typer.Exit(EXIT_ERROR)
     _print_verdict(verdict)
     typer.echo("")
     typer.echo(f"bundle: {final}")

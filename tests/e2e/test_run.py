@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,28 @@ def test_anonymised_tarball_for_a_vendor(clean_lab: lab.LabInfo, tmp_path: Path)
         for addr in ("203.0.113.10", "198.18.1.1", "198.18.2.2", clean_lab.mgmt["fw"]):
             assert addr not in text, (name, addr)
     assert res.manifest["anonymised"]["payload"].startswith("removed")
+
+
+def test_a_correlator_crash_keeps_the_captures(
+    clean_lab: lab.LabInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import hopcap.correlate
+    from hopcap.cli import app
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(hopcap.correlate, "correlate", broken)
+    out = tmp_path / "b"
+    res = CliRunner().invoke(
+        app, ["run", "-i", str(clean_lab.inventory), "--out", str(out), "--no-facts"]
+    )
+    assert res.exit_code == 1, res.output
+    assert "correlation failed (ZeroDivisionError: simulated bug)" in res.output
+    assert "please report this bug" in res.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert all((out / p["file"]).stat().st_size > 24 for p in man["points"])
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["flows"] == [] and "correlation failed" in verdict["warnings"][0]
