@@ -570,6 +570,18 @@ def _describe(
     return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
 
 
+def _blind(p: Point, ts_ns: int) -> str | None:
+    """Why point `p` cannot be expected to have seen a packet at `ts_ns` (on its own clock):
+    then a packet missing there is a `gap`, not a drop or an injection."""
+    if p.kernel_drops:
+        return f"{p.name} dropped {p.kernel_drops} packets in the kernel"
+    if p.start_ns is not None and ts_ns < p.start_ns:
+        return f"the capture at {p.name} started after these packets"
+    if p.stop_ns is not None and ts_ns > p.stop_ns:
+        return f"the capture at {p.name} ended before these packets"
+    return None
+
+
 def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     first_leg = f.legs[0]
     p0 = pts[first_leg.point]
@@ -601,16 +613,10 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         gap_rows: list[int] = []
         why = ""
         for r in rows:
-            ts_down = int(t.ts[r]) - up.offset_ns + down.offset_ns
-            if down.kernel_drops:
+            blind = _blind(down, int(t.ts[r]) - up.offset_ns + down.offset_ns)
+            if blind:
                 gap_rows.append(r)
-                why = f"{down.name} dropped {down.kernel_drops} packets in the kernel"
-            elif down.start_ns is not None and ts_down < down.start_ns:
-                gap_rows.append(r)
-                why = f"the capture at {down.name} started after these packets"
-            elif down.stop_ns is not None and ts_down > down.stop_ns:
-                gap_rows.append(r)
-                why = f"the capture at {down.name} ended before these packets"
+                why = blind
             else:
                 drop_rows.append(r)
         between = (up.name, down.name)
@@ -644,16 +650,10 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         why = ""
         wire = up.host != down.host and bool(up.iface) and bool(down.iface)
         for r in rows:
-            ts_up = int(t.ts[r]) - down.offset_ns + up.offset_ns
-            if up.kernel_drops:
+            blind = _blind(up, int(t.ts[r]) - down.offset_ns + up.offset_ns)
+            if blind:
                 gap.append(r)
-                why = f"{up.name} dropped {up.kernel_drops} packets in the kernel"
-            elif up.start_ns is not None and ts_up < up.start_ns:
-                gap.append(r)
-                why = f"the capture at {up.name} started after these packets"
-            elif up.stop_ns is not None and ts_up > up.stop_ns:
-                gap.append(r)
-                why = f"the capture at {up.name} ended before these packets"
+                why = blind
             elif wire:
                 gap.append(r)
                 why = (
