@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from hopcap import lab
+from tests import labnames
 
-PREFIX = "hce"
-MGMT = "198.19.210.0/24"
+PREFIX = labnames.prefix("hce")
+MGMT = labnames.mgmt("hce")
 HOPCAP = [sys.executable, "-m", "hopcap"]
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from hopcap import lab
 from hopcap.lab.topology import BRIDGE_HOST, Layout
+from tests import labnames
 from tests.e2e.conftest import RunResult, hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.lab
 # A lab of this module's own (not conftest's shared "hce" one): other e2e modules may run
 # in another pytest process at the same time, and a shared prefix would let one session's
 # teardown pull the lab from under the other's runs. `lab up` takes about a second.
-PREFIX = "hcf"
-MGMT = "198.19.212.0/24"
+PREFIX = labnames.prefix("hcf")
+MGMT = labnames.mgmt("hcf")
 
 HTTP_SERVER = "203.0.113.80:80"  # the service as the client sees it (fw's VIP)
 VIP_CURL = "curl -s -o /dev/null -m 4 http://203.0.113.80/"

@@ -10,12 +10,13 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_OK, EXIT_PARTIAL
+from tests import labnames
 from tests.e2e.conftest import hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
 
-SUDOER = "hcsudo"
-NOSUDO = "hcnosudo"
+SUDOER = labnames.prefix("hcsudo")
+NOSUDO = labnames.prefix("hcnosu")
 SUDOERS_FILE = Path("/etc/sudoers.d/hopcap-e2e")
 
 

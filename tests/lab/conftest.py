@@ -12,9 +12,10 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import LabError
+from tests import labnames
 
-PREFIX = "hct"
-MGMT = "198.19.200.0/24"
+PREFIX = labnames.prefix("hct")
+MGMT = labnames.mgmt("hct")
 VIP_URL = "http://203.0.113.80"
 
 

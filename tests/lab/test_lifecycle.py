@@ -12,13 +12,14 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import LabError
+from tests import labnames
 
 from .conftest import PREFIX, curl, ps_lines
 
 pytestmark = pytest.mark.lab
 
-OTHER = "hcu"
-OTHER_MGMT = "198.19.202.0/24"
+OTHER = labnames.prefix("hcu")
+OTHER_MGMT = labnames.mgmt("hcu")
 
 
 def _leftovers(prefix: str) -> list[str]:
@@ -43,8 +44,8 @@ def test_second_lab_coexists_and_down_leaves_nothing(hct: lab.LabInfo, tmp_path:
         assert lab.status(OTHER).sshd == {"client": True, "fw": True, "lb": True, "srv": True}
         # the same management network twice is refused
         with pytest.raises(LabError, match="already used"):
-            lab.up("hcv", mgmt_net=OTHER_MGMT)
-        assert _leftovers("hcv") == []
+            lab.up(labnames.prefix("hcv"), mgmt_net=OTHER_MGMT)
+        assert _leftovers(labnames.prefix("hcv")) == []
     finally:
         removed = lab.down(OTHER)
     assert f"namespace {OTHER}-srv (2 processes)" in removed  # sshd and the HTTP server
