@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from tabulate import tabulate
@@ -24,12 +26,14 @@ from hopcap.errors import (
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
     HopcapError,
+    OptionError,
 )
 from hopcap.model import PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
+    from hopcap.orchestrator.schedule import Schedule
 
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
@@ -69,6 +73,7 @@ class _Progress:
         self.points: dict[str, dict[str, str]] = {}
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
+        self._countdown_shown: tuple[str, int] | None = None
         self._live: Any = None
         if self.tty:
             from rich.console import Console
@@ -126,9 +131,23 @@ class _Progress:
             self._point(ev.point, state="pulled", pulled="100%")
         elif ev.kind == "repro":
             self.phase = f"repro on {ev.host}"
+        elif ev.kind == "countdown":
+            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)} (Ctrl-C to stop)"
+        elif ev.kind in ("window-start", "recording"):
+            self.phase = ev.text
+            if ev.kind == "window-start":
+                self.points.clear()
         if self._live is not None:
             self._live.update(self._render())
-            if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
+            if ev.kind in (
+                "failed",
+                "capture-failed",
+                "pull-failed",
+                "repro-failed",
+                "window-start",
+                "window-failed",
+                "trigger",
+            ):
                 self._live.console.print(line)
         elif line:
             _err(line)
@@ -145,6 +164,17 @@ class _Progress:
             return f"  pull {ev.point}: {_size(ev.done or 0)} of {_size(ev.total)}"
         if ev.kind == "captured":
             return ""
+        if ev.kind == "countdown":
+            # plain mode: a line when the countdown starts, then one a minute
+            left = ev.done or 0
+            key = (ev.text, left // 60)
+            if self._countdown_shown == key:
+                return ""
+            first = self._countdown_shown is None or self._countdown_shown[0] != ev.text
+            if not first and left % 60 < 58:
+                return ""
+            self._countdown_shown = key
+            return f"  {ev.text} starts in {_clock(left)}"
         if ev.kind == "connected":
             return f"  connected {ev.host} ({ev.text})"
         if ev.kind == "listening":
@@ -158,6 +188,12 @@ class _Progress:
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({_size(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _clock(seconds: int) -> str:
+    h, rest = divmod(max(0, seconds), 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
 def _size(n: int) -> str:
@@ -214,6 +250,27 @@ def _correlate_run(record: RunRecord) -> Verdict:
     return correlate(points, conntrack=conntrack or None)
 
 
+def _correlate_kept(record: RunRecord) -> tuple[Verdict, Exception | None]:
+    """Correlate a run; a crash of the correlator must not cost the captures: the verdict
+    then only carries a warning that says how to re-correlate."""
+    try:
+        return _correlate_run(record), None
+    except HopcapError:
+        raise
+    except Exception as exc:  # a bug in the correlator
+        return (
+            Verdict(
+                points=(),
+                flows=(),
+                warnings=(
+                    f"correlation failed ({type(exc).__name__}: {exc}); the captures "
+                    "are intact in pcaps/: re-correlate with `hopcap correlate BUNDLE`",
+                ),
+            ),
+            exc,
+        )
+
+
 @app.command()
 def run(
     inventory: InventoryOpt,
@@ -248,22 +305,58 @@ def run(
             "host; hosts with under 64 MB free always stream",
         ),
     ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="a scheduled window: start at HH:MM, an ISO date-time or +15m (connections "
+            "and check now); bundles go to DIR/w01-<time>/ ... with DIR/windows.md",
+        ),
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option("--every", help="one window every D (from --at, or now)")
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", help="number of windows (default 1; with --every: until Ctrl-C)"),
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option("--repeat", help="run the repro N times inside the window")
+    ] = None,
+    until_fail: Annotated[
+        bool,
+        typer.Option(
+            "--until-fail",
+            help="repeat the repro until it exits non-zero (or the window ends); keep only "
+            "the captures around the failing run",
+        ),
+    ] = False,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
     from hopcap.inventory import load, parse_duration
     from hopcap.orchestrator.run import RunOptions, new_run_id
+    from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
     try:
-        inv = load(inventory, path_override=path.split(",") if path else None)
+        scheduled = at is not None or every is not None or count is not None
+        schedule = make_schedule(at, every, count) if scheduled else None
+        if repeat is not None and repeat < 1:
+            raise OptionError(f"--repeat {repeat}: must be at least 1")
         window_s = None
         if window is not None:
             try:
                 window_s = parse_duration(window)
             except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--window") from exc
+                raise OptionError(f"--window {window}: {exc}") from None
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        if (repeat is not None or until_fail) and inv.repro is None:
+            raise OptionError(
+                "--repeat and --until-fail repeat the repro step, and the inventory has none",
+                hint='add `repro: {on: HOST, run: "COMMAND"}` to the inventory',
+            )
         run_id = new_run_id()
-        out_dir = out or _default_out("hopcap-run")
+        out_dir = out or _default_out("hopcap-windows" if scheduled else "hopcap-run")
         if out_dir.exists() and any(out_dir.iterdir()):
             _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
             raise typer.Exit(EXIT_ERROR)
@@ -274,25 +367,22 @@ def run(
             collect_facts=not no_facts,
             window_s=window_s,
             stream=True if stream else None,
+            window_fn=(
+                repeat_window(repeat, until_fail) if repeat is not None or until_fail else None
+            ),
         )
+        if schedule is not None:
+            _run_windows(inv, schedule, out_dir, opts, until_fail, tarball, anonymise)
         _err(f"hopcap {__version__}: run {run_id}, {len(inv.path)} hosts, bundle {out_dir}")
         record = _run_async(inv, opts)
+        if until_fail:
+            record, kept = _keep_failing_run(record)
+            if not kept:
+                _err("the repro never failed in this window: no capture kept")
+                shutil.rmtree(out_dir, ignore_errors=True)
+                raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         _err("correlating ...")
-        crash: Exception | None = None
-        try:
-            verdict = _correlate_run(record)
-        except HopcapError:
-            raise
-        except Exception as exc:  # a bug in the correlator must not cost the captures
-            crash = exc
-            verdict = Verdict(
-                points=(),
-                flows=(),
-                warnings=(
-                    f"correlation failed ({type(exc).__name__}: {exc}); the captures "
-                    "are intact in pcaps/: re-correlate with `hopcap correlate BUNDLE`",
-                ),
-            )
+        verdict, crash = _correlate_kept(record)
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
@@ -317,9 +407,24 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     """Run the orchestrator; first Ctrl-C stops the window gracefully, second cancels."""
     from hopcap.orchestrator.run import run_capture
 
+    return _with_sigint(
+        lambda emit, stop: run_capture(inv, opts, emit=emit, stop=stop),
+        "stopping captures and pulling what exists (Ctrl-C again to abort)",
+    )
+
+
+T = TypeVar("T")
+
+
+def _with_sigint(
+    start: Callable[[Callable[[object], None], asyncio.Event], Coroutine[Any, Any, T]],
+    first_press: str,
+) -> T:
+    """Run an orchestrator coroutine with live progress: the first Ctrl-C sets its `stop`
+    event (a graceful end), the second cancels it (remote captures are still stopped)."""
     progress = _Progress()
 
-    async def main() -> RunRecord:
+    async def main() -> T:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         task = asyncio.current_task()
@@ -329,7 +434,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
             nonlocal presses
             presses += 1
             if presses == 1:
-                _err("\nstopping captures and pulling what exists (Ctrl-C again to abort)")
+                _err(f"\n{first_press}")
                 stop.set()
             elif task is not None:
                 _err("\naborting; stopping remote captures")
@@ -337,7 +442,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         try:
-            return await run_capture(inv, opts, emit=progress, stop=stop)
+            return await start(progress, stop)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             progress.close()
@@ -347,6 +452,133 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     except asyncio.CancelledError:
         _err("hopcap: aborted; remote captures were stopped")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:
+    """`--until-fail`: cut every capture to the failing run of the repro (plus the settle
+    time); (record, False) when no run failed (its captures are not evidence)."""
+    from dataclasses import replace
+
+    from hopcap.bundle import trim_pcap
+    from hopcap.orchestrator.run import SETTLE_S
+
+    repro = record.repro or {}
+    failed = repro.get("failed_run")
+    if not failed:
+        return record, False
+    run = repro["runs"][failed - 1]
+    captures = []
+    for c in record.captures:
+        if c.pcap is not None and c.pcap.exists():
+            off = c.clock_offset_s or 0.0
+            margin = 1.0 + (c.clock_error_s or 0.0)
+            trim_pcap(
+                c.pcap,
+                run["started_ts"] + off - margin,
+                run["finished_ts"] + off + SETTLE_S + margin,
+            )
+            c = replace(c, sha256=None)  # the manifest hashes the trimmed file
+        captures.append(c)
+    repro = {**repro, "kept": f"captures cut to run {failed} of {len(repro['runs'])}"}
+    return replace(record, captures=tuple(captures), repro=repro), True
+
+
+def _run_windows(
+    inv: Inventory,
+    schedule: Schedule,
+    out_dir: Path,
+    opts: RunOptions,
+    until_fail: bool,
+    tarball: bool,
+    anonymise: bool,
+) -> NoReturn:
+    """`run --at/--every/--count`: one bundle per window, DIR/windows.md + windows.json."""
+    from hopcap.bundle import WindowResult, write_bundle, write_windows_summary
+    from hopcap.orchestrator.schedule import run_windows
+
+    results: list[WindowResult] = []
+    n = f"{schedule.count} window(s)" if schedule.count else "windows until Ctrl-C"
+    every = f" every {schedule.every_s:g}s" if schedule.every_s else ""
+    first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(schedule.first_ts))
+    _err(
+        f"hopcap {__version__}: {n}{every} from {first}, "
+        f"{len(inv.path)} hosts, bundles in {out_dir}"
+    )
+
+    def after(
+        index: int, at: float, wdir: Path, record: RunRecord | None, error: str | None
+    ) -> None:
+        if record is None:
+            name = wdir.name if wdir.exists() else ""
+            results.append(WindowResult(index, name, at, None, None, "failed", note=error or ""))
+        else:
+            kept = True
+            if until_fail:
+                record, kept = _keep_failing_run(record)
+            if not kept:
+                shutil.rmtree(wdir, ignore_errors=True)
+                runs = len((record.repro or {}).get("runs", ()))
+                results.append(
+                    WindowResult(
+                        index,
+                        wdir.name,
+                        at,
+                        record.started_ts,
+                        record.finished_ts,
+                        "interrupted" if record.interrupted else "discarded",
+                        repro=record.repro,
+                        note=f"no failure in {runs} runs; captures discarded",
+                    )
+                )
+            else:
+                verdict, crash = _correlate_kept(record)
+                write_bundle(wdir, record, verdict, tarball=tarball, anonymise=anonymise)
+                status = (
+                    "interrupted"
+                    if record.interrupted
+                    else ("ok" if record.complete else "partial")
+                )
+                note = "; ".join(record.errors[:3])
+                if crash is not None:
+                    note = f"correlation failed ({type(crash).__name__}: {crash})"
+                results.append(
+                    WindowResult(
+                        index,
+                        wdir.name,
+                        at,
+                        record.started_ts,
+                        record.finished_ts,
+                        status,
+                        verdict,
+                        record.repro,
+                        note,
+                    )
+                )
+        r = results[-1]
+        broken = sum(1 for f in r.verdict.flows if f.broken) if r.verdict else 0
+        flows = len(r.verdict.flows) if r.verdict else 0
+        line = f"window {index}: {r.status}, {flows} flows, {broken} broken  {r.name} {r.note}"
+        typer.echo(line.rstrip())
+        write_windows_summary(out_dir, results)
+
+    try:
+        outcome = _with_sigint(
+            lambda emit, stop: run_windows(
+                inv, schedule, out_dir, opts, after, emit=emit, stop=stop
+            ),
+            "stopping (between windows: no more windows; in one: it ends as an interrupted "
+            "bundle); Ctrl-C again to abort",
+        )
+    except HopcapError as exc:
+        _fail(exc)
+    if results:
+        typer.echo(f"summary: {out_dir / 'windows.md'}")
+    if outcome.interrupted:
+        _err(f"schedule stopped after {outcome.done} window(s)")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(r.status in ("partial", "failed") for r in results):
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command()

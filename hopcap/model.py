@@ -375,6 +375,9 @@ class RunRecord:
     interrupted: bool = False
     errors: tuple[str, ...] = ()  # host-level failures, one line each
     repro: Mapping[str, Any] | None = None  # {"command", "exit_status", "stdout", "stderr"}
+    # `hopcap record`: what ended the recording (host, command, exit status, output, time)
+    trigger: Mapping[str, Any] | None = None
+    recording: Mapping[str, Any] | None = None  # ring, post, snapshots, pulled time range
 
     @property
     def start_skew_s(self) -> float | None:

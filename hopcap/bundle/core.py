@@ -229,6 +229,10 @@ def write_bundle(
         "repro": scrub_secrets(dict(run.repro)) if run.repro else None,
         "warnings": pulled_warnings,
     }
+    if run.trigger is not None:  # `hopcap record`: what fired
+        base["trigger"] = scrub_secrets(dict(run.trigger))
+    if run.recording is not None:
+        base["recording"] = scrub_secrets(dict(run.recording))
     return _write(out, base, points, verdict, run.facts, tarball=tarball, anonymise=anonymise)
 
 

@@ -209,6 +209,18 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         L += ["", "## Reproduction", ""]
         L.append(f"- command: `{_md(repro.get('command', ''))}`")
         L.append(f"- exit status: {_md(repro.get('exit_status'))}")
+        if repro.get("runs"):
+            L.append(f"- runs in this window: {len(repro['runs'])}")
+    trigger = manifest.get("trigger")
+    if trigger:
+        L += ["", "## Trigger (flight recorder)", ""]
+        L.append(f"- on {_md(trigger.get('host'))}: `{_md(trigger.get('command', ''))}`")
+        L.append(
+            f"- fired at {iso(trigger.get('fired_ts'))}, exit status "
+            f"{_md(trigger.get('exit_status'))}"
+        )
+        if trigger.get("output"):
+            L.append(f"- output: `{_md(str(trigger['output']).strip()[-300:])}`")
     L += ["", "## Files", ""]
     L.append(
         "`merged.pcapng` has every point as its own interface on one timeline; "
@@ -387,6 +399,14 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         H.append(
             f"<p>command: <code>{_h(repro.get('command', ''))}</code>, exit status "
             f"{_h(repro.get('exit_status'))}</p>"
+        )
+    trigger = manifest.get("trigger")
+    if trigger:
+        H.append("<h2>Trigger (flight recorder)</h2>")
+        H.append(
+            f"<p>on {_h(trigger.get('host'))}: <code>{_h(trigger.get('command', ''))}</code>, "
+            f"fired at {_h(iso(trigger.get('fired_ts')))}, exit status "
+            f"{_h(trigger.get('exit_status'))}</p>"
         )
     H.append(
         '<p class="muted">merged.pcapng has every point as its own interface on one '

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -58,6 +58,14 @@ MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
 STREAM_BELOW_KB = 64 * 1024  # a host with less free space streams its captures instead
 
 
+# what happens while the captures run: (inventory, sessions, window, stop, emit) ->
+# (interrupted, repro record); `_window` by default, `schedule.repeat_window` for --repeat
+WindowFn = Callable[
+    [Inventory, dict[str, HostSession], float, asyncio.Event, EventSink],
+    Awaitable[tuple[bool, dict[str, object] | None]],
+]
+
+
 @dataclass
 class RunOptions:
     out: Path  # the bundle directory; pcaps are pulled into out/pcaps
@@ -67,6 +75,7 @@ class RunOptions:
     window_s: float | None = None  # overrides the inventory's window
     connector: Connector = ssh_connector  # tests substitute transports here
     stream: bool | None = None  # True: stream every capture; None: only hosts short of disk
+    window_fn: WindowFn | None = None  # None: `_window` (the repro once, or the window)
 
 
 def new_run_id() -> str:
@@ -199,7 +208,9 @@ async def run_capture(
                 _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
             )
             try:
-                interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+                interrupted, repro_result = await (opts.window_fn or _window)(
+                    inv, sessions, window, stop, emit
+                )
             finally:
                 monitor.cancel()
         finally:
