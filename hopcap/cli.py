@@ -28,7 +28,7 @@ from hopcap.errors import (
     HopcapError,
     OptionError,
 )
-from hopcap.model import PointInput, RunRecord, Verdict
+from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
     from hopcap.model import Inventory
@@ -133,6 +133,8 @@ class _Progress:
             self.phase = f"repro on {ev.host}"
         elif ev.kind == "countdown":
             self.phase = f"{ev.text} starts in {_clock(ev.done or 0)} (Ctrl-C to stop)"
+        elif ev.kind == "probe":
+            self.phase = f"recording; probe on {ev.host}: {ev.text}"
         elif ev.kind in ("window-start", "recording"):
             self.phase = ev.text
             if ev.kind == "window-start":
@@ -162,8 +164,8 @@ class _Progress:
                 return ""
             self._pull_shown[ev.point] = step
             return f"  pull {ev.point}: {_size(ev.done or 0)} of {_size(ev.total)}"
-        if ev.kind == "captured":
-            return ""
+        if ev.kind in ("captured", "probe"):
+            return ""  # plain mode: the recorder's status line a minute says it
         if ev.kind == "countdown":
             # plain mode: a line when the countdown starts, then one a minute
             left = ev.done or 0
@@ -232,6 +234,14 @@ def _print_verdict(verdict: Verdict) -> None:
 def _correlate_run(record: RunRecord) -> Verdict:
     from hopcap.correlate import correlate
 
+    # a recording keeps only its last --ring: the evidence starts there, not at "listening"
+    kept_from = (record.recording or {}).get("kept_from_ts")
+
+    def start(c: PointCapture) -> float | None:
+        if kept_from is None or c.ready_ts is None:
+            return c.ready_ts
+        return max(c.ready_ts, float(kept_from))
+
     points = [
         PointInput(
             name=c.point.name,
@@ -240,7 +250,7 @@ def _correlate_run(record: RunRecord) -> Verdict:
             interface=c.point.interface,
             kernel_drops=c.kernel_drops,
             clock_offset_hint_s=c.clock_offset_s,
-            start_ts=c.ready_ts,
+            start_ts=start(c),
             stop_ts=c.stop_ts,
             missing_reason=c.error,
         )
@@ -459,7 +469,6 @@ def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:
     time); (record, False) when no run failed (its captures are not evidence)."""
     from dataclasses import replace
 
-    from hopcap.bundle import trim_pcap
     from hopcap.orchestrator.run import SETTLE_S
 
     repro = record.repro or {}
@@ -467,20 +476,27 @@ def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:
     if not failed:
         return record, False
     run = repro["runs"][failed - 1]
+    record = _trim_captures(record, run["started_ts"], run["finished_ts"] + SETTLE_S)
+    repro = {**repro, "kept": f"captures cut to run {failed} of {len(repro['runs'])}"}
+    return replace(record, repro=repro), True
+
+
+def _trim_captures(record: RunRecord, start: float, end: float) -> RunRecord:
+    """Cut every capture to [start, end] (controller clock; each point's clock offset is
+    applied, with a margin of a second plus the offset's error)."""
+    from dataclasses import replace
+
+    from hopcap.bundle import trim_pcap
+
     captures = []
     for c in record.captures:
         if c.pcap is not None and c.pcap.exists():
             off = c.clock_offset_s or 0.0
             margin = 1.0 + (c.clock_error_s or 0.0)
-            trim_pcap(
-                c.pcap,
-                run["started_ts"] + off - margin,
-                run["finished_ts"] + off + SETTLE_S + margin,
-            )
+            trim_pcap(c.pcap, start + off - margin, end + off + margin)
             c = replace(c, sha256=None)  # the manifest hashes the trimmed file
         captures.append(c)
-    repro = {**repro, "kept": f"captures cut to run {failed} of {len(repro['runs'])}"}
-    return replace(record, captures=tuple(captures), repro=repro), True
+    return replace(record, captures=tuple(captures))
 
 
 def _run_windows(
@@ -579,6 +595,127 @@ def _run_windows(
     if any(r.status in ("partial", "failed") for r in results):
         raise typer.Exit(EXIT_PARTIAL)
     raise typer.Exit(EXIT_OK)
+
+
+@app.command(name="record")
+def record_cmd(
+    inventory: InventoryOpt,
+    until: Annotated[
+        str,
+        typer.Option(
+            "--until",
+            help='"HOST: COMMAND": with --probe-every, run periodically and fire on a '
+            "non-zero exit; without, a watcher that fires when it exits",
+        ),
+    ],
+    ring: Annotated[
+        str, typer.Option("--ring", help="keep this much before the trigger, e.g. 60s")
+    ] = "60s",
+    probe_every: Annotated[
+        str | None, typer.Option("--probe-every", help="run the --until command every D")
+    ] = None,
+    post: Annotated[
+        str, typer.Option("--post", help="keep capturing this long after the trigger")
+    ] = "3s",
+    max_duration: Annotated[
+        str, typer.Option("--max-duration", help="end the recording after this long")
+    ] = "8h",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="bundle directory (default: new, here)")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option(help="hop order, e.g. client,fw,lb,srv (overrides)")
+    ] = None,
+    tarball: Annotated[bool, typer.Option("--tar", help="also write DIR.tar.gz")] = False,
+    anonymise: Annotated[
+        bool, typer.Option("--anonymise", help="pseudonymise addresses, cut payloads")
+    ] = False,
+    no_facts: Annotated[
+        bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
+    ] = False,
+) -> None:
+    """Flight recorder: capture into a ring on every hop until a trigger fires, then keep
+    the last --ring before it, correlate, and write an evidence bundle."""
+    from hopcap.bundle import write_bundle
+    from hopcap.inventory import load
+    from hopcap.orchestrator.record import RecordOptions, parse_until, record
+    from hopcap.orchestrator.run import new_run_id
+
+    try:
+        ring_s = _positive("--ring", ring)
+        probe_s = _positive("--probe-every", probe_every) if probe_every is not None else None
+        post_s = _positive("--post", post, zero=True)
+        max_s = _positive("--max-duration", max_duration)
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        trig = parse_until(until, inv)
+        run_id = new_run_id()
+        out_dir = out or _default_out("hopcap-record")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
+            raise typer.Exit(EXIT_ERROR)
+        opts = RecordOptions(
+            out=out_dir,
+            ring_s=ring_s,
+            until=trig,
+            probe_every_s=probe_s,
+            post_s=post_s,
+            max_duration_s=max_s,
+            run_id=run_id,
+            collect_facts=not no_facts,
+        )
+        _err(
+            f"hopcap {__version__}: record {run_id}, {len(inv.path)} hosts, ring {ring_s:g}s, "
+            f"bundle {out_dir}"
+        )
+        rec = _with_sigint(
+            lambda emit, stop: record(inv, opts, emit=emit, stop=stop),
+            "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
+        )
+        kept = rec.recording or {}
+        rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))
+        _err("correlating ...")
+        verdict, crash = _correlate_kept(rec)
+        final = write_bundle(out_dir, rec, verdict, tarball=tarball, anonymise=anonymise)
+    except HopcapError as exc:
+        _fail(exc)
+    if crash is not None:
+        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
+        _err(f"  the captures and the manifest are saved in {final}; please report this bug")
+        raise typer.Exit(EXIT_ERROR)
+    _print_verdict(verdict)
+    typer.echo("")
+    if rec.trigger is not None:
+        t = rec.trigger
+        why = t.get("error") or f"exit {t.get('exit_status')}"
+        typer.echo(f"trigger: {t['host']}: {t['command']} ({why})")
+    typer.echo(f"bundle: {final}")
+    for w in kept.get("warnings", ()):
+        _err(f"warning: {w}")
+    ended = kept.get("ended")
+    if ended == "ctrl-c":
+        _err("recording interrupted: the bundle holds the last --ring before the stop")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if ended == "max-duration":
+        _err("--max-duration reached without a trigger: the bundle holds the last --ring")
+        raise typer.Exit(EXIT_OK)
+    if not rec.complete:
+        for e in rec.errors:
+            _err(f"incomplete: {e}")
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+def _positive(option: str, text: str, *, zero: bool = False) -> float:
+    """A duration option's value; OptionError (exit 3) unless it is > 0 (>= 0 with zero)."""
+    from hopcap.inventory import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise OptionError(f"{option} {text}: {exc}") from None
+    if value <= 0 and not (zero and value == 0):
+        raise OptionError(f"{option} {text}: must be longer than 0")
+    return value
 
 
 @app.command()
