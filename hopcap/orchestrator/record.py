@@ -65,10 +65,11 @@ from hopcap.orchestrator.session import (
     resolve_all_points,
     ssh_connector,
 )
-from hopcap.orchestrator.transport import CommandResult, as_root, quote
+from hopcap.orchestrator.transport import CommandResult, RemoteProcess, as_root, quote
 
 MAX_RECORD_BYTES = 1_000_000_000  # ring budget per point, unless the disk has less
-RING_FILE_MAX_MB = 16  # small files: the pruner frees space in small steps
+# many small files: the pruner frees space in small steps, so the disk use follows the
+# last --ring seconds closely even at a few hundred kB/s
 RING_FILES_MIN = 4
 RING_FILES_MAX = 1000
 KEEP_MARGIN_S = 10.0  # ring files are kept this much longer than --ring + --post
@@ -125,7 +126,7 @@ def ring_layout(free_kb: int | None, points: int) -> tuple[int, int]:
     budget = MAX_RECORD_BYTES
     if free_kb is not None:
         budget = min(budget, free_kb * 1024 // 2 // max(points, 1))
-    file_mb = max(1, min(RING_FILE_MAX_MB, budget // 64 // 1_000_000))
+    file_mb = max(1, budget // RING_FILES_MAX // 1_000_000)
     files = max(RING_FILES_MIN, min(RING_FILES_MAX, budget // (file_mb * 1_000_000)))
     return file_mb, files
 
@@ -217,7 +218,7 @@ async def record(
     trigger: dict[str, object] | None = None
     ended = "ctrl-c"
     fired_ts: float | None = None
-    watcher_pidfile: str | None = None
+    watcher: _Watcher | None = None
     sessions = st.sessions
 
     names = hosts_to_connect(inv)
@@ -317,10 +318,11 @@ async def record(
             if opts.probe_every_s is not None:
                 trig = asyncio.ensure_future(_probe_loop(tsess, opts, st, emit))
             else:
-                watcher_pidfile = f"{tsess.remote_dir}/watcher.pid"
-                trig = asyncio.ensure_future(
-                    _watch(tsess, opts.until.command, watcher_pidfile, bound)
+                watcher = _Watcher(
+                    tsess, opts.until.command, f"{tsess.remote_dir}/watcher.pid", bound
                 )
+                await watcher.start()
+                trig = asyncio.ensure_future(watcher.wait())
             helpers = [
                 asyncio.ensure_future(_snapshot_loop(opts, st)),
                 asyncio.ensure_future(_status_loop(opts, st, started, emit)),
@@ -349,14 +351,11 @@ async def record(
                     ended = "ctrl-c" if stopper.done() else "max-duration"
                     emit(Event("stopping", text=f"recording ended ({ended}) without a trigger"))
             finally:
+                fired = trig.done()
                 for t in (trig, stopper, limit, *helpers):
                     t.cancel()
-                if watcher_pidfile is not None and not trig.done():
-                    with contextlib.suppress(HopcapError):
-                        await tsess.transport.run(
-                            f"kill -TERM $(cat {quote([watcher_pidfile])}) 2>/dev/null; true",
-                            timeout=10,
-                        )
+                if watcher is not None and not fired:
+                    await _shielded(watcher.stop(), timeout=20)
         finally:
             emit(Event("stopping", text=f"{len(st.running)} captures"))
             stop_results = await _shielded(
@@ -538,41 +537,66 @@ async def _probe_loop(
         await asyncio.sleep(max(0.0, t0 + opts.probe_every_s - time.time()))
 
 
-async def _watch(s: HostSession, command: str, pidfile: str, bound: float) -> dict[str, object]:
-    """Run the watcher until it exits (bounded on its host by `timeout`); keep only the
-    end of its output (a watcher may print for hours)."""
-    assert s.transport is not None
-    script = (
-        f'( timeout -k 5 {bound:.0f} sh -c "$1" 2>&1 & echo $! > "$2"; wait $!; '
-        'echo "@@hopcap-rc $?" ) | tail -c ' + str(OUTPUT_TAIL)
-    )
-    t0 = time.time()
-    proc = await s.transport.spawn(quote(["sh", "-c", script, "watch", command, pidfile]))
-    try:
-        res = await proc.wait()
-    finally:
-        proc.close()
-    fired = time.time()
-    out = res.stdout
-    status: int | None = res.exit_status
-    head, sep, rc = out.rstrip().rpartition("@@hopcap-rc ")
-    if sep and rc.strip().isdigit():
-        status, out = int(rc.strip()), head
-    if status in NOT_RUNNABLE and fired - t0 < 5:
-        raise CaptureError(
-            f"{s.name}: the watcher cannot run (exit {status}): "
-            + (out.strip().splitlines() or ["no output"])[-1],
-            hint="check the --until command by hand on that host",
+class _Watcher:
+    """The watcher: started once, fires when it exits (bounded on its host by `timeout`);
+    only the end of its output is kept (a watcher may print for hours)."""
+
+    def __init__(self, s: HostSession, command: str, pidfile: str, bound: float) -> None:
+        assert s.transport is not None
+        self.s = s
+        self.transport = s.transport
+        self.command = command
+        self.pidfile = pidfile
+        self.bound = bound
+        self.proc: RemoteProcess | None = None
+        self.t0 = 0.0
+
+    async def start(self) -> None:
+        script = (
+            f'( timeout -k 5 {self.bound:.0f} sh -c "$1" 2>&1 & echo $! > "$2"; wait $!; '
+            'echo "@@hopcap-rc $?" ) | tail -c ' + str(OUTPUT_TAIL)
         )
-    return {
-        "host": s.name,
-        "command": command,
-        "mode": "watcher",
-        "started_ts": t0,
-        "exit_status": status,
-        "output": out[-OUTPUT_TAIL:],
-        "fired_ts": fired,
-    }
+        self.t0 = time.time()
+        self.proc = await self.transport.spawn(
+            quote(["sh", "-c", script, "watch", self.command, self.pidfile])
+        )
+
+    async def wait(self) -> dict[str, object]:
+        assert self.proc is not None
+        res = await self.proc.wait()
+        fired = time.time()
+        out = res.stdout
+        status: int | None = res.exit_status
+        head, sep, rc = out.rstrip().rpartition("@@hopcap-rc ")
+        if sep and rc.strip().isdigit():
+            status, out = int(rc.strip()), head
+        if status in NOT_RUNNABLE and fired - self.t0 < 5:
+            raise CaptureError(
+                f"{self.s.name}: the watcher cannot run (exit {status}): "
+                + (out.strip().splitlines() or ["no output"])[-1],
+                hint="check the --until command by hand on that host",
+            )
+        return {
+            "host": self.s.name,
+            "command": self.command,
+            "mode": "watcher",
+            "started_ts": self.t0,
+            "exit_status": status,
+            "output": out[-OUTPUT_TAIL:],
+            "fired_ts": fired,
+        }
+
+    async def stop(self) -> None:
+        """End a watcher that has not fired (its pid file may be a moment late)."""
+        pidfile = quote([self.pidfile])
+        with contextlib.suppress(HopcapError):
+            await self.transport.run(
+                f"for i in 1 2 3 4 5 6 7 8 9 10; do [ -s {pidfile} ] && break; sleep 0.2; "
+                f"done; kill -TERM $(cat {pidfile}) 2>/dev/null; true",
+                timeout=15,
+            )
+        if self.proc is not None:
+            self.proc.close()
 
 
 async def _snapshot_loop(opts: RecordOptions, st: _State) -> None:
@@ -642,7 +666,9 @@ async def _pull_ring(
             files.append((float(stamp), path))
     if not files:
         raise CaptureError(f"{name}: tcpdump wrote no file")
-    wanted = [f for f in files if f[0] >= since_remote]
+    # the newest file is the one tcpdump wrote last: it covers until the stop, even when
+    # nothing has been written to it since before the range started
+    wanted = [f for f in files[:-1] if f[0] >= since_remote] + files[-1:]
     # a file holds the packets from the previous file's mtime to its own: those with an
     # mtime after the start hold the range (mtimes are whole seconds: PULL_MARGIN_S)
     covered = None
@@ -653,8 +679,6 @@ async def _pull_ring(
         part = local.with_suffix(f".part{i}")
         await _get_verified(rc, remote, part, emit)
         parts.append(part)
-    if not parts:
-        raise CaptureError(f"{name}: no ring file covers the kept time range")
     if len(parts) == 1:
         parts[0].replace(local)
     else:
