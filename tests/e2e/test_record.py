@@ -222,7 +222,7 @@ def test_soak_keeps_disk_and_memory_flat(clean_lab: lab.LabInfo, tmp_path: Path)
     assert len(disk) >= 20
     ring = man["recording"]["ring"]["client:eth0"]
     captured = {p["name"]: p["packets"] for p in man["points"]}
-    assert captured["client:eth0"] > 20_000  # ~250 packets/s for 150 s: real traffic
+    assert captured["client:eth0"] > 5_000  # ~70 packets/s (GRO) for 150 s: real traffic
     for host in HOSTS:
         series = [d[host] for d in disk]
         points = 2 if host in ("fw", "lb") else 1
@@ -231,8 +231,11 @@ def test_soak_keeps_disk_and_memory_flat(clean_lab: lab.LabInfo, tmp_path: Path)
         # 21 s of traffic at ~330 kB/s per point, plus the file being written)
         assert _flat(series, slack=2_000_000), (host, series)
         assert max(series) < points * (21 * 600_000 + 2 * ring["file_mb"] * 1_000_000), series
-    assert _flat([float(x) for x in rss], slack=3_000), rss
-    assert max(rss) - min(rss) < 20_000, rss  # kB
+    # the controller: a few hundred kB of allocator noise, no growth with probes, pulls of
+    # disk use or facts snapshots (kB)
+    n = len(rss) // 3
+    assert statistics.mean(rss[-n:]) <= statistics.mean(rss[:n]) + 1_500, rss
+    assert max(rss) - min(rss) < 4_000, rss
     assert _leftovers(man["run_id"]) == []
 
 
