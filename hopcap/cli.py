@@ -476,14 +476,21 @@ def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:
     if not failed:
         return record, False
     run = repro["runs"][failed - 1]
-    record = _trim_captures(record, run["started_ts"], run["finished_ts"] + SETTLE_S)
+    # the failing run starts the evidence (only the clock's error as margin: the run
+    # before may have ended a moment earlier); its answers may trail its end
+    record = _trim_captures(
+        record, run["started_ts"], run["finished_ts"] + SETTLE_S, before_margin=0.05
+    )
     repro = {**repro, "kept": f"captures cut to run {failed} of {len(repro['runs'])}"}
     return replace(record, repro=repro), True
 
 
-def _trim_captures(record: RunRecord, start: float, end: float) -> RunRecord:
+def _trim_captures(
+    record: RunRecord, start: float, end: float, *, before_margin: float = 1.0
+) -> RunRecord:
     """Cut every capture to [start, end] (controller clock; each point's clock offset is
-    applied, with a margin of a second plus the offset's error)."""
+    applied, with a margin of the offset's error plus `before_margin` before the start
+    and a second after the end)."""
     from dataclasses import replace
 
     from hopcap.bundle import trim_pcap
@@ -492,8 +499,8 @@ def _trim_captures(record: RunRecord, start: float, end: float) -> RunRecord:
     for c in record.captures:
         if c.pcap is not None and c.pcap.exists():
             off = c.clock_offset_s or 0.0
-            margin = 1.0 + (c.clock_error_s or 0.0)
-            trim_pcap(c.pcap, start + off - margin, end + off + margin)
+            err = c.clock_error_s or 0.0
+            trim_pcap(c.pcap, start + off - before_margin - err, end + off + 1.0 + err)
             c = replace(c, sha256=None)  # the manifest hashes the trimmed file
         captures.append(c)
     return replace(record, captures=tuple(captures))

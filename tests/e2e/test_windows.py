@@ -15,7 +15,7 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, hopcap_cli
+from tests.e2e.conftest import HOPCAP, hopcap_cli, hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
 
@@ -95,3 +95,50 @@ def test_bad_values_are_one_line_and_exit_3(
     assert res.stderr.strip().startswith(message)
     assert len(res.stderr.strip().splitlines()) == 1
     assert res.stdout == ""
+
+
+def _counting_repro(tmp_path: Path, fail_at: int) -> str:
+    """A repro that fetches / and exits 1 on its `fail_at`-th run (0: never fails); it
+    lingers half a second so that its connection has closed when the next run starts."""
+    counter = tmp_path / "runs"
+    return (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {counter}; "
+        "curl -s -o /dev/null -m 3 http://203.0.113.80/; sleep 0.5; "
+        f'[ "$n" -ne {fail_at} ]'
+    )
+
+
+def test_repeat_runs_the_repro_n_times_in_one_window(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": _counting_repro(tmp_path, 0)}},
+    )
+    res = hopcap_run(inv, tmp_path / "b", "--repeat", "3", "--no-facts")
+    assert res.code == EXIT_OK, res.stderr
+    repro = res.manifest["repro"]
+    assert [r["exit_status"] for r in repro["runs"]] == [0, 0, 0]
+    assert len(res.verdict["flows"]) == 3  # one connection per run, all in one bundle
+
+
+def test_until_fail_keeps_only_the_failing_run(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": _counting_repro(tmp_path, 3)}},
+    )
+    res = hopcap_run(inv, tmp_path / "b", "--until-fail", "--window", "60s", "--no-facts")
+    assert res.code == EXIT_OK, res.stderr
+    repro = res.manifest["repro"]
+    assert [r["exit_status"] for r in repro["runs"]] == [0, 0, 1]
+    assert repro["failed_run"] == 3 and repro["exit_status"] == 1
+    assert repro["kept"] == "captures cut to run 3 of 3"
+    # the captures were cut to the third run: its connection alone is in the bundle
+    assert len(res.verdict["flows"]) == 1
+    third = repro["runs"][2]
+    for p in res.manifest["points"]:
+        assert 0 < p["packets_in_file"] < p["packets"]
+    flow = res.verdict["flows"][0]
+    assert third["started_ts"] - 2 <= flow["first_ts"] <= third["finished_ts"] + 2
