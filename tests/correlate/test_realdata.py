@@ -1,5 +1,5 @@
 """Real captures nobody on this project made (Haka's and tcpreplay's own test data), with
-the outcome /work/shared/realdata/README.md gives for each pair."""
+the outcome tests/data/PROVENANCE.md gives for each pair."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TCPREPLAY = REAL / "tcpreplay"
 
 
 def test_real_captures_are_present() -> None:
-    assert REAL.is_dir(), f"the shared real captures are missing: {REAL} (set HOPCAP_REALDATA)"
+    assert (REAL / "PROVENANCE.md").is_file(), f"the real captures are missing: {REAL}"
 
 
 def haka(name: str, tmp: Path) -> Verdict:
