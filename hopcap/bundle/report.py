@@ -23,7 +23,7 @@ MAX_RULES = 15
 # --------------------------------------------------------------------------- helpers
 
 
-def _finding_what(f: Finding) -> str:
+def finding_what(f: Finding) -> str:
     """A finding's text; a rewrite leads with its field and values."""
     if f.kind == "rewrite" and f.field:
         return f"{f.field}: {f.before} -> {f.after}; {f.what}"
@@ -227,7 +227,7 @@ def _md_flow(fl: Flow) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for f in fl.findings:
-        what = _finding_what(f)
+        what = finding_what(f)
         L.append(
             f"| {_md(f.kind)} | {_md(f.direction)} | {_md(f.between[0])} -> {_md(f.between[1])} "
             f"| {f.packets} | {f.bytes} | {iso(f.first_ts)} | {_md(what)} |"
@@ -406,7 +406,7 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         "<th>bytes</th><th>first seen</th><th>what</th></tr></thead><tbody>",
     ]
     for f in fl.findings:
-        what = _finding_what(f)
+        what = finding_what(f)
         H.append(
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
             f"<td>{_h(f.between[0])} -&gt; {_h(f.between[1])}</td><td>{f.packets}</td>"
