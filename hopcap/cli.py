@@ -25,7 +25,7 @@ from hopcap.errors import (
     EXIT_PREFLIGHT,
     HopcapError,
 )
-from hopcap.model import Flow, PointInput, RunRecord, Verdict
+from hopcap.model import PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
     from hopcap.model import Inventory
@@ -172,7 +172,6 @@ def _size(n: int) -> str:
 
 MAX_FLOWS_SHOWN = 50  # flow rows without --all
 MAX_PATTERNS_SHOWN = 20  # problem patterns without --all
-FLOW_HEADERS = ["flow", "client -> server", "packets", "findings", "summary"]
 
 AllOpt = Annotated[
     bool,
@@ -199,24 +198,13 @@ def _columns(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def _flow_row(fl: Flow) -> list[str]:
-    from hopcap.patterns import alarm_packets, findings_brief
-
-    n = alarm_packets(fl)
-    return [
-        fl.id,
-        f"{fl.client} -> {fl.server}",
-        str(n) if n else "-",
-        findings_brief(fl) or "-",
-        fl.summary,
-    ]
-
-
 def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
     """Points, then patterns (problems, then device policy), then only the flows with
     drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
     `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
-    from hopcap.patterns import triage
+    from hopcap.patterns import FLOW_HEADERS, ensure_patterns, flow_row, triage
+
+    verdict = ensure_patterns(verdict)
 
     pts = [
         [
@@ -254,7 +242,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         flows = t.alarms + t.rewrites + t.policy + t.healthy
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
-            typer.echo(_columns([_flow_row(f) for f in flows], FLOW_HEADERS))
+            typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
     else:
         shown_flows = t.alarms[:MAX_FLOWS_SHOWN]
         if shown_flows:
@@ -262,7 +250,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
                 f"flows with drops, injections, resets or gaps ({len(t.alarms):,}), "
                 "most such packets first:"
             )
-            typer.echo(_columns([_flow_row(f) for f in shown_flows], FLOW_HEADERS))
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
             if len(shown_flows) < len(t.alarms):
                 typer.echo(
                     f"... {len(t.alarms) - len(shown_flows):,} more, use --all "

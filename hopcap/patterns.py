@@ -109,6 +109,13 @@ def with_patterns(verdict: Verdict) -> Verdict:
     return dataclasses.replace(verdict, patterns=find_patterns(verdict))
 
 
+def ensure_patterns(verdict: Verdict) -> Verdict:
+    """`verdict` with patterns, computed if whoever built it left them out."""
+    if verdict.patterns or not any(fl.findings for fl in verdict.flows):
+        return verdict
+    return with_patterns(verdict)
+
+
 def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
     """A rewrite whose values change from flow to flow (sequence numbers, payloads) is one
     pattern, not one per flow: within one (kind, direction, segment, field), the value
@@ -316,3 +323,19 @@ def findings_brief(fl: Flow) -> str:
     return ", ".join(
         f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: _KIND_ORDER.get(kv[0], 9))
     )
+
+
+FLOW_HEADERS = ("flow", "client -> server", "packets", "findings", "summary")
+
+
+def flow_row(fl: Flow) -> list[str]:
+    """One line of a flow list (FLOW_HEADERS): packets are those dropped, injected, reset
+    or in gaps."""
+    n = alarm_packets(fl)
+    return [
+        fl.id,
+        f"{fl.client} -> {fl.server}",
+        str(n) if n else "-",
+        findings_brief(fl) or "-",
+        fl.summary,
+    ]

@@ -27,6 +27,7 @@ from hopcap.bundle.merge import (
 from hopcap.bundle.report import finding_text, render_html, render_markdown
 from hopcap.errors import BundleError
 from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
+from hopcap.patterns import ensure_patterns
 
 FORMAT = "hopcap-bundle"
 FORMAT_VERSION = 1
@@ -309,6 +310,7 @@ def _write(
     except OSError as exc:
         raise BundleError(f"cannot create bundle directory {out}: {exc.strerror}") from exc
     created = time.time()
+    verdict = ensure_patterns(verdict)
     verdict_dict = verdict.to_dict()
     offsets = {p.name: (p.clock_offset_s or 0.0) for p in verdict.points}
 

@@ -186,11 +186,13 @@ def test_merged_comments(built: tuple[Path, Path]) -> None:
 def test_report_md(built: tuple[Path, Path]) -> None:
     out, _ = built
     md = (out / "report.md").read_text()
-    assert "## Broken flows (1)" in md
+    assert "## Flows with drops, injections, resets or gaps (1)" in md
     assert "| drop | c2s | fw:eth0 -> fw:eth1 | 2 | 0 |" in md
+    assert md.index("## Patterns (1)") < md.index("## Flows with drops")
+    assert "| 1 | drop | dropped on 1 of 2 flows (2 packets: 2 SYN), c2s between fw:eth0 and" in md
     assert "SYN dropped inside fw" in md
     assert "&lt;never forwarded>" in md  # capture text cannot inject HTML into renderers
-    assert md.index("## Broken flows") < md.index("## Healthy flows (1)")
+    assert md.index("## Flows with drops") < md.index("## Other flows (1)")
     assert "TcpExtListenOverflows | 0 | 12 | +12" in md
     assert "tcp dport 9999 counter drop" in md
     assert "Start skew:** 60.000 ms" in md

@@ -120,3 +120,31 @@ def test_json_keeps_every_flow_and_has_the_patterns(captures: tuple[Path, Path])
     assert [(p["field"], p["before"], p["after"], p["flows"]) for p in pol] == [
         ("tcp.mss", 1460, 1400, N)
     ]
+
+
+def test_report_patterns_first_then_capped_broken_flows(
+    verdict: Verdict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hopcap.bundle import report
+
+    alarms = [fl for fl in verdict.flows if any(f.kind == "drop" for f in fl.findings)]
+    assert len(alarms) >= 3
+    monkeypatch.setattr(report, "MAX_DETAILED", 2)
+    monkeypatch.setattr(report, "MAX_LISTED", 1)
+    manifest = {"run_id": "r1", "points": [{"name": "fw:eth0"}, {"name": "fw:eth1"}]}
+    md = report.render_markdown(manifest, verdict, {})
+    order = [
+        md.index("## Patterns ("),
+        md.index("## Device policy (1)"),
+        md.index(f"## Flows with drops, injections, resets or gaps ({len(alarms)})"),
+        md.index(f"## Other flows ({N - len(alarms)})"),
+    ]
+    assert order == sorted(order)
+    assert f"- MSS clamping: tcp.mss rewritten 1460 -> 1400 on {N} of {N} flows" in md
+    assert md.count("\n### f") == 2  # two flows in detail, one row, the rest counted
+    assert "1 more:" in md and f"... {len(alarms) - 3} more in verdict.json." in md
+    assert f"{N - len(alarms)} flows crossed every capture point with only the device" in md
+    html = report.render_html(manifest, verdict, {})
+    assert html.count("<svg") == 2
+    assert "MSS clamping" in html[html.index("<h2>Device policy") :][:2000]
+    assert html.index("<h2>Patterns") < html.index("<h2>Flows with drops")
