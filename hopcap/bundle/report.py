@@ -378,6 +378,8 @@ dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 code{background:#f3f3f3;padding:0 .2em}
 svg{max-width:100%;height:auto;background:#fff}
 .muted{color:#666}
+ul.policy{background:#f1f8e9;border:1px solid #c5e1a5;border-radius:6px;
+padding:.5em 1em .5em 2em}
 """
 
 
@@ -429,7 +431,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
                  "first.</p>")  # fmt: skip
         H.append(
             "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>change</th>"
-            "<th>flows</th><th>packets</th><th>e.g.</th><th>pattern</th></tr></thead><tbody>"
+            "<th>flows</th><th>packets</th><th>e.g.</th><th>description</th></tr></thead><tbody>"
         )
         for p in problems[:MAX_PATTERNS]:
             H.append(
@@ -656,7 +658,8 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
     col_w, left, top, row_h = 150, 70, 60, 46
     x = {c: left + i * col_w for i, c in enumerate(cols)}
     rows = 1 + len(fl.findings)
-    width = left * 2 + col_w * max(len(cols) - 1, 1)
+    # room for the labels (up to 90 characters) even when the path has two points
+    width = max(left * 2 + col_w * max(len(cols) - 1, 1), 720)
     height = top + rows * row_h + 30
     S: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
