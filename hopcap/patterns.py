@@ -224,6 +224,11 @@ def _pattern(
     )
 
 
+def _short(x: Any, n: int = 40) -> str:
+    s = str(x)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
 def _n(k: int, word: str) -> str:
     return f"{k:,} {word}" + ("" if k == 1 else "s")
 
@@ -241,7 +246,7 @@ def _text(
     a, b = f.between
     if f.kind == "rewrite":
         what = (
-            f"{f.field} rewritten {f.before} -> {f.after}"
+            f"{f.field} rewritten {_short(f.before)} -> {_short(f.after)}"
             if values == 1
             else f"{f.field} rewritten ({values:,} different values)"
         )

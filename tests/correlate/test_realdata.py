@@ -181,6 +181,21 @@ def test_tcpreplay_tos_rewrite() -> None:
     assert kinds(v) == {("rewrite", "ip.dscp")}
     c2s = [f for f in findings(v) if f.direction == "c2s"]
     assert c2s and all(f.after == 12 for f in c2s)
+    # every flow remarked to one value: one pattern per direction, labelled device policy
+    assert len(v.patterns) == 2 and all(p.label == "DSCP remarking" for p in v.patterns)
+    p = next(p for p in v.patterns if p.direction == "c2s")
+    assert (p.before, p.after, p.flows, p.of) == (0, 12, len(c2s), 7)
+
+
+def test_tcpreplay_ttl_raised_is_no_policy() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_1ttl")
+    assert [(p.field, p.policy) for p in v.patterns] == [("ip.ttl", False)]
+
+
+def test_haka_filter_drops_are_one_pattern(tmp_path: Path) -> None:
+    v = haka("sample_groupfilter", tmp_path)
+    assert [(p.kind, p.flows, p.of, p.packets) for p in v.patterns] == [("drop", 2, 3, 4)]
+    assert "(4 packets: 4 SYN), c2s between in and out" in v.patterns[0].text
 
 
 def test_tcpreplay_l7fuzzing() -> None:
