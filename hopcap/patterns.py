@@ -37,6 +37,7 @@ class _Acc:
     bytes: int
     first_ts: float | None
     kinds: dict[str, int] = dataclasses.field(default_factory=dict)
+    unanchored: int = 0  # flows with no leg where the segment starts
 
 
 _COUNTS = re.compile(r"\((\d+ [A-Za-z-]+(?:, \d+ [A-Za-z-]+)*)\)$")
@@ -69,35 +70,37 @@ def _add_kinds(kinds: dict[str, int], f: Finding) -> None:
     kinds[k] = kinds.get(k, 0) + max(f.packets, 1)
 
 
-def _vkey(x: Any) -> str:
-    return repr(x)
-
-
 def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     """The verdict's findings grouped into patterns, problems first (drops, injections,
     resets, rewrites, gaps; most flows first), device policy last."""
+    points = {p.name for p in verdict.points}
+    anchors: dict[tuple[str, str], str | None] = {}
+    seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
     groups: dict[_Key, _Acc] = {}
     for i, fl in enumerate(verdict.flows):
+        for leg in fl.legs:
+            seen_at[leg.point] = seen_at.get(leg.point, 0) + 1
         for f in fl.findings:
-            key = (f.kind, f.direction, f.between, f.field, _vkey(f.before), _vkey(f.after))
+            key = (f.kind, f.direction, f.between, f.field, repr(f.before), repr(f.after))
             acc = groups.get(key)
             if acc is None:
-                acc = groups[key] = _Acc(f, [fl.id], i, f.packets, f.bytes, f.first_ts)
-                _add_kinds(acc.kinds, f)
-                continue
-            _add_kinds(acc.kinds, f)
+                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts)
             if acc.last_flow != i:
                 acc.flow_ids.append(fl.id)
                 acc.last_flow = i
+                if f.between not in anchors:
+                    anchors[f.between] = next((p for p in f.between if p in points), None)
+                anchor = anchors[f.between]
+                if anchor is not None and all(leg.point != anchor for leg in fl.legs):
+                    acc.unanchored += 1
             acc.packets += f.packets
             acc.bytes += f.bytes
             if f.first_ts is not None and (acc.first_ts is None or f.first_ts < acc.first_ts):
                 acc.first_ts = f.first_ts
+            _add_kinds(acc.kinds, f)
     merged = _fold_values(groups)
-    seen_at, legs_of = _seen_at(verdict)
-    points = {p.name for p in verdict.points}
     out = [
-        _pattern(acc, values, seen_at, legs_of, points, len(verdict.flows))
+        _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
         for acc, values in merged
     ]
     out.sort(key=lambda p: (p.policy, _KIND_ORDER.get(p.kind, 9), -p.flows, -p.packets, p.text))
@@ -151,23 +154,12 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
                     sum(a.bytes for a in single),
                     min(ts) if ts else None,
                     kinds,
+                    sum(a.unanchored for a in single),
                 ),
                 len(single),
             )
         )
     return out
-
-
-def _seen_at(verdict: Verdict) -> tuple[dict[str, int], dict[str, frozenset[str]]]:
-    """Flows with a leg at each point, and each flow's points."""
-    seen: dict[str, int] = {}
-    legs_of: dict[str, frozenset[str]] = {}
-    for fl in verdict.flows:
-        pts = frozenset(leg.point for leg in fl.legs)
-        legs_of[fl.id] = pts
-        for p in pts:
-            seen[p] = seen.get(p, 0) + 1
-    return seen, legs_of
 
 
 def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
@@ -186,23 +178,12 @@ def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
 
 
 def _pattern(
-    acc: _Acc,
-    values: int,
-    seen_at: dict[str, int],
-    legs_of: dict[str, frozenset[str]],
-    points: set[str],
-    total: int,
+    acc: _Acc, values: int, anchor: str | None, seen_at: dict[str, int], total: int
 ) -> Pattern:
     f = acc.first
     flows = len(acc.flow_ids)
-    anchor = next((p for p in f.between if p in points), None)
-    if anchor is None:
-        of = total
-    else:
-        # flows seen where the segment starts, and any of the pattern's seen only beyond it
-        of = seen_at.get(anchor, 0) + sum(
-            1 for fid in acc.flow_ids if anchor not in legs_of.get(fid, frozenset())
-        )
+    # flows seen where the segment starts, and any of the pattern's seen only beyond it
+    of = total if anchor is None else seen_at.get(anchor, 0) + acc.unanchored
     label = _policy(f, values, flows, of)
     return Pattern(
         kind=f.kind,
