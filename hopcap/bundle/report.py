@@ -277,7 +277,7 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
         L += _md_flow(fl)
     rest = flows[detailed : detailed + MAX_LISTED]
     if rest:
-        L += ["", f"{len(rest):,} more:", ""]
+        L += ["", f"The next {len(rest):,}, one line each:", ""]
         L.append("| " + " | ".join(FLOW_HEADERS) + " |")
         L.append("|---" * len(FLOW_HEADERS) + "|")
         L += ["| " + " | ".join(_md(c) for c in flow_row(fl)) + " |" for fl in rest]
@@ -517,7 +517,7 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
         H += _html_flow(fl, path)
     rest = flows[detailed : detailed + MAX_LISTED]
     if rest:
-        H.append(f"<p>{len(rest):,} more:</p>")
+        H.append(f"<p>The next {len(rest):,}, one line each:</p>")
         H.append(
             "<table><thead><tr>"
             + "".join(f"<th>{_h(c)}</th>" for c in FLOW_HEADERS)

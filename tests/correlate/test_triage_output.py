@@ -142,7 +142,8 @@ def test_report_patterns_first_then_capped_broken_flows(
     assert order == sorted(order)
     assert f"- MSS clamping: tcp.mss rewritten 1460 -> 1400 on {N} of {N} flows" in md
     assert md.count("\n### f") == 2  # two flows in detail, one row, the rest counted
-    assert "1 more:" in md and f"... {len(alarms) - 3} more in verdict.json." in md
+    assert "The next 1, one line each:" in md
+    assert f"... {len(alarms) - 3} more in verdict.json." in md
     assert f"{N - len(alarms)} flows crossed every capture point with only the device" in md
     html = report.render_html(manifest, verdict, {})
     assert html.count("<svg") == 2
