@@ -251,6 +251,8 @@ def _text(
         s = f"{label}: {s}"
     if flows <= 3:
         s += f" [{', '.join(flow_ids)}]"
+    if f.kind == "gap":  # why the evidence is incomplete, from the first flow
+        s += f"; e.g. {_short(f.what, 100)}"
     return s
 
 

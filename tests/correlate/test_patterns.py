@@ -142,6 +142,17 @@ def test_triage_lists_alarms_by_packets_and_sets_policy_apart() -> None:
     assert [f.id for f in t.healthy] == ["f5"]
 
 
+def test_a_missing_point_is_one_gap_pattern_that_says_why() -> None:
+    why = "no capture at lb:eth0 (host unreachable): what happened beyond fw:eth1 cannot be told"
+    gaps = [flow(i, Finding("gap", "c2s", (B, "lb:eth0"), 0, 0, T0, why)) for i in range(1, 41)]
+    v = verdict(*gaps)
+    assert len(v.patterns) == 1
+    p = v.patterns[0]
+    assert (p.kind, p.flows, p.of, p.policy) == ("gap", 40, 40, False)
+    assert p.text.startswith("incomplete evidence (gap) on 40 of 40 flows (0 packets), c2s")
+    assert "; e.g. no capture at lb:eth0 (host unreachable)" in p.text
+
+
 def test_no_findings_no_patterns() -> None:
     assert find_patterns(verdict(flow(1), flow(2))) == ()
     assert find_patterns(Verdict((), ())) == ()
