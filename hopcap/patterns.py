@@ -168,9 +168,10 @@ def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
         return None
     b, a = f.before, f.after
     ordered = values == 1 and isinstance(b, int) and isinstance(a, int)
-    if f.field == "tcp.mss" and ordered and a < b:
+    # lowered, not removed (-1: the option is gone)
+    if f.field == "tcp.mss" and ordered and 0 < a < b:
         return "MSS clamping"
-    if f.field in ("ip.ttl", "ip.hlim") and ordered and a < b:
+    if f.field in ("ip.ttl", "ip.hlim") and ordered and 0 < a < b:
         return "TTL decrement"
     if f.field in ("ip.dscp", "ip.tos") and values == 1 and flows > POLICY_SHARE * of:
         return "DSCP remarking"

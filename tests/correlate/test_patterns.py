@@ -60,6 +60,7 @@ def test_mss_clamping_is_one_policy_pattern_after_the_drops() -> None:
 def test_an_mss_raised_or_another_field_is_no_policy() -> None:
     v = verdict(flow(1, mss(1400, 1460)), flow(2, mss(1400, 1460)))
     assert [(p.policy, p.flows) for p in v.patterns] == [(False, 2)]
+    assert not verdict(flow(1, mss(1460, -1))).patterns[0].policy  # the option removed
     win = Finding("rewrite", "c2s", (A, B), 3, 0, T0, "ACK", "tcp.window", 100, 50)
     assert not verdict(flow(1, win)).patterns[0].policy
 
