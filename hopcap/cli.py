@@ -84,6 +84,21 @@ class _Progress:
             self._live.stop()
             self._live = None
 
+    def ask_password(self, host: str, where: str) -> str | None:
+        """The orchestrator's password prompt (called from a worker thread, one at a time):
+        the live table steps aside while the user types; nothing typed is echoed."""
+        import getpass
+
+        if self._live is not None:
+            self._live.stop()
+        try:
+            return getpass.getpass(f"hopcap: password for {where} ({host}): ")
+        except (EOFError, OSError):
+            return None
+        finally:
+            if self._live is not None:
+                self._live.start()
+
     def _render(self) -> Any:
         from rich.table import Table
 
@@ -158,6 +173,14 @@ class _Progress:
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({_size(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _connector(progress: _Progress) -> Any:
+    """Connects hosts, asking for the password of a host that refuses our keys and has no
+    `password_env` only when a person can answer (a terminal on stdin)."""
+    from hopcap.orchestrator.session import host_connector
+
+    return host_connector(progress.ask_password if sys.stdin.isatty() else None)
 
 
 def _size(n: int) -> str:
@@ -336,6 +359,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
                 task.cancel()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
+        opts.connector = _connector(progress)
         try:
             return await run_capture(inv, opts, emit=progress, stop=stop)
         finally:
@@ -364,7 +388,7 @@ def check(
         inv = load(inventory, path_override=path.split(",") if path else None)
         progress = _Progress()
         try:
-            results = asyncio.run(run_check(inv, emit=progress))
+            results = asyncio.run(run_check(inv, emit=progress, connector=_connector(progress)))
         finally:
             progress.close()
     except HopcapError as exc:
