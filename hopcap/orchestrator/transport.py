@@ -328,7 +328,8 @@ def _translate(name: str, exc: BaseException) -> TransportError:
         return AuthError(
             name,
             f"authentication refused: {exc.reason}",
-            hint="check user, identity and ssh-agent; `ssh` to the host by hand should work",
+            hint="check user, identity and ssh-agent (a host that takes a password needs "
+            "password_env, or hopcap run on a terminal); `ssh` to the host by hand should work",
         )
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return HostKeyError(name, f"host key not trusted: {exc.reason}")
