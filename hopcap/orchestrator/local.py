@@ -115,10 +115,10 @@ class LocalTransport:
                 p.communicate(input.encode() if input is not None else None), timeout
             )
         except TimeoutError as exc:
-            _kill_group(p)
+            await _end(p)
             raise TransportError(self.name, f"`{command}` did not finish in {timeout:g}s") from exc
         except asyncio.CancelledError:
-            _kill_group(p)
+            await _end(p)
             raise
         return _result(command, p.returncode, out, err)
 
@@ -188,9 +188,12 @@ def _copy(
         loop.call_soon_threadsafe(progress, 0, 0)
 
 
-def _kill_group(p: asyncio.subprocess.Process) -> None:
-    """End a command that overran its time, with what it started (its own session)."""
+async def _end(p: asyncio.subprocess.Process) -> None:
+    """End a command that overran its time (or whose caller gave up), with what it started
+    (its own session), and reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(p.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         p.kill()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(p.wait(), 5)
