@@ -39,6 +39,8 @@ app = typer.Typer(
 )
 lab_app = typer.Typer(help="A real four-hop site (client, fw, lb, srv) in network namespaces.")
 app.add_typer(lab_app, name="lab")
+import_app = typer.Typer(help="Turn a vendor's capture text into pcapng.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 InventoryOpt = Annotated[
     Path, typer.Option("--inventory", "-i", help="site.yml or an Ansible inventory")
@@ -474,6 +476,99 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+# --------------------------------------------------------------------------------- import
+
+
+def _utc_offset(text: str) -> int:
+    """'+02:00', '-0530', '0' -> seconds."""
+    import re
+
+    m = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})?", text.strip())
+    if not m or int(m.group(2)) > 14 or int(m.group(3) or 0) > 59:
+        raise typer.BadParameter(f"{text!r} is not a UTC offset like +02:00")
+    secs = int(m.group(2)) * 3600 + int(m.group(3) or 0) * 60
+    return -secs if m.group(1) == "-" else secs
+
+
+@import_app.command("fortigate")
+def import_fortigate(
+    log: Annotated[Path, typer.Argument(help="terminal log of `diagnose sniffer packet ... 6`")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="pcapng to write (default: LOG.pcapng)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="device name: interfaces become HOST:port1")] = "fgt",
+    utc_offset: Annotated[
+        str, typer.Option(help="the box's time zone for absolute times (`6 0 a`), e.g. +02:00")
+    ] = "+00:00",
+    start: Annotated[
+        str | None,
+        typer.Option(help="when the sniffer started (ISO time, UTC), for relative times"),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(help="also write one pcapng per interface into this directory"),
+    ] = None,
+) -> None:
+    """Convert a FortiGate sniffer log (verbose 3 or 6) into pcapng, one interface each."""
+    import datetime as dt
+
+    from hopcap.bundle.fortigate import point_name, read_sniffer_log, write_pcapng
+
+    offset = _utc_offset(utc_offset)
+    target = out or log.with_suffix(".pcapng")
+    try:
+        parsed = read_sniffer_log(log)
+        start_ns: int | None = None
+        if start is not None:
+            try:
+                when = dt.datetime.fromisoformat(start)
+            except ValueError as exc:
+                raise typer.BadParameter(f"--start {start!r} is not an ISO time") from exc
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            start_ns = int(when.timestamp() * 1e9)
+        elif not parsed.absolute:
+            last = max(p.ts_ns for p in parsed.packets if not p.absolute)
+            start_ns = int(log.stat().st_mtime * 1e9) - last
+            _err(
+                "hopcap: the log has relative times (sniffer run without `a`); anchored to the "
+                "file's modification time: pass --start for the real one"
+            )
+        written = write_pcapng(parsed, target, host=host, start_ns=start_ns, utc_offset_s=offset)
+        per_iface: dict[str, Path] = {}
+        if split is not None:
+            split.mkdir(parents=True, exist_ok=True)
+            for iface in parsed.interfaces:
+                name = point_name(host, iface)
+                path = split / (name.replace(":", "_") + ".pcapng")
+                write_pcapng(
+                    parsed,
+                    path,
+                    host=host,
+                    start_ns=start_ns,
+                    utc_offset_s=offset,
+                    interfaces=[iface],
+                )
+                per_iface[name] = path
+    except HopcapError as exc:
+        _fail(exc)
+    for w in parsed.warnings:
+        _err(f"warning: {w}")
+    rows = []
+    for name, n in written.interfaces.items():
+        rows.append([name, n, per_iface.get(name, "")])
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["interface", "packets", "file"] if per_iface else ["interface", "packets"],
+        )
+    )
+    typer.echo(f"\n{sum(written.interfaces.values())} packets -> {target}")
+    if per_iface:
+        args = " ".join(f"{n}={p}" for n, p in per_iface.items())
+        typer.echo(f"correlate with: hopcap correlate ... {args} ...  (in path order)")
 
 
 # ------------------------------------------------------------------------------------ lab
