@@ -193,3 +193,14 @@ def test_ctrl_c_stops_the_local_capture(laptop: lab.LabInfo, tmp_path: Path) -> 
     assert (out / lap["file"]).stat().st_size >= 24
     assert _local_tcpdumps() == []
     assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []
+
+
+def test_check_runs_the_local_host_without_ssh(laptop: lab.LabInfo, tmp_path: Path) -> None:
+    inv = _inventory(laptop, tmp_path / "inv.yml", repro=True)
+    res = subprocess.run(
+        _hopcap_in_laptop("check", "-i", str(inv)), capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    (row,) = [ln for ln in res.stdout.splitlines() if ln.startswith("laptop ")]
+    assert "localhost" in row and "eth0" in row and "+0.0 ms (±0.0)" in row and row.endswith("ok")
+    assert "all hosts ready" in res.stdout
