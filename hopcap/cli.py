@@ -6,6 +6,7 @@ The only module that prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -72,6 +73,8 @@ class _Progress:
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
         self._live: Any = None
+        self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
+        self.prompting = False  # a Ctrl-C at a password prompt aborts at once
         if self.tty:
             from rich.console import Console
             from rich.live import Live
@@ -85,19 +88,33 @@ class _Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        attrs = self._tty_attrs
+        if attrs is not None:  # aborted during a password prompt: echo back on
+            import termios
+
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, attrs)
+            _err("")
 
     def ask_password(self, host: str, where: str) -> str | None:
         """The orchestrator's password prompt (called from a worker thread, one at a time):
         the live table steps aside while the user types; nothing typed is echoed."""
         import getpass
+        import termios
 
         if self._live is not None:
             self._live.stop()
+        # getpass turns echo off; if hopcap is aborted while it waits, close() turns it on
+        with contextlib.suppress(termios.error, OSError):
+            self._tty_attrs = termios.tcgetattr(sys.stdin.fileno())
+        self.prompting = True
         try:
             return getpass.getpass(f"hopcap: password for {where} ({host}): ")
         except (EOFError, OSError):
             return None
         finally:
+            self.prompting = False
+            self._tty_attrs = None
             if self._live is not None:
                 self._live.start()
 
@@ -353,7 +370,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         def on_sigint() -> None:
             nonlocal presses
             presses += 1
-            if presses == 1:
+            if presses == 1 and not progress.prompting:
                 _err("\nstopping captures and pulling what exists (Ctrl-C again to abort)")
                 stop.set()
             elif task is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def host_connector(ask_password: PasswordPrompt | None = None) -> Connector:
     async def ask(host: Host, where: str) -> str | None:
         assert ask_password is not None
         async with prompting:  # one prompt on the terminal at a time
-            return await asyncio.to_thread(ask_password, host.name, where)
+            return await _in_daemon_thread(ask_password, host.name, where)
 
     async def connect_one(host: Host, via: HostTransport | None) -> HostTransport:
         if host.is_local:
@@ -117,6 +118,33 @@ def host_connector(ask_password: PasswordPrompt | None = None) -> Connector:
         return await connect(host, via=via, ask_password=ask if ask_password else None)
 
     return connect_one
+
+
+async def _in_daemon_thread(fn: PasswordPrompt, host: str, where: str) -> str | None:
+    """Run a blocking prompt without tying the run to it: if the run is aborted meanwhile
+    (Ctrl-C), hopcap exits without waiting for the user to answer (asyncio's own worker
+    threads would be waited for)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(value: str | None, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+    def work() -> None:
+        try:
+            value = fn(host, where)
+        except Exception as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=work, name=f"hopcap-prompt-{host}", daemon=True).start()
+    return await fut
 
 
 ssh_connector = host_connector()  # no prompts: keys, agent, and `password_env`

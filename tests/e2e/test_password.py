@@ -14,6 +14,7 @@ import os
 import pty
 import secrets
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from hopcap import lab
-from hopcap.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_PREFLIGHT
+from hopcap.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_PREFLIGHT
 from hopcap.lab.sshd import SSHD, accepts
 from tests import labnames
 from tests.e2e.conftest import HOPCAP, PREFIX, inventory_variant
@@ -220,7 +221,8 @@ def test_unset_variable_is_named_before_anything_is_connected(
 
 def _on_a_terminal(args: list[str], answer: str, timeout: float = 90) -> tuple[int, str, int]:
     """Run hopcap with a terminal on stdin/stdout/stderr; type `answer` at each password
-    prompt. Returns (exit code, everything the terminal showed, number of prompts)."""
+    prompt ("\x03": press Ctrl-C). Returns (exit code, everything the terminal showed,
+    number of prompts); a hopcap still running after `timeout` is killed (exit -9)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: hopcap, with the pty as its controlling terminal
         os.execvpe(HOPCAP[0], [*HOPCAP, *args], _env(None))
@@ -240,7 +242,10 @@ def _on_a_terminal(args: list[str], answer: str, timeout: float = 90) -> tuple[i
         shown += chunk
         if shown.count(b"password for") > prompts:
             prompts = shown.count(b"password for")
-            os.write(fd, answer.encode() + b"\n")
+            time.sleep(0.2)  # let getpass turn echo off first
+            os.write(fd, answer.encode() + (b"" if answer == "\x03" else b"\n"))
+    else:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace"), prompts
@@ -261,6 +266,12 @@ def test_prompt_on_a_terminal_once_per_host(
     assert code == EXIT_PREFLIGHT, shown
     assert prompts == 1
     assert "fw: authentication refused: keys and the password typed were not accepted" in shown
+    # Ctrl-C at the prompt aborts at once: hopcap does not wait for an answer
+    code, shown, prompts = _on_a_terminal(
+        ["run", "-i", str(inv), "--out", str(tmp_path / "b")], "\x03", timeout=40
+    )
+    assert (prompts, code) == (1, EXIT_INTERRUPTED), shown
+    assert "hopcap: aborted" in shown and "Traceback" not in shown
 
 
 def test_no_terminal_no_prompt(
