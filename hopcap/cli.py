@@ -6,6 +6,7 @@ The only module that prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -72,6 +73,8 @@ class _Progress:
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
         self._live: Any = None
+        self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
+        self.prompting = False  # a Ctrl-C at a password prompt aborts at once
         if self.tty:
             from rich.console import Console
             from rich.live import Live
@@ -85,6 +88,35 @@ class _Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        attrs = self._tty_attrs
+        if attrs is not None:  # aborted during a password prompt: echo back on
+            import termios
+
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, attrs)
+            _err("")
+
+    def ask_password(self, host: str, where: str) -> str | None:
+        """The orchestrator's password prompt (called from a worker thread, one at a time):
+        the live table steps aside while the user types; nothing typed is echoed."""
+        import getpass
+        import termios
+
+        if self._live is not None:
+            self._live.stop()
+        # getpass turns echo off; if hopcap is aborted while it waits, close() turns it on
+        with contextlib.suppress(termios.error, OSError):
+            self._tty_attrs = termios.tcgetattr(sys.stdin.fileno())
+        self.prompting = True
+        try:
+            return getpass.getpass(f"hopcap: password for {where} ({host}): ")
+        except (EOFError, OSError):
+            return None
+        finally:
+            self.prompting = False
+            self._tty_attrs = None
+            if self._live is not None:
+                self._live.start()
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -160,6 +192,14 @@ class _Progress:
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({_size(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _connector(progress: _Progress) -> Any:
+    """Connects hosts, asking for the password of a host that refuses our keys and has no
+    `password_env` only when a person can answer (a terminal on stdin)."""
+    from hopcap.orchestrator.session import host_connector
+
+    return host_connector(progress.ask_password if sys.stdin.isatty() else None)
 
 
 def _size(n: int) -> str:
@@ -460,7 +500,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         def on_sigint() -> None:
             nonlocal presses
             presses += 1
-            if presses == 1:
+            if presses == 1 and not progress.prompting:
                 _err("\nstopping captures and pulling what exists (Ctrl-C again to abort)")
                 stop.set()
             elif task is not None:
@@ -468,6 +508,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
                 task.cancel()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
+        opts.connector = _connector(progress)
         try:
             return await run_capture(inv, opts, emit=progress, stop=stop)
         finally:
@@ -496,7 +537,7 @@ def check(
         inv = load(inventory, path_override=path.split(",") if path else None)
         progress = _Progress()
         try:
-            results = asyncio.run(run_check(inv, emit=progress))
+            results = asyncio.run(run_check(inv, emit=progress, connector=_connector(progress)))
         finally:
             progress.close()
     except HopcapError as exc:

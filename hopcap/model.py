@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
+CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
+KINDS: tuple[str, ...] = ("linux",)  # what a host is; vendor appliances will add kinds
 
 FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
 LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
@@ -56,6 +58,13 @@ class Host:
     capture: tuple[str, ...] | Literal["auto"] = ()
     jump: str | None = None
     groups: tuple[str, ...] = ()
+    connection: str = "ssh"  # one of CONNECTIONS
+    kind: str = "linux"  # one of KINDS
+    password_env: str | None = None  # name of the environment variable holding the password
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == "local"
 
     @property
     def on_path(self) -> bool:
@@ -77,7 +86,7 @@ class Inventory:
 
     def to_public_dict(self) -> dict[str, Any]:
         """The inventory as the manifest records it: no secrets (key paths are kept,
-        key material never is; there are no passwords in the schema)."""
+        key material never is; a password is named by its environment variable only)."""
         return {
             "source": self.source,
             "path": list(self.path),
@@ -94,6 +103,9 @@ class Inventory:
                     "role": h.role,
                     "capture": h.capture if h.capture == "auto" else list(h.capture),
                     "jump": h.jump,
+                    "connection": h.connection,
+                    "kind": h.kind,
+                    "password_env": h.password_env,
                 }
                 for h in self.hosts.values()
             },

@@ -91,7 +91,9 @@ def scrub_secrets(obj: Any) -> Any:
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
-            if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", False):
+            # `password_env` names the variable that holds a secret: a reference, kept
+            secret_key = isinstance(k, str) and _SECRET_KEY.search(k) and not k.endswith("_env")
+            if secret_key and v not in (None, "", False):
                 out[k] = "<removed>"
             else:
                 out[k] = scrub_secrets(v)
