@@ -6,6 +6,7 @@ The only module that prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -43,6 +44,8 @@ app = typer.Typer(
 )
 lab_app = typer.Typer(help="A real four-hop site (client, fw, lb, srv) in network namespaces.")
 app.add_typer(lab_app, name="lab")
+import_app = typer.Typer(help="Turn a vendor's capture text into pcapng.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 InventoryOpt = Annotated[
     Path, typer.Option("--inventory", "-i", help="site.yml or an Ansible inventory")
@@ -75,6 +78,8 @@ class _Progress:
         self._pull_shown: dict[str, int] = {}
         self._countdown_shown: tuple[str, int] | None = None
         self._live: Any = None
+        self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
+        self.prompting = False  # a Ctrl-C at a password prompt aborts at once
         if self.tty:
             from rich.console import Console
             from rich.live import Live
@@ -88,6 +93,35 @@ class _Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        attrs = self._tty_attrs
+        if attrs is not None:  # aborted during a password prompt: echo back on
+            import termios
+
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, attrs)
+            _err("")
+
+    def ask_password(self, host: str, where: str) -> str | None:
+        """The orchestrator's password prompt (called from a worker thread, one at a time):
+        the live table steps aside while the user types; nothing typed is echoed."""
+        import getpass
+        import termios
+
+        if self._live is not None:
+            self._live.stop()
+        # getpass turns echo off; if hopcap is aborted while it waits, close() turns it on
+        with contextlib.suppress(termios.error, OSError):
+            self._tty_attrs = termios.tcgetattr(sys.stdin.fileno())
+        self.prompting = True
+        try:
+            return getpass.getpass(f"hopcap: password for {where} ({host}): ")
+        except (EOFError, OSError):
+            return None
+        finally:
+            self.prompting = False
+            self._tty_attrs = None
+            if self._live is not None:
+                self._live.start()
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -198,6 +232,14 @@ def _clock(seconds: int) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
+def _connector(progress: _Progress) -> Any:
+    """Connects hosts, asking for the password of a host that refuses our keys and has no
+    `password_env` only when a person can answer (a terminal on stdin)."""
+    from hopcap.orchestrator.session import host_connector
+
+    return host_connector(progress.ask_password if sys.stdin.isatty() else None)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -206,8 +248,41 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _print_verdict(verdict: Verdict) -> None:
-    from hopcap.bundle import verdict_rows
+MAX_FLOWS_SHOWN = 50  # flow rows without --all
+MAX_PATTERNS_SHOWN = 20  # problem patterns without --all
+
+AllOpt = Annotated[
+    bool,
+    typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
+]
+FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _columns(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain text table in O(rows): widths from one pass, the last column unpadded
+    (tabulate takes seconds on 100k rows)."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c if i == last else c.ljust(widths[i]) for i, c in enumerate(cells))
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
+    """Points, then patterns (problems, then device policy), then only the flows with
+    drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
+    `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
+    from hopcap.patterns import FLOW_HEADERS, ensure_patterns, flow_row, triage
+
+    verdict = ensure_patterns(verdict)
 
     pts = [
         [
@@ -219,16 +294,111 @@ def _print_verdict(verdict: Verdict) -> None:
         for p in verdict.points
     ]
     typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    if flow_id is not None:
+        found = _print_flow(verdict, flow_id)
+        for w in verdict.warnings:
+            typer.echo(f"warning: {w}")
+        return found
     typer.echo("")
-    rows = verdict_rows(verdict)
-    if rows:
-        typer.echo(
-            tabulate(rows, headers=["flow", "client -> server", "legs", "findings", "summary"])
-        )
-    else:
+    if not verdict.flows:
         typer.echo("no TCP connections were seen at any point")
+    problems = [p for p in verdict.patterns if not p.policy]
+    policy = [p for p in verdict.patterns if p.policy]
+    if problems:
+        shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
+        typer.echo(f"patterns ({len(problems)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in shown))
+        if len(shown) < len(problems):
+            typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
+    if policy:
+        typer.echo(f"device policy (expected, not faults) ({len(policy)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in policy))
+    if problems or policy:
+        typer.echo("")
+    t = triage(verdict)
+    if show_all:
+        flows = t.alarms + t.rewrites + t.policy + t.healthy
+        if flows:
+            typer.echo(f"all flows ({len(flows):,}):")
+            typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
+    else:
+        shown_flows = t.alarms[:MAX_FLOWS_SHOWN]
+        if shown_flows:
+            typer.echo(
+                f"flows with drops, injections, resets or gaps ({len(t.alarms):,}), "
+                "most such packets first:"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.alarms):
+                typer.echo(
+                    f"... {len(t.alarms) - len(shown_flows):,} more, use --all "
+                    "(or --flow ID for one)"
+                )
+        elif verdict.flows:
+            typer.echo("no flow had drops, injections, resets or gaps")
+        hidden = [
+            (len(t.rewrites), "with rewrites only (see the patterns)"),
+            (len(t.policy), "with device policy only"),
+            (len(t.healthy), "healthy"),
+        ]
+        parts = [f"{n:,} {what}" for n, what in hidden if n]
+        if parts:
+            typer.echo(f"not listed: {', '.join(parts)}; --all lists every flow")
     for w in verdict.warnings:
         typer.echo(f"warning: {w}")
+    return True
+
+
+def _print_flow(verdict: Verdict, flow_id: str) -> bool:
+    from hopcap.bundle.report import finding_what, iso
+
+    fl = next((f for f in verdict.flows if f.id == flow_id), None)
+    if fl is None:
+        n = len(verdict.flows)
+        known = f"flows are f1 to f{n}" if n else "there are no flows"
+        _err(f"hopcap: no flow {flow_id!r} in this verdict")
+        _err(f"  hint: {known}; `--all` lists them")
+        return False
+    typer.echo("")
+    typer.echo(f"flow {fl.id}: {fl.client} -> {fl.server} ({fl.proto})")
+    typer.echo(f"summary: {fl.summary}")
+    if fl.legs:
+        typer.echo("")
+        legs = [
+            [
+                leg.point,
+                leg.tuple,
+                leg.link,
+                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "; ".join(leg.details),
+            ]
+            for leg in fl.legs
+        ]
+        typer.echo(tabulate(legs, headers=["leg", "tuple", "link", "latency", "details"]))
+    typer.echo("")
+    if fl.findings:
+        rows = [
+            [
+                f.kind,
+                f.direction,
+                f"{f.between[0]} -> {f.between[1]}",
+                f.packets,
+                f.bytes,
+                iso(f.first_ts),
+                finding_what(f),
+            ]
+            for f in fl.findings
+        ]
+        headers = ["kind", "dir", "between", "packets", "bytes", "first seen", "what"]
+        typer.echo(tabulate(rows, headers=headers))
+    else:
+        typer.echo("no findings")
+    part = [p for p in verdict.patterns if fl.id in p.flow_ids]
+    if part:
+        typer.echo("")
+        typer.echo("part of the patterns:")
+        typer.echo("\n".join(f"  {p.text}" for p in part))
+    return True
 
 
 def _correlate_run(record: RunRecord) -> Verdict:
@@ -315,6 +485,8 @@ def run(
             "host; hosts with under 64 MB free always stream",
         ),
     ] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
     at: Annotated[
         str | None,
         typer.Option(
@@ -400,7 +572,7 @@ def run(
         _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
         _err(f"  the captures and the manifest are saved in {final}; please report this bug")
         raise typer.Exit(EXIT_ERROR)
-    _print_verdict(verdict)
+    _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
     typer.echo(f"bundle: {final}")
     if record.interrupted:
@@ -417,21 +589,23 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     """Run the orchestrator; first Ctrl-C stops the window gracefully, second cancels."""
     from hopcap.orchestrator.run import run_capture
 
-    return _with_sigint(
-        lambda emit, stop: run_capture(inv, opts, emit=emit, stop=stop),
-        "stopping captures and pulling what exists (Ctrl-C again to abort)",
-    )
+    def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, RunRecord]:
+        opts.connector = _connector(progress)
+        return run_capture(inv, opts, emit=progress, stop=stop)
+
+    return _with_sigint(start, "stopping captures and pulling what exists (Ctrl-C again to abort)")
 
 
 T = TypeVar("T")
 
 
 def _with_sigint(
-    start: Callable[[Callable[[object], None], asyncio.Event], Coroutine[Any, Any, T]],
+    start: Callable[[_Progress, asyncio.Event], Coroutine[Any, Any, T]],
     first_press: str,
 ) -> T:
-    """Run an orchestrator coroutine with live progress: the first Ctrl-C sets its `stop`
-    event (a graceful end), the second cancels it (remote captures are still stopped)."""
+    """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
+    progress is also what `_connector` asks passwords through): the first Ctrl-C sets
+    `stop` (a graceful end), the second cancels it (remote captures are still stopped)."""
     progress = _Progress()
 
     async def main() -> T:
@@ -443,7 +617,7 @@ def _with_sigint(
         def on_sigint() -> None:
             nonlocal presses
             presses += 1
-            if presses == 1:
+            if presses == 1 and not progress.prompting:
                 _err(f"\n{first_press}")
                 stop.set()
             elif task is not None:
@@ -517,7 +691,7 @@ def _run_windows(
 ) -> NoReturn:
     """`run --at/--every/--count`: one bundle per window, DIR/windows.md + windows.json."""
     from hopcap.bundle import WindowResult, write_bundle, write_windows_summary
-    from hopcap.orchestrator.schedule import run_windows
+    from hopcap.orchestrator.schedule import WindowsOutcome, run_windows
 
     results: list[WindowResult] = []
     n = f"{schedule.count} window(s)" if schedule.count else "windows until Ctrl-C"
@@ -585,10 +759,13 @@ def _run_windows(
         write_windows_summary(out_dir, results)
 
     try:
+
+        def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, WindowsOutcome]:
+            opts.connector = _connector(progress)
+            return run_windows(inv, schedule, out_dir, opts, after, emit=progress, stop=stop)
+
         outcome = _with_sigint(
-            lambda emit, stop: run_windows(
-                inv, schedule, out_dir, opts, after, emit=emit, stop=stop
-            ),
+            start,
             "stopping (between windows: no more windows; in one: it ends as an interrupted "
             "bundle); Ctrl-C again to abort",
         )
@@ -674,8 +851,13 @@ def record_cmd(
             f"hopcap {__version__}: record {run_id}, {len(inv.path)} hosts, ring {ring_s:g}s, "
             f"bundle {out_dir}"
         )
+
+        def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, RunRecord]:
+            opts.connector = _connector(progress)
+            return record(inv, opts, emit=progress, stop=stop)
+
         rec = _with_sigint(
-            lambda emit, stop: record(inv, opts, emit=emit, stop=stop),
+            start,
             "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
         )
         kept = rec.recording or {}
@@ -740,7 +922,7 @@ def check(
         inv = load(inventory, path_override=path.split(",") if path else None)
         progress = _Progress()
         try:
-            results = asyncio.run(run_check(inv, emit=progress))
+            results = asyncio.run(run_check(inv, emit=progress, connector=_connector(progress)))
         finally:
             progress.close()
     except HopcapError as exc:
@@ -783,6 +965,8 @@ def correlate_cmd(
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
     from hopcap.bundle import load_bundle, write_offline_bundle
@@ -805,9 +989,11 @@ def correlate_cmd(
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
-        _print_verdict(verdict)
+        found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:
             typer.echo(f"\nbundle: {out}")
+        if not found:
+            raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
@@ -826,6 +1012,99 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+# --------------------------------------------------------------------------------- import
+
+
+def _utc_offset(text: str) -> int:
+    """'+02:00', '-0530', '0' -> seconds."""
+    import re
+
+    m = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})?", text.strip())
+    if not m or int(m.group(2)) > 14 or int(m.group(3) or 0) > 59:
+        raise typer.BadParameter(f"{text!r} is not a UTC offset like +02:00")
+    secs = int(m.group(2)) * 3600 + int(m.group(3) or 0) * 60
+    return -secs if m.group(1) == "-" else secs
+
+
+@import_app.command("fortigate")
+def import_fortigate(
+    log: Annotated[Path, typer.Argument(help="terminal log of `diagnose sniffer packet ... 6`")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="pcapng to write (default: LOG.pcapng)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="device name: interfaces become HOST:port1")] = "fgt",
+    utc_offset: Annotated[
+        str, typer.Option(help="the box's time zone for absolute times (`6 0 a`), e.g. +02:00")
+    ] = "+00:00",
+    start: Annotated[
+        str | None,
+        typer.Option(help="when the sniffer started (ISO time, UTC), for relative times"),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(help="also write one pcapng per interface into this directory"),
+    ] = None,
+) -> None:
+    """Convert a FortiGate sniffer log (verbose 3 or 6) into pcapng, one interface each."""
+    import datetime as dt
+
+    from hopcap.bundle.fortigate import point_name, read_sniffer_log, write_pcapng
+
+    offset = _utc_offset(utc_offset)
+    target = out or log.with_suffix(".pcapng")
+    try:
+        parsed = read_sniffer_log(log)
+        start_ns: int | None = None
+        if start is not None:
+            try:
+                when = dt.datetime.fromisoformat(start)
+            except ValueError as exc:
+                raise typer.BadParameter(f"--start {start!r} is not an ISO time") from exc
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            start_ns = int(when.timestamp() * 1e9)
+        elif not parsed.absolute:
+            last = max(p.ts_ns for p in parsed.packets if not p.absolute)
+            start_ns = int(log.stat().st_mtime * 1e9) - last
+            _err(
+                "hopcap: the log has relative times (sniffer run without `a`); anchored to the "
+                "file's modification time: pass --start for the real one"
+            )
+        written = write_pcapng(parsed, target, host=host, start_ns=start_ns, utc_offset_s=offset)
+        per_iface: dict[str, Path] = {}
+        if split is not None:
+            split.mkdir(parents=True, exist_ok=True)
+            for iface in parsed.interfaces:
+                name = point_name(host, iface)
+                path = split / (name.replace(":", "_") + ".pcapng")
+                write_pcapng(
+                    parsed,
+                    path,
+                    host=host,
+                    start_ns=start_ns,
+                    utc_offset_s=offset,
+                    interfaces=[iface],
+                )
+                per_iface[name] = path
+    except HopcapError as exc:
+        _fail(exc)
+    for w in parsed.warnings:
+        _err(f"warning: {w}")
+    rows = []
+    for name, n in written.interfaces.items():
+        rows.append([name, n, per_iface.get(name, "")])
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["interface", "packets", "file"] if per_iface else ["interface", "packets"],
+        )
+    )
+    typer.echo(f"\n{sum(written.interfaces.values())} packets -> {target}")
+    if per_iface:
+        args = " ".join(f"{n}={p}" for n, p in per_iface.items())
+        typer.echo(f"correlate with: hopcap correlate ... {args} ...  (in path order)")
 
 
 # ------------------------------------------------------------------------------------ lab

@@ -29,8 +29,10 @@ from hopcap.correlate.match import (
     signed32,
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
+from hopcap.correlate.stages import finish_stages, plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
+from hopcap.patterns import with_patterns
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -98,9 +100,14 @@ def _host_of(inp: PointInput) -> tuple[str, str]:
 def correlate(
     points: Sequence[PointInput], *, conntrack: Mapping[str, str] | None = None
 ) -> Verdict:
-    """Correlate the captures of `points` (path order, client side first)."""
+    """Correlate the captures of `points` (path order, client side first).
+
+    Stage captures of one device (`fw:receive`, `fw:firewall`, `fw:transmit`, `fw:drop`)
+    are put in processing order, and the drop stage is proof, not a point (`stages`)."""
     if not points:
         raise CorrelationError("no capture points given")
+    plan = plan_stages(points)
+    points = plan.points
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise CorrelationError(f"capture point names must be unique: {names}")
@@ -108,11 +115,13 @@ def correlate(
     for i, inp in enumerate(points):
         host, iface = _host_of(inp)
         pc = None
-        if inp.pcap is not None:
+        if inp.name in plan.tables:
+            pc = build_point(plan.tables[inp.name])
+        elif inp.pcap is not None:
             pc = build_point(read_capture(Path(inp.pcap)))
         pts.append(Point(i, inp, inp.name, host, iface, pc))
     try:
-        return _correlate(pts, conntrack or {})
+        return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
     finally:
         for p in pts:
             if p.pc is not None:
