@@ -142,3 +142,24 @@ def test_until_fail_keeps_only_the_failing_run(clean_lab: lab.LabInfo, tmp_path:
         assert 0 < p["packets_in_file"] < p["packets"]
     flow = res.verdict["flows"][0]
     assert third["started_ts"] - 2 <= flow["first_ts"] <= third["finished_ts"] + 2
+
+
+def test_a_window_without_a_failure_keeps_no_captures(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": _counting_repro(tmp_path, 0)}},
+    )
+    out = tmp_path / "w"
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(out), "--no-facts",
+        "--at", "+1s", "--until-fail", "--window", "4s",
+        timeout=120,
+    )  # fmt: skip
+    assert res.returncode == EXIT_OK, res.stderr
+    (w,) = json.loads((out / "windows.json").read_text())["windows"]
+    assert w["status"] == "discarded" and w["repro_runs"] >= 2
+    assert w["note"] == f"no failure in {w['repro_runs']} runs; captures discarded"
+    assert sorted(p.name for p in out.iterdir()) == ["windows.json", "windows.md"]
