@@ -163,3 +163,37 @@ def test_a_window_without_a_failure_keeps_no_captures(
     assert w["status"] == "discarded" and w["repro_runs"] >= 2
     assert w["note"] == f"no failure in {w['repro_runs']} runs; captures discarded"
     assert sorted(p.name for p in out.iterdir()) == ["windows.json", "windows.md"]
+
+
+def test_ctrl_c_during_a_window_ends_it_as_today_and_the_schedule(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None})
+    out = tmp_path / "w"
+    args = ["-i", str(inv), "--out", str(out), "--no-facts", "--window", "120s"]
+    proc = subprocess.Popen(
+        [*HOPCAP, "run", *args, "--at", "+1s", "--every", "30s", "--count", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    listening = 0
+    deadline = time.monotonic() + 60
+    while listening < 6 and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        listening += line.strip().startswith("listening ")
+    assert listening == 6
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "schedule stopped after 1 window(s)" in stderr
+    (w,) = json.loads((out / "windows.json").read_text())["windows"]
+    assert w["status"] == "interrupted"
+    man = json.loads((out / w["name"] / "manifest.json").read_text())
+    assert man["interrupted"] is True and all(
+        (out / w["name"] / p["file"]).exists() for p in man["points"]
+    )
+    assert "window 1: interrupted" in stdout
