@@ -430,6 +430,13 @@ def _correlate_run(record: RunRecord) -> Verdict:
     return correlate(points, conntrack=conntrack or None)
 
 
+def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
+    if crash is not None:
+        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
+        _err(f"  the captures and the manifest are saved in {bundle}; please report this bug")
+        raise typer.Exit(EXIT_ERROR)
+
+
 def _correlate_kept(record: RunRecord) -> tuple[Verdict, Exception | None]:
     """Correlate a run; a crash of the correlator must not cost the captures: the verdict
     then only carries a warning that says how to re-correlate."""
@@ -568,10 +575,7 @@ def run(
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
-    if crash is not None:
-        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
-        _err(f"  the captures and the manifest are saved in {final}; please report this bug")
-        raise typer.Exit(EXIT_ERROR)
+    _exit_if_crashed(crash, final)
     _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
     typer.echo(f"bundle: {final}")
@@ -867,10 +871,7 @@ def record_cmd(
         final = write_bundle(out_dir, rec, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
-    if crash is not None:
-        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
-        _err(f"  the captures and the manifest are saved in {final}; please report this bug")
-        raise typer.Exit(EXIT_ERROR)
+    _exit_if_crashed(crash, final)
     _print_verdict(verdict)
     typer.echo("")
     if rec.trigger is not None:

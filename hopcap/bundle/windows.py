@@ -7,13 +7,13 @@ rewritten after every window, so an interrupted schedule still has its summary.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hopcap.bundle.core import _iso
 from hopcap.errors import BundleError
 from hopcap.model import Verdict
 
@@ -32,16 +32,6 @@ class WindowResult:
     verdict: Verdict | None = None
     repro: Mapping[str, Any] | None = None
     note: str = ""
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return (
-        _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def _segments(results: Sequence[WindowResult]) -> list[dict[str, Any]]:

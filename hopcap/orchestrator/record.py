@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hopcap.errors import CaptureError, HopcapError, OptionError, TransportError
-from hopcap.model import HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
+from hopcap.model import HostFacts, Inventory, RunRecord, pcap_filename
 from hopcap.orchestrator.capture import (
     CaptureSpec,
     CaptureStats,
@@ -40,16 +40,16 @@ from hopcap.orchestrator.capture import (
 from hopcap.orchestrator.facts import clock_offset, collect_facts
 from hopcap.orchestrator.run import (
     GRACE_S,
-    STOP_ALL_TIMEOUT_S,
     _concat_pcaps,
-    _declared_points,
     _facts,
     _get_verified,
     _prepare,
     _sha256,
     _shielded,
-    _stop,
     new_run_id,
+    point_captures,
+    start_captures,
+    stop_captures,
 )
 from hopcap.orchestrator.session import (
     Connector,
@@ -297,7 +297,7 @@ async def record(
                         "max_mb": file_mb * files,
                         "keep_s": keep,
                     }
-            await _start(specs, pcaps, st, emit)
+            await start_captures(specs, pcaps, st.running, st.point_errors, emit)
             live = [n for n in st.running if n not in st.point_errors]
             if not live:
                 raise CaptureError(
@@ -357,25 +357,7 @@ async def record(
                 if watcher is not None and not fired:
                     await _shielded(watcher.stop(), timeout=20)
         finally:
-            emit(Event("stopping", text=f"{len(st.running)} captures"))
-            stop_results = await _shielded(
-                asyncio.gather(
-                    *(
-                        _stop(name, rc)
-                        for name, rc in st.running.items()
-                        if name not in st.point_errors
-                    ),
-                    return_exceptions=True,
-                ),
-                timeout=STOP_ALL_TIMEOUT_S,
-            )
-            for r in stop_results:
-                if isinstance(r, tuple):
-                    name, cst, err = r
-                    if cst is not None:
-                        stats[name] = cst
-                    if err:
-                        st.point_errors[name] = err
+            await stop_captures(st.running, st.point_errors, stats, emit)
         stopped_ts = time.time()
         end_ts = stopped_ts if fired_ts is None else fired_ts + opts.post_s
         from_ts = (fired_ts if fired_ts is not None else stopped_ts) - opts.ring_s
@@ -408,7 +390,7 @@ async def record(
         await asyncio.gather(*(remove_remote_dir(s) for s in sessions.values()))
         await close_all(sessions)
 
-    captures = _captures(inv, st, stats, pulled, clocks)
+    captures = point_captures(inv, sessions, st.running, stats, pulled, clocks, st.point_errors)
     for n in inv.path:
         if n in sessions and not sessions[n].points and sessions[n].error is None:
             st.errors.append(f"{n}: no capture points")
@@ -463,36 +445,6 @@ def _why(trigger: dict[str, object]) -> str:
     if trigger.get("error"):
         return str(trigger["error"])
     return f"exit {trigger.get('exit_status')}"
-
-
-async def _start(
-    specs: list[tuple[HostSession, RingSpec]], pcaps: Path, st: _State, emit: EventSink
-) -> None:
-    """Arm every capture, fire them together, wait for each to listen."""
-
-    async def arm(s: HostSession, spec: RingSpec) -> None:
-        assert s.transport is not None
-        rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
-        st.running[spec.point.name] = rc
-        try:
-            await rc.arm()
-        except HopcapError as exc:
-            st.point_errors[spec.point.name] = str(exc)
-            emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
-
-    async def listening(name: str, rc: RunningCapture) -> None:
-        try:
-            await rc.until_listening()
-            emit(Event("listening", host=rc.transport.name, point=name))
-        except HopcapError as exc:
-            st.point_errors[name] = str(exc)
-            emit(Event("capture-failed", host=rc.transport.name, point=name, text=str(exc)))
-
-    await asyncio.gather(*(arm(s, spec) for s, spec in specs))
-    armed = {n: rc for n, rc in st.running.items() if n not in st.point_errors}
-    for rc in armed.values():
-        rc.fire()
-    await asyncio.gather(*(listening(n, rc) for n, rc in armed.items()))
 
 
 def _tail(res: CommandResult) -> str:
@@ -688,44 +640,6 @@ async def _pull_ring(
     if covered is not None:
         info["covered_s"] = covered
     return (local, _sha256(local)), info
-
-
-def _captures(
-    inv: Inventory,
-    st: _State,
-    stats: dict[str, CaptureStats],
-    pulled: dict[str, tuple[Path, str]],
-    clocks: dict[str, tuple[float, float]],
-) -> tuple[PointCapture, ...]:
-    out: list[PointCapture] = []
-    for n in inv.path:
-        if n not in st.sessions:
-            continue
-        s = st.sessions[n]
-        for p in s.points or _declared_points(s):
-            rc = st.running.get(p.name)
-            cst = stats.get(p.name)
-            local = pulled.get(p.name)
-            clk = clocks.get(n)
-            out.append(
-                PointCapture(
-                    point=p,
-                    pcap=local[0] if local else None,
-                    command=rc.spec.command() if rc else "",
-                    tcpdump_version=s.tcpdump_version,
-                    start_ts=rc.start_ts if rc else None,
-                    ready_ts=rc.ready_ts if rc else None,
-                    stop_ts=rc.stop_ts if rc else None,
-                    packets=cst.captured if cst else None,
-                    received=cst.received if cst else None,
-                    kernel_drops=cst.dropped if cst else None,
-                    clock_offset_s=clk[0] if clk else None,
-                    clock_error_s=clk[1] if clk else None,
-                    sha256=local[1] if local else None,
-                    error=st.point_errors.get(p.name) or (s.error if rc is None else None),
-                )
-            )
-    return tuple(out)
 
 
 def _host_facts(
