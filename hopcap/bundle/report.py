@@ -272,6 +272,10 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         )
         if trigger.get("output"):
             L.append(f"- output: `{_md(str(trigger['output']).strip()[-300:])}`")
+    rec_lines = _recording_lines(manifest)
+    if rec_lines:
+        L += ["", "## Recording", ""]
+        L += [f"- {_md(x)}" for x in rec_lines]
     L += ["", "## Files", ""]
     L.append(
         "`verdict.json` has every flow and every pattern; "
@@ -297,6 +301,33 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
     if left > 0:
         L.append(f"\n... {left:,} more in verdict.json.")
     return L
+
+
+def _recording_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """What a flight recording kept (`hopcap record`), in plain sentences."""
+    rec = manifest.get("recording")
+    if not rec:
+        return []
+    ended = {
+        "trigger": "the trigger fired",
+        "ctrl-c": "interrupted (Ctrl-C)",
+        "max-duration": "--max-duration reached without a trigger",
+    }.get(str(rec.get("ended")), str(rec.get("ended")))
+    lines = [
+        f"ended: {ended}",
+        f"kept: {iso(rec.get('kept_from_ts'))} to {iso(rec.get('kept_to_ts'))} "
+        f"(--ring {rec.get('ring_s')}s, --post {rec.get('post_s')}s)",
+    ]
+    before = rec.get("facts_before") or {}
+    if before:
+        secs = sorted({round(float(v.get("seconds_before", 0))) for v in before.values()})
+        lines.append(
+            "facts: `before` was taken "
+            + "/".join(str(x) for x in secs)
+            + " s before the end, `after` at once: the deltas are what moved meanwhile"
+        )
+    lines += [str(w) for w in rec.get("warnings") or ()]
+    return lines
 
 
 def _md_flow(fl: Flow) -> list[str]:
@@ -520,6 +551,11 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             f"fired at {_h(iso(trigger.get('fired_ts')))}, exit status "
             f"{_h(trigger.get('exit_status'))}</p>"
         )
+    rec_lines = _recording_lines(manifest)
+    if rec_lines:
+        H.append("<h2>Recording</h2><ul>")
+        H += [f"<li>{_h(x)}</li>" for x in rec_lines]
+        H.append("</ul>")
     H.append(
         '<p class="muted">verdict.json has every flow and every pattern; merged.pcapng has '
         "every point as its own interface on one timeline; pcaps/ the original captures; "

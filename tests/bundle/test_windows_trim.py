@@ -66,3 +66,44 @@ def test_trim_keeps_the_time_range(tmp_path: Path) -> None:
     other = tmp_path / "x.pcapng"
     other.write_bytes(b"\x0a\x0d\x0d\x0a" + b"\0" * 40)
     assert trim_pcap(other, 0, 1) is None  # not a classic pcap: left alone
+
+
+def test_a_recording_has_its_trigger_in_the_manifest_and_report(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hopcap.bundle import write_bundle
+    from tests.bundle.bundle_scenario import make_run, make_verdict
+
+    out = tmp_path / "b"
+    run = make_run(out / "pcaps")
+    trigger = {
+        "host": "client",
+        "command": "curl -sf http://203.0.113.80/",
+        "mode": "probe",
+        "exit_status": 28,
+        "output": "curl: (28) Connection timed out",
+        "fired_ts": 1_763_790_000.5,
+    }
+    recording = {
+        "ended": "trigger",
+        "ring_s": 60.0,
+        "post_s": 3.0,
+        "kept_from_ts": 1_763_789_940.5,
+        "kept_to_ts": 1_763_790_003.5,
+        "facts_before": {"fw": {"ts": 1_763_789_940.0, "seconds_before": 60.5}},
+        "warnings": [],
+    }
+    write_bundle(out, replace(run, trigger=trigger, recording=recording), make_verdict())
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["trigger"] == trigger and man["recording"]["ended"] == "trigger"
+    md = (out / "report.md").read_text()
+    assert "## Trigger (flight recorder)" in md and "exit status 28" in md
+    assert "- ended: the trigger fired" in md and "60 s before the end" in md
+    html = (out / "report.html").read_text()
+    assert "<h2>Trigger (flight recorder)</h2>" in html and "<h2>Recording</h2>" in html
+    # an ordinary run has neither
+    plain = tmp_path / "p"
+    write_bundle(plain, make_run(plain / "pcaps"), make_verdict())
+    pm = json.loads((plain / "manifest.json").read_text())
+    assert "trigger" not in pm and "recording" not in pm
+    assert "Trigger" not in (plain / "report.md").read_text()
