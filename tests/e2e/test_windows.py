@@ -15,7 +15,7 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, hopcap_cli, hopcap_run, inventory_variant
+from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli, hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
 
@@ -23,10 +23,17 @@ pytestmark = pytest.mark.lab
 def test_three_windows_write_three_bundles_and_a_summary(
     clean_lab: lab.LabInfo, tmp_path: Path
 ) -> None:
+    # the firewall drops the client's SYNs: every window sees it on the same segment
+    lab.fault_apply("fw-drop-syn", PREFIX)
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "curl -s -o /dev/null -m 2 http://203.0.113.80/"}},
+    )
     out = tmp_path / "nightly"
     t0 = time.time()
     res = hopcap_cli(
-        "run", "-i", str(clean_lab.inventory), "--out", str(out), "--no-facts",
+        "run", "-i", str(inv), "--out", str(out), "--no-facts",
         "--at", "+5s", "--every", "5s", "--count", "3",
         timeout=240,
     )  # fmt: skip
@@ -34,22 +41,27 @@ def test_three_windows_write_three_bundles_and_a_summary(
     windows = sorted(p for p in out.iterdir() if p.is_dir())
     assert [p.name[:4] for p in windows] == ["w01-", "w02-", "w03-"]
     summary = json.loads((out / "windows.json").read_text())
-    assert [w["name"] for w in summary["windows"]] == [p.name for p in windows]
+    names = [w["name"] for w in summary["windows"]]
+    assert names == [p.name for p in windows]
     starts = []
     for w, d in zip(summary["windows"], windows, strict=True):
         man = json.loads((d / "manifest.json").read_text())
         assert man["complete"] is True and w["status"] == "ok"
-        assert w["flows"] >= 1 and w["repro_exit_status"] == 0
+        assert w["broken_flows"] >= 1 and w["repro_exit_status"] == 28
         starts.append(man["started_ts"])
         assert (d / "verdict.json").exists() and (d / "merged.pcapng").exists()
     # the first window waited for --at; each later one started no earlier than its slot
     assert starts[0] >= t0 + 4.5
     assert all(b - a >= 4.5 for a, b in itertools.pairwise(starts))
-    assert [
-        w["scheduled_ts"] - summary["windows"][0]["scheduled_ts"] for w in summary["windows"]
-    ] == [0, 5, 10]
+    first = summary["windows"][0]["scheduled_ts"]
+    assert [w["scheduled_ts"] - first for w in summary["windows"]] == [0, 5, 10]
+    # which window saw which finding, per segment of the path
+    (seg,) = [s for s in summary["segments"] if s["between"] == ["fw:eth0", "fw:eth1"]]
+    assert sorted(seg["windows"]) == names
+    for name in names:
+        assert {"kind": "drop", "direction": "c2s"}.items() <= seg["windows"][name][0].items()
     md = (out / "windows.md").read_text()
-    assert all(p.name in md for p in windows) and "No window saw a finding." in md
+    assert "| fw:eth0 -> fw:eth1 | " + " | ".join(["drop c2s (1 flow)"] * 3) + " |" in md
     assert "connecting to and checking every host before the window" in res.stderr
     assert res.stderr.index("every host is ready") < res.stderr.index("window 1/3 starts in")
 
