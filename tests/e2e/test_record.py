@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -283,3 +284,29 @@ def test_ctrl_c_ends_the_recording_as_an_interrupted_bundle(
     assert len(flows) == 1
     assert "Traceback" not in stderr
     assert _leftovers(rec.run_id) == []  # the watcher (`sleep 600`) was ended too
+
+
+def test_a_killed_recorder_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """tcpdump, the pruner and the watcher are bounded on the hosts themselves:
+    --max-duration 4s + --post 1s + 15 s grace (+ 5 s before SIGKILL)."""
+    rec = Recorder(
+        clean_lab.inventory, tmp_path / "rec", "--until", "srv: sleep 600",
+        "--ring", "5s", "--post", "1s", "--max-duration", "4s", "--no-facts",
+    )  # fmt: skip
+    procs = [x for x in _leftovers(rec.run_id) if not x.startswith("/tmp/")]
+    assert any("tcpdump" in x for x in procs) and any("prune" in x for x in procs)
+    assert any("sleep 600" in x for x in procs)
+    rec.proc.kill()
+    rec.proc.wait()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 45:
+        procs = [x for x in _leftovers(rec.run_id) if not x.startswith("/tmp/")]
+        if not procs:
+            break
+        time.sleep(1)
+    assert procs == []
+    # the ring stayed on the hosts (the next run removes it once its bound has passed)
+    dirs = list(Path("/tmp").glob(f"hopcap.*.{rec.run_id}.*"))
+    assert dirs
+    for d in dirs:
+        shutil.rmtree(d)
