@@ -288,7 +288,9 @@ async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -
 
 def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:
     if not password:
-        return _translate(host.name, exc)  # type: ignore[return-value]
+        plain = _translate(host.name, exc)
+        assert isinstance(plain, AuthError)
+        return plain
     source = f"${host.password_env}" if host.password_env else "the password typed"
     return AuthError(
         host.name,
