@@ -398,7 +398,8 @@ class _Parser:
 def parse_sniffer(text: str | Iterable[str], *, name: str = "log") -> SnifferLog:
     """Parse a FortiGate sniffer terminal log (verbose 1-6; 3 or 6 for full frames)."""
     p = _Parser(name)
-    lines = text.splitlines() if isinstance(text, str) else text
+    # a terminal ends lines with CR LF, sometimes CR CR LF; a bare CR overwrites (`_clean`)
+    lines = text.split("\n") if isinstance(text, str) else text
     for i, raw in enumerate(lines, 1):
         p.feed(i, raw.rstrip("\n"))
     return p.close()
