@@ -130,7 +130,6 @@ class Cli:
         if iface != "any" and iface not in names.values():
             self.write(f"Interface {iface} is not found!\n")
             return
-        self.write(f"interfaces=[{iface}]\nfilters=[{bpf}]\n")
         argv = ["tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-n", "-s", "0", "-U",
                 "--immediate-mode", "-w", "-"] + ([bpf] if bpf.strip() else [])  # fmt: skip
         proc = subprocess.Popen(
@@ -139,7 +138,16 @@ class Cli:
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
+        said = proc.stderr.readline().decode(errors="replace")
+        while said and "listening on" not in said:
+            said = proc.stderr.readline().decode(errors="replace")
+        if not said:
+            proc.wait()
+            self.write("Sniffer failed to start\n")
+            return
+        # like the box: these two lines once the sniffer is running
+        self.write(f"interfaces=[{iface}]\nfilters=[{bpf}]\n")
         self.interrupt.clear()
         stats = {"seen": 0}
         done = threading.Event()
