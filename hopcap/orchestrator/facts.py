@@ -10,6 +10,7 @@ import secrets
 import time
 
 from hopcap.errors import TransportError
+from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import HostTransport, as_root
 
 SYSCTLS = (
@@ -96,8 +97,10 @@ async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[floa
 
     One remote shell answers every probe (so channel and shell start-up are not part of the
     round trip); the sample with the smallest RTT wins, as in NTP, and its error bound is
-    half that RTT.
+    half that RTT. This machine (a `connection: local` host) is the controller's clock.
     """
+    if isinstance(transport, LocalTransport):
+        return 0.0, 0.0
     proc = await transport.spawn("while read x; do date +%s.%N; done", stdin=True)
     best: tuple[float, float] | None = None
     try:

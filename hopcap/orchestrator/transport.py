@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,6 +81,11 @@ class HostTransport(Protocol):
     ) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# the CLI's password prompt: (host name, "user@address[:port]") -> the password, or None
+PasswordPrompt = Callable[[str, str], str | None]
+AskPassword = Callable[[Host, str], Awaitable[str | None]]
 
 
 def quote(argv: Sequence[str]) -> str:
@@ -278,22 +284,61 @@ def _connect_options(host: Host) -> dict[str, Any]:
     return opts
 
 
-async def connect(host: Host, *, via: SSHTransport | None = None) -> SSHTransport:
+async def connect(
+    host: Host, *, via: SSHTransport | None = None, ask_password: AskPassword | None = None
+) -> SSHTransport:
     """Open an SSH connection to `host`, through `via` when the host has a jump host.
 
     Host keys are always verified (against the host's known_hosts, or ~/.ssh/known_hosts);
-    ~/.ssh/config and ssh-agent apply as they do for OpenSSH.
+    ~/.ssh/config and ssh-agent apply as they do for OpenSSH. Keys are tried first; then
+    the password of `password_env` (for `password` and keyboard-interactive authentication),
+    or, with `ask_password` and the keys refused, one password asked for this host.
     """
     opts = _connect_options(host)
     if via is not None:
         opts["tunnel"] = via.conn
+    if host.password_env:
+        secret = os.environ.get(host.password_env)
+        if secret is None:
+            raise AuthError(host.name, f"{host.password_env} is not set in the environment")
+        opts["password"] = secret
+    elif ask_password is not None:
+        # keys only first: the user is asked only by a host that refused them, and the
+        # prompt is not inside asyncssh's connect timeout
+        try:
+            return await _connect(host, via, {**opts, "password_auth": False, "kbdint_auth": False})
+        except AuthError:
+            pass
+        where = f"{host.user + '@' if host.user else ''}{host.address}"
+        secret = await ask_password(host, where + (f":{host.port}" if host.port else ""))
+        if not secret:
+            raise AuthError(host.name, "keys were refused and no password was given")
+        opts["password"] = secret
+    return await _connect(host, via, opts)
+
+
+async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -> SSHTransport:
     try:
         conn = await asyncssh.connect(host.address, **opts)
     except asyncssh.HostKeyNotVerifiable as exc:
         raise await _host_key_error(host, via, exc) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise _auth_error(host, exc, password="password" in opts) from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise _translate(host.name, exc) from exc
     return SSHTransport(host.name, conn)
+
+
+def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:
+    if not password:
+        return _translate(host.name, exc)  # type: ignore[return-value]
+    source = f"${host.password_env}" if host.password_env else "the password typed"
+    return AuthError(
+        host.name,
+        f"authentication refused: keys and {source} were not accepted ({exc.reason})",
+        hint=f"check the user ({host.user or 'your local user'}) and the password; "
+        "`ssh` to the host by hand with the same password should work",
+    )
 
 
 async def _host_key_error(host: Host, via: SSHTransport | None, exc: Exception) -> HostKeyError:
@@ -326,7 +371,8 @@ def _translate(name: str, exc: BaseException) -> TransportError:
         return AuthError(
             name,
             f"authentication refused: {exc.reason}",
-            hint="check user, identity and ssh-agent; `ssh` to the host by hand should work",
+            hint="check user, identity and ssh-agent (a host that takes a password needs "
+            "password_env, or hopcap run on a terminal); `ssh` to the host by hand should work",
         )
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return HostKeyError(name, f"host key not trusted: {exc.reason}")
