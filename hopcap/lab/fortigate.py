@@ -44,6 +44,7 @@ class Cli:
         self.paging = True
         self.section: str | None = None
         self.interrupt = threading.Event()
+        self.sniffing: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ output
     def write(self, text: str) -> None:
@@ -130,7 +131,8 @@ class Cli:
         if iface != "any" and iface not in names.values():
             self.write(f"Interface {iface} is not found!\n")
             return
-        argv = ["tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-n", "-s", "0", "-U",
+        # -Z root: dropping to the tcpdump user would clear the parent-death signal
+        argv = ["tcpdump", "-Z", "root", "-i", "any", "-y", "LINUX_SLL2", "-n", "-s", "0", "-U",
                 "--immediate-mode", "-w", "-"] + ([bpf] if bpf.strip() else [])  # fmt: skip
         proc = subprocess.Popen(
             argv,
@@ -138,6 +140,25 @@ class Cli:
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )
+        self.sniffing = proc
+        try:
+            self._sniff(proc, iface, bpf, verbose, count, fmt, names, stdin)
+        finally:
+            self.sniffing = None
+            if proc.poll() is None:
+                proc.kill()
+
+    def _sniff(
+        self,
+        proc: subprocess.Popen[bytes],
+        iface: str,
+        bpf: str,
+        verbose: int,
+        count: int,
+        fmt: str,
+        names: dict[int, str],
+        stdin: BinaryIO,
+    ) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         said = proc.stderr.readline().decode(errors="replace")
         while said and "listening on" not in said:
@@ -173,11 +194,13 @@ class Cli:
         while not self.interrupt.is_set() and not done.is_set():
             r, _w, _x = select.select([stdin], [], [], 0.1)
             if r:
-                b = os.read(stdin.fileno(), 64)
-                if not b or b"\x03" in b:
-                    if not b:  # the session is gone
-                        proc.kill()
-                        raise SystemExit(0)
+                try:
+                    b = os.read(stdin.fileno(), 64)
+                except OSError:  # EIO: the terminal hung up
+                    b = b""
+                if not b:  # the session is gone
+                    raise SystemExit(0)
+                if b"\x03" in b:
                     break
         proc.send_signal(signal.SIGINT)
         try:
@@ -333,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cli = Cli(args.hostname, sys.stdout)
     signal.signal(signal.SIGINT, lambda *_: cli.interrupt.set())
-    signal.signal(signal.SIGHUP, lambda *_: os._exit(0))
+
+    def hangup(*_: object) -> None:
+        if cli.sniffing is not None:
+            cli.sniffing.kill()
+        os._exit(0)
+
+    signal.signal(signal.SIGHUP, hangup)
     stdin = sys.stdin.buffer
     command = os.environ.get("SSH_ORIGINAL_COMMAND", "").strip()
     if command:  # `ssh fgt 'get system status'`: one command, no prompt
@@ -346,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         r, _w, _x = select.select([stdin], [], [], 0.5)
         if not r:
             continue
-        b = os.read(stdin.fileno(), 4096)
+        try:
+            b = os.read(stdin.fileno(), 4096)
+        except OSError:  # EIO: the terminal hung up
+            return 0
         if not b:
             return 0
         line += b
