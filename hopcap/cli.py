@@ -210,8 +210,41 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _print_verdict(verdict: Verdict) -> None:
-    from hopcap.bundle import verdict_rows
+MAX_FLOWS_SHOWN = 50  # flow rows without --all
+MAX_PATTERNS_SHOWN = 20  # problem patterns without --all
+
+AllOpt = Annotated[
+    bool,
+    typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
+]
+FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _columns(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain text table in O(rows): widths from one pass, the last column unpadded
+    (tabulate takes seconds on 100k rows)."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c if i == last else c.ljust(widths[i]) for i, c in enumerate(cells))
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
+    """Points, then patterns (problems, then device policy), then only the flows with
+    drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
+    `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
+    from hopcap.patterns import FLOW_HEADERS, ensure_patterns, flow_row, triage
+
+    verdict = ensure_patterns(verdict)
 
     pts = [
         [
@@ -223,16 +256,111 @@ def _print_verdict(verdict: Verdict) -> None:
         for p in verdict.points
     ]
     typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    if flow_id is not None:
+        found = _print_flow(verdict, flow_id)
+        for w in verdict.warnings:
+            typer.echo(f"warning: {w}")
+        return found
     typer.echo("")
-    rows = verdict_rows(verdict)
-    if rows:
-        typer.echo(
-            tabulate(rows, headers=["flow", "client -> server", "legs", "findings", "summary"])
-        )
-    else:
+    if not verdict.flows:
         typer.echo("no TCP connections were seen at any point")
+    problems = [p for p in verdict.patterns if not p.policy]
+    policy = [p for p in verdict.patterns if p.policy]
+    if problems:
+        shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
+        typer.echo(f"patterns ({len(problems)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in shown))
+        if len(shown) < len(problems):
+            typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
+    if policy:
+        typer.echo(f"device policy (expected, not faults) ({len(policy)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in policy))
+    if problems or policy:
+        typer.echo("")
+    t = triage(verdict)
+    if show_all:
+        flows = t.alarms + t.rewrites + t.policy + t.healthy
+        if flows:
+            typer.echo(f"all flows ({len(flows):,}):")
+            typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
+    else:
+        shown_flows = t.alarms[:MAX_FLOWS_SHOWN]
+        if shown_flows:
+            typer.echo(
+                f"flows with drops, injections, resets or gaps ({len(t.alarms):,}), "
+                "most such packets first:"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.alarms):
+                typer.echo(
+                    f"... {len(t.alarms) - len(shown_flows):,} more, use --all "
+                    "(or --flow ID for one)"
+                )
+        elif verdict.flows:
+            typer.echo("no flow had drops, injections, resets or gaps")
+        hidden = [
+            (len(t.rewrites), "with rewrites only (see the patterns)"),
+            (len(t.policy), "with device policy only"),
+            (len(t.healthy), "healthy"),
+        ]
+        parts = [f"{n:,} {what}" for n, what in hidden if n]
+        if parts:
+            typer.echo(f"not listed: {', '.join(parts)}; --all lists every flow")
     for w in verdict.warnings:
         typer.echo(f"warning: {w}")
+    return True
+
+
+def _print_flow(verdict: Verdict, flow_id: str) -> bool:
+    from hopcap.bundle.report import finding_what, iso
+
+    fl = next((f for f in verdict.flows if f.id == flow_id), None)
+    if fl is None:
+        n = len(verdict.flows)
+        known = f"flows are f1 to f{n}" if n else "there are no flows"
+        _err(f"hopcap: no flow {flow_id!r} in this verdict")
+        _err(f"  hint: {known}; `--all` lists them")
+        return False
+    typer.echo("")
+    typer.echo(f"flow {fl.id}: {fl.client} -> {fl.server} ({fl.proto})")
+    typer.echo(f"summary: {fl.summary}")
+    if fl.legs:
+        typer.echo("")
+        legs = [
+            [
+                leg.point,
+                leg.tuple,
+                leg.link,
+                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "; ".join(leg.details),
+            ]
+            for leg in fl.legs
+        ]
+        typer.echo(tabulate(legs, headers=["leg", "tuple", "link", "latency", "details"]))
+    typer.echo("")
+    if fl.findings:
+        rows = [
+            [
+                f.kind,
+                f.direction,
+                f"{f.between[0]} -> {f.between[1]}",
+                f.packets,
+                f.bytes,
+                iso(f.first_ts),
+                finding_what(f),
+            ]
+            for f in fl.findings
+        ]
+        headers = ["kind", "dir", "between", "packets", "bytes", "first seen", "what"]
+        typer.echo(tabulate(rows, headers=headers))
+    else:
+        typer.echo("no findings")
+    part = [p for p in verdict.patterns if fl.id in p.flow_ids]
+    if part:
+        typer.echo("")
+        typer.echo("part of the patterns:")
+        typer.echo("\n".join(f"  {p.text}" for p in part))
+    return True
 
 
 def _correlate_run(record: RunRecord) -> Verdict:
@@ -290,6 +418,8 @@ def run(
             "host; hosts with under 64 MB free always stream",
         ),
     ] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
@@ -342,7 +472,7 @@ def run(
         _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
         _err(f"  the captures and the manifest are saved in {final}; please report this bug")
         raise typer.Exit(EXIT_ERROR)
-    _print_verdict(verdict)
+    _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
     typer.echo(f"bundle: {final}")
     if record.interrupted:
@@ -450,6 +580,8 @@ def correlate_cmd(
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
     from hopcap.bundle import load_bundle, write_offline_bundle
@@ -472,9 +604,11 @@ def correlate_cmd(
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
-        _print_verdict(verdict)
+        found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:
             typer.echo(f"\nbundle: {out}")
+        if not found:
+            raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()

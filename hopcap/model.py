@@ -282,14 +282,86 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Pattern:
+    """The same finding (kind, direction, segment, field, before -> after) across many
+    flows, computed from a built verdict by `hopcap.patterns.find_patterns`. `before` and
+    `after` are None for a rewrite whose values differ from flow to flow (`values` says how
+    many pairs). `policy`: what devices do to every flow on purpose (MSS clamping, TTL
+    decrement, DSCP remarking), named by `label`."""
+
+    kind: str
+    direction: Direction
+    between: tuple[str, str]
+    flows: int  # flows with this finding
+    of: int  # flows seen where the segment starts (that could have had it)
+    packets: int
+    bytes: int
+    first_ts: float | None
+    text: str  # one line for people
+    field: str | None = None
+    before: Any = None
+    after: Any = None
+    values: int = 1  # distinct before -> after pairs folded into this pattern
+    policy: bool = False
+    label: str | None = None  # e.g. "MSS clamping"
+    flow_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "direction": self.direction,
+            "between": list(self.between),
+            "field": self.field,
+            "before": self.before,
+            "after": self.after,
+            "flows": self.flows,
+            "of": self.of,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "first_ts": self.first_ts,
+            "policy": self.policy,
+            "text": self.text,
+            "flow_ids": list(self.flow_ids),
+        }
+        if self.values != 1:
+            d["values"] = self.values
+        if self.label is not None:
+            d["label"] = self.label
+        return d
+
+    @staticmethod
+    def from_dict(x: Mapping[str, Any]) -> Pattern:
+        return Pattern(
+            kind=x["kind"],
+            direction=x.get("direction", "c2s"),
+            between=(x["between"][0], x["between"][1]),
+            flows=x.get("flows", 0),
+            of=x.get("of", 0),
+            packets=x.get("packets", 0),
+            bytes=x.get("bytes", 0),
+            first_ts=x.get("first_ts"),
+            text=x.get("text", ""),
+            field=x.get("field"),
+            before=x.get("before"),
+            after=x.get("after"),
+            values=x.get("values", 1),
+            policy=bool(x.get("policy", False)),
+            label=x.get("label"),
+            flow_ids=tuple(x.get("flow_ids", ())),
+        )
+
+
+@dataclass(frozen=True)
 class Verdict:
     points: tuple[PointSummary, ...]
     flows: tuple[Flow, ...]
     warnings: tuple[str, ...] = field(default=())
+    patterns: tuple[Pattern, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "points": [p.to_dict() for p in self.points],
+            "patterns": [p.to_dict() for p in self.patterns],
             "flows": [f.to_dict() for f in self.flows],
         }
         if self.warnings:
@@ -298,7 +370,8 @@ class Verdict:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Verdict:
-        """Rebuild a verdict from its JSON form (for `hopcap report BUNDLE`)."""
+        """Rebuild a verdict from its JSON form (for `hopcap report BUNDLE`); a verdict
+        written before patterns existed gets them computed."""
         points = tuple(
             PointSummary(
                 name=p["name"],
@@ -350,7 +423,14 @@ class Verdict:
             )
             for f in d.get("flows", ())
         )
-        return Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+        v = Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+        if "patterns" not in d:
+            from hopcap.patterns import with_patterns
+
+            return with_patterns(v)
+        return Verdict(
+            points, flows, v.warnings, tuple(Pattern.from_dict(x) for x in d["patterns"])
+        )
 
 
 # --------------------------------------------------------------------------- runs

@@ -6,31 +6,26 @@ Public API:
     write_offline_bundle(out, points, verdict) -> Path
     load_bundle(path) -> LoadedBundle
     render_report(bundle_dir) -> (report.md, report.html)
-    verdict_rows(verdict) -> rows for the terminal table (headers: VERDICT_HEADERS)
 """
 
 from hopcap.bundle.core import (
-    VERDICT_HEADERS,
     LoadedBundle,
     load_bundle,
     make_tarball,
     pcap_dir,
     render_report,
     scrub_secrets,
-    verdict_rows,
     write_bundle,
     write_offline_bundle,
 )
 
 __all__ = [
-    "VERDICT_HEADERS",
     "LoadedBundle",
     "load_bundle",
     "make_tarball",
     "pcap_dir",
     "render_report",
     "scrub_secrets",
-    "verdict_rows",
     "write_bundle",
     "write_offline_bundle",
 ]

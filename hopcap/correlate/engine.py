@@ -32,6 +32,7 @@ from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_captur
 from hopcap.correlate.stages import finish_stages, plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
+from hopcap.patterns import with_patterns
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -120,7 +121,7 @@ def correlate(
             pc = build_point(read_capture(Path(inp.pcap)))
         pts.append(Point(i, inp, inp.name, host, iface, pc))
     try:
-        return finish_stages(_correlate(pts, conntrack or {}), plan)
+        return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
     finally:
         for p in pts:
             if p.pc is not None:
