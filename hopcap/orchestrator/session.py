@@ -150,10 +150,9 @@ async def _in_daemon_thread(fn: PasswordPrompt, host: str, where: str) -> str | 
 ssh_connector = host_connector()  # no prompts: keys, agent, and `password_env`
 
 
-def password_envs(inv: Inventory, names: Iterable[str]) -> set[str]:
-    """The environment variables holding the passwords of hosts `names`; an unset one is
-    an `AuthError` before anything is connected."""
-    wanted: set[str] = set()
+def require_password_envs(inv: Inventory, names: Iterable[str]) -> None:
+    """An `AuthError` (before anything is connected) for the first host of `names` whose
+    `password_env` is not set."""
     for n in names:
         h = inv.hosts[n]
         if h.is_local or not h.password_env:
@@ -165,8 +164,6 @@ def password_envs(inv: Inventory, names: Iterable[str]) -> set[str]:
                 hint=f"export {h.password_env}=... in the shell that runs hopcap (or remove "
                 "password_env to be asked for the password on a terminal)",
             )
-        wanted.add(h.password_env)
-    return wanted
 
 
 async def connect_all(
@@ -176,7 +173,7 @@ async def connect_all(
     connector: Connector = ssh_connector,
 ) -> dict[str, HostSession]:
     names = list(names)
-    password_envs(inv, names)
+    require_password_envs(inv, names)
     # a local command (a repro) must never see a password of the inventory
     hidden = {h.password_env for h in inv.hosts.values() if h.password_env}
     sessions = {n: HostSession(inv.hosts[n]) for n in names}

@@ -158,6 +158,30 @@ class _SSHProcess:
         self._proc.close()
 
 
+class ShellProcess:
+    """An interactive login shell on a terminal (an appliance's CLI): raw bytes both ways."""
+
+    def __init__(self, host: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+        self._host = host
+        self._proc = proc
+
+    async def read(self, n: int = 65536) -> bytes:  # b"" at EOF
+        try:
+            data = await self._proc.stdout.read(n)
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
+        return data if isinstance(data, bytes) else data.encode()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
+
+    def close(self) -> None:
+        self._proc.close()
+
+
 class SSHTransport:
     """A `HostTransport` over one asyncssh connection."""
 
@@ -216,6 +240,25 @@ class SSHTransport:
                 await sftp.get(remote, local, progress_handler=handler)
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
+
+    async def shell(self, term_type: str = "vt100") -> ShellProcess:
+        """The login shell on a terminal, as a person gets it (appliance CLIs need one)."""
+        try:
+            proc: asyncssh.SSHClientProcess[Any] = await self.conn.create_process(
+                term_type=term_type, term_size=(200, 50), encoding=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
+        return ShellProcess(self.name, proc)
+
+    def endpoints(self) -> tuple[str, int, str, int] | None:
+        """(our address, our port, the host's address, its port) of this connection, as
+        the host sees it when there is no jump host in between."""
+        local = self.conn.get_extra_info("sockname")
+        peer = self.conn.get_extra_info("peername")
+        if not local or not peer:
+            return None
+        return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
 
     async def close(self) -> None:
         self.conn.close()
@@ -288,7 +331,9 @@ async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -
 
 def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:
     if not password:
-        return _translate(host.name, exc)  # type: ignore[return-value]
+        plain = _translate(host.name, exc)
+        assert isinstance(plain, AuthError)
+        return plain
     source = f"${host.password_env}" if host.password_env else "the password typed"
     return AuthError(
         host.name,

@@ -403,3 +403,20 @@ def test_missing_point_and_bad_pull(tmp_path: Path) -> None:
     b = load_bundle(out)
     assert b.points[3].pcap is None
     assert b.points[3].missing_reason == "srv: connection refused"
+
+
+def test_scrub_secrets_keeps_the_name_of_a_password_variable() -> None:
+    from hopcap.bundle import scrub_secrets
+
+    got = scrub_secrets(
+        {
+            "hosts": {"fw": {"password_env": "FW_PW", "password": "x1", "api_key": "k"}},
+            "stdout": "login password=hunter2 ok",
+        }
+    )
+    assert got["hosts"]["fw"] == {
+        "password_env": "FW_PW",
+        "password": "<removed>",
+        "api_key": "<removed>",
+    }
+    assert "hunter2" not in got["stdout"]

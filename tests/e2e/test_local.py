@@ -23,7 +23,14 @@ import yaml
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED
 from hopcap.lab.topology import VIP
-from tests.e2e.conftest import HOPCAP, MGMT, PREFIX, RunResult, inventory_variant
+from tests.e2e.conftest import (
+    HOPCAP,
+    MGMT,
+    PREFIX,
+    RunResult,
+    inventory_variant,
+    start_until_listening,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -104,20 +111,7 @@ def _hopcap_in_laptop(*args: str) -> list[str]:
 
 
 def _start_until_listening(args: list[str], points: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        _hopcap_in_laptop(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    seen = 0
-    deadline = time.monotonic() + 60
-    while seen < points and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if line.strip().startswith("listening "):
-            seen += 1
-    assert seen == points, "not every point reported listening"
-    return proc
+    return start_until_listening(_hopcap_in_laptop(*args), points)
 
 
 def test_killed_controller_then_a_normal_run(laptop: lab.LabInfo, tmp_path: Path) -> None:
