@@ -756,9 +756,8 @@ def _run_windows(
                     )
                 )
         r = results[-1]
-        broken = sum(1 for f in r.verdict.flows if f.broken) if r.verdict else 0
-        flows = len(r.verdict.flows) if r.verdict else 0
-        line = f"window {index}: {r.status}, {flows} flows, {broken} broken  {r.name} {r.note}"
+        line = f"window {index}: {r.status}, {r.flows} flows, {r.broken_flows} broken  "
+        line += f"{r.name} {r.note}"
         typer.echo(line.rstrip())
         write_windows_summary(out_dir, results)
 
