@@ -166,11 +166,11 @@ class _Progress:
         elif ev.kind == "repro":
             self.phase = f"repro on {ev.host}"
         elif ev.kind == "countdown":
-            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)} (Ctrl-C to stop)"
+            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)}"
         elif ev.kind == "probe":
             self.phase = f"recording; probe on {ev.host}: {ev.text}"
         elif ev.kind in ("window-start", "recording"):
-            self.phase = ev.text
+            self.phase = ev.text.split(" -> ")[0].split(";")[0]
             if ev.kind == "window-start":
                 self.points.clear()
         if self._live is not None:
