@@ -268,7 +268,8 @@ def _build_flows(
                 if part is None:
                     continue
             claimed[p].add(conn.cid)
-            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", part=part)])
+            details = (part.label(),) if part is not None else ()
+            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
             _extend(pts, present, k, flow, links, claimed, plans)
             flows.append(flow)
     return flows
@@ -1077,8 +1078,11 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
-    path = " -> ".join(leg.point for leg in legs)
-    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
+    # several connections beyond a proxy visit the same points: each point once
+    path = " -> ".join(dict.fromkeys(leg.point for leg in legs))
+    kinds = list(
+        dict.fromkeys(f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same")
+    )
     more = f" ({', '.join(kinds)})" if kinds else ""
     # a request with no answer at all is not "OK", even when every hop delivered it
     first = f.legs[0]

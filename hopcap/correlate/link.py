@@ -430,10 +430,10 @@ class Part:
             i = j + 1
         if len(runs) > 6:
             runs = [*runs[:6], "…"]
-        word = "exchange" if len(ks) == 1 else "exchanges"
+        one = len(ks) == 1
         return (
-            f"reused connection: {word} {', '.join(runs)} of {len(self.cx.ex)} "
-            "(request/response) on it belong to this flow"
+            f"reused connection: {'exchange' if one else 'exchanges'} {', '.join(runs)} of "
+            f"{len(self.cx.ex)} on it (request and response) {'is' if one else 'are'} this flow's"
         )
 
 

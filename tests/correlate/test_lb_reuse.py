@@ -1,0 +1,291 @@
+"""An L7 load balancer that reuses backend connections (keep-alive pools, HAProxy's
+`http-reuse`), spreads one client connection's requests over several backend connections,
+and retries/redispatches: generated captures at the proxy's front (lb:eth0), its back
+(lb:eth1) and the server (srv:eth0)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pcapgen import C2S, S2C, Conv, Seg, View
+from test_path import points
+
+from hopcap.correlate import correlate
+from hopcap.correlate.link import ATTEMPT, TIME_ONLY
+from hopcap.model import Flow, Verdict
+
+T0 = 1_763_790_000.0
+VIP = ("203.0.113.80", 80)
+LB = "198.18.2.1"
+SRV = ("198.18.2.2", 8080)
+SRV2 = ("198.18.2.3", 8080)
+
+
+def req(n: int, *, same: bool = False) -> bytes:
+    path = b"/index.html" if same else b"/item/%d" % n
+    return (
+        b"GET " + path + b" HTTP/1.1\r\nHost: www.example.test\r\n"
+        b"User-Agent: curl/8.0\r\nAccept: */*\r\n\r\n"
+    )
+
+
+def resp(n: int, *, same: bool = False) -> bytes:
+    body = (b"page %d " % (0 if same else n)) * 300
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+def xff(data: bytes, client: str) -> bytes:
+    return data.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: " + client.encode() + b"\r\n\r\n", 1)
+
+
+@dataclass
+class Site:
+    """Ground truth of a proxy's traffic: front (client) and back (server) connections on
+    one clock."""
+
+    t: float = T0
+    fronts: list[Conv] = field(default_factory=list)
+    backs: list[Conv] = field(default_factory=list)
+    sent: dict[int, list[Seg]] = field(default_factory=dict)  # id(back) -> its request segs
+
+    def _at(self, c: Conv) -> Conv:
+        c.t = max(c.t, self.t)
+        return c
+
+    def front(self, i: int, *, client: str | None = None) -> Conv:
+        c = Conv(client=(client or f"203.0.113.{10 + i}", 55000 + i), server=VIP,
+                 seed=800 + i, t0=self.t)  # fmt: skip
+        c.handshake()
+        self.t = c.t
+        self.fronts.append(c)
+        return c
+
+    def back(self, i: int, server: tuple[str, int] = SRV) -> Conv:
+        c = Conv(client=(LB, 38000 + i), server=server, seed=900 + i, t0=self.t + 0.0001)
+        c.handshake()
+        self.t = c.t
+        self.backs.append(c)
+        return c
+
+    def exchange(self, f: Conv, b: Conv, n: int, *, same: bool = False, lost: bool = False) -> None:
+        """Request `n` from `f` forwarded over `b` (X-Forwarded-For added), its response
+        back; `lost`: the forwarded request's first transmission never reaches the server
+        (retransmitted 200 ms later)."""
+        self._at(f).request(req(n, same=same))
+        self.t = f.t
+        data = xff(req(n, same=same), f.client[0])
+        self._at(b)
+        if lost:
+            orig = b.seg(C2S, "PA", data, tag="lost", advance=False)
+            b.seg(C2S, "PA", data, seq=orig.seq, dt=0.2, tag="retrans")
+            b.nxt[C2S] += len(data)
+            b.seg(S2C, "A", tag="ack", dt=b.rtt / 2)
+        else:
+            b.request(data)
+        b.response(resp(n, same=same))
+        self.t = b.t
+        self._at(f).response(resp(n, same=same))
+        self.t = f.t + 0.005
+
+    def close(self, c: Conv) -> None:
+        self._at(c).close()
+        self.t = c.t
+
+    def capture(self, tmp: Path, drop: Callable[[Seg], bool] = lambda s: False) -> Verdict:
+        fronts = {id(c) for c in self.fronts}
+
+        def front_only(c: Conv) -> View:
+            return View(drop=lambda s: id(s.conv) not in fronts)
+
+        def back_only(delay: float) -> Callable[[Conv], View]:
+            return lambda c: View(
+                delay=delay,
+                drop=lambda s: id(s.conv) in fronts or s.conv.server != SRV or drop(s),  # type: ignore[union-attr]
+            )
+
+        return correlate(points(tmp, [*self.fronts, *self.backs], [
+            ("lb:eth0", front_only),
+            ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: id(s.conv) in fronts)),
+            ("srv:eth0", back_only(0.0002)),
+        ]))  # fmt: skip
+
+
+def flow_of(v: Verdict, client: str) -> Flow:
+    return next(fl for fl in v.flows if fl.client == client)
+
+
+def legs(fl: Flow) -> list[tuple[str, str, str]]:
+    return [(leg.point, leg.link, leg.tuple) for leg in fl.legs]
+
+
+def back_tuple(i: int, server: tuple[str, int] = SRV) -> str:
+    return f"{LB}:{38000 + i} > {server[0]}:{server[1]}"
+
+
+def pooled(n_clients: int, *, same: bool = False, lost: int | None = None) -> Site:
+    """`n_clients` client connections, one request each, forwarded one after the other
+    over ONE backend connection (HAProxy `http-reuse always`)."""
+    site = Site()
+    b = site.back(0)
+    for i in range(n_clients):
+        f = site.front(i, client="203.0.113.10" if same else None)
+        site.exchange(f, b, i, same=same, lost=lost == i)
+        site.close(f)
+    site.close(b)
+    return site
+
+
+def test_three_clients_over_one_backend_connection_each_get_their_exchange(
+    tmp_path: Path,
+) -> None:
+    site = pooled(3)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == []
+    assert len(v.flows) == 3, [fl.client for fl in v.flows]  # no flow of leftover bytes
+    sent = [xff(req(i), f"203.0.113.{10 + i}") for i in range(3)]
+    got = [resp(i) for i in range(3)]
+    for i in range(3):
+        fl = flow_of(v, f"203.0.113.{10 + i}:{55000 + i}")
+        assert legs(fl) == [
+            ("lb:eth0", "same", f"203.0.113.{10 + i}:{55000 + i} > 203.0.113.80:80"),
+            ("lb:eth1", "proxied", back_tuple(0)),
+            ("srv:eth0", "same", back_tuple(0)),
+        ]
+        part = fl.legs[1].part
+        assert part is not None and fl.legs[2].part == part
+        assert part.exchanges == (i + 1,) and part.of == 3
+        c0, s0 = sum(map(len, sent[:i])), sum(map(len, got[:i]))
+        assert part.c2s == ((c0, c0 + len(sent[i])),), part
+        assert part.s2c == ((s0, s0 + len(got[i])),), part
+        d = fl.legs[1].details
+        assert f"c2s inserted: x-forwarded-for: 203.0.113.{10 + i}" in d, d
+        assert any(x.startswith(f"reused connection: exchange {i + 1} of 3") for x in d), d
+        assert fl.summary.startswith("OK"), fl.summary
+    assert fl.legs[0].part is None and fl.legs[1].to_dict()["part"] == {
+        "exchanges": [3], "of": 3, "c2s": [list(part.c2s[0])], "s2c": [list(part.s2c[0])],
+    }  # fmt: skip
+
+
+def test_identical_requests_of_two_clients_are_told_apart_by_time(tmp_path: Path) -> None:
+    """The same request and response for both clients from one address: only time order
+    tells which exchange of the shared backend connection was whose."""
+    site = pooled(2, same=True)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == [] and len(v.flows) == 2
+    for i in range(2):
+        fl = flow_of(v, f"203.0.113.10:{55000 + i}")
+        part = fl.legs[1].part
+        assert part is not None and part.exchanges == (i + 1,), (i, part)
+
+
+def test_request_dropped_on_the_backend_side_is_that_clients_drop(tmp_path: Path) -> None:
+    """The second client's request, forwarded on the shared backend connection, is lost
+    between the proxy and the server (and retransmitted): the drop is the second client's,
+    the other two flows are clean."""
+    site = pooled(3, lost=1)
+    v = site.capture(tmp_path, drop=lambda s: s.tag == "lost")
+    assert len(v.flows) == 3
+    for i in (0, 2):
+        fl = flow_of(v, f"203.0.113.{10 + i}:{55000 + i}")
+        assert fl.findings == (), (i, fl.findings)
+    fl = flow_of(v, "203.0.113.11:55001")
+    assert [(f.kind, f.direction, f.between, f.packets) for f in fl.findings] == [
+        ("drop", "c2s", ("lb:eth1", "srv:eth0"), 1)
+    ], fl.findings
+    assert fl.findings[0].bytes == len(xff(req(1), "203.0.113.11"))
+    assert fl.summary.startswith("data dropped between lb:eth1 and srv:eth0"), fl.summary
+
+
+def test_front_keepalive_requests_spread_over_two_backend_connections(tmp_path: Path) -> None:
+    """Client A sends three requests on one connection; the proxy forwards the 1st and 3rd
+    over backend connection 0 (which also carries client B's request in between) and the
+    2nd over backend connection 1."""
+    site = Site()
+    b0 = site.back(0)
+    fa = site.front(0)
+    fb = site.front(1)
+    site.exchange(fa, b0, 0)
+    site.exchange(fb, b0, 1)
+    b1 = site.back(1)
+    site.exchange(fa, b1, 2)
+    site.exchange(fa, b0, 3)
+    for c in (fa, fb, b0, b1):
+        site.close(c)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == []
+    assert len(v.flows) == 2, [fl.client for fl in v.flows]
+    a = flow_of(v, "203.0.113.10:55000")
+    assert legs(a) == [
+        ("lb:eth0", "same", "203.0.113.10:55000 > 203.0.113.80:80"),
+        ("lb:eth1", "proxied", back_tuple(0)),
+        ("srv:eth0", "same", back_tuple(0)),
+        ("lb:eth1", "proxied", back_tuple(1)),
+        ("srv:eth0", "same", back_tuple(1)),
+    ]
+    p0 = a.legs[1].part
+    assert p0 is not None and (p0.exchanges, p0.of) == ((1, 3), 3)
+    assert a.legs[3].part is None  # backend connection 1 carried client A's request only
+    b = flow_of(v, "203.0.113.11:55001")
+    assert [leg.point for leg in b.legs] == ["lb:eth0", "lb:eth1", "srv:eth0"]
+    pb = b.legs[1].part
+    assert pb is not None and (pb.exchanges, pb.of) == ((2,), 3)
+    assert a.summary.startswith("OK") and b.summary.startswith("OK"), (a.summary, b.summary)
+
+
+def test_exchanges_no_client_connection_claimed_are_a_flow_of_their_own(tmp_path: Path) -> None:
+    """The middle client's connection was not captured at the front: the backend
+    connection's second exchange is a flow of its own, from lb:eth1 on."""
+    site = pooled(3)
+    site.fronts.pop(1)
+    v = site.capture(tmp_path)
+    rest = [fl for fl in v.flows if fl.legs[0].point == "lb:eth1"]
+    assert len(rest) == 1, [legs(fl) for fl in v.flows]
+    part = rest[0].legs[0].part
+    assert part is not None and part.exchanges == (2,) and part.of == 3
+    assert rest[0].findings == ()
+    for i in (0, 2):
+        fl = flow_of(v, f"203.0.113.{10 + i}:{55000 + i}")
+        p = fl.legs[1].part
+        assert p is not None and p.exchanges == (i + 1,) and fl.findings == ()
+
+
+def test_retry_after_a_reset_and_redispatch_to_another_server_are_legs_of_one_flow(
+    tmp_path: Path,
+) -> None:
+    """The proxy's first connection to the server is refused (RST); it redispatches to a
+    second server (captured at lb:eth1 only), which serves the request: one flow, both
+    backend connections its legs, the reset its finding, the summary says it was served."""
+    site = Site()
+    f = site.front(0)
+    f.request(req(0))
+    site.t = f.t
+    refused = Conv(client=(LB, 38000), server=SRV, seed=950, t0=site.t + 0.0003)
+    refused.handshake(answered=False)
+    refused.seg(S2C, "RA", tag="rst", dt=refused.rtt / 2)
+    site.backs.append(refused)
+    site.t = refused.t + 1.0  # HAProxy waits a second before the retry
+    b = site.back(1, server=SRV2)
+    b.request(xff(req(0), f.client[0]))
+    b.response(resp(0))
+    site.t = b.t
+    site._at(f).response(resp(0))
+    site.t = f.t
+    site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    assert len(v.flows) == 1, [legs(fl) for fl in v.flows]
+    fl = v.flows[0]
+    assert legs(fl) == [
+        ("lb:eth0", "same", "203.0.113.10:55000 > 203.0.113.80:80"),
+        ("lb:eth1", "proxied", back_tuple(0)),
+        ("srv:eth0", "same", back_tuple(0)),
+        ("lb:eth1", "proxied", back_tuple(1, SRV2)),
+    ]
+    assert fl.legs[1].details == (TIME_ONLY, ATTEMPT)
+    assert "c2s inserted: x-forwarded-for: 203.0.113.10" in fl.legs[3].details
+    assert [(x.kind, x.between) for x in fl.findings] == [("reset", ("srv", "srv:eth0"))]
+    assert fl.summary.startswith("OK"), fl.summary
+    assert "after 1 failed connection attempt" in fl.summary, fl.summary
+    assert "srv reset the connection" in fl.summary, fl.summary
