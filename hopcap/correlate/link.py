@@ -590,18 +590,31 @@ def plan_proxied(
         fl, bl = groups[fcid].setdefault(bcid, ([], []))
         fl.append(fk)
         bl.append(bk)
-    owners_of: dict[int, set[int]] = defaultdict(set)
-    for (bcid, _bk), (fcid, _fk) in owner.items():
-        owners_of[bcid].add(fcid)
-    for bcid in owners_of:
+    by_back: dict[int, dict[int, int]] = defaultdict(dict)  # backend -> exchange -> front
+    for (bcid, bk), (fcid, _fk) in owner.items():
+        by_back[bcid][bk] = fcid
+    owners_of: dict[int, set[int]] = {bcid: set(m.values()) for bcid, m in by_back.items()}
+    for bcid, own in by_back.items():
         cx = b.exchanges[bcid]
-        loose = frozenset(
-            k
-            for k, e in enumerate(cx.ex)
-            if (bcid, k) not in owner and (e.t_c is not None or e.t_s is not None)
-        )
+        ks = sorted(own)
+        loose = []
+        for k, e in enumerate(cx.ex):
+            if k in own or (e.t_c is None and e.t_s is None):
+                continue
+            # an exchange no content matched (a proxy that rewrote it, turns split
+            # otherwise on each side) between exchanges of one front, while that front
+            # was open, is that front's
+            i = bisect.bisect_left(ks, k)
+            near = {own[ks[j]] for j in (i - 1, i) if 0 <= j < len(ks)}
+            if len(near) == 1:
+                fcid = next(iter(near))
+                fconn = a.conns[fcid]
+                if fconn.first_ts - tol_ns <= e.t - offset_ns <= fconn.last_ts + tol_ns:
+                    groups[fcid][bcid][1].append(k)
+                    continue
+            loose.append(k)
         if loose:
-            plan.rest[bcid] = Part(cx, loose)
+            plan.rest[bcid] = Part(cx, frozenset(loose))
     for fcid, per in groups.items():
         fx = a.exchanges[fcid]
         out: list[ProxyMatch] = []
@@ -616,7 +629,7 @@ def plan_proxied(
             if len(owners_of[bcid]) > 1 or bcid in plan.rest:
                 part = Part(cx, frozenset(bks))
                 details.append(part.label())
-            sc = min(score[(bcid, k)] for k in bks)
+            sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
             out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part))
         out.sort(key=lambda m: m.conn.first_ts)
         plan.fronts[fcid] = out

@@ -289,3 +289,32 @@ def test_retry_after_a_reset_and_redispatch_to_another_server_are_legs_of_one_fl
     assert fl.summary.startswith("OK"), fl.summary
     assert "after 1 failed connection attempt" in fl.summary, fl.summary
     assert "srv reset the connection" in fl.summary, fl.summary
+
+
+def test_exchange_the_proxy_changed_beyond_recognition_stays_with_its_client(
+    tmp_path: Path,
+) -> None:
+    """One client, three requests over one backend connection; the proxy rewrote the
+    second request and its response entirely (nothing in common): the connection is still
+    the client's alone, one flow, no leftover."""
+    site = Site()
+    b = site.back(0)
+    f = site.front(0)
+    site.exchange(f, b, 0)
+    site._at(f).request(req(1))
+    site.t = f.t
+    site._at(b).request(b"POST /rewritten HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    b.response(b"HTTP/1.1 204 No Content\r\n\r\n")
+    site.t = b.t
+    site._at(f).response(resp(1))
+    site.t = f.t + 0.005
+    site.exchange(f, b, 2)
+    site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    assert len(v.flows) == 1 and v.flows[0].findings == (), [legs(fl) for fl in v.flows]
+    fl = v.flows[0]
+    assert [(leg.point, leg.link) for leg in fl.legs] == [
+        ("lb:eth0", "same"), ("lb:eth1", "proxied"), ("srv:eth0", "same"),
+    ]  # fmt: skip
+    assert fl.legs[1].part is None  # the whole connection
