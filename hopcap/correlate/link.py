@@ -74,6 +74,8 @@ def link_halves(
                 continue
             if h.has_ts and g.has_ts and hid not in strong:
                 continue  # same bytes but other packets: a proxy, not NAT
+            if hid not in strong and not _mates_agree(a, h, b, g):
+                continue  # the same answer to another question: a proxy, not NAT
             dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
             if sc < 2.0:
                 continue
@@ -87,6 +89,26 @@ def link_halves(
         fwd[x] = y
         back[y] = x
     return HalfLinks(fwd, back)
+
+
+def _mates_agree(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
+    """Halves linked by payload alone are one connection only if the other directions do
+    not contradict it: both carry payload, none of it the same (a proxy that added a
+    header to the request and passed the response on unchanged)."""
+    mh, mg = _mate(a, h), _mate(b, g)
+    if mh is None or mg is None:
+        return True
+    kh, kg = set(a.fingerprints(mh)), set(b.fingerprints(mg))
+    if not any(k[0] == "h" for k in kh) or not any(k[0] == "h" for k in kg):
+        return True
+    return bool(kh & kg)
+
+
+def _mate(pc: PointConns, h: Half) -> Half | None:
+    if h.conn < 0:
+        return None
+    c = pc.conns[h.conn]
+    return c.s if c.c is h else c.c
 
 
 def _tup_key(t: tuple[str, int, str, int]) -> tuple[str, str]:

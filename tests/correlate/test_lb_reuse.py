@@ -318,3 +318,59 @@ def test_exchange_the_proxy_changed_beyond_recognition_stays_with_its_client(
         ("lb:eth0", "same"), ("lb:eth1", "proxied"), ("srv:eth0", "same"),
     ]  # fmt: skip
     assert fl.legs[1].part is None  # the whole connection
+
+
+def test_clients_without_tcp_timestamps_are_not_nat_linked_by_the_same_response(
+    tmp_path: Path,
+) -> None:
+    """Windows clients send no TCP timestamps; the proxy's backend connections do. The
+    response bytes are the same on both sides of the proxy, the requests are not (the
+    proxy inserted a header): that is a proxy, not a NAT, and no drop or injection."""
+    site = Site()
+    b = site.back(0)
+    for i in range(2):
+        f = Conv(client=(f"203.0.113.{10 + i}", 55000 + i), server=VIP, seed=800 + i,
+                 t0=site.t, ts=False)  # fmt: skip
+        f.handshake()
+        site.t = f.t
+        site.fronts.append(f)
+        site.exchange(f, b, i)
+        site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == []
+    assert len(v.flows) == 2
+    for i, fl in enumerate(sorted(v.flows, key=lambda x: x.client)):
+        assert [(leg.point, leg.link) for leg in fl.legs] == [
+            ("lb:eth0", "same"), ("lb:eth1", "proxied"), ("srv:eth0", "same"),
+        ]  # fmt: skip
+        part = fl.legs[1].part
+        assert part is not None and part.exchanges == (i + 1,)
+
+
+def test_no_timestamps_on_either_side_of_the_proxy(tmp_path: Path) -> None:
+    """Neither the clients nor the proxy's backend connections use TCP timestamps (Windows
+    on both sides): the same response bytes on both sides are still no NAT link."""
+    site = Site()
+    b = Conv(client=(LB, 38000), server=SRV, seed=900, t0=site.t + 0.0001, ts=False)
+    b.handshake()
+    site.backs.append(b)
+    site.t = b.t
+    for i in range(2):
+        f = Conv(client=(f"203.0.113.{10 + i}", 55000 + i), server=VIP, seed=800 + i,
+                 t0=site.t, ts=False)  # fmt: skip
+        f.handshake()
+        site.t = f.t
+        site.fronts.append(f)
+        site.exchange(f, b, i)
+        site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == []
+    assert len(v.flows) == 2
+    for i, fl in enumerate(sorted(v.flows, key=lambda x: x.client)):
+        assert [(leg.point, leg.link) for leg in fl.legs] == [
+            ("lb:eth0", "same"), ("lb:eth1", "proxied"), ("srv:eth0", "same"),
+        ]  # fmt: skip
+        part = fl.legs[1].part
+        assert part is not None and part.exchanges == (i + 1,)
