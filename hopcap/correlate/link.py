@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.conns import Conn, Half, PointConns
+from hopcap.correlate.reader import ACK
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
 
@@ -342,33 +343,35 @@ def conn_exchanges(pc: PointConns, conn: Conn, limit: int = 16384) -> ConnExchan
     rc, oc, lc, tc = _offsets(pc, conn.c)
     rs, os_, ls, ts = _offsets(pc, conn.s)
     d = np.concatenate([np.zeros(rc.shape[0], np.int64), np.ones(rs.shape[0], np.int64)])
-    times = np.concatenate([tc, ts])
-    ends = np.concatenate([oc + lc, os_ + ls])
-    order = np.argsort(times, kind="stable")
-    bc, bs = [0], [0]
-    t_c: list[int | None] = [None]
-    t_s: list[int | None] = [None]
-    max_c = max_s = 0
-    seen_s = False
-    for di, end, tm in zip(
-        d[order].tolist(), ends[order].tolist(), times[order].tolist(), strict=True
-    ):
-        if di == 0:
-            if end > max_c:
-                if seen_s:
-                    bc.append(max_c)
-                    bs.append(max_s)
-                    t_c.append(None)
-                    t_s.append(None)
-                    seen_s = False
-                max_c = end
-                if t_c[-1] is None:
-                    t_c[-1] = tm
-        elif end > max_s:
-            max_s = end
-            seen_s = True
-            if t_s[-1] is None:
-                t_s[-1] = tm
+    order = np.argsort(np.concatenate([tc, ts]), kind="stable")
+    d = d[order]
+    times = np.concatenate([tc, ts])[order]
+    ends = np.concatenate([oc + lc, os_ + ls])[order]
+    # how far each direction's stream had got before each packet; a packet is new data
+    # when it goes beyond that
+    run_c = np.maximum.accumulate(np.where(d == 0, ends, 0)) if d.shape[0] else d
+    run_s = np.maximum.accumulate(np.where(d == 1, ends, 0)) if d.shape[0] else d
+    prev_c = np.concatenate([[0], run_c[:-1]]).astype(np.int64)
+    prev_s = np.concatenate([[0], run_s[:-1]]).astype(np.int64)
+    new = np.nonzero(np.where(d == 0, ends > prev_c, ends > prev_s))[0]
+    dn = d[new]
+    # a new exchange: new client bytes right after new server bytes
+    turn = (dn == 0) & (np.concatenate([[0], dn[:-1]]) == 1)
+    at = new[turn]
+    bc = [0, *prev_c[at].tolist()]
+    bs = [0, *prev_s[at].tolist()]
+    exn = np.cumsum(turn)  # exchange of each new-data packet
+    t_c: list[int | None] = [None] * len(bc)
+    t_s: list[int | None] = [None] * len(bc)
+    tn = times[new]
+    for di, firsts in ((0, t_c), (1, t_s)):
+        m = dn == di
+        # packets are in time order: the first of each exchange is its start
+        ks, first = np.unique(exn[m], return_index=True)
+        for k, tm in zip(ks.tolist(), tn[m][first].tolist(), strict=True):
+            firsts[k] = tm
+    max_c = int(run_c[-1]) if d.shape[0] else 0
+    max_s = int(run_s[-1]) if d.shape[0] else 0
     ordc, ords = np.argsort(oc, kind="stable"), np.argsort(os_, kind="stable")
     rc, oc, rs, os_ = rc[ordc], oc[ordc], rs[ords], os_[ords]
     ex: list[Exchange] = []
@@ -422,7 +425,7 @@ def exchange_of_rows(
     data = np.searchsorted(own, so, "right") - 1
     ctl = np.maximum(
         np.searchsorted(own, so, "left") - 1,
-        np.where((t.flags[rows] & 0x10) != 0, np.searchsorted(oth, ao, "left") - 1, -1),
+        np.where((t.flags[rows] & ACK) != 0, np.searchsorted(oth, ao, "left") - 1, -1),
     )
     k = np.where(t.plen[rows] > 0, data, ctl)
     out: npt.NDArray[np.int64] = np.clip(k, 0, len(cx.ex) - 1).astype(np.int64)
