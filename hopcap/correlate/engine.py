@@ -367,7 +367,11 @@ def _extend(
                 ended = "nothing"
             if ended != "nothing":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                got = _proxy_plan(pts, a, b, hl, plans).fronts.get(conn_a.cid, [])
+                plan = _proxy_plan(pts, a, b, hl, plans)
+                got = plan.fronts.get(conn_a.cid, [])
+                unserved = plan.unserved.get(conn_a.cid)
+                if unserved is not None and unserved not in leg.details:
+                    leg.details = (*leg.details, unserved)
                 # a part of a reused connection is this flow's alone; a whole one only if
                 # no other flow took it
                 pms = [m for m in got if m.part is not None or m.conn.cid not in claimed[b]]

@@ -7,7 +7,7 @@ import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -444,22 +444,27 @@ class Part:
     keep: frozenset[int]
 
     def label(self) -> str:
-        ks = sorted(self.keep)
-        runs: list[str] = []
-        i = 0
-        while i < len(ks):
-            j = i
-            while j + 1 < len(ks) and ks[j + 1] == ks[j] + 1:
-                j += 1
-            runs.append(f"{ks[i] + 1}" if i == j else f"{ks[i] + 1}-{ks[j] + 1}")
-            i = j + 1
-        if len(runs) > 6:
-            runs = [*runs[:6], "…"]
-        one = len(ks) == 1
+        one = len(self.keep) == 1
         return (
-            f"reused connection: {'exchange' if one else 'exchanges'} {', '.join(runs)} of "
+            f"reused connection: {'exchange' if one else 'exchanges'} {_runs(self.keep)} of "
             f"{len(self.cx.ex)} on it (request and response) {'is' if one else 'are'} this flow's"
         )
+
+
+def _runs(keep: Iterable[int]) -> str:
+    """0-based indices as 1-based runs: "1-3, 7"."""
+    ks = sorted(keep)
+    runs: list[str] = []
+    i = 0
+    while i < len(ks):
+        j = i
+        while j + 1 < len(ks) and ks[j + 1] == ks[j] + 1:
+            j += 1
+        runs.append(f"{ks[i] + 1}" if i == j else f"{ks[i] + 1}-{ks[j] + 1}")
+        i = j + 1
+    if len(runs) > 6:
+        runs = [*runs[:6], "…"]
+    return ", ".join(runs)
 
 
 @dataclass
@@ -475,6 +480,8 @@ class ProxyMatch:
 class ProxyPlan:
     fronts: dict[int, list[ProxyMatch]]  # front conn id -> its backends, in time order
     rest: dict[int, Part]  # backend conn id -> its exchanges no front claimed
+    # front conn id -> what to say about its requests that no backend carried
+    unserved: dict[int, str] = field(default_factory=dict)
 
 
 def _first_payload_ts(pc: PointConns, h: Half | None) -> int | None:
@@ -658,6 +665,14 @@ def plan_proxied(
             out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part))
         out.sort(key=lambda m: m.conn.first_ts)
         plan.fronts[fcid] = out
+        lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in taken]
+        if lost:
+            one = len(lost) == 1
+            plan.unserved[fcid] = (
+                f"{'exchange' if one else 'exchanges'} {_runs(lost)} of {len(fx.ex)} on this "
+                f"connection: no connection beyond the proxy carried {'its' if one else 'their'} "
+                "request (answered by the proxy itself, or not captured there)"
+            )
     if by_time is False or (by_time is None and not plan.fronts):
         return plan
     _plan_attempts(a, b, plan, fex_t, taken, free, offset_ns, tol_ns, after_ns)

@@ -374,3 +374,29 @@ def test_no_timestamps_on_either_side_of_the_proxy(tmp_path: Path) -> None:
         ]  # fmt: skip
         part = fl.legs[1].part
         assert part is not None and part.exchanges == (i + 1,)
+
+
+def test_request_the_proxy_answered_itself_is_named_on_the_client_leg(tmp_path: Path) -> None:
+    """Of three requests on one client connection the proxy forwarded the 1st and 3rd; it
+    answered the 2nd itself (a 403 from a deny rule): the client leg says so."""
+    site = Site()
+    b = site.back(0)
+    f = site.front(0)
+    site.exchange(f, b, 0)
+    site._at(f).request(req(1))
+    f.response(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    site.t = f.t + 0.005
+    site.exchange(f, b, 2)
+    site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    assert len(v.flows) == 1 and v.flows[0].findings == ()
+    fl = v.flows[0]
+    assert [(leg.point, leg.link) for leg in fl.legs] == [
+        ("lb:eth0", "same"), ("lb:eth1", "proxied"), ("srv:eth0", "same"),
+    ]  # fmt: skip
+    assert fl.legs[0].details == (
+        "exchange 2 of 3 on this connection: no connection beyond the proxy carried its "
+        "request (answered by the proxy itself, or not captured there)",
+    )
+    assert fl.legs[1].part is None  # both of the backend connection's exchanges are its
