@@ -93,22 +93,36 @@ class Site:
         self._at(c).close()
         self.t = c.t
 
-    def capture(self, tmp: Path, drop: Callable[[Seg], bool] = lambda s: False) -> Verdict:
+    def capture(
+        self,
+        tmp: Path,
+        drop: Callable[[Seg], bool] = lambda s: False,
+        *,
+        drop_back: Callable[[Seg], bool] = lambda s: False,
+        nat: bool = False,
+    ) -> Verdict:
+        """Points lb:eth0, lb:eth1, srv:eth0; `drop`: lost before srv:eth0, `drop_back`:
+        lost before lb:eth1 (responses); `nat`: a NAT with sequence offsets between lb:eth1
+        and srv:eth0 (the server sees the proxy as 198.18.3.1:41000+)."""
         fronts = {id(c) for c in self.fronts}
 
         def front_only(c: Conv) -> View:
             return View(drop=lambda s: id(s.conv) not in fronts)
 
-        def back_only(delay: float) -> Callable[[Conv], View]:
-            return lambda c: View(
-                delay=delay,
-                drop=lambda s: id(s.conv) in fronts or s.conv.server != SRV or drop(s),  # type: ignore[union-attr]
-            )
+        def at_back(c: Conv) -> View:
+            return View(delay=0.0001, drop=lambda s: id(s.conv) in fronts or drop_back(s))
+
+        def at_srv(c: Conv) -> View:
+            v = View(delay=0.0002,
+                     drop=lambda s: id(s.conv) in fronts or s.conv.server != SRV or drop(s))  # type: ignore[union-attr]  # fmt: skip
+            if nat and id(c) not in fronts:
+                port = 41000 + c.client[1] % 1000
+                v.nat = {C2S: ("198.18.3.1", port, *c.server), S2C: (*c.server, "198.18.3.1", port)}
+                v.seq_off = {C2S: 0x10000000 + port, S2C: 0x20000000 + port}
+            return v
 
         return correlate(points(tmp, [*self.fronts, *self.backs], [
-            ("lb:eth0", front_only),
-            ("lb:eth1", lambda c: View(delay=0.0001, drop=lambda s: id(s.conv) in fronts)),
-            ("srv:eth0", back_only(0.0002)),
+            ("lb:eth0", front_only), ("lb:eth1", at_back), ("srv:eth0", at_srv),
         ]))  # fmt: skip
 
 
@@ -400,3 +414,31 @@ def test_request_the_proxy_answered_itself_is_named_on_the_client_leg(tmp_path: 
         "request (answered by the proxy itself, or not captured there)",
     )
     assert fl.legs[1].part is None  # both of the backend connection's exchanges are its
+
+
+def test_response_lost_behind_a_nat_on_the_shared_connection_is_that_clients(
+    tmp_path: Path,
+) -> None:
+    """A NAT with sequence offsets between lb:eth1 and srv:eth0; the server's response to
+    the second client leaves srv:eth0 and never reaches lb:eth1 (TCP resends it): the drop
+    is the second client's, placed by the exchange boundaries carried across the NAT."""
+    site = pooled(3)
+    b = site.backs[0]
+    lost = next(
+        s for s in b.segs if s.d == S2C and s.data.startswith(b"HTTP") and b"page 1" in s.data
+    )
+    again = b.seg(S2C, lost.flags, lost.data, seq=lost.seq, dt=0.3, tag="retrans")
+    b.segs.remove(again)
+    b.segs.insert(b.segs.index(lost) + 1, again)  # the resend, right after in ground truth
+    again.t = lost.t + 0.2
+    v = site.capture(tmp_path, drop_back=lambda s: s is lost, nat=True)
+    assert len(v.flows) == 3, [legs(fl) for fl in v.flows]
+    for i in (0, 2):
+        fl = flow_of(v, f"203.0.113.{10 + i}:{55000 + i}")
+        assert fl.findings == (), (i, fl.findings)
+        assert [leg.link for leg in fl.legs] == ["same", "proxied", "nat"]
+    fl = flow_of(v, "203.0.113.11:55001")
+    assert [(f.kind, f.direction, f.between, f.packets) for f in fl.findings] == [
+        ("drop", "s2c", ("srv:eth0", "lb:eth1"), 1)
+    ], fl.findings
+    assert fl.legs[2].tuple.startswith("198.18.3.1:")
