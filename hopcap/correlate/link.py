@@ -698,7 +698,7 @@ def _plan_attempts(
         b.starts = [c.first_ts for c in b.by_start]
     # the window of each front exchange on a's clock: from its request to when a backend
     # carried it (or the front ended, plus `after_ns`)
-    wins: list[tuple[int, int, int]] = []  # (request time, end of window, front cid)
+    wins: list[tuple[int, int, int, bool]] = []  # (request time, window end, front cid, served)
     for start, fcid, fk, _hi in fex_t:
         fx = a.exchanges[fcid]
         if fx.ex[fk].t_c is None:
@@ -709,7 +709,7 @@ def _plan_attempts(
             end = be.t - offset_ns + tol_ns
         else:
             end = a.conns[fcid].last_ts + after_ns
-        wins.append((start, end, fcid))
+        wins.append((start, end, fcid, got is not None))
     wins.sort()
     w_starts = [w[0] for w in wins]
     found: dict[int, list[Conn]] = defaultdict(list)
@@ -723,12 +723,14 @@ def _plan_attempts(
             continue
         if s is not None and s.synack:
             continue  # it opened and still carried nothing: a health check, not this
-        t0 = cb_conn.first_ts - offset_ns
+        t0, t1 = cb_conn.first_ts - offset_ns, cb_conn.last_ts - offset_ns
         j = bisect.bisect_right(w_starts, t0 + tol_ns)
-        # the latest request before it whose window is still open
+        # the latest request before it whose window is still open; before a request that
+        # was carried in the end, the attempt must have failed before it was (a health
+        # check to a server that is down, in the middle of a request's forwarding, did not)
         for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
-            start, end, fcid = wins[i]
-            if end >= t0:
+            start, end, fcid, served = wins[i]
+            if end >= (t1 if served else t0):
                 found[fcid].append(cb_conn)
                 break
     for fcid, conns in found.items():

@@ -442,3 +442,33 @@ def test_response_lost_behind_a_nat_on_the_shared_connection_is_that_clients(
         ("drop", "s2c", ("srv:eth0", "lb:eth1"), 1)
     ], fl.findings
     assert fl.legs[2].tuple.startswith("198.18.3.1:")
+
+
+def test_health_check_to_a_down_server_during_a_request_is_not_its_retry(
+    tmp_path: Path,
+) -> None:
+    """The proxy's health check of a server that is down (SYN answered with RST) starts
+    while a request is being forwarded and fails after the request already went out on a
+    pooled connection: not a failed attempt of that request."""
+    site = Site()
+    b = site.back(0)
+    f = site.front(0)
+    f.request(req(0))
+    check = Conv(client=(LB, 39000), server=SRV, seed=990, t0=f.t - 0.00005)
+    check.seg(C2S, "S", mss=1460, tag="syn")
+    check.seg(S2C, "RA", dt=0.005, tag="rst")  # a server 5 ms away
+    site.backs.append(check)
+    site.t = f.t
+    site._at(b).request(xff(req(0), f.client[0]))
+    b.response(resp(0))
+    site.t = b.t
+    site._at(f).response(resp(0))
+    site.t = f.t
+    site.close(f)
+    site.close(b)
+    v = site.capture(tmp_path)
+    fl = flow_of(v, "203.0.113.10:55000")
+    assert [leg.tuple for leg in fl.legs if leg.point == "lb:eth1"] == [back_tuple(0)]
+    assert fl.findings == () and fl.summary.startswith("OK"), fl.summary
+    other = flow_of(v, f"{LB}:39000")
+    assert [x.kind for x in other.findings] == ["reset"]
