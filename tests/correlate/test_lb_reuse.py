@@ -177,6 +177,7 @@ def test_three_clients_over_one_backend_connection_each_get_their_exchange(
         assert f"c2s inserted: x-forwarded-for: 203.0.113.{10 + i}" in d, d
         assert any(x.startswith(f"reused connection: exchange {i + 1} of 3") for x in d), d
         assert fl.summary.startswith("OK"), fl.summary
+    assert Verdict.from_dict(v.to_dict()).flows == v.flows  # `part` survives verdict.json
     assert fl.legs[0].part is None and fl.legs[1].to_dict()["part"] == {
         "exchanges": [3], "of": 3, "c2s": [list(part.c2s[0])], "s2c": [list(part.s2c[0])],
     }  # fmt: skip
