@@ -616,12 +616,15 @@ def plan_proxied(
         taken[(fcid, fk)] = (bcid, bk)
         owner[(bcid, bk)] = (fcid, fk)
         score[(bcid, bk)] = sc
+    _plan_pipelined(a, b, bex, fex_t, owner, score, offset_ns, tol_ns)
     # group: front -> backend conn -> (front exchanges, backend exchanges)
     groups: dict[int, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
-    for (fcid, fk), (bcid, bk) in sorted(taken.items()):
+    for (bcid, bk), (fcid, fk) in sorted(owner.items()):
         fl, bl = groups[fcid].setdefault(bcid, ([], []))
-        fl.append(fk)
+        if fk not in fl:
+            fl.append(fk)
         bl.append(bk)
+    served = set(owner.values())
     by_back: dict[int, dict[int, int]] = defaultdict(dict)  # backend -> exchange -> front
     for (bcid, bk), (fcid, _fk) in owner.items():
         by_back[bcid][bk] = fcid
@@ -665,7 +668,7 @@ def plan_proxied(
             out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part))
         out.sort(key=lambda m: m.conn.first_ts)
         plan.fronts[fcid] = out
-        lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in taken]
+        lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in served]
         if lost:
             one = len(lost) == 1
             plan.unserved[fcid] = (
@@ -677,6 +680,50 @@ def plan_proxied(
         return plan
     _plan_attempts(a, b, plan, fex_t, taken, free, offset_ns, tol_ns, after_ns)
     return plan
+
+
+def _plan_pipelined(
+    a: PointConns,
+    b: PointConns,
+    bex: list[tuple[int, int, int]],
+    fex_t: list[tuple[int, int, int, int]],
+    owner: dict[tuple[int, int], tuple[int, int]],
+    score: dict[tuple[int, int], float],
+    offset_ns: int,
+    tol_ns: int,
+) -> None:
+    """Pipelined requests: a client that sent several requests before the first answer
+    has them in one exchange at the front, which the proxy forwards one by one (on one
+    backend connection or several). A backend exchange no front exchange took, whose own
+    content lies within a front exchange that began before it while its connection was
+    open, belongs to the latest such exchange."""
+    fex = sorted(fex_t)
+    f_starts = [x[0] for x in fex]
+    for t_b, bcid, bk in bex:
+        if (bcid, bk) in owner:
+            continue
+        be = b.exchanges[bcid].ex[bk]
+        set_c, set_s = set(be.ch_c), set(be.ch_s)
+        total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
+        if total == 0:
+            continue
+        j = bisect.bisect_right(f_starts, t_b + tol_ns)
+        for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
+            _start, fcid, fk, _hi = fex[i]
+            fconn = a.conns[fcid]
+            if fconn.last_ts + tol_ns < t_b:
+                continue
+            fe = a.exchanges[fcid].ex[fk]
+            common = sum(len(x) for x in set_c.intersection(fe.ch_c)) + sum(
+                len(x) for x in set_s.intersection(fe.ch_s)
+            )
+            if common < 8 or common / total < 0.5:
+                continue
+            if be.t_s is not None and be.t_s - offset_ns > fconn.last_ts + tol_ns:
+                continue  # its answer came back after the front connection ended
+            owner[(bcid, bk)] = (fcid, fk)
+            score[(bcid, bk)] = round(common / total, 2)
+            break
 
 
 def _plan_attempts(

@@ -32,7 +32,8 @@ def req(n: int, *, same: bool = False) -> bytes:
 
 
 def resp(n: int, *, same: bool = False) -> bytes:
-    body = (b"page %d " % (0 if same else n)) * 300
+    m = 0 if same else n
+    body = b"".join(b"<p>page %d, part %d</p>" % (m, k) for k in range(100))
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
 
@@ -426,7 +427,7 @@ def test_response_lost_behind_a_nat_on_the_shared_connection_is_that_clients(
     site = pooled(3)
     b = site.backs[0]
     lost = next(
-        s for s in b.segs if s.d == S2C and s.data.startswith(b"HTTP") and b"page 1" in s.data
+        s for s in b.segs if s.d == S2C and s.data.startswith(b"HTTP") and b"page 1," in s.data
     )
     again = b.seg(S2C, lost.flags, lost.data, seq=lost.seq, dt=0.3, tag="retrans")
     b.segs.remove(again)
@@ -473,3 +474,34 @@ def test_health_check_to_a_down_server_during_a_request_is_not_its_retry(
     assert fl.findings == () and fl.summary.startswith("OK"), fl.summary
     other = flow_of(v, f"{LB}:39000")
     assert [x.kind for x in other.findings] == ["reset"]
+
+
+def test_pipelined_requests_forwarded_over_two_backend_connections(tmp_path: Path) -> None:
+    """Client A pipelines two requests (one exchange at the front); the proxy forwards the
+    first over backend connection 0 and the second over backend connection 1, which then
+    carries client B's request too."""
+    site = Site()
+    b0, b1 = site.back(0), site.back(1)
+    fa = site.front(0)
+    fa.request(req(0) + req(1))
+    site.t = fa.t
+    for b, n in ((b0, 0), (b1, 1)):
+        site._at(b).request(xff(req(n), fa.client[0]))
+        b.response(resp(n))
+        site.t = b.t
+        site._at(fa).response(resp(n))
+        site.t = fa.t
+    fb = site.front(1)
+    site.exchange(fb, b1, 2)
+    for c in (fa, fb, b0, b1):
+        site.close(c)
+    v = site.capture(tmp_path)
+    assert [f for fl in v.flows for f in fl.findings] == []
+    assert len(v.flows) == 2, [legs(fl) for fl in v.flows]
+    a = flow_of(v, "203.0.113.10:55000")
+    at_back = [(leg.tuple, leg.part.exchanges if leg.part else None)
+               for leg in a.legs if leg.point == "lb:eth1"]  # fmt: skip
+    assert at_back == [(back_tuple(0), None), (back_tuple(1), (1,))], at_back
+    bfl = flow_of(v, "203.0.113.11:55001")
+    part = bfl.legs[1].part
+    assert bfl.legs[1].tuple == back_tuple(1) and part is not None and part.exchanges == (2,)
