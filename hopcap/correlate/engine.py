@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +50,7 @@ from hopcap.patterns import with_patterns
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,8 +66,10 @@ class Point:
     offset_err_ns: int | None = None
     start_ns: int | None = None  # packets before this (aligned to this point) are not evidence
     stop_ns: int | None = None
-    # exchange of every packet of a shared connection's leg here (see `_part_filter`)
+    # exchange of every packet of a shared connection's leg here (see `_part_filters`),
+    # and lists of packets split by exchange (`_Sel.rows`)
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
+    row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
 
     @property
     def table(self) -> PacketTable:
@@ -654,14 +659,46 @@ def _blind(p: Point, ts_ns: int) -> str | None:
     return None
 
 
-RowFilter = Callable[[list[int]], list[int]]
+@dataclass
+class _Sel:
+    """The packets of a leg on a reused connection that are this flow's: those of the
+    exchanges `keep` (`ex_of`: the exchange of every packet of the leg)."""
+
+    point: Point
+    ex_of: dict[int, int]
+    keep: frozenset[int]
+
+    def pick(
+        self, key: tuple[str, int], make: Callable[[], list[T]], row: Callable[[T], int]
+    ) -> list[T]:
+        """This flow's items among those `make` gives (`row`: an item's packet). Every flow
+        on the connection asks for the same lists (`key` names one, e.g. a match's
+        undelivered packets): each is split by exchange once, so a connection carrying N
+        flows costs N lookups, not N passes over its packets."""
+        ck = (*key, id(self.ex_of))
+        split = self.point.row_split.get(ck)
+        if split is None:
+            split = {}
+            for x in make():
+                split.setdefault(self.ex_of.get(row(x), -1), []).append(x)
+            self.point.row_split[ck] = split
+        out: list[T] = list(split.get(-1, ()))
+        if len(self.keep) <= len(split):
+            for k in self.keep:
+                out += split.get(k, ())
+        else:
+            for k, xs in split.items():
+                if k in self.keep:
+                    out += xs
+        out.sort(key=row)
+        return out
 
 
-def _part_filters(pts: list[Point], f: FlowB) -> list[RowFilter | None]:
+def _part_filters(pts: list[Point], f: FlowB) -> list[_Sel | None]:
     """Per leg of the chain: which of its packets are this flow's (None: all of them). On a
     reused connection the packets of this flow's exchanges, with the exchange boundaries
     carried across NATs by the learned sequence offsets."""
-    out: list[RowFilter | None] = []
+    out: list[_Sel | None] = []
     base_c = base_s = 0
     prev: Part | None = None
     for leg in f.legs:
@@ -687,13 +724,7 @@ def _part_filters(pts: list[Point], f: FlowB) -> list[RowFilter | None]:
                     ks = exchange_of_rows(p.pc, h, is_c, part.cx, base_c, base_s)
                     m.update(zip(h.idx.tolist(), ks.tolist(), strict=True))
             p.ex_rows[key] = m
-
-        def flt(
-            rows: list[int], m: dict[int, int] = m, keep: frozenset[int] = part.keep
-        ) -> list[int]:
-            return [r for r in rows if r not in m or m[r] in keep]
-
-        out.append(flt)
+        out.append(_Sel(p, m, part.keep))
     return out
 
 
@@ -736,9 +767,10 @@ def _chain_out(
     first_leg = f.legs[0]
     filters = _part_filters(pts, f)
 
-    def own(j: int, rows: list[int]) -> list[int]:
-        flt = filters[j]
-        return flt(rows) if flt is not None else rows
+    def own(j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+        """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
+        sel = filters[j]
+        return sel.pick(key, make, int) if sel is not None else make()
 
     def fts(p: Point, rows: list[int]) -> float:
         return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
@@ -852,9 +884,11 @@ def _chain_out(
         if hop.c2s is None and hop.s2c is None:
             leg = f.legs[i]
             if hop.ended in ("unanswered", "rst") and leg.c is not None:
-                add_lost("c2s", pa, pb, own(i, leg.c.idx.tolist()), leg.c.isn)
+                rows = own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+                add_lost("c2s", pa, pb, rows, leg.c.isn)
             if hop.ended == "rst" and leg.s is not None:
-                add_extra("s2c", pb, pa, own(i, leg.s.idx.tolist()), leg.s.isn)
+                rows = own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+                add_extra("s2c", pb, pa, rows, leg.s.isn)
             if hop.ended == "nothing":
                 findings.append(
                     Finding(
@@ -876,18 +910,22 @@ def _chain_out(
         for direction, dm, up, down, ju, jd in dirs:
             if dm is None:
                 continue
-            add_lost(direction, up, down, own(ju, dm.undelivered), dm.a_base, dm.undelivered_bytes)
+            und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
+            add_lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
             # partially delivered packets (a segment of a big one missing)
-            und = set(dm.undelivered)
-            partial = own(ju, [r for r in dm.undelivered_bytes if r not in und])
-            if partial:
-                add_lost(direction, up, down, partial, dm.a_base, dm.undelivered_bytes)
-            add_extra(direction, up, down, own(jd, dm.unexplained), dm.base)
+            part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            if part_rows:
+                add_lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+            unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
+            add_extra(direction, up, down, unx, dm.base)
             groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-            mine = set(own(ju, [rw.a_row for rw in dm.rewrites]))
-            for rw in dm.rewrites:
-                if rw.a_row not in mine:
-                    continue
+            sel = filters[ju]
+            rws = (
+                dm.rewrites
+                if sel is None
+                else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+            )
+            for rw in rws:
                 groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
                     (rw.a_row, rw.b_row)
                 )
@@ -900,11 +938,8 @@ def _chain_out(
                 bef, aft, rr = lst[0]
                 rw0 = next(
                     x
-                    for x in dm.rewrites
-                    if x.a_row in mine
-                    and x.field == fld
-                    and str(x.before) == bef
-                    and str(x.after) == aft
+                    for x in rws
+                    if x.field == fld and str(x.before) == bef and str(x.after) == aft
                 )
                 what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
                 if len(lst) > 1:
@@ -955,7 +990,12 @@ def _chain_out(
         beyond = _endpoint_name(pl, "server")
         if last.c is not None and last.c.syn and not last.c.synack:
             answered = last.s is not None and last.s.idx.shape[0] > 0
-            syn_rows = own(len(f.legs) - 1, last.c.idx[(t.flags[last.c.idx] & SYN) != 0].tolist())
+            c_rows = last.c.idx
+            syn_rows = own(
+                len(f.legs) - 1,
+                ("syn", id(last.c)),
+                lambda: c_rows[(t.flags[c_rows] & SYN) != 0].tolist(),
+            )
             if not answered and syn_rows:
                 what, nb = _describe(t, syn_rows, last.c.isn)
                 end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
@@ -978,7 +1018,12 @@ def _chain_out(
         last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
     ):
         t = pl.table
-        rst_rows = own(len(f.legs) - 1, last.s.idx[(t.flags[last.s.idx] & RST) != 0].tolist())
+        s_rows = last.s.idx
+        rst_rows = own(
+            len(f.legs) - 1,
+            ("rst", id(last.s)),
+            lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
+        )
         if rst_rows:
             beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
             what, nb = _describe(t, rst_rows, last.s.isn)
@@ -1023,6 +1068,12 @@ def _chain_out(
         legs_out += sl
         tried += sf if sub.attempt else st
     return findings, legs_out, tried
+
+
+def _partly_delivered(dm: DirMatch) -> list[int]:
+    """Packets of which a segment (not all) went missing."""
+    und = set(dm.undelivered)
+    return [r for r in dm.undelivered_bytes if r not in und]
 
 
 def _leg_part(part: Part | None) -> LegPart | None:
