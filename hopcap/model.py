@@ -202,6 +202,37 @@ class PointSummary:
 
 
 _Strings = tuple[str, ...]  # `Leg.tuple` shadows the builtin inside that class
+_Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class LegPart:
+    """The part of a leg's connection that carried this flow, when the connection carried
+    other flows' requests too (a load balancer's reused backend connection): its
+    request/response exchanges (1-based, in order) and their byte ranges [start, end) in
+    each direction's stream, counted from the first byte after the SYN."""
+
+    exchanges: tuple[int, ...]
+    of: int  # exchanges the connection carried in all
+    c2s: _Ranges
+    s2c: _Ranges
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exchanges": list(self.exchanges),
+            "of": self.of,
+            "c2s": [list(r) for r in self.c2s],
+            "s2c": [list(r) for r in self.s2c],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LegPart:
+        return LegPart(
+            exchanges=tuple(d.get("exchanges", ())),
+            of=d.get("of", 0),
+            c2s=tuple((int(a), int(b)) for a, b in d.get("c2s", ())),
+            s2c=tuple((int(a), int(b)) for a, b in d.get("s2c", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -211,6 +242,7 @@ class Leg:
     link: str  # one of LINK_KINDS
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
+    part: LegPart | None = None  # a connection shared with other flows: this flow's part
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
@@ -218,6 +250,8 @@ class Leg:
             d["details"] = list(self.details)
         if self.latency_s is not None:
             d["latency_s"] = self.latency_s
+        if self.part is not None:
+            d["part"] = self.part.to_dict()
         return d
 
 
@@ -400,6 +434,7 @@ class Verdict:
                         link=leg.get("link", "same"),
                         details=tuple(leg.get("details", ())),
                         latency_s=leg.get("latency_s"),
+                        part=LegPart.from_dict(leg["part"]) if leg.get("part") else None,
                     )
                     for leg in f.get("legs", ())
                 ),
