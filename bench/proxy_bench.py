@@ -118,12 +118,17 @@ def write(path: Path, pkts: list[tuple[int, bytes]]) -> Path:
     return path
 
 
-def run(tmp: Path, n: int, requests: int, pool: int) -> tuple[float, int]:
+def run(tmp: Path, n: int, requests: int, pool: int, remark: bool = False) -> tuple[float, int]:
     front, back = generate(n, requests, pool)
-    pf = write(tmp / "front.pcap", front)
-    pb = write(tmp / "back.pcap", back)
+    pts = [PointInput("lb:eth0", write(tmp / "front.pcap", front)),
+           PointInput("lb:eth1", write(tmp / "back.pcap", back))]  # fmt: skip
+    if remark:
+        # the server's capture: every packet DSCP-remarked on the way (a rewrite on every
+        # packet of the shared connections, each one the finding of the flow it carried)
+        srv = [(t + 30_000, fr[:15] + b"\x20" + fr[16:]) for t, fr in back]
+        pts.append(PointInput("srv:eth0", write(tmp / "srv.pcap", srv)))
     t0, c0 = time.perf_counter(), time.process_time()
-    v = correlate([PointInput("lb:eth0", pf), PointInput("lb:eth1", pb)])
+    v = correlate(pts)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     # correctness: every client flow holds exactly its own requests' backend exchanges
     bad = 0
@@ -134,7 +139,8 @@ def run(tmp: Path, n: int, requests: int, pool: int) -> tuple[float, int]:
             for leg in fl.legs
             if leg.point == "lb:eth1"
         )
-        if got != requests or fl.findings:
+        want = {"ip.dscp"} if remark else set()
+        if got != requests or {f.field for f in fl.findings} != want:
             bad += 1
     bad += len(v.flows) - len(fronts)  # a flow of backend bytes no client claimed
     print(f"  {n:6d} conns, {len(front) + len(back):7d} packets: wall {wall:6.2f} s, cpu "
@@ -154,12 +160,16 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     failed = 0
     with tempfile.TemporaryDirectory(prefix="hopcap-proxy-bench-") as d:
-        for mode, pool in (("reused pool", args.pool), ("no reuse", 0)):
+        for mode, pool, remark in (
+            ("reused pool", args.pool, False),
+            ("no reuse", 0, False),
+            ("reused pool, DSCP remarked behind the proxy", 4, True),
+        ):
             label = f"{pool} backend connections" if pool else "one per client"
             print(f"{mode} ({label}), {args.requests} requests per client connection:")
             per: list[float] = []
             for n in sizes:
-                cpu, bad = run(Path(d), n, args.requests, pool)
+                cpu, bad = run(Path(d), n, args.requests, pool, remark)
                 per.append(cpu / n)
                 failed += bad
             ratios = ", ".join(f"{sizes[i]}: {per[i] / per[0]:.2f}x" for i in range(len(sizes)))
