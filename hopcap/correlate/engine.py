@@ -755,7 +755,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         why = ""
         if tried:
             why = ": " + _summary(pts, f, sorted(tried, key=order), legs_out)
-        summary += f" (after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why})"
+        summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
     return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
