@@ -522,6 +522,7 @@ def _details(ca: list[bytes], sa: list[bytes], cb: list[bytes], sb: list[bytes])
 
 TIME_ONLY = "linked by time only (no payload crossed)"
 ATTEMPT = "a connection attempt that carried nothing; the proxy tried again (retry/redispatch)"
+RESENT = "the request went out on it, no answer came back; the proxy sent it again (retry-on)"
 MAX_CANDIDATES = 128  # backend exchanges considered per front exchange, nearest in time
 
 
@@ -619,7 +620,9 @@ def plan_proxied(
     _plan_pipelined(a, b, bex, fex_t, owner, score, offset_ns, tol_ns)
     # group: front -> backend conn -> (front exchanges, backend exchanges)
     groups: dict[int, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
+    pairs: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for (bcid, bk), (fcid, fk) in sorted(owner.items()):
+        pairs[(fcid, bcid)].append((bk, fk))
         fl, bl = groups[fcid].setdefault(bcid, ([], []))
         if fk not in fl:
             fl.append(fk)
@@ -650,6 +653,12 @@ def plan_proxied(
             loose.append(k)
         if loose:
             plan.rest[bcid] = Part(cx, frozenset(loose))
+    # when each front exchange got an answer over some backend connection
+    answered: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for (bcid, bk), fkey in owner.items():
+        be = b.exchanges[bcid].ex[bk]
+        if be.t_s is not None:
+            answered[fkey].append((be.t, bcid))
     for fcid, per in groups.items():
         fx = a.exchanges[fcid]
         out: list[ProxyMatch] = []
@@ -665,7 +674,16 @@ def plan_proxied(
                 part = Part(cx, frozenset(bks))
                 details.append(part.label())
             sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
-            out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part))
+            # the request went out here, no answer came back, and it was sent again over
+            # another connection that got one (HAProxy's `retry-on`): a failed attempt
+            cx_ex = cx.ex
+            tried = all(cx_ex[k].t_s is None for k in bks) and all(
+                any(t > cx_ex[bk].t and other != bcid for t, other in answered[(fcid, fk)])
+                for bk, fk in pairs[(fcid, bcid)]
+            )
+            if tried:
+                details.append(RESENT)
+            out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part, attempt=tried))
         out.sort(key=lambda m: m.conn.first_ts)
         plan.fronts[fcid] = out
         lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in served]

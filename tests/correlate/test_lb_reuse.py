@@ -13,7 +13,7 @@ from pcapgen import C2S, S2C, Conv, Seg, View
 from test_path import points
 
 from hopcap.correlate import correlate
-from hopcap.correlate.link import ATTEMPT, TIME_ONLY
+from hopcap.correlate.link import ATTEMPT, RESENT, TIME_ONLY
 from hopcap.model import Flow, Verdict
 
 T0 = 1_763_790_000.0
@@ -505,3 +505,35 @@ def test_pipelined_requests_forwarded_over_two_backend_connections(tmp_path: Pat
     bfl = flow_of(v, "203.0.113.11:55001")
     part = bfl.legs[1].part
     assert bfl.legs[1].tuple == back_tuple(1) and part is not None and part.exchanges == (2,)
+
+
+def test_request_resent_after_an_empty_answer_is_a_failed_attempt_leg(tmp_path: Path) -> None:
+    """HAProxy `retry-on empty-response`: the request goes out on a first backend
+    connection, the server closes it without an answer; the proxy sends the request again
+    on a second connection, which answers. One flow, the first connection a failed
+    attempt."""
+    site = Site()
+    f = site.front(0)
+    f.request(req(0))
+    site.t = f.t
+    b0 = site.back(0)
+    b0.request(xff(req(0), f.client[0]))
+    b0.seg(S2C, "RA", tag="rst", dt=0.001)
+    site.t = b0.t
+    b1 = site.back(1)
+    b1.request(xff(req(0), f.client[0]))
+    b1.response(resp(0))
+    site.t = b1.t
+    site._at(f).response(resp(0))
+    site.t = f.t
+    site.close(f)
+    site.close(b1)
+    v = site.capture(tmp_path)
+    assert len(v.flows) == 1, [legs(fl) for fl in v.flows]
+    fl = v.flows[0]
+    assert [leg.tuple for leg in fl.legs if leg.point == "lb:eth1"] == [
+        back_tuple(0), back_tuple(1),
+    ]  # fmt: skip
+    assert RESENT in fl.legs[1].details, fl.legs[1].details
+    assert [(x.kind, x.between) for x in fl.findings] == [("reset", ("srv", "srv:eth0"))]
+    assert fl.summary.startswith("OK") and "after 1 failed connection attempt" in fl.summary
