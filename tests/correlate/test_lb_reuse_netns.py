@@ -124,32 +124,41 @@ sys.exit(1 if bad else 0)
 
 
 def capture(tmp: Path, tag: str, action: list[str]) -> list[PointInput]:
-    dumps = []
-    for name, ns, dev in POINTS:
-        f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
-        pr = subprocess.Popen(
-            ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "-B", "32768",
-             "--immediate-mode", "-U", "-w", str(f), "tcp"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        assert pr.stderr is not None
-        first = pr.stderr.readline().decode()
-        assert "listening" in first, first
-        dumps.append((name, f, pr))
-    time.sleep(0.2)
-    done = subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True,
-                          timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    time.sleep(0.5)
-    out = []
-    for name, f, pr in dumps:
-        pr.send_signal(signal.SIGINT)
-        _, err = pr.communicate(timeout=10)
-        drops = 0
-        for line in err.decode().splitlines():
-            if "dropped by kernel" in line:
-                drops = int(line.split()[0])
-        out.append(PointInput(name=name, pcap=f, kernel_drops=drops))
+    """tcpdump on every point around `action` (run in cli); the dumps are stopped also
+    when something fails."""
+    dumps: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+    out: list[PointInput] = []
+    done = None
+    try:
+        for name, ns, dev in POINTS:
+            f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
+            pr = subprocess.Popen(
+                ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "-B", "32768",
+                 "--immediate-mode", "-U", "-w", str(f), "tcp"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            dumps.append((name, f, pr))
+            assert pr.stderr is not None
+            first = pr.stderr.readline().decode()
+            assert "listening" in first, first
+        time.sleep(0.2)
+        done = subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True,
+                              timeout=60)  # fmt: skip
+        time.sleep(0.5)
+    finally:
+        for name, f, pr in dumps:
+            pr.send_signal(signal.SIGINT)
+            try:
+                _, err = pr.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+                _, err = pr.communicate()
+            drops = 0
+            for line in err.decode().splitlines():
+                if "dropped by kernel" in line:
+                    drops = int(line.split()[0])
+            out.append(PointInput(name=name, pcap=f, kernel_drops=drops))
+    assert done is not None and done.returncode == 0, done.stderr.decode()[-2000:] if done else ""
     return out
 
 
