@@ -24,6 +24,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from pcapgen import put_be
+from pcapgen import write_pcap as pcapgen_write
 
 ROUND = 16  # per request/response round: 1 request, 10 response segments, 5 ACKs
 RESP_SEGS = 10
@@ -167,59 +169,7 @@ def point_view(
     return {k: a[o] for k, a in v.items()}
 
 
-def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
-    n = v["ts"].shape[0]
-    hdr = 16 + 14 + 20 + 32
-    size = hdr + v["plen"]
-    off = np.zeros(n, np.int64)
-    off[1:] = np.cumsum(size)[:-1]
-    off += 24
-    total = 24 + int(size.sum())
-    buf = np.zeros(total, np.uint8)
-    buf[:24] = np.frombuffer(
-        np.array([0xA1B23C4D], "<u4").tobytes()
-        + np.array([2, 4], "<u2").tobytes()
-        + np.array([0, 0, 262144, 1], "<u4").tobytes(),
-        np.uint8,
-    )
-
-    def put(o: np.ndarray, val: np.ndarray, nbytes: int, big: bool) -> None:
-        val = val.astype(np.uint64)
-        for i in range(nbytes):
-            shift = (nbytes - 1 - i) * 8 if big else i * 8
-            buf[o + i] = ((val >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.uint8)
-
-    cap = 14 + 20 + 32 + v["plen"]
-    put(off, v["ts"] // 10**9, 4, False)
-    put(off + 4, v["ts"] % 10**9, 4, False)
-    put(off + 8, cap, 4, False)
-    put(off + 12, cap, 4, False)
-    e = off + 16
-    buf[e + 12] = 0x08
-    i = e + 14
-    buf[i] = 0x45
-    put(i + 2, 20 + 32 + v["plen"], 2, True)
-    put(i + 4, v["ipid"], 2, True)
-    buf[i + 6] = 0x40
-    put(i + 8, v["ttl"], 1, True)
-    buf[i + 9] = 6
-    put(i + 12, v["src"], 4, True)
-    put(i + 16, v["dst"], 4, True)
-    t = i + 20
-    put(t, v["sport"], 2, True)
-    put(t + 2, v["dport"], 2, True)
-    put(t + 4, v["seq"], 4, True)
-    put(t + 8, v["ack"], 4, True)
-    buf[t + 12] = 0x80  # 32-byte header
-    put(t + 13, v["flags"], 1, True)
-    put(t + 14, np.full(n, 502), 2, True)
-    buf[t + 20] = 1
-    buf[t + 21] = 1
-    buf[t + 22] = 8
-    buf[t + 23] = 10
-    put(t + 24, v["tsval"], 4, True)
-    put(t + 28, v["tsecr"], 4, True)
-    p = t + 32
+def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
     # payload bytes are a function of (connection, direction, stream position), so a
     # GRO-merged packet carries exactly the bytes of the segments it merged
     for j in range(RESP_SEGS):
@@ -231,9 +181,11 @@ def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
             + (v["d"][has] << 33)
             + ((v["oseq"][has] + j * SEG_LEN) & 0xFFFFFFFF)
         )
-        put(p[has] + j * SEG_LEN, key * 7919 + 12345, 8, True)
-    buf.tofile(str(path))
-    return n
+        put_be(buf, p[has] + j * SEG_LEN, key * 7919 + 12345, 8)
+
+
+def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
+    return pcapgen_write(path, v, _payload)
 
 
 def peak_rss_mb() -> float:
