@@ -5,8 +5,6 @@ The only module that prints.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import signal
 import sys
 import time
@@ -14,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from tabulate import tabulate
 
 from hopcap import __version__
 from hopcap.errors import (
@@ -25,6 +22,7 @@ from hopcap.errors import (
     EXIT_PREFLIGHT,
     HopcapError,
 )
+from hopcap.jsonout import table
 from hopcap.model import PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
@@ -182,13 +180,11 @@ def _print_verdict(verdict: Verdict) -> None:
         ]
         for p in verdict.points
     ]
-    typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    typer.echo(table(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
     typer.echo("")
     rows = verdict_rows(verdict)
     if rows:
-        typer.echo(
-            tabulate(rows, headers=["flow", "client -> server", "legs", "findings", "summary"])
-        )
+        typer.echo(table(rows, headers=["flow", "client -> server", "legs", "findings", "summary"]))
     else:
         typer.echo("no TCP connections were seen at any point")
     for w in verdict.warnings:
@@ -317,6 +313,8 @@ def run(
 
 def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     """Run the orchestrator; first Ctrl-C stops the window gracefully, second cancels."""
+    import asyncio
+
     from hopcap.orchestrator.run import run_capture
 
     progress = _Progress()
@@ -359,6 +357,8 @@ def check(
     ] = None,
 ) -> None:
     """Preflight only: reach, auth, host keys, tcpdump, sudo, interfaces, disk, clocks."""
+    import asyncio
+
     from hopcap.inventory import load
     from hopcap.orchestrator.check import check as run_check
 
@@ -388,7 +388,7 @@ def check(
         for r in results
     ]
     typer.echo(
-        tabulate(
+        table(
             rows,
             headers=["host", "address", "ssh", "tcpdump", "sudo", "capture", "free", "clock", ""],
         )
@@ -429,7 +429,10 @@ def correlate_cmd(
     except HopcapError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+        from hopcap.jsonout import dumps
+
+        sys.stdout.buffer.write(dumps(verdict.to_dict()) + b"\n")
+        sys.stdout.buffer.flush()
     else:
         _print_verdict(verdict)
         if out is not None:
@@ -536,7 +539,7 @@ def import_fortigate(
     for name, n in written.interfaces.items():
         rows.append([name, n, per_iface.get(name, "")])
     typer.echo(
-        tabulate(
+        table(
             rows,
             headers=["interface", "packets", "file"] if per_iface else ["interface", "packets"],
         )
@@ -572,7 +575,7 @@ def lab_up(
     except HopcapError as exc:
         _fail(exc)
     rows = [[h, a] for h, a in info.mgmt.items()]
-    typer.echo(tabulate(rows, headers=["host", "ssh (management)"]))
+    typer.echo(table(rows, headers=["host", "ssh (management)"]))
     typer.echo(f"\ninventory: {info.inventory}")
     typer.echo(f"try: hopcap run --inventory {info.inventory}")
 
@@ -606,7 +609,7 @@ def lab_status(prefix: PrefixOpt = "hc") -> None:
         return "up" if st.sshd[host] else "down"
 
     rows = [[ns, sshd(ns), len(st.processes.get(ns, []))] for ns in st.namespaces]
-    typer.echo(tabulate(rows, headers=["namespace", "sshd", "processes"]))
+    typer.echo(table(rows, headers=["namespace", "sshd", "processes"]))
     typer.echo(f"fault: {st.fault or 'none'}")
     if st.inventory:
         typer.echo(f"inventory: {st.inventory}")
@@ -622,7 +625,7 @@ def lab_fault(
 
     try:
         if name == "list":
-            typer.echo(tabulate(lab.fault_list(), headers=["fault", "what it does"]))
+            typer.echo(table(lab.fault_list(), headers=["fault", "what it does"]))
             return
         if name == "clear":
             lab.fault_clear(prefix)
