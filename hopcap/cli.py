@@ -5,6 +5,8 @@ The only module that prints.
 
 from __future__ import annotations
 
+import gc
+import os
 import signal
 import sys
 import time
@@ -191,7 +193,24 @@ def _print_verdict(verdict: Verdict) -> None:
         typer.echo(f"warning: {w}")
 
 
-def _correlate_run(record: RunRecord) -> Verdict:
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, help="correlate in this many processes (default: all cores)"
+    ),
+]
+
+
+def _jobs(jobs: int | None) -> int:
+    if jobs is not None:
+        return jobs
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _correlate_run(record: RunRecord, jobs: int = 1) -> Verdict:
     from hopcap.correlate import correlate
 
     points = [
@@ -209,7 +228,7 @@ def _correlate_run(record: RunRecord) -> Verdict:
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
-    return correlate(points, conntrack=conntrack or None)
+    return correlate(points, conntrack=conntrack or None, jobs=jobs)
 
 
 @app.command()
@@ -246,6 +265,7 @@ def run(
             "host; hosts with under 64 MB free always stream",
         ),
     ] = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
@@ -278,7 +298,7 @@ def run(
         _err("correlating ...")
         crash: Exception | None = None
         try:
-            verdict = _correlate_run(record)
+            verdict = _correlate_run(record, _jobs(jobs))
         except HopcapError:
             raise
         except Exception as exc:  # a bug in the correlator must not cost the captures
@@ -409,21 +429,34 @@ def correlate_cmd(
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
+    jobs: JobsOpt = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="run the partitions on this dask.distributed scheduler, e.g. "
+            "tcp://scheduler:8786 (needs hopcap[dask]; workers must see the files)",
+        ),
+    ] = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
     from hopcap.bundle import load_bundle, write_offline_bundle
     from hopcap.correlate import correlate, read_points_from_args
 
+    # a one-shot command: the cyclic collector would walk the verdict's objects again and
+    # again while they are built and encoded (there are no cycles worth collecting)
+    gc.disable()
+    kw: dict[str, Any] = {"jobs": _jobs(jobs), "dask": dask}
     try:
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
-                verdict = correlate(inputs)
+                verdict = correlate(inputs, **kw)
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict)
         else:
             inputs = read_points_from_args(points)
-            verdict = correlate(inputs)
+            verdict = correlate(inputs, **kw)
             if out is not None:
                 write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
