@@ -27,7 +27,6 @@ from hopcap.correlate.match import (
     flags_str,
     learn_deltas,
     match_batch,
-    signed32,
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
@@ -584,18 +583,11 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             # acks of this direction acknowledge the other direction's bytes
             ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-            def col(hs: list[Half | None], f: Any, dflt: int) -> I64:
-                return np.array([f(h) if h is not None else dflt for h in hs], np.int64)
-
-            has_u, has_w = col(up, lambda h: 1, 0) > 0, col(down, lambda h: 1, 0) > 0
-            isn_u, isn_w = col(up, lambda h: h.isn, 0), col(down, lambda h: h.isn, 0)
+            has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
+            has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
             base = np.where(has_w, isn_w, (isn_u + delta) & M32)
             a_base = np.where(has_u, isn_u, base)
-            ts_u, ts_w = col(up, lambda h: h.has_ts, 0) > 0, col(down, lambda h: h.has_ts, 0) > 0
             use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
-            v4_u, v4_w = col(up, lambda h: h.v == 4, 1) > 0, col(down, lambda h: h.v == 4, 1) > 0
-            len_u = col(up, lambda h: h.idx.shape[0], 0)
-            len_w = col(down, lambda h: h.idx.shape[0], 0)
             empty = (len_u == 0) | (len_w == 0)
             use_ipid = v4_u & v4_w & ((votes > 0) | empty)
             return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
@@ -615,6 +607,16 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
             if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
                 legy.link = "nat"
+
+
+def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
+    rows = [
+        (1, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]) if h is not None else (0, 0, 0, 1, 0)
+        for h in hs
+    ]
+    a = np.array(rows, np.int64).reshape(len(hs), 5)
+    return a[:, 0] > 0, a[:, 1], a[:, 2] > 0, a[:, 3] > 0, a[:, 4]
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:
@@ -724,13 +726,15 @@ def _describe(
     t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
 ) -> tuple[str, int]:
     """A short description of packets and their byte count."""
-    nbytes = 0
+    fls = t.flags[rows].tolist()
+    pls = t.plen[rows].tolist()
+    if undelivered_bytes:
+        nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
+    else:
+        nbytes = sum(pls)
     parts: list[str] = []
     kinds: dict[str, int] = {}
-    for r in rows:
-        fl = int(t.flags[r])
-        pl = int(t.plen[r])
-        nbytes += (undelivered_bytes or {}).get(r, pl)
+    for fl, pl in zip(fls, pls, strict=True):
         if fl & SYN:
             k = "SYN-ACK" if fl & ACK else "SYN"
         elif fl & RST:
@@ -747,7 +751,7 @@ def _describe(
     if fl0 & SYN:
         first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
     else:
-        rel = int(signed32(np.array([int(t.seq[r0]) - base], np.int64))[0])
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
         pl = int(t.plen[r0])
         first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
     if t.tsval[r0] >= 0:

@@ -18,6 +18,7 @@ Matched pairs are compared for rewrites beyond the expected translation.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ M32 = 0xFFFFFFFF
 CLS_ACK, CLS_SYN, CLS_FIN, CLS_RST = 0, 1, 2, 3
 
 
+@functools.lru_cache(maxsize=512)
 def flags_str(f: int) -> str:
     names = [(SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"), (URG, "URG"),
              (ECE, "ECE"), (CWR, "CWR")]  # fmt: skip
