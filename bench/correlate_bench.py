@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import shutil
@@ -201,9 +202,16 @@ def main() -> int:
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--tracemalloc", action="store_true", help="also measure Python heap (slower)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--e2e-jobs",
+        default="1,2",
+        help="also time `hopcap correlate ... --json --jobs J > v.json` end to end (a new "
+        "process) for each J; empty: skip",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from hopcap.correlate import correlate
+    from hopcap.jsonout import dumps as _dumps
     from hopcap.model import PointInput
 
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -276,6 +284,26 @@ def main() -> int:
             f"{heap_peak / 1e6:.0f} MB = {heap_peak / total:.0f} bytes/packet"
         )
 
+    e2e: dict[str, float] = {}
+    hopcap = Path(sys.executable).with_name("hopcap")
+    for j in [x for x in args.e2e_jobs.split(",") if x.strip()]:
+        cmd = [str(hopcap), "correlate"]
+        cmd += [f"{n}={f}" for n, f in zip(names, files, strict=True)]
+        cmd += ["--json", "--jobs", j.strip()]
+        out = args.dir / "v.json"
+        t0 = time.perf_counter()
+        with out.open("wb") as fh:
+            subprocess.run(cmd, check=True, stdout=fh)
+        e2e[j] = time.perf_counter() - t0
+        got = json.loads(out.read_text())
+        same = got == json.loads(_dumps(verdict.to_dict()))
+        print(
+            f"end to end `hopcap correlate ... --json --jobs {j} > v.json`: {e2e[j]:.2f} s "
+            f"({total / e2e[j] / 1e6:.2f} M packets/s); verdict identical to the in-process "
+            f"one: {same}"
+        )
+        out.unlink()
+
     if not args.no_tshark and shutil.which("tshark"):
         fields = [
             "frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq",
@@ -305,6 +333,8 @@ def main() -> int:
             f"ratio: hopcap correlate is {ts_s / hop_s:.1f}x faster than tshark merely reading "
             f"(wall), {ts_cpu / hop_cpu:.1f}x (cpu)"
         )
+        for j, w in e2e.items():
+            print(f"ratio: end to end --jobs {j} is {ts_s / w:.1f}x faster than tshark (wall)")
         print("command: " + " ".join(cmd_base) + " -r FILE")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if not args.keep:
