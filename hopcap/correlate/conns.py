@@ -113,6 +113,11 @@ class PointConns:
     by_start: list[Conn] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
 
+    def drop_link_caches(self) -> None:
+        """Free what only linking needs (fingerprints, content chunks) once it is done."""
+        self._fps = {}
+        self.chunk_cache = {}
+
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
         if not self._fps and self.halves:
             self._fps = dict(enumerate(fingerprints_all(self.table, self.halves)))

@@ -261,6 +261,9 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
         )
 
     flows = _build_flows(pts, present, links)
+    for p in pts:
+        if p.pc is not None:
+            p.pc.drop_link_caches()
     _windows(pts, present, flows)  # uses the inputs and the links, not the clocks
     return Prepared(pts, present, flows, warnings)
 
@@ -548,65 +551,85 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
                 continue
             groups.setdefault((hop.a, hop.b), []).append((f.legs[i], f.legs[i + 1], hop))
     for (a, b), items in groups.items():
-        ta, tb = pts[a].table, pts[b].table
-        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
-        ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-        n = len(items)
+        # in chunks of connections: every pair is matched on its own, so the chunks give
+        # the result of one batch while the temporaries stay bounded (memory per packet)
+        chunk: list[tuple[LegB, LegB, Hop]] = []
+        rows = 0
+        for it in items:
+            chunk.append(it)
+            for h in (it[0].c, it[0].s, it[1].c, it[1].s):
+                rows += h.idx.shape[0] if h is not None else 0
+            if rows >= MATCH_CHUNK_ROWS:
+                _match_group(pts, a, b, chunk)
+                chunk, rows = [], 0
+        if chunk:
+            _match_group(pts, a, b, chunk)
 
-        def rows(halves: list[Half | None]) -> tuple[I64, I64]:
-            arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
-            lens = np.array([x.shape[0] for x in arrs], np.int64)
-            pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
-            r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
-            return r.astype(np.int64), pid
 
-        xc = [it[0].c for it in items]
-        yc = [it[1].c for it in items]
-        xs = [it[0].s for it in items]
-        ys = [it[1].s for it in items]
-        ra_c, pa_c = rows(xc)
-        rb_c, pb_c = rows(yc)
-        ra_s, pa_s = rows(ys)  # s2c travels b -> a
-        rb_s, pb_s = rows(xs)
-        dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
-        ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+MATCH_CHUNK_ROWS = 1 << 18
 
-        def prm(
-            up: list[Half | None],
-            down: list[Half | None],
-            d: I64,
-            other: I64,
-            votes: I64,
-            n: int = n,
-        ) -> PairParams:
-            delta = np.where(d >= 0, d, 0)
-            # acks of this direction acknowledge the other direction's bytes
-            ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-            has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
-            has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
-            base = np.where(has_w, isn_w, (isn_u + delta) & M32)
-            a_base = np.where(has_u, isn_u, base)
-            use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
-            empty = (len_u == 0) | (len_w == 0)
-            use_ipid = v4_u & v4_w & ((votes > 0) | empty)
-            return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+def _match_group(pts: list[Point], a: int, b: int, items: list[tuple[LegB, LegB, Hop]]) -> None:
+    """Match the connections `items` between adjacent points `a` and `b`, as one batch."""
+    ta, tb = pts[a].table, pts[b].table
+    same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+    ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+    n = len(items)
 
-        c_out = match_batch(
-            ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
-        )
-        s_out = match_batch(
-            tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
-        )
-        for k, (legx, legy, hop) in enumerate(items):
-            if legx.c is not None or legy.c is not None:
-                hop.c2s = c_out[k]
-            if legx.s is not None or legy.s is not None:
-                hop.s2c = s_out[k]
-            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
-            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
-            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
-                legy.link = "nat"
+    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
+        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
+        lens = np.array([x.shape[0] for x in arrs], np.int64)
+        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
+        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
+        return r.astype(np.int64), pid
+
+    xc = [it[0].c for it in items]
+    yc = [it[1].c for it in items]
+    xs = [it[0].s for it in items]
+    ys = [it[1].s for it in items]
+    ra_c, pa_c = rows(xc)
+    rb_c, pb_c = rows(yc)
+    ra_s, pa_s = rows(ys)  # s2c travels b -> a
+    rb_s, pb_s = rows(xs)
+    dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
+    ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+
+    def prm(
+        up: list[Half | None],
+        down: list[Half | None],
+        d: I64,
+        other: I64,
+        votes: I64,
+        n: int = n,
+    ) -> PairParams:
+        delta = np.where(d >= 0, d, 0)
+        # acks of this direction acknowledge the other direction's bytes
+        ack_delta = np.where(other >= 0, (-other) & M32, -1)
+
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        base = np.where(has_w, isn_w, (isn_u + delta) & M32)
+        a_base = np.where(has_u, isn_u, base)
+        use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
+        empty = (len_u == 0) | (len_w == 0)
+        use_ipid = v4_u & v4_w & ((votes > 0) | empty)
+        return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+
+    c_out = match_batch(
+        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+    )
+    s_out = match_batch(
+        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+    )
+    for k, (legx, legy, hop) in enumerate(items):
+        if legx.c is not None or legy.c is not None:
+            hop.c2s = c_out[k]
+        if legx.s is not None or legy.s is not None:
+            hop.s2c = s_out[k]
+        legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
+        legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+        if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+            legy.link = "nat"
 
 
 def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
