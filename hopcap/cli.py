@@ -440,7 +440,6 @@ def correlate_cmd(
     ] = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
-    from hopcap.bundle import load_bundle, write_offline_bundle
     from hopcap.correlate import correlate, read_points_from_args
 
     # a one-shot command: the cyclic collector would walk the verdict's objects again and
@@ -448,7 +447,10 @@ def correlate_cmd(
     gc.disable()
     kw: dict[str, Any] = {"jobs": _jobs(jobs), "dask": dask}
     try:
+        # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+            from hopcap.bundle import load_bundle, write_offline_bundle
+
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
                 verdict = correlate(inputs, **kw)
@@ -458,6 +460,8 @@ def correlate_cmd(
             inputs = read_points_from_args(points)
             verdict = correlate(inputs, **kw)
             if out is not None:
+                from hopcap.bundle import write_offline_bundle
+
                 write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
         _fail(exc)
