@@ -305,6 +305,21 @@ def check_verdict(path: Path, exp: dict[str, int]) -> str:
     )
 
 
+def _output_cost(path: Path) -> tuple[float, float]:
+    """Seconds to encode the verdict in `path` as JSON and as the terminal table, in this
+    process (the output step of a run, timed on its own)."""
+    from hopcap.bundle import verdict_rows
+    from hopcap.jsonout import dumps, table
+    from hopcap.model import Verdict
+
+    v = Verdict.from_dict(json.loads(path.read_text()))
+    t0 = time.perf_counter()
+    dumps(v.to_dict())
+    t1 = time.perf_counter()
+    table(verdict_rows(v), ["flow", "client -> server", "legs", "findings", "summary"])
+    return t1 - t0, time.perf_counter() - t1
+
+
 def _size(s: str) -> int:
     s = s.strip().lower()
     mult = {"k": 1_000, "m": 1_000_000}.get(s[-1], 1)
@@ -316,7 +331,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sizes", default="100k,400k,1.6M", help="packets, both points together")
-    ap.add_argument("--jobs", default="-", help="hopcap correlate --jobs (comma list: each)")
+    ap.add_argument(
+        "--jobs",
+        default="1,2",
+        help="hopcap correlate --jobs, a comma list (each is run); `dask`: --dask on a "
+        "LocalCluster of 2 worker processes; `-`: no --jobs (the default, all cores)",
+    )
     ap.add_argument("--runs", type=int, default=1, help="hopcap runs per size (min reported)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-fwbench"))
     ap.add_argument("--no-tshark", action="store_true")
@@ -337,6 +357,15 @@ def main() -> int:
         cwalk = args.dir / "cwalk"
         subprocess.run(["cc", "-O2", "-o", str(cwalk), str(src)], check=True)
     jobs = [j.strip() for j in args.jobs.split(",")]
+    scheduler = ""
+    if "dask" in jobs:  # a local cluster of 2 worker processes, started once
+        from dask.distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        scheduler = cluster.scheduler_address
+        print(f"dask: LocalCluster of 2 worker processes at {scheduler}")
     rows: list[str] = []
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for size_s in args.sizes.split(","):
@@ -358,7 +387,10 @@ def main() -> int:
             best: tuple[float, float] | None = None
             for _ in range(args.runs):
                 cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json"]
-                cmd += ["--jobs", j] if j != "-" else []
+                if j == "dask":
+                    cmd += ["--dask", scheduler]
+                elif j != "-":
+                    cmd += ["--jobs", j]
                 cmd += args.extra.split()
                 with out.open("wb") as fh:
                     w, c = _timed(cmd, fh)
@@ -368,6 +400,10 @@ def main() -> int:
                     best = (w, c)
             assert best is not None
             res[j] = best
+        out_s, table_s = _output_cost(out)
+        print(f"output: verdict to JSON (to_dict + orjson) {out_s:.3f} s = "
+              f"{out_s / res[jobs[0]][0] * 100:.1f} % of the run; text table {table_s:.3f} s "
+              f"= {table_s / res[jobs[0]][0] * 100:.1f} %")  # fmt: skip
         rss = _peak_child_rss_mb()
         ts_w = None
         if not args.no_tshark and shutil.which("tshark") and total <= args.tshark_max:
@@ -399,8 +435,8 @@ def main() -> int:
         if not args.keep:
             for f in files:
                 f.unlink()
-    print("\n| packets | packets (exact) | connections | "
-          + " | ".join(f"hopcap --jobs {j}" for j in jobs)
+    labels = [("hopcap --dask, 2 workers" if j == "dask" else f"hopcap --jobs {j}") for j in jobs]
+    print("\n| packets | packets (exact) | connections | " + " | ".join(labels)
           + " | per packet | tshark (x slower) | C walk (hopcap / C) |")  # fmt: skip
     print("| --- " * (6 + len(jobs)) + "|")
     print("\n".join(rows))
