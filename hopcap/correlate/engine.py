@@ -102,7 +102,7 @@ def correlate(
     conntrack: Mapping[str, str] | None = None,
     jobs: int = 1,
     dask: str | None = None,
-    min_packets_per_job: int = 100_000,
+    min_packets_per_job: int = 250_000,
 ) -> Verdict:
     """Correlate the captures of `points` (path order, client side first).
 
