@@ -263,10 +263,12 @@ TSHARK_FIELDS = [
 ]  # fmt: skip
 
 
-def _timed(cmd: list[str], stdout: object = subprocess.DEVNULL) -> tuple[float, float]:
+def _timed(
+    cmd: list[str], stdout: object = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=stdout, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
+    subprocess.run(cmd, check=True, stdout=stdout, stderr=subprocess.DEVNULL, env=env, cwd="/")  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -350,6 +352,11 @@ def main() -> int:
     ap.add_argument("--tshark-max", type=_size, default=_size("1.6M"),
                     help="skip tshark above this size (it takes ~25 s per million)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of an older hopcap: `before` in --jobs runs it (same interpreter)",
+    )
     ap.add_argument("--extra", default="", help="more arguments for hopcap correlate")
     args = ap.parse_args()
     hopcap = Path(sys.executable).with_name("hopcap")
@@ -394,13 +401,17 @@ def main() -> int:
             best: tuple[float, float] | None = None
             for _ in range(args.runs):
                 cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json"]
+                env = None
                 if j == "dask":
                     cmd += ["--dask", scheduler]
+                elif j == "before":  # the same command on an older checkout (--before DIR)
+                    cmd = [sys.executable, "-m", "hopcap", *cmd[1:]]
+                    env = {**os.environ, "PYTHONPATH": str(args.before)}
                 elif j != "-":
                     cmd += ["--jobs", j]
                 cmd += args.extra.split()
                 with out.open("wb") as fh:
-                    w, c = _timed(cmd, fh)
+                    w, c = _timed(cmd, fh, env)
                 print(f"hopcap correlate --jobs {j}: wall {w:.2f} s ({n / w / 1e6:.2f} M "
                       f"packets/s), cpu {c:.2f} s; {check_verdict(out, exp)}")  # fmt: skip
                 if best is None or w < best[0]:
@@ -445,7 +456,8 @@ def main() -> int:
         if not args.keep:
             for f in files:
                 f.unlink()
-    labels = [("hopcap --dask, 2 workers" if j == "dask" else f"hopcap --jobs {j}") for j in jobs]
+    names = {"dask": "hopcap --dask, 2 workers", "before": f"before ({args.before})"}
+    labels = [names.get(j, f"hopcap --jobs {j}") for j in jobs]
     print("\n| packets | packets (exact) | connections | " + " | ".join(labels)
           + " | per packet | tshark (x slower) | C walk (hopcap / C) |")  # fmt: skip
     print("| --- " * (6 + len(jobs)) + "|")
