@@ -423,7 +423,7 @@ def main() -> int:
               f"{out_s / res[jobs[0]][0] * 100:.1f} % of the run; text table {table_s:.3f} s "
               f"= {table_s / res[jobs[0]][0] * 100:.1f} %")  # fmt: skip
         rss = _peak_child_rss_mb()
-        ts_w = None
+        ts_w = ts_c = None
         if not args.no_tshark and shutil.which("tshark") and total <= args.tshark_max:
             cmd = ["tshark", "-n", "-T", "fields"]
             for fld in TSHARK_FIELDS:
@@ -440,13 +440,16 @@ def main() -> int:
             cw = min(_timed([str(cwalk), *map(str, files)])[0] for _ in range(3))
             print(f"C walk (mmap, 12 fields): {cw:.3f} s ({n / cw / 1e6:.1f} M packets/s)")
         j0 = jobs[0]
-        w0 = res[j0][0]
+        w0, c0 = res[j0]
+        # wall / cpu; cpu is what one core does when other jobs share the machine
         cols = [
             size_s, f"{n:,}", f"{exp['conns']:,}",
-            *(f"{res[j][0]:.2f} s ({n / res[j][0] / 1e6:.2f} M/s)" for j in jobs),
-            f"{w0 / n * 1e9:.0f} ns",
-            f"{ts_w:.1f} s ({ts_w / w0:.0f}x)" if ts_w else "-",
-            f"{cw:.3f} s ({w0 / cw:.1f}x)" if cw else "-",
+            *(f"{res[j][0]:.2f} / {res[j][1]:.2f} s" for j in jobs),
+            f"{n / w0 / 1e6:.2f} / {n / c0 / 1e6:.2f}",
+            f"{w0 / n * 1e9:.0f} / {c0 / n * 1e9:.0f} ns",
+            f"{ts_w:.1f} / {ts_c:.1f} s ({ts_w / w0:.1f}x / {ts_c / c0:.1f}x)" if ts_w else "-",
+            f"{cw:.3f} s ({w0 / cw:.0f}x / {c0 / cw:.0f}x)" if cw else "-",
+            f"{out_s / c0 * 100:.1f} %",
         ]  # fmt: skip
         rows.append("| " + " | ".join(cols) + " |")
         # every page of the files is read once, so the mapped files count in full
@@ -458,9 +461,11 @@ def main() -> int:
                 f.unlink()
     names = {"dask": "hopcap --dask, 2 workers", "before": f"before ({args.before})"}
     labels = [names.get(j, f"hopcap --jobs {j}") for j in jobs]
+    print("\nwall / cpu everywhere; ratios are of the first column (" + labels[0] + ")")
     print("\n| packets | packets (exact) | connections | " + " | ".join(labels)
-          + " | per packet | tshark (x slower) | C walk (hopcap / C) |")  # fmt: skip
-    print("| --- " * (6 + len(jobs)) + "|")
+          + " | M packets/s | per packet | tshark (slower by) | C walk (hopcap slower by) "
+          "| JSON output / run cpu |")  # fmt: skip
+    print("| --- " * (8 + len(jobs)) + "|")
     print("\n".join(rows))
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     return 0
