@@ -308,6 +308,19 @@ def check_verdict(path: Path, exp: dict[str, int]) -> str:
     )
 
 
+def _heap_peak(files: list[Path]) -> int:
+    import tracemalloc
+
+    from hopcap.correlate import correlate
+    from hopcap.model import PointInput
+
+    tracemalloc.start()
+    correlate([PointInput(name="a", pcap=files[0]), PointInput(name="b", pcap=files[1])])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def _output_cost(path: Path) -> tuple[float, float]:
     """Seconds to encode the verdict in `path` as JSON and as the terminal table, in this
     process (the output step of a run, timed on its own)."""
@@ -352,6 +365,7 @@ def main() -> int:
     ap.add_argument("--tshark-max", type=_size, default=_size("1.6M"),
                     help="skip tshark above this size (it takes ~25 s per million)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--heap", action="store_true", help="also measure correlate()'s heap peak")
     ap.add_argument(
         "--before",
         type=Path,
@@ -418,6 +432,12 @@ def main() -> int:
                     best = (w, c)
             assert best is not None
             res[j] = best
+        if args.heap:
+            heap = _heap_peak(files)
+            print(
+                f"heap peak of correlate() in this process (tracemalloc, not the mapped "
+                f"files): {heap / 1e6:.0f} MB = {heap / n:.0f} bytes/packet"
+            )
         out_s, table_s = _output_cost(out)
         print(f"output: verdict to JSON (to_dict + orjson) {out_s:.3f} s = "
               f"{out_s / res[jobs[0]][0] * 100:.1f} % of the run; text table {table_s:.3f} s "
