@@ -390,7 +390,7 @@ def main() -> int:
         from dask.distributed import LocalCluster
 
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         scheduler = cluster.scheduler_address
         print(f"dask: LocalCluster of 2 worker processes at {scheduler}")

@@ -83,7 +83,7 @@ def test_dask_local_cluster_of_two_worker_processes(tmp_path: Path) -> None:
     pts = _scenario(tmp_path)
     one = correlate(pts).to_dict()
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         got = correlate(pts, dask=cluster.scheduler_address, jobs=2)
     assert got.to_dict() == one
