@@ -435,7 +435,8 @@ def correlate_cmd(
         typer.Option(
             "--dask",
             help="run the partitions on this dask.distributed scheduler, e.g. "
-            "tcp://scheduler:8786 (needs hopcap[dask]; workers must see the files)",
+            "tcp://scheduler:8786 (needs the `dask` extra of hopcap; every worker must see "
+            "the capture files at the same paths)",
         ),
     ] = None,
 ) -> None:
