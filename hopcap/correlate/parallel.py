@@ -211,9 +211,12 @@ def correlate_dask(
         n = max(parts, workers, 1)
         spec = _Spec(uuid.uuid4().hex, tuple(original), tuple(sorted(conntrack.items())), n)
         try:
-            first = client.gather(
-                [client.submit(_dask_match, spec, i, pure=False) for i in range(n)]
-            )
+            futs = [client.submit(_dask_match, spec, i, pure=False) for i in range(n)]
+            first = client.gather(futs)
+            # phase 2 of a partition where its phase 1 ran: that worker process holds the
+            # matched flows (anywhere else would read, link and match again)
+            where = client.who_has(futs)
+            hosts = [list(where.get(f.key, ())) or None for f in futs]
             facts, warnings = first[0][1], first[0][2]
             pts = [Point(i, inp, inp.name, *_host_of(inp), None) for i, inp in enumerate(points)]
             present = [i for i, f in enumerate(facts) if f is not None]
@@ -221,8 +224,12 @@ def correlate_dask(
             set_clocks(prep, [m for m, *_ in first])
             clocks = clocks_of(pts)
             built = client.gather(
-                [client.submit(_dask_finish, spec, i, clocks, pure=False) for i in range(n)]
-            )
+                [
+                    client.submit(_dask_finish, spec, i, clocks, pure=False, workers=hosts[i],
+                                  allow_other_workers=True)
+                    for i in range(n)
+                ]
+            )  # fmt: skip
         finally:
             client.run(_dask_release, spec.token)
     finally:
