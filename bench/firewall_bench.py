@@ -324,8 +324,11 @@ def _heap_peak(files: list[Path]) -> int:
 def _output_cost(path: Path) -> tuple[float, float]:
     """Seconds to encode the verdict in `path` as JSON and as the terminal table, in this
     process (the output step of a run, timed on its own)."""
-    from hopcap.bundle import verdict_rows
-    from hopcap.jsonout import dumps, table
+    import contextlib
+    import io
+
+    from hopcap.cli import _print_verdict
+    from hopcap.jsonout import dumps
     from hopcap.model import Verdict
 
     v = Verdict.from_dict(json.loads(path.read_text()))
@@ -335,7 +338,8 @@ def _output_cost(path: Path) -> tuple[float, float]:
         t0 = time.perf_counter()
         dumps(v.to_dict())
         t1 = time.perf_counter()
-        table(verdict_rows(v), ["flow", "client -> server", "legs", "findings", "summary"])
+        with contextlib.redirect_stdout(io.StringIO()):
+            _print_verdict(v, show_all=True)  # the terminal tables, every flow
         js.append(t1 - t0)
         tb.append(time.perf_counter() - t1)
     gc.enable()

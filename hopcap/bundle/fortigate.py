@@ -398,7 +398,8 @@ class _Parser:
 def parse_sniffer(text: str | Iterable[str], *, name: str = "log") -> SnifferLog:
     """Parse a FortiGate sniffer terminal log (verbose 1-6; 3 or 6 for full frames)."""
     p = _Parser(name)
-    lines = text.splitlines() if isinstance(text, str) else text
+    # a terminal ends lines with CR LF, sometimes CR CR LF; a bare CR overwrites (`_clean`)
+    lines = text.split("\n") if isinstance(text, str) else text
     for i, raw in enumerate(lines, 1):
         p.feed(i, raw.rstrip("\n"))
     return p.close()
@@ -419,6 +420,45 @@ def read_sniffer_log(path: Path) -> SnifferLog:
             "(verbose 3 or 6 dumps whole frames)",
         )
     return log
+
+
+def _tcp_syn(frame: bytes) -> int | None:
+    """The sequence number of a SYN without ACK in an Ethernet/IPv4|6 frame, else None."""
+    if len(frame) < 14:
+        return None
+    et = struct.unpack_from("!H", frame, 12)[0]
+    off = 14
+    if et == ETHERTYPE_IPV4 and len(frame) >= off + 20 and frame[off + 9] == 6:
+        off += (frame[off] & 15) * 4
+    elif et == ETHERTYPE_IPV6 and len(frame) >= off + 40 and frame[off + 6] == 6:
+        off += 40
+    else:
+        return None
+    if len(frame) < off + 14 or frame[off + 13] & 0x12 != 0x02:
+        return None
+    return int(struct.unpack_from("!I", frame, off + 4)[0])
+
+
+def path_order(log: SnifferLog) -> list[str]:
+    """The log's interfaces in the order packets from the client cross them: the first
+    connection seen opening on two interfaces enters by the one that saw its SYN first
+    (NAT keeps the SYN's sequence number; ISN randomisers are rare on FortiGates).
+    Interfaces that carried no such SYN follow in order of appearance."""
+    first: dict[tuple[int, str], int] = {}  # (seq, interface) -> time
+    for p in log.packets:
+        seq = _tcp_syn(p.data)
+        if seq is not None:
+            first.setdefault((seq, p.interface or "sniffer"), p.ts_ns)
+    by_seq: dict[int, list[tuple[int, str]]] = {}
+    for (seq, iface), ts in first.items():
+        by_seq.setdefault(seq, []).append((ts, iface))
+    order: list[str] = []
+    for seen in sorted(by_seq.values(), key=lambda s: min(s)):
+        if len(seen) > 1:
+            for _ts, iface in sorted(seen):
+                if iface not in order:
+                    order.append(iface)
+    return order + [i for i in log.interfaces if i not in order]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Collection
 
 from hopcap.errors import TransportError
+from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import HostTransport, as_root
 
 SYSCTLS = (
@@ -42,16 +44,21 @@ FACT_COMMANDS: dict[str, str] = {
 }
 
 
-def facts_script(marker: str) -> str:
+def facts_script(marker: str, only: Collection[str] | None = None) -> str:
     """One shell script for every fact (one SSH session per host, not one per fact): each
-    section is `<marker> NAME`, the command's output, `<marker>rc CODE`."""
+    section is `<marker> NAME`, the command's output, `<marker>rc CODE`. `only`: just
+    these facts (the recorder's periodic snapshots)."""
     parts = []
     for name, command in FACT_COMMANDS.items():
+        if only is not None and name not in only:
+            continue
         parts.append(f"echo '{marker} {name}'; ({command}) 2>&1; echo \"{marker}rc $?\"")
     return "; ".join(parts)
 
 
-def parse_facts(output: str, marker: str) -> tuple[dict[str, str], dict[str, str]]:
+def parse_facts(
+    output: str, marker: str, only: Collection[str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     outputs: dict[str, str] = {}
     missing: dict[str, str] = {}
     name: str | None = None
@@ -73,22 +80,26 @@ def parse_facts(output: str, marker: str) -> tuple[dict[str, str], dict[str, str
         elif name is not None:
             lines.append(line)
     for n in FACT_COMMANDS:
+        if only is not None and n not in only:
+            continue
         if n not in outputs and n not in missing:
             missing[n] = "no answer (the fact script was cut short)"
     return outputs, missing
 
 
 async def collect_facts(
-    transport: HostTransport, *, sudo: bool, is_root: bool
+    transport: HostTransport, *, sudo: bool, is_root: bool, only: Collection[str] | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Collect every fact in one remote command; return (outputs, missing reasons).
     Conntrack and the rulesets need root: with `sudo` the whole script runs through it."""
     marker = "@@hopcap-" + secrets.token_hex(6)
     try:
-        res = await transport.run(as_root(facts_script(marker), sudo and not is_root), timeout=60)
+        res = await transport.run(
+            as_root(facts_script(marker, only), sudo and not is_root), timeout=60
+        )
     except TransportError as exc:
-        return {}, {n: str(exc) for n in FACT_COMMANDS}
-    return parse_facts(res.stdout, marker)
+        return {}, {n: str(exc) for n in FACT_COMMANDS if only is None or n in only}
+    return parse_facts(res.stdout, marker, only)
 
 
 async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[float, float]:
@@ -96,8 +107,10 @@ async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[floa
 
     One remote shell answers every probe (so channel and shell start-up are not part of the
     round trip); the sample with the smallest RTT wins, as in NTP, and its error bound is
-    half that RTT.
+    half that RTT. This machine (a `connection: local` host) is the controller's clock.
     """
+    if isinstance(transport, LocalTransport):
+        return 0.0, 0.0
     proc = await transport.spawn("while read x; do date +%s.%N; done", stdin=True)
     best: tuple[float, float] | None = None
     try:

@@ -1,5 +1,5 @@
 """Output in time proportional to its size: the orjson verdict carries exactly the content
-and key order of the standard library's, the fast table is laid out like tabulate's."""
+and key order of the standard library's."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 from pcapgen import C2S, Seg, View
-from tabulate import tabulate
 from test_path import http_conv, nat_map, points
 
-from hopcap.bundle import verdict_rows
 from hopcap.correlate import correlate
-from hopcap.jsonout import dumps, table
+from hopcap.jsonout import dumps
 from hopcap.model import Verdict
 
 
@@ -54,16 +52,3 @@ def test_json_has_the_standard_librarys_content_and_key_order(tmp_path: Path) ->
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     assert out == fast + b"\n"
-
-
-def test_fast_table_is_laid_out_like_tabulate(tmp_path: Path) -> None:
-    v, _ = _verdict(tmp_path)
-    headers = ["flow", "client -> server", "legs", "findings", "summary"]
-    rows = verdict_rows(v)
-    assert table(rows, headers) == tabulate(rows, headers=headers)
-    pts = [["fw:eth0", 1234, 0, "+0.000 ms"], ["fw:eth1", 56, "?", ""], ["x", 7, None, ""]]
-    h2 = ["point", "packets", "kernel drops", "clock offset"]
-    assert table(pts, h2) == tabulate(pts, headers=h2)
-    floats = [["a", "1.5"], ["b", "10.25"]]  # decimal alignment: tabulate's own
-    assert table(floats, ["k", "v"]) == tabulate(floats, headers=["k", "v"])
-    assert table([], h2) == tabulate([], headers=h2)

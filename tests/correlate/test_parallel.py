@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+import pytest
 from pcapgen import C2S, S2C, Conv, Seg, View
 from test_path import HTTP_REQ, HTTP_RESP, nat_map, points
 
@@ -11,6 +13,7 @@ from hopcap.correlate import correlate
 from hopcap.correlate import parallel as par
 from hopcap.correlate.engine import partition, prepare, read_points
 from hopcap.model import PointInput
+from hopcap.patterns import with_patterns
 
 
 def _scenario(tmp: Path) -> list[PointInput]:
@@ -74,7 +77,7 @@ def test_dask_partitions_match_each_in_any_worker_process(tmp_path: Path) -> Non
     built = [par._dask_finish(spec, i, clocks) for i in range(3)]
     par._dask_release("t1")
     got = par.assemble(prep.pts, par._in_order(8, parts, built), warnings, facts)
-    assert got.to_dict() == one
+    assert with_patterns(got).to_dict() == one  # as correlate() finishes every verdict
 
 
 def test_dask_local_cluster_of_two_worker_processes(tmp_path: Path) -> None:
@@ -87,3 +90,20 @@ def test_dask_local_cluster_of_two_worker_processes(tmp_path: Path) -> None:
     ) as cluster:
         got = correlate(pts, dask=cluster.scheduler_address, jobs=2)
     assert got.to_dict() == one
+
+
+def test_jobs_on_a_reused_backend_connection_shared_by_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flows that share a reused backend connection may land in different partitions: each
+    matches the connection and keeps its own exchanges, as one job does."""
+    import test_lb_reuse as lb
+
+    site = lb.pooled(3, lost=1)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "three").mkdir()
+    one = site.capture(tmp_path / "one", drop=lambda s: s.tag == "lost", nat=True)
+    assert {f.kind for fl in one.flows for f in fl.findings} == {"drop"}
+    monkeypatch.setattr(lb, "correlate", partial(correlate, jobs=3, min_packets_per_job=0))
+    got = site.capture(tmp_path / "three", drop=lambda s: s.tag == "lost", nat=True)
+    assert got.to_dict() == one.to_dict()
