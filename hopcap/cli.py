@@ -5,9 +5,9 @@ The only module that prints.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
+import gc
+import os
 import shutil
 import signal
 import sys
@@ -32,6 +32,8 @@ from hopcap.errors import (
 from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
+    import asyncio
+
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
     from hopcap.orchestrator.schedule import Schedule
@@ -401,7 +403,24 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
     return True
 
 
-def _correlate_run(record: RunRecord) -> Verdict:
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, help="correlate in this many processes (default: all cores)"
+    ),
+]
+
+
+def _jobs(jobs: int | None) -> int:
+    if jobs is not None:
+        return jobs
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
     from hopcap.correlate import correlate
 
     # a recording keeps only its last --ring: the evidence starts there, not at "listening"
@@ -427,7 +446,7 @@ def _correlate_run(record: RunRecord) -> Verdict:
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
-    return correlate(points, conntrack=conntrack or None)
+    return correlate(points, conntrack=conntrack or None, jobs=_jobs(jobs))
 
 
 def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
@@ -437,11 +456,11 @@ def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
-def _correlate_kept(record: RunRecord) -> tuple[Verdict, Exception | None]:
+def _correlate_kept(record: RunRecord, jobs: int | None = None) -> tuple[Verdict, Exception | None]:
     """Correlate a run; a crash of the correlator must not cost the captures: the verdict
     then only carries a warning that says how to re-correlate."""
     try:
-        return _correlate_run(record), None
+        return _correlate_run(record, jobs), None
     except HopcapError:
         raise
     except Exception as exc:  # a bug in the correlator
@@ -520,6 +539,7 @@ def run(
             "the captures around the failing run",
         ),
     ] = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
@@ -571,7 +591,7 @@ def run(
                 shutil.rmtree(out_dir, ignore_errors=True)
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         _err("correlating ...")
-        verdict, crash = _correlate_kept(record)
+        verdict, crash = _correlate_kept(record, jobs)
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
@@ -610,6 +630,8 @@ def _with_sigint(
     """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
     progress is also what `_connector` asks passwords through): the first Ctrl-C sets
     `stop` (a graceful end), the second cancels it (remote captures are still stopped)."""
+    import asyncio  # here, not at start-up: `correlate` does without it
+
     progress = _Progress()
 
     async def main() -> T:
@@ -916,6 +938,8 @@ def check(
     ] = None,
 ) -> None:
     """Preflight only: reach, auth, host keys, tcpdump, sudo, interfaces, disk, clocks."""
+    import asyncio
+
     from hopcap.inventory import load
     from hopcap.orchestrator.check import check as run_check
 
@@ -968,27 +992,48 @@ def correlate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
     show_all: AllOpt = False,
     flow: FlowOpt = None,
+    jobs: JobsOpt = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="run the partitions on this dask.distributed scheduler, e.g. "
+            "tcp://scheduler:8786 (needs the `dask` extra of hopcap; every worker must see "
+            "the capture files at the same paths)",
+        ),
+    ] = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
-    from hopcap.bundle import load_bundle, write_offline_bundle
     from hopcap.correlate import correlate, read_points_from_args
 
+    # a one-shot command: the cyclic collector would walk the verdict's objects again and
+    # again while they are built and encoded (there are no cycles worth collecting)
+    gc.disable()
+    kw: dict[str, Any] = {"jobs": _jobs(jobs), "dask": dask}
     try:
+        # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+            from hopcap.bundle import load_bundle, write_offline_bundle
+
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
-                verdict = correlate(inputs)
+                verdict = correlate(inputs, **kw)
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict)
         else:
             inputs = read_points_from_args(points)
-            verdict = correlate(inputs)
+            verdict = correlate(inputs, **kw)
             if out is not None:
+                from hopcap.bundle import write_offline_bundle
+
                 write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+        from hopcap.jsonout import dumps
+
+        sys.stdout.buffer.write(dumps(verdict.to_dict()) + b"\n")
+        sys.stdout.buffer.flush()
     else:
         found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,10 +32,9 @@ from hopcap.correlate.match import (
     flags_str,
     learn_deltas,
     match_batch,
-    signed32,
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
-from hopcap.correlate.stages import finish_stages, plan_stages
+from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import (
     Direction,
@@ -132,34 +132,109 @@ def _host_of(inp: PointInput) -> tuple[str, str]:
 
 
 def correlate(
-    points: Sequence[PointInput], *, conntrack: Mapping[str, str] | None = None
+    points: Sequence[PointInput],
+    *,
+    conntrack: Mapping[str, str] | None = None,
+    jobs: int = 1,
+    dask: str | None = None,
+    min_packets_per_job: int = 250_000,
 ) -> Verdict:
     """Correlate the captures of `points` (path order, client side first).
 
     Stage captures of one device (`fw:receive`, `fw:firewall`, `fw:transmit`, `fw:drop`)
-    are put in processing order, and the drop stage is proof, not a point (`stages`)."""
+    are put in processing order, and the drop stage is proof, not a point (`stages`).
+
+    `jobs` > 1 partitions the connections (by their normalised tuple, once NAT links are
+    known) across that many processes; `dask` (a scheduler address) runs the partitions on
+    a dask.distributed cluster. Both give the verdict of one job. Captures smaller than
+    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves)."""
     if not points:
         raise CorrelationError("no capture points given")
-    plan = plan_stages(points)
-    points = plan.points
-    names = [p.name for p in points]
-    if len(set(names)) != len(names):
-        raise CorrelationError(f"capture point names must be unique: {names}")
-    pts: list[Point] = []
-    for i, inp in enumerate(points):
-        host, iface = _host_of(inp)
-        pc = None
-        if inp.name in plan.tables:
-            pc = build_point(plan.tables[inp.name])
-        elif inp.pcap is not None:
-            pc = build_point(read_capture(Path(inp.pcap)))
-        pts.append(Point(i, inp, inp.name, host, iface, pc))
+    # the engine allocates millions of objects and no reference cycles worth collecting:
+    # the cyclic collector's passes over them cost more than half of the flow stage
+    was = gc.isenabled()
+    gc.disable()
     try:
-        return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
+        plan = plan_stages(points)
+        _check_points(plan.points)
+        verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
+        return with_patterns(finish_stages(verdict, plan))
+    finally:
+        if was:
+            gc.enable()
+
+
+def _correlate(
+    original: Sequence[PointInput],
+    plan: StagePlan,
+    conntrack: Mapping[str, str],
+    jobs: int,
+    dask: str | None,
+    min_packets_per_job: int,
+) -> Verdict:
+    if dask is not None:
+        from hopcap.correlate.parallel import correlate_dask
+
+        return correlate_dask(original, plan.points, conntrack, dask, max(jobs, 1))
+    pts = read_points(plan.points, tables=plan.tables, threads=jobs)
+    try:
+        prep = prepare(pts, conntrack)
+        total = sum(len(p.table) for p in pts if p.pc is not None)
+        n = max(1, min(jobs, total // max(min_packets_per_job, 1), len(prep.flows)))
+        if n > 1:
+            from hopcap.correlate.parallel import run_forked
+
+            built = run_forked(prep, n)
+        else:
+            every = list(range(len(prep.flows)))
+            set_clocks(prep, [match_part(prep, every)])
+            built = finish_part(prep, every)
+        return assemble(prep.pts, built, prep.warnings, point_facts(prep.pts))
     finally:
         for p in pts:
             if p.pc is not None:
                 p.pc.table.close()
+
+
+def _check_points(points: Sequence[PointInput]) -> None:
+    if not points:
+        raise CorrelationError("no capture points given")
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise CorrelationError(f"capture point names must be unique: {names}")
+
+
+def read_points(
+    points: Sequence[PointInput],
+    *,
+    tables: Mapping[str, PacketTable] | None = None,
+    threads: int = 1,
+) -> list[Point]:
+    """Read and index every point's capture (or its table, for a device's stage points);
+    several at once in threads (the record walk and numpy release the interpreter lock)."""
+    _check_points(points)
+
+    def load(inp: PointInput) -> PointConns | None:
+        if tables and inp.name in tables:
+            return build_point(tables[inp.name])
+        return build_point(read_capture(Path(inp.pcap))) if inp.pcap is not None else None
+
+    files = sum(1 for inp in points if inp.pcap is not None)
+    if threads > 1 and files > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from hopcap.correlate._fastwalk import available
+
+        available()  # compile/load the helper once, before the threads race for it
+        with ThreadPoolExecutor(min(threads, files)) as ex:
+            pcs = list(ex.map(load, points))
+    else:
+        pcs = [load(inp) for inp in points]
+    pts = []
+    for i, (inp, pc) in enumerate(zip(points, pcs, strict=True)):
+        host, iface = _host_of(inp)
+        pts.append(Point(i, inp, inp.name, host, iface, pc))
+    return pts
 
 
 def _hint_ns(p: Point, first: Point) -> int | None:
@@ -169,7 +244,33 @@ def _hint_ns(p: Point, first: Point) -> int | None:
     return round((a - (b or 0.0)) * NS)
 
 
-def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
+@dataclass
+class Prepared:
+    """Every point read, adjacent points linked, flows built: what the partitions share."""
+
+    pts: list[Point]
+    present: list[int]
+    flows: list[FlowB]
+    warnings: list[str]
+
+
+# per hop (a, b): the smallest one-way delay seen c2s and s2c (raw clocks), or None
+Minima = dict[tuple[int, int], tuple[int | None, int | None]]
+
+
+@dataclass(frozen=True)
+class PointFacts:
+    """What the verdict says about a point's capture (so that a process without the
+    tables, e.g. a dask client, can write the verdict)."""
+
+    records: int
+    first_ns: int | None
+    last_ns: int | None
+    warnings: tuple[str, ...]
+    kernel_drops: int | None
+
+
+def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
     present = [p.idx for p in pts if p.pc is not None]
     warnings: list[str] = []
     for p in pts:
@@ -195,11 +296,98 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         )
 
     flows = _build_flows(pts, present, links)
-    _match_hops(pts, flows)
-    _estimate_clocks(pts, present, flows)
-    _windows(pts, present, flows)
-    verdict_flows = [_finish_flow(pts, present, f) for f in flows]
-    verdict_flows.sort(key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
+    for p in pts:
+        if p.pc is not None:
+            p.pc.drop_link_caches()
+    _windows(pts, present, flows)  # uses the inputs and the links, not the clocks
+    return Prepared(pts, present, flows, warnings)
+
+
+def partition(prep: Prepared, n: int) -> list[list[int]]:
+    """Flow indices in `n` parts by a hash of the flow's normalised tuple at its first
+    point (the same in either direction; NAT links are already part of the flow)."""
+    parts: list[list[int]] = [[] for _ in range(n)]
+    for i, f in enumerate(prep.flows):
+        leg = f.legs[0]
+        h = leg.c if leg.c is not None else leg.s
+        assert h is not None
+        parts[min(h.tkey, h.rkey) % n].append(i)
+    return parts
+
+
+def match_part(prep: Prepared, idxs: Sequence[int]) -> Minima:
+    """Match every hop of the flows `idxs`; the per-hop delay minima for the clocks."""
+    flows = [prep.flows[i] for i in idxs]
+    _match_hops(prep.pts, flows)
+    out: Minima = {}
+    for f in _chains(flows):
+        for hop in f.hops:
+            m1, m2 = out.get((hop.a, hop.b), (None, None))
+            if hop.c2s is not None and hop.c2s.d_min is not None:
+                m1 = hop.c2s.d_min if m1 is None else min(m1, hop.c2s.d_min)
+            if hop.s2c is not None and hop.s2c.d_min is not None:
+                m2 = hop.s2c.d_min if m2 is None else min(m2, hop.s2c.d_min)
+            out[(hop.a, hop.b)] = (m1, m2)
+    return out
+
+
+def merge_minima(parts: Sequence[Minima]) -> Minima:
+    out: Minima = {}
+    for m in parts:
+        for k, (x1, x2) in m.items():
+            y1, y2 = out.get(k, (None, None))
+            out[k] = (
+                x1 if y1 is None else (y1 if x1 is None else min(x1, y1)),
+                x2 if y2 is None else (y2 if x2 is None else min(x2, y2)),
+            )
+    return out
+
+
+def set_clocks(prep: Prepared, minima: Sequence[Minima]) -> None:
+    _estimate_clocks(prep.pts, prep.present, merge_minima(minima))
+
+
+def clocks_of(pts: list[Point]) -> list[tuple[int, int | None]]:
+    return [(p.offset_ns, p.offset_err_ns) for p in pts]
+
+
+def apply_clocks(pts: list[Point], clocks: Sequence[tuple[int, int | None]]) -> None:
+    for p, (off, err) in zip(pts, clocks, strict=True):
+        p.offset_ns, p.offset_err_ns = off, err
+
+
+def finish_part(prep: Prepared, idxs: Sequence[int]) -> list[Built]:
+    return [_finish_flow(prep.pts, prep.present, prep.flows[i]) for i in idxs]
+
+
+def point_facts(pts: list[Point]) -> list[PointFacts | None]:
+    out: list[PointFacts | None] = []
+    for p in pts:
+        if p.pc is None:
+            out.append(None)
+            continue
+        t = p.table
+        n = len(t)
+        out.append(
+            PointFacts(
+                t.records,
+                int(t.ts.min()) if n else None,
+                int(t.ts.max()) if n else None,
+                tuple(t.warnings),
+                p.kernel_drops,
+            )
+        )
+    return out
+
+
+def assemble(
+    pts: list[Point],
+    built: list[Built],
+    warnings: list[str],
+    facts: Sequence[PointFacts | None],
+) -> Verdict:
+    """The verdict from every flow's findings (in flow order) and the points' facts."""
+    verdict_flows = sorted(built, key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
     out_flows = tuple(
         Flow(
             id=f"f{i + 1}",
@@ -214,29 +402,31 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         for i, f in enumerate(verdict_flows)
     )
     summaries = []
-    for p in pts:
-        t = p.pc.table if p.pc is not None else None
+    for p, t in zip(pts, facts, strict=True):
         summaries.append(
             PointSummary(
                 name=p.name,
                 host=p.host,
                 interface=p.iface,
                 packets=t.records if t is not None else 0,
-                kernel_drops=p.kernel_drops,
+                kernel_drops=p.inp.kernel_drops
+                if p.inp.kernel_drops is not None
+                else (t.kernel_drops if t is not None else None),
                 clock_offset_s=(p.offset_ns / NS) if t is not None else None,
                 clock_error_s=(p.offset_err_ns / NS) if p.offset_err_ns is not None else None,
-                first_ts=(int(t.ts.min()) / NS) if t is not None and len(t) else None,
-                last_ts=(int(t.ts.max()) / NS) if t is not None and len(t) else None,
-                warnings=tuple(t.warnings)
+                first_ts=(t.first_ns / NS) if t is not None and t.first_ns is not None else None,
+                last_ts=(t.last_ns / NS) if t is not None and t.last_ns is not None else None,
+                warnings=t.warnings
                 if t is not None
                 else (
                     (f"missing: {p.inp.missing_reason}",) if p.inp.missing_reason else ("missing",)
                 ),
             )
         )
-    for p in pts:
-        if p.pc is not None:
-            warnings.extend(p.pc.table.warnings)
+    warnings = list(warnings)
+    for t in facts:
+        if t is not None:
+            warnings.extend(t.warnings)
     return Verdict(points=tuple(summaries), flows=out_flows, warnings=tuple(warnings))
 
 
@@ -428,74 +618,101 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             key = (id(x.c), id(x.s), id(y.c), id(y.s))
             groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
     for (a, b), same in groups.items():
-        items = [v[0] for v in same.values()]
-        ta, tb = pts[a].table, pts[b].table
-        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
-        ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-        n = len(items)
+        # in chunks of connections: every pair is matched on its own, so the chunks give
+        # the result of one batch while the temporaries stay bounded (memory per packet)
+        chunk: list[list[tuple[LegB, LegB, Hop]]] = []
+        rows = 0
+        for dups in same.values():
+            chunk.append(dups)
+            x, y, _hop = dups[0]
+            for h in (x.c, x.s, y.c, y.s):
+                rows += h.idx.shape[0] if h is not None else 0
+            if rows >= MATCH_CHUNK_ROWS:
+                _match_group(pts, a, b, chunk)
+                chunk, rows = [], 0
+        if chunk:
+            _match_group(pts, a, b, chunk)
 
-        def rows(halves: list[Half | None]) -> tuple[I64, I64]:
-            arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
-            lens = np.array([x.shape[0] for x in arrs], np.int64)
-            pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
-            r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
-            return r.astype(np.int64), pid
 
-        xc = [it[0].c for it in items]
-        yc = [it[1].c for it in items]
-        xs = [it[0].s for it in items]
-        ys = [it[1].s for it in items]
-        ra_c, pa_c = rows(xc)
-        rb_c, pb_c = rows(yc)
-        ra_s, pa_s = rows(ys)  # s2c travels b -> a
-        rb_s, pb_s = rows(xs)
-        dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
-        ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+MATCH_CHUNK_ROWS = 1 << 18
 
-        def prm(
-            up: list[Half | None],
-            down: list[Half | None],
-            d: I64,
-            other: I64,
-            votes: I64,
-            n: int = n,
-        ) -> PairParams:
-            delta = np.where(d >= 0, d, 0)
-            # acks of this direction acknowledge the other direction's bytes
-            ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-            def col(hs: list[Half | None], f: Any, dflt: int) -> I64:
-                return np.array([f(h) if h is not None else dflt for h in hs], np.int64)
+def _match_group(
+    pts: list[Point], a: int, b: int, groups: list[list[tuple[LegB, LegB, Hop]]]
+) -> None:
+    """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
+    (a group: the hops of every flow that crosses one connection pair; matched once)."""
+    items = [g[0] for g in groups]
+    ta, tb = pts[a].table, pts[b].table
+    same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+    ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+    n = len(items)
 
-            has_u, has_w = col(up, lambda h: 1, 0) > 0, col(down, lambda h: 1, 0) > 0
-            isn_u, isn_w = col(up, lambda h: h.isn, 0), col(down, lambda h: h.isn, 0)
-            base = np.where(has_w, isn_w, (isn_u + delta) & M32)
-            a_base = np.where(has_u, isn_u, base)
-            ts_u, ts_w = col(up, lambda h: h.has_ts, 0) > 0, col(down, lambda h: h.has_ts, 0) > 0
-            use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
-            v4_u, v4_w = col(up, lambda h: h.v == 4, 1) > 0, col(down, lambda h: h.v == 4, 1) > 0
-            len_u = col(up, lambda h: h.idx.shape[0], 0)
-            len_w = col(down, lambda h: h.idx.shape[0], 0)
-            empty = (len_u == 0) | (len_w == 0)
-            use_ipid = v4_u & v4_w & ((votes > 0) | empty)
-            return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
+        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
+        lens = np.array([x.shape[0] for x in arrs], np.int64)
+        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
+        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
+        return r.astype(np.int64), pid
 
-        c_out = match_batch(
-            ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
-        )
-        s_out = match_batch(
-            tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
-        )
-        for k, dups in enumerate(same.values()):
-            for legx, legy, hop in dups:
-                if legx.c is not None or legy.c is not None:
-                    hop.c2s = c_out[k]
-                if legx.s is not None or legy.s is not None:
-                    hop.s2c = s_out[k]
-                legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
-                legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
-                if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
-                    legy.link = "nat"
+    xc = [it[0].c for it in items]
+    yc = [it[1].c for it in items]
+    xs = [it[0].s for it in items]
+    ys = [it[1].s for it in items]
+    ra_c, pa_c = rows(xc)
+    rb_c, pb_c = rows(yc)
+    ra_s, pa_s = rows(ys)  # s2c travels b -> a
+    rb_s, pb_s = rows(xs)
+    dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
+    ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+
+    def prm(
+        up: list[Half | None],
+        down: list[Half | None],
+        d: I64,
+        other: I64,
+        votes: I64,
+        n: int = n,
+    ) -> PairParams:
+        delta = np.where(d >= 0, d, 0)
+        # acks of this direction acknowledge the other direction's bytes
+        ack_delta = np.where(other >= 0, (-other) & M32, -1)
+
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        base = np.where(has_w, isn_w, (isn_u + delta) & M32)
+        a_base = np.where(has_u, isn_u, base)
+        use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
+        empty = (len_u == 0) | (len_w == 0)
+        use_ipid = v4_u & v4_w & ((votes > 0) | empty)
+        return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+
+    c_out = match_batch(
+        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+    )
+    s_out = match_batch(
+        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+    )
+    for k, dups in enumerate(groups):
+        for legx, legy, hop in dups:
+            if legx.c is not None or legy.c is not None:
+                hop.c2s = c_out[k]
+            if legx.s is not None or legy.s is not None:
+                hop.s2c = s_out[k]
+            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
+            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+                legy.link = "nat"
+
+
+def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
+    rows = [
+        (1, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]) if h is not None else (0, 0, 0, 1, 0)
+        for h in hs
+    ]
+    a = np.array(rows, np.int64).reshape(len(hs), 5)
+    return a[:, 0] > 0, a[:, 1], a[:, 2] > 0, a[:, 3] > 0, a[:, 4]
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:
@@ -511,16 +728,9 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
 # --------------------------------------------------------------------------- clocks
 
 
-def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
-    d1: dict[tuple[int, int], list[int]] = {}
-    d2: dict[tuple[int, int], list[int]] = {}
-    for f in _chains(flows):
-        for hop in f.hops:
-            pa, pb = pts[hop.a], pts[hop.b]
-            if hop.c2s is not None and hop.c2s.d_min is not None:
-                d1.setdefault((hop.a, hop.b), []).append(hop.c2s.d_min)
-            if hop.s2c is not None and hop.s2c.d_min is not None:
-                d2.setdefault((hop.a, hop.b), []).append(hop.s2c.d_min)
+def _estimate_clocks(pts: list[Point], present: list[int], minima: Minima) -> None:
+    d1 = {k: m1 for k, (m1, _m2) in minima.items() if m1 is not None}
+    d2 = {k: m2 for k, (_m1, m2) in minima.items() if m2 is not None}
     first = present[0] if present else 0
     if present:
         pts[first].offset_ns = 0
@@ -533,15 +743,15 @@ def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -
         if pa.host == pb.host:
             rel, err = 0, 0
         elif (a, b) in d1 and (a, b) in d2:
-            m1, m2 = min(d1[(a, b)]), min(d2[(a, b)])
+            m1, m2 = d1[(a, b)], d2[(a, b)]
             rel = (m1 - m2) // 2
             err = max((m1 + m2) // 2, 0)
         elif rel_hint is not None:
             rel, err = rel_hint, None
         elif (a, b) in d1:
-            rel, err = min(d1[(a, b)]), None
+            rel, err = d1[(a, b)], None
         elif (a, b) in d2:
-            rel, err = -min(d2[(a, b)]), None
+            rel, err = -d2[(a, b)], None
         else:
             rel, err = 0, None
         pb.offset_ns = pa.offset_ns + rel
@@ -612,13 +822,15 @@ def _describe(
     t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
 ) -> tuple[str, int]:
     """A short description of packets and their byte count."""
-    nbytes = 0
+    fls = t.flags[rows].tolist()
+    pls = t.plen[rows].tolist()
+    if undelivered_bytes:
+        nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
+    else:
+        nbytes = sum(pls)
     parts: list[str] = []
     kinds: dict[str, int] = {}
-    for r in rows:
-        fl = int(t.flags[r])
-        pl = int(t.plen[r])
-        nbytes += (undelivered_bytes or {}).get(r, pl)
+    for fl, pl in zip(fls, pls, strict=True):
         if fl & SYN:
             k = "SYN-ACK" if fl & ACK else "SYN"
         elif fl & RST:
@@ -635,7 +847,7 @@ def _describe(
     if fl0 & SYN:
         first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
     else:
-        rel = int(signed32(np.array([int(t.seq[r0]) - base], np.int64))[0])
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
         pl = int(t.plen[r0])
         first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
     if t.tsval[r0] >= 0:

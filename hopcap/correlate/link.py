@@ -43,6 +43,10 @@ def link_halves(
                 hits.append(h.hid)
     cands: list[tuple[float, int, int]] = []
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
+    by_str: dict[tuple[str, str], list[Half]] = {}
+    if ct:
+        for g in b.halves:
+            by_str.setdefault((g.src_str, g.dst_str), []).append(g)
     for h in a.halves:
         scores: dict[int, float] = {}
         strong: set[int] = set()  # candidates sharing an identity key, not just payload
@@ -65,10 +69,9 @@ def link_halves(
         # conntrack: ground truth for the translated tuple
         want = ct.get((h.src_str, h.dst_str)) if ct else None
         if want is not None:
-            for g in b.halves:
-                if (g.src_str, g.dst_str) == want:
-                    scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
-                    strong.add(g.hid)
+            for g in by_str.get(want, ()):  # an index: a scan per half was quadratic
+                scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
+                strong.add(g.hid)
         for hid, sc in scores.items():
             g = b.halves[hid]
             if g.synack != h.synack and (g.syn and h.syn):
