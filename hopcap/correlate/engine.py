@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import pairwise
 from operator import attrgetter
@@ -33,7 +33,17 @@ from hopcap.correlate.match import (
     match_batch,
     signed32,
 )
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
+from hopcap.correlate.reader import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    PacketTable,
+    link_name,
+    read_capture,
+    tunnel_str,
+    unreadable,
+)
 from hopcap.correlate.stages import finish_stages, plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import (
@@ -70,6 +80,7 @@ class Point:
     # and lists of packets split by exchange (`_Sel.rows`)
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
+    records: int = 0  # of an unreadable capture (pc None)
 
     @property
     def table(self) -> PacketTable:
@@ -148,12 +159,19 @@ def correlate(
     pts: list[Point] = []
     for i, inp in enumerate(points):
         host, iface = _host_of(inp)
-        pc = None
+        pt = Point(i, inp, inp.name, host, iface, None)
         if inp.name in plan.tables:
-            pc = build_point(plan.tables[inp.name])
+            pt.pc = build_point(plan.tables[inp.name])
         elif inp.pcap is not None:
-            pc = build_point(read_capture(Path(inp.pcap)))
-        pts.append(Point(i, inp, inp.name, host, iface, pc))
+            t = read_capture(Path(inp.pcap))
+            why = unreadable(t)
+            if why is None:
+                pt.pc = build_point(t)
+            else:  # nothing of it can be read: a missing point, its segments are gaps
+                pt.inp = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
+                pt.records, pt.warnings = t.records, list(t.warnings)
+                t.close()
+        pts.append(pt)
     try:
         return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
     finally:
@@ -176,6 +194,13 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         if p.pc is None:
             why = p.inp.missing_reason or "no capture file"
             warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
+        elif not len(p.pc.table):
+            tb = p.pc.table
+            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types)) or "none"
+            warnings.append(
+                f"point {p.name}: no TCP packet could be read from its {tb.records} packets "
+                f"(link type {kinds}); flows through it are gaps there"
+            )
     ct_pairs = []
     for text in conntrack.values():
         ct_pairs.extend(parse_conntrack(text))
@@ -221,7 +246,7 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
                 name=p.name,
                 host=p.host,
                 interface=p.iface,
-                packets=t.records if t is not None else 0,
+                packets=t.records if t is not None else p.records,
                 kernel_drops=p.kernel_drops,
                 clock_offset_s=(p.offset_ns / NS) if t is not None else None,
                 clock_error_s=(p.offset_err_ns / NS) if p.offset_err_ns is not None else None,
@@ -230,8 +255,14 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
                 warnings=tuple(t.warnings)
                 if t is not None
                 else (
-                    (f"missing: {p.inp.missing_reason}",) if p.inp.missing_reason else ("missing",)
+                    *p.warnings,
+                    *(
+                        (f"missing: {p.inp.missing_reason}",)
+                        if p.inp.missing_reason
+                        else ("missing",)
+                    ),
                 ),
+                missing=None if t is not None else (p.inp.missing_reason or "no capture file"),
             )
         )
     for p in pts:
@@ -1057,6 +1088,7 @@ def _chain_out(
                 details=leg.details,
                 latency_s=lat,
                 part=_leg_part(leg.part),
+                tunnel=_leg_tunnel(pts[leg.point].table, leg),
             )
         )
     tried: list[Finding] = []
@@ -1087,6 +1119,12 @@ def _leg_part(part: Part | None) -> LegPart | None:
         c2s=tuple(ex[k].c for k in ks),
         s2c=tuple(ex[k].s for k in ks),
     )
+
+
+def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
+    """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    codes = np.unique(t.tun[np.concatenate([_rows(leg.c), _rows(leg.s)])])
+    return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
 
 
 def _leg_tuple(leg: LegB) -> str:
