@@ -1,0 +1,137 @@
+"""Real captures of tunnels and serial links (tests/data/tcpdump-tunnels, tcpdump's own
+test data): the reader finds every inner TCP packet tcpdump's expected decoding lists,
+with the same endpoints, lengths and VNIs, on both parse paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hopcap.correlate import _fastwalk, correlate, read_capture
+from hopcap.correlate.reader import _COLUMNS, _L3, addr_str, tunnel_str, walk_records
+from hopcap.model import PointInput
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "tcpdump-tunnels"
+PKT = re.compile(r"^\s+\d+\s+\d{4}-\d\d-\d\d ")
+TCP = re.compile(r"(\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\](.*)")
+CASES = [
+    ("geneve.pcap", "geneve-tcp.out"),
+    ("geneve-gcp.pcap", "geneve-gcp.out"),
+    *[(f"gso-ipv{a}-{k}-ipv{b}.pcap", f"gso-ipv{a}-{k}-ipv{b}.out")
+      for a in (4, 6) for k in ("vxlan", "geneve") for b in (4, 6)],
+    ("bigtcp-ipv4-vxlan-ipv4.pcap", "bigtcp-ipv4-vxlan-ipv4.out"),
+    ("bigtcp-ipv6-geneve-ipv6.pcap", "bigtcp-ipv6-geneve-ipv6.out"),
+]  # fmt: skip
+
+
+def oracle(out: Path) -> list[tuple[str, int, str, int, int | None, int, str]]:
+    """Per TCP packet in tcpdump's decoding: the innermost endpoints, seq (SYNs only:
+    tcpdump prints the others relative), payload length and the tunnel."""
+    pkts: list[str] = []
+    for line in out.read_text().splitlines():
+        if PKT.match(line) or not pkts:
+            pkts.append(line)
+        else:
+            pkts[-1] += " " + line
+    got = []
+    for p in pkts:
+        m = list(TCP.finditer(p))
+        if not m:
+            continue
+        src, sport, dst, dport, flags, rest = m[-1].groups()
+        seq = re.search(r"seq (\d+)", rest)
+        length = re.search(r"length (\d+)", rest)
+        assert length is not None, p
+        vni = re.search(r"vni (0x[0-9a-f]+|\d+)", p)
+        kind = "vxlan" if "VXLAN" in p else "geneve"
+        tun = f"{kind} vni {int(vni.group(1), 0)}" if vni else ""
+        syn_seq = int(seq.group(1)) if seq and "S" in flags else None
+        got.append((src, int(sport), dst, int(dport), syn_seq, int(length.group(1)), tun))
+    return got
+
+
+@pytest.mark.parametrize(("pcap", "out"), CASES, ids=[c[0] for c in CASES])
+def test_inner_tcp_as_tcpdump_decodes_it(pcap: str, out: str) -> None:
+    want = oracle(DATA / out)
+    assert want, out
+    for compiled in (True, False):
+        _fastwalk.disabled = not compiled
+        try:
+            t = read_capture(DATA / pcap)
+        finally:
+            _fastwalk.disabled = False
+        got = []
+        for i in range(len(t)):
+            v = int(t.v[i])
+            syn = want[len(got)][4] if len(got) < len(want) else None
+            got.append((
+                addr_str(v, int(t.src_hi[i]), int(t.src_lo[i])), int(t.sport[i]),
+                addr_str(v, int(t.dst_hi[i]), int(t.dst_lo[i])), int(t.dport[i]),
+                int(t.seq[i]) if syn is not None else None, int(t.plen[i]),
+                tunnel_str(int(t.tun[i])),
+            ))  # fmt: skip
+        assert got == want, (pcap, compiled)
+        assert int(t.pl_cap.sum()) == int(t.plen.sum())  # all captured, nothing beyond
+        assert not t.warnings
+        t.close()
+
+
+def test_both_paths_identical_on_real_captures() -> None:
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    for f in sorted(DATA.glob("*.pcap")):
+        fast = read_capture(f)
+        _fastwalk.disabled = True
+        try:
+            slow = read_capture(f)
+        finally:
+            _fastwalk.disabled = False
+        assert fast.records == slow.records and len(fast) == len(slow), f
+        for col in _COLUMNS:
+            a, b = np.asarray(getattr(fast, col)), np.asarray(getattr(slow, col))
+            assert a.shape == b.shape and (a == b).all(), (f, col)
+
+
+def test_geneve_session_is_one_flow_with_its_tunnels() -> None:
+    """The SSH session inside GENEVE (VNI 11 from the client, 10 back): one flow, the
+    tunnels as the leg's detail, nothing found (the capture is complete)."""
+    v = correlate([PointInput(name="gw:eth0", pcap=DATA / "geneve.pcap")])
+    assert len(v.flows) == 1
+    f = v.flows[0]
+    assert (f.client, f.server) == ("30.0.0.2:51225", "30.0.0.1:22")
+    assert f.legs[0].tunnel == "geneve vni 10, geneve vni 11"
+    assert not any(x.kind in ("drop", "inject", "rewrite") for x in f.findings)
+
+
+def test_ppp_with_mpls_and_cisco_hdlc_reach_the_network_layer() -> None:
+    """PPP (9) carrying MPLS-labelled and plain IPv4; Cisco HDLC (104) carrying SLARP,
+    pings and an unknown protocol: both link types are read (no warning, not a missing
+    point); every IPv4 header is found (as tcpdump decodes them), nothing else is."""
+    for name, link in (("mpls-traceroute.pcap", 9), ("HDLC.pcap", 104)):
+        t = read_capture(DATA / name)
+        assert t.link_types == {link: t.records} and t.records > 0 and not t.warnings
+        t.close()
+        v = correlate([PointInput(name="r:ser0", pcap=DATA / name)])
+        assert v.points[0].missing is None and v.points[0].packets > 0
+        assert any(f"link type {link} (" in w for w in v.warnings)  # no TCP: said so
+    p = DATA / "mpls-traceroute.pcap"
+    buf = p.read_bytes()
+    rec = walk_records(p, buf)
+    u8 = np.frombuffer(buf, np.uint8)
+    l3, et, _l4, proto, _lim, tun = _L3(u8).find(
+        rec.off, rec.off + rec.cap, rec.off + rec.cap, rec.link
+    )
+    assert (l3 >= 0).all() and (et == 0x0800).all() and not tun.any()
+    assert set(proto.tolist()) == {1, 17}
+    labelled = l3 - rec.off == 8  # PPP header 4 + one MPLS label 4
+    assert labelled.sum() == 9 and ((l3 - rec.off)[~labelled] == 4).all()
+    h = DATA / "HDLC.pcap"
+    hb = h.read_bytes()
+    hr = walk_records(h, hb)
+    found = _L3(np.frombuffer(hb, np.uint8)).find(hr.off, hr.off + hr.cap, hr.off + hr.cap, hr.link)
+    ip = found[0] >= 0
+    assert ip.sum() == 10 and set(found[3][ip].tolist()) == {1}  # the 10 pings, nothing else
+    assert ((found[0] - hr.off)[ip] == 4).all()
