@@ -127,7 +127,8 @@ static inline int ip_ok(const uint8_t *r, long hc, long l3, uint32_t et) {
     return 0;
 }
 /* the header after IP (past IPv6 extension headers): offset, or -1 for a later fragment */
-static long ip_next(const uint8_t *r, long hc, long l3, uint32_t et, uint32_t *proto) {
+#define HOT static inline __attribute__((always_inline))
+HOT long ip_next(const uint8_t *r, long hc, long l3, uint32_t et, uint32_t *proto) {
     if (et == 0x0800) {
         *proto = r[l3 + 9];
         return (b16(r + l3 + 6) & 0x1FFF) ? -1 : l3 + (r[l3] & 15) * 4;
@@ -145,6 +146,7 @@ static long ip_next(const uint8_t *r, long hc, long l3, uint32_t et, uint32_t *p
 }
 /* a tunnel header at l4: the inner network header (pos, et) and the tunnel's code
    (kind | 16 if it has an id | id << 8; kinds in reader.TUNNEL_KINDS) */
+__attribute__((noinline))  /* the rare path: keeps find_l3 small enough to inline */
 static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oet, long *pos,
                  uint32_t *et, int64_t *tun) {
     if (proto == 4 || proto == 41) {
@@ -196,15 +198,17 @@ static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oe
 /* the innermost IP header of a record: its offset (or -1), ethertype, the header after
    it (l4 may be -1) and its protocol; lim: where the data ends (caplen, cut at the end
    of every outer IP packet: bytes after an IP total length are never payload) */
-static long find_l3(const uint8_t *r, long hc, long cap, long link, uint32_t *et, long *l4,
-                    uint32_t *proto, long *lim, int64_t *tun) {
+HOT long find_l3(const uint8_t *r, long hc, long cap, long link, uint32_t *et,
+            long *l4, uint32_t *proto, long *lim, int64_t *tun) {
     long l3;
     *lim = cap; *tun = 0;
     if (!link_hdr(r, hc, link, &l3, et)) return -1;
-    *et = l2_walk(r, hc, &l3, *et);
+    if (*et != 0x0800 && *et != 0x86DD) *et = l2_walk(r, hc, &l3, *et);
     if (!ip_ok(r, hc, l3, *et)) return -1;
     *l4 = ip_next(r, hc, l3, *et, proto);
     for (int depth = 0; depth < 3 && *l4 >= 0; depth++) {
+        /* TCP (or anything but a tunnel) ends the walk: the common case, checked first */
+        if (*proto == 6 || (*proto != 17 && *proto != 47 && *proto != 4 && *proto != 41)) break;
         long ipos;
         uint32_t iet;
         int64_t t;
