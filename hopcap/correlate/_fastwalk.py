@@ -575,11 +575,19 @@ def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.ui
         return out
     u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
     cols = np.arange(head, dtype=np.int64)
-    step = 1 << 14
-    for s in range(0, n, step):
-        o = offs[s : s + step, None] + cols
-        valid = cols < caps[s : s + step, None]
-        out[s : s + step] = np.where(valid, u8[np.minimum(o, u8.shape[0] - 1)], 0)
+    size = u8.shape[0]
+    # rows of a sliding window over the file: taking a row copies `head` contiguous bytes
+    # (an element-wise gather would index every byte)
+    whole = offs + head <= size
+    if size >= head and whole.any():
+        rows = np.nonzero(whole)[0]
+        out[rows] = np.lib.stride_tricks.sliding_window_view(u8, head)[offs[rows]]
+    for r in np.nonzero(~whole)[0].tolist():  # the last records of the file
+        at = int(offs[r])
+        out[r, : size - at] = u8[at:size]
+    short = np.nonzero(caps < head)[0]  # bytes past a record's end are zero
+    if short.shape[0]:
+        out[short] *= (cols < caps[short, None]).astype(np.uint8)
     return out
 
 
