@@ -1123,6 +1123,8 @@ def _leg_part(part: Part | None) -> LegPart | None:
 
 def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
     """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
+        return None
     codes = np.unique(t.tun[np.concatenate([_rows(leg.c), _rows(leg.s)])])
     return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
 
