@@ -196,10 +196,12 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
             warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
         elif not len(p.pc.table):
             tb = p.pc.table
-            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types)) or "none"
+            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types))
             warnings.append(
                 f"point {p.name}: no TCP packet could be read from its {tb.records} packets "
                 f"(link type {kinds}); flows through it are gaps there"
+                if tb.records
+                else f"point {p.name} captured no packets; flows through it are gaps there"
             )
     ct_pairs = []
     for text in conntrack.values():
