@@ -15,6 +15,7 @@ from hopcap.correlate.reader import _COLUMNS, _L3, addr_str, tunnel_str, walk_re
 from hopcap.model import PointInput
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tcpdump-tunnels"
+ZEEK = Path(__file__).resolve().parents[1] / "data" / "zeek-tunnels"
 PKT = re.compile(r"^\s+\d+\s+\d{4}-\d\d-\d\d ")
 TCP = re.compile(r"(\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\](.*)")
 CASES = [
@@ -47,42 +48,75 @@ def oracle(out: Path) -> list[tuple[str, int, str, int, int | None, int, str]]:
         assert length is not None, p
         vni = re.search(r"vni (0x[0-9a-f]+|\d+)", p)
         kind = "vxlan" if "VXLAN" in p else "geneve"
-        tun = f"{kind} vni {int(vni.group(1), 0)}" if vni else ""
+        tun = f"{kind} vni {int(vni.group(1), 0)}" if vni else ""  # GRE, IPIP: see the caller
         syn_seq = int(seq.group(1)) if seq and "S" in flags else None
         got.append((src, int(sport), dst, int(dport), syn_seq, int(length.group(1)), tun))
     return got
+
+
+def _read_both(path: Path) -> list[list[tuple[object, ...]]]:
+    """Per parse path: every TCP packet as (src, sport, dst, dport, seq, payload length,
+    tunnel); every byte of payload captured, none beyond the IP length."""
+    out = []
+    for compiled in (True, False):
+        _fastwalk.disabled = not compiled
+        try:
+            t = read_capture(path)
+        finally:
+            _fastwalk.disabled = False
+        rows: list[tuple[object, ...]] = []
+        for i in range(len(t)):
+            v = int(t.v[i])
+            rows.append((
+                addr_str(v, int(t.src_hi[i]), int(t.src_lo[i])), int(t.sport[i]),
+                addr_str(v, int(t.dst_hi[i]), int(t.dst_lo[i])), int(t.dport[i]),
+                int(t.seq[i]), int(t.plen[i]), tunnel_str(int(t.tun[i])),
+            ))  # fmt: skip
+        assert int(t.pl_cap.sum()) == int(t.plen.sum()) and not t.warnings
+        out.append(rows)
+        t.close()
+    return out
+
+
+ZEEK_CASES = [("gre-sample", {"gre"}), ("4in6", {"ipip 4in6"}),
+              ("vxlan-encapsulated-http", {"vxlan vni 1"})]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "tunnels"), ZEEK_CASES, ids=[c[0] for c in ZEEK_CASES])
+def test_gre_ipip_vxlan_as_tcpdump_decodes_them(name: str, tunnels: set[str]) -> None:
+    want = oracle(ZEEK / f"{name}.tcpdump.txt")
+    assert want
+    for rows in _read_both(ZEEK / f"{name}.pcap"):
+        assert len(rows) == len(want)
+        for r, w in zip(rows, want, strict=True):
+            assert r[:4] == w[:4] and r[5] == w[5], (r, w)
+            assert w[4] is None or r[4] == w[4]
+        assert {r[6] for r in rows} == tunnels
+
+
+def test_mirrored_vxlan_http_session_is_one_flow() -> None:
+    v = correlate([PointInput(name="tap:eth0", pcap=ZEEK / "vxlan-encapsulated-http.pcap")])
+    assert len(v.flows) == 1
+    f = v.flows[0]
+    assert (f.client, f.server) == ("172.16.11.201:40354", "54.86.237.188:80")
+    assert f.legs[0].tunnel == "vxlan vni 1"
 
 
 @pytest.mark.parametrize(("pcap", "out"), CASES, ids=[c[0] for c in CASES])
 def test_inner_tcp_as_tcpdump_decodes_it(pcap: str, out: str) -> None:
     want = oracle(DATA / out)
     assert want, out
-    for compiled in (True, False):
-        _fastwalk.disabled = not compiled
-        try:
-            t = read_capture(DATA / pcap)
-        finally:
-            _fastwalk.disabled = False
-        got = []
-        for i in range(len(t)):
-            v = int(t.v[i])
-            syn = want[len(got)][4] if len(got) < len(want) else None
-            got.append((
-                addr_str(v, int(t.src_hi[i]), int(t.src_lo[i])), int(t.sport[i]),
-                addr_str(v, int(t.dst_hi[i]), int(t.dst_lo[i])), int(t.dport[i]),
-                int(t.seq[i]) if syn is not None else None, int(t.plen[i]),
-                tunnel_str(int(t.tun[i])),
-            ))  # fmt: skip
-        assert got == want, (pcap, compiled)
-        assert int(t.pl_cap.sum()) == int(t.plen.sum())  # all captured, nothing beyond
-        assert not t.warnings
-        t.close()
+    for rows in _read_both(DATA / pcap):
+        # seq: tcpdump prints it absolute on SYNs only
+        got = [(*r[:4], r[4] if w[4] is not None else None, r[5], r[6])
+               for r, w in zip(rows, want, strict=True)]  # fmt: skip
+        assert got == want, pcap
 
 
 def test_both_paths_identical_on_real_captures() -> None:
     if not _fastwalk.available():
         pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
-    for f in sorted(DATA.glob("*.pcap")):
+    for f in sorted([*DATA.glob("*.pcap"), *ZEEK.glob("*.pcap")]):
         fast = read_capture(f)
         _fastwalk.disabled = True
         try:
