@@ -308,3 +308,32 @@ def test_empty_point_is_a_warning(tmp_path: Path) -> None:
     v = correlate([PointInput(name="a:eth0", pcap=a), PointInput(name="b:eth0", pcap=b)])
     assert "point b:eth0 captured no packets; flows through it are gaps there" in v.warnings
     assert any(x.kind == "gap" for x in v.flows[0].findings)
+
+
+def test_tunnel_in_bundle_report_and_verdict_round_trip(tmp_path: Path) -> None:
+    """A broken flow through a VXLAN point: the report's leg table names the tunnel, and
+    verdict.json read back keeps it (and a missing point's reason)."""
+    import json
+
+    from hopcap.bundle import write_offline_bundle
+    from hopcap.model import Verdict
+
+    c = _conv()
+    plain = [(1, ts, link_frame(ip, "ether")[1]) for ts, ip in _ips(c)]
+    a = _write(tmp_path / "a.pcap", plain)
+    tunnelled = _tunnel_frames(c, "vxlan", {}, False)
+    lost = next(i for i, s in enumerate(c.segs) if s.data and s.d == "c2s")
+    b = _write(tmp_path / "b.pcap", tunnelled[:lost] + tunnelled[lost + 1 :])
+    wifi = write_pcap_raw(tmp_path / "w.pcap", [(ts, b"\x08\x01" + ip) for ts, ip in _ips(c)],
+                          linktype=105)  # fmt: skip
+    pts = [PointInput(name="a:eth0", pcap=a), PointInput(name="b:eth0", pcap=b),
+           PointInput(name="c:wlan0", pcap=wifi)]  # fmt: skip
+    v = correlate(pts)
+    assert v.flows[0].broken and v.flows[0].legs[1].tunnel == "vxlan vni 42"
+    out = write_offline_bundle(tmp_path / "bundle", pts, v)
+    assert "tunnel vxlan vni 42" in (out / "report.md").read_text()
+    assert "tunnel vxlan vni 42" in (out / "report.html").read_text()
+    back = Verdict.from_dict(json.loads((out / "verdict.json").read_text()))
+    assert back.flows[0].legs[1].tunnel == "vxlan vni 42" and back.flows[0].legs[0].tunnel is None
+    assert back.points[2].missing is not None and "105" in back.points[2].missing
+    assert back.to_dict() == v.to_dict()
