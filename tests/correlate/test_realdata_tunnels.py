@@ -1,6 +1,6 @@
-"""Real captures of tunnels and serial links (tests/data/tcpdump-tunnels, tcpdump's own
-test data): the reader finds every inner TCP packet tcpdump's expected decoding lists,
-with the same endpoints, lengths and VNIs, on both parse paths."""
+"""Real captures of tunnels and serial links: tcpdump's and Zeek's test data (the reader
+finds every inner TCP packet tcpdump decodes, with the same endpoints, lengths and
+tunnels, on both parse paths) and ns-3's PPP captures of a transfer across a router."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pcapgen import write_pcap_raw
 
 from hopcap.correlate import _fastwalk, correlate, read_capture
 from hopcap.correlate.reader import _COLUMNS, _L3, addr_str, tunnel_str, walk_records
@@ -169,3 +170,41 @@ def test_ppp_with_mpls_and_cisco_hdlc_reach_the_network_layer() -> None:
     ip = found[0] >= 0
     assert ip.sum() == 10 and set(found[3][ip].tolist()) == {1}  # the 10 pings, nothing else
     assert ((found[0] - hr.off)[ip] == 4).all()
+
+
+NS3 = Path(__file__).resolve().parents[1] / "data" / "ns3-ppp"
+NS3_POINTS = [("n0:ppp0", "0-0"), ("n1:ppp0", "1-0"), ("n1:ppp1", "1-1"), ("n2:ppp0", "2-0")]
+
+
+def test_ns3_ppp_transfer_across_a_router() -> None:
+    """ns-3's PPP captures of a TCP transfer through a router: one flow seen the same at
+    the four points, the TTL decrement not a finding, nothing lost."""
+    pts = [PointInput(name=n, pcap=NS3 / f"tcp-large-transfer-{f}.pcap") for n, f in NS3_POINTS]
+    v = correlate(pts)
+    assert [p.packets for p in v.points] == [231] * 4 and not v.warnings
+    assert len(v.flows) == 1
+    f = v.flows[0]
+    assert (f.client, f.server) == ("10.1.3.1:49153", "10.1.2.2:4000")
+    assert [leg.link for leg in f.legs] == ["same"] * 4
+    assert f.findings == () and f.summary.startswith("OK: delivered both ways")
+
+
+def test_ns3_ppp_transfer_with_a_segment_lost_inside_the_router(tmp_path: Path) -> None:
+    """The same captures with one data segment taken out of the router's outgoing
+    capture: a drop inside n1, on PPP captures."""
+    src = NS3 / "tcp-large-transfer-1-1.pcap"
+    buf = src.read_bytes()
+    rec = walk_records(src, buf)
+    t = read_capture(src)
+    assert len(t) == t.records == 231  # every record is TCP: row i is record i
+    row = int(np.nonzero(t.plen > 0)[0][5])  # the sixth data segment
+    t.close()
+    frames = [(int(ts), buf[o : o + c]) for i, (o, c, ts) in enumerate(zip(rec.off, rec.cap, rec.ts,
+              strict=True)) if i != row]  # fmt: skip
+    cut = write_pcap_raw(tmp_path / "1-1.pcap", frames, linktype=9, nano=False)
+    pts = [PointInput(name=n, pcap=NS3 / f"tcp-large-transfer-{f}.pcap") for n, f in NS3_POINTS]
+    pts[2] = PointInput(name="n1:ppp1", pcap=cut)
+    v = correlate(pts)
+    drops = [x for x in v.flows[0].findings if x.kind == "drop"]
+    assert len(drops) == 1 and drops[0].between == ("n1:ppp0", "n1:ppp1")
+    assert drops[0].packets == 1 and "inside n1" in v.flows[0].summary
