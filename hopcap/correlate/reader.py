@@ -75,7 +75,7 @@ def unreadable(t: PacketTable) -> str | None:
     if len(t) or not t.records or not bad or len(bad) != len(t.link_types):
         return None
     kinds = ", ".join(link_name(lk) for lk in bad)
-    return f"link type {kinds} is not supported ({t.records} packets unread)"
+    return f"link type {kinds} is not supported, {t.records} packets unread"
 
 
 def tunnel_str(code: int) -> str:
