@@ -208,3 +208,16 @@ def test_ns3_ppp_transfer_with_a_segment_lost_inside_the_router(tmp_path: Path) 
     drops = [x for x in v.flows[0].findings if x.kind == "drop"]
     assert len(drops) == 1 and drops[0].between == ("n1:ppp0", "n1:ppp1")
     assert drops[0].packets == 1 and "inside n1" in v.flows[0].summary
+
+
+def test_ns3_ppp_transfer_through_a_nat() -> None:
+    """ns-3's PPP captures around a NAT: one flow, the translation a `nat` leg."""
+    names = [("n0:ppp0", "0-0"), ("nat:ppp0", "1-0"), ("nat:ppp1", "1-1"), ("srv:ppp0", "2-0")]
+    v = correlate([PointInput(name=n, pcap=NS3 / f"ipv4-nat-{f}.pcap") for n, f in names])
+    assert [p.packets for p in v.points] == [34] * 4 and not v.warnings
+    assert len(v.flows) == 1
+    f = v.flows[0]
+    assert (f.client, f.server) == ("192.168.1.1:49153", "203.82.48.2:10")
+    assert [leg.link for leg in f.legs] == ["same", "same", "nat", "same"]
+    assert f.legs[2].tuple == "203.82.48.100:8080 > 203.82.48.2:10"
+    assert f.findings == ()
