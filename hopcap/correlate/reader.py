@@ -6,9 +6,14 @@ Payloads are never copied: `pl_off`/`pl_cap` point into the mapped file.
 
 Supported: pcap (both byte orders, micro- and nanosecond), pcapng (SHB/IDB/EPB/SPB/obsolete
 PB, per-interface `if_tsresol`/`if_tsoffset`, several interfaces and sections); link types
-Ethernet (1, with 802.1Q/802.1ad tags), Linux cooked v1 (113) and v2 (276), raw IP (101,
-12, 14, 228, 229), BSD loopback (0, 108); IPv4 and IPv6 (TCP after the fixed header or
-after hop-by-hop/routing/destination-options headers).
+Ethernet (1; 802.1Q/802.1ad/0x9100 tags up to 16 deep, PPPoE sessions, MPLS label stacks),
+PPP (9) and PPP in HDLC framing (50), Cisco HDLC (104), Linux cooked v1 (113) and v2 (276),
+raw IP (101, 12, 14, 228, 229), BSD loopback (0, 108); IPv4 and IPv6 (TCP after the fixed
+header or after hop-by-hop/routing/destination-options headers). Tunnels are
+decapsulated (GRE, IP-in-IP, VXLAN, GENEVE; up to three levels): the columns are the
+innermost packet's, `tun` says which tunnel it came out of. A packet's payload ends where
+its IP length (and every outer one) says, never at the caplen: padding and trailers are
+not payload.
 """
 
 from __future__ import annotations
