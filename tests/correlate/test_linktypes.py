@@ -363,3 +363,22 @@ def test_bundle_header_helpers_and_anonymiser_on_every_link(
         out = a.packet(lt, fr)
         src = ip[8:24] if v6 else ip[12:16]
         assert src in fr and src not in out, (link, v6)
+
+
+def test_pcapng_with_one_unsupported_interface(tmp_path: Path) -> None:
+    """pcapng with an Ethernet and an 802.11 interface: the Ethernet packets are read,
+    the others counted in a warning; the point is not missing."""
+    c = _conv()
+    ips = _ips(c)
+    pk = [(0, ts, link_frame(ip, "ether")[1]) for ts, ip in ips]
+    pk += [(1, ts + 1, b"\x08\x01" + ip) for ts, ip in ips[:4]]
+    p = write_pcapng_raw(tmp_path / "a.pcapng", [(1, 9), (105, 9)], pk)
+    t = read_capture(p)
+    assert len(t) == len(c.segs) and t.link_types == {1: len(c.segs), 105: 4}
+    assert t.warnings == [
+        f"a.pcapng: link type 105 (IEEE 802.11) is not supported: 4 of {len(pk)} packets "
+        "could not be read"
+    ]
+    t.close()
+    v = correlate([PointInput(name="a:eth0", pcap=p)])
+    assert v.points[0].missing is None and len(v.flows) == 1
