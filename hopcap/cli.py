@@ -302,7 +302,9 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             typer.echo(f"warning: {w}")
         return found
     typer.echo("")
-    if not verdict.flows:
+    if not verdict.flows and any(p.missing for p in verdict.points):
+        typer.echo("no TCP connections were seen at the points that could be read")
+    elif not verdict.flows:
         typer.echo("no TCP connections were seen at any point")
     problems = [p for p in verdict.patterns if not p.policy]
     policy = [p for p in verdict.patterns if p.policy]
@@ -606,7 +608,10 @@ def run(
         for e in record.errors:
             _err(f"incomplete: {e}")
         raise typer.Exit(EXIT_PARTIAL)
-    raise typer.Exit(EXIT_OK)
+    unread = [p for p in verdict.points if p.missing]
+    for p in unread:
+        _err(f"incomplete: {p.name}: {p.missing}")
+    raise typer.Exit(EXIT_PARTIAL if unread else EXIT_OK)
 
 
 def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
@@ -1040,6 +1045,10 @@ def correlate_cmd(
             typer.echo(f"\nbundle: {out}")
         if not found:
             raise typer.Exit(EXIT_ERROR)
+    missing = [p.name for p in verdict.points if p.missing]
+    if missing:  # partial: a point is missing or could not be read
+        _err(f"incomplete: nothing could be used of {', '.join(missing)}")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()

@@ -181,6 +181,7 @@ class PointSummary:
     first_ts: float | None = None
     last_ts: float | None = None
     warnings: tuple[str, ...] = ()
+    missing: str | None = None  # why nothing of this point could be used
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -198,6 +199,8 @@ class PointSummary:
             d["last_ts"] = self.last_ts
         if self.warnings:
             d["warnings"] = list(self.warnings)
+        if self.missing is not None:
+            d["missing"] = self.missing
         return d
 
 
@@ -243,9 +246,17 @@ class Leg:
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
     part: LegPart | None = None  # a connection shared with other flows: this flow's part
+    tunnel: str | None = None  # the point saw the flow encapsulated: "vxlan vni 42", "gre"
+
+    @property
+    def notes(self) -> _Strings:
+        """The tunnel and the details, for a report's column."""
+        return ((f"tunnel {self.tunnel}",) if self.tunnel else ()) + self.details
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
+        if self.tunnel:
+            d["tunnel"] = self.tunnel
         if self.details:
             d["details"] = list(self.details)
         if self.latency_s is not None:
@@ -418,6 +429,7 @@ class Verdict:
                 first_ts=p.get("first_ts"),
                 last_ts=p.get("last_ts"),
                 warnings=tuple(p.get("warnings", ())),
+                missing=p.get("missing"),
             )
             for p in d.get("points", ())
         )
@@ -435,6 +447,7 @@ class Verdict:
                         details=tuple(leg.get("details", ())),
                         latency_s=leg.get("latency_s"),
                         part=LegPart.from_dict(leg["part"]) if leg.get("part") else None,
+                        tunnel=leg.get("tunnel"),
                     )
                     for leg in f.get("legs", ())
                 ),

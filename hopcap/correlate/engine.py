@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import pairwise
 from operator import attrgetter
@@ -33,7 +33,17 @@ from hopcap.correlate.match import (
     learn_deltas,
     match_batch,
 )
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
+from hopcap.correlate.reader import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    PacketTable,
+    link_name,
+    read_capture,
+    tunnel_str,
+    unreadable,
+)
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import (
@@ -70,6 +80,7 @@ class Point:
     # and lists of packets split by exchange (`_Sel.rows`)
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
+    records: int = 0  # of an unreadable capture (pc None)
 
     @property
     def table(self) -> PacketTable:
@@ -214,10 +225,19 @@ def read_points(
     several at once in threads (the record walk and numpy release the interpreter lock)."""
     _check_points(points)
 
-    def load(inp: PointInput) -> PointConns | None:
+    def load(inp: PointInput) -> tuple[PointConns | None, PointInput, int, list[str]]:
         if tables and inp.name in tables:
-            return build_point(tables[inp.name])
-        return build_point(read_capture(Path(inp.pcap))) if inp.pcap is not None else None
+            return build_point(tables[inp.name]), inp, 0, []
+        if inp.pcap is None:
+            return None, inp, 0, []
+        t = read_capture(Path(inp.pcap))
+        why = unreadable(t)
+        if why is None:
+            return build_point(t), inp, 0, []
+        # nothing of it can be read: a missing point, its segments are gaps
+        t.close()
+        missing = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
+        return None, missing, t.records, list(t.warnings)
 
     files = sum(1 for inp in points if inp.pcap is not None)
     if threads > 1 and files > 1:
@@ -231,9 +251,9 @@ def read_points(
     else:
         pcs = [load(inp) for inp in points]
     pts = []
-    for i, (inp, pc) in enumerate(zip(points, pcs, strict=True)):
+    for i, (pc, inp, records, warnings) in enumerate(pcs):
         host, iface = _host_of(inp)
-        pts.append(Point(i, inp, inp.name, host, iface, pc))
+        pts.append(Point(i, inp, inp.name, host, iface, pc, warnings=warnings, records=records))
     return pts
 
 
@@ -277,6 +297,15 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
         if p.pc is None:
             why = p.inp.missing_reason or "no capture file"
             warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
+        elif not len(p.pc.table):
+            tb = p.pc.table
+            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types))
+            warnings.append(
+                f"point {p.name}: no TCP packet could be read from its {tb.records} packets "
+                f"(link type {kinds}); flows through it are gaps there"
+                if tb.records
+                else f"point {p.name} captured no packets; flows through it are gaps there"
+            )
     ct_pairs = []
     for text in conntrack.values():
         ct_pairs.extend(parse_conntrack(text))
@@ -408,7 +437,7 @@ def assemble(
                 name=p.name,
                 host=p.host,
                 interface=p.iface,
-                packets=t.records if t is not None else 0,
+                packets=t.records if t is not None else p.records,
                 kernel_drops=p.inp.kernel_drops
                 if p.inp.kernel_drops is not None
                 else (t.kernel_drops if t is not None else None),
@@ -419,8 +448,14 @@ def assemble(
                 warnings=t.warnings
                 if t is not None
                 else (
-                    (f"missing: {p.inp.missing_reason}",) if p.inp.missing_reason else ("missing",)
+                    *p.warnings,
+                    *(
+                        (f"missing: {p.inp.missing_reason}",)
+                        if p.inp.missing_reason
+                        else ("missing",)
+                    ),
                 ),
+                missing=None if t is not None else (p.inp.missing_reason or "no capture file"),
             )
         )
     warnings = list(warnings)
@@ -1269,6 +1304,7 @@ def _chain_out(
                 details=leg.details,
                 latency_s=lat,
                 part=_leg_part(leg.part),
+                tunnel=_leg_tunnel(pts[leg.point].table, leg),
             )
         )
     tried: list[Finding] = []
@@ -1299,6 +1335,14 @@ def _leg_part(part: Part | None) -> LegPart | None:
         c2s=tuple(ex[k].c for k in ks),
         s2c=tuple(ex[k].s for k in ks),
     )
+
+
+def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
+    """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
+        return None
+    codes = np.unique(t.tun[np.concatenate([_rows(leg.c), _rows(leg.s)])])
+    return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
 
 
 def _leg_tuple(leg: LegB) -> str:
