@@ -376,6 +376,8 @@ def check(
             "yes" if r.connected else "no",
             (r.tcpdump or "-").removeprefix("tcpdump version "),
             r.sudo,
+            r.capture,
+            r.pull,
             ", ".join(r.points) or "-",
             "-" if r.free_mb is None else f"{r.free_mb} MB",
             "-"
@@ -388,7 +390,19 @@ def check(
     typer.echo(
         tabulate(
             rows,
-            headers=["host", "address", "ssh", "tcpdump", "sudo", "capture", "free", "clock", ""],
+            headers=[
+                "host",
+                "address",
+                "ssh",
+                "tcpdump",
+                "sudo",
+                "rights",
+                "pull",
+                "capture",
+                "free",
+                "clock",
+                "",
+            ],
         )
     )
     bad = [r for r in results if not r.ok]

@@ -211,6 +211,15 @@ class SSHTransport:
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
 
+    async def sftp_available(self) -> bool:
+        """Whether the server offers the SFTP subsystem (appliances and dropbear often do
+        not: then files are pulled over an exec channel instead)."""
+        try:
+            async with self.conn.start_sftp_client():
+                return True
+        except (asyncssh.Error, OSError):
+            return False
+
     async def close(self) -> None:
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
