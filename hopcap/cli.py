@@ -480,6 +480,13 @@ def lab_up(
     state_dir: Annotated[
         Path | None, typer.Option(help="keys, configs, inventory (default /var/tmp/...)")
     ] = None,
+    fw: Annotated[
+        str,
+        typer.Option(
+            help="the firewall host: openssh (a Debian server) or busybox (a BusyBox "
+            "router over dropbear: no SFTP, no coreutils, no sudo)"
+        ),
+    ] = "openssh",
 ) -> None:
     """Build (or rebuild) the lab and write its inventory."""
     from hopcap import lab
@@ -487,7 +494,7 @@ def lab_up(
     try:
         lab.check_prerequisites()
         _err(f"building lab {prefix!r} ...")
-        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir)
+        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir, fw=fw)
     except HopcapError as exc:
         _fail(exc)
     rows = [[h, a] for h, a in info.mgmt.items()]
