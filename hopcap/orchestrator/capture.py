@@ -172,16 +172,33 @@ class RunningCapture:
             self.spec.command(), stdin=True, stdout_to=self.stream_to
         )
         try:
-            line = await asyncio.wait_for(self.proc.readline_stderr(), READY_TIMEOUT_S)
+            line = await asyncio.wait_for(self._until_armed(), READY_TIMEOUT_S)
         except TimeoutError as exc:
-            raise CaptureError(f"{self.spec.point.name}: the remote shell did not start") from exc
-        if line.strip() != "armed":
-            self.stderr_head.append(line.rstrip())
-            res = await self.proc.wait(timeout=5)
             raise CaptureError(
-                f"{self.spec.point.name}: the capture could not start "
-                f"(exit {res.exit_status})" + self._said()
+                f"{self.spec.point.name}: the remote shell did not start" + self._said()
+            ) from exc
+        if line is None:
+            try:
+                res = await self.proc.wait(timeout=5)
+                status = f"exit {res.exit_status}"
+            except TimeoutError:
+                self.proc.close()
+                status = "its output ended"
+            raise CaptureError(
+                f"{self.spec.point.name}: the capture could not start ({status})" + self._said()
             )
+
+    async def _until_armed(self) -> str | None:
+        """Read the shell's stderr up to "armed" (a login may print notices first); None
+        when it ends before."""
+        assert self.proc is not None
+        while True:
+            line = await self.proc.readline_stderr()
+            if not line:
+                return None
+            if line.strip() == "armed":
+                return line
+            self.stderr_head.append(line.rstrip())
 
     def fire(self) -> None:
         """Let the armed shell exec tcpdump (no await: all points are fired in one go)."""
