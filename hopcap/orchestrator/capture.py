@@ -92,10 +92,11 @@ class CaptureSpec:
             # `$$` stays the pid of tcpdump (exec); the watchdog holds none of the channel's
             # descriptors, so the session ends with tcpdump, and the watchdog a second later
             bounded = quote(argv)
+            wait = "while [ $n -lt {} ] && kill -0 $$ 2>/dev/null; do sleep 1; n=$((n+1)); done"
             watchdog = (
-                f"(n=0; while [ $n -lt {bound} ] && kill -0 $$ 2>/dev/null; do sleep 1; "
-                "n=$((n+1)); done; kill -0 $$ 2>/dev/null && { kill -INT $$; sleep 5; "
-                "kill -KILL $$ 2>/dev/null; }) </dev/null >/dev/null 2>&1 & "
+                f"(n=0; {wait.format(bound)}; kill -INT $$ 2>/dev/null && "
+                f"{{ n=0; {wait.format(5)}; kill -0 $$ 2>/dev/null && kill -KILL $$; }}) "
+                "</dev/null >/dev/null 2>&1 & "
             )
         # armed first (shell up, pid known), then tcpdump on a "go" line, so that every point
         # starts within one network write of the others; EOF instead of "go" starts nothing
