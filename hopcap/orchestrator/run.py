@@ -288,17 +288,28 @@ async def run_capture(
         if n in sessions and not sessions[n].points and sessions[n].error is None:
             errors.append(f"{n}: no capture points")
 
+    # a host with no tool to hash a file: its pulls could not be verified; the bundle says so
+    notes = {
+        s.name: {"sha256": "no sha256sum or openssl on the host: its pulls were not verified"}
+        for s in sessions.values()
+        if s.caps.hash is None
+        and any(p.host == s.name and rc.stream_to is None for p, rc in _pulled(running, pulled))
+    }
     host_facts = tuple(
         HostFacts(
             host=n,
             before=facts_before.get(n, ({}, {}))[0],
             after=facts_after.get(n, ({}, {}))[0],
-            missing={**facts_before.get(n, ({}, {}))[1], **facts_after.get(n, ({}, {}))[1]},
+            missing={
+                **facts_before.get(n, ({}, {}))[1],
+                **facts_after.get(n, ({}, {}))[1],
+                **notes.get(n, {}),
+            },
             clock_before=clocks.get(n),
             clock_after=clocks_after.get(n),
         )
         for n in sessions
-        if n in facts_before or n in facts_after
+        if n in facts_before or n in facts_after or n in notes
     )
     complete = not interrupted and all(c.pcap is not None and c.error is None for c in captures)
     return RunRecord(
@@ -329,6 +340,12 @@ async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> No
             clocks[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
     except HopcapError as exc:
         s.error = str(exc)
+
+
+def _pulled(
+    running: dict[str, RunningCapture], pulled: dict[str, tuple[Path, str]]
+) -> list[tuple[CapturePoint, RunningCapture]]:
+    return [(rc.spec.point, rc) for n, rc in running.items() if n in pulled]
 
 
 def _declared_points(s: HostSession) -> list[CapturePoint]:
