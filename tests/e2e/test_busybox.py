@@ -7,6 +7,7 @@ and nothing is left running after a normal run or a controller killed with -9.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hopcap import lab
+from hopcap.errors import EXIT_INTERRUPTED
 from tests import labnames
 from tests.e2e import test_faults
 from tests.e2e.conftest import RunResult, hopcap_cli, hopcap_run, inventory_variant
@@ -153,3 +155,19 @@ def test_controller_killed_leaves_nothing_on_the_router(
     # bounded on the router itself: window 3 s + grace 15 s, SIGKILL 5 s later at worst
     left = _until_only(baseline, 35)
     assert left == {}, left
+
+
+def test_ctrl_c_leaves_nothing_on_the_router(clean_bb: lab.LabInfo, tmp_path: Path) -> None:
+    baseline = _fw_processes()
+    inv = inventory_variant(clean_bb.inventory, tmp_path / "inv.yml", top={"repro": None})
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "120s", "--out", str(out)], 6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["interrupted"] is True
+    fw = [p for p in man["points"] if p["host"] == "fw"]
+    assert fw and all(p["packets"] is not None and (out / p["file"]).exists() for p in fw), fw
+    assert _until_only(baseline, 5) == {}
+    assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []
