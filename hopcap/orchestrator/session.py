@@ -54,10 +54,11 @@ class HostCaps:
     SECS`; "busybox-t": BusyBox before 1.30, `-t SECS -s SIG`), or None: a shell watchdog
     does. `capture`: how tcpdump gets its rights: "root", "sudo", "capabilities" (file
     capabilities on tcpdump, or the login's own), "group" (tcpdump with capabilities,
-    executable only by a group the user is in), or None (none of these: `capture_problem`
-    says why). `hash`: the command that hashes a remote file (None: pulls cannot be
-    verified). `tools`: the fact tools found (ss, nstat, conntrack, nft, iptables-save,
-    sysctl). `date_ns`: `date +%N` gives nanoseconds (BusyBox's does not).
+    executable only by a group the user is in), "unchecked" (not root, no sudo, and no
+    `getcap` to read tcpdump's capabilities: tcpdump is tried as the user), or None (none
+    of these: `capture_problem` says why). `hash`: the command that hashes a remote file
+    (None: pulls cannot be verified). `tools`: the fact tools found (ss, nstat, conntrack,
+    nft, iptables-save, sysctl). `date_ns`: `date +%N` gives nanoseconds (BusyBox's does not).
     """
 
     pull: str = "sftp"
@@ -229,10 +230,8 @@ def capture_method(
         own = 0
     if own & (1 << CAP_NET_RAW):
         return "capabilities", None
-    if getcap is None:
-        return None, (
-            "not root, `sudo` is false, and tcpdump's capabilities cannot be read (no getcap)"
-        )
+    if getcap is None:  # no getcap on the host: tcpdump itself will tell, with the fix
+        return "unchecked", None
     if "cap_net_raw" in getcap and ("=" in getcap or "+" in getcap):
         perm, _, group = mode.partition(" ")
         if perm.isdigit() and int(perm, 8) & 0o001:
