@@ -6,12 +6,15 @@ The only module that prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from tabulate import tabulate
@@ -24,12 +27,14 @@ from hopcap.errors import (
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
     HopcapError,
+    OptionError,
 )
-from hopcap.model import PointInput, RunRecord, Verdict
+from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
+    from hopcap.orchestrator.schedule import Schedule
 
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
@@ -39,6 +44,8 @@ app = typer.Typer(
 )
 lab_app = typer.Typer(help="A real four-hop site (client, fw, lb, srv) in network namespaces.")
 app.add_typer(lab_app, name="lab")
+import_app = typer.Typer(help="Turn a vendor's capture text into pcapng.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 InventoryOpt = Annotated[
     Path, typer.Option("--inventory", "-i", help="site.yml or an Ansible inventory")
@@ -69,7 +76,10 @@ class _Progress:
         self.points: dict[str, dict[str, str]] = {}
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
+        self._countdown_shown: tuple[str, int] | None = None
         self._live: Any = None
+        self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
+        self.prompting = False  # a Ctrl-C at a password prompt aborts at once
         if self.tty:
             from rich.console import Console
             from rich.live import Live
@@ -83,6 +93,35 @@ class _Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        attrs = self._tty_attrs
+        if attrs is not None:  # aborted during a password prompt: echo back on
+            import termios
+
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, attrs)
+            _err("")
+
+    def ask_password(self, host: str, where: str) -> str | None:
+        """The orchestrator's password prompt (called from a worker thread, one at a time):
+        the live table steps aside while the user types; nothing typed is echoed."""
+        import getpass
+        import termios
+
+        if self._live is not None:
+            self._live.stop()
+        # getpass turns echo off; if hopcap is aborted while it waits, close() turns it on
+        with contextlib.suppress(termios.error, OSError):
+            self._tty_attrs = termios.tcgetattr(sys.stdin.fileno())
+        self.prompting = True
+        try:
+            return getpass.getpass(f"hopcap: password for {where} ({host}): ")
+        except (EOFError, OSError):
+            return None
+        finally:
+            self.prompting = False
+            self._tty_attrs = None
+            if self._live is not None:
+                self._live.start()
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -126,9 +165,25 @@ class _Progress:
             self._point(ev.point, state="pulled", pulled="100%")
         elif ev.kind == "repro":
             self.phase = f"repro on {ev.host}"
+        elif ev.kind == "countdown":
+            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)} (Ctrl-C to stop)"
+        elif ev.kind == "probe":
+            self.phase = f"recording; probe on {ev.host}: {ev.text}"
+        elif ev.kind in ("window-start", "recording"):
+            self.phase = ev.text
+            if ev.kind == "window-start":
+                self.points.clear()
         if self._live is not None:
             self._live.update(self._render())
-            if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
+            if ev.kind in (
+                "failed",
+                "capture-failed",
+                "pull-failed",
+                "repro-failed",
+                "window-start",
+                "window-failed",
+                "trigger",
+            ):
                 self._live.console.print(line)
         elif line:
             _err(line)
@@ -143,8 +198,19 @@ class _Progress:
                 return ""
             self._pull_shown[ev.point] = step
             return f"  pull {ev.point}: {_size(ev.done or 0)} of {_size(ev.total)}"
-        if ev.kind == "captured":
-            return ""
+        if ev.kind in ("captured", "probe"):
+            return ""  # plain mode: the recorder's status line a minute says it
+        if ev.kind == "countdown":
+            # plain mode: a line when the countdown starts, then one a minute
+            left = ev.done or 0
+            key = (ev.text, left // 60)
+            if self._countdown_shown == key:
+                return ""
+            first = self._countdown_shown is None or self._countdown_shown[0] != ev.text
+            if not first and left % 60 < 58:
+                return ""
+            self._countdown_shown = key
+            return f"  {ev.text} starts in {_clock(left)}"
         if ev.kind == "connected":
             return f"  connected {ev.host} ({ev.text})"
         if ev.kind == "listening":
@@ -160,6 +226,20 @@ class _Progress:
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
 
 
+def _clock(seconds: int) -> str:
+    h, rest = divmod(max(0, seconds), 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def _connector(progress: _Progress) -> Any:
+    """Connects hosts, asking for the password of a host that refuses our keys and has no
+    `password_env` only when a person can answer (a terminal on stdin)."""
+    from hopcap.orchestrator.session import host_connector
+
+    return host_connector(progress.ask_password if sys.stdin.isatty() else None)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -168,8 +248,41 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _print_verdict(verdict: Verdict) -> None:
-    from hopcap.bundle import verdict_rows
+MAX_FLOWS_SHOWN = 50  # flow rows without --all
+MAX_PATTERNS_SHOWN = 20  # problem patterns without --all
+
+AllOpt = Annotated[
+    bool,
+    typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
+]
+FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _columns(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain text table in O(rows): widths from one pass, the last column unpadded
+    (tabulate takes seconds on 100k rows)."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c if i == last else c.ljust(widths[i]) for i, c in enumerate(cells))
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
+    """Points, then patterns (problems, then device policy), then only the flows with
+    drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
+    `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
+    from hopcap.patterns import FLOW_HEADERS, ensure_patterns, flow_row, triage
+
+    verdict = ensure_patterns(verdict)
 
     pts = [
         [
@@ -181,20 +294,123 @@ def _print_verdict(verdict: Verdict) -> None:
         for p in verdict.points
     ]
     typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    if flow_id is not None:
+        found = _print_flow(verdict, flow_id)
+        for w in verdict.warnings:
+            typer.echo(f"warning: {w}")
+        return found
     typer.echo("")
-    rows = verdict_rows(verdict)
-    if rows:
-        typer.echo(
-            tabulate(rows, headers=["flow", "client -> server", "legs", "findings", "summary"])
-        )
-    else:
+    if not verdict.flows:
         typer.echo("no TCP connections were seen at any point")
+    problems = [p for p in verdict.patterns if not p.policy]
+    policy = [p for p in verdict.patterns if p.policy]
+    if problems:
+        shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
+        typer.echo(f"patterns ({len(problems)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in shown))
+        if len(shown) < len(problems):
+            typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
+    if policy:
+        typer.echo(f"device policy (expected, not faults) ({len(policy)}):")
+        typer.echo("\n".join(f"  {p.text}" for p in policy))
+    if problems or policy:
+        typer.echo("")
+    t = triage(verdict)
+    if show_all:
+        flows = t.alarms + t.rewrites + t.policy + t.healthy
+        if flows:
+            typer.echo(f"all flows ({len(flows):,}):")
+            typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
+    else:
+        shown_flows = t.alarms[:MAX_FLOWS_SHOWN]
+        if shown_flows:
+            typer.echo(
+                f"flows with drops, injections, resets or gaps ({len(t.alarms):,}), "
+                "most such packets first:"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.alarms):
+                typer.echo(
+                    f"... {len(t.alarms) - len(shown_flows):,} more, use --all "
+                    "(or --flow ID for one)"
+                )
+        elif verdict.flows:
+            typer.echo("no flow had drops, injections, resets or gaps")
+        hidden = [
+            (len(t.rewrites), "with rewrites only (see the patterns)"),
+            (len(t.policy), "with device policy only"),
+            (len(t.healthy), "healthy"),
+        ]
+        parts = [f"{n:,} {what}" for n, what in hidden if n]
+        if parts:
+            typer.echo(f"not listed: {', '.join(parts)}; --all lists every flow")
     for w in verdict.warnings:
         typer.echo(f"warning: {w}")
+    return True
+
+
+def _print_flow(verdict: Verdict, flow_id: str) -> bool:
+    from hopcap.bundle.report import finding_what, iso
+
+    fl = next((f for f in verdict.flows if f.id == flow_id), None)
+    if fl is None:
+        n = len(verdict.flows)
+        known = f"flows are f1 to f{n}" if n else "there are no flows"
+        _err(f"hopcap: no flow {flow_id!r} in this verdict")
+        _err(f"  hint: {known}; `--all` lists them")
+        return False
+    typer.echo("")
+    typer.echo(f"flow {fl.id}: {fl.client} -> {fl.server} ({fl.proto})")
+    typer.echo(f"summary: {fl.summary}")
+    if fl.legs:
+        typer.echo("")
+        legs = [
+            [
+                leg.point,
+                leg.tuple,
+                leg.link,
+                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "; ".join(leg.details),
+            ]
+            for leg in fl.legs
+        ]
+        typer.echo(tabulate(legs, headers=["leg", "tuple", "link", "latency", "details"]))
+    typer.echo("")
+    if fl.findings:
+        rows = [
+            [
+                f.kind,
+                f.direction,
+                f"{f.between[0]} -> {f.between[1]}",
+                f.packets,
+                f.bytes,
+                iso(f.first_ts),
+                finding_what(f),
+            ]
+            for f in fl.findings
+        ]
+        headers = ["kind", "dir", "between", "packets", "bytes", "first seen", "what"]
+        typer.echo(tabulate(rows, headers=headers))
+    else:
+        typer.echo("no findings")
+    part = [p for p in verdict.patterns if fl.id in p.flow_ids]
+    if part:
+        typer.echo("")
+        typer.echo("part of the patterns:")
+        typer.echo("\n".join(f"  {p.text}" for p in part))
+    return True
 
 
 def _correlate_run(record: RunRecord) -> Verdict:
     from hopcap.correlate import correlate
+
+    # a recording keeps only its last --ring: the evidence starts there, not at "listening"
+    kept_from = (record.recording or {}).get("kept_from_ts")
+
+    def start(c: PointCapture) -> float | None:
+        if kept_from is None or c.ready_ts is None:
+            return c.ready_ts
+        return max(c.ready_ts, float(kept_from))
 
     points = [
         PointInput(
@@ -204,7 +420,7 @@ def _correlate_run(record: RunRecord) -> Verdict:
             interface=c.point.interface,
             kernel_drops=c.kernel_drops,
             clock_offset_hint_s=c.clock_offset_s,
-            start_ts=c.ready_ts,
+            start_ts=start(c),
             stop_ts=c.stop_ts,
             missing_reason=c.error,
         )
@@ -212,6 +428,34 @@ def _correlate_run(record: RunRecord) -> Verdict:
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
     return correlate(points, conntrack=conntrack or None)
+
+
+def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
+    if crash is not None:
+        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
+        _err(f"  the captures and the manifest are saved in {bundle}; please report this bug")
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _correlate_kept(record: RunRecord) -> tuple[Verdict, Exception | None]:
+    """Correlate a run; a crash of the correlator must not cost the captures: the verdict
+    then only carries a warning that says how to re-correlate."""
+    try:
+        return _correlate_run(record), None
+    except HopcapError:
+        raise
+    except Exception as exc:  # a bug in the correlator
+        return (
+            Verdict(
+                points=(),
+                flows=(),
+                warnings=(
+                    f"correlation failed ({type(exc).__name__}: {exc}); the captures "
+                    "are intact in pcaps/: re-correlate with `hopcap correlate BUNDLE`",
+                ),
+            ),
+            exc,
+        )
 
 
 @app.command()
@@ -248,22 +492,60 @@ def run(
             "host; hosts with under 64 MB free always stream",
         ),
     ] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="a scheduled window: start at HH:MM, an ISO date-time or +15m (connections "
+            "and check now); bundles go to DIR/w01-<time>/ ... with DIR/windows.md",
+        ),
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option("--every", help="one window every D (from --at, or now)")
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", help="number of windows (default 1; with --every: until Ctrl-C)"),
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option("--repeat", help="run the repro N times inside the window")
+    ] = None,
+    until_fail: Annotated[
+        bool,
+        typer.Option(
+            "--until-fail",
+            help="repeat the repro until it exits non-zero (or the window ends); keep only "
+            "the captures around the failing run",
+        ),
+    ] = False,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
     from hopcap.inventory import load, parse_duration
     from hopcap.orchestrator.run import RunOptions, new_run_id
+    from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
     try:
-        inv = load(inventory, path_override=path.split(",") if path else None)
+        scheduled = at is not None or every is not None or count is not None
+        schedule = make_schedule(at, every, count) if scheduled else None
+        if repeat is not None and repeat < 1:
+            raise OptionError(f"--repeat {repeat}: must be at least 1")
         window_s = None
         if window is not None:
             try:
                 window_s = parse_duration(window)
             except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--window") from exc
+                raise OptionError(f"--window {window}: {exc}") from None
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        if (repeat is not None or until_fail) and inv.repro is None:
+            raise OptionError(
+                "--repeat and --until-fail repeat the repro step, and the inventory has none",
+                hint='add `repro: {on: HOST, run: "COMMAND"}` to the inventory',
+            )
         run_id = new_run_id()
-        out_dir = out or _default_out("hopcap-run")
+        out_dir = out or _default_out("hopcap-windows" if scheduled else "hopcap-run")
         if out_dir.exists() and any(out_dir.iterdir()):
             _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
             raise typer.Exit(EXIT_ERROR)
@@ -274,33 +556,27 @@ def run(
             collect_facts=not no_facts,
             window_s=window_s,
             stream=True if stream else None,
+            window_fn=(
+                repeat_window(repeat, until_fail) if repeat is not None or until_fail else None
+            ),
         )
+        if schedule is not None:
+            _run_windows(inv, schedule, out_dir, opts, until_fail, tarball, anonymise)
         _err(f"hopcap {__version__}: run {run_id}, {len(inv.path)} hosts, bundle {out_dir}")
         record = _run_async(inv, opts)
+        if until_fail:
+            record, kept = _keep_failing_run(record)
+            if not kept:
+                _err("the repro never failed in this window: no capture kept")
+                shutil.rmtree(out_dir, ignore_errors=True)
+                raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         _err("correlating ...")
-        crash: Exception | None = None
-        try:
-            verdict = _correlate_run(record)
-        except HopcapError:
-            raise
-        except Exception as exc:  # a bug in the correlator must not cost the captures
-            crash = exc
-            verdict = Verdict(
-                points=(),
-                flows=(),
-                warnings=(
-                    f"correlation failed ({type(exc).__name__}: {exc}); the captures "
-                    "are intact in pcaps/: re-correlate with `hopcap correlate BUNDLE`",
-                ),
-            )
+        verdict, crash = _correlate_kept(record)
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
-    if crash is not None:
-        _err(f"hopcap: correlation failed ({type(crash).__name__}: {crash})")
-        _err(f"  the captures and the manifest are saved in {final}; please report this bug")
-        raise typer.Exit(EXIT_ERROR)
-    _print_verdict(verdict)
+    _exit_if_crashed(crash, final)
+    _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
     typer.echo(f"bundle: {final}")
     if record.interrupted:
@@ -317,9 +593,26 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     """Run the orchestrator; first Ctrl-C stops the window gracefully, second cancels."""
     from hopcap.orchestrator.run import run_capture
 
+    def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, RunRecord]:
+        opts.connector = _connector(progress)
+        return run_capture(inv, opts, emit=progress, stop=stop)
+
+    return _with_sigint(start, "stopping captures and pulling what exists (Ctrl-C again to abort)")
+
+
+T = TypeVar("T")
+
+
+def _with_sigint(
+    start: Callable[[_Progress, asyncio.Event], Coroutine[Any, Any, T]],
+    first_press: str,
+) -> T:
+    """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
+    progress is also what `_connector` asks passwords through): the first Ctrl-C sets
+    `stop` (a graceful end), the second cancels it (remote captures are still stopped)."""
     progress = _Progress()
 
-    async def main() -> RunRecord:
+    async def main() -> T:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         task = asyncio.current_task()
@@ -328,8 +621,8 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         def on_sigint() -> None:
             nonlocal presses
             presses += 1
-            if presses == 1:
-                _err("\nstopping captures and pulling what exists (Ctrl-C again to abort)")
+            if presses == 1 and not progress.prompting:
+                _err(f"\n{first_press}")
                 stop.set()
             elif task is not None:
                 _err("\naborting; stopping remote captures")
@@ -337,7 +630,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         try:
-            return await run_capture(inv, opts, emit=progress, stop=stop)
+            return await start(progress, stop)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             progress.close()
@@ -347,6 +640,272 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     except asyncio.CancelledError:
         _err("hopcap: aborted; remote captures were stopped")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:
+    """`--until-fail`: cut every capture to the failing run of the repro (plus the settle
+    time); (record, False) when no run failed (its captures are not evidence)."""
+    from dataclasses import replace
+
+    from hopcap.orchestrator.run import SETTLE_S
+
+    repro = record.repro or {}
+    failed = repro.get("failed_run")
+    if not failed:
+        return record, False
+    run = repro["runs"][failed - 1]
+    # the failing run starts the evidence (only the clock's error as margin: the run
+    # before may have ended a moment earlier); its answers may trail its end
+    record = _trim_captures(
+        record, run["started_ts"], run["finished_ts"] + SETTLE_S, before_margin=0.05
+    )
+    repro = {**repro, "kept": f"captures cut to run {failed} of {len(repro['runs'])}"}
+    return replace(record, repro=repro), True
+
+
+def _trim_captures(
+    record: RunRecord, start: float, end: float, *, before_margin: float = 1.0
+) -> RunRecord:
+    """Cut every capture to [start, end] (controller clock; each point's clock offset is
+    applied, with a margin of the offset's error plus `before_margin` before the start
+    and a second after the end)."""
+    from dataclasses import replace
+
+    from hopcap.bundle import trim_pcap
+
+    captures = []
+    for c in record.captures:
+        if c.pcap is not None and c.pcap.exists():
+            off = c.clock_offset_s or 0.0
+            err = c.clock_error_s or 0.0
+            trim_pcap(c.pcap, start + off - before_margin - err, end + off + 1.0 + err)
+            c = replace(c, sha256=None)  # the manifest hashes the trimmed file
+        captures.append(c)
+    return replace(record, captures=tuple(captures))
+
+
+def _run_windows(
+    inv: Inventory,
+    schedule: Schedule,
+    out_dir: Path,
+    opts: RunOptions,
+    until_fail: bool,
+    tarball: bool,
+    anonymise: bool,
+) -> NoReturn:
+    """`run --at/--every/--count`: one bundle per window, DIR/windows.md + windows.json."""
+    from hopcap.bundle import WindowResult, write_bundle, write_windows_summary
+    from hopcap.orchestrator.schedule import WindowsOutcome, run_windows
+
+    results: list[WindowResult] = []
+    n = f"{schedule.count} window(s)" if schedule.count else "windows until Ctrl-C"
+    every = f" every {schedule.every_s:g}s" if schedule.every_s else ""
+    first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(schedule.first_ts))
+    _err(
+        f"hopcap {__version__}: {n}{every} from {first}, "
+        f"{len(inv.path)} hosts, bundles in {out_dir}"
+    )
+
+    def after(
+        index: int, at: float, wdir: Path, record: RunRecord | None, error: str | None
+    ) -> None:
+        if record is None:
+            name = wdir.name if wdir.exists() else ""
+            results.append(WindowResult(index, name, at, None, None, "failed", note=error or ""))
+        else:
+            kept = True
+            if until_fail:
+                record, kept = _keep_failing_run(record)
+            if not kept:
+                shutil.rmtree(wdir, ignore_errors=True)
+                runs = len((record.repro or {}).get("runs", ()))
+                results.append(
+                    WindowResult(
+                        index,
+                        wdir.name,
+                        at,
+                        record.started_ts,
+                        record.finished_ts,
+                        "interrupted" if record.interrupted else "discarded",
+                        repro=record.repro,
+                        note=f"no failure in {runs} runs; captures discarded",
+                    )
+                )
+            else:
+                verdict, crash = _correlate_kept(record)
+                write_bundle(wdir, record, verdict, tarball=tarball, anonymise=anonymise)
+                status = (
+                    "interrupted"
+                    if record.interrupted
+                    else ("ok" if record.complete else "partial")
+                )
+                note = "; ".join(record.errors[:3])
+                if crash is not None:
+                    note = f"correlation failed ({type(crash).__name__}: {crash})"
+                results.append(
+                    WindowResult(
+                        index,
+                        wdir.name,
+                        at,
+                        record.started_ts,
+                        record.finished_ts,
+                        status,
+                        verdict,
+                        record.repro,
+                        note,
+                    )
+                )
+        r = results[-1]
+        broken = sum(1 for f in r.verdict.flows if f.broken) if r.verdict else 0
+        flows = len(r.verdict.flows) if r.verdict else 0
+        line = f"window {index}: {r.status}, {flows} flows, {broken} broken  {r.name} {r.note}"
+        typer.echo(line.rstrip())
+        write_windows_summary(out_dir, results)
+
+    try:
+
+        def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, WindowsOutcome]:
+            opts.connector = _connector(progress)
+            return run_windows(inv, schedule, out_dir, opts, after, emit=progress, stop=stop)
+
+        outcome = _with_sigint(
+            start,
+            "stopping (between windows: no more windows; in one: it ends as an interrupted "
+            "bundle); Ctrl-C again to abort",
+        )
+    except HopcapError as exc:
+        _fail(exc)
+    if results:
+        typer.echo(f"summary: {out_dir / 'windows.md'}")
+    if outcome.interrupted:
+        _err(f"schedule stopped after {outcome.done} window(s)")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(r.status in ("partial", "failed") for r in results):
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command(name="record")
+def record_cmd(
+    inventory: InventoryOpt,
+    until: Annotated[
+        str,
+        typer.Option(
+            "--until",
+            help='"HOST: COMMAND": with --probe-every, run periodically and fire on a '
+            "non-zero exit; without, a watcher that fires when it exits",
+        ),
+    ],
+    ring: Annotated[
+        str, typer.Option("--ring", help="keep this much before the trigger, e.g. 60s")
+    ] = "60s",
+    probe_every: Annotated[
+        str | None, typer.Option("--probe-every", help="run the --until command every D")
+    ] = None,
+    post: Annotated[
+        str, typer.Option("--post", help="keep capturing this long after the trigger")
+    ] = "3s",
+    max_duration: Annotated[
+        str, typer.Option("--max-duration", help="end the recording after this long")
+    ] = "8h",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="bundle directory (default: new, here)")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option(help="hop order, e.g. client,fw,lb,srv (overrides)")
+    ] = None,
+    tarball: Annotated[bool, typer.Option("--tar", help="also write DIR.tar.gz")] = False,
+    anonymise: Annotated[
+        bool, typer.Option("--anonymise", help="pseudonymise addresses, cut payloads")
+    ] = False,
+    no_facts: Annotated[
+        bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
+    ] = False,
+) -> None:
+    """Flight recorder: capture into a ring on every hop until a trigger fires, then keep
+    the last --ring before it, correlate, and write an evidence bundle."""
+    from hopcap.bundle import write_bundle
+    from hopcap.inventory import load
+    from hopcap.orchestrator.record import RecordOptions, parse_until, record
+    from hopcap.orchestrator.run import new_run_id
+
+    try:
+        ring_s = _positive("--ring", ring)
+        probe_s = _positive("--probe-every", probe_every) if probe_every is not None else None
+        post_s = _positive("--post", post, zero=True)
+        max_s = _positive("--max-duration", max_duration)
+        inv = load(inventory, path_override=path.split(",") if path else None)
+        trig = parse_until(until, inv)
+        run_id = new_run_id()
+        out_dir = out or _default_out("hopcap-record")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
+            raise typer.Exit(EXIT_ERROR)
+        opts = RecordOptions(
+            out=out_dir,
+            ring_s=ring_s,
+            until=trig,
+            probe_every_s=probe_s,
+            post_s=post_s,
+            max_duration_s=max_s,
+            run_id=run_id,
+            collect_facts=not no_facts,
+        )
+        _err(
+            f"hopcap {__version__}: record {run_id}, {len(inv.path)} hosts, ring {ring_s:g}s, "
+            f"bundle {out_dir}"
+        )
+
+        def start(progress: _Progress, stop: asyncio.Event) -> Coroutine[Any, Any, RunRecord]:
+            opts.connector = _connector(progress)
+            return record(inv, opts, emit=progress, stop=stop)
+
+        rec = _with_sigint(
+            start,
+            "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
+        )
+        kept = rec.recording or {}
+        rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))
+        _err("correlating ...")
+        verdict, crash = _correlate_kept(rec)
+        final = write_bundle(out_dir, rec, verdict, tarball=tarball, anonymise=anonymise)
+    except HopcapError as exc:
+        _fail(exc)
+    _exit_if_crashed(crash, final)
+    _print_verdict(verdict)
+    typer.echo("")
+    if rec.trigger is not None:
+        t = rec.trigger
+        why = t.get("error") or f"exit {t.get('exit_status')}"
+        typer.echo(f"trigger: {t['host']}: {t['command']} ({why})")
+    typer.echo(f"bundle: {final}")
+    for w in kept.get("warnings", ()):
+        _err(f"warning: {w}")
+    ended = kept.get("ended")
+    if ended == "ctrl-c":
+        _err("recording interrupted: the bundle holds the last --ring before the stop")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if ended == "max-duration":
+        _err("--max-duration reached without a trigger: the bundle holds the last --ring")
+        raise typer.Exit(EXIT_OK)
+    if not rec.complete:
+        for e in rec.errors:
+            _err(f"incomplete: {e}")
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+def _positive(option: str, text: str, *, zero: bool = False) -> float:
+    """A duration option's value; OptionError (exit 3) unless it is > 0 (>= 0 with zero)."""
+    from hopcap.inventory import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise OptionError(f"{option} {text}: {exc}") from None
+    if value <= 0 and not (zero and value == 0):
+        raise OptionError(f"{option} {text}: must be longer than 0")
+    return value
 
 
 @app.command()
@@ -364,7 +923,7 @@ def check(
         inv = load(inventory, path_override=path.split(",") if path else None)
         progress = _Progress()
         try:
-            results = asyncio.run(run_check(inv, emit=progress))
+            results = asyncio.run(run_check(inv, emit=progress, connector=_connector(progress)))
         finally:
             progress.close()
     except HopcapError as exc:
@@ -421,6 +980,8 @@ def correlate_cmd(
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
+    show_all: AllOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
     from hopcap.bundle import load_bundle, write_offline_bundle
@@ -443,9 +1004,11 @@ def correlate_cmd(
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
-        _print_verdict(verdict)
+        found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:
             typer.echo(f"\nbundle: {out}")
+        if not found:
+            raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
@@ -464,6 +1027,99 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+# --------------------------------------------------------------------------------- import
+
+
+def _utc_offset(text: str) -> int:
+    """'+02:00', '-0530', '0' -> seconds."""
+    import re
+
+    m = re.fullmatch(r"([+-])?(\d{1,2}):?(\d{2})?", text.strip())
+    if not m or int(m.group(2)) > 14 or int(m.group(3) or 0) > 59:
+        raise typer.BadParameter(f"{text!r} is not a UTC offset like +02:00")
+    secs = int(m.group(2)) * 3600 + int(m.group(3) or 0) * 60
+    return -secs if m.group(1) == "-" else secs
+
+
+@import_app.command("fortigate")
+def import_fortigate(
+    log: Annotated[Path, typer.Argument(help="terminal log of `diagnose sniffer packet ... 6`")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="pcapng to write (default: LOG.pcapng)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="device name: interfaces become HOST:port1")] = "fgt",
+    utc_offset: Annotated[
+        str, typer.Option(help="the box's time zone for absolute times (`6 0 a`), e.g. +02:00")
+    ] = "+00:00",
+    start: Annotated[
+        str | None,
+        typer.Option(help="when the sniffer started (ISO time, UTC), for relative times"),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(help="also write one pcapng per interface into this directory"),
+    ] = None,
+) -> None:
+    """Convert a FortiGate sniffer log (verbose 3 or 6) into pcapng, one interface each."""
+    import datetime as dt
+
+    from hopcap.bundle.fortigate import point_name, read_sniffer_log, write_pcapng
+
+    offset = _utc_offset(utc_offset)
+    target = out or log.with_suffix(".pcapng")
+    try:
+        parsed = read_sniffer_log(log)
+        start_ns: int | None = None
+        if start is not None:
+            try:
+                when = dt.datetime.fromisoformat(start)
+            except ValueError as exc:
+                raise typer.BadParameter(f"--start {start!r} is not an ISO time") from exc
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            start_ns = int(when.timestamp() * 1e9)
+        elif not parsed.absolute:
+            last = max(p.ts_ns for p in parsed.packets if not p.absolute)
+            start_ns = int(log.stat().st_mtime * 1e9) - last
+            _err(
+                "hopcap: the log has relative times (sniffer run without `a`); anchored to the "
+                "file's modification time: pass --start for the real one"
+            )
+        written = write_pcapng(parsed, target, host=host, start_ns=start_ns, utc_offset_s=offset)
+        per_iface: dict[str, Path] = {}
+        if split is not None:
+            split.mkdir(parents=True, exist_ok=True)
+            for iface in parsed.interfaces:
+                name = point_name(host, iface)
+                path = split / (name.replace(":", "_") + ".pcapng")
+                write_pcapng(
+                    parsed,
+                    path,
+                    host=host,
+                    start_ns=start_ns,
+                    utc_offset_s=offset,
+                    interfaces=[iface],
+                )
+                per_iface[name] = path
+    except HopcapError as exc:
+        _fail(exc)
+    for w in parsed.warnings:
+        _err(f"warning: {w}")
+    rows = []
+    for name, n in written.interfaces.items():
+        rows.append([name, n, per_iface.get(name, "")])
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["interface", "packets", "file"] if per_iface else ["interface", "packets"],
+        )
+    )
+    typer.echo(f"\n{sum(written.interfaces.values())} packets -> {target}")
+    if per_iface:
+        args = " ".join(f"{n}={p}" for n, p in per_iface.items())
+        typer.echo(f"correlate with: hopcap correlate ... {args} ...  (in path order)")
 
 
 # ------------------------------------------------------------------------------------ lab

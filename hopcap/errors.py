@@ -10,7 +10,9 @@ HopcapError
  ├── CaptureError           tcpdump could not start / exited early / file unusable
  ├── CorrelationError       captures cannot be read or correlated at all
  ├── BundleError            a bundle cannot be written or read
- └── LabError               the namespace lab cannot be built or changed
+ ├── LabError               the namespace lab cannot be built or changed
+ ├── OptionError            a command-line value is wrong (`--at 25:99`, `--every 0`, ...)
+ └── PreflightError         the check before a scheduled window found a host not ready
 """
 
 from __future__ import annotations
@@ -119,3 +121,17 @@ class BundleError(HopcapError):
 
 class LabError(HopcapError):
     pass
+
+
+class OptionError(HopcapError):
+    """A command-line value is wrong; exit 3 like a wrong inventory (the run's settings
+    are wrong, nothing was started)."""
+
+    exit_code = EXIT_INVENTORY
+
+
+class PreflightError(HopcapError):
+    """The check before a scheduled window (or a recording) found a host that is not
+    ready; reported when the schedule is set up, not at the window's time."""
+
+    exit_code = EXIT_PREFLIGHT

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
+CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
+KINDS: tuple[str, ...] = ("linux",)  # what a host is; vendor appliances will add kinds
 
 FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
 LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
@@ -56,6 +58,13 @@ class Host:
     capture: tuple[str, ...] | Literal["auto"] = ()
     jump: str | None = None
     groups: tuple[str, ...] = ()
+    connection: str = "ssh"  # one of CONNECTIONS
+    kind: str = "linux"  # one of KINDS
+    password_env: str | None = None  # name of the environment variable holding the password
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == "local"
 
     @property
     def on_path(self) -> bool:
@@ -77,7 +86,7 @@ class Inventory:
 
     def to_public_dict(self) -> dict[str, Any]:
         """The inventory as the manifest records it: no secrets (key paths are kept,
-        key material never is; there are no passwords in the schema)."""
+        key material never is; a password is named by its environment variable only)."""
         return {
             "source": self.source,
             "path": list(self.path),
@@ -94,6 +103,9 @@ class Inventory:
                     "role": h.role,
                     "capture": h.capture if h.capture == "auto" else list(h.capture),
                     "jump": h.jump,
+                    "connection": h.connection,
+                    "kind": h.kind,
+                    "password_env": h.password_env,
                 }
                 for h in self.hosts.values()
             },
@@ -190,6 +202,37 @@ class PointSummary:
 
 
 _Strings = tuple[str, ...]  # `Leg.tuple` shadows the builtin inside that class
+_Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class LegPart:
+    """The part of a leg's connection that carried this flow, when the connection carried
+    other flows' requests too (a load balancer's reused backend connection): its
+    request/response exchanges (1-based, in order) and their byte ranges [start, end) in
+    each direction's stream, counted from the first byte after the SYN."""
+
+    exchanges: tuple[int, ...]
+    of: int  # exchanges the connection carried in all
+    c2s: _Ranges
+    s2c: _Ranges
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exchanges": list(self.exchanges),
+            "of": self.of,
+            "c2s": [list(r) for r in self.c2s],
+            "s2c": [list(r) for r in self.s2c],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LegPart:
+        return LegPart(
+            exchanges=tuple(d.get("exchanges", ())),
+            of=d.get("of", 0),
+            c2s=tuple((int(a), int(b)) for a, b in d.get("c2s", ())),
+            s2c=tuple((int(a), int(b)) for a, b in d.get("s2c", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -199,6 +242,7 @@ class Leg:
     link: str  # one of LINK_KINDS
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
+    part: LegPart | None = None  # a connection shared with other flows: this flow's part
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
@@ -206,6 +250,8 @@ class Leg:
             d["details"] = list(self.details)
         if self.latency_s is not None:
             d["latency_s"] = self.latency_s
+        if self.part is not None:
+            d["part"] = self.part.to_dict()
         return d
 
 
@@ -270,14 +316,86 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Pattern:
+    """The same finding (kind, direction, segment, field, before -> after) across many
+    flows, computed from a built verdict by `hopcap.patterns.find_patterns`. `before` and
+    `after` are None for a rewrite whose values differ from flow to flow (`values` says how
+    many pairs). `policy`: what devices do to every flow on purpose (MSS clamping, TTL
+    decrement, DSCP remarking), named by `label`."""
+
+    kind: str
+    direction: Direction
+    between: tuple[str, str]
+    flows: int  # flows with this finding
+    of: int  # flows seen where the segment starts (that could have had it)
+    packets: int
+    bytes: int
+    first_ts: float | None
+    text: str  # one line for people
+    field: str | None = None
+    before: Any = None
+    after: Any = None
+    values: int = 1  # distinct before -> after pairs folded into this pattern
+    policy: bool = False
+    label: str | None = None  # e.g. "MSS clamping"
+    flow_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "direction": self.direction,
+            "between": list(self.between),
+            "field": self.field,
+            "before": self.before,
+            "after": self.after,
+            "flows": self.flows,
+            "of": self.of,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "first_ts": self.first_ts,
+            "policy": self.policy,
+            "text": self.text,
+            "flow_ids": list(self.flow_ids),
+        }
+        if self.values != 1:
+            d["values"] = self.values
+        if self.label is not None:
+            d["label"] = self.label
+        return d
+
+    @staticmethod
+    def from_dict(x: Mapping[str, Any]) -> Pattern:
+        return Pattern(
+            kind=x["kind"],
+            direction=x.get("direction", "c2s"),
+            between=(x["between"][0], x["between"][1]),
+            flows=x.get("flows", 0),
+            of=x.get("of", 0),
+            packets=x.get("packets", 0),
+            bytes=x.get("bytes", 0),
+            first_ts=x.get("first_ts"),
+            text=x.get("text", ""),
+            field=x.get("field"),
+            before=x.get("before"),
+            after=x.get("after"),
+            values=x.get("values", 1),
+            policy=bool(x.get("policy", False)),
+            label=x.get("label"),
+            flow_ids=tuple(x.get("flow_ids", ())),
+        )
+
+
+@dataclass(frozen=True)
 class Verdict:
     points: tuple[PointSummary, ...]
     flows: tuple[Flow, ...]
     warnings: tuple[str, ...] = field(default=())
+    patterns: tuple[Pattern, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "points": [p.to_dict() for p in self.points],
+            "patterns": [p.to_dict() for p in self.patterns],
             "flows": [f.to_dict() for f in self.flows],
         }
         if self.warnings:
@@ -286,7 +404,8 @@ class Verdict:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Verdict:
-        """Rebuild a verdict from its JSON form (for `hopcap report BUNDLE`)."""
+        """Rebuild a verdict from its JSON form (for `hopcap report BUNDLE`); a verdict
+        written before patterns existed gets them computed."""
         points = tuple(
             PointSummary(
                 name=p["name"],
@@ -315,6 +434,7 @@ class Verdict:
                         link=leg.get("link", "same"),
                         details=tuple(leg.get("details", ())),
                         latency_s=leg.get("latency_s"),
+                        part=LegPart.from_dict(leg["part"]) if leg.get("part") else None,
                     )
                     for leg in f.get("legs", ())
                 ),
@@ -338,7 +458,14 @@ class Verdict:
             )
             for f in d.get("flows", ())
         )
-        return Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+        v = Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+        if "patterns" not in d:
+            from hopcap.patterns import with_patterns
+
+            return with_patterns(v)
+        return Verdict(
+            points, flows, v.warnings, tuple(Pattern.from_dict(x) for x in d["patterns"])
+        )
 
 
 # --------------------------------------------------------------------------- runs
@@ -375,6 +502,9 @@ class RunRecord:
     interrupted: bool = False
     errors: tuple[str, ...] = ()  # host-level failures, one line each
     repro: Mapping[str, Any] | None = None  # {"command", "exit_status", "stdout", "stderr"}
+    # `hopcap record`: what ended the recording (host, command, exit status, output, time)
+    trigger: Mapping[str, Any] | None = None
+    recording: Mapping[str, Any] | None = None  # ring, post, snapshots, pulled time range
 
     @property
     def start_skew_s(self) -> float | None:

@@ -6,31 +6,34 @@ Public API:
     write_offline_bundle(out, points, verdict) -> Path
     load_bundle(path) -> LoadedBundle
     render_report(bundle_dir) -> (report.md, report.html)
-    verdict_rows(verdict) -> rows for the terminal table (headers: VERDICT_HEADERS)
+    trim_pcap(path, start_ts, end_ts) -> TrimResult | None (keep a time range of a pcap)
+    write_windows_summary(out, [WindowResult]) -> (windows.json, windows.md)
 """
 
 from hopcap.bundle.core import (
-    VERDICT_HEADERS,
     LoadedBundle,
     load_bundle,
     make_tarball,
     pcap_dir,
     render_report,
     scrub_secrets,
-    verdict_rows,
     write_bundle,
     write_offline_bundle,
 )
+from hopcap.bundle.trim import TrimResult, trim_pcap
+from hopcap.bundle.windows import WindowResult, write_windows_summary
 
 __all__ = [
-    "VERDICT_HEADERS",
     "LoadedBundle",
+    "TrimResult",
+    "WindowResult",
     "load_bundle",
     "make_tarball",
     "pcap_dir",
     "render_report",
     "scrub_secrets",
-    "verdict_rows",
+    "trim_pcap",
     "write_bundle",
     "write_offline_bundle",
+    "write_windows_summary",
 ]

@@ -24,9 +24,10 @@ from hopcap.bundle.merge import (
     collect_addresses,
     write_merged,
 )
-from hopcap.bundle.report import finding_text, render_html, render_markdown
+from hopcap.bundle.report import render_html, render_markdown
 from hopcap.errors import BundleError
 from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
+from hopcap.patterns import ensure_patterns
 
 FORMAT = "hopcap-bundle"
 FORMAT_VERSION = 1
@@ -34,8 +35,6 @@ MANIFEST = "manifest.json"
 VERDICT = "verdict.json"
 MERGED = "merged.pcapng"
 FACTS_SUMMARY = "facts/summary.json"
-
-VERDICT_HEADERS = ["flow", "client -> server", "legs", "findings", "summary"]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -92,7 +91,9 @@ def scrub_secrets(obj: Any) -> Any:
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
-            if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", False):
+            # `password_env` names the variable that holds a secret: a reference, kept
+            secret_key = isinstance(k, str) and _SECRET_KEY.search(k) and not k.endswith("_env")
+            if secret_key and v not in (None, "", False):
                 out[k] = "<removed>"
             else:
                 out[k] = scrub_secrets(v)
@@ -229,6 +230,10 @@ def write_bundle(
         "repro": scrub_secrets(dict(run.repro)) if run.repro else None,
         "warnings": pulled_warnings,
     }
+    if run.trigger is not None:  # `hopcap record`: what fired
+        base["trigger"] = scrub_secrets(dict(run.trigger))
+    if run.recording is not None:
+        base["recording"] = scrub_secrets(dict(run.recording))
     return _write(out, base, points, verdict, run.facts, tarball=tarball, anonymise=anonymise)
 
 
@@ -309,6 +314,7 @@ def _write(
     except OSError as exc:
         raise BundleError(f"cannot create bundle directory {out}: {exc.strerror}") from exc
     created = time.time()
+    verdict = ensure_patterns(verdict)
     verdict_dict = verdict.to_dict()
     offsets = {p.name: (p.clock_offset_s or 0.0) for p in verdict.points}
 
@@ -546,17 +552,3 @@ def render_report(bundle_dir: Path) -> tuple[Path, Path]:
     except OSError as exc:
         raise BundleError(f"cannot write the report in {b.path}: {exc}") from exc
     return md, ht
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def verdict_rows(verdict: Verdict) -> list[list[str]]:
-    """Rows for the terminal summary (headers: VERDICT_HEADERS): broken flows first, then
-    flows with only `gap` findings, then healthy flows; each group in verdict order."""
-    order = sorted(verdict.flows, key=lambda f: 0 if f.broken else (1 if f.findings else 2))
-    rows: list[list[str]] = []
-    for f in order:
-        findings = "; ".join(finding_text(x) for x in f.findings) or "-"
-        rows.append([f.id, f"{f.client} -> {f.server}", str(len(f.legs)), findings, f.summary])
-    return rows

@@ -304,13 +304,24 @@ class PcapngWriter:
         return self._nifaces - 1
 
     def write_packet(
-        self, iface: int, ts_ns: int, data: bytes, orig_len: int, comment: str | None = None
+        self,
+        iface: int,
+        ts_ns: int,
+        data: bytes,
+        orig_len: int,
+        comment: str | None = None,
+        flags: int | None = None,
     ) -> None:
+        """`flags`: the pcapng epb_flags word (bits 0-1: 1 inbound, 2 outbound)."""
         incl = len(data)
         pad = (-incl) % 4
         opts = b""
         if comment:
-            opts = _opt(1, comment.encode()) + _OPT_END
+            opts += _opt(1, comment.encode())
+        if flags is not None:
+            opts += _opt(2, struct.pack("<I", flags))
+        if opts:
+            opts += _OPT_END
         total = 32 + incl + pad + len(opts)
         ts = ts_ns if ts_ns > 0 else 0
         self._fh.write(

@@ -13,17 +13,22 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hopcap.model import Finding, Flow, Verdict
+from hopcap.model import Finding, Flow, Pattern, Verdict
+from hopcap.patterns import FLOW_HEADERS, Triage, ensure_patterns, flow_row, triage
 
 MAX_HEALTHY_LISTED = 20
 MAX_COUNTERS = 12
 MAX_RULES = 15
+MAX_PATTERNS = 50  # problem patterns listed (the rest: verdict.json)
+MAX_DETAILED = 20  # flows with drops etc. shown with findings, legs and ladder
+MAX_REWRITES_DETAILED = 10  # flows with rewrites only, shown in detail
+MAX_LISTED = 200  # further flows, one table row each
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _finding_what(f: Finding) -> str:
+def finding_what(f: Finding) -> str:
     """A finding's text; a rewrite leads with its field and values."""
     if f.kind == "rewrite" and f.field:
         return f"{f.field}: {f.before} -> {f.after}; {f.what}"
@@ -75,12 +80,22 @@ def finding_text(f: Finding) -> str:
     return s
 
 
-def sorted_flows(verdict: Verdict) -> tuple[list[Flow], list[Flow], list[Flow]]:
-    """(broken, inconclusive = only gap findings, healthy)."""
-    broken = [f for f in verdict.flows if f.broken]
-    gaps = [f for f in verdict.flows if not f.broken and f.findings]
-    healthy = [f for f in verdict.flows if not f.findings]
-    return broken, gaps, healthy
+def _split(patterns: Sequence[Pattern]) -> tuple[list[Pattern], list[Pattern]]:
+    """(problems, device policy)."""
+    return [p for p in patterns if not p.policy], [p for p in patterns if p.policy]
+
+
+def _pattern_change(p: Pattern) -> str:
+    if p.kind != "rewrite":
+        return ""
+    if p.values != 1:
+        return f"{p.field}: {p.values} different values"
+    return f"{p.field}: {p.before} -> {p.after}"
+
+
+def _examples(p: Pattern, n: int = 5) -> str:
+    more = f" +{len(p.flow_ids) - n:,}" if len(p.flow_ids) > n else ""
+    return ", ".join(p.flow_ids[:n]) + more
 
 
 def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
@@ -117,8 +132,10 @@ def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str,
     return rows
 
 
-def _summary_lines(manifest: Mapping[str, Any], verdict: Verdict) -> list[tuple[str, str]]:
-    broken, gaps, healthy = sorted_flows(verdict)
+def _summary_lines(
+    manifest: Mapping[str, Any], verdict: Verdict, t: Triage
+) -> list[tuple[str, str]]:
+    problems, policy = _split(verdict.patterns)
     kinds = Counter(f.kind for fl in verdict.flows for f in fl.findings)
     missing = [p["name"] for p in manifest.get("points", []) if p.get("error") or not p.get("file")]
     started, finished = manifest.get("started_ts"), manifest.get("finished_ts")
@@ -136,10 +153,16 @@ def _summary_lines(manifest: Mapping[str, Any], verdict: Verdict) -> list[tuple[
         ("Missing points", ", ".join(missing) if missing else "none"),
         (
             "Flows",
-            f"{len(verdict.flows)} total: {len(broken)} broken, {len(gaps)} inconclusive, "
-            f"{len(healthy)} healthy",
+            f"{len(verdict.flows):,} total: {len(t.alarms):,} with drops, injections, resets "
+            f"or gaps, {len(t.rewrites):,} with rewrites only, {len(t.policy):,} with device "
+            f"policy only, {len(t.healthy):,} healthy",
         ),
-        ("Findings", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
+        (
+            "Patterns",
+            f"{len(problems):,} problem(s), {len(policy):,} device policy"
+            + (f" ({', '.join(str(p.label) for p in policy)})" if policy else ""),
+        ),
+        ("Findings", ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
         ("hopcap", str(manifest.get("hopcap_version", "?"))),
     ]
     if manifest.get("anonymised"):
@@ -156,10 +179,12 @@ def _moved_facts(facts: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[str, Any]) -> str:
     L: list[str] = []
-    broken, gaps, healthy = sorted_flows(verdict)
+    verdict = ensure_patterns(verdict)
+    t = triage(verdict)
+    problems, policy = _split(verdict.patterns)
     L.append(f"# hopcap report: run {_md(manifest.get('run_id', '?'))}")
     L.append("")
-    for k, v in _summary_lines(manifest, verdict):
+    for k, v in _summary_lines(manifest, verdict, t):
         L.append(f"- **{k}:** {_md(v)}")
     errors = list(manifest.get("errors") or [])
     warnings = list(manifest.get("warnings") or []) + list(verdict.warnings)
@@ -179,11 +204,32 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
             f"{_secs(r['offset'])} | {_secs(r['probe'])} | {_md(r['error'] or '')} |"
         )
 
-    L += ["", f"## Broken flows ({len(broken)})", ""]
-    if not broken:
-        L.append("No flow was dropped, injected into, rewritten or reset.")
-    for fl in broken + gaps:
-        L += _md_flow(fl)
+    L += ["", f"## Patterns ({len(problems)})", ""]
+    if problems:
+        L.append("The same finding across flows, counted once; most flows first.")
+        L += ["", "| # | kind | pattern | e.g. |", "|---|---|---|---|"]
+        for i, p in enumerate(problems[:MAX_PATTERNS], 1):
+            L.append(f"| {i} | {_md(p.kind)} | {_md(p.text)} | {_md(_examples(p))} |")
+        if len(problems) > MAX_PATTERNS:
+            L.append(f"\n{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.")
+    else:
+        L.append("No drop, injection, reset, rewrite or gap beyond device policy.")
+    if policy:
+        L += ["", f"## Device policy ({len(policy)})", ""]
+        L.append("What the devices on the path do to flows on purpose; expected, not faults.")
+        L.append("")
+        L += [f"- {_md(p.text)}" for p in policy]
+
+    L += ["", f"## Flows with drops, injections, resets or gaps ({len(t.alarms):,})", ""]
+    if not t.alarms:
+        L.append("No flow was dropped, injected into or reset, and no evidence is missing.")
+    else:
+        L.append("Most such packets first.")
+    L += _md_flows(t.alarms, MAX_DETAILED)
+    if t.rewrites:
+        L += ["", f"## Flows with rewrites only ({len(t.rewrites):,})", ""]
+        L.append("Rewrites that are not device policy (see the patterns).")
+        L += _md_flows(t.rewrites, MAX_REWRITES_DETAILED)
 
     L += ["", "## Facts that moved", ""]
     moved = _moved_facts(facts)
@@ -192,16 +238,21 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     for host, s in moved:
         L += _md_facts(host, s)
 
-    L += ["", f"## Healthy flows ({len(healthy)})", ""]
-    if healthy:
-        L.append(f"{len(healthy)} flows crossed every capture point without a finding.")
-        if len(healthy) <= MAX_HEALTHY_LISTED:
+    L += ["", f"## Other flows ({len(t.policy) + len(t.healthy):,})", ""]
+    if t.policy:
+        L.append(
+            f"{len(t.policy):,} flows crossed every capture point with only the device "
+            "policy above."
+        )
+    if t.healthy:
+        L.append(f"{len(t.healthy):,} flows crossed every capture point without a finding.")
+        if len(t.healthy) <= MAX_HEALTHY_LISTED:
             L += ["", "| flow | client -> server | legs |", "|---|---|---|"]
-            for fl in healthy:
+            for fl in t.healthy:
                 L.append(
                     f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} |"
                 )
-    else:
+    if not t.policy and not t.healthy:
         L.append("None.")
 
     repro = manifest.get("repro")
@@ -209,13 +260,74 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         L += ["", "## Reproduction", ""]
         L.append(f"- command: `{_md(repro.get('command', ''))}`")
         L.append(f"- exit status: {_md(repro.get('exit_status'))}")
+        if repro.get("runs"):
+            L.append(f"- runs in this window: {len(repro['runs'])}")
+    trigger = manifest.get("trigger")
+    if trigger:
+        L += ["", "## Trigger (flight recorder)", ""]
+        L.append(f"- on {_md(trigger.get('host'))}: `{_md(trigger.get('command', ''))}`")
+        L.append(
+            f"- fired at {iso(trigger.get('fired_ts'))}, exit status "
+            f"{_md(trigger.get('exit_status'))}"
+        )
+        if trigger.get("output"):
+            L.append(f"- output: `{_md(str(trigger['output']).strip()[-300:])}`")
+    rec_lines = _recording_lines(manifest)
+    if rec_lines:
+        L += ["", "## Recording", ""]
+        L += [f"- {_md(x)}" for x in rec_lines]
     L += ["", "## Files", ""]
     L.append(
+        "`verdict.json` has every flow and every pattern; "
         "`merged.pcapng` has every point as its own interface on one timeline; "
         "`pcaps/` the original captures; `facts/` before/after outputs and deltas; "
         "`manifest.json` the sha256 of every file."
     )
     return "\n".join(L) + "\n"
+
+
+def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
+    """The first `detailed` flows in full, then one row each up to MAX_LISTED."""
+    L: list[str] = []
+    for fl in flows[:detailed]:
+        L += _md_flow(fl)
+    rest = flows[detailed : detailed + MAX_LISTED]
+    if rest:
+        L += ["", f"The next {len(rest):,}, one line each:", ""]
+        L.append("| " + " | ".join(FLOW_HEADERS) + " |")
+        L.append("|---" * len(FLOW_HEADERS) + "|")
+        L += ["| " + " | ".join(_md(c) for c in flow_row(fl)) + " |" for fl in rest]
+    left = len(flows) - detailed - len(rest)
+    if left > 0:
+        L.append(f"\n... {left:,} more in verdict.json.")
+    return L
+
+
+def _recording_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """What a flight recording kept (`hopcap record`), in plain sentences."""
+    rec = manifest.get("recording")
+    if not rec:
+        return []
+    ended = {
+        "trigger": "the trigger fired",
+        "ctrl-c": "interrupted (Ctrl-C)",
+        "max-duration": "--max-duration reached without a trigger",
+    }.get(str(rec.get("ended")), str(rec.get("ended")))
+    lines = [
+        f"ended: {ended}",
+        f"kept: {iso(rec.get('kept_from_ts'))} to {iso(rec.get('kept_to_ts'))} "
+        f"(--ring {rec.get('ring_s')}s, --post {rec.get('post_s')}s)",
+    ]
+    before = rec.get("facts_before") or {}
+    if before:
+        secs = sorted({round(float(v.get("seconds_before", 0))) for v in before.values()})
+        lines.append(
+            "facts: `before` was taken "
+            + "/".join(str(x) for x in secs)
+            + " s before the end, `after` at once: the deltas are what moved meanwhile"
+        )
+    lines += [str(w) for w in rec.get("warnings") or ()]
+    return lines
 
 
 def _md_flow(fl: Flow) -> list[str]:
@@ -227,7 +339,7 @@ def _md_flow(fl: Flow) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for f in fl.findings:
-        what = _finding_what(f)
+        what = finding_what(f)
         L.append(
             f"| {_md(f.kind)} | {_md(f.direction)} | {_md(f.between[0])} -> {_md(f.between[1])} "
             f"| {f.packets} | {f.bytes} | {iso(f.first_ts)} | {_md(what)} |"
@@ -309,11 +421,15 @@ dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 code{background:#f3f3f3;padding:0 .2em}
 svg{max-width:100%;height:auto;background:#fff}
 .muted{color:#666}
+ul.policy{background:#f1f8e9;border:1px solid #c5e1a5;border-radius:6px;
+padding:.5em 1em .5em 2em}
 """
 
 
 def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[str, Any]) -> str:
-    broken, gaps, healthy = sorted_flows(verdict)
+    verdict = ensure_patterns(verdict)
+    t = triage(verdict)
+    problems, policy = _split(verdict.patterns)
     path = [str(p.get("name")) for p in manifest.get("points", [])] or [
         p.name for p in verdict.points
     ]
@@ -329,7 +445,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         f"<h1>hopcap report: run {_h(manifest.get('run_id', '?'))}</h1>",
         '<dl class="summary">',
     ]
-    for k, v in _summary_lines(manifest, verdict):
+    for k, v in _summary_lines(manifest, verdict, t):
         H.append(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>")
     H.append("</dl>")
     errors = list(manifest.get("errors") or [])
@@ -352,11 +468,45 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         )
     H.append("</tbody></table>")
 
-    H.append(f"<h2>Broken flows ({len(broken)})</h2>")
-    if not broken:
-        H.append("<p>No flow was dropped, injected into, rewritten or reset.</p>")
-    for fl in broken + gaps:
-        H += _html_flow(fl, path)
+    H.append(f"<h2>Patterns ({len(problems)})</h2>")
+    if problems:
+        H.append('<p class="muted">The same finding across flows, counted once; most flows '
+                 "first.</p>")  # fmt: skip
+        H.append(
+            "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>change</th>"
+            "<th>flows</th><th>packets</th><th>e.g.</th><th>description</th></tr></thead><tbody>"
+        )
+        for p in problems[:MAX_PATTERNS]:
+            H.append(
+                f'<tr><td class="k-{_h(p.kind)}">{_h(p.kind)}</td><td>{_h(p.direction)}</td>'
+                f"<td>{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>"
+                f"<td>{_h(_pattern_change(p))}</td><td>{p.flows:,} of {p.of:,}</td>"
+                f"<td>{p.packets:,}</td><td>{_h(_examples(p))}</td><td>{_h(p.text)}</td></tr>"
+            )
+        H.append("</tbody></table>")
+        if len(problems) > MAX_PATTERNS:
+            H.append(f"<p>{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.</p>")
+    else:
+        H.append("<p>No drop, injection, reset, rewrite or gap beyond device policy.</p>")
+    if policy:
+        H.append(f"<h2>Device policy ({len(policy)})</h2>")
+        H.append(
+            '<p class="muted">What the devices on the path do to flows on purpose; expected, '
+            "not faults.</p>"
+        )
+        H.append('<ul class="policy">' + "".join(f"<li>{_h(p.text)}</li>" for p in policy))
+        H.append("</ul>")
+
+    H.append(f"<h2>Flows with drops, injections, resets or gaps ({len(t.alarms):,})</h2>")
+    if not t.alarms:
+        H.append("<p>No flow was dropped, injected into or reset, and no evidence is missing.</p>")
+    else:
+        H.append('<p class="muted">Most such packets first.</p>')
+    H += _html_flows(t.alarms, MAX_DETAILED, path)
+    if t.rewrites:
+        H.append(f"<h2>Flows with rewrites only ({len(t.rewrites):,})</h2>")
+        H.append('<p class="muted">Rewrites that are not device policy (see the patterns).</p>')
+        H += _html_flows(t.rewrites, MAX_REWRITES_DETAILED, path)
 
     H.append("<h2>Facts that moved</h2>")
     moved = _moved_facts(facts)
@@ -365,21 +515,26 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     for host, s in moved:
         H += _html_facts(host, s)
 
-    H.append(f"<h2>Healthy flows ({len(healthy)})</h2>")
-    if healthy:
-        H.append(f"<p>{len(healthy)} flows crossed every capture point without a finding.</p>")
-        if len(healthy) <= MAX_HEALTHY_LISTED:
+    H.append(f"<h2>Other flows ({len(t.policy) + len(t.healthy):,})</h2>")
+    if t.policy:
+        H.append(
+            f"<p>{len(t.policy):,} flows crossed every capture point with only the device "
+            "policy above.</p>"
+        )
+    if t.healthy:
+        H.append(f"<p>{len(t.healthy):,} flows crossed every capture point without a finding.</p>")
+        if len(t.healthy) <= MAX_HEALTHY_LISTED:
             H.append(
                 "<table><thead><tr><th>flow</th><th>client -&gt; server</th><th>legs</th>"
                 "</tr></thead><tbody>"
             )
-            for fl in healthy:
+            for fl in t.healthy:
                 H.append(
                     f"<tr><td>{_h(fl.id)}</td><td>{_h(fl.client)} -&gt; {_h(fl.server)}</td>"
                     f"<td>{len(fl.legs)}</td></tr>"
                 )
             H.append("</tbody></table>")
-    else:
+    if not t.policy and not t.healthy:
         H.append("<p>None.</p>")
     repro = manifest.get("repro")
     if repro:
@@ -388,13 +543,49 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             f"<p>command: <code>{_h(repro.get('command', ''))}</code>, exit status "
             f"{_h(repro.get('exit_status'))}</p>"
         )
+    trigger = manifest.get("trigger")
+    if trigger:
+        H.append("<h2>Trigger (flight recorder)</h2>")
+        H.append(
+            f"<p>on {_h(trigger.get('host'))}: <code>{_h(trigger.get('command', ''))}</code>, "
+            f"fired at {_h(iso(trigger.get('fired_ts')))}, exit status "
+            f"{_h(trigger.get('exit_status'))}</p>"
+        )
+    rec_lines = _recording_lines(manifest)
+    if rec_lines:
+        H.append("<h2>Recording</h2><ul>")
+        H += [f"<li>{_h(x)}</li>" for x in rec_lines]
+        H.append("</ul>")
     H.append(
-        '<p class="muted">merged.pcapng has every point as its own interface on one '
-        "timeline; pcaps/ the original captures; facts/ before/after outputs and deltas; "
-        "manifest.json the sha256 of every file.</p>"
+        '<p class="muted">verdict.json has every flow and every pattern; merged.pcapng has '
+        "every point as its own interface on one timeline; pcaps/ the original captures; "
+        "facts/ before/after outputs and deltas; manifest.json the sha256 of every file.</p>"
     )
     H += ["</body>", "</html>"]
     return "\n".join(H) + "\n"
+
+
+def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> list[str]:
+    """The first `detailed` flows in full (with a ladder), then one row each up to
+    MAX_LISTED."""
+    H: list[str] = []
+    for fl in flows[:detailed]:
+        H += _html_flow(fl, path)
+    rest = flows[detailed : detailed + MAX_LISTED]
+    if rest:
+        H.append(f"<p>The next {len(rest):,}, one line each:</p>")
+        H.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{_h(c)}</th>" for c in FLOW_HEADERS)
+            + "</tr></thead><tbody>"
+        )
+        for fl in rest:
+            H.append("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in flow_row(fl)) + "</tr>")
+        H.append("</tbody></table>")
+    left = len(flows) - detailed - len(rest)
+    if left > 0:
+        H.append(f"<p>... {left:,} more in verdict.json.</p>")
+    return H
 
 
 def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
@@ -406,7 +597,7 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         "<th>bytes</th><th>first seen</th><th>what</th></tr></thead><tbody>",
     ]
     for f in fl.findings:
-        what = _finding_what(f)
+        what = finding_what(f)
         H.append(
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
             f"<td>{_h(f.between[0])} -&gt; {_h(f.between[1])}</td><td>{f.packets}</td>"
@@ -523,7 +714,8 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
     col_w, left, top, row_h = 150, 70, 60, 46
     x = {c: left + i * col_w for i, c in enumerate(cols)}
     rows = 1 + len(fl.findings)
-    width = left * 2 + col_w * max(len(cols) - 1, 1)
+    # room for the labels (up to 90 characters) even when the path has two points
+    width = max(left * 2 + col_w * max(len(cols) - 1, 1), 720)
     height = top + rows * row_h + 30
     S: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

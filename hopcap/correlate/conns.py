@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,9 @@ import xxhash
 
 from hopcap.correlate._fastwalk import mix_columns
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
+
+if TYPE_CHECKING:
+    from hopcap.correlate.link import ConnExchanges
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -108,8 +112,8 @@ class PointConns:
     conns: list[Conn]
     by_tkey: dict[int, list[Half]] = field(default_factory=dict)
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
-    # caches for proxy linking (link.py): content chunks per connection, start-time index
-    chunk_cache: dict[int, tuple[list[bytes], list[bytes]]] = field(default_factory=dict)
+    # caches for proxy linking (link.py): exchanges per connection, start-time index
+    exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
     by_start: list[Conn] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,10 +16,13 @@ import numpy.typing as npt
 from hopcap.correlate.conns import Half, PointConns, build_point
 from hopcap.correlate.link import (
     HalfLinks,
-    ProxyMatch,
+    Part,
+    ProxyPlan,
+    exchange_of_rows,
     link_halves,
     parse_conntrack,
     plan_proxied,
+    stream_base,
 )
 from hopcap.correlate.match import (
     M32,
@@ -29,11 +34,23 @@ from hopcap.correlate.match import (
     signed32,
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
+from hopcap.correlate.stages import finish_stages, plan_stages
 from hopcap.errors import CorrelationError
-from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
+from hopcap.model import (
+    Direction,
+    Finding,
+    Flow,
+    Leg,
+    LegPart,
+    PointInput,
+    PointSummary,
+    Verdict,
+)
+from hopcap.patterns import with_patterns
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,6 +66,10 @@ class Point:
     offset_err_ns: int | None = None
     start_ns: int | None = None  # packets before this (aligned to this point) are not evidence
     stop_ns: int | None = None
+    # exchange of every packet of a shared connection's leg here (see `_part_filters`),
+    # and lists of packets split by exchange (`_Sel.rows`)
+    ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
+    row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
 
     @property
     def table(self) -> PacketTable:
@@ -71,6 +92,9 @@ class LegB:
     details: tuple[str, ...] = ()
     delta_c: int | None = 0  # seq offset of this leg's c half relative to the previous leg's
     delta_s: int | None = 0
+    # the exchanges of this leg's connection that are this flow's, when it carried others'
+    # too (a reused backend connection); the same object on every leg of that connection
+    part: Part | None = None
 
 
 @dataclass
@@ -88,6 +112,18 @@ class FlowB:
     legs: list[LegB]
     hops: list[Hop] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # beyond a proxy that carried this flow over several connections (requests spread over
+    # a pool, retries, redispatches): one chain per connection, after the last leg
+    subs: list[FlowB] = field(default_factory=list)
+    via: Hop | None = None  # a sub's hop from its parent's last leg to its first
+    attempt: bool = False  # a sub that carried nothing before the proxy tried again
+
+
+def _chains(flows: list[FlowB]) -> Iterator[FlowB]:
+    """Every chain of legs: the flows and, depth first, their subs."""
+    for f in flows:
+        yield f
+        yield from _chains(f.subs)
 
 
 def _host_of(inp: PointInput) -> tuple[str, str]:
@@ -98,9 +134,14 @@ def _host_of(inp: PointInput) -> tuple[str, str]:
 def correlate(
     points: Sequence[PointInput], *, conntrack: Mapping[str, str] | None = None
 ) -> Verdict:
-    """Correlate the captures of `points` (path order, client side first)."""
+    """Correlate the captures of `points` (path order, client side first).
+
+    Stage captures of one device (`fw:receive`, `fw:firewall`, `fw:transmit`, `fw:drop`)
+    are put in processing order, and the drop stage is proof, not a point (`stages`)."""
     if not points:
         raise CorrelationError("no capture points given")
+    plan = plan_stages(points)
+    points = plan.points
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise CorrelationError(f"capture point names must be unique: {names}")
@@ -108,11 +149,13 @@ def correlate(
     for i, inp in enumerate(points):
         host, iface = _host_of(inp)
         pc = None
-        if inp.pcap is not None:
+        if inp.name in plan.tables:
+            pc = build_point(plan.tables[inp.name])
+        elif inp.pcap is not None:
             pc = build_point(read_capture(Path(inp.pcap)))
         pts.append(Point(i, inp, inp.name, host, iface, pc))
     try:
-        return _correlate(pts, conntrack or {})
+        return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
     finally:
         for p in pts:
             if p.pc is not None:
@@ -215,16 +258,23 @@ def _build_flows(
     pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
 ) -> list[FlowB]:
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]] = {}
+    plans: dict[tuple[int, int], ProxyPlan] = {}
     flows: list[FlowB] = []
     for k, p in enumerate(present):
         pc = pts[p].pc
         assert pc is not None
+        # a reused backend connection: the exchanges that no front connection claimed are
+        # a flow of their own
+        plan = plans.get((present[k - 1], p)) if k else None
         for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+            part = None
             if conn.cid in claimed[p]:
-                continue
+                part = plan.rest.get(conn.cid) if plan is not None else None
+                if part is None:
+                    continue
             claimed[p].add(conn.cid)
-            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same")])
+            details = (part.label(),) if part is not None else ()
+            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
             _extend(pts, present, k, flow, links, claimed, plans)
             flows.append(flow)
     return flows
@@ -235,8 +285,8 @@ def _proxy_plan(
     a: int,
     b: int,
     hl: HalfLinks,
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
-) -> dict[int, ProxyMatch]:
+    plans: dict[tuple[int, int], ProxyPlan],
+) -> ProxyPlan:
     """The proxied links between adjacent points `a` and `b`, computed once, on first need.
     Linking by time alone (no payload crossed) only where a proxy is known to sit: both
     points are interfaces of one host, or other connections there are content-linked."""
@@ -264,7 +314,7 @@ def _extend(
     flow: FlowB,
     links: dict[tuple[int, int], HalfLinks],
     claimed: dict[int, set[int]],
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
+    plans: dict[tuple[int, int], ProxyPlan],
 ) -> None:
     while k + 1 < len(present):
         a, b = present[k], present[k + 1]
@@ -322,15 +372,35 @@ def _extend(
                 ended = "nothing"
             if ended != "nothing":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                pm = _proxy_plan(pts, a, b, hl, plans).get(conn_a.cid)
-                if pm is not None and pm.conn.cid not in claimed[b]:
+                plan = _proxy_plan(pts, a, b, hl, plans)
+                got = plan.fronts.get(conn_a.cid, [])
+                unserved = plan.unserved.get(conn_a.cid)
+                if unserved is not None and unserved not in leg.details:
+                    leg.details = (*leg.details, unserved)
+                # a part of a reused connection is this flow's alone; a whole one only if
+                # no other flow took it
+                pms = [m for m in got if m.part is not None or m.conn.cid not in claimed[b]]
+                for pm in pms:
                     claimed[b].add(pm.conn.cid)
+                if len(pms) == 1 and not pms[0].attempt:
+                    pm = pms[0]
                     flow.hops.append(Hop(a, b, None, None, missing, None))
                     flow.legs.append(
-                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None)
+                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part)
                     )
                     k += 1
                     continue
+                if pms:
+                    # several connections carried this flow beyond the proxy: a chain each
+                    for pm in pms:
+                        first = LegB(
+                            b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part
+                        )
+                        via = Hop(a, b, None, None, missing, None)
+                        sub = FlowB(legs=[first], via=via, attempt=pm.attempt)
+                        _extend(pts, present, k + 1, sub, links, claimed, plans)
+                        flow.subs.append(sub)
+                    return
             flow.hops.append(Hop(a, b, None, None, missing, ended))
             return
         for y in (yc, ys):
@@ -340,19 +410,25 @@ def _extend(
             leg.s is None or ys is None or leg.s.tkey == ys.tkey
         )
         flow.hops.append(Hop(a, b, None, None, missing))
-        flow.legs.append(LegB(b, yc, ys, "same" if same_tuple else "nat", details, None, None))
+        link = "same" if same_tuple else "nat"
+        # the same connection beyond a NAT: the same exchanges are this flow's
+        flow.legs.append(LegB(b, yc, ys, link, details, None, None, leg.part))
         k += 1
 
 
 def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
-    groups: dict[tuple[int, int], list[tuple[LegB, LegB, Hop]]] = {}
-    for f in flows:
+    # a reused connection is on the chain of every flow it carried: matched once
+    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    for f in _chains(flows):
         for i, hop in enumerate(f.hops):
             if hop.ended is not None or f.legs[i + 1].link == "proxied":
                 continue
-            groups.setdefault((hop.a, hop.b), []).append((f.legs[i], f.legs[i + 1], hop))
-    for (a, b), items in groups.items():
+            x, y = f.legs[i], f.legs[i + 1]
+            key = (id(x.c), id(x.s), id(y.c), id(y.s))
+            groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
+    for (a, b), same in groups.items():
+        items = [v[0] for v in same.values()]
         ta, tb = pts[a].table, pts[b].table
         same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
         ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
@@ -410,15 +486,16 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
         s_out = match_batch(
             tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
         )
-        for k, (legx, legy, hop) in enumerate(items):
-            if legx.c is not None or legy.c is not None:
-                hop.c2s = c_out[k]
-            if legx.s is not None or legy.s is not None:
-                hop.s2c = s_out[k]
-            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
-            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
-            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
-                legy.link = "nat"
+        for k, dups in enumerate(same.values()):
+            for legx, legy, hop in dups:
+                if legx.c is not None or legy.c is not None:
+                    hop.c2s = c_out[k]
+                if legx.s is not None or legy.s is not None:
+                    hop.s2c = s_out[k]
+                legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
+                legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+                if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+                    legy.link = "nat"
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:
@@ -437,7 +514,7 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
 def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
     d1: dict[tuple[int, int], list[int]] = {}
     d2: dict[tuple[int, int], list[int]] = {}
-    for f in flows:
+    for f in _chains(flows):
         for hop in f.hops:
             pa, pb = pts[hop.a], pts[hop.b]
             if hop.c2s is not None and hop.c2s.d_min is not None:
@@ -492,7 +569,7 @@ def _windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
         if len(t) and any("truncated" in w or "corrupt" in w for w in t.warnings):
             p.stop_ns = int(t.ts.max()) if p.stop_ns is None else min(p.stop_ns, int(t.ts.max()))
     # evidence of a late start: a flow whose SYN was seen upstream but not here
-    for f in flows:
+    for f in _chains(flows):
         for prev, leg in pairwise(f.legs):
             if leg.link == "proxied":
                 continue
@@ -582,6 +659,75 @@ def _blind(p: Point, ts_ns: int) -> str | None:
     return None
 
 
+@dataclass
+class _Sel:
+    """The packets of a leg on a reused connection that are this flow's: those of the
+    exchanges `keep` (`ex_of`: the exchange of every packet of the leg)."""
+
+    point: Point
+    ex_of: dict[int, int]
+    keep: frozenset[int]
+
+    def pick(
+        self, key: tuple[str, int], make: Callable[[], list[T]], row: Callable[[T], int]
+    ) -> list[T]:
+        """This flow's items among those `make` gives (`row`: an item's packet). Every flow
+        on the connection asks for the same lists (`key` names one, e.g. a match's
+        undelivered packets): each is split by exchange once, so a connection carrying N
+        flows costs N lookups, not N passes over its packets."""
+        ck = (*key, id(self.ex_of))
+        split = self.point.row_split.get(ck)
+        if split is None:
+            split = {}
+            for x in make():
+                split.setdefault(self.ex_of.get(row(x), -1), []).append(x)
+            self.point.row_split[ck] = split
+        out: list[T] = list(split.get(-1, ()))
+        if len(self.keep) <= len(split):
+            for k in self.keep:
+                out += split.get(k, ())
+        else:
+            for k, xs in split.items():
+                if k in self.keep:
+                    out += xs
+        out.sort(key=row)
+        return out
+
+
+def _part_filters(pts: list[Point], f: FlowB) -> list[_Sel | None]:
+    """Per leg of the chain: which of its packets are this flow's (None: all of them). On a
+    reused connection the packets of this flow's exchanges, with the exchange boundaries
+    carried across NATs by the learned sequence offsets."""
+    out: list[_Sel | None] = []
+    base_c = base_s = 0
+    prev: Part | None = None
+    for leg in f.legs:
+        part = leg.part
+        if part is None:
+            out.append(None)
+            prev = None
+            continue
+        if prev is not part:
+            base_c, base_s = part.cx.base_c, part.cx.base_s
+        else:
+            base_c = (base_c + leg.delta_c) & M32 if leg.delta_c is not None else stream_base(leg.c)
+            base_s = (base_s + leg.delta_s) & M32 if leg.delta_s is not None else stream_base(leg.s)
+        prev = part
+        p = pts[leg.point]
+        assert p.pc is not None
+        key = (id(part.cx), id(leg.c), id(leg.s), base_c, base_s)
+        m = p.ex_rows.get(key)
+        if m is None:
+            m = {}
+            for h, is_c in ((leg.c, True), (leg.s, False)):
+                if h is not None:
+                    ks = exchange_of_rows(p.pc, h, is_c, part.cx, base_c, base_s)
+                    m.update(zip(h.idx.tolist(), ks.tolist(), strict=True))
+            p.ex_rows[key] = m
+        out.append(_Sel(p, m, part.keep))
+    return out
+
+
 def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     first_leg = f.legs[0]
     p0 = pts[first_leg.point]
@@ -591,8 +737,40 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     else:
         assert s is not None
         client, server = s.dst_str, s.src_str
-    findings: list[Finding] = []
     first_ts_ns = min(h.first_ts for h in (c, s) if h is not None) - p0.offset_ns
+    findings, legs_out, tried = _chain_out(pts, present, f, first_ts_ns)
+
+    def order(x: Finding) -> tuple[int, float]:
+        return (
+            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
+            x.first_ts or 0.0,
+        )
+
+    findings.sort(key=order)
+    tried_ids = {id(x) for x in tried}
+    main = [x for x in findings if id(x) not in tried_ids]
+    summary = _summary(pts, f, main, legs_out)
+    n_att = sum(1 for x in _chains([f]) if x.attempt)
+    if n_att:
+        why = ""
+        if tried:
+            why = ": " + _summary(pts, f, sorted(tried, key=order), legs_out)
+        summary += f" (after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why})"
+    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _chain_out(
+    pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
+) -> tuple[list[Finding], list[Leg], list[Finding]]:
+    """The findings and legs of one chain and its subs; and those of failed attempts."""
+    findings: list[Finding] = []
+    first_leg = f.legs[0]
+    filters = _part_filters(pts, f)
+
+    def own(j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+        """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
+        sel = filters[j]
+        return sel.pick(key, make, int) if sel is not None else make()
 
     def fts(p: Point, rows: list[int]) -> float:
         return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
@@ -682,7 +860,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 )
             )
 
-    for hop in f.hops:
+    def gaps_between(hop: Hop) -> None:
         pa, pb = pts[hop.a], pts[hop.b]
         for m in hop.missing:
             pm = pts[m]
@@ -699,12 +877,18 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                     "cannot be placed more precisely",
                 )
             )
+
+    for i, hop in enumerate(f.hops):
+        pa, pb = pts[hop.a], pts[hop.b]
+        gaps_between(hop)
         if hop.c2s is None and hop.s2c is None:
-            leg = next(x for x in f.legs if x.point == hop.a)
+            leg = f.legs[i]
             if hop.ended in ("unanswered", "rst") and leg.c is not None:
-                add_lost("c2s", pa, pb, leg.c.idx.tolist(), leg.c.isn)
+                rows = own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+                add_lost("c2s", pa, pb, rows, leg.c.isn)
             if hop.ended == "rst" and leg.s is not None:
-                add_extra("s2c", pb, pa, leg.s.idx.tolist(), leg.s.isn)
+                rows = own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+                add_extra("s2c", pb, pa, rows, leg.s.isn)
             if hop.ended == "nothing":
                 findings.append(
                     Finding(
@@ -719,22 +903,29 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                     )
                 )
             continue
-        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point], ...] = (
-            ("c2s", hop.c2s, pa, pb),
-            ("s2c", hop.s2c, pb, pa),
+        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point, int, int], ...] = (
+            ("c2s", hop.c2s, pa, pb, i, i + 1),
+            ("s2c", hop.s2c, pb, pa, i + 1, i),
         )
-        for direction, dm, up, down in dirs:
+        for direction, dm, up, down, ju, jd in dirs:
             if dm is None:
                 continue
-            add_lost(direction, up, down, dm.undelivered, dm.a_base, dm.undelivered_bytes)
+            und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
+            add_lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
             # partially delivered packets (a segment of a big one missing)
-            und = set(dm.undelivered)
-            partial = [r for r in dm.undelivered_bytes if r not in und]
-            if partial:
-                add_lost(direction, up, down, partial, dm.a_base, dm.undelivered_bytes)
-            add_extra(direction, up, down, dm.unexplained, dm.base)
+            part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            if part_rows:
+                add_lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+            unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
+            add_extra(direction, up, down, unx, dm.base)
             groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-            for rw in dm.rewrites:
+            sel = filters[ju]
+            rws = (
+                dm.rewrites
+                if sel is None
+                else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+            )
+            for rw in rws:
                 groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
                     (rw.a_row, rw.b_row)
                 )
@@ -747,7 +938,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 bef, aft, rr = lst[0]
                 rw0 = next(
                     x
-                    for x in dm.rewrites
+                    for x in rws
                     if x.field == fld and str(x.before) == bef and str(x.after) == aft
                 )
                 what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
@@ -799,8 +990,13 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         beyond = _endpoint_name(pl, "server")
         if last.c is not None and last.c.syn and not last.c.synack:
             answered = last.s is not None and last.s.idx.shape[0] > 0
-            if not answered:
-                syn_rows = last.c.idx[(t.flags[last.c.idx] & SYN) != 0].tolist()
+            c_rows = last.c.idx
+            syn_rows = own(
+                len(f.legs) - 1,
+                ("syn", id(last.c)),
+                lambda: c_rows[(t.flags[c_rows] & SYN) != 0].tolist(),
+            )
+            if not answered and syn_rows:
                 what, nb = _describe(t, syn_rows, last.c.isn)
                 end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
                 late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
@@ -822,7 +1018,12 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
     ):
         t = pl.table
-        rst_rows = last.s.idx[(t.flags[last.s.idx] & RST) != 0].tolist()
+        s_rows = last.s.idx
+        rst_rows = own(
+            len(f.legs) - 1,
+            ("rst", id(last.s)),
+            lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
+        )
         if rst_rows:
             beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
             what, nb = _describe(t, rst_rows, last.s.isn)
@@ -852,19 +1053,40 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
             Leg(
                 point=pts[leg.point].name,
                 tuple=tup,
-                link=leg.link if i else "same",
+                link=leg.link if i or f.via is not None else "same",
                 details=leg.details,
                 latency_s=lat,
+                part=_leg_part(leg.part),
             )
         )
-    findings.sort(
-        key=lambda x: (
-            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
-            x.first_ts or 0.0,
-        )
+    tried: list[Finding] = []
+    for sub in f.subs:
+        assert sub.via is not None
+        gaps_between(sub.via)
+        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
+        findings += sf
+        legs_out += sl
+        tried += sf if sub.attempt else st
+    return findings, legs_out, tried
+
+
+def _partly_delivered(dm: DirMatch) -> list[int]:
+    """Packets of which a segment (not all) went missing."""
+    und = set(dm.undelivered)
+    return [r for r in dm.undelivered_bytes if r not in und]
+
+
+def _leg_part(part: Part | None) -> LegPart | None:
+    if part is None:
+        return None
+    ks = sorted(part.keep)
+    ex = part.cx.ex
+    return LegPart(
+        exchanges=tuple(k + 1 for k in ks),
+        of=len(ex),
+        c2s=tuple(ex[k].c for k in ks),
+        s2c=tuple(ex[k].s for k in ks),
     )
-    summary = _summary(pts, f, findings, legs_out)
-    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
 def _leg_tuple(leg: LegB) -> str:
@@ -911,8 +1133,11 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
-    path = " -> ".join(leg.point for leg in legs)
-    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
+    # several connections beyond a proxy visit the same points: each point once
+    path = " -> ".join(dict.fromkeys(leg.point for leg in legs))
+    kinds = list(
+        dict.fromkeys(f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same")
+    )
     more = f" ({', '.join(kinds)})" if kinds else ""
     # a request with no answer at all is not "OK", even when every hop delivered it
     first = f.legs[0]

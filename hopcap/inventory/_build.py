@@ -10,6 +10,7 @@ raising one InventoryError with every problem of the file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,8 +26,10 @@ from hopcap.inventory.values import (
     parse_target,
 )
 from hopcap.model import (
+    CONNECTIONS,
     DEFAULT_FILTER,
     DEFAULT_WINDOW_S,
+    KINDS,
     ROLE_ORDER,
     ROLES,
     Endpoint,
@@ -148,6 +151,47 @@ def v_role(node: TNode, coerce: bool) -> str:
             f"(valid roles: {', '.join(ROLES)})",
         )
     )
+
+
+def _one_of(node: TNode, coerce: bool, what: str, valid: Sequence[str]) -> str:
+    s = v_str(node, coerce, f"a {what}")
+    if s not in valid:
+        hint = did_you_mean(s, valid)
+        raise Bad((None, f"unknown {what} '{s}'{hint} (valid: {', '.join(valid)})"))
+    return s
+
+
+def v_connection(node: TNode, coerce: bool) -> str:
+    return _one_of(node, coerce, "connection", CONNECTIONS)
+
+
+def v_kind(node: TNode, coerce: bool) -> str:
+    return _one_of(node, coerce, "kind", KINDS)
+
+
+_ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+
+
+def v_env_name(node: TNode, coerce: bool) -> str:
+    s = v_str(node, coerce, "an environment variable name")
+    if not _ENV_NAME.match(s):
+        # never repeat the value: it may be the password itself, written by mistake
+        raise Bad(
+            (
+                None,
+                "expected the NAME of an environment variable that holds the password "
+                "(letters, digits, '_', e.g. FW_PASSWORD), never the password itself",
+            )
+        )
+    return s
+
+
+# keys that would put a secret into the file: refused, with the way to do it instead
+SECRET_KEYS = ("password", "passwd", "pass", "ssh_password", "ssh_pass", "secret")
+SECRET_KEY_PROBLEM = (
+    "hopcap never reads a password from the inventory: export it in an environment "
+    "variable and name that variable with {key}: NAME"
+)
 
 
 def interface_problem(name: str) -> str | None:
@@ -298,7 +342,13 @@ HOST_VALIDATORS: dict[str, Validator] = {
     "capture": v_capture,
     "jump": v_host_ref,
     "groups": v_groups,
+    "connection": v_connection,
+    "kind": v_kind,
+    "password_env": v_env_name,
 }
+
+# what a `connection: local` host (this machine, as the user running hopcap) cannot have
+SSH_ONLY_KEYS = ("address", "port", "user", "identity", "known_hosts", "jump", "password_env")
 
 
 # --------------------------------------------------------------------------- building
@@ -329,6 +379,9 @@ class HostSpec:
 class Builder:
     file: str
     problems: list[Problem] = field(default_factory=list)
+    # site.yml: an SSH setting written on a `connection: local` host is an error; Ansible
+    # inventories (shared with Ansible, where `localhost` often carries them) ignore them
+    strict_local: bool = True
 
     def add(self, node: TNode | None, key: str | None, message: str) -> None:
         line = node.line if node is not None else None
@@ -407,6 +460,8 @@ class Builder:
                 return s
             if s.value == h.name and "jump" not in h.own:
                 return None  # a jump host does not inherit a jump to itself
+            if _is_local(h) and "jump" not in h.own:
+                return None  # nor does this machine (it connects to nothing)
             return s
 
         repro_on = top.get("repro_on")
@@ -442,6 +497,15 @@ class Builder:
                 built[h.name] = built_host
 
         self._jump_cycles([h for h in hosts if h.name in relevant], by_name, jump_of)
+        local = [h for h in hosts if h.name in built and built[h.name].is_local]
+        for extra in local[1:]:
+            st = extra.settings["connection"]
+            self.add(
+                st.node,
+                st.key,
+                f"hosts '{local[0].name}' and '{extra.name}' are both connection: local; there "
+                "is one local machine: make it one host and list its interfaces in its capture",
+            )
 
         path: list[str] = []
         if "path" not in failed or path_override is not None:
@@ -507,8 +571,23 @@ class Builder:
         if why_name:
             self.add(h.node, h.name, why_name)
             ok = False
+        local = "connection" in s and s["connection"].value == "local"
+        if local:
+            for k in SSH_ONLY_KEYS:
+                if self.strict_local and k in h.own and k in s:
+                    self.add(
+                        s[k].node,
+                        s[k].key,
+                        f"host '{h.name}' is connection: local (this machine, no SSH), so "
+                        f"'{s[k].key}' does not apply to it",
+                    )
+                    ok = False
+            s = {k: v for k, v in s.items() if k not in SSH_ONLY_KEYS}
+            jump = None
         address: str | None = s["address"].value if "address" in s else None
-        if address is None:
+        if address is None and local:
+            address = "localhost"
+        elif address is None:
             why = check_address(h.name)
             if why and not why_name:
                 self.add(
@@ -545,6 +624,15 @@ class Builder:
                 f"{did_you_mean(jump.value, [n for n in by_name if n != h.name])}",
             )
             ok = False
+        elif jump is not None and not jump.problem and _is_local(by_name[jump.value]):
+            self.add(
+                jump.node,
+                jump.key,
+                f"host '{h.name}' jumps through '{jump.value}', which is connection: local; "
+                "a host reached without SSH cannot be a jump host (drop the jump: this "
+                "machine connects directly)",
+            )
+            ok = False
         if not ok:
             return None
 
@@ -564,6 +652,9 @@ class Builder:
             capture=(cap.value if cap is not None else ()) if role is not None else (),
             jump=jump.value if jump is not None else None,
             groups=val("groups", ()),
+            connection=val("connection", "ssh"),
+            kind=val("kind", "linux"),
+            password_env=val("password_env"),
         )
 
     def _jump_cycles(
@@ -653,6 +744,11 @@ class Builder:
             return []
         order = {n: i for i, n in enumerate(names)}
         return sorted(with_role, key=lambda n: (ROLE_ORDER[role_of(by_name[n]) or ""], order[n]))
+
+
+def _is_local(h: HostSpec) -> bool:
+    st = h.settings.get("connection")
+    return st is not None and not st.problem and st.value == "local"
 
 
 def sorted_problems(problems: Sequence[Problem]) -> list[Problem]:

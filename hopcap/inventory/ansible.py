@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from hopcap.errors import Problem
 from hopcap.inventory._build import (
     HOST_VALIDATORS,
+    SECRET_KEY_PROBLEM,
+    Bad,
     Builder,
     HostSpec,
     Setting,
+    v_connection,
     v_filter,
     v_path_list,
     v_run,
@@ -46,7 +49,20 @@ HOST_VARS: dict[str, str] = {
     "hopcap_capture": "capture",
     "hopcap_jump": "jump",
     "hopcap_known_hosts": "known_hosts",
+    "ansible_connection": "connection",
+    "hopcap_kind": "kind",
+    "hopcap_password_env": "password_env",
 }
+# Ansible's names of the connections hopcap has (`smart` and `paramiko` are SSH too)
+CONNECTION_ALIASES = {
+    "ssh": "ssh",
+    "smart": "ssh",
+    "paramiko": "ssh",
+    "paramiko_ssh": "ssh",
+    "local": "local",
+}
+# passwords written in the inventory: refused where hopcap would use them
+SECRET_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 TOP_VARS = {
     "hopcap_path": ("path", v_path_list),
     "hopcap_target": ("target", v_target),
@@ -110,6 +126,23 @@ class AInventory:
             c.parents.remove("all")
         if parent not in c.parents:
             c.parents.append(parent)
+
+
+def v_ansible_connection(node: TNode, coerce: bool) -> str:
+    """`ansible_connection`: Ansible's plugin names (`ansible.builtin.local`, `smart`)."""
+    if isinstance(node, Scalar) and isinstance(node.value, str):
+        name = node.value.strip().removeprefix("ansible.builtin.")
+        if name in CONNECTION_ALIASES:
+            return CONNECTION_ALIASES[name]
+        if name:
+            raise Bad(
+                (
+                    None,
+                    f"connection '{node.value.strip()}' is not one hopcap has (it reaches "
+                    f"hosts with: {', '.join(CONNECTION_ALIASES)})",
+                )
+            )
+    return v_connection(node, coerce)
 
 
 # --------------------------------------------------------------------------- host patterns
@@ -399,6 +432,10 @@ def _settings(b: Builder, owner: str, vars_: dict[str, Var], is_all: bool) -> di
     out: dict[str, Setting] = {}
     for key, (knode, vnode) in vars_.items():
         schema = HOST_VARS.get(key)
+        if key in SECRET_VARS:
+            problem = f"{key} on {owner}: " + SECRET_KEY_PROBLEM.format(key="hopcap_password_env")
+            out["password"] = Setting(None, vnode, key, [_problem(b, vnode, key, problem)])
+            continue
         if schema is None:
             if key in TOP_VARS and not is_all:
                 b.add(
@@ -423,7 +460,7 @@ def _settings(b: Builder, owner: str, vars_: dict[str, Var], is_all: bool) -> di
         s = b.check(
             vnode,
             key,
-            HOST_VALIDATORS[schema],
+            v_ansible_connection if key == "ansible_connection" else HOST_VALIDATORS[schema],
             coerce=True,
             lazy=not key.startswith("hopcap_"),
             context=f" ({owner})",
@@ -521,6 +558,7 @@ def _finish(
             failed.add(key)
         else:
             top[key] = s
+    b.strict_local = False
     return b.finish(
         specs,
         top,

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from hopcap.inventory._build import (
     HOST_VALIDATORS,
+    SECRET_KEY_PROBLEM,
+    SECRET_KEYS,
     Builder,
     HostSpec,
     Setting,
@@ -61,6 +63,10 @@ def read_settings(
         if key not in allowed:
             if key == "address" and key in HOST_KEYS:
                 b.add(k, key, f"'address' belongs to a host, not to {where}")
+            elif key.lower() in SECRET_KEYS:
+                b.add(
+                    k, key, f"'{key}' in {where}: " + SECRET_KEY_PROBLEM.format(key="password_env")
+                )
             elif key == "groups" and key in HOST_KEYS:
                 b.add(k, key, f"'groups' is a host setting; groups do not nest ({where})")
             else:

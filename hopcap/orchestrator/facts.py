@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Collection
 
 from hopcap.errors import TransportError
+from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import HostTransport, as_root
 
 SYSCTLS = (
@@ -68,12 +70,15 @@ FALLBACKS: dict[str, str] = {
 }
 
 
-def facts_script(marker: str) -> str:
+def facts_script(marker: str, only: Collection[str] | None = None) -> str:
     """One shell script for every fact (one SSH session per host, not one per fact): each
     section is `<marker> NAME`, the command's output, `<marker>rc CODE`. A fact whose tool
-    the host lacks is read from /proc where it can be (`FALLBACKS`)."""
+    the host lacks is read from /proc where it can be (`FALLBACKS`). `only`: just these
+    facts (the recorder's periodic snapshots)."""
     parts = []
     for name, command in FACT_COMMANDS.items():
+        if only is not None and name not in only:
+            continue
         tool = command.split()[0]
         fallback = FALLBACKS.get(name)
         if fallback and name == "addr":  # BusyBox `ip` has no -d
@@ -86,7 +91,9 @@ def facts_script(marker: str) -> str:
     return "; ".join(parts)
 
 
-def parse_facts(output: str, marker: str) -> tuple[dict[str, str], dict[str, str]]:
+def parse_facts(
+    output: str, marker: str, only: Collection[str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     outputs: dict[str, str] = {}
     missing: dict[str, str] = {}
     name: str | None = None
@@ -108,22 +115,26 @@ def parse_facts(output: str, marker: str) -> tuple[dict[str, str], dict[str, str
         elif name is not None:
             lines.append(line)
     for n in FACT_COMMANDS:
+        if only is not None and n not in only:
+            continue
         if n not in outputs and n not in missing:
             missing[n] = "no answer (the fact script was cut short)"
     return outputs, missing
 
 
 async def collect_facts(
-    transport: HostTransport, *, sudo: bool, is_root: bool
+    transport: HostTransport, *, sudo: bool, is_root: bool, only: Collection[str] | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Collect every fact in one remote command; return (outputs, missing reasons).
     Conntrack and the rulesets need root: with `sudo` the whole script runs through it."""
     marker = "@@hopcap-" + secrets.token_hex(6)
     try:
-        res = await transport.run(as_root(facts_script(marker), sudo and not is_root), timeout=60)
+        res = await transport.run(
+            as_root(facts_script(marker, only), sudo and not is_root), timeout=60
+        )
     except TransportError as exc:
-        return {}, {n: str(exc) for n in FACT_COMMANDS}
-    return parse_facts(res.stdout, marker)
+        return {}, {n: str(exc) for n in FACT_COMMANDS if only is None or n in only}
+    return parse_facts(res.stdout, marker, only)
 
 
 # BusyBox's `date` has no %N: its `adjtimex` reads the kernel's time in microseconds
@@ -141,8 +152,11 @@ async def clock_offset(
 
     One remote shell answers every probe (so channel and shell start-up are not part of the
     round trip); the sample with the smallest RTT wins, as in NTP, and its error bound is
-    half that RTT. `date_ns` False: the host's `date` has no %N (BusyBox).
+    half that RTT. This machine (a `connection: local` host) is the controller's clock.
+    `date_ns` False: the host's `date` has no %N (BusyBox).
     """
+    if isinstance(transport, LocalTransport):
+        return 0.0, 0.0
     now = "date +%s.%N" if date_ns else _ADJTIMEX_NOW
     proc = await transport.spawn(f"while read x; do {now}; done", stdin=True)
     best: tuple[float, float] | None = None

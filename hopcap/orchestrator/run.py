@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -60,6 +60,14 @@ MAX_RING_BYTES = 2_000_000_000  # per point, unless the disk has less
 STREAM_BELOW_KB = 64 * 1024  # a host with less free space streams its captures instead
 
 
+# what happens while the captures run: (inventory, sessions, window, stop, emit) ->
+# (interrupted, repro record); `_window` by default, `schedule.repeat_window` for --repeat
+WindowFn = Callable[
+    [Inventory, dict[str, HostSession], float, asyncio.Event, EventSink],
+    Awaitable[tuple[bool, dict[str, object] | None]],
+]
+
+
 @dataclass
 class RunOptions:
     out: Path  # the bundle directory; pcaps are pulled into out/pcaps
@@ -69,6 +77,7 @@ class RunOptions:
     window_s: float | None = None  # overrides the inventory's window
     connector: Connector = ssh_connector  # tests substitute transports here
     stream: bool | None = None  # True: stream every capture; None: only hosts short of disk
+    window_fn: WindowFn | None = None  # None: `_window` (the repro once, or the window)
 
 
 def new_run_id() -> str:
@@ -164,29 +173,7 @@ async def run_capture(
                     )
                     specs.append((s, spec))
 
-            async def arm(s: HostSession, spec: CaptureSpec) -> None:
-                assert s.transport is not None
-                rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
-                running[spec.point.name] = rc
-                try:
-                    await rc.arm()
-                except HopcapError as exc:
-                    point_errors[spec.point.name] = str(exc)
-                    emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
-
-            async def listening(name: str, rc: RunningCapture) -> None:
-                try:
-                    await rc.until_listening()
-                    emit(Event("listening", host=rc.transport.name, point=name))
-                except HopcapError as exc:
-                    point_errors[name] = str(exc)
-                    emit(Event("capture-failed", host=rc.transport.name, point=name, text=str(exc)))
-
-            await asyncio.gather(*(arm(s, spec) for s, spec in specs))
-            armed = {n: rc for n, rc in running.items() if n not in point_errors}
-            for ready_to_go in armed.values():
-                ready_to_go.fire()
-            await asyncio.gather(*(listening(n, rc) for n, rc in armed.items()))
+            await start_captures(specs, pcaps, running, point_errors, emit)
             live = [n for n in running if n not in point_errors]
             if not live:
                 raise CaptureError(
@@ -204,27 +191,15 @@ async def run_capture(
                 _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
             )
             try:
-                interrupted, repro_result = await _window(inv, sessions, window, stop, emit)
+                interrupted, repro_result = await (opts.window_fn or _window)(
+                    inv, sessions, window, stop, emit
+                )
             finally:
                 monitor.cancel()
         finally:
             # stop whatever is running, also when the run is being cancelled (a second
             # Ctrl-C): the stop itself is shielded, so no tcpdump is left behind
-            emit(Event("stopping", text=f"{len(running)} captures"))
-            stop_results = await _shielded(
-                asyncio.gather(
-                    *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
-                    return_exceptions=True,
-                ),
-                timeout=STOP_ALL_TIMEOUT_S,
-            )
-            for r in stop_results:
-                if isinstance(r, tuple):
-                    name, st, err = r
-                    if st is not None:
-                        stats[name] = st
-                    if err:
-                        point_errors[name] = err
+            await stop_captures(running, point_errors, stats, emit)
 
         if opts.collect_facts:
             facts_after.update(await _facts(sessions))
@@ -254,36 +229,7 @@ async def run_capture(
         await asyncio.gather(*(remove_remote_dir(s) for s in sessions.values()))
         await close_all(sessions)
 
-    captures: list[PointCapture] = []
-    for n in inv.path:
-        if n not in sessions:
-            continue
-        s = sessions[n]
-        points = s.points or _declared_points(s)
-        for p in points:
-            rc = running.get(p.name)
-            st = stats.get(p.name)
-            local = pulled.get(p.name)
-            err = point_errors.get(p.name) or (s.error if rc is None else None)
-            clk = clocks.get(n)
-            captures.append(
-                PointCapture(
-                    point=p,
-                    pcap=local[0] if local else None,
-                    command=rc.spec.command() if rc else "",
-                    tcpdump_version=s.tcpdump_version,
-                    start_ts=rc.start_ts if rc else None,
-                    ready_ts=rc.ready_ts if rc else None,
-                    stop_ts=rc.stop_ts if rc else None,
-                    packets=st.captured if st else None,
-                    received=st.received if st else None,
-                    kernel_drops=st.dropped if st else None,
-                    clock_offset_s=clk[0] if clk else None,
-                    clock_error_s=clk[1] if clk else None,
-                    sha256=local[1] if local else None,
-                    error=err,
-                )
-            )
+    captures = point_captures(inv, sessions, running, stats, pulled, clocks, point_errors)
     for n in inv.path:
         if n in sessions and not sessions[n].points and sessions[n].error is None:
             errors.append(f"{n}: no capture points")
@@ -317,13 +263,116 @@ async def run_capture(
         started_ts=started,
         finished_ts=time.time(),
         inventory=inv.to_public_dict(),
-        captures=tuple(captures),
+        captures=captures,
         facts=host_facts,
         complete=complete and not errors,
         interrupted=interrupted,
         errors=tuple(errors + [e for e in point_errors.values() if e not in errors]),
         repro=repro_result,
     )
+
+
+async def start_captures(
+    specs: Sequence[tuple[HostSession, CaptureSpec]],
+    pcaps: Path,
+    running: dict[str, RunningCapture],
+    point_errors: dict[str, str],
+    emit: EventSink,
+) -> None:
+    """Arm every capture, fire them in one go, then wait for each to listen (the barrier).
+    A point that fails gets its `point_errors` entry; the others go on."""
+
+    async def arm(s: HostSession, spec: CaptureSpec) -> None:
+        assert s.transport is not None
+        rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
+        running[spec.point.name] = rc
+        try:
+            await rc.arm()
+        except HopcapError as exc:
+            point_errors[spec.point.name] = str(exc)
+            emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
+
+    async def listening(name: str, rc: RunningCapture) -> None:
+        try:
+            await rc.until_listening()
+            emit(Event("listening", host=rc.transport.name, point=name))
+        except HopcapError as exc:
+            point_errors[name] = str(exc)
+            emit(Event("capture-failed", host=rc.transport.name, point=name, text=str(exc)))
+
+    await asyncio.gather(*(arm(s, spec) for s, spec in specs))
+    armed = {n: rc for n, rc in running.items() if n not in point_errors}
+    for ready_to_go in armed.values():
+        ready_to_go.fire()
+    await asyncio.gather(*(listening(n, rc) for n, rc in armed.items()))
+
+
+async def stop_captures(
+    running: dict[str, RunningCapture],
+    point_errors: dict[str, str],
+    stats: dict[str, CaptureStats],
+    emit: EventSink,
+) -> None:
+    """SIGINT every running capture and collect its statistics into `stats`; shielded, so
+    that a cancelled run (a second Ctrl-C) still leaves no tcpdump behind."""
+    emit(Event("stopping", text=f"{len(running)} captures"))
+    stop_results = await _shielded(
+        asyncio.gather(
+            *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
+            return_exceptions=True,
+        ),
+        timeout=STOP_ALL_TIMEOUT_S,
+    )
+    for r in stop_results:
+        if isinstance(r, tuple):
+            name, st, err = r
+            if st is not None:
+                stats[name] = st
+            if err:
+                point_errors[name] = err
+
+
+def point_captures(
+    inv: Inventory,
+    sessions: dict[str, HostSession],
+    running: dict[str, RunningCapture],
+    stats: dict[str, CaptureStats],
+    pulled: dict[str, tuple[Path, str]],
+    clocks: dict[str, tuple[float, float]],
+    point_errors: dict[str, str],
+) -> tuple[PointCapture, ...]:
+    """What the bundle records of every point of the path, captured or not."""
+    captures: list[PointCapture] = []
+    for n in inv.path:
+        if n not in sessions:
+            continue
+        s = sessions[n]
+        points = s.points or _declared_points(s)
+        for p in points:
+            rc = running.get(p.name)
+            st = stats.get(p.name)
+            local = pulled.get(p.name)
+            err = point_errors.get(p.name) or (s.error if rc is None else None)
+            clk = clocks.get(n)
+            captures.append(
+                PointCapture(
+                    point=p,
+                    pcap=local[0] if local else None,
+                    command=rc.spec.command() if rc else "",
+                    tcpdump_version=s.tcpdump_version,
+                    start_ts=rc.start_ts if rc else None,
+                    ready_ts=rc.ready_ts if rc else None,
+                    stop_ts=rc.stop_ts if rc else None,
+                    packets=st.captured if st else None,
+                    received=st.received if st else None,
+                    kernel_drops=st.dropped if st else None,
+                    clock_offset_s=clk[0] if clk else None,
+                    clock_error_s=clk[1] if clk else None,
+                    sha256=local[1] if local else None,
+                    error=err,
+                )
+            )
+    return tuple(captures)
 
 
 async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> None:

@@ -6,14 +6,24 @@ interfaces. One host's failure is data (`HostSession.error`), never a crash of t
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from hopcap.errors import HopcapError, InventoryError, TransportError
+from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
 from hopcap.model import CapturePoint, Host, Inventory
 from hopcap.orchestrator.capture import INTERFACE_RE
-from hopcap.orchestrator.transport import HostTransport, SSHTransport, as_root, connect, quote
+from hopcap.orchestrator.local import LocalTransport
+from hopcap.orchestrator.transport import (
+    HostTransport,
+    PasswordPrompt,
+    SSHTransport,
+    as_root,
+    connect,
+    quote,
+)
 
 REMOTE_TMP = "/tmp"
 REMOTE_PREFIX = "hopcap."
@@ -49,7 +59,8 @@ class HostCaps:
     """What one host offers, learnt by `probe` in one remote script (plus one SFTP try).
 
     `pull`: "sftp" (the SSH server has the SFTP subsystem), "exec" (it has not: files are
-    streamed with `cat` over an exec channel), or "direct" (a transport that is not SSH).
+    streamed with `cat` over an exec channel), "local" (a `connection: local` host: a copy),
+    or "direct" (another transport that is not SSH).
     `timeout`: which `timeout` bounds the capture ("coreutils"; "busybox": `-s SIG -k N
     SECS`; "busybox-t": BusyBox before 1.30, `-t SECS -s SIG`), or None: a shell watchdog
     does. `capture`: how tcpdump gets its rights: "root", "sudo", "capabilities" (file
@@ -123,11 +134,72 @@ def hosts_to_connect(inv: Inventory) -> list[str]:
 Connector = Callable[[Host, HostTransport | None], Awaitable[HostTransport]]
 
 
-async def ssh_connector(host: Host, via: HostTransport | None) -> HostTransport:
-    """The real connector: asyncssh, through the jump host's connection if there is one."""
-    if via is not None and not isinstance(via, SSHTransport):
-        raise TransportError(host.name, "a jump host must be reached over SSH")
-    return await connect(host, via=via)
+def host_connector(ask_password: PasswordPrompt | None = None) -> Connector:
+    """The real connector: this machine for a `connection: local` host, else asyncssh
+    (through the jump host's connection if there is one). `ask_password` (from the CLI,
+    only when there is a terminal) is asked once per host whose keys were refused and that
+    has no `password_env`; prompts never overlap."""
+    prompting = asyncio.Lock()
+
+    async def ask(host: Host, where: str) -> str | None:
+        assert ask_password is not None
+        async with prompting:  # one prompt on the terminal at a time
+            return await _in_daemon_thread(ask_password, host.name, where)
+
+    async def connect_one(host: Host, via: HostTransport | None) -> HostTransport:
+        if host.is_local:
+            return LocalTransport(host.name, sudo=host.sudo)
+        if via is not None and not isinstance(via, SSHTransport):
+            raise TransportError(host.name, "a jump host must be reached over SSH")
+        return await connect(host, via=via, ask_password=ask if ask_password else None)
+
+    return connect_one
+
+
+async def _in_daemon_thread(fn: PasswordPrompt, host: str, where: str) -> str | None:
+    """Run a blocking prompt without tying the run to it: if the run is aborted meanwhile
+    (Ctrl-C), hopcap exits without waiting for the user to answer (asyncio's own worker
+    threads would be waited for)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(value: str | None, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+    def work() -> None:
+        try:
+            value = fn(host, where)
+        except Exception as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=work, name=f"hopcap-prompt-{host}", daemon=True).start()
+    return await fut
+
+
+ssh_connector = host_connector()  # no prompts: keys, agent, and `password_env`
+
+
+def require_password_envs(inv: Inventory, names: Iterable[str]) -> None:
+    """An `AuthError` (before anything is connected) for the first host of `names` whose
+    `password_env` is not set."""
+    for n in names:
+        h = inv.hosts[n]
+        if h.is_local or not h.password_env:
+            continue
+        if h.password_env not in os.environ:
+            raise AuthError(
+                n,
+                f"password_env names {h.password_env}, which is not set in the environment",
+                hint=f"export {h.password_env}=... in the shell that runs hopcap (or remove "
+                "password_env to be asked for the password on a terminal)",
+            )
 
 
 async def connect_all(
@@ -136,6 +208,10 @@ async def connect_all(
     emit: EventSink,
     connector: Connector = ssh_connector,
 ) -> dict[str, HostSession]:
+    names = list(names)
+    require_password_envs(inv, names)
+    # a local command (a repro) must never see a password of the inventory
+    hidden = {h.password_env for h in inv.hosts.values() if h.password_env}
     sessions = {n: HostSession(inv.hosts[n]) for n in names}
     futures: dict[str, asyncio.Future[HostTransport | None]] = {
         n: asyncio.get_running_loop().create_future() for n in sessions
@@ -154,6 +230,8 @@ async def connect_all(
                     raise TransportError(name, f"jump host {s.host.jump} is unreachable")
             async with gate:
                 t = await connector(s.host, via)
+            if isinstance(t, LocalTransport):
+                t.hide_env(hidden)
             s.transport = t
             futures[name].set_result(t)
             emit(Event("connected", host=name, text=s.host.address))
@@ -316,7 +394,7 @@ async def probe(s: HostSession) -> None:
     if isinstance(s.transport, SSHTransport):
         caps.pull = "sftp" if await s.transport.sftp_available() else "exec"
     else:
-        caps.pull = "direct"
+        caps.pull = "local" if s.host.is_local else "direct"
     if s.host.sudo and not s.is_root:
         chk = await s.transport.run("sudo -n true", timeout=15)
         s.sudo_ok = chk.ok

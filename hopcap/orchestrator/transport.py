@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,11 @@ class HostTransport(Protocol):
     ) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# the CLI's password prompt: (host name, "user@address[:port]") -> the password, or None
+PasswordPrompt = Callable[[str, str], str | None]
+AskPassword = Callable[[Host, str], Awaitable[str | None]]
 
 
 def quote(argv: Sequence[str]) -> str:
@@ -171,6 +177,30 @@ class _SSHProcess:
 # does); the command has not started then, so asking again is safe.
 SESSION_RETRIES = 4
 SESSION_RETRY_DELAY_S = 0.1
+
+
+class ShellProcess:
+    """An interactive login shell on a terminal (an appliance's CLI): raw bytes both ways."""
+
+    def __init__(self, host: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+        self._host = host
+        self._proc = proc
+
+    async def read(self, n: int = 65536) -> bytes:  # b"" at EOF
+        try:
+            data = await self._proc.stdout.read(n)
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
+        return data if isinstance(data, bytes) else data.encode()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self._host, exc) from exc
+
+    def close(self) -> None:
+        self._proc.close()
 
 
 class SSHTransport:
@@ -281,6 +311,25 @@ class SSHTransport:
         except (asyncssh.Error, OSError):
             return False
 
+    async def shell(self, term_type: str = "vt100") -> ShellProcess:
+        """The login shell on a terminal, as a person gets it (appliance CLIs need one)."""
+        try:
+            proc: asyncssh.SSHClientProcess[Any] = await self.conn.create_process(
+                term_type=term_type, term_size=(200, 50), encoding=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
+        return ShellProcess(self.name, proc)
+
+    def endpoints(self) -> tuple[str, int, str, int] | None:
+        """(our address, our port, the host's address, its port) of this connection, as
+        the host sees it when there is no jump host in between."""
+        local = self.conn.get_extra_info("sockname")
+        peer = self.conn.get_extra_info("peername")
+        if not local or not peer:
+            return None
+        return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
+
     async def close(self) -> None:
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
@@ -305,22 +354,63 @@ def _connect_options(host: Host) -> dict[str, Any]:
     return opts
 
 
-async def connect(host: Host, *, via: SSHTransport | None = None) -> SSHTransport:
+async def connect(
+    host: Host, *, via: SSHTransport | None = None, ask_password: AskPassword | None = None
+) -> SSHTransport:
     """Open an SSH connection to `host`, through `via` when the host has a jump host.
 
     Host keys are always verified (against the host's known_hosts, or ~/.ssh/known_hosts);
-    ~/.ssh/config and ssh-agent apply as they do for OpenSSH.
+    ~/.ssh/config and ssh-agent apply as they do for OpenSSH. Keys are tried first; then
+    the password of `password_env` (for `password` and keyboard-interactive authentication),
+    or, with `ask_password` and the keys refused, one password asked for this host.
     """
     opts = _connect_options(host)
     if via is not None:
         opts["tunnel"] = via.conn
+    if host.password_env:
+        secret = os.environ.get(host.password_env)
+        if secret is None:
+            raise AuthError(host.name, f"{host.password_env} is not set in the environment")
+        opts["password"] = secret
+    elif ask_password is not None:
+        # keys only first: the user is asked only by a host that refused them, and the
+        # prompt is not inside asyncssh's connect timeout
+        try:
+            return await _connect(host, via, {**opts, "password_auth": False, "kbdint_auth": False})
+        except AuthError:
+            pass
+        where = f"{host.user + '@' if host.user else ''}{host.address}"
+        secret = await ask_password(host, where + (f":{host.port}" if host.port else ""))
+        if not secret:
+            raise AuthError(host.name, "keys were refused and no password was given")
+        opts["password"] = secret
+    return await _connect(host, via, opts)
+
+
+async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -> SSHTransport:
     try:
         conn = await asyncssh.connect(host.address, **opts)
     except asyncssh.HostKeyNotVerifiable as exc:
         raise await _host_key_error(host, via, exc) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise _auth_error(host, exc, password="password" in opts) from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise _translate(host.name, exc) from exc
     return SSHTransport(host.name, conn)
+
+
+def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:
+    if not password:
+        plain = _translate(host.name, exc)
+        assert isinstance(plain, AuthError)
+        return plain
+    source = f"${host.password_env}" if host.password_env else "the password typed"
+    return AuthError(
+        host.name,
+        f"authentication refused: keys and {source} were not accepted ({exc.reason})",
+        hint=f"check the user ({host.user or 'your local user'}) and the password; "
+        "`ssh` to the host by hand with the same password should work",
+    )
 
 
 async def _host_key_error(host: Host, via: SSHTransport | None, exc: Exception) -> HostKeyError:
@@ -353,7 +443,8 @@ def _translate(name: str, exc: BaseException) -> TransportError:
         return AuthError(
             name,
             f"authentication refused: {exc.reason}",
-            hint="check user, identity and ssh-agent; `ssh` to the host by hand should work",
+            hint="check user, identity and ssh-agent (a host that takes a password needs "
+            "password_env, or hopcap run on a terminal); `ssh` to the host by hand should work",
         )
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return HostKeyError(name, f"host key not trusted: {exc.reason}")

@@ -33,6 +33,7 @@ from hopcap.model import (
     Verdict,
     pcap_filename,
 )
+from hopcap.patterns import with_patterns
 
 T0 = 1763790000.0
 CLIENT = "198.18.0.10"
@@ -193,7 +194,10 @@ def make_verdict() -> Verdict:
         summary="SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)",
         first_ts=T0 + 0.2,
     )
-    return Verdict(points=pts, flows=(f2, f1), warnings=("clock of srv estimated from 1 flow",))
+    # as the correlator returns it: with its patterns
+    return with_patterns(
+        Verdict(points=pts, flows=(f2, f1), warnings=("clock of srv estimated from 1 flow",))
+    )
 
 
 def make_facts() -> tuple[HostFacts, ...]:

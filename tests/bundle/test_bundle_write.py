@@ -16,16 +16,14 @@ import bundle_scenario as sc
 import pytest
 
 from hopcap.bundle import (
-    VERDICT_HEADERS,
     load_bundle,
     pcap_dir,
     render_report,
-    verdict_rows,
     write_bundle,
     write_offline_bundle,
 )
 from hopcap.errors import BundleError
-from hopcap.model import Finding, Flow, PointInput, Verdict, pcap_filename
+from hopcap.model import PointInput, pcap_filename
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +184,13 @@ def test_merged_comments(built: tuple[Path, Path]) -> None:
 def test_report_md(built: tuple[Path, Path]) -> None:
     out, _ = built
     md = (out / "report.md").read_text()
-    assert "## Broken flows (1)" in md
+    assert "## Flows with drops, injections, resets or gaps (1)" in md
     assert "| drop | c2s | fw:eth0 -> fw:eth1 | 2 | 0 |" in md
+    assert md.index("## Patterns (1)") < md.index("## Flows with drops")
+    assert "| 1 | drop | dropped on 1 of 2 flows (2 packets: 2 SYN), c2s between fw:eth0 and" in md
     assert "SYN dropped inside fw" in md
     assert "&lt;never forwarded>" in md  # capture text cannot inject HTML into renderers
-    assert md.index("## Broken flows") < md.index("## Healthy flows (1)")
+    assert md.index("## Flows with drops") < md.index("## Other flows (1)")
     assert "TcpExtListenOverflows | 0 | 12 | +12" in md
     assert "tcp dport 9999 counter drop" in md
     assert "Start skew:** 60.000 ms" in md
@@ -342,27 +342,6 @@ def test_render_report_rerenders(built: tuple[Path, Path], tmp_path: Path) -> No
     assert load_bundle(b).warnings == []
 
 
-def test_verdict_rows_broken_first() -> None:
-    v = sc.make_verdict()
-    gap_flow = Flow(
-        "f3",
-        "tcp",
-        "198.18.0.10:40003",
-        "203.0.113.80:80",
-        (),
-        (Finding("gap", "c2s", ("client:eth0", "fw:eth0"), 1, 0, None, "capture started late"),),
-        "inconclusive",
-    )
-    v = Verdict(v.points, (v.flows[1], gap_flow, v.flows[0]))
-    rows = verdict_rows(v)
-    assert len(VERDICT_HEADERS) == len(rows[0]) == 5
-    assert [r[0] for r in rows] == ["f2", "f3", "f1"]
-    assert rows[0][1] == "198.18.0.10:40002 -> 203.0.113.80:80"
-    assert rows[0][2] == "2"
-    assert rows[0][3] == "drop c2s fw:eth0 -> fw:eth1"
-    assert rows[2][3] == "-"
-
-
 def test_offline_bundle(tmp_path: Path) -> None:
     src = tmp_path / "src"
     sc.build_pcaps(src)
@@ -424,3 +403,20 @@ def test_missing_point_and_bad_pull(tmp_path: Path) -> None:
     b = load_bundle(out)
     assert b.points[3].pcap is None
     assert b.points[3].missing_reason == "srv: connection refused"
+
+
+def test_scrub_secrets_keeps_the_name_of_a_password_variable() -> None:
+    from hopcap.bundle import scrub_secrets
+
+    got = scrub_secrets(
+        {
+            "hosts": {"fw": {"password_env": "FW_PW", "password": "x1", "api_key": "k"}},
+            "stdout": "login password=hunter2 ok",
+        }
+    )
+    assert got["hosts"]["fw"] == {
+        "password_env": "FW_PW",
+        "password": "<removed>",
+        "api_key": "<removed>",
+    }
+    assert "hunter2" not in got["stdout"]

@@ -429,3 +429,71 @@ def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]
     pa = write_pcap_raw(tmp / (in_pcap.name + ".in.pcap"), a, linktype=lin)
     pb = write_pcap_raw(tmp / (out_pcap.name + ".out.pcap"), b, linktype=lout)
     return pa, pb
+
+
+# --------------------------------------------------------------------------- a busy firewall
+
+
+def busy_firewall(
+    out: Path, n: int, *, loss: float = 0.01, clamp: int = 1400, seed: int = 7
+) -> tuple[Path, Path]:
+    """`n` short HTTP-like connections through a masquerading firewall that clamps the MSS
+    of the clients' SYNs to `clamp` and loses a share `loss` of the packets it forwards
+    (the senders retransmit them 200 ms later). Returns the captures of its inside
+    (`fw:eth0`) and outside (`fw:eth1`) interfaces."""
+    rnd = random.Random(seed)
+    convs: list[Conv] = []
+    t0 = 1_763_790_000.0
+    for i in range(n):
+        c = Conv(
+            client=(f"198.18.{1 + i // 250}.{1 + i % 250}", 20000 + i % 40000),
+            server=("203.0.113.80", 80),
+            t0=t0 + i * 0.004,
+            seed=seed * 100_003 + i,
+        )
+        syn_lost = rnd.random() < loss
+        c.handshake(syn_retries=1 if syn_lost else 0)
+        if syn_lost:
+            c.segs[0].tag = "lost"  # the client sends it again after 1 s
+        hs = len(c.segs)
+        c.request(b"GET /x HTTP/1.1\r\nHost: example\r\n\r\n")
+        c.response(bytes(rnd.randrange(256) for _ in range(64)) * 40)  # 2,560 bytes
+        c.close()
+        for s in c.segs[hs:]:
+            if rnd.random() < loss:
+                s.tag = "lost"
+                t = s.t + 0.2
+                c.segs.append(
+                    replace(
+                        s, t=t, tag="retrans", ipid=c.ipid[s.d] & 0xFFFF, tsval=c._tsval(s.d, t)
+                    )
+                )
+                c.ipid[s.d] += 1
+        convs.append(c)
+
+    def clamp_mss(s: Seg) -> Seg:
+        return replace(s, mss=clamp) if s.d == C2S and s.mss is not None and s.mss > clamp else s
+
+    nat = {}
+    for i, c in enumerate(convs):
+        pub = ("198.51.100.1", 1024 + (i * 7919) % 60000)
+        nat[id(c)] = pub
+
+    inside = View(drop=lambda s: s.tag == "lost" and s.d == S2C)
+    p0 = write(out / "fw_eth0.pcap", render(convs, inside))
+    # the outside: masqueraded (one public address, a port per connection), clamped, one
+    # routed hop later, without what was lost inside
+    pkts: list[tuple[float, Any]] = []
+    for c in convs:
+        pub = nat[id(c)]
+        v = View(
+            nat={C2S: (*pub, *c.server), S2C: (*c.server, *pub)},
+            ttl_dec={C2S: 1},
+            delay=0.0002,
+            drop=lambda s: s.tag == "lost" and s.d == C2S,
+            change=clamp_mss,
+        )
+        pkts += render([c], v)
+    pkts.sort(key=lambda tp: tp[0])
+    p1 = write(out / "fw_eth1.pcap", pkts)
+    return p0, p1

@@ -196,7 +196,7 @@ def _all_captures(tmp: Path) -> list[Path]:
         write_pcapng_raw(tmp / "n.pcapng", [(1, 6), (113, 9)], both),
     ]
     real = REALDATA
-    assert real.is_dir(), f"the shared real captures are missing: {real}"
+    assert real.is_dir(), f"the real captures are missing: {real}"
     tr = real / "tcpreplay"
     files += [
         *sorted((real / "haka").glob("*.pcap")),

@@ -1,5 +1,5 @@
 """Real captures nobody on this project made (Haka's and tcpreplay's own test data), with
-the outcome /work/shared/realdata/README.md gives for each pair."""
+the outcome tests/data/PROVENANCE.md gives for each pair."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TCPREPLAY = REAL / "tcpreplay"
 
 
 def test_real_captures_are_present() -> None:
-    assert REAL.is_dir(), f"the shared real captures are missing: {REAL} (set HOPCAP_REALDATA)"
+    assert (REAL / "PROVENANCE.md").is_file(), f"the real captures are missing: {REAL}"
 
 
 def haka(name: str, tmp: Path) -> Verdict:
@@ -181,6 +181,21 @@ def test_tcpreplay_tos_rewrite() -> None:
     assert kinds(v) == {("rewrite", "ip.dscp")}
     c2s = [f for f in findings(v) if f.direction == "c2s"]
     assert c2s and all(f.after == 12 for f in c2s)
+    # every flow remarked to one value: one pattern per direction, labelled device policy
+    assert len(v.patterns) == 2 and all(p.label == "DSCP remarking" for p in v.patterns)
+    p = next(p for p in v.patterns if p.direction == "c2s")
+    assert (p.before, p.after, p.flows, p.of) == (0, 12, len(c2s), 7)
+
+
+def test_tcpreplay_ttl_raised_is_no_policy() -> None:
+    v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_1ttl")
+    assert [(p.field, p.policy) for p in v.patterns] == [("ip.ttl", False)]
+
+
+def test_haka_filter_drops_are_one_pattern(tmp_path: Path) -> None:
+    v = haka("sample_groupfilter", tmp_path)
+    assert [(p.kind, p.flows, p.of, p.packets) for p in v.patterns] == [("drop", 2, 3, 4)]
+    assert "(4 packets: 4 SYN), c2s between in and out" in v.patterns[0].text
 
 
 def test_tcpreplay_l7fuzzing() -> None:

@@ -97,3 +97,22 @@ def inventory_variant(
 
 def hopcap_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*HOPCAP, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def start_until_listening(argv: list[str], points: int) -> subprocess.Popen[str]:
+    """Start a hopcap run (`argv`, the whole command line) and return once `points` capture
+    points reported listening."""
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < points and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if line.strip().startswith("listening "):
+            seen += 1
+    assert seen == points, "not every point reported listening"
+    return proc

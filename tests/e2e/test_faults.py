@@ -219,6 +219,15 @@ def assert_fw_clamp_mss(res: RunResult, prefix: str) -> None:
     assert [r for r in rewrites if r.get("field") != "tcp.mss"] == [], brief
     assert res.findings("drop", "inject") == [], brief
     assert _repro_exit(res) == 0  # a smaller MSS still carries the transfer
+    # one pattern, labelled device policy; the terminal sets it apart and lists no flow
+    pats = res.verdict["patterns"]
+    assert [(p["field"], p["before"], p["after"], p["policy"]) for p in pats] == [
+        ("tcp.mss", 1460, 536, True)
+    ], pats
+    assert pats[0]["flows"] == len(mss) and pats[0]["label"] == "MSS clamping"
+    assert "device policy (expected, not faults) (1):" in res.stdout
+    assert "MSS clamping: tcp.mss rewritten 1460 -> 536 on" in res.stdout
+    assert "no flow had drops, injections, resets or gaps" in res.stdout
 
 
 def test_lb_srv_loss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:

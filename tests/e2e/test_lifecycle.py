@@ -13,7 +13,7 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant
+from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant, start_until_listening
 
 pytestmark = pytest.mark.lab
 
@@ -38,20 +38,7 @@ def _lab_tcpdumps() -> list[str]:
 
 
 def _start_until_listening(args: list[str], points: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [*HOPCAP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    seen = 0
-    deadline = time.monotonic() + 60
-    while seen < points and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if line.strip().startswith("listening "):
-            seen += 1
-    assert seen == points, "not every point reported listening"
-    return proc
+    return start_until_listening([*HOPCAP, *args], points)
 
 
 def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_path: Path) -> None:

@@ -1,0 +1,330 @@
+"""Findings as patterns: the same finding across many flows, counted once.
+
+A busy firewall clamps the MSS of every SYN: the verdict holds one `tcp.mss 1460 -> 1400`
+finding per flow, thousands of them, and the few real drops drown. `find_patterns` groups
+the findings of a built verdict by what they say (kind, direction, segment, field,
+before -> after) into `Pattern`s with counts, labels the ones that are a device's policy
+rather than a fault, and `triage` picks the flows a person must look at. Pure and stdlib
+only (model types in, model types out); O(findings + flows × legs), plus a sort of the
+patterns and of the flows shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hopcap.model import Finding, Flow, Pattern, Verdict
+
+# the kinds that make a flow worth listing on its own (a rewrite is told by its pattern)
+ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap"})
+_KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "rewrite": 3, "gap": 4}
+# share of a segment's flows (more than) one remarking must cover to be the device's policy
+POLICY_SHARE = 0.5
+
+_Key = tuple[str, str, tuple[str, str], str | None, str, str]
+
+
+@dataclass
+class _Acc:
+    first: Finding
+    flow_ids: list[str]
+    last_flow: int
+    packets: int
+    bytes: int
+    first_ts: float | None
+    kinds: dict[str, int] = dataclasses.field(default_factory=dict)
+    unanchored: int = 0  # flows with no leg where the segment starts
+
+
+_COUNTS = re.compile(r"\((\d+ [A-Za-z-]+(?:, \d+ [A-Za-z-]+)*)\)$")
+
+
+def _add_kinds(kinds: dict[str, int], f: Finding) -> None:
+    """Count a drop's or an injection's packets by kind (SYN, data, ...), read from the
+    finding's description: `(3 data, 1 FIN)` for several packets, else its first packet."""
+    if f.kind not in ("drop", "inject"):
+        return
+    m = _COUNTS.search(f.what)
+    if m:
+        for part in m.group(1).split(", "):
+            n, k = part.split(" ", 1)
+            kinds[k] = kinds.get(k, 0) + int(n)
+        return
+    flags = set(f.what.split(" ", 1)[0].split(","))
+    if "SYN" in flags:
+        k = "SYN-ACK" if "ACK" in flags else "SYN"
+    elif "RST" in flags:
+        k = "RST"
+    elif " len=" in f.what:
+        k = "data"
+    elif "FIN" in flags:
+        k = "FIN"
+    elif "ACK" in flags:
+        k = "ACK"
+    else:
+        return
+    kinds[k] = kinds.get(k, 0) + max(f.packets, 1)
+
+
+def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
+    """The verdict's findings grouped into patterns, problems first (drops, injections,
+    resets, rewrites, gaps; most flows first), device policy last."""
+    points = {p.name for p in verdict.points}
+    anchors: dict[tuple[str, str], str | None] = {}
+    seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
+    groups: dict[_Key, _Acc] = {}
+    for i, fl in enumerate(verdict.flows):
+        for leg in fl.legs:
+            seen_at[leg.point] = seen_at.get(leg.point, 0) + 1
+        for f in fl.findings:
+            key = (f.kind, f.direction, f.between, f.field, repr(f.before), repr(f.after))
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts)
+            if acc.last_flow != i:
+                acc.flow_ids.append(fl.id)
+                acc.last_flow = i
+                if f.between not in anchors:
+                    anchors[f.between] = next((p for p in f.between if p in points), None)
+                anchor = anchors[f.between]
+                if anchor is not None and all(leg.point != anchor for leg in fl.legs):
+                    acc.unanchored += 1
+            acc.packets += f.packets
+            acc.bytes += f.bytes
+            if f.first_ts is not None and (acc.first_ts is None or f.first_ts < acc.first_ts):
+                acc.first_ts = f.first_ts
+            _add_kinds(acc.kinds, f)
+    merged = _fold_values(groups)
+    out = [
+        _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
+        for acc, values in merged
+    ]
+    out.sort(key=lambda p: (p.policy, _KIND_ORDER.get(p.kind, 9), -p.flows, -p.packets, p.text))
+    return tuple(out)
+
+
+def with_patterns(verdict: Verdict) -> Verdict:
+    """`verdict` with its `patterns` computed."""
+    return dataclasses.replace(verdict, patterns=find_patterns(verdict))
+
+
+def ensure_patterns(verdict: Verdict) -> Verdict:
+    """`verdict` with patterns, computed if whoever built it left them out."""
+    if verdict.patterns or not any(fl.findings for fl in verdict.flows):
+        return verdict
+    return with_patterns(verdict)
+
+
+def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
+    """A rewrite whose values change from flow to flow (sequence numbers, payloads) is one
+    pattern, not one per flow: within one (kind, direction, segment, field), the value
+    pairs seen on a single flow are folded together when there are several of them."""
+    families: dict[tuple[str, str, tuple[str, str], str | None], list[_Acc]] = {}
+    for (kind, d, between, fld, _b, _a), acc in groups.items():
+        families.setdefault((kind, d, between, fld), []).append(acc)
+    out: list[tuple[_Acc, int]] = []
+    for (kind, *_rest), accs in families.items():
+        single = [a for a in accs if len(a.flow_ids) == 1]
+        if kind != "rewrite" or len(single) < 2:
+            out.extend((a, 1) for a in accs)
+            continue
+        out.extend((a, 1) for a in accs if len(a.flow_ids) > 1)
+        ids: list[str] = []
+        seen: set[str] = set()
+        for a in single:
+            if a.flow_ids[0] not in seen:
+                seen.add(a.flow_ids[0])
+                ids.append(a.flow_ids[0])
+        ts = [a.first_ts for a in single if a.first_ts is not None]
+        kinds: dict[str, int] = {}
+        for a in single:
+            for k, n in a.kinds.items():
+                kinds[k] = kinds.get(k, 0) + n
+        out.append(
+            (
+                _Acc(
+                    dataclasses.replace(single[0].first, before=None, after=None),
+                    ids,
+                    -1,
+                    sum(a.packets for a in single),
+                    sum(a.bytes for a in single),
+                    min(ts) if ts else None,
+                    kinds,
+                    sum(a.unanchored for a in single),
+                ),
+                len(single),
+            )
+        )
+    return out
+
+
+def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
+    """What device policy a rewrite pattern is, if it is one."""
+    if f.kind != "rewrite" or f.field is None:
+        return None
+    b, a = f.before, f.after
+    ordered = values == 1 and isinstance(b, int) and isinstance(a, int)
+    # lowered, not removed (-1: the option is gone)
+    if f.field == "tcp.mss" and ordered and 0 < a < b:
+        return "MSS clamping"
+    if f.field in ("ip.ttl", "ip.hlim") and ordered and 0 < a < b:
+        return "TTL decrement"
+    if f.field in ("ip.dscp", "ip.tos") and values == 1 and flows > POLICY_SHARE * of:
+        return "DSCP remarking"
+    return None
+
+
+def _pattern(
+    acc: _Acc, values: int, anchor: str | None, seen_at: dict[str, int], total: int
+) -> Pattern:
+    f = acc.first
+    flows = len(acc.flow_ids)
+    # flows seen where the segment starts, and any of the pattern's seen only beyond it
+    of = total if anchor is None else seen_at.get(anchor, 0) + acc.unanchored
+    label = _policy(f, values, flows, of)
+    return Pattern(
+        kind=f.kind,
+        direction=f.direction,
+        between=f.between,
+        flows=flows,
+        of=of,
+        packets=acc.packets,
+        bytes=acc.bytes,
+        first_ts=acc.first_ts,
+        text=_text(f, values, flows, of, acc.packets, acc.flow_ids, label, acc.kinds),
+        field=f.field,
+        before=f.before if values == 1 else None,
+        after=f.after if values == 1 else None,
+        values=values,
+        policy=label is not None,
+        label=label,
+        flow_ids=tuple(acc.flow_ids),
+    )
+
+
+def _short(x: Any, n: int = 40) -> str:
+    s = str(x)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k:,} {word}" + ("" if k == 1 else "s")
+
+
+def _text(
+    f: Finding,
+    values: int,
+    flows: int,
+    of: int,
+    packets: int,
+    flow_ids: Sequence[str],
+    label: str | None,
+    kinds: dict[str, int],
+) -> str:
+    a, b = f.between
+    if f.kind == "rewrite":
+        what = (
+            f"{f.field} rewritten {_short(f.before)} -> {_short(f.after)}"
+            if values == 1
+            else f"{f.field} rewritten ({values:,} different values)"
+        )
+    elif f.kind == "reset":
+        what = f"reset by {a}"
+    elif f.kind == "gap":
+        what = "incomplete evidence (gap)"
+    else:
+        what = {"drop": "dropped", "inject": "injected"}.get(f.kind, f.kind)
+    unit = "packet"
+    if f.field == "tcp.mss":
+        unit = "SYN" if f.direction == "c2s" else "SYN-ACK"
+    detail = _n(packets, unit)
+    if kinds and packets > 1:
+        detail += ": " + ", ".join(
+            f"{n:,} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+    s = f"{what} on {flows:,} of {_n(of, 'flow')} ({detail}), {f.direction} "
+    s += f"between {a} and {b}"
+    if label:
+        s = f"{label}: {s}"
+    if flows <= 3:
+        s += f" [{', '.join(flow_ids)}]"
+    if f.kind == "gap":  # why the evidence is incomplete, from the first flow
+        s += f"; e.g. {_short(f.what, 100)}"
+    return s
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def alarm_packets(fl: Flow) -> int:
+    return sum(f.packets for f in fl.findings if f.kind in ALARM_KINDS)
+
+
+def has_alarm(fl: Flow) -> bool:
+    return any(f.kind in ALARM_KINDS for f in fl.findings)
+
+
+@dataclass(frozen=True)
+class Triage:
+    """The flows of a verdict in the order a person reads them."""
+
+    alarms: list[Flow]  # drops, injections, resets or gaps; most such packets first
+    rewrites: list[Flow]  # only rewrites, at least one not device policy
+    policy: list[Flow]  # only rewrites that are device policy
+    healthy: list[Flow]  # no finding
+
+
+def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triage:
+    pats = verdict.patterns if patterns is None else tuple(patterns)
+    policy_keys: set[tuple[str, str, str, tuple[str, str], str | None]] = set()
+    for p in pats:
+        if p.policy:
+            for fid in p.flow_ids:
+                policy_keys.add((fid, p.kind, p.direction, p.between, p.field))
+    alarms: list[tuple[int, int, Flow]] = []
+    rewrites: list[Flow] = []
+    policy: list[Flow] = []
+    healthy: list[Flow] = []
+    for i, fl in enumerate(verdict.flows):
+        if not fl.findings:
+            healthy.append(fl)
+        elif has_alarm(fl):
+            alarms.append((-alarm_packets(fl), i, fl))
+        elif all(
+            (fl.id, f.kind, f.direction, f.between, f.field) in policy_keys for f in fl.findings
+        ):
+            policy.append(fl)
+        else:
+            rewrites.append(fl)
+    alarms.sort(key=lambda x: (x[0], x[1]))
+    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy)
+
+
+def findings_brief(fl: Flow) -> str:
+    """`drop 3, rewrite 1`: a flow's findings counted by kind, in severity order."""
+    counts: dict[str, int] = {}
+    for f in fl.findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return ", ".join(
+        f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: _KIND_ORDER.get(kv[0], 9))
+    )
+
+
+FLOW_HEADERS = ("flow", "client -> server", "packets", "findings", "summary")
+
+
+def flow_row(fl: Flow) -> list[str]:
+    """One line of a flow list (FLOW_HEADERS): packets are those dropped, injected, reset
+    or in gaps."""
+    n = alarm_packets(fl)
+    return [
+        fl.id,
+        f"{fl.client} -> {fl.server}",
+        str(n) if n else "-",
+        findings_brief(fl) or "-",
+        fl.summary,
+    ]

@@ -1,0 +1,159 @@
+"""Findings as patterns (hopcap.patterns): grouping, counts, device-policy labels and the
+triage of flows, on verdicts built by hand."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hopcap.model import Finding, Flow, Leg, PointSummary, Verdict
+from hopcap.patterns import find_patterns, triage, with_patterns
+
+A, B = "fw:eth0", "fw:eth1"
+T0 = 1_763_790_000.0
+
+
+def mss(before: int = 1460, after: int = 1400) -> Finding:
+    return Finding("rewrite", "c2s", (A, B), 1, 0, T0, "SYN seq=1", "tcp.mss", before, after)
+
+
+def drop(what: str = "ACK seq=1", packets: int = 1, d: str = "c2s") -> Finding:
+    between = (A, B) if d == "c2s" else (B, A)
+    return Finding("drop", d, between, packets, 0, T0 + 1, what)  # type: ignore[arg-type]
+
+
+def flow(i: int, *findings: Finding, legs: tuple[str, ...] = (A, B)) -> Flow:
+    return Flow(
+        f"f{i}",
+        "tcp",
+        f"198.18.0.{i}:4000",
+        "203.0.113.80:80",
+        tuple(Leg(p, "t", "same") for p in legs),
+        findings,
+        "s",
+        T0 + i,
+    )
+
+
+def verdict(*flows: Flow) -> Verdict:
+    pts = tuple(PointSummary(n, "fw", n[3:], 10) for n in (A, B))
+    return with_patterns(Verdict(pts, flows))
+
+
+def test_mss_clamping_is_one_policy_pattern_after_the_drops() -> None:
+    flows = [flow(i, mss()) for i in range(1, 9)]
+    flows.append(flow(9, drop("PSH,ACK seq=1 len=300"), mss()))
+    flows.append(flow(10, drop("SYN seq=5"), legs=(A,)))  # never reached B, no clamp
+    v = verdict(*flows)
+    assert [p.kind for p in v.patterns] == ["drop", "rewrite"]
+    d, m = v.patterns
+    assert (d.flows, d.of, d.packets, d.policy) == (2, 10, 2, False)
+    assert d.flow_ids == ("f9", "f10")
+    assert "1 SYN" in d.text and "1 data" in d.text
+    assert (m.field, m.before, m.after) == ("tcp.mss", 1460, 1400)
+    assert (m.flows, m.of, m.packets) == (9, 10, 9)
+    assert m.policy and m.label == "MSS clamping"
+    assert m.text.startswith("MSS clamping: tcp.mss rewritten 1460 -> 1400 on 9 of 10 flows")
+    assert f"between {A} and {B}" in m.text
+
+
+def test_an_mss_raised_or_another_field_is_no_policy() -> None:
+    v = verdict(flow(1, mss(1400, 1460)), flow(2, mss(1400, 1460)))
+    assert [(p.policy, p.flows) for p in v.patterns] == [(False, 2)]
+    assert not verdict(flow(1, mss(1460, -1))).patterns[0].policy  # the option removed
+    win = Finding("rewrite", "c2s", (A, B), 3, 0, T0, "ACK", "tcp.window", 100, 50)
+    assert not verdict(flow(1, win)).patterns[0].policy
+
+
+def test_ttl_decrement_is_policy_and_an_increase_is_not() -> None:
+    def ttl(b: int, a: int) -> Finding:
+        return Finding("rewrite", "s2c", (B, A), 4, 0, T0, "ACK", "ip.ttl", b, a)
+
+    down = verdict(flow(1, ttl(64, 58)))
+    assert down.patterns[0].label == "TTL decrement"
+    up = verdict(flow(1, ttl(58, 241)))
+    assert not up.patterns[0].policy and up.patterns[0].label is None
+
+
+def test_dscp_remarking_on_most_flows_is_policy_on_few_it_is_not() -> None:
+    def dscp() -> Finding:
+        return Finding("rewrite", "c2s", (A, B), 5, 0, T0, "data", "ip.dscp", 0, 12)
+
+    most = verdict(flow(1, dscp()), flow(2, dscp()), flow(3, dscp()), flow(4))
+    assert most.patterns[0].label == "DSCP remarking" and most.patterns[0].of == 4
+    few = verdict(flow(1, dscp()), flow(2), flow(3), flow(4))
+    assert not few.patterns[0].policy
+
+
+def test_values_that_differ_per_flow_fold_into_one_pattern() -> None:
+    def seq(i: int) -> Finding:
+        return Finding("rewrite", "c2s", (A, B), 7, 0, T0 + i, "data", "tcp.seq", i, i + 99)
+
+    common = Finding("rewrite", "c2s", (A, B), 1, 0, T0, "data", "tcp.seq", 1, 2)
+    v = verdict(*(flow(i, seq(i * 1000)) for i in range(1, 6)), flow(6, common), flow(7, common))
+    assert len(v.patterns) == 2
+    folded = next(p for p in v.patterns if p.values > 1)
+    assert (folded.values, folded.flows, folded.packets) == (5, 5, 35)
+    assert folded.before is None and folded.after is None
+    assert "tcp.seq rewritten (5 different values) on 5 of 7 flows" in folded.text
+    assert folded.first_ts == T0 + 1000
+    same = next(p for p in v.patterns if p.values == 1)
+    assert (same.before, same.after, same.flow_ids) == (1, 2, ("f6", "f7"))
+
+
+def test_one_flow_counts_once_and_directions_stay_apart() -> None:
+    two = flow(1, drop("ACK seq=1"), drop("PSH,ACK seq=9 len=5 (2 data, 1 FIN)", packets=3))
+    v = verdict(two, flow(2, drop("FIN,ACK seq=7", d="s2c")))
+    c2s = next(p for p in v.patterns if p.direction == "c2s")
+    assert (c2s.flows, c2s.packets) == (1, 4)
+    assert "(4 packets: 2 data, 1 ACK, 1 FIN)" in c2s.text
+    s2c = next(p for p in v.patterns if p.direction == "s2c")
+    assert s2c.between == (B, A) and s2c.flows == 1 and "1 packet)" in s2c.text
+
+
+def test_patterns_round_trip_through_json_and_old_verdicts_get_them() -> None:
+    v = verdict(flow(1, mss()), flow(2, mss(), drop()))
+    d: dict[str, Any] = json.loads(json.dumps(v.to_dict()))
+    assert [p["kind"] for p in d["patterns"]] == ["drop", "rewrite"]
+    pol = d["patterns"][1]
+    assert pol["policy"] is True and pol["label"] == "MSS clamping"
+    assert {"kind", "field", "before", "after", "between", "flows", "packets"} <= set(pol)
+    assert pol["flow_ids"] == ["f1", "f2"] and pol["of"] == 2
+    assert Verdict.from_dict(d).patterns == v.patterns
+    del d["patterns"]
+    assert Verdict.from_dict(d).patterns == v.patterns
+    assert len(d["flows"]) == 2  # every flow is kept
+
+
+def test_triage_lists_alarms_by_packets_and_sets_policy_apart() -> None:
+    payload = Finding("rewrite", "c2s", (A, B), 1, 0, T0, "data", "payload", "a", "b")
+    gap = Finding("gap", "c2s", (A, B), 0, 0, T0, "no capture")
+    v = verdict(
+        flow(1, mss()),
+        flow(2, drop(packets=1), mss()),
+        flow(3, drop(packets=5)),
+        flow(4, payload, mss()),
+        flow(5),
+        flow(6, gap),
+    )
+    t = triage(v)
+    assert [f.id for f in t.alarms] == ["f3", "f2", "f6"]
+    assert [f.id for f in t.rewrites] == ["f4"]
+    assert [f.id for f in t.policy] == ["f1"]
+    assert [f.id for f in t.healthy] == ["f5"]
+
+
+def test_a_missing_point_is_one_gap_pattern_that_says_why() -> None:
+    why = "no capture at lb:eth0 (host unreachable): what happened beyond fw:eth1 cannot be told"
+    gaps = [flow(i, Finding("gap", "c2s", (B, "lb:eth0"), 0, 0, T0, why)) for i in range(1, 41)]
+    v = verdict(*gaps)
+    assert len(v.patterns) == 1
+    p = v.patterns[0]
+    assert (p.kind, p.flows, p.of, p.policy) == ("gap", 40, 40, False)
+    assert p.text.startswith("incomplete evidence (gap) on 40 of 40 flows (0 packets), c2s")
+    assert "; e.g. no capture at lb:eth0 (host unreachable)" in p.text
+
+
+def test_no_findings_no_patterns() -> None:
+    assert find_patterns(verdict(flow(1), flow(2))) == ()
+    assert find_patterns(Verdict((), ())) == ()

@@ -1,0 +1,110 @@
+"""The FortiGate driver against a lab host that speaks like a FortiGate over SSH (a second
+sshd in the fw namespace whose login shell is hopcap.lab.fortigate): CLI session on a
+terminal, paging off, the sniffer on real traffic, Ctrl-C, text -> pcapng -> verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hopcap import lab
+from hopcap.bundle.fortigate import path_order, read_sniffer_log, write_pcapng
+from hopcap.correlate import correlate
+from hopcap.lab import fortigate as fake
+from hopcap.model import Host, PointInput
+from hopcap.orchestrator.fortigate import FortiGateCapture
+from hopcap.orchestrator.transport import connect
+from tests.e2e.conftest import PREFIX
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def fgt(e2e_lab: lab.LabInfo) -> Host:
+    addr, port = fake.start(PREFIX, "fw")
+    sdir = e2e_lab.state_dir
+    return Host(
+        name="fw",
+        address=addr,
+        role="firewall",
+        port=port,
+        user="root",
+        identity=str(sdir / "id_ed25519"),
+        known_hosts=str(sdir / "known_hosts"),
+        kind="fortigate",
+    )
+
+
+def _fw_tcpdumps() -> list[str]:
+    res = subprocess.run(["ip", "netns", "pids", f"{PREFIX}-fw"], capture_output=True, text=True)
+    found = []
+    for pid in res.stdout.split():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cmd.startswith("tcpdump") and "LINUX_SLL2" in cmd:
+            found.append(cmd)
+    return found
+
+
+def _curl() -> None:
+    lab.ns_run(PREFIX, "client", ["curl", "-s", "-o", "/dev/null", "-m", "5",
+                                  "http://203.0.113.80/big.bin"])  # fmt: skip
+
+
+def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo) -> None:
+    async def go() -> tuple[FortiGateCapture, object]:
+        t = await connect(fgt)
+        try:
+            cap = FortiGateCapture("fw", t, "tcp port 80", tmp_path / "fw.sniffer.txt")
+            await cap.arm()
+            cap.fire()
+            await cap.until_listening()
+            await asyncio.to_thread(_curl)
+            await asyncio.sleep(0.5)
+            stats = await cap.stop()
+            return cap, stats
+        finally:
+            await t.close()
+
+    cap, stats = asyncio.run(go())
+    assert cap.version and cap.version.startswith("FortiGate-VM64 v7.2.8")
+    assert cap.ready_ts is not None and cap.start_ts is not None
+    assert 0 <= cap.ready_ts - cap.start_ts < 5
+    log = read_sniffer_log(cap.text_log)
+    assert log.warnings == []
+    assert stats.received == len(log.packets) > 0  # type: ignore[attr-defined]
+    assert path_order(log) == ["eth0", "eth1"]  # the client's SYN enters by eth0
+    points = []
+    for iface in path_order(log):
+        out = tmp_path / f"fw_{iface}.pcapng"
+        write_pcapng(log, out, host="fw", interfaces=[iface])
+        points.append(PointInput(name=f"fw:{iface}", pcap=out))
+    v = correlate(points)
+    [flow] = [f for f in v.flows if f.server.endswith(":80")]
+    assert [leg.link for leg in flow.legs] == ["same", "nat"]  # DNAT + masquerade
+    assert [f for f in flow.findings if f.kind != "gap"] == []
+    assert flow.summary.startswith("OK")
+    assert _fw_tcpdumps() == []
+
+
+def test_a_lost_session_ends_the_sniffer(fgt: Host, tmp_path: Path) -> None:
+    async def go() -> None:
+        t = await connect(fgt)
+        cap = FortiGateCapture("fw", t, "tcp port 80", tmp_path / "fw.sniffer.txt")
+        await cap.arm()
+        cap.fire()
+        await cap.until_listening()
+        assert _fw_tcpdumps(), "the sniffer runs while the session is up"
+        await t.close()  # as if the controller died: no Ctrl-C, the connection just ends
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 10
+    while _fw_tcpdumps() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _fw_tcpdumps() == []
