@@ -22,7 +22,7 @@ def prefix(base: str) -> str:
 
 
 # labs added later live in 198.18.240-250.0/24 (the lab's data networks are 198.18.1-2.0/24)
-_EXTRA = {"hcb": 240}
+_EXTRA = {"hcr": 240}
 
 
 def mgmt(base: str) -> str:

@@ -26,8 +26,8 @@ from tests.e2e.test_lifecycle import _start_until_listening
 
 pytestmark = pytest.mark.lab
 
-PREFIX = labnames.prefix("hcb")
-MGMT = labnames.mgmt("hcb")
+PREFIX = labnames.prefix("hcr")
+MGMT = labnames.mgmt("hcr")
 
 
 @pytest.fixture(scope="module")
