@@ -49,7 +49,6 @@ def no_events(_: Event) -> None:
     pass
 
 
-TIMEOUT_FLAVOURS = ("coreutils", "busybox", "busybox-t")  # else: a shell watchdog
 FACT_TOOLS = ("ss", "nstat", "conntrack", "nft", "iptables-save", "sysctl")
 HASH_TOOLS = ("sha256sum", "openssl")
 
@@ -73,7 +72,6 @@ class HostCaps:
     """
 
     pull: str = "sftp"
-    busybox: bool = False
     timeout: str | None = None
     capture: str | None = None
     capture_problem: str | None = None
@@ -253,7 +251,6 @@ _PROBE = (
     # which `timeout`: GNU's answers --version; BusyBox's prints its usage instead
     "command -v timeout >/dev/null 2>&1 && "
     """echo "timeout=$(timeout --version 2>&1 | head -n 4 | tr '\\n' ' ')"; """
-    'echo "ls=$(readlink -f "$(command -v ls)" 2>/dev/null)"; '
     f"for t in {' '.join(FACT_TOOLS + HASH_TOOLS)} sudo; do "
     'command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done; '
     'echo "date=$(date +%N)"; '
@@ -274,8 +271,7 @@ _PROBE = (
     'print "addr=" $2 " " a[1]}\''
 )
 
-CAP_NET_RAW = 13  # bit numbers in a capability mask (linux/capability.h)
-CAP_NET_ADMIN = 12
+CAP_NET_RAW = 13  # its bit in a capability mask (linux/capability.h)
 
 
 def timeout_flavour(text: str) -> str | None:
@@ -361,8 +357,6 @@ async def probe(s: HostSession) -> None:
             caps.tcpdump_path = value
         elif key == "timeout":
             caps.timeout = timeout_flavour(value)
-        elif key == "ls":
-            caps.busybox = value.endswith("/busybox")
         elif key == "tool":
             tools.add(value)
         elif key == "date":
