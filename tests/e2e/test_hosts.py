@@ -4,8 +4,12 @@ or executable only by a capture group) — and one that has no way to capture at
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +17,11 @@ from typing import Any
 import pytest
 
 from hopcap import lab
-from hopcap.errors import EXIT_OK, EXIT_PREFLIGHT
+from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
 from hopcap.lab import sshd
 from tests import labnames
 from tests.e2e.conftest import PREFIX, hopcap_cli, hopcap_run, inventory_variant
+from tests.e2e.test_lifecycle import _lab_tcpdumps, _start_until_listening
 
 pytestmark = pytest.mark.lab
 
@@ -195,3 +200,39 @@ def test_run_with_capabilities_instead_of_root(
     assert not (facts / "before" / "nft.txt").exists()
     missing = (facts / "missing.txt").read_text()
     assert "nft: exit 1" in missing, missing
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_ctrl_c_and_kill_leave_nothing_on_these_hosts(
+    clean_lab: lab.LabInfo, srv_without_sftp: Path, capture_users: None, tmp_path: Path
+) -> None:
+    """fw captures with capabilities as a plain user, srv has no SFTP: Ctrl-C stops and
+    pulls everything; a controller killed with -9 leaves captures that end by their bound."""
+    inv = inventory_variant(
+        srv_without_sftp, tmp_path / "inv.yml", top={"repro": None}, fw={"user": CAPUSER}
+    )
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "120s", "--out", str(out)], 6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert all((out / p["file"]).exists() for p in man["points"])
+    assert _lab_tcpdumps() == []
+    assert list(Path("/tmp").glob(f"hopcap.*.{man['run_id']}.*")) == []
+
+    proc = _start_until_listening(
+        ["run", "-i", str(inv), "--window", "3s", "--out", str(tmp_path / "k")], 6
+    )
+    assert any(x.startswith("fw:") for x in _lab_tcpdumps())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 35  # window 3 s + grace 15 s, SIGKILL 5 s later at worst
+    while _lab_tcpdumps() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _lab_tcpdumps() == []
+    for d in Path("/tmp").glob("hopcap.*.*.fw"):  # the killed run's, owned by the user
+        if d.owner() == CAPUSER:
+            shutil.rmtree(d)
