@@ -964,6 +964,8 @@ def check(
             "yes" if r.connected else "no",
             (r.tcpdump or "-").removeprefix("tcpdump version "),
             r.sudo,
+            r.capture,
+            r.pull,
             ", ".join(r.points) or "-",
             "-" if r.free_mb is None else f"{r.free_mb} MB",
             "-"
@@ -976,7 +978,19 @@ def check(
     typer.echo(
         tabulate(
             rows,
-            headers=["host", "address", "ssh", "tcpdump", "sudo", "capture", "free", "clock", ""],
+            headers=[
+                "host",
+                "address",
+                "ssh",
+                "tcpdump",
+                "sudo",
+                "rights",
+                "pull",
+                "capture",
+                "free",
+                "clock",
+                "",
+            ],
         )
     )
     bad = [r for r in results if not r.ok]
@@ -1176,6 +1190,13 @@ def lab_up(
     state_dir: Annotated[
         Path | None, typer.Option(help="keys, configs, inventory (default /var/tmp/...)")
     ] = None,
+    fw: Annotated[
+        str,
+        typer.Option(
+            help="the firewall host: openssh (a Debian server) or busybox (a BusyBox "
+            "router over dropbear: no SFTP, no coreutils, no sudo)"
+        ),
+    ] = "openssh",
 ) -> None:
     """Build (or rebuild) the lab and write its inventory."""
     from hopcap import lab
@@ -1183,7 +1204,7 @@ def lab_up(
     try:
         lab.check_prerequisites()
         _err(f"building lab {prefix!r} ...")
-        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir)
+        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir, fw=fw)
     except HopcapError as exc:
         _fail(exc)
     rows = [[h, a] for h, a in info.mgmt.items()]

@@ -1,7 +1,9 @@
 """`hopcap check`: the preflight of `hopcap run`, without capturing anything.
 
 Every host in parallel: reachable, authentication, host key, tcpdump (and its version),
-`sudo -n` where asked, capture interfaces present and up (after `auto`), free space in the
+`sudo -n` where asked, how captures are pulled (SFTP, or `cat` over exec where the server
+has no SFTP) and how tcpdump gets its rights (root, sudo, capabilities, group), capture
+interfaces present and up (after `auto`), free space in the
 remote temporary directory, clock offset. A host's problems are data, never an exception.
 """
 
@@ -18,6 +20,7 @@ from hopcap.orchestrator.session import (
     Connector,
     EventSink,
     HostSession,
+    capture_error,
     close_all,
     connect_all,
     hosts_to_connect,
@@ -37,6 +40,8 @@ class HostCheck:
     connected: bool = False
     tcpdump: str | None = None
     sudo: str = "-"  # "-" not asked, "ok", or why not
+    pull: str = "-"  # how captures come back: sftp, exec (no SFTP subsystem), direct
+    capture: str = "-"  # how tcpdump gets its rights: root, sudo, capabilities, group
     points: list[str] = field(default_factory=list)
     free_mb: int | None = None
     clock_offset_s: float | None = None
@@ -66,24 +71,26 @@ async def check(
                 await probe(s)
                 r.tcpdump = s.tcpdump_version
                 r.free_mb = s.free_kb // 1024 if s.free_kb is not None else None
+                r.pull = s.caps.pull
+                r.capture = s.caps.capture or "none"
                 if s.host.sudo and not s.is_root:
                     r.sudo = "ok" if s.sudo_ok else "needs a password"
                 if s.error:
                     r.problems.append(s.error)
-                r.clock_offset_s, r.clock_error_s = await clock_offset(s.transport)  # type: ignore[arg-type]
+                r.clock_offset_s, r.clock_error_s = await clock_offset(
+                    s.transport,  # type: ignore[arg-type]
+                    date_ns=s.caps.date_ns,
+                )
             except HopcapError as exc:
                 r.problems.append(str(exc))
                 return
             if not s.host.on_path:
                 return
-            if s.tcpdump_version is None:
-                r.problems.append("tcpdump is not installed (package tcpdump)")
-            if not s.has_timeout:
-                r.problems.append("coreutils `timeout` is missing: captures cannot be bounded")
+            problem = capture_error(s)
+            if problem:
+                r.problems.append(problem.removeprefix(f"{s.name}: "))
             if s.free_kb is not None and s.free_kb < MIN_FREE_KB:
                 r.problems.append(f"only {s.free_kb // 1024} MB free in {REMOTE_TMP}")
-            if not s.is_root and not s.host.sudo:
-                r.problems.append("not root and `sudo` is false: tcpdump needs root")
 
         await asyncio.gather(*(one(s) for s in sessions.values() if s.ok))
 
