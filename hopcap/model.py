@@ -15,7 +15,7 @@ from typing import Any, Literal
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
-KINDS: tuple[str, ...] = ("linux",)  # what a host is; vendor appliances will add kinds
+KINDS: tuple[str, ...] = ("linux", "fortigate")  # what a host is (fortigate: its CLI sniffer)
 
 FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
 LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")

@@ -13,8 +13,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from hopcap.errors import HopcapError
-from hopcap.model import Inventory
+from hopcap.model import CapturePoint, Inventory
 from hopcap.orchestrator.facts import clock_offset
+from hopcap.orchestrator.fortigate import ANY, probe_fortigate
 from hopcap.orchestrator.session import (
     REMOTE_TMP,
     Connector,
@@ -67,6 +68,9 @@ async def check(
 
         async def one(s: HostSession) -> None:
             r = results[s.name]
+            if s.host.kind == "fortigate":
+                await _check_fortigate(s, r)
+                return
             try:
                 await probe(s)
                 r.tcpdump = s.tcpdump_version
@@ -109,3 +113,20 @@ async def check(
         return [results[n] for n in sessions]
     finally:
         await close_all(sessions)
+
+
+async def _check_fortigate(s: HostSession, r: HostCheck) -> None:
+    """A FortiGate: its CLI answers `get system status`; it captures with its own sniffer."""
+    assert s.transport is not None
+    try:
+        version, clock = await probe_fortigate(s.transport)
+    except HopcapError as exc:
+        r.problems.append(str(exc).removeprefix(f"{s.name}: "))
+        return
+    r.tcpdump = f"FortiOS sniffer ({version})"
+    r.pull = "cli text"
+    r.capture = "sniffer"
+    if clock is not None:
+        r.clock_offset_s, r.clock_error_s = clock[0], clock[1]
+    ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
+    s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]

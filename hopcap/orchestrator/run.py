@@ -30,6 +30,15 @@ from hopcap.orchestrator.capture import (
     ssh_exclusion,
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
+from hopcap.orchestrator.fortigate import (
+    ANY,
+    FortiGateCapture,
+    SnifferSpec,
+    fortigate_facts,
+    own_session_filter,
+    probe_fortigate,
+    sniffer_spec,
+)
 from hopcap.orchestrator.session import (
     Connector,
     Event,
@@ -149,12 +158,19 @@ async def run_capture(
                     errors.append(s.error)
                     emit(Event("failed", host=s.name, text=s.error))
 
-            await asyncio.gather(*(mkdir(s) for s in path_sessions if s.ok and s.points))
+            await asyncio.gather(
+                *(mkdir(s) for s in path_sessions if s.ok and s.points and s.host.kind == "linux")
+            )
 
             # start every capture at once, then the barrier
             specs: list[tuple[HostSession, CaptureSpec]] = []
             for s in path_sessions:
                 if not s.ok or not s.points:
+                    continue
+                if s.host.kind == "fortigate":  # one sniffer for every point of the box
+                    assert s.transport is not None
+                    bpf = own_session_filter(s.transport, inv.filter)
+                    specs.append((s, sniffer_spec(s.name, s.host.capture, bpf, bound)))
                     continue
                 per_point = _ring_mb(s.free_kb, len(s.points))
                 for p in s.points:
@@ -205,7 +221,7 @@ async def run_capture(
             facts_after.update(await _facts(sessions))
 
         async def clock_end(s: HostSession) -> None:
-            if s.ok:
+            if s.ok and s.host.kind == "linux":
                 with contextlib.suppress(HopcapError):
                     clocks_after[s.name] = await clock_offset(
                         s.transport,  # type: ignore[arg-type]
@@ -215,6 +231,9 @@ async def run_capture(
         await asyncio.gather(*(clock_end(s) for s in sessions.values()))
 
         async def pull(name: str, rc: RunningCapture) -> None:
+            if isinstance(rc, FortiGateCapture):
+                _sniffed(rc, sessions[rc.host], pcaps, running, stats, pulled, point_errors)
+                return
             try:
                 caps = sessions[rc.spec.point.host].caps
                 pulled[name] = await _pull(rc, pcaps / pcap_filename(name), emit, caps)
@@ -284,7 +303,11 @@ async def start_captures(
 
     async def arm(s: HostSession, spec: CaptureSpec) -> None:
         assert s.transport is not None
-        rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
+        rc: RunningCapture
+        if isinstance(spec, SnifferSpec):
+            rc = FortiGateCapture(s.transport, spec, pcaps / f"{s.name}.sniffer.txt")
+        else:
+            rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
         running[spec.point.name] = rc
         try:
             await rc.arm()
@@ -379,6 +402,14 @@ async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> No
     """Probe a connected host and take its clock; a problem becomes `s.error`."""
     assert s.transport is not None
     try:
+        if s.host.kind == "fortigate":
+            version, clock = await probe_fortigate(s.transport)
+            s.tcpdump_version = f"FortiOS sniffer ({version})"
+            if clock is not None:
+                clocks[s.name] = (clock[0], clock[1])
+            ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
+            s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]
+            return
         await probe(s)
         if s.error:
             return
@@ -389,6 +420,33 @@ async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> No
             clocks[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
     except HopcapError as exc:
         s.error = str(exc)
+
+
+def _sniffed(
+    rc: FortiGateCapture,
+    s: HostSession,
+    pcaps: Path,
+    running: dict[str, RunningCapture],
+    stats: dict[str, CaptureStats],
+    pulled: dict[str, tuple[Path, str]],
+    point_errors: dict[str, str],
+) -> None:
+    """A box's sniffer text -> its points (one pcapng each, the text kept beside them)."""
+    name = rc.spec.point.name
+    try:
+        points = rc.convert(pcaps)
+    except HopcapError as exc:
+        point_errors[name] = f"{name}: the sniffer's text could not be converted: {exc}"
+        return
+    whole = stats.pop(name, None)
+    running.pop(name, None)
+    s.points = [p for p, _f, _h, _n in points]
+    for p, path, digest, n in points:
+        running[p.name] = rc
+        pulled[p.name] = (path, digest)
+        stats[p.name] = CaptureStats(n, n, whole.dropped if whole else None)
+    if not points:
+        point_errors[name] = f"{name}: the sniffer saw no packet on any interface"
 
 
 def _pulled(
@@ -421,6 +479,8 @@ async def _facts(
 ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     async def one(s: HostSession) -> tuple[str, tuple[dict[str, str], dict[str, str]]]:
         assert s.transport is not None
+        if s.host.kind == "fortigate":
+            return s.name, await fortigate_facts(s.transport)
         return s.name, await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
 
     results = await asyncio.gather(

@@ -448,7 +448,9 @@ async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -
         except HopcapError as exc:
             s.error = str(exc)
 
-    await asyncio.gather(*(one(i, sessions[n]) for i, n in enumerate(path) if sessions[n].ok))
+    # an appliance's points come from its own driver (orchestrator.fortigate)
+    linux = [(i, sessions[n]) for i, n in enumerate(path) if sessions[n].host.kind == "linux"]
+    await asyncio.gather(*(one(i, s) for i, s in linux if s.ok))
 
 
 def _data_addresses(s: HostSession) -> list[str]:
