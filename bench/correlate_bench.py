@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import shutil
@@ -24,6 +25,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from pcapgen import put_be
+from pcapgen import write_pcap as pcapgen_write
 
 ROUND = 16  # per request/response round: 1 request, 10 response segments, 5 ACKs
 RESP_SEGS = 10
@@ -167,59 +170,7 @@ def point_view(
     return {k: a[o] for k, a in v.items()}
 
 
-def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
-    n = v["ts"].shape[0]
-    hdr = 16 + 14 + 20 + 32
-    size = hdr + v["plen"]
-    off = np.zeros(n, np.int64)
-    off[1:] = np.cumsum(size)[:-1]
-    off += 24
-    total = 24 + int(size.sum())
-    buf = np.zeros(total, np.uint8)
-    buf[:24] = np.frombuffer(
-        np.array([0xA1B23C4D], "<u4").tobytes()
-        + np.array([2, 4], "<u2").tobytes()
-        + np.array([0, 0, 262144, 1], "<u4").tobytes(),
-        np.uint8,
-    )
-
-    def put(o: np.ndarray, val: np.ndarray, nbytes: int, big: bool) -> None:
-        val = val.astype(np.uint64)
-        for i in range(nbytes):
-            shift = (nbytes - 1 - i) * 8 if big else i * 8
-            buf[o + i] = ((val >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.uint8)
-
-    cap = 14 + 20 + 32 + v["plen"]
-    put(off, v["ts"] // 10**9, 4, False)
-    put(off + 4, v["ts"] % 10**9, 4, False)
-    put(off + 8, cap, 4, False)
-    put(off + 12, cap, 4, False)
-    e = off + 16
-    buf[e + 12] = 0x08
-    i = e + 14
-    buf[i] = 0x45
-    put(i + 2, 20 + 32 + v["plen"], 2, True)
-    put(i + 4, v["ipid"], 2, True)
-    buf[i + 6] = 0x40
-    put(i + 8, v["ttl"], 1, True)
-    buf[i + 9] = 6
-    put(i + 12, v["src"], 4, True)
-    put(i + 16, v["dst"], 4, True)
-    t = i + 20
-    put(t, v["sport"], 2, True)
-    put(t + 2, v["dport"], 2, True)
-    put(t + 4, v["seq"], 4, True)
-    put(t + 8, v["ack"], 4, True)
-    buf[t + 12] = 0x80  # 32-byte header
-    put(t + 13, v["flags"], 1, True)
-    put(t + 14, np.full(n, 502), 2, True)
-    buf[t + 20] = 1
-    buf[t + 21] = 1
-    buf[t + 22] = 8
-    buf[t + 23] = 10
-    put(t + 24, v["tsval"], 4, True)
-    put(t + 28, v["tsecr"], 4, True)
-    p = t + 32
+def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
     # payload bytes are a function of (connection, direction, stream position), so a
     # GRO-merged packet carries exactly the bytes of the segments it merged
     for j in range(RESP_SEGS):
@@ -231,9 +182,11 @@ def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
             + (v["d"][has] << 33)
             + ((v["oseq"][has] + j * SEG_LEN) & 0xFFFFFFFF)
         )
-        put(p[has] + j * SEG_LEN, key * 7919 + 12345, 8, True)
-    buf.tofile(str(path))
-    return n
+        put_be(buf, p[has] + j * SEG_LEN, key * 7919 + 12345, 8)
+
+
+def write_pcap(path: Path, v: dict[str, np.ndarray]) -> int:
+    return pcapgen_write(path, v, _payload)
 
 
 def peak_rss_mb() -> float:
@@ -249,9 +202,16 @@ def main() -> int:
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--tracemalloc", action="store_true", help="also measure Python heap (slower)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--e2e-jobs",
+        default="1,2",
+        help="also time `hopcap correlate ... --json --jobs J > v.json` end to end (a new "
+        "process) for each J; empty: skip",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from hopcap.correlate import correlate
+    from hopcap.jsonout import dumps as _dumps
     from hopcap.model import PointInput
 
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +284,26 @@ def main() -> int:
             f"{heap_peak / 1e6:.0f} MB = {heap_peak / total:.0f} bytes/packet"
         )
 
+    e2e: dict[str, float] = {}
+    hopcap = Path(sys.executable).with_name("hopcap")
+    for j in [x for x in args.e2e_jobs.split(",") if x.strip()]:
+        cmd = [str(hopcap), "correlate"]
+        cmd += [f"{n}={f}" for n, f in zip(names, files, strict=True)]
+        cmd += ["--json", "--jobs", j.strip()]
+        out = args.dir / "v.json"
+        t0 = time.perf_counter()
+        with out.open("wb") as fh:
+            subprocess.run(cmd, check=True, stdout=fh)
+        e2e[j] = time.perf_counter() - t0
+        got = json.loads(out.read_text())
+        same = got == json.loads(_dumps(verdict.to_dict()))
+        print(
+            f"end to end `hopcap correlate ... --json --jobs {j} > v.json`: {e2e[j]:.2f} s "
+            f"({total / e2e[j] / 1e6:.2f} M packets/s); verdict identical to the in-process "
+            f"one: {same}"
+        )
+        out.unlink()
+
     if not args.no_tshark and shutil.which("tshark"):
         fields = [
             "frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq",
@@ -353,6 +333,8 @@ def main() -> int:
             f"ratio: hopcap correlate is {ts_s / hop_s:.1f}x faster than tshark merely reading "
             f"(wall), {ts_cpu / hop_cpu:.1f}x (cpu)"
         )
+        for j, w in e2e.items():
+            print(f"ratio: end to end --jobs {j} is {ts_s / w:.1f}x faster than tshark (wall)")
         print("command: " + " ".join(cmd_base) + " -r FILE")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if not args.keep:

@@ -5,8 +5,9 @@
 - start skew: spread of tcpdump "listening" times across points, with the lab's 4 hosts
   (6 points) and with 50 inventory hosts (50 points; they are aliases of the lab's 4 sshd,
   so this measures hopcap's side of the fan-out, not 50 machines);
-- pull throughput: hopcap's SFTP pull (aes128-gcm preferred) of one file against `scp` of
-  the same file over the same management link;
+- pull throughput: hopcap's SFTP pull (aes128-gcm preferred) of one file, and its pull
+  over an exec channel (`cat`, for servers without SFTP), against `scp` of the same file
+  over the same management link;
 - end to end: `hopcap run` on the lab minus its capture window.
 Builds its own lab (prefix "hcb") and removes it at the end.
 """
@@ -66,7 +67,7 @@ def fifty(inv: Inventory) -> Inventory:
     return Inventory(source="bench", hosts=hosts, path=tuple(hosts), window_s=1)
 
 
-async def pull_vs_scp(inv: Inventory, size_mb: int, runs: int) -> tuple[float, float]:
+async def pull_vs_scp(inv: Inventory, size_mb: int, runs: int) -> tuple[float, float, float]:
     srv = inv.hosts["srv"]
     remote = f"/var/tmp/hopcap-bench-{size_mb}mb.bin"
     local = Path(tempfile.mkdtemp()) / "x.bin"
@@ -78,11 +79,18 @@ async def pull_vs_scp(inv: Inventory, size_mb: int, runs: int) -> tuple[float, f
     )
     try:
         t = await connect(srv)
-        ours, theirs = [], []
+        ours, theirs, exe = [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
             await t.get(remote, local)
             ours.append(size_mb / (time.perf_counter() - t0))
+            local.unlink()
+            # the pull of a host without SFTP: `cat` over an exec channel
+            t0 = time.perf_counter()
+            proc = await t.spawn(f"cat {remote}", stdout_to=local)
+            assert (await proc.wait(timeout=600)).ok
+            exe.append(size_mb / (time.perf_counter() - t0))
+            assert local.stat().st_size == size_mb * 1024 * 1024
             local.unlink()
             t0 = time.perf_counter()
             subprocess.run(
@@ -103,7 +111,7 @@ async def pull_vs_scp(inv: Inventory, size_mb: int, runs: int) -> tuple[float, f
             theirs.append(size_mb / (time.perf_counter() - t0))
             local.unlink()
         await t.close()
-        return statistics.median(ours), statistics.median(theirs)
+        return statistics.median(ours), statistics.median(theirs), statistics.median(exe)
     finally:
         Path(remote).unlink(missing_ok=True)
 
@@ -142,10 +150,11 @@ def main() -> None:
             f"start skew, 50 hosts / 50 points: median {statistics.median(s50) * 1000:.0f} ms "
             f"(runs: {', '.join(f'{x * 1000:.0f}' for x in s50)} ms)"
         )
-        ours, scp = asyncio.run(pull_vs_scp(inv, args.size_mb, args.runs))
+        ours, scp, exe = asyncio.run(pull_vs_scp(inv, args.size_mb, args.runs))
         print(
             f"pull {args.size_mb} MB: hopcap {ours:.0f} MB/s, scp {scp:.0f} MB/s, "
-            f"ratio {ours / scp:.2f}x"
+            f"ratio {ours / scp:.2f}x; over exec (no SFTP) {exe:.0f} MB/s, "
+            f"ratio {exe / scp:.2f}x"
         )
         e2e = end_to_end(info.inventory, args.runs)
         # the lab's repro (a 300 kB curl) ends the window early; report the whole run

@@ -5,9 +5,9 @@ The only module that prints.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
+import gc
+import os
 import shutil
 import signal
 import sys
@@ -32,6 +32,8 @@ from hopcap.errors import (
 from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
 
 if TYPE_CHECKING:
+    import asyncio
+
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
     from hopcap.orchestrator.schedule import Schedule
@@ -300,7 +302,9 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             typer.echo(f"warning: {w}")
         return found
     typer.echo("")
-    if not verdict.flows:
+    if not verdict.flows and any(p.missing for p in verdict.points):
+        typer.echo("no TCP connections were seen at the points that could be read")
+    elif not verdict.flows:
         typer.echo("no TCP connections were seen at any point")
     problems = [p for p in verdict.patterns if not p.policy]
     policy = [p for p in verdict.patterns if p.policy]
@@ -401,7 +405,24 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
     return True
 
 
-def _correlate_run(record: RunRecord) -> Verdict:
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, help="correlate in this many processes (default: all cores)"
+    ),
+]
+
+
+def _jobs(jobs: int | None) -> int:
+    if jobs is not None:
+        return jobs
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
     from hopcap.correlate import correlate
 
     # a recording keeps only its last --ring: the evidence starts there, not at "listening"
@@ -427,7 +448,7 @@ def _correlate_run(record: RunRecord) -> Verdict:
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
-    return correlate(points, conntrack=conntrack or None)
+    return correlate(points, conntrack=conntrack or None, jobs=_jobs(jobs))
 
 
 def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
@@ -437,11 +458,11 @@ def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
-def _correlate_kept(record: RunRecord) -> tuple[Verdict, Exception | None]:
+def _correlate_kept(record: RunRecord, jobs: int | None = None) -> tuple[Verdict, Exception | None]:
     """Correlate a run; a crash of the correlator must not cost the captures: the verdict
     then only carries a warning that says how to re-correlate."""
     try:
-        return _correlate_run(record), None
+        return _correlate_run(record, jobs), None
     except HopcapError:
         raise
     except Exception as exc:  # a bug in the correlator
@@ -520,6 +541,7 @@ def run(
             "the captures around the failing run",
         ),
     ] = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
     from hopcap.bundle import write_bundle
@@ -571,7 +593,7 @@ def run(
                 shutil.rmtree(out_dir, ignore_errors=True)
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         _err("correlating ...")
-        verdict, crash = _correlate_kept(record)
+        verdict, crash = _correlate_kept(record, jobs)
         final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
     except HopcapError as exc:
         _fail(exc)
@@ -586,7 +608,10 @@ def run(
         for e in record.errors:
             _err(f"incomplete: {e}")
         raise typer.Exit(EXIT_PARTIAL)
-    raise typer.Exit(EXIT_OK)
+    unread = [p for p in verdict.points if p.missing]
+    for p in unread:
+        _err(f"incomplete: {p.name}: {p.missing}")
+    raise typer.Exit(EXIT_PARTIAL if unread else EXIT_OK)
 
 
 def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
@@ -610,6 +635,8 @@ def _with_sigint(
     """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
     progress is also what `_connector` asks passwords through): the first Ctrl-C sets
     `stop` (a graceful end), the second cancels it (remote captures are still stopped)."""
+    import asyncio  # here, not at start-up: `correlate` does without it
+
     progress = _Progress()
 
     async def main() -> T:
@@ -915,6 +942,8 @@ def check(
     ] = None,
 ) -> None:
     """Preflight only: reach, auth, host keys, tcpdump, sudo, interfaces, disk, clocks."""
+    import asyncio
+
     from hopcap.inventory import load
     from hopcap.orchestrator.check import check as run_check
 
@@ -934,6 +963,8 @@ def check(
             "yes" if r.connected else "no",
             (r.tcpdump or "-").removeprefix("tcpdump version "),
             r.sudo,
+            r.capture,
+            r.pull,
             ", ".join(r.points) or "-",
             "-" if r.free_mb is None else f"{r.free_mb} MB",
             "-"
@@ -946,7 +977,19 @@ def check(
     typer.echo(
         tabulate(
             rows,
-            headers=["host", "address", "ssh", "tcpdump", "sudo", "capture", "free", "clock", ""],
+            headers=[
+                "host",
+                "address",
+                "ssh",
+                "tcpdump",
+                "sudo",
+                "rights",
+                "pull",
+                "capture",
+                "free",
+                "clock",
+                "",
+            ],
         )
     )
     bad = [r for r in results if not r.ok]
@@ -967,33 +1010,58 @@ def correlate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
     show_all: AllOpt = False,
     flow: FlowOpt = None,
+    jobs: JobsOpt = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="run the partitions on this dask.distributed scheduler, e.g. "
+            "tcp://scheduler:8786 (needs the `dask` extra of hopcap; every worker must see "
+            "the capture files at the same paths)",
+        ),
+    ] = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
-    from hopcap.bundle import load_bundle, write_offline_bundle
     from hopcap.correlate import correlate, read_points_from_args
 
+    # a one-shot command: the cyclic collector would walk the verdict's objects again and
+    # again while they are built and encoded (there are no cycles worth collecting)
+    gc.disable()
+    kw: dict[str, Any] = {"jobs": _jobs(jobs), "dask": dask}
     try:
+        # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+            from hopcap.bundle import load_bundle, write_offline_bundle
+
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
-                verdict = correlate(inputs)
+                verdict = correlate(inputs, **kw)
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict)
         else:
             inputs = read_points_from_args(points)
-            verdict = correlate(inputs)
+            verdict = correlate(inputs, **kw)
             if out is not None:
+                from hopcap.bundle import write_offline_bundle
+
                 write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+        from hopcap.jsonout import dumps
+
+        sys.stdout.buffer.write(dumps(verdict.to_dict()) + b"\n")
+        sys.stdout.buffer.flush()
     else:
         found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:
             typer.echo(f"\nbundle: {out}")
         if not found:
             raise typer.Exit(EXIT_ERROR)
+    missing = [p.name for p in verdict.points if p.missing]
+    if missing:  # partial: a point is missing or could not be read
+        _err(f"incomplete: nothing could be used of {', '.join(missing)}")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -1121,6 +1189,13 @@ def lab_up(
     state_dir: Annotated[
         Path | None, typer.Option(help="keys, configs, inventory (default /var/tmp/...)")
     ] = None,
+    fw: Annotated[
+        str,
+        typer.Option(
+            help="the firewall host: openssh (a Debian server) or busybox (a BusyBox "
+            "router over dropbear: no SFTP, no coreutils, no sudo)"
+        ),
+    ] = "openssh",
 ) -> None:
     """Build (or rebuild) the lab and write its inventory."""
     from hopcap import lab
@@ -1128,7 +1203,7 @@ def lab_up(
     try:
         lab.check_prerequisites()
         _err(f"building lab {prefix!r} ...")
-        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir)
+        info = lab.up(prefix, mgmt_net=mgmt_net, state_dir=state_dir, fw=fw)
     except HopcapError as exc:
         _fail(exc)
     rows = [[h, a] for h, a in info.mgmt.items()]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
-KINDS: tuple[str, ...] = ("linux",)  # what a host is; vendor appliances will add kinds
+KINDS: tuple[str, ...] = ("linux", "fortigate")  # what a host is (fortigate: its CLI sniffer)
 
 FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
 LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
@@ -181,6 +181,7 @@ class PointSummary:
     first_ts: float | None = None
     last_ts: float | None = None
     warnings: tuple[str, ...] = ()
+    missing: str | None = None  # why nothing of this point could be used
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -198,10 +199,43 @@ class PointSummary:
             d["last_ts"] = self.last_ts
         if self.warnings:
             d["warnings"] = list(self.warnings)
+        if self.missing is not None:
+            d["missing"] = self.missing
         return d
 
 
 _Strings = tuple[str, ...]  # `Leg.tuple` shadows the builtin inside that class
+_Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class LegPart:
+    """The part of a leg's connection that carried this flow, when the connection carried
+    other flows' requests too (a load balancer's reused backend connection): its
+    request/response exchanges (1-based, in order) and their byte ranges [start, end) in
+    each direction's stream, counted from the first byte after the SYN."""
+
+    exchanges: tuple[int, ...]
+    of: int  # exchanges the connection carried in all
+    c2s: _Ranges
+    s2c: _Ranges
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exchanges": list(self.exchanges),
+            "of": self.of,
+            "c2s": [list(r) for r in self.c2s],
+            "s2c": [list(r) for r in self.s2c],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LegPart:
+        return LegPart(
+            exchanges=tuple(d.get("exchanges", ())),
+            of=d.get("of", 0),
+            c2s=tuple((int(a), int(b)) for a, b in d.get("c2s", ())),
+            s2c=tuple((int(a), int(b)) for a, b in d.get("s2c", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -211,13 +245,24 @@ class Leg:
     link: str  # one of LINK_KINDS
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
+    part: LegPart | None = None  # a connection shared with other flows: this flow's part
+    tunnel: str | None = None  # the point saw the flow encapsulated: "vxlan vni 42", "gre"
+
+    @property
+    def notes(self) -> _Strings:
+        """The tunnel and the details, for a report's column."""
+        return ((f"tunnel {self.tunnel}",) if self.tunnel else ()) + self.details
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
+        if self.tunnel:
+            d["tunnel"] = self.tunnel
         if self.details:
             d["details"] = list(self.details)
         if self.latency_s is not None:
             d["latency_s"] = self.latency_s
+        if self.part is not None:
+            d["part"] = self.part.to_dict()
         return d
 
 
@@ -384,6 +429,7 @@ class Verdict:
                 first_ts=p.get("first_ts"),
                 last_ts=p.get("last_ts"),
                 warnings=tuple(p.get("warnings", ())),
+                missing=p.get("missing"),
             )
             for p in d.get("points", ())
         )
@@ -400,6 +446,8 @@ class Verdict:
                         link=leg.get("link", "same"),
                         details=tuple(leg.get("details", ())),
                         latency_s=leg.get("latency_s"),
+                        part=LegPart.from_dict(leg["part"]) if leg.get("part") else None,
+                        tunnel=leg.get("tunnel"),
                     )
                     for leg in f.get("legs", ())
                 ),

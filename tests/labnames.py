@@ -21,8 +21,14 @@ def prefix(base: str) -> str:
     return base + _SUFFIX
 
 
+# labs added later live in 198.18.240-250.0/24 (the lab's data networks are 198.18.1-2.0/24)
+_EXTRA = {"hcr": 240}
+
+
 def mgmt(base: str) -> str:
     """The management network of the lab `base`."""
+    if base in _EXTRA:
+        return f"198.18.{_EXTRA[base] + (int(_SUFFIX) + 1 if _SUFFIX else 0)}.0/24"
     if not _SUFFIX:
         return f"198.19.{_PLAIN[base]}.0/24"
     return f"198.19.{215 + 4 * int(_SUFFIX) + _SLOTS[base]}.0/24"

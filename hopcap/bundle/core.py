@@ -26,6 +26,7 @@ from hopcap.bundle.merge import (
 )
 from hopcap.bundle.report import render_html, render_markdown
 from hopcap.errors import BundleError
+from hopcap.jsonout import dumps
 from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
 from hopcap.patterns import ensure_patterns
 
@@ -70,7 +71,7 @@ def _sha256(path: Path) -> str:
 
 
 def _dump(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    path.write_bytes(dumps(obj) + b"\n")
 
 
 _SECRET_KEY = re.compile(

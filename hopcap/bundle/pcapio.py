@@ -10,7 +10,8 @@ The writer produces pcapng (little-endian): one SHB, IDBs with `if_name` and
 `if_tsresol` = 9 (nanoseconds), EPBs with an optional `opt_comment`.
 
 Header helpers (`l3_offset`, `packet_tuple`) find the IP header behind the common link
-types (Ethernet with VLAN tags, Linux cooked v1/v2, raw IP, BSD loopback).
+types (Ethernet with VLAN tags, PPPoE and MPLS, PPP, Cisco HDLC, Linux cooked v1/v2, raw
+IP, BSD loopback); tunnels are not opened here (the outer header is the packet's).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_CHDLC = 104
+_PPP_ET = {0x21: 0x0800, 0x57: 0x86DD, 0x281: 0x8847, 0x283: 0x8847}  # PPP protocol -> ethertype
 
 _PCAP_MAGIC_US = 0xA1B2C3D4
 _PCAP_MAGIC_NS = 0xA1B23C4D
@@ -351,6 +356,24 @@ class PcapngWriter:
 # --------------------------------------------------------------------------- headers
 
 
+def _past_l2(data: bytes, off: int, et: int) -> tuple[int, int]:
+    """A PPPoE session header or an MPLS label stack at `off`: (offset, ethertype) after it."""
+    n = len(data)
+    if et == 0x8864 and n >= off + 8:  # PPPoE session: 6-byte header, PPP protocol
+        et = _PPP_ET.get((data[off + 6] << 8) | data[off + 7], 0)
+        off += 8
+    if et in (0x8847, 0x8848):  # MPLS: labels up to bottom-of-stack, then IP by version
+        for _ in range(8):
+            if off + 4 > n:
+                return off, 0
+            off += 4
+            if data[off - 2] & 1:
+                v = data[off] >> 4 if off < n else 0
+                return off, 0x0800 if v == 4 else 0x86DD if v == 6 else 0
+        return off, 0
+    return off, et
+
+
 def l3_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
     """(offset of the IP header, IP version) or None when the packet is not IP."""
     n = len(data)
@@ -361,14 +384,33 @@ def l3_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
             if et in (0x8100, 0x88A8, 0x9100):
                 off += 4
                 continue
-            off += 2
+            off, et = _past_l2(data, off + 2, et)
             if et == 0x0800:
                 return (off, 4) if n >= off + 20 else None
             if et == 0x86DD:
                 return (off, 6) if n >= off + 40 else None
             return None
         return None
-    if linktype == LINKTYPE_LINUX_SLL:
+    if linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC, LINKTYPE_CHDLC):
+        framed = n >= 2 and data[0] == 0xFF and data[1] == 0x03
+        if linktype == LINKTYPE_CHDLC or (
+            linktype == LINKTYPE_PPP_HDLC and not framed and n >= 4 and data[0] in (0x0F, 0x8F)
+        ):  # Cisco HDLC: address, control, ethertype
+            if n < 4:
+                return None
+            et, off = (data[2] << 8) | data[3], 4
+        else:  # PPP: [0xFF 0x03] protocol, 1 byte when compressed
+            off = 2 if framed else 0
+            if off >= n:
+                return None
+            if data[off] & 1:
+                et, off = _PPP_ET.get(data[off], 0), off + 1
+            elif off + 2 <= n:
+                et, off = _PPP_ET.get((data[off] << 8) | data[off + 1], 0), off + 2
+            else:
+                return None
+        off, et = _past_l2(data, off, et)
+    elif linktype == LINKTYPE_LINUX_SLL:
         if n < 16:
             return None
         et = (data[14] << 8) | data[15]
@@ -378,7 +420,7 @@ def l3_offset(linktype: int, data: bytes) -> tuple[int, int] | None:
             return None
         et = (data[0] << 8) | data[1]
         off = 20
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_ALT, LINKTYPE_IPV4, LINKTYPE_IPV6):
+    elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_ALT, 14, LINKTYPE_IPV4, LINKTYPE_IPV6):
         if n < 1:
             return None
         v = data[0] >> 4

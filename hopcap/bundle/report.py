@@ -350,7 +350,7 @@ def _md_flow(fl: Flow) -> list[str]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             L.append(
                 f"| {_md(leg.point)} | {_md(leg.tuple)} | {_md(leg.link)} | {lat} | "
-                f"{_md('; '.join(leg.details))} |"
+                f"{_md('; '.join(leg.notes))} |"
             )
     return L
 
@@ -613,7 +613,7 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             H.append(
                 f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(leg.link)}"
-                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
+                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.notes))}</td></tr>"
             )
         H.append("</tbody></table>")
     H.append(ladder_svg(fl, path))

@@ -65,55 +65,173 @@ static inline uint32_t b32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 static inline uint64_t b64(const uint8_t *p) { return (uint64_t)b32(p) << 32 | b32(p + 4); }
+/* ---- link layer and network layer: where the (innermost) IP header is ----
+   Mirrored exactly by reader._find_l3 (numpy); a test compares the two. */
+static inline uint32_t nib_et(uint32_t b) { b >>= 4; return b == 4 ? 0x0800 : b == 6 ? 0x86DD : 0; }
+static inline uint32_t ppp_et(uint32_t p) {
+    return p == 0x21 ? 0x0800 : p == 0x57 ? 0x86DD : (p == 0x281 || p == 0x283) ? 0x8847 : 0;
+}
+/* the link-layer header of a record: where the network layer starts, its ethertype */
+static int link_hdr(const uint8_t *r, long hc, long link, long *pos, uint32_t *et) {
+    switch (link) {
+    case 1: if (hc < 14) return 0; *et = b16(r + 12); *pos = 14; return 1;
+    case 113: if (hc < 16) return 0; *et = b16(r + 14); *pos = 16; return 1;
+    case 276: if (hc < 20) return 0; *et = b16(r); *pos = 20; return 1;
+    case 101: case 12: case 14: case 228: case 229:
+        if (hc < 1) return 0; *et = nib_et(r[0]); *pos = 0; return 1;
+    case 0: case 108: {  /* AF value in either byte order */
+        if (hc < 4) return 0;
+        uint32_t fam = r[0] ? r[0] : r[3];
+        *et = fam == 2 ? 0x0800 : (fam == 24 || fam == 28 || fam == 30) ? 0x86DD : 0;
+        *pos = 4; return 1;
+    }
+    case 104: if (hc < 4) return 0; *et = b16(r + 2); *pos = 4; return 1;  /* Cisco HDLC */
+    case 9: case 50: {  /* PPP: [0xFF 0x03] protocol (1 byte if compressed); 50: or Cisco */
+        long p = 0;
+        if (hc >= 2 && r[0] == 0xFF && r[1] == 0x03) p = 2;
+        else if (link == 50 && hc >= 4 && (r[0] == 0x0F || r[0] == 0x8F)) {
+            *et = b16(r + 2); *pos = 4; return 1;
+        }
+        if (p + 1 > hc) return 0;
+        if (r[p] & 1) { *et = ppp_et(r[p]); *pos = p + 1; return 1; }
+        if (p + 2 > hc) return 0;
+        *et = ppp_et(b16(r + p)); *pos = p + 2; return 1;
+    }
+    }
+    return 0;
+}
+/* VLAN tags (any depth), PPPoE session, then an MPLS label stack: the ethertype reached */
+static uint32_t l2_walk(const uint8_t *r, long hc, long *pos, uint32_t et) {
+    long p = *pos;
+    for (int k = 0; k < 16; k++) {
+        if ((et == 0x8100 || et == 0x88A8 || et == 0x9100) && p + 4 <= hc) {
+            et = b16(r + p + 2); p += 4;
+        } else if (et == 0x8864 && p + 8 <= hc) {
+            et = ppp_et(b16(r + p + 6)); p += 8;
+        } else break;
+    }
+    if (et == 0x8847 || et == 0x8848) {
+        int bos = 0;
+        for (int k = 0; k < 8 && !bos; k++) {
+            if (p + 4 > hc) break;
+            bos = r[p + 2] & 1; p += 4;
+        }
+        et = bos && p + 1 <= hc ? nib_et(r[p]) : 0;
+    }
+    *pos = p;
+    return et;
+}
+static inline int ip_ok(const uint8_t *r, long hc, long l3, uint32_t et) {
+    if (et == 0x0800) return l3 + 20 <= hc && (r[l3] >> 4) == 4 && (r[l3] & 15) >= 5;
+    if (et == 0x86DD) return l3 + 40 <= hc && (r[l3] >> 4) == 6;
+    return 0;
+}
+/* the header after IP (past IPv6 extension headers): offset, or -1 for a later fragment */
+#define HOT static inline __attribute__((always_inline))
+HOT long ip_next(const uint8_t *r, long hc, long l3, uint32_t et, uint32_t *proto) {
+    if (et == 0x0800) {
+        *proto = r[l3 + 9];
+        return (b16(r + l3 + 6) & 0x1FFF) ? -1 : l3 + (r[l3] & 15) * 4;
+    }
+    uint32_t nh = r[l3 + 6];
+    long p = l3 + 40;
+    for (int k = 0; k < 3; k++)
+        if ((nh == 0 || nh == 43 || nh == 60) && p + 8 <= hc) {
+            uint32_t nxt = r[p];
+            p += ((long)r[p + 1] + 1) * 8;
+            nh = nxt;
+        }
+    *proto = nh;
+    return p;
+}
+/* a tunnel header at l4: the inner network header (pos, et) and the tunnel's code
+   (kind | 16 if it has an id | id << 8; kinds in reader.TUNNEL_KINDS) */
+__attribute__((noinline))  /* the rare path: keeps find_l3 small enough to inline */
+static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oet, long *pos,
+                 uint32_t *et, int64_t *tun) {
+    if (proto == 4 || proto == 41) {
+        *pos = l4; *et = proto == 4 ? 0x0800 : 0x86DD;
+        *tun = oet == 0x0800 ? (proto == 4 ? 2 : 3) : (proto == 4 ? 4 : 5);
+        return 1;
+    }
+    if (proto == 47) {  /* GRE version 0, no routing: [checksum] [key] [sequence] */
+        if (l4 + 4 > hc) return 0;
+        uint32_t fl = b16(r + l4), pt = b16(r + l4 + 2);
+        if (fl & 0x4007) return 0;
+        long p = l4 + 4 + ((fl & 0x8000) ? 4 : 0);
+        *tun = 1;
+        if (fl & 0x2000) {
+            if (p + 4 > hc) return 0;
+            *tun = 1 | 16 | ((int64_t)b32(r + p) << 8); p += 4;
+        }
+        if (fl & 0x1000) p += 4;
+        if (pt == 0x6558) {  /* transparent Ethernet bridging (gretap) */
+            if (p + 14 > hc) return 0;
+            pt = b16(r + p + 12); p += 14;
+        }
+        *et = l2_walk(r, hc, &p, pt); *pos = p;
+        return 1;
+    }
+    if (proto == 17) {
+        if (l4 + 16 > hc) return 0;
+        uint32_t dport = b16(r + l4 + 2);
+        int64_t vni = b32(r + l4 + 12) >> 8;
+        long p;
+        uint32_t pt;
+        if (dport == 4789 || dport == 8472) {  /* VXLAN: flags with I, VNI, Ethernet */
+            if (!(r[l4 + 8] & 0x08) || l4 + 30 > hc) return 0;
+            pt = b16(r + l4 + 28); p = l4 + 30; *tun = 6 | 16 | (vni << 8);
+        } else if (dport == 6081) {  /* GENEVE: version 0, options, protocol type */
+            if (r[l4 + 8] >> 6) return 0;
+            p = l4 + 16 + (r[l4 + 8] & 0x3F) * 4;
+            pt = b16(r + l4 + 10); *tun = 7 | 16 | (vni << 8);
+            if (pt == 0x6558) {
+                if (p + 14 > hc) return 0;
+                pt = b16(r + p + 12); p += 14;
+            }
+        } else return 0;
+        *et = l2_walk(r, hc, &p, pt); *pos = p;
+        return 1;
+    }
+    return 0;
+}
+/* the innermost IP header of a record: its offset (or -1), ethertype, the header after
+   it (l4 may be -1) and its protocol; lim: where the data ends (caplen, cut at the end
+   of every outer IP packet: bytes after an IP total length are never payload) */
+HOT long find_l3(const uint8_t *r, long hc, long cap, long link, uint32_t *et,
+            long *l4, uint32_t *proto, long *lim, int64_t *tun) {
+    long l3;
+    *lim = cap; *tun = 0;
+    if (!link_hdr(r, hc, link, &l3, et)) return -1;
+    if (*et != 0x0800 && *et != 0x86DD) *et = l2_walk(r, hc, &l3, *et);
+    if (!ip_ok(r, hc, l3, *et)) return -1;
+    *l4 = ip_next(r, hc, l3, *et, proto);
+    for (int depth = 0; depth < 3 && *l4 >= 0; depth++) {
+        /* TCP (or anything but a tunnel) ends the walk: the common case, checked first */
+        if (*proto == 6 || (*proto != 17 && *proto != 47 && *proto != 4 && *proto != 41)) break;
+        long ipos;
+        uint32_t iet;
+        int64_t t;
+        if (!decap(r, hc, *l4, *proto, *et, &ipos, &iet, &t) || !ip_ok(r, hc, ipos, iet)) break;
+        long len = *et == 0x0800 ? b16(r + l3 + 2) : b16(r + l3 + 4);
+        long iend = len == 0 ? cap : *et == 0x0800 ? l3 + len : l3 + 40 + len;
+        if (iend < *lim) *lim = iend;
+        if (*tun == 0) *tun = t;
+        l3 = ipos; *et = iet;
+        *l4 = ip_next(r, hc, l3, *et, proto);
+    }
+    return l3;
+}
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
 static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t off,
                      int64_t *c, long n, long j) {
     long hc = cap < head ? cap : head;
-    long l3 = -1;
-    uint32_t et = 0;
-    if (link == 1) {
-        if (hc < 14) return 0;
-        et = b16(r + 12);
-        long pos = 14;
-        for (int k = 0; k < 2; k++)
-            if ((et == 0x8100 || et == 0x88A8 || et == 0x9100) && pos + 4 <= hc) {
-                et = b16(r + pos + 2);
-                pos += 4;
-            }
-        l3 = pos;
-    } else if (link == 113) {
-        if (hc < 16) return 0;
-        et = b16(r + 14); l3 = 16;
-    } else if (link == 276) {
-        if (hc < 20) return 0;
-        et = b16(r); l3 = 20;
-    } else if (link == 101 || link == 12 || link == 14 || link == 228 || link == 229) {
-        if (hc < 1) return 0;
-        et = (r[0] >> 4) == 4 ? 0x0800 : (r[0] >> 4) == 6 ? 0x86DD : 0; l3 = 0;
-    } else if (link == 0 || link == 108) {
-        if (hc < 4) return 0;
-        uint32_t fam = r[0] ? r[0] : r[3];
-        et = fam == 2 ? 0x0800 : (fam == 24 || fam == 28 || fam == 30) ? 0x86DD : 0; l3 = 4;
-    } else return 0;
-    int v4 = 0;
-    long l4;
-    if (et == 0x0800) {
-        if (l3 + 20 > hc || (r[l3] >> 4) != 4) return 0;
-        long ihl = (r[l3] & 15) * 4;
-        if (r[l3 + 9] != 6 || (b16(r + l3 + 6) & 0x1FFF) != 0 || ihl < 20) return 0;
-        v4 = 1; l4 = l3 + ihl;
-    } else if (et == 0x86DD) {
-        if (l3 + 40 > hc || (r[l3] >> 4) != 6) return 0;
-        uint32_t nh = r[l3 + 6];
-        l4 = l3 + 40;
-        for (int k = 0; k < 3; k++)
-            if ((nh == 0 || nh == 43 || nh == 60) && l4 + 8 <= hc) {
-                uint32_t nxt = r[l4];
-                l4 += ((long)r[l4 + 1] + 1) * 8;
-                nh = nxt;
-            }
-        if (nh != 6) return 0;
-    } else return 0;
+    uint32_t et, proto;
+    long l4, lim;
+    int64_t tun;
+    long l3 = find_l3(r, hc, cap, link, &et, &l4, &proto, &lim, &tun);
+    if (l3 < 0 || l4 < 0 || proto != 6) return 0;
+    int v4 = et == 0x0800;
     if (l4 + 20 > hc) return 0;
     long doff = (r[l4 + 12] >> 4) * 4;
     if (doff < 20) return 0;
@@ -123,7 +241,7 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
         c[0 * n + j] = 4;
         c[1 * n + j] = 0; c[2 * n + j] = b32(r + l3 + 12);
         c[3 * n + j] = 0; c[4 * n + j] = b32(r + l3 + 16);
-        ip_end = tot ? l3 + tot : cap;
+        ip_end = tot ? l3 + tot : lim;
         c[11 * n + j] = b16(r + l3 + 4);
         c[12 * n + j] = r[l3 + 8];
         c[13 * n + j] = r[l3 + 1];
@@ -131,7 +249,7 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
         c[0 * n + j] = 6;
         c[1 * n + j] = (int64_t)b64(r + l3 + 8); c[2 * n + j] = (int64_t)b64(r + l3 + 16);
         c[3 * n + j] = (int64_t)b64(r + l3 + 24); c[4 * n + j] = (int64_t)b64(r + l3 + 32);
-        ip_end = pl6 ? l3 + 40 + pl6 : cap;
+        ip_end = pl6 ? l3 + 40 + pl6 : lim;
         c[11 * n + j] = -1;
         c[12 * n + j] = r[l3 + 7];
         c[13 * n + j] = (b16(r + l3) >> 4) & 0xFF;
@@ -144,7 +262,7 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
     c[10 * n + j] = b16(r + l4 + 14);
     long pl_off = l4 + doff;
     long plen = ip_end - pl_off; if (plen < 0) plen = 0;
-    long pe = ip_end < cap ? ip_end : cap;
+    long pe = ip_end < lim ? ip_end : lim;
     long pcap = pe - pl_off; if (pcap < 0) pcap = 0;
     c[14 * n + j] = plen;
     c[15 * n + j] = off + pl_off;
@@ -167,6 +285,7 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
     c[21 * n + j] = off + l4 + 20;
     long ol = oend - (l4 + 20);
     c[22 * n + j] = ol > 0 ? ol : 0;
+    c[23 * n + j] = tun;
     return 1;
 }
 long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
@@ -456,17 +575,25 @@ def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.ui
         return out
     u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
     cols = np.arange(head, dtype=np.int64)
-    step = 1 << 14
-    for s in range(0, n, step):
-        o = offs[s : s + step, None] + cols
-        valid = cols < caps[s : s + step, None]
-        out[s : s + step] = np.where(valid, u8[np.minimum(o, u8.shape[0] - 1)], 0)
+    size = u8.shape[0]
+    # rows of a sliding window over the file: taking a row copies `head` contiguous bytes
+    # (an element-wise gather would index every byte)
+    whole = offs + head <= size
+    if size >= head and whole.any():
+        rows = np.nonzero(whole)[0]
+        out[rows] = np.lib.stride_tricks.sliding_window_view(u8, head)[offs[rows]]
+    for r in np.nonzero(~whole)[0].tolist():  # the last records of the file
+        at = int(offs[r])
+        out[r, : size - at] = u8[at:size]
+    short = np.nonzero(caps < head)[0]  # bytes past a record's end are zero
+    if short.shape[0]:
+        out[short] *= (cols < caps[short, None]).astype(np.uint8)
     return out
 
 
 PARSE_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
                  "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval",
-                 "tsecr", "mss", "wscale", "opt_off", "opt_len")  # fmt: skip
+                 "tsecr", "mss", "wscale", "opt_off", "opt_len", "tun")  # fmt: skip
 
 
 def parse_records(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,9 @@ import xxhash
 
 from hopcap.correlate._fastwalk import mix_columns
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
+
+if TYPE_CHECKING:
+    from hopcap.correlate.link import ConnExchanges
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -108,10 +112,14 @@ class PointConns:
     conns: list[Conn]
     by_tkey: dict[int, list[Half]] = field(default_factory=dict)
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
-    # caches for proxy linking (link.py): content chunks per connection, start-time index
-    chunk_cache: dict[int, tuple[list[bytes], list[bytes]]] = field(default_factory=dict)
+    # caches for proxy linking (link.py): exchanges per connection, start-time index
+    exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
     by_start: list[Conn] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
+
+    def drop_link_caches(self) -> None:
+        """Free what only linking needs (the fingerprints) once flows are built."""
+        self._fps = {}
 
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
         if not self._fps and self.halves:
@@ -151,29 +159,52 @@ def build_halves(t: PacketTable) -> list[Half]:
     ends = np.append(starts[1:], n)
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0
+    # every half's first-row fields gathered at once (a numpy scalar read per field and
+    # half costs more than the rest of this function)
+    r0l = order[starts]
+    f0 = t.flags[r0l]
+    syn0 = (f0 & SYN) != 0
+    cols = zip(
+        starts.tolist(),
+        ends.tolist(),
+        tk[starts].tolist(),
+        rkey[r0l].tolist(),
+        t.v[r0l].tolist(),
+        t.src_hi[r0l].tolist(),
+        t.src_lo[r0l].tolist(),
+        t.dst_hi[r0l].tolist(),
+        t.dst_lo[r0l].tolist(),
+        t.sport[r0l].tolist(),
+        t.dport[r0l].tolist(),
+        syn0.tolist(),
+        (syn0 & ((f0 & ACK) != 0)).tolist(),
+        t.seq[r0l].tolist(),
+        t.ts[r0l].tolist(),
+        t.ts[order[ends - 1]].tolist(),
+        has_ts.tolist(),
+        strict=True,
+    )
     halves: list[Half] = []
-    for hid, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        rows = order[s:e]
-        r0 = int(rows[0])
-        f0 = int(t.flags[r0])
-        is_syn = bool(f0 & SYN)
+    for hid, (s, e, tkh, rk, v, sh, sl, dh, dl, sp, dp, sy, sya, isn, t0, t1, hts) in enumerate(
+        cols
+    ):
         halves.append(
             Half(
                 hid=hid,
-                idx=rows,
-                tkey=int(tk[s]),
-                rkey=int(rkey[r0]),
-                v=int(t.v[r0]),
-                src=(int(t.src_hi[r0]), int(t.src_lo[r0])),
-                dst=(int(t.dst_hi[r0]), int(t.dst_lo[r0])),
-                sport=int(t.sport[r0]),
-                dport=int(t.dport[r0]),
-                syn=is_syn,
-                synack=is_syn and bool(f0 & ACK),
-                isn=int(t.seq[r0]),
-                first_ts=int(t.ts[r0]),
-                last_ts=int(t.ts[rows[-1]]),
-                has_ts=bool(has_ts[hid]),
+                idx=order[s:e],
+                tkey=tkh,
+                rkey=rk,
+                v=v,
+                src=(sh, sl),
+                dst=(dh, dl),
+                sport=sp,
+                dport=dp,
+                syn=sy,
+                synack=sya,
+                isn=isn,
+                first_ts=t0,
+                last_ts=t1,
+                has_ts=hts,
             )
         )
     return halves

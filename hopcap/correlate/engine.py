@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import pairwise
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,10 +17,13 @@ import numpy.typing as npt
 from hopcap.correlate.conns import Half, PointConns, build_point
 from hopcap.correlate.link import (
     HalfLinks,
-    ProxyMatch,
+    Part,
+    ProxyPlan,
+    exchange_of_rows,
     link_halves,
     parse_conntrack,
     plan_proxied,
+    stream_base,
 )
 from hopcap.correlate.match import (
     M32,
@@ -26,16 +32,35 @@ from hopcap.correlate.match import (
     flags_str,
     learn_deltas,
     match_batch,
-    signed32,
 )
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
-from hopcap.correlate.stages import finish_stages, plan_stages
+from hopcap.correlate.reader import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    PacketTable,
+    link_name,
+    read_capture,
+    tunnel_str,
+    unreadable,
+)
+from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.errors import CorrelationError
-from hopcap.model import Direction, Finding, Flow, Leg, PointInput, PointSummary, Verdict
+from hopcap.model import (
+    Direction,
+    Finding,
+    Flow,
+    Leg,
+    LegPart,
+    PointInput,
+    PointSummary,
+    Verdict,
+)
 from hopcap.patterns import with_patterns
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +76,11 @@ class Point:
     offset_err_ns: int | None = None
     start_ns: int | None = None  # packets before this (aligned to this point) are not evidence
     stop_ns: int | None = None
+    # exchange of every packet of a shared connection's leg here (see `_part_filters`),
+    # and lists of packets split by exchange (`_Sel.rows`)
+    ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
+    row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
+    records: int = 0  # of an unreadable capture (pc None)
 
     @property
     def table(self) -> PacketTable:
@@ -73,6 +103,9 @@ class LegB:
     details: tuple[str, ...] = ()
     delta_c: int | None = 0  # seq offset of this leg's c half relative to the previous leg's
     delta_s: int | None = 0
+    # the exchanges of this leg's connection that are this flow's, when it carried others'
+    # too (a reused backend connection); the same object on every leg of that connection
+    part: Part | None = None
 
 
 @dataclass
@@ -90,6 +123,18 @@ class FlowB:
     legs: list[LegB]
     hops: list[Hop] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # beyond a proxy that carried this flow over several connections (requests spread over
+    # a pool, retries, redispatches): one chain per connection, after the last leg
+    subs: list[FlowB] = field(default_factory=list)
+    via: Hop | None = None  # a sub's hop from its parent's last leg to its first
+    attempt: bool = False  # a sub that carried nothing before the proxy tried again
+
+
+def _chains(flows: list[FlowB]) -> Iterator[FlowB]:
+    """Every chain of legs: the flows and, depth first, their subs."""
+    for f in flows:
+        yield f
+        yield from _chains(f.subs)
 
 
 def _host_of(inp: PointInput) -> tuple[str, str]:
@@ -98,34 +143,118 @@ def _host_of(inp: PointInput) -> tuple[str, str]:
 
 
 def correlate(
-    points: Sequence[PointInput], *, conntrack: Mapping[str, str] | None = None
+    points: Sequence[PointInput],
+    *,
+    conntrack: Mapping[str, str] | None = None,
+    jobs: int = 1,
+    dask: str | None = None,
+    min_packets_per_job: int = 250_000,
 ) -> Verdict:
     """Correlate the captures of `points` (path order, client side first).
 
     Stage captures of one device (`fw:receive`, `fw:firewall`, `fw:transmit`, `fw:drop`)
-    are put in processing order, and the drop stage is proof, not a point (`stages`)."""
+    are put in processing order, and the drop stage is proof, not a point (`stages`).
+
+    `jobs` > 1 partitions the connections (by their normalised tuple, once NAT links are
+    known) across that many processes; `dask` (a scheduler address) runs the partitions on
+    a dask.distributed cluster. Both give the verdict of one job. Captures smaller than
+    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves)."""
     if not points:
         raise CorrelationError("no capture points given")
-    plan = plan_stages(points)
-    points = plan.points
-    names = [p.name for p in points]
-    if len(set(names)) != len(names):
-        raise CorrelationError(f"capture point names must be unique: {names}")
-    pts: list[Point] = []
-    for i, inp in enumerate(points):
-        host, iface = _host_of(inp)
-        pc = None
-        if inp.name in plan.tables:
-            pc = build_point(plan.tables[inp.name])
-        elif inp.pcap is not None:
-            pc = build_point(read_capture(Path(inp.pcap)))
-        pts.append(Point(i, inp, inp.name, host, iface, pc))
+    # the engine allocates millions of objects and no reference cycles worth collecting:
+    # the cyclic collector's passes over them cost more than half of the flow stage
+    was = gc.isenabled()
+    gc.disable()
     try:
-        return with_patterns(finish_stages(_correlate(pts, conntrack or {}), plan))
+        plan = plan_stages(points)
+        _check_points(plan.points)
+        verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
+        return with_patterns(finish_stages(verdict, plan))
+    finally:
+        if was:
+            gc.enable()
+
+
+def _correlate(
+    original: Sequence[PointInput],
+    plan: StagePlan,
+    conntrack: Mapping[str, str],
+    jobs: int,
+    dask: str | None,
+    min_packets_per_job: int,
+) -> Verdict:
+    if dask is not None:
+        from hopcap.correlate.parallel import correlate_dask
+
+        return correlate_dask(original, plan.points, conntrack, dask, max(jobs, 1))
+    pts = read_points(plan.points, tables=plan.tables, threads=jobs)
+    try:
+        prep = prepare(pts, conntrack)
+        total = sum(len(p.table) for p in pts if p.pc is not None)
+        n = max(1, min(jobs, total // max(min_packets_per_job, 1), len(prep.flows)))
+        if n > 1:
+            from hopcap.correlate.parallel import run_forked
+
+            built = run_forked(prep, n)
+        else:
+            every = list(range(len(prep.flows)))
+            set_clocks(prep, [match_part(prep, every)])
+            built = finish_part(prep, every)
+        return assemble(prep.pts, built, prep.warnings, point_facts(prep.pts))
     finally:
         for p in pts:
             if p.pc is not None:
                 p.pc.table.close()
+
+
+def _check_points(points: Sequence[PointInput]) -> None:
+    if not points:
+        raise CorrelationError("no capture points given")
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise CorrelationError(f"capture point names must be unique: {names}")
+
+
+def read_points(
+    points: Sequence[PointInput],
+    *,
+    tables: Mapping[str, PacketTable] | None = None,
+    threads: int = 1,
+) -> list[Point]:
+    """Read and index every point's capture (or its table, for a device's stage points);
+    several at once in threads (the record walk and numpy release the interpreter lock)."""
+    _check_points(points)
+
+    def load(inp: PointInput) -> tuple[PointConns | None, PointInput, int, list[str]]:
+        if tables and inp.name in tables:
+            return build_point(tables[inp.name]), inp, 0, []
+        if inp.pcap is None:
+            return None, inp, 0, []
+        t = read_capture(Path(inp.pcap))
+        why = unreadable(t)
+        if why is None:
+            return build_point(t), inp, 0, []
+        # nothing of it can be read: a missing point, its segments are gaps
+        t.close()
+        missing = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
+        return None, missing, t.records, list(t.warnings)
+
+    files = sum(1 for inp in points if inp.pcap is not None)
+    if threads > 1 and files > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from hopcap.correlate._fastwalk import available
+
+        available()  # compile/load the helper once, before the threads race for it
+        with ThreadPoolExecutor(min(threads, files)) as ex:
+            pcs = list(ex.map(load, points))
+    else:
+        pcs = [load(inp) for inp in points]
+    pts = []
+    for i, (pc, inp, records, warnings) in enumerate(pcs):
+        host, iface = _host_of(inp)
+        pts.append(Point(i, inp, inp.name, host, iface, pc, warnings=warnings, records=records))
+    return pts
 
 
 def _hint_ns(p: Point, first: Point) -> int | None:
@@ -135,13 +264,48 @@ def _hint_ns(p: Point, first: Point) -> int | None:
     return round((a - (b or 0.0)) * NS)
 
 
-def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
+@dataclass
+class Prepared:
+    """Every point read, adjacent points linked, flows built: what the partitions share."""
+
+    pts: list[Point]
+    present: list[int]
+    flows: list[FlowB]
+    warnings: list[str]
+
+
+# per hop (a, b): the smallest one-way delay seen c2s and s2c (raw clocks), or None
+Minima = dict[tuple[int, int], tuple[int | None, int | None]]
+
+
+@dataclass(frozen=True)
+class PointFacts:
+    """What the verdict says about a point's capture (so that a process without the
+    tables, e.g. a dask client, can write the verdict)."""
+
+    records: int
+    first_ns: int | None
+    last_ns: int | None
+    warnings: tuple[str, ...]
+    kernel_drops: int | None
+
+
+def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
     present = [p.idx for p in pts if p.pc is not None]
     warnings: list[str] = []
     for p in pts:
         if p.pc is None:
             why = p.inp.missing_reason or "no capture file"
             warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
+        elif not len(p.pc.table):
+            tb = p.pc.table
+            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types))
+            warnings.append(
+                f"point {p.name}: no TCP packet could be read from its {tb.records} packets "
+                f"(link type {kinds}); flows through it are gaps there"
+                if tb.records
+                else f"point {p.name} captured no packets; flows through it are gaps there"
+            )
     ct_pairs = []
     for text in conntrack.values():
         ct_pairs.extend(parse_conntrack(text))
@@ -161,11 +325,98 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         )
 
     flows = _build_flows(pts, present, links)
-    _match_hops(pts, flows)
-    _estimate_clocks(pts, present, flows)
-    _windows(pts, present, flows)
-    verdict_flows = [_finish_flow(pts, present, f) for f in flows]
-    verdict_flows.sort(key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
+    for p in pts:
+        if p.pc is not None:
+            p.pc.drop_link_caches()
+    _windows(pts, present, flows)  # uses the inputs and the links, not the clocks
+    return Prepared(pts, present, flows, warnings)
+
+
+def partition(prep: Prepared, n: int) -> list[list[int]]:
+    """Flow indices in `n` parts by a hash of the flow's normalised tuple at its first
+    point (the same in either direction; NAT links are already part of the flow)."""
+    parts: list[list[int]] = [[] for _ in range(n)]
+    for i, f in enumerate(prep.flows):
+        leg = f.legs[0]
+        h = leg.c if leg.c is not None else leg.s
+        assert h is not None
+        parts[min(h.tkey, h.rkey) % n].append(i)
+    return parts
+
+
+def match_part(prep: Prepared, idxs: Sequence[int]) -> Minima:
+    """Match every hop of the flows `idxs`; the per-hop delay minima for the clocks."""
+    flows = [prep.flows[i] for i in idxs]
+    _match_hops(prep.pts, flows)
+    out: Minima = {}
+    for f in _chains(flows):
+        for hop in f.hops:
+            m1, m2 = out.get((hop.a, hop.b), (None, None))
+            if hop.c2s is not None and hop.c2s.d_min is not None:
+                m1 = hop.c2s.d_min if m1 is None else min(m1, hop.c2s.d_min)
+            if hop.s2c is not None and hop.s2c.d_min is not None:
+                m2 = hop.s2c.d_min if m2 is None else min(m2, hop.s2c.d_min)
+            out[(hop.a, hop.b)] = (m1, m2)
+    return out
+
+
+def merge_minima(parts: Sequence[Minima]) -> Minima:
+    out: Minima = {}
+    for m in parts:
+        for k, (x1, x2) in m.items():
+            y1, y2 = out.get(k, (None, None))
+            out[k] = (
+                x1 if y1 is None else (y1 if x1 is None else min(x1, y1)),
+                x2 if y2 is None else (y2 if x2 is None else min(x2, y2)),
+            )
+    return out
+
+
+def set_clocks(prep: Prepared, minima: Sequence[Minima]) -> None:
+    _estimate_clocks(prep.pts, prep.present, merge_minima(minima))
+
+
+def clocks_of(pts: list[Point]) -> list[tuple[int, int | None]]:
+    return [(p.offset_ns, p.offset_err_ns) for p in pts]
+
+
+def apply_clocks(pts: list[Point], clocks: Sequence[tuple[int, int | None]]) -> None:
+    for p, (off, err) in zip(pts, clocks, strict=True):
+        p.offset_ns, p.offset_err_ns = off, err
+
+
+def finish_part(prep: Prepared, idxs: Sequence[int]) -> list[Built]:
+    return [_finish_flow(prep.pts, prep.present, prep.flows[i]) for i in idxs]
+
+
+def point_facts(pts: list[Point]) -> list[PointFacts | None]:
+    out: list[PointFacts | None] = []
+    for p in pts:
+        if p.pc is None:
+            out.append(None)
+            continue
+        t = p.table
+        n = len(t)
+        out.append(
+            PointFacts(
+                t.records,
+                int(t.ts.min()) if n else None,
+                int(t.ts.max()) if n else None,
+                tuple(t.warnings),
+                p.kernel_drops,
+            )
+        )
+    return out
+
+
+def assemble(
+    pts: list[Point],
+    built: list[Built],
+    warnings: list[str],
+    facts: Sequence[PointFacts | None],
+) -> Verdict:
+    """The verdict from every flow's findings (in flow order) and the points' facts."""
+    verdict_flows = sorted(built, key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
     out_flows = tuple(
         Flow(
             id=f"f{i + 1}",
@@ -180,29 +431,37 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
         for i, f in enumerate(verdict_flows)
     )
     summaries = []
-    for p in pts:
-        t = p.pc.table if p.pc is not None else None
+    for p, t in zip(pts, facts, strict=True):
         summaries.append(
             PointSummary(
                 name=p.name,
                 host=p.host,
                 interface=p.iface,
-                packets=t.records if t is not None else 0,
-                kernel_drops=p.kernel_drops,
+                packets=t.records if t is not None else p.records,
+                kernel_drops=p.inp.kernel_drops
+                if p.inp.kernel_drops is not None
+                else (t.kernel_drops if t is not None else None),
                 clock_offset_s=(p.offset_ns / NS) if t is not None else None,
                 clock_error_s=(p.offset_err_ns / NS) if p.offset_err_ns is not None else None,
-                first_ts=(int(t.ts.min()) / NS) if t is not None and len(t) else None,
-                last_ts=(int(t.ts.max()) / NS) if t is not None and len(t) else None,
-                warnings=tuple(t.warnings)
+                first_ts=(t.first_ns / NS) if t is not None and t.first_ns is not None else None,
+                last_ts=(t.last_ns / NS) if t is not None and t.last_ns is not None else None,
+                warnings=t.warnings
                 if t is not None
                 else (
-                    (f"missing: {p.inp.missing_reason}",) if p.inp.missing_reason else ("missing",)
+                    *p.warnings,
+                    *(
+                        (f"missing: {p.inp.missing_reason}",)
+                        if p.inp.missing_reason
+                        else ("missing",)
+                    ),
                 ),
+                missing=None if t is not None else (p.inp.missing_reason or "no capture file"),
             )
         )
-    for p in pts:
-        if p.pc is not None:
-            warnings.extend(p.pc.table.warnings)
+    warnings = list(warnings)
+    for t in facts:
+        if t is not None:
+            warnings.extend(t.warnings)
     return Verdict(points=tuple(summaries), flows=out_flows, warnings=tuple(warnings))
 
 
@@ -224,16 +483,23 @@ def _build_flows(
     pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
 ) -> list[FlowB]:
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]] = {}
+    plans: dict[tuple[int, int], ProxyPlan] = {}
     flows: list[FlowB] = []
     for k, p in enumerate(present):
         pc = pts[p].pc
         assert pc is not None
+        # a reused backend connection: the exchanges that no front connection claimed are
+        # a flow of their own
+        plan = plans.get((present[k - 1], p)) if k else None
         for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+            part = None
             if conn.cid in claimed[p]:
-                continue
+                part = plan.rest.get(conn.cid) if plan is not None else None
+                if part is None:
+                    continue
             claimed[p].add(conn.cid)
-            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same")])
+            details = (part.label(),) if part is not None else ()
+            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
             _extend(pts, present, k, flow, links, claimed, plans)
             flows.append(flow)
     return flows
@@ -244,8 +510,8 @@ def _proxy_plan(
     a: int,
     b: int,
     hl: HalfLinks,
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
-) -> dict[int, ProxyMatch]:
+    plans: dict[tuple[int, int], ProxyPlan],
+) -> ProxyPlan:
     """The proxied links between adjacent points `a` and `b`, computed once, on first need.
     Linking by time alone (no payload crossed) only where a proxy is known to sit: both
     points are interfaces of one host, or other connections there are content-linked."""
@@ -273,7 +539,7 @@ def _extend(
     flow: FlowB,
     links: dict[tuple[int, int], HalfLinks],
     claimed: dict[int, set[int]],
-    plans: dict[tuple[int, int], dict[int, ProxyMatch]],
+    plans: dict[tuple[int, int], ProxyPlan],
 ) -> None:
     while k + 1 < len(present):
         a, b = present[k], present[k + 1]
@@ -331,15 +597,35 @@ def _extend(
                 ended = "nothing"
             if ended != "nothing":
                 conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
-                pm = _proxy_plan(pts, a, b, hl, plans).get(conn_a.cid)
-                if pm is not None and pm.conn.cid not in claimed[b]:
+                plan = _proxy_plan(pts, a, b, hl, plans)
+                got = plan.fronts.get(conn_a.cid, [])
+                unserved = plan.unserved.get(conn_a.cid)
+                if unserved is not None and unserved not in leg.details:
+                    leg.details = (*leg.details, unserved)
+                # a part of a reused connection is this flow's alone; a whole one only if
+                # no other flow took it
+                pms = [m for m in got if m.part is not None or m.conn.cid not in claimed[b]]
+                for pm in pms:
                     claimed[b].add(pm.conn.cid)
+                if len(pms) == 1 and not pms[0].attempt:
+                    pm = pms[0]
                     flow.hops.append(Hop(a, b, None, None, missing, None))
                     flow.legs.append(
-                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None)
+                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part)
                     )
                     k += 1
                     continue
+                if pms:
+                    # several connections carried this flow beyond the proxy: a chain each
+                    for pm in pms:
+                        first = LegB(
+                            b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part
+                        )
+                        via = Hop(a, b, None, None, missing, None)
+                        sub = FlowB(legs=[first], via=via, attempt=pm.attempt)
+                        _extend(pts, present, k + 1, sub, links, claimed, plans)
+                        flow.subs.append(sub)
+                    return
             flow.hops.append(Hop(a, b, None, None, missing, ended))
             return
         for y in (yc, ys):
@@ -349,77 +635,101 @@ def _extend(
             leg.s is None or ys is None or leg.s.tkey == ys.tkey
         )
         flow.hops.append(Hop(a, b, None, None, missing))
-        flow.legs.append(LegB(b, yc, ys, "same" if same_tuple else "nat", details, None, None))
+        link = "same" if same_tuple else "nat"
+        # the same connection beyond a NAT: the same exchanges are this flow's
+        flow.legs.append(LegB(b, yc, ys, link, details, None, None, leg.part))
         k += 1
 
 
 def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
-    groups: dict[tuple[int, int], list[tuple[LegB, LegB, Hop]]] = {}
-    for f in flows:
+    # a reused connection is on the chain of every flow it carried: matched once
+    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    for f in _chains(flows):
         for i, hop in enumerate(f.hops):
             if hop.ended is not None or f.legs[i + 1].link == "proxied":
                 continue
-            groups.setdefault((hop.a, hop.b), []).append((f.legs[i], f.legs[i + 1], hop))
-    for (a, b), items in groups.items():
-        ta, tb = pts[a].table, pts[b].table
-        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
-        ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-        n = len(items)
+            x, y = f.legs[i], f.legs[i + 1]
+            key = (id(x.c), id(x.s), id(y.c), id(y.s))
+            groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
+    for (a, b), same in groups.items():
+        # in chunks of connections: every pair is matched on its own, so the chunks give
+        # the result of one batch while the temporaries stay bounded (memory per packet)
+        chunk: list[list[tuple[LegB, LegB, Hop]]] = []
+        rows = 0
+        for dups in same.values():
+            chunk.append(dups)
+            x, y, _hop = dups[0]
+            for h in (x.c, x.s, y.c, y.s):
+                rows += h.idx.shape[0] if h is not None else 0
+            if rows >= MATCH_CHUNK_ROWS:
+                _match_group(pts, a, b, chunk)
+                chunk, rows = [], 0
+        if chunk:
+            _match_group(pts, a, b, chunk)
 
-        def rows(halves: list[Half | None]) -> tuple[I64, I64]:
-            arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
-            lens = np.array([x.shape[0] for x in arrs], np.int64)
-            pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
-            r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
-            return r.astype(np.int64), pid
 
-        xc = [it[0].c for it in items]
-        yc = [it[1].c for it in items]
-        xs = [it[0].s for it in items]
-        ys = [it[1].s for it in items]
-        ra_c, pa_c = rows(xc)
-        rb_c, pb_c = rows(yc)
-        ra_s, pa_s = rows(ys)  # s2c travels b -> a
-        rb_s, pb_s = rows(xs)
-        dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
-        ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+MATCH_CHUNK_ROWS = 1 << 18
 
-        def prm(
-            up: list[Half | None],
-            down: list[Half | None],
-            d: I64,
-            other: I64,
-            votes: I64,
-            n: int = n,
-        ) -> PairParams:
-            delta = np.where(d >= 0, d, 0)
-            # acks of this direction acknowledge the other direction's bytes
-            ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-            def col(hs: list[Half | None], f: Any, dflt: int) -> I64:
-                return np.array([f(h) if h is not None else dflt for h in hs], np.int64)
+def _match_group(
+    pts: list[Point], a: int, b: int, groups: list[list[tuple[LegB, LegB, Hop]]]
+) -> None:
+    """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
+    (a group: the hops of every flow that crosses one connection pair; matched once)."""
+    items = [g[0] for g in groups]
+    ta, tb = pts[a].table, pts[b].table
+    same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+    ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+    n = len(items)
 
-            has_u, has_w = col(up, lambda h: 1, 0) > 0, col(down, lambda h: 1, 0) > 0
-            isn_u, isn_w = col(up, lambda h: h.isn, 0), col(down, lambda h: h.isn, 0)
-            base = np.where(has_w, isn_w, (isn_u + delta) & M32)
-            a_base = np.where(has_u, isn_u, base)
-            ts_u, ts_w = col(up, lambda h: h.has_ts, 0) > 0, col(down, lambda h: h.has_ts, 0) > 0
-            use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
-            v4_u, v4_w = col(up, lambda h: h.v == 4, 1) > 0, col(down, lambda h: h.v == 4, 1) > 0
-            len_u = col(up, lambda h: h.idx.shape[0], 0)
-            len_w = col(down, lambda h: h.idx.shape[0], 0)
-            empty = (len_u == 0) | (len_w == 0)
-            use_ipid = v4_u & v4_w & ((votes > 0) | empty)
-            return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
+        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
+        lens = np.array([x.shape[0] for x in arrs], np.int64)
+        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
+        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
+        return r.astype(np.int64), pid
 
-        c_out = match_batch(
-            ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
-        )
-        s_out = match_batch(
-            tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
-        )
-        for k, (legx, legy, hop) in enumerate(items):
+    xc = [it[0].c for it in items]
+    yc = [it[1].c for it in items]
+    xs = [it[0].s for it in items]
+    ys = [it[1].s for it in items]
+    ra_c, pa_c = rows(xc)
+    rb_c, pb_c = rows(yc)
+    ra_s, pa_s = rows(ys)  # s2c travels b -> a
+    rb_s, pb_s = rows(xs)
+    dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
+    ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+
+    def prm(
+        up: list[Half | None],
+        down: list[Half | None],
+        d: I64,
+        other: I64,
+        votes: I64,
+        n: int = n,
+    ) -> PairParams:
+        delta = np.where(d >= 0, d, 0)
+        # acks of this direction acknowledge the other direction's bytes
+        ack_delta = np.where(other >= 0, (-other) & M32, -1)
+
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        base = np.where(has_w, isn_w, (isn_u + delta) & M32)
+        a_base = np.where(has_u, isn_u, base)
+        use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
+        empty = (len_u == 0) | (len_w == 0)
+        use_ipid = v4_u & v4_w & ((votes > 0) | empty)
+        return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+
+    c_out = match_batch(
+        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+    )
+    s_out = match_batch(
+        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+    )
+    for k, dups in enumerate(groups):
+        for legx, legy, hop in dups:
             if legx.c is not None or legy.c is not None:
                 hop.c2s = c_out[k]
             if legx.s is not None or legy.s is not None:
@@ -428,6 +738,16 @@ def _match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
             if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
                 legy.link = "nat"
+
+
+def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
+    rows = [
+        (1, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]) if h is not None else (0, 0, 0, 1, 0)
+        for h in hs
+    ]
+    a = np.array(rows, np.int64).reshape(len(hs), 5)
+    return a[:, 0] > 0, a[:, 1], a[:, 2] > 0, a[:, 3] > 0, a[:, 4]
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:
@@ -443,16 +763,9 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
 # --------------------------------------------------------------------------- clocks
 
 
-def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
-    d1: dict[tuple[int, int], list[int]] = {}
-    d2: dict[tuple[int, int], list[int]] = {}
-    for f in flows:
-        for hop in f.hops:
-            pa, pb = pts[hop.a], pts[hop.b]
-            if hop.c2s is not None and hop.c2s.d_min is not None:
-                d1.setdefault((hop.a, hop.b), []).append(hop.c2s.d_min)
-            if hop.s2c is not None and hop.s2c.d_min is not None:
-                d2.setdefault((hop.a, hop.b), []).append(hop.s2c.d_min)
+def _estimate_clocks(pts: list[Point], present: list[int], minima: Minima) -> None:
+    d1 = {k: m1 for k, (m1, _m2) in minima.items() if m1 is not None}
+    d2 = {k: m2 for k, (_m1, m2) in minima.items() if m2 is not None}
     first = present[0] if present else 0
     if present:
         pts[first].offset_ns = 0
@@ -465,15 +778,15 @@ def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -
         if pa.host == pb.host:
             rel, err = 0, 0
         elif (a, b) in d1 and (a, b) in d2:
-            m1, m2 = min(d1[(a, b)]), min(d2[(a, b)])
+            m1, m2 = d1[(a, b)], d2[(a, b)]
             rel = (m1 - m2) // 2
             err = max((m1 + m2) // 2, 0)
         elif rel_hint is not None:
             rel, err = rel_hint, None
         elif (a, b) in d1:
-            rel, err = min(d1[(a, b)]), None
+            rel, err = d1[(a, b)], None
         elif (a, b) in d2:
-            rel, err = -min(d2[(a, b)]), None
+            rel, err = -d2[(a, b)], None
         else:
             rel, err = 0, None
         pb.offset_ns = pa.offset_ns + rel
@@ -501,7 +814,7 @@ def _windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
         if len(t) and any("truncated" in w or "corrupt" in w for w in t.warnings):
             p.stop_ns = int(t.ts.max()) if p.stop_ns is None else min(p.stop_ns, int(t.ts.max()))
     # evidence of a late start: a flow whose SYN was seen upstream but not here
-    for f in flows:
+    for f in _chains(flows):
         for prev, leg in pairwise(f.legs):
             if leg.link == "proxied":
                 continue
@@ -544,13 +857,15 @@ def _describe(
     t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
 ) -> tuple[str, int]:
     """A short description of packets and their byte count."""
-    nbytes = 0
+    fls = t.flags[rows].tolist()
+    pls = t.plen[rows].tolist()
+    if undelivered_bytes:
+        nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
+    else:
+        nbytes = sum(pls)
     parts: list[str] = []
     kinds: dict[str, int] = {}
-    for r in rows:
-        fl = int(t.flags[r])
-        pl = int(t.plen[r])
-        nbytes += (undelivered_bytes or {}).get(r, pl)
+    for fl, pl in zip(fls, pls, strict=True):
         if fl & SYN:
             k = "SYN-ACK" if fl & ACK else "SYN"
         elif fl & RST:
@@ -567,7 +882,7 @@ def _describe(
     if fl0 & SYN:
         first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
     else:
-        rel = int(signed32(np.array([int(t.seq[r0]) - base], np.int64))[0])
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
         pl = int(t.plen[r0])
         first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
     if t.tsval[r0] >= 0:
@@ -591,6 +906,75 @@ def _blind(p: Point, ts_ns: int) -> str | None:
     return None
 
 
+@dataclass
+class _Sel:
+    """The packets of a leg on a reused connection that are this flow's: those of the
+    exchanges `keep` (`ex_of`: the exchange of every packet of the leg)."""
+
+    point: Point
+    ex_of: dict[int, int]
+    keep: frozenset[int]
+
+    def pick(
+        self, key: tuple[str, int], make: Callable[[], list[T]], row: Callable[[T], int]
+    ) -> list[T]:
+        """This flow's items among those `make` gives (`row`: an item's packet). Every flow
+        on the connection asks for the same lists (`key` names one, e.g. a match's
+        undelivered packets): each is split by exchange once, so a connection carrying N
+        flows costs N lookups, not N passes over its packets."""
+        ck = (*key, id(self.ex_of))
+        split = self.point.row_split.get(ck)
+        if split is None:
+            split = {}
+            for x in make():
+                split.setdefault(self.ex_of.get(row(x), -1), []).append(x)
+            self.point.row_split[ck] = split
+        out: list[T] = list(split.get(-1, ()))
+        if len(self.keep) <= len(split):
+            for k in self.keep:
+                out += split.get(k, ())
+        else:
+            for k, xs in split.items():
+                if k in self.keep:
+                    out += xs
+        out.sort(key=row)
+        return out
+
+
+def _part_filters(pts: list[Point], f: FlowB) -> list[_Sel | None]:
+    """Per leg of the chain: which of its packets are this flow's (None: all of them). On a
+    reused connection the packets of this flow's exchanges, with the exchange boundaries
+    carried across NATs by the learned sequence offsets."""
+    out: list[_Sel | None] = []
+    base_c = base_s = 0
+    prev: Part | None = None
+    for leg in f.legs:
+        part = leg.part
+        if part is None:
+            out.append(None)
+            prev = None
+            continue
+        if prev is not part:
+            base_c, base_s = part.cx.base_c, part.cx.base_s
+        else:
+            base_c = (base_c + leg.delta_c) & M32 if leg.delta_c is not None else stream_base(leg.c)
+            base_s = (base_s + leg.delta_s) & M32 if leg.delta_s is not None else stream_base(leg.s)
+        prev = part
+        p = pts[leg.point]
+        assert p.pc is not None
+        key = (id(part.cx), id(leg.c), id(leg.s), base_c, base_s)
+        m = p.ex_rows.get(key)
+        if m is None:
+            m = {}
+            for h, is_c in ((leg.c, True), (leg.s, False)):
+                if h is not None:
+                    ks = exchange_of_rows(p.pc, h, is_c, part.cx, base_c, base_s)
+                    m.update(zip(h.idx.tolist(), ks.tolist(), strict=True))
+            p.ex_rows[key] = m
+        out.append(_Sel(p, m, part.keep))
+    return out
+
+
 def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     first_leg = f.legs[0]
     p0 = pts[first_leg.point]
@@ -600,8 +984,40 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     else:
         assert s is not None
         client, server = s.dst_str, s.src_str
-    findings: list[Finding] = []
     first_ts_ns = min(h.first_ts for h in (c, s) if h is not None) - p0.offset_ns
+    findings, legs_out, tried = _chain_out(pts, present, f, first_ts_ns)
+
+    def order(x: Finding) -> tuple[int, float]:
+        return (
+            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
+            x.first_ts or 0.0,
+        )
+
+    findings.sort(key=order)
+    tried_ids = {id(x) for x in tried}
+    main = [x for x in findings if id(x) not in tried_ids]
+    summary = _summary(pts, f, main, legs_out)
+    n_att = sum(1 for x in _chains([f]) if x.attempt)
+    if n_att:
+        why = ""
+        if tried:
+            why = ": " + _summary(pts, f, sorted(tried, key=order), legs_out)
+        summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
+    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _chain_out(
+    pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
+) -> tuple[list[Finding], list[Leg], list[Finding]]:
+    """The findings and legs of one chain and its subs; and those of failed attempts."""
+    findings: list[Finding] = []
+    first_leg = f.legs[0]
+    filters = _part_filters(pts, f)
+
+    def own(j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+        """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
+        sel = filters[j]
+        return sel.pick(key, make, int) if sel is not None else make()
 
     def fts(p: Point, rows: list[int]) -> float:
         return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
@@ -691,7 +1107,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 )
             )
 
-    for hop in f.hops:
+    def gaps_between(hop: Hop) -> None:
         pa, pb = pts[hop.a], pts[hop.b]
         for m in hop.missing:
             pm = pts[m]
@@ -708,12 +1124,18 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                     "cannot be placed more precisely",
                 )
             )
+
+    for i, hop in enumerate(f.hops):
+        pa, pb = pts[hop.a], pts[hop.b]
+        gaps_between(hop)
         if hop.c2s is None and hop.s2c is None:
-            leg = next(x for x in f.legs if x.point == hop.a)
+            leg = f.legs[i]
             if hop.ended in ("unanswered", "rst") and leg.c is not None:
-                add_lost("c2s", pa, pb, leg.c.idx.tolist(), leg.c.isn)
+                rows = own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+                add_lost("c2s", pa, pb, rows, leg.c.isn)
             if hop.ended == "rst" and leg.s is not None:
-                add_extra("s2c", pb, pa, leg.s.idx.tolist(), leg.s.isn)
+                rows = own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+                add_extra("s2c", pb, pa, rows, leg.s.isn)
             if hop.ended == "nothing":
                 findings.append(
                     Finding(
@@ -728,22 +1150,29 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                     )
                 )
             continue
-        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point], ...] = (
-            ("c2s", hop.c2s, pa, pb),
-            ("s2c", hop.s2c, pb, pa),
+        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point, int, int], ...] = (
+            ("c2s", hop.c2s, pa, pb, i, i + 1),
+            ("s2c", hop.s2c, pb, pa, i + 1, i),
         )
-        for direction, dm, up, down in dirs:
+        for direction, dm, up, down, ju, jd in dirs:
             if dm is None:
                 continue
-            add_lost(direction, up, down, dm.undelivered, dm.a_base, dm.undelivered_bytes)
+            und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
+            add_lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
             # partially delivered packets (a segment of a big one missing)
-            und = set(dm.undelivered)
-            partial = [r for r in dm.undelivered_bytes if r not in und]
-            if partial:
-                add_lost(direction, up, down, partial, dm.a_base, dm.undelivered_bytes)
-            add_extra(direction, up, down, dm.unexplained, dm.base)
+            part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            if part_rows:
+                add_lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+            unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
+            add_extra(direction, up, down, unx, dm.base)
             groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-            for rw in dm.rewrites:
+            sel = filters[ju]
+            rws = (
+                dm.rewrites
+                if sel is None
+                else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+            )
+            for rw in rws:
                 groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
                     (rw.a_row, rw.b_row)
                 )
@@ -756,7 +1185,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
                 bef, aft, rr = lst[0]
                 rw0 = next(
                     x
-                    for x in dm.rewrites
+                    for x in rws
                     if x.field == fld and str(x.before) == bef and str(x.after) == aft
                 )
                 what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
@@ -808,8 +1237,13 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         beyond = _endpoint_name(pl, "server")
         if last.c is not None and last.c.syn and not last.c.synack:
             answered = last.s is not None and last.s.idx.shape[0] > 0
-            if not answered:
-                syn_rows = last.c.idx[(t.flags[last.c.idx] & SYN) != 0].tolist()
+            c_rows = last.c.idx
+            syn_rows = own(
+                len(f.legs) - 1,
+                ("syn", id(last.c)),
+                lambda: c_rows[(t.flags[c_rows] & SYN) != 0].tolist(),
+            )
+            if not answered and syn_rows:
                 what, nb = _describe(t, syn_rows, last.c.isn)
                 end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
                 late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
@@ -831,7 +1265,12 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
         last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
     ):
         t = pl.table
-        rst_rows = last.s.idx[(t.flags[last.s.idx] & RST) != 0].tolist()
+        s_rows = last.s.idx
+        rst_rows = own(
+            len(f.legs) - 1,
+            ("rst", id(last.s)),
+            lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
+        )
         if rst_rows:
             beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
             what, nb = _describe(t, rst_rows, last.s.isn)
@@ -861,19 +1300,49 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
             Leg(
                 point=pts[leg.point].name,
                 tuple=tup,
-                link=leg.link if i else "same",
+                link=leg.link if i or f.via is not None else "same",
                 details=leg.details,
                 latency_s=lat,
+                part=_leg_part(leg.part),
+                tunnel=_leg_tunnel(pts[leg.point].table, leg),
             )
         )
-    findings.sort(
-        key=lambda x: (
-            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
-            x.first_ts or 0.0,
-        )
+    tried: list[Finding] = []
+    for sub in f.subs:
+        assert sub.via is not None
+        gaps_between(sub.via)
+        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
+        findings += sf
+        legs_out += sl
+        tried += sf if sub.attempt else st
+    return findings, legs_out, tried
+
+
+def _partly_delivered(dm: DirMatch) -> list[int]:
+    """Packets of which a segment (not all) went missing."""
+    und = set(dm.undelivered)
+    return [r for r in dm.undelivered_bytes if r not in und]
+
+
+def _leg_part(part: Part | None) -> LegPart | None:
+    if part is None:
+        return None
+    ks = sorted(part.keep)
+    ex = part.cx.ex
+    return LegPart(
+        exchanges=tuple(k + 1 for k in ks),
+        of=len(ex),
+        c2s=tuple(ex[k].c for k in ks),
+        s2c=tuple(ex[k].s for k in ks),
     )
-    summary = _summary(pts, f, findings, legs_out)
-    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
+    """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
+        return None
+    codes = np.unique(t.tun[np.concatenate([_rows(leg.c), _rows(leg.s)])])
+    return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
 
 
 def _leg_tuple(leg: LegB) -> str:
@@ -920,8 +1389,11 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
-    path = " -> ".join(leg.point for leg in legs)
-    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
+    # several connections beyond a proxy visit the same points: each point once
+    path = " -> ".join(dict.fromkeys(leg.point for leg in legs))
+    kinds = list(
+        dict.fromkeys(f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same")
+    )
     more = f" ({', '.join(kinds)})" if kinds else ""
     # a request with no answer at all is not "OK", even when every hop delivered it
     first = f.legs[0]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from hopcap.correlate.conns import Conn, Half, PointConns
+from hopcap.correlate.reader import ACK
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
 
@@ -41,6 +43,10 @@ def link_halves(
                 hits.append(h.hid)
     cands: list[tuple[float, int, int]] = []
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
+    by_str: dict[tuple[str, str], list[Half]] = {}
+    if ct:
+        for g in b.halves:
+            by_str.setdefault((g.src_str, g.dst_str), []).append(g)
     for h in a.halves:
         scores: dict[int, float] = {}
         strong: set[int] = set()  # candidates sharing an identity key, not just payload
@@ -63,16 +69,17 @@ def link_halves(
         # conntrack: ground truth for the translated tuple
         want = ct.get((h.src_str, h.dst_str)) if ct else None
         if want is not None:
-            for g in b.halves:
-                if (g.src_str, g.dst_str) == want:
-                    scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
-                    strong.add(g.hid)
+            for g in by_str.get(want, ()):  # an index: a scan per half was quadratic
+                scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
+                strong.add(g.hid)
         for hid, sc in scores.items():
             g = b.halves[hid]
             if g.synack != h.synack and (g.syn and h.syn):
                 continue
             if h.has_ts and g.has_ts and hid not in strong:
                 continue  # same bytes but other packets: a proxy, not NAT
+            if hid not in strong and not _mates_agree(a, h, b, g):
+                continue  # the same answer to another question: a proxy, not NAT
             dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
             if sc < 2.0:
                 continue
@@ -86,6 +93,26 @@ def link_halves(
         fwd[x] = y
         back[y] = x
     return HalfLinks(fwd, back)
+
+
+def _mates_agree(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
+    """Halves linked by payload alone are one connection only if the other directions do
+    not contradict it: both carry payload, none of it the same (a proxy that added a
+    header to the request and passed the response on unchanged)."""
+    mh, mg = _mate(a, h), _mate(b, g)
+    if mh is None or mg is None:
+        return True
+    kh, kg = set(a.fingerprints(mh)), set(b.fingerprints(mg))
+    if not any(k[0] == "h" for k in kh) or not any(k[0] == "h" for k in kg):
+        return True
+    return bool(kh & kg)
+
+
+def _mate(pc: PointConns, h: Half) -> Half | None:
+    if h.conn < 0:
+        return None
+    c = pc.conns[h.conn]
+    return c.s if c.c is h else c.c
 
 
 def _tup_key(t: tuple[str, int, str, int]) -> tuple[str, str]:
@@ -206,29 +233,258 @@ def _gear() -> list[int]:
 _GEAR = _gear()
 
 
+# ------------------------------------------------------------------ request/response exchanges
+
+M32 = 0xFFFFFFFF
+
+
+@dataclass
+class Exchange:
+    """One request/response turn of a connection at one point: the client's bytes up to the
+    next request, the server's bytes up to the next response (stream offsets from the
+    start of each direction), and the content chunks of the first window of each."""
+
+    c: tuple[int, int]
+    s: tuple[int, int]
+    t_c: int | None  # capture time of its first c2s payload
+    t_s: int | None  # ... and of its first s2c payload
+    ch_c: list[bytes]
+    ch_s: list[bytes]
+
+    @property
+    def t(self) -> int:
+        """When it began at this point."""
+        if self.t_c is not None:
+            return self.t_c
+        assert self.t_s is not None
+        return self.t_s
+
+
+@dataclass
+class ConnExchanges:
+    """The exchanges of one connection at one point. `base_c`/`base_s`: the sequence number
+    of stream offset 0 of each direction at this point."""
+
+    cid: int
+    base_c: int
+    base_s: int
+    ex: list[Exchange]
+
+    @property
+    def bounds_c(self) -> list[int]:
+        return [e.c[0] for e in self.ex]
+
+    @property
+    def bounds_s(self) -> list[int]:
+        return [e.s[0] for e in self.ex]
+
+
+def stream_base(h: Half | None) -> int:
+    """The sequence number of stream offset 0 of a half: after its SYN, else the first
+    seen."""
+    if h is None:
+        return 0
+    return (h.isn + 1) & M32 if h.syn else h.isn
+
+
+def _offsets(pc: PointConns, h: Half | None) -> tuple[npt.NDArray[np.int64], ...]:
+    """(rows, stream offsets, lengths, times) of the payload packets of `h`."""
+    t = pc.table
+    if h is None:
+        z = np.zeros(0, np.int64)
+        return z, z, z, z
+    rows = h.idx[t.plen[h.idx] > 0]
+    off = (t.seq[rows].astype(np.int64) - stream_base(h)) & M32
+    off = np.where(off >= 1 << 31, off - (1 << 32), off)
+    return rows, off, t.plen[rows].astype(np.int64), t.ts[rows].astype(np.int64)
+
+
+def _assemble(
+    pc: PointConns, rows: npt.NDArray[np.int64], off: npt.NDArray[np.int64], lo: int, hi: int
+) -> tuple[bytes, bool]:
+    """Bytes [lo, hi) of a stream from its packets (`rows` sorted by offset `off`);
+    (bytes, cut): cut when a hole or a packet captured short ended it early."""
+    i0 = int(np.searchsorted(off, lo, "left"))
+    i1 = int(np.searchsorted(off, hi, "left"))
+    out = bytearray()
+    pos = lo
+    # a packet starting before `lo` may still carry its first bytes
+    if i0 > 0:
+        i0 -= 1
+    for i in range(i0, i1):
+        o = int(off[i])
+        if o > pos:
+            return bytes(out), True
+        seg = pc.table.payload(int(rows[i]))
+        if o + len(seg) <= pos:
+            continue
+        out += seg[pos - o : hi - o]
+        pos = o + len(seg)
+        if pos >= hi:
+            break
+    return bytes(out), pos < hi
+
+
+def _trimmed_chunks(data: bytes, cut: bool) -> list[bytes]:
+    ch = chunks(data)
+    if cut:
+        # the window ends at another place in each stream (a proxy inserts bytes): what
+        # lies near the cut compares badly, leave out its end
+        tail = 0
+        while ch and tail < 512:
+            tail += len(ch.pop())
+    return ch
+
+
+def conn_exchanges(pc: PointConns, conn: Conn, limit: int = 16384) -> ConnExchanges:
+    """Split a connection into request/response exchanges by turn-taking: a new exchange
+    begins where the client sends new bytes after the server has sent new bytes (HTTP/1.1
+    keep-alive; pipelined requests stay in one exchange). Cached per point."""
+    got = pc.exchanges.get(conn.cid)
+    if got is not None:
+        return got
+    rc, oc, lc, tc = _offsets(pc, conn.c)
+    rs, os_, ls, ts = _offsets(pc, conn.s)
+    d = np.concatenate([np.zeros(rc.shape[0], np.int64), np.ones(rs.shape[0], np.int64)])
+    order = np.argsort(np.concatenate([tc, ts]), kind="stable")
+    d = d[order]
+    times = np.concatenate([tc, ts])[order]
+    ends = np.concatenate([oc + lc, os_ + ls])[order]
+    # how far each direction's stream had got before each packet; a packet is new data
+    # when it goes beyond that
+    run_c = np.maximum.accumulate(np.where(d == 0, ends, 0)) if d.shape[0] else d
+    run_s = np.maximum.accumulate(np.where(d == 1, ends, 0)) if d.shape[0] else d
+    prev_c = np.concatenate([[0], run_c[:-1]]).astype(np.int64)
+    prev_s = np.concatenate([[0], run_s[:-1]]).astype(np.int64)
+    new = np.nonzero(np.where(d == 0, ends > prev_c, ends > prev_s))[0]
+    dn = d[new]
+    # a new exchange: new client bytes right after new server bytes
+    turn = (dn == 0) & (np.concatenate([[0], dn[:-1]]) == 1)
+    at = new[turn]
+    bc = [0, *prev_c[at].tolist()]
+    bs = [0, *prev_s[at].tolist()]
+    exn = np.cumsum(turn)  # exchange of each new-data packet
+    t_c: list[int | None] = [None] * len(bc)
+    t_s: list[int | None] = [None] * len(bc)
+    tn = times[new]
+    for di, firsts in ((0, t_c), (1, t_s)):
+        m = dn == di
+        # packets are in time order: the first of each exchange is its start
+        ks, first = np.unique(exn[m], return_index=True)
+        for k, tm in zip(ks.tolist(), tn[m][first].tolist(), strict=True):
+            firsts[k] = tm
+    max_c = int(run_c[-1]) if d.shape[0] else 0
+    max_s = int(run_s[-1]) if d.shape[0] else 0
+    ordc, ords = np.argsort(oc, kind="stable"), np.argsort(os_, kind="stable")
+    rc, oc, rs, os_ = rc[ordc], oc[ordc], rs[ords], os_[ords]
+    ex: list[Exchange] = []
+    n = len(bc)
+    for k in range(n):
+        c_lo, c_hi = bc[k], (bc[k + 1] if k + 1 < n else max(max_c, bc[k]))
+        s_lo, s_hi = bs[k], (bs[k + 1] if k + 1 < n else max(max_s, bs[k]))
+        dc, cut_c = _assemble(pc, rc, oc, c_lo, min(c_hi, c_lo + limit))
+        ds, cut_s = _assemble(pc, rs, os_, s_lo, min(s_hi, s_lo + limit))
+        ex.append(
+            Exchange(
+                (c_lo, c_hi),
+                (s_lo, s_hi),
+                t_c[k],
+                t_s[k],
+                _trimmed_chunks(dc, cut_c or c_hi > c_lo + limit),
+                _trimmed_chunks(ds, cut_s or s_hi > s_lo + limit),
+            )
+        )
+    got = pc.exchanges[conn.cid] = ConnExchanges(
+        conn.cid, stream_base(conn.c), stream_base(conn.s), ex
+    )
+    return got
+
+
+def exchange_of_rows(
+    pc: PointConns,
+    h: Half,
+    is_c: bool,
+    cx: ConnExchanges,
+    base_c: int,
+    base_s: int,
+) -> npt.NDArray[np.int64]:
+    """The exchange (index into `cx.ex`) each packet of `h` belongs to, with `base_c`/
+    `base_s` the sequence numbers of stream offset 0 at this point (the connection may have
+    crossed a NAT since the point `cx` was computed at). Data by its first byte; other
+    packets by how far they acknowledge the other direction or their own position
+    (a SYN belongs to the first exchange, a FIN to the last)."""
+    t = pc.table
+    rows = h.idx
+    own_b, oth_b = (base_c, base_s) if is_c else (base_s, base_c)
+    own = np.array(cx.bounds_c if is_c else cx.bounds_s, np.int64)
+    oth = np.array(cx.bounds_s if is_c else cx.bounds_c, np.int64)
+
+    def rel(x: npt.NDArray[np.int64], base: int) -> npt.NDArray[np.int64]:
+        o = (x.astype(np.int64) - base) & M32
+        return np.where(o >= 1 << 31, o - (1 << 32), o)
+
+    so = rel(t.seq[rows], own_b)
+    ao = rel(t.ack[rows], oth_b)
+    data = np.searchsorted(own, so, "right") - 1
+    ctl = np.maximum(
+        np.searchsorted(own, so, "left") - 1,
+        np.where((t.flags[rows] & ACK) != 0, np.searchsorted(oth, ao, "left") - 1, -1),
+    )
+    k = np.where(t.plen[rows] > 0, data, ctl)
+    out: npt.NDArray[np.int64] = np.clip(k, 0, len(cx.ex) - 1).astype(np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- proxy plan
+
+
+@dataclass
+class Part:
+    """The exchanges of a connection (at the point `cx` was computed at) that belong to one
+    flow, when the connection carried others' too (a reused backend connection)."""
+
+    cx: ConnExchanges
+    keep: frozenset[int]
+
+    def label(self) -> str:
+        one = len(self.keep) == 1
+        return (
+            f"reused connection: {'exchange' if one else 'exchanges'} {_runs(self.keep)} of "
+            f"{len(self.cx.ex)} on it (request and response) {'is' if one else 'are'} this flow's"
+        )
+
+
+def _runs(keep: Iterable[int]) -> str:
+    """0-based indices as 1-based runs: "1-3, 7"."""
+    ks = sorted(keep)
+    runs: list[str] = []
+    i = 0
+    while i < len(ks):
+        j = i
+        while j + 1 < len(ks) and ks[j + 1] == ks[j] + 1:
+            j += 1
+        runs.append(f"{ks[i] + 1}" if i == j else f"{ks[i] + 1}-{ks[j] + 1}")
+        i = j + 1
+    if len(runs) > 6:
+        runs = [*runs[:6], "…"]
+    return ", ".join(runs)
+
+
 @dataclass
 class ProxyMatch:
     conn: Conn
     score: float
     details: tuple[str, ...]
+    part: Part | None = None  # None: the connection carried this flow only
+    attempt: bool = False  # a connection attempt that carried nothing (a retry follows)
 
 
-def _conn_chunks(pc: PointConns, conn: Conn) -> tuple[list[bytes], list[bytes]]:
-    got = pc.chunk_cache.get(conn.cid)
-    if got is None:
-        sides = []
-        for h in (conn.c, conn.s):
-            data, cut = _stream(pc, h)
-            ch = chunks(data)
-            if cut:
-                # the window ends at another place in each stream (a proxy inserts bytes):
-                # what lies near the cut compares badly, leave out its end
-                tail = 0
-                while ch and tail < 512:
-                    tail += len(ch.pop())
-            sides.append(ch)
-        got = pc.chunk_cache[conn.cid] = (sides[0], sides[1])
-    return got
+@dataclass
+class ProxyPlan:
+    fronts: dict[int, list[ProxyMatch]]  # front conn id -> its backends, in time order
+    rest: dict[int, Part]  # backend conn id -> its exchanges no front claimed
+    # front conn id -> what to say about its requests that no backend carried
+    unserved: dict[int, str] = field(default_factory=dict)
 
 
 def _first_payload_ts(pc: PointConns, h: Half | None) -> int | None:
@@ -261,11 +517,16 @@ def _details(ca: list[bytes], sa: list[bytes], cb: list[bytes], sb: list[bytes])
             # the compared window differ only because the windows do)
             text = line.decode("latin-1")
             if text.isprintable():
-                details.append(f"{what}: {text[:120]}")
+                d = f"{what}: {text[:120]}"
+                if d not in details:
+                    details.append(d)
     return details
 
 
 TIME_ONLY = "linked by time only (no payload crossed)"
+ATTEMPT = "a connection attempt that carried nothing; the proxy tried again (retry/redispatch)"
+RESENT = "the request went out on it, no answer came back; the proxy sent it again (retry-on)"
+MAX_CANDIDATES = 128  # backend exchanges considered per front exchange, nearest in time
 
 
 def plan_proxied(
@@ -277,107 +538,277 @@ def plan_proxied(
     tol_ns: int = 1_000_000,
     by_time: bool | None = True,
     slack_ns: int = 2_000_000_000,
-    pool_ns: int = 120_000_000_000,
     after_ns: int = 3_000_000_000,
-) -> dict[int, ProxyMatch]:
-    """Which connection at `b` carried each connection at `a` that crossed no NAT link:
-    front conn id at `a` -> its backend at `b`, one backend per front, never shared.
+) -> ProxyPlan:
+    """Which connections at `b` carried each connection at `a` that crossed no NAT link,
+    exchange by exchange (request/response turns): a backend connection reused for the
+    requests of several front connections (keep-alive pools, HAProxy's `http-reuse`) is
+    split among them, and a front connection whose requests went over several backend
+    connections gets all of them.
 
-    By content first (chunks of both streams), under time order on the aligned timeline
-    (`offset_ns`: b's clock minus a's; `tol_ns`: the clock error allowed): a backend can
-    carry a front's request only if its first c2s payload comes after the front's, and
-    its first s2c payload before the front's. Equal content (the same request again)
-    goes to the backend closest in time. Then, with `by_time` (None: only when some fronts
-    were linked by content, i.e. a proxy is known to sit between `a` and `b`), a front whose request
-    matched nothing may take a backend that carried no payload at all and whose SYNs were
-    never answered (or answered with RST only) opened after the request arrived at `a` and
-    before the front ended (or up to `after_ns` later), the nearest in time."""
+    By content first (chunks of both directions of each exchange), under time order on the
+    aligned timeline (`offset_ns`: b's clock minus a's; `tol_ns`: the clock error
+    allowed): a backend exchange can carry a front exchange only if its request comes
+    after the front's, and its response before the front's. Equal content (the same
+    request again) goes to the exchange closest in time; every backend exchange carries
+    one front exchange at most. Then, with `by_time` (None: only when some fronts were
+    linked by content, i.e. a proxy is known to sit between `a` and `b`), connections at
+    `b` that carried no payload at all and whose SYNs were never answered (or answered
+    with RST only) are attempts of the front whose request arrived last before them:
+    opened after the request arrived at `a` and before its exchange was carried (or,
+    when nothing carried it, before the front ended or up to `after_ns` later)."""
     fronts = [c for c in a.conns if not any(h is not None and h.hid in hl.fwd for h in (c.c, c.s))]
+    plan = ProxyPlan({}, {})
     if not fronts:
-        return {}
+        return plan
 
     def free(c: Conn) -> bool:
         return not any(h is not None and h.hid in hl.back for h in (c.c, c.s))
 
-    if not b.by_start:
-        b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
-        b.starts = [c.first_ts for c in b.by_start]
-    order, starts = b.by_start, b.starts
-    # (score, -time distance) per candidate pair
-    cands: list[tuple[float, float, int, int]] = []
-    front_c2s: dict[int, int | None] = {}
-    for conn in fronts:
-        fc = _first_payload_ts(a, conn.c)
-        front_c2s[conn.cid] = fc
-        ca, sa = _conn_chunks(a, conn)
-        if not ca and not sa:
+    # every backend exchange at b, by the time its request left (or its response came)
+    bex: list[tuple[int, int, int]] = []  # (time on a's clock, conn id, exchange)
+    for back in b.conns:
+        if not free(back) or _carries_nothing(b, back):
             continue
-        set_ca, set_sa = set(ca), set(sa)
-        total = sum(len(x) for x in set_ca) + sum(len(x) for x in set_sa)
+        for k, e in enumerate(conn_exchanges(b, back).ex):
+            if e.t_c is not None or e.t_s is not None:
+                bex.append((e.t - offset_ns, back.cid, k))
+    bex.sort()
+    btimes = [x[0] for x in bex]
+    cands: list[tuple[float, float, int, int, int, int]] = []
+    fex_t: list[tuple[int, int, int, int]] = []  # (request time at a, front cid, ex, hi)
+    for conn in fronts:
+        if _carries_nothing(a, conn):
+            continue
+        for fk, fe in enumerate(conn_exchanges(a, conn).ex):
+            set_c, set_s = set(fe.ch_c), set(fe.ch_s)
+            total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
+            fc, fs = fe.t_c, fe.t_s
+            if fc is None and fs is None:
+                continue
+            start = fc if fc is not None else fs
+            assert start is not None
+            hi = fs + tol_ns if fs is not None else conn.last_ts + slack_ns
+            fex_t.append((start, conn.cid, fk, hi))
+            if total == 0:
+                continue
+            i0 = bisect.bisect_left(btimes, start - tol_ns)
+            i1 = min(bisect.bisect_right(btimes, hi), i0 + MAX_CANDIDATES)
+            for _t, bcid, bk in bex[i0:i1]:
+                be = b.exchanges[bcid].ex[bk]
+                common = sum(len(x) for x in set_c.intersection(be.ch_c)) + sum(
+                    len(x) for x in set_s.intersection(be.ch_s)
+                )
+                if common < 8 or common / total < 0.5:
+                    continue
+                bc, bs = be.t_c, be.t_s
+                # time order: the request reaches the proxy before it leaves it, the
+                # response leaves the backend before it reaches the client
+                if fc is not None and bc is not None and bc - offset_ns < fc - tol_ns:
+                    continue
+                if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
+                    continue
+                dt = abs(be.t - offset_ns - start)
+                cands.append((round(common / total, 2), -dt / 1e9, conn.cid, fk, bcid, bk))
+    cands.sort(reverse=True)
+    owner: dict[tuple[int, int], tuple[int, int]] = {}  # backend (cid, ex) -> front (cid, ex)
+    taken: dict[tuple[int, int], tuple[int, int]] = {}  # front (cid, ex) -> backend (cid, ex)
+    score: dict[tuple[int, int], float] = {}
+    for sc, _ndt, fcid, fk, bcid, bk in cands:
+        if (fcid, fk) in taken or (bcid, bk) in owner:
+            continue
+        taken[(fcid, fk)] = (bcid, bk)
+        owner[(bcid, bk)] = (fcid, fk)
+        score[(bcid, bk)] = sc
+    _plan_pipelined(a, b, bex, fex_t, owner, score, offset_ns, tol_ns)
+    # group: front -> backend conn -> (front exchanges, backend exchanges)
+    groups: dict[int, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
+    pairs: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for (bcid, bk), (fcid, fk) in sorted(owner.items()):
+        pairs[(fcid, bcid)].append((bk, fk))
+        fl, bl = groups[fcid].setdefault(bcid, ([], []))
+        if fk not in fl:
+            fl.append(fk)
+        bl.append(bk)
+    served = set(owner.values())
+    by_back: dict[int, dict[int, int]] = defaultdict(dict)  # backend -> exchange -> front
+    for (bcid, bk), (fcid, _fk) in owner.items():
+        by_back[bcid][bk] = fcid
+    owners_of: dict[int, set[int]] = {bcid: set(m.values()) for bcid, m in by_back.items()}
+    for bcid, own in by_back.items():
+        cx = b.exchanges[bcid]
+        ks = sorted(own)
+        loose = []
+        for k, e in enumerate(cx.ex):
+            if k in own or (e.t_c is None and e.t_s is None):
+                continue
+            # an exchange no content matched (a proxy that rewrote it, turns split
+            # otherwise on each side) between exchanges of one front, while that front
+            # was open, is that front's
+            i = bisect.bisect_left(ks, k)
+            near = {own[ks[j]] for j in (i - 1, i) if 0 <= j < len(ks)}
+            if len(near) == 1:
+                fcid = next(iter(near))
+                fconn = a.conns[fcid]
+                if fconn.first_ts - tol_ns <= e.t - offset_ns <= fconn.last_ts + tol_ns:
+                    groups[fcid][bcid][1].append(k)
+                    continue
+            loose.append(k)
+        if loose:
+            plan.rest[bcid] = Part(cx, frozenset(loose))
+    # when each front exchange got an answer over some backend connection
+    answered: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for (bcid, bk), fkey in owner.items():
+        be = b.exchanges[bcid].ex[bk]
+        if be.t_s is not None:
+            answered[fkey].append((be.t, bcid))
+    for fcid, per in groups.items():
+        fx = a.exchanges[fcid]
+        out: list[ProxyMatch] = []
+        for bcid, (fks, bks) in per.items():
+            cx = b.exchanges[bcid]
+            ca = [c for k in fks for c in fx.ex[k].ch_c]
+            sa = [c for k in fks for c in fx.ex[k].ch_s]
+            cb = [c for k in bks for c in cx.ex[k].ch_c]
+            sb = [c for k in bks for c in cx.ex[k].ch_s]
+            details = _details(ca, sa, cb, sb)[:8]
+            part = None
+            if len(owners_of[bcid]) > 1 or bcid in plan.rest:
+                part = Part(cx, frozenset(bks))
+                details.append(part.label())
+            sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
+            # the request went out here, no answer came back, and it was sent again over
+            # another connection that got one (HAProxy's `retry-on`): a failed attempt
+            cx_ex = cx.ex
+            tried = all(cx_ex[k].t_s is None for k in bks) and all(
+                any(t > cx_ex[bk].t and other != bcid for t, other in answered[(fcid, fk)])
+                for bk, fk in pairs[(fcid, bcid)]
+            )
+            if tried:
+                details.append(RESENT)
+            out.append(ProxyMatch(b.conns[bcid], sc, tuple(details), part, attempt=tried))
+        out.sort(key=lambda m: m.conn.first_ts)
+        plan.fronts[fcid] = out
+        lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in served]
+        if lost:
+            one = len(lost) == 1
+            plan.unserved[fcid] = (
+                f"{'exchange' if one else 'exchanges'} {_runs(lost)} of {len(fx.ex)} on this "
+                f"connection: no connection beyond the proxy carried {'its' if one else 'their'} "
+                "request (answered by the proxy itself, or not captured there)"
+            )
+    if by_time is False or (by_time is None and not plan.fronts):
+        return plan
+    _plan_attempts(a, b, plan, fex_t, taken, free, offset_ns, tol_ns, after_ns)
+    return plan
+
+
+def _plan_pipelined(
+    a: PointConns,
+    b: PointConns,
+    bex: list[tuple[int, int, int]],
+    fex_t: list[tuple[int, int, int, int]],
+    owner: dict[tuple[int, int], tuple[int, int]],
+    score: dict[tuple[int, int], float],
+    offset_ns: int,
+    tol_ns: int,
+) -> None:
+    """Pipelined requests: a client that sent several requests before the first answer
+    has them in one exchange at the front, which the proxy forwards one by one (on one
+    backend connection or several). A backend exchange no front exchange took, whose own
+    content lies within a front exchange that began before it while its connection was
+    open, belongs to the latest such exchange."""
+    fex = sorted(fex_t)
+    f_starts = [x[0] for x in fex]
+    for t_b, bcid, bk in bex:
+        if (bcid, bk) in owner:
+            continue
+        be = b.exchanges[bcid].ex[bk]
+        set_c, set_s = set(be.ch_c), set(be.ch_s)
+        total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
         if total == 0:
             continue
-        fs = _first_payload_ts(a, conn.s)
-        lo = conn.first_ts - slack_ns + offset_ns
-        hi = conn.last_ts + slack_ns + offset_ns
-        i0 = bisect.bisect_left(starts, lo - pool_ns)
-        i1 = bisect.bisect_right(starts, hi)
-        for cb_conn in order[i0:i1]:
-            if cb_conn.last_ts < lo or not free(cb_conn):
+        j = bisect.bisect_right(f_starts, t_b + tol_ns)
+        for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
+            _start, fcid, fk, _hi = fex[i]
+            fconn = a.conns[fcid]
+            if fconn.last_ts + tol_ns < t_b:
                 continue
-            cb, sb = _conn_chunks(b, cb_conn)
-            common = sum(len(x) for x in set_ca.intersection(cb)) + sum(
-                len(x) for x in set_sa.intersection(sb)
+            fe = a.exchanges[fcid].ex[fk]
+            common = sum(len(x) for x in set_c.intersection(fe.ch_c)) + sum(
+                len(x) for x in set_s.intersection(fe.ch_s)
             )
             if common < 8 or common / total < 0.5:
                 continue
-            bc = _first_payload_ts(b, cb_conn.c)
-            bs = _first_payload_ts(b, cb_conn.s)
-            # time order: the request reaches the proxy before it leaves it, the response
-            # leaves the backend before it reaches the client
-            if fc is not None and bc is not None and bc - offset_ns < fc - tol_ns:
-                continue
-            if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
-                continue
-            if fc is not None and bc is not None:
-                dt = abs(bc - offset_ns - fc)
-            else:
-                dt = abs(cb_conn.first_ts - offset_ns - conn.first_ts)
-            cands.append((round(common / total, 2), -dt / 1e9, conn.cid, cb_conn.cid))
-    cands.sort(reverse=True)
-    out: dict[int, ProxyMatch] = {}
-    used: set[int] = set()
-    for score, _ndt, x, y in cands:
-        if x in out or y in used:
+            if be.t_s is not None and be.t_s - offset_ns > fconn.last_ts + tol_ns:
+                continue  # its answer came back after the front connection ended
+            owner[(bcid, bk)] = (fcid, fk)
+            score[(bcid, bk)] = round(common / total, 2)
+            break
+
+
+def _plan_attempts(
+    a: PointConns,
+    b: PointConns,
+    plan: ProxyPlan,
+    fex_t: list[tuple[int, int, int, int]],
+    taken: dict[tuple[int, int], tuple[int, int]],
+    free: Callable[[Conn], bool],
+    offset_ns: int,
+    tol_ns: int,
+    after_ns: int,
+) -> None:
+    """Connections at `b` that carried nothing, opened while a front's request waited
+    (retries, redispatches, a server that never answered): each to the front whose request
+    arrived last before it."""
+    if not b.by_start:
+        b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
+        b.starts = [c.first_ts for c in b.by_start]
+    # the window of each front exchange on a's clock: from its request to when a backend
+    # carried it (or the front ended, plus `after_ns`)
+    wins: list[tuple[int, int, int, bool]] = []  # (request time, window end, front cid, served)
+    for start, fcid, fk, _hi in fex_t:
+        fx = a.exchanges[fcid]
+        if fx.ex[fk].t_c is None:
             continue
-        used.add(y)
-        cb_conn = b.conns[y]
-        ca, sa = _conn_chunks(a, a.conns[x])
-        cb, sb = _conn_chunks(b, cb_conn)
-        out[x] = ProxyMatch(cb_conn, score, tuple(_details(ca, sa, cb, sb)[:8]))
-    if by_time is False or (by_time is None and not out):
-        return out
-    tcands: list[tuple[int, int, int]] = []
-    for conn in fronts:
-        fc = front_c2s[conn.cid]
-        if conn.cid in out or fc is None:
+        got = taken.get((fcid, fk))
+        if got is not None:
+            be = b.exchanges[got[0]].ex[got[1]]
+            end = be.t - offset_ns + tol_ns
+        else:
+            end = a.conns[fcid].last_ts + after_ns
+        wins.append((start, end, fcid, got is not None))
+    wins.sort()
+    w_starts = [w[0] for w in wins]
+    found: dict[int, list[Conn]] = defaultdict(list)
+    lo = w_starts[0] - tol_ns + offset_ns if wins else 0
+    i0 = bisect.bisect_left(b.starts, lo)
+    for cb_conn in b.by_start[i0:]:
+        if not free(cb_conn):
             continue
-        lo = fc - tol_ns + offset_ns
-        hi = conn.last_ts + after_ns + offset_ns
-        i0 = bisect.bisect_left(starts, lo)
-        i1 = bisect.bisect_right(starts, hi)
-        for cb_conn in order[i0:i1]:
-            if cb_conn.cid in used or not free(cb_conn):
-                continue
-            c, s = cb_conn.c, cb_conn.s
-            if c is None or not c.syn or c.synack or not _carries_nothing(b, cb_conn):
-                continue
-            if s is not None and s.synack:
-                continue  # it opened and still carried nothing: a health check, not this
-            tcands.append((cb_conn.first_ts - offset_ns - fc, conn.cid, cb_conn.cid))
-    tcands.sort()
-    for _dt, x, y in tcands:
-        if x in out or y in used:
+        c, s = cb_conn.c, cb_conn.s
+        if c is None or not c.syn or c.synack or not _carries_nothing(b, cb_conn):
             continue
-        used.add(y)
-        out[x] = ProxyMatch(b.conns[y], 0.0, (TIME_ONLY,))
-    return out
+        if s is not None and s.synack:
+            continue  # it opened and still carried nothing: a health check, not this
+        t0, t1 = cb_conn.first_ts - offset_ns, cb_conn.last_ts - offset_ns
+        j = bisect.bisect_right(w_starts, t0 + tol_ns)
+        # the latest request before it whose window is still open; before a request that
+        # was carried in the end, the attempt must have failed before it was (a health
+        # check to a server that is down, in the middle of a request's forwarding, did not)
+        for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
+            start, end, fcid, served = wins[i]
+            if end >= (t1 if served else t0):
+                found[fcid].append(cb_conn)
+                break
+    for fcid, conns in found.items():
+        out = plan.fronts.setdefault(fcid, [])
+        served = bool(out)
+        for cb_conn in conns:
+            # the attempt is followed by another connection for this front: a retry
+            later = any(m.conn.first_ts > cb_conn.first_ts for m in out) or any(
+                x.first_ts > cb_conn.first_ts for x in conns
+            )
+            det = (TIME_ONLY, ATTEMPT) if later else (TIME_ONLY,)
+            out.append(ProxyMatch(cb_conn, 0.0, det, None, attempt=served))
+        out.sort(key=lambda m: m.conn.first_ts)

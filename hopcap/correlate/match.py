@@ -18,6 +18,7 @@ Matched pairs are compared for rewrites beyond the expected translation.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ M32 = 0xFFFFFFFF
 CLS_ACK, CLS_SYN, CLS_FIN, CLS_RST = 0, 1, 2, 3
 
 
+@functools.lru_cache(maxsize=512)
 def flags_str(f: int) -> str:
     names = [(SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"), (URG, "URG"),
              (ECE, "ECE"), (CWR, "CWR")]  # fmt: skip
@@ -266,6 +268,23 @@ def match_batch(
             matched_ctl_b[j] = matched_dat_b[j] = True
         pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
 
+    # the same packet (sequence position, length, TSval, class) with another IP ID; only
+    # where the IP ID is kept across the hop for this connection (use_ipid) and a TSval
+    # makes the identity certain. GSO/TSO pieces differ in length and never pair here.
+    id_a, id_b = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    left_a, left_b = leftovers()
+    if left_a.shape[0] and left_b.shape[0]:
+        la = left_a[(ida[left_a] >= 0) & (tva[left_a] >= 0)]
+        lb = left_b[(idb[left_b] >= 0) & (tvb[left_b] >= 0)]
+        xa, xb = _pair_multiset(
+            mix(pid_a[la], sa[la], pa[la], tva[la], _cls(fa[la])),
+            mix(pid_b[lb], sb[lb], pb[lb], tvb[lb], _cls(fb[lb])),
+        )
+        id_a, id_b = la[xa], lb[xb]
+        matched_ctl_a[id_a] = matched_dat_a[id_a] = True
+        matched_ctl_b[id_b] = matched_dat_b[id_b] = True
+        pairs.append((id_a, id_b))
+
     # 4. data, byte ranges (segmentation differs)
     und_bytes: dict[int, int] = {}
     ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
@@ -424,9 +443,21 @@ def match_batch(
         out[int(pid_b[j])].unexplained.append(int(rb[j]))
     for i, n in und_bytes.items():
         out[int(pid_a[i])].undelivered_bytes[int(ra[i])] = n
-    row_pid = dict(zip(ra.tolist(), pid_a.tolist(), strict=True)) if rewrites else {}
-    for rw in rewrites:
-        out[row_pid[rw.a_row]].rewrites.append(rw)
+    if id_a.shape[0]:
+        # an IP ID rewrite is a finding where the other packets of the connection kept
+        # theirs (a device that gives every packet a new ID is policy, not a finding)
+        n_rw = np.bincount(pid_a[id_a], minlength=npairs)
+        n_ok = np.array([dm.matched for dm in out], np.int64) - n_rw
+        keep = n_rw[pid_a[id_a]] < n_ok[pid_a[id_a]]
+        ai, bj = ra[id_a[keep]].tolist(), rb[id_b[keep]].tolist()
+        before, after = ta.ipid[ai].tolist(), tb.ipid[bj].tolist()
+        for x, y, i, j in zip(before, after, ai, bj, strict=True):
+            rewrites.append(Rewrite("ip.id", x, y, i, j))
+    if rewrites:
+        row_pid = np.zeros(len(ta), np.int64)
+        row_pid[ra] = pid_a
+        for rw, k in zip(rewrites, row_pid[[rw.a_row for rw in rewrites]].tolist(), strict=True):
+            out[k].rewrites.append(rw)
     ga_all, gb_all = ra[pa_all], rb[pb_all]
     for rw, k in _field_rewrites(
         ta, ga_all, tb, gb_all, pid_a[pa_all], prm, ttl_expected=ttl_expected
@@ -528,9 +559,13 @@ def _field_rewrites(
         return out
 
     def add(name: str, mask: npt.NDArray[np.bool_], before: Any, after: Any) -> None:
-        for k in np.nonzero(mask)[0].tolist():
-            rw = Rewrite(name, int(before[k]), int(after[k]), int(a[k]), int(b[k]))
-            out.append((rw, int(pid[k])))
+        """One Rewrite per row in `mask`: the columns are gathered at those rows only."""
+        k = np.nonzero(mask)[0]
+        if not k.shape[0]:
+            return
+        cols = (before[k].tolist(), after[k].tolist(), a[k].tolist(), b[k].tolist())
+        for x, y, ra, rb, p in zip(*cols, pid[k].tolist(), strict=True):
+            out.append((Rewrite(name, x, y, ra, rb), p))
 
     # each column is gathered once; before/after values are read only where they differ
     ttl_a, ttl_b = ta.ttl[a], tb.ttl[b]
@@ -555,13 +590,13 @@ def _field_rewrites(
     win_a, win_b = ta.win[a], tb.win[b]
     add("tcp.window", (win_a != win_b) & ~resegmented, win_a, win_b)
     del win_a, win_b
-    syn = (flags_a & SYN) != 0  # only SYNs carry an MSS option
-    if syn.any():
-        sa_, sb_ = a[syn], b[syn]
-        mss_a, mss_b = ta.mss[sa_], tb.mss[sb_]
-        for k in np.nonzero(mss_a != mss_b)[0].tolist():
-            rw = Rewrite("tcp.mss", int(mss_a[k]), int(mss_b[k]), int(sa_[k]), int(sb_[k]))
-            out.append((rw, int(pid[syn][k])))
+    # only SYNs carry an MSS option: the column is read at SYN rows only
+    syn = np.nonzero((flags_a & SYN) != 0)[0]
+    if syn.shape[0]:
+        mss_a = np.full(a.shape[0], -1, np.int64)
+        mss_b = np.full(a.shape[0], -1, np.int64)
+        mss_a[syn], mss_b[syn] = ta.mss[a[syn]], tb.mss[b[syn]]
+        add("tcp.mss", mss_a != mss_b, mss_a, mss_b)
     ackd = prm.ack_delta[pid]
     has_ack = ((flags_a & ACK) != 0) & ((flags_b & ACK) != 0) & (ackd >= 0)
     exp_ack = (ta.ack[a] + ackd) & M32

@@ -6,9 +6,14 @@ Payloads are never copied: `pl_off`/`pl_cap` point into the mapped file.
 
 Supported: pcap (both byte orders, micro- and nanosecond), pcapng (SHB/IDB/EPB/SPB/obsolete
 PB, per-interface `if_tsresol`/`if_tsoffset`, several interfaces and sections); link types
-Ethernet (1, with 802.1Q/802.1ad tags), Linux cooked v1 (113) and v2 (276), raw IP (101,
-12, 14, 228, 229), BSD loopback (0, 108); IPv4 and IPv6 (TCP after the fixed header or
-after hop-by-hop/routing/destination-options headers).
+Ethernet (1; 802.1Q/802.1ad/0x9100 tags up to 16 deep, PPPoE sessions, MPLS label stacks),
+PPP (9) and PPP in HDLC framing (50), Cisco HDLC (104), Linux cooked v1 (113) and v2 (276),
+raw IP (101, 12, 14, 228, 229), BSD loopback (0, 108); IPv4 and IPv6 (TCP after the fixed
+header or after hop-by-hop/routing/destination-options headers). Tunnels are
+decapsulated (GRE, IP-in-IP, VXLAN, GENEVE; up to three levels): the columns are the
+innermost packet's, `tun` says which tunnel it came out of. A packet's payload ends where
+its IP length (and every outer one) says, never at the caplen: padding and trailers are
+not payload.
 """
 
 from __future__ import annotations
@@ -46,8 +51,46 @@ LINK_IPV4 = 228
 LINK_IPV6 = 229
 LINK_NULL = 0
 LINK_LOOP = 108
-SUPPORTED_LINKS = {LINK_ETHERNET, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6, LINK_NULL, LINK_LOOP}
-SUPPORTED_LINKS.update(LINK_RAW)
+LINK_PPP = 9
+LINK_PPP_HDLC = 50
+LINK_CHDLC = 104
+LINK_NAMES = {
+    0: "BSD loopback", 1: "Ethernet", 9: "PPP", 12: "raw IP", 14: "raw IP", 50: "PPP in HDLC",
+    101: "raw IP", 104: "Cisco HDLC", 105: "IEEE 802.11", 108: "OpenBSD loopback",
+    113: "Linux cooked", 119: "802.11 Prism", 127: "802.11 radiotap", 195: "IEEE 802.15.4",
+    228: "raw IPv4", 229: "raw IPv6", 239: "Linux NFLOG", 276: "Linux cooked v2",
+}  # fmt: skip
+SUPPORTED_LINKS = {LINK_ETHERNET, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6, LINK_NULL, LINK_LOOP,
+                   LINK_PPP, LINK_PPP_HDLC, LINK_CHDLC, *LINK_RAW}  # fmt: skip
+
+# the `tun` column: 0, or kind | 16 (the tunnel has an id: GRE key, VNI) | id << 8
+TUNNEL_KINDS = {1: "gre", 2: "ipip", 3: "ipip 6in4", 4: "ipip 4in6", 5: "ipip 6in6",
+                6: "vxlan", 7: "geneve"}  # fmt: skip
+
+
+def link_name(link: int) -> str:
+    """`9 (PPP)`: a link type as a message names it."""
+    name = LINK_NAMES.get(link)
+    return f"{link} ({name})" if name else str(link)
+
+
+def unreadable(t: PacketTable) -> str | None:
+    """Why nothing of a capture could be read, when it is its link type; else None."""
+    bad = sorted(lk for lk in t.link_types if lk not in SUPPORTED_LINKS)
+    if len(t) or not t.records or not bad or len(bad) != len(t.link_types):
+        return None
+    kinds = ", ".join(link_name(lk) for lk in bad)
+    return f"link type {kinds} is not supported, {t.records} packets unread"
+
+
+def tunnel_str(code: int) -> str:
+    """A `tun` value as a leg detail: `vxlan vni 42`, `gre key 7`, `ipip`."""
+    kind = TUNNEL_KINDS.get(code & 15, "tunnel")
+    if not code & 16:
+        return kind
+    word = "key" if kind == "gre" else "vni"
+    return f"{kind} {word} {code >> 8}"
+
 
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
@@ -96,8 +139,10 @@ class PacketTable:
     wscale: I64
     opt_back: npt.NDArray[np.int16]  # the TCP options start this many bytes before pl_off
     opt_len: npt.NDArray[np.int16]
+    tun: I64  # the tunnel the packet was decapsulated from (see TUNNEL_KINDS); 0: none
     warnings: list[str] = field(default_factory=list)
     kernel_drops: int | None = None
+    link_types: dict[int, int] = field(default_factory=dict)  # link type -> records
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -264,7 +309,6 @@ def _walk_pcapng(path: Path, buf: Any) -> Records:
     endian = "<"
     pos = 0
     last_ts = 0
-    unsupported: set[int] = set()
     while pos < size:
         if pos + 12 > size:
             warnings.append(f"{path.name}: truncated: block at byte {pos} is incomplete")
@@ -347,14 +391,6 @@ def _walk_pcapng(path: Path, buf: Any) -> Records:
                     kernel_drops = (kernel_drops or 0) + int(v)
                 opos += 4 + ((olen + 3) & ~3)
         pos += blen
-    for lk in links:
-        if lk not in SUPPORTED_LINKS:
-            unsupported.add(lk)
-    if unsupported:
-        warnings.append(
-            f"{path.name}: link types {sorted(unsupported)} are not supported; "
-            "their packets are ignored"
-        )
     return Records(
         np.array(offs, np.int64),
         np.array(caps, np.int64),
@@ -387,12 +423,12 @@ def _be64(u8: U8, o: I64) -> npt.NDArray[np.uint64]:
     return (hi << np.uint64(32)) | lo
 
 
-HEAD = 160  # header bytes of a record parsed: link + VLANs + IPv6 + extensions + TCP options
+HEAD = 256  # header bytes of a record parsed: link, tags, tunnels, IPv6 + extensions, TCP options
 CHUNK = 1 << 18
 
 _COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
             "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
-            "mss", "wscale", "opt_back", "opt_len")  # fmt: skip
+            "mss", "wscale", "opt_back", "opt_len", "tun")  # fmt: skip
 
 
 # columns that never need 64 bits; sequence numbers, timestamps and offsets keep int64 so
@@ -419,7 +455,7 @@ def read_capture(path: Path) -> PacketTable:
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
         gen = walk_parse_pcap(buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, CHUNK)
         if gen is not None:
-            return _finish(path, buf, _one_pass(path, buf, gen))
+            return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF))
     rec = walk_records(path, buf)
     n = int(rec.off.shape[0])
     parts: list[PacketTable] = []
@@ -439,7 +475,9 @@ def read_capture(path: Path) -> PacketTable:
             link=rec.link[s:e],
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap))
-    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops))
+    lts, counts = np.unique(rec.link, return_counts=True)
+    links = dict(zip(lts.tolist(), counts.tolist(), strict=True))
+    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops, links))
 
 
 def _narrow(t: PacketTable) -> PacketTable:
@@ -447,8 +485,10 @@ def _narrow(t: PacketTable) -> PacketTable:
     for c in _COLUMNS:
         a = getattr(t, c)
         dt = _NARROW.get(c)
-        if c in ("src_hi", "dst_hi") and not a.any():
-            setattr(t, c, np.broadcast_to(np.uint64(0), a.shape))  # IPv4 only: no memory
+        if c in ("src_hi", "dst_hi", "tun") and not a.any():
+            # IPv4 only, no tunnel: no memory
+            zero = np.int64(0) if c == "tun" else np.uint64(0)
+            setattr(t, c, np.broadcast_to(zero, a.shape))
         elif dt is not None and a.dtype != dt:
             setattr(t, c, a.astype(dt))
         elif a.base is not None:
@@ -456,7 +496,10 @@ def _narrow(t: PacketTable) -> PacketTable:
     return t
 
 
-def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, list[str], None]:
+_Got = tuple[list["PacketTable"], int, list[str], int | None, dict[int, int]]
+
+
+def _one_pass(path: Path, buf: Any, gen: Any, link: int) -> _Got:
     parts: list[PacketTable] = []
     nrec = 0
     warnings: list[str] = []
@@ -470,13 +513,18 @@ def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, l
         k, ts, cols = item
         nrec += k
         parts.append(_narrow(_from_columns(path, buf, ts.copy(), None, cols)))
-    return parts, nrec, warnings, None
+    return parts, nrec, warnings, None, {link: nrec} if nrec else {}
 
 
-def _finish(
-    path: Path, buf: Any, got: tuple[list[PacketTable], int, list[str], int | None]
-) -> PacketTable:
-    parts, n, warnings, kernel_drops = got
+def _finish(path: Path, buf: Any, got: _Got) -> PacketTable:
+    parts, n, warnings, kernel_drops, links = got
+    bad = {lk: k for lk, k in links.items() if lk not in SUPPORTED_LINKS}
+    if bad:
+        what = ", ".join(link_name(lk) for lk in sorted(bad))
+        warnings.append(
+            f"{path.name}: link type {what} is not supported: "
+            f"{sum(bad.values())} of {n} packets could not be read"
+        )
     if not parts:
         z = np.zeros(0, np.int64)
         parts = [_from_columns(path, buf, z, None, {c: z for c in _FAST_COLUMNS})]
@@ -491,12 +539,13 @@ def _finish(
     t.records = n
     t.warnings = warnings
     t.kernel_drops = kernel_drops
+    t.link_types = links
     return t
 
 
 _FAST_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", *(c for c in ("sport", "dport",
                  "seq", "ack", "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap",
-                 "tsval", "tsecr", "mss", "wscale", "opt_off", "opt_len")))  # fmt: skip
+                 "tsval", "tsecr", "mss", "wscale", "opt_off", "opt_len", "tun")))  # fmt: skip
 
 
 def _from_columns(
@@ -517,6 +566,206 @@ def _from_columns(
     )
 
 
+# ------------------------------------------------ link and network layer (numpy mirror)
+# Where the innermost IP header of each record is: the same rules, in the same order, as
+# find_l3() in _fastwalk's C source (a test compares both paths on every link type and
+# tunnel). Reads past a record are harmless here (indices are clipped to the buffer and
+# every value read is masked by the same bounds checks as in C).
+
+_VLAN = (0x8100, 0x88A8, 0x9100)
+_TUNNEL_PROTOS = (4, 41, 47, 17)
+
+
+def _nib_et(b: I64) -> I64:
+    v = b >> 4
+    return np.where(v == 4, 0x0800, np.where(v == 6, 0x86DD, 0))
+
+
+def _ppp_et(p: I64) -> I64:
+    return np.select(
+        [p == 0x21, p == 0x57, (p == 0x281) | (p == 0x283)], [0x0800, 0x86DD, 0x8847], 0
+    )
+
+
+class _L3:
+    """Vectorised header walk over the bytes `u8` (records end at `end`)."""
+
+    def __init__(self, u8: U8) -> None:
+        self.u8 = u8
+        self.top = max(u8.shape[0] - 8, 0)
+
+    def b(self, o: I64) -> I64:
+        return self.u8[np.clip(o, 0, self.top)].astype(np.int64)
+
+    def b16(self, o: I64) -> I64:
+        return _be16(self.u8, np.clip(o, 0, self.top))
+
+    def b32(self, o: I64) -> I64:
+        return _be32(self.u8, np.clip(o, 0, self.top))
+
+    def link_hdr(self, off: I64, end: I64, link: I64) -> tuple[I64, I64]:
+        """(offset of the network layer or -1, its ethertype) per record."""
+        n = off.shape[0]
+        pos = np.full(n, -1, np.int64)
+        et = np.zeros(n, np.int64)
+        hc = end - off
+
+        def put(m: npt.NDArray[np.bool_], ok: Any, p: Any, e: Any) -> None:
+            pos[m] = np.where(ok, p, -1)
+            et[m] = e
+
+        for lk, hl, eto in ((1, 14, 12), (113, 16, 14), (276, 20, 0), (104, 4, 2)):
+            m = link == lk
+            if m.any():
+                put(m, hc[m] >= hl, off[m] + hl, self.b16(off[m] + eto))
+        m = np.isin(link, (*LINK_RAW, LINK_IPV4, LINK_IPV6))
+        if m.any():
+            put(m, hc[m] >= 1, off[m], _nib_et(self.b(off[m])))
+        m = (link == LINK_NULL) | (link == LINK_LOOP)
+        if m.any():
+            o = off[m]
+            b0, b3 = self.b(o), self.b(o + 3)
+            fam = np.where(b0 != 0, b0, b3)
+            e = np.where(fam == 2, 0x0800, np.where(np.isin(fam, (24, 28, 30)), 0x86DD, 0))
+            put(m, hc[m] >= 4, o + 4, e)
+        m = (link == LINK_PPP) | (link == LINK_PPP_HDLC)
+        if m.any():
+            o, h = off[m], hc[m]
+            b0, b1 = self.b(o), self.b(o + 1)
+            framed = (h >= 2) & (b0 == 0xFF) & (b1 == 0x03)
+            cisco = (link[m] == LINK_PPP_HDLC) & ~framed & (h >= 4) & ((b0 == 0x0F) | (b0 == 0x8F))
+            p = o + np.where(framed, 2, 0)
+            bp = self.b(p)
+            short = (bp & 1) == 1
+            proto = np.where(short, bp, self.b16(p))
+            ok = np.where(short, p + 1 <= o + h, p + 2 <= o + h)
+            pe = np.where(short, p + 1, p + 2)
+            put(m, cisco | ok, np.where(cisco, o + 4, pe),
+                np.where(cisco, self.b16(o + 2), _ppp_et(proto)))  # fmt: skip
+        return pos, et
+
+    def l2_walk(self, pos: I64, et: I64, end: I64) -> tuple[I64, I64]:
+        """VLAN tags (any depth), PPPoE session, then an MPLS label stack."""
+        for _ in range(16):
+            vlan = np.isin(et, _VLAN) & (pos + 4 <= end)
+            pppoe = ~vlan & (et == 0x8864) & (pos + 8 <= end)
+            if not (vlan.any() or pppoe.any()):
+                break
+            et = np.where(vlan, self.b16(pos + 2), np.where(pppoe, _ppp_et(self.b16(pos + 6)), et))
+            pos = np.where(vlan, pos + 4, np.where(pppoe, pos + 8, pos))
+        mpls = (et == 0x8847) | (et == 0x8848)
+        if mpls.any():
+            bos = np.zeros(pos.shape[0], bool)
+            live = mpls.copy()
+            for _ in range(8):
+                live &= pos + 4 <= end
+                if not live.any():
+                    break
+                b = live & ((self.b(pos + 2) & 1) == 1)
+                pos = np.where(live, pos + 4, pos)
+                bos |= b
+                live &= ~b
+            et = np.where(mpls, np.where(bos & (pos + 1 <= end), _nib_et(self.b(pos)), 0), et)
+        return pos, et
+
+    def ip_ok(self, l3: I64, et: I64, end: I64) -> npt.NDArray[np.bool_]:
+        b = self.b(l3)
+        v4 = (et == 0x0800) & (l3 + 20 <= end) & ((b >> 4) == 4) & ((b & 15) >= 5)
+        v6 = (et == 0x86DD) & (l3 + 40 <= end) & ((b >> 4) == 6)
+        ok: npt.NDArray[np.bool_] = (l3 >= 0) & (v4 | v6)
+        return ok
+
+    def ip_next(self, l3: I64, et: I64, end: I64) -> tuple[I64, I64]:
+        """(offset of the header after IP, -1 for a later fragment; its protocol)."""
+        v4 = et == 0x0800
+        nh = self.b(l3 + 6)
+        p = l3 + 40
+        for _ in range(3):
+            ext = ~v4 & np.isin(nh, (0, 43, 60)) & (p + 8 <= end)
+            if not ext.any():
+                break
+            nh = np.where(ext, self.b(p), nh)
+            p = np.where(ext, p + (self.b(p + 1) + 1) * 8, p)
+        frag = (self.b16(l3 + 6) & 0x1FFF) != 0
+        l4 = np.where(v4, np.where(frag, -1, l3 + (self.b(l3) & 15) * 4), p)
+        return np.where(l3 >= 0, l4, -1), np.where(v4, self.b(l3 + 9), nh)
+
+    def decap(
+        self, l4: I64, proto: I64, oet: I64, end: I64
+    ) -> tuple[npt.NDArray[np.bool_], I64, I64, I64]:
+        """A tunnel header at l4: (decapsulated, inner network offset, its ethertype,
+        the `tun` code)."""
+        k = l4.shape[0]
+        pos = np.full(k, -1, np.int64)
+        et = np.zeros(k, np.int64)
+        tun = np.zeros(k, np.int64)
+        ipip = (proto == 4) | (proto == 41)
+        pos[ipip] = l4[ipip]
+        et[ipip] = np.where(proto[ipip] == 4, 0x0800, 0x86DD)
+        tun[ipip] = np.where(oet[ipip] == 0x0800, 2, 4) + (proto[ipip] == 41)
+        # GRE version 0, no routing: [checksum] [key] [sequence]
+        fl, pt = self.b16(l4), self.b16(l4 + 2)
+        gre = (proto == 47) & (l4 + 4 <= end) & ((fl & 0x4007) == 0)
+        p = l4 + 4 + np.where(fl & 0x8000, 4, 0)
+        key = (fl & 0x2000) != 0
+        gre &= ~key | (p + 4 <= end)
+        t_gre = np.where(key, 1 | 16 | (self.b32(p) << 8), 1)
+        p_gre = p + np.where(key, 4, 0) + np.where(fl & 0x1000, 4, 0)
+        # VXLAN (4789, 8472) and GENEVE (6081) over UDP
+        udp = (proto == 17) & (l4 + 16 <= end)
+        dport, b8 = self.b16(l4 + 2), self.b(l4 + 8)
+        vni = self.b32(l4 + 12) >> 8
+        vx = udp & ((dport == 4789) | (dport == 8472)) & ((b8 & 8) != 0) & (l4 + 30 <= end)
+        gn = udp & (dport == 6081) & ((b8 >> 6) == 0)
+        p_gn = l4 + 16 + (b8 & 0x3F) * 4
+        start = np.where(gre, p_gre, np.where(vx, l4 + 16, p_gn))
+        ptype = np.where(gre, pt, np.where(vx, 0x6558, self.b16(l4 + 10)))
+        teb = ptype == 0x6558  # an Ethernet frame inside (gretap, VXLAN, GENEVE)
+        m = (gre | vx | gn) & (~teb | (start + 14 <= end))
+        ptype = np.where(teb, self.b16(start + 12), ptype)
+        start = np.where(teb, start + 14, start)
+        if m.any():
+            pos[m], et[m] = self.l2_walk(start[m], ptype[m], end[m])
+        vni_code = 16 | (vni << 8)
+        tun = np.where(gre, t_gre, np.where(vx, 6 | vni_code, np.where(gn, 7 | vni_code, tun)))
+        return ipip | m, pos, et, tun
+
+    def find(
+        self, off: I64, end: I64, cap_end: I64, link: I64
+    ) -> tuple[I64, I64, I64, I64, I64, I64]:
+        """Per record: (innermost IP header offset or -1, its ethertype, offset of the
+        header after it or -1, that header's protocol, where the data ends: `cap_end` cut
+        at every outer IP packet's end, the `tun` code)."""
+        pos, et = self.link_hdr(off, end, link)
+        pos, et = self.l2_walk(pos, et, end)
+        l3 = np.where(self.ip_ok(pos, et, end), pos, -1)
+        l4, proto = self.ip_next(l3, et, end)
+        lim = cap_end.copy()
+        tun = np.zeros(off.shape[0], np.int64)
+        rows = np.nonzero((l4 >= 0) & np.isin(proto, _TUNNEL_PROTOS))[0]
+        for _ in range(3):
+            if not rows.shape[0]:
+                break
+            got, ipos, iet, t = self.decap(l4[rows], proto[rows], et[rows], end[rows])
+            got &= self.ip_ok(ipos, iet, end[rows])
+            g = rows[got]
+            o3, oet = l3[g], et[g]
+            ln = np.where(oet == 0x0800, self.b16(o3 + 2), self.b16(o3 + 4))
+            iend = np.where(ln == 0, cap_end[g], o3 + ln + np.where(oet == 0x0800, 0, 40))
+            lim[g] = np.minimum(lim[g], iend)
+            tun[g] = np.where(tun[g] == 0, t[got], tun[g])
+            l3[g], et[g] = ipos[got], iet[got]
+            l4[g], proto[g] = self.ip_next(l3[g], et[g], end[g])
+            rows = g[(l4[g] >= 0) & np.isin(proto[g], _TUNNEL_PROTOS)]
+        return l3, et, l4, proto, lim, tun
+
+
+def _find_l3(
+    u8: U8, off: I64, end: I64, cap_end: I64, link: I64
+) -> tuple[I64, I64, I64, I64, I64, I64]:
+    return _L3(u8).find(off, end, cap_end, link)
+
+
 def _parse(
     path: Path,
     buf: Any,
@@ -534,8 +783,6 @@ def _parse(
     # Pad reads: indices past the end of a record are clipped to the buffer; a `valid`
     # mask tracks whether the headers really fit inside the captured bytes.
     end = rec.off + rec.cap
-    l3 = np.full(n, -1, np.int64)
-    ethertype = np.zeros(n, np.int64)
 
     def safe(o: I64, need: int) -> npt.NDArray[np.bool_]:
         return (o >= 0) & (o + need <= end)
@@ -543,70 +790,9 @@ def _parse(
     def clip(o: I64) -> I64:
         return np.clip(o, 0, max(size - 8, 0))
 
-    link = rec.link
-    m = link == LINK_ETHERNET
-    if m.any():
-        o = rec.off[m]
-        e = end[m]
-        et = _be16(u8, clip(o + 12))
-        pos = o + 14
-        for _ in range(2):  # up to two VLAN tags (802.1Q, 802.1ad/QinQ)
-            tagged = ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100)) & (pos + 4 <= e)
-            et = np.where(tagged, _be16(u8, clip(pos + 2)), et)
-            pos = np.where(tagged, pos + 4, pos)
-        ok = o + 14 <= e
-        l3[m] = np.where(ok, pos, -1)
-        ethertype[m] = et
-    m = link == LINK_SLL
-    if m.any():
-        o = rec.off[m]
-        l3[m] = np.where(o + 16 <= end[m], o + 16, -1)
-        ethertype[m] = _be16(u8, clip(o + 14))
-    m = link == LINK_SLL2
-    if m.any():
-        o = rec.off[m]
-        l3[m] = np.where(o + 20 <= end[m], o + 20, -1)
-        ethertype[m] = _be16(u8, clip(o))
-    m = np.isin(link, (*LINK_RAW, LINK_IPV4, LINK_IPV6))
-    if m.any():
-        o = rec.off[m]
-        l3[m] = np.where(o + 1 <= end[m], o, -1)
-        ver = u8[clip(o)] >> 4
-        ethertype[m] = np.where(ver == 4, 0x0800, np.where(ver == 6, 0x86DD, 0))
-    m = (link == LINK_NULL) | (link == LINK_LOOP)
-    if m.any():
-        o = rec.off[m]
-        fam_le = u8[clip(o)].astype(np.int64)
-        fam_be = u8[clip(o + 3)].astype(np.int64)
-        fam = np.where(fam_le != 0, fam_le, fam_be)
-        l3[m] = np.where(o + 4 <= end[m], o + 4, -1)
-        ethertype[m] = np.where(fam == 2, 0x0800, np.where(np.isin(fam, (24, 28, 30)), 0x86DD, 0))
-
-    is4 = (ethertype == 0x0800) & (l3 >= 0)
-    is6 = (ethertype == 0x86DD) & (l3 >= 0)
-    is4 &= safe(l3, 20)
-    is6 &= safe(l3, 40)
-    l3c = clip(l3)
-    ver = u8[l3c] >> 4
-    is4 &= ver == 4
-    is6 &= ver == 6
-
-    ihl = (u8[l3c] & 0x0F).astype(np.int64) * 4
-    proto4 = u8[clip(l3 + 9)]
-    frag = _be16(u8, clip(l3 + 6)) & 0x1FFF
-    tcp4 = is4 & (proto4 == 6) & (frag == 0) & (ihl >= 20)
-    # IPv6: TCP directly, or after hop-by-hop (0), routing (43), destination options (60)
-    nh = u8[clip(l3 + 6)].astype(np.int64)
-    l4_6 = l3 + 40
-    for _ in range(3):
-        ext = is6 & np.isin(nh, (0, 43, 60)) & safe(l4_6, 8)
-        nxt = u8[clip(l4_6)].astype(np.int64)
-        ln = (u8[clip(l4_6 + 1)].astype(np.int64) + 1) * 8
-        nh = np.where(ext, nxt, nh)
-        l4_6 = np.where(ext, l4_6 + ln, l4_6)
-    tcp6 = is6 & (nh == 6)
-    l4 = np.where(tcp4, l3 + ihl, np.where(tcp6, l4_6, -1))
-    tcp = (tcp4 | tcp6) & safe(l4, 20)
+    l3, et, l4, proto, lim, tun = _find_l3(u8, rec.off, end, rec.off + true_cap, rec.link)
+    v4all = et == 0x0800
+    tcp = (l3 >= 0) & (l4 >= 0) & (proto == 6) & safe(l4, 20)
     doff = (u8[clip(l4 + 12)] >> 4).astype(np.int64) * 4
     tcp &= doff >= 20
     # keep only TCP from here
@@ -614,11 +800,10 @@ def _parse(
     l3 = l3[idx]
     l4 = l4[idx]
     doff = doff[idx]
-    v4 = tcp4[idx]
+    v4 = v4all[idx]
     ts = rec.ts[idx]
     endk = end[idx]
     shift = true_off[idx] - rec.off[idx]  # compact block -> file offset
-    true_end = true_off[idx] + true_cap[idx]
     k = idx.shape[0]
     l3c = clip(l3)
     l4c = clip(l4)
@@ -638,11 +823,14 @@ def _parse(
     pl6 = _be16(u8, clip(l3 + 4))
     ip_end = np.where(v4, l3 + totlen4, l3 + 40 + pl6)
     # TSO/GSO captures on the sender may carry a zero total length: trust the capture then
+    # bytes after the IP packet (Ethernet padding, vendor trailers, the rest of an outer
+    # packet) are never payload: `lim` is the caplen cut at every outer IP packet's end
     ip_end = ip_end + shift
-    ip_end = np.where((v4 & (totlen4 == 0)) | (~v4 & (pl6 == 0)), true_end, ip_end)
+    lim_t = lim[idx] + shift
+    ip_end = np.where((v4 & (totlen4 == 0)) | (~v4 & (pl6 == 0)), lim_t, ip_end)
     pl_off = l4 + doff + shift
     plen = np.maximum(ip_end - pl_off, 0)
-    pl_cap = np.clip(np.minimum(ip_end, true_end) - pl_off, 0, None)
+    pl_cap = np.clip(np.minimum(ip_end, lim_t) - pl_off, 0, None)
     ipid = np.where(v4, _be16(u8, clip(l3 + 4)), -1)
     ttl = np.where(v4, u8[clip(l3 + 8)].astype(np.int64), u8[clip(l3 + 7)].astype(np.int64))
     tos6 = ((_be16(u8, l3c) >> 4) & 0xFF).astype(np.int64)
@@ -716,6 +904,7 @@ def _parse(
         wscale=wscale,
         opt_back=(l4 + doff) - opt_off,
         opt_len=np.maximum(opt_end - opt_off, 0),
+        tun=tun[idx],
         warnings=list(rec.warnings),
         kernel_drops=rec.kernel_drops,
     )

@@ -22,9 +22,13 @@ or a change to srv's services/interfaces; `fault_repro(name)` gives the repro (h
 shell command) for the faults the inventory's default repro does not show
 (`srv-accept-queue`: run on lb).
 
+`up(prefix, fw="busybox")` makes fw a BusyBox router instead (`dropbear`): dropbear
+without SFTP, and a login whose PATH holds only BusyBox applets plus tcpdump and nft.
+
 Modules: `topology` (names, addresses, links, fw ruleset), `sshd` (keys, sshd per host),
-`services` (haproxy, HTTP server), `httpd` (the srv server script), `faults` (the fault
-catalogue), `state` (state dir, inventory), `control` (up/down/status/ns_run).
+`dropbear` (the BusyBox fw), `services` (haproxy, HTTP server), `httpd` (the srv server
+script), `faults` (the fault catalogue), `state` (state dir, inventory), `control`
+(up/down/status/ns_run).
 """
 
 from .control import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hopcap.errors import LabError
 
-from . import services, sshd, state, topology
+from . import dropbear, services, sshd, state, topology
 from ._proc import alive as is_alive
 from ._proc import ns_exec, run
 from .topology import BRIDGE_HOST, HOSTS, VIP, Layout
@@ -30,6 +30,9 @@ PROGRAMS: dict[str, str] = {
     "ssh-keygen": "openssh-client",
     "setsid": "util-linux",
 }
+
+
+FW_KINDS = ("openssh", "busybox")
 
 
 @dataclass(frozen=True)
@@ -173,11 +176,22 @@ def up(
     *,
     mgmt_net: str | None = None,
     state_dir: Path | None = None,
+    fw: str = "openssh",
 ) -> LabInfo:
     """Build lab `prefix` (tearing down any previous one first) and return where it is.
-    On failure everything built so far is removed again."""
+    On failure everything built so far is removed again.
+
+    `fw="busybox"`: the firewall is a BusyBox router reached over dropbear (see
+    `dropbear`): no SFTP, no coreutils, no sudo, no ss/nstat/conntrack."""
     topology.check_prefix(prefix)
     check_prerequisites()
+    if fw not in FW_KINDS:
+        raise LabError(f"unknown fw kind {fw!r}: one of {', '.join(FW_KINDS)}")
+    if fw == "busybox" and dropbear.available():
+        raise LabError(
+            f"a BusyBox fw needs {', '.join(dropbear.available())}",
+            hint="apt-get install busybox dropbear-bin (scripts/setup.sh does)",
+        )
     net = topology.check_mgmt_net(mgmt_net or topology.default_mgmt_net(prefix))
     layout = Layout(prefix, net)
     sdir = Path(state_dir) if state_dir is not None else state.default_state_dir(prefix)
@@ -188,8 +202,20 @@ def up(
     try:
         topology.build(layout)
         sshd.prepare(layout, sdir)
+        if fw == "busybox":
+            known = sdir / "known_hosts"
+            lines = [
+                x
+                for x in known.read_text().splitlines()
+                if not x.startswith(layout.mgmt_addr("fw") + " ")
+            ]
+            lines.append(dropbear.prepare(layout, sdir, "fw"))
+            known.write_text("\n".join(lines) + "\n")
         for host in HOSTS:
-            sshd.start(layout, sdir, host)
+            if host == "fw" and fw == "busybox":
+                dropbear.start(layout, sdir, host)
+            else:
+                sshd.start(layout, sdir, host)
         services.start_httpd(layout, sdir)
         services.start_haproxy(layout, sdir)
         sshd.wait_all(layout, sdir)

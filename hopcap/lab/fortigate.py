@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-FGT_PORT = 2222
+FGT_PORT = 2244  # 2222-2223: the password tests; 2200: the no-SFTP test
 VERSION = "FortiGate-VM64 v7.2.8,build1639,240313 (GA.M)"
 SERIAL = "FGVMHOPCAPLAB001"
 PAGE_LINES = 20
@@ -207,7 +207,7 @@ class Cli:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-        t.join(timeout=5)
+        t.join(timeout=60)  # the box prints what it captured before its counts
         self.write(f"\n{stats['seen']} packets received by filter\n0 packets dropped by kernel\n")
 
 

@@ -45,6 +45,8 @@ def config_text(layout: Layout, host: str, state: Path) -> str:
             "PrintMotd no",
             "PrintLastLog no",
             "X11Forwarding no",
+            # a user's ~/.ssh/environment may set PATH (e.g. to a tcpdump with capabilities)
+            "PermitUserEnvironment PATH",
             "AllowTcpForwarding yes",
             # hopcap opens several sessions per host at once; the default 10:30:100
             # refuses part of a burst

@@ -3,7 +3,11 @@ with SIGINT, read its statistics, list its files.
 
 Every capture is bounded on the remote host itself, so that it can never outlive its window
 even if the controller dies or the SSH connection drops:
-- in time by coreutils `timeout -s INT -k 5 BOUND` (SIGINT first, so the pcap is complete);
+- in time by `timeout -s INT -k 5 BOUND` (SIGINT first, so the pcap is complete): coreutils'
+  or BusyBox's (whose tcpdump keeps the shell's pid: BusyBox's timeout execs the program and
+  leaves a watchdog behind); `timeout -t BOUND -s INT` for BusyBox before 1.30; on a host
+  without any `timeout`, a shell watchdog that polls tcpdump every second and SIGINTs it
+  at the bound (SIGKILL 5 s later), and ends with it;
 - in disk by a `-C`/`-W` ring sized from the free space of the remote directory.
 """
 
@@ -38,6 +42,7 @@ class CaptureSpec:
     sudo: bool
     drop_to_root: bool  # pass `-Z root` (tcpdump running as root would otherwise setuid)
     stream: bool = False  # `-w -`: packets flow over the SSH channel, nothing is written remotely
+    timeout: str | None = "coreutils"  # HostCaps.timeout: which bound; None: a shell watchdog
 
     @property
     def base(self) -> str:
@@ -76,12 +81,29 @@ class CaptureSpec:
 
     def command(self) -> str:
         """The remote command line: record our pid, then exec the time-bounded tcpdump."""
-        bounded = quote(
-            ["timeout", "-s", "INT", "-k", "5", f"{self.bound_s:.0f}", *self.tcpdump_argv()]
-        )
+        bound = f"{self.bound_s:.0f}"
+        argv = self.tcpdump_argv()
+        watchdog = ""
+        if self.timeout in ("coreutils", "busybox"):
+            bounded = quote(["timeout", "-s", "INT", "-k", "5", bound, *argv])
+        elif self.timeout == "busybox-t":
+            bounded = quote(["timeout", "-t", bound, "-s", "INT", *argv])
+        else:
+            # `$$` stays the pid of tcpdump (exec); the watchdog holds none of the channel's
+            # descriptors, so the session ends with tcpdump, and the watchdog a second later
+            bounded = quote(argv)
+            wait = "while [ $n -lt {} ] && kill -0 $$ 2>/dev/null; do sleep 1; n=$((n+1)); done"
+            watchdog = (
+                f"(n=0; {wait.format(bound)}; kill -INT $$ 2>/dev/null && "
+                f"{{ n=0; {wait.format(5)}; kill -0 $$ 2>/dev/null && kill -KILL $$; }}) "
+                "</dev/null >/dev/null 2>&1 & "
+            )
         # armed first (shell up, pid known), then tcpdump on a "go" line, so that every point
         # starts within one network write of the others; EOF instead of "go" starts nothing
-        inner = f"echo $$ > {quote([self.pidfile])} && echo armed >&2 && read go && exec {bounded}"
+        inner = (
+            f"echo $$ > {quote([self.pidfile])} && echo armed >&2 && read go && "
+            f"{{ {watchdog}exec {bounded}; }}"
+        )
         return as_root(quote(["sh", "-c", inner]), self.sudo)
 
 
@@ -151,16 +173,33 @@ class RunningCapture:
             self.spec.command(), stdin=True, stdout_to=self.stream_to
         )
         try:
-            line = await asyncio.wait_for(self.proc.readline_stderr(), READY_TIMEOUT_S)
+            line = await asyncio.wait_for(self._until_armed(), READY_TIMEOUT_S)
         except TimeoutError as exc:
-            raise CaptureError(f"{self.spec.point.name}: the remote shell did not start") from exc
-        if line.strip() != "armed":
-            self.stderr_head.append(line.rstrip())
-            res = await self.proc.wait(timeout=5)
             raise CaptureError(
-                f"{self.spec.point.name}: the capture could not start "
-                f"(exit {res.exit_status})" + self._said()
+                f"{self.spec.point.name}: the remote shell did not start" + self._said()
+            ) from exc
+        if line is None:
+            try:
+                res = await self.proc.wait(timeout=5)
+                status = f"exit {res.exit_status}"
+            except TimeoutError:
+                self.proc.close()
+                status = "its output ended"
+            raise CaptureError(
+                f"{self.spec.point.name}: the capture could not start ({status})" + self._said()
             )
+
+    async def _until_armed(self) -> str | None:
+        """Read the shell's stderr up to "armed" (a login may print notices first); None
+        when it ends before."""
+        assert self.proc is not None
+        while True:
+            line = await self.proc.readline_stderr()
+            if not line:
+                return None
+            if line.strip() == "armed":
+                return line
+            self.stderr_head.append(line.rstrip())
 
     def fire(self) -> None:
         """Let the armed shell exec tcpdump (no await: all points are fired in one go)."""
@@ -239,5 +278,8 @@ def _hint_for(stderr: Sequence[str]) -> str | None:
     if "No such device" in text or "doesn't exist" in text:
         return "check the interface name (`ip -br link` on the host) or use `capture: auto`"
     if "ermission" in text or "not permitted" in text:
-        return "tcpdump needs root or CAP_NET_RAW: set `sudo: true` for this host"
+        return (
+            "tcpdump needs root or CAP_NET_RAW: set `sudo: true` for this host, or "
+            "`setcap cap_net_raw,cap_net_admin=eip` on its tcpdump"
+        )
     return None

@@ -44,15 +44,50 @@ FACT_COMMANDS: dict[str, str] = {
 }
 
 
+# /proc/net/snmp and /proc/net/netstat (pairs of "Prefix: names" / "Prefix: values" lines)
+# in nstat's format, `PrefixName value rate`, for hosts without nstat (BusyBox routers)
+_PROC_NSTAT = (
+    "echo '#kernel (no nstat on this host: /proc/net/snmp and /proc/net/netstat)'; "
+    'awk \'{ if (!($1 in h)) { h[$1] = $0 } else { n = split(h[$1], k, " "); '
+    "p = substr($1, 1, length($1) - 1); "
+    'for (i = 2; i <= n; i++) printf "%s%s %s 0.0\\n", p, k[i], $i; delete h[$1] } }\' '
+    "/proc/net/snmp /proc/net/netstat"
+)
+
+# what to read when a fact's tool is missing (BusyBox hosts have no ss, nstat, conntrack);
+# the output has the tool's format where the bundle parses it (nstat, conntrack)
+FALLBACKS: dict[str, str] = {
+    "nstat": _PROC_NSTAT,
+    "ss-s": "cat /proc/net/sockstat",
+    "ss-listen": "netstat -ltn 2>/dev/null || cat /proc/net/tcp",
+    "addr": "ip addr show",
+    # no conntrack tool and no /proc table: noted as the tool missing (exit 127)
+    "conntrack": "if [ -e /proc/net/nf_conntrack ]; then cat /proc/net/nf_conntrack; "
+    "else exit 127; fi",
+    "sysctl": "for k in "
+    + " ".join(SYSCTLS)
+    + '; do f=/proc/sys/$(echo $k | tr . /); [ -r $f ] && echo "$k = $(cat $f)"; done; true',
+}
+
+
 def facts_script(marker: str, only: Collection[str] | None = None) -> str:
     """One shell script for every fact (one SSH session per host, not one per fact): each
-    section is `<marker> NAME`, the command's output, `<marker>rc CODE`. `only`: just
-    these facts (the recorder's periodic snapshots)."""
+    section is `<marker> NAME`, the command's output, `<marker>rc CODE`. A fact whose tool
+    the host lacks is read from /proc where it can be (`FALLBACKS`). `only`: just these
+    facts (the recorder's periodic snapshots)."""
     parts = []
     for name, command in FACT_COMMANDS.items():
         if only is not None and name not in only:
             continue
-        parts.append(f"echo '{marker} {name}'; ({command}) 2>&1; echo \"{marker}rc $?\"")
+        tool = command.split()[0]
+        fallback = FALLBACKS.get(name)
+        if fallback and name == "addr":  # BusyBox `ip` has no -d
+            body = f"{command} 2>/dev/null || {fallback}"
+        elif fallback:
+            body = f"if command -v {tool} >/dev/null 2>&1; then {command}; else {fallback}; fi"
+        else:
+            body = command
+        parts.append(f"echo '{marker} {name}'; ({body}) 2>&1; echo \"{marker}rc $?\"")
     return "; ".join(parts)
 
 
@@ -102,16 +137,28 @@ async def collect_facts(
     return parse_facts(res.stdout, marker, only)
 
 
-async def clock_offset(transport: HostTransport, samples: int = 7) -> tuple[float, float]:
+# BusyBox's `date` has no %N: its `adjtimex` reads the kernel's time in microseconds
+# (nanoseconds when the status has STA_NANO, 0x2000)
+_ADJTIMEX_NOW = (
+    "adjtimex | awk '/status:/ {st = $2} /tv_sec/ {s = $2} /tv_usec/ {u = $2} "
+    'END {if (int(st / 8192) % 2) printf "%d.%09d\\n", s, u; else printf "%d.%06d\\n", s, u}\''
+)
+
+
+async def clock_offset(
+    transport: HostTransport, samples: int = 7, *, date_ns: bool = True
+) -> tuple[float, float]:
     """Estimate (remote clock - local clock, error bound) in seconds.
 
     One remote shell answers every probe (so channel and shell start-up are not part of the
     round trip); the sample with the smallest RTT wins, as in NTP, and its error bound is
     half that RTT. This machine (a `connection: local` host) is the controller's clock.
+    `date_ns` False: the host's `date` has no %N (BusyBox).
     """
     if isinstance(transport, LocalTransport):
         return 0.0, 0.0
-    proc = await transport.spawn("while read x; do date +%s.%N; done", stdin=True)
+    now = "date +%s.%N" if date_ns else _ADJTIMEX_NOW
+    proc = await transport.spawn(f"while read x; do {now}; done", stdin=True)
     best: tuple[float, float] | None = None
     try:
         for i in range(samples):

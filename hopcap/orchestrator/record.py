@@ -55,6 +55,7 @@ from hopcap.orchestrator.session import (
     Connector,
     Event,
     EventSink,
+    HostCaps,
     HostSession,
     close_all,
     connect_all,
@@ -239,7 +240,7 @@ async def record(
                     f"the trigger host is not ready: {tsess.error}",
                     hint="the recorder needs the --until host to watch for the failure",
                 )
-            if opts.probe_every_s is None and not tsess.has_timeout:
+            if opts.probe_every_s is None and tsess.caps.timeout not in ("coreutils", "busybox"):
                 raise CaptureError(
                     f"{tsess.name}: coreutils `timeout` is missing; the watcher cannot be bounded",
                     hint="install coreutils there, or use --probe-every",
@@ -286,7 +287,7 @@ async def record(
                         bound_s=bound,
                         ring_mb=file_mb,
                         sudo=s.host.sudo and not s.is_root,
-                        drop_to_root=s.is_root or s.host.sudo,
+                        drop_to_root=s.caps.capture in ("root", "sudo"),
                         files=files,
                         keep_s=keep,
                     )
@@ -368,7 +369,7 @@ async def record(
         async def clock_end(s: HostSession) -> None:
             if s.ok and s.transport is not None:
                 with contextlib.suppress(HopcapError):
-                    clocks_after[s.name] = await clock_offset(s.transport)
+                    clocks_after[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
 
         await asyncio.gather(*(clock_end(s) for s in sessions.values()))
 
@@ -377,7 +378,7 @@ async def record(
             since = from_ts + (clk[0] if clk else 0.0) - PULL_MARGIN_S
             try:
                 pulled[name], pull_info[name] = await _pull_ring(
-                    rc, pcaps / pcap_filename(name), since, emit
+                    rc, pcaps / pcap_filename(name), since, emit, sessions[rc.spec.point.host].caps
                 )
             except HopcapError as exc:
                 st.point_errors[name] = f"pull failed: {exc}"
@@ -600,7 +601,7 @@ async def _status_loop(opts: RecordOptions, st: _State, started: float, emit: Ev
 
 
 async def _pull_ring(
-    rc: RunningCapture, local: Path, since_remote: float, emit: EventSink
+    rc: RunningCapture, local: Path, since_remote: float, emit: EventSink, caps: HostCaps
 ) -> tuple[tuple[Path, str], dict[str, object]]:
     """Pull the ring files written since `since_remote` (host clock), oldest first,
     verified, joined into one pcap."""
@@ -629,7 +630,7 @@ async def _pull_ring(
     parts: list[Path] = []
     for i, (_, remote) in enumerate(wanted):
         part = local.with_suffix(f".part{i}")
-        await _get_verified(rc, remote, part, emit)
+        await _get_verified(rc, remote, part, emit, caps)
         parts.append(part)
     if len(parts) == 1:
         parts[0].replace(local)

@@ -30,11 +30,22 @@ from hopcap.orchestrator.capture import (
     ssh_exclusion,
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
+from hopcap.orchestrator.fortigate import (
+    ANY,
+    FortiGateCapture,
+    SnifferSpec,
+    fortigate_facts,
+    own_session_filter,
+    probe_fortigate,
+    sniffer_spec,
+)
 from hopcap.orchestrator.session import (
     Connector,
     Event,
     EventSink,
+    HostCaps,
     HostSession,
+    capture_error,
     close_all,
     connect_all,
     hosts_to_connect,
@@ -147,12 +158,19 @@ async def run_capture(
                     errors.append(s.error)
                     emit(Event("failed", host=s.name, text=s.error))
 
-            await asyncio.gather(*(mkdir(s) for s in path_sessions if s.ok and s.points))
+            await asyncio.gather(
+                *(mkdir(s) for s in path_sessions if s.ok and s.points and s.host.kind == "linux")
+            )
 
             # start every capture at once, then the barrier
             specs: list[tuple[HostSession, CaptureSpec]] = []
             for s in path_sessions:
                 if not s.ok or not s.points:
+                    continue
+                if s.host.kind == "fortigate":  # one sniffer for every point of the box
+                    assert s.transport is not None
+                    bpf = own_session_filter(s.transport, inv.filter)
+                    specs.append((s, sniffer_spec(s.name, s.host.capture, bpf, bound)))
                     continue
                 per_point = _ring_mb(s.free_kb, len(s.points))
                 for p in s.points:
@@ -163,8 +181,11 @@ async def run_capture(
                         bound_s=bound,
                         ring_mb=per_point,
                         sudo=s.host.sudo and not s.is_root,
-                        drop_to_root=s.is_root or s.host.sudo,
+                        # tcpdump started as root would setuid to `tcpdump`; a user's
+                        # tcpdump with capabilities stays who it is
+                        drop_to_root=s.caps.capture in ("root", "sudo"),
                         stream=bool(opts.stream) or (opts.stream is None and _short_of_disk(s)),
+                        timeout=s.caps.timeout,
                     )
                     specs.append((s, spec))
 
@@ -200,15 +221,22 @@ async def run_capture(
             facts_after.update(await _facts(sessions))
 
         async def clock_end(s: HostSession) -> None:
-            if s.ok:
+            if s.ok and s.host.kind == "linux":
                 with contextlib.suppress(HopcapError):
-                    clocks_after[s.name] = await clock_offset(s.transport)  # type: ignore[arg-type]
+                    clocks_after[s.name] = await clock_offset(
+                        s.transport,  # type: ignore[arg-type]
+                        date_ns=s.caps.date_ns,
+                    )
 
         await asyncio.gather(*(clock_end(s) for s in sessions.values()))
 
         async def pull(name: str, rc: RunningCapture) -> None:
+            if isinstance(rc, FortiGateCapture):
+                _sniffed(rc, sessions[rc.host], pcaps, running, stats, pulled, point_errors)
+                return
             try:
-                pulled[name] = await _pull(rc, pcaps / pcap_filename(name), emit)
+                caps = sessions[rc.spec.point.host].caps
+                pulled[name] = await _pull(rc, pcaps / pcap_filename(name), emit, caps)
             except HopcapError as exc:
                 point_errors[name] = f"pull failed: {exc}"
                 emit(Event("pull-failed", point=name, text=str(exc)))
@@ -225,17 +253,28 @@ async def run_capture(
         if n in sessions and not sessions[n].points and sessions[n].error is None:
             errors.append(f"{n}: no capture points")
 
+    # a host with no tool to hash a file: its pulls could not be verified; the bundle says so
+    notes = {
+        s.name: {"sha256": "no sha256sum or openssl on the host: its pulls were not verified"}
+        for s in sessions.values()
+        if s.caps.hash is None
+        and any(p.host == s.name and rc.stream_to is None for p, rc in _pulled(running, pulled))
+    }
     host_facts = tuple(
         HostFacts(
             host=n,
             before=facts_before.get(n, ({}, {}))[0],
             after=facts_after.get(n, ({}, {}))[0],
-            missing={**facts_before.get(n, ({}, {}))[1], **facts_after.get(n, ({}, {}))[1]},
+            missing={
+                **facts_before.get(n, ({}, {}))[1],
+                **facts_after.get(n, ({}, {}))[1],
+                **notes.get(n, {}),
+            },
             clock_before=clocks.get(n),
             clock_after=clocks_after.get(n),
         )
         for n in sessions
-        if n in facts_before or n in facts_after
+        if n in facts_before or n in facts_after or n in notes
     )
     complete = not interrupted and all(c.pcap is not None and c.error is None for c in captures)
     return RunRecord(
@@ -264,7 +303,11 @@ async def start_captures(
 
     async def arm(s: HostSession, spec: CaptureSpec) -> None:
         assert s.transport is not None
-        rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
+        rc: RunningCapture
+        if isinstance(spec, SnifferSpec):
+            rc = FortiGateCapture(s.transport, spec, pcaps / f"{s.name}.sniffer.txt")
+        else:
+            rc = RunningCapture(s.transport, spec, pcaps / pcap_filename(spec.point.name))
         running[spec.point.name] = rc
         try:
             await rc.arm()
@@ -359,17 +402,57 @@ async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> No
     """Probe a connected host and take its clock; a problem becomes `s.error`."""
     assert s.transport is not None
     try:
+        if s.host.kind == "fortigate":
+            version, clock = await probe_fortigate(s.transport)
+            s.tcpdump_version = f"FortiOS sniffer ({version})"
+            if clock is not None:
+                clocks[s.name] = (clock[0], clock[1])
+            ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
+            s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]
+            return
         await probe(s)
         if s.error:
             return
-        if s.host.on_path and s.tcpdump_version is None:
-            s.error = f"{s.name}: tcpdump is not installed (install the tcpdump package)"
-        elif s.host.on_path and not s.has_timeout:
-            s.error = f"{s.name}: coreutils `timeout` is missing; captures cannot be bounded"
+        problem = capture_error(s) if s.host.on_path else None
+        if problem:
+            s.error = problem
         else:
-            clocks[s.name] = await clock_offset(s.transport)
+            clocks[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
     except HopcapError as exc:
         s.error = str(exc)
+
+
+def _sniffed(
+    rc: FortiGateCapture,
+    s: HostSession,
+    pcaps: Path,
+    running: dict[str, RunningCapture],
+    stats: dict[str, CaptureStats],
+    pulled: dict[str, tuple[Path, str]],
+    point_errors: dict[str, str],
+) -> None:
+    """A box's sniffer text -> its points (one pcapng each, the text kept beside them)."""
+    name = rc.spec.point.name
+    try:
+        points = rc.convert(pcaps)
+    except HopcapError as exc:
+        point_errors[name] = f"{name}: the sniffer's text could not be converted: {exc}"
+        return
+    whole = stats.pop(name, None)
+    running.pop(name, None)
+    s.points = [p for p, _f, _h, _n in points]
+    for p, path, digest, n in points:
+        running[p.name] = rc
+        pulled[p.name] = (path, digest)
+        stats[p.name] = CaptureStats(n, n, whole.dropped if whole else None)
+    if not points:
+        point_errors[name] = f"{name}: the sniffer saw no packet on any interface"
+
+
+def _pulled(
+    running: dict[str, RunningCapture], pulled: dict[str, tuple[Path, str]]
+) -> list[tuple[CapturePoint, RunningCapture]]:
+    return [(rc.spec.point, rc) for n, rc in running.items() if n in pulled]
 
 
 def _declared_points(s: HostSession) -> list[CapturePoint]:
@@ -396,6 +479,8 @@ async def _facts(
 ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     async def one(s: HostSession) -> tuple[str, tuple[dict[str, str], dict[str, str]]]:
         assert s.transport is not None
+        if s.host.kind == "fortigate":
+            return s.name, await fortigate_facts(s.transport)
         return s.name, await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
 
     results = await asyncio.gather(
@@ -492,7 +577,9 @@ async def _stop(name: str, rc: RunningCapture) -> tuple[str, CaptureStats | None
         return name, None, f"{name}: stopping tcpdump failed: {exc}"
 
 
-async def _pull(rc: RunningCapture, local: Path, emit: EventSink) -> tuple[Path, str]:
+async def _pull(
+    rc: RunningCapture, local: Path, emit: EventSink, caps: HostCaps
+) -> tuple[Path, str]:
     """Pull every ring file of a capture (oldest first) into one local pcap, verified.
     A streamed capture is already here (SSH's MAC protected it on the way)."""
     if rc.stream_to is not None:
@@ -506,7 +593,7 @@ async def _pull(rc: RunningCapture, local: Path, emit: EventSink) -> tuple[Path,
     parts: list[Path] = []
     for i, remote in enumerate(files):
         part = local if len(files) == 1 else local.with_suffix(f".part{i}")
-        await _get_verified(rc, remote, part, emit)
+        await _get_verified(rc, remote, part, emit, caps)
         parts.append(part)
     if len(parts) > 1:
         _concat_pcaps(parts, local)
@@ -515,21 +602,40 @@ async def _pull(rc: RunningCapture, local: Path, emit: EventSink) -> tuple[Path,
     return local, digest
 
 
-async def _get_verified(rc: RunningCapture, remote: str, local: Path, emit: EventSink) -> None:
+async def _get_verified(
+    rc: RunningCapture, remote: str, local: Path, emit: EventSink, caps: HostCaps
+) -> None:
+    """Pull one remote file (SFTP, or `cat` over an exec channel where the server has no
+    SFTP), check it against the remote sha256, retry a damaged or broken transfer."""
     t = rc.transport
     name = rc.spec.point.name
-    res = await t.run(quote(["sha256sum", remote]), timeout=120)
-    want = res.stdout.split()[0] if res.ok and res.stdout.split() else None
+    want = None
+    if caps.hash is not None:
+        argv = (
+            ["openssl", "dgst", "-sha256", "-r", remote]
+            if caps.hash == "openssl"
+            else [
+                "sha256sum",
+                remote,
+            ]
+        )
+        res = await t.run(quote(argv), timeout=120)
+        want = res.stdout.split()[0].lower() if res.ok and res.stdout.split() else None
+    if want is None:
+        emit(Event("warning", point=name, text=f"{remote} cannot be verified (no sha256 tool)"))
     last: str = ""
     for _attempt in range(PULL_RETRIES):
         try:
-            await t.get(
-                remote,
-                local,
-                progress=lambda done, total: emit(
-                    Event("pull", point=name, done=done, total=total)
-                ),
-            )
+            if caps.pull == "exec":
+                await _get_exec(rc, remote, local, emit)
+            else:
+                await t.get(
+                    remote,
+                    local,
+                    progress=lambda done, total: emit(
+                        Event("pull", point=name, done=done, total=total)
+                    ),
+                )
         except TransportError as exc:
             last = str(exc)
             continue
@@ -537,6 +643,28 @@ async def _get_verified(rc: RunningCapture, remote: str, local: Path, emit: Even
             return
         last = "sha256 of the pulled file differs from the remote file"
     raise CaptureError(f"{name}: pulling {remote} failed after {PULL_RETRIES} tries: {last}")
+
+
+EXEC_PULL_TIMEOUT_S = 600.0
+
+
+async def _get_exec(rc: RunningCapture, remote: str, local: Path, emit: EventSink) -> None:
+    """Stream a remote file with `cat` over an exec channel into `local` (for servers
+    without the SFTP subsystem, such as dropbear)."""
+    proc = await rc.transport.spawn(quote(["cat", "--", remote]), stdout_to=local)
+    try:
+        res = await proc.wait(timeout=EXEC_PULL_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise TransportError(rc.transport.name, f"`cat {remote}` did not finish") from exc
+    finally:
+        proc.close()
+    if not res.ok:
+        raise TransportError(
+            rc.transport.name,
+            f"`cat {remote}` failed (exit {res.exit_status}): {res.stderr.strip()}",
+        )
+    size = local.stat().st_size if local.exists() else 0
+    emit(Event("pull", point=rc.spec.point.name, done=size, total=size))
 
 
 def _sha256(path: Path) -> str:

@@ -49,6 +49,39 @@ def no_events(_: Event) -> None:
     pass
 
 
+FACT_TOOLS = ("ss", "nstat", "conntrack", "nft", "iptables-save", "sysctl")
+HASH_TOOLS = ("sha256sum", "openssl")
+
+
+@dataclass
+class HostCaps:
+    """What one host offers, learnt by `probe` in one remote script (plus one SFTP try).
+
+    `pull`: "sftp" (the SSH server has the SFTP subsystem), "exec" (it has not: files are
+    streamed with `cat` over an exec channel), "local" (a `connection: local` host: a copy),
+    or "direct" (another transport that is not SSH).
+    `timeout`: which `timeout` bounds the capture ("coreutils"; "busybox": `-s SIG -k N
+    SECS`; "busybox-t": BusyBox before 1.30, `-t SECS -s SIG`), or None: a shell watchdog
+    does. `capture`: how tcpdump gets its rights: "root", "sudo", "capabilities" (file
+    capabilities on tcpdump, or the login's own), "group" (tcpdump with capabilities,
+    executable only by a group the user is in), "unchecked" (not root, no sudo, and no
+    `getcap` to read tcpdump's capabilities: tcpdump is tried as the user), or None (none
+    of these: `capture_problem` says why). `hash`: the command that hashes a remote file
+    (None: pulls cannot be verified). `tools`: the fact tools found (ss, nstat, conntrack,
+    nft, iptables-save, sysctl). `date_ns`: `date +%N` gives nanoseconds (BusyBox's does not).
+    """
+
+    pull: str = "sftp"
+    timeout: str | None = None
+    capture: str | None = None
+    capture_problem: str | None = None
+    hash: str | None = "sha256sum"
+    tools: frozenset[str] = frozenset()
+    date_ns: bool = True
+    has_sudo: bool = False
+    tcpdump_path: str | None = None
+
+
 @dataclass
 class HostSession:
     host: Host
@@ -57,13 +90,14 @@ class HostSession:
     ssh_connection: str = ""
     is_root: bool = False
     tcpdump_version: str | None = None
-    has_timeout: bool = False
     free_kb: int | None = None
     interfaces: dict[str, bool] = field(default_factory=dict)  # name -> up
     addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, address)
     points: list[CapturePoint] = field(default_factory=list)
     sudo_ok: bool | None = None
     remote_dir: str | None = None
+    # what the host offers, probed once (`probe`): see `HostCaps`
+    caps: HostCaps = field(default_factory=lambda: HostCaps())
 
     @property
     def name(self) -> str:
@@ -211,16 +245,83 @@ async def connect_all(
 
 
 _PROBE = (
-    'echo "ssh=$SSH_CONNECTION"; echo "uid=$(id -u)"; '
+    'echo "ssh=$SSH_CONNECTION"; echo "uid=$(id -u)"; echo "gids=$(id -G)"; '
     'echo "tcpdump=$(tcpdump --version 2>&1 | head -n 1)"; '
-    "command -v tcpdump >/dev/null 2>&1 && echo has_tcpdump=1; "
-    "command -v timeout >/dev/null 2>&1 && echo has_timeout=1; "
+    'tp=$(command -v tcpdump 2>/dev/null) && echo "has_tcpdump=$tp"; '
+    # which `timeout`: GNU's answers --version; BusyBox's prints its usage instead
+    "command -v timeout >/dev/null 2>&1 && "
+    """echo "timeout=$(timeout --version 2>&1 | head -n 4 | tr '\\n' ' ')"; """
+    f"for t in {' '.join(FACT_TOOLS + HASH_TOOLS)} sudo; do "
+    'command -v "$t" >/dev/null 2>&1 && echo "tool=$t"; done; '
+    'echo "date=$(date +%N)"; '
+    # capture rights without root: the login's own capabilities, tcpdump's file capabilities
+    # and who may execute it
+    "echo \"capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status 2>/dev/null)\"; "
+    'if [ -n "$tp" ]; then '
+    "g=$(command -v getcap 2>/dev/null || "
+    "ls /usr/sbin/getcap /sbin/getcap 2>/dev/null | head -n 1); "
+    '[ -n "$g" ] && echo "getcap=$("$g" "$tp" 2>/dev/null | head -n 1)"; '
+    'echo "tcpdump_mode=$(stat -L -c \'%a %g\' "$tp" 2>/dev/null)"; fi; '
     f"echo \"free=$(df -Pk {REMOTE_TMP} | awk 'NR==2 {{print $4}}')\"; "
     # admin flags and carrier, not operstate: the kernel updates operstate lazily
     "for i in /sys/class/net/*; do "
     'echo "if=${i##*/} $(cat $i/flags) $(cat $i/carrier 2>/dev/null || echo 0)"; done; '
-    'ip -o addr show 2>/dev/null | awk \'{split($4, a, "/"); print "addr=" $2 " " a[1]}\''
+    # iproute2 and BusyBox `ip` both print "N: IFACE    inet ADDR/LEN ..." with -o
+    'ip -o addr show 2>/dev/null | awk \'{split($4, a, "/"); sub(":$", "", $2); '
+    'print "addr=" $2 " " a[1]}\''
 )
+
+CAP_NET_RAW = 13  # its bit in a capability mask (linux/capability.h)
+
+
+def timeout_flavour(text: str) -> str | None:
+    """Which `timeout` answered `timeout --version` (its first lines)."""
+    if "coreutils" in text:
+        return "coreutils"
+    if "BusyBox" in text or "Usage: timeout" in text:
+        return "busybox-t" if "-t SECS" in text else "busybox"
+    return None
+
+
+def capture_method(
+    *,
+    is_root: bool,
+    sudo: bool,
+    sudo_ok: bool | None,
+    capeff: str,
+    getcap: str | None,
+    mode: str,
+    gids: set[str],
+) -> tuple[str | None, str | None]:
+    """How tcpdump gets its rights on a host: (method, problem when there is none)."""
+    if is_root:
+        return "root", None
+    if sudo:
+        return ("sudo", None) if sudo_ok else (None, "`sudo -n` is not allowed")
+    try:
+        own = int(capeff or "0", 16)
+    except ValueError:
+        own = 0
+    if own & (1 << CAP_NET_RAW):
+        return "capabilities", None
+    if getcap is None:  # no getcap on the host: tcpdump itself will tell, with the fix
+        return "unchecked", None
+    if "cap_net_raw" in getcap and ("=" in getcap or "+" in getcap):
+        perm, _, group = mode.partition(" ")
+        if perm.isdigit() and int(perm, 8) & 0o001:
+            return "capabilities", None
+        if perm.isdigit() and int(perm, 8) & 0o010 and group.strip() in gids:
+            return "group", None
+        return None, "tcpdump has capabilities but this user may not execute it"
+    return None, "not root, `sudo` is false, and tcpdump has no capabilities"
+
+
+CAPTURE_HINT = (
+    "fix: set `sudo: true` (passwordless sudo), or give tcpdump the rights to capture: "
+    "`setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)` (restricted to a group: "
+    "`chgrp pcap` + `chmod 750`, and add the user to it)"
+)
+
 
 # Remove what a crashed run left: directories are named hopcap.<expiry epoch>.<run id>.
 _CLEAN_STALE = (
@@ -232,21 +333,42 @@ _CLEAN_STALE = (
 
 
 async def probe(s: HostSession) -> None:
-    """Learn what a run needs about an already-connected host (sets `s.error` on failure)."""
+    """Learn what a run needs about an already-connected host, in one remote script (and
+    one try of SFTP over SSH); sets `s.error` when the host cannot be used."""
     assert s.transport is not None
     res = await s.transport.run(_PROBE, timeout=20)
+    caps = s.caps
+    tools: set[str] = set()
+    capeff = mode = ""
+    getcap: str | None = None
+    gids: set[str] = set()
     for line in res.stdout.splitlines():
         key, _, value = line.partition("=")
+        value = value.strip()
         if key == "ssh":
-            s.ssh_connection = value.strip()
+            s.ssh_connection = value
         elif key == "uid":
-            s.is_root = value.strip() == "0"
-        elif key == "tcpdump" and value.strip():
-            s.tcpdump_version = value.strip()
-        elif key == "has_timeout":
-            s.has_timeout = True
-        elif key == "free" and value.strip().isdigit():
-            s.free_kb = int(value.strip())
+            s.is_root = value == "0"
+        elif key == "gids":
+            gids = set(value.split())
+        elif key == "tcpdump" and value:
+            s.tcpdump_version = value
+        elif key == "has_tcpdump":
+            caps.tcpdump_path = value
+        elif key == "timeout":
+            caps.timeout = timeout_flavour(value)
+        elif key == "tool":
+            tools.add(value)
+        elif key == "date":
+            caps.date_ns = value.isdigit()
+        elif key == "capeff":
+            capeff = value
+        elif key == "getcap":
+            getcap = value
+        elif key == "tcpdump_mode":
+            mode = value
+        elif key == "free" and value.isdigit():
+            s.free_kb = int(value)
         elif key == "addr":
             ifc, _, addr = value.partition(" ")
             s.addresses.append((ifc, addr.strip()))
@@ -258,16 +380,42 @@ async def probe(s: HostSession) -> None:
             except ValueError:
                 admin_up = False
             s.interfaces[name] = admin_up and carrier.strip() == "1"
-    if "has_tcpdump=1" not in res.stdout:
+    if caps.tcpdump_path is None:
         s.tcpdump_version = None
+    caps.tools = frozenset(t for t in tools if t in FACT_TOOLS)
+    caps.has_sudo = "sudo" in tools
+    caps.hash = next((t for t in HASH_TOOLS if t in tools), None)
+    if isinstance(s.transport, SSHTransport):
+        caps.pull = "sftp" if await s.transport.sftp_available() else "exec"
+    else:
+        caps.pull = "local" if s.host.is_local else "direct"
     if s.host.sudo and not s.is_root:
         chk = await s.transport.run("sudo -n true", timeout=15)
         s.sudo_ok = chk.ok
         if not chk.ok:
+            why = chk.stderr.strip() or ("sudo is not installed" if not caps.has_sudo else "")
             s.error = (
                 f"{s.name}: `sudo -n` is not allowed (it wants a password or is not "
-                f"configured): {chk.stderr.strip()}"
+                f"configured): {why}"
             )
+    caps.capture, caps.capture_problem = capture_method(
+        is_root=s.is_root,
+        sudo=s.host.sudo,
+        sudo_ok=s.sudo_ok,
+        capeff=capeff,
+        getcap=getcap,
+        mode=mode,
+        gids=gids,
+    )
+
+
+def capture_error(s: HostSession) -> str | None:
+    """The one-line reason a path host cannot capture (None when it can)."""
+    if s.tcpdump_version is None:
+        return f"{s.name}: tcpdump is not installed (install the tcpdump package)"
+    if s.caps.capture is None and s.caps.capture_problem and not s.host.sudo:
+        return f"{s.name}: cannot capture: {s.caps.capture_problem} ({CAPTURE_HINT})"
+    return None
 
 
 async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -> None:
@@ -300,7 +448,9 @@ async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -
         except HopcapError as exc:
             s.error = str(exc)
 
-    await asyncio.gather(*(one(i, sessions[n]) for i, n in enumerate(path) if sessions[n].ok))
+    # an appliance's points come from its own driver (orchestrator.fortigate)
+    linux = [(i, sessions[n]) for i, n in enumerate(path) if sessions[n].host.kind == "linux"]
+    await asyncio.gather(*(one(i, s) for i, s in linux if s.ok))
 
 
 def _data_addresses(s: HostSession) -> list[str]:

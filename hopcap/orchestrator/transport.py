@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import os
 import shlex
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
@@ -35,6 +35,7 @@ PREFERRED_CIPHERS = (
 )
 
 CONNECT_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,24 @@ class _SSHProcess:
     """A running remote command; a lost connection surfaces as a `TransportError`."""
 
     def __init__(
-        self, host: str, command: str, proc: asyncssh.SSHClientProcess[Any], binary: bool
+        self,
+        host: str,
+        command: str,
+        proc: asyncssh.SSHClientProcess[Any],
+        binary: bool,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self._host = host
         self._binary = binary
         self._command = command
         self._proc = proc
         self._stderr_seen: list[str] = []
+        self._release = release  # the transport's channel gate, held until the command ends
+
+    def _done(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
 
     async def readline_stderr(self) -> str:
         try:
@@ -145,7 +157,9 @@ class _SSHProcess:
         except asyncssh.TimeoutError as exc:
             raise TimeoutError(f"{self._host}: `{self._command}` still running") from exc
         except (asyncssh.Error, OSError) as exc:
+            self._done()
             raise _translate(self._host, exc) from exc
+        self._done()
         return CommandResult(
             command=self._command,
             exit_status=done.exit_status,
@@ -156,6 +170,13 @@ class _SSHProcess:
 
     def close(self) -> None:
         self._proc.close()
+        self._done()
+
+
+# A server may refuse a session request now and then under concurrent channels (dropbear
+# does); the command has not started then, so asking again is safe.
+SESSION_RETRIES = 4
+SESSION_RETRY_DELAY_S = 0.1
 
 
 class ShellProcess:
@@ -183,17 +204,46 @@ class ShellProcess:
 
 
 class SSHTransport:
-    """A `HostTransport` over one asyncssh connection."""
+    """A `HostTransport` over one asyncssh connection.
+
+    dropbear (2022.83) refuses session requests, and now and then drops the whole
+    connection on a failed assertion, when several short commands run on one connection at
+    once; with a dropbear server, short commands therefore run one at a time (long-lived
+    ones, spawned with stdin, only open their channel one at a time)."""
 
     def __init__(self, name: str, conn: asyncssh.SSHClientConnection) -> None:
         self.name = name
         self.conn = conn
+        server = str(conn.get_extra_info("server_version", "") or "")
+        self.server_version = server
+        self._gate = asyncio.Semaphore(1) if "dropbear" in server.lower() else None
+
+    @contextlib.asynccontextmanager
+    async def _gated(self) -> AsyncIterator[None]:
+        if self._gate is None:
+            yield
+            return
+        async with self._gate:
+            yield
+
+    async def _retrying(self, open_channel: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(SESSION_RETRIES):
+            try:
+                return await open_channel()
+            except asyncssh.ChannelOpenError as exc:
+                if "Session request failed" not in exc.reason or attempt == SESSION_RETRIES - 1:
+                    raise
+                await asyncio.sleep(SESSION_RETRY_DELAY_S * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def run(
         self, command: str, *, timeout: float = 30.0, input: str | None = None
     ) -> CommandResult:
         try:
-            res = await self.conn.run(command, check=False, timeout=timeout, input=input)
+            async with self._gated():
+                res = await self._retrying(
+                    lambda: self.conn.run(command, check=False, timeout=timeout, input=input)
+                )
         except asyncssh.TimeoutError as exc:
             raise TransportError(self.name, f"`{command}` did not finish in {timeout:g}s") from exc
         except (asyncssh.Error, OSError) as exc:
@@ -209,21 +259,32 @@ class SSHTransport:
     async def spawn(
         self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
     ) -> RemoteProcess:
-        try:
+        def open_process() -> Awaitable[asyncssh.SSHClientProcess[Any]]:
             if stdout_to is not None:
-                proc: asyncssh.SSHClientProcess[Any] = await self.conn.create_process(
+                return self.conn.create_process(
                     command,
                     stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
                     stdout=stdout_to,
                     encoding=None,
                 )
-            else:
-                proc = await self.conn.create_process(
-                    command, stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL
-                )
+            return self.conn.create_process(
+                command, stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL
+            )
+
+        release: Callable[[], None] | None = None
+        if self._gate is not None:
+            await self._gate.acquire()
+            release = self._gate.release
+        try:
+            proc = await self._retrying(open_process)
         except (asyncssh.Error, OSError) as exc:
+            if release is not None:
+                release()
             raise _translate(self.name, exc) from exc
-        return _SSHProcess(self.name, command, proc, binary=stdout_to is not None)
+        if stdin and release is not None:  # long-lived: only its opening was gated
+            release()
+            release = None
+        return _SSHProcess(self.name, command, proc, binary=stdout_to is not None, release=release)
 
     async def get(
         self,
@@ -240,6 +301,15 @@ class SSHTransport:
                 await sftp.get(remote, local, progress_handler=handler)
         except (asyncssh.Error, OSError) as exc:
             raise _translate(self.name, exc) from exc
+
+    async def sftp_available(self) -> bool:
+        """Whether the server offers the SFTP subsystem (appliances and dropbear often do
+        not: then files are pulled over an exec channel instead)."""
+        try:
+            async with self.conn.start_sftp_client():
+                return True
+        except (asyncssh.Error, OSError):
+            return False
 
     async def shell(self, term_type: str = "vt100") -> ShellProcess:
         """The login shell on a terminal, as a person gets it (appliance CLIs need one)."""

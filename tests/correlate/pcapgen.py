@@ -497,3 +497,133 @@ def busy_firewall(
     pkts.sort(key=lambda tp: tp[0])
     p1 = write(out / "fw_eth1.pcap", pkts)
     return p0, p1
+
+
+# --------------------------------------------------------------------------- link types, tunnels
+
+AF_INET6 = {"bsd": 24, "freebsd": 28, "darwin": 30}
+
+
+def link_frame(
+    ip: bytes, link: str, *, tags: tuple[int, ...] = (), mpls: int = 0
+) -> tuple[int, bytes]:
+    """(pcap link type, frame bytes) of an IPv4/IPv6 packet on one of many link layers.
+
+    `tags`: TPIDs of VLAN tags outermost first (Ethernet); `mpls`: labels of an MPLS stack
+    in front of the packet (Ethernet, PPP)."""
+    v6 = (ip[0] >> 4) == 6
+    et = 0x86DD if v6 else 0x0800
+    ppp = 0x57 if v6 else 0x21
+    if mpls:
+        labels = b"".join(
+            struct.pack(">I", (100 + i) << 12 | (1 << 8 if i == mpls - 1 else 0) | 64)
+            for i in range(mpls)
+        )
+        ip, et, ppp = labels + ip, 0x8847, 0x281
+    if link in ("ether", "pppoe"):
+        body = ip
+        if link == "pppoe":
+            body = struct.pack(">BBHHH", 0x11, 0, 0x1234, len(ip) + 2, ppp) + ip
+            et = 0x8864
+        tagged = b""
+        for i in range(len(tags)):
+            nxt = tags[i + 1] if i + 1 < len(tags) else et
+            tagged += struct.pack(">HH", 10 + i, nxt)
+        first = tags[0] if tags else et
+        mac = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
+        return 1, mac + struct.pack(">H", first) + tagged + body
+    if link == "ppp":  # RFC 1662 framing
+        return 9, struct.pack(">BBH", 0xFF, 0x03, ppp) + ip
+    if link == "ppp-bare":
+        return 9, struct.pack(">H", ppp) + ip
+    if link == "ppp-pfc":  # protocol field compression: one byte
+        assert ppp < 0x100
+        return 9, bytes([ppp]) + ip
+    if link == "ppp-hdlc":
+        return 50, struct.pack(">BBH", 0xFF, 0x03, ppp) + ip
+    if link == "ppp-cisco":
+        return 50, struct.pack(">BBH", 0x0F, 0x00, et) + ip
+    if link == "chdlc":
+        return 104, struct.pack(">BBH", 0x8F, 0x00, et) + ip
+    if link.startswith(("null", "loop")):
+        # null-le / null-be / loop, optionally -freebsd / -darwin for the AF_INET6 value
+        kind, _, flavour = link.partition("-")
+        endian = ">" if kind == "loop" or flavour == "be" else "<"
+        af = AF_INET6.get(flavour if flavour not in ("le", "be") else "bsd", 24) if v6 else 2
+        return (108 if kind == "loop" else 0), struct.pack(endian + "I", af) + ip
+    raw = {"raw": 101, "raw12": 12, "raw14": 14, "ipv4": 228, "ipv6": 229}
+    if link in raw:
+        return raw[link], ip
+    return LINKTYPES[link], frame_bytes_raw(ip, link)
+
+
+def frame_bytes_raw(ip: bytes, link: str) -> bytes:
+    """frame_bytes() for packet bytes rather than a scapy packet."""
+    v6 = (ip[0] >> 4) == 6
+    et = 0x86DD if v6 else 0x0800
+    if link == "ether":
+        return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01" + struct.pack(">H", et) + ip
+    if link == "sll":
+        return struct.pack(">HHH8sH", 0, 1, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00", et) + ip
+    if link == "sll2":
+        return struct.pack(">HHIHBB8s", et, 0, 2, 1, 0, 6, b"\x02\x00\x00\x00\x00\x01\x00\x00") + ip
+    raise ValueError(link)
+
+
+def encap(
+    ip: bytes,
+    kind: str,
+    *,
+    outer_v6: bool = False,
+    vni: int = 42,
+    key: int | None = None,
+    seq: int | None = None,
+    csum: bool = False,
+    opts: bytes = b"",
+    ttl: int = 7,
+    tos: int = 0xB8,
+    sport: int = 49152,
+) -> bytes:
+    """The IP packet `ip` inside a tunnel, as the outer IP packet's bytes (between the
+    tunnel endpoints 192.0.2.1 -> 192.0.2.2 or 2001:db8:ffff::1 -> ::2). kind: gre, gretap,
+    ipip (the IP-in-IP variant follows the versions), vxlan, vxlan8472, geneve,
+    geneve-ip (protocol type IPv4/IPv6, no inner Ethernet)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import Raw
+
+    v6 = (ip[0] >> 4) == 6
+    et = 0x86DD if v6 else 0x0800
+    ether = frame_bytes_raw(ip, "ether")
+    if kind in ("gre", "gretap"):
+        flags = (0x8000 if csum else 0) | (0x2000 if key is not None else 0)
+        flags |= 0x1000 if seq is not None else 0
+        hdr = struct.pack(">HH", flags, 0x6558 if kind == "gretap" else et)
+        hdr += b"\x00" * 4 if csum else b""
+        hdr += struct.pack(">I", key) if key is not None else b""
+        hdr += struct.pack(">I", seq) if seq is not None else b""
+        proto, payload = 47, hdr + (ether if kind == "gretap" else ip)
+    elif kind == "ipip":
+        proto, payload = (41 if v6 else 4), ip
+    elif kind in ("vxlan", "vxlan8472"):
+        proto = 17
+        payload = struct.pack(">BxxxI", 0x08, vni << 8) + ether
+    elif kind in ("geneve", "geneve-ip"):
+        assert len(opts) % 4 == 0
+        pt = 0x6558 if kind == "geneve" else et
+        proto = 17
+        payload = struct.pack(">BBHI", len(opts) // 4, 0, pt, vni << 8) + opts
+        payload += ether if kind == "geneve" else ip
+    else:
+        raise ValueError(kind)
+    if proto == 17:
+        dport = {"vxlan": 4789, "vxlan8472": 8472}.get(kind, 6081)
+        inner: Any = UDP(sport=sport, dport=dport) / Raw(payload)
+    else:
+        inner = Raw(payload)
+    if outer_v6:
+        outer: Any = IPv6(src="2001:db8:ffff::1", dst="2001:db8:ffff::2", hlim=ttl, tc=tos)
+        outer.nh = proto
+    else:
+        outer = IP(src="192.0.2.1", dst="192.0.2.2", ttl=ttl, tos=tos, proto=proto, id=0)
+    return bytes(outer / inner)

@@ -97,7 +97,7 @@ def _run_fault(
 ) -> RunResult:
     """Apply `fault`, run hopcap once over the lab (with the inventory changed by `top` /
     `hosts` when given) and check the run itself succeeded."""
-    lab.fault_apply(fault, PREFIX)
+    lab.fault_apply(fault, clean_lab.prefix)
     inv = clean_lab.inventory
     if top or hosts:
         inv = inventory_variant(inv, tmp_path / "site.yml", top=top, **hosts)
@@ -117,9 +117,10 @@ def _repro_top(repro_on: str, run: str) -> dict[str, Any]:
     return {"repro": {"on": repro_on, "run": run}, "window": "15s"}
 
 
-def _fault_counter(host: str, family: str) -> int:
-    """Packets the fault's nftables rule(s) hit so far, in `host`'s namespace."""
-    ns = Layout(PREFIX, MGMT).ns(host)
+def _fault_counter(host: str, family: str, prefix: str = PREFIX) -> int:
+    """Packets the fault's nftables rule(s) hit so far, in `host`'s namespace of lab
+    `prefix`."""
+    ns = Layout(prefix, MGMT).ns(host)
     out = subprocess.run(
         ["ip", "netns", "exec", ns, "nft", "list", "table", family, lab.faults.FAULT_TABLE],
         capture_output=True,
@@ -136,11 +137,16 @@ def _nstat_delta(res: RunResult, host: str) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- the catalogue
+# The fw cases' assertions are functions of their own (`assert_fw_*`), so that the same
+# faults can be checked against another kind of fw (tests/e2e/test_busybox.py).
 
 
 def test_fw_drop_syn(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """1. fw's forward chain drops the client's SYNs (after DNAT)."""
-    res = _run_fault(clean_lab, tmp_path, "fw-drop-syn")
+    assert_fw_drop_syn(_run_fault(clean_lab, tmp_path, "fw-drop-syn"), PREFIX)
+
+
+def assert_fw_drop_syn(res: RunResult, prefix: str) -> None:
     brief = _brief(res)
     drops = res.findings("drop")
     assert ("c2s", ["fw:eth0", "fw:eth1"]) in _between(drops), brief
@@ -164,6 +170,10 @@ def test_srv_drop_input(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
 def test_fw_drop_large_response(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """3. fw drops the server's large packets on their way to the client."""
     res = _run_fault(clean_lab, tmp_path, "fw-drop-large-response")
+    assert_fw_drop_large_response(res, PREFIX)
+
+
+def assert_fw_drop_large_response(res: RunResult, prefix: str) -> None:
     brief = _brief(res)
     drops = res.findings("drop")
     assert ("s2c", ["fw:eth1", "fw:eth0"]) in _between(drops), brief
@@ -175,7 +185,10 @@ def test_fw_drop_large_response(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
 def test_fw_rst_get(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """4. fw answers the GET with a forged RST (`reject with tcp reset`): the RST is
     injected toward the client at fw, the GET itself never leaves fw."""
-    res = _run_fault(clean_lab, tmp_path, "fw-rst-get")
+    assert_fw_rst_get(_run_fault(clean_lab, tmp_path, "fw-rst-get"), PREFIX)
+
+
+def assert_fw_rst_get(res: RunResult, prefix: str) -> None:
     brief = _brief(res)
     injects = res.findings("inject")
     assert ("s2c", ["fw:eth1", "fw:eth0"]) in _between(injects), brief
@@ -186,12 +199,15 @@ def test_fw_rst_get(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert all(b == ("c2s", ["fw:eth0", "fw:eth1"]) for b in _between(drops)), brief
     assert any(d["bytes"] > 0 for d in drops), brief  # the GET itself
     assert res.findings("rewrite") == [], brief
-    assert _fault_counter("fw", "inet") >= 1
+    assert _fault_counter("fw", "inet", prefix) >= 1
 
 
 def test_fw_clamp_mss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """5. fw rewrites the MSS option of the client's SYNs to 536."""
-    res = _run_fault(clean_lab, tmp_path, "fw-clamp-mss")
+    assert_fw_clamp_mss(_run_fault(clean_lab, tmp_path, "fw-clamp-mss"), PREFIX)
+
+
+def assert_fw_clamp_mss(res: RunResult, prefix: str) -> None:
     brief = _brief(res)
     rewrites = res.findings("rewrite")
     mss = [r for r in rewrites if r.get("field") == "tcp.mss"]

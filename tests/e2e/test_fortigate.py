@@ -16,9 +16,9 @@ from hopcap.bundle.fortigate import path_order, read_sniffer_log, write_pcapng
 from hopcap.correlate import correlate
 from hopcap.lab import fortigate as fake
 from hopcap.model import Host, PointInput
-from hopcap.orchestrator.fortigate import FortiGateCapture
+from hopcap.orchestrator.fortigate import FortiGateCapture, sniffer_spec
 from hopcap.orchestrator.transport import connect
-from tests.e2e.conftest import PREFIX
+from tests.e2e.conftest import PREFIX, hopcap_cli, hopcap_run, inventory_variant
 
 pytestmark = pytest.mark.lab
 
@@ -61,7 +61,9 @@ def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: l
     async def go() -> tuple[FortiGateCapture, object]:
         t = await connect(fgt)
         try:
-            cap = FortiGateCapture("fw", t, "tcp port 80", tmp_path / "fw.sniffer.txt")
+            cap = FortiGateCapture(
+                t, sniffer_spec("fw", "auto", "tcp port 80", 60), tmp_path / "fw.txt"
+            )
             await cap.arm()
             cap.fire()
             await cap.until_listening()
@@ -96,7 +98,9 @@ def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: l
 def test_a_lost_session_ends_the_sniffer(fgt: Host, tmp_path: Path) -> None:
     async def go() -> None:
         t = await connect(fgt)
-        cap = FortiGateCapture("fw", t, "tcp port 80", tmp_path / "fw.sniffer.txt")
+        cap = FortiGateCapture(
+            t, sniffer_spec("fw", "auto", "tcp port 80", 60), tmp_path / "fw.txt"
+        )
         await cap.arm()
         cap.fire()
         await cap.until_listening()
@@ -108,3 +112,54 @@ def test_a_lost_session_ends_the_sniffer(fgt: Host, tmp_path: Path) -> None:
     while _fw_tcpdumps() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _fw_tcpdumps() == []
+
+
+def test_run_with_a_fortigate_on_the_path(
+    fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo
+) -> None:
+    """`kind: fortigate` in the inventory: the box is armed and fired with the Linux points,
+    its sniffer's interfaces become points in path order, and the bundle is an ordinary
+    one (manifest, merged pcapng, report) with the box's own text kept beside its pcaps."""
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        fw={"port": fgt.port, "kind": "fortigate", "capture": "auto"},
+    )
+    check = hopcap_cli("check", "--inventory", str(inv))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "FortiOS sniffer" in check.stdout
+    r = hopcap_run(inv, tmp_path / "b")
+    assert r.code == 0, r.stderr
+    m = r.manifest
+    fw_points = [p for p in m["points"] if p["host"] == "fw"]
+    assert [p["name"] for p in fw_points] == ["fw:eth0", "fw:eth1"]
+    for p in fw_points:
+        assert p["command"].startswith("diagnose sniffer packet any '")
+        assert p["tcpdump_version"].startswith("FortiOS sniffer (FortiGate-VM64")
+        assert p["packets"] > 0
+    ready = [p["ready_ts"] for p in m["points"]]
+    assert max(ready) - min(ready) < 2.0  # armed and fired with the others
+    assert (r.out / "pcaps" / "fw.sniffer.txt").exists()
+    [flow] = [f for f in r.verdict["flows"] if f["server"].endswith(":80")]
+    names = [leg["point"] for leg in flow["legs"]]
+    assert names[:3] == ["client:eth0", "fw:eth0", "fw:eth1"]
+    assert [f for f in flow["findings"] if f["kind"] != "gap"] == []
+    capinfos = subprocess.run(
+        ["capinfos", str(r.out / "merged.pcapng")], capture_output=True, text=True
+    )
+    assert "fw:eth1" in capinfos.stdout
+
+
+def test_run_finds_the_syn_drop_inside_the_fortigate(
+    fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo
+) -> None:
+    lab.fault_apply("fw-drop-syn", PREFIX)
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        fw={"port": fgt.port, "kind": "fortigate", "capture": ["eth0", "eth1"]},
+    )
+    r = hopcap_run(inv, tmp_path / "b")
+    assert r.code == 0, r.stderr
+    drops = [(f["direction"], f["between"]) for f in r.findings("drop")]
+    assert ("c2s", ["fw:eth0", "fw:eth1"]) in drops

@@ -64,10 +64,11 @@ CASES = [
         "(valid: ssh, local)",
     ),
     (
-        "kind-not-yet",
-        "a: {address: 192.0.2.1, role: client, capture: [eth0], kind: fortigate}",
-        "fortigate",
-        "kind (host 'a'): unknown kind 'fortigate' (valid: linux)",
+        "kind-unknown",
+        "a: {address: 192.0.2.1, role: client, capture: [eth0], kind: fortigte}",
+        "fortigte",
+        "kind (host 'a'): unknown kind 'fortigte' — did you mean 'fortigate'? "
+        "(valid: linux, fortigate)",
     ),
     (
         "password-in-file",

@@ -36,7 +36,7 @@ def _leftovers(prefix: str) -> list[str]:
 def test_second_lab_coexists_and_down_leaves_nothing(hct: lab.LabInfo, tmp_path: Path) -> None:
     try:
         info = lab.up(OTHER, mgmt_net=OTHER_MGMT, state_dir=tmp_path / "state")
-        assert info.mgmt["srv"] == "198.19.202.13"
+        assert info.mgmt["srv"] == OTHER_MGMT.replace(".0/24", ".13")
         assert info.state_dir == tmp_path / "state"
         out = lab.ns_run(OTHER, "client", ["curl", "-s", "-m", "5", "http://203.0.113.80/"])
         assert "hello from srv" in out.stdout

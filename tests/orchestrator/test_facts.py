@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hopcap.bundle.facts import parse_nstat
 from hopcap.orchestrator.facts import FACT_COMMANDS, collect_facts, parse_facts
 from tests.orchestrator.localtransport import LocalTransport, path_without
 
@@ -14,13 +15,27 @@ pytestmark = pytest.mark.lab  # runs the real commands as root on this machine
 
 
 def test_every_fact_is_collected_and_a_missing_tool_is_noted(tmp_path: Path) -> None:
-    t = LocalTransport("here", path=path_without(tmp_path, "conntrack"))
+    t = LocalTransport("here", path=path_without(tmp_path, "iptables-save"))
     outputs, missing = asyncio.run(collect_facts(t, sudo=False, is_root=True))
     assert set(outputs) | set(missing) == set(FACT_COMMANDS)
-    assert missing["conntrack"] == "`conntrack` not installed"
+    assert missing["iptables"] == "`iptables-save` not installed"  # no fallback for it
     assert "TcpExtListenOverflows" in outputs["nstat"]
     assert "net.ipv4.ip_forward" in outputs["sysctl"]
     assert "lo" in outputs["addr"]
+
+
+def test_facts_come_from_proc_where_the_tools_are_missing(tmp_path: Path) -> None:
+    """A BusyBox router has no nstat, ss or sysctl: the counters come from /proc/net/snmp
+    and /proc/net/netstat in nstat's format, so deltas work the same."""
+    t = LocalTransport("here", path=path_without(tmp_path, "nstat", "ss", "sysctl", "conntrack"))
+    outputs, missing = asyncio.run(collect_facts(t, sudo=False, is_root=True))
+    counters = parse_nstat(outputs["nstat"])
+    assert outputs["nstat"].startswith("#kernel (no nstat on this host")
+    assert "TcpExtListenOverflows" in counters and "IpInReceives" in counters
+    assert counters["IpInReceives"] > 0
+    assert "TCP: inuse" in outputs["ss-s"]  # /proc/net/sockstat
+    assert "net.ipv4.ip_forward = " in outputs["sysctl"]
+    assert "nstat" not in missing and "sysctl" not in missing
 
 
 def test_parse_facts_sections_and_failures() -> None:

@@ -110,3 +110,13 @@ def test_transfer_that_never_verifies_fails_that_point_only(tmp_path: Path) -> N
     err = rec.captures[1].error
     assert err is not None and "sha256 of the pulled file differs" in err
     assert rec.captures[0].error is None
+
+
+def test_host_without_a_hash_tool_pulls_unverified_and_says_so(tmp_path: Path) -> None:
+    b = LocalTransport("b", path=path_without(tmp_path, "sha256sum", "openssl"))
+    rec = run(inventory(), tmp_path / "b", {"a": LocalTransport("a"), "b": b})
+    assert rec.complete is True, rec.errors
+    assert rec.captures[1].pcap is not None and rec.captures[1].sha256
+    notes = {f.host: dict(f.missing) for f in rec.facts}
+    why = "no sha256sum or openssl on the host: its pulls were not verified"
+    assert notes == {"b": {"sha256": why}}

@@ -1,0 +1,181 @@
+"""Proxied linking at scale: an L7 load balancer's front (lb:eth0) and back (lb:eth1).
+
+Generates (struct, no scapy) two classic pcaps: N client connections of R keep-alive
+requests each, and the proxy's backend connections, either a pool of P connections reused
+for everyone's requests (HAProxy `http-reuse always`) or one backend connection per
+client connection (no reuse). X-Forwarded-For is inserted on the backend side. Runs
+`hopcap.correlate.correlate` on both files for each N, checks every client flow got
+exactly its own requests' exchanges, and prints the time per client connection against
+the smallest N of the same mode in the same run: near-linear linking keeps that ratio
+near 1.
+
+    .venv/bin/python bench/proxy_bench.py [--conns 1000,2000,4000] [--requests 3] [--pool 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hopcap.correlate import correlate
+from hopcap.model import PointInput
+
+T0 = 1_763_790_000 * 10**9
+SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
+
+
+def _ip(a: str) -> bytes:
+    return bytes(int(x) for x in a.split("."))
+
+
+class Conn:
+    def __init__(self, src: str, sport: int, dst: str, dport: int, isn: int) -> None:
+        self.ep = (_ip(src), sport, _ip(dst), dport)
+        self.nxt = [isn & 0xFFFFFFFF, (isn * 7 + 12345) & 0xFFFFFFFF]
+        self.ipid = [isn & 0xFFFF, (isn >> 16) & 0xFFFF]
+        self.tsoff = [(isn * 31) & 0x7FFFFFFF, (isn * 17) & 0x7FFFFFFF]
+
+    def pkt(self, d: int, flags: int, t: int, data: bytes = b"") -> tuple[int, bytes]:
+        src, sport, dst, dport = self.ep if d == 0 else (self.ep[2], self.ep[3], *self.ep[:2])
+        seq, ack = self.nxt[d], self.nxt[1 - d]
+        # NOP NOP Timestamps, as Linux sends on every packet
+        ms = (t - T0) // 1_000_000
+        tsval = (self.tsoff[d] + ms) & 0xFFFFFFFF
+        tsecr = (self.tsoff[1 - d] + ms) & 0xFFFFFFFF if flags & ACK else 0
+        opts = struct.pack(">BBBBII", 1, 1, 8, 10, tsval, tsecr)
+        tcp = struct.pack(">HHIIBBHHH", sport, dport, seq, ack if flags & ACK else 0, 0x80,
+                          flags, 502, 0, 0) + opts + data  # fmt: skip
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), self.ipid[d], 0x4000, 64, 6,
+                         0, src, dst)  # fmt: skip
+        self.ipid[d] = (self.ipid[d] + 1) & 0xFFFF
+        self.nxt[d] = (seq + len(data) + (1 if flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
+        return t, b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+
+
+def generate(n: int, requests: int, pool: int) -> tuple[list[tuple[int, bytes]], ...]:
+    """(front packets, back packets) as (ts ns, frame); pool 0: a backend per client."""
+    front: list[tuple[int, bytes]] = []
+    back: list[tuple[int, bytes]] = []
+    backs: list[Conn] = []
+
+    def open_back(i: int, t: int) -> Conn:
+        b = Conn("198.18.2.1", 20000 + i, "198.18.2.2", 8080, 0x5EED0000 + i * 7919)
+        back.append(b.pkt(0, SYN, t))
+        back.append(b.pkt(1, SYN | ACK, t + 10_000))
+        back.append(b.pkt(0, ACK, t + 20_000))
+        return b
+
+    if pool:
+        backs = [open_back(i, T0 - 1_000_000) for i in range(pool)]
+    j = 0
+    for c in range(n):
+        client = f"203.0.113.{1 + c % 250}"
+        f = Conn(client, 30000 + c % 30000, "203.0.113.80", 80, 0xC0FFEE + c * 104729)
+        t = T0 + j * 250_000
+        front.append(f.pkt(0, SYN, t))
+        front.append(f.pkt(1, SYN | ACK, t + 5_000))
+        front.append(f.pkt(0, ACK, t + 10_000))
+        b = backs[0] if pool else open_back(c, t + 15_000)
+        for r in range(requests):
+            t = T0 + j * 250_000 + 50_000
+            if pool:
+                b = backs[j % pool]
+            req = (f"GET /item/{c}/{r} HTTP/1.1\r\nHost: www.example.test\r\n"
+                   "User-Agent: bench/1.0\r\nAccept: */*\r\n\r\n").encode()  # fmt: skip
+            fwd = req.replace(b"\r\n\r\n", f"\r\nX-Forwarded-For: {client}\r\n\r\n".encode())
+            body = f"<p>item {c}/{r}</p>\n".encode() * 8
+            resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            front.append(f.pkt(0, PSH | ACK, t, req))
+            back.append(b.pkt(0, PSH | ACK, t + 20_000, fwd))
+            back.append(b.pkt(1, PSH | ACK, t + 80_000, resp))
+            back.append(b.pkt(0, ACK, t + 90_000))
+            front.append(f.pkt(1, PSH | ACK, t + 100_000, resp))
+            front.append(f.pkt(0, ACK, t + 110_000))
+            j += 1
+        t = T0 + j * 250_000
+        front.append(f.pkt(0, FIN | ACK, t - 100_000))
+        front.append(f.pkt(1, FIN | ACK, t - 95_000))
+        front.append(f.pkt(0, ACK, t - 90_000))
+        if not pool:
+            back.append(b.pkt(0, FIN | ACK, t - 80_000))
+            back.append(b.pkt(1, FIN | ACK, t - 75_000))
+            back.append(b.pkt(0, ACK, t - 70_000))
+    front.sort(key=lambda x: x[0])
+    back.sort(key=lambda x: x[0])
+    return front, back
+
+
+def write(path: Path, pkts: list[tuple[int, bytes]]) -> Path:
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)]
+    for ts, fr in pkts:
+        out.append(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(fr), len(fr)) + fr)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def run(tmp: Path, n: int, requests: int, pool: int, remark: bool = False) -> tuple[float, int]:
+    front, back = generate(n, requests, pool)
+    pts = [PointInput("lb:eth0", write(tmp / "front.pcap", front)),
+           PointInput("lb:eth1", write(tmp / "back.pcap", back))]  # fmt: skip
+    if remark:
+        # the server's capture: every packet DSCP-remarked on the way (a rewrite on every
+        # packet of the shared connections, each one the finding of the flow it carried)
+        srv = [(t + 30_000, fr[:15] + b"\x20" + fr[16:]) for t, fr in back]
+        pts.append(PointInput("srv:eth0", write(tmp / "srv.pcap", srv)))
+    t0, c0 = time.perf_counter(), time.process_time()
+    v = correlate(pts)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # correctness: every client flow holds exactly its own requests' backend exchanges
+    bad = 0
+    fronts = [fl for fl in v.flows if fl.server == "203.0.113.80:80"]
+    for fl in fronts:
+        got = sum(
+            len(leg.part.exchanges) if getattr(leg, "part", None) is not None else requests
+            for leg in fl.legs
+            if leg.point == "lb:eth1"
+        )
+        want = {"ip.dscp"} if remark else set()
+        if got != requests or {f.field for f in fl.findings} != want:
+            bad += 1
+    bad += len(v.flows) - len(fronts)  # a flow of backend bytes no client claimed
+    print(f"  {n:6d} conns, {len(front) + len(back):7d} packets: wall {wall:6.2f} s, cpu "
+          f"{cpu:6.2f} s, {1e3 * cpu / n:6.3f} ms cpu per conn; wrong flows: {bad}")  # fmt: skip
+    return cpu, bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--conns", default="1000,2000,4000")
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--pool", type=int, default=16)
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.conns.split(",")]
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="hopcap-proxy-bench-") as d:
+        for mode, pool, remark in (
+            ("reused pool", args.pool, False),
+            ("no reuse", 0, False),
+            ("reused pool, DSCP remarked behind the proxy", 4, True),
+        ):
+            label = f"{pool} backend connections" if pool else "one per client"
+            print(f"{mode} ({label}), {args.requests} requests per client connection:")
+            per: list[float] = []
+            for n in sizes:
+                cpu, bad = run(Path(d), n, args.requests, pool, remark)
+                per.append(cpu / n)
+                failed += bad
+            ratios = ", ".join(f"{sizes[i]}: {per[i] / per[0]:.2f}x" for i in range(len(sizes)))
+            print(f"  cpu per connection against {sizes[0]} connections: {ratios}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

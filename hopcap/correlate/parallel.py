@@ -1,0 +1,238 @@
+"""Correlation of one capture set by several processes, on this machine or a dask cluster.
+
+The work splits by connection: once every point is read and adjacent points are linked
+(NAT and proxies are known), the flows are partitioned by a hash of their normalised tuple
+(engine.partition). Each partition is then handled in two phases:
+
+1. match every hop of its flows (byte ranges, rewrites) and report the smallest one-way
+   delays per hop;
+2. with the clock offsets estimated from every partition's minima, write its flows'
+   findings.
+
+The verdict is assembled from the partitions' flows in the original flow order, so it is
+the verdict of one job.
+
+Locally (`run_forked`) the partitions are forked children that inherit the read captures
+(copy-on-write, nothing is sent but the results); the calling process handles partition 0
+itself. On dask (`correlate_dask`) every task reads the captures from the same paths (a
+shared filesystem) and keeps only its partition; a worker process that handles several
+partitions reads them once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hopcap.correlate.engine import (
+    Built,
+    Minima,
+    Point,
+    PointFacts,
+    Prepared,
+    _host_of,
+    apply_clocks,
+    assemble,
+    clocks_of,
+    finish_part,
+    match_part,
+    partition,
+    point_facts,
+    prepare,
+    read_points,
+    set_clocks,
+)
+from hopcap.correlate.stages import plan_stages
+from hopcap.errors import CorrelationError
+from hopcap.model import PointInput, Verdict
+
+
+def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built]]) -> list[Built]:
+    out: list[Built | None] = [None] * n
+    for idxs, bs in zip(parts, built, strict=True):
+        for i, b in zip(idxs, bs, strict=True):
+            out[i] = b
+    assert all(b is not None for b in out)
+    return out  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- local processes
+
+
+def _child(conn: Connection, prep: Prepared, idxs: list[int]) -> None:
+    try:
+        conn.send(("ok", match_part(prep, idxs)))
+        apply_clocks(prep.pts, conn.recv())
+        conn.send(("ok", finish_part(prep, idxs)))
+    except BaseException as exc:  # handed to the parent, which raises it
+        conn.send(("err", exc))
+    finally:
+        conn.close()
+
+
+def _recv(conn: Connection) -> Any:
+    try:
+        tag, val = conn.recv()
+    except EOFError:
+        raise CorrelationError(
+            "a correlation worker process died", hint="retry with --jobs 1"
+        ) from None
+    if tag == "err":
+        raise val
+    return val
+
+
+def run_forked(prep: Prepared, n: int) -> list[Built]:
+    """Every flow's findings, `n` partitions in `n` processes (this one and n - 1 forks)."""
+    if "fork" not in mp.get_all_start_methods():
+        every = list(range(len(prep.flows)))
+        set_clocks(prep, [match_part(prep, every)])
+        return finish_part(prep, every)
+    ctx = mp.get_context("fork")
+    parts = partition(prep, n)
+    kids: list[tuple[Connection, Any]] = []
+    try:
+        for idxs in parts[1:]:
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_child, args=(there, prep, idxs), daemon=True)
+            proc.start()
+            there.close()
+            kids.append((here, proc))
+        minima = [match_part(prep, parts[0])]
+        minima += [_recv(c) for c, _ in kids]
+        set_clocks(prep, minima)
+        clocks = clocks_of(prep.pts)
+        for c, _ in kids:
+            c.send(clocks)
+        built = [finish_part(prep, parts[0])]
+        built += [_recv(c) for c, _ in kids]
+    finally:
+        for c, proc in kids:
+            c.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+    return _in_order(len(prep.flows), parts, built)
+
+
+# --------------------------------------------------------------------------- dask
+
+
+@dataclass(frozen=True)
+class _Spec:
+    token: str
+    points: tuple[PointInput, ...]
+    conntrack: tuple[tuple[str, str], ...]
+    parts: int
+
+
+_cache: dict[str, tuple[Prepared, list[list[int]], set[int]]] = {}
+_cache_lock = threading.Lock()
+
+
+def _prepared(spec: _Spec) -> tuple[Prepared, list[list[int]], set[int]]:
+    """The captures read, linked and partitioned, once per worker process and run (with
+    the partitions matched here so far)."""
+    with _cache_lock:
+        got = _cache.get(spec.token)
+        if got is None:
+            for k in list(_cache):  # one run at a time per worker process
+                _close(_cache.pop(k)[0])
+            plan = plan_stages(spec.points)
+            pts = read_points(plan.points, tables=plan.tables)
+            prep = prepare(pts, dict(spec.conntrack))
+            got = _cache[spec.token] = (prep, partition(prep, spec.parts), set())
+    return got
+
+
+def _close(prep: Prepared) -> None:
+    for p in prep.pts:
+        if p.pc is not None:
+            p.pc.table.close()
+
+
+def _dask_match(
+    spec: _Spec, part: int
+) -> tuple[Minima, list[PointFacts | None], list[str], list[int]]:
+    prep, parts, matched = _prepared(spec)
+    minima = match_part(prep, parts[part])
+    matched.add(part)
+    return minima, point_facts(prep.pts), prep.warnings, parts[part]
+
+
+def _dask_finish(spec: _Spec, part: int, clocks: list[tuple[int, int | None]]) -> list[Built]:
+    prep, parts, matched = _prepared(spec)
+    if part not in matched:  # phase 1 ran in another worker process: match here too
+        match_part(prep, parts[part])
+        matched.add(part)
+    apply_clocks(prep.pts, clocks)
+    return finish_part(prep, parts[part])
+
+
+def _dask_release(token: str) -> None:
+    with _cache_lock:
+        got = _cache.pop(token, None)
+    if got is not None:
+        _close(got[0])
+
+
+def correlate_dask(
+    original: Sequence[PointInput],
+    points: Sequence[PointInput],
+    conntrack: Mapping[str, str],
+    address: str,
+    parts: int,
+) -> Verdict:
+    """The partitions as tasks on the dask.distributed scheduler at `address`; every
+    worker must see the capture files at the same paths. `original`: the points as given
+    (each worker plans a device's stage points itself); `points`: as planned."""
+    try:
+        # untyped library: everything from it is Any here
+        client_cls: Any = importlib.import_module("dask.distributed").Client
+    except ImportError:
+        raise CorrelationError(
+            "--dask needs dask.distributed", hint="pip install 'hopcap[dask]'"
+        ) from None
+    try:
+        client = client_cls(address, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise CorrelationError(
+            f"cannot reach the dask scheduler at {address}: {exc}",
+            hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`",
+        ) from None
+    try:
+        workers = len(client.scheduler_info().get("workers", {}))
+        n = max(parts, workers, 1)
+        spec = _Spec(uuid.uuid4().hex, tuple(original), tuple(sorted(conntrack.items())), n)
+        try:
+            futs = [client.submit(_dask_match, spec, i, pure=False) for i in range(n)]
+            first = client.gather(futs)
+            # phase 2 of a partition where its phase 1 ran: that worker process holds the
+            # matched flows (anywhere else would read, link and match again)
+            where = client.who_has(futs)
+            hosts = [list(where.get(f.key, ())) or None for f in futs]
+            facts, warnings = first[0][1], first[0][2]
+            pts = [Point(i, inp, inp.name, *_host_of(inp), None) for i, inp in enumerate(points)]
+            present = [i for i, f in enumerate(facts) if f is not None]
+            prep = Prepared(pts, present, [], warnings)
+            set_clocks(prep, [m for m, *_ in first])
+            clocks = clocks_of(pts)
+            built = client.gather(
+                [
+                    client.submit(_dask_finish, spec, i, clocks, pure=False, workers=hosts[i],
+                                  allow_other_workers=True)
+                    for i in range(n)
+                ]
+            )  # fmt: skip
+        finally:
+            client.run(_dask_release, spec.token)
+    finally:
+        client.close()
+    order = [idxs for *_, idxs in first]
+    return assemble(pts, _in_order(sum(map(len, order)), order, built), warnings, facts)

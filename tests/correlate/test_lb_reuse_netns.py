@@ -1,0 +1,272 @@
+"""A real HAProxy reusing backend connections (`http-reuse always`) under several
+concurrent keep-alive clients, and a real retry + redispatch: namespaces cli -> lb
+(haproxy) -> srv (the lab's HTTP server), tcpdump on lb's front and back interfaces and
+on srv. Every client's requests must be linked to the backend bytes that carried them,
+with no false finding."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hopcap.correlate import correlate
+from hopcap.lab import httpd
+from hopcap.model import Flow, PointInput, Verdict
+from tests.labnames import prefix
+
+pytestmark = pytest.mark.lab
+
+P = f"{prefix('hcr')}p{os.getpid() % 10000}"  # namespace prefix, unique per run and checkout
+NS = {"cli": f"{P}-cli", "lb": f"{P}-lb", "srv": f"{P}-srv"}
+FRONT = "198.18.110.1"  # haproxy's frontend (lb's eth0)
+LB_BACK = "198.18.111.1"
+SRV = "198.18.111.2"
+CLIENTS, REQUESTS = 4, 10
+
+
+def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
+
+
+def wait_listening(ns: str, port: int) -> None:
+    for _ in range(100):
+        if f":{port} " in sh("ss", "-ltnH", ns=ns).stdout:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on :{port} in {ns}")
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "tcpdump", "haproxy")):
+        pytest.fail("needs root, ip, tcpdump and haproxy")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in NS.values():
+            sh("ip", "netns", "add", n)
+        sh("ip", "link", "add", "c0", "netns", NS["cli"], "type", "veth",
+           "peer", "eth0", "netns", NS["lb"])  # fmt: skip
+        sh("ip", "link", "add", "eth1", "netns", NS["lb"], "type", "veth",
+           "peer", "eth0", "netns", NS["srv"])  # fmt: skip
+        for ns, dev, addr in (
+            ("cli", "c0", "198.18.110.2/24"),
+            ("lb", "eth0", f"{FRONT}/24"),
+            ("lb", "eth1", f"{LB_BACK}/24"),
+            ("srv", "eth0", f"{SRV}/24"),
+        ):
+            sh("ip", "addr", "add", addr, "dev", dev, ns=NS[ns])
+            sh("ip", "link", "set", dev, "up", ns=NS[ns])
+            sh("ip", "link", "set", "lo", "up", ns=NS[ns])
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", NS["srv"], sys.executable, httpd.__file__, "serve",
+                 SRV, "8080", str(tmp_path / "httpd.pid")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        wait_listening(NS["srv"], 8080)
+        yield tmp_path
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.wait(timeout=5)
+        for n in NS.values():
+            sh("ip", "netns", "del", n, check=False)
+
+
+def haproxy(tmp: Path, backend: str) -> subprocess.Popen[bytes]:
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(
+        "global\n  maxconn 100\n"
+        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n"
+        "  timeout server 5s\n  option forwardfor\n"
+        f"frontend fe\n  bind {FRONT}:80\n  default_backend be\n" + backend
+    )
+    sh("haproxy", "-c", "-q", "-f", str(cfg))
+    pr = subprocess.Popen(["ip", "netns", "exec", NS["lb"], "haproxy", "-db", "-f", str(cfg)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_listening(NS["lb"], 80)
+    return pr
+
+
+POINTS = [("lb:eth0", "lb", "eth0"), ("lb:eth1", "lb", "eth1"), ("srv:eth0", "srv", "eth0")]
+
+# CLIENTS keep-alive connections at once, REQUESTS each, every request marked with its
+# client and number in a header
+CLIENT = f"""
+import http.client, sys, threading
+go = threading.Barrier({CLIENTS})
+bad = []
+def run(c):
+    conn = http.client.HTTPConnection("{FRONT}", 80, timeout=5)
+    go.wait()
+    for r in range({REQUESTS}):
+        conn.request("GET", "/", headers={{"X-Req": f"c{{c}}r{{r}}"}})
+        resp = conn.getresponse()
+        if resp.status != 200 or not resp.read():
+            bad.append((c, r, resp.status))
+    conn.close()
+ts = [threading.Thread(target=run, args=(c,)) for c in range({CLIENTS})]
+for t in ts: t.start()
+for t in ts: t.join()
+sys.exit(1 if bad else 0)
+"""
+
+
+def capture(tmp: Path, tag: str, action: list[str]) -> list[PointInput]:
+    """tcpdump on every point around `action` (run in cli); the dumps are stopped also
+    when something fails."""
+    dumps: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+    out: list[PointInput] = []
+    done = None
+    try:
+        for name, ns, dev in POINTS:
+            f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
+            pr = subprocess.Popen(
+                ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "-B", "32768",
+                 "--immediate-mode", "-U", "-w", str(f), "tcp"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            dumps.append((name, f, pr))
+            assert pr.stderr is not None
+            first = pr.stderr.readline().decode()
+            assert "listening" in first, first
+        time.sleep(0.2)
+        done = subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True,
+                              timeout=60)  # fmt: skip
+        time.sleep(0.5)
+    finally:
+        for name, f, pr in dumps:
+            pr.send_signal(signal.SIGINT)
+            try:
+                _, err = pr.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+                _, err = pr.communicate()
+            drops = 0
+            for line in err.decode().splitlines():
+                if "dropped by kernel" in line:
+                    drops = int(line.split()[0])
+            out.append(PointInput(name=name, pcap=f, kernel_drops=drops))
+    assert done is not None and done.returncode == 0, done.stderr.decode()[-2000:] if done else ""
+    return out
+
+
+def c2s_streams(pcap: Path) -> dict[str, bytes]:
+    """Each connection's client->server byte stream (by tuple string), from the SYN on."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import PcapReader
+
+    isn: dict[str, int] = {}
+    segs: dict[str, dict[int, bytes]] = defaultdict(dict)
+    with PcapReader(str(pcap)) as rd:
+        for pkt in rd:
+            if IP not in pkt or TCP not in pkt:
+                continue
+            ip, tcp = pkt[IP], pkt[TCP]
+            key = f"{ip.src}:{tcp.sport} > {ip.dst}:{tcp.dport}"
+            if tcp.flags & 0x02:
+                isn[key] = tcp.seq
+            data = bytes(tcp.payload)
+            if data and key in isn:
+                segs[key][(tcp.seq - isn[key] - 1) & 0xFFFFFFFF] = data
+    out = {}
+    for key, parts in segs.items():
+        buf = bytearray()
+        for off in sorted(parts):
+            if off <= len(buf):
+                buf[off:] = parts[off]
+        out[key] = bytes(buf)
+    return out
+
+
+def no_false_finding(v: Verdict) -> None:
+    bad = [(fl.client, f) for fl in v.flows for f in fl.findings
+           if f.kind in ("drop", "inject", "rewrite")]  # fmt: skip
+    assert bad == [], bad
+    if not any(p.kernel_drops for p in v.points):
+        gaps = [(fl.client, f) for fl in v.flows for f in fl.findings if f.kind == "gap"]
+        assert gaps == [], gaps
+
+
+def test_http_reuse_always_links_every_request_to_its_client(lab: Path) -> None:
+    # two connections to the server at most: four clients must share them
+    pr = haproxy(lab, f"backend be\n  http-reuse always\n  server s1 {SRV}:8080 maxconn 2\n")
+    try:
+        pts = capture(lab, "reuse", [sys.executable, "-c", CLIENT])
+    finally:
+        pr.terminate()
+        pr.wait(timeout=5)
+    v = correlate(pts)
+    no_false_finding(v)
+    fronts = [fl for fl in v.flows if fl.server == f"{FRONT}:80"]
+    assert len(fronts) == CLIENTS, [(fl.client, fl.server) for fl in v.flows]
+    # every backend connection's bytes belong to client flows: no flow of leftovers
+    assert len(v.flows) == CLIENTS, [(fl.client, [leg.tuple for leg in fl.legs]) for fl in v.flows]
+    back = c2s_streams(pts[1].pcap)  # type: ignore[arg-type]
+    front = c2s_streams(pts[0].pcap)  # type: ignore[arg-type]
+    shared = 0
+    for fl in fronts:
+        mine = front[fl.legs[0].tuple]
+        client = mine.split(b"X-Req: c", 1)[1][:1].decode()  # which client this flow is
+        assert mine.count(b"X-Req: c" + client.encode()) == REQUESTS
+        carried = _carried(fl, back)
+        want = sorted(f"c{client}r{r}" for r in range(REQUESTS))
+        assert carried == want, (fl.client, carried)
+        assert not fl.broken and fl.summary.startswith("OK"), fl.summary
+        shared += sum(1 for leg in fl.legs if leg.part is not None)
+    assert shared, "haproxy reused no backend connection across clients"  # the test's premise
+
+
+def _carried(fl: Flow, back: dict[str, bytes]) -> list[str]:
+    """The X-Req markers in the backend bytes that this flow's lb:eth1 legs say carried it."""
+    out: list[str] = []
+    for leg in fl.legs:
+        if leg.point != "lb:eth1":
+            continue
+        assert leg.link == "proxied"
+        stream = back[leg.tuple]
+        ranges = leg.part.c2s if leg.part is not None else ((0, len(stream)),)
+        for lo, hi in ranges:
+            chunk = stream[lo:hi]
+            assert chunk.startswith(b"GET / HTTP/1.1"), chunk[:40]
+            low = chunk.lower()  # haproxy 2.x sends header names in lower case
+            assert b"x-forwarded-for: 198.18.110.2" in low
+            out += [x[:6].split(b"\r")[0].decode() for x in low.split(b"x-req: ")[1:]]
+    return sorted(out)
+
+
+def test_retry_and_redispatch_are_legs_of_the_clients_flow(lab: Path) -> None:
+    """The first server refuses (nothing listens: RST); haproxy retries once, redispatched
+    to the second: one flow, both backend connections its legs, the refusal its finding."""
+    pr = haproxy(
+        lab,
+        "backend be\n  balance first\n  retries 1\n  option redispatch\n"
+        f"  server s1 {SRV}:8081\n  server s2 {SRV}:8080\n",
+    )
+    try:
+        pts = capture(lab, "retry", ["curl", "-s", "-m", "5", "-o", "/dev/null", "-f",
+                                     f"http://{FRONT}/"])  # fmt: skip
+    finally:
+        pr.terminate()
+        pr.wait(timeout=5)
+    v = correlate(pts)
+    no_false_finding(v)
+    assert len(v.flows) == 1, [(fl.client, [leg.tuple for leg in fl.legs]) for fl in v.flows]
+    fl = v.flows[0]
+    if any(p.kernel_drops for p in v.points):
+        return
+    at_back = [leg.tuple.split(" > ")[1] for leg in fl.legs if leg.point == "lb:eth1"]
+    assert at_back == [f"{SRV}:8081", f"{SRV}:8080"], fl.legs
+    assert [(f.kind, f.between) for f in fl.findings] == [("reset", ("srv", "srv:eth0"))]
+    assert fl.summary.startswith("OK") and "after 1 failed connection attempt" in fl.summary

@@ -1,0 +1,109 @@
+"""Correlation partitioned by connection (--jobs, --dask) gives the verdict of one job."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+from pcapgen import C2S, S2C, Conv, Seg, View
+from test_path import HTTP_REQ, HTTP_RESP, nat_map, points
+
+from hopcap.correlate import correlate
+from hopcap.correlate import parallel as par
+from hopcap.correlate.engine import partition, prepare, read_points
+from hopcap.model import PointInput
+from hopcap.patterns import with_patterns
+
+
+def _scenario(tmp: Path) -> list[PointInput]:
+    """Eight connections over three points (NAT, TSO, a drop, an MSS clamp, a forged RST),
+    so that every partition has flows with findings and clean ones."""
+    convs = []
+    for i in range(8):
+        c = Conv(client=("203.0.113.10", 50100 + i), server=("203.0.113.80", 80), seed=200 + i,
+                 t0=1_763_790_000.0 + i * 0.02)  # fmt: skip
+        c.handshake(answered=i != 5)
+        if i != 5:
+            c.request(HTTP_REQ)
+            c.response(HTTP_RESP)
+            c.close()
+        convs.append(c)
+
+    def fw(c: Conv) -> View:
+        def change(s: Seg) -> Seg:
+            if s.mss is not None and s.d == C2S:
+                s.mss = 1380
+            return s
+
+        return View(delay=0.0002, nat=nat_map(c, sport=c.client[1] - 20000), change=change,
+                    drop=lambda s: s.conv is convs[3] and s.tag == "resp" and s.seq % 3 == 0,
+                    ttl_dec={C2S: 1})  # fmt: skip
+
+    forged = Seg(d=S2C, t=convs[6].segs[5].t + 0.0001, flags="R", seq=convs[6].segs[5].ack,
+                 ack=0, conv=convs[6], ipid=0)  # fmt: skip
+    return points(tmp, convs, [
+        ("client:eth0", lambda c: View(tso=True, ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.0001, ttl_dec={S2C: 1}, extra=[forged])),
+        ("fw:eth1", fw),
+    ])  # fmt: skip
+
+
+def test_jobs_give_the_verdict_of_one_job(tmp_path: Path) -> None:
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    kinds = {f["kind"] for fl in one["flows"] for f in fl["findings"]}
+    assert {"drop", "rewrite"} <= kinds and len(one["flows"]) == 8
+    prep = prepare(read_points(pts), {})
+    sizes = [len(p) for p in partition(prep, 3)]
+    assert sum(sizes) == 8 and sum(1 for n in sizes if n) >= 2  # really split
+    for jobs in (2, 3):
+        assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
+
+
+def test_dask_partitions_match_each_in_any_worker_process(tmp_path: Path) -> None:
+    """Phase 2 of a partition in a process that did not match it (the dask scheduler may
+    move a task) matches it there first: the verdict is still that of one job."""
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    spec = par._Spec("t1", tuple(pts), (), 3)
+    first = [par._dask_match(spec, i) for i in (0, 1)]  # partition 2 never matched here
+    facts, warnings = first[0][1], first[0][2]
+    prep, parts, matched = par._prepared(spec)
+    assert matched == {0, 1}
+    par.set_clocks(prep, [m for m, *_ in first] + [par.match_part(prep, parts[2])])
+    clocks = par.clocks_of(prep.pts)
+    par._dask_release("t1")  # a fresh process: read, link and match again
+    built = [par._dask_finish(spec, i, clocks) for i in range(3)]
+    par._dask_release("t1")
+    got = par.assemble(prep.pts, par._in_order(8, parts, built), warnings, facts)
+    assert with_patterns(got).to_dict() == one  # as correlate() finishes every verdict
+
+
+def test_dask_local_cluster_of_two_worker_processes(tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        got = correlate(pts, dask=cluster.scheduler_address, jobs=2)
+    assert got.to_dict() == one
+
+
+def test_jobs_on_a_reused_backend_connection_shared_by_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flows that share a reused backend connection may land in different partitions: each
+    matches the connection and keeps its own exchanges, as one job does."""
+    import test_lb_reuse as lb
+
+    site = lb.pooled(3, lost=1)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "three").mkdir()
+    one = site.capture(tmp_path / "one", drop=lambda s: s.tag == "lost", nat=True)
+    assert {f.kind for fl in one.flows for f in fl.findings} == {"drop"}
+    monkeypatch.setattr(lb, "correlate", partial(correlate, jobs=3, min_packets_per_job=0))
+    got = site.capture(tmp_path / "three", drop=lambda s: s.tag == "lost", nat=True)
+    assert got.to_dict() == one.to_dict()
