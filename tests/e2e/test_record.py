@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -195,7 +196,8 @@ def test_soak_keeps_disk_and_memory_flat(clean_lab: lab.LabInfo, tmp_path: Path)
     loop = f"while :; do curl -s -o /dev/null -m 5 {VIP}/big.bin; sleep 1; done"
     traffic = subprocess.Popen(
         ["ip", "netns", "exec", f"{PREFIX}-client",
-         "timeout", str(int(soak_s + 30)), "sh", "-c", loop]
+         "timeout", str(int(soak_s + 30)), "sh", "-c", loop],
+        start_new_session=True,
     )  # fmt: skip
     rec = Recorder(
         clean_lab.inventory, out, "--until", f"client: curl -sf -o /dev/null -m 5 {VIP}/",
@@ -213,7 +215,9 @@ def test_soak_keeps_disk_and_memory_flat(clean_lab: lab.LabInfo, tmp_path: Path)
         code, _, stderr = rec.finish(timeout=120)
     finally:
         rec.kill()
-        traffic.kill()
+        # the loop and its curl with it (a killed `timeout` would leave its child running)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(traffic.pid, signal.SIGKILL)
         traffic.wait()
     assert code == EXIT_OK, stderr
     assert "--max-duration reached without a trigger" in stderr
