@@ -17,8 +17,9 @@ ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
 KINDS: tuple[str, ...] = ("linux",)  # what a host is; vendor appliances will add kinds
 
-FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
-LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
+FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap", "icmp")
+LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied", "tunnel")
+BROKEN_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "icmp")
 Direction = Literal["c2s", "s2c"]
 
 DEFAULT_FILTER = "tcp or icmp"
@@ -243,6 +244,7 @@ class Leg:
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
     part: LegPart | None = None  # a connection shared with other flows: this flow's part
+    tunnel: str | None = None  # "esp", "encrypted udp", ...: the flow is inside a tunnel here
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
@@ -252,6 +254,8 @@ class Leg:
             d["latency_s"] = self.latency_s
         if self.part is not None:
             d["part"] = self.part.to_dict()
+        if self.tunnel is not None:
+            d["tunnel"] = self.tunnel
         return d
 
 
@@ -298,7 +302,7 @@ class Flow:
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -435,6 +439,7 @@ class Verdict:
                         details=tuple(leg.get("details", ())),
                         latency_s=leg.get("latency_s"),
                         part=LegPart.from_dict(leg["part"]) if leg.get("part") else None,
+                        tunnel=leg.get("tunnel"),
                     )
                     for leg in f.get("legs", ())
                 ),

@@ -684,6 +684,7 @@ _COLORS = {
     "rewrite": "#e65100",
     "reset": "#6a1b9a",
     "gap": "#777777",
+    "icmp": "#00695c",
 }
 
 

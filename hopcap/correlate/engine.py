@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.conns import Half, PointConns, build_point
+from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import (
     HalfLinks,
     Part,
@@ -35,8 +36,10 @@ from hopcap.correlate.match import (
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
 from hopcap.correlate.stages import finish_stages, plan_stages
+from hopcap.correlate.udp import build_dgram_flows, delay_samples, finish_dflow, match_dgram_hops
 from hopcap.errors import CorrelationError
 from hopcap.model import (
+    BROKEN_KINDS,
     Direction,
     Finding,
     Flow,
@@ -51,6 +54,7 @@ from hopcap.patterns import with_patterns
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 T = TypeVar("T")
+KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
 @dataclass
@@ -196,9 +200,23 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
 
     flows = _build_flows(pts, present, links)
     _match_hops(pts, flows)
-    _estimate_clocks(pts, present, flows)
+    dflows = build_dgram_flows(pts, present)
+    match_dgram_hops(pts, dflows)
+    _estimate_clocks(pts, present, flows, delay_samples(dflows))
     _windows(pts, present, flows)
     verdict_flows = [_finish_flow(pts, present, f) for f in flows]
+    dverdict = [finish_dflow(pts, present, f, _blind) for f in dflows]
+    err_t, err_d = attach_errors(pts, present, flows, dflows, _blind)
+    by_name = {p.name: p for p in pts}
+
+    def where_of(fnd: Finding) -> str:
+        return _where(by_name, fnd.between)
+
+    for i, infos in err_t.items():
+        apply_to_built(verdict_flows[i], infos, where_of)
+    for i, infos in err_d.items():
+        apply_to_built(dverdict[i], infos, where_of)
+    verdict_flows.extend(dverdict)
     verdict_flows.sort(key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
     out_flows = tuple(
         Flow(
@@ -511,9 +529,16 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
 # --------------------------------------------------------------------------- clocks
 
 
-def _estimate_clocks(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
-    d1: dict[tuple[int, int], list[int]] = {}
-    d2: dict[tuple[int, int], list[int]] = {}
+def _estimate_clocks(
+    pts: list[Point],
+    present: list[int],
+    flows: list[FlowB],
+    extra: tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[int]]] = ({}, {}),
+) -> None:
+    """Clock offsets from the minimum one-way delays of matched packets (`extra`: more
+    delays per pair of points, c2s and s2c, e.g. of datagrams)."""
+    d1: dict[tuple[int, int], list[int]] = {k: list(v) for k, v in extra[0].items()}
+    d2: dict[tuple[int, int], list[int]] = {k: list(v) for k, v in extra[1].items()}
     for f in _chains(flows):
         for hop in f.hops:
             pa, pb = pts[hop.a], pts[hop.b]
@@ -599,7 +624,7 @@ class Built:
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
 
 
 def _endpoint_name(p: Point, side: str) -> str:
@@ -742,7 +767,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 
     def order(x: Finding) -> tuple[int, float]:
         return (
-            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
+            KIND_ORDER.get(x.kind, 9),
             x.first_ts or 0.0,
         )
 

@@ -98,6 +98,8 @@ class PacketTable:
     opt_len: npt.NDArray[np.int16]
     warnings: list[str] = field(default_factory=list)
     kernel_drops: int | None = None
+    # the UDP, ICMP and ESP datagrams of the same capture (hopcap.correlate.dgram)
+    dgram: Any = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -419,16 +421,20 @@ def read_capture(path: Path) -> PacketTable:
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
         gen = walk_parse_pcap(buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, CHUNK)
         if gen is not None:
-            return _finish(path, buf, _one_pass(path, buf, gen))
+            dgs: list[tuple[I64, ...]] = []
+            return _finish(path, buf, _one_pass(path, buf, gen, dgs), dgs)
     rec = walk_records(path, buf)
     n = int(rec.off.shape[0])
     parts: list[PacketTable] = []
+    dgs = []
     for s in range(0, max(n, 1), CHUNK):
         e = min(n, s + CHUNK)
         off, cap = rec.off[s:e], rec.cap[s:e]
         fast = parse_records(buf, off, cap, rec.link[s:e], HEAD)
         if fast is not None:
-            parts.append(_narrow(_from_columns(path, buf, rec.ts[s:e], *fast)))
+            rows, cols, (ri, l3, l4) = fast
+            dgs.append((rec.ts[s:e][ri], l3, l4, off[ri] + cap[ri]))
+            parts.append(_narrow(_from_columns(path, buf, rec.ts[s:e], rows, cols)))
             continue
         heads = gather_heads(buf, off, cap, HEAD)
         k = e - s
@@ -438,8 +444,8 @@ def read_capture(path: Path) -> PacketTable:
             ts=rec.ts[s:e],
             link=rec.link[s:e],
         )
-        parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap))
-    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops))
+        parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap, dgs))
+    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops), dgs)
 
 
 def _narrow(t: PacketTable) -> PacketTable:
@@ -456,7 +462,9 @@ def _narrow(t: PacketTable) -> PacketTable:
     return t
 
 
-def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, list[str], None]:
+def _one_pass(
+    path: Path, buf: Any, gen: Any, dgs: list[tuple[I64, ...]]
+) -> tuple[list[PacketTable], int, list[str], None]:
     parts: list[PacketTable] = []
     nrec = 0
     warnings: list[str] = []
@@ -467,15 +475,22 @@ def _one_pass(path: Path, buf: Any, gen: Any) -> tuple[list[PacketTable], int, l
             if w:
                 warnings.append(w)
             break
-        k, ts, cols = item
+        k, ts, cols, dg = item
         nrec += k
+        if dg[0].shape[0]:
+            dgs.append(dg)
         parts.append(_narrow(_from_columns(path, buf, ts.copy(), None, cols)))
     return parts, nrec, warnings, None
 
 
 def _finish(
-    path: Path, buf: Any, got: tuple[list[PacketTable], int, list[str], int | None]
+    path: Path,
+    buf: Any,
+    got: tuple[list[PacketTable], int, list[str], int | None],
+    dgs: list[tuple[I64, ...]],
 ) -> PacketTable:
+    from hopcap.correlate.dgram import parse_dgrams
+
     parts, n, warnings, kernel_drops = got
     if not parts:
         z = np.zeros(0, np.int64)
@@ -491,6 +506,9 @@ def _finish(
     t.records = n
     t.warnings = warnings
     t.kernel_drops = kernel_drops
+    z = np.zeros(0, np.int64)
+    cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
+    t.dgram = parse_dgrams(path, buf, *cat)
     return t
 
 
@@ -524,9 +542,11 @@ def _parse(
     rec: Records,
     true_off: I64 | None = None,
     true_cap: I64 | None = None,
+    dgs: list[tuple[I64, ...]] | None = None,
 ) -> PacketTable:
     """Parse records at `rec.off` of `u8` (headers only); `true_off`/`true_cap` are where
-    the records really are in `buf` (payload offsets point there)."""
+    the records really are in `buf` (payload offsets point there). UDP/ICMP/ESP datagrams
+    go to `dgs` as (ts, IP header offset, L4 header offset, record end) in `buf`."""
     n = rec.off.shape[0]
     size = u8.shape[0]
     if true_off is None or true_cap is None:
@@ -605,6 +625,14 @@ def _parse(
         nh = np.where(ext, nxt, nh)
         l4_6 = np.where(ext, l4_6 + ln, l4_6)
     tcp6 = is6 & (nh == 6)
+    if dgs is not None:
+        d4 = is4 & np.isin(proto4, (1, 17, 50)) & (frag == 0) & (ihl >= 20)
+        d6 = is6 & np.isin(nh, (17, 58, 50))
+        di = np.nonzero(d4 | d6)[0]
+        if di.shape[0]:
+            sh = true_off[di] - rec.off[di]
+            dl4 = np.where(d4[di], l3[di] + ihl[di], l4_6[di])
+            dgs.append((rec.ts[di], l3[di] + sh, dl4 + sh, true_off[di] + true_cap[di]))
     l4 = np.where(tcp4, l3 + ihl, np.where(tcp6, l4_6, -1))
     tcp = (tcp4 | tcp6) & safe(l4, 20)
     doff = (u8[clip(l4 + 12)] >> 4).astype(np.int64) * 4

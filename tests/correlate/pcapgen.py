@@ -367,7 +367,7 @@ def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]
     """A middlebox's input and output captures (both directions in each, like Haka's test
     data) as two path points: point `in` sees what the client sent and what reached the
     client, point `out` what reached the server and what the server sent."""
-    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     from scapy.utils import RawPcapReader
@@ -396,16 +396,22 @@ def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]
             try:
                 pkt = Ether(data) if link == 1 else IP(data)
                 ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
-                tcp = pkt.getlayer(TCP)
+                tcp = pkt.getlayer(TCP) or pkt.getlayer(UDP)
+                icmp = pkt.getlayer(ICMP)
             except Exception:  # a fuzzed packet scapy cannot dissect
-                ip = tcp = None
+                ip = tcp = icmp = None
             ep = (
                 (ip.src, tcp.sport, ip.dst, tcp.dport)
                 if ip is not None and tcp is not None
                 else None
             )
-            if ep and int(tcp.flags) & 0x12 == 0x02:
+            if ep and isinstance(tcp, TCP) and int(tcp.flags) & 0x12 == 0x02:
                 clients.add((ep[0], ep[1]))
+            if ip is not None and icmp is not None and int(icmp.type) in (0, 8):
+                # echo: the requester is the client (the echo id stands for its port)
+                ep = (ip.src, int(icmp.id), ip.dst, int(icmp.id))
+                if int(icmp.type) == 8:
+                    clients.add((ep[0], ep[1]))
             parsed.append((ts, data, ep))
         out = []
         for ts, data, ep in parsed:
