@@ -102,7 +102,7 @@ def attach_errors(
                 if got is not None and got[0].fid in d_at.get(p, {}):
                     ref = ("d", d_at[p][got[0].fid])
                     qdir = "c2s" if got[1] == 0 else "s2c"
-            ident = (
+            ident: tuple[int, ...] = (
                 int(t.proto[r]),
                 int(t.itype[r]),
                 int(t.icode[r]),
@@ -118,12 +118,12 @@ def attach_errors(
     out_t: dict[int, list[ErrorInfo]] = {}
     out_d: dict[int, list[ErrorInfo]] = {}
     for ref, groups in occ.items():
-        for ident, seen in groups.items():
+        for key, seen in groups.items():
             # the same error where its quoted header names no flow (a device that did not
             # translate the quoted header along with the outer one)
             have = {x[0] for x in seen}
-            for p, r in unattached.get(ident, ()):
-                if p not in have and ident[4] >= 0:
+            for p, r in unattached.get(key, ()):
+                if p not in have and key[4] >= 0:
                     seen.append((p, r, seen[0][2]))
             info = _one_error(pts, present, legs_of[ref], seen, blind)
             (out_t if ref[0] == "t" else out_d).setdefault(ref[1], []).append(info)
