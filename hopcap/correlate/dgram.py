@@ -117,22 +117,24 @@ def parse_dgrams(path: Path, buf: Any, ts: I64, l3: I64, l4: I64, end: I64) -> D
     u8: npt.NDArray[np.uint8] = (
         np.frombuffer(buf, np.uint8) if n and len(buf) >= 8 else np.zeros(8, np.uint8)
     )
-    top = max(u8.shape[0] - 8, 0)
+    size = u8.shape[0]
 
-    def c(o: I64) -> I64:
-        return np.clip(o, 0, top)
+    # reads past the end of a record only happen on rows that are dropped below; clipped
+    # to the buffer by the width of each read (a record may end where the file does)
+    def c(o: I64, w: int) -> I64:
+        return np.clip(o, 0, max(size - w, 0))
 
     def b8(o: I64) -> I64:
-        return u8[c(o)].astype(np.int64)
+        return u8[c(o, 1)].astype(np.int64)
 
     def b16(o: I64) -> I64:
-        return _be16(u8, c(o))
+        return _be16(u8, c(o, 2))
 
     def b32(o: I64) -> I64:
-        return _be32(u8, c(o))
+        return _be32(u8, c(o, 4))
 
     def b64(o: I64) -> U64:
-        return _be64(u8, c(o))
+        return _be64(u8, c(o, 8))
 
     v = b8(l3) >> 4
     v4 = v == 4

@@ -17,7 +17,7 @@ sender is a path-MTU black hole, and its summary says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,13 +66,9 @@ def attach_errors(
             if leg.s is not None:
                 at[leg.s.hid] = (i, "s2c")
     d_at: dict[int, dict[int, int]] = {}
-    legs_of: dict[tuple[str, int], list[int]] = {}
     for i, df in enumerate(dflows):
-        legs_of[("d", i)] = [leg.point for leg in df.legs]
         for dl in df.legs:
             d_at.setdefault(dl.point, {})[dl.f.fid] = i
-    for i, f in enumerate(tcp_flows):
-        legs_of[("t", i)] = [leg.point for leg in f.legs]
     # (flow kind, flow index) -> error identity -> [(point, row, quoted direction)]
     occ: dict[tuple[str, int], dict[tuple[int, ...], list[tuple[int, int, Direction]]]] = {}
     unattached: dict[tuple[int, ...], list[tuple[int, int]]] = {}
@@ -125,22 +121,41 @@ def attach_errors(
             for p, r in unattached.get(key, ()):
                 if p not in have and key[4] >= 0:
                     seen.append((p, r, seen[0][2]))
-            info = _one_error(pts, present, legs_of[ref], seen, blind)
+            info = _one_error(pts, present, seen, blind)
             (out_t if ref[0] == "t" else out_d).setdefault(ref[1], []).append(info)
-    return out_t, out_d
+    return {k: _merge(v) for k, v in out_t.items()}, {k: _merge(v) for k, v in out_d.items()}
+
+
+def _merge(infos: list[ErrorInfo]) -> list[ErrorInfo]:
+    """Errors of one flow that took the same way (type, origin, where they vanished): one
+    finding each for all of them, with the count."""
+    groups: dict[tuple[object, ...], list[ErrorInfo]] = {}
+    for i in sorted(infos, key=lambda i: i.findings[0].first_ts or 0.0):
+        key = (i.text, i.quoted_dir, i.generator, i.first, i.last, i.lost_before, i.src)
+        groups.setdefault(key, []).append(i)
+    out = []
+    for same in groups.values():
+        head = same[0]
+        if len(same) > 1:
+            merged = []
+            for k, f in enumerate(head.findings):
+                n = sum(x.findings[k].packets for x in same if k < len(x.findings))
+                merged.append(replace(f, packets=n, what=f"{f.what} ({len(same)} errors)"))
+            head.findings = merged
+        out.append(head)
+    return out
 
 
 def _one_error(
     pts: list[Point],
     present: list[int],
-    flow_points: list[int],
     seen: list[tuple[int, int, Direction]],
     blind: Callable[[Point, int], str | None],
 ) -> ErrorInfo:
     qdir = seen[0][2]
     travel: Direction = "s2c" if qdir == "c2s" else "c2s"
-    # the points on its way, in its direction of travel: those of the flow's legs
-    order = [p for p in present if p in flow_points or any(p == s[0] for s in seen)]
+    # the points on its way, in its direction of travel
+    order = list(present)
     if travel == "s2c":
         order.reverse()
     at = {p: r for p, r, _d in seen}
@@ -224,6 +239,16 @@ def apply_to_built(b: Built, infos: list[ErrorInfo], where_of: Callable[[Finding
     from hopcap.correlate.engine import KIND_ORDER, _more
 
     own = b.findings
+    # an endpoint that answered with an ICMP error did answer
+    answered = {(i.generator, i.quoted_dir) for i in infos}
+    own = tuple(
+        f
+        for f in own
+        if not (
+            (f.between[1], f.direction) in answered
+            and ("never answered" in f.what or "no answer seen" in f.what)
+        )
+    )
     found = list(own)
     for info in infos:
         found.extend(info.findings)

@@ -493,7 +493,7 @@ def finish_dflow(
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
             end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
-            late = end - int(t.ts[rows[-1]]) < NS
+            late = end - int(t.ts[rows[0]]) < NS
             if pl.kernel_drops or late:
                 kind = "gap"
                 text = f"{what}: no answer seen, but the capture at {pl.name} " + (

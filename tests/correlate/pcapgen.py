@@ -503,3 +503,119 @@ def busy_firewall(
     pkts.sort(key=lambda tp: tp[0])
     p1 = write(out / "fw_eth1.pcap", pkts)
     return p0, p1
+
+
+# --------------------------------------------------------------------------- datagrams
+
+
+@dataclass
+class Dg:
+    """One UDP datagram or ICMP echo message of a `UConv`."""
+
+    d: str
+    t: float
+    data: bytes
+    ipid: int
+    seq: int = 0  # ICMP echo sequence
+    ttl: int = 64
+    tos: int = 0
+    tag: str = ""
+    conv: UConv | None = None
+
+
+class UConv:
+    """One UDP flow (proto "udp") or ping (proto "icmp", `sport` is the echo id)."""
+
+    def __init__(
+        self,
+        client: tuple[str, int] = ("203.0.113.10", 40000),
+        server: tuple[str, int] = ("203.0.113.80", 53),
+        *,
+        proto: str = "udp",
+        t0: float = 1_763_790_000.0,
+        seed: int = 1,
+    ) -> None:
+        rnd = random.Random(seed)
+        self.client, self.server, self.proto = client, server, proto
+        self.t = t0
+        self.ipid = {C2S: rnd.randrange(1 << 16), S2C: rnd.randrange(1 << 16)}
+        self.segs: list[Dg] = []
+        self.rnd = rnd
+
+    def send(self, d: str, data: bytes, *, dt: float = 0.001, tag: str = "", seq: int = 0) -> Dg:
+        self.t += dt
+        g = Dg(d, self.t, data, self.ipid[d] & 0xFFFF, seq=seq, tag=tag, conv=self)
+        self.ipid[d] += 1
+        self.segs.append(g)
+        return g
+
+    def ping(self, n: int, *, size: int = 56, answered: bool = True) -> None:
+        for i in range(n):
+            body = struct.pack(">d", self.t) + bytes((i + k) & 0xFF for k in range(size - 8))
+            self.send(C2S, body, dt=0.2, tag="req", seq=i)
+            if answered:
+                self.send(S2C, body, dt=0.0005, tag="reply", seq=i)
+
+
+def dns_query(qid: int, name: str, qtype: int = 1) -> bytes:
+    q = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\x00"
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack(">HH", qtype, 1)
+
+
+def dns_answer(query: bytes, addr: str) -> bytes:
+    import ipaddress
+
+    ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ipaddress.IPv4Address(addr).packed
+    return query[:2] + b"\x81\x80" + query[4:6] + b"\x00\x01\x00\x00\x00\x00" + query[12:] + ans
+
+
+def render_dgrams(convs: Iterable[UConv], view: View) -> list[tuple[float, Any]]:
+    """Scapy packets of datagram conversations as seen at one point (`View` as for TCP:
+    nat maps a direction to (src, sport, dst, dport), the echo id standing for the ports)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.packet import Raw
+
+    segs = sorted([s for c in convs for s in c.segs] + list(view.extra), key=lambda s: s.t)
+    if view.drop is not None:
+        segs = [s for s in segs if not view.drop(s)]
+    out: list[tuple[float, Any]] = []
+    for s in segs:
+        conv = s.conv
+        assert conv is not None
+        if s.d == C2S:
+            src, sport, dst, dport = conv.client[0], conv.client[1], conv.server[0], conv.server[1]
+        else:
+            src, sport, dst, dport = conv.server[0], conv.server[1], conv.client[0], conv.client[1]
+        if s.d in view.nat:
+            src, sport, dst, dport = view.nat[s.d]
+        s2 = replace(s, ttl=s.ttl - view.ttl_dec.get(s.d, 0))
+        if view.change is not None:
+            s2 = view.change(s2)
+        ip = IP(src=src, dst=dst, id=s2.ipid, ttl=s2.ttl, tos=s2.tos)
+        if conv.proto == "udp":
+            pkt = ip / UDP(sport=sport, dport=dport) / Raw(s2.data)
+        else:
+            icmp = ICMP(type=8 if s.d == C2S else 0, id=sport if s.d == C2S else dport, seq=s2.seq)
+            pkt = ip / icmp / Raw(s2.data)
+        out.append((s.t + (view.delay if s.d == C2S else -view.delay) + view.clock, pkt))
+    return out
+
+
+def icmp_error(
+    t: float,
+    src: str,
+    dst: str,
+    quoted: Any,
+    *,
+    type: int = 3,
+    code: int = 4,
+    mtu: int = 0,
+    ipid: int = 4321,
+) -> tuple[float, Any]:
+    """An ICMP error from `src` to `dst` quoting the IP header + 8 bytes of `quoted`."""
+    from scapy.layers.inet import ICMP, IP
+
+    body = bytes(quoted)
+    ihl = (body[0] & 0x0F) * 4
+    icmp = ICMP(type=type, code=code, nexthopmtu=mtu) if type == 3 else ICMP(type=type, code=code)
+    return t, IP(src=src, dst=dst, id=ipid, ttl=64) / icmp / body[: ihl + 8]
