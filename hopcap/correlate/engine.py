@@ -36,6 +36,7 @@ from hopcap.correlate.match import (
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
 from hopcap.correlate.stages import finish_stages, plan_stages
+from hopcap.correlate.tunnel import add_tunnel_legs, find_tunnels
 from hopcap.correlate.udp import build_dgram_flows, delay_samples, finish_dflow, match_dgram_hops
 from hopcap.errors import CorrelationError
 from hopcap.model import (
@@ -204,8 +205,10 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
     match_dgram_hops(pts, dflows)
     _estimate_clocks(pts, present, flows, delay_samples(dflows))
     _windows(pts, present, flows)
+    tunnels = find_tunnels(pts, present, dflows, _blind)
     verdict_flows = [_finish_flow(pts, present, f) for f in flows]
     dverdict = [finish_dflow(pts, present, f, _blind) for f in dflows]
+    add_tunnel_legs(pts, tunnels, flows, verdict_flows, dflows, dverdict)
     err_t, err_d = attach_errors(pts, present, flows, dflows, _blind)
     by_name = {p.name: p for p in pts}
 

@@ -545,10 +545,17 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
     f0 = fl.legs[0].f
     word_c = kind_word(t0, int(f0.c[0])) if f0.c.shape[0] else "datagram"
     word_s = kind_word(t0, int(f0.s[0])) if f0.s.shape[0] else "datagram"
+    if fl.legs[0].tunnel is not None:
+        word_c = word_s = "encrypted datagram"
     for fnd in findings:
         a, b = fnd.between
         where = _where(by_name, fnd.between)
         word = word_c if fnd.direction == "c2s" else word_s
+        if fnd.kind == "drop" and "the inner packet never appeared" in fnd.what:
+            return (
+                f"{word} arrived on {a} but the inner packet never appeared on {b}: dropped "
+                f"{where} (the tunnel endpoint)" + _more(findings)
+            )
         if fnd.kind == "drop":
             if "never answered" in fnd.what:
                 return f"{word} reached {a} but {b} never answered it" + _more(findings)

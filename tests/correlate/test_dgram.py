@@ -313,3 +313,86 @@ def test_compiled_and_numpy_verdicts_agree(tmp_path: Path) -> None:
         _fastwalk.disabled = False
     assert fast == slow
     assert any(f["kind"] == "drop" for fl in fast["flows"] for f in fl["findings"])
+
+
+# --------------------------------------------------------------------------- tunnels
+
+
+@pytest.mark.parametrize("outer", ["udp", "esp"])
+def test_encrypted_tunnel_drop_inside_the_endpoint(tmp_path: Path, outer: str) -> None:
+    """client:eth0 and gw:eth0 see only the encrypted tunnel (WireGuard-like UDP 51820, or
+    ESP); gw decrypts onto gw:tun0 (raw IP), srv:eth0 sees the inner TCP plain. Two of the
+    client's data segments arrive encrypted on gw:eth0 and never appear on gw:tun0."""
+    import random
+
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.ipsec import ESP
+    from scapy.packet import Raw
+
+    conv = Conv(client=("198.18.50.2", 40000), server=("198.18.60.80", 80), seed=12)
+    conv.handshake()
+    lost = conv.request(b"P" * 3000)[:2]  # two 1,448-byte segments
+    for s in lost:
+        conv.retransmit(s, dt=0.2)
+    conv.response(b"r" * 2000)
+    conv.close()
+    gone = {id(s) for s in lost}
+    inner = render([conv], View())  # as on gw:tun0, before the drop
+    rnd = random.Random(3)
+    seqs = {C2S: 0, S2C: 0}
+
+    def wrap(t: float, pkt: Any, d: str, at: str) -> tuple[float, Any]:
+        n = len(bytes(pkt))
+        body = rnd.randbytes(32 + (n + 15) // 16 * 16)  # header, padding, tag
+        src, dst = (
+            ("198.51.100.10", "198.51.100.1") if d == C2S else ("198.51.100.1", "198.51.100.10")
+        )
+        ip = IP(src=src, dst=dst, id=rnd.randrange(1 << 16), ttl=64 - (at == "gw"))
+        seqs[d] += 1
+        if outer == "udp":
+            return t, ip / UDP(sport=51820, dport=51820) / Raw(body)
+        return t, ip / ESP(spi=0x1000 if d == C2S else 0x2000, seq=seqs[d]) / Raw(body)
+
+    outer_client, outer_gw, tun, srv = [], [], [], []
+    segs = sorted(conv.segs, key=lambda s: s.t)
+    for s, (t, pkt) in zip(segs, inner, strict=True):
+        if s.d == C2S:
+            outer_client.append(wrap(t - 0.001, pkt, C2S, "client"))
+            outer_gw.append((t - 0.0003, outer_client[-1][1]))
+        else:
+            o = wrap(t + 0.0003, pkt, S2C, "gw")
+            outer_gw.append(o)
+            outer_client.append((t + 0.001, o[1]))
+        if id(s) not in gone:
+            tun.append((t, pkt))
+            srv.append((t + 0.0002 * (1 if s.d == C2S else -1), pkt))
+    pts = []
+    for name, pk, link in (("client:eth0", outer_client, "ether"), ("gw:eth0", outer_gw, "ether"),
+                           ("gw:tun0", tun, "raw"), ("srv:eth0", srv, "ether")):  # fmt: skip
+        pk.sort(key=lambda x: x[0])
+        pts.append(PointInput(name=name, pcap=write(tmp_path / f"{name[:-5]}{name[-4:]}.pcap", pk,
+                                                    link=link)))  # fmt: skip
+    v = correlate(pts)
+    kind = "encrypted udp" if outer == "udp" else "esp"
+    (ofl,) = [fl for fl in v.flows if fl.proto == outer]
+    assert [(leg.point, leg.tunnel) for leg in ofl.legs] == [
+        ("client:eth0", kind),
+        ("gw:eth0", kind),
+    ]
+    assert [(f.kind, f.direction, f.between, f.packets) for f in ofl.findings] == [
+        ("drop", "c2s", ("gw:eth0", "gw:tun0"), 2)
+    ], ofl.findings
+    assert ofl.summary == (
+        "encrypted datagram arrived on gw:eth0 but the inner packet never appeared on gw:tun0: "
+        "dropped inside gw (the tunnel endpoint)"
+    )
+    (tfl,) = [fl for fl in v.flows if fl.proto == "tcp"]
+    assert [(leg.point, leg.link, leg.tunnel) for leg in tfl.legs] == [
+        ("gw:eth0", "tunnel", kind),
+        ("gw:tun0", "same", None),
+        ("srv:eth0", "same", None),
+    ]
+    assert tfl.legs[0].tuple == ofl.legs[1].tuple
+    assert not any(f.kind in ("drop", "inject") for f in tfl.findings), tfl.findings
+    d = v.to_dict()["flows"]
+    assert any(leg.get("tunnel") == kind for fl in d for leg in fl["legs"])
