@@ -8,7 +8,9 @@ Supported: pcap (both byte orders, micro- and nanosecond), pcapng (SHB/IDB/EPB/S
 PB, per-interface `if_tsresol`/`if_tsoffset`, several interfaces and sections); link types
 Ethernet (1, with 802.1Q/802.1ad tags), Linux cooked v1 (113) and v2 (276), raw IP (101,
 12, 14, 228, 229), BSD loopback (0, 108); IPv4 and IPv6 (TCP after the fixed header or
-after hop-by-hop/routing/destination-options headers).
+after hop-by-hop/routing/destination-options headers). UDP, ICMP/ICMPv6 and ESP records
+are not parsed here: both walks hand where their IP and L4 headers are to
+`hopcap.correlate.dgram`, which gathers them (`PacketTable.dgram`).
 """
 
 from __future__ import annotations

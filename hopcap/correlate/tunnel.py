@@ -39,7 +39,11 @@ I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 WINDOW_NS = 50_000_000  # encryption/decryption delay allowed inside the endpoint
 JITTER_NS = 200_000  # capture timestamps of two interfaces may be this far out of order
-OVERHEAD = (0, 200)  # outer payload minus inner IP packet, bytes
+# outer payload minus inner IP packet, bytes: every encryption adds a header, an IV or
+# nonce, padding and a tag (WireGuard 32-47, ESP 22 and up, OpenVPN 20 and up)
+OVERHEAD = (16, 200)
+SPREAD = 32  # the overhead of one tunnel varies by its padding only: pairs within this of
+# the median, at least 80 % of them, or the lengths fit by chance
 MIN_SHARE = 0.5  # of a direction's outer datagrams that must pair for a tunnel
 
 
@@ -167,6 +171,14 @@ def _match(
             results.append((d, rows, "dec", dec))
         else:
             results.append((d, rows, "enc", {j: i for i, j in enc.items()}))
+    ovh: list[int] = []
+    for _d, rows, _w, m in results:
+        for oi, ii in m.items():
+            ovh.append(int(tx.plen[rows[oi]]) - int(f_len[ii]))
+    if ovh:
+        med = float(np.median(ovh))
+        if sum(abs(x - med) <= SPREAD for x in ovh) < 0.8 * len(ovh):
+            return None
     share = max((len(m) / r.shape[0] for _d, r, _w, m in results), default=0.0)
     if share < MIN_SHARE or not any(len(m) >= 2 for _d, _r, _w, m in results):
         return None
