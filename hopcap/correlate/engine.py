@@ -36,7 +36,7 @@ from hopcap.correlate.match import (
 )
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, read_capture
 from hopcap.correlate.stages import finish_stages, plan_stages
-from hopcap.correlate.tunnel import add_tunnel_legs, find_tunnels
+from hopcap.correlate.tunnel import add_tunnel_legs, find_tunnels, join_across_tunnels
 from hopcap.correlate.udp import build_dgram_flows, delay_samples, finish_dflow, match_dgram_hops
 from hopcap.errors import CorrelationError
 from hopcap.model import (
@@ -220,6 +220,8 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
     for i, infos in err_d.items():
         apply_to_built(dverdict[i], infos, where_of)
     verdict_flows.extend(dverdict)
+    if tunnels:
+        verdict_flows = join_across_tunnels(verdict_flows)
     verdict_flows.sort(key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
     out_flows = tuple(
         Flow(
@@ -624,6 +626,9 @@ class Built:
     findings: tuple[Finding, ...]
     summary: str
     first_ts: float | None
+    # an encrypted tunnel the flow went into / came out of: (outer flow, outer point)
+    tunnel_out: tuple[int, int] | None = None
+    tunnel_in: tuple[int, int] | None = None
 
     @property
     def broken(self) -> bool:

@@ -263,3 +263,62 @@ def add_tunnel_legs(
                 at = names.index(pts[tun.inner].name)
                 pos = at if tun.outer < tun.inner else at + 1
                 b.legs = (*b.legs[:pos], leg, *b.legs[pos:])
+                if tun.inner < tun.outer:
+                    # the flow went into the tunnel here: the outer point not seeing it
+                    # plain is no gap
+                    outer_name = pts[tun.outer].name
+                    kept = tuple(
+                        f
+                        for f in b.findings
+                        if not (
+                            f.kind == "gap"
+                            and f.between == (pts[tun.inner].name, outer_name)
+                            and "at all" in f.what
+                        )
+                    )
+                    if kept != b.findings:
+                        b.findings = kept
+                        if b.summary.startswith("incomplete evidence") and not kept:
+                            b.summary = (
+                                f"OK: into the {tun.kind} tunnel at {outer_name} "
+                                f"(through {' -> '.join(names[: at + 1])})"
+                            )
+                    b.tunnel_out = (tun.dflow, tun.outer)
+                else:
+                    b.tunnel_in = (tun.dflow, tun.outer)
+
+
+def join_across_tunnels(flows: list[Built]) -> list[Built]:
+    """One inner connection seen on both sides of a tunnel (into it at one host, out of it
+    at another, the same outer flow) is one flow: its legs on both sides, in path order."""
+    ends: dict[tuple[int, str, str], list[int]] = {}
+    for i, b in enumerate(flows):
+        if b.tunnel_in is not None:
+            ends.setdefault((b.tunnel_in[0], b.client, b.server), []).append(i)
+    gone: set[int] = set()
+    for i, b in enumerate(flows):
+        if b.tunnel_out is None or i in gone:
+            continue
+        for j in ends.get((b.tunnel_out[0], b.client, b.server), []):
+            o = flows[j]
+            assert o.tunnel_in is not None
+            if j in gone or j == i or o.tunnel_in[1] <= b.tunnel_out[1]:
+                continue
+            if (
+                o.first_ts is not None
+                and b.first_ts is not None
+                and abs(o.first_ts - b.first_ts) > 60
+            ):
+                continue
+            gone.add(j)
+            b.legs = (*b.legs, *o.legs)
+            b.findings = (*b.findings, *o.findings)
+            path = " -> ".join(lg.point for lg in b.legs)
+            if o.summary.startswith("OK") and (b.summary.startswith("OK") or not b.findings):
+                tun = ", ".join(lg.point for lg in b.legs if lg.link == "tunnel")
+                b.summary = f"OK: delivered both ways through {path} (tunnel at {tun})"
+            elif not o.summary.startswith("OK"):
+                b.summary = o.summary
+            b.tunnel_out = None
+            break
+    return [b for k, b in enumerate(flows) if k not in gone]

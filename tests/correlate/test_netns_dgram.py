@@ -272,3 +272,155 @@ def test_pmtu_black_hole(pmtu_path: dict[str, str], tmp_path: Path) -> None:
     assert "fragmentation needed (next-hop MTU 1400) from 198.18.131.1" in icmp[0].what
     seg = [f for f in fl.findings if f.kind == "drop" and f.direction == "s2c"]
     assert seg and seg[0].between == ("rt:eth1", "rt:eth0")
+
+
+# --------------------------------------------------------------------------- a VPN (tun)
+
+# A userspace VPN in the style of OpenVPN: a tun device inside, UDP outside; every packet
+# is "encrypted" (XOR, an 8-byte nonce in front, a 16-byte tag behind: sizes like the real
+# thing; the kernel has no WireGuard module here). The gateway's endpoint can be told to
+# lose the first N decrypted packets of one length: a drop inside the tunnel endpoint.
+VPN = r"""
+import fcntl, os, select, socket, struct, sys
+name, local, peer, drop_len, drop_n = sys.argv[1:6]
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((local, 51820))
+key = bytes(range(256)) * 8
+dropped = 0
+print("ready", flush=True)
+while True:
+    r, _, _ = select.select([fd, s], [], [])
+    if fd in r:
+        p = os.read(fd, 4096)
+        n = len(p)
+        c = (int.from_bytes(p, "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
+        s.sendto(os.urandom(8) + c + os.urandom(16), (peer, 51820))
+    if s in r:
+        d, _ = s.recvfrom(4096)
+        c = d[8:-16]
+        n = len(c)
+        p = (int.from_bytes(c, "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
+        if n == int(drop_len) and dropped < int(drop_n):
+            dropped += 1
+            continue
+        os.write(fd, p)
+"""
+
+SINK = r"""
+import socket, sys
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], 8080))
+ls.listen(4)
+while True:
+    c, _ = ls.accept()
+    got = 0
+    while got < 5000:
+        b = c.recv(65536)
+        if not b:
+            break
+        got += len(b)
+    c.sendall(b"ok")
+    c.close()
+"""
+
+SEND = r"""
+import socket, time
+c = socket.create_connection(("198.18.151.2", 8080), timeout=5)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i in range(5):
+    c.sendall(bytes([65 + i]) * 1000)
+    time.sleep(0.05)
+c.recv(16)
+c.close()
+"""
+
+
+@pytest.fixture
+def vpn_path(tmp_path: Path) -> Iterator[dict[str, str]]:
+    need_root()
+    if not Path("/dev/net/tun").exists():
+        pytest.fail("needs /dev/net/tun")
+    ns: dict[str, str] = {}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ns = build(["cli", "gw", "srv"], [
+            ("cli", "c0", "198.18.150.2/30", "gw", "g0", "198.18.150.1/30"),
+            ("gw", "g1", "198.18.151.1/30", "srv", "s0", "198.18.151.2/30"),
+        ])  # fmt: skip
+        vpn = tmp_path / "vpn.py"
+        vpn.write_text(VPN)
+        # inner packets of 1,052 bytes: a 1,000-byte segment with TCP timestamps
+        for n, local, peer, addr, drop in (
+            ("cli", "198.18.150.2", "198.18.150.1", "198.18.152.2/30", "0"),
+            ("gw", "198.18.150.1", "198.18.150.2", "198.18.152.1/30", "2"),
+        ):
+            pr = subprocess.Popen(
+                ["ip", "netns", "exec", ns[n], sys.executable, str(vpn), "tun0", local, peer,
+                 "1052", drop],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(pr)
+            assert pr.stdout is not None and pr.stdout.readline().strip() == b"ready"
+            sh("ip", "addr", "add", addr, "dev", "tun0", ns=ns[n])
+            sh("ip", "link", "set", "tun0", "mtu", "1400", "up", ns=ns[n])
+        sh("ip", "route", "add", "198.18.151.0/30", "dev", "tun0", ns=ns["cli"])
+        sh("ip", "route", "add", "default", "via", "198.18.151.1", ns=ns["srv"])
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns["gw"])
+        sink = tmp_path / "sink.py"
+        sink.write_text(SINK)
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", ns["srv"], sys.executable, str(sink), "198.18.151.2"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        for _ in range(50):
+            if ":8080" in sh("ss", "-ltn", ns=ns["srv"]).stdout:
+                break
+            time.sleep(0.1)
+        (tmp_path / "send.py").write_text(SEND)
+        yield ns
+    finally:
+        teardown(ns, procs)
+
+
+def test_vpn_drop_inside_the_tunnel_endpoint(vpn_path: dict[str, str], tmp_path: Path) -> None:
+    points = [("client:tun0", "cli", "tun0"), ("client:eth0", "cli", "c0"),
+              ("gw:eth0", "gw", "g0"), ("gw:tun0", "gw", "tun0"), ("gw:eth1", "gw", "g1"),
+              ("srv:eth0", "srv", "s0")]  # fmt: skip
+    send = [sys.executable, str(tmp_path / "send.py")]
+    v = correlate(capture(tmp_path, "vpn", vpn_path, points, send))
+    outer = [fl for fl in v.flows if fl.proto == "udp"]
+    assert len(outer) == 1, [(fl.client, fl.summary) for fl in v.flows]
+    (ofl,) = outer
+    assert [(leg.point, leg.tunnel) for leg in ofl.legs] == [
+        ("client:eth0", "encrypted udp"),
+        ("gw:eth0", "encrypted udp"),
+    ]
+    drops = [f for f in ofl.findings if f.kind == "drop"]
+    if any(p.kernel_drops for p in v.points):
+        assert not drops or drops[0].between == ("gw:eth0", "gw:tun0")
+        return
+    assert [(f.direction, f.between, f.packets) for f in drops] == [
+        ("c2s", ("gw:eth0", "gw:tun0"), 2)
+    ], ofl.findings
+    assert ofl.summary.startswith(
+        "encrypted datagram arrived on gw:eth0 but the inner packet never appeared on gw:tun0: "
+        "dropped inside gw (the tunnel endpoint)"
+    ), ofl.summary
+    # the inner connection: into the tunnel at the client, out of it at gw; one flow
+    (inner,) = [fl for fl in v.flows if fl.proto == "tcp"]
+    assert [(leg.point, leg.link) for leg in inner.legs] == [
+        ("client:tun0", "same"), ("client:eth0", "tunnel"), ("gw:eth0", "tunnel"),
+        ("gw:tun0", "same"), ("gw:eth1", "same"), ("srv:eth0", "same"),
+    ]  # fmt: skip
+    assert {leg.tunnel for leg in inner.legs[1:3]} == {"encrypted udp"}
+    assert inner.legs[1].tuple == ofl.legs[0].tuple
+    assert not any(f.kind in ("drop", "inject", "rewrite", "gap") for f in inner.findings)
+    assert inner.summary == (
+        "OK: delivered both ways through client:tun0 -> client:eth0 -> gw:eth0 -> gw:tun0 -> "
+        "gw:eth1 -> srv:eth0 (tunnel at client:eth0, gw:eth0)"
+    )
