@@ -3,13 +3,15 @@ the outcome tests/data/PROVENANCE.md gives for each pair."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from pcapgen import as_two_points
 
 from hopcap.correlate import correlate
-from hopcap.model import Finding, Flow, PointInput, Verdict
+from hopcap.model import Finding, Flow, Pattern, PointInput, Verdict
+from hopcap.patterns import find_patterns
 from tests.realdata import REALDATA
 
 REAL = REALDATA
@@ -40,6 +42,11 @@ def findings(v: Verdict, proto: str = "tcp") -> list[Finding]:
 
 def tcp(v: Verdict) -> list[Flow]:
     return [fl for fl in v.flows if fl.proto == "tcp"]
+
+
+def tcp_patterns(v: Verdict) -> tuple[Pattern, ...]:
+    """The patterns of the TCP flows alone (the DNS and ping flows have their own)."""
+    return find_patterns(dataclasses.replace(v, flows=tuple(tcp(v))))
 
 
 def kinds(v: Verdict, proto: str = "tcp") -> set[tuple[str, str | None]]:
@@ -187,20 +194,22 @@ def test_tcpreplay_tos_rewrite() -> None:
     c2s = [f for f in findings(v) if f.direction == "c2s"]
     assert c2s and all(f.after == 12 for f in c2s)
     # every flow remarked to one value: one pattern per direction, labelled device policy
-    assert len(v.patterns) == 2 and all(p.label == "DSCP remarking" for p in v.patterns)
-    p = next(p for p in v.patterns if p.direction == "c2s")
+    pats = tcp_patterns(v)
+    assert len(pats) == 2 and all(p.label == "DSCP remarking" for p in pats)
+    p = next(p for p in pats if p.direction == "c2s")
     assert (p.before, p.after, p.flows, p.of) == (0, 12, len(c2s), 7)
 
 
 def test_tcpreplay_ttl_raised_is_no_policy() -> None:
     v = pair(TCPREPLAY / "test.pcap", TCPREPLAY / "test.rewrite_1ttl")
-    assert [(p.field, p.policy) for p in v.patterns] == [("ip.ttl", False)]
+    assert [(p.field, p.policy) for p in tcp_patterns(v)] == [("ip.ttl", False)]
 
 
 def test_haka_filter_drops_are_one_pattern(tmp_path: Path) -> None:
     v = haka("sample_groupfilter", tmp_path)
-    assert [(p.kind, p.flows, p.of, p.packets) for p in v.patterns] == [("drop", 2, 3, 4)]
-    assert "(4 packets: 4 SYN), c2s between in and out" in v.patterns[0].text
+    pats = tcp_patterns(v)
+    assert [(p.kind, p.flows, p.of, p.packets) for p in pats] == [("drop", 2, 3, 4)]
+    assert "(4 packets: 4 SYN), c2s between in and out" in pats[0].text
 
 
 def test_tcpreplay_l7fuzzing() -> None:
@@ -249,6 +258,10 @@ def test_tcpreplay_udp_icmp_translations_are_not_findings(name: str) -> None:
     # refuse, delivered from in to out (the quoted header names the flow at each point)
     errors = _port_unreachables(v)
     assert len(errors) == 5 and sum(f.packets for f in errors) == 6  # two in one flow
+    # and one pattern across the DNS flows
+    (pat,) = [p for p in v.patterns if p.kind == "icmp"]
+    assert (pat.flows, pat.packets, pat.between) == (5, 6, ("in", "out"))
+    assert pat.text.startswith("ICMP error (ICMP port unreachable) on 5 of ")
     if name == "rewrite_endpoint":
         assert all(fl.legs[1].link == "nat" for fl in flows)
 
