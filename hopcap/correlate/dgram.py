@@ -18,7 +18,6 @@ sent the echo request, or the ephemeral port, or the first sender.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -244,11 +243,11 @@ class DFlow:
     def rows(self, d: int) -> I64:
         return self.c if d == 0 else self.s
 
-    @cached_property
+    @property
     def client_str(self) -> str:
         return endpoint_str(self.v, *self.cli)
 
-    @cached_property
+    @property
     def server_str(self) -> str:
         return endpoint_str(self.v, *self.srv)
 

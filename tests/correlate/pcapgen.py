@@ -591,7 +591,12 @@ def render_dgrams(convs: Iterable[UConv], view: View) -> list[tuple[float, Any]]
         s2 = replace(s, ttl=s.ttl - view.ttl_dec.get(s.d, 0))
         if view.change is not None:
             s2 = view.change(s2)
-        ip = IP(src=src, dst=dst, id=s2.ipid, ttl=s2.ttl, tos=s2.tos)
+        if ":" in src:
+            from scapy.layers.inet6 import IPv6
+
+            ip: Any = IPv6(src=src, dst=dst, hlim=s2.ttl, tc=s2.tos)
+        else:
+            ip = IP(src=src, dst=dst, id=s2.ipid, ttl=s2.ttl, tos=s2.tos)
         if conv.proto == "udp":
             pkt = ip / UDP(sport=sport, dport=dport) / Raw(s2.data)
         else:
@@ -612,10 +617,27 @@ def icmp_error(
     mtu: int = 0,
     ipid: int = 4321,
 ) -> tuple[float, Any]:
-    """An ICMP error from `src` to `dst` quoting the IP header + 8 bytes of `quoted`."""
+    """An ICMP error from `src` to `dst` quoting the IP header + 8 bytes of `quoted` (an
+    ICMPv6 one, quoting as much as fits, when the addresses are IPv6: type 3 code 4 is
+    packet too big, code 3 port unreachable, type 11 time exceeded)."""
     from scapy.layers.inet import ICMP, IP
 
     body = bytes(quoted)
+    if ":" in src:
+        from scapy.layers.inet6 import (
+            ICMPv6DestUnreach,
+            ICMPv6PacketTooBig,
+            ICMPv6TimeExceeded,
+            IPv6,
+        )
+
+        if type == 3 and code == 4:
+            err: Any = ICMPv6PacketTooBig(mtu=mtu)
+        elif type == 3:
+            err = ICMPv6DestUnreach(code=4 if code == 3 else 1)
+        else:
+            err = ICMPv6TimeExceeded(code=code)
+        return t, IPv6(src=src, dst=dst, hlim=64) / err / body[:1232]
     ihl = (body[0] & 0x0F) * 4
     icmp = ICMP(type=type, code=code, nexthopmtu=mtu) if type == 3 else ICMP(type=type, code=code)
     return t, IP(src=src, dst=dst, id=ipid, ttl=64) / icmp / body[: ihl + 8]

@@ -396,3 +396,44 @@ def test_encrypted_tunnel_drop_inside_the_endpoint(tmp_path: Path, outer: str) -
     assert not any(f.kind in ("drop", "inject") for f in tfl.findings), tfl.findings
     d = v.to_dict()["flows"]
     assert any(leg.get("tunnel") == kind for fl in d for leg in fl["legs"])
+
+
+def test_ipv6_udp_and_packet_too_big(tmp_path: Path) -> None:
+    """IPv6: a UDP flow matched per datagram (one lost inside fw), and an ICMPv6 packet
+    too big from fw about a TCP segment of another flow, delivered to the server."""
+    u = UConv(("2001:db8::10", 40001), ("2001:db8:1::53", 53), seed=21)
+    for i in range(4):
+        q = dns_query(0x2000 + i, f"v6-{i}.example.test", 28)
+        u.send(C2S, q, dt=0.01, tag=f"q{i}")
+        u.send(S2C, dns_answer(q, "192.0.2.9"), dt=0.0004)
+    conv = Conv(client=("2001:db8::10", 51000), server=("2001:db8:1::80", 80), seed=22)
+    conv.handshake()
+    conv.request(b"GET / HTTP/1.1\r\n\r\n")
+    big = conv.response(b"b" * 2896)
+    inner = render([conv], View(drop=lambda s: s is not big[0]))[0][1]
+    extra = {
+        "fw:eth1": [icmp_error(big[0].t + 0.0001, "2001:db8:ff::1", "2001:db8:1::80", inner,
+                               mtu=1280)],
+        "srv:eth0": [icmp_error(big[0].t + 0.0002, "2001:db8:ff::1", "2001:db8:1::80", inner,
+                                mtu=1280)],
+    }  # fmt: skip
+    gone = {"drop": lambda s: s.tag == "q2" or s in big}
+    views: list[tuple[str, Callable[[Any], View]]] = [
+        ("client:eth0", lambda c: View(**(gone if isinstance(c, Conv) else {}))),
+        ("fw:eth0", lambda c: View(delay=0.0001, **(gone if isinstance(c, Conv) else {}))),
+        ("fw:eth1", lambda c: View(delay=0.0002, **(gone if isinstance(c, UConv) else {}))),
+        ("srv:eth0", lambda c: View(delay=0.0003, **(gone if isinstance(c, UConv) else {}))),
+    ]
+    v = correlate(write_points(tmp_path, [u, conv], views, extra))
+    (ufl,) = [fl for fl in v.flows if fl.proto == "udp"]
+    assert ufl.client == "[2001:db8::10]:40001"
+    assert [(f.kind, f.direction, f.between, f.packets) for f in ufl.findings] == [
+        ("drop", "c2s", ("fw:eth0", "fw:eth1"), 1)
+    ]
+    assert "DNS query 0x2002 AAAA v6-2.example.test" in ufl.findings[0].what
+    (tfl,) = [fl for fl in v.flows if fl.proto == "tcp"]
+    (icmp,) = [f for f in tfl.findings if f.kind == "icmp"]
+    assert icmp.between == ("fw", "srv:eth0") and icmp.direction == "c2s"
+    assert icmp.what.startswith("ICMPv6 packet too big (next-hop MTU 1280) from 2001:db8:ff::1")
+    assert "generated inside fw, last seen at srv:eth0" in icmp.what
+    assert ("drop", "s2c", ("fw:eth1", "fw:eth0")) in findings(tfl)
