@@ -34,6 +34,7 @@ U64 = npt.NDArray[np.uint64]
 ICMP, UDP, ESP, ICMP6, TCP = 1, 17, 50, 58, 6
 IDLE_NS = 60 * 1_000_000_000  # a datagram flow ends after a minute of silence
 HASH_BYTES = 64  # payload bytes in a datagram's identity hash (all of it is compared later)
+PROBE_ROWS = 8  # datagrams per direction whose payload hashes link a flow across a hop
 
 ECHO_REQUEST = {ICMP: 8, ICMP6: 128}
 ECHO_REPLY = {ICMP: 0, ICMP6: 129}
@@ -97,6 +98,9 @@ class DgramTable:
     in_seq: I64  # TCP sequence number of the quoted segment
     flows: list[DFlow] = field(default_factory=list)
     by_key: dict[int, list[tuple[DFlow, int]]] = field(default_factory=dict)  # tuple -> (f, dir)
+    # the first PROBE_ROWS datagrams of each direction of each flow that carry payload:
+    # their rows, flow ids and directions (linking across points compares their hashes)
+    probe: tuple[I64, I64, I64] | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -257,6 +261,8 @@ class DFlow:
 
 
 def build_dflows(t: DgramTable) -> list[DFlow]:
+    """The flows of one point (and `t.flows`, `t.by_key`), in order of their first
+    datagram. Grouping and the choice of the client are done for all rows at once."""
     rows = np.nonzero(t.role == 0)[0]
     flows: list[DFlow] = []
     t.flows, t.by_key = flows, {}
@@ -265,60 +271,89 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     ka = mix(t.src_hi[rows], t.src_lo[rows], t.sport[rows])
     kb = mix(t.dst_hi[rows], t.dst_lo[rows], t.dport[rows])
     ukey = mix(np.minimum(ka, kb), np.maximum(ka, kb), t.proto[rows])
-    tkey = mix(t.src_hi[rows], t.src_lo[rows], t.dst_hi[rows], t.dst_lo[rows], t.sport[rows],
-               t.dport[rows])  # fmt: skip
     o = np.argsort(ukey, kind="stable")
-    rs, uk, tk, sk = rows[o], ukey[o], tkey[o], ka[o]
+    rs, uk, sk, dk = rows[o], ukey[o], ka[o], kb[o]
     tss = t.ts[rs]
     n = rs.shape[0]
     start = np.ones(n, bool)
     start[1:] = (uk[1:] != uk[:-1]) | (tss[1:] - tss[:-1] > IDLE_NS)
-    bounds = np.append(np.nonzero(start)[0], n)
-    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        g = rs[s:e]
-        r0 = int(g[0])
-        pr = int(t.proto[r0])
-        first_from_client = True
-        if pr in (ICMP, ICMP6):
-            reqs = g[t.itype[g] == ECHO_REQUEST[pr]]
-            if reqs.shape[0]:
-                first_from_client = bool(sk[s] == ka[np.searchsorted(rows, reqs[0])])
-            else:
-                first_from_client = False
-        elif pr == UDP:
-            sp, dp = int(t.sport[r0]), int(t.dport[r0])
-            if sp < 1024 <= dp:
-                first_from_client = False
-        from_first = sk[s:e] == sk[s]
-        cm = from_first if first_from_client else ~from_first
-        c_rows, s_rows = g[cm], g[~cm]
-        r_c = int(c_rows[0]) if c_rows.shape[0] else int(s_rows[0])
-        if c_rows.shape[0]:
-            ckey = int(tk[s:e][cm][0])
-            cli = (int(t.src_hi[r_c]), int(t.src_lo[r_c]), int(t.sport[r_c]))
-            srv = (int(t.dst_hi[r_c]), int(t.dst_lo[r_c]), int(t.dport[r_c]))
-        else:
-            cli = (int(t.dst_hi[r_c]), int(t.dst_lo[r_c]), int(t.dport[r_c]))
-            srv = (int(t.src_hi[r_c]), int(t.src_lo[r_c]), int(t.sport[r_c]))
-            ckey = _tkey(cli, srv)
-        skey = int(tk[s:e][~cm][0]) if s_rows.shape[0] else _tkey(srv, cli)
-        f = DFlow(
-            fid=len(flows), proto=pr, v=int(t.v[r0]), c=c_rows, s=s_rows, ckey=ckey, skey=skey,
-            ukey=int(uk[s]), cli=cli, srv=srv, first_ts=int(tss[s]), last_ts=int(tss[e - 1]),
-        )  # fmt: skip
+    s_idx = np.nonzero(start)[0]
+    e_idx = np.append(s_idx[1:], n)
+    gid = np.cumsum(start) - 1
+    r0 = rs[s_idx]
+    pr = t.proto[r0]
+    # the client: the echo requester; the ephemeral side of a well-known UDP port; else
+    # whoever sent first
+    prs, it = t.proto[rs], t.itype[rs]
+    req = ((prs == ICMP) & (it == ECHO_REQUEST[ICMP])) | (
+        (prs == ICMP6) & (it == ECHO_REQUEST[ICMP6])
+    )
+    first_req = np.minimum.reduceat(np.where(req, np.arange(n), n), s_idx)
+    has_req = first_req < e_idx
+    icmp = (pr == ICMP) | (pr == ICMP6)
+    udp_rev = (pr == UDP) & (t.sport[r0] < 1024) & (t.dport[r0] >= 1024)
+    client = np.where(
+        icmp & has_req,
+        sk[np.minimum(first_req, n - 1)],
+        np.where((icmp & ~has_req) | udp_rev, dk[s_idx], sk[s_idx]),
+    )
+    is_c = sk == client[gid]
+    o2 = np.argsort(gid * 2 + (~is_c), kind="stable")  # per flow: client rows, then server's
+    r2 = rs[o2]
+    nc = np.bincount(gid, weights=is_c, minlength=s_idx.shape[0]).astype(np.int64)
+    tk = mix(t.src_hi[r2], t.src_lo[r2], t.dst_hi[r2], t.dst_lo[r2], t.sport[r2], t.dport[r2])
+    rk = mix(t.dst_hi[r2], t.dst_lo[r2], t.src_hi[r2], t.src_lo[r2], t.dport[r2], t.sport[r2])
+    has_c = nc > 0
+    has_s = (e_idx - s_idx) > nc
+    sfirst = np.minimum(s_idx + nc, n - 1)
+    ckey = np.where(has_c, tk[s_idx], rk[s_idx])
+    skey = np.where(has_s, tk[sfirst], rk[s_idx])
+    rc = r2[s_idx]  # the first client row, else the first server row
+    a_hi = np.where(has_c, t.src_hi[rc], t.dst_hi[rc]).tolist()
+    a_lo = np.where(has_c, t.src_lo[rc], t.dst_lo[rc]).tolist()
+    a_pt = np.where(has_c, t.sport[rc], t.dport[rc]).tolist()
+    b_hi = np.where(has_c, t.dst_hi[rc], t.src_hi[rc]).tolist()
+    b_lo = np.where(has_c, t.dst_lo[rc], t.src_lo[rc]).tolist()
+    b_pt = np.where(has_c, t.dport[rc], t.sport[rc]).tolist()
+    vv = t.v[r0].tolist()
+    first = tss[s_idx]
+    last = tss[e_idx - 1]
+    cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
+               skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
+               strict=True)  # fmt: skip
+    built: list[DFlow] = []
+    for g, (s, e, c, p, v, ck, sk_, u, f0, f1) in enumerate(cols):
+        built.append(
+            DFlow(
+                fid=0,
+                proto=p,
+                v=v,
+                c=r2[s : s + c],
+                s=r2[s + c : e],
+                ckey=ck,
+                skey=sk_,
+                ukey=u,
+                cli=(a_hi[g], a_lo[g], a_pt[g]),
+                srv=(b_hi[g], b_lo[g], b_pt[g]),
+                first_ts=f0,
+                last_ts=f1,
+            )
+        )
+    order = np.argsort(first, kind="stable")
+    for k in order.tolist():
+        f = built[k]
+        f.fid = len(flows)
         flows.append(f)
-        t.by_key.setdefault(ckey, []).append((f, 0))
-        t.by_key.setdefault(skey, []).append((f, 1))
-    flows.sort(key=lambda f: f.first_ts)
-    for i, f in enumerate(flows):
-        f.fid = i
+        t.by_key.setdefault(f.ckey, []).append((f, 0))
+        t.by_key.setdefault(f.skey, []).append((f, 1))
+    fid_of = np.empty(order.shape[0], np.int64)
+    fid_of[order] = np.arange(order.shape[0], dtype=np.int64)
+    pos = np.arange(n, dtype=np.int64) - s_idx[gid]
+    srv_row = pos >= nc[gid]
+    rank = np.where(srv_row, pos - nc[gid], pos)
+    pick = (rank < PROBE_ROWS) & (t.plen[r2] > 0)
+    t.probe = (r2[pick], fid_of[gid[pick]], srv_row[pick].astype(np.int64))
     return flows
-
-
-def _tkey(a: tuple[int, int, int], b: tuple[int, int, int]) -> int:
-    """conns' tuple key of one direction (a -> b), for one tuple."""
-    cols = [np.array([x], np.uint64) for x in (a[0], a[1], b[0], b[1])]
-    return int(mix(*cols, np.array([a[2]], np.int64), np.array([b[2]], np.int64))[0])
 
 
 def tuple_key(t: DgramTable, rows: I64, inner: bool = False) -> U64:
