@@ -115,7 +115,9 @@ def build_dgram_flows(pts: list[Point], present: list[int]) -> list[DFlowB]:
                 fl.hops.append(hop)
                 if g is None or g in claimed[b]:
                     tb = tabs.get(b)
-                    if tb is None or not np.any(tb.proto[tb.role == 0] == cur.proto):
+                    if is_local(cur):
+                        hop.ended = "local"  # broadcast / multicast: not routed on
+                    elif tb is None or not np.any(tb.proto[tb.role == 0] == cur.proto):
                         hop.ended = "nothing"
                     else:
                         hop.ended = "answered" if cur.s.shape[0] else "unanswered"
@@ -127,6 +129,16 @@ def build_dgram_flows(pts: list[Point], present: list[int]) -> list[DFlowB]:
                 j += 1
             flows.append(fl)
     return flows
+
+
+def is_local(f: DFlow) -> bool:
+    """Sent to a broadcast or multicast address (IPv4 224/4, 255.255.255.255 or a .255
+    directed broadcast with no answer, IPv6 ff00::/8): not expected beyond its segment."""
+    hi, lo, _port = f.srv
+    if f.v == 6:
+        return (hi >> 56) == 0xFF
+    lo &= 0xFFFFFFFF
+    return (lo >> 28) == 0xE or lo == 0xFFFFFFFF or ((lo & 0xFF) == 0xFF and not f.s.shape[0])
 
 
 def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
@@ -600,9 +612,14 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
     nc, ns_ = int(f0.c.shape[0]), int(f0.s.shape[0])
     if nc and not ns_:
         nb = int(t0.plen[f0.c].sum())
+        local = (
+            f" (broadcast/multicast: not routed beyond {legs[-1].point})"
+            if fl.hops and fl.hops[-1].ended == "local"
+            else ""
+        )
         return (
             f"one way: {nc} {word_c}{'s' if nc > 1 else ''} ({nb} bytes) went through "
-            f"{path}{more}; nothing came back to {legs[0].point}"
+            f"{path}{more}; nothing came back to {legs[0].point}{local}"
         )
     if fl.hops and fl.hops[-1].ended == "answered":
         pa, pb = pts[fl.hops[-1].a], pts[fl.hops[-1].b]

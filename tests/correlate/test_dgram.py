@@ -441,3 +441,37 @@ def test_ipv6_udp_and_packet_too_big(tmp_path: Path) -> None:
     assert icmp.what.startswith("ICMPv6 packet too big (next-hop MTU 1280) from 2001:db8:ff::1")
     assert "generated inside fw, last seen at srv:eth0" in icmp.what
     assert ("drop", "s2c", ("fw:eth1", "fw:eth0")) in findings(tfl)
+
+
+def test_broadcast_and_multicast_are_not_expected_beyond_their_segment(tmp_path: Path) -> None:
+    """NetBIOS name queries to the LAN's broadcast address and mDNS to 224.0.0.251 are
+    seen on the client side only: never routed, so no drop; a unicast query that never
+    left fw is one."""
+    bc = UConv(("198.18.7.10", 137), ("198.18.7.255", 137), seed=31)
+    md = UConv(("198.18.7.10", 5353), ("224.0.0.251", 5353), seed=32, t0=1_763_790_000.5)
+    uni = UConv(("198.18.7.10", 40500), ("203.0.113.53", 53), seed=33, t0=1_763_790_001.0)
+    for c in (bc, md):
+        for _ in range(3):
+            c.send(C2S, dns_query(0, "WORKGROUP.local"), dt=0.5)
+    uni.send(C2S, dns_query(0x7777, "lost.example.test"))
+    uni.send(C2S, b"x" * 30, dt=2.0)  # the capture goes on
+    views: list[tuple[str, Callable[[Any], View]]] = [
+        ("client:eth0", lambda c: View()),
+        ("fw:eth0", lambda c: View(delay=0.0001)),
+        ("fw:eth1", lambda c: View(delay=0.0002, drop=lambda g: g.conv is not other)),
+    ]
+    other = UConv(("198.18.7.11", 40000), ("203.0.113.53", 53), seed=34)  # a healthy one
+    other.send(C2S, dns_query(1, "ok.example.test"))
+    other.send(S2C, dns_answer(dns_query(1, "ok.example.test"), "192.0.2.1"), dt=0.001)
+    v = correlate(write_points(tmp_path, [bc, md, uni, other], views))
+    by = {fl.server: fl for fl in v.flows}
+    for server in ("198.18.7.255:137", "224.0.0.251:5353"):
+        fl = by[server]
+        assert fl.findings == (), fl.findings
+        assert fl.summary.endswith("(broadcast/multicast: not routed beyond fw:eth0)"), fl.summary
+    lost = next(fl for fl in v.flows if fl.client == "198.18.7.10:40500")
+    assert [(f.kind, f.between, f.packets) for f in lost.findings] == [
+        ("drop", ("fw:eth0", "fw:eth1"), 2)
+    ]
+    ok = next(fl for fl in v.flows if fl.client == "198.18.7.11:40000")
+    assert ok.findings == () and ok.summary.startswith("OK: delivered both ways")
