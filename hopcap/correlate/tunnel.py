@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.dgram import ESP, UDP, DgramTable, describe
-from hopcap.correlate.udp import DFlowB, dtable
+from hopcap.correlate.udp import DFlowB, dtable, is_local
 from hopcap.model import Direction, Finding, Leg
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ OVERHEAD = (16, 200)
 SPREAD = 32  # the overhead of one tunnel varies by its padding only: pairs within this of
 # the median, at least 80 % of them, or the lengths fit by chance
 MIN_SHARE = 0.5  # of a direction's outer datagrams that must pair for a tunnel
+MIN_DATAGRAMS = 4  # a UDP flow with fewer in both directions is no tunnel worth the search
+SCAN = 256  # candidates looked at per datagram (a busy inner interface)
 
 
 @dataclass
@@ -91,7 +93,8 @@ def _pair(
         while lo_ptr < n2 and int(second_ts[lo_ptr]) < t - JITTER_NS:
             lo_ptr += 1
         j = lo_ptr
-        while j < n2 and int(second_ts[j]) <= t + WINDOW_NS:
+        stop = min(n2, lo_ptr + SCAN)
+        while j < stop and int(second_ts[j]) <= t + WINDOW_NS:
             if not used[j]:
                 ovh = (
                     int(first_len[i]) - int(second_len[j])
@@ -116,7 +119,7 @@ def find_tunnels(
     them to the outer flows."""
     found: list[Tunnel] = []
     inner_cache: dict[int, tuple[I64, I64, npt.NDArray[np.bool_], I64]] = {}
-    taken: dict[int, set[int]] = {}  # inner point -> positions already carried
+    taken: dict[int, npt.NDArray[np.bool_]] = {}  # inner point -> packets already carried
     for a, b in pairwise(present):
         pa, pb = pts[a], pts[b]
         if not (pa.host == pb.host and pa.iface and pb.iface):
@@ -131,11 +134,15 @@ def find_tunnels(
                     continue
                 if any(lg.point == y for lg in fl.legs):
                     continue  # the flow itself goes on: not a tunnel here
+                f = leg.f
+                if f.proto == UDP and (
+                    max(f.c.shape[0], f.s.shape[0]) < MIN_DATAGRAMS or is_local(f)
+                ):
+                    continue  # a DNS exchange, a broadcast: nothing a tunnel would carry
                 if y not in inner_cache:
                     inner_cache[y] = _inner_rows(pts[y])
-                tun = _match(
-                    pts, x, y, k, fl, tx, inner_cache[y], taken.setdefault(y, set()), blind
-                )
+                    taken[y] = np.zeros(inner_cache[y][0].shape[0], bool)
+                tun = _match(pts, x, y, k, fl, tx, inner_cache[y], taken[y], blind)
                 if tun is not None:
                     found.append(tun)
     return found
@@ -149,14 +156,16 @@ def _match(
     fl: DFlowB,
     tx: DgramTable,
     inner: tuple[I64, I64, npt.NDArray[np.bool_], I64],
-    taken: set[int],
+    taken: npt.NDArray[np.bool_],
     blind: Callable[[Point, int], str | None],
 ) -> Tunnel | None:
     leg = next(lg for lg in fl.legs if lg.point == x)
     f = leg.f
     its, ilen, isd, irow = inner
-    free = np.array([i not in taken for i in range(its.shape[0])], bool)
-    fi = np.nonzero(free)[0]
+    # the inner packets of the outer flow's time, not carried by another tunnel yet
+    lo = int(np.searchsorted(its, f.first_ts - WINDOW_NS - JITTER_NS, side="left"))
+    hi = int(np.searchsorted(its, f.last_ts + WINDOW_NS + JITTER_NS, side="right"))
+    fi = lo + np.nonzero(~taken[lo:hi])[0]
     f_ts, f_len = its[fi], ilen[fi]
     kind = "esp" if f.proto == ESP else "encrypted udp"
     results = []
@@ -187,7 +196,7 @@ def _match(
     for d, rows, way, m in results:
         for oi, ii in m.items():
             pos = int(fi[ii])
-            taken.add(pos)
+            taken[pos] = True
             tun.carried[(bool(isd[pos]), int(irow[pos]))] = int(rows[oi])
         direction: Direction = "c2s" if d == 0 else "s2c"
         if way == "dec":
