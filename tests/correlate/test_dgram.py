@@ -400,6 +400,11 @@ def test_encrypted_tunnel_drop_inside_the_endpoint(tmp_path: Path, outer: str) -
     assert not any(f.kind in ("drop", "inject") for f in tfl.findings), tfl.findings
     d = v.to_dict()["flows"]
     assert any(leg.get("tunnel") == kind for fl in d for leg in fl["legs"])
+    # the report shows where a flow is inside the tunnel
+    from hopcap.bundle.report import render_html, render_markdown
+
+    assert f"| same ({kind}) |" in render_markdown({}, v, {})  # the broken outer flow
+    assert f"same ({kind})" in render_html({}, v, {})
 
 
 def test_ipv6_udp_and_packet_too_big(tmp_path: Path) -> None:
