@@ -16,7 +16,7 @@ sender is a path-MTU black hole, and its summary says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from hopcap.correlate.udp import DFlowB, dtable
 from hopcap.model import Direction, Finding
 
 if TYPE_CHECKING:
-    from hopcap.correlate.engine import Built, FlowB, Point
+    from hopcap.correlate.engine import Built, FlowB, LegB, Point
 
 NS = 1_000_000_000
 
@@ -59,7 +59,7 @@ def attach_errors(
     """ICMP errors of every point, per TCP flow index and per datagram flow index."""
     tcp_at: dict[int, dict[int, tuple[int, Direction]]] = {}
     for i, f in enumerate(tcp_flows):
-        for leg in f.legs:
+        for leg in all_legs(f):
             at = tcp_at.setdefault(leg.point, {})
             if leg.c is not None:
                 at[leg.c.hid] = (i, "c2s")
@@ -144,6 +144,14 @@ def _merge(infos: list[ErrorInfo]) -> list[ErrorInfo]:
             head.findings = merged
         out.append(head)
     return out
+
+
+def all_legs(f: FlowB) -> Iterator[LegB]:
+    """The legs of a TCP flow and of its sub-chains (beyond a proxy: pooled connections,
+    retries)."""
+    yield from f.legs
+    for sub in f.subs:
+        yield from all_legs(sub)
 
 
 def _one_error(

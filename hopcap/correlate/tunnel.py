@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.dgram import ESP, UDP, DgramTable, describe
+from hopcap.correlate.icmp import all_legs
 from hopcap.correlate.udp import DFlowB, dtable, is_local
 from hopcap.model import Direction, Finding, Leg
 
@@ -253,7 +254,7 @@ def add_tunnel_legs(
         hit_t: set[int] = set()
         hit_d: set[int] = set()
         for i, f in enumerate(tcp_flows):
-            for lg in f.legs:
+            for lg in all_legs(f):
                 if lg.point != tun.inner:
                     continue
                 for h in (lg.c, lg.s):
