@@ -207,7 +207,7 @@ def _correlate(pts: list[Point], conntrack: Mapping[str, str]) -> Verdict:
     _windows(pts, present, flows)
     tunnels = find_tunnels(pts, present, dflows, _blind)
     verdict_flows = [_finish_flow(pts, present, f) for f in flows]
-    dverdict = [finish_dflow(pts, present, f, _blind) for f in dflows]
+    dverdict = [finish_dflow(pts, present, f) for f in dflows]
     add_tunnel_legs(pts, tunnels, flows, verdict_flows, dflows, dverdict)
     err_t, err_d = attach_errors(pts, present, flows, dflows, _blind)
     by_name = {p.name: p for p in pts}
@@ -680,6 +680,49 @@ def _describe(
     return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
 
 
+def split_lost(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
+    (lost, gap, why): a gap where `down` could not have seen them (`_blind`)."""
+    lost: list[int] = []
+    gap: list[int] = []
+    why = ""
+    for r in rows:
+        blind = _blind(down, int(ts[r]) - up.offset_ns + down.offset_ns)
+        if blind:
+            gap.append(r)
+            why = blind
+        else:
+            lost.append(r)
+    return lost, gap, why
+
+
+def split_extra(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
+    `up` was blind, or where nothing on the wire between two hosts could have sent them."""
+    inj: list[int] = []
+    gap: list[int] = []
+    why = ""
+    wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+    for r in rows:
+        blind = _blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
+        if blind:
+            gap.append(r)
+            why = blind
+        elif wire:
+            gap.append(r)
+            why = (
+                f"nothing between {up.name} and {down.name} could have sent them "
+                f"(capture loss at {up.name}?)"
+            )
+        else:
+            inj.append(r)
+    return inj, gap, why
+
+
 def _blind(p: Point, ts_ns: int) -> str | None:
     """Why point `p` cannot be expected to have seen a packet at `ts_ns` (on its own clock):
     then a packet missing there is a `gap`, not a drop or an injection."""
@@ -820,16 +863,7 @@ def _chain_out(
         if not rows:
             return
         t = up.table
-        drop_rows: list[int] = []
-        gap_rows: list[int] = []
-        why = ""
-        for r in rows:
-            blind = _blind(down, int(t.ts[r]) - up.offset_ns + down.offset_ns)
-            if blind:
-                gap_rows.append(r)
-                why = blind
-            else:
-                drop_rows.append(r)
+        drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
         between = (up.name, down.name)
         if drop_rows:
             what, nb = _describe(t, drop_rows, base, und_b)
@@ -856,23 +890,7 @@ def _chain_out(
         if not rows:
             return
         t = down.table
-        inj: list[int] = []
-        gap: list[int] = []
-        why = ""
-        wire = up.host != down.host and bool(up.iface) and bool(down.iface)
-        for r in rows:
-            blind = _blind(up, int(t.ts[r]) - down.offset_ns + up.offset_ns)
-            if blind:
-                gap.append(r)
-                why = blind
-            elif wire:
-                gap.append(r)
-                why = (
-                    f"nothing between {up.name} and {down.name} could have sent them "
-                    f"(capture loss at {up.name}?)"
-                )
-            else:
-                inj.append(r)
+        inj, gap, why = split_extra(up, down, t.ts, rows)
         between = (up.name, down.name)
         if inj:
             what, nb = _describe(t, inj, base)

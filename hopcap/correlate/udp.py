@@ -10,7 +10,6 @@ follow the TCP contract (drop, inject, rewrite, gap) with the same rules for cap
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -351,10 +350,8 @@ def delay_samples(
 # --------------------------------------------------------------------------- findings
 
 
-def finish_dflow(
-    pts: list[Point], present: list[int], fl: DFlowB, blind: Callable[[Point, int], str | None]
-) -> Built:
-    from hopcap.correlate.engine import KIND_ORDER, Built
+def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
+    from hopcap.correlate.engine import KIND_ORDER, Built, split_extra, split_lost
 
     first = fl.legs[0]
     f0 = first.f
@@ -374,15 +371,7 @@ def finish_dflow(
         if not rows:
             return
         t = tab(up)
-        drop, gap = [], []
-        why = ""
-        for r in rows:
-            w = blind(down, int(t.ts[r]) - up.offset_ns + down.offset_ns)
-            if w:
-                gap.append(r)
-                why = w
-            else:
-                drop.append(r)
+        drop, gap, why = split_lost(up, down, t.ts, rows)
         if drop:
             what, nb = describe(t, drop)
             findings.append(
@@ -407,22 +396,7 @@ def finish_dflow(
         if not rows:
             return
         t = tab(down)
-        inj, gap = [], []
-        why = ""
-        wire = up.host != down.host and bool(up.iface) and bool(down.iface)
-        for r in rows:
-            w = blind(up, int(t.ts[r]) - down.offset_ns + up.offset_ns)
-            if w:
-                gap.append(r)
-                why = w
-            elif wire:
-                gap.append(r)
-                why = (
-                    f"nothing between {up.name} and {down.name} could have sent them "
-                    f"(capture loss at {up.name}?)"
-                )
-            else:
-                inj.append(r)
+        inj, gap, why = split_extra(up, down, t.ts, rows)
         if inj:
             what, nb = describe(t, inj)
             findings.append(
