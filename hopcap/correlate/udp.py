@@ -274,6 +274,12 @@ def match_rows(
         if what is not None:
             for i, j in zip(ia.tolist(), ib.tolist(), strict=True):
                 rewrites.append((int(pa[i]), _payload_rw(ta, int(ra[i]), tb, int(rb[j]))))
+    # UDP GSO / GRO: one datagram on one side is several consecutive ones on the other
+    for big_a in (True, False):
+        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a)
+        if got is not None:
+            pairs_a.append(got[0])
+            pairs_b.append(got[1])
     ia = np.concatenate(pairs_a) if pairs_a else np.zeros(0, np.int64)
     ib = np.concatenate(pairs_b) if pairs_b else np.zeros(0, np.int64)
     if ia.shape[0]:
@@ -314,6 +320,68 @@ def match_rows(
     for k, rw in rewrites:
         out[k].rewrites.append(rw)
     return out
+
+
+def _coalesced(
+    ta: DgramTable,
+    ra: I64,
+    pa: I64,
+    ma: npt.NDArray[np.bool_],
+    tb: DgramTable,
+    rb: I64,
+    pb: I64,
+    mb: npt.NDArray[np.bool_],
+    big_a: bool,
+) -> tuple[I64, I64] | None:
+    """Unmatched datagrams of one side (`a` with `big_a`) whose payload is the payloads of
+    consecutive unmatched datagrams of the same pair on the other side, in order: the
+    sender's UDP segmentation offload (GSO) or the receiver's GRO, not a loss. Marks them
+    matched; returns the (a, b) position pairs (one per piece)."""
+    t1, r1, p1, m1, t2, r2, p2, m2 = (
+        (ta, ra, pa, ma, tb, rb, pb, mb) if big_a else (tb, rb, pb, mb, ta, ra, pa, ma)
+    )
+    big = np.nonzero(~m1)[0]
+    small = np.nonzero(~m2)[0]
+    if big.shape[0] == 0 or small.shape[0] < 2:
+        return None
+    pieces: dict[int, list[int]] = {}
+    for j in small.tolist():
+        pieces.setdefault(int(p2[j]), []).append(j)
+    out1: list[int] = []
+    out2: list[int] = []
+    for i in big.tolist():
+        cand = pieces.get(int(p1[i]))
+        if not cand:
+            continue
+        want = int(t1.plen[r1[i]])
+        data = t1.payload(int(r1[i]))
+        for k0, j0 in enumerate(cand):
+            if m2[j0] or int(t2.plen[r2[j0]]) >= want:
+                continue
+            got: list[int] = []
+            pos = 0
+            for j in cand[k0:]:
+                if m2[j]:
+                    continue
+                n = int(t2.plen[r2[j]])
+                piece = t2.payload(int(r2[j]))
+                if pos + n > want or piece != data[pos : pos + len(piece)]:
+                    break
+                got.append(j)
+                pos += n
+                if pos == want:
+                    break
+            if pos == want and len(got) > 1:
+                m1[i] = True
+                for j in got:
+                    m2[j] = True
+                    out1.append(i)
+                    out2.append(j)
+                break
+    if not out1:
+        return None
+    x, y = np.array(out1, np.int64), np.array(out2, np.int64)
+    return (x, y) if big_a else (y, x)
 
 
 def _payload_rw(ta: DgramTable, ai: int, tb: DgramTable, bj: int) -> Rewrite:
