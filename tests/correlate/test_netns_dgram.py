@@ -263,6 +263,10 @@ def test_pmtu_black_hole(pmtu_path: dict[str, str], tmp_path: Path) -> None:
     tcp = [fl for fl in v.flows if fl.proto == "tcp"]
     assert len(tcp) == 1, [(fl.client, fl.summary) for fl in v.flows]
     (fl,) = tcp
+    if any(p.kernel_drops for p in v.points):
+        # tcpdump itself lost packets on a loaded machine: gaps, never a false finding
+        assert not any(f.kind in ("inject", "rewrite") for f in fl.findings), fl.findings
+        return
     assert fl.summary.startswith(
         "path-MTU black hole: segments over 1400 bytes dropped inside rt; ICMP frag-needed from "
         "rt never reached srv (last seen at fw:eth0, not at fw:eth1)"
