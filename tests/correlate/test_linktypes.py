@@ -269,7 +269,7 @@ def test_unsupported_link_type_is_a_missing_point(tmp_path: Path) -> None:
     # alone, the point gives no flow: said so, not a silent empty verdict
     res = CliRunner().invoke(app, ["correlate", f"b:wlan0={b}"])
     assert res.exit_code == 4, res.output
-    assert "no TCP connections were seen at the points that could be read" in res.output
+    assert "no TCP, UDP or ICMP flows were seen at the points that could be read" in res.output
 
 
 def test_ppp_capture_alone_is_read(tmp_path: Path) -> None:
@@ -284,16 +284,19 @@ def test_ppp_capture_alone_is_read(tmp_path: Path) -> None:
 
 
 def test_point_with_no_tcp_is_a_warning(tmp_path: Path) -> None:
-    """A readable capture with no TCP in it: the warning names the point and link type."""
-    from scapy.layers.inet import IP, UDP
+    """A readable capture with no TCP, UDP or ICMP in it (OSPF): the warning names the
+    point and link type."""
+    from scapy.layers.inet import IP
+    from scapy.packet import Raw
 
     c = _conv()
     a = _write(tmp_path / "a.pcap", [(1, ts, link_frame(ip, "ether")[1]) for ts, ip in _ips(c)])
-    udp = bytes(IP(src="198.51.100.1", dst="198.51.100.2") / UDP(dport=53))
-    b = _write(tmp_path / "b.pcap", [(9, int(T0 * 1e9), link_frame(udp, "ppp")[1])])
+    hello = Raw(b"\x02\x01" + bytes(22))
+    ospf = bytes(IP(src="198.51.100.1", dst="198.51.100.2", proto=89) / hello)
+    b = _write(tmp_path / "b.pcap", [(9, int(T0 * 1e9), link_frame(ospf, "ppp")[1])])
     v = correlate([PointInput(name="a:eth0", pcap=a), PointInput(name="b:ppp0", pcap=b)])
     assert any(
-        w.startswith("point b:ppp0: no TCP packet could be read from its 1 packets")
+        w.startswith("point b:ppp0: no TCP, UDP or ICMP packet could be read from its 1 packets")
         and "link type 9 (PPP)" in w
         for w in v.warnings
     ), v.warnings
@@ -331,8 +334,9 @@ def test_tunnel_in_bundle_report_and_verdict_round_trip(tmp_path: Path) -> None:
     v = correlate(pts)
     assert v.flows[0].broken and v.flows[0].legs[1].tunnel == "vxlan vni 42"
     out = write_offline_bundle(tmp_path / "bundle", pts, v)
-    assert "tunnel vxlan vni 42" in (out / "report.md").read_text()
-    assert "tunnel vxlan vni 42" in (out / "report.html").read_text()
+    # the report shows the tunnel next to the leg's link
+    assert "| same (vxlan vni 42) |" in (out / "report.md").read_text()
+    assert "<td>same (vxlan vni 42)</td>" in (out / "report.html").read_text()
     back = Verdict.from_dict(json.loads((out / "verdict.json").read_text()))
     assert back.flows[0].legs[1].tunnel == "vxlan vni 42" and back.flows[0].legs[0].tunnel is None
     assert back.points[2].missing is not None and "105" in back.points[2].missing
