@@ -237,6 +237,12 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
     if (proto != 6) {
         /* a datagram (innermost IP level, not a later fragment): where it ends is lim */
         if (proto == 17 || proto == 50 || proto == (et == 0x0800 ? 1u : 58u)) {
+            /* a VXLAN/GENEVE datagram whose content is no IP packet (the overlay's ARP)
+               is tunnel transport, not a flow of its own */
+            long ip;
+            uint32_t ie;
+            int64_t t;
+            if (proto == 17 && decap(r, hc, l4, proto, et, &ip, &ie, &t)) return 0;
             *o3 = l3; *o4 = l4; *oe = lim; return 2;
         }
         return 0;

@@ -815,6 +815,11 @@ def _parse(
         # UDP, ICMP/ICMPv6, ESP at the innermost IP level (not a later fragment): for dgram
         ok = (l3 >= 0) & (l4 >= 0)
         dg = ok & ((proto == 17) | (proto == 50) | (proto == np.where(et == 0x0800, 1, 58)))
+        # a VXLAN/GENEVE datagram whose content is no IP packet (the overlay's ARP) is
+        # tunnel transport, not a flow of its own
+        ru = np.nonzero(dg & (proto == 17))[0]
+        if ru.shape[0]:
+            dg[ru] &= ~_L3(u8).decap(l4[ru], proto[ru], et[ru], end[ru])[0]
         di = np.nonzero(dg)[0]
         if di.shape[0]:
             sh = true_off[di] - rec.off[di]
