@@ -168,11 +168,11 @@ class _Progress:
         elif ev.kind == "repro":
             self.phase = f"repro on {ev.host}"
         elif ev.kind == "countdown":
-            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)} (Ctrl-C to stop)"
+            self.phase = f"{ev.text} starts in {_clock(ev.done or 0)}"
         elif ev.kind == "probe":
             self.phase = f"recording; probe on {ev.host}: {ev.text}"
         elif ev.kind in ("window-start", "recording"):
-            self.phase = ev.text
+            self.phase = ev.text.split(" -> ")[0].split(";")[0]
             if ev.kind == "window-start":
                 self.points.clear()
         if self._live is not None:
@@ -783,9 +783,8 @@ def _run_windows(
                     )
                 )
         r = results[-1]
-        broken = sum(1 for f in r.verdict.flows if f.broken) if r.verdict else 0
-        flows = len(r.verdict.flows) if r.verdict else 0
-        line = f"window {index}: {r.status}, {flows} flows, {broken} broken  {r.name} {r.note}"
+        line = f"window {index}: {r.status}, {r.flows} flows, {r.broken_flows} broken  "
+        line += f"{r.name} {r.note}"
         typer.echo(line.rstrip())
         write_windows_summary(out_dir, results)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +21,64 @@ WINDOWS_JSON = "windows.json"
 WINDOWS_MD = "windows.md"
 
 
+_Key = tuple[tuple[str, str], str, str, str]  # (between, kind, direction, field)
+
+
 @dataclass(frozen=True)
 class WindowResult:
+    """One window, as the summary needs it: only counts and the findings grouped per
+    segment are kept (not the verdict), so a schedule that runs for weeks stays small."""
+
     index: int  # 1-based
     name: str  # the bundle's directory under DIR (`w01-20261203T030000`)
     scheduled_ts: float
     started_ts: float | None
     finished_ts: float | None
     status: str  # ok, partial, interrupted, failed, discarded
-    verdict: Verdict | None = None
-    repro: Mapping[str, Any] | None = None
+    verdict: InitVar[Verdict | None] = None
+    repro: InitVar[Mapping[str, Any] | None] = None
     note: str = ""
+    flows: int = field(init=False, default=0)
+    broken_flows: int = field(init=False, default=0)
+    repro_exit_status: int | None = field(init=False, default=None)
+    repro_runs: int = field(init=False, default=0)
+    # (between, kind, direction, field) -> (flows, packets)
+    findings: Mapping[_Key, tuple[int, int]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self, verdict: Verdict | None, repro: Mapping[str, Any] | None) -> None:
+        found: dict[_Key, tuple[int, int]] = {}
+        if verdict is not None:
+            for flow in verdict.flows:
+                for f in flow.findings:
+                    key = (f.between, f.kind, f.direction, f.field or "")
+                    n, packets = found.get(key, (0, 0))
+                    found[key] = (n + 1, packets + f.packets)
+            object.__setattr__(self, "flows", len(verdict.flows))
+            object.__setattr__(self, "broken_flows", sum(1 for f in verdict.flows if f.broken))
+        object.__setattr__(self, "findings", found)
+        if repro:
+            object.__setattr__(self, "repro_exit_status", repro.get("exit_status"))
+            object.__setattr__(self, "repro_runs", len(repro.get("runs", ())) or 1)
 
 
 def _segments(results: Sequence[WindowResult]) -> list[dict[str, Any]]:
     """Per segment (`between` pair, in order of first appearance): per window, the
     findings there grouped by kind, direction and field, with flow and packet counts."""
-    segs: dict[tuple[str, str], dict[str, dict[tuple[str, str, str], dict[str, Any]]]] = {}
+    segs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
-        if r.verdict is None:
-            continue
-        for flow in r.verdict.flows:
-            for f in flow.findings:
-                cell = segs.setdefault(f.between, {}).setdefault(r.name, {})
-                key = (f.kind, f.direction, f.field or "")
-                entry = cell.setdefault(
-                    key,
-                    {"kind": f.kind, "direction": f.direction, "flows": 0, "packets": 0},
-                )
-                if f.field:
-                    entry["field"] = f.field
-                entry["flows"] += 1
-                entry["packets"] += f.packets
-    return [
-        {
-            "between": list(between),
-            "windows": {name: list(cell.values()) for name, cell in windows.items()},
-        }
-        for between, windows in segs.items()
-    ]
+        for (between, kind, direction, fld), (flows, packets) in r.findings.items():
+            entry: dict[str, Any] = {"kind": kind, "direction": direction}
+            if fld:
+                entry["field"] = fld
+            entry.update(flows=flows, packets=packets)
+            segs.setdefault(between, {}).setdefault(r.name, []).append(entry)
+    return [{"between": list(between), "windows": windows} for between, windows in segs.items()]
 
 
 def windows_summary(results: Sequence[WindowResult]) -> dict[str, Any]:
     """The content of windows.json."""
     rows = []
     for r in results:
-        flows = r.verdict.flows if r.verdict is not None else ()
-        repro = dict(r.repro) if r.repro else {}
         rows.append(
             {
                 "index": r.index,
@@ -77,10 +88,10 @@ def windows_summary(results: Sequence[WindowResult]) -> dict[str, Any]:
                 "started_ts": r.started_ts,
                 "finished_ts": r.finished_ts,
                 "status": r.status,
-                "flows": len(flows),
-                "broken_flows": sum(1 for f in flows if f.broken),
-                "repro_exit_status": repro.get("exit_status"),
-                "repro_runs": len(repro.get("runs", ())) or (1 if repro else 0),
+                "flows": r.flows,
+                "broken_flows": r.broken_flows,
+                "repro_exit_status": r.repro_exit_status,
+                "repro_runs": r.repro_runs,
                 "note": r.note,
             }
         )

@@ -79,6 +79,11 @@ class CaptureSpec:
         argv.append(self.filter)
         return argv
 
+    def sidecar(self) -> str:
+        """A background job started beside tcpdump (`... & `), for subclasses: it must hold
+        none of the channel's descriptors and end with the capture (whose pid is `$$`)."""
+        return ""
+
     def command(self) -> str:
         """The remote command line: record our pid, then exec the time-bounded tcpdump."""
         bound = f"{self.bound_s:.0f}"
@@ -102,7 +107,7 @@ class CaptureSpec:
         # starts within one network write of the others; EOF instead of "go" starts nothing
         inner = (
             f"echo $$ > {quote([self.pidfile])} && echo armed >&2 && read go && "
-            f"{{ {watchdog}exec {bounded}; }}"
+            f"{{ {self.sidecar()}{watchdog}exec {bounded}; }}"
         )
         return as_root(quote(["sh", "-c", inner]), self.sudo)
 

@@ -6,7 +6,8 @@ whatever happens to the controller:
   by the host's points (the hard bound, kept by tcpdump itself), and a pruner beside it
   that deletes ring files older than `--ring` + `--post` + a margin (so under steady
   traffic the disk use is flat at about `--ring` seconds of packets);
-- time: `timeout` with `--max-duration` + `--post` + a grace, for tcpdump and the pruner.
+- time: the capture's bound (`timeout`, or the shell watchdog where a host has none)
+  with `--max-duration` + `--post` + a grace; the pruner ends with the capture.
 
 The trigger is a command on an inventory host: with `--probe-every` it is run
 periodically and fires on a non-zero exit; without, it is a watcher started once that
@@ -145,31 +146,25 @@ class RingSpec(CaptureSpec):
         return argv
 
     def prune_script(self) -> str:
-        # $1: the pid of the capture's shell (exec'd into timeout); $2: the ring's base
-        # name; $3: keep seconds. The newest file (the one tcpdump writes) is never removed.
+        # $1: the pid of the capture ($$ of its shell: tcpdump, or the `timeout` running
+        # it); $2: the ring's base name; $3: keep seconds; $4: at most this many rounds
+        # (the capture's bound: the pruner needs no `timeout` of its own). The newest file
+        # (the one tcpdump writes) is never removed.
         return (
-            'while kill -0 "$1" 2>/dev/null; do '
+            'n=0; while [ "$n" -lt "$4" ] && kill -0 "$1" 2>/dev/null; do '
             'ls -1t "$2"* 2>/dev/null | tail -n +2 | xargs -r stat -c "%Y %n" 2>/dev/null '
             "| awk -v cut=$(( $(date +%s) - $3 )) '$1 < cut {print $2}' | xargs -r rm -f --; "
-            f"sleep {PRUNE_EVERY_S}; done"
+            f"sleep {PRUNE_EVERY_S}; n=$((n + 1)); done"
         )
 
-    def command(self) -> str:
-        bounded = quote(
-            ["timeout", "-s", "INT", "-k", "5", f"{self.bound_s:.0f}", *self.tcpdump_argv()]
-        )
-        prune = (
-            quote(["timeout", "-k", "5", f"{self.bound_s + 10:.0f}", "sh", "-c"])
-            + " "
-            + quote([self.prune_script(), "prune"])
+    def sidecar(self) -> str:
+        rounds = f"{(self.bound_s + 10) / PRUNE_EVERY_S:.0f}"
+        return (
+            quote(["sh", "-c", self.prune_script(), "prune"])
             + ' "$$" '
-            + quote([self.base, f"{self.keep_s:.0f}"])
+            + quote([self.base, f"{self.keep_s:.0f}", rounds])
+            + " </dev/null >/dev/null 2>&1 & "
         )
-        inner = (
-            f"echo $$ > {quote([self.pidfile])} && echo armed >&2 && read go && "
-            f"{{ {prune} </dev/null >/dev/null 2>&1 & }} && exec {bounded}"
-        )
-        return as_root(quote(["sh", "-c", inner]), self.sudo)
 
 
 @dataclass
@@ -288,6 +283,7 @@ async def record(
                         ring_mb=file_mb,
                         sudo=s.host.sudo and not s.is_root,
                         drop_to_root=s.caps.capture in ("root", "sudo"),
+                        timeout=s.caps.timeout,
                         files=files,
                         keep_s=keep,
                     )

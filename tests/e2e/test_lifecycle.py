@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,8 +17,6 @@ from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
 from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant, start_until_listening
 
 pytestmark = pytest.mark.lab
-
-HOSTS = (".client", ".fw", ".lb", ".srv")
 
 
 def _lab_tcpdumps() -> list[str]:
@@ -46,7 +45,12 @@ def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
     proc = _start_until_listening(
         ["run", "-i", str(inv), "--window", "5s", "--out", str(tmp_path / "b")], 6
     )
-    assert _lab_tcpdumps(), "captures should be running while hopcap runs"
+    running = _lab_tcpdumps()
+    assert running, "captures should be running while hopcap runs"
+    # this run's id, from its captures' file names (other runs' directories, such as a
+    # recorder's with a bound of hours, are not this test's to wait for)
+    m = re.search(r"/tmp/hopcap\.\d+\.([^./ ]+)\.", running[0])
+    assert m, running[0]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # the bound on the remote side: window 5 s + grace 15 s (+ 5 s before SIGKILL)
@@ -55,7 +59,7 @@ def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
         time.sleep(1)
     assert _lab_tcpdumps() == []
     # the dirs the dead run left are removed by the next run once their bound has passed
-    left = sorted(p for p in Path("/tmp").glob("hopcap.*.*") if p.name.endswith(HOSTS))
+    left = sorted(Path("/tmp").glob(f"hopcap.*.{m.group(1)}.*"))
     assert left, "the killed run should have left its remote directories"
     expiry = max(int(p.name.split(".")[1]) for p in left)  # hopcap.<expiry>.<run>.<host>
     time.sleep(max(0.0, expiry + 1 - time.time()))

@@ -45,16 +45,21 @@ def test_ring_layout_follows_free_space() -> None:
     assert files >= 4
 
 
+def spec_base(tmp_path: Path) -> str:
+    return f"{tmp_path}/eth1.pcap"
+
+
 def test_ring_command_is_bounded_in_time_and_disk(tmp_path: Path) -> None:
     cmd = _spec(tmp_path).command()
     inner = shlex.split(cmd)[2]  # sh -c INNER
-    tcpdump = shlex.split(inner.split("exec ", 1)[1])
+    tcpdump = shlex.split(inner.split("exec ", 1)[1].removesuffix("; }"))
     assert tcpdump[:6] == ["timeout", "-s", "INT", "-k", "5", "3615"]
     i = tcpdump.index("-C")
     assert tcpdump[i : i + 4] == ["-C", "1", "-W", "500"]
     assert tcpdump[-1] == "tcp"
-    assert "timeout -k 5 3625 sh -c" in inner  # the pruner is bounded too
-    assert "</dev/null >/dev/null 2>&1 &" in inner  # and holds no channel open
+    # the pruner runs beside it, ends with it (and after the bound's rounds at the most),
+    # and holds none of the channel's descriptors
+    assert 'prune "$$" ' + f"{spec_base(tmp_path)} 30 3625 </dev/null >/dev/null 2>&1 &" in inner
 
 
 def test_pruner_keeps_the_newest_file_and_the_last_seconds(tmp_path: Path) -> None:
@@ -71,7 +76,7 @@ def test_pruner_keeps_the_newest_file_and_the_last_seconds(tmp_path: Path) -> No
     owner = subprocess.Popen(["sleep", "30"])
     try:
         pruner = subprocess.Popen(
-            ["sh", "-c", spec.prune_script(), "prune", str(owner.pid), spec.base, "30"]
+            ["sh", "-c", spec.prune_script(), "prune", str(owner.pid), spec.base, "30", "100"]
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and Path(spec.base + "002").exists():
@@ -117,3 +122,11 @@ def test_parse_until() -> None:
         with pytest.raises(OptionError) as e:
             parse_until(bad, _inv())
         assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_ring_on_a_host_without_timeout_keeps_the_pruner(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    inner = shlex.split(replace(_spec(tmp_path), timeout=None).command())[2]
+    assert "exec tcpdump " in inner and "kill -INT $$" in inner  # the shell watchdog
+    assert 'prune "$$" ' in inner and inner.index("prune") < inner.index("exec tcpdump")
