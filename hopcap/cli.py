@@ -303,9 +303,9 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         return found
     typer.echo("")
     if not verdict.flows and any(p.missing for p in verdict.points):
-        typer.echo("no TCP connections were seen at the points that could be read")
+        typer.echo("no TCP, UDP or ICMP flows were seen at the points that could be read")
     elif not verdict.flows:
-        typer.echo("no TCP connections were seen at any point")
+        typer.echo("no TCP, UDP or ICMP flows were seen at any point")
     problems = [p for p in verdict.patterns if not p.policy]
     policy = [p for p in verdict.patterns if p.policy]
     if problems:

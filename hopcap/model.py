@@ -17,8 +17,9 @@ ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
 KINDS: tuple[str, ...] = ("linux", "fortigate")  # what a host is (fortigate: its CLI sniffer)
 
-FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap")
-LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied")
+FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap", "icmp")
+LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied", "tunnel")
+BROKEN_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "icmp")
 Direction = Literal["c2s", "s2c"]
 
 DEFAULT_FILTER = "tcp or icmp"
@@ -246,12 +247,8 @@ class Leg:
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
     part: LegPart | None = None  # a connection shared with other flows: this flow's part
-    tunnel: str | None = None  # the point saw the flow encapsulated: "vxlan vni 42", "gre"
-
-    @property
-    def notes(self) -> _Strings:
-        """The tunnel and the details, for a report's column."""
-        return ((f"tunnel {self.tunnel}",) if self.tunnel else ()) + self.details
+    tunnel: str | None = None  # the flow is inside a tunnel at this point: "vxlan vni 42", "gre"
+    # (decapsulated by the reader), "esp", "encrypted udp" (linked by timing and size)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"point": self.point, "tuple": self.tuple, "link": self.link}
@@ -309,7 +306,7 @@ class Flow:
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -20,8 +20,8 @@ from typing import Any
 from hopcap.model import Finding, Flow, Pattern, Verdict
 
 # the kinds that make a flow worth listing on its own (a rewrite is told by its pattern)
-ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap"})
-_KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "rewrite": 3, "gap": 4}
+ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap", "icmp"})
+_KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap": 5}
 # share of a segment's flows (more than) one remarking must cover to be the device's policy
 POLICY_SHARE = 0.5
 
@@ -236,6 +236,8 @@ def _text(
         what = f"reset by {a}"
     elif f.kind == "gap":
         what = "incomplete evidence (gap)"
+    elif f.kind == "icmp":
+        what = f"ICMP error ({_short(f.what.split(' from ')[0], 60)})"
     else:
         what = {"drop": "dropped", "inject": "injected"}.get(f.kind, f.kind)
     unit = "packet"

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hopcap.model import Finding, Flow, Pattern, Verdict
+from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
 from hopcap.patterns import FLOW_HEADERS, Triage, ensure_patterns, flow_row, triage
 
 MAX_HEALTHY_LISTED = 20
@@ -26,6 +26,12 @@ MAX_LISTED = 200  # further flows, one table row each
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _link(leg: Leg) -> str:
+    """A leg's link, with the tunnel it is inside: `tunnel (esp)`, `same (encrypted udp)`,
+    `same (vxlan vni 42)` (decapsulated by the reader)."""
+    return f"{leg.link} ({leg.tunnel})" if leg.tunnel else leg.link
 
 
 def finding_what(f: Finding) -> str:
@@ -349,8 +355,8 @@ def _md_flow(fl: Flow) -> list[str]:
         for leg in fl.legs:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             L.append(
-                f"| {_md(leg.point)} | {_md(leg.tuple)} | {_md(leg.link)} | {lat} | "
-                f"{_md('; '.join(leg.notes))} |"
+                f"| {_md(leg.point)} | {_md(leg.tuple)} | {_md(_link(leg))} | {lat} | "
+                f"{_md('; '.join(leg.details))} |"
             )
     return L
 
@@ -612,8 +618,8 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         for leg in fl.legs:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             H.append(
-                f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(leg.link)}"
-                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.notes))}</td></tr>"
+                f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(_link(leg))}"
+                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
             )
         H.append("</tbody></table>")
     H.append(ladder_svg(fl, path))
@@ -684,6 +690,7 @@ _COLORS = {
     "rewrite": "#e65100",
     "reset": "#6a1b9a",
     "gap": "#777777",
+    "icmp": "#00695c",
 }
 
 

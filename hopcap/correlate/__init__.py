@@ -20,6 +20,13 @@ How it works (modules):
            the same transmission identity (TSO/GSO/GRO), tcp.seq rewrites, field rewrites
   engine   flows across points, clock offsets (NTP-style min one-way delay), gap rules,
            findings and one-line summaries
+  dgram    UDP / ICMP / ESP datagrams of a capture as columns (incl. the header an ICMP
+           error quotes), grouped into flows per point
+  udp      datagram flows across points: linked by tuple or payload hash, matched one
+           datagram at a time (drop / inject / rewrite / gap)
+  icmp     ICMP errors attached to the flow they quote (NAT-aware), path-MTU black holes
+  tunnel   encrypted tunnel endpoints (ESP, WireGuard/OpenVPN-like UDP): inner <-> outer
+           by timing and size on one host's two points
 
 `_fastwalk` compiles a small optional C helper (record walk + header parse, hash join,
 payload compare) with the system C compiler into ~/.cache/hopcap on first use; without a

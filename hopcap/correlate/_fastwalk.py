@@ -223,14 +223,30 @@ HOT long find_l3(const uint8_t *r, long hc, long cap, long link, uint32_t *et,
     return l3;
 }
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
+/* returns 1: a TCP packet, columns written at row j; 2: a UDP/ICMP/ICMPv6/ESP datagram
+   (not a later fragment), its IP and L4 header offsets in *o3, *o4 and where its data
+   ends (find_l3's lim) in *oe; 0: anything else */
 static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t off,
-                     int64_t *c, long n, long j) {
+                     int64_t *c, long n, long j, long *o3, long *o4, long *oe) {
     long hc = cap < head ? cap : head;
     uint32_t et, proto;
     long l4, lim;
     int64_t tun;
     long l3 = find_l3(r, hc, cap, link, &et, &l4, &proto, &lim, &tun);
-    if (l3 < 0 || l4 < 0 || proto != 6) return 0;
+    if (l3 < 0 || l4 < 0) return 0;
+    if (proto != 6) {
+        /* a datagram (innermost IP level, not a later fragment): where it ends is lim */
+        if (proto == 17 || proto == 50 || proto == (et == 0x0800 ? 1u : 58u)) {
+            /* a VXLAN/GENEVE datagram whose content is no IP packet (the overlay's ARP)
+               is tunnel transport, not a flow of its own */
+            long ip;
+            uint32_t ie;
+            int64_t t;
+            if (proto == 17 && decap(r, hc, l4, proto, et, &ip, &ie, &t)) return 0;
+            *o3 = l3; *o4 = l4; *oe = lim; return 2;
+        }
+        return 0;
+    }
     int v4 = et == 0x0800;
     if (l4 + 20 > hc) return 0;
     long doff = (r[l4 + 12] >> 4) * 4;
@@ -288,18 +304,29 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
     c[23 * n + j] = tun;
     return 1;
 }
+/* datagram side outputs (each n long): record index, absolute IP and L4 header offsets,
+   absolute end of the datagram's data */
 long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
-                  const int64_t *links, long n, long head, int64_t *c, int64_t *rows) {
-    long j = 0;
-    for (long i = 0; i < n; i++)
-        if (parse_one(buf + offs[i], caps[i], links[i], head, offs[i], c, n, j)) rows[j++] = i;
+                  const int64_t *links, long n, long head, int64_t *c, int64_t *rows,
+                  int64_t *d, long *nd) {
+    long j = 0, k = 0, o3 = 0, o4 = 0, oe = 0;
+    for (long i = 0; i < n; i++) {
+        int got = parse_one(buf + offs[i], caps[i], links[i], head, offs[i], c, n, j, &o3, &o4,
+                            &oe);
+        if (got == 1) rows[j++] = i;
+        else if (got == 2) {
+            d[k] = i; d[n + k] = offs[i] + o3; d[2 * n + k] = offs[i] + o4;
+            d[3 * n + k] = offs[i] + oe; k++;
+        }
+    }
+    *nd = k;
     return j;
 }
 /* walk classic pcap records and parse them in one pass; returns TCP rows written */
 long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mult, long maxrec,
                        long maxn, long link, long head, int64_t *c, int64_t *ts,
-                       long *pos_out, int *reason, long *nrec) {
-    long n = 0, j = 0;
+                       long *pos_out, int *reason, long *nrec, int64_t *d, long *nd) {
+    long n = 0, j = 0, k = 0, o3 = 0, o4 = 0, oe = 0;
     *reason = 0;
     while (pos < size) {
         if (n >= maxn) { *reason = 3; break; }
@@ -318,15 +345,23 @@ long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mul
         if (pos + 4096 < size) {
             __builtin_prefetch(buf + pos + 1024); __builtin_prefetch(buf + pos + 2048);
         }
-        if (parse_one(buf + pos + 16, cap, link, head, pos + 16, c, maxn, j)) {
+        int got = parse_one(buf + pos + 16, cap, link, head, pos + 16, c, maxn, j, &o3, &o4,
+                            &oe);
+        if (got == 1) {
             ts[j] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
             j++;
+        } else if (got == 2) {
+            /* a datagram: its timestamp, the IP and L4 header offsets, where its data ends */
+            d[k] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
+            d[maxn + k] = pos + 16 + o3; d[2 * maxn + k] = pos + 16 + o4;
+            d[3 * maxn + k] = pos + 16 + oe; k++;
         }
         n++;
         pos += 16 + cap;
     }
     *pos_out = pos;
     *nrec = n;
+    *nd = k;
     return j;
 }
 static inline uint64_t hmix(uint64_t x) {
@@ -446,9 +481,12 @@ def _load() -> Any:
         p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long,
         ctypes.c_long, ctypes.c_long, ctypes.c_long, p, p,
         ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_long),
+        p, ctypes.POINTER(ctypes.c_long),
     ]  # fmt: skip
     lib.hopcap_parse.restype = ctypes.c_long
-    lib.hopcap_parse.argtypes = [p, p, p, p, ctypes.c_long, ctypes.c_long, p, p]
+    lib.hopcap_parse.argtypes = [
+        p, p, p, p, ctypes.c_long, ctypes.c_long, p, p, p, ctypes.POINTER(ctypes.c_long)
+    ]  # fmt: skip
     lib.hopcap_join.restype = ctypes.c_long
     lib.hopcap_join.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, ctypes.c_long, p, p]
     lib.hopcap_occ.restype = None
@@ -598,9 +636,10 @@ PARSE_COLUMNS = ("v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", 
 
 def parse_records(
     buf: Any, offs: I64, caps: I64, links: I64, head: int
-) -> tuple[I64, dict[str, I64]] | None:
-    """Parse every record's headers in C: (record index of each TCP packet, its columns),
-    or None without a compiler."""
+) -> tuple[I64, dict[str, I64], tuple[I64, I64, I64, I64]] | None:
+    """Parse every record's headers in C: (record index of each TCP packet, its columns,
+    (record index, IP header offset, L4 header offset, end of its data) of each
+    UDP/ICMP/ESP datagram), or None without a compiler."""
     lib = _load()
     n = int(offs.shape[0])
     if lib is None or n == 0 or len(buf) == 0:
@@ -608,6 +647,8 @@ def parse_records(
     addr, keep = _addr(buf)
     cols = np.empty((len(PARSE_COLUMNS), n), np.int64)
     rows = np.empty(n, np.int64)
+    dg = np.empty((4, n), np.int64)
+    nd = ctypes.c_long(0)
     o = np.ascontiguousarray(offs, np.int64)
     c = np.ascontiguousarray(caps, np.int64)
     lk = np.ascontiguousarray(links, np.int64)
@@ -620,9 +661,16 @@ def parse_records(
         head,
         cols.ctypes.data,
         rows.ctypes.data,
+        dg.ctypes.data,
+        ctypes.byref(nd),
     )
     del keep
-    return rows[:k], {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)}
+    m = nd.value
+    return (
+        rows[:k],
+        {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)},
+        (dg[0, :m].copy(), dg[1, :m].copy(), dg[2, :m].copy(), dg[3, :m].copy()),
+    )
 
 
 def _table(n: int) -> tuple[npt.NDArray[np.uint64], I64, int]:
@@ -660,9 +708,11 @@ def occurrences(k: npt.NDArray[np.uint64]) -> I64 | None:
 def walk_parse_pcap(
     buf: Any, big_endian: bool, mult: int, max_record: int, link: int, head: int, chunk: int
 ) -> Any:
-    """Classic pcap in one C pass: yields (records walked, ts of TCP rows, columns) per
-    chunk, then a final (stop byte, reason) tuple; None without a compiler. The arrays of
-    a chunk are views of one buffer that the next chunk overwrites: copy what you keep."""
+    """Classic pcap in one C pass: yields (records walked, ts of TCP rows, columns,
+    datagrams) per chunk, then a final (stop byte, reason) tuple; None without a compiler.
+    The arrays of a chunk are views of one buffer that the next chunk overwrites: copy what
+    you keep. `datagrams`: (ts, IP header offset, L4 header offset, end of its data) of
+    every UDP/ICMP/ESP record (the innermost IP level of a tunnel), copies."""
     lib = _load()
     if lib is None or len(buf) < 24:
         return None
@@ -674,16 +724,24 @@ def walk_parse_pcap(
         # one buffer for every chunk (the reader copies what it keeps before the next)
         cols = np.empty((len(PARSE_COLUMNS), chunk), np.int64)
         ts = np.empty(chunk, np.int64)
+        dg = np.empty((4, chunk), np.int64)
         while True:
             pos_out = ctypes.c_long(0)
             why = ctypes.c_int(0)
             nrec = ctypes.c_long(0)
+            nd = ctypes.c_long(0)
             k = lib.hopcap_walk_parse(
                 addr, size, pos, int(big_endian), mult, max_record, chunk, link, head,
                 cols.ctypes.data, ts.ctypes.data, ctypes.byref(pos_out), ctypes.byref(why),
-                ctypes.byref(nrec),
+                ctypes.byref(nrec), dg.ctypes.data, ctypes.byref(nd),
             )  # fmt: skip
-            yield nrec.value, ts[:k], {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)}
+            m = nd.value
+            yield (
+                nrec.value,
+                ts[:k],
+                {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)},
+                tuple(dg[i, :m].copy() for i in range(4)),
+            )
             pos = pos_out.value
             if why.value != 3:
                 del keep

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.conns import Half, PointConns, build_point
+from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import (
     HalfLinks,
     Part,
@@ -45,8 +46,17 @@ from hopcap.correlate.reader import (
     unreadable,
 )
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
+from hopcap.correlate.tunnel import add_tunnel_legs, find_tunnels, join_across_tunnels
+from hopcap.correlate.udp import (
+    DFlowB,
+    build_dgram_flows,
+    delay_samples,
+    finish_dflow,
+    match_dgram_hops,
+)
 from hopcap.errors import CorrelationError
 from hopcap.model import (
+    BROKEN_KINDS,
     Direction,
     Finding,
     Flow,
@@ -61,6 +71,7 @@ from hopcap.patterns import with_patterns
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 T = TypeVar("T")
+KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
 @dataclass
@@ -200,6 +211,8 @@ def _correlate(
             every = list(range(len(prep.flows)))
             set_clocks(prep, [match_part(prep, every)])
             built = finish_part(prep, every)
+        # datagram flows, tunnels and ICMP errors need every flow's legs: once, here
+        built = finish_datagrams(prep, built)
         return assemble(prep.pts, built, prep.warnings, point_facts(prep.pts))
     finally:
         for p in pts:
@@ -272,6 +285,8 @@ class Prepared:
     present: list[int]
     flows: list[FlowB]
     warnings: list[str]
+    dflows: list[DFlowB] = field(default_factory=list)  # UDP, ICMP, ESP (matched)
+    dminima: Minima = field(default_factory=dict)  # their delays, for the clocks
 
 
 # per hop (a, b): the smallest one-way delay seen c2s and s2c (raw clocks), or None
@@ -297,11 +312,12 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
         if p.pc is None:
             why = p.inp.missing_reason or "no capture file"
             warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
-        elif not len(p.pc.table):
+        elif not len(p.pc.table) and not (p.pc.table.dgram is not None and len(p.pc.table.dgram)):
             tb = p.pc.table
             kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types))
             warnings.append(
-                f"point {p.name}: no TCP packet could be read from its {tb.records} packets "
+                f"point {p.name}: no TCP, UDP or ICMP packet could be read from its "
+                f"{tb.records} packets "
                 f"(link type {kinds}); flows through it are gaps there"
                 if tb.records
                 else f"point {p.name} captured no packets; flows through it are gaps there"
@@ -329,7 +345,16 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
         if p.pc is not None:
             p.pc.drop_link_caches()
     _windows(pts, present, flows)  # uses the inputs and the links, not the clocks
-    return Prepared(pts, present, flows, warnings)
+    # UDP/ICMP/ESP flows: built and matched once, here (every partition and the process
+    # that finishes them share them); their delays join every partition's clock minima
+    dflows = build_dgram_flows(pts, present)
+    match_dgram_hops(pts, dflows)
+    d1, d2 = delay_samples(dflows)
+    dminima: Minima = {k: (min(v), None) for k, v in d1.items() if v}
+    for k, v in d2.items():
+        if v:
+            dminima[k] = (dminima.get(k, (None, None))[0], min(v))
+    return Prepared(pts, present, flows, warnings, dflows, dminima)
 
 
 def partition(prep: Prepared, n: int) -> list[list[int]]:
@@ -348,7 +373,7 @@ def match_part(prep: Prepared, idxs: Sequence[int]) -> Minima:
     """Match every hop of the flows `idxs`; the per-hop delay minima for the clocks."""
     flows = [prep.flows[i] for i in idxs]
     _match_hops(prep.pts, flows)
-    out: Minima = {}
+    out: Minima = dict(prep.dminima)  # the datagrams' (merged by minimum: every part may)
     for f in _chains(flows):
         for hop in f.hops:
             m1, m2 = out.get((hop.a, hop.b), (None, None))
@@ -387,6 +412,32 @@ def apply_clocks(pts: list[Point], clocks: Sequence[tuple[int, int | None]]) -> 
 
 def finish_part(prep: Prepared, idxs: Sequence[int]) -> list[Built]:
     return [_finish_flow(prep.pts, prep.present, prep.flows[i]) for i in idxs]
+
+
+def finish_datagrams(prep: Prepared, built: list[Built]) -> list[Built]:
+    """After every partition's TCP flows are finished (`built`, in flow order, clocks
+    set): the datagram flows' findings, encrypted tunnels (legs added to the flows they
+    carry) and ICMP errors attached to the flows they quote. Needs every flow's legs, not
+    their matches: runs once, in the process that assembles (or one dask worker)."""
+    pts, present, flows, dflows = prep.pts, prep.present, prep.flows, prep.dflows
+    built = list(built)
+    tunnels = find_tunnels(pts, present, dflows, _blind)
+    dverdict = [finish_dflow(pts, present, f) for f in dflows]
+    add_tunnel_legs(pts, tunnels, flows, built, dflows, dverdict)
+    err_t, err_d = attach_errors(pts, present, flows, dflows, _blind)
+    by_name = {p.name: p for p in pts}
+
+    def where_of(fnd: Finding) -> str:
+        return _where(by_name, fnd.between)
+
+    for i, infos in err_t.items():
+        apply_to_built(built[i], infos, where_of)
+    for i, infos in err_d.items():
+        apply_to_built(dverdict[i], infos, where_of)
+    built.extend(dverdict)
+    if tunnels:
+        built = join_across_tunnels(built)
+    return built
 
 
 def point_facts(pts: list[Point]) -> list[PointFacts | None]:
@@ -841,10 +892,13 @@ class Built:
     findings: tuple[Finding, ...]
     summary: str
     first_ts: float | None
+    # an encrypted tunnel the flow went into / came out of: (outer flow, outer point)
+    tunnel_out: tuple[int, int] | None = None
+    tunnel_in: tuple[int, int] | None = None
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in ("drop", "inject", "rewrite", "reset") for f in self.findings)
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
 
 
 def _endpoint_name(p: Point, side: str) -> str:
@@ -892,6 +946,49 @@ def _describe(
     for k, n in kinds.items():
         parts.append(f"{n} {k}" if n > 1 else f"1 {k}")
     return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
+
+
+def split_lost(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
+    (lost, gap, why): a gap where `down` could not have seen them (`_blind`)."""
+    lost: list[int] = []
+    gap: list[int] = []
+    why = ""
+    for r in rows:
+        blind = _blind(down, int(ts[r]) - up.offset_ns + down.offset_ns)
+        if blind:
+            gap.append(r)
+            why = blind
+        else:
+            lost.append(r)
+    return lost, gap, why
+
+
+def split_extra(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
+    `up` was blind, or where nothing on the wire between two hosts could have sent them."""
+    inj: list[int] = []
+    gap: list[int] = []
+    why = ""
+    wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+    for r in rows:
+        blind = _blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
+        if blind:
+            gap.append(r)
+            why = blind
+        elif wire:
+            gap.append(r)
+            why = (
+                f"nothing between {up.name} and {down.name} could have sent them "
+                f"(capture loss at {up.name}?)"
+            )
+        else:
+            inj.append(r)
+    return inj, gap, why
 
 
 def _blind(p: Point, ts_ns: int) -> str | None:
@@ -989,7 +1086,7 @@ def _finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 
     def order(x: Finding) -> tuple[int, float]:
         return (
-            {"drop": 0, "inject": 1, "rewrite": 2, "reset": 3, "gap": 4}[x.kind],
+            KIND_ORDER.get(x.kind, 9),
             x.first_ts or 0.0,
         )
 
@@ -1034,16 +1131,7 @@ def _chain_out(
         if not rows:
             return
         t = up.table
-        drop_rows: list[int] = []
-        gap_rows: list[int] = []
-        why = ""
-        for r in rows:
-            blind = _blind(down, int(t.ts[r]) - up.offset_ns + down.offset_ns)
-            if blind:
-                gap_rows.append(r)
-                why = blind
-            else:
-                drop_rows.append(r)
+        drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
         between = (up.name, down.name)
         if drop_rows:
             what, nb = _describe(t, drop_rows, base, und_b)
@@ -1070,23 +1158,7 @@ def _chain_out(
         if not rows:
             return
         t = down.table
-        inj: list[int] = []
-        gap: list[int] = []
-        why = ""
-        wire = up.host != down.host and bool(up.iface) and bool(down.iface)
-        for r in rows:
-            blind = _blind(up, int(t.ts[r]) - down.offset_ns + up.offset_ns)
-            if blind:
-                gap.append(r)
-                why = blind
-            elif wire:
-                gap.append(r)
-                why = (
-                    f"nothing between {up.name} and {down.name} could have sent them "
-                    f"(capture loss at {up.name}?)"
-                )
-            else:
-                inj.append(r)
+        inj, gap, why = split_extra(up, down, t.ts, rows)
         between = (up.name, down.name)
         if inj:
             what, nb = _describe(t, inj, base)

@@ -40,6 +40,7 @@ from hopcap.correlate.engine import (
     apply_clocks,
     assemble,
     clocks_of,
+    finish_datagrams,
     finish_part,
     match_part,
     partition,
@@ -89,7 +90,8 @@ def _recv(conn: Connection) -> Any:
 
 
 def run_forked(prep: Prepared, n: int) -> list[Built]:
-    """Every flow's findings, `n` partitions in `n` processes (this one and n - 1 forks)."""
+    """Every TCP flow's findings, `n` partitions in `n` processes (this one and n - 1
+    forks); the caller adds the datagram flows (engine.finish_datagrams)."""
     if "fork" not in mp.get_all_start_methods():
         every = list(range(len(prep.flows)))
         set_clocks(prep, [match_part(prep, every)])
@@ -175,6 +177,15 @@ def _dask_finish(spec: _Spec, part: int, clocks: list[tuple[int, int | None]]) -
     return finish_part(prep, parts[part])
 
 
+def _dask_datagrams(
+    spec: _Spec, clocks: list[tuple[int, int | None]], built: list[Built]
+) -> list[Built]:
+    """engine.finish_datagrams on a worker (the client holds no capture)."""
+    prep, _parts, _matched = _prepared(spec)
+    apply_clocks(prep.pts, clocks)
+    return finish_datagrams(prep, built)
+
+
 def _dask_release(token: str) -> None:
     with _cache_lock:
         got = _cache.pop(token, None)
@@ -230,9 +241,14 @@ def correlate_dask(
                     for i in range(n)
                 ]
             )  # fmt: skip
+            order = [idxs for *_, idxs in first]
+            every = _in_order(sum(map(len, order)), order, built)
+            # datagram flows, tunnels and ICMP errors need every flow's legs: one task
+            whole = client.submit(_dask_datagrams, spec, clocks, every, pure=False,
+                                  workers=hosts[0], allow_other_workers=True)  # fmt: skip
+            every = client.gather(whole)
         finally:
             client.run(_dask_release, spec.token)
     finally:
         client.close()
-    order = [idxs for *_, idxs in first]
-    return assemble(pts, _in_order(sum(map(len, order)), order, built), warnings, facts)
+    return assemble(pts, every, warnings, facts)

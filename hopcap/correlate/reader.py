@@ -14,6 +14,9 @@ decapsulated (GRE, IP-in-IP, VXLAN, GENEVE; up to three levels): the columns are
 innermost packet's, `tun` says which tunnel it came out of. A packet's payload ends where
 its IP length (and every outer one) says, never at the caplen: padding and trailers are
 not payload.
+UDP, ICMP/ICMPv6 and ESP records (also inside those tunnels) are not parsed here: both
+walks hand where their innermost IP and L4 headers are, and where their data ends, to
+`hopcap.correlate.dgram`, which gathers them (`PacketTable.dgram`).
 """
 
 from __future__ import annotations
@@ -143,6 +146,8 @@ class PacketTable:
     warnings: list[str] = field(default_factory=list)
     kernel_drops: int | None = None
     link_types: dict[int, int] = field(default_factory=dict)  # link type -> records
+    # the UDP, ICMP and ESP datagrams of the same capture (hopcap.correlate.dgram)
+    dgram: Any = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -455,16 +460,20 @@ def read_capture(path: Path) -> PacketTable:
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
         gen = walk_parse_pcap(buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, CHUNK)
         if gen is not None:
-            return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF))
+            dgs: list[tuple[I64, ...]] = []
+            return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF, dgs), dgs)
     rec = walk_records(path, buf)
     n = int(rec.off.shape[0])
     parts: list[PacketTable] = []
+    dgs = []
     for s in range(0, max(n, 1), CHUNK):
         e = min(n, s + CHUNK)
         off, cap = rec.off[s:e], rec.cap[s:e]
         fast = parse_records(buf, off, cap, rec.link[s:e], HEAD)
         if fast is not None:
-            parts.append(_narrow(_from_columns(path, buf, rec.ts[s:e], *fast)))
+            rows, cols, (ri, l3, l4, dend) = fast
+            dgs.append((rec.ts[s:e][ri], l3, l4, dend))
+            parts.append(_narrow(_from_columns(path, buf, rec.ts[s:e], rows, cols)))
             continue
         heads = gather_heads(buf, off, cap, HEAD)
         k = e - s
@@ -474,10 +483,10 @@ def read_capture(path: Path) -> PacketTable:
             ts=rec.ts[s:e],
             link=rec.link[s:e],
         )
-        parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap))
+        parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap, dgs))
     lts, counts = np.unique(rec.link, return_counts=True)
     links = dict(zip(lts.tolist(), counts.tolist(), strict=True))
-    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops, links))
+    return _finish(path, buf, (parts, n, list(rec.warnings), rec.kernel_drops, links), dgs)
 
 
 def _narrow(t: PacketTable) -> PacketTable:
@@ -499,7 +508,7 @@ def _narrow(t: PacketTable) -> PacketTable:
 _Got = tuple[list["PacketTable"], int, list[str], int | None, dict[int, int]]
 
 
-def _one_pass(path: Path, buf: Any, gen: Any, link: int) -> _Got:
+def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ...]]) -> _Got:
     parts: list[PacketTable] = []
     nrec = 0
     warnings: list[str] = []
@@ -510,13 +519,17 @@ def _one_pass(path: Path, buf: Any, gen: Any, link: int) -> _Got:
             if w:
                 warnings.append(w)
             break
-        k, ts, cols = item
+        k, ts, cols, dg = item
         nrec += k
+        if dg[0].shape[0]:
+            dgs.append(dg)
         parts.append(_narrow(_from_columns(path, buf, ts.copy(), None, cols)))
     return parts, nrec, warnings, None, {link: nrec} if nrec else {}
 
 
-def _finish(path: Path, buf: Any, got: _Got) -> PacketTable:
+def _finish(path: Path, buf: Any, got: _Got, dgs: list[tuple[I64, ...]]) -> PacketTable:
+    from hopcap.correlate.dgram import parse_dgrams
+
     parts, n, warnings, kernel_drops, links = got
     bad = {lk: k for lk, k in links.items() if lk not in SUPPORTED_LINKS}
     if bad:
@@ -540,6 +553,9 @@ def _finish(path: Path, buf: Any, got: _Got) -> PacketTable:
     t.warnings = warnings
     t.kernel_drops = kernel_drops
     t.link_types = links
+    z = np.zeros(0, np.int64)
+    cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
+    t.dgram = parse_dgrams(path, buf, *cat)
     return t
 
 
@@ -773,9 +789,11 @@ def _parse(
     rec: Records,
     true_off: I64 | None = None,
     true_cap: I64 | None = None,
+    dgs: list[tuple[I64, ...]] | None = None,
 ) -> PacketTable:
     """Parse records at `rec.off` of `u8` (headers only); `true_off`/`true_cap` are where
-    the records really are in `buf` (payload offsets point there)."""
+    the records really are in `buf` (payload offsets point there). UDP/ICMP/ESP datagrams
+    go to `dgs` as (ts, IP header offset, L4 header offset, end of its data) in `buf`."""
     n = rec.off.shape[0]
     size = u8.shape[0]
     if true_off is None or true_cap is None:
@@ -793,6 +811,19 @@ def _parse(
     l3, et, l4, proto, lim, tun = _find_l3(u8, rec.off, end, rec.off + true_cap, rec.link)
     v4all = et == 0x0800
     tcp = (l3 >= 0) & (l4 >= 0) & (proto == 6) & safe(l4, 20)
+    if dgs is not None:
+        # UDP, ICMP/ICMPv6, ESP at the innermost IP level (not a later fragment): for dgram
+        ok = (l3 >= 0) & (l4 >= 0)
+        dg = ok & ((proto == 17) | (proto == 50) | (proto == np.where(et == 0x0800, 1, 58)))
+        # a VXLAN/GENEVE datagram whose content is no IP packet (the overlay's ARP) is
+        # tunnel transport, not a flow of its own
+        ru = np.nonzero(dg & (proto == 17))[0]
+        if ru.shape[0]:
+            dg[ru] &= ~_L3(u8).decap(l4[ru], proto[ru], et[ru], end[ru])[0]
+        di = np.nonzero(dg)[0]
+        if di.shape[0]:
+            sh = true_off[di] - rec.off[di]
+            dgs.append((rec.ts[di], l3[di] + sh, l4[di] + sh, lim[di] + sh))
     doff = (u8[clip(l4 + 12)] >> 4).astype(np.int64) * 4
     tcp &= doff >= 20
     # keep only TCP from here

@@ -184,6 +184,7 @@ def _take(parts: Sequence[tuple[PacketTable, npt.NDArray[np.bool_]]], path: Path
         ts=ts[order],
         warnings=[w for t, _m in parts for w in t.warnings],
         kernel_drops=None,
+        dgram=None,  # stage sides are built from TCP rows only: no datagrams (a gap for UDP)
         **{c: v for c, v in cols.items() if c != "ts"},
     )
 

@@ -367,7 +367,7 @@ def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]
     """A middlebox's input and output captures (both directions in each, like Haka's test
     data) as two path points: point `in` sees what the client sent and what reached the
     client, point `out` what reached the server and what the server sent."""
-    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     from scapy.utils import RawPcapReader
@@ -396,16 +396,22 @@ def as_two_points(in_pcap: Path, out_pcap: Path, tmp: Path) -> tuple[Path, Path]
             try:
                 pkt = Ether(data) if link == 1 else IP(data)
                 ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
-                tcp = pkt.getlayer(TCP)
+                tcp = pkt.getlayer(TCP) or pkt.getlayer(UDP)
+                icmp = pkt.getlayer(ICMP)
             except Exception:  # a fuzzed packet scapy cannot dissect
-                ip = tcp = None
+                ip = tcp = icmp = None
             ep = (
                 (ip.src, tcp.sport, ip.dst, tcp.dport)
                 if ip is not None and tcp is not None
                 else None
             )
-            if ep and int(tcp.flags) & 0x12 == 0x02:
+            if ep and isinstance(tcp, TCP) and int(tcp.flags) & 0x12 == 0x02:
                 clients.add((ep[0], ep[1]))
+            if ip is not None and icmp is not None and int(icmp.type) in (0, 8):
+                # echo: the requester is the client (the echo id stands for its port)
+                ep = (ip.src, int(icmp.id), ip.dst, int(icmp.id))
+                if int(icmp.type) == 8:
+                    clients.add((ep[0], ep[1]))
             parsed.append((ts, data, ep))
         out = []
         for ts, data, ep in parsed:
@@ -627,3 +633,141 @@ def encap(
     else:
         outer = IP(src="192.0.2.1", dst="192.0.2.2", ttl=ttl, tos=tos, proto=proto, id=0)
     return bytes(outer / inner)
+
+
+# --------------------------------------------------------------------------- datagrams
+
+
+@dataclass
+class Dg:
+    """One UDP datagram or ICMP echo message of a `UConv`."""
+
+    d: str
+    t: float
+    data: bytes
+    ipid: int
+    seq: int = 0  # ICMP echo sequence
+    ttl: int = 64
+    tos: int = 0
+    tag: str = ""
+    conv: UConv | None = None
+
+
+class UConv:
+    """One UDP flow (proto "udp") or ping (proto "icmp", `sport` is the echo id)."""
+
+    def __init__(
+        self,
+        client: tuple[str, int] = ("203.0.113.10", 40000),
+        server: tuple[str, int] = ("203.0.113.80", 53),
+        *,
+        proto: str = "udp",
+        t0: float = 1_763_790_000.0,
+        seed: int = 1,
+    ) -> None:
+        rnd = random.Random(seed)
+        self.client, self.server, self.proto = client, server, proto
+        self.t = t0
+        self.ipid = {C2S: rnd.randrange(1 << 16), S2C: rnd.randrange(1 << 16)}
+        self.segs: list[Dg] = []
+        self.rnd = rnd
+
+    def send(self, d: str, data: bytes, *, dt: float = 0.001, tag: str = "", seq: int = 0) -> Dg:
+        self.t += dt
+        g = Dg(d, self.t, data, self.ipid[d] & 0xFFFF, seq=seq, tag=tag, conv=self)
+        self.ipid[d] += 1
+        self.segs.append(g)
+        return g
+
+    def ping(self, n: int, *, size: int = 56, answered: bool = True) -> None:
+        for i in range(n):
+            body = struct.pack(">d", self.t) + bytes((i + k) & 0xFF for k in range(size - 8))
+            self.send(C2S, body, dt=0.2, tag="req", seq=i)
+            if answered:
+                self.send(S2C, body, dt=0.0005, tag="reply", seq=i)
+
+
+def dns_query(qid: int, name: str, qtype: int = 1) -> bytes:
+    q = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\x00"
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack(">HH", qtype, 1)
+
+
+def dns_answer(query: bytes, addr: str) -> bytes:
+    import ipaddress
+
+    ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ipaddress.IPv4Address(addr).packed
+    return query[:2] + b"\x81\x80" + query[4:6] + b"\x00\x01\x00\x00\x00\x00" + query[12:] + ans
+
+
+def render_dgrams(convs: Iterable[UConv], view: View) -> list[tuple[float, Any]]:
+    """Scapy packets of datagram conversations as seen at one point (`View` as for TCP:
+    nat maps a direction to (src, sport, dst, dport), the echo id standing for the ports)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.packet import Raw
+
+    segs = sorted([s for c in convs for s in c.segs] + list(view.extra), key=lambda s: s.t)
+    if view.drop is not None:
+        segs = [s for s in segs if not view.drop(s)]
+    out: list[tuple[float, Any]] = []
+    for s in segs:
+        conv = s.conv
+        assert conv is not None
+        if s.d == C2S:
+            src, sport, dst, dport = conv.client[0], conv.client[1], conv.server[0], conv.server[1]
+        else:
+            src, sport, dst, dport = conv.server[0], conv.server[1], conv.client[0], conv.client[1]
+        if s.d in view.nat:
+            src, sport, dst, dport = view.nat[s.d]
+        s2 = replace(s, ttl=s.ttl - view.ttl_dec.get(s.d, 0))
+        if view.change is not None:
+            s2 = view.change(s2)
+        if ":" in src:
+            from scapy.layers.inet6 import IPv6
+
+            ip: Any = IPv6(src=src, dst=dst, hlim=s2.ttl, tc=s2.tos)
+        else:
+            ip = IP(src=src, dst=dst, id=s2.ipid, ttl=s2.ttl, tos=s2.tos)
+        if conv.proto == "udp":
+            pkt = ip / UDP(sport=sport, dport=dport) / Raw(s2.data)
+        else:
+            icmp = ICMP(type=8 if s.d == C2S else 0, id=sport if s.d == C2S else dport, seq=s2.seq)
+            pkt = ip / icmp / Raw(s2.data)
+        out.append((s.t + (view.delay if s.d == C2S else -view.delay) + view.clock, pkt))
+    return out
+
+
+def icmp_error(
+    t: float,
+    src: str,
+    dst: str,
+    quoted: Any,
+    *,
+    type: int = 3,
+    code: int = 4,
+    mtu: int = 0,
+    ipid: int = 4321,
+) -> tuple[float, Any]:
+    """An ICMP error from `src` to `dst` quoting the IP header + 8 bytes of `quoted` (an
+    ICMPv6 one, quoting as much as fits, when the addresses are IPv6: type 3 code 4 is
+    packet too big, code 3 port unreachable, type 11 time exceeded)."""
+    from scapy.layers.inet import ICMP, IP
+
+    body = bytes(quoted)
+    if ":" in src:
+        from scapy.layers.inet6 import (
+            ICMPv6DestUnreach,
+            ICMPv6PacketTooBig,
+            ICMPv6TimeExceeded,
+            IPv6,
+        )
+
+        if type == 3 and code == 4:
+            err: Any = ICMPv6PacketTooBig(mtu=mtu)
+        elif type == 3:
+            err = ICMPv6DestUnreach(code=4 if code == 3 else 1)
+        else:
+            err = ICMPv6TimeExceeded(code=code)
+        return t, IPv6(src=src, dst=dst, hlim=64) / err / body[:1232]
+    ihl = (body[0] & 0x0F) * 4
+    icmp = ICMP(type=type, code=code, nexthopmtu=mtu) if type == 3 else ICMP(type=type, code=code)
+    return t, IP(src=src, dst=dst, id=ipid, ttl=64) / icmp / body[: ihl + 8]

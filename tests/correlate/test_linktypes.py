@@ -269,7 +269,7 @@ def test_unsupported_link_type_is_a_missing_point(tmp_path: Path) -> None:
     # alone, the point gives no flow: said so, not a silent empty verdict
     res = CliRunner().invoke(app, ["correlate", f"b:wlan0={b}"])
     assert res.exit_code == 4, res.output
-    assert "no TCP connections were seen at the points that could be read" in res.output
+    assert "no TCP, UDP or ICMP flows were seen at the points that could be read" in res.output
 
 
 def test_ppp_capture_alone_is_read(tmp_path: Path) -> None:
@@ -284,16 +284,19 @@ def test_ppp_capture_alone_is_read(tmp_path: Path) -> None:
 
 
 def test_point_with_no_tcp_is_a_warning(tmp_path: Path) -> None:
-    """A readable capture with no TCP in it: the warning names the point and link type."""
-    from scapy.layers.inet import IP, UDP
+    """A readable capture with no TCP, UDP or ICMP in it (OSPF): the warning names the
+    point and link type."""
+    from scapy.layers.inet import IP
+    from scapy.packet import Raw
 
     c = _conv()
     a = _write(tmp_path / "a.pcap", [(1, ts, link_frame(ip, "ether")[1]) for ts, ip in _ips(c)])
-    udp = bytes(IP(src="198.51.100.1", dst="198.51.100.2") / UDP(dport=53))
-    b = _write(tmp_path / "b.pcap", [(9, int(T0 * 1e9), link_frame(udp, "ppp")[1])])
+    hello = Raw(b"\x02\x01" + bytes(22))
+    ospf = bytes(IP(src="198.51.100.1", dst="198.51.100.2", proto=89) / hello)
+    b = _write(tmp_path / "b.pcap", [(9, int(T0 * 1e9), link_frame(ospf, "ppp")[1])])
     v = correlate([PointInput(name="a:eth0", pcap=a), PointInput(name="b:ppp0", pcap=b)])
     assert any(
-        w.startswith("point b:ppp0: no TCP packet could be read from its 1 packets")
+        w.startswith("point b:ppp0: no TCP, UDP or ICMP packet could be read from its 1 packets")
         and "link type 9 (PPP)" in w
         for w in v.warnings
     ), v.warnings
@@ -331,8 +334,9 @@ def test_tunnel_in_bundle_report_and_verdict_round_trip(tmp_path: Path) -> None:
     v = correlate(pts)
     assert v.flows[0].broken and v.flows[0].legs[1].tunnel == "vxlan vni 42"
     out = write_offline_bundle(tmp_path / "bundle", pts, v)
-    assert "tunnel vxlan vni 42" in (out / "report.md").read_text()
-    assert "tunnel vxlan vni 42" in (out / "report.html").read_text()
+    # the report shows the tunnel next to the leg's link
+    assert "| same (vxlan vni 42) |" in (out / "report.md").read_text()
+    assert "<td>same (vxlan vni 42)</td>" in (out / "report.html").read_text()
     back = Verdict.from_dict(json.loads((out / "verdict.json").read_text()))
     assert back.flows[0].legs[1].tunnel == "vxlan vni 42" and back.flows[0].legs[0].tunnel is None
     assert back.points[2].missing is not None and "105" in back.points[2].missing
@@ -382,3 +386,49 @@ def test_pcapng_with_one_unsupported_interface(tmp_path: Path) -> None:
     t.close()
     v = correlate([PointInput(name="a:eth0", pcap=p)])
     assert v.points[0].missing is None and len(v.flows) == 1
+
+
+def test_datagrams_inside_tunnels_and_the_overlays_arp(tmp_path: Path) -> None:
+    """DNS inside VXLAN (and GRE) at one point, plain at the next: one UDP flow per query,
+    delivered (the datagram layer gets the innermost IP level from the shared L3 walk, the
+    same in C and numpy); the overlay's own ARP inside VXLAN is tunnel transport, no flow."""
+    import struct
+
+    from pcapgen import dns_answer, dns_query
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.packet import Raw
+
+    from hopcap.correlate import _fastwalk
+
+    plain: list[tuple[int, int, bytes]] = []
+    tunnelled: list[tuple[int, int, bytes]] = []
+    t = round(T0 * 1e9)
+    for i, kind in enumerate(("vxlan", "gre", "vxlan")):
+        q = dns_query(100 + i, "example.org")
+        for src, dst, sp, dp, data in (
+            ("198.51.100.1", "198.51.100.2", 40000 + i, 53, q),
+            ("198.51.100.2", "198.51.100.1", 53, 40000 + i, dns_answer(q, "192.0.2.9")),
+        ):
+            ip = bytes(IP(src=src, dst=dst, id=7 + i, ttl=64) / UDP(sport=sp, dport=dp) / data)
+            t += 1_000_000
+            plain.append((1, t, link_frame(ip, "ether")[1]))
+            tunnelled.append((1, t + 200_000, link_frame(encap(ip, kind), "ether")[1]))
+    arp = struct.pack(">BxxxI", 0x08, 42 << 8) + bytes(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP())
+    outer = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=50000, dport=4789) / Raw(arp))
+    for k in range(4):
+        tunnelled.append((1, t + k * 1_000_000, link_frame(outer, "ether")[1]))
+    a = _write(tmp_path / "a.pcap", plain)
+    b = _write(tmp_path / "b.pcap", tunnelled)
+    fast = read_capture(b).dgram
+    _fastwalk.disabled = True
+    try:
+        slow = read_capture(b).dgram
+    finally:
+        _fastwalk.disabled = False
+    assert len(fast) == 6
+    for col in ("ts", "src_lo", "dst_lo", "sport", "dport", "plen", "pl_off", "pl_cap", "h"):
+        assert (getattr(fast, col) == getattr(slow, col)).all(), col
+    v = correlate([PointInput(name="a:eth0", pcap=a), PointInput(name="b:eth0", pcap=b)])
+    assert sorted(f.proto for f in v.flows) == ["udp"] * 3, [f.to_dict() for f in v.flows]
+    assert all(len(f.legs) == 2 and not f.findings for f in v.flows), v.flows

@@ -213,6 +213,9 @@ def test_compiled_and_numpy_paths_agree(tmp_path: Path) -> None:
 
     if not _fastwalk.available():
         pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    from hopcap.correlate.dgram import _COLS as DGRAM_COLUMNS
+
+    dgrams = 0
     for f in _all_captures(tmp_path):
         fast = read_capture(f)
         _fastwalk.disabled = True
@@ -224,6 +227,13 @@ def test_compiled_and_numpy_paths_agree(tmp_path: Path) -> None:
         for col in _COLUMNS:
             a, b = getattr(fast, col), getattr(slow, col)
             assert a.shape == b.shape and (a == b).all(), (f, col)
+        # the UDP/ICMP/ESP datagrams too
+        assert len(fast.dgram) == len(slow.dgram), f
+        for col in DGRAM_COLUMNS:
+            a, b = getattr(fast.dgram, col), getattr(slow.dgram, col)
+            assert a.shape == b.shape and (a == b).all(), (f, col)
+        dgrams += len(fast.dgram)
+    assert dgrams > 100  # the real captures carry DNS, pings and ICMP errors
 
 
 @pytest.mark.parametrize("compiled", [True, False])

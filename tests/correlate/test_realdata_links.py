@@ -132,10 +132,14 @@ def test_both_paths_identical_on_real_captures() -> None:
 
 def test_geneve_session_is_one_flow_with_its_tunnels() -> None:
     """The SSH session inside GENEVE (VNI 11 from the client, 10 back): one flow, the
-    tunnels as the leg's detail, nothing found (the capture is complete)."""
+    tunnels as the leg's detail, nothing found (the capture is complete). The pings in the
+    same tunnels are a second flow (datagrams are read inside tunnels too), also complete."""
     v = correlate([PointInput(name="gw:eth0", pcap=DATA / "geneve.pcap")])
-    assert len(v.flows) == 1
-    f = v.flows[0]
+    assert sorted(f.proto for f in v.flows) == ["icmp", "tcp"]
+    ping = next(f for f in v.flows if f.proto == "icmp")
+    assert (ping.client, ping.server) == ("30.0.0.1:10578", "30.0.0.2:10578")
+    assert not ping.findings
+    f = next(f for f in v.flows if f.proto == "tcp")
     assert (f.client, f.server) == ("30.0.0.2:51225", "30.0.0.1:22")
     assert f.legs[0].tunnel == "geneve vni 10, geneve vni 11"
     assert not any(x.kind in ("drop", "inject", "rewrite") for x in f.findings)
@@ -144,14 +148,17 @@ def test_geneve_session_is_one_flow_with_its_tunnels() -> None:
 def test_ppp_with_mpls_and_cisco_hdlc_reach_the_network_layer() -> None:
     """PPP (9) carrying MPLS-labelled and plain IPv4; Cisco HDLC (104) carrying SLARP,
     pings and an unknown protocol: both link types are read (no warning, not a missing
-    point); every IPv4 header is found (as tcpdump decodes them), nothing else is."""
+    point, their datagrams are flows); every IPv4 header is found (as tcpdump decodes
+    them), nothing else is."""
     for name, link in (("mpls-traceroute.pcap", 9), ("HDLC.pcap", 104)):
         t = read_capture(DATA / name)
         assert t.link_types == {link: t.records} and t.records > 0 and not t.warnings
+        assert len(t) == 0 and len(t.dgram) > 0  # no TCP; the pings/probes are datagrams
         t.close()
         v = correlate([PointInput(name="r:ser0", pcap=DATA / name)])
         assert v.points[0].missing is None and v.points[0].packets > 0
-        assert any(f"link type {link} (" in w for w in v.warnings)  # no TCP: said so
+        assert not any(f"link type {link} (" in w for w in v.warnings)  # flows were read
+        assert v.flows and {f.proto for f in v.flows} <= {"udp", "icmp"}
     p = DATA / "mpls-traceroute.pcap"
     buf = p.read_bytes()
     rec = walk_records(p, buf)

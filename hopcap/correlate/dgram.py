@@ -1,0 +1,461 @@
+"""Datagrams: UDP, ICMP and ESP packets of one capture, as columns, grouped into flows.
+
+The reader hands over where every UDP/ICMP/ICMPv6/ESP record's IP and L4 headers are
+(both the compiled and the numpy record walk); `parse_dgrams` gathers the fields here, with
+numpy, so both paths give identical tables. A row is one of:
+
+- a flow datagram (`role` 0): UDP, ICMP echo request/reply (the echo id is the "port" on
+  both sides), ESP (ports 0, the SPI in `spi`);
+- an ICMP error (`role` 1): destination unreachable (incl. fragmentation needed / packet
+  too big), time exceeded, parameter problem, with the quoted inner IP + L4 header
+  (`in_*` columns) that names the flow it is about.
+
+`build_dflows` groups flow datagrams of one point into flows (an unordered pair of
+endpoints and the protocol, split after a minute of silence); the client is the side that
+sent the echo request, or the ephemeral port, or the first sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate._fastwalk import gather_heads
+from hopcap.correlate.conns import mix
+from hopcap.correlate.reader import _be16, _be32, _be64, endpoint_str
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+
+ICMP, UDP, ESP, ICMP6, TCP = 1, 17, 50, 58, 6
+IDLE_NS = 60 * 1_000_000_000  # a datagram flow ends after a minute of silence
+HASH_BYTES = 64  # payload bytes in a datagram's identity hash (all of it is compared later)
+PROBE_ROWS = 8  # datagrams per direction whose payload hashes link a flow across a hop
+
+ECHO_REQUEST = {ICMP: 8, ICMP6: 128}
+ECHO_REPLY = {ICMP: 0, ICMP6: 129}
+ERRORS = {
+    ICMP: {3: "destination unreachable", 4: "source quench", 11: "time exceeded",
+           12: "parameter problem"},
+    ICMP6: {1: "destination unreachable", 2: "packet too big", 3: "time exceeded",
+            4: "parameter problem"},
+}  # fmt: skip
+UNREACH4 = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+            3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
+            10: "host prohibited", 13: "administratively prohibited"}  # fmt: skip
+UNREACH6 = {0: "no route", 1: "administratively prohibited", 3: "address unreachable",
+            4: "port unreachable"}  # fmt: skip
+
+_COLS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "sport", "dport", "ipid",
+         "ttl", "tos", "ip_len", "plen", "pl_off", "pl_cap", "itype", "icode", "iseq", "spi",
+         "mtu", "h", "role", "in_v", "in_proto", "in_src_hi", "in_src_lo", "in_dst_hi",
+         "in_dst_lo", "in_sport", "in_dport", "in_ipid", "in_len", "in_seq")  # fmt: skip
+
+
+@dataclass
+class DgramTable:
+    """Datagrams of one capture point, columnar (one row per datagram, file order)."""
+
+    path: Path
+    buf: Any
+    ts: I64
+    v: I64
+    src_hi: U64
+    src_lo: U64
+    dst_hi: U64
+    dst_lo: U64
+    proto: I64
+    sport: I64  # UDP port; ICMP echo id; 0 for ESP and ICMP errors
+    dport: I64
+    ipid: I64  # -1 for IPv6
+    ttl: I64
+    tos: I64
+    ip_len: I64  # the whole IP packet as sent (total length)
+    plen: I64  # bytes after the 8-byte UDP/ICMP/ESP header, per the IP header
+    pl_off: I64
+    pl_cap: I64
+    itype: I64  # ICMP type, -1 otherwise
+    icode: I64
+    iseq: I64  # ICMP echo sequence, ESP sequence, else -1
+    spi: I64  # ESP SPI, else -1
+    mtu: I64  # next-hop MTU of fragmentation needed / packet too big, else -1
+    h: U64  # identity hash of the payload (first HASH_BYTES bytes, length, echo/ESP seq)
+    role: I64  # 0 flow datagram, 1 ICMP error
+    in_v: I64  # the packet an ICMP error quotes (-1 elsewhere)
+    in_proto: I64
+    in_src_hi: U64
+    in_src_lo: U64
+    in_dst_hi: U64
+    in_dst_lo: U64
+    in_sport: I64
+    in_dport: I64
+    in_ipid: I64
+    in_len: I64
+    in_seq: I64  # TCP sequence number of the quoted segment
+    flows: list[DFlow] = field(default_factory=list)
+    by_key: dict[int, list[tuple[DFlow, int]]] = field(default_factory=dict)  # tuple -> (f, dir)
+    # the first PROBE_ROWS datagrams of each direction of each flow that carry payload:
+    # their rows, flow ids and directions (linking across points compares their hashes)
+    probe: tuple[I64, I64, I64] | None = None
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def payload(self, i: int, start: int = 0, end: int | None = None) -> bytes:
+        o = int(self.pl_off[i])
+        n = int(self.pl_cap[i])
+        e = n if end is None else min(end, n)
+        s = min(max(start, 0), e)
+        return bytes(self.buf[o + s : o + e])
+
+
+def parse_dgrams(path: Path, buf: Any, ts: I64, l3: I64, l4: I64, end: I64) -> DgramTable:
+    """Gather the columns of datagrams whose IP header is at `l3` and L4 header at `l4` of
+    `buf` (records end at `end`)."""
+    n = int(ts.shape[0])
+    u8: npt.NDArray[np.uint8] = (
+        np.frombuffer(buf, np.uint8) if n and len(buf) >= 8 else np.zeros(8, np.uint8)
+    )
+    size = u8.shape[0]
+
+    # reads past the end of a record only happen on rows that are dropped below; clipped
+    # to the buffer by the width of each read (a record may end where the file does)
+    def c(o: I64, w: int) -> I64:
+        return np.clip(o, 0, max(size - w, 0))
+
+    def b8(o: I64) -> I64:
+        return u8[c(o, 1)].astype(np.int64)
+
+    def b16(o: I64) -> I64:
+        return _be16(u8, c(o, 2))
+
+    def b32(o: I64) -> I64:
+        return _be32(u8, c(o, 4))
+
+    def b64(o: I64) -> U64:
+        return _be64(u8, c(o, 8))
+
+    v = b8(l3) >> 4
+    v4 = v == 4
+    tot4 = b16(l3 + 2)
+    pl6 = b16(l3 + 4)
+    ip_len = np.where(v4, tot4, 40 + pl6)
+    ip_end = np.where((v4 & (tot4 == 0)) | (~v4 & (pl6 == 0)), end, l3 + ip_len)
+    # the protocol: IPv4's field, or the last next-header before `l4` (IPv6 extensions)
+    proto = np.where(v4, b8(l3 + 9), b8(l3 + 6))
+    pos = l3 + 40
+    for _ in range(3):
+        ext = ~v4 & (pos < l4)
+        proto = np.where(ext, b8(pos), proto)
+        pos = np.where(ext, pos + (b8(pos + 1) + 1) * 8, pos)
+    ok = l4 + 8 <= end
+    icmp = (proto == ICMP) | (proto == ICMP6)
+    itype = np.where(icmp, b8(l4), -1)
+    icode = np.where(icmp, b8(l4 + 1), -1)
+    echo = ((proto == ICMP) & np.isin(itype, (0, 8))) | (
+        (proto == ICMP6) & np.isin(itype, (128, 129))
+    )
+    err = ((proto == ICMP) & np.isin(itype, (3, 4, 11, 12))) | (
+        (proto == ICMP6) & np.isin(itype, (1, 2, 3, 4))
+    )
+    udp = proto == UDP
+    esp = proto == ESP
+    eid = b16(l4 + 4)
+    sport = np.where(udp, b16(l4), np.where(echo, eid, 0))
+    dport = np.where(udp, b16(l4 + 2), np.where(echo, eid, 0))
+    iseq = np.where(echo, b16(l4 + 6), np.where(esp, b32(l4 + 4), -1))
+    spi = np.where(esp, b32(l4), -1)
+    mtu = np.where(
+        (proto == ICMP) & (itype == 3) & (icode == 4),
+        b16(l4 + 6),
+        np.where((proto == ICMP6) & (itype == 2), b32(l4 + 4), -1),
+    )
+    pl_off = l4 + 8
+    plen = np.maximum(ip_end - pl_off, 0)
+    pl_cap = np.clip(np.minimum(ip_end, end) - pl_off, 0, None)
+    # the quoted packet of an ICMP error
+    i3 = l4 + 8
+    in_v = b8(i3) >> 4
+    iv4 = in_v == 4
+    ihl = (b8(i3) & 15) * 4
+    i4 = np.where(iv4, i3 + ihl, i3 + 40)
+    in_proto = np.where(iv4, b8(i3 + 9), b8(i3 + 6))
+    in_ok = err & (((iv4 & (ihl >= 20)) | (in_v == 6)) & (i4 + 8 <= end))
+    in_src_hi = np.where(iv4, np.uint64(0), b64(i3 + 8))
+    in_src_lo = np.where(iv4, b32(i3 + 12).astype(np.uint64), b64(i3 + 16))
+    in_dst_hi = np.where(iv4, np.uint64(0), b64(i3 + 24))
+    in_dst_lo = np.where(iv4, b32(i3 + 16).astype(np.uint64), b64(i3 + 32))
+    ports = (in_proto == TCP) | (in_proto == UDP)
+    in_echo = (in_proto == ICMP) | (in_proto == ICMP6)
+    in_sport = np.where(ports, b16(i4), np.where(in_echo, b16(i4 + 4), 0))
+    in_dport = np.where(ports, b16(i4 + 2), np.where(in_echo, b16(i4 + 4), 0))
+    in_ipid = np.where(iv4, b16(i3 + 4), -1)
+    in_len = np.where(iv4, b16(i3 + 2), 40 + b16(i3 + 4))
+    in_seq = np.where(in_proto == TCP, b32(i4 + 4), -1)
+    role = np.where(ok & (udp | echo | esp), 0, np.where(ok & in_ok, 1, -1))
+    keep = np.nonzero(role >= 0)[0]
+    cols: dict[str, Any] = {
+        "ts": ts, "v": v, "proto": proto, "sport": sport, "dport": dport,
+        "ipid": np.where(v4, b16(l3 + 4), -1), "ttl": np.where(v4, b8(l3 + 8), b8(l3 + 7)),
+        "tos": np.where(v4, b8(l3 + 1), (b16(l3) >> 4) & 0xFF), "ip_len": ip_len,
+        "plen": plen, "pl_off": pl_off, "pl_cap": pl_cap, "itype": itype, "icode": icode,
+        "iseq": iseq, "spi": spi, "mtu": mtu, "role": role,
+        "src_hi": np.where(v4, np.uint64(0), b64(l3 + 8)),
+        "src_lo": np.where(v4, b32(l3 + 12).astype(np.uint64), b64(l3 + 16)),
+        "dst_hi": np.where(v4, np.uint64(0), b64(l3 + 24)),
+        "dst_lo": np.where(v4, b32(l3 + 16).astype(np.uint64), b64(l3 + 32)),
+        "in_v": np.where(in_ok, in_v, -1), "in_proto": np.where(in_ok, in_proto, -1),
+        "in_src_hi": in_src_hi, "in_src_lo": in_src_lo, "in_dst_hi": in_dst_hi,
+        "in_dst_lo": in_dst_lo, "in_sport": in_sport, "in_dport": in_dport,
+        "in_ipid": in_ipid, "in_len": in_len, "in_seq": in_seq,
+    }  # fmt: skip
+    out = {k: np.ascontiguousarray(a[keep]) for k, a in cols.items()}
+    k = int(keep.shape[0])
+    heads = gather_heads(buf, out["pl_off"], out["pl_cap"], HASH_BYTES) if k else None
+    if heads is not None:
+        words = heads.view(np.uint64)
+        out["h"] = mix(*(words[:, i] for i in range(HASH_BYTES // 8)), out["plen"], out["iseq"])
+    else:
+        out["h"] = np.zeros(0, np.uint64)
+    return DgramTable(path=path, buf=buf, **out)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- flows
+
+
+@dataclass
+class DFlow:
+    """The datagrams of one flow at one point (both directions)."""
+
+    fid: int
+    proto: int
+    v: int
+    c: I64  # rows from the client, time order
+    s: I64  # rows from the server
+    ckey: int  # tuple key (as conns' TCP tuple keys) of the client -> server direction
+    skey: int
+    ukey: int  # direction-free key
+    cli: tuple[int, int, int]  # address hi, lo, port
+    srv: tuple[int, int, int]
+    first_ts: int
+    last_ts: int
+
+    def rows(self, d: int) -> I64:
+        return self.c if d == 0 else self.s
+
+    @property
+    def client_str(self) -> str:
+        return endpoint_str(self.v, *self.cli)
+
+    @property
+    def server_str(self) -> str:
+        return endpoint_str(self.v, *self.srv)
+
+    @property
+    def tuple_str(self) -> str:
+        return f"{self.client_str} > {self.server_str}"
+
+
+def build_dflows(t: DgramTable) -> list[DFlow]:
+    """The flows of one point (and `t.flows`, `t.by_key`), in order of their first
+    datagram. Grouping and the choice of the client are done for all rows at once."""
+    rows = np.nonzero(t.role == 0)[0]
+    flows: list[DFlow] = []
+    t.flows, t.by_key = flows, {}
+    if rows.shape[0] == 0:
+        return flows
+    ka = mix(t.src_hi[rows], t.src_lo[rows], t.sport[rows])
+    kb = mix(t.dst_hi[rows], t.dst_lo[rows], t.dport[rows])
+    ukey = mix(np.minimum(ka, kb), np.maximum(ka, kb), t.proto[rows])
+    o = np.argsort(ukey, kind="stable")
+    rs, uk, sk, dk = rows[o], ukey[o], ka[o], kb[o]
+    tss = t.ts[rs]
+    n = rs.shape[0]
+    start = np.ones(n, bool)
+    start[1:] = (uk[1:] != uk[:-1]) | (tss[1:] - tss[:-1] > IDLE_NS)
+    s_idx = np.nonzero(start)[0]
+    e_idx = np.append(s_idx[1:], n)
+    gid = np.cumsum(start) - 1
+    r0 = rs[s_idx]
+    pr = t.proto[r0]
+    # the client: the echo requester; the ephemeral side of a well-known UDP port; else
+    # whoever sent first
+    prs, it = t.proto[rs], t.itype[rs]
+    req = ((prs == ICMP) & (it == ECHO_REQUEST[ICMP])) | (
+        (prs == ICMP6) & (it == ECHO_REQUEST[ICMP6])
+    )
+    first_req = np.minimum.reduceat(np.where(req, np.arange(n), n), s_idx)
+    has_req = first_req < e_idx
+    icmp = (pr == ICMP) | (pr == ICMP6)
+    udp_rev = (pr == UDP) & (t.sport[r0] < 1024) & (t.dport[r0] >= 1024)
+    client = np.where(
+        icmp & has_req,
+        sk[np.minimum(first_req, n - 1)],
+        np.where((icmp & ~has_req) | udp_rev, dk[s_idx], sk[s_idx]),
+    )
+    is_c = sk == client[gid]
+    o2 = np.argsort(gid * 2 + (~is_c), kind="stable")  # per flow: client rows, then server's
+    r2 = rs[o2]
+    nc = np.bincount(gid, weights=is_c, minlength=s_idx.shape[0]).astype(np.int64)
+    tk = mix(t.src_hi[r2], t.src_lo[r2], t.dst_hi[r2], t.dst_lo[r2], t.sport[r2], t.dport[r2])
+    rk = mix(t.dst_hi[r2], t.dst_lo[r2], t.src_hi[r2], t.src_lo[r2], t.dport[r2], t.sport[r2])
+    has_c = nc > 0
+    has_s = (e_idx - s_idx) > nc
+    sfirst = np.minimum(s_idx + nc, n - 1)
+    ckey = np.where(has_c, tk[s_idx], rk[s_idx])
+    skey = np.where(has_s, tk[sfirst], rk[s_idx])
+    rc = r2[s_idx]  # the first client row, else the first server row
+    a_hi = np.where(has_c, t.src_hi[rc], t.dst_hi[rc]).tolist()
+    a_lo = np.where(has_c, t.src_lo[rc], t.dst_lo[rc]).tolist()
+    a_pt = np.where(has_c, t.sport[rc], t.dport[rc]).tolist()
+    b_hi = np.where(has_c, t.dst_hi[rc], t.src_hi[rc]).tolist()
+    b_lo = np.where(has_c, t.dst_lo[rc], t.src_lo[rc]).tolist()
+    b_pt = np.where(has_c, t.dport[rc], t.sport[rc]).tolist()
+    vv = t.v[r0].tolist()
+    first = tss[s_idx]
+    last = tss[e_idx - 1]
+    cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
+               skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
+               strict=True)  # fmt: skip
+    built: list[DFlow] = []
+    for g, (s, e, c, p, v, ck, sk_, u, f0, f1) in enumerate(cols):
+        built.append(
+            DFlow(
+                fid=0,
+                proto=p,
+                v=v,
+                c=r2[s : s + c],
+                s=r2[s + c : e],
+                ckey=ck,
+                skey=sk_,
+                ukey=u,
+                cli=(a_hi[g], a_lo[g], a_pt[g]),
+                srv=(b_hi[g], b_lo[g], b_pt[g]),
+                first_ts=f0,
+                last_ts=f1,
+            )
+        )
+    order = np.argsort(first, kind="stable")
+    for k in order.tolist():
+        f = built[k]
+        f.fid = len(flows)
+        flows.append(f)
+        t.by_key.setdefault(f.ckey, []).append((f, 0))
+        t.by_key.setdefault(f.skey, []).append((f, 1))
+    fid_of = np.empty(order.shape[0], np.int64)
+    fid_of[order] = np.arange(order.shape[0], dtype=np.int64)
+    pos = np.arange(n, dtype=np.int64) - s_idx[gid]
+    srv_row = pos >= nc[gid]
+    rank = np.where(srv_row, pos - nc[gid], pos)
+    pick = (rank < PROBE_ROWS) & (t.plen[r2] > 0)
+    t.probe = (r2[pick], fid_of[gid[pick]], srv_row[pick].astype(np.int64))
+    return flows
+
+
+def tuple_key(t: DgramTable, rows: I64, inner: bool = False) -> U64:
+    """conns' tuple keys of rows (their own tuple, or the quoted packet's with `inner`)."""
+    if inner:
+        return mix(t.in_src_hi[rows], t.in_src_lo[rows], t.in_dst_hi[rows], t.in_dst_lo[rows],
+                   t.in_sport[rows], t.in_dport[rows])  # fmt: skip
+    return mix(t.src_hi[rows], t.src_lo[rows], t.dst_hi[rows], t.dst_lo[rows], t.sport[rows],
+               t.dport[rows])  # fmt: skip
+
+
+def find_flow(t: DgramTable, key: int, ts: int) -> tuple[DFlow, int] | None:
+    """The flow at this point whose tuple (one direction) is `key`, nearest in time to `ts`."""
+    cands = t.by_key.get(key)
+    if not cands:
+        return None
+    return min(cands, key=lambda fd: max(fd[0].first_ts - ts, ts - fd[0].last_ts, 0))
+
+
+# --------------------------------------------------------------------------- descriptions
+
+
+def proto_name(proto: int) -> str:
+    return {UDP: "udp", ICMP: "icmp", ICMP6: "icmp", ESP: "esp"}.get(proto, str(proto))
+
+
+def dns_text(data: bytes) -> str | None:
+    """`DNS query 0x1a2b A example.test` (or response, with its rcode), None if not DNS."""
+    if len(data) < 12:
+        return None
+    qid, fl, qd = data[0] << 8 | data[1], data[2] << 8 | data[3], data[4] << 8 | data[5]
+    labels: list[str] = []
+    pos = 12
+    while qd and pos < len(data):
+        ln = data[pos]
+        if ln == 0 or ln >= 64 or pos + 1 + ln > len(data):
+            break
+        labels.append(data[pos + 1 : pos + 1 + ln].decode("latin-1"))
+        pos += 1 + ln
+    qtype = ""
+    if qd and pos + 3 <= len(data) and data[pos] == 0:
+        code = data[pos + 1] << 8 | data[pos + 2]
+        qtype = {1: "A", 28: "AAAA", 5: "CNAME", 15: "MX", 16: "TXT", 2: "NS", 12: "PTR",
+                 33: "SRV", 65: "HTTPS", 6: "SOA"}.get(code, f"type{code}")  # fmt: skip
+    kind = "response" if fl & 0x8000 else "query"
+    rcode = fl & 0xF
+    tail = f" rcode={rcode}" if kind == "response" and rcode else ""
+    name = ".".join(labels) or "."
+    return f"DNS {kind} 0x{qid:04x} {qtype} {name}".replace("  ", " ") + tail
+
+
+def describe_row(t: DgramTable, r: int) -> str:
+    pr = int(t.proto[r])
+    ipid = f" ipid={int(t.ipid[r])}" if int(t.v[r]) == 4 else ""
+    if pr == UDP:
+        text = f"UDP len={int(t.plen[r])}{ipid}"
+        if 53 in (int(t.sport[r]), int(t.dport[r])):
+            dns = dns_text(t.payload(r))
+            if dns:
+                text += f" ({dns})"
+        return text
+    if pr == ESP:
+        return f"ESP spi=0x{int(t.spi[r]):08x} seq={int(t.iseq[r])} len={int(t.plen[r])}{ipid}"
+    word = "echo request" if int(t.itype[r]) == ECHO_REQUEST.get(pr) else "echo reply"
+    return f"ICMP {word} id={int(t.sport[r])} seq={int(t.iseq[r])} len={int(t.plen[r])}{ipid}"
+
+
+def kind_word(t: DgramTable, r: int) -> str:
+    """What one datagram is, in a summary: `DNS query`, `echo request`, `UDP datagram`."""
+    pr = int(t.proto[r])
+    if pr == ESP:
+        return "ESP packet"
+    if pr != UDP:
+        return "echo request" if int(t.itype[r]) == ECHO_REQUEST.get(pr) else "echo reply"
+    if 53 in (int(t.sport[r]), int(t.dport[r])):
+        d = dns_text(t.payload(r))
+        if d:
+            return " ".join(d.split(" ")[:2])
+    return "UDP datagram"
+
+
+def describe(t: DgramTable, rows: list[int]) -> tuple[str, int]:
+    nbytes = int(sum(int(t.plen[r]) for r in rows))
+    first = describe_row(t, rows[0])
+    if len(rows) > 1:
+        return f"{first} ({len(rows)} datagrams)", nbytes
+    return first, nbytes
+
+
+def error_text(t: DgramTable, r: int) -> str:
+    """`ICMP fragmentation needed (next-hop MTU 1400)`, `ICMP time exceeded`, ..."""
+    pr, ty, code = int(t.proto[r]), int(t.itype[r]), int(t.icode[r])
+    if pr == ICMP and ty == 3:
+        what = UNREACH4.get(code, f"destination unreachable code {code}")
+    elif pr == ICMP6 and ty == 1:
+        what = UNREACH6.get(code, f"destination unreachable code {code}")
+    else:
+        what = ERRORS.get(pr, {}).get(ty, f"type {ty}")
+    name = "ICMPv6" if pr == ICMP6 else "ICMP"
+    mtu = int(t.mtu[r])
+    return f"{name} {what}" + (f" (next-hop MTU {mtu})" if mtu >= 0 else "")
+
+
+def is_frag_needed(t: DgramTable, r: int) -> bool:
+    return int(t.mtu[r]) >= 0

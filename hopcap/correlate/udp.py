@@ -1,0 +1,670 @@
+"""Datagram flows across points: UDP, ICMP echo and ESP, one datagram = one unit.
+
+Flows of adjacent points are linked by identical tuple, else (NAT/PAT: UDP has no ISN) by
+the payload hashes of their first datagrams and time. Every hop of a linked flow is
+matched per direction, all flows of a pair of points in one batch: a datagram pairs with
+one of the same payload (and IP ID, when it survives); what is left pairs by IP ID and
+length (a payload rewrite); the remainder was lost upstream / appeared downstream. Findings
+follow the TCP contract (drop, inject, rewrite, gap) with the same rules for capture gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate._fastwalk import payloads_differ
+from hopcap.correlate.conns import mix
+from hopcap.correlate.dgram import (
+    ECHO_REQUEST,
+    HASH_BYTES,
+    ICMP,
+    ICMP6,
+    UDP,
+    DFlow,
+    DgramTable,
+    build_dflows,
+    describe,
+    kind_word,
+    proto_name,
+)
+from hopcap.correlate.match import Rewrite, _pair_multiset, _ttl_off_mode
+from hopcap.model import Direction, Finding, Leg
+
+if TYPE_CHECKING:
+    from hopcap.correlate.engine import Built, Point
+
+I64 = npt.NDArray[np.int64]
+NS = 1_000_000_000
+
+
+@dataclass
+class DLeg:
+    point: int
+    f: DFlow
+    link: str  # same, nat, tunnel
+    tunnel: str | None = None
+
+
+@dataclass
+class DDir:
+    matched: int = 0
+    d_min: int | None = None
+    d_med: float | None = None
+    undelivered: list[int] = field(default_factory=list)
+    unexplained: list[int] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
+
+
+@dataclass
+class DHop:
+    a: int
+    b: int
+    c2s: DDir | None = None
+    s2c: DDir | None = None
+    missing: list[int] = field(default_factory=list)
+    ended: str | None = None  # unanswered, answered, nothing
+
+
+@dataclass
+class DFlowB:
+    legs: list[DLeg]
+    hops: list[DHop] = field(default_factory=list)
+    extra: list[Finding] = field(default_factory=list)  # added by icmp.py / tunnel.py
+
+
+def dtable(p: Point) -> DgramTable | None:
+    if p.pc is None:
+        return None
+    d = p.pc.table.dgram
+    return d if isinstance(d, DgramTable) else None
+
+
+def build_dgram_flows(pts: list[Point], present: list[int]) -> list[DFlowB]:
+    tabs: dict[int, DgramTable] = {}
+    for i in present:
+        t = dtable(pts[i])
+        if t is not None:
+            build_dflows(t)
+            tabs[i] = t
+    links: dict[tuple[int, int], dict[int, int]] = {}
+    for a, b in pairwise(present):
+        if a in tabs and b in tabs:
+            links[(a, b)] = link_dflows(tabs[a], tabs[b], pts[b].offset_ns - pts[a].offset_ns)
+    claimed: dict[int, set[int]] = {i: set() for i in present}
+    flows: list[DFlowB] = []
+    for k, p in enumerate(present):
+        if p not in tabs:
+            continue
+        for f in tabs[p].flows:
+            if f.fid in claimed[p]:
+                continue
+            claimed[p].add(f.fid)
+            fl = DFlowB([DLeg(p, f, "same")])
+            j = k
+            while j + 1 < len(present):
+                a, b = present[j], present[j + 1]
+                cur = fl.legs[-1].f
+                g = links.get((a, b), {}).get(cur.fid)
+                hop = DHop(a, b, missing=list(range(a + 1, b)))
+                fl.hops.append(hop)
+                if g is None or g in claimed[b]:
+                    tb = tabs.get(b)
+                    if is_local(cur):
+                        hop.ended = "local"  # broadcast / multicast: not routed on
+                    elif tb is None or not np.any(tb.proto[tb.role == 0] == cur.proto):
+                        hop.ended = "nothing"
+                    else:
+                        hop.ended = "answered" if cur.s.shape[0] else "unanswered"
+                    break
+                claimed[b].add(g)
+                gf = tabs[b].flows[g]
+                same = gf.ckey == cur.ckey and gf.skey == cur.skey
+                fl.legs.append(DLeg(b, gf, "same" if same else "nat"))
+                j += 1
+            flows.append(fl)
+    return flows
+
+
+def is_local(f: DFlow) -> bool:
+    """Sent to a broadcast or multicast address (IPv4 224/4, 255.255.255.255 or a .255
+    directed broadcast with no answer, IPv6 ff00::/8): not expected beyond its segment."""
+    hi, lo, _port = f.srv
+    if f.v == 6:
+        return (hi >> 56) == 0xFF
+    lo &= 0xFFFFFFFF
+    return (lo >> 28) == 0xE or lo == 0xFFFFFFFF or ((lo & 0xFF) == 0xFF and not f.s.shape[0])
+
+
+def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
+    """fid at `a` -> fid at `b`: the same flow (identical tuple, or NAT/PAT: the same
+    payloads), one to one, the nearest in time among equals. Score: 1 per payload hash of a
+    direction's first datagrams found among the other flow's, 2.5 for the identical tuple."""
+    na, nb = len(a.flows), len(b.flows)
+    if na == 0 or nb == 0 or a.probe is None or b.probe is None:
+        return {}
+    keys: list[I64] = []
+    # shared payload hashes: distinct (flow, direction, hash) at a, (flow, hash) at b
+    ra, fa, da = a.probe
+    rb, fb, _db = b.probe
+    ka = np.unique(np.stack([fa, da, a.h[ra].view(np.int64)], axis=1), axis=0)
+    kb = np.unique(np.stack([fb, b.h[rb].view(np.int64)], axis=1), axis=0)
+    if ka.shape[0] and kb.shape[0]:
+        ob = np.argsort(kb[:, 1], kind="stable")
+        hb, gb = kb[ob, 1], kb[ob, 0]
+        lo = np.searchsorted(hb, ka[:, 2], side="left")
+        hi = np.searchsorted(hb, ka[:, 2], side="right")
+        cnt = hi - lo
+        src = np.repeat(np.arange(ka.shape[0]), cnt)
+        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+        keys.append(ka[src, 0] * nb + gb[idx])
+    key_h = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    # identical tuples
+    ua = np.array([f.ukey for f in a.flows], np.uint64)
+    ub = np.array([g.ukey for g in b.flows], np.uint64)
+    ob = np.argsort(ub, kind="stable")
+    lo = np.searchsorted(ub[ob], ua, side="left")
+    hi = np.searchsorted(ub[ob], ua, side="right")
+    cnt = hi - lo
+    src = np.repeat(np.arange(na), cnt)
+    idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+    key_u = src * nb + ob[idx]
+    allk = np.concatenate([key_h, key_u])
+    w = np.concatenate([np.ones(key_h.shape[0]), np.full(key_u.shape[0], 2.5)])
+    if allk.shape[0] == 0:
+        return {}
+    uk, inv = np.unique(allk, return_inverse=True)
+    score = np.bincount(inv.reshape(-1), weights=w)
+    xa, xb = uk // nb, uk % nb
+    pa = np.array([f.proto for f in a.flows], np.int64)
+    pb = np.array([g.proto for g in b.flows], np.int64)
+    ok = pa[xa] == pb[xb]
+    xa, xb, score = xa[ok], xb[ok], score[ok]
+    f0a = np.array([f.first_ts for f in a.flows], np.int64)[xa]
+    f1a = np.array([f.last_ts for f in a.flows], np.int64)[xa]
+    f0b = np.array([g.first_ts for g in b.flows], np.int64)[xb] - offset_ns
+    f1b = np.array([g.last_ts for g in b.flows], np.int64)[xb] - offset_ns
+    gap_s = np.maximum(np.maximum(f0a, f0b) - np.minimum(f1a, f1b), 0) / NS
+    score = score - np.minimum(gap_s, 1e6) * 1e-6
+    order = np.lexsort((xb, xa, score))[::-1]
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for x, y in zip(xa[order].tolist(), xb[order].tolist(), strict=True):
+        if x in out or y in used:
+            continue
+        out[x] = y
+        used.add(y)
+    return out
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def match_dgram_hops(pts: list[Point], flows: list[DFlowB]) -> None:
+    groups: dict[tuple[int, int], list[tuple[DLeg, DLeg, DHop]]] = {}
+    for fl in flows:
+        for i, hop in enumerate(fl.hops):
+            if hop.ended is None and i + 1 < len(fl.legs) and fl.legs[i + 1].link != "tunnel":
+                groups.setdefault((hop.a, hop.b), []).append((fl.legs[i], fl.legs[i + 1], hop))
+    for (a, b), items in groups.items():
+        ta, tb = dtable(pts[a]), dtable(pts[b])
+        assert ta is not None and tb is not None
+        same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+        ttl_exp = (0, 1) if same_host else None
+        c_up = [x.f.c for x, _y, _h in items]
+        c_dn = [y.f.c for _x, y, _h in items]
+        s_up = [y.f.s for _x, y, _h in items]
+        s_dn = [x.f.s for x, _y, _h in items]
+        c_out = match_rows(ta, c_up, tb, c_dn, ttl_exp)
+        s_out = match_rows(tb, s_up, ta, s_dn, ttl_exp)
+        for k, (_x, _y, hop) in enumerate(items):
+            hop.c2s, hop.s2c = c_out[k], s_out[k]
+
+
+def _stack(parts: list[I64]) -> tuple[I64, I64]:
+    lens = np.array([x.shape[0] for x in parts], np.int64)
+    pid = np.repeat(np.arange(len(parts), dtype=np.int64), lens)
+    rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return rows.astype(np.int64), pid
+
+
+def match_rows(
+    ta: DgramTable,
+    up: list[I64],
+    tb: DgramTable,
+    down: list[I64],
+    ttl_expected: tuple[int, ...] | None,
+) -> list[DDir]:
+    """Match datagrams `up[k]` of `ta` with `down[k]` of `tb`, for every pair k at once."""
+    npairs = len(up)
+    ra, pa = _stack(up)
+    rb, pb = _stack(down)
+    out = [DDir() for _ in range(npairs)]
+    ma = np.zeros(ra.shape[0], bool)
+    mb = np.zeros(rb.shape[0], bool)
+    pairs_a: list[I64] = []
+    pairs_b: list[I64] = []
+    rewrites: list[tuple[int, Rewrite]] = []
+    ida, idb = ta.ipid[ra], tb.ipid[rb]
+    ha, hb = ta.h[ra], tb.h[rb]
+    steps = (
+        (mix(pa, ha, ida), mix(pb, hb, idb), None),  # the same datagram, IP ID kept
+        (mix(pa, ha), mix(pb, hb), None),  # the same payload (IP ID rewritten)
+        # the same datagram (IP ID, length) with other payload bytes: a payload rewrite
+        (mix(pa, ida, ta.ip_len[ra]), mix(pb, idb, tb.ip_len[rb]), "payload"),
+    )
+    for ka, kb, what in steps:
+        la = np.nonzero(~ma)[0]
+        lb = np.nonzero(~mb)[0]
+        if what is not None:
+            la = la[ida[la] > 0]
+            lb = lb[idb[lb] > 0]
+        if la.shape[0] == 0 or lb.shape[0] == 0:
+            continue
+        xa, xb = _pair_multiset(ka[la], kb[lb])
+        ia, ib = la[xa], lb[xb]
+        ma[ia] = True
+        mb[ib] = True
+        pairs_a.append(ia)
+        pairs_b.append(ib)
+        if what is not None:
+            for i, j in zip(ia.tolist(), ib.tolist(), strict=True):
+                rewrites.append((int(pa[i]), _payload_rw(ta, int(ra[i]), tb, int(rb[j]))))
+    # UDP GSO / GRO: one datagram on one side is several consecutive ones on the other
+    for big_a in (True, False):
+        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a)
+        if got is not None:
+            pairs_a.append(got[0])
+            pairs_b.append(got[1])
+    ia = np.concatenate(pairs_a) if pairs_a else np.zeros(0, np.int64)
+    ib = np.concatenate(pairs_b) if pairs_b else np.zeros(0, np.int64)
+    if ia.shape[0]:
+        ga, gb = ra[ia], rb[ib]
+        # the identity hash covers the first bytes: compare the rest of long payloads
+        long_ = (ta.plen[ga] > HASH_BYTES) & (ta.h[ga] == tb.h[gb])
+        n = np.minimum(ta.pl_cap[ga], tb.pl_cap[gb])
+        sel = np.nonzero(long_ & (n > 0))[0]
+        if sel.shape[0]:
+            diff = payloads_differ(ta.buf, ta.pl_off[ga[sel]], tb.buf, tb.pl_off[gb[sel]], n[sel])
+            for k in sel[diff].tolist():
+                rewrites.append((int(pa[ia[k]]), _payload_rw(ta, int(ga[k]), tb, int(gb[k]))))
+        pid = pa[ia]
+        dttl = ta.ttl[ga] - tb.ttl[gb]
+        bad = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+        for k in np.nonzero(bad)[0].tolist():
+            rw = Rewrite("ip.ttl", int(ta.ttl[ga[k]]), int(tb.ttl[gb[k]]), int(ga[k]), int(gb[k]))
+            rewrites.append((int(pid[k]), rw))
+        da, db = ta.tos[ga] >> 2, tb.tos[gb] >> 2
+        for k in np.nonzero(da != db)[0].tolist():
+            rewrites.append(
+                (int(pid[k]), Rewrite("ip.dscp", int(da[k]), int(db[k]), int(ga[k]), int(gb[k])))
+            )
+        dl = tb.ts[gb] - ta.ts[ga]
+        o = np.lexsort((dl, pid))
+        pid_s, dl_s = pid[o], dl[o]
+        cuts = np.searchsorted(pid_s, np.arange(npairs + 1))
+        for k in np.nonzero(np.diff(cuts))[0].tolist():
+            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            m = hi - lo
+            out[k].matched = m
+            out[k].d_min = int(dl_s[lo])
+            out[k].d_med = float(dl_s[lo + (m - 1) // 2] + dl_s[lo + m // 2]) / 2
+    for i in np.nonzero(~ma)[0].tolist():
+        out[int(pa[i])].undelivered.append(int(ra[i]))
+    for j in np.nonzero(~mb)[0].tolist():
+        out[int(pb[j])].unexplained.append(int(rb[j]))
+    for k, rw in rewrites:
+        out[k].rewrites.append(rw)
+    return out
+
+
+def _coalesced(
+    ta: DgramTable,
+    ra: I64,
+    pa: I64,
+    ma: npt.NDArray[np.bool_],
+    tb: DgramTable,
+    rb: I64,
+    pb: I64,
+    mb: npt.NDArray[np.bool_],
+    big_a: bool,
+) -> tuple[I64, I64] | None:
+    """Unmatched datagrams of one side (`a` with `big_a`) whose payload is the payloads of
+    consecutive unmatched datagrams of the same pair on the other side, in order: the
+    sender's UDP segmentation offload (GSO) or the receiver's GRO, not a loss. Marks them
+    matched; returns the (a, b) position pairs (one per piece)."""
+    t1, r1, p1, m1, t2, r2, p2, m2 = (
+        (ta, ra, pa, ma, tb, rb, pb, mb) if big_a else (tb, rb, pb, mb, ta, ra, pa, ma)
+    )
+    big = np.nonzero(~m1)[0]
+    small = np.nonzero(~m2)[0]
+    if big.shape[0] == 0 or small.shape[0] < 2:
+        return None
+    pieces: dict[int, list[int]] = {}
+    for j in small.tolist():
+        pieces.setdefault(int(p2[j]), []).append(j)
+    out1: list[int] = []
+    out2: list[int] = []
+    for i in big.tolist():
+        cand = pieces.get(int(p1[i]))
+        if not cand:
+            continue
+        want = int(t1.plen[r1[i]])
+        data = t1.payload(int(r1[i]))
+        for k0, j0 in enumerate(cand):
+            if m2[j0] or int(t2.plen[r2[j0]]) >= want:
+                continue
+            got: list[int] = []
+            pos = 0
+            for j in cand[k0:]:
+                if m2[j]:
+                    continue
+                n = int(t2.plen[r2[j]])
+                piece = t2.payload(int(r2[j]))
+                if pos + n > want or piece != data[pos : pos + len(piece)]:
+                    break
+                got.append(j)
+                pos += n
+                if pos == want:
+                    break
+            if pos == want and len(got) > 1:
+                m1[i] = True
+                for j in got:
+                    m2[j] = True
+                    out1.append(i)
+                    out2.append(j)
+                break
+    if not out1:
+        return None
+    x, y = np.array(out1, np.int64), np.array(out2, np.int64)
+    return (x, y) if big_a else (y, x)
+
+
+def _payload_rw(ta: DgramTable, ai: int, tb: DgramTable, bj: int) -> Rewrite:
+    a, b = ta.payload(ai), tb.payload(bj)
+    k = 0
+    m = min(len(a), len(b))
+    while k < m and a[k] == b[k]:
+        k += 1
+    lo = max(k - 8, 0)
+
+    def show(x: bytes) -> str:
+        return x[lo : lo + 48].decode("latin-1").encode("unicode_escape").decode("ascii")
+
+    if a[lo : lo + 48] == b[lo : lo + 48]:
+        return Rewrite("payload", f"{len(a)} bytes", f"{len(b)} bytes", ai, bj)
+    return Rewrite("payload", show(a), show(b), ai, bj)
+
+
+def delay_samples(
+    flows: list[DFlowB],
+) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[int]]]:
+    """Minimum one-way delays per pair of points (c2s, s2c), for the clock estimate."""
+    d1: dict[tuple[int, int], list[int]] = {}
+    d2: dict[tuple[int, int], list[int]] = {}
+    for fl in flows:
+        for hop in fl.hops:
+            if hop.c2s is not None and hop.c2s.d_min is not None:
+                d1.setdefault((hop.a, hop.b), []).append(hop.c2s.d_min)
+            if hop.s2c is not None and hop.s2c.d_min is not None:
+                d2.setdefault((hop.a, hop.b), []).append(hop.s2c.d_min)
+    return d1, d2
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
+    from hopcap.correlate.engine import KIND_ORDER, Built, split_extra, split_lost
+
+    first = fl.legs[0]
+    f0 = first.f
+    p0 = pts[first.point]
+    findings: list[Finding] = []
+    first_ts_ns = f0.first_ts - p0.offset_ns
+
+    def tab(p: Point) -> DgramTable:
+        t = dtable(p)
+        assert t is not None
+        return t
+
+    def fts(p: Point, rows: list[int]) -> float:
+        return (int(tab(p).ts[rows].min()) - p.offset_ns) / NS
+
+    def add_lost(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
+        if not rows:
+            return
+        t = tab(up)
+        drop, gap, why = split_lost(up, down, t.ts, rows)
+        if drop:
+            what, nb = describe(t, drop)
+            findings.append(
+                Finding("drop", d, (up.name, down.name), len(drop), nb, fts(up, drop), what)
+            )
+        if gap:
+            what, nb = describe(t, gap)
+            text = f"seen at {up.name}, not at {down.name}, but {why}: cannot tell whether "
+            findings.append(
+                Finding(
+                    "gap",
+                    d,
+                    (up.name, down.name),
+                    len(gap),
+                    nb,
+                    fts(up, gap),
+                    f"{text}they were lost; {what}",
+                )
+            )
+
+    def add_extra(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
+        if not rows:
+            return
+        t = tab(down)
+        inj, gap, why = split_extra(up, down, t.ts, rows)
+        if inj:
+            what, nb = describe(t, inj)
+            findings.append(
+                Finding("inject", d, (up.name, down.name), len(inj), nb, fts(down, inj), what)
+            )
+        if gap:
+            what, nb = describe(t, gap)
+            findings.append(
+                Finding(
+                    "gap",
+                    d,
+                    (up.name, down.name),
+                    len(gap),
+                    nb,
+                    fts(down, gap),
+                    f"seen at {down.name}, not at {up.name}, but {why}; {what}",
+                )
+            )
+
+    legs_at = {leg.point: leg for leg in fl.legs}
+    for hop in fl.hops:
+        pa, pb = pts[hop.a], pts[hop.b]
+        for m in hop.missing:
+            pm = pts[m]
+            findings.append(
+                Finding(
+                    "gap",
+                    "c2s",
+                    (pa.name, pm.name),
+                    0,
+                    0,
+                    first_ts_ns / NS,
+                    f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
+                    f"what happened between {pa.name} and {pb.name} cannot be placed "
+                    "more precisely",
+                )
+            )
+        if hop.ended is not None:
+            leg = legs_at[hop.a]
+            if hop.ended == "unanswered":
+                add_lost("c2s", pa, pb, leg.f.c.tolist())
+            elif hop.ended == "nothing":
+                findings.append(
+                    Finding(
+                        "gap",
+                        "c2s",
+                        (pa.name, pb.name),
+                        0,
+                        0,
+                        first_ts_ns / NS,
+                        f"{pb.name} captured no {proto_name(leg.f.proto).upper()} packets "
+                        "at all (capture filter, wrong interface?): what happened after "
+                        f"{pa.name} is unknown",
+                    )
+                )
+            continue
+        dirs: tuple[tuple[Direction, DDir | None, Point, Point], ...] = (
+            ("c2s", hop.c2s, pa, pb),
+            ("s2c", hop.s2c, pb, pa),
+        )
+        for d, dm, up, down in dirs:
+            if dm is None:
+                continue
+            add_lost(d, up, down, dm.undelivered)
+            add_extra(d, up, down, dm.unexplained)
+            groups: dict[str, list[Rewrite]] = {}
+            for rw in dm.rewrites:
+                groups.setdefault(rw.field, []).append(rw)
+            for fld, rws in groups.items():
+                rows = [rw.a_row for rw in rws]
+                what, nb = describe(tab(up), rows)
+                vals = {(str(x.before), str(x.after)) for x in rws}
+                if len(vals) > 1:
+                    what += f"; {len(vals)} different values"
+                findings.append(
+                    Finding(
+                        "rewrite",
+                        d,
+                        (up.name, down.name),
+                        len(rws),
+                        nb,
+                        fts(up, rows),
+                        what,
+                        field=fld,
+                        before=rws[0].before,
+                        after=rws[0].after,
+                    )
+                )
+    # the far end: an echo request or a DNS query that reached the last point unanswered
+    last = fl.legs[-1]
+    pl = pts[last.point]
+    lf = last.f
+    if last.point == present[-1] and last.point == len(pts) - 1 and lf.c.shape[0]:
+        t = tab(pl)
+        r0 = int(lf.c[0])
+        asks = lf.proto in (ICMP, ICMP6) or (lf.proto == UDP and int(t.dport[r0]) == 53)
+        request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST[lf.proto]
+        if asks and request and lf.s.shape[0] == 0:
+            rows = lf.c.tolist()
+            what, nb = describe(t, rows)
+            beyond = pl.host if pl.iface else "server"
+            end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+            late = end - int(t.ts[rows[0]]) < NS
+            if pl.kernel_drops or late:
+                kind = "gap"
+                text = f"{what}: no answer seen, but the capture at {pl.name} " + (
+                    f"dropped {pl.kernel_drops} packets in the kernel"
+                    if pl.kernel_drops
+                    else "ended less than a second after it"
+                )
+            else:
+                kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
+            findings.append(
+                Finding(kind, "c2s", (pl.name, beyond), len(rows), nb, fts(pl, rows), text)
+            )
+    findings.extend(fl.extra)
+    findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
+    legs_out: list[Leg] = []
+    for i, leg in enumerate(fl.legs):
+        lat = None
+        if i > 0:
+            hop = fl.hops[i - 1]
+            if hop.c2s is not None and hop.c2s.d_med is not None:
+                lat = (hop.c2s.d_med - (pts[hop.b].offset_ns - pts[hop.a].offset_ns)) / NS
+        legs_out.append(
+            Leg(
+                point=pts[leg.point].name,
+                tuple=leg.f.tuple_str,
+                link=leg.link if i else "same",
+                latency_s=lat,
+                tunnel=leg.tunnel,
+            )
+        )
+    summary = dgram_summary(pts, fl, findings, legs_out)
+    return Built(
+        proto_name(f0.proto),
+        f0.client_str,
+        f0.server_str,
+        tuple(legs_out),
+        tuple(findings),
+        summary,
+        first_ts_ns / NS,
+    )
+
+
+def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
+    from hopcap.correlate.engine import _more, _where
+
+    by_name = {p.name: p for p in pts}
+    t0 = dtable(pts[fl.legs[0].point])
+    assert t0 is not None
+    f0 = fl.legs[0].f
+    word_c = kind_word(t0, int(f0.c[0])) if f0.c.shape[0] else "datagram"
+    word_s = kind_word(t0, int(f0.s[0])) if f0.s.shape[0] else "datagram"
+    if fl.legs[0].tunnel is not None:
+        word_c = word_s = "encrypted datagram"
+    for fnd in findings:
+        a, b = fnd.between
+        where = _where(by_name, fnd.between)
+        word = word_c if fnd.direction == "c2s" else word_s
+        if fnd.kind == "drop" and "the inner packet never appeared" in fnd.what:
+            return (
+                f"{word} arrived on {a} but the inner packet never appeared on {b}: dropped "
+                f"{where} (the tunnel endpoint)" + _more(findings)
+            )
+        if fnd.kind == "drop":
+            if "never answered" in fnd.what:
+                return f"{word} reached {a} but {b} never answered it" + _more(findings)
+            return f"{word} dropped {where} (seen on {a}, never on {b})" + _more(findings)
+        if fnd.kind == "inject":
+            return f"{word} injected {where} (seen on {b}, never sent through {a})" + _more(
+                findings
+            )
+        if fnd.kind == "rewrite":
+            return (
+                f"{fnd.field} rewritten {where}: {fnd.before} -> {fnd.after} "
+                f"({fnd.packets} datagrams)" + _more(findings)
+            )
+        if fnd.kind == "icmp":
+            return fnd.what + _more(findings)
+    for fnd in findings:
+        if fnd.kind == "gap":
+            return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
+    path = " -> ".join(leg.point for leg in legs)
+    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
+    more = f" ({', '.join(kinds)})" if kinds else ""
+    nc, ns_ = int(f0.c.shape[0]), int(f0.s.shape[0])
+    if nc and not ns_:
+        nb = int(t0.plen[f0.c].sum())
+        local = (
+            f" (broadcast/multicast: not routed beyond {legs[-1].point})"
+            if fl.hops and fl.hops[-1].ended == "local"
+            else ""
+        )
+        return (
+            f"one way: {nc} {word_c}{'s' if nc > 1 else ''} ({nb} bytes) went through "
+            f"{path}{more}; nothing came back to {legs[0].point}{local}"
+        )
+    if fl.hops and fl.hops[-1].ended == "answered":
+        pa, pb = pts[fl.hops[-1].a], pts[fl.hops[-1].b]
+        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
+        return f"OK: through {path}{more}; answered before {pb.name} ({who})"
+    return f"OK: delivered both ways through {path}{more}"
