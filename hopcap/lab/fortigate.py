@@ -19,6 +19,8 @@ import argparse
 import ctypes
 import datetime as dt
 import os
+import queue
+import re
 import select
 import shlex
 import signal
@@ -133,6 +135,7 @@ class Cli:
             return
         # -Z root: dropping to the tcpdump user would clear the parent-death signal
         argv = ["tcpdump", "-Z", "root", "-i", "any", "-y", "LINUX_SLL2", "-n", "-s", "0", "-U",
+                "-B", "32768",
                 "--immediate-mode", "-w", "-"] + ([bpf] if bpf.strip() else [])  # fmt: skip
         proc = subprocess.Popen(
             argv,
@@ -175,9 +178,21 @@ class Cli:
         want = None if iface == "any" else next(k for k, v in names.items() if v == iface)
         t_start = time.time()
 
+        # tcpdump is drained at once into a queue, so that a console slower than the
+        # traffic makes the box lag (as a real one does), never the kernel drop packets
+        packets: queue.Queue[tuple[float, int, int, bytes] | None] = queue.Queue()
+
+        def drain() -> None:
+            try:
+                for item in _read_sll2(proc.stdout):  # type: ignore[arg-type]
+                    packets.put(item)
+            finally:
+                packets.put(None)
+
         def pump() -> None:
             try:
-                for ts, ifindex, pkttype, frame in _read_sll2(proc.stdout):  # type: ignore[arg-type]
+                while (item := packets.get()) is not None:
+                    ts, ifindex, pkttype, frame = item
                     if want is not None and ifindex != want:
                         continue
                     stats["seen"] += 1
@@ -189,6 +204,7 @@ class Cli:
             finally:
                 done.set()
 
+        threading.Thread(target=drain, daemon=True).start()
         t = threading.Thread(target=pump, daemon=True)
         t.start()
         while not self.interrupt.is_set() and not done.is_set():
@@ -208,7 +224,12 @@ class Cli:
         except subprocess.TimeoutExpired:
             proc.kill()
         t.join(timeout=60)  # the box prints what it captured before its counts
-        self.write(f"\n{stats['seen']} packets received by filter\n0 packets dropped by kernel\n")
+        said = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        m = re.search(r"(\d+) packets? dropped by kernel", said)
+        dropped = int(m.group(1)) if m else 0
+        self.write(
+            f"\n{stats['seen']} packets received by filter\n{dropped} packets dropped by kernel\n"
+        )
 
 
 def _die_with_parent() -> None:

@@ -123,6 +123,9 @@ def test_run_with_a_fortigate_on_the_path(
     inv = inventory_variant(
         clean_lab.inventory,
         tmp_path / "inv.yml",
+        # a small page: a sniffer prints every byte as hex over the console, which a real
+        # box (and this one) does far slower than the wire carries a 300 kB download
+        top={"repro": {"on": "client", "run": "curl -s -o /dev/null -m 5 http://203.0.113.80/"}},
         fw={"port": fgt.port, "kind": "fortigate", "capture": "auto"},
     )
     check = hopcap_cli("check", "--inventory", str(inv))
