@@ -320,7 +320,8 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
                 f"{tb.records} packets "
                 f"(link type {kinds}); flows through it are gaps there"
                 if tb.records
-                else f"point {p.name} captured no packets; flows through it are gaps there"
+                # not a gap by itself: nothing may have reached it (a SYN dropped upstream)
+                else f"point {p.name} captured no packets"
             )
     ct_pairs = []
     for text in conntrack.values():
