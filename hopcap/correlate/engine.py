@@ -949,6 +949,26 @@ def _describe(
     return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
 
 
+def missing_gaps(
+    pts: list[Point], a: int, b: int, missing: Sequence[int], first_ts_ns: int
+) -> list[Finding]:
+    """A `gap` for every missing point between points `a` and `b` of a hop."""
+    pa, pb = pts[a], pts[b]
+    return [
+        Finding(
+            "gap",
+            "c2s",
+            (pa.name, pts[m].name),
+            0,
+            0,
+            first_ts_ns / NS,
+            f"no capture at {pts[m].name} ({pts[m].inp.missing_reason or 'missing'}): "
+            f"what happened between {pa.name} and {pb.name} cannot be placed more precisely",
+        )
+        for m in missing
+    ]
+
+
 def split_lost(
     up: Point, down: Point, ts: I64, rows: list[int]
 ) -> tuple[list[int], list[int], str]:
@@ -1181,22 +1201,7 @@ def _chain_out(
             )
 
     def gaps_between(hop: Hop) -> None:
-        pa, pb = pts[hop.a], pts[hop.b]
-        for m in hop.missing:
-            pm = pts[m]
-            findings.append(
-                Finding(
-                    "gap",
-                    "c2s",
-                    (pa.name, pm.name),
-                    0,
-                    0,
-                    first_ts_ns / NS,
-                    f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
-                    f"what happened between {pa.name} and {pb.name} "
-                    "cannot be placed more precisely",
-                )
-            )
+        findings.extend(missing_gaps(pts, hop.a, hop.b, hop.missing, first_ts_ns))
 
     for i, hop in enumerate(f.hops):
         pa, pb = pts[hop.a], pts[hop.b]

@@ -419,7 +419,13 @@ def delay_samples(
 
 
 def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
-    from hopcap.correlate.engine import KIND_ORDER, Built, split_extra, split_lost
+    from hopcap.correlate.engine import (
+        KIND_ORDER,
+        Built,
+        missing_gaps,
+        split_extra,
+        split_lost,
+    )
 
     first = fl.legs[0]
     f0 = first.f
@@ -487,21 +493,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     legs_at = {leg.point: leg for leg in fl.legs}
     for hop in fl.hops:
         pa, pb = pts[hop.a], pts[hop.b]
-        for m in hop.missing:
-            pm = pts[m]
-            findings.append(
-                Finding(
-                    "gap",
-                    "c2s",
-                    (pa.name, pm.name),
-                    0,
-                    0,
-                    first_ts_ns / NS,
-                    f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
-                    f"what happened between {pa.name} and {pb.name} cannot be placed "
-                    "more precisely",
-                )
-            )
+        findings.extend(missing_gaps(pts, hop.a, hop.b, hop.missing, first_ts_ns))
         if hop.ended is not None:
             leg = legs_at[hop.a]
             if hop.ended == "unanswered":
