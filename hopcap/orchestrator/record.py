@@ -35,8 +35,6 @@ from hopcap.orchestrator.capture import (
     CaptureSpec,
     CaptureStats,
     RunningCapture,
-    build_filter,
-    ssh_exclusion,
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
 from hopcap.orchestrator.run import (
@@ -47,6 +45,7 @@ from hopcap.orchestrator.run import (
     _prepare,
     _sha256,
     _shielded,
+    host_spec_args,
     new_run_id,
     point_captures,
     start_captures,
@@ -277,15 +276,10 @@ async def record(
                 for p in s.points:
                     spec = RingSpec(
                         point=p,
-                        remote_dir=s.remote_dir or "/tmp",
-                        filter=build_filter(inv.filter, ssh_exclusion(s.ssh_connection)),
-                        bound_s=bound,
                         ring_mb=file_mb,
-                        sudo=s.host.sudo and not s.is_root,
-                        drop_to_root=s.caps.capture in ("root", "sudo"),
-                        timeout=s.caps.timeout,
                         files=files,
                         keep_s=keep,
+                        **host_spec_args(s, inv.filter, bound),
                     )
                     specs.append((s, spec))
                     ring_info[p.name] = {

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hopcap.errors import CaptureError, HopcapError, TransportError
 from hopcap.model import CapturePoint, HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
@@ -176,16 +176,9 @@ async def run_capture(
                 for p in s.points:
                     spec = CaptureSpec(
                         point=p,
-                        remote_dir=s.remote_dir or "/tmp",
-                        filter=build_filter(inv.filter, ssh_exclusion(s.ssh_connection)),
-                        bound_s=bound,
                         ring_mb=per_point,
-                        sudo=s.host.sudo and not s.is_root,
-                        # tcpdump started as root would setuid to `tcpdump`; a user's
-                        # tcpdump with capabilities stays who it is
-                        drop_to_root=s.caps.capture in ("root", "sudo"),
                         stream=bool(opts.stream) or (opts.stream is None and _short_of_disk(s)),
-                        timeout=s.caps.timeout,
+                        **host_spec_args(s, inv.filter, bound),
                     )
                     specs.append((s, spec))
 
@@ -420,6 +413,20 @@ async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> No
             clocks[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
     except HopcapError as exc:
         s.error = str(exc)
+
+
+def host_spec_args(s: HostSession, user_filter: str, bound_s: float) -> dict[str, Any]:
+    """What every capture spec of a host shares: where, what, how long, with which rights."""
+    return {
+        "remote_dir": s.remote_dir or "/tmp",
+        "filter": build_filter(user_filter, ssh_exclusion(s.ssh_connection)),
+        "bound_s": bound_s,
+        "sudo": s.host.sudo and not s.is_root,
+        # tcpdump started as root would setuid to `tcpdump`; a user's tcpdump with
+        # capabilities stays who it is
+        "drop_to_root": s.caps.capture in ("root", "sudo"),
+        "timeout": s.caps.timeout,
+    }
 
 
 def _sniffed(
