@@ -8,7 +8,7 @@ inside hopcap are integer nanoseconds since the epoch where packet order matters
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -303,6 +303,11 @@ class Flow:
     findings: tuple[Finding, ...]
     summary: str
     first_ts: float | None = None
+    # False: seen at one point only and not on the path under study (addressed to, or sent
+    # by, that point's own host; or entered the path there): kept, but not a finding
+    path: bool = True
+    local_to: str | None = None  # the host such a flow is local to
+    target: bool = False  # of the target's family (the service under study)
 
     @property
     def broken(self) -> bool:
@@ -314,10 +319,15 @@ class Flow:
             "proto": self.proto,
             "client": self.client,
             "server": self.server,
+            "path": self.path,
             "legs": [leg.to_dict() for leg in self.legs],
             "findings": [f.to_dict() for f in self.findings],
             "summary": self.summary,
         }
+        if self.local_to is not None:
+            d["local_to"] = self.local_to
+        if self.target:
+            d["target"] = True
         if self.first_ts is not None:
             d["first_ts"] = self.first_ts
         return d
@@ -394,11 +404,27 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class HostAddresses:
+    """The addresses of one host of the path, as the correlator used them: `stated`
+    (`--host`, or the run's facts: `ip addr`) or `inferred` from the captures (the host's
+    own stack answered connections addressed to them)."""
+
+    host: str
+    addresses: tuple[str, ...]
+    source: str  # "stated" or "inferred"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"addresses": list(self.addresses), "source": self.source}
+
+
+@dataclass(frozen=True)
 class Verdict:
     points: tuple[PointSummary, ...]
     flows: tuple[Flow, ...]
     warnings: tuple[str, ...] = field(default=())
     patterns: tuple[Pattern, ...] = field(default=())
+    hosts: tuple[HostAddresses, ...] = field(default=())
+    target: str | None = None  # the service under study ("203.0.113.80:80"), when known
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -406,6 +432,10 @@ class Verdict:
             "patterns": [p.to_dict() for p in self.patterns],
             "flows": [f.to_dict() for f in self.flows],
         }
+        if self.hosts:
+            d["hosts"] = {h.host: h.to_dict() for h in self.hosts}
+        if self.target is not None:
+            d["target"] = self.target
         if self.warnings:
             d["warnings"] = list(self.warnings)
         return d
@@ -465,17 +495,28 @@ class Verdict:
                 ),
                 summary=f.get("summary", ""),
                 first_ts=f.get("first_ts"),
+                path=bool(f.get("path", True)),
+                local_to=f.get("local_to"),
+                target=bool(f.get("target", False)),
             )
             for f in d.get("flows", ())
         )
-        v = Verdict(points=points, flows=flows, warnings=tuple(d.get("warnings", ())))
+        hosts = tuple(
+            HostAddresses(name, tuple(h.get("addresses", ())), h.get("source", "stated"))
+            for name, h in (d.get("hosts") or {}).items()
+        )
+        v = Verdict(
+            points=points,
+            flows=flows,
+            warnings=tuple(d.get("warnings", ())),
+            hosts=hosts,
+            target=d.get("target"),
+        )
         if "patterns" not in d:
             from hopcap.patterns import with_patterns
 
             return with_patterns(v)
-        return Verdict(
-            points, flows, v.warnings, tuple(Pattern.from_dict(x) for x in d["patterns"])
-        )
+        return replace(v, patterns=tuple(Pattern.from_dict(x) for x in d["patterns"]))
 
 
 # --------------------------------------------------------------------------- runs

@@ -78,6 +78,8 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
     groups: dict[_Key, _Acc] = {}
     for i, fl in enumerate(verdict.flows):
+        if not fl.path:  # set apart: not part of what the path's segments saw
+            continue
         for leg in fl.legs:
             seen_at[leg.point] = seen_at.get(leg.point, 0) + 1
         for f in fl.findings:

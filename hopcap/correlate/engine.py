@@ -26,6 +26,7 @@ from hopcap.correlate.link import (
     plan_proxied,
     stream_base,
 )
+from hopcap.correlate.local import localize
 from hopcap.correlate.match import (
     M32,
     DirMatch,
@@ -160,6 +161,8 @@ def correlate(
     jobs: int = 1,
     dask: str | None = None,
     min_packets_per_job: int = 250_000,
+    hosts: Mapping[str, Sequence[str]] | None = None,
+    target: str | None = None,
 ) -> Verdict:
     """Correlate the captures of `points` (path order, client side first).
 
@@ -180,7 +183,7 @@ def correlate(
         plan = plan_stages(points)
         _check_points(plan.points)
         verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
-        return with_patterns(finish_stages(verdict, plan))
+        return with_patterns(localize(finish_stages(verdict, plan), hosts, target))
     finally:
         if was:
             gc.enable()

@@ -1,0 +1,432 @@
+"""Traffic of the capture hosts themselves: not expected beyond them, not on the path.
+
+A real capture carries more than the path under study: scanners probing the hosts' own
+addresses, the hosts' own DNS, NTP and monitoring, other users' connections. A SYN
+addressed to the relay itself, answered by the relay's stack with a RST, is seen on the
+relay and never on the server; per hop it looks like a drop and an injection, and it is
+neither. `localize` takes a built verdict and the hosts' addresses and
+
+- trims what a flow that ends at a host (its destination is one of the host's addresses)
+  "lost" beyond that host, and what a flow that starts at a host "missed" before it; a
+  connection of the path refused by such a host's own stack becomes a `reset` by it;
+- sets apart (`path: false`, `local_to`) the flows seen at one point only that are not on
+  the path: addressed to that host, sent by it elsewhere, or entering the path there (the
+  server's Internet-facing noise); their findings are not findings;
+- marks the flows of the target (the service under study, when known) and puts them first.
+
+Addresses come in as data: stated (`--host`, the run's `ip addr` facts) or, for a host
+with none stated, inferred from the captures: a connection that entered the path at that
+host (not seen upstream) whose SYN went no further and was answered (SYN-ACK or RST) at
+the host itself, or a datagram answered by an ICMP error from its destination there, is
+addressed to it; an address some connection is forwarded through (the same connection seen
+beyond the host) is not. Pure: model types in, model types out."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, Leg, PointSummary, Verdict
+
+
+def norm_addr(text: str) -> str:
+    """An address in canonical form (`2001:DB8::1` -> `2001:db8::1`); ValueError if none."""
+    return str(ipaddress.ip_address(text.strip().strip("[]").split("%")[0]))
+
+
+def _split_ep(ep: str) -> tuple[str, str]:
+    ep = ep.strip()
+    if ep.startswith("["):
+        a, _, port = ep[1:].partition("]:")
+        return a, port
+    a, _, port = ep.rpartition(":")
+    return (a, port) if a else (ep, "")
+
+
+def _ends(tup: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """`"a:1 > b:2"` -> (("a", "1"), ("b", "2"))."""
+    src, _, dst = tup.partition(" > ")
+    return _split_ep(src), _split_ep(dst)
+
+
+@dataclass
+class _Path:
+    """Where the points and hosts sit on the path."""
+
+    order: dict[str, int]  # point name -> index (path order)
+    host_of: dict[str, str]  # point name -> host
+    hosts: list[str]  # hosts in path order (first appearance among present points)
+    last_idx: dict[str, int]  # host -> index of its last present point
+    first_idx: dict[str, int]
+
+    @staticmethod
+    def of(points: Iterable[PointSummary]) -> _Path:
+        order: dict[str, int] = {}
+        host_of: dict[str, str] = {}
+        hosts: list[str] = []
+        last: dict[str, int] = {}
+        first: dict[str, int] = {}
+        for i, p in enumerate(points):
+            host = p.host or p.name.partition(":")[0]
+            order[p.name] = i
+            host_of[p.name] = host
+            if p.missing is not None:
+                continue
+            if host not in first:
+                first[host] = i
+                hosts.append(host)
+            last[host] = i
+        return _Path(order, host_of, hosts, last, first)
+
+    def index(self, name: str) -> int | None:
+        """Path index of a point, or of a bare host name (its own stack: beyond its last
+        point)."""
+        if name in self.order:
+            return self.order[name]
+        if name in self.last_idx:
+            return self.last_idx[name]
+        return None
+
+
+class _Target:
+    def __init__(self, target: str | None) -> None:
+        self.addr: str | None = None
+        self.port = ""
+        if target:
+            a, port = _split_ep(target) if ":" in target.strip("[]") else (target, "")
+            try:
+                self.addr = norm_addr(a)
+            except ValueError:
+                self.addr = None
+            self.port = port
+
+    def hit(self, addr: str, port: str) -> bool:
+        return self.addr is not None and addr == self.addr and (not self.port or port == self.port)
+
+    def of_flow(self, fl: Flow) -> bool:
+        for leg in fl.legs:
+            (sa, sp), (da, dp) = _ends(leg.tuple)
+            if self.hit(_canon(da), dp) or self.hit(_canon(sa), sp):
+                return True
+        return False
+
+
+def _canon(a: str) -> str:
+    try:
+        return norm_addr(a)
+    except ValueError:
+        return a
+
+
+def _answered_here(fl: Flow, p: _Path, point: str) -> bool:
+    """The flow's SYN went no further than `point` and the answer (RST or SYN-ACK) first
+    appeared there: the host's own stack answered (or, for the last host, it answered)."""
+    host = p.host_of[point]
+    if p.last_idx.get(host) == max(p.last_idx.values(), default=-1):
+        # the last host: nothing beyond; its reset, an ICMP error from the destination
+        dst = _canon(_ends(fl.legs[-1].tuple)[1][0])
+        for f in fl.findings:
+            if f.kind == "reset":
+                return True
+            if f.kind == "icmp" and f" from {dst} " in f" {f.what} ":
+                return True
+        return False
+    lost = any(
+        f.kind == "drop" and f.direction == "c2s" and f.between[0] == point and "SYN" in f.what
+        for f in fl.findings
+    )
+    answer = any(
+        f.kind == "inject"
+        and f.direction == "s2c"
+        and f.between[1] == point
+        and ("RST" in f.what.split(" ")[0] or "SYN" in f.what.split(" ")[0])
+        for f in fl.findings
+    )
+    return lost and answer
+
+
+def _beyond(fl: Flow, p: _Path, point: str) -> bool:
+    """Some finding of the flow is about what happened after `point`."""
+    i = p.order.get(point, 10**9)
+    return any(_touches(f, p, lambda j: j > i) for f in fl.findings)
+
+
+def _ttl_rose(fl: Flow, a: str, b: str) -> bool:
+    """The "same" packet arrived downstream with a higher TTL: not one packet, two (a
+    scanner that sends one SYN to several hosts), linked by mistake."""
+    for f in fl.findings:
+        if (
+            f.kind == "rewrite"
+            and f.field == "ip.ttl"
+            and f.direction == "c2s"
+            and f.between == (a, b)
+            and isinstance(f.before, int)
+            and isinstance(f.after, int)
+            and f.after > f.before
+        ):
+            return True
+    return False
+
+
+def infer_addresses(
+    verdict: Verdict, stated: Mapping[str, Iterable[str]], target: str | None = None
+) -> tuple[HostAddresses, ...]:
+    """Every host's addresses: those stated, or (for a host with none stated) those the
+    captures show its own stack answering for."""
+    p = _Path.of(verdict.points)
+    tgt = _Target(target)
+    out: list[HostAddresses] = []
+    first_host = p.hosts[0] if p.hosts else None
+    last_host = p.hosts[-1] if p.hosts else None
+    found: dict[str, set[str]] = {h: set() for h in p.hosts}
+    forwarded: dict[str, set[str]] = {h: set() for h in p.hosts}
+    for fl in verdict.flows:
+        legs = fl.legs
+        for x, y in zip(legs, legs[1:], strict=False):
+            hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
+            if hx is None or hx == hy or y.link not in ("same", "nat"):
+                continue
+            if _ttl_rose(fl, x.point, y.point):
+                continue
+            forwarded[hx].add(_canon(_ends(x.tuple)[1][0]))
+        # a connection a proxy terminated: the leg before a proxied one, or a proxied leg
+        # that went no further, on a host past the first
+        for i, y in enumerate(legs):
+            hy = p.host_of.get(y.point)
+            if hy is None or hy == first_host or hy not in found or hy == last_host:
+                continue
+            nxt = legs[i + 1] if i + 1 < len(legs) else None
+            if (nxt is not None and nxt.link == "proxied") or (
+                nxt is None and y.link == "proxied" and i > 0 and not _beyond(fl, p, y.point)
+            ):
+                (_sa, _sp), (da, dp) = _ends(y.tuple)
+                if not tgt.hit(_canon(da), dp):
+                    found[hy].add(_canon(da))
+        points = {leg.point for leg in legs}
+        if len(points) != 1:
+            continue
+        point = legs[0].point
+        host = p.host_of.get(point)
+        if host is None or host == first_host or host not in found:
+            continue
+        if _answered_here(fl, p, point):
+            (_sa, _sp), (da, dp) = _ends(legs[-1].tuple)
+            if not tgt.hit(_canon(da), dp):
+                found[host].add(_canon(da))
+    for h in p.hosts:
+        if h in stated:
+            addrs = tuple(sorted({_canon(a) for a in stated[h]}, key=_addr_key))
+            out.append(HostAddresses(h, addrs, "stated"))
+        elif found[h] - forwarded[h]:
+            addrs = tuple(sorted(found[h] - forwarded[h], key=_addr_key))
+            out.append(HostAddresses(h, addrs, "inferred"))
+    return tuple(out)
+
+
+def _addr_key(a: str) -> tuple[int, int | str]:
+    try:
+        ip = ipaddress.ip_address(a)
+        return (ip.version, int(ip))
+    except ValueError:
+        return (9, a)
+
+
+def localize(
+    verdict: Verdict,
+    hosts: Mapping[str, Iterable[str]] | None = None,
+    target: str | None = None,
+) -> Verdict:
+    """`verdict` with the capture hosts' own traffic trimmed and set apart (see the
+    module's doc), target flows first, flows renumbered in that order."""
+    addrs = infer_addresses(verdict, hosts or {}, target)
+    local = {h.host: set(h.addresses) for h in addrs}
+    p = _Path.of(verdict.points)
+    tgt = _Target(target)
+    flows = [_one(fl, p, local, tgt) for fl in verdict.flows]
+    flows.sort(
+        key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
+    )
+    flows = [replace(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
+    return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flow:
+    if not fl.legs:
+        return fl
+    is_target = tgt.of_flow(fl)
+    first, last = fl.legs[0], fl.legs[-1]
+    h0, h1 = p.host_of.get(first.point), p.host_of.get(last.point)
+    if h0 is None or h1 is None:
+        return replace(fl, target=is_target)
+    (sa, _sp), _d = _ends(first.tuple)
+    _s, (da, dp) = _ends(last.tuple)
+    src, dst = _canon(sa), _canon(da)
+    hi0 = p.hosts.index(h0) if h0 in p.hosts else 0
+    hi1 = p.hosts.index(h1) if h1 in p.hosts else 0
+    upstream = set().union(*(local.get(h, set()) for h in p.hosts[:hi0]))
+    downstream = set().union(*(local.get(h, set()) for h in p.hosts[hi1 + 1 :]))
+    to_target = tgt.hit(dst, dp)
+    ends = dst in local.get(h1, set()) and not to_target
+    starts = src in local.get(h0, set())
+    single = len({leg.point for leg in fl.legs}) == 1
+
+    why: str | None = None
+    if single and not is_target and len(p.order) > 1:
+        if ends:
+            why = f"addressed to {h1} itself ({dst})"
+        elif starts and hi0 > 0 and dst not in downstream:
+            why = f"sent by {h0} itself ({src}), not toward the rest of the path"
+        elif hi0 > 0 and hi0 == len(p.hosts) - 1 and src not in upstream:
+            why = f"entered the path at {h0} (never crossed the points before it)"
+        elif not fl.broken and not any(f.kind == "gap" for f in fl.findings):
+            why = f"seen at {first.point} only, answered there"
+    if why is not None:
+        seen = _seen(fl)
+        return replace(
+            fl,
+            findings=(),
+            summary=f"local to {h0}: {why}" + (f"; {seen}" if seen else ""),
+            path=False,
+            local_to=h0,
+            target=is_target,
+        )
+
+    findings = list(fl.findings)
+    # addressed to a host: nothing expected after the point where it was last seen (not
+    # even the host's own other interfaces); sent by one: nothing before its first point
+    beyond = p.order.get(last.point, 10**9)
+    before = p.order.get(first.point, -1)
+    changed = False
+    if ends or (starts and dst not in downstream and not to_target and hi0 > 0 and single):
+        kept: list[Finding] = []
+        refused: list[Finding] = []
+        for f in findings:
+            if f.kind in ("drop", "inject", "gap") and _touches(f, p, lambda i: i > beyond):
+                if f.kind == "inject" and f.direction == "s2c" and "RST" in f.what.split(" ")[0]:
+                    refused.append(f)
+                changed = True
+                continue
+            kept.append(f)
+        findings = kept
+        if refused and last.link != "proxied" and ends:
+            f = refused[0]
+            findings.append(
+                Finding(
+                    "reset",
+                    "s2c",
+                    (h1, last.point),
+                    sum(x.packets for x in refused),
+                    sum(x.bytes for x in refused),
+                    f.first_ts,
+                    f"{h1} answered with RST (the connection was addressed to {h1} itself, "
+                    f"{dst}): {f.what}",
+                )
+            )
+    if starts and hi0 > 0:
+        n = len(findings)
+        findings = [
+            f
+            for f in findings
+            if not (f.kind in ("drop", "inject", "gap") and _touches(f, p, lambda i: i < before))
+        ]
+        changed = changed or len(findings) != n
+    if not changed:
+        return replace(fl, target=is_target)
+    return replace(
+        fl,
+        findings=tuple(findings),
+        summary=_summary(fl, findings, p, h1 if ends else None),
+        target=is_target,
+    )
+
+
+def _touches(f: Finding, p: _Path, side: object) -> bool:
+    pred = side  # a predicate on path indices
+    assert callable(pred)
+    for name in f.between:
+        i = p.index(name)
+        if i is not None and pred(i):
+            return True
+    return False
+
+
+def _seen(fl: Flow) -> str:
+    kinds = sorted({f.kind for f in fl.findings if f.kind in BROKEN_KINDS})
+    if not kinds:
+        return ""
+    what = {"drop": "not seen beyond", "inject": "answered there", "reset": "refused"}
+    return ", ".join(what.get(k, k) for k in kinds)
+
+
+def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) -> str:
+    order = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
+    fs = sorted(findings, key=lambda f: order.get(f.kind, 9))
+    for f in fs:
+        a, b = f.between
+        where = _where(p, a, b)
+        if f.kind == "drop":
+            return f"{_word(f.what)} dropped {where} (seen on {a}, never on {b})" + _more(fs)
+        if f.kind == "inject":
+            return f"{_word(f.what)} injected {where} (seen on {b}, never sent through {a})" + (
+                _more(fs)
+            )
+        if f.kind == "rewrite":
+            return f"{f.field} rewritten {where}: {f.before} -> {f.after}" + _more(fs)
+        if f.kind == "reset":
+            return f"{a} reset the connection (RST seen on {b})" + _more(fs)
+        if f.kind == "icmp":
+            return f.what + _more(fs)
+    for f in fs:
+        if f.kind == "gap":
+            return f"incomplete evidence {_where(p, *f.between)}: {f.what}"
+    path = " -> ".join(dict.fromkeys(leg.point for leg in fl.legs))
+    if ended_at is not None:
+        return f"OK: through {path}, to {ended_at} itself (addressed to one of its addresses)"
+    return f"OK: through {path}"
+
+
+def _where(p: _Path, a: str, b: str) -> str:
+    ha, hb = p.host_of.get(a), p.host_of.get(b)
+    if ha is not None and ha == hb and a != b:
+        return f"inside {ha}"
+    if b not in p.order:
+        return f"by {b} itself"
+    return f"between {a} and {b}"
+
+
+def _word(what: str) -> str:
+    w = what.split(" ")[0]
+    if w.startswith("SYN") and "ACK" in w:
+        return "SYN-ACK"
+    for k in ("SYN", "RST", "FIN"):
+        if k in w.split(","):
+            return k
+    return "data" if " len=" in what else "packet"
+
+
+def _more(fs: list[Finding]) -> str:
+    n = len([x for x in fs if x.kind != "gap"]) - 1
+    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
+
+
+def local_counts(flows: Iterable[Flow]) -> dict[str, int]:
+    """Off-path flows per host, in first-seen order: for "also seen: 14 flows local to
+    relay"."""
+    out: dict[str, int] = {}
+    for f in flows:
+        if not f.path:
+            key = f.local_to or "?"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def also_seen_line(flows: Iterable[Flow]) -> str | None:
+    counts = local_counts(flows)
+    if not counts:
+        return None
+    parts = [f"{n} flow{'s' if n != 1 else ''} local to {h}" for h, n in counts.items()]
+    return "also seen (not on the path, not findings): " + ", ".join(parts)
+
+
+__all__ = ["Leg", "also_seen_line", "infer_addresses", "local_counts", "localize", "norm_addr"]
