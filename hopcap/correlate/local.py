@@ -19,7 +19,7 @@ with none stated, inferred from the captures: a connection that entered the path
 host (not seen upstream) whose SYN went no further and was answered (SYN-ACK or RST) at
 the host itself, or a datagram answered by an ICMP error from its destination there, is
 addressed to it; an address some connection is forwarded through (the same connection seen
-beyond the host) is not. Pure: model types in, model types out."""
+beyond the host, more often than answered for) is not. Pure: model types in, model types out."""
 
 from __future__ import annotations
 
@@ -179,8 +179,8 @@ def infer_addresses(
     out: list[HostAddresses] = []
     first_host = p.hosts[0] if p.hosts else None
     last_host = p.hosts[-1] if p.hosts else None
-    found: dict[str, set[str]] = {h: set() for h in p.hosts}
-    forwarded: dict[str, set[str]] = {h: set() for h in p.hosts}
+    found: dict[str, dict[str, int]] = {h: {} for h in p.hosts}  # address -> flows
+    forwarded: dict[str, dict[str, int]] = {h: {} for h in p.hosts}
     for fl in verdict.flows:
         legs = fl.legs
         for x, y in zip(legs, legs[1:], strict=False):
@@ -189,7 +189,8 @@ def infer_addresses(
                 continue
             if _ttl_rose(fl, x.point, y.point):
                 continue
-            forwarded[hx].add(_canon(_ends(x.tuple)[1][0]))
+            a = _canon(_ends(x.tuple)[1][0])
+            forwarded[hx][a] = forwarded[hx].get(a, 0) + 1
         # a connection a proxy terminated: the leg before a proxied one, or a proxied leg
         # that went no further, on a host past the first
         for i, y in enumerate(legs):
@@ -202,7 +203,8 @@ def infer_addresses(
             ):
                 (_sa, _sp), (da, dp) = _ends(y.tuple)
                 if not tgt.hit(_canon(da), dp):
-                    found[hy].add(_canon(da))
+                    a = _canon(da)
+                    found[hy][a] = found[hy].get(a, 0) + 1
         points = {leg.point for leg in legs}
         if len(points) != 1:
             continue
@@ -213,14 +215,18 @@ def infer_addresses(
         if _answered_here(fl, p, point):
             (_sa, _sp), (da, dp) = _ends(legs[-1].tuple)
             if not tgt.hit(_canon(da), dp):
-                found[host].add(_canon(da))
+                a = _canon(da)
+                found[host][a] = found[host].get(a, 0) + 1
     for h in p.hosts:
         if h in stated:
             addrs = tuple(sorted({_canon(a) for a in stated[h]}, key=_addr_key))
             out.append(HostAddresses(h, addrs, "stated"))
-        elif found[h] - forwarded[h]:
-            addrs = tuple(sorted(found[h] - forwarded[h], key=_addr_key))
-            out.append(HostAddresses(h, addrs, "inferred"))
+        else:
+            # an address more connections were forwarded through than answered for is not
+            # the host's (a scanner's identical SYNs to two hosts can look like one NAT'd)
+            own = {a for a, n in found[h].items() if n > forwarded[h].get(a, 0)}
+            if own:
+                out.append(HostAddresses(h, tuple(sorted(own, key=_addr_key)), "inferred"))
     return tuple(out)
 
 
@@ -243,12 +249,66 @@ def localize(
     local = {h.host: set(h.addresses) for h in addrs}
     p = _Path.of(verdict.points)
     tgt = _Target(target)
-    flows = [_one(fl, p, local, tgt) for fl in verdict.flows]
+    flows = [
+        _one(x, p, local, tgt)
+        for fl in verdict.flows
+        for x in _split_misjoined(fl, p, local, tgt)
+    ]
     flows.sort(
         key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
     )
     flows = [replace(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _split_misjoined(
+    fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target
+) -> list[Flow]:
+    """A connection that entered the path at a host, addressed to the host itself, "NAT'd"
+    to a connection downstream with another source address, source port and destination
+    port: two connections (scanners send the same SYN to many hosts: ISN, IP ID, no
+    options), not one. Split, each with its own findings."""
+    if len(fl.legs) < 2 or not p.hosts:
+        return [fl]
+    x, y = fl.legs[0], fl.legs[1]
+    hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
+    if hx is None or hy is None or hx == hy or hx == p.hosts[0] or y.link != "nat":
+        return [fl]
+    (sxa, sxp), (dxa, dxp) = _ends(x.tuple)
+    (sya, syp), (_dya, dyp) = _ends(y.tuple)
+    mine = local.get(hx, set())
+    if (
+        _canon(dxa) not in mine
+        or _canon(sxa) in mine
+        or tgt.hit(_canon(dxa), dxp)
+        or _canon(sxa) == _canon(sya)
+        or sxp == syp
+        or dxp == dyp
+    ):
+        return [fl]
+    ix = p.order.get(x.point, 0)
+
+    def side(f: Finding) -> int:
+        idx = [p.index(n) for n in f.between]
+        if all(i is not None and i <= ix for i in idx):
+            return 0
+        if all(i is not None and i > ix for i in idx) or f.between[0] == f.between[1]:
+            return 1
+        return -1  # between the two: an artefact of the wrong link
+
+    a = [f for f in fl.findings if side(f) == 0]
+    b = [f for f in fl.findings if side(f) == 1]
+    first = replace(fl, legs=(x,), findings=tuple(a))
+    rest = fl.legs[1:]
+    c_ep, _, s_ep = y.tuple.partition(" > ")
+    second = replace(
+        fl,
+        client=c_ep,
+        server=s_ep,
+        legs=(replace(rest[0], link="same"), *rest[1:]),
+        findings=tuple(b),
+    )
+    return [first, second]
 
 
 def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flow:
