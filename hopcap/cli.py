@@ -282,7 +282,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
     """Points, then patterns (problems, then device policy), then only the flows with
     drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
     `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
-    from hopcap.patterns import FLOW_HEADERS, ensure_patterns, flow_row, triage
+    from hopcap.patterns import FLOW_HEADERS, also_seen_line, ensure_patterns, flow_row, triage
 
     verdict = ensure_patterns(verdict)
 
@@ -296,6 +296,15 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         for p in verdict.points
     ]
     typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    if verdict.hosts:
+        typer.echo(
+            "hosts' own addresses: "
+            + "; ".join(
+                f"{h.host} {', '.join(h.addresses)}"
+                + (" (inferred)" if h.source != "stated" else "")
+                for h in verdict.hosts
+            )
+        )
     if flow_id is not None:
         found = _print_flow(verdict, flow_id)
         for w in verdict.warnings:
@@ -325,6 +334,10 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
             typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
+        if t.local:
+            typer.echo("")
+            typer.echo(f"not on the path ({len(t.local):,}): the hosts' own traffic, not findings")
+            typer.echo(_columns([flow_row(f) for f in t.local], list(FLOW_HEADERS)))
     else:
         shown_flows = t.alarms[:MAX_FLOWS_SHOWN]
         if shown_flows:
@@ -348,6 +361,9 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         parts = [f"{n:,} {what}" for n, what in hidden if n]
         if parts:
             typer.echo(f"not listed: {', '.join(parts)}; --all lists every flow")
+    also = also_seen_line(t.local, dict.fromkeys(p.host for p in verdict.points))
+    if also:
+        typer.echo(also)
     for w in verdict.warnings:
         typer.echo(f"warning: {w}")
     return True
@@ -448,7 +464,15 @@ def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
-    return correlate(points, conntrack=conntrack or None, jobs=_jobs(jobs))
+    from hopcap.bundle.facts import host_addresses
+
+    return correlate(
+        points,
+        conntrack=conntrack or None,
+        jobs=_jobs(jobs),
+        hosts=host_addresses(record.facts),
+        target=(record.inventory or {}).get("target"),
+    )
 
 
 def _exit_if_crashed(crash: Exception | None, bundle: Path) -> None:
@@ -1020,9 +1044,27 @@ def correlate_cmd(
             "the capture files at the same paths)",
         ),
     ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="HOST=ADDR[,ADDR...]: a host's own addresses; traffic to them ends at that "
+            "host and is not expected beyond it (default: a bundle's `ip addr` facts, else "
+            "inferred from the captures); repeatable",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="ADDR[:PORT] of the service under study: its flows are listed first and never "
+            "set apart as a host's own traffic (default: a bundle's inventory target)",
+        ),
+    ] = None,
 ) -> None:
     """Correlate captures offline (points in the order packets from the client cross them)."""
     from hopcap.correlate import correlate, read_points_from_args
+    from hopcap.correlate.args import check_target, read_hosts_from_args
 
     # a one-shot command: the cyclic collector would walk the verdict's objects again and
     # again while they are built and encoded (there are no cycles worth collecting)
@@ -1032,14 +1074,20 @@ def correlate_cmd(
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
             from hopcap.bundle import load_bundle, write_offline_bundle
+            from hopcap.bundle.facts import bundle_host_addresses
 
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
+                stated = bundle_host_addresses(loaded.path)
+                stated.update(read_hosts_from_args(host or [], inputs))
+                inv = loaded.manifest.get("inventory") or {}
+                kw.update(hosts=stated, target=check_target(target) or inv.get("target"))
                 verdict = correlate(inputs, **kw)
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict)
         else:
             inputs = read_points_from_args(points)
+            kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
             verdict = correlate(inputs, **kw)
             if out is not None:
                 from hopcap.bundle import write_offline_bundle

@@ -276,10 +276,12 @@ def has_alarm(fl: Flow) -> bool:
 class Triage:
     """The flows of a verdict in the order a person reads them."""
 
-    alarms: list[Flow]  # drops, injections, resets or gaps; most such packets first
+    alarms: list[Flow]  # drops, injections, resets or gaps; the target's first, then most
+    # such packets first
     rewrites: list[Flow]  # only rewrites, at least one not device policy
     policy: list[Flow]  # only rewrites that are device policy
     healthy: list[Flow]  # no finding
+    local: list[Flow] = dataclasses.field(default_factory=list)  # off the path (`path: false`)
 
 
 def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triage:
@@ -293,11 +295,14 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
     rewrites: list[Flow] = []
     policy: list[Flow] = []
     healthy: list[Flow] = []
+    local: list[Flow] = []
     for i, fl in enumerate(verdict.flows):
-        if not fl.findings:
+        if not fl.path:
+            local.append(fl)
+        elif not fl.findings:
             healthy.append(fl)
         elif has_alarm(fl):
-            alarms.append((-alarm_packets(fl), i, fl))
+            alarms.append((-alarm_packets(fl) - (1 << 62 if fl.target else 0), i, fl))
         elif all(
             (fl.id, f.kind, f.direction, f.between, f.field) in policy_keys for f in fl.findings
         ):
@@ -305,7 +310,7 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
         else:
             rewrites.append(fl)
     alarms.sort(key=lambda x: (x[0], x[1]))
-    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy)
+    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy, local)
 
 
 def findings_brief(fl: Flow) -> str:
@@ -332,3 +337,22 @@ def flow_row(fl: Flow) -> list[str]:
         findings_brief(fl) or "-",
         fl.summary,
     ]
+
+
+def local_counts(flows: Iterable[Flow], hosts: Iterable[str] = ()) -> dict[str, int]:
+    """Off-path flows per host (in the order of `hosts`, then first seen): for "also seen:
+    14 flows local to relay"."""
+    out: dict[str, int] = dict.fromkeys(hosts, 0)
+    for f in flows:
+        if not f.path:
+            key = f.local_to or "?"
+            out[key] = out.get(key, 0) + 1
+    return {h: n for h, n in out.items() if n}
+
+
+def also_seen_line(flows: Iterable[Flow], hosts: Iterable[str] = ()) -> str | None:
+    counts = local_counts(flows, hosts)
+    if not counts:
+        return None
+    parts = [f"{n:,} flow{'s' if n != 1 else ''} local to {h}" for h, n in counts.items()]
+    return "also seen (the hosts' own traffic, not on the path): " + ", ".join(parts)

@@ -354,3 +354,51 @@ def write_facts(facts_dir: Path, facts: tuple[HostFacts, ...] | list[HostFacts])
                 f"# {c['new']} new entries, {c['gone']} gone\n" + "".join(x + "\n" for x in new)
             )
     return summary
+
+
+_INET = re.compile(r"^\s*inet6?\s+([0-9A-Fa-f.:]+)(?:/\d+)?\b", re.MULTILINE)
+
+
+def parse_ip_addr(text: str) -> list[str]:
+    """The addresses in `ip addr show` / `ip -d addr show` output (IPv4 and IPv6, prefix
+    lengths dropped), in order, without repeats; BusyBox prints the same lines."""
+    out: list[str] = []
+    for m in _INET.finditer(text):
+        a = m.group(1)
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def host_addresses(facts: tuple[HostFacts, ...] | list[HostFacts]) -> dict[str, list[str]]:
+    """Every host's own addresses from its `addr` fact (before and after the window): the
+    addresses the correlator treats as that host's (traffic to them ends there)."""
+    out: dict[str, list[str]] = {}
+    for hf in facts:
+        addrs: list[str] = []
+        for when in (hf.before, hf.after):
+            for a in parse_ip_addr(when.get("addr", "")):
+                if a not in addrs:
+                    addrs.append(a)
+        if addrs:
+            out[hf.host] = addrs
+    return out
+
+
+def bundle_host_addresses(bundle_dir: Path) -> dict[str, list[str]]:
+    """`host_addresses` of a bundle's `facts/<host>/{before,after}/addr.txt`."""
+    facts_dir = Path(bundle_dir) / "facts"
+    out: dict[str, list[str]] = {}
+    if not facts_dir.is_dir():
+        return out
+    for hdir in sorted(facts_dir.iterdir()):
+        addrs: list[str] = []
+        for when in ("before", "after"):
+            f = hdir / when / "addr.txt"
+            if f.is_file():
+                for a in parse_ip_addr(f.read_text(errors="replace")):
+                    if a not in addrs:
+                        addrs.append(a)
+        if addrs:
+            out[hdir.name] = addrs
+    return out

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
-from hopcap.patterns import FLOW_HEADERS, Triage, ensure_patterns, flow_row, triage
+from hopcap.patterns import FLOW_HEADERS, Triage, also_seen_line, ensure_patterns, flow_row, triage
 
 MAX_HEALTHY_LISTED = 20
 MAX_COUNTERS = 12
@@ -161,7 +161,8 @@ def _summary_lines(
             "Flows",
             f"{len(verdict.flows):,} total: {len(t.alarms):,} with drops, injections, resets "
             f"or gaps, {len(t.rewrites):,} with rewrites only, {len(t.policy):,} with device "
-            f"policy only, {len(t.healthy):,} healthy",
+            f"policy only, {len(t.healthy):,} healthy"
+            + (f"; {len(t.local):,} not on the path (the hosts' own traffic)" if t.local else ""),
         ),
         (
             "Patterns",
@@ -169,11 +170,43 @@ def _summary_lines(
             + (f" ({', '.join(str(p.label) for p in policy)})" if policy else ""),
         ),
         ("Findings", ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
+    ]
+    if verdict.target:
+        out.append(("Target", f"{verdict.target} (its flows are listed first)"))
+    also = also_seen_line(t.local, dict.fromkeys(p.host for p in verdict.points))
+    if also:
+        out.append(("Also seen", also.partition(": ")[2]))
+    if verdict.hosts:
+        out.append(("Host addresses", _hosts_text(verdict)))
+    out += [
         ("hopcap", str(manifest.get("hopcap_version", "?"))),
     ]
     if manifest.get("anonymised"):
         out.append(("Anonymised", "yes: addresses replaced by pseudonyms, payload removed"))
     return out
+
+
+def _hosts_text(verdict: Verdict) -> str:
+    return "; ".join(
+        f"{h.host}: {', '.join(h.addresses)}"
+        + (" (inferred from the captures)" if h.source != "stated" else "")
+        for h in verdict.hosts
+    )
+
+
+def _local_rows(t: Triage) -> list[tuple[str, str, str, str]]:
+    return [
+        (fl.id, fl.local_to or "?", f"{fl.client} -> {fl.server}", fl.summary)
+        for fl in t.local[:MAX_HEALTHY_LISTED]
+    ]
+
+
+_ALSO_SEEN = (
+    "Flows seen at one point only that are not on the path under study: addressed to that "
+    "point's host itself, sent by it elsewhere, or entering the path there (scanners, the "
+    "hosts' own DNS and NTP, monitoring). Nothing was expected of them beyond that point: "
+    "not drops, injections or resets."
+)
 
 
 def _moved_facts(facts: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -260,6 +293,12 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
                 )
     if not t.policy and not t.healthy:
         L.append("None.")
+    if t.local:
+        L += ["", f"## Also seen: the hosts' own traffic ({len(t.local):,})", "", _ALSO_SEEN, ""]
+        L += ["| flow | local to | client -> server | summary |", "|---|---|---|---|"]
+        L += [f"| {' | '.join(_md(x) for x in row)} |" for row in _local_rows(t)]
+        if len(t.local) > MAX_HEALTHY_LISTED:
+            L.append(f"\n{len(t.local) - MAX_HEALTHY_LISTED:,} more in verdict.json.")
 
     repro = manifest.get("repro")
     if repro:
@@ -542,6 +581,19 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             H.append("</tbody></table>")
     if not t.policy and not t.healthy:
         H.append("<p>None.</p>")
+    if t.local:
+        H.append(f"<h2>Also seen: the hosts' own traffic ({len(t.local):,})</h2>")
+        H.append(f'<p class="muted">{_h(_ALSO_SEEN)}</p>')
+        H.append(
+            "<table><thead><tr><th>flow</th><th>local to</th><th>client -&gt; server</th>"
+            "<th>summary</th></tr></thead><tbody>"
+        )
+        H += [
+            "<tr>" + "".join(f"<td>{_h(x)}</td>" for x in row) + "</tr>" for row in _local_rows(t)
+        ]
+        H.append("</tbody></table>")
+        if len(t.local) > MAX_HEALTHY_LISTED:
+            H.append(f"<p>{len(t.local) - MAX_HEALTHY_LISTED:,} more in verdict.json.</p>")
     repro = manifest.get("repro")
     if repro:
         H.append("<h2>Reproduction</h2>")

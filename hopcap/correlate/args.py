@@ -44,3 +44,64 @@ def read_points_from_args(args: Sequence[str]) -> list[PointInput]:
         host, iface = PointInput.parse_name(name)
         out.append(PointInput(name=name, pcap=p, host=host, interface=iface))
     return out
+
+
+def read_hosts_from_args(
+    args: Sequence[str], points: Sequence[PointInput] | None = None
+) -> dict[str, list[str]]:
+    """`["relay=10.19.0.5,2001:db8::5", ...]` (`--host`) -> {host: [address, ...]}: the
+    host's own addresses (traffic to them ends there). A host must be one of `points`'."""
+    from hopcap.correlate.local import norm_addr
+
+    hosts = {p.host or PointInput.parse_name(p.name)[0] for p in points or ()}
+    out: dict[str, list[str]] = {}
+    for arg in args:
+        name, sep, rest = arg.partition("=")
+        name = name.strip()
+        if not sep or not name or not rest.strip():
+            raise CorrelationError(
+                f"bad --host {arg!r}: expected HOST=ADDRESS[,ADDRESS...]",
+                hint="e.g. --host relay=10.19.0.5,2001:db8::5",
+            )
+        if points is not None and name not in hosts:
+            raise CorrelationError(
+                f"--host {name}: no capture point of a host named {name!r} "
+                f"(hosts: {', '.join(sorted(hosts))})"
+            )
+        for a in rest.split(","):
+            a = a.strip().split("/")[0]
+            if not a:
+                continue
+            try:
+                addr = norm_addr(a)
+            except ValueError:
+                raise CorrelationError(f"--host {name}: {a!r} is not an IP address") from None
+            out.setdefault(name, [])
+            if addr not in out[name]:
+                out[name].append(addr)
+    return out
+
+
+def check_target(text: str | None) -> str | None:
+    """`--target ADDR[:PORT]` checked (`203.0.113.80:80`, `[2001:db8::1]:443`, `203.0.113.80`)."""
+    if text is None:
+        return None
+    from hopcap.correlate.local import norm_addr
+
+    t = text.strip()
+    if t.startswith("["):
+        a, _, port = t[1:].partition("]")
+        port = port.lstrip(":")
+    elif t.count(":") == 1:
+        a, _, port = t.partition(":")
+    else:
+        a, port = t, ""
+    try:
+        norm_addr(a)
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(port)
+    except ValueError:
+        raise CorrelationError(
+            f"bad --target {text!r}: expected ADDRESS[:PORT]", hint="e.g. 203.0.113.80:80"
+        ) from None
+    return t

@@ -26,8 +26,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
-from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, Leg, PointSummary, Verdict
+from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, PointSummary, Verdict
 
 
 def norm_addr(text: str) -> str:
@@ -183,7 +184,7 @@ def infer_addresses(
     forwarded: dict[str, dict[str, int]] = {h: {} for h in p.hosts}
     for fl in verdict.flows:
         legs = fl.legs
-        for x, y in zip(legs, legs[1:], strict=False):
+        for x, y in pairwise(legs):
             hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
             if hx is None or hx == hy or y.link not in ("same", "nat"):
                 continue
@@ -195,7 +196,7 @@ def infer_addresses(
         # that went no further, on a host past the first
         for i, y in enumerate(legs):
             hy = p.host_of.get(y.point)
-            if hy is None or hy == first_host or hy not in found or hy == last_host:
+            if hy is None or hy in (first_host, last_host) or hy not in found:
                 continue
             nxt = legs[i + 1] if i + 1 < len(legs) else None
             if (nxt is not None and nxt.link == "proxied") or (
@@ -250,9 +251,7 @@ def localize(
     p = _Path.of(verdict.points)
     tgt = _Target(target)
     flows = [
-        _one(x, p, local, tgt)
-        for fl in verdict.flows
-        for x in _split_misjoined(fl, p, local, tgt)
+        _one(x, p, local, tgt) for fl in verdict.flows for x in _split_misjoined(fl, p, local, tgt)
     ]
     flows.sort(
         key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
@@ -261,9 +260,7 @@ def localize(
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
 
 
-def _split_misjoined(
-    fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target
-) -> list[Flow]:
+def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> list[Flow]:
     """A connection that entered the path at a host, addressed to the host itself, "NAT'd"
     to a connection downstream with another source address, source port and destination
     port: two connections (scanners send the same SYN to many hosts: ISN, IP ID, no
@@ -412,11 +409,15 @@ def _touches(f: Finding, p: _Path, side: object) -> bool:
 
 
 def _seen(fl: Flow) -> str:
-    kinds = sorted({f.kind for f in fl.findings if f.kind in BROKEN_KINDS})
-    if not kinds:
-        return ""
-    what = {"drop": "not seen beyond", "inject": "answered there", "reset": "refused"}
-    return ", ".join(what.get(k, k) for k in kinds)
+    """What the set-apart findings said, in a few words."""
+    fs = [f for f in fl.findings if f.kind in BROKEN_KINDS]
+    if any(f.kind in ("inject", "reset") and "RST" in f.what for f in fs):
+        return "refused with RST"
+    if any(f.kind == "icmp" for f in fs):
+        return "answered with an ICMP error"
+    if any(f.kind == "drop" for f in fs):
+        return "never answered"
+    return ""
 
 
 def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) -> str:
@@ -470,23 +471,4 @@ def _more(fs: list[Finding]) -> str:
     return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
 
 
-def local_counts(flows: Iterable[Flow]) -> dict[str, int]:
-    """Off-path flows per host, in first-seen order: for "also seen: 14 flows local to
-    relay"."""
-    out: dict[str, int] = {}
-    for f in flows:
-        if not f.path:
-            key = f.local_to or "?"
-            out[key] = out.get(key, 0) + 1
-    return out
-
-
-def also_seen_line(flows: Iterable[Flow]) -> str | None:
-    counts = local_counts(flows)
-    if not counts:
-        return None
-    parts = [f"{n} flow{'s' if n != 1 else ''} local to {h}" for h, n in counts.items()]
-    return "also seen (not on the path, not findings): " + ", ".join(parts)
-
-
-__all__ = ["Leg", "also_seen_line", "infer_addresses", "local_counts", "localize", "norm_addr"]
+__all__ = ["infer_addresses", "localize", "norm_addr"]
