@@ -336,7 +336,8 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
             why = f"sent by {h0} itself ({src}), not toward the rest of the path"
         elif hi0 > 0 and hi0 == len(p.hosts) - 1 and src not in upstream:
             why = f"entered the path at {h0} (never crossed the points before it)"
-        elif not fl.broken and not any(f.kind == "gap" for f in fl.findings):
+        elif hi0 > 0 and not fl.broken and not any(f.kind == "gap" for f in fl.findings):
+            # (the first host's flows are the path's traffic, wherever they went)
             why = f"seen at {first.point} only, answered there"
     if why is not None:
         seen = _seen(fl)
