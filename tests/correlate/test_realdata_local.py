@@ -121,3 +121,23 @@ def test_cli_host_and_also_seen(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "'10.19.0.x' is not an IP address" in r.output
     r = CliRunner().invoke(app, [*args, "--target", "nowhere:80"])
     assert r.exit_code != 0 and "bad --target 'nowhere:80'" in r.output
+
+
+def test_the_report_shows_the_hosts_own_traffic_apart(tmp_path: Path) -> None:
+    from hopcap.bundle import write_offline_bundle
+
+    d = DATA / "3proxy_httpproxy_http2"
+    inputs = [PointInput(name=p, pcap=d / f"{p}.pcap") for p in POINTS]
+    v = correlate(inputs, target="68.183.243.119:8001")
+    write_offline_bundle(tmp_path / "b", inputs, v)
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "- **Also seen:** 4 flows local to relay, 10 flows local to server" in md
+    assert "## Also seen: the hosts' own traffic (14)" in md
+    assert "No flow was dropped, injected into or reset" in md
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "Also seen: the hosts' own traffic (14)</h2>" in html
+    assert "<td>relay</td><td>165.154.163.10:41145 -&gt; 10.19.0.5:8822</td>" in html
+    # read back from the bundle: the same flows set apart
+    again = Verdict.from_dict(json.loads((tmp_path / "b" / "verdict.json").read_text()))
+    assert [f.path for f in again.flows] == [f.path for f in v.flows]
+    assert again.target == "68.183.243.119:8001"

@@ -1,0 +1,136 @@
+"""correlate.local on verdicts built by hand: which traffic is a host's own (model types in,
+model types out), and the addresses of a run's `ip addr` facts."""
+
+from __future__ import annotations
+
+from hopcap.bundle.facts import host_addresses, parse_ip_addr
+from hopcap.correlate.local import localize
+from hopcap.model import Finding, Flow, HostFacts, Leg, PointSummary, Verdict
+
+POINTS = tuple(PointSummary(n, n, "", 10) for n in ("client", "fw", "srv"))
+FW_ADDR = "198.18.1.1"
+VIP = "203.0.113.80"
+
+
+def refused(fid: str, legs: tuple[Leg, ...]) -> Flow:
+    """A SYN seen last at fw, never at srv; a RST seen at fw, never sent through srv."""
+    last = legs[-1].point
+    return Flow(
+        fid,
+        "tcp",
+        legs[0].tuple.split(" > ")[0],
+        legs[0].tuple.split(" > ")[1],
+        legs,
+        (
+            Finding("drop", "c2s", (last, "srv"), 1, 0, 1.0, "SYN seq=1 ipid=54321"),
+            Finding("inject", "s2c", ("srv", last), 1, 0, 1.1, "RST,ACK seq=0 ipid=0"),
+        ),
+        "SYN dropped between fw and srv",
+        first_ts=1.0,
+    )
+
+
+def scanner(i: int) -> Flow:
+    return refused(f"s{i}", (Leg("fw", f"192.0.2.{i}:4000{i} > {FW_ADDR}:{20 + i}", "same"),))
+
+
+def test_a_scanners_syn_to_fws_own_address_is_set_apart() -> None:
+    v = localize(Verdict(POINTS, (scanner(1), scanner(2))))
+    assert [(h.host, h.addresses, h.source) for h in v.hosts] == [("fw", (FW_ADDR,), "inferred")]
+    assert all(not f.path and f.local_to == "fw" and not f.findings for f in v.flows)
+    want = f"local to fw: addressed to fw itself ({FW_ADDR}); refused with RST"
+    assert v.flows[0].summary == want
+
+
+def test_a_path_connection_a_device_refuses_stays_a_drop_and_an_injection() -> None:
+    """Seen at the client first: the client's connection, refused at fw (nft reject with
+    tcp reset). Nothing says the VIP is fw's own, so nothing is trimmed."""
+    path = refused(
+        "p1",
+        (
+            Leg("client", f"198.51.100.10:5000 > {VIP}:80", "same"),
+            Leg("fw", f"198.51.100.10:5000 > {VIP}:80", "same"),
+        ),
+    )
+    v = localize(Verdict(POINTS, (scanner(1), path)))
+    p = next(f for f in v.flows if f.client == "198.51.100.10:5000")
+    assert p.path and [f.kind for f in p.findings] == ["drop", "inject"]
+    # the target is never a host's own, even when the VIP is on fw's interface
+    v = localize(Verdict(POINTS, (path,)), {"fw": [VIP, FW_ADDR]}, f"{VIP}:80")
+    p = v.flows[0]
+    assert p.target and p.path and [f.kind for f in p.findings] == ["drop", "inject"]
+
+
+def test_a_path_connection_to_a_hosts_own_address_is_that_hosts_reset() -> None:
+    """The client's connection to a proxy on fw, refused by fw's stack: not a drop beyond
+    fw nor an injection, but fw's reset."""
+    path = refused(
+        "p1",
+        (
+            Leg("client", f"198.51.100.10:5000 > {FW_ADDR}:3128", "same"),
+            Leg("fw", f"198.51.100.10:5000 > {FW_ADDR}:3128", "same"),
+        ),
+    )
+    v = localize(Verdict(POINTS, (path,)), {"fw": [FW_ADDR]})
+    (f,) = v.flows[0].findings
+    assert (f.kind, f.direction, f.between) == ("reset", "s2c", ("fw", "fw"))
+    assert v.flows[0].path and "fw reset the connection" in v.flows[0].summary
+
+
+def test_the_same_scanner_syn_to_two_hosts_is_two_connections() -> None:
+    """A ZMap-like scanner sends one SYN (ISN, IP ID, no options) to fw and to srv; linked
+    as one NAT'd connection it would be a TTL rewrite. Split: each is its host's own."""
+    legs = (
+        Leg("fw", f"192.0.2.7:40000 > {FW_ADDR}:8884", "same"),
+        Leg("srv", "192.0.2.99:46358 > 198.18.2.2:49695", "nat"),
+    )
+    fl = Flow(
+        "x1",
+        "tcp",
+        "192.0.2.7:40000",
+        f"{FW_ADDR}:8884",
+        legs,
+        (
+            Finding("rewrite", "c2s", ("fw", "srv"), 1, 0, 1.0, "SYN", "ip.ttl", 250, 236),
+            Finding("reset", "s2c", ("srv", "srv"), 1, 0, 1.1, "srv answered with RST"),
+        ),
+        "ip.ttl rewritten",
+    )
+    v = localize(Verdict(POINTS, (fl, scanner(1), scanner(2))))
+    split = [(f.legs[0].point, f.path, f.local_to, f.findings) for f in v.flows]
+    assert ("fw", False, "fw", ()) in split and ("srv", False, "srv", ()) in split
+    assert not any(f.findings for f in v.flows)
+    assert len(v.flows) == 4
+
+
+IP_D_ADDR = """\
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000
+    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00 promiscuity 0 minmtu 0 maxmtu 0
+    inet 127.0.0.1/8 scope host lo
+       valid_lft forever preferred_lft forever
+    inet6 ::1/128 scope host noprefixroute
+2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default
+    link/ether 5a:1c:3e:00:00:01 brd ff:ff:ff:ff:ff:ff link-netnsid 0 promiscuity 0
+    veth numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535
+    inet 198.18.1.1/24 scope global eth0
+       valid_lft forever preferred_lft forever
+    inet 203.0.113.80/32 scope global eth0
+    inet6 2001:db8::1/64 scope global
+    inet6 fe80::581c:3eff:fe00:1/64 scope link
+"""
+
+
+def test_a_runs_ip_addr_facts_give_the_hosts_addresses() -> None:
+    assert parse_ip_addr(IP_D_ADDR) == [
+        "127.0.0.1",
+        "::1",
+        "198.18.1.1",
+        "203.0.113.80",
+        "2001:db8::1",
+        "fe80::581c:3eff:fe00:1",
+    ]
+    facts = [
+        HostFacts("fw", before={"addr": IP_D_ADDR}, after={"addr": IP_D_ADDR}),
+        HostFacts("srv", before={}, missing={"addr": "ip: not found"}),
+    ]
+    assert host_addresses(facts) == {"fw": parse_ip_addr(IP_D_ADDR)}
