@@ -26,7 +26,7 @@ from hopcap.correlate.link import (
     plan_proxied,
     stream_base,
 )
-from hopcap.correlate.local import localize
+from hopcap.correlate.local import kind_word, localize, more
 from hopcap.correlate.match import (
     M32,
     DirMatch,
@@ -72,6 +72,8 @@ from hopcap.patterns import with_patterns
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 T = TypeVar("T")
+_kind_word = kind_word  # one-line summaries, shared with correlate.local
+_more = more  # (udp.py and icmp.py use it too)
 KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
@@ -1506,20 +1508,3 @@ def _summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg
             "whose other side carries other bytes)"
         )
     return f"OK: delivered both ways through {path}{more}"
-
-
-def _kind_word(what: str) -> str:
-    w = what.split(" ")[0]
-    if w.startswith("SYN") and "ACK" in w:
-        return "SYN-ACK"
-    for k in ("SYN", "RST", "FIN"):
-        if k in w.split(","):
-            return k
-    if " len=" in what:
-        return "data"
-    return "ACK"
-
-
-def _more(findings: list[Finding]) -> str:
-    n = len([x for x in findings if x.kind != "gap"]) - 1
-    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""

@@ -428,17 +428,17 @@ def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) 
         a, b = f.between
         where = _where(p, a, b)
         if f.kind == "drop":
-            return f"{_word(f.what)} dropped {where} (seen on {a}, never on {b})" + _more(fs)
+            return f"{kind_word(f.what)} dropped {where} (seen on {a}, never on {b})" + more(fs)
         if f.kind == "inject":
-            return f"{_word(f.what)} injected {where} (seen on {b}, never sent through {a})" + (
-                _more(fs)
+            return f"{kind_word(f.what)} injected {where} (seen on {b}, never sent through {a})" + (
+                more(fs)
             )
         if f.kind == "rewrite":
-            return f"{f.field} rewritten {where}: {f.before} -> {f.after}" + _more(fs)
+            return f"{f.field} rewritten {where}: {f.before} -> {f.after}" + more(fs)
         if f.kind == "reset":
-            return f"{a} reset the connection (RST seen on {b})" + _more(fs)
+            return f"{a} reset the connection (RST seen on {b})" + more(fs)
         if f.kind == "icmp":
-            return f.what + _more(fs)
+            return f.what + more(fs)
     for f in fs:
         if f.kind == "gap":
             return f"incomplete evidence {_where(p, *f.between)}: {f.what}"
@@ -457,19 +457,23 @@ def _where(p: _Path, a: str, b: str) -> str:
     return f"between {a} and {b}"
 
 
-def _word(what: str) -> str:
+def kind_word(what: str) -> str:
+    """What a finding's packets were, from its `what` ("SYN", "RST", "data", ...)."""
     w = what.split(" ")[0]
     if w.startswith("SYN") and "ACK" in w:
         return "SYN-ACK"
     for k in ("SYN", "RST", "FIN"):
         if k in w.split(","):
             return k
-    return "data" if " len=" in what else "packet"
+    if " len=" in what:
+        return "data"
+    return "ACK"
 
 
-def _more(fs: list[Finding]) -> str:
+def more(fs: list[Finding]) -> str:
+    """ "; 2 more findings" (gaps not counted)."""
     n = len([x for x in fs if x.kind != "gap"]) - 1
     return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
 
 
-__all__ = ["infer_addresses", "localize", "norm_addr"]
+__all__ = ["infer_addresses", "kind_word", "localize", "more", "norm_addr"]
