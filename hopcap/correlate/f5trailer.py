@@ -268,10 +268,10 @@ def _trailing(
     return rows, ip_end[rows], rec_end[rows]
 
 
-def read_table_trailers(t: PacketTable) -> TableTrailers | None:
-    """The F5 trailers of a capture's TCP packets, or None when it has none. A probe of
-    the start of the file decides whether to walk all of it (an ordinary capture costs
-    one short walk)."""
+def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> TableTrailers | None:
+    """The F5 trailers of a capture's TCP packets (of the rows `wanted` only, when given),
+    or None when it has none. A probe of the start of the file decides whether to walk all
+    of it (an ordinary capture costs one short walk)."""
     from hopcap.correlate.reader import LINK_ETHERNET, walk_records
 
     if LINK_ETHERNET not in t.link_types or not len(t):
@@ -293,6 +293,9 @@ def read_table_trailers(t: PacketTable) -> TableTrailers | None:
     if head is not buf:
         rec = walk_records(t.path, buf)
         rows, start, end = _trailing(t, rec.off, rec.cap, rec.link)
+    if wanted is not None:
+        m = np.isin(rows, wanted)
+        rows, start, end = rows[m], start[m], end[m]
     keep: list[int] = []
     flows: list[int] = []
     peers: list[int] = []

@@ -823,6 +823,7 @@ def _plan_attempts(
 # --------------------------------------------------------------------------- F5 trailers
 
 F5_LINK = "linked by the F5 trailer: flow id 0x{flow:x}, peer flow id 0x{peer:x}"
+F5_SAMPLE = 4  # packets read at each end of each half-connection
 
 
 @dataclass
@@ -840,7 +841,12 @@ def f5_ids(pc: PointConns) -> F5Ids | None:
     if pc.f5 is None:
         from hopcap.correlate.f5trailer import read_table_trailers
 
-        tt = read_table_trailers(pc.table)
+        # a connection's ids are in its first and last packets of each direction (the
+        # client side learns its peer once the server side exists; a re-used server side
+        # shows another peer later): reading those keeps a long capture cheap
+        ends = [h.idx[:F5_SAMPLE] for h in pc.halves] + [h.idx[-F5_SAMPLE:] for h in pc.halves]
+        wanted = np.unique(np.concatenate(ends)) if ends else np.zeros(0, np.int64)
+        tt = read_table_trailers(pc.table, wanted)
         got: F5Ids | bool = False
         if tt is not None and tt.rows.shape[0]:
             n = len(pc.table)
