@@ -388,8 +388,7 @@ def _write(
                 if anon
                 else False
             ),
-            "warnings": list(base.get("warnings", []))
-            + [f"{n}: capture file ends mid-packet (cut short)" for n in stats.truncated],
+            "warnings": list(base.get("warnings", [])) + stats.warnings,
         }
         if anon is not None:
             manifest = anon.obj(manifest)
