@@ -248,7 +248,7 @@ def _trailing(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, start, end) of the bytes after the IP packet of each TCP row whose record
     is among `off`/`cap` (record data offsets, in file order) and has enough of them."""
-    from hopcap.correlate.reader import LINK_ETHERNET
+    from hopcap.capfile.layers import LINK_ETHERNET
 
     if not off.shape[0] or not len(t):
         z = np.zeros(0, np.int64)
@@ -272,7 +272,8 @@ def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> Tab
     """The F5 trailers of a capture's TCP packets (of the rows `wanted` only, when given),
     or None when it has none. A probe of the start of the file decides whether to walk all
     of it (an ordinary capture costs one short walk)."""
-    from hopcap.correlate.reader import LINK_ETHERNET, walk_records
+    from hopcap.capfile.layers import LINK_ETHERNET
+    from hopcap.correlate.reader import walk_records
 
     if LINK_ETHERNET not in t.link_types or not len(t):
         return None
