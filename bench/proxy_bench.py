@@ -3,7 +3,8 @@
 Generates (struct, no scapy) two classic pcaps: N client connections of R keep-alive
 requests each, and the proxy's backend connections, either a pool of P connections reused
 for everyone's requests (HAProxy `http-reuse always`) or one backend connection per
-client connection (no reuse). X-Forwarded-For is inserted on the backend side. Runs
+client connection (no reuse), optionally with F5 BIG-IP trailers on every frame (the
+flow ids link each pair exactly). X-Forwarded-For is inserted on the backend side. Runs
 `hopcap.correlate.correlate` on both files for each N, checks every client flow got
 exactly its own requests' exchanges, and prints the time per client connection against
 the smallest N of the same mode in the same run: near-linear linking keeps that ratio
@@ -39,6 +40,7 @@ class Conn:
         self.nxt = [isn & 0xFFFFFFFF, (isn * 7 + 12345) & 0xFFFFFFFF]
         self.ipid = [isn & 0xFFFF, (isn >> 16) & 0xFFFF]
         self.tsoff = [(isn * 31) & 0x7FFFFFFF, (isn * 17) & 0x7FFFFFFF]
+        self.trailer = b""  # an F5 BIG-IP trailer appended to every frame
 
     def pkt(self, d: int, flags: int, t: int, data: bytes = b"") -> tuple[int, bytes]:
         src, sport, dst, dport = self.ep if d == 0 else (self.ep[2], self.ep[3], *self.ep[:2])
@@ -54,10 +56,22 @@ class Conn:
                          0, src, dst)  # fmt: skip
         self.ipid[d] = (self.ipid[d] + 1) & 0xFFFF
         self.nxt[d] = (seq + len(data) + (1 if flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
-        return t, b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+        mac = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+        return t, mac + ip + tcp + self.trailer
 
 
-def generate(n: int, requests: int, pool: int) -> tuple[list[tuple[int, bytes]], ...]:
+def f5_trailer(flow: int, peer: int) -> bytes:
+    """A BIG-IP 14.1+ trailer: low (TMM, VIP name) and medium (flow ids) noise TLVs."""
+    vip = b"/Common/vs_bench"
+    low = struct.pack(">HHHHBBBB", 1, 1, 12 + len(vip), 3, 1, 0, 0, len(vip)) + vip
+    med = struct.pack(">HHHH", 1, 2, 40, 4) + struct.pack(">QQIIBBHHBB", flow, peer, 0, 0, 1,
+                                                          0, 0, 1, 0, 0)  # fmt: skip
+    return b"\xf5\xde\xb0\xf5" + struct.pack(">HH", 8 + len(low) + len(med), 1) + low + med
+
+
+def generate(
+    n: int, requests: int, pool: int, f5: bool = False
+) -> tuple[list[tuple[int, bytes]], ...]:
     """(front packets, back packets) as (ts ns, frame); pool 0: a backend per client."""
     front: list[tuple[int, bytes]] = []
     back: list[tuple[int, bytes]] = []
@@ -80,7 +94,11 @@ def generate(n: int, requests: int, pool: int) -> tuple[list[tuple[int, bytes]],
         front.append(f.pkt(0, SYN, t))
         front.append(f.pkt(1, SYN | ACK, t + 5_000))
         front.append(f.pkt(0, ACK, t + 10_000))
+        if f5 and not pool:
+            f.trailer = f5_trailer(0x10000 + c, 0x20000 + c)
         b = backs[0] if pool else open_back(c, t + 15_000)
+        if f5 and not pool:
+            b.trailer = f5_trailer(0x20000 + c, 0x10000 + c)
         for r in range(requests):
             t = T0 + j * 250_000 + 50_000
             if pool:
@@ -118,8 +136,10 @@ def write(path: Path, pkts: list[tuple[int, bytes]]) -> Path:
     return path
 
 
-def run(tmp: Path, n: int, requests: int, pool: int, remark: bool = False) -> tuple[float, int]:
-    front, back = generate(n, requests, pool)
+def run(
+    tmp: Path, n: int, requests: int, pool: int, remark: bool = False, f5: bool = False
+) -> tuple[float, int]:
+    front, back = generate(n, requests, pool, f5)
     pts = [PointInput("lb:eth0", write(tmp / "front.pcap", front)),
            PointInput("lb:eth1", write(tmp / "back.pcap", back))]  # fmt: skip
     if remark:
@@ -140,7 +160,10 @@ def run(tmp: Path, n: int, requests: int, pool: int, remark: bool = False) -> tu
             if leg.point == "lb:eth1"
         )
         want = {"ip.dscp"} if remark else set()
-        if got != requests or {f.field for f in fl.findings} != want:
+        exact = not f5 or any(
+            d.startswith("linked by the F5 trailer") for leg in fl.legs for d in leg.details
+        )
+        if got != requests or {f.field for f in fl.findings} != want or not exact:
             bad += 1
     bad += len(v.flows) - len(fronts)  # a flow of backend bytes no client claimed
     print(f"  {n:6d} conns, {len(front) + len(back):7d} packets: wall {wall:6.2f} s, cpu "
@@ -160,16 +183,17 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     failed = 0
     with tempfile.TemporaryDirectory(prefix="hopcap-proxy-bench-") as d:
-        for mode, pool, remark in (
-            ("reused pool", args.pool, False),
-            ("no reuse", 0, False),
-            ("reused pool, DSCP remarked behind the proxy", 4, True),
+        for mode, pool, remark, f5 in (
+            ("reused pool", args.pool, False, False),
+            ("no reuse", 0, False, False),
+            ("no reuse, F5 BIG-IP trailers on every frame", 0, False, True),
+            ("reused pool, DSCP remarked behind the proxy", 4, True, False),
         ):
             label = f"{pool} backend connections" if pool else "one per client"
             print(f"{mode} ({label}), {args.requests} requests per client connection:")
             per: list[float] = []
             for n in sizes:
-                cpu, bad = run(Path(d), n, args.requests, pool, remark)
+                cpu, bad = run(Path(d), n, args.requests, pool, remark, f5)
                 per.append(cpu / n)
                 failed += bad
             ratios = ", ".join(f"{sizes[i]}: {per[i] / per[0]:.2f}x" for i in range(len(sizes)))

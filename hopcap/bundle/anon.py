@@ -14,13 +14,18 @@ What anonymisation does to a bundle:
   the limited broadcast address, and IPv4 netmasks (255.x.x.x with contiguous ones).
 * MAC addresses (aa:bb:cc:dd:ee:ff) are replaced by pseudonyms from 00:00:5e:00:53:xx
   (RFC 7042 documentation range) then 02:00:00:xx:xx:xx, in text and in Ethernet headers.
-* In `merged.pcapng` and in the copies under `pcaps/`, IP addresses in IPv4/IPv6 headers
-  (and the IPv4 header quoted inside ICMP errors) and MACs in Ethernet headers are
-  rewritten, and every packet is truncated after its transport header (TCP header with
-  options, UDP header, ICMP header plus the quoted header): no payload survives. The
-  original length stays in the packet record, so byte counts still add up. IP and TCP
-  checksums are not recomputed (captures on offloading hosts have wrong checksums anyway;
-  Wireshark does not check them by default).
+* In `merged.pcapng` and in the copies under `pcaps/`, the packets' headers are found by
+  the decoder the correlation uses (hopcap.capfile.layers: every link type and tunnel it
+  reads). IP addresses in every IPv4/IPv6 header (outer and tunnelled; the header quoted
+  inside ICMP errors) and MACs (Ethernet headers, also inside gretap/VXLAN/GENEVE, a
+  cooked capture's link-layer address) are rewritten, IPv6 extension headers are zeroed
+  past their next-header and length bytes, and every packet is truncated after its
+  innermost transport header (TCP header with options, UDP header, ICMP header plus the
+  quoted header): no payload survives. A packet with no IP header keeps only its link
+  header (nothing at all on a link type the decoder does not know). The original length
+  stays in the packet record, so byte counts still add up. IP and TCP checksums are not
+  recomputed (captures on offloading hosts have wrong checksums anyway; Wireshark does
+  not check them by default).
 * Host names from the inventory, interface names, port numbers, sequence numbers and
   timings are kept: they are what the evidence is about.
 """
@@ -32,7 +37,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from hopcap.bundle.pcapio import LINKTYPE_ETHERNET, l3_offset, parse_headers
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.bundle.pcapio import one_packet
+from hopcap.capfile import Layers, Records, buffer_u8
+from hopcap.capfile.layers import LEVELS, be16, be32
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -125,18 +135,29 @@ class Anonymiser:
             self.add_text(s)
 
     def add_packet(self, linktype: int, data: bytes) -> None:
-        if linktype == LINKTYPE_ETHERNET and len(data) >= 12:
-            self._raw_macs.add(data[0:6])
-            self._raw_macs.add(data[6:12])
-        loc = l3_offset(linktype, data)
-        if loc is not None:
-            off, ver = loc
-            if ver == 4:
-                self._raw_ips.add(data[off + 12 : off + 16])
-                self._raw_ips.add(data[off + 16 : off + 20])
+        self.add_packets(*one_packet(linktype, data))
+
+    def add_packets(self, buf: Any, rec: Records, lay: Layers) -> None:
+        """Collect the addresses and MACs of a decoded chunk of packets (the kept ones)."""
+        u8 = buffer_u8(buf)
+        v4: list[npt.NDArray[np.int64]] = []
+        v6: list[npt.NDArray[np.int64]] = []
+        for o, width in _slots(u8, rec, lay, _keep_len(rec, lay)):
+            if width == 4:
+                v4.append(be32(u8, o))
+            elif width == 16:
+                v6 += [np.stack([be32(u8, o + i) for i in range(0, 16, 4)], axis=1)]
             else:
-                self._raw_ips.add(data[off + 8 : off + 24])
-                self._raw_ips.add(data[off + 24 : off + 40])
+                v4.append((be32(u8, o) << 16) | be16(u8, o + 4) | (1 << 62))  # a MAC
+        if v4:
+            for x in np.unique(np.concatenate(v4)).tolist():
+                if x >> 62:
+                    self._raw_macs.add((x & ((1 << 48) - 1)).to_bytes(6, "big"))
+                else:
+                    self._raw_ips.add(x.to_bytes(4, "big"))
+        if v6:
+            for row in np.unique(np.concatenate(v6), axis=0).tolist():
+                self._raw_ips.add(b"".join(w.to_bytes(4, "big") for w in row))
 
     def _absorb_raw(self) -> None:
         for raw in self._raw_ips:
@@ -220,71 +241,103 @@ class Anonymiser:
 
     def packet(self, linktype: int, data: bytes) -> bytes:
         """Rewrite addresses and drop the payload of one packet."""
-        fast = self._packet_ipv4_tcp(linktype, data)
-        if fast is not None:
-            return fast
-        buf = bytearray(data)
-        if linktype == LINKTYPE_ETHERNET and len(buf) >= 12:
-            for a, b in ((0, 6), (6, 12)):
-                new = self._raw_map.get(bytes(buf[a:b]))
-                if new is not None:
-                    buf[a:b] = new
-        h = parse_headers(linktype, data)
-        if h is None:
-            loc = l3_offset(linktype, data)
-            # not IP (ARP, LLDP, ...): keep only the link header
-            return bytes(buf[: loc[0] if loc else min(len(buf), 16)])
-        alen = 4 if h.version == 4 else 16
-        s_off = h.l3 + (12 if h.version == 4 else 8)
-        d_off = s_off + alen
-        for off in (s_off, d_off):
-            new = self._raw_map.get(bytes(buf[off : off + alen]))
-            if new is not None:
-                buf[off : off + alen] = new
-        keep = h.l4 + h.l4_header_len
-        if h.proto == 1 and len(buf) >= h.l4 + 8 and buf[h.l4] in (3, 4, 5, 11, 12):
-            inner = h.l4 + 8
-            if len(buf) >= inner + 20 and buf[inner] >> 4 == 4:
-                ihl = (buf[inner] & 0x0F) * 4
-                for off in (inner + 12, inner + 16):
-                    new = self._raw_map.get(bytes(buf[off : off + 4]))
-                    if new is not None:
-                        buf[off : off + 4] = new
-                keep = inner + ihl + 8
-        elif h.proto == 58 and len(buf) >= h.l4 + 8 and buf[h.l4] < 128:
-            inner = h.l4 + 8
-            if len(buf) >= inner + 40:
-                for off in (inner + 8, inner + 24):
-                    new = self._raw_map.get(bytes(buf[off : off + 16]))
-                    if new is not None:
-                        buf[off : off + 16] = new
-                keep = inner + 48
-        if h.l4_header_len == 0 and h.proto not in (1, 58):
-            keep = h.l4
-        return bytes(buf[: min(keep, len(buf))])
+        return self.packets(*one_packet(linktype, data))[0]
 
-    def _packet_ipv4_tcp(self, linktype: int, data: bytes) -> bytes | None:
-        """The common case (IPv4, TCP, first fragment) without building a Headers object."""
-        loc = l3_offset(linktype, data)
-        if loc is None or loc[1] != 4:
-            return None
-        off = loc[0]
-        if data[off + 9] != 6 or ((data[off + 6] & 0x1F) << 8) | data[off + 7]:
-            return None
-        l4 = off + (data[off] & 0x0F) * 4
-        if len(data) < l4 + 13:
-            return None
-        keep = min(len(data), l4 + (data[l4 + 12] >> 4) * 4)
+    def packets(self, buf: Any, rec: Records, lay: Layers) -> list[bytes]:
+        """Each packet of a decoded chunk with its addresses rewritten and its payload
+        dropped (see the module's docstring)."""
+        if not self._frozen:
+            raise RuntimeError("Anonymiser.freeze() must be called before mapping")
+        keep = _keep_len(rec, lay)
+        out = [
+            bytearray(buf[o : o + k]) for o, k in zip(rec.off.tolist(), keep.tolist(), strict=True)
+        ]
         m = self._raw_map
-        if linktype == LINKTYPE_ETHERNET:
-            d, s = data[0:6], data[6:12]
-            link = m.get(d, d) + m.get(s, s) + data[12:off]
-        else:
-            link = data[:off]
-        src, dst = data[off + 12 : off + 16], data[off + 16 : off + 20]
-        return b"".join(
-            (link, data[off : off + 12], m.get(src, src), m.get(dst, dst), data[off + 20 : keep])
+        u8 = buffer_u8(buf)
+        for o, width in _slots(u8, rec, lay, keep):
+            rows = np.nonzero(o >= 0)[0]
+            for r, at in zip(rows.tolist(), (o[rows] - rec.off[rows]).tolist(), strict=True):
+                b = out[r]
+                new = m.get(bytes(b[at : at + width]))
+                if new is not None:
+                    b[at : at + width] = new
+        for r, l3, l4 in _ip_options(u8, rec, lay, keep):
+            b = out[r]
+            if b[l3] >> 4 == 4:  # IPv4 options (record route, timestamps carry addresses)
+                b[l3 + 20 : l4] = bytes(len(b[l3 + 20 : l4]))
+                continue
+            p, stop = l3 + 40, min(l4, len(b))
+            while p + 8 <= stop:  # each extension header: next header, length, its data
+                n = (b[p + 1] + 1) * 8
+                b[p + 2 : p + n] = bytes(len(b[p + 2 : p + n]))
+                p += n
+        return [bytes(b) for b in out]
+
+
+Slot = tuple[npt.NDArray[np.int64], int]
+
+
+def _keep_len(rec: Records, lay: Layers) -> npt.NDArray[np.int64]:
+    """How many bytes of each packet are kept: up to the end of its innermost transport
+    header; a packet with no IP header its link header; an unknown link nothing."""
+    net = np.where(lay.trace.net >= 0, np.minimum(lay.trace.net, rec.off + rec.cap), rec.off)
+    end = np.where(lay.hdr_end >= 0, lay.hdr_end, net)
+    keep: npt.NDArray[np.int64] = end - rec.off
+    return keep
+
+
+def _slots(u8: Any, rec: Records, lay: Layers, keep: npt.NDArray[np.int64]) -> list[Slot]:
+    """Where the addresses of each packet are, inside what is kept: (absolute offsets,
+    -1 where none, width) for IPv4 (4), IPv6 (16) and MAC (6) addresses."""
+    end = rec.off + keep
+    tr = lay.trace
+    out: list[Slot] = []
+
+    def add(o: npt.NDArray[np.int64], width: int) -> None:
+        o = np.where((o >= 0) & (o + width <= end), o, -1)
+        if (o >= 0).any():
+            out.append((o, width))
+
+    for k in range(LEVELS):
+        ip = tr.ips[:, k]
+        if not (ip >= 0).any():
+            continue
+        v4 = (u8[np.clip(ip, 0, None)] >> 4) == 4
+        for a, b in ((12, 8), (16, 24)):
+            add(np.where((ip >= 0) & v4, ip + a, -1), 4)
+            add(np.where((ip >= 0) & ~v4, ip + b, -1), 16)
+        e = tr.eths[:, k]
+        add(e, 6)
+        add(np.where(e >= 0, e + 6, -1), 6)
+    q = lay.quoted
+    if (q >= 0).any():
+        v4 = lay.et == 0x0800
+        for a, b in ((12, 8), (16, 24)):
+            add(np.where((q >= 0) & v4, q + a, -1), 4)
+            add(np.where((q >= 0) & ~v4, q + b, -1), 16)
+    add(tr.mac, 6)
+    return out
+
+
+def _ip_options(
+    u8: Any, rec: Records, lay: Layers, keep: npt.NDArray[np.int64]
+) -> list[tuple[int, int, int]]:
+    """(row, IP header, where its options or extension headers end), record-relative, of
+    every kept IP header with IPv4 options or IPv6 extension headers."""
+    tr = lay.trace
+    got: list[tuple[int, int, int]] = []
+    for k in range(LEVELS):
+        ip = tr.ips[:, k]
+        b0 = u8[np.clip(ip, 0, None)].astype(np.int64)
+        v4 = (b0 >> 4) == 4
+        end = np.where(v4, ip + (b0 & 15) * 4, tr.l4s[:, k])
+        has = (ip >= 0) & (end > ip + np.where(v4, 20, 40)) & (ip - rec.off < keep)
+        rows = np.nonzero(has)[0]
+        base = rec.off[rows]
+        got += zip(
+            rows.tolist(), (ip[rows] - base).tolist(), (end[rows] - base).tolist(), strict=True
         )
+    return got
 
 
 def _strings(obj: Any) -> Iterable[str]:

@@ -25,6 +25,7 @@ from hopcap.bundle.merge import (
     write_merged,
 )
 from hopcap.bundle.report import render_html, render_markdown
+from hopcap.bundle.vendoranon import anonymise_vendor_texts, collect_vendor_texts
 from hopcap.errors import BundleError
 from hopcap.jsonout import dumps
 from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
@@ -320,6 +321,7 @@ def _write(
     offsets = {p.name: (p.clock_offset_s or 0.0) for p in verdict.points}
 
     anon: Anonymiser | None = None
+    vendor: list[str] = []
     if anonymise:
         anon = Anonymiser()
         anon.add_obj(verdict_dict)
@@ -328,6 +330,7 @@ def _write(
         for hf in facts:
             anon.add_obj([dict(hf.before), dict(hf.after), dict(hf.missing)])
         collect_addresses(anon, [p.pcap for p in points if p.pcap is not None])
+        collect_vendor_texts(anon, pcap_dir(out))
         anon.freeze()
 
     try:
@@ -349,6 +352,7 @@ def _write(
             for p in points:
                 if p.pcap is not None:
                     anonymise_pcap(p.pcap, anon, p.name)
+            vendor = anonymise_vendor_texts(anon, pcap_dir(out))
             verdict_dict = anon.obj(verdict_dict)
         _dump(out / VERDICT, verdict_dict)
 
@@ -372,12 +376,19 @@ def _write(
                     **(anon.counts if anon else {}),
                     "payload": "removed (packets truncated after the transport header)",
                     "pcaps": "rewritten as pcapng with pseudonymised addresses",
+                    **(
+                        {
+                            "vendor_texts": f"{', '.join(vendor)}: hex dumps removed, "
+                            "addresses pseudonymised"
+                        }
+                        if vendor
+                        else {}
+                    ),
                 }
                 if anon
                 else False
             ),
-            "warnings": list(base.get("warnings", []))
-            + [f"{n}: capture file ends mid-packet (cut short)" for n in stats.truncated],
+            "warnings": list(base.get("warnings", [])) + stats.warnings,
         }
         if anon is not None:
             manifest = anon.obj(manifest)

@@ -20,9 +20,9 @@ from hopcap.bundle.pcapio import (
     LINKTYPE_ETHERNET,
     PcapngWriter,
     PcapReader,
-    RawPacket,
+    RawTuple,
+    chunk_tuples,
     first_linktype,
-    raw_tuple,
 )
 from hopcap.errors import BundleError
 from hopcap.model import Finding, Verdict
@@ -45,12 +45,10 @@ class MergeStats:
     packets: dict[str, int] = field(default_factory=dict)
     comments: int = 0
     annotated_findings: int = 0
-    truncated: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)  # points whose capture is damaged
+    warnings: list[str] = field(default_factory=list)  # where: `point: file: what, at byte`
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
-
-
-RawTuple = tuple[bytes, int, bytes, int]
 
 
 def parse_tuple(text: str) -> RawTuple | None:
@@ -134,14 +132,42 @@ def _leg_index(verdict: Verdict) -> dict[str, dict[RawTuple, str]]:
     return out
 
 
+# one packet of a point's stream: (aligned ts, point index, number, link type, bytes to
+# write, original length, its innermost TCP/UDP tuple when asked for)
+_Pkt = tuple[int, int, int, int, bytes, int, RawTuple | None]
+
+
 def _stream(
-    idx: int, path: Path, offset_ns: int, stats: MergeStats, name: str
-) -> Iterator[tuple[int, int, int, RawPacket]]:
+    idx: int,
+    path: Path,
+    offset_ns: int,
+    stats: MergeStats,
+    name: str,
+    keys: bool,
+    anon: Anonymiser | None,
+) -> Iterator[_Pkt]:
+    n = 0
     with PcapReader(path) as reader:
-        for n, pkt in enumerate(reader):
-            yield pkt.ts_ns - offset_ns, idx, n, pkt
+        for rec, lay in reader.chunks(layers=keys or anon is not None):
+            buf = reader.buf
+            tup: list[RawTuple | None] = (
+                chunk_tuples(buf, rec, lay) if keys and lay else [None] * len(rec)
+            )
+            if anon is not None and lay is not None:
+                datas = anon.packets(buf, rec, lay)
+            else:
+                datas = [
+                    buf[o : o + c] for o, c in zip(rec.off.tolist(), rec.cap.tolist(), strict=True)
+                ]
+            for ts, lt, data, orig, key in zip(
+                rec.ts.tolist(), rec.link.tolist(), datas, rec.orig.tolist(), tup, strict=True
+            ):
+                yield ts - offset_ns, idx, n, lt, data, orig, key
+                n += 1
+            del lay, rec
         if reader.truncated:
             stats.truncated.append(name)
+            stats.warnings += [f"{name}: {w}" for w in reader.warnings]
 
 
 def _match_notes(
@@ -183,7 +209,6 @@ def write_merged(
     legs = _leg_index(verdict)
     seen_legs: set[tuple[str, str]] = set()
     tr = anonymiser.text if anonymiser else (lambda s: s)
-    anon_packet = anonymiser.packet if anonymiser else None
 
     with PcapngWriter(out) as w:
         iface_of: dict[tuple[int, int], int] = {}
@@ -197,25 +222,27 @@ def write_merged(
             lt = first_linktype(p.pcap)
             desc = f"hopcap point {p.name}; clock offset {p.offset_s:+.6f} s subtracted"
             iface_of[(i, lt)] = w.add_interface(lt, p.name, description=desc)
-            streams.append(_stream(i, p.pcap, round(p.offset_s * 1e9), stats, p.name))
+            keys = bool(legs.get(p.name) or notes_at.get(p.name))
+            streams.append(
+                _stream(i, p.pcap, round(p.offset_s * 1e9), stats, p.name, keys, anonymiser)
+            )
         per_point = [
             (p.name, legs.get(p.name), notes_at.get(p.name), note_times.get(p.name, []))
             for p in points
         ]
         counts = [0] * len(points)
+        offsets = [round(p.offset_s * 1e9) for p in points]
         first_ts: int | None = None
         ts = 0
         write = w.write_packet
-        for ts, i, _n, pkt in heapq.merge(*streams):
+        for ts, i, _n, linktype, data, orig_len, key in heapq.merge(*streams):
             name, leg_map, pnotes, ptimes = per_point[i]
-            linktype = pkt.linktype
             iface = iface_of.get((i, linktype))
             if iface is None:
                 iface = w.add_interface(linktype, f"{name}#{linktype}")
                 iface_of[(i, linktype)] = iface
             comment = None
             if leg_map or pnotes:
-                key = raw_tuple(linktype, pkt.data)
                 parts: list[str] = []
                 if leg_map and key is not None:
                     text = leg_map.get(key)
@@ -223,14 +250,13 @@ def write_merged(
                         seen_legs.add((name, text))
                         parts.append(f"first packet of {text}")
                 if pnotes:
-                    found = _match_notes(pnotes, ptimes, (pkt.ts_ns, ts), key)
+                    found = _match_notes(pnotes, ptimes, (ts + offsets[i], ts), key)
                     stats.annotated_findings += len(found)
                     parts += found
                 if parts:
                     comment = tr(f"{name}: " + "; ".join(parts))
                     stats.comments += 1
-            data = pkt.data if anon_packet is None else anon_packet(linktype, pkt.data)
-            write(iface, ts, data, pkt.orig_len, comment)
+            write(iface, ts, data, orig_len, comment)
             counts[i] += 1
             if first_ts is None:
                 first_ts = ts
@@ -244,8 +270,9 @@ def write_merged(
 def collect_addresses(anonymiser: Anonymiser, paths: list[Path]) -> None:
     for path in paths:
         with PcapReader(path) as r:
-            for pkt in r:
-                anonymiser.add_packet(pkt.linktype, pkt.data)
+            for rec, lay in r.chunks(layers=True):
+                assert lay is not None
+                anonymiser.add_packets(r.buf, rec, lay)
 
 
 def anonymise_pcap(path: Path, anonymiser: Anonymiser, name: str) -> None:
@@ -254,14 +281,17 @@ def anonymise_pcap(path: Path, anonymiser: Anonymiser, name: str) -> None:
     try:
         with PcapReader(path) as r, PcapngWriter(tmp) as w:
             ifaces: dict[int, int] = {}
-            for pkt in r:
-                iface = ifaces.get(pkt.linktype)
-                if iface is None:
-                    iface = w.add_interface(pkt.linktype, name)
-                    ifaces[pkt.linktype] = iface
-                w.write_packet(
-                    iface, pkt.ts_ns, anonymiser.packet(pkt.linktype, pkt.data), pkt.orig_len
-                )
+            for rec, lay in r.chunks(layers=True):
+                assert lay is not None
+                datas = anonymiser.packets(r.buf, rec, lay)
+                for ts, lt, data, orig in zip(
+                    rec.ts.tolist(), rec.link.tolist(), datas, rec.orig.tolist(), strict=True
+                ):
+                    iface = ifaces.get(lt)
+                    if iface is None:
+                        iface = w.add_interface(lt, name)
+                        ifaces[lt] = iface
+                    w.write_packet(iface, ts, data, orig)
             if not ifaces:
                 w.add_interface(r.linktypes[0] if r.linktypes else LINKTYPE_ETHERNET, name)
         tmp.replace(path)

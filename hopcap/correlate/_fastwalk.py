@@ -222,6 +222,21 @@ HOT long find_l3(const uint8_t *r, long hc, long cap, long link, uint32_t *et,
     }
     return l3;
 }
+/* find_l3 over whole records (for the test that holds it to hopcap.capfile.layers):
+   per record (innermost IP header, ethertype, next header, its protocol, data end, tun),
+   offsets absolute, -1 (and 0) where there is none */
+void hopcap_find(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
+                 const int64_t *links, long n, int64_t *out) {
+    for (long i = 0; i < n; i++) {
+        uint32_t et = 0, proto = 0;
+        long l4 = -1, lim = caps[i];
+        int64_t tun = 0, *o = out + 6 * i;
+        long l3 = find_l3(buf + offs[i], caps[i], caps[i], links[i], &et, &l4, &proto, &lim, &tun);
+        o[0] = l3 < 0 ? -1 : offs[i] + l3; o[1] = l3 < 0 ? 0 : et;
+        o[2] = l3 < 0 || l4 < 0 ? -1 : offs[i] + l4; o[3] = l3 < 0 ? 0 : proto;
+        o[4] = offs[i] + lim; o[5] = tun;
+    }
+}
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
 /* returns 1: a TCP packet, columns written at row j; 2: a UDP/ICMP/ICMPv6/ESP datagram
    (not a later fragment), its IP and L4 header offsets in *o3, *o4 and where its data
@@ -487,6 +502,8 @@ def _load() -> Any:
     lib.hopcap_parse.argtypes = [
         p, p, p, p, ctypes.c_long, ctypes.c_long, p, p, p, ctypes.POINTER(ctypes.c_long)
     ]  # fmt: skip
+    lib.hopcap_find.restype = None
+    lib.hopcap_find.argtypes = [p, p, p, p, ctypes.c_long, p]
     lib.hopcap_join.restype = ctypes.c_long
     lib.hopcap_join.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, ctypes.c_long, p, p]
     lib.hopcap_occ.restype = None
@@ -504,54 +521,25 @@ def _addr(buf: Any) -> tuple[int, npt.NDArray[np.uint8]]:
     return int(arr.ctypes.data), arr
 
 
-def walk_pcap(buf: Any, big_endian: bool, mult: int, max_record: int) -> Any:
-    """Return (offs, caps, ts_ns, stop_byte, reason) or None when no accelerator is available.
-    reason: 0 end of file, 1 truncated record, 2 corrupt record header."""
+def walk_pcap(buf: Any, pos: int, big_endian: bool, mult: int, max_record: int, maxn: int) -> Any:
+    """hopcap.capfile.walk.pcap_chunk in C: (offs, caps, ts_ns, stop byte, reason) of at most
+    `maxn` classic-pcap records from byte `pos`, or None when no accelerator is available.
+    reason: 0 end of file, 1 truncated record, 2 corrupt record header, 3 `maxn` read."""
     lib = _load()
     if lib is None or len(buf) < 24:
         return None
     addr, keep = _addr(buf)
-    size = len(buf)
-    pos = 24
-    parts: list[tuple[I64, I64, I64]] = []
-    chunk = max(1024, min(1 << 22, size // 60 + 1024))
-    reason = 0
-    while True:
-        offs = np.empty(chunk, np.int64)
-        caps = np.empty(chunk, np.int64)
-        ts = np.empty(chunk, np.int64)
-        pos_out = ctypes.c_long(0)
-        why = ctypes.c_int(0)
-        n = lib.hopcap_walk_pcap(
-            addr,
-            size,
-            pos,
-            int(big_endian),
-            mult,
-            max_record,
-            chunk,
-            offs.ctypes.data,
-            caps.ctypes.data,
-            ts.ctypes.data,
-            ctypes.byref(pos_out),
-            ctypes.byref(why),
-        )
-        parts.append((offs[:n], caps[:n], ts[:n]))
-        pos = pos_out.value
-        reason = why.value
-        if reason != 3:
-            break
+    offs = np.empty(maxn, np.int64)
+    caps = np.empty(maxn, np.int64)
+    ts = np.empty(maxn, np.int64)
+    pos_out = ctypes.c_long(0)
+    why = ctypes.c_int(0)
+    n = lib.hopcap_walk_pcap(
+        addr, len(buf), pos, int(big_endian), mult, max_record, maxn, offs.ctypes.data,
+        caps.ctypes.data, ts.ctypes.data, ctypes.byref(pos_out), ctypes.byref(why),
+    )  # fmt: skip
     del keep
-    if len(parts) == 1:
-        o, c, t = parts[0]
-        return o.copy(), c.copy(), t.copy(), pos, reason
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-        pos,
-        reason,
-    )
+    return offs[:n].copy(), caps[:n].copy(), ts[:n].copy(), pos_out.value, why.value
 
 
 def mix_columns(cols: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
@@ -671,6 +659,22 @@ def parse_records(
         {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)},
         (dg[0, :m].copy(), dg[1, :m].copy(), dg[2, :m].copy(), dg[3, :m].copy()),
     )
+
+
+def find_layers(buf: Any, offs: I64, caps: I64, links: I64) -> I64 | None:
+    """The C twin of hopcap.capfile.layers.L3.find on whole records: an (n, 6) array of
+    (innermost IP header, ethertype, next header, its protocol, data end, tun), offsets
+    absolute, -1/0 where none; None without a compiler."""
+    lib = _load()
+    n = int(offs.shape[0])
+    if lib is None or n == 0 or len(buf) == 0:
+        return None
+    addr, keep = _addr(buf)
+    out = np.empty((n, 6), np.int64)
+    o, c, lk = (np.ascontiguousarray(x, np.int64) for x in (offs, caps, links))
+    lib.hopcap_find(addr, o.ctypes.data, c.ctypes.data, lk.ctypes.data, n, out.ctypes.data)
+    del keep
+    return out
 
 
 def _table(n: int) -> tuple[npt.NDArray[np.uint64], I64, int]:

@@ -9,7 +9,8 @@ from pathlib import Path
 from hopcap.errors import CorrelationError
 from hopcap.model import PointInput
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-@/]+)?$")
+# HOST or HOST:INTERFACE; an F5 BIG-IP interface may carry its noise suffix (lb:0.0:nnnp)
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-@/]+(:n{1,3}p?)?)?$")
 
 
 def read_points_from_args(args: Sequence[str]) -> list[PointInput]:

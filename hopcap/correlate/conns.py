@@ -116,6 +116,8 @@ class PointConns:
     exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
     by_start: list[Conn] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
+    # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
+    f5: object = None
 
     def drop_link_caches(self) -> None:
         """Free what only linking needs (the fingerprints) once flows are built."""

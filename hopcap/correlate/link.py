@@ -565,10 +565,15 @@ def plan_proxied(
     def free(c: Conn) -> bool:
         return not any(h is not None and h.hid in hl.back for h in (c.c, c.s))
 
+    # F5 BIG-IP trailers on both sides: their flow ids say which connections these are
+    exact = f5_pairs(a, b, fronts, free, offset_ns=offset_ns, tol_ns=max(tol_ns, slack_ns))
+    exact_backs = {m.conn.cid for ms in exact.values() for m in ms}
+    fronts = [c for c in fronts if c.cid not in exact]
+
     # every backend exchange at b, by the time its request left (or its response came)
     bex: list[tuple[int, int, int]] = []  # (time on a's clock, conn id, exchange)
     for back in b.conns:
-        if not free(back) or _carries_nothing(b, back):
+        if not free(back) or _carries_nothing(b, back) or back.cid in exact_backs:
             continue
         for k, e in enumerate(conn_exchanges(b, back).ex):
             if e.t_c is not None or e.t_s is not None:
@@ -697,6 +702,7 @@ def plan_proxied(
                 f"connection: no connection beyond the proxy carried {'its' if one else 'their'} "
                 "request (answered by the proxy itself, or not captured there)"
             )
+    plan.fronts.update(exact)
     if by_time is False or (by_time is None and not plan.fronts):
         return plan
     _plan_attempts(a, b, plan, fex_t, taken, free, offset_ns, tol_ns, after_ns)
@@ -812,3 +818,117 @@ def _plan_attempts(
             det = (TIME_ONLY, ATTEMPT) if later else (TIME_ONLY,)
             out.append(ProxyMatch(cb_conn, 0.0, det, None, attempt=served))
         out.sort(key=lambda m: m.conn.first_ts)
+
+
+# --------------------------------------------------------------------------- F5 trailers
+
+F5_LINK = "linked by the F5 trailer: flow id 0x{flow:x}, peer flow id 0x{peer:x}"
+F5_SAMPLE = 4  # packets read at each end of each half-connection
+
+
+@dataclass
+class F5Ids:
+    """The F5 flow ids of each connection at a point: the flow ids its packets carried and
+    the peer flow ids (the other side of the proxy), zero left out."""
+
+    flows: dict[int, frozenset[int]]
+    peers: dict[int, frozenset[int]]
+
+
+def f5_ids(pc: PointConns) -> F5Ids | None:
+    """The F5 flow ids of a point's connections (None: its capture has no F5 trailers);
+    read once per point."""
+    if pc.f5 is None:
+        from hopcap.correlate.f5trailer import read_table_trailers
+
+        # a connection's ids are in its first and last packets of each direction (the
+        # client side learns its peer once the server side exists; a re-used server side
+        # shows another peer later): reading those keeps a long capture cheap
+        ends = [h.idx[:F5_SAMPLE] for h in pc.halves] + [h.idx[-F5_SAMPLE:] for h in pc.halves]
+        wanted = np.unique(np.concatenate(ends)) if ends else np.zeros(0, np.int64)
+        tt = read_table_trailers(pc.table, wanted)
+        got: F5Ids | bool = False
+        if tt is not None and tt.rows.shape[0]:
+            n = len(pc.table)
+            flow = np.zeros(n, np.uint64)
+            peer = np.zeros(n, np.uint64)
+            flow[tt.rows] = tt.flow
+            peer[tt.rows] = tt.peer
+            ids = F5Ids({}, {})
+            for c in pc.conns:
+                rows = np.concatenate([h.idx for h in (c.c, c.s) if h is not None])
+                fs = frozenset(int(x) for x in np.unique(flow[rows]) if x)
+                if fs:
+                    ids.flows[c.cid] = fs
+                    ids.peers[c.cid] = frozenset(int(x) for x in np.unique(peer[rows]) if x)
+            got = ids if ids.flows else False
+        pc.f5 = got
+    return pc.f5 if isinstance(pc.f5, F5Ids) else None
+
+
+def f5_pairs(
+    a: PointConns,
+    b: PointConns,
+    fronts: list[Conn],
+    free: Callable[[Conn], bool],
+    *,
+    offset_ns: int,
+    tol_ns: int,
+) -> dict[int, list[ProxyMatch]]:
+    """Front connections at `a` and the connections at `b` that BIG-IP itself says are
+    their other side: one's flow id is the other's peer flow id (either way round; a
+    server-side connection knows its peer from its first packet, the client side only
+    once the server side exists), at overlapping times. A server-side connection whose
+    peer changed (OneConnect reuse: several client flows) is left to content matching.
+    A front may have several (BIG-IP retried on another pool member): those that carried
+    nothing before a later one are attempts."""
+    ia, ib = f5_ids(a), f5_ids(b)
+    if ia is None or ib is None:
+        return {}
+    by_flow: dict[int, list[int]] = defaultdict(list)
+    by_peer: dict[int, list[int]] = defaultdict(list)
+    for cid, fs in ib.flows.items():
+        ps = ib.peers.get(cid, frozenset())
+        if len(ps) > 1 or not free(b.conns[cid]):
+            continue
+        for f in fs:
+            by_flow[f].append(cid)
+        for p in ps:
+            by_peer[p].append(cid)
+    out: dict[int, list[ProxyMatch]] = {}
+    for conn in fronts:
+        mine = ia.flows.get(conn.cid)
+        if not mine:
+            continue
+        found: dict[int, tuple[int, int]] = {}  # back cid -> (front flow, back flow)
+        for f in mine:
+            for cid in by_peer.get(f, ()):
+                found.setdefault(cid, (f, min(ib.flows[cid])))
+        for p in ia.peers.get(conn.cid, ()):
+            for cid in by_flow.get(p, ()):
+                found.setdefault(cid, (min(mine), p))
+        backs = []
+        for cid, (f, p) in found.items():
+            back = b.conns[cid]
+            t0, t1 = back.first_ts - offset_ns, back.last_ts - offset_ns
+            if t1 < conn.first_ts - tol_ns or t0 > conn.last_ts + tol_ns:
+                continue  # a flow id used again later: not this connection's
+            backs.append((back, f, p))
+        if not backs:
+            continue
+        backs.sort(key=lambda x: x[0].first_ts)
+        fx = conn_exchanges(a, conn)
+        ca = [c for e in fx.ex for c in e.ch_c]
+        sa = [c for e in fx.ex for c in e.ch_s]
+        ms = []
+        for i, (back, f, p) in enumerate(backs):
+            bx = conn_exchanges(b, back)
+            cb = [c for e in bx.ex for c in e.ch_c]
+            sb = [c for e in bx.ex for c in e.ch_s]
+            details = [F5_LINK.format(flow=f, peer=p), *_details(ca, sa, cb, sb)[:8]]
+            attempt = _carries_nothing(b, back) and i + 1 < len(backs)
+            if attempt:
+                details.append(ATTEMPT)
+            ms.append(ProxyMatch(back, 1.0, tuple(details), None, attempt=attempt))
+        out[conn.cid] = ms
+    return out

@@ -201,7 +201,12 @@ def interface_problem(name: str) -> str | None:
     bad = sorted({c for c in name if c in _SHELL_META or ord(c) < 32})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
-        return f"interface name '{name}' contains {shown}, which an interface name cannot"
+        f5 = (
+            " (':' only before an F5 BIG-IP noise suffix: ':n', ':nn', ':nnn', ':nnnp')"
+            if ":" in bad
+            else ""
+        )
+        return f"interface name '{name}' contains {shown}, which an interface name cannot{f5}"
     if len(name) > 15:
         return f"interface name '{name}' is longer than 15 characters"
     if name[:1] in ("-", "."):

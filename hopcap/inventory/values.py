@@ -14,7 +14,12 @@ from hopcap.model import Endpoint
 # What a remote command may receive as an interface name. Linux allows up to 15 bytes
 # and forbids '/', ':' and whitespace; hopcap is stricter: no shell metacharacters at
 # all, and no leading '-' or '.', so a name can never be read as an option or a path.
-VALID_INTERFACE: re.Pattern[str] = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,14}\Z")
+# F5 BIG-IP's tcpdump also takes a noise suffix after a TMM interface or VLAN name
+# (`0.0:nnn`, `external:nnnp`): TMM appends a trailer with its own flow information.
+VALID_INTERFACE: re.Pattern[str] = re.compile(
+    r"\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,14}(?::n{1,3}p?)?\Z"
+)
+
 
 # An inventory host name: it names capture points (`fw:eth1`) and files, so no ':' or '/'.
 VALID_HOST_NAME: re.Pattern[str] = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}\Z")

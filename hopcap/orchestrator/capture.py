@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,17 @@ from hopcap.model import CapturePoint
 from hopcap.orchestrator.transport import HostTransport, RemoteProcess, as_root, quote
 
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,14}$")
+F5_NOISE = re.compile(r":n{1,3}p?\Z")  # BIG-IP tcpdump: `0.0:nnnp`, `external:nn`
+F5_ALL_TMM = "0.0"  # BIG-IP tcpdump: every TMM interface; no kernel interface has the name
+
+
+def interface_present(interface: str, have: Iterable[str]) -> bool:
+    """Whether a host whose kernel interfaces are `have` can capture on `interface`: a
+    BIG-IP noise suffix names no other interface, and `0.0` is tcpdump's own."""
+    dev = F5_NOISE.sub("", interface)
+    return dev == F5_ALL_TMM or dev in set(have)
+
+
 _STAT_RE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)")
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0

@@ -625,7 +625,8 @@ async def _pull_ring(
     if len(parts) == 1:
         parts[0].replace(local)
     else:
-        _concat_pcaps(parts, local)
+        for w in _concat_pcaps(parts, local):
+            emit(Event("warning", point=name, text=w))
     emit(Event("pulled", point=name, done=local.stat().st_size))
     info: dict[str, object] = {"files": len(wanted), "ring_files": len(files)}
     if covered is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hopcap.capfile import CaptureFileError, concat_pcaps
 from hopcap.errors import CaptureError, HopcapError, TransportError
 from hopcap.model import CapturePoint, HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
 from hopcap.orchestrator.capture import (
@@ -603,7 +604,8 @@ async def _pull(
         await _get_verified(rc, remote, part, emit, caps)
         parts.append(part)
     if len(parts) > 1:
-        _concat_pcaps(parts, local)
+        for w in _concat_pcaps(parts, local):
+            emit(Event("warning", point=rc.spec.point.name, text=w))
     digest = _sha256(local)
     emit(Event("pulled", point=rc.spec.point.name, done=local.stat().st_size))
     return local, digest
@@ -682,13 +684,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _concat_pcaps(parts: list[Path], out: Path) -> None:
-    """Join classic pcap ring files of one capture: the first header, then every record."""
-    with out.open("wb") as w:
-        for i, part in enumerate(parts):
-            with part.open("rb") as r:
-                if i > 0:
-                    r.seek(24)
-                while chunk := r.read(1 << 20):
-                    w.write(chunk)
-            part.unlink()
+def _concat_pcaps(parts: list[Path], out: Path) -> list[str]:
+    """Join the ring files of one capture (hopcap.capfile.concat_pcaps): its warnings
+    (a part read up to its damage)."""
+    try:
+        return concat_pcaps(parts, out)
+    except CaptureFileError as exc:
+        raise CaptureError(exc.message) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
 from hopcap.model import CapturePoint, Host, Inventory
-from hopcap.orchestrator.capture import INTERFACE_RE
+from hopcap.orchestrator.capture import INTERFACE_RE, interface_present
 from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import (
     HostTransport,
@@ -441,7 +441,9 @@ async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -
                 if not INTERFACE_RE.match(iface):
                     raise InventoryError(f"{s.name}: invalid interface name {iface!r}")
                 s.points.append(CapturePoint(host=s.name, interface=iface))
-            missing = [p.interface for p in s.points if p.interface not in s.interfaces]
+            missing = [
+                p.interface for p in s.points if not interface_present(p.interface, s.interfaces)
+            ]
             if missing:
                 have = ", ".join(sorted(s.interfaces)) or "none"
                 s.error = f"{s.name}: no interface {', '.join(missing)} (the host has: {have})"

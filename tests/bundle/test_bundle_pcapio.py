@@ -87,7 +87,7 @@ def test_not_a_capture(tmp_path: Path) -> None:
     bad.write_text("hello world, not a capture")
     with pytest.raises(BundleError, match="not a pcap or pcapng"):
         PcapReader(bad)
-    with pytest.raises(BundleError, match="cannot open"):
+    with pytest.raises(BundleError, match="no such capture file"):
         PcapReader(tmp_path / "missing.pcap")
 
 

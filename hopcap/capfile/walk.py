@@ -1,0 +1,401 @@
+"""The record walk: where every packet record of a classic pcap or pcapng file is.
+
+One walk for every consumer (the columnar reader, the bundle's merge and anonymiser, the
+ring concatenation). It yields the records as columns (data offset, captured and original
+length, timestamp in nanoseconds, link type, interface), a chunk of at most `chunk` records
+at a time, so that a consumer holds one chunk of a big file, not the whole file's columns.
+
+Damage is treated one way: the walk reads up to the damage, stops there and warns with
+the byte offset and the number of packets read before it (a file cut short by a killed
+tcpdump, a corrupt record header, a broken pcapng block). Only a file that is no capture
+at all (another magic number) is an error (`CaptureFileError`).
+
+Classic pcap: both byte orders, micro- and nanoseconds. pcapng: SHB/IDB/EPB/SPB/obsolete
+PB, per-interface `if_tsresol` and `if_tsoffset`, several interfaces and sections, kernel
+drops from interface statistics (ISB `isb_ifdrop`/`isb_osdrop`).
+
+The classic-pcap record loop can be handed a compiled twin (`fast`, same arguments and
+result as `pcap_chunk`): hopcap.correlate passes its C helper; a test checks both walk
+every file the same.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.errors import HopcapError
+
+I64 = npt.NDArray[np.int64]
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+MAX_RECORD = 1 << 20  # no sane capture record is bigger than 1 MiB (TSO tops at 256 KiB)
+CHUNK = 1 << 18
+
+# (offs, caps, ts, stop byte, reason): reason 0 end of file, 1 truncated record, 2 corrupt
+# record header, 3 `maxn` records read (call again from the stop byte)
+PcapChunk = tuple[I64, I64, I64, int, int]
+FastPcap = Callable[[Any, int, bool, int, int, int], PcapChunk | None]
+
+
+class CaptureFileError(HopcapError):
+    """A file that cannot be read as a capture at all (missing, unreadable, another format).
+    The consumers turn it into their own error (CorrelationError, BundleError)."""
+
+
+@dataclass
+class Records:
+    """One row per captured record (any protocol)."""
+
+    off: I64  # offset of the link-layer frame in the buffer
+    cap: I64  # captured length
+    ts: I64  # nanoseconds since the epoch
+    link: I64  # link type of the record
+    orig: I64  # original length on the wire
+    iface: I64  # interface index in its pcapng section (0 for classic pcap)
+    warnings: list[str] = field(default_factory=list)
+    kernel_drops: int | None = None  # from pcapng interface statistics, when present
+
+    def __len__(self) -> int:
+        return int(self.off.shape[0])
+
+
+def open_capture(path: Path) -> Any:
+    """The file mapped read-only (b"" when empty)."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise CaptureFileError(f"{path}: no such capture file") from None
+    except OSError as e:
+        raise CaptureFileError(f"{path}: cannot open: {e.strerror or e}") from None
+    with f:
+        size = path.stat().st_size
+        if size == 0:
+            return b""
+        # MAP_POPULATE: map the whole file at once (one pass in the kernel) instead of
+        # taking a page fault per 4 KiB on first touch
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+
+
+def _z() -> I64:
+    return np.zeros(0, np.int64)
+
+
+def _empty(warnings: list[str]) -> Records:
+    return Records(_z(), _z(), _z(), _z(), _z(), _z(), warnings)
+
+
+class RecordWalk:
+    """Walk a mapped capture: iterate `chunks()`; afterwards `warnings`, `kernel_drops`,
+    `records` (how many were walked) and `links` (the link types declared) are final."""
+
+    def __init__(self, path: Path, buf: Any, fast: FastPcap | None = None) -> None:
+        self.path = path
+        self.name = path.name
+        self.buf = buf
+        self.fast = fast
+        self.warnings: list[str] = []
+        self.kernel_drops: int | None = None
+        self.records = 0
+        self.links: list[int] = []  # the file's link type, or every pcapng interface's
+        head = bytes(buf[:4])
+        self.format = ""
+        if len(buf) == 0:
+            self.warnings.append(f"{self.name}: empty file")
+        elif head in PCAP_MAGICS:
+            self.format = "pcap"
+            if len(buf) < 24:
+                self.warnings.append(f"{self.name}: file truncated inside the pcap header")
+            else:
+                endian = PCAP_MAGICS[head][0]
+                self.links = [struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF]
+        elif head == PCAPNG_SHB:
+            self.format = "pcapng"
+        elif len(buf) < 4:
+            self.warnings.append(
+                f"{self.name}: file truncated inside the header ({len(buf)} bytes)"
+            )
+        else:
+            raise CaptureFileError(
+                f"{path}: not a pcap or pcapng capture (starts with {head.hex()})",
+                hint="give the files tcpdump -w wrote; text output of tcpdump cannot be read",
+            )
+
+    def chunks(self, chunk: int = CHUNK) -> Iterator[Records]:
+        if self.format == "pcap" and self.links:
+            yield from self._pcap(chunk)
+        elif self.format == "pcapng":
+            yield from self._pcapng(chunk)
+
+    def all(self) -> Records:
+        """Every record at once."""
+        parts = list(self.chunks())
+        if not parts:
+            out = _empty([])
+        elif len(parts) == 1:
+            out = parts[0]
+        else:
+            out = Records(*_cat(parts))
+        out.warnings = list(self.warnings)
+        out.kernel_drops = self.kernel_drops
+        return out
+
+    # ------------------------------------------------------------------ classic pcap
+    def _pcap(self, chunk: int) -> Iterator[Records]:
+        buf = self.buf
+        endian, mult = PCAP_MAGICS[bytes(buf[:4])]
+        be = endian == ">"
+        link = self.links[0]
+        u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
+        pos = 24
+        while True:
+            got = self.fast(buf, pos, be, mult, MAX_RECORD, chunk) if self.fast else None
+            if got is None:
+                got = pcap_chunk(buf, pos, be, mult, MAX_RECORD, chunk)
+            offs, caps, tss, pos, reason = got
+            n = int(offs.shape[0])
+            if n:
+                # the original length is the record header's last word, just before the data
+                b = [u8[offs - 4 + i].astype(np.int64) for i in range(4)]
+                orig = (
+                    (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+                    if be
+                    else (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
+                )
+                self.records += n
+                yield Records(
+                    offs, caps, tss, np.full(n, link, np.int64), orig, np.zeros(n, np.int64)
+                )
+            if reason != 3:
+                w = record_warning(self.name, reason, pos, self.records)
+                if w:
+                    self.warnings.append(w)
+                return
+
+    # ------------------------------------------------------------------ pcapng
+    def _pcapng(self, chunk: int) -> Iterator[Records]:
+        buf = self.buf
+        size = len(buf)
+        offs: list[int] = []
+        caps: list[int] = []
+        tss: list[int] = []
+        links: list[int] = []
+        origs: list[int] = []
+        ifs: list[int] = []
+        # per interface: link, snaplen, mul, div, tsoffset_s
+        ifaces: list[tuple[int, int, int, int, int]] = []
+        endian = "<"
+        pos = 0
+        last_ts = 0
+        name = self.name
+
+        def flush() -> Records:
+            self.records += len(offs)
+            a = [np.array(x, np.int64) for x in (offs, caps, tss, links, origs, ifs)]
+            r = Records(a[0], a[1], a[2], a[3], a[4], a[5])
+            for x in (offs, caps, tss, links, origs, ifs):
+                x.clear()
+            return r
+
+        def damage(what: str, after: str = "") -> None:
+            """`name: what at byte N after (read K packets before it...)`, as for pcap."""
+            rest = "" if what.startswith("truncated") else "; the rest is ignored"
+            self.warnings.append(
+                f"{name}: {what} at byte {pos}{after} "
+                f"(read {self.records + len(offs)} packets before it{rest})"
+            )
+
+        while pos < size:
+            if len(offs) >= chunk:
+                yield flush()
+            if pos + 12 > size:
+                damage("truncated: block", " is incomplete")
+                break
+            if bytes(buf[pos : pos + 4]) == PCAPNG_SHB:
+                bom = bytes(buf[pos + 8 : pos + 12])
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                else:
+                    damage("corrupt section header")
+                    break
+                ifaces = []
+            btype, blen = struct.unpack_from(endian + "II", buf, pos)
+            if blen < 12 or blen % 4 or blen > MAX_RECORD + 4096:
+                damage(f"corrupt block length {blen}")
+                break
+            if pos + blen > size:
+                damage("truncated: block", " runs past the end of the file")
+                break
+            body = pos + 8
+            end = pos + blen - 4
+            if btype == 1:  # IDB
+                if blen < 20:
+                    damage("corrupt interface block")
+                    break
+                link, _r, snap = struct.unpack_from(endian + "HHI", buf, body)
+                mul, div, tsoff = 1000, 1, 0
+                for code, opos, olen in _options(buf, body + 8, end, endian):
+                    if code == 9 and olen >= 1:
+                        mul, div = _tsres_ns(buf[opos])
+                    elif code == 14 and olen == 8:
+                        (tsoff,) = struct.unpack_from(endian + "q", buf, opos)
+                ifaces.append((link, snap, mul, div, tsoff))
+                self.links.append(link)
+            elif btype in (6, 2):  # EPB, obsolete packet block
+                if blen < 32:
+                    damage("corrupt packet block")
+                    break
+                if btype == 6:
+                    iface, th, tl, cap, orig = struct.unpack_from(endian + "IIIII", buf, body)
+                else:
+                    iface, _d, th, tl, cap, orig = struct.unpack_from(endian + "HHIIII", buf, body)
+                data = body + 20
+                if iface >= len(ifaces):
+                    damage(f"packet block for undeclared interface {iface}")
+                    break
+                if data + cap > end:
+                    damage("corrupt packet block", " (its captured length runs past its end)")
+                    break
+                link, _snap, mul, div, tsoff = ifaces[iface]
+                last_ts = ((th << 32) | tl) * mul // div + tsoff * 1_000_000_000
+                offs.append(data)
+                caps.append(cap)
+                tss.append(last_ts)
+                links.append(link)
+                origs.append(orig)
+                ifs.append(iface)
+            elif btype == 3:  # SPB: interface 0, no timestamp (the previous packet's)
+                if not ifaces:
+                    damage("simple packet block before any interface")
+                    break
+                (orig,) = struct.unpack_from(endian + "I", buf, body)
+                snap = ifaces[0][1]
+                offs.append(body + 4)
+                caps.append(min(orig, blen - 16, snap or orig))
+                tss.append(last_ts)
+                links.append(ifaces[0][0])
+                origs.append(orig)
+                ifs.append(0)
+            elif btype == 5:  # ISB: interface statistics
+                for code, opos, olen in _options(buf, body + 12, end, endian):
+                    if code in (5, 7) and olen == 8:  # isb_ifdrop, isb_osdrop
+                        (v,) = struct.unpack_from(endian + "Q", buf, opos)
+                        self.kernel_drops = (self.kernel_drops or 0) + int(v)
+            pos += blen
+        if offs:
+            yield flush()
+
+
+_COLS = ("off", "cap", "ts", "link", "orig", "iface")
+
+
+def _cat(parts: list[Records]) -> tuple[I64, I64, I64, I64, I64, I64]:
+    c = [np.concatenate([getattr(p, c) for p in parts]) for c in _COLS]
+    return c[0], c[1], c[2], c[3], c[4], c[5]
+
+
+def _options(buf: Any, pos: int, end: int, endian: str) -> Iterator[tuple[int, int, int]]:
+    """(code, value offset, value length) of each option up to opt_endofopt."""
+    while pos + 4 <= end:
+        code, olen = struct.unpack_from(endian + "HH", buf, pos)
+        if code == 0:
+            return
+        yield code, pos + 4, olen
+        pos += 4 + ((olen + 3) & ~3)
+
+
+def _tsres_ns(code: int) -> tuple[int, int]:
+    """if_tsresol -> (multiplier, divisor) turning ticks into nanoseconds."""
+    v = code & 0x7F
+    if code & 0x80:
+        return 1_000_000_000, 1 << v
+    if v <= 9:
+        return 10 ** (9 - v), 1
+    return 1, 10 ** (v - 9)
+
+
+def record_warning(name: str, reason: int, stop: int, count: int) -> str | None:
+    """The warning for where a classic-pcap walk stopped (None: at the end of the file)."""
+    if reason == 1:
+        return (
+            f"{name}: truncated: record at byte {stop} runs past the end of the file "
+            f"(read {count} packets before it)"
+        )
+    if reason == 2:
+        return (
+            f"{name}: corrupt record header at byte {stop} "
+            f"(read {count} packets before it; the rest is ignored)"
+        )
+    return None
+
+
+def pcap_chunk(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) -> PcapChunk:
+    """Classic pcap records from byte `pos`, at most `maxn` of them. The loop follows the
+    caplens; the other header checks (caplen above the original length, microseconds
+    past a second) are made on all records at once afterwards, and the walk is cut at
+    the first that fails them: the same result as checking each in the loop."""
+    unpack = struct.Struct(">I" if be else "<I").unpack_from
+    size = len(buf)
+    heads: list[int] = []
+    reason = 0
+    while pos < size:
+        if len(heads) >= maxn:
+            reason = 3
+            break
+        if pos + 16 > size:
+            reason = 1
+            break
+        (cap,) = unpack(buf, pos + 8)
+        if cap > maxrec:
+            reason = 2
+            break
+        if pos + 16 + cap > size:
+            reason = 1
+            break
+        heads.append(pos)
+        pos += 16 + cap
+    if reason == 1 and pos + 16 <= size:  # runs past the end: unless its header is corrupt
+        _sec, frac, cap, orig = struct.unpack_from(">IIII" if be else "<IIII", buf, pos)
+        if (cap > orig and orig != 0) or (mult == 1000 and frac >= 1_000_000):
+            reason = 2
+    h = np.array(heads, np.int64)
+    if not h.shape[0]:
+        return h, h.copy(), h.copy(), pos, reason
+    u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)  # headers are not aligned
+
+    def word(at: I64) -> I64:
+        b = [u8[at + i].astype(np.int64) for i in range(4)]
+        if be:
+            return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+        return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
+
+    sec, frac, cap, orig = word(h), word(h + 4), word(h + 8), word(h + 12)
+    bad = (cap > orig) & (orig != 0)
+    if mult == 1000:
+        bad |= frac >= 1_000_000
+    if bad.any():
+        k = int(np.argmax(bad))
+        h, sec, frac, cap = h[:k], sec[:k], frac[:k], cap[:k]
+        pos, reason = int(heads[k]), 2
+    return h + 16, cap, sec * 1_000_000_000 + frac * mult, pos, reason
+
+
+def walk_records(path: Path, buf: Any, fast: FastPcap | None = None) -> Records:
+    """Every record of a mapped capture at once, with the walk's warnings."""
+    return RecordWalk(path, buf, fast).all()
