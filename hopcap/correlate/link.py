@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.conns import Conn, Half, PointConns
-from hopcap.correlate.reader import ACK
+from hopcap.correlate.reader import ACK, RST, SYN
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
 
@@ -41,6 +41,9 @@ def link_halves(
                 index[k] = [h.hid]
             else:
                 hits.append(h.hid)
+    # a SYN's IP ID (with its MSS and options) identifies it only where no other SYN at
+    # either point has the same IP ID: scanners send every SYN with IP ID 54321
+    ids_a, ids_b = _sid_ids(a), _sid_ids(b)
     cands: list[tuple[float, int, int]] = []
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     by_str: dict[tuple[str, str], list[Half]] = {}
@@ -55,6 +58,16 @@ def link_halves(
             if not found:
                 continue
             kind = k[0]
+            if kind == "sid":
+                if ids_a.get(k[1], 0) > 1 or ids_b.get(k[1], 0) > 1:
+                    continue
+                # with the ISN rewritten too, a NAT kept one port at least (an IP ID
+                # alone does not make two SYNs with every field different one)
+                found = [
+                    gid
+                    for gid in found
+                    if (g := b.halves[gid]).isn == h.isn or g.sport == h.sport or g.dport == h.dport
+                ]
             w = WEIGHTS.get(str(kind), 1.0)
             for gid in found:
                 scores[gid] = scores.get(gid, 0.0) + w
@@ -80,6 +93,8 @@ def link_halves(
                 continue  # same bytes but other packets: a proxy, not NAT
             if hid not in strong and not _mates_agree(a, h, b, g):
                 continue  # the same answer to another question: a proxy, not NAT
+            if h.tkey != g.tkey and _answered_apart(a, h, b, g):
+                continue  # one SYN sent to two hosts, each answering its own
             dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
             if sc < 2.0:
                 continue
@@ -106,6 +121,40 @@ def _mates_agree(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
     if not any(k[0] == "h" for k in kh) or not any(k[0] == "h" for k in kg):
         return True
     return bool(kh & kg)
+
+
+def _sid_ids(pc: PointConns) -> dict[object, int]:
+    """How many halves at a point have a SYN of each IP ID (the IP ID of "sid" keys)."""
+    out: dict[object, int] = {}
+    for h in pc.halves:
+        for k in set(pc.fingerprints(h)):
+            if k[0] == "sid":
+                out[k[1]] = out.get(k[1], 0) + 1
+    return out
+
+
+def _answered_apart(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
+    """SYNs at `a` and `b` (another tuple: NAT?) whose answers cannot be one packet seen
+    twice: a scanner's identical SYNs to two hosts, each host's stack answering its own.
+    An answer that travelled from `b` back to `a` arrives at `a` later after the SYN than
+    at `b` (each measured on its own point's clock), and a router between them lowers the
+    TTL of both the SYN and the answer, or (a device that leaves TTLs alone) of neither:
+    never raises one, never lowers one alone."""
+    if not (h.syn and g.syn) or h.synack or g.synack:
+        return False
+    mh, mg = _mate(a, h), _mate(b, g)
+    if mh is None or mg is None:
+        return False
+    ta, tb = a.table, b.table
+    ra, rb, qa, qb = int(h.idx[0]), int(g.idx[0]), int(mh.idx[0]), int(mg.idx[0])
+    answer = SYN | RST
+    if not (int(ta.flags[qa]) & answer and int(tb.flags[qb]) & answer):
+        return False
+    if int(ta.ts[qa]) - int(ta.ts[ra]) < int(tb.ts[qb]) - int(tb.ts[rb]):
+        return True
+    down_syn = int(ta.ttl[ra]) - int(tb.ttl[rb])
+    down_ans = int(tb.ttl[qb]) - int(ta.ttl[qa])
+    return down_syn < 0 or down_ans < 0 or (down_syn > 0) != (down_ans > 0)
 
 
 def _mate(pc: PointConns, h: Half) -> Half | None:
