@@ -545,6 +545,15 @@ def _first_payload_ts(pc: PointConns, h: Half | None) -> int | None:
     return int(t.ts[rows[0]]) if rows.shape[0] else None
 
 
+def _source(conn: Conn, dst: bool = False) -> tuple[int, int] | None:
+    """The address a connection came from (`dst`: went to)."""
+    if conn.c is not None:
+        return conn.c.dst if dst else conn.c.src
+    if conn.s is not None:
+        return conn.s.src if dst else conn.s.dst
+    return None
+
+
 def _carries_nothing(pc: PointConns, conn: Conn) -> bool:
     t = pc.table
     return all(h is None or not bool(np.any(t.plen[h.idx] > 0)) for h in (conn.c, conn.s))
@@ -835,6 +844,14 @@ def _plan_attempts(
         wins.append((start, end, fcid, got is not None))
     wins.sort()
     w_starts = [w[0] for w in wins]
+    # the proxy's own connections at b come from where those carrying content came from;
+    # a connection from elsewhere (a scanner's SYN to the proxy's or the server's own
+    # address, another client of the host) is not the proxy going on
+    carried = [m.conn for ms in plan.fronts.values() for m in ms if not m.attempt]
+    sources = {_source(x) for x in carried} - {None}
+    # ... and a connection to the address the front was addressed to (the proxy's own),
+    # where no connection carrying content went, is the proxy's host calling itself
+    dests = {_source(x, dst=True) for x in carried}
     found: dict[int, list[Conn]] = defaultdict(list)
     lo = w_starts[0] - tol_ns + offset_ns if wins else 0
     i0 = bisect.bisect_left(b.starts, lo)
@@ -846,6 +863,8 @@ def _plan_attempts(
             continue
         if s is not None and s.synack:
             continue  # it opened and still carried nothing: a health check, not this
+        if sources and c.src not in sources:
+            continue
         t0, t1 = cb_conn.first_ts - offset_ns, cb_conn.last_ts - offset_ns
         j = bisect.bisect_right(w_starts, t0 + tol_ns)
         # the latest request before it whose window is still open; before a request that
@@ -854,6 +873,8 @@ def _plan_attempts(
         for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
             start, end, fcid, served = wins[i]
             if end >= (t1 if served else t0):
+                if c.dst not in dests and c.dst == _source(a.conns[fcid], dst=True):
+                    break
                 found[fcid].append(cb_conn)
                 break
     for fcid, conns in found.items():
