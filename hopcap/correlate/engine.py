@@ -913,6 +913,23 @@ def _endpoint_name(p: Point, side: str) -> str:
     return side
 
 
+def _closed_with_rst(t: PacketTable, s: Half, c: Half | None, rst_rows: list[int]) -> bool:
+    """Every RST of the server side `s` came after its own FIN, and no client data was
+    seen after that FIN (nothing the client still sent was refused)."""
+    s_rows = s.idx
+    fins = s_rows[(t.flags[s_rows] & FIN) != 0]
+    if fins.shape[0] == 0:
+        return False
+    t_fin = int(t.ts[fins[0]])
+    if min(int(t.ts[r]) for r in rst_rows) < t_fin:
+        return False
+    if c is None:
+        return True
+    c_rows = c.idx
+    late = c_rows[(t.ts[c_rows] > t_fin) & (t.plen[c_rows] > 0)]
+    return late.shape[0] == 0
+
+
 def _describe(
     t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
 ) -> tuple[str, int]:
@@ -1354,7 +1371,14 @@ def _chain_out(
             ("rst", id(last.s)),
             lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
         )
-        if rst_rows:
+        if rst_rows and _closed_with_rst(t, last.s, last.c, rst_rows):
+            # its side was finished (FIN sent) and the client sent no data after it: the
+            # RST answers a FIN or an ACK to a closed socket, nothing was lost (3proxy,
+            # a server that closes without lingering); a note, not a finding
+            note = "closed with RST after its FIN (no data of the client's refused)"
+            if note not in last.details:
+                last.details = (*last.details, note)
+        elif rst_rows:
             beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
             what, nb = _describe(t, rst_rows, last.s.isn)
             findings.append(
