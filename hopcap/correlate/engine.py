@@ -927,7 +927,7 @@ def _closed_with_rst(t: PacketTable, s: Half, c: Half | None, rst_rows: list[int
         return True
     c_rows = c.idx
     late = c_rows[(t.ts[c_rows] > t_fin) & (t.plen[c_rows] > 0)]
-    return late.shape[0] == 0
+    return bool(late.shape[0] == 0)
 
 
 def _describe(
