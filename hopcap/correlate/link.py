@@ -713,7 +713,15 @@ def plan_proxied(
             if len(near) == 1:
                 fcid = next(iter(near))
                 fconn = a.conns[fcid]
-                if fconn.first_ts - tol_ns <= e.t - offset_ns <= fconn.last_ts + tol_ns:
+                # on the clock the matched exchanges of this pair give (the offset is only
+                # a hint before the engine aligns the clocks; a VM's can be seconds off)
+                local = sorted(
+                    cx.ex[bk].t - a.exchanges[fcid].ex[fk].t for bk, fk in pairs[(fcid, bcid)]
+                )
+                if any(
+                    fconn.first_ts - tol_ns <= e.t - off <= fconn.last_ts + tol_ns
+                    for off in (offset_ns, local[len(local) // 2])
+                ):
                     groups[fcid][bcid][1].append(k)
                     continue
             loose.append(k)
