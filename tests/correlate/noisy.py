@@ -22,7 +22,8 @@ is kept, the addresses are TEST-NET / 198.18.0.0/15):
 
 `write_run(dir)` writes client.pcap, relay.pcap and server.pcap; `drop_response=True`
 loses one response segment of the backend connection between server and relay (it is
-retransmitted): a real drop in the same captures.
+retransmitted): a real drop in the same captures; `refused=True`: the client still
+sends a record after the proxy's FIN, and the proxy's RST refuses it (a reset).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _h2c(conv: Conv, t: float, hs_rtt: float, turns: list[tuple[float, str, byte
     return conv
 
 
-def path_convs(drop_response: bool) -> tuple[Conv, Conv, Conv, list[Any]]:
+def path_convs(drop_response: bool, refused: bool = False) -> tuple[Conv, Conv, Conv, list[Any]]:
     """The client's connection (at the client), the one the relay sees from the client's
     NAT, the relay's connection to the server (true times; the server sees it 1 ms later);
     the segments lost between server and relay."""
@@ -104,8 +105,13 @@ def path_convs(drop_response: bool) -> tuple[Conv, Conv, Conv, list[Any]]:
         (T0 + 0.0850, C2S, PREFACE + SETTINGS_ACK), (T0 + 0.0880, S2C, PAGE),
         (T0 + 0.1180, C2S, GOAWAY),
     ])  # fmt: skip
-    # the proxy closes: its FIN, then a RST to the client's FIN (nothing of it unread)
+    # the proxy closes: its FIN, then a RST to the client's FIN (nothing of it unread);
+    # `refused`: the client still sent data after the proxy's FIN, the RST refused it
+    if refused:
+        _at(b, T0 + 0.1184, S2C, "PA", GOAWAY)
     _at(b, T0 + 0.1185, S2C, "FA")
+    if refused:
+        _at(b, T0 + 0.1320, C2S, "PA", b"\x17\x03\x03\x00\x13" + bytes(19))
     _at(b, T0 + 0.1330, C2S, "FA")
     _at(b, T0 + 0.1331, S2C, "R", seq=b.nxt[S2C])
     c = Conv((RELAY, 40109), (SERVER_NAT, 8001), seed=13, t0=T0)
@@ -247,10 +253,10 @@ def twin_probes() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
 NOISE = {"relay": 9, "server": 8}
 
 
-def write_run(d: Path, *, drop_response: bool = False) -> dict[str, Path]:
+def write_run(d: Path, *, drop_response: bool = False, refused: bool = False) -> dict[str, Path]:
     """client.pcap, relay.pcap, server.pcap of one healthy run with the noise above."""
     d.mkdir(parents=True, exist_ok=True)
-    a, b, c, lost = path_convs(drop_response)
+    a, b, c, lost = path_convs(drop_response, refused)
     tr, ts = twin_probes()
     client = render([a], View(clock=CLIENT_SKEW))
     relay = (

@@ -181,3 +181,15 @@ def test_the_report_shows_the_hosts_own_traffic_apart(run: dict[str, Path], tmp_
     again = Verdict.from_dict(json.loads((tmp_path / "b" / "verdict.json").read_text()))
     assert [f.path for f in again.flows] == [f.path for f in v.flows]
     assert again.target == TARGET
+
+
+def test_a_proxy_reset_refusing_data_stays_a_reset(tmp_path: Path) -> None:
+    """The proxy's FIN then RST is a close when the client sent nothing after the FIN
+    (the healthy run: a note on the leg); when the client still sent data, the RST
+    refused it: the relay's reset, reported."""
+    v = three(noisy.write_run(tmp_path / "rst", refused=True))
+    got = faults(v)
+    assert [(k, b) for _id, k, b, _w in got] == [("reset", ("relay", "relay"))]
+    (fl,) = (f for f in v.flows if f.id == got[0][0])
+    assert fl.client == f"{noisy.CLIENT[0]}:{noisy.CLIENT[1]}"
+    assert not any("closed with RST" in d for leg in fl.legs for d in leg.details)
