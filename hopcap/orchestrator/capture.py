@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hopcap.errors import CaptureError
+from hopcap.inventory.values import VALID_INTERFACE
 from hopcap.model import CapturePoint
 from hopcap.orchestrator.transport import HostTransport, RemoteProcess, as_root, quote
 
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,14}$")
 _STAT_RE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)")
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
@@ -120,9 +120,10 @@ class CaptureStats:
 
 
 def safe_name(interface: str) -> str:
-    if not INTERFACE_RE.match(interface):
+    """The interface's name, once checked by the inventory's rule (the only one)."""
+    if not VALID_INTERFACE.match(interface):
         raise CaptureError(f"refusing interface name {interface!r}: not a valid interface name")
-    return interface.replace(":", "_")
+    return interface
 
 
 def ssh_exclusion(ssh_connection: str) -> str | None:
@@ -242,13 +243,16 @@ class RunningCapture:
         lines = [s for s in self.stderr_head if s.strip()]
         return f": {lines[-1]}" if lines else ""
 
-    async def stop(self) -> CaptureStats:
-        """SIGINT the capture (so the pcap is complete) and collect its statistics."""
-        self.stop_ts = time.time()
+    async def stop(self, *, signalled: bool = False) -> CaptureStats:
+        """SIGINT the capture (so the pcap is complete) and collect its statistics.
+        `signalled`: the SIGINT was already sent (`stop_all` signals a host's captures in
+        one command, and noted the time)."""
+        if not signalled or self.stop_ts is None:
+            self.stop_ts = time.time()
         if self.proc is None:
             return CaptureStats(None, None, None)
-        kill = f"kill -INT $(cat {quote([self.spec.pidfile])}) 2>/dev/null || true"
-        await self.transport.run(as_root(kill, self.spec.sudo), timeout=15)
+        if not signalled:
+            await self.transport.run(as_root(kill_command([self]), self.spec.sudo), timeout=15)
         try:
             res = await self.proc.wait(timeout=STOP_TIMEOUT_S)
         except TimeoutError as exc:
@@ -276,6 +280,12 @@ class RunningCapture:
         pattern = quote([self.spec.base]) + "*"
         res = await self.transport.run(as_root(f"ls -1tr {pattern} 2>/dev/null", self.spec.sudo))
         return [f for f in res.stdout.splitlines() if f.strip()]
+
+
+def kill_command(captures: Sequence[RunningCapture]) -> str:
+    """One shell command that SIGINTs every capture of `captures` (of one host)."""
+    pidfiles = " ".join(quote([rc.spec.pidfile]) for rc in captures)
+    return f"for p in {pidfiles}; do kill -INT $(cat $p) 2>/dev/null; done; true"
 
 
 def _hint_for(stderr: Sequence[str]) -> str | None:

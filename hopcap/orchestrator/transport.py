@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,9 @@ import asyncssh
 from hopcap.errors import AuthError, ConnectError, HostKeyError, TransportError
 from hopcap.model import Host
 
-# ../shared/PERF.md: aes128-gcm moved SFTP data 1.5x faster than asyncssh's default
-# (chacha20) here; keep every other default algorithm as a fallback so that any server
-# that speaks one of them still works.
+# aes128-gcm moved SFTP data 1.5x faster than asyncssh's default (chacha20) on the lab
+# (BENCHMARKS.md, "Orchestrator on the lab"); every other default algorithm stays as a
+# fallback so that any server that speaks one of them still works.
 PREFERRED_CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -203,20 +205,153 @@ class ShellProcess:
         self._proc.close()
 
 
+TimedLine = tuple[float, str, float]  # (written at, the line answered, answered at)
+COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
+
+
+class _CommandShell:
+    """One long-lived `sh` on the host that runs short commands one after the other.
+
+    Every exec channel costs the host a session and a start of the login's shell with its
+    start-up files (a third of a second on the lab, whose logins run `pyenv init`); a run
+    issues a dozen short commands per host. Each command still runs in a `sh -c` of its
+    own (a syntax error or an `exit` cannot end this shell), with stdin from /dev/null;
+    a marker line on stdout (with the exit status) and on stderr ends its output."""
+
+    def __init__(self, host: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+        self.host = host
+        self.proc = proc
+        self.marker = "@@hopcap-done-" + secrets.token_hex(6)
+        self.alive = True
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        m = self.marker
+        self.proc.stdin.write(
+            f"sh -c {shlex.quote(command)} </dev/null; "
+            f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
+        )
+        try:
+            (out, status), (err, _) = await asyncio.wait_for(
+                asyncio.gather(self._read(self.proc.stdout), self._read(self.proc.stderr)),
+                timeout,
+            )
+        except BaseException:
+            self.close()  # the shell is somewhere in the command's output: never reuse it
+            raise
+        return CommandResult(
+            command=command,
+            exit_status=int(status) if status.isdigit() else None,
+            stdout=out,
+            stderr=err,
+        )
+
+    async def lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
+        """Write `command` (a simple command that prints one line, such as `date`) `count`
+        times, each once the previous answer is in, straight to this shell (no `sh -c`
+        in between: the clock's round trips stay short)."""
+        out: list[TimedLine] = []
+        try:
+            for _ in range(count):
+                t0 = time.time()
+                self.proc.stdin.write(f"{{ {command}; }} 2>/dev/null\n")
+                line = _text(await asyncio.wait_for(self.proc.stdout.readline(), timeout))
+                out.append((t0, line, time.time()))
+                if not line:
+                    raise TransportError(self.host, f"`{command}` gave no answer")
+        except BaseException:
+            self.close()
+            raise
+        return out
+
+    async def _read(self, stream: asyncssh.SSHReader[Any]) -> tuple[str, str]:
+        """The command's text on `stream` and what follows the marker on its line."""
+        lines: list[str] = []
+        while True:
+            line = _text(await stream.readline())
+            if not line:
+                self.close()
+                raise TransportError(self.host, "the command shell ended unexpectedly")
+            if line.startswith(self.marker):
+                text = "".join(lines)
+                return text[:-1] if text.endswith("\n") else text, line[len(self.marker) :].strip()
+            lines.append(line)
+
+    def close(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.proc.close()
+
+
 class SSHTransport:
     """A `HostTransport` over one asyncssh connection.
+
+    With `command_shell` (a Linux host), short commands without input run through a few
+    long-lived shells (`_CommandShell`) instead of an exec channel each.
 
     dropbear (2022.83) refuses session requests, and now and then drops the whole
     connection on a failed assertion, when several short commands run on one connection at
     once; with a dropbear server, short commands therefore run one at a time (long-lived
     ones, spawned with stdin, only open their channel one at a time)."""
 
-    def __init__(self, name: str, conn: asyncssh.SSHClientConnection) -> None:
+    def __init__(
+        self, name: str, conn: asyncssh.SSHClientConnection, *, command_shell: bool = False
+    ) -> None:
         self.name = name
         self.conn = conn
         server = str(conn.get_extra_info("server_version", "") or "")
         self.server_version = server
         self._gate = asyncio.Semaphore(1) if "dropbear" in server.lower() else None
+        self.command_shell = command_shell
+        self._idle: list[_CommandShell] = []
+        self._shells = 0
+        self._shell_freed = asyncio.Condition()
+
+    async def _shell(self) -> _CommandShell:
+        """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
+        or the next to be freed."""
+        async with self._shell_freed:
+            while not self._idle and self._shells >= COMMAND_SHELLS:
+                await self._shell_freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._shells += 1
+        try:
+            async with self._gated():  # dropbear: one channel opening at a time
+                proc = await self._retrying(
+                    lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
+                )
+        except BaseException:
+            await self._release(None)
+            raise
+        return _CommandShell(self.name, proc)
+
+    async def _release(self, shell: _CommandShell | None) -> None:
+        async with self._shell_freed:
+            if shell is not None and shell.alive:
+                self._idle.append(shell)
+            else:
+                self._shells -= 1
+            self._shell_freed.notify()
+
+    async def timed_lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
+        """(sent, answer, received) of `command` written `count` times to one command shell
+        (see `_CommandShell.lines`)."""
+        shell = await self._shell()
+        try:
+            return await shell.lines(command, count, timeout)
+        except TimeoutError as exc:
+            raise TransportError(self.name, f"`{command}` gave no answer") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
+        finally:
+            await asyncio.shield(self._release(shell))
+
+    async def _run_in_shell(self, command: str, timeout: float) -> CommandResult:
+        shell = await self._shell()
+        try:
+            return await shell.run(command, timeout)
+        finally:
+            await asyncio.shield(self._release(shell))
 
     @contextlib.asynccontextmanager
     async def _gated(self) -> AsyncIterator[None]:
@@ -239,6 +374,15 @@ class SSHTransport:
     async def run(
         self, command: str, *, timeout: float = 30.0, input: str | None = None
     ) -> CommandResult:
+        if self.command_shell and input is None:
+            try:
+                return await self._run_in_shell(command, timeout)
+            except TimeoutError as exc:
+                raise TransportError(
+                    self.name, f"`{command}` did not finish in {timeout:g}s"
+                ) from exc
+            except (asyncssh.Error, OSError) as exc:
+                raise _translate(self.name, exc) from exc
         try:
             async with self._gated():
                 res = await self._retrying(
@@ -331,6 +475,8 @@ class SSHTransport:
         return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
 
     async def close(self) -> None:
+        for shell in self._idle:
+            shell.close()
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self.conn.wait_closed(), timeout=5)
@@ -396,7 +542,7 @@ async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -
         raise _auth_error(host, exc, password="password" in opts) from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise _translate(host.name, exc) from exc
-    return SSHTransport(host.name, conn)
+    return SSHTransport(host.name, conn, command_shell=host.kind == "linux")
 
 
 def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:
