@@ -45,10 +45,11 @@ from hopcap.orchestrator.run import (
     _prepare,
     _sha256,
     _shielded,
+    arm_captures,
+    fire_and_listen,
     host_spec_args,
     new_run_id,
     point_captures,
-    start_captures,
     stop_captures,
 )
 from hopcap.orchestrator.session import (
@@ -288,7 +289,8 @@ async def record(
                         "max_mb": file_mb * files,
                         "keep_s": keep,
                     }
-            await start_captures(specs, pcaps, st.running, st.point_errors, emit)
+            await arm_captures(specs, pcaps, st.running, st.point_errors, emit)
+            await fire_and_listen(st.running, st.point_errors, emit)
             live = [n for n in st.running if n not in st.point_errors]
             if not live:
                 raise CaptureError(

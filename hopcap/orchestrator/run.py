@@ -398,13 +398,15 @@ def _timed(phase: str) -> Iterator[None]:
 
 
 async def _settled(tasks: Mapping[str, asyncio.Future[Facts]], what: str) -> dict[str, Facts]:
-    """The results of facts tasks per host; a task that failed is logged, not fatal."""
+    """The results of facts tasks per host; a task that failed is logged and noted as
+    missing, never fatal."""
     out: dict[str, Facts] = {}
     for name, task in tasks.items():
         try:
             out[name] = await task
-        except HopcapError as exc:
+        except HopcapError as exc:  # the bundle says so too (facts/<host>/missing.txt)
             log.warning("%s: %s not collected: %s", name, what, exc)
+            out[name] = ({}, {"facts": f"{what} not collected: {exc}"})
     return out
 
 
@@ -413,19 +415,6 @@ async def _host_facts(s: HostSession) -> Facts:
     if s.host.kind == "fortigate":
         return await fortigate_facts(s.transport)
     return await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
-
-
-async def start_captures(
-    specs: Sequence[tuple[HostSession, CaptureSpec]],
-    pcaps: Path,
-    running: dict[str, RunningCapture],
-    point_errors: dict[str, str],
-    emit: EventSink,
-) -> None:
-    """Arm every capture, fire them in one go, then wait for each to listen (the barrier).
-    A point that fails gets its `point_errors` entry; the others go on."""
-    await arm_captures(specs, pcaps, running, point_errors, emit)
-    await fire_and_listen(running, point_errors, emit)
 
 
 async def arm_captures(

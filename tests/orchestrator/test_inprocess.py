@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -20,38 +22,48 @@ from hopcap.orchestrator.run import RunOptions, run_capture
 from hopcap.orchestrator.session import HostSession, no_events, probe
 from hopcap.orchestrator.transport import COMMAND_SHELLS, SSHTransport, connect
 from tests.orchestrator.localtransport import path_without
-from tests.orchestrator.sshserver import DamagingSFTP, Server, Site, serve
+from tests.orchestrator.sshserver import DamagingSFTP, Server, serve
 
 NO_HASH_TOOL = ("sha256sum", "openssl", "sha1sum", "md5sum")
 
 
-async def _connect(site: Site, name: str) -> SSHTransport:
-    return await connect(site.inventory(**{name: "capture: [lo]"}).hosts[name])
+@asynccontextmanager
+async def _host(tmp: Path, server: Server) -> AsyncIterator[HostSession]:
+    """One served host "a", connected with hopcap's transport (closed at the end)."""
+    async with serve(tmp, a=server) as site:
+        host = site.inventory(a="capture: [lo]").hosts["a"]
+        s = HostSession(host, transport=await connect(host))
+        try:
+            yield s
+        finally:
+            await s.transport.close()  # type: ignore[union-attr]
+
+
+def _t(s: HostSession) -> SSHTransport:
+    assert isinstance(s.transport, SSHTransport)
+    return s.transport
 
 
 def test_short_commands_share_a_few_shells_and_keep_their_own_status(tmp_path: Path) -> None:
     async def main() -> None:
         srv = Server()
-        async with serve(tmp_path, a=srv) as site:
-            t = await _connect(site, "a")
-            try:
-                ok = await t.run("echo out; echo err >&2")
-                assert (ok.exit_status, ok.stdout, ok.stderr) == (0, "out\n", "err\n")
-                three = await t.run("exit 3")
-                assert three.exit_status == 3 and not three.ok
-                bare = await t.run("printf 'no newline'")
-                assert bare.stdout == "no newline"
-                syntax = await t.run("echo (")  # a syntax error ends its own `sh -c` only
-                assert syntax.exit_status == 2 and syntax.stderr
-                stdin = await t.run("cat")  # stdin is /dev/null, not the shell's stream
-                assert stdin.ok and stdin.stdout == ""
-                assert (await t.run("echo still here")).stdout == "still here\n"
-                assert srv.sessions == 1
-                many = await asyncio.gather(*(t.run(f"sleep 0.2; echo {i}") for i in range(6)))
-                assert [r.stdout for r in many] == [f"{i}\n" for i in range(6)]
-                assert srv.sessions <= COMMAND_SHELLS
-            finally:
-                await t.close()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            ok = await t.run("echo out; echo err >&2")
+            assert (ok.exit_status, ok.stdout, ok.stderr) == (0, "out\n", "err\n")
+            three = await t.run("exit 3")
+            assert three.exit_status == 3 and not three.ok
+            bare = await t.run("printf 'no newline'")
+            assert bare.stdout == "no newline"
+            syntax = await t.run("echo (")  # a syntax error ends its own `sh -c` only
+            assert syntax.exit_status == 2 and syntax.stderr
+            stdin = await t.run("cat")  # stdin is /dev/null, not the shell's stream
+            assert stdin.ok and stdin.stdout == ""
+            assert (await t.run("echo still here")).stdout == "still here\n"
+            assert srv.sessions == 1
+            many = await asyncio.gather(*(t.run(f"sleep 0.2; echo {i}") for i in range(6)))
+            assert [r.stdout for r in many] == [f"{i}\n" for i in range(6)]
+            assert srv.sessions <= COMMAND_SHELLS
 
     asyncio.run(main())
 
@@ -59,15 +71,12 @@ def test_short_commands_share_a_few_shells_and_keep_their_own_status(tmp_path: P
 def test_a_command_past_its_timeout_costs_its_shell_not_the_next_command(tmp_path: Path) -> None:
     async def main() -> None:
         srv = Server()
-        async with serve(tmp_path, a=srv) as site:
-            t = await _connect(site, "a")
-            try:
-                with pytest.raises(TransportError, match=r"did not finish in 0\.3s"):
-                    await t.run("sleep 5", timeout=0.3)
-                assert (await t.run("echo next")).stdout == "next\n"
-                assert srv.sessions == 2  # the timed-out shell is never reused
-            finally:
-                await t.close()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            with pytest.raises(TransportError, match=r"did not finish in 0\.3s"):
+                await t.run("sleep 5", timeout=0.3)
+            assert (await t.run("echo next")).stdout == "next\n"
+            assert srv.sessions == 2  # the timed-out shell is never reused
 
     asyncio.run(main())
 
@@ -75,17 +84,14 @@ def test_a_command_past_its_timeout_costs_its_shell_not_the_next_command(tmp_pat
 def test_clock_through_the_command_shell(tmp_path: Path) -> None:
     async def main() -> None:
         srv = Server()
-        async with serve(tmp_path, a=srv) as site:
-            t = await _connect(site, "a")
-            try:
-                offset, error = await clock_offset(t)
-                # the same clock on both sides: the offset is within the error bound
-                assert error < 0.05 and abs(offset) <= error + 0.001
-                assert srv.sessions == 1
-                assert (await t.run("echo after")).stdout == "after\n"  # the shell is clean
-                assert srv.sessions == 1
-            finally:
-                await t.close()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            offset, error = await clock_offset(t)
+            # the same clock on both sides: the offset is within the error bound
+            assert error < 0.05 and abs(offset) <= error + 0.001
+            assert srv.sessions == 1
+            assert (await t.run("echo after")).stdout == "after\n"  # the shell is clean
+            assert srv.sessions == 1
 
     asyncio.run(main())
 
@@ -93,23 +99,18 @@ def test_clock_through_the_command_shell(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sftp", [True, False])
 def test_probe_learns_the_pull_method_and_our_own_session(tmp_path: Path, sftp: bool) -> None:
     async def main() -> None:
-        async with serve(tmp_path, a=Server(sftp=sftp)) as site:
-            inv = site.inventory(a="capture: [lo]")
-            s = HostSession(inv.hosts["a"], transport=await connect(inv.hosts["a"]))
-            try:
-                await probe(s)
-                assert s.caps.pull == ("sftp" if sftp else "exec")
-                assert s.caps.hash == "sha256sum"
-                ours = s.transport.endpoints()  # type: ignore[union-attr]
-                assert ours is not None
-                # the filter excludes exactly this connection, as the host sees it
-                assert ssh_exclusion(s.ssh_connection) == (
-                    f"not (tcp and host {ours[0]} and host {ours[2]} and port {ours[1]} "
-                    f"and port {ours[3]})"
-                )
-                assert "lo" in s.interfaces
-            finally:
-                await s.transport.close()  # type: ignore[union-attr]
+        async with _host(tmp_path, Server(sftp=sftp)) as s:
+            await probe(s)
+            assert s.caps.pull == ("sftp" if sftp else "exec")
+            assert s.caps.hash == "sha256sum"
+            ours = s.transport.endpoints()  # type: ignore[union-attr]
+            assert ours is not None
+            # the filter excludes exactly this connection, as the host sees it
+            assert ssh_exclusion(s.ssh_connection) == (
+                f"not (tcp and host {ours[0]} and host {ours[2]} and port {ours[1]} "
+                f"and port {ours[3]})"
+            )
+            assert "lo" in s.interfaces
 
     asyncio.run(main())
 
@@ -145,21 +146,16 @@ CAPTURE = bytes(range(256)) * 64  # the pull does not parse what it pulls
 def test_a_pull_is_always_verified(tmp_path: Path, sftp: bool, tools: bool, damage: int) -> None:
     async def main() -> None:
         path = None if tools else path_without(tmp_path, *NO_HASH_TOOL)
-        async with serve(tmp_path, a=Server(sftp=sftp, path=path)) as site:
-            inv = site.inventory(a="capture: [lo]")
-            s = HostSession(inv.hosts["a"], transport=await connect(inv.hosts["a"]))
-            try:
-                await probe(s)
-                assert (s.caps.hash is not None) == tools
-                rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
-                DamagingSFTP.damage = damage
-                local, digest = await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
-                assert local.read_bytes() == CAPTURE
-                assert digest == hashlib.sha256(CAPTURE).hexdigest()
-                assert DamagingSFTP.damage == 0  # the damaged read did happen
-                assert not list(tmp_path.glob("*.reread"))
-            finally:
-                await s.transport.close()  # type: ignore[union-attr]
+        async with _host(tmp_path, Server(sftp=sftp, path=path)) as s:
+            await probe(s)
+            assert (s.caps.hash is not None) == tools
+            rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
+            DamagingSFTP.damage = damage
+            local, digest = await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
+            assert local.read_bytes() == CAPTURE
+            assert digest == hashlib.sha256(CAPTURE).hexdigest()
+            assert DamagingSFTP.damage == 0  # the damaged read did happen
+            assert not list(tmp_path.glob("*.reread"))
 
     asyncio.run(main())
 
@@ -167,17 +163,12 @@ def test_a_pull_is_always_verified(tmp_path: Path, sftp: bool, tools: bool, dama
 def test_a_pull_that_is_always_damaged_fails_after_the_retries(tmp_path: Path) -> None:
     async def main() -> None:
         path = path_without(tmp_path, *NO_HASH_TOOL)
-        async with serve(tmp_path, a=Server(path=path)) as site:
-            inv = site.inventory(a="capture: [lo]")
-            s = HostSession(inv.hosts["a"], transport=await connect(inv.hosts["a"]))
-            try:
-                await probe(s)
-                rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
-                DamagingSFTP.damage = 1000
-                with pytest.raises(CaptureError, match="a second read of the remote file differs"):
-                    await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
-            finally:
-                await s.transport.close()  # type: ignore[union-attr]
+        async with _host(tmp_path, Server(path=path)) as s:
+            await probe(s)
+            rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
+            DamagingSFTP.damage = 1000
+            with pytest.raises(CaptureError, match="a second read of the remote file differs"):
+                await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
 
     asyncio.run(main())
 
