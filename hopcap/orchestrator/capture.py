@@ -79,6 +79,10 @@ class CaptureSpec:
         argv.append(self.filter)
         return argv
 
+    def signal_command(self) -> str:
+        """The shell command that SIGINTs this capture (and ends what runs beside it)."""
+        return f"kill -INT $(cat {quote([self.pidfile])}) 2>/dev/null"
+
     def sidecar(self) -> str:
         """A background job started beside tcpdump (`... & `), for subclasses: it must hold
         none of the channel's descriptors and end with the capture (whose pid is `$$`)."""
@@ -284,8 +288,7 @@ class RunningCapture:
 
 def kill_command(captures: Sequence[RunningCapture]) -> str:
     """One shell command that SIGINTs every capture of `captures` (of one host)."""
-    pidfiles = " ".join(quote([rc.spec.pidfile]) for rc in captures)
-    return f"for p in {pidfiles}; do kill -INT $(cat $p) 2>/dev/null; done; true"
+    return "".join(rc.spec.signal_command() + "; " for rc in captures) + "true"
 
 
 def _hint_for(stderr: Sequence[str]) -> str | None:

@@ -164,7 +164,16 @@ class RingSpec(CaptureSpec):
             + ' "$$" '
             + quote([self.base, f"{self.keep_s:.0f}", rounds])
             + " </dev/null >/dev/null 2>&1 & "
+            + f"echo $! > {quote([self.prune_pidfile])}; "
         )
+
+    @property
+    def prune_pidfile(self) -> str:
+        return self.pidfile + ".prune"
+
+    def signal_command(self) -> str:
+        # the pruner would notice the capture's end only at its next round
+        return super().signal_command() + f"; kill $(cat {quote([self.prune_pidfile])}) 2>/dev/null"
 
 
 @dataclass

@@ -209,6 +209,11 @@ TimedLine = tuple[float, str, float]  # (written at, the line answered, answered
 COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class _CommandShell:
     """One long-lived `sh` on the host that runs short commands one after the other.
 
@@ -230,13 +235,17 @@ class _CommandShell:
             f"sh -c {shlex.quote(command)} </dev/null; "
             f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
         )
+        reads = [
+            asyncio.ensure_future(self._read(self.proc.stdout)),
+            asyncio.ensure_future(self._read(self.proc.stderr)),
+        ]
         try:
-            (out, status), (err, _) = await asyncio.wait_for(
-                asyncio.gather(self._read(self.proc.stdout), self._read(self.proc.stderr)),
-                timeout,
-            )
+            (out, status), (err, _) = await asyncio.wait_for(asyncio.gather(*reads), timeout)
         except BaseException:
             self.close()  # the shell is somewhere in the command's output: never reuse it
+            for r in reads:  # the other stream's read ends too, and its error is not news
+                r.cancel()
+                r.add_done_callback(_retrieved)
             raise
         return CommandResult(
             command=command,
