@@ -56,7 +56,7 @@ from hopcap.orchestrator.session import (
     resolve_all_points,
     ssh_connector,
 )
-from hopcap.orchestrator.transport import CommandResult, as_root, quote
+from hopcap.orchestrator.transport import CommandResult, SSHTransport, as_root, quote
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -181,6 +181,13 @@ class CaptureRun:
         self.sessions = await connect_all(
             self.inv, hosts_to_connect(self.inv), self.emit, self.opts.connector
         )
+        if self.opts.stream:  # streamed captures open their sessions with their output
+            return
+        for s in self._path():
+            if isinstance(s.transport, SSHTransport) and s.host.kind == "linux":
+                # the captures' sessions open while the host is probed and prepared
+                declared = s.host.capture
+                s.transport.warm(2 if declared == "auto" else len(declared))
 
     async def prepare(self) -> None:
         """Probe every host (the readiness rule of `check`), resolve the points."""
@@ -231,6 +238,9 @@ class CaptureRun:
 
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
         await asyncio.gather(*armed)
+        for s in self.sessions.values():
+            if isinstance(s.transport, SSHTransport):
+                s.transport.drop_warm()
         await fire_and_listen(self.running, self.point_errors, self.emit)
         if not any(n not in self.point_errors for n in self.running):
             raise CaptureError(

@@ -209,6 +209,12 @@ TimedLine = tuple[float, str, float]  # (written at, the line answered, answered
 COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
 
 
+def _close_opened(opening: asyncio.Future[asyncssh.SSHClientProcess[Any]]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    opening.result().close()
+
+
 def _retrieved(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -314,6 +320,7 @@ class SSHTransport:
         self._idle: list[_CommandShell] = []
         self._shells = 0
         self._shell_freed = asyncio.Condition()
+        self._warm: list[asyncio.Future[asyncssh.SSHClientProcess[Any]]] = []
 
     async def _shell(self) -> _CommandShell:
         """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
@@ -409,9 +416,47 @@ class SSHTransport:
             exit_signal=res.exit_signal[0] if res.exit_signal else None,
         )
 
+    def warm(self, sessions: int) -> None:
+        """Start opening `sessions` sessions that each run a bare `sh` waiting for its
+        command on stdin, so that the session and the login's start-up files are paid for
+        while other work goes on; `spawn` with stdin and no `stdout_to` (a capture) takes
+        one and `exec`s its command there. Those never taken end with `close`."""
+        for _ in range(sessions):
+            self._warm.append(asyncio.ensure_future(self._open_bare_sh()))
+
+    async def _open_bare_sh(self) -> asyncssh.SSHClientProcess[Any]:
+        async with self._gated():  # dropbear: one channel opening at a time
+            return await self._retrying(
+                lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
+            )
+
+    async def _take_warm(self, command: str) -> _SSHProcess | None:
+        while self._warm:
+            opening = self._warm.pop(0)
+            try:
+                proc = await opening
+            except (asyncssh.Error, OSError):
+                continue  # the usual way then
+            # a shell reading its commands from stdin reads no further than the line it
+            # runs, so what follows (the capture's "go") reaches the command
+            proc.stdin.write(f"exec {command}\n")
+            return _SSHProcess(self.name, command, proc, binary=False)
+        return None
+
+    def drop_warm(self) -> None:
+        """End the warm sessions not taken (their `sh` exits at the end of its input)."""
+        for opening in self._warm:
+            opening.add_done_callback(_close_opened)
+        self._warm.clear()
+
     async def spawn(
         self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
     ) -> RemoteProcess:
+        if stdin and stdout_to is None:
+            warm = await self._take_warm(command)
+            if warm is not None:
+                return warm
+
         def open_process() -> Awaitable[asyncssh.SSHClientProcess[Any]]:
             if stdout_to is not None:
                 return self.conn.create_process(
@@ -484,6 +529,7 @@ class SSHTransport:
         return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
 
     async def close(self) -> None:
+        self.drop_warm()
         for shell in self._idle:
             shell.close()
         self.conn.close()
