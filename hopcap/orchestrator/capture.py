@@ -279,12 +279,6 @@ class RunningCapture:
         )
         return int(res.stdout.strip() or 0)
 
-    async def files(self) -> list[str]:
-        """The ring files this capture wrote, oldest first."""
-        pattern = quote([self.spec.base]) + "*"
-        res = await self.transport.run(as_root(f"ls -1tr {pattern} 2>/dev/null", self.spec.sudo))
-        return [f for f in res.stdout.splitlines() if f.strip()]
-
 
 def kill_command(captures: Sequence[RunningCapture]) -> str:
     """One shell command that SIGINTs every capture of `captures` (of one host)."""

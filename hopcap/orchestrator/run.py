@@ -612,12 +612,6 @@ def _sniffed(
         point_errors[name] = f"{name}: the sniffer saw no packet on any interface"
 
 
-def _pulled(
-    running: dict[str, RunningCapture], pulled: dict[str, tuple[Path, str]]
-) -> list[tuple[CapturePoint, RunningCapture]]:
-    return [(rc.spec.point, rc) for n, rc in running.items() if n in pulled]
-
-
 def _declared_points(s: HostSession) -> list[CapturePoint]:
     """Points of a host that failed before resolving them (so the bundle can name them)."""
     if s.host.capture == "auto":

@@ -215,9 +215,16 @@ def _close_opened(opening: asyncio.Future[asyncssh.SSHClientProcess[Any]]) -> No
     opening.result().close()
 
 
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _quiet(task: asyncio.Future[T]) -> asyncio.Future[T]:
+    """`task`, whose exception counts as seen even if nobody awaits it any more (a run
+    being cancelled while the connection drops): whoever awaits it still gets it."""
+
+    def seen(t: asyncio.Future[T]) -> None:
+        if not t.cancelled():
+            t.exception()
+
+    task.add_done_callback(seen)
+    return task
 
 
 class _CommandShell:
@@ -242,17 +249,24 @@ class _CommandShell:
             f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
         )
         reads = [
-            asyncio.ensure_future(self._read(self.proc.stdout)),
-            asyncio.ensure_future(self._read(self.proc.stderr)),
+            _quiet(asyncio.ensure_future(self._read(self.proc.stdout))),
+            _quiet(asyncio.ensure_future(self._read(self.proc.stderr))),
         ]
         try:
-            (out, status), (err, _) = await asyncio.wait_for(asyncio.gather(*reads), timeout)
+            _, pending = await asyncio.wait(
+                reads, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION
+            )
+            if pending:  # a read failed, or the time is up
+                for r in reads:
+                    if r.done() and r.exception() is not None:
+                        raise r.exception()  # type: ignore[misc]
+                raise TimeoutError
         except BaseException:
             self.close()  # the shell is somewhere in the command's output: never reuse it
-            for r in reads:  # the other stream's read ends too, and its error is not news
+            for r in reads:
                 r.cancel()
-                r.add_done_callback(_retrieved)
             raise
+        (out, status), (err, _) = reads[0].result(), reads[1].result()
         return CommandResult(
             command=command,
             exit_status=int(status) if status.isdigit() else None,
@@ -269,7 +283,8 @@ class _CommandShell:
             for _ in range(count):
                 t0 = time.time()
                 self.proc.stdin.write(f"{{ {command}; }} 2>/dev/null\n")
-                line = _text(await asyncio.wait_for(self.proc.stdout.readline(), timeout))
+                answer = _quiet(asyncio.ensure_future(self.proc.stdout.readline()))
+                line = _text(await asyncio.wait_for(answer, timeout))
                 out.append((t0, line, time.time()))
                 if not line:
                     raise TransportError(self.host, f"`{command}` gave no answer")
@@ -422,7 +437,7 @@ class SSHTransport:
         while other work goes on; `spawn` with stdin and no `stdout_to` (a capture) takes
         one and `exec`s its command there. Those never taken end with `close`."""
         for _ in range(sessions):
-            self._warm.append(asyncio.ensure_future(self._open_bare_sh()))
+            self._warm.append(_quiet(asyncio.ensure_future(self._open_bare_sh())))
 
     async def _open_bare_sh(self) -> asyncssh.SSHClientProcess[Any]:
         async with self._gated():  # dropbear: one channel opening at a time
