@@ -302,25 +302,32 @@ class CaptureRun:
             if n not in self.point_errors or n in self.stats:
                 by_host.setdefault(rc.transport.name, []).append((n, rc))
 
-        async def facts(s: HostSession) -> None:
-            got = await _settled({s.name: asyncio.ensure_future(_host_facts(s))}, "facts after")
-            self.facts_after.update(got)
-
-        async def clock_then_pull(s: HostSession) -> None:
-            # the clock first: a pull's data on the same connection would delay its answers
+        async def one(s: HostSession) -> None:
+            # one command shell, in turn: the clock (first: a pull's data on the same
+            # connection would delay its answers), the files of every capture with their
+            # digests, then the facts while the files come over SFTP
             await self._clock(s, self.clocks_after, "after the window")
-            await asyncio.gather(*(self._pull(n, rc) for n, rc in by_host.get(s.name, [])))
-
-        jobs = []
-        for s in self.sessions.values():
-            if not s.ok:
-                continue
+            mine = by_host.get(s.name, [])
+            listed: dict[str, list[RemoteFile]] = {}
+            try:
+                listed = await host_files([rc for _, rc in mine], s.caps.hash)
+            except HopcapError as exc:  # each pull then lists its own
+                log.warning("%s: listing the capture files failed: %s", s.name, exc)
+            facts: asyncio.Future[dict[str, Facts]] | None = None
             if self.opts.collect_facts and s.name in self._facts_before:
-                jobs.append(facts(s))
-            jobs.append(clock_then_pull(s))
-        await asyncio.gather(*jobs)
+                tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
+                facts = asyncio.ensure_future(_settled(tasks, "facts after the window"))
+            try:
+                await asyncio.gather(*(self._pull(n, rc, listed.get(n)) for n, rc in mine))
+            finally:
+                if facts is not None:
+                    self.facts_after.update(await facts)
 
-    async def _pull(self, name: str, rc: RunningCapture) -> None:
+        await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
+
+    async def _pull(
+        self, name: str, rc: RunningCapture, listed: list[RemoteFile] | None = None
+    ) -> None:
         if isinstance(rc, FortiGateCapture):
             _sniffed(
                 rc,
@@ -334,7 +341,8 @@ class CaptureRun:
             return
         s = self.sessions[rc.spec.point.host]
         try:
-            self.pulled[name] = await _pull(rc, self.pcaps / pcap_filename(name), self.emit, s.caps)
+            local = self.pcaps / pcap_filename(name)
+            self.pulled[name] = await _pull(rc, local, self.emit, s.caps, listed)
             if s.caps.hash is None and rc.stream_to is None:
                 self.reread.add(s.name)
         except HopcapError as exc:
@@ -728,16 +736,21 @@ async def _stop(
 
 
 async def _pull(
-    rc: RunningCapture, local: Path, emit: EventSink, caps: HostCaps
+    rc: RunningCapture,
+    local: Path,
+    emit: EventSink,
+    caps: HostCaps,
+    listed: list[RemoteFile] | None = None,
 ) -> tuple[Path, str]:
-    """Pull every ring file of a capture (oldest first) into one local pcap, verified.
-    A streamed capture is already here (SSH's MAC protected it on the way)."""
+    """Pull every ring file of a capture (oldest first; `listed`: already listed, see
+    `host_files`) into one local pcap, verified. A streamed capture is already here (SSH's
+    MAC protected it on the way)."""
     if rc.stream_to is not None:
         if not rc.stream_to.exists() or rc.stream_to.stat().st_size < 24:
             raise CaptureError(f"{rc.spec.point.name}: the streamed capture is empty")
         emit(Event("pulled", point=rc.spec.point.name, done=rc.stream_to.stat().st_size))
         return rc.stream_to, _sha256(rc.stream_to)
-    files = await remote_files(rc, [quote([rc.spec.base]) + "*"], caps.hash)
+    files = listed or await remote_files(rc, [quote([rc.spec.base]) + "*"], caps.hash)
     if not files:
         raise CaptureError(f"{rc.spec.point.name}: tcpdump wrote no file")
     parts: list[Path] = []
@@ -794,6 +807,21 @@ async def remote_files(
                 )
             )
     return out
+
+
+async def host_files(
+    captures: Sequence[RunningCapture], hash_tool: str | None
+) -> dict[str, list[RemoteFile]]:
+    """The ring files of a host's (written, not streamed) captures, each oldest first, with
+    sizes and digests, in one round trip: point name -> files."""
+    written = [rc for rc in captures if rc.stream_to is None and type(rc) is RunningCapture]
+    if not written:
+        return {}
+    patterns = [quote([rc.spec.base]) + "*" for rc in written]
+    files = await remote_files(written[0], patterns, hash_tool)
+    return {
+        rc.spec.point.name: [f for f in files if f.path.startswith(rc.spec.base)] for rc in written
+    }
 
 
 async def _get_verified(
