@@ -146,7 +146,7 @@ class CaptureRun:
         self.reread: set[str] = set()  # hosts whose pulls were verified by a second read
         self.interrupted = False
         self.repro: dict[str, object] | None = None
-        self._facts_before: dict[str, asyncio.Future[Facts]] = {}
+        self._facts_reading: dict[str, asyncio.Future[Facts]] = {}
 
     async def execute(self) -> RunRecord:
         self.pcaps.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ class CaptureRun:
                 )
             await self._clock(s, self.clocks, "before the window")
             if self.opts.collect_facts:
-                self._facts_before[s.name] = asyncio.ensure_future(_host_facts(s))
+                self._facts_reading[s.name] = asyncio.ensure_future(_host_facts(s))
 
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
         await asyncio.gather(*armed)
@@ -252,7 +252,7 @@ class CaptureRun:
                 "a capture failed and --require-all was given:\n  "
                 + "\n  ".join(self.point_errors.values())
             )
-        self.facts_before = await _settled(self._facts_before, "facts before the window")
+        self.facts_before = await _settled(self._facts_reading, "facts before the window")
 
     async def _clock(self, s: HostSession, into: dict[str, tuple[float, float]], when: str) -> None:
         if s.host.kind != "linux":  # an appliance's comes with its probe (before) or not at all
@@ -314,7 +314,7 @@ class CaptureRun:
             except HopcapError as exc:  # each pull then lists its own
                 log.warning("%s: listing the capture files failed: %s", s.name, exc)
             facts: asyncio.Future[dict[str, Facts]] | None = None
-            if self.opts.collect_facts and s.name in self._facts_before:
+            if self.opts.collect_facts and s.name in self._facts_reading:
                 tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
                 facts = asyncio.ensure_future(_settled(tasks, "facts after the window"))
             try:
@@ -350,9 +350,9 @@ class CaptureRun:
             self.emit(Event("pull-failed", point=name, text=str(exc)))
 
     async def cleanup(self) -> None:
-        for task in self._facts_before.values():
+        for task in self._facts_reading.values():
             task.cancel()
-        await asyncio.gather(*self._facts_before.values(), return_exceptions=True)
+        await asyncio.gather(*self._facts_reading.values(), return_exceptions=True)
         await asyncio.gather(*(remove_remote_dir(s) for s in self.sessions.values()))
         await close_all(self.sessions)
 
