@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -63,6 +64,44 @@ def _fail(exc: HopcapError) -> NoReturn:
     if exc.hint:
         _err(f"  hint: {exc.hint}")
     raise typer.Exit(exc.exit_code)
+
+
+class _StderrLog(logging.Handler):
+    """Log records on stderr as it is when they come (the live progress replaces it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            _err(self.format(record))
+
+
+@app.callback()
+def _logging(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="log every step (and what had to be left out) on stderr"
+        ),
+    ] = False,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="also append the full log to this file")
+    ] = None,
+) -> None:
+    """Find where along a network path a TCP segment was dropped, injected or rewritten."""
+    log = logging.getLogger("hopcap")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    shown = _StderrLog(logging.DEBUG if verbose else logging.WARNING)
+    shown.setFormatter(logging.Formatter("hopcap: %(levelname)s: %(message)s"))
+    log.addHandler(shown)
+    if log_file is not None:
+        try:
+            to_file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            _err(f"hopcap: cannot write the log to {log_file}: {exc.strerror}")
+            raise typer.Exit(EXIT_ERROR) from None
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(to_file)
 
 
 def _default_out(prefix: str) -> Path:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hopcap.errors import CaptureError
+from hopcap.inventory.values import VALID_INTERFACE
 from hopcap.model import CapturePoint
 from hopcap.orchestrator.transport import HostTransport, RemoteProcess, as_root, quote
 
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,14}$")
 F5_NOISE = re.compile(r":n{1,3}p?\Z")  # BIG-IP tcpdump: `0.0:nnnp`, `external:nn`
 F5_ALL_TMM = "0.0"  # BIG-IP tcpdump: every TMM interface; no kernel interface has the name
 
@@ -90,6 +90,10 @@ class CaptureSpec:
         argv.append(self.filter)
         return argv
 
+    def signal_command(self) -> str:
+        """The shell command that SIGINTs this capture (and ends what runs beside it)."""
+        return f"kill -INT $(cat {quote([self.pidfile])}) 2>/dev/null"
+
     def sidecar(self) -> str:
         """A background job started beside tcpdump (`... & `), for subclasses: it must hold
         none of the channel's descriptors and end with the capture (whose pid is `$$`)."""
@@ -131,9 +135,10 @@ class CaptureStats:
 
 
 def safe_name(interface: str) -> str:
-    if not INTERFACE_RE.match(interface):
+    """The interface's name, once checked by the inventory's rule (the only one)."""
+    if not VALID_INTERFACE.match(interface):
         raise CaptureError(f"refusing interface name {interface!r}: not a valid interface name")
-    return interface.replace(":", "_")
+    return interface
 
 
 def ssh_exclusion(ssh_connection: str) -> str | None:
@@ -253,13 +258,16 @@ class RunningCapture:
         lines = [s for s in self.stderr_head if s.strip()]
         return f": {lines[-1]}" if lines else ""
 
-    async def stop(self) -> CaptureStats:
-        """SIGINT the capture (so the pcap is complete) and collect its statistics."""
-        self.stop_ts = time.time()
+    async def stop(self, *, signalled: bool = False) -> CaptureStats:
+        """SIGINT the capture (so the pcap is complete) and collect its statistics.
+        `signalled`: the SIGINT was already sent (`stop_all` signals a host's captures in
+        one command, and noted the time)."""
+        if not signalled or self.stop_ts is None:
+            self.stop_ts = time.time()
         if self.proc is None:
             return CaptureStats(None, None, None)
-        kill = f"kill -INT $(cat {quote([self.spec.pidfile])}) 2>/dev/null || true"
-        await self.transport.run(as_root(kill, self.spec.sudo), timeout=15)
+        if not signalled:
+            await self.transport.run(as_root(kill_command([self]), self.spec.sudo), timeout=15)
         try:
             res = await self.proc.wait(timeout=STOP_TIMEOUT_S)
         except TimeoutError as exc:
@@ -282,11 +290,10 @@ class RunningCapture:
         )
         return int(res.stdout.strip() or 0)
 
-    async def files(self) -> list[str]:
-        """The ring files this capture wrote, oldest first."""
-        pattern = quote([self.spec.base]) + "*"
-        res = await self.transport.run(as_root(f"ls -1tr {pattern} 2>/dev/null", self.spec.sudo))
-        return [f for f in res.stdout.splitlines() if f.strip()]
+
+def kill_command(captures: Sequence[RunningCapture]) -> str:
+    """One shell command that SIGINTs every capture of `captures` (of one host)."""
+    return "".join(rc.spec.signal_command() + "; " for rc in captures) + "true"
 
 
 def _hint_for(stderr: Sequence[str]) -> str | None:

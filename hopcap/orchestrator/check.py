@@ -12,21 +12,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from hopcap.errors import HopcapError
-from hopcap.model import CapturePoint, Inventory
-from hopcap.orchestrator.facts import clock_offset
-from hopcap.orchestrator.fortigate import ANY, probe_fortigate
+from hopcap.model import Inventory
 from hopcap.orchestrator.session import (
     REMOTE_TMP,
     Connector,
     EventSink,
     HostSession,
-    capture_error,
     close_all,
     connect_all,
     hosts_to_connect,
     no_events,
-    probe,
+    prepare_host,
     resolve_all_points,
     ssh_connector,
 )
@@ -68,32 +64,23 @@ async def check(
 
         async def one(s: HostSession) -> None:
             r = results[s.name]
-            if s.host.kind == "fortigate":
-                await _check_fortigate(s, r)
-                return
-            try:
-                await probe(s)
-                r.tcpdump = s.tcpdump_version
-                r.free_mb = s.free_kb // 1024 if s.free_kb is not None else None
-                r.pull = s.caps.pull
-                r.capture = s.caps.capture or "none"
-                if s.host.sudo and not s.is_root:
-                    r.sudo = "ok" if s.sudo_ok else "needs a password"
-                if s.error:
-                    r.problems.append(s.error)
-                r.clock_offset_s, r.clock_error_s = await clock_offset(
-                    s.transport,  # type: ignore[arg-type]
-                    date_ns=s.caps.date_ns,
-                )
-            except HopcapError as exc:
-                r.problems.append(str(exc))
-                return
-            if not s.host.on_path:
-                return
-            problem = capture_error(s)
-            if problem:
-                r.problems.append(problem.removeprefix(f"{s.name}: "))
-            if s.free_kb is not None and s.free_kb < MIN_FREE_KB:
+            clock = await prepare_host(s)  # the readiness rule `hopcap run` applies
+            if clock is not None:
+                r.clock_offset_s, r.clock_error_s = clock
+            r.tcpdump = s.tcpdump_version
+            r.free_mb = s.free_kb // 1024 if s.free_kb is not None else None
+            r.pull = s.caps.pull
+            r.capture = s.caps.capture or "none"
+            if s.host.sudo and not s.is_root and s.sudo_ok is not None:
+                r.sudo = "ok" if s.sudo_ok else "needs a password"
+            if s.error:
+                r.problems.append(s.error.removeprefix(f"{s.name}: "))
+            if (
+                s.host.on_path
+                and s.host.kind == "linux"
+                and s.free_kb is not None
+                and s.free_kb < MIN_FREE_KB
+            ):
                 r.problems.append(f"only {s.free_kb // 1024} MB free in {REMOTE_TMP}")
 
         await asyncio.gather(*(one(s) for s in sessions.values() if s.ok))
@@ -105,28 +92,12 @@ async def check(
             s = sessions[n]
             r = results[n]
             r.points = [p.interface for p in s.points]
-            if s.error and s.error not in r.problems:
-                r.problems.append(s.error)
+            problem = (s.error or "").removeprefix(f"{n}: ")
+            if problem and problem not in r.problems:
+                r.problems.append(problem)
             for p in s.points:
                 if not s.interfaces.get(p.interface, True):
                     r.problems.append(f"interface {p.interface} is down")
         return [results[n] for n in sessions]
     finally:
         await close_all(sessions)
-
-
-async def _check_fortigate(s: HostSession, r: HostCheck) -> None:
-    """A FortiGate: its CLI answers `get system status`; it captures with its own sniffer."""
-    assert s.transport is not None
-    try:
-        version, clock = await probe_fortigate(s.transport)
-    except HopcapError as exc:
-        r.problems.append(str(exc).removeprefix(f"{s.name}: "))
-        return
-    r.tcpdump = f"FortiOS sniffer ({version})"
-    r.pull = "cli text"
-    r.capture = "sniffer"
-    if clock is not None:
-        r.clock_offset_s, r.clock_error_s = clock[0], clock[1]
-    ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
-    s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]

@@ -12,7 +12,7 @@ from collections.abc import Collection
 
 from hopcap.errors import TransportError
 from hopcap.orchestrator.local import LocalTransport
-from hopcap.orchestrator.transport import HostTransport, as_root
+from hopcap.orchestrator.transport import HostTransport, SSHTransport, as_root
 
 SYSCTLS = (
     "net.ipv4.ip_forward",
@@ -158,27 +158,39 @@ async def clock_offset(
     if isinstance(transport, LocalTransport):
         return 0.0, 0.0
     now = "date +%s.%N" if date_ns else _ADJTIMEX_NOW
-    proc = await transport.spawn(f"while read x; do {now}; done", stdin=True)
+    if isinstance(transport, SSHTransport) and transport.command_shell:
+        # the first answer also waits for the shell; a sample is one write and one line
+        answers = await transport.timed_lines(now, samples, timeout=30)
+    else:
+        answers = await _loop_samples(transport, now, samples)
     best: tuple[float, float] | None = None
+    for t0, line, t1 in answers:
+        try:
+            remote = float(line.strip())
+        except ValueError as exc:
+            raise TransportError(transport.name, f"cannot read the remote clock: {line!r}") from exc
+        half_rtt = (t1 - t0) / 2
+        if best is None or half_rtt < best[1]:
+            best = (remote - (t0 + t1) / 2, half_rtt)
+    assert best is not None
+    return best
+
+
+async def _loop_samples(
+    transport: HostTransport, now: str, samples: int
+) -> list[tuple[float, str, float]]:
+    """The samples from a remote shell loop of its own (a transport without command shells)."""
+    proc = await transport.spawn(f"while read x; do {now}; done", stdin=True)
+    out: list[tuple[float, str, float]] = []
     try:
         for i in range(samples):
             t0 = time.time()
             proc.write("\n")
             # the first answer also waits for the remote shell to start
             line = await asyncio.wait_for(proc.readline_stdout(), 30 if i == 0 else 10)
-            t1 = time.time()
-            try:
-                remote = float(line.strip())
-            except ValueError as exc:
-                raise TransportError(
-                    transport.name, f"cannot read the remote clock: {line!r}"
-                ) from exc
-            half_rtt = (t1 - t0) / 2
-            if best is None or half_rtt < best[1]:
-                best = (remote - (t0 + t1) / 2, half_rtt)
+            out.append((t0, line, time.time()))
     except TimeoutError as exc:
         raise TransportError(transport.name, "the remote clock did not answer") from exc
     finally:
         proc.close()
-    assert best is not None
-    return best
+    return out

@@ -249,11 +249,8 @@ class FortiGateCapture(RunningCapture):
     async def bytes_written(self) -> int:
         return self.text_log.stat().st_size if self.text_log.exists() else 0
 
-    async def files(self) -> list[str]:
-        return []
-
-    async def stop(self) -> CaptureStats:
-        """Ctrl-C, then the box's own counts; leave the CLI."""
+    async def stop(self, *, signalled: bool = False) -> CaptureStats:
+        """Ctrl-C, then the box's own counts; leave the CLI (`signalled` does not apply)."""
         self.stop_ts = time.time()
         if self._shell is None:
             return CaptureStats(None, None, None)

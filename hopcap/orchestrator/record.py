@@ -45,10 +45,11 @@ from hopcap.orchestrator.run import (
     _prepare,
     _sha256,
     _shielded,
+    arm_captures,
+    fire_and_listen,
     host_spec_args,
     new_run_id,
     point_captures,
-    start_captures,
     stop_captures,
 )
 from hopcap.orchestrator.session import (
@@ -163,7 +164,16 @@ class RingSpec(CaptureSpec):
             + ' "$$" '
             + quote([self.base, f"{self.keep_s:.0f}", rounds])
             + " </dev/null >/dev/null 2>&1 & "
+            + f"echo $! > {quote([self.prune_pidfile])}; "
         )
+
+    @property
+    def prune_pidfile(self) -> str:
+        return self.pidfile + ".prune"
+
+    def signal_command(self) -> str:
+        # the pruner would notice the capture's end only at its next round
+        return super().signal_command() + f"; kill $(cat {quote([self.prune_pidfile])}) 2>/dev/null"
 
 
 @dataclass
@@ -288,7 +298,8 @@ async def record(
                         "max_mb": file_mb * files,
                         "keep_s": keep,
                     }
-            await start_captures(specs, pcaps, st.running, st.point_errors, emit)
+            await arm_captures(specs, pcaps, st.running, st.point_errors, emit)
+            await fire_and_listen(st.running, st.point_errors, emit)
             live = [n for n in st.running if n not in st.point_errors]
             if not live:
                 raise CaptureError(

@@ -1,10 +1,11 @@
 """`hopcap run`: capture on every point at once, run the repro step, stop, pull, collect facts.
 
-The sequence (each step concurrent across hosts):
-connect -> probe -> resolve points -> clean stale + make remote dirs -> clock + facts (before)
--> start every tcpdump -> barrier on "listening" -> repro (or wait for the window / Ctrl-C)
--> SIGINT every tcpdump -> facts + clock (after) -> pull with sha256 check -> remove remote
-dirs -> close. Cleanup runs in `finally`, also when the run is cancelled.
+The phases (`CaptureRun`, each concurrent across hosts): connect -> prepare (probe and clock,
+the facts before start reading; points; clean stale + make remote dirs) -> start (arm every
+tcpdump, fire them together, barrier on "listening"; the facts before are in) -> window (the
+repro, or the window, or Ctrl-C) -> stop (SIGINT every tcpdump, one command per host) ->
+collect (per host: facts after, clock again, pulls verified) -> cleanup (remove remote dirs,
+close). Stop and cleanup run in `finally`, also when the run is cancelled.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,16 +30,15 @@ from hopcap.orchestrator.capture import (
     CaptureStats,
     RunningCapture,
     build_filter,
+    kill_command,
     ssh_exclusion,
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
 from hopcap.orchestrator.fortigate import (
-    ANY,
     FortiGateCapture,
     SnifferSpec,
     fortigate_facts,
     own_session_filter,
-    probe_fortigate,
     sniffer_spec,
 )
 from hopcap.orchestrator.session import (
@@ -46,20 +47,20 @@ from hopcap.orchestrator.session import (
     EventSink,
     HostCaps,
     HostSession,
-    capture_error,
     close_all,
     connect_all,
     hosts_to_connect,
     make_remote_dir,
     no_events,
-    probe,
+    prepare_host,
     remove_remote_dir,
     resolve_all_points,
     ssh_connector,
 )
-from hopcap.orchestrator.transport import CommandResult, quote
+from hopcap.orchestrator.transport import CommandResult, SSHTransport, as_root, quote
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 GRACE_S = 15.0  # the remote bound is window + grace: room for the repro to end and for stopping
 SETTLE_S = 1.0  # after the repro, let the last packets cross every point
@@ -107,193 +108,342 @@ async def run_capture(
     `complete: False`. Raises `CaptureError` only when `require_all` and a host failed, or
     when no point at all could capture.
     """
-    run_id = opts.run_id or new_run_id()
-    window = opts.window_s if opts.window_s is not None else inv.window_s
-    bound = window + GRACE_S
-    stop = stop or asyncio.Event()
-    started = time.time()
-    pcaps = opts.out / "pcaps"
-    pcaps.mkdir(parents=True, exist_ok=True)
+    return await CaptureRun(inv, opts, emit, stop).execute()
 
-    errors: list[str] = []
-    sessions: dict[str, HostSession] = {}
-    running: dict[str, RunningCapture] = {}
-    stats: dict[str, CaptureStats] = {}
-    point_errors: dict[str, str] = {}
-    facts_before: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
-    facts_after: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
-    clocks: dict[str, tuple[float, float]] = {}
-    clocks_after: dict[str, tuple[float, float]] = {}
-    repro_result: dict[str, object] | None = None
-    interrupted = False
-    pulled: dict[str, tuple[Path, str]] = {}
 
-    try:
+Facts = tuple[dict[str, str], dict[str, str]]  # (outputs, why each missing one is missing)
+
+
+class CaptureRun:
+    """One run over an inventory: a method per phase, in the order of `execute`; what the
+    phases learn is kept on the object, and `record` turns it into the `RunRecord`.
+
+    Within a phase the hosts go at once, and per host a phase's round trips overlap where
+    they can: the facts before the window are read while the captures are armed, and the
+    facts after it while the captures are pulled."""
+
+    def __init__(
+        self, inv: Inventory, opts: RunOptions, emit: EventSink, stop: asyncio.Event | None
+    ) -> None:
+        self.inv = inv
+        self.opts = opts
+        self.emit = emit
+        self.stop_requested = stop or asyncio.Event()
+        self.run_id = opts.run_id or new_run_id()
+        self.window_s = opts.window_s if opts.window_s is not None else inv.window_s
+        self.bound_s = self.window_s + GRACE_S
+        self.started = time.time()
+        self.pcaps = opts.out / "pcaps"
+        self.errors: list[str] = []  # host-level problems, in the order met
+        self.sessions: dict[str, HostSession] = {}
+        self.running: dict[str, RunningCapture] = {}  # point name -> its capture
+        self.point_errors: dict[str, str] = {}
+        self.stats: dict[str, CaptureStats] = {}
+        self.pulled: dict[str, tuple[Path, str]] = {}  # point name -> (local pcap, sha256)
+        self.clocks: dict[str, tuple[float, float]] = {}
+        self.clocks_after: dict[str, tuple[float, float]] = {}
+        self.facts_before: dict[str, Facts] = {}
+        self.facts_after: dict[str, Facts] = {}
+        self.reread: set[str] = set()  # hosts whose pulls were verified by a second read
+        self.interrupted = False
+        self.repro: dict[str, object] | None = None
+        self._facts_reading: dict[str, asyncio.Future[Facts]] = {}
+
+    async def execute(self) -> RunRecord:
+        self.pcaps.mkdir(parents=True, exist_ok=True)
         try:
-            sessions = await connect_all(inv, hosts_to_connect(inv), emit, opts.connector)
-
-            await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))
-
-            path_sessions = [sessions[n] for n in inv.path if n in sessions]
-            await resolve_all_points(sessions, inv)
-
-            for s in sessions.values():
-                if s.error:
-                    errors.append(s.error)
-                    emit(Event("failed", host=s.name, text=s.error))
-            if opts.require_all and errors:
-                raise CaptureError(
-                    "not every host is ready and --require-all was given:\n  " + "\n  ".join(errors)
-                )
-
-            if opts.collect_facts:
-                facts_before.update(await _facts(sessions))
-
-            # the remote directories are made just before the captures start, so that their
-            # expiry (after which a later run may remove them) follows the capture's bound
-            async def mkdir(s: HostSession) -> None:
-                try:
-                    await make_remote_dir(s, run_id, bound)
-                except HopcapError as exc:
-                    s.error = str(exc)
-                    errors.append(s.error)
-                    emit(Event("failed", host=s.name, text=s.error))
-
-            await asyncio.gather(
-                *(mkdir(s) for s in path_sessions if s.ok and s.points and s.host.kind == "linux")
-            )
-
-            # start every capture at once, then the barrier
-            specs: list[tuple[HostSession, CaptureSpec]] = []
-            for s in path_sessions:
-                if not s.ok or not s.points:
-                    continue
-                if s.host.kind == "fortigate":  # one sniffer for every point of the box
-                    assert s.transport is not None
-                    bpf = own_session_filter(s.transport, inv.filter)
-                    specs.append((s, sniffer_spec(s.name, s.host.capture, bpf, bound)))
-                    continue
-                per_point = _ring_mb(s.free_kb, len(s.points))
-                for p in s.points:
-                    spec = CaptureSpec(
-                        point=p,
-                        ring_mb=per_point,
-                        stream=bool(opts.stream) or (opts.stream is None and _short_of_disk(s)),
-                        **host_spec_args(s, inv.filter, bound),
-                    )
-                    specs.append((s, spec))
-
-            await start_captures(specs, pcaps, running, point_errors, emit)
-            live = [n for n in running if n not in point_errors]
-            if not live:
-                raise CaptureError(
-                    "no capture point could start:\n  "
-                    + "\n  ".join(list(point_errors.values()) + errors)
-                )
-            if opts.require_all and point_errors:
-                raise CaptureError(
-                    "a capture failed and --require-all was given:\n  "
-                    + "\n  ".join(point_errors.values())
-                )
-
-            # the repro step, or the window, or the user's Ctrl-C, whichever comes first
-            monitor = asyncio.ensure_future(
-                _monitor({n: rc for n, rc in running.items() if n not in point_errors}, emit)
-            )
             try:
-                interrupted, repro_result = await (opts.window_fn or _window)(
-                    inv, sessions, window, stop, emit
-                )
+                with _timed("connect"):
+                    await self.connect()
+                with _timed("prepare"):
+                    await self.prepare()
+                with _timed("start"):
+                    await self.start()
+                with _timed("window"):
+                    await self.window()
             finally:
-                monitor.cancel()
+                # also when the run is being cancelled (a second Ctrl-C): the stop itself is
+                # shielded, so no tcpdump is left behind
+                with _timed("stop"):
+                    await self.stop()
+            with _timed("collect"):
+                await self.collect()
         finally:
-            # stop whatever is running, also when the run is being cancelled (a second
-            # Ctrl-C): the stop itself is shielded, so no tcpdump is left behind
-            await stop_captures(running, point_errors, stats, emit)
+            with _timed("cleanup"):
+                await self.cleanup()
+        return self.record()
 
-        if opts.collect_facts:
-            facts_after.update(await _facts(sessions))
+    def _fail_host(self, s: HostSession, error: str) -> None:
+        s.error = error
+        self.errors.append(error)
+        self.emit(Event("failed", host=s.name, text=error))
 
-        async def clock_end(s: HostSession) -> None:
-            if s.ok and s.host.kind == "linux":
-                with contextlib.suppress(HopcapError):
-                    clocks_after[s.name] = await clock_offset(
-                        s.transport,  # type: ignore[arg-type]
-                        date_ns=s.caps.date_ns,
+    async def connect(self) -> None:
+        self.sessions = await connect_all(
+            self.inv, hosts_to_connect(self.inv), self.emit, self.opts.connector
+        )
+        if self.opts.stream:  # streamed captures open their sessions with their output
+            return
+        for s in self._path():
+            if isinstance(s.transport, SSHTransport) and s.host.kind == "linux":
+                # the captures' sessions open while the host is probed and prepared
+                declared = s.host.capture
+                s.transport.warm(2 if declared == "auto" else len(declared))
+
+    async def prepare(self) -> None:
+        """Probe every host (the readiness rule of `check`), resolve the points."""
+
+        async def one(s: HostSession) -> None:
+            clock = await prepare_host(s, clock=False)
+            if clock is not None:
+                self.clocks[s.name] = clock
+
+        await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
+        await resolve_all_points(self.sessions, self.inv)
+        for s in self.sessions.values():
+            if s.error:
+                self.errors.append(s.error)
+                self.emit(Event("failed", host=s.name, text=s.error))
+        if self.opts.require_all and self.errors:
+            raise CaptureError(
+                "not every host is ready and --require-all was given:\n  "
+                + "\n  ".join(self.errors)
+            )
+
+    async def start(self) -> None:
+        """Per host at once: its remote directory, then its captures armed while its clock
+        and facts are read; then every capture fired in one go, and the barrier on
+        "listening"; the clocks and facts are in before the window."""
+        path = {s.name for s in self._path()}
+        armed: list[asyncio.Future[None]] = []
+
+        async def one(s: HostSession) -> None:
+            if s.name in path and s.points:
+                if s.host.kind == "linux":
+                    try:
+                        # made just before the captures start, so that its expiry (after
+                        # which a later run may remove it) follows the capture's bound
+                        await make_remote_dir(s, self.run_id, self.bound_s)
+                    except HopcapError as exc:
+                        self._fail_host(s, str(exc))
+                        return
+                specs = self.specs(s)
+                armed.append(
+                    asyncio.ensure_future(
+                        arm_captures(specs, self.pcaps, self.running, self.point_errors, self.emit)
                     )
+                )
+            await self._clock(s, self.clocks, "before the window")
+            if self.opts.collect_facts:
+                self._facts_reading[s.name] = asyncio.ensure_future(_host_facts(s))
 
-        await asyncio.gather(*(clock_end(s) for s in sessions.values()))
+        await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
+        await asyncio.gather(*armed)
+        for s in self.sessions.values():
+            if isinstance(s.transport, SSHTransport):
+                s.transport.drop_warm()
+        await fire_and_listen(self.running, self.point_errors, self.emit)
+        if not any(n not in self.point_errors for n in self.running):
+            raise CaptureError(
+                "no capture point could start:\n  "
+                + "\n  ".join(list(self.point_errors.values()) + self.errors)
+            )
+        if self.opts.require_all and self.point_errors:
+            raise CaptureError(
+                "a capture failed and --require-all was given:\n  "
+                + "\n  ".join(self.point_errors.values())
+            )
+        self.facts_before = await _settled(self._facts_reading, "facts before the window")
 
-        async def pull(name: str, rc: RunningCapture) -> None:
-            if isinstance(rc, FortiGateCapture):
-                _sniffed(rc, sessions[rc.host], pcaps, running, stats, pulled, point_errors)
-                return
+    async def _clock(self, s: HostSession, into: dict[str, tuple[float, float]], when: str) -> None:
+        if s.host.kind != "linux":  # an appliance's comes with its probe (before) or not at all
+            return
+        try:
+            into[s.name] = await clock_offset(
+                s.transport,  # type: ignore[arg-type]
+                date_ns=s.caps.date_ns,
+            )
+        except HopcapError as exc:
+            log.warning("%s: clock %s not taken: %s", s.name, when, exc)
+
+    def _path(self) -> list[HostSession]:
+        return [self.sessions[n] for n in self.inv.path if n in self.sessions]
+
+    def specs(self, s: HostSession) -> list[tuple[HostSession, CaptureSpec]]:
+        """What each point of a ready path host captures with."""
+        if s.host.kind == "fortigate":  # one sniffer for every point of the box
+            assert s.transport is not None
+            bpf = own_session_filter(s.transport, self.inv.filter)
+            return [(s, sniffer_spec(s.name, s.host.capture, bpf, self.bound_s))]
+        per_point = _ring_mb(s.free_kb, len(s.points))
+        stream = bool(self.opts.stream) or (self.opts.stream is None and _short_of_disk(s))
+        args = host_spec_args(s, self.inv.filter, self.bound_s)
+        return [
+            (s, CaptureSpec(point=p, ring_mb=per_point, stream=stream, **args)) for p in s.points
+        ]
+
+    async def window(self) -> None:
+        """The repro step, or the window, or the user's Ctrl-C, whichever comes first."""
+        live = {n: rc for n, rc in self.running.items() if n not in self.point_errors}
+        monitor = asyncio.ensure_future(_monitor(live, self.emit))
+        try:
+            self.interrupted, self.repro = await (self.opts.window_fn or _window)(
+                self.inv, self.sessions, self.window_s, self.stop_requested, self.emit
+            )
+        finally:
+            monitor.cancel()
+
+    async def stop(self) -> None:
+        await stop_captures(self.running, self.point_errors, self.stats, self.emit)
+
+    async def collect(self) -> None:
+        """Per host, at once: the facts after the window, the clock again, the pulls."""
+        by_host: dict[str, list[tuple[str, RunningCapture]]] = {}
+        for n, rc in self.running.items():
+            if n not in self.point_errors or n in self.stats:
+                by_host.setdefault(rc.transport.name, []).append((n, rc))
+
+        async def one(s: HostSession) -> None:
+            # one command shell, in turn: the clock (first: a pull's data on the same
+            # connection would delay its answers), the files of every capture with their
+            # digests, then the facts while the files come over SFTP
+            await self._clock(s, self.clocks_after, "after the window")
+            mine = by_host.get(s.name, [])
+            listed: dict[str, list[RemoteFile]] = {}
             try:
-                caps = sessions[rc.spec.point.host].caps
-                pulled[name] = await _pull(rc, pcaps / pcap_filename(name), emit, caps)
-            except HopcapError as exc:
-                point_errors[name] = f"pull failed: {exc}"
-                emit(Event("pull-failed", point=name, text=str(exc)))
+                listed = await host_files([rc for _, rc in mine], s.caps.hash)
+            except HopcapError as exc:  # each pull then lists its own
+                log.warning("%s: listing the capture files failed: %s", s.name, exc)
+            facts: asyncio.Future[dict[str, Facts]] | None = None
+            if self.opts.collect_facts and s.name in self._facts_reading:
+                tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
+                facts = asyncio.ensure_future(_settled(tasks, "facts after the window"))
+            try:
+                await asyncio.gather(*(self._pull(n, rc, listed.get(n)) for n, rc in mine))
+            finally:
+                if facts is not None:
+                    self.facts_after.update(await facts)
 
-        await asyncio.gather(
-            *(pull(n, rc) for n, rc in running.items() if n not in point_errors or n in stats)
+        await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
+
+    async def _pull(
+        self, name: str, rc: RunningCapture, listed: list[RemoteFile] | None = None
+    ) -> None:
+        if isinstance(rc, FortiGateCapture):
+            _sniffed(
+                rc,
+                self.sessions[rc.host],
+                self.pcaps,
+                self.running,
+                self.stats,
+                self.pulled,
+                self.point_errors,
+            )
+            return
+        s = self.sessions[rc.spec.point.host]
+        try:
+            local = self.pcaps / pcap_filename(name)
+            self.pulled[name] = await _pull(rc, local, self.emit, s.caps, listed)
+            if s.caps.hash is None and rc.stream_to is None:
+                self.reread.add(s.name)
+        except HopcapError as exc:
+            self.point_errors[name] = f"pull failed: {exc}"
+            self.emit(Event("pull-failed", point=name, text=str(exc)))
+
+    async def cleanup(self) -> None:
+        for task in self._facts_reading.values():
+            task.cancel()
+        await asyncio.gather(*self._facts_reading.values(), return_exceptions=True)
+        await asyncio.gather(*(remove_remote_dir(s) for s in self.sessions.values()))
+        await close_all(self.sessions)
+
+    def record(self) -> RunRecord:
+        inv, sessions = self.inv, self.sessions
+        captures = point_captures(
+            inv, sessions, self.running, self.stats, self.pulled, self.clocks, self.point_errors
         )
+        errors = list(self.errors)
+        for n in inv.path:
+            if n in sessions and not sessions[n].points and sessions[n].error is None:
+                errors.append(f"{n}: no capture points")
+        notes = {n: {"sha256": REREAD_NOTE} for n in self.reread}
+        host_facts = tuple(
+            HostFacts(
+                host=n,
+                before=self.facts_before.get(n, ({}, {}))[0],
+                after=self.facts_after.get(n, ({}, {}))[0],
+                missing={
+                    **self.facts_before.get(n, ({}, {}))[1],
+                    **self.facts_after.get(n, ({}, {}))[1],
+                    **notes.get(n, {}),
+                },
+                clock_before=self.clocks.get(n),
+                clock_after=self.clocks_after.get(n),
+            )
+            for n in sessions
+            if n in self.facts_before or n in self.facts_after or n in notes
+        )
+        complete = not self.interrupted and all(
+            c.pcap is not None and c.error is None for c in captures
+        )
+        return RunRecord(
+            run_id=self.run_id,
+            started_ts=self.started,
+            finished_ts=time.time(),
+            inventory=inv.to_public_dict(),
+            captures=captures,
+            facts=host_facts,
+            complete=complete and not errors,
+            interrupted=self.interrupted,
+            errors=tuple(errors + [e for e in self.point_errors.values() if e not in errors]),
+            repro=self.repro,
+        )
+
+
+REREAD_NOTE = (
+    "no hash tool on the host (sha256sum, openssl, sha1sum, md5sum): each pull was verified "
+    "by reading the file a second time over another channel (the two reads and the size "
+    "the host gives agree), not by a hash computed on the host"
+)
+
+
+@contextlib.contextmanager
+def _timed(phase: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
     finally:
-        await asyncio.gather(*(remove_remote_dir(s) for s in sessions.values()))
-        await close_all(sessions)
-
-    captures = point_captures(inv, sessions, running, stats, pulled, clocks, point_errors)
-    for n in inv.path:
-        if n in sessions and not sessions[n].points and sessions[n].error is None:
-            errors.append(f"{n}: no capture points")
-
-    # a host with no tool to hash a file: its pulls could not be verified; the bundle says so
-    notes = {
-        s.name: {"sha256": "no sha256sum or openssl on the host: its pulls were not verified"}
-        for s in sessions.values()
-        if s.caps.hash is None
-        and any(p.host == s.name and rc.stream_to is None for p, rc in _pulled(running, pulled))
-    }
-    host_facts = tuple(
-        HostFacts(
-            host=n,
-            before=facts_before.get(n, ({}, {}))[0],
-            after=facts_after.get(n, ({}, {}))[0],
-            missing={
-                **facts_before.get(n, ({}, {}))[1],
-                **facts_after.get(n, ({}, {}))[1],
-                **notes.get(n, {}),
-            },
-            clock_before=clocks.get(n),
-            clock_after=clocks_after.get(n),
-        )
-        for n in sessions
-        if n in facts_before or n in facts_after or n in notes
-    )
-    complete = not interrupted and all(c.pcap is not None and c.error is None for c in captures)
-    return RunRecord(
-        run_id=run_id,
-        started_ts=started,
-        finished_ts=time.time(),
-        inventory=inv.to_public_dict(),
-        captures=captures,
-        facts=host_facts,
-        complete=complete and not errors,
-        interrupted=interrupted,
-        errors=tuple(errors + [e for e in point_errors.values() if e not in errors]),
-        repro=repro_result,
-    )
+        log.debug("phase %s: %.3f s", phase, time.perf_counter() - t0)
 
 
-async def start_captures(
+async def _settled(tasks: Mapping[str, asyncio.Future[Facts]], what: str) -> dict[str, Facts]:
+    """The results of facts tasks per host; a task that failed is logged and noted as
+    missing, never fatal."""
+    out: dict[str, Facts] = {}
+    for name, task in tasks.items():
+        try:
+            out[name] = await task
+        except HopcapError as exc:  # the bundle says so too (facts/<host>/missing.txt)
+            log.warning("%s: %s not collected: %s", name, what, exc)
+            out[name] = ({}, {"facts": f"{what} not collected: {exc}"})
+    return out
+
+
+async def _host_facts(s: HostSession) -> Facts:
+    assert s.transport is not None
+    if s.host.kind == "fortigate":
+        return await fortigate_facts(s.transport)
+    return await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
+
+
+async def arm_captures(
     specs: Sequence[tuple[HostSession, CaptureSpec]],
     pcaps: Path,
     running: dict[str, RunningCapture],
     point_errors: dict[str, str],
     emit: EventSink,
 ) -> None:
-    """Arm every capture, fire them in one go, then wait for each to listen (the barrier).
-    A point that fails gets its `point_errors` entry; the others go on."""
+    """Open each capture's session and start its shell, up to tcpdump (`RunningCapture.arm`)."""
 
     async def arm(s: HostSession, spec: CaptureSpec) -> None:
         assert s.transport is not None
@@ -309,6 +459,14 @@ async def start_captures(
             point_errors[spec.point.name] = str(exc)
             emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
 
+    await asyncio.gather(*(arm(s, spec) for s, spec in specs))
+
+
+async def fire_and_listen(
+    running: dict[str, RunningCapture], point_errors: dict[str, str], emit: EventSink
+) -> None:
+    """Fire every armed capture in one go, then wait for each to listen."""
+
     async def listening(name: str, rc: RunningCapture) -> None:
         try:
             await rc.until_listening()
@@ -317,7 +475,6 @@ async def start_captures(
             point_errors[name] = str(exc)
             emit(Event("capture-failed", host=rc.transport.name, point=name, text=str(exc)))
 
-    await asyncio.gather(*(arm(s, spec) for s, spec in specs))
     armed = {n: rc for n, rc in running.items() if n not in point_errors}
     for ready_to_go in armed.values():
         ready_to_go.fire()
@@ -330,16 +487,12 @@ async def stop_captures(
     stats: dict[str, CaptureStats],
     emit: EventSink,
 ) -> None:
-    """SIGINT every running capture and collect its statistics into `stats`; shielded, so
-    that a cancelled run (a second Ctrl-C) still leaves no tcpdump behind."""
+    """SIGINT every running capture (one command per host) and collect its statistics into
+    `stats`; shielded, so that a cancelled run (a second Ctrl-C) still leaves no tcpdump
+    behind."""
     emit(Event("stopping", text=f"{len(running)} captures"))
-    stop_results = await _shielded(
-        asyncio.gather(
-            *(_stop(name, rc) for name, rc in running.items() if name not in point_errors),
-            return_exceptions=True,
-        ),
-        timeout=STOP_ALL_TIMEOUT_S,
-    )
+    live = {n: rc for n, rc in running.items() if n not in point_errors}
+    stop_results = await _shielded(_stop_all(live), timeout=STOP_ALL_TIMEOUT_S)
     for r in stop_results:
         if isinstance(r, tuple):
             name, st, err = r
@@ -347,6 +500,34 @@ async def stop_captures(
                 stats[name] = st
             if err:
                 point_errors[name] = err
+
+
+async def _stop_all(
+    live: dict[str, RunningCapture],
+) -> list[tuple[str, CaptureStats | None, str | None] | BaseException]:
+    """Signal the plain tcpdumps of each host in one command, then wait for every capture
+    (an appliance's sniffer stops its own way)."""
+    by_host: dict[tuple[int, bool], list[RunningCapture]] = {}
+    for rc in live.values():
+        if type(rc).stop is RunningCapture.stop and rc.proc is not None:
+            by_host.setdefault((id(rc.transport), rc.spec.sudo), []).append(rc)
+
+    async def signal(group: list[RunningCapture]) -> set[int]:
+        t = group[0].transport
+        now = time.time()
+        for rc in group:
+            rc.stop_ts = now
+        try:
+            await t.run(as_root(kill_command(group), group[0].spec.sudo), timeout=15)
+            return {id(rc) for rc in group}
+        except HopcapError as exc:  # each capture then tries on its own
+            log.warning("%s: stopping its captures in one command failed: %s", t.name, exc)
+            return set()
+
+    signalled = set().union(*await asyncio.gather(*(signal(g) for g in by_host.values())))
+    return await asyncio.gather(
+        *(_stop(n, rc, id(rc) in signalled) for n, rc in live.items()), return_exceptions=True
+    )
 
 
 def point_captures(
@@ -393,27 +574,10 @@ def point_captures(
 
 
 async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> None:
-    """Probe a connected host and take its clock; a problem becomes `s.error`."""
-    assert s.transport is not None
-    try:
-        if s.host.kind == "fortigate":
-            version, clock = await probe_fortigate(s.transport)
-            s.tcpdump_version = f"FortiOS sniffer ({version})"
-            if clock is not None:
-                clocks[s.name] = (clock[0], clock[1])
-            ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
-            s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]
-            return
-        await probe(s)
-        if s.error:
-            return
-        problem = capture_error(s) if s.host.on_path else None
-        if problem:
-            s.error = problem
-        else:
-            clocks[s.name] = await clock_offset(s.transport, date_ns=s.caps.date_ns)
-    except HopcapError as exc:
-        s.error = str(exc)
+    """Probe a connected host and take its clock (`prepare_host`, the rule `check` shares)."""
+    clock = await prepare_host(s)
+    if clock is not None:
+        clocks[s.name] = clock
 
 
 def host_spec_args(s: HostSession, user_filter: str, bound_s: float) -> dict[str, Any]:
@@ -457,12 +621,6 @@ def _sniffed(
         point_errors[name] = f"{name}: the sniffer saw no packet on any interface"
 
 
-def _pulled(
-    running: dict[str, RunningCapture], pulled: dict[str, tuple[Path, str]]
-) -> list[tuple[CapturePoint, RunningCapture]]:
-    return [(rc.spec.point, rc) for n, rc in running.items() if n in pulled]
-
-
 def _declared_points(s: HostSession) -> list[CapturePoint]:
     """Points of a host that failed before resolving them (so the bundle can name them)."""
     if s.host.capture == "auto":
@@ -482,19 +640,10 @@ def _ring_mb(free_kb: int | None, points: int) -> int:
     return max(1, budget // RING_FILES // 1_000_000)
 
 
-async def _facts(
-    sessions: dict[str, HostSession],
-) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
-    async def one(s: HostSession) -> tuple[str, tuple[dict[str, str], dict[str, str]]]:
-        assert s.transport is not None
-        if s.host.kind == "fortigate":
-            return s.name, await fortigate_facts(s.transport)
-        return s.name, await collect_facts(s.transport, sudo=s.host.sudo, is_root=s.is_root)
-
-    results = await asyncio.gather(
-        *(one(s) for s in sessions.values() if s.ok), return_exceptions=True
-    )
-    return dict(r for r in results if isinstance(r, tuple))
+async def _facts(sessions: dict[str, HostSession]) -> dict[str, Facts]:
+    """The facts of every ready host, at once; a host whose facts fail is logged."""
+    tasks = {s.name: asyncio.ensure_future(_host_facts(s)) for s in sessions.values() if s.ok}
+    return await _settled(tasks, "facts")
 
 
 async def _window(
@@ -578,30 +727,37 @@ async def _monitor(running: dict[str, RunningCapture], emit: EventSink) -> None:
         await asyncio.gather(*(one(n, rc) for n, rc in running.items()))
 
 
-async def _stop(name: str, rc: RunningCapture) -> tuple[str, CaptureStats | None, str | None]:
+async def _stop(
+    name: str, rc: RunningCapture, signalled: bool = False
+) -> tuple[str, CaptureStats | None, str | None]:
     try:
-        return name, await asyncio.wait_for(rc.stop(), 30), None
+        return name, await asyncio.wait_for(rc.stop(signalled=signalled), 30), None
     except (HopcapError, TimeoutError) as exc:
         return name, None, f"{name}: stopping tcpdump failed: {exc}"
 
 
 async def _pull(
-    rc: RunningCapture, local: Path, emit: EventSink, caps: HostCaps
+    rc: RunningCapture,
+    local: Path,
+    emit: EventSink,
+    caps: HostCaps,
+    listed: list[RemoteFile] | None = None,
 ) -> tuple[Path, str]:
-    """Pull every ring file of a capture (oldest first) into one local pcap, verified.
-    A streamed capture is already here (SSH's MAC protected it on the way)."""
+    """Pull every ring file of a capture (oldest first; `listed`: already listed, see
+    `host_files`) into one local pcap, verified. A streamed capture is already here (SSH's
+    MAC protected it on the way)."""
     if rc.stream_to is not None:
         if not rc.stream_to.exists() or rc.stream_to.stat().st_size < 24:
             raise CaptureError(f"{rc.spec.point.name}: the streamed capture is empty")
         emit(Event("pulled", point=rc.spec.point.name, done=rc.stream_to.stat().st_size))
         return rc.stream_to, _sha256(rc.stream_to)
-    files = await rc.files()
+    files = listed or await remote_files(rc, [quote([rc.spec.base]) + "*"], caps.hash)
     if not files:
         raise CaptureError(f"{rc.spec.point.name}: tcpdump wrote no file")
     parts: list[Path] = []
     for i, remote in enumerate(files):
         part = local if len(files) == 1 else local.with_suffix(f".part{i}")
-        await _get_verified(rc, remote, part, emit, caps)
+        await _get_verified(rc, remote.path, part, emit, caps, remote)
         parts.append(part)
     if len(parts) > 1:
         for w in _concat_pcaps(parts, local):
@@ -611,27 +767,87 @@ async def _pull(
     return local, digest
 
 
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int | None
+    digest: str | None  # by the host's hash tool (`HostCaps.hash`); None: it has none
+
+
+# the host's command for a file's digest, and the same algorithm here
+HASHES: dict[str, tuple[str, str]] = {
+    "sha256sum": ("sha256sum", "sha256"),
+    "openssl": ("openssl dgst -sha256 -r", "sha256"),
+    "sha1sum": ("sha1sum", "sha1"),
+    "md5sum": ("md5sum", "md5"),
+}
+
+
+async def remote_files(
+    rc: RunningCapture, patterns: Sequence[str], hash_tool: str | None
+) -> list[RemoteFile]:
+    """The files matching the (shell) `patterns`, oldest first, with their sizes and
+    digests, in one round trip."""
+    digest = "-"
+    if hash_tool is not None:
+        digest = f'$({HASHES[hash_tool][0]} "$f" 2>/dev/null | cut -d" " -f1)'
+    script = (
+        f"ls -1tr {' '.join(patterns)} 2>/dev/null | while read -r f; do "
+        f'echo "$(($(wc -c < "$f"))) {digest} $f"; done'
+    )
+    res = await rc.transport.run(as_root(script, rc.spec.sudo), timeout=120)
+    out: list[RemoteFile] = []
+    for line in res.stdout.splitlines():
+        size, _, rest = line.partition(" ")
+        dig, _, path = rest.partition(" ")
+        if path:
+            out.append(
+                RemoteFile(
+                    path,
+                    int(size) if size.isdigit() else None,
+                    dig.lower() if dig not in ("-", "") and hash_tool else None,
+                )
+            )
+    return out
+
+
+async def host_files(
+    captures: Sequence[RunningCapture], hash_tool: str | None
+) -> dict[str, list[RemoteFile]]:
+    """The ring files of a host's (written, not streamed) captures, each oldest first, with
+    sizes and digests, in one round trip: point name -> files."""
+    written = [rc for rc in captures if rc.stream_to is None and type(rc) is RunningCapture]
+    if not written:
+        return {}
+    patterns = [quote([rc.spec.base]) + "*" for rc in written]
+    files = await remote_files(written[0], patterns, hash_tool)
+    return {
+        rc.spec.point.name: [f for f in files if f.path.startswith(rc.spec.base)] for rc in written
+    }
+
+
 async def _get_verified(
-    rc: RunningCapture, remote: str, local: Path, emit: EventSink, caps: HostCaps
+    rc: RunningCapture,
+    remote: str,
+    local: Path,
+    emit: EventSink,
+    caps: HostCaps,
+    known: RemoteFile | None = None,
 ) -> None:
     """Pull one remote file (SFTP, or `cat` over an exec channel where the server has no
-    SFTP), check it against the remote sha256, retry a damaged or broken transfer."""
+    SFTP), verify it, retry a damaged or broken transfer.
+
+    Verified means: the digest the host's own tool computes over the file equals the one
+    computed here over the local copy; on a host without any hash tool, the file is read a
+    second time over another exec channel (`cat`) and hashed here as it arrives, and both
+    reads, and the size the host gives, must agree (this catches damage in either transfer
+    or in the local write, not a file that reads back wrong the same way twice on the host
+    itself, which a hash computed on the host would not catch either)."""
     t = rc.transport
     name = rc.spec.point.name
-    want = None
-    if caps.hash is not None:
-        argv = (
-            ["openssl", "dgst", "-sha256", "-r", remote]
-            if caps.hash == "openssl"
-            else [
-                "sha256sum",
-                remote,
-            ]
-        )
-        res = await t.run(quote(argv), timeout=120)
-        want = res.stdout.split()[0].lower() if res.ok and res.stdout.split() else None
-    if want is None:
-        emit(Event("warning", point=name, text=f"{remote} cannot be verified (no sha256 tool)"))
+    if known is None:
+        found = await remote_files(rc, [quote([remote])], caps.hash)
+        known = found[0] if found else RemoteFile(remote, None, None)
     last: str = ""
     for _attempt in range(PULL_RETRIES):
         try:
@@ -645,13 +861,36 @@ async def _get_verified(
                         Event("pull", point=name, done=done, total=total)
                     ),
                 )
+            problem = await _verify(rc, known, local, caps)
         except TransportError as exc:
             last = str(exc)
             continue
-        if want is None or _sha256(local) == want:
+        if problem is None:
             return
-        last = "sha256 of the pulled file differs from the remote file"
+        last = problem
     raise CaptureError(f"{name}: pulling {remote} failed after {PULL_RETRIES} tries: {last}")
+
+
+async def _verify(
+    rc: RunningCapture, remote: RemoteFile, local: Path, caps: HostCaps
+) -> str | None:
+    """Why the local copy is not the remote file (None: it is); see `_get_verified`."""
+    if caps.hash is not None and remote.digest is not None:
+        algorithm = HASHES[caps.hash][1]
+        if _digest(local, algorithm) != remote.digest:
+            return f"{algorithm} of the pulled file differs from the remote file"
+        return None
+    size = local.stat().st_size if local.exists() else -1
+    if remote.size is not None and size != remote.size:
+        return f"the pulled file has {size} bytes, the remote file {remote.size}"
+    again = local.with_name(local.name + ".reread")
+    try:
+        await _get_exec(rc, remote.path, again, no_events)
+        if _sha256(again) != _sha256(local):
+            return "a second read of the remote file differs from the pulled file"
+    finally:
+        again.unlink(missing_ok=True)
+    return None
 
 
 EXEC_PULL_TIMEOUT_S = 600.0
@@ -677,7 +916,11 @@ async def _get_exec(rc: RunningCapture, remote: str, local: Path, emit: EventSin
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    return _digest(path, "sha256")
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -6,6 +6,7 @@ interfaces. One host's failure is data (`HostSession.error`), never a crash of t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -13,8 +14,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
+from hopcap.inventory import interface_problem
 from hopcap.model import CapturePoint, Host, Inventory
-from hopcap.orchestrator.capture import INTERFACE_RE, interface_present
+from hopcap.orchestrator.capture import interface_present
 from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import (
     HostTransport,
@@ -24,6 +26,8 @@ from hopcap.orchestrator.transport import (
     connect,
     quote,
 )
+
+log = logging.getLogger(__name__)
 
 REMOTE_TMP = "/tmp"
 REMOTE_PREFIX = "hopcap."
@@ -50,7 +54,7 @@ def no_events(_: Event) -> None:
 
 
 FACT_TOOLS = ("ss", "nstat", "conntrack", "nft", "iptables-save", "sysctl")
-HASH_TOOLS = ("sha256sum", "openssl")
+HASH_TOOLS = ("sha256sum", "openssl", "sha1sum", "md5sum")  # in order of preference
 
 
 @dataclass
@@ -66,9 +70,10 @@ class HostCaps:
     capabilities on tcpdump, or the login's own), "group" (tcpdump with capabilities,
     executable only by a group the user is in), "unchecked" (not root, no sudo, and no
     `getcap` to read tcpdump's capabilities: tcpdump is tried as the user), or None (none
-    of these: `capture_problem` says why). `hash`: the command that hashes a remote file
-    (None: pulls cannot be verified). `tools`: the fact tools found (ss, nstat, conntrack,
-    nft, iptables-save, sysctl). `date_ns`: `date +%N` gives nanoseconds (BusyBox's does not).
+    of these: `capture_problem` says why). `hash`: the tool that hashes a remote file (of
+    `HASH_TOOLS`; None: a pull is verified by reading the file twice). `tools`: the fact
+    tools found (ss, nstat, conntrack, nft, iptables-save, sysctl). `date_ns`: `date +%N`
+    gives nanoseconds (BusyBox's does not).
     """
 
     pull: str = "sftp"
@@ -332,16 +337,35 @@ _CLEAN_STALE = (
 )
 
 
+# asked only of a host with `sudo: true`, in the probe's own script
+_SUDO_CHECK = (
+    'if [ "$(id -u)" != 0 ]; then e=$(sudo -n true 2>&1); echo "sudo_rc=$?"; '
+    'echo "sudo_err=$e" | head -n 1; fi'
+)
+
+
 async def probe(s: HostSession) -> None:
-    """Learn what a run needs about an already-connected host, in one remote script (and
-    one try of SFTP over SSH); sets `s.error` when the host cannot be used."""
+    """Learn what a run needs about an already-connected host, in one remote script (with
+    a try of SFTP over SSH at the same time); sets `s.error` when the host cannot be used."""
     assert s.transport is not None
-    res = await s.transport.run(_PROBE, timeout=20)
+    script = _PROBE + ("; " + _SUDO_CHECK if s.host.sudo else "")
+    sftp: asyncio.Future[bool] | None = None
+    if isinstance(s.transport, SSHTransport):  # its answer is awaited after the script's
+        sftp = asyncio.ensure_future(s.transport.sftp_available())
+    try:
+        res = await s.transport.run(script, timeout=20)
+    except BaseException:
+        if sftp is not None:
+            sftp.cancel()
+        raise
+    sftp_ok = await sftp if sftp is not None else False
     caps = s.caps
     tools: set[str] = set()
     capeff = mode = ""
     getcap: str | None = None
     gids: set[str] = set()
+    sudo_rc: str | None = None
+    sudo_err = ""
     for line in res.stdout.splitlines():
         key, _, value = line.partition("=")
         value = value.strip()
@@ -369,6 +393,10 @@ async def probe(s: HostSession) -> None:
             mode = value
         elif key == "free" and value.isdigit():
             s.free_kb = int(value)
+        elif key == "sudo_rc":
+            sudo_rc = value
+        elif key == "sudo_err":
+            sudo_err = value
         elif key == "addr":
             ifc, _, addr = value.partition(" ")
             s.addresses.append((ifc, addr.strip()))
@@ -386,14 +414,13 @@ async def probe(s: HostSession) -> None:
     caps.has_sudo = "sudo" in tools
     caps.hash = next((t for t in HASH_TOOLS if t in tools), None)
     if isinstance(s.transport, SSHTransport):
-        caps.pull = "sftp" if await s.transport.sftp_available() else "exec"
+        caps.pull = "sftp" if sftp_ok else "exec"
     else:
         caps.pull = "local" if s.host.is_local else "direct"
     if s.host.sudo and not s.is_root:
-        chk = await s.transport.run("sudo -n true", timeout=15)
-        s.sudo_ok = chk.ok
-        if not chk.ok:
-            why = chk.stderr.strip() or ("sudo is not installed" if not caps.has_sudo else "")
+        s.sudo_ok = sudo_rc == "0"
+        if not s.sudo_ok:
+            why = sudo_err or ("sudo is not installed" if not caps.has_sudo else "")
             s.error = (
                 f"{s.name}: `sudo -n` is not allowed (it wants a password or is not "
                 f"configured): {why}"
@@ -407,6 +434,34 @@ async def probe(s: HostSession) -> None:
         mode=mode,
         gids=gids,
     )
+
+
+async def prepare_host(s: HostSession, *, clock: bool = True) -> tuple[float, float] | None:
+    """The readiness rule of `run` and `check` (one for both): probe a connected host,
+    decide whether it can capture (`capture_error`, path hosts only), and take its clock
+    (remote - local, error bound). A problem becomes `s.error`; the clock is taken
+    whenever the host answers (also for a host that cannot capture: check shows it).
+    `clock` False: only an appliance's clock, which comes with its probe (a run takes
+    the others' while the captures are armed)."""
+    from hopcap.orchestrator.facts import clock_offset
+    from hopcap.orchestrator.fortigate import ANY, probe_fortigate
+
+    assert s.transport is not None
+    try:
+        if s.host.kind == "fortigate":
+            version, status_clock = await probe_fortigate(s.transport)
+            s.tcpdump_version = f"FortiOS sniffer ({version})"
+            s.caps.pull, s.caps.capture = "cli text", "sniffer"
+            ifaces = () if s.host.capture == "auto" else tuple(s.host.capture)
+            s.points = [CapturePoint(host=s.name, interface=i) for i in ifaces or (ANY,)]
+            return (status_clock[0], status_clock[1]) if status_clock is not None else None
+        await probe(s)
+        if s.error is None and s.host.on_path:
+            s.error = capture_error(s)
+        return await clock_offset(s.transport, date_ns=s.caps.date_ns) if clock else None
+    except HopcapError as exc:
+        s.error = s.error or str(exc)
+        return None
 
 
 def capture_error(s: HostSession) -> str | None:
@@ -438,8 +493,9 @@ async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -
                 ifaces = tuple(s.host.capture)
             s.points = []
             for iface in ifaces:
-                if not INTERFACE_RE.match(iface):
-                    raise InventoryError(f"{s.name}: invalid interface name {iface!r}")
+                problem = interface_problem(iface)
+                if problem:
+                    raise InventoryError(f"{s.name}: {problem}")
                 s.points.append(CapturePoint(host=s.name, interface=iface))
             missing = [
                 p.interface for p in s.points if not interface_present(p.interface, s.interfaces)
@@ -462,31 +518,47 @@ def _data_addresses(s: HostSession) -> list[str]:
     return data or addrs
 
 
-async def _route_dev(s: HostSession, addresses: Sequence[str]) -> str | None:
-    """The interface this host uses toward the first of `addresses` it has a route to,
-    preferring a directly connected one."""
+async def _route_devs(s: HostSession, wanted: Sequence[Sequence[str]]) -> list[str | None]:
+    """For each list of addresses, the interface this host uses toward the first of them
+    it has a route to, preferring a directly connected one; every lookup in one command."""
     from hopcap.inventory import parse_route
 
     assert s.transport is not None
-    found: list[tuple[bool, str]] = []
-    for a in addresses:
-        res = await s.transport.run(quote(["ip", "-o", "route", "get", a]))
-        r = parse_route(res.stdout)
-        if r.dev and not r.local and r.dev != "lo":
-            found.append((" via " in r.text, r.dev))
-    found.sort(key=lambda x: x[0])
-    return found[0][1] if found else None
+    addresses = list(dict.fromkeys(a for group in wanted for a in group))
+    if not addresses:
+        return [None for _ in wanted]
+    marker = "@@hopcap-route "
+    script = "; ".join(
+        f"echo {quote([marker + a])}; ip -o route get {quote([a])} 2>&1" for a in addresses
+    )
+    res = await s.transport.run(script)
+    routes: dict[str, str] = {}
+    current: str | None = None
+    for line in res.stdout.splitlines(keepends=True):
+        if line.startswith(marker):
+            current = line[len(marker) :].strip()
+            routes[current] = ""
+        elif current is not None:
+            routes[current] += line
+    out: list[str | None] = []
+    for group in wanted:
+        found: list[tuple[bool, str]] = []
+        for a in group:
+            r = parse_route(routes.get(a, ""))
+            if r.dev and not r.local and r.dev != "lo":
+                found.append((" via " in r.text, r.dev))
+        found.sort(key=lambda x: x[0])
+        out.append(found[0][1] if found else None)
+    return out
 
 
 async def _auto(s: HostSession, inv: Inventory, path: list[HostSession], i: int) -> tuple[str, ...]:
     from hopcap.inventory import resolve_auto_capture
 
     assert s.transport is not None
-    ingress = egress = None
-    if i > 0 and path[i - 1].ok:
-        ingress = await _route_dev(s, _data_addresses(path[i - 1]))
-    if i + 1 < len(path) and path[i + 1].ok:
-        egress = await _route_dev(s, _data_addresses(path[i + 1]))
+    before = _data_addresses(path[i - 1]) if i > 0 and path[i - 1].ok else []
+    after = _data_addresses(path[i + 1]) if i + 1 < len(path) and path[i + 1].ok else []
+    ingress, egress = await _route_devs(s, [before, after])
     found = tuple(dict.fromkeys(x for x in (ingress, egress) if x))
     if found and (ingress or i == 0) and (egress or i == len(path) - 1):
         return found
@@ -525,13 +597,21 @@ async def remove_remote_dir(s: HostSession) -> None:
     try:
         await s.transport.run(s.root(quote(["rm", "-rf", "--", s.remote_dir])), timeout=15)
         s.remote_dir = None
-    except HopcapError:
-        pass
+    except HopcapError as exc:  # it expires: a later run removes it
+        log.warning("%s: %s not removed: %s", s.name, s.remote_dir, exc)
 
 
 async def close_all(sessions: dict[str, HostSession]) -> None:
-    # close hosts reached through a jump before the jump host itself
-    for s in reversed(list(sessions.values())):
+    """Close every connection, at once; a jump host only after the hosts reached through it."""
+    closing: dict[str, asyncio.Future[None]] = {}
+
+    async def close(s: HostSession) -> None:
+        users = [closing[u.name] for u in sessions.values() if u.host.jump == s.name]
+        await asyncio.gather(*users)
         if s.transport is not None:
             await s.transport.close()
             s.transport = None
+
+    for s in sessions.values():
+        closing[s.name] = asyncio.ensure_future(close(s))
+    await asyncio.gather(*closing.values())

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,9 @@ import asyncssh
 from hopcap.errors import AuthError, ConnectError, HostKeyError, TransportError
 from hopcap.model import Host
 
-# ../shared/PERF.md: aes128-gcm moved SFTP data 1.5x faster than asyncssh's default
-# (chacha20) here; keep every other default algorithm as a fallback so that any server
-# that speaks one of them still works.
+# aes128-gcm moved SFTP data 1.5x faster than asyncssh's default (chacha20) on the lab
+# (BENCHMARKS.md, "Orchestrator on the lab"); every other default algorithm stays as a
+# fallback so that any server that speaks one of them still works.
 PREFERRED_CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -203,20 +205,184 @@ class ShellProcess:
         self._proc.close()
 
 
+TimedLine = tuple[float, str, float]  # (written at, the line answered, answered at)
+COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
+
+
+def _close_opened(opening: asyncio.Future[asyncssh.SSHClientProcess[Any]]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    opening.result().close()
+
+
+def _quiet(task: asyncio.Future[T]) -> asyncio.Future[T]:
+    """`task`, whose exception counts as seen even if nobody awaits it any more (a run
+    being cancelled while the connection drops): whoever awaits it still gets it."""
+
+    def seen(t: asyncio.Future[T]) -> None:
+        if not t.cancelled():
+            t.exception()
+
+    task.add_done_callback(seen)
+    return task
+
+
+class _CommandShell:
+    """One long-lived `sh` on the host that runs short commands one after the other.
+
+    Every exec channel costs the host a session and a start of the login's shell with its
+    start-up files (a third of a second on the lab, whose logins run `pyenv init`); a run
+    issues a dozen short commands per host. Each command still runs in a `sh -c` of its
+    own (a syntax error or an `exit` cannot end this shell), with stdin from /dev/null;
+    a marker line on stdout (with the exit status) and on stderr ends its output."""
+
+    def __init__(self, host: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+        self.host = host
+        self.proc = proc
+        self.marker = "@@hopcap-done-" + secrets.token_hex(6)
+        self.alive = True
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        m = self.marker
+        self.proc.stdin.write(
+            f"sh -c {shlex.quote(command)} </dev/null; "
+            f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
+        )
+        reads = [
+            _quiet(asyncio.ensure_future(self._read(self.proc.stdout))),
+            _quiet(asyncio.ensure_future(self._read(self.proc.stderr))),
+        ]
+        try:
+            _, pending = await asyncio.wait(
+                reads, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION
+            )
+            if pending:  # a read failed, or the time is up
+                for r in reads:
+                    if r.done() and r.exception() is not None:
+                        raise r.exception()  # type: ignore[misc]
+                raise TimeoutError
+        except BaseException:
+            self.close()  # the shell is somewhere in the command's output: never reuse it
+            for r in reads:
+                r.cancel()
+            raise
+        (out, status), (err, _) = reads[0].result(), reads[1].result()
+        return CommandResult(
+            command=command,
+            exit_status=int(status) if status.isdigit() else None,
+            stdout=out,
+            stderr=err,
+        )
+
+    async def lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
+        """Write `command` (a simple command that prints one line, such as `date`) `count`
+        times, each once the previous answer is in, straight to this shell (no `sh -c`
+        in between: the clock's round trips stay short)."""
+        out: list[TimedLine] = []
+        try:
+            for _ in range(count):
+                t0 = time.time()
+                self.proc.stdin.write(f"{{ {command}; }} 2>/dev/null\n")
+                answer = _quiet(asyncio.ensure_future(self.proc.stdout.readline()))
+                line = _text(await asyncio.wait_for(answer, timeout))
+                out.append((t0, line, time.time()))
+                if not line:
+                    raise TransportError(self.host, f"`{command}` gave no answer")
+        except BaseException:
+            self.close()
+            raise
+        return out
+
+    async def _read(self, stream: asyncssh.SSHReader[Any]) -> tuple[str, str]:
+        """The command's text on `stream` and what follows the marker on its line."""
+        lines: list[str] = []
+        while True:
+            line = _text(await stream.readline())
+            if not line:
+                self.close()
+                raise TransportError(self.host, "the command shell ended unexpectedly")
+            if line.startswith(self.marker):
+                text = "".join(lines)
+                return text[:-1] if text.endswith("\n") else text, line[len(self.marker) :].strip()
+            lines.append(line)
+
+    def close(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.proc.close()
+
+
 class SSHTransport:
     """A `HostTransport` over one asyncssh connection.
+
+    With `command_shell` (a Linux host), short commands without input run through a few
+    long-lived shells (`_CommandShell`) instead of an exec channel each.
 
     dropbear (2022.83) refuses session requests, and now and then drops the whole
     connection on a failed assertion, when several short commands run on one connection at
     once; with a dropbear server, short commands therefore run one at a time (long-lived
     ones, spawned with stdin, only open their channel one at a time)."""
 
-    def __init__(self, name: str, conn: asyncssh.SSHClientConnection) -> None:
+    def __init__(
+        self, name: str, conn: asyncssh.SSHClientConnection, *, command_shell: bool = False
+    ) -> None:
         self.name = name
         self.conn = conn
         server = str(conn.get_extra_info("server_version", "") or "")
         self.server_version = server
         self._gate = asyncio.Semaphore(1) if "dropbear" in server.lower() else None
+        self.command_shell = command_shell
+        self._idle: list[_CommandShell] = []
+        self._shells = 0
+        self._shell_freed = asyncio.Condition()
+        self._warm: list[asyncio.Future[asyncssh.SSHClientProcess[Any]]] = []
+
+    async def _shell(self) -> _CommandShell:
+        """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
+        or the next to be freed."""
+        async with self._shell_freed:
+            while not self._idle and self._shells >= COMMAND_SHELLS:
+                await self._shell_freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._shells += 1
+        try:
+            async with self._gated():  # dropbear: one channel opening at a time
+                proc = await self._retrying(
+                    lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
+                )
+        except BaseException:
+            await self._release(None)
+            raise
+        return _CommandShell(self.name, proc)
+
+    async def _release(self, shell: _CommandShell | None) -> None:
+        async with self._shell_freed:
+            if shell is not None and shell.alive:
+                self._idle.append(shell)
+            else:
+                self._shells -= 1
+            self._shell_freed.notify()
+
+    async def timed_lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
+        """(sent, answer, received) of `command` written `count` times to one command shell
+        (see `_CommandShell.lines`)."""
+        shell = await self._shell()
+        try:
+            return await shell.lines(command, count, timeout)
+        except TimeoutError as exc:
+            raise TransportError(self.name, f"`{command}` gave no answer") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
+        finally:
+            await asyncio.shield(self._release(shell))
+
+    async def _run_in_shell(self, command: str, timeout: float) -> CommandResult:
+        shell = await self._shell()
+        try:
+            return await shell.run(command, timeout)
+        finally:
+            await asyncio.shield(self._release(shell))
 
     @contextlib.asynccontextmanager
     async def _gated(self) -> AsyncIterator[None]:
@@ -239,6 +405,15 @@ class SSHTransport:
     async def run(
         self, command: str, *, timeout: float = 30.0, input: str | None = None
     ) -> CommandResult:
+        if self.command_shell and input is None:
+            try:
+                return await self._run_in_shell(command, timeout)
+            except TimeoutError as exc:
+                raise TransportError(
+                    self.name, f"`{command}` did not finish in {timeout:g}s"
+                ) from exc
+            except (asyncssh.Error, OSError) as exc:
+                raise _translate(self.name, exc) from exc
         try:
             async with self._gated():
                 res = await self._retrying(
@@ -256,9 +431,47 @@ class SSHTransport:
             exit_signal=res.exit_signal[0] if res.exit_signal else None,
         )
 
+    def warm(self, sessions: int) -> None:
+        """Start opening `sessions` sessions that each run a bare `sh` waiting for its
+        command on stdin, so that the session and the login's start-up files are paid for
+        while other work goes on; `spawn` with stdin and no `stdout_to` (a capture) takes
+        one and `exec`s its command there. Those never taken end with `close`."""
+        for _ in range(sessions):
+            self._warm.append(_quiet(asyncio.ensure_future(self._open_bare_sh())))
+
+    async def _open_bare_sh(self) -> asyncssh.SSHClientProcess[Any]:
+        async with self._gated():  # dropbear: one channel opening at a time
+            return await self._retrying(
+                lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
+            )
+
+    async def _take_warm(self, command: str) -> _SSHProcess | None:
+        while self._warm:
+            opening = self._warm.pop(0)
+            try:
+                proc = await opening
+            except (asyncssh.Error, OSError):
+                continue  # the usual way then
+            # a shell reading its commands from stdin reads no further than the line it
+            # runs, so what follows (the capture's "go") reaches the command
+            proc.stdin.write(f"exec {command}\n")
+            return _SSHProcess(self.name, command, proc, binary=False)
+        return None
+
+    def drop_warm(self) -> None:
+        """End the warm sessions not taken (their `sh` exits at the end of its input)."""
+        for opening in self._warm:
+            opening.add_done_callback(_close_opened)
+        self._warm.clear()
+
     async def spawn(
         self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
     ) -> RemoteProcess:
+        if stdin and stdout_to is None:
+            warm = await self._take_warm(command)
+            if warm is not None:
+                return warm
+
         def open_process() -> Awaitable[asyncssh.SSHClientProcess[Any]]:
             if stdout_to is not None:
                 return self.conn.create_process(
@@ -331,6 +544,9 @@ class SSHTransport:
         return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
 
     async def close(self) -> None:
+        self.drop_warm()
+        for shell in self._idle:
+            shell.close()
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self.conn.wait_closed(), timeout=5)
@@ -396,7 +612,7 @@ async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -
         raise _auth_error(host, exc, password="password" in opts) from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise _translate(host.name, exc) from exc
-    return SSHTransport(host.name, conn)
+    return SSHTransport(host.name, conn, command_shell=host.kind == "linux")
 
 
 def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:

@@ -11,9 +11,11 @@ from hopcap.bundle.facts import parse_nstat
 from hopcap.orchestrator.facts import FACT_COMMANDS, collect_facts, parse_facts
 from tests.orchestrator.localtransport import LocalTransport, path_without
 
-pytestmark = pytest.mark.lab  # runs the real commands as root on this machine
+# the tests that run the real commands as root on this machine
+root_commands = pytest.mark.lab
 
 
+@root_commands
 def test_every_fact_is_collected_and_a_missing_tool_is_noted(tmp_path: Path) -> None:
     t = LocalTransport("here", path=path_without(tmp_path, "iptables-save"))
     outputs, missing = asyncio.run(collect_facts(t, sudo=False, is_root=True))
@@ -24,6 +26,7 @@ def test_every_fact_is_collected_and_a_missing_tool_is_noted(tmp_path: Path) -> 
     assert "lo" in outputs["addr"]
 
 
+@root_commands
 def test_facts_come_from_proc_where_the_tools_are_missing(tmp_path: Path) -> None:
     """A BusyBox router has no nstat, ss or sysctl: the counters come from /proc/net/snmp
     and /proc/net/netstat in nstat's format, so deltas work the same."""

@@ -112,11 +112,45 @@ def test_transfer_that_never_verifies_fails_that_point_only(tmp_path: Path) -> N
     assert rec.captures[0].error is None
 
 
-def test_host_without_a_hash_tool_pulls_unverified_and_says_so(tmp_path: Path) -> None:
-    b = LocalTransport("b", path=path_without(tmp_path, "sha256sum", "openssl"))
+NO_HASH_TOOL = ("sha256sum", "openssl", "sha1sum", "md5sum")
+
+
+def test_host_without_a_hash_tool_verifies_by_a_second_read_and_says_so(tmp_path: Path) -> None:
+    b = LocalTransport("b", path=path_without(tmp_path, *NO_HASH_TOOL))
     rec = run(inventory(), tmp_path / "b", {"a": LocalTransport("a"), "b": b})
     assert rec.complete is True, rec.errors
     assert rec.captures[1].pcap is not None and rec.captures[1].sha256
     notes = {f.host: dict(f.missing) for f in rec.facts}
-    why = "no sha256sum or openssl on the host: its pulls were not verified"
-    assert notes == {"b": {"sha256": why}}
+    assert list(notes) == ["b"]
+    assert "reading the file a second time" in notes["b"]["sha256"]
+    assert not list((tmp_path / "b" / "pcaps").glob("*.reread"))
+
+
+def test_without_a_hash_tool_a_damaged_pull_is_caught_by_the_second_read(tmp_path: Path) -> None:
+    """The damage keeps the size: only the second read (hashed here) can tell."""
+
+    def flip_a_byte(_n: int, local: Path) -> None:
+        data = bytearray(local.read_bytes())
+        data[-1] ^= 0xFF
+        local.write_bytes(bytes(data))
+
+    b = LocalTransport("b", path=path_without(tmp_path, *NO_HASH_TOOL), get_hook=flip_a_byte)
+    rec = run(inventory(), tmp_path / "b", {"a": LocalTransport("a"), "b": b})
+    assert rec.complete is False
+    assert b.gets == 3
+    err = rec.captures[1].error
+    assert err is not None and "a second read of the remote file differs" in err, err
+
+
+def test_a_host_with_only_md5sum_is_verified_with_it(tmp_path: Path) -> None:
+    def damage_first(n: int, local: Path) -> None:
+        if n == 1:
+            data = bytearray(local.read_bytes())
+            data[-1] ^= 0xFF
+            local.write_bytes(bytes(data))
+
+    b = LocalTransport("b", path=path_without(tmp_path, *NO_HASH_TOOL[:3]), get_hook=damage_first)
+    rec = run(inventory(), tmp_path / "b", {"a": LocalTransport("a"), "b": b})
+    assert rec.complete is True, rec.errors
+    assert b.gets == 2  # md5 of the damaged copy differed from the host's
+    assert rec.facts == ()  # verified by the host's own tool: nothing to note

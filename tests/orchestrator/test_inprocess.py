@@ -1,0 +1,207 @@
+"""The orchestrator over real SSH without the lab: asyncssh's server in this process (see
+sshserver.py) runs each session's command on this machine. The client side is hopcap's own:
+connecting, the command shells, probing, the clock, pulls and their verification, and
+`run_capture`'s failure paths up to the captures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from hopcap.errors import CaptureError, TransportError
+from hopcap.model import CapturePoint
+from hopcap.orchestrator import run as run_module
+from hopcap.orchestrator.capture import CaptureSpec, RunningCapture, ssh_exclusion
+from hopcap.orchestrator.facts import clock_offset
+from hopcap.orchestrator.run import RunOptions, run_capture
+from hopcap.orchestrator.session import HostSession, no_events, probe
+from hopcap.orchestrator.transport import COMMAND_SHELLS, SSHTransport, connect
+from tests.orchestrator.localtransport import path_without
+from tests.orchestrator.sshserver import DamagingSFTP, Server, serve
+
+NO_HASH_TOOL = ("sha256sum", "openssl", "sha1sum", "md5sum")
+
+
+@asynccontextmanager
+async def _host(tmp: Path, server: Server) -> AsyncIterator[HostSession]:
+    """One served host "a", connected with hopcap's transport (closed at the end)."""
+    async with serve(tmp, a=server) as site:
+        host = site.inventory(a="capture: [lo]").hosts["a"]
+        s = HostSession(host, transport=await connect(host))
+        try:
+            yield s
+        finally:
+            await s.transport.close()  # type: ignore[union-attr]
+
+
+def _t(s: HostSession) -> SSHTransport:
+    assert isinstance(s.transport, SSHTransport)
+    return s.transport
+
+
+def test_short_commands_share_a_few_shells_and_keep_their_own_status(tmp_path: Path) -> None:
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            ok = await t.run("echo out; echo err >&2")
+            assert (ok.exit_status, ok.stdout, ok.stderr) == (0, "out\n", "err\n")
+            three = await t.run("exit 3")
+            assert three.exit_status == 3 and not three.ok
+            bare = await t.run("printf 'no newline'")
+            assert bare.stdout == "no newline"
+            syntax = await t.run("echo (")  # a syntax error ends its own `sh -c` only
+            assert syntax.exit_status == 2 and syntax.stderr
+            stdin = await t.run("cat")  # stdin is /dev/null, not the shell's stream
+            assert stdin.ok and stdin.stdout == ""
+            assert (await t.run("echo still here")).stdout == "still here\n"
+            assert srv.sessions == 1
+            many = await asyncio.gather(*(t.run(f"sleep 0.2; echo {i}") for i in range(6)))
+            assert [r.stdout for r in many] == [f"{i}\n" for i in range(6)]
+            assert srv.sessions <= COMMAND_SHELLS
+
+    asyncio.run(main())
+
+
+def test_a_command_past_its_timeout_costs_its_shell_not_the_next_command(tmp_path: Path) -> None:
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            with pytest.raises(TransportError, match=r"did not finish in 0\.3s"):
+                await t.run("sleep 5", timeout=0.3)
+            assert (await t.run("echo next")).stdout == "next\n"
+            assert srv.sessions == 2  # the timed-out shell is never reused
+
+    asyncio.run(main())
+
+
+def test_clock_through_the_command_shell(tmp_path: Path) -> None:
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            offset, error = await clock_offset(t)
+            # the same clock on both sides: the offset is within the error bound
+            assert error < 0.05 and abs(offset) <= error + 0.001
+            assert srv.sessions == 1
+            assert (await t.run("echo after")).stdout == "after\n"  # the shell is clean
+            assert srv.sessions == 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("sftp", [True, False])
+def test_probe_learns_the_pull_method_and_our_own_session(tmp_path: Path, sftp: bool) -> None:
+    async def main() -> None:
+        async with _host(tmp_path, Server(sftp=sftp)) as s:
+            await probe(s)
+            assert s.caps.pull == ("sftp" if sftp else "exec")
+            assert s.caps.hash == "sha256sum"
+            ours = s.transport.endpoints()  # type: ignore[union-attr]
+            assert ours is not None
+            # the filter excludes exactly this connection, as the host sees it
+            assert ssh_exclusion(s.ssh_connection) == (
+                f"not (tcp and host {ours[0]} and host {ours[2]} and port {ours[1]} "
+                f"and port {ours[3]})"
+            )
+            assert "lo" in s.interfaces
+
+    asyncio.run(main())
+
+
+def _ring(remote: Path, transport: SSHTransport, *contents: bytes) -> RunningCapture:
+    """A stopped capture whose ring files are `contents` (oldest first)."""
+    remote.mkdir()
+    spec = CaptureSpec(
+        point=CapturePoint("a", "lo"),
+        remote_dir=str(remote),
+        filter="tcp",
+        bound_s=5,
+        ring_mb=1,
+        sudo=False,
+        drop_to_root=False,
+    )
+    for i, data in enumerate(contents):
+        (remote / f"lo.pcap{i}").write_bytes(data)
+    return RunningCapture(transport, spec)
+
+
+CAPTURE = bytes(range(256)) * 64  # the pull does not parse what it pulls
+
+
+@pytest.mark.parametrize(
+    ("sftp", "tools", "damage"),
+    [
+        (True, True, 1),  # sha256sum on the host catches the damaged first transfer
+        (True, False, 1),  # no hash tool: the second read (`cat`) catches it
+        (False, False, 0),  # neither SFTP nor a hash tool: two reads over exec channels
+    ],
+)
+def test_a_pull_is_always_verified(tmp_path: Path, sftp: bool, tools: bool, damage: int) -> None:
+    async def main() -> None:
+        path = None if tools else path_without(tmp_path, *NO_HASH_TOOL)
+        async with _host(tmp_path, Server(sftp=sftp, path=path)) as s:
+            await probe(s)
+            assert (s.caps.hash is not None) == tools
+            rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
+            DamagingSFTP.damage = damage
+            local, digest = await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
+            assert local.read_bytes() == CAPTURE
+            assert digest == hashlib.sha256(CAPTURE).hexdigest()
+            assert DamagingSFTP.damage == 0  # the damaged read did happen
+            assert not list(tmp_path.glob("*.reread"))
+
+    asyncio.run(main())
+
+
+def test_a_pull_that_is_always_damaged_fails_after_the_retries(tmp_path: Path) -> None:
+    async def main() -> None:
+        path = path_without(tmp_path, *NO_HASH_TOOL)
+        async with _host(tmp_path, Server(path=path)) as s:
+            await probe(s)
+            rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
+            DamagingSFTP.damage = 1000
+            with pytest.raises(CaptureError, match="a second read of the remote file differs"):
+                await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
+
+    asyncio.run(main())
+
+
+def test_run_with_no_point_able_to_capture_names_every_reason(tmp_path: Path) -> None:
+    async def main() -> None:
+        no_tcpdump = path_without(tmp_path, "tcpdump")
+        async with serve(tmp_path, a=Server(path=no_tcpdump), b=Server()) as site:
+            inv = site.inventory(a="capture: [lo]", b="capture: [nosuch0]")
+            with pytest.raises(CaptureError) as exc:
+                await run_capture(inv, RunOptions(out=tmp_path / "out", run_id="inproc-none"))
+            text = str(exc.value)
+            assert text.startswith("no capture point could start")
+            assert "a: tcpdump is not installed" in text
+            assert "b: no interface nosuch0" in text
+            assert not list(Path("/tmp").glob("hopcap.*.inproc-none.*"))
+
+    asyncio.run(main())
+
+
+def test_require_all_stops_before_any_capture_when_a_host_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        srv = Server()
+        async with serve(tmp_path, a=srv) as site:
+            inv = site.inventory(a="capture: [lo]", b="capture: [lo]")  # b: nothing listens
+            opts = RunOptions(out=tmp_path / "out", run_id="inproc-all", require_all=True)
+            with pytest.raises(CaptureError) as exc:
+                await run_capture(inv, opts)
+            assert "not every host is ready and --require-all was given" in str(exc.value)
+            assert "b:" in str(exc.value)
+            assert srv.sessions <= 2  # the probe's shell (and SFTP's try); no capture
+            assert not list(Path("/tmp").glob("hopcap.*.inproc-all.*"))
+
+    asyncio.run(main())
