@@ -43,6 +43,8 @@ from hopcap.model import PointInput
 CLIENT_SIDE = "client-side"
 SERVER_SIDE = "server-side"
 _BOOL = npt.NDArray[np.bool_]
+I64 = npt.NDArray[np.int64]
+SAMPLE = 4  # packets whose trailers are read at each end of each direction of a connection
 Addr = tuple[int, int, int]  # (IP version, high 64 bits, low 64 bits)
 
 
@@ -114,29 +116,63 @@ def take_rows(t: PacketTable, m: _BOOL, *, dgram: bool) -> PacketTable:
     )
 
 
-def _conns(t: PacketTable) -> tuple[npt.NDArray[np.int64], list[tuple[Addr, Addr]]]:
-    """Each row's connection (either direction of a tuple) and each connection's (client
-    address, server address): the SYN's sender is the client; without a handshake the
-    side with the higher port."""
-    from hopcap.correlate.stages import _c2s, _keys
+def _conns(t: PacketTable) -> tuple[I64, I64, list[tuple[Addr, Addr]]]:
+    """Each row's tuple (one direction) and connection (either direction of a tuple), and
+    each connection's (client address, server address): the SYN's sender is the client;
+    without a handshake the side with the lower port is the server."""
+    from hopcap.correlate.reader import ACK, SYN
+    from hopcap.correlate.stages import _keys
 
-    uniq, first, inv = np.unique(_keys(t), axis=0, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    c2s = _c2s(t)
+    keys = _keys(t)
+    n = keys.shape[0]
+    order = np.lexsort(keys.T[::-1])  # a sort per column: far cheaper than unique(axis=0)
+    new = np.ones(n, bool)
+    new[1:] = np.any(keys[order][1:] != keys[order][:-1], axis=1)
+    tup_sorted = np.cumsum(new) - 1
+    inv = np.empty(n, np.int64)
+    inv[order] = tup_sorted
+    uniq = keys[order[new]]
+    flags = t.flags.astype(np.int64) & (SYN | ACK)
+    syn = np.zeros(len(uniq), bool)
+    syn[inv[flags == SYN]] = True
+    synack = np.zeros(len(uniq), bool)
+    synack[inv[flags == (SYN | ACK)]] = True
     conn_of: dict[tuple[int, ...], int] = {}
     ends: list[tuple[Addr, Addr]] = []
     tup_conn = np.zeros(len(uniq), np.int64)
-    for k, row in enumerate(uniq.tolist()):
+    rows = uniq.tolist()
+    index = {tuple(r): k for k, r in enumerate(rows)}
+    for k, row in enumerate(rows):
         v, sh, sl, dh, dl, sp, dp = (int(x) for x in row)
         a, b = (sh, sl, sp), (dh, dl, dp)
         key = (v, *min(a, b), *max(a, b))
         cid = conn_of.get(key)
-        if cid is None:
-            cid = conn_of[key] = len(ends)
-            src, dst = (v, sh, sl), (v, dh, dl)
-            ends.append((src, dst) if c2s[first[k]] else (dst, src))
+        if cid is not None:
+            tup_conn[k] = cid
+            continue
+        cid = conn_of[key] = len(ends)
         tup_conn[k] = cid
-    return tup_conn[inv], ends
+        back = index.get((v, dh, dl, sh, sl, dp, sp))
+        if syn[k] or (back is not None and synack[back]):
+            c2s = True
+        elif synack[k] or (back is not None and syn[back]):
+            c2s = False
+        else:
+            c2s = dp < sp
+        src, dst = (v, sh, sl), (v, dh, dl)
+        ends.append((src, dst) if c2s else (dst, src))
+    return inv, tup_conn[inv], ends
+
+
+def _ends(group: I64, k: int) -> I64:
+    """The first and last `k` rows of each group (rows in file order)."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    start = np.searchsorted(g, g, "left")
+    end = np.searchsorted(g, g, "right")
+    pos = np.arange(g.shape[0]) - start
+    keep = (pos < k) | (pos >= end - start - k)
+    return np.sort(order[keep])
 
 
 def _colour(
@@ -168,17 +204,31 @@ def _colour(
 
 
 def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, F5Split] | None:
-    """Per row: on the client side? None when the capture has no pair of flows."""
-    tt = read_table_trailers(t)
+    """Per row: on the client side? None when the capture has no pair of flows.
+
+    The trailers of the first and last packets of each direction of each connection say
+    which flows it carried (the client side learns its peer once the server side exists):
+    reading those keeps a long capture cheap. A connection whose packets belong to flows
+    of both sides (a tuple BIG-IP did not change: fastL4) has all its trailers read."""
+    tup, conn, ends = _conns(t)
+    tt = read_table_trailers(t, _ends(tup, SAMPLE))
     if tt is None or not tt.rows.shape[0]:
         return None
     colour = _colour(tt.flow, tt.peer, t.ts[tt.rows].astype(np.int64))
     if not colour:
         return None
-    n = len(t)
-    side = np.zeros(n, np.int8)  # 1 client side, -1 server side, 0 not known yet
-    side[tt.rows] = [(1 if colour[f] else -1) if f in colour else 0 for f in tt.flow.tolist()]
-    conn, ends = _conns(t)
+    side = np.zeros(len(t), np.int8)  # 1 client side, -1 server side, 0 not known yet
+
+    def mark(rows: I64, flows: npt.NDArray[np.uint64]) -> None:
+        side[rows] = [(1 if colour[f] else -1) if f in colour else 0 for f in flows.tolist()]
+
+    mark(tt.rows, tt.flow)
+    on_client = np.bincount(conn[side > 0], minlength=len(ends)) > 0
+    both = on_client & (np.bincount(conn[side < 0], minlength=len(ends)) > 0)
+    if both.any():
+        more = read_table_trailers(t, np.nonzero(both[conn])[0])
+        if more is not None:
+            mark(more.rows, more.flow)
     votes = np.bincount(conn, weights=side, minlength=len(ends))
     split = F5Split(host, given, tt.info)
     # by address: what the paired connections showed of each side
