@@ -277,3 +277,46 @@ def test_cli_one_capture(tmp_path: Path) -> None:
         if leg["point"] == "lb:server-side" and leg.get("details")
     ]
     assert len(linked) == 3 and all("linked by the F5 trailer" in x for x in linked)
+
+
+def test_fastl4_same_tuple_split_by_flow(tmp_path: Path) -> None:
+    """A fastL4 virtual server that changes no address: each packet is in the capture
+    twice, with the client flow's id as it came in and the server flow's as it left. The
+    tuple is the same: the flow ids alone put each copy on its side."""
+    conv = Conv(client=("203.0.113.20", 41000), server=P1, t0=T0, rtt=0.002, seed=40)
+    conv.handshake()
+    conv.request(REQ)
+    conv.response(RESP)
+    conv.close()
+    frames = []
+    for seg, (t, pkt) in zip(conv.segs, render([conv], View()), strict=True):
+        for k, flow in enumerate((0xF1, 0xF2)):  # in on one side, out on the other
+            peer = 0xF2 if flow == 0xF1 else 0xF1
+            ingress = (seg.d == C2S) == (flow == 0xF1)
+            dt = 10_000 * (k if seg.d == C2S else 1 - k)  # the copy going out is later
+            fr = MAC + b"\x08\x00" + bytes(pkt)
+            fr += b"\x00" * max(0, 60 - len(fr))
+            fr += g.dpt(
+                g.dpt_low(ingress=ingress, vip="/Common/vs_l4"), g.dpt_med(flow=flow, peer=peer)
+            )
+            frames.append((round(t * 1e9) + dt, fr))
+    f5 = write_pcap_raw(tmp_path / "l4.pcap", sorted(frames))
+    plan = plan_stages([PointInput("lb", f5)])
+    assert [p.name for p in plan.points] == ["lb:client-side", "lb:server-side"]
+    n = len(conv.segs)
+    for name in ("lb:client-side", "lb:server-side"):
+        t = plan.tables[name]
+        assert len(t) == n
+        # each side holds one copy of every packet, in order
+        assert t.seq.tolist() == plan.tables["lb:client-side"].seq.tolist()
+    cs, ss = plan.tables["lb:client-side"], plan.tables["lb:server-side"]
+    # the client's packets enter on the client side first, the server's on the server side
+    c2s = [i for i, s in enumerate(conv.segs) if s.d == C2S]
+    s2c = [i for i, s in enumerate(conv.segs) if s.d != C2S]
+    assert all(int(cs.ts[i]) < int(ss.ts[i]) for i in c2s)
+    assert all(int(ss.ts[i]) < int(cs.ts[i]) for i in s2c)
+    for t in plan.tables.values():
+        t.close()
+    v = correlate([PointInput("lb", f5)])
+    assert len(v.flows) == 1 and v.flows[0].findings == ()
+    assert [leg.point for leg in v.flows[0].legs] == ["lb:client-side", "lb:server-side"]
