@@ -317,6 +317,15 @@ def _columns(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
+def _devices(verdict: Verdict) -> dict[str, list[str]]:
+    """What the captures say of their devices (e.g. a BIG-IP's version), with its points."""
+    out: dict[str, list[str]] = {}
+    for p in verdict.points:
+        if p.device:
+            out.setdefault(p.device, []).append(p.name)
+    return out
+
+
 def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
     """Points, then patterns (problems, then device policy), then only the flows with
     drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
@@ -335,6 +344,8 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         for p in verdict.points
     ]
     typer.echo(tabulate(pts, headers=["point", "packets", "kernel drops", "clock offset"]))
+    for dev, names in _devices(verdict).items():
+        typer.echo(f"{', '.join(names)}: {dev}")
     if verdict.hosts:
         typer.echo(
             "hosts' own addresses: "

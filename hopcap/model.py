@@ -183,6 +183,9 @@ class PointSummary:
     last_ts: float | None = None
     warnings: tuple[str, ...] = ()
     missing: str | None = None  # why nothing of this point could be used
+    # what the capture says of the device that took it (an F5 capture's information
+    # packet: BIG-IP version, host name, platform, tcpdump's command)
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -202,6 +205,8 @@ class PointSummary:
             d["warnings"] = list(self.warnings)
         if self.missing is not None:
             d["missing"] = self.missing
+        if self.device is not None:
+            d["device"] = self.device
         return d
 
 
@@ -457,6 +462,7 @@ class Verdict:
                 last_ts=p.get("last_ts"),
                 warnings=tuple(p.get("warnings", ())),
                 missing=p.get("missing"),
+                device=p.get("device"),
             )
             for p in d.get("points", ())
         )

@@ -34,9 +34,11 @@ Everything here is pure and defensive: a damaged or truncated trailer is ignored
 from __future__ import annotations
 
 import ipaddress
+import mmap
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -268,10 +270,63 @@ def _trailing(
     return rows, ip_end[rows], rec_end[rows]
 
 
+def probe_head(path: Path, head: Any) -> tuple[bool, dict[str, str] | None]:
+    """Do the first records in `head` (the start of a capture file) carry F5 trailers?
+    And the capture-information pseudo packet, when it is the first record. Every
+    Ethernet record with bytes after its IP packet is looked at, whatever it carries."""
+    from hopcap.capfile.layers import LINK_ETHERNET, be16, buffer_u8, decode
+    from hopcap.correlate.reader import walk_records
+
+    rec = walk_records(path, head)
+    if not rec.off.shape[0]:
+        return False, None
+    o0, c0 = int(rec.off[0]), int(rec.cap[0])
+    info = fileinfo(bytes(head[o0 : o0 + c0]))
+    if info is not None:
+        return True, info
+    eth = rec.link == LINK_ETHERNET
+    off, cap = rec.off[eth], rec.cap[eth]
+    if not off.shape[0]:
+        return False, None
+    u8 = buffer_u8(head)
+    lay = decode(u8, off, cap, rec.link[eth])
+    end = off + cap
+    ip = (lay.l3 >= 0) & (lay.tun == 0) & (lay.l3 + 40 <= end)  # tunnels are not F5's
+    l3, et, end = lay.l3[ip], lay.et[ip], end[ip]
+    ip_end = np.where(et == 0x86DD, l3 + 40 + be16(u8, l3 + 4), l3 + be16(u8, l3 + 2))
+    ok = end - ip_end >= MIN_TRAILER  # a frame cut by the snap length has no trailer
+    found = any(
+        parse_trailer(bytes(head[s:e])) is not None
+        for s, e in zip(ip_end[ok].tolist(), end[ok].tolist(), strict=True)
+    )
+    return found, None
+
+
+def probe_capture(path: Path) -> bool:
+    """Does the capture file at `path` carry F5 trailers (a look at its first 256 KiB
+    only)? False for a file that cannot be read (the reader says why, later)."""
+    from hopcap.capfile.walk import CaptureFileError, open_capture
+    from hopcap.errors import CorrelationError
+
+    try:
+        buf = open_capture(path)
+    except (CaptureFileError, OSError):
+        return False
+    try:
+        head = bytes(buf[:PROBE_BYTES])
+        return probe_head(path, head)[0]
+    except (CaptureFileError, CorrelationError, ValueError):
+        return False
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
 def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> TableTrailers | None:
     """The F5 trailers of a capture's TCP packets (of the rows `wanted` only, when given),
     or None when it has none. A probe of the start of the file decides whether to walk all
-    of it (an ordinary capture costs one short walk)."""
+    of it (an ordinary capture costs one short walk). `t` may be a part of a capture
+    (`hopcap.correlate.stages`: its rows point into the whole file)."""
     from hopcap.capfile.layers import LINK_ETHERNET
     from hopcap.correlate.reader import walk_records
 
@@ -279,21 +334,11 @@ def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> Tab
         return None
     buf = t.buf
     head = bytes(buf[:PROBE_BYTES]) if len(buf) > PROBE_BYTES else buf
-    rec = walk_records(t.path, head)
-    info = None
-    if rec.off.shape[0]:
-        o0, c0 = int(rec.off[0]), int(rec.cap[0])
-        info = fileinfo(bytes(head[o0 : o0 + c0]))
-    rows, start, end = _trailing(t, rec.off, rec.cap, rec.link)
-    found = info is not None or any(
-        parse_trailer(bytes(head[s:e])) is not None
-        for s, e in zip(start.tolist(), end.tolist(), strict=True)
-    )
+    found, info = probe_head(t.path, head)
     if not found:
         return None
-    if head is not buf:
-        rec = walk_records(t.path, buf)
-        rows, start, end = _trailing(t, rec.off, rec.cap, rec.link)
+    rec = walk_records(t.path, buf)
+    rows, start, end = _trailing(t, rec.off, rec.cap, rec.link)
     if wanted is not None:
         m = np.isin(rows, wanted)
         rows, start, end = rows[m], start[m], end[m]

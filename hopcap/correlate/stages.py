@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate.f5split import F5Split, split_f5
 from hopcap.correlate.reader import _COLUMNS, ACK, SYN, PacketTable, endpoint_str, read_capture
 from hopcap.errors import CorrelationError
 from hopcap.model import Direction, Finding, Flow, Leg, PointInput, Verdict
@@ -70,10 +71,21 @@ class StagePlan:
     points: list[PointInput]  # the path as correlated
     tables: dict[str, PacketTable]  # virtual point name -> its packets
     devices: dict[str, _Device]
+    f5: dict[str, F5Split] = field(default_factory=dict)  # one-capture BIG-IPs split in two
 
 
 def plan_stages(points: Sequence[PointInput]) -> StagePlan:
-    """Group each device's stage points; other points pass through unchanged."""
+    """Group each device's stage points, split a one-capture F5 BIG-IP point into its
+    client and server sides (`hopcap.correlate.f5split`); other points pass through
+    unchanged."""
+    split, f5_tables, f5 = split_f5(points, skip=frozenset((*STAGES, DROP)))
+    plan = _plan_stages(split)
+    plan.tables.update(f5_tables)
+    plan.f5 = f5
+    return plan
+
+
+def _plan_stages(points: Sequence[PointInput]) -> StagePlan:
     devices: dict[str, _Device] = {}
     for p in points:
         host, stage = _split_name(p)
@@ -250,7 +262,9 @@ def _seen_in(d: _Device, stage: str, keys: Sequence[str], t_ns: int) -> bool:
 
 
 def finish_stages(verdict: Verdict, plan: StagePlan) -> Verdict:
-    """Name findings by the stage they happened in and attach the drop stage's proof."""
+    """Name findings by the stage they happened in and attach the drop stage's proof; say
+    how a BIG-IP's one capture was split."""
+    verdict = _finish_f5(verdict, plan)
     if not plan.devices:
         return verdict
     offsets = {p.name: p.clock_offset_s or 0.0 for p in verdict.points}
@@ -338,3 +352,31 @@ def _place(x: Finding, d: _Device, cs: Leg | None, ss: Leg | None, offset_s: flo
     if _seen_in(d, "firewall", keys, t0):
         return dataclasses.replace(x, between=(fw, tx))
     return dataclasses.replace(x, between=(rx, fw))
+
+
+def _finish_f5(verdict: Verdict, plan: StagePlan) -> Verdict:
+    if not plan.f5:
+        return verdict
+    warnings = list(verdict.warnings)
+    notes: dict[str, str] = {}
+    for sp in plan.f5.values():
+        cs, ss = sp.name(CLIENT_SIDE), sp.name(SERVER_SIDE)
+        how = f"{sp.paired} by the trailers' flow ids, {sp.by_address} by address"
+        if sp.unplaced:
+            how += f", {sp.unplaced} unknown (put on the client side)"
+        warnings.append(
+            f"{sp.host}: one BIG-IP capture ({sp.given}) holds both sides of its proxied "
+            f"connections: correlated as {cs} ({sp.client_conns} connection(s) toward "
+            f"virtual servers) and {ss} ({sp.server_conns} of BIG-IP to pool members); "
+            f"placed {how}"
+        )
+        if sp.info:
+            what = [sp.info[k] for k in ("VER", "HOST", "PLAT") if sp.info.get(k)]
+            if sp.info.get("CMD"):
+                what.append(f"captured with `{sp.info['CMD']}`")
+            notes[cs] = notes[ss] = ", ".join(what)
+    points = tuple(
+        dataclasses.replace(p, device=notes[p.name]) if p.name in notes else p
+        for p in verdict.points
+    )
+    return dataclasses.replace(verdict, points=points, warnings=tuple(warnings))
