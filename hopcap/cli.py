@@ -29,7 +29,7 @@ from hopcap.errors import (
     HopcapError,
     OptionError,
 )
-from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
+from hopcap.model import PointRecord, RunRecord, Verdict
 
 if TYPE_CHECKING:
     import asyncio
@@ -443,24 +443,9 @@ def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
 
     # a recording keeps only its last --ring: the evidence starts there, not at "listening"
     kept_from = (record.recording or {}).get("kept_from_ts")
-
-    def start(c: PointCapture) -> float | None:
-        if kept_from is None or c.ready_ts is None:
-            return c.ready_ts
-        return max(c.ready_ts, float(kept_from))
-
+    not_before = float(kept_from) if kept_from is not None else None
     points = [
-        PointInput(
-            name=c.point.name,
-            pcap=c.pcap,
-            host=c.point.host,
-            interface=c.point.interface,
-            kernel_drops=c.kernel_drops,
-            clock_offset_hint_s=c.clock_offset_s,
-            start_ts=start(c),
-            stop_ts=c.stop_ts,
-            missing_reason=c.error,
-        )
+        PointRecord.from_capture(c, c.pcap, c.error).to_input(not_before=not_before)
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}

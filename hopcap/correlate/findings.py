@@ -1,0 +1,608 @@
+"""Findings of one TCP flow: what was lost, injected, rewritten or reset on each hop,
+where the evidence has gaps, and the legs as the verdict shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.clocks import blind
+from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
+from hopcap.correlate.link import Part, exchange_of_rows, stream_base
+from hopcap.correlate.match import M32, DirMatch, flags_str
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, tunnel_str
+from hopcap.correlate.summary import flow_summary
+from hopcap.model import (
+    BROKEN_KINDS,
+    Direction,
+    Finding,
+    FindingKind,
+    Leg,
+    LegPart,
+    PacketKind,
+)
+
+I64 = npt.NDArray[np.int64]
+NS = 1_000_000_000
+T = TypeVar("T")
+
+KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
+
+
+@dataclass
+class Built:
+    proto: str
+    client: str
+    server: str
+    legs: tuple[Leg, ...]
+    findings: tuple[Finding, ...]
+    summary: str
+    first_ts: float | None
+    # an encrypted tunnel the flow went into / came out of: (outer flow, outer point)
+    tunnel_out: tuple[int, int] | None = None
+    tunnel_in: tuple[int, int] | None = None
+
+    @property
+    def broken(self) -> bool:
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
+
+
+def _endpoint_name(p: Point, side: str) -> str:
+    if p.iface:
+        return p.host
+    return side
+
+
+def packet_kind(t: PacketTable, row: int) -> PacketKind:
+    """What packet `row` is, in a summary's words (its first flag that matters)."""
+    fl = int(t.flags[row])
+    if fl & SYN:
+        return "SYN-ACK" if fl & ACK else "SYN"
+    if fl & RST:
+        return "RST"
+    if fl & FIN:
+        return "FIN"
+    return "data" if t.plen[row] else "ACK"
+
+
+def _describe(
+    t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
+) -> tuple[str, int]:
+    """A short description of packets and their byte count."""
+    fls = t.flags[rows].tolist()
+    pls = t.plen[rows].tolist()
+    if undelivered_bytes:
+        nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
+    else:
+        nbytes = sum(pls)
+    parts: list[str] = []
+    kinds: dict[str, int] = {}
+    for fl, pl in zip(fls, pls, strict=True):
+        if fl & SYN:
+            k = "SYN-ACK" if fl & ACK else "SYN"
+        elif fl & RST:
+            k = "RST"
+        elif pl:
+            k = "data"
+        elif fl & FIN:
+            k = "FIN"
+        else:
+            k = "ACK"
+        kinds[k] = kinds.get(k, 0) + 1
+    r0 = rows[0]
+    fl0 = int(t.flags[r0])
+    if fl0 & SYN:
+        first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
+    else:
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
+        pl = int(t.plen[r0])
+        first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
+    if t.tsval[r0] >= 0:
+        first += f" tsval={int(t.tsval[r0])}"
+    if t.v[r0] == 4:
+        first += f" ipid={int(t.ipid[r0])}"
+    for k, n in kinds.items():
+        parts.append(f"{n} {k}" if n > 1 else f"1 {k}")
+    return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
+
+
+def missing_gaps(
+    pts: list[Point], a: int, b: int, missing: Sequence[int], first_ts_ns: int
+) -> list[Finding]:
+    """A `gap` for every missing point between points `a` and `b` of a hop."""
+    pa, pb = pts[a], pts[b]
+    return [
+        Finding(
+            "gap",
+            "c2s",
+            (pa.name, pts[m].name),
+            0,
+            0,
+            first_ts_ns / NS,
+            f"no capture at {pts[m].name} ({pts[m].inp.missing_reason or 'missing'}): "
+            f"what happened between {pa.name} and {pb.name} cannot be placed more precisely",
+        )
+        for m in missing
+    ]
+
+
+def split_lost(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
+    (lost, gap, why): a gap where `down` could not have seen them (`blind`)."""
+    lost: list[int] = []
+    gap: list[int] = []
+    why = ""
+    for r in rows:
+        reason = blind(down, int(ts[r]) - up.offset_ns + down.offset_ns)
+        if reason:
+            gap.append(r)
+            why = reason
+        else:
+            lost.append(r)
+    return lost, gap, why
+
+
+def split_extra(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
+    `up` was blind, or where nothing on the wire between two hosts could have sent them."""
+    inj: list[int] = []
+    gap: list[int] = []
+    why = ""
+    wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+    for r in rows:
+        reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
+        if reason:
+            gap.append(r)
+            why = reason
+        elif wire:
+            gap.append(r)
+            why = (
+                f"nothing between {up.name} and {down.name} could have sent them "
+                f"(capture loss at {up.name}?)"
+            )
+        else:
+            inj.append(r)
+    return inj, gap, why
+
+
+@dataclass
+class _Sel:
+    """The packets of a leg on a reused connection that are this flow's: those of the
+    exchanges `keep` (`ex_of`: the exchange of every packet of the leg)."""
+
+    point: Point
+    ex_of: dict[int, int]
+    keep: frozenset[int]
+
+    def pick(
+        self, key: tuple[str, int], make: Callable[[], list[T]], row: Callable[[T], int]
+    ) -> list[T]:
+        """This flow's items among those `make` gives (`row`: an item's packet). Every flow
+        on the connection asks for the same lists (`key` names one, e.g. a match's
+        undelivered packets): each is split by exchange once, so a connection carrying N
+        flows costs N lookups, not N passes over its packets."""
+        ck = (*key, id(self.ex_of))
+        split = self.point.row_split.get(ck)
+        if split is None:
+            split = {}
+            for x in make():
+                split.setdefault(self.ex_of.get(row(x), -1), []).append(x)
+            self.point.row_split[ck] = split
+        out: list[T] = list(split.get(-1, ()))
+        if len(self.keep) <= len(split):
+            for k in self.keep:
+                out += split.get(k, ())
+        else:
+            for k, xs in split.items():
+                if k in self.keep:
+                    out += xs
+        out.sort(key=row)
+        return out
+
+
+def _part_filters(pts: list[Point], f: FlowB) -> list[_Sel | None]:
+    """Per leg of the chain: which of its packets are this flow's (None: all of them). On a
+    reused connection the packets of this flow's exchanges, with the exchange boundaries
+    carried across NATs by the learned sequence offsets."""
+    out: list[_Sel | None] = []
+    base_c = base_s = 0
+    prev: Part | None = None
+    for leg in f.legs:
+        part = leg.part
+        if part is None:
+            out.append(None)
+            prev = None
+            continue
+        if prev is not part:
+            base_c, base_s = part.cx.base_c, part.cx.base_s
+        else:
+            base_c = (base_c + leg.delta_c) & M32 if leg.delta_c is not None else stream_base(leg.c)
+            base_s = (base_s + leg.delta_s) & M32 if leg.delta_s is not None else stream_base(leg.s)
+        prev = part
+        p = pts[leg.point]
+        assert p.pc is not None
+        key = (id(part.cx), id(leg.c), id(leg.s), base_c, base_s)
+        m = p.ex_rows.get(key)
+        if m is None:
+            m = {}
+            for h, is_c in ((leg.c, True), (leg.s, False)):
+                if h is not None:
+                    ks = exchange_of_rows(p.pc, h, is_c, part.cx, base_c, base_s)
+                    m.update(zip(h.idx.tolist(), ks.tolist(), strict=True))
+            p.ex_rows[key] = m
+        out.append(_Sel(p, m, part.keep))
+    return out
+
+
+def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
+    first_leg = f.legs[0]
+    p0 = pts[first_leg.point]
+    c, s = first_leg.c, first_leg.s
+    if c is not None:
+        client, server = c.src_str, c.dst_str
+    else:
+        assert s is not None
+        client, server = s.dst_str, s.src_str
+    first_ts_ns = min(h.first_ts for h in (c, s) if h is not None) - p0.offset_ns
+    findings, legs_out, tried = _chain_out(pts, present, f, first_ts_ns)
+
+    def order(x: Finding) -> tuple[int, float]:
+        return (
+            KIND_ORDER.get(x.kind, 9),
+            x.first_ts or 0.0,
+        )
+
+    findings.sort(key=order)
+    tried_ids = {id(x) for x in tried}
+    main = [x for x in findings if id(x) not in tried_ids]
+    summary = flow_summary(pts, f, main, legs_out)
+    n_att = sum(1 for x in chains([f]) if x.attempt)
+    if n_att:
+        why = ""
+        if tried:
+            why = ": " + flow_summary(pts, f, sorted(tried, key=order), legs_out)
+        summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
+    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _chain_out(
+    pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
+) -> tuple[list[Finding], list[Leg], list[Finding]]:
+    """The findings and legs of one chain and its subs; and those of failed attempts."""
+    findings: list[Finding] = []
+    first_leg = f.legs[0]
+    filters = _part_filters(pts, f)
+
+    def own(j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+        """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
+        sel = filters[j]
+        return sel.pick(key, make, int) if sel is not None else make()
+
+    def fts(p: Point, rows: list[int]) -> float:
+        return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
+
+    def add_lost(
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: list[int],
+        base: int,
+        und_b: Mapping[int, int] | None = None,
+    ) -> None:
+        """Packets seen at `up` that never reached `down` (in direction of travel)."""
+        if not rows:
+            return
+        t = up.table
+        drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
+        between = (up.name, down.name)
+        if drop_rows:
+            what, nb = _describe(t, drop_rows, base, und_b)
+            findings.append(
+                Finding(
+                    "drop",
+                    direction,
+                    between,
+                    len(drop_rows),
+                    nb,
+                    fts(up, drop_rows),
+                    what,
+                    packet=packet_kind(t, drop_rows[0]),
+                )
+            )
+        if gap_rows:
+            what, nb = _describe(t, gap_rows, base, und_b)
+            findings.append(
+                Finding(
+                    "gap",
+                    direction,
+                    between,
+                    len(gap_rows),
+                    nb,
+                    fts(up, gap_rows),
+                    f"seen at {up.name}, not at {down.name}, but {why}: "
+                    f"cannot tell whether they were lost; {what}",
+                )
+            )
+
+    def add_extra(direction: Direction, up: Point, down: Point, rows: list[int], base: int) -> None:
+        """Packets seen at `down` that never went through `up`."""
+        if not rows:
+            return
+        t = down.table
+        inj, gap, why = split_extra(up, down, t.ts, rows)
+        between = (up.name, down.name)
+        if inj:
+            what, nb = _describe(t, inj, base)
+            findings.append(
+                Finding(
+                    "inject",
+                    direction,
+                    between,
+                    len(inj),
+                    nb,
+                    fts(down, inj),
+                    what,
+                    packet=packet_kind(t, inj[0]),
+                )
+            )
+        if gap:
+            what, nb = _describe(t, gap, base)
+            findings.append(
+                Finding(
+                    "gap",
+                    direction,
+                    between,
+                    len(gap),
+                    nb,
+                    fts(down, gap),
+                    f"seen at {down.name}, not at {up.name}, but {why}; {what}",
+                )
+            )
+
+    def gaps_between(hop: Hop) -> None:
+        findings.extend(missing_gaps(pts, hop.a, hop.b, hop.missing, first_ts_ns))
+
+    for i, hop in enumerate(f.hops):
+        pa, pb = pts[hop.a], pts[hop.b]
+        gaps_between(hop)
+        if hop.c2s is None and hop.s2c is None:
+            leg = f.legs[i]
+            if hop.ended in ("unanswered", "rst") and leg.c is not None:
+                rows = own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+                add_lost("c2s", pa, pb, rows, leg.c.isn)
+            if hop.ended == "rst" and leg.s is not None:
+                rows = own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+                add_extra("s2c", pb, pa, rows, leg.s.isn)
+            if hop.ended == "nothing":
+                findings.append(
+                    Finding(
+                        "gap",
+                        "c2s",
+                        (pa.name, pb.name),
+                        0,
+                        0,
+                        first_ts_ns / NS,
+                        f"{pb.name} captured no TCP packets at all (wrong interface, filter, or a "
+                        f"capture that failed?): what happened after {pa.name} is unknown",
+                    )
+                )
+            continue
+        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point, int, int], ...] = (
+            ("c2s", hop.c2s, pa, pb, i, i + 1),
+            ("s2c", hop.s2c, pb, pa, i + 1, i),
+        )
+        for direction, dm, up, down, ju, jd in dirs:
+            if dm is None:
+                continue
+            und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
+            add_lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
+            # partially delivered packets (a segment of a big one missing)
+            part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            if part_rows:
+                add_lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+            unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
+            add_extra(direction, up, down, unx, dm.base)
+            groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+            sel = filters[ju]
+            rws = (
+                dm.rewrites
+                if sel is None
+                else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+            )
+            for rw in rws:
+                groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
+                    (rw.a_row, rw.b_row)
+                )
+            by_field: dict[str, list[tuple[str, str, list[tuple[int, int]]]]] = {}
+            for (fld, bef, aft), rr in groups.items():
+                by_field.setdefault(fld, []).append((bef, aft, rr))
+            for fld, lst in by_field.items():
+                lst.sort(key=lambda x: -len(x[2]))
+                rows_all = [r for _b, _a, rr in lst for r in rr]
+                bef, aft, rr = lst[0]
+                rw0 = next(
+                    x
+                    for x in rws
+                    if x.field == fld and str(x.before) == bef and str(x.after) == aft
+                )
+                what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
+                if len(lst) > 1:
+                    what += f"; {len(lst)} different values, e.g. {bef} -> {aft}"
+                findings.append(
+                    Finding(
+                        "rewrite",
+                        direction,
+                        (up.name, down.name),
+                        len(rows_all),
+                        nb,
+                        fts(up, [a for a, _ in rows_all]),
+                        what,
+                        field=fld,
+                        before=rw0.before,
+                        after=rw0.after,
+                    )
+                )
+
+    # points missing at either end of the path: the flow's evidence stops short of them
+    def missing_end(m: int, between: tuple[str, str], where: str) -> None:
+        pm = pts[m]
+        findings.append(
+            Finding(
+                "gap",
+                "c2s",
+                between,
+                0,
+                0,
+                first_ts_ns / NS,
+                f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
+                f"what happened {where} cannot be told",
+            )
+        )
+
+    if first_leg.point == present[0] and present[0] > 0:
+        missing_end(0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}")
+    last = f.legs[-1]
+    pl = pts[last.point]
+    trailing = last.point == present[-1] and present[-1] < len(pts) - 1
+    if trailing:
+        m = present[-1] + 1
+        missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
+
+    # the far end: the last leg is at the last point of the path
+    if last.point == present[-1] and not trailing:
+        t = pl.table
+        beyond = _endpoint_name(pl, "server")
+        if last.c is not None and last.c.syn and not last.c.synack:
+            answered = last.s is not None and last.s.idx.shape[0] > 0
+            c_rows = last.c.idx
+            syn_rows = own(
+                len(f.legs) - 1,
+                ("syn", id(last.c)),
+                lambda: c_rows[(t.flags[c_rows] & SYN) != 0].tolist(),
+            )
+            if not answered and syn_rows:
+                what, nb = _describe(t, syn_rows, last.c.isn)
+                end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+                late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
+                kind: FindingKind
+                if pl.kernel_drops or late:
+                    why = (
+                        f"{pl.name} dropped {pl.kernel_drops} packets in the kernel"
+                        if pl.kernel_drops
+                        else f"the capture at {pl.name} ended less than a second after it"
+                    )
+                    kind, text = "gap", f"{what}: no answer seen, but {why}"
+                else:
+                    kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
+                findings.append(
+                    Finding(
+                        kind,
+                        "c2s",
+                        (pl.name, beyond),
+                        len(syn_rows),
+                        nb,
+                        fts(pl, syn_rows),
+                        text,
+                        packet=packet_kind(t, syn_rows[0]),
+                        unanswered=True,
+                    )
+                )
+    if last.s is not None and (
+        last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
+    ):
+        t = pl.table
+        s_rows = last.s.idx
+        rst_rows = own(
+            len(f.legs) - 1,
+            ("rst", id(last.s)),
+            lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
+        )
+        if rst_rows:
+            beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
+            what, nb = _describe(t, rst_rows, last.s.isn)
+            findings.append(
+                Finding(
+                    "reset",
+                    "s2c",
+                    (beyond, pl.name),
+                    len(rst_rows),
+                    nb,
+                    fts(pl, rst_rows),
+                    f"{beyond} answered with RST: {what}",
+                )
+            )
+
+    # latency per leg on the aligned timeline
+    legs_out: list[Leg] = []
+    for i, leg in enumerate(f.legs):
+        lat = None
+        if i > 0:
+            hop = f.hops[i - 1]
+            pa, pb = pts[hop.a], pts[hop.b]
+            if hop.c2s is not None and hop.c2s.d_med is not None:
+                lat = (hop.c2s.d_med - (pb.offset_ns - pa.offset_ns)) / NS
+        tup = _leg_tuple(leg)
+        legs_out.append(
+            Leg(
+                point=pts[leg.point].name,
+                tuple=tup,
+                link=leg.link if i or f.via is not None else "same",
+                details=leg.details,
+                latency_s=lat,
+                part=_leg_part(leg.part),
+                tunnel=_leg_tunnel(pts[leg.point].table, leg),
+            )
+        )
+    tried: list[Finding] = []
+    for sub in f.subs:
+        assert sub.via is not None
+        gaps_between(sub.via)
+        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
+        findings += sf
+        legs_out += sl
+        tried += sf if sub.attempt else st
+    return findings, legs_out, tried
+
+
+def _partly_delivered(dm: DirMatch) -> list[int]:
+    """Packets of which a segment (not all) went missing."""
+    und = set(dm.undelivered)
+    return [r for r in dm.undelivered_bytes if r not in und]
+
+
+def _leg_part(part: Part | None) -> LegPart | None:
+    if part is None:
+        return None
+    ks = sorted(part.keep)
+    ex = part.cx.ex
+    return LegPart(
+        exchanges=tuple(k + 1 for k in ks),
+        of=len(ex),
+        c2s=tuple(ex[k].c for k in ks),
+        s2c=tuple(ex[k].s for k in ks),
+    )
+
+
+def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
+    """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
+        return None
+    codes = np.unique(t.tun[np.concatenate([half_rows(leg.c), half_rows(leg.s)])])
+    return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
+
+
+def _leg_tuple(leg: LegB) -> str:
+    if leg.c is not None:
+        return leg.c.tuple_str
+    assert leg.s is not None
+    return f"{leg.s.dst_str} > {leg.s.src_str}"
