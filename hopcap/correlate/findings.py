@@ -15,7 +15,7 @@ import numpy.typing as npt
 from hopcap.correlate.clocks import blind
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
-from hopcap.correlate.match import M32, DirMatch, flags_str
+from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, tunnel_str
 from hopcap.correlate.summary import flow_summary
 from hopcap.model import (
@@ -71,17 +71,38 @@ def packet_kind(t: PacketTable, row: int) -> PacketKind:
     return "data" if t.plen[row] else "ACK"
 
 
+def _first_packet(t: PacketTable, r0: int, base: int) -> str:
+    """Packet `r0` in a finding's words: flags, relative seq, length, TSval, IP ID."""
+    fl0 = int(t.flags[r0])
+    if fl0 & SYN:
+        first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
+    else:
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
+        pl = int(t.plen[r0])
+        first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
+    tsval = int(t.tsval[r0])
+    if tsval >= 0:
+        first += f" tsval={tsval}"
+    if t.v[r0] == 4:
+        first += f" ipid={int(t.ipid[r0])}"
+    return first
+
+
 def _describe(
     t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
-) -> tuple[str, int]:
-    """A short description of packets and their byte count."""
+) -> tuple[str, int, int]:
+    """A short description of packets, their byte count and the first one's capture time."""
+    r0 = rows[0]
+    if len(rows) == 1:  # most findings: no tally
+        pl0 = int(t.plen[r0])
+        nbytes = undelivered_bytes.get(r0, pl0) if undelivered_bytes else pl0
+        return _first_packet(t, r0, base), nbytes, int(t.ts[r0])
     fls = t.flags[rows].tolist()
     pls = t.plen[rows].tolist()
     if undelivered_bytes:
         nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
     else:
         nbytes = sum(pls)
-    parts: list[str] = []
     kinds: dict[str, int] = {}
     for fl, pl in zip(fls, pls, strict=True):
         if fl & SYN:
@@ -95,21 +116,8 @@ def _describe(
         else:
             k = "ACK"
         kinds[k] = kinds.get(k, 0) + 1
-    r0 = rows[0]
-    fl0 = int(t.flags[r0])
-    if fl0 & SYN:
-        first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
-    else:
-        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
-        pl = int(t.plen[r0])
-        first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
-    if t.tsval[r0] >= 0:
-        first += f" tsval={int(t.tsval[r0])}"
-    if t.v[r0] == 4:
-        first += f" ipid={int(t.ipid[r0])}"
-    for k, n in kinds.items():
-        parts.append(f"{n} {k}" if n > 1 else f"1 {k}")
-    return f"{first} ({', '.join(parts)})" if len(rows) > 1 else first, nbytes
+    parts = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return f"{_first_packet(t, r0, base)} ({parts})", nbytes, int(_MIN(t.ts[rows]))
 
 
 def missing_gaps(
@@ -279,19 +287,54 @@ def _chain_out(
     pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
 ) -> tuple[list[Finding], list[Leg], list[Finding]]:
     """The findings and legs of one chain and its subs; and those of failed attempts."""
-    findings: list[Finding] = []
-    first_leg = f.legs[0]
-    filters = _part_filters(pts, f)
+    ch = _Chain(pts, present, f, first_ts_ns)
+    for i, hop in enumerate(f.hops):
+        ch.hop(i, hop)
+    ch.path_ends()
+    legs_out = ch.legs()
+    tried: list[Finding] = []
+    for sub in f.subs:
+        assert sub.via is not None
+        ch.gaps_between(sub.via)
+        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
+        ch.findings += sf
+        legs_out += sl
+        tried += sf if sub.attempt else st
+    return ch.findings, legs_out, tried
 
-    def own(j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+
+class _Chain:
+    """The findings of one chain of legs, hop by hop, then at the ends of the path."""
+
+    def __init__(self, pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int):
+        self.pts, self.present, self.f, self.first_ts_ns = pts, present, f, first_ts_ns
+        self.findings: list[Finding] = []
+        self.filters = _part_filters(pts, f)
+
+    def own(self, j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
         """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
-        sel = filters[j]
+        sel = self.filters[j]
         return sel.pick(key, make, int) if sel is not None else make()
 
-    def fts(p: Point, rows: list[int]) -> float:
-        return (int(p.table.ts[rows].min()) - p.offset_ns) / NS
+    def add(
+        self,
+        kind: FindingKind,
+        direction: Direction,
+        between: tuple[str, str],
+        p: Point,
+        rows: list[int],
+        what: tuple[str, int, int],
+        **kw: object,
+    ) -> None:
+        """A finding of `rows` of point `p` (`what`: their `_describe`)."""
+        text, nbytes, ts0 = what
+        at = (ts0 - p.offset_ns) / NS
+        self.findings.append(
+            Finding(kind, direction, between, len(rows), nbytes, at, text, **kw)  # type: ignore[arg-type]
+        )
 
-    def add_lost(
+    def lost(
+        self,
         direction: Direction,
         up: Point,
         down: Point,
@@ -306,35 +349,20 @@ def _chain_out(
         drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
         between = (up.name, down.name)
         if drop_rows:
-            what, nb = _describe(t, drop_rows, base, und_b)
-            findings.append(
-                Finding(
-                    "drop",
-                    direction,
-                    between,
-                    len(drop_rows),
-                    nb,
-                    fts(up, drop_rows),
-                    what,
-                    packet=packet_kind(t, drop_rows[0]),
-                )
-            )
+            what = _describe(t, drop_rows, base, und_b)
+            first = packet_kind(t, drop_rows[0])
+            self.add("drop", direction, between, up, drop_rows, what, packet=first)
         if gap_rows:
-            what, nb = _describe(t, gap_rows, base, und_b)
-            findings.append(
-                Finding(
-                    "gap",
-                    direction,
-                    between,
-                    len(gap_rows),
-                    nb,
-                    fts(up, gap_rows),
-                    f"seen at {up.name}, not at {down.name}, but {why}: "
-                    f"cannot tell whether they were lost; {what}",
-                )
+            text, nb, ts0 = _describe(t, gap_rows, base, und_b)
+            text = (
+                f"seen at {up.name}, not at {down.name}, but {why}: "
+                f"cannot tell whether they were lost; {text}"
             )
+            self.add("gap", direction, between, up, gap_rows, (text, nb, ts0))
 
-    def add_extra(direction: Direction, up: Point, down: Point, rows: list[int], base: int) -> None:
+    def extra(
+        self, direction: Direction, up: Point, down: Point, rows: list[int], base: int
+    ) -> None:
         """Packets seen at `down` that never went through `up`."""
         if not rows:
             return
@@ -342,236 +370,213 @@ def _chain_out(
         inj, gap, why = split_extra(up, down, t.ts, rows)
         between = (up.name, down.name)
         if inj:
-            what, nb = _describe(t, inj, base)
-            findings.append(
-                Finding(
-                    "inject",
-                    direction,
-                    between,
-                    len(inj),
-                    nb,
-                    fts(down, inj),
-                    what,
-                    packet=packet_kind(t, inj[0]),
-                )
-            )
+            what = _describe(t, inj, base)
+            self.add("inject", direction, between, down, inj, what, packet=packet_kind(t, inj[0]))
         if gap:
-            what, nb = _describe(t, gap, base)
-            findings.append(
+            text, nb, ts0 = _describe(t, gap, base)
+            text = f"seen at {down.name}, not at {up.name}, but {why}; {text}"
+            self.add("gap", direction, between, down, gap, (text, nb, ts0))
+
+    def gaps_between(self, hop: Hop) -> None:
+        if hop.missing:
+            self.findings += missing_gaps(self.pts, hop.a, hop.b, hop.missing, self.first_ts_ns)
+
+    def hop(self, i: int, hop: Hop) -> None:
+        """Hop `i` of the chain: lost, injected and rewritten packets both ways."""
+        pa, pb = self.pts[hop.a], self.pts[hop.b]
+        self.gaps_between(hop)
+        if hop.c2s is None and hop.s2c is None:
+            self.ended(i, hop, pa, pb)
+            return
+        if hop.c2s is not None:
+            self.matched("c2s", hop.c2s, pa, pb, i, i + 1)
+        if hop.s2c is not None:
+            self.matched("s2c", hop.s2c, pb, pa, i + 1, i)
+
+    def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
+        """A hop the flow never crossed (nothing of it downstream)."""
+        leg = self.f.legs[i]
+        if hop.ended in ("unanswered", "rst") and leg.c is not None:
+            rows = self.own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+            self.lost("c2s", pa, pb, rows, leg.c.isn)
+        if hop.ended == "rst" and leg.s is not None:
+            rows = self.own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+            self.extra("s2c", pb, pa, rows, leg.s.isn)
+        if hop.ended == "nothing":
+            self.findings.append(
                 Finding(
                     "gap",
-                    direction,
-                    between,
-                    len(gap),
-                    nb,
-                    fts(down, gap),
-                    f"seen at {down.name}, not at {up.name}, but {why}; {what}",
+                    "c2s",
+                    (pa.name, pb.name),
+                    0,
+                    0,
+                    self.first_ts_ns / NS,
+                    f"{pb.name} captured no TCP packets at all (wrong interface, filter, or a "
+                    f"capture that failed?): what happened after {pa.name} is unknown",
                 )
             )
 
-    def gaps_between(hop: Hop) -> None:
-        findings.extend(missing_gaps(pts, hop.a, hop.b, hop.missing, first_ts_ns))
-
-    for i, hop in enumerate(f.hops):
-        pa, pb = pts[hop.a], pts[hop.b]
-        gaps_between(hop)
-        if hop.c2s is None and hop.s2c is None:
-            leg = f.legs[i]
-            if hop.ended in ("unanswered", "rst") and leg.c is not None:
-                rows = own(i, ("c", id(leg.c)), leg.c.idx.tolist)
-                add_lost("c2s", pa, pb, rows, leg.c.isn)
-            if hop.ended == "rst" and leg.s is not None:
-                rows = own(i, ("s", id(leg.s)), leg.s.idx.tolist)
-                add_extra("s2c", pb, pa, rows, leg.s.isn)
-            if hop.ended == "nothing":
-                findings.append(
-                    Finding(
-                        "gap",
-                        "c2s",
-                        (pa.name, pb.name),
-                        0,
-                        0,
-                        first_ts_ns / NS,
-                        f"{pb.name} captured no TCP packets at all (wrong interface, filter, or a "
-                        f"capture that failed?): what happened after {pa.name} is unknown",
-                    )
-                )
-            continue
-        dirs: tuple[tuple[Direction, DirMatch | None, Point, Point, int, int], ...] = (
-            ("c2s", hop.c2s, pa, pb, i, i + 1),
-            ("s2c", hop.s2c, pb, pa, i + 1, i),
-        )
-        for direction, dm, up, down, ju, jd in dirs:
-            if dm is None:
-                continue
+    def matched(
+        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, jd: int
+    ) -> None:
+        """One direction of a matched hop (`ju`, `jd`: the legs up- and downstream)."""
+        own = self.own
+        if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
-            add_lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
+            self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
+        if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
             part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
             if part_rows:
-                add_lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+                self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+        if dm.unexplained:
             unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
-            add_extra(direction, up, down, unx, dm.base)
-            groups: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-            sel = filters[ju]
-            rws = (
-                dm.rewrites
-                if sel is None
-                else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+            self.extra(direction, up, down, unx, dm.base)
+        if not dm.rewrites:
+            return
+        sel = self.filters[ju]
+        rws = (
+            dm.rewrites
+            if sel is None
+            else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+        )
+        # per field, the distinct (before, after) values, most packets first
+        groups: dict[tuple[str, str, str], tuple[Rewrite, list[int]]] = {}
+        for rw in rws:
+            key = (rw.field, str(rw.before), str(rw.after))
+            got = groups.get(key)
+            if got is None:
+                groups[key] = (rw, [rw.a_row])
+            else:
+                got[1].append(rw.a_row)
+        by_field: dict[str, list[tuple[Rewrite, list[int]]]] = {}
+        for (fld, _b, _a), g in groups.items():
+            by_field.setdefault(fld, []).append(g)
+        for fld, lst in by_field.items():
+            if len(lst) > 1:
+                lst.sort(key=lambda x: -len(x[1]))
+            rows_all = [r for _rw, rr in lst for r in rr]
+            rw0 = lst[0][0]
+            text, nb, ts0 = _describe(up.table, rows_all, dm.a_base)
+            if len(lst) > 1:
+                text += f"; {len(lst)} different values, e.g. {rw0.before} -> {rw0.after}"
+            self.add(
+                "rewrite",
+                direction,
+                (up.name, down.name),
+                up,
+                rows_all,
+                (text, nb, ts0),
+                field=fld,
+                before=rw0.before,
+                after=rw0.after,
             )
-            for rw in rws:
-                groups.setdefault((rw.field, str(rw.before), str(rw.after)), []).append(
-                    (rw.a_row, rw.b_row)
-                )
-            by_field: dict[str, list[tuple[str, str, list[tuple[int, int]]]]] = {}
-            for (fld, bef, aft), rr in groups.items():
-                by_field.setdefault(fld, []).append((bef, aft, rr))
-            for fld, lst in by_field.items():
-                lst.sort(key=lambda x: -len(x[2]))
-                rows_all = [r for _b, _a, rr in lst for r in rr]
-                bef, aft, rr = lst[0]
-                rw0 = next(
-                    x
-                    for x in rws
-                    if x.field == fld and str(x.before) == bef and str(x.after) == aft
-                )
-                what, nb = _describe(up.table, [a for a, _ in rows_all], dm.a_base)
-                if len(lst) > 1:
-                    what += f"; {len(lst)} different values, e.g. {bef} -> {aft}"
-                findings.append(
-                    Finding(
-                        "rewrite",
-                        direction,
-                        (up.name, down.name),
-                        len(rows_all),
-                        nb,
-                        fts(up, [a for a, _ in rows_all]),
-                        what,
-                        field=fld,
-                        before=rw0.before,
-                        after=rw0.after,
-                    )
-                )
 
-    # points missing at either end of the path: the flow's evidence stops short of them
-    def missing_end(m: int, between: tuple[str, str], where: str) -> None:
-        pm = pts[m]
-        findings.append(
+    def missing_end(self, m: int, between: tuple[str, str], where: str) -> None:
+        pm = self.pts[m]
+        self.findings.append(
             Finding(
                 "gap",
                 "c2s",
                 between,
                 0,
                 0,
-                first_ts_ns / NS,
+                self.first_ts_ns / NS,
                 f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
                 f"what happened {where} cannot be told",
             )
         )
 
-    if first_leg.point == present[0] and present[0] > 0:
-        missing_end(0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}")
-    last = f.legs[-1]
-    pl = pts[last.point]
-    trailing = last.point == present[-1] and present[-1] < len(pts) - 1
-    if trailing:
-        m = present[-1] + 1
-        missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
+    def path_ends(self) -> None:
+        """Points missing at either end of the path (the flow's evidence stops short of
+        them); at the far end, a SYN never answered and a reset."""
+        pts, present, f = self.pts, self.present, self.f
+        if f.legs[0].point == present[0] and present[0] > 0:
+            self.missing_end(
+                0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}"
+            )
+        last = f.legs[-1]
+        j = len(f.legs) - 1
+        pl = pts[last.point]
+        trailing = last.point == present[-1] and present[-1] < len(pts) - 1
+        if trailing:
+            m = present[-1] + 1
+            self.missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
+        t = pl.table
+        # the far end: the last leg is at the last point of the path
+        if last.point == present[-1] and not trailing:
+            c = last.c
+            answered = last.s is not None and last.s.idx.shape[0] > 0
+            if c is not None and c.syn and not c.synack and not answered:
+                syn_rows = self.own(j, ("syn", id(c)), partial(pl.rows_with, c, SYN))
+                if syn_rows:
+                    self.unanswered(pl, syn_rows, c.isn)
+        s = last.s
+        if s is not None and (
+            last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
+        ):
+            rst_rows = self.own(j, ("rst", id(s)), partial(pl.rows_with, s, RST))
+            if rst_rows:
+                beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
+                text, nb, ts0 = _describe(t, rst_rows, s.isn)
+                text = f"{beyond} answered with RST: {text}"
+                self.add("reset", "s2c", (beyond, pl.name), pl, rst_rows, (text, nb, ts0))
 
-    # the far end: the last leg is at the last point of the path
-    if last.point == present[-1] and not trailing:
+    def unanswered(self, pl: Point, syn_rows: list[int], isn: int) -> None:
+        """The client's SYN reached the last point and no answer came."""
         t = pl.table
         beyond = _endpoint_name(pl, "server")
-        if last.c is not None and last.c.syn and not last.c.synack:
-            answered = last.s is not None and last.s.idx.shape[0] > 0
-            c_rows = last.c.idx
-            syn_rows = own(
-                len(f.legs) - 1,
-                ("syn", id(last.c)),
-                lambda: c_rows[(t.flags[c_rows] & SYN) != 0].tolist(),
+        what, nb, ts0 = _describe(t, syn_rows, isn)
+        end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+        late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
+        kind: FindingKind
+        if pl.kernel_drops or late:
+            why = (
+                f"{pl.name} dropped {pl.kernel_drops} packets in the kernel"
+                if pl.kernel_drops
+                else f"the capture at {pl.name} ended less than a second after it"
             )
-            if not answered and syn_rows:
-                what, nb = _describe(t, syn_rows, last.c.isn)
-                end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
-                late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
-                kind: FindingKind
-                if pl.kernel_drops or late:
-                    why = (
-                        f"{pl.name} dropped {pl.kernel_drops} packets in the kernel"
-                        if pl.kernel_drops
-                        else f"the capture at {pl.name} ended less than a second after it"
-                    )
-                    kind, text = "gap", f"{what}: no answer seen, but {why}"
-                else:
-                    kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
-                findings.append(
-                    Finding(
-                        kind,
-                        "c2s",
-                        (pl.name, beyond),
-                        len(syn_rows),
-                        nb,
-                        fts(pl, syn_rows),
-                        text,
-                        packet=packet_kind(t, syn_rows[0]),
-                        unanswered=True,
-                    )
-                )
-    if last.s is not None and (
-        last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
-    ):
-        t = pl.table
-        s_rows = last.s.idx
-        rst_rows = own(
-            len(f.legs) - 1,
-            ("rst", id(last.s)),
-            lambda: s_rows[(t.flags[s_rows] & RST) != 0].tolist(),
+            kind, text = "gap", f"{what}: no answer seen, but {why}"
+        else:
+            kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
+        self.add(
+            kind,
+            "c2s",
+            (pl.name, beyond),
+            pl,
+            syn_rows,
+            (text, nb, ts0),
+            packet=packet_kind(t, syn_rows[0]),
+            unanswered=True,
         )
-        if rst_rows:
-            beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
-            what, nb = _describe(t, rst_rows, last.s.isn)
-            findings.append(
-                Finding(
-                    "reset",
-                    "s2c",
-                    (beyond, pl.name),
-                    len(rst_rows),
-                    nb,
-                    fts(pl, rst_rows),
-                    f"{beyond} answered with RST: {what}",
-                )
-            )
 
-    # latency per leg on the aligned timeline
-    legs_out: list[Leg] = []
-    for i, leg in enumerate(f.legs):
-        lat = None
-        if i > 0:
-            hop = f.hops[i - 1]
-            pa, pb = pts[hop.a], pts[hop.b]
-            if hop.c2s is not None and hop.c2s.d_med is not None:
-                lat = (hop.c2s.d_med - (pb.offset_ns - pa.offset_ns)) / NS
-        tup = _leg_tuple(leg)
-        legs_out.append(
-            Leg(
-                point=pts[leg.point].name,
-                tuple=tup,
-                link=leg.link if i or f.via is not None else "same",
-                details=leg.details,
-                latency_s=lat,
-                part=_leg_part(leg.part),
-                tunnel=_leg_tunnel(pts[leg.point].table, leg),
+    def legs(self) -> list[Leg]:
+        """The chain's legs as the verdict shows them, with the latency of each hop on
+        the aligned timeline."""
+        pts, f = self.pts, self.f
+        legs_out: list[Leg] = []
+        for i, leg in enumerate(f.legs):
+            lat = None
+            if i > 0:
+                hop = f.hops[i - 1]
+                pa, pb = pts[hop.a], pts[hop.b]
+                if hop.c2s is not None and hop.c2s.d_med is not None:
+                    lat = (hop.c2s.d_med - (pb.offset_ns - pa.offset_ns)) / NS
+            legs_out.append(
+                Leg(
+                    point=pts[leg.point].name,
+                    tuple=_leg_tuple(leg),
+                    link=leg.link if i or f.via is not None else "same",
+                    details=leg.details,
+                    latency_s=lat,
+                    part=_leg_part(leg.part) if leg.part is not None else None,
+                    tunnel=_leg_tunnel(pts[leg.point].table, leg),
+                )
             )
-        )
-    tried: list[Finding] = []
-    for sub in f.subs:
-        assert sub.via is not None
-        gaps_between(sub.via)
-        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
-        findings += sf
-        legs_out += sl
-        tried += sf if sub.attempt else st
-    return findings, legs_out, tried
+        return legs_out
+
+
+_MIN = np.minimum.reduce
 
 
 def _partly_delivered(dm: DirMatch) -> list[int]:

@@ -39,6 +39,18 @@ class Point:
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
     records: int = 0  # of an unreadable capture (pc None)
 
+    # per TCP flag: the rows of every half of this point with that flag, by half id
+    flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+
+    def rows_with(self, h: Half, flag: int) -> list[int]:
+        """The rows of half `h` (of this point) with TCP flag `flag` set; found for every
+        half of the point at once, on first need (one numpy pass, not one per half)."""
+        got = self.flag_rows.get(flag)
+        if got is None:
+            assert self.pc is not None
+            got = self.flag_rows[flag] = _rows_with(self.pc, flag)
+        return list(got.get(h.hid, ()))
+
     @property
     def table(self) -> PacketTable:
         assert self.pc is not None
@@ -49,6 +61,24 @@ class Point:
         if self.inp.kernel_drops is not None:
             return self.inp.kernel_drops
         return self.pc.table.kernel_drops if self.pc is not None else None
+
+
+def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
+    halves = pc.halves
+    if not halves:
+        return {}
+    rows = np.concatenate([h.idx for h in halves])
+    lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
+    hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
+    hit = np.nonzero((pc.table.flags[rows] & flag) != 0)[0]
+    out: dict[int, list[int]] = {}
+    for k, r in zip(np.repeat(hids, lens)[hit].tolist(), rows[hit].tolist(), strict=True):
+        got = out.get(k)
+        if got is None:
+            out[k] = [r]
+        else:
+            got.append(r)
+    return out
 
 
 @dataclass
