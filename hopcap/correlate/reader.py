@@ -145,6 +145,11 @@ def walk_records(path: Path, buf: Any) -> Records:
 
 HEAD = 256  # header bytes of a record parsed: link, tags, tunnels, IPv6 + extensions, TCP options
 CHUNK = 1 << 18
+# records per call of the one-pass C parser (classic pcap): its column buffer (25 int64
+# columns) is reused for every chunk, and at 32 k rows (6.5 MB) it stays in the caches
+# between the C loop that writes it and the numpy copies that read it; 256 k rows (51 MB)
+# made reading a 1.6 M-packet capture pair ~15 % slower
+PARSE_CHUNK = 1 << 15
 
 _COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
             "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
@@ -173,7 +178,9 @@ def read_capture(path: Path) -> PacketTable:
     if magic in PCAP_MAGICS and len(buf) >= 24:
         endian, mult = PCAP_MAGICS[magic]
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
-        gen = walk_parse_pcap(buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, CHUNK)
+        gen = walk_parse_pcap(
+            buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, PARSE_CHUNK
+        )
         if gen is not None:
             dgs: list[tuple[I64, ...]] = []
             return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF, dgs), dgs)
