@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import mix_columns
+from hopcap.correlate._fastwalk import mix_columns, stable_order
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ def build_halves(t: PacketTable) -> list[Half]:
     tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
     # file order within a tuple: a capture writes packets as the kernel saw them, and a
     # bogus timestamp (some tools write 0 for packets they forge) must not move them
-    order = np.argsort(tkey, kind="stable")
+    fast = stable_order(tkey)
+    order = fast if fast is not None else np.argsort(tkey, kind="stable")
     tk = tkey[order]
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
