@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from tabulate import tabulate
 
 from hopcap import __version__
 from hopcap.errors import (
@@ -37,6 +36,15 @@ if TYPE_CHECKING:
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
     from hopcap.orchestrator.schedule import Schedule
+
+
+def tabulate(rows: Any, headers: Any = (), **kw: Any) -> str:
+    """tabulate.tabulate, imported when a table is printed (not by `correlate --json`)."""
+    from tabulate import tabulate as _tabulate
+
+    out: str = _tabulate(rows, headers=headers, **kw)
+    return out
+
 
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
