@@ -402,12 +402,14 @@ def _match_group(
 
 def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
     """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
-    rows = [
-        (1, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]) if h is not None else (0, 0, 0, 1, 0)
-        for h in hs
-    ]
-    a = np.array(rows, np.int64).reshape(len(hs), 5)
-    return a[:, 0] > 0, a[:, 1], a[:, 2] > 0, a[:, 3] > 0, a[:, 4]
+    n = len(hs)
+    # flat lists of Python scalars: numpy converts those several times faster than tuples
+    has, isn, ts, v4, rows = [False] * n, [0] * n, [False] * n, [True] * n, [0] * n
+    for k, h in enumerate(hs):
+        if h is not None:
+            has[k], isn[k], ts[k], v4[k], rows[k] = True, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]
+    return (np.array(has, bool), np.array(isn, np.int64), np.array(ts, bool),
+            np.array(v4, bool), np.array(rows, np.int64))  # fmt: skip
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:
