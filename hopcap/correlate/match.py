@@ -93,6 +93,17 @@ def join_unique(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple
     return ia, ob[pos[ia]]
 
 
+def _join_first(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+    """Positions (ia, ib) with ha[ia] == hb[ib], ib the first row of hb with that key."""
+    if ha.shape[0] and hb.shape[0]:
+        fast = hash_join(ha, hb)  # keeps the first of equal keys: no sort needed
+        if fast is not None:
+            return fast
+    _, first_b = np.unique(hb, return_index=True)
+    ia, ib = join_unique(ha, hb[first_b])
+    return ia, first_b[ib]
+
+
 def _pair_multiset(ka: npt.NDArray[np.uint64], kb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
     """Pair equal keys in order (rows are in time order within a key); returns positions
     into ka and kb."""
@@ -757,9 +768,7 @@ def learn_deltas(
     xa, xb = ra[oka], rb[okb]
     ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
     kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
-    _, first_b = np.unique(kb, return_index=True)
-    ia, ib = join_unique(ka, kb[first_b])
-    ib = first_b[ib]
+    ia, ib = _join_first(ka, kb)
     if ia.shape[0]:
         pp = pid_a[oka][ia]
         votes += np.bincount(pp, minlength=npairs)

@@ -237,8 +237,21 @@ def _narrow(t: PacketTable) -> PacketTable:
 _Got = tuple[list["PacketTable"], int, list[str], int | None, dict[int, int]]
 
 
+FIRST_ROWS = 1 << 20  # rows of the columns before they first grow (tests make it small)
+_WORDS = ("src_hi", "src_lo", "dst_hi", "dst_lo")  # address words: uint64
+
+
+def _dtype(c: str) -> Any:
+    return _NARROW.get(c) or (np.uint8 if c == "v" else np.uint64 if c in _WORDS else np.int64)
+
+
 def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ...]]) -> _Got:
-    parts: list[PacketTable] = []
+    """The C parser's chunks written straight into the table's own (narrow) columns: one
+    cast per value, no per-chunk copies to concatenate. The columns grow by doubling
+    and are cut to length at the end (realloc: large blocks are remapped, not copied)."""
+    cap = min(FIRST_ROWS, (len(buf) - 24) // 56 + 1)  # 56: the smallest record with TCP
+    out = {c: np.empty(cap, _dtype(c)) for c in _COLUMNS}
+    n = 0
     nrec = 0
     warnings: list[str] = []
     for item in gen:
@@ -252,8 +265,24 @@ def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ..
         nrec += k
         if dg[0].shape[0]:
             dgs.append(dg)
-        parts.append(_narrow(_from_columns(path, buf, ts.copy(), None, cols)))
-    return parts, nrec, warnings, None, {link: nrec} if nrec else {}
+        m = int(ts.shape[0])
+        if n + m > cap:
+            cap = max(2 * cap, n + m)
+            for a in out.values():
+                a.resize(cap, refcheck=False)
+        out["ts"][n : n + m] = ts
+        for c in _COLUMNS[1:]:
+            if c == "opt_back":
+                out[c][n : n + m] = cols["pl_off"] - cols["opt_off"]
+            elif c in _WORDS:
+                out[c][n : n + m] = cols[c].view(np.uint64)  # the bits, as _from_columns
+            else:
+                out[c][n : n + m] = cols[c]  # the same wrap-around cast as astype
+        n += m
+    for a in out.values():
+        a.resize(n, refcheck=False)
+    t = PacketTable(path=path, buf=buf, records=0, **out)  # type: ignore[arg-type]
+    return [_narrow(t)], nrec, warnings, None, {link: nrec} if nrec else {}
 
 
 def _finish(path: Path, buf: Any, got: _Got, dgs: list[tuple[I64, ...]]) -> PacketTable:
