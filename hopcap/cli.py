@@ -1314,6 +1314,10 @@ def lab_fault(
 
 
 def main() -> None:
+    # numpy's OpenBLAS starts a thread per core when numpy is imported; hopcap does no
+    # linear algebra, and those threads cost ~0.05 s of CPU at every start (the user's
+    # own setting wins)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
     except KeyboardInterrupt:
