@@ -565,9 +565,12 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         for x, y, i, j in zip(before, after, ai, bj, strict=True):
             rewrites.append(Rewrite("ip.id", x, y, i, j))
     if rewrites:
-        row_pid = np.zeros(len(ta), np.int64)
-        row_pid[ra] = pid_a
-        for rw, k in zip(rewrites, row_pid[[rw.a_row for rw in rewrites]].tolist(), strict=True):
+        # the pair of each rewrite's upstream row (the last pair of a row listed twice, as
+        # a row -> pair column would say): a lookup in this batch's rows, not a column
+        # the size of the whole capture zeroed and filled for every batch
+        o = np.argsort(ra, kind="stable")
+        at = np.searchsorted(ra[o], np.array([rw.a_row for rw in rewrites], np.int64), "right")
+        for rw, k in zip(rewrites, pid_a[o[at - 1]].tolist(), strict=True):
             out[k].rewrites.append(rw)
     ga_all, gb_all = ra[pa_all], rb[pb_all]
     for rw, k in _field_rewrites(
