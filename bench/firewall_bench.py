@@ -361,7 +361,8 @@ def main() -> int:
         "--jobs",
         default="1,2",
         help="hopcap correlate --jobs, a comma list (each is run); `dask`: --dask on a "
-        "LocalCluster of 2 worker processes; `-`: no --jobs (the default, all cores)",
+        "LocalCluster of 2 worker processes; `-`: no --jobs (the default, all cores); "
+        "`before` / `beforeN`: the --before checkout, with its default / --jobs N",
     )
     ap.add_argument("--runs", type=int, default=1, help="hopcap runs per size (min reported)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-fwbench"))
@@ -422,9 +423,11 @@ def main() -> int:
                 env = None
                 if j == "dask":
                     cmd += ["--dask", scheduler]
-                elif j == "before":  # the same command on an older checkout (--before DIR)
+                elif j.startswith("before"):  # the same command on an older checkout
                     cmd = [sys.executable, "-m", "hopcap", *cmd[1:]]
                     env = {**os.environ, "PYTHONPATH": str(args.before)}
+                    if j[6:]:  # beforeN: with --jobs N (`before`: its default)
+                        cmd += ["--jobs", j[6:]]
                 elif j != "-":
                     cmd += ["--jobs", j]
                 cmd += args.extra.split()
@@ -484,6 +487,9 @@ def main() -> int:
             for f in files:
                 f.unlink()
     names = {"dask": "hopcap --dask, 2 workers", "before": f"before ({args.before})"}
+    for j in jobs:
+        if j.startswith("before") and j[6:]:
+            names[j] = f"before ({args.before}) --jobs {j[6:]}"
     labels = [names.get(j, f"hopcap --jobs {j}") for j in jobs]
     print("\nwall / cpu everywhere; ratios are of the first column (" + labels[0] + ")")
     print("\n| packets | packets (exact) | connections | " + " | ".join(labels)

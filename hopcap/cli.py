@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from tabulate import tabulate
 
 from hopcap import __version__
 from hopcap.errors import (
@@ -30,7 +29,7 @@ from hopcap.errors import (
     HopcapError,
     OptionError,
 )
-from hopcap.model import PointCapture, PointInput, RunRecord, Verdict
+from hopcap.model import PointRecord, RunRecord, Verdict
 
 if TYPE_CHECKING:
     import asyncio
@@ -38,6 +37,15 @@ if TYPE_CHECKING:
     from hopcap.model import Inventory
     from hopcap.orchestrator.run import RunOptions
     from hopcap.orchestrator.schedule import Schedule
+
+
+def tabulate(rows: Any, headers: Any = (), **kw: Any) -> str:
+    """tabulate.tabulate, imported when a table is printed (not by `correlate --json`)."""
+    from tabulate import tabulate as _tabulate
+
+    out: str = _tabulate(rows, headers=headers, **kw)
+    return out
+
 
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
@@ -493,24 +501,9 @@ def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
 
     # a recording keeps only its last --ring: the evidence starts there, not at "listening"
     kept_from = (record.recording or {}).get("kept_from_ts")
-
-    def start(c: PointCapture) -> float | None:
-        if kept_from is None or c.ready_ts is None:
-            return c.ready_ts
-        return max(c.ready_ts, float(kept_from))
-
+    not_before = float(kept_from) if kept_from is not None else None
     points = [
-        PointInput(
-            name=c.point.name,
-            pcap=c.pcap,
-            host=c.point.host,
-            interface=c.point.interface,
-            kernel_drops=c.kernel_drops,
-            clock_offset_hint_s=c.clock_offset_s,
-            start_ts=start(c),
-            stop_ts=c.stop_ts,
-            missing_reason=c.error,
-        )
+        PointRecord.from_capture(c, c.pcap, c.error).to_input(not_before=not_before)
         for c in record.captures
     ]
     conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
@@ -1371,6 +1364,10 @@ def lab_fault(
 
 
 def main() -> None:
+    # numpy's OpenBLAS starts a thread per core when numpy is imported; hopcap does no
+    # linear algebra, and those threads cost ~0.05 s of CPU at every start (the user's
+    # own setting wins)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
     except KeyboardInterrupt:

@@ -7,20 +7,25 @@ inside hopcap are integer nanoseconds since the epoch where packet order matters
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
 KINDS: tuple[str, ...] = ("linux", "fortigate")  # what a host is (fortigate: its CLI sniffer)
 
-FINDING_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "gap", "icmp")
-LINK_KINDS: tuple[str, ...] = ("same", "nat", "proxied", "tunnel")
-BROKEN_KINDS: tuple[str, ...] = ("drop", "inject", "rewrite", "reset", "icmp")
+FindingKind = Literal["drop", "inject", "rewrite", "reset", "gap", "icmp"]
+LinkKind = Literal["same", "nat", "proxied", "tunnel"]
+FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
+LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
+BROKEN_KINDS: tuple[FindingKind, ...] = ("drop", "inject", "rewrite", "reset", "icmp")
 Direction = Literal["c2s", "s2c"]
+# what the first packet of a finding was (its one-line summary names it)
+PacketKind = Literal["SYN", "SYN-ACK", "RST", "FIN", "data", "ACK"]
 
 DEFAULT_FILTER = "tcp or icmp"
 DEFAULT_WINDOW_S = 30.0
@@ -171,6 +176,144 @@ class PointInput:
 
 
 @dataclass(frozen=True)
+class PointRecord:
+    """One capture point as a bundle's manifest records it (`manifest.json` "points"):
+    made from a run's capture or from an offline input, written to and read back from the
+    manifest, and handed to the correlator (`to_input`) in one way for all of them."""
+
+    name: str
+    host: str
+    interface: str
+    pcap: Path | None  # the capture inside the bundle
+    command: str = ""
+    tcpdump_version: str | None = None
+    start_ts: float | None = None
+    ready_ts: float | None = None
+    stop_ts: float | None = None
+    packets: int | None = None
+    received: int | None = None
+    kernel_drops: int | None = None
+    clock_offset_s: float | None = None
+    clock_error_s: float | None = None
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more manifest keys, as given
+
+    @staticmethod
+    def from_capture(
+        c: PointCapture,
+        pcap: Path | None,
+        error: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> PointRecord:
+        return PointRecord(
+            name=c.point.name,
+            host=c.point.host,
+            interface=c.point.interface,
+            pcap=pcap,
+            command=c.command,
+            tcpdump_version=c.tcpdump_version,
+            start_ts=c.start_ts,
+            ready_ts=c.ready_ts,
+            stop_ts=c.stop_ts,
+            packets=c.packets,
+            received=c.received,
+            kernel_drops=c.kernel_drops,
+            clock_offset_s=c.clock_offset_s,
+            clock_error_s=c.clock_error_s,
+            error=error,
+            extra=dict(extra or {}),
+        )
+
+    @staticmethod
+    def from_input(
+        p: PointInput,
+        pcap: Path | None,
+        error: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> PointRecord:
+        host, iface = (p.host, p.interface) if p.host else PointInput.parse_name(p.name)
+        return PointRecord(
+            name=p.name,
+            host=host,
+            interface=iface,
+            pcap=pcap,
+            start_ts=p.start_ts,
+            ready_ts=p.start_ts,
+            stop_ts=p.stop_ts,
+            kernel_drops=p.kernel_drops,
+            clock_offset_s=p.clock_offset_hint_s,
+            error=error,
+            extra=dict(extra or {}),
+        )
+
+    def to_manifest(self, out: Path, packets_in_file: int | None) -> dict[str, Any]:
+        """The manifest entry; the capture's path relative to the bundle `out`."""
+        file = self.pcap.relative_to(out).as_posix() if self.pcap is not None else None
+        return {
+            "name": self.name,
+            "host": self.host,
+            "interface": self.interface,
+            "file": file,
+            "command": self.command,
+            "tcpdump_version": self.tcpdump_version,
+            "start_ts": self.start_ts,
+            "ready_ts": self.ready_ts,
+            "stop_ts": self.stop_ts,
+            "packets": self.packets,
+            "packets_in_file": packets_in_file,
+            "received": self.received,
+            "kernel_drops": self.kernel_drops,
+            "clock_offset_s": self.clock_offset_s,
+            "clock_error_s": self.clock_error_s,
+            "error": self.error,
+            **self.extra,
+        }
+
+    @staticmethod
+    def from_manifest(d: Mapping[str, Any], bundle: Path) -> PointRecord:
+        """A manifest entry of the bundle directory `bundle` (its file relative to it)."""
+        known = {f.name for f in dataclasses.fields(PointRecord)} | {"file", "packets_in_file"}
+        rel = d.get("file")
+        return PointRecord(
+            name=d["name"],
+            host=d.get("host", ""),
+            interface=d.get("interface", ""),
+            pcap=(bundle / rel) if rel else None,
+            command=d.get("command") or "",
+            tcpdump_version=d.get("tcpdump_version"),
+            start_ts=d.get("start_ts"),
+            ready_ts=d.get("ready_ts"),
+            stop_ts=d.get("stop_ts"),
+            packets=d.get("packets"),
+            received=d.get("received"),
+            kernel_drops=d.get("kernel_drops"),
+            clock_offset_s=d.get("clock_offset_s"),
+            clock_error_s=d.get("clock_error_s"),
+            error=d.get("error"),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    def to_input(self, *, not_before: float | None = None) -> PointInput:
+        """The correlator's view: its evidence starts when the capture was listening (or,
+        not known, when it was started), and not before `not_before` (a recording keeps
+        only its last ring of files)."""
+        start = self.ready_ts if self.ready_ts is not None else self.start_ts
+        if start is not None and not_before is not None:
+            start = max(start, not_before)
+        return PointInput(
+            name=self.name,
+            pcap=self.pcap,
+            host=self.host,
+            interface=self.interface,
+            kernel_drops=self.kernel_drops,
+            clock_offset_hint_s=self.clock_offset_s,
+            start_ts=start,
+            stop_ts=self.stop_ts,
+            missing_reason=self.error if self.pcap is None else None,
+        )
+
+
+@dataclass(frozen=True)
 class PointSummary:
     name: str
     host: str
@@ -248,7 +391,7 @@ class LegPart:
 class Leg:
     point: str
     tuple: str  # "198.18.1.1:31378 > 198.18.1.2:80", client side first
-    link: str  # one of LINK_KINDS
+    link: LinkKind
     details: _Strings = ()  # e.g. headers a proxy inserted
     latency_s: float | None = None  # median one-way delay from the previous leg, aligned
     part: LegPart | None = None  # a connection shared with other flows: this flow's part
@@ -270,7 +413,7 @@ class Leg:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # one of FINDING_KINDS
+    kind: FindingKind
     direction: Direction
     between: tuple[str, str]  # in the packet's direction of travel
     packets: int
@@ -280,6 +423,11 @@ class Finding:
     field: str | None = None  # rewrite only
     before: Any = None
     after: Any = None
+    # not in verdict.json (read by the one-line summaries, written before it): what the
+    # first packet was (drop, inject), and whether the finding is a request the far end
+    # never answered (a drop, or a gap where the capture could not tell)
+    packet: PacketKind | None = dataclasses.field(default=None, compare=False, repr=False)
+    unanswered: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -28,7 +28,7 @@ from hopcap.bundle.report import render_html, render_markdown
 from hopcap.bundle.vendoranon import anonymise_vendor_texts, collect_vendor_texts
 from hopcap.errors import BundleError
 from hopcap.jsonout import dumps
-from hopcap.model import HostFacts, PointInput, RunRecord, Verdict, pcap_filename
+from hopcap.model import HostFacts, PointInput, PointRecord, RunRecord, Verdict, pcap_filename
 from hopcap.patterns import ensure_patterns
 
 FORMAT = "hopcap-bundle"
@@ -111,48 +111,6 @@ def scrub_secrets(obj: Any) -> Any:
 # --------------------------------------------------------------------------- points
 
 
-@dataclass
-class _Point:
-    name: str
-    host: str
-    interface: str
-    pcap: Path | None  # inside the bundle
-    command: str = ""
-    tcpdump_version: str | None = None
-    start_ts: float | None = None
-    ready_ts: float | None = None
-    stop_ts: float | None = None
-    packets: int | None = None
-    received: int | None = None
-    kernel_drops: int | None = None
-    clock_offset_s: float | None = None
-    clock_error_s: float | None = None
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_manifest(self, out: Path, packets_in_file: int | None) -> dict[str, Any]:
-        file = self.pcap.relative_to(out).as_posix() if self.pcap is not None else None
-        return {
-            "name": self.name,
-            "host": self.host,
-            "interface": self.interface,
-            "file": file,
-            "command": self.command,
-            "tcpdump_version": self.tcpdump_version,
-            "start_ts": self.start_ts,
-            "ready_ts": self.ready_ts,
-            "stop_ts": self.stop_ts,
-            "packets": self.packets,
-            "packets_in_file": packets_in_file,
-            "received": self.received,
-            "kernel_drops": self.kernel_drops,
-            "clock_offset_s": self.clock_offset_s,
-            "clock_error_s": self.clock_error_s,
-            "error": self.error,
-            **self.extra,
-        }
-
-
 def _place_pcap(out: Path, name: str, src: Path | None) -> Path | None:
     """The point's capture inside the bundle (copied in when it is elsewhere)."""
     dst = pcap_dir(out) / pcap_filename(name)
@@ -190,27 +148,9 @@ def write_bundle(
         err = c.error
         if pcap is None and err is None:
             err = "no capture file"
-        points.append(
-            _Point(
-                name=c.point.name,
-                host=c.point.host,
-                interface=c.point.interface,
-                pcap=pcap,
-                command=c.command,
-                tcpdump_version=c.tcpdump_version,
-                start_ts=c.start_ts,
-                ready_ts=c.ready_ts,
-                stop_ts=c.stop_ts,
-                packets=c.packets,
-                received=c.received,
-                kernel_drops=c.kernel_drops,
-                clock_offset_s=c.clock_offset_s,
-                clock_error_s=c.clock_error_s,
-                error=err,
-                # the host's clock probed again after the window: drift shows as a change
-                extra={"clock_offset_end_s": end[0], "clock_error_end_s": end[1]} if end else {},
-            )
-        )
+        # the host's clock probed again after the window: drift shows as a change
+        extra = {"clock_offset_end_s": end[0], "clock_error_end_s": end[1]} if end else {}
+        points.append(PointRecord.from_capture(c, pcap, err, extra))
     pulled_warnings = [
         f"{c.point.name}: {p.pcap.relative_to(out).as_posix()} does not match the sha256 "
         f"taken on the host ({c.sha256})"
@@ -243,28 +183,14 @@ def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdi
     """A bundle for `hopcap correlate NAME=PCAP... --out DIR`: the captures are copied into
     `pcaps/`; the manifest says `"source": "offline"` (no inventory, facts or timings)."""
     out = Path(out)
-    pts: list[_Point] = []
+    pts: list[PointRecord] = []
     for p in points:
-        host, iface = (p.host, p.interface) if p.host else PointInput.parse_name(p.name)
         pcap = _place_pcap(out, p.name, p.pcap) if p.pcap is not None else None
         err = p.missing_reason
         if pcap is None and err is None:
             err = "no capture file" if p.pcap is None else f"{p.pcap} does not exist"
-        pts.append(
-            _Point(
-                name=p.name,
-                host=host,
-                interface=iface,
-                pcap=pcap,
-                start_ts=p.start_ts,
-                ready_ts=p.start_ts,
-                stop_ts=p.stop_ts,
-                kernel_drops=p.kernel_drops,
-                clock_offset_s=p.clock_offset_hint_s,
-                error=err,
-                extra={"original_path": str(p.pcap) if p.pcap is not None else None},
-            )
-        )
+        original = {"original_path": str(p.pcap) if p.pcap is not None else None}
+        pts.append(PointRecord.from_input(p, pcap, err, original))
     firsts = [v.first_ts for v in verdict.points if v.first_ts is not None]
     lasts = [v.last_ts for v in verdict.points if v.last_ts is not None]
     started = min(firsts) if firsts else None
@@ -303,7 +229,7 @@ def _anonymise_facts(facts: Sequence[HostFacts], anon: Anonymiser) -> list[HostF
 def _write(
     out: Path,
     base: dict[str, Any],
-    points: list[_Point],
+    points: list[PointRecord],
     verdict: Verdict,
     facts: Sequence[HostFacts],
     *,
@@ -519,27 +445,13 @@ def load_bundle(path: Path) -> LoadedBundle:
         if _sha256(path / f) != digest
     ]
     points: list[PointInput] = []
-    for p in manifest.get("points", []):
-        rel = p.get("file")
-        pcap = (path / rel) if rel else None
-        reason = p.get("error")
-        if pcap is not None and not pcap.is_file():
-            raise BundleError(f"bundle {path} is incomplete: {rel} is missing")
-        if pcap is None and reason is None:
-            reason = "no capture in the bundle"
-        points.append(
-            PointInput(
-                name=p["name"],
-                pcap=pcap,
-                host=p.get("host", ""),
-                interface=p.get("interface", ""),
-                kernel_drops=p.get("kernel_drops"),
-                clock_offset_hint_s=p.get("clock_offset_s"),
-                start_ts=p.get("ready_ts") if p.get("ready_ts") is not None else p.get("start_ts"),
-                stop_ts=p.get("stop_ts"),
-                missing_reason=reason if pcap is None else None,
-            )
-        )
+    for d in manifest.get("points", []):
+        rec = PointRecord.from_manifest(d, path)
+        if rec.pcap is not None and not rec.pcap.is_file():
+            raise BundleError(f"bundle {path} is incomplete: {d.get('file')} is missing")
+        if rec.pcap is None and rec.error is None:
+            rec = replace(rec, error="no capture in the bundle")
+        points.append(rec.to_input())
     summary_path = path / FACTS_SUMMARY
     facts_summary = _read_json(summary_path, "facts summary") if summary_path.is_file() else {}
     return LoadedBundle(path, manifest, verdict, points, warnings, tgz, facts_summary)

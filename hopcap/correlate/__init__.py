@@ -18,8 +18,11 @@ How it works (modules):
   match    per hop and direction, all connections in one batch: control packets as
            multisets, data by exact segment then by byte ranges of the sequence space with
            the same transmission identity (TSO/GSO/GRO), tcp.seq rewrites, field rewrites
-  engine   flows across points, clock offsets (NTP-style min one-way delay), gap rules,
-           findings and one-line summaries
+  flows    a flow's legs across the points (by the links) and its hops matched
+  clocks   clock offsets (NTP-style min one-way delay), when each point was listening
+  findings per flow: drop / inject / rewrite / reset / gap, the legs as the verdict shows
+  summary  a flow's one-line summary, from its findings' fields
+  engine   the stages in order: read, link, flows, match, clocks, findings, verdict
   dgram    UDP / ICMP / ESP datagrams of a capture as columns (incl. the header an ICMP
            error quotes), grouped into flows per point
   udp      datagram flows across points: linked by tuple or payload hash, matched one

@@ -4,15 +4,15 @@ SYN boundaries) and their pairing into connections."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import mix_columns
+from hopcap.correlate._fastwalk import mix_columns, stable_order
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -43,6 +43,23 @@ def mix(*cols: npt.NDArray[np.uint64] | I64) -> U64:
     return h
 
 
+T = TypeVar("T")
+
+
+class _once(Generic[T]):
+    """functools.cached_property without its lock (Python 3.11 takes an RLock on every
+    first read: a few % of a run that formats the tuple of every half)."""
+
+    def __init__(self, f: Callable[[Any], T]) -> None:
+        self.f = f
+        self.name = f.__name__
+
+    def __get__(self, obj: Any, cls: Any = None) -> T:
+        v = self.f(obj)
+        obj.__dict__[self.name] = v  # the instance's value hides the descriptor from now on
+        return v
+
+
 @dataclass
 class Half:
     """One direction of one TCP connection at one point."""
@@ -64,18 +81,15 @@ class Half:
     has_ts: bool
     conn: int = -1
 
-    @cached_property
+    @_once
     def tuple_str(self) -> str:
-        return (
-            f"{endpoint_str(self.v, *self.src, self.sport)} > "
-            f"{endpoint_str(self.v, *self.dst, self.dport)}"
-        )
+        return f"{self.src_str} > {self.dst_str}"
 
-    @cached_property
+    @_once
     def src_str(self) -> str:
         return endpoint_str(self.v, *self.src, self.sport)
 
-    @cached_property
+    @_once
     def dst_str(self) -> str:
         return endpoint_str(self.v, *self.dst, self.dport)
 
@@ -136,7 +150,8 @@ def build_halves(t: PacketTable) -> list[Half]:
     tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
     # file order within a tuple: a capture writes packets as the kernel saw them, and a
     # bogus timestamp (some tools write 0 for packets they forge) must not move them
-    order = np.argsort(tkey, kind="stable")
+    fast = stable_order(tkey)
+    order = fast if fast is not None else np.argsort(tkey, kind="stable")
     tk = tkey[order]
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)

@@ -28,7 +28,8 @@ from hopcap.correlate.udp import DFlowB, dtable
 from hopcap.model import Direction, Finding
 
 if TYPE_CHECKING:
-    from hopcap.correlate.engine import Built, FlowB, LegB, Point
+    from hopcap.correlate.findings import Built
+    from hopcap.correlate.flows import FlowB, LegB, Point
 
 NS = 1_000_000_000
 
@@ -244,19 +245,13 @@ def _quoted(t: DgramTable, r: int) -> str:
 def apply_to_built(b: Built, infos: list[ErrorInfo], where_of: Callable[[Finding], str]) -> None:
     """Add the errors' findings to a finished flow; a path-MTU black hole rewrites its
     summary."""
-    from hopcap.correlate.engine import KIND_ORDER, _more
+    from hopcap.correlate.findings import KIND_ORDER
+    from hopcap.correlate.local import more as _more
 
     own = b.findings
     # an endpoint that answered with an ICMP error did answer
     answered = {(i.generator, i.quoted_dir) for i in infos}
-    own = tuple(
-        f
-        for f in own
-        if not (
-            (f.between[1], f.direction) in answered
-            and ("never answered" in f.what or "no answer seen" in f.what)
-        )
-    )
+    own = tuple(f for f in own if not ((f.between[1], f.direction) in answered and f.unanswered))
     found = list(own)
     for info in infos:
         found.extend(info.findings)

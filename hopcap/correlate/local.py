@@ -23,6 +23,7 @@ beyond the host, more often than answered for) is not. Pure: model types in, mod
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -113,6 +114,7 @@ class _Target:
         return False
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every flow's legs ask for the same few addresses
 def _canon(a: str) -> str:
     try:
         return norm_addr(a)

@@ -93,6 +93,17 @@ def join_unique(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple
     return ia, ob[pos[ia]]
 
 
+def _join_first(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+    """Positions (ia, ib) with ha[ia] == hb[ib], ib the first row of hb with that key."""
+    if ha.shape[0] and hb.shape[0]:
+        fast = hash_join(ha, hb)  # keeps the first of equal keys: no sort needed
+        if fast is not None:
+            return fast
+    _, first_b = np.unique(hb, return_index=True)
+    ia, ib = join_unique(ha, hb[first_b])
+    return ia, first_b[ib]
+
+
 def _pair_multiset(ka: npt.NDArray[np.uint64], kb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
     """Pair equal keys in order (rows are in time order within a key); returns positions
     into ka and kb."""
@@ -142,187 +153,118 @@ def match_batch(
     ttl_expected: tuple[int, ...] | None,
 ) -> list[DirMatch]:
     """Match rows `ra` of `ta` (upstream) with rows `rb` of `tb` (downstream); every row
-    belongs to the connection pair `pid_*`; one DirMatch per pair."""
-    npairs = int(prm.delta.shape[0])
-    seq_a = (ta.seq[ra] + prm.delta[pid_a]) & M32
-    sa = signed32(seq_a - prm.base[pid_a])
-    sb = signed32(tb.seq[rb] - prm.base[pid_b])
-    pa = ta.plen[ra]
-    pb = tb.plen[rb]
-    fa = ta.flags[ra]
-    fb = tb.flags[rb]
-    tva = np.where(prm.use_ts[pid_a], ta.tsval[ra], -1)
-    tvb = np.where(prm.use_ts[pid_b], tb.tsval[rb], -1)
-    ida = np.where(prm.use_ipid[pid_a], ta.ipid[ra], -1)
-    idb = np.where(prm.use_ipid[pid_b], tb.ipid[rb], -1)
+    belongs to the connection pair `pid_*`; one DirMatch per pair. The steps are those of
+    the module's docstring, each taking what the ones before left."""
+    m = _Batch.of(ta, ra, pid_a, tb, rb, pid_b, prm)
+    _match_control(m)  # 1
+    _match_exact_data(m)  # 2
+    _match_moved(m)  # 3
+    _match_options_changed(m)
+    _match_new_ipid(m)
+    _match_contained(m)  # 4a
+    _match_overlaps(m)  # 4b
+    return _results(m, ttl_expected)
 
-    ctl_a = ((fa & (SYN | FIN | RST)) != 0) | (pa == 0)
-    ctl_b = ((fb & (SYN | FIN | RST)) != 0) | (pb == 0)
-    dat_a = pa > 0
-    dat_b = pb > 0
 
-    matched_ctl_a = np.zeros(ra.shape[0], bool)
-    matched_ctl_b = np.zeros(rb.shape[0], bool)
-    matched_dat_a = np.zeros(ra.shape[0], bool)
-    matched_dat_b = np.zeros(rb.shape[0], bool)
-    pairs: list[tuple[I64, I64]] = []
-    rewrites: list[Rewrite] = []
+@dataclass
+class _Batch:
+    """One match_batch run: both sides' columns (indexed by position in `ra`/`rb`), what
+    is matched so far (control and data classes apart: a FIN with data is both), the
+    matched position pairs, the rewrites and the partly delivered upstream packets."""
 
-    # 1. control packets
-    ia = np.nonzero(ctl_a)[0]
-    ib = np.nonzero(ctl_b)[0]
-    cla = _cls(fa[ia])
-    clb = _cls(fb[ib])
-    pos_a = sa[ia] + pa[ia]
-    pos_b = sb[ib] + pb[ib]
-    fin_a = (fa[ia] & FIN) != 0
-    fin_b = (fb[ib] & FIN) != 0
-    ka = mix(pid_a[ia], pos_a, tva[ia], np.where(fin_a, -1, ida[ia]), cla)
-    kb = mix(pid_b[ib], pos_b, tvb[ib], np.where(fin_b, -1, idb[ib]), clb)
-    xa, xb = _pair_multiset(ka, kb)
-    matched_ctl_a[ia[xa]] = True
-    matched_ctl_b[ib[xb]] = True
-    pairs.append((ia[xa], ib[xb]))
+    ta: PacketTable
+    ra: I64
+    pid_a: I64
+    tb: PacketTable
+    rb: I64
+    pid_b: I64
+    prm: PairParams
+    seq_a: I64  # upstream seq mapped into downstream space
+    sa: I64  # relative (signed) sequence positions
+    sb: I64
+    pa: Any  # payload lengths
+    pb: Any
+    fa: Any  # flags
+    fb: Any
+    tva: I64  # TSval where it identifies a packet of the pair, else -1
+    tvb: I64
+    ida: I64  # IP ID where it survives the hop for the pair, else -1
+    idb: I64
+    ctl_a: npt.NDArray[np.bool_]
+    ctl_b: npt.NDArray[np.bool_]
+    dat_a: npt.NDArray[np.bool_]
+    dat_b: npt.NDArray[np.bool_]
+    mctl_a: npt.NDArray[np.bool_]
+    mctl_b: npt.NDArray[np.bool_]
+    mdat_a: npt.NDArray[np.bool_]
+    mdat_b: npt.NDArray[np.bool_]
+    pairs: list[tuple[I64, I64]] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
+    und_bytes: dict[int, int] = field(default_factory=dict)
+    # pairs matched with another IP ID (a finding only where the pair kept the others)
+    id_a: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    id_b: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    # 2. data, identical segmentation
-    ia = np.nonzero(dat_a)[0]
-    ib = np.nonzero(dat_b)[0]
-    ka = mix(pid_a[ia], sa[ia], pa[ia], tva[ia], ida[ia])
-    kb = mix(pid_b[ib], sb[ib], pb[ib], tvb[ib], idb[ib])
-    xa, xb = _pair_multiset(ka, kb)
-    matched_dat_a[ia[xa]] = True
-    matched_dat_b[ib[xb]] = True
-    exact_a, exact_b = ia[xa], ib[xb]
-    pairs.append((exact_a, exact_b))
-    # payload of exact pairs
-    ea, eb = ra[exact_a], rb[exact_b]
-    ncmp = np.minimum(ta.pl_cap[ea], tb.pl_cap[eb])
-    differ = payloads_differ(ta.buf, ta.pl_off[ea], tb.buf, tb.pl_off[eb], ncmp)
-    for k in np.nonzero(differ)[0].tolist():
-        ai, bj = int(ea[k]), int(eb[k])
-        rewrites.append(_payload_rewrite(ta, ai, tb, bj, int(ncmp[k])))
+    @classmethod
+    def of(
+        cls, ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64,
+        prm: PairParams,
+    ) -> _Batch:  # fmt: skip
+        seq_a = (ta.seq[ra] + prm.delta[pid_a]) & M32
+        pa, pb = ta.plen[ra], tb.plen[rb]
+        fa, fb = ta.flags[ra], tb.flags[rb]
+        return cls(
+            ta, ra, pid_a, tb, rb, pid_b, prm,
+            seq_a=seq_a,
+            sa=signed32(seq_a - prm.base[pid_a]),
+            sb=signed32(tb.seq[rb] - prm.base[pid_b]),
+            pa=pa, pb=pb, fa=fa, fb=fb,
+            tva=np.where(prm.use_ts[pid_a], ta.tsval[ra], -1),
+            tvb=np.where(prm.use_ts[pid_b], tb.tsval[rb], -1),
+            ida=np.where(prm.use_ipid[pid_a], ta.ipid[ra], -1),
+            idb=np.where(prm.use_ipid[pid_b], tb.ipid[rb], -1),
+            ctl_a=((fa & (SYN | FIN | RST)) != 0) | (pa == 0),
+            ctl_b=((fb & (SYN | FIN | RST)) != 0) | (pb == 0),
+            dat_a=pa > 0,
+            dat_b=pb > 0,
+            mctl_a=np.zeros(ra.shape[0], bool),
+            mctl_b=np.zeros(rb.shape[0], bool),
+            mdat_a=np.zeros(ra.shape[0], bool),
+            mdat_b=np.zeros(rb.shape[0], bool),
+        )  # fmt: skip
 
-    # 3. the same packet (TSval + IP ID) at another sequence number: a tcp.seq rewrite
-    def leftovers() -> tuple[I64, I64]:
-        la = np.nonzero((ctl_a & ~matched_ctl_a) | (dat_a & ~matched_dat_a))[0]
-        lb = np.nonzero((ctl_b & ~matched_ctl_b) | (dat_b & ~matched_dat_b))[0]
+    def leftovers(self) -> tuple[I64, I64]:
+        """Positions not matched in every class they belong to."""
+        la = np.nonzero((self.ctl_a & ~self.mctl_a) | (self.dat_a & ~self.mdat_a))[0]
+        lb = np.nonzero((self.ctl_b & ~self.mctl_b) | (self.dat_b & ~self.mdat_b))[0]
         # a packet in both classes (FIN with data) counts once it is matched either way
-        la = la[~((matched_ctl_a[la] | ~ctl_a[la]) & (matched_dat_a[la] | ~dat_a[la]))]
-        lb = lb[~((matched_ctl_b[lb] | ~ctl_b[lb]) & (matched_dat_b[lb] | ~dat_b[lb]))]
+        la = la[~((self.mctl_a[la] | ~self.ctl_a[la]) & (self.mdat_a[la] | ~self.dat_a[la]))]
+        lb = lb[~((self.mctl_b[lb] | ~self.ctl_b[lb]) & (self.mdat_b[lb] | ~self.dat_b[lb]))]
         return la, lb
 
-    left_a, left_b = leftovers()
-    if left_a.shape[0] and left_b.shape[0]:
-        # identities specific enough: an IP ID, or a TSval together with the length
-        ok_a = (ida[left_a] > 0) | ((tva[left_a] >= 0) & ~prm.use_ipid[pid_a[left_a]])
-        ok_b = (idb[left_b] > 0) | ((tvb[left_b] >= 0) & ~prm.use_ipid[pid_b[left_b]])
-        la, lb = left_a[ok_a], left_b[ok_b]
-        plk_a = np.where(ida[la] > 0, -1, pa[la])
-        plk_b = np.where(idb[lb] > 0, -1, pb[lb])
-        kla = mix(pid_a[la], tva[la], ida[la], _cls(fa[la]), plk_a)
-        klb = mix(pid_b[lb], tvb[lb], idb[lb], _cls(fb[lb]), plk_b)
-        xa, xb = _pair_multiset(kla, klb)
-        sp_a: list[int] = []
-        sp_b: list[int] = []
-        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
-            ai, bj = int(ra[i]), int(rb[j])
-            before = int(seq_a[i])
-            after = int(tb.seq[bj])
-            if before == after:
-                continue  # same place in the stream: left to the byte-range matching
-            rewrites.append(Rewrite("tcp.seq", before, after, ai, bj))
-            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
-            if int(ta.plen[ai]) != int(tb.plen[bj]) or (
-                n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n)
-            ):
-                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
-            sp_a.append(i)
-            sp_b.append(j)
-            matched_ctl_a[i] = matched_dat_a[i] = True
-            matched_ctl_b[j] = matched_dat_b[j] = True
-        pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
-    # the same IPv4 packet (IP ID, length) with its TCP options changed too
-    left_a, left_b = leftovers()
-    if left_a.shape[0] and left_b.shape[0]:
-        la = left_a[(ida[left_a] > 0) & prm.use_ts[pid_a[left_a]]]
-        lb = left_b[(idb[left_b] > 0) & prm.use_ts[pid_b[left_b]]]
-        xa, xb = _pair_multiset(
-            mix(pid_a[la], ida[la], _cls(fa[la]), pa[la]),
-            mix(pid_b[lb], idb[lb], _cls(fb[lb]), pb[lb]),
-        )
-        sp_a, sp_b = [], []
-        for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
-            ai, bj = int(ra[i]), int(rb[j])
-            if int(seq_a[i]) != int(tb.seq[bj]):
-                rewrites.append(Rewrite("tcp.seq", int(seq_a[i]), int(tb.seq[bj]), ai, bj))
-            if int(ta.tsval[ai]) != int(tb.tsval[bj]):
-                rewrites.append(
-                    Rewrite("tcp.options.tsval", int(ta.tsval[ai]), int(tb.tsval[bj]), ai, bj)
-                )
-            n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
-            if n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n):
-                rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
-            sp_a.append(i)
-            sp_b.append(j)
-            matched_ctl_a[i] = matched_dat_a[i] = True
-            matched_ctl_b[j] = matched_dat_b[j] = True
-        pairs.append((np.array(sp_a, np.int64), np.array(sp_b, np.int64)))
+    def both(self, i: Any, j: Any) -> None:
+        """Positions `i` (upstream) and `j` (downstream) matched in both classes."""
+        self.mctl_a[i] = self.mdat_a[i] = True
+        self.mctl_b[j] = self.mdat_b[j] = True
 
-    # the same packet (sequence position, length, TSval, class) with another IP ID; only
-    # where the IP ID is kept across the hop for this connection (use_ipid) and a TSval
-    # makes the identity certain. GSO/TSO pieces differ in length and never pair here.
-    id_a, id_b = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    left_a, left_b = leftovers()
-    if left_a.shape[0] and left_b.shape[0]:
-        la = left_a[(ida[left_a] >= 0) & (tva[left_a] >= 0)]
-        lb = left_b[(idb[left_b] >= 0) & (tvb[left_b] >= 0)]
-        xa, xb = _pair_multiset(
-            mix(pid_a[la], sa[la], pa[la], tva[la], _cls(fa[la])),
-            mix(pid_b[lb], sb[lb], pb[lb], tvb[lb], _cls(fb[lb])),
-        )
-        id_a, id_b = la[xa], lb[xb]
-        matched_ctl_a[id_a] = matched_dat_a[id_a] = True
-        matched_ctl_b[id_b] = matched_dat_b[id_b] = True
-        pairs.append((id_a, id_b))
+    def take(self, i: int, j: int, *, length_too: bool) -> None:
+        """Positions `i` and `j` are one packet (matched in both classes); a payload
+        rewrite when their captured bytes differ (or, `length_too`, their lengths)."""
+        ta, tb = self.ta, self.tb
+        ai, bj = int(self.ra[i]), int(self.rb[j])
+        n = min(int(ta.pl_cap[ai]), int(tb.pl_cap[bj]))
+        if (length_too and int(ta.plen[ai]) != int(tb.plen[bj])) or (
+            n and ta.payload(ai, 0, n) != tb.payload(bj, 0, n)
+        ):
+            self.rewrites.append(_payload_rewrite(ta, ai, tb, bj, n))
+        self.both(i, j)
 
-    # 4. data, byte ranges (segmentation differs)
-    und_bytes: dict[int, int] = {}
-    ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
-    rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
-    if ra_left.shape[0] and rb_left.shape[0]:
-        # 4a. vectorised: a packet lying inside one packet of the other side (GRO merged
-        # segments downstream, or TSO/GSO pieces of one big packet upstream)
-        cov = _containment(pid_a, sa, pa, tva, ida, ra_left, pid_b, sb, pb, tvb, idb, rb_left)
-        a_in_b, b_of_a, b_in_a, a_of_b = cov
-        cov_a = np.bincount(a_of_b, weights=pb[b_in_a], minlength=sa.shape[0]).astype(np.int64)
-        hit_a = np.zeros(sa.shape[0], bool)
-        hit_a[a_in_b] = True
-        hit_a[a_of_b] = True
-        hit_b = np.zeros(sb.shape[0], bool)
-        hit_b[b_in_a] = True
-        hit_b[b_of_a] = True
-        # an upstream packet split downstream is delivered as far as its pieces are
-        split = np.unique(a_of_b)
-        split = split[~np.isin(split, a_in_b)]
-        short = split[cov_a[split] < pa[split]]
-        # the very same packet (IP ID, start) that left with another length was cut or
-        # rewritten, not partly lost
-        pieces = np.bincount(a_of_b, minlength=sa.shape[0])
-        same = (ida[a_of_b] > 0) & (idb[b_in_a] == ida[a_of_b]) & (sb[b_in_a] == sa[a_of_b])
-        same &= (pb[b_in_a] != pa[a_of_b]) & (pieces[a_of_b] == 1)
-        cut = list(zip(a_of_b[same].tolist(), b_in_a[same].tolist(), strict=True))
-        short = short[~np.isin(short, a_of_b[same])]
-        for i in short.tolist():
-            und_bytes[i] = int(pa[i] - cov_a[i])
-        matched_dat_a |= hit_a
-        matched_dat_b |= hit_b
-        pairs.append((a_in_b, b_of_a))
-        pairs.append((a_of_b, b_in_a))
-        ar_ = np.concatenate([ra[a_in_b], ra[a_of_b]])
-        br_ = np.concatenate([rb[b_of_a], rb[b_in_a]])
-        askip = np.concatenate([np.zeros(a_in_b.shape[0], np.int64), sb[b_in_a] - sa[a_of_b]])
-        bskip = np.concatenate([sa[a_in_b] - sb[b_of_a], np.zeros(b_in_a.shape[0], np.int64)])
-        ln = np.concatenate([pa[a_in_b], pb[b_in_a]]).astype(np.int64)
+    def payload_rewrites(
+        self, ar_: I64, br_: I64, askip: I64, bskip: I64, ln: I64
+    ) -> set[tuple[int, int]]:
+        """A payload rewrite for every (upstream row, downstream row) whose compared bytes
+        differ (at the skips, `ln` bytes, cut to what was captured); those row pairs."""
+        ta, tb = self.ta, self.tb
         ln = np.minimum(ln, np.minimum(ta.pl_cap[ar_] - askip, tb.pl_cap[br_] - bskip))
         ok = ln > 0
         ar_, br_, askip, bskip, ln = ar_[ok], br_[ok], askip[ok], bskip[ok], ln[ok]
@@ -332,97 +274,261 @@ def match_batch(
             ai, bj = int(ar_[k]), int(br_[k])
             x, y, m = int(askip[k]), int(bskip[k]), int(ln[k])
             changed.add((ai, bj))
-            rewrites.append(
+            self.rewrites.append(
                 _payload_rewrite(
                     ta, ai, tb, bj, m, ta.payload(ai, x, x + m), tb.payload(bj, y, y + m)
                 )
             )
-        for i, j in cut:  # the same bytes, fewer of them: cut short
-            ai, bj = int(ra[i]), int(rb[j])
-            if (ai, bj) not in changed:
-                rewrites.append(
-                    Rewrite("payload", f"{int(pa[i])} bytes", f"{int(pb[j])} bytes", ai, bj)
-                )
-        ra_left = np.nonzero(dat_a & ~matched_dat_a)[0]
-        rb_left = np.nonzero(dat_b & ~matched_dat_b)[0]
-    if ra_left.shape[0] and rb_left.shape[0]:
-        # 4b. what is left: partial overlaps, one by one
-        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
-        for j in rb_left.tolist():
-            groups[(int(pid_b[j]), int(tvb[j]))].append((int(sb[j]), int(sb[j] + pb[j]), j))
-        starts: dict[tuple[int, int], list[int]] = {}
-        for g, lst in groups.items():
-            lst.sort()
-            starts[g] = [x[0] for x in lst]
-        ov_a: list[int] = []
-        ov_b: list[int] = []
-        cmp: list[tuple[int, int, int, int, int]] = []  # a row, b row, a skip, b skip, length
-        for i in ra_left.tolist():
-            g = (int(pid_a[i]), int(tva[i]))
-            lst = groups.get(g, [])
-            if not lst:
-                continue
-            s, e = int(sa[i]), int(sa[i] + pa[i])
-            st = starts[g]
-            k = bisect.bisect_left(st, s)
-            k = max(k - 1, 0)
-            while k > 0 and lst[k - 1][1] > s:
-                k -= 1
-            covered = 0
-            hit: list[int] = []
-            same_packet = False  # this very packet (IP ID) came out with another length
-            idv = int(ida[i])
-            while k < len(lst) and lst[k][0] < e:
-                bs, be, j = lst[k]
-                k += 1
-                if be <= s:
-                    continue
-                if idv >= 0 and idb[j] >= 0:
-                    d = (int(idb[j]) - idv) & 0xFFFF
-                    if not (d <= 128 or d >= 0xFFFF - 128):
-                        continue
-                hit.append(j)
-                covered += min(be, e) - max(bs, s)
-                if idv > 0 and int(idb[j]) == idv and bs == s and be != e:
-                    same_packet = True
-            if not hit:
-                continue
-            matched_dat_a[i] = True
-            for j in hit:
-                if not matched_dat_b[j]:
-                    matched_dat_b[j] = True
-                    ov_a.append(i)
-                    ov_b.append(j)
-                bs, be = int(sb[j]), int(sb[j] + pb[j])
-                lo, hi = max(bs, s), min(be, e)
-                cmp.append((int(ra[i]), int(rb[j]), lo - s, lo - bs, hi - lo))
-            if covered < e - s and not same_packet:
-                und_bytes[i] = (e - s) - covered
-        pairs.append((np.array(ov_a, np.int64), np.array(ov_b, np.int64)))
-        if cmp:
-            arr = np.array(cmp, np.int64)
-            ar_, br_, askip, bskip, ln = arr.T
-            # only the captured bytes can be compared
-            ln = np.minimum(ln, np.minimum(ta.pl_cap[ar_] - askip, tb.pl_cap[br_] - bskip))
-            ok = ln > 0
-            ar_, br_, askip, bskip, ln = ar_[ok], br_[ok], askip[ok], bskip[ok], ln[ok]
-            differ = payloads_differ(
-                ta.buf, ta.pl_off[ar_] + askip, tb.buf, tb.pl_off[br_] + bskip, ln
+        return changed
+
+
+def _positions(took: list[tuple[int, int]]) -> tuple[I64, I64]:
+    a = np.array([i for i, _ in took], np.int64)
+    b = np.array([j for _, j in took], np.int64)
+    return a, b
+
+
+def _match_control(m: _Batch) -> None:
+    """1. SYN, FIN, RST and pure ACKs as multisets of (position after them, TSval, IP ID
+    (not for a FIN: its retransmissions), class)."""
+    ia = np.nonzero(m.ctl_a)[0]
+    ib = np.nonzero(m.ctl_b)[0]
+    fin_a = (m.fa[ia] & FIN) != 0
+    fin_b = (m.fb[ib] & FIN) != 0
+    ka = mix(m.pid_a[ia], m.sa[ia] + m.pa[ia], m.tva[ia], np.where(fin_a, -1, m.ida[ia]),
+             _cls(m.fa[ia]))  # fmt: skip
+    kb = mix(m.pid_b[ib], m.sb[ib] + m.pb[ib], m.tvb[ib], np.where(fin_b, -1, m.idb[ib]),
+             _cls(m.fb[ib]))  # fmt: skip
+    xa, xb = _pair_multiset(ka, kb)
+    m.mctl_a[ia[xa]] = True
+    m.mctl_b[ib[xb]] = True
+    m.pairs.append((ia[xa], ib[xb]))
+
+
+def _match_exact_data(m: _Batch) -> None:
+    """2. Data packets with the same (position, length, TSval, IP ID); their payloads
+    compared."""
+    ia = np.nonzero(m.dat_a)[0]
+    ib = np.nonzero(m.dat_b)[0]
+    ka = mix(m.pid_a[ia], m.sa[ia], m.pa[ia], m.tva[ia], m.ida[ia])
+    kb = mix(m.pid_b[ib], m.sb[ib], m.pb[ib], m.tvb[ib], m.idb[ib])
+    xa, xb = _pair_multiset(ka, kb)
+    m.mdat_a[ia[xa]] = True
+    m.mdat_b[ib[xb]] = True
+    exact_a, exact_b = ia[xa], ib[xb]
+    m.pairs.append((exact_a, exact_b))
+    ta, tb = m.ta, m.tb
+    ea, eb = m.ra[exact_a], m.rb[exact_b]
+    ncmp = np.minimum(ta.pl_cap[ea], tb.pl_cap[eb])
+    differ = payloads_differ(ta.buf, ta.pl_off[ea], tb.buf, tb.pl_off[eb], ncmp)
+    for k in np.nonzero(differ)[0].tolist():
+        ai, bj = int(ea[k]), int(eb[k])
+        m.rewrites.append(_payload_rewrite(ta, ai, tb, bj, int(ncmp[k])))
+
+
+def _match_moved(m: _Batch) -> None:
+    """3. The same packet (TSval + IP ID) at another sequence number: a tcp.seq rewrite."""
+    left_a, left_b = m.leftovers()
+    if not (left_a.shape[0] and left_b.shape[0]):
+        return
+    tb, ra, rb = m.tb, m.ra, m.rb
+    ida, idb, tva, tvb = m.ida, m.idb, m.tva, m.tvb
+    # identities specific enough: an IP ID, or a TSval together with the length
+    ok_a = (ida[left_a] > 0) | ((tva[left_a] >= 0) & ~m.prm.use_ipid[m.pid_a[left_a]])
+    ok_b = (idb[left_b] > 0) | ((tvb[left_b] >= 0) & ~m.prm.use_ipid[m.pid_b[left_b]])
+    la, lb = left_a[ok_a], left_b[ok_b]
+    plk_a = np.where(ida[la] > 0, -1, m.pa[la])
+    plk_b = np.where(idb[lb] > 0, -1, m.pb[lb])
+    kla = mix(m.pid_a[la], tva[la], ida[la], _cls(m.fa[la]), plk_a)
+    klb = mix(m.pid_b[lb], tvb[lb], idb[lb], _cls(m.fb[lb]), plk_b)
+    xa, xb = _pair_multiset(kla, klb)
+    took: list[tuple[int, int]] = []
+    for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
+        ai, bj = int(ra[i]), int(rb[j])
+        before = int(m.seq_a[i])
+        after = int(tb.seq[bj])
+        if before == after:
+            continue  # same place in the stream: left to the byte-range matching
+        m.rewrites.append(Rewrite("tcp.seq", before, after, ai, bj))
+        m.take(i, j, length_too=True)
+        took.append((i, j))
+    m.pairs.append(_positions(took))
+
+
+def _match_options_changed(m: _Batch) -> None:
+    """The same IPv4 packet (IP ID, length) with its TCP options changed too."""
+    left_a, left_b = m.leftovers()
+    if not (left_a.shape[0] and left_b.shape[0]):
+        return
+    ta, tb, ra, rb, ida, idb = m.ta, m.tb, m.ra, m.rb, m.ida, m.idb
+    la = left_a[(ida[left_a] > 0) & m.prm.use_ts[m.pid_a[left_a]]]
+    lb = left_b[(idb[left_b] > 0) & m.prm.use_ts[m.pid_b[left_b]]]
+    xa, xb = _pair_multiset(
+        mix(m.pid_a[la], ida[la], _cls(m.fa[la]), m.pa[la]),
+        mix(m.pid_b[lb], idb[lb], _cls(m.fb[lb]), m.pb[lb]),
+    )
+    took: list[tuple[int, int]] = []
+    for i, j in zip(la[xa].tolist(), lb[xb].tolist(), strict=True):
+        ai, bj = int(ra[i]), int(rb[j])
+        if int(m.seq_a[i]) != int(tb.seq[bj]):
+            m.rewrites.append(Rewrite("tcp.seq", int(m.seq_a[i]), int(tb.seq[bj]), ai, bj))
+        if int(ta.tsval[ai]) != int(tb.tsval[bj]):
+            m.rewrites.append(
+                Rewrite("tcp.options.tsval", int(ta.tsval[ai]), int(tb.tsval[bj]), ai, bj)
             )
-            for k in np.nonzero(differ)[0].tolist():
-                ai, bj = int(ar_[k]), int(br_[k])
-                x, y, m = int(askip[k]), int(bskip[k]), int(ln[k])
-                rewrites.append(
-                    _payload_rewrite(
-                        ta, ai, tb, bj, m, ta.payload(ai, x, x + m), tb.payload(bj, y, y + m)
-                    )
-                )
+        m.take(i, j, length_too=False)
+        took.append((i, j))
+    m.pairs.append(_positions(took))
 
-    left_a, left_b = leftovers()
 
+def _match_new_ipid(m: _Batch) -> None:
+    """The same packet (sequence position, length, TSval, class) with another IP ID; only
+    where the IP ID is kept across the hop for this connection (use_ipid) and a TSval
+    makes the identity certain. GSO/TSO pieces differ in length and never pair here."""
+    left_a, left_b = m.leftovers()
+    if not (left_a.shape[0] and left_b.shape[0]):
+        return
+    la = left_a[(m.ida[left_a] >= 0) & (m.tva[left_a] >= 0)]
+    lb = left_b[(m.idb[left_b] >= 0) & (m.tvb[left_b] >= 0)]
+    xa, xb = _pair_multiset(
+        mix(m.pid_a[la], m.sa[la], m.pa[la], m.tva[la], _cls(m.fa[la])),
+        mix(m.pid_b[lb], m.sb[lb], m.pb[lb], m.tvb[lb], _cls(m.fb[lb])),
+    )
+    m.id_a, m.id_b = la[xa], lb[xb]
+    m.both(m.id_a, m.id_b)
+    m.pairs.append((m.id_a, m.id_b))
+
+
+def _match_contained(m: _Batch) -> None:
+    """4a. Data whose segmentation differs, vectorised: a packet lying inside one packet of
+    the other side (GRO merged segments downstream, or TSO/GSO pieces of one big packet
+    upstream)."""
+    ra_left = np.nonzero(m.dat_a & ~m.mdat_a)[0]
+    rb_left = np.nonzero(m.dat_b & ~m.mdat_b)[0]
+    if not (ra_left.shape[0] and rb_left.shape[0]):
+        return
+    sa, sb, pa, pb, ida, idb = m.sa, m.sb, m.pa, m.pb, m.ida, m.idb
+    cov = _containment(m.pid_a, sa, pa, m.tva, ida, ra_left, m.pid_b, sb, pb, m.tvb, idb, rb_left)
+    a_in_b, b_of_a, b_in_a, a_of_b = cov
+    cov_a = np.bincount(a_of_b, weights=pb[b_in_a], minlength=sa.shape[0]).astype(np.int64)
+    hit_a = np.zeros(sa.shape[0], bool)
+    hit_a[a_in_b] = True
+    hit_a[a_of_b] = True
+    hit_b = np.zeros(sb.shape[0], bool)
+    hit_b[b_in_a] = True
+    hit_b[b_of_a] = True
+    # an upstream packet split downstream is delivered as far as its pieces are
+    split = np.unique(a_of_b)
+    split = split[~np.isin(split, a_in_b)]
+    short = split[cov_a[split] < pa[split]]
+    # the very same packet (IP ID, start) that left with another length was cut or
+    # rewritten, not partly lost
+    pieces = np.bincount(a_of_b, minlength=sa.shape[0])
+    same = (ida[a_of_b] > 0) & (idb[b_in_a] == ida[a_of_b]) & (sb[b_in_a] == sa[a_of_b])
+    same &= (pb[b_in_a] != pa[a_of_b]) & (pieces[a_of_b] == 1)
+    cut = list(zip(a_of_b[same].tolist(), b_in_a[same].tolist(), strict=True))
+    short = short[~np.isin(short, a_of_b[same])]
+    for i in short.tolist():
+        m.und_bytes[i] = int(pa[i] - cov_a[i])
+    m.mdat_a |= hit_a
+    m.mdat_b |= hit_b
+    m.pairs.append((a_in_b, b_of_a))
+    m.pairs.append((a_of_b, b_in_a))
+    ra, rb = m.ra, m.rb
+    changed = m.payload_rewrites(
+        np.concatenate([ra[a_in_b], ra[a_of_b]]),
+        np.concatenate([rb[b_of_a], rb[b_in_a]]),
+        np.concatenate([np.zeros(a_in_b.shape[0], np.int64), sb[b_in_a] - sa[a_of_b]]),
+        np.concatenate([sa[a_in_b] - sb[b_of_a], np.zeros(b_in_a.shape[0], np.int64)]),
+        np.concatenate([pa[a_in_b], pb[b_in_a]]).astype(np.int64),
+    )
+    for i, j in cut:  # the same bytes, fewer of them: cut short
+        ai, bj = int(ra[i]), int(rb[j])
+        if (ai, bj) not in changed:
+            m.rewrites.append(
+                Rewrite("payload", f"{int(pa[i])} bytes", f"{int(pb[j])} bytes", ai, bj)
+            )
+
+
+def _match_overlaps(m: _Batch) -> None:
+    """4b. What is left of the data: partial overlaps of byte ranges with the same
+    transmission identity (pair, TSval; IP IDs within a burst), one by one."""
+    ra_left = np.nonzero(m.dat_a & ~m.mdat_a)[0]
+    rb_left = np.nonzero(m.dat_b & ~m.mdat_b)[0]
+    if not (ra_left.shape[0] and rb_left.shape[0]):
+        return
+    sa, sb, pa, pb, ida, idb = m.sa, m.sb, m.pa, m.pb, m.ida, m.idb
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+    for j in rb_left.tolist():
+        groups[(int(m.pid_b[j]), int(m.tvb[j]))].append((int(sb[j]), int(sb[j] + pb[j]), j))
+    starts: dict[tuple[int, int], list[int]] = {}
+    for g, lst in groups.items():
+        lst.sort()
+        starts[g] = [x[0] for x in lst]
+    ov_a: list[int] = []
+    ov_b: list[int] = []
+    cmp: list[tuple[int, int, int, int, int]] = []  # a row, b row, a skip, b skip, length
+    for i in ra_left.tolist():
+        g = (int(m.pid_a[i]), int(m.tva[i]))
+        lst = groups.get(g, [])
+        if not lst:
+            continue
+        s, e = int(sa[i]), int(sa[i] + pa[i])
+        st = starts[g]
+        k = bisect.bisect_left(st, s)
+        k = max(k - 1, 0)
+        while k > 0 and lst[k - 1][1] > s:
+            k -= 1
+        covered = 0
+        hit: list[int] = []
+        same_packet = False  # this very packet (IP ID) came out with another length
+        idv = int(ida[i])
+        while k < len(lst) and lst[k][0] < e:
+            bs, be, j = lst[k]
+            k += 1
+            if be <= s:
+                continue
+            if idv >= 0 and idb[j] >= 0:
+                d = (int(idb[j]) - idv) & 0xFFFF
+                if not (d <= 128 or d >= 0xFFFF - 128):
+                    continue
+            hit.append(j)
+            covered += min(be, e) - max(bs, s)
+            if idv > 0 and int(idb[j]) == idv and bs == s and be != e:
+                same_packet = True
+        if not hit:
+            continue
+        m.mdat_a[i] = True
+        for j in hit:
+            if not m.mdat_b[j]:
+                m.mdat_b[j] = True
+                ov_a.append(i)
+                ov_b.append(j)
+            bs, be = int(sb[j]), int(sb[j] + pb[j])
+            lo, hi = max(bs, s), min(be, e)
+            cmp.append((int(m.ra[i]), int(m.rb[j]), lo - s, lo - bs, hi - lo))
+        if covered < e - s and not same_packet:
+            m.und_bytes[i] = (e - s) - covered
+    m.pairs.append((np.array(ov_a, np.int64), np.array(ov_b, np.int64)))
+    if cmp:
+        ar_, br_, askip, bskip, ln = np.array(cmp, np.int64).T
+        m.payload_rewrites(ar_, br_, askip, bskip, ln)
+
+
+def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
+    """One DirMatch per pair: matched count and one-way delays, what is left on either
+    side, partly delivered packets, and every rewrite (those found by the steps, IP ID
+    rewrites, header fields of the matched pairs)."""
+    ta, tb, ra, rb, pid_a, pid_b, prm = m.ta, m.tb, m.ra, m.rb, m.pid_a, m.pid_b, m.prm
+    npairs = int(prm.delta.shape[0])
+    left_a, left_b = m.leftovers()
+    pairs = m.pairs
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-    out = [DirMatch(base=int(prm.base[k]), a_base=int(prm.a_base[k])) for k in range(npairs)]
+    out = [
+        DirMatch(base=b, a_base=a)
+        for b, a in zip(prm.base.tolist(), prm.a_base.tolist(), strict=True)
+    ]
     if pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
@@ -430,19 +536,24 @@ def match_batch(
         dl = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
         pp, dl = _sort_by_pair(pp, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
-        for k in np.nonzero(np.diff(cuts))[0].tolist():
-            lo, hi = int(cuts[k]), int(cuts[k + 1])
-            m = hi - lo
-            dm = out[k]
-            dm.matched = m
-            dm.d_min = int(dl[lo])
-            dm.d_med = float(dl[lo + (m - 1) // 2] + dl[lo + m // 2]) / 2
-    for i in left_a.tolist():
-        out[int(pid_a[i])].undelivered.append(int(ra[i]))
-    for j in left_b.tolist():
-        out[int(pid_b[j])].unexplained.append(int(rb[j]))
-    for i, n in und_bytes.items():
-        out[int(pid_a[i])].undelivered_bytes[int(ra[i])] = n
+        ks = np.nonzero(np.diff(cuts))[0]
+        lo, hi = cuts[ks], cuts[ks + 1]
+        n = hi - lo
+        med = (dl[lo + (n - 1) // 2] + dl[lo + n // 2]).astype(np.float64) / 2
+        for k, c, d0, dm in zip(ks.tolist(), n.tolist(), dl[lo].tolist(), med.tolist(),
+                                strict=True):  # fmt: skip
+            r = out[k]
+            r.matched = c
+            r.d_min = d0
+            r.d_med = dm
+    for p, r in zip(pid_a[left_a].tolist(), ra[left_a].tolist(), strict=True):
+        out[p].undelivered.append(r)
+    for p, r in zip(pid_b[left_b].tolist(), rb[left_b].tolist(), strict=True):
+        out[p].unexplained.append(r)
+    for i, n_ in m.und_bytes.items():
+        out[int(pid_a[i])].undelivered_bytes[int(ra[i])] = n_
+    rewrites = m.rewrites
+    id_a, id_b = m.id_a, m.id_b
     if id_a.shape[0]:
         # an IP ID rewrite is a finding where the other packets of the connection kept
         # theirs (a device that gives every packet a new ID is policy, not a finding)
@@ -454,9 +565,12 @@ def match_batch(
         for x, y, i, j in zip(before, after, ai, bj, strict=True):
             rewrites.append(Rewrite("ip.id", x, y, i, j))
     if rewrites:
-        row_pid = np.zeros(len(ta), np.int64)
-        row_pid[ra] = pid_a
-        for rw, k in zip(rewrites, row_pid[[rw.a_row for rw in rewrites]].tolist(), strict=True):
+        # the pair of each rewrite's upstream row (the last pair of a row listed twice, as
+        # a row -> pair column would say): a lookup in this batch's rows, not a column
+        # the size of the whole capture zeroed and filled for every batch
+        o = np.argsort(ra, kind="stable")
+        at = np.searchsorted(ra[o], np.array([rw.a_row for rw in rewrites], np.int64), "right")
+        for rw, k in zip(rewrites, pid_a[o[at - 1]].tolist(), strict=True):
             out[k].rewrites.append(rw)
     ga_all, gb_all = ra[pa_all], rb[pb_all]
     for rw, k in _field_rewrites(
@@ -657,9 +771,7 @@ def learn_deltas(
     xa, xb = ra[oka], rb[okb]
     ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
     kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
-    _, first_b = np.unique(kb, return_index=True)
-    ia, ib = join_unique(ka, kb[first_b])
-    ib = first_b[ib]
+    ia, ib = _join_first(ka, kb)
     if ia.shape[0]:
         pp = pid_a[oka][ia]
         votes += np.bincount(pp, minlength=npairs)

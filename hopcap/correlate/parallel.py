@@ -30,16 +30,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of
 from hopcap.correlate.engine import (
-    Built,
-    Minima,
-    Point,
     PointFacts,
     Prepared,
-    _host_of,
-    apply_clocks,
     assemble,
-    clocks_of,
     finish_datagrams,
     finish_part,
     match_part,
@@ -49,6 +44,8 @@ from hopcap.correlate.engine import (
     read_points,
     set_clocks,
 )
+from hopcap.correlate.findings import Built
+from hopcap.correlate.flows import Point, host_of
 from hopcap.correlate.stages import plan_stages
 from hopcap.errors import CorrelationError
 from hopcap.model import PointInput, Verdict
@@ -229,7 +226,7 @@ def correlate_dask(
             where = client.who_has(futs)
             hosts = [list(where.get(f.key, ())) or None for f in futs]
             facts, warnings = first[0][1], first[0][2]
-            pts = [Point(i, inp, inp.name, *_host_of(inp), None) for i, inp in enumerate(points)]
+            pts = [Point(i, inp, inp.name, *host_of(inp), None) for i, inp in enumerate(points)]
             present = [i for i, f in enumerate(facts) if f is not None]
             prep = Prepared(pts, present, [], warnings)
             set_clocks(prep, [m for m, *_ in first])

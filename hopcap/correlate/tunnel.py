@@ -31,10 +31,11 @@ import numpy.typing as npt
 from hopcap.correlate.dgram import ESP, UDP, DgramTable, describe
 from hopcap.correlate.icmp import all_legs
 from hopcap.correlate.udp import DFlowB, dtable, is_local
-from hopcap.model import Direction, Finding, Leg
+from hopcap.model import Direction, Finding, FindingKind, Leg
 
 if TYPE_CHECKING:
-    from hopcap.correlate.engine import Built, FlowB, Point
+    from hopcap.correlate.findings import Built
+    from hopcap.correlate.flows import FlowB, Point
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -226,6 +227,7 @@ def _lost(
         return
     drop = [r for r in rows if not blind(py, int(tx.ts[r]))]
     gap = [r for r in rows if r not in set(drop)]
+    kind: FindingKind
     for kind, rr in (("drop", drop), ("gap", gap)):
         if not rr:
             continue

@@ -33,10 +33,11 @@ from hopcap.correlate.dgram import (
     proto_name,
 )
 from hopcap.correlate.match import Rewrite, _pair_multiset, _ttl_off_mode
-from hopcap.model import Direction, Finding, Leg
+from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 
 if TYPE_CHECKING:
-    from hopcap.correlate.engine import Built, Point
+    from hopcap.correlate.findings import Built
+    from hopcap.correlate.flows import Point
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -46,7 +47,7 @@ NS = 1_000_000_000
 class DLeg:
     point: int
     f: DFlow
-    link: str  # same, nat, tunnel
+    link: LinkKind  # same, nat, tunnel
     tunnel: str | None = None
 
 
@@ -419,7 +420,7 @@ def delay_samples(
 
 
 def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
-    from hopcap.correlate.engine import (
+    from hopcap.correlate.findings import (
         KIND_ORDER,
         Built,
         missing_gaps,
@@ -560,6 +561,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             beyond = pl.host if pl.iface else "server"
             end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
             late = end - int(t.ts[rows[0]]) < NS
+            kind: FindingKind
             if pl.kernel_drops or late:
                 kind = "gap"
                 text = f"{what}: no answer seen, but the capture at {pl.name} " + (
@@ -570,7 +572,16 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             else:
                 kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
             findings.append(
-                Finding(kind, "c2s", (pl.name, beyond), len(rows), nb, fts(pl, rows), text)
+                Finding(
+                    kind,
+                    "c2s",
+                    (pl.name, beyond),
+                    len(rows),
+                    nb,
+                    fts(pl, rows),
+                    text,
+                    unanswered=True,
+                )
             )
     findings.extend(fl.extra)
     findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
@@ -603,7 +614,8 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
 
 
 def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
-    from hopcap.correlate.engine import _more, _where
+    from hopcap.correlate.local import more as _more
+    from hopcap.correlate.summary import where as _where
 
     by_name = {p.name: p for p in pts}
     t0 = dtable(pts[fl.legs[0].point])
@@ -623,7 +635,7 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
                 f"{where} (the tunnel endpoint)" + _more(findings)
             )
         if fnd.kind == "drop":
-            if "never answered" in fnd.what:
+            if fnd.unanswered:
                 return f"{word} reached {a} but {b} never answered it" + _more(findings)
             return f"{word} dropped {where} (seen on {a}, never on {b})" + _more(findings)
         if fnd.kind == "inject":

@@ -135,10 +135,11 @@ class CaptureStats:
 
 
 def safe_name(interface: str) -> str:
-    """The interface's name, once checked by the inventory's rule (the only one)."""
+    """The interface's name for a remote file name, once checked by the inventory's rule
+    (the only one); a BIG-IP noise suffix's ':' becomes '_' (`0.0:nnnp` -> `0.0_nnnp`)."""
     if not VALID_INTERFACE.match(interface):
         raise CaptureError(f"refusing interface name {interface!r}: not a valid interface name")
-    return interface
+    return interface.replace(":", "_")
 
 
 def ssh_exclusion(ssh_connection: str) -> str | None:

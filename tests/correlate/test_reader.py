@@ -276,3 +276,26 @@ def test_batched_fingerprints_equal_per_half(tmp_path: Path) -> None:
         assert fingerprints_all(t, pc.halves) == [fingerprints(t, h) for h in pc.halves]
         assert [pc.fingerprints(h) for h in pc.halves] == [fingerprints(t, h) for h in pc.halves]
         t.close()
+
+
+def test_columns_grown_while_reading_equal_one_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass reader writes every chunk into the table's own columns and grows them
+    by doubling: started at 3 rows (grown many times, across several parser chunks) it
+    gives the very table it gives when they never grow."""
+    from hopcap.correlate import reader
+
+    path = REALDATA / "ns3-ppp" / "tcp-large-transfer-1-0.pcap"  # 231 TCP packets
+    whole = reader.read_capture(path)
+    monkeypatch.setattr(reader, "FIRST_ROWS", 3)
+    monkeypatch.setattr(reader, "PARSE_CHUNK", 64)
+    grown = reader.read_capture(path)
+    assert len(whole) > 200 and len(grown) == len(whole)
+    for c in reader._COLUMNS:
+        a, b = getattr(whole, c), getattr(grown, c)
+        assert a.dtype == b.dtype, c
+        assert np.array_equal(a, b), c
+    assert (grown.records, grown.warnings, grown.link_types) == (
+        whole.records,
+        whole.warnings,
+        whole.link_types,
+    )

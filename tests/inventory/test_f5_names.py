@@ -10,9 +10,9 @@ import pytest
 
 from hopcap.correlate.args import read_points_from_args
 from hopcap.errors import CorrelationError
-from hopcap.inventory import VALID_INTERFACE
+from hopcap.inventory import VALID_INTERFACE, interface_problem
 from hopcap.model import Inventory, pcap_filename
-from hopcap.orchestrator.capture import INTERFACE_RE, interface_present, safe_name
+from hopcap.orchestrator.capture import interface_present, safe_name
 from tests.inventory.inv_helpers import problems_of
 
 F5_OK = ["0.0", "0.0:n", "0.0:nn", "0.0:nnn", "0.0:nnnp", "external:nnn", "internal:np", "1.1:nn"]
@@ -22,9 +22,10 @@ F5_BAD = ["0.0:nnnn", "0.0:x", "0.0:", ":nnn", "0.0:nnn:nnn", "0.0:pn", "fw:eth0
 def test_names_accepted_and_refused() -> None:
     for ok in F5_OK:
         assert VALID_INTERFACE.match(ok), ok
-        assert INTERFACE_RE.match(ok) and safe_name(ok) == ok.replace(":", "_")
+        assert interface_problem(ok) is None and safe_name(ok) == ok.replace(":", "_")
     for bad in F5_BAD:
         assert not VALID_INTERFACE.match(bad), bad
+        assert interface_problem(bad) is not None, bad
 
 
 def test_inventory_with_a_bigip(

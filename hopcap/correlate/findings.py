@@ -1,0 +1,638 @@
+"""Findings of one TCP flow: what was lost, injected, rewritten or reset on each hop,
+where the evidence has gaps, and the legs as the verdict shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.clocks import blind
+from hopcap.correlate.conns import Half
+from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
+from hopcap.correlate.link import Part, exchange_of_rows, stream_base
+from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, tunnel_str
+from hopcap.correlate.summary import flow_summary
+from hopcap.model import (
+    BROKEN_KINDS,
+    Direction,
+    Finding,
+    FindingKind,
+    Leg,
+    LegPart,
+    PacketKind,
+)
+
+I64 = npt.NDArray[np.int64]
+NS = 1_000_000_000
+T = TypeVar("T")
+
+KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
+
+
+@dataclass
+class Built:
+    proto: str
+    client: str
+    server: str
+    legs: tuple[Leg, ...]
+    findings: tuple[Finding, ...]
+    summary: str
+    first_ts: float | None
+    # an encrypted tunnel the flow went into / came out of: (outer flow, outer point)
+    tunnel_out: tuple[int, int] | None = None
+    tunnel_in: tuple[int, int] | None = None
+
+    @property
+    def broken(self) -> bool:
+        return any(f.kind in BROKEN_KINDS for f in self.findings)
+
+
+def _endpoint_name(p: Point, side: str) -> str:
+    if p.iface:
+        return p.host
+    return side
+
+
+def packet_kind(t: PacketTable, row: int) -> PacketKind:
+    """What packet `row` is, in a summary's words (its first flag that matters)."""
+    fl = int(t.flags[row])
+    if fl & SYN:
+        return "SYN-ACK" if fl & ACK else "SYN"
+    if fl & RST:
+        return "RST"
+    if fl & FIN:
+        return "FIN"
+    return "data" if t.plen[row] else "ACK"
+
+
+def _first_packet(t: PacketTable, r0: int, base: int) -> str:
+    """Packet `r0` in a finding's words: flags, relative seq, length, TSval, IP ID."""
+    fl0 = int(t.flags[r0])
+    if fl0 & SYN:
+        first = f"{flags_str(fl0)} seq={int(t.seq[r0])}"
+    else:
+        rel = ((int(t.seq[r0]) - base + (1 << 31)) & M32) - (1 << 31)
+        pl = int(t.plen[r0])
+        first = f"{flags_str(fl0)} seq={rel}" + (f" len={pl}" if pl else "")
+    tsval = int(t.tsval[r0])
+    if tsval >= 0:
+        first += f" tsval={tsval}"
+    if t.v[r0] == 4:
+        first += f" ipid={int(t.ipid[r0])}"
+    return first
+
+
+def _closed_with_rst(t: PacketTable, s: Half, c: Half | None, rst_rows: list[int]) -> bool:
+    """Every RST of the server side `s` came after its own FIN, and no client data was
+    seen after that FIN (nothing the client still sent was refused)."""
+    s_rows = s.idx
+    fins = s_rows[(t.flags[s_rows] & FIN) != 0]
+    if fins.shape[0] == 0:
+        return False
+    t_fin = int(t.ts[fins[0]])
+    if min(int(t.ts[r]) for r in rst_rows) < t_fin:
+        return False
+    if c is None:
+        return True
+    c_rows = c.idx
+    late = c_rows[(t.ts[c_rows] > t_fin) & (t.plen[c_rows] > 0)]
+    return bool(late.shape[0] == 0)
+
+
+def _describe(
+    t: PacketTable, rows: list[int], base: int, undelivered_bytes: Mapping[int, int] | None = None
+) -> tuple[str, int, int]:
+    """A short description of packets, their byte count and the first one's capture time."""
+    r0 = rows[0]
+    if len(rows) == 1:  # most findings: no tally
+        pl0 = int(t.plen[r0])
+        nbytes = undelivered_bytes.get(r0, pl0) if undelivered_bytes else pl0
+        return _first_packet(t, r0, base), nbytes, int(t.ts[r0])
+    fls = t.flags[rows].tolist()
+    pls = t.plen[rows].tolist()
+    if undelivered_bytes:
+        nbytes = sum(undelivered_bytes.get(r, pl) for r, pl in zip(rows, pls, strict=True))
+    else:
+        nbytes = sum(pls)
+    kinds: dict[str, int] = {}
+    for fl, pl in zip(fls, pls, strict=True):
+        if fl & SYN:
+            k = "SYN-ACK" if fl & ACK else "SYN"
+        elif fl & RST:
+            k = "RST"
+        elif pl:
+            k = "data"
+        elif fl & FIN:
+            k = "FIN"
+        else:
+            k = "ACK"
+        kinds[k] = kinds.get(k, 0) + 1
+    parts = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return f"{_first_packet(t, r0, base)} ({parts})", nbytes, int(_MIN(t.ts[rows]))
+
+
+def missing_gaps(
+    pts: list[Point], a: int, b: int, missing: Sequence[int], first_ts_ns: int
+) -> list[Finding]:
+    """A `gap` for every missing point between points `a` and `b` of a hop."""
+    pa, pb = pts[a], pts[b]
+    return [
+        Finding(
+            "gap",
+            "c2s",
+            (pa.name, pts[m].name),
+            0,
+            0,
+            first_ts_ns / NS,
+            f"no capture at {pts[m].name} ({pts[m].inp.missing_reason or 'missing'}): "
+            f"what happened between {pa.name} and {pb.name} cannot be placed more precisely",
+        )
+        for m in missing
+    ]
+
+
+def split_lost(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
+    (lost, gap, why): a gap where `down` could not have seen them (`blind`)."""
+    lost: list[int] = []
+    gap: list[int] = []
+    why = ""
+    for r in rows:
+        reason = blind(down, int(ts[r]) - up.offset_ns + down.offset_ns)
+        if reason:
+            gap.append(r)
+            why = reason
+        else:
+            lost.append(r)
+    return lost, gap, why
+
+
+def split_extra(
+    up: Point, down: Point, ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
+    `up` was blind, or where nothing on the wire between two hosts could have sent them."""
+    inj: list[int] = []
+    gap: list[int] = []
+    why = ""
+    wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+    for r in rows:
+        reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
+        if reason:
+            gap.append(r)
+            why = reason
+        elif wire:
+            gap.append(r)
+            why = (
+                f"nothing between {up.name} and {down.name} could have sent them "
+                f"(capture loss at {up.name}?)"
+            )
+        else:
+            inj.append(r)
+    return inj, gap, why
+
+
+@dataclass
+class _Sel:
+    """The packets of a leg on a reused connection that are this flow's: those of the
+    exchanges `keep` (`ex_of`: the exchange of every packet of the leg)."""
+
+    point: Point
+    ex_of: dict[int, int]
+    keep: frozenset[int]
+
+    def pick(
+        self, key: tuple[str, int], make: Callable[[], list[T]], row: Callable[[T], int]
+    ) -> list[T]:
+        """This flow's items among those `make` gives (`row`: an item's packet). Every flow
+        on the connection asks for the same lists (`key` names one, e.g. a match's
+        undelivered packets): each is split by exchange once, so a connection carrying N
+        flows costs N lookups, not N passes over its packets."""
+        ck = (*key, id(self.ex_of))
+        split = self.point.row_split.get(ck)
+        if split is None:
+            split = {}
+            for x in make():
+                split.setdefault(self.ex_of.get(row(x), -1), []).append(x)
+            self.point.row_split[ck] = split
+        out: list[T] = list(split.get(-1, ()))
+        if len(self.keep) <= len(split):
+            for k in self.keep:
+                out += split.get(k, ())
+        else:
+            for k, xs in split.items():
+                if k in self.keep:
+                    out += xs
+        out.sort(key=row)
+        return out
+
+
+def _part_filters(pts: list[Point], f: FlowB) -> list[_Sel | None]:
+    """Per leg of the chain: which of its packets are this flow's (None: all of them). On a
+    reused connection the packets of this flow's exchanges, with the exchange boundaries
+    carried across NATs by the learned sequence offsets."""
+    out: list[_Sel | None] = []
+    base_c = base_s = 0
+    prev: Part | None = None
+    for leg in f.legs:
+        part = leg.part
+        if part is None:
+            out.append(None)
+            prev = None
+            continue
+        if prev is not part:
+            base_c, base_s = part.cx.base_c, part.cx.base_s
+        else:
+            base_c = (base_c + leg.delta_c) & M32 if leg.delta_c is not None else stream_base(leg.c)
+            base_s = (base_s + leg.delta_s) & M32 if leg.delta_s is not None else stream_base(leg.s)
+        prev = part
+        p = pts[leg.point]
+        assert p.pc is not None
+        key = (id(part.cx), id(leg.c), id(leg.s), base_c, base_s)
+        m = p.ex_rows.get(key)
+        if m is None:
+            m = {}
+            for h, is_c in ((leg.c, True), (leg.s, False)):
+                if h is not None:
+                    ks = exchange_of_rows(p.pc, h, is_c, part.cx, base_c, base_s)
+                    m.update(zip(h.idx.tolist(), ks.tolist(), strict=True))
+            p.ex_rows[key] = m
+        out.append(_Sel(p, m, part.keep))
+    return out
+
+
+def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
+    first_leg = f.legs[0]
+    p0 = pts[first_leg.point]
+    c, s = first_leg.c, first_leg.s
+    if c is not None:
+        client, server = c.src_str, c.dst_str
+    else:
+        assert s is not None
+        client, server = s.dst_str, s.src_str
+    first_ts_ns = min(h.first_ts for h in (c, s) if h is not None) - p0.offset_ns
+    findings, legs_out, tried = _chain_out(pts, present, f, first_ts_ns)
+
+    def order(x: Finding) -> tuple[int, float]:
+        return (
+            KIND_ORDER.get(x.kind, 9),
+            x.first_ts or 0.0,
+        )
+
+    findings.sort(key=order)
+    tried_ids = {id(x) for x in tried}
+    main = [x for x in findings if id(x) not in tried_ids]
+    summary = flow_summary(pts, f, main, legs_out)
+    n_att = sum(1 for x in chains([f]) if x.attempt)
+    if n_att:
+        why = ""
+        if tried:
+            why = ": " + flow_summary(pts, f, sorted(tried, key=order), legs_out)
+        summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
+    return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
+
+
+def _chain_out(
+    pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
+) -> tuple[list[Finding], list[Leg], list[Finding]]:
+    """The findings and legs of one chain and its subs; and those of failed attempts."""
+    ch = _Chain(pts, present, f, first_ts_ns)
+    for i, hop in enumerate(f.hops):
+        ch.hop(i, hop)
+    ch.path_ends()
+    legs_out = ch.legs()
+    tried: list[Finding] = []
+    for sub in f.subs:
+        assert sub.via is not None
+        ch.gaps_between(sub.via)
+        sf, sl, st = _chain_out(pts, present, sub, first_ts_ns)
+        ch.findings += sf
+        legs_out += sl
+        tried += sf if sub.attempt else st
+    return ch.findings, legs_out, tried
+
+
+class _Chain:
+    """The findings of one chain of legs, hop by hop, then at the ends of the path."""
+
+    def __init__(self, pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int):
+        self.pts, self.present, self.f, self.first_ts_ns = pts, present, f, first_ts_ns
+        self.findings: list[Finding] = []
+        self.filters = _part_filters(pts, f)
+
+    def own(self, j: int, key: tuple[str, int], make: Callable[[], list[int]]) -> list[int]:
+        """The rows `make` gives at leg `j` that are this flow's (`key` names the list)."""
+        sel = self.filters[j]
+        return sel.pick(key, make, int) if sel is not None else make()
+
+    def add(
+        self,
+        kind: FindingKind,
+        direction: Direction,
+        between: tuple[str, str],
+        p: Point,
+        rows: list[int],
+        what: tuple[str, int, int],
+        **kw: object,
+    ) -> None:
+        """A finding of `rows` of point `p` (`what`: their `_describe`)."""
+        text, nbytes, ts0 = what
+        at = (ts0 - p.offset_ns) / NS
+        self.findings.append(
+            Finding(kind, direction, between, len(rows), nbytes, at, text, **kw)  # type: ignore[arg-type]
+        )
+
+    def lost(
+        self,
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: list[int],
+        base: int,
+        und_b: Mapping[int, int] | None = None,
+    ) -> None:
+        """Packets seen at `up` that never reached `down` (in direction of travel)."""
+        if not rows:
+            return
+        t = up.table
+        drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
+        between = (up.name, down.name)
+        if drop_rows:
+            what = _describe(t, drop_rows, base, und_b)
+            first = packet_kind(t, drop_rows[0])
+            self.add("drop", direction, between, up, drop_rows, what, packet=first)
+        if gap_rows:
+            text, nb, ts0 = _describe(t, gap_rows, base, und_b)
+            text = (
+                f"seen at {up.name}, not at {down.name}, but {why}: "
+                f"cannot tell whether they were lost; {text}"
+            )
+            self.add("gap", direction, between, up, gap_rows, (text, nb, ts0))
+
+    def extra(
+        self, direction: Direction, up: Point, down: Point, rows: list[int], base: int
+    ) -> None:
+        """Packets seen at `down` that never went through `up`."""
+        if not rows:
+            return
+        t = down.table
+        inj, gap, why = split_extra(up, down, t.ts, rows)
+        between = (up.name, down.name)
+        if inj:
+            what = _describe(t, inj, base)
+            self.add("inject", direction, between, down, inj, what, packet=packet_kind(t, inj[0]))
+        if gap:
+            text, nb, ts0 = _describe(t, gap, base)
+            text = f"seen at {down.name}, not at {up.name}, but {why}; {text}"
+            self.add("gap", direction, between, down, gap, (text, nb, ts0))
+
+    def gaps_between(self, hop: Hop) -> None:
+        if hop.missing:
+            self.findings += missing_gaps(self.pts, hop.a, hop.b, hop.missing, self.first_ts_ns)
+
+    def hop(self, i: int, hop: Hop) -> None:
+        """Hop `i` of the chain: lost, injected and rewritten packets both ways."""
+        pa, pb = self.pts[hop.a], self.pts[hop.b]
+        self.gaps_between(hop)
+        if hop.c2s is None and hop.s2c is None:
+            self.ended(i, hop, pa, pb)
+            return
+        if hop.c2s is not None:
+            self.matched("c2s", hop.c2s, pa, pb, i, i + 1)
+        if hop.s2c is not None:
+            self.matched("s2c", hop.s2c, pb, pa, i + 1, i)
+
+    def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
+        """A hop the flow never crossed (nothing of it downstream)."""
+        leg = self.f.legs[i]
+        if hop.ended in ("unanswered", "rst") and leg.c is not None:
+            rows = self.own(i, ("c", id(leg.c)), leg.c.idx.tolist)
+            self.lost("c2s", pa, pb, rows, leg.c.isn)
+        if hop.ended == "rst" and leg.s is not None:
+            rows = self.own(i, ("s", id(leg.s)), leg.s.idx.tolist)
+            self.extra("s2c", pb, pa, rows, leg.s.isn)
+        if hop.ended == "nothing":
+            self.findings.append(
+                Finding(
+                    "gap",
+                    "c2s",
+                    (pa.name, pb.name),
+                    0,
+                    0,
+                    self.first_ts_ns / NS,
+                    f"{pb.name} captured no TCP packets at all (wrong interface, filter, or a "
+                    f"capture that failed?): what happened after {pa.name} is unknown",
+                )
+            )
+
+    def matched(
+        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, jd: int
+    ) -> None:
+        """One direction of a matched hop (`ju`, `jd`: the legs up- and downstream)."""
+        own = self.own
+        if dm.undelivered:
+            und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
+            self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
+        if dm.undelivered_bytes:
+            # partially delivered packets (a segment of a big one missing)
+            part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            if part_rows:
+                self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
+        if dm.unexplained:
+            unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
+            self.extra(direction, up, down, unx, dm.base)
+        if not dm.rewrites:
+            return
+        sel = self.filters[ju]
+        rws = (
+            dm.rewrites
+            if sel is None
+            else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
+        )
+        # per field, the distinct (before, after) values, most packets first
+        groups: dict[tuple[str, str, str], tuple[Rewrite, list[int]]] = {}
+        for rw in rws:
+            key = (rw.field, str(rw.before), str(rw.after))
+            got = groups.get(key)
+            if got is None:
+                groups[key] = (rw, [rw.a_row])
+            else:
+                got[1].append(rw.a_row)
+        by_field: dict[str, list[tuple[Rewrite, list[int]]]] = {}
+        for (fld, _b, _a), g in groups.items():
+            by_field.setdefault(fld, []).append(g)
+        for fld, lst in by_field.items():
+            if len(lst) > 1:
+                lst.sort(key=lambda x: -len(x[1]))
+            rows_all = [r for _rw, rr in lst for r in rr]
+            rw0 = lst[0][0]
+            text, nb, ts0 = _describe(up.table, rows_all, dm.a_base)
+            if len(lst) > 1:
+                text += f"; {len(lst)} different values, e.g. {rw0.before} -> {rw0.after}"
+            self.add(
+                "rewrite",
+                direction,
+                (up.name, down.name),
+                up,
+                rows_all,
+                (text, nb, ts0),
+                field=fld,
+                before=rw0.before,
+                after=rw0.after,
+            )
+
+    def missing_end(self, m: int, between: tuple[str, str], where: str) -> None:
+        pm = self.pts[m]
+        self.findings.append(
+            Finding(
+                "gap",
+                "c2s",
+                between,
+                0,
+                0,
+                self.first_ts_ns / NS,
+                f"no capture at {pm.name} ({pm.inp.missing_reason or 'missing'}): "
+                f"what happened {where} cannot be told",
+            )
+        )
+
+    def path_ends(self) -> None:
+        """Points missing at either end of the path (the flow's evidence stops short of
+        them); at the far end, a SYN never answered and a reset."""
+        pts, present, f = self.pts, self.present, self.f
+        if f.legs[0].point == present[0] and present[0] > 0:
+            self.missing_end(
+                0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}"
+            )
+        last = f.legs[-1]
+        j = len(f.legs) - 1
+        pl = pts[last.point]
+        trailing = last.point == present[-1] and present[-1] < len(pts) - 1
+        if trailing:
+            m = present[-1] + 1
+            self.missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
+        t = pl.table
+        # the far end: the last leg is at the last point of the path
+        if last.point == present[-1] and not trailing:
+            c = last.c
+            answered = last.s is not None and last.s.idx.shape[0] > 0
+            if c is not None and c.syn and not c.synack and not answered:
+                syn_rows = self.own(j, ("syn", id(c)), partial(pl.rows_with, c, SYN))
+                if syn_rows:
+                    self.unanswered(pl, syn_rows, c.isn)
+        s = last.s
+        if s is not None and (
+            last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
+        ):
+            rst_rows = self.own(j, ("rst", id(s)), partial(pl.rows_with, s, RST))
+            if rst_rows and _closed_with_rst(t, s, last.c, rst_rows):
+                # its side was finished (FIN sent) and the client sent no data after it: the
+                # RST answers a FIN or an ACK to a closed socket, nothing was lost (3proxy,
+                # a server that closes without lingering); a note, not a finding
+                note = "closed with RST after its FIN (no data of the client's refused)"
+                if note not in last.details:
+                    last.details = (*last.details, note)
+            elif rst_rows:
+                beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
+                text, nb, ts0 = _describe(t, rst_rows, s.isn)
+                text = f"{beyond} answered with RST: {text}"
+                self.add("reset", "s2c", (beyond, pl.name), pl, rst_rows, (text, nb, ts0))
+
+    def unanswered(self, pl: Point, syn_rows: list[int], isn: int) -> None:
+        """The client's SYN reached the last point and no answer came."""
+        t = pl.table
+        beyond = _endpoint_name(pl, "server")
+        what, nb, ts0 = _describe(t, syn_rows, isn)
+        end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+        late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
+        kind: FindingKind
+        if pl.kernel_drops or late:
+            why = (
+                f"{pl.name} dropped {pl.kernel_drops} packets in the kernel"
+                if pl.kernel_drops
+                else f"the capture at {pl.name} ended less than a second after it"
+            )
+            kind, text = "gap", f"{what}: no answer seen, but {why}"
+        else:
+            kind, text = "drop", f"{what}: reached {pl.name}, never answered by {beyond}"
+        self.add(
+            kind,
+            "c2s",
+            (pl.name, beyond),
+            pl,
+            syn_rows,
+            (text, nb, ts0),
+            packet=packet_kind(t, syn_rows[0]),
+            unanswered=True,
+        )
+
+    def legs(self) -> list[Leg]:
+        """The chain's legs as the verdict shows them, with the latency of each hop on
+        the aligned timeline."""
+        pts, f = self.pts, self.f
+        legs_out: list[Leg] = []
+        for i, leg in enumerate(f.legs):
+            lat = None
+            if i > 0:
+                hop = f.hops[i - 1]
+                pa, pb = pts[hop.a], pts[hop.b]
+                if hop.c2s is not None and hop.c2s.d_med is not None:
+                    lat = (hop.c2s.d_med - (pb.offset_ns - pa.offset_ns)) / NS
+            legs_out.append(
+                Leg(
+                    point=pts[leg.point].name,
+                    tuple=_leg_tuple(leg),
+                    link=leg.link if i or f.via is not None else "same",
+                    details=leg.details,
+                    latency_s=lat,
+                    part=_leg_part(leg.part) if leg.part is not None else None,
+                    tunnel=_leg_tunnel(pts[leg.point].table, leg),
+                )
+            )
+        return legs_out
+
+
+_MIN = np.minimum.reduce
+
+
+def _partly_delivered(dm: DirMatch) -> list[int]:
+    """Packets of which a segment (not all) went missing."""
+    und = set(dm.undelivered)
+    return [r for r in dm.undelivered_bytes if r not in und]
+
+
+def _leg_part(part: Part | None) -> LegPart | None:
+    if part is None:
+        return None
+    ks = sorted(part.keep)
+    ex = part.cx.ex
+    return LegPart(
+        exchanges=tuple(k + 1 for k in ks),
+        of=len(ex),
+        c2s=tuple(ex[k].c for k in ks),
+        s2c=tuple(ex[k].s for k in ks),
+    )
+
+
+def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
+    """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
+    if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
+        return None
+    codes = np.unique(t.tun[np.concatenate([half_rows(leg.c), half_rows(leg.s)])])
+    return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
+
+
+def _leg_tuple(leg: LegB) -> str:
+    if leg.c is not None:
+        return leg.c.tuple_str
+    assert leg.s is not None
+    return f"{leg.s.dst_str} > {leg.s.src_str}"

@@ -1,0 +1,422 @@
+"""Flows: the legs of every connection across the points of the path (linked by the
+adjacent points' half links, proxies and NAT), and their hops matched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.conns import Half, PointConns
+from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
+from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
+from hopcap.correlate.reader import RST, PacketTable
+from hopcap.model import LinkKind, PointInput
+
+I64 = npt.NDArray[np.int64]
+NS = 1_000_000_000
+
+
+@dataclass
+class Point:
+    idx: int
+    inp: PointInput
+    name: str
+    host: str
+    iface: str
+    pc: PointConns | None  # None: missing
+    warnings: list[str] = field(default_factory=list)
+    offset_ns: int = 0  # this point's clock minus the first point's
+    offset_err_ns: int | None = None
+    start_ns: int | None = None  # packets before this (aligned to this point) are not evidence
+    stop_ns: int | None = None
+    # exchange of every packet of a shared connection's leg here (see `_part_filters`),
+    # and lists of packets split by exchange (`_Sel.rows`)
+    ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
+    row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
+    records: int = 0  # of an unreadable capture (pc None)
+
+    # per TCP flag: the rows of every half of this point with that flag, by half id
+    flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+
+    def rows_with(self, h: Half, flag: int) -> list[int]:
+        """The rows of half `h` (of this point) with TCP flag `flag` set; found for every
+        half of the point at once, on first need (one numpy pass, not one per half)."""
+        got = self.flag_rows.get(flag)
+        if got is None:
+            assert self.pc is not None
+            got = self.flag_rows[flag] = _rows_with(self.pc, flag)
+        return list(got.get(h.hid, ()))
+
+    @property
+    def table(self) -> PacketTable:
+        assert self.pc is not None
+        return self.pc.table
+
+    @property
+    def kernel_drops(self) -> int | None:
+        if self.inp.kernel_drops is not None:
+            return self.inp.kernel_drops
+        return self.pc.table.kernel_drops if self.pc is not None else None
+
+
+def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
+    halves = pc.halves
+    if not halves:
+        return {}
+    rows = np.concatenate([h.idx for h in halves])
+    lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
+    hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
+    hit = np.nonzero((pc.table.flags[rows] & flag) != 0)[0]
+    out: dict[int, list[int]] = {}
+    for k, r in zip(np.repeat(hids, lens)[hit].tolist(), rows[hit].tolist(), strict=True):
+        got = out.get(k)
+        if got is None:
+            out[k] = [r]
+        else:
+            got.append(r)
+    return out
+
+
+@dataclass
+class LegB:
+    point: int
+    c: Half | None
+    s: Half | None
+    link: LinkKind
+    details: tuple[str, ...] = ()
+    delta_c: int | None = 0  # seq offset of this leg's c half relative to the previous leg's
+    delta_s: int | None = 0
+    # the exchanges of this leg's connection that are this flow's, when it carried others'
+    # too (a reused backend connection); the same object on every leg of that connection
+    part: Part | None = None
+
+
+@dataclass
+class Hop:
+    a: int  # point indices (upstream in path order)
+    b: int
+    c2s: DirMatch | None
+    s2c: DirMatch | None
+    missing: list[int]  # missing points between a and b
+    ended: str | None = None  # the flow ended between a and b: "unanswered", "rst", "answered"
+
+
+@dataclass
+class FlowB:
+    legs: list[LegB]
+    hops: list[Hop] = field(default_factory=list)
+    # beyond a proxy that carried this flow over several connections (requests spread over
+    # a pool, retries, redispatches): one chain per connection, after the last leg
+    subs: list[FlowB] = field(default_factory=list)
+    via: Hop | None = None  # a sub's hop from its parent's last leg to its first
+    attempt: bool = False  # a sub that carried nothing before the proxy tried again
+
+
+def chains(flows: list[FlowB]) -> Iterator[FlowB]:
+    """Every chain of legs: the flows and, depth first, their subs."""
+    for f in flows:
+        yield f
+        yield from chains(f.subs)
+
+
+def host_of(inp: PointInput) -> tuple[str, str]:
+    host, iface = PointInput.parse_name(inp.name)
+    return inp.host or host, inp.interface or iface
+
+
+def _partner(pc: PointConns, h: Half | None) -> Half | None:
+    if h is None or h.conn < 0:
+        return None
+    c = pc.conns[h.conn]
+    return c.s if c.c is h else c.c
+
+
+def half_rows(h: Half | None) -> I64:
+    return h.idx if h is not None else np.zeros(0, np.int64)
+
+
+def build_flows(
+    pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
+) -> list[FlowB]:
+    claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
+    plans: dict[tuple[int, int], ProxyPlan] = {}
+    flows: list[FlowB] = []
+    for k, p in enumerate(present):
+        pc = pts[p].pc
+        assert pc is not None
+        # a reused backend connection: the exchanges that no front connection claimed are
+        # a flow of their own
+        plan = plans.get((present[k - 1], p)) if k else None
+        for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+            part = None
+            if conn.cid in claimed[p]:
+                part = plan.rest.get(conn.cid) if plan is not None else None
+                if part is None:
+                    continue
+            claimed[p].add(conn.cid)
+            details = (part.label(),) if part is not None else ()
+            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
+            _extend(pts, present, k, flow, links, claimed, plans)
+            flows.append(flow)
+    return flows
+
+
+def _proxy_plan(
+    pts: list[Point],
+    a: int,
+    b: int,
+    hl: HalfLinks,
+    plans: dict[tuple[int, int], ProxyPlan],
+) -> ProxyPlan:
+    """The proxied links between adjacent points `a` and `b`, computed once, on first need.
+    Linking by time alone (no payload crossed) only where a proxy is known to sit: both
+    points are interfaces of one host, or other connections there are content-linked."""
+    got = plans.get((a, b))
+    if got is None:
+        pa, pb = pts[a], pts[b]
+        assert pa.pc is not None and pb.pc is not None
+        one_host = pa.host == pb.host and bool(pa.iface) and bool(pb.iface)
+        # the clock error allowed in time order: none within a host (one clock); across
+        # hosts the offset is only a hint at this stage
+        kw = {
+            "offset_ns": pb.offset_ns - pa.offset_ns,
+            "tol_ns": 1_000_000 if one_host else 200_000_000,
+        }
+        got = plans[(a, b)] = plan_proxied(
+            pa.pc, pb.pc, hl, by_time=True if one_host else None, **kw
+        )
+    return got
+
+
+def _extend(
+    pts: list[Point],
+    present: list[int],
+    k: int,
+    flow: FlowB,
+    links: dict[tuple[int, int], HalfLinks],
+    claimed: dict[int, set[int]],
+    plans: dict[tuple[int, int], ProxyPlan],
+) -> None:
+    while k + 1 < len(present):
+        a, b = present[k], present[k + 1]
+        missing = list(range(a + 1, b))
+        leg = flow.legs[-1]
+        pa, pb = pts[a].pc, pts[b].pc
+        assert pa is not None and pb is not None
+        hl = links[(a, b)]
+        yc = pb.halves[hl.fwd[leg.c.hid]] if leg.c is not None and leg.c.hid in hl.fwd else None
+        ys = pb.halves[hl.fwd[leg.s.hid]] if leg.s is not None and leg.s.hid in hl.fwd else None
+        # a direction with no packets here may have travelled on a tuple that does not
+        # mirror the other direction's (one-sided NAT): take it from the links
+        for side in ("c", "s"):
+            here = leg.c if side == "c" else leg.s
+            there = ys if side == "c" else yc  # the other direction, downstream
+            if here is None and there is not None:
+                mate = _partner(pb, there)
+                up = hl.back.get(mate.hid) if mate is not None else None
+                if up is not None:
+                    x = pa.halves[up]
+                    cx = pa.conns[x.conn]
+                    if (cx.c is None or cx.s is None) and x.conn not in claimed[a]:
+                        claimed[a].add(x.conn)
+                        if side == "c":
+                            leg.c, yc = x, mate
+                        else:
+                            leg.s, ys = x, mate
+        if yc is None and ys is None:
+            # only the reverse direction got through: the same tuple, reversed
+            for xh in (leg.c, leg.s):
+                if xh is None:
+                    continue
+                x = xh
+                for g in pb.by_tkey.get(x.rkey, ()):
+                    if g.hid in hl.back:
+                        continue
+                    lo = max(g.first_ts - pts[b].offset_ns, x.first_ts)
+                    hi = min(g.last_ts - pts[b].offset_ns, x.last_ts)
+                    if hi - lo > -NS:
+                        if x is leg.c:
+                            ys = g
+                        else:
+                            yc = g
+                        break
+        if yc is None and ys is not None:
+            yc = _partner(pb, ys)
+        if ys is None and yc is not None:
+            ys = _partner(pb, yc)
+        details: tuple[str, ...] = ()
+        if yc is None and ys is None:
+            ended = _how_ended(pa, leg)
+            if ended == "answered" and not len(pb.table):
+                # answered before a point that saw nothing at all: a proxy or an endpoint,
+                # or a capture on the wrong interface; an unanswered SYN stays a drop
+                ended = "nothing"
+            if ended != "nothing":
+                conn_a = pa.conns[(leg.c or leg.s).conn]  # type: ignore[union-attr]
+                plan = _proxy_plan(pts, a, b, hl, plans)
+                got = plan.fronts.get(conn_a.cid, [])
+                unserved = plan.unserved.get(conn_a.cid)
+                if unserved is not None and unserved not in leg.details:
+                    leg.details = (*leg.details, unserved)
+                # a part of a reused connection is this flow's alone; a whole one only if
+                # no other flow took it
+                pms = [m for m in got if m.part is not None or m.conn.cid not in claimed[b]]
+                for pm in pms:
+                    claimed[b].add(pm.conn.cid)
+                if len(pms) == 1 and not pms[0].attempt:
+                    pm = pms[0]
+                    flow.hops.append(Hop(a, b, None, None, missing, None))
+                    flow.legs.append(
+                        LegB(b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part)
+                    )
+                    k += 1
+                    continue
+                if pms:
+                    # several connections carried this flow beyond the proxy: a chain each
+                    for pm in pms:
+                        first = LegB(
+                            b, pm.conn.c, pm.conn.s, "proxied", pm.details, None, None, pm.part
+                        )
+                        via = Hop(a, b, None, None, missing, None)
+                        sub = FlowB(legs=[first], via=via, attempt=pm.attempt)
+                        _extend(pts, present, k + 1, sub, links, claimed, plans)
+                        flow.subs.append(sub)
+                    return
+            flow.hops.append(Hop(a, b, None, None, missing, ended))
+            return
+        for y in (yc, ys):
+            if y is not None and y.conn >= 0:
+                claimed[b].add(y.conn)
+        same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
+            leg.s is None or ys is None or leg.s.tkey == ys.tkey
+        )
+        flow.hops.append(Hop(a, b, None, None, missing))
+        link: LinkKind = "same" if same_tuple else "nat"
+        # the same connection beyond a NAT: the same exchanges are this flow's
+        flow.legs.append(LegB(b, yc, ys, link, details, None, None, leg.part))
+        k += 1
+
+
+def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
+    """Match both directions of every linked connection, one batch per pair of points."""
+    # a reused connection is on the chain of every flow it carried: matched once
+    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    for f in chains(flows):
+        for i, hop in enumerate(f.hops):
+            if hop.ended is not None or f.legs[i + 1].link == "proxied":
+                continue
+            x, y = f.legs[i], f.legs[i + 1]
+            key = (id(x.c), id(x.s), id(y.c), id(y.s))
+            groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
+    for (a, b), same in groups.items():
+        # in chunks of connections: every pair is matched on its own, so the chunks give
+        # the result of one batch while the temporaries stay bounded (memory per packet)
+        chunk: list[list[tuple[LegB, LegB, Hop]]] = []
+        rows = 0
+        for dups in same.values():
+            chunk.append(dups)
+            x, y, _hop = dups[0]
+            for h in (x.c, x.s, y.c, y.s):
+                rows += h.idx.shape[0] if h is not None else 0
+            if rows >= MATCH_CHUNK_ROWS:
+                _match_group(pts, a, b, chunk)
+                chunk, rows = [], 0
+        if chunk:
+            _match_group(pts, a, b, chunk)
+
+
+MATCH_CHUNK_ROWS = 1 << 18
+
+
+def _match_group(
+    pts: list[Point], a: int, b: int, groups: list[list[tuple[LegB, LegB, Hop]]]
+) -> None:
+    """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
+    (a group: the hops of every flow that crosses one connection pair; matched once)."""
+    items = [g[0] for g in groups]
+    ta, tb = pts[a].table, pts[b].table
+    same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
+    ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+    n = len(items)
+
+    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
+        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
+        lens = np.array([x.shape[0] for x in arrs], np.int64)
+        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
+        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
+        return r.astype(np.int64), pid
+
+    xc = [it[0].c for it in items]
+    yc = [it[1].c for it in items]
+    xs = [it[0].s for it in items]
+    ys = [it[1].s for it in items]
+    ra_c, pa_c = rows(xc)
+    rb_c, pb_c = rows(yc)
+    ra_s, pa_s = rows(ys)  # s2c travels b -> a
+    rb_s, pb_s = rows(xs)
+    dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
+    ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
+
+    def prm(
+        up: list[Half | None],
+        down: list[Half | None],
+        d: I64,
+        other: I64,
+        votes: I64,
+        n: int = n,
+    ) -> PairParams:
+        delta = np.where(d >= 0, d, 0)
+        # acks of this direction acknowledge the other direction's bytes
+        ack_delta = np.where(other >= 0, (-other) & M32, -1)
+
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        base = np.where(has_w, isn_w, (isn_u + delta) & M32)
+        a_base = np.where(has_u, isn_u, base)
+        use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
+        empty = (len_u == 0) | (len_w == 0)
+        use_ipid = v4_u & v4_w & ((votes > 0) | empty)
+        return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
+
+    c_out = match_batch(
+        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+    )
+    s_out = match_batch(
+        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+    )
+    for k, dups in enumerate(groups):
+        for legx, legy, hop in dups:
+            if legx.c is not None or legy.c is not None:
+                hop.c2s = c_out[k]
+            if legx.s is not None or legy.s is not None:
+                hop.s2c = s_out[k]
+            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
+            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+                legy.link = "nat"
+
+
+def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
+    n = len(hs)
+    # flat lists of Python scalars: numpy converts those several times faster than tuples
+    has, isn, ts, v4, rows = [False] * n, [0] * n, [False] * n, [True] * n, [0] * n
+    for k, h in enumerate(hs):
+        if h is not None:
+            has[k], isn[k], ts[k], v4[k], rows[k] = True, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]
+    return (np.array(has, bool), np.array(isn, np.int64), np.array(ts, bool),
+            np.array(v4, bool), np.array(rows, np.int64))  # fmt: skip
+
+
+def _how_ended(pa: PointConns, leg: LegB) -> str:
+    s = leg.s
+    if s is None or s.idx.shape[0] == 0:
+        return "unanswered"
+    fl = pa.table.flags[s.idx]
+    if np.all((fl & RST) != 0) and not np.any(pa.table.plen[s.idx] > 0):
+        return "rst"
+    return "answered"
