@@ -372,10 +372,7 @@ class LoadedBundle:
             shutil.rmtree(self._extraction_root(), ignore_errors=True)
 
     def _extraction_root(self) -> Path:
-        p = self.path
-        while p.parent != p and not p.name.startswith(_EXTRACT_PREFIX):
-            p = p.parent
-        return p if p.name.startswith(_EXTRACT_PREFIX) else self.path
+        return _extraction_root(self.path)
 
     def __enter__(self) -> LoadedBundle:
         return self
@@ -385,6 +382,14 @@ class LoadedBundle:
 
 
 _EXTRACT_PREFIX = "hopcap-bundle-"
+
+
+def _extraction_root(inside: Path) -> Path:
+    """The temporary directory an archive was extracted into, from a path inside it."""
+    p = inside
+    while p.parent != p and not p.name.startswith(_EXTRACT_PREFIX):
+        p = p.parent
+    return p if p.name.startswith(_EXTRACT_PREFIX) else inside
 
 
 def _extract(tgz: Path) -> Path:
@@ -417,12 +422,20 @@ def load_bundle(path: Path) -> LoadedBundle:
     """Read a bundle directory or `.tar.gz`. Raises BundleError when it is not a bundle or
     files are missing; sha256 mismatches are returned as warnings."""
     path = Path(path)
-    tgz: Path | None = None
     if path.is_file() and (path.name.endswith((".tar.gz", ".tgz", ".tar"))):
-        tgz = path
-        path = _extract(path)
-    elif not path.is_dir():
+        inside = _extract(path)
+        try:
+            return _load_dir(inside, path)
+        except BaseException:
+            # a damaged archive leaves nothing behind in the temporary directory
+            shutil.rmtree(_extraction_root(inside), ignore_errors=True)
+            raise
+    if not path.is_dir():
         raise BundleError(f"{path}: no such bundle directory or .tar.gz")
+    return _load_dir(path, None)
+
+
+def _load_dir(path: Path, tgz: Path | None) -> LoadedBundle:
     manifest = _read_json(path / MANIFEST, "the bundle's manifest")
     if not isinstance(manifest, dict) or manifest.get("format", FORMAT) != FORMAT:
         raise BundleError(f"{path / MANIFEST} is not a hopcap manifest")
@@ -460,9 +473,10 @@ def load_bundle(path: Path) -> LoadedBundle:
 def render_report(bundle_dir: Path) -> tuple[Path, Path]:
     """Re-render report.md and report.html of a bundle directory from its manifest, verdict
     and facts summary; the manifest's sha256 entries for the reports are updated."""
-    b = load_bundle(bundle_dir)
-    if b.tarball is not None:
+    if not Path(bundle_dir).is_dir():
+        # checked before reading: an archive would be extracted only to be refused
         raise BundleError(f"{bundle_dir}: re-render a bundle directory, not an archive")
+    b = load_bundle(bundle_dir)
     md, ht = b.path / "report.md", b.path / "report.html"
     try:
         md.write_text(render_markdown(b.manifest, b.verdict, b.facts_summary))

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -426,3 +427,32 @@ def test_scrub_secrets_keeps_the_name_of_a_password_variable() -> None:
         "api_key": "<removed>",
     }
     assert "hunter2" not in got["stdout"]
+
+
+def test_archives_leave_no_extraction_behind(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report` on an archive is refused before extracting; a damaged archive, and a good
+    one once closed, leave nothing in the temporary directory."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    _, tgz = built
+    with pytest.raises(BundleError, match="not an archive"):
+        render_report(tgz)
+    assert list(tmp.iterdir()) == []
+    with load_bundle(tgz) as loaded:
+        assert loaded.tarball == tgz and loaded.path.is_relative_to(tmp)
+    assert list(tmp.iterdir()) == []
+    # the same archive with its verdict damaged
+    src = tmp_path / "src"
+    with tarfile.open(tgz) as tf:
+        tf.extractall(src, filter="data")
+    (next(src.rglob("verdict.json"))).write_text("{ not json")
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tf:
+        for p in src.iterdir():
+            tf.add(p, arcname=p.name)
+    with pytest.raises(BundleError, match="damaged"):
+        load_bundle(bad)
+    assert list(tmp.iterdir()) == []
