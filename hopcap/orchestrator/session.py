@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
 from hopcap.inventory import interface_problem
@@ -34,11 +35,38 @@ REMOTE_PREFIX = "hopcap."
 MAX_PARALLEL_CONNECTS = 32  # OpenSSH's MaxStartups refuses part of larger bursts to one sshd
 
 
+# what a run tells the CLI, in the order a run goes through them
+EventKind = Literal[
+    "checking",  # a scheduled run connects and checks every host before its first window
+    "checked",
+    "connected",
+    "failed",  # a host cannot take part (text: why)
+    "listening",  # a capture point's tcpdump is capturing
+    "capture-failed",
+    "countdown",  # waiting for a window (done: seconds left)
+    "window-start",
+    "window",  # the capture window runs
+    "window-failed",
+    "recording",
+    "probe",
+    "trigger",
+    "repro",
+    "repro-done",
+    "repro-failed",
+    "stopping",
+    "captured",
+    "pull",  # done/total bytes of a point's pull
+    "pulled",
+    "pull-failed",
+    "warning",
+]
+
+
 @dataclass(frozen=True)
 class Event:
     """Progress of a run, for the CLI to display (the orchestrator never prints)."""
 
-    kind: str  # connected, failed, listening, capture-failed, repro, stopping, pull, pulled, ...
+    kind: EventKind
     host: str | None = None
     point: str | None = None
     text: str = ""
