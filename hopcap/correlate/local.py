@@ -135,6 +135,14 @@ def _answered_here(fl: Flow, p: _Path, point: str) -> bool:
             if f.kind == "icmp" and f" from {dst} " in f" {f.what} ":
                 return True
         return False
+    if fl.proto != "tcp" and len(fl.legs) == 1:
+        # a datagram that went no further, refused by an ICMP error from its destination
+        # that first appeared here: the host's own (a scanner's probe of a closed port)
+        dst = _canon(_ends(fl.legs[0].tuple)[1][0])
+        return any(
+            f.kind == "icmp" and f.between[0] in (point, host) and f" from {dst} " in f" {f.what} "
+            for f in fl.findings
+        )
     lost = any(
         f.kind == "drop" and f.direction == "c2s" and f.between[0] == point and "SYN" in f.what
         for f in fl.findings
