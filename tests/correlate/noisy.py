@@ -22,7 +22,10 @@ is kept, the addresses are TEST-NET / 198.18.0.0/15):
 - with `unreachables=True`, UDP to closed ports answered by the capture host's own ICMP port
   unreachable: a scanner's datagram to a public address of the relay no TCP scan hit, and a
   tunnel's datagrams to the client (tinc's UDP through the user-mode NAT) after its daemon
-  stopped, the errors sent as the relay's capture ended.
+  stopped, the errors sent as the relay's capture ended;
+- with `link=True`, a connection between the server and the relay themselves (the
+  server's ephemeral port to the relay's port 1234, through both cloud NATs), its SYN
+  before the captures began: 34-byte messages both ways.
 
 `write_run(dir)` writes client.pcap, relay.pcap and server.pcap; `drop_response=True`
 loses one response segment of the backend connection between server and relay (it is
@@ -284,12 +287,50 @@ def port_unreachables() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]
     return c, r
 
 
+def hosts_link() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
+    """The server's and the relay's own connection (true times; as the relay sees it, as
+    the server sees it): each side's packets leave with TTL 64 and arrive with 62."""
+    from scapy.packet import Raw
+
+    srv_isn, rly_isn = 3341884421, 1504908542
+    # (time, sent by the server?, flags, own bytes before, peer's bytes acked, length)
+    turns = [
+        (0.7188, False, "PA", 0, 0, 34), (0.7198, True, "PA", 0, 0, 34),
+        (0.7199, False, "A", 34, 34, 0), (0.7200, False, "PA", 34, 34, 34),
+        (0.7202, True, "PA", 34, 34, 34), (0.7609, False, "A", 68, 68, 0),
+        (0.7610, True, "A", 68, 68, 0),
+    ]  # fmt: skip
+    r: list[tuple[float, Any]] = []
+    s: list[tuple[float, Any]] = []
+    for i, (dt, by_srv, flags, sent, acked, n) in enumerate(turns):
+        t = T0 + 1.8 + dt
+        body = bytes([0x40 + i]) * n
+        if by_srv:
+            seq, ack = srv_isn + sent, rly_isn + acked
+            at_s = _tcp(t, SERVER, 50406, RELAY_NAT, 1234, flags, seq, ack, ipid=53570 + i)
+            at_r = _tcp(t + 0.0007, SERVER_NAT, 50406, RELAY, 1234, flags, seq, ack,
+                        ipid=53570 + i, ttl=62)  # fmt: skip
+        else:
+            seq, ack = rly_isn + sent, srv_isn + acked
+            at_r = _tcp(t, RELAY, 1234, SERVER_NAT, 50406, flags, seq, ack, ipid=39120 + i)
+            at_s = _tcp(t + 0.0007, RELAY_NAT, 1234, SERVER, 50406, flags, seq, ack,
+                        ipid=39120 + i, ttl=62)  # fmt: skip
+        r.append((at_r[0], at_r[1] / Raw(body) if n else at_r[1]))
+        s.append((at_s[0], at_s[1] / Raw(body) if n else at_s[1]))
+    return r, s
+
+
 # Internet noise flows each capture carries, by the host they are local to
 NOISE = {"relay": 9, "server": 8}
 
 
 def write_run(
-    d: Path, *, drop_response: bool = False, refused: bool = False, unreachables: bool = False
+    d: Path,
+    *,
+    drop_response: bool = False,
+    refused: bool = False,
+    unreachables: bool = False,
+    link: bool = False,
 ) -> dict[str, Path]:
     """client.pcap, relay.pcap, server.pcap of one healthy run with the noise above."""
     d.mkdir(parents=True, exist_ok=True)
@@ -306,6 +347,8 @@ def write_run(
         uc, ur = port_unreachables()
         client += [(t + CLIENT_SKEW, p) for t, p in uc]
         relay += ur
+    lr, ls = hosts_link() if link else ([], [])
+    relay += lr
     server = render(
         [c],
         View(
@@ -315,7 +358,7 @@ def write_run(
             clock=0.003,
         ),
     )
-    server += [(t + 0.003, p) for t, p in server_noise() + ts]
+    server += [(t + 0.003, p) for t, p in server_noise() + ts + ls]
     out = {}
     for name, pkts in (("client", client), ("relay", relay), ("server", server)):
         out[name] = write(d / f"{name}.pcap", sorted(pkts, key=lambda x: x[0]))

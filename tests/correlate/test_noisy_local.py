@@ -218,3 +218,21 @@ def test_udp_to_a_hosts_closed_port_ends_at_that_host(tmp_path: Path) -> None:
     (gap,) = (f for f in vpn.findings if f.kind == "gap")
     assert gap.between == ("client", "relay") and gap.packets == 2
     assert "the capture at relay ended less than a second after it" in gap.what
+
+
+def test_a_connection_between_two_capture_hosts_is_theirs(tmp_path: Path) -> None:
+    """The server's and the relay's own connection (its SYN before the captures), seen
+    at both: the side with the ephemeral port is the server, downstream, so read along
+    the path each direction's TTL "rose" 62 -> 64. Each side's packets left its own host
+    there with TTL 64: not a rewrite, the two hosts' own traffic."""
+    v = three(noisy.write_run(tmp_path / "link", link=True))
+    assert faults(v) == []
+    check_path(v)
+    (fl,) = (f for f in v.flows if f.client.endswith(":50406"))
+    assert [leg.point for leg in fl.legs] == ["relay", "server"]
+    assert (fl.path, fl.local_to, fl.findings) == (False, "relay", ())
+    assert fl.summary == (
+        "local to relay: a connection between relay and server themselves (each side's "
+        "packets left its own host at its point: TTL 64 there, 62 at the other), not along "
+        "the path"
+    )
