@@ -8,7 +8,10 @@ there, among TCP half-connections and datagram flows. The same error seen at sev
 points (same type, code, MTU and quoted IP ID/length) is one `icmp` finding: where it was
 generated (the first point that saw it, in its direction of travel, and the point before
 that did not) and where it stopped being seen; an error that was seen and then vanished
-before the next point is also a `drop` of the ICMP packet.
+before the next point on its flow's way is also a `drop` of the ICMP packet (a `gap` when
+that point's capture ended less than a second after it). The next point not on the flow's
+way (a scanner's datagram answered by the relay: its error goes back to the scanner, not
+toward the client) expects no error.
 
 A flow that lost large segments and whose "fragmentation needed" never made it back to the
 sender is a path-MTU black hole, and its summary says so.
@@ -122,7 +125,12 @@ def attach_errors(
             for p, r in unattached.get(key, ()):
                 if p not in have and key[4] >= 0:
                     seen.append((p, r, seen[0][2]))
-            info = _one_error(pts, present, seen, blind)
+            crossed = (
+                {leg.point for leg in all_legs(tcp_flows[ref[1]])}
+                if ref[0] == "t"
+                else {dl.point for dl in dflows[ref[1]].legs}
+            )
+            info = _one_error(pts, present, seen, blind, crossed)
             (out_t if ref[0] == "t" else out_d).setdefault(ref[1], []).append(info)
     return {k: _merge(v) for k, v in out_t.items()}, {k: _merge(v) for k, v in out_d.items()}
 
@@ -160,7 +168,12 @@ def _one_error(
     present: list[int],
     seen: list[tuple[int, int, Direction]],
     blind: Callable[[Point, int], str | None],
+    crossed: set[int],
 ) -> ErrorInfo:
+    """One error as seen along the path. It is expected only at the points its flow
+    crossed (it goes back the way the packet it quotes came: a scanner's datagram answered
+    by a host past the client is not owed to the client) and, like an unanswered request,
+    not at a point whose capture ended less than a second after it would have got there."""
     qdir = seen[0][2]
     travel: Direction = "s2c" if qdir == "c2s" else "c2s"
     # the points on its way, in its direction of travel
@@ -188,7 +201,7 @@ def _one_error(
         where = f"by {gen}" if first.iface else f"beyond {first.name}"
     toward_p = pts[order[-1]]
     toward = toward_p.host if toward_p.iface else toward_p.name
-    nxt = pts[order[i1 + 1]] if i1 + 1 < len(order) else None
+    nxt = pts[order[i1 + 1]] if i1 + 1 < len(order) and order[i1 + 1] in crossed else None
     quoted = _quoted(t0, r0)
     ts_first = (int(t0.ts[r0]) - first.offset_ns) / NS
     n = len([s for s in seen if s[0] == order[i0]])
@@ -211,7 +224,10 @@ def _one_error(
         tl = dtable(last)
         assert tl is not None
         rl = at[order[i1]]
-        why = blind(nxt, int(tl.ts[rl]) - last.offset_ns + nxt.offset_ns)
+        at_nxt = int(tl.ts[rl]) - last.offset_ns + nxt.offset_ns
+        why = blind(nxt, at_nxt)
+        if why is None and _ended(nxt) - at_nxt < NS:
+            why = f"the capture at {nxt.name} ended less than a second after it"
         lost = f"{text} from {src} (about {quoted}): seen at {last.name}, never at {nxt.name}"
         ts_last = (int(tl.ts[rl]) - last.offset_ns) / NS
         if why:
@@ -232,6 +248,14 @@ def _one_error(
                 Finding("drop", travel, (last.name, nxt.name), 1, 0, ts_last, lost)
             )
     return info
+
+
+def _ended(p: Point) -> int:
+    """The last packet a point captured (its own clock), or when it stopped."""
+    if p.stop_ns is not None:
+        return p.stop_ns
+    last = [int(t.ts.max()) for t in (p.table, dtable(p)) if t is not None and len(t)]
+    return max(last, default=0)
 
 
 def _quoted(t: DgramTable, r: int) -> str:

@@ -11,7 +11,9 @@ neither. `localize` takes a built verdict and the hosts' addresses and
   connection of the path refused by such a host's own stack becomes a `reset` by it;
 - sets apart (`path: false`, `local_to`) the flows seen at one point only that are not on
   the path: addressed to that host, sent by it elsewhere, or entering the path there (the
-  server's Internet-facing noise); their findings are not findings;
+  server's Internet-facing noise), or a connection between two capture hosts themselves
+  (its SYN before the captures, each side's packets leaving its own host at its point:
+  read along the path, the TTL "rose" both ways); their findings are not findings;
 - marks the flows of the target (the service under study, when known) and puts them first.
 
 Addresses come in as data: stated (`--host`, the run's `ip addr` facts) or, for a host
@@ -135,6 +137,14 @@ def _answered_here(fl: Flow, p: _Path, point: str) -> bool:
             if f.kind == "icmp" and f" from {dst} " in f" {f.what} ":
                 return True
         return False
+    if fl.proto != "tcp" and len(fl.legs) == 1:
+        # a datagram that went no further, refused by an ICMP error from its destination
+        # that first appeared here: the host's own (a scanner's probe of a closed port)
+        dst = _canon(_ends(fl.legs[0].tuple)[1][0])
+        return any(
+            f.kind == "icmp" and f.between[0] in (point, host) and f" from {dst} " in f" {f.what} "
+            for f in fl.findings
+        )
     lost = any(
         f.kind == "drop" and f.direction == "c2s" and f.between[0] == point and "SYN" in f.what
         for f in fl.findings
@@ -331,7 +341,13 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
     single = len({leg.point for leg in fl.legs}) == 1
 
     why: str | None = None
-    if single and not is_target and len(p.order) > 1:
+    ttls = _between_hosts(fl, first.point, last.point) if h0 != h1 and not is_target else None
+    if ttls is not None:
+        why = (
+            f"a connection between {h0} and {h1} themselves (each side's packets left its own "
+            f"host at its point: TTL {ttls[0]} there, {ttls[1]} at the other), not along the path"
+        )
+    elif single and not is_target and len(p.order) > 1:
         if ends:
             why = f"addressed to {h1} itself ({dst})"
         elif starts and hi0 > 0 and dst not in downstream:
@@ -399,6 +415,36 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
         summary=_summary(fl, findings, p, h1 if ends else None),
         target=is_target,
     )
+
+
+_INITIAL_TTLS = (32, 64, 128, 255)
+
+
+def _between_hosts(fl: Flow, a: str, b: str) -> tuple[int, int] | None:
+    """(initial, received) TTL when the flow's two legs, at points `a` and `b`, are the
+    ends of one connection between their hosts: each direction's packets carry an initial
+    TTL at one point and fewer at the other, the way they travelled; read along the path
+    (c2s from `a` to `b`) the TTL "rose" in both directions. (A connection without its SYN
+    in the captures, whose side with the ephemeral port is the downstream host.) A device
+    that raised the TTL would leave the sender's initial TTL on the lower side."""
+    if len(fl.legs) != 2:
+        return None
+    rose = {}
+    for f in fl.findings:
+        if f.kind != "rewrite" or f.field != "ip.ttl":
+            continue
+        x, y = f.before, f.after
+        if not (isinstance(x, int) and isinstance(y, int)) or not x < y:
+            return None
+        if y not in _INITIAL_TTLS or x in _INITIAL_TTLS:
+            return None
+        want = (a, b) if f.direction == "c2s" else (b, a)
+        if f.between != want:
+            return None
+        rose[f.direction] = (y, x)
+    if set(rose) != {"c2s", "s2c"}:
+        return None
+    return rose["c2s"]
 
 
 def _touches(f: Finding, p: _Path, side: object) -> bool:

@@ -18,7 +18,14 @@ is kept, the addresses are TEST-NET / 198.18.0.0/15):
 - two scanners' SYNs with the same unusual IP ID and MSS option, all four ports and the
   ISN different, one to each host;
 - the relay's own DNS, the server's own NTP, pings to both;
-- the proxy closing the client's connection with a FIN and then a RST to the client's FIN.
+- the proxy closing the client's connection with a FIN and then a RST to the client's FIN;
+- with `unreachables=True`, UDP to closed ports answered by the capture host's own ICMP port
+  unreachable: a scanner's datagram to a public address of the relay no TCP scan hit, and a
+  tunnel's datagrams to the client (tinc's UDP through the user-mode NAT) after its daemon
+  stopped, the errors sent as the relay's capture ended;
+- with `link=True`, a connection between the server and the relay themselves (the
+  server's ephemeral port to the relay's port 1234, through both cloud NATs), its SYN
+  before the captures began: 34-byte messages both ways.
 
 `write_run(dir)` writes client.pcap, relay.pcap and server.pcap; `drop_response=True`
 loses one response segment of the backend connection between server and relay (it is
@@ -32,13 +39,14 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from tests.correlate.pcapgen import C2S, S2C, Conv, View, render, write
+from tests.correlate.pcapgen import C2S, S2C, Conv, View, icmp_error, render, write
 
 T0 = 1_741_178_413.0
 CLIENT = ("192.0.2.15", 39446)
 RELAY_NAT = "198.51.100.195"  # the relay's address the client uses (cloud NAT)
 RELAY = "198.18.0.5"  # the relay's private address
 RELAY_PUB = "198.51.100.167"  # the relay's own public address
+RELAY_ANCHOR = "198.51.100.170"  # another address of the relay: only a UDP scan hits it
 SERVER_NAT = "198.51.100.119"  # the server's address the relay uses (cloud NAT)
 SERVER = "198.18.0.6"
 SERVER_PUB = "198.51.100.116"
@@ -249,11 +257,81 @@ def twin_probes() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
     return r, s
 
 
+def port_unreachables() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
+    """UDP to closed ports, answered by the host's own ICMP port unreachable (true times;
+    the client's, the relay's). As in the dataset: a scanner's 29-byte probe to the relay
+    (IP ID 54321, answered 46 us later), and the tunnel's last datagrams to the client
+    through its NAT, refused as the relay's capture ends (the relay sees the client's side
+    as VBOX_OUT)."""
+    c: list[tuple[float, Any]] = []
+    r: list[tuple[float, Any]] = []
+    scan = _udp(T0 + 1.2, ("203.0.113.40", 60229), (RELAY_ANCHOR, 427), bytes(29), 54321, 247)
+    r += [scan, icmp_error(T0 + 1.200046, RELAY_ANCHOR, "203.0.113.40", scan[1], code=3)]
+    # the tunnel: datagrams both ways (client 655 <-> relay 655 through the NAT), then two
+    # of the relay's the client refuses: the relay's last packets
+    vpn = (VBOX_OUT[0], 9693)
+    for i in range(3):
+        t = T0 + 2.6 + i * 0.05
+        body = bytes([i]) * 84
+        c.append(_udp(t, (CLIENT[0], 655), (RELAY_NAT, 655), body, 0, 64))
+        r.append(_udp(t + 0.02, vpn, (RELAY, 655), body, 0, 55))
+        back = bytes([0x80 + i]) * 148
+        r.append(_udp(t + 0.021, (RELAY, 655), vpn, back, 0, 64))
+        c.append(_udp(t + 0.041, (RELAY_NAT, 655), (CLIENT[0], 655), back, 0, 55))
+    for i in range(2):
+        t = T0 + 2.8 + i * 0.0001
+        body = bytes([0xC0 + i]) * 1460
+        r.append(_udp(t, (RELAY, 655), vpn, body, 61251 + i, 64))
+        late = _udp(t + 0.02, (RELAY_NAT, 655), (CLIENT[0], 655), body, 61251 + i, 55)
+        c += [late, icmp_error(t + 0.02001, CLIENT[0], RELAY_NAT, late[1], code=3, ipid=80 + i)]
+    return c, r
+
+
+def hosts_link() -> tuple[list[tuple[float, Any]], list[tuple[float, Any]]]:
+    """The server's and the relay's own connection (true times; as the relay sees it, as
+    the server sees it): each side's packets leave with TTL 64 and arrive with 62."""
+    from scapy.packet import Raw
+
+    srv_isn, rly_isn = 3341884421, 1504908542
+    # (time, sent by the server?, flags, own bytes before, peer's bytes acked, length)
+    turns = [
+        (0.7188, False, "PA", 0, 0, 34), (0.7198, True, "PA", 0, 0, 34),
+        (0.7199, False, "A", 34, 34, 0), (0.7200, False, "PA", 34, 34, 34),
+        (0.7202, True, "PA", 34, 34, 34), (0.7609, False, "A", 68, 68, 0),
+        (0.7610, True, "A", 68, 68, 0),
+    ]  # fmt: skip
+    r: list[tuple[float, Any]] = []
+    s: list[tuple[float, Any]] = []
+    for i, (dt, by_srv, flags, sent, acked, n) in enumerate(turns):
+        t = T0 + 1.8 + dt
+        body = bytes([0x40 + i]) * n
+        if by_srv:
+            seq, ack = srv_isn + sent, rly_isn + acked
+            at_s = _tcp(t, SERVER, 50406, RELAY_NAT, 1234, flags, seq, ack, ipid=53570 + i)
+            at_r = _tcp(t + 0.0007, SERVER_NAT, 50406, RELAY, 1234, flags, seq, ack,
+                        ipid=53570 + i, ttl=62)  # fmt: skip
+        else:
+            seq, ack = rly_isn + sent, srv_isn + acked
+            at_r = _tcp(t, RELAY, 1234, SERVER_NAT, 50406, flags, seq, ack, ipid=39120 + i)
+            at_s = _tcp(t + 0.0007, RELAY_NAT, 1234, SERVER, 50406, flags, seq, ack,
+                        ipid=39120 + i, ttl=62)  # fmt: skip
+        r.append((at_r[0], at_r[1] / Raw(body) if n else at_r[1]))
+        s.append((at_s[0], at_s[1] / Raw(body) if n else at_s[1]))
+    return r, s
+
+
 # Internet noise flows each capture carries, by the host they are local to
 NOISE = {"relay": 9, "server": 8}
 
 
-def write_run(d: Path, *, drop_response: bool = False, refused: bool = False) -> dict[str, Path]:
+def write_run(
+    d: Path,
+    *,
+    drop_response: bool = False,
+    refused: bool = False,
+    unreachables: bool = False,
+    link: bool = False,
+) -> dict[str, Path]:
     """client.pcap, relay.pcap, server.pcap of one healthy run with the noise above."""
     d.mkdir(parents=True, exist_ok=True)
     a, b, c, lost = path_convs(drop_response, refused)
@@ -265,6 +343,12 @@ def write_run(d: Path, *, drop_response: bool = False, refused: bool = False) ->
         + relay_noise()
         + tr
     )
+    if unreachables:
+        uc, ur = port_unreachables()
+        client += [(t + CLIENT_SKEW, p) for t, p in uc]
+        relay += ur
+    lr, ls = hosts_link() if link else ([], [])
+    relay += lr
     server = render(
         [c],
         View(
@@ -274,7 +358,7 @@ def write_run(d: Path, *, drop_response: bool = False, refused: bool = False) ->
             clock=0.003,
         ),
     )
-    server += [(t + 0.003, p) for t, p in server_noise() + ts]
+    server += [(t + 0.003, p) for t, p in server_noise() + ts + ls]
     out = {}
     for name, pkts in (("client", client), ("relay", relay), ("server", server)):
         out[name] = write(d / f"{name}.pcap", sorted(pkts, key=lambda x: x[0]))

@@ -193,3 +193,46 @@ def test_a_proxy_reset_refusing_data_stays_a_reset(tmp_path: Path) -> None:
     (fl,) = (f for f in v.flows if f.id == got[0][0])
     assert fl.client == f"{noisy.CLIENT[0]}:{noisy.CLIENT[1]}"
     assert not any("closed with RST" in d for leg in fl.legs for d in leg.details)
+
+
+def test_udp_to_a_hosts_closed_port_ends_at_that_host(tmp_path: Path) -> None:
+    """UDP to closed ports, refused by the capture host's own ICMP port unreachable: a
+    scanner's datagram to an address of the relay only it hits, the tunnel's last
+    datagrams to the client as the relay's capture ends. No drop: the relay's error goes
+    back to the scanner (never toward the client, where the datagram never was), and the
+    relay's capture ended before the client's errors could reach it (a gap)."""
+    v = three(noisy.write_run(tmp_path / "udp", unreachables=True))
+    assert faults(v) == []
+    check_path(v)
+    # the scanner's datagram: to the relay itself (the address inferred from its answer)
+    (scan,) = (f for f in v.flows if f.client == "203.0.113.40:60229")
+    assert (scan.path, scan.local_to, scan.findings) == (False, "relay", ())
+    why = f"local to relay: addressed to relay itself ({noisy.RELAY_ANCHOR})"
+    assert scan.summary.startswith(why)
+    relay = {h.host: h for h in v.hosts}["relay"]
+    assert noisy.RELAY_ANCHOR in relay.addresses
+    assert Counter(f.local_to for f in v.flows if not f.path) == {"relay": 10, "server": 8}
+    # the tunnel: through the NAT, its errors at the end of the relay's capture a gap
+    (vpn,) = (f for f in v.flows if f.client == f"{noisy.CLIENT[0]}:655")
+    assert [leg.point for leg in vpn.legs] == ["client", "relay"]
+    (gap,) = (f for f in vpn.findings if f.kind == "gap")
+    assert gap.between == ("client", "relay") and gap.packets == 2
+    assert "the capture at relay ended less than a second after it" in gap.what
+
+
+def test_a_connection_between_two_capture_hosts_is_theirs(tmp_path: Path) -> None:
+    """The server's and the relay's own connection (its SYN before the captures), seen
+    at both: the side with the ephemeral port is the server, downstream, so read along
+    the path each direction's TTL "rose" 62 -> 64. Each side's packets left its own host
+    there with TTL 64: not a rewrite, the two hosts' own traffic."""
+    v = three(noisy.write_run(tmp_path / "link", link=True))
+    assert faults(v) == []
+    check_path(v)
+    (fl,) = (f for f in v.flows if f.client.endswith(":50406"))
+    assert [leg.point for leg in fl.legs] == ["relay", "server"]
+    assert (fl.path, fl.local_to, fl.findings) == (False, "relay", ())
+    assert fl.summary == (
+        "local to relay: a connection between relay and server themselves (each side's "
+        "packets left its own host at its point: TTL 64 there, 62 at the other), not along "
+        "the path"
+    )
