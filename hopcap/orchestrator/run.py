@@ -42,6 +42,7 @@ from hopcap.orchestrator.fortigate import (
     sniffer_spec,
 )
 from hopcap.orchestrator.session import (
+    HASHES,
     Connector,
     Event,
     EventSink,
@@ -772,15 +773,6 @@ class RemoteFile:
     path: str
     size: int | None
     digest: str | None  # by the host's hash tool (`HostCaps.hash`); None: it has none
-
-
-# the host's command for a file's digest, and the same algorithm here
-HASHES: dict[str, tuple[str, str]] = {
-    "sha256sum": ("sha256sum", "sha256"),
-    "openssl": ("openssl dgst -sha256 -r", "sha256"),
-    "sha1sum": ("sha1sum", "sha1"),
-    "md5sum": ("md5sum", "md5"),
-}
 
 
 async def remote_files(

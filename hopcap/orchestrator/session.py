@@ -82,7 +82,14 @@ def no_events(_: Event) -> None:
 
 
 FACT_TOOLS = ("ss", "nstat", "conntrack", "nft", "iptables-save", "sysctl")
-HASH_TOOLS = ("sha256sum", "openssl", "sha1sum", "md5sum")  # in order of preference
+# the host's command for a file's digest and the same algorithm here, in order of preference
+HASHES: dict[str, tuple[str, str]] = {
+    "sha256sum": ("sha256sum", "sha256"),
+    "openssl": ("openssl dgst -sha256 -r", "sha256"),
+    "sha1sum": ("sha1sum", "sha1"),
+    "md5sum": ("md5sum", "md5"),
+}
+HASH_TOOLS = tuple(HASHES)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from hopcap.errors import CaptureError, ConnectError
 from hopcap.inventory import loads
 from hopcap.model import Inventory, RunRecord
 from hopcap.orchestrator.run import RunOptions, run_capture
+from hopcap.orchestrator.session import HASH_TOOLS
 from tests.orchestrator.localtransport import LocalTransport, connector, path_without
 
 pytestmark = pytest.mark.lab  # needs root and tcpdump
@@ -112,7 +113,7 @@ def test_transfer_that_never_verifies_fails_that_point_only(tmp_path: Path) -> N
     assert rec.captures[0].error is None
 
 
-NO_HASH_TOOL = ("sha256sum", "openssl", "sha1sum", "md5sum")
+NO_HASH_TOOL = HASH_TOOLS
 
 
 def test_host_without_a_hash_tool_verifies_by_a_second_read_and_says_so(tmp_path: Path) -> None:

@@ -19,12 +19,12 @@ from hopcap.orchestrator import run as run_module
 from hopcap.orchestrator.capture import CaptureSpec, RunningCapture, ssh_exclusion
 from hopcap.orchestrator.facts import clock_offset
 from hopcap.orchestrator.run import RunOptions, run_capture
-from hopcap.orchestrator.session import HostSession, no_events, probe
+from hopcap.orchestrator.session import HASH_TOOLS, HostSession, no_events, probe
 from hopcap.orchestrator.transport import COMMAND_SHELLS, SSHTransport, connect
 from tests.orchestrator.localtransport import path_without
 from tests.orchestrator.sshserver import DamagingSFTP, Server, serve
 
-NO_HASH_TOOL = ("sha256sum", "openssl", "sha1sum", "md5sum")
+NO_HASH_TOOL = HASH_TOOLS
 
 
 @asynccontextmanager
