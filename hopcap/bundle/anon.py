@@ -19,7 +19,8 @@ What anonymisation does to a bundle:
   reads). IP addresses in every IPv4/IPv6 header (outer and tunnelled; the header quoted
   inside ICMP errors) and MACs (Ethernet headers, also inside gretap/VXLAN/GENEVE, a
   cooked capture's link-layer address) are rewritten, IPv6 extension headers are zeroed
-  past their next-header and length bytes, and every packet is truncated after its
+  past their next-header and length bytes, GENEVE options past their class, type and
+  length (Google Cloud's carry addresses), and every packet is truncated after its
   innermost transport header (TCP header with options, UDP header, ICMP header plus the
   quoted header): no payload survives. A packet with no IP header keeps only its link
   header (nothing at all on a link type the decoder does not know). The original length
@@ -271,6 +272,12 @@ class Anonymiser:
                 n = (b[p + 1] + 1) * 8
                 b[p + 2 : p + n] = bytes(len(b[p + 2 : p + n]))
                 p += n
+        for r, p, stop in _geneve_options(u8, rec, lay, keep):
+            b = out[r]
+            while p + 4 <= stop:  # each option: class, type, length; then its data
+                n = (b[p + 3] & 0x1F) * 4
+                b[p + 4 : min(p + 4 + n, stop)] = bytes(len(b[p + 4 : min(p + 4 + n, stop)]))
+                p += 4 + n
         return [bytes(b) for b in out]
 
 
@@ -336,6 +343,29 @@ def _ip_options(
         base = rec.off[rows]
         got += zip(
             rows.tolist(), (ip[rows] - base).tolist(), (end[rows] - base).tolist(), strict=True
+        )
+    return got
+
+
+def _geneve_options(
+    u8: Any, rec: Records, lay: Layers, keep: npt.NDArray[np.int64]
+) -> list[tuple[int, int, int]]:
+    """(row, first option, end of the options), record-relative, of every kept GENEVE
+    header with options (their data can hold addresses: Google Cloud's carry the VM's)."""
+    tr = lay.trace
+    got: list[tuple[int, int, int]] = []
+    for k in range(LEVELS - 1):
+        l4, inner = tr.l4s[:, k], tr.ips[:, k + 1]
+        # a tunnel the decoder went through, over UDP port 6081 (IP-in-IP's inner header
+        # is the outer's next header itself, and GRE's protocol field is never 6081)
+        gn = (l4 >= 0) & (inner >= 0) & (inner != l4) & (be16(u8, np.clip(l4 + 2, 0, None)) == 6081)
+        opt = l4 + 16
+        end = np.minimum(opt + (u8[np.clip(l4 + 8, 0, None)] & 0x3F).astype(np.int64) * 4,
+                         rec.off + keep)  # fmt: skip
+        rows = np.nonzero(gn & (end > opt))[0]
+        base = rec.off[rows]
+        got += zip(
+            rows.tolist(), (opt[rows] - base).tolist(), (end[rows] - base).tolist(), strict=True
         )
     return got
 

@@ -411,3 +411,28 @@ def test_python_and_c_record_walks_agree_on_random_damage() -> None:
                 if py[4] != 3:
                     break
                 pos = py[3]
+
+
+def test_anonymised_geneve_options_keep_no_address(tmp_path: Path) -> None:
+    """A real Google Cloud GENEVE packet (tests/data/tcpdump-tunnels/geneve-gcp.pcap)
+    carries the inner source address 192.168.100.2 in its options as well as in the inner
+    IP header: the anonymised copy keeps the options' class, type and length (Wireshark
+    still lists them) and none of their data."""
+    src = Path(__file__).resolve().parents[1] / "data" / "tcpdump-tunnels" / "geneve-gcp.pcap"
+    orig = src.read_bytes()
+    addr = bytes([192, 168, 100, 2])
+    options = [b"\x01\x32\x01\x01", b"\x01\x32\x02\x04", b"\x01\x32\x03\x02"]
+    assert orig.count(addr) == 2 and all(o in orig for o in options)
+    copy = tmp_path / "gcp.pcap"
+    shutil.copyfile(src, copy)
+    anon = Anonymiser()
+    collect_addresses(anon, [copy])
+    anon.freeze()
+    anonymise_pcap(copy, anon, "a:eth0")
+    data = copy.read_bytes()
+    assert addr not in data
+    for o in options:
+        at = data.index(o)  # the option header kept, its data zeroed
+        n = (o[3] & 0x1F) * 4
+        assert data[at + 4 : at + 4 + n] == bytes(n)
+    assert _decoded(copy)[1] == _decoded(src)[1]  # the same headers at the same offsets
