@@ -354,14 +354,16 @@ def _geneve_options(
     header with options (their data can hold addresses: Google Cloud's carry the VM's)."""
     tr = lay.trace
     got: list[tuple[int, int, int]] = []
+    top = max(len(u8) - 2, 0)
     for k in range(LEVELS - 1):
         l4, inner = tr.l4s[:, k], tr.ips[:, k + 1]
         # a tunnel the decoder went through, over UDP port 6081 (IP-in-IP's inner header
         # is the outer's next header itself, and GRE's protocol field is never 6081)
-        gn = (l4 >= 0) & (inner >= 0) & (inner != l4) & (be16(u8, np.clip(l4 + 2, 0, None)) == 6081)
+        gn = (l4 >= 0) & (inner >= 0) & (inner != l4)
+        gn &= be16(u8, np.clip(l4 + 2, 0, top)) == 6081
         opt = l4 + 16
-        end = np.minimum(opt + (u8[np.clip(l4 + 8, 0, None)] & 0x3F).astype(np.int64) * 4,
-                         rec.off + keep)  # fmt: skip
+        words = (u8[np.clip(l4 + 8, 0, top)] & 0x3F).astype(np.int64)
+        end = np.minimum(opt + words * 4, rec.off + keep)
         rows = np.nonzero(gn & (end > opt))[0]
         base = rec.off[rows]
         got += zip(

@@ -120,12 +120,7 @@ def test_every_consumer_sees_the_same_packets(tmp_path: Path) -> None:
             w[2] for w in want
         ], f
         assert _decoded(merged)[1] == _decoded(f)[1], f
-        copy = tmp_path / "copy.pcap"
-        shutil.copyfile(f, copy)
-        anon = Anonymiser()
-        collect_addresses(anon, [copy])
-        anon.freeze()
-        anonymise_pcap(copy, anon, "a:eth0")
+        copy = _anonymised_copy(f, tmp_path / "copy.pcap")
         _, before = _decoded(f)
         _, after = _decoded(copy)
         assert len(after) == len(before), f
@@ -150,6 +145,16 @@ def _addresses(buf: bytes, path: Path) -> set[bytes]:
     for m in tr.mac[tr.mac >= 0].tolist():
         out.add(buf[m : m + 6])
     return out
+
+
+def _anonymised_copy(src: Path, copy: Path) -> Path:
+    """`src` copied to `copy` and anonymised in place, as a bundle's pcaps/ copies are."""
+    shutil.copyfile(src, copy)
+    anon = Anonymiser()
+    collect_addresses(anon, [copy])
+    anon.freeze()
+    anonymise_pcap(copy, anon, "a:eth0")
+    return copy
 
 
 def _leak_frames() -> list[tuple[int, int, bytes]]:
@@ -423,12 +428,7 @@ def test_anonymised_geneve_options_keep_no_address(tmp_path: Path) -> None:
     addr = bytes([192, 168, 100, 2])
     options = [b"\x01\x32\x01\x01", b"\x01\x32\x02\x04", b"\x01\x32\x03\x02"]
     assert orig.count(addr) == 2 and all(o in orig for o in options)
-    copy = tmp_path / "gcp.pcap"
-    shutil.copyfile(src, copy)
-    anon = Anonymiser()
-    collect_addresses(anon, [copy])
-    anon.freeze()
-    anonymise_pcap(copy, anon, "a:eth0")
+    copy = _anonymised_copy(src, tmp_path / "gcp.pcap")
     data = copy.read_bytes()
     assert addr not in data
     for o in options:
