@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -334,6 +334,21 @@ def _devices(verdict: Verdict) -> dict[str, list[str]]:
     return out
 
 
+def _shown_addresses(addresses: Sequence[str]) -> list[str]:
+    """A host's addresses for the terminal: loopback and IPv6 link-local ones (every host
+    has them) left out when it has others; verdict.json keeps them all."""
+    import ipaddress
+
+    def plain(a: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            return True
+        return not (ip.is_loopback or ip.is_link_local)
+
+    return [a for a in addresses if plain(a)] or list(addresses)
+
+
 def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | None = None) -> bool:
     """Points, then patterns (problems, then device policy), then only the flows with
     drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
@@ -358,7 +373,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo(
             "hosts' own addresses: "
             + "; ".join(
-                f"{h.host} {', '.join(h.addresses)}"
+                f"{h.host} {', '.join(_shown_addresses(h.addresses))}"
                 + (" (inferred)" if h.source != "stated" else "")
                 for h in verdict.hosts
             )

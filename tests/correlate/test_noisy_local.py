@@ -156,6 +156,16 @@ def test_cli_host_and_also_seen(run: dict[str, Path]) -> None:
         "addresses": [RELAY, RELAY_PUB],
         "source": "stated",
     }
+    # every host has loopback and link-local addresses (`ip addr` facts list them): the
+    # terminal leaves them out, verdict.json keeps them
+    every = f"relay=127.0.0.1,::1,{RELAY},fe80::1,{RELAY_PUB}"
+    r = CliRunner().invoke(app, [*args, "--host", every])
+    assert r.exit_code == 0, r.output
+    assert f"hosts' own addresses: relay {RELAY}, {RELAY_PUB}; " in r.output
+    r = CliRunner().invoke(app, [*args, "--host", every, "--json"])
+    assert {"127.0.0.1", "::1", "fe80::1"} < set(
+        json.loads(r.stdout)["hosts"]["relay"]["addresses"]
+    )
     r = CliRunner().invoke(app, [*args, "--host", f"rly={RELAY}"])
     assert r.exit_code != 0
     assert "--host rly: no capture point of a host named 'rly'" in r.output
