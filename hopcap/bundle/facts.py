@@ -388,17 +388,16 @@ def host_addresses(facts: tuple[HostFacts, ...] | list[HostFacts]) -> dict[str, 
 def bundle_host_addresses(bundle_dir: Path) -> dict[str, list[str]]:
     """`host_addresses` of a bundle's `facts/<host>/{before,after}/addr.txt`."""
     facts_dir = Path(bundle_dir) / "facts"
-    out: dict[str, list[str]] = {}
     if not facts_dir.is_dir():
-        return out
-    for hdir in sorted(facts_dir.iterdir()):
-        addrs: list[str] = []
-        for when in ("before", "after"):
-            f = hdir / when / "addr.txt"
-            if f.is_file():
-                for a in parse_ip_addr(f.read_text(errors="replace")):
-                    if a not in addrs:
-                        addrs.append(a)
-        if addrs:
-            out[hdir.name] = addrs
-    return out
+        return {}
+
+    def addr(f: Path) -> dict[str, str]:
+        return {"addr": f.read_text(errors="replace")} if f.is_file() else {}
+
+    return host_addresses(
+        [
+            HostFacts(h.name, addr(h / "before" / "addr.txt"), addr(h / "after" / "addr.txt"))
+            for h in sorted(facts_dir.iterdir())
+            if h.is_dir()
+        ]
+    )

@@ -3,7 +3,9 @@ model types out), and the addresses of a run's `ip addr` facts."""
 
 from __future__ import annotations
 
-from hopcap.bundle.facts import host_addresses, parse_ip_addr
+from pathlib import Path
+
+from hopcap.bundle.facts import bundle_host_addresses, host_addresses, parse_ip_addr, write_facts
 from hopcap.correlate.local import localize
 from hopcap.model import Finding, Flow, HostFacts, Leg, PointSummary, Verdict
 
@@ -134,3 +136,15 @@ def test_a_runs_ip_addr_facts_give_the_hosts_addresses() -> None:
         HostFacts("srv", before={}, missing={"addr": "ip: not found"}),
     ]
     assert host_addresses(facts) == {"fw": parse_ip_addr(IP_D_ADDR)}
+
+
+def test_a_bundles_facts_give_the_same_addresses(tmp_path: Path) -> None:
+    """What `write_facts` put in a bundle reads back as the run's own host addresses."""
+    facts = [
+        HostFacts("fw", before={"addr": IP_D_ADDR}, after={"addr": "inet 198.51.100.9/24"}),
+        HostFacts("srv", before={}, missing={"addr": "ip: not found"}),
+    ]
+    write_facts(tmp_path / "facts", facts)
+    assert bundle_host_addresses(tmp_path) == host_addresses(facts)
+    assert bundle_host_addresses(tmp_path)["fw"][-1] == "198.51.100.9"
+    assert bundle_host_addresses(tmp_path / "nowhere") == {}
