@@ -60,6 +60,8 @@ class F5Split:
     paired: int = 0  # connections placed by their flow ids
     by_address: int = 0  # by address alone
     unplaced: int = 0  # neither: put on the client side
+    client_dgrams: int = 0  # UDP, ICMP and ESP packets put on each side
+    server_dgrams: int = 0
 
     def name(self, side: str) -> str:
         return f"{self.host}:{side}"
@@ -86,11 +88,10 @@ def split_f5(
             tables[p.name] = t
             path.append(p)
             continue
-        client, split = got
-        for side, m in ((CLIENT_SIDE, client), (SERVER_SIDE, ~client)):
+        client, dclient, split = got
+        for side, m, dm in ((CLIENT_SIDE, client, dclient), (SERVER_SIDE, ~client, ~dclient)):
             name = split.name(side)
-            # UDP and ICMP are not split: the client side takes them
-            tables[name] = take_rows(t, m, dgram=side == CLIENT_SIDE)
+            tables[name] = take_rows(t, m, dm)
             path.append(dataclasses.replace(p, name=name, pcap=None, host=host, interface=side))
         splits[host] = split
     return path, tables, splits
@@ -101,19 +102,26 @@ def _host(p: PointInput) -> tuple[str, str]:
     return p.host or host, p.interface or iface
 
 
-def take_rows(t: PacketTable, m: _BOOL, *, dgram: bool) -> PacketTable:
-    """The rows `m` of `t` as a table of their own, sharing its mapped file (whose record
-    walk still finds the trailers of those rows)."""
+def take_rows(t: PacketTable, m: _BOOL, dm: _BOOL | None = None) -> PacketTable:
+    """The rows `m` of `t` (and the datagram rows `dm` of `t.dgram`; None: no datagrams)
+    as a table of their own, sharing its mapped file (whose record walk still finds the
+    trailers of those rows)."""
     from hopcap.correlate.reader import _COLUMNS
 
     cols: dict[str, Any] = {c: np.asarray(getattr(t, c))[m] for c in _COLUMNS}
-    return dataclasses.replace(
-        t,
-        records=int(np.count_nonzero(m)),
-        warnings=list(t.warnings),
-        dgram=t.dgram if dgram else None,
-        **cols,
-    )
+    dg = None
+    if dm is not None and t.dgram is not None:
+        d = t.dgram
+        arrays = {
+            f.name: getattr(d, f.name)[dm]
+            for f in dataclasses.fields(d)
+            if isinstance(getattr(d, f.name), np.ndarray)
+        }
+        dg = dataclasses.replace(d, flows=[], by_key={}, probe=None, **arrays)
+    # the side's packets: its TCP rows and datagrams (the rest of the file's records,
+    # neither, stay uncounted on both sides)
+    records = int(np.count_nonzero(m)) + (len(dg) if dg is not None else 0)
+    return dataclasses.replace(t, records=records, warnings=list(t.warnings), dgram=dg, **cols)
 
 
 def _conns(t: PacketTable) -> tuple[I64, I64, list[tuple[Addr, Addr]]]:
@@ -203,18 +211,30 @@ def _colour(
     return client
 
 
-def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, F5Split] | None:
-    """Per row: on the client side? None when the capture has no pair of flows.
+def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, _BOOL, F5Split] | None:
+    """Per TCP row and per datagram row: on the client side? None when the capture has no
+    pair of flows.
 
     The trailers of the first and last packets of each direction of each connection say
     which flows it carried (the client side learns its peer once the server side exists):
     reading those keeps a long capture cheap. A connection whose packets belong to flows
-    of both sides (a tuple BIG-IP did not change: fastL4) has all its trailers read."""
+    of both sides (a tuple BIG-IP did not change: fastL4) has all its trailers read.
+    Datagrams (a UDP virtual server: DNS, syslog, RADIUS) have all theirs read."""
     tup, conn, ends = _conns(t)
     tt = read_table_trailers(t, _ends(tup, SAMPLE))
-    if tt is None or not tt.rows.shape[0]:
+    dt = read_table_trailers(t, dgram=True)
+    found = [x for x in (tt, dt) if x is not None and x.rows.shape[0]]
+    if not found:
         return None
-    colour = _colour(tt.flow, tt.peer, t.ts[tt.rows].astype(np.int64))
+    d = t.dgram
+    ts = [t.ts[tt.rows].astype(np.int64)] if tt is not None and tt.rows.shape[0] else []
+    if dt is not None and dt.rows.shape[0]:
+        ts.append(d.ts[dt.rows].astype(np.int64))
+    colour = _colour(
+        np.concatenate([x.flow for x in found]),
+        np.concatenate([x.peer for x in found]),
+        np.concatenate(ts),
+    )
     if not colour:
         return None
     side = np.zeros(len(t), np.int8)  # 1 client side, -1 server side, 0 not known yet
@@ -222,7 +242,8 @@ def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, F5Split] | Non
     def mark(rows: I64, flows: npt.NDArray[np.uint64]) -> None:
         side[rows] = [(1 if colour[f] else -1) if f in colour else 0 for f in flows.tolist()]
 
-    mark(tt.rows, tt.flow)
+    if tt is not None:
+        mark(tt.rows, tt.flow)
     on_client = np.bincount(conn[side > 0], minlength=len(ends)) > 0
     both = on_client & (np.bincount(conn[side < 0], minlength=len(ends)) > 0)
     if both.any():
@@ -230,29 +251,29 @@ def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, F5Split] | Non
         if more is not None:
             mark(more.rows, more.flow)
     votes = np.bincount(conn, weights=side, minlength=len(ends))
-    split = F5Split(host, given, tt.info)
-    # by address: what the paired connections showed of each side
-    vips: set[Addr] = set()
-    clients: set[Addr] = set()
-    selfs: set[Addr] = set()
-    members: set[Addr] = set()
+    split = F5Split(host, given, found[0].info)
+    # by address: what the paired connections and datagram flows showed of each side
+    sets = _Sides()
     for cid, (src, dst) in enumerate(ends):
-        if votes[cid] > 0:
-            clients.add(src)
-            vips.add(dst)
-        elif votes[cid] < 0:
-            selfs.add(src)
-            members.add(dst)
+        if votes[cid]:
+            sets.add(src, dst, client=votes[cid] > 0)
+    dside = np.zeros(len(d) if d is not None else 0, np.int8)
+    if d is not None and dt is not None and dt.rows.shape[0]:
+        first: dict[int, int] = {}
+        for r, f in zip(dt.rows.tolist(), dt.flow.tolist(), strict=True):
+            if f in colour:
+                dside[r] = 1 if colour[f] else -1
+                first.setdefault(f, r)
+        for f, r in first.items():
+            sets.add(_addr(d, r, "src"), _addr(d, r, "dst"), client=colour[f])
     conn_side = np.zeros(len(ends), np.int8)
     for cid, (src, dst) in enumerate(ends):
         if votes[cid]:
             conn_side[cid] = 1 if votes[cid] > 0 else -1
             split.paired += 1
-        elif dst in vips or src in clients:
-            conn_side[cid] = 1
-            split.by_address += 1
-        elif src in selfs or dst in members:
-            conn_side[cid] = -1
+            continue
+        conn_side[cid] = sets.side(src, dst)
+        if conn_side[cid]:
             split.by_address += 1
         else:
             conn_side[cid] = 1
@@ -262,5 +283,52 @@ def _sides(t: PacketTable, host: str, given: str) -> tuple[_BOOL, F5Split] | Non
     # a packet of a flow with a pair goes with its flow (a tuple BIG-IP did not change,
     # fastL4, holds both flows); the others with their connection
     rows = np.where(side != 0, side, conn_side[conn])
+    # a datagram without a paired flow id by its addresses (an ICMP error by those of the
+    # packet it quotes); neither: the client side
+    if d is not None:
+        for r in np.nonzero(dside == 0)[0].tolist():
+            at = "in_" if d.role[r] == 1 else ""
+            src, dst = _addr(d, r, at + "src"), _addr(d, r, at + "dst")
+            dside[r] = sets.side(src, dst, either=True) or 1
+    dclient: _BOOL = dside > 0
+    split.client_dgrams = int(np.count_nonzero(dclient))
+    split.server_dgrams = int(dclient.shape[0] - split.client_dgrams)
     client: _BOOL = rows > 0
-    return client, split
+    return client, dclient, split
+
+
+def _addr(d: Any, r: int, which: str) -> Addr:
+    """(version, high, low) of the `which` address (`src`, `dst`, `in_src`, `in_dst`) of
+    datagram row `r`: the form of `_conns`' ends."""
+    v = int(d.in_v[r]) if which.startswith("in_") else int(d.v[r])
+    return (v, int(getattr(d, which + "_hi")[r]), int(getattr(d, which + "_lo")[r]))
+
+
+class _Sides:
+    """The addresses each side's paired flows showed: clients and virtual servers on the
+    client side, BIG-IP's own (self IPs, SNAT) and pool members on the server side."""
+
+    def __init__(self) -> None:
+        self.clients: set[Addr] = set()
+        self.vips: set[Addr] = set()
+        self.selfs: set[Addr] = set()
+        self.members: set[Addr] = set()
+
+    def add(self, src: Addr, dst: Addr, *, client: bool) -> None:
+        if client:
+            self.clients.add(src)
+            self.vips.add(dst)
+        else:
+            self.selfs.add(src)
+            self.members.add(dst)
+
+    def side(self, src: Addr, dst: Addr, *, either: bool = False) -> int:
+        """1 client side, -1 server side, 0 unknown, for a connection from `src` to `dst`
+        (`either`: a packet that may go either way)."""
+        for a, b in ((src, dst), (dst, src)) if either else ((src, dst),):
+            if b in self.vips or a in self.clients:
+                return 1
+        for a, b in ((src, dst), (dst, src)) if either else ((src, dst),):
+            if a in self.selfs or b in self.members:
+                return -1
+        return 0

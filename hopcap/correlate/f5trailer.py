@@ -237,19 +237,20 @@ def fileinfo(frame: bytes) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class TableTrailers:
-    """The trailers of a capture's TCP packets: row -> (flow id, peer id)."""
+    """The trailers of a capture's TCP packets or datagrams: row -> (flow id, peer id)."""
 
-    rows: np.ndarray  # TCP rows (PacketTable indices) with a trailer carrying flow ids
+    rows: np.ndarray  # rows (of the PacketTable, or of its DgramTable) with flow ids
     flow: np.ndarray  # uint64
     peer: np.ndarray  # uint64
     info: dict[str, str] | None  # the fileinfo pseudo packet, when there was one
 
 
 def _trailing(
-    t: PacketTable, off: np.ndarray, cap: np.ndarray, link: np.ndarray
+    t: Any, off: np.ndarray, cap: np.ndarray, link: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, start, end) of the bytes after the IP packet of each TCP row whose record
-    is among `off`/`cap` (record data offsets, in file order) and has enough of them."""
+    """(rows, start, end) of the bytes after the IP packet of each row of `t` (a
+    PacketTable or a DgramTable: payload offset and lengths) whose record is among
+    `off`/`cap` (record data offsets, in file order) and has enough of them."""
     from hopcap.capfile.layers import LINK_ETHERNET
 
     if not off.shape[0] or not len(t):
@@ -264,7 +265,8 @@ def _trailing(
     ok &= (pl_off < rec_end) & (link[k] == LINK_ETHERNET)
     # a packet cut by the snap length has no trailer to read; tunnels are not F5's
     ok &= t.pl_cap.astype(np.int64) == t.plen.astype(np.int64)
-    ok &= np.asarray(t.tun) == 0
+    if getattr(t, "tun", None) is not None:
+        ok &= np.asarray(t.tun) == 0
     ok &= rec_end - ip_end >= MIN_TRAILER
     rows = np.nonzero(ok)[0]
     return rows, ip_end[rows], rec_end[rows]
@@ -322,15 +324,19 @@ def probe_capture(path: Path) -> bool:
             buf.close()
 
 
-def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> TableTrailers | None:
-    """The F5 trailers of a capture's TCP packets (of the rows `wanted` only, when given),
-    or None when it has none. A probe of the start of the file decides whether to walk all
-    of it (an ordinary capture costs one short walk). `t` may be a part of a capture
+def read_table_trailers(
+    t: PacketTable, wanted: np.ndarray | None = None, *, dgram: bool = False
+) -> TableTrailers | None:
+    """The F5 trailers of a capture's TCP packets (`dgram`: of its datagrams, `t.dgram`)
+    (of the rows `wanted` only, when given), or None when it has none. A probe of the
+    start of the file decides whether to walk all of it (an ordinary capture costs one
+    short walk). `t` may be a part of a capture
     (`hopcap.correlate.stages`: its rows point into the whole file)."""
     from hopcap.capfile.layers import LINK_ETHERNET
     from hopcap.correlate.reader import walk_records
 
-    if LINK_ETHERNET not in t.link_types or not len(t):
+    rows_of = t.dgram if dgram else t
+    if LINK_ETHERNET not in t.link_types or rows_of is None or not len(rows_of):
         return None
     buf = t.buf
     head = bytes(buf[:PROBE_BYTES]) if len(buf) > PROBE_BYTES else buf
@@ -338,7 +344,7 @@ def read_table_trailers(t: PacketTable, wanted: np.ndarray | None = None) -> Tab
     if not found:
         return None
     rec = walk_records(t.path, buf)
-    rows, start, end = _trailing(t, rec.off, rec.cap, rec.link)
+    rows, start, end = _trailing(rows_of, rec.off, rec.cap, rec.link)
     if wanted is not None:
         m = np.isin(rows, wanted)
         rows, start, end = rows[m], start[m], end[m]

@@ -369,6 +369,11 @@ def _finish_f5(verdict: Verdict, plan: StagePlan) -> Verdict:
             f"connections: correlated as {cs} ({sp.client_conns} connection(s) toward "
             f"virtual servers) and {ss} ({sp.server_conns} of BIG-IP to pool members); "
             f"placed {how}"
+            + (
+                f"; UDP/ICMP packets: {sp.client_dgrams} on {cs}, {sp.server_dgrams} on {ss}"
+                if sp.client_dgrams or sp.server_dgrams
+                else ""
+            )
         )
         if sp.info:
             what = [sp.info[k] for k in ("VER", "HOST", "PLAT") if sp.info.get(k)]

@@ -320,3 +320,98 @@ def test_fastl4_same_tuple_split_by_flow(tmp_path: Path) -> None:
     v = correlate([PointInput("lb", f5)])
     assert len(v.flows) == 1 and v.flows[0].findings == ()
     assert [leg.point for leg in v.flows[0].legs] == ["lb:client-side", "lb:server-side"]
+
+
+DNS_VIP = ("203.0.113.53", 53)
+MEMBERS = ("198.51.100.90", "198.51.100.91")
+
+
+def _dns_frames(tmp: Path) -> dict[str, Path]:
+    """A DNS virtual server (UDP): each client query goes out on the server side from the
+    SNAT address to a pool member and the answer comes back (flow ids paired in the
+    trailers; the client side learns its peer once the server side exists). The second
+    query is lost between BIG-IP and its member; the third member answers with a port
+    unreachable that BIG-IP gave no trailer (placed by the addresses it quotes)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+
+    def udp(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> bytes:
+        return bytes(IP(src=src[0], dst=dst[0], ttl=60) / UDP(sport=src[1], dport=dst[1]) / data)
+
+    client: list[tuple[int, bytes]] = []
+    lb: list[tuple[int, bytes]] = [(round(T0 * 1e9) - 1_000_000, g.fileinfo_frame(CMD, VER, "lb1"))]
+    srv: list[tuple[int, bytes]] = []
+
+    def at_lb(t: float, pkt: bytes, flow: int, peer: int, *, ingress: bool) -> None:
+        fr = MAC + b"\x08\x00" + pkt
+        fr += b"\x00" * max(0, 60 - len(fr))
+        trailer = g.dpt(
+            g.dpt_low(ingress=ingress, vip="/Common/vs_dns"), g.dpt_med(flow=flow, peer=peer)
+        )
+        lb.append((round(t * 1e9), fr + trailer))
+
+    def eth(t: float, pkt: bytes) -> tuple[int, bytes]:
+        return (round(t * 1e9), MAC + b"\x08\x00" + pkt)
+
+    for i, member in enumerate(MEMBERS[:1] * 2 + MEMBERS[1:]):
+        t = T0 + i * 0.01
+        c = (f"203.0.113.{30 + i}", 5300 + i)
+        snat = (SNAT, 61000 + i)
+        q = (
+            b"\x12\x34"
+            + bytes([i])
+            + b"\x01\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x00\x00\x01\x00\x01"
+        )
+        a = q[:2] + b"\x81\x80" + q[4:] + b"answer"
+        cf, sf = 0xE000 + i, 0xE100 + i
+        client.append(eth(t, udp(c, DNS_VIP, q)))
+        at_lb(t + 0.0001, udp(c, DNS_VIP, q), cf, 0, ingress=True)
+        at_lb(t + 0.0002, udp(snat, (member, 53), q), sf, cf, ingress=False)
+        if i == 1:
+            continue  # lost on its way to the member; the client gets nothing
+        if i == 2:  # the member's DNS server is down
+            err = (
+                bytes(IP(src=member, dst=SNAT, ttl=64) / ICMP(type=3, code=3))
+                + udp(snat, (member, 53), q)[:28]
+            )
+            srv += [eth(t + 0.0003, udp(snat, (member, 53), q)), eth(t + 0.0004, err)]
+            lb.append((round((t + 0.0005) * 1e9), MAC + b"\x08\x00" + err))
+            continue
+        srv += [
+            eth(t + 0.0003, udp(snat, (member, 53), q)),
+            eth(t + 0.0005, udp((member, 53), snat, a)),
+        ]
+        at_lb(t + 0.0006, udp((member, 53), snat, a), sf, cf, ingress=True)
+        at_lb(t + 0.0007, udp(DNS_VIP, c, a), cf, sf, ingress=False)
+        client.append(eth(t + 0.0008, udp(DNS_VIP, c, a)))
+    return {
+        "client": write_pcap_raw(tmp / "c.pcap", sorted(client)),
+        "lb": write_pcap_raw(tmp / "lb.pcap", sorted(lb)),
+        "srv": write_pcap_raw(tmp / "s.pcap", sorted(srv)),
+    }
+
+
+def test_udp_virtual_server_is_split_too(tmp_path: Path) -> None:
+    """A capture of a DNS virtual server alone (no TCP at all) is split by the datagrams'
+    flow ids: the client's queries on the client side, BIG-IP's to the pool members on
+    the server side; the lost query is lost between lb:server-side and srv."""
+    files = _dns_frames(tmp_path)
+    plan = plan_stages(_points(files))
+    assert [p.name for p in plan.points] == ["client", "lb:client-side", "lb:server-side", "srv"]
+    cs, ss = plan.tables["lb:client-side"].dgram, plan.tables["lb:server-side"].dgram
+    assert len(cs) == 4 and len(ss) == 5  # 3 queries + 1 answer; 3 + 1 + the ICMP error
+    assert (cs.dport[cs.role == 0] == 53).sum() == 3
+    assert set(ss.role.tolist()) == {0, 1}
+    for t in plan.tables.values():
+        t.close()
+    v = correlate(_points(files))
+    split = next(w for w in v.warnings if "one BIG-IP capture" in w)
+    assert "UDP/ICMP packets: 4 on lb:client-side, 5 on lb:server-side" in split
+    lost = [f for f in v.flows if any(x.kind == "drop" for x in f.findings)]
+    assert len(lost) == 1
+    assert [(x.kind, x.between) for x in lost[0].findings] == [("drop", ("lb:server-side", "srv"))]
+    legs = {leg.point: leg.tuple for leg in lost[0].legs}
+    assert legs["client"] == f"203.0.113.31:5301 > {DNS_VIP[0]}:53"
+    assert legs["lb:server-side"] == f"{SNAT}:61001 > {MEMBERS[0]}:53"
+    ok = next(f for f in v.flows if f.legs[0].tuple.startswith("203.0.113.30:5300 > "))
+    assert [leg.point for leg in ok.legs] == [p.name for p in v.points] and not ok.findings
+    assert [p.packets for p in v.points] == [4, 4, 5, 4]
