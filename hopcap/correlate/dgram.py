@@ -17,6 +17,7 @@ sent the echo request, or the ephemeral port, or the first sender.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,6 +364,40 @@ def tuple_key(t: DgramTable, rows: I64, inner: bool = False) -> U64:
                    t.in_sport[rows], t.in_dport[rows])  # fmt: skip
     return mix(t.src_hi[rows], t.src_lo[rows], t.dst_hi[rows], t.dst_lo[rows], t.sport[rows],
                t.dport[rows])  # fmt: skip
+
+
+def from_client(t: DgramTable) -> npt.NDArray[np.bool_]:
+    """Per row: does it travel from its flow's client (`build_dflows`' choice, which this
+    sets on `t`)? An ICMP error travels against the packet it quotes."""
+    out = np.zeros(len(t), bool)
+    for f in build_dflows(t):
+        out[f.c] = True
+    err = np.nonzero(t.role == 1)[0]
+    quoted = tuple_key(t, err, inner=True).tolist()
+    for r, k in zip(err.tolist(), quoted, strict=True):
+        hit = t.by_key.get(int(k))
+        quoted_c2s = hit[0][1] == 0 if hit else int(t.in_dport[r]) < int(t.in_sport[r])
+        out[r] = not quoted_c2s
+    return out
+
+
+def take_rows(t: DgramTable, m: npt.NDArray[np.bool_]) -> DgramTable:
+    """The rows `m` of `t` as a table of their own (flows not built yet)."""
+    return concat_rows([(t, m, 0)], t.path, t.buf)
+
+
+def concat_rows(
+    parts: Sequence[tuple[DgramTable, npt.NDArray[np.bool_], int]], path: Path, buf: Any
+) -> DgramTable:
+    """The rows (table, rows, where its bytes start in `buf`) of several tables as one
+    table over `buf`, in time order (one table's rows stay in file order)."""
+    ts = np.concatenate([t.ts[m] for t, m, _ in parts])
+    order = np.argsort(ts, kind="stable") if len(parts) > 1 else slice(None)
+    cols: dict[str, Any] = {}
+    for c in _COLS:
+        pieces = [getattr(t, c)[m] + (at if c == "pl_off" else 0) for t, m, at in parts]
+        cols[c] = np.concatenate(pieces)[order]
+    return DgramTable(path, buf, **cols)
 
 
 def find_flow(t: DgramTable, key: int, ts: int) -> tuple[DFlow, int] | None:

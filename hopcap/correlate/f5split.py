@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate.dgram import take_rows as take_dgrams
 from hopcap.correlate.f5trailer import probe_capture, read_table_trailers
 from hopcap.correlate.reader import PacketTable, read_capture
 from hopcap.model import PointInput
@@ -109,15 +110,7 @@ def take_rows(t: PacketTable, m: _BOOL, dm: _BOOL | None = None) -> PacketTable:
     from hopcap.correlate.reader import _COLUMNS
 
     cols: dict[str, Any] = {c: np.asarray(getattr(t, c))[m] for c in _COLUMNS}
-    dg = None
-    if dm is not None and t.dgram is not None:
-        d = t.dgram
-        arrays = {
-            f.name: getattr(d, f.name)[dm]
-            for f in dataclasses.fields(d)
-            if isinstance(getattr(d, f.name), np.ndarray)
-        }
-        dg = dataclasses.replace(d, flows=[], by_key={}, probe=None, **arrays)
+    dg = take_dgrams(t.dgram, dm) if dm is not None and t.dgram is not None else None
     # the side's packets: its TCP rows and datagrams (the rest of the file's records,
     # neither, stay uncounted on both sides)
     records = int(np.count_nonzero(m)) + (len(dg) if dg is not None else 0)

@@ -10,7 +10,8 @@ receive stage thus holds the client's packets as the client sent them and the se
 the server sent them (after NAT on their way in), and transmit the reverse; the path model
 of the correlator (client side first, s2c travelling backwards) needs the two sides of the
 device instead. So each stage file is split by direction (the SYN's sender is the client;
-without a handshake the lower, well-known port is the server) and two points are built:
+without a handshake the lower, well-known port is the server; datagrams by
+`hopcap.correlate.dgram.from_client`) and two points are built:
 
     fw:client-side = receive (c2s) + transmit (s2c)
     fw:server-side = transmit (c2s) + receive (s2c)
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate.dgram import concat_rows, from_client
 from hopcap.correlate.f5split import F5Split, split_f5
 from hopcap.correlate.reader import _COLUMNS, ACK, SYN, PacketTable, endpoint_str, read_capture
 from hopcap.errors import CorrelationError
@@ -172,53 +174,64 @@ def _c2s(t: PacketTable) -> npt.NDArray[np.bool_]:
     return out
 
 
-def _take(parts: Sequence[tuple[PacketTable, npt.NDArray[np.bool_]]], path: Path) -> PacketTable:
-    """The selected rows of several tables as one table, in time order."""
-    bufs = [bytes(t.buf) for t, _m in parts]
+def _take(
+    parts: Sequence[tuple[PacketTable, npt.NDArray[np.bool_], npt.NDArray[np.bool_] | None]],
+    path: Path,
+) -> PacketTable:
+    """The selected rows (TCP, datagrams) of several tables as one table, in time order."""
+    bufs = [bytes(t.buf) for t, _m, _d in parts]
     shift = np.cumsum([0, *(len(b) for b in bufs[:-1])])
+    buf = b"".join(bufs)
     cols: dict[str, Any] = {}
-    ts = np.concatenate([t.ts[m] for t, m in parts])
+    ts = np.concatenate([t.ts[m] for t, m, _d in parts])
     order = np.argsort(ts, kind="stable")
     for c in _COLUMNS:
         pieces = []
-        for k, (t, m) in enumerate(parts):
+        for k, (t, m, _d) in enumerate(parts):
             a = np.asarray(getattr(t, c))[m]
             if c == "pl_off":
                 a = a + shift[k]
             pieces.append(a)
         cols[c] = np.concatenate(pieces)[order]
+    dparts = [(t.dgram, d, int(shift[k])) for k, (t, _m, d) in enumerate(parts) if d is not None]
+    dgram = concat_rows(dparts, path, buf) if dparts else None
     first = parts[0][0]
     return dataclasses.replace(
         first,
         path=path,
-        buf=b"".join(bufs),
-        records=int(ts.shape[0]),
+        buf=buf,
+        records=int(ts.shape[0]) + (len(dgram) if dgram is not None else 0),
         ts=ts[order],
-        warnings=[w for t, _m in parts for w in t.warnings],
+        warnings=[w for t, _m, _d in parts for w in t.warnings],
         kernel_drops=None,
-        dgram=None,  # stage sides are built from TCP rows only: no datagrams (a gap for UDP)
+        dgram=dgram,
         **{c: v for c, v in cols.items() if c != "ts"},
     )
 
 
 def _index(t: PacketTable) -> dict[str, tuple[I64, I64, I64]]:
-    """ "a:p > b:p" -> (timestamps, seq, ip id) of its packets, in time order."""
+    """ "a:p > b:p" -> (timestamps, seq, ip id) of its packets, in time order; a
+    datagram's seq is its ICMP echo / ESP sequence (-1 for UDP)."""
     out: dict[str, tuple[I64, I64, I64]] = {}
-    n = len(t)
-    if n == 0:
-        return out
-    uniq, inv = np.unique(_keys(t), axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    for k, row in enumerate(uniq):
-        v, sh, sl, dh, dl, sp, dp = (int(x) for x in row)
-        key = f"{endpoint_str(v, sh, sl, sp)} > {endpoint_str(v, dh, dl, dp)}"
-        rows = np.nonzero(inv == k)[0]
-        rows = rows[np.argsort(t.ts[rows], kind="stable")]
-        out[key] = (
-            t.ts[rows].astype(np.int64),
-            t.seq[rows].astype(np.int64),
-            t.ipid[rows].astype(np.int64),
-        )
+    tables: list[tuple[Any, I64]] = [(t, t.seq)]
+    if t.dgram is not None:
+        tables.append((t.dgram, t.dgram.iseq))
+    for tb, seq in tables:
+        if not len(tb):
+            continue
+        uniq, inv = np.unique(_keys(tb), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        grouped = np.lexsort((tb.ts, inv))  # by tuple, then time (one sort, not one per tuple)
+        cuts = np.searchsorted(inv[grouped], np.arange(len(uniq) + 1))
+        for k, row in enumerate(uniq):
+            v, sh, sl, dh, dl, sp, dp = (int(x) for x in row)
+            key = f"{endpoint_str(v, sh, sl, sp)} > {endpoint_str(v, dh, dl, dp)}"
+            rows = grouped[cuts[k] : cuts[k + 1]]
+            out[key] = (
+                tb.ts[rows].astype(np.int64),
+                np.asarray(seq)[rows].astype(np.int64),
+                tb.ipid[rows].astype(np.int64),
+            )
     return out
 
 
@@ -226,9 +239,10 @@ def _two_sides(d: _Device) -> tuple[PacketTable, PacketTable]:
     rx = _read(d.stages["receive"])
     tx = _read(d.stages["transmit"])
     rx_c, tx_c = _c2s(rx), _c2s(tx)
+    rx_d, tx_d = _dgram_c2s(rx), _dgram_c2s(tx)
     where = Path(f"{d.host}-stages")
-    client = _take([(rx, rx_c), (tx, ~tx_c)], where)
-    server = _take([(tx, tx_c), (rx, ~rx_c)], where)
+    client = _take([(rx, rx_c, rx_d), (tx, ~tx_c, _not(tx_d))], where)
+    server = _take([(tx, tx_c, tx_d), (rx, ~rx_c, _not(rx_d))], where)
     d.evidence["receive"] = _index(rx)
     for stage in ("firewall", DROP):
         if stage in d.stages:
@@ -238,6 +252,15 @@ def _two_sides(d: _Device) -> tuple[PacketTable, PacketTable]:
     rx.close()
     tx.close()
     return client, server
+
+
+def _dgram_c2s(t: PacketTable) -> npt.NDArray[np.bool_] | None:
+    """Per datagram: does it travel from its flow's client (None: no datagrams)?"""
+    return from_client(t.dgram) if t.dgram is not None and len(t.dgram) else None
+
+
+def _not(m: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    return None if m is None else ~m
 
 
 def _reverse(tup: str) -> str:

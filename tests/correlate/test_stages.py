@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pcapgen import C2S, S2C, Conv, Seg, View, render, write
@@ -114,3 +115,67 @@ def test_drop_stage_alone_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CorrelationError, match="need at least fw:receive and fw:transmit"):
         correlate([PointInput(name="client:eth0", pcap=files["receive"]),
                    PointInput(name="fw:drop", pcap=files["drop"])])  # fmt: skip
+
+
+def test_udp_and_ping_pass_the_stages_too(tmp_path: Path) -> None:
+    """Datagrams through the stages with source NAT: a DNS query answered, one denied by
+    policy (firewall and drop stages saw it, transmit did not), one lost before the
+    firewall stage, and a ping answered; the drops are placed between the stages and
+    the policy deny proven by the drop stage, like TCP's."""
+    from scapy.layers.inet import ICMP, IP, UDP
+
+    cli, srv, nat = "192.0.2.10", "198.51.100.53", "198.18.5.1"
+    t0 = 1_763_790_000.0
+
+    def q(i: int, *, natted: bool, back: bool = False) -> Any:
+        src, sport = (nat, 41000 + i) if natted else (cli, 51000 + i)
+        query = b"\x00" + bytes([i]) + b"\x01\x00\x00\x01" + bytes(6) + b"\x01x\x00\x00\x01\x00\x01"
+        if back:
+            return IP(src=srv, dst=src, id=900 + i) / UDP(sport=53, dport=sport) / (query + b"ans")
+        return IP(src=src, dst=srv, id=100 + i) / UDP(sport=sport, dport=53) / query
+
+    def ping(natted: bool, back: bool = False) -> Any:
+        a = nat if natted else cli
+        if back:
+            return IP(src=srv, dst=a, id=700) / ICMP(type=0, id=9, seq=1) / (b"p" * 32)
+        return IP(src=a, dst=srv, id=600) / ICMP(type=8, id=9, seq=1) / (b"p" * 32)
+
+    def stage(
+        dt: float, *, natted_out: bool, keep: Callable[[int], bool]
+    ) -> list[tuple[float, Any]]:
+        """One stage's packets: received ones as they came in, the answers as they came
+        back in (NAT form on the server side), `dt` after the receive stage."""
+        out: list[tuple[float, Any]] = []
+        for i in range(3):
+            if keep(i):
+                out.append((t0 + i * 0.1 + dt, q(i, natted=natted_out)))
+            if i == 0:
+                out.append((t0 + 0.05 + dt, q(0, natted=not natted_out, back=True)))
+        out.append((t0 + 0.5 + dt, ping(natted_out)))
+        out.append((t0 + 0.55 + dt, ping(not natted_out, back=True)))
+        return sorted(out, key=lambda x: x[0])
+
+    files = {
+        "receive": write(tmp_path / "rx.pcap", stage(0, natted_out=False, keep=lambda i: True)),
+        "firewall": write(
+            tmp_path / "fw.pcap", stage(2e-5, natted_out=False, keep=lambda i: i != 2)
+        ),
+        "transmit": write(
+            tmp_path / "tx.pcap", stage(4e-5, natted_out=True, keep=lambda i: i == 0)
+        ),
+        "drop": write(tmp_path / "drop.pcap", [(t0 + 0.1 + 3e-5, q(1, natted=False))]),
+    }
+    v = correlate(_points(files, ["receive", "firewall", "transmit", "drop"]))
+    assert [p.name for p in v.points] == ["fw:client-side", "fw:server-side"]
+    by_port = {f.client.rsplit(":", 1)[1]: f for f in v.flows}
+    assert set(by_port) == {"51000", "51001", "51002", "9"}, by_port
+    ok = by_port["51000"]
+    assert ok.findings == () and [leg.link for leg in ok.legs] == ["same", "nat"]
+    assert ok.legs[1].tuple == f"{nat}:41000 > {srv}:53"
+    [d] = [x for x in by_port["51001"].findings if x.kind == "drop"]
+    assert d.between == ("fw:firewall", "fw:transmit") and "dropped by fw itself" in d.what
+    assert by_port["51001"].summary.startswith("dropped by fw (proof: its drop stage)")
+    [e] = [x for x in by_port["51002"].findings if x.kind == "drop"]
+    assert e.between == ("fw:receive", "fw:firewall")
+    pings = [f for f in v.flows if f.proto == "icmp"]
+    assert len(pings) == 1 and pings[0].findings == () and len(pings[0].legs) == 2
