@@ -90,6 +90,10 @@ class CaptureSpec:
         return f"{self.remote_dir}/{safe_name(self.point.interface)}.pid"
 
     @property
+    def guard_pidfile(self) -> str:
+        return self.pidfile + ".guard"
+
+    @property
     def go_fifo(self) -> str:
         """The FIFO a capture in the command shell reads its "go" from."""
         return f"{self.remote_dir}/{safe_name(self.point.interface)}.go"
@@ -169,7 +173,10 @@ class CaptureSpec:
         if needs_watchdog:  # the guard is the bound too
             alive = f"[ $n -lt {self.bound_s:.0f} ] && " + alive
         # SIGTERM: an armed shell is a background job, which ignores SIGINT
-        guard = _guard(alive, "TERM") + " </dev/null >/dev/null 2>&1 4<&- & "
+        guard = (
+            _guard(alive, "TERM")
+            + f" </dev/null >/dev/null 2>&1 4<&- & echo $! > {quote([self.guard_pidfile])}; "
+        )
         fifo = quote([self.go_fifo])
         inner = (
             f"echo $$ > {quote([self.pidfile])} && exec 4<>{fifo} || exit 1; {guard}"
@@ -252,6 +259,10 @@ class RunningCapture:
         self.ready_ts: float | None = None
         self.stop_ts: float | None = None
         self.stderr_head: list[str] = []
+
+    def signal_command(self) -> str:
+        """The shell command that SIGINTs this capture (`CaptureSpec.signal_command`)."""
+        return self.spec.signal_command()
 
     def recorded_command(self) -> str:
         """The command line the capture ran with, for the record."""
@@ -378,6 +389,13 @@ class ShellCapture(RunningCapture):
         self.armed = False
         self.fired = False
 
+    def signal_command(self) -> str:
+        # the guard would notice the capture's end only at its next round
+        return (
+            f"{self.spec.signal_command()}; kill $(cat {quote([self.spec.guard_pidfile])}) "
+            "2>/dev/null"
+        )
+
     def recorded_command(self) -> str:
         if self.feed_pid is None:
             return self.spec.command()
@@ -441,7 +459,7 @@ async def arm_in_shell(captures: Sequence[ShellCapture]) -> dict[str, str]:
 
 def kill_command(captures: Sequence[RunningCapture]) -> str:
     """One shell command that SIGINTs every capture of `captures` (of one host)."""
-    return "".join(rc.spec.signal_command() + "; " for rc in captures) + "true"
+    return "".join(rc.signal_command() + "; " for rc in captures) + "true"
 
 
 def _hint_for(stderr: Sequence[str]) -> str | None:

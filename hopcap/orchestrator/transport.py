@@ -564,7 +564,10 @@ class SSHTransport:
     async def timed_lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
         """(sent, answer, received) of `command` written `count` times to one command shell
         (see `_CommandShell.lines`)."""
-        shell = await self._shell()
+        try:
+            shell = await self._shell()
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
         try:
             return await shell.lines(command, count, timeout)
         except TransportError:
