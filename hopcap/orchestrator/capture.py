@@ -402,7 +402,7 @@ class ShellCapture(RunningCapture):
         return self.spec.shell_command(self.feed_pid)
 
     def fire(self) -> None:
-        """"go" to every armed capture of the host that is not yet fired, in one write."""
+        """ "go" to every armed capture of the host that is not yet fired, in one write."""
         assert self.jobs is not None
         go = [rc for rc in self.fellows if rc.armed and not rc.fired]
         now = time.time()

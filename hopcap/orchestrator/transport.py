@@ -479,7 +479,7 @@ class JobShell:
             jobs.append(job)
             # each line of the job's stderr in one write (a pipe write of a line is whole)
             parts.append(
-                f'{{ {{ {command}; }} 2>&1 >/dev/null </dev/null; echo "{sh.exit_line} $?"; }} '
+                f'{{ ( {command} ) 2>&1 >/dev/null </dev/null; echo "{sh.exit_line} $?"; }} '
                 f"| while IFS= read -r l; do printf '%s\\n' \"{sh.tag}{key} $l\" >&2; done "
                 ">/dev/null & "
             )

@@ -178,9 +178,7 @@ def test_connection_cut_mid_capture_stops_every_capture(
     inv = load(inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None}))
     seen: dict[str, object] = {}
 
-    async def cut(
-        _inv: object, sessions: dict[str, HostSession], *_: object
-    ) -> tuple[bool, None]:
+    async def cut(_inv: object, sessions: dict[str, HostSession], *_: object) -> tuple[bool, None]:
         seen["before"] = _lab_tcpdumps()
         for s in sessions.values():
             assert isinstance(s.transport, SSHTransport)
