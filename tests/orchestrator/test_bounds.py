@@ -46,6 +46,20 @@ def _mentioning(text: str) -> list[int]:
     return found
 
 
+def _bounded_spec(host: str, remote: Path, timeout: str | None) -> CaptureSpec:
+    """A capture on `lo` of `host` bounded at 2 s, into `remote`."""
+    return CaptureSpec(
+        point=CapturePoint(host, "lo"),
+        remote_dir=str(remote),
+        filter="tcp port 9",
+        bound_s=2,
+        ring_mb=1,
+        sudo=False,
+        drop_to_root=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("kind", ["busybox", "none"])
 def test_capture_ends_by_itself_at_its_bound(tmp_path: Path, kind: str) -> None:
     path = busybox_path(tmp_path) if kind == "busybox" else path_without(tmp_path, "timeout")
@@ -56,17 +70,7 @@ def test_capture_ends_by_itself_at_its_bound(tmp_path: Path, kind: str) -> None:
     async def main() -> tuple[str | None, str, float]:
         s = HostSession(loads(SITE, "site.yml").hosts["h"], transport=t)
         await probe(s)
-        spec = CaptureSpec(
-            point=CapturePoint("h", "lo"),
-            remote_dir=str(remote),
-            filter="tcp port 9",
-            bound_s=2,
-            ring_mb=1,
-            sudo=False,
-            drop_to_root=True,
-            timeout=s.caps.timeout,
-        )
-        rc = RunningCapture(t, spec)
+        rc = RunningCapture(t, _bounded_spec("h", remote, s.caps.timeout))
         await rc.arm()
         rc.fire()
         await rc.until_listening()
@@ -141,17 +145,7 @@ def test_a_capture_in_the_command_shell_ends_by_itself_at_its_bound(
             try:
                 s = HostSession(host, transport=t)
                 await probe(s)
-                spec = CaptureSpec(
-                    point=CapturePoint("a", "lo"),
-                    remote_dir=str(remote),
-                    filter="tcp port 9",
-                    bound_s=2,
-                    ring_mb=1,
-                    sudo=False,
-                    drop_to_root=True,
-                    timeout=s.caps.timeout,
-                )
-                rc = ShellCapture(t, spec)
+                rc = ShellCapture(t, _bounded_spec("a", remote, s.caps.timeout))
                 assert await arm_in_shell([rc]) == {}
                 rc.fire()
                 await rc.until_listening()
