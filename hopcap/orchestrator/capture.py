@@ -1,6 +1,18 @@
 """The life of one remote tcpdump: build its command, start it, wait for "listening", stop it
 with SIGINT, read its statistics, list its files.
 
+Where it runs: a capture written to files on a host with a command shell (a Linux host
+over SSH) runs as a background job of that shell (`ShellCapture`, `arm_in_shell`): no
+session of its own, its stderr ("listening", errors, statistics) comes back tagged
+through the shell's. A streamed capture (`-w -`: the packets are the channel's output)
+and a capture on a host without a command shell have an exec channel each
+(`RunningCapture`).
+
+Every point starts on "go", once all are armed: an armed capture is a shell that knows its
+pid and waits for a line (on its channel's stdin, or on a FIFO of its own that the command
+shell's feeder writes into at once, `JobShell.go`); "go" to every point of a host is one
+write on the connection.
+
 Every capture is bounded on the remote host itself, so that it can never outlive its window
 even if the controller dies or the SSH connection drops:
 - in time by `timeout -s INT -k 5 BOUND` (SIGINT first, so the pcap is complete): coreutils'
@@ -9,21 +21,35 @@ even if the controller dies or the SSH connection drops:
   without any `timeout`, a shell watchdog that polls tcpdump every second and SIGINTs it
   at the bound (SIGKILL 5 s later), and ends with it;
 - in disk by a `-C`/`-W` ring sized from the free space of the remote directory.
+
+A capture in the command shell also ends with the connection: a guard beside it watches the
+shell's feeder (which ends at the end of the channel's input: the controller closed it,
+died, or lost the connection) every second and then SIGTERMs the capture (tcpdump ends
+as on SIGINT), SIGKILL 5 s later if it is still there; the guard ends with the capture.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hopcap.errors import CaptureError
+from hopcap.errors import CaptureError, HopcapError
 from hopcap.inventory.values import VALID_INTERFACE
 from hopcap.model import CapturePoint
-from hopcap.orchestrator.transport import HostTransport, RemoteProcess, as_root, quote
+from hopcap.orchestrator.transport import (
+    HostTransport,
+    JobShell,
+    RemoteProcess,
+    SSHTransport,
+    as_root,
+    plain_path,
+    quote,
+)
 
 F5_NOISE = re.compile(r":n{1,3}p?\Z")  # BIG-IP tcpdump: `0.0:nnnp`, `external:nn`
 F5_ALL_TMM = "0.0"  # BIG-IP tcpdump: every TMM interface; no kernel interface has the name
@@ -63,6 +89,15 @@ class CaptureSpec:
     def pidfile(self) -> str:
         return f"{self.remote_dir}/{safe_name(self.point.interface)}.pid"
 
+    @property
+    def guard_pidfile(self) -> str:
+        return self.pidfile + ".guard"
+
+    @property
+    def go_fifo(self) -> str:
+        """The FIFO a capture in the command shell reads its "go" from."""
+        return f"{self.remote_dir}/{safe_name(self.point.interface)}.go"
+
     def tcpdump_argv(self) -> list[str]:
         argv = [
             "tcpdump",
@@ -99,24 +134,27 @@ class CaptureSpec:
         none of the channel's descriptors and end with the capture (whose pid is `$$`)."""
         return ""
 
-    def command(self) -> str:
-        """The remote command line: record our pid, then exec the time-bounded tcpdump."""
+    def _bounded(self) -> tuple[str, bool]:
+        """The time-bounded tcpdump command, and whether that needs a shell watchdog."""
         bound = f"{self.bound_s:.0f}"
         argv = self.tcpdump_argv()
-        watchdog = ""
         if self.timeout in ("coreutils", "busybox"):
-            bounded = quote(["timeout", "-s", "INT", "-k", "5", bound, *argv])
-        elif self.timeout == "busybox-t":
-            bounded = quote(["timeout", "-t", bound, "-s", "INT", *argv])
-        else:
+            return quote(["timeout", "-s", "INT", "-k", "5", bound, *argv]), False
+        if self.timeout == "busybox-t":
+            return quote(["timeout", "-t", bound, "-s", "INT", *argv]), False
+        return quote(argv), True
+
+    def command(self) -> str:
+        """The command line of a capture with a session of its own: record our pid, then
+        exec the time-bounded tcpdump on a "go" line on stdin."""
+        bounded, needs_watchdog = self._bounded()
+        watchdog = ""
+        if needs_watchdog:
             # `$$` stays the pid of tcpdump (exec); the watchdog holds none of the channel's
             # descriptors, so the session ends with tcpdump, and the watchdog a second later
-            bounded = quote(argv)
-            wait = "while [ $n -lt {} ] && kill -0 $$ 2>/dev/null; do sleep 1; n=$((n+1)); done"
             watchdog = (
-                f"(n=0; {wait.format(bound)}; kill -INT $$ 2>/dev/null && "
-                f"{{ n=0; {wait.format(5)}; kill -0 $$ 2>/dev/null && kill -KILL $$; }}) "
-                "</dev/null >/dev/null 2>&1 & "
+                _guard(f"[ $n -lt {self.bound_s:.0f} ] && kill -0 $$", "INT")
+                + " </dev/null >/dev/null 2>&1 & "
             )
         # armed first (shell up, pid known), then tcpdump on a "go" line, so that every point
         # starts within one network write of the others; EOF instead of "go" starts nothing
@@ -125,6 +163,39 @@ class CaptureSpec:
             f"{{ {self.sidecar()}{watchdog}exec {bounded}; }}"
         )
         return as_root(quote(["sh", "-c", inner]), self.sudo)
+
+    def shell_command(self, feed_pid: int) -> str:
+        """The command line of a capture run as a job of the command shell whose feeder
+        is `feed_pid` (`ShellCapture`): record our pid, open the "go" FIFO, start the
+        guard, say "armed", exec the time-bounded tcpdump on the "go" line."""
+        bounded, needs_watchdog = self._bounded()
+        alive = "kill -0 $$ && kill -0 " + str(feed_pid)
+        if needs_watchdog:  # the guard is the bound too
+            alive = f"[ $n -lt {self.bound_s:.0f} ] && " + alive
+        # SIGTERM: an armed shell is a background job, which ignores SIGINT
+        guard = (
+            _guard(alive, "TERM")
+            + f" </dev/null >/dev/null 2>&1 4<&- & echo $! > {quote([self.guard_pidfile])}; "
+        )
+        fifo = quote([self.go_fifo])
+        inner = (
+            f"echo $$ > {quote([self.pidfile])} && exec 4<>{fifo} || exit 1; {guard}"
+            "echo armed >&2; read go <&4 || exit 1; exec 4<&-; "
+            f"{self.sidecar()}exec {bounded}"
+        )
+        return as_root(quote(["sh", "-c", inner]), self.sudo)
+
+
+def _guard(alive: str, signal: str) -> str:
+    """A watchdog subshell: while the shell test `alive` holds (`$n`: seconds so far),
+    sleep; then send `signal` to `$$`, and SIGKILL 5 s later if it is still there. Each
+    test's complaints are silenced."""
+    test = " && ".join(f"{t.strip()} 2>/dev/null" for t in alive.split("&&"))
+    wait5 = "while [ $n -lt 5 ] && kill -0 $$ 2>/dev/null; do sleep 1; n=$((n+1)); done"
+    return (
+        f"(n=0; while {test}; do sleep 1; n=$((n+1)); done; kill -{signal} $$ 2>/dev/null && "
+        f"{{ n=0; {wait5}; kill -0 $$ 2>/dev/null && kill -KILL $$; }})"
+    )
 
 
 @dataclass(frozen=True)
@@ -189,11 +260,25 @@ class RunningCapture:
         self.stop_ts: float | None = None
         self.stderr_head: list[str] = []
 
+    def signal_command(self) -> str:
+        """The shell command that SIGINTs this capture (`CaptureSpec.signal_command`)."""
+        return self.spec.signal_command()
+
+    def recorded_command(self) -> str:
+        """The command line the capture ran with, for the record."""
+        return self.spec.command()
+
     async def arm(self) -> None:
         """Open the channel and start the remote shell, up to the point of exec'ing tcpdump."""
         self.proc = await self.transport.spawn(
             self.spec.command(), stdin=True, stdout_to=self.stream_to
         )
+        await self.until_armed()
+
+    async def until_armed(self) -> None:
+        """Wait for the started shell's "armed"; a `CaptureError` with what it said when it
+        ends or stays silent."""
+        assert self.proc is not None
         try:
             line = await asyncio.wait_for(self._until_armed(), READY_TIMEOUT_S)
         except TimeoutError as exc:
@@ -292,9 +377,89 @@ class RunningCapture:
         return int(res.stdout.strip() or 0)
 
 
+class ShellCapture(RunningCapture):
+    """A capture run as a background job of its host's command shell (`arm_in_shell`);
+    "go" reaches every point of the host in one write (`JobShell.go`)."""
+
+    def __init__(self, transport: SSHTransport, spec: CaptureSpec) -> None:
+        super().__init__(transport, spec)
+        self.feed_pid: int | None = None
+        self.fellows: list[ShellCapture] = [self]  # the host's captures armed with this one
+        self.jobs: JobShell | None = None
+        self.armed = False
+        self.fired = False
+
+    def signal_command(self) -> str:
+        # the guard would notice the capture's end only at its next round
+        return (
+            f"{self.spec.signal_command()}; kill $(cat {quote([self.spec.guard_pidfile])}) "
+            "2>/dev/null"
+        )
+
+    def recorded_command(self) -> str:
+        if self.feed_pid is None:
+            return self.spec.command()
+        return self.spec.shell_command(self.feed_pid)
+
+    def fire(self) -> None:
+        """ "go" to every armed capture of the host that is not yet fired, in one write."""
+        assert self.jobs is not None
+        go = [rc for rc in self.fellows if rc.armed and not rc.fired]
+        now = time.time()
+        for rc in go:
+            rc.fired, rc.start_ts = True, now
+        if go:
+            # a lost connection: each point's "listening" then fails with the shell's end
+            with contextlib.suppress(HopcapError):
+                self.jobs.go([rc.spec.go_fifo for rc in go])
+
+
+def runs_in_shell(transport: HostTransport | None, spec: CaptureSpec) -> bool:
+    """Whether a capture runs as a job of the host's command shell (`ShellCapture`)."""
+    return (
+        isinstance(transport, SSHTransport)
+        and transport.command_shell
+        and type(spec).command is CaptureSpec.command  # its own ways: not for the shell
+        and not spec.stream
+        and plain_path(spec.go_fifo)
+    )
+
+
+async def arm_in_shell(captures: Sequence[ShellCapture]) -> dict[str, str]:
+    """Start the captures of one host in its command shell, in one command (their "go"
+    FIFOs made first), and wait for each to be armed: point name -> why it failed."""
+    first = captures[0]
+    assert isinstance(first.transport, SSHTransport)
+    failed: dict[str, str] = {}
+    try:
+        async with first.transport.job_shell() as jobs:
+            for rc in captures:
+                rc.feed_pid, rc.jobs, rc.fellows = jobs.feed_pid, jobs, list(captures)
+            # the user's FIFOs (a `sudo` capture opens them as root); only read and written
+            fifos = [rc.spec.go_fifo for rc in captures]
+            procs = await jobs.start(
+                [rc.spec.shell_command(jobs.feed_pid) for rc in captures],
+                before=quote(["mkfifo", "-m", "600", *fifos]),
+            )
+    except HopcapError as exc:
+        return {rc.spec.point.name: f"{rc.spec.point.name}: the capture could not start: {exc}"
+                for rc in captures}  # fmt: skip
+
+    async def armed(rc: ShellCapture, proc: RemoteProcess) -> None:
+        rc.proc = proc
+        try:
+            await rc.until_armed()
+            rc.armed = True
+        except HopcapError as exc:
+            failed[rc.spec.point.name] = str(exc)
+
+    await asyncio.gather(*(armed(rc, p) for rc, p in zip(captures, procs, strict=True)))
+    return failed
+
+
 def kill_command(captures: Sequence[RunningCapture]) -> str:
     """One shell command that SIGINTs every capture of `captures` (of one host)."""
-    return "".join(rc.spec.signal_command() + "; " for rc in captures) + "true"
+    return "".join(rc.signal_command() + "; " for rc in captures) + "true"
 
 
 def _hint_for(stderr: Sequence[str]) -> str | None:

@@ -29,8 +29,11 @@ from hopcap.orchestrator.capture import (
     CaptureSpec,
     CaptureStats,
     RunningCapture,
+    ShellCapture,
+    arm_in_shell,
     build_filter,
     kill_command,
+    runs_in_shell,
     ssh_exclusion,
 )
 from hopcap.orchestrator.facts import clock_offset, collect_facts
@@ -183,13 +186,6 @@ class CaptureRun:
         self.sessions = await connect_all(
             self.inv, hosts_to_connect(self.inv), self.emit, self.opts.connector
         )
-        if self.opts.stream:  # streamed captures open their sessions with their output
-            return
-        for s in self._path():
-            if isinstance(s.transport, SSHTransport) and s.host.kind == "linux":
-                # the captures' sessions open while the host is probed and prepared
-                declared = s.host.capture
-                s.transport.warm(2 if declared == "auto" else len(declared))
 
     async def prepare(self) -> None:
         """Probe every host (the readiness rule of `check`), resolve the points."""
@@ -212,8 +208,9 @@ class CaptureRun:
             )
 
     async def start(self) -> None:
-        """Per host at once: its remote directory, then its captures armed while its clock
-        and facts are read; then every capture fired in one go, and the barrier on
+        """Per host at once: its remote directory, its captures armed (in its command shell:
+        one command, then the clock there; with sessions of their own: while the clock is
+        read), its facts read; then every capture fired in one go, and the barrier on
         "listening"; the clocks and facts are in before the window."""
         path = {s.name for s in self._path()}
         armed: list[asyncio.Future[None]] = []
@@ -229,20 +226,18 @@ class CaptureRun:
                         self._fail_host(s, str(exc))
                         return
                 specs = self.specs(s)
-                armed.append(
-                    asyncio.ensure_future(
-                        arm_captures(specs, self.pcaps, self.running, self.point_errors, self.emit)
-                    )
+                arming = asyncio.ensure_future(
+                    arm_captures(specs, self.pcaps, self.running, self.point_errors, self.emit)
                 )
+                armed.append(arming)
+                if all(runs_in_shell(s.transport, spec) for _, spec in specs):
+                    await arming  # a few milliseconds; the shell is then free for the clock
             await self._clock(s, self.clocks, "before the window")
             if self.opts.collect_facts:
                 self._facts_reading[s.name] = asyncio.ensure_future(_host_facts(s))
 
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
         await asyncio.gather(*armed)
-        for s in self.sessions.values():
-            if isinstance(s.transport, SSHTransport):
-                s.transport.drop_warm()
         await fire_and_listen(self.running, self.point_errors, self.emit)
         if not any(n not in self.point_errors for n in self.running):
             raise CaptureError(
@@ -444,7 +439,13 @@ async def arm_captures(
     point_errors: dict[str, str],
     emit: EventSink,
 ) -> None:
-    """Open each capture's session and start its shell, up to tcpdump (`RunningCapture.arm`)."""
+    """Start every capture up to tcpdump: a host's captures in its command shell at once
+    (`arm_in_shell`), the others each in a session of its own (`RunningCapture.arm`)."""
+    in_shell: dict[str, list[ShellCapture]] = {}
+
+    def failed(host: str, point: str, error: str) -> None:
+        point_errors[point] = error
+        emit(Event("capture-failed", host=host, point=point, text=error))
 
     async def arm(s: HostSession, spec: CaptureSpec) -> None:
         assert s.transport is not None
@@ -457,10 +458,22 @@ async def arm_captures(
         try:
             await rc.arm()
         except HopcapError as exc:
-            point_errors[spec.point.name] = str(exc)
-            emit(Event("capture-failed", host=s.name, point=spec.point.name, text=str(exc)))
+            failed(s.name, spec.point.name, str(exc))
 
-    await asyncio.gather(*(arm(s, spec) for s, spec in specs))
+    async def arm_host(host: str, captures: list[ShellCapture]) -> None:
+        for point, error in (await arm_in_shell(captures)).items():
+            failed(host, point, error)
+
+    alone = []
+    for s, spec in specs:
+        if runs_in_shell(s.transport, spec):
+            assert isinstance(s.transport, SSHTransport)
+            rc = ShellCapture(s.transport, spec)
+            running[spec.point.name] = rc
+            in_shell.setdefault(s.name, []).append(rc)
+        else:
+            alone.append(arm(s, spec))
+    await asyncio.gather(*alone, *(arm_host(h, rcs) for h, rcs in in_shell.items()))
 
 
 async def fire_and_listen(
@@ -557,7 +570,7 @@ def point_captures(
                 PointCapture(
                     point=p,
                     pcap=local[0] if local else None,
-                    command=rc.spec.command() if rc else "",
+                    command=rc.recorded_command() if rc else "",
                     tcpdump_version=s.tcpdump_version,
                     start_ts=rc.start_ts if rc else None,
                     ready_ts=rc.ready_ts if rc else None,
@@ -808,7 +821,9 @@ async def host_files(
 ) -> dict[str, list[RemoteFile]]:
     """The ring files of a host's (written, not streamed) captures, each oldest first, with
     sizes and digests, in one round trip: point name -> files."""
-    written = [rc for rc in captures if rc.stream_to is None and type(rc) is RunningCapture]
+    written = [
+        rc for rc in captures if rc.stream_to is None and type(rc) in (RunningCapture, ShellCapture)
+    ]
     if not written:
         return {}
     patterns = [quote([rc.spec.base]) + "*" for rc in written]

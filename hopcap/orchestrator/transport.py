@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import time
@@ -207,66 +208,204 @@ class ShellProcess:
 
 TimedLine = tuple[float, str, float]  # (written at, the line answered, answered at)
 COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
+FEED_TIMEOUT_S = 15.0
+# a FIFO the command shell writes "go" into: no blank, quote or pattern character
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.,:+@/-]+\Z")
 
 
-def _close_opened(opening: asyncio.Future[asyncssh.SSHClientProcess[Any]]) -> None:
-    if opening.cancelled() or opening.exception() is not None:
-        return
-    opening.result().close()
+def plain_path(path: str) -> bool:
+    """Whether `path` can be named to a command shell's feeder as it is (`JobShell.go`)."""
+    return bool(_PLAIN_PATH.match(path))
 
 
-def _quiet(task: asyncio.Future[T]) -> asyncio.Future[T]:
-    """`task`, whose exception counts as seen even if nobody awaits it any more (a run
-    being cancelled while the connection drops): whoever awaits it still gets it."""
+def _shell_program(tag: str, go: str) -> str:
+    """The session's command of a command shell: a feeder that reads the channel's stdin
+    line by line and passes each line on to a `sh` (which runs the commands), except a
+    `go` line, which it carries out itself at once, whatever that `sh` is busy with: it
+    writes "go" into each FIFO named (`JobShell.go`). The feeder tells its pid first (the
+    background jobs watch it: it ends at the end of the channel's input, also while a
+    command runs) and ends at the end of its input; the `sh` then ends after its command.
+    """
+    feeder = (
+        f'echo "{tag}feed $$" >&2; '
+        "while IFS= read -r l; do case $l in "
+        f'"{go} "*) set -f; for f in ${{l#"{go} "}}; do echo go 1<>"$f"; done 2>/dev/null; '
+        "set +f;; "
+        "*) printf '%s\\n' \"$l\";; esac; done"
+    )
+    return quote(["exec", "sh", "-c", 'sh -c "$0" | sh', feeder])
 
-    def seen(t: asyncio.Future[T]) -> None:
-        if not t.cancelled():
-            t.exception()
 
-    task.add_done_callback(seen)
-    return task
+class _ShellJob:
+    """A background job of a command shell (`JobShell.start`): the lines it writes to its
+    stderr, as they come, and its exit status. A `RemoteProcess` without stdin or stdout;
+    it ends by itself (or by a signal sent with another command), never by `close`."""
+
+    def __init__(self, host: str, command: str) -> None:
+        self._host = host
+        self._command = command
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._seen: list[str] = []
+        self._ended = asyncio.Event()
+        self._read_all = False
+        self.status: int | None = None
+        self.lost = False  # the shell ended before the job said its exit status
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def _line(self, text: str) -> None:
+        self._seen.append(text)
+        self._lines.put_nowait(text)
+
+    def _exit(self, status: int | None, *, lost: bool = False) -> None:
+        if self._ended.is_set():
+            return
+        self.status, self.lost = status, lost
+        self._ended.set()
+        self._lines.put_nowait("")
+
+    async def readline_stderr(self) -> str:
+        if self._read_all:
+            return ""
+        line = await self._lines.get()
+        self._read_all = line == ""
+        return line
+
+    async def readline_stdout(self) -> str:
+        return ""  # its stdout is /dev/null
+
+    def write(self, data: str) -> None:
+        raise TransportError(self._host, "a background job has no input")
+
+    async def wait(self, timeout: float | None = None) -> CommandResult:
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self._host}: `{self._command}` still running") from exc
+        if self.lost:
+            raise TransportError(self._host, "the command shell ended before the job")
+        return CommandResult(self._command, self.status, "", "".join(self._seen))
+
+    def close(self) -> None:
+        pass
 
 
 class _CommandShell:
-    """One long-lived `sh` on the host that runs short commands one after the other.
+    """One long-lived `sh` on the host that runs short commands one after the other, and
+    background jobs beside them.
 
     Every exec channel costs the host a session and a start of the login's shell with its
     start-up files (a third of a second on the lab, whose logins run `pyenv init`); a run
-    issues a dozen short commands per host. Each command still runs in a `sh -c` of its
-    own (a syntax error or an `exit` cannot end this shell), with stdin from /dev/null;
-    a marker line on stdout (with the exit status) and on stderr ends its output."""
+    issues a dozen short commands per host, and a capture per point. Each command still
+    runs in a `sh -c` of its own (a syntax error or an `exit` cannot end this shell), with
+    stdin from /dev/null; a marker line on stdout (with the exit status) and on stderr
+    ends its output. The session's stdout and stderr are read all the time: a background
+    job's stderr lines come tagged (`JobShell.start`), each in one write, and are handed
+    to the job wherever they fall among a command's output."""
 
-    def __init__(self, host: str, proc: asyncssh.SSHClientProcess[Any]) -> None:
+    def __init__(self, host: str, conn: asyncssh.SSHClientConnection) -> None:
         self.host = host
-        self.proc = proc
-        self.marker = "@@hopcap-done-" + secrets.token_hex(6)
+        self.conn = conn
+        token = secrets.token_hex(6)
+        self.marker = "@@hopcap-done-" + token
+        self.tag = f"@@hopcap-job-{token}:"
+        self.exit_line = "@@hopcap-exit-" + token
+        self.go_line = "@@hopcap-go-" + token
         self.alive = True
+        self.usable = True  # False: a command of it timed out while it holds jobs
+        self.jobs: dict[str, _ShellJob] = {}
+        self._out: asyncio.Queue[str] = asyncio.Queue()
+        self._err: asyncio.Queue[str] = asyncio.Queue()
+        self.feed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pumps: list[asyncio.Future[None]] = []
+        self.proc: asyncssh.SSHClientProcess[Any] | None = None
+
+    async def open(self) -> None:
+        self.proc = await self.conn.create_process(
+            _shell_program(self.tag, self.go_line), stdin=asyncssh.PIPE
+        )
+        self._pumps = [
+            asyncio.ensure_future(self._pump(self.proc.stdout, self._out)),
+            asyncio.ensure_future(self._pump(self.proc.stderr, self._err)),
+        ]
+
+    async def _pump(self, stream: asyncssh.SSHReader[Any], into: asyncio.Queue[str]) -> None:
+        pending = ""  # a command's unfinished line that a job's line cut in two
+        try:
+            while True:
+                line = _text(await stream.readline())
+                if not line:
+                    break
+                i = line.find(self.tag)
+                if i >= 0:
+                    self._job_line(line[i + len(self.tag) :])
+                    pending += line[:i]
+                    continue
+                line, pending = pending + line, ""
+                if self.usable:
+                    into.put_nowait(line)
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            into.put_nowait("")
+            self.alive = False
+            for job in self.jobs.values():
+                job._exit(None, lost=True)
+            if not self.feed.done():
+                self.feed.set_exception(TransportError(self.host, "the command shell ended"))
+
+    def _job_line(self, text: str) -> None:
+        key, _, rest = text.partition(" ")
+        if key == "feed":
+            if not self.feed.done() and rest.strip().isdigit():
+                self.feed.set_result(int(rest))
+            return
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        if rest.startswith(self.exit_line):
+            status = rest[len(self.exit_line) :].strip()
+            job._exit(int(status) if status.isdigit() else None)
+        else:
+            job._line(rest)
+
+    def _write(self, text: str) -> None:
+        assert self.proc is not None
+        self.proc.stdin.write(text)
+
+    async def _next(self, queue: asyncio.Queue[str]) -> str:
+        line = await queue.get()
+        if not line:
+            queue.put_nowait("")  # every later reader sees the end too
+            raise TransportError(self.host, "the command shell ended unexpectedly")
+        return line
+
+    def _abandon(self) -> None:
+        """After a command failed or timed out somewhere in its output: never reuse the
+        shell; end it, unless it holds running jobs (they report through it)."""
+        if any(not j.ended for j in self.jobs.values()):
+            self.usable = False
+            for q in (self._out, self._err):
+                while not q.empty():
+                    q.get_nowait()
+        else:
+            self.close()
 
     async def run(self, command: str, timeout: float) -> CommandResult:
         m = self.marker
-        self.proc.stdin.write(
+        self._write(
             f"sh -c {shlex.quote(command)} </dev/null; "
             f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
         )
-        reads = [
-            _quiet(asyncio.ensure_future(self._read(self.proc.stdout))),
-            _quiet(asyncio.ensure_future(self._read(self.proc.stderr))),
-        ]
         try:
-            _, pending = await asyncio.wait(
-                reads, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION
+            (out, status), (err, _) = await asyncio.wait_for(
+                asyncio.gather(self._read(self._out), self._read(self._err)), timeout
             )
-            if pending:  # a read failed, or the time is up
-                for r in reads:
-                    if r.done() and r.exception() is not None:
-                        raise r.exception()  # type: ignore[misc]
-                raise TimeoutError
         except BaseException:
-            self.close()  # the shell is somewhere in the command's output: never reuse it
-            for r in reads:
-                r.cancel()
+            self._abandon()
             raise
-        (out, status), (err, _) = reads[0].result(), reads[1].result()
         return CommandResult(
             command=command,
             exit_status=int(status) if status.isdigit() else None,
@@ -282,25 +421,22 @@ class _CommandShell:
         try:
             for _ in range(count):
                 t0 = time.time()
-                self.proc.stdin.write(f"{{ {command}; }} 2>/dev/null\n")
-                answer = _quiet(asyncio.ensure_future(self.proc.stdout.readline()))
-                line = _text(await asyncio.wait_for(answer, timeout))
+                self._write(f"{{ {command}; }} 2>/dev/null\n")
+                line = await asyncio.wait_for(self._next(self._out), timeout)
                 out.append((t0, line, time.time()))
-                if not line:
-                    raise TransportError(self.host, f"`{command}` gave no answer")
+        except TransportError as exc:
+            self._abandon()
+            raise TransportError(self.host, f"`{command}` gave no answer") from exc
         except BaseException:
-            self.close()
+            self._abandon()
             raise
         return out
 
-    async def _read(self, stream: asyncssh.SSHReader[Any]) -> tuple[str, str]:
-        """The command's text on `stream` and what follows the marker on its line."""
+    async def _read(self, queue: asyncio.Queue[str]) -> tuple[str, str]:
+        """The command's text on one stream and what follows the marker on its line."""
         lines: list[str] = []
         while True:
-            line = _text(await stream.readline())
-            if not line:
-                self.close()
-                raise TransportError(self.host, "the command shell ended unexpectedly")
+            line = await self._next(queue)
             if line.startswith(self.marker):
                 text = "".join(lines)
                 return text[:-1] if text.endswith("\n") else text, line[len(self.marker) :].strip()
@@ -309,14 +445,75 @@ class _CommandShell:
     def close(self) -> None:
         if self.alive:
             self.alive = False
-            self.proc.close()
+            if self.proc is not None:
+                self.proc.close()
+
+    def stop_pumps(self) -> None:
+        for p in self._pumps:
+            p.cancel()
+
+
+class JobShell:
+    """Background jobs in one of a host's command shells (`SSHTransport.job_shell`): they
+    cost no session of their own, and the shell goes on running short commands beside
+    them. `feed_pid`: the pid of the shell's feeder, which ends with the channel's input
+    (a job can watch it and end with the connection)."""
+
+    def __init__(self, host: str, shell: _CommandShell, feed_pid: int) -> None:
+        self.host = host
+        self._shell = shell
+        self.feed_pid = feed_pid
+
+    async def start(
+        self, commands: Sequence[str], *, before: str = "", timeout: float = 20.0
+    ) -> list[RemoteProcess]:
+        """Start each command as a background job (stdin and stdout /dev/null, stderr
+        read line by line), after `before` (a command that must succeed first), in one
+        command of the shell; a job's exit status comes when it ends."""
+        sh = self._shell
+        jobs: list[_ShellJob] = []
+        parts: list[str] = []
+        for command in commands:
+            key = f"j{len(sh.jobs)}"
+            sh.jobs[key] = job = _ShellJob(self.host, command)
+            jobs.append(job)
+            # each line of the job's stderr in one write (a pipe write of a line is whole)
+            parts.append(
+                f'{{ ( {command} ) 2>&1 >/dev/null </dev/null; echo "{sh.exit_line} $?"; }} '
+                f"| while IFS= read -r l; do printf '%s\\n' \"{sh.tag}{key} $l\" >&2; done "
+                ">/dev/null & "
+            )
+        script = (f"{before} && " if before else "") + "{ " + "".join(parts) + "}"
+        try:
+            res = await sh.run(script, timeout)
+        except TimeoutError as exc:
+            raise TransportError(self.host, f"starting jobs took over {timeout:g}s") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.host, exc) from exc
+        if not res.ok:
+            for job in jobs:
+                job._exit(res.exit_status)
+            raise TransportError(self.host, res.stderr.strip() or f"exit {res.exit_status}")
+        return list(jobs)
+
+    def go(self, fifos: Sequence[str]) -> None:
+        """Write "go" into each FIFO at once (one write on the channel; the feeder does it
+        even while the shell runs a command)."""
+        bad = [f for f in fifos if not plain_path(f)]
+        if bad:
+            raise TransportError(self.host, f"cannot name {bad[0]!r} to the command shell")
+        try:
+            self._shell._write(f"{self._shell.go_line} {' '.join(fifos)}\n")
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.host, exc) from exc
 
 
 class SSHTransport:
     """A `HostTransport` over one asyncssh connection.
 
     With `command_shell` (a Linux host), short commands without input run through a few
-    long-lived shells (`_CommandShell`) instead of an exec channel each.
+    long-lived shells (`_CommandShell`) instead of an exec channel each, and background
+    jobs (a host's captures) run in one of them (`job_shell`).
 
     dropbear (2022.83) refuses session requests, and now and then drops the whole
     connection on a failed assertion, when several short commands run on one connection at
@@ -335,7 +532,7 @@ class SSHTransport:
         self._idle: list[_CommandShell] = []
         self._shells = 0
         self._shell_freed = asyncio.Condition()
-        self._warm: list[asyncio.Future[asyncssh.SSHClientProcess[Any]]] = []
+        self._opened: list[_CommandShell] = []  # every command shell, to close them all
 
     async def _shell(self) -> _CommandShell:
         """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
@@ -346,19 +543,19 @@ class SSHTransport:
             if self._idle:
                 return self._idle.pop()
             self._shells += 1
+        shell = _CommandShell(self.name, self.conn)
         try:
             async with self._gated():  # dropbear: one channel opening at a time
-                proc = await self._retrying(
-                    lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
-                )
+                await self._retrying(shell.open)
         except BaseException:
             await self._release(None)
             raise
-        return _CommandShell(self.name, proc)
+        self._opened.append(shell)
+        return shell
 
     async def _release(self, shell: _CommandShell | None) -> None:
         async with self._shell_freed:
-            if shell is not None and shell.alive:
+            if shell is not None and shell.alive and shell.usable:
                 self._idle.append(shell)
             else:
                 self._shells -= 1
@@ -367,9 +564,14 @@ class SSHTransport:
     async def timed_lines(self, command: str, count: int, timeout: float) -> list[TimedLine]:
         """(sent, answer, received) of `command` written `count` times to one command shell
         (see `_CommandShell.lines`)."""
-        shell = await self._shell()
+        try:
+            shell = await self._shell()
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
         try:
             return await shell.lines(command, count, timeout)
+        except TransportError:
+            raise
         except TimeoutError as exc:
             raise TransportError(self.name, f"`{command}` gave no answer") from exc
         except (asyncssh.Error, OSError) as exc:
@@ -381,6 +583,26 @@ class SSHTransport:
         shell = await self._shell()
         try:
             return await shell.run(command, timeout)
+        finally:
+            await asyncio.shield(self._release(shell))
+
+    @contextlib.asynccontextmanager
+    async def job_shell(self) -> AsyncIterator[JobShell]:
+        """One of the command shells, held for the block, to start background jobs in
+        (`JobShell.start`); they outlive the block, and so does `JobShell.go`."""
+        if not self.command_shell:
+            raise TransportError(self.name, "this host has no command shell")
+        try:
+            shell = await self._shell()
+        except (asyncssh.Error, OSError) as exc:
+            raise _translate(self.name, exc) from exc
+        try:
+            try:
+                pid = await asyncio.wait_for(asyncio.shield(shell.feed), FEED_TIMEOUT_S)
+            except TimeoutError as exc:
+                shell.close()
+                raise TransportError(self.name, "the command shell did not start") from exc
+            yield JobShell(self.name, shell, pid)
         finally:
             await asyncio.shield(self._release(shell))
 
@@ -431,47 +653,9 @@ class SSHTransport:
             exit_signal=res.exit_signal[0] if res.exit_signal else None,
         )
 
-    def warm(self, sessions: int) -> None:
-        """Start opening `sessions` sessions that each run a bare `sh` waiting for its
-        command on stdin, so that the session and the login's start-up files are paid for
-        while other work goes on; `spawn` with stdin and no `stdout_to` (a capture) takes
-        one and `exec`s its command there. Those never taken end with `close`."""
-        for _ in range(sessions):
-            self._warm.append(_quiet(asyncio.ensure_future(self._open_bare_sh())))
-
-    async def _open_bare_sh(self) -> asyncssh.SSHClientProcess[Any]:
-        async with self._gated():  # dropbear: one channel opening at a time
-            return await self._retrying(
-                lambda: self.conn.create_process("exec sh", stdin=asyncssh.PIPE)
-            )
-
-    async def _take_warm(self, command: str) -> _SSHProcess | None:
-        while self._warm:
-            opening = self._warm.pop(0)
-            try:
-                proc = await opening
-            except (asyncssh.Error, OSError):
-                continue  # the usual way then
-            # a shell reading its commands from stdin reads no further than the line it
-            # runs, so what follows (the capture's "go") reaches the command
-            proc.stdin.write(f"exec {command}\n")
-            return _SSHProcess(self.name, command, proc, binary=False)
-        return None
-
-    def drop_warm(self) -> None:
-        """End the warm sessions not taken (their `sh` exits at the end of its input)."""
-        for opening in self._warm:
-            opening.add_done_callback(_close_opened)
-        self._warm.clear()
-
     async def spawn(
         self, command: str, *, stdin: bool = False, stdout_to: Path | None = None
     ) -> RemoteProcess:
-        if stdin and stdout_to is None:
-            warm = await self._take_warm(command)
-            if warm is not None:
-                return warm
-
         def open_process() -> Awaitable[asyncssh.SSHClientProcess[Any]]:
             if stdout_to is not None:
                 return self.conn.create_process(
@@ -544,12 +728,13 @@ class SSHTransport:
         return str(local[0]), int(local[1]), str(peer[0]), int(peer[1])
 
     async def close(self) -> None:
-        self.drop_warm()
-        for shell in self._idle:
+        for shell in self._opened:
             shell.close()
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self.conn.wait_closed(), timeout=5)
+        for shell in self._opened:
+            shell.stop_pumps()
 
 
 def _connect_options(host: Host) -> dict[str, Any]:

@@ -36,6 +36,14 @@ def _lab_tcpdumps() -> list[str]:
     return found
 
 
+def _gone_within(seconds: float) -> list[str]:
+    """Wait until no tcpdump runs in the lab (at most `seconds`); what still runs."""
+    deadline = time.monotonic() + seconds
+    while _lab_tcpdumps() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _lab_tcpdumps()
+
+
 def _start_until_listening(args: list[str], points: int) -> subprocess.Popen[str]:
     return start_until_listening([*HOPCAP, *args], points)
 
@@ -53,11 +61,9 @@ def test_controller_killed_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
     assert m, running[0]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    # the bound on the remote side: window 5 s + grace 15 s (+ 5 s before SIGKILL)
-    deadline = time.monotonic() + 40
-    while _lab_tcpdumps() and time.monotonic() < deadline:
-        time.sleep(1)
-    assert _lab_tcpdumps() == []
+    # the connection's end stops them (the guards watch the command shells' feeders once a
+    # second), well before their bound (window 5 s + grace 15 s)
+    assert _gone_within(8) == []
     # the dirs the dead run left are removed by the next run once their bound has passed
     left = sorted(Path("/tmp").glob(f"hopcap.*.{m.group(1)}.*"))
     assert left, "the killed run should have left its remote directories"
@@ -154,3 +160,38 @@ def test_second_ctrl_c_aborts_but_still_stops_the_captures(
     assert "Traceback" not in stderr
     assert _lab_tcpdumps() == []
     assert not (out / "manifest.json").exists()  # aborted: no bundle pretends to be one
+
+
+def test_connection_cut_mid_capture_stops_every_capture(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """The SSH connections drop while the captures run (the controller lives on): every
+    tcpdump ends within seconds, not at its bound (window 120 s + grace), and the run
+    ends with a clear error per point instead of hanging."""
+    import asyncio
+
+    from hopcap.inventory import load
+    from hopcap.orchestrator.run import RunOptions, run_capture
+    from hopcap.orchestrator.session import HostSession
+    from hopcap.orchestrator.transport import SSHTransport
+
+    inv = load(inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None}))
+    seen: dict[str, object] = {}
+
+    async def cut(_inv: object, sessions: dict[str, HostSession], *_: object) -> tuple[bool, None]:
+        seen["before"] = _lab_tcpdumps()
+        for s in sessions.values():
+            assert isinstance(s.transport, SSHTransport)
+            s.transport.conn.abort()
+        t0 = time.monotonic()
+        seen["left"] = await asyncio.to_thread(_gone_within, 10)
+        seen["took"] = time.monotonic() - t0
+        return True, None
+
+    opts = RunOptions(out=tmp_path / "b", window_s=120, window_fn=cut, collect_facts=False)
+    rec = asyncio.run(run_capture(inv, opts))
+    assert len(seen["before"]) >= 6, seen  # type: ignore[arg-type]
+    assert seen["left"] == [], seen
+    assert seen["took"] < 5, seen  # type: ignore[operator]
+    assert rec.complete is False and rec.errors
+    assert all(c.error for c in rec.captures), [c.error for c in rec.captures]

@@ -46,6 +46,20 @@ def _mentioning(text: str) -> list[int]:
     return found
 
 
+def _bounded_spec(host: str, remote: Path, timeout: str | None) -> CaptureSpec:
+    """A capture on `lo` of `host` bounded at 2 s, into `remote`."""
+    return CaptureSpec(
+        point=CapturePoint(host, "lo"),
+        remote_dir=str(remote),
+        filter="tcp port 9",
+        bound_s=2,
+        ring_mb=1,
+        sudo=False,
+        drop_to_root=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("kind", ["busybox", "none"])
 def test_capture_ends_by_itself_at_its_bound(tmp_path: Path, kind: str) -> None:
     path = busybox_path(tmp_path) if kind == "busybox" else path_without(tmp_path, "timeout")
@@ -56,17 +70,7 @@ def test_capture_ends_by_itself_at_its_bound(tmp_path: Path, kind: str) -> None:
     async def main() -> tuple[str | None, str, float]:
         s = HostSession(loads(SITE, "site.yml").hosts["h"], transport=t)
         await probe(s)
-        spec = CaptureSpec(
-            point=CapturePoint("h", "lo"),
-            remote_dir=str(remote),
-            filter="tcp port 9",
-            bound_s=2,
-            ring_mb=1,
-            sudo=False,
-            drop_to_root=True,
-            timeout=s.caps.timeout,
-        )
-        rc = RunningCapture(t, spec)
+        rc = RunningCapture(t, _bounded_spec("h", remote, s.caps.timeout))
         await rc.arm()
         rc.fire()
         await rc.until_listening()
@@ -118,3 +122,49 @@ def test_a_run_on_a_host_without_timeout_completes_and_leaves_nothing(tmp_path: 
     assert list(Path("/tmp").glob(f"hopcap.*.{run_id}.*")) == []
     time.sleep(1.5)  # the shell watchdog polls once a second
     assert _mentioning(run_id) == []
+
+
+@pytest.mark.parametrize("kind", ["busybox", "none"])
+def test_a_capture_in_the_command_shell_ends_by_itself_at_its_bound(
+    tmp_path: Path, kind: str
+) -> None:
+    """The same bound for a capture run as a job of the host's command shell over SSH
+    (sshserver.py): BusyBox's `sh` and `timeout`, or no `timeout` (the guard is the bound)."""
+    from hopcap.orchestrator.capture import ShellCapture, arm_in_shell
+    from hopcap.orchestrator.transport import connect
+    from tests.orchestrator.sshserver import Server, serve
+
+    path = busybox_path(tmp_path) if kind == "busybox" else path_without(tmp_path, "timeout")
+    remote = tmp_path / f"hopcap.shell-bound.{kind}"
+    remote.mkdir()
+
+    async def main() -> tuple[str | None, str, float, str]:
+        async with serve(tmp_path, a=Server(path=path)) as site:
+            host = site.inventory(a="capture: [lo]").hosts["a"]
+            t = await connect(host)
+            try:
+                s = HostSession(host, transport=t)
+                await probe(s)
+                rc = ShellCapture(t, _bounded_spec("a", remote, s.caps.timeout))
+                assert await arm_in_shell([rc]) == {}
+                rc.fire()
+                await rc.until_listening()
+                t0 = time.monotonic()
+                assert rc.proc is not None
+                res = await rc.proc.wait(timeout=15)  # nobody stops it: the bound does
+                took = time.monotonic() - t0
+                # the shell still runs commands after its job
+                assert (await t.run("echo still")).stdout == "still\n"
+                return s.caps.timeout, res.stderr, took, rc.recorded_command()
+            finally:
+                await t.close()
+
+    flavour, stderr, took, command = asyncio.run(main())
+    assert flavour == ("busybox" if kind == "busybox" else None)
+    assert ("timeout -s INT" in command) == (kind == "busybox"), command
+    assert 1.0 < took < 8, took
+    assert parse_stats(stderr).captured is not None, stderr  # tcpdump said its stats
+    deadline = time.monotonic() + 3  # the guard follows within about a second
+    while _mentioning(str(remote)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _mentioning(str(remote)) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -203,5 +204,110 @@ def test_require_all_stops_before_any_capture_when_a_host_is_unreachable(
             assert "b:" in str(exc.value)
             assert srv.sessions <= 2  # the probe's shell (and SFTP's try); no capture
             assert not list(Path("/tmp").glob("hopcap.*.inproc-all.*"))
+
+    asyncio.run(main())
+
+
+def test_background_jobs_report_through_the_shell_beside_short_commands(tmp_path: Path) -> None:
+    """Jobs started in the command shell: their stderr comes to each job line by line (also
+    when a line of theirs falls inside a command's unfinished line), their exit status at
+    the end; the shell runs short commands meanwhile, with their own output; one session."""
+
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            async with t.job_shell() as js:
+                a, b = await js.start(
+                    [
+                        "for i in 1 2 3; do echo a$i >&2; sleep 0.1; done; exit 4",
+                        "sleep 0.15; echo b1 >&2; echo not-stderr",
+                    ]
+                )
+            # a command whose stderr line is unfinished while the jobs write theirs
+            mixed = await t.run("printf 'err-' >&2; sleep 0.3; echo tail >&2; echo out")
+            assert (mixed.stdout, mixed.stderr) == ("out\n", "err-tail\n")
+            ra, rb = await a.wait(5), await b.wait(5)
+            assert (ra.exit_status, ra.stderr) == (4, "a1\na2\na3\n")
+            assert (rb.exit_status, rb.stderr) == (0, "b1\n")
+            assert [await a.readline_stderr() for _ in range(4)] == ["a1\n", "a2\n", "a3\n", ""]
+            assert (await t.run("echo after")).stdout == "after\n"
+            assert srv.sessions == 1
+
+    asyncio.run(main())
+
+
+def test_go_reaches_a_job_at_once_while_the_shell_runs_a_command(tmp_path: Path) -> None:
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            fifo = tmp_path / "job.go"
+            async with t.job_shell() as js:
+                (job,) = await js.start(
+                    [f"exec 4<>{fifo}; echo armed >&2; read go <&4; echo got-$go >&2"],
+                    before=f"mkfifo {fifo}",
+                )
+            assert await job.readline_stderr() == "armed\n"
+            busy = asyncio.ensure_future(t.run("sleep 2; echo done"))
+            await asyncio.sleep(0.2)  # the shell is in `sleep 2` now
+            t0 = time.monotonic()
+            js.go([str(fifo)])
+            assert await job.readline_stderr() == "got-go\n"
+            assert time.monotonic() - t0 < 1.0
+            assert not busy.done()
+            assert (await busy).stdout == "done\n"
+            assert srv.sessions == 1
+
+    asyncio.run(main())
+
+
+def test_jobs_see_the_feeder_end_when_the_shell_input_ends(tmp_path: Path) -> None:
+    """The feeder (whose pid `job_shell` gives) ends at the end of the channel's input,
+    also while the shell is still running a command: a job watching it notices."""
+    noticed = tmp_path / "noticed"
+
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            async with t.job_shell() as js:
+                await js.start(
+                    [
+                        f"while kill -0 {js.feed_pid}; do sleep 0.1; done 2>/dev/null; "
+                        f"echo feeder-gone > {noticed}"
+                    ]
+                )
+            busy = asyncio.ensure_future(t.run("sleep 3"))
+            await asyncio.sleep(0.3)
+            assert not noticed.exists()
+            for shell in t._opened:
+                shell.proc.stdin.write_eof()  # type: ignore[union-attr]
+            t0 = time.monotonic()
+            while not noticed.exists() and time.monotonic() - t0 < 2:
+                await asyncio.sleep(0.05)
+            assert noticed.read_text() == "feeder-gone\n"
+            assert not busy.done()  # the shell's command still runs: the feeder did not wait
+            busy.cancel()
+
+    asyncio.run(main())
+
+
+def test_a_timed_out_command_keeps_a_shell_that_holds_running_jobs(tmp_path: Path) -> None:
+    """A command past its timeout ends its shell, unless jobs report through it: then the
+    shell is only no longer used for commands, and the jobs still report."""
+
+    async def main() -> None:
+        srv = Server()
+        async with _host(tmp_path, srv) as s:
+            t = _t(s)
+            async with t.job_shell() as js:
+                (job,) = await js.start(["sleep 0.8; echo late >&2"])
+            with pytest.raises(TransportError, match="did not finish"):
+                await t.run("sleep 2", timeout=0.3)
+            assert (await t.run("echo other")).stdout == "other\n"  # another shell
+            res = await job.wait(5)
+            assert res.stderr == "late\n" and res.exit_status == 0
+            assert srv.sessions == 2
 
     asyncio.run(main())
