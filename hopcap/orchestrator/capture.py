@@ -55,6 +55,11 @@ F5_NOISE = re.compile(r":n{1,3}p?\Z")  # BIG-IP tcpdump: `0.0:nnnp`, `external:n
 F5_ALL_TMM = "0.0"  # BIG-IP tcpdump: every TMM interface; no kernel interface has the name
 
 
+def is_f5_name(interface: str) -> bool:
+    """Whether `interface` is one only a BIG-IP's tcpdump knows (`0.0`, a noise suffix)."""
+    return F5_NOISE.search(interface) is not None or interface == F5_ALL_TMM
+
+
 def interface_present(interface: str, have: Iterable[str]) -> bool:
     """Whether a host whose kernel interfaces are `have` can capture on `interface`: a
     BIG-IP noise suffix names no other interface, and `0.0` is tcpdump's own."""

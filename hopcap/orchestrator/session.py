@@ -17,7 +17,7 @@ from typing import Literal
 from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
 from hopcap.inventory import interface_problem
 from hopcap.model import CapturePoint, Host, Inventory
-from hopcap.orchestrator.capture import interface_present
+from hopcap.orchestrator.capture import interface_present, is_f5_name
 from hopcap.orchestrator.local import LocalTransport
 from hopcap.orchestrator.transport import (
     HostTransport,
@@ -131,6 +131,7 @@ class HostSession:
     is_root: bool = False
     tcpdump_version: str | None = None
     free_kb: int | None = None
+    bigip: bool = False  # an F5 BIG-IP (its /VERSION says so): `0.0`, noise suffixes
     interfaces: dict[str, bool] = field(default_factory=dict)  # name -> up
     addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, address)
     points: list[CapturePoint] = field(default_factory=list)
@@ -284,6 +285,10 @@ async def connect_all(
     return sessions
 
 
+BIGIP_VERSION = "/VERSION"  # "Product: BIG-IP", "Version: 17.1.0", ... on every BIG-IP
+# an F5 BIG-IP: its tcpdump knows `0.0` and the noise suffixes (`:nnnp`)
+BIGIP_CHECK = f"grep -q '^Product: *BIG-IP' {BIGIP_VERSION} 2>/dev/null && echo bigip=1; true"
+
 _PROBE = (
     'echo "ssh=$SSH_CONNECTION"; echo "uid=$(id -u)"; echo "gids=$(id -G)"; '
     'echo "tcpdump=$(tcpdump --version 2>&1 | head -n 1)"; '
@@ -308,7 +313,7 @@ _PROBE = (
     'echo "if=${i##*/} $(cat $i/flags) $(cat $i/carrier 2>/dev/null || echo 0)"; done; '
     # iproute2 and BusyBox `ip` both print "N: IFACE    inet ADDR/LEN ..." with -o
     'ip -o addr show 2>/dev/null | awk \'{split($4, a, "/"); sub(":$", "", $2); '
-    'print "addr=" $2 " " a[1]}\''
+    'print "addr=" $2 " " a[1]}\'; ' + BIGIP_CHECK
 )
 
 CAP_NET_RAW = 13  # its bit in a capability mask (linux/capability.h)
@@ -428,6 +433,8 @@ async def probe(s: HostSession) -> None:
             mode = value
         elif key == "free" and value.isdigit():
             s.free_kb = int(value)
+        elif key == "bigip":
+            s.bigip = value == "1"
         elif key == "sudo_rc":
             sudo_rc = value
         elif key == "sudo_err":
@@ -532,6 +539,13 @@ async def resolve_all_points(sessions: dict[str, HostSession], inv: Inventory) -
                 if problem:
                     raise InventoryError(f"{s.name}: {problem}")
                 s.points.append(CapturePoint(host=s.name, interface=iface))
+            f5 = [p.interface for p in s.points if is_f5_name(p.interface)]
+            if f5 and not s.bigip:
+                raise InventoryError(
+                    f"{s.name}: {', '.join(f5)}: BIG-IP interface name(s) (`0.0`, a ':n' to "
+                    "':nnnp' noise suffix), but the host is not an F5 BIG-IP (its /VERSION "
+                    "does not say so): name its interfaces as its kernel does"
+                )
             missing = [
                 p.interface for p in s.points if not interface_present(p.interface, s.interfaces)
             ]

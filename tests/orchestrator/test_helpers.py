@@ -135,3 +135,27 @@ def test_one_kill_command_stops_every_capture_of_a_host(tmp_path: Path) -> None:
     while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p.returncode for p in procs] == [-2, -2]  # SIGINT
+
+
+def test_a_bigip_is_known_by_its_version_file(tmp_path: Path) -> None:
+    """The probe's BIG-IP test on a BIG-IP's /VERSION (its real layout), a BIG-IQ's and an
+    ordinary host's (no file); and which interface names only a BIG-IP's tcpdump knows."""
+
+    from hopcap.orchestrator.capture import is_f5_name
+    from hopcap.orchestrator.session import BIGIP_CHECK, BIGIP_VERSION
+
+    def says(text: str | None) -> str:
+        f = tmp_path / "VERSION"
+        f.unlink(missing_ok=True)
+        if text is not None:
+            f.write_text(text)
+        script = BIGIP_CHECK.replace(BIGIP_VERSION, str(f))
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+
+    assert says("Product: BIG-IP\nVersion: 17.1.0\nBuild: 0.0.16\nEdition: Final\n") == "bigip=1\n"
+    assert says("Product: BIG-IQ\nVersion: 8.3.0\n") == ""
+    assert says(None) == ""
+    for f5 in ("0.0", "0.0:nnnp", "external:nn", "1.1:n"):
+        assert is_f5_name(f5), f5
+    for linux in ("eth0", "eth0.100", "br-lan", "nn"):
+        assert not is_f5_name(linux), linux

@@ -177,14 +177,17 @@ def test_a_pull_that_is_always_damaged_fails_after_the_retries(tmp_path: Path) -
 def test_run_with_no_point_able_to_capture_names_every_reason(tmp_path: Path) -> None:
     async def main() -> None:
         no_tcpdump = path_without(tmp_path, "tcpdump")
-        async with serve(tmp_path, a=Server(path=no_tcpdump), b=Server()) as site:
-            inv = site.inventory(a="capture: [lo]", b="capture: [nosuch0]")
+        async with serve(tmp_path, a=Server(path=no_tcpdump), b=Server(), c=Server()) as site:
+            # c: a BIG-IP's interface names on a host that is not one (`lo` exists)
+            inv = site.inventory(a="capture: [lo]", b="capture: [nosuch0]", c="capture: [lo:nnnp]")
             with pytest.raises(CaptureError) as exc:
                 await run_capture(inv, RunOptions(out=tmp_path / "out", run_id="inproc-none"))
             text = str(exc.value)
             assert text.startswith("no capture point could start")
             assert "a: tcpdump is not installed" in text
             assert "b: no interface nosuch0" in text
+            assert "c: lo:nnnp: BIG-IP interface name(s)" in text
+            assert "but the host is not an F5 BIG-IP" in text
             assert not list(Path("/tmp").glob("hopcap.*.inproc-none.*"))
 
     asyncio.run(main())
