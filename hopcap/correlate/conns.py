@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import mix_columns, stable_order
+from hopcap.correlate._fastwalk import half_starts, mix_columns, stable_order
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class Half:
     last_ts: int
     has_ts: bool
     conn: int = -1
+    ack0: int = -1  # the ack field of its first packet
 
     @_once
     def tuple_str(self) -> str:
@@ -143,16 +144,10 @@ class PointConns:
         return self._fps[h.hid]
 
 
-def build_halves(t: PacketTable) -> list[Half]:
-    n = len(t)
-    if n == 0:
-        return []
-    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
-    # file order within a tuple: a capture writes packets as the kernel saw them, and a
-    # bogus timestamp (some tools write 0 for packets they forge) must not move them
-    fast = stable_order(tkey)
-    order = fast if fast is not None else np.argsort(tkey, kind="stable")
-    tk = tkey[order]
+def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """`half_starts` in numpy: where each half starts among the rows in `order` (`tk`
+    their tuple keys), and whether it has a TSval."""
+    n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
     gstart[1:] = tk[1:] != tk[:-1]
@@ -168,63 +163,93 @@ def build_halves(t: PacketTable) -> list[Half]:
     prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
     boundary = gstart | (syn & (prev_isn != sq))
     starts = np.nonzero(boundary)[0]
-    r0s = order[starts]
-    rkey = np.zeros(n, np.uint64)
-    rkey[r0s] = mix(
-        t.dst_hi[r0s], t.dst_lo[r0s], t.src_hi[r0s], t.src_lo[r0s], t.dport[r0s], t.sport[r0s]
-    )
-    ends = np.append(starts[1:], n)
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0
+    return starts, has_ts
+
+
+def build_halves(t: PacketTable) -> list[Half]:
+    n = len(t)
+    if n == 0:
+        return []
+    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
+    # file order within a tuple: a capture writes packets as the kernel saw them, and a
+    # bogus timestamp (some tools write 0 for packets they forge) must not move them
+    fast = stable_order(tkey)
+    order = fast if fast is not None else np.argsort(tkey, kind="stable")
+    fast_b = half_starts(order, tkey, t.flags, t.seq, t.tsval)
+    if fast_b is not None:
+        starts, has_ts = fast_b
+    else:
+        starts, has_ts = _half_starts(t, order, tkey[order])
+    ends = np.append(starts[1:], n)
     # every half's first-row fields gathered at once (a numpy scalar read per field and
     # half costs more than the rest of this function)
-    r0l = order[starts]
-    f0 = t.flags[r0l]
+    r0 = order[starts]
+    rkey = mix(t.dst_hi[r0], t.dst_lo[r0], t.src_hi[r0], t.src_lo[r0], t.dport[r0], t.sport[r0])
+    f0 = t.flags[r0]
     syn0 = (f0 & SYN) != 0
     cols = zip(
         starts.tolist(),
         ends.tolist(),
-        tk[starts].tolist(),
-        rkey[r0l].tolist(),
-        t.v[r0l].tolist(),
-        t.src_hi[r0l].tolist(),
-        t.src_lo[r0l].tolist(),
-        t.dst_hi[r0l].tolist(),
-        t.dst_lo[r0l].tolist(),
-        t.sport[r0l].tolist(),
-        t.dport[r0l].tolist(),
+        tkey[r0].tolist(),
+        rkey.tolist(),
+        t.v[r0].tolist(),
+        t.src_hi[r0].tolist(),
+        t.src_lo[r0].tolist(),
+        t.dst_hi[r0].tolist(),
+        t.dst_lo[r0].tolist(),
+        t.sport[r0].tolist(),
+        t.dport[r0].tolist(),
         syn0.tolist(),
         (syn0 & ((f0 & ACK) != 0)).tolist(),
-        t.seq[r0l].tolist(),
-        t.ts[r0l].tolist(),
+        t.seq[r0].tolist(),
+        t.ts[r0].tolist(),
         t.ts[order[ends - 1]].tolist(),
         has_ts.tolist(),
+        t.ack[r0].tolist(),
         strict=True,
     )
-    halves: list[Half] = []
-    for hid, (s, e, tkh, rk, v, sh, sl, dh, dl, sp, dp, sy, sya, isn, t0, t1, hts) in enumerate(
-        cols
-    ):
-        halves.append(
-            Half(
-                hid=hid,
-                idx=order[s:e],
-                tkey=tkh,
-                rkey=rk,
-                v=v,
-                src=(sh, sl),
-                dst=(dh, dl),
-                sport=sp,
-                dport=dp,
-                syn=sy,
-                synack=sya,
-                isn=isn,
-                first_ts=t0,
-                last_ts=t1,
-                has_ts=hts,
-            )
+    return [
+        Half(
+            hid,
+            order[s:e],
+            tkh,
+            rk,
+            v,
+            (sh, sl),
+            (dh, dl),
+            sp,
+            dp,
+            sy,
+            sya,
+            isn,
+            t0,
+            t1,
+            hts,
+            ack0=a0,
         )
-    return halves
+        for hid, (
+            s,
+            e,
+            tkh,
+            rk,
+            v,
+            sh,
+            sl,
+            dh,
+            dl,
+            sp,
+            dp,
+            sy,
+            sya,
+            isn,
+            t0,
+            t1,
+            hts,
+            a0,
+        ) in enumerate(cols)
+    ]
 
 
 def _is_client_half(h: Half) -> bool:
@@ -287,8 +312,8 @@ def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
 
 
 def _acks(t: PacketTable, h: Half, value: int) -> bool:
-    r0 = int(h.idx[0])
-    return int(t.ack[r0]) == (value & 0xFFFFFFFF)
+    a0 = h.ack0 if h.ack0 >= 0 else int(t.ack[int(h.idx[0])])
+    return a0 == (value & 0xFFFFFFFF)
 
 
 def build_point(t: PacketTable) -> PointConns:
