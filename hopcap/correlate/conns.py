@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +121,50 @@ class Conn:
 
 
 @dataclass
+class HalfCols:
+    """Fields of every half at a point as columns (row k: the half with hid k), for work
+    done on all halves at once; `mate`: the hid of the other direction of its connection
+    (-1: none)."""
+
+    syn: npt.NDArray[np.bool_]
+    synack: npt.NDArray[np.bool_]
+    has_ts: npt.NDArray[np.bool_]
+    tkey: U64
+    isn: I64
+    sport: I64
+    dport: I64
+    first_ts: I64
+    row0: I64  # its first packet's row
+    mate: I64
+
+    @classmethod
+    def of(cls, halves: list[Half], conns: list[Conn]) -> HalfCols:
+        n = len(halves)
+        mate = np.full(n, -1, np.int64)
+        cs = [(c.c.hid, c.s.hid) for c in conns if c.c is not None and c.s is not None]
+        if cs:
+            pair = np.array(cs, np.int64)
+            mate[pair[:, 0]] = pair[:, 1]
+            mate[pair[:, 1]] = pair[:, 0]
+
+        def col(name: str, dt: Any) -> Any:
+            return np.fromiter((getattr(h, name) for h in halves), dt, n)
+
+        return cls(
+            col("syn", bool),
+            col("synack", bool),
+            col("has_ts", bool),
+            col("tkey", np.uint64),
+            col("isn", np.int64),
+            col("sport", np.int64),
+            col("dport", np.int64),
+            col("first_ts", np.int64),
+            np.fromiter((int(h.idx[0]) for h in halves), np.int64, n),
+            mate,
+        )
+
+
+@dataclass
 class PointConns:
     table: PacketTable
     halves: list[Half]
@@ -133,15 +177,23 @@ class PointConns:
     starts: list[int] = field(default_factory=list)
     # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
     f5: object = None
+    _cols: HalfCols | None = None
 
     def drop_link_caches(self) -> None:
         """Free what only linking needs (the fingerprints) once flows are built."""
         self._fps = {}
 
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
-        if not self._fps and self.halves:
-            self._fps = dict(enumerate(fingerprints_all(self.table, self.halves)))
-        return self._fps[h.hid]
+        fp = self._fps.get(h.hid)
+        if fp is None:
+            fp = self._fps[h.hid] = fingerprints(self.table, h)
+        return fp
+
+    @property
+    def cols(self) -> HalfCols:
+        if self._cols is None:
+            self._cols = HalfCols.of(self.halves, self.conns)
+        return self._cols
 
 
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
@@ -362,21 +414,37 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, 
     return keys
 
 
-def fingerprints_all(
-    t: PacketTable, halves: list[Half], limit: int = 4
-) -> list[list[tuple[object, ...]]]:
-    """`fingerprints` of every half, the same keys in the same order, with the rows that
-    give keys selected for all halves at once."""
-    out: list[list[tuple[object, ...]]] = [[] for _ in halves]
+FP_KINDS = ("ts", "isn", "sid", "h", "id")  # the kind of a fingerprint code: code >> 60
+
+
+def key_code(k: tuple[object, ...], ids: dict[tuple[object, ...], int]) -> int:
+    """A fingerprint key as one int64, exactly: its kind in bits 60-62; TSval (or the ISN)
+    in bits 17-48 and IP ID + 1 (-1 for IPv6) below; other kinds (SYN IP ID and options,
+    payload hash, IP ID and flags) by their number in `ids` (numbered on first sight)."""
+    kind = FP_KINDS.index(str(k[0]))
+    if kind == 0:
+        return (cast(int, k[1]) << 17) | (cast(int, k[2]) + 1)
+    if kind == 1:
+        return (kind << 60) | (cast(int, k[1]) << 17)
+    return (kind << 60) | (ids.setdefault(k, len(ids)) << 17)
+
+
+def fingerprint_codes(
+    t: PacketTable, halves: list[Half], ids: dict[tuple[object, ...], int], limit: int = 4
+) -> tuple[I64, I64]:
+    """(hid, key code) of every distinct `fingerprints` key of every half (`key_code`),
+    sorted by hid then code, with the rows that give keys selected for all halves at once:
+    the TSval and ISN keys never become Python tuples."""
     if not halves:
-        return out
+        z = np.zeros(0, np.int64)
+        return z, z
     head = limit * 4
     firsts = [h.idx[:head] for h in halves]
-    lens = np.array([x.shape[0] for x in firsts], np.int64)
+    lens = np.fromiter(map(len, firsts), np.int64, len(firsts))
     r_all = np.concatenate(firsts)
     grp = np.repeat(np.arange(len(halves), dtype=np.int64), lens)
     fl = t.flags[r_all]
-    tsv = t.tsval[r_all]
+    tsv = t.tsval[r_all].astype(np.int64)
     syn = (fl & SYN) != 0
     ts_row = ~syn & (tsv >= 0)
 
@@ -391,35 +459,40 @@ def fingerprints_all(
 
     sel_syn = np.nonzero(syn & (rank(syn) < 4))[0]
     sel_ts = np.nonzero(ts_row & (rank(ts_row) < limit))[0]
-    ipid = t.ipid[r_all]
-    for j, g, sq, tv, ip in zip(
-        sel_syn.tolist(),
-        grp[sel_syn].tolist(),
-        t.seq[r_all[sel_syn]].tolist(),
-        tsv[sel_syn].tolist(),
-        ipid[sel_syn].tolist(),
-        strict=True,
-    ):
-        keys = out[g]
-        keys.append(("isn", sq))
-        if tv >= 0:
-            keys.append(("ts", tv, ip))
-        elif ip > 0:
-            r = int(r_all[j])
-            keys.append(("sid", ip, int(t.mss[r]), t.options(r)))
-    for g, tv, ip in zip(
-        grp[sel_ts].tolist(), tsv[sel_ts].tolist(), ipid[sel_ts].tolist(), strict=True
-    ):
-        out[g].append(("ts", tv, ip))
+    ipid = t.ipid[r_all].astype(np.int64)
+    hid = [grp[sel_syn]]
+    code = [(1 << 60) | (t.seq[r_all[sel_syn]].astype(np.int64) << 17)]  # the ISN
+    # TSval + IP ID of the SYNs and of the first other packets
+    for sel in (sel_syn[tsv[sel_syn] >= 0], sel_ts):
+        hid.append(grp[sel])
+        code.append((tsv[sel] << 17) | (ipid[sel] + 1))
+    more_h: list[int] = []
+    more_c: list[int] = []
+    # SYNs without a TSval: IP ID, MSS and options (not in the table as one number)
+    for j in sel_syn[(tsv[sel_syn] < 0) & (ipid[sel_syn] > 0)].tolist():
+        r = int(r_all[j])
+        more_h.append(int(grp[j]))
+        more_c.append(key_code(("sid", int(ipid[j]), int(t.mss[r]), t.options(r)), ids))
     n_ts = np.bincount(grp[sel_ts], minlength=len(halves))
-    for hid in np.nonzero(n_ts < 2)[0].tolist():
-        h = halves[hid]
-        keys = out[hid]
-        rows = h.idx
+    has_syn = np.bincount(grp[sel_syn], minlength=len(halves)) > 0
+    for k in np.nonzero(n_ts < 2)[0].tolist():
+        rows = halves[k].idx
+        got = False
         for i in rows[t.pl_cap[rows] > 0][:2].tolist():
-            keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
-        if not keys:
+            more_h.append(k)
+            more_c.append(key_code(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))), ids))
+            got = True
+        if not got and not has_syn[k] and not n_ts[k]:
             for i in rows[:limit].tolist():
                 if t.ipid[i] > 0:
-                    keys.append(("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST))))
-    return out
+                    more_h.append(k)
+                    key = ("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST)))
+                    more_c.append(key_code(key, ids))
+    hid.append(np.array(more_h, np.int64))
+    code.append(np.array(more_c, np.int64))
+    h_all, c_all = np.concatenate(hid), np.concatenate(code)
+    o = np.lexsort((c_all, h_all))
+    h_all, c_all = h_all[o], c_all[o]
+    new = np.ones(h_all.shape[0], bool)
+    new[1:] = (h_all[1:] != h_all[:-1]) | (c_all[1:] != c_all[:-1])
+    return h_all[new], c_all[new]

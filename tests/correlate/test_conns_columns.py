@@ -5,14 +5,18 @@ real captures and on synthetic ones with SYN retransmissions and a reused tuple.
 from __future__ import annotations
 
 from dataclasses import astuple
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from pcapgen import Conv, View, frame_bytes, render, write_pcap_raw
+from pcapgen import C2S, S2C, Conv, View, frame_bytes, render, write, write_pcap_raw
 
 from hopcap.correlate import _fastwalk, read_capture
-from hopcap.correlate.conns import Half, build_point
+from hopcap.correlate.conns import Half, PointConns, build_point, fingerprints
+from hopcap.correlate.link import WEIGHTS, _mate, _mates_agree, _tup_key, link_halves
+from hopcap.correlate.reader import RST, SYN
 from tests.realdata import REALDATA
 
 
@@ -76,3 +80,186 @@ def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
         t.close()
     assert reused  # a tuple that carried two connections was split at its second SYN
     assert n_halves > 100
+
+
+# ----------------------------------------------------------------- linking on columns
+
+
+def _reference_links(
+    a: PointConns, b: PointConns, offset_ns: int, ct_pairs: list[Any]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """link_halves as it was written per half (commit 2873f3b): the oracle."""
+    fa = {h.hid: set(fingerprints(a.table, h)) for h in a.halves}
+    fb = {h.hid: set(fingerprints(b.table, h)) for h in b.halves}
+
+    def sid_ids(fp: dict[int, set[tuple[object, ...]]]) -> dict[object, int]:
+        out: dict[object, int] = {}
+        for keys in fp.values():
+            for k in keys:
+                if k[0] == "sid":
+                    out[k[1]] = out.get(k[1], 0) + 1
+        return out
+
+    def answered_apart(h: Half, g: Half) -> bool:
+        if not (h.syn and g.syn) or h.synack or g.synack:
+            return False
+        mh, mg = _mate(a, h), _mate(b, g)
+        if mh is None or mg is None:
+            return False
+        ta, tb = a.table, b.table
+        ra, rb, qa, qb = int(h.idx[0]), int(g.idx[0]), int(mh.idx[0]), int(mg.idx[0])
+        answer = SYN | RST
+        if not (int(ta.flags[qa]) & answer and int(tb.flags[qb]) & answer):
+            return False
+        if int(ta.ts[qa]) - int(ta.ts[ra]) < int(tb.ts[qb]) - int(tb.ts[rb]):
+            return True
+        down_syn = int(ta.ttl[ra]) - int(tb.ttl[rb])
+        down_ans = int(tb.ttl[qb]) - int(ta.ttl[qa])
+        return down_syn < 0 or down_ans < 0 or (down_syn > 0) != (down_ans > 0)
+
+    index: dict[tuple[object, ...], list[int]] = {}
+    for h in b.halves:
+        for k in fb[h.hid]:
+            index.setdefault(k, []).append(h.hid)
+    ids_a, ids_b = sid_ids(fa), sid_ids(fb)
+    cands: list[tuple[float, int, int]] = []
+    ct = {_tup_key(x): _tup_key(y) for x, y in ct_pairs}
+    by_str: dict[tuple[str, str], list[Half]] = {}
+    for g in b.halves:
+        by_str.setdefault((g.src_str, g.dst_str), []).append(g)
+    for h in a.halves:
+        scores: dict[int, float] = {}
+        strong: set[int] = set()
+        for k in fa[h.hid]:
+            found = index.get(k)
+            if not found:
+                continue
+            if k[0] == "sid":
+                if ids_a.get(k[1], 0) > 1 or ids_b.get(k[1], 0) > 1:
+                    continue
+                found = [
+                    gid
+                    for gid in found
+                    if (g := b.halves[gid]).isn == h.isn or g.sport == h.sport or g.dport == h.dport
+                ]
+            for gid in found:
+                scores[gid] = scores.get(gid, 0.0) + WEIGHTS[str(k[0])]
+            if k[0] != "h":
+                strong.update(found)
+        for g in b.by_tkey.get(h.tkey, ()):
+            if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
+                continue
+            scores[g.hid] = scores.get(g.hid, 0.0) + 2.5
+            strong.add(g.hid)
+        want = ct.get((h.src_str, h.dst_str))
+        for g in by_str.get(want, ()) if want else ():
+            scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
+            strong.add(g.hid)
+        for hid, sc in scores.items():
+            g = b.halves[hid]
+            if g.synack != h.synack and (g.syn and h.syn):
+                continue
+            if h.has_ts and g.has_ts and hid not in strong:
+                continue
+            if hid not in strong and not _mates_agree(a, h, b, g):
+                continue
+            if h.tkey != g.tkey and answered_apart(h, g):
+                continue
+            dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
+            if sc < 2.0:
+                continue
+            cands.append((sc - min(dt, 1e6) * 1e-7, h.hid, hid))
+    cands.sort(reverse=True)
+    fwd: dict[int, int] = {}
+    back: dict[int, int] = {}
+    for _sc, x, y in cands:
+        if x in fwd or y in back:
+            continue
+        fwd[x] = y
+        back[y] = x
+    return fwd, back
+
+
+# per connection: TCP timestamps, NAT, ISN rewritten, packets cut (no handshake), the SYN's
+# IP ID, seen at a / b only, answered
+_CONNS = [
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 0, None, "ab", True),  # SYN IP IDs (no timestamps, ISN rewritten)
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 3, None, "b", True),  # payload only: the same request as the next
+    (False, True, True, 0, 54321, "ab", True),  # a scanner's IP ID, twice
+    (False, True, False, 3, None, "a", True),  # the same request, another answer
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 0, 54321, "ab", False),
+    (True, True, False, 3, None, "ab", True),
+    (True, True, False, 0, None, "ab", True),
+    (False, False, False, 0, None, "ab", True),  # not translated
+    (True, False, False, 0, None, "ab", True),
+]
+
+
+_PAYLOAD = b"".join(b"%05d" % k for k in range(600))
+
+
+def _nat_pair(tmp: Path) -> tuple[Path, Path, list[Any]]:
+    """Inside and outside of a NAT: with TCP timestamps; without them and with the ISN
+    rewritten (SYN IP IDs); a scanner's SYNs that all carry IP ID 54321; connections whose
+    handshake neither point saw (payload hashes); one not translated at all."""
+    ct = []
+    pk_a: list[tuple[float, Any]] = []
+    pk_b: list[tuple[float, Any]] = []
+    for i, (ts, nat, seq, cut, ipid, where, answered) in enumerate(_CONNS):
+        c = Conv(client=(f"198.18.0.{10 + i}", 40000 + i), seed=50 + i, ts=ts,
+                 t0=1_763_790_000.0 + i * 0.01)  # fmt: skip
+        if ipid is not None:
+            c.ipid[C2S] = ipid
+        c.handshake(answered=answered)
+        if answered:
+            c.request(_PAYLOAD if i in (3, 5) else b"GET /%d HTTP/1.1\r\n\r\n" % (i % 2))
+            c.response(b"r" * (300 + i))
+            c.close()
+        view_b = View(delay=0.0005)
+        if nat:
+            view_b.nat = {
+                C2S: ("198.19.0.1", 30000 + i, c.server[0], c.server[1]),
+                S2C: (c.server[0], c.server[1], "198.19.0.1", 30000 + i),
+            }
+            ct.append(
+                ((c.client[0], c.client[1], c.server[0], c.server[1]),
+                 ("198.19.0.1", 30000 + i, c.server[0], c.server[1]))
+            )  # fmt: skip
+        if seq:
+            view_b.seq_off = {C2S: 777 + i, S2C: 0}
+        if "a" in where:
+            pk_a += render([c], View())[cut:]
+        if "b" in where:
+            pk_b += render([c], view_b)[cut:]
+    pk_a.sort(key=lambda x: x[0])
+    pk_b.sort(key=lambda x: x[0])
+    return write(tmp / "a.pcap", pk_a), write(tmp / "b.pcap", pk_b), ct
+
+
+def _pairs(tmp: Path) -> list[tuple[Path, Path, list[Any]]]:
+    a, b, ct = _nat_pair(tmp)
+    out = [(a, b, []), (a, b, ct), (b, a, [])]
+    for x in sorted((REALDATA / "haka").glob("*-ref.pcap")):
+        out.append((x.with_name(x.name.replace("-ref", "")), x, []))
+    tr = REALDATA / "tcpreplay"
+    out += [(tr / "test.pcap", x, []) for x in sorted(tr.glob("test.rewrite_*"))]
+    ns3 = REALDATA / "ns3-ppp"
+    for base in ("ipv4-nat", "tcp-large-transfer"):
+        pts = [ns3 / f"{base}-{s}.pcap" for s in ("0-0", "1-0", "1-1", "2-0")]
+        out += [(x, y, []) for x, y in pairwise(pts)]
+    return out
+
+
+def test_links_on_columns_equal_the_per_half_loop(tmp_path: Path) -> None:
+    linked = 0
+    for pa, pb, ct in _pairs(tmp_path):
+        for offset in (0, 3_000_000):
+            a, b = build_point(read_capture(pa)), build_point(read_capture(pb))
+            got = link_halves(a, b, offset_ns=offset, conntrack_pairs=ct)
+            want = _reference_links(a, b, offset, ct)
+            assert (got.fwd, got.back) == want, (pa.name, pb.name, offset)
+            linked += len(got.fwd)
+    assert linked > 100
