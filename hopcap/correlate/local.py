@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from hopcap.correlate.summary import more, sentence
 from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, PointSummary, Verdict
 
 
@@ -473,20 +474,11 @@ def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) 
     order = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
     fs = sorted(findings, key=lambda f: order.get(f.kind, 9))
     for f in fs:
-        a, b = f.between
-        where = _where(p, a, b)
-        if f.kind == "drop":
-            return f"{kind_word(f.what)} dropped {where} (seen on {a}, never on {b})" + more(fs)
-        if f.kind == "inject":
-            return f"{kind_word(f.what)} injected {where} (seen on {b}, never sent through {a})" + (
-                more(fs)
-            )
-        if f.kind == "rewrite":
-            return f"{f.field} rewritten {where}: {f.before} -> {f.after}" + more(fs)
-        if f.kind == "reset":
-            return f"{a} reset the connection (RST seen on {b})" + more(fs)
-        if f.kind == "icmp":
-            return f.what + more(fs)
+        # the finding's own packet kind (findings made from a datagram's or an ICMP
+        # error's text have none: their first word then)
+        line = sentence(f, f.packet or kind_word(f.what), _where(p, *f.between), fs)
+        if line:
+            return line
     for f in fs:
         if f.kind == "gap":
             return f"incomplete evidence {_where(p, *f.between)}: {f.what}"
@@ -516,12 +508,6 @@ def kind_word(what: str) -> str:
     if " len=" in what:
         return "data"
     return "ACK"
-
-
-def more(fs: list[Finding]) -> str:
-    """ "; 2 more findings" (gaps not counted)."""
-    n = len([x for x in fs if x.kind != "gap"]) - 1
-    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
 
 
 __all__ = ["infer_addresses", "kind_word", "localize", "more", "norm_addr"]
