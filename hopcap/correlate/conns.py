@@ -135,33 +135,20 @@ class HalfCols:
     dport: I64
     first_ts: I64
     row0: I64  # its first packet's row
+    start: I64  # its rows are order[start:end] of the point (`PointConns.order`)
+    end: I64
+    v4: npt.NDArray[np.bool_]
     mate: I64
 
-    @classmethod
-    def of(cls, halves: list[Half], conns: list[Conn]) -> HalfCols:
-        n = len(halves)
-        mate = np.full(n, -1, np.int64)
-        cs = [(c.c.hid, c.s.hid) for c in conns if c.c is not None and c.s is not None]
-        if cs:
-            pair = np.array(cs, np.int64)
-            mate[pair[:, 0]] = pair[:, 1]
-            mate[pair[:, 1]] = pair[:, 0]
 
-        def col(name: str, dt: Any) -> Any:
-            return np.fromiter((getattr(h, name) for h in halves), dt, n)
-
-        return cls(
-            col("syn", bool),
-            col("synack", bool),
-            col("has_ts", bool),
-            col("tkey", np.uint64),
-            col("isn", np.int64),
-            col("sport", np.int64),
-            col("dport", np.int64),
-            col("first_ts", np.int64),
-            np.fromiter((int(h.idx[0]) for h in halves), np.int64, n),
-            mate,
-        )
+def _mates(n: int, conns: list[Conn]) -> I64:
+    mate = np.full(n, -1, np.int64)
+    cs = [(c.c.hid, c.s.hid) for c in conns if c.c is not None and c.s is not None]
+    if cs:
+        pair = np.array(cs, np.int64)
+        mate[pair[:, 0]] = pair[:, 1]
+        mate[pair[:, 1]] = pair[:, 0]
+    return mate
 
 
 @dataclass
@@ -177,7 +164,8 @@ class PointConns:
     starts: list[int] = field(default_factory=list)
     # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
     f5: object = None
-    _cols: HalfCols | None = None
+    cols: HalfCols | None = None
+    order: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # rows by half
 
     def drop_link_caches(self) -> None:
         """Free what only linking needs (the fingerprints) once flows are built."""
@@ -189,11 +177,22 @@ class PointConns:
             fp = self._fps[h.hid] = fingerprints(self.table, h)
         return fp
 
-    @property
-    def cols(self) -> HalfCols:
-        if self._cols is None:
-            self._cols = HalfCols.of(self.halves, self.conns)
-        return self._cols
+    def half_cols(self) -> HalfCols:
+        assert self.cols is not None
+        return self.cols
+
+    def rows_of(self, halves: list[Half | None]) -> tuple[I64, I64]:
+        """The rows of `halves` (of this point; None: none) one after the other, and the
+        position in `halves` of each: the concatenation of their `idx`, gathered at once."""
+        c = self.half_cols()
+        hid = np.fromiter((-1 if h is None else h.hid for h in halves), np.int64, len(halves))
+        has = hid >= 0
+        st = np.where(has, c.start[hid], 0)
+        lens = np.where(has, c.end[hid], 0) - st
+        total = int(lens.sum())
+        first = np.cumsum(lens) - lens
+        pos = np.repeat(st - first, lens) + np.arange(total, dtype=np.int64)
+        return self.order[pos], np.repeat(np.arange(len(halves), dtype=np.int64), lens)
 
 
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
@@ -221,9 +220,14 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
 
 
 def build_halves(t: PacketTable) -> list[Half]:
+    return _build_halves(t)[0]
+
+
+def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
+    """The halves of `t`, their fields as columns (no mates yet), the rows by half."""
     n = len(t)
     if n == 0:
-        return []
+        return [], None, np.zeros(0, np.int64)
     tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
     # file order within a tuple: a capture writes packets as the kernel saw them, and a
     # bogus timestamp (some tools write 0 for packets they forge) must not move them
@@ -241,7 +245,7 @@ def build_halves(t: PacketTable) -> list[Half]:
     rkey = mix(t.dst_hi[r0], t.dst_lo[r0], t.src_hi[r0], t.src_lo[r0], t.dport[r0], t.sport[r0])
     f0 = t.flags[r0]
     syn0 = (f0 & SYN) != 0
-    cols = zip(
+    fields = zip(
         starts.tolist(),
         ends.tolist(),
         tkey[r0].tolist(),
@@ -262,7 +266,14 @@ def build_halves(t: PacketTable) -> list[Half]:
         t.ack[r0].tolist(),
         strict=True,
     )
-    return [
+    first_ts = t.ts[r0].astype(np.int64)
+    syn_ack = syn0 & ((f0 & ACK) != 0)
+    cols = HalfCols(
+        syn0, syn_ack, has_ts, tkey[r0], t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
+        t.dport[r0].astype(np.int64), first_ts, r0, starts, ends, t.v[r0] == 4,
+        np.full(starts.shape[0], -1, np.int64),
+    )  # fmt: skip
+    halves = [
         Half(
             hid,
             order[s:e],
@@ -300,8 +311,9 @@ def build_halves(t: PacketTable) -> list[Half]:
             t1,
             hts,
             a0,
-        ) in enumerate(cols)
+        ) in enumerate(fields)
     ]
+    return halves, cols, order
 
 
 def _is_client_half(h: Half) -> bool:
@@ -369,12 +381,18 @@ def _acks(t: PacketTable, h: Half, value: int) -> bool:
 
 
 def build_point(t: PacketTable) -> PointConns:
-    halves = build_halves(t)
+    halves, cols, order = _build_halves(t)
     conns = build_conns(t, halves)
     by_tkey: dict[int, list[Half]] = defaultdict(list)
     for h in halves:
         by_tkey[h.tkey].append(h)
-    return PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey))
+    if cols is None:
+        z, no = np.zeros(0, np.int64), np.zeros(0, bool)
+        cols = HalfCols(no, no, no, z.astype(np.uint64), z, z, z, z, z, z, z, no, z)
+    cols.mate = _mates(len(halves), conns)
+    pc = PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey), cols=cols)
+    pc.order = order
+    return pc
 
 
 # --------------------------------------------------------------------------- fingerprints

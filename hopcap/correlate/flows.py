@@ -343,26 +343,23 @@ def _match_group(
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
     n = len(items)
 
-    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
-        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
-        lens = np.array([x.shape[0] for x in arrs], np.int64)
-        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
-        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
-        return r.astype(np.int64), pid
-
+    pca, pcb = pts[a].pc, pts[b].pc
+    assert pca is not None and pcb is not None
     xc = [it[0].c for it in items]
     yc = [it[1].c for it in items]
     xs = [it[0].s for it in items]
     ys = [it[1].s for it in items]
-    ra_c, pa_c = rows(xc)
-    rb_c, pb_c = rows(yc)
-    ra_s, pa_s = rows(ys)  # s2c travels b -> a
-    rb_s, pb_s = rows(xs)
+    ra_c, pa_c = pca.rows_of(xc)
+    rb_c, pb_c = pcb.rows_of(yc)
+    ra_s, pa_s = pcb.rows_of(ys)  # s2c travels b -> a
+    rb_s, pb_s = pca.rows_of(xs)
     dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
     ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
     def prm(
+        pc_up: PointConns,
         up: list[Half | None],
+        pc_down: PointConns,
         down: list[Half | None],
         d: I64,
         other: I64,
@@ -373,8 +370,8 @@ def _match_group(
         # acks of this direction acknowledge the other direction's bytes
         ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
-        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(pc_up, up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(pc_down, down)
         base = np.where(has_w, isn_w, (isn_u + delta) & M32)
         a_base = np.where(has_u, isn_u, base)
         use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
@@ -383,10 +380,10 @@ def _match_group(
         return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
 
     c_out = match_batch(
-        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
+        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(pca, xc, pcb, yc, dc, ds, votes_c), ttl_expected=ttl_exp
     )
     s_out = match_batch(
-        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
+        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(pcb, ys, pca, xs, ds, dc, votes_s), ttl_expected=ttl_exp
     )
     for k, dups in enumerate(groups):
         for legx, legy, hop in dups:
@@ -400,16 +397,21 @@ def _match_group(
                 legy.link = "nat"
 
 
-def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
-    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
-    n = len(hs)
-    # flat lists of Python scalars: numpy converts those several times faster than tuples
-    has, isn, ts, v4, rows = [False] * n, [0] * n, [False] * n, [True] * n, [0] * n
-    for k, h in enumerate(hs):
-        if h is not None:
-            has[k], isn[k], ts[k], v4[k], rows[k] = True, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]
-    return (np.array(has, bool), np.array(isn, np.int64), np.array(ts, bool),
-            np.array(v4, bool), np.array(rows, np.int64))  # fmt: skip
+def _half_cols(
+    pc: PointConns, hs: list[Half | None]
+) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half of `pc` (None: absent): present, ISN, has TSval, IPv4 (True when absent),
+    rows."""
+    c = pc.half_cols()
+    hid = np.fromiter((-1 if h is None else h.hid for h in hs), np.int64, len(hs))
+    has = hid >= 0
+    return (
+        has,
+        np.where(has, c.isn[hid], 0),
+        np.where(has, c.has_ts[hid], False),
+        np.where(has, c.v4[hid], True),
+        np.where(has, c.end[hid] - c.start[hid], 0),
+    )
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:

@@ -44,7 +44,7 @@ def link_halves(
     fingerprints both share (each distinct key weighed by its kind), the identical tuple,
     conntrack's translated tuple; pairs that cannot be one connection are dropped; the
     best-scored pairs are taken first, each half at most once."""
-    ca, cb = a.cols, b.cols
+    ca, cb = a.half_cols(), b.half_cols()
     nb = len(b.halves)
     # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
     ids: dict[tuple[object, ...], int] = {}
@@ -173,7 +173,7 @@ def _answered_apart(a: PointConns, b: PointConns, x: I64, y: I64) -> npt.NDArray
     later after the SYN than at `b` (each measured on its own point's clock), and a router
     between them lowers the TTL of both the SYN and the answer, or (a device that leaves
     TTLs alone) of neither: never raises one, never lowers one alone."""
-    ca, cb = a.cols, b.cols
+    ca, cb = a.half_cols(), b.half_cols()
     mx, my = ca.mate[x], cb.mate[y]
     sel = (
         ca.syn[x] & cb.syn[y] & ~ca.synack[x] & ~cb.synack[y] & (mx >= 0) & (my >= 0)
