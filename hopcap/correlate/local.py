@@ -49,6 +49,7 @@ def _split_ep(ep: str) -> tuple[str, str]:
     return (a, port) if a else (ep, "")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a flow's legs are read several times
 def _ends(tup: str) -> tuple[tuple[str, str], tuple[str, str]]:
     """`"a:1 > b:2"` -> (("a", "1"), ("b", "2"))."""
     src, _, dst = tup.partition(" > ")
@@ -269,8 +270,16 @@ def localize(
     flows.sort(
         key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
     )
-    flows = [replace(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
+    flows = [_with(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _with(fl: Flow, **changes: object) -> Flow:
+    """`dataclasses.replace` of a flow without its introspection per call (two per flow of
+    a verdict of tens of thousands)."""
+    new = object.__new__(Flow)
+    new.__dict__.update(fl.__dict__, **changes)
+    return new
 
 
 def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> list[Flow]:
@@ -328,7 +337,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
     first, last = fl.legs[0], fl.legs[-1]
     h0, h1 = p.host_of.get(first.point), p.host_of.get(last.point)
     if h0 is None or h1 is None:
-        return replace(fl, target=is_target)
+        return fl if fl.target == is_target else _with(fl, target=is_target)
     (sa, _sp), _d = _ends(first.tuple)
     _s, (da, dp) = _ends(last.tuple)
     src, dst = _canon(sa), _canon(da)
@@ -409,7 +418,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
         ]
         changed = changed or len(findings) != n
     if not changed:
-        return replace(fl, target=is_target)
+        return fl if fl.target == is_target else _with(fl, target=is_target)
     return replace(
         fl,
         findings=tuple(findings),
