@@ -385,14 +385,16 @@ def _match_group(
     s_out = match_batch(
         tb, ra_s, pa_s, ta, rb_s, pb_s, prm(pcb, ys, pca, xs, ds, dc, votes_s), ttl_expected=ttl_exp
     )
-    for k, dups in enumerate(groups):
+    for k, (dups, d_c, d_s) in enumerate(zip(groups, dc.tolist(), ds.tolist(), strict=True)):
+        delta_c = d_c if d_c >= 0 else None
+        delta_s = (-d_s) & M32 if d_s >= 0 else None
         for legx, legy, hop in dups:
             if legx.c is not None or legy.c is not None:
                 hop.c2s = c_out[k]
             if legx.s is not None or legy.s is not None:
                 hop.s2c = s_out[k]
-            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
-            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+            legy.delta_c = delta_c
+            legy.delta_s = delta_s
             if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
                 legy.link = "nat"
 
