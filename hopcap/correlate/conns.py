@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hopcap.correlate.link import ConnExchanges
 
 I64 = npt.NDArray[np.int64]
+M32 = 0xFFFFFFFF
 U64 = npt.NDArray[np.uint64]
 
 _P1 = np.uint64(0x9E3779B97F4A7C15)
@@ -135,6 +136,9 @@ class HalfCols:
     dport: I64
     first_ts: I64
     row0: I64  # its first packet's row
+    last_ts: I64
+    rkey: U64
+    ack0: I64
     start: I64  # its rows are order[start:end] of the point (`PointConns.order`)
     end: I64
     v4: npt.NDArray[np.bool_]
@@ -270,7 +274,8 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     syn_ack = syn0 & ((f0 & ACK) != 0)
     cols = HalfCols(
         syn0, syn_ack, has_ts, tkey[r0], t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
-        t.dport[r0].astype(np.int64), first_ts, r0, starts, ends, t.v[r0] == 4,
+        t.dport[r0].astype(np.int64), first_ts, r0, t.ts[order[ends - 1]].astype(np.int64),
+        rkey, t.ack[r0].astype(np.int64), starts, ends, t.v[r0] == 4,
         np.full(starts.shape[0], -1, np.int64),
     )  # fmt: skip
     halves = [
@@ -327,13 +332,105 @@ def _is_client_half(h: Half) -> bool:
     return h.sport > h.dport
 
 
-def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
+def build_conns(t: PacketTable, halves: list[Half], cols: HalfCols | None = None) -> list[Conn]:
+    """Pair the halves of a point into connections, in order of their first packet: each
+    half (not yet taken) with the best-scored half of the reverse tuple. With the halves'
+    columns (`cols`), the tuples that carry one half each way or one alone (nearly every
+    connection) are paired on the columns at once, the others by the loop; the same
+    connections in the same order."""
+    n = len(halves)
+    if cols is None or n == 0:
+        pos = {h.hid: i for i, h in enumerate(sorted(halves, key=lambda x: x.first_ts))}
+        got = _conns_loop(t, sorted(halves, key=lambda x: x.first_ts), pos)
+    else:
+        rank = np.empty(n, np.int64)
+        rank[np.argsort(cols.first_ts, kind="stable")] = np.arange(n, dtype=np.int64)
+        got, simple = _conns_simple(cols, rank)
+        others = np.nonzero(~simple)[0]
+        if others.shape[0]:
+            others = others[np.argsort(rank[others], kind="stable")]
+            ranks = rank.tolist()
+            got += _conns_loop(t, [halves[i] for i in others.tolist()], ranks)
+        got.sort()
+    conns: list[Conn] = []
+    for cid, (_rank, ci, si) in enumerate(got):
+        c = halves[ci] if ci >= 0 else None
+        s = halves[si] if si >= 0 else None
+        conns.append(Conn(cid=cid, c=c, s=s))
+        if c is not None:
+            c.conn = cid
+        if s is not None:
+            s.conn = cid
+    return conns
+
+
+def _conns_simple(cols: HalfCols, rank: I64) -> tuple[list[tuple[int, int, int]], Any]:
+    """The connections of the halves whose tuple carries no other half, and whose reverse
+    tuple at most one (which then carries no other either): (rank of the half that opens
+    it, client half, server half) each (-1: none), and which halves those are. The
+    decisions of `_conns_loop` for such a pair, on columns."""
+    n = rank.shape[0]
+    uk, inv, cnt = np.unique(cols.tkey, return_inverse=True, return_counts=True)
+    holder = np.empty(uk.shape[0], np.int64)
+    holder[inv] = np.arange(n, dtype=np.int64)  # the half of a key held by one
+    at = np.minimum(np.searchsorted(uk, cols.rkey), uk.shape[0] - 1)
+    found = uk[at] == cols.rkey
+    n_rev = np.where(found, cnt[at], 0)
+    simple = (cnt[inv] == 1) & (n_rev <= 1)
+    me = np.arange(n, dtype=np.int64)
+    other = np.where(found & (n_rev == 1), holder[at], -1)
+    other[other == me] = -1  # its own reverse (src = dst): alone
+    # each pair once, from the half first in time (the one the loop takes first)
+    h = np.nonzero(simple & ((other < 0) | (rank < rank[np.maximum(other, 0)])))[0]
+    r = other[h]
+    has = r >= 0
+    rr = np.maximum(r, 0)
+    syn, synack, isn, ack0 = cols.syn, cols.synack, cols.isn, cols.ack0
+    decisive = (syn[h] & synack[rr] & (ack0[rr] == ((isn[h] + 1) & M32))) | (
+        syn[rr] & synack[h] & (ack0[h] == ((isn[rr] + 1) & M32))
+    )
+    overlap = np.minimum(cols.last_ts[h], cols.last_ts[rr]) - np.maximum(
+        cols.first_ts[h], cols.first_ts[rr]
+    )
+    later_syn = syn[rr] & ~synack[rr] & (cols.first_ts[h] < cols.first_ts[rr]) & ~syn[h]
+    two_syns = syn[h] & syn[rr] & ~(synack[h] | synack[rr])
+    far = (overlap < 0) & (-overlap > 10**14)  # scored below no candidate at all
+    paired = has & (decisive | ~(later_syn | two_syns | far))
+    client = _client_cols(cols)
+    h_first = client[h] | (paired & syn[rr] & synack[rr])
+    out: list[tuple[int, int, int]] = []
+    for hh, rr_, p, hf, rk_h, rk_r, cl_r in zip(
+        h.tolist(), r.tolist(), paired.tolist(), h_first.tolist(), rank[h].tolist(),
+        rank[rr].tolist(), client[rr].tolist(), strict=True,
+    ):  # fmt: skip
+        if p:
+            out.append((rk_h, hh, rr_) if hf else (rk_h, rr_, hh))
+            continue
+        out.append((rk_h, hh, -1) if hf else (rk_h, -1, hh))
+        if rr_ >= 0:
+            out.append((rk_r, rr_, -1) if cl_r else (rk_r, -1, rr_))
+    return out, simple
+
+
+def _client_cols(c: HalfCols) -> npt.NDArray[np.bool_]:
+    """`_is_client_half` of every half."""
+    by_port = np.where(
+        (c.dport < 1024) & (c.sport >= 1024),
+        True,
+        np.where((c.sport < 1024) & (c.dport >= 1024), False, c.sport > c.dport),
+    )
+    return np.where(c.syn, ~c.synack, by_port)
+
+
+def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[int, int, int]]:
+    """The connections of `in_order` (halves sorted by first packet; every half of their
+    tuples and reverse tuples among them): (rank of the opening half, client, server)."""
     by_key: dict[int, list[Half]] = defaultdict(list)
-    for h in halves:
+    for h in in_order:
         by_key[h.tkey].append(h)
     used: set[int] = set()
-    conns: list[Conn] = []
-    for h in sorted(halves, key=lambda x: x.first_ts):
+    out: list[tuple[int, int, int]] = []
+    for h in in_order:
         c: Half | None
         s: Half | None
         if h.hid in used:
@@ -367,12 +464,8 @@ def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
             c, s = h, best
         else:
             c, s = best, h
-        cid = len(conns)
-        conns.append(Conn(cid=cid, c=c, s=s))
-        for x in (c, s):
-            if x is not None:
-                x.conn = cid
-    return conns
+        out.append((rank[h.hid], -1 if c is None else c.hid, -1 if s is None else s.hid))
+    return out
 
 
 def _acks(t: PacketTable, h: Half, value: int) -> bool:
@@ -382,13 +475,14 @@ def _acks(t: PacketTable, h: Half, value: int) -> bool:
 
 def build_point(t: PacketTable) -> PointConns:
     halves, cols, order = _build_halves(t)
-    conns = build_conns(t, halves)
+    conns = build_conns(t, halves, cols)
     by_tkey: dict[int, list[Half]] = defaultdict(list)
     for h in halves:
         by_tkey[h.tkey].append(h)
     if cols is None:
         z, no = np.zeros(0, np.int64), np.zeros(0, bool)
-        cols = HalfCols(no, no, no, z.astype(np.uint64), z, z, z, z, z, z, z, no, z)
+        u = z.astype(np.uint64)
+        cols = HalfCols(no, no, no, u, z, z, z, z, z, z, u, z, z, z, no, z)
     cols.mate = _mates(len(halves), conns)
     pc = PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey), cols=cols)
     pc.order = order

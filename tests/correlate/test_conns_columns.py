@@ -14,7 +14,7 @@ import pytest
 from pcapgen import C2S, S2C, Conv, View, frame_bytes, render, write, write_pcap_raw
 
 from hopcap.correlate import _fastwalk, read_capture
-from hopcap.correlate.conns import Half, PointConns, build_point, fingerprints
+from hopcap.correlate.conns import Half, PointConns, build_conns, build_point, fingerprints
 from hopcap.correlate.link import WEIGHTS, _mate, _mates_agree, _tup_key, link_halves
 from hopcap.correlate.reader import RST, SYN
 from tests.realdata import REALDATA
@@ -40,8 +40,37 @@ def _reused_tuple(tmp: Path) -> Path:
     return write_pcap_raw(tmp / "reuse.pcap", frames)
 
 
+def _odd_pairs(tmp: Path) -> Path:
+    """Tuples whose halves the pairing must keep apart or order: a simultaneous open (two
+    SYNs, no ACK), a SYN after the other direction's data, a server's data before the
+    client's SYN-ACK-less answer (SYN-ACK seen after it), a packet to itself, long gaps."""
+    from scapy.layers.inet import IP, TCP
+
+    def pkt(s: str, sp: int, d: str, dp: int, fl: str, seq: int, ack: int = 0, n: int = 0) -> Any:
+        return IP(src=s, dst=d) / TCP(sport=sp, dport=dp, flags=fl, seq=seq, ack=ack) / (b"x" * n)
+
+    t0 = 1_763_790_000.0
+    a, b = "198.18.0.1", "198.18.0.2"
+    pk = [
+        (t0, pkt(a, 41000, b, 41001, "S", 100)),  # simultaneous open
+        (t0 + 0.1, pkt(b, 41001, a, 41000, "S", 900)),
+        (t0 + 1, pkt(a, 42000, b, 80, "PA", 5, 7, 10)),  # data, then a SYN the other way
+        (t0 + 2, pkt(b, 80, a, 42000, "S", 300)),
+        (t0 + 3, pkt(b, 80, a, 43000, "PA", 70, 8, 20)),  # server data, then a SYN-ACK
+        (t0 + 4, pkt(a, 43000, b, 80, "SA", 1000, 71)),
+        (t0 + 5, pkt(a, 44000, b, 80, "SA", 2000, 501)),  # SYN-ACK acking the SYN after it
+        (t0 + 5.1, pkt(b, 80, a, 44000, "S", 500)),
+        (t0 + 6, pkt(a, 5000, a, 5000, "PA", 1, 1, 5)),  # to itself
+        (t0 + 7, pkt(a, 45000, b, 8080, "PA", 1, 1, 5)),  # a day apart
+        (t0 + 7 + 200_000, pkt(b, 8080, a, 45000, "PA", 1, 1, 5)),
+        (t0 + 8, pkt(a, 46000, b, 8081, "PA", 1, 1, 5)),  # hours apart: still one
+        (t0 + 8 + 3_600, pkt(b, 8081, a, 46000, "PA", 1, 1, 5)),
+    ]
+    return write(tmp / "odd.pcap", pk)
+
+
 def _captures(tmp: Path) -> list[Path]:
-    files = [_reused_tuple(tmp)]
+    files = [_reused_tuple(tmp), _odd_pairs(tmp)]
     files += sorted((REALDATA / "haka").glob("*.pcap"))
     files += sorted((REALDATA / "tcpreplay").glob("test.*"))
     files += sorted((REALDATA / "ns3-ppp").glob("*.pcap"))
@@ -80,6 +109,24 @@ def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
         t.close()
     assert reused  # a tuple that carried two connections was split at its second SYN
     assert n_halves > 100
+
+
+def test_conns_on_columns_equal_the_loop(tmp_path: Path) -> None:
+    """Connections paired on the halves' columns are those of the per-half loop, in the
+    same order: a reused tuple, SYN retransmissions, connections without a handshake,
+    real captures (haka, tcpreplay, ns-3, tunnels)."""
+    pairs = 0
+    for f in [*_captures(tmp_path), _nat_pair(tmp_path)[0], _nat_pair(tmp_path)[1]]:
+        t = read_capture(f)
+        pc = build_point(t)
+        assert pc.cols is not None
+        fast = build_conns(t, pc.halves, pc.cols)
+        got = [(c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in fast]
+        loop = build_conns(t, pc.halves)
+        assert got == [(c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in loop], f
+        pairs += sum(1 for c in loop if c.c is not None and c.s is not None)
+        t.close()
+    assert pairs > 50
 
 
 # ----------------------------------------------------------------- linking on columns
