@@ -185,18 +185,23 @@ class PointConns:
         assert self.cols is not None
         return self.cols
 
-    def rows_of(self, halves: list[Half | None]) -> tuple[I64, I64]:
-        """The rows of `halves` (of this point; None: none) one after the other, and the
-        position in `halves` of each: the concatenation of their `idx`, gathered at once."""
+    def rows_of(self, hid: I64) -> tuple[I64, I64]:
+        """The rows of the halves `hid` of this point (-1: none) one after the other, and
+        the position in `hid` of each: the concatenation of their `idx`, gathered at
+        once."""
         c = self.half_cols()
-        hid = np.fromiter((-1 if h is None else h.hid for h in halves), np.int64, len(halves))
         has = hid >= 0
         st = np.where(has, c.start[hid], 0)
         lens = np.where(has, c.end[hid], 0) - st
         total = int(lens.sum())
         first = np.cumsum(lens) - lens
         pos = np.repeat(st - first, lens) + np.arange(total, dtype=np.int64)
-        return self.order[pos], np.repeat(np.arange(len(halves), dtype=np.int64), lens)
+        return self.order[pos], np.repeat(np.arange(hid.shape[0], dtype=np.int64), lens)
+
+
+def hids(halves: list[Half | None]) -> I64:
+    """The half ids of `halves` (None: -1)."""
+    return np.array([-1 if h is None else h.hid for h in halves], np.int64)
 
 
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.conns import Half, PointConns
+from hopcap.correlate.conns import Half, PointConns, hids
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
 from hopcap.correlate.reader import RST, PacketTable
@@ -349,18 +349,19 @@ def _match_group(
     yc = [it[1].c for it in items]
     xs = [it[0].s for it in items]
     ys = [it[1].s for it in items]
-    ra_c, pa_c = pca.rows_of(xc)
-    rb_c, pb_c = pcb.rows_of(yc)
-    ra_s, pa_s = pcb.rows_of(ys)  # s2c travels b -> a
-    rb_s, pb_s = pca.rows_of(xs)
+    ixc, iyc, ixs, iys = hids(xc), hids(yc), hids(xs), hids(ys)
+    ra_c, pa_c = pca.rows_of(ixc)
+    rb_c, pb_c = pcb.rows_of(iyc)
+    ra_s, pa_s = pcb.rows_of(iys)  # s2c travels b -> a
+    rb_s, pb_s = pca.rows_of(ixs)
     dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
     ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
     def prm(
         pc_up: PointConns,
-        up: list[Half | None],
+        up: I64,
         pc_down: PointConns,
-        down: list[Half | None],
+        down: I64,
         d: I64,
         other: I64,
         votes: I64,
@@ -379,12 +380,10 @@ def _match_group(
         use_ipid = v4_u & v4_w & ((votes > 0) | empty)
         return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
 
-    c_out = match_batch(
-        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(pca, xc, pcb, yc, dc, ds, votes_c), ttl_expected=ttl_exp
-    )
-    s_out = match_batch(
-        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(pcb, ys, pca, xs, ds, dc, votes_s), ttl_expected=ttl_exp
-    )
+    prm_c = prm(pca, ixc, pcb, iyc, dc, ds, votes_c)
+    prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
+    c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
+    s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
     for k, (dups, d_c, d_s) in enumerate(zip(groups, dc.tolist(), ds.tolist(), strict=True)):
         delta_c = d_c if d_c >= 0 else None
         delta_s = (-d_s) & M32 if d_s >= 0 else None
@@ -399,13 +398,10 @@ def _match_group(
                 legy.link = "nat"
 
 
-def _half_cols(
-    pc: PointConns, hs: list[Half | None]
-) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
-    """Per half of `pc` (None: absent): present, ISN, has TSval, IPv4 (True when absent),
-    rows."""
+def _half_cols(pc: PointConns, hid: I64) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half `hid` of `pc` (-1: absent): present, ISN, has TSval, IPv4 (True when
+    absent), rows."""
     c = pc.half_cols()
-    hid = np.fromiter((-1 if h is None else h.hid for h in hs), np.int64, len(hs))
     has = hid >= 0
     return (
         has,
