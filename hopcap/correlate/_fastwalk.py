@@ -851,7 +851,7 @@ def half_starts(
 ) -> tuple[I64, npt.NDArray[np.bool_]] | None:
     """Where each half-connection starts among the rows in `order` (grouped by `tkey`) and
     whether it has a TSval, in one C pass (None without it): the boundaries of
-    conns.build_halves' numpy path."""
+    conns._build_halves' numpy path."""
     lib = _load()
     if lib is None:
         return None

@@ -228,10 +228,6 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     return starts, has_ts
 
 
-def build_halves(t: PacketTable) -> list[Half]:
-    return _build_halves(t)[0]
-
-
 def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     """The halves of `t`, their fields as columns (no mates yet), the rows by half."""
     n = len(t)
