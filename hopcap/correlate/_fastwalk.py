@@ -454,6 +454,34 @@ void hopcap_place(const int64_t *gid, long n, const int64_t *rank, long ng, int6
     for (long g = 0; g < ng; g++) start[g + 1] += start[g];
     for (long i = 0; i < n; i++) order[start[rank[gid[i]]]++] = i;
 }
+/* half-connection boundaries over rows in `order` (grouped by tuple key): a half starts at
+   a group's first row and at a SYN whose seq differs from the group's previous SYN (or
+   that has none before it); has_ts[h]: a row of half h carries a TSval. Returns halves. */
+long hopcap_halves(const int64_t *order, long n, const uint64_t *tkey, const int16_t *flags,
+                   const int64_t *seq, const int64_t *tsval, int64_t *starts, uint8_t *has_ts) {
+    long nh = 0;
+    uint64_t pk = 0;
+    int64_t last = -1;
+    int acc = 0;
+    for (long i = 0; i < n; i++) {
+        int64_t r = order[i];
+        uint64_t k = tkey[r];
+        int syn = (flags[r] & 0x02) != 0;
+        int b = i == 0 || k != pk;
+        if (b) last = -1;
+        else if (syn && last != seq[r]) b = 1;
+        if (b) {
+            if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
+            starts[nh++] = i;
+            acc = 0;
+        }
+        if (tsval[r] >= 0) acc = 1;
+        if (syn) last = seq[r];
+        pk = k;
+    }
+    if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
+    return nh;
+}
 """
 
 _lib: Any = None
@@ -540,6 +568,8 @@ def _load() -> Any:
     lib.hopcap_groups.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p, p]
     lib.hopcap_place.restype = None
     lib.hopcap_place.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p]
+    lib.hopcap_halves.restype = ctypes.c_long
+    lib.hopcap_halves.argtypes = [p, ctypes.c_long, p, p, p, p, p, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     _lib = lib
@@ -814,3 +844,25 @@ def walk_parse_pcap(
                 return
 
     return gen()
+
+
+def half_starts(
+    order: I64, tkey: npt.NDArray[np.uint64], flags: Any, seq: Any, tsval: Any
+) -> tuple[I64, npt.NDArray[np.bool_]] | None:
+    """Where each half-connection starts among the rows in `order` (grouped by `tkey`) and
+    whether it has a TSval, in one C pass (None without it): the boundaries of
+    conns._build_halves' numpy path."""
+    lib = _load()
+    if lib is None:
+        return None
+    n = int(order.shape[0])
+    o = np.ascontiguousarray(order, np.int64)
+    k = np.ascontiguousarray(tkey, np.uint64)
+    fl = np.ascontiguousarray(flags, np.int16)
+    sq = np.ascontiguousarray(seq, np.int64)
+    tv = np.ascontiguousarray(tsval, np.int64)
+    starts = np.empty(n, np.int64)
+    has = np.zeros(n, np.uint8)
+    nh = lib.hopcap_halves(o.ctypes.data, n, k.ctypes.data, fl.ctypes.data, sq.ctypes.data,
+                           tv.ctypes.data, starts.ctypes.data, has.ctypes.data)  # fmt: skip
+    return starts[:nh], has[:nh].astype(bool)

@@ -6,19 +6,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import mix_columns, stable_order
+from hopcap.correlate._fastwalk import half_starts, mix_columns, stable_order
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
     from hopcap.correlate.link import ConnExchanges
 
 I64 = npt.NDArray[np.int64]
+M32 = 0xFFFFFFFF
 U64 = npt.NDArray[np.uint64]
 
 _P1 = np.uint64(0x9E3779B97F4A7C15)
@@ -80,6 +81,7 @@ class Half:
     last_ts: int
     has_ts: bool
     conn: int = -1
+    ack0: int = -1  # the ack field of its first packet
 
     @_once
     def tuple_str(self) -> str:
@@ -120,6 +122,40 @@ class Conn:
 
 
 @dataclass
+class HalfCols:
+    """Fields of every half at a point as columns (row k: the half with hid k), for work
+    done on all halves at once; `mate`: the hid of the other direction of its connection
+    (-1: none)."""
+
+    syn: npt.NDArray[np.bool_]
+    synack: npt.NDArray[np.bool_]
+    has_ts: npt.NDArray[np.bool_]
+    tkey: U64
+    isn: I64
+    sport: I64
+    dport: I64
+    first_ts: I64
+    row0: I64  # its first packet's row
+    last_ts: I64
+    rkey: U64
+    ack0: I64
+    start: I64  # its rows are order[start:end] of the point (`PointConns.order`)
+    end: I64
+    v4: npt.NDArray[np.bool_]
+    mate: I64
+
+
+def _mates(n: int, conns: list[Conn]) -> I64:
+    mate = np.full(n, -1, np.int64)
+    cs = [(c.c.hid, c.s.hid) for c in conns if c.c is not None and c.s is not None]
+    if cs:
+        pair = np.array(cs, np.int64)
+        mate[pair[:, 0]] = pair[:, 1]
+        mate[pair[:, 1]] = pair[:, 0]
+    return mate
+
+
+@dataclass
 class PointConns:
     table: PacketTable
     halves: list[Half]
@@ -132,27 +168,46 @@ class PointConns:
     starts: list[int] = field(default_factory=list)
     # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
     f5: object = None
+    cols: HalfCols | None = None
+    order: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # rows by half
 
     def drop_link_caches(self) -> None:
         """Free what only linking needs (the fingerprints) once flows are built."""
         self._fps = {}
 
     def fingerprints(self, h: Half) -> list[tuple[object, ...]]:
-        if not self._fps and self.halves:
-            self._fps = dict(enumerate(fingerprints_all(self.table, self.halves)))
-        return self._fps[h.hid]
+        fp = self._fps.get(h.hid)
+        if fp is None:
+            fp = self._fps[h.hid] = fingerprints(self.table, h)
+        return fp
+
+    def half_cols(self) -> HalfCols:
+        assert self.cols is not None
+        return self.cols
+
+    def rows_of(self, hid: I64) -> tuple[I64, I64]:
+        """The rows of the halves `hid` of this point (-1: none) one after the other, and
+        the position in `hid` of each: the concatenation of their `idx`, gathered at
+        once."""
+        c = self.half_cols()
+        has = hid >= 0
+        st = np.where(has, c.start[hid], 0)
+        lens = np.where(has, c.end[hid], 0) - st
+        total = int(lens.sum())
+        first = np.cumsum(lens) - lens
+        pos = np.repeat(st - first, lens) + np.arange(total, dtype=np.int64)
+        return self.order[pos], np.repeat(np.arange(hid.shape[0], dtype=np.int64), lens)
 
 
-def build_halves(t: PacketTable) -> list[Half]:
-    n = len(t)
-    if n == 0:
-        return []
-    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
-    # file order within a tuple: a capture writes packets as the kernel saw them, and a
-    # bogus timestamp (some tools write 0 for packets they forge) must not move them
-    fast = stable_order(tkey)
-    order = fast if fast is not None else np.argsort(tkey, kind="stable")
-    tk = tkey[order]
+def hids(halves: list[Half | None]) -> I64:
+    """The half ids of `halves` (None: -1)."""
+    return np.array([-1 if h is None else h.hid for h in halves], np.int64)
+
+
+def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """`half_starts` in numpy: where each half starts among the rows in `order` (`tk`
+    their tuple keys), and whether it has a TSval."""
+    n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
     gstart[1:] = tk[1:] != tk[:-1]
@@ -168,63 +223,103 @@ def build_halves(t: PacketTable) -> list[Half]:
     prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
     boundary = gstart | (syn & (prev_isn != sq))
     starts = np.nonzero(boundary)[0]
-    r0s = order[starts]
-    rkey = np.zeros(n, np.uint64)
-    rkey[r0s] = mix(
-        t.dst_hi[r0s], t.dst_lo[r0s], t.src_hi[r0s], t.src_lo[r0s], t.dport[r0s], t.sport[r0s]
-    )
-    ends = np.append(starts[1:], n)
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0
+    return starts, has_ts
+
+
+def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
+    """The halves of `t`, their fields as columns (no mates yet), the rows by half."""
+    n = len(t)
+    if n == 0:
+        return [], None, np.zeros(0, np.int64)
+    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
+    # file order within a tuple: a capture writes packets as the kernel saw them, and a
+    # bogus timestamp (some tools write 0 for packets they forge) must not move them
+    fast = stable_order(tkey)
+    order = fast if fast is not None else np.argsort(tkey, kind="stable")
+    fast_b = half_starts(order, tkey, t.flags, t.seq, t.tsval)
+    if fast_b is not None:
+        starts, has_ts = fast_b
+    else:
+        starts, has_ts = _half_starts(t, order, tkey[order])
+    ends = np.append(starts[1:], n)
     # every half's first-row fields gathered at once (a numpy scalar read per field and
     # half costs more than the rest of this function)
-    r0l = order[starts]
-    f0 = t.flags[r0l]
+    r0 = order[starts]
+    rkey = mix(t.dst_hi[r0], t.dst_lo[r0], t.src_hi[r0], t.src_lo[r0], t.dport[r0], t.sport[r0])
+    f0 = t.flags[r0]
     syn0 = (f0 & SYN) != 0
-    cols = zip(
+    fields = zip(
         starts.tolist(),
         ends.tolist(),
-        tk[starts].tolist(),
-        rkey[r0l].tolist(),
-        t.v[r0l].tolist(),
-        t.src_hi[r0l].tolist(),
-        t.src_lo[r0l].tolist(),
-        t.dst_hi[r0l].tolist(),
-        t.dst_lo[r0l].tolist(),
-        t.sport[r0l].tolist(),
-        t.dport[r0l].tolist(),
+        tkey[r0].tolist(),
+        rkey.tolist(),
+        t.v[r0].tolist(),
+        t.src_hi[r0].tolist(),
+        t.src_lo[r0].tolist(),
+        t.dst_hi[r0].tolist(),
+        t.dst_lo[r0].tolist(),
+        t.sport[r0].tolist(),
+        t.dport[r0].tolist(),
         syn0.tolist(),
         (syn0 & ((f0 & ACK) != 0)).tolist(),
-        t.seq[r0l].tolist(),
-        t.ts[r0l].tolist(),
+        t.seq[r0].tolist(),
+        t.ts[r0].tolist(),
         t.ts[order[ends - 1]].tolist(),
         has_ts.tolist(),
+        t.ack[r0].tolist(),
         strict=True,
     )
-    halves: list[Half] = []
-    for hid, (s, e, tkh, rk, v, sh, sl, dh, dl, sp, dp, sy, sya, isn, t0, t1, hts) in enumerate(
-        cols
-    ):
-        halves.append(
-            Half(
-                hid=hid,
-                idx=order[s:e],
-                tkey=tkh,
-                rkey=rk,
-                v=v,
-                src=(sh, sl),
-                dst=(dh, dl),
-                sport=sp,
-                dport=dp,
-                syn=sy,
-                synack=sya,
-                isn=isn,
-                first_ts=t0,
-                last_ts=t1,
-                has_ts=hts,
-            )
+    first_ts = t.ts[r0].astype(np.int64)
+    syn_ack = syn0 & ((f0 & ACK) != 0)
+    cols = HalfCols(
+        syn0, syn_ack, has_ts, tkey[r0], t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
+        t.dport[r0].astype(np.int64), first_ts, r0, t.ts[order[ends - 1]].astype(np.int64),
+        rkey, t.ack[r0].astype(np.int64), starts, ends, t.v[r0] == 4,
+        np.full(starts.shape[0], -1, np.int64),
+    )  # fmt: skip
+    halves = [
+        Half(
+            hid,
+            order[s:e],
+            tkh,
+            rk,
+            v,
+            (sh, sl),
+            (dh, dl),
+            sp,
+            dp,
+            sy,
+            sya,
+            isn,
+            t0,
+            t1,
+            hts,
+            ack0=a0,
         )
-    return halves
+        for hid, (
+            s,
+            e,
+            tkh,
+            rk,
+            v,
+            sh,
+            sl,
+            dh,
+            dl,
+            sp,
+            dp,
+            sy,
+            sya,
+            isn,
+            t0,
+            t1,
+            hts,
+            a0,
+        ) in enumerate(fields)
+    ]
+    return halves, cols, order
 
 
 def _is_client_half(h: Half) -> bool:
@@ -238,13 +333,105 @@ def _is_client_half(h: Half) -> bool:
     return h.sport > h.dport
 
 
-def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
+def build_conns(t: PacketTable, halves: list[Half], cols: HalfCols | None = None) -> list[Conn]:
+    """Pair the halves of a point into connections, in order of their first packet: each
+    half (not yet taken) with the best-scored half of the reverse tuple. With the halves'
+    columns (`cols`), the tuples that carry one half each way or one alone (nearly every
+    connection) are paired on the columns at once, the others by the loop; the same
+    connections in the same order."""
+    n = len(halves)
+    if cols is None or n == 0:
+        pos = {h.hid: i for i, h in enumerate(sorted(halves, key=lambda x: x.first_ts))}
+        got = _conns_loop(t, sorted(halves, key=lambda x: x.first_ts), pos)
+    else:
+        rank = np.empty(n, np.int64)
+        rank[np.argsort(cols.first_ts, kind="stable")] = np.arange(n, dtype=np.int64)
+        got, simple = _conns_simple(cols, rank)
+        others = np.nonzero(~simple)[0]
+        if others.shape[0]:
+            others = others[np.argsort(rank[others], kind="stable")]
+            ranks = rank.tolist()
+            got += _conns_loop(t, [halves[i] for i in others.tolist()], ranks)
+        got.sort()
+    conns: list[Conn] = []
+    for cid, (_rank, ci, si) in enumerate(got):
+        c = halves[ci] if ci >= 0 else None
+        s = halves[si] if si >= 0 else None
+        conns.append(Conn(cid=cid, c=c, s=s))
+        if c is not None:
+            c.conn = cid
+        if s is not None:
+            s.conn = cid
+    return conns
+
+
+def _conns_simple(cols: HalfCols, rank: I64) -> tuple[list[tuple[int, int, int]], Any]:
+    """The connections of the halves whose tuple carries no other half, and whose reverse
+    tuple at most one (which then carries no other either): (rank of the half that opens
+    it, client half, server half) each (-1: none), and which halves those are. The
+    decisions of `_conns_loop` for such a pair, on columns."""
+    n = rank.shape[0]
+    uk, inv, cnt = np.unique(cols.tkey, return_inverse=True, return_counts=True)
+    holder = np.empty(uk.shape[0], np.int64)
+    holder[inv] = np.arange(n, dtype=np.int64)  # the half of a key held by one
+    at = np.minimum(np.searchsorted(uk, cols.rkey), uk.shape[0] - 1)
+    found = uk[at] == cols.rkey
+    n_rev = np.where(found, cnt[at], 0)
+    simple = (cnt[inv] == 1) & (n_rev <= 1)
+    me = np.arange(n, dtype=np.int64)
+    other = np.where(found & (n_rev == 1), holder[at], -1)
+    other[other == me] = -1  # its own reverse (src = dst): alone
+    # each pair once, from the half first in time (the one the loop takes first)
+    h = np.nonzero(simple & ((other < 0) | (rank < rank[np.maximum(other, 0)])))[0]
+    r = other[h]
+    has = r >= 0
+    rr = np.maximum(r, 0)
+    syn, synack, isn, ack0 = cols.syn, cols.synack, cols.isn, cols.ack0
+    decisive = (syn[h] & synack[rr] & (ack0[rr] == ((isn[h] + 1) & M32))) | (
+        syn[rr] & synack[h] & (ack0[h] == ((isn[rr] + 1) & M32))
+    )
+    overlap = np.minimum(cols.last_ts[h], cols.last_ts[rr]) - np.maximum(
+        cols.first_ts[h], cols.first_ts[rr]
+    )
+    later_syn = syn[rr] & ~synack[rr] & (cols.first_ts[h] < cols.first_ts[rr]) & ~syn[h]
+    two_syns = syn[h] & syn[rr] & ~(synack[h] | synack[rr])
+    far = (overlap < 0) & (-overlap > 10**14)  # scored below no candidate at all
+    paired = has & (decisive | ~(later_syn | two_syns | far))
+    client = _client_cols(cols)
+    h_first = client[h] | (paired & syn[rr] & synack[rr])
+    out: list[tuple[int, int, int]] = []
+    for hh, rr_, p, hf, rk_h, rk_r, cl_r in zip(
+        h.tolist(), r.tolist(), paired.tolist(), h_first.tolist(), rank[h].tolist(),
+        rank[rr].tolist(), client[rr].tolist(), strict=True,
+    ):  # fmt: skip
+        if p:
+            out.append((rk_h, hh, rr_) if hf else (rk_h, rr_, hh))
+            continue
+        out.append((rk_h, hh, -1) if hf else (rk_h, -1, hh))
+        if rr_ >= 0:
+            out.append((rk_r, rr_, -1) if cl_r else (rk_r, -1, rr_))
+    return out, simple
+
+
+def _client_cols(c: HalfCols) -> npt.NDArray[np.bool_]:
+    """`_is_client_half` of every half."""
+    by_port = np.where(
+        (c.dport < 1024) & (c.sport >= 1024),
+        True,
+        np.where((c.sport < 1024) & (c.dport >= 1024), False, c.sport > c.dport),
+    )
+    return np.where(c.syn, ~c.synack, by_port)
+
+
+def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[int, int, int]]:
+    """The connections of `in_order` (halves sorted by first packet; every half of their
+    tuples and reverse tuples among them): (rank of the opening half, client, server)."""
     by_key: dict[int, list[Half]] = defaultdict(list)
-    for h in halves:
+    for h in in_order:
         by_key[h.tkey].append(h)
     used: set[int] = set()
-    conns: list[Conn] = []
-    for h in sorted(halves, key=lambda x: x.first_ts):
+    out: list[tuple[int, int, int]] = []
+    for h in in_order:
         c: Half | None
         s: Half | None
         if h.hid in used:
@@ -278,26 +465,29 @@ def build_conns(t: PacketTable, halves: list[Half]) -> list[Conn]:
             c, s = h, best
         else:
             c, s = best, h
-        cid = len(conns)
-        conns.append(Conn(cid=cid, c=c, s=s))
-        for x in (c, s):
-            if x is not None:
-                x.conn = cid
-    return conns
+        out.append((rank[h.hid], -1 if c is None else c.hid, -1 if s is None else s.hid))
+    return out
 
 
 def _acks(t: PacketTable, h: Half, value: int) -> bool:
-    r0 = int(h.idx[0])
-    return int(t.ack[r0]) == (value & 0xFFFFFFFF)
+    a0 = h.ack0 if h.ack0 >= 0 else int(t.ack[int(h.idx[0])])
+    return a0 == (value & 0xFFFFFFFF)
 
 
 def build_point(t: PacketTable) -> PointConns:
-    halves = build_halves(t)
-    conns = build_conns(t, halves)
+    halves, cols, order = _build_halves(t)
+    conns = build_conns(t, halves, cols)
     by_tkey: dict[int, list[Half]] = defaultdict(list)
     for h in halves:
         by_tkey[h.tkey].append(h)
-    return PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey))
+    if cols is None:
+        z, no = np.zeros(0, np.int64), np.zeros(0, bool)
+        u = z.astype(np.uint64)
+        cols = HalfCols(no, no, no, u, z, z, z, z, z, z, u, z, z, z, no, z)
+    cols.mate = _mates(len(halves), conns)
+    pc = PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey), cols=cols)
+    pc.order = order
+    return pc
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -337,21 +527,37 @@ def fingerprints(t: PacketTable, h: Half, limit: int = 4) -> list[tuple[object, 
     return keys
 
 
-def fingerprints_all(
-    t: PacketTable, halves: list[Half], limit: int = 4
-) -> list[list[tuple[object, ...]]]:
-    """`fingerprints` of every half, the same keys in the same order, with the rows that
-    give keys selected for all halves at once."""
-    out: list[list[tuple[object, ...]]] = [[] for _ in halves]
+FP_KINDS = ("ts", "isn", "sid", "h", "id")  # the kind of a fingerprint code: code >> 60
+
+
+def key_code(k: tuple[object, ...], ids: dict[tuple[object, ...], int]) -> int:
+    """A fingerprint key as one int64, exactly: its kind in bits 60-62; TSval (or the ISN)
+    in bits 17-48 and IP ID + 1 (-1 for IPv6) below; other kinds (SYN IP ID and options,
+    payload hash, IP ID and flags) by their number in `ids` (numbered on first sight)."""
+    kind = FP_KINDS.index(str(k[0]))
+    if kind == 0:
+        return (cast(int, k[1]) << 17) | (cast(int, k[2]) + 1)
+    if kind == 1:
+        return (kind << 60) | (cast(int, k[1]) << 17)
+    return (kind << 60) | (ids.setdefault(k, len(ids)) << 17)
+
+
+def fingerprint_codes(
+    t: PacketTable, halves: list[Half], ids: dict[tuple[object, ...], int], limit: int = 4
+) -> tuple[I64, I64]:
+    """(hid, key code) of every distinct `fingerprints` key of every half (`key_code`),
+    sorted by hid then code, with the rows that give keys selected for all halves at once:
+    the TSval and ISN keys never become Python tuples."""
     if not halves:
-        return out
+        z = np.zeros(0, np.int64)
+        return z, z
     head = limit * 4
     firsts = [h.idx[:head] for h in halves]
-    lens = np.array([x.shape[0] for x in firsts], np.int64)
+    lens = np.fromiter(map(len, firsts), np.int64, len(firsts))
     r_all = np.concatenate(firsts)
     grp = np.repeat(np.arange(len(halves), dtype=np.int64), lens)
     fl = t.flags[r_all]
-    tsv = t.tsval[r_all]
+    tsv = t.tsval[r_all].astype(np.int64)
     syn = (fl & SYN) != 0
     ts_row = ~syn & (tsv >= 0)
 
@@ -366,35 +572,40 @@ def fingerprints_all(
 
     sel_syn = np.nonzero(syn & (rank(syn) < 4))[0]
     sel_ts = np.nonzero(ts_row & (rank(ts_row) < limit))[0]
-    ipid = t.ipid[r_all]
-    for j, g, sq, tv, ip in zip(
-        sel_syn.tolist(),
-        grp[sel_syn].tolist(),
-        t.seq[r_all[sel_syn]].tolist(),
-        tsv[sel_syn].tolist(),
-        ipid[sel_syn].tolist(),
-        strict=True,
-    ):
-        keys = out[g]
-        keys.append(("isn", sq))
-        if tv >= 0:
-            keys.append(("ts", tv, ip))
-        elif ip > 0:
-            r = int(r_all[j])
-            keys.append(("sid", ip, int(t.mss[r]), t.options(r)))
-    for g, tv, ip in zip(
-        grp[sel_ts].tolist(), tsv[sel_ts].tolist(), ipid[sel_ts].tolist(), strict=True
-    ):
-        out[g].append(("ts", tv, ip))
+    ipid = t.ipid[r_all].astype(np.int64)
+    hid = [grp[sel_syn]]
+    code = [(1 << 60) | (t.seq[r_all[sel_syn]].astype(np.int64) << 17)]  # the ISN
+    # TSval + IP ID of the SYNs and of the first other packets
+    for sel in (sel_syn[tsv[sel_syn] >= 0], sel_ts):
+        hid.append(grp[sel])
+        code.append((tsv[sel] << 17) | (ipid[sel] + 1))
+    more_h: list[int] = []
+    more_c: list[int] = []
+    # SYNs without a TSval: IP ID, MSS and options (not in the table as one number)
+    for j in sel_syn[(tsv[sel_syn] < 0) & (ipid[sel_syn] > 0)].tolist():
+        r = int(r_all[j])
+        more_h.append(int(grp[j]))
+        more_c.append(key_code(("sid", int(ipid[j]), int(t.mss[r]), t.options(r)), ids))
     n_ts = np.bincount(grp[sel_ts], minlength=len(halves))
-    for hid in np.nonzero(n_ts < 2)[0].tolist():
-        h = halves[hid]
-        keys = out[hid]
-        rows = h.idx
+    has_syn = np.bincount(grp[sel_syn], minlength=len(halves)) > 0
+    for k in np.nonzero(n_ts < 2)[0].tolist():
+        rows = halves[k].idx
+        got = False
         for i in rows[t.pl_cap[rows] > 0][:2].tolist():
-            keys.append(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))))
-        if not keys:
+            more_h.append(k)
+            more_c.append(key_code(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))), ids))
+            got = True
+        if not got and not has_syn[k] and not n_ts[k]:
             for i in rows[:limit].tolist():
                 if t.ipid[i] > 0:
-                    keys.append(("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST))))
-    return out
+                    more_h.append(k)
+                    key = ("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST)))
+                    more_c.append(key_code(key, ids))
+    hid.append(np.array(more_h, np.int64))
+    code.append(np.array(more_c, np.int64))
+    h_all, c_all = np.concatenate(hid), np.concatenate(code)
+    o = np.lexsort((c_all, h_all))
+    h_all, c_all = h_all[o], c_all[o]
+    new = np.ones(h_all.shape[0], bool)
+    new[1:] = (h_all[1:] != h_all[:-1]) | (c_all[1:] != c_all[:-1])
+    return h_all[new], c_all[new]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.conns import Half, PointConns
+from hopcap.correlate.conns import Half, PointConns, hids
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
 from hopcap.correlate.reader import RST, PacketTable
@@ -343,27 +343,25 @@ def _match_group(
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
     n = len(items)
 
-    def rows(halves: list[Half | None]) -> tuple[I64, I64]:
-        arrs = [h.idx if h is not None else np.zeros(0, np.int64) for h in halves]
-        lens = np.array([x.shape[0] for x in arrs], np.int64)
-        pid = np.repeat(np.arange(len(arrs), dtype=np.int64), lens)
-        r = np.concatenate(arrs) if arrs else np.zeros(0, np.int64)
-        return r.astype(np.int64), pid
-
+    pca, pcb = pts[a].pc, pts[b].pc
+    assert pca is not None and pcb is not None
     xc = [it[0].c for it in items]
     yc = [it[1].c for it in items]
     xs = [it[0].s for it in items]
     ys = [it[1].s for it in items]
-    ra_c, pa_c = rows(xc)
-    rb_c, pb_c = rows(yc)
-    ra_s, pa_s = rows(ys)  # s2c travels b -> a
-    rb_s, pb_s = rows(xs)
+    ixc, iyc, ixs, iys = hids(xc), hids(yc), hids(xs), hids(ys)
+    ra_c, pa_c = pca.rows_of(ixc)
+    rb_c, pb_c = pcb.rows_of(iyc)
+    ra_s, pa_s = pcb.rows_of(iys)  # s2c travels b -> a
+    rb_s, pb_s = pca.rows_of(ixs)
     dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
     ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
     def prm(
-        up: list[Half | None],
-        down: list[Half | None],
+        pc_up: PointConns,
+        up: I64,
+        pc_down: PointConns,
+        down: I64,
         d: I64,
         other: I64,
         votes: I64,
@@ -373,8 +371,8 @@ def _match_group(
         # acks of this direction acknowledge the other direction's bytes
         ack_delta = np.where(other >= 0, (-other) & M32, -1)
 
-        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(up)
-        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(down)
+        has_u, isn_u, ts_u, v4_u, len_u = _half_cols(pc_up, up)
+        has_w, isn_w, ts_w, v4_w, len_w = _half_cols(pc_down, down)
         base = np.where(has_w, isn_w, (isn_u + delta) & M32)
         a_base = np.where(has_u, isn_u, base)
         use_ts = (ts_u | ~has_u) & (ts_w | ~has_w) & (ts_u | ts_w)
@@ -382,34 +380,36 @@ def _match_group(
         use_ipid = v4_u & v4_w & ((votes > 0) | empty)
         return PairParams(delta, ack_delta, base, a_base, use_ipid, use_ts)
 
-    c_out = match_batch(
-        ta, ra_c, pa_c, tb, rb_c, pb_c, prm(xc, yc, dc, ds, votes_c), ttl_expected=ttl_exp
-    )
-    s_out = match_batch(
-        tb, ra_s, pa_s, ta, rb_s, pb_s, prm(ys, xs, ds, dc, votes_s), ttl_expected=ttl_exp
-    )
-    for k, dups in enumerate(groups):
+    prm_c = prm(pca, ixc, pcb, iyc, dc, ds, votes_c)
+    prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
+    c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
+    s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
+    for k, (dups, d_c, d_s) in enumerate(zip(groups, dc.tolist(), ds.tolist(), strict=True)):
+        delta_c = d_c if d_c >= 0 else None
+        delta_s = (-d_s) & M32 if d_s >= 0 else None
         for legx, legy, hop in dups:
             if legx.c is not None or legy.c is not None:
                 hop.c2s = c_out[k]
             if legx.s is not None or legy.s is not None:
                 hop.s2c = s_out[k]
-            legy.delta_c = int(dc[k]) if dc[k] >= 0 else None
-            legy.delta_s = int((-ds[k]) & M32) if ds[k] >= 0 else None
+            legy.delta_c = delta_c
+            legy.delta_s = delta_s
             if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
                 legy.link = "nat"
 
 
-def _half_cols(hs: list[Half | None]) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
-    """Per half (None: absent): present, ISN, has TSval, IPv4 (True when absent), rows."""
-    n = len(hs)
-    # flat lists of Python scalars: numpy converts those several times faster than tuples
-    has, isn, ts, v4, rows = [False] * n, [0] * n, [False] * n, [True] * n, [0] * n
-    for k, h in enumerate(hs):
-        if h is not None:
-            has[k], isn[k], ts[k], v4[k], rows[k] = True, h.isn, h.has_ts, h.v == 4, h.idx.shape[0]
-    return (np.array(has, bool), np.array(isn, np.int64), np.array(ts, bool),
-            np.array(v4, bool), np.array(rows, np.int64))  # fmt: skip
+def _half_cols(pc: PointConns, hid: I64) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:
+    """Per half `hid` of `pc` (-1: absent): present, ISN, has TSval, IPv4 (True when
+    absent), rows."""
+    c = pc.half_cols()
+    has = hid >= 0
+    return (
+        has,
+        np.where(has, c.isn[hid], 0),
+        np.where(has, c.has_ts[hid], False),
+        np.where(has, c.v4[hid], True),
+        np.where(has, c.end[hid] - c.start[hid], 0),
+    )
 
 
 def _how_ended(pa: PointConns, leg: LegB) -> str:

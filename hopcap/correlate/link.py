@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.conns import Conn, Half, PointConns
+from hopcap.correlate.conns import FP_KINDS, Conn, Half, PointConns, fingerprint_codes
 from hopcap.correlate.reader import ACK, RST, SYN
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
@@ -24,6 +24,12 @@ class HalfLinks:
     back: dict[int, int]
 
 
+_KIND_W = np.array([WEIGHTS[k] for k in FP_KINDS])
+_SID, _H = FP_KINDS.index("sid"), FP_KINDS.index("h")
+
+I64 = npt.NDArray[np.int64]
+
+
 def link_halves(
     a: PointConns,
     b: PointConns,
@@ -32,82 +38,110 @@ def link_halves(
     conntrack_pairs: Iterable[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]] = (),
 ) -> HalfLinks:
     """Link every half at `a` to at most one half at `b`. `offset_ns` is b's clock minus a's
-    (a hint: used only to break ties by time)."""
-    index: dict[tuple[object, ...], list[int]] = {}
-    for h in b.halves:
-        for k in set(b.fingerprints(h)):
-            hits = index.get(k)
-            if hits is None:
-                index[k] = [h.hid]
+    (a hint: used only to break ties by time).
+
+    Every candidate pair (a half at `a`, a half at `b`) is scored at once on columns:
+    fingerprints both share (each distinct key weighed by its kind), the identical tuple,
+    conntrack's translated tuple; pairs that cannot be one connection are dropped; the
+    best-scored pairs are taken first, each half at most once."""
+    ca, cb = a.half_cols(), b.half_cols()
+    nb = len(b.halves)
+    # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
+    ids: dict[tuple[object, ...], int] = {}
+    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids)
+    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids)
+    # every (a key, b key) with the same id: pairs of halves sharing a fingerprint
+    ob = np.argsort(kid_b, kind="stable")
+    kb = kid_b[ob]
+    lo = np.searchsorted(kb, kid_a, "left")
+    cnt = np.searchsorted(kb, kid_a, "right") - lo
+    ea = np.repeat(np.arange(kid_a.shape[0], dtype=np.int64), cnt)
+    first = np.cumsum(cnt) - cnt
+    eb = ob[np.repeat(lo - first, cnt) + np.arange(ea.shape[0], dtype=np.int64)]
+    pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]
+    pkind = pk >> 60
+    sid = np.nonzero(pkind == _SID)[0]
+    if sid.shape[0]:
+        keep = np.ones(pa.shape[0], bool)
+        keys = list(ids)
+        # a SYN's IP ID (with its MSS and options) identifies it only where no other SYN at
+        # either point has the same IP ID: scanners send every SYN with IP ID 54321
+        ids_a, ids_b = _sid_ids(kid_a, keys), _sid_ids(kid_b, keys)
+        for j, x, y, k in zip(
+            sid.tolist(), pa[sid].tolist(), pb[sid].tolist(), pk[sid].tolist(), strict=True
+        ):
+            ip = keys[(k >> 17) & 0xFFFFFFFF][1]
+            if ids_a.get(ip, 0) > 1 or ids_b.get(ip, 0) > 1:
+                keep[j] = False
             else:
-                hits.append(h.hid)
-    # a SYN's IP ID (with its MSS and options) identifies it only where no other SYN at
-    # either point has the same IP ID: scanners send every SYN with IP ID 54321
-    ids_a, ids_b = _sid_ids(a), _sid_ids(b)
-    cands: list[tuple[float, int, int]] = []
-    ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
-    by_str: dict[tuple[str, str], list[Half]] = {}
-    if ct:
-        for g in b.halves:
-            by_str.setdefault((g.src_str, g.dst_str), []).append(g)
-    for h in a.halves:
-        scores: dict[int, float] = {}
-        strong: set[int] = set()  # candidates sharing an identity key, not just payload
-        for k in set(a.fingerprints(h)):
-            found = index.get(k)
-            if not found:
-                continue
-            kind = k[0]
-            if kind == "sid":
-                if ids_a.get(k[1], 0) > 1 or ids_b.get(k[1], 0) > 1:
-                    continue
                 # with the ISN rewritten too, a NAT kept one port at least (an IP ID
                 # alone does not make two SYNs with every field different one)
-                found = [
-                    gid
-                    for gid in found
-                    if (g := b.halves[gid]).isn == h.isn or g.sport == h.sport or g.dport == h.dport
-                ]
-            w = WEIGHTS.get(str(kind), 1.0)
-            for gid in found:
-                scores[gid] = scores.get(gid, 0.0) + w
-            if kind != "h":
-                strong.update(found)
-        # identical tuple: the same connection unless the ISN says otherwise
-        for g in b.by_tkey.get(h.tkey, ()):
-            if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
-                continue
-            scores[g.hid] = scores.get(g.hid, 0.0) + 2.5
-            strong.add(g.hid)
-        # conntrack: ground truth for the translated tuple
-        want = ct.get((h.src_str, h.dst_str)) if ct else None
-        if want is not None:
-            for g in by_str.get(want, ()):  # an index: a scan per half was quadratic
-                scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
-                strong.add(g.hid)
-        for hid, sc in scores.items():
-            g = b.halves[hid]
-            if g.synack != h.synack and (g.syn and h.syn):
-                continue
-            if h.has_ts and g.has_ts and hid not in strong:
-                continue  # same bytes but other packets: a proxy, not NAT
-            if hid not in strong and not _mates_agree(a, h, b, g):
-                continue  # the same answer to another question: a proxy, not NAT
-            if h.tkey != g.tkey and _answered_apart(a, h, b, g):
-                continue  # one SYN sent to two hosts, each answering its own
-            dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
-            if sc < 2.0:
-                continue
-            cands.append((sc - min(dt, 1e6) * 1e-7, h.hid, hid))
-    cands.sort(reverse=True)
+                same = (ca.isn[x], ca.sport[x], ca.dport[x]), (cb.isn[y], cb.sport[y], cb.dport[y])
+                keep[j] = bool(np.any(np.array(same[0]) == np.array(same[1])))
+        pa, pb, pkind = pa[keep], pb[keep], pkind[keep]
+    fp_code = pa * nb + pb
+    codes = [fp_code]
+    weights = [_KIND_W[pkind]]
+    strong = [pkind != _H]  # sharing an identity key, not just payload
+    # identical tuple: the same connection unless the ISN says otherwise
+    ta, tb = _same_key(ca.tkey, cb.tkey)
+    if ta.shape[0]:
+        differ = ca.syn[ta] & cb.syn[tb] & (ca.isn[ta] != cb.isn[tb])
+        code = ta * nb + tb
+        ok = ~differ | np.isin(code, fp_code)
+        codes.append(code[ok])
+        weights.append(np.full(int(ok.sum()), 2.5))
+        strong.append(np.ones(int(ok.sum()), bool))
+    # conntrack: ground truth for the translated tuple
+    ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
+    if ct:
+        by_str: dict[tuple[str, str], list[int]] = {}
+        for g in b.halves:
+            by_str.setdefault((g.src_str, g.dst_str), []).append(g.hid)
+        got = [
+            h.hid * nb + gid
+            for h in a.halves
+            if (want := ct.get((h.src_str, h.dst_str))) is not None
+            for gid in by_str.get(want, ())
+        ]
+        codes.append(np.array(got, np.int64))
+        weights.append(np.full(len(got), 10.0))
+        strong.append(np.ones(len(got), bool))
+    pair, inv = np.unique(np.concatenate(codes), return_inverse=True)
+    score = np.bincount(inv, weights=np.concatenate(weights), minlength=pair.shape[0])
+    st = np.bincount(inv, np.concatenate(strong).astype(np.float64), pair.shape[0]) > 0
+    x, y = pair // max(nb, 1), pair % max(nb, 1)
+    ok = ~((ca.synack[x] != cb.synack[y]) & ca.syn[x] & cb.syn[y])
+    ok &= st | ~(ca.has_ts[x] & cb.has_ts[y])  # same bytes but other packets: a proxy
+    ok &= score >= 2.0
+    ok &= ~_answered_apart(a, b, x, y)  # one SYN sent to two hosts, each answering its own
+    for j in np.nonzero(ok & ~st)[0].tolist():
+        # the same answer to another question: a proxy, not NAT
+        ok[j] = _mates_agree(a, a.halves[int(x[j])], b, b.halves[int(y[j])])
+    x, y, score = x[ok], y[ok], score[ok]
+    dt = np.abs((cb.first_ts[y] - offset_ns) - ca.first_ts[x]) / 1e9
+    final = score - np.minimum(dt, 1e6) * 1e-7
+    order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
     fwd: dict[int, int] = {}
     back: dict[int, int] = {}
-    for _sc, x, y in cands:
-        if x in fwd or y in back:
+    for u, w in zip(x[order].tolist(), y[order].tolist(), strict=True):
+        if u in fwd or w in back:
             continue
-        fwd[x] = y
-        back[y] = x
+        fwd[u] = w
+        back[w] = u
     return HalfLinks(fwd, back)
+
+
+def _same_key(ka: npt.NDArray[np.uint64], kb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+    """Every (i, j) with ka[i] == kb[j]."""
+    ob = np.argsort(kb, kind="stable")
+    s = kb[ob]
+    lo = np.searchsorted(s, ka, "left")
+    cnt = np.searchsorted(s, ka, "right") - lo
+    ia = np.repeat(np.arange(ka.shape[0], dtype=np.int64), cnt)
+    first = np.cumsum(cnt) - cnt
+    ib = ob[np.repeat(lo - first, cnt) + np.arange(ia.shape[0], dtype=np.int64)]
+    return ia, ib
 
 
 def _mates_agree(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
@@ -123,38 +157,43 @@ def _mates_agree(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
     return bool(kh & kg)
 
 
-def _sid_ids(pc: PointConns) -> dict[object, int]:
-    """How many halves at a point have a SYN of each IP ID (the IP ID of "sid" keys)."""
+def _sid_ids(code: I64, keys: list[tuple[object, ...]]) -> dict[object, int]:
+    """How many distinct "sid" keys (halves' SYNs) at a point have each IP ID."""
     out: dict[object, int] = {}
-    for h in pc.halves:
-        for k in set(pc.fingerprints(h)):
-            if k[0] == "sid":
-                out[k[1]] = out.get(k[1], 0) + 1
+    for k in code[(code >> 60) == _SID].tolist():
+        ip = keys[(k >> 17) & 0xFFFFFFFF][1]
+        out[ip] = out.get(ip, 0) + 1
     return out
 
 
-def _answered_apart(a: PointConns, h: Half, b: PointConns, g: Half) -> bool:
-    """SYNs at `a` and `b` (another tuple: NAT?) whose answers cannot be one packet seen
-    twice: a scanner's identical SYNs to two hosts, each host's stack answering its own.
-    An answer that travelled from `b` back to `a` arrives at `a` later after the SYN than
-    at `b` (each measured on its own point's clock), and a router between them lowers the
-    TTL of both the SYN and the answer, or (a device that leaves TTLs alone) of neither:
-    never raises one, never lowers one alone."""
-    if not (h.syn and g.syn) or h.synack or g.synack:
-        return False
-    mh, mg = _mate(a, h), _mate(b, g)
-    if mh is None or mg is None:
-        return False
+def _answered_apart(a: PointConns, b: PointConns, x: I64, y: I64) -> npt.NDArray[np.bool_]:
+    """Per pair (half x at `a`, half y at `b`): SYNs of another tuple (NAT?) whose answers
+    cannot be one packet seen twice: a scanner's identical SYNs to two hosts, each host's
+    stack answering its own. An answer that travelled from `b` back to `a` arrives at `a`
+    later after the SYN than at `b` (each measured on its own point's clock), and a router
+    between them lowers the TTL of both the SYN and the answer, or (a device that leaves
+    TTLs alone) of neither: never raises one, never lowers one alone."""
+    ca, cb = a.half_cols(), b.half_cols()
+    mx, my = ca.mate[x], cb.mate[y]
+    sel = (
+        ca.syn[x] & cb.syn[y] & ~ca.synack[x] & ~cb.synack[y] & (mx >= 0) & (my >= 0)
+        & (ca.tkey[x] != cb.tkey[y])
+    )  # fmt: skip
+    out = np.zeros(x.shape[0], bool)
+    j = np.nonzero(sel)[0]
+    if not j.shape[0]:
+        return out
     ta, tb = a.table, b.table
-    ra, rb, qa, qb = int(h.idx[0]), int(g.idx[0]), int(mh.idx[0]), int(mg.idx[0])
+    ra, rb = ca.row0[x[j]], cb.row0[y[j]]
+    qa, qb = ca.row0[mx[j]], cb.row0[my[j]]
     answer = SYN | RST
-    if not (int(ta.flags[qa]) & answer and int(tb.flags[qb]) & answer):
-        return False
-    if int(ta.ts[qa]) - int(ta.ts[ra]) < int(tb.ts[qb]) - int(tb.ts[rb]):
-        return True
-    down_syn = int(ta.ttl[ra]) - int(tb.ttl[rb])
-    down_ans = int(tb.ttl[qb]) - int(ta.ttl[qa])
-    return down_syn < 0 or down_ans < 0 or (down_syn > 0) != (down_ans > 0)
+    answered = ((ta.flags[qa] & answer) != 0) & ((tb.flags[qb] & answer) != 0)
+    later = (ta.ts[qa] - ta.ts[ra]) < (tb.ts[qb] - tb.ts[rb])
+    down_syn = ta.ttl[ra].astype(np.int64) - tb.ttl[rb]
+    down_ans = tb.ttl[qb].astype(np.int64) - ta.ttl[qa]
+    odd = (down_syn < 0) | (down_ans < 0) | ((down_syn > 0) != (down_ans > 0))
+    out[j] = answered & (later | odd)
+    return out
 
 
 def _mate(pc: PointConns, h: Half) -> Half | None:

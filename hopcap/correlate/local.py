@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from hopcap.correlate.summary import more, sentence
 from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, PointSummary, Verdict
 
 
@@ -48,6 +49,7 @@ def _split_ep(ep: str) -> tuple[str, str]:
     return (a, port) if a else (ep, "")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a flow's legs are read several times
 def _ends(tup: str) -> tuple[tuple[str, str], tuple[str, str]]:
     """`"a:1 > b:2"` -> (("a", "1"), ("b", "2"))."""
     src, _, dst = tup.partition(" > ")
@@ -268,8 +270,16 @@ def localize(
     flows.sort(
         key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
     )
-    flows = [replace(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
+    flows = [_with(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _with(fl: Flow, **changes: object) -> Flow:
+    """`dataclasses.replace` of a flow without its introspection per call (two per flow of
+    a verdict of tens of thousands)."""
+    new = object.__new__(Flow)
+    new.__dict__.update(fl.__dict__, **changes)
+    return new
 
 
 def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> list[Flow]:
@@ -327,7 +337,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
     first, last = fl.legs[0], fl.legs[-1]
     h0, h1 = p.host_of.get(first.point), p.host_of.get(last.point)
     if h0 is None or h1 is None:
-        return replace(fl, target=is_target)
+        return fl if fl.target == is_target else _with(fl, target=is_target)
     (sa, _sp), _d = _ends(first.tuple)
     _s, (da, dp) = _ends(last.tuple)
     src, dst = _canon(sa), _canon(da)
@@ -408,7 +418,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
         ]
         changed = changed or len(findings) != n
     if not changed:
-        return replace(fl, target=is_target)
+        return fl if fl.target == is_target else _with(fl, target=is_target)
     return replace(
         fl,
         findings=tuple(findings),
@@ -473,20 +483,11 @@ def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) 
     order = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
     fs = sorted(findings, key=lambda f: order.get(f.kind, 9))
     for f in fs:
-        a, b = f.between
-        where = _where(p, a, b)
-        if f.kind == "drop":
-            return f"{kind_word(f.what)} dropped {where} (seen on {a}, never on {b})" + more(fs)
-        if f.kind == "inject":
-            return f"{kind_word(f.what)} injected {where} (seen on {b}, never sent through {a})" + (
-                more(fs)
-            )
-        if f.kind == "rewrite":
-            return f"{f.field} rewritten {where}: {f.before} -> {f.after}" + more(fs)
-        if f.kind == "reset":
-            return f"{a} reset the connection (RST seen on {b})" + more(fs)
-        if f.kind == "icmp":
-            return f.what + more(fs)
+        # the finding's own packet kind (findings made from a datagram's or an ICMP
+        # error's text have none: their first word then)
+        line = sentence(f, f.packet or kind_word(f.what), _where(p, *f.between), fs)
+        if line:
+            return line
     for f in fs:
         if f.kind == "gap":
             return f"incomplete evidence {_where(p, *f.between)}: {f.what}"
@@ -516,12 +517,6 @@ def kind_word(what: str) -> str:
     if " len=" in what:
         return "data"
     return "ACK"
-
-
-def more(fs: list[Finding]) -> str:
-    """ "; 2 more findings" (gaps not counted)."""
-    n = len([x for x in fs if x.kind != "gap"]) - 1
-    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
 
 
 __all__ = ["infer_addresses", "kind_word", "localize", "more", "norm_addr"]

@@ -37,10 +37,18 @@ CLS_ACK, CLS_SYN, CLS_FIN, CLS_RST = 0, 1, 2, 3
 
 
 @functools.lru_cache(maxsize=512)
-def flags_str(f: int) -> str:
+def _flags_str(f: int) -> str:
     names = [(SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"), (URG, "URG"),
              (ECE, "ECE"), (CWR, "CWR")]  # fmt: skip
     return ",".join(n for b, n in names if f & b) or "none"
+
+
+_FLAG_NAMES = tuple(_flags_str(f) for f in range(256))  # the named flags: the low 8 bits
+
+
+def flags_str(f: int) -> str:
+    """TCP flags in words ("SYN,ACK"; "none")."""
+    return _FLAG_NAMES[f & 0xFF]
 
 
 def signed32(x: I64) -> I64:

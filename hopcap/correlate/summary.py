@@ -1,12 +1,11 @@
-"""One-line summary of a flow, from its findings' structured fields."""
+"""One-line summary of a flow, from its findings' structured fields: one sentence per
+finding kind for TCP flows, datagram flows and the hosts' own flows alike."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hopcap.correlate.local import more
-from hopcap.correlate.reader import FIN, RST
 from hopcap.model import Finding, Leg
 
 if TYPE_CHECKING:
@@ -27,27 +26,45 @@ def where(pts_by_name: Mapping[str, Point], between: tuple[str, str]) -> str:
     return f"between {a} and {b}"
 
 
+def more(fs: list[Finding]) -> str:
+    """ "; 2 more findings" (gaps not counted)."""
+    n = len([x for x in fs if x.kind != "gap"]) - 1
+    return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
+
+
+def sentence(f: Finding, word: str, at: str, findings: list[Finding], unit: str = "") -> str:
+    """A flow's one-line summary from its finding `f` (drop, inject, rewrite, reset, icmp;
+    "" for another kind): `word` names its packets ("SYN", "data", "DNS query"), `at`
+    where it happened, `unit` what a rewrite counts ("packets"; "": no count), and how
+    many more findings the flow has (`findings`) follows."""
+    a, b = f.between
+    if f.kind == "drop":
+        text = f"{word} dropped {at} (seen on {a}, never on {b})"
+    elif f.kind == "inject":
+        text = f"{word} injected {at} (seen on {b}, never sent through {a})"
+    elif f.kind == "rewrite":
+        count = f" ({f.packets} {unit})" if unit else ""
+        text = f"{f.field} rewritten {at}: {f.before} -> {f.after}{count}"
+    elif f.kind == "reset":
+        text = f"{a} reset the connection (RST seen on {b})"
+    elif f.kind == "icmp":
+        text = f.what
+    else:
+        return ""
+    return text + more(findings)
+
+
 def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg]) -> str:
     """The flow's first finding in words (`findings` in order), or how it went through."""
+    from hopcap.correlate.reader import FIN, RST
+
     by_name = {p.name: p for p in pts}
     for fnd in findings:
-        a, b = fnd.between
-        at = where(by_name, fnd.between)
-        if fnd.kind == "drop":
-            if fnd.packet == "SYN" and fnd.unanswered:
-                return f"SYN reached {a} but {b} never answered it"
-            return f"{fnd.packet} dropped {at} (seen on {a}, never on {b})" + more(findings)
-        if fnd.kind == "inject":
-            return f"{fnd.packet} injected {at} (seen on {b}, never sent through {a})" + more(
-                findings
-            )
-        if fnd.kind == "rewrite":
-            return (
-                f"{fnd.field} rewritten {at}: {fnd.before} -> {fnd.after} "
-                f"({fnd.packets} packets)" + more(findings)
-            )
-        if fnd.kind == "reset":
-            return f"{a} reset the connection (RST seen on {b})" + more(findings)
+        if fnd.kind == "drop" and fnd.packet == "SYN" and fnd.unanswered:
+            a, b = fnd.between
+            return f"SYN reached {a} but {b} never answered it"
+        if fnd.kind != "icmp" and fnd.kind != "gap":  # an ICMP error says less than these
+            return sentence(fnd, fnd.packet or "", where(by_name, fnd.between), findings, "packets")
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {where(by_name, fnd.between)}: {fnd.what}"

@@ -615,6 +615,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
 
 def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
     from hopcap.correlate.local import more as _more
+    from hopcap.correlate.summary import sentence
     from hopcap.correlate.summary import where as _where
 
     by_name = {p.name: p for p in pts}
@@ -634,21 +635,12 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
                 f"{word} arrived on {a} but the inner packet never appeared on {b}: dropped "
                 f"{where} (the tunnel endpoint)" + _more(findings)
             )
-        if fnd.kind == "drop":
-            if fnd.unanswered:
-                return f"{word} reached {a} but {b} never answered it" + _more(findings)
-            return f"{word} dropped {where} (seen on {a}, never on {b})" + _more(findings)
-        if fnd.kind == "inject":
-            return f"{word} injected {where} (seen on {b}, never sent through {a})" + _more(
-                findings
-            )
-        if fnd.kind == "rewrite":
-            return (
-                f"{fnd.field} rewritten {where}: {fnd.before} -> {fnd.after} "
-                f"({fnd.packets} datagrams)" + _more(findings)
-            )
-        if fnd.kind == "icmp":
-            return fnd.what + _more(findings)
+        if fnd.kind == "drop" and fnd.unanswered:
+            return f"{word} reached {a} but {b} never answered it" + _more(findings)
+        if fnd.kind != "reset":
+            line = sentence(fnd, word, where, findings, "datagrams")
+            if line:
+                return line
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"

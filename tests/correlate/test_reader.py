@@ -255,27 +255,42 @@ def test_chunked_reading_equals_one_chunk(
 
 
 def test_batched_fingerprints_equal_per_half(tmp_path: Path) -> None:
-    """The batched fingerprints (columns gathered once) are the per-half ones, exactly:
-    with and without TCP timestamps (payload hashes, IP IDs), IPv4 and IPv6."""
-    from hopcap.correlate.conns import build_point, fingerprints, fingerprints_all
+    """The batched fingerprints (columns gathered once, exact integer codes) are the
+    per-half ones, exactly: with and without TCP timestamps (SYN IP IDs, payload hashes,
+    IP IDs), IPv4 and IPv6."""
+    from hopcap.correlate.conns import build_point, fingerprint_codes, fingerprints, key_code
 
-    convs = [_conv(), _conv(v6=True)]
+    convs = [(_conv(), 0), (_conv(v6=True), 0)]
     for ts in (True, False):
         c = Conv(client=("203.0.113.11", 41000 + ts), seed=8 + ts, ts=ts)
         c.handshake(syn_retries=1)
         c.request(b"x" * 3000)
         c.response(b"y" * 100)
         c.close()
-        convs.append(c)
-    for i, c in enumerate(convs):
-        frames = _frames(c)
-        p = write_pcap_raw(tmp_path / f"{i}.pcap", frames[3:] if i == 3 else frames)
+        convs.append((c, 3 if not ts else 0))
+    for cut in (0, 2):  # no TCP timestamps, no answer: SYN IP IDs; without the SYNs: IP IDs
+        c = Conv(client=("203.0.113.12", 42000 + cut), seed=20 + cut, ts=False)
+        c.handshake()
+        c.request(b"z" * 500)
+        c.close()
+        convs.append((c, cut))
+    kinds: set[object] = set()
+    for i, (c, cut) in enumerate(convs):
+        p = write_pcap_raw(tmp_path / f"{i}.pcap", _frames(c)[cut:])
         t = read_capture(p)
         pc = build_point(t)
         assert pc.halves
-        assert fingerprints_all(t, pc.halves) == [fingerprints(t, h) for h in pc.halves]
+        ids: dict[tuple[object, ...], int] = {}
+        hid, code = fingerprint_codes(t, pc.halves, ids)
+        want = sorted({(h.hid, key_code(k, ids)) for h in pc.halves for k in fingerprints(t, h)})
+        assert list(zip(hid.tolist(), code.tolist(), strict=True)) == want
+        # the codes are exact: distinct keys, distinct codes
+        keys = {k for h in pc.halves for k in fingerprints(t, h)}
+        assert len({key_code(k, ids) for k in keys}) == len(keys)
+        kinds |= {k[0] for k in keys}
         assert [pc.fingerprints(h) for h in pc.halves] == [fingerprints(t, h) for h in pc.halves]
         t.close()
+    assert kinds == {"isn", "ts", "sid", "h", "id"}
 
 
 def test_columns_grown_while_reading_equal_one_allocation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,312 @@
+"""The per-connection work done on columns (or in the C helper) gives exactly what the
+per-half Python/numpy code gave: half boundaries, connections and link fingerprints, on
+real captures and on synthetic ones with SYN retransmissions and a reused tuple."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pcapgen import C2S, S2C, Conv, View, frame_bytes, render, write, write_pcap_raw
+
+from hopcap.correlate import _fastwalk, read_capture
+from hopcap.correlate.conns import Half, PointConns, build_conns, build_point, fingerprints
+from hopcap.correlate.link import WEIGHTS, _mate, _mates_agree, _tup_key, link_halves
+from hopcap.correlate.reader import RST, SYN
+from tests.realdata import REALDATA
+
+
+def _reused_tuple(tmp: Path) -> Path:
+    """Two connections on one tuple (the second SYN with another ISN), SYNs retransmitted,
+    one connection without TCP timestamps, one over IPv6."""
+    convs = []
+    for k, (isn_seed, ts) in enumerate(((11, True), (12, True), (13, False))):
+        c = Conv(client=("198.18.0.10", 41000), seed=isn_seed, ts=ts, t0=1_763_790_000.0 + k * 5)
+        c.handshake(syn_retries=k)
+        c.request(b"q" * (200 + k))
+        c.response(b"r" * 2500)
+        c.close()
+        convs.append(c)
+    c6 = Conv(client=("2001:db8::10", 40000), server=("2001:db8::80", 80), seed=3)
+    c6.handshake()
+    c6.request(b"x" * 10)
+    c6.close()
+    convs.append(c6)
+    frames = [(round(t * 1e9), frame_bytes(p, "ether")) for t, p in render(convs, View())]
+    return write_pcap_raw(tmp / "reuse.pcap", frames)
+
+
+def _odd_pairs(tmp: Path) -> Path:
+    """Tuples whose halves the pairing must keep apart or order: a simultaneous open (two
+    SYNs, no ACK), a SYN after the other direction's data, a server's data before the
+    client's SYN-ACK-less answer (SYN-ACK seen after it), a packet to itself, long gaps."""
+    from scapy.layers.inet import IP, TCP
+
+    def pkt(s: str, sp: int, d: str, dp: int, fl: str, seq: int, ack: int = 0, n: int = 0) -> Any:
+        return IP(src=s, dst=d) / TCP(sport=sp, dport=dp, flags=fl, seq=seq, ack=ack) / (b"x" * n)
+
+    t0 = 1_763_790_000.0
+    a, b = "198.18.0.1", "198.18.0.2"
+    pk = [
+        (t0, pkt(a, 41000, b, 41001, "S", 100)),  # simultaneous open
+        (t0 + 0.1, pkt(b, 41001, a, 41000, "S", 900)),
+        (t0 + 1, pkt(a, 42000, b, 80, "PA", 5, 7, 10)),  # data, then a SYN the other way
+        (t0 + 2, pkt(b, 80, a, 42000, "S", 300)),
+        (t0 + 3, pkt(b, 80, a, 43000, "PA", 70, 8, 20)),  # server data, then a SYN-ACK
+        (t0 + 4, pkt(a, 43000, b, 80, "SA", 1000, 71)),
+        (t0 + 5, pkt(a, 44000, b, 80, "SA", 2000, 501)),  # SYN-ACK acking the SYN after it
+        (t0 + 5.1, pkt(b, 80, a, 44000, "S", 500)),
+        (t0 + 6, pkt(a, 5000, a, 5000, "PA", 1, 1, 5)),  # to itself
+        (t0 + 7, pkt(a, 45000, b, 8080, "PA", 1, 1, 5)),  # a day apart
+        (t0 + 7 + 200_000, pkt(b, 8080, a, 45000, "PA", 1, 1, 5)),
+        (t0 + 8, pkt(a, 46000, b, 8081, "PA", 1, 1, 5)),  # hours apart: still one
+        (t0 + 8 + 3_600, pkt(b, 8081, a, 46000, "PA", 1, 1, 5)),
+    ]
+    return write(tmp / "odd.pcap", pk)
+
+
+def _captures(tmp: Path) -> list[Path]:
+    files = [_reused_tuple(tmp), _odd_pairs(tmp)]
+    files += sorted((REALDATA / "haka").glob("*.pcap"))
+    files += sorted((REALDATA / "tcpreplay").glob("test.*"))
+    files += sorted((REALDATA / "ns3-ppp").glob("*.pcap"))
+    files += sorted((REALDATA / "tcpdump-tunnels").glob("*.pcap"))
+    files += sorted((REALDATA / "zeek-tunnels").glob("*.pcap"))
+    return files
+
+
+def _halves(h: list[Half]) -> list[tuple[object, ...]]:
+    return [(*astuple(x)[:1], x.idx.tolist(), *astuple(x)[2:]) for x in h]
+
+
+def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    n_halves = 0
+    reused = False
+    for f in _captures(tmp_path):
+        t = read_capture(f)
+        fast = build_point(t)
+        _fastwalk.disabled = True
+        try:
+            slow = build_point(t)
+        finally:
+            _fastwalk.disabled = False
+        assert _halves(fast.halves) == _halves(slow.halves), f
+        assert [(c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in fast.conns] == [
+            (c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in slow.conns
+        ], f
+        keys = [h.tkey for h in fast.halves]
+        reused |= len(set(keys)) < len(keys)
+        n_halves += len(fast.halves)
+        # every row is in exactly one half
+        rows = np.concatenate([h.idx for h in fast.halves]) if fast.halves else np.zeros(0)
+        assert sorted(rows.tolist()) == list(range(len(t))), f
+        t.close()
+    assert reused  # a tuple that carried two connections was split at its second SYN
+    assert n_halves > 100
+
+
+def test_conns_on_columns_equal_the_loop(tmp_path: Path) -> None:
+    """Connections paired on the halves' columns are those of the per-half loop, in the
+    same order: a reused tuple, SYN retransmissions, connections without a handshake,
+    real captures (haka, tcpreplay, ns-3, tunnels)."""
+    pairs = 0
+    for f in [*_captures(tmp_path), _nat_pair(tmp_path)[0], _nat_pair(tmp_path)[1]]:
+        t = read_capture(f)
+        pc = build_point(t)
+        assert pc.cols is not None
+        fast = build_conns(t, pc.halves, pc.cols)
+        got = [(c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in fast]
+        loop = build_conns(t, pc.halves)
+        assert got == [(c.cid, c.c and c.c.hid, c.s and c.s.hid) for c in loop], f
+        pairs += sum(1 for c in loop if c.c is not None and c.s is not None)
+        t.close()
+    assert pairs > 50
+
+
+# ----------------------------------------------------------------- linking on columns
+
+
+def _reference_links(
+    a: PointConns, b: PointConns, offset_ns: int, ct_pairs: list[Any]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """link_halves as it was written per half (commit 2873f3b): the oracle."""
+    fa = {h.hid: set(fingerprints(a.table, h)) for h in a.halves}
+    fb = {h.hid: set(fingerprints(b.table, h)) for h in b.halves}
+
+    def sid_ids(fp: dict[int, set[tuple[object, ...]]]) -> dict[object, int]:
+        out: dict[object, int] = {}
+        for keys in fp.values():
+            for k in keys:
+                if k[0] == "sid":
+                    out[k[1]] = out.get(k[1], 0) + 1
+        return out
+
+    def answered_apart(h: Half, g: Half) -> bool:
+        if not (h.syn and g.syn) or h.synack or g.synack:
+            return False
+        mh, mg = _mate(a, h), _mate(b, g)
+        if mh is None or mg is None:
+            return False
+        ta, tb = a.table, b.table
+        ra, rb, qa, qb = int(h.idx[0]), int(g.idx[0]), int(mh.idx[0]), int(mg.idx[0])
+        answer = SYN | RST
+        if not (int(ta.flags[qa]) & answer and int(tb.flags[qb]) & answer):
+            return False
+        if int(ta.ts[qa]) - int(ta.ts[ra]) < int(tb.ts[qb]) - int(tb.ts[rb]):
+            return True
+        down_syn = int(ta.ttl[ra]) - int(tb.ttl[rb])
+        down_ans = int(tb.ttl[qb]) - int(ta.ttl[qa])
+        return down_syn < 0 or down_ans < 0 or (down_syn > 0) != (down_ans > 0)
+
+    index: dict[tuple[object, ...], list[int]] = {}
+    for h in b.halves:
+        for k in fb[h.hid]:
+            index.setdefault(k, []).append(h.hid)
+    ids_a, ids_b = sid_ids(fa), sid_ids(fb)
+    cands: list[tuple[float, int, int]] = []
+    ct = {_tup_key(x): _tup_key(y) for x, y in ct_pairs}
+    by_str: dict[tuple[str, str], list[Half]] = {}
+    for g in b.halves:
+        by_str.setdefault((g.src_str, g.dst_str), []).append(g)
+    for h in a.halves:
+        scores: dict[int, float] = {}
+        strong: set[int] = set()
+        for k in fa[h.hid]:
+            found = index.get(k)
+            if not found:
+                continue
+            if k[0] == "sid":
+                if ids_a.get(k[1], 0) > 1 or ids_b.get(k[1], 0) > 1:
+                    continue
+                found = [
+                    gid
+                    for gid in found
+                    if (g := b.halves[gid]).isn == h.isn or g.sport == h.sport or g.dport == h.dport
+                ]
+            for gid in found:
+                scores[gid] = scores.get(gid, 0.0) + WEIGHTS[str(k[0])]
+            if k[0] != "h":
+                strong.update(found)
+        for g in b.by_tkey.get(h.tkey, ()):
+            if h.syn and g.syn and h.isn != g.isn and g.hid not in scores:
+                continue
+            scores[g.hid] = scores.get(g.hid, 0.0) + 2.5
+            strong.add(g.hid)
+        want = ct.get((h.src_str, h.dst_str))
+        for g in by_str.get(want, ()) if want else ():
+            scores[g.hid] = scores.get(g.hid, 0.0) + 10.0
+            strong.add(g.hid)
+        for hid, sc in scores.items():
+            g = b.halves[hid]
+            if g.synack != h.synack and (g.syn and h.syn):
+                continue
+            if h.has_ts and g.has_ts and hid not in strong:
+                continue
+            if hid not in strong and not _mates_agree(a, h, b, g):
+                continue
+            if h.tkey != g.tkey and answered_apart(h, g):
+                continue
+            dt = abs((g.first_ts - offset_ns) - h.first_ts) / 1e9
+            if sc < 2.0:
+                continue
+            cands.append((sc - min(dt, 1e6) * 1e-7, h.hid, hid))
+    cands.sort(reverse=True)
+    fwd: dict[int, int] = {}
+    back: dict[int, int] = {}
+    for _sc, x, y in cands:
+        if x in fwd or y in back:
+            continue
+        fwd[x] = y
+        back[y] = x
+    return fwd, back
+
+
+# per connection: TCP timestamps, NAT, ISN rewritten, packets cut (no handshake), the SYN's
+# IP ID, seen at a / b only, answered
+_CONNS = [
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 0, None, "ab", True),  # SYN IP IDs (no timestamps, ISN rewritten)
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 3, None, "b", True),  # payload only: the same request as the next
+    (False, True, True, 0, 54321, "ab", True),  # a scanner's IP ID, twice
+    (False, True, False, 3, None, "a", True),  # the same request, another answer
+    (True, True, False, 0, None, "ab", True),
+    (False, True, True, 0, 54321, "ab", False),
+    (True, True, False, 3, None, "ab", True),
+    (True, True, False, 0, None, "ab", True),
+    (False, False, False, 0, None, "ab", True),  # not translated
+    (True, False, False, 0, None, "ab", True),
+]
+
+
+_PAYLOAD = b"".join(b"%05d" % k for k in range(600))
+
+
+def _nat_pair(tmp: Path) -> tuple[Path, Path, list[Any]]:
+    """Inside and outside of a NAT: with TCP timestamps; without them and with the ISN
+    rewritten (SYN IP IDs); a scanner's SYNs that all carry IP ID 54321; connections whose
+    handshake neither point saw (payload hashes); one not translated at all."""
+    ct = []
+    pk_a: list[tuple[float, Any]] = []
+    pk_b: list[tuple[float, Any]] = []
+    for i, (ts, nat, seq, cut, ipid, where, answered) in enumerate(_CONNS):
+        c = Conv(client=(f"198.18.0.{10 + i}", 40000 + i), seed=50 + i, ts=ts,
+                 t0=1_763_790_000.0 + i * 0.01)  # fmt: skip
+        if ipid is not None:
+            c.ipid[C2S] = ipid
+        c.handshake(answered=answered)
+        if answered:
+            c.request(_PAYLOAD if i in (3, 5) else b"GET /%d HTTP/1.1\r\n\r\n" % (i % 2))
+            c.response(b"r" * (300 + i))
+            c.close()
+        view_b = View(delay=0.0005)
+        if nat:
+            view_b.nat = {
+                C2S: ("198.19.0.1", 30000 + i, c.server[0], c.server[1]),
+                S2C: (c.server[0], c.server[1], "198.19.0.1", 30000 + i),
+            }
+            ct.append(
+                ((c.client[0], c.client[1], c.server[0], c.server[1]),
+                 ("198.19.0.1", 30000 + i, c.server[0], c.server[1]))
+            )  # fmt: skip
+        if seq:
+            view_b.seq_off = {C2S: 777 + i, S2C: 0}
+        if "a" in where:
+            pk_a += render([c], View())[cut:]
+        if "b" in where:
+            pk_b += render([c], view_b)[cut:]
+    pk_a.sort(key=lambda x: x[0])
+    pk_b.sort(key=lambda x: x[0])
+    return write(tmp / "a.pcap", pk_a), write(tmp / "b.pcap", pk_b), ct
+
+
+def _pairs(tmp: Path) -> list[tuple[Path, Path, list[Any]]]:
+    a, b, ct = _nat_pair(tmp)
+    out = [(a, b, []), (a, b, ct), (b, a, [])]
+    for x in sorted((REALDATA / "haka").glob("*-ref.pcap")):
+        out.append((x.with_name(x.name.replace("-ref", "")), x, []))
+    tr = REALDATA / "tcpreplay"
+    out += [(tr / "test.pcap", x, []) for x in sorted(tr.glob("test.rewrite_*"))]
+    ns3 = REALDATA / "ns3-ppp"
+    for base in ("ipv4-nat", "tcp-large-transfer"):
+        pts = [ns3 / f"{base}-{s}.pcap" for s in ("0-0", "1-0", "1-1", "2-0")]
+        out += [(x, y, []) for x, y in pairwise(pts)]
+    return out
+
+
+def test_links_on_columns_equal_the_per_half_loop(tmp_path: Path) -> None:
+    linked = 0
+    for pa, pb, ct in _pairs(tmp_path):
+        for offset in (0, 3_000_000):
+            a, b = build_point(read_capture(pa)), build_point(read_capture(pb))
+            got = link_halves(a, b, offset_ns=offset, conntrack_pairs=ct)
+            want = _reference_links(a, b, offset, ct)
+            assert (got.fwd, got.back) == want, (pa.name, pb.name, offset)
+            linked += len(got.fwd)
+    assert linked > 100
