@@ -25,7 +25,6 @@ import contextlib
 import gc
 import logging
 import mmap
-import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -79,13 +78,31 @@ def default_budget() -> int:
 
 
 def estimated_packets(points: Sequence[PointInput]) -> int:
-    """An upper bound of the packets of `points`' files (60-byte records and headers)."""
+    """About the packets of `points`' files, rather more than fewer: a classic pcap's
+    size over the mean of its first records (+25 %); other files as 60-byte records."""
     total = 0
     for p in points:
         if p.pcap is not None:
             with contextlib.suppress(OSError):
-                total += os.path.getsize(p.pcap) // 76
+                total += _estimate(Path(p.pcap))
     return total
+
+
+def _estimate(path: Path, sample: int = 4096) -> int:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(24 + sample * 1600)
+    kind = PCAP_MAGICS.get(head[:4])
+    if kind is None:
+        return size // 76
+    endian = kind[0]
+    pos, n = 24, 0
+    while n < sample and pos + 16 <= len(head):
+        pos += 16 + struct.unpack_from(endian + "I", head, pos + 8)[0]
+        n += 1
+    if n < 64 or pos <= 24:
+        return size // 76
+    return int((size - 24) / ((pos - 24) / n) * 1.25) + 1
 
 
 # --------------------------------------------------------------------------- keys
