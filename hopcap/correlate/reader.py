@@ -57,10 +57,22 @@ def unreadable_of(tcp_rows: int, records: int, link_types: dict[int, int]) -> st
     return f"link type {kinds} is not supported, {records} packets unread"
 
 
+def captured_tcp(t: PacketTable) -> int:
+    """TCP packets of a table's whole capture (a time slice's table holds fewer)."""
+    return len(t) if t.tcp_rows is None else t.tcp_rows
+
+
 def last_ts(t: Any) -> int:
     """The last packet of a (TCP or datagram) table's capture, on its own clock."""
     end = getattr(t, "last_ns", None)
     return int(t.ts.max()) if end is None else int(end)
+
+
+def captured_last(t: Any) -> int | None:
+    """`last_ts`, None when the capture has no such packet."""
+    if getattr(t, "last_ns", None) is None and not len(t):
+        return None
+    return last_ts(t)
 
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
@@ -106,6 +118,7 @@ class PacketTable:
     # when the table holds a time slice of the capture (hopcap.correlate.slices): the
     # capture's last TCP packet (its own clock), which `ts` of a slice may not hold
     last_ns: int | None = None
+    tcp_rows: int | None = None  # and its TCP packets (`captured_tcp`)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

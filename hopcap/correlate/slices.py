@@ -216,7 +216,9 @@ class _Walk:
                 *(x.tolist() for x in np.unique(rec.link, return_counts=True)), strict=True
             ):
                 self.links[lk] = self.links.get(lk, 0) + k
-            if i < first or (last is not None and i > last):
+            if last is not None and i > last:
+                return  # a slice's read: the file's facts come from the scan
+            if i < first:
                 continue
             off, cap = rec.off, rec.cap
             dgs: list[tuple[I64, ...]] = []
@@ -356,7 +358,7 @@ def read_slice(sc: Scan, sel: U64) -> PacketTable:
                         dgs.append(tuple(x[dk] for x in dgt))
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, dgs)
-    t.last_ns = sc.tcp_last
+    t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
     if t.dgram is not None:
         t.dgram.last_ns = sc.dgram_last
     return t

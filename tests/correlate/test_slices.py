@@ -131,6 +131,53 @@ def test_real_middlebox_captures_sliced(name: str, tmp_path: Path) -> None:
         assert correlate(pts, slice_packets=n, slice_margin_s=0.001).to_dict() == one
 
 
+def test_missing_point_and_truncated_capture_sliced(tmp_path: Path) -> None:
+    """A point without a capture (a gap there) and a file cut in the middle of a record
+    (the capture window ends at its last packet): the point summaries, warnings and gap
+    judgements of the unsliced run."""
+    pts = _scenario(tmp_path)
+    last = pts[-1].pcap
+    assert last is not None
+    data = Path(last).read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3 + 7])
+    pts = [*pts[:-1], PointInput(pts[-1].name, cut), PointInput("srv:eth0", None)]
+    one = _same(pts, (20, 60))
+    assert any("truncated" in w for p in one["points"] for w in p.get("warnings", ()))
+    assert any("srv:eth0 is missing" in w for w in one["warnings"])
+
+
+def _as_pcapng(src: Path, dst: Path) -> Path:
+    from pcapgen import write_pcapng_raw
+
+    from hopcap.correlate.reader import walk_records
+
+    buf = src.read_bytes()
+    rec = walk_records(src, buf)
+    frames = [(0, int(ts), buf[o : o + c]) for o, c, ts in zip(rec.off, rec.cap, rec.ts,
+              strict=True)]  # fmt: skip
+    return write_pcapng_raw(dst, [(1, 9)], frames)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pcapng_and_the_numpy_walk_sliced(
+    tmp_path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pcapng files (walked from their start by every slice), and classic pcap without
+    the C helper (the numpy record walk): the unsliced verdict too."""
+    from hopcap.correlate import _fastwalk
+
+    a, b = busy_firewall(tmp_path, 120, seed=3)
+    if compiled:
+        pts = [PointInput("fw:eth0", _as_pcapng(a, tmp_path / "a.pcapng")),
+               PointInput("fw:eth1", _as_pcapng(b, tmp_path / "b.pcapng"))]  # fmt: skip
+    else:
+        monkeypatch.setattr(_fastwalk, "disabled", True)
+        pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    one = _same(pts, (100, 800))
+    assert len(one["flows"]) == 120
+
+
 def test_one_slice_is_the_plain_run(tmp_path: Path) -> None:
     """A budget that holds every packet: no slicing (the plain engine, all its jobs)."""
     pts = _scenario(tmp_path)
