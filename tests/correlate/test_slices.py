@@ -208,3 +208,35 @@ def test_conversation_keys_are_the_same_both_ways() -> None:
     assert sl.conv_keys(6, a, b)[0] != sl.conv_keys(17, a, b)[0]
     c = (b[0], b[1], np.array([81]))
     assert sl.conv_keys(6, a, b)[0] != sl.conv_keys(6, a, c)[0]
+
+
+def test_datagrams_and_icmp_errors_sliced(tmp_path: Path) -> None:
+    """UDP through NAT at four points (a QUIC-like flow with a dropped datagram, DNS
+    queries) and an ICMP port unreachable translated back by the NAT: it travels with the
+    conversation it quotes."""
+    from pcapgen import UConv, dns_query, icmp_error
+    from scapy.layers.inet import IP, UDP
+    from test_dgram import dns_flows, four_points, nat, quic_flow, write_points
+
+    convs = [quic_flow(), *dns_flows(8)]
+    bad = UConv(("203.0.113.10", 45000), ("203.0.113.53", 53), t0=1_763_790_001.0, seed=77)
+    q = bad.send(C2S, dns_query(0xBEEF, "down.example.test"))
+    convs.append(bad)
+    out = IP(src="198.18.1.1", dst="198.18.1.2", id=q.ipid, ttl=63) / UDP(sport=31999, dport=53)
+    inn = IP(src="203.0.113.10", dst="203.0.113.53", id=q.ipid, ttl=64) / UDP(sport=45000, dport=53)
+    extra = {
+        "srv:eth0": [icmp_error(q.t + 0.0004, "198.18.1.2", "198.18.1.1", out / q.data, code=3)],
+        "fw:eth1": [icmp_error(q.t + 0.0005, "198.18.1.2", "198.18.1.1", out / q.data, code=3)],
+        "fw:eth0": [icmp_error(q.t + 0.0006, "203.0.113.53", "203.0.113.10", inn / q.data, code=3)],
+        "client:eth0": [
+            icmp_error(q.t + 0.0007, "203.0.113.53", "203.0.113.10", inn / q.data, code=3)
+        ],
+    }
+    ports = {id(c): 31000 + i for i, c in enumerate(convs)}
+    ports[id(bad)] = 31999
+    views = four_points(
+        lambda c: nat(c, ports[id(c)]), **{"fw:eth1": {"drop": lambda g: g.tag == "c4"}}
+    )
+    one = _same(write_points(tmp_path, convs, views, extra), (8, 30))
+    kinds = {f["kind"] for fl in one["flows"] for f in fl["findings"]}
+    assert {"icmp", "drop"} <= kinds
