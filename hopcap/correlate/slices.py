@@ -55,7 +55,7 @@ NS = 1_000_000_000
 # anonymous memory the engine takes per packet of a slice (table, halves, matches,
 # verdict objects; measured 170-260 bytes at 1.6-6.4 M packets), with headroom
 BYTES_PER_PACKET = 320
-MARGIN_NS = 10 * NS  # clock offsets between points plus path delay, beyond the estimate
+MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
 EXTEND_NS = 64 * NS
