@@ -131,7 +131,11 @@ def main() -> int:
         n = exp["packets"]
         base = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json", "-j", "1"]
         got = {}
-        small = str(max(args.compare * 320 // args.compare_slices, 1 << 20))  # bytes
+        # bytes: the verdict's share (~4 kB a connection, ~145 packets each) + 1/N of the
+        # packets at 320 bytes, as `hopcap correlate` counts them
+        small = str(
+            (96 << 20) + args.compare // 145 * 4096 + args.compare * 320 // args.compare_slices
+        )
         for label, extra in (("unsliced", []), ("sliced", ["--memory", small])):
             out = args.dir / f"v_{label}.json"
             w, c, anon = _run([*base, *extra], out, args.dir / f"err_{label}.txt")

@@ -102,11 +102,19 @@ def _sliced(
     """The verdict by time slices when the captures may not fit the memory budget."""
     from hopcap.correlate import slices
 
-    per = slice_packets or max((memory or slices.default_budget()) // slices.BYTES_PER_PACKET, 1)
+    budget = memory or slices.default_budget()
+    per = slice_packets or max(budget // slices.BYTES_PER_PACKET, 1)
     if slice_packets is None and slices.estimated_packets(points) <= per:
         return None
     margin = slices.MARGIN_NS if margin_ns is None else margin_ns
-    return slices.correlate_sliced(points, conntrack, per, margin_ns=margin, progress=progress)
+    return slices.correlate_sliced(
+        points,
+        conntrack,
+        per,
+        margin_ns=margin,
+        progress=progress,
+        budget=None if slice_packets else budget,
+    )
 
 
 def _correlate(

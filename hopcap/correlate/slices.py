@@ -55,6 +55,11 @@ NS = 1_000_000_000
 # anonymous memory the engine takes per packet of a slice (table, halves, matches,
 # verdict objects; measured 170-260 bytes at 1.6-6.4 M packets), with headroom
 BYTES_PER_PACKET = 320
+# memory that does not shrink with slices: the interpreter and numpy, and the verdict
+# (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
+BASE_BYTES = 96 << 20
+VERDICT_BYTES_PER_FLOW = 4096
+MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
@@ -550,9 +555,12 @@ def correlate_sliced(
     *,
     margin_ns: int = MARGIN_NS,
     progress: Progress | None = None,
+    budget: int | None = None,
 ) -> Verdict | None:
     """The verdict of `points` correlated by time slices of ~`per_slice` packets, or None
-    when one slice would hold them all (the caller correlates them at once)."""
+    when one slice would hold them all (the caller correlates them at once). With a
+    memory `budget` (bytes), `per_slice` is what is left of it once the verdict of every
+    conversation found by the scan is counted."""
     from hopcap.correlate.clocks import clocks_of, estimate_clocks
     from hopcap.correlate.engine import PointFacts, assemble, point_warning
 
@@ -575,6 +583,17 @@ def correlate_sliced(
                 continue
             scans.append(sc)
         total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans if sc is not None)
+        if budget is not None:
+            convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
+            left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
+            per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
+            if left // BYTES_PER_PACKET < MIN_SLICE:
+                log.warning(
+                    "the verdict of %d connections alone needs about %d MB: more than "
+                    "the memory budget allows",
+                    convs,
+                    convs * VERDICT_BYTES_PER_FLOW >> 20,
+                )
         if total <= per_slice:
             return None
         skel = [Point(i, inp, inp.name, *host_of(inp), None) for i, inp in enumerate(inputs)]

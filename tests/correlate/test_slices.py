@@ -188,13 +188,15 @@ def test_one_slice_is_the_plain_run(tmp_path: Path) -> None:
 
 
 def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
-    pts = _scenario(tmp_path)
-    args = [f"{p.name}={p.pcap}" for p in pts]
+    """`--memory` smaller than the verdict of the captures' connections needs: the
+    smallest slices, a warning, and the verdict of a plain run."""
+    a, b = busy_firewall(tmp_path, 300)
+    args = [f"fw:eth0={a}", f"fw:eth1={b}"]
     plain = CliRunner().invoke(app, ["correlate", "--json", *args])
-    small = CliRunner().invoke(app, ["correlate", "--json", "--memory", "20k", *args])
+    small = CliRunner().invoke(app, ["correlate", "--json", "--memory", "1M", *args])
     assert plain.exit_code == 0 and small.exit_code == 0, small.output
     assert small.stdout == plain.stdout
-    assert "slice 2/" in small.stderr
+    assert "hopcap: slice 2/" in small.stderr and "memory budget" in small.stderr
     bad = CliRunner().invoke(app, ["correlate", "--memory", "lots", *args])
     assert bad.exit_code != 0 and "--memory" in bad.output
 
