@@ -146,8 +146,9 @@ def main() -> int:
                   f"{anon / 1e6:.0f} MB = {anon / n:.0f} bytes/packet, "
                   f"{len(slices)} slices; {check_verdict(out, exp)}", flush=True)  # fmt: skip
         print(f"verdict JSON identical: {got['unsliced'] == got['sliced']}")
-        for f in files:
-            f.unlink()
+        if not args.keep:
+            for f in (*files, *(args.dir / f"v_{x}.json" for x in got)):
+                f.unlink()
     files, exp = _blocks(args.dir, args.gb, args.block)
     n = exp["packets"]
     gb = sum(f.stat().st_size for f in files) / 1e9
