@@ -502,6 +502,24 @@ JobsOpt = Annotated[
 ]
 
 
+def _memory(text: str | None) -> int | None:
+    """`--memory 8G` (K, M, G, T: powers of 1024; plain: bytes) -> bytes."""
+    if text is None:
+        return None
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    if t and t[-1] in "KMGT":
+        mult = 1 << (10 * ("KMGT".index(t[-1]) + 1))
+        t = t[:-1]
+    try:
+        n = float(t)
+    except ValueError:
+        n = -1.0
+    if n <= 0:
+        raise typer.BadParameter(f"{text!r} is not a size like 500M or 8G", param_hint="--memory")
+    return int(n * mult)
+
+
 def _jobs(jobs: int | None) -> int:
     if jobs is not None:
         return jobs
@@ -1093,6 +1111,15 @@ def correlate_cmd(
     show_all: AllOpt = False,
     flow: FlowOpt = None,
     jobs: JobsOpt = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory",
+            help="memory the correlation may use, e.g. 8G (default: half of what is "
+            "available); captures that may not fit are correlated by time slices, with the "
+            "same verdict",
+        ),
+    ] = None,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -1127,7 +1154,12 @@ def correlate_cmd(
     # a one-shot command: the cyclic collector would walk the verdict's objects again and
     # again while they are built and encoded (there are no cycles worth collecting)
     gc.disable()
-    kw: dict[str, Any] = {"jobs": _jobs(jobs), "dask": dask}
+    kw: dict[str, Any] = {
+        "jobs": _jobs(jobs),
+        "dask": dask,
+        "memory": _memory(memory),
+        "progress": lambda text: _err(f"hopcap: {text}"),
+    }
     try:
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():

@@ -801,10 +801,18 @@ def occurrences(k: npt.NDArray[np.uint64]) -> I64 | None:
 
 
 def walk_parse_pcap(
-    buf: Any, big_endian: bool, mult: int, max_record: int, link: int, head: int, chunk: int
+    buf: Any,
+    big_endian: bool,
+    mult: int,
+    max_record: int,
+    link: int,
+    head: int,
+    chunk: int,
+    start: int = 24,
 ) -> Any:
-    """Classic pcap in one C pass: yields (records walked, ts of TCP rows, columns,
-    datagrams) per chunk, then a final (stop byte, reason) tuple; None without a compiler.
+    """Classic pcap in one C pass from byte `start` (a record's start): yields (records
+    walked, ts of TCP rows, columns, datagrams, byte after the chunk) per chunk, then a
+    final (stop byte, reason) tuple; None without a compiler.
     The arrays of a chunk are views of one buffer that the next chunk overwrites: copy what
     you keep. `datagrams`: (ts, IP header offset, L4 header offset, end of its data) of
     every UDP/ICMP/ESP record (the innermost IP level of a tunnel), copies."""
@@ -815,7 +823,7 @@ def walk_parse_pcap(
     def gen() -> Any:
         addr, keep = _addr(buf)
         size = len(buf)
-        pos = 24
+        pos = start
         # one buffer for every chunk (the reader copies what it keeps before the next)
         cols = np.empty((len(PARSE_COLUMNS), chunk), np.int64)
         ts = np.empty(chunk, np.int64)
@@ -836,6 +844,7 @@ def walk_parse_pcap(
                 ts[:k],
                 {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)},
                 tuple(dg[i, :m].copy() for i in range(4)),
+                pos_out.value,
             )
             pos = pos_out.value
             if why.value != 3:

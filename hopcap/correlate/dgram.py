@@ -102,6 +102,7 @@ class DgramTable:
     # the first PROBE_ROWS datagrams of each direction of each flow that carry payload:
     # their rows, flow ids and directions (linking across points compares their hashes)
     probe: tuple[I64, I64, I64] | None = None
+    last_ns: int | None = None  # a time slice's table: the whole capture's last datagram
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
@@ -50,6 +50,10 @@ def correlate(
     min_packets_per_job: int = 250_000,
     hosts: Mapping[str, Sequence[str]] | None = None,
     target: str | None = None,
+    memory: int | None = None,
+    slice_packets: int | None = None,
+    slice_margin_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Verdict:
     """Correlate the captures of `points` (path order, client side first).
 
@@ -59,7 +63,13 @@ def correlate(
     `jobs` > 1 partitions the connections (by their normalised tuple, once NAT links are
     known) across that many processes; `dask` (a scheduler address) runs the partitions on
     a dask.distributed cluster. Both give the verdict of one job. Captures smaller than
-    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves)."""
+    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves).
+
+    Captures that may not fit `memory` bytes (default: half of the memory available) are
+    correlated by time slices in one process (`slices`; `slice_packets` forces slices of
+    about that many packets, `slice_margin_s` narrows the margin around a slice's window
+    that covers clock offsets and path delay); the verdict is the unsliced one.
+    `progress` hears what a long (sliced) run is doing, one line at a time."""
     if not points:
         raise CorrelationError("no capture points given")
     # the engine allocates millions of objects and no reference cycles worth collecting:
@@ -69,11 +79,42 @@ def correlate(
     try:
         plan = plan_stages(points)
         _check_points(plan.points)
-        verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
+        verdict = None
+        if dask is None and not plan.tables:
+            margin = None if slice_margin_s is None else round(slice_margin_s * NS)
+            verdict = _sliced(plan.points, conntrack or {}, memory, slice_packets, margin, progress)
+        if verdict is None:
+            verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
         return with_patterns(localize(finish_stages(verdict, plan), hosts, target))
     finally:
         if was:
             gc.enable()
+
+
+def _sliced(
+    points: Sequence[PointInput],
+    conntrack: Mapping[str, str],
+    memory: int | None,
+    slice_packets: int | None,
+    margin_ns: int | None,
+    progress: Callable[[str], None] | None,
+) -> Verdict | None:
+    """The verdict by time slices when the captures may not fit the memory budget."""
+    from hopcap.correlate import slices
+
+    budget = memory or slices.default_budget()
+    per = slice_packets or max(budget // slices.BYTES_PER_PACKET, 1)
+    if slice_packets is None and slices.estimated_packets(points) <= per:
+        return None
+    margin = slices.MARGIN_NS if margin_ns is None else margin_ns
+    return slices.correlate_sliced(
+        points,
+        conntrack,
+        per,
+        margin_ns=margin,
+        progress=progress,
+        budget=None if slice_packets else budget,
+    )
 
 
 def _correlate(
@@ -184,24 +225,44 @@ class PointFacts:
     kernel_drops: int | None
 
 
-def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
+def point_warning(
+    p: Point, present: bool, rows: int, records: int, link_types: Mapping[int, int]
+) -> str | None:
+    """What the verdict warns about a missing point, or one with nothing readable (`rows`:
+    its TCP and datagram rows, `records`: every record of its file)."""
+    if not present:
+        why = p.inp.missing_reason or "no capture file"
+        return f"point {p.name} is missing ({why}); what happened around it is a gap"
+    if rows:
+        return None
+    kinds = ", ".join(link_name(lk) for lk in sorted(link_types))
+    return (
+        f"point {p.name}: no TCP, UDP or ICMP packet could be read from its "
+        f"{records} packets "
+        f"(link type {kinds}); flows through it are gaps there"
+        if records
+        # not a gap by itself: nothing may have reached it (a SYN dropped upstream)
+        else f"point {p.name} captured no packets"
+    )
+
+
+Windows = Callable[[list[Point], list[int], list[FlowB]], None]
+
+
+def prepare(
+    pts: list[Point], conntrack: Mapping[str, str], *, windows: Windows = set_windows
+) -> Prepared:
     present = [p.idx for p in pts if p.pc is not None]
     warnings: list[str] = []
     for p in pts:
-        if p.pc is None:
-            why = p.inp.missing_reason or "no capture file"
-            warnings.append(f"point {p.name} is missing ({why}); what happened around it is a gap")
-        elif not len(p.pc.table) and not (p.pc.table.dgram is not None and len(p.pc.table.dgram)):
-            tb = p.pc.table
-            kinds = ", ".join(link_name(lk) for lk in sorted(tb.link_types))
-            warnings.append(
-                f"point {p.name}: no TCP, UDP or ICMP packet could be read from its "
-                f"{tb.records} packets "
-                f"(link type {kinds}); flows through it are gaps there"
-                if tb.records
-                # not a gap by itself: nothing may have reached it (a SYN dropped upstream)
-                else f"point {p.name} captured no packets"
-            )
+        tb = p.pc.table if p.pc is not None else None
+        if tb is None:
+            w = point_warning(p, False, 0, 0, {})
+        else:
+            rows = len(tb) + (len(tb.dgram) if tb.dgram is not None else 0)
+            w = point_warning(p, True, rows, tb.records, tb.link_types)
+        if w:
+            warnings.append(w)
     ct_pairs = []
     for text in conntrack.values():
         ct_pairs.extend(parse_conntrack(text))
@@ -224,17 +285,22 @@ def prepare(pts: list[Point], conntrack: Mapping[str, str]) -> Prepared:
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()
-    set_windows(pts, present, flows)  # uses the inputs and the links, not the clocks
+    windows(pts, present, flows)  # uses the inputs and the links, not the clocks
     # UDP/ICMP/ESP flows: built and matched once, here (every partition and the process
     # that finishes them share them); their delays join every partition's clock minima
     dflows = build_dgram_flows(pts, present)
     match_dgram_hops(pts, dflows)
+    return Prepared(pts, present, flows, warnings, dflows, dgram_minima(dflows))
+
+
+def dgram_minima(dflows: list[DFlowB]) -> Minima:
+    """The smallest one-way delays per hop of the (matched) datagram flows `dflows`."""
     d1, d2 = delay_samples(dflows)
     dminima: Minima = {k: (min(v), None) for k, v in d1.items() if v}
     for k, v in d2.items():
         if v:
             dminima[k] = (dminima.get(k, (None, None))[0], min(v))
-    return Prepared(pts, present, flows, warnings, dflows, dminima)
+    return dminima
 
 
 def partition(prep: Prepared, n: int) -> list[list[int]]:

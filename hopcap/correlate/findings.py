@@ -17,7 +17,7 @@ from hopcap.correlate.conns import Half
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, tunnel_str
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, last_ts, tunnel_str
 from hopcap.correlate.summary import flow_summary
 from hopcap.model import (
     BROKEN_KINDS,
@@ -552,7 +552,7 @@ class _Chain:
         t = pl.table
         beyond = _endpoint_name(pl, "server")
         what, nb, ts0 = _describe(t, syn_rows, isn)
-        end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+        end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
         late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it
         kind: FindingKind
         if pl.kernel_drops or late:

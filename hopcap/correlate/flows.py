@@ -13,7 +13,7 @@ import numpy.typing as npt
 from hopcap.correlate.conns import Half, PointConns, hids
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
-from hopcap.correlate.reader import RST, PacketTable
+from hopcap.correlate.reader import RST, PacketTable, captured_tcp
 from hopcap.model import LinkKind, PointInput
 
 I64 = npt.NDArray[np.int64]
@@ -251,7 +251,7 @@ def _extend(
         details: tuple[str, ...] = ()
         if yc is None and ys is None:
             ended = _how_ended(pa, leg)
-            if ended == "answered" and not len(pb.table):
+            if ended == "answered" and not captured_tcp(pb.table):
                 # answered before a point that saw nothing at all: a proxy or an endpoint,
                 # or a capture on the wrong interface; an unanswered SYN stays a drop
                 ended = "nothing"

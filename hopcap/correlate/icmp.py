@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hopcap.correlate.dgram import TCP, DgramTable, error_text, find_flow, tuple_key
-from hopcap.correlate.reader import addr_str
+from hopcap.correlate.reader import addr_str, captured_last
 from hopcap.correlate.udp import DFlowB, dtable
 from hopcap.model import Direction, Finding
 
@@ -254,7 +254,8 @@ def _ended(p: Point) -> int:
     """The last packet a point captured (its own clock), or when it stopped."""
     if p.stop_ns is not None:
         return p.stop_ns
-    last = [int(t.ts.max()) for t in (p.table, dtable(p)) if t is not None and len(t)]
+    ends = (captured_last(t) for t in (p.table, dtable(p)) if t is not None)
+    last = [e for e in ends if e is not None]
     return max(last, default=0)
 
 

@@ -46,11 +46,33 @@ TUNNEL_KINDS = _layers.TUNNEL_KINDS
 
 def unreadable(t: PacketTable) -> str | None:
     """Why nothing of a capture could be read, when it is its link type; else None."""
-    bad = sorted(lk for lk in t.link_types if lk not in SUPPORTED_LINKS)
-    if len(t) or not t.records or not bad or len(bad) != len(t.link_types):
+    return unreadable_of(len(t), t.records, t.link_types)
+
+
+def unreadable_of(tcp_rows: int, records: int, link_types: dict[int, int]) -> str | None:
+    bad = sorted(lk for lk in link_types if lk not in SUPPORTED_LINKS)
+    if tcp_rows or not records or not bad or len(bad) != len(link_types):
         return None
     kinds = ", ".join(link_name(lk) for lk in bad)
-    return f"link type {kinds} is not supported, {t.records} packets unread"
+    return f"link type {kinds} is not supported, {records} packets unread"
+
+
+def captured_tcp(t: PacketTable) -> int:
+    """TCP packets of a table's whole capture (a time slice's table holds fewer)."""
+    return len(t) if t.tcp_rows is None else t.tcp_rows
+
+
+def last_ts(t: Any) -> int:
+    """The last packet of a (TCP or datagram) table's capture, on its own clock."""
+    end = getattr(t, "last_ns", None)
+    return int(t.ts.max()) if end is None else int(end)
+
+
+def captured_last(t: Any) -> int | None:
+    """`last_ts`, None when the capture has no such packet."""
+    if getattr(t, "last_ns", None) is None and not len(t):
+        return None
+    return last_ts(t)
 
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
@@ -93,6 +115,10 @@ class PacketTable:
     link_types: dict[int, int] = field(default_factory=dict)  # link type -> records
     # the UDP, ICMP and ESP datagrams of the same capture (hopcap.correlate.dgram)
     dgram: Any = None
+    # when the table holds a time slice of the capture (hopcap.correlate.slices): the
+    # capture's last TCP packet (its own clock), which `ts` of a slice may not hold
+    last_ns: int | None = None
+    tcp_rows: int | None = None  # and its TCP packets (`captured_tcp`)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -261,7 +287,7 @@ def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ..
             if w:
                 warnings.append(w)
             break
-        k, ts, cols, dg = item
+        k, ts, cols, dg = item[:4]
         nrec += k
         if dg[0].shape[0]:
             dgs.append(dg)

@@ -37,7 +37,8 @@ from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 
 if TYPE_CHECKING:
     from hopcap.correlate.findings import Built
-    from hopcap.correlate.flows import Point
+from hopcap.correlate.flows import Point
+from hopcap.correlate.reader import last_ts
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -559,7 +560,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             rows = lf.c.tolist()
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
-            end = pl.stop_ns if pl.stop_ns is not None else int(t.ts.max())
+            end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
             late = end - int(t.ts[rows[0]]) < NS
             kind: FindingKind
             if pl.kernel_drops or late:

@@ -1,0 +1,172 @@
+"""Captures larger than memory: `hopcap correlate` by time slices, with its memory.
+
+Generates firewall_bench.py's busy firewall (two points of one NAT hop, 1 % loss, MSS
+clamping) in blocks of `--block` packets, one after the other in time (each block its own
+seed, client addresses and NAT pool), appended to two files until they hold `--gb` GB
+together: captures larger than this machine's memory. Then
+
+  * `hopcap correlate a=A b=B --json --memory M > v.json` as a new process: wall and CPU
+    time, and its peak *anonymous* resident memory (RssAnon, sampled from /proc every
+    0.1 s: the heap, not the pages of the mapped capture files, which the kernel can
+    drop), checked against the generator (every lost packet a drop, one tcp.mss rewrite
+    per direction and connection, nothing else);
+  * with `--compare SIZE`: on SIZE packets (in page cache), the same command unsliced and
+    forced into ~8 slices (`--memory` small), their CPU and whether the verdict JSON is
+    byte for byte the same.
+
+    .venv/bin/python bench/slice_bench.py --gb 30 --memory 4G --compare 6.4M --dir /tmp/sb
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from firewall_bench import _payload, _size, check_verdict, generate, ground_truth, point_view
+from pcapgen import write_pcap
+
+
+def _blocks(out: Path, gb: float, block: int) -> tuple[list[Path], dict[str, int]]:
+    files = [out / "big_a.pcap", out / "big_b.pcap"]
+    for f in files:
+        f.unlink(missing_ok=True)
+    exp = {"conns": 0, "packets": 0, "drops_c2s": 0, "drops_s2c": 0}
+    shift = 0
+    b = 0
+    while sum(f.stat().st_size for f in files if f.exists()) < gb * 1e9:
+        t0 = time.perf_counter()
+        g, conns = ground_truth(block, seed=1000 + b)
+        g["ts"] = g["ts"] + shift
+        shift = int(g["ts"].max()) - 1_763_790_000 * 10**9 + 120 * 10**9  # next: 2 min later
+        g["cli"] = g["cli"] + b * 2000  # 198.18.1.0 and up, 2,000 hosts a block
+        g["nat"] = g["nat"] + b * 8  # 198.51.100.1 + 8 a block
+        g["conn"] = g["conn"] + b * 10**7  # the payload bytes differ between blocks
+        lost = g["lost"]
+        exp["conns"] += conns
+        exp["drops_c2s"] += int((lost & (g["d"] == 0)).sum())
+        exp["drops_s2c"] += int((lost & (g["d"] == 1)).sum())
+        for name, f in zip(("a", "b"), files, strict=True):
+            part = out / f"block_{name}.pcap"
+            exp["packets"] += write_pcap(part, point_view(g, name), _payload)
+            with f.open("ab") as dst, part.open("rb") as src:
+                if b:
+                    src.seek(24)  # one file header
+                while chunk := src.read(1 << 24):
+                    dst.write(chunk)
+            part.unlink()
+        del g
+        size = sum(f.stat().st_size for f in files) / 1e9
+        print(f"block {b}: {conns:,} connections, files now {size:.1f} GB "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+        b += 1
+    return files, exp
+
+
+def _rss_anon_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _run(cmd: list[str], out: Path, err: Path) -> tuple[float, float, int]:
+    """wall s, cpu s, peak RssAnon (bytes) of `cmd`, stdout to `out`."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    peak = 0
+    with out.open("wb") as fo, err.open("wb") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd="/")
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _rss_anon_kb(p.pid))
+                time.sleep(0.1)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        rc = p.wait()
+        done.set()
+        th.join()
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if rc:
+        raise SystemExit(f"{cmd} failed ({rc}): {err.read_text()[-2000:]}")
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return wall, cpu, peak * 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--gb", type=float, default=30.0, help="GB of pcap, both files together")
+    ap.add_argument("--block", type=_size, default=_size("4M"), help="packets per block")
+    ap.add_argument("--memory", default="4G", help="hopcap correlate --memory")
+    ap.add_argument("--compare", type=_size, help="also: unsliced vs sliced on this size")
+    ap.add_argument("--compare-slices", type=int, default=8, help="slices of --compare")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-slicebench"))
+    ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = ap.parse_args()
+    hopcap = Path(sys.executable).with_name("hopcap")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.compare:
+        files, exp = generate(args.compare, args.dir)
+        for f in files:
+            with f.open("rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+        n = exp["packets"]
+        base = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json", "-j", "1"]
+        got = {}
+        # bytes: the verdict's share (~4 kB a connection, ~145 packets each) + 1/N of the
+        # packets at 320 bytes, as `hopcap correlate` counts them
+        small = str(
+            (96 << 20) + args.compare // 145 * 4096 + args.compare * 320 // args.compare_slices
+        )
+        for label, extra in (("unsliced", []), ("sliced", ["--memory", small])):
+            out = args.dir / f"v_{label}.json"
+            w, c, anon = _run([*base, *extra], out, args.dir / f"err_{label}.txt")
+            slices = [x for x in (args.dir / f"err_{label}.txt").read_text().splitlines()
+                      if x.endswith("findings")]  # fmt: skip
+            got[label] = out.read_bytes()
+            print(f"{n:,} packets {label}: wall {w:.1f} s, cpu {c:.1f} s, peak RssAnon "
+                  f"{anon / 1e6:.0f} MB = {anon / n:.0f} bytes/packet, "
+                  f"{len(slices)} slices; {check_verdict(out, exp)}", flush=True)  # fmt: skip
+        print(f"verdict JSON identical: {got['unsliced'] == got['sliced']}")
+        if not args.keep:
+            for f in (*files, *(args.dir / f"v_{x}.json" for x in got)):
+                f.unlink()
+    files, exp = _blocks(args.dir, args.gb, args.block)
+    n = exp["packets"]
+    gb = sum(f.stat().st_size for f in files) / 1e9
+    print(f"\n== {n:,} packets, {exp['conns']:,} connections, {gb:.1f} GB of pcap")
+    cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
+           "--memory", args.memory]  # fmt: skip
+    out, err = args.dir / "v.json", args.dir / "err.txt"
+    w, c, anon = _run(cmd, out, err)
+    slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+    print(f"hopcap correlate --memory {args.memory}: wall {w:.0f} s ({n / w / 1e6:.2f} M "
+          f"packets/s), cpu {c:.0f} s, {len(slices)} slices; peak RssAnon {anon / 1e6:.0f} MB "
+          f"= {anon / n:.1f} bytes/packet; {check_verdict(out, exp)}")  # fmt: skip
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    if not args.keep:
+        for f in (*files, out):
+            f.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

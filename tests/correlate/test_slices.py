@@ -1,0 +1,244 @@
+"""Correlation by time slices (captures larger than memory) gives the unsliced verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pcapgen import C2S, S2C, Conv, Seg, View, as_two_points, busy_firewall
+from test_parallel import _scenario
+from test_path import HTTP_REQ, HTTP_RESP, nat_map, points
+from typer.testing import CliRunner
+
+from hopcap.cli import app
+from hopcap.correlate import correlate
+from hopcap.correlate import slices as sl
+from hopcap.model import PointInput
+from tests.realdata import REALDATA
+
+
+def _same(pts: list[PointInput], sizes: tuple[int, ...], margin_s: float = 0.001) -> dict:
+    """The verdict of `pts` unsliced, asserted equal to the sliced ones (several slices
+    each, with a margin far smaller than the flows' lifetimes)."""
+    one = correlate(pts).to_dict()
+    for n in sizes:
+        said: list[str] = []
+        got = correlate(pts, slice_packets=n, slice_margin_s=margin_s, progress=said.append)
+        slices = [s for s in said if s.endswith("findings")]
+        assert len(slices) >= 2, (n, said)  # really sliced
+        assert got.to_dict() == one, f"{n} packets per slice, {len(slices)} slices"
+    return one
+
+
+def test_nat_tso_drop_clamp_and_forged_rst_sliced(tmp_path: Path) -> None:
+    one = _same(_scenario(tmp_path), (5, 40, 100))
+    kinds = {f["kind"] for fl in one["flows"] for f in fl["findings"]}
+    assert {"drop", "rewrite"} <= kinds
+
+
+def test_busy_firewall_sliced(tmp_path: Path) -> None:
+    """Masquerade, MSS clamping, 1 % loss with retransmissions and SYNs retried a second
+    later (their NAT link comes from a packet in a later window)."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    one = _same(pts, (50, 500, 3000))
+    drops = [f for fl in one["flows"] for f in fl["findings"] if f["kind"] == "drop"]
+    assert len(one["flows"]) == 300 and drops
+
+
+def _long(tmp: Path) -> tuple[list[PointInput], list[float]]:
+    """Two long connections through a NAT (request/response rounds for ~24 s) among short
+    ones that start right where the long ones lose a request, so that window edges fall
+    on the drops; one lost request is retransmitted 200 ms later."""
+    t0 = 1_763_800_000.0
+    longs = []
+    for j in range(2):
+        c = Conv(client=("198.18.0.10", 41000 + j), server=("203.0.113.80", 80), seed=90 + j,
+                 t0=t0 + j * 0.3)  # fmt: skip
+        c.handshake()
+        for _ in range(40):
+            c.t += 0.6
+            c.request(HTTP_REQ)
+            c.response(HTTP_RESP)
+        c.close()
+        longs.append(c)
+    lost = [s for s in longs[0].segs if s.tag == "req"][3::8]  # 5 drops over the run
+    retx = [s for s in longs[1].segs if s.tag == "req"][20]
+    retx.tag = "lost"
+    longs[1].retransmit(retx)
+    longs[1].segs.sort(key=lambda s: s.t)
+    edges = [s.t for s in lost] + [retx.t + 0.1]
+    shorts = []
+    for i in range(60):
+        t = edges[i % len(edges)] + (i // len(edges)) * 1e-6 if i < 18 else t0 + i * 0.4
+        c = Conv(client=("198.18.0.20", 50000 + i), server=("203.0.113.80", 80), seed=300 + i,
+                 t0=t)  # fmt: skip
+        c.handshake()
+        c.request(HTTP_REQ)
+        c.response(HTTP_RESP)
+        c.close()
+        shorts.append(c)
+    dropped = {id(s) for s in lost}
+
+    def fw(c: Conv) -> View:
+        def gone(s: Seg) -> bool:
+            return id(s) in dropped or s.tag == "lost"
+
+        return View(delay=0.0002, nat=nat_map(c, sport=c.client[1] - 20000), drop=gone,
+                    ttl_dec={C2S: 1})  # fmt: skip
+
+    convs = longs + shorts
+    return points(tmp, convs, [
+        ("client:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth1", fw),
+    ]), edges  # fmt: skip
+
+
+def test_long_connections_across_many_slices_with_drops_at_the_edges(tmp_path: Path) -> None:
+    pts, _edges = _long(tmp_path)
+    one = _same(pts, (40, 120))
+    by_client = {fl["client"]: fl for fl in one["flows"]}
+    l0, l1 = by_client["198.18.0.10:41000"], by_client["198.18.0.10:41001"]
+    # one flow each, NAT leg from its SYN, every lost request a drop; the retransmitted
+    # one (seen upstream twice, downstream once): one drop, its retransmission delivered
+    assert [leg["link"] for leg in l0["legs"]] == [leg["link"] for leg in l1["legs"]]
+    assert [leg["link"] for leg in l0["legs"]] == ["same", "nat"]
+    assert [(f["kind"], f["packets"]) for f in l0["findings"]] == [("drop", 5)]
+    assert [(f["kind"], f["packets"]) for f in l1["findings"]] == [("drop", 1)]
+    # a window edge right at a drop: the slices were that narrow
+    _bounds_cut_the_long_ones(pts)
+
+
+def _bounds_cut_the_long_ones(pts: list[PointInput]) -> None:
+    said: list[str] = []
+    correlate(pts, slice_packets=40, slice_margin_s=0.001, progress=said.append)
+    n = int(next(s for s in said if s.endswith("findings")).split("/")[1].split(":")[0])
+    assert n >= 10  # ~24 s of long connections over ten or more windows
+
+
+HAKA = REALDATA / "haka"
+
+
+@pytest.mark.parametrize(
+    "name", ["ipv4_nat", "http_request-modif", "tcp_stream-rst", "sample_httpmodif"]
+)
+def test_real_middlebox_captures_sliced(name: str, tmp_path: Path) -> None:
+    """Haka's captures before and after its middlebox (NAT, payload rewrites, resets)."""
+    a, b = as_two_points(HAKA / f"{name}.pcap", HAKA / f"{name}-ref.pcap", tmp_path)
+    pts = [PointInput(name="in", pcap=a), PointInput(name="out", pcap=b)]
+    one = correlate(pts).to_dict()
+    for n in (3, 10):
+        assert correlate(pts, slice_packets=n, slice_margin_s=0.001).to_dict() == one
+
+
+def test_missing_point_and_truncated_capture_sliced(tmp_path: Path) -> None:
+    """A point without a capture (a gap there) and a file cut in the middle of a record
+    (the capture window ends at its last packet): the point summaries, warnings and gap
+    judgements of the unsliced run."""
+    pts = _scenario(tmp_path)
+    last = pts[-1].pcap
+    assert last is not None
+    data = Path(last).read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3 + 7])
+    pts = [*pts[:-1], PointInput(pts[-1].name, cut), PointInput("srv:eth0", None)]
+    one = _same(pts, (20, 60))
+    assert any("truncated" in w for p in one["points"] for w in p.get("warnings", ()))
+    assert any("srv:eth0 is missing" in w for w in one["warnings"])
+
+
+def _as_pcapng(src: Path, dst: Path) -> Path:
+    from pcapgen import write_pcapng_raw
+
+    from hopcap.correlate.reader import walk_records
+
+    buf = src.read_bytes()
+    rec = walk_records(src, buf)
+    frames = [(0, int(ts), buf[o : o + c]) for o, c, ts in zip(rec.off, rec.cap, rec.ts,
+              strict=True)]  # fmt: skip
+    return write_pcapng_raw(dst, [(1, 9)], frames)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pcapng_and_the_numpy_walk_sliced(
+    tmp_path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pcapng files (walked from their start by every slice), and classic pcap without
+    the C helper (the numpy record walk): the unsliced verdict too."""
+    from hopcap.correlate import _fastwalk
+
+    a, b = busy_firewall(tmp_path, 120, seed=3)
+    if compiled:
+        pts = [PointInput("fw:eth0", _as_pcapng(a, tmp_path / "a.pcapng")),
+               PointInput("fw:eth1", _as_pcapng(b, tmp_path / "b.pcapng"))]  # fmt: skip
+    else:
+        monkeypatch.setattr(_fastwalk, "disabled", True)
+        pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    one = _same(pts, (100, 800))
+    assert len(one["flows"]) == 120
+
+
+def test_one_slice_is_the_plain_run(tmp_path: Path) -> None:
+    """A budget that holds every packet: no slicing (the plain engine, all its jobs)."""
+    pts = _scenario(tmp_path)
+    said: list[str] = []
+    v = correlate(pts, memory=1 << 30, progress=said.append)
+    assert said == [] and v.to_dict() == correlate(pts).to_dict()
+    assert sl.estimated_packets(pts) < (1 << 30) // sl.BYTES_PER_PACKET
+
+
+def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
+    """`--memory` smaller than the verdict of the captures' connections needs: the
+    smallest slices, a warning, and the verdict of a plain run."""
+    a, b = busy_firewall(tmp_path, 300)
+    args = [f"fw:eth0={a}", f"fw:eth1={b}"]
+    plain = CliRunner().invoke(app, ["correlate", "--json", *args])
+    small = CliRunner().invoke(app, ["correlate", "--json", "--memory", "1M", *args])
+    assert plain.exit_code == 0 and small.exit_code == 0, small.output
+    assert small.stdout == plain.stdout
+    assert "hopcap: slice 2/" in small.stderr and "memory budget" in small.stderr
+    bad = CliRunner().invoke(app, ["correlate", "--memory", "lots", *args])
+    assert bad.exit_code != 0 and "--memory" in bad.output
+
+
+def test_conversation_keys_are_the_same_both_ways() -> None:
+    import numpy as np
+
+    a = (np.array([0], np.uint64), np.array([0xC6120001], np.uint64), np.array([40000]))
+    b = (np.array([0], np.uint64), np.array([0xCB007150], np.uint64), np.array([80]))
+    assert sl.conv_keys(6, a, b)[0] == sl.conv_keys(6, b, a)[0]
+    assert sl.conv_keys(6, a, b)[0] != sl.conv_keys(17, a, b)[0]
+    c = (b[0], b[1], np.array([81]))
+    assert sl.conv_keys(6, a, b)[0] != sl.conv_keys(6, a, c)[0]
+
+
+def test_datagrams_and_icmp_errors_sliced(tmp_path: Path) -> None:
+    """UDP through NAT at four points (a QUIC-like flow with a dropped datagram, DNS
+    queries) and an ICMP port unreachable translated back by the NAT: it travels with the
+    conversation it quotes."""
+    from pcapgen import UConv, dns_query, icmp_error
+    from scapy.layers.inet import IP, UDP
+    from test_dgram import dns_flows, four_points, nat, quic_flow, write_points
+
+    convs = [quic_flow(), *dns_flows(8)]
+    bad = UConv(("203.0.113.10", 45000), ("203.0.113.53", 53), t0=1_763_790_001.0, seed=77)
+    q = bad.send(C2S, dns_query(0xBEEF, "down.example.test"))
+    convs.append(bad)
+    out = IP(src="198.18.1.1", dst="198.18.1.2", id=q.ipid, ttl=63) / UDP(sport=31999, dport=53)
+    inn = IP(src="203.0.113.10", dst="203.0.113.53", id=q.ipid, ttl=64) / UDP(sport=45000, dport=53)
+    extra = {
+        "srv:eth0": [icmp_error(q.t + 0.0004, "198.18.1.2", "198.18.1.1", out / q.data, code=3)],
+        "fw:eth1": [icmp_error(q.t + 0.0005, "198.18.1.2", "198.18.1.1", out / q.data, code=3)],
+        "fw:eth0": [icmp_error(q.t + 0.0006, "203.0.113.53", "203.0.113.10", inn / q.data, code=3)],
+        "client:eth0": [
+            icmp_error(q.t + 0.0007, "203.0.113.53", "203.0.113.10", inn / q.data, code=3)
+        ],
+    }
+    ports = {id(c): 31000 + i for i, c in enumerate(convs)}
+    ports[id(bad)] = 31999
+    views = four_points(
+        lambda c: nat(c, ports[id(c)]), **{"fw:eth1": {"drop": lambda g: g.tag == "c4"}}
+    )
+    one = _same(write_points(tmp_path, convs, views, extra), (8, 30))
+    kinds = {f["kind"] for fl in one["flows"] for f in fl["findings"]}
+    assert {"icmp", "drop"} <= kinds
