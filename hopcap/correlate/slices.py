@@ -529,6 +529,30 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         gc.collect()
 
 
+def _warn_whole(scans: Sequence[Scan | None], inputs: Sequence[PointInput], per_slice: int) -> None:
+    """Say so when conversations are larger than a slice: each is read whole into every
+    slice it is alive in, so the memory budget does not bound them (docs/scale.md)."""
+    big = [
+        (int(sc.rows.max()), int(np.count_nonzero(sc.rows > per_slice)), inp.name)
+        for sc, inp in zip(scans, inputs, strict=True)
+        if sc is not None and sc.rows.shape[0]
+    ]
+    over = max((n for _m, n, _p in big), default=0)  # the same ones at every point
+    if not over:
+        return
+    most, _n, where = max(big)
+    log.warning(
+        "%d conversation(s) hold more packets than a slice of the memory budget (%d); the "
+        "largest, %d packets at %s, is read whole into every slice it is alive in, so this "
+        "run may use about %.1f MB more than the budget",
+        over,
+        per_slice,
+        most,
+        where,
+        most * BYTES_PER_PACKET / 2**20,
+    )
+
+
 def _bounds(run: _Run, per_slice: int) -> list[int]:
     """Window edges (first point's clock) every ~`per_slice` packets, by the start of the
     conversations (a conversation's packets count where it starts)."""
@@ -596,6 +620,7 @@ def correlate_sliced(
                 )
         if total <= per_slice:
             return None
+        _warn_whole(scans, inputs, per_slice)
         skel = [Point(i, inp, inp.name, *host_of(inp), None) for i, inp in enumerate(inputs)]
         offsets = [hint_ns(p, skel[0]) or 0 for p in skel]
         run = _Run(inputs, scans, conntrack, [], margin_ns, offsets, progress=progress)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,9 +114,32 @@ def test_long_connections_across_many_slices_with_drops_at_the_edges(tmp_path: P
 
 def _bounds_cut_the_long_ones(pts: list[PointInput]) -> None:
     said: list[str] = []
-    correlate(pts, slice_packets=40, slice_margin_s=0.001, progress=said.append)
+    with _warnings() as logged:
+        correlate(pts, slice_packets=40, slice_margin_s=0.001, progress=said.append)
     n = int(next(s for s in said if s.endswith("findings")).split("/")[1].split(":")[0])
     assert n >= 10  # ~24 s of long connections over ten or more windows
+    # the long connections are larger than a slice: read whole, and the run says so
+    [w] = [r.getMessage() for r in logged if "than a slice" in r.getMessage()]
+    assert w.startswith(
+        "2 conversation(s) hold more packets than a slice of the memory budget (40)"
+    )
+
+
+@contextlib.contextmanager
+def _warnings() -> Iterator[list[logging.LogRecord]]:
+    """The warnings `hopcap` logs meanwhile."""
+    got: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(record)
+
+    log, keep = logging.getLogger("hopcap"), Keep(logging.WARNING)
+    log.addHandler(keep)
+    try:
+        yield got
+    finally:
+        log.removeHandler(keep)
 
 
 HAKA = REALDATA / "haka"
