@@ -533,6 +533,10 @@ class SSHTransport:
         self._shells = 0
         self._shell_freed = asyncio.Condition()
         self._opened: list[_CommandShell] = []  # every command shell, to close them all
+        # one SFTP session for every transfer (a server running an external sftp-server
+        # starts it through the login's shell and its start-up files, per session)
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._sftp_lock = asyncio.Lock()
 
     async def _shell(self) -> _CommandShell:
         """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
@@ -694,17 +698,31 @@ class SSHTransport:
                 progress(done, total)
 
         try:
-            async with self.conn.start_sftp_client() as sftp:
-                await sftp.get(remote, local, progress_handler=handler)
+            sftp = await self._sftp_client()
+            await sftp.get(remote, local, progress_handler=handler)
         except (asyncssh.Error, OSError) as exc:
+            self._drop_sftp()  # a failed session is not reused; a retry opens another
             raise _translate(self.name, exc) from exc
+
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        async with self._sftp_lock:
+            if self._sftp is None:
+                async with self._gated():  # dropbear: one channel opening at a time
+                    self._sftp = await self.conn.start_sftp_client()
+            return self._sftp
+
+    def _drop_sftp(self) -> None:
+        if self._sftp is not None:
+            self._sftp.exit()
+            self._sftp = None
 
     async def sftp_available(self) -> bool:
         """Whether the server offers the SFTP subsystem (appliances and dropbear often do
-        not: then files are pulled over an exec channel instead)."""
+        not: then files are pulled over an exec channel instead). The session opened to
+        find out is the one later transfers use."""
         try:
-            async with self.conn.start_sftp_client():
-                return True
+            await self._sftp_client()
+            return True
         except (asyncssh.Error, OSError):
             return False
 
@@ -730,6 +748,7 @@ class SSHTransport:
     async def close(self) -> None:
         for shell in self._opened:
             shell.close()
+        self._drop_sftp()
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self.conn.wait_closed(), timeout=5)

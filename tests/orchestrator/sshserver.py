@@ -30,6 +30,11 @@ class DamagingSFTP(asyncssh.SFTPServer):
     """The local file system over SFTP, flipping one byte of the first `damage` reads."""
 
     damage = 0
+    opened = 0  # SFTP sessions started (every server of a `serve`)
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        DamagingSFTP.opened += 1
+        super().__init__(chan)
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         data = super().read(file_obj, offset, size)  # type: ignore[arg-type]
@@ -157,7 +162,7 @@ async def serve(tmp: Path, **servers: Server) -> AsyncIterator[Site]:
         known.write_text("".join(f"[127.0.0.1]:{s.port} {public}\n" for s in servers.values()))
         yield Site(tmp, key, known, dict(servers))
     finally:
-        DamagingSFTP.damage = 0
+        DamagingSFTP.damage = DamagingSFTP.opened = 0
         for server in servers.values():
             if server.acceptor is not None:
                 server.acceptor.close()

@@ -314,3 +314,33 @@ def test_a_timed_out_command_keeps_a_shell_that_holds_running_jobs(tmp_path: Pat
             assert srv.sessions == 2
 
     asyncio.run(main())
+
+
+def test_one_sftp_session_serves_the_probe_and_every_pull(tmp_path: Path) -> None:
+    """A server running an external sftp-server starts it through the login's shell for
+    every SFTP session: the probe's check and all the pulls share one; a failed transfer
+    drops it and the next opens another."""
+
+    async def main() -> None:
+        files = []
+        for i in range(3):
+            f = tmp_path / f"remote{i}.bin"
+            f.write_bytes(bytes([i]) * 100_000)
+            files.append(f)
+        async with _host(tmp_path, Server()) as s:
+            t = _t(s)
+            await probe(s)
+            assert s.caps.pull == "sftp" and DamagingSFTP.opened == 1
+            await asyncio.gather(
+                *(t.get(str(f), tmp_path / f"got{i}") for i, f in enumerate(files))
+            )
+            assert [(tmp_path / f"got{i}").read_bytes() for i in range(3)] == [
+                f.read_bytes() for f in files
+            ]
+            assert DamagingSFTP.opened == 1
+            with pytest.raises(TransportError):
+                await t.get(str(tmp_path / "nowhere"), tmp_path / "x")
+            await t.get(str(files[0]), tmp_path / "again")
+            assert DamagingSFTP.opened == 2
+
+    asyncio.run(main())
