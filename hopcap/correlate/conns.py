@@ -4,7 +4,7 @@ SYN boundaries) and their pairing into connections."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -13,7 +13,7 @@ import numpy.typing as npt
 import xxhash
 
 from hopcap.correlate._fastwalk import half_starts, mix_columns, stable_order
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, addr_str, endpoint_str
 
 if TYPE_CHECKING:
     from hopcap.correlate.link import ConnExchanges
@@ -94,6 +94,24 @@ class Half:
     @_once
     def dst_str(self) -> str:
         return endpoint_str(self.v, *self.dst, self.dport)
+
+
+def fill_strs(halves: Iterable[Half]) -> None:
+    """`src_str`, `dst_str` and `tuple_str` of every half of `halves` at once: the strings
+    the properties give, without a descriptor and a call chain per string."""
+    for h in halves:
+        d = h.__dict__
+        if "tuple_str" in d:
+            continue
+        if h.v == 4:
+            src = f"{addr_str(4, *h.src)}:{h.sport}"
+            dst = f"{addr_str(4, *h.dst)}:{h.dport}"
+        else:
+            src = endpoint_str(h.v, *h.src, h.sport)
+            dst = endpoint_str(h.v, *h.dst, h.dport)
+        d["src_str"] = src
+        d["dst_str"] = dst
+        d["tuple_str"] = f"{src} > {dst}"
 
 
 @dataclass
