@@ -444,14 +444,20 @@ def _finish_simple(
         at = (ts0 - up.offset_ns) / NS
         between = (up.name, down.name)
         if g is None:
-            findings.append(Finding(kind, direction, between, n, nb, at, text, packet=kinds[i]))
+            findings.append(_frozen(Finding, {
+                "kind": kind, "direction": direction, "between": between, "packets": n,
+                "bytes": nb, "first_ts": at, "what": text, "field": None, "before": None,
+                "after": None, "packet": kinds[i], "unanswered": False,
+            }))  # fmt: skip
             continue
         fld, _rows, rw0, nvals = g
         if nvals > 1:
             text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-        findings.append(
-            Finding(kind, direction, between, n, nb, at, text, fld, rw0.before, rw0.after)
-        )
+        findings.append(_frozen(Finding, {
+            "kind": kind, "direction": direction, "between": between, "packets": n,
+            "bytes": nb, "first_ts": at, "what": text, "field": fld, "before": rw0.before,
+            "after": rw0.after, "packet": None, "unanswered": False,
+        }))  # fmt: skip
     findings.sort(key=_order)
     x, y = f.legs
     hop = f.hops[0]
@@ -460,20 +466,29 @@ def _finish_simple(
     if hop.c2s.d_med is not None:
         lat = (hop.c2s.d_med - (pts[hop.b].offset_ns - pts[hop.a].offset_ns)) / NS
     legs_out = [
-        Leg(point=pts[x.point].name, tuple=x.c.tuple_str, link="same", details=x.details),
-        Leg(
-            point=pts[y.point].name,
-            tuple=y.c.tuple_str,
-            link=y.link,
-            details=y.details,
-            latency_s=lat,
-        ),
-    ]
+        _frozen(Leg, {
+            "point": pts[x.point].name, "tuple": x.c.tuple_str, "link": "same",
+            "details": x.details, "latency_s": None, "part": None, "tunnel": None,
+        }),
+        _frozen(Leg, {
+            "point": pts[y.point].name, "tuple": y.c.tuple_str, "link": y.link,
+            "details": y.details, "latency_s": lat, "part": None, "tunnel": None,
+        }),
+    ]  # fmt: skip
     summary = flow_summary(pts, f, findings, legs_out)
     first_ts_ns = min(x.c.first_ts, x.s.first_ts) - pts[x.point].offset_ns
     c = x.c
     return Built("tcp", c.src_str, c.dst_str, tuple(legs_out), tuple(findings), summary,
                  first_ts_ns / NS)  # fmt: skip
+
+
+def _frozen(cls: type[T], values: dict[str, object]) -> T:
+    """An instance of the frozen dataclass `cls` with every field in `values` (all of
+    them, in field order): what its __init__ makes, without one object.__setattr__ per
+    field (the findings of every flow are tens of thousands of these)."""
+    x = object.__new__(cls)
+    x.__dict__.update(values)
+    return x
 
 
 def _job_rows(f: FlowB, direction: Direction) -> list[int]:

@@ -29,8 +29,9 @@ def _prepared(points: list[PointInput]) -> E.Prepared:
 
 
 def _facts(b: Built) -> tuple[Any, ...]:
-    """Everything of a built flow, with the finding fields that equality leaves out."""
-    return (repr(b), [(x.packet, x.unanswered) for x in b.findings])
+    """Everything of a built flow, with the finding fields that equality leaves out (every
+    attribute of its findings and legs)."""
+    return (repr(b), [vars(x) for x in b.findings], [vars(x) for x in b.legs])
 
 
 def _check(prep: E.Prepared, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
