@@ -426,7 +426,17 @@ void hopcap_mix(const int64_t *const *cols, long ncols, long n, uint64_t *out) {
 }
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
-    for (long i = 0; i < n; i++) out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
+    for (long i = 0; i < n; i++) {
+        if (i + 12 < n) { /* the packets ahead: scattered over both captures */
+            const uint8_t *pa = a + oa[i + 12], *pb = b + ob[i + 12];
+            long m = len[i + 12] < 256 ? len[i + 12] : 256;
+            for (long o = 0; o < m; o += 64) {
+                __builtin_prefetch(pa + o);
+                __builtin_prefetch(pb + o);
+            }
+        }
+        out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
+    }
 }
 /* header fields of matched packet pairs (row a[i] of one capture, b[i] of the other, pair
    p[i]), as match._field_rewrites compares them: dttl[i] the TTL decrement; bits of
@@ -444,6 +454,17 @@ void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
     const int64_t m32 = 0xFFFFFFFFLL;
     for (long i = 0; i < n; i++) {
         int64_t x = a[i], y = b[i], k = p[i];
+        if (i + 16 < n) { /* the rows ahead: their columns are far apart in memory */
+            int64_t x2 = a[i + 16], y2 = b[i + 16];
+            __builtin_prefetch(ttl_a + x2); __builtin_prefetch(tos_a + x2);
+            __builtin_prefetch(fl_a + x2); __builtin_prefetch(pl_a + x2);
+            __builtin_prefetch(win_a + x2); __builtin_prefetch(mss_a + x2);
+            __builtin_prefetch(seq_a + x2); __builtin_prefetch(ack_a + x2);
+            __builtin_prefetch(ttl_b + y2); __builtin_prefetch(tos_b + y2);
+            __builtin_prefetch(fl_b + y2); __builtin_prefetch(pl_b + y2);
+            __builtin_prefetch(win_b + y2); __builtin_prefetch(mss_b + y2);
+            __builtin_prefetch(seq_b + y2); __builtin_prefetch(ack_b + y2);
+        }
         dttl[i] = (int64_t)ttl_a[x] - (int64_t)ttl_b[y];
         int w = 0;
         if ((tos_a[x] >> 2) != (tos_b[y] >> 2)) w |= 1;
