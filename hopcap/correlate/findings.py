@@ -353,7 +353,7 @@ def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -
             or c2s.unexplained
             or s2c.unexplained
             or y.s.idx.shape[0] == 0
-            or pts[y.point].rows_with(y.s, RST)
+            or pts[y.point].has_flag(y.s, RST)
         ):
             continue
         fj: list[_Job] = []
@@ -792,6 +792,9 @@ _MIN = np.minimum.reduce
 def rewrite_groups(rws: Sequence[Rewrite]) -> list[tuple[str, list[int], Rewrite, int]]:
     """One finding per rewritten field: (field, its rows, the rewrite of its most common
     (before, after) values, how many distinct values); values most packets first."""
+    if len(rws) == 1:  # the usual case (a clamped MSS): one finding of one packet
+        rw = rws[0]
+        return [(rw.field, [rw.a_row], rw, 1)]
     groups: dict[tuple[str, str, str], tuple[Rewrite, list[int]]] = {}
     for rw in rws:
         key = (rw.field, str(rw.before), str(rw.after))

@@ -45,11 +45,18 @@ class Point:
     def rows_with(self, h: Half, flag: int) -> list[int]:
         """The rows of half `h` (of this point) with TCP flag `flag` set; found for every
         half of the point at once, on first need (one numpy pass, not one per half)."""
+        return list(self._flag_rows(flag).get(h.hid, ()))
+
+    def has_flag(self, h: Half, flag: int) -> bool:
+        """Whether a row of half `h` has TCP flag `flag` set (see `rows_with`)."""
+        return h.hid in self._flag_rows(flag)
+
+    def _flag_rows(self, flag: int) -> dict[int, list[int]]:
         got = self.flag_rows.get(flag)
         if got is None:
             assert self.pc is not None
             got = self.flag_rows[flag] = _rows_with(self.pc, flag)
-        return list(got.get(h.hid, ()))
+        return got
 
     @property
     def table(self) -> PacketTable:
