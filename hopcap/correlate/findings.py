@@ -318,15 +318,26 @@ _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     """`finish_flow` of every flow of `flows`, in order. The common flows (one hop matched
     both ways, nothing unexplained, no reset, part of no shared connection: drops and
-    rewrites at most) are built from columns gathered for all of them at once; the rest,
-    and any whose drops fall where a capture was blind, by `finish_flow`."""
+    rewrites at most) are built from columns gathered for many of them at once (in
+    chunks: what is gathered stays small); the rest, and any whose drops fall where a
+    capture was blind, by `finish_flow`."""
     if present != list(range(len(pts))) or any(
         p.pc is None or p.kernel_drops or p.table.tun.strides != (0,) for p in pts
     ):
         return [finish_flow(pts, present, f) for f in flows]
+    out: list[Built] = []
+    for lo in range(0, len(flows), FINISH_CHUNK):
+        out += _finish_chunk(pts, present, flows[lo : lo + FINISH_CHUNK])
+    return out
+
+
+FINISH_CHUNK = 2048
+
+
+def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     out: list[Built | None] = [None] * len(flows)
     # per (up, down) points: the rows of every drop and rewrite of the simple flows, and
-    # the sequence base of each; a job is (kind, flow, direction, group, first, n, extra)
+    # the sequence base of each
     rows: dict[tuple[int, int], list[int]] = {}
     bases: dict[tuple[int, int], list[int]] = {}
     jobs: list[list[_Job]] = []
@@ -444,20 +455,14 @@ def _finish_simple(
         at = (ts0 - up.offset_ns) / NS
         between = (up.name, down.name)
         if g is None:
-            findings.append(_frozen(Finding, {
-                "kind": kind, "direction": direction, "between": between, "packets": n,
-                "bytes": nb, "first_ts": at, "what": text, "field": None, "before": None,
-                "after": None, "packet": kinds[i], "unanswered": False,
-            }))  # fmt: skip
+            findings.append(Finding(kind, direction, between, n, nb, at, text, packet=kinds[i]))
             continue
         fld, _rows, rw0, nvals = g
         if nvals > 1:
             text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-        findings.append(_frozen(Finding, {
-            "kind": kind, "direction": direction, "between": between, "packets": n,
-            "bytes": nb, "first_ts": at, "what": text, "field": fld, "before": rw0.before,
-            "after": rw0.after, "packet": None, "unanswered": False,
-        }))  # fmt: skip
+        findings.append(
+            Finding(kind, direction, between, n, nb, at, text, fld, rw0.before, rw0.after)
+        )
     findings.sort(key=_order)
     x, y = f.legs
     hop = f.hops[0]
@@ -466,29 +471,14 @@ def _finish_simple(
     if hop.c2s.d_med is not None:
         lat = (hop.c2s.d_med - (pts[hop.b].offset_ns - pts[hop.a].offset_ns)) / NS
     legs_out = [
-        _frozen(Leg, {
-            "point": pts[x.point].name, "tuple": x.c.tuple_str, "link": "same",
-            "details": x.details, "latency_s": None, "part": None, "tunnel": None,
-        }),
-        _frozen(Leg, {
-            "point": pts[y.point].name, "tuple": y.c.tuple_str, "link": y.link,
-            "details": y.details, "latency_s": lat, "part": None, "tunnel": None,
-        }),
-    ]  # fmt: skip
+        Leg(pts[x.point].name, x.c.tuple_str, "same", x.details),
+        Leg(pts[y.point].name, y.c.tuple_str, y.link, y.details, lat),
+    ]
     summary = flow_summary(pts, f, findings, legs_out)
     first_ts_ns = min(x.c.first_ts, x.s.first_ts) - pts[x.point].offset_ns
     c = x.c
     return Built("tcp", c.src_str, c.dst_str, tuple(legs_out), tuple(findings), summary,
                  first_ts_ns / NS)  # fmt: skip
-
-
-def _frozen(cls: type[T], values: dict[str, object]) -> T:
-    """An instance of the frozen dataclass `cls` with every field in `values` (all of
-    them, in field order): what its __init__ makes, without one object.__setattr__ per
-    field (the findings of every flow are tens of thousands of these)."""
-    x = object.__new__(cls)
-    x.__dict__.update(values)
-    return x
 
 
 def _job_rows(f: FlowB, direction: Direction) -> list[int]:

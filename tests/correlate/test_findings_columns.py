@@ -45,11 +45,14 @@ def _check(prep: E.Prepared, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]
 
     monkeypatch.setattr(F, "finish_flow", counted)
     fast = finish_flows(prep.pts, prep.present, prep.flows)
+    n_slow = len(fell_back)
+    monkeypatch.setattr(F, "FINISH_CHUNK", 7)  # many chunks, the last one short
+    chunked = finish_flows(prep.pts, prep.present, prep.flows)
     monkeypatch.undo()
-    assert len(fast) == len(slow)
-    for a, b in zip(fast, slow, strict=True):
-        assert _facts(a) == _facts(b)
-    return len(prep.flows), len(fell_back)
+    assert len(fast) == len(slow) == len(chunked)
+    for a, b, c in zip(fast, slow, chunked, strict=True):
+        assert _facts(a) == _facts(b) == _facts(c)
+    return len(prep.flows), n_slow
 
 
 @pytest.mark.parametrize(("loss", "seed"), [(0.05, 3), (0.15, 5)])
