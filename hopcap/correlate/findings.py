@@ -18,7 +18,7 @@ from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, tunnel_str
-from hopcap.correlate.summary import flow_summary
+from hopcap.correlate.summary import flow_summary, sentence, where
 from hopcap.model import (
     BROKEN_KINDS,
     Direction,
@@ -390,9 +390,10 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     cols: dict[tuple[int, int], _Cols]
     cols = {ud: _rows_described(pts[ud[0]], pts[ud[1]], rr, bases[ud]) for ud, rr in rows.items()}
+    wheres: dict[tuple[str, str], str] = {}  # summary.where of the points of a finding
     for k, fj in zip(simple, jobs, strict=True):
         f = flows[k]
-        built = _finish_simple(pts, f, fj, cols)
+        built = _finish_simple(pts, f, fj, cols, wheres)
         out[k] = built if built is not None else finish_flow(pts, present, f)
     return [
         b if b is not None else finish_flow(pts, present, f)
@@ -441,9 +442,11 @@ def _finish_simple(
     f: FlowB,
     fj: list[_Job],
     cols: Mapping[tuple[int, int], _Cols],
+    wheres: dict[tuple[str, str], str],
 ) -> Built | None:
     """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
-    where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
+    where one of its drops is not certain (a capture blind then): `finish_flow` decides.
+    `wheres`: `summary.where` of the point pairs met so far."""
     findings: list[Finding] = []
     for kind, direction, ud, i, n, base, g in fj:
         up, down = pts[ud[0]], pts[ud[1]]
@@ -474,7 +477,14 @@ def _finish_simple(
         Leg(pts[x.point].name, x.c.tuple_str, "same", x.details),
         Leg(pts[y.point].name, y.c.tuple_str, y.link, y.details, lat),
     ]
-    summary = flow_summary(pts, f, findings, legs_out)
+    if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
+        f0 = findings[0]
+        at_ = wheres.get(f0.between)
+        if at_ is None:
+            at_ = wheres[f0.between] = where({p.name: p for p in pts}, f0.between)
+        summary = sentence(f0, f0.packet or "", at_, findings, "packets")
+    else:
+        summary = flow_summary(pts, f, findings, legs_out)
     first_ts_ns = min(x.c.first_ts, x.s.first_ts) - pts[x.point].offset_ns
     c = x.c
     return Built("tcp", c.src_str, c.dst_str, tuple(legs_out), tuple(findings), summary,
