@@ -13,7 +13,7 @@ import numpy.typing as npt
 import xxhash
 
 from hopcap.correlate._fastwalk import half_starts, mix_columns, stable_order
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, addr_str, endpoint_str
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
     from hopcap.correlate.link import ConnExchanges
@@ -103,9 +103,10 @@ def fill_strs(halves: Iterable[Half]) -> None:
         d = h.__dict__
         if "tuple_str" in d:
             continue
-        if h.v == 4:
-            src = f"{addr_str(4, *h.src)}:{h.sport}"
-            dst = f"{addr_str(4, *h.dst)}:{h.dport}"
+        if h.v == 4:  # dotted quads as ipaddress writes them, without an object each
+            a, b = h.src[1], h.dst[1]
+            src = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:{h.sport}"
+            dst = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:{h.dport}"
         else:
             src = endpoint_str(h.v, *h.src, h.sport)
             dst = endpoint_str(h.v, *h.dst, h.dport)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pcapgen import busy_firewall
 
@@ -96,3 +97,33 @@ def test_real_captures(names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) 
     prep = _prepared([PointInput(f"p{i}", str(p)) for i, p in enumerate(paths)])
     n, _slow = _check(prep, monkeypatch)
     assert n > 0
+
+
+def test_tuple_strings_in_bulk_equal_the_properties() -> None:
+    """`fill_strs` writes the strings the Half properties give: IPv4 edges (0.0.0.0,
+    255.255.255.255, a mapped address's low word), ports 0 and 65535, IPv6."""
+    import ipaddress
+
+    from hopcap.correlate.conns import Half, fill_strs
+
+    def half(v: int, src: str, sport: int, dst: str, dport: int) -> Half:
+        a, b = int(ipaddress.ip_address(src)), int(ipaddress.ip_address(dst))
+        lo = (1 << 64) - 1
+        return Half(
+            0, np.zeros(0, np.int64), 0, 0, v, (a >> 64, a & lo), (b >> 64, b & lo), sport,
+            dport, False, False, 0, 0, 0, False,
+        )  # fmt: skip
+
+    specs = [
+        (4, "0.0.0.0", 0, "255.255.255.255", 65535),
+        (4, "198.18.0.1", 40000, "10.200.3.4", 80),
+        (4, "1.2.3.4", 1, "100.64.0.10", 443),
+        (6, "2001:db8::10", 40000, "::1", 80),
+        (6, "::ffff:192.0.2.1", 5, "fe80::1", 6),
+    ]
+    bulk = [half(*s) for s in specs]
+    fill_strs(bulk)
+    for s, h in zip(specs, bulk, strict=True):
+        ref = half(*s)  # the properties, computed on first read
+        assert (h.src_str, h.dst_str, h.tuple_str) == (ref.src_str, ref.dst_str, ref.tuple_str)
+    assert bulk[0].tuple_str == "0.0.0.0:0 > 255.255.255.255:65535"
