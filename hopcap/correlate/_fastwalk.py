@@ -426,7 +426,58 @@ void hopcap_mix(const int64_t *const *cols, long ncols, long n, uint64_t *out) {
 }
 void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int64_t *ob,
                 const int64_t *len, long n, uint8_t *out) {
-    for (long i = 0; i < n; i++) out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
+    for (long i = 0; i < n; i++) {
+        if (i + 12 < n) { /* the packets ahead: scattered over both captures */
+            const uint8_t *pa = a + oa[i + 12], *pb = b + ob[i + 12];
+            long m = len[i + 12] < 256 ? len[i + 12] : 256;
+            for (long o = 0; o < m; o += 64) {
+                __builtin_prefetch(pa + o);
+                __builtin_prefetch(pb + o);
+            }
+        }
+        out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
+    }
+}
+/* header fields of matched packet pairs (row a[i] of one capture, b[i] of the other, pair
+   p[i]), as match._field_rewrites compares them: dttl[i] the TTL decrement; bits of
+   what[i]: 1 DSCP, 2 TCP flags, 4 window, 8 MSS (SYN), 16 ack. Columns (ca, cb): ttl, tos,
+   flags (int16), plen, win, mss (int32), seq, ack (int64); per pair: seq delta, ack delta */
+void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
+                   const void *const *ca, const void *const *cb, const int64_t *delta,
+                   const int64_t *ackd, int64_t *dttl, uint8_t *what) {
+    const int16_t *ttl_a = ca[0], *tos_a = ca[1], *fl_a = ca[2];
+    const int32_t *pl_a = ca[3], *win_a = ca[4], *mss_a = ca[5];
+    const int64_t *seq_a = ca[6], *ack_a = ca[7];
+    const int16_t *ttl_b = cb[0], *tos_b = cb[1], *fl_b = cb[2];
+    const int32_t *pl_b = cb[3], *win_b = cb[4], *mss_b = cb[5];
+    const int64_t *seq_b = cb[6], *ack_b = cb[7];
+    const int64_t m32 = 0xFFFFFFFFLL;
+    for (long i = 0; i < n; i++) {
+        int64_t x = a[i], y = b[i], k = p[i];
+        if (i + 16 < n) { /* the rows ahead: their columns are far apart in memory */
+            int64_t x2 = a[i + 16], y2 = b[i + 16];
+            __builtin_prefetch(ttl_a + x2); __builtin_prefetch(tos_a + x2);
+            __builtin_prefetch(fl_a + x2); __builtin_prefetch(pl_a + x2);
+            __builtin_prefetch(win_a + x2); __builtin_prefetch(mss_a + x2);
+            __builtin_prefetch(seq_a + x2); __builtin_prefetch(ack_a + x2);
+            __builtin_prefetch(ttl_b + y2); __builtin_prefetch(tos_b + y2);
+            __builtin_prefetch(fl_b + y2); __builtin_prefetch(pl_b + y2);
+            __builtin_prefetch(win_b + y2); __builtin_prefetch(mss_b + y2);
+            __builtin_prefetch(seq_b + y2); __builtin_prefetch(ack_b + y2);
+        }
+        dttl[i] = (int64_t)ttl_a[x] - (int64_t)ttl_b[y];
+        int w = 0;
+        if ((tos_a[x] >> 2) != (tos_b[y] >> 2)) w |= 1;
+        int fa = fl_a[x], fb = fl_b[y];
+        int reseg = pl_a[x] != pl_b[y] || ((seq_a[x] + delta[k]) & m32) != seq_b[y];
+        int keep = ~(8 | 64 | 128) & ~(reseg ? 1 : 0);
+        if ((fa & keep) != (fb & keep)) w |= 2;
+        if (win_a[x] != win_b[y] && !reseg) w |= 4;
+        if ((fa & 2) && mss_a[x] != mss_b[y]) w |= 8;
+        int64_t d = ackd[k];
+        if ((fa & 16) && (fb & 16) && d >= 0 && ((ack_a[x] + d) & m32) != ack_b[y]) w |= 16;
+        what[i] = (uint8_t)w;
+    }
 }
 /* rows grouped by key: gid[i] is the group of row i (groups numbered as first seen),
    first[g] the first row of group g; returns the number of groups, -1 when more than
@@ -572,6 +623,8 @@ def _load() -> Any:
     lib.hopcap_halves.argtypes = [p, ctypes.c_long, p, p, p, p, p, p]
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
+    lib.hopcap_fields.restype = None
+    lib.hopcap_fields.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, p, p]
     _lib = lib
     return lib
 
@@ -643,6 +696,42 @@ def payloads_differ(
     ):
         out[i] = buf_a[x : x + m] != buf_b[y : y + m]
     return out.astype(bool)
+
+
+_FIELD_COLS = (
+    ("ttl", np.int16), ("tos", np.int16), ("flags", np.int16), ("plen", np.int32),
+    ("win", np.int32), ("mss", np.int32), ("seq", np.int64), ("ack", np.int64),
+)  # fmt: skip
+
+
+def field_diffs(
+    ta: Any, a: I64, tb: Any, b: I64, pid: I64, delta: I64, ack_delta: I64
+) -> tuple[I64, npt.NDArray[np.uint8]] | None:
+    """The header comparison of match._field_rewrites in one pass over matched pairs (rows
+    `a` of `ta`, `b` of `tb`, pairs `pid`): the TTL decrements and a bit per field that
+    differs (see hopcap_fields); None without a compiler or with other column types."""
+    lib = _load()
+    if lib is None:
+        return None
+    cols_a = [getattr(ta, c) for c, _t in _FIELD_COLS]
+    cols_b = [getattr(tb, c) for c, _t in _FIELD_COLS]
+    for x, y, (_c, t) in zip(cols_a, cols_b, _FIELD_COLS, strict=True):
+        if x.dtype != t or y.dtype != t or not x.flags.c_contiguous or not y.flags.c_contiguous:
+            return None
+    n = int(a.shape[0])
+    keep = [np.ascontiguousarray(v, np.int64) for v in (a, b, pid, delta, ack_delta)]
+    pa = (ctypes.c_void_p * 8)(*[x.ctypes.data for x in cols_a])
+    pb = (ctypes.c_void_p * 8)(*[y.ctypes.data for y in cols_b])
+    dttl = np.empty(n, np.int64)
+    what = np.empty(n, np.uint8)
+    if n:
+        lib.hopcap_fields(
+            *(k.ctypes.data for k in keep[:3]), n, ctypes.cast(pa, ctypes.c_void_p),
+            ctypes.cast(pb, ctypes.c_void_p), keep[3].ctypes.data, keep[4].ctypes.data,
+            dttl.ctypes.data, what.ctypes.data,
+        )  # fmt: skip
+    del keep, cols_a, cols_b
+    return dttl, what
 
 
 def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.uint8]:

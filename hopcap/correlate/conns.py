@@ -4,7 +4,7 @@ SYN boundaries) and their pairing into connections."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -94,6 +94,25 @@ class Half:
     @_once
     def dst_str(self) -> str:
         return endpoint_str(self.v, *self.dst, self.dport)
+
+
+def fill_strs(halves: Iterable[Half]) -> None:
+    """`src_str`, `dst_str` and `tuple_str` of every half of `halves` at once: the strings
+    the properties give, without a descriptor and a call chain per string."""
+    for h in halves:
+        d = h.__dict__
+        if "tuple_str" in d:
+            continue
+        if h.v == 4:  # dotted quads as ipaddress writes them, without an object each
+            a, b = h.src[1], h.dst[1]
+            src = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:{h.sport}"
+            dst = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:{h.dport}"
+        else:
+            src = endpoint_str(h.v, *h.src, h.sport)
+            dst = endpoint_str(h.v, *h.dst, h.dport)
+        d["src_str"] = src
+        d["dst_str"] = dst
+        d["tuple_str"] = f"{src} > {dst}"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from hopcap.correlate.clocks import (
     set_windows,
 )
 from hopcap.correlate.conns import PointConns, build_point
-from hopcap.correlate.findings import Built, finish_flow
+from hopcap.correlate.findings import Built, finish_flows
 from hopcap.correlate.flows import FlowB, Point, build_flows, host_of, match_hops
 from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import HalfLinks, link_halves, parse_conntrack
@@ -328,7 +328,7 @@ def set_clocks(prep: Prepared, minima: Sequence[Minima]) -> None:
 
 
 def finish_part(prep: Prepared, idxs: Sequence[int]) -> list[Built]:
-    return [finish_flow(prep.pts, prep.present, prep.flows[i]) for i in idxs]
+    return finish_flows(prep.pts, prep.present, [prep.flows[i] for i in idxs])
 
 
 def finish_datagrams(prep: Prepared, built: list[Built]) -> list[Built]:

@@ -13,12 +13,12 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half
+from hopcap.correlate.conns import Half, fill_strs
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, last_ts, tunnel_str
-from hopcap.correlate.summary import flow_summary
+from hopcap.correlate.summary import flow_summary, sentence, where
 from hopcap.model import (
     BROKEN_KINDS,
     Direction,
@@ -301,6 +301,207 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
+# one finding of a simple flow: drop or rewrite, direction, (up, down) points, its first
+# row's position in the (up, down) rows, how many rows, sequence base, rewrite group
+_Job = tuple[
+    FindingKind,
+    Direction,
+    tuple[int, int],
+    int,
+    int,
+    int,
+    tuple[str, list[int], Rewrite, int] | None,
+]
+_Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
+
+
+def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
+    """`finish_flow` of every flow of `flows`, in order. The common flows (one hop matched
+    both ways, nothing unexplained, no reset, part of no shared connection: drops and
+    rewrites at most) are built from columns gathered for many of them at once (in
+    chunks: what is gathered stays small); the rest, and any whose drops fall where a
+    capture was blind, by `finish_flow`."""
+    if present != list(range(len(pts))) or any(
+        p.pc is None or p.kernel_drops or p.table.tun.strides != (0,) for p in pts
+    ):
+        return [finish_flow(pts, present, f) for f in flows]
+    out: list[Built] = []
+    for lo in range(0, len(flows), FINISH_CHUNK):
+        out += _finish_chunk(pts, present, flows[lo : lo + FINISH_CHUNK])
+    return out
+
+
+FINISH_CHUNK = 2048
+
+
+def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
+    out: list[Built | None] = [None] * len(flows)
+    # per (up, down) points: the rows of every drop and rewrite of the simple flows, and
+    # the sequence base of each
+    rows: dict[tuple[int, int], list[int]] = {}
+    bases: dict[tuple[int, int], list[int]] = {}
+    jobs: list[list[_Job]] = []
+    simple: list[int] = []
+    for k, f in enumerate(flows):
+        if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
+            continue
+        hop = f.hops[0]
+        x, y = f.legs
+        c2s, s2c = hop.c2s, hop.s2c
+        if (
+            c2s is None
+            or s2c is None
+            or hop.missing
+            or hop.ended is not None
+            or x.part is not None
+            or y.part is not None
+            or x.c is None
+            or x.s is None
+            or y.c is None
+            or y.s is None
+            or c2s.undelivered_bytes
+            or s2c.undelivered_bytes
+            or c2s.unexplained
+            or s2c.unexplained
+            or y.s.idx.shape[0] == 0
+            or pts[y.point].has_flag(y.s, RST)
+        ):
+            continue
+        fj: list[_Job] = []
+        dirs: tuple[tuple[Direction, DirMatch, tuple[int, int]], ...] = (
+            ("c2s", c2s, (hop.a, hop.b)),
+            ("s2c", s2c, (hop.b, hop.a)),
+        )
+        for direction, dm, ud in dirs:
+            rr = rows.setdefault(ud, [])
+            bb = bases.setdefault(ud, [])
+            if dm.undelivered:
+                fj.append(("drop", direction, ud, len(rr), len(dm.undelivered), dm.a_base, None))
+                rr += dm.undelivered
+                bb += [dm.a_base] * len(dm.undelivered)
+            if dm.rewrites:
+                for g in rewrite_groups(dm.rewrites):
+                    fj.append(("rewrite", direction, ud, len(rr), len(g[1]), dm.a_base, g))
+                    rr += g[1]
+                    bb += [dm.a_base] * len(g[1])
+        simple.append(k)
+        jobs.append(fj)
+    fill_strs(h for k in simple for h in (flows[k].legs[0].c, flows[k].legs[1].c) if h is not None)
+    # per row: its text as a finding's first packet, bytes, time, kind; blind or not
+    cols: dict[tuple[int, int], _Cols]
+    cols = {ud: _rows_described(pts[ud[0]], pts[ud[1]], rr, bases[ud]) for ud, rr in rows.items()}
+    wheres: dict[tuple[str, str], str] = {}  # summary.where of the points of a finding
+    for k, fj in zip(simple, jobs, strict=True):
+        f = flows[k]
+        built = _finish_simple(pts, f, fj, cols, wheres)
+        out[k] = built if built is not None else finish_flow(pts, present, f)
+    return [
+        b if b is not None else finish_flow(pts, present, f)
+        for b, f in zip(out, flows, strict=True)
+    ]
+
+
+def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -> _Cols:
+    """Rows of `up` (sequence bases `bases`): each one's `_first_packet` text, payload
+    length, capture time and `packet_kind`; and whether `down` was blind at its time."""
+    t = up.table
+    r = np.array(rows, np.int64)
+    fl = t.flags[r].astype(np.int64)
+    seq = t.seq[r].astype(np.int64)
+    rel = ((seq - np.array(bases, np.int64) + (1 << 31)) & M32) - (1 << 31)
+    pl = t.plen[r].tolist()
+    ts = t.ts[r].astype(np.int64)
+    at = ts - up.offset_ns + down.offset_ns
+    bl = np.zeros(r.shape[0], bool)
+    if down.start_ns is not None:
+        bl |= at < down.start_ns
+    if down.stop_ns is not None:
+        bl |= at > down.stop_ns
+    texts: list[str] = []
+    kinds: list[PacketKind] = []
+    for f0, s0, rl, p0, tv, v, ipid in zip(
+        fl.tolist(), seq.tolist(), rel.tolist(), pl, t.tsval[r].tolist(), t.v[r].tolist(),
+        t.ipid[r].tolist(), strict=True,
+    ):  # fmt: skip
+        if f0 & SYN:
+            x = f"{flags_str(f0)} seq={s0}"
+            kinds.append("SYN-ACK" if f0 & ACK else "SYN")
+        else:
+            x = f"{flags_str(f0)} seq={rl}" + (f" len={p0}" if p0 else "")
+            kinds.append("RST" if f0 & RST else "FIN" if f0 & FIN else "data" if p0 else "ACK")
+        if tv >= 0:
+            x += f" tsval={tv}"
+        if v == 4:
+            x += f" ipid={ipid}"
+        texts.append(x)
+    return texts, pl, ts.tolist(), kinds, bl.tolist()
+
+
+def _finish_simple(
+    pts: list[Point],
+    f: FlowB,
+    fj: list[_Job],
+    cols: Mapping[tuple[int, int], _Cols],
+    wheres: dict[tuple[str, str], str],
+) -> Built | None:
+    """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
+    where one of its drops is not certain (a capture blind then): `finish_flow` decides.
+    `wheres`: `summary.where` of the point pairs met so far."""
+    findings: list[Finding] = []
+    for kind, direction, ud, i, n, base, g in fj:
+        up, down = pts[ud[0]], pts[ud[1]]
+        texts, pls, tss, kinds, blind_ = cols[ud]
+        if kind == "drop" and any(blind_[i : i + n]):
+            return None
+        rows = _job_rows(f, direction) if g is None else g[1]
+        text, nb, ts0 = (texts[i], pls[i], tss[i]) if n == 1 else _describe(up.table, rows, base)
+        at = (ts0 - up.offset_ns) / NS
+        between = (up.name, down.name)
+        if g is None:
+            findings.append(Finding(kind, direction, between, n, nb, at, text, packet=kinds[i]))
+            continue
+        fld, _rows, rw0, nvals = g
+        if nvals > 1:
+            text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
+        findings.append(
+            Finding(kind, direction, between, n, nb, at, text, fld, rw0.before, rw0.after)
+        )
+    findings.sort(key=_order)
+    x, y = f.legs
+    hop = f.hops[0]
+    assert x.c is not None and x.s is not None and y.c is not None and hop.c2s is not None
+    lat = None
+    if hop.c2s.d_med is not None:
+        lat = (hop.c2s.d_med - (pts[hop.b].offset_ns - pts[hop.a].offset_ns)) / NS
+    legs_out = [
+        Leg(pts[x.point].name, x.c.tuple_str, "same", x.details),
+        Leg(pts[y.point].name, y.c.tuple_str, y.link, y.details, lat),
+    ]
+    if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
+        f0 = findings[0]
+        at_ = wheres.get(f0.between)
+        if at_ is None:
+            at_ = wheres[f0.between] = where({p.name: p for p in pts}, f0.between)
+        summary = sentence(f0, f0.packet or "", at_, findings, "packets")
+    else:
+        summary = flow_summary(pts, f, findings, legs_out)
+    first_ts_ns = min(x.c.first_ts, x.s.first_ts) - pts[x.point].offset_ns
+    c = x.c
+    return Built("tcp", c.src_str, c.dst_str, tuple(legs_out), tuple(findings), summary,
+                 first_ts_ns / NS)  # fmt: skip
+
+
+def _job_rows(f: FlowB, direction: Direction) -> list[int]:
+    """The undelivered rows of a simple flow's hop in `direction`."""
+    dm = f.hops[0].c2s if direction == "c2s" else f.hops[0].s2c
+    assert dm is not None
+    return list(dm.undelivered)
+
+
+def _order(x: Finding) -> tuple[int, float]:
+    return (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0)
+
+
 def _chain_out(
     pts: list[Point], present: list[int], f: FlowB, first_ts_ns: int
 ) -> tuple[list[Finding], list[Leg], list[Finding]]:
@@ -458,26 +659,10 @@ class _Chain:
             if sel is None
             else sel.pick(("rw", id(dm)), partial(list, dm.rewrites), attrgetter("a_row"))
         )
-        # per field, the distinct (before, after) values, most packets first
-        groups: dict[tuple[str, str, str], tuple[Rewrite, list[int]]] = {}
-        for rw in rws:
-            key = (rw.field, str(rw.before), str(rw.after))
-            got = groups.get(key)
-            if got is None:
-                groups[key] = (rw, [rw.a_row])
-            else:
-                got[1].append(rw.a_row)
-        by_field: dict[str, list[tuple[Rewrite, list[int]]]] = {}
-        for (fld, _b, _a), g in groups.items():
-            by_field.setdefault(fld, []).append(g)
-        for fld, lst in by_field.items():
-            if len(lst) > 1:
-                lst.sort(key=lambda x: -len(x[1]))
-            rows_all = [r for _rw, rr in lst for r in rr]
-            rw0 = lst[0][0]
+        for fld, rows_all, rw0, nvals in rewrite_groups(rws):
             text, nb, ts0 = _describe(up.table, rows_all, dm.a_base)
-            if len(lst) > 1:
-                text += f"; {len(lst)} different values, e.g. {rw0.before} -> {rw0.after}"
+            if nvals > 1:
+                text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
             self.add(
                 "rewrite",
                 direction,
@@ -602,6 +787,31 @@ class _Chain:
 
 
 _MIN = np.minimum.reduce
+
+
+def rewrite_groups(rws: Sequence[Rewrite]) -> list[tuple[str, list[int], Rewrite, int]]:
+    """One finding per rewritten field: (field, its rows, the rewrite of its most common
+    (before, after) values, how many distinct values); values most packets first."""
+    if len(rws) == 1:  # the usual case (a clamped MSS): one finding of one packet
+        rw = rws[0]
+        return [(rw.field, [rw.a_row], rw, 1)]
+    groups: dict[tuple[str, str, str], tuple[Rewrite, list[int]]] = {}
+    for rw in rws:
+        key = (rw.field, str(rw.before), str(rw.after))
+        got = groups.get(key)
+        if got is None:
+            groups[key] = (rw, [rw.a_row])
+        else:
+            got[1].append(rw.a_row)
+    by_field: dict[str, list[tuple[Rewrite, list[int]]]] = {}
+    for (fld, _b, _a), g in groups.items():
+        by_field.setdefault(fld, []).append(g)
+    out: list[tuple[str, list[int], Rewrite, int]] = []
+    for fld, lst in by_field.items():
+        if len(lst) > 1:
+            lst.sort(key=lambda x: -len(x[1]))
+        out.append((fld, [r for _rw, rr in lst for r in rr], lst[0][0], len(lst)))
+    return out
 
 
 def _partly_delivered(dm: DirMatch) -> list[int]:

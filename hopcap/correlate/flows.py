@@ -45,11 +45,18 @@ class Point:
     def rows_with(self, h: Half, flag: int) -> list[int]:
         """The rows of half `h` (of this point) with TCP flag `flag` set; found for every
         half of the point at once, on first need (one numpy pass, not one per half)."""
+        return list(self._flag_rows(flag).get(h.hid, ()))
+
+    def has_flag(self, h: Half, flag: int) -> bool:
+        """Whether a row of half `h` has TCP flag `flag` set (see `rows_with`)."""
+        return h.hid in self._flag_rows(flag)
+
+    def _flag_rows(self, flag: int) -> dict[int, list[int]]:
         got = self.flag_rows.get(flag)
         if got is None:
             assert self.pc is not None
             got = self.flag_rows[flag] = _rows_with(self.pc, flag)
-        return list(got.get(h.hid, ()))
+        return got
 
     @property
     def table(self) -> PacketTable:
@@ -314,42 +321,56 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
-        # the result of one batch while the temporaries stay bounded (memory per packet)
-        chunk: list[list[tuple[LegB, LegB, Hop]]] = []
-        rows = 0
-        for dups in same.values():
-            chunk.append(dups)
-            x, y, _hop = dups[0]
-            for h in (x.c, x.s, y.c, y.s):
-                rows += h.idx.shape[0] if h is not None else 0
-            if rows >= MATCH_CHUNK_ROWS:
-                _match_group(pts, a, b, chunk)
-                chunk, rows = [], 0
-        if chunk:
-            _match_group(pts, a, b, chunk)
+        # the result of one batch while the temporaries stay bounded (memory per packet);
+        # a chunk ends with the connection that brings its rows to MATCH_CHUNK_ROWS
+        todo = list(same.values())
+        pca, pcb = pts[a].pc, pts[b].pc
+        assert pca is not None and pcb is not None
+        ids = [
+            hids([d[0][0].c for d in todo]),  # upstream client half, at a
+            hids([d[0][1].c for d in todo]),  # downstream, at b
+            hids([d[0][0].s for d in todo]),
+            hids([d[0][1].s for d in todo]),
+        ]
+        rows = sum(_half_lens(pc, h) for pc, h in zip((pca, pcb, pca, pcb), ids, strict=True))
+        cum = np.cumsum(rows)
+        lo = 0
+        while lo < len(todo):
+            before = int(cum[lo - 1]) if lo else 0
+            hi = int(np.searchsorted(cum, before + MATCH_CHUNK_ROWS, "left")) + 1
+            hi = min(hi, len(todo))
+            _match_group(pts, a, b, todo[lo:hi], [x[lo:hi] for x in ids])
+            lo = hi
+
+
+def _half_lens(pc: PointConns, hid: I64) -> I64:
+    """Rows of each half `hid` of `pc` (-1: none, 0 rows)."""
+    c = pc.half_cols()
+    return np.where(hid >= 0, c.end[hid] - c.start[hid], 0)
 
 
 MATCH_CHUNK_ROWS = 1 << 18
 
 
 def _match_group(
-    pts: list[Point], a: int, b: int, groups: list[list[tuple[LegB, LegB, Hop]]]
+    pts: list[Point],
+    a: int,
+    b: int,
+    groups: list[list[tuple[LegB, LegB, Hop]]],
+    ids: list[I64],
 ) -> None:
     """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
-    (a group: the hops of every flow that crosses one connection pair; matched once)."""
-    items = [g[0] for g in groups]
+    (a group: the hops of every flow that crosses one connection pair; matched once);
+    `ids`: the half ids of each group's first hop (upstream client, downstream client,
+    upstream server, downstream server halves)."""
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-    n = len(items)
+    n = len(groups)
 
     pca, pcb = pts[a].pc, pts[b].pc
     assert pca is not None and pcb is not None
-    xc = [it[0].c for it in items]
-    yc = [it[1].c for it in items]
-    xs = [it[0].s for it in items]
-    ys = [it[1].s for it in items]
-    ixc, iyc, ixs, iys = hids(xc), hids(yc), hids(xs), hids(ys)
+    ixc, iyc, ixs, iys = ids
     ra_c, pa_c = pca.rows_of(ixc)
     rb_c, pb_c = pcb.rows_of(iyc)
     ra_s, pa_s = pcb.rows_of(iys)  # s2c travels b -> a

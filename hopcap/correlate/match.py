@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate._fastwalk import hash_join, occurrences, payloads_differ
+from hopcap.correlate._fastwalk import field_diffs, hash_join, occurrences, payloads_differ
 from hopcap.correlate.conns import mix
 from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
 
@@ -689,6 +689,21 @@ def _field_rewrites(
         for x, y, ra, rb, p in zip(*cols, pid[k].tolist(), strict=True):
             out.append((Rewrite(name, x, y, ra, rb), p))
 
+    got = field_diffs(ta, a, tb, b, pid, prm.delta, prm.ack_delta)
+    if got is not None:
+        # compared in one pass; before/after values gathered only where they differ
+        dttl, what = got
+        bad = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+        k = np.nonzero(bad)[0]
+        _rewrites_at(out, "ip.ttl", k, a, b, pid, ta.ttl[a[k]], tb.ttl[b[k]])
+        for bit, name, col, shift in _FIELD_BITS:
+            k = np.nonzero(what & bit)[0]
+            if k.shape[0]:
+                before, after = getattr(ta, col)[a[k]], getattr(tb, col)[b[k]]
+                if name == "tcp.ack":
+                    before = (ta.ack[a[k]] + prm.ack_delta[pid[k]]) & M32
+                _rewrites_at(out, name, k, a, b, pid, before >> shift, after >> shift)
+        return out
     # each column is gathered once; before/after values are read only where they differ
     ttl_a, ttl_b = ta.ttl[a], tb.ttl[b]
     dttl = ttl_a - ttl_b
@@ -725,6 +740,21 @@ def _field_rewrites(
     ack_b = tb.ack[b]
     add("tcp.ack", has_ack & (exp_ack != ack_b), exp_ack, ack_b)
     return out
+
+
+# the fields of hopcap_fields' bits: (bit, rewrite name, column, shift of its values)
+_FIELD_BITS = ((1, "ip.dscp", "tos", 2), (2, "tcp.flags", "flags", 0), (4, "tcp.window", "win", 0),
+               (8, "tcp.mss", "mss", 0), (16, "tcp.ack", "ack", 0))  # fmt: skip
+
+
+def _rewrites_at(
+    out: list[tuple[Rewrite, int]], name: str, k: I64, a: I64, b: I64, pid: I64,
+    before: Any, after: Any,
+) -> None:  # fmt: skip
+    """One Rewrite per position `k` of the matched pairs (values `before`, `after`)."""
+    cols = (before.tolist(), after.tolist(), a[k].tolist(), b[k].tolist(), pid[k].tolist())
+    for x, y, ra, rb, p in zip(*cols, strict=True):
+        out.append((Rewrite(name, x, y, ra, rb), p))
 
 
 def _ttl_off_mode(pid: I64, dttl: I64) -> npt.NDArray[np.bool_]:
@@ -780,18 +810,8 @@ def learn_deltas(
     ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
     kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
     ia, ib = _join_first(ka, kb)
-    if ia.shape[0]:
-        pp = pid_a[oka][ia]
-        votes += np.bincount(pp, minlength=npairs)
-        d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
-        key = (pp << 32) | d
-        vals, counts = np.unique(key, return_counts=True)
-        o = np.lexsort((-counts, vals >> 32))
-        vals = vals[o]
-        first = np.ones(vals.shape[0], bool)
-        first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
-        delta[vals[first] >> 32] = vals[first] & M32
-    # SYNs decide when both sides have one
+    # SYNs decide when both sides have one (the votes below only for the other pairs)
+    by_syn = np.zeros(npairs, bool)
     sa = (ta.flags[ra] & SYN) != 0
     sb = (tb.flags[rb] & SYN) != 0
     if sa.any() and sb.any():
@@ -801,6 +821,21 @@ def learn_deltas(
         rows_a = ra[sa][ia_[xa2]]
         rows_b = rb[sb][ib_[xb2]]
         delta[common] = (tb.seq[rows_b] - ta.seq[rows_a]) & M32
+        by_syn[common] = True
+    if ia.shape[0]:
+        pp = pid_a[oka][ia]
+        votes += np.bincount(pp, minlength=npairs)
+        vote = ~by_syn[pp]
+        pp, ia, ib = pp[vote], ia[vote], ib[vote]
+        # the most common offset of each pair (ties: the smallest)
+        d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
+        key = (pp << 32) | d
+        vals, counts = np.unique(key, return_counts=True)
+        o = np.lexsort((-counts, vals >> 32))
+        vals = vals[o]
+        first = np.ones(vals.shape[0], bool)
+        first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
+        delta[vals[first] >> 32] = vals[first] & M32
     # payloads, for what is left (no TSval, IP ID not kept)
     unknown = np.nonzero(delta < 0)[0]
     if unknown.shape[0]:
