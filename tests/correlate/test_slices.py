@@ -20,9 +20,13 @@ from hopcap.model import PointInput
 from tests.realdata import REALDATA
 
 
-def _same(pts: list[PointInput], sizes: tuple[int, ...], margin_s: float = 0.001) -> dict:
+def _same(
+    pts: list[PointInput], sizes: tuple[int, ...], jobs: int = 2, margin_s: float = 0.001
+) -> dict:
     """The verdict of `pts` unsliced, asserted equal to the sliced ones (several slices
-    each, with a margin far smaller than the flows' lifetimes)."""
+    each, with a margin far smaller than the flows' lifetimes); the smallest slices (the
+    most of them) also in `jobs` worker processes: the verdict and the progress lines of
+    one process."""
     one = correlate(pts).to_dict()
     for n in sizes:
         said: list[str] = []
@@ -30,6 +34,12 @@ def _same(pts: list[PointInput], sizes: tuple[int, ...], margin_s: float = 0.001
         slices = [s for s in said if s.endswith("findings")]
         assert len(slices) >= 2, (n, said)  # really sliced
         assert got.to_dict() == one, f"{n} packets per slice, {len(slices)} slices"
+        if jobs > 1 and n == min(sizes):
+            heard: list[str] = []
+            many = correlate(pts, slice_packets=n, slice_margin_s=margin_s, jobs=jobs,
+                             progress=heard.append)  # fmt: skip
+            assert many.to_dict() == one, f"{jobs} jobs, {len(slices)} slices"
+            assert heard == said
     return one
 
 
