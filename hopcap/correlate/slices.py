@@ -546,7 +546,7 @@ def _do(run: _Run, task: Task) -> Any:
     kind, k, offsets, late, clocks = task
     run.offsets, run.late = list(offsets), set(late)
     if kind == "pass1":
-        got = _pass1(run, k)
+        got: Any = _pass1(run, k)
     else:
         assert clocks is not None
         got = _pass2(run, k, clocks)
