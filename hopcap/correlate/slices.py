@@ -66,7 +66,7 @@ BASE_BYTES = 96 << 20
 VERDICT_BYTES_PER_FLOW = 4096
 # what a worker process of a sliced run costs beyond its slice: the pages of the parent's
 # heap (interpreter, modules, scans) it copies on write
-WORKER_BYTES = 48 << 20
+WORKER_BYTES = 16 << 20
 MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
@@ -521,10 +521,18 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
     try:
         prep = prepare(pts, run.conntrack, windows=_windows(run, None, lambda f: False))
         apply_clocks(prep.pts, clocks)
+        lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
+        if not any(_dgrams(p) for p in prep.pts):
+            # TCP only: match and finish the kept flows alone (a flow's matches and
+            # findings are its own, as in the partitions of `--jobs` unsliced), not the
+            # context around the window; their first packet as `finish_flow` puts it
+            kept = [i for i, f in enumerate(prep.flows) if lo <= _first_s(prep.pts, f) < hi]
+            match_hops(prep.pts, [prep.flows[i] for i in kept])
+            return finish_part(prep, kept)
+        # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
         match_hops(prep.pts, prep.flows)
         built = finish_datagrams(prep, finish_part(prep, every))
-        lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
         out = []
         for b in built:
             ts = b.first_ts if b.first_ts is not None else 0.0
@@ -533,6 +541,17 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         return out
     finally:
         _close(pts)
+
+
+def _dgrams(p: Point) -> int:
+    d = p.pc.table.dgram if p.pc is not None else None
+    return len(d) if d is not None else 0
+
+
+def _first_s(pts: list[Point], f: FlowB) -> float:
+    """A TCP flow's first packet (seconds, first point's clock), as its verdict has it."""
+    point, first = _flow_first(f)
+    return (first - pts[point].offset_ns) / NS
 
 
 # --------------------------------------------------------------------------- workers
@@ -564,13 +583,14 @@ def _worker(conn: Connection, run: _Run) -> None:
     try:
         while (task := conn.recv()) is not None:
             try:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = _do(run, task)
                 t1 = time.perf_counter()
                 data = pickle.dumps(("ok", got), pickle.HIGHEST_PROTOCOL)
                 log.debug(
-                    "slice %d %s: %.2f s, result %d bytes pickled in %.3f s",
-                    task[1] + 1, task[0], t1 - t0, len(data), time.perf_counter() - t1,
+                    "slice %d %s: %.2f s (cpu %.2f s), result %d bytes pickled in %.3f s",
+                    task[1] + 1, task[0], t1 - t0, time.process_time() - c0, len(data),
+                    time.perf_counter() - t1,
                 )  # fmt: skip
             except BaseException as exc:  # handed to the parent, which raises it
                 try:
