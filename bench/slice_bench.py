@@ -173,7 +173,7 @@ def main() -> int:
     ap.add_argument("--jobs-compare", type=int, default=0, metavar="ROUNDS",
                     help="with --compare: the sliced run with -j 1 and -j 2, ROUNDS times "
                          "interleaved")  # fmt: skip
-    ap.add_argument("--jobs", type=int, help="-j of the --gb run (default: all cores)")
+    ap.add_argument("--jobs", help="-j of the --gb run, or several: 2,1 (default: all cores)")
     ap.add_argument("--reuse", action="store_true",
                     help="--compare: reuse the files --keep left in --dir")  # fmt: skip
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-slicebench"))
@@ -223,17 +223,20 @@ def main() -> int:
     n = exp["packets"]
     gb = sum(f.stat().st_size for f in files) / 1e9
     print(f"\n== {n:,} packets, {exp['conns']:,} connections, {gb:.1f} GB of pcap")
-    cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
-           "--memory", args.memory]  # fmt: skip
-    if args.jobs:
-        cmd += ["-j", str(args.jobs)]
-    out, err = args.dir / "v.json", args.dir / "err.txt"
-    w, c, anon, tree = _run(cmd, out, err)
-    slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
-    print(f"hopcap correlate --memory {args.memory}: wall {w:.0f} s ({n / w / 1e6:.2f} M "
-          f"packets/s), cpu {c:.0f} s, {len(slices)} slices; peak RssAnon {anon / 1e6:.0f} MB "
-          f"= {anon / n:.1f} bytes/packet (Pss_Anon of all its processes {tree / 1e6:.0f} MB); "
-          f"{check_verdict(out, exp)}")  # fmt: skip
+    for jobs in args.jobs.split(",") if args.jobs else [None]:
+        cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
+               "--memory", args.memory]  # fmt: skip
+        if jobs:
+            cmd += ["-j", jobs]
+        out, err = args.dir / "v.json", args.dir / "err.txt"
+        load = os.getloadavg()[0]
+        w, c, anon, tree = _run(cmd, out, err)
+        slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+        print(f"hopcap correlate --memory {args.memory} -j {jobs or 'all'}: wall {w:.0f} s "
+              f"({n / w / 1e6:.2f} M packets/s), cpu {c:.0f} s, {len(slices)} slices; peak "
+              f"RssAnon {anon / 1e6:.0f} MB = {anon / n:.1f} bytes/packet (Pss_Anon of all "
+              f"its processes {tree / 1e6:.0f} MB); load {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after; {check_verdict(out, exp)}", flush=True)  # fmt: skip
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if not args.keep:
         for f in (*files, out):

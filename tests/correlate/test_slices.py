@@ -237,6 +237,35 @@ def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "--memory" in bad.output
 
 
+def test_memory_budget_is_shared_by_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a memory budget, `jobs` worker processes hold a slice each at once: each
+    slice gets 1/jobs of what the slices may use (about twice the slices with 2 jobs),
+    and the verdict is the one of one job, and of the unsliced run."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    scans = [sl.scan(a), sl.scan(b)]
+    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
+    convs = max(sc.keys.shape[0] for sc in scans)
+    for sc in scans:
+        sc.close()
+    # the budget's fixed shares out of the way: the slices get a third of the packets
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    memory = convs * sl.VERDICT_BYTES_PER_FLOW + total // 3 * sl.BYTES_PER_PACKET
+    one = correlate(pts).to_dict()
+    count = {}
+    for jobs in (1, 2):
+        said: list[str] = []
+        got = correlate(pts, memory=memory, jobs=jobs, progress=said.append)
+        assert got.to_dict() == one, f"{jobs} jobs"
+        count[jobs] = len([s for s in said if s.endswith("findings")])
+    assert 3 <= count[1] <= 5, count
+    assert count[2] >= 2 * count[1] - 1, count
+
+
 def test_conversation_keys_are_the_same_both_ways() -> None:
     import numpy as np
 
