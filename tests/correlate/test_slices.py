@@ -266,6 +266,33 @@ def test_memory_budget_is_shared_by_the_jobs(
     assert count[2] >= 2 * count[1] - 1, count
 
 
+def test_a_failing_or_dying_slice_worker_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a worker process is raised in the parent; a worker that dies
+    is a one-line error with a hint, not a hang."""
+    import os
+
+    from hopcap.errors import CorrelationError
+
+    pts = _scenario(tmp_path)
+
+    def broken(run: object, k: int, clocks: object) -> list[object]:
+        raise ValueError(f"slice {k} is broken")
+
+    monkeypatch.setattr(sl, "_pass2", broken)
+    with pytest.raises(ValueError, match=r"slice \d+ is broken"):
+        correlate(pts, slice_packets=20, slice_margin_s=0.001, jobs=2)
+
+    def dies(run: object, k: int, clocks: object) -> list[object]:
+        os._exit(3)
+
+    monkeypatch.setattr(sl, "_pass2", dies)
+    with pytest.raises(CorrelationError, match="worker process died") as e:
+        correlate(pts, slice_packets=20, slice_margin_s=0.001, jobs=2)
+    assert e.value.hint == "retry with --jobs 1"
+
+
 def test_conversation_keys_are_the_same_both_ways() -> None:
     import numpy as np
 
