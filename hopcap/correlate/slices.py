@@ -635,6 +635,8 @@ class _Slices:
                 run.say(said)
                 out.append(_do(run, task))
             return out
+        from hopcap.correlate.parallel import _recv  # a worker's result, or its error
+
         got: dict[int, Any] = {}
         todo = deque(enumerate(tasks))
         busy: dict[Connection, int] = {}
@@ -647,7 +649,7 @@ class _Slices:
                     busy[conn] = i
             for ready in wait(list(busy)):
                 assert isinstance(ready, Connection)
-                got[busy.pop(ready)] = _result(ready)
+                got[busy.pop(ready)] = _recv(ready)
         return [got[i] for i in range(len(tasks))]
 
     def close(self, failed: bool) -> None:
@@ -663,18 +665,6 @@ class _Slices:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-
-
-def _result(conn: Connection) -> Any:
-    try:
-        tag, val = pickle.loads(conn.recv_bytes())
-    except EOFError:
-        raise CorrelationError(
-            "a correlation worker process died", hint="retry with --jobs 1"
-        ) from None
-    if tag == "err":
-        raise val
-    return val
 
 
 def _warn_whole(scans: Sequence[Scan | None], inputs: Sequence[PointInput], per_slice: int) -> None:
@@ -720,6 +710,45 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     return [_LO, *(int(e) for e in edges if e > f[0]), _HI]
 
 
+def _scan_apart(path: Path) -> Scan:
+    """`scan` in a worker process: the result without the file's mapping."""
+    sc = scan(path)
+    sc.close()
+    sc.buf = None
+    return sc
+
+
+def _scans(
+    inputs: Sequence[PointInput], jobs: int, progress: Progress | None
+) -> Iterator[tuple[int, PointInput, Scan | None]]:
+    """Every point's scan, in point order: with `jobs` > 1, up to `jobs` files at once
+    in forked processes (a scan keeps O(conversations): little to send back)."""
+    files = [i for i, inp in enumerate(inputs) if inp.pcap is not None]
+    done: dict[int, Scan] = {}
+    if jobs > 1 and len(files) > 1:
+        for i in files:
+            if progress is not None:
+                progress(f"scanning {inputs[i].name} ({i + 1}/{len(inputs)})")
+        with mp.get_context("fork").Pool(min(jobs, len(files))) as pool:
+            got = pool.map(_scan_apart, [Path(str(inputs[i].pcap)) for i in files], 1)
+        for i, sc in zip(files, got, strict=True):
+            sc.buf = rd._open(sc.path)
+            done[i] = sc
+    try:
+        for i, inp in enumerate(inputs):
+            if i not in files:
+                yield i, inp, None
+            elif i in done:
+                yield i, inp, done.pop(i)
+            else:
+                if progress is not None:
+                    progress(f"scanning {inp.name} ({i + 1}/{len(inputs)})")
+                yield i, inp, scan(Path(str(inp.pcap)))
+    finally:
+        for sc in done.values():  # not taken: the caller stopped early
+            sc.close()
+
+
 def correlate_sliced(
     points: Sequence[PointInput],
     conntrack: Mapping[str, str],
@@ -745,13 +774,11 @@ def correlate_sliced(
     pool: _Slices | None = None
     failed = False
     try:
-        for i, inp in enumerate(inputs):
-            if inp.pcap is None:
+        for i, inp, sc in _scans(inputs, workers, progress):
+            if sc is None:
                 scans.append(None)
                 continue
-            if progress is not None:
-                progress(f"scanning {inp.name} ({i + 1}/{len(inputs)})")
-            sc = scan(Path(inp.pcap))
+            assert inp.pcap is not None
             why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links)
             if why is not None:
                 unread[i] = sc
