@@ -16,7 +16,10 @@ point's clock); a flow that spans many windows is correlated whole, once, in the
 where it starts. Two passes over the slices make the verdict the one of the unsliced
 run: the first matches every slice's flows for the per-hop delay minima (the clocks)
 and for the evidence of a capture that started late; the second, with the clocks and
-capture windows of the whole run, writes the findings.
+capture windows of the whole run, writes the findings. Slices are independent given the
+scan and the clocks: with `jobs` > 1 each pass runs them in forked worker processes
+that inherit the scan (the memory budget split between them), the results merged in
+slice order.
 """
 
 from __future__ import annotations
