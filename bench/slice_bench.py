@@ -20,6 +20,7 @@ together: captures larger than this machine's memory. Then
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -68,30 +69,51 @@ def _blocks(out: Path, gb: float, block: int) -> tuple[list[Path], dict[str, int
     return files, exp
 
 
-def _rss_anon_kb(pid: int) -> int:
+def _anon_kb(pid: int) -> tuple[int, int]:
+    """RssAnon and Pss_Anon (kB) of `pid` (Pss: pages shared copy-on-write with a forked
+    worker are counted once over the processes that share them)."""
+    rss = pss = 0
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
+                    rss = int(line.split()[1])
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss_Anon:"):
+                    pss = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return rss, pss
 
 
-def _run(cmd: list[str], out: Path, err: Path) -> tuple[float, float, int]:
-    """wall s, cpu s, peak RssAnon (bytes) of `cmd`, stdout to `out`."""
+def _tree(pid: int) -> list[int]:
+    """`pid` and its children (a sliced run's worker processes)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _run(cmd: list[str], out: Path, err: Path) -> tuple[float, float, int, int]:
+    """wall s, cpu s, peak RssAnon of the process, peak Pss_Anon of the process and its
+    workers together (bytes) of `cmd`, stdout to `out`."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    peak = 0
+    peak = peak_tree = 0
     with out.open("wb") as fo, err.open("wb") as fe:
         p = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd="/")
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_tree
             while not done.is_set():
-                peak = max(peak, _rss_anon_kb(p.pid))
+                peak = max(peak, _anon_kb(p.pid)[0])
+                peak_tree = max(peak_tree, sum(_anon_kb(x)[1] for x in _tree(p.pid)))
                 time.sleep(0.1)
 
         th = threading.Thread(target=sample, daemon=True)
@@ -104,7 +126,39 @@ def _run(cmd: list[str], out: Path, err: Path) -> tuple[float, float, int]:
     if rc:
         raise SystemExit(f"{cmd} failed ({rc}): {err.read_text()[-2000:]}")
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return wall, cpu, peak * 1024
+    return wall, cpu, peak * 1024, peak_tree * 1024
+
+
+def _jobs_compare(
+    files: list[Path], exp: dict[str, int], memory: str, d: Path, rounds: int
+) -> None:
+    """The same sliced run with `-j 1` and `-j 2`, interleaved `rounds` times."""
+    hopcap = Path(sys.executable).with_name("hopcap")
+    n = exp["packets"]
+    got: dict[int, bytes] = {}
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for jobs in (1, 2):
+            out, err = d / f"v_j{jobs}.json", d / f"err_j{jobs}.txt"
+            cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
+                   "--memory", memory, "-j", str(jobs)]  # fmt: skip
+            load = os.getloadavg()[0]
+            w, c, anon, tree = _run(cmd, out, err)
+            slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+            times[jobs].append(w)
+            if got.get(jobs) is None:
+                got[jobs] = out.read_bytes()
+            elif got[jobs] != out.read_bytes():
+                print(f"-j {jobs}: the verdict differs between rounds!")
+            print(f"round {r + 1} -j {jobs} --memory {memory}: wall {w:.1f} s, cpu {c:.1f} s, "
+                  f"{len(slices)} slices, peak RssAnon {anon / 1e6:.0f} MB (main process), "
+                  f"Pss_Anon of all its processes {tree / 1e6:.0f} MB; load {load:.1f} before, "
+                  f"{os.getloadavg()[0]:.1f} after; {check_verdict(out, exp)}",
+                  flush=True)  # fmt: skip
+    med = {j: sorted(t)[rounds // 2] for j, t in times.items()}
+    print(f"{n:,} packets: -j 1 / -j 2 wall, best of {rounds}: "
+          f"{min(times[1]) / min(times[2]):.2f}x (median {med[1] / med[2]:.2f}x); "
+          f"verdict JSON identical: {got[1] == got[2]}")  # fmt: skip
 
 
 def main() -> int:
@@ -116,6 +170,12 @@ def main() -> int:
     ap.add_argument("--memory", default="4G", help="hopcap correlate --memory")
     ap.add_argument("--compare", type=_size, help="also: unsliced vs sliced on this size")
     ap.add_argument("--compare-slices", type=int, default=8, help="slices of --compare")
+    ap.add_argument("--jobs-compare", type=int, default=0, metavar="ROUNDS",
+                    help="with --compare: the sliced run with -j 1 and -j 2, ROUNDS times "
+                         "interleaved")  # fmt: skip
+    ap.add_argument("--jobs", help="-j of the --gb run, or several: 2,1 (default: all cores)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="--compare: reuse the files --keep left in --dir")  # fmt: skip
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-slicebench"))
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     args = ap.parse_args()
@@ -123,7 +183,13 @@ def main() -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.compare:
-        files, exp = generate(args.compare, args.dir)
+        saved = args.dir / "exp.json"
+        if args.reuse and saved.exists():
+            files = [args.dir / "fw_a.pcap", args.dir / "fw_b.pcap"]
+            exp = json.loads(saved.read_text())
+        else:
+            files, exp = generate(args.compare, args.dir)
+            saved.write_text(json.dumps(exp))
         for f in files:
             with f.open("rb") as fh:
                 while fh.read(1 << 24):
@@ -138,7 +204,7 @@ def main() -> int:
         )
         for label, extra in (("unsliced", []), ("sliced", ["--memory", small])):
             out = args.dir / f"v_{label}.json"
-            w, c, anon = _run([*base, *extra], out, args.dir / f"err_{label}.txt")
+            w, c, anon, _tree_anon = _run([*base, *extra], out, args.dir / f"err_{label}.txt")
             slices = [x for x in (args.dir / f"err_{label}.txt").read_text().splitlines()
                       if x.endswith("findings")]  # fmt: skip
             got[label] = out.read_bytes()
@@ -146,21 +212,31 @@ def main() -> int:
                   f"{anon / 1e6:.0f} MB = {anon / n:.0f} bytes/packet, "
                   f"{len(slices)} slices; {check_verdict(out, exp)}", flush=True)  # fmt: skip
         print(f"verdict JSON identical: {got['unsliced'] == got['sliced']}")
+        if args.jobs_compare:
+            _jobs_compare(files, exp, small, args.dir, args.jobs_compare)
         if not args.keep:
-            for f in (*files, *(args.dir / f"v_{x}.json" for x in got)):
+            for f in (*files, *(args.dir / f"v_{x}.json" for x in got), saved):
                 f.unlink()
+    if args.gb <= 0:
+        return 0
     files, exp = _blocks(args.dir, args.gb, args.block)
     n = exp["packets"]
     gb = sum(f.stat().st_size for f in files) / 1e9
     print(f"\n== {n:,} packets, {exp['conns']:,} connections, {gb:.1f} GB of pcap")
-    cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
-           "--memory", args.memory]  # fmt: skip
-    out, err = args.dir / "v.json", args.dir / "err.txt"
-    w, c, anon = _run(cmd, out, err)
-    slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
-    print(f"hopcap correlate --memory {args.memory}: wall {w:.0f} s ({n / w / 1e6:.2f} M "
-          f"packets/s), cpu {c:.0f} s, {len(slices)} slices; peak RssAnon {anon / 1e6:.0f} MB "
-          f"= {anon / n:.1f} bytes/packet; {check_verdict(out, exp)}")  # fmt: skip
+    for jobs in args.jobs.split(",") if args.jobs else [None]:
+        cmd = [str(hopcap), "correlate", f"a={files[0]}", f"b={files[1]}", "--json",
+               "--memory", args.memory]  # fmt: skip
+        if jobs:
+            cmd += ["-j", jobs]
+        out, err = args.dir / "v.json", args.dir / "err.txt"
+        load = os.getloadavg()[0]
+        w, c, anon, tree = _run(cmd, out, err)
+        slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+        print(f"hopcap correlate --memory {args.memory} -j {jobs or 'all'}: wall {w:.0f} s "
+              f"({n / w / 1e6:.2f} M packets/s), cpu {c:.0f} s, {len(slices)} slices; peak "
+              f"RssAnon {anon / 1e6:.0f} MB = {anon / n:.1f} bytes/packet (Pss_Anon of all "
+              f"its processes {tree / 1e6:.0f} MB); load {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after; {check_verdict(out, exp)}", flush=True)  # fmt: skip
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if not args.keep:
         for f in (*files, out):

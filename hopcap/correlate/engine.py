@@ -66,9 +66,10 @@ def correlate(
     `min_packets_per_job` per job use fewer jobs (a process costs more than it saves).
 
     Captures that may not fit `memory` bytes (default: half of the memory available) are
-    correlated by time slices in one process (`slices`; `slice_packets` forces slices of
-    about that many packets, `slice_margin_s` narrows the margin around a slice's window
-    that covers clock offsets and path delay); the verdict is the unsliced one.
+    correlated by time slices (`slices`), `jobs` slices at a time in forked processes
+    that share the budget (`slice_packets` forces slices of about that many packets,
+    `slice_margin_s` narrows the margin around a slice's window that covers clock
+    offsets and path delay); the verdict is the unsliced one.
     `progress` hears what a long (sliced) run is doing, one line at a time."""
     if not points:
         raise CorrelationError("no capture points given")
@@ -82,7 +83,9 @@ def correlate(
         verdict = None
         if dask is None and not plan.tables:
             margin = None if slice_margin_s is None else round(slice_margin_s * NS)
-            verdict = _sliced(plan.points, conntrack or {}, memory, slice_packets, margin, progress)
+            verdict = _sliced(
+                plan.points, conntrack or {}, memory, slice_packets, margin, progress, jobs
+            )
         if verdict is None:
             verdict = _correlate(points, plan, conntrack or {}, jobs, dask, min_packets_per_job)
         return with_patterns(localize(finish_stages(verdict, plan), hosts, target))
@@ -98,6 +101,7 @@ def _sliced(
     slice_packets: int | None,
     margin_ns: int | None,
     progress: Callable[[str], None] | None,
+    jobs: int,
 ) -> Verdict | None:
     """The verdict by time slices when the captures may not fit the memory budget."""
     from hopcap.correlate import slices
@@ -114,6 +118,7 @@ def _sliced(
         margin_ns=margin,
         progress=progress,
         budget=None if slice_packets else budget,
+        jobs=jobs,
     )
 
 

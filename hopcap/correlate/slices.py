@@ -16,7 +16,10 @@ point's clock); a flow that spans many windows is correlated whole, once, in the
 where it starts. Two passes over the slices make the verdict the one of the unsliced
 run: the first matches every slice's flows for the per-hop delay minima (the clocks)
 and for the evidence of a capture that started late; the second, with the clocks and
-capture windows of the whole run, writes the findings.
+capture windows of the whole run, writes the findings. Slices are independent given the
+scan and the clocks: with `jobs` > 1 each pass runs them in forked worker processes
+that inherit the scan (the memory budget split between them), the results merged in
+slice order.
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ import contextlib
 import gc
 import logging
 import mmap
+import multiprocessing as mp
+import pickle
 import struct
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,9 @@ BYTES_PER_PACKET = 320
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
 BASE_BYTES = 96 << 20
 VERDICT_BYTES_PER_FLOW = 4096
+# what a worker process of a sliced run costs beyond its slice: the pages of the parent's
+# heap (interpreter, modules, scans) it copies on write
+WORKER_BYTES = 16 << 20
 MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
@@ -497,7 +508,6 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int]]:
         return minima_of(flows, dgram_minima(dflows)), evidence
     finally:
         _close(pts)
-        gc.collect()  # the engine's objects of a slice, before the next slice's
 
 
 def _dkeep(run: _Run, k: int, f: DFlowB) -> bool:
@@ -514,10 +524,18 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
     try:
         prep = prepare(pts, run.conntrack, windows=_windows(run, None, lambda f: False))
         apply_clocks(prep.pts, clocks)
+        lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
+        if not any(_dgrams(p) for p in prep.pts):
+            # TCP only: match and finish the kept flows alone (a flow's matches and
+            # findings are its own, as in the partitions of `--jobs` unsliced), not the
+            # context around the window; their first packet as `finish_flow` puts it
+            kept = [i for i, f in enumerate(prep.flows) if lo <= _first_s(prep.pts, f) < hi]
+            match_hops(prep.pts, [prep.flows[i] for i in kept])
+            return finish_part(prep, kept)
+        # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
         match_hops(prep.pts, prep.flows)
         built = finish_datagrams(prep, finish_part(prep, every))
-        lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
         out = []
         for b in built:
             ts = b.first_ts if b.first_ts is not None else 0.0
@@ -526,7 +544,130 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         return out
     finally:
         _close(pts)
-        gc.collect()
+
+
+def _dgrams(p: Point) -> int:
+    d = p.pc.table.dgram if p.pc is not None else None
+    return len(d) if d is not None else 0
+
+
+def _first_s(pts: list[Point], f: FlowB) -> float:
+    """A TCP flow's first packet (seconds, first point's clock), as its verdict has it."""
+    point, first = _flow_first(f)
+    return (first - pts[point].offset_ns) / NS
+
+
+# --------------------------------------------------------------------------- workers
+
+# a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
+# late, the clocks of pass 2)
+Task = tuple[str, int, list[int], frozenset[int], list[tuple[int, int | None]] | None]
+
+
+def _do(run: _Run, task: Task) -> Any:
+    kind, k, offsets, late, clocks = task
+    run.offsets, run.late = list(offsets), set(late)
+    if kind == "pass1":
+        got: Any = _pass1(run, k)
+    else:
+        assert clocks is not None
+        got = _pass2(run, k, clocks)
+    # the engine's objects of the slice, before the next slice's (the automatic collector
+    # is off): those left in reference cycles were all made since the last collection,
+    # so the youngest generation holds them, and not the verdict so far (was a full
+    # collection after every slice, ~20 % of a run)
+    gc.collect(0)
+    return got
+
+
+def _worker(conn: Connection, run: _Run) -> None:
+    """A forked process that correlates the slices it is sent (it inherits the scans:
+    nothing crosses but each task and its result, pickled once)."""
+    try:
+        while (task := conn.recv()) is not None:
+            try:
+                t0, c0 = time.perf_counter(), time.process_time()
+                got = _do(run, task)
+                t1 = time.perf_counter()
+                data = pickle.dumps(("ok", got), pickle.HIGHEST_PROTOCOL)
+                log.debug(
+                    "slice %d %s: %.2f s (cpu %.2f s), result %d bytes pickled in %.3f s",
+                    task[1] + 1, task[0], t1 - t0, time.process_time() - c0, len(data),
+                    time.perf_counter() - t1,
+                )  # fmt: skip
+            except BaseException as exc:  # handed to the parent, which raises it
+                try:
+                    data = pickle.dumps(("err", exc), pickle.HIGHEST_PROTOCOL)
+                except Exception:
+                    data = pickle.dumps(("err", RuntimeError(repr(exc))))
+            conn.send_bytes(data)
+    except (EOFError, OSError):
+        pass  # the parent went away
+    finally:
+        conn.close()
+
+
+class _Slices:
+    """Runs slice tasks: here, one after the other (`jobs` 1), or in `jobs` forked
+    worker processes, each taking the next slice as it finishes one; results in slice
+    order either way."""
+
+    def __init__(self, run: _Run, jobs: int) -> None:
+        self.run = run
+        self.kids: list[tuple[Connection, Any]] = []
+        if jobs > 1:
+            ctx = mp.get_context("fork")
+            # the workers' collections never walk what they inherit (nor copy its pages)
+            gc.freeze()
+            try:
+                for _ in range(jobs):
+                    here, there = ctx.Pipe()
+                    proc = ctx.Process(target=_worker, args=(there, run), daemon=True)
+                    proc.start()
+                    there.close()
+                    self.kids.append((here, proc))
+            finally:
+                gc.unfreeze()
+
+    def map(self, tasks: Sequence[tuple[str, Task]]) -> list[Any]:
+        """Every (progress line, task)'s result; the line is said as the task starts."""
+        run = self.run
+        if not self.kids:
+            out = []
+            for said, task in tasks:
+                run.say(said)
+                out.append(_do(run, task))
+            return out
+        from hopcap.correlate.parallel import _recv  # a worker's result, or its error
+
+        got: dict[int, Any] = {}
+        todo = deque(enumerate(tasks))
+        busy: dict[Connection, int] = {}
+        while todo or busy:
+            for conn, _proc in self.kids:
+                if conn not in busy and todo:
+                    i, (said, task) = todo.popleft()
+                    run.say(said)
+                    conn.send(task)
+                    busy[conn] = i
+            for ready in wait(list(busy)):
+                assert isinstance(ready, Connection)
+                got[busy.pop(ready)] = _recv(ready)
+        return [got[i] for i in range(len(tasks))]
+
+    def close(self, failed: bool) -> None:
+        for conn, _proc in self.kids:
+            if not failed:
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+            conn.close()
+        for _conn, proc in self.kids:
+            if failed:
+                proc.kill()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
 
 
 def _warn_whole(scans: Sequence[Scan | None], inputs: Sequence[PointInput], per_slice: int) -> None:
@@ -572,6 +713,45 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     return [_LO, *(int(e) for e in edges if e > f[0]), _HI]
 
 
+def _scan_apart(path: Path) -> Scan:
+    """`scan` in a worker process: the result without the file's mapping."""
+    sc = scan(path)
+    sc.close()
+    sc.buf = None
+    return sc
+
+
+def _scans(
+    inputs: Sequence[PointInput], jobs: int, progress: Progress | None
+) -> Iterator[tuple[int, PointInput, Scan | None]]:
+    """Every point's scan, in point order: with `jobs` > 1, up to `jobs` files at once
+    in forked processes (a scan keeps O(conversations): little to send back)."""
+    files = [i for i, inp in enumerate(inputs) if inp.pcap is not None]
+    done: dict[int, Scan] = {}
+    if jobs > 1 and len(files) > 1:
+        for i in files:
+            if progress is not None:
+                progress(f"scanning {inputs[i].name} ({i + 1}/{len(inputs)})")
+        with mp.get_context("fork").Pool(min(jobs, len(files))) as pool:
+            got = pool.map(_scan_apart, [Path(str(inputs[i].pcap)) for i in files], 1)
+        for i, sc in zip(files, got, strict=True):
+            sc.buf = rd._open(sc.path)
+            done[i] = sc
+    try:
+        for i, inp in enumerate(inputs):
+            if i not in files:
+                yield i, inp, None
+            elif i in done:
+                yield i, inp, done.pop(i)
+            else:
+                if progress is not None:
+                    progress(f"scanning {inp.name} ({i + 1}/{len(inputs)})")
+                yield i, inp, scan(Path(str(inp.pcap)))
+    finally:
+        for sc in done.values():  # not taken: the caller stopped early
+            sc.close()
+
+
 def correlate_sliced(
     points: Sequence[PointInput],
     conntrack: Mapping[str, str],
@@ -580,25 +760,28 @@ def correlate_sliced(
     margin_ns: int = MARGIN_NS,
     progress: Progress | None = None,
     budget: int | None = None,
+    jobs: int = 1,
 ) -> Verdict | None:
     """The verdict of `points` correlated by time slices of ~`per_slice` packets, or None
     when one slice would hold them all (the caller correlates them at once). With a
     memory `budget` (bytes), `per_slice` is what is left of it once the verdict of every
-    conversation found by the scan is counted."""
+    conversation found by the scan is counted, shared by the `jobs` worker processes
+    that correlate slices at the same time (each slice gets 1/jobs of it)."""
     from hopcap.correlate.clocks import clocks_of, estimate_clocks
     from hopcap.correlate.engine import PointFacts, assemble, point_warning
 
+    workers = max(jobs, 1) if "fork" in mp.get_all_start_methods() else 1
     inputs = list(points)
     scans: list[Scan | None] = []
     unread: list[Scan | None] = [None] * len(inputs)  # files of which nothing can be read
+    pool: _Slices | None = None
+    failed = False
     try:
-        for i, inp in enumerate(inputs):
-            if inp.pcap is None:
+        for i, inp, sc in _scans(inputs, workers, progress):
+            if sc is None:
                 scans.append(None)
                 continue
-            if progress is not None:
-                progress(f"scanning {inp.name} ({i + 1}/{len(inputs)})")
-            sc = scan(Path(inp.pcap))
+            assert inp.pcap is not None
             why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links)
             if why is not None:
                 unread[i] = sc
@@ -618,6 +801,10 @@ def correlate_sliced(
                     convs,
                     convs * VERDICT_BYTES_PER_FLOW >> 20,
                 )
+            if total > per_slice and workers > 1:
+                # the slices' share, split between the workers that hold one each at once
+                share = (left - workers * WORKER_BYTES) // workers
+                per_slice = max(share // BYTES_PER_PACKET, MIN_SLICE)
         if total <= per_slice:
             return None
         _warn_whole(scans, inputs, per_slice)
@@ -628,31 +815,39 @@ def correlate_sliced(
         n = len(run.bounds) - 1
         if n <= 1:
             return None
+        pool = _Slices(run, min(workers, n))
         present = [i for i, sc in enumerate(scans) if sc is not None]
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
         if not hinted and len(present) > 1:
             # the clocks from the first slice, to place every point's packets in windows
-            run.say(f"slice 1/{n}: estimating the clocks")
-            m0, _ev = _pass1(run, 0)
+            [(m0, _ev)] = pool.map(
+                [(f"slice 1/{n}: estimating the clocks", ("pass1", 0, offsets, frozenset(), None))]
+            )
             estimate_clocks(skel, present, m0)
             run.offsets = [p.offset_ns for p in skel]
-        minima: list[Minima] = []
+        placed = list(run.offsets)
+        first = pool.map(
+            [
+                (f"slice {k + 1}/{n}: matching (clocks)", ("pass1", k, placed, frozenset(), None))
+                for k in range(n)
+            ]
+        )
         evidence: set[int] = set()
-        for k in range(n):
-            run.say(f"slice {k + 1}/{n}: matching (clocks)")
-            m, ev = _pass1(run, k)
-            minima.append(m)
+        for _m, ev in first:
             evidence |= ev
-        run.late = evidence
         for p in skel:
             p.offset_ns = offsets[p.idx]
-        estimate_clocks(skel, present, merge_minima(minima))
+        estimate_clocks(skel, present, merge_minima([m for m, _ev in first]))
         clocks = clocks_of(skel)
-        run.offsets = [p.offset_ns for p in skel]
+        final = [p.offset_ns for p in skel]
+        late = frozenset(evidence)
         built: list[Any] = []
-        for k in range(n):
-            run.say(f"slice {k + 1}/{n}: findings")
-            built.extend(_pass2(run, k, clocks))
+        for part in pool.map(
+            [(f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks)) for k in range(n)]
+        ):
+            built.extend(part)
+        pool.close(False)  # the workers' memory, before the verdict's
+        pool = None
         warnings = []
         facts: list[PointFacts | None] = []
         for p, got, sc0 in zip(skel, scans, unread, strict=True):
@@ -679,7 +874,12 @@ def correlate_sliced(
             if w:
                 warnings.append(w)
         return assemble(skel, built, warnings, facts)
+    except BaseException:
+        failed = True
+        raise
     finally:
+        if pool is not None:
+            pool.close(failed)
         for each in (*scans, *unread):
             if each is not None:
                 each.close()

@@ -20,9 +20,13 @@ from hopcap.model import PointInput
 from tests.realdata import REALDATA
 
 
-def _same(pts: list[PointInput], sizes: tuple[int, ...], margin_s: float = 0.001) -> dict:
+def _same(
+    pts: list[PointInput], sizes: tuple[int, ...], jobs: int = 2, margin_s: float = 0.001
+) -> dict:
     """The verdict of `pts` unsliced, asserted equal to the sliced ones (several slices
-    each, with a margin far smaller than the flows' lifetimes)."""
+    each, with a margin far smaller than the flows' lifetimes); the smallest slices (the
+    most of them) also in `jobs` worker processes: the verdict and the progress lines of
+    one process."""
     one = correlate(pts).to_dict()
     for n in sizes:
         said: list[str] = []
@@ -30,6 +34,12 @@ def _same(pts: list[PointInput], sizes: tuple[int, ...], margin_s: float = 0.001
         slices = [s for s in said if s.endswith("findings")]
         assert len(slices) >= 2, (n, said)  # really sliced
         assert got.to_dict() == one, f"{n} packets per slice, {len(slices)} slices"
+        if jobs > 1 and n == min(sizes):
+            heard: list[str] = []
+            many = correlate(pts, slice_packets=n, slice_margin_s=margin_s, jobs=jobs,
+                             progress=heard.append)  # fmt: skip
+            assert many.to_dict() == one, f"{jobs} jobs, {len(slices)} slices"
+            assert heard == said
     return one
 
 
@@ -225,6 +235,62 @@ def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
     assert "hopcap: slice 2/" in small.stderr and "memory budget" in small.stderr
     bad = CliRunner().invoke(app, ["correlate", "--memory", "lots", *args])
     assert bad.exit_code != 0 and "--memory" in bad.output
+
+
+def test_memory_budget_is_shared_by_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a memory budget, `jobs` worker processes hold a slice each at once: each
+    slice gets 1/jobs of what the slices may use (about twice the slices with 2 jobs),
+    and the verdict is the one of one job, and of the unsliced run."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    scans = [sl.scan(a), sl.scan(b)]
+    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
+    convs = max(sc.keys.shape[0] for sc in scans)
+    for sc in scans:
+        sc.close()
+    # the budget's fixed shares out of the way: the slices get a third of the packets
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    memory = convs * sl.VERDICT_BYTES_PER_FLOW + total // 3 * sl.BYTES_PER_PACKET
+    one = correlate(pts).to_dict()
+    count = {}
+    for jobs in (1, 2):
+        said: list[str] = []
+        got = correlate(pts, memory=memory, jobs=jobs, progress=said.append)
+        assert got.to_dict() == one, f"{jobs} jobs"
+        count[jobs] = len([s for s in said if s.endswith("findings")])
+    assert 3 <= count[1] <= 5, count
+    assert count[2] >= 2 * count[1] - 1, count
+
+
+def test_a_failing_or_dying_slice_worker_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a worker process is raised in the parent; a worker that dies
+    is a one-line error with a hint, not a hang."""
+    import os
+
+    from hopcap.errors import CorrelationError
+
+    pts = _scenario(tmp_path)
+
+    def broken(run: object, k: int, clocks: object) -> list[object]:
+        raise ValueError(f"slice {k} is broken")
+
+    monkeypatch.setattr(sl, "_pass2", broken)
+    with pytest.raises(ValueError, match=r"slice \d+ is broken"):
+        correlate(pts, slice_packets=20, slice_margin_s=0.001, jobs=2)
+
+    def dies(run: object, k: int, clocks: object) -> list[object]:
+        os._exit(3)
+
+    monkeypatch.setattr(sl, "_pass2", dies)
+    with pytest.raises(CorrelationError, match="worker process died") as e:
+        correlate(pts, slice_packets=20, slice_margin_s=0.001, jobs=2)
+    assert e.value.hint == "retry with --jobs 1"
 
 
 def test_conversation_keys_are_the_same_both_ways() -> None:
