@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,13 +52,7 @@ def link_halves(
     hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids)
     hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids)
     # every (a key, b key) with the same id: pairs of halves sharing a fingerprint
-    ob = np.argsort(kid_b, kind="stable")
-    kb = kid_b[ob]
-    lo = np.searchsorted(kb, kid_a, "left")
-    cnt = np.searchsorted(kb, kid_a, "right") - lo
-    ea = np.repeat(np.arange(kid_a.shape[0], dtype=np.int64), cnt)
-    first = np.cumsum(cnt) - cnt
-    eb = ob[np.repeat(lo - first, cnt) + np.arange(ea.shape[0], dtype=np.int64)]
+    ea, eb = _same_key(kid_a, kid_b)
     pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]
     pkind = pk >> 60
     sid = np.nonzero(pkind == _SID)[0]
@@ -132,7 +127,7 @@ def link_halves(
     return HalfLinks(fwd, back)
 
 
-def _same_key(ka: npt.NDArray[np.uint64], kb: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:
     """Every (i, j) with ka[i] == kb[j]."""
     ob = np.argsort(kb, kind="stable")
     s = kb[ob]
