@@ -269,6 +269,7 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     rkey = mix(t.dst_hi[r0], t.dst_lo[r0], t.src_hi[r0], t.src_lo[r0], t.dport[r0], t.sport[r0])
     f0 = t.flags[r0]
     syn0 = (f0 & SYN) != 0
+    syn_ack = syn0 & ((f0 & ACK) != 0)
     fields = zip(
         starts.tolist(),
         ends.tolist(),
@@ -282,7 +283,7 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         t.sport[r0].tolist(),
         t.dport[r0].tolist(),
         syn0.tolist(),
-        (syn0 & ((f0 & ACK) != 0)).tolist(),
+        syn_ack.tolist(),
         t.seq[r0].tolist(),
         t.ts[r0].tolist(),
         t.ts[order[ends - 1]].tolist(),
@@ -291,7 +292,6 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         strict=True,
     )
     first_ts = t.ts[r0].astype(np.int64)
-    syn_ack = syn0 & ((f0 & ACK) != 0)
     cols = HalfCols(
         syn0, syn_ack, has_ts, tkey[r0], t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
         t.dport[r0].astype(np.int64), first_ts, r0, t.ts[order[ends - 1]].astype(np.int64),
@@ -299,45 +299,11 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         np.full(starts.shape[0], -1, np.int64),
     )  # fmt: skip
     halves = [
-        Half(
-            hid,
-            order[s:e],
-            tkh,
-            rk,
-            v,
-            (sh, sl),
-            (dh, dl),
-            sp,
-            dp,
-            sy,
-            sya,
-            isn,
-            t0,
-            t1,
-            hts,
-            ack0=a0,
-        )
-        for hid, (
-            s,
-            e,
-            tkh,
-            rk,
-            v,
-            sh,
-            sl,
-            dh,
-            dl,
-            sp,
-            dp,
-            sy,
-            sya,
-            isn,
-            t0,
-            t1,
-            hts,
-            a0,
-        ) in enumerate(fields)
-    ]
+        Half(hid, order[s:e], tkh, rk, v, (sh, sl), (dh, dl), sp, dp, sy, sya, isn, t0, t1, hts,
+             ack0=a0)
+        for hid, (s, e, tkh, rk, v, sh, sl, dh, dl, sp, dp, sy, sya, isn, t0, t1, hts, a0)
+        in enumerate(fields)
+    ]  # fmt: skip
     return halves, cols, order
 
 

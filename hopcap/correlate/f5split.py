@@ -107,9 +107,9 @@ def take_rows(t: PacketTable, m: _BOOL, dm: _BOOL | None = None) -> PacketTable:
     """The rows `m` of `t` (and the datagram rows `dm` of `t.dgram`; None: no datagrams)
     as a table of their own, sharing its mapped file (whose record walk still finds the
     trailers of those rows)."""
-    from hopcap.correlate.reader import _COLUMNS
+    from hopcap.correlate.reader import row_columns
 
-    cols: dict[str, Any] = {c: np.asarray(getattr(t, c))[m] for c in _COLUMNS}
+    cols = row_columns(t, m)
     dg = take_dgrams(t.dgram, dm) if dm is not None and t.dgram is not None else None
     # the side's packets: its TCP rows and datagrams (the rest of the file's records,
     # neither, stay uncounted on both sides)

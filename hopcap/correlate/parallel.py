@@ -74,7 +74,7 @@ def _child(conn: Connection, prep: Prepared, idxs: list[int]) -> None:
         conn.close()
 
 
-def _recv(conn: Connection) -> Any:
+def recv(conn: Connection) -> Any:
     try:
         tag, val = conn.recv()
     except EOFError:
@@ -104,13 +104,13 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
             there.close()
             kids.append((here, proc))
         minima = [match_part(prep, parts[0])]
-        minima += [_recv(c) for c, _ in kids]
+        minima += [recv(c) for c, _ in kids]
         set_clocks(prep, minima)
         clocks = clocks_of(prep.pts)
         for c, _ in kids:
             c.send(clocks)
         built = [finish_part(prep, parts[0])]
-        built += [_recv(c) for c, _ in kids]
+        built += [recv(c) for c, _ in kids]
     finally:
         for c, proc in kids:
             c.close()

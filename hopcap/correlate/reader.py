@@ -191,6 +191,11 @@ _NARROW: dict[str, type] = {
 }  # fmt: skip
 
 
+def row_columns(t: PacketTable, m: Any) -> dict[str, Any]:
+    """The packet columns of `t` at the rows `m` (a mask or indices)."""
+    return {c: np.asarray(getattr(t, c))[m] for c in _COLUMNS}
+
+
 def read_capture(path: Path) -> PacketTable:
     """Read one capture file into a PacketTable (TCP over IPv4/IPv6 only).
 

@@ -264,8 +264,7 @@ class _Walk:
 
 
 def _take(t: PacketTable, m: npt.NDArray[np.bool_]) -> PacketTable:
-    cols = {c: getattr(t, c)[m] for c in rd._COLUMNS}
-    return PacketTable(path=t.path, buf=t.buf, records=0, **cols)
+    return PacketTable(path=t.path, buf=t.buf, records=0, **rd.row_columns(t, m))
 
 
 # --------------------------------------------------------------------------- scan
@@ -638,7 +637,7 @@ class _Slices:
                 run.say(said)
                 out.append(_do(run, task))
             return out
-        from hopcap.correlate.parallel import _recv  # a worker's result, or its error
+        from hopcap.correlate.parallel import recv  # a worker's result, or its error
 
         got: dict[int, Any] = {}
         todo = deque(enumerate(tasks))
@@ -652,7 +651,7 @@ class _Slices:
                     busy[conn] = i
             for ready in wait(list(busy)):
                 assert isinstance(ready, Connection)
-                got[busy.pop(ready)] = _recv(ready)
+                got[busy.pop(ready)] = recv(ready)
         return [got[i] for i in range(len(tasks))]
 
     def close(self, failed: bool) -> None:
