@@ -292,6 +292,12 @@ class _ShellJob:
         pass
 
 
+def _retrieved(f: asyncio.Future[Any]) -> None:
+    """Count `f`'s exception as seen (whoever awaits `f` still gets it)."""
+    if not f.cancelled():
+        f.exception()
+
+
 class _CommandShell:
     """One long-lived `sh` on the host that runs short commands one after the other, and
     background jobs beside them.
@@ -399,10 +405,12 @@ class _CommandShell:
             f"sh -c {shlex.quote(command)} </dev/null; "
             f"printf '\\n{m} %d\\n' $?; printf '\\n{m}\\n' >&2\n"
         )
+        both = asyncio.gather(self._read(self._out), self._read(self._err))
+        # a run cancelled while the shell ends (a second Ctrl-C): the reads' error then
+        # reaches nobody, and must not be printed as "never retrieved"
+        both.add_done_callback(_retrieved)
         try:
-            (out, status), (err, _) = await asyncio.wait_for(
-                asyncio.gather(self._read(self._out), self._read(self._err)), timeout
-            )
+            (out, status), (err, _) = await asyncio.wait_for(both, timeout)
         except BaseException:
             self._abandon()
             raise
