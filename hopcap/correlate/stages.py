@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.dgram import concat_rows, from_client
+from hopcap.correlate.dgram import concat_rows, from_client, proto_name
 from hopcap.correlate.f5split import F5Split, split_f5
 from hopcap.correlate.reader import _COLUMNS, ACK, SYN, PacketTable, endpoint_str, read_capture
 from hopcap.errors import CorrelationError
@@ -210,22 +210,27 @@ def _take(
 
 
 def _index(t: PacketTable) -> dict[str, tuple[I64, I64, I64]]:
-    """ "a:p > b:p" -> (timestamps, seq, ip id) of its packets, in time order; a
-    datagram's seq is its ICMP echo / ESP sequence (-1 for UDP)."""
+    """ "proto a:p > b:p" -> (timestamps, seq, ip id) of its packets, in time order; a
+    datagram's seq is its ICMP echo / ESP sequence (-1 for UDP). Keyed by protocol too: a
+    UDP and a TCP conversation between the same ports are different flows."""
     out: dict[str, tuple[I64, I64, I64]] = {}
-    tables: list[tuple[Any, I64]] = [(t, t.seq)]
+    tables: list[tuple[Any, I64, I64 | None]] = [(t, t.seq, None)]
     if t.dgram is not None:
-        tables.append((t.dgram, t.dgram.iseq))
-    for tb, seq in tables:
+        tables.append((t.dgram, t.dgram.iseq, t.dgram.proto))
+    for tb, seq, protos in tables:
         if not len(tb):
             continue
-        uniq, inv = np.unique(_keys(tb), axis=0, return_inverse=True)
+        keys = _keys(tb)
+        if protos is not None:
+            keys = np.column_stack([keys, protos.astype(np.uint64)])
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         inv = inv.reshape(-1)
         grouped = np.lexsort((tb.ts, inv))  # by tuple, then time (one sort, not one per tuple)
         cuts = np.searchsorted(inv[grouped], np.arange(len(uniq) + 1))
         for k, row in enumerate(uniq):
-            v, sh, sl, dh, dl, sp, dp = (int(x) for x in row)
-            key = f"{endpoint_str(v, sh, sl, sp)} > {endpoint_str(v, dh, dl, dp)}"
+            v, sh, sl, dh, dl, sp, dp = (int(x) for x in row[:7])
+            name = "tcp" if protos is None else proto_name(int(row[7]))
+            key = f"{name} {endpoint_str(v, sh, sl, sp)} > {endpoint_str(v, dh, dl, dp)}"
             rows = grouped[cuts[k] : cuts[k + 1]]
             out[key] = (
                 tb.ts[rows].astype(np.int64),
@@ -316,12 +321,12 @@ def _flow(f: Flow, plan: StagePlan, offsets: dict[str, float]) -> Flow:
             sides = {d.name(CLIENT_SIDE), d.name(SERVER_SIDE)}
             if set(x.between) != sides:
                 continue
-            findings[i] = _place(x, d, cs, ss, offsets.get(d.name(CLIENT_SIDE), 0.0))
+            findings[i] = _place(x, f.proto, d, cs, ss, offsets.get(d.name(CLIENT_SIDE), 0.0))
             changed = True
         drop_ev = d.evidence.get(DROP)
         if drop_ev:
             for direction in ("c2s", "s2c"):
-                keys = _as_received(direction, cs, ss)
+                keys = _as_received(f.proto, direction, cs, ss)
                 n = sum(int(drop_ev[k][0].shape[0]) for k in keys if k in drop_ev)
                 if not n:
                     continue
@@ -357,20 +362,22 @@ def _flow(f: Flow, plan: StagePlan, offsets: dict[str, float]) -> Flow:
     return dataclasses.replace(f, findings=tuple(findings), summary=summary)
 
 
-def _as_received(direction: str, cs: Leg | None, ss: Leg | None) -> list[str]:
-    """Tuples of the flow's packets in `direction` as the receive stage shows them."""
+def _as_received(proto: str, direction: str, cs: Leg | None, ss: Leg | None) -> list[str]:
+    """Keys (`_index`) of the flow's packets in `direction` as the receive stage shows them."""
     if direction == "c2s":
-        return [cs.tuple] if cs is not None else []
-    return [_reverse(ss.tuple)] if ss is not None else []
+        return [f"{proto} {cs.tuple}"] if cs is not None else []
+    return [f"{proto} {_reverse(ss.tuple)}"] if ss is not None else []
 
 
-def _place(x: Finding, d: _Device, cs: Leg | None, ss: Leg | None, offset_s: float) -> Finding:
+def _place(
+    x: Finding, proto: str, d: _Device, cs: Leg | None, ss: Leg | None, offset_s: float
+) -> Finding:
     """A finding between the two sides of the device, named by the stages it lies between.
     `offset_s`: the device's clock minus the verdict's reference clock."""
     rx, fw, tx = d.name("receive"), d.name("firewall"), d.name("transmit")
     if x.kind != "drop" or "firewall" not in d.stages:
         return dataclasses.replace(x, between=(rx, tx))
-    keys = _as_received(x.direction, cs, ss)
+    keys = _as_received(proto, x.direction, cs, ss)
     t0 = int(((x.first_ts or 0.0) + offset_s) * 1e9)
     if _seen_in(d, "firewall", keys, t0):
         return dataclasses.replace(x, between=(fw, tx))

@@ -179,3 +179,56 @@ def test_udp_and_ping_pass_the_stages_too(tmp_path: Path) -> None:
     assert e.between == ("fw:receive", "fw:firewall")
     pings = [f for f in v.flows if f.proto == "icmp"]
     assert len(pings) == 1 and pings[0].findings == () and len(pings[0].legs) == 2
+
+
+def test_a_udp_drop_is_not_proof_against_tcp_on_the_same_ports(tmp_path: Path) -> None:
+    """QUIC and TCP to port 443 from the same client port: the policy drops the UDP
+    datagram (drop stage) and passes the TCP connection (and a DNS query). The drop
+    stage's proof belongs to the UDP flow only; the TCP flow through the same addresses
+    and ports stays clean."""
+    from scapy.layers.inet import IP, TCP, UDP
+
+    cli, srv, nat, cport = "192.0.2.10", "198.51.100.80", "198.18.5.1", 50000
+    t0 = 1_763_790_000.0
+
+    def tcp(natted: bool, flags: str, seq: int, ack: int, back: bool = False) -> Any:
+        a, p = (nat, 41000) if natted else (cli, cport)
+        if back:
+            return IP(src=srv, dst=a, id=300 + seq % 7) / TCP(
+                sport=443, dport=p, flags=flags, seq=seq, ack=ack
+            )
+        return IP(src=a, dst=srv, id=200 + seq % 7) / TCP(
+            sport=p, dport=443, flags=flags, seq=seq, ack=ack
+        )
+
+    def stage(dt: float, natted_out: bool, with_quic: bool) -> list[tuple[float, Any]]:
+        n = natted_out
+        out = [
+            (t0 + dt, tcp(n, "S", 1000, 0)),
+            (t0 + 0.01 + dt, tcp(not n, "SA", 5000, 1001, back=True)),
+            (t0 + 0.02 + dt, tcp(n, "A", 1001, 5001)),
+            (t0 + 0.03 + dt, tcp(n, "FA", 1001, 5001)),
+            (t0 + 0.04 + dt, tcp(not n, "FA", 5001, 1002, back=True)),
+            (t0 + 0.05 + dt, tcp(n, "A", 1002, 5002)),
+        ]
+        dns_src = (nat, 41001) if n else (cli, cport + 1)  # passes: the side sees UDP
+        dns = IP(src=dns_src[0], dst=srv, id=88) / UDP(sport=dns_src[1], dport=53) / (b"q" * 20)
+        out.append((t0 + 0.08 + dt, dns))
+        if with_quic:
+            quic = IP(src=cli, dst=srv, id=77) / UDP(sport=cport, dport=443) / (b"\xc3" + bytes(40))
+            out.append((t0 + 0.1 + dt, quic))
+        return sorted(out, key=lambda x: x[0])
+
+    files = {
+        "receive": write(tmp_path / "rx.pcap", stage(0, False, True)),
+        "firewall": write(tmp_path / "fw.pcap", stage(2e-5, False, True)),
+        "transmit": write(tmp_path / "tx.pcap", stage(4e-5, True, False)),
+        "drop": write(tmp_path / "drop.pcap", [(t0 + 0.1 + 3e-5, stage(0, False, True)[-1][1])]),
+    }
+    v = correlate(_points(files, ["receive", "firewall", "transmit", "drop"]))
+    by_proto = {f.proto: f for f in v.flows if f.client.endswith(f":{cport}")}
+    assert set(by_proto) == {"tcp", "udp"}, v.flows
+    assert by_proto["tcp"].findings == (), by_proto["tcp"].findings
+    assert "drop stage" not in by_proto["tcp"].summary
+    [d] = [x for x in by_proto["udp"].findings if x.kind == "drop"]
+    assert d.between == ("fw:firewall", "fw:transmit") and "dropped by fw itself" in d.what
