@@ -29,10 +29,23 @@ static inline uint32_t rd32(const uint8_t *p, int be) {
     return be ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
               : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
 }
+/* The record walk is a chain of dependent loads (each header gives the next one's
+   place) that touches a line or two of every ~500 bytes: the hardware prefetcher does not
+   follow it, and every header waits for memory. Prefetching every line of the file a
+   little ahead of the walk makes the access dense and sequential: the prefetcher streams
+   it, and the walk runs at memory bandwidth (4x faster on a 390 MB capture). Returns
+   where the prefetch got to. */
+#define STREAM_AHEAD 4096
+static inline long stream_ahead(const uint8_t *buf, long size, long pf, long upto) {
+    long lim = upto + STREAM_AHEAD;
+    if (lim > size) lim = size;
+    for (; pf < lim; pf += 64) __builtin_prefetch(buf + pf);
+    return pf;
+}
 long hopcap_walk_pcap(const uint8_t *buf, long size, long pos, int be, long mult, long maxrec,
                       long maxn, int64_t *offs, int64_t *caps, int64_t *ts, long *pos_out,
                       int *reason) {
-    long n = 0;
+    long n = 0, pf = pos & ~63L;
     *reason = 0;
     while (pos < size) {
         if (n >= maxn) { *reason = 3; break; }
@@ -43,6 +56,7 @@ long hopcap_walk_pcap(const uint8_t *buf, long size, long pos, int be, long mult
             *reason = 2; break;
         }
         if (pos + 16 + (long)cap > size) { *reason = 1; break; }
+        pf = stream_ahead(buf, size, pf, pos + 16 + (long)cap);
         offs[n] = pos + 16;
         caps[n] = cap;
         ts[n] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
@@ -341,7 +355,7 @@ long hopcap_parse(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
 long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mult, long maxrec,
                        long maxn, long link, long head, int64_t *c, int64_t *ts,
                        long *pos_out, int *reason, long *nrec, int64_t *d, long *nd) {
-    long n = 0, j = 0, k = 0, o3 = 0, o4 = 0, oe = 0;
+    long n = 0, j = 0, k = 0, o3 = 0, o4 = 0, oe = 0, pf = pos & ~63L;
     *reason = 0;
     while (pos < size) {
         if (n >= maxn) { *reason = 3; break; }
@@ -352,14 +366,7 @@ long hopcap_walk_parse(const uint8_t *buf, long size, long pos, int be, long mul
             *reason = 2; break;
         }
         if (pos + 16 + (long)cap > size) { *reason = 1; break; }
-        /* the walk is a chain of dependent loads (each header gives the next one's
-           place): fetch the next header, and what lies just ahead, while this one is
-           parsed */
-        long nx = pos + 16 + (long)cap;
-        if (nx + 128 < size) { __builtin_prefetch(buf + nx); __builtin_prefetch(buf + nx + 64); }
-        if (pos + 4096 < size) {
-            __builtin_prefetch(buf + pos + 1024); __builtin_prefetch(buf + pos + 2048);
-        }
+        pf = stream_ahead(buf, size, pf, pos + 16 + (long)cap);
         int got = parse_one(buf + pos + 16, cap, link, head, pos + 16, c, maxn, j, &o3, &o4,
                             &oe);
         if (got == 1) {
@@ -533,6 +540,76 @@ long hopcap_halves(const int64_t *order, long n, const uint64_t *tkey, const int
     if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
     return nh;
 }
+/* ---- read ---- */
+/* Classic pcap in one pass straight into the table's own columns (reader._read_pcap):
+   no chunk buffer to copy from, no numpy pass per column. Records are parsed into a small
+   row block that stays in L1 (its column stride is no power of two: at a power of two,
+   row j of every column falls in one cache set and the 24 columns evict each other), and
+   the block is written out column by column, each value cast to its column's width.
+   out: reader._COLUMNS (ts, then parse_one's columns with opt_back for opt_off), `width`
+   bytes per value; out[2], out[4], out[24] (the high address words, tun) may be NULL
+   while every row so far had them 0. d: ts, IP header, L4 header, data end of every
+   datagram. st (in/out): byte of the next record, records walked, rows, datagrams,
+   reason (0 end, 1 truncated record, 2 corrupt header, 3 `cap` rows or `dcap`
+   datagrams written: grow them, 4 a row needs the NULL columns: give them). */
+#define BLOCK 256
+#define BLOCK_STRIDE (BLOCK + 8)
+static void put_col(void *dst, long at, const int64_t *src, long m, long w) {
+    if (w == 8) { memcpy((int64_t *)dst + at, src, (size_t)m * 8); return; }
+    if (w == 4) {
+        uint32_t *p = (uint32_t *)dst + at;
+        for (long i = 0; i < m; i++) p[i] = (uint32_t)src[i];
+    } else if (w == 2) {
+        uint16_t *p = (uint16_t *)dst + at;
+        for (long i = 0; i < m; i++) p[i] = (uint16_t)src[i];
+    } else {
+        uint8_t *p = (uint8_t *)dst + at;
+        for (long i = 0; i < m; i++) p[i] = (uint8_t)src[i];
+    }
+}
+static void put_block(void *const *out, const int64_t *width, long at, int64_t *c,
+                      const int64_t *ts, long m) {
+    put_col(out[0], at, ts, m, width[0]);
+    for (long i = 0; i < m; i++)  /* opt_back = pl_off - opt_off, in opt_off's place */
+        c[21 * BLOCK_STRIDE + i] = c[15 * BLOCK_STRIDE + i] - c[21 * BLOCK_STRIDE + i];
+    for (int col = 0; col < 24; col++)
+        if (out[col + 1]) put_col(out[col + 1], at, c + col * BLOCK_STRIDE, m, width[col + 1]);
+}
+void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long maxrec, long link,
+                      long head, void *const *out, const int64_t *width, long cap,
+                      int64_t *const *d, long dcap, int64_t *st) {
+    int64_t c[24 * BLOCK_STRIDE], ts[BLOCK];
+    long pos = st[0], n = st[1], j = st[2], k = st[3], m = 0, o3 = 0, o4 = 0, oe = 0;
+    long pf = pos & ~63L;
+    int reason = 0;
+    while (pos < size) {
+        if (j + m >= cap || k >= dcap) { reason = 3; break; }
+        if (m == BLOCK) { put_block(out, width, j, c, ts, m); j += m; m = 0; }
+        if (pos + 16 > size) { reason = 1; break; }
+        uint32_t sec = rd32(buf + pos, be), frac = rd32(buf + pos + 4, be);
+        uint32_t rcap = rd32(buf + pos + 8, be), orig = rd32(buf + pos + 12, be);
+        if (rcap > maxrec || (rcap > orig && orig != 0) || (mult == 1000 && frac >= 1000000)) {
+            reason = 2; break;
+        }
+        if (pos + 16 + (long)rcap > size) { reason = 1; break; }
+        pf = stream_ahead(buf, size, pf, pos + 16 + (long)rcap);
+        int64_t t = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
+        int got = parse_one(buf + pos + 16, rcap, link, head, pos + 16, c, BLOCK_STRIDE, m,
+                            &o3, &o4, &oe);
+        if (got == 1) {
+            if (!out[2] && (c[1 * BLOCK_STRIDE + m] | c[3 * BLOCK_STRIDE + m] |
+                            c[23 * BLOCK_STRIDE + m])) { reason = 4; break; }
+            ts[m++] = t;
+        } else if (got == 2) {
+            d[0][k] = t; d[1][k] = pos + 16 + o3; d[2][k] = pos + 16 + o4;
+            d[3][k] = pos + 16 + oe; k++;
+        }
+        n++;
+        pos += 16 + rcap;
+    }
+    if (m) put_block(out, width, j, c, ts, m);
+    st[0] = pos; st[1] = n; st[2] = j + m; st[3] = k; st[4] = reason;
+}
 """
 
 _lib: Any = None
@@ -621,6 +698,11 @@ def _load() -> Any:
     lib.hopcap_place.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p]
     lib.hopcap_halves.restype = ctypes.c_long
     lib.hopcap_halves.argtypes = [p, ctypes.c_long, p, p, p, p, p, p]
+    lib.hopcap_read_pcap.restype = None
+    lib.hopcap_read_pcap.argtypes = [
+        p, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+        ctypes.c_long, p, p, ctypes.c_long, p, ctypes.c_long, p,
+    ]  # fmt: skip
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     lib.hopcap_fields.restype = None
@@ -964,3 +1046,29 @@ def half_starts(
     nh = lib.hopcap_halves(o.ctypes.data, n, k.ctypes.data, fl.ctypes.data, sq.ctypes.data,
                            tv.ctypes.data, starts.ctypes.data, has.ctypes.data)  # fmt: skip
     return starts[:nh], has[:nh].astype(bool)
+
+
+def read_pcap(
+    buf: Any, pcap: tuple[bool, int, int, int, int], out: list[Any], rows: int, dg: list[I64],
+    state: I64,
+) -> bool:  # fmt: skip
+    """hopcap_read_pcap: classic pcap records (`pcap`: big endian, timestamp unit in ns,
+    largest record, link type, header bytes parsed) from byte state[0] parsed straight
+    into the columns `out` (reader._COLUMNS; None where a wide column is not given yet)
+    of `rows` rows and the datagram columns `dg`; `state` (pos, records, rows,
+    datagrams, reason) is updated in place. False without a compiler."""
+    big_endian, mult, max_record, link, head = pcap
+    lib = _load()
+    if lib is None or len(buf) < 24:
+        return False
+    addr, keep = _addr(buf)
+    ptrs = (ctypes.c_void_p * len(out))(*[None if a is None else a.ctypes.data for a in out])
+    width = np.array([0 if a is None else a.itemsize for a in out], np.int64)
+    dptr = (ctypes.c_void_p * 4)(*[a.ctypes.data for a in dg])
+    lib.hopcap_read_pcap(
+        addr, len(buf), int(big_endian), mult, max_record, link, head,
+        ctypes.cast(ptrs, ctypes.c_void_p), width.ctypes.data, rows,
+        ctypes.cast(dptr, ctypes.c_void_p), int(dg[0].shape[0]), state.ctypes.data,
+    )  # fmt: skip
+    del keep
+    return True

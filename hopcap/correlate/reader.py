@@ -202,19 +202,17 @@ def read_capture(path: Path) -> PacketTable:
     The headers of each record (its first HEAD bytes) are copied into a small contiguous
     block, a chunk of records at a time, and parsed there: random access into a large
     mapped file costs a cache and TLB miss per field, a packed block does not."""
-    from hopcap.correlate._fastwalk import gather_heads, parse_records, walk_parse_pcap
+    from hopcap.correlate._fastwalk import gather_heads, parse_records
 
     buf = _open(path)
     magic = bytes(buf[:4])
     if magic in PCAP_MAGICS and len(buf) >= 24:
         endian, mult = PCAP_MAGICS[magic]
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
-        gen = walk_parse_pcap(
-            buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, PARSE_CHUNK
-        )
-        if gen is not None:
-            dgs: list[tuple[I64, ...]] = []
-            return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF, dgs), dgs)
+        dgs: list[tuple[I64, ...]] = []
+        got = _read_pcap(path, buf, endian == ">", mult, link & 0x0FFFFFFF, dgs)
+        if got is not None:
+            return _finish(path, buf, got, dgs)
     try:
         walk = _walk.RecordWalk(path, buf, _fast_pcap)
     except CaptureFileError as e:
@@ -276,43 +274,63 @@ def _dtype(c: str) -> Any:
     return _NARROW.get(c) or (np.uint8 if c == "v" else np.uint64 if c in _WORDS else np.int64)
 
 
-def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ...]]) -> _Got:
-    """The C parser's chunks written straight into the table's own (narrow) columns: one
-    cast per value, no per-chunk copies to concatenate. The columns grow by doubling
-    and are cut to length at the end (realloc: large blocks are remapped, not copied)."""
-    cap = min(FIRST_ROWS, (len(buf) - 24) // 56 + 1)  # 56: the smallest record with TCP
-    out = {c: np.empty(cap, _dtype(c)) for c in _COLUMNS}
-    n = 0
-    nrec = 0
-    warnings: list[str] = []
-    for item in gen:
-        if len(item) == 2:
-            stop, reason = item
-            w = record_warning(path.name, reason, stop, nrec)
-            if w:
-                warnings.append(w)
+_WIDE = ("src_hi", "dst_hi", "tun")  # all 0 in an IPv4 capture without tunnels
+_DG_ROWS = 1 << 16  # datagram rows before they first grow
+
+
+def _read_pcap(
+    path: Path, buf: Any, big: bool, mult: int, link: int, dgs: list[tuple[I64, ...]]
+) -> _Got | None:
+    """Classic pcap parsed by one C pass straight into the table's own (narrow) columns
+    (None without a compiler). The columns start at FIRST_ROWS rows (at most what the file
+    can hold) and grow, when full, to what the rest of the file will likely need; the
+    wide columns (`_WIDE`) are given only when a row needs them (no memory for an IPv4
+    capture). Cut to length at the end (realloc: large blocks are remapped, not copied)."""
+    from hopcap.correlate._fastwalk import available, read_pcap
+
+    if not available():
+        return None
+    size = len(buf)
+    most = (size - 24) // 56 + 1  # 56: the smallest record with TCP
+    rows = min(FIRST_ROWS, most)
+    out: dict[str, Any] = {c: None if c in _WIDE else np.empty(rows, _dtype(c)) for c in _COLUMNS}
+    dg = [np.empty(min(_DG_ROWS, (size - 24) // 44 + 1), np.int64) for _ in range(4)]
+    state = np.array([24, 0, 0, 0, 0], np.int64)  # pos, records, rows, datagrams, why
+    while True:
+        read_pcap(buf, (big, mult, MAX_RECORD, link, HEAD), list(out.values()), rows, dg, state)
+        pos, nrec, n, k, why = state.tolist()
+        if why == 4:  # a row with IPv6 addresses or from a tunnel: the wide columns
+            for c in _WIDE:
+                out[c] = np.zeros(rows, _dtype(c))
+        elif why == 3:
+            # the rows (or datagrams) the whole file likely holds, at the rate so far
+            scale = (size - 24) / max(pos - 24, 1)
+            if n >= rows:
+                rows = min(most, max(int(n * scale * 1.05) + 1024, rows + rows // 2))
+                for a in out.values():
+                    if a is not None:
+                        a.resize(rows, refcheck=False)
+            if k >= dg[0].shape[0]:
+                more = max(int(k * scale * 1.05) + 1024, 2 * k)
+                for a in dg:
+                    a.resize(more, refcheck=False)
+        else:
             break
-        k, ts, cols, dg = item[:4]
-        nrec += k
-        if dg[0].shape[0]:
-            dgs.append(dg)
-        m = int(ts.shape[0])
-        if n + m > cap:
-            cap = max(2 * cap, n + m)
-            for a in out.values():
-                a.resize(cap, refcheck=False)
-        out["ts"][n : n + m] = ts
-        for c in _COLUMNS[1:]:
-            if c == "opt_back":
-                out[c][n : n + m] = cols["pl_off"] - cols["opt_off"]
-            elif c in _WORDS:
-                out[c][n : n + m] = cols[c].view(np.uint64)  # the bits, as _from_columns
-            else:
-                out[c][n : n + m] = cols[c]  # the same wrap-around cast as astype
-        n += m
-    for a in out.values():
-        a.resize(n, refcheck=False)
-    t = PacketTable(path=path, buf=buf, records=0, **out)  # type: ignore[arg-type]
+    for c, a in out.items():
+        if a is None:
+            zero = np.int64(0) if c == "tun" else np.uint64(0)
+            out[c] = np.broadcast_to(zero, (n,))
+        else:
+            a.resize(n, refcheck=False)
+    for a in dg:
+        a.resize(k, refcheck=False)
+    if k:
+        dgs.append(tuple(dg))
+    warnings: list[str] = []
+    w = record_warning(path.name, why, pos, nrec)
+    if w:
+        warnings.append(w)
+    t = PacketTable(path=path, buf=buf, records=0, **out)
     return [_narrow(t)], nrec, warnings, None, {link: nrec} if nrec else {}
 
 
@@ -343,7 +361,10 @@ def _finish(path: Path, buf: Any, got: _Got, dgs: list[tuple[I64, ...]]) -> Pack
     t.kernel_drops = kernel_drops
     t.link_types = links
     z = np.zeros(0, np.int64)
-    cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
+    if len(dgs) == 1:
+        cat = list(dgs[0])
+    else:
+        cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
     t.dgram = parse_dgrams(path, buf, *cat)
     return t
 

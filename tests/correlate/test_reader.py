@@ -314,3 +314,33 @@ def test_columns_grown_while_reading_equal_one_allocation(monkeypatch: pytest.Mo
         whole.warnings,
         whole.link_types,
     )
+
+
+@pytest.mark.parametrize("first_rows", [3, 1 << 20])
+def test_wide_columns_given_mid_read_equal_the_numpy_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_rows: int
+) -> None:
+    """The compiled reader writes the high address words (and tun) only once a row needs
+    them: IPv4 rows first, then IPv6, then IPv4 again (the columns grown on the way or
+    not) give the numpy path's table; an IPv4-only capture keeps them without memory."""
+    from hopcap.correlate import _fastwalk, reader
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    v4, v6 = _frames(_conv()), _frames(_conv(v6=True))
+    mixed = write_pcap_raw(tmp_path / "mixed.pcap", v4[:5] + v6 + v4[5:])
+    only4 = write_pcap_raw(tmp_path / "v4.pcap", v4)
+    monkeypatch.setattr(reader, "FIRST_ROWS", first_rows)
+    for p in (mixed, only4):
+        fast = read_capture(p)
+        monkeypatch.setattr(_fastwalk, "disabled", True)
+        slow = read_capture(p)
+        monkeypatch.setattr(_fastwalk, "disabled", False)
+        assert len(fast) == len(slow) > 0 and fast.records == slow.records
+        for col in reader._COLUMNS:
+            a, b = getattr(fast, col), getattr(slow, col)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (p.name, col)
+    t = read_capture(mixed)
+    assert (t.v == 6).sum() == len(v6) and t.src_hi.any()
+    t = read_capture(only4)
+    assert all(getattr(t, c).strides == (0,) for c in ("src_hi", "dst_hi", "tun"))
