@@ -610,6 +610,34 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
     if (m) put_block(out, width, j, c, ts, m);
     st[0] = pos; st[1] = n; st[2] = j + m; st[3] = k; st[4] = reason;
 }
+/* conns.mix (hopcap_mix's values) over columns of any integer width and any stride, read
+   in place: no int64 copy of a narrow column, a broadcast column (stride 0) never
+   materialised. kind: bytes per value, negative when signed (sign-extended as numpy's
+   astype does). Column by column: each pass a sequential read and one update of out. */
+#define MIX_PASS(T) for (long r = 0; r < n; r++) { \
+        uint64_t x = (uint64_t)(int64_t)*(const T *)(p + r * s) * pm + (uint64_t)(i + 1); \
+        x ^= x >> 29; uint64_t h = (out[r] ^ x) * p0; out[r] = h ^ (h >> 32); }
+void hopcap_mix_typed(const void *const *cols, const int64_t *kind, const int64_t *stride,
+                      long ncols, long n, uint64_t *out) {
+    static const uint64_t pr[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                                   0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
+    const uint64_t p0 = pr[0];
+    memset(out, 0, (size_t)n * 8);
+    for (long i = 0; i < ncols; i++) {
+        const char *p = cols[i];
+        long s = stride[i];
+        uint64_t pm = pr[i % 4];
+        switch (kind[i]) {
+        case 8: case -8: MIX_PASS(int64_t) break;
+        case 4: MIX_PASS(uint32_t) break;
+        case -4: MIX_PASS(int32_t) break;
+        case 2: MIX_PASS(uint16_t) break;
+        case -2: MIX_PASS(int16_t) break;
+        case 1: MIX_PASS(uint8_t) break;
+        default: MIX_PASS(int8_t) break;
+        }
+    }
+}
 """
 
 _lib: Any = None
@@ -698,6 +726,8 @@ def _load() -> Any:
     lib.hopcap_place.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p]
     lib.hopcap_halves.restype = ctypes.c_long
     lib.hopcap_halves.argtypes = [p, ctypes.c_long, p, p, p, p, p, p]
+    lib.hopcap_mix_typed.restype = None
+    lib.hopcap_mix_typed.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
     lib.hopcap_read_pcap.restype = None
     lib.hopcap_read_pcap.argtypes = [
         p, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_long,
@@ -743,6 +773,18 @@ def mix_columns(cols: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
     if lib is None:
         return None
     n = int(cols[0].shape[0])
+    arrs = [np.asarray(c) for c in cols]
+    if all(a.ndim == 1 and a.dtype.kind in "iub" for a in arrs):
+        # every column read in place, at its own width and stride
+        out = np.empty(n, np.uint64)
+        if n:
+            ptrs = (ctypes.c_void_p * len(arrs))(*[a.ctypes.data for a in arrs])
+            kind = [-a.itemsize if a.dtype.kind == "i" else a.itemsize for a in arrs]
+            ks = np.array([kind, [a.strides[0] for a in arrs]], np.int64)
+            lib.hopcap_mix_typed(ctypes.cast(ptrs, ctypes.c_void_p), ks[0].ctypes.data,
+                                 ks[1].ctypes.data, len(arrs), n, out.ctypes.data)  # fmt: skip
+        del arrs
+        return out
     keep = [
         np.ascontiguousarray(c.view(np.int64) if c.dtype == np.uint64 else c, np.int64)
         for c in cols

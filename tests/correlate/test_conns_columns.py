@@ -310,3 +310,37 @@ def test_links_on_columns_equal_the_per_half_loop(tmp_path: Path) -> None:
             assert (got.fwd, got.back) == want, (pa.name, pb.name, offset)
             linked += len(got.fwd)
     assert linked > 100
+
+
+def test_mix_reads_every_integer_width_and_stride_in_place() -> None:
+    """The compiled mix reads each column at its own width, signedness and stride (no
+    int64 copies): the values of the numpy path for every integer kind, bool, a strided
+    view and a broadcast."""
+    from hopcap.correlate import _fastwalk
+    from hopcap.correlate.conns import mix
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    rng = np.random.default_rng(7)
+    n = 777
+    cols = [
+        rng.integers(-128, 128, n).astype(np.int8),
+        rng.integers(0, 256, n).astype(np.uint8),
+        rng.integers(0, 2, n) > 0,
+        rng.integers(0, 1 << 16, n).astype(np.uint16),
+        rng.integers(-(1 << 15), 1 << 15, n).astype(np.int16),
+        rng.integers(-(1 << 31), 1 << 31, n).astype(np.int32),
+        rng.integers(0, 1 << 32, n).astype(np.uint32),
+        rng.integers(-(1 << 62), 1 << 62, 3 * n, dtype=np.int64)[::3],
+        np.broadcast_to(np.uint64(1 << 63), (n,)),
+        rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(3),
+    ]
+    for k in range(len(cols)):
+        sel = cols[k:] + cols[:k]  # every kind at every position (the primes cycle)
+        fast = mix(*sel)
+        _fastwalk.disabled = True
+        try:
+            slow = mix(*sel)
+        finally:
+            _fastwalk.disabled = False
+        assert np.array_equal(fast, slow), k
