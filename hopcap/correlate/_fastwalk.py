@@ -25,6 +25,7 @@ I64 = npt.NDArray[np.int64]
 _SRC = r"""
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 static inline uint32_t rd32(const uint8_t *p, int be) {
     return be ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
               : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
@@ -512,34 +513,6 @@ void hopcap_place(const int64_t *gid, long n, const int64_t *rank, long ng, int6
     for (long g = 0; g < ng; g++) start[g + 1] += start[g];
     for (long i = 0; i < n; i++) order[start[rank[gid[i]]]++] = i;
 }
-/* half-connection boundaries over rows in `order` (grouped by tuple key): a half starts at
-   a group's first row and at a SYN whose seq differs from the group's previous SYN (or
-   that has none before it); has_ts[h]: a row of half h carries a TSval. Returns halves. */
-long hopcap_halves(const int64_t *order, long n, const uint64_t *tkey, const int16_t *flags,
-                   const int64_t *seq, const int64_t *tsval, int64_t *starts, uint8_t *has_ts) {
-    long nh = 0;
-    uint64_t pk = 0;
-    int64_t last = -1;
-    int acc = 0;
-    for (long i = 0; i < n; i++) {
-        int64_t r = order[i];
-        uint64_t k = tkey[r];
-        int syn = (flags[r] & 0x02) != 0;
-        int b = i == 0 || k != pk;
-        if (b) last = -1;
-        else if (syn && last != seq[r]) b = 1;
-        if (b) {
-            if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
-            starts[nh++] = i;
-            acc = 0;
-        }
-        if (tsval[r] >= 0) acc = 1;
-        if (syn) last = seq[r];
-        pk = k;
-    }
-    if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
-    return nh;
-}
 /* ---- read ---- */
 /* Classic pcap in one pass straight into the table's own columns (reader._read_pcap):
    no chunk buffer to copy from, no numpy pass per column. Records are parsed into a small
@@ -617,15 +590,16 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
 #define MIX_PASS(T) for (long r = 0; r < n; r++) { \
         uint64_t x = (uint64_t)(int64_t)*(const T *)(p + r * s) * pm + (uint64_t)(i + 1); \
         x ^= x >> 29; uint64_t h = (out[r] ^ x) * p0; out[r] = h ^ (h >> 32); }
-void hopcap_mix_typed(const void *const *cols, const int64_t *kind, const int64_t *stride,
-                      long ncols, long n, uint64_t *out) {
+/* rows [r0, r0 + n) of the columns */
+static void mix_rows(const void *const *cols, const int64_t *kind, const int64_t *stride,
+                     long ncols, long r0, long n, uint64_t *out) {
     static const uint64_t pr[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
                                    0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
     const uint64_t p0 = pr[0];
     memset(out, 0, (size_t)n * 8);
     for (long i = 0; i < ncols; i++) {
-        const char *p = cols[i];
         long s = stride[i];
+        const char *p = (const char *)cols[i] + r0 * s;
         uint64_t pm = pr[i % 4];
         switch (kind[i]) {
         case 8: case -8: MIX_PASS(int64_t) break;
@@ -637,6 +611,85 @@ void hopcap_mix_typed(const void *const *cols, const int64_t *kind, const int64_
         default: MIX_PASS(int8_t) break;
         }
     }
+}
+void hopcap_mix_typed(const void *const *cols, const int64_t *kind, const int64_t *stride,
+                      long ncols, long n, uint64_t *out) {
+    mix_rows(cols, kind, stride, ncols, 0, n, out);
+}
+/* conns._build_halves' index in two passes over the rows, in row order, with no per-row
+   tuple key kept: (1) every row's tuple key (conns.mix of the six tuple columns, a block
+   at a time) grouped with a hash table of its own (grown 4x, rehashed, when half full):
+   gid[i], and per group its key and rows (gkey, gcount: room for n groups); returns the
+   groups, -1 when no memory. The caller ranks the groups by key; (2) hopcap_index_place. */
+#define KEY_BLOCK 2048
+static int grow_table(uint64_t **tk, int64_t **tv, long *cap, const uint64_t *gkey, long g) {
+    long nc = *cap * 4;
+    uint64_t *k = malloc((size_t)nc * 8), m = (uint64_t)nc - 1;
+    int64_t *v = malloc((size_t)nc * 8);
+    if (!k || !v) { free(k); free(v); return 0; }
+    memset(v, 0xFF, (size_t)nc * 8);
+    for (long q = 0; q < g; q++) {
+        uint64_t s = hmix(gkey[q]) & m;
+        while (v[s] >= 0) s = (s + 1) & m;
+        k[s] = gkey[q]; v[s] = q;
+    }
+    free(*tk); free(*tv);
+    *tk = k; *tv = v; *cap = nc;
+    return 1;
+}
+long hopcap_index_groups(const void *const *cols, const int64_t *kind, const int64_t *stride,
+                         long n, int32_t *gid, uint64_t *gkey, int64_t *gcount) {
+    long cap = 1 << 12, g = 0;
+    uint64_t *tk = NULL, key[KEY_BLOCK];
+    int64_t *tv = NULL;
+    cap /= 4;
+    if (!grow_table(&tk, &tv, &cap, gkey, 0)) return -1;
+    for (long r0 = 0; r0 < n; r0 += KEY_BLOCK) {
+        long b = n - r0 < KEY_BLOCK ? n - r0 : KEY_BLOCK;
+        mix_rows(cols, kind, stride, 6, r0, b, key);
+        for (long j = 0; j < b; j++) {
+            uint64_t k = key[j], m = (uint64_t)cap - 1, s = hmix(k) & m;
+            while (tv[s] >= 0 && tk[s] != k) s = (s + 1) & m;
+            if (tv[s] < 0) {
+                if (2 * (g + 1) > cap) {
+                    if (!grow_table(&tk, &tv, &cap, gkey, g)) { free(tk); free(tv); return -1; }
+                    m = (uint64_t)cap - 1; s = hmix(k) & m;
+                    while (tv[s] >= 0) s = (s + 1) & m;
+                }
+                tk[s] = k; tv[s] = g; gkey[g] = k; gcount[g] = 0; g++;
+            }
+            gid[r0 + j] = (int32_t)tv[s];
+            gcount[tv[s]]++;
+        }
+    }
+    free(tk); free(tv);
+    return g;
+}
+/* (2) every row placed in `order` after the rows of the groups before its own (at[g]: the
+   first place of group g, by key rank; advanced as rows are placed), and the halves cut
+   as conns._half_starts cuts them, in the same row-order pass: a half starts at a group's
+   first row and at a SYN whose seq differs from the group's last SYN (or that has none
+   before it). Per half: its first place in `order` and whether a row carries a TSval, in
+   the order the halves start in the file (the caller sorts them by place). Returns the
+   halves. */
+long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *gstart,
+                        const int16_t *flags, const int64_t *seq, const int64_t *tsval,
+                        int64_t *last, int64_t *cur, int64_t *order, int64_t *hstart,
+                        uint8_t *has_ts) {
+    long nh = 0;
+    for (long i = 0; i < n; i++) {
+        long g = gid[i];
+        int64_t p = at[g]++;
+        order[p] = i;
+        int syn = (flags[i] & 0x02) != 0;
+        if (p == gstart[g]) { last[g] = -1; cur[g] = -1; }
+        if (cur[g] < 0 || (syn && last[g] != seq[i])) {
+            hstart[nh] = p; has_ts[nh] = 0; cur[g] = nh++;
+        }
+        if (tsval[i] >= 0) has_ts[cur[g]] = 1;
+        if (syn) last[g] = seq[i];
+    }
+    return nh;
 }
 """
 
@@ -724,10 +777,12 @@ def _load() -> Any:
     lib.hopcap_groups.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p, p]
     lib.hopcap_place.restype = None
     lib.hopcap_place.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p]
-    lib.hopcap_halves.restype = ctypes.c_long
-    lib.hopcap_halves.argtypes = [p, ctypes.c_long, p, p, p, p, p, p]
     lib.hopcap_mix_typed.restype = None
     lib.hopcap_mix_typed.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
+    lib.hopcap_index_groups.restype = ctypes.c_long
+    lib.hopcap_index_groups.argtypes = [p, p, p, ctypes.c_long, p, p, p]
+    lib.hopcap_index_place.restype = ctypes.c_long
+    lib.hopcap_index_place.argtypes = [p, ctypes.c_long, p, p, p, p, p, p, p, p, p, p]
     lib.hopcap_read_pcap.restype = None
     lib.hopcap_read_pcap.argtypes = [
         p, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_long,
@@ -1068,28 +1123,6 @@ def walk_parse_pcap(
     return gen()
 
 
-def half_starts(
-    order: I64, tkey: npt.NDArray[np.uint64], flags: Any, seq: Any, tsval: Any
-) -> tuple[I64, npt.NDArray[np.bool_]] | None:
-    """Where each half-connection starts among the rows in `order` (grouped by `tkey`) and
-    whether it has a TSval, in one C pass (None without it): the boundaries of
-    conns._build_halves' numpy path."""
-    lib = _load()
-    if lib is None:
-        return None
-    n = int(order.shape[0])
-    o = np.ascontiguousarray(order, np.int64)
-    k = np.ascontiguousarray(tkey, np.uint64)
-    fl = np.ascontiguousarray(flags, np.int16)
-    sq = np.ascontiguousarray(seq, np.int64)
-    tv = np.ascontiguousarray(tsval, np.int64)
-    starts = np.empty(n, np.int64)
-    has = np.zeros(n, np.uint8)
-    nh = lib.hopcap_halves(o.ctypes.data, n, k.ctypes.data, fl.ctypes.data, sq.ctypes.data,
-                           tv.ctypes.data, starts.ctypes.data, has.ctypes.data)  # fmt: skip
-    return starts[:nh], has[:nh].astype(bool)
-
-
 def read_pcap(
     buf: Any, pcap: tuple[bool, int, int, int, int], out: list[Any], rows: int, dg: list[I64],
     state: I64,
@@ -1114,3 +1147,49 @@ def read_pcap(
     )  # fmt: skip
     del keep
     return True
+
+
+def index_halves(
+    tuple_cols: tuple[Any, ...], flags: Any, seq: Any, tsval: Any
+) -> tuple[I64, I64, npt.NDArray[np.bool_], npt.NDArray[np.uint64]] | None:
+    """conns._build_halves' index in two C passes (None without a compiler): the rows
+    ordered as `np.argsort(mix(*tuple_cols), kind="stable")`, where each half starts in
+    that order and whether it has a TSval (`conns._half_starts`), and the tuple key of each half,
+    with no tuple key per row kept and no gather of a row's fields in `order`."""
+    lib = _load()
+    n = int(flags.shape[0])
+    if lib is None or n >= 1 << 31:
+        return None
+    arrs = [np.asarray(c) for c in tuple_cols]
+    if len(arrs) != 6 or not all(a.ndim == 1 and a.dtype.kind in "iub" for a in arrs):
+        return None
+    ptrs = (ctypes.c_void_p * 6)(*[a.ctypes.data for a in arrs])
+    kind = [-a.itemsize if a.dtype.kind == "i" else a.itemsize for a in arrs]
+    ks = np.array([kind, [a.strides[0] for a in arrs]], np.int64)
+    gid = np.empty(n, np.int32)
+    gkey, gcount = np.empty(n, np.uint64), np.empty(n, np.int64)  # only ng rows touched
+    ng = lib.hopcap_index_groups(ctypes.cast(ptrs, ctypes.c_void_p), ks[0].ctypes.data,
+                                 ks[1].ctypes.data, n, gid.ctypes.data, gkey.ctypes.data,
+                                 gcount.ctypes.data)  # fmt: skip
+    if ng < 0:
+        return None
+    gkey, gcount = gkey[:ng], gcount[:ng]
+    by_key = np.argsort(gkey)  # distinct keys: any sort
+    gstart = np.empty(ng, np.int64)
+    gstart[by_key] = np.cumsum(gcount[by_key]) - gcount[by_key]
+    at = gstart.copy()
+    fl = np.ascontiguousarray(flags, np.int16)
+    sq = np.ascontiguousarray(seq, np.int64)
+    tv_ = np.ascontiguousarray(tsval, np.int64)
+    last, cur = np.empty(ng, np.int64), np.empty(ng, np.int64)
+    order = np.empty(n, np.int64)
+    hstart = np.empty(n, np.int64)
+    has = np.empty(n, np.uint8)
+    nh = lib.hopcap_index_place(gid.ctypes.data, n, at.ctypes.data, gstart.ctypes.data,
+                                fl.ctypes.data, sq.ctypes.data, tv_.ctypes.data, last.ctypes.data,
+                                cur.ctypes.data, order.ctypes.data, hstart.ctypes.data,
+                                has.ctypes.data)  # fmt: skip
+    del arrs
+    o = np.argsort(hstart[:nh])  # distinct places
+    starts = hstart[:nh][o]
+    return order, starts, has[:nh][o].astype(bool), gkey[gid[order[starts]]]
