@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,9 @@ def test_plain_values_are_what_typer_makes_of_them() -> None:
 
 
 def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
-    """`hopcap correlate ... --json` with str and list options (the common run) never
-    imports pydantic; the verdict is the one typer's own coercion gives."""
+    """`hopcap correlate ... --json` with str, int and list options never imports
+    pydantic, and numpy (imported after `main` set it up) asks for no huge pages; the
+    verdict is the one typer's own coercion gives."""
     cap = REALDATA / "tcpreplay" / "test.pcap"
     args = ["correlate", f"a={cap}", f"b={cap}", "--json", "--jobs", "1", "--memory", "8G",
             "--host", "a=198.51.100.1", "--target", "198.51.100.1:80"]  # fmt: skip
@@ -78,9 +80,14 @@ def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
         "print('PYDANTIC' if 'pydantic' in sys.modules else 'NO-PYDANTIC', file=sys.stderr)\n"
+        "from numpy._core import multiarray\n"
+        "print('HUGEPAGES', multiarray._set_madvise_hugepage(True), file=sys.stderr)\n"
     )
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert r.stderr.strip().splitlines()[-1] == "NO-PYDANTIC", r.stderr
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    r = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert r.stderr.strip().splitlines()[-2:] == ["NO-PYDANTIC", "HUGEPAGES False"], r.stderr
     # typer's own way (what `app` does without `main`): the same verdict
     from typer.testing import CliRunner
 
