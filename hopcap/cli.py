@@ -1154,6 +1154,9 @@ def correlate_cmd(
     # a one-shot command: the cyclic collector would walk the verdict's objects again and
     # again while they are built and encoded (there are no cycles worth collecting)
     gc.disable()
+    # and its process ends without freeing them (a dask client is closed properly)
+    global _QUICK_EXIT
+    _QUICK_EXIT = dask is None
     kw: dict[str, Any] = {
         "jobs": _jobs(jobs),
         "dask": dask,
@@ -1487,3 +1490,23 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as done:
+        if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
+            _quick_exit(done.code or 0)
+        raise
+
+
+# set by a command whose process holds nothing to release but memory when it returns
+_QUICK_EXIT = False
+
+
+def _quick_exit(code: int) -> NoReturn:
+    """End the process now: the output and the log flushed, the interpreter's teardown
+    (freeing every object of a large verdict one by one: 0.12-0.16 s of a 1.6 M-packet
+    correlate) skipped; the kernel takes the memory back at once."""
+    logging.shutdown()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)

@@ -74,6 +74,8 @@ def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
             "--host", "a=198.51.100.1", "--target", "198.51.100.1:80"]  # fmt: skip
     probe = (
         "import sys, runpy\n"
+        "import hopcap.cli\n"
+        "hopcap.cli._quick_exit = sys.exit  # come back here after the command\n"
         f"sys.argv = ['hopcap', *{args!r}]\n"
         "try:\n"
         "    runpy.run_module('hopcap', run_name='__main__')\n"
@@ -97,3 +99,41 @@ def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
         ref = CliRunner().invoke(cli.app, args)
     assert ref.exit_code == 0, ref.output
     assert r.stdout == ref.stdout
+
+
+def _run_main(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`hopcap ARGS` through `main`, with an exit handler that tells whether the
+    interpreter's teardown ran."""
+    probe = (
+        "import atexit, sys, runpy\n"
+        "atexit.register(lambda: print('TEARDOWN', file=sys.stderr))\n"
+        f"sys.argv = ['hopcap', *{args!r}]\n"
+        "runpy.run_module('hopcap', run_name='__main__')\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+
+
+def test_correlate_ends_without_teardown(tmp_path: Path) -> None:
+    """A finished correlate leaves at once (its objects are not freed one by one): the
+    verdict whole on stdout, the exit code and the message of a partial run kept; other
+    commands end as usual."""
+    import json
+    import struct
+
+    from hopcap.errors import EXIT_PARTIAL
+
+    cap = REALDATA / "tcpreplay" / "test.pcap"
+    r = _run_main(["correlate", f"a={cap}", f"b={cap}", "--json"])
+    assert r.returncode == 0, r.stderr
+    assert "TEARDOWN" not in r.stderr
+    assert json.loads(r.stdout)["points"]
+    # a point of a link type hopcap cannot read: the run is partial (exit 4, and why)
+    wifi = tmp_path / "wifi.pcap"
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 105)
+    wifi.write_bytes(head + struct.pack("<IIII", 1, 0, 10, 10) + bytes(10))
+    r = _run_main(["correlate", f"a={cap}", f"b={wifi}", "--json"])
+    assert r.returncode == EXIT_PARTIAL, r.stderr
+    assert "incomplete: nothing could be used of b" in r.stderr
+    assert "TEARDOWN" not in r.stderr and json.loads(r.stdout)["points"]
+    r = _run_main(["lab", "--help"])
+    assert r.returncode == 0 and "TEARDOWN" in r.stderr
