@@ -45,10 +45,12 @@ plan = plan_stages([a, b])
 c0, f0 = ru()
 pts = engine.read_points(plan.points, tables=plan.tables, threads=1)
 c1, f1 = ru()
-st = dict(line.split()[:2] for line in open("/proc/self/status"))
+st = dict(line.split()[:2] for line in open("/proc/self/status") if len(line.split()) > 1)
 n = sum(len(p.pc.table) + len(p.pc.table.dgram) for p in pts)
 beyond = int(st["VmHWM:"]) - int(st["RssFile:"])
-print(json.dumps({"cpu": c1 - c0, "faults": f1 - f0, "beyond_kb": beyond, "rows": n}))
+import hopcap
+print(json.dumps({"cpu": c1 - c0, "faults": f1 - f0, "beyond_kb": beyond, "rows": n,
+                  "tree": str(Path(hopcap.__file__).parent.parent)}))
 """
 
 
@@ -62,8 +64,11 @@ def _env(tree: Path, **extra: str) -> dict[str, str]:
 
 
 def _child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, bytes]:
-    """CPU (user + sys) and minor faults of one child process, and its stdout."""
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    """CPU (user + sys) and minor faults of one child process, and its stdout. It runs in
+    its tree (`python -c` and `-m` put the working directory first on sys.path)."""
+    p = subprocess.Popen(
+        cmd, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     out = p.stdout.read() if p.stdout else b""
     _pid, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -82,6 +87,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     trees = {"this": HERE, "before": args.before.resolve()}
+    args.a, args.b = args.a.resolve(), args.b.resolve()
     py = sys.executable
     best: dict[tuple[str, str], dict[str, Any]] = {}
     verdicts: dict[str, bytes] = {}
@@ -96,7 +102,9 @@ def main() -> int:
         for name, tree in trees.items():  # interleaved: both see the same machine
             env = _env(tree, OPENBLAS_NUM_THREADS="1", NUMPY_MADVISE_HUGEPAGE="0")
             _cpu, _f, out = _child([py, "-c", READ, str(args.a), str(args.b)], env)
-            keep((name, "read"), json.loads(out))
+            which = json.loads(out)
+            assert which["tree"] == str(tree), (which["tree"], tree)
+            keep((name, "read"), which)
             cpu, faults, out = _child([py, *e2e], _env(tree))
             verdicts[name] = out
             keep((name, "e2e"), {"cpu": cpu, "faults": faults})

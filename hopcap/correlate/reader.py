@@ -171,11 +171,13 @@ def walk_records(path: Path, buf: Any) -> Records:
 
 HEAD = 256  # header bytes of a record parsed: link, tags, tunnels, IPv6 + extensions, TCP options
 CHUNK = 1 << 18
-# records per call of the one-pass C parser (classic pcap): its column buffer (25 int64
-# columns) is reused for every chunk, and at 32 k rows (6.5 MB) it stays in the caches
-# between the C loop that writes it and the numpy copies that read it; 256 k rows (51 MB)
-# made reading a 1.6 M-packet capture pair ~15 % slower
-PARSE_CHUNK = 1 << 15
+# records per call of the chunked C parser (`_fastwalk.walk_parse_pcap`, the time slices'
+# reader): its column buffer (24 int64 columns) is reused for every chunk, and at ~32 k rows
+# (6.5 MB) it stays in the caches between the C loop that writes it and the numpy copies
+# that read it; 256 k rows (51 MB) made reading a 1.6 M-packet pair ~15 % slower. The
+# columns are this many rows apart: never a power of two, or row j of all 24 falls in one
+# cache set and they evict each other (1 << 15 parsed a 390 MB capture 3x slower)
+PARSE_CHUNK = (1 << 15) + 24
 
 _COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
             "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
