@@ -691,6 +691,41 @@ long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *
     }
     return nh;
 }
+/* pcapng's enhanced packet blocks in one C pass: capfile.walk.RecordWalk._pcapng's loop
+   for the block nearly every record is. From byte pos, every EPB whose interface is known
+   and whose lengths pass that loop's checks; it returns (n records, *pos_out the block it
+   stopped at) at any other block, at anything the loop would warn about, at the end, or
+   after maxn records: the Python loop takes it from there, with the same records,
+   warnings and facts. ifl: per interface, (link, mul, div, tsoffset in s) as the loop
+   keeps them; a timestamp that does not fit int64 is left to it too. */
+long hopcap_walk_pcapng(const uint8_t *buf, long size, long pos, int be, long maxrec,
+                        const int64_t *ifl, long nif, long maxn, int64_t *offs, int64_t *caps,
+                        int64_t *ts, int64_t *links, int64_t *origs, int64_t *ifs,
+                        long *pos_out) {
+    long n = 0, pf = pos & ~63L;
+    while (n < maxn && pos + 12 <= size) {
+        uint32_t btype = rd32(buf + pos, be), blen = rd32(buf + pos + 4, be);
+        if (btype != 6 || blen < 32 || blen % 4 || (long)blen > maxrec + 4096 ||
+            pos + (long)blen > size) break;
+        long body = pos + 8, end = pos + (long)blen - 4;
+        uint32_t iface = rd32(buf + body, be), th = rd32(buf + body + 4, be);
+        uint32_t tl = rd32(buf + body + 8, be), cap = rd32(buf + body + 12, be);
+        uint32_t orig = rd32(buf + body + 16, be);
+        if (iface >= (uint64_t)nif || body + 20 + (long)cap > end) break;
+        const int64_t *f = ifl + 4 * iface;
+        unsigned __int128 ticks = ((uint64_t)th << 32) | tl;
+        __int128 v = (__int128)(ticks * (uint64_t)f[1] / (uint64_t)f[2]) +
+                     (__int128)f[3] * 1000000000;
+        if (v > INT64_MAX || v < INT64_MIN) break;
+        pf = stream_ahead(buf, size, pf, pos + (long)blen);
+        offs[n] = body + 20; caps[n] = cap; ts[n] = (int64_t)v; links[n] = f[0];
+        origs[n] = orig; ifs[n] = iface;
+        n++;
+        pos += blen;
+    }
+    *pos_out = pos;
+    return n;
+}
 """
 
 _lib: Any = None
@@ -783,6 +818,11 @@ def _load() -> Any:
     lib.hopcap_index_groups.argtypes = [p, p, p, ctypes.c_long, p, p, p]
     lib.hopcap_index_place.restype = ctypes.c_long
     lib.hopcap_index_place.argtypes = [p, ctypes.c_long, p, p, p, p, p, p, p, p, p, p]
+    lib.hopcap_walk_pcapng.restype = ctypes.c_long
+    lib.hopcap_walk_pcapng.argtypes = [
+        p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_long, p, ctypes.c_long,
+        ctypes.c_long, p, p, p, p, p, p, ctypes.POINTER(ctypes.c_long),
+    ]  # fmt: skip
     lib.hopcap_read_pcap.restype = None
     lib.hopcap_read_pcap.argtypes = [
         p, ctypes.c_long, ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_long,
@@ -1193,3 +1233,33 @@ def index_halves(
     o = np.argsort(hstart[:nh])  # distinct places
     starts = hstart[:nh][o]
     return order, starts, has[:nh][o].astype(bool), gkey[gid[order[starts]]]
+
+
+def walk_pcapng(
+    buf: Any, pos: int, big_endian: bool, max_record: int,
+    ifaces: list[tuple[int, int, int, int, int]], maxn: int,
+) -> tuple[tuple[I64, ...], int] | None:  # fmt: skip
+    """hopcap_walk_pcapng: the enhanced packet blocks from byte `pos` (`ifaces`: the
+    section's (link, snaplen, mul, div, tsoffset) as capfile.walk keeps them): (off, cap,
+    ts, link, orig, iface) arrays and the block it stopped at; None without a compiler
+    or when an interface's clock does not fit 64-bit arithmetic."""
+    lib = _load()
+    if lib is None or not ifaces or maxn <= 0:
+        return None
+    big = 1 << 62
+    clocks = [(lk, mul, div, off) for lk, _snap, mul, div, off in ifaces]
+    if not all(
+        0 < mul < big and 0 < div < big and abs(off) < 1 << 32 for _, mul, div, off in clocks
+    ):
+        return None
+    ifl = np.array(clocks, np.int64)
+    addr, keep = _addr(buf)
+    n = min(maxn, (len(buf) - pos) // 32 + 1)
+    out = np.empty((6, n), np.int64)
+    stop = ctypes.c_long(0)
+    k = lib.hopcap_walk_pcapng(
+        addr, len(buf), pos, int(big_endian), max_record, ifl.ctypes.data, ifl.shape[0], n,
+        *(out[i].ctypes.data for i in range(6)), ctypes.byref(stop),
+    )  # fmt: skip
+    del keep
+    return tuple(out[i, :k].copy() for i in range(6)), stop.value
