@@ -246,7 +246,12 @@ class RecordWalk:
         while pos < size:
             if len(offs) + held >= chunk:
                 yield flush()
-            if self.fast_ng is not None and ifaces and bytes(buf[pos : pos + 4]) != PCAPNG_SHB:
+            if (
+                self.fast_ng is not None
+                and ifaces
+                and pos + 12 <= size
+                and struct.unpack_from(endian + "I", buf, pos)[0] == 6  # a packet block
+            ):
                 got = self.fast_ng(
                     buf, pos, endian == ">", MAX_RECORD, ifaces, chunk - len(offs) - held
                 )

@@ -1254,7 +1254,7 @@ def walk_pcapng(
         return None
     ifl = np.array(clocks, np.int64)
     addr, keep = _addr(buf)
-    n = min(maxn, (len(buf) - pos) // 32 + 1)
+    n = min(maxn, 1 << 12, (len(buf) - pos) // 32 + 1)  # called again while blocks come
     out = np.empty((6, n), np.int64)
     stop = ctypes.c_long(0)
     k = lib.hopcap_walk_pcapng(
