@@ -49,6 +49,11 @@ CHUNK = 1 << 18
 # record header, 3 `maxn` records read (call again from the stop byte)
 PcapChunk = tuple[I64, I64, I64, int, int]
 FastPcap = Callable[[Any, int, bool, int, int, int], PcapChunk | None]
+# pcapng's packet blocks in C (hopcap.correlate._fastwalk.walk_pcapng)
+FastPcapng = Callable[
+    [Any, int, bool, int, list[tuple[int, int, int, int, int]], int],
+    tuple[tuple[npt.NDArray[np.int64], ...], int] | None,
+]
 
 
 class CaptureFileError(HopcapError):
@@ -103,11 +108,14 @@ class RecordWalk:
     """Walk a mapped capture: iterate `chunks()`; afterwards `warnings`, `kernel_drops`,
     `records` (how many were walked) and `links` (the link types declared) are final."""
 
-    def __init__(self, path: Path, buf: Any, fast: FastPcap | None = None) -> None:
+    def __init__(
+        self, path: Path, buf: Any, fast: FastPcap | None = None, fast_ng: FastPcapng | None = None
+    ) -> None:
         self.path = path
         self.name = path.name
         self.buf = buf
         self.fast = fast
+        self.fast_ng = fast_ng
         self.warnings: list[str] = []
         self.kernel_drops: int | None = None
         self.records = 0
@@ -203,25 +211,57 @@ class RecordWalk:
         last_ts = 0
         name = self.name
 
+        # records walked by `fast_ng` (arrays), in file order with those of the lists
+        done: list[tuple[npt.NDArray[np.int64], ...]] = []
+        held = 0  # records in `done`
+
+        def lists_out() -> None:
+            nonlocal held
+            if offs:
+                held += len(offs)
+                done.append(
+                    tuple(np.array(x, np.int64) for x in (offs, caps, tss, links, origs, ifs))
+                )
+                for x in (offs, caps, tss, links, origs, ifs):
+                    x.clear()
+
         def flush() -> Records:
-            self.records += len(offs)
-            a = [np.array(x, np.int64) for x in (offs, caps, tss, links, origs, ifs)]
-            r = Records(a[0], a[1], a[2], a[3], a[4], a[5])
-            for x in (offs, caps, tss, links, origs, ifs):
-                x.clear()
-            return r
+            nonlocal held
+            lists_out()
+            self.records += sum(int(d[0].shape[0]) for d in done)
+            a = [np.concatenate([d[i] for d in done]) if len(done) > 1 else done[0][i]
+                 for i in range(6)]  # fmt: skip
+            done.clear()
+            held = 0
+            return Records(a[0], a[1], a[2], a[3], a[4], a[5])
 
         def damage(what: str, after: str = "") -> None:
             """`name: what at byte N after (read K packets before it...)`, as for pcap."""
             rest = "" if what.startswith("truncated") else "; the rest is ignored"
             self.warnings.append(
                 f"{name}: {what} at byte {pos}{after} "
-                f"(read {self.records + len(offs)} packets before it{rest})"
+                f"(read {self.records + held + len(offs)} packets before it{rest})"
             )
 
         while pos < size:
-            if len(offs) >= chunk:
+            if len(offs) + held >= chunk:
                 yield flush()
+            if (
+                self.fast_ng is not None
+                and ifaces
+                and pos + 12 <= size
+                and struct.unpack_from(endian + "I", buf, pos)[0] == 6  # a packet block
+            ):
+                got = self.fast_ng(
+                    buf, pos, endian == ">", MAX_RECORD, ifaces, chunk - len(offs) - held
+                )
+                if got is not None and got[0][0].shape[0]:
+                    lists_out()
+                    done.append(got[0])
+                    held += int(got[0][0].shape[0])
+                    last_ts = int(got[0][2][-1])
+                    pos = got[1]
+                    continue
             if pos + 12 > size:
                 damage("truncated: block", " is incomplete")
                 break
@@ -298,7 +338,7 @@ class RecordWalk:
                         (v,) = struct.unpack_from(endian + "Q", buf, opos)
                         self.kernel_drops = (self.kernel_drops or 0) + int(v)
             pos += blen
-        if offs:
+        if offs or held:
             yield flush()
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import half_starts, mix_columns, stable_order
+from hopcap.correlate._fastwalk import index_halves, mix_columns
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -164,13 +164,12 @@ class HalfCols:
     mate: I64
 
 
-def _mates(n: int, conns: list[Conn]) -> I64:
+def _mates(n: int, pairs: I64) -> I64:
+    """The hid of each half's other direction (-1: none), from (client, server) pairs."""
     mate = np.full(n, -1, np.int64)
-    cs = [(c.c.hid, c.s.hid) for c in conns if c.c is not None and c.s is not None]
-    if cs:
-        pair = np.array(cs, np.int64)
-        mate[pair[:, 0]] = pair[:, 1]
-        mate[pair[:, 1]] = pair[:, 0]
+    both = pairs[(pairs[:, 0] >= 0) & (pairs[:, 1] >= 0)]
+    mate[both[:, 0]] = both[:, 1]
+    mate[both[:, 1]] = both[:, 0]
     return mate
 
 
@@ -224,8 +223,9 @@ def hids(halves: list[Half | None]) -> I64:
 
 
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
-    """`half_starts` in numpy: where each half starts among the rows in `order` (`tk`
-    their tuple keys), and whether it has a TSval."""
+    """Where each half starts among the rows in `order` (`tk` their tuple keys), and
+    whether it has a TSval: a tuple's first row starts one, and a SYN whose seq is not
+    that of the tuple's previous SYN (numpy; `_fastwalk.index_halves` in C)."""
     n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
@@ -252,16 +252,18 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     n = len(t)
     if n == 0:
         return [], None, np.zeros(0, np.int64)
-    tkey = mix(t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
-    # file order within a tuple: a capture writes packets as the kernel saw them, and a
-    # bogus timestamp (some tools write 0 for packets they forge) must not move them
-    fast = stable_order(tkey)
-    order = fast if fast is not None else np.argsort(tkey, kind="stable")
-    fast_b = half_starts(order, tkey, t.flags, t.seq, t.tsval)
-    if fast_b is not None:
-        starts, has_ts = fast_b
+    # rows grouped by tuple key, in file order within a tuple: a capture writes packets as
+    # the kernel saw them, and a bogus timestamp (some tools write 0 for packets they
+    # forge) must not move them
+    tuple_cols = (t.src_hi, t.src_lo, t.dst_hi, t.dst_lo, t.sport, t.dport)
+    fast = index_halves(tuple_cols, t.flags, t.seq, t.tsval)
+    if fast is not None:
+        order, starts, has_ts, tkey0 = fast
     else:
+        tkey = mix(*tuple_cols)
+        order = np.argsort(tkey, kind="stable")
         starts, has_ts = _half_starts(t, order, tkey[order])
+        tkey0 = tkey[order[starts]]
     ends = np.append(starts[1:], n)
     # every half's first-row fields gathered at once (a numpy scalar read per field and
     # half costs more than the rest of this function)
@@ -273,7 +275,7 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     fields = zip(
         starts.tolist(),
         ends.tolist(),
-        tkey[r0].tolist(),
+        tkey0.tolist(),
         rkey.tolist(),
         t.v[r0].tolist(),
         t.src_hi[r0].tolist(),
@@ -293,7 +295,7 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     )
     first_ts = t.ts[r0].astype(np.int64)
     cols = HalfCols(
-        syn0, syn_ack, has_ts, tkey[r0], t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
+        syn0, syn_ack, has_ts, tkey0, t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
         t.dport[r0].astype(np.int64), first_ts, r0, t.ts[order[ends - 1]].astype(np.int64),
         rkey, t.ack[r0].astype(np.int64), starts, ends, t.v[r0] == 4,
         np.full(starts.shape[0], -1, np.int64),
@@ -324,10 +326,16 @@ def build_conns(t: PacketTable, halves: list[Half], cols: HalfCols | None = None
     columns (`cols`), the tuples that carry one half each way or one alone (nearly every
     connection) are paired on the columns at once, the others by the loop; the same
     connections in the same order."""
+    return _conns_of(halves, _pairs(t, halves, cols))
+
+
+def _pairs(t: PacketTable, halves: list[Half], cols: HalfCols | None) -> I64:
+    """The connections of `halves` as an (n, 2) array of (client hid, server hid), -1 for
+    none, in order of their opening half's first packet (`build_conns`)."""
     n = len(halves)
     if cols is None or n == 0:
         pos = {h.hid: i for i, h in enumerate(sorted(halves, key=lambda x: x.first_ts))}
-        got = _conns_loop(t, sorted(halves, key=lambda x: x.first_ts), pos)
+        got = np.array(_conns_loop(t, sorted(halves, key=lambda x: x.first_ts), pos), np.int64)
     else:
         rank = np.empty(n, np.int64)
         rank[np.argsort(cols.first_ts, kind="stable")] = np.arange(n, dtype=np.int64)
@@ -336,13 +344,19 @@ def build_conns(t: PacketTable, halves: list[Half], cols: HalfCols | None = None
         if others.shape[0]:
             others = others[np.argsort(rank[others], kind="stable")]
             ranks = rank.tolist()
-            got += _conns_loop(t, [halves[i] for i in others.tolist()], ranks)
-        got.sort()
+            more = np.array(_conns_loop(t, [halves[i] for i in others.tolist()], ranks), np.int64)
+            got = np.concatenate([got, more.reshape(-1, 3)])
+    got = got.reshape(-1, 3)
+    # every connection's opening half is its own: ranks are distinct, the order total
+    return got[np.argsort(got[:, 0], kind="stable"), 1:]
+
+
+def _conns_of(halves: list[Half], pairs: I64) -> list[Conn]:
     conns: list[Conn] = []
-    for cid, (_rank, ci, si) in enumerate(got):
+    for cid, (ci, si) in enumerate(pairs.tolist()):
         c = halves[ci] if ci >= 0 else None
         s = halves[si] if si >= 0 else None
-        conns.append(Conn(cid=cid, c=c, s=s))
+        conns.append(Conn(cid, c, s))
         if c is not None:
             c.conn = cid
         if s is not None:
@@ -350,11 +364,11 @@ def build_conns(t: PacketTable, halves: list[Half], cols: HalfCols | None = None
     return conns
 
 
-def _conns_simple(cols: HalfCols, rank: I64) -> tuple[list[tuple[int, int, int]], Any]:
+def _conns_simple(cols: HalfCols, rank: I64) -> tuple[I64, Any]:
     """The connections of the halves whose tuple carries no other half, and whose reverse
     tuple at most one (which then carries no other either): (rank of the half that opens
-    it, client half, server half) each (-1: none), and which halves those are. The
-    decisions of `_conns_loop` for such a pair, on columns."""
+    it, client half, server half) each (-1: none) as rows of an (n, 3) array, and which
+    halves those are. The decisions of `_conns_loop` for such a pair, on columns."""
     n = rank.shape[0]
     uk, inv, cnt = np.unique(cols.tkey, return_inverse=True, return_counts=True)
     holder = np.empty(uk.shape[0], np.int64)
@@ -384,18 +398,13 @@ def _conns_simple(cols: HalfCols, rank: I64) -> tuple[list[tuple[int, int, int]]
     paired = has & (decisive | ~(later_syn | two_syns | far))
     client = _client_cols(cols)
     h_first = client[h] | (paired & syn[rr] & synack[rr])
-    out: list[tuple[int, int, int]] = []
-    for hh, rr_, p, hf, rk_h, rk_r, cl_r in zip(
-        h.tolist(), r.tolist(), paired.tolist(), h_first.tolist(), rank[h].tolist(),
-        rank[rr].tolist(), client[rr].tolist(), strict=True,
-    ):  # fmt: skip
-        if p:
-            out.append((rk_h, hh, rr_) if hf else (rk_h, rr_, hh))
-            continue
-        out.append((rk_h, hh, -1) if hf else (rk_h, -1, hh))
-        if rr_ >= 0:
-            out.append((rk_r, rr_, -1) if cl_r else (rk_r, -1, rr_))
-    return out, simple
+    # paired: (h, r) or (r, h); alone: h on its side, and r (if any) alone on its own
+    other_side = np.where(paired, r, -1)
+    first = np.stack([rank[h], np.where(h_first, h, other_side), np.where(h_first, other_side, h)])
+    lone = np.nonzero(has & ~paired)[0]
+    rl = r[lone]
+    second = np.stack([rank[rl], np.where(client[rl], rl, -1), np.where(client[rl], -1, rl)])
+    return np.concatenate([first, second], axis=1).T, simple
 
 
 def _client_cols(c: HalfCols) -> npt.NDArray[np.bool_]:
@@ -461,7 +470,8 @@ def _acks(t: PacketTable, h: Half, value: int) -> bool:
 
 def build_point(t: PacketTable) -> PointConns:
     halves, cols, order = _build_halves(t)
-    conns = build_conns(t, halves, cols)
+    pairs = _pairs(t, halves, cols)
+    conns = _conns_of(halves, pairs)
     by_tkey: dict[int, list[Half]] = defaultdict(list)
     for h in halves:
         by_tkey[h.tkey].append(h)
@@ -469,7 +479,7 @@ def build_point(t: PacketTable) -> PointConns:
         z, no = np.zeros(0, np.int64), np.zeros(0, bool)
         u = z.astype(np.uint64)
         cols = HalfCols(no, no, no, u, z, z, z, z, z, z, u, z, z, z, no, z)
-    cols.mate = _mates(len(halves), conns)
+    cols.mate = _mates(len(halves), pairs)
     pc = PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey), cols=cols)
     pc.order = order
     return pc

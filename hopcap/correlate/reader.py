@@ -157,6 +157,14 @@ def _fast_pcap(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) 
     return _fastwalk.walk_pcap(buf, pos, be, mult, maxrec, maxn)
 
 
+def _fast_pcapng(
+    buf: Any, pos: int, be: bool, maxrec: int, ifaces: list[tuple[int, int, int, int, int]], n: int
+) -> Any:
+    from hopcap.correlate import _fastwalk
+
+    return _fastwalk.walk_pcapng(buf, pos, be, maxrec, ifaces, n)
+
+
 def walk_records(path: Path, buf: Any) -> Records:
     """Every record of a mapped capture (hopcap.capfile's walk, the C loop for classic
     pcap when there is a compiler)."""
@@ -170,12 +178,17 @@ def walk_records(path: Path, buf: Any) -> Records:
 
 
 HEAD = 256  # header bytes of a record parsed: link, tags, tunnels, IPv6 + extensions, TCP options
-CHUNK = 1 << 18
-# records per call of the one-pass C parser (classic pcap): its column buffer (25 int64
-# columns) is reused for every chunk, and at 32 k rows (6.5 MB) it stays in the caches
-# between the C loop that writes it and the numpy copies that read it; 256 k rows (51 MB)
-# made reading a 1.6 M-packet capture pair ~15 % slower
-PARSE_CHUNK = 1 << 15
+# records per chunk of the other formats (pcapng): each chunk's headers are parsed into 24
+# int64 columns this many rows apart (fresh memory each chunk, and never a power of two:
+# see PARSE_CHUNK); 64 k rows read a 400 MB pcapng 25 % faster than 256 k
+CHUNK = (1 << 16) + 24
+# records per call of the chunked C parser (`_fastwalk.walk_parse_pcap`, the time slices'
+# reader): its column buffer (24 int64 columns) is reused for every chunk, and at ~32 k rows
+# (6.5 MB) it stays in the caches between the C loop that writes it and the numpy copies
+# that read it; 256 k rows (51 MB) made reading a 1.6 M-packet pair ~15 % slower. The
+# columns are this many rows apart: never a power of two, or row j of all 24 falls in one
+# cache set and they evict each other (1 << 15 parsed a 390 MB capture 3x slower)
+PARSE_CHUNK = (1 << 15) + 24
 
 _COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
             "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
@@ -202,21 +215,19 @@ def read_capture(path: Path) -> PacketTable:
     The headers of each record (its first HEAD bytes) are copied into a small contiguous
     block, a chunk of records at a time, and parsed there: random access into a large
     mapped file costs a cache and TLB miss per field, a packed block does not."""
-    from hopcap.correlate._fastwalk import gather_heads, parse_records, walk_parse_pcap
+    from hopcap.correlate._fastwalk import gather_heads, parse_records
 
     buf = _open(path)
     magic = bytes(buf[:4])
     if magic in PCAP_MAGICS and len(buf) >= 24:
         endian, mult = PCAP_MAGICS[magic]
         _snaplen, link = struct.unpack_from(endian + "II", buf, 16)
-        gen = walk_parse_pcap(
-            buf, endian == ">", mult, MAX_RECORD, link & 0x0FFFFFFF, HEAD, PARSE_CHUNK
-        )
-        if gen is not None:
-            dgs: list[tuple[I64, ...]] = []
-            return _finish(path, buf, _one_pass(path, buf, gen, link & 0x0FFFFFFF, dgs), dgs)
+        dgs: list[tuple[I64, ...]] = []
+        got = _read_pcap(path, buf, endian == ">", mult, link & 0x0FFFFFFF, dgs)
+        if got is not None:
+            return _finish(path, buf, got, dgs)
     try:
-        walk = _walk.RecordWalk(path, buf, _fast_pcap)
+        walk = _walk.RecordWalk(path, buf, _fast_pcap, _fast_pcapng)
     except CaptureFileError as e:
         raise CorrelationError(e.message, hint=e.hint) from None
     parts: list[PacketTable] = []
@@ -276,43 +287,63 @@ def _dtype(c: str) -> Any:
     return _NARROW.get(c) or (np.uint8 if c == "v" else np.uint64 if c in _WORDS else np.int64)
 
 
-def _one_pass(path: Path, buf: Any, gen: Any, link: int, dgs: list[tuple[I64, ...]]) -> _Got:
-    """The C parser's chunks written straight into the table's own (narrow) columns: one
-    cast per value, no per-chunk copies to concatenate. The columns grow by doubling
-    and are cut to length at the end (realloc: large blocks are remapped, not copied)."""
-    cap = min(FIRST_ROWS, (len(buf) - 24) // 56 + 1)  # 56: the smallest record with TCP
-    out = {c: np.empty(cap, _dtype(c)) for c in _COLUMNS}
-    n = 0
-    nrec = 0
-    warnings: list[str] = []
-    for item in gen:
-        if len(item) == 2:
-            stop, reason = item
-            w = record_warning(path.name, reason, stop, nrec)
-            if w:
-                warnings.append(w)
+_WIDE = ("src_hi", "dst_hi", "tun")  # all 0 in an IPv4 capture without tunnels
+_DG_ROWS = 1 << 16  # datagram rows before they first grow
+
+
+def _read_pcap(
+    path: Path, buf: Any, big: bool, mult: int, link: int, dgs: list[tuple[I64, ...]]
+) -> _Got | None:
+    """Classic pcap parsed by one C pass straight into the table's own (narrow) columns
+    (None without a compiler). The columns start at FIRST_ROWS rows (at most what the file
+    can hold) and grow, when full, to what the rest of the file will likely need; the
+    wide columns (`_WIDE`) are given only when a row needs them (no memory for an IPv4
+    capture). Cut to length at the end (realloc: large blocks are remapped, not copied)."""
+    from hopcap.correlate._fastwalk import available, read_pcap
+
+    if not available():
+        return None
+    size = len(buf)
+    most = (size - 24) // 56 + 1  # 56: the smallest record with TCP
+    rows = min(FIRST_ROWS, most)
+    out: dict[str, Any] = {c: None if c in _WIDE else np.empty(rows, _dtype(c)) for c in _COLUMNS}
+    dg = [np.empty(min(_DG_ROWS, (size - 24) // 44 + 1), np.int64) for _ in range(4)]
+    state = np.array([24, 0, 0, 0, 0], np.int64)  # pos, records, rows, datagrams, why
+    while True:
+        read_pcap(buf, (big, mult, MAX_RECORD, link, HEAD), list(out.values()), rows, dg, state)
+        pos, nrec, n, k, why = state.tolist()
+        if why == 4:  # a row with IPv6 addresses or from a tunnel: the wide columns
+            for c in _WIDE:
+                out[c] = np.zeros(rows, _dtype(c))
+        elif why == 3:
+            # the rows (or datagrams) the whole file likely holds, at the rate so far
+            scale = (size - 24) / max(pos - 24, 1)
+            if n >= rows:
+                rows = min(most, max(int(n * scale * 1.05) + 1024, rows + rows // 2))
+                for a in out.values():
+                    if a is not None:
+                        a.resize(rows, refcheck=False)
+            if k >= dg[0].shape[0]:
+                more = max(int(k * scale * 1.05) + 1024, 2 * k)
+                for a in dg:
+                    a.resize(more, refcheck=False)
+        else:
             break
-        k, ts, cols, dg = item[:4]
-        nrec += k
-        if dg[0].shape[0]:
-            dgs.append(dg)
-        m = int(ts.shape[0])
-        if n + m > cap:
-            cap = max(2 * cap, n + m)
-            for a in out.values():
-                a.resize(cap, refcheck=False)
-        out["ts"][n : n + m] = ts
-        for c in _COLUMNS[1:]:
-            if c == "opt_back":
-                out[c][n : n + m] = cols["pl_off"] - cols["opt_off"]
-            elif c in _WORDS:
-                out[c][n : n + m] = cols[c].view(np.uint64)  # the bits, as _from_columns
-            else:
-                out[c][n : n + m] = cols[c]  # the same wrap-around cast as astype
-        n += m
-    for a in out.values():
-        a.resize(n, refcheck=False)
-    t = PacketTable(path=path, buf=buf, records=0, **out)  # type: ignore[arg-type]
+    for c, a in out.items():
+        if a is None:
+            zero = np.int64(0) if c == "tun" else np.uint64(0)
+            out[c] = np.broadcast_to(zero, (n,))
+        else:
+            a.resize(n, refcheck=False)
+    for a in dg:
+        a.resize(k, refcheck=False)
+    if k:
+        dgs.append(tuple(dg))
+    warnings: list[str] = []
+    w = record_warning(path.name, why, pos, nrec)
+    if w:
+        warnings.append(w)
+    t = PacketTable(path=path, buf=buf, records=0, **out)
     return [_narrow(t)], nrec, warnings, None, {link: nrec} if nrec else {}
 
 
@@ -343,7 +374,10 @@ def _finish(path: Path, buf: Any, got: _Got, dgs: list[tuple[I64, ...]]) -> Pack
     t.kernel_drops = kernel_drops
     t.link_types = links
     z = np.zeros(0, np.int64)
-    cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
+    if len(dgs) == 1:
+        cat = list(dgs[0])
+    else:
+        cat = [np.concatenate([d[i] for d in dgs]) if dgs else z for i in range(4)]
     t.dgram = parse_dgrams(path, buf, *cat)
     return t
 

@@ -310,3 +310,81 @@ def test_links_on_columns_equal_the_per_half_loop(tmp_path: Path) -> None:
             assert (got.fwd, got.back) == want, (pa.name, pb.name, offset)
             linked += len(got.fwd)
     assert linked > 100
+
+
+def test_mix_reads_every_integer_width_and_stride_in_place() -> None:
+    """The compiled mix reads each column at its own width, signedness and stride (no
+    int64 copies): the values of the numpy path for every integer kind, bool, a strided
+    view and a broadcast."""
+    from hopcap.correlate import _fastwalk
+    from hopcap.correlate.conns import mix
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    rng = np.random.default_rng(7)
+    n = 777
+    cols = [
+        rng.integers(-128, 128, n).astype(np.int8),
+        rng.integers(0, 256, n).astype(np.uint8),
+        rng.integers(0, 2, n) > 0,
+        rng.integers(0, 1 << 16, n).astype(np.uint16),
+        rng.integers(-(1 << 15), 1 << 15, n).astype(np.int16),
+        rng.integers(-(1 << 31), 1 << 31, n).astype(np.int32),
+        rng.integers(0, 1 << 32, n).astype(np.uint32),
+        rng.integers(-(1 << 62), 1 << 62, 3 * n, dtype=np.int64)[::3],
+        np.broadcast_to(np.uint64(1 << 63), (n,)),
+        rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(3),
+    ]
+    for k in range(len(cols)):
+        sel = cols[k:] + cols[:k]  # every kind at every position (the primes cycle)
+        fast = mix(*sel)
+        _fastwalk.disabled = True
+        try:
+            slow = mix(*sel)
+        finally:
+            _fastwalk.disabled = False
+        assert np.array_equal(fast, slow), k
+
+
+@pytest.mark.parametrize("tuples", [1, 700, 9000])
+def test_compiled_index_equals_numpy_index(tuples: int) -> None:
+    """The two-pass C index (tuple keys grouped by a hash table that grows as tuples
+    come, rows placed and halves cut in one pass in row order) gives numpy's: the stable
+    argsort of the tuple keys, the half starts (a SYN with a new seq starts one) and
+    their TSval flags, each half's tuple key; columns of every width, a broadcast one."""
+    from types import SimpleNamespace
+
+    from hopcap.correlate import conns
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    rng = np.random.default_rng(tuples)
+    n = 40_000
+    which = rng.integers(0, tuples, n)
+    pool = rng.integers(0, 1 << 62, (tuples, 3), dtype=np.uint64)
+    cols = (
+        np.broadcast_to(np.uint64(0), (n,)),
+        pool[which, 0],
+        pool[which, 1] % np.uint64(7),  # few values: tuples told apart by all columns
+        pool[which, 2],
+        (pool[which, 0] % np.uint64(65536)).astype(np.int32),
+        (pool[which, 1] % np.uint64(3)).astype(np.int32),
+    )
+    t = SimpleNamespace(
+        flags=np.where(rng.random(n) < 0.05, SYN, 16).astype(np.int16),
+        seq=rng.integers(0, 3, n).astype(np.int64),  # SYNs repeat a seq, or do not
+        tsval=np.where(rng.random(n) < 0.5, -1, rng.integers(0, 1 << 32, n)).astype(np.int64),
+    )
+    got = _fastwalk.index_halves(cols, t.flags, t.seq, t.tsval)
+    assert got is not None
+    order, starts, has_ts, key0 = got
+    tkey = conns.mix(*cols)
+    want_order = np.argsort(tkey, kind="stable")
+    want_starts, want_has = conns._half_starts(t, want_order, tkey[want_order])  # type: ignore[arg-type]
+    assert np.array_equal(order, want_order)
+    assert np.array_equal(starts, want_starts) and np.array_equal(has_ts, want_has)
+    assert np.array_equal(key0, tkey[order[starts]])
+    groups = np.unique(tkey).shape[0]
+    assert groups == np.unique(which).shape[0]  # distinct tuples stay apart
+    assert starts.shape[0] > groups  # SYNs with a new seq cut tuples into halves
+    assert groups > 2048 or tuples < 9000  # the last case grows the hash table (4096 slots)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -314,3 +315,88 @@ def test_columns_grown_while_reading_equal_one_allocation(monkeypatch: pytest.Mo
         whole.warnings,
         whole.link_types,
     )
+
+
+@pytest.mark.parametrize("first_rows", [3, 1 << 20])
+def test_wide_columns_given_mid_read_equal_the_numpy_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_rows: int
+) -> None:
+    """The compiled reader writes the high address words (and tun) only once a row needs
+    them: IPv4 rows first, then IPv6, then IPv4 again (the columns grown on the way or
+    not) give the numpy path's table; an IPv4-only capture keeps them without memory."""
+    from hopcap.correlate import _fastwalk, reader
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    v4, v6 = _frames(_conv()), _frames(_conv(v6=True))
+    mixed = write_pcap_raw(tmp_path / "mixed.pcap", v4[:5] + v6 + v4[5:])
+    only4 = write_pcap_raw(tmp_path / "v4.pcap", v4)
+    monkeypatch.setattr(reader, "FIRST_ROWS", first_rows)
+    for p in (mixed, only4):
+        fast = read_capture(p)
+        monkeypatch.setattr(_fastwalk, "disabled", True)
+        slow = read_capture(p)
+        monkeypatch.setattr(_fastwalk, "disabled", False)
+        assert len(fast) == len(slow) > 0 and fast.records == slow.records
+        for col in reader._COLUMNS:
+            a, b = getattr(fast, col), getattr(slow, col)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (p.name, col)
+    t = read_capture(mixed)
+    assert (t.v == 6).sum() == len(v6) and t.src_hi.any()
+    t = read_capture(only4)
+    assert all(getattr(t, c).strides == (0,) for c in ("src_hi", "dst_hi", "tun"))
+
+
+def test_pcapng_packet_blocks_walked_in_c_equal_the_python_loop(tmp_path: Path) -> None:
+    """The C walk of pcapng's enhanced packet blocks hands every other block, and every
+    damage, back to the Python loop: records, timestamps (two clock resolutions), links,
+    warnings and drop counts are the loop's for both byte orders, simple packet blocks,
+    two sections in one file, a cut file and a corrupt block length, in any chunking."""
+    import struct
+
+    from hopcap.capfile.walk import RecordWalk
+    from hopcap.correlate import _fastwalk, reader
+
+    if not _fastwalk.available():
+        pytest.fail("no C compiler (install gcc): the compiled path cannot be checked")
+    frames = _frames(_conv()) + _frames(_conv(v6=True))
+    packets = [(i % 2, ts, fr) for i, (ts, fr) in enumerate(frames)]
+    cases = []
+    for be in (False, True):
+        for spb in (False, True):
+            p = tmp_path / f"{be}-{spb}.pcapng"
+            kw: dict[str, Any] = {"big_endian": be, "spb": spb, "isb_drops": 5}
+            cases.append(write_pcapng_raw(p, [(1, 9), (1, 6)], packets, **kw))
+    data = cases[0].read_bytes()
+    two = tmp_path / "two.pcapng"
+    two.write_bytes(data + cases[3].read_bytes())
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[:-37])
+    pos, blocks = 0, []  # the blocks of the first file: corrupt the 10th packet block's length
+    while pos < len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        blocks.append((btype, pos))
+        pos += blen
+    tenth = [at for btype, at in blocks if btype == 6][9]
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(data[: tenth + 4] + struct.pack("<I", 13) + data[tenth + 8 :])
+    walked = []
+
+    def fast(*args: Any) -> Any:
+        got = reader._fast_pcapng(*args)
+        walked.append(0 if got is None else int(got[0][0].shape[0]))
+        return got
+
+    for p in [*cases, two, cut, bad]:
+        buf = p.read_bytes()
+        for chunk in (3, 1000):
+            fw, sw = RecordWalk(p, buf, None, fast), RecordWalk(p, buf)
+            a, b = list(fw.chunks(chunk)), list(sw.chunks(chunk))
+            assert [len(x) for x in a] == [len(x) for x in b], (p.name, chunk)
+            for col in ("off", "cap", "ts", "link", "orig", "iface"):
+                for x, y in zip(a, b, strict=True):
+                    assert np.array_equal(getattr(x, col), getattr(y, col)), (p.name, col)
+            assert (fw.records, fw.warnings, fw.kernel_drops, fw.links) == (
+                sw.records, sw.warnings, sw.kernel_drops, sw.links,
+            ), p.name  # fmt: skip
+    assert sum(walked) > len(packets) * 4  # the C walk took most of the packet blocks

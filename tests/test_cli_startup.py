@@ -1,0 +1,139 @@
+"""What `hopcap` costs before it does anything: parameters taken without pydantic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from typer.core import _TyperParameter
+
+from hopcap import cli
+from tests.realdata import REALDATA
+
+# every kind of value the commands take, valid or not
+SAMPLES: list[Any] = [None, "8G", "", " 3 ", "x", "0", "2", "007", "1_000", "+5", "-1", "\u0663",
+                      "99999999999999999999", "a=1.2.3.4", ("a", "b"), ["c"], (), True]  # fmt: skip
+
+
+def _typer_coerce(param: Any, value: Any, ctx: Any) -> tuple[str, Any]:
+    try:
+        return "ok", param.hopcap_plain.typer_coercion(param).coerce(value, param, ctx)
+    except Exception as e:  # the error itself is compared
+        return "error", (type(e).__name__, str(e))
+
+
+def _plain_coerce(param: Any, value: Any, ctx: Any) -> tuple[str, Any]:
+    try:
+        return "ok", param.get_runtime_param().coerce(value, param, ctx)
+    except Exception as e:
+        return "error", (type(e).__name__, str(e))
+
+
+def test_plain_values_are_what_typer_makes_of_them() -> None:
+    """Every parameter of every command, given each sample value: the value (or the
+    error) is the one typer's own pydantic coercion gives."""
+    assert cli.plain_values()
+    assert cli.plain_values()  # installed once: a second call keeps it
+    assert isinstance(_TyperParameter.get_runtime_param(None), cli._PlainValues)  # type: ignore[arg-type]
+    group = typer.main.get_command(cli.app)
+    ctx = group.make_context("hopcap", ["correlate", "a=x"], resilient_parsing=True)
+    checked = 0
+    commands: list[Any] = [group]
+    while commands:
+        cmd = commands.pop()
+        commands += list(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            if not isinstance(param, _TyperParameter):
+                continue
+            for value in SAMPLES:
+                multi = param.multiple or param.nargs == -1
+                if isinstance(value, bool) and param.type_descriptor.annotation is bool:
+                    continue  # typer skips the coercion of a flag's bool
+                if multi != isinstance(value, list | tuple) and value is not None:
+                    continue  # click hands a sequence exactly to a multiple parameter
+                assert _plain_coerce(param, value, ctx) == _typer_coerce(param, value, ctx), (
+                    cmd.name,
+                    param.name,
+                    value,
+                )
+                checked += 1
+    assert checked > 200
+
+
+def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
+    """`hopcap correlate ... --json` with str, int and list options never imports
+    pydantic, and numpy (imported after `main` set it up) asks for no huge pages; the
+    verdict is the one typer's own coercion gives."""
+    cap = REALDATA / "tcpreplay" / "test.pcap"
+    args = ["correlate", f"a={cap}", f"b={cap}", "--json", "--jobs", "1", "--memory", "8G",
+            "--host", "a=198.51.100.1", "--target", "198.51.100.1:80"]  # fmt: skip
+    probe = (
+        "import sys, runpy\n"
+        "import hopcap.cli\n"
+        "hopcap.cli._quick_exit = sys.exit  # come back here after the command\n"
+        f"sys.argv = ['hopcap', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('hopcap', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('PYDANTIC' if 'pydantic' in sys.modules else 'NO-PYDANTIC', file=sys.stderr)\n"
+        "from numpy._core import multiarray\n"
+        "print('HUGEPAGES', multiarray._set_madvise_hugepage(True), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    r = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert r.stderr.strip().splitlines()[-2:] == ["NO-PYDANTIC", "HUGEPAGES False"], r.stderr
+    # typer's own way (what `app` does without `main`): the same verdict
+    from typer.testing import CliRunner
+
+    with pytest.MonkeyPatch.context() as mp:
+        original = _TyperParameter.hopcap_plain.typer_coercion  # type: ignore[attr-defined]
+        mp.setattr(_TyperParameter, "get_runtime_param", original)
+        ref = CliRunner().invoke(cli.app, args)
+    assert ref.exit_code == 0, ref.output
+    assert r.stdout == ref.stdout
+
+
+def _run_main(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`hopcap ARGS` through `main`, with an exit handler that tells whether the
+    interpreter's teardown ran."""
+    probe = (
+        "import atexit, sys, runpy\n"
+        "atexit.register(lambda: print('TEARDOWN', file=sys.stderr))\n"
+        f"sys.argv = ['hopcap', *{args!r}]\n"
+        "runpy.run_module('hopcap', run_name='__main__')\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+
+
+def test_correlate_ends_without_teardown(tmp_path: Path) -> None:
+    """A finished correlate leaves at once (its objects are not freed one by one): the
+    verdict whole on stdout, the exit code and the message of a partial run kept; other
+    commands end as usual."""
+    import json
+    import struct
+
+    from hopcap.errors import EXIT_PARTIAL
+
+    cap = REALDATA / "tcpreplay" / "test.pcap"
+    r = _run_main(["correlate", f"a={cap}", f"b={cap}", "--json"])
+    assert r.returncode == 0, r.stderr
+    assert "TEARDOWN" not in r.stderr
+    assert json.loads(r.stdout)["points"]
+    # a point of a link type hopcap cannot read: the run is partial (exit 4, and why)
+    wifi = tmp_path / "wifi.pcap"
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 105)
+    wifi.write_bytes(head + struct.pack("<IIII", 1, 0, 10, 10) + bytes(10))
+    r = _run_main(["correlate", f"a={cap}", f"b={wifi}", "--json"])
+    assert r.returncode == EXIT_PARTIAL, r.stderr
+    assert "incomplete: nothing could be used of b" in r.stderr
+    assert "TEARDOWN" not in r.stderr and json.loads(r.stdout)["points"]
+    r = _run_main(["lab", "--help"])
+    assert r.returncode == 0 and "TEARDOWN" in r.stderr
