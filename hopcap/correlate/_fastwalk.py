@@ -533,6 +533,288 @@ long hopcap_halves(const int64_t *order, long n, const uint64_t *tkey, const int
     if (nh > 0) has_ts[nh - 1] = (uint8_t)acc;
     return nh;
 }
+/* ---- mat ---- */
+#include <stdlib.h>
+static const uint64_t MAT_P[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                                  0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
+/* conns.mix of one row (the values of its columns, in order) */
+static inline uint64_t mat_mix(const int64_t *v, int n) {
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = (uint64_t)v[i] * MAT_P[i % 4] + (uint64_t)(i + 1);
+        x ^= x >> 29;
+        h = (h ^ x) * MAT_P[0];
+        h ^= h >> 32;
+    }
+    return h;
+}
+typedef struct { uint64_t *k; int64_t *v; uint64_t m; } mat_tab;
+static int mat_tab_new(mat_tab *t, long n) {
+    long cap = 16;
+    while (cap < 2 * n + 1) cap <<= 1;
+    t->k = malloc((size_t)cap * sizeof(uint64_t));
+    t->v = malloc((size_t)cap * sizeof(int64_t));
+    if (!t->k || !t->v) { free(t->k); free(t->v); return -1; }
+    memset(t->v, 0xFF, (size_t)cap * sizeof(int64_t));
+    t->m = (uint64_t)cap - 1;
+    return 0;
+}
+static void mat_tab_free(mat_tab *t) { free(t->k); free(t->v); }
+/* the slot of key x (its value -1 when absent) */
+static inline uint64_t mat_slot(const mat_tab *t, uint64_t x) {
+    uint64_t s = hmix(x) & t->m;
+    while (t->v[s] >= 0 && t->k[s] != x) s = (s + 1) & t->m;
+    return s;
+}
+/* match._pair_multiset's keys: the n-th repetition (n > 0) of key k becomes mix(k, n) */
+static int mat_occ(uint64_t *k, long n) {
+    mat_tab t;
+    if (mat_tab_new(&t, n)) return -1;
+    for (long i = 0; i < n; i++) {
+        uint64_t s = mat_slot(&t, k[i]);
+        if (t.v[s] < 0) { t.k[s] = k[i]; t.v[s] = 0; }
+        int64_t o = t.v[s]++;
+        if (o) { int64_t v2[2] = {(int64_t)k[i], o}; k[i] = mat_mix(v2, 2); }
+    }
+    mat_tab_free(&t);
+    return 0;
+}
+/* (ia, ib) with ka[ia] == kb[ib] (the first b of equal keys), in a's order; -1: memory */
+static long mat_join(const uint64_t *ka, long na, const uint64_t *kb, long nb, int64_t *ia,
+                     int64_t *ib) {
+    if (na == 0 || nb == 0) return 0;
+    mat_tab t;
+    if (mat_tab_new(&t, nb)) return -1;
+    for (long j = 0; j < nb; j++) {
+        uint64_t s = mat_slot(&t, kb[j]);
+        if (t.v[s] < 0) { t.k[s] = kb[j]; t.v[s] = j; }
+    }
+    long k = 0;
+    for (long i = 0; i < na; i++) {
+        uint64_t s = mat_slot(&t, ka[i]);
+        if (t.v[s] >= 0) { ia[k] = i; ib[k] = t.v[s]; k++; }
+    }
+    mat_tab_free(&t);
+    return k;
+}
+/* _pair_multiset on keys ka (positions pa into the batch) and kb: pairs appended to
+   (oa, ob) as batch positions, marked in ma/mb; returns the pairs, -1: memory */
+static long mat_pair(uint64_t *ka, const int64_t *pa, long na, uint64_t *kb, const int64_t *pb,
+                     long nb, uint8_t *ma, uint8_t *mb, int64_t *oa, int64_t *ob) {
+    if (na == 0 || nb == 0) return 0;
+    if (mat_occ(ka, na) || mat_occ(kb, nb)) return -1;
+    long k = mat_join(ka, na, kb, nb, oa, ob);
+    for (long i = 0; i < k; i++) {
+        oa[i] = pa[oa[i]]; ob[i] = pb[ob[i]];
+        ma[oa[i]] = 1; mb[ob[i]] = 1;
+    }
+    return k;
+}
+static inline int64_t mat_s32(int64_t x) {
+    return ((x + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
+}
+static inline int64_t mat_cls(int f) { return f & 2 ? 1 : f & 4 ? 3 : f & 1 ? 2 : 0; }
+/* match._Batch.of, _match_control and _match_exact_data in one pass over a batch (see
+   there): rows ra (pairs pida) of capture a, rb (pidb) of b; columns (ca, cb): seq (int64),
+   plen (int32), flags (int16), tsval (int64), ipid (int32), pl_off (int64), pl_cap (int32);
+   per pair: seq delta, base, use TSval, use IP ID. Out per position: the _Batch columns and
+   marks; the control pairs (cpa, cpb), the exact data pairs (epa, epb) with whether their
+   payloads differ (ediff, over encmp bytes); counts[0..1] their numbers. 0, -1: memory */
+long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
+                  const int64_t *pidb, const void *const *ca, const void *const *cb,
+                  const uint8_t *bufa, const uint8_t *bufb, const int64_t *delta,
+                  const int64_t *base, const uint8_t *use_ts, const uint8_t *use_ipid,
+                  int64_t *seq_a, int64_t *sa, int64_t *sb, int64_t *tva, int64_t *tvb,
+                  int64_t *ida, int64_t *idb, int32_t *pa, int32_t *pb, int16_t *fa,
+                  int16_t *fb, uint8_t *ctl_a, uint8_t *ctl_b, uint8_t *dat_a, uint8_t *dat_b,
+                  uint8_t *mctl_a, uint8_t *mctl_b, uint8_t *mdat_a, uint8_t *mdat_b,
+                  int64_t *cpa, int64_t *cpb, int64_t *epa, int64_t *epb, uint8_t *ediff,
+                  int64_t *encmp, int64_t *counts) {
+    const int64_t m32 = 0xFFFFFFFFLL;
+    const int64_t *sq[2] = {ca[0], cb[0]}, *tv[2] = {ca[3], cb[3]}, *off[2] = {ca[5], cb[5]};
+    const int32_t *pl[2] = {ca[1], cb[1]}, *ip[2] = {ca[4], cb[4]}, *cap[2] = {ca[6], cb[6]};
+    const int16_t *fl[2] = {ca[2], cb[2]};
+    long n[2] = {na, nb};
+    const int64_t *rows[2] = {ra, rb}, *pid[2] = {pida, pidb};
+    int64_t *s[2] = {sa, sb}, *tvo[2] = {tva, tvb}, *ido[2] = {ida, idb};
+    int32_t *po[2] = {pa, pb};
+    int16_t *fo[2] = {fa, fb};
+    uint8_t *ctl[2] = {ctl_a, ctl_b}, *dat[2] = {dat_a, dat_b};
+    uint64_t *kc[2] = {0, 0}, *kd[2] = {0, 0};
+    int64_t *ic[2] = {0, 0}, *id_[2] = {0, 0};
+    long nc[2] = {0, 0}, nd[2] = {0, 0};
+    int bad = 0;
+    for (int x = 0; x < 2; x++) {
+        kc[x] = malloc((size_t)(n[x] + 1) * sizeof(uint64_t));
+        kd[x] = malloc((size_t)(n[x] + 1) * sizeof(uint64_t));
+        ic[x] = malloc((size_t)(n[x] + 1) * sizeof(int64_t));
+        id_[x] = malloc((size_t)(n[x] + 1) * sizeof(int64_t));
+        if (!kc[x] || !kd[x] || !ic[x] || !id_[x]) bad = 1;
+    }
+    long ret = 0;
+    if (bad) { ret = -1; goto out; }
+    for (int x = 0; x < 2; x++) {
+        for (long i = 0; i < n[x]; i++) {
+            if (i + 16 < n[x]) { /* the rows ahead: far apart in every column */
+                int64_t r2 = rows[x][i + 16];
+                __builtin_prefetch(sq[x] + r2); __builtin_prefetch(pl[x] + r2);
+                __builtin_prefetch(fl[x] + r2); __builtin_prefetch(tv[x] + r2);
+                __builtin_prefetch(ip[x] + r2);
+            }
+            int64_t r = rows[x][i], p = pid[x][i];
+            int64_t q = x == 0 ? (sq[0][r] + delta[p]) & m32 : sq[1][r];
+            if (x == 0) seq_a[i] = q;
+            int64_t rel = mat_s32(q - base[p]);
+            int32_t len = pl[x][r];
+            int f = fl[x][r];
+            int64_t t = use_ts[p] ? tv[x][r] : -1;
+            int64_t d = use_ipid[p] ? (int64_t)ip[x][r] : -1;
+            s[x][i] = rel; po[x][i] = len; fo[x][i] = (int16_t)f; tvo[x][i] = t; ido[x][i] = d;
+            ctl[x][i] = (f & 7) != 0 || len == 0;
+            dat[x][i] = len > 0;
+            if (ctl[x][i]) {
+                int64_t v[5] = {p, rel + len, t, (f & 1) ? -1 : d, mat_cls(f)};
+                kc[x][nc[x]] = mat_mix(v, 5);
+                ic[x][nc[x]++] = i;
+            }
+            if (len > 0) {
+                int64_t v[5] = {p, rel, len, t, d};
+                kd[x][nd[x]] = mat_mix(v, 5);
+                id_[x][nd[x]++] = i;
+            }
+        }
+    }
+    long k1 = mat_pair(kc[0], ic[0], nc[0], kc[1], ic[1], nc[1], mctl_a, mctl_b, cpa, cpb);
+    long k2 = mat_pair(kd[0], id_[0], nd[0], kd[1], id_[1], nd[1], mdat_a, mdat_b, epa, epb);
+    if (k1 < 0 || k2 < 0) { ret = -1; goto out; }
+    for (long i = 0; i < k2; i++) {
+        if (i + 16 < k2) {
+            int64_t x2 = ra[epa[i + 16]], y2 = rb[epb[i + 16]];
+            __builtin_prefetch(cap[0] + x2); __builtin_prefetch(off[0] + x2);
+            __builtin_prefetch(cap[1] + y2); __builtin_prefetch(off[1] + y2);
+        }
+        if (i + 8 < k2) { /* their payloads, once the offsets are in */
+            int64_t x2 = ra[epa[i + 8]], y2 = rb[epb[i + 8]];
+            const uint8_t *qa = bufa + off[0][x2], *qb = bufb + off[1][y2];
+            long m2 = cap[0][x2] < 256 ? cap[0][x2] : 256;
+            for (long o = 0; o < m2; o += 64) {
+                __builtin_prefetch(qa + o);
+                __builtin_prefetch(qb + o);
+            }
+        }
+        int64_t x = ra[epa[i]], y = rb[epb[i]];
+        int64_t m = cap[0][x] < cap[1][y] ? cap[0][x] : cap[1][y];
+        encmp[i] = m;
+        ediff[i] = m > 0 && memcmp(bufa + off[0][x], bufb + off[1][y], (size_t)m) != 0;
+    }
+    counts[0] = k1;
+    counts[1] = k2;
+out:
+    for (int x = 0; x < 2; x++) { free(kc[x]); free(kd[x]); free(ic[x]); free(id_[x]); }
+    return ret;
+}
+static int mat_cmp64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+/* match.learn_deltas up to its payload fallback (see there): delta[p] (-1: unknown) and
+   votes[p] of every pair; columns (ca, cb): seq (int64), plen (int32), flags (int16),
+   tsval (int64), ipid (int32). Rows must come grouped by pair in increasing order (pid
+   nondecreasing): else -2. -1: memory; 0: done */
+long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
+                  const int64_t *pidb, const void *const *ca, const void *const *cb,
+                  long npairs, int64_t *delta, int64_t *votes) {
+    const int64_t m32 = 0xFFFFFFFFLL;
+    const int64_t *sqa = ca[0], *tva = ca[3], *sqb = cb[0], *tvb = cb[3];
+    const int32_t *pla = ca[1], *ipa = ca[4], *plb = cb[1], *ipb = cb[4];
+    const int16_t *fla = ca[2], *flb = cb[2];
+    for (long i = 1; i < na; i++) if (pida[i] < pida[i - 1]) return -2;
+    for (long i = 1; i < nb; i++) if (pidb[i] < pidb[i - 1]) return -2;
+    for (long p = 0; p < npairs; p++) { delta[p] = -1; votes[p] = 0; }
+    if (npairs == 0) return 0;
+    int64_t *syn_a = malloc((size_t)npairs * sizeof(int64_t));
+    int64_t *syn_b = malloc((size_t)npairs * sizeof(int64_t));
+    uint8_t *by_syn = calloc((size_t)npairs, 1);
+    uint64_t *kb = malloc((size_t)(nb + 1) * sizeof(uint64_t));
+    int64_t *jb = malloc((size_t)(nb + 1) * sizeof(int64_t));
+    int64_t buf[64];
+    mat_tab t = {0, 0, 0};
+    long ret = 0, nk = 0;
+    if (!syn_a || !syn_b || !by_syn || !kb || !jb) { ret = -1; goto out; }
+    for (long p = 0; p < npairs; p++) syn_a[p] = syn_b[p] = -1;
+    int any_a = 0, any_b = 0;
+    for (long i = 0; i < na; i++) {
+        if (i + 16 < na) __builtin_prefetch(fla + ra[i + 16]);
+        if (fla[ra[i]] & 2) { any_a = 1; if (syn_a[pida[i]] < 0) syn_a[pida[i]] = ra[i]; }
+    }
+    for (long i = 0; i < nb; i++) {
+        if (i + 16 < nb) __builtin_prefetch(flb + rb[i + 16]);
+        if (flb[rb[i]] & 2) { any_b = 1; if (syn_b[pidb[i]] < 0) syn_b[pidb[i]] = rb[i]; }
+    }
+    if (any_a && any_b)
+        for (long p = 0; p < npairs; p++)
+            if (syn_a[p] >= 0 && syn_b[p] >= 0) {
+                delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
+                by_syn[p] = 1;
+            }
+    /* the sample: the first 48 rows of every pair at b, 32 at a, with a TSval or IP ID */
+    for (long i = 0, r0 = 0; i < nb; i++) {
+        if (i == 0 || pidb[i] != pidb[i - 1]) r0 = i;
+        if (i + 16 < nb) {
+            int64_t r2 = rb[i + 16];
+            __builtin_prefetch(tvb + r2); __builtin_prefetch(ipb + r2);
+            __builtin_prefetch(plb + r2);
+        }
+        int64_t r = rb[i];
+        if (i - r0 < 48 && (tvb[r] >= 0 || ipb[r] > 0)) {
+            int64_t v[4] = {pidb[i], tvb[r], ipb[r], plb[r]};
+            kb[nk] = mat_mix(v, 4);
+            jb[nk++] = r;
+        }
+    }
+    if (nk == 0) goto out;
+    if (mat_tab_new(&t, nk)) { ret = -1; goto out; }
+    for (long j = 0; j < nk; j++) {
+        uint64_t s = mat_slot(&t, kb[j]);
+        if (t.v[s] < 0) { t.k[s] = kb[j]; t.v[s] = jb[j]; }
+    }
+    long nbuf = 0, cur = -1;
+    for (long i = 0, r0 = 0; i <= na; i++) {
+        if (i == na || pida[i] != cur) {
+            if (nbuf) { /* the most common offset of pair cur (ties: the smallest) */
+                qsort(buf, (size_t)nbuf, sizeof(int64_t), mat_cmp64);
+                long best = 0, bc = 0;
+                for (long u = 0; u < nbuf;) {
+                    long w = u;
+                    while (w < nbuf && buf[w] == buf[u]) w++;
+                    if (w - u > bc) { bc = w - u; best = buf[u]; }
+                    u = w;
+                }
+                delta[cur] = best;
+            }
+            nbuf = 0;
+            if (i == na) break;
+            cur = pida[i];
+            r0 = i;
+        }
+        if (i + 16 < na) {
+            int64_t r2 = ra[i + 16];
+            __builtin_prefetch(tva + r2); __builtin_prefetch(ipa + r2);
+            __builtin_prefetch(pla + r2); __builtin_prefetch(sqa + r2);
+        }
+        int64_t r = ra[i];
+        if (i - r0 >= 32 || !(tva[r] >= 0 || ipa[r] > 0)) continue;
+        int64_t v[4] = {cur, tva[r], ipa[r], pla[r]};
+        uint64_t s = mat_slot(&t, mat_mix(v, 4));
+        if (t.v[s] < 0) continue;
+        votes[cur]++;
+        if (!by_syn[cur]) buf[nbuf++] = (sqb[t.v[s]] - sqa[r]) & m32;
+    }
+out:
+    free(syn_a); free(syn_b); free(by_syn); free(kb); free(jb);
+    if (t.k) mat_tab_free(&t);
+    return ret;
+}
 """
 
 _lib: Any = None
@@ -964,3 +1246,115 @@ def half_starts(
     nh = lib.hopcap_halves(o.ctypes.data, n, k.ctypes.data, fl.ctypes.data, sq.ctypes.data,
                            tv.ctypes.data, starts.ctypes.data, has.ctypes.data)  # fmt: skip
     return starts[:nh], has[:nh].astype(bool)
+
+
+# ---- mat ----
+
+_MATCH_COLS = (
+    ("seq", np.int64), ("plen", np.int32), ("flags", np.int16), ("tsval", np.int64),
+    ("ipid", np.int32), ("pl_off", np.int64), ("pl_cap", np.int32),
+)  # fmt: skip
+
+
+def _match_lib() -> Any:
+    """The library with the argument types of hopcap_mcore and hopcap_learn set."""
+    lib = _load()
+    if lib is not None and not getattr(lib, "_mat_ready", False):
+        p = ctypes.c_void_p
+        lib.hopcap_mcore.restype = ctypes.c_long
+        lib.hopcap_mcore.argtypes = [ctypes.c_long, p, p, ctypes.c_long] + [p] * 36
+        lib.hopcap_learn.restype = ctypes.c_long
+        lib.hopcap_learn.argtypes = [ctypes.c_long, p, p, ctypes.c_long, p, p, p, p,
+                                     ctypes.c_long, p, p]  # fmt: skip
+        lib._mat_ready = True
+    return lib
+
+
+def _column_ptrs(t: Any, k: int) -> Any:
+    """Pointers to the first `k` columns of _MATCH_COLS of table `t`; None when one has
+    another type or layout."""
+    cols = [getattr(t, c) for c, _t in _MATCH_COLS[:k]]
+    for x, (_c, typ) in zip(cols, _MATCH_COLS, strict=False):
+        if x.dtype != typ or not x.flags.c_contiguous:
+            return None
+    return (ctypes.c_void_p * k)(*[x.ctypes.data for x in cols]), cols
+
+
+def _i64(*xs: Any) -> list[I64]:
+    return [np.ascontiguousarray(x, np.int64) for x in xs]
+
+
+def match_core(
+    ta: Any, ra: I64, pid_a: I64, tb: Any, rb: I64, pid_b: I64, prm: Any
+) -> dict[str, Any] | None:
+    """match._Batch.of, _match_control and _match_exact_data of one batch in one C pass
+    (hopcap_mcore): the batch's columns and marks by name, the control pairs (`cpa`,
+    `cpb`), the exact data pairs (`epa`, `epb`) and whether their first `encmp` payload
+    bytes differ (`ediff`); None without a compiler, with other column types, or an empty
+    capture buffer."""
+    lib = _match_lib()
+    if lib is None or not len(ta.buf) or not len(tb.buf):
+        return None
+    got_a, got_b = _column_ptrs(ta, 7), _column_ptrs(tb, 7)
+    if got_a is None or got_b is None:
+        return None
+    na, nb = int(ra.shape[0]), int(rb.shape[0])
+    keep = _i64(ra, pid_a, rb, pid_b, prm.delta, prm.base)
+    flags = [np.ascontiguousarray(x, np.bool_) for x in (prm.use_ts, prm.use_ipid)]
+    out: dict[str, Any] = {}
+    for name, n, typ in (
+        ("seq_a", na, np.int64), ("sa", na, np.int64), ("sb", nb, np.int64),
+        ("tva", na, np.int64), ("tvb", nb, np.int64), ("ida", na, np.int64),
+        ("idb", nb, np.int64), ("pa", na, np.int32), ("pb", nb, np.int32),
+        ("fa", na, np.int16), ("fb", nb, np.int16), ("ctl_a", na, np.bool_),
+        ("ctl_b", nb, np.bool_), ("dat_a", na, np.bool_), ("dat_b", nb, np.bool_),
+        ("mctl_a", na, np.bool_), ("mctl_b", nb, np.bool_), ("mdat_a", na, np.bool_),
+        ("mdat_b", nb, np.bool_), ("cpa", na, np.int64), ("cpb", na, np.int64),
+        ("epa", na, np.int64), ("epb", na, np.int64), ("ediff", na, np.bool_),
+        ("encmp", na, np.int64),
+    ):  # fmt: skip
+        out[name] = (np.zeros if typ == np.bool_ else np.empty)(n + 1, typ)[:n]
+    counts = np.zeros(2, np.int64)
+    aa, ka = _addr(ta.buf)
+    ab, kb = _addr(tb.buf)
+    rc = lib.hopcap_mcore(
+        na, keep[0].ctypes.data, keep[1].ctypes.data, nb, keep[2].ctypes.data,
+        keep[3].ctypes.data, ctypes.cast(got_a[0], ctypes.c_void_p),
+        ctypes.cast(got_b[0], ctypes.c_void_p), aa, ab, keep[4].ctypes.data,
+        keep[5].ctypes.data, flags[0].ctypes.data, flags[1].ctypes.data,
+        *(v.ctypes.data for v in out.values()), counts.ctypes.data,
+    )  # fmt: skip
+    del ka, kb, got_a, got_b
+    if rc != 0:
+        return None
+    k1, k2 = int(counts[0]), int(counts[1])
+    for name, k in (("cpa", k1), ("cpb", k1), ("epa", k2), ("epb", k2), ("ediff", k2),
+                    ("encmp", k2)):  # fmt: skip
+        out[name] = out[name][:k]
+    return out
+
+
+def learn_offsets(
+    ta: Any, ra: I64, pid_a: I64, tb: Any, rb: I64, pid_b: I64, npairs: int
+) -> tuple[I64, I64] | None:
+    """match.learn_deltas up to its payload fallback in one C pass (hopcap_learn): the
+    sequence offset (-1: unknown) and the votes of every pair; None without a compiler,
+    with other column types, or rows not grouped by pair in increasing order."""
+    lib = _match_lib()
+    if lib is None:
+        return None
+    got_a, got_b = _column_ptrs(ta, 5), _column_ptrs(tb, 5)
+    if got_a is None or got_b is None:
+        return None
+    keep = _i64(ra, pid_a, rb, pid_b)
+    delta = np.empty(npairs + 1, np.int64)[:npairs]
+    votes = np.empty(npairs + 1, np.int64)[:npairs]
+    rc = lib.hopcap_learn(
+        int(ra.shape[0]), keep[0].ctypes.data, keep[1].ctypes.data, int(rb.shape[0]),
+        keep[2].ctypes.data, keep[3].ctypes.data, ctypes.cast(got_a[0], ctypes.c_void_p),
+        ctypes.cast(got_b[0], ctypes.c_void_p), npairs, delta.ctypes.data, votes.ctypes.data,
+    )  # fmt: skip
+    del got_a, got_b
+    if rc != 0:
+        return None
+    return delta, votes
