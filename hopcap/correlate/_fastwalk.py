@@ -548,65 +548,68 @@ static inline uint64_t mat_mix(const int64_t *v, int n) {
     }
     return h;
 }
-typedef struct { uint64_t *k; int64_t *v; uint64_t m; } mat_tab;
-static int mat_tab_new(mat_tab *t, long n) {
-    long cap = 16;
-    while (cap < 2 * n + 1) cap <<= 1;
-    t->k = malloc((size_t)cap * sizeof(uint64_t));
-    t->v = malloc((size_t)cap * sizeof(int64_t));
-    if (!t->k || !t->v) { free(t->k); free(t->v); return -1; }
-    memset(t->v, 0xFF, (size_t)cap * sizeof(int64_t));
-    t->m = (uint64_t)cap - 1;
-    return 0;
-}
-static void mat_tab_free(mat_tab *t) { free(t->k); free(t->v); }
+/* an open-addressing table: keys k, values v (-1: empty), m + 1 slots used, alloc held */
+typedef struct { uint64_t *k; int64_t *v; uint64_t m; long alloc; } mat_tab;
 /* the slot of key x (its value -1 when absent) */
 static inline uint64_t mat_slot(const mat_tab *t, uint64_t x) {
     uint64_t s = hmix(x) & t->m;
     while (t->v[s] >= 0 && t->k[s] != x) s = (s + 1) & t->m;
     return s;
 }
-/* match._pair_multiset's keys: the n-th repetition (n > 0) of key k becomes mix(k, n) */
-static int mat_occ(uint64_t *k, long n) {
-    mat_tab t;
-    if (mat_tab_new(&t, n)) return -1;
-    for (long i = 0; i < n; i++) {
-        uint64_t s = mat_slot(&t, k[i]);
-        if (t.v[s] < 0) { t.k[s] = k[i]; t.v[s] = 0; }
-        int64_t o = t.v[s]++;
-        if (o) { int64_t v2[2] = {(int64_t)k[i], o}; k[i] = mat_mix(v2, 2); }
+/* a table of at least 2n + 1 slots, every slot empty (grown as needed); -1: memory */
+static int mat_tab_fit(mat_tab *t, long n) {
+    long cap = 16;
+    while (cap < 2 * n + 1) cap <<= 1;
+    if (t->alloc < cap) {
+        free(t->k); free(t->v);
+        t->k = malloc((size_t)cap * sizeof(uint64_t));
+        t->v = malloc((size_t)cap * sizeof(int64_t));
+        t->alloc = cap;
+        if (!t->k || !t->v) { free(t->k); free(t->v); t->k = 0; t->v = 0; t->alloc = 0; return -1; }
     }
-    mat_tab_free(&t);
+    memset(t->v, 0xFF, (size_t)cap * sizeof(int64_t));
+    t->m = (uint64_t)cap - 1;
     return 0;
 }
-/* (ia, ib) with ka[ia] == kb[ib] (the first b of equal keys), in a's order; -1: memory */
-static long mat_join(const uint64_t *ka, long na, const uint64_t *kb, long nb, int64_t *ia,
-                     int64_t *ib) {
-    if (na == 0 || nb == 0) return 0;
-    mat_tab t;
-    if (mat_tab_new(&t, nb)) return -1;
-    for (long j = 0; j < nb; j++) {
-        uint64_t s = mat_slot(&t, kb[j]);
-        if (t.v[s] < 0) { t.k[s] = kb[j]; t.v[s] = j; }
+/* match._pair_multiset's keys: the n-th repetition (n > 0) of key k becomes mix(k, n) */
+static int mat_occ(uint64_t *k, long n, mat_tab *t) {
+    if (mat_tab_fit(t, n)) return -1;
+    for (long i = 0; i < n; i++) {
+        uint64_t s = mat_slot(t, k[i]);
+        if (t->v[s] < 0) { t->k[s] = k[i]; t->v[s] = 0; }
+        int64_t o = t->v[s]++;
+        if (o) { int64_t v2[2] = {(int64_t)k[i], o}; k[i] = mat_mix(v2, 2); }
     }
-    long k = 0;
-    for (long i = 0; i < na; i++) {
-        uint64_t s = mat_slot(&t, ka[i]);
-        if (t.v[s] >= 0) { ia[k] = i; ib[k] = t.v[s]; k++; }
-    }
-    mat_tab_free(&t);
-    return k;
+    return 0;
 }
-/* _pair_multiset on keys ka (positions pa into the batch) and kb: pairs appended to
-   (oa, ob) as batch positions, marked in ma/mb; returns the pairs, -1: memory */
-static long mat_pair(uint64_t *ka, const int64_t *pa, long na, uint64_t *kb, const int64_t *pb,
-                     long nb, uint8_t *ma, uint8_t *mb, int64_t *oa, int64_t *ob) {
-    if (na == 0 || nb == 0) return 0;
-    if (mat_occ(ka, na) || mat_occ(kb, nb)) return -1;
-    long k = mat_join(ka, na, kb, nb, oa, ob);
-    for (long i = 0; i < k; i++) {
-        oa[i] = pa[oa[i]]; ob[i] = pb[ob[i]];
-        ma[oa[i]] = 1; mb[ob[i]] = 1;
+/* _pair_multiset on keys ka (at batch positions pa, pairs pid_a[pa]) and kb, one pair at a
+   time (the keys include the pair; positions come grouped by pair, in increasing order):
+   pairs appended to (oa, ob) as batch positions, in a's order, marked in ma/mb; returns
+   their number, -1: memory */
+static long mat_pair(uint64_t *ka, const int64_t *pa, long na, const int64_t *pid_a,
+                     uint64_t *kb, const int64_t *pb, long nb, const int64_t *pid_b,
+                     uint8_t *ma, uint8_t *mb, int64_t *oa, int64_t *ob, mat_tab *t) {
+    long k = 0, i = 0, j = 0;
+    while (i < na && j < nb) {
+        int64_t p = pid_a[pa[i]], q = pid_b[pb[j]];
+        long i1 = i, j1 = j;
+        while (i1 < na && pid_a[pa[i1]] == p) i1++;
+        while (j1 < nb && pid_b[pb[j1]] == q) j1++;
+        if (p != q) { if (p < q) i = i1; else j = j1; continue; }
+        if (mat_occ(ka + i, i1 - i, t) || mat_occ(kb + j, j1 - j, t)) return -1;
+        if (mat_tab_fit(t, j1 - j)) return -1;
+        for (long y = j; y < j1; y++) {
+            uint64_t s = mat_slot(t, kb[y]);
+            if (t->v[s] < 0) { t->k[s] = kb[y]; t->v[s] = y; }
+        }
+        for (long x = i; x < i1; x++) {
+            uint64_t s = mat_slot(t, ka[x]);
+            if (t->v[s] < 0) continue;
+            oa[k] = pa[x]; ob[k] = pb[t->v[s]];
+            ma[oa[k]] = 1; mb[ob[k]] = 1;
+            k++;
+        }
+        i = i1; j = j1;
     }
     return k;
 }
@@ -653,6 +656,8 @@ long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     }
     long ret = 0;
     if (bad) { ret = -1; goto out; }
+    for (long i = 1; i < na; i++) if (pida[i] < pida[i - 1]) { ret = -2; goto out; }
+    for (long i = 1; i < nb; i++) if (pidb[i] < pidb[i - 1]) { ret = -2; goto out; }
     for (int x = 0; x < 2; x++) {
         for (long i = 0; i < n[x]; i++) {
             if (i + 16 < n[x]) { /* the rows ahead: far apart in every column */
@@ -684,8 +689,12 @@ long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, cons
             }
         }
     }
-    long k1 = mat_pair(kc[0], ic[0], nc[0], kc[1], ic[1], nc[1], mctl_a, mctl_b, cpa, cpb);
-    long k2 = mat_pair(kd[0], id_[0], nd[0], kd[1], id_[1], nd[1], mdat_a, mdat_b, epa, epb);
+    mat_tab t = {0, 0, 0, 0};
+    long k1 = mat_pair(kc[0], ic[0], nc[0], pida, kc[1], ic[1], nc[1], pidb, mctl_a, mctl_b,
+                       cpa, cpb, &t);
+    long k2 = k1 < 0 ? -1 : mat_pair(kd[0], id_[0], nd[0], pida, kd[1], id_[1], nd[1], pidb,
+                                     mdat_a, mdat_b, epa, epb, &t);
+    free(t.k); free(t.v);
     if (k1 < 0 || k2 < 0) { ret = -1; goto out; }
     for (long i = 0; i < k2; i++) {
         if (i + 16 < k2) {
@@ -717,10 +726,18 @@ static int mat_cmp64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
+/* the runs of equal pair ids (pid nondecreasing): run k is rows [st[k], st[k + 1]) */
+static long mat_runs(const int64_t *pid, long n, int64_t *st) {
+    long k = 0;
+    for (long i = 0; i < n; i++) if (i == 0 || pid[i] != pid[i - 1]) st[k++] = i;
+    st[k] = n;
+    return k;
+}
 /* match.learn_deltas up to its payload fallback (see there): delta[p] (-1: unknown) and
    votes[p] of every pair; columns (ca, cb): seq (int64), plen (int32), flags (int16),
    tsval (int64), ipid (int32). Rows must come grouped by pair in increasing order (pid
-   nondecreasing): else -2. -1: memory; 0: done */
+   nondecreasing): else -2. -1: memory; 0: done. Only the rows it needs are read: a pair's
+   first SYN, and the sample (its first 32 rows at a, 48 at b) */
 long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
                   const int64_t *pidb, const void *const *ca, const void *const *cb,
                   long npairs, int64_t *delta, int64_t *votes) {
@@ -735,84 +752,107 @@ long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     int64_t *syn_a = malloc((size_t)npairs * sizeof(int64_t));
     int64_t *syn_b = malloc((size_t)npairs * sizeof(int64_t));
     uint8_t *by_syn = calloc((size_t)npairs, 1);
-    uint64_t *kb = malloc((size_t)(nb + 1) * sizeof(uint64_t));
-    int64_t *jb = malloc((size_t)(nb + 1) * sizeof(int64_t));
-    int64_t buf[64];
-    mat_tab t = {0, 0, 0};
-    long ret = 0, nk = 0;
-    if (!syn_a || !syn_b || !by_syn || !kb || !jb) { ret = -1; goto out; }
-    for (long p = 0; p < npairs; p++) syn_a[p] = syn_b[p] = -1;
-    int any_a = 0, any_b = 0;
-    for (long i = 0; i < na; i++) {
-        if (i + 16 < na) __builtin_prefetch(fla + ra[i + 16]);
-        if (fla[ra[i]] & 2) { any_a = 1; if (syn_a[pida[i]] < 0) syn_a[pida[i]] = ra[i]; }
-    }
-    for (long i = 0; i < nb; i++) {
-        if (i + 16 < nb) __builtin_prefetch(flb + rb[i + 16]);
-        if (flb[rb[i]] & 2) { any_b = 1; if (syn_b[pidb[i]] < 0) syn_b[pidb[i]] = rb[i]; }
-    }
-    if (any_a && any_b)
-        for (long p = 0; p < npairs; p++)
-            if (syn_a[p] >= 0 && syn_b[p] >= 0) {
-                delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
-                by_syn[p] = 1;
-            }
-    /* the sample: the first 48 rows of every pair at b, 32 at a, with a TSval or IP ID */
-    for (long i = 0, r0 = 0; i < nb; i++) {
-        if (i == 0 || pidb[i] != pidb[i - 1]) r0 = i;
-        if (i + 16 < nb) {
-            int64_t r2 = rb[i + 16];
-            __builtin_prefetch(tvb + r2); __builtin_prefetch(ipb + r2);
-            __builtin_prefetch(plb + r2);
-        }
-        int64_t r = rb[i];
-        if (i - r0 < 48 && (tvb[r] >= 0 || ipb[r] > 0)) {
-            int64_t v[4] = {pidb[i], tvb[r], ipb[r], plb[r]};
-            kb[nk] = mat_mix(v, 4);
-            jb[nk++] = r;
+    int64_t *sta = malloc((size_t)(na + 1) * sizeof(int64_t));
+    int64_t *stb = malloc((size_t)(nb + 1) * sizeof(int64_t));
+    uint64_t tk[128], *key[2] = {0, 0};
+    int64_t tv[128], buf[64], *krow[2] = {0, 0}, *kst[2] = {0, 0};
+    uint8_t *ok[2] = {0, 0};
+    long ret = 0;
+    if (!syn_a || !syn_b || !by_syn || !sta || !stb) { ret = -1; goto out; }
+    long ka = mat_runs(pida, na, sta), kb = mat_runs(pidb, nb, stb);
+    /* each pair's first SYN (the rows of a half: its first row, if any) */
+    const int64_t *rows[2] = {ra, rb}, *pids[2] = {pida, pidb}, *st[2] = {sta, stb};
+    const int16_t *fl[2] = {fla, flb};
+    int64_t *syn[2] = {syn_a, syn_b};
+    long runs[2] = {ka, kb};
+    for (int x = 0; x < 2; x++) {
+        for (long p = 0; p < npairs; p++) syn[x][p] = -1;
+        for (long k = 0; k < runs[x]; k++) {
+            if (k + 8 < runs[x]) __builtin_prefetch(fl[x] + rows[x][st[x][k + 8]]);
+            for (long i = st[x][k]; i < st[x][k + 1]; i++)
+                if (fl[x][rows[x][i]] & 2) { syn[x][pids[x][i]] = rows[x][i]; break; }
         }
     }
-    if (nk == 0) goto out;
-    if (mat_tab_new(&t, nk)) { ret = -1; goto out; }
-    for (long j = 0; j < nk; j++) {
-        uint64_t s = mat_slot(&t, kb[j]);
-        if (t.v[s] < 0) { t.k[s] = kb[j]; t.v[s] = jb[j]; }
-    }
-    long nbuf = 0, cur = -1;
-    for (long i = 0, r0 = 0; i <= na; i++) {
-        if (i == na || pida[i] != cur) {
-            if (nbuf) { /* the most common offset of pair cur (ties: the smallest) */
-                qsort(buf, (size_t)nbuf, sizeof(int64_t), mat_cmp64);
-                long best = 0, bc = 0;
-                for (long u = 0; u < nbuf;) {
-                    long w = u;
-                    while (w < nbuf && buf[w] == buf[u]) w++;
-                    if (w - u > bc) { bc = w - u; best = buf[u]; }
-                    u = w;
+    for (long p = 0; p < npairs; p++)
+        if (syn_a[p] >= 0 && syn_b[p] >= 0) {
+            delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
+            by_syn[p] = 1;
+        }
+    /* the samples (the first 32 rows of a pair at a, 48 at b) and their keys, where a
+       row has a TSval or an IP ID (ok), gathered ahead */
+    for (int x = 0; x < 2; x++) {
+        const int64_t *tvx = x ? tvb : tva;
+        const int32_t *ipx = x ? ipb : ipa, *plx = x ? plb : pla;
+        long lim = x ? 48 : 32, n = 0;
+        key[x] = malloc((size_t)(runs[x] * lim + 1) * sizeof(uint64_t));
+        krow[x] = malloc((size_t)(runs[x] * lim + 1) * sizeof(int64_t));
+        ok[x] = malloc((size_t)(runs[x] * lim + 1));
+        kst[x] = malloc((size_t)(runs[x] + 1) * sizeof(int64_t));
+        if (!key[x] || !krow[x] || !ok[x] || !kst[x]) { ret = -1; goto out; }
+        for (long k = 0; k < runs[x]; k++) {
+            kst[x][k] = n;
+            long e = st[x][k + 1] < st[x][k] + lim ? st[x][k + 1] : st[x][k] + lim;
+            for (long i = st[x][k]; i < e; i++) krow[x][n++] = rows[x][i];
+        }
+        kst[x][runs[x]] = n;
+        for (long k = 0, j = 0; k < runs[x]; k++) {
+            int64_t p = pids[x][st[x][k]];
+            for (; j < kst[x][k + 1]; j++) {
+                if (j + 16 < n) {
+                    int64_t r2 = krow[x][j + 16];
+                    __builtin_prefetch(tvx + r2); __builtin_prefetch(ipx + r2);
+                    __builtin_prefetch(plx + r2);
                 }
-                delta[cur] = best;
+                int64_t r = krow[x][j];
+                ok[x][j] = tvx[r] >= 0 || ipx[r] > 0;
+                if (ok[x][j]) {
+                    int64_t v[4] = {p, tvx[r], ipx[r], plx[r]};
+                    key[x][j] = mat_mix(v, 4);
+                }
             }
-            nbuf = 0;
-            if (i == na) break;
-            cur = pida[i];
-            r0 = i;
         }
-        if (i + 16 < na) {
-            int64_t r2 = ra[i + 16];
-            __builtin_prefetch(tva + r2); __builtin_prefetch(ipa + r2);
-            __builtin_prefetch(pla + r2); __builtin_prefetch(sqa + r2);
+    }
+    /* the pairs at both points, in order: b's sample in a small table (key -> the first b
+       row with it), a's sample looked up in it */
+    for (long u = 0, w = 0; u < ka && w < kb;) {
+        int64_t p = pida[sta[u]], q = pidb[stb[w]];
+        if (p < q) { u++; continue; }
+        if (q < p) { w++; continue; }
+        long b0 = kst[1][w], b1 = kst[1][w + 1], a0 = kst[0][u], a1 = kst[0][u + 1];
+        u++; w++;
+        for (int s2 = 0; s2 < 128; s2++) tv[s2] = -1;
+        int any = 0;
+        for (long j = b0; j < b1; j++) {
+            if (!ok[1][j]) continue;
+            uint64_t s2 = hmix(key[1][j]) & 127;
+            while (tv[s2] >= 0 && tk[s2] != key[1][j]) s2 = (s2 + 1) & 127;
+            if (tv[s2] < 0) { tk[s2] = key[1][j]; tv[s2] = krow[1][j]; any = 1; }
         }
-        int64_t r = ra[i];
-        if (i - r0 >= 32 || !(tva[r] >= 0 || ipa[r] > 0)) continue;
-        int64_t v[4] = {cur, tva[r], ipa[r], pla[r]};
-        uint64_t s = mat_slot(&t, mat_mix(v, 4));
-        if (t.v[s] < 0) continue;
-        votes[cur]++;
-        if (!by_syn[cur]) buf[nbuf++] = (sqb[t.v[s]] - sqa[r]) & m32;
+        if (!any) continue;
+        long nbuf = 0;
+        for (long j = a0; j < a1; j++) {
+            if (!ok[0][j]) continue;
+            uint64_t s2 = hmix(key[0][j]) & 127;
+            while (tv[s2] >= 0 && tk[s2] != key[0][j]) s2 = (s2 + 1) & 127;
+            if (tv[s2] < 0) continue;
+            votes[p]++;
+            if (!by_syn[p]) buf[nbuf++] = (sqb[tv[s2]] - sqa[krow[0][j]]) & m32;
+        }
+        if (nbuf) { /* the most common offset of the pair (ties: the smallest) */
+            qsort(buf, (size_t)nbuf, sizeof(int64_t), mat_cmp64);
+            long best = 0, bc = 0;
+            for (long x = 0; x < nbuf;) {
+                long y = x;
+                while (y < nbuf && buf[y] == buf[x]) y++;
+                if (y - x > bc) { bc = y - x; best = buf[x]; }
+                x = y;
+            }
+            delta[p] = best;
+        }
     }
 out:
-    free(syn_a); free(syn_b); free(by_syn); free(kb); free(jb);
-    if (t.k) mat_tab_free(&t);
+    free(syn_a); free(syn_b); free(by_syn); free(sta); free(stb);
+    for (int x = 0; x < 2; x++) { free(key[x]); free(krow[x]); free(ok[x]); free(kst[x]); }
     return ret;
 }
 """

@@ -127,7 +127,8 @@ def chains(flows: list[FlowB]) -> Iterator[FlowB]:
     """Every chain of legs: the flows and, depth first, their subs."""
     for f in flows:
         yield f
-        yield from chains(f.subs)
+        if f.subs:
+            yield from chains(f.subs)
 
 
 def host_of(inp: PointInput) -> tuple[str, str]:
@@ -152,24 +153,108 @@ def build_flows(
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
     plans: dict[tuple[int, int], ProxyPlan] = {}
     flows: list[FlowB] = []
+    cols = {p: _ConnCols.of(pts[p].pc) for p in present}
     for k, p in enumerate(present):
         pc = pts[p].pc
         assert pc is not None
         # a reused backend connection: the exchanges that no front connection claimed are
         # a flow of their own
         plan = plans.get((present[k - 1], p)) if k else None
-        for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+        mine, conns, cc = claimed[p], pc.conns, cols[p]
+        nxt = present[k + 1] if k + 1 < len(present) else -1
+        # the usual first hop of a flow that starts here: both directions linked to the
+        # next point (what `_extend` does for it, on columns; every other case by it)
+        hop, down, theirs = None, [], mine
+        if nxt >= 0:
+            pb = pts[nxt].pc
+            assert pb is not None
+            hop = _first_hops(pc, pb, cc, cols[nxt], links[(p, nxt)])
+            down, theirs = pb.halves, claimed[nxt]
+        skip = list(range(p + 1, nxt))
+        further = k + 2 < len(present)
+        for i, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
+            conn = conns[i]
             part = None
-            if conn.cid in claimed[p]:
+            if conn.cid in mine:
                 part = plan.rest.get(conn.cid) if plan is not None else None
                 if part is None:
                     continue
-            claimed[p].add(conn.cid)
+            mine.add(conn.cid)
             details = (part.label(),) if part is not None else ()
             flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
-            _extend(pts, present, k, flow, links, claimed, plans)
             flows.append(flow)
+            if js < 0:
+                _extend(pts, present, k, flow, links, claimed, plans)
+                continue
+            if yc_conn >= 0:
+                theirs.add(yc_conn)
+            if ys_conn >= 0:
+                theirs.add(ys_conn)
+            flow.hops.append(Hop(p, nxt, None, None, list(skip)))
+            link: LinkKind = "same" if same else "nat"
+            flow.legs.append(LegB(nxt, down[jc], down[js], link, (), None, None, part))
+            if further:
+                _extend(pts, present, k + 1, flow, links, claimed, plans)
     return flows
+
+
+@dataclass
+class _ConnCols:
+    """The connections of a point as columns: client and server half ids (-1: none),
+    connection id, first packet; `conn`: the connection of every half."""
+
+    hc: I64
+    hs: I64
+    first: I64
+    conn: I64
+
+    @classmethod
+    def of(cls, pc: PointConns | None) -> _ConnCols:
+        assert pc is not None
+        conns, ts = pc.conns, pc.half_cols().first_ts
+        hc = np.array([-1 if c.c is None else c.c.hid for c in conns], np.int64)
+        hs = np.array([-1 if c.s is None else c.s.hid for c in conns], np.int64)
+        cid = np.array([c.cid for c in conns], np.int64)
+        big = np.iinfo(np.int64).max
+        first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
+        conn = np.full(ts.shape[0], -1, np.int64)
+        for h in (hc, hs):
+            conn[h[h >= 0]] = cid[h >= 0]
+        return cls(hc, hs, first, conn)
+
+    def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
+        """Per connection in order of its first packet (stable, as `sorted` by
+        `Conn.first_ts`): its index, and its columns of `hop` (`_first_hops`; -1 and
+        False without)."""
+        o = np.argsort(self.first, kind="stable")
+        if hop is None:
+            z = np.full(o.shape[0], -1, np.int64)
+            hop = (z, z, z, z, np.zeros(o.shape[0], bool))
+        return [o.tolist(), *(x[o].tolist() for x in hop)]
+
+
+def _first_hops(
+    pa: PointConns, pb: PointConns, ca: _ConnCols, cb: _ConnCols, hl: HalfLinks
+) -> tuple[I64, ...]:
+    """Per connection of `ca` (at `pa`) whose two halves are both linked to `pb` by `hl`:
+    the downstream halves (client, server; -1 for the other connections), their
+    connections, and whether both kept their tuples."""
+    n = ca.hc.shape[0]
+    n_up = len(pa.halves)
+    fwd = np.full(n_up + 1, -1, np.int64)  # the last slot: for the missing halves (-1)
+    if hl.fwd:
+        fwd[np.fromiter(hl.fwd.keys(), np.int64, len(hl.fwd))] = np.fromiter(
+            hl.fwd.values(), np.int64, len(hl.fwd)
+        )
+    jc, js = fwd[ca.hc], fwd[ca.hs]
+    both = (ca.hc >= 0) & (ca.hs >= 0) & (jc >= 0) & (js >= 0)
+    if not both.any():
+        z = np.full(n, -1, np.int64)
+        return z, z, z, z, np.zeros(n, bool)
+    jc, js = np.where(both, jc, -1), np.where(both, js, -1)
+    ta, tb = pa.half_cols().tkey, pb.half_cols().tkey
+    same = both & (ta[ca.hc] == tb[jc]) & (ta[ca.hs] == tb[js])
+    return jc, js, np.where(both, cb.conn[jc], -1), np.where(both, cb.conn[js], -1), same
 
 
 def _proxy_plan(
