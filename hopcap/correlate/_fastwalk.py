@@ -855,6 +855,55 @@ out:
     for (int x = 0; x < 2; x++) { free(key[x]); free(krow[x]); free(ok[x]); free(kst[x]); }
     return ret;
 }
+/* conns.fingerprint_codes' TSval and ISN keys of every half (see there), one pass over the
+   first 4 * limit rows of each (order[start[h]:end[h]]): the distinct codes of half h, in
+   increasing order, appended to (oh, oc); n_ts[h] its TSval rows (at most limit) besides
+   SYNs, has_syn[h]; sid: (half, row) of the SYN rows without a TSval but with an IP ID,
+   in order. Returns the codes, counts[0] the sid rows. At most 12 codes per half. */
+long hopcap_fpcodes(const int64_t *order, const int64_t *start, const int64_t *end, long nh,
+                    const int16_t *flags, const int64_t *tsval, const int32_t *ipid,
+                    const int64_t *seq, long limit, int64_t *oh, int64_t *oc, int64_t *n_ts,
+                    uint8_t *has_syn, int64_t *sid, int64_t *counts) {
+    long k = 0, ns = 0;
+    for (long h = 0; h < nh; h++) {
+        int64_t c[12];
+        int nc = 0, nsyn = 0, nts = 0;
+        long e = end[h] < start[h] + 4 * limit ? end[h] : start[h] + 4 * limit;
+        if (h + 4 < nh) {
+            int64_t r2 = order[start[h + 4]];
+            __builtin_prefetch(flags + r2); __builtin_prefetch(tsval + r2);
+            __builtin_prefetch(ipid + r2); __builtin_prefetch(seq + r2);
+        }
+        for (long j = start[h]; j < e; j++) {
+            int64_t r = order[j], tv = tsval[r];
+            int64_t code = -1;
+            if (flags[r] & 2) {
+                if (nsyn++ >= 4) continue;
+                c[nc++] = (1LL << 60) | (seq[r] << 17);
+                if (tv >= 0) code = (tv << 17) | ((int64_t)ipid[r] + 1);
+                else if (ipid[r] > 0) { sid[2 * ns] = h; sid[2 * ns + 1] = r; ns++; }
+            } else if (tv >= 0) {
+                if (nts++ >= limit) continue;
+                code = (tv << 17) | ((int64_t)ipid[r] + 1);
+            }
+            if (code >= 0) c[nc++] = code;
+        }
+        n_ts[h] = nts < limit ? nts : limit;
+        has_syn[h] = nsyn > 0;
+        for (int a = 1; a < nc; a++) { /* insertion sort, then the distinct ones */
+            int64_t x = c[a];
+            int b = a - 1;
+            while (b >= 0 && c[b] > x) { c[b + 1] = c[b]; b--; }
+            c[b + 1] = x;
+        }
+        for (int a = 0; a < nc; a++) {
+            if (a && c[a] == c[a - 1]) continue;
+            oh[k] = h; oc[k] = c[a]; k++;
+        }
+    }
+    counts[0] = ns;
+    return k;
+}
 """
 
 _lib: Any = None
@@ -1398,3 +1447,37 @@ def learn_offsets(
     if rc != 0:
         return None
     return delta, votes
+
+
+def fingerprint_rows(
+    order: I64, start: I64, end: I64, flags: Any, tsval: Any, ipid: Any, seq: Any, limit: int
+) -> tuple[I64, I64, I64, npt.NDArray[np.bool_], I64] | None:
+    """conns.fingerprint_codes' TSval and ISN codes in one C pass (hopcap_fpcodes): (hid,
+    code) sorted and distinct, TSval rows per half, whether it has a SYN, (half, row) of
+    the SYN rows with an IP ID and no TSval, flat; None without a compiler or with other
+    column types."""
+    lib = _match_lib()
+    if lib is None or limit > 4:
+        return None
+    cols = ((flags, np.int16), (tsval, np.int64), (ipid, np.int32), (seq, np.int64))
+    if any(x.dtype != typ or not x.flags.c_contiguous for x, typ in cols):
+        return None
+    if not getattr(lib, "_mat_fp", False):
+        p = ctypes.c_void_p
+        lib.hopcap_fpcodes.restype = ctypes.c_long
+        lib.hopcap_fpcodes.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, ctypes.c_long] + [p] * 6
+        lib._mat_fp = True
+    nh = int(start.shape[0])
+    o, st, en = _i64(order, start, end)
+    oh = np.empty(12 * nh + 1, np.int64)
+    oc = np.empty(12 * nh + 1, np.int64)
+    n_ts = np.empty(nh + 1, np.int64)
+    has = np.zeros(nh + 1, np.bool_)
+    sid = np.empty(8 * nh + 1, np.int64)
+    counts = np.zeros(1, np.int64)
+    k = lib.hopcap_fpcodes(
+        o.ctypes.data, st.ctypes.data, en.ctypes.data, nh, flags.ctypes.data, tsval.ctypes.data,
+        ipid.ctypes.data, seq.ctypes.data, limit, oh.ctypes.data, oc.ctypes.data,
+        n_ts.ctypes.data, has.ctypes.data, sid.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    return oh[:k].copy(), oc[:k].copy(), n_ts[:nh], has[:nh], sid[: 2 * int(counts[0])]

@@ -49,8 +49,8 @@ def link_halves(
     nb = len(b.halves)
     # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
     ids: dict[tuple[object, ...], int] = {}
-    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids)
-    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids)
+    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids, pc=a)
+    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids, pc=b)
     # every (a key, b key) with the same id: pairs of halves sharing a fingerprint
     ea, eb = _same_key(kid_a, kid_b)
     pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]

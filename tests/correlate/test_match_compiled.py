@@ -264,3 +264,34 @@ def test_rows_not_grouped_by_pair_take_the_numpy_path() -> None:
     assert (np.diff(pa) < 0).any()
     assert _fastwalk.learn_offsets(ta, ra, pa, tb, rb, pb, 5) is None
     assert M._Batch.compiled(ta, ra, pa, tb, rb, pb, _prm(rng, 5)) is None
+
+
+def test_compiled_fingerprint_codes_equal_numpy(tmp_path: Path) -> None:
+    """Linking's keys of every half in one C pass (hopcap_fpcodes) against the numpy
+    selection: SYNs retried, SYNs without a TSval (their IP ID, MSS and options), halves
+    with too few TSvals (payload keys), IPv6, and the ids numbered in the same order."""
+    from hopcap.correlate.conns import _fingerprint_codes, build_point, fingerprint_codes
+    from hopcap.correlate.reader import read_capture
+
+    assert _fastwalk.available()
+    convs = _convs()
+    bare = Conv(client=("203.0.113.11", 40300), server=("203.0.113.80", 80), ts=False, seed=5)
+    bare.handshake(syn_retries=2)
+    bare.request(b"GET / HTTP/1.1\r\n\r\n")
+    bare.response(b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 3000)
+    bare.close()
+    six = http_conv(40400, seed=6)
+    six.client, six.server = ("2001:db8::10", 40400), ("2001:db8::80", 80)
+    pts = points(tmp_path, [*convs, bare, six], _views(convs)[:2])
+    for p in pts:
+        assert p.pcap is not None
+        pc = build_point(read_capture(Path(p.pcap)))
+        ids_fast: dict[tuple[object, ...], int] = {}
+        ids_slow: dict[tuple[object, ...], int] = {}
+        fast = fingerprint_codes(pc.table, pc.halves, ids_fast, pc=pc)
+        slow = _fingerprint_codes(pc.table, pc.halves, ids_slow, 4)
+        assert fast[0].tolist() == slow[0].tolist()
+        assert fast[1].tolist() == slow[1].tolist()
+        assert ids_fast == ids_slow
+        kinds = set((fast[1] >> 60).tolist())
+        assert {0, 1, 2, 3} <= kinds, kinds  # TSval, ISN, a SYN's IP ID, payload keys
