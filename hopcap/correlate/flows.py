@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.conns import Half, PointConns, hids
+from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
 from hopcap.correlate.reader import RST, PacketTable, captured_tcp
@@ -397,13 +397,28 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
     # a reused connection is on the chain of every flow it carried: matched once
     groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    # per pair of points: the half ids of each group's first hop (upstream client, its
+    # downstream half, upstream server, downstream server; -1: none), in group order
+    firsts: dict[tuple[int, int], list[int]] = {}
     for f in chains(flows):
+        legs = f.legs
         for i, hop in enumerate(f.hops):
-            if hop.ended is not None or f.legs[i + 1].link == "proxied":
+            y = legs[i + 1]
+            if hop.ended is not None or y.link == "proxied":
                 continue
-            x, y = f.legs[i], f.legs[i + 1]
+            x = legs[i]
+            ab = (hop.a, hop.b)
+            same = groups.get(ab)
+            if same is None:
+                same = groups[ab] = {}
+                firsts[ab] = []
             key = (id(x.c), id(x.s), id(y.c), id(y.s))
-            groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
+            got = same.get(key)
+            if got is not None:
+                got.append((x, y, hop))
+                continue
+            same[key] = [(x, y, hop)]
+            firsts[ab].extend(-1 if h is None else h.hid for h in (x.c, y.c, x.s, y.s))
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);
@@ -411,12 +426,8 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
         todo = list(same.values())
         pca, pcb = pts[a].pc, pts[b].pc
         assert pca is not None and pcb is not None
-        ids = [
-            hids([d[0][0].c for d in todo]),  # upstream client half, at a
-            hids([d[0][1].c for d in todo]),  # downstream, at b
-            hids([d[0][0].s for d in todo]),
-            hids([d[0][1].s for d in todo]),
-        ]
+        four = np.array(firsts[(a, b)], np.int64).reshape(-1, 4)
+        ids = [np.ascontiguousarray(four[:, j]) for j in range(4)]
         rows = sum(_half_lens(pc, h) for pc, h in zip((pca, pcb, pca, pcb), ids, strict=True))
         cum = np.cumsum(rows)
         lo = 0

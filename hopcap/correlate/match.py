@@ -580,7 +580,9 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     cols = (n_ok.tolist(), d_min.tolist(), d_med.tolist(), prm.base.tolist(),
             prm.a_base.tolist())  # fmt: skip
     out = [
-        DirMatch(c, d0, dm, base=b, a_base=a) if c else DirMatch(base=b, a_base=a)
+        DirMatch(c, d0, dm, [], {}, [], [], b, a)
+        if c
+        else DirMatch(0, None, None, [], {}, [], [], b, a)
         for c, d0, dm, b, a in zip(*cols, strict=True)
     ]
     for p, r in zip(pid_a[left_a].tolist(), ra[left_a].tolist(), strict=True):
