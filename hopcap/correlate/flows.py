@@ -403,8 +403,10 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     for f in chains(flows):
         legs = f.legs
         for i, hop in enumerate(f.hops):
+            if hop.ended is not None:
+                continue  # no leg after it
             y = legs[i + 1]
-            if hop.ended is not None or y.link == "proxied":
+            if y.link == "proxied":
                 continue
             x = legs[i]
             ab = (hop.a, hop.b)
