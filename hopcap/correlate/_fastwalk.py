@@ -904,6 +904,32 @@ long hopcap_fpcodes(const int64_t *order, const int64_t *start, const int64_t *e
     counts[0] = ns;
     return k;
 }
+/* link._same_key: every (i, j) with ka[i] == kb[j], by i then j. nxt: nb slots; pass
+   ia = 0 to count the pairs only. */
+long hopcap_samekey(const uint64_t *ka, long na, const uint64_t *kb, long nb, int64_t *nxt,
+                    int64_t *ia, int64_t *ib) {
+    mat_tab t = {0, 0, 0, 0};
+    if (mat_tab_fit(&t, nb)) return -1;
+    /* each key's rows in a chain, last first: (key -> last j), nxt[j] the one before */
+    for (long j = 0; j < nb; j++) {
+        uint64_t s = mat_slot(&t, kb[j]);
+        if (t.v[s] < 0) { t.k[s] = kb[j]; nxt[j] = -1; } else nxt[j] = t.v[s];
+        t.v[s] = j;
+    }
+    long k = 0;
+    for (long i = 0; i < na; i++) {
+        uint64_t s = mat_slot(&t, ka[i]);
+        long n = 0;
+        for (int64_t j = t.v[s]; j >= 0; j = nxt[j]) n++;
+        if (ia) {
+            long m = k + n;
+            for (int64_t j = t.v[s]; j >= 0; j = nxt[j]) { m--; ia[m] = i; ib[m] = j; }
+        }
+        k += n;
+    }
+    free(t.k); free(t.v);
+    return k;
+}
 """
 
 _lib: Any = None
@@ -1481,3 +1507,28 @@ def fingerprint_rows(
         n_ts.ctypes.data, has.ctypes.data, sid.ctypes.data, counts.ctypes.data,
     )  # fmt: skip
     return oh[:k].copy(), oc[:k].copy(), n_ts[:nh], has[:nh], sid[: 2 * int(counts[0])]
+
+
+def same_keys(ka: Any, kb: Any) -> tuple[I64, I64] | None:
+    """link._same_key in C (hopcap_samekey): every (i, j) with ka[i] == kb[j], by i then
+    j; None without a compiler or unless both are 64-bit integers of one type."""
+    lib = _match_lib()
+    if lib is None or ka.dtype != kb.dtype or ka.dtype not in (np.int64, np.uint64):
+        return None
+    if not getattr(lib, "_mat_sk", False):
+        p = ctypes.c_void_p
+        lib.hopcap_samekey.restype = ctypes.c_long
+        lib.hopcap_samekey.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, p]
+        lib._mat_sk = True
+    a = np.ascontiguousarray(ka).view(np.uint64)
+    b = np.ascontiguousarray(kb).view(np.uint64)
+    na, nb = int(a.shape[0]), int(b.shape[0])
+    nxt = np.empty(nb + 1, np.int64)
+    n = lib.hopcap_samekey(a.ctypes.data, na, b.ctypes.data, nb, nxt.ctypes.data, None, None)
+    if n < 0:
+        return None
+    ia = np.empty(n + 1, np.int64)
+    ib = np.empty(n + 1, np.int64)
+    lib.hopcap_samekey(a.ctypes.data, na, b.ctypes.data, nb, nxt.ctypes.data, ia.ctypes.data,
+                       ib.ctypes.data)  # fmt: skip
+    return ia[:n], ib[:n]

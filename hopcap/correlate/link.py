@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import same_keys
 from hopcap.correlate.conns import FP_KINDS, Conn, Half, PointConns, fingerprint_codes
 from hopcap.correlate.reader import ACK, RST, SYN
 
@@ -128,7 +129,10 @@ def link_halves(
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:
-    """Every (i, j) with ka[i] == kb[j]."""
+    """Every (i, j) with ka[i] == kb[j], by i then j."""
+    fast = same_keys(ka, kb)
+    if fast is not None:
+        return fast
     ob = np.argsort(kb, kind="stable")
     s = kb[ob]
     lo = np.searchsorted(s, ka, "left")

@@ -295,3 +295,27 @@ def test_compiled_fingerprint_codes_equal_numpy(tmp_path: Path) -> None:
         assert ids_fast == ids_slow
         kinds = set((fast[1] >> 60).tolist())
         assert {0, 1, 2, 3} <= kinds, kinds  # TSval, ISN, a SYN's IP ID, payload keys
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_compiled_same_key_join_equals_numpy(dtype: Any) -> None:
+    """link._same_key (every pair of equal keys, by the first side's row, then the
+    second's) in C against its numpy sort-and-search."""
+    from hopcap.correlate.link import _same_key
+
+    assert _fastwalk.available()
+    rng = np.random.default_rng(11)
+    for n_a, n_b, distinct in (
+        (0, 5, 3),
+        (5, 0, 3),
+        (50, 80, 7),
+        (3000, 2000, 500),
+        (2000, 3000, 5000),
+    ):
+        ka = rng.integers(0, distinct, n_a).astype(dtype) * dtype(977)
+        kb = rng.integers(0, distinct, n_b).astype(dtype) * dtype(977)
+        fast = _same_key(ka, kb)
+        slow = _numpy(_same_key, ka, kb)
+        assert fast[0].tolist() == slow[0].tolist() and fast[1].tolist() == slow[1].tolist()
+        if n_a and n_b:
+            assert fast[0].shape[0] > 0
