@@ -733,11 +733,34 @@ static long mat_runs(const int64_t *pid, long n, int64_t *st) {
     st[k] = n;
     return k;
 }
+/* the sample key of row r of pair p (match.learn_deltas: TSval, IP ID, length); 0: the row
+   has neither a TSval nor an IP ID (*ok = 0) */
+static inline uint64_t mat_skey(int64_t p, int64_t r, const int64_t *tv, const int32_t *ip,
+                                const int32_t *pl, int *ok) {
+    *ok = tv[r] >= 0 || ip[r] > 0;
+    if (!*ok) return 0;
+    int64_t v[4] = {p, tv[r], ip[r], pl[r]};
+    return mat_mix(v, 4);
+}
+/* put key x (value r) in a table of 128 slots unless there; 1 if it was there */
+static inline int mat_put(uint64_t *tk, int64_t *tv, uint64_t x, int64_t r) {
+    uint64_t s = hmix(x) & 127;
+    while (tv[s] >= 0 && tk[s] != x) s = (s + 1) & 127;
+    if (tv[s] >= 0) return 1;
+    tk[s] = x; tv[s] = r;
+    return 0;
+}
+static inline int64_t mat_get(const uint64_t *tk, const int64_t *tv, uint64_t x) {
+    uint64_t s = hmix(x) & 127;
+    while (tv[s] >= 0 && tk[s] != x) s = (s + 1) & 127;
+    return tv[s];
+}
 /* match.learn_deltas up to its payload fallback (see there): delta[p] (-1: unknown) and
-   votes[p] of every pair; columns (ca, cb): seq (int64), plen (int32), flags (int16),
-   tsval (int64), ipid (int32). Rows must come grouped by pair in increasing order (pid
-   nondecreasing): else -2. -1: memory; 0: done. Only the rows it needs are read: a pair's
-   first SYN, and the sample (its first 32 rows at a, 48 at b) */
+   votes[p] (1: a packet of the sample matched) of every pair; columns (ca, cb): seq
+   (int64), plen (int32), flags (int16), tsval (int64), ipid (int32). Rows must come grouped
+   by pair in increasing order (pid nondecreasing): else -2. -1: memory; 0: done. Only the
+   rows it needs are read: a pair's first SYN, and its sample (the first 32 rows at a, 48
+   at b) up to the first match when the SYNs gave the offset */
 long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
                   const int64_t *pidb, const void *const *ca, const void *const *cb,
                   long npairs, int64_t *delta, int64_t *votes) {
@@ -751,14 +774,12 @@ long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     if (npairs == 0) return 0;
     int64_t *syn_a = malloc((size_t)npairs * sizeof(int64_t));
     int64_t *syn_b = malloc((size_t)npairs * sizeof(int64_t));
-    uint8_t *by_syn = calloc((size_t)npairs, 1);
     int64_t *sta = malloc((size_t)(na + 1) * sizeof(int64_t));
     int64_t *stb = malloc((size_t)(nb + 1) * sizeof(int64_t));
-    uint64_t tk[128], *key[2] = {0, 0};
-    int64_t tv[128], buf[64], *krow[2] = {0, 0}, *kst[2] = {0, 0};
-    uint8_t *ok[2] = {0, 0};
+    uint64_t tka[128], tkb[128];
+    int64_t tva_[128], tvb_[128], buf[64];
     long ret = 0;
-    if (!syn_a || !syn_b || !by_syn || !sta || !stb) { ret = -1; goto out; }
+    if (!syn_a || !syn_b || !sta || !stb) { ret = -1; goto out; }
     long ka = mat_runs(pida, na, sta), kb = mat_runs(pidb, nb, stb);
     /* each pair's first SYN (the rows of a half: its first row, if any) */
     const int64_t *rows[2] = {ra, rb}, *pids[2] = {pida, pidb}, *st[2] = {sta, stb};
@@ -773,70 +794,56 @@ long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, cons
                 if (fl[x][rows[x][i]] & 2) { syn[x][pids[x][i]] = rows[x][i]; break; }
         }
     }
-    for (long p = 0; p < npairs; p++)
-        if (syn_a[p] >= 0 && syn_b[p] >= 0) {
-            delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
-            by_syn[p] = 1;
-        }
-    /* the samples (the first 32 rows of a pair at a, 48 at b) and their keys, where a
-       row has a TSval or an IP ID (ok), gathered ahead */
-    for (int x = 0; x < 2; x++) {
-        const int64_t *tvx = x ? tvb : tva;
-        const int32_t *ipx = x ? ipb : ipa, *plx = x ? plb : pla;
-        long lim = x ? 48 : 32, n = 0;
-        key[x] = malloc((size_t)(runs[x] * lim + 1) * sizeof(uint64_t));
-        krow[x] = malloc((size_t)(runs[x] * lim + 1) * sizeof(int64_t));
-        ok[x] = malloc((size_t)(runs[x] * lim + 1));
-        kst[x] = malloc((size_t)(runs[x] + 1) * sizeof(int64_t));
-        if (!key[x] || !krow[x] || !ok[x] || !kst[x]) { ret = -1; goto out; }
-        for (long k = 0; k < runs[x]; k++) {
-            kst[x][k] = n;
-            long e = st[x][k + 1] < st[x][k] + lim ? st[x][k + 1] : st[x][k] + lim;
-            for (long i = st[x][k]; i < e; i++) krow[x][n++] = rows[x][i];
-        }
-        kst[x][runs[x]] = n;
-        for (long k = 0, j = 0; k < runs[x]; k++) {
-            int64_t p = pids[x][st[x][k]];
-            for (; j < kst[x][k + 1]; j++) {
-                if (j + 16 < n) {
-                    int64_t r2 = krow[x][j + 16];
-                    __builtin_prefetch(tvx + r2); __builtin_prefetch(ipx + r2);
-                    __builtin_prefetch(plx + r2);
-                }
-                int64_t r = krow[x][j];
-                ok[x][j] = tvx[r] >= 0 || ipx[r] > 0;
-                if (ok[x][j]) {
-                    int64_t v[4] = {p, tvx[r], ipx[r], plx[r]};
-                    key[x][j] = mat_mix(v, 4);
-                }
-            }
-        }
-    }
-    /* the pairs at both points, in order: b's sample in a small table (key -> the first b
-       row with it), a's sample looked up in it */
+    /* the pairs at both points, in order */
     for (long u = 0, w = 0; u < ka && w < kb;) {
         int64_t p = pida[sta[u]], q = pidb[stb[w]];
         if (p < q) { u++; continue; }
         if (q < p) { w++; continue; }
-        long b0 = kst[1][w], b1 = kst[1][w + 1], a0 = kst[0][u], a1 = kst[0][u + 1];
+        if (u + 4 < ka && w + 4 < kb) { /* the first rows of the pairs ahead */
+            int64_t r2 = ra[sta[u + 4]], r3 = rb[stb[w + 4]];
+            __builtin_prefetch(tva + r2); __builtin_prefetch(ipa + r2);
+            __builtin_prefetch(pla + r2); __builtin_prefetch(tvb + r3);
+            __builtin_prefetch(ipb + r3); __builtin_prefetch(plb + r3);
+        }
+        long a0 = sta[u], a1 = sta[u + 1] < a0 + 32 ? sta[u + 1] : a0 + 32;
+        long b0 = stb[w], b1 = stb[w + 1] < b0 + 48 ? stb[w + 1] : b0 + 48;
         u++; w++;
-        for (int s2 = 0; s2 < 128; s2++) tv[s2] = -1;
+        for (int s2 = 0; s2 < 128; s2++) tva_[s2] = tvb_[s2] = -1;
+        int ok;
+        if (syn_a[p] >= 0 && syn_b[p] >= 0) {
+            /* the SYNs give the offset; the vote only says whether a packet matched: both
+               samples in turn, each row looked up in the other's table, to the first hit */
+            delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
+            for (long i = a0, j = b0; (i < a1 || j < b1) && !votes[p];) {
+                if (j < b1) {
+                    uint64_t x = mat_skey(p, rb[j], tvb, ipb, plb, &ok);
+                    if (ok && (mat_put(tkb, tvb_, x, rb[j]), mat_get(tka, tva_, x) >= 0))
+                        votes[p] = 1;
+                    j++;
+                }
+                if (i < a1 && !votes[p]) {
+                    uint64_t x = mat_skey(p, ra[i], tva, ipa, pla, &ok);
+                    if (ok && (mat_put(tka, tva_, x, ra[i]), mat_get(tkb, tvb_, x) >= 0))
+                        votes[p] = 1;
+                    i++;
+                }
+            }
+            continue;
+        }
+        /* b's sample in a table (key -> the first b row with it), a's looked up in it */
         int any = 0;
         for (long j = b0; j < b1; j++) {
-            if (!ok[1][j]) continue;
-            uint64_t s2 = hmix(key[1][j]) & 127;
-            while (tv[s2] >= 0 && tk[s2] != key[1][j]) s2 = (s2 + 1) & 127;
-            if (tv[s2] < 0) { tk[s2] = key[1][j]; tv[s2] = krow[1][j]; any = 1; }
+            uint64_t x = mat_skey(p, rb[j], tvb, ipb, plb, &ok);
+            if (ok) { mat_put(tkb, tvb_, x, rb[j]); any = 1; }
         }
         if (!any) continue;
         long nbuf = 0;
-        for (long j = a0; j < a1; j++) {
-            if (!ok[0][j]) continue;
-            uint64_t s2 = hmix(key[0][j]) & 127;
-            while (tv[s2] >= 0 && tk[s2] != key[0][j]) s2 = (s2 + 1) & 127;
-            if (tv[s2] < 0) continue;
-            votes[p]++;
-            if (!by_syn[p]) buf[nbuf++] = (sqb[tv[s2]] - sqa[krow[0][j]]) & m32;
+        for (long i = a0; i < a1; i++) {
+            uint64_t x = mat_skey(p, ra[i], tva, ipa, pla, &ok);
+            int64_t j2 = ok ? mat_get(tkb, tvb_, x) : -1;
+            if (j2 < 0) continue;
+            votes[p] = 1;
+            buf[nbuf++] = (sqb[j2] - sqa[ra[i]]) & m32;
         }
         if (nbuf) { /* the most common offset of the pair (ties: the smallest) */
             qsort(buf, (size_t)nbuf, sizeof(int64_t), mat_cmp64);
@@ -851,8 +858,7 @@ long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, cons
         }
     }
 out:
-    free(syn_a); free(syn_b); free(by_syn); free(sta); free(stb);
-    for (int x = 0; x < 2; x++) { free(key[x]); free(krow[x]); free(ok[x]); free(kst[x]); }
+    free(syn_a); free(syn_b); free(sta); free(stb);
     return ret;
 }
 /* conns.fingerprint_codes' TSval and ISN keys of every half (see there), one pass over the
@@ -1453,7 +1459,7 @@ def learn_offsets(
     ta: Any, ra: I64, pid_a: I64, tb: Any, rb: I64, pid_b: I64, npairs: int
 ) -> tuple[I64, I64] | None:
     """match.learn_deltas up to its payload fallback in one C pass (hopcap_learn): the
-    sequence offset (-1: unknown) and the votes of every pair; None without a compiler,
+    sequence offset (-1: unknown) and the vote (0 or 1) of every pair; None without a compiler,
     with other column types, or rows not grouped by pair in increasing order."""
     lib = _match_lib()
     if lib is None:

@@ -828,8 +828,9 @@ def learn_deltas(
 ) -> tuple[I64, I64]:
     """The constant sequence offset (b - a, mod 2**32) of one direction of every pair, from
     the SYNs or from packets that carry the same identity (TSval + IP ID + length) at both
-    points, else from payloads; -1 when unknown. Also returns, per pair, how many packets
-    matched on an identity that includes the IP ID (0: the IP ID does not survive)."""
+    points, else from payloads; -1 when unknown. Also returns, per pair, whether a packet
+    of the sample matched on an identity that includes the IP ID (1; 0: the IP ID does not
+    survive)."""
     fast = learn_offsets(ta, ra, pid_a, tb, rb, pid_b, npairs)
     delta, votes = (
         fast if fast is not None else _learn_sampled(ta, ra, pid_a, tb, rb, pid_b, npairs)
@@ -882,7 +883,7 @@ def _learn_sampled(
         first = np.ones(vals.shape[0], bool)
         first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
         delta[vals[first] >> 32] = vals[first] & M32
-    return delta, votes
+    return delta, np.minimum(votes, 1)
 
 
 def _learn_by_payload(
