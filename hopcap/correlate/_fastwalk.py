@@ -936,6 +936,18 @@ long hopcap_samekey(const uint64_t *ka, long na, const uint64_t *kb, long nb, in
     free(t.k); free(t.v);
     return k;
 }
+/* conns.PointConns.rows_of: the rows order[start[h]:end[h]] of every half h = hid[k] (-1:
+   none) one after the other (rows), and k for each (pos); returns the rows */
+long hopcap_rowsof(const int64_t *hid, long n, const int64_t *start, const int64_t *end,
+                   const int64_t *order, int64_t *rows, int64_t *pos) {
+    long m = 0;
+    for (long k = 0; k < n; k++) {
+        int64_t h = hid[k];
+        if (h < 0) continue;
+        for (int64_t j = start[h]; j < end[h]; j++) { rows[m] = order[j]; pos[m] = k; m++; }
+    }
+    return m;
+}
 """
 
 _lib: Any = None
@@ -1538,3 +1550,23 @@ def same_keys(ka: Any, kb: Any) -> tuple[I64, I64] | None:
     lib.hopcap_samekey(a.ctypes.data, na, b.ctypes.data, nb, nxt.ctypes.data, ia.ctypes.data,
                        ib.ctypes.data)  # fmt: skip
     return ia[:n], ib[:n]
+
+
+def rows_of(hid: I64, start: I64, end: I64, order: I64) -> tuple[I64, I64] | None:
+    """conns.PointConns.rows_of in C (hopcap_rowsof); None without a compiler."""
+    lib = _match_lib()
+    if lib is None:
+        return None
+    if not getattr(lib, "_mat_ro", False):
+        p = ctypes.c_void_p
+        lib.hopcap_rowsof.restype = ctypes.c_long
+        lib.hopcap_rowsof.argtypes = [p, ctypes.c_long, p, p, p, p, p]
+        lib._mat_ro = True
+    h, st, en, o = _i64(hid, start, end, order)
+    has = h >= 0
+    total = int((en[h[has]] - st[h[has]]).sum())
+    rows = np.empty(total + 1, np.int64)
+    pos = np.empty(total + 1, np.int64)
+    m = lib.hopcap_rowsof(h.ctypes.data, int(h.shape[0]), st.ctypes.data, en.ctypes.data,
+                          o.ctypes.data, rows.ctypes.data, pos.ctypes.data)  # fmt: skip
+    return rows[:m], pos[:m]

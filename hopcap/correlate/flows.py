@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import rows_of
 from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
@@ -469,10 +470,10 @@ def _match_group(
     pca, pcb = pts[a].pc, pts[b].pc
     assert pca is not None and pcb is not None
     ixc, iyc, ixs, iys = ids
-    ra_c, pa_c = pca.rows_of(ixc)
-    rb_c, pb_c = pcb.rows_of(iyc)
-    ra_s, pa_s = pcb.rows_of(iys)  # s2c travels b -> a
-    rb_s, pb_s = pca.rows_of(ixs)
+    ra_c, pa_c = _rows_of(pca, ixc)
+    rb_c, pb_c = _rows_of(pcb, iyc)
+    ra_s, pa_s = _rows_of(pcb, iys)  # s2c travels b -> a
+    rb_s, pb_s = _rows_of(pca, ixs)
     dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
     ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
@@ -515,6 +516,13 @@ def _match_group(
             legy.delta_s = delta_s
             if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
                 legy.link = "nat"
+
+
+def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:
+    """`PointConns.rows_of`, in C when the helper is there."""
+    c = pc.half_cols()
+    got = rows_of(hid, c.start, c.end, pc.order)
+    return got if got is not None else pc.rows_of(hid)
 
 
 def _half_cols(pc: PointConns, hid: I64) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:

@@ -319,3 +319,23 @@ def test_compiled_same_key_join_equals_numpy(dtype: Any) -> None:
         assert fast[0].tolist() == slow[0].tolist() and fast[1].tolist() == slow[1].tolist()
         if n_a and n_b:
             assert fast[0].shape[0] > 0
+
+
+def test_compiled_rows_of_halves_equal_numpy(tmp_path: Path) -> None:
+    """The rows of a batch's halves (absent ones among them), gathered in C, are those of
+    PointConns.rows_of."""
+    from hopcap.correlate.conns import build_point
+    from hopcap.correlate.reader import read_capture
+
+    assert _fastwalk.available()
+    convs = _convs()
+    pts = points(tmp_path, convs, _views(convs)[:1])
+    assert pts[0].pcap is not None
+    pc = build_point(read_capture(Path(pts[0].pcap)))
+    rng = np.random.default_rng(3)
+    n = len(pc.halves)
+    for hid in (np.zeros(0, np.int64), np.full(3, -1, np.int64), rng.integers(-1, n, 40)):
+        got = flows._rows_of(pc, hid.astype(np.int64))
+        want = pc.rows_of(hid.astype(np.int64))
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+    assert flows._rows_of(pc, np.arange(n, dtype=np.int64))[0].shape[0] == len(pc.table)
