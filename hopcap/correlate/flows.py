@@ -415,13 +415,18 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             if same is None:
                 same = groups[ab] = {}
                 firsts[ab] = []
-            key = (id(x.c), id(x.s), id(y.c), id(y.s))
+            xc, xs, yc, ys = x.c, x.s, y.c, y.s
+            key = (id(xc), id(xs), id(yc), id(ys))
             got = same.get(key)
             if got is not None:
                 got.append((x, y, hop))
                 continue
             same[key] = [(x, y, hop)]
-            firsts[ab].extend(-1 if h is None else h.hid for h in (x.c, y.c, x.s, y.s))
+            fs = firsts[ab]
+            fs.append(-1 if xc is None else xc.hid)
+            fs.append(-1 if yc is None else yc.hid)
+            fs.append(-1 if xs is None else xs.hid)
+            fs.append(-1 if ys is None else ys.hid)
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);
@@ -504,17 +509,23 @@ def _match_group(
     prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
     c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
     s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
-    for k, (dups, d_c, d_s) in enumerate(zip(groups, dc.tolist(), ds.tolist(), strict=True)):
-        delta_c = d_c if d_c >= 0 else None
-        delta_s = (-d_s) & M32 if d_s >= 0 else None
-        for legx, legy, hop in dups:
-            if legx.c is not None or legy.c is not None:
-                hop.c2s = c_out[k]
-            if legx.s is not None or legy.s is not None:
-                hop.s2c = s_out[k]
+    # per group: which directions its hops have (every hop of a group has the same
+    # halves), the legs' sequence offsets, whether they make a "same" link a NAT
+    c_has = ((ixc >= 0) | (iyc >= 0)).tolist()
+    s_has = ((ixs >= 0) | (iys >= 0)).tolist()
+    d_cs = [d if d >= 0 else None for d in dc.tolist()]
+    d_ss = [d if d >= 0 else None for d in np.where(ds >= 0, (-ds) & M32, -1).tolist()]
+    moved = ((dc > 0) | (ds > 0)).tolist()
+    cols = (groups, c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
+    for dups, c_o, s_o, hc, hs, delta_c, delta_s, nat in zip(*cols, strict=True):
+        for _legx, legy, hop in dups:
+            if hc:
+                hop.c2s = c_o
+            if hs:
+                hop.s2c = s_o
             legy.delta_c = delta_c
             legy.delta_s = delta_s
-            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+            if nat and legy.link == "same":
                 legy.link = "nat"
 
 
