@@ -182,7 +182,7 @@ def build_flows(
                     continue
             mine.add(conn.cid)
             details = (part.label(),) if part is not None else ()
-            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
+            flow = FlowB([LegB(p, conn.c, conn.s, "same", details, 0, 0, part)])
             flows.append(flow)
             if js < 0:
                 _extend(pts, present, k, flow, links, claimed, plans)

@@ -561,15 +561,16 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     pairs = m.pairs
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    # the matched rows of both sides and their pairs, gathered once
+    ga_all, gb_all, pid_all = ra[pa_all], rb[pb_all], pid_a[pa_all]
     n_ok = np.zeros(npairs, np.int64)  # matched packets per pair
     d_min = np.zeros(npairs, np.int64)
     d_med = np.zeros(npairs, np.float64)
     if pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
-        pp = pid_a[pa_all]
-        dl = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
-        pp, dl = _sort_by_pair(pp, dl)
+        dl = tb.ts[gb_all] - ta.ts[ga_all]
+        pp, dl = _sort_by_pair(pid_all, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
         ks = np.nonzero(np.diff(cuts))[0]
         lo, hi = cuts[ks], cuts[ks + 1]
@@ -611,10 +612,7 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         at = np.searchsorted(ra[o], np.array([rw.a_row for rw in rewrites], np.int64), "right")
         for rw, k in zip(rewrites, pid_a[o[at - 1]].tolist(), strict=True):
             out[k].rewrites.append(rw)
-    ga_all, gb_all = ra[pa_all], rb[pb_all]
-    for rw, k in _field_rewrites(
-        ta, ga_all, tb, gb_all, pid_a[pa_all], prm, ttl_expected=ttl_expected
-    ):
+    for rw, k in _field_rewrites(ta, ga_all, tb, gb_all, pid_all, prm, ttl_expected=ttl_expected):
         out[k].rewrites.append(rw)
     return out
 
