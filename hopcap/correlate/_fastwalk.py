@@ -726,6 +726,421 @@ long hopcap_walk_pcapng(const uint8_t *buf, long size, long pos, int be, long ma
     *pos_out = pos;
     return n;
 }
+/* ---- mat ---- */
+#include <stdlib.h>
+static const uint64_t MAT_P[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                                  0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
+/* conns.mix of one row (the values of its columns, in order) */
+static inline uint64_t mat_mix(const int64_t *v, int n) {
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = (uint64_t)v[i] * MAT_P[i % 4] + (uint64_t)(i + 1);
+        x ^= x >> 29;
+        h = (h ^ x) * MAT_P[0];
+        h ^= h >> 32;
+    }
+    return h;
+}
+/* an open-addressing table: keys k, values v (-1: empty), m + 1 slots used, alloc held */
+typedef struct { uint64_t *k; int64_t *v; uint64_t m; long alloc; } mat_tab;
+/* the slot of key x (its value -1 when absent) */
+static inline uint64_t mat_slot(const mat_tab *t, uint64_t x) {
+    uint64_t s = hmix(x) & t->m;
+    while (t->v[s] >= 0 && t->k[s] != x) s = (s + 1) & t->m;
+    return s;
+}
+/* a table of at least 2n + 1 slots, every slot empty (grown as needed); -1: memory */
+static int mat_tab_fit(mat_tab *t, long n) {
+    long cap = 16;
+    while (cap < 2 * n + 1) cap <<= 1;
+    if (t->alloc < cap) {
+        free(t->k); free(t->v);
+        t->k = malloc((size_t)cap * sizeof(uint64_t));
+        t->v = malloc((size_t)cap * sizeof(int64_t));
+        t->alloc = cap;
+        if (!t->k || !t->v) { free(t->k); free(t->v); t->k = 0; t->v = 0; t->alloc = 0; return -1; }
+    }
+    memset(t->v, 0xFF, (size_t)cap * sizeof(int64_t));
+    t->m = (uint64_t)cap - 1;
+    return 0;
+}
+/* match._pair_multiset's keys: the n-th repetition (n > 0) of key k becomes mix(k, n) */
+static int mat_occ(uint64_t *k, long n, mat_tab *t) {
+    if (mat_tab_fit(t, n)) return -1;
+    for (long i = 0; i < n; i++) {
+        uint64_t s = mat_slot(t, k[i]);
+        if (t->v[s] < 0) { t->k[s] = k[i]; t->v[s] = 0; }
+        int64_t o = t->v[s]++;
+        if (o) { int64_t v2[2] = {(int64_t)k[i], o}; k[i] = mat_mix(v2, 2); }
+    }
+    return 0;
+}
+/* _pair_multiset on keys ka (at batch positions pa, pairs pid_a[pa]) and kb, one pair at a
+   time (the keys include the pair; positions come grouped by pair, in increasing order):
+   pairs appended to (oa, ob) as batch positions, in a's order, marked in ma/mb; returns
+   their number, -1: memory */
+static long mat_pair(uint64_t *ka, const int64_t *pa, long na, const int64_t *pid_a,
+                     uint64_t *kb, const int64_t *pb, long nb, const int64_t *pid_b,
+                     uint8_t *ma, uint8_t *mb, int64_t *oa, int64_t *ob, mat_tab *t) {
+    long k = 0, i = 0, j = 0;
+    while (i < na && j < nb) {
+        int64_t p = pid_a[pa[i]], q = pid_b[pb[j]];
+        long i1 = i, j1 = j;
+        while (i1 < na && pid_a[pa[i1]] == p) i1++;
+        while (j1 < nb && pid_b[pb[j1]] == q) j1++;
+        if (p != q) { if (p < q) i = i1; else j = j1; continue; }
+        if (mat_occ(ka + i, i1 - i, t) || mat_occ(kb + j, j1 - j, t)) return -1;
+        if (mat_tab_fit(t, j1 - j)) return -1;
+        for (long y = j; y < j1; y++) {
+            uint64_t s = mat_slot(t, kb[y]);
+            if (t->v[s] < 0) { t->k[s] = kb[y]; t->v[s] = y; }
+        }
+        for (long x = i; x < i1; x++) {
+            uint64_t s = mat_slot(t, ka[x]);
+            if (t->v[s] < 0) continue;
+            oa[k] = pa[x]; ob[k] = pb[t->v[s]];
+            ma[oa[k]] = 1; mb[ob[k]] = 1;
+            k++;
+        }
+        i = i1; j = j1;
+    }
+    return k;
+}
+static inline int64_t mat_s32(int64_t x) {
+    return ((x + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
+}
+static inline int64_t mat_cls(int f) { return f & 2 ? 1 : f & 4 ? 3 : f & 1 ? 2 : 0; }
+/* match._Batch.of, _match_control and _match_exact_data in one pass over a batch (see
+   there): rows ra (pairs pida) of capture a, rb (pidb) of b; columns (ca, cb): seq (int64),
+   plen (int32), flags (int16), tsval (int64), ipid (int32), pl_off (int64), pl_cap (int32);
+   per pair: seq delta, base, use TSval, use IP ID. Out per position: the _Batch columns and
+   marks; the control pairs (cpa, cpb), the exact data pairs (epa, epb) with whether their
+   payloads differ (ediff, over encmp bytes); counts[0..1] their numbers. 0, -1: memory */
+long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
+                  const int64_t *pidb, const void *const *ca, const void *const *cb,
+                  const uint8_t *bufa, const uint8_t *bufb, const int64_t *delta,
+                  const int64_t *base, const uint8_t *use_ts, const uint8_t *use_ipid,
+                  int64_t *seq_a, int64_t *sa, int64_t *sb, int64_t *tva, int64_t *tvb,
+                  int64_t *ida, int64_t *idb, int32_t *pa, int32_t *pb, int16_t *fa,
+                  int16_t *fb, uint8_t *ctl_a, uint8_t *ctl_b, uint8_t *dat_a, uint8_t *dat_b,
+                  uint8_t *mctl_a, uint8_t *mctl_b, uint8_t *mdat_a, uint8_t *mdat_b,
+                  int64_t *cpa, int64_t *cpb, int64_t *epa, int64_t *epb, uint8_t *ediff,
+                  int64_t *encmp, int64_t *counts) {
+    const int64_t m32 = 0xFFFFFFFFLL;
+    const int64_t *sq[2] = {ca[0], cb[0]}, *tv[2] = {ca[3], cb[3]}, *off[2] = {ca[5], cb[5]};
+    const int32_t *pl[2] = {ca[1], cb[1]}, *ip[2] = {ca[4], cb[4]}, *cap[2] = {ca[6], cb[6]};
+    const int16_t *fl[2] = {ca[2], cb[2]};
+    long n[2] = {na, nb};
+    const int64_t *rows[2] = {ra, rb}, *pid[2] = {pida, pidb};
+    int64_t *s[2] = {sa, sb}, *tvo[2] = {tva, tvb}, *ido[2] = {ida, idb};
+    int32_t *po[2] = {pa, pb};
+    int16_t *fo[2] = {fa, fb};
+    uint8_t *ctl[2] = {ctl_a, ctl_b}, *dat[2] = {dat_a, dat_b};
+    uint64_t *kc[2] = {0, 0}, *kd[2] = {0, 0};
+    int64_t *ic[2] = {0, 0}, *id_[2] = {0, 0};
+    long nc[2] = {0, 0}, nd[2] = {0, 0};
+    int bad = 0;
+    for (int x = 0; x < 2; x++) {
+        kc[x] = malloc((size_t)(n[x] + 1) * sizeof(uint64_t));
+        kd[x] = malloc((size_t)(n[x] + 1) * sizeof(uint64_t));
+        ic[x] = malloc((size_t)(n[x] + 1) * sizeof(int64_t));
+        id_[x] = malloc((size_t)(n[x] + 1) * sizeof(int64_t));
+        if (!kc[x] || !kd[x] || !ic[x] || !id_[x]) bad = 1;
+    }
+    long ret = 0;
+    if (bad) { ret = -1; goto out; }
+    for (long i = 1; i < na; i++) if (pida[i] < pida[i - 1]) { ret = -2; goto out; }
+    for (long i = 1; i < nb; i++) if (pidb[i] < pidb[i - 1]) { ret = -2; goto out; }
+    for (int x = 0; x < 2; x++) {
+        for (long i = 0; i < n[x]; i++) {
+            if (i + 16 < n[x]) { /* the rows ahead: far apart in every column */
+                int64_t r2 = rows[x][i + 16];
+                __builtin_prefetch(sq[x] + r2); __builtin_prefetch(pl[x] + r2);
+                __builtin_prefetch(fl[x] + r2); __builtin_prefetch(tv[x] + r2);
+                __builtin_prefetch(ip[x] + r2);
+            }
+            int64_t r = rows[x][i], p = pid[x][i];
+            int64_t q = x == 0 ? (sq[0][r] + delta[p]) & m32 : sq[1][r];
+            if (x == 0) seq_a[i] = q;
+            int64_t rel = mat_s32(q - base[p]);
+            int32_t len = pl[x][r];
+            int f = fl[x][r];
+            int64_t t = use_ts[p] ? tv[x][r] : -1;
+            int64_t d = use_ipid[p] ? (int64_t)ip[x][r] : -1;
+            s[x][i] = rel; po[x][i] = len; fo[x][i] = (int16_t)f; tvo[x][i] = t; ido[x][i] = d;
+            ctl[x][i] = (f & 7) != 0 || len == 0;
+            dat[x][i] = len > 0;
+            if (ctl[x][i]) {
+                int64_t v[5] = {p, rel + len, t, (f & 1) ? -1 : d, mat_cls(f)};
+                kc[x][nc[x]] = mat_mix(v, 5);
+                ic[x][nc[x]++] = i;
+            }
+            if (len > 0) {
+                int64_t v[5] = {p, rel, len, t, d};
+                kd[x][nd[x]] = mat_mix(v, 5);
+                id_[x][nd[x]++] = i;
+            }
+        }
+    }
+    mat_tab t = {0, 0, 0, 0};
+    long k1 = mat_pair(kc[0], ic[0], nc[0], pida, kc[1], ic[1], nc[1], pidb, mctl_a, mctl_b,
+                       cpa, cpb, &t);
+    long k2 = k1 < 0 ? -1 : mat_pair(kd[0], id_[0], nd[0], pida, kd[1], id_[1], nd[1], pidb,
+                                     mdat_a, mdat_b, epa, epb, &t);
+    free(t.k); free(t.v);
+    if (k1 < 0 || k2 < 0) { ret = -1; goto out; }
+    for (long i = 0; i < k2; i++) {
+        if (i + 16 < k2) {
+            int64_t x2 = ra[epa[i + 16]], y2 = rb[epb[i + 16]];
+            __builtin_prefetch(cap[0] + x2); __builtin_prefetch(off[0] + x2);
+            __builtin_prefetch(cap[1] + y2); __builtin_prefetch(off[1] + y2);
+        }
+        if (i + 8 < k2) { /* their payloads, once the offsets are in */
+            int64_t x2 = ra[epa[i + 8]], y2 = rb[epb[i + 8]];
+            const uint8_t *qa = bufa + off[0][x2], *qb = bufb + off[1][y2];
+            long m2 = cap[0][x2] < 256 ? cap[0][x2] : 256;
+            for (long o = 0; o < m2; o += 64) {
+                __builtin_prefetch(qa + o);
+                __builtin_prefetch(qb + o);
+            }
+        }
+        int64_t x = ra[epa[i]], y = rb[epb[i]];
+        int64_t m = cap[0][x] < cap[1][y] ? cap[0][x] : cap[1][y];
+        encmp[i] = m;
+        ediff[i] = m > 0 && memcmp(bufa + off[0][x], bufb + off[1][y], (size_t)m) != 0;
+    }
+    counts[0] = k1;
+    counts[1] = k2;
+out:
+    for (int x = 0; x < 2; x++) { free(kc[x]); free(kd[x]); free(ic[x]); free(id_[x]); }
+    return ret;
+}
+static int mat_cmp64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+/* the runs of equal pair ids (pid nondecreasing): run k is rows [st[k], st[k + 1]) */
+static long mat_runs(const int64_t *pid, long n, int64_t *st) {
+    long k = 0;
+    for (long i = 0; i < n; i++) if (i == 0 || pid[i] != pid[i - 1]) st[k++] = i;
+    st[k] = n;
+    return k;
+}
+/* the sample key of row r of pair p (match.learn_deltas: TSval, IP ID, length); 0: the row
+   has neither a TSval nor an IP ID (*ok = 0) */
+static inline uint64_t mat_skey(int64_t p, int64_t r, const int64_t *tv, const int32_t *ip,
+                                const int32_t *pl, int *ok) {
+    *ok = tv[r] >= 0 || ip[r] > 0;
+    if (!*ok) return 0;
+    int64_t v[4] = {p, tv[r], ip[r], pl[r]};
+    return mat_mix(v, 4);
+}
+/* put key x (value r) in a table of 128 slots unless there; 1 if it was there */
+static inline int mat_put(uint64_t *tk, int64_t *tv, uint64_t x, int64_t r) {
+    uint64_t s = hmix(x) & 127;
+    while (tv[s] >= 0 && tk[s] != x) s = (s + 1) & 127;
+    if (tv[s] >= 0) return 1;
+    tk[s] = x; tv[s] = r;
+    return 0;
+}
+static inline int64_t mat_get(const uint64_t *tk, const int64_t *tv, uint64_t x) {
+    uint64_t s = hmix(x) & 127;
+    while (tv[s] >= 0 && tk[s] != x) s = (s + 1) & 127;
+    return tv[s];
+}
+/* match.learn_deltas up to its payload fallback (see there): delta[p] (-1: unknown) and
+   votes[p] (1: a packet of the sample matched) of every pair; columns (ca, cb): seq
+   (int64), plen (int32), flags (int16), tsval (int64), ipid (int32). Rows must come grouped
+   by pair in increasing order (pid nondecreasing): else -2. -1: memory; 0: done. Only the
+   rows it needs are read: a pair's first SYN, and its sample (the first 32 rows at a, 48
+   at b) up to the first match when the SYNs gave the offset */
+long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, const int64_t *rb,
+                  const int64_t *pidb, const void *const *ca, const void *const *cb,
+                  long npairs, int64_t *delta, int64_t *votes) {
+    const int64_t m32 = 0xFFFFFFFFLL;
+    const int64_t *sqa = ca[0], *tva = ca[3], *sqb = cb[0], *tvb = cb[3];
+    const int32_t *pla = ca[1], *ipa = ca[4], *plb = cb[1], *ipb = cb[4];
+    const int16_t *fla = ca[2], *flb = cb[2];
+    for (long i = 1; i < na; i++) if (pida[i] < pida[i - 1]) return -2;
+    for (long i = 1; i < nb; i++) if (pidb[i] < pidb[i - 1]) return -2;
+    for (long p = 0; p < npairs; p++) { delta[p] = -1; votes[p] = 0; }
+    if (npairs == 0) return 0;
+    int64_t *syn_a = malloc((size_t)npairs * sizeof(int64_t));
+    int64_t *syn_b = malloc((size_t)npairs * sizeof(int64_t));
+    int64_t *sta = malloc((size_t)(na + 1) * sizeof(int64_t));
+    int64_t *stb = malloc((size_t)(nb + 1) * sizeof(int64_t));
+    uint64_t tka[128], tkb[128];
+    int64_t tva_[128], tvb_[128], buf[64];
+    long ret = 0;
+    if (!syn_a || !syn_b || !sta || !stb) { ret = -1; goto out; }
+    long ka = mat_runs(pida, na, sta), kb = mat_runs(pidb, nb, stb);
+    /* each pair's first SYN (the rows of a half: its first row, if any) */
+    const int64_t *rows[2] = {ra, rb}, *pids[2] = {pida, pidb}, *st[2] = {sta, stb};
+    const int16_t *fl[2] = {fla, flb};
+    int64_t *syn[2] = {syn_a, syn_b};
+    long runs[2] = {ka, kb};
+    for (int x = 0; x < 2; x++) {
+        for (long p = 0; p < npairs; p++) syn[x][p] = -1;
+        for (long k = 0; k < runs[x]; k++) {
+            if (k + 8 < runs[x]) __builtin_prefetch(fl[x] + rows[x][st[x][k + 8]]);
+            for (long i = st[x][k]; i < st[x][k + 1]; i++)
+                if (fl[x][rows[x][i]] & 2) { syn[x][pids[x][i]] = rows[x][i]; break; }
+        }
+    }
+    /* the pairs at both points, in order */
+    for (long u = 0, w = 0; u < ka && w < kb;) {
+        int64_t p = pida[sta[u]], q = pidb[stb[w]];
+        if (p < q) { u++; continue; }
+        if (q < p) { w++; continue; }
+        if (u + 4 < ka && w + 4 < kb) { /* the first rows of the pairs ahead */
+            int64_t r2 = ra[sta[u + 4]], r3 = rb[stb[w + 4]];
+            __builtin_prefetch(tva + r2); __builtin_prefetch(ipa + r2);
+            __builtin_prefetch(pla + r2); __builtin_prefetch(tvb + r3);
+            __builtin_prefetch(ipb + r3); __builtin_prefetch(plb + r3);
+        }
+        long a0 = sta[u], a1 = sta[u + 1] < a0 + 32 ? sta[u + 1] : a0 + 32;
+        long b0 = stb[w], b1 = stb[w + 1] < b0 + 48 ? stb[w + 1] : b0 + 48;
+        u++; w++;
+        for (int s2 = 0; s2 < 128; s2++) tva_[s2] = tvb_[s2] = -1;
+        int ok;
+        if (syn_a[p] >= 0 && syn_b[p] >= 0) {
+            /* the SYNs give the offset; the vote only says whether a packet matched: both
+               samples in turn, each row looked up in the other's table, to the first hit */
+            delta[p] = (sqb[syn_b[p]] - sqa[syn_a[p]]) & m32;
+            for (long i = a0, j = b0; (i < a1 || j < b1) && !votes[p];) {
+                if (j < b1) {
+                    uint64_t x = mat_skey(p, rb[j], tvb, ipb, plb, &ok);
+                    if (ok && (mat_put(tkb, tvb_, x, rb[j]), mat_get(tka, tva_, x) >= 0))
+                        votes[p] = 1;
+                    j++;
+                }
+                if (i < a1 && !votes[p]) {
+                    uint64_t x = mat_skey(p, ra[i], tva, ipa, pla, &ok);
+                    if (ok && (mat_put(tka, tva_, x, ra[i]), mat_get(tkb, tvb_, x) >= 0))
+                        votes[p] = 1;
+                    i++;
+                }
+            }
+            continue;
+        }
+        /* b's sample in a table (key -> the first b row with it), a's looked up in it */
+        int any = 0;
+        for (long j = b0; j < b1; j++) {
+            uint64_t x = mat_skey(p, rb[j], tvb, ipb, plb, &ok);
+            if (ok) { mat_put(tkb, tvb_, x, rb[j]); any = 1; }
+        }
+        if (!any) continue;
+        long nbuf = 0;
+        for (long i = a0; i < a1; i++) {
+            uint64_t x = mat_skey(p, ra[i], tva, ipa, pla, &ok);
+            int64_t j2 = ok ? mat_get(tkb, tvb_, x) : -1;
+            if (j2 < 0) continue;
+            votes[p] = 1;
+            buf[nbuf++] = (sqb[j2] - sqa[ra[i]]) & m32;
+        }
+        if (nbuf) { /* the most common offset of the pair (ties: the smallest) */
+            qsort(buf, (size_t)nbuf, sizeof(int64_t), mat_cmp64);
+            long best = 0, bc = 0;
+            for (long x = 0; x < nbuf;) {
+                long y = x;
+                while (y < nbuf && buf[y] == buf[x]) y++;
+                if (y - x > bc) { bc = y - x; best = buf[x]; }
+                x = y;
+            }
+            delta[p] = best;
+        }
+    }
+out:
+    free(syn_a); free(syn_b); free(sta); free(stb);
+    return ret;
+}
+/* conns.fingerprint_codes' TSval and ISN keys of every half (see there), one pass over the
+   first 4 * limit rows of each (order[start[h]:end[h]]): the distinct codes of half h, in
+   increasing order, appended to (oh, oc); n_ts[h] its TSval rows (at most limit) besides
+   SYNs, has_syn[h]; sid: (half, row) of the SYN rows without a TSval but with an IP ID,
+   in order. Returns the codes, counts[0] the sid rows. At most 12 codes per half. */
+long hopcap_fpcodes(const int64_t *order, const int64_t *start, const int64_t *end, long nh,
+                    const int16_t *flags, const int64_t *tsval, const int32_t *ipid,
+                    const int64_t *seq, long limit, int64_t *oh, int64_t *oc, int64_t *n_ts,
+                    uint8_t *has_syn, int64_t *sid, int64_t *counts) {
+    long k = 0, ns = 0;
+    for (long h = 0; h < nh; h++) {
+        int64_t c[12];
+        int nc = 0, nsyn = 0, nts = 0;
+        long e = end[h] < start[h] + 4 * limit ? end[h] : start[h] + 4 * limit;
+        if (h + 4 < nh) {
+            int64_t r2 = order[start[h + 4]];
+            __builtin_prefetch(flags + r2); __builtin_prefetch(tsval + r2);
+            __builtin_prefetch(ipid + r2); __builtin_prefetch(seq + r2);
+        }
+        for (long j = start[h]; j < e; j++) {
+            int64_t r = order[j], tv = tsval[r];
+            int64_t code = -1;
+            if (flags[r] & 2) {
+                if (nsyn++ >= 4) continue;
+                c[nc++] = (1LL << 60) | (seq[r] << 17);
+                if (tv >= 0) code = (tv << 17) | ((int64_t)ipid[r] + 1);
+                else if (ipid[r] > 0) { sid[2 * ns] = h; sid[2 * ns + 1] = r; ns++; }
+            } else if (tv >= 0) {
+                if (nts++ >= limit) continue;
+                code = (tv << 17) | ((int64_t)ipid[r] + 1);
+            }
+            if (code >= 0) c[nc++] = code;
+        }
+        n_ts[h] = nts < limit ? nts : limit;
+        has_syn[h] = nsyn > 0;
+        for (int a = 1; a < nc; a++) { /* insertion sort, then the distinct ones */
+            int64_t x = c[a];
+            int b = a - 1;
+            while (b >= 0 && c[b] > x) { c[b + 1] = c[b]; b--; }
+            c[b + 1] = x;
+        }
+        for (int a = 0; a < nc; a++) {
+            if (a && c[a] == c[a - 1]) continue;
+            oh[k] = h; oc[k] = c[a]; k++;
+        }
+    }
+    counts[0] = ns;
+    return k;
+}
+/* link._same_key: every (i, j) with ka[i] == kb[j], by i then j. nxt: nb slots; pass
+   ia = 0 to count the pairs only. */
+long hopcap_samekey(const uint64_t *ka, long na, const uint64_t *kb, long nb, int64_t *nxt,
+                    int64_t *ia, int64_t *ib) {
+    mat_tab t = {0, 0, 0, 0};
+    if (mat_tab_fit(&t, nb)) return -1;
+    /* each key's rows in a chain, last first: (key -> last j), nxt[j] the one before */
+    for (long j = 0; j < nb; j++) {
+        uint64_t s = mat_slot(&t, kb[j]);
+        if (t.v[s] < 0) { t.k[s] = kb[j]; nxt[j] = -1; } else nxt[j] = t.v[s];
+        t.v[s] = j;
+    }
+    long k = 0;
+    for (long i = 0; i < na; i++) {
+        uint64_t s = mat_slot(&t, ka[i]);
+        long n = 0;
+        for (int64_t j = t.v[s]; j >= 0; j = nxt[j]) n++;
+        if (ia) {
+            long m = k + n;
+            for (int64_t j = t.v[s]; j >= 0; j = nxt[j]) { m--; ia[m] = i; ib[m] = j; }
+        }
+        k += n;
+    }
+    free(t.k); free(t.v);
+    return k;
+}
+/* conns.PointConns.rows_of: the rows order[start[h]:end[h]] of every half h = hid[k] (-1:
+   none) one after the other (rows), and k for each (pos); returns the rows */
+long hopcap_rowsof(const int64_t *hid, long n, const int64_t *start, const int64_t *end,
+                   const int64_t *order, int64_t *rows, int64_t *pos) {
+    long m = 0;
+    for (long k = 0; k < n; k++) {
+        int64_t h = hid[k];
+        if (h < 0) continue;
+        for (int64_t j = start[h]; j < end[h]; j++) { rows[m] = order[j]; pos[m] = k; m++; }
+    }
+    return m;
+}
 """
 
 _lib: Any = None
@@ -1263,3 +1678,194 @@ def walk_pcapng(
     )  # fmt: skip
     del keep
     return tuple(out[i, :k].copy() for i in range(6)), stop.value
+
+
+# ---- mat ----
+
+_MATCH_COLS = (
+    ("seq", np.int64), ("plen", np.int32), ("flags", np.int16), ("tsval", np.int64),
+    ("ipid", np.int32), ("pl_off", np.int64), ("pl_cap", np.int32),
+)  # fmt: skip
+
+
+def _match_lib() -> Any:
+    """The library with the argument types of hopcap_mcore and hopcap_learn set."""
+    lib = _load()
+    if lib is not None and not getattr(lib, "_mat_ready", False):
+        p = ctypes.c_void_p
+        lib.hopcap_mcore.restype = ctypes.c_long
+        lib.hopcap_mcore.argtypes = [ctypes.c_long, p, p, ctypes.c_long] + [p] * 36
+        lib.hopcap_learn.restype = ctypes.c_long
+        lib.hopcap_learn.argtypes = [ctypes.c_long, p, p, ctypes.c_long, p, p, p, p,
+                                     ctypes.c_long, p, p]  # fmt: skip
+        lib._mat_ready = True
+    return lib
+
+
+def _column_ptrs(t: Any, k: int) -> Any:
+    """Pointers to the first `k` columns of _MATCH_COLS of table `t`; None when one has
+    another type or layout."""
+    cols = [getattr(t, c) for c, _t in _MATCH_COLS[:k]]
+    for x, (_c, typ) in zip(cols, _MATCH_COLS, strict=False):
+        if x.dtype != typ or not x.flags.c_contiguous:
+            return None
+    return (ctypes.c_void_p * k)(*[x.ctypes.data for x in cols]), cols
+
+
+def _i64(*xs: Any) -> list[I64]:
+    return [np.ascontiguousarray(x, np.int64) for x in xs]
+
+
+def match_core(
+    ta: Any, ra: I64, pid_a: I64, tb: Any, rb: I64, pid_b: I64, prm: Any
+) -> dict[str, Any] | None:
+    """match._Batch.of, _match_control and _match_exact_data of one batch in one C pass
+    (hopcap_mcore): the batch's columns and marks by name, the control pairs (`cpa`,
+    `cpb`), the exact data pairs (`epa`, `epb`) and whether their first `encmp` payload
+    bytes differ (`ediff`); None without a compiler, with other column types, or an empty
+    capture buffer."""
+    lib = _match_lib()
+    if lib is None or not len(ta.buf) or not len(tb.buf):
+        return None
+    got_a, got_b = _column_ptrs(ta, 7), _column_ptrs(tb, 7)
+    if got_a is None or got_b is None:
+        return None
+    na, nb = int(ra.shape[0]), int(rb.shape[0])
+    keep = _i64(ra, pid_a, rb, pid_b, prm.delta, prm.base)
+    flags = [np.ascontiguousarray(x, np.bool_) for x in (prm.use_ts, prm.use_ipid)]
+    out: dict[str, Any] = {}
+    for name, n, typ in (
+        ("seq_a", na, np.int64), ("sa", na, np.int64), ("sb", nb, np.int64),
+        ("tva", na, np.int64), ("tvb", nb, np.int64), ("ida", na, np.int64),
+        ("idb", nb, np.int64), ("pa", na, np.int32), ("pb", nb, np.int32),
+        ("fa", na, np.int16), ("fb", nb, np.int16), ("ctl_a", na, np.bool_),
+        ("ctl_b", nb, np.bool_), ("dat_a", na, np.bool_), ("dat_b", nb, np.bool_),
+        ("mctl_a", na, np.bool_), ("mctl_b", nb, np.bool_), ("mdat_a", na, np.bool_),
+        ("mdat_b", nb, np.bool_), ("cpa", na, np.int64), ("cpb", na, np.int64),
+        ("epa", na, np.int64), ("epb", na, np.int64), ("ediff", na, np.bool_),
+        ("encmp", na, np.int64),
+    ):  # fmt: skip
+        out[name] = (np.zeros if typ == np.bool_ else np.empty)(n + 1, typ)[:n]
+    counts = np.zeros(2, np.int64)
+    aa, ka = _addr(ta.buf)
+    ab, kb = _addr(tb.buf)
+    rc = lib.hopcap_mcore(
+        na, keep[0].ctypes.data, keep[1].ctypes.data, nb, keep[2].ctypes.data,
+        keep[3].ctypes.data, ctypes.cast(got_a[0], ctypes.c_void_p),
+        ctypes.cast(got_b[0], ctypes.c_void_p), aa, ab, keep[4].ctypes.data,
+        keep[5].ctypes.data, flags[0].ctypes.data, flags[1].ctypes.data,
+        *(v.ctypes.data for v in out.values()), counts.ctypes.data,
+    )  # fmt: skip
+    del ka, kb, got_a, got_b
+    if rc != 0:
+        return None
+    k1, k2 = int(counts[0]), int(counts[1])
+    for name, k in (("cpa", k1), ("cpb", k1), ("epa", k2), ("epb", k2), ("ediff", k2),
+                    ("encmp", k2)):  # fmt: skip
+        out[name] = out[name][:k]
+    return out
+
+
+def learn_offsets(
+    ta: Any, ra: I64, pid_a: I64, tb: Any, rb: I64, pid_b: I64, npairs: int
+) -> tuple[I64, I64] | None:
+    """match.learn_deltas up to its payload fallback in one C pass (hopcap_learn): the
+    sequence offset (-1: unknown) and the vote (0 or 1) of every pair; None without a compiler,
+    with other column types, or rows not grouped by pair in increasing order."""
+    lib = _match_lib()
+    if lib is None:
+        return None
+    got_a, got_b = _column_ptrs(ta, 5), _column_ptrs(tb, 5)
+    if got_a is None or got_b is None:
+        return None
+    keep = _i64(ra, pid_a, rb, pid_b)
+    delta = np.empty(npairs + 1, np.int64)[:npairs]
+    votes = np.empty(npairs + 1, np.int64)[:npairs]
+    rc = lib.hopcap_learn(
+        int(ra.shape[0]), keep[0].ctypes.data, keep[1].ctypes.data, int(rb.shape[0]),
+        keep[2].ctypes.data, keep[3].ctypes.data, ctypes.cast(got_a[0], ctypes.c_void_p),
+        ctypes.cast(got_b[0], ctypes.c_void_p), npairs, delta.ctypes.data, votes.ctypes.data,
+    )  # fmt: skip
+    del got_a, got_b
+    if rc != 0:
+        return None
+    return delta, votes
+
+
+def fingerprint_rows(
+    order: I64, start: I64, end: I64, flags: Any, tsval: Any, ipid: Any, seq: Any, limit: int
+) -> tuple[I64, I64, I64, npt.NDArray[np.bool_], I64] | None:
+    """conns.fingerprint_codes' TSval and ISN codes in one C pass (hopcap_fpcodes): (hid,
+    code) sorted and distinct, TSval rows per half, whether it has a SYN, (half, row) of
+    the SYN rows with an IP ID and no TSval, flat; None without a compiler or with other
+    column types."""
+    lib = _match_lib()
+    if lib is None or limit > 4:
+        return None
+    cols = ((flags, np.int16), (tsval, np.int64), (ipid, np.int32), (seq, np.int64))
+    if any(x.dtype != typ or not x.flags.c_contiguous for x, typ in cols):
+        return None
+    if not getattr(lib, "_mat_fp", False):
+        p = ctypes.c_void_p
+        lib.hopcap_fpcodes.restype = ctypes.c_long
+        lib.hopcap_fpcodes.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, ctypes.c_long] + [p] * 6
+        lib._mat_fp = True
+    nh = int(start.shape[0])
+    o, st, en = _i64(order, start, end)
+    oh = np.empty(12 * nh + 1, np.int64)
+    oc = np.empty(12 * nh + 1, np.int64)
+    n_ts = np.empty(nh + 1, np.int64)
+    has = np.zeros(nh + 1, np.bool_)
+    sid = np.empty(8 * nh + 1, np.int64)
+    counts = np.zeros(1, np.int64)
+    k = lib.hopcap_fpcodes(
+        o.ctypes.data, st.ctypes.data, en.ctypes.data, nh, flags.ctypes.data, tsval.ctypes.data,
+        ipid.ctypes.data, seq.ctypes.data, limit, oh.ctypes.data, oc.ctypes.data,
+        n_ts.ctypes.data, has.ctypes.data, sid.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    return oh[:k].copy(), oc[:k].copy(), n_ts[:nh], has[:nh], sid[: 2 * int(counts[0])]
+
+
+def same_keys(ka: Any, kb: Any) -> tuple[I64, I64] | None:
+    """link._same_key in C (hopcap_samekey): every (i, j) with ka[i] == kb[j], by i then
+    j; None without a compiler or unless both are 64-bit integers of one type."""
+    lib = _match_lib()
+    if lib is None or ka.dtype != kb.dtype or ka.dtype not in (np.int64, np.uint64):
+        return None
+    if not getattr(lib, "_mat_sk", False):
+        p = ctypes.c_void_p
+        lib.hopcap_samekey.restype = ctypes.c_long
+        lib.hopcap_samekey.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p, p]
+        lib._mat_sk = True
+    a = np.ascontiguousarray(ka).view(np.uint64)
+    b = np.ascontiguousarray(kb).view(np.uint64)
+    na, nb = int(a.shape[0]), int(b.shape[0])
+    nxt = np.empty(nb + 1, np.int64)
+    n = lib.hopcap_samekey(a.ctypes.data, na, b.ctypes.data, nb, nxt.ctypes.data, None, None)
+    if n < 0:
+        return None
+    ia = np.empty(n + 1, np.int64)
+    ib = np.empty(n + 1, np.int64)
+    lib.hopcap_samekey(a.ctypes.data, na, b.ctypes.data, nb, nxt.ctypes.data, ia.ctypes.data,
+                       ib.ctypes.data)  # fmt: skip
+    return ia[:n], ib[:n]
+
+
+def rows_of(hid: I64, start: I64, end: I64, order: I64) -> tuple[I64, I64] | None:
+    """conns.PointConns.rows_of in C (hopcap_rowsof); None without a compiler."""
+    lib = _match_lib()
+    if lib is None:
+        return None
+    if not getattr(lib, "_mat_ro", False):
+        p = ctypes.c_void_p
+        lib.hopcap_rowsof.restype = ctypes.c_long
+        lib.hopcap_rowsof.argtypes = [p, ctypes.c_long, p, p, p, p, p]
+        lib._mat_ro = True
+    h, st, en, o = _i64(hid, start, end, order)
+    has = h >= 0
+    total = int((en[h[has]] - st[h[has]]).sum())
+    rows = np.empty(total + 1, np.int64)
+    pos = np.empty(total + 1, np.int64)
+    m = lib.hopcap_rowsof(h.ctypes.data, int(h.shape[0]), st.ctypes.data, en.ctypes.data,
+                          o.ctypes.data, rows.ctypes.data, pos.ctypes.data)  # fmt: skip
+    return rows[:m], pos[:m]

@@ -40,12 +40,14 @@ def minima_of(flows: list[FlowB], start: Minima) -> Minima:
     out: Minima = dict(start)
     for f in chains(flows):
         for hop in f.hops:
-            m1, m2 = out.get((hop.a, hop.b), (None, None))
-            if hop.c2s is not None and hop.c2s.d_min is not None:
-                m1 = hop.c2s.d_min if m1 is None else min(m1, hop.c2s.d_min)
-            if hop.s2c is not None and hop.s2c.d_min is not None:
-                m2 = hop.s2c.d_min if m2 is None else min(m2, hop.s2c.d_min)
-            out[(hop.a, hop.b)] = (m1, m2)
+            ab = (hop.a, hop.b)
+            m1, m2 = out.get(ab, (None, None))
+            c2s, s2c = hop.c2s, hop.s2c
+            if c2s is not None and (d := c2s.d_min) is not None and (m1 is None or d < m1):
+                m1 = d
+            if s2c is not None and (d := s2c.d_min) is not None and (m2 is None or d < m2):
+                m2 = d
+            out[ab] = (m1, m2)
     return out
 
 
@@ -109,19 +111,24 @@ def set_windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> Non
         if len(t) and any("truncated" in w or "corrupt" in w for w in t.warnings):
             p.stop_ns = int(t.ts.max()) if p.stop_ns is None else min(p.stop_ns, int(t.ts.max()))
     # evidence of a late start: a flow whose SYN was seen upstream but not here
+    late: list[int] = []  # the points, in the order the evidence was found
     for f in chains(flows):
-        for prev, leg in pairwise(f.legs):
+        legs = f.legs
+        if len(legs) < 2:
+            continue
+        for prev, leg in pairwise(legs):
             if leg.link == "proxied":
                 continue
-            for x, y in ((prev.c, leg.c), (prev.s, leg.s)):
-                if x is not None and y is not None and x.syn and not y.syn:
-                    p = pts[leg.point]
-                    first = int(p.table.ts.min())
-                    p.start_ns = max(p.start_ns or first, first)
-                if x is not None and y is not None and y.syn and not x.syn:
-                    p = pts[prev.point]
-                    first = int(p.table.ts.min())
-                    p.start_ns = max(p.start_ns or first, first)
+            x, y = prev.c, leg.c
+            if x is not None and y is not None and x.syn != y.syn:
+                late.append(leg.point if x.syn else prev.point)
+            x, y = prev.s, leg.s
+            if x is not None and y is not None and x.syn != y.syn:
+                late.append(leg.point if x.syn else prev.point)
+    for i in late:
+        p = pts[i]
+        first = int(p.table.ts.min())
+        p.start_ns = max(p.start_ns or first, first)
 
 
 def blind(p: Point, ts_ns: int) -> str | None:

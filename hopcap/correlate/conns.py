@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from hopcap.correlate._fastwalk import index_halves, mix_columns
+from hopcap.correlate._fastwalk import fingerprint_rows, index_halves, mix_columns
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -538,14 +538,72 @@ def key_code(k: tuple[object, ...], ids: dict[tuple[object, ...], int]) -> int:
 
 
 def fingerprint_codes(
-    t: PacketTable, halves: list[Half], ids: dict[tuple[object, ...], int], limit: int = 4
+    t: PacketTable,
+    halves: list[Half],
+    ids: dict[tuple[object, ...], int],
+    limit: int = 4,
+    pc: PointConns | None = None,
 ) -> tuple[I64, I64]:
     """(hid, key code) of every distinct `fingerprints` key of every half (`key_code`),
     sorted by hid then code, with the rows that give keys selected for all halves at once:
-    the TSval and ISN keys never become Python tuples."""
+    the TSval and ISN keys never become Python tuples. With `pc` (the point of `halves`,
+    all of them), those keys come from one C pass over its rows when it is available."""
     if not halves:
         z = np.zeros(0, np.int64)
         return z, z
+    fast = None
+    if pc is not None and pc.halves is halves and pc.cols is not None:
+        c = pc.cols
+        fast = fingerprint_rows(pc.order, c.start, c.end, t.flags, t.tsval, t.ipid, t.seq, limit)
+    if fast is None:
+        return _fingerprint_codes(t, halves, ids, limit)
+    h_c, c_c, n_ts, has_syn, sid = fast
+    more_h: list[int] = []
+    more_c: list[int] = []
+    # SYNs without a TSval: IP ID, MSS and options (not in the table as one number)
+    for k, r in zip(sid[0::2].tolist(), sid[1::2].tolist(), strict=True):
+        more_h.append(k)
+        more_c.append(key_code(("sid", int(t.ipid[r]), int(t.mss[r]), t.options(r)), ids))
+    _more_codes(t, halves, ids, limit, n_ts, has_syn, more_h, more_c)
+    if not more_h:
+        return h_c, c_c  # sorted and distinct already
+    return _sorted_distinct([h_c, np.array(more_h, np.int64)], [c_c, np.array(more_c, np.int64)])
+
+
+def _more_codes(
+    t: PacketTable, halves: list[Half], ids: dict[tuple[object, ...], int], limit: int,
+    n_ts: I64, has_syn: npt.NDArray[np.bool_], more_h: list[int], more_c: list[int],
+) -> None:  # fmt: skip
+    """The payload keys of the halves with fewer than two TSval keys, and the IP ID keys of
+    those with none of any kind (appended to `more_h`, `more_c`)."""
+    for k in np.nonzero(n_ts < 2)[0].tolist():
+        rows = halves[k].idx
+        got = False
+        for i in rows[t.pl_cap[rows] > 0][:2].tolist():
+            more_h.append(k)
+            more_c.append(key_code(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))), ids))
+            got = True
+        if not got and not has_syn[k] and not n_ts[k]:
+            for i in rows[:limit].tolist():
+                if t.ipid[i] > 0:
+                    more_h.append(k)
+                    key = ("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST)))
+                    more_c.append(key_code(key, ids))
+
+
+def _sorted_distinct(hid: list[I64], code: list[I64]) -> tuple[I64, I64]:
+    h_all, c_all = np.concatenate(hid), np.concatenate(code)
+    o = np.lexsort((c_all, h_all))
+    h_all, c_all = h_all[o], c_all[o]
+    new = np.ones(h_all.shape[0], bool)
+    new[1:] = (h_all[1:] != h_all[:-1]) | (c_all[1:] != c_all[:-1])
+    return h_all[new], c_all[new]
+
+
+def _fingerprint_codes(
+    t: PacketTable, halves: list[Half], ids: dict[tuple[object, ...], int], limit: int
+) -> tuple[I64, I64]:
+    """`fingerprint_codes` in numpy."""
     head = limit * 4
     firsts = [h.idx[:head] for h in halves]
     lens = np.fromiter(map(len, firsts), np.int64, len(firsts))
@@ -583,24 +641,7 @@ def fingerprint_codes(
         more_c.append(key_code(("sid", int(ipid[j]), int(t.mss[r]), t.options(r)), ids))
     n_ts = np.bincount(grp[sel_ts], minlength=len(halves))
     has_syn = np.bincount(grp[sel_syn], minlength=len(halves)) > 0
-    for k in np.nonzero(n_ts < 2)[0].tolist():
-        rows = halves[k].idx
-        got = False
-        for i in rows[t.pl_cap[rows] > 0][:2].tolist():
-            more_h.append(k)
-            more_c.append(key_code(("h", xxhash.xxh3_64_intdigest(t.payload(int(i)))), ids))
-            got = True
-        if not got and not has_syn[k] and not n_ts[k]:
-            for i in rows[:limit].tolist():
-                if t.ipid[i] > 0:
-                    more_h.append(k)
-                    key = ("id", int(t.ipid[i]), int(t.flags[i] & (SYN | FIN | RST)))
-                    more_c.append(key_code(key, ids))
+    _more_codes(t, halves, ids, limit, n_ts, has_syn, more_h, more_c)
     hid.append(np.array(more_h, np.int64))
     code.append(np.array(more_c, np.int64))
-    h_all, c_all = np.concatenate(hid), np.concatenate(code)
-    o = np.lexsort((c_all, h_all))
-    h_all, c_all = h_all[o], c_all[o]
-    new = np.ones(h_all.shape[0], bool)
-    new[1:] = (h_all[1:] != h_all[:-1]) | (c_all[1:] != c_all[:-1])
-    return h_all[new], c_all[new]
+    return _sorted_distinct(hid, code)

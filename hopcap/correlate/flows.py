@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.conns import Half, PointConns, hids
+from hopcap.correlate._fastwalk import rows_of
+from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
 from hopcap.correlate.reader import RST, PacketTable, captured_tcp
@@ -127,7 +128,8 @@ def chains(flows: list[FlowB]) -> Iterator[FlowB]:
     """Every chain of legs: the flows and, depth first, their subs."""
     for f in flows:
         yield f
-        yield from chains(f.subs)
+        if f.subs:
+            yield from chains(f.subs)
 
 
 def host_of(inp: PointInput) -> tuple[str, str]:
@@ -152,24 +154,108 @@ def build_flows(
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
     plans: dict[tuple[int, int], ProxyPlan] = {}
     flows: list[FlowB] = []
+    cols = {p: _ConnCols.of(pts[p].pc) for p in present}
     for k, p in enumerate(present):
         pc = pts[p].pc
         assert pc is not None
         # a reused backend connection: the exchanges that no front connection claimed are
         # a flow of their own
         plan = plans.get((present[k - 1], p)) if k else None
-        for conn in sorted(pc.conns, key=lambda c: c.first_ts):
+        mine, conns, cc = claimed[p], pc.conns, cols[p]
+        nxt = present[k + 1] if k + 1 < len(present) else -1
+        # the usual first hop of a flow that starts here: both directions linked to the
+        # next point (what `_extend` does for it, on columns; every other case by it)
+        hop, down, theirs = None, [], mine
+        if nxt >= 0:
+            pb = pts[nxt].pc
+            assert pb is not None
+            hop = _first_hops(pc, pb, cc, cols[nxt], links[(p, nxt)])
+            down, theirs = pb.halves, claimed[nxt]
+        skip = list(range(p + 1, nxt))
+        further = k + 2 < len(present)
+        for i, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
+            conn = conns[i]
             part = None
-            if conn.cid in claimed[p]:
+            if conn.cid in mine:
                 part = plan.rest.get(conn.cid) if plan is not None else None
                 if part is None:
                     continue
-            claimed[p].add(conn.cid)
+            mine.add(conn.cid)
             details = (part.label(),) if part is not None else ()
-            flow = FlowB(legs=[LegB(p, conn.c, conn.s, "same", details, part=part)])
-            _extend(pts, present, k, flow, links, claimed, plans)
+            flow = FlowB([LegB(p, conn.c, conn.s, "same", details, 0, 0, part)])
             flows.append(flow)
+            if js < 0:
+                _extend(pts, present, k, flow, links, claimed, plans)
+                continue
+            if yc_conn >= 0:
+                theirs.add(yc_conn)
+            if ys_conn >= 0:
+                theirs.add(ys_conn)
+            flow.hops.append(Hop(p, nxt, None, None, list(skip)))
+            link: LinkKind = "same" if same else "nat"
+            flow.legs.append(LegB(nxt, down[jc], down[js], link, (), None, None, part))
+            if further:
+                _extend(pts, present, k + 1, flow, links, claimed, plans)
     return flows
+
+
+@dataclass
+class _ConnCols:
+    """The connections of a point as columns: client and server half ids (-1: none),
+    connection id, first packet; `conn`: the connection of every half."""
+
+    hc: I64
+    hs: I64
+    first: I64
+    conn: I64
+
+    @classmethod
+    def of(cls, pc: PointConns | None) -> _ConnCols:
+        assert pc is not None
+        conns, ts = pc.conns, pc.half_cols().first_ts
+        hc = np.array([-1 if c.c is None else c.c.hid for c in conns], np.int64)
+        hs = np.array([-1 if c.s is None else c.s.hid for c in conns], np.int64)
+        cid = np.array([c.cid for c in conns], np.int64)
+        big = np.iinfo(np.int64).max
+        first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
+        conn = np.full(ts.shape[0], -1, np.int64)
+        for h in (hc, hs):
+            conn[h[h >= 0]] = cid[h >= 0]
+        return cls(hc, hs, first, conn)
+
+    def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
+        """Per connection in order of its first packet (stable, as `sorted` by
+        `Conn.first_ts`): its index, and its columns of `hop` (`_first_hops`; -1 and
+        False without)."""
+        o = np.argsort(self.first, kind="stable")
+        if hop is None:
+            z = np.full(o.shape[0], -1, np.int64)
+            hop = (z, z, z, z, np.zeros(o.shape[0], bool))
+        return [o.tolist(), *(x[o].tolist() for x in hop)]
+
+
+def _first_hops(
+    pa: PointConns, pb: PointConns, ca: _ConnCols, cb: _ConnCols, hl: HalfLinks
+) -> tuple[I64, ...]:
+    """Per connection of `ca` (at `pa`) whose two halves are both linked to `pb` by `hl`:
+    the downstream halves (client, server; -1 for the other connections), their
+    connections, and whether both kept their tuples."""
+    n = ca.hc.shape[0]
+    n_up = len(pa.halves)
+    fwd = np.full(n_up + 1, -1, np.int64)  # the last slot: for the missing halves (-1)
+    if hl.fwd:
+        fwd[np.fromiter(hl.fwd.keys(), np.int64, len(hl.fwd))] = np.fromiter(
+            hl.fwd.values(), np.int64, len(hl.fwd)
+        )
+    jc, js = fwd[ca.hc], fwd[ca.hs]
+    both = (ca.hc >= 0) & (ca.hs >= 0) & (jc >= 0) & (js >= 0)
+    if not both.any():
+        z = np.full(n, -1, np.int64)
+        return z, z, z, z, np.zeros(n, bool)
+    jc, js = np.where(both, jc, -1), np.where(both, js, -1)
+    ta, tb = pa.half_cols().tkey, pb.half_cols().tkey
+    same = both & (ta[ca.hc] == tb[jc]) & (ta[ca.hs] == tb[js])
+    return jc, js, np.where(both, cb.conn[jc], -1), np.where(both, cb.conn[js], -1), same
 
 
 def _proxy_plan(
@@ -312,13 +398,35 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
     # a reused connection is on the chain of every flow it carried: matched once
     groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    # per pair of points: the half ids of each group's first hop (upstream client, its
+    # downstream half, upstream server, downstream server; -1: none), in group order
+    firsts: dict[tuple[int, int], list[int]] = {}
     for f in chains(flows):
+        legs = f.legs
         for i, hop in enumerate(f.hops):
-            if hop.ended is not None or f.legs[i + 1].link == "proxied":
+            if hop.ended is not None:
+                continue  # no leg after it
+            y = legs[i + 1]
+            if y.link == "proxied":
                 continue
-            x, y = f.legs[i], f.legs[i + 1]
-            key = (id(x.c), id(x.s), id(y.c), id(y.s))
-            groups.setdefault((hop.a, hop.b), {}).setdefault(key, []).append((x, y, hop))
+            x = legs[i]
+            ab = (hop.a, hop.b)
+            same = groups.get(ab)
+            if same is None:
+                same = groups[ab] = {}
+                firsts[ab] = []
+            xc, xs, yc, ys = x.c, x.s, y.c, y.s
+            key = (id(xc), id(xs), id(yc), id(ys))
+            got = same.get(key)
+            if got is not None:
+                got.append((x, y, hop))
+                continue
+            same[key] = [(x, y, hop)]
+            fs = firsts[ab]
+            fs.append(-1 if xc is None else xc.hid)
+            fs.append(-1 if yc is None else yc.hid)
+            fs.append(-1 if xs is None else xs.hid)
+            fs.append(-1 if ys is None else ys.hid)
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);
@@ -326,12 +434,8 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
         todo = list(same.values())
         pca, pcb = pts[a].pc, pts[b].pc
         assert pca is not None and pcb is not None
-        ids = [
-            hids([d[0][0].c for d in todo]),  # upstream client half, at a
-            hids([d[0][1].c for d in todo]),  # downstream, at b
-            hids([d[0][0].s for d in todo]),
-            hids([d[0][1].s for d in todo]),
-        ]
+        four = np.array(firsts[(a, b)], np.int64).reshape(-1, 4)
+        ids = [np.ascontiguousarray(four[:, j]) for j in range(4)]
         rows = sum(_half_lens(pc, h) for pc, h in zip((pca, pcb, pca, pcb), ids, strict=True))
         cum = np.cumsum(rows)
         lo = 0
@@ -371,10 +475,10 @@ def _match_group(
     pca, pcb = pts[a].pc, pts[b].pc
     assert pca is not None and pcb is not None
     ixc, iyc, ixs, iys = ids
-    ra_c, pa_c = pca.rows_of(ixc)
-    rb_c, pb_c = pcb.rows_of(iyc)
-    ra_s, pa_s = pcb.rows_of(iys)  # s2c travels b -> a
-    rb_s, pb_s = pca.rows_of(ixs)
+    ra_c, pa_c = _rows_of(pca, ixc)
+    rb_c, pb_c = _rows_of(pcb, iyc)
+    ra_s, pa_s = _rows_of(pcb, iys)  # s2c travels b -> a
+    rb_s, pb_s = _rows_of(pca, ixs)
     dc, votes_c = learn_deltas(ta, ra_c, pa_c, tb, rb_c, pb_c, n)
     ds, votes_s = learn_deltas(tb, ra_s, pa_s, ta, rb_s, pb_s, n)  # a-seq minus b-seq
 
@@ -405,18 +509,31 @@ def _match_group(
     prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
     c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
     s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
-    for k, (dups, d_c, d_s) in enumerate(zip(groups, dc.tolist(), ds.tolist(), strict=True)):
-        delta_c = d_c if d_c >= 0 else None
-        delta_s = (-d_s) & M32 if d_s >= 0 else None
-        for legx, legy, hop in dups:
-            if legx.c is not None or legy.c is not None:
-                hop.c2s = c_out[k]
-            if legx.s is not None or legy.s is not None:
-                hop.s2c = s_out[k]
+    # per group: which directions its hops have (every hop of a group has the same
+    # halves), the legs' sequence offsets, whether they make a "same" link a NAT
+    c_has = ((ixc >= 0) | (iyc >= 0)).tolist()
+    s_has = ((ixs >= 0) | (iys >= 0)).tolist()
+    d_cs = [d if d >= 0 else None for d in dc.tolist()]
+    d_ss = [d if d >= 0 else None for d in np.where(ds >= 0, (-ds) & M32, -1).tolist()]
+    moved = ((dc > 0) | (ds > 0)).tolist()
+    cols = (groups, c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
+    for dups, c_o, s_o, hc, hs, delta_c, delta_s, nat in zip(*cols, strict=True):
+        for _legx, legy, hop in dups:
+            if hc:
+                hop.c2s = c_o
+            if hs:
+                hop.s2c = s_o
             legy.delta_c = delta_c
             legy.delta_s = delta_s
-            if legy.link == "same" and ((legy.delta_c or 0) != 0 or (legy.delta_s or 0) != 0):
+            if nat and legy.link == "same":
                 legy.link = "nat"
+
+
+def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:
+    """`PointConns.rows_of`, in C when the helper is there."""
+    c = pc.half_cols()
+    got = rows_of(hid, c.start, c.end, pc.order)
+    return got if got is not None else pc.rows_of(hid)
 
 
 def _half_cols(pc: PointConns, hid: I64) -> tuple[npt.NDArray[np.bool_], I64, Any, Any, I64]:

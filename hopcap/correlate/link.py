@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import same_keys
 from hopcap.correlate.conns import FP_KINDS, Conn, Half, PointConns, fingerprint_codes
 from hopcap.correlate.reader import ACK, RST, SYN
 
@@ -49,8 +50,8 @@ def link_halves(
     nb = len(b.halves)
     # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
     ids: dict[tuple[object, ...], int] = {}
-    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids)
-    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids)
+    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids, pc=a)
+    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids, pc=b)
     # every (a key, b key) with the same id: pairs of halves sharing a fingerprint
     ea, eb = _same_key(kid_a, kid_b)
     pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]
@@ -128,7 +129,10 @@ def link_halves(
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:
-    """Every (i, j) with ka[i] == kb[j]."""
+    """Every (i, j) with ka[i] == kb[j], by i then j."""
+    fast = same_keys(ka, kb)
+    if fast is not None:
+        return fast
     ob = np.argsort(kb, kind="stable")
     s = kb[ob]
     lo = np.searchsorted(s, ka, "left")

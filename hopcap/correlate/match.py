@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate._fastwalk import field_diffs, hash_join, occurrences, payloads_differ
+from hopcap.correlate._fastwalk import (
+    field_diffs,
+    hash_join,
+    learn_offsets,
+    match_core,
+    occurrences,
+    payloads_differ,
+)
 from hopcap.correlate.conns import mix
 from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
 
@@ -163,9 +170,11 @@ def match_batch(
     """Match rows `ra` of `ta` (upstream) with rows `rb` of `tb` (downstream); every row
     belongs to the connection pair `pid_*`; one DirMatch per pair. The steps are those of
     the module's docstring, each taking what the ones before left."""
-    m = _Batch.of(ta, ra, pid_a, tb, rb, pid_b, prm)
-    _match_control(m)  # 1
-    _match_exact_data(m)  # 2
+    m = _Batch.compiled(ta, ra, pid_a, tb, rb, pid_b, prm)
+    if m is None:
+        m = _Batch.of(ta, ra, pid_a, tb, rb, pid_b, prm)
+        _match_control(m)  # 1
+        _match_exact_data(m)  # 2
     _match_moved(m)  # 3
     _match_options_changed(m)
     _match_new_ipid(m)
@@ -240,6 +249,25 @@ class _Batch:
             mdat_a=np.zeros(ra.shape[0], bool),
             mdat_b=np.zeros(rb.shape[0], bool),
         )  # fmt: skip
+
+    @classmethod
+    def compiled(
+        cls, ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64,
+        prm: PairParams,
+    ) -> _Batch | None:  # fmt: skip
+        """`of`, `_match_control` and `_match_exact_data` in one C pass (the same batch);
+        None without the compiled helper."""
+        got = match_core(ta, ra, pid_a, tb, rb, pid_b, prm)
+        if got is None:
+            return None
+        pairs = [(got.pop("cpa"), got.pop("cpb")), (got.pop("epa"), got.pop("epb"))]
+        ediff, encmp = got.pop("ediff"), got.pop("encmp")
+        m = cls(ta, ra, pid_a, tb, rb, pid_b, prm, pairs=pairs, **got)
+        ea, eb = pairs[1]
+        for k in np.nonzero(ediff)[0].tolist():
+            ai, bj = int(ra[ea[k]]), int(rb[eb[k]])
+            m.rewrites.append(_payload_rewrite(ta, ai, tb, bj, int(encmp[k])))
+        return m
 
     def leftovers(self) -> tuple[I64, I64]:
         """Positions not matched in every class they belong to."""
@@ -533,27 +561,31 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     pairs = m.pairs
     pa_all = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
     pb_all = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-    out = [
-        DirMatch(base=b, a_base=a)
-        for b, a in zip(prm.base.tolist(), prm.a_base.tolist(), strict=True)
-    ]
+    # the matched rows of both sides and their pairs, gathered once
+    ga_all, gb_all, pid_all = ra[pa_all], rb[pb_all], pid_a[pa_all]
+    n_ok = np.zeros(npairs, np.int64)  # matched packets per pair
+    d_min = np.zeros(npairs, np.int64)
+    d_med = np.zeros(npairs, np.float64)
     if pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
-        pp = pid_a[pa_all]
-        dl = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
-        pp, dl = _sort_by_pair(pp, dl)
+        dl = tb.ts[gb_all] - ta.ts[ga_all]
+        pp, dl = _sort_by_pair(pid_all, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
         ks = np.nonzero(np.diff(cuts))[0]
         lo, hi = cuts[ks], cuts[ks + 1]
         n = hi - lo
-        med = (dl[lo + (n - 1) // 2] + dl[lo + n // 2]).astype(np.float64) / 2
-        for k, c, d0, dm in zip(ks.tolist(), n.tolist(), dl[lo].tolist(), med.tolist(),
-                                strict=True):  # fmt: skip
-            r = out[k]
-            r.matched = c
-            r.d_min = d0
-            r.d_med = dm
+        n_ok[ks] = n
+        d_min[ks] = dl[lo]
+        d_med[ks] = (dl[lo + (n - 1) // 2] + dl[lo + n // 2]).astype(np.float64) / 2
+    cols = (n_ok.tolist(), d_min.tolist(), d_med.tolist(), prm.base.tolist(),
+            prm.a_base.tolist())  # fmt: skip
+    out = [
+        DirMatch(c, d0, dm, [], {}, [], [], b, a)
+        if c
+        else DirMatch(0, None, None, [], {}, [], [], b, a)
+        for c, d0, dm, b, a in zip(*cols, strict=True)
+    ]
     for p, r in zip(pid_a[left_a].tolist(), ra[left_a].tolist(), strict=True):
         out[p].undelivered.append(r)
     for p, r in zip(pid_b[left_b].tolist(), rb[left_b].tolist(), strict=True):
@@ -566,8 +598,8 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         # an IP ID rewrite is a finding where the other packets of the connection kept
         # theirs (a device that gives every packet a new ID is policy, not a finding)
         n_rw = np.bincount(pid_a[id_a], minlength=npairs)
-        n_ok = np.array([dm.matched for dm in out], np.int64) - n_rw
-        keep = n_rw[pid_a[id_a]] < n_ok[pid_a[id_a]]
+        kept = n_ok - n_rw
+        keep = n_rw[pid_a[id_a]] < kept[pid_a[id_a]]
         ai, bj = ra[id_a[keep]].tolist(), rb[id_b[keep]].tolist()
         before, after = ta.ipid[ai].tolist(), tb.ipid[bj].tolist()
         for x, y, i, j in zip(before, after, ai, bj, strict=True):
@@ -580,10 +612,7 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         at = np.searchsorted(ra[o], np.array([rw.a_row for rw in rewrites], np.int64), "right")
         for rw, k in zip(rewrites, pid_a[o[at - 1]].tolist(), strict=True):
             out[k].rewrites.append(rw)
-    ga_all, gb_all = ra[pa_all], rb[pb_all]
-    for rw, k in _field_rewrites(
-        ta, ga_all, tb, gb_all, pid_a[pa_all], prm, ttl_expected=ttl_expected
-    ):
+    for rw, k in _field_rewrites(ta, ga_all, tb, gb_all, pid_all, prm, ttl_expected=ttl_expected):
         out[k].rewrites.append(rw)
     return out
 
@@ -797,8 +826,24 @@ def learn_deltas(
 ) -> tuple[I64, I64]:
     """The constant sequence offset (b - a, mod 2**32) of one direction of every pair, from
     the SYNs or from packets that carry the same identity (TSval + IP ID + length) at both
-    points, else from payloads; -1 when unknown. Also returns, per pair, how many packets
-    matched on an identity that includes the IP ID (0: the IP ID does not survive)."""
+    points, else from payloads; -1 when unknown. Also returns, per pair, whether a packet
+    of the sample matched on an identity that includes the IP ID (1; 0: the IP ID does not
+    survive)."""
+    fast = learn_offsets(ta, ra, pid_a, tb, rb, pid_b, npairs)
+    delta, votes = (
+        fast if fast is not None else _learn_sampled(ta, ra, pid_a, tb, rb, pid_b, npairs)
+    )
+    # payloads, for what is left (no TSval, IP ID not kept)
+    unknown = np.nonzero(delta < 0)[0]
+    if unknown.shape[0]:
+        _learn_by_payload(ta, ra, pid_a, tb, rb, pid_b, delta, unknown)
+    return delta, votes
+
+
+def _learn_sampled(
+    ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64, npairs: int
+) -> tuple[I64, I64]:
+    """`learn_deltas` from the SYNs and the identity sample (numpy; hopcap_learn in C)."""
     delta = np.full(npairs, -1, np.int64)
     votes = np.zeros(npairs, np.int64)
     if npairs == 0:
@@ -836,34 +881,38 @@ def learn_deltas(
         first = np.ones(vals.shape[0], bool)
         first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
         delta[vals[first] >> 32] = vals[first] & M32
-    # payloads, for what is left (no TSval, IP ID not kept)
-    unknown = np.nonzero(delta < 0)[0]
-    if unknown.shape[0]:
-        import xxhash
+    return delta, np.minimum(votes, 1)
 
-        da = ra[np.isin(pid_a, unknown) & (ta.pl_cap[ra] > 0)]
-        db = rb[np.isin(pid_b, unknown) & (tb.pl_cap[rb] > 0)]
-        if da.shape[0] and db.shape[0]:
-            pa_map = dict(zip(ra.tolist(), pid_a.tolist(), strict=True))
-            pb_map = dict(zip(rb.tolist(), pid_b.tolist(), strict=True))
-            hb: dict[tuple[int, int], int] = {}
-            seen: dict[int, int] = {}
-            for j in db.tolist():
-                k = pb_map[j]
-                if seen.get(k, 0) >= 64:
-                    continue
-                seen[k] = seen.get(k, 0) + 1
-                hb.setdefault((k, xxhash.xxh3_64_intdigest(tb.payload(int(j)))), int(j))
-            tally: dict[int, Counter[int]] = defaultdict(Counter)
-            seen.clear()
-            for i in da.tolist():
-                k = pa_map[i]
-                if seen.get(k, 0) >= 64:
-                    continue
-                seen[k] = seen.get(k, 0) + 1
-                j2 = hb.get((k, xxhash.xxh3_64_intdigest(ta.payload(int(i)))))
-                if j2 is not None:
-                    tally[k][int((int(tb.seq[j2]) - int(ta.seq[i])) & M32)] += 1
-            for k, c in tally.items():
-                delta[k] = c.most_common(1)[0][0]
-    return delta, votes
+
+def _learn_by_payload(
+    ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64, delta: I64,
+    unknown: I64,
+) -> None:  # fmt: skip
+    """`delta` of the pairs `unknown` from payloads that both points carry (in place)."""
+    import xxhash
+
+    da = ra[np.isin(pid_a, unknown) & (ta.pl_cap[ra] > 0)]
+    db = rb[np.isin(pid_b, unknown) & (tb.pl_cap[rb] > 0)]
+    if da.shape[0] and db.shape[0]:
+        pa_map = dict(zip(ra.tolist(), pid_a.tolist(), strict=True))
+        pb_map = dict(zip(rb.tolist(), pid_b.tolist(), strict=True))
+        hb: dict[tuple[int, int], int] = {}
+        seen: dict[int, int] = {}
+        for j in db.tolist():
+            k = pb_map[j]
+            if seen.get(k, 0) >= 64:
+                continue
+            seen[k] = seen.get(k, 0) + 1
+            hb.setdefault((k, xxhash.xxh3_64_intdigest(tb.payload(int(j)))), int(j))
+        tally: dict[int, Counter[int]] = defaultdict(Counter)
+        seen.clear()
+        for i in da.tolist():
+            k = pa_map[i]
+            if seen.get(k, 0) >= 64:
+                continue
+            seen[k] = seen.get(k, 0) + 1
+            j2 = hb.get((k, xxhash.xxh3_64_intdigest(ta.payload(int(i)))))
+            if j2 is not None:
+                tally[k][int((int(tb.seq[j2]) - int(ta.seq[i])) & M32)] += 1
+        for k, c in tally.items():
+            delta[k] = c.most_common(1)[0][0]
