@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
@@ -29,6 +29,30 @@ PacketKind = Literal["SYN", "SYN-ACK", "RST", "FIN", "data", "ACK"]
 
 DEFAULT_FILTER = "tcp or icmp"
 DEFAULT_WINDOW_S = 30.0
+_C = TypeVar("_C")
+
+
+def _quick_init(cls: type[_C]) -> type[_C]:
+    """Give the frozen dataclass `cls` an `__init__` (same parameters, same defaults) that
+    fills the instance's `__dict__` in one update: the generated one calls
+    `object.__setattr__` once per field (1.7 us for a Finding, 0.5 us this way; a verdict
+    holds tens of thousands of flows, legs and findings)."""
+    ns: dict[str, Any] = {}
+    params, items = [], []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        assert f.default_factory is dataclasses.MISSING, f.name
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            ns[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        items.append(f"{f.name}={f.name}")
+    src = f"def __init__(self, {', '.join(params)}):\n"
+    src += f"    self.__dict__.update({', '.join(items)})\n"
+    exec(src, ns)  # as dataclasses writes its own __init__
+    ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", ns["__init__"])  # noqa: B010 (mypy: no assigning methods)
+    return cls
 
 
 # --------------------------------------------------------------------------- inventory
@@ -387,6 +411,7 @@ class LegPart:
         )
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Leg:
     point: str
@@ -411,6 +436,7 @@ class Leg:
         return d
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Finding:
     kind: FindingKind
@@ -446,6 +472,7 @@ class Finding:
         return d
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Flow:
     id: str

@@ -98,21 +98,34 @@ class Half:
 
 def fill_strs(halves: Iterable[Half]) -> None:
     """`src_str`, `dst_str` and `tuple_str` of every half of `halves` at once: the strings
-    the properties give, without a descriptor and a call chain per string."""
+    the properties give, without a descriptor and a call chain per string (an IPv4
+    address is written once: flows share their servers and their NAT's address)."""
+    quads = _QUADS
+    if len(quads) > 1 << 16:
+        quads.clear()
     for h in halves:
         d = h.__dict__
         if "tuple_str" in d:
             continue
         if h.v == 4:  # dotted quads as ipaddress writes them, without an object each
             a, b = h.src[1], h.dst[1]
-            src = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:{h.sport}"
-            dst = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:{h.dport}"
+            qa = quads.get(a)
+            if qa is None:
+                qa = quads[a] = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:"
+            qb = quads.get(b)
+            if qb is None:
+                qb = quads[b] = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:"
+            src = f"{qa}{h.sport}"
+            dst = f"{qb}{h.dport}"
         else:
             src = endpoint_str(h.v, *h.src, h.sport)
             dst = endpoint_str(h.v, *h.dst, h.dport)
         d["src_str"] = src
         d["dst_str"] = dst
         d["tuple_str"] = f"{src} > {dst}"
+
+
+_QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
 
 
 @dataclass
