@@ -302,17 +302,8 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 
 
 # one finding of a simple flow: drop or rewrite, direction, its (up, down) points' slot
-# in the chunk, its first row's position in that slot's rows, how many rows, sequence
-# base, rewrite group
-_Job = tuple[
-    FindingKind,
-    Direction,
-    int,
-    int,
-    int,
-    int,
-    tuple[str, list[int], Rewrite, int] | None,
-]
+# in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
+_Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
 
 
@@ -386,18 +377,18 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
                 bases.append([])
             rr, bb, base = rows[slot], bases[slot], dm.a_base
             if und:
-                fj.append(("drop", direction, slot, len(rr), len(und), base, None))
+                fj.append(("drop", direction, slot, len(rr), len(und), None))
                 rr += und
                 bb += [base] * len(und)
             if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
                 rw = rws[0]
                 g1 = (rw.field, [rw.a_row], rw, 1)
-                fj.append(("rewrite", direction, slot, len(rr), 1, base, g1))
+                fj.append(("rewrite", direction, slot, len(rr), 1, g1))
                 rr.append(rw.a_row)
                 bb.append(base)
             elif rws:
                 for g in rewrite_groups(rws):
-                    fj.append(("rewrite", direction, slot, len(rr), len(g[1]), base, g))
+                    fj.append(("rewrite", direction, slot, len(rr), len(g[1]), g))
                     rr += g[1]
                     bb += [base] * len(g[1])
         simple.append(k)
@@ -500,7 +491,7 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job]) -> Built | None:
     drops: list[Finding] = []
     rewrites: list[Finding] = []
     cols, pairs, up_offs = ctx.cols, ctx.between, ctx.up_off
-    for kind, direction, slot, i, n, base, g in fj:
+    for kind, direction, slot, i, n, g in fj:
         texts, pls, tss, kinds, blind_ = cols[slot]
         if g is None:
             if n == 1:
@@ -510,16 +501,15 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job]) -> Built | None:
             else:
                 if any(blind_[i : i + n]):
                     return None
-                up = ctx.pts[ctx.up[slot]]
-                text, nb, ts0 = _describe(up.table, _job_rows(f, direction), base)
+                text, nb, ts0 = _tallied(cols[slot], i, n)
             drops.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
                                  text, None, None, None, kinds[i]))  # fmt: skip
             continue
-        fld, rows, rw0, nvals = g
+        fld, _rows, rw0, nvals = g
         if n == 1:
             text, nb, ts0 = texts[i], pls[i], tss[i]
         else:
-            text, nb, ts0 = _describe(ctx.pts[ctx.up[slot]].table, rows, base)
+            text, nb, ts0 = _tallied(cols[slot], i, n)
         if nvals > 1:
             text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
         rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
@@ -553,11 +543,15 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job]) -> Built | None:
 _TS = attrgetter("first_ts")
 
 
-def _job_rows(f: FlowB, direction: Direction) -> list[int]:
-    """The undelivered rows of a simple flow's hop in `direction`."""
-    dm = f.hops[0].c2s if direction == "c2s" else f.hops[0].s2c
-    assert dm is not None
-    return list(dm.undelivered)
+def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
+    """`_describe` of the `n` rows from position `i` of a slot's columns."""
+    texts, pls, tss, kinds, _blind = cols
+    counts: dict[str, int] = {}
+    for k, pl in zip(kinds[i : i + n], pls[i : i + n], strict=True):
+        w = "data" if k == "FIN" and pl else k  # a FIN with data is counted as data
+        counts[w] = counts.get(w, 0) + 1
+    parts = ", ".join(f"{c} {w}" for w, c in counts.items())
+    return f"{texts[i]} ({parts})", sum(pls[i : i + n]), min(tss[i : i + n])
 
 
 def _order(x: Finding) -> tuple[int, float]:

@@ -195,11 +195,14 @@ def infer_addresses(
     first_host = p.hosts[0] if p.hosts else None
     last_host = p.hosts[-1] if p.hosts else None
     found: dict[str, dict[str, int]] = {h: {} for h in p.hosts}  # address -> flows
+    middle = len(p.hosts) > 2  # hosts past the first and before the last
     for fl in verdict.flows:
         legs = fl.legs
+        if not legs:
+            continue
         # a connection a proxy terminated: the leg before a proxied one, or a proxied leg
         # that went no further, on a host past the first
-        for i, y in enumerate(legs):
+        for i, y in enumerate(legs if middle else ()):
             hy = p.host_of.get(y.point)
             if hy is None or hy in (first_host, last_host) or hy not in found:
                 continue
@@ -211,13 +214,13 @@ def infer_addresses(
                 if not tgt.hit(_canon(da), dp):
                     a = _canon(da)
                     found[hy][a] = found[hy].get(a, 0) + 1
-        point = legs[0].point if legs else None
-        if any(leg.point != point for leg in legs):
+        point = legs[0].point
+        if legs[-1].point != point or any(leg.point != point for leg in legs):
             continue
-        host = p.host_of.get(point) if point is not None else None
+        host = p.host_of.get(point)
         if host is None or host == first_host or host not in found:
             continue
-        if _answered_here(fl, p, point):  # type: ignore[arg-type]
+        if _answered_here(fl, p, point):
             (_sa, _sp), (da, dp) = _ends(legs[-1].tuple)
             if not tgt.hit(_canon(da), dp):
                 a = _canon(da)
@@ -279,13 +282,25 @@ def localize(
     p = _Path.of(verdict.points)
     tgt = _Target(target)
     at = _Around.of(p, local)
-    flows = [
-        _one(x, p, local, tgt, at)
-        for fl in verdict.flows
-        for x in _split_misjoined(fl, p, local, tgt)
-    ]
+    plain = tgt.addr is None and not any(local.values())  # no address to look for
+    flows: list[Flow] = []
+    for fl in verdict.flows:
+        legs = fl.legs
+        if (
+            plain
+            and not fl.target
+            and legs
+            and legs[0].point != legs[-1].point
+            and (len(legs) != 2 or _between_hosts(fl, legs[0].point, legs[1].point) is None)
+        ):
+            # through several points, nobody's own address and no target: as it was
+            # (`_one` would keep it: no end to trim, not seen at one point only, no
+            # connection between two hosts themselves)
+            flows.append(fl)
+            continue
+        flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
     flows.sort(key=_flow_order)
-    flows = [_with(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
+    flows = [f if f.id == (fid := f"f{i + 1}") else _with(f, id=fid) for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
 
 
