@@ -33,25 +33,26 @@ _C = TypeVar("_C")
 
 
 def _quick_init(cls: type[_C]) -> type[_C]:
-    """Give the frozen dataclass `cls` an `__init__` (same parameters, same defaults) that
-    fills the instance's `__dict__` in one update: the generated one calls
-    `object.__setattr__` once per field (1.7 us for a Finding, 0.5 us this way; a verdict
-    holds tens of thousands of flows, legs and findings)."""
+    """Give the frozen dataclass `cls` a quicker `__init__` (same parameters, same
+    defaults, same compact instances): the generated one looks `object.__setattr__` up
+    anew for every field (1.6 us for a Finding, 1.1 us this way; a verdict holds tens of
+    thousands of flows, legs and findings)."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
+    assert all(f.default_factory is dataclasses.MISSING for f in fields), cls
+    params = ", ".join(f"{f.name}=_d_{f.name}" if f"_d_{f.name}" in defaults else f.name
+                       for f in fields)  # fmt: skip
+    body = "".join(f"        _set(self, {f.name!r}, {f.name})\n" for f in fields)
+    src = (
+        f"def make({', '.join(['_set', *defaults])}):\n"
+        f"    def __init__(self, {params}):\n{body}"
+        "    return __init__\n"
+    )
     ns: dict[str, Any] = {}
-    params, items = [], []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        assert f.default_factory is dataclasses.MISSING, f.name
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
-            ns[f"_d_{f.name}"] = f.default
-            params.append(f"{f.name}=_d_{f.name}")
-        items.append(f"{f.name}={f.name}")
-    src = f"def __init__(self, {', '.join(params)}):\n"
-    src += f"    self.__dict__.update({', '.join(items)})\n"
     exec(src, ns)  # as dataclasses writes its own __init__
-    ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
-    setattr(cls, "__init__", ns["__init__"])  # noqa: B010 (mypy: no assigning methods)
+    init = ns["make"](object.__setattr__, *defaults.values())
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy: no assigning methods)
     return cls
 
 

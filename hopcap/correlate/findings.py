@@ -26,6 +26,7 @@ from hopcap.model import (
     FindingKind,
     Leg,
     LegPart,
+    LinkKind,
     PacketKind,
 )
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
-@dataclass
+@dataclass(slots=True)
 class Built:
     proto: str
     client: str
@@ -305,6 +306,11 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 # in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
 _Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
+# of a simple flow: its first leg's halves (c, s), its second leg's c half, both legs'
+# points, the first leg's details, the second's link and details, the hop's median c2s
+# delay and its points
+_Head = tuple[Half, Half, Half, int, int, tuple[str, ...], LinkKind, tuple[str, ...],
+              float | None, int, int]  # fmt: skip
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -335,6 +341,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     bases: list[list[int]] = []
     jobs: list[list[_Job]] = []
     simple: list[int] = []
+    heads: list[_Head] = []
     has_flag = [p.has_flag for p in pts]
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
@@ -393,15 +400,18 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
                     bb += [base] * len(g[1])
         simple.append(k)
         jobs.append(fj)
-    fill_strs(h for k in simple for h in (flows[k].legs[0].c, flows[k].legs[1].c) if h is not None)
+        # what its legs need, read now that the flow's objects are at hand
+        heads.append((x.c, x.s, y.c, x.point, y.point, x.details, y.link, y.details,
+                      c2s.d_med, hop.a, hop.b))  # fmt: skip
+    fill_strs(h for hd in heads for h in (hd[0], hd[2]))
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
-    for k, fj in zip(simple, jobs, strict=True):
+    for k, fj, head in zip(simple, jobs, heads, strict=True):
         f = flows[k]
-        built = _finish_simple(ctx, f, fj)
+        built = _finish_simple(ctx, f, fj, head)
         out[k] = built if built is not None else finish_flow(pts, present, f)
     return [
         b if b is not None else finish_flow(pts, present, f)
@@ -485,7 +495,7 @@ class _SimpleCtx:
         return got
 
 
-def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job]) -> Built | None:
+def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Built | None:
     """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
     where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
     drops: list[Finding] = []
@@ -520,22 +530,18 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job]) -> Built | None:
     if len(rewrites) > 1:
         rewrites.sort(key=_TS)
     findings = drops + rewrites if drops else rewrites
-    x, y = f.legs
-    hop = f.hops[0]
-    xc, xs, yc = x.c, x.s, y.c
-    assert xc is not None and xs is not None and yc is not None and hop.c2s is not None
+    xc, xs, yc, xp, yp, x_details, y_link, y_details, d_med, a, b = head
     offsets, names = ctx.offsets, ctx.names
-    d_med = hop.c2s.d_med
-    lat = None if d_med is None else (d_med - (offsets[hop.b] - offsets[hop.a])) / NS
+    lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
     legs_out = (
-        Leg(names[x.point], xc.tuple_str, "same", x.details),
-        Leg(names[y.point], yc.tuple_str, y.link, y.details, lat),
+        Leg(names[xp], xc.tuple_str, "same", x_details),
+        Leg(names[yp], yc.tuple_str, y_link, y_details, lat),
     )
     if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
         summary = ctx.summary(findings)
     else:
         summary = flow_summary(ctx.pts, f, findings, list(legs_out))
-    first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[x.point]
+    first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[xp]
     return Built("tcp", xc.src_str, xc.dst_str, legs_out, tuple(findings), summary,
                  first_ts_ns / NS)  # fmt: skip
 
