@@ -285,23 +285,27 @@ def localize(
     plain = tgt.addr is None and not any(local.values())  # no address to look for
     flows: list[Flow] = []
     for fl in verdict.flows:
-        legs = fl.legs
-        if (
-            plain
-            and not fl.target
-            and legs
-            and legs[0].point != legs[-1].point
-            and (len(legs) != 2 or _between_hosts(fl, legs[0].point, legs[1].point) is None)
-        ):
-            # through several points, nobody's own address and no target: as it was
-            # (`_one` would keep it: no end to trim, not seen at one point only, no
-            # connection between two hosts themselves)
+        if plain and _as_is(fl):
             flows.append(fl)
-            continue
-        flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
+        else:
+            flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
     flows.sort(key=_flow_order)
     flows = [f if f.id == (fid := f"f{i + 1}") else _with(f, id=fid) for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _as_is(fl: Flow) -> bool:
+    """With no host's address known and no target: whether the flow stays as it is
+    without a look at its addresses (what `_split_misjoined` and `_one` would do): it
+    went through several points (not seen at one only) and is not a connection between
+    two capture hosts themselves."""
+    legs = fl.legs
+    return (
+        not fl.target
+        and bool(legs)
+        and legs[0].point != legs[-1].point
+        and (len(legs) != 2 or _between_hosts(fl, legs[0].point, legs[1].point) is None)
+    )
 
 
 def _flow_order(f: Flow) -> tuple[bool, bool, bool, bool, float]:
