@@ -458,7 +458,8 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
 class _SimpleCtx:
     """What `_finish_simple` reads, once per chunk: the points' names and offsets; per
     slot (`uds`: its (up, down) points) the points' names, the upstream point's offset
-    and the columns of its rows; `summary.where` and the summaries met so far."""
+    and the columns of its rows (`_rows_described`); `summary.where` and the summaries
+    met so far."""
 
     def __init__(self, pts: list[Point], uds: list[tuple[int, int]]) -> None:
         self.pts = pts
@@ -466,7 +467,6 @@ class _SimpleCtx:
         self.offsets = [p.offset_ns for p in pts]
         self.between = [(pts[u].name, pts[d].name) for u, d in uds]
         self.up_off = [pts[u].offset_ns for u, _d in uds]
-        self.up = [u for u, _d in uds]
         self.cols: list[_Cols] = []
         self.wheres: dict[tuple[str, str], str] = {}
         self.summaries: dict[tuple[object, ...], str] = {}
@@ -483,12 +483,11 @@ class _SimpleCtx:
         packets, and how many findings follow (flows share a few of them)."""
         f0 = findings[0]
         b, a = f0.before, f0.after
+        if type(b) not in _PLAIN or type(a) not in _PLAIN:  # (a value its str may not tell)
+            return sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
         key = (f0.kind, f0.packet, f0.between, f0.field, b, type(b), a, type(a), f0.packets,
                len(findings))  # fmt: skip
-        try:
-            got = self.summaries.get(key)
-        except TypeError:  # values that cannot be a key (never seen: ints and strings)
-            return sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+        got = self.summaries.get(key)
         if got is None:
             got = sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
             self.summaries[key] = got
@@ -547,6 +546,7 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
 
 
 _TS = attrgetter("first_ts")
+_PLAIN = frozenset({int, str, type(None)})  # values equal as keys only when their str is
 
 
 def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
