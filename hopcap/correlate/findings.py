@@ -37,7 +37,7 @@ T = TypeVar("T")
 KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
-@dataclass(slots=True)
+@dataclass
 class Built:
     proto: str
     client: str
