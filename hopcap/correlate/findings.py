@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half, fill_strs
+from hopcap.correlate.conns import Half, endpoint_strs
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
@@ -403,7 +403,6 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         # what its legs need, read now that the flow's objects are at hand
         heads.append((x.c, x.s, y.c, x.point, y.point, x.details, y.link, y.details,
                       c2s.d_med, hop.a, hop.b))  # fmt: skip
-    fill_strs(h for hd in heads for h in (hd[0], hd[2]))
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
@@ -532,16 +531,19 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
     xc, xs, yc, xp, yp, x_details, y_link, y_details, d_med, a, b = head
     offsets, names = ctx.offsets, ctx.names
     lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
+    # the tuples' strings (not kept on the halves: nothing else of a simple flow reads them)
+    client, server = endpoint_strs(xc)
+    y_src, y_dst = endpoint_strs(yc)
     legs_out = (
-        Leg(names[xp], xc.tuple_str, "same", x_details),
-        Leg(names[yp], yc.tuple_str, y_link, y_details, lat),
+        Leg(names[xp], f"{client} > {server}", "same", x_details),
+        Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
     )
     if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
         summary = ctx.summary(findings)
     else:
         summary = flow_summary(ctx.pts, f, findings, list(legs_out))
     first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[xp]
-    return Built("tcp", xc.src_str, xc.dst_str, legs_out, tuple(findings), summary,
+    return Built("tcp", client, server, legs_out, tuple(findings), summary,
                  first_ts_ns / NS)  # fmt: skip
 
 
