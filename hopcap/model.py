@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 ROLES: tuple[str, ...] = ("client", "firewall", "lb", "router", "server")
 ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
@@ -29,6 +29,31 @@ PacketKind = Literal["SYN", "SYN-ACK", "RST", "FIN", "data", "ACK"]
 
 DEFAULT_FILTER = "tcp or icmp"
 DEFAULT_WINDOW_S = 30.0
+_C = TypeVar("_C")
+
+
+def _quick_init(cls: type[_C]) -> type[_C]:
+    """Give the frozen dataclass `cls` a quicker `__init__` (same parameters, same
+    defaults, same compact instances): the generated one looks `object.__setattr__` up
+    anew for every field (1.6 us for a Finding, 1.1 us this way; a verdict holds tens of
+    thousands of flows, legs and findings)."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
+    assert all(f.default_factory is dataclasses.MISSING for f in fields), cls
+    params = ", ".join(f"{f.name}=_d_{f.name}" if f"_d_{f.name}" in defaults else f.name
+                       for f in fields)  # fmt: skip
+    body = "".join(f"        _set(self, {f.name!r}, {f.name})\n" for f in fields)
+    src = (
+        f"def make({', '.join(['_set', *defaults])}):\n"
+        f"    def __init__(self, {params}):\n{body}"
+        "    return __init__\n"
+    )
+    ns: dict[str, Any] = {}
+    exec(src, ns)  # as dataclasses writes its own __init__
+    init = ns["make"](object.__setattr__, *defaults.values())
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy: no assigning methods)
+    return cls
 
 
 # --------------------------------------------------------------------------- inventory
@@ -387,6 +412,7 @@ class LegPart:
         )
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Leg:
     point: str
@@ -411,6 +437,7 @@ class Leg:
         return d
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Finding:
     kind: FindingKind
@@ -446,6 +473,7 @@ class Finding:
         return d
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Flow:
     id: str

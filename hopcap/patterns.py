@@ -25,7 +25,11 @@ _KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap
 # share of a segment's flows (more than) one remarking must cover to be the device's policy
 POLICY_SHARE = 0.5
 
-_Key = tuple[str, str, tuple[str, str], str | None, str, str]
+# kind, direction, segment, field, and the values (before, after): as (type, value, type,
+# value) when each is an int, a string or None, else as their reprs
+_Key = tuple[object, ...]
+_PLAIN = frozenset({int, str, type(None)})
+_UNSET = "\0unset"  # no anchor looked up yet (None: the segment has none)
 
 
 @dataclass
@@ -80,26 +84,34 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     for i, fl in enumerate(verdict.flows):
         if not fl.path:  # set apart: not part of what the path's segments saw
             continue
-        for leg in fl.legs:
-            seen_at[leg.point] = seen_at.get(leg.point, 0) + 1
+        at = [leg.point for leg in fl.legs]
+        for q in at:
+            seen_at[q] = seen_at.get(q, 0) + 1
         for f in fl.findings:
-            key = (f.kind, f.direction, f.between, f.field, repr(f.before), repr(f.after))
+            b, a = f.before, f.after
+            # values by their repr; an int, a string or None is its own (and cheaper)
+            key: _Key
+            if type(b) in _PLAIN and type(a) in _PLAIN:
+                key = (f.kind, f.direction, f.between, f.field, type(b), b, type(a), a)
+            else:
+                key = (f.kind, f.direction, f.between, f.field, repr(b), repr(a))
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts)
             if acc.last_flow != i:
                 acc.flow_ids.append(fl.id)
                 acc.last_flow = i
-                if f.between not in anchors:
-                    anchors[f.between] = next((p for p in f.between if p in points), None)
-                anchor = anchors[f.between]
-                if anchor is not None and all(leg.point != anchor for leg in fl.legs):
+                anchor = anchors.get(f.between, _UNSET)
+                if anchor is _UNSET:
+                    anchor = anchors[f.between] = next((p for p in f.between if p in points), None)
+                if anchor is not None and anchor not in at:
                     acc.unanchored += 1
             acc.packets += f.packets
             acc.bytes += f.bytes
             if f.first_ts is not None and (acc.first_ts is None or f.first_ts < acc.first_ts):
                 acc.first_ts = f.first_ts
-            _add_kinds(acc.kinds, f)
+            if f.kind == "drop" or f.kind == "inject":
+                _add_kinds(acc.kinds, f)
     merged = _fold_values(groups)
     out = [
         _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
@@ -126,8 +138,9 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
     pattern, not one per flow: within one (kind, direction, segment, field), the value
     pairs seen on a single flow are folded together when there are several of them."""
     families: dict[tuple[str, str, tuple[str, str], str | None], list[_Acc]] = {}
-    for (kind, d, between, fld, _b, _a), acc in groups.items():
-        families.setdefault((kind, d, between, fld), []).append(acc)
+    for key, acc in groups.items():
+        kind, d, between, fld = key[:4]
+        families.setdefault((kind, d, between, fld), []).append(acc)  # type: ignore[arg-type]
     out: list[tuple[_Acc, int]] = []
     for (kind, *_rest), accs in families.items():
         single = [a for a in accs if len(a.flow_ids) == 1]

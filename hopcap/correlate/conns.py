@@ -4,7 +4,7 @@ SYN boundaries) and their pairing into connections."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -96,23 +96,25 @@ class Half:
         return endpoint_str(self.v, *self.dst, self.dport)
 
 
-def fill_strs(halves: Iterable[Half]) -> None:
-    """`src_str`, `dst_str` and `tuple_str` of every half of `halves` at once: the strings
-    the properties give, without a descriptor and a call chain per string."""
-    for h in halves:
-        d = h.__dict__
-        if "tuple_str" in d:
-            continue
-        if h.v == 4:  # dotted quads as ipaddress writes them, without an object each
-            a, b = h.src[1], h.dst[1]
-            src = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:{h.sport}"
-            dst = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:{h.dport}"
-        else:
-            src = endpoint_str(h.v, *h.src, h.sport)
-            dst = endpoint_str(h.v, *h.dst, h.dport)
-        d["src_str"] = src
-        d["dst_str"] = dst
-        d["tuple_str"] = f"{src} > {dst}"
+def endpoint_strs(h: Half) -> tuple[str, str]:
+    """`h.src_str` and `h.dst_str`, as the properties write them (an IPv4 address is
+    written once: flows share their servers and their NAT's address)."""
+    if h.v != 4:
+        return endpoint_str(h.v, *h.src, h.sport), endpoint_str(h.v, *h.dst, h.dport)
+    quads = _QUADS
+    a, b = h.src[1], h.dst[1]
+    qa = quads.get(a)
+    if qa is None:  # dotted quads as ipaddress writes them, without an object each
+        if len(quads) > 1 << 16:
+            quads.clear()
+        qa = quads[a] = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:"
+    qb = quads.get(b)
+    if qb is None:
+        qb = quads[b] = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:"
+    return f"{qa}{h.sport}", f"{qb}{h.dport}"
+
+
+_QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
 
 
 @dataclass

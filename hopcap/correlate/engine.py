@@ -35,7 +35,7 @@ from hopcap.correlate.udp import (
     match_dgram_hops,
 )
 from hopcap.errors import CorrelationError
-from hopcap.model import Finding, Flow, PointInput, PointSummary, Verdict
+from hopcap.model import BROKEN_KINDS, Finding, Flow, PointInput, PointSummary, Verdict
 from hopcap.patterns import with_patterns
 
 NS = 1_000_000_000
@@ -382,6 +382,16 @@ def point_facts(pts: list[Point]) -> list[PointFacts | None]:
     return out
 
 
+def _built_order(f: Built) -> tuple[bool, bool, float]:
+    """Broken flows first, then any with findings; by time."""
+    broken = False
+    for x in f.findings:
+        if x.kind in BROKEN_KINDS:
+            broken = True
+            break
+    return (not broken, not f.findings, f.first_ts or 0.0)
+
+
 def assemble(
     pts: list[Point],
     built: list[Built],
@@ -389,18 +399,9 @@ def assemble(
     facts: Sequence[PointFacts | None],
 ) -> Verdict:
     """The verdict from every flow's findings (in flow order) and the points' facts."""
-    verdict_flows = sorted(built, key=lambda f: (not f.broken, not f.findings, f.first_ts or 0.0))
+    verdict_flows = sorted(built, key=_built_order)
     out_flows = tuple(
-        Flow(
-            id=f"f{i + 1}",
-            proto=f.proto,
-            client=f.client,
-            server=f.server,
-            legs=f.legs,
-            findings=f.findings,
-            summary=f.summary,
-            first_ts=f.first_ts,
-        )
+        Flow(f"f{i + 1}", f.proto, f.client, f.server, f.legs, f.findings, f.summary, f.first_ts)
         for i, f in enumerate(verdict_flows)
     )
     summaries = []

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half, fill_strs
+from hopcap.correlate.conns import Half, endpoint_strs
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
@@ -26,6 +26,7 @@ from hopcap.model import (
     FindingKind,
     Leg,
     LegPart,
+    LinkKind,
     PacketKind,
 )
 
@@ -301,18 +302,15 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
-# one finding of a simple flow: drop or rewrite, direction, (up, down) points, its first
-# row's position in the (up, down) rows, how many rows, sequence base, rewrite group
-_Job = tuple[
-    FindingKind,
-    Direction,
-    tuple[int, int],
-    int,
-    int,
-    int,
-    tuple[str, list[int], Rewrite, int] | None,
-]
+# one finding of a simple flow: drop or rewrite, direction, its (up, down) points' slot
+# in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
+_Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
+# of a simple flow: its first leg's halves (c, s), its second leg's c half, both legs'
+# points, the first leg's details, the second's link and details, the hop's median c2s
+# delay and its points
+_Head = tuple[Half, Half, Half, int, int, tuple[str, ...], LinkKind, tuple[str, ...],
+              float | None, int, int]  # fmt: skip
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -336,12 +334,15 @@ FINISH_CHUNK = 2048
 
 def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     out: list[Built | None] = [None] * len(flows)
-    # per (up, down) points: the rows of every drop and rewrite of the simple flows, and
-    # the sequence base of each
-    rows: dict[tuple[int, int], list[int]] = {}
-    bases: dict[tuple[int, int], list[int]] = {}
+    # per (up, down) points (a slot): the rows of every drop and rewrite of the simple
+    # flows, and the sequence base of each
+    slots: dict[tuple[int, int], int] = {}
+    rows: list[list[int]] = []
+    bases: list[list[int]] = []
     jobs: list[list[_Job]] = []
     simple: list[int] = []
+    heads: list[_Head] = []
+    has_flag = [p.has_flag for p in pts]
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
@@ -364,7 +365,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             or c2s.unexplained
             or s2c.unexplained
             or y.s.idx.shape[0] == 0
-            or pts[y.point].has_flag(y.s, RST)
+            or has_flag[y.point](y.s, RST)
         ):
             continue
         fj: list[_Job] = []
@@ -373,27 +374,43 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             ("s2c", s2c, (hop.b, hop.a)),
         )
         for direction, dm, ud in dirs:
-            rr = rows.setdefault(ud, [])
-            bb = bases.setdefault(ud, [])
-            if dm.undelivered:
-                fj.append(("drop", direction, ud, len(rr), len(dm.undelivered), dm.a_base, None))
-                rr += dm.undelivered
-                bb += [dm.a_base] * len(dm.undelivered)
-            if dm.rewrites:
-                for g in rewrite_groups(dm.rewrites):
-                    fj.append(("rewrite", direction, ud, len(rr), len(g[1]), dm.a_base, g))
+            und, rws = dm.undelivered, dm.rewrites
+            if not und and not rws:
+                continue
+            slot = slots.get(ud)
+            if slot is None:
+                slot = slots[ud] = len(rows)
+                rows.append([])
+                bases.append([])
+            rr, bb, base = rows[slot], bases[slot], dm.a_base
+            if und:
+                fj.append(("drop", direction, slot, len(rr), len(und), None))
+                rr += und
+                bb += [base] * len(und)
+            if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
+                rw = rws[0]
+                g1 = (rw.field, [rw.a_row], rw, 1)
+                fj.append(("rewrite", direction, slot, len(rr), 1, g1))
+                rr.append(rw.a_row)
+                bb.append(base)
+            elif rws:
+                for g in rewrite_groups(rws):
+                    fj.append(("rewrite", direction, slot, len(rr), len(g[1]), g))
                     rr += g[1]
-                    bb += [dm.a_base] * len(g[1])
+                    bb += [base] * len(g[1])
         simple.append(k)
         jobs.append(fj)
-    fill_strs(h for k in simple for h in (flows[k].legs[0].c, flows[k].legs[1].c) if h is not None)
+        # what its legs need, read now that the flow's objects are at hand
+        heads.append((x.c, x.s, y.c, x.point, y.point, x.details, y.link, y.details,
+                      c2s.d_med, hop.a, hop.b))  # fmt: skip
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
-    cols: dict[tuple[int, int], _Cols]
-    cols = {ud: _rows_described(pts[ud[0]], pts[ud[1]], rr, bases[ud]) for ud, rr in rows.items()}
-    wheres: dict[tuple[str, str], str] = {}  # summary.where of the points of a finding
-    for k, fj in zip(simple, jobs, strict=True):
+    ctx = _SimpleCtx(pts, list(slots))
+    ctx.cols = [
+        _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
+    ]
+    for k, fj, head in zip(simple, jobs, heads, strict=True):
         f = flows[k]
-        built = _finish_simple(pts, f, fj, cols, wheres)
+        built = _finish_simple(ctx, f, fj, head)
         out[k] = built if built is not None else finish_flow(pts, present, f)
     return [
         b if b is not None else finish_flow(pts, present, f)
@@ -437,65 +454,112 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
     return texts, pl, ts.tolist(), kinds, bl.tolist()
 
 
-def _finish_simple(
-    pts: list[Point],
-    f: FlowB,
-    fj: list[_Job],
-    cols: Mapping[tuple[int, int], _Cols],
-    wheres: dict[tuple[str, str], str],
-) -> Built | None:
+class _SimpleCtx:
+    """What `_finish_simple` reads, once per chunk: the points' names and offsets; per
+    slot (`uds`: its (up, down) points) the points' names, the upstream point's offset
+    and the columns of its rows (`_rows_described`); `summary.where` and the summaries
+    met so far."""
+
+    def __init__(self, pts: list[Point], uds: list[tuple[int, int]]) -> None:
+        self.pts = pts
+        self.names = [p.name for p in pts]
+        self.offsets = [p.offset_ns for p in pts]
+        self.between = [(pts[u].name, pts[d].name) for u, d in uds]
+        self.up_off = [pts[u].offset_ns for u, _d in uds]
+        self.cols: list[_Cols] = []
+        self.wheres: dict[tuple[str, str], str] = {}
+        self.summaries: dict[tuple[object, ...], str] = {}
+
+    def where(self, between: tuple[str, str]) -> str:
+        got = self.wheres.get(between)
+        if got is None:
+            got = self.wheres[between] = where({p.name: p for p in self.pts}, between)
+        return got
+
+    def summary(self, findings: list[Finding]) -> str:
+        """The summary of a simple flow with `findings` (drops and rewrites, in order): the
+        sentence of the first, which says only its kind, packet, points, field, values and
+        packets, and how many findings follow (flows share a few of them)."""
+        f0 = findings[0]
+        b, a = f0.before, f0.after
+        if type(b) not in _PLAIN or type(a) not in _PLAIN:  # (a value its str may not tell)
+            return sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+        key = (f0.kind, f0.packet, f0.between, f0.field, b, type(b), a, type(a), f0.packets,
+               len(findings))  # fmt: skip
+        got = self.summaries.get(key)
+        if got is None:
+            got = sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+            self.summaries[key] = got
+        return got
+
+
+def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Built | None:
     """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
-    where one of its drops is not certain (a capture blind then): `finish_flow` decides.
-    `wheres`: `summary.where` of the point pairs met so far."""
-    findings: list[Finding] = []
-    for kind, direction, ud, i, n, base, g in fj:
-        up, down = pts[ud[0]], pts[ud[1]]
-        texts, pls, tss, kinds, blind_ = cols[ud]
-        if kind == "drop" and any(blind_[i : i + n]):
-            return None
-        rows = _job_rows(f, direction) if g is None else g[1]
-        text, nb, ts0 = (texts[i], pls[i], tss[i]) if n == 1 else _describe(up.table, rows, base)
-        at = (ts0 - up.offset_ns) / NS
-        between = (up.name, down.name)
+    where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
+    drops: list[Finding] = []
+    rewrites: list[Finding] = []
+    cols, pairs, up_offs = ctx.cols, ctx.between, ctx.up_off
+    for kind, direction, slot, i, n, g in fj:
+        texts, pls, tss, kinds, blind_ = cols[slot]
         if g is None:
-            findings.append(Finding(kind, direction, between, n, nb, at, text, packet=kinds[i]))
+            if n == 1:
+                if blind_[i]:
+                    return None
+                text, nb, ts0 = texts[i], pls[i], tss[i]
+            else:
+                if any(blind_[i : i + n]):
+                    return None
+                text, nb, ts0 = _tallied(cols[slot], i, n)
+            drops.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
+                                 text, None, None, None, kinds[i]))  # fmt: skip
             continue
         fld, _rows, rw0, nvals = g
+        if n == 1:
+            text, nb, ts0 = texts[i], pls[i], tss[i]
+        else:
+            text, nb, ts0 = _tallied(cols[slot], i, n)
         if nvals > 1:
             text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-        findings.append(
-            Finding(kind, direction, between, n, nb, at, text, fld, rw0.before, rw0.after)
-        )
-    findings.sort(key=_order)
-    x, y = f.legs
-    hop = f.hops[0]
-    assert x.c is not None and x.s is not None and y.c is not None and hop.c2s is not None
-    lat = None
-    if hop.c2s.d_med is not None:
-        lat = (hop.c2s.d_med - (pts[hop.b].offset_ns - pts[hop.a].offset_ns)) / NS
-    legs_out = [
-        Leg(pts[x.point].name, x.c.tuple_str, "same", x.details),
-        Leg(pts[y.point].name, y.c.tuple_str, y.link, y.details, lat),
-    ]
+        rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
+                                text, fld, rw0.before, rw0.after))  # fmt: skip
+    # in `_order`: drops, then rewrites, each by time (a stable sort)
+    if len(drops) > 1:
+        drops.sort(key=_TS)
+    if len(rewrites) > 1:
+        rewrites.sort(key=_TS)
+    findings = drops + rewrites if drops else rewrites
+    xc, xs, yc, xp, yp, x_details, y_link, y_details, d_med, a, b = head
+    offsets, names = ctx.offsets, ctx.names
+    lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
+    # the tuples' strings (not kept on the halves: nothing else of a simple flow reads them)
+    client, server = endpoint_strs(xc)
+    y_src, y_dst = endpoint_strs(yc)
+    legs_out = (
+        Leg(names[xp], f"{client} > {server}", "same", x_details),
+        Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
+    )
     if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
-        f0 = findings[0]
-        at_ = wheres.get(f0.between)
-        if at_ is None:
-            at_ = wheres[f0.between] = where({p.name: p for p in pts}, f0.between)
-        summary = sentence(f0, f0.packet or "", at_, findings, "packets")
+        summary = ctx.summary(findings)
     else:
-        summary = flow_summary(pts, f, findings, legs_out)
-    first_ts_ns = min(x.c.first_ts, x.s.first_ts) - pts[x.point].offset_ns
-    c = x.c
-    return Built("tcp", c.src_str, c.dst_str, tuple(legs_out), tuple(findings), summary,
+        summary = flow_summary(ctx.pts, f, findings, list(legs_out))
+    first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[xp]
+    return Built("tcp", client, server, legs_out, tuple(findings), summary,
                  first_ts_ns / NS)  # fmt: skip
 
 
-def _job_rows(f: FlowB, direction: Direction) -> list[int]:
-    """The undelivered rows of a simple flow's hop in `direction`."""
-    dm = f.hops[0].c2s if direction == "c2s" else f.hops[0].s2c
-    assert dm is not None
-    return list(dm.undelivered)
+_TS = attrgetter("first_ts")
+_PLAIN = frozenset({int, str, type(None)})  # values equal as keys only when their str is
+
+
+def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
+    """`_describe` of the `n` rows from position `i` of a slot's columns."""
+    texts, pls, tss, kinds, _blind = cols
+    counts: dict[str, int] = {}
+    for k, pl in zip(kinds[i : i + n], pls[i : i + n], strict=True):
+        w = "data" if k == "FIN" and pl else k  # a FIN with data is counted as data
+        counts[w] = counts.get(w, 0) + 1
+    parts = ", ".join(f"{c} {w}" for w, c in counts.items())
+    return f"{texts[i]} ({parts})", sum(pls[i : i + n]), min(tss[i : i + n])
 
 
 def _order(x: Finding) -> tuple[int, float]:

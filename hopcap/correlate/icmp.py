@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from hopcap.correlate.dgram import TCP, DgramTable, error_text, find_flow, tuple_key
 from hopcap.correlate.reader import addr_str, captured_last
@@ -61,6 +62,15 @@ def attach_errors(
     blind: Callable[[Point, int], str | None],
 ) -> tuple[dict[int, list[ErrorInfo]], dict[int, list[ErrorInfo]]]:
     """ICMP errors of every point, per TCP flow index and per datagram flow index."""
+    errors: dict[int, npt.NDArray[np.int64]] = {}
+    for p in present:
+        t = dtable(pts[p])
+        if t is not None:
+            err = np.nonzero(t.role == 1)[0]
+            if err.shape[0]:
+                errors[p] = err
+    if not errors:  # (no index of every flow's halves to build)
+        return {}, {}
     tcp_at: dict[int, dict[int, tuple[int, Direction]]] = {}
     for i, f in enumerate(tcp_flows):
         for leg in all_legs(f):
@@ -76,13 +86,9 @@ def attach_errors(
     # (flow kind, flow index) -> error identity -> [(point, row, quoted direction)]
     occ: dict[tuple[str, int], dict[tuple[int, ...], list[tuple[int, int, Direction]]]] = {}
     unattached: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-    for p in present:
+    for p, err in errors.items():
         t = dtable(pts[p])
-        if t is None:
-            continue
-        err = np.nonzero(t.role == 1)[0]
-        if err.shape[0] == 0:
-            continue
+        assert t is not None
         keys = tuple_key(t, err, inner=True).tolist()
         pc = pts[p].pc
         for r, key in zip(err.tolist(), keys, strict=True):

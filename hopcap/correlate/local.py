@@ -195,20 +195,14 @@ def infer_addresses(
     first_host = p.hosts[0] if p.hosts else None
     last_host = p.hosts[-1] if p.hosts else None
     found: dict[str, dict[str, int]] = {h: {} for h in p.hosts}  # address -> flows
-    forwarded: dict[str, dict[str, int]] = {h: {} for h in p.hosts}
+    middle = len(p.hosts) > 2  # hosts past the first and before the last
     for fl in verdict.flows:
         legs = fl.legs
-        for x, y in pairwise(legs):
-            hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
-            if hx is None or hx == hy or y.link not in ("same", "nat"):
-                continue
-            if _ttl_rose(fl, x.point, y.point):
-                continue
-            a = _canon(_ends(x.tuple)[1][0])
-            forwarded[hx][a] = forwarded[hx].get(a, 0) + 1
+        if not legs:
+            continue
         # a connection a proxy terminated: the leg before a proxied one, or a proxied leg
         # that went no further, on a host past the first
-        for i, y in enumerate(legs):
+        for i, y in enumerate(legs if middle else ()):
             hy = p.host_of.get(y.point)
             if hy is None or hy in (first_host, last_host) or hy not in found:
                 continue
@@ -220,10 +214,9 @@ def infer_addresses(
                 if not tgt.hit(_canon(da), dp):
                     a = _canon(da)
                     found[hy][a] = found[hy].get(a, 0) + 1
-        points = {leg.point for leg in legs}
-        if len(points) != 1:
-            continue
         point = legs[0].point
+        if legs[-1].point != point or any(leg.point != point for leg in legs):
+            continue
         host = p.host_of.get(point)
         if host is None or host == first_host or host not in found:
             continue
@@ -232,6 +225,7 @@ def infer_addresses(
             if not tgt.hit(_canon(da), dp):
                 a = _canon(da)
                 found[host][a] = found[host].get(a, 0) + 1
+    forwarded = _forwarded(verdict.flows, p, found) if any(found.values()) else {}
     for h in p.hosts:
         if h in stated:
             addrs = tuple(sorted({_canon(a) for a in stated[h]}, key=_addr_key))
@@ -239,10 +233,33 @@ def infer_addresses(
         else:
             # an address more connections were forwarded through than answered for is not
             # the host's (a scanner's identical SYNs to two hosts can look like one NAT'd)
-            own = {a for a, n in found[h].items() if n > forwarded[h].get(a, 0)}
+            fw = forwarded.get(h, {})
+            own = {a for a, n in found[h].items() if n > fw.get(a, 0)}
             if own:
                 out.append(HostAddresses(h, tuple(sorted(own, key=_addr_key)), "inferred"))
     return tuple(out)
+
+
+def _forwarded(
+    flows: Iterable[Flow], p: _Path, found: Mapping[str, Mapping[str, int]]
+) -> dict[str, dict[str, int]]:
+    """Per host, how many connections were forwarded through it (the same connection seen
+    beyond it, "same" or "nat") to each address of `found` (those it answered for)."""
+    forwarded: dict[str, dict[str, int]] = {h: {} for h in found}
+    canon: dict[str, str] = {}  # a leg's destination, as written -> canonical address
+    for fl in flows:
+        for x, y in pairwise(fl.legs):
+            hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
+            if hx is None or hx == hy or y.link not in ("same", "nat") or not found.get(hx):
+                continue
+            dst = x.tuple.partition(" > ")[2]
+            a = canon.get(dst)
+            if a is None:
+                a = canon[dst] = _canon(_ends(x.tuple)[1][0])
+            if a not in found[hx] or _ttl_rose(fl, x.point, y.point):
+                continue
+            forwarded[hx][a] = forwarded[hx].get(a, 0) + 1
+    return forwarded
 
 
 def _addr_key(a: str) -> tuple[int, int | str]:
@@ -264,14 +281,62 @@ def localize(
     local = {h.host: set(h.addresses) for h in addrs}
     p = _Path.of(verdict.points)
     tgt = _Target(target)
-    flows = [
-        _one(x, p, local, tgt) for fl in verdict.flows for x in _split_misjoined(fl, p, local, tgt)
-    ]
-    flows.sort(
-        key=lambda f: (not f.path, not f.target, not f.broken, not f.findings, f.first_ts or 0.0)
-    )
-    flows = [_with(f, id=f"f{i + 1}") for i, f in enumerate(flows)]
+    at = _Around.of(p, local)
+    plain = tgt.addr is None and not any(local.values())  # no address to look for
+    flows: list[Flow] = []
+    for fl in verdict.flows:
+        if plain and _as_is(fl):
+            flows.append(fl)
+        else:
+            flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
+    flows.sort(key=_flow_order)
+    flows = [f if f.id == (fid := f"f{i + 1}") else _with(f, id=fid) for i, f in enumerate(flows)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
+
+
+def _as_is(fl: Flow) -> bool:
+    """With no host's address known and no target: whether the flow stays as it is
+    without a look at its addresses (what `_split_misjoined` and `_one` would do): it
+    went through several points (not seen at one only) and is not a connection between
+    two capture hosts themselves."""
+    legs = fl.legs
+    return (
+        not fl.target
+        and bool(legs)
+        and legs[0].point != legs[-1].point
+        and (len(legs) != 2 or _between_hosts(fl, legs[0].point, legs[1].point) is None)
+    )
+
+
+def _flow_order(f: Flow) -> tuple[bool, bool, bool, bool, float]:
+    """The path's flows first, the target's first among them, then broken ones, then any
+    with findings; by time."""
+    broken = False
+    for x in f.findings:
+        if x.kind in BROKEN_KINDS:
+            broken = True
+            break
+    return (not f.path, not f.target, not broken, not f.findings, f.first_ts or 0.0)
+
+
+@dataclass
+class _Around:
+    """Per host of the path (by its index): the addresses of the hosts before it and of
+    those after it."""
+
+    index: dict[str, int]  # host -> its index in the path's hosts
+    up: list[set[str]]
+    down: list[set[str]]
+
+    @staticmethod
+    def of(p: _Path, local: Mapping[str, set[str]]) -> _Around:
+        n = len(p.hosts)
+        up = [set().union(*(local.get(h, set()) for h in p.hosts[:i])) for i in range(n)]
+        down = [set().union(*(local.get(h, set()) for h in p.hosts[i + 1 :])) for i in range(n)]
+        return _Around({h: i for i, h in enumerate(p.hosts)}, up, down)
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _with(fl: Flow, **changes: object) -> Flow:
@@ -293,9 +358,11 @@ def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Ta
     hx, hy = p.host_of.get(x.point), p.host_of.get(y.point)
     if hx is None or hy is None or hx == hy or hx == p.hosts[0] or y.link != "nat":
         return [fl]
+    mine = local.get(hx)
+    if not mine:
+        return [fl]
     (sxa, sxp), (dxa, dxp) = _ends(x.tuple)
     (sya, syp), (_dya, dyp) = _ends(y.tuple)
-    mine = local.get(hx, set())
     if (
         _canon(dxa) not in mine
         or _canon(sxa) in mine
@@ -330,25 +397,29 @@ def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Ta
     return [first, second]
 
 
-def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flow:
+def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _Around) -> Flow:
     if not fl.legs:
         return fl
-    is_target = tgt.of_flow(fl)
+    is_target = tgt.of_flow(fl) if tgt.addr is not None else False
     first, last = fl.legs[0], fl.legs[-1]
     h0, h1 = p.host_of.get(first.point), p.host_of.get(last.point)
     if h0 is None or h1 is None:
         return fl if fl.target == is_target else _with(fl, target=is_target)
-    (sa, _sp), _d = _ends(first.tuple)
-    _s, (da, dp) = _ends(last.tuple)
-    src, dst = _canon(sa), _canon(da)
-    hi0 = p.hosts.index(h0) if h0 in p.hosts else 0
-    hi1 = p.hosts.index(h1) if h1 in p.hosts else 0
-    upstream = set().union(*(local.get(h, set()) for h in p.hosts[:hi0]))
-    downstream = set().union(*(local.get(h, set()) for h in p.hosts[hi1 + 1 :]))
+    hi0 = at.index.get(h0, 0)
+    hi1 = at.index.get(h1, 0)
+    upstream = at.up[hi0] if hi0 < len(at.up) else set()
+    downstream = at.down[hi1] if hi1 < len(at.down) else set()
+    mine0, mine1 = local.get(h0, _NONE), local.get(h1, _NONE)
+    if tgt.addr is not None or mine0 or mine1 or upstream:
+        (sa, _sp), _d = _ends(first.tuple)
+        _s, (da, dp) = _ends(last.tuple)
+        src, dst = _canon(sa), _canon(da)
+    else:  # no address to compare them with: neither is read
+        src = dst = dp = ""
     to_target = tgt.hit(dst, dp)
-    ends = dst in local.get(h1, set()) and not to_target
-    starts = src in local.get(h0, set())
-    single = len({leg.point for leg in fl.legs}) == 1
+    ends = dst in mine1 and not to_target
+    starts = src in mine0
+    single = all(leg.point == first.point for leg in fl.legs)
 
     why: str | None = None
     ttls = _between_hosts(fl, first.point, last.point) if h0 != h1 and not is_target else None
@@ -378,6 +449,8 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> Flo
             target=is_target,
         )
 
+    if not ends and not starts:  # nothing to trim
+        return fl if fl.target == is_target else _with(fl, target=is_target)
     findings = list(fl.findings)
     # addressed to a host: nothing expected after the point where it was last seen (not
     # even the host's own other interfaces); sent by one: nothing before its first point

@@ -99,12 +99,12 @@ def test_real_captures(names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) 
     assert n > 0
 
 
-def test_tuple_strings_in_bulk_equal_the_properties() -> None:
-    """`fill_strs` writes the strings the Half properties give: IPv4 edges (0.0.0.0,
+def test_endpoint_strings_equal_the_properties() -> None:
+    """`endpoint_strs` gives the strings the Half properties give: IPv4 edges (0.0.0.0,
     255.255.255.255, a mapped address's low word), ports 0 and 65535, IPv6."""
     import ipaddress
 
-    from hopcap.correlate.conns import Half, fill_strs
+    from hopcap.correlate.conns import Half, endpoint_strs
 
     def half(v: int, src: str, sport: int, dst: str, dport: int) -> Half:
         a, b = int(ipaddress.ip_address(src)), int(ipaddress.ip_address(dst))
@@ -121,9 +121,143 @@ def test_tuple_strings_in_bulk_equal_the_properties() -> None:
         (6, "2001:db8::10", 40000, "::1", 80),
         (6, "::ffff:192.0.2.1", 5, "fe80::1", 6),
     ]
-    bulk = [half(*s) for s in specs]
-    fill_strs(bulk)
-    for s, h in zip(specs, bulk, strict=True):
-        ref = half(*s)  # the properties, computed on first read
-        assert (h.src_str, h.dst_str, h.tuple_str) == (ref.src_str, ref.dst_str, ref.tuple_str)
-    assert bulk[0].tuple_str == "0.0.0.0:0 > 255.255.255.255:65535"
+    for _ in range(2):  # the addresses written anew, then remembered
+        for s in specs:
+            ref = half(*s)  # the properties, computed on first read
+            assert endpoint_strs(half(*s)) == (ref.src_str, ref.dst_str)
+    assert endpoint_strs(half(*specs[0])) == ("0.0.0.0:0", "255.255.255.255:65535")
+
+
+def _odd_pair(out: Path) -> tuple[Path, Path]:
+    """Two points of a firewall (MSS clamping, masquerading) and flows off the common
+    shape among common ones: a tuple reused by a second connection, a server's RST, a
+    FIN with data lost with other segments (a several-packet drop tallied by kind), one
+    IPv6 flow, several fields rewritten (DSCP with two values, the MSS, the window), a
+    segment lost both ways, and a connection whose SYN-ACK never came back."""
+    from dataclasses import replace
+
+    from pcapgen import C2S, S2C, Conv, Seg, View, render, write
+
+    t0 = 1_763_790_000.0
+    convs: list[Conv] = []
+
+    def conv(i: int, client: tuple[str, int] | None = None, **kw: Any) -> Conv:
+        c = Conv(client=client or (f"198.18.7.{1 + i}", 30000 + i),
+                 server=("203.0.113.80", 80), t0=t0 + i * 0.05, seed=1000 + i, **kw)  # fmt: skip
+        convs.append(c)
+        return c
+
+    for i in range(6):  # common: clamped, nothing lost
+        c = conv(i)
+        c.handshake()
+        c.request(b"GET / HTTP/1.1\r\n\r\n")
+        c.response(b"x" * 3000)
+        c.close()
+    reused = [conv(6, ("198.18.7.99", 31000)), conv(7, ("198.18.7.99", 31000))]
+    for c in reused:  # the same tuple twice, one after the other
+        c.handshake()
+        c.request(b"GET /a HTTP/1.1\r\n\r\n")
+        c.response(b"y" * 500)
+        c.close()
+    rst = conv(8)  # the server resets
+    rst.handshake()
+    rst.request(b"GET /r HTTP/1.1\r\n\r\n")
+    rst.seg(S2C, "RA", tag="rst", dt=0.001)
+    fin = conv(9)  # data and a FIN carrying data lost c2s, never sent again
+    fin.handshake()
+    fin.send(C2S, b"z" * 2000, tag="lost")
+    fin.seg(C2S, "FPA", b"bye", tag="lost", dt=0.001)
+    fin.seg(S2C, "A", tag="ack", dt=0.001)
+    fin.seg(S2C, "FA", tag="fin", dt=0.001)
+    v6 = conv(10, ("2001:db8::7", 40000))
+    v6.server = ("2001:db8:1::80", 80)
+    v6.handshake()
+    v6.request(b"GET /6 HTTP/1.1\r\n\r\n")
+    v6.response(b"w" * 800)
+    v6.close()
+    remark = conv(11)  # DSCP remarked to two values, window rewritten
+    remark.handshake()
+    for k in range(4):
+        remark.send(C2S, bytes([k]) * 300, tag=f"remark{k % 2}")
+    remark.close()
+    both = conv(12)  # one segment lost each way
+    both.handshake()
+    both.send(C2S, b"q" * 600, tag="lost")
+    both.send(S2C, b"r" * 600, tag="lost_in")
+    both.close()
+    silent = conv(13)  # the SYN-ACK never came back through the firewall
+    silent.handshake()
+    silent.segs[1].tag = "lost_in"
+
+    def inside_drop(s: Seg) -> bool:
+        return s.tag == "lost_in"
+
+    def change(s: Seg) -> Seg:
+        if s.d == C2S and s.mss is not None and s.mss > 1400:
+            s = replace(s, mss=1400)
+        if s.tag.startswith("remark"):
+            s = replace(s, tos=32 if s.tag == "remark0" else 64, win=1000)
+        return s
+
+    p0 = write(out / "a.pcap", render(convs, View(drop=inside_drop)))
+    pkts: list[tuple[float, Any]] = []
+    for i, c in enumerate(convs):
+        v6c = ":" in c.client[0]
+        pub = (c.client[0], c.client[1]) if v6c else ("198.51.100.1", 2000 + i)
+        nat = {C2S: (*pub, *c.server), S2C: (*c.server, *pub)}
+        drop = lambda s: s.tag == "lost" and s.d == C2S  # noqa: E731
+        pkts += render([c], View(nat=nat, delay=0.0003, drop=drop, change=change))
+    return p0, write(out / "b.pcap", pkts)
+
+
+def test_odd_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _odd_pair(tmp_path)
+    prep = _prepared([PointInput("fw:in", str(a)), PointInput("fw:out", str(b))])
+    n, slow = _check(prep, monkeypatch)
+    built = finish_flows(prep.pts, prep.present, prep.flows)
+    what = {(x.kind, x.field) for f in built for x in f.findings}
+    assert {("drop", None), ("rewrite", "tcp.mss"), ("rewrite", "ip.dscp")} <= what
+    tallied = [x.what for f in built for x in f.findings if x.kind == "drop" and x.packets > 1]
+    # two segments and the FIN carrying data, counted as data (not as a FIN)
+    assert any(w.endswith("(3 data)") for w in tallied)
+    assert 0 < slow < n  # the reset (at least) went the per-flow way
+
+
+def test_odd_flows_with_a_missing_point_and_a_capture_cut_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing point: every flow the per-flow way, and the same; the far capture cut
+    short: drops after its end become gaps (decided per flow), the rest by columns."""
+    a, b = _odd_pair(tmp_path)
+    prep = _prepared([PointInput("fw:in", str(a)), PointInput("gone", None),
+                      PointInput("fw:out", str(b))])  # fmt: skip
+    n, slow = _check(prep, monkeypatch)
+    assert slow == n
+    prep = _prepared([PointInput("fw:in", str(a)), PointInput("fw:out", str(b))])
+    t = prep.pts[1].table
+    prep.pts[1].stop_ns = int(t.ts.min()) + (int(t.ts.max()) - int(t.ts.min())) // 2
+    n, slow = _check(prep, monkeypatch)
+    assert 0 < slow < n
+
+
+@pytest.mark.parametrize("which", ["odd", "busy"])
+def test_verdicts_the_same_with_every_flow_finished_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    """The whole verdict (assembled, localised, patterns, JSON) from the columns' flows is
+    byte for byte the one of the per-flow path."""
+    from hopcap.correlate import correlate
+    from hopcap.jsonout import dumps
+
+    if which == "odd":
+        a, b = _odd_pair(tmp_path)
+    else:
+        a, b = busy_firewall(tmp_path, 120, loss=0.1, seed=11)
+    points = [PointInput("fw:in", str(a)), PointInput("fw:out", str(b))]
+    fast = dumps(correlate(points).to_dict())
+
+    def one_by_one(pts: Any, present: Any, flows: Any) -> list[Built]:
+        return [finish_flow(pts, present, f) for f in flows]
+
+    monkeypatch.setattr(F, "_finish_chunk", one_by_one)
+    assert dumps(correlate(points).to_dict()) == fast
