@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of
@@ -44,7 +47,7 @@ from hopcap.correlate.engine import (
     read_points,
     set_clocks,
 )
-from hopcap.correlate.findings import Built
+from hopcap.correlate.findings import FINISH_CHUNK, Built
 from hopcap.correlate.flows import Point, host_of
 from hopcap.correlate.stages import plan_stages
 from hopcap.errors import CorrelationError
@@ -63,27 +66,88 @@ def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built
 # --------------------------------------------------------------------------- local processes
 
 
-def _child(conn: Connection, prep: Prepared, idxs: list[int]) -> None:
+def _child(conn: Connection, prep: Prepared, idxs: list[int], out: int) -> None:
     try:
         conn.send(("ok", match_part(prep, idxs)))
         apply_clocks(prep.pts, conn.recv())
-        conn.send(("ok", finish_part(prep, idxs)))
+        # the finished flows in pieces, each pickled into the shared file `out` as soon as
+        # it is done (the pipe carries where): the parent takes them in between pieces of
+        # its own partition, and nothing here ever waits for it
+        at = 0
+        for lo in range(0, len(idxs), PIECE):
+            data = ForkingPickler.dumps(finish_part(prep, idxs[lo : lo + PIECE]))
+            with memoryview(data) as view:
+                for k in range(0, len(view), 1 << 30):
+                    os.pwrite(out, view[k : k + (1 << 30)], at + k)
+            conn.send(("part", (at, len(data))))
+            at += len(data)
+        conn.send(("ok", None))
     except BaseException as exc:  # handed to the parent, which raises it
         conn.send(("err", exc))
     finally:
         conn.close()
 
 
+PIECE = FINISH_CHUNK  # flows a child finishes and sends at a time (~1 MB pickled)
+
+
+def _died() -> CorrelationError:
+    return CorrelationError("a correlation worker process died", hint="retry with --jobs 1")
+
+
 def recv(conn: Connection) -> Any:
     try:
         tag, val = conn.recv()
     except EOFError:
-        raise CorrelationError(
-            "a correlation worker process died", hint="retry with --jobs 1"
-        ) from None
+        raise _died() from None
     if tag == "err":
         raise val
     return val
+
+
+def _shared_file() -> int:
+    """A file descriptor the forked children inherit: in memory where the system can."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("hopcap-part", os.MFD_CLOEXEC)
+    with tempfile.TemporaryFile() as f:  # unlinked at once; the duplicate keeps it
+        return os.dup(f.fileno())
+
+
+class _Kid:
+    """A forked child with its partition: the pipe to it and the file its finished flows
+    come back in."""
+
+    def __init__(self, ctx: Any, prep: Prepared, idxs: list[int]) -> None:
+        self.file = _shared_file()
+        self.conn, there = ctx.Pipe()
+        self.proc = ctx.Process(target=_child, args=(there, prep, idxs, self.file), daemon=True)
+        self.proc.start()
+        there.close()
+        self.built: list[Built] = []
+        self.done = False
+
+    def take(self, *, wait: bool) -> None:
+        """Take in the pieces that are ready (with `wait`: all of them, up to the end)."""
+        while not self.done and (wait or self.conn.poll()):
+            where = recv(self.conn)
+            if where is None:
+                self.done = True
+                continue
+            at, size = where
+            data = os.pread(self.file, size, at)
+            while len(data) < size:  # pread returns at most 2 GiB at a time
+                more = os.pread(self.file, size - len(data), at + len(data))
+                if not more:
+                    raise _died()
+                data += more
+            self.built += ForkingPickler.loads(data)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+        os.close(self.file)
 
 
 def run_forked(prep: Prepared, n: int) -> list[Built]:
@@ -95,28 +159,27 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
         return finish_part(prep, every)
     ctx = mp.get_context("fork")
     parts = partition(prep, n)
-    kids: list[tuple[Connection, Any]] = []
+    kids: list[_Kid] = []
     try:
         for idxs in parts[1:]:
-            here, there = ctx.Pipe()
-            proc = ctx.Process(target=_child, args=(there, prep, idxs), daemon=True)
-            proc.start()
-            there.close()
-            kids.append((here, proc))
+            kids.append(_Kid(ctx, prep, idxs))
         minima = [match_part(prep, parts[0])]
-        minima += [recv(c) for c, _ in kids]
+        minima += [recv(k.conn) for k in kids]
         set_clocks(prep, minima)
         clocks = clocks_of(prep.pts)
-        for c, _ in kids:
-            c.send(clocks)
-        built = [finish_part(prep, parts[0])]
-        built += [recv(c) for c, _ in kids]
+        for k in kids:
+            k.conn.send(clocks)
+        own: list[Built] = []
+        for lo in range(0, len(parts[0]), PIECE):
+            own += finish_part(prep, parts[0][lo : lo + PIECE])
+            for k in kids:
+                k.take(wait=False)
+        for k in kids:
+            k.take(wait=True)
+        built = [own, *(k.built for k in kids)]
     finally:
-        for c, proc in kids:
-            c.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
+        for k in kids:
+            k.close()
     return _in_order(len(prep.flows), parts, built)
 
 

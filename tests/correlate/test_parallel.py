@@ -107,3 +107,70 @@ def test_jobs_on_a_reused_backend_connection_shared_by_flows(
     monkeypatch.setattr(lb, "correlate", partial(correlate, jobs=3, min_packets_per_job=0))
     got = site.capture(tmp_path / "three", drop=lambda s: s.tag == "lost", nat=True)
     assert got.to_dict() == one.to_dict()
+
+
+def test_jobs_send_their_flows_back_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child finishes and sends its flows a piece at a time (through a shared file) while
+    the parent takes them in between pieces of its own: with pieces of one flow, every
+    child sends several, and the verdict is still that of one job."""
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    monkeypatch.setattr(par, "PIECE", 1)
+    sent: list[int] = []
+    loads = par.ForkingPickler.loads
+
+    def counted(data: bytes) -> object:
+        got = loads(data)
+        if isinstance(got, list):  # a piece (the pipe's messages are tuples)
+            sent.append(len(got))
+        return got
+
+    monkeypatch.setattr(par.ForkingPickler, "loads", counted)
+    for jobs in (2, 3):
+        sent.clear()
+        assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
+        prep = prepare(read_points(pts), {})
+        children = sum(len(p) for p in partition(prep, jobs)[1:])
+        assert sent == [1] * children  # one flow a piece, every flow of every child
+
+
+def _boom(*args: object) -> None:
+    raise ValueError("boom in a child")
+
+
+def test_a_failing_or_dying_child_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a child is raised in the parent; a child that dies (killed, out of
+    memory) is a CorrelationError that says to retry with one job; no child is left."""
+    import multiprocessing as mp
+    import os
+
+    from hopcap.errors import CorrelationError
+
+    pts = _scenario(tmp_path)
+    parent = os.getpid()
+    finish = par.finish_part
+
+    def failing(prep: object, idxs: object) -> object:
+        if os.getpid() != parent:
+            _boom()
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "finish_part", failing)
+    with pytest.raises(ValueError, match="boom in a child"):
+        correlate(pts, jobs=2, min_packets_per_job=0)
+    assert not mp.active_children()
+
+    def dying(prep: object, idxs: object) -> object:
+        if os.getpid() != parent:
+            os._exit(9)
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "finish_part", dying)
+    with pytest.raises(CorrelationError, match="worker process died") as err:
+        correlate(pts, jobs=2, min_packets_per_job=0)
+    assert "--jobs 1" in (err.value.hint or "")
+    assert not mp.active_children()
