@@ -1,21 +1,25 @@
 """Correlation of one capture set by several processes, on this machine or a dask cluster.
 
 The work splits by connection: once every point is read and adjacent points are linked
-(NAT and proxies are known), the flows are partitioned by a hash of their normalised tuple
-(engine.partition). Each partition is then handled in two phases:
+(NAT and proxies are known), the flows are split into parts, each handled in two phases:
 
 1. match every hop of its flows (byte ranges, rewrites) and report the smallest one-way
    delays per hop;
-2. with the clock offsets estimated from every partition's minima, write its flows'
-   findings.
+2. with the clock offsets estimated from every part's minima, write its flows' findings.
 
-The verdict is assembled from the partitions' flows in the original flow order, so it is
-the verdict of one job.
+The verdict is assembled from the parts' flows in the original flow order, so it is the
+verdict of one job.
 
-Locally (`run_forked`) the partitions are forked children that inherit the read captures
-(copy-on-write, nothing is sent but the results); the calling process handles partition 0
-itself. On dask (`correlate_dask`) every task reads the captures from the same paths (a
-shared filesystem) and keeps only its partition; a worker process that handles several
+Locally (`run_forked`) the parts are pieces of `PIECE` consecutive flows, claimed one at
+a time by this process and its forked children (which inherit the read captures,
+copy-on-write: nothing is sent but the results) until none is left, so that a process
+with less of a core simply takes fewer. A child pickles each piece it finished into a
+file in memory it shares with the parent (the pipe carries only where each piece is): it
+never waits for the parent, which takes the pieces in between pieces of its own.
+
+On dask (`correlate_dask`) the parts are partitions by a hash of the flows' normalised
+tuple (engine.partition); every task reads the captures from the same paths (a shared
+filesystem) and keeps only its partition; a worker process that handles several
 partitions reads them once.
 """
 
@@ -33,7 +37,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of
+from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of, merge_minima
 from hopcap.correlate.engine import (
     PointFacts,
     Prepared,
@@ -47,7 +51,7 @@ from hopcap.correlate.engine import (
     read_points,
     set_clocks,
 )
-from hopcap.correlate.findings import FINISH_CHUNK, Built
+from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import Point, host_of
 from hopcap.correlate.stages import plan_stages
 from hopcap.errors import CorrelationError
@@ -66,20 +70,44 @@ def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built
 # --------------------------------------------------------------------------- local processes
 
 
-def _child(conn: Connection, prep: Prepared, idxs: list[int], out: int) -> None:
+def _claim(counter: Any) -> int:
+    """The next piece's number (shared by every process of the run)."""
+    with counter.get_lock():
+        k: int = counter.value
+        counter.value = k + 1
+    return k
+
+
+def _match_claimed(
+    prep: Prepared, pieces: list[list[int]], counter: Any
+) -> tuple[list[int], Minima]:
+    """Match pieces of flows as long as some are left (each by the first process to claim
+    it): the pieces matched here and their delay minima."""
+    mine: list[int] = []
+    minima: list[Minima] = []
+    while (k := _claim(counter)) < len(pieces):
+        minima.append(match_part(prep, pieces[k]))
+        mine.append(k)
+    return mine, merge_minima(minima)
+
+
+def _child(
+    conn: Connection, prep: Prepared, pieces: list[list[int]], counter: Any, out: int
+) -> None:
     try:
-        conn.send(("ok", match_part(prep, idxs)))
+        mine, minima = _match_claimed(prep, pieces, counter)
+        conn.send(("ok", minima))
         apply_clocks(prep.pts, conn.recv())
-        # the finished flows in pieces, each pickled into the shared file `out` as soon as
-        # it is done (the pipe carries where): the parent takes them in between pieces of
-        # its own partition, and nothing here ever waits for it
+        # the pieces matched here, each finished and pickled into the shared file `out` as
+        # soon as it is done (the pipe carries where): the parent takes them in between
+        # pieces of its own, and nothing here ever waits for it
         at = 0
-        for lo in range(0, len(idxs), PIECE):
-            data = ForkingPickler.dumps(finish_part(prep, idxs[lo : lo + PIECE]))
+        for k in mine:
+            data = ForkingPickler.dumps(finish_part(prep, pieces[k]))
             with memoryview(data) as view:
-                for k in range(0, len(view), 1 << 30):
-                    os.pwrite(out, view[k : k + (1 << 30)], at + k)
-            conn.send(("part", (at, len(data))))
+                for lo in range(0, len(view), 1 << 30):
+                    os.pwrite(out, view[lo : lo + (1 << 30)], at + lo)
+            conn.send(("part", (k, at, len(data))))
             at += len(data)
         conn.send(("ok", None))
     except BaseException as exc:  # handed to the parent, which raises it
@@ -88,7 +116,9 @@ def _child(conn: Connection, prep: Prepared, idxs: list[int], out: int) -> None:
         conn.close()
 
 
-PIECE = FINISH_CHUNK  # flows a child finishes and sends at a time (~1 MB pickled)
+# flows in a piece: what a process claims, matches, finishes and sends back at a time
+# (~0.3 MB pickled); small enough that the processes end within a piece of each other
+PIECE = 512
 
 
 def _died() -> CorrelationError:
@@ -114,33 +144,33 @@ def _shared_file() -> int:
 
 
 class _Kid:
-    """A forked child with its partition: the pipe to it and the file its finished flows
-    come back in."""
+    """A forked child: the pipe to it and the file its finished pieces come back in."""
 
-    def __init__(self, ctx: Any, prep: Prepared, idxs: list[int]) -> None:
+    def __init__(self, ctx: Any, prep: Prepared, pieces: list[list[int]], counter: Any) -> None:
         self.file = _shared_file()
         self.conn, there = ctx.Pipe()
-        self.proc = ctx.Process(target=_child, args=(there, prep, idxs, self.file), daemon=True)
+        self.proc = ctx.Process(
+            target=_child, args=(there, prep, pieces, counter, self.file), daemon=True
+        )
         self.proc.start()
         there.close()
-        self.built: list[Built] = []
         self.done = False
 
-    def take(self, *, wait: bool) -> None:
+    def take(self, built: dict[int, list[Built]], *, wait: bool) -> None:
         """Take in the pieces that are ready (with `wait`: all of them, up to the end)."""
         while not self.done and (wait or self.conn.poll()):
             where = recv(self.conn)
             if where is None:
                 self.done = True
                 continue
-            at, size = where
+            k, at, size = where
             data = os.pread(self.file, size, at)
             while len(data) < size:  # pread returns at most 2 GiB at a time
                 more = os.pread(self.file, size - len(data), at + len(data))
                 if not more:
                     raise _died()
                 data += more
-            self.built += ForkingPickler.loads(data)
+            built[k] = ForkingPickler.loads(data)
 
     def close(self) -> None:
         self.conn.close()
@@ -151,36 +181,41 @@ class _Kid:
 
 
 def run_forked(prep: Prepared, n: int) -> list[Built]:
-    """Every TCP flow's findings, `n` partitions in `n` processes (this one and n - 1
-    forks); the caller adds the datagram flows (engine.finish_datagrams)."""
+    """Every TCP flow's findings in `n` processes (this one and n - 1 forks); the caller
+    adds the datagram flows (engine.finish_datagrams).
+
+    The flows are cut in pieces of `PIECE`; each process matches the next piece nobody
+    has claimed yet until none is left (a process that gets less of a core, or slower
+    flows, simply matches fewer), then finishes the pieces it matched once the clocks
+    are known."""
+    every = list(range(len(prep.flows)))
     if "fork" not in mp.get_all_start_methods():
-        every = list(range(len(prep.flows)))
         set_clocks(prep, [match_part(prep, every)])
         return finish_part(prep, every)
     ctx = mp.get_context("fork")
-    parts = partition(prep, n)
+    pieces = [every[lo : lo + PIECE] for lo in range(0, len(every), PIECE)]
+    counter = ctx.Value("q", 0)
     kids: list[_Kid] = []
     try:
-        for idxs in parts[1:]:
-            kids.append(_Kid(ctx, prep, idxs))
-        minima = [match_part(prep, parts[0])]
-        minima += [recv(k.conn) for k in kids]
-        set_clocks(prep, minima)
+        for _ in range(n - 1):
+            kids.append(_Kid(ctx, prep, pieces, counter))
+        mine, minima = _match_claimed(prep, pieces, counter)
+        # the datagrams' minima too, should no piece be matched here
+        set_clocks(prep, [prep.dminima, minima, *(recv(k.conn) for k in kids)])
         clocks = clocks_of(prep.pts)
-        for k in kids:
-            k.conn.send(clocks)
-        own: list[Built] = []
-        for lo in range(0, len(parts[0]), PIECE):
-            own += finish_part(prep, parts[0][lo : lo + PIECE])
-            for k in kids:
-                k.take(wait=False)
-        for k in kids:
-            k.take(wait=True)
-        built = [own, *(k.built for k in kids)]
+        for kid in kids:
+            kid.conn.send(clocks)
+        built: dict[int, list[Built]] = {}
+        for k in mine:
+            built[k] = finish_part(prep, pieces[k])
+            for kid in kids:
+                kid.take(built, wait=False)
+        for kid in kids:
+            kid.take(built, wait=True)
     finally:
-        for k in kids:
-            k.close()
-    return _in_order(len(prep.flows), parts, built)
+        for kid in kids:
+            kid.close()
+    return [b for k in range(len(pieces)) for b in built[k]]
 
 
 # --------------------------------------------------------------------------- dask

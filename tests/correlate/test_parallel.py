@@ -109,15 +109,29 @@ def test_jobs_on_a_reused_backend_connection_shared_by_flows(
     assert got.to_dict() == one.to_dict()
 
 
-def test_jobs_send_their_flows_back_in_pieces(
+def test_jobs_claim_pieces_and_send_them_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A child finishes and sends its flows a piece at a time (through a shared file) while
-    the parent takes them in between pieces of its own: with pieces of one flow, every
-    child sends several, and the verdict is still that of one job."""
+    """Every process claims the next unclaimed piece of flows until none is left (a slow
+    process takes fewer); a child sends each piece it finished back (through a shared
+    file) while the parent takes them in between its own: with pieces of one flow and a
+    slow parent, the children do most of them, and the verdict is still that of one job."""
+    import os
+    import time
+
     pts = _scenario(tmp_path)
     one = correlate(pts).to_dict()
     monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match = par.match_part
+    here: list[int] = []
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:
+            here.append(len(idxs))
+            time.sleep(0.3)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
     sent: list[int] = []
     loads = par.ForkingPickler.loads
 
@@ -127,13 +141,15 @@ def test_jobs_send_their_flows_back_in_pieces(
             sent.append(len(got))
         return got
 
+    monkeypatch.setattr(par, "match_part", slow_here)
     monkeypatch.setattr(par.ForkingPickler, "loads", counted)
     for jobs in (2, 3):
+        here.clear()
         sent.clear()
         assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
-        prep = prepare(read_points(pts), {})
-        children = sum(len(p) for p in partition(prep, jobs)[1:])
-        assert sent == [1] * children  # one flow a piece, every flow of every child
+        # one flow a piece, each matched and finished by one process
+        assert here and set(here) == {1} and set(sent) == {1}
+        assert len(here) + len(sent) == 8 and len(sent) > len(here)
 
 
 def _boom(*args: object) -> None:
@@ -147,12 +163,22 @@ def test_a_failing_or_dying_child_is_an_error(
     memory) is a CorrelationError that says to retry with one job; no child is left."""
     import multiprocessing as mp
     import os
+    import time
 
     from hopcap.errors import CorrelationError
 
     pts = _scenario(tmp_path)
     parent = os.getpid()
     finish = par.finish_part
+    match = par.match_part
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:  # the children claim pieces too
+            time.sleep(0.3)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "PIECE", 1)
+    monkeypatch.setattr(par, "match_part", slow_here)
 
     def failing(prep: object, idxs: object) -> object:
         if os.getpid() != parent:
