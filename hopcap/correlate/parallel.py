@@ -70,39 +70,63 @@ def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built
 # --------------------------------------------------------------------------- local processes
 
 
-def _claim(counter: Any) -> int:
-    """The next piece's number (shared by every process of the run)."""
-    with counter.get_lock():
-        k: int = counter.value
-        counter.value = k + 1
-    return k
+class _Shared:
+    """What the processes of a run share (made before the forks): the number of the next
+    piece to match, and which pieces' finishing a process has taken."""
+
+    def __init__(self, ctx: Any, pieces: int) -> None:
+        self.next = ctx.Value("q", 0)
+        self.lock = self.next.get_lock()
+        self.taken = ctx.RawArray("b", pieces)
+
+    def claim(self) -> int:
+        """The next piece to match."""
+        with self.lock:
+            k: int = self.next.value
+            self.next.value = k + 1
+        return k
+
+    def take(self, k: int) -> bool:
+        """Take piece `k` to finish, unless another process has."""
+        with self.lock:
+            if self.taken[k]:
+                return False
+            self.taken[k] = 1
+        return True
+
+    def untaken(self, ks: Sequence[int]) -> list[int]:
+        with self.lock:
+            return [k for k in ks if not self.taken[k]]
 
 
 def _match_claimed(
-    prep: Prepared, pieces: list[list[int]], counter: Any
+    prep: Prepared, pieces: list[list[int]], shared: _Shared
 ) -> tuple[list[int], Minima]:
     """Match pieces of flows as long as some are left (each by the first process to claim
     it): the pieces matched here and their delay minima."""
     mine: list[int] = []
     minima: list[Minima] = []
-    while (k := _claim(counter)) < len(pieces):
+    while (k := shared.claim()) < len(pieces):
         minima.append(match_part(prep, pieces[k]))
         mine.append(k)
     return mine, merge_minima(minima)
 
 
 def _child(
-    conn: Connection, prep: Prepared, pieces: list[list[int]], counter: Any, out: int
+    conn: Connection, prep: Prepared, pieces: list[list[int]], shared: _Shared, out: int
 ) -> None:
     try:
-        mine, minima = _match_claimed(prep, pieces, counter)
-        conn.send(("ok", minima))
+        mine, minima = _match_claimed(prep, pieces, shared)
+        conn.send(("ok", (mine, minima)))
         apply_clocks(prep.pts, conn.recv())
-        # the pieces matched here, each finished and pickled into the shared file `out` as
-        # soon as it is done (the pipe carries where): the parent takes them in between
-        # pieces of its own, and nothing here ever waits for it
+        # the pieces matched here (but those the parent took over), each finished and
+        # pickled into the shared file `out` as soon as it is done (the pipe carries
+        # where): the parent takes them in between pieces of its own, and nothing here
+        # ever waits for it
         at = 0
         for k in mine:
+            if not shared.take(k):
+                continue
             data = ForkingPickler.dumps(finish_part(prep, pieces[k]))
             with memoryview(data) as view:
                 for lo in range(0, len(view), 1 << 30):
@@ -146,11 +170,11 @@ def _shared_file() -> int:
 class _Kid:
     """A forked child: the pipe to it and the file its finished pieces come back in."""
 
-    def __init__(self, ctx: Any, prep: Prepared, pieces: list[list[int]], counter: Any) -> None:
+    def __init__(self, ctx: Any, prep: Prepared, pieces: list[list[int]], shared: _Shared) -> None:
         self.file = _shared_file()
         self.conn, there = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_child, args=(there, prep, pieces, counter, self.file), daemon=True
+            target=_child, args=(there, prep, pieces, shared, self.file), daemon=True
         )
         self.proc.start()
         there.close()
@@ -186,30 +210,46 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
 
     The flows are cut in pieces of `PIECE`; each process matches the next piece nobody
     has claimed yet until none is left (a process that gets less of a core, or slower
-    flows, simply matches fewer), then finishes the pieces it matched once the clocks
-    are known."""
+    flows, simply matches fewer), then, with the clocks known, finishes the pieces it
+    matched. This process, done with its own, takes over the last pieces a child has not
+    started while it has two or more left (matching them again here: twice the work of
+    finishing, worth it when a child is that far behind, e.g. has no core of its own)."""
     every = list(range(len(prep.flows)))
     if "fork" not in mp.get_all_start_methods():
         set_clocks(prep, [match_part(prep, every)])
         return finish_part(prep, every)
     ctx = mp.get_context("fork")
     pieces = [every[lo : lo + PIECE] for lo in range(0, len(every), PIECE)]
-    counter = ctx.Value("q", 0)
+    shared = _Shared(ctx, len(pieces))
     kids: list[_Kid] = []
     try:
         for _ in range(n - 1):
-            kids.append(_Kid(ctx, prep, pieces, counter))
-        mine, minima = _match_claimed(prep, pieces, counter)
+            kids.append(_Kid(ctx, prep, pieces, shared))
+        mine, minima = _match_claimed(prep, pieces, shared)
+        theirs = [recv(k.conn) for k in kids]
         # the datagrams' minima too, should no piece be matched here
-        set_clocks(prep, [prep.dminima, minima, *(recv(k.conn) for k in kids)])
+        set_clocks(prep, [prep.dminima, minima, *(m for _, m in theirs)])
         clocks = clocks_of(prep.pts)
         for kid in kids:
             kid.conn.send(clocks)
         built: dict[int, list[Built]] = {}
-        for k in mine:
+
+        def finish(k: int, *, again: bool = False) -> None:
+            if again:
+                match_part(prep, pieces[k])
             built[k] = finish_part(prep, pieces[k])
             for kid in kids:
                 kid.take(built, wait=False)
+
+        for k in mine:
+            shared.take(k)
+            finish(k)
+        while True:
+            left = max((shared.untaken(ks) for ks, _ in theirs), key=len)
+            if len(left) < 2:
+                break
+            if shared.take(left[-1]):
+                finish(left[-1], again=True)
         for kid in kids:
             kid.take(built, wait=True)
     finally:

@@ -152,6 +152,58 @@ def test_jobs_claim_pieces_and_send_them_back(
         assert len(here) + len(sent) == 8 and len(sent) > len(here)
 
 
+def test_the_parent_takes_over_pieces_of_a_child_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that finishes slowly (no core of its own): the parent, done with its own
+    pieces, matches again and finishes the child's last pieces while it has two or more
+    left; the child skips them; the verdict is still that of one job."""
+    import os
+    import time
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match, finish, set_clocks = par.match_part, par.finish_part, par.set_clocks
+    phase = [1]
+    again: list[int] = []
+
+    def matched(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent and phase[0] == 2:
+            again.extend(idxs)
+        elif os.getpid() == parent:
+            time.sleep(0.3)  # the child matches most pieces
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    def slow_child(prep: object, idxs: list[int]) -> object:
+        if os.getpid() != parent:
+            time.sleep(0.4)
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    def clocks(*args: object) -> None:
+        set_clocks(*args)  # type: ignore[arg-type]
+        phase[0] = 2
+
+    monkeypatch.setattr(par, "match_part", matched)
+    monkeypatch.setattr(par, "finish_part", slow_child)
+    monkeypatch.setattr(par, "set_clocks", clocks)
+    sent: list[int] = []
+    loads = par.ForkingPickler.loads
+
+    def counted(data: bytes) -> object:
+        got = loads(data)
+        if os.getpid() == parent and isinstance(got, list):
+            sent.append(len(got))
+        return got
+
+    monkeypatch.setattr(par.ForkingPickler, "loads", counted)
+    assert correlate(pts, jobs=2, min_packets_per_job=0).to_dict() == one
+    assert again  # taken over
+    # the child finished at least the piece it had started, and each piece was finished once
+    assert sent and sum(sent) + len(again) <= 8
+
+
 def _boom(*args: object) -> None:
     raise ValueError("boom in a child")
 
