@@ -7,7 +7,9 @@ For every size: the firewall workload of `firewall_bench.py` is generated into D
 runs as a new process for J = 1 and 2, interleaved, `--runs` times; printed: wall and CPU
 (user + sys of the process and its children) of each run, the best wall of each and their
 ratio, the load average (1 min) before each run, and whether every verdict is byte for
-byte that of the first `--jobs 1` run.
+byte that of the first `--jobs 1` run. On a shared machine `--wait-quiet S` waits (up to S
+seconds) before each run for 1.8 of the 2 cores to be idle for a second, and prints what
+was idle.
 
 `--phases` (with `--jobs-phases J`, default 2) runs the engine in this process with a
 timestamp at the start and end of every phase, in the parent and in each forked child
@@ -47,16 +49,46 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def _run(a: Path, b: Path, jobs: int, out: Path) -> tuple[float, float]:
-    """(wall, cpu) of one `hopcap correlate --json` as a new process."""
-    exe = Path(sys.executable).with_name("hopcap")
+def _idle(seconds: float = 1.0) -> float:
+    """Cores idle over the next `seconds` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)
+
+    i0, t0 = sample()
+    time.sleep(seconds)
+    i1, t1 = sample()
+    return (i1 - i0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
+
+
+def _wait_quiet(wait: float, cores: float) -> float:
+    """Wait (up to `wait` seconds) for `cores` idle cores; what was idle last."""
+    end = time.monotonic() + wait
+    idle = _idle()
+    while idle < cores and time.monotonic() < end:
+        idle = _idle()
+    return idle
+
+
+def _run(a: Path, b: Path, jobs: int, out: Path, code: Path | None) -> tuple[float, float]:
+    """(wall, cpu) of one `hopcap correlate --json` as a new process (of the code in the
+    checkout `code`, when given)."""
+    env = dict(os.environ)
+    if code is None:
+        cmd = [str(Path(sys.executable).with_name("hopcap"))]
+    else:
+        cmd = [sys.executable, "-m", "hopcap"]
+        env["PYTHONPATH"] = str(code)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with out.open("wb") as f:
         subprocess.run(
-            [str(exe), "correlate", f"a={a}", f"b={b}", "--json", "--jobs", str(jobs)],
+            [*cmd, "correlate", f"a={a}", f"b={b}", "--json", "--jobs", str(jobs)],
             stdout=f,
             check=True,
+            env=env,
         )
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -64,26 +96,35 @@ def _run(a: Path, b: Path, jobs: int, out: Path) -> tuple[float, float]:
     return wall, cpu
 
 
-def compare(a: Path, b: Path, runs: int, d: Path, jobs: list[int]) -> None:
-    best: dict[int, tuple[float, float]] = {}
+def compare(
+    a: Path, b: Path, runs: int, d: Path, jobs: list[str], wait: float, code: Path | None
+) -> None:
+    """`jobs`: numbers of jobs; one ending in `b` runs the code before (`code`)."""
+    best: dict[str, tuple[float, float]] = {}
     ref: bytes | None = None
     same = True
     for r in range(runs):
         for j in jobs:
+            idle = _wait_quiet(wait, 1.8) if wait else None
             load = _load()
             out = d / f"v{j}.json"
-            wall, cpu = _run(a, b, j, out)
+            wall, cpu = _run(a, b, int(j.rstrip("b")), out, code if j.endswith("b") else None)
             got = out.read_bytes()
             if ref is None:
                 ref = got
             same &= got == ref
-            print(f"  run {r + 1} --jobs {j}: wall {wall:.2f} s, cpu {cpu:.2f} s (load {load:.2f})")
+            quiet = "" if idle is None else f", {idle:.2f} cores idle the second before"
+            what = f"--jobs {j.rstrip('b')}" + (" (before)" if j.endswith("b") else "")
+            print(
+                f"  run {r + 1} {what}: wall {wall:.2f} s, cpu {cpu:.2f} s (load {load:.2f}{quiet})"
+            )
             if j not in best or wall < best[j][0]:
                 best[j] = (wall, cpu)
+    one = best[jobs[0]]
     for j in jobs[1:]:
         print(
-            f"  best of {runs}: --jobs 1 {best[1][0]:.2f} / {best[1][1]:.2f} s, --jobs {j} "
-            f"{best[j][0]:.2f} / {best[j][1]:.2f} s (wall / cpu): {best[1][0] / best[j][0]:.2f}x"
+            f"  best of {runs}: --jobs {jobs[0]} {one[0]:.2f} / {one[1]:.2f} s, --jobs {j} "
+            f"{best[j][0]:.2f} / {best[j][1]:.2f} s (wall / cpu): {one[0] / best[j][0]:.2f}x"
         )
     print(f"  verdicts identical: {same}")
 
@@ -147,17 +188,26 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, required=True)
     ap.add_argument("--sizes", default="1.6M")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--jobs", default="1,2")
+    ap.add_argument(
+        "--jobs", default="1,2", help="e.g. 1,2,1b,2b: jobs; with b, of the code at --before"
+    )
+    ap.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--phases", action="store_true")
     ap.add_argument("--jobs-phases", type=int, default=2)
     ap.add_argument("--no-compare", action="store_true")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each run, wait up to this many seconds for 1.8 idle cores",
+    )
     o = ap.parse_args()
     for size in o.sizes.split(","):
         a, b = _files(o.dir / size, SIZES[size], o.reuse)
         print(f"{size}: {a.stat().st_size + b.stat().st_size:,} bytes of captures")
         if not o.no_compare:
-            compare(a, b, o.runs, o.dir / size, [int(j) for j in o.jobs.split(",")])
+            compare(a, b, o.runs, o.dir / size, o.jobs.split(","), o.wait_quiet, o.before)
         if o.phases:
             phases(a, b, o.jobs_phases)
 

@@ -62,8 +62,9 @@ def correlate(
 
     `jobs` > 1 shares the connections out (once NAT links are known) among that many
     processes (`parallel.run_forked`); `dask` (a scheduler address) runs partitions of
-    them (by their normalised tuple) on a dask.distributed cluster. Both give the verdict of one job. Captures smaller than
-    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves).
+    them (by their normalised tuple) on a dask.distributed cluster. Both give the verdict
+    of one job. Captures smaller than `min_packets_per_job` per job use fewer jobs (a
+    process costs more than it saves).
 
     Captures that may not fit `memory` bytes (default: half of the memory available) are
     correlated by time slices (`slices`), `jobs` slices at a time in forked processes

@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -180,8 +181,9 @@ class _Kid:
         there.close()
         self.done = False
 
-    def take(self, built: dict[int, list[Built]], *, wait: bool) -> None:
-        """Take in the pieces that are ready (with `wait`: all of them, up to the end)."""
+    def take(self, built: dict[int, list[Built]], *, wait: bool, one: bool = False) -> None:
+        """Take in the pieces that are ready (with `wait`: all of them, up to the end; with
+        `one` too: the next message)."""
         while not self.done and (wait or self.conn.poll()):
             where = recv(self.conn)
             if where is None:
@@ -195,6 +197,8 @@ class _Kid:
                     raise _died()
                 data += more
             built[k] = ForkingPickler.loads(data)
+            if one:
+                return
 
     def close(self) -> None:
         self.conn.close()
@@ -212,8 +216,9 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
     has claimed yet until none is left (a process that gets less of a core, or slower
     flows, simply matches fewer), then, with the clocks known, finishes the pieces it
     matched. This process, done with its own, takes over the last pieces a child has not
-    started while it has two or more left (matching them again here: twice the work of
-    finishing, worth it when a child is that far behind, e.g. has no core of its own)."""
+    started when the child is that far behind (e.g. has no core of its own): when the
+    child's pieces left would take it longer, at its pace so far, than matching again and
+    finishing one here."""
     every = list(range(len(prep.flows)))
     if "fork" not in mp.get_all_start_methods():
         set_clocks(prep, [match_part(prep, every)])
@@ -225,7 +230,9 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
     try:
         for _ in range(n - 1):
             kids.append(_Kid(ctx, prep, pieces, shared))
+        t0 = time.perf_counter()
         mine, minima = _match_claimed(prep, pieces, shared)
+        t_match = (time.perf_counter() - t0) / max(len(mine), 1)
         theirs = [recv(k.conn) for k in kids]
         # the datagrams' minima too, should no piece be matched here
         set_clocks(prep, [prep.dminima, minima, *(m for _, m in theirs)])
@@ -241,15 +248,21 @@ def run_forked(prep: Prepared, n: int) -> list[Built]:
             for kid in kids:
                 kid.take(built, wait=False)
 
+        t1 = time.perf_counter()
         for k in mine:
             shared.take(k)
             finish(k)
-        while True:
-            left = max((shared.untaken(ks) for ks, _ in theirs), key=len)
-            if len(left) < 2:
-                break
-            if shared.take(left[-1]):
-                finish(left[-1], again=True)
+        t2 = time.perf_counter()
+        # what taking a piece over costs here (with no piece of its own: as good as nothing)
+        t_steal = t_match + (t2 - t1) / len(mine) if mine else 0.0
+        for kid, (ks, _) in zip(kids, theirs, strict=True):
+            while not kid.done and len(left := shared.untaken(ks)) >= 2:
+                done = sum(1 for k in ks if k in built)
+                pace = (time.perf_counter() - t1) / (done + 1)  # the one it is on counts
+                if len(left) * pace <= t_steal:
+                    kid.take(built, wait=True, one=True)  # and look again
+                elif shared.take(left[-1]):
+                    finish(left[-1], again=True)
         for kid in kids:
             kid.take(built, wait=True)
     finally:
