@@ -252,3 +252,44 @@ def test_a_failing_or_dying_child_is_an_error(
         correlate(pts, jobs=2, min_packets_per_job=0)
     assert "--jobs 1" in (err.value.hint or "")
     assert not mp.active_children()
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_1ttl"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_endpoint"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_pnat"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_l7fuzzing"],
+    ],
+)
+def test_jobs_on_real_captures_in_pieces_of_one_flow(
+    files: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real captures (tests/data/PROVENANCE.md): 2 and 3 jobs, every flow a piece of its
+    own (claimed by whichever process comes first), give the verdict of one job."""
+    import os
+    import time
+
+    pts = [PointInput(f"p{i}", pcap=str(DATA / f)) for i, f in enumerate(files)]
+    one = correlate(pts).to_dict()
+    assert len(one["flows"]) >= 20
+    monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match = par.match_part
+    here: list[int] = []
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:  # the children get pieces too
+            here.append(idxs[0])
+            time.sleep(0.02)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "match_part", slow_here)
+    for jobs in (2, 3):
+        here.clear()
+        assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
+        assert 0 < len(here) < len(one["flows"]) // 2
