@@ -25,6 +25,7 @@ partitions reads them once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
@@ -71,6 +72,9 @@ def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built
 # --------------------------------------------------------------------------- local processes
 
 
+LOCK_WAIT_S = 60.0
+
+
 class _Shared:
     """What the processes of a run share (made before the forks): the number of the next
     piece to match, and which pieces' finishing a process has taken."""
@@ -80,23 +84,33 @@ class _Shared:
         self.lock = self.next.get_lock()
         self.taken = ctx.RawArray("b", pieces)
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        # held for a few instructions: not got in LOCK_WAIT_S, its holder died in them
+        if not self.lock.acquire(timeout=LOCK_WAIT_S):
+            raise _died()
+        try:
+            yield
+        finally:
+            self.lock.release()
+
     def claim(self) -> int:
         """The next piece to match."""
-        with self.lock:
+        with self.locked():
             k: int = self.next.value
             self.next.value = k + 1
         return k
 
     def take(self, k: int) -> bool:
         """Take piece `k` to finish, unless another process has."""
-        with self.lock:
+        with self.locked():
             if self.taken[k]:
                 return False
             self.taken[k] = 1
         return True
 
     def untaken(self, ks: Sequence[int]) -> list[int]:
-        with self.lock:
+        with self.locked():
             return [k for k in ks if not self.taken[k]]
 
 

@@ -293,3 +293,28 @@ def test_jobs_on_real_captures_in_pieces_of_one_flow(
         here.clear()
         assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
         assert 0 < len(here) < len(one["flows"]) // 2
+
+
+def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed while it held the lock of the pieces (a few instructions) must not
+    leave the others waiting for ever."""
+    import multiprocessing as mp
+    import os
+
+    from hopcap.errors import CorrelationError
+
+    ctx = mp.get_context("fork")
+    shared = par._Shared(ctx, 4)
+    assert [shared.claim(), shared.claim()] == [0, 1]
+    assert shared.take(3) and not shared.take(3) and shared.untaken([1, 2, 3]) == [1, 2]
+
+    def die_holding() -> None:
+        shared.lock.acquire()
+        os._exit(9)
+
+    proc = ctx.Process(target=die_holding)
+    proc.start()
+    proc.join()
+    monkeypatch.setattr(par, "LOCK_WAIT_S", 0.2)
+    with pytest.raises(CorrelationError, match="worker process died"):
+        shared.claim()
