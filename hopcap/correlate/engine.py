@@ -60,10 +60,11 @@ def correlate(
     Stage captures of one device (`fw:receive`, `fw:firewall`, `fw:transmit`, `fw:drop`)
     are put in processing order, and the drop stage is proof, not a point (`stages`).
 
-    `jobs` > 1 partitions the connections (by their normalised tuple, once NAT links are
-    known) across that many processes; `dask` (a scheduler address) runs the partitions on
-    a dask.distributed cluster. Both give the verdict of one job. Captures smaller than
-    `min_packets_per_job` per job use fewer jobs (a process costs more than it saves).
+    `jobs` > 1 shares the connections out (once NAT links are known) among that many
+    processes (`parallel.run_forked`); `dask` (a scheduler address) runs partitions of
+    them (by their normalised tuple) on a dask.distributed cluster. Both give the verdict
+    of one job. Captures smaller than `min_packets_per_job` per job use fewer jobs (a
+    process costs more than it saves).
 
     Captures that may not fit `memory` bytes (default: half of the memory available) are
     correlated by time slices (`slices`), `jobs` slices at a time in forked processes

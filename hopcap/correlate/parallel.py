@@ -1,36 +1,45 @@
 """Correlation of one capture set by several processes, on this machine or a dask cluster.
 
 The work splits by connection: once every point is read and adjacent points are linked
-(NAT and proxies are known), the flows are partitioned by a hash of their normalised tuple
-(engine.partition). Each partition is then handled in two phases:
+(NAT and proxies are known), the flows are split into parts, each handled in two phases:
 
 1. match every hop of its flows (byte ranges, rewrites) and report the smallest one-way
    delays per hop;
-2. with the clock offsets estimated from every partition's minima, write its flows'
-   findings.
+2. with the clock offsets estimated from every part's minima, write its flows' findings.
 
-The verdict is assembled from the partitions' flows in the original flow order, so it is
-the verdict of one job.
+The verdict is assembled from the parts' flows in the original flow order, so it is the
+verdict of one job.
 
-Locally (`run_forked`) the partitions are forked children that inherit the read captures
-(copy-on-write, nothing is sent but the results); the calling process handles partition 0
-itself. On dask (`correlate_dask`) every task reads the captures from the same paths (a
-shared filesystem) and keeps only its partition; a worker process that handles several
+Locally (`run_forked`) the parts are pieces of `PIECE` consecutive flows, claimed one at
+a time by this process and its forked children (which inherit the read captures,
+copy-on-write: nothing is sent but the results) until none is left, so that a process
+with less of a core simply takes fewer. A child pickles each piece it finished into a
+file in memory it shares with the parent (the pipe carries only where each piece is): it
+never waits for the parent, which takes the pieces in between pieces of its own.
+
+On dask (`correlate_dask`) the parts are partitions by a hash of the flows' normalised
+tuple (engine.partition); every task reads the captures from the same paths (a shared
+filesystem) and keeps only its partition; a worker process that handles several
 partitions reads them once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
+import os
+import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of
+from hopcap.correlate.clocks import Minima, apply_clocks, clocks_of, merge_minima
 from hopcap.correlate.engine import (
     PointFacts,
     Prepared,
@@ -63,61 +72,217 @@ def _in_order(n: int, parts: Sequence[Sequence[int]], built: Sequence[list[Built
 # --------------------------------------------------------------------------- local processes
 
 
-def _child(conn: Connection, prep: Prepared, idxs: list[int]) -> None:
+LOCK_WAIT_S = 60.0
+
+
+class _Shared:
+    """What the processes of a run share (made before the forks): the number of the next
+    piece to match, and which pieces' finishing a process has taken."""
+
+    def __init__(self, ctx: Any, pieces: int) -> None:
+        self.next = ctx.Value("q", 0)
+        self.lock = self.next.get_lock()
+        self.taken = ctx.RawArray("b", pieces)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        # held for a few instructions: not got in LOCK_WAIT_S, its holder died in them
+        if not self.lock.acquire(timeout=LOCK_WAIT_S):
+            raise _died()
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def claim(self) -> int:
+        """The next piece to match."""
+        with self.locked():
+            k: int = self.next.value
+            self.next.value = k + 1
+        return k
+
+    def take(self, k: int) -> bool:
+        """Take piece `k` to finish, unless another process has."""
+        with self.locked():
+            if self.taken[k]:
+                return False
+            self.taken[k] = 1
+        return True
+
+    def untaken(self, ks: Sequence[int]) -> list[int]:
+        with self.locked():
+            return [k for k in ks if not self.taken[k]]
+
+
+def _match_claimed(
+    prep: Prepared, pieces: list[list[int]], shared: _Shared
+) -> tuple[list[int], Minima]:
+    """Match pieces of flows as long as some are left (each by the first process to claim
+    it): the pieces matched here and their delay minima."""
+    mine: list[int] = []
+    minima: list[Minima] = []
+    while (k := shared.claim()) < len(pieces):
+        minima.append(match_part(prep, pieces[k]))
+        mine.append(k)
+    return mine, merge_minima(minima)
+
+
+def _child(
+    conn: Connection, prep: Prepared, pieces: list[list[int]], shared: _Shared, out: int
+) -> None:
     try:
-        conn.send(("ok", match_part(prep, idxs)))
+        mine, minima = _match_claimed(prep, pieces, shared)
+        conn.send(("ok", (mine, minima)))
         apply_clocks(prep.pts, conn.recv())
-        conn.send(("ok", finish_part(prep, idxs)))
+        # the pieces matched here (but those the parent took over), each finished and
+        # pickled into the shared file `out` as soon as it is done (the pipe carries
+        # where): the parent takes them in between pieces of its own, and nothing here
+        # ever waits for it
+        at = 0
+        for k in mine:
+            if not shared.take(k):
+                continue
+            data = ForkingPickler.dumps(finish_part(prep, pieces[k]))
+            with memoryview(data) as view:
+                for lo in range(0, len(view), 1 << 30):
+                    os.pwrite(out, view[lo : lo + (1 << 30)], at + lo)
+            conn.send(("part", (k, at, len(data))))
+            at += len(data)
+        conn.send(("ok", None))
     except BaseException as exc:  # handed to the parent, which raises it
         conn.send(("err", exc))
     finally:
         conn.close()
 
 
+# flows in a piece: what a process claims, matches, finishes and sends back at a time
+# (~0.3 MB pickled); small enough that the processes end within a piece of each other
+PIECE = 512
+
+
+def _died() -> CorrelationError:
+    return CorrelationError("a correlation worker process died", hint="retry with --jobs 1")
+
+
 def recv(conn: Connection) -> Any:
     try:
         tag, val = conn.recv()
     except EOFError:
-        raise CorrelationError(
-            "a correlation worker process died", hint="retry with --jobs 1"
-        ) from None
+        raise _died() from None
     if tag == "err":
         raise val
     return val
 
 
+def _shared_file() -> int:
+    """A file descriptor the forked children inherit: in memory where the system can."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("hopcap-part", os.MFD_CLOEXEC)
+    with tempfile.TemporaryFile() as f:  # unlinked at once; the duplicate keeps it
+        return os.dup(f.fileno())
+
+
+class _Kid:
+    """A forked child: the pipe to it and the file its finished pieces come back in."""
+
+    def __init__(self, ctx: Any, prep: Prepared, pieces: list[list[int]], shared: _Shared) -> None:
+        self.file = _shared_file()
+        self.conn, there = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_child, args=(there, prep, pieces, shared, self.file), daemon=True
+        )
+        self.proc.start()
+        there.close()
+        self.done = False
+
+    def take(self, built: dict[int, list[Built]], *, wait: bool, one: bool = False) -> None:
+        """Take in the pieces that are ready (with `wait`: all of them, up to the end; with
+        `one` too: the next message)."""
+        while not self.done and (wait or self.conn.poll()):
+            where = recv(self.conn)
+            if where is None:
+                self.done = True
+                continue
+            k, at, size = where
+            data = os.pread(self.file, size, at)
+            while len(data) < size:  # pread returns at most 2 GiB at a time
+                more = os.pread(self.file, size - len(data), at + len(data))
+                if not more:
+                    raise _died()
+                data += more
+            built[k] = ForkingPickler.loads(data)
+            if one:
+                return
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+        os.close(self.file)
+
+
 def run_forked(prep: Prepared, n: int) -> list[Built]:
-    """Every TCP flow's findings, `n` partitions in `n` processes (this one and n - 1
-    forks); the caller adds the datagram flows (engine.finish_datagrams)."""
+    """Every TCP flow's findings in `n` processes (this one and n - 1 forks); the caller
+    adds the datagram flows (engine.finish_datagrams).
+
+    The flows are cut in pieces of `PIECE`; each process matches the next piece nobody
+    has claimed yet until none is left (a process that gets less of a core, or slower
+    flows, simply matches fewer), then, with the clocks known, finishes the pieces it
+    matched. This process, done with its own, takes over the last pieces a child has not
+    started when the child is that far behind (e.g. has no core of its own): when the
+    child's pieces left would take it longer, at its pace so far, than matching again and
+    finishing one here."""
+    every = list(range(len(prep.flows)))
     if "fork" not in mp.get_all_start_methods():
-        every = list(range(len(prep.flows)))
         set_clocks(prep, [match_part(prep, every)])
         return finish_part(prep, every)
     ctx = mp.get_context("fork")
-    parts = partition(prep, n)
-    kids: list[tuple[Connection, Any]] = []
+    pieces = [every[lo : lo + PIECE] for lo in range(0, len(every), PIECE)]
+    shared = _Shared(ctx, len(pieces))
+    kids: list[_Kid] = []
     try:
-        for idxs in parts[1:]:
-            here, there = ctx.Pipe()
-            proc = ctx.Process(target=_child, args=(there, prep, idxs), daemon=True)
-            proc.start()
-            there.close()
-            kids.append((here, proc))
-        minima = [match_part(prep, parts[0])]
-        minima += [recv(c) for c, _ in kids]
-        set_clocks(prep, minima)
+        for _ in range(n - 1):
+            kids.append(_Kid(ctx, prep, pieces, shared))
+        t0 = time.perf_counter()
+        mine, minima = _match_claimed(prep, pieces, shared)
+        t_match = (time.perf_counter() - t0) / max(len(mine), 1)
+        theirs = [recv(k.conn) for k in kids]
+        # the datagrams' minima too, should no piece be matched here
+        set_clocks(prep, [prep.dminima, minima, *(m for _, m in theirs)])
         clocks = clocks_of(prep.pts)
-        for c, _ in kids:
-            c.send(clocks)
-        built = [finish_part(prep, parts[0])]
-        built += [recv(c) for c, _ in kids]
+        for kid in kids:
+            kid.conn.send(clocks)
+        built: dict[int, list[Built]] = {}
+
+        def finish(k: int, *, again: bool = False) -> None:
+            if again:
+                match_part(prep, pieces[k])
+            built[k] = finish_part(prep, pieces[k])
+            for kid in kids:
+                kid.take(built, wait=False)
+
+        t1 = time.perf_counter()
+        for k in mine:
+            shared.take(k)
+            finish(k)
+        t2 = time.perf_counter()
+        # what taking a piece over costs here (with no piece of its own: as good as nothing)
+        t_steal = t_match + (t2 - t1) / len(mine) if mine else 0.0
+        for kid, (ks, _) in zip(kids, theirs, strict=True):
+            while not kid.done and len(left := shared.untaken(ks)) >= 2:
+                done = sum(1 for k in ks if k in built)
+                pace = (time.perf_counter() - t1) / (done + 1)  # the one it is on counts
+                if len(left) * pace <= t_steal:
+                    kid.take(built, wait=True, one=True)  # and look again
+                elif shared.take(left[-1]):
+                    finish(left[-1], again=True)
+        for kid in kids:
+            kid.take(built, wait=True)
     finally:
-        for c, proc in kids:
-            c.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-    return _in_order(len(prep.flows), parts, built)
+        for kid in kids:
+            kid.close()
+    return [b for k in range(len(pieces)) for b in built[k]]
 
 
 # --------------------------------------------------------------------------- dask

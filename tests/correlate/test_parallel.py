@@ -107,3 +107,214 @@ def test_jobs_on_a_reused_backend_connection_shared_by_flows(
     monkeypatch.setattr(lb, "correlate", partial(correlate, jobs=3, min_packets_per_job=0))
     got = site.capture(tmp_path / "three", drop=lambda s: s.tag == "lost", nat=True)
     assert got.to_dict() == one.to_dict()
+
+
+def test_jobs_claim_pieces_and_send_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process claims the next unclaimed piece of flows until none is left (a slow
+    process takes fewer); a child sends each piece it finished back (through a shared
+    file) while the parent takes them in between its own: with pieces of one flow and a
+    slow parent, the children do most of them, and the verdict is still that of one job."""
+    import os
+    import time
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match = par.match_part
+    here: list[int] = []
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:
+            here.append(len(idxs))
+            time.sleep(0.3)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    sent: list[int] = []
+    loads = par.ForkingPickler.loads
+
+    def counted(data: bytes) -> object:
+        got = loads(data)
+        if isinstance(got, list):  # a piece (the pipe's messages are tuples)
+            sent.append(len(got))
+        return got
+
+    monkeypatch.setattr(par, "match_part", slow_here)
+    monkeypatch.setattr(par.ForkingPickler, "loads", counted)
+    for jobs in (2, 3):
+        here.clear()
+        sent.clear()
+        assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
+        # one flow a piece, each matched and finished by one process
+        assert here and set(here) == {1} and set(sent) == {1}
+        assert len(here) + len(sent) == 8 and len(sent) > len(here)
+
+
+def test_the_parent_takes_over_pieces_of_a_child_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that finishes slowly (no core of its own): the parent, done with its own
+    pieces, matches again and finishes the child's last pieces while it has two or more
+    left; the child skips them; the verdict is still that of one job."""
+    import os
+    import time
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match, finish, set_clocks = par.match_part, par.finish_part, par.set_clocks
+    phase = [1]
+    again: list[int] = []
+
+    def matched(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent and phase[0] == 2:
+            again.extend(idxs)
+        elif os.getpid() == parent:
+            time.sleep(0.3)  # the child matches most pieces
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    def slow_child(prep: object, idxs: list[int]) -> object:
+        if os.getpid() != parent:
+            time.sleep(0.4)
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    def clocks(*args: object) -> None:
+        set_clocks(*args)  # type: ignore[arg-type]
+        phase[0] = 2
+
+    monkeypatch.setattr(par, "match_part", matched)
+    monkeypatch.setattr(par, "finish_part", slow_child)
+    monkeypatch.setattr(par, "set_clocks", clocks)
+    sent: list[int] = []
+    loads = par.ForkingPickler.loads
+
+    def counted(data: bytes) -> object:
+        got = loads(data)
+        if os.getpid() == parent and isinstance(got, list):
+            sent.append(len(got))
+        return got
+
+    monkeypatch.setattr(par.ForkingPickler, "loads", counted)
+    assert correlate(pts, jobs=2, min_packets_per_job=0).to_dict() == one
+    assert again  # taken over
+    # the child finished at least the piece it had started, and each piece was finished once
+    assert sent and sum(sent) + len(again) <= 8
+
+
+def _boom(*args: object) -> None:
+    raise ValueError("boom in a child")
+
+
+def test_a_failing_or_dying_child_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a child is raised in the parent; a child that dies (killed, out of
+    memory) is a CorrelationError that says to retry with one job; no child is left."""
+    import multiprocessing as mp
+    import os
+    import time
+
+    from hopcap.errors import CorrelationError
+
+    pts = _scenario(tmp_path)
+    parent = os.getpid()
+    finish = par.finish_part
+    match = par.match_part
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:  # the children claim pieces too
+            time.sleep(0.3)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "PIECE", 1)
+    monkeypatch.setattr(par, "match_part", slow_here)
+
+    def failing(prep: object, idxs: object) -> object:
+        if os.getpid() != parent:
+            _boom()
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "finish_part", failing)
+    with pytest.raises(ValueError, match="boom in a child"):
+        correlate(pts, jobs=2, min_packets_per_job=0)
+    assert not mp.active_children()
+
+    def dying(prep: object, idxs: object) -> object:
+        if os.getpid() != parent:
+            os._exit(9)
+        return finish(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "finish_part", dying)
+    with pytest.raises(CorrelationError, match="worker process died") as err:
+        correlate(pts, jobs=2, min_packets_per_job=0)
+    assert "--jobs 1" in (err.value.hint or "")
+    assert not mp.active_children()
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_1ttl"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_endpoint"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_pnat"],
+        ["tcpreplay/test.pcap", "tcpreplay/test.rewrite_l7fuzzing"],
+    ],
+)
+def test_jobs_on_real_captures_in_pieces_of_one_flow(
+    files: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real captures (tests/data/PROVENANCE.md): 2 and 3 jobs, every flow a piece of its
+    own (claimed by whichever process comes first), give the verdict of one job."""
+    import os
+    import time
+
+    pts = [PointInput(f"p{i}", pcap=str(DATA / f)) for i, f in enumerate(files)]
+    one = correlate(pts).to_dict()
+    assert len(one["flows"]) >= 20
+    monkeypatch.setattr(par, "PIECE", 1)
+    parent = os.getpid()
+    match = par.match_part
+    here: list[int] = []
+
+    def slow_here(prep: object, idxs: list[int]) -> object:
+        if os.getpid() == parent:  # the children get pieces too
+            here.append(idxs[0])
+            time.sleep(0.02)
+        return match(prep, idxs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(par, "match_part", slow_here)
+    for jobs in (2, 3):
+        here.clear()
+        assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
+        assert 0 < len(here) < len(one["flows"]) // 2
+
+
+def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed while it held the lock of the pieces (a few instructions) must not
+    leave the others waiting for ever."""
+    import multiprocessing as mp
+    import os
+
+    from hopcap.errors import CorrelationError
+
+    ctx = mp.get_context("fork")
+    shared = par._Shared(ctx, 4)
+    assert [shared.claim(), shared.claim()] == [0, 1]
+    assert shared.take(3) and not shared.take(3) and shared.untaken([1, 2, 3]) == [1, 2]
+
+    def die_holding() -> None:
+        shared.lock.acquire()
+        os._exit(9)
+
+    proc = ctx.Process(target=die_holding)
+    proc.start()
+    proc.join()
+    monkeypatch.setattr(par, "LOCK_WAIT_S", 0.2)
+    with pytest.raises(CorrelationError, match="worker process died"):
+        shared.claim()
