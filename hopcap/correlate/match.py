@@ -75,6 +75,14 @@ class DirMatch:
     rewrites: list[Rewrite] = field(default_factory=list)
     base: int = 0  # b-space sequence base used for relative numbers in messages
     a_base: int = 0
+    # with KEEP_PAIRS (time slices that cut a connection): the upstream row and one-way
+    # delay of every matched pair, for a median over several slices
+    pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+
+
+# set by `slices` while it correlates a slice that cuts a connection (a forked worker or
+# the one process, one slice at a time): `DirMatch.pairs` is filled
+KEEP_PAIRS = False
 
 
 def _cls(flags: I64) -> I64:
@@ -542,6 +550,12 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         # for latency; the pairs themselves are not kept
         pp = pid_a[pa_all]
         dl = tb.ts[rb[pb_all]] - ta.ts[ra[pa_all]]
+        if KEEP_PAIRS:
+            o = np.argsort(pp, kind="stable")
+            at = np.searchsorted(pp[o], np.arange(npairs + 1))
+            rows_a, dl_o = ra[pa_all][o], dl[o]
+            for k in range(npairs):
+                out[k].pairs = (rows_a[at[k] : at[k + 1]], dl_o[at[k] : at[k + 1]])
         pp, dl = _sort_by_pair(pp, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
         ks = np.nonzero(np.diff(cuts))[0]

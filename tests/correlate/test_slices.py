@@ -124,32 +124,118 @@ def test_long_connections_across_many_slices_with_drops_at_the_edges(tmp_path: P
 
 def _bounds_cut_the_long_ones(pts: list[PointInput]) -> None:
     said: list[str] = []
-    with _warnings() as logged:
+    with _logged() as logged:
         correlate(pts, slice_packets=40, slice_margin_s=0.001, progress=said.append)
     n = int(next(s for s in said if s.endswith("findings")).split("/")[1].split(":")[0])
     assert n >= 10  # ~24 s of long connections over ten or more windows
-    # the long connections are larger than a slice: read whole, and the run says so
-    [w] = [r.getMessage() for r in logged if "than a slice" in r.getMessage()]
-    assert w.startswith(
-        "2 conversation(s) hold more packets than a slice of the memory budget (40)"
-    )
+    # the long connections are larger than half a slice: cut, not read whole (no warning)
+    assert not [r for r in logged if r.levelno >= logging.WARNING]
+    [w] = [r.getMessage() for r in logged if "cut" in r.getMessage()]
+    assert w.startswith("2 conversation(s) of more than 20 packets are cut"), w
+
+
+def _huge(tmp: Path, rounds: int = 500) -> list[PointInput]:
+    """Two huge connections through a NAT (`rounds` request/response rounds every 0.1 s,
+    ~4 packets a round) among 40 short ones, at three points. The first: requests and
+    responses lost at the firewall every 37th round, a TOS rewrite every 23rd request,
+    and requests lost then retransmitted 0.2 s later (across window edges at some slice
+    sizes). The second: everything lost at the firewall after its 300th round (a flow
+    that stops at one point, across many windows)."""
+    t0 = 1_763_900_000.0
+    big = []
+    for j in range(2):
+        c = Conv(client=("198.18.0.10", 42000 + j), server=("203.0.113.80", 443),
+                 seed=500 + j, t0=t0 + j * 0.05)  # fmt: skip
+        c.handshake()
+        for r in range(rounds):
+            c.t = t0 + j * 0.05 + 0.1 * (r + 1)
+            q = c.send(C2S, b"q%05d" % r + b"x" * (40 + r % 7), tag=f"req{r}")
+            a = c.send(S2C, b"a%05d" % r + b"y" * (300 + r % 11), tag=f"resp{r}")
+            if j == 0 and r % 37 == 5:
+                q[0].tag, a[0].tag = "lost", "lost"
+            elif j == 0 and r % 41 == 7:
+                q[0].tag = "lost"
+                c.retransmit(q[0], dt=0.2)
+            elif j == 0 and r % 23 == 3:
+                q[0].tag = "tos"
+        c.close()
+        big.append(c)
+    stop = big[1].t0 + 0.1 * 300
+    shorts = []
+    for i in range(40):
+        c = Conv(client=("198.18.0.20", 51000 + i), server=("203.0.113.80", 80), seed=700 + i,
+                 t0=t0 + 1.3 * i + 0.01)  # fmt: skip
+        c.handshake()
+        c.request(HTTP_REQ)
+        c.response(HTTP_RESP)
+        c.close()
+        shorts.append(c)
+
+    def tos(s: Seg) -> Seg:
+        if s.tag == "tos":
+            s = Seg(**{**s.__dict__, "tos": 0x20})
+        return s
+
+    def fw(c: Conv) -> View:
+        def gone(s: Seg) -> bool:
+            return s.tag == "lost" or (c is big[1] and s.t > stop)
+
+        return View(delay=0.0002, nat=nat_map(c, sport=c.client[1] - 20000), drop=gone,
+                    ttl_dec={C2S: 1}, change=tos)  # fmt: skip
+
+    return points(tmp, big + shorts, [
+        ("client:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.0001)),
+        ("fw:eth1", fw),
+    ])  # fmt: skip
+
+
+def test_huge_connections_cut_across_slices(tmp_path: Path) -> None:
+    """Connections far larger than a slice are cut (each slice reads their head and its
+    window of them) and their findings merged across slices: drops and rewrites at every
+    cut point, retransmissions across cuts, a connection lost at one point for many
+    windows; the verdict of the unsliced run, and the run says what it cut."""
+    pts = _huge(tmp_path)
+    one = _same(pts, (300, 1200))
+    by_client = {fl["client"]: fl for fl in one["flows"]}
+    b0, b1 = by_client["198.18.0.10:42000"], by_client["198.18.0.10:42001"]
+    assert [leg["link"] for leg in b0["legs"]] == ["same", "same", "nat"]
+    kinds = {(f["kind"], f["direction"]): f["packets"] for f in b0["findings"]}
+    lost = len([r for r in range(500) if r % 37 == 5])
+    retx = len([r for r in range(500) if r % 41 == 7 and r % 37 != 5])
+    assert retx >= 10
+    # (the fw:eth1 view loses responses before they reach it: seen at fw:eth0 only)
+    assert kinds[("drop", "c2s")] == lost + retx and kinds[("inject", "s2c")] == lost
+    assert kinds[("rewrite", "c2s")] == len([r for r in range(500) if r % 23 == 3
+                                             and r % 37 != 5 and r % 41 != 7])  # fmt: skip
+    assert [(f["kind"], f["direction"]) for f in b1["findings"]] == [
+        ("drop", "c2s"), ("inject", "s2c")]  # fmt: skip
+    assert min(f["packets"] for f in b1["findings"]) > 400  # 200 rounds lost both ways
+    assert all("latency_s" in leg for leg in b0["legs"][1:])
+    with _logged() as logged:
+        correlate(pts, slice_packets=300, slice_margin_s=0.001)
+    [w] = [r.getMessage() for r in logged if "are cut" in r.getMessage()]
+    assert w.startswith("2 conversation(s) of more than 150 packets are cut"), w
 
 
 @contextlib.contextmanager
-def _warnings() -> Iterator[list[logging.LogRecord]]:
-    """The warnings `hopcap` logs meanwhile."""
+def _logged() -> Iterator[list[logging.LogRecord]]:
+    """What `hopcap` logs meanwhile (info and up)."""
     got: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             got.append(record)
 
-    log, keep = logging.getLogger("hopcap"), Keep(logging.WARNING)
+    log, keep = logging.getLogger("hopcap"), Keep(logging.INFO)
+    level = log.level
     log.addHandler(keep)
+    log.setLevel(logging.INFO)
     try:
         yield got
     finally:
         log.removeHandler(keep)
+        log.setLevel(level)
 
 
 HAKA = REALDATA / "haka"
