@@ -82,6 +82,7 @@ _MERGE_EVERY = 64  # chunks between merges of the per-conversation extents
 # a conversation cut by the slices: its first packets, read by every slice it is alive in
 HEAD_ROWS = 64
 HEAD_CHUNKS = 2  # chunks (of 32 k records) from its first packet searched for them
+DENSE_ROWS = 64  # a conversation's packets in one chunk that the scan places in time
 
 Progress = Callable[[str], None]
 
@@ -268,7 +269,25 @@ class _Walk:
         self.kernel_drops = walk.kernel_drops
 
 
-def _visit(sc: Scan, want: list[int]) -> Iterator[tuple[PacketTable, Dg]]:
+def _head(
+    tk: U64, inc: npt.NDArray[np.bool_], ck: U64, taken: I64, keep: npt.NDArray[np.bool_]
+) -> None:
+    """Keep the rows (`tk`: their keys, `inc`: of a cut conversation `ck`) that are among
+    the first `HEAD_ROWS` of their conversation (`taken`: its rows before these)."""
+    rows = np.nonzero(inc)[0]
+    at = np.searchsorted(ck, tk[rows])
+    o = np.argsort(at, kind="stable")
+    at_o = at[o]
+    start = np.ones(at_o.shape[0], bool)
+    start[1:] = at_o[1:] != at_o[:-1]
+    ar = np.arange(at_o.shape[0])
+    rank = ar - np.maximum.accumulate(np.where(start, ar, 0))
+    ok = taken[at_o] + rank < HEAD_ROWS
+    keep[rows[o[ok]]] = True
+    np.add.at(taken, at_o, 1)
+
+
+def _visit(sc: Scan, want: list[int]) -> Iterator[tuple[int, PacketTable, Dg]]:
     """The chunks `want` (sorted) of a scanned capture: each run of consecutive ones read
     from where it starts (classic pcap), else one walk from the file's start."""
     w = _Walk(sc.path, sc.buf)
@@ -280,13 +299,13 @@ def _visit(sc: Scan, want: list[int]) -> Iterator[tuple[PacketTable, Dg]]:
             else:
                 runs.append([i])
         for run in runs:
-            for _i, _pos, t, dgt in w.pieces(run[0], sc.chunks[run[0]][0], run[-1]):
-                yield t, dgt
+            for i, _pos, t, dgt in w.pieces(run[0], sc.chunks[run[0]][0], run[-1]):
+                yield i, t, dgt
         return
     every = set(want)
     for i, _pos, t, dgt in w.pieces(0, None, want[-1]):
         if i in every:
-            yield t, dgt
+            yield i, t, dgt
 
 
 def _take(t: PacketTable, m: npt.NDArray[np.bool_]) -> PacketTable:
@@ -294,6 +313,10 @@ def _take(t: PacketTable, m: npt.NDArray[np.bool_]) -> PacketTable:
 
 
 # --------------------------------------------------------------------------- scan
+
+
+def _no_dense() -> tuple[I64, U64, I64]:
+    return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
 
 
 @dataclass
@@ -318,6 +341,9 @@ class Scan:
     chunks: list[tuple[int | None, int, int]] = field(default_factory=list)  # start, lo, hi
     chunk0: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # first packet's chunk
     dgram_keys: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted
+    # where the packets of the large conversations are: (chunk, key, packets) of every
+    # conversation with `DENSE_ROWS` packets or more in a chunk
+    dense: tuple[I64, U64, I64] = field(default_factory=lambda: _no_dense())
 
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
@@ -348,6 +374,7 @@ def scan(path: Path) -> Scan:
     w = _Walk(path, buf)
     acc: list[Ext] = []
     dgk: list[U64] = []
+    dense: list[tuple[I64, U64, I64]] = []
     chunks: list[tuple[int | None, int, int]] = []
     tcp = dg = 0
     t_first: int | None = None
@@ -375,6 +402,9 @@ def scan(path: Path) -> Scan:
         )
         one = np.ones(k.shape[0], np.int64)
         acc.append(_reduce(k, tt, tt, one, one * ci))
+        big = acc[-1][3] >= DENSE_ROWS
+        if big.any():
+            dense.append((acc[-1][4][big], acc[-1][0][big], acc[-1][3][big]))
         if len(acc) >= _MERGE_EVERY:
             acc = [_reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))]
             dgk = [np.unique(np.concatenate(dgk))] if dgk else []
@@ -388,6 +418,8 @@ def scan(path: Path) -> Scan:
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
         d_last, keys, first, last, rows, chunks, c0,
         np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64),
+        (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
+         np.concatenate([d[2] for d in dense])) if dense else _no_dense(),
     )  # fmt: skip
 
 
@@ -409,23 +441,21 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
     if cut is not None and cut[0].shape[0]:
         ck, tlo, thi = cut
         want |= {i for i, (_p, a, b) in enumerate(sc.chunks) if a <= thi and b >= tlo}
-        for c0 in sc.chunk0[_member(sc.keys, ck)].tolist():
+        c0s = sc.chunk0[np.searchsorted(sc.keys, ck)]
+        for c0 in c0s.tolist():
             want |= set(range(c0, min(c0 + HEAD_CHUNKS, len(sc.chunks))))
-    head: dict[int, int] = {}  # rows of each cut conversation's head taken so far
+    taken = np.zeros(ck.shape[0], np.int64)  # rows of each cut conversation's head so far
     if want:
-        for t, dgt in _visit(sc, sorted(want)):
+        for i, t, dgt in _visit(sc, sorted(want)):
             tk = tcp_keys(t)
             keep = _member(tk, sel)
             if ck.shape[0]:
                 inc = _member(tk, ck)
                 if inc.any():
                     keep |= inc & (t.ts >= tlo) & (t.ts <= thi)
-                    for r in np.nonzero(inc)[0].tolist():
-                        k = int(tk[r])
-                        n = head.get(k, 0)
-                        if n < HEAD_ROWS:
-                            head[k] = n + 1
-                            keep[r] = True
+                    taken[c0s + HEAD_CHUNKS <= i] = HEAD_ROWS  # past its head's chunks
+                    if int(taken.min()) < HEAD_ROWS:
+                        _head(tk, inc, ck, taken, keep)
             if keep.any():
                 parts.append(_take(t, keep))
             if dgt[0].shape[0]:
@@ -1234,12 +1264,28 @@ def _summary(
 
 def _bounds(run: _Run, per_slice: int) -> list[int]:
     """Window edges (first point's clock) every ~`per_slice` packets, by the start of the
-    conversations (a conversation's packets count where it starts)."""
+    conversations (a conversation's packets count where it starts), but for those cut
+    across slices: theirs count where they are (the chunks that hold many of them)."""
     firsts, rows = [], []
-    for sc, off in zip(run.scans, run.offsets, strict=True):
+    for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None:
-            firsts.append(sc.first - off)
-            rows.append(sc.rows)
+            cut = _member(sc.keys, run.cut_at(i))
+            firsts.append(sc.first[~cut] - off)
+            rows.append(sc.rows[~cut])
+            ch, ks, ns = sc.dense
+            m = _member(ks, run.cut_at(i))
+            if m.any():
+                los = np.array([c[1] for c in sc.chunks], np.int64)
+                his = np.array([c[2] for c in sc.chunks], np.int64)
+                at = ch[m]
+                firsts.append((los[at] + (his[at] - los[at]) // 2) - off)
+                rows.append(ns[m])
+            # what the chunks do not place of them: at their start
+            placed = np.zeros(sc.keys.shape[0], np.int64)
+            np.add.at(placed, np.searchsorted(sc.keys, ks[m]), ns[m])
+            rest = np.maximum(sc.rows - placed, 0)
+            firsts.append(sc.first[cut] - off)
+            rows.append(rest[cut])
     f = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
     if not f.shape[0]:
         return [_LO, _HI]
