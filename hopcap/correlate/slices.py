@@ -1119,11 +1119,14 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     slice's matched pairs, and the summary of the whole."""
     from hopcap.correlate.findings import KIND_ORDER
 
-    head = next(x for x in segs if x.head)
+    head = next((x for x in segs if x.head), segs[0])
     by: dict[tuple[Any, ...], list[Finding]] = {}
     for x in segs:
         for fnd in x.built.findings:
-            by.setdefault((fnd.kind, fnd.direction, fnd.between, fnd.field), []).append(fnd)
+            key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
+            if fnd.kind == "icmp":  # an error each (judged where it was seen)
+                key += (fnd.what, fnd.first_ts)
+            by.setdefault(key, []).append(fnd)
     findings = [_merge_findings(fs) for fs in by.values()]
     findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
     legs = list(head.built.legs)
@@ -1441,7 +1444,8 @@ def correlate_sliced(
         late = frozenset(evidence)
         built: list[Any] = []
         segs: dict[int, list[_Seg]] = {}
-        at: dict[int, int] = {}  # cut flow -> its place in `built`
+        at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
+        headed: set[int] = set()
         for part in pool.map(
             [
                 (f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks, cuts))
@@ -1451,9 +1455,11 @@ def correlate_sliced(
             for b in part:
                 if isinstance(b, _Seg):
                     segs.setdefault(b.group, []).append(b)
-                    if b.head and b.group not in at:
-                        at[b.group] = len(built)
-                        built.append(None)
+                    if b.group not in at or (b.head and b.group not in headed):
+                        at[b.group] = len(built)  # (else its first slice's place)
+                    if b.head:
+                        headed.add(b.group)
+                    built.append(None)
                 else:
                     built.append(b)
         for g, i in at.items():

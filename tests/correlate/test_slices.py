@@ -253,6 +253,19 @@ def test_real_middlebox_captures_sliced(name: str, tmp_path: Path) -> None:
         assert correlate(pts, slice_packets=n, slice_margin_s=0.001).to_dict() == one
 
 
+@pytest.mark.parametrize("missing", [False, True])
+def test_real_large_transfer_cut_across_slices(missing: bool) -> None:
+    """ns-3's large TCP transfer through four points (queues that delay packets by tens
+    of milliseconds): the transfer is cut across the slices, with a margin that covers
+    the queueing delay; with a point missing too."""
+    d = REALDATA / "ns3-ppp"
+    pts = [PointInput(f"p{i}", d / f"tcp-large-transfer-{s}.pcap")
+           for i, s in enumerate(("0-0", "1-0", "1-1", "2-0"))]  # fmt: skip
+    if missing:
+        pts = [p for i, p in enumerate(pts) if i != 1]
+    _same(pts, (50, 300), margin_s=0.5)
+
+
 def test_missing_point_and_truncated_capture_sliced(tmp_path: Path) -> None:
     """A point without a capture (a gap there) and a file cut in the middle of a record
     (the capture window ends at its last packet): the point summaries, warnings and gap
