@@ -744,6 +744,16 @@ def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int
     return delays
 
 
+def _fold(a: Hist, b: Hist) -> Hist:
+    """The histogram of the delays of `a` and `b`."""
+    v = np.concatenate([a[0], b[0]])
+    n = np.concatenate([a[1], b[1]])
+    u, inv = np.unique(v, return_inverse=True)
+    c = np.zeros(u.shape[0], np.int64)
+    np.add.at(c, inv, n)
+    return u.astype(np.int64), c
+
+
 def _median(v: I64, n: I64) -> float:
     """The median of values `v` (sorted) each `n` times, as `match` computes it."""
     c = np.cumsum(n)
@@ -1454,7 +1464,13 @@ def correlate_sliced(
         ):
             for b in part:
                 if isinstance(b, _Seg):
-                    segs.setdefault(b.group, []).append(b)
+                    mine = segs.setdefault(b.group, [])
+                    if mine:  # the delays of a cut flow: one histogram, not one a slice
+                        acc = mine[0].delays
+                        for hd, h in b.delays.items():
+                            acc[hd] = _fold(acc[hd], h) if hd in acc else h
+                        b.delays = {}
+                    mine.append(b)
                     if b.group not in at or (b.head and b.group not in headed):
                         at[b.group] = len(built)  # (else its first slice's place)
                     if b.head:
