@@ -677,7 +677,7 @@ class _Seg:
     resp: int
     last_req: int | None  # the client's last data packet, first close (its point's clock)
     close: int | None
-    answered: tuple[str, str, str] | None  # the last hop "answered": points, who
+    answered: tuple[str, str] | None  # `summary.answered_before`
 
 
 def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int], Hist]:
@@ -794,14 +794,6 @@ def _seg_facts(
     return req, resp, last_req, close
 
 
-def _answered(pts: list[Point], f: FlowB) -> tuple[str, str, str] | None:
-    if f.hops and f.hops[-1].ended == "answered":
-        pa, pb = pts[f.hops[-1].a], pts[f.hops[-1].b]
-        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
-        return pa.name, pb.name, who
-    return None
-
-
 def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, int]]]]:
     """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
@@ -849,6 +841,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
     from hopcap.correlate import match
     from hopcap.correlate.clocks import apply_clocks
     from hopcap.correlate.engine import finish_datagrams, finish_part, prepare
+    from hopcap.correlate.summary import answered_before
 
     pts = _points(run, k)
     try:
@@ -876,7 +869,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             f = prep.flows[i]
             head = _anchor(run, k, *_flow_first(f))
             return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
-                        _answered(prep.pts, f))  # fmt: skip
+                        answered_before(prep.pts, f))  # fmt: skip
 
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
@@ -1161,10 +1154,12 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     resp = sum(x.resp for x in segs)
     lr = [x.last_req for x in segs if x.last_req is not None]
     cl = [x.close for x in segs if x.close is not None]
-    summary = _summary(
-        pts, findings, legs, req, resp, max(lr) if lr else None, min(cl) if cl else None,
-        head.answered,
-    )  # fmt: skip
+    from hopcap.correlate.summary import findings_summary, outcome_words
+
+    summary = findings_summary({p.name: p for p in pts}, findings)
+    if summary is None:
+        summary = outcome_words(legs, req, resp, max(lr) if lr else None,
+                                min(cl) if cl else None, head.answered)  # fmt: skip
     return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
 
 
@@ -1224,55 +1219,6 @@ def _merge_findings(fs: list[Finding]) -> Finding:
         first_ts=first.first_ts,
         what=f"{head} ({parts}){tail}",
     )
-
-
-def _summary(
-    pts: list[Point],
-    findings: list[Finding],
-    legs: list[Any],
-    req: int,
-    resp: int,
-    last_req: int | None,
-    close: int | None,
-    answered: tuple[str, str, str] | None,
-) -> str:
-    """`summary.flow_summary` of a cut flow, from the facts its slices carried."""
-    from hopcap.correlate.summary import sentence, where
-
-    by_name = {p.name: p for p in pts}
-    for fnd in findings:
-        if fnd.kind == "drop" and fnd.packet == "SYN" and fnd.unanswered:
-            a, b = fnd.between
-            return f"SYN reached {a} but {b} never answered it"
-        if fnd.kind != "icmp" and fnd.kind != "gap":
-            return sentence(fnd, fnd.packet or "", where(by_name, fnd.between), findings, "packets")
-    for fnd in findings:
-        if fnd.kind == "gap":
-            return f"incomplete evidence {where(by_name, fnd.between)}: {fnd.what}"
-    path = " -> ".join(dict.fromkeys(leg.point for leg in legs))
-    kinds = list(
-        dict.fromkeys(f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same")
-    )
-    links = f" ({', '.join(kinds)})" if kinds else ""
-    if req and not resp and last_req is not None:
-        waited = (close - last_req) / NS if close is not None else None
-        if waited is None or waited >= 1.0:
-            how = (
-                f"the client gave up after {waited:.1f} s"
-                if waited is not None
-                else "the connection was still open when the capture ended"
-            )
-            return (
-                f"no response: the request ({req} bytes) went through {path}{links}, "
-                f"but no response data came back to {legs[0].point} ({how})"
-            )
-    if answered is not None:
-        _a, b, who = answered
-        return (
-            f"OK: through {path}{links}; answered before {b} ({who}: an endpoint or a proxy "
-            "whose other side carries other bytes)"
-        )
-    return f"OK: delivered both ways through {path}{links}"
 
 
 def _bounds(run: _Run, per_slice: int) -> list[int]:

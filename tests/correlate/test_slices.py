@@ -135,12 +135,12 @@ def _bounds_cut_the_long_ones(pts: list[PointInput]) -> None:
 
 
 def _huge(tmp: Path, rounds: int = 500) -> list[PointInput]:
-    """Two huge connections through a NAT (`rounds` request/response rounds every 0.1 s,
+    """Three huge connections through a NAT (`rounds` request/response rounds every 0.1 s,
     ~4 packets a round) among 40 short ones, at three points. The first: requests and
     responses lost at the firewall every 37th round, a TOS rewrite every 23rd request,
     and requests lost then retransmitted 0.2 s later (across window edges at some slice
     sizes). The second: everything lost at the firewall after its 300th round (a flow
-    that stops at one point, across many windows)."""
+    that stops at one point, across many windows). The third: an upload never answered."""
     t0 = 1_763_900_000.0
     big = []
     for j in range(2):
@@ -160,6 +160,16 @@ def _huge(tmp: Path, rounds: int = 500) -> list[PointInput]:
                 q[0].tag = "tos"
         c.close()
         big.append(c)
+    # a third: an upload the server only ACKs, the client closing 2 s after its last byte
+    up = Conv(client=("198.18.0.10", 42002), server=("203.0.113.80", 443), seed=502,
+              t0=t0 + 0.07)  # fmt: skip
+    up.handshake()
+    for r in range(rounds // 2):
+        up.t = t0 + 0.07 + 0.1 * (r + 1)
+        up.send(C2S, b"u%05d" % r + b"z" * 200, tag=f"up{r}")
+    up.t += 2.0
+    up.close()
+    big.append(up)
     stop = big[1].t0 + 0.1 * 300
     shorts = []
     for i in range(40):
@@ -212,10 +222,15 @@ def test_huge_connections_cut_across_slices(tmp_path: Path) -> None:
         ("drop", "c2s"), ("inject", "s2c")]  # fmt: skip
     assert min(f["packets"] for f in b1["findings"]) > 400  # 200 rounds lost both ways
     assert all("latency_s" in leg for leg in b0["legs"][1:])
+    # no finding: its summary from what the slices carried (bytes, last byte, close)
+    b2 = by_client["198.18.0.10:42002"]
+    assert not b2["findings"]
+    assert b2["summary"].startswith("no response: the request (51500 bytes) went through")
+    assert b2["summary"].endswith("(the client gave up after 2.0 s)")
     with _logged() as logged:
         correlate(pts, slice_packets=300, slice_margin_s=0.001)
     [w] = [r.getMessage() for r in logged if "are cut" in r.getMessage()]
-    assert w.startswith("2 conversation(s) of more than 150 packets are cut"), w
+    assert w.startswith("3 conversation(s) of more than 150 packets are cut"), w
 
 
 @contextlib.contextmanager
