@@ -633,32 +633,48 @@ def _close(pts: list[Point]) -> None:
 # --------------------------------------------------------------------------- cut flows
 
 
-def _members(pts: list[Point], f: FlowB) -> list[tuple[int, int]]:
+def _row_keys(pts: list[Point]) -> list[U64 | None]:
+    """Per point: the conversation key of every TCP row of its slice."""
+    return [tcp_keys(p.table) if p.pc is not None else None for p in pts]
+
+
+def _members(keys: list[U64 | None], f: FlowB) -> list[tuple[int, int]]:
     """(point, conversation key) of every leg of flow `f` (and its subs)."""
     out: list[tuple[int, int]] = []
     for ch in chains([f]):
         for leg in ch.legs:
             h = leg.c if leg.c is not None else leg.s
-            if h is None or not h.idx.shape[0]:
+            k = keys[leg.point]
+            if h is None or not h.idx.shape[0] or k is None:
                 continue
-            t = pts[leg.point].table
-            r = int(h.idx[0])
-            key = conv_keys(
-                6,
-                (t.src_hi[r : r + 1], t.src_lo[r : r + 1], t.sport[r : r + 1]),
-                (t.dst_hi[r : r + 1], t.dst_lo[r : r + 1], t.dport[r : r + 1]),
-            )
-            out.append((leg.point, int(key[0])))
+            out.append((leg.point, int(k[int(h.idx[0])])))
     return out
 
 
-def _is_cut(run: _Run, pts: list[Point], f: FlowB) -> bool:
-    for i, key in _members(pts, f):
-        c = run.cut_at(i)
-        j = int(np.searchsorted(c, np.uint64(key)))
-        if j < c.shape[0] and int(c[j]) == key:
-            return True
-    return False
+def _cut_flows(
+    run: _Run, pts: list[Point], flows: list[FlowB]
+) -> tuple[list[U64 | None], set[int]]:
+    """The row keys of the slice's points, and which of `flows` are cut (a conversation of
+    theirs is)."""
+    keys = _row_keys(pts)
+    if not any(c.shape[0] for c in run.cut):
+        return keys, set()
+    cut_row: dict[int, npt.NDArray[np.bool_]] = {}
+    for i, k in enumerate(keys):
+        if k is not None and run.cut_at(i).shape[0]:
+            cut_row[i] = _member(k, run.cut_at(i))
+    out = set()
+    for n, f in enumerate(flows):
+        for ch in chains([f]):
+            if any(
+                h is not None and h.idx.shape[0] and leg.point in cut_row
+                and bool(cut_row[leg.point][int(h.idx[0])])
+                for leg in ch.legs
+                for h in (leg.c if leg.c is not None else leg.s,)
+            ):  # fmt: skip
+                out.add(n)
+                break
+    return keys, out
 
 
 Hist = tuple[I64, I64]  # one-way delays (sorted, unique) and how many pairs had each
@@ -809,9 +825,9 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
 
     try:
         prep = prepare(pts, run.conntrack, windows=_windows(run, evidence, keep))
-        cut = [f for f in prep.flows if _is_cut(run, prep.pts, f)]
-        ids = {id(f) for f in cut}
-        flows = [f for f in prep.flows if id(f) not in ids and keep(f)]
+        keys, which = _cut_flows(run, prep.pts, prep.flows)
+        cut = [f for n, f in enumerate(prep.flows) if n in which]
+        flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
         dflows = [f for f in prep.dflows if _dkeep(run, k, f)]
         match_hops(prep.pts, flows)
         groups = []
@@ -823,7 +839,7 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
                 match.KEEP_PAIRS = False
             for f in cut:
                 if keep(f):
-                    groups.append(_members(prep.pts, f))
+                    groups.append(_members(keys, f))
                 _judge(run, k, prep.pts, f)
         return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups
     finally:
@@ -849,12 +865,12 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         apply_clocks(prep.pts, clocks)
         lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
         segs: dict[int, int] = {}  # flow -> group
-        for i, f in enumerate(prep.flows):
-            if _is_cut(run, prep.pts, f):
-                ms = _members(prep.pts, f)
-                g = run.member.get(ms[0], -1) if ms else -1
-                if g >= 0:
-                    segs[i] = g
+        keys, which = _cut_flows(run, prep.pts, prep.flows)
+        for i in sorted(which):
+            ms = _members(keys, prep.flows[i])
+            g = run.member.get(ms[0], -1) if ms else -1
+            if g >= 0:
+                segs[i] = g
         delays: dict[int, dict[tuple[int, int], Hist]] = {}
         if segs:
             match.KEEP_PAIRS = True
