@@ -448,3 +448,51 @@ def test_datagrams_and_icmp_errors_sliced(tmp_path: Path) -> None:
     one = _same(write_points(tmp_path, convs, views, extra), (8, 30))
     kinds = {f["kind"] for fl in one["flows"] for f in fl["findings"]}
     assert {"icmp", "drop"} <= kinds
+
+
+def test_huge_udp_conversation_read_whole_among_cut_tcp(tmp_path: Path) -> None:
+    """A long UDP conversation (a QUIC-like download with datagrams lost at the
+    firewall) next to a huge TCP connection and DNS queries, through NAT: the TCP one is
+    cut, the UDP one is read whole into every slice it is alive in (and the run warns),
+    the verdict is the unsliced one."""
+    from pcapgen import UConv
+    from test_dgram import dns_flows, four_points, nat, write_points
+
+    t0 = 1_763_790_000.0
+    q = UConv(("203.0.113.10", 50500), ("203.0.113.80", 443), t0=t0, seed=9)
+    for i in range(400):
+        q.t = t0 + 0.05 * i
+        q.send(C2S, q.rnd.randbytes(60 + i % 50), tag=f"c{i}")
+        q.send(S2C, q.rnd.randbytes(1000 + i % 200), tag=f"s{i}", dt=0.0003)
+    c = Conv(client=("203.0.113.10", 42500), server=("203.0.113.80", 80), seed=77, t0=t0 + 0.01)
+    c.handshake()
+    for r in range(300):
+        c.t = t0 + 0.01 + 0.066 * (r + 1)
+        req = c.send(C2S, b"r%05d" % r + b"x" * 30, tag=f"req{r}")
+        if r % 29 == 4:
+            req[0].tag = "lost"
+        c.send(S2C, b"a%05d" % r + b"y" * 300, tag=f"resp{r}")
+    c.close()
+    convs = [q, c, *dns_flows(30)]
+    for i, d in enumerate(convs[2:]):
+        for g in d.segs:
+            g.t += i * 0.6
+    ports = {id(x): 31000 + i for i, x in enumerate(convs)}
+    views = four_points(
+        lambda x: nat(x, ports[id(x)]),
+        **{"fw:eth1": {"drop": lambda g: g.tag == "lost" or g.tag in {"c17", "c201", "s333"}}},
+    )
+    pts = write_points(tmp_path, convs, views)
+    one = _same(pts, (400, 1500))
+    by_client = {fl["client"]: fl for fl in one["flows"]}
+    kinds = {(f["kind"], f["direction"]): f["packets"]
+             for f in by_client["203.0.113.10:50500"]["findings"]}  # fmt: skip
+    assert kinds[("drop", "c2s")] == 2  # the QUIC-like datagrams lost at the firewall
+    tcp = by_client["203.0.113.10:42500"]["findings"]
+    assert (tcp[0]["kind"], tcp[0]["packets"]) == ("drop", len(range(4, 300, 29)))
+    with _logged() as logged:
+        correlate(pts, slice_packets=400, slice_margin_s=0.001)
+    said = [r.getMessage() for r in logged]
+    assert any(m.startswith("1 conversation(s) of more than 200 packets are cut") for m in said)
+    assert any(m.startswith("1 UDP/ICMP conversation(s) hold more packets than a slice")
+               for m in said)  # fmt: skip
