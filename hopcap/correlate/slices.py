@@ -1067,6 +1067,26 @@ def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
     return out
 
 
+def _margin_rows(run: _Run) -> int:
+    """About the most packets of the cut conversations within the two margins of a
+    window, at every point together (from where the scan found many of them: their
+    busiest chunks)."""
+    total = 0
+    for i, sc in enumerate(run.scans):
+        if sc is None or not run.cut_at(i).shape[0]:
+            continue
+        ch, ks, ns = sc.dense
+        m = _member(ks, run.cut_at(i))
+        if not m.any():
+            continue
+        per_chunk = np.zeros(len(sc.chunks), np.int64)
+        np.add.at(per_chunk, ch[m], ns[m])
+        span = np.array([max(b - a, 1) for _p, a, b in sc.chunks], np.float64)
+        rate = float((per_chunk / span).max())  # packets a ns
+        total += int(rate * 2 * run.margin_ns)
+    return total
+
+
 def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     """Say which conversations the slices cut; warn of datagram conversations larger
     than a slice: those are read whole into every slice they are alive in, so the memory
@@ -1083,6 +1103,15 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
             "largest: %d packets at %s)",
             cut, run.cut_rows, most, where,
         )  # fmt: skip
+        margin = _margin_rows(run)
+        if margin > per_slice // 2:
+            log.warning(
+                "the conversations cut across the slices carry up to %d packets within the "
+                "%.1f s margins of a window, more than half a slice of the memory budget "
+                "(%d): this run may use about %.1f MB more than the budget",
+                margin, run.margin_ns / NS, per_slice,
+                (margin - per_slice // 2) * BYTES_PER_PACKET / 2**20,
+            )  # fmt: skip
     big = [
         (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
         for sc, inp in zip(run.scans, inputs, strict=True)

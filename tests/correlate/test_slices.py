@@ -231,6 +231,13 @@ def test_huge_connections_cut_across_slices(tmp_path: Path) -> None:
         correlate(pts, slice_packets=300, slice_margin_s=0.001)
     [w] = [r.getMessage() for r in logged if "are cut" in r.getMessage()]
     assert w.startswith("3 conversation(s) of more than 150 packets are cut"), w
+    assert not [r for r in logged if r.levelno >= logging.WARNING]
+    # the default 2 s margins hold more of them than half a slice: said, same verdict
+    with _logged() as logged:
+        wide = correlate(pts, slice_packets=300)
+    [w] = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
+    assert "within the 2.0 s margins of a window, more than half a slice" in w, w
+    assert wide.to_dict() == one
 
 
 @contextlib.contextmanager
