@@ -52,7 +52,7 @@ from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import DgramTable, parse_dgrams
 from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
-from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
 from hopcap.correlate.udp import DFlowB
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
@@ -694,6 +694,87 @@ class _Seg:
     last_req: int | None  # the client's last data packet, first close (its point's clock)
     close: int | None
     answered: tuple[str, str] | None  # `summary.answered_before`
+    # per rewrite finding (direction, points, field): its values' groups, in order
+    rewrites: dict[tuple[str, tuple[str, str], str], list[_RwGroup]] = field(default_factory=dict)
+
+
+@dataclass
+class _RwGroup:
+    """The judged rewrites of one (before, after) value of a field: as `rewrite_groups`
+    and `_describe` see them (its first packet's text, its packets' kinds in order)."""
+
+    key: tuple[str, str]
+    before: Any
+    after: Any
+    n: int
+    first: str
+    kinds: dict[str, int]
+
+
+RwKey = tuple[str, tuple[str, str], str]  # a rewrite finding: direction, points, field
+
+
+def _rw_groups(
+    pts: list[Point], f: FlowB
+) -> dict[tuple[str, tuple[str, str], str], list[_RwGroup]]:
+    """The rewrites a slice judged of a cut flow, by finding, in `_RwGroup`s."""
+    from hopcap.correlate.findings import _first_packet
+
+    out: dict[RwKey, list[_RwGroup]] = {}
+    for hop in f.hops:
+        for d, dm, up, down in (("c2s", hop.c2s, hop.a, hop.b), ("s2c", hop.s2c, hop.b, hop.a)):
+            if dm is None or not dm.rewrites:
+                continue
+            t = pts[up].table
+            groups: dict[tuple[str, str, str], _RwGroup] = {}
+            for rw in dm.rewrites:
+                key = (rw.field, str(rw.before), str(rw.after))
+                g = groups.get(key)
+                if g is None:
+                    text = _first_packet(t, rw.a_row, dm.a_base)
+                    g = groups[key] = _RwGroup(key[1:], rw.before, rw.after, 0, text, {})
+                g.n += 1
+                kind = _tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
+                g.kinds[kind] = g.kinds.get(kind, 0) + 1
+            for (fld, _b, _a), g in groups.items():
+                out.setdefault((d, (pts[up].name, pts[down].name), fld), []).append(g)
+    return out
+
+
+def _tally_kind(flags: int, plen: int) -> str:
+    """A packet's kind as `findings._describe` tallies it."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
+
+
+def _merge_rewrite(fnd: Finding, per_slice: list[list[_RwGroup]]) -> Finding:
+    """A rewrite finding of a cut flow from its values' groups in every slice (in
+    order): `rewrite_groups`' most common value first, and `_describe`'s text of them."""
+    groups: dict[tuple[str, str], _RwGroup] = {}
+    for gs in per_slice:
+        for g in gs:
+            got = groups.get(g.key)
+            if got is None:
+                groups[g.key] = replace(g, kinds=dict(g.kinds))
+                continue
+            got.n += g.n
+            for kind, n in g.kinds.items():
+                got.kinds[kind] = got.kinds.get(kind, 0) + n
+    order = list(groups.values())
+    if len(order) > 1:
+        order.sort(key=lambda g: -g.n)
+    top = order[0]
+    text = top.first
+    if fnd.packets > 1:
+        kinds: dict[str, int] = {}
+        for g in order:
+            for kind, n in g.kinds.items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        text += " (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")"
+    if len(order) > 1:
+        text += f"; {len(order)} different values, e.g. {top.before} -> {top.after}"
+    return replace(fnd, what=text, before=top.before, after=top.after)
 
 
 def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int], Hist]:
@@ -885,7 +966,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             f = prep.flows[i]
             head = _anchor(run, k, *_flow_first(f))
             return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
-                        answered_before(prep.pts, f))  # fmt: skip
+                        answered_before(prep.pts, f), _rw_groups(prep.pts, f))  # fmt: skip
 
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
@@ -1171,11 +1252,14 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     by: dict[tuple[Any, ...], list[Finding]] = {}
     for x in segs:
         for fnd in x.built.findings:
-            key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
-            if fnd.kind == "icmp":  # an error each (judged where it was seen)
-                key += (fnd.what, fnd.first_ts)
-            by.setdefault(key, []).append(fnd)
+            by.setdefault(_fkey(fnd), []).append(fnd)
     findings = [_merge_findings(fs) for fs in by.values()]
+    for at, fnd in enumerate(findings):
+        if fnd.kind == "rewrite" and fnd.field is not None and len(by[_fkey(fnd)]) > 1:
+            key = (fnd.direction, fnd.between, fnd.field)
+            per = [x.rewrites[key] for x in segs if key in x.rewrites]
+            if per:
+                findings[at] = _merge_rewrite(fnd, per)
     findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
     legs = list(head.built.legs)
     details: list[tuple[str, ...]] = [leg.details for leg in legs]
@@ -1206,6 +1290,14 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
         summary = outcome_words(legs, req, resp, max(lr) if lr else None,
                                 min(cl) if cl else None, head.answered)  # fmt: skip
     return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
+
+
+def _fkey(fnd: Finding) -> tuple[Any, ...]:
+    """The findings of a cut flow's slices that are one in its verdict."""
+    key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
+    if fnd.kind == "icmp":  # an error each (judged where it was seen)
+        key += (fnd.what, fnd.first_ts)
+    return key
 
 
 def _point_of(pts: list[Point], name: str) -> int:
