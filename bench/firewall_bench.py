@@ -96,8 +96,48 @@ def _template(rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def ground_truth(total_packets: int, seed: int = 12) -> tuple[dict[str, np.ndarray], int]:
-    """Every transmission of every connection, with `lost` (1 % of data and pure ACKs)."""
+def _long_template(rng: np.random.Generator, packets: int, span: int) -> dict[str, np.ndarray]:
+    """One long connection of about `packets` packets over `span` ns: a request, a
+    response and an ACK every round (a transfer that lasts the whole capture)."""
+    rounds = max(packets // 3 - 2, 1)
+    rtt = 2_000_000
+    step = max(span // rounds, 3)
+    d = np.tile(np.array([0, 1, 0]), rounds)
+    fl = np.tile(np.array([0x18, 0x18, 0x10]), rounds)
+    ln = np.zeros(3 * rounds, np.int64)
+    ln[0::3] = rng.integers(60, 601, rounds)
+    ln[1::3] = rng.integers(100, MSS_OUT + 1, rounds)
+    t = np.repeat(np.arange(1, rounds + 1, dtype=np.int64) * step, 3)
+    t += np.tile(np.array([0, step // 3, 2 * step // 3]), rounds)
+    # handshake before, FIN exchange after
+    d = np.concatenate([[0, 1, 0], d, [0, 1, 0]])
+    fl = np.concatenate([[0x02, 0x12, 0x10], fl, [0x11, 0x11, 0x10]])
+    ln = np.concatenate([[0, 0, 0], ln, [0, 0, 0]])
+    end = int(t[-1])
+    t = np.concatenate([[0, rtt // 2, rtt], t + rtt, [end + rtt + step, end + 2 * rtt + step,
+                                                      end + 3 * rtt + step]])  # fmt: skip
+    seq = np.zeros(d.shape[0], np.int64)
+    ack = np.zeros(d.shape[0], np.int64)
+    adv = ln + ((fl & 0x03) != 0)
+    for dd in (0, 1):
+        m = d == dd
+        nxt = np.cumsum(adv[m]) - adv[m]  # this direction's next sequence before each
+        seq[m] = nxt
+        # the other direction's next sequence when this packet is sent
+        o = d != dd
+        other_end = np.cumsum(adv[o])
+        at = np.searchsorted(np.nonzero(o)[0], np.nonzero(m)[0])
+        ack[m] = np.where(at > 0, other_end[np.maximum(at - 1, 0)], 0)
+    ack = np.where(fl & 0x10, ack, 0)
+    return {"d": d.astype(np.int64), "flags": fl.astype(np.int64), "seq": seq, "ack": ack,
+            "plen": ln.astype(np.int64), "t": t.astype(np.int64)}  # fmt: skip
+
+
+def ground_truth(
+    total_packets: int, seed: int = 12, huge: tuple[int, ...] = ()
+) -> tuple[dict[str, np.ndarray], int]:
+    """Every transmission of every connection, with `lost` (1 % of data and pure ACKs).
+    `huge`: connections of that many packets each besides, lasting the whole capture."""
     rng = np.random.default_rng(seed)
     tpls = [_template(rng) for _ in range(N_TEMPLATES)]
     mean = float(np.mean([t["d"].shape[0] for t in tpls]))
@@ -112,10 +152,16 @@ def ground_truth(total_packets: int, seed: int = 12) -> tuple[dict[str, np.ndarr
         g = {k: np.tile(v, cs.shape[0]) for k, v in t.items()}
         g["conn"] = np.repeat(cs, per)
         parts.append(g)
+    span = max(10 * 10**9, conns * 5_000_000)  # ~200 new connections a second
+    for j, n in enumerate(huge):
+        g = _long_template(rng, n // 2, span)
+        g["conn"] = np.full(g["d"].shape[0], conns + j, np.int64)
+        parts.append(g)
+    conns += len(huge)
     g = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     c = g["conn"]
-    span = max(10 * 10**9, conns * 5_000_000)  # ~200 new connections a second
     start = 1_763_790_000 * 10**9 + rng.integers(0, span, size=conns)
+    start[conns - len(huge) :] = 1_763_790_000 * 10**9 + np.arange(len(huge)) * 1_000_000
     g["ts"] = start[c] + g["t"]
     n = c.shape[0]
     # 1 % loss at the hop (data and pure ACKs); lost data is retransmitted after an RTO
@@ -197,8 +243,10 @@ def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
         put_be(buf, p[has] + j, key * 7919 + 12345, 8)
 
 
-def generate(total: int, out: Path) -> tuple[list[Path], dict[str, int]]:
-    g, conns = ground_truth(total)
+def generate(
+    total: int, out: Path, huge: tuple[int, ...] = ()
+) -> tuple[list[Path], dict[str, int]]:
+    g, conns = ground_truth(total, huge=huge)
     files = []
     counts = {}
     for name in ("a", "b"):

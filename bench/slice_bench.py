@@ -14,7 +14,16 @@ together: captures larger than this machine's memory. Then
     forced into ~8 slices (`--memory` small), their CPU and whether the verdict JSON is
     byte for byte the same.
 
+  * with `--huge 3x2M --short 1M`: a few connections of millions of packets that last
+    the whole capture among `--short` packets of short ones (the same firewall): the
+    sliced run of this code (those connections cut across the slices) against the old
+    code's (`--old DIR`, a checkout run with PYTHONPATH: they are read whole into every
+    slice) with the same `--memory`, their peak anonymous memory and CPU, each verdict
+    checked against the generator and compared byte for byte with the unsliced one.
+
     .venv/bin/python bench/slice_bench.py --gb 30 --memory 4G --compare 6.4M --dir /tmp/sb
+    .venv/bin/python bench/slice_bench.py --gb 0 --huge 3x2M --short 1M --memory 400M \
+        --old /tmp/hopcap-main --dir /tmp/sb
 """
 
 from __future__ import annotations
@@ -161,6 +170,48 @@ def _jobs_compare(
           f"verdict JSON identical: {got[1] == got[2]}")  # fmt: skip
 
 
+def _huge(args: argparse.Namespace) -> None:
+    """Huge connections: this code's sliced run against the old code's, same budget."""
+    n, size = args.huge.split("x")
+    huge = (_size(size),) * int(n)
+    d = args.dir
+    files, exp = generate(args.short, d, huge=huge)
+    for f in files:  # in page cache: both runs read the same
+        with f.open("rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    base = ["correlate", f"a={files[0]}", f"b={files[1]}", "--json", "-j", str(args.huge_jobs)]
+    new = [sys.executable, "-c", "from hopcap.cli import main; main()"]
+    here = str(Path(__file__).resolve().parents[1])
+    runs = [("unsliced", here, []), ("new sliced", here, ["--memory", args.memory])]
+    if args.old:
+        runs.append(("old sliced", str(args.old), ["--memory", args.memory]))
+    print(f"{exp['packets']:,} packets, {exp['conns']:,} connections, {int(n)} of "
+          f"{_size(size):,} packets (both files)", flush=True)  # fmt: skip
+    got = {}
+    env0 = dict(os.environ)
+    for label, path, extra in runs:
+        os.environ["PYTHONPATH"] = path
+        out, err = d / f"v_{label.replace(' ', '_')}.json", d / f"err_{label.replace(' ', '_')}.txt"
+        try:
+            w, c, anon, tree = _run([*new, *base, *extra], out, err)
+        finally:
+            os.environ.clear()
+            os.environ.update(env0)
+        slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+        got[label] = out.read_bytes()
+        print(f"{label} {' '.join(extra)}: wall {w:.1f} s, cpu {c:.1f} s, {len(slices)} slices, "
+              f"peak RssAnon {anon / 1e6:.0f} MB (all processes: Pss_Anon {tree / 1e6:.0f} MB); "
+              f"{check_verdict(out, exp)}", flush=True)  # fmt: skip
+    for label in got:
+        if label != "unsliced":
+            print(f"{label}: verdict JSON identical to the unsliced one: "
+                  f"{got[label] == got['unsliced']}")  # fmt: skip
+    if not args.keep:
+        for f in (*files, *(d / f"v_{x.replace(' ', '_')}.json" for x in got)):
+            f.unlink()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,10 +229,27 @@ def main() -> int:
                     help="--compare: reuse the files --keep left in --dir")  # fmt: skip
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-slicebench"))
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--huge",
+        metavar="NxSIZE",
+        help="N connections of SIZE packets each (both files), cut by slices",
+    )
+    ap.add_argument(
+        "--short",
+        type=_size,
+        default=_size("1M"),
+        help="--huge: packets of the short connections around them",
+    )
+    ap.add_argument("--huge-jobs", type=int, default=1, help="--huge: -j of the runs")
+    ap.add_argument(
+        "--old", type=Path, help="--huge: a checkout of the old code, run with the same --memory"
+    )
     args = ap.parse_args()
     hopcap = Path(sys.executable).with_name("hopcap")
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.huge:
+        _huge(args)
     if args.compare:
         saved = args.dir / "exp.json"
         if args.reuse and saved.exists():

@@ -82,6 +82,14 @@ class DirMatch:
     rewrites: list[Rewrite] = field(default_factory=list)
     base: int = 0  # b-space sequence base used for relative numbers in messages
     a_base: int = 0
+    # with KEEP_PAIRS (time slices that cut a connection): the upstream row and one-way
+    # delay of every matched pair, for a median over several slices
+    pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+
+
+# set by `slices` while it correlates a slice that cuts a connection (a forked worker or
+# the one process, one slice at a time): `DirMatch.pairs` is filled
+KEEP_PAIRS = False
 
 
 def _cls(flags: I64) -> I64:
@@ -566,10 +574,15 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     n_ok = np.zeros(npairs, np.int64)  # matched packets per pair
     d_min = np.zeros(npairs, np.int64)
     d_med = np.zeros(npairs, np.float64)
+    by_pair: tuple[I64, I64, I64] | None = None  # with KEEP_PAIRS: rows, delays, cuts by pair
     if pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
         dl = tb.ts[gb_all] - ta.ts[ga_all]
+        if KEEP_PAIRS:
+            o = np.argsort(pid_all, kind="stable")
+            at = np.searchsorted(pid_all[o], np.arange(npairs + 1))
+            by_pair = (ga_all[o], dl[o], at)
         pp, dl = _sort_by_pair(pid_all, dl)
         cuts = np.searchsorted(pp, np.arange(npairs + 1))
         ks = np.nonzero(np.diff(cuts))[0]
@@ -586,6 +599,10 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
         else DirMatch(0, None, None, [], {}, [], [], b, a)
         for c, d0, dm, b, a in zip(*cols, strict=True)
     ]
+    if by_pair is not None:
+        rows_a, dl_o, at = by_pair
+        for k in range(npairs):
+            out[k].pairs = (rows_a[at[k] : at[k + 1]], dl_o[at[k] : at[k + 1]])
     for p, r in zip(pid_a[left_a].tolist(), ra[left_a].tolist(), strict=True):
         out[p].undelivered.append(r)
     for p, r in zip(pid_b[left_b].tolist(), rb[left_b].tolist(), strict=True):

@@ -30,6 +30,7 @@ import logging
 import mmap
 import multiprocessing as mp
 import pickle
+import re
 import struct
 import time
 from collections import deque
@@ -49,11 +50,12 @@ from hopcap.correlate import reader as rd
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import DgramTable, parse_dgrams
+from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
-from hopcap.correlate.reader import PacketTable
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
 from hopcap.correlate.udp import DFlowB
 from hopcap.errors import CorrelationError
-from hopcap.model import PointInput, Verdict
+from hopcap.model import Finding, PointInput, Verdict
 
 log = logging.getLogger("hopcap.correlate")
 
@@ -77,6 +79,10 @@ MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the e
 EXTEND_NS = 64 * NS
 _LO, _HI = -(1 << 62), 1 << 62
 _MERGE_EVERY = 64  # chunks between merges of the per-conversation extents
+# a conversation cut by the slices: its first packets, read by every slice it is alive in
+HEAD_ROWS = 64
+HEAD_CHUNKS = 2  # chunks (of 32 k records) from its first packet searched for them
+DENSE_ROWS = 64  # a conversation's packets in one chunk that the scan places in time
 
 Progress = Callable[[str], None]
 
@@ -263,11 +269,54 @@ class _Walk:
         self.kernel_drops = walk.kernel_drops
 
 
+def _head(
+    tk: U64, inc: npt.NDArray[np.bool_], ck: U64, taken: I64, keep: npt.NDArray[np.bool_]
+) -> None:
+    """Keep the rows (`tk`: their keys, `inc`: of a cut conversation `ck`) that are among
+    the first `HEAD_ROWS` of their conversation (`taken`: its rows before these)."""
+    rows = np.nonzero(inc)[0]
+    at = np.searchsorted(ck, tk[rows])
+    o = np.argsort(at, kind="stable")
+    at_o = at[o]
+    start = np.ones(at_o.shape[0], bool)
+    start[1:] = at_o[1:] != at_o[:-1]
+    ar = np.arange(at_o.shape[0])
+    rank = ar - np.maximum.accumulate(np.where(start, ar, 0))
+    ok = taken[at_o] + rank < HEAD_ROWS
+    keep[rows[o[ok]]] = True
+    np.add.at(taken, at_o, 1)
+
+
+def _visit(sc: Scan, want: list[int]) -> Iterator[tuple[int, PacketTable, Dg]]:
+    """The chunks `want` (sorted) of a scanned capture: each run of consecutive ones read
+    from where it starts (classic pcap), else one walk from the file's start."""
+    w = _Walk(sc.path, sc.buf)
+    if all(sc.chunks[i][0] is not None for i in want):
+        runs: list[list[int]] = []
+        for i in want:
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            for i, _pos, t, dgt in w.pieces(run[0], sc.chunks[run[0]][0], run[-1]):
+                yield i, t, dgt
+        return
+    every = set(want)
+    for i, _pos, t, dgt in w.pieces(0, None, want[-1]):
+        if i in every:
+            yield i, t, dgt
+
+
 def _take(t: PacketTable, m: npt.NDArray[np.bool_]) -> PacketTable:
     return PacketTable(path=t.path, buf=t.buf, records=0, **rd.row_columns(t, m))
 
 
 # --------------------------------------------------------------------------- scan
+
+
+def _no_dense() -> tuple[I64, U64, I64]:
+    return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
 
 
 @dataclass
@@ -290,6 +339,11 @@ class Scan:
     last: I64
     rows: I64
     chunks: list[tuple[int | None, int, int]] = field(default_factory=list)  # start, lo, hi
+    chunk0: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # first packet's chunk
+    dgram_keys: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted
+    # where the packets of the large conversations are: (chunk, key, packets) of every
+    # conversation with `DENSE_ROWS` packets or more in a chunk
+    dense: tuple[I64, U64, I64] = field(default_factory=lambda: _no_dense())
 
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
@@ -297,30 +351,36 @@ class Scan:
                 self.buf.close()
 
 
-def _reduce(k: U64, lo: I64, hi: I64, n: I64) -> tuple[U64, I64, I64, I64]:
+Ext = tuple[U64, I64, I64, I64, I64]  # keys, first, last, packets, first chunk
+
+
+def _reduce(k: U64, lo: I64, hi: I64, n: I64, c0: I64) -> Ext:
     order = np.argsort(k, kind="stable")
-    k, lo, hi, n = k[order], lo[order], hi[order], n[order]
+    k, lo, hi, n, c0 = k[order], lo[order], hi[order], n[order], c0[order]
     if not k.shape[0]:
-        return k, lo, hi, n
+        return k, lo, hi, n, c0
     starts = np.concatenate([[0], np.nonzero(k[1:] != k[:-1])[0] + 1])
     return (
         k[starts],
         np.minimum.reduceat(lo, starts),
         np.maximum.reduceat(hi, starts),
         np.add.reduceat(n, starts),
+        np.minimum.reduceat(c0, starts),
     )
 
 
 def scan(path: Path) -> Scan:
     buf = rd._open(path)
     w = _Walk(path, buf)
-    acc: list[tuple[U64, I64, I64, I64]] = []
+    acc: list[Ext] = []
+    dgk: list[U64] = []
+    dense: list[tuple[I64, U64, I64]] = []
     chunks: list[tuple[int | None, int, int]] = []
     tcp = dg = 0
     t_first: int | None = None
     t_last: int | None = None
     d_last: int | None = None
-    for _i, pos, t, dgt in w.pieces():
+    for ci, pos, t, dgt in w.pieces():
         n = len(t)
         tcp += n
         ks, ts = [tcp_keys(t)], [t.ts]
@@ -332,6 +392,7 @@ def scan(path: Path) -> Scan:
             d = parse_dgrams(path, buf, *dgt)
             dg += len(d)
             ks.append(dgram_keys(d))
+            dgk.append(np.unique(ks[-1]))
             ts.append(d.ts)
             b = int(d.ts.max())
             d_last = b if d_last is None else max(d_last, b)
@@ -339,38 +400,71 @@ def scan(path: Path) -> Scan:
         chunks.append(
             (pos, int(tt.min()) if tt.shape[0] else _HI, int(tt.max()) if tt.shape[0] else _LO)
         )
-        acc.append(_reduce(k, tt, tt, np.ones(k.shape[0], np.int64)))
+        one = np.ones(k.shape[0], np.int64)
+        acc.append(_reduce(k, tt, tt, one, one * ci))
+        big = acc[-1][3] >= DENSE_ROWS
+        if big.any():
+            dense.append((acc[-1][4][big], acc[-1][0][big], acc[-1][3][big]))
         if len(acc) >= _MERGE_EVERY:
-            acc = [_reduce(*(np.concatenate([a[j] for a in acc]) for j in range(4)))]
+            acc = [_reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))]
+            dgk = [np.unique(np.concatenate(dgk))] if dgk else []
     if acc:
-        keys, first, last, rows = _reduce(*(np.concatenate([a[j] for a in acc]) for j in range(4)))
+        keys, first, last, rows, c0 = _reduce(
+            *(np.concatenate([a[j] for a in acc]) for j in range(5))
+        )
     else:
-        keys, first, last, rows = (np.zeros(0, np.uint64), *(np.zeros(0, np.int64),) * 3)
+        keys, first, last, rows, c0 = (np.zeros(0, np.uint64), *(np.zeros(0, np.int64),) * 4)
     return Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
-        d_last, keys, first, last, rows, chunks,
+        d_last, keys, first, last, rows, chunks, c0,
+        np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64),
+        (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
+         np.concatenate([d[2] for d in dense])) if dense else _no_dense(),
     )  # fmt: skip
 
 
-def read_slice(sc: Scan, sel: U64) -> PacketTable:
+def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> PacketTable:
     """The rows of the conversations `sel` (sorted keys) of a scanned capture, as a table
-    of the whole file's facts (records, warnings, last packet)."""
+    of the whole file's facts (records, warnings, last packet). `cut`: (sorted keys, lo,
+    hi) of conversations read in part: their packets between lo and hi (this capture's
+    clock) and their first `HEAD_ROWS` (the handshake and the first packets, whose facts
+    every slice needs: sequence bases, the NAT link, the first packet)."""
     parts: list[PacketTable] = []
     dgs: list[tuple[I64, ...]] = []
+    want: set[int] = set()
     if sel.shape[0]:
         m = _member(sc.keys, sel)
         lo, hi = int(sc.first[m].min()), int(sc.last[m].max())
-        need = [i for i, (_p, a, b) in enumerate(sc.chunks) if a <= hi and b >= lo]
-        if need:
-            w = _Walk(sc.path, sc.buf)
-            for _i, _pos, t, dgt in w.pieces(need[0], sc.chunks[need[0]][0], need[-1]):
-                keep = _member(tcp_keys(t), sel)
-                if keep.any():
-                    parts.append(_take(t, keep))
-                if dgt[0].shape[0]:
-                    dk = _member(dgram_keys(parse_dgrams(sc.path, sc.buf, *dgt)), sel)
-                    if dk.any():
-                        dgs.append(tuple(x[dk] for x in dgt))
+        want |= {i for i, (_p, a, b) in enumerate(sc.chunks) if a <= hi and b >= lo}
+    ck = np.zeros(0, np.uint64)
+    tlo = thi = 0
+    if cut is not None and cut[0].shape[0]:
+        ck, tlo, thi = cut
+        want |= {i for i, (_p, a, b) in enumerate(sc.chunks) if a <= thi and b >= tlo}
+        c0s = sc.chunk0[np.searchsorted(sc.keys, ck)]
+        for c0 in c0s.tolist():
+            want |= set(range(c0, min(c0 + HEAD_CHUNKS, len(sc.chunks))))
+    taken = np.zeros(ck.shape[0], np.int64)  # rows of each cut conversation's head so far
+    if want:
+        for i, t, dgt in _visit(sc, sorted(want)):
+            tk = tcp_keys(t)
+            keep = _member(tk, sel)
+            if ck.shape[0]:
+                inc = _member(tk, ck)
+                if inc.any():
+                    keep |= inc & (t.ts >= tlo) & (t.ts <= thi)
+                    taken[c0s + HEAD_CHUNKS <= i] = HEAD_ROWS  # past its head's chunks
+                    if int(taken.min()) < HEAD_ROWS:
+                        _head(tk, inc, ck, taken, keep)
+            if keep.any():
+                parts.append(_take(t, keep))
+            if dgt[0].shape[0]:
+                dk = dgram_keys(parse_dgrams(sc.path, sc.buf, *dgt))
+                dm = _member(dk, sel)
+                if ck.shape[0]:
+                    dm |= _member(dk, ck) & (dgt[0] >= tlo) & (dgt[0] <= thi)
+                if dm.any():
+                    dgs.append(tuple(x[dm] for x in dgt))
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, dgs)
     t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
@@ -392,33 +486,63 @@ class _Run:
     offsets: list[int]  # clock estimate used to place every point's packets in windows
     late: set[int] = field(default_factory=set)  # points whose capture started late
     progress: Progress | None = None
+    # conversations cut by the slices, per point (sorted keys): TCP ones larger than
+    # `cut_rows`, and (pass 2) every conversation of a flow that has one of those
+    cut: list[U64] = field(default_factory=list)
+    cut_rows: int = 0
+    # pass 2: the flows that are cut, as (point, key) of each of their conversations
+    groups: list[list[tuple[int, int]]] = field(default_factory=list)
+    member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
 
     def say(self, text: str) -> None:
         log.info(text)
         if self.progress is not None:
             self.progress(text)
 
+    def cut_at(self, i: int) -> U64:
+        return self.cut[i] if i < len(self.cut) else np.zeros(0, np.uint64)
+
 
 def _span(run: _Run, k: int) -> tuple[int, int]:
     """Where the packets of the flows that start in window `k` may be (first point's
     clock): the window, up to the end of the conversations that start in it (a SYN
-    retried, a capture that saw a connection late), by at most `EXTEND_NS`."""
+    retried, a capture that saw a connection late), by at most `EXTEND_NS` (cut
+    conversations are read by every slice they are alive in: not counted)."""
     lo, hi = run.bounds[k], run.bounds[k + 1]
     end = hi
-    for sc, off in zip(run.scans, run.offsets, strict=True):
+    for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None and sc.keys.shape[0]:
             f = sc.first - off
-            m = (f >= lo) & (f < hi)
+            m = (f >= lo) & (f < hi) & ~_member(sc.keys, run.cut_at(i))
             if m.any():
                 end = max(end, int((sc.last[m] - off).max()))
     return lo, min(end, hi + EXTEND_NS) if hi < _HI else hi
 
 
+def _group_alive(run: _Run, k: int) -> set[int]:
+    """The cut flows (groups) of which a conversation is alive in window `k` (margin)."""
+    lo, hi, mg = run.bounds[k], run.bounds[k + 1], run.margin_ns
+    out: set[int] = set()
+    for (i, key), g in run.member.items():
+        sc = run.scans[i]
+        if g in out or sc is None:
+            continue
+        j = int(np.searchsorted(sc.keys, np.uint64(key)))
+        if j < sc.keys.shape[0] and int(sc.keys[j]) == key:
+            off = run.offsets[i]
+            if int(sc.last[j]) >= lo + off - mg and int(sc.first[j]) < hi + off + mg:
+                out.add(g)
+    return out
+
+
 def _points(run: _Run, k: int) -> list[Point]:
     """Slice `k`'s points: at each, every conversation alive in window `k` (with the
-    margin) or that starts before the flows of the window may have ended, whole."""
+    margin) or that starts before the flows of the window may have ended, whole; of a
+    cut conversation alive then (of a cut flow, in pass 2: of any of its conversations),
+    its head and its packets within the window and the margin."""
     lo, hi = run.bounds[k], run.bounds[k + 1]
     _lo, end = _span(run, k)
+    alive_g = _group_alive(run, k) if run.member else set()
     pts = []
     for i, (inp, sc) in enumerate(zip(run.points, run.scans, strict=True)):
         host, iface = host_of(inp)
@@ -428,7 +552,23 @@ def _points(run: _Run, k: int) -> list[Point]:
         off, mg = run.offsets[i], run.margin_ns
         alive = (sc.last >= lo + off - mg) & (sc.first < hi + off + mg)
         starts = (sc.first >= lo + off - mg) & (sc.first < end + off + mg)
-        t = read_slice(sc, sc.keys[alive | starts])
+        part = _member(sc.keys, run.cut_at(i))
+        if run.member:
+            grouped = np.array(
+                [run.member.get((i, int(x)), -1) in alive_g for x in sc.keys[part].tolist()], bool
+            )
+            on = np.zeros(sc.keys.shape[0], bool)
+            on[np.nonzero(part)[0][grouped]] = True
+            # a cut conversation of no cut flow (none kept it): its own extent
+            loose = part.copy()
+            loose[part] = np.array(
+                [(i, int(x)) not in run.member for x in sc.keys[part].tolist()], bool
+            )
+            on |= loose & alive
+        else:
+            on = part & alive
+        cut = (sc.keys[on], lo + off - mg if lo > _LO else _LO, hi + off + mg if hi < _HI else _HI)
+        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut)
         pts.append(Point(i, inp, inp.name, host, iface, build_point(t)))
     return pts
 
@@ -476,7 +616,8 @@ def _windows(run: _Run, evidence: set[int] | None, keep: Callable[[FlowB], bool]
                                 evidence.add(prev.point)
         for i in run.late:
             p, sc = pts[i], run.scans[i]
-            assert sc is not None and sc.tcp_first is not None
+            assert sc is not None
+            assert sc.tcp_first is not None
             first = sc.tcp_first
             p.start_ns = max(p.start_ns or first, first)
 
@@ -489,8 +630,272 @@ def _close(pts: list[Point]) -> None:
             p.pc.table.buf = None  # the scan owns the mapping
 
 
-def _pass1(run: _Run, k: int) -> tuple[Minima, set[int]]:
-    """Slice `k`'s delay minima and late-start evidence, from the flows it keeps."""
+# --------------------------------------------------------------------------- cut flows
+
+
+def _row_keys(pts: list[Point]) -> list[U64 | None]:
+    """Per point: the conversation key of every TCP row of its slice."""
+    return [tcp_keys(p.table) if p.pc is not None else None for p in pts]
+
+
+def _members(keys: list[U64 | None], f: FlowB) -> list[tuple[int, int]]:
+    """(point, conversation key) of every leg of flow `f` (and its subs)."""
+    out: list[tuple[int, int]] = []
+    for ch in chains([f]):
+        for leg in ch.legs:
+            h = leg.c if leg.c is not None else leg.s
+            k = keys[leg.point]
+            if h is None or not h.idx.shape[0] or k is None:
+                continue
+            out.append((leg.point, int(k[int(h.idx[0])])))
+    return out
+
+
+def _cut_flows(
+    run: _Run, pts: list[Point], flows: list[FlowB]
+) -> tuple[list[U64 | None], set[int]]:
+    """The row keys of the slice's points, and which of `flows` are cut (a conversation of
+    theirs is)."""
+    keys = _row_keys(pts)
+    if not any(c.shape[0] for c in run.cut):
+        return keys, set()
+    cut_row: dict[int, npt.NDArray[np.bool_]] = {}
+    for i, k in enumerate(keys):
+        if k is not None and run.cut_at(i).shape[0]:
+            cut_row[i] = _member(k, run.cut_at(i))
+    out = set()
+    for n, f in enumerate(flows):
+        for ch in chains([f]):
+            if any(
+                h is not None and h.idx.shape[0] and leg.point in cut_row
+                and bool(cut_row[leg.point][int(h.idx[0])])
+                for leg in ch.legs
+                for h in (leg.c if leg.c is not None else leg.s,)
+            ):  # fmt: skip
+                out.add(n)
+                break
+    return keys, out
+
+
+Hist = tuple[I64, I64]  # one-way delays (sorted, unique) and how many pairs had each
+
+
+@dataclass
+class _Seg:
+    """What slice k judged of a cut flow: the packets whose time (first point's clock, at
+    the point that saw them; upstream for a matched or lost one) is in window k."""
+
+    group: int
+    head: bool  # the slice where the flow starts: its place in the verdict
+    built: Built
+    delays: dict[tuple[int, int], Hist]  # (hop, 0 c2s / 1 s2c) -> judged pairs' delays
+    req: int  # payload bytes of the client's and the server's judged packets, first leg
+    resp: int
+    last_req: int | None  # the client's last data packet, first close (its point's clock)
+    close: int | None
+    answered: tuple[str, str] | None  # `summary.answered_before`
+    # per rewrite finding (direction, points, field): its values' groups, in order
+    rewrites: dict[tuple[str, tuple[str, str], str], list[_RwGroup]] = field(default_factory=dict)
+
+
+@dataclass
+class _RwGroup:
+    """The judged rewrites of one (before, after) value of a field: as `rewrite_groups`
+    and `_describe` see them (its first packet's text, its packets' kinds in order)."""
+
+    key: tuple[str, str]
+    before: Any
+    after: Any
+    n: int
+    first: str
+    kinds: dict[str, int]
+
+
+RwKey = tuple[str, tuple[str, str], str]  # a rewrite finding: direction, points, field
+
+
+def _rw_groups(
+    pts: list[Point], f: FlowB
+) -> dict[tuple[str, tuple[str, str], str], list[_RwGroup]]:
+    """The rewrites a slice judged of a cut flow, by finding, in `_RwGroup`s."""
+    from hopcap.correlate.findings import _first_packet
+
+    out: dict[RwKey, list[_RwGroup]] = {}
+    for hop in f.hops:
+        for d, dm, up, down in (("c2s", hop.c2s, hop.a, hop.b), ("s2c", hop.s2c, hop.b, hop.a)):
+            if dm is None or not dm.rewrites:
+                continue
+            t = pts[up].table
+            groups: dict[tuple[str, str, str], _RwGroup] = {}
+            for rw in dm.rewrites:
+                key = (rw.field, str(rw.before), str(rw.after))
+                g = groups.get(key)
+                if g is None:
+                    text = _first_packet(t, rw.a_row, dm.a_base)
+                    g = groups[key] = _RwGroup(key[1:], rw.before, rw.after, 0, text, {})
+                g.n += 1
+                kind = _tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
+                g.kinds[kind] = g.kinds.get(kind, 0) + 1
+            for (fld, _b, _a), g in groups.items():
+                out.setdefault((d, (pts[up].name, pts[down].name), fld), []).append(g)
+    return out
+
+
+def _tally_kind(flags: int, plen: int) -> str:
+    """A packet's kind as `findings._describe` tallies it."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
+
+
+def _merge_rewrite(fnd: Finding, per_slice: list[list[_RwGroup]]) -> Finding:
+    """A rewrite finding of a cut flow from its values' groups in every slice (in
+    order): `rewrite_groups`' most common value first, and `_describe`'s text of them."""
+    groups: dict[tuple[str, str], _RwGroup] = {}
+    for gs in per_slice:
+        for g in gs:
+            got = groups.get(g.key)
+            if got is None:
+                groups[g.key] = replace(g, kinds=dict(g.kinds))
+                continue
+            got.n += g.n
+            for kind, n in g.kinds.items():
+                got.kinds[kind] = got.kinds.get(kind, 0) + n
+    order = list(groups.values())
+    if len(order) > 1:
+        order.sort(key=lambda g: -g.n)
+    top = order[0]
+    text = top.first
+    if fnd.packets > 1:
+        kinds: dict[str, int] = {}
+        for g in order:
+            for kind, n in g.kinds.items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        text += " (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")"
+    if len(order) > 1:
+        text += f"; {len(order)} different values, e.g. {top.before} -> {top.after}"
+    return replace(fnd, what=text, before=top.before, after=top.after)
+
+
+def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int], Hist]:
+    """Keep, in flow `f`'s matches and packets, only what window `k` judges (each packet
+    in one slice); its matched pairs' delays (d_min and d_med of its matches become
+    theirs: the clock minima of pass 1)."""
+
+    def inside(p: int, rows: Any) -> npt.NDArray[np.bool_]:
+        return _inside(run, k, pts, p, rows)
+
+    delays: dict[tuple[int, int], Hist] = {}
+    for ch in chains([f]):
+        for j, hop in enumerate(ch.hops):
+            for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
+                if dm is None:
+                    continue
+                und = np.asarray(dm.undelivered, np.int64)
+                dm.undelivered = und[inside(up, und)].tolist()
+                if dm.undelivered_bytes:
+                    ub = list(dm.undelivered_bytes)
+                    ok = inside(up, ub).tolist()
+                    dm.undelivered_bytes = {
+                        r: n
+                        for (r, n), y in zip(dm.undelivered_bytes.items(), ok, strict=True)
+                        if y
+                    }
+                unx = np.asarray(dm.unexplained, np.int64)
+                dm.unexplained = unx[inside(down, unx)].tolist()
+                if dm.rewrites:
+                    ok = inside(up, [rw.a_row for rw in dm.rewrites]).tolist()
+                    dm.rewrites = [rw for rw, y in zip(dm.rewrites, ok, strict=True) if y]
+                rows, dl = dm.pairs if dm.pairs is not None else (np.zeros(0, np.int64),) * 2
+                dl = dl[inside(up, rows)]
+                dm.pairs = None
+                dm.matched = int(dl.shape[0])
+                if dl.shape[0]:
+                    v, n = np.unique(dl, return_counts=True)
+                    dm.d_min, dm.d_med = int(v[0]), _median(v, n.astype(np.int64))
+                    if ch is f:
+                        delays[(j, d)] = (v.astype(np.int64), n.astype(np.int64))
+                else:
+                    dm.d_min = dm.d_med = None
+        for j, leg in enumerate(ch.legs):
+            p = pts[leg.point]
+            for h in (leg.c, leg.s):
+                if h is None:
+                    continue
+                if j < len(ch.hops) and ch.hops[j].ended in ("unanswered", "rst"):
+                    # every packet of the leg is judged (lost, or a reset's)
+                    h.idx = h.idx[inside(leg.point, h.idx)]
+                for flag in (SYN, RST):
+                    rows_f = p._flag_rows(flag)
+                    got = rows_f.get(h.hid)
+                    if got is not None:
+                        kept = [
+                            r
+                            for r, y in zip(got, inside(leg.point, got).tolist(), strict=True)
+                            if y
+                        ]
+                        if kept:
+                            rows_f[h.hid] = kept
+                        else:
+                            del rows_f[h.hid]
+    return delays
+
+
+def _fold(a: Hist, b: Hist) -> Hist:
+    """The histogram of the delays of `a` and `b`."""
+    v = np.concatenate([a[0], b[0]])
+    n = np.concatenate([a[1], b[1]])
+    u, inv = np.unique(v, return_inverse=True)
+    c = np.zeros(u.shape[0], np.int64)
+    np.add.at(c, inv, n)
+    return u.astype(np.int64), c
+
+
+def _median(v: I64, n: I64) -> float:
+    """The median of values `v` (sorted) each `n` times, as `match` computes it."""
+    c = np.cumsum(n)
+    total = int(c[-1])
+    a = int(v[int(np.searchsorted(c, (total - 1) // 2, "right"))])
+    b = int(v[int(np.searchsorted(c, total // 2, "right"))])
+    return float(np.float64(a + b) / 2)
+
+
+def _inside(run: _Run, k: int, pts: list[Point], p: int, rows: Any) -> npt.NDArray[np.bool_]:
+    """Which `rows` of point `p` window `k` judges (their time, first point's clock)."""
+    t = pts[p].table.ts[np.asarray(rows, np.int64)] - run.offsets[p]
+    out: npt.NDArray[np.bool_] = (t >= run.bounds[k]) & (t < run.bounds[k + 1])
+    return out
+
+
+def _seg_facts(
+    run: _Run, k: int, pts: list[Point], f: FlowB
+) -> tuple[int, int, int | None, int | None]:
+    """The judged packets' facts of the first leg that a flow's summary needs."""
+    leg = f.legs[0]
+    t = pts[leg.point].table
+    req = resp = 0
+    last_req = close = None
+    rc = leg.c.idx[_inside(run, k, pts, leg.point, leg.c.idx)] if leg.c is not None else None
+    rs = leg.s.idx[_inside(run, k, pts, leg.point, leg.s.idx)] if leg.s is not None else None
+    if rc is not None and rc.shape[0]:
+        r = rc
+        req = int(t.plen[r].sum())
+        data = r[t.plen[r] > 0]
+        if data.shape[0]:
+            last_req = int(t.ts[data[-1]])
+        closes = r[(t.flags[r] & (FIN | RST)) != 0]
+        if closes.shape[0]:
+            close = int(t.ts[closes[0]])
+    if rs is not None and rs.shape[0]:
+        resp = int(t.plen[rs].sum())
+    return req, resp, last_req, close
+
+
+def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, int]]]]:
+    """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
+    cut flow, the packets it judges); the conversations of the cut flows that start in
+    its window."""
+    from hopcap.correlate import match
     from hopcap.correlate.engine import dgram_minima, prepare
 
     pts = _points(run, k)
@@ -501,10 +906,23 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int]]:
 
     try:
         prep = prepare(pts, run.conntrack, windows=_windows(run, evidence, keep))
-        flows = [f for f in prep.flows if keep(f)]
+        keys, which = _cut_flows(run, prep.pts, prep.flows)
+        cut = [f for n, f in enumerate(prep.flows) if n in which]
+        flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
         dflows = [f for f in prep.dflows if _dkeep(run, k, f)]
         match_hops(prep.pts, flows)
-        return minima_of(flows, dgram_minima(dflows)), evidence
+        groups = []
+        if cut:
+            match.KEEP_PAIRS = True
+            try:
+                match_hops(prep.pts, cut)
+            finally:
+                match.KEEP_PAIRS = False
+            for f in cut:
+                if keep(f):
+                    groups.append(_members(keys, f))
+                _judge(run, k, prep.pts, f)
+        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups
     finally:
         _close(pts)
 
@@ -515,28 +933,68 @@ def _dkeep(run: _Run, k: int, f: DFlowB) -> bool:
 
 
 def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[Any]:
-    """Slice `k`'s flows that start in its window, finished with the run's clocks."""
+    """Slice `k`'s flows that start in its window, finished with the run's clocks; of
+    every cut flow alive in it, what it judges (`_Seg`)."""
+    from hopcap.correlate import match
     from hopcap.correlate.clocks import apply_clocks
     from hopcap.correlate.engine import finish_datagrams, finish_part, prepare
+    from hopcap.correlate.summary import answered_before
 
     pts = _points(run, k)
     try:
         prep = prepare(pts, run.conntrack, windows=_windows(run, None, lambda f: False))
         apply_clocks(prep.pts, clocks)
         lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
+        segs: dict[int, int] = {}  # flow -> group
+        keys, which = _cut_flows(run, prep.pts, prep.flows)
+        for i in sorted(which):
+            ms = _members(keys, prep.flows[i])
+            g = run.member.get(ms[0], -1) if ms else -1
+            if g >= 0:
+                segs[i] = g
+        delays: dict[int, dict[tuple[int, int], Hist]] = {}
+        if segs:
+            match.KEEP_PAIRS = True
+            try:
+                match_hops(prep.pts, [prep.flows[i] for i in segs])
+            finally:
+                match.KEEP_PAIRS = False
+            for i in segs:
+                delays[i] = _judge(run, k, prep.pts, prep.flows[i])
+
+        def seg(i: int, b: Built) -> _Seg:
+            f = prep.flows[i]
+            head = _anchor(run, k, *_flow_first(f))
+            return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
+                        answered_before(prep.pts, f), _rw_groups(prep.pts, f))  # fmt: skip
+
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
             # findings are its own, as in the partitions of `--jobs` unsliced), not the
             # context around the window; their first packet as `finish_flow` puts it
-            kept = [i for i, f in enumerate(prep.flows) if lo <= _first_s(prep.pts, f) < hi]
-            match_hops(prep.pts, [prep.flows[i] for i in kept])
-            return finish_part(prep, kept)
+            kept = [
+                i
+                for i, f in enumerate(prep.flows)
+                if i in segs or (lo <= _first_s(prep.pts, f) < hi)
+            ]
+            match_hops(prep.pts, [prep.flows[i] for i in kept if i not in segs])
+            return [
+                seg(i, b) if i in segs else b
+                for i, b in zip(kept, finish_part(prep, kept), strict=True)
+            ]
         # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
-        match_hops(prep.pts, prep.flows)
+        match_hops(prep.pts, [f for i, f in enumerate(prep.flows) if i not in segs])
         built = finish_datagrams(prep, finish_part(prep, every))
-        out = []
-        for b in built:
+        out: list[Any] = []
+        for i, b in enumerate(built):
+            if i in segs:
+                b = replace(b, findings=tuple(
+                    x for x in b.findings
+                    if x.kind != "icmp" or (x.first_ts is not None and lo <= x.first_ts < hi)
+                ))  # fmt: skip
+                out.append(seg(i, b))
+                continue
             ts = b.first_ts if b.first_ts is not None else 0.0
             if lo <= ts < hi:
                 out.append(b)
@@ -559,13 +1017,22 @@ def _first_s(pts: list[Point], f: FlowB) -> float:
 # --------------------------------------------------------------------------- workers
 
 # a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
-# late, the clocks of pass 2)
-Task = tuple[str, int, list[int], frozenset[int], list[tuple[int, int | None]] | None]
+# late, the clocks of pass 2, the cut conversations and flows of pass 2)
+Task = tuple[
+    str,
+    int,
+    list[int],
+    frozenset[int],
+    list[tuple[int, int | None]] | None,
+    tuple[list[U64], dict[tuple[int, int], int]] | None,
+]
 
 
 def _do(run: _Run, task: Task) -> Any:
-    kind, k, offsets, late, clocks = task
+    kind, k, offsets, late, clocks, cuts = task
     run.offsets, run.late = list(offsets), set(late)
+    if cuts is not None:
+        run.cut, run.member = cuts
     if kind == "pass1":
         got: Any = _pass1(run, k)
     else:
@@ -669,38 +1136,252 @@ class _Slices:
                 proc.join()
 
 
-def _warn_whole(scans: Sequence[Scan | None], inputs: Sequence[PointInput], per_slice: int) -> None:
-    """Say so when conversations are larger than a slice: each is read whole into every
-    slice it is alive in, so the memory budget does not bound them (docs/scale.md)."""
+def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
+    """Per point: its TCP conversations of more than `rows` packets (sorted keys)."""
+    out = []
+    for sc in scans:
+        if sc is None or not sc.keys.shape[0]:
+            out.append(np.zeros(0, np.uint64))
+            continue
+        big = (sc.rows > rows) & ~_member(sc.keys, sc.dgram_keys)
+        out.append(sc.keys[big])
+    return out
+
+
+def _margin_rows(run: _Run) -> int:
+    """About the most packets of the cut conversations within the two margins of a
+    window, at every point together (from where the scan found many of them: their
+    busiest chunks)."""
+    total = 0
+    for i, sc in enumerate(run.scans):
+        if sc is None or not run.cut_at(i).shape[0]:
+            continue
+        ch, ks, ns = sc.dense
+        m = _member(ks, run.cut_at(i))
+        if not m.any():
+            continue
+        per_chunk = np.zeros(len(sc.chunks), np.int64)
+        np.add.at(per_chunk, ch[m], ns[m])
+        span = np.array([max(b - a, 1) for _p, a, b in sc.chunks], np.float64)
+        rate = float((per_chunk / span).max())  # packets a ns
+        total += int(rate * 2 * run.margin_ns)
+    return total
+
+
+def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
+    """Say which conversations the slices cut; warn of datagram conversations larger
+    than a slice: those are read whole into every slice they are alive in, so the memory
+    budget does not bound them (docs/scale.md)."""
+    cut = max((c.shape[0] for c in run.cut), default=0)  # the same ones at every point
+    if cut:
+        most, where = max(
+            (int(sc.rows[_member(sc.keys, c)].max()), inp.name)
+            for sc, c, inp in zip(run.scans, run.cut, inputs, strict=True)
+            if sc is not None and c.shape[0]
+        )
+        log.info(
+            "%d conversation(s) of more than %d packets are cut across the slices (the "
+            "largest: %d packets at %s)",
+            cut, run.cut_rows, most, where,
+        )  # fmt: skip
+        margin = _margin_rows(run)
+        if margin > per_slice // 2:
+            log.warning(
+                "the conversations cut across the slices carry up to %d packets within the "
+                "%.1f s margins of a window, more than half a slice of the memory budget "
+                "(%d): this run may use about %.1f MB more than the budget",
+                margin, run.margin_ns / NS, per_slice,
+                (margin - per_slice // 2) * BYTES_PER_PACKET / 2**20,
+            )  # fmt: skip
     big = [
-        (int(sc.rows.max()), int(np.count_nonzero(sc.rows > per_slice)), inp.name)
-        for sc, inp in zip(scans, inputs, strict=True)
-        if sc is not None and sc.rows.shape[0]
+        (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
+        for sc, inp in zip(run.scans, inputs, strict=True)
+        if sc is not None and (m := _member(sc.keys, sc.dgram_keys) & (sc.rows > per_slice)).any()
     ]
-    over = max((n for _m, n, _p in big), default=0)  # the same ones at every point
-    if not over:
-        return
-    most, _n, where = max(big)
-    log.warning(
-        "%d conversation(s) hold more packets than a slice of the memory budget (%d); the "
-        "largest, %d packets at %s, is read whole into every slice it is alive in, so this "
-        "run may use about %.1f MB more than the budget",
-        over,
-        per_slice,
-        most,
-        where,
-        most * BYTES_PER_PACKET / 2**20,
+    if big:
+        most, _n, where = max(big)
+        log.warning(
+            "%d UDP/ICMP conversation(s) hold more packets than a slice of the memory budget "
+            "(%d); the largest, %d packets at %s, is read whole into every slice it is alive "
+            "in, so this run may use about %.1f MB more than the budget",
+            max(n for _m, n, _p in big), per_slice, most, where,
+            most * BYTES_PER_PACKET / 2**20,
+        )  # fmt: skip
+
+
+def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
+    """The cut flows pass 1 found (each as the conversations of its legs), merged where
+    they share one; every conversation of a cut flow is cut in pass 2."""
+    member: dict[tuple[int, int], int] = {}
+    groups: list[list[tuple[int, int]]] = []
+    for per_slice in found:
+        for ms in per_slice:
+            gs = sorted({member[m] for m in ms if m in member})
+            if gs:
+                g = gs[0]
+                for other in gs[1:]:
+                    for m in groups[other]:
+                        member[m] = g
+                    groups[g] += groups[other]
+                    groups[other] = []
+            else:
+                g = len(groups)
+                groups.append([])
+            for m in ms:
+                if m not in member:
+                    member[m] = g
+                    groups[g].append(m)
+    run.member, run.groups = member, groups
+    by_point: dict[int, list[int]] = {}
+    for i, key in member:
+        by_point.setdefault(i, []).append(key)
+    run.cut = [
+        np.unique(np.concatenate([run.cut_at(i), np.array(by_point.get(i, []), np.uint64)]))
+        for i in range(len(run.scans))
+    ]
+
+
+def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
+    """A cut flow's verdict entry from what every slice judged of it (in slice order):
+    the legs and first packet of the slice where it starts, every finding's packets
+    added up (its first packet the earliest), the hops' latency the median of every
+    slice's matched pairs, and the summary of the whole."""
+    from hopcap.correlate.findings import KIND_ORDER
+
+    head = next((x for x in segs if x.head), segs[0])
+    by: dict[tuple[Any, ...], list[Finding]] = {}
+    for x in segs:
+        for fnd in x.built.findings:
+            by.setdefault(_fkey(fnd), []).append(fnd)
+    findings = [_merge_findings(fs) for fs in by.values()]
+    for at, fnd in enumerate(findings):
+        if fnd.kind == "rewrite" and fnd.field is not None and len(by[_fkey(fnd)]) > 1:
+            key = (fnd.direction, fnd.between, fnd.field)
+            per = [x.rewrites[key] for x in segs if key in x.rewrites]
+            if per:
+                findings[at] = _merge_rewrite(fnd, per)
+    findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
+    legs = list(head.built.legs)
+    details: list[tuple[str, ...]] = [leg.details for leg in legs]
+    for x in segs:
+        for j, leg in enumerate(x.built.legs[: len(legs)]):
+            details[j] = tuple(dict.fromkeys((*details[j], *leg.details)))
+    for j, leg in enumerate(legs):
+        lat = leg.latency_s
+        if j:
+            got = [x.delays[(j - 1, 0)] for x in segs if (j - 1, 0) in x.delays]
+            if got:
+                v = np.concatenate([g[0] for g in got])
+                n = np.concatenate([g[1] for g in got])
+                o = np.argsort(v, kind="stable")
+                a, b = pts[_point_of(pts, legs[j - 1].point)], pts[_point_of(pts, leg.point)]
+                lat = (_median(v[o], n[o]) - (b.offset_ns - a.offset_ns)) / NS
+            else:
+                lat = None
+        legs[j] = replace(leg, details=details[j], latency_s=lat)
+    req = sum(x.req for x in segs)
+    resp = sum(x.resp for x in segs)
+    lr = [x.last_req for x in segs if x.last_req is not None]
+    cl = [x.close for x in segs if x.close is not None]
+    from hopcap.correlate.summary import findings_summary, outcome_words
+
+    summary = findings_summary({p.name: p for p in pts}, findings)
+    if summary is None:
+        summary = outcome_words(legs, req, resp, max(lr) if lr else None,
+                                min(cl) if cl else None, head.answered)  # fmt: skip
+    return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
+
+
+def _fkey(fnd: Finding) -> tuple[Any, ...]:
+    """The findings of a cut flow's slices that are one in its verdict."""
+    key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
+    if fnd.kind == "icmp":  # an error each (judged where it was seen)
+        key += (fnd.what, fnd.first_ts)
+    return key
+
+
+def _point_of(pts: list[Point], name: str) -> int:
+    return next(p.idx for p in pts if p.name == name)
+
+
+_TALLY = re.compile(r"^(.*?) \(((?:\d+ [A-Za-z-]+)(?:, \d+ [A-Za-z-]+)*)\)(.*)$", re.S)
+
+
+def _tally(fnd: Finding) -> tuple[str, str, dict[str, int]]:
+    """A finding's text as (before the tally, after it, the tally of packet kinds)."""
+    m = _TALLY.match(fnd.what)
+    if m is not None:
+        counts = {}
+        for part in m.group(2).split(", "):
+            n, kind = part.split(" ", 1)
+            counts[kind] = int(n)
+        return m.group(1), m.group(3), counts
+    return fnd.what, "", {_kind_of_text(fnd.what): 1}
+
+
+_FIRST = re.compile(r"(?:^|: |; )([A-Z,]+|none) seq=\S+(?: len=(\d+))?")
+
+
+def _kind_of_text(text: str) -> str:
+    """The kind of the one packet a finding's text describes, as `_describe` tallies it."""
+    m = _FIRST.search(text)
+    if m is None:
+        return "?"
+    flags = m.group(1).split(",")
+    if "SYN" in flags:
+        return "SYN-ACK" if "ACK" in flags else "SYN"
+    if "RST" in flags:
+        return "RST"
+    if m.group(2):
+        return "data"
+    return "FIN" if "FIN" in flags else "ACK"
+
+
+def _merge_findings(fs: list[Finding]) -> Finding:
+    """One finding of the packets of `fs` (one per slice, in slice order)."""
+    fs = [x for x in fs if x.packets] or fs[:1]  # a fact of the flow (every slice says it)
+    if len(fs) == 1:
+        return fs[0]
+    first = min(fs, key=lambda x: x.first_ts if x.first_ts is not None else 0.0)
+    head, tail, _ = _tally(fs[0])
+    counts: dict[str, int] = {}
+    for x in fs:
+        for kind, n in _tally(x)[2].items():
+            counts[kind] = counts.get(kind, 0) + n
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return replace(
+        fs[0],
+        packets=sum(x.packets for x in fs),
+        bytes=sum(x.bytes for x in fs),
+        first_ts=first.first_ts,
+        what=f"{head} ({parts}){tail}",
     )
 
 
 def _bounds(run: _Run, per_slice: int) -> list[int]:
     """Window edges (first point's clock) every ~`per_slice` packets, by the start of the
-    conversations (a conversation's packets count where it starts)."""
+    conversations (a conversation's packets count where it starts), but for those cut
+    across slices: theirs count where they are (the chunks that hold many of them)."""
     firsts, rows = [], []
-    for sc, off in zip(run.scans, run.offsets, strict=True):
+    for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None:
-            firsts.append(sc.first - off)
-            rows.append(sc.rows)
+            cut = _member(sc.keys, run.cut_at(i))
+            firsts.append(sc.first[~cut] - off)
+            rows.append(sc.rows[~cut])
+            ch, ks, ns = sc.dense
+            m = _member(ks, run.cut_at(i))
+            if m.any():
+                los = np.array([c[1] for c in sc.chunks], np.int64)
+                his = np.array([c[2] for c in sc.chunks], np.int64)
+                at = ch[m]
+                firsts.append((los[at] + (his[at] - los[at]) // 2) - off)
+                rows.append(ns[m])
+            # what the chunks do not place of them: at their start
+            placed = np.zeros(sc.keys.shape[0], np.int64)
+            np.add.at(placed, np.searchsorted(sc.keys, ks[m]), ns[m])
+            rest = np.maximum(sc.rows - placed, 0)
+            firsts.append(sc.first[cut] - off)
+            rows.append(rest[cut])
     f = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
     if not f.shape[0]:
         return [_LO, _HI]
@@ -806,10 +1487,14 @@ def correlate_sliced(
                 per_slice = max(share // BYTES_PER_PACKET, MIN_SLICE)
         if total <= per_slice:
             return None
-        _warn_whole(scans, inputs, per_slice)
         skel = [Point(i, inp, inp.name, *host_of(inp), None) for i, inp in enumerate(inputs)]
         offsets = [hint_ns(p, skel[0]) or 0 for p in skel]
         run = _Run(inputs, scans, conntrack, [], margin_ns, offsets, progress=progress)
+        # conversations of more than half a slice are cut: read in part by every slice
+        # they are alive in, their state (head) carried (docs/scale.md)
+        run.cut_rows = max(per_slice // 2, 1)
+        run.cut = _cut_sets(scans, run.cut_rows)
+        _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1
         if n <= 1:
@@ -819,32 +1504,66 @@ def correlate_sliced(
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
         if not hinted and len(present) > 1:
             # the clocks from the first slice, to place every point's packets in windows
-            [(m0, _ev)] = pool.map(
-                [(f"slice 1/{n}: estimating the clocks", ("pass1", 0, offsets, frozenset(), None))]
+            [(m0, _ev, _g)] = pool.map(
+                [
+                    (
+                        f"slice 1/{n}: estimating the clocks",
+                        ("pass1", 0, offsets, frozenset(), None, None),
+                    )
+                ]
             )
             estimate_clocks(skel, present, m0)
             run.offsets = [p.offset_ns for p in skel]
         placed = list(run.offsets)
         first = pool.map(
             [
-                (f"slice {k + 1}/{n}: matching (clocks)", ("pass1", k, placed, frozenset(), None))
+                (
+                    f"slice {k + 1}/{n}: matching (clocks)",
+                    ("pass1", k, placed, frozenset(), None, None),
+                )
                 for k in range(n)
             ]
         )
         evidence: set[int] = set()
-        for _m, ev in first:
+        for _m, ev, _g in first:
             evidence |= ev
+        _group(run, [g for _m, _ev, g in first])
+        cuts = (run.cut, run.member)
         for p in skel:
             p.offset_ns = offsets[p.idx]
-        estimate_clocks(skel, present, merge_minima([m for m, _ev in first]))
+        estimate_clocks(skel, present, merge_minima([m for m, _ev, _g in first]))
         clocks = clocks_of(skel)
         final = [p.offset_ns for p in skel]
         late = frozenset(evidence)
         built: list[Any] = []
+        segs: dict[int, list[_Seg]] = {}
+        at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
+        headed: set[int] = set()
         for part in pool.map(
-            [(f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks)) for k in range(n)]
+            [
+                (f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks, cuts))
+                for k in range(n)
+            ]
         ):
-            built.extend(part)
+            for b in part:
+                if isinstance(b, _Seg):
+                    mine = segs.setdefault(b.group, [])
+                    if mine:  # the delays of a cut flow: one histogram, not one a slice
+                        acc = mine[0].delays
+                        for hd, h in b.delays.items():
+                            acc[hd] = _fold(acc[hd], h) if hd in acc else h
+                        b.delays = {}
+                    mine.append(b)
+                    if b.group not in at or (b.head and b.group not in headed):
+                        at[b.group] = len(built)  # (else its first slice's place)
+                    if b.head:
+                        headed.add(b.group)
+                    built.append(None)
+                else:
+                    built.append(b)
+        for g, i in at.items():
+            built[i] = _merge(skel, segs[g])
+        built = [b for b in built if b is not None]
         pool.close(False)  # the workers' memory, before the verdict's
         pool = None
         warnings = []

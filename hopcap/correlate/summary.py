@@ -54,38 +54,78 @@ def sentence(f: Finding, word: str, at: str, findings: list[Finding], unit: str 
     return text + more(findings)
 
 
-def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg]) -> str:
-    """The flow's first finding in words (`findings` in order), or how it went through."""
-    from hopcap.correlate.reader import FIN, RST
-
-    by_name = {p.name: p for p in pts}
+def findings_summary(pts_by_name: Mapping[str, Point], findings: list[Finding]) -> str | None:
+    """A TCP flow's first finding in words (`findings` in order), if it has one."""
     for fnd in findings:
         if fnd.kind == "drop" and fnd.packet == "SYN" and fnd.unanswered:
             a, b = fnd.between
             return f"SYN reached {a} but {b} never answered it"
         if fnd.kind != "icmp" and fnd.kind != "gap":  # an ICMP error says less than these
-            return sentence(fnd, fnd.packet or "", where(by_name, fnd.between), findings, "packets")
+            where_ = where(pts_by_name, fnd.between)
+            return sentence(fnd, fnd.packet or "", where_, findings, "packets")
     for fnd in findings:
         if fnd.kind == "gap":
-            return f"incomplete evidence {where(by_name, fnd.between)}: {fnd.what}"
+            return f"incomplete evidence {where(pts_by_name, fnd.between)}: {fnd.what}"
+    return None
+
+
+def path_words(legs: list[Leg]) -> tuple[str, str]:
+    """The points a flow went through ("a -> b") and its links (" (nat at b)")."""
     # several connections beyond a proxy visit the same points: each point once
     path = " -> ".join(dict.fromkeys(leg.point for leg in legs))
     kinds = list(
         dict.fromkeys(f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same")
     )
-    links = f" ({', '.join(kinds)})" if kinds else ""
+    return path, f" ({', '.join(kinds)})" if kinds else ""
+
+
+def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list[Leg]) -> str:
+    """The flow's first finding in words (`findings` in order), or how it went through."""
+    from hopcap.correlate.reader import FIN, RST
+
+    said = findings_summary({p.name: p for p in pts}, findings)
+    if said is not None:
+        return said
     # a request with no answer at all is not "OK", even when every hop delivered it
     first = f.legs[0]
     t0 = pts[first.point].table
     req = int(t0.plen[first.c.idx].sum()) if first.c is not None else 0
     resp = int(t0.plen[first.s.idx].sum()) if first.s is not None else 0
+    last_req = close = None
     if req and not resp and first.c is not None:
-        # the client waited: it closed a second or more after its last byte, or never did
-        # (closing right after sending is an upload, not a request left unanswered)
         c_rows = first.c.idx
         last_req = int(t0.ts[c_rows[t0.plen[c_rows] > 0][-1]])
         closes = c_rows[(t0.flags[c_rows] & (FIN | RST)) != 0]
-        waited = (int(t0.ts[closes[0]]) - last_req) / NS if closes.shape[0] else None
+        close = int(t0.ts[closes[0]]) if closes.shape[0] else None
+    return outcome_words(legs, req, resp, last_req, close, answered_before(pts, f))
+
+
+def answered_before(pts: list[Point], f: FlowB) -> tuple[str, str] | None:
+    """Where a flow that never reached the end of the path was answered: (the point it
+    did not reach, who answered)."""
+    if f.hops and f.hops[-1].ended == "answered":
+        pa, pb = pts[f.hops[-1].a], pts[f.hops[-1].b]
+        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
+        return pb.name, who
+    return None
+
+
+def outcome_words(
+    legs: list[Leg],
+    req: int,
+    resp: int,
+    last_req: int | None,
+    close: int | None,
+    answered: tuple[str, str] | None,
+) -> str:
+    """How a flow without findings went: `req`, `resp`: payload bytes each way at its
+    first point; `last_req`, `close`: the client's last data packet and first FIN or RST
+    there (ns); `answered`: `answered_before`."""
+    path, links = path_words(legs)
+    if req and not resp and last_req is not None:
+        # the client waited: it closed a second or more after its last byte, or never did
+        # (closing right after sending is an upload, not a request left unanswered)
+        waited = (close - last_req) / NS if close is not None else None
         if waited is None or waited >= 1.0:
             how = (
                 f"the client gave up after {waited:.1f} s"
@@ -96,11 +136,10 @@ def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list
                 f"no response: the request ({req} bytes) went through {path}{links}, "
                 f"but no response data came back to {legs[0].point} ({how})"
             )
-    if f.hops and f.hops[-1].ended == "answered":
-        pa, pb = pts[f.hops[-1].a], pts[f.hops[-1].b]
-        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
+    if answered is not None:
+        b, who = answered
         return (
-            f"OK: through {path}{links}; answered before {pb.name} ({who}: an endpoint or a proxy "
+            f"OK: through {path}{links}; answered before {b} ({who}: an endpoint or a proxy "
             "whose other side carries other bytes)"
         )
     return f"OK: delivered both ways through {path}{links}"
