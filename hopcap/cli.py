@@ -63,8 +63,34 @@ InventoryOpt = Annotated[
 ]
 
 
+_status_open = False  # a progress line (`_status`) is on the terminal, not ended
+
+
 def _err(msg: str) -> None:
+    _status_end()
     typer.echo(msg, err=True)
+
+
+def _status(text: str) -> None:
+    """Progress of a long step on stderr: on a terminal each line replaces the last (a
+    sliced correlation says one per slice and pass); elsewhere one line each."""
+    global _status_open
+    if not sys.stderr.isatty():
+        _err(f"hopcap: {text}")
+        return
+    width = shutil.get_terminal_size().columns
+    sys.stderr.write(f"\r\x1b[Khopcap: {text}"[: width + 3])  # 4 chars: \r, the erase
+    sys.stderr.flush()
+    _status_open = True
+
+
+def _status_end() -> None:
+    """Erase the open progress line (before anything else is written)."""
+    global _status_open
+    if _status_open:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+        _status_open = False
 
 
 def _fail(exc: HopcapError) -> NoReturn:
@@ -1161,7 +1187,7 @@ def correlate_cmd(
         "jobs": _jobs(jobs),
         "dask": dask,
         "memory": _memory(memory),
-        "progress": lambda text: _err(f"hopcap: {text}"),
+        "progress": _status,
     }
     try:
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
@@ -1188,6 +1214,7 @@ def correlate_cmd(
                 write_offline_bundle(out, inputs, verdict)
     except HopcapError as exc:
         _fail(exc)
+    _status_end()
     if as_json:
         from hopcap.jsonout import dumps
 
