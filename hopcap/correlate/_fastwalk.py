@@ -418,17 +418,19 @@ void hopcap_occ(const uint64_t *k, long n, uint64_t *tk, int64_t *tv, long cap, 
     }
 }
 /* conns.mix in one pass: the same arithmetic, column by column, for every row */
+static const uint64_t MIX_P[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                                  0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
+/* one column's step of conns.mix: h so far, v the value of column i */
+static inline uint64_t mix_step(uint64_t h, uint64_t v, long i) {
+    uint64_t x = v * MIX_P[i % 4] + (uint64_t)(i + 1);
+    x ^= x >> 29;
+    h = (h ^ x) * MIX_P[0];
+    return h ^ (h >> 32);
+}
 void hopcap_mix(const int64_t *const *cols, long ncols, long n, uint64_t *out) {
-    static const uint64_t pr[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
-                                   0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
     for (long r = 0; r < n; r++) {
         uint64_t h = 0;
-        for (long i = 0; i < ncols; i++) {
-            uint64_t x = (uint64_t)cols[i][r] * pr[i % 4] + (uint64_t)(i + 1);
-            x ^= x >> 29;
-            h = (h ^ x) * pr[0];
-            h ^= h >> 32;
-        }
+        for (long i = 0; i < ncols; i++) h = mix_step(h, (uint64_t)cols[i][r], i);
         out[r] = h;
     }
 }
@@ -593,14 +595,12 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
 /* rows [r0, r0 + n) of the columns */
 static void mix_rows(const void *const *cols, const int64_t *kind, const int64_t *stride,
                      long ncols, long r0, long n, uint64_t *out) {
-    static const uint64_t pr[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
-                                   0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
-    const uint64_t p0 = pr[0];
+    const uint64_t p0 = MIX_P[0];
     memset(out, 0, (size_t)n * 8);
     for (long i = 0; i < ncols; i++) {
         long s = stride[i];
         const char *p = (const char *)cols[i] + r0 * s;
-        uint64_t pm = pr[i % 4];
+        uint64_t pm = MIX_P[i % 4];
         switch (kind[i]) {
         case 8: case -8: MIX_PASS(int64_t) break;
         case 4: MIX_PASS(uint32_t) break;
@@ -728,17 +728,10 @@ long hopcap_walk_pcapng(const uint8_t *buf, long size, long pos, int be, long ma
 }
 /* ---- mat ---- */
 #include <stdlib.h>
-static const uint64_t MAT_P[4] = {0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
-                                  0x165667B19E3779F9ULL, 0x27D4EB2F165667C5ULL};
 /* conns.mix of one row (the values of its columns, in order) */
 static inline uint64_t mat_mix(const int64_t *v, int n) {
     uint64_t h = 0;
-    for (int i = 0; i < n; i++) {
-        uint64_t x = (uint64_t)v[i] * MAT_P[i % 4] + (uint64_t)(i + 1);
-        x ^= x >> 29;
-        h = (h ^ x) * MAT_P[0];
-        h ^= h >> 32;
-    }
+    for (int i = 0; i < n; i++) h = mix_step(h, (uint64_t)v[i], i);
     return h;
 }
 /* an open-addressing table: keys k, values v (-1: empty), m + 1 slots used, alloc held */

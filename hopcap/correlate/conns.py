@@ -219,11 +219,6 @@ class PointConns:
         return self.order[pos], np.repeat(np.arange(hid.shape[0], dtype=np.int64), lens)
 
 
-def hids(halves: list[Half | None]) -> I64:
-    """The half ids of `halves` (None: -1)."""
-    return np.array([-1 if h is None else h.hid for h in halves], np.int64)
-
-
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
     """Where each half starts among the rows in `order` (`tk` their tuple keys), and
     whether it has a TSval: a tuple's first row starts one, and a SYN whose seq is not
