@@ -8,7 +8,7 @@ inside hopcap are integer nanoseconds since the epoch where packet order matters
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -23,6 +23,17 @@ LinkKind = Literal["same", "nat", "proxied", "tunnel"]
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
 LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
 BROKEN_KINDS: tuple[FindingKind, ...] = ("drop", "inject", "rewrite", "reset", "icmp")
+
+
+def any_broken(findings: Sequence[Finding]) -> bool:
+    """Is one of `findings` of a kind that breaks the flow (BROKEN_KINDS)? (A loop, not
+    any() over a generator: it runs for every flow when verdicts are sorted.)"""
+    for f in findings:  # noqa: SIM110 (see above)
+        if f.kind in BROKEN_KINDS:
+            return True
+    return False
+
+
 Direction = Literal["c2s", "s2c"]
 # what the first packet of a finding was (its one-line summary names it)
 PacketKind = Literal["SYN", "SYN-ACK", "RST", "FIN", "data", "ACK"]
@@ -492,7 +503,7 @@ class Flow:
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in BROKEN_KINDS for f in self.findings)
+        return any_broken(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

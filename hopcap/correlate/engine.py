@@ -35,7 +35,7 @@ from hopcap.correlate.udp import (
     match_dgram_hops,
 )
 from hopcap.errors import CorrelationError
-from hopcap.model import BROKEN_KINDS, Finding, Flow, PointInput, PointSummary, Verdict
+from hopcap.model import Finding, Flow, PointInput, PointSummary, Verdict, any_broken
 from hopcap.patterns import with_patterns
 
 NS = 1_000_000_000
@@ -385,12 +385,7 @@ def point_facts(pts: list[Point]) -> list[PointFacts | None]:
 
 def _built_order(f: Built) -> tuple[bool, bool, float]:
     """Broken flows first, then any with findings; by time."""
-    broken = False
-    for x in f.findings:
-        if x.kind in BROKEN_KINDS:
-            broken = True
-            break
-    return (not broken, not f.findings, f.first_ts or 0.0)
+    return (not any_broken(f.findings), not f.findings, f.first_ts or 0.0)
 
 
 def assemble(

@@ -20,7 +20,6 @@ from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, last_ts, tunnel_str
 from hopcap.correlate.summary import flow_summary, sentence, where
 from hopcap.model import (
-    BROKEN_KINDS,
     Direction,
     Finding,
     FindingKind,
@@ -28,6 +27,7 @@ from hopcap.model import (
     LegPart,
     LinkKind,
     PacketKind,
+    any_broken,
 )
 
 I64 = npt.NDArray[np.int64]
@@ -52,7 +52,7 @@ class Built:
 
     @property
     def broken(self) -> bool:
-        return any(f.kind in BROKEN_KINDS for f in self.findings)
+        return any_broken(self.findings)
 
 
 def _endpoint_name(p: Point, side: str) -> str:

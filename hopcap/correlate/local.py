@@ -32,7 +32,15 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from hopcap.correlate.summary import more, sentence
-from hopcap.model import BROKEN_KINDS, Finding, Flow, HostAddresses, PointSummary, Verdict
+from hopcap.model import (
+    BROKEN_KINDS,
+    Finding,
+    Flow,
+    HostAddresses,
+    PointSummary,
+    Verdict,
+    any_broken,
+)
 
 
 def norm_addr(text: str) -> str:
@@ -311,12 +319,8 @@ def _as_is(fl: Flow) -> bool:
 def _flow_order(f: Flow) -> tuple[bool, bool, bool, bool, float]:
     """The path's flows first, the target's first among them, then broken ones, then any
     with findings; by time."""
-    broken = False
-    for x in f.findings:
-        if x.kind in BROKEN_KINDS:
-            broken = True
-            break
-    return (not f.path, not f.target, not broken, not f.findings, f.first_ts or 0.0)
+    return (not f.path, not f.target, not any_broken(f.findings), not f.findings,
+            f.first_ts or 0.0)  # fmt: skip
 
 
 @dataclass
