@@ -1218,7 +1218,9 @@ def correlate_cmd(
     if as_json:
         from hopcap.jsonout import dumps
 
-        sys.stdout.buffer.write(dumps(verdict.to_dict()) + b"\n")
+        # written as encoded (appending the newline would copy the whole text once more)
+        sys.stdout.buffer.write(dumps(verdict.to_dict()))
+        sys.stdout.buffer.write(b"\n")
         sys.stdout.buffer.flush()
     else:
         found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
