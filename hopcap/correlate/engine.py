@@ -116,12 +116,14 @@ def _sliced(
     jobs: int,
 ) -> Verdict | None:
     """The verdict by time slices when the captures may not fit the memory budget."""
-    from hopcap.correlate import slices
+    from hopcap.correlate.budget import BYTES_PER_PACKET, default_budget, estimated_packets
 
-    budget = memory or slices.default_budget()
-    per = slice_packets or max(budget // slices.BYTES_PER_PACKET, 1)
-    if slice_packets is None and slices.estimated_packets(points) <= per:
+    budget = memory or default_budget()
+    per = slice_packets or max(budget // BYTES_PER_PACKET, 1)
+    if slice_packets is None and estimated_packets(points) <= per:
         return None
+    from hopcap.correlate import slices  # only now: what slices need costs ~7 ms to import
+
     margin = slices.MARGIN_NS if margin_ns is None else margin_ns
     return slices.correlate_sliced(
         points,

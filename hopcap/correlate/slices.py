@@ -47,6 +47,8 @@ import numpy.typing as npt
 from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import reader as rd
+from hopcap.correlate.budget import BYTES_PER_PACKET
+from hopcap.correlate.budget import estimated_packets as estimated_packets  # was here
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import DgramTable, parse_dgrams
@@ -62,9 +64,6 @@ log = logging.getLogger("hopcap.correlate")
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 NS = 1_000_000_000
-# anonymous memory the engine takes per packet of a slice (table, halves, matches,
-# verdict objects; measured 170-260 bytes at 1.6-6.4 M packets), with headroom
-BYTES_PER_PACKET = 320
 # memory that does not shrink with slices: the interpreter and numpy, and the verdict
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
 BASE_BYTES = 96 << 20
@@ -85,46 +84,6 @@ HEAD_CHUNKS = 2  # chunks (of 32 k records) from its first packet searched for t
 DENSE_ROWS = 64  # a conversation's packets in one chunk that the scan places in time
 
 Progress = Callable[[str], None]
-
-
-def default_budget() -> int:
-    """Half of the memory available now (Linux), else 4 GiB."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    return 4 << 30
-
-
-def estimated_packets(points: Sequence[PointInput]) -> int:
-    """About the packets of `points`' files, rather more than fewer: a classic pcap's
-    size over the mean of its first records (+25 %); other files as 60-byte records."""
-    total = 0
-    for p in points:
-        if p.pcap is not None:
-            with contextlib.suppress(OSError):
-                total += _estimate(Path(p.pcap))
-    return total
-
-
-def _estimate(path: Path, sample: int = 4096) -> int:
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(24 + sample * 1600)
-    kind = PCAP_MAGICS.get(head[:4])
-    if kind is None:
-        return size // 76
-    endian = kind[0]
-    pos, n = 24, 0
-    while n < sample and pos + 16 <= len(head):
-        pos += 16 + struct.unpack_from(endian + "I", head, pos + 8)[0]
-        n += 1
-    if n < 64 or pos <= 24:
-        return size // 76
-    return int((size - 24) / ((pos - 24) / n) * 1.25) + 1
 
 
 # --------------------------------------------------------------------------- keys
