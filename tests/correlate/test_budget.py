@@ -1,6 +1,6 @@
 """Whether captures fit the memory budget, decided before reading them: the estimate of
-a file's packets from its head, read only as far as its sample of records needs, and
-the slicing machinery imported only by a run that slices."""
+a file's packets from its head (mapped: only the pages its sample of records starts in
+are touched), and the slicing machinery imported only by a run that slices."""
 
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ def _pcap(path: Path, sizes: list[int], *, cut: int = 0, big_endian: bool = Fals
     return path
 
 
-def test_estimate_reads_what_it_needs_and_says_the_same(tmp_path: Path) -> None:
+def test_estimate_maps_the_head_and_says_the_same(tmp_path: Path) -> None:
     """The same estimate as a single read of the whole sample's bytes, for every capture
-    of tests/data and for files whose sample ends beyond the first read (big records:
-    the head is read further), within it, or never (fewer records than the sample, a
-    file cut in a record, a record length pointing past the file), either byte order,
-    and files that are not classic pcap."""
+    of tests/data and for files whose sample spans megabytes (big records), a few pages,
+    or more than the file (fewer records than the sample, a file cut in a record, a
+    record length pointing past the file), either byte order, and files that are not
+    classic pcap (empty, text)."""
     files = sorted(p for p in REALDATA.rglob("*") if p.is_file() and ".pcap" in p.name)
     assert len(files) > 20
     files += [
