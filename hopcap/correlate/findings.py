@@ -13,11 +13,20 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half, endpoint_strs
+from hopcap.correlate.conns import Half
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, last_ts, tunnel_str
+from hopcap.correlate.reader import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    PacketTable,
+    endpoint_str,
+    last_ts,
+    tunnel_str,
+)
 from hopcap.correlate.summary import flow_summary, sentence, where
 from hopcap.model import (
     Direction,
@@ -306,11 +315,9 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 # in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
 _Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
-# of a simple flow: its first leg's halves (c, s), its second leg's c half, both legs'
-# points, the first leg's details, the second's link and details, the hop's median c2s
-# delay and its points
-_Head = tuple[Half, Half, Half, int, int, tuple[str, ...], LinkKind, tuple[str, ...],
-              float | None, int, int]  # fmt: skip
+# of a simple flow: both legs' points, the first leg's details, the second's link and
+# details, the hop's median c2s delay and its points
+_Head = tuple[int, int, tuple[str, ...], LinkKind, tuple[str, ...], float | None, int, int]
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -342,6 +349,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     jobs: list[list[_Job]] = []
     simple: list[int] = []
     heads: list[_Head] = []
+    ends: list[tuple[int, int, int, int, int]] = []
     has_flag = [p.has_flag for p in pts]
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
@@ -400,22 +408,83 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
                     bb += [base] * len(g[1])
         simple.append(k)
         jobs.append(fj)
-        # what its legs need, read now that the flow's objects are at hand
-        heads.append((x.c, x.s, y.c, x.point, y.point, x.details, y.link, y.details,
-                      c2s.d_med, hop.a, hop.b))  # fmt: skip
+        # what its legs need, read now that the flow's objects are at hand; of its halves
+        # only their ids (the rest from the points' columns, for the chunk at once)
+        xp, yp = x.point, y.point
+        ends.append((xp, x.c.hid, x.s.hid, yp, y.c.hid))
+        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, hop.a, hop.b))
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
-    for k, fj, head in zip(simple, jobs, heads, strict=True):
+    for k, fj, head, strs in zip(simple, jobs, heads, _simple_ends(pts, ends), strict=True):
         f = flows[k]
-        built = _finish_simple(ctx, f, fj, head)
+        built = _finish_simple(ctx, f, fj, head, strs)
         out[k] = built if built is not None else finish_flow(pts, present, f)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
     ]
+
+
+def _simple_ends(
+    pts: list[Point], ends: list[tuple[int, int, int, int, int]]
+) -> list[tuple[str, str, str, str, int]]:
+    """Of simple flows (`ends`: their first leg's point and (c, s) halves, their second
+    leg's point and c half): the first leg's client and server, the second leg's source
+    and destination (as `endpoint_strs` writes them), and the first capture time of the
+    first leg; from the points' columns (a half's own fields, read one half at a time,
+    cost as much again: the halves lie all over memory)."""
+    if not ends:
+        return []
+    e = np.array(ends, np.int64)
+    out: list[list[str]] = [[], [], [], []]
+    firsts = [0] * len(ends)
+    for col, (pc, hc) in enumerate(((0, 1), (3, 4))):
+        src, dst = [""] * len(ends), [""] * len(ends)
+        for q in np.unique(e[:, pc]).tolist():
+            pos = np.nonzero(e[:, pc] == q)[0]
+            p = pts[q]
+            assert p.pc is not None
+            cols, t = p.pc.half_cols(), p.table
+            hid = e[pos, hc]
+            r0 = cols.row0[hid]
+            ip = pos.tolist()
+            for i, a, b in zip(ip, _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo),
+                               _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo),
+                               strict=True):  # fmt: skip
+                src[i] = a
+                dst[i] = b
+            if col == 0:
+                t0 = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]]).tolist()
+                for i, x in zip(ip, t0, strict=True):
+                    firsts[i] = x
+        out[2 * col], out[2 * col + 1] = src, dst
+    return list(zip(*out, firsts, strict=True))
+
+
+def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
+               lo: npt.NDArray[np.uint64]) -> list[str]:  # fmt: skip
+    """`endpoint_str` of the address (`hi`, `lo`) of rows `r0` with `port`; an IPv4
+    address written once (flows share their servers and their NAT's address)."""
+    quads = _QUADS
+    out: list[str] = []
+    for v, h, a, pt in zip(t.v[r0].tolist(), hi[r0].tolist(), lo[r0].tolist(), port.tolist(),
+                           strict=True):  # fmt: skip
+        if v != 4:
+            out.append(endpoint_str(v, h, a, pt))
+            continue
+        qa = quads.get(a)
+        if qa is None:  # dotted quads as ipaddress writes them, without an object each
+            if len(quads) > 1 << 16:
+                quads.clear()
+            qa = quads[a] = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:"
+        out.append(f"{qa}{pt}")
+    return out
+
+
+_QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
 
 
 def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -> _Cols:
@@ -493,7 +562,9 @@ class _SimpleCtx:
         return got
 
 
-def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Built | None:
+def _finish_simple(
+    ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head, strs: tuple[str, str, str, str, int]
+) -> Built | None:
     """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
     where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
     drops: list[Finding] = []
@@ -528,12 +599,10 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
     if len(rewrites) > 1:
         rewrites.sort(key=_TS)
     findings = drops + rewrites if drops else rewrites
-    xc, xs, yc, xp, yp, x_details, y_link, y_details, d_med, a, b = head
+    xp, yp, x_details, y_link, y_details, d_med, a, b = head
+    client, server, y_src, y_dst, first_ns = strs
     offsets, names = ctx.offsets, ctx.names
     lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
-    # the tuples' strings (not kept on the halves: nothing else of a simple flow reads them)
-    client, server = endpoint_strs(xc)
-    y_src, y_dst = endpoint_strs(yc)
     legs_out = (
         Leg(names[xp], f"{client} > {server}", "same", x_details),
         Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
@@ -542,9 +611,8 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
         summary = ctx.summary(findings)
     else:
         summary = flow_summary(ctx.pts, f, findings, list(legs_out))
-    first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[xp]
     return Built("tcp", client, server, legs_out, tuple(findings), summary,
-                 first_ts_ns / NS)  # fmt: skip
+                 (first_ns - offsets[xp]) / NS)  # fmt: skip
 
 
 _TS = attrgetter("first_ts")
