@@ -70,16 +70,28 @@ def _endpoint_name(p: Point, side: str) -> str:
     return side
 
 
+def kind_of(flags: int, plen: int) -> PacketKind:
+    """What a packet (TCP `flags`, payload length `plen`) is in a summary's words: its
+    first flag that matters (a FIN with data is a FIN)."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "FIN" if flags & FIN else "data" if plen else "ACK"
+
+
+def tally_kind(flags: int, plen: int) -> PacketKind:
+    """What a packet is as a finding's tally counts it ("3 data, 1 FIN"): as `kind_of`,
+    but a FIN with data is data."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
+
+
+FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`flags_str`)
+
+
 def packet_kind(t: PacketTable, row: int) -> PacketKind:
-    """What packet `row` is, in a summary's words (its first flag that matters)."""
-    fl = int(t.flags[row])
-    if fl & SYN:
-        return "SYN-ACK" if fl & ACK else "SYN"
-    if fl & RST:
-        return "RST"
-    if fl & FIN:
-        return "FIN"
-    return "data" if t.plen[row] else "ACK"
+    """What packet `row` is, in a summary's words (`kind_of`)."""
+    return kind_of(int(t.flags[row]), int(t.plen[row]))
 
 
 def _first_packet(t: PacketTable, r0: int, base: int) -> str:
@@ -133,16 +145,7 @@ def _describe(
         nbytes = sum(pls)
     kinds: dict[str, int] = {}
     for fl, pl in zip(fls, pls, strict=True):
-        if fl & SYN:
-            k = "SYN-ACK" if fl & ACK else "SYN"
-        elif fl & RST:
-            k = "RST"
-        elif pl:
-            k = "data"
-        elif fl & FIN:
-            k = "FIN"
-        else:
-            k = "ACK"
+        k = tally_kind(fl, pl)
         kinds[k] = kinds.get(k, 0) + 1
     parts = ", ".join(f"{n} {k}" for k, n in kinds.items())
     return f"{_first_packet(t, r0, base)} ({parts})", nbytes, int(_MIN(t.ts[rows]))
@@ -509,12 +512,11 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
         fl.tolist(), seq.tolist(), rel.tolist(), pl, t.tsval[r].tolist(), t.v[r].tolist(),
         t.ipid[r].tolist(), strict=True,
     ):  # fmt: skip
+        kinds.append(kind_of(f0, p0))
         if f0 & SYN:
             x = f"{flags_str(f0)} seq={s0}"
-            kinds.append("SYN-ACK" if f0 & ACK else "SYN")
         else:
             x = f"{flags_str(f0)} seq={rl}" + (f" len={p0}" if p0 else "")
-            kinds.append("RST" if f0 & RST else "FIN" if f0 & FIN else "data" if p0 else "ACK")
         if tv >= 0:
             x += f" tsval={tv}"
         if v == 4:
@@ -624,7 +626,7 @@ def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
     texts, pls, tss, kinds, _blind = cols
     counts: dict[str, int] = {}
     for k, pl in zip(kinds[i : i + n], pls[i : i + n], strict=True):
-        w = "data" if k == "FIN" and pl else k  # a FIN with data is counted as data
+        w = "data" if k == "FIN" and pl else k  # `tally_kind` of a `kind_of`
         counts[w] = counts.get(w, 0) + 1
     parts = ", ".join(f"{c} {w}" for w, c in counts.items())
     return f"{texts[i]} ({parts})", sum(pls[i : i + n]), min(tss[i : i + n])
