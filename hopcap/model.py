@@ -424,7 +424,7 @@ class LegPart:
 
 
 @_quick_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Leg:
     point: str
     tuple: str  # "198.18.1.1:31378 > 198.18.1.2:80", client side first
@@ -449,7 +449,7 @@ class Leg:
 
 
 @_quick_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     kind: FindingKind
     direction: Direction
@@ -485,7 +485,7 @@ class Finding:
 
 
 @_quick_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Flow:
     id: str
     proto: str

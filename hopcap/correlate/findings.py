@@ -46,7 +46,7 @@ T = TypeVar("T")
 KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
-@dataclass
+@dataclass(slots=True)
 class Built:
     proto: str
     client: str

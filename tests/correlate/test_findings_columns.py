@@ -5,6 +5,7 @@ the per-flow path decides), on two points of one real capture, and on the ns-3 P
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,11 @@ def _prepared(points: list[PointInput]) -> E.Prepared:
 def _facts(b: Built) -> tuple[Any, ...]:
     """Everything of a built flow, with the finding fields that equality leaves out (every
     attribute of its findings and legs)."""
-    return (repr(b), [vars(x) for x in b.findings], [vars(x) for x in b.legs])
+    return (repr(b), [_fields(x) for x in b.findings], [_fields(x) for x in b.legs])
+
+
+def _fields(x: Any) -> dict[str, Any]:
+    return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}
 
 
 def _check(prep: E.Prepared, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
