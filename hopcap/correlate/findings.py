@@ -12,6 +12,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
 from hopcap.correlate.clocks import blind
 from hopcap.correlate.conns import Half
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
@@ -471,9 +472,16 @@ def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
                lo: npt.NDArray[np.uint64]) -> list[str]:  # fmt: skip
     """`endpoint_str` of the address (`hi`, `lo`) of rows `r0` with `port`; an IPv4
     address written once (flows share their servers and their NAT's address)."""
+    vs = t.v[r0]
+    got = endpoint_texts(vs, lo[r0], port)
+    if got is not None:  # IPv4 in C; any other here
+        for i in np.nonzero(vs != 4)[0].tolist():
+            r = int(r0[i])
+            got[i] = endpoint_str(int(vs[i]), int(hi[r]), int(lo[r]), int(port[i]))
+        return got
     quads = _QUADS
     out: list[str] = []
-    for v, h, a, pt in zip(t.v[r0].tolist(), hi[r0].tolist(), lo[r0].tolist(), port.tolist(),
+    for v, h, a, pt in zip(vs.tolist(), hi[r0].tolist(), lo[r0].tolist(), port.tolist(),
                            strict=True):  # fmt: skip
         if v != 4:
             out.append(endpoint_str(v, h, a, pt))
@@ -506,23 +514,38 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
         bl |= at < down.start_ns
     if down.stop_ns is not None:
         bl |= at > down.stop_ns
+    plen, tsval, v, ipid = t.plen[r], t.tsval[r], t.v[r], t.ipid[r]
+    kinds: list[PacketKind] = _KINDS[(fl & 255) + 256 * (plen > 0)].tolist()
+    texts = finding_texts(fl, seq, rel, plen, tsval, v, ipid)
+    if texts is None:
+        texts = _texts(fl, seq, rel, pl, tsval, v, ipid)
+    return texts, pl, ts.tolist(), kinds, bl.tolist()
+
+
+# `kind_of` of every (flags, with payload or not): row f + 256 * (payload > 0)
+_KINDS = np.array([kind_of(f & 255, f >> 8) for f in range(512)], object)
+
+
+def _texts(
+    fl: I64, seq: I64, rel: I64, pl: list[int], tsval: I64, v: npt.NDArray[np.uint8], ipid: I64
+) -> list[str]:
+    """`_first_packet`'s texts of rows from their columns (`_fastwalk.finding_texts`
+    without a compiler)."""
     texts: list[str] = []
-    kinds: list[PacketKind] = []
-    for f0, s0, rl, p0, tv, v, ipid in zip(
-        fl.tolist(), seq.tolist(), rel.tolist(), pl, t.tsval[r].tolist(), t.v[r].tolist(),
-        t.ipid[r].tolist(), strict=True,
+    for f0, s0, rl, p0, tv, v0, ip in zip(
+        fl.tolist(), seq.tolist(), rel.tolist(), pl, tsval.tolist(), v.tolist(),
+        ipid.tolist(), strict=True,
     ):  # fmt: skip
-        kinds.append(kind_of(f0, p0))
         if f0 & SYN:
             x = f"{flags_str(f0)} seq={s0}"
         else:
             x = f"{flags_str(f0)} seq={rl}" + (f" len={p0}" if p0 else "")
         if tv >= 0:
             x += f" tsval={tv}"
-        if v == 4:
-            x += f" ipid={ipid}"
+        if v0 == 4:
+            x += f" ipid={ip}"
         texts.append(x)
-    return texts, pl, ts.tolist(), kinds, bl.tolist()
+    return texts
 
 
 class _SimpleCtx:
