@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -353,7 +353,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     jobs: list[list[_Job]] = []
     simple: list[int] = []
     heads: list[_Head] = []
-    ends: list[tuple[int, int, int, int, int]] = []
+    ends: list[int] = []  # five a simple flow (`_simple_ends`)
     has_flag = [p.has_flag for p in pts]
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
@@ -415,7 +415,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         # what its legs need, read now that the flow's objects are at hand; of its halves
         # only their ids (the rest from the points' columns, for the chunk at once)
         xp, yp = x.point, y.point
-        ends.append((xp, x.c.hid, x.s.hid, yp, y.c.hid))
+        ends += (xp, x.c.hid, x.s.hid, yp, y.c.hid)
         heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, hop.a, hop.b))
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
@@ -432,21 +432,20 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     ]
 
 
-def _simple_ends(
-    pts: list[Point], ends: list[tuple[int, int, int, int, int]]
-) -> list[tuple[str, str, str, str, int]]:
-    """Of simple flows (`ends`: their first leg's point and (c, s) halves, their second
-    leg's point and c half): the first leg's client and server, the second leg's source
-    and destination (as `endpoint_strs` writes them), and the first capture time of the
-    first leg; from the points' columns (a half's own fields, read one half at a time,
-    cost as much again: the halves lie all over memory)."""
-    if not ends:
+def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
+    """Of simple flows (`ends`: five numbers each, their first leg's point and (c, s)
+    halves, their second leg's point and c half): the first leg's client and server, the
+    second leg's source and destination (as `endpoint_strs` writes them), and the first
+    capture time of the first leg; from the points' columns (a half's own fields, read
+    one half at a time, cost as much again: the halves lie all over memory)."""
+    n = len(ends) // 5
+    if not n:
         return []
-    e = np.array(ends, np.int64)
-    out: list[list[str]] = [[], [], [], []]
-    firsts = [0] * len(ends)
-    for col, (pc, hc) in enumerate(((0, 1), (3, 4))):
-        src, dst = [""] * len(ends), [""] * len(ends)
+    e = np.array(ends, np.int64).reshape(n, 5)
+    out: list[list[Any]] = []
+    firsts = np.zeros(n, np.int64)
+    for pc, hc in ((0, 1), (3, 4)):
+        src, dst = np.empty(n, object), np.empty(n, object)
         for q in np.unique(e[:, pc]).tolist():
             pos = np.nonzero(e[:, pc] == q)[0]
             p = pts[q]
@@ -454,18 +453,12 @@ def _simple_ends(
             cols, t = p.pc.half_cols(), p.table
             hid = e[pos, hc]
             r0 = cols.row0[hid]
-            ip = pos.tolist()
-            for i, a, b in zip(ip, _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo),
-                               _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo),
-                               strict=True):  # fmt: skip
-                src[i] = a
-                dst[i] = b
-            if col == 0:
-                t0 = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]]).tolist()
-                for i, x in zip(ip, t0, strict=True):
-                    firsts[i] = x
-        out[2 * col], out[2 * col + 1] = src, dst
-    return list(zip(*out, firsts, strict=True))
+            src[pos] = _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo)
+            dst[pos] = _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo)
+            if pc == 0:
+                firsts[pos] = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]])
+        out += (src.tolist(), dst.tolist())
+    return list(zip(*out, firsts.tolist(), strict=True))
 
 
 def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
@@ -619,10 +612,8 @@ def _finish_simple(
         rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
                                 text, fld, rw0.before, rw0.after))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
-    if len(drops) > 1:
-        drops.sort(key=_TS)
-    if len(rewrites) > 1:
-        rewrites.sort(key=_TS)
+    _by_time(drops)
+    _by_time(rewrites)
     findings = drops + rewrites if drops else rewrites
     xp, yp, x_details, y_link, y_details, d_med, a, b = head
     client, server, y_src, y_dst, first_ns = strs
@@ -641,6 +632,18 @@ def _finish_simple(
 
 
 _TS = attrgetter("first_ts")
+
+
+def _by_time(fs: list[Finding]) -> None:
+    """Sort findings (each with a time) by time, stably; two (a flow's usual rewrites,
+    one each way) without a sort's set-up."""
+    if len(fs) == 2:
+        if fs[1].first_ts < fs[0].first_ts:  # type: ignore[operator]
+            fs.reverse()
+    elif len(fs) > 2:
+        fs.sort(key=_TS)
+
+
 _PLAIN = frozenset({int, str, type(None)})  # values equal as keys only when their str is
 
 
