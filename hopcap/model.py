@@ -512,8 +512,8 @@ class Flow:
             "client": self.client,
             "server": self.server,
             "path": self.path,
-            "legs": [leg.to_dict() for leg in self.legs],
-            "findings": [f.to_dict() for f in self.findings],
+            "legs": list(map(_LEG_DICT, self.legs)),  # (no method looked up per item)
+            "findings": list(map(_FINDING_DICT, self.findings)),
             "summary": self.summary,
         }
         if self.local_to is not None:
@@ -523,6 +523,10 @@ class Flow:
         if self.first_ts is not None:
             d["first_ts"] = self.first_ts
         return d
+
+
+_LEG_DICT = Leg.to_dict
+_FINDING_DICT = Finding.to_dict
 
 
 @dataclass(frozen=True)
@@ -622,7 +626,7 @@ class Verdict:
         d: dict[str, Any] = {
             "points": [p.to_dict() for p in self.points],
             "patterns": [p.to_dict() for p in self.patterns],
-            "flows": [f.to_dict() for f in self.flows],
+            "flows": list(map(Flow.to_dict, self.flows)),
         }
         if self.hosts:
             d["hosts"] = {h.host: h.to_dict() for h in self.hosts}

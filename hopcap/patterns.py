@@ -32,7 +32,7 @@ _PLAIN = frozenset({int, str, type(None)})
 _UNSET = "\0unset"  # no anchor looked up yet (None: the segment has none)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Acc:
     first: Finding
     flow_ids: list[str]
