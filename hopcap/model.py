@@ -44,24 +44,25 @@ _C = TypeVar("_C")
 
 
 def _quick_init(cls: type[_C]) -> type[_C]:
-    """Give the frozen dataclass `cls` a quicker `__init__` (same parameters, same
-    defaults, same compact instances): the generated one looks `object.__setattr__` up
-    anew for every field (1.6 us for a Finding, 1.1 us this way; a verdict holds tens of
-    thousands of flows, legs and findings)."""
+    """Give the frozen slotted dataclass `cls` a quicker `__init__` (same parameters, same
+    defaults): the generated one looks `object.__setattr__` up anew for every field; this
+    one sets each slot through its own descriptor (a Finding in 0.5 us instead of 1.6 us;
+    a verdict holds tens of thousands of flows, legs and findings)."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
     assert all(f.default_factory is dataclasses.MISSING for f in fields), cls
+    setters = {f"_s_{f.name}": vars(cls)[f.name].__set__ for f in fields}  # slots' setters
     params = ", ".join(f"{f.name}=_d_{f.name}" if f"_d_{f.name}" in defaults else f.name
                        for f in fields)  # fmt: skip
-    body = "".join(f"        _set(self, {f.name!r}, {f.name})\n" for f in fields)
+    body = "".join(f"        _s_{f.name}(self, {f.name})\n" for f in fields)
     src = (
-        f"def make({', '.join(['_set', *defaults])}):\n"
+        f"def make({', '.join([*setters, *defaults])}):\n"
         f"    def __init__(self, {params}):\n{body}"
         "    return __init__\n"
     )
     ns: dict[str, Any] = {}
     exec(src, ns)  # as dataclasses writes its own __init__
-    init = ns["make"](object.__setattr__, *defaults.values())
+    init = ns["make"](*setters.values(), *defaults.values())
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     setattr(cls, "__init__", init)  # noqa: B010 (mypy: no assigning methods)
     return cls
