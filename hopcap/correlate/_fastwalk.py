@@ -1148,7 +1148,7 @@ static char *fin_dec(char *o, int64_t v) {
 static char *fin_str(char *o, const char *s) { while (*s) *o++ = *s++; return o; }
 /* findings._rows_described's texts (`_first_packet`) of n rows, each line ended by '\n':
    the flags by name (match.flags_str), seq (a SYN's own, else `rel`), len (not of a SYN,
-   when > 0), tsval (when >= 0), ipid (IPv4); at most 120 bytes a row; returns the bytes */
+   when > 0), tsval (when >= 0), ipid (IPv4); at most 136 bytes a row; returns the bytes */
 long hopcap_fin_texts(long n, const int64_t *flags, const int64_t *seq, const int64_t *rel,
                       const int64_t *plen, const int64_t *tsval, const int64_t *v,
                       const int64_t *ipid, char *out) {
@@ -1174,7 +1174,7 @@ long hopcap_fin_texts(long n, const int64_t *flags, const int64_t *seq, const in
     return (long)(o - out);
 }
 /* findings._endpoints of IPv4 rows: "a.b.c.d:port" a line (an empty line where v is not
-   4); at most 22 bytes a row; returns the bytes */
+   4); at most 37 bytes a row; returns the bytes */
 long hopcap_fin_ends(long n, const int64_t *v, const uint64_t *lo, const int64_t *port,
                      char *out) {
     char *o = out;
@@ -1953,7 +1953,7 @@ def finding_texts(
         return None
     cols = _i64(flags, seq, rel, plen, tsval, v, ipid)
     n = int(cols[0].shape[0])
-    buf = ctypes.create_string_buffer(120 * n + 1)
+    buf = ctypes.create_string_buffer(136 * n + 1)  # (any int64 values)
     m = lib.hopcap_fin_texts(n, *[c.ctypes.data for c in cols], buf)
     return _lines(buf, m, n)
 
@@ -1967,6 +1967,6 @@ def endpoint_texts(v: Any, lo: Any, port: Any) -> list[str] | None:
     vv, pp = _i64(v, port)
     lw = np.ascontiguousarray(lo, np.uint64)
     n = int(vv.shape[0])
-    buf = ctypes.create_string_buffer(24 * n + 1)
+    buf = ctypes.create_string_buffer(37 * n + 1)  # (any int64 port)
     m = lib.hopcap_fin_ends(n, vv.ctypes.data, lw.ctypes.data, pp.ctypes.data, buf)
     return _lines(buf, m, n)

@@ -287,6 +287,9 @@ def test_compiled_texts_and_tuples_are_the_python_ones() -> None:
     tsval = np.where(rng.random(n) < 0.3, -1, rng.integers(0, 1 << 32, n))
     v = np.where(rng.random(n) < 0.2, 6, 4).astype(np.uint8)
     ipid = np.where(v == 4, rng.integers(0, 1 << 16, n), -1)
+    big = (1 << 63) - 1  # the longest numbers a row can hold (none of a real capture)
+    for k, f in ((5, 255), (6, 255 & ~2)):
+        fl[k], seq[k], rel[k], plen[k], tsval[k], v[k], ipid[k] = f, big, -big - 1, big, big, 4, big
     got = _fastwalk.finding_texts(fl, seq, rel, plen, tsval, v, ipid)
     assert got == F._texts(fl, seq, rel, plen.tolist(), tsval, v, ipid)
     assert got is not None and got[2].startswith(f"SYN seq={seq[2]}")  # its own seq
@@ -294,8 +297,9 @@ def test_compiled_texts_and_tuples_are_the_python_ones() -> None:
     lo = rng.integers(0, 1 << 32, n, dtype=np.uint64)
     lo[:3] = [0, (1 << 32) - 1, 0x0A000001]
     port = rng.integers(0, 65536, n)
-    port[:2] = [0, 65535]
-    v[:3] = 4
+    port[:3] = [0, 65535, (1 << 63) - 1]
+    lo[3] = (1 << 64) - 1  # (the low word only of an IPv4 address is read)
+    v[:4] = 4
     ends = _fastwalk.endpoint_texts(v, lo, port)
     assert ends is not None and ends[:2] == ["0.0.0.0:0", "255.255.255.255:65535"]
     for i in range(n):
