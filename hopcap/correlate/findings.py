@@ -499,7 +499,8 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
     fl = t.flags[r].astype(np.int64)
     seq = t.seq[r].astype(np.int64)
     rel = ((seq - np.array(bases, np.int64) + (1 << 31)) & M32) - (1 << 31)
-    pl = t.plen[r].tolist()
+    plen = t.plen[r]
+    pl = plen.tolist()
     ts = t.ts[r].astype(np.int64)
     at = ts - up.offset_ns + down.offset_ns
     bl = np.zeros(r.shape[0], bool)
@@ -507,7 +508,7 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
         bl |= at < down.start_ns
     if down.stop_ns is not None:
         bl |= at > down.stop_ns
-    plen, tsval, v, ipid = t.plen[r], t.tsval[r], t.v[r], t.ipid[r]
+    tsval, v, ipid = t.tsval[r], t.v[r], t.ipid[r]
     kinds: list[PacketKind] = _KINDS[(fl & 255) + 256 * (plen > 0)].tolist()
     texts = finding_texts(fl, seq, rel, plen, tsval, v, ipid)
     if texts is None:
