@@ -4,7 +4,7 @@ where the evidence has gaps, and the legs as the verdict shows them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -63,6 +63,26 @@ class Built:
     @property
     def broken(self) -> bool:
         return any_broken(self.findings)
+
+    def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
+        """Pickled (`--jobs` sends every flow back to the first process) with its legs' and
+        findings' fields as values: one call of Python here, none per leg or finding."""
+        legs = tuple(map(_LEG_VALUES, self.legs))
+        return _unpickled, (_BUILT_VALUES(self), legs, tuple(map(_FINDING_VALUES, self.findings)))
+
+
+def _unpickled(
+    vals: tuple[Any, ...], legs: tuple[tuple[Any, ...], ...], fs: tuple[tuple[Any, ...], ...]
+) -> Built:
+    proto, client, server, summary, first_ts, t_out, t_in = vals
+    return Built(proto, client, server, tuple(Leg(*x) for x in legs),
+                 tuple(Finding(*x) for x in fs), summary, first_ts, t_out, t_in)  # fmt: skip
+
+
+_BUILT_VALUES = attrgetter("proto", "client", "server", "summary", "first_ts", "tunnel_out",
+                           "tunnel_in")  # fmt: skip
+_LEG_VALUES = attrgetter(*(f.name for f in fields(Leg)))
+_FINDING_VALUES = attrgetter(*(f.name for f in fields(Finding)))
 
 
 def _endpoint_name(p: Point, side: str) -> str:

@@ -49,6 +49,7 @@ def test_quick_constructors_are_the_dataclass_ones(cls: type) -> None:
         x.__setattr__(fields[0].name, "changed")
     assert x == cls(**args) and hash(x) == hash(cls(**args))
     assert pickle.loads(pickle.dumps(x)) == x
+    assert _fields(pickle.loads(pickle.dumps(x))) == _fields(x)  # (all, compared or not)
     y = dataclasses.replace(x, **{fields[0].name: "other"})
     assert getattr(y, fields[0].name) == "other" and y != x
 
@@ -137,3 +138,25 @@ def test_localize_with_is_replace() -> None:
         got, want = L._with(fl, **changes), dataclasses.replace(fl, **changes)
         assert type(got) is Flow and _fields(got) == _fields(want)
     assert _fields(L._with(fl)) == _fields(fl)
+
+
+def test_a_built_flow_pickles_whole() -> None:
+    """A built flow (`--jobs` pickles them back to the first process) comes back with
+    every field of its legs and findings, those equality leaves out too."""
+    from hopcap.correlate.findings import Built
+    from hopcap.model import LegPart
+
+    part = LegPart((1, 3), 4, ((0, 10), (20, 30)), ((0, 5), (9, 12)))
+    legs = (Leg("a", "198.18.0.1:1 > 203.0.113.1:80", "same", ("x",), None, None, "gre"),
+            Leg("b", "198.51.100.1:9 > 203.0.113.1:80", "nat", (), 8e-05, part))  # fmt: skip
+    fs = (Finding("drop", "c2s", ("a", "b"), 1, 10, 1.5, "SYN seq=1", packet="SYN",
+                  unanswered=True),
+          Finding("rewrite", "s2c", ("b", "a"), 1, 0, 1.6, "SYN,ACK seq=2", "tcp.mss", 1460,
+                  1360))  # fmt: skip
+    for b in (Built("tcp", "c", "s", legs, fs, "sum", 1.5, (3, 1), None),
+              Built("udp", "c", "s", (), (), "", None)):  # fmt: skip
+        got = pickle.loads(pickle.dumps(b))
+        assert type(got) is Built and got == b
+        assert [_fields(x) for x in got.legs] == [_fields(x) for x in b.legs]
+        assert [_fields(x) for x in got.findings] == [_fields(x) for x in b.findings]
+        assert (got.tunnel_out, got.tunnel_in) == (b.tunnel_out, b.tunnel_in)
