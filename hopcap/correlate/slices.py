@@ -52,9 +52,9 @@ from hopcap.correlate.budget import estimated_packets as estimated_packets  # wa
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import DgramTable, parse_dgrams
-from hopcap.correlate.findings import Built
+from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
+from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
 from hopcap.correlate.udp import DFlowB
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
@@ -693,18 +693,11 @@ def _rw_groups(
                     text = _first_packet(t, rw.a_row, dm.a_base)
                     g = groups[key] = _RwGroup(key[1:], rw.before, rw.after, 0, text, {})
                 g.n += 1
-                kind = _tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
+                kind = tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
                 g.kinds[kind] = g.kinds.get(kind, 0) + 1
             for (fld, _b, _a), g in groups.items():
                 out.setdefault((d, (pts[up].name, pts[down].name), fld), []).append(g)
     return out
-
-
-def _tally_kind(flags: int, plen: int) -> str:
-    """A packet's kind as `findings._describe` tallies it."""
-    if flags & SYN:
-        return "SYN-ACK" if flags & ACK else "SYN"
-    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
 
 
 def _merge_rewrite(fnd: Finding, per_slice: list[list[_RwGroup]]) -> Finding:
@@ -1286,14 +1279,7 @@ def _kind_of_text(text: str) -> str:
     m = _FIRST.search(text)
     if m is None:
         return "?"
-    flags = m.group(1).split(",")
-    if "SYN" in flags:
-        return "SYN-ACK" if "ACK" in flags else "SYN"
-    if "RST" in flags:
-        return "RST"
-    if m.group(2):
-        return "data"
-    return "FIN" if "FIN" in flags else "ACK"
+    return tally_kind(FLAG_BITS.get(m.group(1), 0), 1 if m.group(2) else 0)
 
 
 def _merge_findings(fs: list[Finding]) -> Finding:
