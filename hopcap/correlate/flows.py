@@ -174,26 +174,28 @@ def build_flows(
         skip = list(range(p + 1, nxt))
         further = k + 2 < len(present)
         for i, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
-            conn = conns[i]
+            conn = conns[i]  # (its cid is i)
             part = None
-            if conn.cid in mine:
-                part = plan.rest.get(conn.cid) if plan is not None else None
+            if i in mine:
+                part = plan.rest.get(i) if plan is not None else None
                 if part is None:
                     continue
-            mine.add(conn.cid)
+            mine.add(i)
             details = (part.label(),) if part is not None else ()
-            flow = FlowB([LegB(p, conn.c, conn.s, "same", details, 0, 0, part)])
-            flows.append(flow)
+            leg = LegB(p, conn.c, conn.s, "same", details, 0, 0, part)
             if js < 0:
+                flow = FlowB([leg])
+                flows.append(flow)
                 _extend(pts, present, k, flow, links, claimed, plans)
                 continue
             if yc_conn >= 0:
                 theirs.add(yc_conn)
             if ys_conn >= 0:
                 theirs.add(ys_conn)
-            flow.hops.append(Hop(p, nxt, None, None, list(skip)))
             link: LinkKind = "same" if same else "nat"
-            flow.legs.append(LegB(nxt, down[jc], down[js], link, (), None, None, part))
+            leg_y = LegB(nxt, down[jc], down[js], link, (), None, None, part)
+            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip))])
+            flows.append(flow)
             if further:
                 _extend(pts, present, k + 1, flow, links, claimed, plans)
     return flows
@@ -212,16 +214,11 @@ class _ConnCols:
     @classmethod
     def of(cls, pc: PointConns | None) -> _ConnCols:
         assert pc is not None
-        conns, ts = pc.conns, pc.half_cols().first_ts
-        hc = np.array([-1 if c.c is None else c.c.hid for c in conns], np.int64)
-        hs = np.array([-1 if c.s is None else c.s.hid for c in conns], np.int64)
-        cid = np.array([c.cid for c in conns], np.int64)
+        ts = pc.half_cols().first_ts
+        hc, hs = pc.pairs[:, 0], pc.pairs[:, 1]
         big = np.iinfo(np.int64).max
         first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
-        conn = np.full(ts.shape[0], -1, np.int64)
-        for h in (hc, hs):
-            conn[h[h >= 0]] = cid[h >= 0]
-        return cls(hc, hs, first, conn)
+        return cls(hc, hs, first, pc.conn_of)
 
     def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
         """Per connection in order of its first packet (stable, as `sorted` by
@@ -401,7 +398,9 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     # per pair of points: the half ids of each group's first hop (upstream client, its
     # downstream half, upstream server, downstream server; -1: none), in group order
     firsts: dict[tuple[int, int], list[int]] = {}
-    for f in chains(flows):
+    # (the chains: the flows themselves unless one has subs)
+    every = list(chains(flows)) if [f for f in flows if f.subs] else flows
+    for f in every:
         legs = f.legs
         for i, hop in enumerate(f.hops):
             if hop.ended is not None:
@@ -416,17 +415,19 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
                 same = groups[ab] = {}
                 firsts[ab] = []
             xc, xs, yc, ys = x.c, x.s, y.c, y.s
-            key = (id(xc), id(xs), id(yc), id(ys))
+            # the halves of a point are told apart by their ids
+            key = (
+                -1 if xc is None else xc.hid,
+                -1 if yc is None else yc.hid,
+                -1 if xs is None else xs.hid,
+                -1 if ys is None else ys.hid,
+            )
             got = same.get(key)
             if got is not None:
                 got.append((x, y, hop))
                 continue
             same[key] = [(x, y, hop)]
-            fs = firsts[ab]
-            fs.append(-1 if xc is None else xc.hid)
-            fs.append(-1 if yc is None else yc.hid)
-            fs.append(-1 if xs is None else xs.hid)
-            fs.append(-1 if ys is None else ys.hid)
+            firsts[ab] += key
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);

@@ -21,7 +21,8 @@ import bisect
 import functools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +63,9 @@ def signed32(x: I64) -> I64:
     return ((x + (1 << 31)) & M32) - (1 << 31)
 
 
-@dataclass
-class Rewrite:
+class Rewrite(NamedTuple):
+    """A field of one packet changed on its way (made by the thousand: a tuple)."""
+
     field: str
     before: object
     after: object
@@ -798,9 +800,8 @@ def _rewrites_at(
     before: Any, after: Any,
 ) -> None:  # fmt: skip
     """One Rewrite per position `k` of the matched pairs (values `before`, `after`)."""
-    cols = (before.tolist(), after.tolist(), a[k].tolist(), b[k].tolist(), pid[k].tolist())
-    for x, y, ra, rb, p in zip(*cols, strict=True):
-        out.append((Rewrite(name, x, y, ra, rb), p))
+    rows = zip(repeat(name), before.tolist(), after.tolist(), a[k].tolist(), b[k].tolist())
+    out += zip(map(tuple.__new__, repeat(Rewrite), rows), pid[k].tolist(), strict=True)
 
 
 def _ttl_off_mode(pid: I64, dttl: I64) -> npt.NDArray[np.bool_]:
