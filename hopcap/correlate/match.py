@@ -33,6 +33,7 @@ from hopcap.correlate._fastwalk import (
     learn_offsets,
     match_core,
     occurrences,
+    pair_delays,
     payloads_differ,
 )
 from hopcap.correlate.conns import mix
@@ -577,7 +578,12 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     d_min = np.zeros(npairs, np.int64)
     d_med = np.zeros(npairs, np.float64)
     by_pair: tuple[I64, I64, I64] | None = None  # with KEEP_PAIRS: rows, delays, cuts by pair
-    if pa_all.shape[0]:
+    fast = None
+    if pa_all.shape[0] and not KEEP_PAIRS:
+        fast = pair_delays(ga_all, gb_all, pid_all, ta.ts, tb.ts, npairs)
+    if fast is not None:
+        n_ok, d_min, d_med = fast
+    elif pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
         dl = tb.ts[gb_all] - ta.ts[ga_all]

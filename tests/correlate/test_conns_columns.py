@@ -114,6 +114,54 @@ def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
     assert n_halves > 100
 
 
+def test_halves_made_in_c_are_the_halves_built_by_hand(tmp_path: Path) -> None:
+    """The halves `build_point` makes as tuples for a whole point at once read as the
+    halves built one by one with `Half(...)` (the dataclass's constructor): every field,
+    the rows (sliced on first read), the connection (a column the point's halves share),
+    the tuple strings; the same after pickling; `by_tkey`, made on first need, as a loop
+    makes it; a Conn's halves are the point's halves, each knowing its connection."""
+    import pickle
+
+    seen = 0
+    for f in _captures(tmp_path):
+        t = read_capture(f)
+        pc = build_point(t)
+        assert pc.cols is not None
+        for h in pc.halves:
+            c = pc.cols
+            want = Half(
+                h.hid, pc.order[int(c.start[h.hid]) : int(c.end[h.hid])], int(c.tkey[h.hid]),
+                int(c.rkey[h.hid]), h.v, h.src, h.dst, int(c.sport[h.hid]), int(c.dport[h.hid]),
+                bool(c.syn[h.hid]), bool(c.synack[h.hid]), int(c.isn[h.hid]),
+                int(c.first_ts[h.hid]), int(c.last_ts[h.hid]), bool(c.has_ts[h.hid]),
+                int(pc.conn_of[h.hid]), int(c.ack0[h.hid]),
+            )  # fmt: skip
+            assert _halves([h]) == _halves([want]), f
+            assert (h.tuple_str, h.src_str, h.dst_str) == (
+                want.tuple_str,
+                want.src_str,
+                want.dst_str,
+            )
+            back = pickle.loads(pickle.dumps(h))
+            assert _halves([back]) == _halves([h]) and back.tuple_str == h.tuple_str
+            seen += 1
+        for conn in pc.conns:
+            for x in (conn.c, conn.s):
+                assert x is None or (pc.halves[x.hid] is x and x.conn == conn.cid)
+        by_key: dict[int, list[int]] = {}
+        for h in pc.halves:
+            by_key.setdefault(h.tkey, []).append(h.hid)
+        assert {k: [h.hid for h in v] for k, v in pc.by_tkey.items()} == by_key
+        t.close()
+    assert seen > 100
+    # a Half built by hand keeps its connection when it is set
+    h = Half(3, np.arange(4, dtype=np.int64), 1, 2, 4, (0, 1), (0, 2), 5, 6, True, False, 7,
+             8, 9, False)  # fmt: skip
+    assert h.conn == -1 and h.ack0 == -1 and h.idx.tolist() == [0, 1, 2, 3]
+    h.conn = 11
+    assert h.conn == 11 and pickle.loads(pickle.dumps(h)).conn == 11
+
+
 def test_conns_on_columns_equal_the_loop(tmp_path: Path) -> None:
     """Connections paired on the halves' columns are those of the per-half loop, in the
     same order: a reused tuple, SYN retransmissions, connections without a handshake,
