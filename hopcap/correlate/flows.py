@@ -89,7 +89,7 @@ def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class LegB:
     point: int
     c: Half | None
@@ -103,7 +103,7 @@ class LegB:
     part: Part | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Hop:
     a: int  # point indices (upstream in path order)
     b: int
@@ -113,7 +113,7 @@ class Hop:
     ended: str | None = None  # the flow ended between a and b: "unanswered", "rst", "answered"
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowB:
     legs: list[LegB]
     hops: list[Hop] = field(default_factory=list)
