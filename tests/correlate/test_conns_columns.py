@@ -160,6 +160,8 @@ def test_halves_made_in_c_are_the_halves_built_by_hand(tmp_path: Path) -> None:
     assert h.conn == -1 and h.ack0 == -1 and h.idx.tolist() == [0, 1, 2, 3]
     h.conn = 11
     assert h.conn == 11 and pickle.loads(pickle.dumps(h)).conn == 11
+    h.idx = h.idx[1:3]  # a time slice keeps the rows inside it (slices.py)
+    assert h.idx.tolist() == [1, 2] and pickle.loads(pickle.dumps(h)).idx.tolist() == [1, 2]
 
 
 def test_conns_on_columns_equal_the_loop(tmp_path: Path) -> None:
