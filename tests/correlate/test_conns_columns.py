@@ -441,3 +441,30 @@ def test_compiled_index_equals_numpy_index(tuples: int) -> None:
     assert groups == np.unique(which).shape[0]  # distinct tuples stay apart
     assert starts.shape[0] > groups  # SYNs with a new seq cut tuples into halves
     assert groups > 2048 or tuples < 9000  # the last case grows the hash table (4096 slots)
+
+
+def test_links_taken_at_once_equal_the_loop() -> None:
+    """`_take_best` with no half a candidate twice (every link taken at once) and with
+    repeated halves (the loop) gives the links, in the order, of the loop over every
+    candidate in turn."""
+    from hopcap.correlate.link import _take_best
+
+    def loop(x: list[int], y: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+        fwd: dict[int, int] = {}
+        back: dict[int, int] = {}
+        for u, w in zip(x, y, strict=True):
+            if u not in fwd and w not in back:
+                fwd[u], back[w] = w, u
+        return fwd, back
+
+    rng = np.random.default_rng(3)
+    for n, space, once in ((0, 1, True), (1, 1, True), (50, 1000, True), (50, 60, False),
+                           (400, 100, False)):  # fmt: skip
+        if once:  # every half a candidate once
+            x, y = rng.permutation(space)[:n], rng.permutation(space)[:n]
+        else:
+            x, y = rng.integers(0, space, n), rng.integers(0, space, n)
+        x, y = x.astype(np.int64), y.astype(np.int64)
+        got, want = _take_best(x, y), loop(x.tolist(), y.tolist())
+        assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
+    assert len(want[0]) < 400  # the last case had repeated halves
