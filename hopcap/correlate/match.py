@@ -74,7 +74,7 @@ class Rewrite(NamedTuple):
     b_row: int
 
 
-@dataclass
+@dataclass(slots=True)
 class DirMatch:
     matched: int = 0  # packets matched
     d_min: int | None = None  # min and median of (downstream ts - upstream ts), raw clocks
