@@ -194,7 +194,7 @@ def build_flows(
                 theirs.add(ys_conn)
             link: LinkKind = "same" if same else "nat"
             leg_y = LegB(nxt, down[jc], down[js], link, (), None, None, part)
-            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip))])
+            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip))], [])
             flows.append(flow)
             if further:
                 _extend(pts, present, k + 1, flow, links, claimed, plans)
@@ -394,7 +394,8 @@ def _extend(
 def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
     # a reused connection is on the chain of every flow it carried: matched once
-    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    # (the downstream leg and the hop of each)
+    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, Hop]]]] = {}
     # per pair of points: the half ids of each group's first hop (upstream client, its
     # downstream half, upstream server, downstream server; -1: none), in group order
     firsts: dict[tuple[int, int], list[int]] = {}
@@ -424,9 +425,9 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             )
             got = same.get(key)
             if got is not None:
-                got.append((x, y, hop))
+                got.append((y, hop))
                 continue
-            same[key] = [(x, y, hop)]
+            same[key] = [(y, hop)]
             firsts[ab] += key
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
@@ -461,13 +462,13 @@ def _match_group(
     pts: list[Point],
     a: int,
     b: int,
-    groups: list[list[tuple[LegB, LegB, Hop]]],
+    groups: list[list[tuple[LegB, Hop]]],
     ids: list[I64],
 ) -> None:
     """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
-    (a group: the hops of every flow that crosses one connection pair; matched once);
-    `ids`: the half ids of each group's first hop (upstream client, downstream client,
-    upstream server, downstream server halves)."""
+    (a group: the downstream leg and hop of every flow that crosses one connection pair;
+    matched once); `ids`: the half ids of each group's first hop (upstream client,
+    downstream client, upstream server, downstream server halves)."""
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
@@ -519,7 +520,7 @@ def _match_group(
     moved = ((dc > 0) | (ds > 0)).tolist()
     cols = (groups, c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
     for dups, c_o, s_o, hc, hs, delta_c, delta_s, nat in zip(*cols, strict=True):
-        for _legx, legy, hop in dups:
+        for legy, hop in dups:
             if hc:
                 hop.c2s = c_o
             if hs:
