@@ -85,16 +85,26 @@ class _HalfRow(NamedTuple):
     rows_: I64  # its packet rows are rows_[lo_:hi_] (the point's rows by half)
     lo_: int
     hi_: int
-    conns_: list[int] | dict[int, int]  # conns_[hid]: its connection (-1: none)
+    pt_: HalvesOf  # what the point's halves share: their connections, rows set in place
+
+
+class HalvesOf:
+    """What the halves of one point share: the connection of each (`conn[hid]`, -1: none)
+    and the rows set on a half in place of its own (`rows[hid]`: a time slice keeps those
+    inside it)."""
+
+    def __init__(self, conn: list[int] | dict[int, int]) -> None:
+        self.conn = conn
+        self.rows: dict[int, I64] = {}
 
 
 class Half(_HalfRow):
     """One direction of one TCP connection at one point.
 
     A tuple (made in C for every half of a point at once: `_build_halves`), read by name;
-    `idx` (its packet rows in time order) is sliced from the point's rows on first read,
-    and `conn` is kept in a column the point's halves share (filled when they are paired
-    into connections). Built by hand as the dataclass it was:
+    `idx` (its packet rows in time order) is a view of the point's rows sliced when read
+    (unless rows were set in its place), and `conn` is kept in a column the point's halves
+    share (filled when they are paired into connections). Built by hand as the dataclass it was:
     `Half(hid, idx, tkey, rkey, v, src, dst, sport, dport, syn, synack, isn, first_ts,
     last_ts, has_ts, conn=-1, ack0=-1)`."""
 
@@ -104,7 +114,7 @@ class Half(_HalfRow):
         first_ts: int, last_ts: int, has_ts: bool, conn: int = -1, ack0: int = -1,
     ) -> Half:  # fmt: skip
         row = (hid, tkey, rkey, v, src, dst, sport, dport, syn, synack, isn, first_ts,
-               last_ts, has_ts, ack0, idx, 0, int(idx.shape[0]), {hid: conn})  # fmt: skip
+               last_ts, has_ts, ack0, idx, 0, int(idx.shape[0]), HalvesOf({hid: conn}))  # fmt: skip
         return tuple.__new__(cls, row)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -112,15 +122,20 @@ class Half(_HalfRow):
 
     @property
     def conn(self) -> int:
-        return self.conns_[self.hid]
+        return self.pt_.conn[self.hid]
 
     @conn.setter
     def conn(self, cid: int) -> None:
-        self.conns_[self.hid] = cid
+        self.pt_.conn[self.hid] = cid
 
-    @_once
+    @property
     def idx(self) -> I64:
-        return self.rows_[self.lo_ : self.hi_]
+        got = self.pt_.rows.get(self.hid) if self.pt_.rows else None
+        return self.rows_[self.lo_ : self.hi_] if got is None else got
+
+    @idx.setter
+    def idx(self, rows: I64) -> None:
+        self.pt_.rows[self.hid] = rows
 
     @_once
     def tuple_str(self) -> str:
@@ -344,7 +359,8 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         zip(t.dst_hi[r0].tolist(), t.dst_lo[r0].tolist(), strict=True),
         cols.sport.tolist(), cols.dport.tolist(), syn0.tolist(), syn_ack.tolist(),
         cols.isn.tolist(), first_ts.tolist(), cols.last_ts.tolist(), has_ts.tolist(),
-        cols.ack0.tolist(), repeat(order), starts.tolist(), ends.tolist(), repeat([-1] * nh),
+        cols.ack0.tolist(), repeat(order), starts.tolist(), ends.tolist(),
+        repeat(HalvesOf([-1] * nh)),
     )  # fmt: skip
     halves = cast(list[Half], list(map(tuple.__new__, repeat(Half), fields)))
     return halves, cols, order
@@ -406,7 +422,7 @@ def _conns_of(halves: list[Half], pairs: I64, conn_of: I64 | None = None) -> lis
             strict=True,
         ))),
     )  # fmt: skip
-    col = halves[0].conns_ if halves else None
+    col = halves[0].pt_.conn if halves else None
     if conn_of is not None and type(col) is list and len(col) == len(halves):
         col[:] = conn_of.tolist()
         return conns

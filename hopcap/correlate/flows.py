@@ -75,9 +75,15 @@ def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
     halves = pc.halves
     if not halves:
         return {}
-    rows = np.concatenate([h.idx for h in halves])
-    lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
-    hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
+    if pc.cols is not None and not halves[0].pt_.rows:
+        # no half's rows set in place: every half's rows one after the other, in hid
+        # order, are the point's rows by half
+        rows, lens = pc.order, pc.cols.end - pc.cols.start
+        hids = np.arange(len(halves), dtype=np.int64)
+    else:
+        rows = np.concatenate([h.idx for h in halves])
+        lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
+        hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
     hit = np.nonzero((pc.table.flags[rows] & flag) != 0)[0]
     out: dict[int, list[int]] = {}
     for k, r in zip(np.repeat(hids, lens)[hit].tolist(), rows[hit].tolist(), strict=True):

@@ -468,3 +468,32 @@ def test_links_taken_at_once_equal_the_loop() -> None:
         got, want = _take_best(x, y), loop(x.tolist(), y.tolist())
         assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
     assert len(want[0]) < 400  # the last case had repeated halves
+
+
+def test_rows_with_a_flag_on_columns_equal_the_halves(tmp_path: Path) -> None:
+    """`flows._rows_with` on the point's rows by half (no half's rows set in place) and
+    per half (after a time slice set some) give, per half, its rows with the flag, in
+    order, as reading every half's `idx` does."""
+    from hopcap.correlate.flows import _rows_with
+    from hopcap.correlate.reader import ACK, FIN
+
+    def want(pc: PointConns, flag: int) -> dict[int, list[int]]:
+        fl = pc.table.flags
+        got = {h.hid: [r for r in h.idx.tolist() if fl[r] & flag] for h in pc.halves}
+        return {k: v for k, v in got.items() if v}
+
+    seen = 0
+    for f in _captures(tmp_path):
+        t = read_capture(f)
+        pc = build_point(t)
+        for flag in (SYN, RST, FIN, ACK):
+            assert _rows_with(pc, flag) == want(pc, flag), f
+        if pc.halves:
+            h = pc.halves[len(pc.halves) // 2]
+            h.idx = h.idx[:1]  # as a time slice does: the per-half path
+            assert pc.halves[0].pt_.rows
+            for flag in (SYN, RST, FIN, ACK):
+                assert _rows_with(pc, flag) == want(pc, flag), f
+            seen += len(pc.halves)
+        t.close()
+    assert seen > 100
