@@ -1190,6 +1190,52 @@ long hopcap_fin_ends(long n, const int64_t *v, const uint64_t *lo, const int64_t
     }
     return (long)(o - out);
 }
+/* ---- half ---- */
+/* the k-th smallest of x[0..n) (x reordered: everything before k is <= x[k], everything
+   after it >= x[k]) */
+static int64_t select_i64(int64_t *x, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int64_t mid = lo + (hi - lo) / 2, a = x[lo], b = x[mid], c = x[hi];
+        int64_t piv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] < piv) i++;
+            while (x[j] > piv) j--;
+            if (i <= j) { int64_t t = x[i]; x[i] = x[j]; x[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return x[k];
+}
+/* match._results: the count, minimum and median (the mean of the two middle values) of
+   the one-way delays ts_b[gb[k]] - ts_a[ga[k]] of every pair p (the k with pid[k] == p,
+   0 <= p < npairs); tmp: room for n + 2 * (npairs + 1) int64 */
+void hopcap_delays(long n, const int64_t *ga, const int64_t *gb, const int64_t *pid,
+                   const int64_t *ts_a, const int64_t *ts_b, long npairs, int64_t *cnt,
+                   int64_t *dmin, double *dmed, int64_t *tmp) {
+    int64_t *at = tmp, *cur = tmp + npairs + 1, *d = tmp + 2 * (npairs + 1);
+    memset(cnt, 0, sizeof(int64_t) * npairs);
+    for (long k = 0; k < n; k++) cnt[pid[k]]++;
+    at[0] = 0;
+    for (long p = 0; p < npairs; p++) { at[p + 1] = at[p] + cnt[p]; cur[p] = at[p]; }
+    for (long k = 0; k < n; k++) d[cur[pid[k]]++] = ts_b[gb[k]] - ts_a[ga[k]];
+    for (long p = 0; p < npairs; p++) {
+        int64_t c = cnt[p], *x = d + at[p];
+        if (!c) { dmin[p] = 0; dmed[p] = 0.0; continue; }
+        int64_t m = x[0];
+        for (int64_t i = 1; i < c; i++) if (x[i] < m) m = x[i];
+        dmin[p] = m;
+        int64_t k1 = (c - 1) / 2, v1 = select_i64(x, c, k1), v2 = v1;
+        if (c / 2 != k1) {  /* even: the smallest above the lower middle */
+            v2 = x[k1 + 1];
+            for (int64_t i = k1 + 2; i < c; i++) if (x[i] < v2) v2 = x[i];
+        }
+        dmed[p] = (double)(v1 + v2) / 2;
+    }
+}
 """
 
 _lib: Any = None
@@ -1974,3 +2020,30 @@ def endpoint_texts(v: Any, lo: Any, port: Any) -> list[str] | None:
     buf = ctypes.create_string_buffer(37 * n + 1)  # (any int64 port)
     m = lib.hopcap_fin_ends(n, vv.ctypes.data, lw.ctypes.data, pp.ctypes.data, buf)
     return _lines(buf, m, n)
+
+
+def pair_delays(
+    ga: I64, gb: I64, pid: I64, ts_a: Any, ts_b: Any, npairs: int
+) -> tuple[I64, I64, npt.NDArray[np.float64]] | None:
+    """Per pair (0 .. npairs - 1) of the matched rows `ga` (upstream) and `gb`: how many,
+    and the minimum and median of their delays ts_b[gb] - ts_a[ga] (0 for none), as
+    match._results computes them (hopcap_delays); None without a compiler or with other
+    column types."""
+    lib = _load()
+    if lib is None or ts_a.dtype != np.int64 or ts_b.dtype != np.int64:
+        return None
+    if not getattr(lib, "_half_dl", False):
+        p = ctypes.c_void_p
+        lib.hopcap_delays.restype = None
+        lib.hopcap_delays.argtypes = [ctypes.c_long, p, p, p, p, p, ctypes.c_long, p, p, p, p]
+        lib._half_dl = True
+    n = int(ga.shape[0])
+    a, b, k, ta, tb = _i64(ga, gb, pid, ts_a, ts_b)
+    cnt = np.empty(npairs + 1, np.int64)
+    dmin = np.empty(npairs + 1, np.int64)
+    dmed = np.empty(npairs + 1, np.float64)
+    tmp = np.empty(n + 2 * (npairs + 1), np.int64)
+    lib.hopcap_delays(n, a.ctypes.data, b.ctypes.data, k.ctypes.data, ta.ctypes.data,
+                      tb.ctypes.data, npairs, cnt.ctypes.data, dmin.ctypes.data,
+                      dmed.ctypes.data, tmp.ctypes.data)  # fmt: skip
+    return cnt[:npairs], dmin[:npairs], dmed[:npairs]

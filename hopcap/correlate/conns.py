@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,17 +57,17 @@ class _once(Generic[T]):
         self.name = f.__name__
 
     def __get__(self, obj: Any, cls: Any = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # read on the class
         v = self.f(obj)
         obj.__dict__[self.name] = v  # the instance's value hides the descriptor from now on
         return v
 
 
-@dataclass
-class Half:
-    """One direction of one TCP connection at one point."""
+class _HalfRow(NamedTuple):
+    """The fields of a Half, in the order of its tuple (see `Half`)."""
 
     hid: int
-    idx: I64  # packet rows in time order
     tkey: int
     rkey: int  # tuple key of the reverse direction
     v: int
@@ -80,8 +81,61 @@ class Half:
     first_ts: int
     last_ts: int
     has_ts: bool
-    conn: int = -1
-    ack0: int = -1  # the ack field of its first packet
+    ack0: int  # the ack field of its first packet (-1: not read)
+    rows_: I64  # its packet rows are rows_[lo_:hi_] (the point's rows by half)
+    lo_: int
+    hi_: int
+    pt_: HalvesOf  # what the point's halves share: their connections, rows set in place
+
+
+class HalvesOf:
+    """What the halves of one point share: the connection of each (`conn[hid]`, -1: none)
+    and the rows set on a half in place of its own (`rows[hid]`: a time slice keeps those
+    inside it)."""
+
+    def __init__(self, conn: list[int] | dict[int, int]) -> None:
+        self.conn = conn
+        self.rows: dict[int, I64] = {}
+
+
+class Half(_HalfRow):
+    """One direction of one TCP connection at one point.
+
+    A tuple (made in C for every half of a point at once: `_build_halves`), read by name;
+    `idx` (its packet rows in time order) is a view of the point's rows sliced when read
+    (unless rows were set in its place), and `conn` is kept in a column the point's halves
+    share (filled when they are paired into connections). Built by hand as the dataclass it was:
+    `Half(hid, idx, tkey, rkey, v, src, dst, sport, dport, syn, synack, isn, first_ts,
+    last_ts, has_ts, conn=-1, ack0=-1)`."""
+
+    def __new__(
+        cls, hid: int, idx: I64, tkey: int, rkey: int, v: int, src: tuple[int, int],
+        dst: tuple[int, int], sport: int, dport: int, syn: bool, synack: bool, isn: int,
+        first_ts: int, last_ts: int, has_ts: bool, conn: int = -1, ack0: int = -1,
+    ) -> Half:  # fmt: skip
+        row = (hid, tkey, rkey, v, src, dst, sport, dport, syn, synack, isn, first_ts,
+               last_ts, has_ts, ack0, idx, 0, int(idx.shape[0]), HalvesOf({hid: conn}))  # fmt: skip
+        return tuple.__new__(cls, row)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _half_of, (tuple(self),), self.__dict__ or None
+
+    @property
+    def conn(self) -> int:
+        return self.pt_.conn[self.hid]
+
+    @conn.setter
+    def conn(self, cid: int) -> None:
+        self.pt_.conn[self.hid] = cid
+
+    @property
+    def idx(self) -> I64:
+        got = self.pt_.rows.get(self.hid) if self.pt_.rows else None
+        return self.rows_[self.lo_ : self.hi_] if got is None else got
+
+    @idx.setter
+    def idx(self, rows: I64) -> None:
+        self.pt_.rows[self.hid] = rows
 
     @_once
     def tuple_str(self) -> str:
@@ -94,6 +148,11 @@ class Half:
     @_once
     def dst_str(self) -> str:
         return endpoint_str(self.v, *self.dst, self.dport)
+
+
+def _half_of(row: tuple[Any, ...]) -> Half:
+    """A Half from its tuple (unpickling)."""
+    return tuple.__new__(Half, row)
 
 
 def endpoint_strs(h: Half) -> tuple[str, str]:
@@ -117,8 +176,7 @@ def endpoint_strs(h: Half) -> tuple[str, str]:
 _QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
 
 
-@dataclass
-class Conn:
+class Conn(NamedTuple):
     cid: int
     c: Half | None  # client -> server half
     s: Half | None  # server -> client half
@@ -180,7 +238,6 @@ class PointConns:
     table: PacketTable
     halves: list[Half]
     conns: list[Conn]
-    by_tkey: dict[int, list[Half]] = field(default_factory=dict)
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
     # caches for proxy linking (link.py): exchanges per connection, start-time index
     exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
@@ -190,6 +247,24 @@ class PointConns:
     f5: object = None
     cols: HalfCols | None = None
     order: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # rows by half
+    # the connections as (client hid, server hid) rows (-1: none), and every half's
+    pairs: I64 = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    conn_of: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    _by_tkey: dict[int, list[Half]] | None = None
+
+    @property
+    def by_tkey(self) -> dict[int, list[Half]]:
+        """The halves of every tuple key, in order (made on first need)."""
+        got = self._by_tkey
+        if got is None:
+            got = self._by_tkey = {}
+            for h in self.halves:
+                lst = got.get(h.tkey)
+                if lst is None:
+                    got[h.tkey] = [h]
+                else:
+                    lst.append(h)
+        return got
 
     def drop_link_caches(self) -> None:
         """Free what only linking needs (the fingerprints) once flows are built."""
@@ -269,27 +344,6 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     f0 = t.flags[r0]
     syn0 = (f0 & SYN) != 0
     syn_ack = syn0 & ((f0 & ACK) != 0)
-    fields = zip(
-        starts.tolist(),
-        ends.tolist(),
-        tkey0.tolist(),
-        rkey.tolist(),
-        t.v[r0].tolist(),
-        t.src_hi[r0].tolist(),
-        t.src_lo[r0].tolist(),
-        t.dst_hi[r0].tolist(),
-        t.dst_lo[r0].tolist(),
-        t.sport[r0].tolist(),
-        t.dport[r0].tolist(),
-        syn0.tolist(),
-        syn_ack.tolist(),
-        t.seq[r0].tolist(),
-        t.ts[r0].tolist(),
-        t.ts[order[ends - 1]].tolist(),
-        has_ts.tolist(),
-        t.ack[r0].tolist(),
-        strict=True,
-    )
     first_ts = t.ts[r0].astype(np.int64)
     cols = HalfCols(
         syn0, syn_ack, has_ts, tkey0, t.seq[r0].astype(np.int64), t.sport[r0].astype(np.int64),
@@ -297,12 +351,18 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         rkey, t.ack[r0].astype(np.int64), starts, ends, t.v[r0] == 4,
         np.full(starts.shape[0], -1, np.int64),
     )  # fmt: skip
-    halves = [
-        Half(hid, order[s:e], tkh, rk, v, (sh, sl), (dh, dl), sp, dp, sy, sya, isn, t0, t1, hts,
-             ack0=a0)
-        for hid, (s, e, tkh, rk, v, sh, sl, dh, dl, sp, dp, sy, sya, isn, t0, t1, hts, a0)
-        in enumerate(fields)
-    ]  # fmt: skip
+    # every Half made in C from the columns' values (one tuple each; see `Half`)
+    nh = int(starts.shape[0])
+    fields = zip(
+        range(nh), tkey0.tolist(), rkey.tolist(), t.v[r0].tolist(),
+        zip(t.src_hi[r0].tolist(), t.src_lo[r0].tolist(), strict=True),
+        zip(t.dst_hi[r0].tolist(), t.dst_lo[r0].tolist(), strict=True),
+        cols.sport.tolist(), cols.dport.tolist(), syn0.tolist(), syn_ack.tolist(),
+        cols.isn.tolist(), first_ts.tolist(), cols.last_ts.tolist(), has_ts.tolist(),
+        cols.ack0.tolist(), repeat(order), starts.tolist(), ends.tolist(),
+        repeat(HalvesOf([-1] * nh)),
+    )  # fmt: skip
+    halves = cast(list[Half], list(map(tuple.__new__, repeat(Half), fields)))
     return halves, cols, order
 
 
@@ -348,17 +408,40 @@ def _pairs(t: PacketTable, halves: list[Half], cols: HalfCols | None) -> I64:
     return got[np.argsort(got[:, 0], kind="stable"), 1:]
 
 
-def _conns_of(halves: list[Half], pairs: I64) -> list[Conn]:
-    conns: list[Conn] = []
-    for cid, (ci, si) in enumerate(pairs.tolist()):
-        c = halves[ci] if ci >= 0 else None
-        s = halves[si] if si >= 0 else None
-        conns.append(Conn(cid, c, s))
-        if c is not None:
-            c.conn = cid
-        if s is not None:
-            s.conn = cid
+def _conns_of(halves: list[Half], pairs: I64, conn_of: I64 | None = None) -> list[Conn]:
+    """The connections of `pairs` (`_pairs`), each half's `conn` set; `conn_of`: the
+    connection of every half of the point (`_conn_of`), when `halves` are all of them
+    (their `conn` column is then written at once)."""
+    hx: list[Half | None] = [*halves, None]  # -1: none
+    conns = cast(
+        list[Conn],
+        list(map(tuple.__new__, repeat(Conn), zip(
+            range(pairs.shape[0]),
+            map(hx.__getitem__, pairs[:, 0].tolist()),
+            map(hx.__getitem__, pairs[:, 1].tolist()),
+            strict=True,
+        ))),
+    )  # fmt: skip
+    col = halves[0].pt_.conn if halves else None
+    if conn_of is not None and type(col) is list and len(col) == len(halves):
+        col[:] = conn_of.tolist()
+        return conns
+    for c in conns:
+        if c.c is not None:
+            c.c.conn = c.cid
+        if c.s is not None:
+            c.s.conn = c.cid
     return conns
+
+
+def _conn_of(n: int, pairs: I64) -> I64:
+    """The connection of each of `n` halves (-1: none), from `_pairs`."""
+    of = np.full(n, -1, np.int64)
+    cid = np.arange(pairs.shape[0], dtype=np.int64)
+    for side in (pairs[:, 0], pairs[:, 1]):
+        has = side >= 0
+        of[side[has]] = cid[has]
+    return of
 
 
 def _conns_simple(cols: HalfCols, rank: I64) -> tuple[I64, Any]:
@@ -468,16 +551,14 @@ def _acks(t: PacketTable, h: Half, value: int) -> bool:
 def build_point(t: PacketTable) -> PointConns:
     halves, cols, order = _build_halves(t)
     pairs = _pairs(t, halves, cols)
-    conns = _conns_of(halves, pairs)
-    by_tkey: dict[int, list[Half]] = defaultdict(list)
-    for h in halves:
-        by_tkey[h.tkey].append(h)
+    conn_of = _conn_of(len(halves), pairs)
+    conns = _conns_of(halves, pairs, conn_of)
     if cols is None:
         z, no = np.zeros(0, np.int64), np.zeros(0, bool)
         u = z.astype(np.uint64)
         cols = HalfCols(no, no, no, u, z, z, z, z, z, z, u, z, z, z, no, z)
     cols.mate = _mates(len(halves), pairs)
-    pc = PointConns(table=t, halves=halves, conns=conns, by_tkey=dict(by_tkey), cols=cols)
+    pc = PointConns(table=t, halves=halves, conns=conns, cols=cols, pairs=pairs, conn_of=conn_of)
     pc.order = order
     return pc
 

@@ -75,9 +75,15 @@ def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
     halves = pc.halves
     if not halves:
         return {}
-    rows = np.concatenate([h.idx for h in halves])
-    lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
-    hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
+    if pc.cols is not None and not halves[0].pt_.rows:
+        # no half's rows set in place: every half's rows one after the other, in hid
+        # order, are the point's rows by half
+        rows, lens = pc.order, pc.cols.end - pc.cols.start
+        hids = np.arange(len(halves), dtype=np.int64)
+    else:
+        rows = np.concatenate([h.idx for h in halves])
+        lens = np.fromiter((h.idx.shape[0] for h in halves), np.int64, len(halves))
+        hids = np.fromiter((h.hid for h in halves), np.int64, len(halves))
     hit = np.nonzero((pc.table.flags[rows] & flag) != 0)[0]
     out: dict[int, list[int]] = {}
     for k, r in zip(np.repeat(hids, lens)[hit].tolist(), rows[hit].tolist(), strict=True):
@@ -89,7 +95,7 @@ def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class LegB:
     point: int
     c: Half | None
@@ -103,7 +109,7 @@ class LegB:
     part: Part | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Hop:
     a: int  # point indices (upstream in path order)
     b: int
@@ -113,7 +119,7 @@ class Hop:
     ended: str | None = None  # the flow ended between a and b: "unanswered", "rst", "answered"
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowB:
     legs: list[LegB]
     hops: list[Hop] = field(default_factory=list)
@@ -174,26 +180,28 @@ def build_flows(
         skip = list(range(p + 1, nxt))
         further = k + 2 < len(present)
         for i, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
-            conn = conns[i]
+            conn = conns[i]  # (its cid is i)
             part = None
-            if conn.cid in mine:
-                part = plan.rest.get(conn.cid) if plan is not None else None
+            if i in mine:
+                part = plan.rest.get(i) if plan is not None else None
                 if part is None:
                     continue
-            mine.add(conn.cid)
+            mine.add(i)
             details = (part.label(),) if part is not None else ()
-            flow = FlowB([LegB(p, conn.c, conn.s, "same", details, 0, 0, part)])
-            flows.append(flow)
+            leg = LegB(p, conn.c, conn.s, "same", details, 0, 0, part)
             if js < 0:
+                flow = FlowB([leg])
+                flows.append(flow)
                 _extend(pts, present, k, flow, links, claimed, plans)
                 continue
             if yc_conn >= 0:
                 theirs.add(yc_conn)
             if ys_conn >= 0:
                 theirs.add(ys_conn)
-            flow.hops.append(Hop(p, nxt, None, None, list(skip)))
             link: LinkKind = "same" if same else "nat"
-            flow.legs.append(LegB(nxt, down[jc], down[js], link, (), None, None, part))
+            leg_y = LegB(nxt, down[jc], down[js], link, (), None, None, part)
+            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip))], [])
+            flows.append(flow)
             if further:
                 _extend(pts, present, k + 1, flow, links, claimed, plans)
     return flows
@@ -212,16 +220,11 @@ class _ConnCols:
     @classmethod
     def of(cls, pc: PointConns | None) -> _ConnCols:
         assert pc is not None
-        conns, ts = pc.conns, pc.half_cols().first_ts
-        hc = np.array([-1 if c.c is None else c.c.hid for c in conns], np.int64)
-        hs = np.array([-1 if c.s is None else c.s.hid for c in conns], np.int64)
-        cid = np.array([c.cid for c in conns], np.int64)
+        ts = pc.half_cols().first_ts
+        hc, hs = pc.pairs[:, 0], pc.pairs[:, 1]
         big = np.iinfo(np.int64).max
         first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
-        conn = np.full(ts.shape[0], -1, np.int64)
-        for h in (hc, hs):
-            conn[h[h >= 0]] = cid[h >= 0]
-        return cls(hc, hs, first, conn)
+        return cls(hc, hs, first, pc.conn_of)
 
     def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
         """Per connection in order of its first packet (stable, as `sorted` by
@@ -397,11 +400,14 @@ def _extend(
 def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
     # a reused connection is on the chain of every flow it carried: matched once
-    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, LegB, Hop]]]] = {}
+    # (the downstream leg and the hop of each)
+    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, Hop]]]] = {}
     # per pair of points: the half ids of each group's first hop (upstream client, its
     # downstream half, upstream server, downstream server; -1: none), in group order
     firsts: dict[tuple[int, int], list[int]] = {}
-    for f in chains(flows):
+    # (the chains: the flows themselves unless one has subs)
+    every = list(chains(flows)) if [f for f in flows if f.subs] else flows
+    for f in every:
         legs = f.legs
         for i, hop in enumerate(f.hops):
             if hop.ended is not None:
@@ -416,17 +422,19 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
                 same = groups[ab] = {}
                 firsts[ab] = []
             xc, xs, yc, ys = x.c, x.s, y.c, y.s
-            key = (id(xc), id(xs), id(yc), id(ys))
+            # the halves of a point are told apart by their ids
+            key = (
+                -1 if xc is None else xc.hid,
+                -1 if yc is None else yc.hid,
+                -1 if xs is None else xs.hid,
+                -1 if ys is None else ys.hid,
+            )
             got = same.get(key)
             if got is not None:
-                got.append((x, y, hop))
+                got.append((y, hop))
                 continue
-            same[key] = [(x, y, hop)]
-            fs = firsts[ab]
-            fs.append(-1 if xc is None else xc.hid)
-            fs.append(-1 if yc is None else yc.hid)
-            fs.append(-1 if xs is None else xs.hid)
-            fs.append(-1 if ys is None else ys.hid)
+            same[key] = [(y, hop)]
+            firsts[ab] += key
     for (a, b), same in groups.items():
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);
@@ -460,13 +468,13 @@ def _match_group(
     pts: list[Point],
     a: int,
     b: int,
-    groups: list[list[tuple[LegB, LegB, Hop]]],
+    groups: list[list[tuple[LegB, Hop]]],
     ids: list[I64],
 ) -> None:
     """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
-    (a group: the hops of every flow that crosses one connection pair; matched once);
-    `ids`: the half ids of each group's first hop (upstream client, downstream client,
-    upstream server, downstream server halves)."""
+    (a group: the downstream leg and hop of every flow that crosses one connection pair;
+    matched once); `ids`: the half ids of each group's first hop (upstream client,
+    downstream client, upstream server, downstream server halves)."""
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
@@ -518,7 +526,7 @@ def _match_group(
     moved = ((dc > 0) | (ds > 0)).tolist()
     cols = (groups, c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
     for dups, c_o, s_o, hc, hs, delta_c, delta_s, nat in zip(*cols, strict=True):
-        for _legx, legy, hop in dups:
+        for legy, hop in dups:
             if hc:
                 hop.c2s = c_o
             if hs:

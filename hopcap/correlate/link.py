@@ -118,14 +118,25 @@ def link_halves(
     dt = np.abs((cb.first_ts[y] - offset_ns) - ca.first_ts[x]) / 1e9
     final = score - np.minimum(dt, 1e6) * 1e-7
     order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
+    return HalfLinks(*_take_best(x[order], y[order]))
+
+
+def _take_best(
+    x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Links (x[k], y[k]) taken in order, each half at most once: (forward, back). When no
+    half is a candidate twice (the usual case) every pair is taken, at once."""
+    xl, yl = x.tolist(), y.tolist()
+    if not x.shape[0] or (np.bincount(x).max() <= 1 and np.bincount(y).max() <= 1):
+        return dict(zip(xl, yl, strict=True)), dict(zip(yl, xl, strict=True))
     fwd: dict[int, int] = {}
     back: dict[int, int] = {}
-    for u, w in zip(x[order].tolist(), y[order].tolist(), strict=True):
+    for u, w in zip(xl, yl, strict=True):
         if u in fwd or w in back:
             continue
         fwd[u] = w
         back[w] = u
-    return HalfLinks(fwd, back)
+    return fwd, back
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:

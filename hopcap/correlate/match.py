@@ -21,7 +21,8 @@ import bisect
 import functools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,7 @@ from hopcap.correlate._fastwalk import (
     learn_offsets,
     match_core,
     occurrences,
+    pair_delays,
     payloads_differ,
 )
 from hopcap.correlate.conns import mix
@@ -62,8 +64,9 @@ def signed32(x: I64) -> I64:
     return ((x + (1 << 31)) & M32) - (1 << 31)
 
 
-@dataclass
-class Rewrite:
+class Rewrite(NamedTuple):
+    """A field of one packet changed on its way (made by the thousand: a tuple)."""
+
     field: str
     before: object
     after: object
@@ -71,7 +74,7 @@ class Rewrite:
     b_row: int
 
 
-@dataclass
+@dataclass(slots=True)
 class DirMatch:
     matched: int = 0  # packets matched
     d_min: int | None = None  # min and median of (downstream ts - upstream ts), raw clocks
@@ -575,7 +578,12 @@ def _results(m: _Batch, ttl_expected: tuple[int, ...] | None) -> list[DirMatch]:
     d_min = np.zeros(npairs, np.int64)
     d_med = np.zeros(npairs, np.float64)
     by_pair: tuple[I64, I64, I64] | None = None  # with KEEP_PAIRS: rows, delays, cuts by pair
-    if pa_all.shape[0]:
+    fast = None
+    if pa_all.shape[0] and not KEEP_PAIRS:
+        fast = pair_delays(ga_all, gb_all, pid_all, ta.ts, tb.ts, npairs)
+    if fast is not None:
+        n_ok, d_min, d_med = fast
+    elif pa_all.shape[0]:
         # one-way delays per pair (raw clocks): the minimum for clock offsets, the median
         # for latency; the pairs themselves are not kept
         dl = tb.ts[gb_all] - ta.ts[ga_all]
@@ -798,9 +806,8 @@ def _rewrites_at(
     before: Any, after: Any,
 ) -> None:  # fmt: skip
     """One Rewrite per position `k` of the matched pairs (values `before`, `after`)."""
-    cols = (before.tolist(), after.tolist(), a[k].tolist(), b[k].tolist(), pid[k].tolist())
-    for x, y, ra, rb, p in zip(*cols, strict=True):
-        out.append((Rewrite(name, x, y, ra, rb), p))
+    rows = zip(repeat(name), before.tolist(), after.tolist(), a[k].tolist(), b[k].tolist())
+    out += zip(map(tuple.__new__, repeat(Rewrite), rows), pid[k].tolist(), strict=True)
 
 
 def _ttl_off_mode(pid: I64, dttl: I64) -> npt.NDArray[np.bool_]:

@@ -4,7 +4,6 @@ real captures and on synthetic ones with SYN retransmissions and a reused tuple.
 
 from __future__ import annotations
 
-from dataclasses import astuple
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -79,8 +78,12 @@ def _captures(tmp: Path) -> list[Path]:
     return files
 
 
+_FIELDS = ("hid", "tkey", "rkey", "v", "src", "dst", "sport", "dport", "syn", "synack", "isn",
+           "first_ts", "last_ts", "has_ts", "conn", "ack0")  # fmt: skip
+
+
 def _halves(h: list[Half]) -> list[tuple[object, ...]]:
-    return [(*astuple(x)[:1], x.idx.tolist(), *astuple(x)[2:]) for x in h]
+    return [(*(getattr(x, f) for f in _FIELDS), x.idx.tolist()) for x in h]
 
 
 def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
@@ -109,6 +112,56 @@ def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
         t.close()
     assert reused  # a tuple that carried two connections was split at its second SYN
     assert n_halves > 100
+
+
+def test_halves_made_in_c_are_the_halves_built_by_hand(tmp_path: Path) -> None:
+    """The halves `build_point` makes as tuples for a whole point at once read as the
+    halves built one by one with `Half(...)` (the dataclass's constructor): every field,
+    the rows (sliced on first read), the connection (a column the point's halves share),
+    the tuple strings; the same after pickling; `by_tkey`, made on first need, as a loop
+    makes it; a Conn's halves are the point's halves, each knowing its connection."""
+    import pickle
+
+    seen = 0
+    for f in _captures(tmp_path):
+        t = read_capture(f)
+        pc = build_point(t)
+        assert pc.cols is not None
+        for h in pc.halves:
+            c = pc.cols
+            want = Half(
+                h.hid, pc.order[int(c.start[h.hid]) : int(c.end[h.hid])], int(c.tkey[h.hid]),
+                int(c.rkey[h.hid]), h.v, h.src, h.dst, int(c.sport[h.hid]), int(c.dport[h.hid]),
+                bool(c.syn[h.hid]), bool(c.synack[h.hid]), int(c.isn[h.hid]),
+                int(c.first_ts[h.hid]), int(c.last_ts[h.hid]), bool(c.has_ts[h.hid]),
+                int(pc.conn_of[h.hid]), int(c.ack0[h.hid]),
+            )  # fmt: skip
+            assert _halves([h]) == _halves([want]), f
+            assert (h.tuple_str, h.src_str, h.dst_str) == (
+                want.tuple_str,
+                want.src_str,
+                want.dst_str,
+            )
+            back = pickle.loads(pickle.dumps(h))
+            assert _halves([back]) == _halves([h]) and back.tuple_str == h.tuple_str
+            seen += 1
+        for conn in pc.conns:
+            for x in (conn.c, conn.s):
+                assert x is None or (pc.halves[x.hid] is x and x.conn == conn.cid)
+        by_key: dict[int, list[int]] = {}
+        for h in pc.halves:
+            by_key.setdefault(h.tkey, []).append(h.hid)
+        assert {k: [h.hid for h in v] for k, v in pc.by_tkey.items()} == by_key
+        t.close()
+    assert seen > 100
+    # a Half built by hand keeps its connection when it is set
+    h = Half(3, np.arange(4, dtype=np.int64), 1, 2, 4, (0, 1), (0, 2), 5, 6, True, False, 7,
+             8, 9, False)  # fmt: skip
+    assert h.conn == -1 and h.ack0 == -1 and h.idx.tolist() == [0, 1, 2, 3]
+    h.conn = 11
+    assert h.conn == 11 and pickle.loads(pickle.dumps(h)).conn == 11
+    h.idx = h.idx[1:3]  # a time slice keeps the rows inside it (slices.py)
+    assert h.idx.tolist() == [1, 2] and pickle.loads(pickle.dumps(h)).idx.tolist() == [1, 2]
 
 
 def test_conns_on_columns_equal_the_loop(tmp_path: Path) -> None:
@@ -388,3 +441,59 @@ def test_compiled_index_equals_numpy_index(tuples: int) -> None:
     assert groups == np.unique(which).shape[0]  # distinct tuples stay apart
     assert starts.shape[0] > groups  # SYNs with a new seq cut tuples into halves
     assert groups > 2048 or tuples < 9000  # the last case grows the hash table (4096 slots)
+
+
+def test_links_taken_at_once_equal_the_loop() -> None:
+    """`_take_best` with no half a candidate twice (every link taken at once) and with
+    repeated halves (the loop) gives the links, in the order, of the loop over every
+    candidate in turn."""
+    from hopcap.correlate.link import _take_best
+
+    def loop(x: list[int], y: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+        fwd: dict[int, int] = {}
+        back: dict[int, int] = {}
+        for u, w in zip(x, y, strict=True):
+            if u not in fwd and w not in back:
+                fwd[u], back[w] = w, u
+        return fwd, back
+
+    rng = np.random.default_rng(3)
+    for n, space, once in ((0, 1, True), (1, 1, True), (50, 1000, True), (50, 60, False),
+                           (400, 100, False)):  # fmt: skip
+        if once:  # every half a candidate once
+            x, y = rng.permutation(space)[:n], rng.permutation(space)[:n]
+        else:
+            x, y = rng.integers(0, space, n), rng.integers(0, space, n)
+        x, y = x.astype(np.int64), y.astype(np.int64)
+        got, want = _take_best(x, y), loop(x.tolist(), y.tolist())
+        assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
+    assert len(want[0]) < 400  # the last case had repeated halves
+
+
+def test_rows_with_a_flag_on_columns_equal_the_halves(tmp_path: Path) -> None:
+    """`flows._rows_with` on the point's rows by half (no half's rows set in place) and
+    per half (after a time slice set some) give, per half, its rows with the flag, in
+    order, as reading every half's `idx` does."""
+    from hopcap.correlate.flows import _rows_with
+    from hopcap.correlate.reader import ACK, FIN
+
+    def want(pc: PointConns, flag: int) -> dict[int, list[int]]:
+        fl = pc.table.flags
+        got = {h.hid: [r for r in h.idx.tolist() if fl[r] & flag] for h in pc.halves}
+        return {k: v for k, v in got.items() if v}
+
+    seen = 0
+    for f in _captures(tmp_path):
+        t = read_capture(f)
+        pc = build_point(t)
+        for flag in (SYN, RST, FIN, ACK):
+            assert _rows_with(pc, flag) == want(pc, flag), f
+        if pc.halves:
+            h = pc.halves[len(pc.halves) // 2]
+            h.idx = h.idx[:1]  # as a time slice does: the per-half path
+            assert pc.halves[0].pt_.rows
+            for flag in (SYN, RST, FIN, ACK):
+                assert _rows_with(pc, flag) == want(pc, flag), f
+            seen += len(pc.halves)
+        t.close()
+    assert seen > 100

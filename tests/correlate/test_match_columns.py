@@ -64,6 +64,6 @@ def test_field_rewrites_compiled_equals_numpy(seed: int, ttl_expected: Any) -> N
     tb.ttl[odd] -= 3
     prm = PairParams(delta, ackd.astype(np.int64), delta, delta, delta > 0, delta > 0)
     fast, slow = _both(ta, a, tb, b, pid, prm, ttl_expected=ttl_expected)
-    assert [(vars(r), p) for r, p in fast] == [(vars(r), p) for r, p in slow]
+    assert [(r._asdict(), p) for r, p in fast] == [(r._asdict(), p) for r, p in slow]
     names = {r.field for r, _p in fast}
     assert names == {"ip.ttl", "ip.dscp", "tcp.flags", "tcp.window", "tcp.mss", "tcp.ack"}

@@ -339,3 +339,34 @@ def test_compiled_rows_of_halves_equal_numpy(tmp_path: Path) -> None:
         want = pc.rows_of(hid.astype(np.int64))
         assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
     assert flows._rows_of(pc, np.arange(n, dtype=np.int64))[0].shape[0] == len(pc.table)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_pair_delays_equal_numpy(seed: int) -> None:
+    """hopcap_delays (`_fastwalk.pair_delays`) against the sorted delays of every pair:
+    pairs with no, one, an even and an odd number of matched rows, long ones, equal and
+    negative delays, rows in any order (`_results`' numpy path against it: in
+    test_compiled_batch_equals_numpy)."""
+    assert _fastwalk.available()
+    rng = np.random.default_rng(500 + seed)
+    npairs = 40
+    lens = rng.choice([0, 1, 2, 3, 24, 25, 200], npairs)
+    pid = rng.permutation(np.repeat(np.arange(npairs, dtype=np.int64), lens))
+    n = pid.shape[0]
+    ts_a = rng.integers(0, 1 << 40, 5000).astype(np.int64)
+    ts_b = ts_a + rng.choice([-3, 0, 0, 7, 1_000_000], 5000).astype(np.int64)
+    ga, gb = rng.integers(0, 5000, n), rng.integers(0, 5000, n)
+    got = _fastwalk.pair_delays(ga, gb, pid, ts_a, ts_b, npairs)
+    assert got is not None
+    cnt, dmin, dmed = (x.tolist() for x in got)
+    d = (ts_b[gb] - ts_a[ga]).tolist()
+    for p in range(npairs):
+        mine = sorted(x for x, q in zip(d, pid.tolist(), strict=True) if q == p)
+        c = len(mine)
+        assert cnt[p] == c
+        if c:
+            assert dmin[p] == mine[0]
+            assert dmed[p] == float(mine[(c - 1) // 2] + mine[c // 2]) / 2
+        else:
+            assert dmin[p] == 0 and dmed[p] == 0.0
+    assert _numpy(_fastwalk.pair_delays, ga, gb, pid, ts_a, ts_b, npairs) is None
