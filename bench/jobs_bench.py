@@ -168,6 +168,7 @@ def phases(a: Path, b: Path, jobs: int) -> None:
     _say("imported")
     for mod, names in (
         (engine, ("read_points", "prepare", "finish_datagrams", "assemble", "finish_stages")),
+        (engine, ("_correlate",)),
         (engine, ("localize",)),
         (engine, ("with_patterns", "match_part", "finish_part", "set_clocks")),
         (par, ("match_part", "finish_part", "set_clocks", "partition")),

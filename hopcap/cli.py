@@ -1188,6 +1188,8 @@ def correlate_cmd(
         "dask": dask,
         "memory": _memory(memory),
         "progress": _status,
+        # the engine's tables and objects too are left for the exit to take back
+        "teardown": not _QUICK_EXIT,
     }
     try:
         # the bundle package (reports, pcapng) is imported only when a bundle is involved

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pcapgen import C2S, S2C, Conv, Seg, View
@@ -318,3 +319,78 @@ def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.Mo
     monkeypatch.setattr(par, "LOCK_WAIT_S", 0.2)
     with pytest.raises(CorrelationError, match="worker process died"):
         shared.claim()
+
+
+def test_the_parent_does_not_wait_for_a_finished_child_to_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that has sent its last piece is exiting (the kernel tearing down its copy of
+    the parent's mappings: ~50 ms at 6.4 M packets): the verdict does not wait for it (a
+    parent that waited would kill it after 5 s: it exits here only once the verdict is
+    back)."""
+    import multiprocessing as mp
+    import time
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    child = par._child
+    verdict_back = tmp_path / "verdict-back"
+
+    def slow_exit(*args: Any) -> None:
+        child(*args)
+        end = time.monotonic() + 30
+        while not verdict_back.exists() and time.monotonic() < end:
+            time.sleep(0.01)  # still "exiting" after its last message
+
+    monkeypatch.setattr(par, "_child", slow_exit)
+    assert correlate(pts, jobs=2, min_packets_per_job=0).to_dict() == one
+    kids = mp.active_children()
+    verdict_back.touch()
+    for k in kids:
+        k.join(30)
+    assert len(kids) == 1 and kids[0].exitcode == 0
+
+
+def test_a_process_that_ends_with_the_verdict_leaves_the_engine_state_to_its_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`teardown=False` (the CLI's `correlate`, whose process ends right after the
+    verdict): the same verdict, with one job and two, the read captures left open and the
+    engine's objects referenced (`engine.LEFT`) for the exit to take back; by default they
+    are closed before `correlate` returns."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hopcap import cli
+    from hopcap.correlate import engine
+
+    pts = _scenario(tmp_path)
+    read: list[list[Any]] = []
+
+    def reading(*args: Any, **kw: Any) -> Any:
+        got = read_points(*args, **kw)
+        read.append(got)
+        return got
+
+    monkeypatch.setattr(engine, "read_points", reading)
+    n = len(engine.LEFT)
+    one = correlate(pts).to_dict()
+    assert len(engine.LEFT) == n and read[-1][0].pc.table.buf.closed
+    for jobs in (1, 2):
+        got = correlate(pts, jobs=jobs, min_packets_per_job=0, teardown=False)
+        assert got.to_dict() == one and len(engine.LEFT) == n + 1
+        left, prep, built = engine.LEFT.pop()
+        assert left is read[-1] and len(built) == len(prep.flows) == 8
+        assert not any(p.pc.table.buf.closed for p in left)
+        for p in left:
+            p.pc.table.close()
+    # the command: its process ends with the verdict
+    monkeypatch.setattr(cli, "_QUICK_EXIT", False)
+    args = ["correlate", *(f"{p.name}={p.pcap}" for p in pts), "--json"]
+    r = CliRunner().invoke(cli.app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == one
+    assert len(engine.LEFT) == n + 1
+    for p in engine.LEFT.pop()[0]:
+        p.pc.table.close()
