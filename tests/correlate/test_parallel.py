@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pcapgen import C2S, S2C, Conv, Seg, View
@@ -286,6 +287,10 @@ def test_jobs_on_real_captures_in_pieces_of_one_flow(
         if os.getpid() == parent:  # the children get pieces too
             here.append(idxs[0])
             time.sleep(0.02)
+        else:
+            # not so quick that they take every piece before the parent claims its first
+            # (with matching in C a child's piece of one flow takes well under 1 ms)
+            time.sleep(0.005)
         return match(prep, idxs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(par, "match_part", slow_here)
@@ -318,3 +323,66 @@ def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.Mo
     monkeypatch.setattr(par, "LOCK_WAIT_S", 0.2)
     with pytest.raises(CorrelationError, match="worker process died"):
         shared.claim()
+
+
+def test_the_parent_does_not_wait_for_a_finished_child_to_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that has sent its last piece is exiting (the kernel tearing down its copy of
+    the parent's mappings: ~50 ms at 6.4 M packets): the verdict does not wait for it (a
+    parent that waited would kill it after 5 s: it exits here only once the verdict is
+    back)."""
+    import multiprocessing as mp
+    import time
+
+    pts = _scenario(tmp_path)
+    one = correlate(pts).to_dict()
+    child = par._child
+    verdict_back = tmp_path / "verdict-back"
+
+    def slow_exit(*args: Any) -> None:
+        child(*args)
+        end = time.monotonic() + 30
+        while not verdict_back.exists() and time.monotonic() < end:
+            time.sleep(0.01)  # still "exiting" after its last message
+
+    monkeypatch.setattr(par, "_child", slow_exit)
+    assert correlate(pts, jobs=2, min_packets_per_job=0).to_dict() == one
+    kids = mp.active_children()
+    verdict_back.touch()
+    for k in kids:
+        k.join(30)
+    assert len(kids) == 1 and kids[0].exitcode == 0
+
+
+def test_a_process_that_ends_with_the_verdict_leaves_the_engine_state_to_its_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`engine.keep_state_until_exit()` (the CLI's `correlate`, whose process ends right
+    after the verdict): the same verdict, with one job and two, the read captures left
+    open and the engine's state referenced (`engine._KEEP`) for the exit to take back; by
+    default they are closed before `correlate` returns."""
+    from hopcap.correlate import engine
+
+    pts = _scenario(tmp_path)
+    read: list[list[Any]] = []
+
+    def reading(*args: Any, **kw: Any) -> Any:
+        got = read_points(*args, **kw)
+        read.append(got)
+        return got
+
+    monkeypatch.setattr(engine, "read_points", reading)
+    one = correlate(pts).to_dict()
+    assert engine._KEEP is None and read[-1][0].pc.table.buf.closed
+    for jobs in (1, 2):
+        monkeypatch.setattr(engine, "_KEEP", [])
+        got = correlate(pts, jobs=jobs, min_packets_per_job=0)
+        assert got.to_dict() == one
+        assert engine._KEEP is not None and len(engine._KEEP) == 1
+        prep = engine._KEEP[0]
+        assert isinstance(prep, engine.Prepared) and prep.pts is read[-1]
+        assert len(prep.flows) == 8
+        assert not any(p.pc.table.buf.closed for p in prep.pts)
+        for p in prep.pts:
+            p.pc.table.close()
