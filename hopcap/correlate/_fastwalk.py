@@ -488,32 +488,6 @@ void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
         what[i] = (uint8_t)w;
     }
 }
-/* rows grouped by key: gid[i] is the group of row i (groups numbered as first seen),
-   first[g] the first row of group g; returns the number of groups, -1 when more than
-   cap / 2 (first has cap / 2 slots) */
-long hopcap_groups(const uint64_t *k, long n, uint64_t *tk, int64_t *tv, long cap,
-                   int64_t *gid, int64_t *first) {
-    uint64_t m = (uint64_t)cap - 1;
-    long g = 0;
-    for (long i = 0; i < n; i++) {
-        uint64_t s = hmix(k[i]) & m;
-        while (tv[s] >= 0 && tk[s] != k[i]) s = (s + 1) & m;
-        if (tv[s] < 0) {
-            if (2 * (g + 1) > cap) return -1; /* table too small: the caller grows it */
-            tk[s] = k[i]; tv[s] = g; first[g] = i; g++;
-        }
-        gid[i] = tv[s];
-    }
-    return g;
-}
-/* every row placed after the rows of the groups ranked before its own, rows of a group in
-   row order (a counting sort); start has ng + 1 zeroed slots */
-void hopcap_place(const int64_t *gid, long n, const int64_t *rank, long ng, int64_t *start,
-                  int64_t *order) {
-    for (long i = 0; i < n; i++) start[rank[gid[i]] + 1]++;
-    for (long g = 0; g < ng; g++) start[g + 1] += start[g];
-    for (long i = 0; i < n; i++) order[start[rank[gid[i]]]++] = i;
-}
 /* ---- read ---- */
 /* Classic pcap in one pass straight into the table's own columns (reader._read_pcap):
    no chunk buffer to copy from, no numpy pass per column. Records are parsed into a small
@@ -1323,10 +1297,6 @@ def _load() -> Any:
     lib.hopcap_occ.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p]
     lib.hopcap_mix.restype = None
     lib.hopcap_mix.argtypes = [p, ctypes.c_long, ctypes.c_long, p]
-    lib.hopcap_groups.restype = ctypes.c_long
-    lib.hopcap_groups.argtypes = [p, ctypes.c_long, p, p, ctypes.c_long, p, p]
-    lib.hopcap_place.restype = None
-    lib.hopcap_place.argtypes = [p, ctypes.c_long, p, ctypes.c_long, p, p]
     lib.hopcap_mix_typed.restype = None
     lib.hopcap_mix_typed.argtypes = [p, p, p, ctypes.c_long, ctypes.c_long, p]
     lib.hopcap_index_groups.restype = ctypes.c_long
@@ -1578,37 +1548,6 @@ def hash_join(ha: npt.NDArray[np.uint64], hb: npt.NDArray[np.uint64]) -> tuple[I
     k = lib.hopcap_join(a.ctypes.data, a.shape[0], b.ctypes.data, b.shape[0], tk.ctypes.data,
                         tv.ctypes.data, cap, ia.ctypes.data, ib.ctypes.data)  # fmt: skip
     return ia[:k], ib[:k]
-
-
-def stable_order(k: npt.NDArray[np.uint64]) -> I64 | None:
-    """`np.argsort(k, kind="stable")` in C (None without it): rows grouped by key with a
-    hash table, the distinct keys sorted, the rows placed by a counting sort. Linear in
-    the rows when keys repeat (packets of a connection), not a sort of all of them."""
-    lib = _load()
-    if lib is None:
-        return None
-    a = np.ascontiguousarray(k, np.uint64)
-    n = int(a.shape[0])
-    gid = np.empty(n, np.int64)
-    # a table for the distinct keys, not the rows (fresh memory costs a page fault per
-    # 4 KiB): small first, grown when the keys do not fit
-    cap = 1 << 15
-    while True:
-        tk, tv = np.empty(cap, np.uint64), np.full(cap, -1, np.int64)
-        first = np.empty(cap // 2, np.int64)
-        ng = lib.hopcap_groups(a.ctypes.data, n, tk.ctypes.data, tv.ctypes.data, cap,
-                               gid.ctypes.data, first.ctypes.data)  # fmt: skip
-        if ng >= 0:
-            break
-        cap *= 4
-    del tk, tv
-    rank = np.empty(ng, np.int64)
-    rank[np.argsort(a[first[:ng]])] = np.arange(ng, dtype=np.int64)  # distinct: any sort
-    start = np.zeros(ng + 1, np.int64)
-    order = np.empty(n, np.int64)
-    lib.hopcap_place(gid.ctypes.data, n, rank.ctypes.data, ng, start.ctypes.data,
-                     order.ctypes.data)  # fmt: skip
-    return order
 
 
 def occurrences(k: npt.NDArray[np.uint64]) -> I64 | None:

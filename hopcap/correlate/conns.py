@@ -155,27 +155,6 @@ def _half_of(row: tuple[Any, ...]) -> Half:
     return tuple.__new__(Half, row)
 
 
-def endpoint_strs(h: Half) -> tuple[str, str]:
-    """`h.src_str` and `h.dst_str`, as the properties write them (an IPv4 address is
-    written once: flows share their servers and their NAT's address)."""
-    if h.v != 4:
-        return endpoint_str(h.v, *h.src, h.sport), endpoint_str(h.v, *h.dst, h.dport)
-    quads = _QUADS
-    a, b = h.src[1], h.dst[1]
-    qa = quads.get(a)
-    if qa is None:  # dotted quads as ipaddress writes them, without an object each
-        if len(quads) > 1 << 16:
-            quads.clear()
-        qa = quads[a] = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:"
-    qb = quads.get(b)
-    if qb is None:
-        qb = quads[b] = f"{b >> 24 & 255}.{b >> 16 & 255}.{b >> 8 & 255}.{b & 255}:"
-    return f"{qa}{h.sport}", f"{qb}{h.dport}"
-
-
-_QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
-
-
 class Conn(NamedTuple):
     cid: int
     c: Half | None  # client -> server half

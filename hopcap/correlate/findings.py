@@ -455,7 +455,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
 def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
     """Of simple flows (`ends`: five numbers each, their first leg's point and (c, s)
     halves, their second leg's point and c half): the first leg's client and server, the
-    second leg's source and destination (as `endpoint_strs` writes them), and the first
+    second leg's source and destination (as `Half.src_str`/`dst_str` write them), and the first
     capture time of the first leg; from the points' columns (a half's own fields, read
     one half at a time, cost as much again: the halves lie all over memory)."""
     n = len(ends) // 5

@@ -107,35 +107,6 @@ def test_real_captures(names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) 
     assert n > 0
 
 
-def test_endpoint_strings_equal_the_properties() -> None:
-    """`endpoint_strs` gives the strings the Half properties give: IPv4 edges (0.0.0.0,
-    255.255.255.255, a mapped address's low word), ports 0 and 65535, IPv6."""
-    import ipaddress
-
-    from hopcap.correlate.conns import Half, endpoint_strs
-
-    def half(v: int, src: str, sport: int, dst: str, dport: int) -> Half:
-        a, b = int(ipaddress.ip_address(src)), int(ipaddress.ip_address(dst))
-        lo = (1 << 64) - 1
-        return Half(
-            0, np.zeros(0, np.int64), 0, 0, v, (a >> 64, a & lo), (b >> 64, b & lo), sport,
-            dport, False, False, 0, 0, 0, False,
-        )  # fmt: skip
-
-    specs = [
-        (4, "0.0.0.0", 0, "255.255.255.255", 65535),
-        (4, "198.18.0.1", 40000, "10.200.3.4", 80),
-        (4, "1.2.3.4", 1, "100.64.0.10", 443),
-        (6, "2001:db8::10", 40000, "::1", 80),
-        (6, "::ffff:192.0.2.1", 5, "fe80::1", 6),
-    ]
-    for _ in range(2):  # the addresses written anew, then remembered
-        for s in specs:
-            ref = half(*s)  # the properties, computed on first read
-            assert endpoint_strs(half(*s)) == (ref.src_str, ref.dst_str)
-    assert endpoint_strs(half(*specs[0])) == ("0.0.0.0:0", "255.255.255.255:65535")
-
-
 def _odd_pair(out: Path) -> tuple[Path, Path]:
     """Two points of a firewall (MSS clamping, masquerading) and flows off the common
     shape among common ones: a tuple reused by a second connection, a server's RST, a

@@ -75,25 +75,6 @@ def test_sort_by_pair_equals_lexsort(span: int) -> None:
     assert got_p.dtype == np.int64 and got_d.dtype == np.int64
 
 
-@pytest.mark.parametrize(
-    ("n", "distinct"),
-    [(0, 1), (1, 1), (7, 3), (5000, 40), (5000, 5000), (70_000, 20_000), (70_000, 70_000)],
-)
-def test_compiled_stable_order_equals_stable_argsort(n: int, distinct: int) -> None:
-    """The C grouping + counting sort that orders a capture's packets by connection gives
-    numpy's stable argsort, also when the distinct keys outgrow its first hash table
-    (16 k distinct keys)."""
-    from hopcap.correlate import _fastwalk
-
-    assert _fastwalk.available(), "the compiled helper is part of the measured path"
-    rng = np.random.default_rng(n + distinct)
-    keys = rng.integers(0, distinct, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    keys[: n // 10] = np.uint64(0xFFFFFFFFFFFFFFFF)  # the largest key, many times
-    got = _fastwalk.stable_order(keys)
-    assert got is not None and got.dtype == np.int64
-    assert (got == np.argsort(keys, kind="stable")).all()
-
-
 def test_join_first_keeps_the_first_of_equal_keys_compiled_and_numpy() -> None:
     """learn_deltas pairs every upstream key with the first downstream row of that key:
     the C hash join (no sort) and the numpy path (unique + searchsorted) agree."""
