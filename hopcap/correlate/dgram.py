@@ -107,6 +107,7 @@ class DgramTable:
     # in part, never split by a silence (what is missing between their parts was read by
     # other slices; the scan does not cut a conversation that has a minute of silence)
     joined: U64 | None = None
+    joined_last: I64 | None = None  # their last datagram in the whole capture
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -326,6 +327,11 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     vv = t.v[r0].tolist()
     first = tss[s_idx]
     last = tss[e_idx - 1]
+    if t.joined is not None and t.joined_last is not None and t.joined.shape[0]:
+        # a slice's part of a conversation: its end is the whole capture's (NAT linking
+        # weighs the time between flows)
+        j = np.minimum(np.searchsorted(t.joined, uk[s_idx]), t.joined.shape[0] - 1)
+        last = np.where(t.joined[j] == uk[s_idx], np.maximum(last, t.joined_last[j]), last)
     cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
                skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
                strict=True)  # fmt: skip
@@ -416,6 +422,18 @@ def concat_rows(
     for c in _COLS:
         pieces = [getattr(t, c)[m] + (at if c == "pl_off" else 0) for t, m, at in parts]
         cols[c] = np.concatenate(pieces)[order]
+    return DgramTable(path, buf, **cols)
+
+
+def stack_rows(
+    parts: Sequence[tuple[DgramTable, npt.NDArray[np.bool_]]], path: Path, buf: Any
+) -> DgramTable:
+    """The rows (table, rows) of tables parsed from parts of one file, one after the
+    other (as `parse_dgrams` of all their records at once gives them: a parse is row by
+    row), without the parse's temporaries of all of them at once."""
+    cols: dict[str, Any] = {}
+    for c in _COLS:
+        cols[c] = np.concatenate([getattr(t, c)[m] for t, m in parts])
     return DgramTable(path, buf, **cols)
 
 

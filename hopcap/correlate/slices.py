@@ -49,7 +49,14 @@ from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Recor
 from hopcap.correlate import reader as rd
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
-from hopcap.correlate.dgram import ESP, IDLE_NS, DgramTable, flow_ukeys, parse_dgrams
+from hopcap.correlate.dgram import (
+    ESP,
+    IDLE_NS,
+    DgramTable,
+    flow_ukeys,
+    parse_dgrams,
+    stack_rows,
+)
 from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
@@ -73,6 +80,10 @@ VERDICT_BYTES_PER_FLOW = 4096
 # heap (interpreter, modules, scans) it copies on write
 WORKER_BYTES = 16 << 20
 MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
+# a datagram counts as this many packets: its table row (35 columns) and its flows' and
+# matches' arrays take more than a TCP packet's (measured ~490 bytes a datagram unsliced,
+# 6 M datagrams, against 170-260 bytes a TCP packet)
+DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
@@ -349,6 +360,18 @@ class Scan:
     # of silence (two flows or more: where each starts is not known from the scan)
     whole: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
 
+    def cost(self) -> I64:
+        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
+        w = 1 + (DGRAM_WEIGHT - 1) * _member(self.keys, self.dgram_keys)
+        out: I64 = self.rows * w
+        return out
+
+    def dense_cost(self) -> I64:
+        """`dense`'s packet counts as slices count them."""
+        _ch, ks, ns = self.dense
+        out: I64 = ns * (1 + (DGRAM_WEIGHT - 1) * _member(ks, self.dgram_keys))
+        return out
+
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
             with contextlib.suppress(BufferError):  # a numpy view is still alive
@@ -483,7 +506,7 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
     clock) and their first `HEAD_ROWS` (the handshake and the first packets, whose facts
     every slice needs: sequence bases, the NAT link, the first packet)."""
     parts: list[PacketTable] = []
-    dgs: list[tuple[I64, ...]] = []
+    dgs: list[tuple[DgramTable, npt.NDArray[np.bool_]]] = []  # parsed chunks, rows kept
     want: set[int] = set()
     if sel.shape[0]:
         m = _member(sc.keys, sel)
@@ -524,24 +547,23 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
                         if int(dtaken.min()) < HEAD_ROWS:
                             _head(dk, dinc, ck, dtaken, dm)
                 if dm.any():
-                    # the parsed rows among the walk's (records in file order: their
-                    # payloads too), when the parse left some out (other ICMP types)
-                    at = (
-                        np.nonzero(dm)[0]
-                        if len(d) == dgt[0].shape[0]
-                        else np.searchsorted(dgt[2] + 8, d.pl_off[dm])
-                    )
-                    dgs.append(tuple(x[at] for x in dgt))
+                    dgs.append((d, dm))
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
-    t = rd._finish(sc.path, sc.buf, got, dgs)
+    t = rd._finish(sc.path, sc.buf, got, [])
+    if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
+        t.dgram = stack_rows(dgs, sc.path, sc.buf)
+        dgs.clear()
     t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
     if t.dgram is not None:
         t.dgram.last_ns = sc.dgram_last
         if ck.shape[0] and len(t.dgram):
             dd = t.dgram
-            rows = np.nonzero((dd.role == 0) & _member(dgram_keys(dd), ck))[0]
+            dk = dgram_keys(dd)
+            rows = np.nonzero((dd.role == 0) & _member(dk, ck))[0]
             if rows.shape[0]:
-                t.dgram.joined = np.unique(flow_ukeys(dd, rows))
+                uk, at = np.unique(flow_ukeys(dd, rows), return_index=True)
+                t.dgram.joined = uk
+                t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, dk[rows[at]])]
     return t
 
 
@@ -1080,7 +1102,7 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         for n, ms in dcut.items():
             f = prep.dflows[n]
             if _dkeep(run, k, f):
-                groups.append(ms)
+                groups.append([*ms, _DGRAM])
             _djudge(run, k, prep.pts, f)
             dflows.append(f)
         if cut:
@@ -1361,7 +1383,7 @@ def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
         if sc is None or not sc.keys.shape[0]:
             out.append(np.zeros(0, np.uint64))
             continue
-        big = (sc.rows > rows) & ~_member(sc.keys, sc.whole)
+        big = (sc.cost() > rows) & ~_member(sc.keys, sc.whole)
         out.append(sc.keys[big])
     return out
 
@@ -1374,7 +1396,8 @@ def _margin_rows(run: _Run) -> int:
     for i, sc in enumerate(run.scans):
         if sc is None or not run.cut_at(i).shape[0]:
             continue
-        ch, ks, ns = sc.dense
+        ch, ks, _ns = sc.dense
+        ns = sc.dense_cost()
         m = _member(ks, run.cut_at(i))
         if not m.any():
             continue
@@ -1414,7 +1437,7 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     big = [
         (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
         for sc, inp in zip(run.scans, inputs, strict=True)
-        if sc is not None and (m := _member(sc.keys, sc.whole) & (sc.rows > per_slice)).any()
+        if sc is not None and (m := _member(sc.keys, sc.whole) & (sc.cost() > per_slice)).any()
     ]
     if big:
         most, _n, where = max(big)
@@ -1424,8 +1447,12 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
             "%s, is read whole into every slice it is alive in, so this run may use about "
             "%.1f MB more than the budget",
             max(n for _m, n, _p in big), per_slice, most, where,
-            most * BYTES_PER_PACKET / 2**20,
+            most * DGRAM_WEIGHT * BYTES_PER_PACKET / 2**20,
         )  # fmt: skip
+
+
+# the last member of a cut datagram flow's conversations that pass 1 sends (`_group`)
+_DGRAM = (-1, 0)
 
 
 def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
@@ -1436,6 +1463,14 @@ def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
     for per_slice in found:
         for ms in per_slice:
             gs = sorted({member[m] for m in ms if m in member})
+            if ms and ms[-1] == _DGRAM:
+                # a datagram flow has one conversation a point: not one flow with a group
+                # that has another at one of its points (a slice that linked it to the
+                # wrong one, the right one not read there); its conversations that are
+                # in such a group stay there
+                ms = ms[:-1]
+                at = dict(ms)
+                gs = [g for g in gs if all(at.get(p, key) == key for p, key in groups[g])]
             if gs:
                 g = gs[0]
                 for other in gs[1:]:
@@ -1685,9 +1720,11 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None:
             cut = _member(sc.keys, run.cut_at(i))
+            cost = sc.cost()
             firsts.append(sc.first[~cut] - off)
-            rows.append(sc.rows[~cut])
-            ch, ks, ns = sc.dense
+            rows.append(cost[~cut])
+            ch, ks, _ns = sc.dense
+            ns = sc.dense_cost()
             m = _member(ks, run.cut_at(i))
             if m.any():
                 los = np.array([c[1] for c in sc.chunks], np.int64)
@@ -1698,7 +1735,7 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
             # what the chunks do not place of them: at their start
             placed = np.zeros(sc.keys.shape[0], np.int64)
             np.add.at(placed, np.searchsorted(sc.keys, ks[m]), ns[m])
-            rest = np.maximum(sc.rows - placed, 0)
+            rest = np.maximum(cost - placed, 0)
             firsts.append(sc.first[cut] - off)
             rows.append(rest[cut])
     f = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
@@ -1788,7 +1825,7 @@ def correlate_sliced(
                 inputs[i] = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
                 continue
             scans.append(sc)
-        total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans if sc is not None)
+        total = sum(sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows for sc in scans if sc is not None)
         if budget is not None:
             convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
             left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
