@@ -990,23 +990,29 @@ def _seg_facts(
 # ------------------------------------------------------------------ cut datagram flows
 
 
-def _dkey(f: Any) -> int:
-    """The scan's conversation key of a datagram flow at one point (`DFlow`)."""
-    return int(conv_keys(f.proto, f.cli, f.srv))
-
-
 def _dcut_flows(run: _Run, dflows: list[DFlowB]) -> dict[int, list[tuple[int, int]]]:
     """The datagram flows of a slice that are cut (a conversation of theirs is), each
     with (point, conversation key) of its legs."""
     cut = {i: set(c.tolist()) for i, c in enumerate(run.cut) if c.shape[0]}
-    if not cut:
+    if not cut or not dflows:
         return {}
-    out: dict[int, list[tuple[int, int]]] = {}
-    for n, f in enumerate(dflows):
-        ms = [(leg.point, _dkey(leg.f)) for leg in f.legs]
-        if any(key in cut.get(p, ()) for p, key in ms):
-            out[n] = ms
-    return out
+    legs = [(n, leg.point, leg.f) for n, f in enumerate(dflows) for leg in f.legs]
+
+    def end(side: str) -> tuple[U64, U64, U64]:
+        ends = [getattr(x, side) for _n, _p, x in legs]
+        a, b, c = (np.array([e[i] for e in ends], np.uint64) for i in range(3))
+        return a, b, c
+
+    keys = conv_keys(
+        np.array([x.proto for _n, _p, x in legs], np.int64), end("cli"), end("srv")
+    ).tolist()
+    every: dict[int, list[tuple[int, int]]] = {}
+    hit: set[int] = set()
+    for (n, p, _x), key in zip(legs, keys, strict=True):
+        every.setdefault(n, []).append((p, key))
+        if key in cut.get(p, ()):
+            hit.add(n)
+    return {n: every[n] for n in sorted(hit)}
 
 
 def _dinside(run: _Run, k: int, pts: list[Point], p: int, rows: Any) -> npt.NDArray[np.bool_]:
