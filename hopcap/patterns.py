@@ -32,7 +32,7 @@ _PLAIN = frozenset({int, str, type(None)})
 _UNSET = "\0unset"  # no anchor looked up yet (None: the segment has none)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Acc:
     first: Finding
     flow_ids: list[str]
@@ -52,7 +52,7 @@ def _add_kinds(kinds: dict[str, int], f: Finding) -> None:
     finding's description: `(3 data, 1 FIN)` for several packets, else its first packet."""
     if f.kind not in ("drop", "inject"):
         return
-    m = _COUNTS.search(f.what)
+    m = _COUNTS.search(f.what) if f.what.endswith(")") else None  # (a search reads it all)
     if m:
         for part in m.group(1).split(", "):
             n, k = part.split(" ", 1)

@@ -137,3 +137,36 @@ def test_correlate_ends_without_teardown(tmp_path: Path) -> None:
     assert "TEARDOWN" not in r.stderr and json.loads(r.stdout)["points"]
     r = _run_main(["lab", "--help"])
     assert r.returncode == 0 and "TEARDOWN" in r.stderr
+
+
+def test_correlate_leaves_its_state_to_the_exit() -> None:
+    """Run as the program, a correlate keeps the engine's state, the verdict, its dict and
+    its JSON to the quick exit (the kernel frees them at once; freeing them object by
+    object took 0.08 s of a 1.6 M-packet run), and prints the same verdict; called in
+    another program's process (here, typer's runner) it keeps nothing."""
+    from typer.testing import CliRunner
+
+    from hopcap.correlate import engine
+
+    cap = REALDATA / "tcpreplay" / "test.pcap"
+    args = ["correlate", f"a={cap}", f"b={cap}", "--json", "--jobs", "1"]
+    probe = (
+        "import os, sys, runpy\n"
+        "import hopcap.cli as cli\n"
+        "from hopcap.correlate import engine\n"
+        "def done(code):\n"
+        "    sys.stdout.flush()\n"
+        "    kept = [type(x).__name__ for x in (engine._KEEP or []) + cli._KEPT]\n"
+        "    print('KEPT', *kept, file=sys.stderr)\n"
+        "    os._exit(code)\n"
+        "cli._quick_exit = done\n"
+        f"sys.argv = ['hopcap', *{args!r}]\n"
+        "runpy.run_module('hopcap', run_name='__main__')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "KEPT Prepared dict bytes Verdict", r.stderr
+    ref = CliRunner().invoke(cli.app, args)
+    assert ref.exit_code == 0, ref.output
+    assert r.stdout == ref.stdout
+    assert engine._KEEP is None and cli._KEPT == []

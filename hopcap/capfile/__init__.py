@@ -31,6 +31,7 @@ from hopcap.capfile.walk import (
     Records,
     RecordWalk,
     open_capture,
+    read_head,
     walk_records,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "decode",
     "link_name",
     "open_capture",
+    "read_head",
     "tunnel_str",
     "walk_records",
 ]

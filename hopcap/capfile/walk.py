@@ -96,6 +96,18 @@ def open_capture(path: Path) -> Any:
         return mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of the file (fewer when it is shorter), read without
+    mapping it: a look at the head of a large capture costs a read of the head only."""
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except FileNotFoundError:
+        raise CaptureFileError(f"{path}: no such capture file") from None
+    except OSError as e:
+        raise CaptureFileError(f"{path}: cannot open: {e.strerror or e}") from None
+
+
 def _z() -> I64:
     return np.zeros(0, np.int64)
 

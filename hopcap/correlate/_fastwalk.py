@@ -9,11 +9,10 @@ HOPCAP_NO_CC=1) the pure Python/numpy paths are used and give identical results.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -1134,6 +1133,63 @@ long hopcap_rowsof(const int64_t *hid, long n, const int64_t *start, const int64
     }
     return m;
 }
+/* ---- fin ---- */
+/* decimal digits of v at o (v >= 0 or negative); the end */
+static char *fin_dec(char *o, int64_t v) {
+    char tmp[24];
+    int k = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) *o++ = '-';
+    do { tmp[k++] = (char)('0' + u % 10); u /= 10; } while (u);
+    while (k) *o++ = tmp[--k];
+    return o;
+}
+static char *fin_str(char *o, const char *s) { while (*s) *o++ = *s++; return o; }
+/* findings._rows_described's texts (`_first_packet`) of n rows, each line ended by '\n':
+   the flags by name (match.flags_str), seq (a SYN's own, else `rel`), len (not of a SYN,
+   when > 0), tsval (when >= 0), ipid (IPv4); at most 136 bytes a row; returns the bytes */
+long hopcap_fin_texts(long n, const int64_t *flags, const int64_t *seq, const int64_t *rel,
+                      const int64_t *plen, const int64_t *tsval, const int64_t *v,
+                      const int64_t *ipid, char *out) {
+    static const int bit[8] = {2, 1, 4, 8, 16, 32, 64, 128};
+    static const char *name[8] = {"SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"};
+    char *o = out;
+    for (long i = 0; i < n; i++) {
+        int64_t f = flags[i] & 255;
+        int any = 0;
+        for (int b = 0; b < 8; b++)
+            if (f & bit[b]) { if (any) *o++ = ','; o = fin_str(o, name[b]); any = 1; }
+        if (!any) o = fin_str(o, "none");
+        o = fin_str(o, " seq=");
+        if (f & 2) o = fin_dec(o, seq[i]);
+        else {
+            o = fin_dec(o, rel[i]);
+            if (plen[i]) { o = fin_str(o, " len="); o = fin_dec(o, plen[i]); }
+        }
+        if (tsval[i] >= 0) { o = fin_str(o, " tsval="); o = fin_dec(o, tsval[i]); }
+        if (v[i] == 4) { o = fin_str(o, " ipid="); o = fin_dec(o, ipid[i]); }
+        *o++ = '\n';
+    }
+    return (long)(o - out);
+}
+/* findings._endpoints of IPv4 rows: "a.b.c.d:port" a line (an empty line where v is not
+   4); at most 37 bytes a row; returns the bytes */
+long hopcap_fin_ends(long n, const int64_t *v, const uint64_t *lo, const int64_t *port,
+                     char *out) {
+    char *o = out;
+    for (long i = 0; i < n; i++) {
+        if (v[i] == 4) {
+            uint64_t a = lo[i];
+            for (int k = 24; k >= 0; k -= 8) {
+                o = fin_dec(o, (int64_t)((a >> k) & 255));
+                *o++ = k ? '.' : ':';
+            }
+            o = fin_dec(o, port[i]);
+        }
+        *o++ = '\n';
+    }
+    return (long)(o - out);
+}
 """
 
 _lib: Any = None
@@ -1157,11 +1213,16 @@ def _load() -> Any:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return None
-    tag = hashlib.sha256(_SRC.encode()).hexdigest()[:16]
+    # the source's checksums name the build (zlib is loaded anyway; hashlib would load
+    # OpenSSL for this alone: 2.5 ms of every start)
+    src_b = _SRC.encode()
+    tag = f"{zlib.crc32(src_b):08x}{zlib.adler32(src_b):08x}"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hopcap"
     so = cache / f"fastwalk-{tag}.so"
     try:
         if not so.exists():
+            import tempfile  # only to build it
+
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory() as td:
                 src = Path(td) / "fastwalk.c"
@@ -1862,3 +1923,54 @@ def rows_of(hid: I64, start: I64, end: I64, order: I64) -> tuple[I64, I64] | Non
     m = lib.hopcap_rowsof(h.ctypes.data, int(h.shape[0]), st.ctypes.data, en.ctypes.data,
                           o.ctypes.data, rows.ctypes.data, pos.ctypes.data)  # fmt: skip
     return rows[:m], pos[:m]
+
+
+# ---- fin ----
+
+
+def _fin_lib() -> Any:
+    lib = _load()
+    if lib is not None and not getattr(lib, "_fin_ready", False):
+        p = ctypes.c_void_p
+        lib.hopcap_fin_texts.restype = ctypes.c_long
+        lib.hopcap_fin_texts.argtypes = [ctypes.c_long, *[p] * 8]
+        lib.hopcap_fin_ends.restype = ctypes.c_long
+        lib.hopcap_fin_ends.argtypes = [ctypes.c_long, p, p, p, p]
+        lib._fin_ready = True
+    return lib
+
+
+def _lines(buf: Any, m: int, n: int) -> list[str]:
+    out = ctypes.string_at(buf, m).decode("ascii").split("\n")
+    out.pop()  # (after the last line's end)
+    assert len(out) == n
+    return out
+
+
+def finding_texts(
+    flags: Any, seq: Any, rel: Any, plen: Any, tsval: Any, v: Any, ipid: Any
+) -> list[str] | None:
+    """findings._rows_described's texts of rows (their columns) in C (hopcap_fin_texts);
+    None without a compiler."""
+    lib = _fin_lib()
+    if lib is None:
+        return None
+    cols = _i64(flags, seq, rel, plen, tsval, v, ipid)
+    n = int(cols[0].shape[0])
+    buf = ctypes.create_string_buffer(136 * n + 1)  # (any int64 values)
+    m = lib.hopcap_fin_texts(n, *[c.ctypes.data for c in cols], buf)
+    return _lines(buf, m, n)
+
+
+def endpoint_texts(v: Any, lo: Any, port: Any) -> list[str] | None:
+    """findings._endpoints of rows (address family, address's low word, port) in C
+    (hopcap_fin_ends): "a.b.c.d:port" for IPv4, "" for another; None without a compiler."""
+    lib = _fin_lib()
+    if lib is None:
+        return None
+    vv, pp = _i64(v, port)
+    lw = np.ascontiguousarray(lo, np.uint64)
+    n = int(vv.shape[0])
+    buf = ctypes.create_string_buffer(37 * n + 1)  # (any int64 port)
+    m = lib.hopcap_fin_ends(n, vv.ctypes.data, lw.ctypes.data, pp.ctypes.data, buf)
+    return _lines(buf, m, n)

@@ -34,7 +34,6 @@ Everything here is pure and defensive: a damaged or truncated trailer is ignored
 from __future__ import annotations
 
 import ipaddress
-import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,22 +305,21 @@ def probe_head(path: Path, head: Any) -> tuple[bool, dict[str, str] | None]:
 
 def probe_capture(path: Path) -> bool:
     """Does the capture file at `path` carry F5 trailers (a look at its first 256 KiB
-    only)? False for a file that cannot be read (the reader says why, later)."""
-    from hopcap.capfile.walk import CaptureFileError, open_capture
+    only, read, not mapped)? False for a file that cannot be read (the reader says why,
+    later)."""
+    from hopcap.capfile.walk import CaptureFileError, read_head
     from hopcap.errors import CorrelationError
 
     try:
-        buf = open_capture(path)
-    except (CaptureFileError, OSError):
+        head = read_head(path, PROBE_BYTES)
+    except CaptureFileError:
+        return False
+    if not head:
         return False
     try:
-        head = bytes(buf[:PROBE_BYTES])
         return probe_head(path, head)[0]
     except (CaptureFileError, CorrelationError, ValueError):
         return False
-    finally:
-        if isinstance(buf, mmap.mmap):
-            buf.close()
 
 
 def read_table_trailers(

@@ -4,20 +4,30 @@ where the evidence has gaps, and the legs as the verdict shows them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half, endpoint_strs
+from hopcap.correlate.conns import Half
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, last_ts, tunnel_str
+from hopcap.correlate.reader import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    PacketTable,
+    endpoint_str,
+    last_ts,
+    tunnel_str,
+)
 from hopcap.correlate.summary import flow_summary, sentence, where
 from hopcap.model import (
     Direction,
@@ -37,7 +47,7 @@ T = TypeVar("T")
 KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
 
 
-@dataclass
+@dataclass(slots=True)
 class Built:
     proto: str
     client: str
@@ -54,6 +64,26 @@ class Built:
     def broken(self) -> bool:
         return any_broken(self.findings)
 
+    def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
+        """Pickled (`--jobs` sends every flow back to the first process) with its legs' and
+        findings' fields as values: one call of Python here, none per leg or finding."""
+        legs = tuple(map(_LEG_VALUES, self.legs))
+        return _unpickled, (_BUILT_VALUES(self), legs, tuple(map(_FINDING_VALUES, self.findings)))
+
+
+def _unpickled(
+    vals: tuple[Any, ...], legs: tuple[tuple[Any, ...], ...], fs: tuple[tuple[Any, ...], ...]
+) -> Built:
+    proto, client, server, summary, first_ts, t_out, t_in = vals
+    return Built(proto, client, server, tuple(Leg(*x) for x in legs),
+                 tuple(Finding(*x) for x in fs), summary, first_ts, t_out, t_in)  # fmt: skip
+
+
+_BUILT_VALUES = attrgetter("proto", "client", "server", "summary", "first_ts", "tunnel_out",
+                           "tunnel_in")  # fmt: skip
+_LEG_VALUES = attrgetter(*(f.name for f in fields(Leg)))
+_FINDING_VALUES = attrgetter(*(f.name for f in fields(Finding)))
+
 
 def _endpoint_name(p: Point, side: str) -> str:
     if p.iface:
@@ -61,16 +91,28 @@ def _endpoint_name(p: Point, side: str) -> str:
     return side
 
 
+def kind_of(flags: int, plen: int) -> PacketKind:
+    """What a packet (TCP `flags`, payload length `plen`) is in a summary's words: its
+    first flag that matters (a FIN with data is a FIN)."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "FIN" if flags & FIN else "data" if plen else "ACK"
+
+
+def tally_kind(flags: int, plen: int) -> PacketKind:
+    """What a packet is as a finding's tally counts it ("3 data, 1 FIN"): as `kind_of`,
+    but a FIN with data is data."""
+    if flags & SYN:
+        return "SYN-ACK" if flags & ACK else "SYN"
+    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
+
+
+FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`flags_str`)
+
+
 def packet_kind(t: PacketTable, row: int) -> PacketKind:
-    """What packet `row` is, in a summary's words (its first flag that matters)."""
-    fl = int(t.flags[row])
-    if fl & SYN:
-        return "SYN-ACK" if fl & ACK else "SYN"
-    if fl & RST:
-        return "RST"
-    if fl & FIN:
-        return "FIN"
-    return "data" if t.plen[row] else "ACK"
+    """What packet `row` is, in a summary's words (`kind_of`)."""
+    return kind_of(int(t.flags[row]), int(t.plen[row]))
 
 
 def _first_packet(t: PacketTable, r0: int, base: int) -> str:
@@ -124,16 +166,7 @@ def _describe(
         nbytes = sum(pls)
     kinds: dict[str, int] = {}
     for fl, pl in zip(fls, pls, strict=True):
-        if fl & SYN:
-            k = "SYN-ACK" if fl & ACK else "SYN"
-        elif fl & RST:
-            k = "RST"
-        elif pl:
-            k = "data"
-        elif fl & FIN:
-            k = "FIN"
-        else:
-            k = "ACK"
+        k = tally_kind(fl, pl)
         kinds[k] = kinds.get(k, 0) + 1
     parts = ", ".join(f"{n} {k}" for k, n in kinds.items())
     return f"{_first_packet(t, r0, base)} ({parts})", nbytes, int(_MIN(t.ts[rows]))
@@ -306,11 +339,9 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 # in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
 _Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
-# of a simple flow: its first leg's halves (c, s), its second leg's c half, both legs'
-# points, the first leg's details, the second's link and details, the hop's median c2s
-# delay and its points
-_Head = tuple[Half, Half, Half, int, int, tuple[str, ...], LinkKind, tuple[str, ...],
-              float | None, int, int]  # fmt: skip
+# of a simple flow: both legs' points, the first leg's details, the second's link and
+# details, the hop's median c2s delay and its points
+_Head = tuple[int, int, tuple[str, ...], LinkKind, tuple[str, ...], float | None, int, int]
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -342,6 +373,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     jobs: list[list[_Job]] = []
     simple: list[int] = []
     heads: list[_Head] = []
+    ends: list[int] = []  # five a simple flow (`_simple_ends`)
     has_flag = [p.has_flag for p in pts]
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
@@ -400,22 +432,83 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
                     bb += [base] * len(g[1])
         simple.append(k)
         jobs.append(fj)
-        # what its legs need, read now that the flow's objects are at hand
-        heads.append((x.c, x.s, y.c, x.point, y.point, x.details, y.link, y.details,
-                      c2s.d_med, hop.a, hop.b))  # fmt: skip
+        # what its legs need, read now that the flow's objects are at hand; of its halves
+        # only their ids (the rest from the points' columns, for the chunk at once)
+        xp, yp = x.point, y.point
+        ends += (xp, x.c.hid, x.s.hid, yp, y.c.hid)
+        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, hop.a, hop.b))
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
-    for k, fj, head in zip(simple, jobs, heads, strict=True):
+    for k, fj, head, strs in zip(simple, jobs, heads, _simple_ends(pts, ends), strict=True):
         f = flows[k]
-        built = _finish_simple(ctx, f, fj, head)
+        built = _finish_simple(ctx, f, fj, head, strs)
         out[k] = built if built is not None else finish_flow(pts, present, f)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
     ]
+
+
+def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
+    """Of simple flows (`ends`: five numbers each, their first leg's point and (c, s)
+    halves, their second leg's point and c half): the first leg's client and server, the
+    second leg's source and destination (as `endpoint_strs` writes them), and the first
+    capture time of the first leg; from the points' columns (a half's own fields, read
+    one half at a time, cost as much again: the halves lie all over memory)."""
+    n = len(ends) // 5
+    if not n:
+        return []
+    e = np.array(ends, np.int64).reshape(n, 5)
+    out: list[list[Any]] = []
+    firsts = np.zeros(n, np.int64)
+    for pc, hc in ((0, 1), (3, 4)):
+        src, dst = np.empty(n, object), np.empty(n, object)
+        for q in np.unique(e[:, pc]).tolist():
+            pos = np.nonzero(e[:, pc] == q)[0]
+            p = pts[q]
+            assert p.pc is not None
+            cols, t = p.pc.half_cols(), p.table
+            hid = e[pos, hc]
+            r0 = cols.row0[hid]
+            src[pos] = _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo)
+            dst[pos] = _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo)
+            if pc == 0:
+                firsts[pos] = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]])
+        out += (src.tolist(), dst.tolist())
+    return list(zip(*out, firsts.tolist(), strict=True))
+
+
+def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
+               lo: npt.NDArray[np.uint64]) -> list[str]:  # fmt: skip
+    """`endpoint_str` of the address (`hi`, `lo`) of rows `r0` with `port`; an IPv4
+    address written once (flows share their servers and their NAT's address)."""
+    vs = t.v[r0]
+    got = endpoint_texts(vs, lo[r0], port)
+    if got is not None:  # IPv4 in C; any other here
+        for i in np.nonzero(vs != 4)[0].tolist():
+            r = int(r0[i])
+            got[i] = endpoint_str(int(vs[i]), int(hi[r]), int(lo[r]), int(port[i]))
+        return got
+    quads = _QUADS
+    out: list[str] = []
+    for v, h, a, pt in zip(vs.tolist(), hi[r0].tolist(), lo[r0].tolist(), port.tolist(),
+                           strict=True):  # fmt: skip
+        if v != 4:
+            out.append(endpoint_str(v, h, a, pt))
+            continue
+        qa = quads.get(a)
+        if qa is None:  # dotted quads as ipaddress writes them, without an object each
+            if len(quads) > 1 << 16:
+                quads.clear()
+            qa = quads[a] = f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}:"
+        out.append(f"{qa}{pt}")
+    return out
+
+
+_QUADS: dict[int, str] = {}  # an IPv4 address (low word) -> "a.b.c.d:"
 
 
 def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -> _Cols:
@@ -426,7 +519,8 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
     fl = t.flags[r].astype(np.int64)
     seq = t.seq[r].astype(np.int64)
     rel = ((seq - np.array(bases, np.int64) + (1 << 31)) & M32) - (1 << 31)
-    pl = t.plen[r].tolist()
+    plen = t.plen[r]
+    pl = plen.tolist()
     ts = t.ts[r].astype(np.int64)
     at = ts - up.offset_ns + down.offset_ns
     bl = np.zeros(r.shape[0], bool)
@@ -434,24 +528,38 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
         bl |= at < down.start_ns
     if down.stop_ns is not None:
         bl |= at > down.stop_ns
+    tsval, v, ipid = t.tsval[r], t.v[r], t.ipid[r]
+    kinds: list[PacketKind] = _KINDS[(fl & 255) + 256 * (plen > 0)].tolist()
+    texts = finding_texts(fl, seq, rel, plen, tsval, v, ipid)
+    if texts is None:
+        texts = _texts(fl, seq, rel, pl, tsval, v, ipid)
+    return texts, pl, ts.tolist(), kinds, bl.tolist()
+
+
+# `kind_of` of every (flags, with payload or not): row f + 256 * (payload > 0)
+_KINDS = np.array([kind_of(f & 255, f >> 8) for f in range(512)], object)
+
+
+def _texts(
+    fl: I64, seq: I64, rel: I64, pl: list[int], tsval: I64, v: npt.NDArray[np.uint8], ipid: I64
+) -> list[str]:
+    """`_first_packet`'s texts of rows from their columns (`_fastwalk.finding_texts`
+    without a compiler)."""
     texts: list[str] = []
-    kinds: list[PacketKind] = []
-    for f0, s0, rl, p0, tv, v, ipid in zip(
-        fl.tolist(), seq.tolist(), rel.tolist(), pl, t.tsval[r].tolist(), t.v[r].tolist(),
-        t.ipid[r].tolist(), strict=True,
+    for f0, s0, rl, p0, tv, v0, ip in zip(
+        fl.tolist(), seq.tolist(), rel.tolist(), pl, tsval.tolist(), v.tolist(),
+        ipid.tolist(), strict=True,
     ):  # fmt: skip
         if f0 & SYN:
             x = f"{flags_str(f0)} seq={s0}"
-            kinds.append("SYN-ACK" if f0 & ACK else "SYN")
         else:
             x = f"{flags_str(f0)} seq={rl}" + (f" len={p0}" if p0 else "")
-            kinds.append("RST" if f0 & RST else "FIN" if f0 & FIN else "data" if p0 else "ACK")
         if tv >= 0:
             x += f" tsval={tv}"
-        if v == 4:
-            x += f" ipid={ipid}"
+        if v0 == 4:
+            x += f" ipid={ip}"
         texts.append(x)
-    return texts, pl, ts.tolist(), kinds, bl.tolist()
+    return texts
 
 
 class _SimpleCtx:
@@ -493,7 +601,9 @@ class _SimpleCtx:
         return got
 
 
-def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Built | None:
+def _finish_simple(
+    ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head, strs: tuple[str, str, str, str, int]
+) -> Built | None:
     """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
     where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
     drops: list[Finding] = []
@@ -523,17 +633,13 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
         rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
                                 text, fld, rw0.before, rw0.after))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
-    if len(drops) > 1:
-        drops.sort(key=_TS)
-    if len(rewrites) > 1:
-        rewrites.sort(key=_TS)
+    _by_time(drops)
+    _by_time(rewrites)
     findings = drops + rewrites if drops else rewrites
-    xc, xs, yc, xp, yp, x_details, y_link, y_details, d_med, a, b = head
+    xp, yp, x_details, y_link, y_details, d_med, a, b = head
+    client, server, y_src, y_dst, first_ns = strs
     offsets, names = ctx.offsets, ctx.names
     lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
-    # the tuples' strings (not kept on the halves: nothing else of a simple flow reads them)
-    client, server = endpoint_strs(xc)
-    y_src, y_dst = endpoint_strs(yc)
     legs_out = (
         Leg(names[xp], f"{client} > {server}", "same", x_details),
         Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
@@ -542,12 +648,23 @@ def _finish_simple(ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head) -> Bu
         summary = ctx.summary(findings)
     else:
         summary = flow_summary(ctx.pts, f, findings, list(legs_out))
-    first_ts_ns = min(xc.first_ts, xs.first_ts) - offsets[xp]
     return Built("tcp", client, server, legs_out, tuple(findings), summary,
-                 first_ts_ns / NS)  # fmt: skip
+                 (first_ns - offsets[xp]) / NS)  # fmt: skip
 
 
 _TS = attrgetter("first_ts")
+
+
+def _by_time(fs: list[Finding]) -> None:
+    """Sort findings (each with a time) by time, stably; two (a flow's usual rewrites,
+    one each way) without a sort's set-up."""
+    if len(fs) == 2:
+        if fs[1].first_ts < fs[0].first_ts:  # type: ignore[operator]
+            fs.reverse()
+    elif len(fs) > 2:
+        fs.sort(key=_TS)
+
+
 _PLAIN = frozenset({int, str, type(None)})  # values equal as keys only when their str is
 
 
@@ -556,7 +673,7 @@ def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
     texts, pls, tss, kinds, _blind = cols
     counts: dict[str, int] = {}
     for k, pl in zip(kinds[i : i + n], pls[i : i + n], strict=True):
-        w = "data" if k == "FIN" and pl else k  # a FIN with data is counted as data
+        w = "data" if k == "FIN" and pl else k  # `tally_kind` of a `kind_of`
         counts[w] = counts.get(w, 0) + 1
     parts = ", ".join(f"{c} {w}" for w, c in counts.items())
     return f"{texts[i]} ({parts})", sum(pls[i : i + n]), min(tss[i : i + n])

@@ -25,6 +25,7 @@ beyond the host, more often than answered for) is not. Pure: model types in, mod
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -347,8 +348,13 @@ def _with(fl: Flow, **changes: object) -> Flow:
     """`dataclasses.replace` of a flow without its introspection per call (two per flow of
     a verdict of tens of thousands)."""
     new = object.__new__(Flow)
-    new.__dict__.update(fl.__dict__, **changes)
+    for name in _FLOW_FIELDS:
+        _set(new, name, changes[name] if name in changes else getattr(fl, name))
     return new
+
+
+_FLOW_FIELDS = tuple(f.name for f in dataclasses.fields(Flow))
+_set = object.__setattr__
 
 
 def _split_misjoined(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target) -> list[Flow]:

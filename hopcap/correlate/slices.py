@@ -47,6 +47,8 @@ import numpy.typing as npt
 from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import reader as rd
+from hopcap.correlate.budget import BYTES_PER_PACKET
+from hopcap.correlate.budget import estimated_packets as estimated_packets  # was here
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import (
@@ -57,9 +59,9 @@ from hopcap.correlate.dgram import (
     parse_dgrams,
     stack_rows,
 )
-from hopcap.correlate.findings import Built
+from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
-from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
+from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
@@ -69,9 +71,6 @@ log = logging.getLogger("hopcap.correlate")
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 NS = 1_000_000_000
-# anonymous memory the engine takes per packet of a slice (table, halves, matches,
-# verdict objects; measured 170-260 bytes at 1.6-6.4 M packets), with headroom
-BYTES_PER_PACKET = 320
 # memory that does not shrink with slices: the interpreter and numpy, and the verdict
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
 BASE_BYTES = 96 << 20
@@ -96,46 +95,6 @@ HEAD_CHUNKS = 2  # chunks (of 32 k records) from its first packet searched for t
 DENSE_ROWS = 64  # a conversation's packets in one chunk that the scan places in time
 
 Progress = Callable[[str], None]
-
-
-def default_budget() -> int:
-    """Half of the memory available now (Linux), else 4 GiB."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    return 4 << 30
-
-
-def estimated_packets(points: Sequence[PointInput]) -> int:
-    """About the packets of `points`' files, rather more than fewer: a classic pcap's
-    size over the mean of its first records (+25 %); other files as 60-byte records."""
-    total = 0
-    for p in points:
-        if p.pcap is not None:
-            with contextlib.suppress(OSError):
-                total += _estimate(Path(p.pcap))
-    return total
-
-
-def _estimate(path: Path, sample: int = 4096) -> int:
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(24 + sample * 1600)
-    kind = PCAP_MAGICS.get(head[:4])
-    if kind is None:
-        return size // 76
-    endian = kind[0]
-    pos, n = 24, 0
-    while n < sample and pos + 16 <= len(head):
-        pos += 16 + struct.unpack_from(endian + "I", head, pos + 8)[0]
-        n += 1
-    if n < 64 or pos <= 24:
-        return size // 76
-    return int((size - 24) / ((pos - 24) / n) * 1.25) + 1
 
 
 # --------------------------------------------------------------------------- keys
@@ -830,18 +789,11 @@ def _rw_groups(
                     text = _first_packet(t, rw.a_row, dm.a_base)
                     g = groups[key] = _RwGroup(key[1:], rw.before, rw.after, 0, text, {})
                 g.n += 1
-                kind = _tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
+                kind = tally_kind(int(t.flags[rw.a_row]), int(t.plen[rw.a_row]))
                 g.kinds[kind] = g.kinds.get(kind, 0) + 1
             for (fld, _b, _a), g in groups.items():
                 out.setdefault((d, (pts[up].name, pts[down].name), fld), []).append(g)
     return out
-
-
-def _tally_kind(flags: int, plen: int) -> str:
-    """A packet's kind as `findings._describe` tallies it."""
-    if flags & SYN:
-        return "SYN-ACK" if flags & ACK else "SYN"
-    return "RST" if flags & RST else "data" if plen else "FIN" if flags & FIN else "ACK"
 
 
 def _merge_rewrite(fnd: Finding, per_slice: list[list[_RwGroup]]) -> Finding:
@@ -1687,14 +1639,7 @@ def _kind_of_text(text: str) -> str:
     m = _FIRST.search(text)
     if m is None:
         return "?"
-    flags = m.group(1).split(",")
-    if "SYN" in flags:
-        return "SYN-ACK" if "ACK" in flags else "SYN"
-    if "RST" in flags:
-        return "RST"
-    if m.group(2):
-        return "data"
-    return "FIN" if "FIN" in flags else "ACK"
+    return tally_kind(FLAG_BITS.get(m.group(1), 0), 1 if m.group(2) else 0)
 
 
 def _merge_findings(fs: list[Finding]) -> Finding:

@@ -10,7 +10,13 @@ import pytest
 from pcapgen import Conv, View, render, write_pcap_raw, write_pcapng_raw
 
 from hopcap.correlate import correlate, read_capture
-from hopcap.correlate.f5trailer import fileinfo, parse_trailer, read_table_trailers
+from hopcap.correlate.f5trailer import (
+    PROBE_BYTES,
+    fileinfo,
+    parse_trailer,
+    probe_capture,
+    read_table_trailers,
+)
 from hopcap.model import PointInput
 from tests import f5gen as g
 
@@ -262,3 +268,37 @@ def test_table_trailers_of_a_capture(tmp_path: Path) -> None:
     plain = read_capture(write_pcap_raw(tmp_path / "b.pcap", _frames(front, trailers=False)))
     assert read_table_trailers(plain) is None
     plain.close()
+
+
+def test_probe_reads_the_head_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a point is one BIG-IP capture to split is decided from the first 256 KiB
+    of its file, read without mapping the file (mapping it populated every page of a
+    large capture just to look at its head): a capture with trailers, with the
+    capture-information pseudo packet, or cut in the middle of a record says yes; an
+    ordinary, empty, missing, truncated-header capture or a directory says no (the
+    reader says why later); trailers only beyond the head are not looked for."""
+    import mmap
+
+    def no_map(*a: object, **k: object) -> None:
+        raise AssertionError("the probe maps the file")
+
+    front, _ = _scenario()
+    with_tr = _frames(front, trailers=True)
+    trailers = write_pcap_raw(tmp_path / "t.pcap", with_tr)
+    plain = write_pcap_raw(tmp_path / "p.pcap", _frames(front, trailers=False))
+    info = g.fileinfo_frame("tcpdump -ni 0.0:nnnp", "BIG-IP 17.1.0", "lb1")
+    pseudo = write_pcap_raw(tmp_path / "i.pcap", [(round(T0 * 1e9), info)])
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(trailers.read_bytes()[:-7])  # the last record cut short
+    short = tmp_path / "short.pcap"
+    short.write_bytes(trailers.read_bytes()[:20])  # not even a file header
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    # trailers only after the head: ordinary frames fill the first 256 KiB
+    filler = [(round(T0 * 1e9) - 10_000 + i, MAC + b"\x08\x06" + bytes(1400)) for i in range(200)]
+    late = write_pcap_raw(tmp_path / "late.pcap", filler + with_tr)
+    assert late.stat().st_size > 200 * 1400 > PROBE_BYTES
+    monkeypatch.setattr(mmap, "mmap", no_map)
+    assert [probe_capture(p) for p in (trailers, pseudo, cut)] == [True, True, True]
+    none = (plain, short, empty, tmp_path / "missing.pcap", tmp_path, late)
+    assert [probe_capture(p) for p in none] == [False] * len(none)

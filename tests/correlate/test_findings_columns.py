@@ -5,6 +5,7 @@ the per-flow path decides), on two points of one real capture, and on the ns-3 P
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from pcapgen import busy_firewall
 
+from hopcap.correlate import _fastwalk
 from hopcap.correlate import engine as E
 from hopcap.correlate import findings as F
 from hopcap.correlate.findings import Built, finish_flow, finish_flows
@@ -32,7 +34,11 @@ def _prepared(points: list[PointInput]) -> E.Prepared:
 def _facts(b: Built) -> tuple[Any, ...]:
     """Everything of a built flow, with the finding fields that equality leaves out (every
     attribute of its findings and legs)."""
-    return (repr(b), [vars(x) for x in b.findings], [vars(x) for x in b.legs])
+    return (repr(b), [_fields(x) for x in b.findings], [_fields(x) for x in b.legs])
+
+
+def _fields(x: Any) -> dict[str, Any]:
+    return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}
 
 
 def _check(prep: E.Prepared, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
@@ -49,10 +55,12 @@ def _check(prep: E.Prepared, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]
     n_slow = len(fell_back)
     monkeypatch.setattr(F, "FINISH_CHUNK", 7)  # many chunks, the last one short
     chunked = finish_flows(prep.pts, prep.present, prep.flows)
+    monkeypatch.setattr(_fastwalk, "disabled", True)  # texts and tuples without C
+    plain = finish_flows(prep.pts, prep.present, prep.flows)
     monkeypatch.undo()
-    assert len(fast) == len(slow) == len(chunked)
-    for a, b, c in zip(fast, slow, chunked, strict=True):
-        assert _facts(a) == _facts(b) == _facts(c)
+    assert len(fast) == len(slow) == len(chunked) == len(plain)
+    for a, b, c, d in zip(fast, slow, chunked, plain, strict=True):
+        assert _facts(a) == _facts(b) == _facts(c) == _facts(d)
     return len(prep.flows), n_slow
 
 
@@ -261,3 +269,39 @@ def test_verdicts_the_same_with_every_flow_finished_one_by_one(
 
     monkeypatch.setattr(F, "_finish_chunk", one_by_one)
     assert dumps(correlate(points).to_dict()) == fast
+
+
+def test_compiled_texts_and_tuples_are_the_python_ones() -> None:
+    """`_fastwalk.finding_texts` and `endpoint_texts` write what the Python loops write:
+    every flag combination, SYN (its own seq) or not (relative, negative too), with and
+    without payload, TSval and IP ID; IPv4 edges and ports; IPv6 rows left to Python."""
+    if not _fastwalk.available():
+        pytest.fail("no C compiler: the compiled path cannot be compared")
+    rng = np.random.default_rng(7)
+    n = 4096
+    fl = np.arange(n, dtype=np.int64) % 256
+    seq = rng.integers(0, 1 << 32, n)
+    rel = rng.integers(-(1 << 31), 1 << 31, n)
+    rel[:5] = [0, -1, 1, -(1 << 31), (1 << 31) - 1]
+    plen = np.where(rng.random(n) < 0.5, 0, rng.integers(1, 65536, n))
+    tsval = np.where(rng.random(n) < 0.3, -1, rng.integers(0, 1 << 32, n))
+    v = np.where(rng.random(n) < 0.2, 6, 4).astype(np.uint8)
+    ipid = np.where(v == 4, rng.integers(0, 1 << 16, n), -1)
+    big = (1 << 63) - 1  # the longest numbers a row can hold (none of a real capture)
+    for k, f in ((5, 255), (6, 255 & ~2)):
+        fl[k], seq[k], rel[k], plen[k], tsval[k], v[k], ipid[k] = f, big, -big - 1, big, big, 4, big
+    got = _fastwalk.finding_texts(fl, seq, rel, plen, tsval, v, ipid)
+    assert got == F._texts(fl, seq, rel, plen.tolist(), tsval, v, ipid)
+    assert got is not None and got[2].startswith(f"SYN seq={seq[2]}")  # its own seq
+
+    lo = rng.integers(0, 1 << 32, n, dtype=np.uint64)
+    lo[:3] = [0, (1 << 32) - 1, 0x0A000001]
+    port = rng.integers(0, 65536, n)
+    port[:3] = [0, 65535, (1 << 63) - 1]
+    lo[3] = (1 << 64) - 1  # (the low word only of an IPv4 address is read)
+    v[:4] = 4
+    ends = _fastwalk.endpoint_texts(v, lo, port)
+    assert ends is not None and ends[:2] == ["0.0.0.0:0", "255.255.255.255:65535"]
+    for i in range(n):
+        want = F.endpoint_str(int(v[i]), 0, int(lo[i]), int(port[i])) if v[i] == 4 else ""
+        assert ends[i] == want

@@ -21,6 +21,10 @@ from hopcap.patterns import find_patterns
 from tests.correlate import noisy
 
 
+def _fields(x: object) -> dict[str, object]:
+    return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("cls", [Leg, Finding, Flow])
 def test_quick_constructors_are_the_dataclass_ones(cls: type) -> None:
     """Same parameters and defaults as the generated `__init__`, frozen, equal, hashable,
@@ -40,11 +44,12 @@ def test_quick_constructors_are_the_dataclass_ones(cls: type) -> None:
     if cls is Finding:
         args.update(between=("a", "b"), packets=2, bytes=3, first_ts=1.5)
     x = cls(**args)
-    assert vars(x) == vars(plain(**args))
+    assert _fields(x) == _fields(plain(**args))
     with pytest.raises(dataclasses.FrozenInstanceError):
         x.__setattr__(fields[0].name, "changed")
     assert x == cls(**args) and hash(x) == hash(cls(**args))
     assert pickle.loads(pickle.dumps(x)) == x
+    assert _fields(pickle.loads(pickle.dumps(x))) == _fields(x)  # (all, compared or not)
     y = dataclasses.replace(x, **{fields[0].name: "other"})
     assert getattr(y, fields[0].name) == "other" and y != x
 
@@ -121,3 +126,37 @@ def test_localize_of_a_busy_firewall_as_without_the_shortcut(
     v = correlate([PointInput("fw:eth0", str(a)), PointInput("fw:eth1", str(b))])
     raw = Verdict(v.points, v.flows)
     assert dumps(localize(raw).to_dict()) == dumps(_plain_localize(raw, monkeypatch).to_dict())
+
+
+def test_localize_with_is_replace() -> None:
+    """`local._with` (a flow with some fields changed, without `replace`'s introspection)
+    gives what `dataclasses.replace` gives, every field, on the slotted `Flow`."""
+    leg = Leg("a", "198.18.0.1:1 > 203.0.113.1:80", "same")
+    fnd = Finding("drop", "c2s", ("a", "b"), 1, 10, 1.5, "ACK seq=1 len=10", packet="data")
+    fl = Flow("f1", "tcp", "c", "s", (leg,), (fnd,), "sum", 2.5, True, None, False)
+    for changes in ({"target": True}, {"id": "f9"}, {"id": "f2", "path": False, "local_to": "x"}):
+        got, want = L._with(fl, **changes), dataclasses.replace(fl, **changes)
+        assert type(got) is Flow and _fields(got) == _fields(want)
+    assert _fields(L._with(fl)) == _fields(fl)
+
+
+def test_a_built_flow_pickles_whole() -> None:
+    """A built flow (`--jobs` pickles them back to the first process) comes back with
+    every field of its legs and findings, those equality leaves out too."""
+    from hopcap.correlate.findings import Built
+    from hopcap.model import LegPart
+
+    part = LegPart((1, 3), 4, ((0, 10), (20, 30)), ((0, 5), (9, 12)))
+    legs = (Leg("a", "198.18.0.1:1 > 203.0.113.1:80", "same", ("x",), None, None, "gre"),
+            Leg("b", "198.51.100.1:9 > 203.0.113.1:80", "nat", (), 8e-05, part))  # fmt: skip
+    fs = (Finding("drop", "c2s", ("a", "b"), 1, 10, 1.5, "SYN seq=1", packet="SYN",
+                  unanswered=True),
+          Finding("rewrite", "s2c", ("b", "a"), 1, 0, 1.6, "SYN,ACK seq=2", "tcp.mss", 1460,
+                  1360))  # fmt: skip
+    for b in (Built("tcp", "c", "s", legs, fs, "sum", 1.5, (3, 1), None),
+              Built("udp", "c", "s", (), (), "", None)):  # fmt: skip
+        got = pickle.loads(pickle.dumps(b))
+        assert type(got) is Built and got == b
+        assert [_fields(x) for x in got.legs] == [_fields(x) for x in b.legs]
+        assert [_fields(x) for x in got.findings] == [_fields(x) for x in b.findings]
+        assert (got.tunnel_out, got.tunnel_in) == (b.tunnel_out, b.tunnel_in)
