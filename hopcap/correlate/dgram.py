@@ -108,6 +108,11 @@ class DgramTable:
     # other slices; the scan does not cut a conversation that has a minute of silence)
     joined: U64 | None = None
     joined_last: I64 | None = None  # their last datagram in the whole capture
+    # a time slice's table: its rows of those conversations that lie outside the inner
+    # part of its reading (the window and half the margins) or in their heads before it:
+    # their other copy may not have been read, so matching pairs them only by identity
+    # (never by payload or IP ID alone, nor as GSO pieces, with another's lost copy)
+    edge: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

@@ -458,12 +458,18 @@ def scan(path: Path) -> Scan:
     )  # fmt: skip
 
 
-def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> PacketTable:
+def read_slice(
+    sc: Scan,
+    sel: U64,
+    cut: tuple[U64, int, int] | None = None,
+    inner: tuple[int, int] | None = None,
+) -> PacketTable:
     """The rows of the conversations `sel` (sorted keys) of a scanned capture, as a table
     of the whole file's facts (records, warnings, last packet). `cut`: (sorted keys, lo,
     hi) of conversations read in part: their packets between lo and hi (this capture's
     clock) and their first `HEAD_ROWS` (the handshake and the first packets, whose facts
-    every slice needs: sequence bases, the NAT link, the first packet)."""
+    every slice needs: sequence bases, the NAT link, the first packet). Their datagrams
+    outside `inner` (lo, hi) are the table's `edge`."""
     parts: list[PacketTable] = []
     dgs: list[tuple[DgramTable, npt.NDArray[np.bool_]]] = []  # parsed chunks, rows kept
     want: set[int] = set()
@@ -523,6 +529,10 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
                 uk, at = np.unique(flow_ukeys(dd, rows), return_index=True)
                 t.dgram.joined = uk
                 t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, dk[rows[at]])]
+                if inner is not None:
+                    edge = np.zeros(len(dd), bool)
+                    edge[rows] = (dd.ts[rows] < inner[0]) | (dd.ts[rows] > inner[1])
+                    t.dgram.edge = edge if edge.any() else None
     return t
 
 
@@ -621,7 +631,11 @@ def _points(run: _Run, k: int) -> list[Point]:
         else:
             on = part & alive
         cut = (sc.keys[on], lo + off - mg if lo > _LO else _LO, hi + off + mg if hi < _HI else _HI)
-        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut)
+        # the datagrams of cut conversations in the outer half of the margins: their copy
+        # at another point may be beyond what this slice reads there (`DgramTable.edge`)
+        h = mg // 2
+        inner = (lo + off - h if lo > _LO else _LO, hi + off + h if hi < _HI else _HI)
+        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut, inner)
         pts.append(Point(i, inp, inp.name, host, iface, build_point(t)))
     return pts
 

@@ -275,9 +275,13 @@ def match_rows(
         # the same datagram (IP ID, length) with other payload bytes: a payload rewrite
         (mix(pa, ida, ta.ip_len[ra]), mix(pb, idb, tb.ip_len[rb]), "payload"),
     )
+    # a time slice's rows that may have lost their copy to the slice's edge: only their
+    # identity pairs them (`DgramTable.edge`)
+    ea = ta.edge[ra] if ta.edge is not None else None
+    eb = tb.edge[rb] if tb.edge is not None else None
     for si, (ka, kb, what) in enumerate(steps, 1):
-        la = np.nonzero(~ma)[0]
-        lb = np.nonzero(~mb)[0]
+        la = np.nonzero(~ma if si == 1 or ea is None else ~(ma | ea))[0]
+        lb = np.nonzero(~mb if si == 1 or eb is None else ~(mb | eb))[0]
         if what is not None:
             la = la[ida[la] > 0]
             lb = lb[idb[lb] > 0]
@@ -296,7 +300,7 @@ def match_rows(
                 stages.append(0)
     # UDP GSO / GRO: one datagram on one side is several consecutive ones on the other
     for big_a in (True, False):
-        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a)
+        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a, ea, eb)
         if got is not None:
             pairs_a.append(got[0])
             pairs_b.append(got[1])
@@ -355,6 +359,9 @@ def match_rows(
     return out
 
 
+_HEAD_BYTES = 8  # the first bytes of a piece that index it (`_coalesced`)
+
+
 def _coalesced(
     ta: DgramTable,
     ra: I64,
@@ -365,30 +372,54 @@ def _coalesced(
     pb: I64,
     mb: npt.NDArray[np.bool_],
     big_a: bool,
+    ea: npt.NDArray[np.bool_] | None = None,
+    eb: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[I64, I64] | None:
     """Unmatched datagrams of one side (`a` with `big_a`) whose payload is the payloads of
     consecutive unmatched datagrams of the same pair on the other side, in order: the
     sender's UDP segmentation offload (GSO) or the receiver's GRO, not a loss. Marks them
-    matched; returns the (a, b) position pairs (one per piece)."""
-    t1, r1, p1, m1, t2, r2, p2, m2 = (
-        (ta, ra, pa, ma, tb, rb, pb, mb) if big_a else (tb, rb, pb, mb, ta, ra, pa, ma)
+    matched; returns the (a, b) position pairs (one per piece). Rows `ea` / `eb` (a time
+    slice's edge) take no part.
+
+    A run of pieces starts with one shorter than the datagram whose bytes begin it: only
+    those are tried (found by their first bytes), in the order of the pair's pieces, so a
+    side with many unmatched datagrams costs about what it has, not their product."""
+    t1, r1, p1, m1, e1, t2, r2, p2, m2, e2 = (
+        (ta, ra, pa, ma, ea, tb, rb, pb, mb, eb)
+        if big_a
+        else (tb, rb, pb, mb, eb, ta, ra, pa, ma, ea)
     )
-    big = np.nonzero(~m1)[0]
-    small = np.nonzero(~m2)[0]
+    big = np.nonzero(~m1 if e1 is None else ~(m1 | e1))[0]
+    small = np.nonzero(~m2 if e2 is None else ~(m2 | e2))[0]
     if big.shape[0] == 0 or small.shape[0] < 2:
         return None
+    n2 = t2.plen[r2[small]].tolist()
     pieces: dict[int, list[int]] = {}
-    for j in small.tolist():
-        pieces.setdefault(int(p2[j]), []).append(j)
+    shortest: dict[int, int] = {}
+    for j, pj, n in zip(small.tolist(), p2[small].tolist(), n2, strict=True):
+        pieces.setdefault(pj, []).append(j)
+        shortest[pj] = min(shortest.get(pj, n), n)
+    # per pair, lazily: its pieces' positions in `pieces` by their first bytes
+    heads: dict[int, dict[bytes, list[int]]] = {}
+    n1 = t1.plen[r1[big]].tolist()
     out1: list[int] = []
     out2: list[int] = []
-    for i in big.tolist():
-        cand = pieces.get(int(p1[i]))
-        if not cand:
+    for i, pi, want in zip(big.tolist(), p1[big].tolist(), n1, strict=True):
+        cand = pieces.get(pi)
+        if not cand or shortest[pi] >= want:
             continue
-        want = int(t1.plen[r1[i]])
+        by = heads.get(pi)
+        if by is None:
+            by = heads[pi] = {}
+            for k0, j0 in enumerate(cand):
+                by.setdefault(t2.payload(int(r2[j0]), 0, _HEAD_BYTES), []).append(k0)
         data = t1.payload(int(r1[i]))
-        for k0, j0 in enumerate(cand):
+        starts: list[int] = []
+        for n in range(min(_HEAD_BYTES, len(data)) + 1):
+            starts.extend(by.get(data[:n], ()))
+        starts.sort()
+        for k0 in starts:
+            j0 = cand[k0]
             if m2[j0] or int(t2.plen[r2[j0]]) >= want:
                 continue
             got: list[int] = []
