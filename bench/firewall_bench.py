@@ -243,24 +243,143 @@ def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
         put_be(buf, p[has] + j, key * 7919 + 12345, 8)
 
 
+def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, np.ndarray]:
+    """UDP conversations through the same NAT hop, of about `sizes` datagrams each (both
+    points together) over `span` ns: even ones RTP-like (one way, 172-byte datagrams at a
+    steady rate, a 32-byte receiver report back every 500), odd ones a NATed DNS-like
+    exchange on fixed ports (a 40-byte query, its 56-byte answer 0.4 ms later). 1 % of
+    the datagrams are lost at the hop (a lost query gets no answer)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for j, n in enumerate(sizes):
+        k = max(n // 2, 2)  # at one point
+        if j % 2 == 0:
+            d = np.zeros(k, np.int64)
+            d[250::500] = 1
+            plen = np.where(d == 0, 172, 32)
+            t = np.arange(k, dtype=np.int64) * max(span // k, 1) + d * 300_000
+        else:
+            k -= k % 2
+            d = np.tile(np.array([0, 1], np.int64), k // 2)
+            plen = np.where(d == 0, 40, 56)
+            t = np.repeat(np.arange(k // 2, dtype=np.int64) * max(2 * span // k, 1), 2)
+            t += d * 400_000
+        parts.append({"uconv": np.full(k, j, np.int64), "d": d, "plen": plen.astype(np.int64),
+                      "t": t, "idx": np.arange(k, dtype=np.int64)})  # fmt: skip
+    u = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    n = u["d"].shape[0]
+    lost = rng.random(n) < 0.01
+    # a DNS-like answer exists only when its query got through
+    odd = (u["uconv"] % 2) == 1
+    ans = odd & (u["d"] == 1)
+    q_lost = np.zeros(n, bool)
+    q_lost[1:] = lost[:-1]
+    keep = ~(ans & q_lost)
+    u = {c: x[keep] for c, x in u.items()}
+    u["lost"] = lost[keep]
+    u["ts"] = 1_763_790_000 * 10**9 + 500_000 + u["uconv"] * 1_000_000 + u["t"]
+    grp = u["uconv"] * 2 + u["d"]
+    o = np.lexsort((u["ts"], grp))
+    u = {c: x[o] for c, x in u.items()}
+    grp = grp[o]
+    first = np.ones(grp.shape[0], bool)
+    first[1:] = grp[1:] != grp[:-1]
+    ar = np.arange(grp.shape[0])
+    base = rng.integers(0, 1 << 16, size=2 * len(sizes))
+    u["ipid"] = (base[grp] + ar - np.maximum.accumulate(np.where(first, ar, 0))) & 0xFFFF
+    return u
+
+
+def dgram_view(u: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    """`dgram_truth`'s datagrams at point `name`, in `point_view`'s columns (`proto` 17)."""
+    j, c2s = u["uconv"], u["d"] == 0
+    dns = (j % 2) == 1
+    cli = 0xC612C800 + j  # 198.18.200.x
+    srv = 0xCB007150 + j  # 203.0.113.80 and up
+    cport = np.where(dns, 45353, 16384 + 2 * j)
+    sport = np.where(dns, 53, 5004)
+    if name == "a":
+        src, dst = np.where(c2s, cli, srv), np.where(c2s, srv, cli)
+        sp, dp = np.where(c2s, cport, sport), np.where(c2s, sport, cport)
+        ttl = np.where(c2s, 64, 52)
+        keep = ~(u["lost"] & ~c2s)
+        ts = np.where(c2s, u["ts"], u["ts"] + HOP_NS)
+    else:
+        nat, nport = 0xC63364C8, 20000 + j  # 198.51.100.200
+        src, dst = np.where(c2s, nat, srv), np.where(c2s, srv, nat)
+        sp, dp = np.where(c2s, nport, sport), np.where(c2s, sport, nport)
+        ttl = np.where(c2s, 63, 53)
+        keep = ~(u["lost"] & c2s)
+        ts = np.where(c2s, u["ts"] + HOP_NS, u["ts"])
+    n = ts.shape[0]
+    z = np.zeros(n, np.int64)
+    v = {
+        "ts": ts, "plen": u["plen"], "ipid": u["ipid"], "ttl": ttl, "src": src, "dst": dst,
+        "sport": sp, "dport": dp, "seq": z, "ack": z, "flags": z, "tsval": z, "tsecr": z,
+        "mss": z - 1, "win": z, "proto": z + 17, "conn": 10**8 + j, "d": u["d"],
+        "oseq": u["idx"],
+    }  # fmt: skip
+    return {k: x[keep] for k, x in v.items()}
+
+
+_VIEW_COLUMNS = ("ts", "plen", "ipid", "ttl", "src", "dst", "sport", "dport", "seq", "ack",
+                 "flags", "tsval", "tsecr", "mss", "win", "proto", "conn", "d", "oseq")  # fmt: skip
+
+
+def _dgram_payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
+    """`_payload` for TCP rows; a datagram's: a DNS header (port 53) or an RTP one, then
+    8 bytes unique to it (its conversation, direction and number)."""
+    udp = v["proto"] == 17
+    if (~udp).any():
+        _payload(buf, p[~udp], {k: x[~udp] for k, x in v.items()})
+    q = p[udp]
+    if not q.shape[0]:
+        return
+    dns = (v["sport"][udp] == 53) | (v["dport"][udp] == 53)
+    idx, dd = v["oseq"][udp], v["d"][udp]
+    put_be(buf, q, np.where(dns, (idx // 2) & 0xFFFF, 0x8060), 2)
+    put_be(buf, q + 2, np.where(dns, np.where(dd == 0, 0x0100, 0x8180), idx & 0xFFFF), 2)
+    key = (v["conn"][udp] << 34) + (dd << 33) + idx
+    put_be(buf, q + 12, key * 7919 + 12345, 8)
+
+
 def generate(
-    total: int, out: Path, huge: tuple[int, ...] = ()
+    total: int, out: Path, huge: tuple[int, ...] = (), dgram: tuple[int, ...] = ()
 ) -> tuple[list[Path], dict[str, int]]:
+    """Both points' files of `total` packets of short connections (and `huge` ones), and
+    with `dgram` UDP conversations of that many datagrams each (`dgram_truth`)."""
     g, conns = ground_truth(total, huge=huge)
+    u = None
+    if dgram:
+        span = max(10 * 10**9, (conns - len(huge)) * 5_000_000)  # as `ground_truth`'s
+        u = dgram_truth(dgram, span)
     files = []
     counts = {}
     for name in ("a", "b"):
         v = point_view(g, name)
+        pay = _payload
+        if u is not None:
+            w = dgram_view(u, name)
+            v["proto"] = np.full(v["ts"].shape[0], 6, np.int64)
+            both = {c: np.concatenate([v[c], w[c]]) for c in _VIEW_COLUMNS}
+            o = np.argsort(both["ts"], kind="stable")
+            v = {c: x[o] for c, x in both.items()}
+            pay = _dgram_payload
         f = out / f"fw_{name}.pcap"
-        counts[name] = write_pcap(f, v, _payload)
+        counts[name] = write_pcap(f, v, pay)
         files.append(f)
     lost = g["lost"]
     exp = {
         "conns": conns,
+        "tcp_conns": conns,
         "packets": sum(counts.values()),
         "drops_c2s": int((lost & (g["d"] == 0)).sum()),
         "drops_s2c": int((lost & (g["d"] == 1)).sum()),
     }
+    if u is not None:
+        exp["conns"] += len(dgram)
+        exp["drops_c2s"] += int((u["lost"] & (u["d"] == 0)).sum())
+        exp["drops_s2c"] += int((u["lost"] & (u["d"] == 1)).sum())
     return files, exp
 
 
@@ -345,14 +464,15 @@ def check_verdict(path: Path, exp: dict[str, int]) -> str:
     ok = (
         drops["c2s"] == exp["drops_c2s"]
         and drops["s2c"] == exp["drops_s2c"]
-        and mss == 2 * exp["conns"]
+        and mss == 2 * exp.get("tcp_conns", exp["conns"])
         and not other
         and len(v["flows"]) == exp["conns"]
     )
     return (
         f"{'OK' if ok else 'MISMATCH'}: {len(v['flows'])} flows ({exp['conns']} generated), "
         f"drops c2s {drops['c2s']}/{exp['drops_c2s']} s2c {drops['s2c']}/{exp['drops_s2c']}, "
-        f"tcp.mss rewrites {mss}/{2 * exp['conns']}, other findings {other or 0}"
+        f"tcp.mss rewrites {mss}/{2 * exp.get('tcp_conns', exp['conns'])}, "
+        f"other findings {other or 0}"
     )
 
 

@@ -3,7 +3,8 @@
 `write_pcap(path, v, payload)` writes one Ethernet/IPv4/TCP record per row of the columns in
 `v` (nanosecond pcap): ts, plen, ipid, ttl, src, dst, sport, dport, seq, ack, flags, tsval,
 tsecr and optionally mss (>= 0: a SYN-style option block MSS, SACK_PERM, TS, NOP, WS; else
-NOP NOP TS) and win. `payload(buf, offsets, v)` fills the payload bytes (offsets of each
+NOP NOP TS) and win; with a `proto` column, its rows of 17 are UDP datagrams (the TCP
+columns unused). `payload(buf, offsets, v)` fills the payload bytes (offsets of each
 row's payload in `buf`).
 """
 
@@ -30,8 +31,9 @@ def put_be(buf: np.ndarray, o: np.ndarray, val: np.ndarray, nbytes: int) -> None
 
 def write_pcap(path: Path, v: Cols, payload: Callable[[np.ndarray, np.ndarray, Cols], None]) -> int:
     n = v["ts"].shape[0]
-    has_mss = v["mss"] >= 0 if "mss" in v else np.zeros(n, bool)
-    thl = np.where(has_mss, 40, 32)
+    udp = v["proto"] == 17 if "proto" in v else np.zeros(n, bool)
+    has_mss = (v["mss"] >= 0) & ~udp if "mss" in v else np.zeros(n, bool)
+    thl = np.where(udp, 8, np.where(has_mss, 40, 32))
     cap = 14 + 20 + thl + v["plen"]
     size = 16 + cap
     off = np.zeros(n, np.int64)
@@ -57,28 +59,34 @@ def write_pcap(path: Path, v: Cols, payload: Callable[[np.ndarray, np.ndarray, C
     put_be(buf, i + 4, v["ipid"], 2)
     buf[i + 6] = 0x40
     put_be(buf, i + 8, v["ttl"], 1)
-    buf[i + 9] = 6
+    buf[i + 9] = np.where(udp, 17, 6).astype(np.uint8)
     put_be(buf, i + 12, v["src"], 4)
     put_be(buf, i + 16, v["dst"], 4)
     t = i + 20
     put_be(buf, t, v["sport"], 2)
     put_be(buf, t + 2, v["dport"], 2)
-    put_be(buf, t + 4, v["seq"], 4)
-    put_be(buf, t + 8, v["ack"], 4)
-    buf[t + 12] = (thl // 4 * 16).astype(np.uint8)
-    put_be(buf, t + 13, v["flags"], 1)
-    put_be(buf, t + 14, v["win"] if "win" in v else np.full(n, 502), 2)
-    o = t + 20
+    if udp.any():  # UDP: length, no checksum
+        put_be(buf, t[udp] + 4, 8 + v["plen"][udp], 2)
+    tcp = ~udp
+    tc = t[tcp]
+    vt = {k: x[tcp] for k, x in v.items()} if udp.any() else v
+    put_be(buf, tc + 4, vt["seq"], 4)
+    put_be(buf, tc + 8, vt["ack"], 4)
+    buf[tc + 12] = (thl[tcp] // 4 * 16).astype(np.uint8)
+    put_be(buf, tc + 13, vt["flags"], 1)
+    put_be(buf, tc + 14, vt["win"] if "win" in vt else np.full(tc.shape[0], 502), 2)
+    o = tc + 20
+    mss = has_mss[tcp]
     # plain: NOP NOP TS(10); SYN: MSS(4) SACK_PERM(2) TS(10) NOP WS(3)
-    ts_at = np.where(has_mss, o + 6, o + 2)
-    plain = o[~has_mss]
+    ts_at = np.where(mss, o + 6, o + 2)
+    plain = o[~mss]
     buf[plain] = 1
     buf[plain + 1] = 1
-    syn = o[has_mss]
+    syn = o[mss]
     if syn.shape[0]:
         buf[syn] = 2
         buf[syn + 1] = 4
-        put_be(buf, syn + 2, v["mss"][has_mss], 2)
+        put_be(buf, syn + 2, vt["mss"][mss], 2)
         buf[syn + 4] = 4
         buf[syn + 5] = 2
         buf[syn + 16] = 1
@@ -87,8 +95,8 @@ def write_pcap(path: Path, v: Cols, payload: Callable[[np.ndarray, np.ndarray, C
         buf[syn + 19] = 7
     buf[ts_at] = 8
     buf[ts_at + 1] = 10
-    put_be(buf, ts_at + 2, v["tsval"], 4)
-    put_be(buf, ts_at + 6, v["tsecr"], 4)
+    put_be(buf, ts_at + 2, vt["tsval"], 4)
+    put_be(buf, ts_at + 6, vt["tsecr"], 4)
     payload(buf, t + thl, v)
     buf.tofile(str(path))
     return n

@@ -24,6 +24,12 @@ together: captures larger than this machine's memory. Then
     .venv/bin/python bench/slice_bench.py --gb 30 --memory 4G --compare 6.4M --dir /tmp/sb
     .venv/bin/python bench/slice_bench.py --gb 0 --huge 3x2M --short 1M --memory 400M \
         --old /tmp/hopcap-main --dir /tmp/sb
+
+  * with `--dgram 3x2M` (and or instead of `--huge`): UDP conversations of millions of
+    datagrams (RTP-like streams, a NATed DNS-like exchange), the same comparison.
+
+    .venv/bin/python bench/slice_bench.py --gb 0 --dgram 3x2M --short 1M --memory 600M \
+        --old /tmp/hopcap-main --dir /tmp/sb
 """
 
 from __future__ import annotations
@@ -170,12 +176,19 @@ def _jobs_compare(
           f"verdict JSON identical: {got[1] == got[2]}")  # fmt: skip
 
 
+def _many(spec: str | None) -> tuple[int, ...]:
+    """`3x2M` -> (2000000, 2000000, 2000000)."""
+    if not spec:
+        return ()
+    n, size = spec.split("x")
+    return (_size(size),) * int(n)
+
+
 def _huge(args: argparse.Namespace) -> None:
     """Huge connections: this code's sliced run against the old code's, same budget."""
-    n, size = args.huge.split("x")
-    huge = (_size(size),) * int(n)
+    huge, dgram = _many(args.huge), _many(args.dgram)
     d = args.dir
-    files, exp = generate(args.short, d, huge=huge)
+    files, exp = generate(args.short, d, huge=huge, dgram=dgram)
     for f in files:  # in page cache: both runs read the same
         with f.open("rb") as fh:
             while fh.read(1 << 24):
@@ -186,8 +199,10 @@ def _huge(args: argparse.Namespace) -> None:
     runs = [("unsliced", here, []), ("new sliced", here, ["--memory", args.memory])]
     if args.old:
         runs.append(("old sliced", str(args.old), ["--memory", args.memory]))
-    print(f"{exp['packets']:,} packets, {exp['conns']:,} connections, {int(n)} of "
-          f"{_size(size):,} packets (both files)", flush=True)  # fmt: skip
+    print(f"{exp['packets']:,} packets, {exp['conns']:,} connections; TCP ones of "
+          f"{', '.join(f'{x:,}' for x in huge) or 'none'}, UDP ones of "
+          f"{', '.join(f'{x:,}' for x in dgram) or 'none'} packets (both files)",
+          flush=True)  # fmt: skip
     got = {}
     env0 = dict(os.environ)
     for label, path, extra in runs:
@@ -240,6 +255,12 @@ def main() -> int:
         default=_size("1M"),
         help="--huge: packets of the short connections around them",
     )
+    ap.add_argument(
+        "--dgram",
+        metavar="NxSIZE",
+        help="(with or without --huge) N UDP conversations of SIZE datagrams each (both "
+        "files: RTP-like and NATed DNS-like in turn, firewall_bench.dgram_truth)",
+    )
     ap.add_argument("--huge-jobs", type=int, default=1, help="--huge: -j of the runs")
     ap.add_argument(
         "--old", type=Path, help="--huge: a checkout of the old code, run with the same --memory"
@@ -248,7 +269,7 @@ def main() -> int:
     hopcap = Path(sys.executable).with_name("hopcap")
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    if args.huge:
+    if args.huge or args.dgram:
         _huge(args)
     if args.compare:
         saved = args.dir / "exp.json"

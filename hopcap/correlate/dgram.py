@@ -103,6 +103,16 @@ class DgramTable:
     # their rows, flow ids and directions (linking across points compares their hashes)
     probe: tuple[I64, I64, I64] | None = None
     last_ns: int | None = None  # a time slice's table: the whole capture's last datagram
+    # a time slice's table: the flows (`flow_ukeys`, sorted) of the conversations it reads
+    # in part, never split by a silence (what is missing between their parts was read by
+    # other slices; the scan does not cut a conversation that has a minute of silence)
+    joined: U64 | None = None
+    joined_last: I64 | None = None  # their last datagram in the whole capture
+    # a time slice's table: its rows of those conversations that lie outside the inner
+    # part of its reading (the window and half the margins) or in their heads before it:
+    # their other copy may not have been read, so matching pairs them only by identity
+    # (never by payload or IP ID alone, nor as GSO pieces, with another's lost copy)
+    edge: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -270,15 +280,17 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     t.flows, t.by_key = flows, {}
     if rows.shape[0] == 0:
         return flows
-    ka = mix(t.src_hi[rows], t.src_lo[rows], t.sport[rows])
-    kb = mix(t.dst_hi[rows], t.dst_lo[rows], t.dport[rows])
-    ukey = mix(np.minimum(ka, kb), np.maximum(ka, kb), t.proto[rows])
+    ka, kb, ukey = _flow_keys(t, rows)
     o = np.argsort(ukey, kind="stable")
     rs, uk, sk, dk = rows[o], ukey[o], ka[o], kb[o]
     tss = t.ts[rs]
     n = rs.shape[0]
     start = np.ones(n, bool)
-    start[1:] = (uk[1:] != uk[:-1]) | (tss[1:] - tss[:-1] > IDLE_NS)
+    idle = tss[1:] - tss[:-1] > IDLE_NS
+    if t.joined is not None and t.joined.shape[0] and idle.any():
+        j = np.minimum(np.searchsorted(t.joined, uk[1:]), t.joined.shape[0] - 1)
+        idle &= t.joined[j] != uk[1:]
+    start[1:] = (uk[1:] != uk[:-1]) | idle
     s_idx = np.nonzero(start)[0]
     e_idx = np.append(s_idx[1:], n)
     gid = np.cumsum(start) - 1
@@ -320,6 +332,11 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     vv = t.v[r0].tolist()
     first = tss[s_idx]
     last = tss[e_idx - 1]
+    if t.joined is not None and t.joined_last is not None and t.joined.shape[0]:
+        # a slice's part of a conversation: its end is the whole capture's (NAT linking
+        # weighs the time between flows)
+        j = np.minimum(np.searchsorted(t.joined, uk[s_idx]), t.joined.shape[0] - 1)
+        last = np.where(t.joined[j] == uk[s_idx], np.maximum(last, t.joined_last[j]), last)
     cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
                skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
                strict=True)  # fmt: skip
@@ -356,6 +373,18 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     pick = (rank < PROBE_ROWS) & (t.plen[r2] > 0)
     t.probe = (r2[pick], fid_of[gid[pick]], srv_row[pick].astype(np.int64))
     return flows
+
+
+def _flow_keys(t: DgramTable, rows: I64) -> tuple[U64, U64, U64]:
+    """Per row: its source's and destination's keys and its flow's (direction-free)."""
+    ka = mix(t.src_hi[rows], t.src_lo[rows], t.sport[rows])
+    kb = mix(t.dst_hi[rows], t.dst_lo[rows], t.dport[rows])
+    return ka, kb, mix(np.minimum(ka, kb), np.maximum(ka, kb), t.proto[rows])
+
+
+def flow_ukeys(t: DgramTable, rows: I64) -> U64:
+    """The flow key (`DFlow.ukey`) of each of `rows` (flow datagrams)."""
+    return _flow_keys(t, rows)[2]
 
 
 def tuple_key(t: DgramTable, rows: I64, inner: bool = False) -> U64:
@@ -398,6 +427,18 @@ def concat_rows(
     for c in _COLS:
         pieces = [getattr(t, c)[m] + (at if c == "pl_off" else 0) for t, m, at in parts]
         cols[c] = np.concatenate(pieces)[order]
+    return DgramTable(path, buf, **cols)
+
+
+def stack_rows(
+    parts: Sequence[tuple[DgramTable, npt.NDArray[np.bool_]]], path: Path, buf: Any
+) -> DgramTable:
+    """The rows (table, rows) of tables parsed from parts of one file, one after the
+    other (as `parse_dgrams` of all their records at once gives them: a parse is row by
+    row), without the parse's temporaries of all of them at once."""
+    cols: dict[str, Any] = {}
+    for c in _COLS:
+        cols[c] = np.concatenate([getattr(t, c)[m] for t, m in parts])
     return DgramTable(path, buf, **cols)
 
 

@@ -51,11 +51,18 @@ from hopcap.correlate.budget import BYTES_PER_PACKET
 from hopcap.correlate.budget import estimated_packets as estimated_packets  # was here
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
-from hopcap.correlate.dgram import DgramTable, parse_dgrams
+from hopcap.correlate.dgram import (
+    ESP,
+    IDLE_NS,
+    DgramTable,
+    flow_ukeys,
+    parse_dgrams,
+    stack_rows,
+)
 from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
 from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
-from hopcap.correlate.udp import DFlowB
+from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
 
@@ -72,6 +79,10 @@ VERDICT_BYTES_PER_FLOW = 4096
 # heap (interpreter, modules, scans) it copies on write
 WORKER_BYTES = 16 << 20
 MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
+# a datagram counts as this many packets: its table row (35 columns) and its flows' and
+# matches' arrays take more than a TCP packet's (measured ~490 bytes a datagram unsliced,
+# 6 M datagrams, against 170-260 bytes a TCP packet)
+DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
@@ -303,6 +314,22 @@ class Scan:
     # where the packets of the large conversations are: (chunk, key, packets) of every
     # conversation with `DENSE_ROWS` packets or more in a chunk
     dense: tuple[I64, U64, I64] = field(default_factory=lambda: _no_dense())
+    # conversations never cut across slices (sorted): ESP ones (a tunnel's outer flow,
+    # paired with the inner packets of the whole window) and datagram ones with a minute
+    # of silence (two flows or more: where each starts is not known from the scan)
+    whole: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    def cost(self) -> I64:
+        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
+        w = 1 + (DGRAM_WEIGHT - 1) * _member(self.keys, self.dgram_keys)
+        out: I64 = self.rows * w
+        return out
+
+    def dense_cost(self) -> I64:
+        """`dense`'s packet counts as slices count them."""
+        _ch, ks, ns = self.dense
+        out: I64 = ns * (1 + (DGRAM_WEIGHT - 1) * _member(ks, self.dgram_keys))
+        return out
 
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
@@ -328,8 +355,52 @@ def _reduce(k: U64, lo: I64, hi: I64, n: I64, c0: I64) -> Ext:
     )
 
 
+class _Silence:
+    """The datagram conversations of a walk with a minute of silence or more between two
+    of their flow datagrams (file order, as `build_dflows` splits flows)."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.uint64)  # sorted: every conversation so far
+        self.last = np.zeros(0, np.int64)  # its last datagram
+        self.found: list[U64] = []
+
+    def add(self, k: U64, ts: I64) -> None:
+        if not k.shape[0]:
+            return
+        o = np.argsort(k, kind="stable")
+        ks, tt = k[o], ts[o].astype(np.int64)
+        same = ks[1:] == ks[:-1]
+        quiet = same & (tt[1:] - tt[:-1] > IDLE_NS)
+        if quiet.any():
+            self.found.append(ks[1:][quiet])
+        start = np.ones(ks.shape[0], bool)
+        start[1:] = ~same
+        uk, first = ks[start], tt[start]
+        end = np.append(np.nonzero(start)[0][1:], ks.shape[0]) - 1
+        last = tt[end]
+        if self.keys.shape[0]:
+            j = np.minimum(np.searchsorted(self.keys, uk), self.keys.shape[0] - 1)
+            hit = self.keys[j] == uk
+            gap = hit & (first - self.last[j] > IDLE_NS)
+            if gap.any():
+                self.found.append(uk[gap])
+            self.last[j[hit]] = last[hit]
+            new = ~hit
+        else:
+            new = np.ones(uk.shape[0], bool)
+        if new.any():
+            at = np.searchsorted(self.keys, uk[new])
+            self.keys = np.insert(self.keys, at, uk[new])
+            self.last = np.insert(self.last, at, last[new])
+
+    def result(self) -> U64:
+        return np.unique(np.concatenate(self.found)) if self.found else np.zeros(0, np.uint64)
+
+
 def scan(path: Path) -> Scan:
     buf = rd._open(path)
+    silence = _Silence()
+    esp: list[U64] = []
     w = _Walk(path, buf)
     acc: list[Ext] = []
     dgk: list[U64] = []
@@ -352,6 +423,10 @@ def scan(path: Path) -> Scan:
             dg += len(d)
             ks.append(dgram_keys(d))
             dgk.append(np.unique(ks[-1]))
+            flow = d.role == 0
+            silence.add(ks[-1][flow], d.ts[flow])
+            if (flow & (d.proto == ESP)).any():
+                esp.append(np.unique(ks[-1][flow & (d.proto == ESP)]))
             ts.append(d.ts)
             b = int(d.ts.max())
             d_last = b if d_last is None else max(d_last, b)
@@ -379,17 +454,24 @@ def scan(path: Path) -> Scan:
         np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64),
         (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
          np.concatenate([d[2] for d in dense])) if dense else _no_dense(),
+        np.unique(np.concatenate([silence.result(), *esp])),
     )  # fmt: skip
 
 
-def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> PacketTable:
+def read_slice(
+    sc: Scan,
+    sel: U64,
+    cut: tuple[U64, int, int] | None = None,
+    inner: tuple[int, int] | None = None,
+) -> PacketTable:
     """The rows of the conversations `sel` (sorted keys) of a scanned capture, as a table
     of the whole file's facts (records, warnings, last packet). `cut`: (sorted keys, lo,
     hi) of conversations read in part: their packets between lo and hi (this capture's
     clock) and their first `HEAD_ROWS` (the handshake and the first packets, whose facts
-    every slice needs: sequence bases, the NAT link, the first packet)."""
+    every slice needs: sequence bases, the NAT link, the first packet). Their datagrams
+    outside `inner` (lo, hi) are the table's `edge`."""
     parts: list[PacketTable] = []
-    dgs: list[tuple[I64, ...]] = []
+    dgs: list[tuple[DgramTable, npt.NDArray[np.bool_]]] = []  # parsed chunks, rows kept
     want: set[int] = set()
     if sel.shape[0]:
         m = _member(sc.keys, sel)
@@ -404,6 +486,7 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
         for c0 in c0s.tolist():
             want |= set(range(c0, min(c0 + HEAD_CHUNKS, len(sc.chunks))))
     taken = np.zeros(ck.shape[0], np.int64)  # rows of each cut conversation's head so far
+    dtaken = np.zeros(ck.shape[0], np.int64)  # (its datagrams)
     if want:
         for i, t, dgt in _visit(sc, sorted(want)):
             tk = tcp_keys(t)
@@ -418,17 +501,38 @@ def read_slice(sc: Scan, sel: U64, cut: tuple[U64, int, int] | None = None) -> P
             if keep.any():
                 parts.append(_take(t, keep))
             if dgt[0].shape[0]:
-                dk = dgram_keys(parse_dgrams(sc.path, sc.buf, *dgt))
+                d = parse_dgrams(sc.path, sc.buf, *dgt)
+                dk = dgram_keys(d)
                 dm = _member(dk, sel)
                 if ck.shape[0]:
-                    dm |= _member(dk, ck) & (dgt[0] >= tlo) & (dgt[0] <= thi)
+                    dinc = _member(dk, ck)
+                    if dinc.any():
+                        dm |= dinc & (d.ts >= tlo) & (d.ts <= thi)
+                        dtaken[c0s + HEAD_CHUNKS <= i] = HEAD_ROWS
+                        if int(dtaken.min()) < HEAD_ROWS:
+                            _head(dk, dinc, ck, dtaken, dm)
                 if dm.any():
-                    dgs.append(tuple(x[dm] for x in dgt))
+                    dgs.append((d, dm))
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
-    t = rd._finish(sc.path, sc.buf, got, dgs)
+    t = rd._finish(sc.path, sc.buf, got, [])
+    if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
+        t.dgram = stack_rows(dgs, sc.path, sc.buf)
+        dgs.clear()
     t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
     if t.dgram is not None:
         t.dgram.last_ns = sc.dgram_last
+        if ck.shape[0] and len(t.dgram):
+            dd = t.dgram
+            dk = dgram_keys(dd)
+            rows = np.nonzero((dd.role == 0) & _member(dk, ck))[0]
+            if rows.shape[0]:
+                uk, at = np.unique(flow_ukeys(dd, rows), return_index=True)
+                t.dgram.joined = uk
+                t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, dk[rows[at]])]
+                if inner is not None:
+                    edge = np.zeros(len(dd), bool)
+                    edge[rows] = (dd.ts[rows] < inner[0]) | (dd.ts[rows] > inner[1])
+                    t.dgram.edge = edge if edge.any() else None
     return t
 
 
@@ -527,7 +631,11 @@ def _points(run: _Run, k: int) -> list[Point]:
         else:
             on = part & alive
         cut = (sc.keys[on], lo + off - mg if lo > _LO else _LO, hi + off + mg if hi < _HI else _HI)
-        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut)
+        # the datagrams of cut conversations in the outer half of the margins: their copy
+        # at another point may be beyond what this slice reads there (`DgramTable.edge`)
+        h = mg // 2
+        inner = (lo + off - h if lo > _LO else _LO, hi + off + h if hi < _HI else _HI)
+        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut, inner)
         pts.append(Point(i, inp, inp.name, host, iface, build_point(t)))
     return pts
 
@@ -637,6 +745,7 @@ def _cut_flows(
 
 
 Hist = tuple[I64, I64]  # one-way delays (sorted, unique) and how many pairs had each
+RwKey = tuple[str, tuple[str, str], str]  # a rewrite finding: direction, points, field
 
 
 @dataclass
@@ -655,6 +764,10 @@ class _Seg:
     answered: tuple[str, str] | None  # `summary.answered_before`
     # per rewrite finding (direction, points, field): its values' groups, in order
     rewrites: dict[tuple[str, tuple[str, str], str], list[_RwGroup]] = field(default_factory=dict)
+    # a datagram flow's: its summary's facts (counts of the datagrams judged), and per
+    # rewrite finding the place of its first rewrite in the matcher's order and its values
+    dgram: DFacts | None = None
+    drw: dict[RwKey, tuple[tuple[int, int], set[tuple[str, str]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -668,9 +781,6 @@ class _RwGroup:
     n: int
     first: str
     kinds: dict[str, int]
-
-
-RwKey = tuple[str, tuple[str, str], str]  # a rewrite finding: direction, points, field
 
 
 def _rw_groups(
@@ -843,12 +953,108 @@ def _seg_facts(
     return req, resp, last_req, close
 
 
+# ------------------------------------------------------------------ cut datagram flows
+
+
+def _dcut_flows(run: _Run, dflows: list[DFlowB]) -> dict[int, list[tuple[int, int]]]:
+    """The datagram flows of a slice that are cut (a conversation of theirs is), each
+    with (point, conversation key) of its legs."""
+    cut = {i: set(c.tolist()) for i, c in enumerate(run.cut) if c.shape[0]}
+    if not cut or not dflows:
+        return {}
+    legs = [(n, leg.point, leg.f) for n, f in enumerate(dflows) for leg in f.legs]
+
+    def end(side: str) -> tuple[U64, U64, U64]:
+        ends = [getattr(x, side) for _n, _p, x in legs]
+        a, b, c = (np.array([e[i] for e in ends], np.uint64) for i in range(3))
+        return a, b, c
+
+    keys = conv_keys(
+        np.array([x.proto for _n, _p, x in legs], np.int64), end("cli"), end("srv")
+    ).tolist()
+    every: dict[int, list[tuple[int, int]]] = {}
+    hit: set[int] = set()
+    for (n, p, _x), key in zip(legs, keys, strict=True):
+        every.setdefault(n, []).append((p, key))
+        if key in cut.get(p, ()):
+            hit.add(n)
+    return {n: every[n] for n in sorted(hit)}
+
+
+def _dinside(run: _Run, k: int, pts: list[Point], p: int, rows: Any) -> npt.NDArray[np.bool_]:
+    """Which datagram `rows` of point `p` window `k` judges (first point's clock)."""
+    d = dtable(pts[p])
+    assert d is not None
+    t = d.ts[np.asarray(rows, np.int64)] - run.offsets[p]
+    out: npt.NDArray[np.bool_] = (t >= run.bounds[k]) & (t < run.bounds[k + 1])
+    return out
+
+
+def _djudge(run: _Run, k: int, pts: list[Point], fl: DFlowB) -> dict[tuple[int, int], Hist]:
+    """`_judge` for a datagram flow: keep what window `k` judges of its matches (a lost,
+    matched or rewritten datagram by its time upstream, an unexplained one by its own),
+    and of the datagrams its findings list whole (`DFlowB.judge`); its pairs' delays."""
+
+    def inside(p: int, rows: Any) -> npt.NDArray[np.bool_]:
+        return _dinside(run, k, pts, p, rows)
+
+    delays: dict[tuple[int, int], Hist] = {}
+    for j, hop in enumerate(fl.hops):
+        for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
+            if dm is None:
+                continue
+            und = np.asarray(dm.undelivered, np.int64)
+            dm.undelivered = und[inside(up, und)].tolist()
+            unx = np.asarray(dm.unexplained, np.int64)
+            dm.unexplained = unx[inside(down, unx)].tolist()
+            if dm.rewrites:
+                ok = inside(up, [rw.a_row for rw in dm.rewrites]).tolist()
+                order = dm.rw_order or [(0, 0)] * len(dm.rewrites)
+                dm.rewrites = [rw for rw, y in zip(dm.rewrites, ok, strict=True) if y]
+                dm.rw_order = [o for o, y in zip(order, ok, strict=True) if y]
+            rows, dl = dm.pairs if dm.pairs is not None else (np.zeros(0, np.int64),) * 2
+            dl = dl[inside(up, rows)]
+            dm.pairs = None
+            dm.matched = int(dl.shape[0])
+            if dl.shape[0]:
+                v, n = np.unique(dl, return_counts=True)
+                dm.d_min, dm.d_med = int(v[0]), _median(v, n.astype(np.int64))
+                delays[(j, d)] = (v.astype(np.int64), n.astype(np.int64))
+            else:
+                dm.d_min = dm.d_med = None
+
+    def judge(p: int, rows: I64) -> I64:
+        out: I64 = rows[inside(p, rows)]
+        return out
+
+    fl.judge = judge
+    return delays
+
+
+def _drw(pts: list[Point], fl: DFlowB) -> dict[RwKey, tuple[tuple[int, int], set[tuple[str, str]]]]:
+    """Per rewrite finding of a judged datagram flow: its first rewrite's place in the
+    matcher's order (step, upstream time) and the (before, after) values it saw."""
+    out: dict[RwKey, tuple[tuple[int, int], set[tuple[str, str]]]] = {}
+    for hop in fl.hops:
+        for d, dm, up, down in (("c2s", hop.c2s, hop.a, hop.b), ("s2c", hop.s2c, hop.b, hop.a)):
+            if dm is None or not dm.rewrites:
+                continue
+            order = dm.rw_order or [(0, 0)] * len(dm.rewrites)
+            for rw, o in zip(dm.rewrites, order, strict=True):
+                key = (d, (pts[up].name, pts[down].name), rw.field)
+                got = out.get(key)
+                if got is None:
+                    got = out[key] = (o, set())
+                got[1].add((str(rw.before), str(rw.after)))
+    return out
+
+
 def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, int]]]]:
     """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
     its window."""
     from hopcap.correlate import match
-    from hopcap.correlate.engine import dgram_minima, prepare
+    from hopcap.correlate.engine import dgram_minima
 
     pts = _points(run, k)
     evidence: set[int] = set()
@@ -857,13 +1063,20 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         return _anchor(run, k, *_flow_first(f))
 
     try:
-        prep = prepare(pts, run.conntrack, windows=_windows(run, evidence, keep))
+        prep = _prepare(run, pts, _windows(run, evidence, keep))
         keys, which = _cut_flows(run, prep.pts, prep.flows)
         cut = [f for n, f in enumerate(prep.flows) if n in which]
         flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
-        dflows = [f for f in prep.dflows if _dkeep(run, k, f)]
+        dcut = _dcut_flows(run, prep.dflows)
+        dflows = [f for n, f in enumerate(prep.dflows) if n not in dcut and _dkeep(run, k, f)]
         match_hops(prep.pts, flows)
         groups = []
+        for n, ms in dcut.items():
+            f = prep.dflows[n]
+            if _dkeep(run, k, f):
+                groups.append([*ms, _DGRAM])
+            _djudge(run, k, prep.pts, f)
+            dflows.append(f)
         if cut:
             match.KEEP_PAIRS = True
             try:
@@ -879,6 +1092,29 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         _close(pts)
 
 
+def _prepare(run: _Run, pts: list[Point], windows: Any) -> Any:
+    """`engine.prepare` of a slice: the matches of datagram flows keep their pairs when
+    the run cuts conversations (only the cut flows' are kept past it)."""
+    from hopcap.correlate import udp
+    from hopcap.correlate.engine import prepare
+
+    keep = any(c.shape[0] for c in run.cut)
+    udp.KEEP_PAIRS = keep
+    try:
+        prep = prepare(pts, run.conntrack, windows=windows)
+    finally:
+        udp.KEEP_PAIRS = False
+    if keep:
+        dcut = _dcut_flows(run, prep.dflows)
+        for n, f in enumerate(prep.dflows):
+            if n not in dcut:
+                for hop in f.hops:
+                    for dm in (hop.c2s, hop.s2c):
+                        if dm is not None:
+                            dm.pairs, dm.rw_order = None, []
+    return prep
+
+
 def _dkeep(run: _Run, k: int, f: DFlowB) -> bool:
     leg = f.legs[0]
     return _anchor(run, k, leg.point, leg.f.first_ts)
@@ -889,12 +1125,14 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
     every cut flow alive in it, what it judges (`_Seg`)."""
     from hopcap.correlate import match
     from hopcap.correlate.clocks import apply_clocks
-    from hopcap.correlate.engine import finish_datagrams, finish_part, prepare
+    from hopcap.correlate.dgram import proto_name
+    from hopcap.correlate.engine import finish_datagrams, finish_part
     from hopcap.correlate.summary import answered_before
+    from hopcap.correlate.udp import dgram_facts
 
     pts = _points(run, k)
     try:
-        prep = prepare(pts, run.conntrack, windows=_windows(run, None, lambda f: False))
+        prep = _prepare(run, pts, _windows(run, None, lambda f: False))
         apply_clocks(prep.pts, clocks)
         lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
         segs: dict[int, int] = {}  # flow -> group
@@ -937,15 +1175,37 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
         match_hops(prep.pts, [f for i, f in enumerate(prep.flows) if i not in segs])
+        # the cut datagram flows: what this window judges of them
+        dsegs: dict[tuple[str, str, float], Callable[[Built], _Seg]] = {}
+
+        def dseg(g: int, head: bool, dl: dict[tuple[int, int], Hist], f: DFlowB) -> Any:
+            facts, drw = dgram_facts(prep.pts, f), _drw(prep.pts, f)
+            return lambda b: _Seg(g, head, b, dl, 0, 0, None, None, None, dgram=facts, drw=drw)
+
+        for n, ms in _dcut_flows(run, prep.dflows).items():
+            g = run.member.get(ms[0], -1)
+            if g < 0:
+                continue
+            f = prep.dflows[n]
+            dl = _djudge(run, k, prep.pts, f)
+            f0, p0 = f.legs[0].f, prep.pts[f.legs[0].point]
+            ident = (f0.tuple_str, proto_name(f0.proto), (f0.first_ts - p0.offset_ns) / NS)
+            dsegs[ident] = dseg(g, _dkeep(run, k, f), dl, f)
         built = finish_datagrams(prep, finish_part(prep, every))
         out: list[Any] = []
         for i, b in enumerate(built):
-            if i in segs:
+            ds = None
+            if dsegs and i >= len(prep.flows) and b.legs:
+                ds = dsegs.get((b.legs[0].tuple, b.proto, b.first_ts or 0.0))
+            if i in segs or ds is not None:
                 b = replace(b, findings=tuple(
                     x for x in b.findings
-                    if x.kind != "icmp" or (x.first_ts is not None and lo <= x.first_ts < hi)
+                    if not _of_error(x) or (x.first_ts is not None and lo <= x.first_ts < hi)
                 ))  # fmt: skip
-                out.append(seg(i, b))
+                if ds is not None:
+                    out.append(ds(b))
+                else:
+                    out.append(seg(i, b))
                 continue
             ts = b.first_ts if b.first_ts is not None else 0.0
             if lo <= ts < hi:
@@ -1095,7 +1355,7 @@ def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
         if sc is None or not sc.keys.shape[0]:
             out.append(np.zeros(0, np.uint64))
             continue
-        big = (sc.rows > rows) & ~_member(sc.keys, sc.dgram_keys)
+        big = (sc.cost() > rows) & ~_member(sc.keys, sc.whole)
         out.append(sc.keys[big])
     return out
 
@@ -1108,7 +1368,8 @@ def _margin_rows(run: _Run) -> int:
     for i, sc in enumerate(run.scans):
         if sc is None or not run.cut_at(i).shape[0]:
             continue
-        ch, ks, ns = sc.dense
+        ch, ks, _ns = sc.dense
+        ns = sc.dense_cost()
         m = _member(ks, run.cut_at(i))
         if not m.any():
             continue
@@ -1148,17 +1409,22 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     big = [
         (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
         for sc, inp in zip(run.scans, inputs, strict=True)
-        if sc is not None and (m := _member(sc.keys, sc.dgram_keys) & (sc.rows > per_slice)).any()
+        if sc is not None and (m := _member(sc.keys, sc.whole) & (sc.cost() > per_slice)).any()
     ]
     if big:
         most, _n, where = max(big)
         log.warning(
-            "%d UDP/ICMP conversation(s) hold more packets than a slice of the memory budget "
-            "(%d); the largest, %d packets at %s, is read whole into every slice it is alive "
-            "in, so this run may use about %.1f MB more than the budget",
+            "%d ESP conversation(s) or datagram conversation(s) with a minute of silence hold "
+            "more packets than a slice of the memory budget (%d); the largest, %d packets at "
+            "%s, is read whole into every slice it is alive in, so this run may use about "
+            "%.1f MB more than the budget",
             max(n for _m, n, _p in big), per_slice, most, where,
-            most * BYTES_PER_PACKET / 2**20,
+            most * DGRAM_WEIGHT * BYTES_PER_PACKET / 2**20,
         )  # fmt: skip
+
+
+# the last member of a cut datagram flow's conversations that pass 1 sends (`_group`)
+_DGRAM = (-1, 0)
 
 
 def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
@@ -1169,6 +1435,14 @@ def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
     for per_slice in found:
         for ms in per_slice:
             gs = sorted({member[m] for m in ms if m in member})
+            if ms and ms[-1] == _DGRAM:
+                # a datagram flow has one conversation a point: not one flow with a group
+                # that has another at one of its points (a slice that linked it to the
+                # wrong one, the right one not read there); its conversations that are
+                # in such a group stay there
+                ms = ms[:-1]
+                at = dict(ms)
+                gs = [g for g in gs if all(at.get(p, key) == key for p, key in groups[g])]
             if gs:
                 g = gs[0]
                 for other in gs[1:]:
@@ -1202,11 +1476,18 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
 
     head = next((x for x in segs if x.head), segs[0])
     by: dict[tuple[Any, ...], list[Finding]] = {}
+    of: dict[tuple[Any, ...], list[_Seg]] = {}
     for x in segs:
         for fnd in x.built.findings:
             by.setdefault(_fkey(fnd), []).append(fnd)
-    findings = [_merge_findings(fs) for fs in by.values()]
+            of.setdefault(_fkey(fnd), []).append(x)
+    if head.dgram is not None:
+        findings = [_merge_dfindings(fs, of[key]) for key, fs in by.items()]
+    else:
+        findings = [_merge_findings(fs) for fs in by.values()]
     for at, fnd in enumerate(findings):
+        if head.dgram is not None:
+            break
         if fnd.kind == "rewrite" and fnd.field is not None and len(by[_fkey(fnd)]) > 1:
             key = (fnd.direction, fnd.between, fnd.field)
             per = [x.rewrites[key] for x in segs if key in x.rewrites]
@@ -1231,6 +1512,9 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
             else:
                 lat = None
         legs[j] = replace(leg, details=details[j], latency_s=lat)
+    if head.dgram is not None:
+        text = _dsummary(pts, segs, head.dgram, findings, legs)
+        return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=text)
     req = sum(x.req for x in segs)
     resp = sum(x.resp for x in segs)
     lr = [x.last_req for x in segs if x.last_req is not None]
@@ -1244,12 +1528,102 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
 
 
+def _merge_dfindings(fs: list[Finding], segs: list[_Seg]) -> Finding:
+    """One finding of a cut datagram flow from its slices' (in slice order, `segs` the
+    slice of each): its datagrams and bytes added up, its first time the earliest, its
+    text `describe`'s of the first datagram (for a rewrite: the first in the matcher's
+    order, and the count of values of all slices)."""
+    ok = [(x, g) for x, g in zip(fs, segs, strict=True) if x.packets] or [(fs[0], segs[0])]
+    if len(ok) == 1:
+        return ok[0][0]
+    n = sum(x.packets for x, _g in ok)
+    first = min(ok, key=lambda xg: xg[0].first_ts if xg[0].first_ts is not None else 0.0)[0]
+    base, nvals = first, 0
+    if first.kind == "rewrite" and first.field is not None:
+        key = (first.direction, first.between, first.field)
+        got = [(g.drw[key], x) for x, g in ok if key in g.drw]
+        if got:
+            base = min(got, key=lambda ox: ox[0][0])[1]
+            nvals = len(set().union(*(o[1] for o, _x in got)))
+    return replace(
+        base,
+        packets=n,
+        bytes=sum(x.bytes for x, _g in ok),
+        first_ts=first.first_ts,
+        what=_dtext(base, n, nvals),
+    )
+
+
+_VALUES = re.compile(r"; \d+ different values$")
+
+
+def _dtext(base: Finding, n: int, nvals: int) -> str:
+    """`base`'s text (one slice's, from `udp.describe`) for `n` datagrams (`nvals`
+    values of a rewrite)."""
+    w, pre, tail = base.what, "", ""
+    if base.kind == "rewrite":
+        m = _VALUES.search(w)
+        if m is not None:
+            w = w[: m.start()]
+        if nvals > 1:
+            tail = f"; {nvals} different values"
+    elif base.unanswered:
+        cut = max(w.rfind(": no answer seen"), w.rfind(": reached "))
+        if cut >= 0:
+            w, tail = w[:cut], w[cut:]
+    if base.kind == "gap":
+        at = w.rfind("; ")
+        if at >= 0:
+            pre, w = w[: at + 2], w[at + 2 :]
+    suffix = f" ({base.packets} datagrams)"
+    if base.packets > 1 and w.endswith(suffix):
+        w = w[: -len(suffix)]
+    return pre + w + (f" ({n} datagrams)" if n > 1 else "") + tail
+
+
+def _dsummary(
+    pts: list[Point], segs: list[_Seg], facts: DFacts, findings: list[Finding], legs: list[Any]
+) -> str:
+    """A cut datagram flow's summary: `udp.facts_summary` of its own findings and the
+    datagrams every slice judged; as `icmp.apply_to_built` has it when ICMP errors were
+    all that went wrong."""
+    from hopcap.correlate.local import more
+    from hopcap.correlate.udp import facts_summary
+
+    dfs = [x.dgram for x in segs if x.dgram is not None]
+    whole = replace(
+        facts,
+        nc=sum(d.nc for d in dfs),
+        ns=sum(d.ns for d in dfs),
+        nbc=sum(d.nbc for d in dfs),
+    )
+    own = [x for x in findings if not _of_error(x)]
+    summary = facts_summary({p.name: p for p in pts}, whole, own, legs)
+    errs = [x for x in findings if x.kind == "icmp"]
+    if errs and not any(x.kind in ("drop", "inject", "rewrite", "reset") for x in own):
+        first = min(errs, key=lambda x: x.first_ts or 0.0)
+        lost = ""
+        m = re.search(r", never at (.+)$", first.what)
+        if m is not None and any(
+            x.kind == "drop" and _of_error(x) and x.what.endswith(f"never at {m.group(1)}")
+            for x in findings
+        ):
+            lost = f"; it never reached {m.group(1)}"
+        summary = first.what + lost + more(findings)
+    return summary
+
+
 def _fkey(fnd: Finding) -> tuple[Any, ...]:
     """The findings of a cut flow's slices that are one in its verdict."""
     key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
-    if fnd.kind == "icmp":  # an error each (judged where it was seen)
+    if _of_error(fnd):  # an error each (judged where it was seen)
         key += (fnd.what, fnd.first_ts)
     return key
+
+
+def _of_error(fnd: Finding) -> bool:
+    """An ICMP error's finding (`icmp._one_error`: the error, and where it was lost)."""
+    return fnd.kind == "icmp" or (fnd.kind in ("drop", "gap") and "(about a " in fnd.what)
 
 
 def _point_of(pts: list[Point], name: str) -> int:
@@ -1311,9 +1685,11 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None:
             cut = _member(sc.keys, run.cut_at(i))
+            cost = sc.cost()
             firsts.append(sc.first[~cut] - off)
-            rows.append(sc.rows[~cut])
-            ch, ks, ns = sc.dense
+            rows.append(cost[~cut])
+            ch, ks, _ns = sc.dense
+            ns = sc.dense_cost()
             m = _member(ks, run.cut_at(i))
             if m.any():
                 los = np.array([c[1] for c in sc.chunks], np.int64)
@@ -1324,7 +1700,7 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
             # what the chunks do not place of them: at their start
             placed = np.zeros(sc.keys.shape[0], np.int64)
             np.add.at(placed, np.searchsorted(sc.keys, ks[m]), ns[m])
-            rest = np.maximum(sc.rows - placed, 0)
+            rest = np.maximum(cost - placed, 0)
             firsts.append(sc.first[cut] - off)
             rows.append(rest[cut])
     f = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
@@ -1414,7 +1790,7 @@ def correlate_sliced(
                 inputs[i] = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
                 continue
             scans.append(sc)
-        total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans if sc is not None)
+        total = sum(sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows for sc in scans if sc is not None)
         if budget is not None:
             convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
             left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW

@@ -10,6 +10,7 @@ follow the TCP contract (drop, inject, rewrite, gap) with the same rules for cap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -60,6 +61,16 @@ class DDir:
     undelivered: list[int] = field(default_factory=list)
     unexplained: list[int] = field(default_factory=list)
     rewrites: list[Rewrite] = field(default_factory=list)
+    # with KEEP_PAIRS (time slices that cut a conversation): the upstream row and one-way
+    # delay of every matched pair, and each rewrite's place in `rewrites`' order (the
+    # matching step of its pair, its upstream time): for merging several slices'
+    pairs: tuple[I64, I64] | None = None
+    rw_order: list[tuple[int, int]] = field(default_factory=list)
+
+
+# set by `slices` while it correlates a slice that cuts a datagram conversation (one slice
+# at a time in a process): `DDir.pairs` and `DDir.rw_order` are filled
+KEEP_PAIRS = False
 
 
 @dataclass
@@ -77,6 +88,9 @@ class DFlowB:
     legs: list[DLeg]
     hops: list[DHop] = field(default_factory=list)
     extra: list[Finding] = field(default_factory=list)  # added by icmp.py / tunnel.py
+    # a time slice's part of a cut conversation: (point, rows) -> the rows it judges
+    # (findings that list every datagram of a direction); None: all of them
+    judge: Callable[[int, I64], I64] | None = None
 
 
 def dtable(p: Point) -> DgramTable | None:
@@ -251,6 +265,8 @@ def match_rows(
     pairs_a: list[I64] = []
     pairs_b: list[I64] = []
     rewrites: list[tuple[int, Rewrite]] = []
+    stages: list[int] = []  # each rewrite's matching step (KEEP_PAIRS)
+    step_of: list[I64] = []  # each pair's
     ida, idb = ta.ipid[ra], tb.ipid[rb]
     ha, hb = ta.h[ra], tb.h[rb]
     steps = (
@@ -259,9 +275,13 @@ def match_rows(
         # the same datagram (IP ID, length) with other payload bytes: a payload rewrite
         (mix(pa, ida, ta.ip_len[ra]), mix(pb, idb, tb.ip_len[rb]), "payload"),
     )
-    for ka, kb, what in steps:
-        la = np.nonzero(~ma)[0]
-        lb = np.nonzero(~mb)[0]
+    # a time slice's rows that may have lost their copy to the slice's edge: only their
+    # identity pairs them (`DgramTable.edge`)
+    ea = ta.edge[ra] if ta.edge is not None else None
+    eb = tb.edge[rb] if tb.edge is not None else None
+    for si, (ka, kb, what) in enumerate(steps, 1):
+        la = np.nonzero(~ma if si == 1 or ea is None else ~(ma | ea))[0]
+        lb = np.nonzero(~mb if si == 1 or eb is None else ~(mb | eb))[0]
         if what is not None:
             la = la[ida[la] > 0]
             lb = lb[idb[lb] > 0]
@@ -273,17 +293,21 @@ def match_rows(
         mb[ib] = True
         pairs_a.append(ia)
         pairs_b.append(ib)
+        step_of.append(np.full(ia.shape[0], si, np.int64))
         if what is not None:
             for i, j in zip(ia.tolist(), ib.tolist(), strict=True):
                 rewrites.append((int(pa[i]), _payload_rw(ta, int(ra[i]), tb, int(rb[j]))))
+                stages.append(0)
     # UDP GSO / GRO: one datagram on one side is several consecutive ones on the other
     for big_a in (True, False):
-        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a)
+        got = _coalesced(ta, ra, pa, ma, tb, rb, pb, mb, big_a, ea, eb)
         if got is not None:
             pairs_a.append(got[0])
             pairs_b.append(got[1])
+            step_of.append(np.full(got[0].shape[0], 4 if big_a else 5, np.int64))
     ia = np.concatenate(pairs_a) if pairs_a else np.zeros(0, np.int64)
     ib = np.concatenate(pairs_b) if pairs_b else np.zeros(0, np.int64)
+    step = np.concatenate(step_of) if step_of else np.zeros(0, np.int64)
     if ia.shape[0]:
         ga, gb = ra[ia], rb[ib]
         # the identity hash covers the first bytes: compare the rest of long payloads
@@ -294,18 +318,27 @@ def match_rows(
             diff = payloads_differ(ta.buf, ta.pl_off[ga[sel]], tb.buf, tb.pl_off[gb[sel]], n[sel])
             for k in sel[diff].tolist():
                 rewrites.append((int(pa[ia[k]]), _payload_rw(ta, int(ga[k]), tb, int(gb[k]))))
+                stages.append(int(step[k]))
         pid = pa[ia]
         dttl = ta.ttl[ga] - tb.ttl[gb]
         bad = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
         for k in np.nonzero(bad)[0].tolist():
             rw = Rewrite("ip.ttl", int(ta.ttl[ga[k]]), int(tb.ttl[gb[k]]), int(ga[k]), int(gb[k]))
             rewrites.append((int(pid[k]), rw))
+            stages.append(int(step[k]))
         da, db = ta.tos[ga] >> 2, tb.tos[gb] >> 2
         for k in np.nonzero(da != db)[0].tolist():
             rewrites.append(
                 (int(pid[k]), Rewrite("ip.dscp", int(da[k]), int(db[k]), int(ga[k]), int(gb[k])))
             )
+            stages.append(int(step[k]))
         dl = tb.ts[gb] - ta.ts[ga]
+        if KEEP_PAIRS:
+            op = np.argsort(pid, kind="stable")
+            at = np.searchsorted(pid[op], np.arange(npairs + 1))
+            for k in np.nonzero(np.diff(at))[0].tolist():
+                sl = op[at[k] : at[k + 1]]
+                out[k].pairs = (ga[sl].astype(np.int64), dl[sl].astype(np.int64))
         o = np.lexsort((dl, pid))
         pid_s, dl_s = pid[o], dl[o]
         cuts = np.searchsorted(pid_s, np.arange(npairs + 1))
@@ -319,9 +352,14 @@ def match_rows(
         out[int(pa[i])].undelivered.append(int(ra[i]))
     for j in np.nonzero(~mb)[0].tolist():
         out[int(pb[j])].unexplained.append(int(rb[j]))
-    for k, rw in rewrites:
+    for at_rw, (k, rw) in enumerate(rewrites):
         out[k].rewrites.append(rw)
+        if KEEP_PAIRS:
+            out[k].rw_order.append((stages[at_rw], int(ta.ts[rw.a_row])))
     return out
+
+
+_HEAD_BYTES = 8  # the first bytes of a piece that index it (`_coalesced`)
 
 
 def _coalesced(
@@ -334,30 +372,54 @@ def _coalesced(
     pb: I64,
     mb: npt.NDArray[np.bool_],
     big_a: bool,
+    ea: npt.NDArray[np.bool_] | None = None,
+    eb: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[I64, I64] | None:
     """Unmatched datagrams of one side (`a` with `big_a`) whose payload is the payloads of
     consecutive unmatched datagrams of the same pair on the other side, in order: the
     sender's UDP segmentation offload (GSO) or the receiver's GRO, not a loss. Marks them
-    matched; returns the (a, b) position pairs (one per piece)."""
-    t1, r1, p1, m1, t2, r2, p2, m2 = (
-        (ta, ra, pa, ma, tb, rb, pb, mb) if big_a else (tb, rb, pb, mb, ta, ra, pa, ma)
+    matched; returns the (a, b) position pairs (one per piece). Rows `ea` / `eb` (a time
+    slice's edge) take no part.
+
+    A run of pieces starts with one shorter than the datagram whose bytes begin it: only
+    those are tried (found by their first bytes), in the order of the pair's pieces, so a
+    side with many unmatched datagrams costs about what it has, not their product."""
+    t1, r1, p1, m1, e1, t2, r2, p2, m2, e2 = (
+        (ta, ra, pa, ma, ea, tb, rb, pb, mb, eb)
+        if big_a
+        else (tb, rb, pb, mb, eb, ta, ra, pa, ma, ea)
     )
-    big = np.nonzero(~m1)[0]
-    small = np.nonzero(~m2)[0]
+    big = np.nonzero(~m1 if e1 is None else ~(m1 | e1))[0]
+    small = np.nonzero(~m2 if e2 is None else ~(m2 | e2))[0]
     if big.shape[0] == 0 or small.shape[0] < 2:
         return None
+    n2 = t2.plen[r2[small]].tolist()
     pieces: dict[int, list[int]] = {}
-    for j in small.tolist():
-        pieces.setdefault(int(p2[j]), []).append(j)
+    shortest: dict[int, int] = {}
+    for j, pj, n in zip(small.tolist(), p2[small].tolist(), n2, strict=True):
+        pieces.setdefault(pj, []).append(j)
+        shortest[pj] = min(shortest.get(pj, n), n)
+    # per pair, lazily: its pieces' positions in `pieces` by their first bytes
+    heads: dict[int, dict[bytes, list[int]]] = {}
+    n1 = t1.plen[r1[big]].tolist()
     out1: list[int] = []
     out2: list[int] = []
-    for i in big.tolist():
-        cand = pieces.get(int(p1[i]))
-        if not cand:
+    for i, pi, want in zip(big.tolist(), p1[big].tolist(), n1, strict=True):
+        cand = pieces.get(pi)
+        if not cand or shortest[pi] >= want:
             continue
-        want = int(t1.plen[r1[i]])
+        by = heads.get(pi)
+        if by is None:
+            by = heads[pi] = {}
+            for k0, j0 in enumerate(cand):
+                by.setdefault(t2.payload(int(r2[j0]), 0, _HEAD_BYTES), []).append(k0)
         data = t1.payload(int(r1[i]))
-        for k0, j0 in enumerate(cand):
+        starts: list[int] = []
+        for n in range(min(_HEAD_BYTES, len(data)) + 1):
+            starts.extend(by.get(data[:n], ()))
+        starts.sort()
+        for k0 in starts:
+            j0 = cand[k0]
             if m2[j0] or int(t2.plen[r2[j0]]) >= want:
                 continue
             got: list[int] = []
@@ -492,6 +554,9 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                 )
             )
 
+    def judged(point: int, rows: I64) -> I64:
+        return rows if fl.judge is None else fl.judge(point, rows)
+
     legs_at = {leg.point: leg for leg in fl.legs}
     for hop in fl.hops:
         pa, pb = pts[hop.a], pts[hop.b]
@@ -499,7 +564,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         if hop.ended is not None:
             leg = legs_at[hop.a]
             if hop.ended == "unanswered":
-                add_lost("c2s", pa, pb, leg.f.c.tolist())
+                add_lost("c2s", pa, pb, judged(hop.a, leg.f.c).tolist())
             elif hop.ended == "nothing":
                 findings.append(
                     Finding(
@@ -555,13 +620,13 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         t = tab(pl)
         r0 = int(lf.c[0])
         asks = lf.proto in (ICMP, ICMP6) or (lf.proto == UDP and int(t.dport[r0]) == 53)
-        request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST[lf.proto]
-        if asks and request and lf.s.shape[0] == 0:
-            rows = lf.c.tolist()
+        request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)  # (ESP: no)
+        rows = judged(last.point, lf.c).tolist()
+        if asks and request and lf.s.shape[0] == 0 and rows:
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
             end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
-            late = end - int(t.ts[rows[0]]) < NS
+            late = end - int(t.ts[r0]) < NS
             kind: FindingKind
             if pl.kernel_drops or late:
                 kind = "gap"
@@ -614,12 +679,22 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     )
 
 
-def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
-    from hopcap.correlate.local import more as _more
-    from hopcap.correlate.summary import sentence
-    from hopcap.correlate.summary import where as _where
+@dataclass
+class DFacts:
+    """What a datagram flow's summary needs besides its findings and legs (a time slice
+    sends them for its part of a cut conversation: counts of the datagrams it judges)."""
 
-    by_name = {p.name: p for p in pts}
+    word_c: str
+    word_s: str
+    nc: int  # the client's datagrams at the first point
+    ns: int  # the server's
+    nbc: int  # the client's payload bytes
+    ended: str | None  # the last hop's `ended`
+    who: str  # who answered before the last hop's point (`before`)
+    before: str
+
+
+def dgram_facts(pts: list[Point], fl: DFlowB) -> DFacts:
     t0 = dtable(pts[fl.legs[0].point])
     assert t0 is not None
     f0 = fl.legs[0].f
@@ -627,6 +702,32 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
     word_s = kind_word(t0, int(f0.s[0])) if f0.s.shape[0] else "datagram"
     if fl.legs[0].tunnel is not None:
         word_c = word_s = "encrypted datagram"
+    point = fl.legs[0].point
+    c = f0.c if fl.judge is None else fl.judge(point, f0.c)
+    s = f0.s if fl.judge is None else fl.judge(point, f0.s)
+    ended = fl.hops[-1].ended if fl.hops else None
+    who = before = ""
+    if ended == "answered":
+        pa, pb = pts[fl.hops[-1].a], pts[fl.hops[-1].b]
+        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
+        before = pb.name
+    nbc = int(t0.plen[c].sum())
+    return DFacts(word_c, word_s, int(c.shape[0]), int(s.shape[0]), nbc, ended, who, before)
+
+
+def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
+    return facts_summary({p.name: p for p in pts}, dgram_facts(pts, fl), findings, legs)
+
+
+def facts_summary(
+    by_name: dict[str, Point], facts: DFacts, findings: list[Finding], legs: list[Leg]
+) -> str:
+    """A datagram flow's one-line summary from its findings, legs and `facts`."""
+    from hopcap.correlate.local import more as _more
+    from hopcap.correlate.summary import sentence
+    from hopcap.correlate.summary import where as _where
+
+    word_c, word_s = facts.word_c, facts.word_s
     for fnd in findings:
         a, b = fnd.between
         where = _where(by_name, fnd.between)
@@ -648,20 +749,18 @@ def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: l
     path = " -> ".join(leg.point for leg in legs)
     kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
     more = f" ({', '.join(kinds)})" if kinds else ""
-    nc, ns_ = int(f0.c.shape[0]), int(f0.s.shape[0])
+    nc, ns_ = facts.nc, facts.ns
     if nc and not ns_:
-        nb = int(t0.plen[f0.c].sum())
+        nb = facts.nbc
         local = (
             f" (broadcast/multicast: not routed beyond {legs[-1].point})"
-            if fl.hops and fl.hops[-1].ended == "local"
+            if facts.ended == "local"
             else ""
         )
         return (
             f"one way: {nc} {word_c}{'s' if nc > 1 else ''} ({nb} bytes) went through "
             f"{path}{more}; nothing came back to {legs[0].point}{local}"
         )
-    if fl.hops and fl.hops[-1].ended == "answered":
-        pa, pb = pts[fl.hops[-1].a], pts[fl.hops[-1].b]
-        who = f"{pa.host} itself" if pa.host == pb.host and pa.iface and pb.iface else "a device"
-        return f"OK: through {path}{more}; answered before {pb.name} ({who})"
+    if facts.ended == "answered":
+        return f"OK: through {path}{more}; answered before {facts.before} ({facts.who})"
     return f"OK: delivered both ways through {path}{more}"

@@ -516,3 +516,46 @@ def test_udp_segmentation_offload_is_not_loss(tmp_path: Path) -> None:
     assert fl.findings == (), fl.findings
     assert [leg.link for leg in fl.legs] == ["same"] * 4
     assert fl.summary.startswith("OK: delivered both ways")
+
+
+def test_udp_segmentation_offload_among_lost_and_injected_datagrams(tmp_path: Path) -> None:
+    """GSO bursts (one of pieces shorter than the bytes that index them) among many
+    datagrams lost on the way and many seen only on the wire, and before each burst a
+    datagram on the wire that begins like the burst but is not part of it: the bursts
+    are not loss, every other datagram is a drop or (seen only on the wire) a gap."""
+    c = UConv(("203.0.113.10", 50999), ("203.0.113.80", 443), seed=43)
+    bursts: list[list[Dg]] = []
+    decoys: list[Dg] = []
+    lost: list[Dg] = []
+    wire: list[Dg] = []
+    for i in range(6):
+        for k in range(8):
+            (lost if k % 2 else wire).append(c.send(C2S, c.rnd.randbytes(300), dt=0.002))
+        size = 5 if i == 3 else 1200
+        parts = [c.rnd.randbytes(size) for _ in range(3)]
+        like = parts[0][:8] + c.rnd.randbytes(size - 8) if size > 8 else parts[0][:4] + b"zz"
+        decoys.append(c.send(C2S, like, dt=0.002))
+        bursts.append([c.send(C2S, x, dt=0.01 if k == 0 else 0.00001, tag=f"b{i}")
+                       for k, x in enumerate(parts)])  # fmt: skip
+        c.send(S2C, c.rnd.randbytes(80), dt=0.001)
+    firsts = {id(b[0]): b"".join(x.data for x in b) for b in bursts}
+    rest = {id(x) for b in bursts for x in b[1:]}
+
+    def merged(g: Dg) -> bool:  # the sender's view: a burst is its first piece
+        return id(g) in rest or any(g is x for x in (*decoys, *wire))
+
+    def merge(g: Dg) -> Dg:
+        for b in bursts:
+            if g.d == C2S and g.t == b[0].t and g.data == b[0].data:
+                return Dg(g.d, g.t, firsts[id(b[0])], g.ipid, ttl=g.ttl, tag=g.tag, conv=g.conv)
+        return g
+
+    views: list[tuple[str, Callable[[Any], View]]] = [
+        ("client:eth0", lambda x: View(drop=merged, change=merge)),
+        ("srv:eth0", lambda x: View(delay=0.0003, ttl_dec={C2S: 1},
+                                    drop=lambda g: any(g is y for y in lost))),
+    ]  # fmt: skip
+    v = correlate(write_points(tmp_path, [c], views))
+    (fl,) = v.flows
+    got = sorted((f.kind, f.direction, f.packets) for f in fl.findings)
+    assert got == [("drop", "c2s", len(lost)), ("gap", "c2s", len(wire) + len(decoys))], got
