@@ -839,6 +839,29 @@ def _merge_rewrite(fnd: Finding, per_slice: list[list[_RwGroup]]) -> Finding:
     return replace(fnd, what=text, before=top.before, after=top.after)
 
 
+def _keep_judged(
+    dm: Any, inside: Callable[[int, Any], npt.NDArray[np.bool_]], up: int, down: int
+) -> Hist | None:
+    """Keep, of the matches `dm` of one direction of a hop (TCP or datagram), the lost
+    packets window `inside` judges (by their time upstream) and the unexplained ones (by
+    their own); its matched pairs' delays judged there become its `matched`, `d_min` and
+    `d_med`. Their histogram (None: no pair judged here)."""
+    und = np.asarray(dm.undelivered, np.int64)
+    dm.undelivered = und[inside(up, und)].tolist()
+    unx = np.asarray(dm.unexplained, np.int64)
+    dm.unexplained = unx[inside(down, unx)].tolist()
+    rows, dl = dm.pairs if dm.pairs is not None else (np.zeros(0, np.int64),) * 2
+    dl = dl[inside(up, rows)]
+    dm.pairs = None
+    dm.matched = int(dl.shape[0])
+    if not dl.shape[0]:
+        dm.d_min = dm.d_med = None
+        return None
+    v, n = np.unique(dl, return_counts=True)
+    dm.d_min, dm.d_med = int(v[0]), _median(v, n.astype(np.int64))
+    return v.astype(np.int64), n.astype(np.int64)
+
+
 def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int], Hist]:
     """Keep, in flow `f`'s matches and packets, only what window `k` judges (each packet
     in one slice); its matched pairs' delays (d_min and d_med of its matches become
@@ -853,8 +876,6 @@ def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int
             for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
                 if dm is None:
                     continue
-                und = np.asarray(dm.undelivered, np.int64)
-                dm.undelivered = und[inside(up, und)].tolist()
                 if dm.undelivered_bytes:
                     ub = list(dm.undelivered_bytes)
                     ok = inside(up, ub).tolist()
@@ -863,22 +884,12 @@ def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int
                         for (r, n), y in zip(dm.undelivered_bytes.items(), ok, strict=True)
                         if y
                     }
-                unx = np.asarray(dm.unexplained, np.int64)
-                dm.unexplained = unx[inside(down, unx)].tolist()
                 if dm.rewrites:
                     ok = inside(up, [rw.a_row for rw in dm.rewrites]).tolist()
                     dm.rewrites = [rw for rw, y in zip(dm.rewrites, ok, strict=True) if y]
-                rows, dl = dm.pairs if dm.pairs is not None else (np.zeros(0, np.int64),) * 2
-                dl = dl[inside(up, rows)]
-                dm.pairs = None
-                dm.matched = int(dl.shape[0])
-                if dl.shape[0]:
-                    v, n = np.unique(dl, return_counts=True)
-                    dm.d_min, dm.d_med = int(v[0]), _median(v, n.astype(np.int64))
-                    if ch is f:
-                        delays[(j, d)] = (v.astype(np.int64), n.astype(np.int64))
-                else:
-                    dm.d_min = dm.d_med = None
+                hist = _keep_judged(dm, inside, up, down)
+                if hist is not None and ch is f:
+                    delays[(j, d)] = hist
         for j, leg in enumerate(ch.legs):
             p = pts[leg.point]
             for h in (leg.c, leg.s):
@@ -1003,25 +1014,14 @@ def _djudge(run: _Run, k: int, pts: list[Point], fl: DFlowB) -> dict[tuple[int, 
         for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
             if dm is None:
                 continue
-            und = np.asarray(dm.undelivered, np.int64)
-            dm.undelivered = und[inside(up, und)].tolist()
-            unx = np.asarray(dm.unexplained, np.int64)
-            dm.unexplained = unx[inside(down, unx)].tolist()
             if dm.rewrites:
                 ok = inside(up, [rw.a_row for rw in dm.rewrites]).tolist()
                 order = dm.rw_order or [(0, 0)] * len(dm.rewrites)
                 dm.rewrites = [rw for rw, y in zip(dm.rewrites, ok, strict=True) if y]
                 dm.rw_order = [o for o, y in zip(order, ok, strict=True) if y]
-            rows, dl = dm.pairs if dm.pairs is not None else (np.zeros(0, np.int64),) * 2
-            dl = dl[inside(up, rows)]
-            dm.pairs = None
-            dm.matched = int(dl.shape[0])
-            if dl.shape[0]:
-                v, n = np.unique(dl, return_counts=True)
-                dm.d_min, dm.d_med = int(v[0]), _median(v, n.astype(np.int64))
-                delays[(j, d)] = (v.astype(np.int64), n.astype(np.int64))
-            else:
-                dm.d_min = dm.d_med = None
+            hist = _keep_judged(dm, inside, up, down)
+            if hist is not None:
+                delays[(j, d)] = hist
 
     def judge(p: int, rows: I64) -> I64:
         out: I64 = rows[inside(p, rows)]
