@@ -48,7 +48,6 @@ from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import reader as rd
 from hopcap.correlate.budget import BYTES_PER_PACKET
-from hopcap.correlate.budget import estimated_packets as estimated_packets  # was here
 from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import (

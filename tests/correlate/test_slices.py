@@ -345,7 +345,9 @@ def test_one_slice_is_the_plain_run(tmp_path: Path) -> None:
     said: list[str] = []
     v = correlate(pts, memory=1 << 30, progress=said.append)
     assert said == [] and v.to_dict() == correlate(pts).to_dict()
-    assert sl.estimated_packets(pts) < (1 << 30) // sl.BYTES_PER_PACKET
+    from hopcap.correlate import budget
+
+    assert budget.estimated_packets(pts) < (1 << 30) // budget.BYTES_PER_PACKET
 
 
 def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
