@@ -494,12 +494,14 @@ void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
    row block that stays in L1 (its column stride is no power of two: at a power of two,
    row j of every column falls in one cache set and the 24 columns evict each other), and
    the block is written out column by column, each value cast to its column's width.
-   out: reader._COLUMNS (ts, then parse_one's columns with opt_back for opt_off), `width`
-   bytes per value; out[2], out[4], out[24] (the high address words, tun) may be NULL
-   while every row so far had them 0. d: ts, IP header, L4 header, data end of every
-   datagram. st (in/out): byte of the next record, records walked, rows, datagrams,
-   reason (0 end, 1 truncated record, 2 corrupt header, 3 `cap` rows or `dcap`
-   datagrams written: grow them, 4 a row needs the NULL columns: give them). */
+   out: reader._C_OUT (ts, then parse_one's columns with opt_back for opt_off), `width`
+   bytes per value; a NULL column is not written. The lazy ones (reader._LAZY) may be NULL
+   while every row so far had their usual values: out[1] (v) 4; out[2], out[4], out[24]
+   (the high address words, tun) 0; out[23] (opt_len) opt_back's. d: ts, IP header, L4
+   header, data end of every datagram. st (in/out): byte of the next record, records
+   walked, rows, datagrams, reason (0 end, 1 truncated record, 2 corrupt header, 3 `cap`
+   rows or `dcap` datagrams written: grow them, 4 a row needs a NULL lazy column: give
+   them). */
 #define BLOCK 256
 #define BLOCK_STRIDE (BLOCK + 8)
 static void put_col(void *dst, long at, const int64_t *src, long m, long w) {
@@ -545,8 +547,13 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
         int got = parse_one(buf + pos + 16, rcap, link, head, pos + 16, c, BLOCK_STRIDE, m,
                             &o3, &o4, &oe);
         if (got == 1) {
-            if (!out[2] && (c[1 * BLOCK_STRIDE + m] | c[3 * BLOCK_STRIDE + m] |
-                            c[23 * BLOCK_STRIDE + m])) { reason = 4; break; }
+            const int64_t *r = c + m;
+            if ((!out[1] && r[0] != 4) ||
+                (!out[2] && r[1 * BLOCK_STRIDE]) || (!out[4] && r[3 * BLOCK_STRIDE]) ||
+                (!out[24] && r[23 * BLOCK_STRIDE]) ||
+                (!out[23] && r[22 * BLOCK_STRIDE] != r[15 * BLOCK_STRIDE] - r[21 * BLOCK_STRIDE])) {
+                reason = 4; break;
+            }
             ts[m++] = t;
         } else if (got == 2) {
             d[0][k] = t; d[1][k] = pos + 16 + o3; d[2][k] = pos + 16 + o4;

@@ -104,11 +104,9 @@ class PacketTable:
     pl_off: I64  # payload offset in buf
     pl_cap: I64  # captured payload bytes (<= plen when the snap length cut it)
     tsval: I64  # -1: no timestamp option
-    tsecr: npt.NDArray[np.uint32]  # meaningful only where tsval >= 0
     mss: I64  # -1: no MSS option
-    wscale: I64
     opt_back: npt.NDArray[np.int16]  # the TCP options start this many bytes before pl_off
-    opt_len: npt.NDArray[np.int16]
+    opt_len: npt.NDArray[np.int16]  # (opt_back itself while every row's were captured whole)
     tun: I64  # the tunnel the packet was decapsulated from (see TUNNEL_KINDS); 0: none
     warnings: list[str] = field(default_factory=list)
     kernel_drops: int | None = None
@@ -190,9 +188,13 @@ CHUNK = (1 << 16) + 24
 # cache set and they evict each other (1 << 15 parsed a 390 MB capture 3x slower)
 PARSE_CHUNK = (1 << 15) + 24
 
-_COLUMNS = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
-            "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
-            "mss", "wscale", "opt_back", "opt_len", "tun")  # fmt: skip
+# what the C reader (`_read_pcap`) writes, in its order; TSecr and the window scale are
+# parsed but not kept (nothing reads them: 6 bytes a packet of memory, and its page faults)
+_C_OUT = ("ts", "v", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack",
+          "flags", "win", "ipid", "ttl", "tos", "plen", "pl_off", "pl_cap", "tsval", "tsecr",
+          "mss", "wscale", "opt_back", "opt_len", "tun")  # fmt: skip
+_UNKEPT = ("tsecr", "wscale")
+_COLUMNS = tuple(c for c in _C_OUT if c not in _UNKEPT)  # a PacketTable's columns
 
 
 # columns that never need 64 bits; sequence numbers, timestamps and offsets keep int64 so
@@ -202,6 +204,12 @@ _NARROW: dict[str, type] = {
     "pl_cap": np.int32, "mss": np.int32, "flags": np.int16, "ttl": np.int16, "tos": np.int16,
     "wscale": np.int16, "opt_len": np.int16, "opt_back": np.int16, "tsecr": np.uint32,
 }  # fmt: skip
+# columns that usually hold one value (or another column's): the high address words and
+# the tunnel (0 in an IPv4 capture without tunnels), the IP version (4), the captured
+# options' length (opt_back: the whole TCP header was captured). Such a column takes no
+# memory: a broadcast value, or the other column itself
+_USUAL = {"src_hi": 0, "dst_hi": 0, "tun": 0, "v": 4}
+_LAZY = (*_USUAL, "opt_len")
 
 
 def row_columns(t: PacketTable, m: Any) -> dict[str, Any]:
@@ -261,19 +269,28 @@ def read_capture(path: Path) -> PacketTable:
 
 
 def _narrow(t: PacketTable) -> PacketTable:
-    """Own, compact columns (chunk buffers of the parser are released)."""
+    """Own, compact columns (chunk buffers of the parser are released); the columns of
+    `_LAZY` that hold their usual value take no memory (`_usual`)."""
     for c in _COLUMNS:
         a = getattr(t, c)
-        dt = _NARROW.get(c)
-        if c in ("src_hi", "dst_hi", "tun") and not a.any():
-            # IPv4 only, no tunnel: no memory
-            zero = np.int64(0) if c == "tun" else np.uint64(0)
-            setattr(t, c, np.broadcast_to(zero, a.shape))
-        elif dt is not None and a.dtype != dt:
+        if a.strides == (0,) or (c == "opt_len" and a is t.opt_back):
+            continue  # already no memory of its own
+        dt = _NARROW.get(c) or _dtype(c)
+        if c in _LAZY and ((a == t.opt_back).all() if c == "opt_len" else (a == _USUAL[c]).all()):
+            setattr(t, c, _usual(c, a.shape[0], t.opt_back))
+        elif a.dtype != dt:
             setattr(t, c, a.astype(dt))
         elif a.base is not None:
             setattr(t, c, a.copy())
     return t
+
+
+def _usual(c: str, n: int, opt_back: Any = None) -> Any:
+    """Column `c` (of `_LAZY`) of `n` rows that all hold its usual value, taking no memory
+    (opt_len: `opt_back` itself)."""
+    if c == "opt_len":
+        return opt_back
+    return np.broadcast_to(_dtype(c).type(_USUAL[c]), (n,))
 
 
 _Got = tuple[list["PacketTable"], int, list[str], int | None, dict[int, int]]
@@ -283,11 +300,12 @@ FIRST_ROWS = 1 << 20  # rows of the columns before they first grow (tests make i
 _WORDS = ("src_hi", "src_lo", "dst_hi", "dst_lo")  # address words: uint64
 
 
-def _dtype(c: str) -> Any:
-    return _NARROW.get(c) or (np.uint8 if c == "v" else np.uint64 if c in _WORDS else np.int64)
+def _dtype(c: str) -> np.dtype[Any]:
+    return np.dtype(
+        _NARROW.get(c) or (np.uint8 if c == "v" else np.uint64 if c in _WORDS else np.int64)
+    )
 
 
-_WIDE = ("src_hi", "dst_hi", "tun")  # all 0 in an IPv4 capture without tunnels
 _DG_ROWS = 1 << 16  # datagram rows before they first grow
 
 
@@ -297,8 +315,9 @@ def _read_pcap(
     """Classic pcap parsed by one C pass straight into the table's own (narrow) columns
     (None without a compiler). The columns start at FIRST_ROWS rows (at most what the file
     can hold) and grow, when full, to what the rest of the file will likely need; the
-    wide columns (`_WIDE`) are given only when a row needs them (no memory for an IPv4
-    capture). Cut to length at the end (realloc: large blocks are remapped, not copied)."""
+    columns of `_LAZY` are given only when a row needs them (no memory for an IPv4
+    capture without tunnels whose TCP headers were captured whole), those of `_UNKEPT`
+    never. Cut to length at the end (realloc: large blocks are remapped, not copied)."""
     from hopcap.correlate._fastwalk import available, read_pcap
 
     if not available():
@@ -306,15 +325,18 @@ def _read_pcap(
     size = len(buf)
     most = (size - 24) // 56 + 1  # 56: the smallest record with TCP
     rows = min(FIRST_ROWS, most)
-    out: dict[str, Any] = {c: None if c in _WIDE else np.empty(rows, _dtype(c)) for c in _COLUMNS}
+    out: dict[str, Any] = {
+        c: None if c in _LAZY or c in _UNKEPT else np.empty(rows, _dtype(c)) for c in _C_OUT
+    }
     dg = [np.empty(min(_DG_ROWS, (size - 24) // 44 + 1), np.int64) for _ in range(4)]
     state = np.array([24, 0, 0, 0, 0], np.int64)  # pos, records, rows, datagrams, why
     while True:
         read_pcap(buf, (big, mult, MAX_RECORD, link, HEAD), list(out.values()), rows, dg, state)
         pos, nrec, n, k, why = state.tolist()
-        if why == 4:  # a row with IPv6 addresses or from a tunnel: the wide columns
-            for c in _WIDE:
-                out[c] = np.zeros(rows, _dtype(c))
+        if why == 4:  # a row whose lazy columns hold other values: give them, rows so far
+            for c in _LAZY:  # hold the usual ones
+                out[c] = np.zeros(rows, _dtype(c))  # (calloc: pages left untouched)
+                out[c][:n] = _usual(c, n, out["opt_back"][:n])
         elif why == 3:
             # the rows (or datagrams) the whole file likely holds, at the rate so far
             scale = (size - 24) / max(pos - 24, 1)
@@ -329,12 +351,14 @@ def _read_pcap(
                     a.resize(more, refcheck=False)
         else:
             break
-    for c, a in out.items():
-        if a is None:
-            zero = np.int64(0) if c == "tun" else np.uint64(0)
-            out[c] = np.broadcast_to(zero, (n,))
-        else:
+    for c in _UNKEPT:
+        del out[c]
+    for a in out.values():
+        if a is not None:
             a.resize(n, refcheck=False)
+    for c in _LAZY:
+        if out[c] is None:
+            out[c] = _usual(c, n, out["opt_back"])
     for a in dg:
         a.resize(k, refcheck=False)
     if k:
@@ -498,9 +522,7 @@ def _parse(
     win = _be16(u8, clip(l4 + 14))
 
     tsval = np.full(k, -1, np.int64)
-    tsecr = np.full(k, -1, np.int64)
     mss = np.full(k, -1, np.int64)
-    wscale = np.full(k, -1, np.int64)
     opt_off = l4 + 20
     opt_end = np.minimum(l4 + doff, endk)
     pos = opt_off.copy()
@@ -519,13 +541,9 @@ def _parse(
         m = opt & (kind == 8) & (olen == 10)
         if m.any():
             tsval[m] = _be32(u8, clip(pos[m] + 2))
-            tsecr[m] = _be32(u8, clip(pos[m] + 6))
         m = opt & (kind == 2) & (olen == 4)
         if m.any():
             mss[m] = _be16(u8, clip(pos[m] + 2))
-        m = opt & (kind == 3) & (olen == 3)
-        if m.any():
-            wscale[m] = u8[clip(pos[m] + 2)]
         pos = np.where(nop, pos + 1, np.where(opt, pos + olen, pos))
         active &= ~bad
         active &= pos < opt_end
@@ -553,9 +571,7 @@ def _parse(
         pl_off=pl_off,
         pl_cap=pl_cap,
         tsval=tsval,
-        tsecr=tsecr.astype(np.uint32),
         mss=mss,
-        wscale=wscale,
         opt_back=(l4 + doff) - opt_off,
         opt_len=np.maximum(opt_end - opt_off, 0),
         tun=tun[idx],

@@ -321,9 +321,11 @@ def test_columns_grown_while_reading_equal_one_allocation(monkeypatch: pytest.Mo
 def test_wide_columns_given_mid_read_equal_the_numpy_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_rows: int
 ) -> None:
-    """The compiled reader writes the high address words (and tun) only once a row needs
-    them: IPv4 rows first, then IPv6, then IPv4 again (the columns grown on the way or
-    not) give the numpy path's table; an IPv4-only capture keeps them without memory."""
+    """The compiled reader writes the high address words, tun, the IP version and the
+    captured options' length only once a row needs them: IPv4 rows first, then IPv6
+    (or a record cut inside its TCP options), then IPv4 again (the columns grown on the
+    way or not) give the numpy path's table; an IPv4-only capture of whole headers keeps
+    them without memory (a broadcast value, opt_back itself)."""
     from hopcap.correlate import _fastwalk, reader
 
     if not _fastwalk.available():
@@ -331,8 +333,10 @@ def test_wide_columns_given_mid_read_equal_the_numpy_path(
     v4, v6 = _frames(_conv()), _frames(_conv(v6=True))
     mixed = write_pcap_raw(tmp_path / "mixed.pcap", v4[:5] + v6 + v4[5:])
     only4 = write_pcap_raw(tmp_path / "v4.pcap", v4)
+    # the 6th record cut 6 bytes into its TCP options (its TSval option)
+    cut = write_pcap_raw(tmp_path / "cut.pcap", [*v4[:5], (v4[5][0], v4[5][1][:60]), *v4[6:]])
     monkeypatch.setattr(reader, "FIRST_ROWS", first_rows)
-    for p in (mixed, only4):
+    for p in (mixed, only4, cut):
         fast = read_capture(p)
         monkeypatch.setattr(_fastwalk, "disabled", True)
         slow = read_capture(p)
@@ -343,8 +347,13 @@ def test_wide_columns_given_mid_read_equal_the_numpy_path(
             assert a.dtype == b.dtype and np.array_equal(a, b), (p.name, col)
     t = read_capture(mixed)
     assert (t.v == 6).sum() == len(v6) and t.src_hi.any()
+    assert t.opt_len is t.opt_back  # every header whole
     t = read_capture(only4)
-    assert all(getattr(t, c).strides == (0,) for c in ("src_hi", "dst_hi", "tun"))
+    assert all(getattr(t, c).strides == (0,) for c in ("src_hi", "dst_hi", "tun", "v"))
+    assert (t.v == 4).all() and t.opt_len is t.opt_back and (t.opt_back == 12).sum() > 5
+    t = read_capture(cut)
+    assert t.v.strides == (0,) and t.opt_len is not t.opt_back
+    assert np.nonzero(t.opt_len != t.opt_back)[0].tolist() == [5] and t.opt_len[5] == 6
 
 
 def test_pcapng_packet_blocks_walked_in_c_equal_the_python_loop(tmp_path: Path) -> None:
