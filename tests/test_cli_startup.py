@@ -170,3 +170,24 @@ def test_correlate_leaves_its_state_to_the_exit() -> None:
     assert ref.exit_code == 0, ref.output
     assert r.stdout == ref.stdout
     assert engine._KEEP is None and cli._KEPT == []
+
+
+def test_only_the_invoked_command_is_built() -> None:
+    """`main` builds the click object of the one command (or group) its arguments name,
+    after the group's own options: every command's help, and what a bare command says,
+    are the whole group's; help, a typo or anything else before the command get the whole
+    group (click lists every command then)."""
+    from typer.testing import CliRunner
+
+    everything = list(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
+    assert {"correlate", "run", "lab", "import"} <= set(everything)
+    runner = CliRunner()
+    for name in everything:
+        for args in ([name, "--help"], ["-v", "--log-file", "/dev/null", name, "--help"], [name]):
+            one = cli._invoked(cli.app, args)
+            built = typer.main.get_command(one)
+            assert list(built.commands) == [name]  # type: ignore[attr-defined]
+            got, ref = runner.invoke(one, args), runner.invoke(cli.app, args)
+            assert (got.exit_code, got.output) == (ref.exit_code, ref.output), (name, args)
+    for args in ([], ["--help"], ["corelate", "a=x"], ["--bogus", "correlate"], ["-v"]):
+        assert cli._invoked(cli.app, args) is cli.app, args
