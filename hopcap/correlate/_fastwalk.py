@@ -497,7 +497,8 @@ void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
    out: reader._C_OUT (ts, then parse_one's columns with opt_back for opt_off), `width`
    bytes per value; a NULL column is not written. The lazy ones (reader._LAZY) may be NULL
    while every row so far had their usual values: out[1] (v) 4; out[2], out[4], out[24]
-   (the high address words, tun) 0; out[23] (opt_len) opt_back's. d: ts, IP header, L4
+   (the high address words, tun) 0; out[17] (pl_cap) plen's; out[23] (opt_len)
+   opt_back's. d: ts, IP header, L4
    header, data end of every datagram. st (in/out): byte of the next record, records
    walked, rows, datagrams, reason (0 end, 1 truncated record, 2 corrupt header, 3 `cap`
    rows or `dcap` datagrams written: grow them, 4 a row needs a NULL lazy column: give
@@ -551,6 +552,7 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
             if ((!out[1] && r[0] != 4) ||
                 (!out[2] && r[1 * BLOCK_STRIDE]) || (!out[4] && r[3 * BLOCK_STRIDE]) ||
                 (!out[24] && r[23 * BLOCK_STRIDE]) ||
+                (!out[17] && r[16 * BLOCK_STRIDE] != r[14 * BLOCK_STRIDE]) ||
                 (!out[23] && r[22 * BLOCK_STRIDE] != r[15 * BLOCK_STRIDE] - r[21 * BLOCK_STRIDE])) {
                 reason = 4; break;
             }

@@ -330,15 +330,19 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         rkey, t.ack[r0].astype(np.int64), starts, ends, t.v[r0] == 4,
         np.full(starts.shape[0], -1, np.int64),
     )  # fmt: skip
-    # every Half made in C from the columns' values (one tuple each; see `Half`)
+    # every Half made in C from the columns' values (one tuple each; see `Half`); a half's
+    # end is the next one's start: the same int objects
     nh = int(starts.shape[0])
+    lo = starts.tolist()
+    hi = lo[1:]
+    hi.append(n)
     fields = zip(
         range(nh), tkey0.tolist(), rkey.tolist(), t.v[r0].tolist(),
         zip(t.src_hi[r0].tolist(), t.src_lo[r0].tolist(), strict=True),
         zip(t.dst_hi[r0].tolist(), t.dst_lo[r0].tolist(), strict=True),
         cols.sport.tolist(), cols.dport.tolist(), syn0.tolist(), syn_ack.tolist(),
         cols.isn.tolist(), first_ts.tolist(), cols.last_ts.tolist(), has_ts.tolist(),
-        cols.ack0.tolist(), repeat(order), starts.tolist(), ends.tolist(),
+        cols.ack0.tolist(), repeat(order), lo, hi,
         repeat(HalvesOf([-1] * nh)),
     )  # fmt: skip
     halves = cast(list[Half], list(map(tuple.__new__, repeat(Half), fields)))

@@ -206,10 +206,12 @@ _NARROW: dict[str, type] = {
 }  # fmt: skip
 # columns that usually hold one value (or another column's): the high address words and
 # the tunnel (0 in an IPv4 capture without tunnels), the IP version (4), the captured
-# options' length (opt_back: the whole TCP header was captured). Such a column takes no
-# memory: a broadcast value, or the other column itself
+# payload and options lengths (plen and opt_back: the whole packet was captured). Such a
+# column takes no memory: a broadcast value, or the other column itself (C code that
+# reads columns by pointer gets the other column, contiguous and of the same type)
 _USUAL = {"src_hi": 0, "dst_hi": 0, "tun": 0, "v": 4}
-_LAZY = (*_USUAL, "opt_len")
+_SAME = {"pl_cap": "plen", "opt_len": "opt_back"}  # (after it in _COLUMNS)
+_LAZY = (*_USUAL, *_SAME)
 
 
 def row_columns(t: PacketTable, m: Any) -> dict[str, Any]:
@@ -273,11 +275,11 @@ def _narrow(t: PacketTable) -> PacketTable:
     `_LAZY` that hold their usual value take no memory (`_usual`)."""
     for c in _COLUMNS:
         a = getattr(t, c)
-        if a.strides == (0,) or (c == "opt_len" and a is t.opt_back):
+        if a.strides == (0,) or (c in _SAME and a is getattr(t, _SAME[c])):
             continue  # already no memory of its own
-        dt = _NARROW.get(c) or _dtype(c)
-        if c in _LAZY and ((a == t.opt_back).all() if c == "opt_len" else (a == _USUAL[c]).all()):
-            setattr(t, c, _usual(c, a.shape[0], t.opt_back))
+        dt = _dtype(c)
+        if c in _LAZY and (a == (getattr(t, _SAME[c]) if c in _SAME else _USUAL[c])).all():
+            setattr(t, c, _usual(c, a.shape[0], vars(t)))
         elif a.dtype != dt:
             setattr(t, c, a.astype(dt))
         elif a.base is not None:
@@ -285,11 +287,11 @@ def _narrow(t: PacketTable) -> PacketTable:
     return t
 
 
-def _usual(c: str, n: int, opt_back: Any = None) -> Any:
-    """Column `c` (of `_LAZY`) of `n` rows that all hold its usual value, taking no memory
-    (opt_len: `opt_back` itself)."""
-    if c == "opt_len":
-        return opt_back
+def _usual(c: str, n: int, cols: dict[str, Any]) -> Any:
+    """Column `c` (of `_LAZY`) of `n` rows that all hold its usual value, taking no memory:
+    a broadcast value, or the column of `cols` it equals (`_SAME`) itself."""
+    if c in _SAME:
+        return cols[_SAME[c]]
     return np.broadcast_to(_dtype(c).type(_USUAL[c]), (n,))
 
 
@@ -336,7 +338,7 @@ def _read_pcap(
         if why == 4:  # a row whose lazy columns hold other values: give them, rows so far
             for c in _LAZY:  # hold the usual ones
                 out[c] = np.zeros(rows, _dtype(c))  # (calloc: pages left untouched)
-                out[c][:n] = _usual(c, n, out["opt_back"][:n])
+                out[c][:n] = _usual(c, n, out)[:n]
         elif why == 3:
             # the rows (or datagrams) the whole file likely holds, at the rate so far
             scale = (size - 24) / max(pos - 24, 1)
@@ -358,7 +360,7 @@ def _read_pcap(
             a.resize(n, refcheck=False)
     for c in _LAZY:
         if out[c] is None:
-            out[c] = _usual(c, n, out["opt_back"])
+            out[c] = _usual(c, n, out)
     for a in dg:
         a.resize(k, refcheck=False)
     if k:

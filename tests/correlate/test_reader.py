@@ -322,10 +322,10 @@ def test_wide_columns_given_mid_read_equal_the_numpy_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_rows: int
 ) -> None:
     """The compiled reader writes the high address words, tun, the IP version and the
-    captured options' length only once a row needs them: IPv4 rows first, then IPv6
-    (or a record cut inside its TCP options), then IPv4 again (the columns grown on the
-    way or not) give the numpy path's table; an IPv4-only capture of whole headers keeps
-    them without memory (a broadcast value, opt_back itself)."""
+    captured payload and options lengths only once a row needs them: IPv4 rows first,
+    then IPv6 (or a record cut inside its TCP options), then IPv4 again (the columns grown
+    on the way or not) give the numpy path's table; an IPv4-only capture of whole packets
+    keeps them without memory (a broadcast value; plen, opt_back themselves)."""
     from hopcap.correlate import _fastwalk, reader
 
     if not _fastwalk.available():
@@ -347,13 +347,15 @@ def test_wide_columns_given_mid_read_equal_the_numpy_path(
             assert a.dtype == b.dtype and np.array_equal(a, b), (p.name, col)
     t = read_capture(mixed)
     assert (t.v == 6).sum() == len(v6) and t.src_hi.any()
-    assert t.opt_len is t.opt_back  # every header whole
+    assert t.opt_len is t.opt_back and t.pl_cap is t.plen  # every packet whole
     t = read_capture(only4)
     assert all(getattr(t, c).strides == (0,) for c in ("src_hi", "dst_hi", "tun", "v"))
     assert (t.v == 4).all() and t.opt_len is t.opt_back and (t.opt_back == 12).sum() > 5
+    assert t.pl_cap is t.plen and t.plen.sum() > 3000
     t = read_capture(cut)
-    assert t.v.strides == (0,) and t.opt_len is not t.opt_back
+    assert t.v.strides == (0,) and t.opt_len is not t.opt_back and t.pl_cap is not t.plen
     assert np.nonzero(t.opt_len != t.opt_back)[0].tolist() == [5] and t.opt_len[5] == 6
+    assert np.nonzero(t.pl_cap != t.plen)[0].tolist() == [5] and t.pl_cap[5] == 0
 
 
 def test_pcapng_packet_blocks_walked_in_c_equal_the_python_loop(tmp_path: Path) -> None:
