@@ -497,3 +497,18 @@ def test_rows_with_a_flag_on_columns_equal_the_halves(tmp_path: Path) -> None:
             seen += len(pc.halves)
         t.close()
     assert seen > 100
+
+
+def test_half_addresses_shared_by_value(tmp_path: Path) -> None:
+    """Every half's source and destination are its first row's (hi, lo) address words, IPv4
+    and IPv6, one tuple object per distinct address of the point."""
+    t = read_capture(_reused_tuple(tmp_path))
+    pc = build_point(t)
+    assert len(pc.halves) >= 8 and {h.v for h in pc.halves} == {4, 6}
+    for h in pc.halves:
+        r = int(h.idx[0])
+        assert h.src == (int(t.src_hi[r]), int(t.src_lo[r]))
+        assert h.dst == (int(t.dst_hi[r]), int(t.dst_lo[r]))
+        assert all(type(x) is int for x in (*h.src, *h.dst))
+    objs = {id(a) for h in pc.halves for a in (h.src, h.dst)}
+    assert len(objs) == len({a for h in pc.halves for a in (h.src, h.dst)}) == 4
