@@ -1221,15 +1221,10 @@ def correlate_cmd(
         _fail(exc)
     _status_end()
     if as_json:
-        from hopcap.jsonout import dumps
+        from hopcap.jsonout import write_verdict
 
-        tree = verdict.to_dict()
-        text = dumps(tree)
-        # written as encoded (appending the newline would copy the whole text once more)
-        sys.stdout.buffer.write(text)
-        sys.stdout.buffer.write(b"\n")
+        write_verdict(verdict, sys.stdout.buffer)
         sys.stdout.buffer.flush()
-        _leave_to_exit(tree, text)
     else:
         found = _print_verdict(verdict, show_all=show_all, flow_id=flow)
         if out is not None:
