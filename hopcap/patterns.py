@@ -42,8 +42,13 @@ class _Acc:
     packets: int
     bytes: int
     first_ts: float | None
+    anchor: str | None = None  # the segment's first point that is a capture point
     kinds: dict[str, int] = dataclasses.field(default_factory=dict)
     unanchored: int = 0  # flows with no leg where the segment starts
+    counted: bool = False  # its packets counted by kind (a drop's, an injection's)
+
+    def __post_init__(self) -> None:
+        self.counted = self.first.kind in ("drop", "inject")
 
 
 _COUNTS = re.compile(r"\((\d+ [A-Za-z-]+(?:, \d+ [A-Za-z-]+)*)\)$")
@@ -115,20 +120,21 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
                 key = (f.kind, f.direction, f.between, f.field, _BY_REPR, repr(b), repr(a))
             acc = groups.get(key)
             if acc is None:
-                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts)
-            if acc.last_flow != i:
-                acc.flow_ids.append(fl.id)
-                acc.last_flow = i
                 anchor = anchors.get(f.between, _UNSET)
                 if anchor is _UNSET:
                     anchor = anchors[f.between] = next((p for p in f.between if p in points), None)
-                if anchor is not None and anchor not in at:
+                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts, anchor)
+            if acc.last_flow != i:
+                acc.flow_ids.append(fl.id)
+                acc.last_flow = i
+                if acc.anchor is not None and acc.anchor not in at:
                     acc.unanchored += 1
             acc.packets += f.packets
             acc.bytes += f.bytes
-            if f.first_ts is not None and (acc.first_ts is None or f.first_ts < acc.first_ts):
-                acc.first_ts = f.first_ts
-            if f.kind == "drop" or f.kind == "inject":
+            ts = f.first_ts
+            if ts is not None and (acc.first_ts is None or ts < acc.first_ts):
+                acc.first_ts = ts
+            if acc.counted:  # a drop's or an injection's
                 _add_kinds(acc.kinds, f)
     merged = _fold_values(groups)
     out = [
@@ -186,6 +192,7 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
                     sum(a.packets for a in single),
                     sum(a.bytes for a in single),
                     min(ts) if ts else None,
+                    single[0].anchor,
                     kinds,
                     sum(a.unanchored for a in single),
                 ),
