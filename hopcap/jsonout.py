@@ -75,9 +75,9 @@ def write_verdict(verdict: Verdict, out: BinaryIO) -> None:
 
 
 def flows_piece(flows: Sequence[Flow]) -> memoryview:
-    """The JSON of `flows` as they stand in the verdict's "flows" list (indented two
-    levels, each but the first led by a comma and a newline; no brackets): pieces joined
-    by commas make the list's inside."""
+    """The JSON of `flows` as they stand in the verdict's "flows" list: each flow led by
+    a newline and two levels of indentation, commas between them, no brackets (pieces
+    joined by commas make the list's inside)."""
     if orjson is not None:
         try:
             text: bytes = orjson.dumps(
