@@ -12,6 +12,7 @@ patterns and of the flows shown.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ _KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap
 # share of a segment's flows (more than) one remarking must cover to be the device's policy
 POLICY_SHARE = 0.5
 
-# kind, direction, segment, field, and the values (before, after): as (type, value, type,
-# value) when each is an int, a string or None, else as their reprs
+# kind, direction, segment, field, and the values (before, after): as they are when each
+# is an int, a string or None, else as their reprs (after a marker)
 _Key = tuple[object, ...]
 _PLAIN = frozenset({int, str, type(None)})
+_BY_REPR = object()
 _UNSET = "\0unset"  # no anchor looked up yet (None: the segment has none)
 
 
@@ -40,8 +42,13 @@ class _Acc:
     packets: int
     bytes: int
     first_ts: float | None
+    anchor: str | None = None  # the segment's first point that is a capture point
     kinds: dict[str, int] = dataclasses.field(default_factory=dict)
     unanchored: int = 0  # flows with no leg where the segment starts
+    counted: bool = False  # its packets counted by kind (a drop's, an injection's)
+
+    def __post_init__(self) -> None:
+        self.counted = self.first.kind in ("drop", "inject")
 
 
 _COUNTS = re.compile(r"\((\d+ [A-Za-z-]+(?:, \d+ [A-Za-z-]+)*)\)$")
@@ -52,26 +59,41 @@ def _add_kinds(kinds: dict[str, int], f: Finding) -> None:
     finding's description: `(3 data, 1 FIN)` for several packets, else its first packet."""
     if f.kind not in ("drop", "inject"):
         return
-    m = _COUNTS.search(f.what) if f.what.endswith(")") else None  # (a search reads it all)
-    if m:
-        for part in m.group(1).split(", "):
-            n, k = part.split(" ", 1)
-            kinds[k] = kinds.get(k, 0) + int(n)
-        return
-    flags = set(f.what.split(" ", 1)[0].split(","))
+    what = f.what
+    if what.endswith(")"):
+        # the counts, if any, are in the last parentheses (they hold none of their own)
+        counts = _counts(what[what.rfind("(") :])
+        if counts is not None:
+            for k, n in counts:
+                kinds[k] = kinds.get(k, 0) + n
+            return
+    first = _first_kind(what.partition(" ")[0], " len=" in what)
+    if first is not None:
+        kinds[first] = kinds.get(first, 0) + max(f.packets, 1)
+
+
+@functools.lru_cache(maxsize=4096)  # a few shapes: `(2 data)`, `(1 ACK, 1 data)`, ...
+def _counts(tail: str) -> tuple[tuple[str, int], ...] | None:
+    m = _COUNTS.match(tail)
+    if m is None:
+        return None
+    return tuple((k, int(n)) for n, k in (part.split(" ", 1) for part in m.group(1).split(", ")))
+
+
+@functools.lru_cache(maxsize=256)  # the first packet's flags, and whether it held data
+def _first_kind(word: str, data: bool) -> str | None:
+    flags = set(word.split(","))
     if "SYN" in flags:
-        k = "SYN-ACK" if "ACK" in flags else "SYN"
-    elif "RST" in flags:
-        k = "RST"
-    elif " len=" in f.what:
-        k = "data"
-    elif "FIN" in flags:
-        k = "FIN"
-    elif "ACK" in flags:
-        k = "ACK"
-    else:
-        return
-    kinds[k] = kinds.get(k, 0) + max(f.packets, 1)
+        return "SYN-ACK" if "ACK" in flags else "SYN"
+    if "RST" in flags:
+        return "RST"
+    if data:
+        return "data"
+    if "FIN" in flags:
+        return "FIN"
+    if "ACK" in flags:
+        return "ACK"
+    return None
 
 
 def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
@@ -89,28 +111,30 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
             seen_at[q] = seen_at.get(q, 0) + 1
         for f in fl.findings:
             b, a = f.before, f.after
-            # values by their repr; an int, a string or None is its own (and cheaper)
+            # values by their repr; an int, a string or None is its own (and cheaper: two
+            # of them are equal only when of the same type)
             key: _Key
             if type(b) in _PLAIN and type(a) in _PLAIN:
-                key = (f.kind, f.direction, f.between, f.field, type(b), b, type(a), a)
+                key = (f.kind, f.direction, f.between, f.field, b, a)
             else:
-                key = (f.kind, f.direction, f.between, f.field, repr(b), repr(a))
+                key = (f.kind, f.direction, f.between, f.field, _BY_REPR, repr(b), repr(a))
             acc = groups.get(key)
             if acc is None:
-                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts)
-            if acc.last_flow != i:
-                acc.flow_ids.append(fl.id)
-                acc.last_flow = i
                 anchor = anchors.get(f.between, _UNSET)
                 if anchor is _UNSET:
                     anchor = anchors[f.between] = next((p for p in f.between if p in points), None)
-                if anchor is not None and anchor not in at:
+                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts, anchor)
+            if acc.last_flow != i:
+                acc.flow_ids.append(fl.id)
+                acc.last_flow = i
+                if acc.anchor is not None and acc.anchor not in at:
                     acc.unanchored += 1
             acc.packets += f.packets
             acc.bytes += f.bytes
-            if f.first_ts is not None and (acc.first_ts is None or f.first_ts < acc.first_ts):
-                acc.first_ts = f.first_ts
-            if f.kind == "drop" or f.kind == "inject":
+            ts = f.first_ts
+            if ts is not None and (acc.first_ts is None or ts < acc.first_ts):
+                acc.first_ts = ts
+            if acc.counted:  # a drop's or an injection's
                 _add_kinds(acc.kinds, f)
     merged = _fold_values(groups)
     out = [
@@ -168,6 +192,7 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
                     sum(a.packets for a in single),
                     sum(a.bytes for a in single),
                     min(ts) if ts else None,
+                    single[0].anchor,
                     kinds,
                     sum(a.unanchored for a in single),
                 ),
@@ -278,11 +303,18 @@ def _text(
 
 
 def alarm_packets(fl: Flow) -> int:
-    return sum(f.packets for f in fl.findings if f.kind in ALARM_KINDS)
+    n = 0
+    for f in fl.findings:
+        if f.kind in ALARM_KINDS:
+            n += f.packets
+    return n
 
 
 def has_alarm(fl: Flow) -> bool:
-    return any(f.kind in ALARM_KINDS for f in fl.findings)
+    for f in fl.findings:  # noqa: SIM110 (a loop: no generator made for each flow)
+        if f.kind in ALARM_KINDS:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -299,16 +331,19 @@ class Triage:
 
 def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triage:
     pats = verdict.patterns if patterns is None else tuple(patterns)
-    policy_keys: set[tuple[str, str, str, tuple[str, str], str | None]] = set()
+    # per (kind, direction, segment, field) of a device policy's pattern: its flows
+    policy_flows: dict[tuple[str, str, tuple[str, str], str | None], set[str]] = {}
     for p in pats:
         if p.policy:
-            for fid in p.flow_ids:
-                policy_keys.add((fid, p.kind, p.direction, p.between, p.field))
+            policy_flows.setdefault((p.kind, p.direction, p.between, p.field), set()).update(
+                p.flow_ids
+            )
     alarms: list[tuple[int, int, Flow]] = []
     rewrites: list[Flow] = []
     policy: list[Flow] = []
     healthy: list[Flow] = []
     local: list[Flow] = []
+    none: set[str] = set()
     for i, fl in enumerate(verdict.flows):
         if not fl.path:
             local.append(fl)
@@ -317,7 +352,8 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
         elif has_alarm(fl):
             alarms.append((-alarm_packets(fl) - (1 << 62 if fl.target else 0), i, fl))
         elif all(
-            (fl.id, f.kind, f.direction, f.between, f.field) in policy_keys for f in fl.findings
+            fl.id in policy_flows.get((f.kind, f.direction, f.between, f.field), none)
+            for f in fl.findings
         ):
             policy.append(fl)
         else:
@@ -328,9 +364,14 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
 
 def findings_brief(fl: Flow) -> str:
     """`drop 3, rewrite 1`: a flow's findings counted by kind, in severity order."""
+    return _brief(tuple([f.kind for f in fl.findings]))
+
+
+@functools.lru_cache(maxsize=1024)  # flows' kinds of findings come in a few combinations
+def _brief(kinds: tuple[str, ...]) -> str:
     counts: dict[str, int] = {}
-    for f in fl.findings:
-        counts[f.kind] = counts.get(f.kind, 0) + 1
+    for k in kinds:
+        counts[k] = counts.get(k, 0) + 1
     return ", ".join(
         f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: _KIND_ORDER.get(kv[0], 9))
     )

@@ -403,11 +403,6 @@ def point_facts(pts: list[Point]) -> list[PointFacts | None]:
     return out
 
 
-def _built_order(f: Built) -> tuple[bool, bool, float]:
-    """Broken flows first, then any with findings; by time."""
-    return (not any_broken(f.findings), not f.findings, f.first_ts or 0.0)
-
-
 def assemble(
     pts: list[Point],
     built: list[Built],
@@ -415,10 +410,14 @@ def assemble(
     facts: Sequence[PointFacts | None],
 ) -> Verdict:
     """The verdict from every flow's findings (in flow order) and the points' facts."""
-    verdict_flows = sorted(built, key=_built_order)
+    # broken flows first, then any with findings; by time (the keys made in one pass)
+    keys = [(not any_broken(f.findings), not f.findings, f.first_ts or 0.0) for f in built]
+    ordered = map(built.__getitem__, sorted(range(len(built)), key=keys.__getitem__))
     out_flows = tuple(
-        Flow(f"f{i + 1}", f.proto, f.client, f.server, f.legs, f.findings, f.summary, f.first_ts)
-        for i, f in enumerate(verdict_flows)
+        [
+            Flow(f"f{i}", f.proto, f.client, f.server, f.legs, f.findings, f.summary, f.first_ts)
+            for i, f in enumerate(ordered, 1)
+        ]
     )
     summaries = []
     for p, t in zip(pts, facts, strict=True):

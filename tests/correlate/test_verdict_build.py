@@ -52,6 +52,12 @@ def test_quick_constructors_are_the_dataclass_ones(cls: type) -> None:
     assert _fields(pickle.loads(pickle.dumps(x))) == _fields(x)  # (all, compared or not)
     y = dataclasses.replace(x, **{fields[0].name: "other"})
     assert getattr(y, fields[0].name) == "other" and y != x
+    assert type(x) is cls and type(y) is cls  # (made as a twin, then the class itself)
+    sub = type("Sub", (cls,), {"__slots__": ()})  # a subclass is made the slower way
+    z = sub(**args)
+    assert type(z) is sub and _fields(z) == _fields(x)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        z.__setattr__(fields[0].name, "changed")
 
 
 def test_finding_keeps_its_uncompared_fields() -> None:

@@ -1,0 +1,62 @@
+"""The CLI's text tables drawn without tabulate (its import costs more than the tables)
+are tabulate's, cell for cell; what it would read otherwise (numbers in text, bools,
+floats, wide or invisible characters) is left to it."""
+
+from __future__ import annotations
+
+import random
+
+from tabulate import tabulate as real_tabulate
+
+from hopcap.cli import _columns, _simple_table, tabulate
+
+POINTS = ["point", "packets", "kernel drops", "clock offset"]
+
+
+def test_points_tables_are_tabulates() -> None:
+    cases = [
+        [["a", 798590, "?", "+0.000 ms"], ["b", 798495, "?", "+0.000 ms"]],
+        [["fw:eth0", 12, 0, "+0.000 ms"], ["fw:eth1", 3, 2, "-1.250 ms"]],
+        [["client", 5, "?", ""], ["lb:eth1", 0, 7, ""]],  # a column of "" only
+        [["x", 5, "", "+2.000 ms"], ["y", 40, 3, ""]],  # "" among integers
+    ]
+    for rows in cases:
+        assert _simple_table(rows, POINTS) == real_tabulate(rows, headers=POINTS)
+    # random tables of words and integers
+    rnd = random.Random(7)
+    words = ["a", "fw:eth0", "?", "", "+0.000 ms", "lb:eth1", "x y", "srv"]
+    drawn = 0
+    for _ in range(3000):
+        ncol, nrow = rnd.randint(1, 4), rnd.randint(1, 4)
+        headers = [rnd.choice([*POINTS, "h"]) for _ in range(ncol)]
+        rows = [
+            [rnd.choice(words) if rnd.random() < 0.5 else rnd.randint(-5, 10 ** rnd.randint(0, 7))
+             for _ in range(ncol)]
+            for _ in range(nrow)
+        ]  # fmt: skip
+        got = _simple_table(rows, headers)
+        assert got is not None
+        assert got == real_tabulate(rows, headers=headers), (rows, headers)
+        drawn += 1
+    assert drawn == 3000
+
+
+def test_what_tabulate_reads_otherwise_is_left_to_it() -> None:
+    for odd in ("1", "2.5", "nan", "1_0", "True", " a", "é", "a\tb", 1.5, True, None):
+        rows = [["a", 1, odd, "x"]]
+        assert _simple_table(rows, POINTS) is None, odd
+        assert tabulate(rows, headers=POINTS) == real_tabulate(rows, headers=POINTS)
+    assert _simple_table([], POINTS) is None
+    assert tabulate([], headers=POINTS) == real_tabulate([], headers=POINTS)
+
+
+def test_flow_list_columns() -> None:
+    rows = [["f1", "a:1 -> b:2", "3", "drop 2", "data dropped"], ["f10", "c -> d", "-", "-", ""]]
+    text = _columns(rows, ["flow", "client -> server", "packets", "findings", "summary"])
+    assert text.splitlines() == [
+        "flow  client -> server  packets  findings  summary",
+        "----  ----------------  -------  --------  ------------",
+        "f1    a:1 -> b:2        3        drop 2    data dropped",
+        "f10   c -> d            -        -         ",
+    ]
+    assert _columns([], ["flow", "summary"]).splitlines() == ["flow  summary", "----  -------"]
