@@ -631,11 +631,11 @@ def test_huge_datagram_conversations_cut_across_slices(tmp_path: Path) -> None:
     assert not [r for r in logged if r.levelno >= logging.WARNING]
 
 
-def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None:
+def test_esp_read_whole_quiet_conversation_cut(tmp_path: Path) -> None:
     """An ESP conversation larger than a slice (a tunnel's outer flow: paired with the
-    inner packets of the whole window) and a UDP one with a minute of silence (two flows
-    where the scan cannot tell) are not cut: read whole, with the warning; the verdict
-    is the unsliced one."""
+    inner packets of the whole window) is not cut: read whole, with the warning. A UDP
+    one with a minute of silence (two flows unsliced) is: each piece between silences is
+    a conversation of the scan, cut on its own. The verdict is the unsliced one."""
     import random
 
     from pcapgen import write
@@ -657,7 +657,7 @@ def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None
         a.append((t, pkt))
         if i % 50 != 9:
             b.append((t + 0.0002, pkt.copy()))
-        # the quiet one: 200 datagrams, a minute and a half of silence, 200 more
+        # the quiet one: 250 datagrams, a minute and a half of silence, 250 more
         j = i if i < 250 else i + 9000
         u = (
             IP(src="198.51.100.20", dst="198.51.100.2", id=i, ttl=64)
@@ -679,72 +679,173 @@ def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None
     with _logged() as logged:
         correlate(pts, slice_packets=120, slice_margin_s=0.001)
     said = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
-    assert any(m.startswith("2 ESP conversation(s) or datagram conversation(s) with a minute")
-               for m in said), said  # fmt: skip
+    assert [m.split(" hold ")[0] for m in said] == [
+        "1 ESP conversation(s) or datagram conversation(s) with a minute of silence out of "
+        "time order"
+    ]
+    info = [r.getMessage() for r in logged]
+    # the quiet conversation's two pieces (250 datagrams at each point)
+    assert any(m.startswith("2 conversation(s) of more than 60 packets are cut") for m in info)
 
 
-def test_datagram_at_a_slice_edge_is_not_a_lost_ones_partner(tmp_path: Path) -> None:
-    """Windows much shorter than the margins: a slice reads a cut UDP stream at the
-    second point from its window less the margin, where the first datagrams' copies at
-    the first point were not read. A datagram lost in the window with the same IP ID
-    (it wraps every 100) and length must not pair with one of those as a payload rewrite
-    (that pair's negative delay moved the clock estimate and pass 2 matched nothing):
-    the verdict is the unsliced one, each loss a drop."""
+def _quiet_points(tmp: Path) -> tuple[list[PointInput], dict[str, Any]]:
+    """Through a NAT firewall (two points, `a` inside, `b` outside): a UDP conversation
+    (a VPN-like keep-alive and data channel) that falls silent twice for more than a
+    minute, so that it is three flows, the NAT giving each a new port (its mapping
+    expired in the silence); datagrams lost in the firewall in each piece, an answer now
+    and then, an ICMP error (time exceeded, from the firewall) about one of the third
+    piece; a ping that falls silent for 65 s with a reply lost; short DNS-like flows all
+    along (where the windows fall, also within the silences)."""
     import random
 
     from pcapgen import write
-    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet import ICMP, IP, UDP
     from scapy.packet import Raw
 
-    rnd = random.Random(12)
+    rnd = random.Random(21)
     t0 = 1_763_790_000.0
     a: list[tuple[float, Any]] = []
     b: list[tuple[float, Any]] = []
-    lost = 0
-    for i in range(3000):
-        t = t0 + 0.001 * i
-        pkt = (
-            IP(src="203.0.113.10", dst="203.0.113.80", id=i % 100, ttl=64)
-            / UDP(sport=16384, dport=5004)
-            / Raw(rnd.randbytes(40))
-        )
-        a.append((t, pkt))
-        if i % 7 == 3 and i > 100:
-            lost += 1
-        else:
-            b.append((t + 0.01, pkt.copy()))
-        if i % 100 == 50:  # a receiver report now and then (both clocks' estimates)
-            rr = (
-                IP(src="203.0.113.80", dst="203.0.113.10", id=i, ttl=64)
-                / UDP(sport=5004, dport=16384)
-                / Raw(rnd.randbytes(32))
+    cli, srv, nat = "203.0.113.10", "203.0.113.80", "198.18.1.1"
+    pieces = [(0.0, 300), (95.0, 40), (170.0, 320)]  # start (s), datagrams
+    lost: list[int] = []
+    err_at = None
+    for p, (start, n) in enumerate(pieces):
+        nport = 31000 + p
+        for i in range(n):
+            t = t0 + start + 0.01 * i
+            data = rnd.randbytes(60 + i % 40)
+            ipid = (p * 1000 + i) & 0xFFFF
+            a.append((t, IP(src=cli, dst=srv, id=ipid, ttl=64) / UDP(sport=4500, dport=4500)
+                      / Raw(data)))  # fmt: skip
+            if (i + 7 * p) % 37 == 11:
+                lost.append(p)
+            else:
+                b.append((t + 0.0003, IP(src=nat, dst=srv, id=ipid, ttl=63)
+                          / UDP(sport=nport, dport=4500) / Raw(data)))  # fmt: skip
+            if p == 2 and i == 200:
+                q = IP(src=cli, dst=srv, id=ipid, ttl=1) / UDP(sport=4500, dport=4500) / Raw(data)
+                err = IP(src="203.0.113.1", dst=cli, id=9) / ICMP(type=11, code=0) / q
+                err_at = t + 0.0001
+                a.append((err_at, err))
+            if i % 25 == 3:  # an answer
+                back = rnd.randbytes(30)
+                b.append((t + 0.002, IP(src=srv, dst=nat, id=i, ttl=60)
+                          / UDP(sport=4500, dport=nport) / Raw(back)))  # fmt: skip
+                a.append((t + 0.0023, IP(src=srv, dst=cli, id=i, ttl=59)
+                          / UDP(sport=4500, dport=4500) / Raw(back)))  # fmt: skip
+    for p, (start, n) in enumerate([(0.5, 150), (66.0, 150)]):  # the ping
+        for i in range(n):
+            t = t0 + start + 0.02 * i
+            seq = p * 1000 + i
+            req = IP(src=cli, dst=srv, id=seq, ttl=64) / ICMP(type=8, id=777, seq=seq) / (b"p" * 48)
+            rep = IP(src=srv, dst=cli, id=seq, ttl=60) / ICMP(type=0, id=777, seq=seq) / (b"p" * 48)
+            out_req = (
+                IP(src=nat, dst=srv, id=seq, ttl=63) / ICMP(type=8, id=5000, seq=seq) / (b"p" * 48)
             )
-            b.append((t + 0.004, rr))
-            a.append((t + 0.007, rr.copy()))
-        if i % 10 == 5:  # short DNS-like exchanges: where the windows fall
-            q = (
-                IP(src="203.0.113.10", dst="203.0.113.53", id=i, ttl=64)
-                / UDP(sport=20000 + i, dport=53)
-                / Raw(rnd.randbytes(30))
+            out_rep = (
+                IP(src=srv, dst=nat, id=seq, ttl=60) / ICMP(type=0, id=5000, seq=seq) / (b"p" * 48)
             )
-            r = (
-                IP(src="203.0.113.53", dst="203.0.113.10", id=i, ttl=64)
-                / UDP(sport=53, dport=20000 + i)
-                / Raw(rnd.randbytes(60))
-            )
-            a += [(t, q), (t + 0.0008, r)]
-            b += [(t + 0.0002, q.copy()), (t + 0.0006, r.copy())]
+            a.append((t, req))
+            b.append((t + 0.0003, out_req))
+            b.append((t + 0.001, out_rep))
+            if not (p == 1 and i == 77):
+                a.append((t + 0.0013, rep))
+    for i in range(240):  # DNS-like, one a second
+        t = t0 + 0.25 + i
+        q = rnd.randbytes(30)
+        r = rnd.randbytes(60)
+        a.append((t, IP(src=cli, dst="203.0.113.53", id=i) / UDP(sport=20000 + i, dport=53)
+                  / Raw(q)))  # fmt: skip
+        b.append((t + 0.0003, IP(src=nat, dst="203.0.113.53", id=i, ttl=63)
+                  / UDP(sport=40000 + i, dport=53) / Raw(q)))  # fmt: skip
+        b.append((t + 0.001, IP(src="203.0.113.53", dst=nat, id=i) / UDP(sport=53, dport=40000 + i)
+                  / Raw(r)))  # fmt: skip
+        a.append((t + 0.0013, IP(src="203.0.113.53", dst=cli, id=i, ttl=63)
+                  / UDP(sport=53, dport=20000 + i) / Raw(r)))  # fmt: skip
     a.sort(key=lambda x: x[0])
     b.sort(key=lambda x: x[0])
     pts = [
-        PointInput(name="a:eth0", pcap=write(tmp_path / "a.pcap", a)),
-        PointInput(name="b:eth0", pcap=write(tmp_path / "b.pcap", b)),
+        PointInput(name="fw:eth0", pcap=write(tmp / "a.pcap", a)),
+        PointInput(name="fw:eth1", pcap=write(tmp / "b.pcap", b)),
     ]
-    one = _same(pts, (300,), jobs=1, margin_s=0.5)
-    assert len(one["flows"]) == 301
-    by_client = {fl["client"]: fl for fl in one["flows"]}
-    stream = by_client["203.0.113.10:16384"]
-    assert [(f["kind"], f["direction"], f["packets"]) for f in stream["findings"]] == [
-        ("drop", "c2s", lost)
+    return pts, {"lost": lost, "err_at": err_at}
+
+
+def test_quiet_datagram_conversations_cut_piece_by_piece(tmp_path: Path) -> None:
+    """UDP and ping conversations with a minute of silence or more, larger than a slice:
+    each piece between silences (a flow of the unsliced run) is a conversation of the
+    scan, cut across the slices on its own or read whole when small; the windows in a
+    silence read neither piece. No warning; the verdict is the unsliced one (one process
+    and two): three UDP flows each NATed to its own port with its own drops, the ICMP
+    error in the third, two ping flows, the lost reply in the second."""
+    pts, info = _quiet_points(tmp_path)
+    one = _same(pts, (60, 150, 400))
+    mine = sorted(
+        (fl for fl in one["flows"] if fl["client"] == "203.0.113.10:4500"),
+        key=lambda x: x["first_ts"],
+    )
+    assert [fl["legs"][1]["tuple"].split(" > ")[0] for fl in mine] == [
+        "198.18.1.1:31000",
+        "198.18.1.1:31001",
+        "198.18.1.1:31002",
     ]
-    assert not [fl for fl in one["flows"] if fl is not stream and fl["findings"]]
+    for p, fl in enumerate(mine):
+        drops = [f["packets"] for f in fl["findings"] if f["kind"] == "drop"]
+        assert drops == [info["lost"].count(p)], (p, fl["findings"])
+    assert [f["kind"] for f in mine[2]["findings"]].count("icmp") == 1
+    ping = sorted((fl for fl in one["flows"] if fl["proto"] == "icmp"), key=lambda x: x["first_ts"])
+    assert [[(f["kind"], f["direction"], f["packets"]) for f in fl["findings"]] for fl in ping] == [
+        [],
+        [("drop", "s2c", 1)],
+    ]
+    with _logged() as logged:
+        correlate(pts, slice_packets=60, slice_margin_s=0.001)
+    said = [r.getMessage() for r in logged]
+    # the UDP conversation's three pieces and the ping's two (a datagram counts twice: at
+    # 400 packets a slice, the piece of 40 is read whole)
+    assert any(m.startswith("5 conversation(s) of more than 30 packets are cut") for m in said)
+    assert not [r for r in logged if r.levelno >= logging.WARNING]
+
+
+def test_quiet_conversation_pieces_by_time() -> None:
+    """The scan's pieces of quiet conversations (`_Pieces`, a chunk at a time, in file
+    order, as `build_dflows` splits flows) and a slice's reading of rows into them by
+    time (`_piece_keys`) agree; an ICMP error goes with the piece under way."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    s = 10**9
+    k = np.array([5, 5, 7, 5, 5, 7, 9, 5], np.uint64)
+    ts = np.array([0, 10, 20, 100, 101, 150, 151, 300], np.int64) * s
+    flow = np.array([1, 1, 1, 1, 0, 1, 1, 1], bool)  # the fifth: an ICMP error
+    pc = sl._Pieces()
+    got = np.concatenate([pc.add(k[:3], ts[:3], flow[:3]), pc.add(k[3:], ts[3:], flow[3:])])
+
+    def pk(conv: int, j: int) -> int:
+        return int(sl.piece_key(np.array([conv], np.uint64), np.array([j]))[0])
+
+    assert pk(5, 0) == 5 and len({pk(5, 1), pk(5, 2), pk(7, 1), 5, 7}) == 5
+    want = [5, 5, 7, pk(5, 1), pk(5, 1), pk(7, 1), 9, pk(5, 2)]
+    assert got.tolist() == want
+    qk, qn = pc.quiet()
+    assert qk.tolist() == [5, 7] and qn.tolist() == [3, 2]
+    keys = np.unique(got)
+    first = np.array([int(ts[got == x].min()) for x in keys], np.int64)
+    last = np.array([int(ts[got == x].max()) for x in keys], np.int64)
+    z = np.zeros(keys.shape[0], np.int64)
+    table, tangled, _ = sl._piece_table((keys, first, last, z, z), qk, qn)
+    assert tangled.shape[0] == 0
+    sc = SimpleNamespace(pieces=table)
+    assert sl._piece_keys(sc, k, ts).tolist() == want  # type: ignore[arg-type]
+    # rows of a slice in another order, one before the conversation's first piece
+    o = np.array([7, 2, 0, 4])
+    early = np.array([0, 20, 0, 101], np.int64) * s - np.array([0, 0, 1, 0])
+    assert sl._piece_keys(sc, k[o], early).tolist() == [5, 7, 5, pk(5, 1)]  # type: ignore[arg-type]
+    # pieces that overlap in time (a file out of time order): one conversation, whole
+    last2 = last.copy()
+    last2[keys == 5] = 200 * s
+    table2, tangled2, (src, dst) = sl._piece_table((keys, first, last2, z, z), qk, qn)
+    assert tangled2.tolist() == [5] and table2[0].tolist() == [7]
+    assert sl._remap(got, src, dst).tolist() == [5, 5, 7, 5, 5, pk(7, 1), 9, 5]
