@@ -243,12 +243,19 @@ def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
         put_be(buf, p[has] + j, key * 7919 + 12345, 8)
 
 
-def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, np.ndarray]:
+QUIET_NS = 75 * 10**9  # a silence of `dgram_truth(quiet=...)`: more than a minute
+
+
+def dgram_truth(
+    sizes: tuple[int, ...], span: int, seed: int = 13, quiet: int = 0
+) -> dict[str, np.ndarray]:
     """UDP conversations through the same NAT hop, of about `sizes` datagrams each (both
     points together) over `span` ns: even ones RTP-like (one way, 172-byte datagrams at a
     steady rate, a 32-byte receiver report back every 500), odd ones a NATed DNS-like
     exchange on fixed ports (a 40-byte query, its 56-byte answer 0.4 ms later). 1 % of
-    the datagrams are lost at the hop (a lost query gets no answer)."""
+    the datagrams are lost at the hop (a lost query gets no answer). With `quiet`, each
+    conversation falls silent `quiet` times for 75 s (evenly over its datagrams): it is
+    `quiet` + 1 flows (a flow ends after a minute of silence)."""
     rng = np.random.default_rng(seed)
     parts = []
     for j, n in enumerate(sizes):
@@ -257,13 +264,16 @@ def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, 
             d = np.zeros(k, np.int64)
             d[250::500] = 1
             plen = np.where(d == 0, 172, 32)
-            t = np.arange(k, dtype=np.int64) * max(span // k, 1) + d * 300_000
+            base = np.arange(k, dtype=np.int64) * max(span // k, 1)
+            t = base + d * 300_000
         else:
             k -= k % 2
             d = np.tile(np.array([0, 1], np.int64), k // 2)
             plen = np.where(d == 0, 40, 56)
-            t = np.repeat(np.arange(k // 2, dtype=np.int64) * max(2 * span // k, 1), 2)
-            t += d * 400_000
+            base = np.repeat(np.arange(k // 2, dtype=np.int64) * max(2 * span // k, 1), 2)
+            t = base + d * 400_000
+        if quiet:
+            t += np.minimum(base * (quiet + 1) // span, quiet) * QUIET_NS
         parts.append({"uconv": np.full(k, j, np.int64), "d": d, "plen": plen.astype(np.int64),
                       "t": t, "idx": np.arange(k, dtype=np.int64)})  # fmt: skip
     u = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
@@ -344,15 +354,20 @@ def _dgram_payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> 
 
 
 def generate(
-    total: int, out: Path, huge: tuple[int, ...] = (), dgram: tuple[int, ...] = ()
+    total: int,
+    out: Path,
+    huge: tuple[int, ...] = (),
+    dgram: tuple[int, ...] = (),
+    quiet: int = 0,
 ) -> tuple[list[Path], dict[str, int]]:
     """Both points' files of `total` packets of short connections (and `huge` ones), and
-    with `dgram` UDP conversations of that many datagrams each (`dgram_truth`)."""
+    with `dgram` UDP conversations of that many datagrams each (`dgram_truth`, each with
+    `quiet` silences of more than a minute)."""
     g, conns = ground_truth(total, huge=huge)
     u = None
     if dgram:
         span = max(10 * 10**9, (conns - len(huge)) * 5_000_000)  # as `ground_truth`'s
-        u = dgram_truth(dgram, span)
+        u = dgram_truth(dgram, span, quiet=quiet)
     files = []
     counts = {}
     for name in ("a", "b"):
@@ -377,7 +392,7 @@ def generate(
         "drops_s2c": int((lost & (g["d"] == 1)).sum()),
     }
     if u is not None:
-        exp["conns"] += len(dgram)
+        exp["conns"] += len(dgram) * (quiet + 1)
         exp["drops_c2s"] += int((u["lost"] & (u["d"] == 0)).sum())
         exp["drops_s2c"] += int((u["lost"] & (u["d"] == 1)).sum())
     return files, exp

@@ -312,12 +312,19 @@ class Scan:
     # where the packets of the large conversations are: (chunk, key, packets) of every
     # conversation with `DENSE_ROWS` packets or more in a chunk
     dense: tuple[I64, U64, I64] = field(default_factory=lambda: _no_dense())
-    # conversations never cut across slices (sorted): ESP ones (a tunnel's outer flow,
-    # paired with the inner packets of the whole window) and datagram ones with a minute
-    # of silence whose pieces overlap in time (a file out of time order)
+    # conversations never cut across slices (sorted): datagram ones with a minute of
+    # silence whose pieces overlap in time (a file out of time order)
     whole: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
     # datagram conversations with a minute of silence (`_Pieces`): where each piece starts
     pieces: Pieces = field(default_factory=lambda: _no_pieces())
+    # ESP conversations (pieces; sorted): not cut either when a tunnel endpoint may be
+    # among the points (`_Run.esp_whole`: an outer flow is paired with the inner packets
+    # by timing and size, decisions of the whole flow)
+    esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    def uncut(self, esp: bool) -> U64:
+        """The conversations never cut (sorted): `whole`, and with `esp` the ESP ones."""
+        return np.union1d(self.whole, self.esp) if esp else self.whole
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -522,10 +529,10 @@ def scan(path: Path) -> Scan:
             dg += len(d)
             dk = dgram_keys(d)
             flow = d.role == 0
+            ks.append(pieces.add(dk, d.ts, flow))
             tun = flow & (d.proto == ESP)
             if tun.any():
-                esp.append(np.unique(dk[tun]))
-            ks.append(pieces.add(dk, d.ts, flow & ~tun))
+                esp.append(np.unique(ks[-1][tun]))
             dgk.append(np.unique(ks[-1]))
             ts.append(d.ts)
             b = int(d.ts.max())
@@ -551,16 +558,17 @@ def scan(path: Path) -> Scan:
          np.concatenate([d[2] for d in dense])) if dense else _no_dense()
     )  # fmt: skip
     dkeys = np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64)
+    esp_keys = np.unique(np.concatenate(esp)) if esp else np.zeros(0, np.uint64)
     table, tangled, (src, dst) = _piece_table(ext, *pieces.quiet())
     if tangled.shape[0]:  # their pieces back into one conversation each (read whole)
         ext = _reduce(_remap(ext[0], src, dst), *ext[1:])
         dense_all = (dense_all[0], _remap(dense_all[1], src, dst), dense_all[2])
         dkeys = np.unique(_remap(dkeys, src, dst))
+        esp_keys = np.unique(_remap(esp_keys, src, dst))
     keys, first, last, rows, c0 = ext
     return Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
-        d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all,
-        np.unique(np.concatenate([tangled, *esp])), table,
+        d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all, tangled, table, esp_keys,
     )  # fmt: skip
 
 
@@ -662,6 +670,9 @@ class _Run:
     # `cut_rows`, and (pass 2) every conversation of a flow that has one of those
     cut: list[U64] = field(default_factory=list)
     cut_rows: int = 0
+    # ESP conversations are read whole (a tunnel endpoint may be among the points:
+    # `_endpoint_possible`)
+    esp_whole: bool = True
     # pass 2: the flows that are cut, as (point, key) of each of their conversations
     groups: list[list[tuple[int, int]]] = field(default_factory=list)
     member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
@@ -1454,16 +1465,106 @@ class _Slices:
                 proc.join()
 
 
-def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
-    """Per point: its TCP conversations of more than `rows` packets (sorted keys)."""
+# conversations of more than 1/8 of `_cut_sets`' rows (and 4 heads) count in a crowd
+CROWD_SHARE = 8
+CROWD_FLOOR = 4 * HEAD_ROWS
+
+
+def _cut_sets(
+    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+) -> list[U64]:
+    """Per point: its conversations of more than `rows` packets (sorted keys), but those
+    never cut (`Scan.uncut`); and, where large conversations under `rows` are alive at
+    once at all the points together with more than `rows` packets (a slice reads each
+    one whole), the largest of them until no such crowd is left (`_crowded`)."""
     out = []
     for sc in scans:
         if sc is None or not sc.keys.shape[0]:
             out.append(np.zeros(0, np.uint64))
             continue
-        big = (sc.cost() > rows) & ~_member(sc.keys, sc.whole)
+        big = (sc.cost() > rows) & ~_member(sc.keys, sc.uncut(esp_whole))
         out.append(sc.keys[big])
+    more = _crowded(scans, rows, esp_whole, offsets)
+    return [np.union1d(c, m) if m.shape[0] else c for c, m in zip(out, more, strict=True)]
+
+
+def _crowded(
+    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+) -> list[U64]:
+    """Per point: conversations of `rows` packets or fewer to cut as well, so that those
+    alive at one time (first point's clock, every point) hold at most `rows` (several
+    streams of half a slice each alive at once would be read whole into one slice
+    together): the largest alive at the most crowded time, one at a time, until none is
+    that crowded; then every conversation of at least 3/4 of the smallest of those, at
+    every point (a flow's conversations at the other points hold about as many packets,
+    and a flow cut at one point must be cut at all: an uncut one is read past what the
+    slice reads of the cut one, and its datagrams there could pair with the cut one's
+    lost ones by IP ID alone, `DgramTable.edge`). Only conversations of more than
+    1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count."""
+    floor = max(rows // CROWD_SHARE, CROWD_FLOOR)
+    lo, hi, cost = [], [], []
+    masks: list[npt.NDArray[np.bool_] | None] = []
+    for sc, off in zip(scans, offsets, strict=True):
+        if sc is None or not sc.keys.shape[0]:
+            masks.append(None)
+            continue
+        c = sc.cost()
+        m = (c > floor) & (c <= rows) & ~_member(sc.keys, sc.uncut(esp_whole))
+        masks.append(m)
+        lo.append(sc.first[m] - off)
+        hi.append(sc.last[m] - off)
+        cost.append(c[m])
+    none = [np.zeros(0, np.uint64) for _ in scans]
+    if not cost:
+        return none
+    a, b, w = (np.concatenate(x) for x in (lo, hi, cost))
+    if int(w.sum()) <= rows:
+        return none
+    live = np.ones(w.shape[0], bool)
+    least = None
+    while True:
+        idx = np.nonzero(live)[0]
+        t = np.concatenate([a[idx], b[idx]])
+        d = np.concatenate([w[idx], -w[idx]])
+        o = np.lexsort((-d, t))  # at one time: starts before ends
+        total = np.cumsum(d[o])
+        at = int(np.argmax(total))
+        if int(total[at]) <= rows:
+            break
+        when = int(t[o][at])
+        alive = idx[(a[idx] <= when) & (b[idx] >= when)]
+        top = int(alive[np.argmax(w[alive])])
+        live[top] = False
+        least = int(w[top]) if least is None else min(least, int(w[top]))
+    if least is None:
+        return none
+    log.info(
+        "conversations of %d packets or more (at a point) are cut across the slices too: "
+        "long ones alive at the same time would hold more than half a slice",
+        least * 3 // 4,
+    )
+    out = []
+    for sc, mk in zip(scans, masks, strict=True):
+        if sc is None or mk is None:
+            out.append(np.zeros(0, np.uint64))
+            continue
+        out.append(sc.keys[mk & (sc.cost() >= least * 3 // 4)])
     return out
+
+
+def _endpoint_possible(inputs: Sequence[PointInput], scans: Sequence[Scan | None]) -> bool:
+    """Whether an encrypted tunnel's endpoint may be between two of the points read: two
+    interfaces of one host (`tunnel.find_tunnels` looks there only). Without one, an ESP
+    flow is a datagram flow like any other, matched datagram by datagram: cut too."""
+    seen: set[str] = set()
+    for inp, sc in zip(inputs, scans, strict=True):
+        host, iface = host_of(inp)
+        if sc is None or not iface:
+            continue
+        if host in seen:
+            return True
+        seen.add(host)
+    return False
 
 
 def _margin_rows(run: _Run) -> int:
@@ -1515,15 +1616,18 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     big = [
         (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
         for sc, inp in zip(run.scans, inputs, strict=True)
-        if sc is not None and (m := _member(sc.keys, sc.whole) & (sc.cost() > per_slice)).any()
+        if sc is not None
+        and (m := _member(sc.keys, sc.uncut(run.esp_whole)) & (sc.cost() > per_slice)).any()
     ]
     if big:
         most, _n, where = max(big)
         log.warning(
-            "%d ESP conversation(s) or datagram conversation(s) with a minute of silence out "
-            "of time order hold more packets than a slice of the memory budget (%d); the "
+            "%d ESP conversation(s) (two interfaces of one host are among the points: a "
+            "tunnel endpoint) or datagram conversation(s) with a minute of silence out of "
+            "time order hold more packets than a slice of the memory budget (%d); the "
             "largest, %d packets at %s, is read whole into every slice it is alive in, so "
-            "this run may use about %.1f MB more than the budget",
+            "this run may use about %.1f MB more than the budget, and an ESP tunnel that "
+            "long may not be recognised as one in every slice (docs/scale.md, Limits)",
             max(n for _m, n, _p in big), per_slice, most, where,
             most * DGRAM_WEIGHT * BYTES_PER_PACKET / 2**20,
         )  # fmt: skip
@@ -1920,7 +2024,8 @@ def correlate_sliced(
         # conversations of more than half a slice are cut: read in part by every slice
         # they are alive in, their state (head) carried (docs/scale.md)
         run.cut_rows = max(per_slice // 2, 1)
-        run.cut = _cut_sets(scans, run.cut_rows)
+        run.esp_whole = _endpoint_possible(inputs, scans)
+        run.cut = _cut_sets(scans, run.cut_rows, run.esp_whole, run.offsets)
         _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1
