@@ -27,7 +27,8 @@ together: captures larger than this machine's memory. Then
 
   * with `--dgram 3x2M` (and or instead of `--huge`): UDP conversations of millions of
     datagrams (RTP-like streams, a NATed DNS-like exchange), the same comparison; with
-    `--quiet N` each falls silent N times for more than a minute (N + 1 flows each).
+    `--quiet N` each falls silent N times for more than a minute (N + 1 flows each); with
+    `--esp` every other one is IPsec ESP (between two routers: cut like UDP).
 
     .venv/bin/python bench/slice_bench.py --gb 0 --dgram 3x2M --short 1M --memory 600M \
         --old /tmp/hopcap-main --dir /tmp/sb
@@ -191,7 +192,7 @@ def _huge(args: argparse.Namespace) -> None:
     """Huge connections: this code's sliced run against the old code's, same budget."""
     huge, dgram = _many(args.huge), _many(args.dgram)
     d = args.dir
-    files, exp = generate(args.short, d, huge=huge, dgram=dgram, quiet=args.quiet)
+    files, exp = generate(args.short, d, huge=huge, dgram=dgram, quiet=args.quiet, esp=args.esp)
     for f in files:  # in page cache: both runs read the same
         with f.open("rb") as fh:
             while fh.read(1 << 24):
@@ -271,6 +272,11 @@ def main() -> int:
         default=0,
         metavar="N",
         help="--dgram: each UDP conversation falls silent N times for 75 s (N + 1 flows)",
+    )
+    ap.add_argument(
+        "--esp",
+        action="store_true",
+        help="--dgram: the RTP-like conversations (every other one) are IPsec ESP instead",
     )
     ap.add_argument("--huge-jobs", type=int, default=1, help="--huge: -j of the runs")
     ap.add_argument(
