@@ -1494,13 +1494,13 @@ def _crowded(
     """Per point: conversations of `rows` packets or fewer to cut as well, so that those
     alive at one time (first point's clock, every point) hold at most `rows` (several
     streams of half a slice each alive at once would be read whole into one slice
-    together): the largest alive at the most crowded time, one at a time, until none is
-    that crowded; then every conversation of at least 3/4 of the smallest of those, at
-    every point (a flow's conversations at the other points hold about as many packets,
-    and a flow cut at one point must be cut at all: an uncut one is read past what the
-    slice reads of the cut one, and its datagrams there could pair with the cut one's
-    lost ones by IP ID alone, `DgramTable.edge`). Only conversations of more than
-    1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count."""
+    together): the largest alive at the most crowded time, as many as it takes, until
+    no time is that crowded; then every conversation of at least 3/4 of the smallest of
+    those, at every point (a flow's conversations at the other points hold about as
+    many packets, and a flow cut at one point must be cut at all: an uncut one is read
+    past what the slice reads of the cut one, and its datagrams there could pair with
+    the cut one's lost ones by IP ID alone, `DgramTable.edge`). Only conversations of
+    more than 1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count."""
     floor = max(rows // CROWD_SHARE, CROWD_FLOOR)
     lo, hi, cost = [], [], []
     masks: list[npt.NDArray[np.bool_] | None] = []
@@ -1533,9 +1533,12 @@ def _crowded(
             break
         when = int(t[o][at])
         alive = idx[(a[idx] <= when) & (b[idx] >= when)]
-        top = int(alive[np.argmax(w[alive])])
-        live[top] = False
-        least = int(w[top]) if least is None else min(least, int(w[top]))
+        # the largest alive then, as many as it takes (one sweep a crowded time)
+        alive = alive[np.argsort(-w[alive], kind="stable")]
+        k = int(np.searchsorted(np.cumsum(w[alive]), int(total[at]) - rows)) + 1
+        live[alive[:k]] = False
+        low = int(w[alive[:k]].min())
+        least = low if least is None else min(least, low)
     if least is None:
         return none
     log.info(
