@@ -913,3 +913,33 @@ def test_quiet_conversation_pieces_by_time() -> None:
     table2, tangled2, (src, dst) = sl._piece_table((keys, first, last2, z, z), qk, qn)
     assert tangled2.tolist() == [5] and table2[0].tolist() == [7]
     assert sl._remap(got, src, dst).tolist() == [5, 5, 7, 5, 5, pk(7, 1), 9, 5]
+
+
+def test_crowding_rule_cuts_alike_at_every_point() -> None:
+    """`_crowded`: of three streams under half a slice alive at once (at two points, the
+    second with a little loss), the largest are cut until half a slice is left alive,
+    then every one of at least 3/4 of the smallest cut, at both points alike; streams
+    alive one after the other, small ones, and those never cut are left."""
+    import numpy as np
+
+    def scan(keys: list[int], first: list[int], last: list[int], rows: list[int]) -> Any:
+        o = np.argsort(np.array(keys, np.uint64))
+        k, f, la, r = (np.array(x)[o] for x in (keys, first, last, rows))
+        return sl.Scan(Path("x"), None, 0, [], None, {}, int(r.sum()), 0, None, None, None,
+                       k.astype(np.uint64), f, la, r)  # fmt: skip
+
+    s = 10**9
+    # keys 1-3: three streams of 900 alive over [0, 100 s]; 4: one of 900 alone later;
+    # 5: a small one; at b the same streams (other keys: NAT) with 1 % fewer packets
+    a = scan([1, 2, 3, 4, 5], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
+             [900, 880, 860, 900, 200])  # fmt: skip
+    b = scan([11, 12, 13, 14, 15], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
+             [891, 871, 851, 891, 198])  # fmt: skip
+    got = sl._crowded([a, b], 1000, True, [0, 0])
+    # alive together: 6 of ~870 each, 5,253 in all; the largest five cut (880 the least),
+    # then every one of 660 or more: all three, and the later one alone, at both points
+    assert [x.tolist() for x in got] == [[1, 2, 3, 4], [11, 12, 13, 14]]
+    assert [x.tolist() for x in sl._crowded([a, None], 1800, True, [0, 0])] == [[1, 2, 3, 4], []]
+    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, True, [0, 0])] == [0, 0]
+    b.whole = np.array([11, 12, 13], np.uint64)  # never cut there
+    assert [x.tolist() for x in sl._crowded([a, b], 1000, True, [0, 0])][1] == [14]
