@@ -243,12 +243,20 @@ def _payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
         put_be(buf, p[has] + j, key * 7919 + 12345, 8)
 
 
-def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, np.ndarray]:
+QUIET_NS = 75 * 10**9  # a silence of `dgram_truth(quiet=...)`: more than a minute
+
+
+def dgram_truth(
+    sizes: tuple[int, ...], span: int, seed: int = 13, quiet: int = 0, esp: bool = False
+) -> dict[str, np.ndarray]:
     """UDP conversations through the same NAT hop, of about `sizes` datagrams each (both
     points together) over `span` ns: even ones RTP-like (one way, 172-byte datagrams at a
     steady rate, a 32-byte receiver report back every 500), odd ones a NATed DNS-like
     exchange on fixed ports (a 40-byte query, its 56-byte answer 0.4 ms later). 1 % of
-    the datagrams are lost at the hop (a lost query gets no answer)."""
+    the datagrams are lost at the hop (a lost query gets no answer). With `quiet`, each
+    conversation falls silent `quiet` times for 75 s (evenly over its datagrams): it is
+    `quiet` + 1 flows (a flow ends after a minute of silence). With `esp`, the RTP-like
+    ones are IPsec ESP instead (the same sizes and times; routed, not NATed)."""
     rng = np.random.default_rng(seed)
     parts = []
     for j, n in enumerate(sizes):
@@ -257,13 +265,16 @@ def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, 
             d = np.zeros(k, np.int64)
             d[250::500] = 1
             plen = np.where(d == 0, 172, 32)
-            t = np.arange(k, dtype=np.int64) * max(span // k, 1) + d * 300_000
+            base = np.arange(k, dtype=np.int64) * max(span // k, 1)
+            t = base + d * 300_000
         else:
             k -= k % 2
             d = np.tile(np.array([0, 1], np.int64), k // 2)
             plen = np.where(d == 0, 40, 56)
-            t = np.repeat(np.arange(k // 2, dtype=np.int64) * max(2 * span // k, 1), 2)
-            t += d * 400_000
+            base = np.repeat(np.arange(k // 2, dtype=np.int64) * max(2 * span // k, 1), 2)
+            t = base + d * 400_000
+        if quiet:
+            t += np.minimum(base * (quiet + 1) // span, quiet) * QUIET_NS
         parts.append({"uconv": np.full(k, j, np.int64), "d": d, "plen": plen.astype(np.int64),
                       "t": t, "idx": np.arange(k, dtype=np.int64)})  # fmt: skip
     u = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
@@ -287,6 +298,9 @@ def dgram_truth(sizes: tuple[int, ...], span: int, seed: int = 13) -> dict[str, 
     ar = np.arange(grp.shape[0])
     base = rng.integers(0, 1 << 16, size=2 * len(sizes))
     u["ipid"] = (base[grp] + ar - np.maximum.accumulate(np.where(first, ar, 0))) & 0xFFFF
+    # ESP: the RTP-like ones (even), numbered from 1 in each direction
+    u["esp"] = (u["uconv"] % 2 == 0) & esp
+    u["eseq"] = ar - np.maximum.accumulate(np.where(first, ar, 0)) + 1
     return u
 
 
@@ -311,13 +325,19 @@ def dgram_view(u: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
         ttl = np.where(c2s, 63, 53)
         keep = ~(u["lost"] & c2s)
         ts = np.where(c2s, u["ts"] + HOP_NS, u["ts"])
+    e = u["esp"]
+    if e.any():  # ESP: the same addresses at both points, the SPI of each direction
+        src = np.where(e, np.where(c2s, cli, srv), src)
+        dst = np.where(e, np.where(c2s, srv, cli), dst)
+        sp = np.where(e, 0x1000 + 2 * j + u["d"], sp)
+        dp = np.where(e, 0, dp)
     n = ts.shape[0]
     z = np.zeros(n, np.int64)
     v = {
         "ts": ts, "plen": u["plen"], "ipid": u["ipid"], "ttl": ttl, "src": src, "dst": dst,
-        "sport": sp, "dport": dp, "seq": z, "ack": z, "flags": z, "tsval": z, "tsecr": z,
-        "mss": z - 1, "win": z, "proto": z + 17, "conn": 10**8 + j, "d": u["d"],
-        "oseq": u["idx"],
+        "sport": sp, "dport": dp, "seq": np.where(e, u["eseq"], 0), "ack": z, "flags": z,
+        "tsval": z, "tsecr": z, "mss": z - 1, "win": z, "proto": np.where(e, 50, 17),
+        "conn": 10**8 + j, "d": u["d"], "oseq": u["idx"],
     }  # fmt: skip
     return {k: x[keep] for k, x in v.items()}
 
@@ -329,7 +349,7 @@ _VIEW_COLUMNS = ("ts", "plen", "ipid", "ttl", "src", "dst", "sport", "dport", "s
 def _dgram_payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> None:
     """`_payload` for TCP rows; a datagram's: a DNS header (port 53) or an RTP one, then
     8 bytes unique to it (its conversation, direction and number)."""
-    udp = v["proto"] == 17
+    udp = (v["proto"] == 17) | (v["proto"] == 50)
     if (~udp).any():
         _payload(buf, p[~udp], {k: x[~udp] for k, x in v.items()})
     q = p[udp]
@@ -344,15 +364,21 @@ def _dgram_payload(buf: np.ndarray, p: np.ndarray, v: dict[str, np.ndarray]) -> 
 
 
 def generate(
-    total: int, out: Path, huge: tuple[int, ...] = (), dgram: tuple[int, ...] = ()
+    total: int,
+    out: Path,
+    huge: tuple[int, ...] = (),
+    dgram: tuple[int, ...] = (),
+    quiet: int = 0,
+    esp: bool = False,
 ) -> tuple[list[Path], dict[str, int]]:
     """Both points' files of `total` packets of short connections (and `huge` ones), and
-    with `dgram` UDP conversations of that many datagrams each (`dgram_truth`)."""
+    with `dgram` UDP conversations of that many datagrams each (`dgram_truth`, each with
+    `quiet` silences of more than a minute)."""
     g, conns = ground_truth(total, huge=huge)
     u = None
     if dgram:
         span = max(10 * 10**9, (conns - len(huge)) * 5_000_000)  # as `ground_truth`'s
-        u = dgram_truth(dgram, span)
+        u = dgram_truth(dgram, span, quiet=quiet, esp=esp)
     files = []
     counts = {}
     for name in ("a", "b"):
@@ -377,7 +403,7 @@ def generate(
         "drops_s2c": int((lost & (g["d"] == 1)).sum()),
     }
     if u is not None:
-        exp["conns"] += len(dgram)
+        exp["conns"] += len(dgram) * (quiet + 1)
         exp["drops_c2s"] += int((u["lost"] & (u["d"] == 0)).sum())
         exp["drops_s2c"] += int((u["lost"] & (u["d"] == 1)).sum())
     return files, exp

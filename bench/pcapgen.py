@@ -3,8 +3,9 @@
 `write_pcap(path, v, payload)` writes one Ethernet/IPv4/TCP record per row of the columns in
 `v` (nanosecond pcap): ts, plen, ipid, ttl, src, dst, sport, dport, seq, ack, flags, tsval,
 tsecr and optionally mss (>= 0: a SYN-style option block MSS, SACK_PERM, TS, NOP, WS; else
-NOP NOP TS) and win; with a `proto` column, its rows of 17 are UDP datagrams (the TCP
-columns unused). `payload(buf, offsets, v)` fills the payload bytes (offsets of each
+NOP NOP TS) and win; with a `proto` column, its rows of 17 are UDP datagrams and those
+of 50 ESP packets (SPI in `sport`, sequence number in `seq`; the other TCP columns
+unused). `payload(buf, offsets, v)` fills the payload bytes (offsets of each
 row's payload in `buf`).
 """
 
@@ -31,7 +32,8 @@ def put_be(buf: np.ndarray, o: np.ndarray, val: np.ndarray, nbytes: int) -> None
 
 def write_pcap(path: Path, v: Cols, payload: Callable[[np.ndarray, np.ndarray, Cols], None]) -> int:
     n = v["ts"].shape[0]
-    udp = v["proto"] == 17 if "proto" in v else np.zeros(n, bool)
+    esp = v["proto"] == 50 if "proto" in v else np.zeros(n, bool)
+    udp = (v["proto"] == 17) | esp if "proto" in v else np.zeros(n, bool)
     has_mss = (v["mss"] >= 0) & ~udp if "mss" in v else np.zeros(n, bool)
     thl = np.where(udp, 8, np.where(has_mss, 40, 32))
     cap = 14 + 20 + thl + v["plen"]
@@ -59,14 +61,18 @@ def write_pcap(path: Path, v: Cols, payload: Callable[[np.ndarray, np.ndarray, C
     put_be(buf, i + 4, v["ipid"], 2)
     buf[i + 6] = 0x40
     put_be(buf, i + 8, v["ttl"], 1)
-    buf[i + 9] = np.where(udp, 17, 6).astype(np.uint8)
+    buf[i + 9] = np.where(esp, 50, np.where(udp, 17, 6)).astype(np.uint8)
     put_be(buf, i + 12, v["src"], 4)
     put_be(buf, i + 16, v["dst"], 4)
     t = i + 20
     put_be(buf, t, v["sport"], 2)
     put_be(buf, t + 2, v["dport"], 2)
-    if udp.any():  # UDP: length, no checksum
-        put_be(buf, t[udp] + 4, 8 + v["plen"][udp], 2)
+    dgram = udp & ~esp
+    if dgram.any():  # UDP: length, no checksum
+        put_be(buf, t[dgram] + 4, 8 + v["plen"][dgram], 2)
+    if esp.any():  # ESP: SPI, sequence number
+        put_be(buf, t[esp], v["sport"][esp], 4)
+        put_be(buf, t[esp] + 4, v["seq"][esp], 4)
     tcp = ~udp
     tc = t[tcp]
     vt = {k: x[tcp] for k, x in v.items()} if udp.any() else v

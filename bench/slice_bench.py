@@ -26,10 +26,14 @@ together: captures larger than this machine's memory. Then
         --old /tmp/hopcap-main --dir /tmp/sb
 
   * with `--dgram 3x2M` (and or instead of `--huge`): UDP conversations of millions of
-    datagrams (RTP-like streams, a NATed DNS-like exchange), the same comparison.
+    datagrams (RTP-like streams, a NATed DNS-like exchange), the same comparison; with
+    `--quiet N` each falls silent N times for more than a minute (N + 1 flows each); with
+    `--esp` every other one is IPsec ESP (between two routers: cut like UDP).
 
     .venv/bin/python bench/slice_bench.py --gb 0 --dgram 3x2M --short 1M --memory 600M \
         --old /tmp/hopcap-main --dir /tmp/sb
+    .venv/bin/python bench/slice_bench.py --gb 0 --dgram 3x2M --quiet 2 --short 1M \
+        --memory 600M --old /tmp/hopcap-main --dir /tmp/sb
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ def _huge(args: argparse.Namespace) -> None:
     """Huge connections: this code's sliced run against the old code's, same budget."""
     huge, dgram = _many(args.huge), _many(args.dgram)
     d = args.dir
-    files, exp = generate(args.short, d, huge=huge, dgram=dgram)
+    files, exp = generate(args.short, d, huge=huge, dgram=dgram, quiet=args.quiet, esp=args.esp)
     for f in files:  # in page cache: both runs read the same
         with f.open("rb") as fh:
             while fh.read(1 << 24):
@@ -201,7 +205,8 @@ def _huge(args: argparse.Namespace) -> None:
         runs.append(("old sliced", str(args.old), ["--memory", args.memory]))
     print(f"{exp['packets']:,} packets, {exp['conns']:,} connections; TCP ones of "
           f"{', '.join(f'{x:,}' for x in huge) or 'none'}, UDP ones of "
-          f"{', '.join(f'{x:,}' for x in dgram) or 'none'} packets (both files)",
+          f"{', '.join(f'{x:,}' for x in dgram) or 'none'} packets (both files"
+          f"{f', each silent {args.quiet} times for 75 s' if args.quiet else ''})",
           flush=True)  # fmt: skip
     got = {}
     env0 = dict(os.environ)
@@ -260,6 +265,18 @@ def main() -> int:
         metavar="NxSIZE",
         help="(with or without --huge) N UDP conversations of SIZE datagrams each (both "
         "files: RTP-like and NATed DNS-like in turn, firewall_bench.dgram_truth)",
+    )
+    ap.add_argument(
+        "--quiet",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--dgram: each UDP conversation falls silent N times for 75 s (N + 1 flows)",
+    )
+    ap.add_argument(
+        "--esp",
+        action="store_true",
+        help="--dgram: the RTP-like conversations (every other one) are IPsec ESP instead",
     )
     ap.add_argument("--huge-jobs", type=int, default=1, help="--huge: -j of the runs")
     ap.add_argument(

@@ -103,9 +103,12 @@ class DgramTable:
     # their rows, flow ids and directions (linking across points compares their hashes)
     probe: tuple[I64, I64, I64] | None = None
     last_ns: int | None = None  # a time slice's table: the whole capture's last datagram
-    # a time slice's table: the flows (`flow_ukeys`, sorted) of the conversations it reads
-    # in part, never split by a silence (what is missing between their parts was read by
-    # other slices; the scan does not cut a conversation that has a minute of silence)
+    # a time slice's table: per row, its conversation as the scan knows it (`slices`: a
+    # conversation with a minute of silence is one conversation a piece between the
+    # silences, each piece one flow of the unsliced run): flows never join two of them
+    conv: U64 | None = None
+    # a time slice's table: the conversations (`conv`, sorted) it reads in part, never
+    # split by a silence (what is missing between their parts was read by other slices)
     joined: U64 | None = None
     joined_last: I64 | None = None  # their last datagram in the whole capture
     # a time slice's table: its rows of those conversations that lie outside the inner
@@ -287,10 +290,13 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     n = rs.shape[0]
     start = np.ones(n, bool)
     idle = tss[1:] - tss[:-1] > IDLE_NS
-    if t.joined is not None and t.joined.shape[0] and idle.any():
-        j = np.minimum(np.searchsorted(t.joined, uk[1:]), t.joined.shape[0] - 1)
-        idle &= t.joined[j] != uk[1:]
+    cv = t.conv[rs] if t.conv is not None else None
+    if cv is not None and t.joined is not None and t.joined.shape[0] and idle.any():
+        j = np.minimum(np.searchsorted(t.joined, cv[1:]), t.joined.shape[0] - 1)
+        idle &= t.joined[j] != cv[1:]
     start[1:] = (uk[1:] != uk[:-1]) | idle
+    if cv is not None:  # a slice's table: the pieces of a quiet conversation apart
+        start[1:] |= cv[1:] != cv[:-1]
     s_idx = np.nonzero(start)[0]
     e_idx = np.append(s_idx[1:], n)
     gid = np.cumsum(start) - 1
@@ -332,11 +338,12 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     vv = t.v[r0].tolist()
     first = tss[s_idx]
     last = tss[e_idx - 1]
-    if t.joined is not None and t.joined_last is not None and t.joined.shape[0]:
+    if cv is not None and t.joined is not None and t.joined_last is not None and t.joined.shape[0]:
         # a slice's part of a conversation: its end is the whole capture's (NAT linking
         # weighs the time between flows)
-        j = np.minimum(np.searchsorted(t.joined, uk[s_idx]), t.joined.shape[0] - 1)
-        last = np.where(t.joined[j] == uk[s_idx], np.maximum(last, t.joined_last[j]), last)
+        c0 = cv[s_idx]
+        j = np.minimum(np.searchsorted(t.joined, c0), t.joined.shape[0] - 1)
+        last = np.where(t.joined[j] == c0, np.maximum(last, t.joined_last[j]), last)
     cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
                skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
                strict=True)  # fmt: skip

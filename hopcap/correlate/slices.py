@@ -54,7 +54,6 @@ from hopcap.correlate.dgram import (
     ESP,
     IDLE_NS,
     DgramTable,
-    flow_ukeys,
     parse_dgrams,
     stack_rows,
 )
@@ -313,10 +312,19 @@ class Scan:
     # where the packets of the large conversations are: (chunk, key, packets) of every
     # conversation with `DENSE_ROWS` packets or more in a chunk
     dense: tuple[I64, U64, I64] = field(default_factory=lambda: _no_dense())
-    # conversations never cut across slices (sorted): ESP ones (a tunnel's outer flow,
-    # paired with the inner packets of the whole window) and datagram ones with a minute
-    # of silence (two flows or more: where each starts is not known from the scan)
+    # conversations never cut across slices (sorted): datagram ones with a minute of
+    # silence whose pieces overlap in time (a file out of time order)
     whole: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+    # datagram conversations with a minute of silence (`_Pieces`): where each piece starts
+    pieces: Pieces = field(default_factory=lambda: _no_pieces())
+    # ESP conversations (pieces; sorted): not cut either when a tunnel endpoint may be
+    # among the points (`_Run.esp_whole`: an outer flow is paired with the inner packets
+    # by timing and size, decisions of the whole flow)
+    esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    def uncut(self, esp: bool) -> U64:
+        """The conversations never cut (sorted): `whole`, and with `esp` the ESP ones."""
+        return np.union1d(self.whole, self.esp) if esp else self.whole
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -354,51 +362,150 @@ def _reduce(k: U64, lo: I64, hi: I64, n: I64, c0: I64) -> Ext:
     )
 
 
-class _Silence:
-    """The datagram conversations of a walk with a minute of silence or more between two
-    of their flow datagrams (file order, as `build_dflows` splits flows)."""
+def piece_key(k: U64, piece: I64) -> U64:
+    """The scan's key of piece `piece` of conversation `k` (its first piece: `k`)."""
+    with np.errstate(over="ignore"):
+        other = _end(k, piece, 0x51554945) ^ k
+    out: U64 = np.where(piece == 0, k, other)
+    return out
+
+
+class _Pieces:
+    """Datagram conversations cut at every minute of silence or more between two of their
+    flow datagrams (file order, as `build_dflows` splits flows: each piece is one flow of
+    the unsliced run), for a walk a chunk at a time: each piece is a conversation of its
+    own in the scan (`piece_key`); an ICMP error about one goes with its piece then."""
 
     def __init__(self) -> None:
         self.keys = np.zeros(0, np.uint64)  # sorted: every conversation so far
-        self.last = np.zeros(0, np.int64)  # its last datagram
-        self.found: list[U64] = []
+        self.last = np.zeros(0, np.int64)  # its last flow datagram (_LO: none yet)
+        self.piece = np.zeros(0, np.int64)  # its piece so far
 
-    def add(self, k: U64, ts: I64) -> None:
+    def add(self, k: U64, ts: I64, flow: npt.NDArray[np.bool_]) -> U64:
+        """The piece keys of a chunk's rows (`k`: their conversations; `flow`: which rows
+        are flow datagrams that may start a piece)."""
         if not k.shape[0]:
-            return
-        o = np.argsort(k, kind="stable")
-        ks, tt = k[o], ts[o].astype(np.int64)
-        same = ks[1:] == ks[:-1]
-        quiet = same & (tt[1:] - tt[:-1] > IDLE_NS)
-        if quiet.any():
-            self.found.append(ks[1:][quiet])
-        start = np.ones(ks.shape[0], bool)
-        start[1:] = ~same
-        uk, first = ks[start], tt[start]
-        end = np.append(np.nonzero(start)[0][1:], ks.shape[0]) - 1
-        last = tt[end]
-        if self.keys.shape[0]:
-            j = np.minimum(np.searchsorted(self.keys, uk), self.keys.shape[0] - 1)
-            hit = self.keys[j] == uk
-            gap = hit & (first - self.last[j] > IDLE_NS)
-            if gap.any():
-                self.found.append(uk[gap])
-            self.last[j[hit]] = last[hit]
-            new = ~hit
-        else:
-            new = np.ones(uk.shape[0], bool)
+            return k
+        new = ~_member(k, self.keys)
         if new.any():
-            at = np.searchsorted(self.keys, uk[new])
-            self.keys = np.insert(self.keys, at, uk[new])
-            self.last = np.insert(self.last, at, last[new])
+            uk = np.unique(k[new])
+            at = np.searchsorted(self.keys, uk)
+            self.keys = np.insert(self.keys, at, uk)
+            self.last = np.insert(self.last, at, _LO)
+            self.piece = np.insert(self.piece, at, 0)
+        j = np.searchsorted(self.keys, k)
+        o = np.argsort(j, kind="stable")
+        jo, to, fo = j[o], ts[o].astype(np.int64), flow[o]
+        n = jo.shape[0]
+        fr = np.nonzero(fo)[0]
+        inc = np.zeros(n, np.int64)
+        if fr.shape[0]:
+            jf, tf = jo[fr], to[fr]
+            prev = np.empty(fr.shape[0], np.int64)
+            prev[1:] = tf[:-1]
+            gs = np.ones(fr.shape[0], bool)
+            gs[1:] = jf[1:] != jf[:-1]
+            prev[gs] = self.last[jf[gs]]
+            inc[fr[(prev > _LO) & (tf - prev > IDLE_NS)]] = 1
+            ge = np.append(gs[1:], True)
+            self.last[jf[ge]] = tf[ge]
+        start = np.ones(n, bool)
+        start[1:] = jo[1:] != jo[:-1]
+        cum = np.cumsum(inc)
+        sp = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+        piece = self.piece[jo] + cum - cum[sp] + inc[sp]
+        end = np.append(start[1:], True)
+        self.piece[jo[end]] = piece[end]
+        out = np.empty(n, np.uint64)
+        out[o] = piece_key(self.keys[jo], piece)
+        return out
 
-    def result(self) -> U64:
-        return np.unique(np.concatenate(self.found)) if self.found else np.zeros(0, np.uint64)
+    def quiet(self) -> tuple[U64, I64]:
+        """The conversations with pieces (sorted) and how many pieces each has."""
+        m = self.piece > 0
+        return self.keys[m], self.piece[m] + 1
+
+
+# the quiet conversations of a scan (sorted), where the pieces of each start in the next
+# two (conversation j's are [at[j], at[j + 1])), the pieces' first packets and their keys
+Pieces = tuple[U64, I64, I64, U64]
+
+
+def _no_pieces() -> Pieces:
+    z = np.zeros(0, np.int64)
+    return np.zeros(0, np.uint64), np.zeros(1, np.int64), z, np.zeros(0, np.uint64)
+
+
+def _piece_table(ext: Ext, qk: U64, qn: I64) -> tuple[Pieces, U64, tuple[U64, U64]]:
+    """The pieces of the quiet conversations `qk` (`qn` pieces each) in the extents `ext`
+    (keyed by piece), and the conversations whose pieces overlap in time (a file out of
+    time order: their rows cannot be told apart by time), with (sorted piece keys, their
+    conversation's key) of theirs."""
+    if not qk.shape[0]:
+        z = np.zeros(0, np.uint64)
+        return _no_pieces(), z, (z, z)
+    conv = np.repeat(np.arange(qk.shape[0]), qn)
+    at = np.concatenate([[0], np.cumsum(qn)]).astype(np.int64)
+    pk = piece_key(qk[conv], np.arange(conv.shape[0], dtype=np.int64) - at[conv])
+    j = np.searchsorted(ext[0], pk)
+    first, last = ext[1][j], ext[2][j]
+    bad = np.zeros(qk.shape[0], bool)
+    bad[conv[1:][(conv[1:] == conv[:-1]) & (first[1:] <= last[:-1])]] = True
+    keep = ~bad[conv]
+    at2 = np.concatenate([[0], np.cumsum(qn[~bad])]).astype(np.int64)
+    o = np.argsort(pk[~keep])
+    return (
+        (qk[~bad], at2, first[keep], pk[keep]),
+        qk[bad],
+        (pk[~keep][o], qk[conv][~keep][o]),
+    )
+
+
+def _remap(x: U64, src: U64, dst: U64) -> U64:
+    """`x` with every key found in `src` (sorted) replaced by its `dst`."""
+    if not src.shape[0] or not x.shape[0]:
+        return x
+    i = np.minimum(np.searchsorted(src, x), src.shape[0] - 1)
+    out: U64 = np.where(src[i] == x, dst[i], x)
+    return out
+
+
+def _piece_keys(sc: Scan, k: U64, ts: I64) -> U64:
+    """Datagram rows' conversation keys (`dgram_keys`) as the scan keyed them: of a quiet
+    conversation, its piece's (the last piece that starts at or before the row)."""
+    qk, at, first, pkeys = sc.pieces
+    if not qk.shape[0] or not k.shape[0]:
+        return k
+    m = _member(k, qk)
+    if not m.any():
+        return k
+    rows = np.nonzero(m)[0]
+    c = np.searchsorted(qk, k[rows])
+    cs = np.unique(c)
+    lens = at[cs + 1] - at[cs]
+    pidx = np.repeat(at[cs] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    pconv = np.repeat(cs, lens)
+    # pieces and rows in one order (conversation, time; a piece before a row at its time)
+    conv = np.concatenate([pconv, c])
+    tt = np.concatenate([first[pidx], ts[rows].astype(np.int64)])
+    kind = np.concatenate([np.zeros(pidx.shape[0], np.int64), np.ones(rows.shape[0], np.int64)])
+    o = np.lexsort((kind, tt, conv))
+    ev = np.concatenate([pidx, np.full(rows.shape[0], -1, np.int64)])[o]
+    seen = np.maximum.accumulate(ev)
+    row_at = o >= pidx.shape[0]
+    got = np.empty(rows.shape[0], np.int64)
+    got[o[row_at] - pidx.shape[0]] = seen[row_at]
+    # before its conversation's first piece (not seen by the scan): its first piece
+    own = (got >= at[c]) & (got < at[c + 1])
+    got = np.where(own, got, at[c])
+    out = k.copy()
+    out[rows] = pkeys[got]
+    return out
 
 
 def scan(path: Path) -> Scan:
     buf = rd._open(path)
-    silence = _Silence()
+    pieces = _Pieces()
     esp: list[U64] = []
     w = _Walk(path, buf)
     acc: list[Ext] = []
@@ -420,12 +527,13 @@ def scan(path: Path) -> Scan:
         if dgt[0].shape[0]:
             d = parse_dgrams(path, buf, *dgt)
             dg += len(d)
-            ks.append(dgram_keys(d))
-            dgk.append(np.unique(ks[-1]))
+            dk = dgram_keys(d)
             flow = d.role == 0
-            silence.add(ks[-1][flow], d.ts[flow])
-            if (flow & (d.proto == ESP)).any():
-                esp.append(np.unique(ks[-1][flow & (d.proto == ESP)]))
+            ks.append(pieces.add(dk, d.ts, flow))
+            tun = flow & (d.proto == ESP)
+            if tun.any():
+                esp.append(np.unique(ks[-1][tun]))
+            dgk.append(np.unique(ks[-1]))
             ts.append(d.ts)
             b = int(d.ts.max())
             d_last = b if d_last is None else max(d_last, b)
@@ -442,18 +550,25 @@ def scan(path: Path) -> Scan:
             acc = [_reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))]
             dgk = [np.unique(np.concatenate(dgk))] if dgk else []
     if acc:
-        keys, first, last, rows, c0 = _reduce(
-            *(np.concatenate([a[j] for a in acc]) for j in range(5))
-        )
+        ext = _reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))
     else:
-        keys, first, last, rows, c0 = (np.zeros(0, np.uint64), *(np.zeros(0, np.int64),) * 4)
+        ext = (np.zeros(0, np.uint64), *(np.zeros(0, np.int64),) * 4)
+    dense_all = (
+        (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
+         np.concatenate([d[2] for d in dense])) if dense else _no_dense()
+    )  # fmt: skip
+    dkeys = np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64)
+    esp_keys = np.unique(np.concatenate(esp)) if esp else np.zeros(0, np.uint64)
+    table, tangled, (src, dst) = _piece_table(ext, *pieces.quiet())
+    if tangled.shape[0]:  # their pieces back into one conversation each (read whole)
+        ext = _reduce(_remap(ext[0], src, dst), *ext[1:])
+        dense_all = (dense_all[0], _remap(dense_all[1], src, dst), dense_all[2])
+        dkeys = np.unique(_remap(dkeys, src, dst))
+        esp_keys = np.unique(_remap(esp_keys, src, dst))
+    keys, first, last, rows, c0 = ext
     return Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
-        d_last, keys, first, last, rows, chunks, c0,
-        np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64),
-        (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
-         np.concatenate([d[2] for d in dense])) if dense else _no_dense(),
-        np.unique(np.concatenate([silence.result(), *esp])),
+        d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all, tangled, table, esp_keys,
     )  # fmt: skip
 
 
@@ -471,6 +586,7 @@ def read_slice(
     outside `inner` (lo, hi) are the table's `edge`."""
     parts: list[PacketTable] = []
     dgs: list[tuple[DgramTable, npt.NDArray[np.bool_]]] = []  # parsed chunks, rows kept
+    convs: list[U64] = []  # their conversations (`DgramTable.conv`)
     want: set[int] = set()
     if sel.shape[0]:
         m = _member(sc.keys, sel)
@@ -501,7 +617,7 @@ def read_slice(
                 parts.append(_take(t, keep))
             if dgt[0].shape[0]:
                 d = parse_dgrams(sc.path, sc.buf, *dgt)
-                dk = dgram_keys(d)
+                dk = _piece_keys(sc, dgram_keys(d), d.ts)
                 dm = _member(dk, sel)
                 if ck.shape[0]:
                     dinc = _member(dk, ck)
@@ -512,22 +628,24 @@ def read_slice(
                             _head(dk, dinc, ck, dtaken, dm)
                 if dm.any():
                     dgs.append((d, dm))
+                    convs.append(dk[dm])
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, [])
     if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
         t.dgram = stack_rows(dgs, sc.path, sc.buf)
+        t.dgram.conv = np.concatenate(convs)
         dgs.clear()
     t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
     if t.dgram is not None:
         t.dgram.last_ns = sc.dgram_last
-        if ck.shape[0] and len(t.dgram):
+        if ck.shape[0] and len(t.dgram) and t.dgram.conv is not None:
             dd = t.dgram
-            dk = dgram_keys(dd)
+            dk = dd.conv
             rows = np.nonzero((dd.role == 0) & _member(dk, ck))[0]
             if rows.shape[0]:
-                uk, at = np.unique(flow_ukeys(dd, rows), return_index=True)
+                uk = np.unique(dk[rows])
                 t.dgram.joined = uk
-                t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, dk[rows[at]])]
+                t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, uk)]
                 if inner is not None:
                     edge = np.zeros(len(dd), bool)
                     edge[rows] = (dd.ts[rows] < inner[0]) | (dd.ts[rows] > inner[1])
@@ -552,6 +670,9 @@ class _Run:
     # `cut_rows`, and (pass 2) every conversation of a flow that has one of those
     cut: list[U64] = field(default_factory=list)
     cut_rows: int = 0
+    # ESP conversations are read whole (a tunnel endpoint may be among the points:
+    # `_endpoint_possible`)
+    esp_whole: bool = True
     # pass 2: the flows that are cut, as (point, key) of each of their conversations
     groups: list[list[tuple[int, int]]] = field(default_factory=list)
     member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
@@ -966,28 +1087,25 @@ def _seg_facts(
 # ------------------------------------------------------------------ cut datagram flows
 
 
-def _dcut_flows(run: _Run, dflows: list[DFlowB]) -> dict[int, list[tuple[int, int]]]:
+def _dcut_flows(
+    run: _Run, pts: list[Point], dflows: list[DFlowB]
+) -> dict[int, list[tuple[int, int]]]:
     """The datagram flows of a slice that are cut (a conversation of theirs is), each
-    with (point, conversation key) of its legs."""
+    with (point, conversation key as the scan has it: `DgramTable.conv`) of its legs."""
     cut = {i: set(c.tolist()) for i, c in enumerate(run.cut) if c.shape[0]}
     if not cut or not dflows:
         return {}
-    legs = [(n, leg.point, leg.f) for n, f in enumerate(dflows) for leg in f.legs]
-
-    def end(side: str) -> tuple[U64, U64, U64]:
-        ends = [getattr(x, side) for _n, _p, x in legs]
-        a, b, c = (np.array([e[i] for e in ends], np.uint64) for i in range(3))
-        return a, b, c
-
-    keys = conv_keys(
-        np.array([x.proto for _n, _p, x in legs], np.int64), end("cli"), end("srv")
-    ).tolist()
     every: dict[int, list[tuple[int, int]]] = {}
     hit: set[int] = set()
-    for (n, p, _x), key in zip(legs, keys, strict=True):
-        every.setdefault(n, []).append((p, key))
-        if key in cut.get(p, ()):
-            hit.add(n)
+    for n, f in enumerate(dflows):
+        for leg in f.legs:
+            d = dtable(pts[leg.point])
+            assert d is not None and d.conv is not None
+            x = leg.f
+            key = int(d.conv[int(x.c[0] if x.c.shape[0] else x.s[0])])
+            every.setdefault(n, []).append((leg.point, key))
+            if key in cut.get(leg.point, ()):
+                hit.add(n)
     return {n: every[n] for n in sorted(hit)}
 
 
@@ -1066,7 +1184,7 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         keys, which = _cut_flows(run, prep.pts, prep.flows)
         cut = [f for n, f in enumerate(prep.flows) if n in which]
         flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
-        dcut = _dcut_flows(run, prep.dflows)
+        dcut = _dcut_flows(run, prep.pts, prep.dflows)
         dflows = [f for n, f in enumerate(prep.dflows) if n not in dcut and _dkeep(run, k, f)]
         match_hops(prep.pts, flows)
         groups = []
@@ -1104,7 +1222,7 @@ def _prepare(run: _Run, pts: list[Point], windows: Any) -> Any:
     finally:
         udp.KEEP_PAIRS = False
     if keep:
-        dcut = _dcut_flows(run, prep.dflows)
+        dcut = _dcut_flows(run, prep.pts, prep.dflows)
         for n, f in enumerate(prep.dflows):
             if n not in dcut:
                 for hop in f.hops:
@@ -1181,7 +1299,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             facts, drw = dgram_facts(prep.pts, f), _drw(prep.pts, f)
             return lambda b: _Seg(g, head, b, dl, 0, 0, None, None, None, dgram=facts, drw=drw)
 
-        for n, ms in _dcut_flows(run, prep.dflows).items():
+        for n, ms in _dcut_flows(run, prep.pts, prep.dflows).items():
             g = run.member.get(ms[0], -1)
             if g < 0:
                 continue
@@ -1347,16 +1465,109 @@ class _Slices:
                 proc.join()
 
 
-def _cut_sets(scans: Sequence[Scan | None], rows: int) -> list[U64]:
-    """Per point: its TCP conversations of more than `rows` packets (sorted keys)."""
+# conversations of more than 1/8 of `_cut_sets`' rows (and 4 heads) count in a crowd
+CROWD_SHARE = 8
+CROWD_FLOOR = 4 * HEAD_ROWS
+
+
+def _cut_sets(
+    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+) -> list[U64]:
+    """Per point: its conversations of more than `rows` packets (sorted keys), but those
+    never cut (`Scan.uncut`); and, where large conversations under `rows` are alive at
+    once at all the points together with more than `rows` packets (a slice reads each
+    one whole), the largest of them until no such crowd is left (`_crowded`)."""
     out = []
     for sc in scans:
         if sc is None or not sc.keys.shape[0]:
             out.append(np.zeros(0, np.uint64))
             continue
-        big = (sc.cost() > rows) & ~_member(sc.keys, sc.whole)
+        big = (sc.cost() > rows) & ~_member(sc.keys, sc.uncut(esp_whole))
         out.append(sc.keys[big])
+    more = _crowded(scans, rows, esp_whole, offsets)
+    return [np.union1d(c, m) if m.shape[0] else c for c, m in zip(out, more, strict=True)]
+
+
+def _crowded(
+    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+) -> list[U64]:
+    """Per point: conversations of `rows` packets or fewer to cut as well, so that those
+    alive at one time (first point's clock, every point) hold at most `rows` (several
+    streams of half a slice each alive at once would be read whole into one slice
+    together): the largest alive at the most crowded time, as many as it takes, until
+    no time is that crowded; then every conversation of at least 3/4 of the smallest of
+    those, at every point (a flow's conversations at the other points hold about as
+    many packets, and a flow cut at one point must be cut at all: an uncut one is read
+    past what the slice reads of the cut one, and its datagrams there could pair with
+    the cut one's lost ones by IP ID alone, `DgramTable.edge`). Only conversations of
+    more than 1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count."""
+    floor = max(rows // CROWD_SHARE, CROWD_FLOOR)
+    lo, hi, cost = [], [], []
+    masks: list[npt.NDArray[np.bool_] | None] = []
+    for sc, off in zip(scans, offsets, strict=True):
+        if sc is None or not sc.keys.shape[0]:
+            masks.append(None)
+            continue
+        c = sc.cost()
+        m = (c > floor) & (c <= rows) & ~_member(sc.keys, sc.uncut(esp_whole))
+        masks.append(m)
+        lo.append(sc.first[m] - off)
+        hi.append(sc.last[m] - off)
+        cost.append(c[m])
+    none = [np.zeros(0, np.uint64) for _ in scans]
+    if not cost:
+        return none
+    a, b, w = (np.concatenate(x) for x in (lo, hi, cost))
+    if int(w.sum()) <= rows:
+        return none
+    live = np.ones(w.shape[0], bool)
+    least = None
+    while True:
+        idx = np.nonzero(live)[0]
+        t = np.concatenate([a[idx], b[idx]])
+        d = np.concatenate([w[idx], -w[idx]])
+        o = np.lexsort((-d, t))  # at one time: starts before ends
+        total = np.cumsum(d[o])
+        at = int(np.argmax(total))
+        if int(total[at]) <= rows:
+            break
+        when = int(t[o][at])
+        alive = idx[(a[idx] <= when) & (b[idx] >= when)]
+        # the largest alive then, as many as it takes (one sweep a crowded time)
+        alive = alive[np.argsort(-w[alive], kind="stable")]
+        k = int(np.searchsorted(np.cumsum(w[alive]), int(total[at]) - rows)) + 1
+        live[alive[:k]] = False
+        low = int(w[alive[:k]].min())
+        least = low if least is None else min(least, low)
+    if least is None:
+        return none
+    log.info(
+        "conversations of %d packets or more (at a point) are cut across the slices too: "
+        "long ones alive at the same time would hold more than half a slice",
+        least * 3 // 4,
+    )
+    out = []
+    for sc, mk in zip(scans, masks, strict=True):
+        if sc is None or mk is None:
+            out.append(np.zeros(0, np.uint64))
+            continue
+        out.append(sc.keys[mk & (sc.cost() >= least * 3 // 4)])
     return out
+
+
+def _endpoint_possible(inputs: Sequence[PointInput], scans: Sequence[Scan | None]) -> bool:
+    """Whether an encrypted tunnel's endpoint may be between two of the points read: two
+    interfaces of one host (`tunnel.find_tunnels` looks there only). Without one, an ESP
+    flow is a datagram flow like any other, matched datagram by datagram: cut too."""
+    seen: set[str] = set()
+    for inp, sc in zip(inputs, scans, strict=True):
+        host, iface = host_of(inp)
+        if sc is None or not iface:
+            continue
+        if host in seen:
+            return True
+        seen.add(host)
+    return False
 
 
 def _margin_rows(run: _Run) -> int:
@@ -1408,15 +1619,18 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     big = [
         (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
         for sc, inp in zip(run.scans, inputs, strict=True)
-        if sc is not None and (m := _member(sc.keys, sc.whole) & (sc.cost() > per_slice)).any()
+        if sc is not None
+        and (m := _member(sc.keys, sc.uncut(run.esp_whole)) & (sc.cost() > per_slice)).any()
     ]
     if big:
         most, _n, where = max(big)
         log.warning(
-            "%d ESP conversation(s) or datagram conversation(s) with a minute of silence hold "
-            "more packets than a slice of the memory budget (%d); the largest, %d packets at "
-            "%s, is read whole into every slice it is alive in, so this run may use about "
-            "%.1f MB more than the budget",
+            "%d ESP conversation(s) (two interfaces of one host are among the points: a "
+            "tunnel endpoint) or datagram conversation(s) with a minute of silence out of "
+            "time order hold more packets than a slice of the memory budget (%d); the "
+            "largest, %d packets at %s, is read whole into every slice it is alive in, so "
+            "this run may use about %.1f MB more than the budget, and an ESP tunnel that "
+            "long may not be recognised as one in every slice (docs/scale.md, Limits)",
             max(n for _m, n, _p in big), per_slice, most, where,
             most * DGRAM_WEIGHT * BYTES_PER_PACKET / 2**20,
         )  # fmt: skip
@@ -1813,7 +2027,8 @@ def correlate_sliced(
         # conversations of more than half a slice are cut: read in part by every slice
         # they are alive in, their state (head) carried (docs/scale.md)
         run.cut_rows = max(per_slice // 2, 1)
-        run.cut = _cut_sets(scans, run.cut_rows)
+        run.esp_whole = _endpoint_possible(inputs, scans)
+        run.cut = _cut_sets(scans, run.cut_rows, run.esp_whole, run.offsets)
         _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1

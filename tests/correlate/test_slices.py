@@ -264,6 +264,14 @@ def _logged() -> Iterator[list[logging.LogRecord]]:
         log.setLevel(level)
 
 
+def _cut_quietly(pts: list[PointInput], n: int) -> list[str]:
+    """What a sliced run of `n` packets a slice (1 ms margins) says; it warns of nothing."""
+    with _logged() as logged:
+        correlate(pts, slice_packets=n, slice_margin_s=0.001)
+    assert not [r for r in logged if r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in logged]
+
+
 HAKA = REALDATA / "haka"
 
 
@@ -502,11 +510,8 @@ def test_huge_udp_conversation_cut_with_the_tcp_one(tmp_path: Path) -> None:
     assert kinds[("drop", "c2s")] == 2  # the QUIC-like datagrams lost at the firewall
     tcp = by_client["203.0.113.10:42500"]["findings"]
     assert (tcp[0]["kind"], tcp[0]["packets"]) == ("drop", len(range(4, 300, 29)))
-    with _logged() as logged:
-        correlate(pts, slice_packets=400, slice_margin_s=0.001)
-    said = [r.getMessage() for r in logged]
+    said = _cut_quietly(pts, 400)
     assert any(m.startswith("2 conversation(s) of more than 200 packets are cut") for m in said)
-    assert not [r for r in logged if r.levelno >= logging.WARNING]
 
 
 def _rtp_dns_ping(tmp: Path, n: int = 900) -> tuple[list[PointInput], dict[str, Any]]:
@@ -624,18 +629,27 @@ def test_huge_datagram_conversations_cut_across_slices(tmp_path: Path) -> None:
     assert [(f["kind"], f["direction"], f["packets"]) for f in ping["findings"]] == [
         ("drop", "s2c", 1)
     ]
-    with _logged() as logged:
-        correlate(pts, slice_packets=150, slice_margin_s=0.001)
-    said = [r.getMessage() for r in logged]
+    said = _cut_quietly(pts, 150)
     assert any(m.startswith("3 conversation(s) of more than 75 packets are cut") for m in said)
-    assert not [r for r in logged if r.levelno >= logging.WARNING]
 
 
-def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None:
-    """An ESP conversation larger than a slice (a tunnel's outer flow: paired with the
-    inner packets of the whole window) and a UDP one with a minute of silence (two flows
-    where the scan cannot tell) are not cut: read whole, with the warning; the verdict
-    is the unsliced one."""
+def test_streams_under_half_a_slice_alive_at_once_are_cut(tmp_path: Path) -> None:
+    """Conversations of half a slice or less are read whole, but several alive at once
+    would make one slice hold them all: the largest are cut (`_crowded`) until those
+    alive together hold at most half a slice, at every point alike. Here the ping (600
+    datagrams at each point: half a slice) is cut with the RTP and DNS streams; the
+    verdict is the unsliced one."""
+    pts, _info = _rtp_dns_ping(tmp_path)
+    _same(pts, (2400,))
+    said = _cut_quietly(pts, 2400)
+    assert any(m.startswith("3 conversation(s) of more than 1200 packets are cut") for m in said)
+
+
+def test_esp_and_quiet_conversations_cut(tmp_path: Path) -> None:
+    """An ESP conversation larger than a slice between two hosts (no tunnel endpoint
+    among the points: a datagram flow like any other) and a UDP one with a minute of
+    silence (two flows unsliced: each piece between silences a conversation of the
+    scan) are cut across the slices, no warning; the verdict is the unsliced one."""
     import random
 
     from pcapgen import write
@@ -657,7 +671,7 @@ def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None
         a.append((t, pkt))
         if i % 50 != 9:
             b.append((t + 0.0002, pkt.copy()))
-        # the quiet one: 200 datagrams, a minute and a half of silence, 200 more
+        # the quiet one: 250 datagrams, a minute and a half of silence, 250 more
         j = i if i < 250 else i + 9000
         u = (
             IP(src="198.51.100.20", dst="198.51.100.2", id=i, ttl=64)
@@ -672,79 +686,260 @@ def test_esp_and_quiet_datagram_conversations_read_whole(tmp_path: Path) -> None
         PointInput(name="a:eth0", pcap=write(tmp_path / "a.pcap", a)),
         PointInput(name="b:eth0", pcap=write(tmp_path / "b.pcap", b)),
     ]
-    one = _same(pts, (120,), jobs=1)
+    one = _same(pts, (120, 300))
     esp = [fl for fl in one["flows"] if fl["proto"] == "esp"]
     assert [(f["kind"], f["packets"]) for f in esp[0]["findings"]] == [("drop", 10)]
+    assert esp[0]["findings"][0]["what"].startswith("ESP spi=0x00001000 seq=10 len=")
     assert len([fl for fl in one["flows"] if fl["proto"] == "udp"]) == 2
-    with _logged() as logged:
-        correlate(pts, slice_packets=120, slice_margin_s=0.001)
-    said = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
-    assert any(m.startswith("2 ESP conversation(s) or datagram conversation(s) with a minute")
-               for m in said), said  # fmt: skip
+    said = _cut_quietly(pts, 120)
+    # the ESP conversation and the quiet one's two pieces (250 datagrams each)
+    assert any(m.startswith("3 conversation(s) of more than 60 packets are cut") for m in said)
 
 
-def test_datagram_at_a_slice_edge_is_not_a_lost_ones_partner(tmp_path: Path) -> None:
-    """Windows much shorter than the margins: a slice reads a cut UDP stream at the
-    second point from its window less the margin, where the first datagrams' copies at
-    the first point were not read. A datagram lost in the window with the same IP ID
-    (it wraps every 100) and length must not pair with one of those as a payload rewrite
-    (that pair's negative delay moved the clock estimate and pass 2 matched nothing):
-    the verdict is the unsliced one, each loss a drop."""
+def test_esp_at_a_tunnel_endpoint_read_whole(tmp_path: Path) -> None:
+    """Two interfaces of one host, the ESP outer flow on one and the inner packets on the
+    other (a tunnel endpoint: paired by timing and size, decisions of the whole flow):
+    the ESP conversation is not cut but read whole, with the warning (docs/scale.md's
+    limits: such a tunnel longer than a slice may not be recognised in every slice);
+    between two hosts it is cut (`_endpoint_possible`)."""
     import random
 
     from pcapgen import write
     from scapy.layers.inet import IP, UDP
+    from scapy.layers.ipsec import ESP
     from scapy.packet import Raw
 
-    rnd = random.Random(12)
+    rnd = random.Random(8)
+    t0 = 1_763_790_000.0
+    outer: list[tuple[float, Any]] = []
+    inner: list[tuple[float, Any]] = []
+    for i in range(400):
+        t = t0 + 0.01 * i
+        pkt = (
+            IP(src="10.9.0.2", dst="10.9.0.80", id=i, ttl=64)
+            / UDP(sport=5000 + i // 8, dport=6000)
+            / Raw(rnd.randbytes(100 + i % 30))
+        )
+        n = len(bytes(pkt))
+        body = rnd.randbytes(32 + (n + 15) // 16 * 16)
+        esp = IP(src="198.51.100.10", dst="198.51.100.1", id=i) / ESP(spi=0x1000, seq=i + 1)
+        outer.append((t, esp / Raw(body)))
+        if i % 40 != 13:  # lost inside the endpoint
+            inner.append((t + 0.0004, pkt))
+    a = write(tmp_path / "gw_eth0.pcap", outer)
+    b = write(tmp_path / "gw_tun0.pcap", inner, link="raw")
+    pts = [PointInput(name="gw:eth0", pcap=a), PointInput(name="gw:tun0", pcap=b)]
+    one = correlate(pts).to_dict()
+    (esp,) = [fl for fl in one["flows"] if fl["proto"] == "esp"]
+    assert [(f["kind"], f["between"], f["packets"]) for f in esp["findings"]] == [
+        ("drop", ["gw:eth0", "gw:tun0"], 10)
+    ]
+    with _logged() as logged:
+        sliced = correlate(pts, slice_packets=120, slice_margin_s=0.001).to_dict()
+    assert len(sliced["flows"]) == len(one["flows"])
+    said = [r.getMessage() for r in logged]
+    assert not [m for m in said if " are cut across the slices" in m]  # (inner flows: 8 each)
+    warned = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
+    assert [m.split(" hold ")[0] for m in warned] == [
+        "1 ESP conversation(s) (two interfaces of one host are among the points: a tunnel "
+        "endpoint) or datagram conversation(s) with a minute of silence out of time order"
+    ]
+    scans = [sl.scan(a), sl.scan(b)]
+    try:
+        assert sl._endpoint_possible(pts, scans)
+        other = [PointInput(name="gw:eth0", pcap=a), PointInput(name="fw:eth1", pcap=b)]
+        assert not sl._endpoint_possible(other, scans)
+        assert scans[0].esp.shape[0] == 1 and not scans[1].esp.shape[0]
+    finally:
+        for sc in scans:
+            sc.close()
+
+
+def _quiet_points(tmp: Path) -> tuple[list[PointInput], dict[str, Any]]:
+    """Through a NAT firewall (two points, `a` inside, `b` outside): a UDP conversation
+    (a VPN-like keep-alive and data channel) that falls silent twice for more than a
+    minute, so that it is three flows, the NAT giving each a new port (its mapping
+    expired in the silence); datagrams lost in the firewall in each piece, an answer now
+    and then, an ICMP error (time exceeded, from the firewall) about one of the third
+    piece; a ping that falls silent for 65 s with a reply lost; short DNS-like flows all
+    along (where the windows fall, also within the silences)."""
+    import random
+
+    from pcapgen import write
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.packet import Raw
+
+    rnd = random.Random(21)
     t0 = 1_763_790_000.0
     a: list[tuple[float, Any]] = []
     b: list[tuple[float, Any]] = []
-    lost = 0
-    for i in range(3000):
-        t = t0 + 0.001 * i
-        pkt = (
-            IP(src="203.0.113.10", dst="203.0.113.80", id=i % 100, ttl=64)
-            / UDP(sport=16384, dport=5004)
-            / Raw(rnd.randbytes(40))
-        )
-        a.append((t, pkt))
-        if i % 7 == 3 and i > 100:
-            lost += 1
-        else:
-            b.append((t + 0.01, pkt.copy()))
-        if i % 100 == 50:  # a receiver report now and then (both clocks' estimates)
-            rr = (
-                IP(src="203.0.113.80", dst="203.0.113.10", id=i, ttl=64)
-                / UDP(sport=5004, dport=16384)
-                / Raw(rnd.randbytes(32))
+    cli, srv, nat = "203.0.113.10", "203.0.113.80", "198.18.1.1"
+    pieces = [(0.0, 300), (95.0, 40), (170.0, 320)]  # start (s), datagrams
+    lost: list[int] = []
+    err_at = None
+    for p, (start, n) in enumerate(pieces):
+        nport = 31000 + p
+        for i in range(n):
+            t = t0 + start + 0.01 * i
+            data = rnd.randbytes(60 + i % 40)
+            ipid = (p * 1000 + i) & 0xFFFF
+            a.append((t, IP(src=cli, dst=srv, id=ipid, ttl=64) / UDP(sport=4500, dport=4500)
+                      / Raw(data)))  # fmt: skip
+            if (i + 7 * p) % 37 == 11:
+                lost.append(p)
+            else:
+                b.append((t + 0.0003, IP(src=nat, dst=srv, id=ipid, ttl=63)
+                          / UDP(sport=nport, dport=4500) / Raw(data)))  # fmt: skip
+            if p == 2 and i == 200:
+                q = IP(src=cli, dst=srv, id=ipid, ttl=1) / UDP(sport=4500, dport=4500) / Raw(data)
+                err = IP(src="203.0.113.1", dst=cli, id=9) / ICMP(type=11, code=0) / q
+                err_at = t + 0.0001
+                a.append((err_at, err))
+            if i % 25 == 3:  # an answer
+                back = rnd.randbytes(30)
+                b.append((t + 0.002, IP(src=srv, dst=nat, id=i, ttl=60)
+                          / UDP(sport=4500, dport=nport) / Raw(back)))  # fmt: skip
+                a.append((t + 0.0023, IP(src=srv, dst=cli, id=i, ttl=59)
+                          / UDP(sport=4500, dport=4500) / Raw(back)))  # fmt: skip
+    for p, (start, n) in enumerate([(0.5, 150), (66.0, 150)]):  # the ping
+        for i in range(n):
+            t = t0 + start + 0.02 * i
+            seq = p * 1000 + i
+            req = IP(src=cli, dst=srv, id=seq, ttl=64) / ICMP(type=8, id=777, seq=seq) / (b"p" * 48)
+            rep = IP(src=srv, dst=cli, id=seq, ttl=60) / ICMP(type=0, id=777, seq=seq) / (b"p" * 48)
+            out_req = (
+                IP(src=nat, dst=srv, id=seq, ttl=63) / ICMP(type=8, id=5000, seq=seq) / (b"p" * 48)
             )
-            b.append((t + 0.004, rr))
-            a.append((t + 0.007, rr.copy()))
-        if i % 10 == 5:  # short DNS-like exchanges: where the windows fall
-            q = (
-                IP(src="203.0.113.10", dst="203.0.113.53", id=i, ttl=64)
-                / UDP(sport=20000 + i, dport=53)
-                / Raw(rnd.randbytes(30))
+            out_rep = (
+                IP(src=srv, dst=nat, id=seq, ttl=60) / ICMP(type=0, id=5000, seq=seq) / (b"p" * 48)
             )
-            r = (
-                IP(src="203.0.113.53", dst="203.0.113.10", id=i, ttl=64)
-                / UDP(sport=53, dport=20000 + i)
-                / Raw(rnd.randbytes(60))
-            )
-            a += [(t, q), (t + 0.0008, r)]
-            b += [(t + 0.0002, q.copy()), (t + 0.0006, r.copy())]
+            a.append((t, req))
+            b.append((t + 0.0003, out_req))
+            b.append((t + 0.001, out_rep))
+            if not (p == 1 and i == 77):
+                a.append((t + 0.0013, rep))
+    for i in range(240):  # DNS-like, one a second
+        t = t0 + 0.25 + i
+        q = rnd.randbytes(30)
+        r = rnd.randbytes(60)
+        a.append((t, IP(src=cli, dst="203.0.113.53", id=i) / UDP(sport=20000 + i, dport=53)
+                  / Raw(q)))  # fmt: skip
+        b.append((t + 0.0003, IP(src=nat, dst="203.0.113.53", id=i, ttl=63)
+                  / UDP(sport=40000 + i, dport=53) / Raw(q)))  # fmt: skip
+        b.append((t + 0.001, IP(src="203.0.113.53", dst=nat, id=i) / UDP(sport=53, dport=40000 + i)
+                  / Raw(r)))  # fmt: skip
+        a.append((t + 0.0013, IP(src="203.0.113.53", dst=cli, id=i, ttl=63)
+                  / UDP(sport=53, dport=20000 + i) / Raw(r)))  # fmt: skip
     a.sort(key=lambda x: x[0])
     b.sort(key=lambda x: x[0])
     pts = [
-        PointInput(name="a:eth0", pcap=write(tmp_path / "a.pcap", a)),
-        PointInput(name="b:eth0", pcap=write(tmp_path / "b.pcap", b)),
+        PointInput(name="fw:eth0", pcap=write(tmp / "a.pcap", a)),
+        PointInput(name="fw:eth1", pcap=write(tmp / "b.pcap", b)),
     ]
-    one = _same(pts, (300,), jobs=1, margin_s=0.5)
-    assert len(one["flows"]) == 301
-    by_client = {fl["client"]: fl for fl in one["flows"]}
-    stream = by_client["203.0.113.10:16384"]
-    assert [(f["kind"], f["direction"], f["packets"]) for f in stream["findings"]] == [
-        ("drop", "c2s", lost)
+    return pts, {"lost": lost, "err_at": err_at}
+
+
+def test_quiet_datagram_conversations_cut_piece_by_piece(tmp_path: Path) -> None:
+    """UDP and ping conversations with a minute of silence or more, larger than a slice:
+    each piece between silences (a flow of the unsliced run) is a conversation of the
+    scan, cut across the slices on its own or read whole when small; the windows in a
+    silence read neither piece. No warning; the verdict is the unsliced one (one process
+    and two): three UDP flows each NATed to its own port with its own drops, the ICMP
+    error in the third, two ping flows, the lost reply in the second."""
+    pts, info = _quiet_points(tmp_path)
+    one = _same(pts, (60, 150, 400))
+    mine = sorted(
+        (fl for fl in one["flows"] if fl["client"] == "203.0.113.10:4500"),
+        key=lambda x: x["first_ts"],
+    )
+    assert [fl["legs"][1]["tuple"].split(" > ")[0] for fl in mine] == [
+        "198.18.1.1:31000",
+        "198.18.1.1:31001",
+        "198.18.1.1:31002",
     ]
-    assert not [fl for fl in one["flows"] if fl is not stream and fl["findings"]]
+    for p, fl in enumerate(mine):
+        drops = [f["packets"] for f in fl["findings"] if f["kind"] == "drop"]
+        assert drops == [info["lost"].count(p)], (p, fl["findings"])
+    assert [f["kind"] for f in mine[2]["findings"]].count("icmp") == 1
+    ping = sorted((fl for fl in one["flows"] if fl["proto"] == "icmp"), key=lambda x: x["first_ts"])
+    assert [[(f["kind"], f["direction"], f["packets"]) for f in fl["findings"]] for fl in ping] == [
+        [],
+        [("drop", "s2c", 1)],
+    ]
+    said = _cut_quietly(pts, 60)
+    # the UDP conversation's three pieces and the ping's two (a datagram counts twice: at
+    # 400 packets a slice, the piece of 40 is read whole)
+    assert any(m.startswith("5 conversation(s) of more than 30 packets are cut") for m in said)
+
+
+def test_quiet_conversation_pieces_by_time() -> None:
+    """The scan's pieces of quiet conversations (`_Pieces`, a chunk at a time, in file
+    order, as `build_dflows` splits flows) and a slice's reading of rows into them by
+    time (`_piece_keys`) agree; an ICMP error goes with the piece under way."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    s = 10**9
+    k = np.array([5, 5, 7, 5, 5, 7, 9, 5], np.uint64)
+    ts = np.array([0, 10, 20, 100, 101, 150, 151, 300], np.int64) * s
+    flow = np.array([1, 1, 1, 1, 0, 1, 1, 1], bool)  # the fifth: an ICMP error
+    pc = sl._Pieces()
+    got = np.concatenate([pc.add(k[:3], ts[:3], flow[:3]), pc.add(k[3:], ts[3:], flow[3:])])
+
+    def pk(conv: int, j: int) -> int:
+        return int(sl.piece_key(np.array([conv], np.uint64), np.array([j]))[0])
+
+    assert pk(5, 0) == 5 and len({pk(5, 1), pk(5, 2), pk(7, 1), 5, 7}) == 5
+    want = [5, 5, 7, pk(5, 1), pk(5, 1), pk(7, 1), 9, pk(5, 2)]
+    assert got.tolist() == want
+    qk, qn = pc.quiet()
+    assert qk.tolist() == [5, 7] and qn.tolist() == [3, 2]
+    keys = np.unique(got)
+    first = np.array([int(ts[got == x].min()) for x in keys], np.int64)
+    last = np.array([int(ts[got == x].max()) for x in keys], np.int64)
+    z = np.zeros(keys.shape[0], np.int64)
+    table, tangled, _ = sl._piece_table((keys, first, last, z, z), qk, qn)
+    assert tangled.shape[0] == 0
+    sc = SimpleNamespace(pieces=table)
+    assert sl._piece_keys(sc, k, ts).tolist() == want  # type: ignore[arg-type]
+    # rows of a slice in another order, one before the conversation's first piece
+    o = np.array([7, 2, 0, 4])
+    early = np.array([0, 20, 0, 101], np.int64) * s - np.array([0, 0, 1, 0])
+    assert sl._piece_keys(sc, k[o], early).tolist() == [5, 7, 5, pk(5, 1)]  # type: ignore[arg-type]
+    # pieces that overlap in time (a file out of time order): one conversation, whole
+    last2 = last.copy()
+    last2[keys == 5] = 200 * s
+    table2, tangled2, (src, dst) = sl._piece_table((keys, first, last2, z, z), qk, qn)
+    assert tangled2.tolist() == [5] and table2[0].tolist() == [7]
+    assert sl._remap(got, src, dst).tolist() == [5, 5, 7, 5, 5, pk(7, 1), 9, 5]
+
+
+def test_crowding_rule_cuts_alike_at_every_point() -> None:
+    """`_crowded`: of three streams under half a slice alive at once (at two points, the
+    second with a little loss), the largest are cut until half a slice is left alive,
+    then every one of at least 3/4 of the smallest cut, at both points alike; streams
+    alive one after the other, small ones, and those never cut are left."""
+    import numpy as np
+
+    def scan(keys: list[int], first: list[int], last: list[int], rows: list[int]) -> Any:
+        o = np.argsort(np.array(keys, np.uint64))
+        k, f, la, r = (np.array(x)[o] for x in (keys, first, last, rows))
+        return sl.Scan(Path("x"), None, 0, [], None, {}, int(r.sum()), 0, None, None, None,
+                       k.astype(np.uint64), f, la, r)  # fmt: skip
+
+    s = 10**9
+    # keys 1-3: three streams of 900 alive over [0, 100 s]; 4: one of 900 alone later;
+    # 5: a small one; at b the same streams (other keys: NAT) with 1 % fewer packets
+    a = scan([1, 2, 3, 4, 5], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
+             [900, 880, 860, 900, 200])  # fmt: skip
+    b = scan([11, 12, 13, 14, 15], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
+             [891, 871, 851, 891, 198])  # fmt: skip
+    got = sl._crowded([a, b], 1000, True, [0, 0])
+    # alive together: 6 of ~870 each, 5,253 in all; the largest five cut (880 the least),
+    # then every one of 660 or more: all three, and the later one alone, at both points
+    assert [x.tolist() for x in got] == [[1, 2, 3, 4], [11, 12, 13, 14]]
+    assert [x.tolist() for x in sl._crowded([a, None], 1800, True, [0, 0])] == [[1, 2, 3, 4], []]
+    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, True, [0, 0])] == [0, 0]
+    b.whole = np.array([11, 12, 13], np.uint64)  # never cut there
+    assert [x.tolist() for x in sl._crowded([a, b], 1000, True, [0, 0])][1] == [14]
