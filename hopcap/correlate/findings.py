@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
+from itertools import accumulate, chain, repeat
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -335,9 +336,6 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
-# one finding of a simple flow: drop or rewrite, direction, its (up, down) points' slot
-# in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
-_Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
 # of a simple flow: both legs' points, the first leg's details, the second's link and
 # details, the hop's median c2s delay and its points
@@ -365,22 +363,23 @@ FINISH_CHUNK = 2048
 
 def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     out: list[Built | None] = [None] * len(flows)
-    # per (up, down) points (a slot): the rows of every drop and rewrite of the simple
-    # flows, and the sequence base of each
-    slots: dict[tuple[int, int], int] = {}
-    rows: list[list[int]] = []
-    bases: list[list[int]] = []
-    jobs: list[list[_Job]] = []
-    simple: list[int] = []
+    # the simple flows (`finish_flows`): their place in `flows`, both matches, their hop's
+    # points, and what their legs need (read now that the flow's objects are at hand; of
+    # its halves only their ids: the rest from the points' columns, for the chunk at once)
+    sel: list[int] = []
+    dms: tuple[list[DirMatch], list[DirMatch]] = ([], [])
+    hop_ab: list[tuple[int, int]] = []
     heads: list[_Head] = []
     ends: list[int] = []  # five a simple flow (`_simple_ends`)
-    has_flag = [p.has_flag for p in pts]
+    # per point: its halves with a RST (by hid), looked up on first need
+    rst: list[dict[int, list[int]] | None] = [None] * len(pts)
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
         hop = f.hops[0]
         x, y = f.legs
         c2s, s2c = hop.c2s, hop.s2c
+        xc, xs, yc, ys = x.c, x.s, y.c, y.s
         if (
             c2s is None
             or s2c is None
@@ -388,68 +387,107 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             or hop.ended is not None
             or x.part is not None
             or y.part is not None
-            or x.c is None
-            or x.s is None
-            or y.c is None
-            or y.s is None
+            or xc is None
+            or xs is None
+            or yc is None
+            or ys is None
             or c2s.undelivered_bytes
             or s2c.undelivered_bytes
             or c2s.unexplained
             or s2c.unexplained
-            or y.s.idx.shape[0] == 0
-            or has_flag[y.point](y.s, RST)
+            # (`Half.idx` without slicing it, unless rows were set in its place)
+            or (ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0)
         ):
             continue
-        fj: list[_Job] = []
-        dirs: tuple[tuple[Direction, DirMatch, tuple[int, int]], ...] = (
-            ("c2s", c2s, (hop.a, hop.b)),
-            ("s2c", s2c, (hop.b, hop.a)),
-        )
-        for direction, dm, ud in dirs:
-            und, rws = dm.undelivered, dm.rewrites
-            if not und and not rws:
-                continue
+        yp = y.point
+        rst_y = rst[yp]
+        if rst_y is None:
+            rst_y = rst[yp] = pts[yp]._flag_rows(RST)
+        if ys.hid in rst_y:
+            continue
+        sel.append(k)
+        dms[0].append(c2s)
+        dms[1].append(s2c)
+        a, b = hop.a, hop.b
+        hop_ab.append((a, b))
+        xp = x.point
+        ends += (xp, xc.hid, xs.hid, yp, yc.hid)
+        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
+    # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
+    # its rewrites (`_rewrite_jobs`); the slots: per (up, down) points, the rows of every
+    # drop and rewrite and their sequence bases
+    n = len(sel)
+    dirs = (_Dir(n), _Dir(n))
+    slots: dict[tuple[int, int], int] = {}
+    rows: list[list[int]] = []
+    bases: list[list[int]] = []
+    keys = dict.fromkeys(hop_ab)
+    for ab in keys:
+        at = range(n) if len(keys) == 1 else [i for i, x in enumerate(hop_ab) if x == ab]
+        for d, ud in ((0, ab), (1, (ab[1], ab[0]))):
             slot = slots.get(ud)
             if slot is None:
                 slot = slots[ud] = len(rows)
                 rows.append([])
                 bases.append([])
-            rr, bb, base = rows[slot], bases[slot], dm.a_base
-            if und:
-                fj.append(("drop", direction, slot, len(rr), len(und), None))
-                rr += und
-                bb += [base] * len(und)
-            if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
-                rw = rws[0]
-                g1 = (rw.field, [rw.a_row], rw, 1)
-                fj.append(("rewrite", direction, slot, len(rr), 1, g1))
-                rr.append(rw.a_row)
-                bb.append(base)
-            elif rws:
-                for g in rewrite_groups(rws):
-                    fj.append(("rewrite", direction, slot, len(rr), len(g[1]), g))
-                    rr += g[1]
-                    bb += [base] * len(g[1])
-        simple.append(k)
-        jobs.append(fj)
-        # what its legs need, read now that the flow's objects are at hand; of its halves
-        # only their ids (the rest from the points' columns, for the chunk at once)
-        xp, yp = x.point, y.point
-        ends += (xp, x.c.hid, x.s.hid, yp, y.c.hid)
-        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, hop.a, hop.b))
+            _slot_jobs(dirs[d], slot, at, dms[d], rows[slot], bases[slot])
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
-    for k, fj, head, strs in zip(simple, jobs, heads, _simple_ends(pts, ends), strict=True):
-        f = flows[k]
-        built = _finish_simple(ctx, f, fj, head, strs)
-        out[k] = built if built is not None else finish_flow(pts, present, f)
+    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ends), strict=True)):
+        out[k] = _finish_simple(ctx, flows[k], dirs, i, head, strs)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
     ]
+
+
+class _Dir:
+    """One direction of the simple flows of a chunk (by their place among them): the slot
+    of its rows, where its drops' rows start there and how many; its rewrite groups (None:
+    none; one as (field, first rewrite, values, first row's place, rows); several: a list
+    of those)."""
+
+    def __init__(self, n: int) -> None:
+        self.slot = [0] * n
+        self.upos = [0] * n
+        self.nu = [0] * n
+        self.rw: list[Any] = [None] * n
+
+
+def _slot_jobs(
+    d: _Dir, slot: int, at: Sequence[int], dm_all: list[DirMatch], rr: list[int], bb: list[int]
+) -> None:
+    """The rows of the drops and rewrites of direction `d` of the simple flows `at` (their
+    matches `dm_all`) appended to slot `slot` (`rr`; their sequence bases `bb`), in bulk."""
+    dm_at = dm_all if len(at) == len(dm_all) else [dm_all[i] for i in at]
+    unds = [dm.undelivered for dm in dm_at]
+    nu = list(map(len, unds))
+    ab = [dm.a_base for dm in dm_at]
+    start = len(rr)
+    rr += chain.from_iterable(unds)
+    bb += chain.from_iterable(map(repeat, ab, nu))
+    upos = list(accumulate(nu, initial=start))
+    rwss = [dm.rewrites for dm in dm_at]
+    for i, ui, ni in zip(at, upos, nu, strict=False):
+        d.slot[i], d.upos[i], d.nu[i] = slot, ui, ni
+    for i, rws, base in zip(at, rwss, ab, strict=True):
+        if not rws:
+            continue
+        if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
+            rw = rws[0]
+            d.rw[i] = (rw.field, rw, 1, len(rr), 1)
+            rr.append(rw.a_row)
+            bb.append(base)
+            continue
+        gs = []
+        for fld, rws_rows, rw0, nvals in rewrite_groups(rws):
+            gs.append((fld, rw0, nvals, len(rr), len(rws_rows)))
+            rr += rws_rows
+            bb += [base] * len(rws_rows)
+        d.rw[i] = gs
 
 
 def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
@@ -602,36 +640,51 @@ class _SimpleCtx:
 
 
 def _finish_simple(
-    ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head, strs: tuple[str, str, str, str, int]
+    ctx: _SimpleCtx,
+    f: FlowB,
+    dirs: tuple[_Dir, _Dir],
+    i: int,
+    head: _Head,
+    strs: tuple[str, str, str, str, int],
 ) -> Built | None:
-    """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
-    where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
+    """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
+    columns; None where one of its drops is not certain (a capture blind then):
+    `finish_flow` decides."""
     drops: list[Finding] = []
     rewrites: list[Finding] = []
     cols, pairs, up_offs = ctx.cols, ctx.between, ctx.up_off
-    for kind, direction, slot, i, n, g in fj:
-        texts, pls, tss, kinds, blind_ = cols[slot]
-        if g is None:
+    both: tuple[tuple[Direction, _Dir], ...] = (("c2s", dirs[0]), ("s2c", dirs[1]))
+    for direction, d in both:
+        n = d.nu[i]
+        if n:
+            slot, j = d.slot[i], d.upos[i]
+            texts, pls, tss, kinds, blind_ = cols[slot]
             if n == 1:
-                if blind_[i]:
+                if blind_[j]:
                     return None
-                text, nb, ts0 = texts[i], pls[i], tss[i]
+                text, nb, ts0 = texts[j], pls[j], tss[j]
             else:
-                if any(blind_[i : i + n]):
+                if any(blind_[j : j + n]):
                     return None
-                text, nb, ts0 = _tallied(cols[slot], i, n)
-            drops.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
-                                 text, None, None, None, kinds[i]))  # fmt: skip
+                text, nb, ts0 = _tallied(cols[slot], j, n)
+            drops.append(Finding("drop", direction, pairs[slot], n, nb,
+                                 (ts0 - up_offs[slot]) / NS, text, None, None, None,
+                                 kinds[j]))  # fmt: skip
+        g = d.rw[i]
+        if g is None:
             continue
-        fld, _rows, rw0, nvals = g
-        if n == 1:
-            text, nb, ts0 = texts[i], pls[i], tss[i]
-        else:
-            text, nb, ts0 = _tallied(cols[slot], i, n)
-        if nvals > 1:
-            text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-        rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
-                                text, fld, rw0.before, rw0.after))  # fmt: skip
+        slot = d.slot[i]
+        for fld, rw0, nvals, j, n in g if type(g) is list else (g,):
+            if n == 1:
+                texts, pls, tss = cols[slot][:3]
+                text, nb, ts0 = texts[j], pls[j], tss[j]
+            else:
+                text, nb, ts0 = _tallied(cols[slot], j, n)
+            if nvals > 1:
+                text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
+            rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
+                                    (ts0 - up_offs[slot]) / NS, text, fld, rw0.before,
+                                    rw0.after))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     _by_time(drops)
     _by_time(rewrites)
