@@ -436,8 +436,11 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
+    # the time of every row as a finding has it (seconds on the aligned timeline)
+    ctx.ats = [[(t - off) / NS for t in c[2]] for c, off in zip(ctx.cols, ctx.up_off, strict=True)]
+    ctx.dirs = (("c2s", dirs[0]), ("s2c", dirs[1]))
     for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ends), strict=True)):
-        out[k] = _finish_simple(ctx, flows[k], dirs, i, head, strs)
+        out[k] = _finish_simple(ctx, flows[k], i, head, strs)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
@@ -613,6 +616,8 @@ class _SimpleCtx:
         self.between = [(pts[u].name, pts[d].name) for u, d in uds]
         self.up_off = [pts[u].offset_ns for u, _d in uds]
         self.cols: list[_Cols] = []
+        self.ats: list[list[float]] = []  # per slot: its rows' times (`_finish_chunk`)
+        self.dirs: tuple[tuple[Direction, _Dir], ...] = ()  # the simple flows' directions
         self.wheres: dict[tuple[str, str], str] = {}
         self.summaries: dict[tuple[object, ...], str] = {}
 
@@ -640,50 +645,48 @@ class _SimpleCtx:
 
 
 def _finish_simple(
-    ctx: _SimpleCtx,
-    f: FlowB,
-    dirs: tuple[_Dir, _Dir],
-    i: int,
-    head: _Head,
-    strs: tuple[str, str, str, str, int],
+    ctx: _SimpleCtx, f: FlowB, i: int, head: _Head, strs: tuple[str, str, str, str, int]
 ) -> Built | None:
     """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
     columns; None where one of its drops is not certain (a capture blind then):
     `finish_flow` decides."""
     drops: list[Finding] = []
     rewrites: list[Finding] = []
-    cols, pairs, up_offs = ctx.cols, ctx.between, ctx.up_off
-    both: tuple[tuple[Direction, _Dir], ...] = (("c2s", dirs[0]), ("s2c", dirs[1]))
-    for direction, d in both:
+    cols, pairs, ats = ctx.cols, ctx.between, ctx.ats
+    for direction, d in ctx.dirs:
         n = d.nu[i]
         if n:
             slot, j = d.slot[i], d.upos[i]
-            texts, pls, tss, kinds, blind_ = cols[slot]
+            texts, pls, _tss, kinds, blind_ = cols[slot]
             if n == 1:
                 if blind_[j]:
                     return None
-                text, nb, ts0 = texts[j], pls[j], tss[j]
+                drops.append(Finding("drop", direction, pairs[slot], 1, pls[j], ats[slot][j],
+                                     texts[j], None, None, None, kinds[j]))  # fmt: skip
             else:
                 if any(blind_[j : j + n]):
                     return None
                 text, nb, ts0 = _tallied(cols[slot], j, n)
-            drops.append(Finding("drop", direction, pairs[slot], n, nb,
-                                 (ts0 - up_offs[slot]) / NS, text, None, None, None,
-                                 kinds[j]))  # fmt: skip
+                drops.append(Finding("drop", direction, pairs[slot], n, nb,
+                                     (ts0 - ctx.up_off[slot]) / NS, text, None, None, None,
+                                     kinds[j]))  # fmt: skip
         g = d.rw[i]
         if g is None:
             continue
         slot = d.slot[i]
-        for fld, rw0, nvals, j, n in g if type(g) is list else (g,):
-            if n == 1:
-                texts, pls, tss = cols[slot][:3]
-                text, nb, ts0 = texts[j], pls[j], tss[j]
-            else:
-                text, nb, ts0 = _tallied(cols[slot], j, n)
+        if type(g) is tuple:  # one rewrite, one packet: the usual case
+            fld, rw0, _nvals, j, _n = g
+            rewrites.append(Finding("rewrite", direction, pairs[slot], 1, cols[slot][1][j],
+                                    ats[slot][j], cols[slot][0][j], fld, rw0.before,
+                                    rw0.after))  # fmt: skip
+            continue
+        for fld, rw0, nvals, j, n in g:
+            text, nb, ts0 = _tallied(cols[slot], j, n) if n > 1 else (
+                cols[slot][0][j], cols[slot][1][j], cols[slot][2][j])  # fmt: skip
             if nvals > 1:
                 text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
             rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
-                                    (ts0 - up_offs[slot]) / NS, text, fld, rw0.before,
+                                    (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
                                     rw0.after))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     _by_time(drops)
