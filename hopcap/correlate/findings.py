@@ -507,7 +507,8 @@ def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str,
     firsts = np.zeros(n, np.int64)
     for pc, hc in ((0, 1), (3, 4)):
         src, dst = np.empty(n, object), np.empty(n, object)
-        for q in np.unique(e[:, pc]).tolist():
+        # (not np.unique: numpy 2's imports numpy.ma on its first plain call, ~15 ms)
+        for q in sorted(set(e[:, pc].tolist())):
             pos = np.nonzero(e[:, pc] == q)[0]
             p = pts[q]
             assert p.pc is not None
