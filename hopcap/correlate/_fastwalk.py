@@ -731,6 +731,10 @@ static long mat_pair(uint64_t *ka, const int64_t *pa, long na, const int64_t *pi
     }
     return k;
 }
+#ifndef MAT_PF_OFF
+#define MAT_PF_OFF 16  /* pairs ahead: their payload offsets and lengths */
+#define MAT_PF_PL 8  /* pairs ahead: every line of their payloads */
+#endif
 static inline int64_t mat_s32(int64_t x) {
     return ((x + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
 }
@@ -815,19 +819,20 @@ long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     free(t.k); free(t.v);
     if (k1 < 0 || k2 < 0) { ret = -1; goto out; }
     for (long i = 0; i < k2; i++) {
-        if (i + 16 < k2) {
-            int64_t x2 = ra[epa[i + 16]], y2 = rb[epb[i + 16]];
+        if (i + MAT_PF_OFF < k2) {
+            int64_t x2 = ra[epa[i + MAT_PF_OFF]], y2 = rb[epb[i + MAT_PF_OFF]];
             __builtin_prefetch(cap[0] + x2); __builtin_prefetch(off[0] + x2);
             __builtin_prefetch(cap[1] + y2); __builtin_prefetch(off[1] + y2);
         }
-        if (i + 8 < k2) { /* their payloads, once the offsets are in */
-            int64_t x2 = ra[epa[i + 8]], y2 = rb[epb[i + 8]];
-            const uint8_t *qa = bufa + off[0][x2], *qb = bufb + off[1][y2];
-            long m2 = cap[0][x2] < 256 ? cap[0][x2] : 256;
-            for (long o = 0; o < m2; o += 64) {
-                __builtin_prefetch(qa + o);
-                __builtin_prefetch(qb + o);
-            }
+        if (i + MAT_PF_PL < k2) { /* their payloads, every line, once the offsets are in */
+            int64_t x2 = ra[epa[i + MAT_PF_PL]], y2 = rb[epb[i + MAT_PF_PL]];
+            int64_t m2 = cap[0][x2] < cap[1][y2] ? cap[0][x2] : cap[1][y2];
+            if (m2 > 4096) m2 = 4096;
+            uintptr_t qa = (uintptr_t)(bufa + off[0][x2]), qb = (uintptr_t)(bufb + off[1][y2]);
+            for (uintptr_t o = qa & ~(uintptr_t)63; o < qa + (uintptr_t)m2; o += 64)
+                __builtin_prefetch((const void *)o);
+            for (uintptr_t o = qb & ~(uintptr_t)63; o < qb + (uintptr_t)m2; o += 64)
+                __builtin_prefetch((const void *)o);
         }
         int64_t x = ra[epa[i]], y = rb[epb[i]];
         int64_t m = cap[0][x] < cap[1][y] ? cap[0][x] : cap[1][y];
@@ -1060,6 +1065,10 @@ long hopcap_rowsof(const int64_t *hid, long n, const int64_t *start, const int64
                    const int64_t *order, int64_t *rows, int64_t *pos) {
     long m = 0;
     for (long k = 0; k < n; k++) {
+        if (k + 16 < n && hid[k + 16] >= 0) {  /* the halves ahead: far apart */
+            __builtin_prefetch(start + hid[k + 16]); __builtin_prefetch(end + hid[k + 16]);
+        }
+        if (k + 8 < n && hid[k + 8] >= 0) __builtin_prefetch(order + start[hid[k + 8]]);
         int64_t h = hid[k];
         if (h < 0) continue;
         for (int64_t j = start[h]; j < end[h]; j++) { rows[m] = order[j]; pos[m] = k; m++; }
@@ -1154,7 +1163,13 @@ void hopcap_delays(long n, const int64_t *ga, const int64_t *gb, const int64_t *
     for (long k = 0; k < n; k++) cnt[pid[k]]++;
     at[0] = 0;
     for (long p = 0; p < npairs; p++) { at[p + 1] = at[p] + cnt[p]; cur[p] = at[p]; }
-    for (long k = 0; k < n; k++) d[cur[pid[k]]++] = ts_b[gb[k]] - ts_a[ga[k]];
+    for (long k = 0; k < n; k++) {
+        if (k + 16 < n) {  /* the rows ahead: their times lie all over the columns */
+            __builtin_prefetch(ts_a + ga[k + 16]);
+            __builtin_prefetch(ts_b + gb[k + 16]);
+        }
+        d[cur[pid[k]]++] = ts_b[gb[k]] - ts_a[ga[k]];
+    }
     for (long p = 0; p < npairs; p++) {
         int64_t c = cnt[p], *x = d + at[p];
         if (!c) { dmin[p] = 0; dmed[p] = 0.0; continue; }
