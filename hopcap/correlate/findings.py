@@ -690,8 +690,10 @@ def _finish_simple(
                                     (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
                                     rw0.after))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
-    _by_time(drops)
-    _by_time(rewrites)
+    if len(drops) > 1:
+        _by_time(drops)
+    if len(rewrites) > 1:
+        _by_time(rewrites)
     findings = drops + rewrites if drops else rewrites
     xp, yp, x_details, y_link, y_details, d_med, a, b = head
     client, server, y_src, y_dst, first_ns = strs
