@@ -368,7 +368,9 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # its halves only their ids: the rest from the points' columns, for the chunk at once)
     sel: list[int] = []
     dms: tuple[list[DirMatch], list[DirMatch]] = ([], [])
-    hop_ab: list[tuple[int, int]] = []
+    # the points of their hop: one pair for all (the first's; with every point present,
+    # only the last two points have flows of one hop matched both ways)
+    ab: tuple[int, int] | None = None
     heads: list[_Head] = []
     ends: list[int] = []  # five a simple flow (`_simple_ends`)
     # per point: its halves with a RST (by hid), looked up on first need
@@ -405,32 +407,31 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             rst_y = rst[yp] = pts[yp]._flag_rows(RST)
         if ys.hid in rst_y:
             continue
+        a, b = hop.a, hop.b
+        if ab is None:
+            ab = (a, b)
+        elif ab != (a, b):
+            continue
         sel.append(k)
         dms[0].append(c2s)
         dms[1].append(s2c)
-        a, b = hop.a, hop.b
-        hop_ab.append((a, b))
         xp = x.point
         ends += (xp, xc.hid, xs.hid, yp, yc.hid)
         heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
-    # its rewrites (`_rewrite_jobs`); the slots: per (up, down) points, the rows of every
-    # drop and rewrite and their sequence bases
+    # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
+    # and their sequence bases
     n = len(sel)
     dirs = (_Dir(n), _Dir(n))
     slots: dict[tuple[int, int], int] = {}
     rows: list[list[int]] = []
     bases: list[list[int]] = []
-    keys = dict.fromkeys(hop_ab)
-    for ab in keys:
-        at = range(n) if len(keys) == 1 else [i for i, x in enumerate(hop_ab) if x == ab]
+    if ab is not None:
         for d, ud in ((0, ab), (1, (ab[1], ab[0]))):
-            slot = slots.get(ud)
-            if slot is None:
-                slot = slots[ud] = len(rows)
-                rows.append([])
-                bases.append([])
-            _slot_jobs(dirs[d], slot, at, dms[d], rows[slot], bases[slot])
+            slots[ud] = d
+            rows.append([])
+            bases.append([])
+            _slot_jobs(dirs[d], d, dms[d], rows[d], bases[d])
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
@@ -454,32 +455,34 @@ class _Dir:
     of those)."""
 
     def __init__(self, n: int) -> None:
-        self.slot = [0] * n
-        self.upos = [0] * n
-        self.nu = [0] * n
+        self.slot = 0
+        self.upos: list[int] = []
+        self.nu: list[int] = []
         self.rw: list[Any] = [None] * n
 
 
-def _slot_jobs(
-    d: _Dir, slot: int, at: Sequence[int], dm_all: list[DirMatch], rr: list[int], bb: list[int]
-) -> None:
-    """The rows of the drops and rewrites of direction `d` of the simple flows `at` (their
-    matches `dm_all`) appended to slot `slot` (`rr`; their sequence bases `bb`), in bulk."""
-    dm_at = dm_all if len(at) == len(dm_all) else [dm_all[i] for i in at]
-    unds = [dm.undelivered for dm in dm_at]
+def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
+    """The rows of the drops and rewrites of direction `d` of the simple flows (their
+    matches `dms`) appended to slot `slot` (`rr`; their sequence bases `bb`), in bulk."""
+    unds = [dm.undelivered for dm in dms]
     nu = list(map(len, unds))
-    ab = [dm.a_base for dm in dm_at]
+    ab = [dm.a_base for dm in dms]
     start = len(rr)
     rr += chain.from_iterable(unds)
     bb += chain.from_iterable(map(repeat, ab, nu))
-    upos = list(accumulate(nu, initial=start))
-    rwss = [dm.rewrites for dm in dm_at]
-    for i, ui, ni in zip(at, upos, nu, strict=False):
-        d.slot[i], d.upos[i], d.nu[i] = slot, ui, ni
-    for i, rws, base in zip(at, rwss, ab, strict=True):
+    d.slot, d.upos, d.nu = slot, list(accumulate(nu, initial=start))[:-1], nu
+    rwss = [dm.rewrites for dm in dms]
+    if all(len(rws) < 2 for rws in rwss):
+        # the usual case (a clamped MSS), in bulk: one rewrite or none each way
+        pos = iter(range(len(rr), len(rr) + sum(map(bool, rwss))))
+        rr += [rws[0].a_row for rws in rwss if rws]
+        bb += [base for rws, base in zip(rwss, ab, strict=True) if rws]
+        d.rw = [(rws[0].field, rws[0], 1, next(pos), 1) if rws else None for rws in rwss]
+        return
+    for i, (rws, base) in enumerate(zip(rwss, ab, strict=True)):
         if not rws:
             continue
-        if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
+        if len(rws) == 1:  # as `rewrite_groups` has it
             rw = rws[0]
             d.rw[i] = (rw.field, rw, 1, len(rr), 1)
             rr.append(rw.a_row)
@@ -657,7 +660,7 @@ def _finish_simple(
     for direction, d in ctx.dirs:
         n = d.nu[i]
         if n:
-            slot, j = d.slot[i], d.upos[i]
+            slot, j = d.slot, d.upos[i]
             texts, pls, _tss, kinds, blind_ = cols[slot]
             if n == 1:
                 if blind_[j]:
@@ -674,7 +677,7 @@ def _finish_simple(
         g = d.rw[i]
         if g is None:
             continue
-        slot = d.slot[i]
+        slot = d.slot
         if type(g) is tuple:  # one rewrite, one packet: the usual case
             fld, rw0, _nvals, j, _n = g
             rewrites.append(Finding("rewrite", direction, pairs[slot], 1, cols[slot][1][j],
