@@ -440,6 +440,9 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # the time of every row as a finding has it (seconds on the aligned timeline)
     ctx.ats = [[(t - off) / NS for t in c[2]] for c, off in zip(ctx.cols, ctx.up_off, strict=True)]
     ctx.dirs = (("c2s", dirs[0]), ("s2c", dirs[1]))
+    if ab is not None:
+        for direction, dr in ctx.dirs:
+            dr.made(ctx, direction)
     for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ends), strict=True)):
         out[k] = _finish_simple(ctx, flows[k], i, head, strs)
     return [
@@ -459,6 +462,25 @@ class _Dir:
         self.upos: list[int] = []
         self.nu: list[int] = []
         self.rw: list[Any] = [None] * n
+        # per flow: its finding of one dropped packet (None: none, or its time blind) and
+        # of one rewrite of one packet (None: none, or not of that kind)
+        self.drop1: list[Finding | None] = [None] * n
+        self.rw1: list[Finding | None] = [None] * n
+
+    def made(self, ctx: _SimpleCtx, direction: Direction) -> None:
+        """`drop1` and `rw1` of every flow, made at once from the slot's columns."""
+        texts, pls, _tss, kinds, blind_ = ctx.cols[self.slot]
+        ats, between = ctx.ats[self.slot], ctx.between[self.slot]
+        self.drop1 = [
+            Finding("drop", direction, between, 1, pls[j], ats[j], texts[j], None, None, None,
+                    kinds[j]) if n == 1 and not blind_[j] else None
+            for n, j in zip(self.nu, self.upos, strict=True)
+        ]  # fmt: skip
+        self.rw1 = [
+            Finding("rewrite", direction, between, 1, pls[g[3]], ats[g[3]], texts[g[3]], g[0],
+                    g[1].before, g[1].after) if type(g) is tuple else None
+            for g in self.rw
+        ]  # fmt: skip
 
 
 def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
@@ -472,12 +494,16 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
     bb += chain.from_iterable(map(repeat, ab, nu))
     d.slot, d.upos, d.nu = slot, list(accumulate(nu, initial=start))[:-1], nu
     rwss = [dm.rewrites for dm in dms]
-    if all(len(rws) < 2 for rws in rwss):
-        # the usual case (a clamped MSS), in bulk: one rewrite or none each way
-        pos = iter(range(len(rr), len(rr) + sum(map(bool, rwss))))
+    n_rw = list(map(len, rwss))
+    if max(n_rw, default=0) < 2:
+        # the usual case (a clamped MSS), in bulk: one rewrite or none each way (at its
+        # place in the slot: after those before it)
+        at = accumulate(n_rw, initial=len(rr) - 1)
+        next(at)
+        d.rw = [(rws[0].field, rws[0], 1, j, 1) if rws else None
+                for rws, j in zip(rwss, at, strict=True)]  # fmt: skip
         rr += [rws[0].a_row for rws in rwss if rws]
         bb += [base for rws, base in zip(rwss, ab, strict=True) if rws]
-        d.rw = [(rws[0].field, rws[0], 1, next(pos), 1) if rws else None for rws in rwss]
         return
     for i, (rws, base) in enumerate(zip(rwss, ab, strict=True)):
         if not rws:
@@ -654,8 +680,27 @@ def _finish_simple(
     """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
     columns; None where one of its drops is not certain (a capture blind then):
     `finish_flow` decides."""
-    drops: list[Finding] = []
-    rewrites: list[Finding] = []
+    (_c, dc), (_s, ds) = ctx.dirs
+    nc, ns, gc, gs = dc.nu[i], ds.nu[i], dc.rw[i], ds.rw[i]
+    if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
+        # the usual flow: at most a packet dropped and a packet rewritten each way
+        drops: list[Finding] = []
+        if nc:
+            x = dc.drop1[i]
+            if x is None:
+                return None
+            drops.append(x)
+        if ns:
+            x = ds.drop1[i]
+            if x is None:
+                return None
+            drops.append(x)
+        rc, rs = dc.rw1[i], ds.rw1[i]
+        rewrites = [rc, rs] if rc is not None and rs is not None else [
+            r for r in (rc, rs) if r is not None]  # fmt: skip
+        return _built(ctx, f, drops, rewrites, head, strs)
+    drops = []
+    rewrites = []
     cols, pairs, ats = ctx.cols, ctx.between, ctx.ats
     for direction, d in ctx.dirs:
         n = d.nu[i]
@@ -692,6 +737,18 @@ def _finish_simple(
             rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
                                     (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
                                     rw0.after))  # fmt: skip
+    return _built(ctx, f, drops, rewrites, head, strs)
+
+
+def _built(
+    ctx: _SimpleCtx,
+    f: FlowB,
+    drops: list[Finding],
+    rewrites: list[Finding],
+    head: _Head,
+    strs: tuple[str, str, str, str, int],
+) -> Built:
+    """The Built of a simple flow with its `drops` and `rewrites` (see `_finish_simple`)."""
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     if len(drops) > 1:
         _by_time(drops)
