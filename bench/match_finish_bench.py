@@ -15,11 +15,12 @@ folder).
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from prepare_match_bench import compared
 
 ONE = r"""
 import gc, sys, time
@@ -72,17 +73,8 @@ def end_to_end(code: Path, folder: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", type=Path)
-    ap.add_argument("--before", type=Path, required=True)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    here = Path(__file__).resolve().parent.parent
-    best: dict[str, tuple[float, ...]] = {}
-    for _ in range(args.runs):
-        for name, code in (("before", args.before), ("this", here)):
-            got = (*in_process(code, args.folder), end_to_end(code, args.folder))
-            best[name] = tuple(map(min, zip(best.get(name, got), got, strict=True)))
+    best = compared(__doc__, lambda code, folder: (*in_process(code, folder),
+                                                   end_to_end(code, folder)))  # fmt: skip
     for name, (m, f, e) in best.items():
         print(f"{name:7s} match {m:.3f} s  finish {f:.3f} s  both {m + f:.3f} s"
               f"  end to end {e:.3f} s")  # fmt: skip
