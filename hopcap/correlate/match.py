@@ -800,7 +800,8 @@ def _field_rewrites(
     return out
 
 
-# the fields of hopcap_fields' bits: (bit, rewrite name, column, shift of its values)
+# the fields of hopcap_fields_ttl's bits (32, the TTL, apart): (bit, rewrite name, column,
+# shift of its values)
 _FIELD_BITS = ((1, "ip.dscp", "tos", 2), (2, "tcp.flags", "flags", 0), (4, "tcp.window", "win", 0),
                (8, "tcp.mss", "mss", 0), (16, "tcp.ack", "ack", 0))  # fmt: skip
 
