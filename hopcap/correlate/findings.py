@@ -372,7 +372,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # only the last two points have flows of one hop matched both ways)
     ab: tuple[int, int] | None = None
     heads: list[_Head] = []
-    ends: list[int] = []  # five a simple flow (`_simple_ends`)
+    ends: list[int] = []  # three a simple flow (`_simple_ends`)
     # per point: its halves with a RST (by hid), looked up on first need
     rst: list[dict[int, list[int]] | None] = [None] * len(pts)
     for k, f in enumerate(flows):
@@ -408,15 +408,15 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         if ys.hid in rst_y:
             continue
         a, b = hop.a, hop.b
-        if ab is None:
+        xp = x.point
+        if ab is None and xp == a and yp == b:
             ab = (a, b)
-        elif ab != (a, b):
+        elif ab != (a, b) or xp != a or yp != b:
             continue
         sel.append(k)
         dms[0].append(c2s)
         dms[1].append(s2c)
-        xp = x.point
-        ends += (xp, xc.hid, xs.hid, yp, yc.hid)
+        ends += (xc.hid, xs.hid, yc.hid)
         heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
     # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
@@ -443,7 +443,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     if ab is not None:
         for direction, dr in ctx.dirs:
             dr.made(ctx, direction)
-    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ends), strict=True)):
+    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ab, ends), strict=True)):
         out[k] = _finish_simple(ctx, flows[k], i, head, strs)
     return [
         b if b is not None else finish_flow(pts, present, f)
@@ -522,34 +522,30 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
         d.rw[i] = gs
 
 
-def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
-    """Of simple flows (`ends`: five numbers each, their first leg's point and (c, s)
-    halves, their second leg's point and c half): the first leg's client and server, the
-    second leg's source and destination (as `Half.src_str`/`dst_str` write them), and the first
-    capture time of the first leg; from the points' columns (a half's own fields, read
-    one half at a time, cost as much again: the halves lie all over memory)."""
-    n = len(ends) // 5
-    if not n:
+def _simple_ends(
+    pts: list[Point], ab: tuple[int, int] | None, ends: list[int]
+) -> list[tuple[str, str, str, str, int]]:
+    """Of simple flows (their legs at points `ab`; `ends`: three half ids each, their first
+    leg's client and server halves and their second leg's client half): the first leg's
+    client and server, the second leg's source and destination (as `Half.src_str`/`dst_str`
+    write them), and the first capture time of the first leg; from the points' columns (a
+    half's own fields, read one half at a time, cost as much again: the halves lie all
+    over memory)."""
+    n = len(ends) // 3
+    if not n or ab is None:
         return []
-    e = np.array(ends, np.int64).reshape(n, 5)
-    out: list[list[Any]] = []
-    firsts = np.zeros(n, np.int64)
-    for pc, hc in ((0, 1), (3, 4)):
-        src, dst = np.empty(n, object), np.empty(n, object)
-        # (not np.unique: numpy 2's imports numpy.ma on its first plain call, ~15 ms)
-        for q in sorted(set(e[:, pc].tolist())):
-            pos = np.nonzero(e[:, pc] == q)[0]
-            p = pts[q]
-            assert p.pc is not None
-            cols, t = p.pc.half_cols(), p.table
-            hid = e[pos, hc]
-            r0 = cols.row0[hid]
-            src[pos] = _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo)
-            dst[pos] = _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo)
-            if pc == 0:
-                firsts[pos] = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]])
-        out += (src.tolist(), dst.tolist())
-    return list(zip(*out, firsts.tolist(), strict=True))
+    e = np.array(ends, np.int64).reshape(n, 3)
+    out: list[list[str]] = []
+    for q, hid in ((ab[0], e[:, 0]), (ab[1], e[:, 2])):
+        p = pts[q]
+        assert p.pc is not None
+        cols, t = p.pc.half_cols(), p.table
+        r0 = cols.row0[hid]
+        out.append(_endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo))
+        out.append(_endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo))
+        if q == ab[0]:
+            firsts = np.minimum(cols.first_ts[hid], cols.first_ts[e[:, 1]]).tolist()
+    return list(zip(*out, firsts, strict=True))
 
 
 def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
