@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ONE = r"""
 import gc, sys, time, types
@@ -79,8 +81,11 @@ def one(code: Path, folder: Path) -> tuple[float, ...]:
     return tuple(float(x) for x in out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def compared(doc: str, measure: Callable[[Path, Path], tuple[float, ...]]) -> dict[str, Any]:
+    """The command line (a folder, `--before`, `--runs`; `doc`: the script's docstring),
+    and `measure(code, folder)` of the checkout before and this one, interleaved: the
+    best of every figure of each ("before", "this")."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--before", type=Path, required=True)
     ap.add_argument("--runs", type=int, default=3)
@@ -89,8 +94,13 @@ def main() -> None:
     best: dict[str, tuple[float, ...]] = {}
     for _ in range(args.runs):
         for name, code in (("before", args.before), ("this", here)):
-            got = one(code, args.folder)
+            got = measure(code, args.folder)
             best[name] = tuple(map(min, zip(best.get(name, got), got, strict=True)))
+    return best
+
+
+def main() -> None:
+    best = compared(__doc__, one)
     for name, (i, p, m, c) in best.items():
         all_ = i + p + m
         print(f"{name:7s} index {i:.3f} s  prepare {p:.3f} s  match {m:.3f} s  all {all_:.3f} s"

@@ -447,47 +447,6 @@ void hopcap_cmp(const uint8_t *a, const int64_t *oa, const uint8_t *b, const int
         out[i] = memcmp(a + oa[i], b + ob[i], (size_t)len[i]) != 0;
     }
 }
-/* header fields of matched packet pairs (row a[i] of one capture, b[i] of the other, pair
-   p[i]), as match._field_rewrites compares them: dttl[i] the TTL decrement; bits of
-   what[i]: 1 DSCP, 2 TCP flags, 4 window, 8 MSS (SYN), 16 ack. Columns (ca, cb): ttl, tos,
-   flags (int16), plen, win, mss (int32), seq, ack (int64); per pair: seq delta, ack delta */
-void hopcap_fields(const int64_t *a, const int64_t *b, const int64_t *p, long n,
-                   const void *const *ca, const void *const *cb, const int64_t *delta,
-                   const int64_t *ackd, int64_t *dttl, uint8_t *what) {
-    const int16_t *ttl_a = ca[0], *tos_a = ca[1], *fl_a = ca[2];
-    const int32_t *pl_a = ca[3], *win_a = ca[4], *mss_a = ca[5];
-    const int64_t *seq_a = ca[6], *ack_a = ca[7];
-    const int16_t *ttl_b = cb[0], *tos_b = cb[1], *fl_b = cb[2];
-    const int32_t *pl_b = cb[3], *win_b = cb[4], *mss_b = cb[5];
-    const int64_t *seq_b = cb[6], *ack_b = cb[7];
-    const int64_t m32 = 0xFFFFFFFFLL;
-    for (long i = 0; i < n; i++) {
-        int64_t x = a[i], y = b[i], k = p[i];
-        if (i + 16 < n) { /* the rows ahead: their columns are far apart in memory */
-            int64_t x2 = a[i + 16], y2 = b[i + 16];
-            __builtin_prefetch(ttl_a + x2); __builtin_prefetch(tos_a + x2);
-            __builtin_prefetch(fl_a + x2); __builtin_prefetch(pl_a + x2);
-            __builtin_prefetch(win_a + x2); __builtin_prefetch(mss_a + x2);
-            __builtin_prefetch(seq_a + x2); __builtin_prefetch(ack_a + x2);
-            __builtin_prefetch(ttl_b + y2); __builtin_prefetch(tos_b + y2);
-            __builtin_prefetch(fl_b + y2); __builtin_prefetch(pl_b + y2);
-            __builtin_prefetch(win_b + y2); __builtin_prefetch(mss_b + y2);
-            __builtin_prefetch(seq_b + y2); __builtin_prefetch(ack_b + y2);
-        }
-        dttl[i] = (int64_t)ttl_a[x] - (int64_t)ttl_b[y];
-        int w = 0;
-        if ((tos_a[x] >> 2) != (tos_b[y] >> 2)) w |= 1;
-        int fa = fl_a[x], fb = fl_b[y];
-        int reseg = pl_a[x] != pl_b[y] || ((seq_a[x] + delta[k]) & m32) != seq_b[y];
-        int keep = ~(8 | 64 | 128) & ~(reseg ? 1 : 0);
-        if ((fa & keep) != (fb & keep)) w |= 2;
-        if (win_a[x] != win_b[y] && !reseg) w |= 4;
-        if ((fa & 2) && mss_a[x] != mss_b[y]) w |= 8;
-        int64_t d = ackd[k];
-        if ((fa & 16) && (fb & 16) && d >= 0 && ((ack_a[x] + d) & m32) != ack_b[y]) w |= 16;
-        what[i] = (uint8_t)w;
-    }
-}
 /* ---- read ---- */
 /* Classic pcap in one pass straight into the table's own columns (reader._read_pcap):
    no chunk buffer to copy from, no numpy pass per column. Records are parsed into a small
@@ -781,6 +740,10 @@ static long mat_pair(uint64_t *ka, const int64_t *pa, long na, const int64_t *pi
     }
     return k;
 }
+#ifndef MAT_PF_OFF
+#define MAT_PF_OFF 16  /* pairs ahead: their payload offsets and lengths */
+#define MAT_PF_PL 8  /* pairs ahead: every line of their payloads */
+#endif
 static inline int64_t mat_s32(int64_t x) {
     return ((x + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
 }
@@ -865,19 +828,20 @@ long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     free(t.k); free(t.v);
     if (k1 < 0 || k2 < 0) { ret = -1; goto out; }
     for (long i = 0; i < k2; i++) {
-        if (i + 16 < k2) {
-            int64_t x2 = ra[epa[i + 16]], y2 = rb[epb[i + 16]];
+        if (i + MAT_PF_OFF < k2) {
+            int64_t x2 = ra[epa[i + MAT_PF_OFF]], y2 = rb[epb[i + MAT_PF_OFF]];
             __builtin_prefetch(cap[0] + x2); __builtin_prefetch(off[0] + x2);
             __builtin_prefetch(cap[1] + y2); __builtin_prefetch(off[1] + y2);
         }
-        if (i + 8 < k2) { /* their payloads, once the offsets are in */
-            int64_t x2 = ra[epa[i + 8]], y2 = rb[epb[i + 8]];
-            const uint8_t *qa = bufa + off[0][x2], *qb = bufb + off[1][y2];
-            long m2 = cap[0][x2] < 256 ? cap[0][x2] : 256;
-            for (long o = 0; o < m2; o += 64) {
-                __builtin_prefetch(qa + o);
-                __builtin_prefetch(qb + o);
-            }
+        if (i + MAT_PF_PL < k2) { /* their payloads, every line, once the offsets are in */
+            int64_t x2 = ra[epa[i + MAT_PF_PL]], y2 = rb[epb[i + MAT_PF_PL]];
+            int64_t m2 = cap[0][x2] < cap[1][y2] ? cap[0][x2] : cap[1][y2];
+            if (m2 > 4096) m2 = 4096;
+            uintptr_t qa = (uintptr_t)(bufa + off[0][x2]), qb = (uintptr_t)(bufb + off[1][y2]);
+            for (uintptr_t o = qa & ~(uintptr_t)63; o < qa + (uintptr_t)m2; o += 64)
+                __builtin_prefetch((const void *)o);
+            for (uintptr_t o = qb & ~(uintptr_t)63; o < qb + (uintptr_t)m2; o += 64)
+                __builtin_prefetch((const void *)o);
         }
         int64_t x = ra[epa[i]], y = rb[epb[i]];
         int64_t m = cap[0][x] < cap[1][y] ? cap[0][x] : cap[1][y];
@@ -1110,6 +1074,10 @@ long hopcap_rowsof(const int64_t *hid, long n, const int64_t *start, const int64
                    const int64_t *order, int64_t *rows, int64_t *pos) {
     long m = 0;
     for (long k = 0; k < n; k++) {
+        if (k + 16 < n && hid[k + 16] >= 0) {  /* the halves ahead: far apart */
+            __builtin_prefetch(start + hid[k + 16]); __builtin_prefetch(end + hid[k + 16]);
+        }
+        if (k + 8 < n && hid[k + 8] >= 0) __builtin_prefetch(order + start[hid[k + 8]]);
         int64_t h = hid[k];
         if (h < 0) continue;
         for (int64_t j = start[h]; j < end[h]; j++) { rows[m] = order[j]; pos[m] = k; m++; }
@@ -1204,7 +1172,13 @@ void hopcap_delays(long n, const int64_t *ga, const int64_t *gb, const int64_t *
     for (long k = 0; k < n; k++) cnt[pid[k]]++;
     at[0] = 0;
     for (long p = 0; p < npairs; p++) { at[p + 1] = at[p] + cnt[p]; cur[p] = at[p]; }
-    for (long k = 0; k < n; k++) d[cur[pid[k]]++] = ts_b[gb[k]] - ts_a[ga[k]];
+    for (long k = 0; k < n; k++) {
+        if (k + 16 < n) {  /* the rows ahead: their times lie all over the columns */
+            __builtin_prefetch(ts_a + ga[k + 16]);
+            __builtin_prefetch(ts_b + gb[k + 16]);
+        }
+        d[cur[pid[k]]++] = ts_b[gb[k]] - ts_a[ga[k]];
+    }
     for (long p = 0; p < npairs; p++) {
         int64_t c = cnt[p], *x = d + at[p];
         if (!c) { dmin[p] = 0; dmed[p] = 0.0; continue; }
@@ -1218,6 +1192,74 @@ void hopcap_delays(long n, const int64_t *ga, const int64_t *gb, const int64_t *
         }
         dmed[p] = (double)(v1 + v2) / 2;
     }
+}
+/* ---- col ---- */
+/* header fields of matched packet pairs (row a[i] of one capture, b[i] of the other, pair
+   p[i]), as match._field_rewrites compares them: dttl[i] the TTL decrement (int16); bits of
+   what[i]: 1 DSCP, 2 TCP flags, 4 window, 8 MSS (SYN), 16 ack, and 32 where the TTL
+   decrement is not an expected one: not among exp[0 .. nexp) when nexp >= 0, else not
+   the pair's most common decrement (counts of 0..8 per pair in cnt, room for npairs * 9;
+   ties: the smaller). Returns 1, bit 32 unset, when (nexp < 0) a decrement falls outside
+   0..8: the caller judges the TTL then (match._ttl_off_mode). */
+long hopcap_fields_ttl(const int64_t *a, const int64_t *b, const int64_t *p, long n,
+                       const void *const *ca, const void *const *cb, const int64_t *delta,
+                       const int64_t *ackd, int16_t *dttl, uint8_t *what, const int64_t *exp,
+                       long nexp, long npairs, int64_t *cnt) {
+    const int16_t *ttl_a = ca[0], *tos_a = ca[1], *fl_a = ca[2];
+    const int32_t *pl_a = ca[3], *win_a = ca[4], *mss_a = ca[5];
+    const int64_t *seq_a = ca[6], *ack_a = ca[7];
+    const int16_t *ttl_b = cb[0], *tos_b = cb[1], *fl_b = cb[2];
+    const int32_t *pl_b = cb[3], *win_b = cb[4], *mss_b = cb[5];
+    const int64_t *seq_b = cb[6], *ack_b = cb[7];
+    const int64_t m32 = 0xFFFFFFFFLL;
+    int mode = nexp < 0, out = 0;
+    if (mode) memset(cnt, 0, sizeof(int64_t) * 9 * (size_t)npairs);
+    for (long i = 0; i < n; i++) {
+        int64_t x = a[i], y = b[i], k = p[i];
+        if (i + 16 < n) { /* the rows ahead: their columns are far apart in memory */
+            int64_t x2 = a[i + 16], y2 = b[i + 16];
+            __builtin_prefetch(ttl_a + x2); __builtin_prefetch(tos_a + x2);
+            __builtin_prefetch(fl_a + x2); __builtin_prefetch(pl_a + x2);
+            __builtin_prefetch(win_a + x2); __builtin_prefetch(mss_a + x2);
+            __builtin_prefetch(seq_a + x2); __builtin_prefetch(ack_a + x2);
+            __builtin_prefetch(ttl_b + y2); __builtin_prefetch(tos_b + y2);
+            __builtin_prefetch(fl_b + y2); __builtin_prefetch(pl_b + y2);
+            __builtin_prefetch(win_b + y2); __builtin_prefetch(mss_b + y2);
+            __builtin_prefetch(seq_b + y2); __builtin_prefetch(ack_b + y2);
+        }
+        int dt = (int)ttl_a[x] - (int)ttl_b[y];
+        dttl[i] = (int16_t)dt;
+        int w = 0;
+        if ((tos_a[x] >> 2) != (tos_b[y] >> 2)) w |= 1;
+        int fa = fl_a[x], fb = fl_b[y];
+        int reseg = pl_a[x] != pl_b[y] || ((seq_a[x] + delta[k]) & m32) != seq_b[y];
+        int keep = ~(8 | 64 | 128) & ~(reseg ? 1 : 0);
+        if ((fa & keep) != (fb & keep)) w |= 2;
+        if (win_a[x] != win_b[y] && !reseg) w |= 4;
+        if ((fa & 2) && mss_a[x] != mss_b[y]) w |= 8;
+        int64_t d = ackd[k];
+        if ((fa & 16) && (fb & 16) && d >= 0 && ((ack_a[x] + d) & m32) != ack_b[y]) w |= 16;
+        if (!mode) {
+            int ok = 0;
+            for (long j = 0; j < nexp; j++) if (dt == exp[j]) { ok = 1; break; }
+            if (!ok) w |= 32;
+        } else if (dt < 0 || dt > 8) {
+            out = 1;
+        } else {
+            cnt[k * 9 + dt]++;
+        }
+        what[i] = (uint8_t)w;
+    }
+    if (!mode) return 0;
+    if (out) return 1;
+    for (long q = 0; q < npairs; q++) {  /* the mode of pair q into cnt[q * 9] */
+        int64_t *c = cnt + q * 9;
+        int m = 0;
+        for (int j = 1; j < 9; j++) if (c[j] > c[m]) m = j;
+        c[0] = m;
+    }
+    for (long i = 0; i < n; i++) if (dttl[i] != cnt[p[i] * 9]) what[i] |= 32;
+    return 0;
 }
 """
 
@@ -1324,8 +1366,6 @@ def _load() -> Any:
     ]  # fmt: skip
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
-    lib.hopcap_fields.restype = None
-    lib.hopcap_fields.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, p, p]
     _lib = lib
     return lib
 
@@ -1415,36 +1455,6 @@ _FIELD_COLS = (
     ("ttl", np.int16), ("tos", np.int16), ("flags", np.int16), ("plen", np.int32),
     ("win", np.int32), ("mss", np.int32), ("seq", np.int64), ("ack", np.int64),
 )  # fmt: skip
-
-
-def field_diffs(
-    ta: Any, a: I64, tb: Any, b: I64, pid: I64, delta: I64, ack_delta: I64
-) -> tuple[I64, npt.NDArray[np.uint8]] | None:
-    """The header comparison of match._field_rewrites in one pass over matched pairs (rows
-    `a` of `ta`, `b` of `tb`, pairs `pid`): the TTL decrements and a bit per field that
-    differs (see hopcap_fields); None without a compiler or with other column types."""
-    lib = _load()
-    if lib is None:
-        return None
-    cols_a = [getattr(ta, c) for c, _t in _FIELD_COLS]
-    cols_b = [getattr(tb, c) for c, _t in _FIELD_COLS]
-    for x, y, (_c, t) in zip(cols_a, cols_b, _FIELD_COLS, strict=True):
-        if x.dtype != t or y.dtype != t or not x.flags.c_contiguous or not y.flags.c_contiguous:
-            return None
-    n = int(a.shape[0])
-    keep = [np.ascontiguousarray(v, np.int64) for v in (a, b, pid, delta, ack_delta)]
-    pa = (ctypes.c_void_p * 8)(*[x.ctypes.data for x in cols_a])
-    pb = (ctypes.c_void_p * 8)(*[y.ctypes.data for y in cols_b])
-    dttl = np.empty(n, np.int64)
-    what = np.empty(n, np.uint8)
-    if n:
-        lib.hopcap_fields(
-            *(k.ctypes.data for k in keep[:3]), n, ctypes.cast(pa, ctypes.c_void_p),
-            ctypes.cast(pb, ctypes.c_void_p), keep[3].ctypes.data, keep[4].ctypes.data,
-            dttl.ctypes.data, what.ctypes.data,
-        )  # fmt: skip
-    del keep, cols_a, cols_b
-    return dttl, what
 
 
 def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.uint8]:
@@ -1995,3 +2005,46 @@ def pair_delays(
                       tb.ctypes.data, npairs, cnt.ctypes.data, dmin.ctypes.data,
                       dmed.ctypes.data, tmp.ctypes.data)  # fmt: skip
     return cnt[:npairs], dmin[:npairs], dmed[:npairs]
+
+
+def field_diffs_ttl(
+    ta: Any, a: I64, tb: Any, b: I64, pid: I64, delta: I64, ack_delta: I64,
+    ttl_expected: tuple[int, ...] | None,
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint8], bool] | None:  # fmt: skip
+    """The header comparison of match._field_rewrites in one pass over matched pairs (rows
+    `a` of `ta`, `b` of `tb`, pairs `pid`; hopcap_fields_ttl): the TTL decrements (int16), a
+    bit per field that differs (32: the TTL, unless not judged), and whether the TTL was
+    judged (not when a decrement lies outside 0..8 and no `ttl_expected`: see
+    match._ttl_off_mode); None without a compiler or with other column types."""
+    lib = _load()
+    if lib is None:
+        return None
+    cols_a = [getattr(ta, c) for c, _t in _FIELD_COLS]
+    cols_b = [getattr(tb, c) for c, _t in _FIELD_COLS]
+    for x, y, (_c, t) in zip(cols_a, cols_b, _FIELD_COLS, strict=True):
+        if x.dtype != t or y.dtype != t or not x.flags.c_contiguous or not y.flags.c_contiguous:
+            return None
+    n = int(a.shape[0])
+    npairs = int(delta.shape[0])
+    exp = np.array(ttl_expected if ttl_expected is not None else (0,), np.int64)
+    keep = [np.ascontiguousarray(v, np.int64) for v in (a, b, pid, delta, ack_delta)]
+    pa = (ctypes.c_void_p * 8)(*[x.ctypes.data for x in cols_a])
+    pb = (ctypes.c_void_p * 8)(*[y.ctypes.data for y in cols_b])
+    dttl = np.empty(n, np.int16)
+    what = np.empty(n, np.uint8)
+    cnt = np.empty(9 * npairs + 1, np.int64) if ttl_expected is None else exp
+    if not getattr(lib, "_col_ttl", False):
+        p, lg = ctypes.c_void_p, ctypes.c_long
+        lib.hopcap_fields_ttl.restype = lg
+        lib.hopcap_fields_ttl.argtypes = [p, p, p, lg, p, p, p, p, p, p, p, lg, lg, p]
+        lib._col_ttl = True
+    rc = 0
+    if n:
+        rc = lib.hopcap_fields_ttl(
+            *(k.ctypes.data for k in keep[:3]), n, ctypes.cast(pa, ctypes.c_void_p),
+            ctypes.cast(pb, ctypes.c_void_p), keep[3].ctypes.data, keep[4].ctypes.data,
+            dttl.ctypes.data, what.ctypes.data, exp.ctypes.data,
+            len(ttl_expected) if ttl_expected is not None else -1, npairs, cnt.ctypes.data,
+        )  # fmt: skip
+    del keep, cols_a, cols_b
+    return dttl, what, rc == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
+from itertools import accumulate, chain, repeat
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -335,9 +336,6 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
     return Built("tcp", client, server, tuple(legs_out), tuple(findings), summary, first_ts_ns / NS)
 
 
-# one finding of a simple flow: drop or rewrite, direction, its (up, down) points' slot
-# in the chunk, its first row's position in that slot's rows, how many rows, rewrite group
-_Job = tuple[FindingKind, Direction, int, int, int, tuple[str, list[int], Rewrite, int] | None]
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
 # of a simple flow: both legs' points, the first leg's details, the second's link and
 # details, the hop's median c2s delay and its points
@@ -365,22 +363,25 @@ FINISH_CHUNK = 2048
 
 def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     out: list[Built | None] = [None] * len(flows)
-    # per (up, down) points (a slot): the rows of every drop and rewrite of the simple
-    # flows, and the sequence base of each
-    slots: dict[tuple[int, int], int] = {}
-    rows: list[list[int]] = []
-    bases: list[list[int]] = []
-    jobs: list[list[_Job]] = []
-    simple: list[int] = []
+    # the simple flows (`finish_flows`): their place in `flows`, both matches, their hop's
+    # points, and what their legs need (read now that the flow's objects are at hand; of
+    # its halves only their ids: the rest from the points' columns, for the chunk at once)
+    sel: list[int] = []
+    dms: tuple[list[DirMatch], list[DirMatch]] = ([], [])
+    # the points of their hop: one pair for all (the first's; with every point present,
+    # only the last two points have flows of one hop matched both ways)
+    ab: tuple[int, int] | None = None
     heads: list[_Head] = []
-    ends: list[int] = []  # five a simple flow (`_simple_ends`)
-    has_flag = [p.has_flag for p in pts]
+    ends: list[int] = []  # three a simple flow (`_simple_ends`)
+    # per point: its halves with a RST (by hid), looked up on first need
+    rst: list[dict[int, list[int]] | None] = [None] * len(pts)
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
         hop = f.hops[0]
         x, y = f.legs
         c2s, s2c = hop.c2s, hop.s2c
+        xc, xs, yc, ys = x.c, x.s, y.c, y.s
         if (
             c2s is None
             or s2c is None
@@ -388,99 +389,163 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             or hop.ended is not None
             or x.part is not None
             or y.part is not None
-            or x.c is None
-            or x.s is None
-            or y.c is None
-            or y.s is None
+            or xc is None
+            or xs is None
+            or yc is None
+            or ys is None
             or c2s.undelivered_bytes
             or s2c.undelivered_bytes
             or c2s.unexplained
             or s2c.unexplained
-            or y.s.idx.shape[0] == 0
-            or has_flag[y.point](y.s, RST)
+            # (`Half.idx` without slicing it, unless rows were set in its place)
+            or (ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0)
         ):
             continue
-        fj: list[_Job] = []
-        dirs: tuple[tuple[Direction, DirMatch, tuple[int, int]], ...] = (
-            ("c2s", c2s, (hop.a, hop.b)),
-            ("s2c", s2c, (hop.b, hop.a)),
-        )
-        for direction, dm, ud in dirs:
-            und, rws = dm.undelivered, dm.rewrites
-            if not und and not rws:
-                continue
-            slot = slots.get(ud)
-            if slot is None:
-                slot = slots[ud] = len(rows)
-                rows.append([])
-                bases.append([])
-            rr, bb, base = rows[slot], bases[slot], dm.a_base
-            if und:
-                fj.append(("drop", direction, slot, len(rr), len(und), None))
-                rr += und
-                bb += [base] * len(und)
-            if len(rws) == 1:  # the usual case (a clamped MSS), as `rewrite_groups` has it
-                rw = rws[0]
-                g1 = (rw.field, [rw.a_row], rw, 1)
-                fj.append(("rewrite", direction, slot, len(rr), 1, g1))
-                rr.append(rw.a_row)
-                bb.append(base)
-            elif rws:
-                for g in rewrite_groups(rws):
-                    fj.append(("rewrite", direction, slot, len(rr), len(g[1]), g))
-                    rr += g[1]
-                    bb += [base] * len(g[1])
-        simple.append(k)
-        jobs.append(fj)
-        # what its legs need, read now that the flow's objects are at hand; of its halves
-        # only their ids (the rest from the points' columns, for the chunk at once)
-        xp, yp = x.point, y.point
-        ends += (xp, x.c.hid, x.s.hid, yp, y.c.hid)
-        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, hop.a, hop.b))
+        yp = y.point
+        rst_y = rst[yp]
+        if rst_y is None:
+            rst_y = rst[yp] = pts[yp]._flag_rows(RST)
+        if ys.hid in rst_y:
+            continue
+        a, b = hop.a, hop.b
+        xp = x.point
+        if ab is None and xp == a and yp == b:
+            ab = (a, b)
+        elif ab != (a, b) or xp != a or yp != b:
+            continue
+        sel.append(k)
+        dms[0].append(c2s)
+        dms[1].append(s2c)
+        ends += (xc.hid, xs.hid, yc.hid)
+        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
+    # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
+    # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
+    # and their sequence bases
+    n = len(sel)
+    dirs = (_Dir(n), _Dir(n))
+    slots: dict[tuple[int, int], int] = {}
+    rows: list[list[int]] = []
+    bases: list[list[int]] = []
+    if ab is not None:
+        for d, ud in ((0, ab), (1, (ab[1], ab[0]))):
+            slots[ud] = d
+            rows.append([])
+            bases.append([])
+            _slot_jobs(dirs[d], d, dms[d], rows[d], bases[d])
     # per row: its text as a finding's first packet, bytes, time, kind; blind or not
     ctx = _SimpleCtx(pts, list(slots))
     ctx.cols = [
         _rows_described(pts[ud[0]], pts[ud[1]], rows[i], bases[i]) for ud, i in slots.items()
     ]
-    for k, fj, head, strs in zip(simple, jobs, heads, _simple_ends(pts, ends), strict=True):
-        f = flows[k]
-        built = _finish_simple(ctx, f, fj, head, strs)
-        out[k] = built if built is not None else finish_flow(pts, present, f)
+    # the time of every row as a finding has it (seconds on the aligned timeline)
+    ctx.ats = [[(t - off) / NS for t in c[2]] for c, off in zip(ctx.cols, ctx.up_off, strict=True)]
+    ctx.dirs = (("c2s", dirs[0]), ("s2c", dirs[1]))
+    if ab is not None:
+        for direction, dr in ctx.dirs:
+            dr.made(ctx, direction)
+    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ab, ends), strict=True)):
+        out[k] = _finish_simple(ctx, flows[k], i, head, strs)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
     ]
 
 
-def _simple_ends(pts: list[Point], ends: list[int]) -> list[tuple[str, str, str, str, int]]:
-    """Of simple flows (`ends`: five numbers each, their first leg's point and (c, s)
-    halves, their second leg's point and c half): the first leg's client and server, the
-    second leg's source and destination (as `Half.src_str`/`dst_str` write them), and the first
-    capture time of the first leg; from the points' columns (a half's own fields, read
-    one half at a time, cost as much again: the halves lie all over memory)."""
-    n = len(ends) // 5
-    if not n:
+class _Dir:
+    """One direction of the simple flows of a chunk (by their place among them): the slot
+    of its rows, where its drops' rows start there and how many; its rewrite groups (None:
+    none; one as (field, first rewrite, values, first row's place, rows); several: a list
+    of those)."""
+
+    def __init__(self, n: int) -> None:
+        self.slot = 0
+        self.upos: list[int] = []
+        self.nu: list[int] = []
+        self.rw: list[Any] = [None] * n
+        # per flow: its finding of one dropped packet (None: none, or its time blind) and
+        # of one rewrite of one packet (None: none, or not of that kind)
+        self.drop1: list[Finding | None] = [None] * n
+        self.rw1: list[Finding | None] = [None] * n
+
+    def made(self, ctx: _SimpleCtx, direction: Direction) -> None:
+        """`drop1` and `rw1` of every flow, made at once from the slot's columns."""
+        texts, pls, _tss, kinds, blind_ = ctx.cols[self.slot]
+        ats, between = ctx.ats[self.slot], ctx.between[self.slot]
+        self.drop1 = [
+            Finding("drop", direction, between, 1, pls[j], ats[j], texts[j], None, None, None,
+                    kinds[j]) if n == 1 and not blind_[j] else None
+            for n, j in zip(self.nu, self.upos, strict=True)
+        ]  # fmt: skip
+        self.rw1 = [
+            Finding("rewrite", direction, between, 1, pls[g[3]], ats[g[3]], texts[g[3]], g[0],
+                    g[1].before, g[1].after) if type(g) is tuple else None
+            for g in self.rw
+        ]  # fmt: skip
+
+
+def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
+    """The rows of the drops and rewrites of direction `d` of the simple flows (their
+    matches `dms`) appended to slot `slot` (`rr`; their sequence bases `bb`), in bulk."""
+    unds = [dm.undelivered for dm in dms]
+    nu = list(map(len, unds))
+    ab = [dm.a_base for dm in dms]
+    start = len(rr)
+    rr += chain.from_iterable(unds)
+    bb += chain.from_iterable(map(repeat, ab, nu))
+    d.slot, d.upos, d.nu = slot, list(accumulate(nu, initial=start))[:-1], nu
+    rwss = [dm.rewrites for dm in dms]
+    n_rw = list(map(len, rwss))
+    if max(n_rw, default=0) < 2:
+        # the usual case (a clamped MSS), in bulk: one rewrite or none each way (at its
+        # place in the slot: after those before it)
+        at = accumulate(n_rw, initial=len(rr) - 1)
+        next(at)
+        d.rw = [(rws[0].field, rws[0], 1, j, 1) if rws else None
+                for rws, j in zip(rwss, at, strict=True)]  # fmt: skip
+        rr += [rws[0].a_row for rws in rwss if rws]
+        bb += [base for rws, base in zip(rwss, ab, strict=True) if rws]
+        return
+    for i, (rws, base) in enumerate(zip(rwss, ab, strict=True)):
+        if not rws:
+            continue
+        if len(rws) == 1:  # as `rewrite_groups` has it
+            rw = rws[0]
+            d.rw[i] = (rw.field, rw, 1, len(rr), 1)
+            rr.append(rw.a_row)
+            bb.append(base)
+            continue
+        gs = []
+        for fld, rws_rows, rw0, nvals in rewrite_groups(rws):
+            gs.append((fld, rw0, nvals, len(rr), len(rws_rows)))
+            rr += rws_rows
+            bb += [base] * len(rws_rows)
+        d.rw[i] = gs
+
+
+def _simple_ends(
+    pts: list[Point], ab: tuple[int, int] | None, ends: list[int]
+) -> list[tuple[str, str, str, str, int]]:
+    """Of simple flows (their legs at points `ab`; `ends`: three half ids each, their first
+    leg's client and server halves and their second leg's client half): the first leg's
+    client and server, the second leg's source and destination (as `Half.src_str`/`dst_str`
+    write them), and the first capture time of the first leg; from the points' columns (a
+    half's own fields, read one half at a time, cost as much again: the halves lie all
+    over memory)."""
+    n = len(ends) // 3
+    if not n or ab is None:
         return []
-    e = np.array(ends, np.int64).reshape(n, 5)
-    out: list[list[Any]] = []
-    firsts = np.zeros(n, np.int64)
-    for pc, hc in ((0, 1), (3, 4)):
-        src, dst = np.empty(n, object), np.empty(n, object)
-        # (with counts: numpy's plain unique looks for a masked array, importing numpy.ma:
-        # 7 ms of every start)
-        for q in np.unique(e[:, pc], return_counts=True)[0].tolist():
-            pos = np.nonzero(e[:, pc] == q)[0]
-            p = pts[q]
-            assert p.pc is not None
-            cols, t = p.pc.half_cols(), p.table
-            hid = e[pos, hc]
-            r0 = cols.row0[hid]
-            src[pos] = _endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo)
-            dst[pos] = _endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo)
-            if pc == 0:
-                firsts[pos] = np.minimum(cols.first_ts[hid], cols.first_ts[e[pos, 2]])
-        out += (src.tolist(), dst.tolist())
-    return list(zip(*out, firsts.tolist(), strict=True))
+    e = np.array(ends, np.int64).reshape(n, 3)
+    out: list[list[str]] = []
+    for q, hid in ((ab[0], e[:, 0]), (ab[1], e[:, 2])):
+        p = pts[q]
+        assert p.pc is not None
+        cols, t = p.pc.half_cols(), p.table
+        r0 = cols.row0[hid]
+        out.append(_endpoints(t, r0, cols.sport[hid], t.src_hi, t.src_lo))
+        out.append(_endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo))
+        if q == ab[0]:
+            firsts = np.minimum(cols.first_ts[hid], cols.first_ts[e[:, 1]]).tolist()
+    return list(zip(*out, firsts, strict=True))
 
 
 def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
@@ -577,6 +642,8 @@ class _SimpleCtx:
         self.between = [(pts[u].name, pts[d].name) for u, d in uds]
         self.up_off = [pts[u].offset_ns for u, _d in uds]
         self.cols: list[_Cols] = []
+        self.ats: list[list[float]] = []  # per slot: its rows' times (`_finish_chunk`)
+        self.dirs: tuple[tuple[Direction, _Dir], ...] = ()  # the simple flows' directions
         self.wheres: dict[tuple[str, str], str] = {}
         self.summaries: dict[tuple[object, ...], str] = {}
 
@@ -604,39 +671,85 @@ class _SimpleCtx:
 
 
 def _finish_simple(
-    ctx: _SimpleCtx, f: FlowB, fj: list[_Job], head: _Head, strs: tuple[str, str, str, str, int]
+    ctx: _SimpleCtx, f: FlowB, i: int, head: _Head, strs: tuple[str, str, str, str, int]
 ) -> Built | None:
-    """`finish_flow` of a simple flow (see `finish_flows`) from its rows' columns; None
-    where one of its drops is not certain (a capture blind then): `finish_flow` decides."""
-    drops: list[Finding] = []
-    rewrites: list[Finding] = []
-    cols, pairs, up_offs = ctx.cols, ctx.between, ctx.up_off
-    for kind, direction, slot, i, n, g in fj:
-        texts, pls, tss, kinds, blind_ = cols[slot]
-        if g is None:
+    """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
+    columns; None where one of its drops is not certain (a capture blind then):
+    `finish_flow` decides."""
+    (_c, dc), (_s, ds) = ctx.dirs
+    nc, ns, gc, gs = dc.nu[i], ds.nu[i], dc.rw[i], ds.rw[i]
+    if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
+        # the usual flow: at most a packet dropped and a packet rewritten each way
+        drops: list[Finding] = []
+        if nc:
+            x = dc.drop1[i]
+            if x is None:
+                return None
+            drops.append(x)
+        if ns:
+            x = ds.drop1[i]
+            if x is None:
+                return None
+            drops.append(x)
+        rc, rs = dc.rw1[i], ds.rw1[i]
+        rewrites = [rc, rs] if rc is not None and rs is not None else [
+            r for r in (rc, rs) if r is not None]  # fmt: skip
+        return _built(ctx, f, drops, rewrites, head, strs)
+    drops = []
+    rewrites = []
+    cols, pairs, ats = ctx.cols, ctx.between, ctx.ats
+    for direction, d in ctx.dirs:
+        n = d.nu[i]
+        if n:
+            slot, j = d.slot, d.upos[i]
+            texts, pls, _tss, kinds, blind_ = cols[slot]
             if n == 1:
-                if blind_[i]:
+                if blind_[j]:
                     return None
-                text, nb, ts0 = texts[i], pls[i], tss[i]
+                drops.append(Finding("drop", direction, pairs[slot], 1, pls[j], ats[slot][j],
+                                     texts[j], None, None, None, kinds[j]))  # fmt: skip
             else:
-                if any(blind_[i : i + n]):
+                if any(blind_[j : j + n]):
                     return None
-                text, nb, ts0 = _tallied(cols[slot], i, n)
-            drops.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
-                                 text, None, None, None, kinds[i]))  # fmt: skip
+                text, nb, ts0 = _tallied(cols[slot], j, n)
+                drops.append(Finding("drop", direction, pairs[slot], n, nb,
+                                     (ts0 - ctx.up_off[slot]) / NS, text, None, None, None,
+                                     kinds[j]))  # fmt: skip
+        g = d.rw[i]
+        if g is None:
             continue
-        fld, _rows, rw0, nvals = g
-        if n == 1:
-            text, nb, ts0 = texts[i], pls[i], tss[i]
-        else:
-            text, nb, ts0 = _tallied(cols[slot], i, n)
-        if nvals > 1:
-            text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-        rewrites.append(Finding(kind, direction, pairs[slot], n, nb, (ts0 - up_offs[slot]) / NS,
-                                text, fld, rw0.before, rw0.after))  # fmt: skip
+        slot = d.slot
+        if type(g) is tuple:  # one rewrite, one packet: the usual case
+            fld, rw0, _nvals, j, _n = g
+            rewrites.append(Finding("rewrite", direction, pairs[slot], 1, cols[slot][1][j],
+                                    ats[slot][j], cols[slot][0][j], fld, rw0.before,
+                                    rw0.after))  # fmt: skip
+            continue
+        for fld, rw0, nvals, j, n in g:
+            text, nb, ts0 = _tallied(cols[slot], j, n) if n > 1 else (
+                cols[slot][0][j], cols[slot][1][j], cols[slot][2][j])  # fmt: skip
+            if nvals > 1:
+                text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
+            rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
+                                    (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
+                                    rw0.after))  # fmt: skip
+    return _built(ctx, f, drops, rewrites, head, strs)
+
+
+def _built(
+    ctx: _SimpleCtx,
+    f: FlowB,
+    drops: list[Finding],
+    rewrites: list[Finding],
+    head: _Head,
+    strs: tuple[str, str, str, str, int],
+) -> Built:
+    """The Built of a simple flow with its `drops` and `rewrites` (see `_finish_simple`)."""
     # in `_order`: drops, then rewrites, each by time (a stable sort)
-    _by_time(drops)
-    _by_time(rewrites)
+    if len(drops) > 1:
+        _by_time(drops)
+    if len(rewrites) > 1:
+        _by_time(rewrites)
     findings = drops + rewrites if drops else rewrites
     xp, yp, x_details, y_link, y_details, d_med, a, b = head
     client, server, y_src, y_dst, first_ns = strs

@@ -3,8 +3,9 @@ adjacent points' half links, proxies and NAT), and their hops matched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -399,12 +400,10 @@ def _extend(
 
 def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
     """Match both directions of every linked connection, one batch per pair of points."""
-    # a reused connection is on the chain of every flow it carried: matched once
-    # (the downstream leg and the hop of each)
-    groups: dict[tuple[int, int], dict[tuple[int, ...], list[tuple[LegB, Hop]]]] = {}
-    # per pair of points: the half ids of each group's first hop (upstream client, its
-    # downstream half, upstream server, downstream server; -1: none), in group order
-    firsts: dict[tuple[int, int], list[int]] = {}
+    # per pair of points: the downstream leg and the hop of every flow that crosses it,
+    # and the half ids of each hop (upstream client, its downstream half, upstream
+    # server, downstream server; -1: none), in flow order
+    todo: dict[tuple[int, int], _Crossing] = {}
     # (the chains: the flows themselves unless one has subs)
     every = list(chains(flows)) if [f for f in flows if f.subs] else flows
     for f in every:
@@ -417,42 +416,74 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
                 continue
             x = legs[i]
             ab = (hop.a, hop.b)
-            same = groups.get(ab)
-            if same is None:
-                same = groups[ab] = {}
-                firsts[ab] = []
+            got = todo.get(ab)
+            if got is None:
+                got = todo[ab] = _Crossing()
+            got.ys.append(y)
+            got.hops.append(hop)
             xc, xs, yc, ys = x.c, x.s, y.c, y.s
             # the halves of a point are told apart by their ids
-            key = (
+            got.hids += (
                 -1 if xc is None else xc.hid,
                 -1 if yc is None else yc.hid,
                 -1 if xs is None else xs.hid,
                 -1 if ys is None else ys.hid,
             )
-            got = same.get(key)
-            if got is not None:
-                got.append((y, hop))
-                continue
-            same[key] = [(y, hop)]
-            firsts[ab] += key
-    for (a, b), same in groups.items():
+    for (a, b), cr in todo.items():
+        # a reused connection is on the chain of every flow it carried: matched once
+        # (the downstream leg and the hop of each take its result)
+        four, more = cr.grouped()
         # in chunks of connections: every pair is matched on its own, so the chunks give
         # the result of one batch while the temporaries stay bounded (memory per packet);
         # a chunk ends with the connection that brings its rows to MATCH_CHUNK_ROWS
-        todo = list(same.values())
         pca, pcb = pts[a].pc, pts[b].pc
         assert pca is not None and pcb is not None
-        four = np.array(firsts[(a, b)], np.int64).reshape(-1, 4)
         ids = [np.ascontiguousarray(four[:, j]) for j in range(4)]
         rows = sum(_half_lens(pc, h) for pc, h in zip((pca, pcb, pca, pcb), ids, strict=True))
         cum = np.cumsum(rows)
+        n = four.shape[0]
         lo = 0
-        while lo < len(todo):
+        while lo < n:
             before = int(cum[lo - 1]) if lo else 0
             hi = int(np.searchsorted(cum, before + MATCH_CHUNK_ROWS, "left")) + 1
-            hi = min(hi, len(todo))
-            _match_group(pts, a, b, todo[lo:hi], [x[lo:hi] for x in ids])
+            hi = min(hi, n)
+            _match_group(pts, a, b, cr, lo, hi, more, [x[lo:hi] for x in ids])
             lo = hi
+
+
+class _Crossing:
+    """The hops of flows from one point to the next (`match_hops`): the downstream leg and
+    the hop of each, and their four half ids one after the other."""
+
+    def __init__(self) -> None:
+        self.ys: list[LegB] = []
+        self.hops: list[Hop] = []
+        self.hids: list[int] = []
+
+    def grouped(self) -> tuple[I64, dict[int, list[tuple[LegB, Hop]]]]:
+        """The hops by the connections they cross (a group: the same four halves): the
+        half ids of each group's first hop, in order, as rows; and of every group with
+        several hops, its other hops (by row). The groups' first hops are kept in `ys`
+        and `hops`, in that order."""
+        four = np.array(self.hids, np.int64).reshape(-1, 4)
+        # two hops share their four halves only if they share the upstream two
+        up = ((four[:, 0] + 1) << 32) | (four[:, 2] + 1)
+        srt = np.sort(up)
+        if not (srt[1:] == srt[:-1]).any():
+            return four, {}
+        first: dict[tuple[int, ...], int] = {}
+        more: dict[int, list[tuple[LegB, Hop]]] = {}
+        keep: list[int] = []
+        ys, hops = self.ys, self.hops
+        for i, key in enumerate(map(tuple, four.tolist())):
+            g = first.get(key)
+            if g is None:
+                first[key] = len(keep)
+                keep.append(i)
+            else:
+                more.setdefault(g, []).append((ys[i], hops[i]))
+        self.ys, self.hops = [ys[i] for i in keep], [hops[i] for i in keep]
+        return four[keep], more
 
 
 def _half_lens(pc: PointConns, hid: I64) -> I64:
@@ -468,17 +499,21 @@ def _match_group(
     pts: list[Point],
     a: int,
     b: int,
-    groups: list[list[tuple[LegB, Hop]]],
+    cr: _Crossing,
+    lo: int,
+    hi: int,
+    more: dict[int, list[tuple[LegB, Hop]]],
     ids: list[I64],
 ) -> None:
-    """Match the connections of `groups` between adjacent points `a` and `b`, as one batch
-    (a group: the downstream leg and hop of every flow that crosses one connection pair;
-    matched once); `ids`: the half ids of each group's first hop (upstream client,
-    downstream client, upstream server, downstream server halves)."""
+    """Match the connections of groups `lo` to `hi` of `cr` between adjacent points `a` and
+    `b`, as one batch (a group: the downstream leg and hop of every flow that crosses one
+    connection pair, matched once: the first in `cr`, the others in `more`); `ids`: the
+    half ids of each group's first hop (upstream client, downstream client, upstream
+    server, downstream server halves)."""
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-    n = len(groups)
+    n = hi - lo
 
     pca, pcb = pts[a].pc, pts[b].pc
     assert pca is not None and pcb is not None
@@ -524,17 +559,22 @@ def _match_group(
     d_cs = [d if d >= 0 else None for d in dc.tolist()]
     d_ss = [d if d >= 0 else None for d in np.where(ds >= 0, (-ds) & M32, -1).tolist()]
     moved = ((dc > 0) | (ds > 0)).tolist()
-    cols = (groups, c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
-    for dups, c_o, s_o, hc, hs, delta_c, delta_s, nat in zip(*cols, strict=True):
-        for legy, hop in dups:
-            if hc:
-                hop.c2s = c_o
-            if hs:
-                hop.s2c = s_o
-            legy.delta_c = delta_c
-            legy.delta_s = delta_s
-            if nat and legy.link == "same":
-                legy.link = "nat"
+    cols = (c_out, s_out, c_has, s_has, d_cs, d_ss, moved)
+    took: Iterable[tuple[Any, ...]] = zip(cr.ys[lo:hi], cr.hops[lo:hi], *cols, strict=True)
+    if more:
+        # the other flows of a reused connection take its results too
+        res = list(zip(*cols, strict=True))
+        took = chain(took, [(legy, hop, *res[g - lo]) for g in range(lo, hi)
+                            for legy, hop in more.get(g, ())])  # fmt: skip
+    for legy, hop, c_o, s_o, hc, hs, delta_c, delta_s, nat in took:
+        if hc:
+            hop.c2s = c_o
+        if hs:
+            hop.s2c = s_o
+        legy.delta_c = delta_c
+        legy.delta_s = delta_s
+        if nat and legy.link == "same":
+            legy.link = "nat"
 
 
 def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate._fastwalk import (
-    field_diffs,
+    field_diffs_ttl,
     hash_join,
     learn_offsets,
     match_core,
@@ -743,15 +743,19 @@ def _field_rewrites(
         for x, y, ra, rb, p in zip(*cols, pid[k].tolist(), strict=True):
             out.append((Rewrite(name, x, y, ra, rb), p))
 
-    got = field_diffs(ta, a, tb, b, pid, prm.delta, prm.ack_delta)
+    got = field_diffs_ttl(ta, a, tb, b, pid, prm.delta, prm.ack_delta, ttl_expected)
     if got is not None:
-        # compared in one pass; before/after values gathered only where they differ
-        dttl, what = got
-        bad = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
-        k = np.nonzero(bad)[0]
+        # compared in one pass, the TTL judged too (bit 32) unless a decrement is out of
+        # the usual range; before/after values gathered only where they differ
+        d16, what, judged = got
+        if not judged:
+            what[_ttl_off_mode(pid, d16.astype(np.int64))] |= 32
+        nz = np.nonzero(what)[0]
+        w = what[nz]
+        k = nz[(w & 32) != 0]
         _rewrites_at(out, "ip.ttl", k, a, b, pid, ta.ttl[a[k]], tb.ttl[b[k]])
         for bit, name, col, shift in _FIELD_BITS:
-            k = np.nonzero(what & bit)[0]
+            k = nz[(w & bit) != 0]
             if k.shape[0]:
                 before, after = getattr(ta, col)[a[k]], getattr(tb, col)[b[k]]
                 if name == "tcp.ack":
@@ -796,7 +800,8 @@ def _field_rewrites(
     return out
 
 
-# the fields of hopcap_fields' bits: (bit, rewrite name, column, shift of its values)
+# the fields of hopcap_fields_ttl's bits (32, the TTL, apart): (bit, rewrite name, column,
+# shift of its values)
 _FIELD_BITS = ((1, "ip.dscp", "tos", 2), (2, "tcp.flags", "flags", 0), (4, "tcp.window", "win", 0),
                (8, "tcp.mss", "mss", 0), (16, "tcp.ack", "ack", 0))  # fmt: skip
 

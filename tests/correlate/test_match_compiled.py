@@ -370,3 +370,30 @@ def test_compiled_pair_delays_equal_numpy(seed: int) -> None:
         else:
             assert dmin[p] == 0 and dmed[p] == 0.0
     assert _numpy(_fastwalk.pair_delays, ga, gb, pid, ts_a, ts_b, npairs) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_field_rewrites_equal_numpy(seed: int) -> None:
+    """hopcap_fields_ttl (`_fastwalk.field_diffs_ttl`) against `_field_rewrites`' numpy
+    path: every header field, the TTL judged by the expected decrements, by each pair's
+    most common one (ties: the smaller; decrements of 0..8 only, judged in C) and with a
+    decrement outside 0..8 (judged by `_ttl_off_mode`)."""
+    rng = np.random.default_rng(900 + seed)
+    npairs = 30
+    ta, tb = _table(rng, N), _table(rng, N)
+    prm = _prm(rng, npairs)
+    prm.ack_delta = np.where(rng.random(npairs) < 0.5, -1, 1).astype(np.int64)
+    n = 1500
+    a, b = rng.integers(0, N, n).astype(np.int64), rng.integers(0, N, n).astype(np.int64)
+    pid = np.sort(rng.integers(0, npairs, n)).astype(np.int64)
+    ta.ttl = np.full(N, 64, np.int16)
+    for dec in ([0, 1, 1, 2], [0, 1], [-1, 0, 1, 9]):
+        tb.ttl = (64 - rng.choice(dec, N)).astype(np.int16)
+        for ttl in (None, (0, 1)):
+            got = M._field_rewrites(ta, a, tb, b, pid, prm, ttl_expected=ttl)
+            want = _numpy(M._field_rewrites, ta, a, tb, b, pid, prm, ttl_expected=ttl)
+            key = lambda x: (x[0].field, x[0].a_row, x[0].b_row)  # noqa: E731
+            assert sorted(got, key=key) == sorted(want, key=key)
+            if ttl is None:  # every pair has rows off its most common decrement
+                assert any(rw.field == "ip.ttl" for rw, _p in got)
+    assert {rw.field for rw, _p in got} >= {"ip.dscp", "tcp.window", "tcp.flags"}
