@@ -150,6 +150,10 @@ def _correlate(
         from hopcap.correlate.parallel import correlate_dask
 
         return correlate_dask(original, plan.points, conntrack, dask, max(jobs, 1))
+    if jobs > 1:
+        # what the forks need (multiprocessing: ~10 ms of imports) is imported meanwhile,
+        # while the reading threads are in C without the interpreter lock
+        threading.Thread(target=_import_parallel, daemon=True).start()
     pts = read_points(plan.points, tables=plan.tables, threads=jobs)
     try:
         prep = prepare(pts, conntrack)
@@ -177,6 +181,10 @@ def _correlate(
         for p in pts:
             if p.pc is not None:
                 p.pc.table.close()
+
+
+def _import_parallel() -> None:
+    import hopcap.correlate.parallel  # noqa: F401
 
 
 def _check_points(points: Sequence[PointInput]) -> None:
