@@ -101,12 +101,18 @@ def open_capture(path: Path) -> Any:
         buf = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
     if populate is not None:
         view = np.frombuffer(buf, np.uint8)
-        populate(view.ctypes.data, size)
+        addr = view.ctypes.data
         del view  # the mapping cannot be closed while a view of it is exported
+        # a piece at a time: populating holds the address space's mmap lock, which every
+        # other thread's mmap() and munmap() (a new arena, a large array) waits for,
+        # with the interpreter lock if it holds it; between pieces they get in
+        for lo in range(0, size, POPULATE_PIECE):
+            populate(addr + lo, min(POPULATE_PIECE, size - lo))
     return buf
 
 
 MADV_POPULATE_READ = 22  # Linux 5.14
+POPULATE_PIECE = 32 << 20  # ~1-2 ms of populating
 
 
 @functools.cache

@@ -448,26 +448,29 @@ def _mapped_kib(addr: int) -> int:
     raise AssertionError(f"no mapping at {addr:#x}")
 
 
-def test_a_capture_is_mapped_populated_outside_the_interpreter_lock(tmp_path: Path) -> None:
+def test_a_capture_is_mapped_populated_outside_the_interpreter_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """open_capture maps the file in by madvise(MADV_POPULATE_READ) on this (Linux >= 5.14)
-    system: once open, every page of it is mapped (its Rss is the file's size before any
-    is read), the mapping holds the file's bytes and can be closed (no view of it left
-    exported); an empty file is b""."""
+    system, a piece at a time: once open, every page of it is mapped (its Rss is the
+    file's size before any is read), the mapping holds the file's bytes and can be closed
+    (no view of it left exported); an empty file is b""."""
     import mmap
     import platform
 
     from hopcap.capfile import open_capture
-    from hopcap.capfile.walk import _populator
+    from hopcap.capfile import walk as cwalk
 
     kernel = tuple(int(x) for x in platform.release().split(".")[:2])
-    assert kernel < (5, 14) or _populator() is not None
+    assert kernel < (5, 14) or cwalk._populator() is not None
+    monkeypatch.setattr(cwalk, "POPULATE_PIECE", 1 << 20)  # 4 pieces and the rest of one
     f = tmp_path / "x.pcap"
-    data = bytes(range(256)) * 4096 * 4  # 4 MiB
+    data = bytes(range(256)) * 4096 * 4 + b"\x5a" * 3 * mmap.PAGESIZE  # 4 MiB + 3 pages
     f.write_bytes(data)
     buf = open_capture(f)
     assert isinstance(buf, mmap.mmap)
     view = np.frombuffer(buf, np.uint8)
-    assert _mapped_kib(view.ctypes.data) == len(data) // 1024  # before any read
+    assert _mapped_kib(view.ctypes.data) * 1024 == len(data)  # before any read
     assert view.tobytes() == data
     del view
     buf.close()  # no view of it left
