@@ -1,6 +1,7 @@
 """`hopcap correlate --jobs N` against `--jobs 1`: wall and CPU time, and where the time goes.
 
     .venv/bin/python bench/jobs_bench.py --dir D [--sizes 1.6M,6.4M] [--runs 3] [--phases]
+        [--bench-set DIR]   # also bench/correlate_bench.py's four points (its --keep --dir)
 
 For every size: the firewall workload of `firewall_bench.py` is generated into D/<size>/
 (kept: `--reuse` uses it again), then `hopcap correlate a=A b=B --json --jobs J > v.json`
@@ -73,23 +74,26 @@ def _wait_quiet(wait: float, cores: float) -> float:
     return idle
 
 
-def _run(a: Path, b: Path, jobs: int, out: Path, code: Path | None) -> tuple[float, float]:
+def _run(pts: list[str], jobs: int, out: Path, code: Path | None) -> tuple[float, float]:
     """(wall, cpu) of one `hopcap correlate --json` as a new process (of the code in the
     checkout `code`, when given)."""
     env = dict(os.environ)
-    if code is None:
-        cmd = [str(Path(sys.executable).with_name("hopcap"))]
-    else:
-        cmd = [sys.executable, "-m", "hopcap"]
-        env["PYTHONPATH"] = str(code)
+    # both codes started alike (`python -m hopcap`; the venv's `hopcap` script goes
+    # through the editable install's import finder: a slower start than the other's)
+    code = code or ROOT
+    cmd = [sys.executable, "-m", "hopcap"]
+    env["PYTHONPATH"] = str(code)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with out.open("wb") as f:
         subprocess.run(
-            [*cmd, "correlate", f"a={a}", f"b={b}", "--json", "--jobs", str(jobs)],
+            [*cmd, "correlate", *pts, "--json", "--jobs", str(jobs)],
             stdout=f,
             check=True,
             env=env,
+            # `python -m` puts the current directory first on sys.path: run the code
+            # before from its own checkout, not this one
+            cwd=code,
         )
     wall = time.perf_counter() - t
     # hopcap's worker processes outlive it by their exit (it does not wait for them):
@@ -103,7 +107,7 @@ def _run(a: Path, b: Path, jobs: int, out: Path, code: Path | None) -> tuple[flo
 
 
 def compare(
-    a: Path, b: Path, runs: int, d: Path, jobs: list[str], wait: float, code: Path | None
+    pts: list[str], runs: int, d: Path, jobs: list[str], wait: float, code: Path | None
 ) -> None:
     """`jobs`: numbers of jobs; one ending in `b` runs the code before (`code`)."""
     best: dict[str, tuple[float, float]] = {}
@@ -114,7 +118,7 @@ def compare(
             idle = _wait_quiet(wait, 1.8) if wait else None
             load = _load()
             out = d / f"v{j}.json"
-            wall, cpu = _run(a, b, int(j.rstrip("b")), out, code if j.endswith("b") else None)
+            wall, cpu = _run(pts, int(j.rstrip("b")), out, code if j.endswith("b") else None)
             got = out.read_bytes()
             if ref is None:
                 ref = got
@@ -184,6 +188,7 @@ def phases(a: Path, b: Path, jobs: int) -> None:
     take = par._Kid.take
     par._Kid.take = _timed("take child's pieces", take)  # type: ignore[method-assign]
     gc.disable()
+    engine.keep_state_until_exit()  # as the CLI's correlate: no teardown
     v = engine.correlate([PointInput("a", pcap=str(a)), PointInput("b", pcap=str(b))], jobs=jobs)
     d = _timed("to_dict", v.to_dict)()
     _timed("json", dumps)(d)
@@ -219,14 +224,28 @@ def main() -> None:
         default=0.0,
         help="before each run, wait up to this many seconds for 1.8 idle cores",
     )
+    ap.add_argument(
+        "--bench-set",
+        type=Path,
+        help="also compare on the four points bench/correlate_bench.py --keep left in this "
+        "directory (client_eth0.pcap ... lb_eth0.pcap)",
+    )
     o = ap.parse_args()
-    for size in o.sizes.split(","):
+    for size in [x for x in o.sizes.split(",") if x]:
         a, b = _files(o.dir / size, SIZES[size], o.reuse)
         print(f"{size}: {a.stat().st_size + b.stat().st_size:,} bytes of captures")
         if not o.no_compare:
-            compare(a, b, o.runs, o.dir / size, o.jobs.split(","), o.wait_quiet, o.before)
+            pts = [f"a={a}", f"b={b}"]
+            compare(pts, o.runs, o.dir / size, o.jobs.split(","), o.wait_quiet, o.before)
         if o.phases:
             phases(a, b, o.jobs_phases)
+    if o.bench_set is not None:
+        names = ["client:eth0", "fw:eth0", "fw:eth1", "lb:eth0"]
+        files = [o.bench_set / (n.replace(":", "_") + ".pcap") for n in names]
+        total = sum(f.stat().st_size for f in files)
+        print(f"correlate_bench's four points: {total:,} bytes of captures")
+        pts = [f"{n}={f}" for n, f in zip(names, files, strict=True)]
+        compare(pts, o.runs, o.dir, o.jobs.split(","), o.wait_quiet, o.before)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hopcap.correlate.clocks import (
     Minima,
@@ -148,6 +150,10 @@ def _correlate(
         from hopcap.correlate.parallel import correlate_dask
 
         return correlate_dask(original, plan.points, conntrack, dask, max(jobs, 1))
+    if jobs > 1:
+        # what the forks need (multiprocessing: ~10 ms of imports) is imported meanwhile,
+        # while the reading threads are in C without the interpreter lock
+        threading.Thread(target=_import_parallel, daemon=True).start()
     pts = read_points(plan.points, tables=plan.tables, threads=jobs)
     try:
         prep = prepare(pts, conntrack)
@@ -175,6 +181,10 @@ def _correlate(
         for p in pts:
             if p.pc is not None:
                 p.pc.table.close()
+
+
+def _import_parallel() -> None:
+    import hopcap.correlate.parallel  # noqa: F401
 
 
 def _check_points(points: Sequence[PointInput]) -> None:
@@ -211,13 +221,7 @@ def read_points(
 
     files = sum(1 for inp in points if inp.pcap is not None)
     if threads > 1 and files > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from hopcap.correlate._fastwalk import available
-
-        available()  # compile/load the helper once, before the threads race for it
-        with ThreadPoolExecutor(min(threads, files)) as ex:
-            pcs = list(ex.map(load, points))
+        pcs = _in_threads(load, points, min(threads, files))
     else:
         pcs = [load(inp) for inp in points]
     pts = []
@@ -225,6 +229,41 @@ def read_points(
         host, iface = host_of(inp)
         pts.append(Point(i, inp, inp.name, host, iface, pc, warnings=warnings, records=records))
     return pts
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n: int) -> list[_R]:
+    """`fn` of every item, in order, by this thread and n - 1 others, each taking the next
+    item left (the first at once: no wait for a pool to start); the first item's error
+    in order is raised, as a loop would."""
+    from hopcap.correlate._fastwalk import available
+
+    available()  # compile/load the helper once, before the threads race for it
+    got: list[tuple[bool, Any]] = [(False, None)] * len(items)
+    nxt = iter(range(len(items)))  # next() of a range iterator is atomic under the GIL
+
+    def work() -> None:
+        for i in nxt:
+            try:
+                got[i] = (True, fn(items[i]))
+            except BaseException as exc:  # raised below, in order
+                got[i] = (False, exc)
+
+    others = [threading.Thread(target=work, daemon=True) for _ in range(n - 1)]
+    for t in others:
+        t.start()
+    work()
+    for t in others:
+        t.join()
+    out = []
+    for ok, val in got:
+        if not ok:
+            raise val
+        out.append(val)
+    return out
 
 
 @dataclass

@@ -436,3 +436,49 @@ def test_anonymised_geneve_options_keep_no_address(tmp_path: Path) -> None:
         n = (o[3] & 0x1F) * 4
         assert data[at + 4 : at + 4 + n] == bytes(n)
     assert _decoded(copy)[1] == _decoded(src)[1]  # the same headers at the same offsets
+
+
+def _mapped_kib(addr: int) -> int:
+    """Rss of this process's mapping that starts at `addr` (/proc/self/smaps)."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "-" in line.split()[0] and int(line.split("-")[0], 16) == addr:
+            rss = next(x for x in lines[i + 1 :] if x.startswith("Rss:"))
+            return int(rss.split()[1])
+    raise AssertionError(f"no mapping at {addr:#x}")
+
+
+def test_a_capture_is_mapped_populated_outside_the_interpreter_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_capture maps the file in by madvise(MADV_POPULATE_READ) on this (Linux >= 5.14)
+    system, a piece at a time: once open, every page of it is mapped (its Rss is the
+    file's size before any is read), the mapping holds the file's bytes and can be closed
+    (no view of it left exported); an empty file is b""."""
+    import mmap
+    import platform
+
+    from hopcap.capfile import open_capture
+    from hopcap.capfile import walk as cwalk
+
+    kernel = tuple(int(x) for x in platform.release().split(".")[:2])
+    assert kernel < (5, 14) or cwalk._populator() is not None
+    monkeypatch.setattr(cwalk, "POPULATE_PIECE", 1 << 20)  # 4 pieces and the rest of one
+    f = tmp_path / "x.pcap"
+    data = bytes(range(256)) * 4096 * 4 + b"\x5a" * 3 * mmap.PAGESIZE  # 4 MiB + 3 pages
+    f.write_bytes(data)
+    buf = open_capture(f)
+    assert isinstance(buf, mmap.mmap)
+    view = np.frombuffer(buf, np.uint8)
+    assert _mapped_kib(view.ctypes.data) * 1024 == len(data)  # before any read
+    assert view.tobytes() == data
+    del view
+    buf.close()  # no view of it left
+    with f.open("rb") as fh:  # against: a plain mapping has nothing mapped until read
+        plain = mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    view = np.frombuffer(plain, np.uint8)
+    assert _mapped_kib(view.ctypes.data) == 0
+    del view
+    plain.close()
+    (tmp_path / "empty.pcap").write_bytes(b"")
+    assert open_capture(tmp_path / "empty.pcap") == b""

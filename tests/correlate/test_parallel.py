@@ -13,6 +13,7 @@ from test_path import HTTP_REQ, HTTP_RESP, nat_map, points
 from hopcap.correlate import correlate
 from hopcap.correlate import parallel as par
 from hopcap.correlate.engine import partition, prepare, read_points
+from hopcap.errors import CorrelationError
 from hopcap.model import PointInput
 from hopcap.patterns import with_patterns
 
@@ -386,3 +387,28 @@ def test_a_process_that_ends_with_the_verdict_leaves_the_engine_state_to_its_exi
         assert not any(p.pc.table.buf.closed for p in prep.pts)
         for p in prep.pts:
             p.pc.table.close()
+
+
+def test_points_read_in_threads_are_those_of_one_thread(tmp_path: Path) -> None:
+    """The points' captures read by several threads (this one too) come back in point
+    order, as one thread reads them; a file that is no capture is the error of the first
+    such point in order, whichever thread read it."""
+    from hopcap.correlate.engine import _in_threads
+
+    pts = _scenario(tmp_path)
+
+    def facts(got: list[Any]) -> list[tuple[str, int, int]]:
+        return [(p.name, len(p.pc.table), len(p.pc.halves)) for p in got]
+
+    one = facts(read_points(pts))
+    assert len(one) == 3 and all(n for _, n, _ in one)
+    for threads in (2, 3, 5):
+        assert facts(read_points(pts, threads=threads)) == one
+    bad = [tmp_path / "bad1.pcap", tmp_path / "bad2.pcap"]
+    for i, f in enumerate(bad):
+        f.write_bytes(b"tcpdump text %d\n" % i * 10)
+    mixed = [pts[0], PointInput("x", pcap=str(bad[0])), pts[1], PointInput("y", pcap=str(bad[1]))]
+    with pytest.raises(CorrelationError, match=r"bad1\.pcap: not a pcap or pcapng"):
+        read_points(mixed, threads=3)
+    # every item done once, results in order, by up to n threads
+    assert _in_threads(lambda x: x * x, list(range(50)), 4) == [x * x for x in range(50)]
