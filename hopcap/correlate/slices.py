@@ -673,6 +673,9 @@ class _Run:
     # ESP conversations are read whole (a tunnel endpoint may be among the points:
     # `_endpoint_possible`)
     esp_whole: bool = True
+    # the verdict's warning when such an ESP conversation is larger than a slice: it may
+    # not be recognised as a tunnel in every slice (`_say_cut`)
+    esp_warning: str | None = None
     # pass 2: the flows that are cut, as (point, key) of each of their conversations
     groups: list[list[tuple[int, int]]] = field(default_factory=list)
     member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
@@ -1622,6 +1625,23 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
         if sc is not None
         and (m := _member(sc.keys, sc.uncut(run.esp_whole)) & (sc.cost() > per_slice)).any()
     ]
+    if run.esp_whole:
+        esp = [
+            (int(sc.rows[m].max()), inp.name)
+            for sc, inp in zip(run.scans, inputs, strict=True)
+            if sc is not None and (m := _member(sc.keys, sc.esp) & (sc.cost() > per_slice)).any()
+        ]
+        if esp:
+            most, where = max(esp)
+            # in the verdict too: unlike the memory, this can change what it says
+            run.esp_warning = (
+                f"an ESP conversation of {most:,} packets at {where} (a possible tunnel "
+                f"endpoint: two interfaces of one host are among the points) was longer than "
+                f"a time slice of the memory budget: slices may not recognise it as a "
+                f"tunnel, so inner flows can lack their tunnel leg and findings about the "
+                f"endpoint can differ; run without --memory (or with a larger one) for the "
+                f"whole-capture verdict"
+            )
     if big:
         most, _n, where = max(big)
         log.warning(
@@ -2126,6 +2146,8 @@ def correlate_sliced(
                 )
             if w:
                 warnings.append(w)
+        if run.esp_warning is not None:
+            warnings.append(run.esp_warning)
         return assemble(skel, built, warnings, facts)
     except BaseException:
         failed = True
