@@ -310,13 +310,6 @@ def alarm_packets(fl: Flow) -> int:
     return n
 
 
-def has_alarm(fl: Flow) -> bool:
-    for f in fl.findings:  # noqa: SIM110 (a loop: no generator made for each flow)
-        if f.kind in ALARM_KINDS:
-            return True
-    return False
-
-
 @dataclass(frozen=True)
 class Triage:
     """The flows of a verdict in the order a person reads them."""
@@ -347,14 +340,24 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
     for i, fl in enumerate(verdict.flows):
         if not fl.path:
             local.append(fl)
-        elif not fl.findings:
+            continue
+        if not fl.findings:
             healthy.append(fl)
-        elif has_alarm(fl):
-            alarms.append((-alarm_packets(fl) - (1 << 62 if fl.target else 0), i, fl))
-        elif all(
-            fl.id in policy_flows.get((f.kind, f.direction, f.between, f.field), none)
-            for f in fl.findings
-        ):
+            continue
+        # one pass over the findings (a verdict has tens of thousands of flows): whether
+        # any is an alarm, their packets, and whether all are device policy
+        alarm, n, all_policy = False, 0, True
+        for f in fl.findings:
+            if f.kind in ALARM_KINDS:
+                alarm = True
+                n += f.packets
+            elif all_policy and fl.id not in policy_flows.get(
+                (f.kind, f.direction, f.between, f.field), none
+            ):
+                all_policy = False
+        if alarm:
+            alarms.append((-n - (1 << 62 if fl.target else 0), i, fl))
+        elif all_policy:
             policy.append(fl)
         else:
             rewrites.append(fl)
