@@ -1020,8 +1020,7 @@ def record_cmd(
         bool, typer.Option("--no-facts", help="skip counters/conntrack/rulesets")
     ] = False,
 ) -> None:
-    """Flight recorder: capture into a ring on every hop until a trigger fires, then keep
-    the last --ring before it, correlate, and write an evidence bundle."""
+    """Flight recorder: capture into a ring on every hop until a trigger, bundle the last --ring."""
     from hopcap.bundle import write_bundle
     from hopcap.inventory import load
     from hopcap.orchestrator.record import RecordOptions, parse_until, record
