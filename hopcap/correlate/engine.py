@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hopcap.correlate.clocks import (
     Minima,
@@ -236,34 +236,15 @@ _R = TypeVar("_R")
 
 
 def _in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n: int) -> list[_R]:
-    """`fn` of every item, in order, by this thread and n - 1 others, each taking the next
-    item left (the first at once: no wait for a pool to start); the first item's error
-    in order is raised, as a loop would."""
+    """`fn` of every item, in order, by n threads; the first item's error in order is
+    raised, as a loop would."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from hopcap.correlate._fastwalk import available
 
     available()  # compile/load the helper once, before the threads race for it
-    got: list[tuple[bool, Any]] = [(False, None)] * len(items)
-    nxt = iter(range(len(items)))  # next() of a range iterator is atomic under the GIL
-
-    def work() -> None:
-        for i in nxt:
-            try:
-                got[i] = (True, fn(items[i]))
-            except BaseException as exc:  # raised below, in order
-                got[i] = (False, exc)
-
-    others = [threading.Thread(target=work, daemon=True) for _ in range(n - 1)]
-    for t in others:
-        t.start()
-    work()
-    for t in others:
-        t.join()
-    out = []
-    for ok, val in got:
-        if not ok:
-            raise val
-        out.append(val)
-    return out
+    with ThreadPoolExecutor(n) as ex:
+        return list(ex.map(fn, items))
 
 
 @dataclass

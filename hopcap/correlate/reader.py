@@ -202,7 +202,7 @@ _COLUMNS = tuple(c for c in _C_OUT if c not in _UNKEPT)  # a PacketTable's colum
 _NARROW: dict[str, type] = {
     "sport": np.int32, "dport": np.int32, "win": np.int32, "ipid": np.int32, "plen": np.int32,
     "pl_cap": np.int32, "mss": np.int32, "flags": np.int16, "ttl": np.int16, "tos": np.int16,
-    "wscale": np.int16, "opt_len": np.int16, "opt_back": np.int16, "tsecr": np.uint32,
+    "opt_len": np.int16, "opt_back": np.int16,
 }  # fmt: skip
 # columns that usually hold one value (or another column's): the high address words and
 # the tunnel (0 in an IPv4 capture without tunnels), the IP version (4), the captured

@@ -1594,6 +1594,18 @@ def _margin_rows(run: _Run) -> int:
     return total
 
 
+def _larger(
+    run: _Run, inputs: Sequence[PointInput], per_slice: int, among: Callable[[Scan], U64]
+) -> list[tuple[int, int, str]]:
+    """Per point with conversations of `among` (sorted keys) of more packets than a slice:
+    the largest one's packets, how many there are, the point's name."""
+    return [
+        (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
+        for sc, inp in zip(run.scans, inputs, strict=True)
+        if sc is not None and (m := _member(sc.keys, among(sc)) & (sc.cost() > per_slice)).any()
+    ]
+
+
 def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
     """Say which conversations the slices cut; warn of datagram conversations larger
     than a slice: those are read whole into every slice they are alive in, so the memory
@@ -1619,20 +1631,11 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
                 margin, run.margin_ns / NS, per_slice,
                 (margin - per_slice // 2) * BYTES_PER_PACKET / 2**20,
             )  # fmt: skip
-    big = [
-        (int(sc.rows[m].max()), int(np.count_nonzero(m)), inp.name)
-        for sc, inp in zip(run.scans, inputs, strict=True)
-        if sc is not None
-        and (m := _member(sc.keys, sc.uncut(run.esp_whole)) & (sc.cost() > per_slice)).any()
-    ]
+    big = _larger(run, inputs, per_slice, lambda sc: sc.uncut(run.esp_whole))
     if run.esp_whole:
-        esp = [
-            (int(sc.rows[m].max()), inp.name)
-            for sc, inp in zip(run.scans, inputs, strict=True)
-            if sc is not None and (m := _member(sc.keys, sc.esp) & (sc.cost() > per_slice)).any()
-        ]
+        esp = _larger(run, inputs, per_slice, lambda sc: sc.esp)
         if esp:
-            most, where = max(esp)
+            most, _n, where = max(esp)
             # in the verdict too: unlike the memory, this can change what it says
             run.esp_warning = (
                 f"an ESP conversation of {most:,} packets at {where} (a possible tunnel "
