@@ -10,6 +10,7 @@ import gc
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -124,12 +125,21 @@ def _err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
+_status_last = -STATUS_EVERY_S  # when the last one was written (time.monotonic)
+_LAST_STEP = re.compile(r"\b(\d+)/\1\b")  # "slice 799/799: findings": the last of its steps
+
+
 def _status(text: str) -> None:
     """Progress of a long step on stderr: on a terminal each line replaces the last (a
-    sliced correlation says one per slice and pass); elsewhere one line each."""
-    global _status_open
+    sliced correlation says one per slice and pass); elsewhere (a file, a CI log) a line
+    every STATUS_EVERY_S seconds and the last step of a count, not thousands of lines."""
+    global _status_open, _status_last
     if not sys.stderr.isatty():
-        _err(f"hopcap: {text}")
+        now = time.monotonic()
+        if now - _status_last >= STATUS_EVERY_S or _LAST_STEP.search(text):
+            _status_last = now
+            _err(f"hopcap: {text}")
         return
     width = shutil.get_terminal_size().columns
     sys.stderr.write(f"\r\x1b[Khopcap: {text}"[: width + 3])  # 4 chars: \r, the erase

@@ -36,7 +36,29 @@ def test_progress_lines_replace_each_other_on_a_terminal(monkeypatch: pytest.Mon
 def test_progress_lines_are_lines_elsewhere(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr(cli, "_status_last", -cli.STATUS_EVERY_S)
     cli._status("slice 1/2: findings")
     cli._status("slice 2/2: findings")
     cli._status_end()
     assert capsys.readouterr().err == "hopcap: slice 1/2: findings\nhopcap: slice 2/2: findings\n"
+
+
+def test_progress_into_a_log_is_a_line_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sliced run says two lines a slice; into a file or a CI log that is thousands of
+    lines: one every STATUS_EVERY_S seconds is written, and the last step of a count."""
+    clock = [1000.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cli, "_status_last", -cli.STATUS_EVERY_S)
+    for i in range(1, 801):
+        cli._status(f"slice {i}/800: matching")
+        clock[0] += 1 / 64  # 64 lines a second (exact in binary)
+        cli._status(f"slice {i}/800: findings")
+        clock[0] += 1 / 64
+    lines = capsys.readouterr().err.splitlines()
+    # 25 seconds: the first line, one every 2 s after it (12), the last slice's two steps
+    assert lines[0] == "hopcap: slice 1/800: matching"
+    assert lines[-2:] == ["hopcap: slice 800/800: matching", "hopcap: slice 800/800: findings"]
+    assert len(lines) == 1 + 12 + 2, lines
+    assert lines[1] == "hopcap: slice 65/800: matching"  # 2.00 s after the first
