@@ -298,7 +298,9 @@ def test_jobs_on_real_captures_in_pieces_of_one_flow(
     for jobs in (2, 3):
         here.clear()
         assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
-        assert 0 < len(here) < len(one["flows"]) // 2
+        # the parent took pieces and so did the children (how many each is up to the
+        # scheduler: at a load of 5+ the children start late and the parent takes more)
+        assert 0 < len(here) < len(one["flows"])
 
 
 def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
