@@ -796,8 +796,8 @@ long hopcap_mcore(long na, const int64_t *ra, const int64_t *pida, long nb, cons
     for (long i = 1; i < nb; i++) if (pidb[i] < pidb[i - 1]) { ret = -2; goto out; }
     for (int x = 0; x < 2; x++) {
         for (long i = 0; i < n[x]; i++) {
-            if (i + 16 < n[x]) { /* the rows ahead: far apart in every column */
-                int64_t r2 = rows[x][i + 16];
+            if (i + 32 < n[x]) { /* the rows ahead: far apart in every column */
+                int64_t r2 = rows[x][i + 32];
                 __builtin_prefetch(sq[x] + r2); __builtin_prefetch(pl[x] + r2);
                 __builtin_prefetch(fl[x] + r2); __builtin_prefetch(tv[x] + r2);
                 __builtin_prefetch(ip[x] + r2);
@@ -941,6 +941,7 @@ long hopcap_learn(long na, const int64_t *ra, const int64_t *pida, long nb, cons
             __builtin_prefetch(tva + r2); __builtin_prefetch(ipa + r2);
             __builtin_prefetch(pla + r2); __builtin_prefetch(tvb + r3);
             __builtin_prefetch(ipb + r3); __builtin_prefetch(plb + r3);
+            __builtin_prefetch(sqa + r2); __builtin_prefetch(sqb + r3);  /* (their SYNs') */
         }
         long a0 = sta[u], a1 = sta[u + 1] < a0 + 32 ? sta[u + 1] : a0 + 32;
         long b0 = stb[w], b1 = stb[w + 1] < b0 + 48 ? stb[w + 1] : b0 + 48;
@@ -1012,10 +1013,13 @@ long hopcap_fpcodes(const int64_t *order, const int64_t *start, const int64_t *e
         int64_t c[12];
         int nc = 0, nsyn = 0, nts = 0;
         long e = end[h] < start[h] + 4 * limit ? end[h] : start[h] + 4 * limit;
-        if (h + 4 < nh) {
-            int64_t r2 = order[start[h + 4]];
-            __builtin_prefetch(flags + r2); __builtin_prefetch(tsval + r2);
-            __builtin_prefetch(ipid + r2); __builtin_prefetch(seq + r2);
+        if (h + 8 < nh) { /* every row half h + 8 reads: they lie all over the columns */
+            long e2 = end[h + 8] < start[h + 8] + 4 * limit ? end[h + 8] : start[h + 8] + 4 * limit;
+            for (long j = start[h + 8]; j < e2; j++) {
+                int64_t r2 = order[j];
+                __builtin_prefetch(flags + r2); __builtin_prefetch(tsval + r2);
+                __builtin_prefetch(ipid + r2); __builtin_prefetch(seq + r2);
+            }
         }
         for (long j = start[h]; j < e; j++) {
             int64_t r = order[j], tv = tsval[r];
@@ -1221,8 +1225,8 @@ long hopcap_fields_ttl(const int64_t *a, const int64_t *b, const int64_t *p, lon
     if (mode) memset(cnt, 0, sizeof(int64_t) * 9 * (size_t)npairs);
     for (long i = 0; i < n; i++) {
         int64_t x = a[i], y = b[i], k = p[i];
-        if (i + 16 < n) { /* the rows ahead: their columns are far apart in memory */
-            int64_t x2 = a[i + 16], y2 = b[i + 16];
+        if (i + 32 < n) { /* the rows ahead: their columns are far apart in memory */
+            int64_t x2 = a[i + 32], y2 = b[i + 32];
             __builtin_prefetch(ttl_a + x2); __builtin_prefetch(tos_a + x2);
             __builtin_prefetch(fl_a + x2); __builtin_prefetch(pl_a + x2);
             __builtin_prefetch(win_a + x2); __builtin_prefetch(mss_a + x2);
