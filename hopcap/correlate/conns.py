@@ -215,6 +215,8 @@ def _mates(n: int, pairs: I64) -> I64:
 
 @dataclass
 class PointConns:
+    """A point's table with its halves and connections (and what linking caches)."""
+
     table: PacketTable
     halves: list[Half]
     conns: list[Conn]
