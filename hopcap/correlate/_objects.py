@@ -4,7 +4,7 @@
 firewall workload) from a dozen columns: their `tolist`, a zip of 19 iterables and a
 tuple copy per half cost ~12 ms a point, the interning of their addresses (`_addresses`)
 ~3 ms more. Made here straight from the columns' memory, with the same values (Python
-ints and bools, addresses as shared (hi, lo) tuples), in ~4 ms.
+ints and bools; addresses as shared (hi, lo) tuples, ports as shared ints), in ~4 ms.
 
 Compiled once, like `_fastwalk`'s helpers, into the user's cache directory (it needs
 Python's headers as well as a compiler); without them, or with HOPCAP_NO_CC=1, `make_halves`
@@ -60,6 +60,15 @@ static PyObject *addr_get(addr_tab *t, uint64_t hi, uint64_t lo) {
     return tup;
 }
 
+/* a new reference to the int of port value v: one object per port (a point's halves
+   share a few thousand ports; every half has two) */
+static PyObject *port_get(PyObject **ports, int64_t v) {
+    if (v < 0 || v > 65535) return PyLong_FromLongLong(v);
+    if (ports[v] == NULL && (ports[v] = PyLong_FromLongLong(v)) == NULL) return NULL;
+    Py_INCREF(ports[v]);
+    return ports[v];
+}
+
 #define NCOL 17
 /* make_halves(cls, n_rows, order, shared, cols): the list of `cls` tuples (see
    conns._build_halves), one per half; cols: 17 buffers of nh values each, in this order:
@@ -83,6 +92,7 @@ static PyObject *make_halves(PyObject *self, PyObject *args) {
     Py_ssize_t nh = -1;
     PyObject *out = NULL;
     addr_tab at = {NULL, 0};
+    PyObject **ports = NULL;
     for (; got < NCOL; got++) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, got), &b[got], PyBUF_C_CONTIGUOUS) < 0)
             goto done;
@@ -104,6 +114,8 @@ static PyObject *make_halves(PyObject *self, PyObject *args) {
     at.s = PyMem_Calloc(cap, sizeof(addr_slot));
     if (at.s == NULL) { PyErr_NoMemory(); goto done; }
     at.m = cap - 1;
+    ports = PyMem_Calloc(65536, sizeof(PyObject *));
+    if (ports == NULL) { PyErr_NoMemory(); goto done; }
     out = PyList_New(nh);
     if (out == NULL) goto done;
     PyObject *lo = nh ? PyLong_FromLongLong(start[0]) : NULL;
@@ -122,8 +134,8 @@ static PyObject *make_halves(PyObject *self, PyObject *args) {
         it[3] = PyLong_FromLong(v[i]);
         it[4] = addr_get(&at, shi[i], slo[i]);
         it[5] = addr_get(&at, dhi[i], dlo[i]);
-        it[6] = PyLong_FromLongLong(sport[i]);
-        it[7] = PyLong_FromLongLong(dport[i]);
+        it[6] = port_get(ports, sport[i]);
+        it[7] = port_get(ports, dport[i]);
         it[8] = PyBool_FromLong(syn[i]);
         it[9] = PyBool_FromLong(synack[i]);
         it[10] = PyLong_FromLongLong(isn[i]);
@@ -146,6 +158,10 @@ done:
     if (at.s) {
         for (size_t i = 0; i <= at.m; i++) Py_XDECREF(at.s[i].t);
         PyMem_Free(at.s);
+    }
+    if (ports) {
+        for (long v = 0; v < 65536; v++) Py_XDECREF(ports[v]);
+        PyMem_Free(ports);
     }
     for (int j = 0; j < got; j++) PyBuffer_Release(&b[j]);
     return out;
