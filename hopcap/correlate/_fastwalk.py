@@ -535,8 +535,9 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
         x ^= x >> 29; uint64_t h = (out[r] ^ x) * p0; out[r] = h ^ (h >> 32); }
 /* rows [r0, r0 + n) of the columns. Each pass is a loop of 64-bit multiplies that GCC
    vectorizes with AVX-512 (8 rows at once, vpmullq): a build for such a CPU too, chosen
-   when the library loads (the same values either way) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+   when the library loads (the same values either way; the choice is an ifunc: glibc) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
+    defined(__GLIBC__)
 __attribute__((target_clones("arch=x86-64-v4", "default")))
 #endif
 static void mix_rows(const void *const *cols, const int64_t *kind, const int64_t *stride,
