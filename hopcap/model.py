@@ -97,6 +97,8 @@ def _quick_init(cls: type[_C]) -> type[_C]:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A host and port: the service under study (`Inventory.target`)."""
+
     host: str
     port: int
 
@@ -106,6 +108,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Repro:
+    """A command that reproduces the problem: run on inventory host `on`."""
+
     on: str  # inventory host name the command runs on
     run: str  # shell command, run as given on that host
 
@@ -140,6 +144,8 @@ class Host:
 
 @dataclass(frozen=True)
 class Inventory:
+    """The hosts of a network path, in hop order, and what to capture there."""
+
     source: str  # file the inventory came from (for messages and the manifest)
     hosts: Mapping[str, Host]
     path: tuple[str, ...]  # host names in hop order from the client side
@@ -181,6 +187,8 @@ class Inventory:
 
 @dataclass(frozen=True)
 class CapturePoint:
+    """An interface of a host where packets are captured."""
+
     host: str
     interface: str
 
@@ -376,6 +384,8 @@ class PointRecord:
 
 @dataclass(frozen=True)
 class PointSummary:
+    """A capture point as the verdict lists it: its packets, drops and clock offset."""
+
     name: str
     host: str
     interface: str
@@ -451,6 +461,8 @@ class LegPart:
 @_quick_init
 @dataclass(frozen=True, slots=True)
 class Leg:
+    """A flow at one capture point: its tuple there and how it links to the leg before."""
+
     point: str
     tuple: str  # "198.18.1.1:31378 > 198.18.1.2:80", client side first
     link: LinkKind
@@ -467,6 +479,8 @@ class Leg:
 @_quick_init
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """Packets dropped, injected, rewritten, reset or missing between two points."""
+
     kind: FindingKind
     direction: Direction
     between: tuple[str, str]  # in the packet's direction of travel
@@ -492,6 +506,8 @@ class Finding:
 @_quick_init
 @dataclass(frozen=True, slots=True)
 class Flow:
+    """One connection along the path: its legs, point by point, and its findings."""
+
     id: str
     proto: str
     client: str
@@ -653,6 +669,8 @@ class HostAddresses:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a correlation found: the points, every flow, the patterns and warnings."""
+
     points: tuple[PointSummary, ...]
     flows: tuple[Flow, ...]
     warnings: tuple[str, ...] = field(default=())

@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# (python3-dev: Python's headers, for the compiled helper hopcap.correlate._objects)
 PKGS=(openssh-server openssh-client tcpdump nftables haproxy iproute2 curl procps
-      conntrack iptables tshark python3-venv sudo gcc libc6-dev dropbear-bin busybox
-      libcap2-bin)
+      conntrack iptables tshark python3-venv python3-dev sudo gcc libc6-dev dropbear-bin
+      busybox libcap2-bin)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

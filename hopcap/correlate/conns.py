@@ -14,6 +14,7 @@ import numpy.typing as npt
 import xxhash
 
 from hopcap.correlate._fastwalk import fingerprint_rows, index_halves, mix_columns
+from hopcap.correlate._objects import make_halves
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
 
 if TYPE_CHECKING:
@@ -214,6 +215,8 @@ def _mates(n: int, pairs: I64) -> I64:
 
 @dataclass
 class PointConns:
+    """A point's table with its halves and connections (and what linking caches)."""
+
     table: PacketTable
     halves: list[Half]
     conns: list[Conn]
@@ -333,6 +336,13 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
     # every Half made in C from the columns' values (one tuple each; see `Half`); a half's
     # end is the next one's start: the same int objects
     nh = int(starts.shape[0])
+    made = make_halves(Half, n, order, HalvesOf([-1] * nh), (
+        starts, tkey0, rkey, t.v[r0], cols.sport, cols.dport, syn0, syn_ack, cols.isn,
+        first_ts, cols.last_ts, has_ts, cols.ack0, t.src_hi[r0], t.src_lo[r0], t.dst_hi[r0],
+        t.dst_lo[r0],
+    ))  # fmt: skip
+    if made is not None:
+        return cast(list[Half], made), cols, order
     lo = starts.tolist()
     hi = lo[1:]
     hi.append(n)

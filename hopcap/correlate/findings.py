@@ -50,6 +50,8 @@ KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap"
 
 @dataclass(slots=True)
 class Built:
+    """A finished flow before it is numbered (`Flow` without its id)."""
+
     proto: str
     client: str
     server: str

@@ -24,6 +24,8 @@ NS = 1_000_000_000
 
 @dataclass
 class Point:
+    """A capture point being correlated: its input, table, clock and capture window."""
+
     idx: int
     inp: PointInput
     name: str
@@ -98,6 +100,8 @@ def _rows_with(pc: PointConns, flag: int) -> dict[int, list[int]]:
 
 @dataclass(slots=True)
 class LegB:
+    """A leg being built: a flow's halves at one point and its link to the leg before."""
+
     point: int
     c: Half | None
     s: Half | None
@@ -112,6 +116,8 @@ class LegB:
 
 @dataclass(slots=True)
 class Hop:
+    """A flow's crossing from point `a` to the next present point `b`, matched."""
+
     a: int  # point indices (upstream in path order)
     b: int
     c2s: DirMatch | None
@@ -122,6 +128,8 @@ class Hop:
 
 @dataclass(slots=True)
 class FlowB:
+    """A flow being built: its legs and hops (a chain of connections)."""
+
     legs: list[LegB]
     hops: list[Hop] = field(default_factory=list)
     # beyond a proxy that carried this flow over several connections (requests spread over

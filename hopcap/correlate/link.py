@@ -22,6 +22,8 @@ WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
 
 @dataclass
 class HalfLinks:
+    """The halves linked between two adjacent points, each way (hid -> hid)."""
+
     fwd: dict[int, int]  # upstream hid -> downstream hid
     back: dict[int, int]
 
@@ -570,6 +572,8 @@ def _runs(keep: Iterable[int]) -> str:
 
 @dataclass
 class ProxyMatch:
+    """A backend connection a proxy opened for a front connection, and its score."""
+
     conn: Conn
     score: float
     details: tuple[str, ...]
@@ -579,6 +583,8 @@ class ProxyMatch:
 
 @dataclass
 class ProxyPlan:
+    """The proxied links between two points: each front's backends, the rest."""
+
     fronts: dict[int, list[ProxyMatch]]  # front conn id -> its backends, in time order
     rest: dict[int, Part]  # backend conn id -> its exchanges no front claimed
     # front conn id -> what to say about its requests that no backend carried

@@ -76,6 +76,8 @@ class Rewrite(NamedTuple):
 
 @dataclass(slots=True)
 class DirMatch:
+    """One direction of a connection matched across a hop: what arrived, what did not."""
+
     matched: int = 0  # packets matched
     d_min: int | None = None  # min and median of (downstream ts - upstream ts), raw clocks
     d_med: float | None = None

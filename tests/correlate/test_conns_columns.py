@@ -83,7 +83,13 @@ _FIELDS = ("hid", "tkey", "rkey", "v", "src", "dst", "sport", "dport", "syn", "s
 
 
 def _halves(h: list[Half]) -> list[tuple[object, ...]]:
-    return [(*(getattr(x, f) for f in _FIELDS), x.idx.tolist()) for x in h]
+    """Every field of every half, with its type (a compiled path must make the same
+    Python ints and bools the numpy path makes: True == 1 would hide a difference)."""
+    return [
+        (*(getattr(x, f) for f in _FIELDS), *(type(getattr(x, f)) for f in _FIELDS),
+         x.idx.tolist())
+        for x in h
+    ]  # fmt: skip
 
 
 def test_compiled_halves_and_conns_equal_numpy(tmp_path: Path) -> None:
