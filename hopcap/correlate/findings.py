@@ -339,9 +339,9 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 
 
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
-# of a simple flow: both legs' points, the first leg's details, the second's link and
-# details, the hop's median c2s delay and its points
-_Head = tuple[int, int, tuple[str, ...], LinkKind, tuple[str, ...], float | None, int, int]
+# of a simple flow: the first leg's details, the second's link and details, the hop's
+# median c2s delay (its points are the chunk's `ab`)
+_Head = tuple[tuple[str, ...], LinkKind, tuple[str, ...], float | None]
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -419,7 +419,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         dms[0].append(c2s)
         dms[1].append(s2c)
         ends += (xc.hid, xs.hid, yc.hid)
-        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
+        heads.append((x.details, y.link, y.details, c2s.d_med))
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
     # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
     # and their sequence bases
@@ -445,8 +445,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     if ab is not None:
         for direction, dr in ctx.dirs:
             dr.made(ctx, direction)
-    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ab, ends), strict=True)):
-        out[k] = _finish_simple(ctx, flows[k], i, head, strs)
+        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, ends), out)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
@@ -524,9 +523,7 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
         d.rw[i] = gs
 
 
-def _simple_ends(
-    pts: list[Point], ab: tuple[int, int] | None, ends: list[int]
-) -> list[tuple[str, str, str, str, int]]:
+def _simple_ends(pts: list[Point], ab: tuple[int, int], ends: list[int]) -> _Ends:
     """Of simple flows (their legs at points `ab`; `ends`: three half ids each, their first
     leg's client and server halves and their second leg's client half): the first leg's
     client and server, the second leg's source and destination (as `Half.src_str`/`dst_str`
@@ -534,8 +531,8 @@ def _simple_ends(
     half's own fields, read one half at a time, cost as much again: the halves lie all
     over memory)."""
     n = len(ends) // 3
-    if not n or ab is None:
-        return []
+    if not n:
+        return [], [], [], [], []
     e = np.array(ends, np.int64).reshape(n, 3)
     out: list[list[str]] = []
     for q, hid in ((ab[0], e[:, 0]), (ab[1], e[:, 2])):
@@ -547,7 +544,11 @@ def _simple_ends(
         out.append(_endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo))
         if q == ab[0]:
             firsts = np.minimum(cols.first_ts[hid], cols.first_ts[e[:, 1]]).tolist()
-    return list(zip(*out, firsts, strict=True))
+    return out[0], out[1], out[2], out[3], firsts
+
+
+# of simple flows, as columns: `_simple_ends`
+_Ends = tuple[list[str], list[str], list[str], list[str], list[int]]
 
 
 def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
@@ -655,50 +656,88 @@ class _SimpleCtx:
             got = self.wheres[between] = where({p.name: p for p in self.pts}, between)
         return got
 
-    def summary(self, findings: list[Finding]) -> str:
+    def summary(self, findings: tuple[Finding, ...]) -> str:
         """The summary of a simple flow with `findings` (drops and rewrites, in order): the
         sentence of the first, which says only its kind, packet, points, field, values and
         packets, and how many findings follow (flows share a few of them)."""
         f0 = findings[0]
         b, a = f0.before, f0.after
         if type(b) not in _PLAIN or type(a) not in _PLAIN:  # (a value its str may not tell)
-            return sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+            return sentence(f0, f0.packet or "", self.where(f0.between), [*findings], "packets")
         key = (f0.kind, f0.packet, f0.between, f0.field, b, type(b), a, type(a), f0.packets,
                len(findings))  # fmt: skip
         got = self.summaries.get(key)
         if got is None:
-            got = sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+            got = sentence(f0, f0.packet or "", self.where(f0.between), [*findings], "packets")
             self.summaries[key] = got
         return got
 
 
 def _finish_simple(
-    ctx: _SimpleCtx, f: FlowB, i: int, head: _Head, strs: tuple[str, str, str, str, int]
-) -> Built | None:
-    """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
-    columns; None where one of its drops is not certain (a capture blind then):
-    `finish_flow` decides."""
+    ctx: _SimpleCtx,
+    flows: Sequence[FlowB],
+    ab: tuple[int, int],
+    sel: list[int],
+    heads: list[_Head],
+    ends: _Ends,
+    out: list[Built | None],
+) -> None:
+    """`finish_flow` of the simple flows of the chunk (see `finish_flows`; `sel`: their
+    places in `flows` and `out`) from their rows' columns, in one loop (a call or a list
+    less per flow is a few % of the stage); None left where one of a flow's drops is not
+    certain (a capture blind then): `finish_flow` decides."""
     (_c, dc), (_s, ds) = ctx.dirs
-    nc, ns, gc, gs = dc.nu[i], ds.nu[i], dc.rw[i], ds.rw[i]
-    if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
-        # the usual flow: at most a packet dropped and a packet rewritten each way
-        drops: list[Finding] = []
-        if nc:
-            x = dc.drop1[i]
-            if x is None:
-                return None
-            drops.append(x)
-        if ns:
-            x = ds.drop1[i]
-            if x is None:
-                return None
-            drops.append(x)
-        rc, rs = dc.rw1[i], ds.rw1[i]
-        rewrites = [rc, rs] if rc is not None and rs is not None else [
-            r for r in (rc, rs) if r is not None]  # fmt: skip
-        return _built(ctx, f, drops, rewrites, head, strs)
-    drops = []
-    rewrites = []
+    a, b = ab
+    names, offsets, summary = ctx.names, ctx.offsets, ctx.summary
+    name_a, name_b, off_a, d_off = names[a], names[b], offsets[a], offsets[b] - offsets[a]
+    cols = zip(sel, heads, *ends, dc.nu, ds.nu, dc.rw, ds.rw, dc.drop1, ds.drop1, dc.rw1,
+               ds.rw1, strict=True)  # fmt: skip
+    findings: tuple[Finding, ...]
+    for i, (k, head, client, server, y_src, y_dst, first_ns, nc, ns, gc, gs, xc, xs, rc,
+            rs) in enumerate(cols):  # fmt: skip
+        if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
+            # the usual flow: at most a packet dropped and a packet rewritten each way; in
+            # `_order`: drops, then rewrites, each by time (as a stable sort)
+            if rc is None:
+                findings = () if rs is None else (rs,)
+            elif rs is None:
+                findings = (rc,)
+            else:
+                findings = (rs, rc) if rs.first_ts < rc.first_ts else (rc, rs)
+            if nc or ns:
+                if (nc and xc is None) or (ns and xs is None):
+                    continue
+                if xc is None:
+                    findings = (xs, *findings)
+                elif xs is None:
+                    findings = (xc, *findings)
+                elif xs.first_ts < xc.first_ts:
+                    findings = (xs, xc, *findings)
+                else:
+                    findings = (xc, xs, *findings)
+        else:
+            got = _findings_of(ctx, i)
+            if got is None:
+                continue
+            findings = got
+        x_details, y_link, y_details, d_med = head
+        lat = None if d_med is None else (d_med - d_off) / NS
+        legs_out = (
+            Leg(name_a, f"{client} > {server}", "same", x_details),
+            Leg(name_b, f"{y_src} > {y_dst}", y_link, y_details, lat),
+        )
+        if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
+            text = summary(findings)
+        else:
+            text = flow_summary(ctx.pts, flows[k], [], list(legs_out))
+        out[k] = Built("tcp", client, server, legs_out, findings, text, (first_ns - off_a) / NS)
+
+
+def _findings_of(ctx: _SimpleCtx, i: int) -> tuple[Finding, ...] | None:
+    """The findings of simple flow `i` of the chunk with drops of several packets or
+    several rewrites (`_finish_simple`), in `_order`; None: a drop not certain."""
+    drops: list[Finding] = []
+    rewrites: list[Finding] = []
     cols, pairs, ats = ctx.cols, ctx.between, ctx.ats
     for direction, d in ctx.dirs:
         n = d.nu[i]
@@ -735,38 +774,12 @@ def _finish_simple(
             rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
                                     (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
                                     rw0.after))  # fmt: skip
-    return _built(ctx, f, drops, rewrites, head, strs)
-
-
-def _built(
-    ctx: _SimpleCtx,
-    f: FlowB,
-    drops: list[Finding],
-    rewrites: list[Finding],
-    head: _Head,
-    strs: tuple[str, str, str, str, int],
-) -> Built:
-    """The Built of a simple flow with its `drops` and `rewrites` (see `_finish_simple`)."""
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     if len(drops) > 1:
         _by_time(drops)
     if len(rewrites) > 1:
         _by_time(rewrites)
-    findings = drops + rewrites if drops else rewrites
-    xp, yp, x_details, y_link, y_details, d_med, a, b = head
-    client, server, y_src, y_dst, first_ns = strs
-    offsets, names = ctx.offsets, ctx.names
-    lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
-    legs_out = (
-        Leg(names[xp], f"{client} > {server}", "same", x_details),
-        Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
-    )
-    if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
-        summary = ctx.summary(findings)
-    else:
-        summary = flow_summary(ctx.pts, f, findings, list(legs_out))
-    return Built("tcp", client, server, legs_out, tuple(findings), summary,
-                 (first_ns - offsets[xp]) / NS)  # fmt: skip
+    return (*drops, *rewrites)
 
 
 _TS = attrgetter("first_ts")
