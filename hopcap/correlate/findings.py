@@ -454,15 +454,19 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
 
 class _Dir:
     """One direction of the simple flows of a chunk (by their place among them): the slot
-    of its rows, where its drops' rows start there and how many; its rewrite groups (None:
-    none; one as (field, first rewrite, values, first row's place, rows); several: a list
-    of those)."""
+    of its rows, where its drops' rows start there and how many; its rewrites (None: none;
+    one rewrite of one packet: that `Rewrite`, its row's place in `rw_pos`; else a list of
+    groups, each (field, first rewrite, values, first row's place, rows))."""
 
     def __init__(self, n: int) -> None:
         self.slot = 0
         self.upos: list[int] = []
         self.nu: list[int] = []
         self.rw: list[Any] = [None] * n
+        self.rw_pos: list[int] = [0] * n
+        # the usual case (`_slot_jobs`): every flow's rewrites one or none, their rows
+        # one after the other in the slot from `ones_at` (None: not the case)
+        self.ones_at: int | None = None
         # per flow: its finding of one dropped packet (None: none, or its time blind) and
         # of one rewrite of one packet (None: none, or not of that kind)
         self.drop1: list[Finding | None] = [None] * n
@@ -477,11 +481,26 @@ class _Dir:
                     kinds[j]) if n == 1 and not blind_[j] else None
             for n, j in zip(self.nu, self.upos, strict=True)
         ]  # fmt: skip
-        self.rw1 = [
-            Finding("rewrite", direction, between, 1, pls[g[3]], ats[g[3]], texts[g[3]], g[0],
-                    g[1].before, g[1].after) if type(g) is tuple else None
-            for g in self.rw
-        ]  # fmt: skip
+        j0 = self.ones_at
+        if j0 is None:
+            self.rw1 = [
+                Finding("rewrite", direction, between, 1, pls[j], ats[j], texts[j], g.field,
+                        g.before, g.after) if type(g) is Rewrite else None
+                for g, j in zip(self.rw, self.rw_pos, strict=True)
+            ]  # fmt: skip
+            return
+        # the rewrites in slot order (the flows' order), their columns read in step
+        fs = [
+            Finding("rewrite", direction, between, 1, pl, at, text, fld, before, after)
+            for (fld, before, after, _a, _b), pl, at, text in zip(
+                filter(None, self.rw), pls[j0:], ats[j0:], texts[j0:], strict=True
+            )
+        ]
+        if len(fs) == len(self.rw):  # (every flow with one)
+            self.rw1 = fs  # type: ignore[assignment]
+        else:
+            it = iter(fs)
+            self.rw1 = [None if g is None else next(it) for g in self.rw]
 
 
 def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
@@ -497,21 +516,26 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
     rwss = [dm.rewrites for dm in dms]
     n_rw = list(map(len, rwss))
     if max(n_rw, default=0) < 2:
-        # the usual case (a clamped MSS), in bulk: one rewrite or none each way (at its
-        # place in the slot: after those before it)
-        at = accumulate(n_rw, initial=len(rr) - 1)
-        next(at)
-        d.rw = [(rws[0].field, rws[0], 1, j, 1) if rws else None
-                for rws, j in zip(rwss, at, strict=True)]  # fmt: skip
-        rr += [rws[0].a_row for rws in rwss if rws]
+        # the usual case (a clamped MSS), in bulk: one rewrite or none each way, their
+        # rows one after the other
+        d.ones_at = len(rr)
+        d.rw = [rws[0] if rws else None for rws in rwss]
+        rr += [rw.a_row for rw in d.rw if rw is not None]
         bb += [base for rws, base in zip(rwss, ab, strict=True) if rws]
+        if len(rr) - d.ones_at < len(rwss):  # places only where some flow has none
+            at = accumulate(n_rw, initial=d.ones_at - 1)
+            next(at)
+            d.rw_pos = list(at)
+        else:
+            d.rw_pos = list(range(d.ones_at, len(rr)))
         return
     for i, (rws, base) in enumerate(zip(rwss, ab, strict=True)):
         if not rws:
             continue
         if len(rws) == 1:  # as `rewrite_groups` has it
             rw = rws[0]
-            d.rw[i] = (rw.field, rw, 1, len(rr), 1)
+            d.rw[i] = rw
+            d.rw_pos[i] = len(rr)
             rr.append(rw.a_row)
             bb.append(base)
             continue
@@ -760,11 +784,10 @@ def _findings_of(ctx: _SimpleCtx, i: int) -> tuple[Finding, ...] | None:
         if g is None:
             continue
         slot = d.slot
-        if type(g) is tuple:  # one rewrite, one packet: the usual case
-            fld, rw0, _nvals, j, _n = g
-            rewrites.append(Finding("rewrite", direction, pairs[slot], 1, cols[slot][1][j],
-                                    ats[slot][j], cols[slot][0][j], fld, rw0.before,
-                                    rw0.after))  # fmt: skip
+        if type(g) is Rewrite:  # one rewrite, one packet: the usual case
+            x = d.rw1[i]
+            assert x is not None
+            rewrites.append(x)
             continue
         for fld, rw0, nvals, j, n in g:
             text, nb, ts0 = _tallied(cols[slot], j, n) if n > 1 else (
