@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half
+from hopcap.correlate.conns import Half, HalvesOf
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
@@ -370,13 +370,22 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # its halves only their ids: the rest from the points' columns, for the chunk at once)
     sel: list[int] = []
     dms: tuple[list[DirMatch], list[DirMatch]] = ([], [])
-    # the points of their hop: one pair for all (the first's; with every point present,
-    # only the last two points have flows of one hop matched both ways)
-    ab: tuple[int, int] | None = None
     heads: list[_Head] = []
-    ends: list[int] = []  # three a simple flow (`_simple_ends`)
+    # four half ids a flow: its first leg's client and server halves, its second leg's
+    # client half (`_simple_ends`) and server half (-1: already judged, below)
+    ends: list[int] = []
+    # its hop's points (a * len(pts) + b): the simple flows are those of one hop, the
+    # first's (with every point present, only the last two points have flows of one hop
+    # matched both ways)
+    hop_ab: list[int] = []
+    npts = len(pts)
+    # per point: the one `HalvesOf` its halves share when no rows were set in place (a
+    # server half's rows and RST are then judged from the point's columns, for the chunk
+    # at once: read one half at a time they cost a few % of the stage, the halves lie all
+    # over memory); else None
+    shared = [_shared_halves(p) for p in pts]
     # per point: its halves with a RST (by hid), looked up on first need
-    rst: list[dict[int, list[int]] | None] = [None] * len(pts)
+    rst: list[dict[int, list[int]] | None] = [None] * npts
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
@@ -399,27 +408,42 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             or s2c.undelivered_bytes
             or c2s.unexplained
             or s2c.unexplained
-            # (`Half.idx` without slicing it, unless rows were set in its place)
-            or (ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0)
         ):
             continue
-        yp = y.point
-        rst_y = rst[yp]
-        if rst_y is None:
-            rst_y = rst[yp] = pts[yp]._flag_rows(RST)
-        if ys.hid in rst_y:
-            continue
         a, b = hop.a, hop.b
-        xp = x.point
-        if ab is None and xp == a and yp == b:
-            ab = (a, b)
-        elif ab != (a, b) or xp != a or yp != b:
+        yp = y.point
+        if x.point != a or yp != b:
             continue
+        ys_hid = ys.hid
+        if ys.pt_ is not shared[yp]:
+            # (`Half.idx` without slicing it, unless rows were set in its place)
+            if ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0:
+                continue
+            rst_y = rst[yp]
+            if rst_y is None:
+                rst_y = rst[yp] = pts[yp]._flag_rows(RST)
+            if ys_hid in rst_y:
+                continue
+            ys_hid = -1
         sel.append(k)
         dms[0].append(c2s)
         dms[1].append(s2c)
-        ends += (xc.hid, xs.hid, yc.hid)
+        ends += (xc.hid, xs.hid, yc.hid, ys_hid)
         heads.append((x.details, y.link, y.details, c2s.d_med))
+        hop_ab.append(a * npts + b)
+    e = np.array(ends, np.int64).reshape(len(sel), 4)
+    ok = _with_rows_no_rst(pts, e[:, 3], np.array(hop_ab, np.int64) % npts)
+    ab: tuple[int, int] | None = None
+    if ok.any():
+        code = hop_ab[int(np.argmax(ok))]
+        ab = (code // npts, code % npts)
+        keep = ok & (np.array(hop_ab, np.int64) == code)
+        if not keep.all():
+            sel, heads = list(compress(sel, keep)), list(compress(heads, keep))
+            dms = (list(compress(dms[0], keep)), list(compress(dms[1], keep)))
+            e = e[keep]
+    else:
+        sel, heads, dms, e = [], [], ([], []), e[:0]
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
     # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
     # and their sequence bases
@@ -445,7 +469,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     if ab is not None:
         for direction, dr in ctx.dirs:
             dr.made(ctx, direction)
-        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, ends), out)
+        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, e), out)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
@@ -503,6 +527,35 @@ class _Dir:
             self.rw1 = [None if g is None else next(it) for g in self.rw]
 
 
+def _shared_halves(p: Point) -> HalvesOf | None:
+    """The `HalvesOf` all halves of point `p` share (`conns`: those of its columns), if no
+    rows were set in their place; else None."""
+    pc = p.pc
+    if pc is None or pc.cols is None or not pc.halves:
+        return None
+    got = pc.halves[0].pt_
+    return None if got.rows else got
+
+
+def _with_rows_no_rst(pts: list[Point], hid: I64, at: I64) -> npt.NDArray[np.bool_]:
+    """Of server halves `hid` (-1: judged already) at points `at`: which have rows and no
+    RST (as `_finish_chunk` judges them one by one), from their points' columns."""
+    ok = np.ones(hid.shape[0], bool)
+    todo = hid >= 0
+    for q in np.unique(at[todo]).tolist():
+        m = np.nonzero(todo & (at == q))[0]
+        h = hid[m]
+        p = pts[q]
+        assert p.pc is not None
+        cols = p.pc.half_cols()
+        bad = cols.end[h] == cols.start[h]
+        rst = p._flag_rows(RST)
+        if rst:
+            bad |= np.isin(h, np.fromiter(rst, np.int64, len(rst)))
+        ok[m[bad]] = False
+    return ok
+
+
 def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
     """The rows of the drops and rewrites of direction `d` of the simple flows (their
     matches `dms`) appended to slot `slot` (`rr`; their sequence bases `bb`), in bulk."""
@@ -547,17 +600,15 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
         d.rw[i] = gs
 
 
-def _simple_ends(pts: list[Point], ab: tuple[int, int], ends: list[int]) -> _Ends:
-    """Of simple flows (their legs at points `ab`; `ends`: three half ids each, their first
-    leg's client and server halves and their second leg's client half): the first leg's
+def _simple_ends(pts: list[Point], ab: tuple[int, int], e: I64) -> _Ends:
+    """Of simple flows (their legs at points `ab`; `e`: a row of half ids each, their first
+    leg's client and server halves and their second leg's client half first): the first leg's
     client and server, the second leg's source and destination (as `Half.src_str`/`dst_str`
     write them), and the first capture time of the first leg; from the points' columns (a
     half's own fields, read one half at a time, cost as much again: the halves lie all
     over memory)."""
-    n = len(ends) // 3
-    if not n:
+    if not e.shape[0]:
         return [], [], [], [], []
-    e = np.array(ends, np.int64).reshape(n, 3)
     out: list[list[str]] = []
     for q, hid in ((ab[0], e[:, 0]), (ab[1], e[:, 2])):
         p = pts[q]
