@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
 from hopcap.correlate.clocks import blind
-from hopcap.correlate.conns import Half
+from hopcap.correlate.conns import Half, HalvesOf
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
 from hopcap.correlate.match import M32, DirMatch, Rewrite, flags_str
@@ -339,9 +339,9 @@ def finish_flow(pts: list[Point], present: list[int], f: FlowB) -> Built:
 
 
 _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
-# of a simple flow: both legs' points, the first leg's details, the second's link and
-# details, the hop's median c2s delay and its points
-_Head = tuple[int, int, tuple[str, ...], LinkKind, tuple[str, ...], float | None, int, int]
+# of a simple flow: the first leg's details, the second's link and details, the hop's
+# median c2s delay (its points are the chunk's `ab`)
+_Head = tuple[tuple[str, ...], LinkKind, tuple[str, ...], float | None]
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -370,13 +370,22 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # its halves only their ids: the rest from the points' columns, for the chunk at once)
     sel: list[int] = []
     dms: tuple[list[DirMatch], list[DirMatch]] = ([], [])
-    # the points of their hop: one pair for all (the first's; with every point present,
-    # only the last two points have flows of one hop matched both ways)
-    ab: tuple[int, int] | None = None
     heads: list[_Head] = []
-    ends: list[int] = []  # three a simple flow (`_simple_ends`)
+    # four half ids a flow: its first leg's client and server halves, its second leg's
+    # client half (`_simple_ends`) and server half (-1: already judged, below)
+    ends: list[int] = []
+    # its hop's points (a * len(pts) + b): the simple flows are those of one hop, the
+    # first's (with every point present, only the last two points have flows of one hop
+    # matched both ways)
+    hop_ab: list[int] = []
+    npts = len(pts)
+    # per point: the one `HalvesOf` its halves share when no rows were set in place (a
+    # server half's rows and RST are then judged from the point's columns, for the chunk
+    # at once: read one half at a time they cost a few % of the stage, the halves lie all
+    # over memory); else None
+    shared = [_shared_halves(p) for p in pts]
     # per point: its halves with a RST (by hid), looked up on first need
-    rst: list[dict[int, list[int]] | None] = [None] * len(pts)
+    rst: list[dict[int, list[int]] | None] = [None] * npts
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
@@ -399,27 +408,42 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             or s2c.undelivered_bytes
             or c2s.unexplained
             or s2c.unexplained
-            # (`Half.idx` without slicing it, unless rows were set in its place)
-            or (ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0)
         ):
             continue
-        yp = y.point
-        rst_y = rst[yp]
-        if rst_y is None:
-            rst_y = rst[yp] = pts[yp]._flag_rows(RST)
-        if ys.hid in rst_y:
-            continue
         a, b = hop.a, hop.b
-        xp = x.point
-        if ab is None and xp == a and yp == b:
-            ab = (a, b)
-        elif ab != (a, b) or xp != a or yp != b:
+        yp = y.point
+        if x.point != a or yp != b:
             continue
+        ys_hid = ys.hid
+        if ys.pt_ is not shared[yp]:
+            # (`Half.idx` without slicing it, unless rows were set in its place)
+            if ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0:
+                continue
+            rst_y = rst[yp]
+            if rst_y is None:
+                rst_y = rst[yp] = pts[yp]._flag_rows(RST)
+            if ys_hid in rst_y:
+                continue
+            ys_hid = -1
         sel.append(k)
         dms[0].append(c2s)
         dms[1].append(s2c)
-        ends += (xc.hid, xs.hid, yc.hid)
-        heads.append((xp, yp, x.details, y.link, y.details, c2s.d_med, a, b))
+        ends += (xc.hid, xs.hid, yc.hid, ys_hid)
+        heads.append((x.details, y.link, y.details, c2s.d_med))
+        hop_ab.append(a * npts + b)
+    e = np.array(ends, np.int64).reshape(len(sel), 4)
+    ok = _with_rows_no_rst(pts, e[:, 3], np.array(hop_ab, np.int64) % npts)
+    ab: tuple[int, int] | None = None
+    if ok.any():
+        code = hop_ab[int(np.argmax(ok))]
+        ab = (code // npts, code % npts)
+        keep = ok & (np.array(hop_ab, np.int64) == code)
+        if not keep.all():
+            sel, heads = list(compress(sel, keep)), list(compress(heads, keep))
+            dms = (list(compress(dms[0], keep)), list(compress(dms[1], keep)))
+            e = e[keep]
+    else:
+        sel, heads, dms, e = [], [], ([], []), e[:0]
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
     # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
     # and their sequence bases
@@ -445,8 +469,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     if ab is not None:
         for direction, dr in ctx.dirs:
             dr.made(ctx, direction)
-    for i, (k, head, strs) in enumerate(zip(sel, heads, _simple_ends(pts, ab, ends), strict=True)):
-        out[k] = _finish_simple(ctx, flows[k], i, head, strs)
+        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, e), out)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
@@ -455,15 +478,19 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
 
 class _Dir:
     """One direction of the simple flows of a chunk (by their place among them): the slot
-    of its rows, where its drops' rows start there and how many; its rewrite groups (None:
-    none; one as (field, first rewrite, values, first row's place, rows); several: a list
-    of those)."""
+    of its rows, where its drops' rows start there and how many; its rewrites (None: none;
+    one rewrite of one packet: that `Rewrite`, its row's place in `rw_pos`; else a list of
+    groups, each (field, first rewrite, values, first row's place, rows))."""
 
     def __init__(self, n: int) -> None:
         self.slot = 0
         self.upos: list[int] = []
         self.nu: list[int] = []
         self.rw: list[Any] = [None] * n
+        self.rw_pos: list[int] = [0] * n
+        # the usual case (`_slot_jobs`): every flow's rewrites one or none, their rows
+        # one after the other in the slot from `ones_at` (None: not the case)
+        self.ones_at: int | None = None
         # per flow: its finding of one dropped packet (None: none, or its time blind) and
         # of one rewrite of one packet (None: none, or not of that kind)
         self.drop1: list[Finding | None] = [None] * n
@@ -478,11 +505,55 @@ class _Dir:
                     kinds[j]) if n == 1 and not blind_[j] else None
             for n, j in zip(self.nu, self.upos, strict=True)
         ]  # fmt: skip
-        self.rw1 = [
-            Finding("rewrite", direction, between, 1, pls[g[3]], ats[g[3]], texts[g[3]], g[0],
-                    g[1].before, g[1].after) if type(g) is tuple else None
-            for g in self.rw
-        ]  # fmt: skip
+        j0 = self.ones_at
+        if j0 is None:
+            self.rw1 = [
+                Finding("rewrite", direction, between, 1, pls[j], ats[j], texts[j], g.field,
+                        g.before, g.after) if type(g) is Rewrite else None
+                for g, j in zip(self.rw, self.rw_pos, strict=True)
+            ]  # fmt: skip
+            return
+        # the rewrites in slot order (the flows' order), their columns read in step
+        fs = [
+            Finding("rewrite", direction, between, 1, pl, at, text, fld, before, after)
+            for (fld, before, after, _a, _b), pl, at, text in zip(
+                filter(None, self.rw), pls[j0:], ats[j0:], texts[j0:], strict=True
+            )
+        ]
+        if len(fs) == len(self.rw):  # (every flow with one)
+            self.rw1 = fs  # type: ignore[assignment]
+        else:
+            it = iter(fs)
+            self.rw1 = [None if g is None else next(it) for g in self.rw]
+
+
+def _shared_halves(p: Point) -> HalvesOf | None:
+    """The `HalvesOf` all halves of point `p` share (`conns`: those of its columns), if no
+    rows were set in their place; else None."""
+    pc = p.pc
+    if pc is None or pc.cols is None or not pc.halves:
+        return None
+    got = pc.halves[0].pt_
+    return None if got.rows else got
+
+
+def _with_rows_no_rst(pts: list[Point], hid: I64, at: I64) -> npt.NDArray[np.bool_]:
+    """Of server halves `hid` (-1: judged already) at points `at`: which have rows and no
+    RST (as `_finish_chunk` judges them one by one), from their points' columns."""
+    ok = np.ones(hid.shape[0], bool)
+    todo = hid >= 0
+    for q in np.unique(at[todo]).tolist():
+        m = np.nonzero(todo & (at == q))[0]
+        h = hid[m]
+        p = pts[q]
+        assert p.pc is not None
+        cols = p.pc.half_cols()
+        bad = cols.end[h] == cols.start[h]
+        rst = p._flag_rows(RST)
+        if rst:
+            bad |= np.isin(h, np.fromiter(rst, np.int64, len(rst)))
+        ok[m[bad]] = False
+    return ok
 
 
 def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
@@ -498,21 +569,26 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
     rwss = [dm.rewrites for dm in dms]
     n_rw = list(map(len, rwss))
     if max(n_rw, default=0) < 2:
-        # the usual case (a clamped MSS), in bulk: one rewrite or none each way (at its
-        # place in the slot: after those before it)
-        at = accumulate(n_rw, initial=len(rr) - 1)
-        next(at)
-        d.rw = [(rws[0].field, rws[0], 1, j, 1) if rws else None
-                for rws, j in zip(rwss, at, strict=True)]  # fmt: skip
-        rr += [rws[0].a_row for rws in rwss if rws]
+        # the usual case (a clamped MSS), in bulk: one rewrite or none each way, their
+        # rows one after the other
+        d.ones_at = len(rr)
+        d.rw = [rws[0] if rws else None for rws in rwss]
+        rr += [rw.a_row for rw in d.rw if rw is not None]
         bb += [base for rws, base in zip(rwss, ab, strict=True) if rws]
+        if len(rr) - d.ones_at < len(rwss):  # places only where some flow has none
+            at = accumulate(n_rw, initial=d.ones_at - 1)
+            next(at)
+            d.rw_pos = list(at)
+        else:
+            d.rw_pos = list(range(d.ones_at, len(rr)))
         return
     for i, (rws, base) in enumerate(zip(rwss, ab, strict=True)):
         if not rws:
             continue
         if len(rws) == 1:  # as `rewrite_groups` has it
             rw = rws[0]
-            d.rw[i] = (rw.field, rw, 1, len(rr), 1)
+            d.rw[i] = rw
+            d.rw_pos[i] = len(rr)
             rr.append(rw.a_row)
             bb.append(base)
             continue
@@ -524,19 +600,15 @@ def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[
         d.rw[i] = gs
 
 
-def _simple_ends(
-    pts: list[Point], ab: tuple[int, int] | None, ends: list[int]
-) -> list[tuple[str, str, str, str, int]]:
-    """Of simple flows (their legs at points `ab`; `ends`: three half ids each, their first
-    leg's client and server halves and their second leg's client half): the first leg's
+def _simple_ends(pts: list[Point], ab: tuple[int, int], e: I64) -> _Ends:
+    """Of simple flows (their legs at points `ab`; `e`: a row of half ids each, their first
+    leg's client and server halves and their second leg's client half first): the first leg's
     client and server, the second leg's source and destination (as `Half.src_str`/`dst_str`
     write them), and the first capture time of the first leg; from the points' columns (a
     half's own fields, read one half at a time, cost as much again: the halves lie all
     over memory)."""
-    n = len(ends) // 3
-    if not n or ab is None:
-        return []
-    e = np.array(ends, np.int64).reshape(n, 3)
+    if not e.shape[0]:
+        return [], [], [], [], []
     out: list[list[str]] = []
     for q, hid in ((ab[0], e[:, 0]), (ab[1], e[:, 2])):
         p = pts[q]
@@ -547,7 +619,11 @@ def _simple_ends(
         out.append(_endpoints(t, r0, cols.dport[hid], t.dst_hi, t.dst_lo))
         if q == ab[0]:
             firsts = np.minimum(cols.first_ts[hid], cols.first_ts[e[:, 1]]).tolist()
-    return list(zip(*out, firsts, strict=True))
+    return out[0], out[1], out[2], out[3], firsts
+
+
+# of simple flows, as columns: `_simple_ends`
+_Ends = tuple[list[str], list[str], list[str], list[str], list[int]]
 
 
 def _endpoints(t: PacketTable, r0: I64, port: I64, hi: npt.NDArray[np.uint64],
@@ -655,50 +731,88 @@ class _SimpleCtx:
             got = self.wheres[between] = where({p.name: p for p in self.pts}, between)
         return got
 
-    def summary(self, findings: list[Finding]) -> str:
+    def summary(self, findings: tuple[Finding, ...]) -> str:
         """The summary of a simple flow with `findings` (drops and rewrites, in order): the
         sentence of the first, which says only its kind, packet, points, field, values and
         packets, and how many findings follow (flows share a few of them)."""
         f0 = findings[0]
         b, a = f0.before, f0.after
         if type(b) not in _PLAIN or type(a) not in _PLAIN:  # (a value its str may not tell)
-            return sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+            return sentence(f0, f0.packet or "", self.where(f0.between), [*findings], "packets")
         key = (f0.kind, f0.packet, f0.between, f0.field, b, type(b), a, type(a), f0.packets,
                len(findings))  # fmt: skip
         got = self.summaries.get(key)
         if got is None:
-            got = sentence(f0, f0.packet or "", self.where(f0.between), findings, "packets")
+            got = sentence(f0, f0.packet or "", self.where(f0.between), [*findings], "packets")
             self.summaries[key] = got
         return got
 
 
 def _finish_simple(
-    ctx: _SimpleCtx, f: FlowB, i: int, head: _Head, strs: tuple[str, str, str, str, int]
-) -> Built | None:
-    """`finish_flow` of simple flow `i` of the chunk (see `finish_flows`) from its rows'
-    columns; None where one of its drops is not certain (a capture blind then):
-    `finish_flow` decides."""
+    ctx: _SimpleCtx,
+    flows: Sequence[FlowB],
+    ab: tuple[int, int],
+    sel: list[int],
+    heads: list[_Head],
+    ends: _Ends,
+    out: list[Built | None],
+) -> None:
+    """`finish_flow` of the simple flows of the chunk (see `finish_flows`; `sel`: their
+    places in `flows` and `out`) from their rows' columns, in one loop (a call or a list
+    less per flow is a few % of the stage); None left where one of a flow's drops is not
+    certain (a capture blind then): `finish_flow` decides."""
     (_c, dc), (_s, ds) = ctx.dirs
-    nc, ns, gc, gs = dc.nu[i], ds.nu[i], dc.rw[i], ds.rw[i]
-    if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
-        # the usual flow: at most a packet dropped and a packet rewritten each way
-        drops: list[Finding] = []
-        if nc:
-            x = dc.drop1[i]
-            if x is None:
-                return None
-            drops.append(x)
-        if ns:
-            x = ds.drop1[i]
-            if x is None:
-                return None
-            drops.append(x)
-        rc, rs = dc.rw1[i], ds.rw1[i]
-        rewrites = [rc, rs] if rc is not None and rs is not None else [
-            r for r in (rc, rs) if r is not None]  # fmt: skip
-        return _built(ctx, f, drops, rewrites, head, strs)
-    drops = []
-    rewrites = []
+    a, b = ab
+    names, offsets, summary = ctx.names, ctx.offsets, ctx.summary
+    name_a, name_b, off_a, d_off = names[a], names[b], offsets[a], offsets[b] - offsets[a]
+    cols = zip(sel, heads, *ends, dc.nu, ds.nu, dc.rw, ds.rw, dc.drop1, ds.drop1, dc.rw1,
+               ds.rw1, strict=True)  # fmt: skip
+    findings: tuple[Finding, ...]
+    for i, (k, head, client, server, y_src, y_dst, first_ns, nc, ns, gc, gs, xc, xs, rc,
+            rs) in enumerate(cols):  # fmt: skip
+        if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
+            # the usual flow: at most a packet dropped and a packet rewritten each way; in
+            # `_order`: drops, then rewrites, each by time (as a stable sort)
+            if rc is None:
+                findings = () if rs is None else (rs,)
+            elif rs is None:
+                findings = (rc,)
+            else:
+                findings = (rs, rc) if rs.first_ts < rc.first_ts else (rc, rs)
+            if nc or ns:
+                if (nc and xc is None) or (ns and xs is None):
+                    continue
+                if xc is None:
+                    findings = (xs, *findings)
+                elif xs is None:
+                    findings = (xc, *findings)
+                elif xs.first_ts < xc.first_ts:
+                    findings = (xs, xc, *findings)
+                else:
+                    findings = (xc, xs, *findings)
+        else:
+            got = _findings_of(ctx, i)
+            if got is None:
+                continue
+            findings = got
+        x_details, y_link, y_details, d_med = head
+        lat = None if d_med is None else (d_med - d_off) / NS
+        legs_out = (
+            Leg(name_a, f"{client} > {server}", "same", x_details),
+            Leg(name_b, f"{y_src} > {y_dst}", y_link, y_details, lat),
+        )
+        if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
+            text = summary(findings)
+        else:
+            text = flow_summary(ctx.pts, flows[k], [], list(legs_out))
+        out[k] = Built("tcp", client, server, legs_out, findings, text, (first_ns - off_a) / NS)
+
+
+def _findings_of(ctx: _SimpleCtx, i: int) -> tuple[Finding, ...] | None:
+    """The findings of simple flow `i` of the chunk with drops of several packets or
+    several rewrites (`_finish_simple`), in `_order`; None: a drop not certain."""
+    drops: list[Finding] = []
+    rewrites: list[Finding] = []
     cols, pairs, ats = ctx.cols, ctx.between, ctx.ats
     for direction, d in ctx.dirs:
         n = d.nu[i]
@@ -721,11 +835,10 @@ def _finish_simple(
         if g is None:
             continue
         slot = d.slot
-        if type(g) is tuple:  # one rewrite, one packet: the usual case
-            fld, rw0, _nvals, j, _n = g
-            rewrites.append(Finding("rewrite", direction, pairs[slot], 1, cols[slot][1][j],
-                                    ats[slot][j], cols[slot][0][j], fld, rw0.before,
-                                    rw0.after))  # fmt: skip
+        if type(g) is Rewrite:  # one rewrite, one packet: the usual case
+            x = d.rw1[i]
+            assert x is not None
+            rewrites.append(x)
             continue
         for fld, rw0, nvals, j, n in g:
             text, nb, ts0 = _tallied(cols[slot], j, n) if n > 1 else (
@@ -735,38 +848,12 @@ def _finish_simple(
             rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
                                     (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
                                     rw0.after))  # fmt: skip
-    return _built(ctx, f, drops, rewrites, head, strs)
-
-
-def _built(
-    ctx: _SimpleCtx,
-    f: FlowB,
-    drops: list[Finding],
-    rewrites: list[Finding],
-    head: _Head,
-    strs: tuple[str, str, str, str, int],
-) -> Built:
-    """The Built of a simple flow with its `drops` and `rewrites` (see `_finish_simple`)."""
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     if len(drops) > 1:
         _by_time(drops)
     if len(rewrites) > 1:
         _by_time(rewrites)
-    findings = drops + rewrites if drops else rewrites
-    xp, yp, x_details, y_link, y_details, d_med, a, b = head
-    client, server, y_src, y_dst, first_ns = strs
-    offsets, names = ctx.offsets, ctx.names
-    lat = None if d_med is None else (d_med - (offsets[b] - offsets[a])) / NS
-    legs_out = (
-        Leg(names[xp], f"{client} > {server}", "same", x_details),
-        Leg(names[yp], f"{y_src} > {y_dst}", y_link, y_details, lat),
-    )
-    if findings:  # as flow_summary says it: the first, a drop or a rewrite, in words
-        summary = ctx.summary(findings)
-    else:
-        summary = flow_summary(ctx.pts, f, findings, list(legs_out))
-    return Built("tcp", client, server, legs_out, tuple(findings), summary,
-                 (first_ns - offsets[xp]) / NS)  # fmt: skip
+    return (*drops, *rewrites)
 
 
 _TS = attrgetter("first_ts")
