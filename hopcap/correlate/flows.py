@@ -3,7 +3,7 @@ adjacent points' half links, proxies and NAT), and their hops matched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -192,7 +192,11 @@ def build_flows(
             down, theirs = pb.halves, claimed[nxt]
         skip = list(range(p + 1, nxt))
         further = k + 2 < len(present)
-        for i, four, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
+        # (the connections claimed by the flows of the points before, unless a plan may
+        # give them a flow of their own, are left out at once: every connection of the
+        # last point, often)
+        order = cc.by_first_ts(hop, mine if plan is None else ())
+        for i, four, jc, js, yc_conn, ys_conn, same in zip(*order, strict=True):
             conn = conns[i]  # (its cid is i)
             part = None
             if i in mine:
@@ -240,19 +244,21 @@ class _ConnCols:
         first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
         return cls(hc, hs, first, pc.conn_of)
 
-    def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
+    def by_first_ts(self, hop: tuple[I64, ...] | None, skip: Collection[int]) -> list[list[Any]]:
         """Per connection in order of its first packet (stable, as `sorted` by
-        `Conn.first_ts`): its index, the half ids of its first hop, and its columns of
-        `hop` (`_first_hops`; None, -1 and False without)."""
+        `Conn.first_ts`), but those of `skip`: its index, the half ids of its first hop,
+        and its columns of `hop` (`_first_hops`; None, -1 and False without)."""
         o = np.argsort(self.first, kind="stable")
+        if skip:
+            o = o[~np.isin(o, np.fromiter(skip, np.int64, len(skip)))]
         if hop is None:
             z = np.full(o.shape[0], -1, np.int64).tolist()
             return [o.tolist(), [None] * len(z), z, z, z, z, [False] * len(z)]
-        cols = [x[o] for x in hop]
+        cols = [x[o].tolist() for x in hop]
         # the half ids of each first hop: both legs' client and server halves, in the order
         # `match_hops` reads them (`Hop.hids`)
-        four = np.stack([self.hc[o], cols[0], self.hs[o], cols[1]], axis=1).tolist()
-        return [o.tolist(), list(map(tuple, four)), *(x.tolist() for x in cols)]
+        four = list(zip(self.hc[o].tolist(), cols[0], self.hs[o].tolist(), cols[1], strict=True))
+        return [o.tolist(), four, *cols]
 
 
 def _first_hops(
