@@ -533,6 +533,19 @@ class Flow:
         return d
 
 
+_FLOW_IDS: list[str] = []
+
+
+def flow_ids(n: int) -> list[str]:
+    """`["f1", "f2", ..., f"f{n}"]`: the ids of a verdict's flows in their order, made
+    once per process (each verdict's tens of thousands of flows are numbered twice: when
+    assembled and when put in their final order)."""
+    global _FLOW_IDS
+    if len(_FLOW_IDS) < n:
+        _FLOW_IDS = [*_FLOW_IDS, *(f"f{i}" for i in range(len(_FLOW_IDS) + 1, n + 1))]
+    return _FLOW_IDS[:n]
+
+
 _LEG_DICT = Leg.to_dict
 _FINDING_DICT = Finding.to_dict
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hopcap.model import Finding, Flow, Pattern, Verdict
+from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
 
 # the kinds that make a flow worth listing on its own (a rewrite is told by its pattern)
 ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap", "icmp"})
@@ -46,6 +47,7 @@ class _Acc:
     kinds: dict[str, int] = dataclasses.field(default_factory=dict)
     unanchored: int = 0  # flows with no leg where the segment starts
     counted: bool = False  # its packets counted by kind (a drop's, an injection's)
+    members: list[Finding] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.counted = self.first.kind in ("drop", "inject")
@@ -106,15 +108,16 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     for i, fl in enumerate(verdict.flows):
         if not fl.path:  # set apart: not part of what the path's segments saw
             continue
-        at = [leg.point for leg in fl.legs]
-        for q in at:
+        legs = fl.legs
+        for leg in legs:
+            q = leg.point
             seen_at[q] = seen_at.get(q, 0) + 1
         for f in fl.findings:
             b, a = f.before, f.after
             # values by their repr; an int, a string or None is its own (and cheaper: two
             # of them are equal only when of the same type)
             key: _Key
-            if type(b) in _PLAIN and type(a) in _PLAIN:
+            if (b is None or type(b) in _PLAIN) and (a is None or type(a) in _PLAIN):
                 key = (f.kind, f.direction, f.between, f.field, b, a)
             else:
                 key = (f.kind, f.direction, f.between, f.field, _BY_REPR, repr(b), repr(a))
@@ -123,19 +126,31 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
                 anchor = anchors.get(f.between, _UNSET)
                 if anchor is _UNSET:
                     anchor = anchors[f.between] = next((p for p in f.between if p in points), None)
-                acc = groups[key] = _Acc(f, [], -1, 0, 0, f.first_ts, anchor)
+                acc = groups[key] = _Acc(f, [], -1, 0, 0, None, anchor)
+            acc.members.append(f)
             if acc.last_flow != i:
                 acc.flow_ids.append(fl.id)
                 acc.last_flow = i
-                if acc.anchor is not None and acc.anchor not in at:
+                if acc.anchor is not None and not _has_leg(legs, acc.anchor):
                     acc.unanchored += 1
-            acc.packets += f.packets
-            acc.bytes += f.bytes
-            ts = f.first_ts
-            if ts is not None and (acc.first_ts is None or ts < acc.first_ts):
-                acc.first_ts = ts
-            if acc.counted:  # a drop's or an injection's
-                _add_kinds(acc.kinds, f)
+    # the sums of each group's findings (C loops over them, not a step per finding above)
+    for acc in groups.values():
+        fs = acc.members
+        acc.packets = sum(map(_PACKETS, fs))
+        acc.bytes = sum(map(_BYTES, fs))
+        acc.first_ts = _first_ts(fs)
+        if acc.counted:  # a drop's or an injection's
+            kinds = acc.kinds
+            for f in fs:
+                what = f.what
+                if what[-1:] == ")":
+                    _add_kinds(kinds, f)
+                    continue
+                # (the rest of `_add_kinds`, here: thousands of drops)
+                first = _first_kind(what.partition(" ")[0], " len=" in what)
+                if first is not None:
+                    n = f.packets
+                    kinds[first] = kinds.get(first, 0) + (n if n > 1 else 1)
     merged = _fold_values(groups)
     out = [
         _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
@@ -143,6 +158,28 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     ]
     out.sort(key=lambda p: (p.policy, _KIND_ORDER.get(p.kind, 9), -p.flows, -p.packets, p.text))
     return tuple(out)
+
+
+def _has_leg(legs: tuple[Leg, ...], point: str) -> bool:
+    for leg in legs:  # noqa: SIM110 (a loop: no generator made for a flow's few legs)
+        if leg.point == point:
+            return True
+    return False
+
+
+_PACKETS = operator.attrgetter("packets")
+_BYTES = operator.attrgetter("bytes")
+_TS = operator.attrgetter("first_ts")
+
+
+def _first_ts(fs: list[Finding]) -> float | None:
+    """The earliest first_ts of `fs` (None: none has one), as a loop over them keeping
+    the smaller one would find it."""
+    try:
+        return min(map(_TS, fs))  # type: ignore[no-any-return]
+    except TypeError:  # some None among them
+        ts = [t for t in map(_TS, fs) if t is not None]
+        return min(ts) if ts else None
 
 
 def with_patterns(verdict: Verdict) -> Verdict:

@@ -3,7 +3,7 @@ adjacent points' half links, proxies and NAT), and their hops matched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -124,6 +124,10 @@ class Hop:
     s2c: DirMatch | None
     missing: list[int]  # missing points between a and b
     ended: str | None = None  # the flow ended between a and b: "unanswered", "rst", "answered"
+    # the half ids of the legs before and after it (a's client, b's client, a's server,
+    # b's server; -1: none) when known as it is made (they stay): `match_hops` reads them
+    # here, not from the halves (tens of thousands, far apart in memory)
+    hids: tuple[int, int, int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -188,7 +192,11 @@ def build_flows(
             down, theirs = pb.halves, claimed[nxt]
         skip = list(range(p + 1, nxt))
         further = k + 2 < len(present)
-        for i, jc, js, yc_conn, ys_conn, same in zip(*cc.by_first_ts(hop), strict=True):
+        # (the connections claimed by the flows of the points before, unless a plan may
+        # give them a flow of their own, are left out at once: every connection of the
+        # last point, often)
+        order = cc.by_first_ts(hop, mine if plan is None else ())
+        for i, four, jc, js, yc_conn, ys_conn, same in zip(*order, strict=True):
             conn = conns[i]  # (its cid is i)
             part = None
             if i in mine:
@@ -209,7 +217,8 @@ def build_flows(
                 theirs.add(ys_conn)
             link: LinkKind = "same" if same else "nat"
             leg_y = LegB(nxt, down[jc], down[js], link, (), None, None, part)
-            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip))], [])
+            # (both halves on both legs: `_extend` changes neither leg's)
+            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip), None, four)], [])
             flows.append(flow)
             if further:
                 _extend(pts, present, k + 1, flow, links, claimed, plans)
@@ -235,15 +244,21 @@ class _ConnCols:
         first = np.minimum(np.where(hc >= 0, ts[hc], big), np.where(hs >= 0, ts[hs], big))
         return cls(hc, hs, first, pc.conn_of)
 
-    def by_first_ts(self, hop: tuple[I64, ...] | None) -> list[list[Any]]:
+    def by_first_ts(self, hop: tuple[I64, ...] | None, skip: Collection[int]) -> list[list[Any]]:
         """Per connection in order of its first packet (stable, as `sorted` by
-        `Conn.first_ts`): its index, and its columns of `hop` (`_first_hops`; -1 and
-        False without)."""
+        `Conn.first_ts`), but those of `skip`: its index, the half ids of its first hop,
+        and its columns of `hop` (`_first_hops`; None, -1 and False without)."""
         o = np.argsort(self.first, kind="stable")
+        if skip:
+            o = o[~np.isin(o, np.fromiter(skip, np.int64, len(skip)))]
         if hop is None:
-            z = np.full(o.shape[0], -1, np.int64)
-            hop = (z, z, z, z, np.zeros(o.shape[0], bool))
-        return [o.tolist(), *(x[o].tolist() for x in hop)]
+            z = np.full(o.shape[0], -1, np.int64).tolist()
+            return [o.tolist(), [None] * len(z), z, z, z, z, [False] * len(z)]
+        cols = [x[o].tolist() for x in hop]
+        # the half ids of each first hop: both legs' client and server halves, in the order
+        # `match_hops` reads them (`Hop.hids`)
+        four = list(zip(self.hc[o].tolist(), cols[0], self.hs[o].tolist(), cols[1], strict=True))
+        return [o.tolist(), four, *cols]
 
 
 def _first_hops(
@@ -422,21 +437,24 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             y = legs[i + 1]
             if y.link == "proxied":
                 continue
-            x = legs[i]
             ab = (hop.a, hop.b)
             got = todo.get(ab)
             if got is None:
                 got = todo[ab] = _Crossing()
             got.ys.append(y)
             got.hops.append(hop)
-            xc, xs, yc, ys = x.c, x.s, y.c, y.s
             # the halves of a point are told apart by their ids
-            got.hids += (
-                -1 if xc is None else xc.hid,
-                -1 if yc is None else yc.hid,
-                -1 if xs is None else xs.hid,
-                -1 if ys is None else ys.hid,
-            )
+            h4 = hop.hids
+            if h4 is None:
+                x = legs[i]
+                xc, xs, yc, ys = x.c, x.s, y.c, y.s
+                h4 = (
+                    -1 if xc is None else xc.hid,
+                    -1 if yc is None else yc.hid,
+                    -1 if xs is None else xs.hid,
+                    -1 if ys is None else ys.hid,
+                )
+            got.hids += h4
     for (a, b), cr in todo.items():
         # a reused connection is on the chain of every flow it carried: matched once
         # (the downstream leg and the hop of each take its result)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -41,6 +42,7 @@ from hopcap.model import (
     PointSummary,
     Verdict,
     any_broken,
+    flow_ids,
 )
 
 
@@ -296,15 +298,17 @@ def localize(
     for fl in verdict.flows:
         if plain and _as_is(fl):
             flows.append(fl)
-        else:
-            flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
+            continue
+        flows += (_one(x, p, local, tgt, at) for x in _split_misjoined(fl, p, local, tgt))
     # the path's flows first, the target's first among them, then broken ones, then any
     # with findings; by time (the keys made in one pass, not by a call for each flow)
     keys = [(not f.path, not f.target, not any_broken(f.findings), not f.findings,
              f.first_ts or 0.0) for f in flows]  # fmt: skip
     order = sorted(range(len(flows)), key=keys.__getitem__)
     flows = [flows[k] for k in order]
-    flows = [f if f.id == (fid := f"f{i + 1}") else _with(f, id=fid) for i, f in enumerate(flows)]
+    ids = flow_ids(len(flows))
+    if list(map(_ID, flows)) != ids:  # (numbered as they stand: `assemble` does)
+        flows = [f if f.id == fid else _with(f, id=fid) for f, fid in zip(flows, ids, strict=True)]
     return replace(verdict, flows=tuple(flows), hosts=addrs, target=target)
 
 
@@ -312,14 +316,17 @@ def _as_is(fl: Flow) -> bool:
     """With no host's address known and no target: whether the flow stays as it is
     without a look at its addresses (what `_split_misjoined` and `_one` would do): it
     went through several points (not seen at one only) and is not a connection between
-    two capture hosts themselves."""
+    two capture hosts themselves (that takes TTL rewrites: looked for first, in a loop
+    here, as this runs for each of tens of thousands of flows)."""
     legs = fl.legs
-    return (
-        not fl.target
-        and bool(legs)
-        and legs[0].point != legs[-1].point
-        and (len(legs) != 2 or _between_hosts(fl, legs[0].point, legs[1].point) is None)
-    )
+    if fl.target or not legs or legs[0].point == legs[-1].point:
+        return False
+    if len(legs) != 2:
+        return True
+    for f in fl.findings:
+        if f.field == "ip.ttl":
+            return _between_hosts(fl, legs[0].point, legs[1].point) is None
+    return True
 
 
 @dataclass
@@ -352,6 +359,7 @@ def _with(fl: Flow, **changes: object) -> Flow:
 
 
 _FLOW_FIELDS = tuple(f.name for f in dataclasses.fields(Flow))
+_ID = operator.attrgetter("id")
 _set = object.__setattr__
 
 

@@ -63,6 +63,20 @@ def test_jobs_give_the_verdict_of_one_job(tmp_path: Path) -> None:
         assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
 
 
+def test_first_hops_keep_the_half_ids_of_their_legs(tmp_path: Path) -> None:
+    """`Hop.hids`, set as `build_flows` makes a flow's first hop, are still its legs'
+    halves once every flow is built (`match_hops` reads them, not the halves)."""
+    prep = prepare(read_points(_scenario(tmp_path)), {})
+    known = 0
+    for f in prep.flows:
+        for i, hop in enumerate(f.hops):
+            if hop.hids is not None:
+                x, y = f.legs[i], f.legs[i + 1]
+                assert hop.hids == tuple(-1 if h is None else h.hid for h in (x.c, y.c, x.s, y.s))
+                known += 1
+    assert known >= 7  # (the unanswered SYN's flow has no downstream leg)
+
+
 def test_dask_partitions_match_each_in_any_worker_process(tmp_path: Path) -> None:
     """Phase 2 of a partition in a process that did not match it (the dask scheduler may
     move a task) matches it there first: the verdict is still that of one job."""
