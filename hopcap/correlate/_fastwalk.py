@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1285,6 +1286,53 @@ def available() -> bool:
     return _load() is not None
 
 
+def compiled(
+    name: str,
+    src: str,
+    flags: Sequence[str] = CFLAGS,
+    tag: str = "",
+    build_flags: Callable[[], list[str] | None] | None = None,
+) -> Path | None:
+    """The shared library of C source `src` built with `flags` by the system's compiler,
+    cached as `~/.cache/hopcap/<name>-<tag><checksums>.so` (built on first use; None: no
+    compiler, or the build failed). The checksums of the flags and the source (and `tag`,
+    e.g. an interpreter's ABI) name the build (zlib is loaded anyway; hashlib would load
+    OpenSSL for this alone: 2.5 ms of every start). `build_flags`, asked only to build it:
+    more flags (None: it cannot be built here)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None
+    src_b = " ".join(flags).encode() + src.encode()
+    tag = f"{tag}{zlib.crc32(src_b):08x}{zlib.adler32(src_b):08x}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hopcap"
+    so = cache / f"{name}-{tag}.so"
+    if so.exists():
+        return so
+    import tempfile  # only to build it
+
+    more = [] if build_flags is None else build_flags()
+    if more is None:
+        return None
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as td:
+            c = Path(td) / f"{name}.c"
+            c.write_text(src)
+            tmp_so = Path(td) / f"{name}.so"
+            subprocess.run(
+                [cc, *flags, *more, "-shared", "-fPIC", "-o", str(tmp_so), str(c)],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            part = so.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(tmp_so, part)
+            os.replace(part, so)  # atomic: a concurrent process sees all or nothing
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return so
+
+
 def _load() -> Any:
     global _lib, _tried
     if disabled:
@@ -1294,35 +1342,12 @@ def _load() -> Any:
     _tried = True
     if os.environ.get("HOPCAP_NO_CC"):
         return None
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
+    so = compiled("fastwalk", _SRC)
+    if so is None:
         return None
-    # the checksums of the flags and the source name the build (zlib is loaded anyway;
-    # hashlib would load OpenSSL for this alone: 2.5 ms of every start)
-    src_b = " ".join(CFLAGS).encode() + _SRC.encode()
-    tag = f"{zlib.crc32(src_b):08x}{zlib.adler32(src_b):08x}"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hopcap"
-    so = cache / f"fastwalk-{tag}.so"
     try:
-        if not so.exists():
-            import tempfile  # only to build it
-
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as td:
-                src = Path(td) / "fastwalk.c"
-                src.write_text(_SRC)
-                tmp_so = Path(td) / "fastwalk.so"
-                subprocess.run(
-                    [cc, *CFLAGS, "-shared", "-fPIC", "-o", str(tmp_so), str(src)],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
-                part = so.with_suffix(f".{os.getpid()}.part")
-                shutil.copyfile(tmp_so, part)
-                os.replace(part, so)  # atomic: a concurrent process sees all or nothing
         lib = ctypes.CDLL(str(so))
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return None
     p = ctypes.c_void_p
     lib.hopcap_walk_pcap.restype = ctypes.c_long
