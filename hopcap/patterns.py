@@ -142,15 +142,7 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
         if acc.counted:  # a drop's or an injection's
             kinds = acc.kinds
             for f in fs:
-                what = f.what
-                if what[-1:] == ")":
-                    _add_kinds(kinds, f)
-                    continue
-                # (the rest of `_add_kinds`, here: thousands of drops)
-                first = _first_kind(what.partition(" ")[0], " len=" in what)
-                if first is not None:
-                    n = f.packets
-                    kinds[first] = kinds.get(first, 0) + (n if n > 1 else 1)
+                _add_kinds(kinds, f)
     merged = _fold_values(groups)
     out = [
         _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
