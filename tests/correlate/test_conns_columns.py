@@ -518,3 +518,33 @@ def test_half_addresses_shared_by_value(tmp_path: Path) -> None:
         assert all(type(x) is int for x in (*h.src, *h.dst))
     objs = {id(a) for h in pc.halves for a in (h.src, h.dst)}
     assert len(objs) == len({a for h in pc.halves for a in (h.src, h.dst)}) == 4
+
+
+def test_halves_without_pythons_headers_take_the_python_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Python's headers (no python3-dev) the extension is not built (nothing is
+    left in the cache) and `build_point` makes the same halves in Python; with them it is
+    built into the cache and used."""
+    from hopcap.correlate import _objects
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(_objects, "_tried", False)
+    monkeypatch.setattr(_objects, "_mod", None)
+    monkeypatch.setattr(_objects, "_include", lambda: None)
+    (f, *_rest) = _captures(tmp_path)
+    t = read_capture(f)
+    try:
+        slow = build_point(t)
+        assert _objects._mod is None and _objects._tried
+        assert not list((tmp_path / "cache").glob("**/objects-*.so"))
+        monkeypatch.undo()
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setattr(_objects, "_tried", False)
+        monkeypatch.setattr(_objects, "_mod", None)
+        fast = build_point(t)
+        assert _objects._mod is not None
+        assert len(list((tmp_path / "cache").glob("hopcap/objects-*.so"))) == 1
+        assert _halves(fast.halves) == _halves(slow.halves)
+    finally:
+        t.close()
