@@ -116,23 +116,34 @@ POPULATE_PIECE = 32 << 20  # ~1-2 ms of populating
 
 
 @functools.cache
-def _populator() -> Callable[[int, int], None] | None:
-    """madvise(addr, size, MADV_POPULATE_READ) without the interpreter lock, where the
-    system has it (Linux >= 5.14), else None."""
+def madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's madvise(addr, size, advice), called without the interpreter lock
+    (ctypes releases it); None where there is none to call (not Linux)."""
     if not hasattr(mmap, "MAP_POPULATE"):  # not Linux
         return None
     import ctypes
 
     try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        fn = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
         return None
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    out: Callable[[int, int, int], int] = fn
+    return out
+
+
+@functools.cache
+def _populator() -> Callable[[int, int], None] | None:
+    """madvise(addr, size, MADV_POPULATE_READ) without the interpreter lock, where the
+    system has it (Linux >= 5.14), else None."""
+    madvise_ = madvise()
+    if madvise_ is None:
+        return None
     # probe on a page of this process's own: an older kernel says EINVAL
     probe = mmap.mmap(-1, mmap.PAGESIZE)
     view = np.frombuffer(probe, np.uint8)
-    ok = madvise(view.ctypes.data, mmap.PAGESIZE, MADV_POPULATE_READ) == 0
+    ok = madvise_(view.ctypes.data, mmap.PAGESIZE, MADV_POPULATE_READ) == 0
     del view
     probe.close()
     if not ok:
@@ -141,7 +152,7 @@ def _populator() -> Callable[[int, int], None] | None:
     def populate(addr: int, size: int) -> None:
         # a failure (e.g. the file shrank under it: EFAULT) is left to the reader, which
         # meets the same pages; populating is only a speed-up
-        madvise(addr, size, MADV_POPULATE_READ)
+        madvise_(addr, size, MADV_POPULATE_READ)
 
     return populate
 

@@ -747,10 +747,8 @@ static long mat_pair(uint64_t *ka, const int64_t *pa, long na, const int64_t *pi
     }
     return k;
 }
-#ifndef MAT_PF_OFF
 #define MAT_PF_OFF 16  /* pairs ahead: their payload offsets and lengths */
 #define MAT_PF_PL 8  /* pairs ahead: every line of their payloads */
-#endif
 static inline int64_t mat_s32(int64_t x) {
     return ((x + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
 }
@@ -1404,6 +1402,9 @@ def _load() -> Any:
     ]  # fmt: skip
     lib.hopcap_cmp.restype = None
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
+    lib.hopcap_fields_ttl.restype = ctypes.c_long
+    lib.hopcap_fields_ttl.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, p, p, p,
+                                      ctypes.c_long, ctypes.c_long, p]  # fmt: skip
     _lib = lib
     return lib
 
@@ -2071,11 +2072,6 @@ def field_diffs_ttl(
     dttl = np.empty(n, np.int16)
     what = np.empty(n, np.uint8)
     cnt = np.empty(9 * npairs + 1, np.int64) if ttl_expected is None else exp
-    if not getattr(lib, "_col_ttl", False):
-        p, lg = ctypes.c_void_p, ctypes.c_long
-        lib.hopcap_fields_ttl.restype = lg
-        lib.hopcap_fields_ttl.argtypes = [p, p, p, lg, p, p, p, p, p, p, p, lg, lg, p]
-        lib._col_ttl = True
     rc = 0
     if n:
         rc = lib.hopcap_fields_ttl(

@@ -193,11 +193,15 @@ def _drop_pages(pts: Sequence[Point]) -> None:
     (~0.07 s at 6.4 M packets). Only for a process that ends after the verdict (`_KEEP`):
     nothing reads the tables after the flows are finished (`point_facts` read last), and
     a column read after this would hold zeros."""
-    import ctypes
     import mmap
 
     import numpy as np
 
+    from hopcap.capfile.walk import madvise
+
+    advise = madvise()
+    if advise is None:
+        return
     page = mmap.PAGESIZE
     ranges: dict[int, int] = {}
     for p in pts:
@@ -216,12 +220,10 @@ def _drop_pages(pts: Sequence[Point]) -> None:
                 ranges[lo] = max(ranges.get(lo, 0), hi - lo)
     if not ranges:
         return
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
     def drop() -> None:
         for lo, n in ranges.items():
-            madvise(lo, n, 4)  # MADV_DONTNEED
+            advise(lo, n, mmap.MADV_DONTNEED)
 
     threading.Thread(target=drop, daemon=True).start()
 

@@ -1183,11 +1183,10 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         return _anchor(run, k, *_flow_first(f))
 
     try:
-        prep = _prepare(run, pts, _windows(run, evidence, keep))
+        prep, dcut = _prepare(run, pts, _windows(run, evidence, keep))
         keys, which = _cut_flows(run, prep.pts, prep.flows)
         cut = [f for n, f in enumerate(prep.flows) if n in which]
         flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
-        dcut = _dcut_flows(run, prep.pts, prep.dflows)
         dflows = [f for n, f in enumerate(prep.dflows) if n not in dcut and _dkeep(run, k, f)]
         match_hops(prep.pts, flows)
         groups = []
@@ -1212,9 +1211,10 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
         _close(pts)
 
 
-def _prepare(run: _Run, pts: list[Point], windows: Any) -> Any:
-    """`engine.prepare` of a slice: the matches of datagram flows keep their pairs when
-    the run cuts conversations (only the cut flows' are kept past it)."""
+def _prepare(run: _Run, pts: list[Point], windows: Any) -> tuple[Any, dict[int, Any]]:
+    """`engine.prepare` of a slice, and its cut datagram flows (`_dcut_flows`): the
+    matches of datagram flows keep their pairs when the run cuts conversations (only the
+    cut flows' are kept past it)."""
     from hopcap.correlate import udp
     from hopcap.correlate.engine import prepare
 
@@ -1224,15 +1224,15 @@ def _prepare(run: _Run, pts: list[Point], windows: Any) -> Any:
         prep = prepare(pts, run.conntrack, windows=windows)
     finally:
         udp.KEEP_PAIRS = False
+    dcut = _dcut_flows(run, prep.pts, prep.dflows)  # ({} when nothing is cut)
     if keep:
-        dcut = _dcut_flows(run, prep.pts, prep.dflows)
         for n, f in enumerate(prep.dflows):
             if n not in dcut:
                 for hop in f.hops:
                     for dm in (hop.c2s, hop.s2c):
                         if dm is not None:
                             dm.pairs, dm.rw_order = None, []
-    return prep
+    return prep, dcut
 
 
 def _dkeep(run: _Run, k: int, f: DFlowB) -> bool:
@@ -1252,7 +1252,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
 
     pts = _points(run, k)
     try:
-        prep = _prepare(run, pts, _windows(run, None, lambda f: False))
+        prep, dcut = _prepare(run, pts, _windows(run, None, lambda f: False))
         apply_clocks(prep.pts, clocks)
         lo, hi = run.bounds[k] / NS, run.bounds[k + 1] / NS
         segs: dict[int, int] = {}  # flow -> group
@@ -1302,7 +1302,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             facts, drw = dgram_facts(prep.pts, f), _drw(prep.pts, f)
             return lambda b: _Seg(g, head, b, dl, 0, 0, None, None, None, dgram=facts, drw=drw)
 
-        for n, ms in _dcut_flows(run, prep.pts, prep.dflows).items():
+        for n, ms in dcut.items():
             g = run.member.get(ms[0], -1)
             if g < 0:
                 continue
