@@ -146,6 +146,10 @@ def test_jobs_claim_pieces_and_send_them_back(
         if os.getpid() == parent:
             here.append(len(idxs))
             time.sleep(0.3)
+        else:
+            # not so quick that a child takes every piece while the parent still forks
+            # the next child (a piece of one flow takes well under 1 ms: it flaked once)
+            time.sleep(0.005)
         return match(prep, idxs)  # type: ignore[arg-type]
 
     sent: list[int] = []
