@@ -9,11 +9,15 @@ that findings point at ("dropped after this hop", "injected here", ...).
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from hopcap.bundle.anon import Anonymiser
 from hopcap.bundle.pcapio import (
@@ -24,6 +28,10 @@ from hopcap.bundle.pcapio import (
     chunk_tuples,
     first_linktype,
 )
+from hopcap.capfile import Layers, Records
+from hopcap.capfile.layers import be16, be32
+from hopcap.capfile.walk import CHUNK as WALK_CHUNK
+from hopcap.correlate import _fastwalk
 from hopcap.errors import BundleError
 from hopcap.model import Finding, Verdict
 
@@ -69,8 +77,20 @@ def _endpoint(text: str) -> tuple[bytes, int] | None:
         host, _, port = text[1:].partition("]:")
     else:
         host, _, port = text.rpartition(":")
+    packed = _packed(host)
+    if packed is None:
+        return None
     try:
-        return ipaddress.ip_address(host).packed, int(port)
+        return packed, int(port)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _packed(host: str) -> bytes | None:
+    """An address as it is in packets (a verdict names each host in many legs)."""
+    try:
+        return ipaddress.ip_address(host).packed
     except ValueError:
         return None
 
@@ -88,6 +108,8 @@ class _Note:
 def _finding_notes(verdict: Verdict, point_names: set[str]) -> list[_Note]:
     notes: list[_Note] = []
     for flow in verdict.flows:
+        if not flow.findings:
+            continue
         leg_at = {leg.point: parse_tuple(leg.tuple) for leg in flow.legs}
         for f in flow.findings:
             if f.first_ts is None:
@@ -205,14 +227,12 @@ def write_merged(
     notes_at: dict[str, list[_Note]] = {}
     for n in sorted(_finding_notes(verdict, names), key=lambda n: n.ts_ns):
         notes_at.setdefault(n.point, []).append(n)
-    note_times = {k: [n.ts_ns for n in v] for k, v in notes_at.items()}
     legs = _leg_index(verdict)
-    seen_legs: set[tuple[str, str]] = set()
     tr = anonymiser.text if anonymiser else (lambda s: s)
 
     with PcapngWriter(out) as w:
         iface_of: dict[tuple[int, int], int] = {}
-        streams = []
+        present: list[_Point] = []
         for i, p in enumerate(points):
             stats.packets[p.name] = 0
             if p.pcap is None or not p.pcap.exists():
@@ -222,49 +242,441 @@ def write_merged(
             lt = first_linktype(p.pcap)
             desc = f"hopcap point {p.name}; clock offset {p.offset_s:+.6f} s subtracted"
             iface_of[(i, lt)] = w.add_interface(lt, p.name, description=desc)
-            keys = bool(legs.get(p.name) or notes_at.get(p.name))
-            streams.append(
-                _stream(i, p.pcap, round(p.offset_s * 1e9), stats, p.name, keys, anonymiser)
-            )
-        per_point = [
-            (p.name, legs.get(p.name), notes_at.get(p.name), note_times.get(p.name, []))
-            for p in points
-        ]
-        counts = [0] * len(points)
-        offsets = [round(p.offset_s * 1e9) for p in points]
-        first_ts: int | None = None
-        ts = 0
-        write = w.write_packet
-        for ts, i, _n, linktype, data, orig_len, key in heapq.merge(*streams):
-            name, leg_map, pnotes, ptimes = per_point[i]
-            iface = iface_of.get((i, linktype))
-            if iface is None:
-                iface = w.add_interface(linktype, f"{name}#{linktype}")
-                iface_of[(i, linktype)] = iface
-            comment = None
-            if leg_map or pnotes:
-                parts: list[str] = []
-                if leg_map and key is not None:
-                    text = leg_map.get(key)
-                    if text is not None and (name, text) not in seen_legs:
-                        seen_legs.add((name, text))
-                        parts.append(f"first packet of {text}")
-                if pnotes:
-                    found = _match_notes(pnotes, ptimes, (ts + offsets[i], ts), key)
-                    stats.annotated_findings += len(found)
-                    parts += found
-                if parts:
-                    comment = tr(f"{name}: " + "; ".join(parts))
-                    stats.comments += 1
-            write(iface, ts, data, orig_len, comment)
-            counts[i] += 1
-            if first_ts is None:
-                first_ts = ts
-        for i, p in enumerate(points):
-            stats.packets[p.name] = counts[i]
-        stats.first_ts_ns = first_ts
-        stats.last_ts_ns = ts if first_ts is not None else None
+            present.append(
+                _Point(i, p.name, p.pcap, round(p.offset_s * 1e9), legs.get(p.name),
+                       notes_at.get(p.name, []))
+            )  # fmt: skip
+        if anonymiser is None and _fastwalk.available():
+            _merge_blocks(w, present, iface_of, stats)
+        else:
+            _merge_packets(w, present, iface_of, stats, anonymiser)
     return stats
+
+
+@dataclass
+class _Point:
+    """A present point of the merge: where its packets are, what comments they may get."""
+
+    idx: int
+    name: str
+    pcap: Path
+    offset_ns: int  # subtracted from its timestamps
+    legs: dict[RawTuple, str] | None  # the first packet of each leg's tuple: its comment
+    notes: list[_Note]  # the findings' notes, by time
+    seen: set[str] = field(default_factory=set)  # legs whose first packet went by
+
+    def __post_init__(self) -> None:
+        self.times = [n.ts_ns for n in self.notes]
+
+    @property
+    def keys(self) -> bool:
+        """Whether its packets' tuples are needed (for a leg's or a finding's comment)."""
+        return bool(self.legs or self.notes)
+
+    def comment(self, ts: int, key: RawTuple | None, stats: MergeStats) -> str | None:
+        """The comment of its next packet (in file order): `ts` aligned, `key` its tuple."""
+        leg = None
+        if self.legs and key is not None:
+            leg = self.legs.get(key)
+            if leg is not None and leg in self.seen:
+                leg = None
+            elif leg is not None:
+                self.seen.add(leg)
+        return self.say(leg, self.notes_of(ts, key, stats) if self.notes else [], stats)
+
+    def notes_of(self, ts: int, key: RawTuple | None, stats: MergeStats) -> list[str]:
+        """The findings' notes its next packet takes (aligned `ts`, tuple `key`)."""
+        found = _match_notes(self.notes, self.times, (ts + self.offset_ns, ts), key)
+        stats.annotated_findings += len(found)
+        return found
+
+    def say(self, leg: str | None, found: list[str], stats: MergeStats) -> str | None:
+        """The comment of a packet that is the first of leg `leg` (None: not one) and
+        takes the notes `found`."""
+        parts = [f"first packet of {leg}"] if leg is not None else []
+        parts += found
+        if not parts:
+            return None
+        stats.comments += 1
+        return f"{self.name}: " + "; ".join(parts)
+
+
+def _merge_packets(
+    w: PcapngWriter,
+    present: list[_Point],
+    iface_of: dict[tuple[int, int], int],
+    stats: MergeStats,
+    anonymiser: Anonymiser | None,
+) -> None:
+    """The merge a packet at a time (anonymised bundles, and without the compiled helper):
+    the streams of every point merged by aligned time."""
+    tr = anonymiser.text if anonymiser else (lambda s: s)
+    streams = [
+        _stream(p.idx, p.pcap, p.offset_ns, stats, p.name, p.keys, anonymiser) for p in present
+    ]
+    by_idx = {p.idx: p for p in present}
+    first_ts: int | None = None
+    ts = 0
+    write = w.write_packet
+    for ts, i, _n, linktype, data, orig_len, key in heapq.merge(*streams):
+        pt = by_idx[i]
+        iface = iface_of.get((i, linktype))
+        if iface is None:
+            iface = w.add_interface(linktype, f"{pt.name}#{linktype}")
+            iface_of[(i, linktype)] = iface
+        comment = pt.comment(ts, key, stats) if pt.keys else None
+        write(iface, ts, data, orig_len, tr(comment) if comment else None)
+        stats.packets[pt.name] += 1
+        if first_ts is None:
+            first_ts = ts
+    stats.first_ts_ns = first_ts
+    stats.last_ts_ns = ts if first_ts is not None else None
+
+
+# --------------------------------------------------------------------------- in blocks
+
+
+def _merge_blocks(
+    w: PcapngWriter,
+    present: list[_Point],
+    iface_of: dict[tuple[int, int], int],
+    stats: MergeStats,
+) -> None:
+    """`_merge_packets` (without anonymising) a batch of packets at a time: the same
+    bytes. Each point's records are read a chunk at a time as columns; the few packets
+    that get a comment are found with numpy (`_Source.comments`) and given it by the same
+    rules (`_Point.comment`); the batches are ordered with numpy and written as blocks by
+    the compiled helper.
+
+    The order is heapq.merge's of the points' packets by (aligned time, point, number):
+    it always takes the smallest head, so a packet earlier in its file than a later one
+    goes out with it (a file out of time order is not sorted): the order of (the running
+    maximum of the aligned times in each file, point, number), in which every file is
+    sorted. A batch is what every point has read up to the smallest running maximum of
+    a point's last read packet (and, at that time, the points up to that one): no packet
+    read later can come before it."""
+    srcs = [_Source(p, k) for k, p in enumerate(present)]
+    at = 0  # packets written
+    first_ts: int | None = None
+    last_ts = 0
+    try:
+        while True:
+            for s in srcs:
+                s.fill()
+            live = [s for s in srcs if not s.done]
+            have = [s for s in srcs if s.rows]
+            if not have:
+                break
+            if live:
+                # each live point has rows (fill): none to come before (horizon, point)
+                horizon, upto = min((int(s.cols["at"][-1]), s.pt.idx) for s in live)
+                takes = [s.upto(horizon, s.pt.idx <= upto) for s in have]
+            else:
+                takes = [s.rows for s in have]
+            parts = [s.take(k) for s, k in zip(have, takes, strict=True) if k]
+            batch = {c: np.concatenate([x[c] for x in parts]) for c in parts[0]}
+            order = np.lexsort((batch["n"], batch["src"], batch["at"]))
+            batch = {c: v[order] for c, v in batch.items()}
+            _write_batch(w, srcs, batch, iface_of)
+            n = int(order.shape[0])
+            for s in have:
+                mine = np.nonzero(batch["src"] == s.slot)[0]
+                if mine.shape[0]:
+                    s.last_at = at + int(mine[-1])
+            if first_ts is None:
+                first_ts = int(batch["ts"][0])
+            last_ts = int(batch["ts"][-1])
+            at += n
+    finally:
+        for s in srcs:
+            s.close()
+    # a point's damage is told when its last packet went out (before them: empty points)
+    for s in sorted(srcs, key=lambda s: (-1 if s.last_at is None else s.last_at, s.pt.idx)):
+        stats.packets[s.pt.name] = s.count
+        if s.truncated:
+            stats.truncated.append(s.pt.name)
+            stats.warnings += [f"{s.pt.name}: {x}" for x in s.warnings]
+        stats.comments += s.stats.comments
+        stats.annotated_findings += s.stats.annotated_findings
+    stats.first_ts_ns = first_ts
+    stats.last_ts_ns = last_ts if first_ts is not None else None
+
+
+def _write_batch(
+    w: PcapngWriter,
+    srcs: list[_Source],
+    batch: dict[str, npt.NDArray[np.int64]],
+    iface_of: dict[tuple[int, int], int],
+) -> None:
+    """The blocks of a batch in order, with an interface block before the first packet
+    of a (point, link type) the file has no interface for yet."""
+    src, link, n = batch["src"], batch["link"], batch["n"]
+    clen = np.full(src.shape[0], -1, np.int64)
+    coff = np.zeros(src.shape[0], np.int64)
+    texts: list[bytes] = []
+    rows = np.nonzero(batch["c"])[0]
+    if rows.shape[0]:
+        for r in rows.tolist():
+            texts.append(srcs[int(src[r])].comments.pop(int(n[r])))
+        lens = np.array([len(t) for t in texts], np.int64)
+        clen[rows] = lens
+        coff[rows] = np.cumsum(lens) - lens
+    comments = b"".join(texts)
+    pair = (src << 32) | link
+    iface = np.empty(src.shape[0], np.int64)
+    uniq, first = np.unique(pair, return_index=True)
+    new: list[tuple[int, int, int]] = []  # (first position, source, link type)
+    for v, f in zip(uniq.tolist(), first.tolist(), strict=True):
+        pt = srcs[v >> 32].pt
+        got = iface_of.get((pt.idx, v & 0xFFFFFFFF))
+        if got is None:
+            new.append((f, v >> 32, v & 0xFFFFFFFF))
+        else:
+            iface[pair == v] = got
+    new.sort()
+    lo = 0
+    for hi, slot, lt in [*new, (src.shape[0], -1, -1)]:
+        if hi > lo:
+            part = slice(lo, hi)
+            blocks = _fastwalk.epb_blocks(
+                [s.base for s in srcs], src[part], batch["off"][part], batch["cap"][part],
+                batch["orig"][part], batch["ts"][part], iface[part], comments, coff[part],
+                clen[part],
+            )  # fmt: skip
+            assert blocks is not None
+            w.write_blocks(blocks, hi - lo)
+            lo = hi
+        if slot >= 0:
+            pt = srcs[slot].pt
+            got = iface_of[(pt.idx, lt)] = w.add_interface(lt, f"{pt.name}#{lt}")
+            iface[pair == ((slot << 32) | lt)] = got
+
+
+_INT64_MIN = np.iinfo(np.int64).min
+CHUNK = WALK_CHUNK  # records read at a time (tests make it small)
+
+
+class _Source:
+    """A point's capture read for the merge a chunk at a time: the rows read and not yet
+    written (columns: the running maximum of the aligned times `at`, the aligned time,
+    the record, its number, whether it has a comment), and the comments of those that
+    have one (by number)."""
+
+    def __init__(self, pt: _Point, slot: int) -> None:
+        self.pt = pt
+        self.slot = slot
+        self.reader = PcapReader(pt.pcap)
+        self._u8 = np.frombuffer(self.reader.buf, np.uint8) if len(self.reader.buf) else None
+        self.base = int(self._u8.ctypes.data) if self._u8 is not None else 0
+        self.chunks = self.reader.chunks(layers=pt.keys, chunk=CHUNK)
+        self.cols: dict[str, npt.NDArray[np.int64]] = {}
+        self.rows = 0  # read and not yet written
+        self.done = False  # every record read
+        self.count = 0  # records read
+        self.carry = _INT64_MIN  # the running maximum so far
+        self.comments: dict[int, bytes] = {}
+        self.stats = MergeStats()  # the comments' counts
+        self.legs = _LegFirsts(pt) if pt.legs else None
+        self.times = np.array(pt.times, np.int64)
+        self.last_at: int | None = None  # where its last packet was written
+        self.truncated = False
+        self.warnings: list[str] = []
+
+    def close(self) -> None:
+        self.chunks.close()
+        self._u8 = None
+        self.reader.close()
+
+    def fill(self) -> None:
+        """Read the next chunk when every row read is written (none: `done`)."""
+        while not self.done and not self.rows:
+            try:
+                rec, lay = next(self.chunks)
+            except StopIteration:
+                self.done = True
+                self.truncated = self.reader.truncated
+                self.warnings = list(self.reader.warnings)
+                return
+            n = len(rec)
+            ts = rec.ts - self.pt.offset_ns
+            at = np.maximum(np.maximum.accumulate(ts), self.carry)
+            self.carry = int(at[-1])
+            c = np.zeros(n, np.int64)
+            for r, text in self._comments(rec, lay, ts):
+                c[r] = 1
+                self.comments[self.count + r] = text.encode()
+            self.cols = {
+                "at": at, "ts": ts, "link": rec.link, "off": rec.off, "cap": rec.cap,
+                "orig": rec.orig, "n": np.arange(self.count, self.count + n, dtype=np.int64),
+                "src": np.full(n, self.slot, np.int64), "c": c,
+            }  # fmt: skip
+            self.rows = n
+            self.count += n
+
+    def upto(self, at: int, inclusive: bool) -> int:
+        """How many of the rows read come before anything read later: running maximum
+        below `at` (or at it, `inclusive`)."""
+        return int(np.searchsorted(self.cols["at"], at, "right" if inclusive else "left"))
+
+    def take(self, k: int) -> dict[str, npt.NDArray[np.int64]]:
+        """The first `k` rows read and not yet written (now written)."""
+        out = {c: v[:k] for c, v in self.cols.items()}
+        self.cols = {c: v[k:] for c, v in self.cols.items()}
+        self.rows -= k
+        return out
+
+    def _comments(
+        self, rec: Records, lay: Layers | None, ts: npt.NDArray[np.int64]
+    ) -> list[tuple[int, str]]:
+        """The rows of a chunk that get a comment, in order, with it (`_Point.comment`'s
+        rules, asked only for the rows it can say something about)."""
+        pt = self.pt
+        if lay is None or not pt.keys or self._u8 is None:
+            return []
+        u8, buf = self._u8, self.reader.buf
+        ok = (lay.l3 >= 0) & (lay.l4 >= 0) & np.isin(lay.proto, (6, 17))
+        ok &= lay.l4 + 4 <= rec.off + rec.cap
+
+        def keys(rows: npt.NDArray[np.int64]) -> list[RawTuple | None]:
+            return chunk_tuples(buf, rec, lay, rows)
+
+        firsts = self.legs.scan(_packet_hashes(u8, lay, ok), ok, keys) if self.legs else {}
+        rows = set(firsts)
+        if self.times.shape[0]:
+            near = np.zeros(len(rec), bool)
+            for t in (rec.ts, ts):  # a note is near the packet's time as captured or aligned
+                lo = np.searchsorted(self.times, t - TS_TOLERANCE_NS, "left")
+                near |= np.searchsorted(self.times, t + TS_TOLERANCE_NS, "right") > lo
+            rows.update(np.nonzero(near)[0].tolist())
+        order = np.array(sorted(rows), np.int64)
+        out = []
+        at = ts[order].tolist()
+        for r, t, k in zip(order.tolist(), at, keys(order) if pt.notes else at, strict=True):
+            found = pt.notes_of(t, k, self.stats) if pt.notes else []
+            text = pt.say(firsts.get(r), found, self.stats)
+            if text is not None:
+                out.append((r, text))
+        return out
+
+
+class _LegFirsts:
+    """Which packets of a point are the first of a leg's tuple (either way), by a hash of
+    every packet's tuple: the rows whose hash is that of a leg not seen yet, the first of
+    each hash in a chunk told by its tuple (and, where that is not one of the hash's legs
+    — another tuple with the same hash — the next ones, until it is)."""
+
+    def __init__(self, pt: _Point) -> None:
+        assert pt.legs
+        self.pt = pt
+        self.legs = pt.legs
+        keys = list(self.legs)
+        self.pending: dict[int, set[str]] = {}  # hash -> its legs not seen yet
+        for k, h in zip(keys, _tuple_hashes(keys).tolist(), strict=True):
+            self.pending.setdefault(h, set()).add(self.legs[k])
+        self.hashes = np.array(sorted(self.pending), np.uint64)
+
+    def scan(
+        self,
+        h: npt.NDArray[np.uint64],
+        ok: npt.NDArray[np.bool_],
+        keys: Callable[[npt.NDArray[np.int64]], list[RawTuple | None]],
+    ) -> dict[int, str]:
+        """The rows of a chunk (hashes `h`, valid where `ok`) that are the first packet of
+        a leg, with its comment's text."""
+        if not self.hashes.shape[0]:
+            return {}
+        at = np.minimum(np.searchsorted(self.hashes, h), self.hashes.shape[0] - 1)
+        rows = np.nonzero(ok & (self.hashes[at] == h))[0]
+        if not rows.shape[0]:
+            return {}
+        hv = h[rows]
+        _u, first = np.unique(hv, return_index=True)
+        out: dict[int, str] = {}
+        done: list[int] = []
+        firsts = np.sort(rows[first])
+        for r, k in zip(firsts.tolist(), keys(firsts), strict=True):
+            hr = int(h[r])
+            todo = self.pending[hr]
+            self._take(r, k, todo, out)
+            if todo:  # another tuple of the same hash, or two legs of it
+                more = rows[(hv == hr) & (rows > r)]
+                for r2, k2 in zip(more.tolist(), keys(more), strict=True):
+                    if self._take(r2, k2, todo, out) and not todo:
+                        break
+            if not todo:
+                done.append(hr)
+                del self.pending[hr]
+        if done:
+            self.hashes = self.hashes[~np.isin(self.hashes, np.array(done, np.uint64))]
+        return out
+
+    def _take(self, r: int, k: RawTuple | None, todo: set[str], out: dict[int, str]) -> bool:
+        """Row r (tuple `k`) is the first packet of one of the legs `todo`: take it."""
+        text = self.legs.get(k) if k is not None else None
+        if text is None or text not in todo:
+            return False
+        todo.discard(text)
+        self.pt.seen.add(text)
+        out[r] = text
+        return True
+
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    out: npt.NDArray[np.uint64] = z ^ (z >> np.uint64(31))
+    return out
+
+
+def _ends_hash(
+    words: npt.NDArray[np.uint64], ports: npt.NDArray[np.uint64], alen: int
+) -> npt.NDArray[np.uint64]:
+    """A hash of endpoints (rows of `words`: an address as 32-bit words; their ports)."""
+    x = ports | np.uint64(alen << 16)
+    for j in range(words.shape[1]):
+        x = _mix(x ^ words[:, j])
+    return _mix(x)
+
+
+def _tuple_hashes(keys: list[RawTuple]) -> npt.NDArray[np.uint64]:
+    """The hash of each tuple, the same either way (the sum of its ends' hashes)."""
+    out = np.zeros(len(keys), np.uint64)
+    for alen in (4, 16):
+        idx = [i for i, k in enumerate(keys) if len(k[0]) == alen]
+        if not idx:
+            continue
+        src = np.frombuffer(b"".join(keys[i][0] for i in idx), ">u4").astype(np.uint64)
+        dst = np.frombuffer(b"".join(keys[i][2] for i in idx), ">u4").astype(np.uint64)
+        sp = np.array([keys[i][1] for i in idx], np.uint64)
+        dp = np.array([keys[i][3] for i in idx], np.uint64)
+        w = alen // 4
+        out[idx] = _ends_hash(src.reshape(-1, w), sp, alen) + _ends_hash(
+            dst.reshape(-1, w), dp, alen
+        )
+    return out
+
+
+def _packet_hashes(
+    u8: npt.NDArray[np.uint8], lay: Layers, ok: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.uint64]:
+    """`_tuple_hashes` of each packet's tuple (chunk_tuples'; 0 where not `ok`)."""
+    out = np.zeros(ok.shape[0], np.uint64)
+    v4 = lay.et == 0x0800
+    for alen, sel in ((4, ok & v4), (16, ok & ~v4)):
+        rows = np.nonzero(sel)[0]
+        if not rows.shape[0]:
+            continue
+        s = lay.l3[rows] + (12 if alen == 4 else 8)
+        w = alen // 4
+        src = np.stack([be32(u8, s + 4 * j) for j in range(w)], 1).astype(np.uint64)
+        dst = np.stack([be32(u8, s + alen + 4 * j) for j in range(w)], 1).astype(np.uint64)
+        l4 = lay.l4[rows]
+        sp, dp = be16(u8, l4).astype(np.uint64), be16(u8, l4 + 2).astype(np.uint64)
+        out[rows] = _ends_hash(src, sp, alen) + _ends_hash(dst, dp, alen)
+    return out
 
 
 def collect_addresses(anonymiser: Anonymiser, paths: list[Path]) -> None:

@@ -16,17 +16,19 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
 from hopcap.capfile import CaptureFileError, Layers, Records, RecordWalk, buffer_u8, decode
 from hopcap.capfile.layers import be16
-from hopcap.capfile.walk import open_capture
+from hopcap.capfile.walk import CHUNK, open_capture
+from hopcap.correlate import _fastwalk
 from hopcap.errors import BundleError
 
 LINKTYPE_ETHERNET = 1
@@ -53,11 +55,11 @@ class PcapReader:
     Use as a context manager or call `close()`; iterating twice re-reads from the start.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, populate: bool = True) -> None:
         self.path = Path(path)
         self.warnings: list[str] = []
         try:
-            self.buf: Any = open_capture(self.path)
+            self.buf: Any = open_capture(self.path, populate=populate)
             probe = RecordWalk(self.path, self.buf)
         except CaptureFileError as exc:
             self.close()
@@ -89,11 +91,13 @@ class PcapReader:
     ) -> None:
         self.close()
 
-    def chunks(self, *, layers: bool = False) -> Iterator[tuple[Records, Layers | None]]:
-        """The records a chunk at a time, with their headers decoded if `layers`."""
-        walk = RecordWalk(self.path, self.buf)
+    def chunks(
+        self, *, layers: bool = False, chunk: int = CHUNK
+    ) -> Generator[tuple[Records, Layers | None], None, None]:
+        """The records `chunk` at a time, with their headers decoded if `layers`."""
+        walk = RecordWalk(self.path, self.buf, _fastwalk.walk_pcap, _fastwalk.walk_pcapng)
         u8 = buffer_u8(self.buf) if layers else None
-        for rec in walk.chunks():
+        for rec in walk.chunks(chunk):
             lay = decode(u8, rec.off, rec.cap, rec.link) if u8 is not None else None
             yield rec, lay
         self.linktypes = list(walk.links)
@@ -109,7 +113,7 @@ class PcapReader:
 
 def first_linktype(path: Path) -> int:
     """The link type of the first interface of a capture file."""
-    with PcapReader(path) as r:
+    with PcapReader(path, populate=False) as r:
         if r.linktypes:
             return r.linktypes[0]
         for pkt in r:
@@ -126,22 +130,27 @@ def one_packet(linktype: int, data: bytes) -> tuple[Any, Records, Layers]:
     return buf, rec, decode(buffer_u8(buf), rec.off, rec.cap, rec.link)
 
 
-def chunk_tuples(buf: Any, rec: Records, lay: Layers) -> list[RawTuple | None]:
+def chunk_tuples(
+    buf: Any, rec: Records, lay: Layers, rows: npt.NDArray[np.int64] | None = None
+) -> list[RawTuple | None]:
     """(src, sport, dst, dport) of each TCP/UDP packet's innermost header (addresses
-    packed, as in the packet); None for anything else."""
+    packed, as in the packet); None for anything else. Of the rows `rows` only, in their
+    order, if given."""
     u8 = buffer_u8(buf)
-    ok = (lay.l3 >= 0) & (lay.l4 >= 0) & np.isin(lay.proto, (6, 17))
-    ok &= lay.l4 + 4 <= rec.off + rec.cap
-    out: list[RawTuple | None] = [None] * len(rec)
-    rows = np.nonzero(ok)[0]
-    if not rows.shape[0]:
+    at = np.arange(len(rec)) if rows is None else rows
+    l3, l4 = lay.l3[at], lay.l4[at]
+    ok = (l3 >= 0) & (l4 >= 0) & np.isin(lay.proto[at], (6, 17))
+    ok &= l4 + 4 <= rec.off[at] + rec.cap[at]
+    out: list[RawTuple | None] = [None] * int(at.shape[0])
+    sel = np.nonzero(ok)[0]
+    if not sel.shape[0]:
         return out
-    l3, l4 = lay.l3[rows], lay.l4[rows]
-    alen = np.where(lay.et[rows] == 0x0800, 4, 16)
+    l3, l4 = l3[sel], l4[sel]
+    alen = np.where(lay.et[at[sel]] == 0x0800, 4, 16)
     src = l3 + np.where(alen == 4, 12, 8)
     sport, dport = be16(u8, l4), be16(u8, l4 + 2)
     for r, s, a, sp, dp in zip(
-        rows.tolist(), src.tolist(), alen.tolist(), sport.tolist(), dport.tolist(), strict=True
+        sel.tolist(), src.tolist(), alen.tolist(), sport.tolist(), dport.tolist(), strict=True
     ):
         out[r] = (bytes(buf[s : s + a]), sp, bytes(buf[s + a : s + 2 * a]), dp)
     return out
@@ -229,6 +238,11 @@ class PcapngWriter:
         self._fh.write(data)
         self._fh.write(b"\0" * pad + opts + struct.pack("<I", total))
         self.packets += 1
+
+    def write_blocks(self, blocks: Any, packets: int) -> None:
+        """Enhanced packet blocks made elsewhere (`_fastwalk.epb_blocks`), `packets` of them."""
+        self._fh.write(blocks)
+        self.packets += packets
 
     def close(self) -> None:
         self._fh.close()

@@ -79,8 +79,9 @@ class Records:
         return int(self.off.shape[0])
 
 
-def open_capture(path: Path) -> Any:
-    """The file mapped read-only (b"" when empty)."""
+def open_capture(path: Path, *, populate: bool = True) -> Any:
+    """The file mapped read-only (b"" when empty); `populate`: its pages mapped in now
+    (False: on first touch, for a look at a few of them)."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -91,15 +92,17 @@ def open_capture(path: Path) -> Any:
         size = path.stat().st_size
         if size == 0:
             return b""
-        populate = _populator()
+        fill = _populator() if populate else None
         # the whole file mapped in at once (one pass in the kernel) instead of a page
         # fault per 4 KiB on first touch: by madvise(MADV_POPULATE_READ) called through
         # ctypes, which lets other threads run meanwhile (the points are read in threads;
         # mmap(MAP_POPULATE) keeps the interpreter lock for the whole populate: 0.1 s a
         # 1.5 GB file), else by MAP_POPULATE
-        flags = mmap.MAP_SHARED | (0 if populate else getattr(mmap, "MAP_POPULATE", 0))
+        flags = mmap.MAP_SHARED
+        if populate and fill is None:
+            flags |= getattr(mmap, "MAP_POPULATE", 0)
         buf = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-    if populate is not None:
+    if fill is not None:
         view = np.frombuffer(buf, np.uint8)
         addr = view.ctypes.data
         del view  # the mapping cannot be closed while a view of it is exported
@@ -107,7 +110,7 @@ def open_capture(path: Path) -> Any:
         # other thread's mmap() and munmap() (a new arena, a large array) waits for,
         # with the interpreter lock if it holds it; between pieces they get in
         for lo in range(0, size, POPULATE_PIECE):
-            populate(addr + lo, min(POPULATE_PIECE, size - lo))
+            fill(addr + lo, min(POPULATE_PIECE, size - lo))
     return buf
 
 
