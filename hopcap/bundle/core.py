@@ -10,7 +10,8 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,29 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+class _Digests:
+    """The sha256 of the bundle's captures, hashed in threads from the start of the
+    writing (hashlib lets the merge run meanwhile, on the other cores) and waited for
+    when needed: the pulled files' check against the hosts' sums, the manifest."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._pool = ThreadPoolExecutor(max(1, min(len(paths), 2)))
+        self._sums = {Path(p).resolve(): self._pool.submit(_sha256, Path(p)) for p in paths}
+        self._pool.shutdown(wait=False)
+
+    def get(self, path: Path) -> str:
+        got = self._sums.get(Path(path).resolve())
+        return got.result() if got is not None else _sha256(path)
+
+    def known(self, out: Path) -> dict[str, str]:
+        """The sums of the files under `out`, by the manifest's names."""
+        return {
+            p.relative_to(out.resolve()).as_posix(): f.result()
+            for p, f in self._sums.items()
+            if p.is_relative_to(out.resolve())
+        }
 
 
 def _dump(path: Path, obj: Any) -> None:
@@ -151,12 +175,17 @@ def write_bundle(
         # the host's clock probed again after the window: drift shows as a change
         extra = {"clock_offset_end_s": end[0], "clock_error_end_s": end[1]} if end else {}
         points.append(PointRecord.from_capture(c, pcap, err, extra))
-    pulled_warnings = [
-        f"{c.point.name}: {p.pcap.relative_to(out).as_posix()} does not match the sha256 "
-        f"taken on the host ({c.sha256})"
-        for c, p in zip(run.captures, points, strict=True)
-        if c.sha256 and p.pcap is not None and _sha256(p.pcap) != c.sha256.lower()
-    ]
+    digests = _Digests([p.pcap for p in points if p.pcap is not None])
+    pulled = [(c, p) for c, p in zip(run.captures, points, strict=True) if c.sha256 and p.pcap]
+
+    def pulled_warnings() -> list[str]:
+        return [
+            f"{c.point.name}: {p.pcap.relative_to(out).as_posix()} does not match the sha256 "
+            f"taken on the host ({c.sha256})"
+            for c, p in pulled
+            if p.pcap is not None and c.sha256 and digests.get(p.pcap) != c.sha256.lower()
+        ]
+
     base: dict[str, Any] = {
         "source": "run",
         "run_id": run.run_id,
@@ -170,13 +199,22 @@ def write_bundle(
         "interrupted": run.interrupted,
         "errors": list(run.errors),
         "repro": scrub_secrets(dict(run.repro)) if run.repro else None,
-        "warnings": pulled_warnings,
     }
     if run.trigger is not None:  # `hopcap record`: what fired
         base["trigger"] = scrub_secrets(dict(run.trigger))
     if run.recording is not None:
         base["recording"] = scrub_secrets(dict(run.recording))
-    return _write(out, base, points, verdict, run.facts, tarball=tarball, anonymise=anonymise)
+    return _write(
+        out,
+        base,
+        points,
+        verdict,
+        run.facts,
+        tarball=tarball,
+        anonymise=anonymise,
+        digests=digests,
+        warnings=pulled_warnings,
+    )
 
 
 def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdict) -> Path:
@@ -211,7 +249,8 @@ def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdi
         "errors": [f"{p.name}: {p.error}" for p in pts if p.error],
         "repro": None,
     }
-    return _write(out, base, pts, verdict, (), tarball=False, anonymise=False)
+    digests = _Digests([p.pcap for p in pts if p.pcap is not None])
+    return _write(out, base, pts, verdict, (), tarball=False, anonymise=False, digests=digests)
 
 
 def _anonymise_facts(facts: Sequence[HostFacts], anon: Anonymiser) -> list[HostFacts]:
@@ -235,7 +274,11 @@ def _write(
     *,
     tarball: bool,
     anonymise: bool,
+    digests: _Digests,
+    warnings: Callable[[], list[str]] = list,
 ) -> Path:
+    """`digests`: the captures' sums, hashed meanwhile; `warnings`: the manifest's first
+    warnings, asked for once merged.pcapng is written (they may wait for the sums)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         pcap_dir(out)
@@ -314,7 +357,7 @@ def _write(
                 if anon
                 else False
             ),
-            "warnings": list(base.get("warnings", [])) + stats.warnings,
+            "warnings": warnings() + stats.warnings,
         }
         if anon is not None:
             manifest = anon.obj(manifest)
@@ -324,7 +367,12 @@ def _write(
         (out / "report.md").write_text(render_markdown(manifest, shown_verdict, facts_summary))
         (out / "report.html").write_text(render_html(manifest, shown_verdict, facts_summary))
 
-        manifest["files"] = _hash_files(out)
+        # merged.pcapng was hashed as it was written, the captures meanwhile (anonymised:
+        # rewritten since)
+        known = {} if anonymise else digests.known(out)
+        if stats.sha256 is not None:
+            known[MERGED] = stats.sha256
+        manifest["files"] = _hash_files(out, known)
         _dump(out / MANIFEST, manifest)
     except OSError as exc:
         raise BundleError(f"cannot write bundle {out}: {exc}") from exc
@@ -334,11 +382,13 @@ def _write(
     return out
 
 
-def _hash_files(out: Path) -> dict[str, str]:
+def _hash_files(out: Path, known: dict[str, str]) -> dict[str, str]:
+    """Every file's sha256 but the manifest's (those in `known` as they are there)."""
     files: dict[str, str] = {}
     for p in sorted(out.rglob("*")):
-        if p.is_file() and p.relative_to(out).as_posix() != MANIFEST:
-            files[p.relative_to(out).as_posix()] = _sha256(p)
+        name = p.relative_to(out).as_posix()
+        if p.is_file() and name != MANIFEST:
+            files[name] = known[name] if name in known else _sha256(p)
     return files
 
 

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ from hopcap.bundle.pcapio import (
     chunk_tuples,
     first_linktype,
 )
-from hopcap.capfile import Layers, Records
+from hopcap.capfile import Records
 from hopcap.capfile.layers import be16, be32
 from hopcap.capfile.walk import CHUNK as WALK_CHUNK
 from hopcap.correlate import _fastwalk
@@ -57,6 +58,7 @@ class MergeStats:
     warnings: list[str] = field(default_factory=list)  # where: `point: file: what, at byte`
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
+    sha256: str | None = None  # of the file written
 
 
 def parse_tuple(text: str) -> RawTuple | None:
@@ -230,7 +232,7 @@ def write_merged(
     legs = _leg_index(verdict)
     tr = anonymiser.text if anonymiser else (lambda s: s)
 
-    with PcapngWriter(out) as w:
+    with PcapngWriter(out, digest=True) as w:
         iface_of: dict[tuple[int, int], int] = {}
         present: list[_Point] = []
         for i, p in enumerate(points):
@@ -250,6 +252,7 @@ def write_merged(
             _merge_blocks(w, present, iface_of, stats)
         else:
             _merge_packets(w, present, iface_of, stats, anonymiser)
+    stats.sha256 = w.sha256
     return stats
 
 
@@ -468,7 +471,7 @@ class _Source:
         self.reader = PcapReader(pt.pcap)
         self._u8 = np.frombuffer(self.reader.buf, np.uint8) if len(self.reader.buf) else None
         self.base = int(self._u8.ctypes.data) if self._u8 is not None else 0
-        self.chunks = self.reader.chunks(layers=pt.keys, chunk=CHUNK)
+        self.chunks = self.reader.chunks(chunk=CHUNK)
         self.cols: dict[str, npt.NDArray[np.int64]] = {}
         self.rows = 0  # read and not yet written
         self.done = False  # every record read
@@ -491,7 +494,7 @@ class _Source:
         """Read the next chunk when every row read is written (none: `done`)."""
         while not self.done and not self.rows:
             try:
-                rec, lay = next(self.chunks)
+                rec, _ = next(self.chunks)
             except StopIteration:
                 self.done = True
                 self.truncated = self.reader.truncated
@@ -502,7 +505,7 @@ class _Source:
             at = np.maximum(np.maximum.accumulate(ts), self.carry)
             self.carry = int(at[-1])
             c = np.zeros(n, np.int64)
-            for r, text in self._comments(rec, lay, ts):
+            for r, text in self._comments(rec, ts):
                 c[r] = 1
                 self.comments[self.count + r] = text.encode()
             self.cols = {
@@ -525,15 +528,14 @@ class _Source:
         self.rows -= k
         return out
 
-    def _comments(
-        self, rec: Records, lay: Layers | None, ts: npt.NDArray[np.int64]
-    ) -> list[tuple[int, str]]:
+    def _comments(self, rec: Records, ts: npt.NDArray[np.int64]) -> list[tuple[int, str]]:
         """The rows of a chunk that get a comment, in order, with it (`_Point.comment`'s
         rules, asked only for the rows it can say something about)."""
         pt = self.pt
-        if lay is None or not pt.keys or self._u8 is None:
+        if not pt.keys or self._u8 is None:
             return []
         u8, buf = self._u8, self.reader.buf
+        lay = _heads(buf, rec)
         ok = (lay.l3 >= 0) & (lay.l4 >= 0) & np.isin(lay.proto, (6, 17))
         ok &= lay.l4 + 4 <= rec.off + rec.cap
 
@@ -557,6 +559,23 @@ class _Source:
             if text is not None:
                 out.append((r, text))
         return out
+
+
+@dataclass
+class _Heads:
+    l3: npt.NDArray[np.int64]
+    et: npt.NDArray[np.int64]
+    l4: npt.NDArray[np.int64]
+    proto: npt.NDArray[np.int64]
+
+
+def _heads(buf: Any, rec: Records) -> _Heads:
+    """Where each record's innermost IP and transport headers are, by the compiled twin
+    of the decoder (`hopcap.capfile.decode`; held to it by test_capfile where there is an
+    IP header: the columns here are only read there)."""
+    c = _fastwalk.find_layers(buf, rec.off, rec.cap, rec.link)
+    assert c is not None
+    return _Heads(*(np.ascontiguousarray(c[:, j]) for j in range(4)))
 
 
 class _LegFirsts:
@@ -660,7 +679,7 @@ def _tuple_hashes(keys: list[RawTuple]) -> npt.NDArray[np.uint64]:
 
 
 def _packet_hashes(
-    u8: npt.NDArray[np.uint8], lay: Layers, ok: npt.NDArray[np.bool_]
+    u8: npt.NDArray[np.uint8], lay: _Heads, ok: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.uint64]:
     """`_tuple_hashes` of each packet's tuple (chunk_tuples'; 0 where not `ok`)."""
     out = np.zeros(ok.shape[0], np.uint64)

@@ -14,13 +14,16 @@ The writer produces pcapng (little-endian): one SHB, IDBs with `if_name` and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import queue
 import struct
+import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -130,8 +133,18 @@ def one_packet(linktype: int, data: bytes) -> tuple[Any, Records, Layers]:
     return buf, rec, decode(buffer_u8(buf), rec.off, rec.cap, rec.link)
 
 
+class Heads(Protocol):
+    """Where each record's innermost IP header and the header after it are (`Layers`'
+    columns of those, or the compiled decoder's)."""
+
+    l3: npt.NDArray[np.int64]
+    et: npt.NDArray[np.int64]
+    l4: npt.NDArray[np.int64]
+    proto: npt.NDArray[np.int64]
+
+
 def chunk_tuples(
-    buf: Any, rec: Records, lay: Layers, rows: npt.NDArray[np.int64] | None = None
+    buf: Any, rec: Records, lay: Heads, rows: npt.NDArray[np.int64] | None = None
 ) -> list[RawTuple | None]:
     """(src, sport, dst, dport) of each TCP/UDP packet's innermost header (addresses
     packed, as in the packet); None for anything else. Of the rows `rows` only, in their
@@ -182,18 +195,62 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
 
 
-class PcapngWriter:
-    """Write a pcapng file: `add_interface` first, then `write_packet` for each packet."""
+class Sha256Thread:
+    """The sha256 of bytes handed over in order (`update`), computed in a thread of its
+    own: hashlib lets other threads run while it hashes, so a file is hashed as it is
+    written, on another core. Small pieces are gathered first; at most a few MB wait."""
 
-    def __init__(self, path: Path, *, application: str = "hopcap") -> None:
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=16)
+        self._small = bytearray()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            self._h.update(b)
+
+    def update(self, b: Any) -> None:
+        """Hash `b` after what came before (it must not change until hashed)."""
+        if len(b) < (64 << 10):
+            self._small += memoryview(b)
+            if len(self._small) < (1 << 20):
+                return
+            b = b""
+        if self._small:
+            self._q.put(bytes(self._small))
+            self._small.clear()
+        if len(b):
+            self._q.put(b)
+
+    def hexdigest(self) -> str:
+        """The digest of everything handed over (waits for it)."""
+        if self._small:
+            self._q.put(bytes(self._small))
+            self._small.clear()
+        self._q.put(None)
+        self._t.join()
+        return self._h.hexdigest()
+
+
+class PcapngWriter:
+    """Write a pcapng file: `add_interface` first, then `write_packet` for each packet.
+    With `digest`, `sha256` is the file's once closed (hashed as it is written)."""
+
+    def __init__(self, path: Path, *, application: str = "hopcap", digest: bool = False) -> None:
         self.path = Path(path)
+        self.sha256: str | None = None
+        self._hash = Sha256Thread() if digest else None
         try:
             self._fh: BinaryIO = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
         except OSError as exc:
+            if self._hash is not None:
+                self._hash.hexdigest()  # (its thread ends)
             raise BundleError(f"cannot write {self.path}: {exc.strerror}") from exc
         opts = _opt(4, application.encode()) + _OPT_END  # shb_userappl
         body = struct.pack("<IHHq", _BOM, 1, 0, -1) + opts
-        self._fh.write(_block(_SHB, body))
+        self._put(_block(_SHB, body))
         self._nifaces = 0
         self.packets = 0
         self._epb_head = struct.Struct("<IIIIIII")
@@ -205,7 +262,7 @@ class PcapngWriter:
         if description:
             opts += _opt(3, description.encode())
         opts += _opt(9, b"\x09") + _OPT_END
-        self._fh.write(_block(_IDB, struct.pack("<HHI", linktype, 0, snaplen) + opts))
+        self._put(_block(_IDB, struct.pack("<HHI", linktype, 0, snaplen) + opts))
         self._nifaces += 1
         return self._nifaces - 1
 
@@ -230,22 +287,30 @@ class PcapngWriter:
             opts += _OPT_END
         total = 32 + incl + pad + len(opts)
         ts = ts_ns if ts_ns > 0 else 0
-        self._fh.write(
+        self._put(
             self._epb_head.pack(
                 _EPB, total, iface, ts >> 32, ts & 0xFFFFFFFF, incl, max(orig_len, incl)
             )
         )
-        self._fh.write(data)
-        self._fh.write(b"\0" * pad + opts + struct.pack("<I", total))
+        self._put(data)
+        self._put(b"\0" * pad + opts + struct.pack("<I", total))
         self.packets += 1
 
     def write_blocks(self, blocks: Any, packets: int) -> None:
         """Enhanced packet blocks made elsewhere (`_fastwalk.epb_blocks`), `packets` of them."""
-        self._fh.write(blocks)
+        self._put(blocks)
         self.packets += packets
+
+    def _put(self, b: Any) -> None:
+        self._fh.write(b)
+        if self._hash is not None:
+            self._hash.update(b)
 
     def close(self) -> None:
         self._fh.close()
+        if self._hash is not None:
+            self.sha256 = self._hash.hexdigest()
+            self._hash = None
 
     def __enter__(self) -> PcapngWriter:
         return self
