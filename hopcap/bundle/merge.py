@@ -437,18 +437,26 @@ def _write_batch(
         else:
             iface[pair == v] = got
     new.sort()
+    ends = np.cumsum(_fastwalk.epb_sizes(batch["cap"], clen))  # of each packet's block
+    bases = [s.base for s in srcs]
     lo = 0
     for hi, slot, lt in [*new, (src.shape[0], -1, -1)]:
-        if hi > lo:
-            part = slice(lo, hi)
-            blocks = _fastwalk.epb_blocks(
-                [s.base for s in srcs], src[part], batch["off"][part], batch["cap"][part],
-                batch["orig"][part], batch["ts"][part], iface[part], comments, coff[part],
-                clen[part],
+        # the blocks of packets lo..hi (of the same interfaces), a piece of the writer's
+        # buffers at a time (reused: fresh memory costs a page fault every 4 KiB)
+        while lo < hi:
+            at = int(ends[lo - 1]) if lo else 0
+            upto = int(np.searchsorted(ends, at + w.piece, "right"))
+            upto = min(max(upto, lo + 1), hi)
+            size = int(ends[upto - 1]) - at
+            buf = w.buffer(size)
+            part = slice(lo, upto)
+            got = _fastwalk.epb_blocks(
+                bases, src[part], batch["off"][part], batch["cap"][part], batch["orig"][part],
+                batch["ts"][part], iface[part], comments, coff[part], clen[part], buf,
             )  # fmt: skip
-            assert blocks is not None
-            w.write_blocks(blocks, hi - lo)
-            lo = hi
+            assert got == size
+            w.write_blocks(buf, size, upto - lo)
+            lo = upto
         if slot >= 0:
             pt = srcs[slot].pt
             got = iface_of[(pt.idx, lt)] = w.add_interface(lt, f"{pt.name}#{lt}")

@@ -195,43 +195,91 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
 
 
-class Sha256Thread:
-    """The sha256 of bytes handed over in order (`update`), computed in a thread of its
-    own: hashlib lets other threads run while it hashes, so a file is hashed as it is
-    written, on another core. Small pieces are gathered first; at most a few MB wait."""
+class _Sink:
+    """Where a writer's bytes go: appended to its file, and hashed (`digest`), in order,
+    by a thread of its own, while the writer goes on (writing and hashlib let other
+    threads run). Small pieces are gathered first; at most 16 pieces (a few MB) wait.
+    An error of the file is raised by the next `put`, or by `close`."""
 
-    def __init__(self) -> None:
-        self._h = hashlib.sha256()
+    PIECE = 4 << 20  # the buffers' size
+    BUFFERS = 8  # how many
+
+    def __init__(self, fh: BinaryIO, digest: bool) -> None:
+        self._fh = fh
+        self._h = hashlib.sha256() if digest else None
         self._q: queue.Queue[Any] = queue.Queue(maxsize=16)
+        self._free: queue.Queue[npt.NDArray[np.uint8]] = queue.Queue()
+        self._made = 0
         self._small = bytearray()
+        self._error: OSError | None = None
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
-        while (b := self._q.get()) is not None:
-            self._h.update(b)
+        while (item := self._q.get()) is not None:
+            b, buf = item
+            try:
+                if self._error is not None:
+                    continue  # (drained: the writer hears of it)
+                try:
+                    self._fh.write(b)
+                except OSError as exc:
+                    self._error = exc
+                    continue
+                if self._h is not None:
+                    self._h.update(b)
+            finally:
+                if buf is not None:
+                    self._free.put(buf)
 
-    def update(self, b: Any) -> None:
-        """Hash `b` after what came before (it must not change until hashed)."""
-        if len(b) < (64 << 10):
+    def buffer(self, size: int) -> npt.NDArray[np.uint8]:
+        """A buffer of `size` bytes (or a few more) to fill and hand back with `put`: one
+        of BUFFERS of PIECE bytes, reused once written (waits for one), or for more than
+        PIECE bytes one of its own."""
+        if size > self.PIECE:
+            return np.empty(size, np.uint8)
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._made < self.BUFFERS:
+                self._made += 1
+                return np.empty(self.PIECE, np.uint8)
+        return self._free.get()
+
+    def put(self, b: Any, size: int | None = None) -> None:
+        """Write `b` (its first `size` bytes) after what came before (it must not change
+        until written; a `buffer` is reused then)."""
+        if self._error is not None:
+            raise self._error
+        buf = b if size is not None else None
+        if size is not None:
+            b = memoryview(b)[:size]
+        if buf is None and len(b) < (64 << 10):
             self._small += memoryview(b)
             if len(self._small) < (1 << 20):
                 return
             b = b""
         if self._small:
-            self._q.put(bytes(self._small))
+            self._q.put((bytes(self._small), None))
             self._small.clear()
-        if len(b):
-            self._q.put(b)
+        if len(b) or buf is not None:
+            self._q.put((b, buf))
 
-    def hexdigest(self) -> str:
-        """The digest of everything handed over (waits for it)."""
-        if self._small:
-            self._q.put(bytes(self._small))
-            self._small.clear()
-        self._q.put(None)
-        self._t.join()
-        return self._h.hexdigest()
+    def close(self) -> str | None:
+        """Wait for every byte to be written; the file's sha256 (with `digest`)."""
+        if not self._t.is_alive():
+            return self._h.hexdigest() if self._h is not None else None  # (closed)
+        try:
+            if self._small:
+                self._q.put((bytes(self._small), None))
+                self._small.clear()
+        finally:
+            self._q.put(None)
+            self._t.join()
+            self._fh.close()
+        if self._error is not None:
+            raise self._error
+        return self._h.hexdigest() if self._h is not None else None
 
 
 class PcapngWriter:
@@ -241,13 +289,11 @@ class PcapngWriter:
     def __init__(self, path: Path, *, application: str = "hopcap", digest: bool = False) -> None:
         self.path = Path(path)
         self.sha256: str | None = None
-        self._hash = Sha256Thread() if digest else None
         try:
-            self._fh: BinaryIO = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
+            fh: BinaryIO = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
         except OSError as exc:
-            if self._hash is not None:
-                self._hash.hexdigest()  # (its thread ends)
             raise BundleError(f"cannot write {self.path}: {exc.strerror}") from exc
+        self._sink = _Sink(fh, digest)
         opts = _opt(4, application.encode()) + _OPT_END  # shb_userappl
         body = struct.pack("<IHHq", _BOM, 1, 0, -1) + opts
         self._put(_block(_SHB, body))
@@ -296,21 +342,26 @@ class PcapngWriter:
         self._put(b"\0" * pad + opts + struct.pack("<I", total))
         self.packets += 1
 
-    def write_blocks(self, blocks: Any, packets: int) -> None:
-        """Enhanced packet blocks made elsewhere (`_fastwalk.epb_blocks`), `packets` of them."""
-        self._put(blocks)
+    @property
+    def piece(self) -> int:
+        """The size of the writer's buffers."""
+        return self._sink.PIECE
+
+    def buffer(self, size: int) -> npt.NDArray[np.uint8]:
+        """A buffer for `size` bytes of blocks made elsewhere (`write_blocks`)."""
+        return self._sink.buffer(size)
+
+    def write_blocks(self, buf: npt.NDArray[np.uint8], size: int, packets: int) -> None:
+        """The first `size` bytes of `buf` (from `buffer`): `packets` enhanced packet
+        blocks made elsewhere (`_fastwalk.epb_blocks`)."""
+        self._sink.put(buf, size)
         self.packets += packets
 
     def _put(self, b: Any) -> None:
-        self._fh.write(b)
-        if self._hash is not None:
-            self._hash.update(b)
+        self._sink.put(b)
 
     def close(self) -> None:
-        self._fh.close()
-        if self._hash is not None:
-            self.sha256 = self._hash.hexdigest()
-            self._hash = None
+        self.sha256 = self._sink.close()
 
     def __enter__(self) -> PcapngWriter:
         return self

@@ -1540,6 +1540,12 @@ _FIELD_COLS = (
 )  # fmt: skip
 
 
+def epb_sizes(cap: I64, clen: I64) -> I64:
+    """The size of each packet's enhanced packet block (`epb_blocks`)."""
+    out: I64 = 32 + cap + (-cap % 4) + np.where(clen >= 0, 8 + clen + (-clen % 4), 0)
+    return out
+
+
 def epb_blocks(
     bases: Sequence[int],
     src: I64,
@@ -1551,27 +1557,26 @@ def epb_blocks(
     comments: bytes,
     coff: I64,
     clen: I64,
-) -> npt.NDArray[np.uint8] | None:
+    out: npt.NDArray[np.uint8],
+) -> int | None:
     """pcapng enhanced packet blocks, one a packet, as `PcapngWriter.write_packet` writes
-    them: packet i is the record (off[i], cap[i]) of the file mapped at address
-    `bases[src[i]]`, with `comments[coff[i]:coff[i] + clen[i]]` (UTF-8) as its comment
-    where clen[i] >= 0. None without the compiled helper."""
+    them, into `out` (at least their `epb_sizes`): packet i is the record (off[i],
+    cap[i]) of the file mapped at address `bases[src[i]]`, with `comments[coff[i]:coff[i]
+    + clen[i]]` (UTF-8) as its comment where clen[i] >= 0. The bytes written; None
+    without the compiled helper."""
     lib = _load()
     if lib is None:
         return None
-    pad = -cap % 4
-    opts = np.where(clen >= 0, 8 + clen + (-clen % 4), 0)
-    out = np.empty(int((32 + cap + pad + opts).sum()), np.uint8)
     b = np.array(bases, np.int64)
     cols = [np.ascontiguousarray(x, np.int64) for x in (src, off, cap, orig, ts, iface)]
     cb = np.frombuffer(comments or b"\0", np.uint8)
     co, cl = np.ascontiguousarray(coff, np.int64), np.ascontiguousarray(clen, np.int64)
-    n = lib.hopcap_epbs(
+    assert out.flags.c_contiguous and out.shape[0] >= int(epb_sizes(cols[2], cl).sum())
+    n: int = lib.hopcap_epbs(
         b.ctypes.data, *[c.ctypes.data for c in cols], cb.ctypes.data, co.ctypes.data,
         cl.ctypes.data, int(src.shape[0]), out.ctypes.data,
     )  # fmt: skip
-    assert n == out.shape[0]
-    return out
+    return n
 
 
 def gather_heads(buf: Any, offs: I64, caps: I64, head: int) -> npt.NDArray[np.uint8]:

@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import PcapWriter
 
-from hopcap.bundle import merge
+from hopcap.bundle import merge, pcapio
 from hopcap.bundle.pcapio import PcapngWriter
 from hopcap.correlate import _fastwalk, correlate
 from hopcap.model import PointInput, Verdict
@@ -148,13 +148,18 @@ def _edge_set(d: Path) -> list[PointInput]:
 EDGE_OFFSETS = {"a": 0.0, "b": 0.5, "c": 0.0, "d": 0.0}
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 18])
+@pytest.mark.parametrize(("chunk", "piece"), [(1, 64), (2, 200), (3, 4096), (7, 100), (1 << 18, 0)])
 def test_blocks_in_every_batch_size_out_of_order_ties_links_damage(
-    chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chunk: int, piece: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Batches of any size, written in pieces of the writer's buffers of any size (one
+    buffer reused: a block larger than a buffer gets one of its own)."""
     points = _edge_set(tmp_path)
     verdict = correlate(points, jobs=1)
     monkeypatch.setattr(merge, "CHUNK", chunk)
+    if piece:
+        monkeypatch.setattr(pcapio._Sink, "PIECE", piece)
+        monkeypatch.setattr(pcapio._Sink, "BUFFERS", 1)
     with monkeypatch.context() as m:
         data, stats = _both(points, verdict, tmp_path, m, EDGE_OFFSETS)
     assert stats["truncated"] == ["d", "c"]  # the empty file at once, c after its last packet
@@ -177,3 +182,18 @@ def test_blocks_when_every_tuple_has_the_same_hash(
     with monkeypatch.context() as m:
         _data, stats = _both(points, verdict, tmp_path, m, EDGE_OFFSETS)
     assert stats["comments"] > 3
+
+
+def test_a_full_disk_is_an_error_not_a_short_file() -> None:
+    """The writer's bytes are written by a thread: a failed write (here /dev/full:
+    ENOSPC) is raised to the writer, by its next write or when it closes."""
+    import errno
+    import threading
+
+    before = threading.active_count()
+    with pytest.raises(OSError) as exc, PcapngWriter(Path("/dev/full"), digest=True) as w:
+        iface = w.add_interface(1, "x")
+        for k in range(2000):
+            w.write_packet(iface, k, bytes(1500), 1500)
+    assert exc.value.errno == errno.ENOSPC
+    assert threading.active_count() == before  # its thread ended
