@@ -248,8 +248,8 @@ def write_merged(
                 _Point(i, p.name, p.pcap, round(p.offset_s * 1e9), legs.get(p.name),
                        notes_at.get(p.name, []))
             )  # fmt: skip
-        if anonymiser is None and _fastwalk.available():
-            _merge_blocks(w, present, iface_of, stats)
+        if _fastwalk.available():
+            _merge_blocks(w, present, iface_of, stats, anonymiser)
         else:
             _merge_packets(w, present, iface_of, stats, anonymiser)
     stats.sha256 = w.sha256
@@ -344,12 +344,13 @@ def _merge_blocks(
     present: list[_Point],
     iface_of: dict[tuple[int, int], int],
     stats: MergeStats,
+    anonymiser: Anonymiser | None,
 ) -> None:
-    """`_merge_packets` (without anonymising) a batch of packets at a time: the same
-    bytes. Each point's records are read a chunk at a time as columns; the few packets
-    that get a comment are found with numpy (`_Source.comments`) and given it by the same
-    rules (`_Point.comment`); the batches are ordered with numpy and written as blocks by
-    the compiled helper.
+    """`_merge_packets` a batch of packets at a time: the same bytes. Each point's
+    records are read a chunk at a time as columns; the few packets that get a comment
+    are found with numpy (`_Source.comments`) and given it by the same rules
+    (`_Point.comment`); the batches are ordered with numpy and written as blocks by the
+    compiled helper.
 
     The order is heapq.merge's of the points' packets by (aligned time, point, number):
     it always takes the smallest head, so a packet earlier in its file than a later one
@@ -358,7 +359,7 @@ def _merge_blocks(
     sorted. A batch is what every point has read up to the smallest running maximum of
     a point's last read packet (and, at that time, the points up to that one): no packet
     read later can come before it."""
-    srcs = [_Source(p, k) for k, p in enumerate(present)]
+    srcs = [_Source(p, k, anonymiser) for k, p in enumerate(present)]
     at = 0  # packets written
     first_ts: int | None = None
     last_ts = 0
@@ -437,30 +438,49 @@ def _write_batch(
         else:
             iface[pair == v] = got
     new.sort()
-    ends = np.cumsum(_fastwalk.epb_sizes(batch["cap"], clen))  # of each packet's block
     bases = [s.base for s in srcs]
+    cols = [batch[c] for c in ("src", "off", "cap", "orig", "ts")]
     lo = 0
     for hi, slot, lt in [*new, (src.shape[0], -1, -1)]:
-        # the blocks of packets lo..hi (of the same interfaces), a piece of the writer's
-        # buffers at a time (reused: fresh memory costs a page fault every 4 KiB)
-        while lo < hi:
-            at = int(ends[lo - 1]) if lo else 0
-            upto = int(np.searchsorted(ends, at + w.piece, "right"))
-            upto = min(max(upto, lo + 1), hi)
-            size = int(ends[upto - 1]) - at
-            buf = w.buffer(size)
-            part = slice(lo, upto)
-            got = _fastwalk.epb_blocks(
-                bases, src[part], batch["off"][part], batch["cap"][part], batch["orig"][part],
-                batch["ts"][part], iface[part], comments, coff[part], clen[part], buf,
-            )  # fmt: skip
-            assert got == size
-            w.write_blocks(buf, size, upto - lo)
-            lo = upto
+        write_blocks(w, bases, [c[lo:hi] for c in cols], iface[lo:hi], comments,
+                     coff[lo:hi], clen[lo:hi])  # fmt: skip
+        lo = hi
         if slot >= 0:
             pt = srcs[slot].pt
             got = iface_of[(pt.idx, lt)] = w.add_interface(lt, f"{pt.name}#{lt}")
             iface[pair == ((slot << 32) | lt)] = got
+
+
+def write_blocks(
+    w: PcapngWriter,
+    bases: list[int],
+    cols: list[npt.NDArray[np.int64]],
+    iface: npt.NDArray[np.int64],
+    comments: bytes = b"",
+    coff: npt.NDArray[np.int64] | None = None,
+    clen: npt.NDArray[np.int64] | None = None,
+) -> None:
+    """Packets as enhanced packet blocks (`_fastwalk.epb_blocks`; `cols`: their buffer's
+    number in `bases`, offset, captured and original length, time; `clen` < 0: no
+    comment), a piece of the writer's buffers at a time (reused: fresh memory costs a page
+    fault every 4 KiB)."""
+    n = int(iface.shape[0])
+    if clen is None or coff is None:
+        clen, coff = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+    ends = np.cumsum(_fastwalk.epb_sizes(cols[2], clen))  # of each packet's block
+    lo = 0
+    while lo < n:
+        at = int(ends[lo - 1]) if lo else 0
+        hi = min(max(int(np.searchsorted(ends, at + w.piece, "right")), lo + 1), n)
+        size = int(ends[hi - 1]) - at
+        buf = w.buffer(size)
+        src, off, cap, orig, ts = (c[lo:hi] for c in cols)
+        got = _fastwalk.epb_blocks(
+            bases, src, off, cap, orig, ts, iface[lo:hi], comments, coff[lo:hi], clen[lo:hi], buf
+        )
+        assert got == size
+        w.write_blocks(buf, size, hi - lo)
+        lo = hi
 
 
 _INT64_MIN = np.iinfo(np.int64).min
@@ -473,13 +493,16 @@ class _Source:
     the record, its number, whether it has a comment), and the comments of those that
     have one (by number)."""
 
-    def __init__(self, pt: _Point, slot: int) -> None:
+    def __init__(self, pt: _Point, slot: int, anonymiser: Anonymiser | None) -> None:
         self.pt = pt
         self.slot = slot
+        self.anon = anonymiser
         self.reader = PcapReader(pt.pcap)
         self._u8 = np.frombuffer(self.reader.buf, np.uint8) if len(self.reader.buf) else None
+        # where the packets written are: the mapped file, or a chunk's anonymised copies
         self.base = int(self._u8.ctypes.data) if self._u8 is not None else 0
-        self.chunks = self.reader.chunks(chunk=CHUNK)
+        self._data: npt.NDArray[np.uint8] | None = None
+        self.chunks = self.reader.chunks(chunk=CHUNK, layers=anonymiser is not None)
         self.cols: dict[str, npt.NDArray[np.int64]] = {}
         self.rows = 0  # read and not yet written
         self.done = False  # every record read
@@ -495,14 +518,14 @@ class _Source:
 
     def close(self) -> None:
         self.chunks.close()
-        self._u8 = None
+        self._u8 = self._data = None
         self.reader.close()
 
     def fill(self) -> None:
         """Read the next chunk when every row read is written (none: `done`)."""
         while not self.done and not self.rows:
             try:
-                rec, _ = next(self.chunks)
+                rec, lay = next(self.chunks)
             except StopIteration:
                 self.done = True
                 self.truncated = self.reader.truncated
@@ -515,9 +538,16 @@ class _Source:
             c = np.zeros(n, np.int64)
             for r, text in self._comments(rec, ts):
                 c[r] = 1
+                text = self.anon.text(text) if self.anon else text
                 self.comments[self.count + r] = text.encode()
+            off, cap = rec.off, rec.cap
+            if self.anon is not None:
+                # (the rows of the chunk before are written: its copies are not needed)
+                assert lay is not None
+                off, cap, self._data = _joined(self.anon.packets(self.reader.buf, rec, lay))
+                self.base = int(self._data.ctypes.data)
             self.cols = {
-                "at": at, "ts": ts, "link": rec.link, "off": rec.off, "cap": rec.cap,
+                "at": at, "ts": ts, "link": rec.link, "off": off, "cap": cap,
                 "orig": rec.orig, "n": np.arange(self.count, self.count + n, dtype=np.int64),
                 "src": np.full(n, self.slot, np.int64), "c": c,
             }  # fmt: skip
@@ -567,6 +597,15 @@ class _Source:
             if text is not None:
                 out.append((r, text))
         return out
+
+
+def _joined(
+    datas: list[bytes],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """Packets' bytes one after the other: (offsets, lengths, the bytes)."""
+    cap = np.fromiter(map(len, datas), np.int64, len(datas))
+    data = np.frombuffer(b"".join(datas) or b"\0", np.uint8)
+    return np.cumsum(cap) - cap, cap, data
 
 
 @dataclass
@@ -723,6 +762,9 @@ def anonymise_pcap(path: Path, anonymiser: Anonymiser, name: str) -> None:
             for rec, lay in r.chunks(layers=True):
                 assert lay is not None
                 datas = anonymiser.packets(r.buf, rec, lay)
+                if _fastwalk.available():
+                    _anonymised_blocks(w, rec, datas, ifaces, name)
+                    continue
                 for ts, lt, data, orig in zip(
                     rec.ts.tolist(), rec.link.tolist(), datas, rec.orig.tolist(), strict=True
                 ):
@@ -737,3 +779,27 @@ def anonymise_pcap(path: Path, anonymiser: Anonymiser, name: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise BundleError(f"cannot anonymise {path}: {exc}") from exc
+
+
+def _anonymised_blocks(
+    w: PcapngWriter, rec: Records, datas: list[bytes], ifaces: dict[int, int], name: str
+) -> None:
+    """A chunk of `anonymise_pcap`'s packets as blocks (the same bytes as written one by
+    one): an interface for each link type before its first packet."""
+    off, cap, data = _joined(datas)
+    iface = np.empty(len(rec), np.int64)
+    starts: list[tuple[int, int]] = []  # (first row, link type) of a link type new here
+    uniq, first = np.unique(rec.link, return_index=True)
+    for lt, f in zip(uniq.tolist(), first.tolist(), strict=True):
+        if lt in ifaces:
+            iface[rec.link == lt] = ifaces[lt]
+        else:
+            starts.append((f, lt))
+    lo = 0
+    cols = [np.zeros(len(rec), np.int64), off, cap, rec.orig, rec.ts]
+    for hi, lt in [*sorted(starts), (len(rec), -1)]:
+        write_blocks(w, [int(data.ctypes.data)], [c[lo:hi] for c in cols], iface[lo:hi])
+        lo = hi
+        if lt >= 0:
+            ifaces[lt] = w.add_interface(lt, name)
+            iface[rec.link == lt] = ifaces[lt]

@@ -18,6 +18,7 @@ from scapy.packet import Raw
 from scapy.utils import PcapWriter
 
 from hopcap.bundle import merge, pcapio
+from hopcap.bundle.anon import Anonymiser
 from hopcap.bundle.pcapio import PcapngWriter
 from hopcap.correlate import _fastwalk, correlate
 from hopcap.model import PointInput, Verdict
@@ -33,25 +34,42 @@ def _both(
     tmp: Path,
     monkeypatch: pytest.MonkeyPatch,
     offsets: dict[str, float] | None = None,
+    anonymise: bool = False,
 ) -> tuple[bytes, dict[str, Any]]:
-    """Write the merge both ways (the verdict's clock offsets, or `offsets`); assert
-    they are the same; the bytes and stats."""
+    """Write the merge both ways (the verdict's clock offsets, or `offsets`; anonymised
+    as a bundle is); assert they are the same; the bytes and stats."""
     if offsets is None:
         offsets = {p.name: p.clock_offset_s or 0.0 for p in verdict.points}
     mps = [
         merge.MergePoint(p.name, Path(p.pcap) if p.pcap else None, offsets.get(p.name, 0.0))
         for p in points
     ]
+    anon = None
+    if anonymise:
+        anon = Anonymiser()
+        anon.add_obj(verdict.to_dict())
+        merge.collect_addresses(anon, [Path(p.pcap) for p in points if p.pcap])
+        anon.freeze()
     got: dict[str, tuple[bytes, dict[str, Any]]] = {}
     for way in ("blocks", "packets"):
         if way == "packets":
             monkeypatch.setattr(_fastwalk, "available", lambda: False)
         out = tmp / f"merged-{way}.pcapng"
-        stats = merge.write_merged(out, mps, verdict)
+        stats = merge.write_merged(out, mps, verdict, anon)
         got[way] = (out.read_bytes(), dataclasses.asdict(stats))
+        if anon is not None:  # and each capture's anonymised copy
+            for p in points:
+                if p.pcap and Path(p.pcap).stat().st_size:
+                    copy = tmp / f"{p.name}-{way}.pcapng"
+                    shutil.copyfile(p.pcap, copy)
+                    merge.anonymise_pcap(copy, anon, p.name)
         monkeypatch.undo()
     assert got["blocks"][1] == got["packets"][1]
     assert got["blocks"][0] == got["packets"][0]
+    for p in points if anon is not None else ():
+        if p.pcap and Path(p.pcap).stat().st_size:
+            one, two = (tmp / f"{p.name}-{way}.pcapng" for way in ("blocks", "packets"))
+            assert one.read_bytes() == two.read_bytes(), p.name
     return got["blocks"]
 
 
@@ -69,13 +87,14 @@ SETS = {
 }
 
 
+@pytest.mark.parametrize("anonymise", [False, True])
 @pytest.mark.parametrize("name", sorted(SETS))
 def test_blocks_are_the_packets_merge(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, anonymise: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     points = [PointInput(f"p{i}", pcap=str(DATA / f)) for i, f in enumerate(SETS[name])]
     verdict = correlate(points, jobs=1)
-    _data, stats = _both(points, verdict, tmp_path, monkeypatch)
+    _data, stats = _both(points, verdict, tmp_path, monkeypatch, anonymise=anonymise)
     assert sum(stats["packets"].values()) > 10
     assert stats["comments"] > 0
 
@@ -160,6 +179,8 @@ def test_blocks_in_every_batch_size_out_of_order_ties_links_damage(
     if piece:
         monkeypatch.setattr(pcapio._Sink, "PIECE", piece)
         monkeypatch.setattr(pcapio._Sink, "BUFFERS", 1)
+    with monkeypatch.context() as m:
+        _both(points, verdict, tmp_path, m, EDGE_OFFSETS, anonymise=True)
     with monkeypatch.context() as m:
         data, stats = _both(points, verdict, tmp_path, m, EDGE_OFFSETS)
     assert stats["truncated"] == ["d", "c"]  # the empty file at once, c after its last packet
