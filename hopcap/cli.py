@@ -776,7 +776,10 @@ def run(
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         _err("correlating ...")
         verdict, crash = _correlate_kept(record, jobs)
-        final = write_bundle(out_dir, record, verdict, tarball=tarball, anonymise=anonymise)
+        final = write_bundle(
+            out_dir, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
+        _status_end()
     except HopcapError as exc:
         _fail(exc)
     _exit_if_crashed(crash, final)
@@ -942,7 +945,10 @@ def _run_windows(
                 )
             else:
                 verdict, crash = _correlate_kept(record)
-                write_bundle(wdir, record, verdict, tarball=tarball, anonymise=anonymise)
+                write_bundle(
+                    wdir, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+                )
+                _status_end()
                 status = (
                     "interrupted"
                     if record.interrupted
@@ -1075,7 +1081,10 @@ def record_cmd(
         rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))
         _err("correlating ...")
         verdict, crash = _correlate_kept(rec)
-        final = write_bundle(out_dir, rec, verdict, tarball=tarball, anonymise=anonymise)
+        final = write_bundle(
+            out_dir, rec, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
+        _status_end()
     except HopcapError as exc:
         _fail(exc)
     _exit_if_crashed(crash, final)
@@ -1263,7 +1272,7 @@ def correlate_cmd(
                 kw.update(hosts=stated, target=check_target(target) or inv.get("target"))
                 verdict = correlate(inputs, **kw)
                 if out is not None:
-                    write_offline_bundle(out, inputs, verdict)
+                    write_offline_bundle(out, inputs, verdict, progress=_status)
         else:
             inputs = read_points_from_args(points)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
@@ -1271,7 +1280,7 @@ def correlate_cmd(
             if out is not None:
                 from hopcap.bundle import write_offline_bundle
 
-                write_offline_bundle(out, inputs, verdict)
+                write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
         _fail(exc)
     _status_end()

@@ -21,6 +21,7 @@ from hopcap.bundle.anon import Anonymiser
 from hopcap.bundle.facts import write_facts
 from hopcap.bundle.merge import (
     MergePoint,
+    Progress,
     anonymise_pcap,
     collect_addresses,
     write_merged,
@@ -159,10 +160,11 @@ def write_bundle(
     *,
     tarball: bool = False,
     anonymise: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Write a bundle for a run into `out` (which already holds `pcaps/`); return `out`,
     or the path of `<out>.tar.gz` when `tarball` is true. See `hopcap.bundle.anon` for
-    what `anonymise` changes."""
+    what `anonymise` changes. `progress` hears what it is doing (a line at a time)."""
     out = Path(out)
     points = []
     clock_end = {f.host: f.clock_after for f in run.facts if f.clock_after is not None}
@@ -214,14 +216,23 @@ def write_bundle(
         anonymise=anonymise,
         digests=digests,
         warnings=pulled_warnings,
+        progress=progress,
     )
 
 
-def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdict) -> Path:
+def write_offline_bundle(
+    out: Path,
+    points: Sequence[PointInput],
+    verdict: Verdict,
+    progress: Progress | None = None,
+) -> Path:
     """A bundle for `hopcap correlate NAME=PCAP... --out DIR`: the captures are copied into
-    `pcaps/`; the manifest says `"source": "offline"` (no inventory, facts or timings)."""
+    `pcaps/`; the manifest says `"source": "offline"` (no inventory, facts or timings).
+    `progress` hears what it is doing (a line at a time)."""
     out = Path(out)
     pts: list[PointRecord] = []
+    if progress is not None and any(p.pcap is not None for p in points):
+        progress("writing the bundle: copying the captures in")
     for p in points:
         pcap = _place_pcap(out, p.name, p.pcap) if p.pcap is not None else None
         err = p.missing_reason
@@ -250,7 +261,10 @@ def write_offline_bundle(out: Path, points: Sequence[PointInput], verdict: Verdi
         "repro": None,
     }
     digests = _Digests([p.pcap for p in pts if p.pcap is not None])
-    return _write(out, base, pts, verdict, (), tarball=False, anonymise=False, digests=digests)
+    return _write(
+        out, base, pts, verdict, (), tarball=False, anonymise=False, digests=digests,
+        progress=progress,
+    )  # fmt: skip
 
 
 def _anonymise_facts(facts: Sequence[HostFacts], anon: Anonymiser) -> list[HostFacts]:
@@ -276,6 +290,7 @@ def _write(
     anonymise: bool,
     digests: _Digests,
     warnings: Callable[[], list[str]] = list,
+    progress: Progress | None = None,
 ) -> Path:
     """`digests`: the captures' sums, hashed meanwhile; `warnings`: the manifest's first
     warnings, asked for once merged.pcapng is written (they may wait for the sums)."""
@@ -298,6 +313,8 @@ def _write(
         anon.add_obj([p.to_manifest(out, None) for p in points])
         for hf in facts:
             anon.add_obj([dict(hf.before), dict(hf.after), dict(hf.missing)])
+        if progress is not None:
+            progress("writing the bundle: the addresses to anonymise")
         collect_addresses(anon, [p.pcap for p in points if p.pcap is not None])
         collect_vendor_texts(anon, pcap_dir(out))
         anon.freeze()
@@ -316,10 +333,13 @@ def _write(
             [MergePoint(p.name, p.pcap, offsets.get(p.name, 0.0), p.error) for p in points],
             verdict,
             anon,
+            progress=progress,
         )
         if anon is not None:
             for p in points:
                 if p.pcap is not None:
+                    if progress is not None:
+                        progress(f"writing the bundle: anonymising {p.pcap.name}")
                     anonymise_pcap(p.pcap, anon, p.name)
             vendor = anonymise_vendor_texts(anon, pcap_dir(out))
             verdict_dict = anon.obj(verdict_dict)
@@ -364,6 +384,8 @@ def _write(
         manifest = scrub_secrets(manifest)
 
         shown_verdict = Verdict.from_dict(verdict_dict)
+        if progress is not None:
+            progress("writing the bundle: the reports, every file's sha256")
         (out / "report.md").write_text(render_markdown(manifest, shown_verdict, facts_summary))
         (out / "report.html").write_text(render_html(manifest, shown_verdict, facts_summary))
 

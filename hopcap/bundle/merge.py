@@ -169,10 +169,13 @@ def _stream(
     name: str,
     keys: bool,
     anon: Anonymiser | None,
+    told: _Told,
 ) -> Iterator[_Pkt]:
     n = 0
     with PcapReader(path) as reader:
         for rec, lay in reader.chunks(layers=keys or anon is not None):
+            if len(rec):
+                told(idx, int(rec.off[-1] + rec.cap[-1]))
             buf = reader.buf
             tup: list[RawTuple | None] = (
                 chunk_tuples(buf, rec, lay) if keys and lay else [None] * len(rec)
@@ -217,13 +220,19 @@ def _match_notes(
     return out
 
 
+Progress = Callable[[str], None]
+
+
 def write_merged(
     out: Path,
     points: list[MergePoint],
     verdict: Verdict,
     anonymiser: Anonymiser | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> MergeStats:
-    """Write `out` (pcapng); points in path order. Raises BundleError on unreadable input."""
+    """Write `out` (pcapng); points in path order. Raises BundleError on unreadable input.
+    `progress` hears how far it is (by the captures' bytes read)."""
     stats = MergeStats()
     names = {p.name for p in points}
     notes_at: dict[str, list[_Note]] = {}
@@ -248,12 +257,47 @@ def write_merged(
                 _Point(i, p.name, p.pcap, round(p.offset_s * 1e9), legs.get(p.name),
                        notes_at.get(p.name, []))
             )  # fmt: skip
+        told = _Told(present, progress)
         if _fastwalk.available():
-            _merge_blocks(w, present, iface_of, stats, anonymiser)
+            _merge_blocks(w, present, iface_of, stats, anonymiser, told)
         else:
-            _merge_packets(w, present, iface_of, stats, anonymiser)
+            _merge_packets(w, present, iface_of, stats, anonymiser, told)
+        told.end()
     stats.sha256 = w.sha256
     return stats
+
+
+class _Told:
+    """How far the merge is, told to `progress` (if any) by the bytes of the captures
+    read, at each whole percent."""
+
+    def __init__(self, present: list[_Point], progress: Progress | None) -> None:
+        self.progress = progress
+        self.total = sum(p.pcap.stat().st_size for p in present) if progress else 0
+        self.read: dict[int, int] = {}
+        self.said = -1
+
+    def __call__(self, idx: int, upto: int) -> None:
+        """Point `idx`'s capture is read up to byte `upto`."""
+        if self.progress is None or not self.total:
+            return
+        self.read[idx] = upto
+        self._say(sum(self.read.values()))
+
+    def end(self) -> None:
+        """Every capture is read (the bytes after a damaged file's last record too)."""
+        if self.progress is not None and self.total:
+            self._say(self.total)
+
+    def _say(self, done: int) -> None:
+        assert self.progress is not None
+        pct = min(100 * done // self.total, 100)
+        if pct > self.said:
+            self.said = pct
+            self.progress(
+                f"writing the bundle: merged.pcapng {pct} % "
+                f"({done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB of captures)"
+            )
 
 
 @dataclass
@@ -310,12 +354,14 @@ def _merge_packets(
     iface_of: dict[tuple[int, int], int],
     stats: MergeStats,
     anonymiser: Anonymiser | None,
+    told: _Told,
 ) -> None:
-    """The merge a packet at a time (anonymised bundles, and without the compiled helper):
-    the streams of every point merged by aligned time."""
+    """The merge a packet at a time (without the compiled helper): the streams of every
+    point merged by aligned time."""
     tr = anonymiser.text if anonymiser else (lambda s: s)
     streams = [
-        _stream(p.idx, p.pcap, p.offset_ns, stats, p.name, p.keys, anonymiser) for p in present
+        _stream(p.idx, p.pcap, p.offset_ns, stats, p.name, p.keys, anonymiser, told)
+        for p in present
     ]
     by_idx = {p.idx: p for p in present}
     first_ts: int | None = None
@@ -345,6 +391,7 @@ def _merge_blocks(
     iface_of: dict[tuple[int, int], int],
     stats: MergeStats,
     anonymiser: Anonymiser | None,
+    told: _Told,
 ) -> None:
     """`_merge_packets` a batch of packets at a time: the same bytes. Each point's
     records are read a chunk at a time as columns; the few packets that get a comment
@@ -359,7 +406,7 @@ def _merge_blocks(
     sorted. A batch is what every point has read up to the smallest running maximum of
     a point's last read packet (and, at that time, the points up to that one): no packet
     read later can come before it."""
-    srcs = [_Source(p, k, anonymiser) for k, p in enumerate(present)]
+    srcs = [_Source(p, k, anonymiser, told) for k, p in enumerate(present)]
     at = 0  # packets written
     first_ts: int | None = None
     last_ts = 0
@@ -493,10 +540,11 @@ class _Source:
     the record, its number, whether it has a comment), and the comments of those that
     have one (by number)."""
 
-    def __init__(self, pt: _Point, slot: int, anonymiser: Anonymiser | None) -> None:
+    def __init__(self, pt: _Point, slot: int, anonymiser: Anonymiser | None, told: _Told) -> None:
         self.pt = pt
         self.slot = slot
         self.anon = anonymiser
+        self.told = told
         self.reader = PcapReader(pt.pcap)
         self._u8 = np.frombuffer(self.reader.buf, np.uint8) if len(self.reader.buf) else None
         # where the packets written are: the mapped file, or a chunk's anonymised copies
@@ -532,6 +580,8 @@ class _Source:
                 self.warnings = list(self.reader.warnings)
                 return
             n = len(rec)
+            if n:
+                self.told(self.pt.idx, int(rec.off[-1] + rec.cap[-1]))
             ts = rec.ts - self.pt.offset_ns
             at = np.maximum(np.maximum.accumulate(ts), self.carry)
             self.carry = int(at[-1])

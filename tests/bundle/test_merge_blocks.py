@@ -218,3 +218,21 @@ def test_a_full_disk_is_an_error_not_a_short_file() -> None:
             w.write_packet(iface, k, bytes(1500), 1500)
     assert exc.value.errno == errno.ENOSPC
     assert threading.active_count() == before  # its thread ended
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+def test_merge_tells_how_far_it_is(
+    blocks: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long merge says how far it is, by the captures' bytes read, up to 100 %."""
+    points = _edge_set(tmp_path)
+    verdict = correlate(points, jobs=1)
+    monkeypatch.setattr(merge, "CHUNK", 4)
+    if not blocks:
+        monkeypatch.setattr(_fastwalk, "available", lambda: False)
+    said: list[str] = []
+    mps = [merge.MergePoint(p.name, Path(str(p.pcap)), EDGE_OFFSETS[p.name]) for p in points]
+    merge.write_merged(tmp_path / "m.pcapng", mps, verdict, progress=said.append)
+    pcts = [int(x.split("merged.pcapng ")[1].split(" %")[0]) for x in said]
+    assert pcts == sorted(pcts) and len(pcts) > 3 and pcts[-1] == 100
+    assert said[-1].endswith("MB of captures)")
