@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -78,8 +79,8 @@ class _Digests:
     writing (hashlib lets the merge run meanwhile, on the other cores) and waited for
     when needed: the pulled files' check against the hosts' sums, the manifest."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
-        self._pool = ThreadPoolExecutor(max(1, min(len(paths), 2)))
+    def __init__(self, paths: Sequence[Path], threads: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max(1, min(len(paths), threads)))
         self._sums = {Path(p).resolve(): self._pool.submit(_sha256, Path(p)) for p in paths}
         self._pool.shutdown(wait=False)
 
@@ -524,10 +525,11 @@ def _load_dir(path: Path, tgz: Path | None) -> LoadedBundle:
             f"bundle {path} is incomplete: {len(missing)} file(s) listed in the manifest are "
             f"missing: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else "")
         )
+    sums = _Digests([path / f for f in files], os.cpu_count() or 1)  # the files at once
     warnings = [
         f"{f}: sha256 does not match the manifest (changed after the bundle was written)"
         for f, digest in files.items()
-        if _sha256(path / f) != digest
+        if sums.get(path / f) != digest
     ]
     points: list[PointInput] = []
     for d in manifest.get("points", []):

@@ -620,7 +620,7 @@ class _Source:
         """The rows of a chunk that get a comment, in order, with it (`_Point.comment`'s
         rules, asked only for the rows it can say something about)."""
         pt = self.pt
-        if not pt.keys or self._u8 is None:
+        if not pt.keys or self._u8 is None or not len(rec):
             return []
         u8, buf = self._u8, self.reader.buf
         lay = _heads(buf, rec)
@@ -750,11 +750,14 @@ def _mix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 def _ends_hash(
     words: npt.NDArray[np.uint64], ports: npt.NDArray[np.uint64], alen: int
 ) -> npt.NDArray[np.uint64]:
-    """A hash of endpoints (rows of `words`: an address as 32-bit words; their ports)."""
-    x = ports | np.uint64(alen << 16)
+    """A hash of endpoints (rows of `words`: an address as 32-bit words; their ports).
+    The port and the address's length sit above its first word (not XORed into its
+    bits: 198.18.1.11:32790 and 198.18.1.31:32770 would collide), and `_mix` is a
+    bijection: distinct IPv4 endpoints never share a hash."""
+    x = (ports << np.uint64(32)) | np.uint64(alen << 48)
     for j in range(words.shape[1]):
         x = _mix(x ^ words[:, j])
-    return _mix(x)
+    return x
 
 
 def _tuple_hashes(keys: list[RawTuple]) -> npt.NDArray[np.uint64]:
