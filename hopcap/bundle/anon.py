@@ -53,6 +53,7 @@ _V6_RE = re.compile(
 )
 _MAC_RE = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])")
 _KEEP_MACS = {"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"}
+_MAYBE = re.compile(r"[\d:]")  # every address and MAC the patterns find has one of these
 
 
 def _keep(addr: IPAddr) -> bool:
@@ -117,6 +118,8 @@ class Anonymiser:
     """Collect every address first (`add_*`), then `freeze()`, then map text and packets."""
 
     def __init__(self) -> None:
+        self._texts: set[str] = set()  # the strings collected from (a verdict repeats many)
+        self._mapped: dict[str, str] = {}  # `text` of each string mapped so far
         self._ips: set[IPAddr] = set()
         self._macs: set[str] = set()
         self._ip_map: dict[IPAddr, IPAddr] = {}
@@ -128,6 +131,11 @@ class Anonymiser:
 
     # ---------------------------------------------------------------- collection
     def add_text(self, text: str) -> None:
+        if text in self._texts:
+            return
+        self._texts.add(text)
+        if _MAYBE.search(text) is None:
+            return  # no digit, no colon: no address, no MAC
         self._ips.update(a for a in find_addresses(text) if not _keep(a))
         self._macs.update(m for m in find_macs(text) if m not in _KEEP_MACS)
 
@@ -213,6 +221,12 @@ class Anonymiser:
     def text(self, text: str) -> str:
         if not self._frozen:
             raise RuntimeError("Anonymiser.freeze() must be called before mapping")
+        got = self._mapped.get(text)
+        if got is None:
+            got = self._mapped[text] = self._text(text) if _MAYBE.search(text) else text
+        return got
+
+    def _text(self, text: str) -> str:
 
         def ip_sub(m: re.Match[str]) -> str:
             a = _parse_ip(m.group(0))

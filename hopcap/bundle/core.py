@@ -335,10 +335,11 @@ def _write(
             verdict,
             anon,
             progress=progress,
+            copies=True,
         )
         if anon is not None:
             for p in points:
-                if p.pcap is not None:
+                if p.pcap is not None and p.name not in stats.anonymised:
                     if progress is not None:
                         progress(f"writing the bundle: anonymising {p.pcap.name}")
                     anonymise_pcap(p.pcap, anon, p.name)

@@ -59,6 +59,7 @@ class MergeStats:
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
     sha256: str | None = None  # of the file written
+    anonymised: list[str] = field(default_factory=list)  # points whose capture was too
 
 
 def parse_tuple(text: str) -> RawTuple | None:
@@ -230,9 +231,13 @@ def write_merged(
     anonymiser: Anonymiser | None = None,
     *,
     progress: Progress | None = None,
+    copies: bool = False,
 ) -> MergeStats:
     """Write `out` (pcapng); points in path order. Raises BundleError on unreadable input.
-    `progress` hears how far it is (by the captures' bytes read)."""
+    `progress` hears how far it is (by the captures' bytes read). With an `anonymiser`
+    and `copies`, each capture read is replaced by its anonymised copy too (what
+    `anonymise_pcap` writes; its packets anonymised once for both) where the merge is
+    made in blocks: `anonymised` names those points."""
     stats = MergeStats()
     names = {p.name for p in points}
     notes_at: dict[str, list[_Note]] = {}
@@ -259,7 +264,7 @@ def write_merged(
             )  # fmt: skip
         told = _Told(present, progress)
         if _fastwalk.available():
-            _merge_blocks(w, present, iface_of, stats, anonymiser, told)
+            _merge_blocks(w, present, iface_of, stats, anonymiser, told, copies)
         else:
             _merge_packets(w, present, iface_of, stats, anonymiser, told)
         told.end()
@@ -392,6 +397,7 @@ def _merge_blocks(
     stats: MergeStats,
     anonymiser: Anonymiser | None,
     told: _Told,
+    copies: bool = False,
 ) -> None:
     """`_merge_packets` a batch of packets at a time: the same bytes. Each point's
     records are read a chunk at a time as columns; the few packets that get a comment
@@ -406,11 +412,13 @@ def _merge_blocks(
     sorted. A batch is what every point has read up to the smallest running maximum of
     a point's last read packet (and, at that time, the points up to that one): no packet
     read later can come before it."""
-    srcs = [_Source(p, k, anonymiser, told) for k, p in enumerate(present)]
+    srcs: list[_Source] = []
     at = 0  # packets written
     first_ts: int | None = None
     last_ts = 0
     try:
+        for k, p in enumerate(present):  # (those opened are closed, whatever happens)
+            srcs.append(_Source(p, k, anonymiser, told, copies))
         while True:
             for s in srcs:
                 s.fill()
@@ -438,6 +446,12 @@ def _merge_blocks(
                 first_ts = int(batch["ts"][0])
             last_ts = int(batch["ts"][-1])
             at += n
+        for s in srcs:
+            s.finish()
+        for s in srcs:
+            if s.copy is not None:
+                s.copy_path.replace(s.pt.pcap)
+                stats.anonymised.append(s.pt.name)
     finally:
         for s in srcs:
             s.close()
@@ -540,11 +554,22 @@ class _Source:
     the record, its number, whether it has a comment), and the comments of those that
     have one (by number)."""
 
-    def __init__(self, pt: _Point, slot: int, anonymiser: Anonymiser | None, told: _Told) -> None:
+    def __init__(
+        self,
+        pt: _Point,
+        slot: int,
+        anonymiser: Anonymiser | None,
+        told: _Told,
+        copy: bool = False,
+    ) -> None:
         self.pt = pt
         self.slot = slot
         self.anon = anonymiser
         self.told = told
+        # its anonymised copy, written as it is read (`write_merged`'s `copies`)
+        self.copy_path = pt.pcap.with_name(pt.pcap.name + ".anon.tmp")
+        self.copy = PcapngWriter(self.copy_path) if copy and anonymiser else None
+        self.copy_ifaces: dict[int, int] = {}
         self.reader = PcapReader(pt.pcap)
         self._u8 = np.frombuffer(self.reader.buf, np.uint8) if len(self.reader.buf) else None
         # where the packets written are: the mapped file, or a chunk's anonymised copies
@@ -564,10 +589,21 @@ class _Source:
         self.truncated = False
         self.warnings: list[str] = []
 
+    def finish(self) -> None:
+        """Every record read and written: the anonymised copy complete."""
+        if self.copy is not None:
+            if not self.copy_ifaces:  # (as anonymise_pcap: an interface, no packet)
+                lt = self.reader.linktypes[0] if self.reader.linktypes else LINKTYPE_ETHERNET
+                self.copy.add_interface(lt, self.pt.name)
+            self.copy.close()
+
     def close(self) -> None:
         self.chunks.close()
         self._u8 = self._data = None
         self.reader.close()
+        if self.copy is not None and self.copy_path.exists():
+            self.copy.close()  # (closed already once finished)
+            self.copy_path.unlink()  # not complete: the capture stays as it is
 
     def fill(self) -> None:
         """Read the next chunk when every row read is written (none: `done`)."""
@@ -594,8 +630,11 @@ class _Source:
             if self.anon is not None:
                 # (the rows of the chunk before are written: its copies are not needed)
                 assert lay is not None
-                off, cap, self._data = _joined(self.anon.packets(self.reader.buf, rec, lay))
+                datas = self.anon.packets(self.reader.buf, rec, lay)
+                off, cap, self._data = _joined(datas)
                 self.base = int(self._data.ctypes.data)
+                if self.copy is not None:
+                    _anonymised_blocks(self.copy, rec, datas, self.copy_ifaces, self.pt.name)
             self.cols = {
                 "at": at, "ts": ts, "link": rec.link, "off": off, "cap": cap,
                 "orig": rec.orig, "n": np.arange(self.count, self.count + n, dtype=np.int64),

@@ -59,17 +59,33 @@ def _both(
         got[way] = (out.read_bytes(), dataclasses.asdict(stats))
         if anon is not None:  # and each capture's anonymised copy
             for p in points:
-                if p.pcap and Path(p.pcap).stat().st_size:
+                if p.pcap:
                     copy = tmp / f"{p.name}-{way}.pcapng"
                     shutil.copyfile(p.pcap, copy)
                     merge.anonymise_pcap(copy, anon, p.name)
         monkeypatch.undo()
     assert got["blocks"][1] == got["packets"][1]
     assert got["blocks"][0] == got["packets"][0]
-    for p in points if anon is not None else ():
-        if p.pcap and Path(p.pcap).stat().st_size:
-            one, two = (tmp / f"{p.name}-{way}.pcapng" for way in ("blocks", "packets"))
-            assert one.read_bytes() == two.read_bytes(), p.name
+    if anon is not None:
+        # the copies written while merging (the captures replaced by them)
+        copied = []
+        for p in points:
+            if p.pcap:
+                shutil.copyfile(p.pcap, tmp / f"{p.name}-merged.pcap")
+                copied.append(
+                    dataclasses.replace(mps[points.index(p)], pcap=tmp / f"{p.name}-merged.pcap")
+                )
+        stats = merge.write_merged(tmp / "m2.pcapng", copied, verdict, anon, copies=True)
+        assert (tmp / "m2.pcapng").read_bytes() == got["blocks"][0]
+        assert stats.anonymised == [p.name for p in points if p.pcap]
+        for p in points:
+            if p.pcap:
+                one, two, three = (
+                    (tmp / f"{p.name}-{way}.pcap{'ng' if way != 'merged' else ''}").read_bytes()
+                    for way in ("blocks", "packets", "merged")
+                )
+                assert one == two == three, p.name
+        assert not list(tmp.glob("*.anon.tmp"))
     return got["blocks"]
 
 
