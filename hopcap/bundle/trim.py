@@ -7,10 +7,14 @@ failing repetition of the repro. Times are on the capture's own clock (epoch sec
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from hopcap.errors import BundleError
 
@@ -48,6 +52,11 @@ def trim_pcap(path: Path, start_ts: float | None, end_ts: float | None) -> TrimR
             last: float | None = None
             with tmp.open("wb") as w:
                 w.write(header)
+                # the records the compiled walk reads (all, but from a corrupt header on:
+                # those are read below, one at a time, as they always were)
+                got = _walked(f, endian, units, start_ts, end_ts, w)
+                if got is not None:
+                    kept, removed, first, last = got
                 while True:
                     head = f.read(16)
                     if len(head) < 16:
@@ -69,3 +78,70 @@ def trim_pcap(path: Path, start_ts: float | None, end_ts: float | None) -> TrimR
     except OSError as exc:
         raise BundleError(f"cannot trim {path}: {exc}") from exc
     return TrimResult(kept, removed, first, last)
+
+
+WALK = 1 << 18  # records walked at a time
+
+
+def _walked(
+    f: BinaryIO,
+    endian: str,
+    units: int,
+    start_ts: float | None,
+    end_ts: float | None,
+    w: BinaryIO,
+) -> tuple[int, int, float | None, float | None] | None:
+    """The loop of `trim_pcap` over the records the compiled walk reads: the records
+    kept written to `w` a run of consecutive ones at a time; (kept, removed, first,
+    last), with `f` left at the first record it did not read (a corrupt header: the
+    Python loop goes on from there; the end of the file or a record cut short: nothing
+    more to read). None without the compiled walk (or an empty file)."""
+    from hopcap.correlate import _fastwalk
+
+    size = os.fstat(f.fileno()).st_size
+    if not _fastwalk.available() or size <= 24:
+        return None
+    kept = removed = 0
+    first: float | None = None
+    last: float | None = None
+    with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as buf, memoryview(buf) as view:
+        u8 = np.frombuffer(buf, np.uint8)
+        pos, reason = 24, 3
+        mult = 1_000_000_000 // units
+        while reason == 3:  # (3: WALK records read, more to come)
+            got = _fastwalk.walk_pcap(buf, pos, endian == ">", mult, 1 << 32, WALK)
+            assert got is not None
+            offs, caps, _ts, pos, reason = got
+            if not offs.shape[0]:
+                continue
+            # each record's time as the loop below computes it: sec + frac / units
+            h = offs - 16
+            b = [u8[h + i].astype(np.int64) for i in range(8)]
+            if endian == ">":
+                sec = b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]
+                frac = b[4] << 24 | b[5] << 16 | b[6] << 8 | b[7]
+            else:
+                sec = b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0]
+                frac = b[7] << 24 | b[6] << 16 | b[5] << 8 | b[4]
+            ts = sec.astype(np.float64) + frac / units
+            keep = np.ones(ts.shape[0], bool)
+            if start_ts is not None:
+                keep &= ts >= start_ts
+            if end_ts is not None:
+                keep &= ts <= end_ts
+            rows = np.nonzero(keep)[0]
+            kept += int(rows.shape[0])
+            removed += int(ts.shape[0] - rows.shape[0])
+            if not rows.shape[0]:
+                continue
+            # runs of consecutive kept records, each written at once (from the mapping)
+            cut = np.nonzero(np.diff(rows) != 1)[0] + 1
+            lo = h[rows[np.r_[0, cut]]]
+            hi = (offs + caps)[rows[np.r_[cut - 1, rows.shape[0] - 1]]]
+            for a, z in zip(lo.tolist(), hi.tolist(), strict=True):
+                w.write(view[a:z])
+            first = float(ts[rows[0]]) if first is None else first
+            last = float(ts[rows[-1]])
+        del u8
+    f.seek(pos if reason == 2 else size)  # (reason 2: a corrupt header, read on below)
+    return kept, removed, first, last

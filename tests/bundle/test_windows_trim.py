@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from scapy.all import IP, TCP, Ether, PcapWriter, rdpcap  # type: ignore[import-untyped]
 
 from hopcap.bundle import WindowResult, trim_pcap, write_windows_summary
@@ -107,3 +108,61 @@ def test_a_recording_has_its_trigger_in_the_manifest_and_report(tmp_path: Path) 
     pm = json.loads((plain / "manifest.json").read_text())
     assert "trigger" not in pm and "recording" not in pm
     assert "Trigger" not in (plain / "report.md").read_text()
+
+
+def _records(tmp: Path, name: str, endian: str, nano: bool, times: list[float]) -> Path:
+    """A classic pcap of one 60-byte record at each time (in that order)."""
+    import struct
+
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    units = 10**9 if nano else 10**6
+    out = bytearray(struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1))
+    for k, t in enumerate(times):
+        sec = int(t)
+        frac = round((t - sec) * units)
+        data = bytes([k % 251]) * 60
+        out += struct.pack(endian + "IIII", sec, frac, len(data), len(data)) + data
+    p = tmp / name
+    p.write_bytes(bytes(out))
+    return p
+
+
+def test_trim_walked_in_c_is_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large captures are trimmed from the compiled record walk, a run of kept records at
+    a time: the same file and result as the loop over every record (out of time order,
+    both byte orders and time units, a corrupt record header, a record cut short, walks
+    of a few records)."""
+    import struct
+
+    from hopcap.bundle import trim
+    from hopcap.correlate import _fastwalk
+
+    if not _fastwalk.available():
+        pytest.skip("needs a C compiler")
+    monkeypatch.setattr(trim, "WALK", 7)
+    times = [1000 + k * 0.25 for k in range(60)]
+    times[10], times[40] = 1012.0, 1001.0  # out of order
+    cases = []
+    for endian in "<>":
+        for nano in (False, True):
+            cases.append(_records(tmp_path, f"ok{endian == '<'}{nano}.pcap", endian, nano, times))
+    bad = _records(tmp_path, "corrupt.pcap", "<", False, times)
+    raw = bytearray(bad.read_bytes())
+    at = 24 + 30 * 76  # the 31st record's header: caplen above the original length
+    raw[at + 12 : at + 16] = struct.pack("<I", 10)
+    bad.write_bytes(bytes(raw))
+    short = _records(tmp_path, "short.pcap", "<", True, times)
+    short.write_bytes(short.read_bytes()[:-30])
+    cases += [bad, short]
+    for path in cases:
+        for rng in ((1003.0, 1006.5), (None, 1004.0), (1010.0, None), (None, None), (5.0, 6.0)):
+            got = {}
+            for way in ("c", "loop"):
+                p = tmp_path / f"{way}-{path.name}"
+                p.write_bytes(path.read_bytes())
+                with monkeypatch.context() as m:
+                    if way == "loop":
+                        m.setattr(_fastwalk, "available", lambda: False)
+                    got[way] = (trim_pcap(p, *rng), p.read_bytes())
+            assert got["c"] == got["loop"], (path.name, rng)
+    assert got["c"][0] is not None
