@@ -30,7 +30,6 @@ from hopcap.bundle.pcapio import (
     first_linktype,
 )
 from hopcap.capfile import Records
-from hopcap.capfile.layers import be16, be32
 from hopcap.capfile.walk import CHUNK as WALK_CHUNK
 from hopcap.correlate import _fastwalk
 from hopcap.errors import BundleError
@@ -661,15 +660,22 @@ class _Source:
         pt = self.pt
         if not pt.keys or self._u8 is None or not len(rec):
             return []
-        u8, buf = self._u8, self.reader.buf
-        lay = _heads(buf, rec)
-        ok = (lay.l3 >= 0) & (lay.l4 >= 0) & np.isin(lay.proto, (6, 17))
-        ok &= lay.l4 + 4 <= rec.off + rec.cap
+        buf = self.reader.buf
 
-        def keys(rows: npt.NDArray[np.int64]) -> list[RawTuple | None]:
-            return chunk_tuples(buf, rec, lay, rows)
+        def keys(rows: npt.NDArray[np.int64]) -> list[RawTuple | None]:  # of those rows
+            if not rows.shape[0]:
+                return []
+            sub = Records(
+                rec.off[rows], rec.cap[rows], rec.ts[rows], rec.link[rows], rec.orig[rows],
+                rec.iface[rows],
+            )  # fmt: skip
+            return chunk_tuples(buf, sub, _heads(buf, sub))
 
-        firsts = self.legs.scan(_packet_hashes(u8, lay, ok), ok, keys) if self.legs else {}
+        firsts: dict[int, str] = {}
+        if self.legs:
+            got = _fastwalk.tuple_hashes(buf, rec.off, rec.cap, rec.link)
+            assert got is not None
+            firsts = self.legs.scan(*got, keys)
         rows = set(firsts)
         if self.times.shape[0]:
             near = np.zeros(len(rec), bool)
@@ -814,26 +820,6 @@ def _tuple_hashes(keys: list[RawTuple]) -> npt.NDArray[np.uint64]:
         out[idx] = _ends_hash(src.reshape(-1, w), sp, alen) + _ends_hash(
             dst.reshape(-1, w), dp, alen
         )
-    return out
-
-
-def _packet_hashes(
-    u8: npt.NDArray[np.uint8], lay: _Heads, ok: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.uint64]:
-    """`_tuple_hashes` of each packet's tuple (chunk_tuples'; 0 where not `ok`)."""
-    out = np.zeros(ok.shape[0], np.uint64)
-    v4 = lay.et == 0x0800
-    for alen, sel in ((4, ok & v4), (16, ok & ~v4)):
-        rows = np.nonzero(sel)[0]
-        if not rows.shape[0]:
-            continue
-        s = lay.l3[rows] + (12 if alen == 4 else 8)
-        w = alen // 4
-        src = np.stack([be32(u8, s + 4 * j) for j in range(w)], 1).astype(np.uint64)
-        dst = np.stack([be32(u8, s + alen + 4 * j) for j in range(w)], 1).astype(np.uint64)
-        l4 = lay.l4[rows]
-        sp, dp = be16(u8, l4).astype(np.uint64), be16(u8, l4 + 2).astype(np.uint64)
-        out[rows] = _ends_hash(src, sp, alen) + _ends_hash(dst, dp, alen)
     return out
 
 

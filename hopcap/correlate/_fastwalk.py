@@ -252,6 +252,36 @@ void hopcap_find(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
         o[4] = offs[i] + lim; o[5] = tun;
     }
 }
+/* The bundle's merge: a hash of each record's innermost TCP/UDP tuple, the same either way
+   (hopcap.bundle.merge._tuple_hashes of pcapio.chunk_tuples' tuple: the sum of the ends'
+   hashes), and whether it has one (ok[i]: 0 for anything else, and for a tuple whose
+   addresses run past the record: no leg has such a tuple). */
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static inline uint64_t end_hash(const uint8_t *a, long alen, uint32_t port) {
+    uint64_t x = ((uint64_t)port << 32) | ((uint64_t)alen << 48);
+    for (long j = 0; j < alen; j += 4) x = mix64(x ^ b32(a + j));
+    return x;
+}
+void hopcap_tuple_hashes(const uint8_t *buf, const int64_t *offs, const int64_t *caps,
+                         const int64_t *links, long n, uint64_t *out, uint8_t *ok) {
+    for (long i = 0; i < n; i++) {
+        uint32_t et = 0, proto = 0;
+        long l4 = -1, lim = caps[i];
+        int64_t tun = 0;
+        const uint8_t *r = buf + offs[i];
+        long l3 = find_l3(r, caps[i], caps[i], links[i], &et, &l4, &proto, &lim, &tun);
+        long alen = et == 0x0800 ? 4 : 16, s = l3 + (alen == 4 ? 12 : 8);
+        ok[i] = l3 >= 0 && l4 >= 0 && (proto == 6 || proto == 17) && l4 + 4 <= caps[i]
+                && s + 2 * alen <= caps[i];
+        out[i] = ok[i] ? end_hash(r + s, alen, b16(r + l4)) + end_hash(r + s + alen, alen,
+                                                                      b16(r + l4 + 2))
+                       : 0;
+    }
+}
 /* Columns (each n long, int64): see PARSE_COLUMNS in _fastwalk.py */
 /* returns 1: a TCP packet, columns written at row j; 2: a UDP/ICMP/ICMPv6/ESP datagram
    (not a later fragment), its IP and L4 header offsets in *o3, *o4 and where its data
@@ -1418,6 +1448,8 @@ def _load() -> Any:
     lib.hopcap_parse.argtypes = [
         p, p, p, p, ctypes.c_long, ctypes.c_long, p, p, p, ctypes.POINTER(ctypes.c_long)
     ]  # fmt: skip
+    lib.hopcap_tuple_hashes.restype = None
+    lib.hopcap_tuple_hashes.argtypes = [p, p, p, p, ctypes.c_long, p, p]
     lib.hopcap_find.restype = None
     lib.hopcap_find.argtypes = [p, p, p, p, ctypes.c_long, p]
     lib.hopcap_join.restype = ctypes.c_long
@@ -1653,6 +1685,26 @@ def parse_records(
         {name: cols[i, :k] for i, name in enumerate(PARSE_COLUMNS)},
         (dg[0, :m].copy(), dg[1, :m].copy(), dg[2, :m].copy(), dg[3, :m].copy()),
     )
+
+
+def tuple_hashes(
+    buf: Any, offs: I64, caps: I64, links: I64
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]] | None:
+    """The bundle merge's hash of each record's innermost TCP/UDP tuple (either way) and
+    whether it has one (`hopcap_tuple_hashes`); None without a compiler."""
+    lib = _load()
+    n = int(offs.shape[0])
+    if lib is None or n == 0 or len(buf) == 0:
+        return None
+    addr, keep = _addr(buf)
+    out = np.empty(n, np.uint64)
+    ok = np.empty(n, np.bool_)
+    o, c, lk = (np.ascontiguousarray(x, np.int64) for x in (offs, caps, links))
+    lib.hopcap_tuple_hashes(
+        addr, o.ctypes.data, c.ctypes.data, lk.ctypes.data, n, out.ctypes.data, ok.ctypes.data
+    )
+    del keep
+    return out, ok
 
 
 def find_layers(buf: Any, offs: I64, caps: I64, links: I64) -> I64 | None:

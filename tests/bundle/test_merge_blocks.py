@@ -216,6 +216,13 @@ def test_blocks_when_every_tuple_has_the_same_hash(
     monkeypatch.setattr(
         merge, "_ends_hash", lambda words, ports, alen: np.zeros(ports.shape[0], np.uint64)
     )
+    packets = _fastwalk.tuple_hashes
+
+    def alike(*a: Any) -> Any:
+        got = packets(*a)
+        return None if got is None else (np.zeros_like(got[0]), got[1])
+
+    monkeypatch.setattr(_fastwalk, "tuple_hashes", alike)
     with monkeypatch.context() as m:
         _data, stats = _both(points, verdict, tmp_path, m, EDGE_OFFSETS)
     assert stats["comments"] > 3
@@ -271,3 +278,29 @@ def test_tuple_hashes_of_a_busy_site_do_not_collide() -> None:
     assert len(set(h.tolist())) == len(keys)
     back = merge._tuple_hashes([(d, dp, s, sp) for s, sp, d, dp in keys])
     assert (back == h).all()  # either way
+
+
+def test_packet_hashes_are_the_tuples_hashes(tmp_path: Path) -> None:
+    """The compiled hash of each packet's tuple is `_tuple_hashes` of its tuple (as
+    chunk_tuples reads it), wherever it has one."""
+    from hopcap.bundle.pcapio import PcapReader, chunk_tuples
+    from hopcap.capfile import buffer_u8, decode
+
+    files = [Path(str(p.pcap)) for p in _edge_set(tmp_path)][:3]
+    files += [DATA / f for fs in SETS.values() for f in fs]
+    checked = 0
+    for f in files:
+        with PcapReader(f) as r:
+            for rec, _ in r.chunks():
+                got = _fastwalk.tuple_hashes(r.buf, rec.off, rec.cap, rec.link)
+                assert got is not None
+                h, ok = got
+                lay = decode(buffer_u8(r.buf), rec.off, rec.cap, rec.link)
+                keys = chunk_tuples(r.buf, rec, lay)
+                rows = [i for i, k in enumerate(keys) if k is not None]
+                assert set(np.nonzero(ok)[0].tolist()) <= set(rows)
+                rows = [i for i in rows if ok[i]]
+                want = merge._tuple_hashes([keys[i] for i in rows])
+                assert (h[rows] == want).all(), f
+                checked += len(rows)
+    assert checked > 500
