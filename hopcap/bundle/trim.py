@@ -111,7 +111,7 @@ def _walked(
         while reason == 3:  # (3: WALK records read, more to come)
             got = _fastwalk.walk_pcap(buf, pos, endian == ">", mult, 1 << 32, WALK)
             assert got is not None
-            offs, caps, _ts, pos, reason = got
+            offs, caps, _ts, pos, reason, _orig = got
             if not offs.shape[0]:
                 continue
             # each record's time as the loop below computes it: sec + frac / units

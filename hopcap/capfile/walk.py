@@ -48,7 +48,7 @@ CHUNK = 1 << 18
 
 # (offs, caps, ts, stop byte, reason): reason 0 end of file, 1 truncated record, 2 corrupt
 # record header, 3 `maxn` records read (call again from the stop byte)
-PcapChunk = tuple[I64, I64, I64, int, int]
+PcapChunk = tuple[I64, I64, I64, int, int, I64]  # (off, cap, ts, stop, reason, orig)
 FastPcap = Callable[[Any, int, bool, int, int, int], PcapChunk | None]
 # pcapng's packet blocks in C (hopcap.correlate._fastwalk.walk_pcapng)
 FastPcapng = Callable[
@@ -244,22 +244,14 @@ class RecordWalk:
         endian, mult = PCAP_MAGICS[bytes(buf[:4])]
         be = endian == ">"
         link = self.links[0]
-        u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
         pos = 24
         while True:
             got = self.fast(buf, pos, be, mult, MAX_RECORD, chunk) if self.fast else None
             if got is None:
                 got = pcap_chunk(buf, pos, be, mult, MAX_RECORD, chunk)
-            offs, caps, tss, pos, reason = got
+            offs, caps, tss, pos, reason, orig = got
             n = int(offs.shape[0])
             if n:
-                # the original length is the record header's last word, just before the data
-                b = [u8[offs - 4 + i].astype(np.int64) for i in range(4)]
-                orig = (
-                    (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-                    if be
-                    else (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
-                )
                 self.records += n
                 yield Records(
                     offs, caps, tss, np.full(n, link, np.int64), orig, np.zeros(n, np.int64)
@@ -492,7 +484,7 @@ def pcap_chunk(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) 
             reason = 2
     h = np.array(heads, np.int64)
     if not h.shape[0]:
-        return h, h.copy(), h.copy(), pos, reason
+        return h, h.copy(), h.copy(), pos, reason, h.copy()
     u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)  # headers are not aligned
 
     def word(at: I64) -> I64:
@@ -507,9 +499,9 @@ def pcap_chunk(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) 
         bad |= frac >= 1_000_000
     if bad.any():
         k = int(np.argmax(bad))
-        h, sec, frac, cap = h[:k], sec[:k], frac[:k], cap[:k]
+        h, sec, frac, cap, orig = h[:k], sec[:k], frac[:k], cap[:k], orig[:k]
         pos, reason = int(heads[k]), 2
-    return h + 16, cap, sec * 1_000_000_000 + frac * mult, pos, reason
+    return h + 16, cap, sec * 1_000_000_000 + frac * mult, pos, reason, orig
 
 
 def walk_records(path: Path, buf: Any, fast: FastPcap | None = None) -> Records:

@@ -44,8 +44,8 @@ static inline long stream_ahead(const uint8_t *buf, long size, long pf, long upt
     return pf;
 }
 long hopcap_walk_pcap(const uint8_t *buf, long size, long pos, int be, long mult, long maxrec,
-                      long maxn, int64_t *offs, int64_t *caps, int64_t *ts, long *pos_out,
-                      int *reason) {
+                      long maxn, int64_t *offs, int64_t *caps, int64_t *ts, int64_t *origs,
+                      long *pos_out, int *reason) {
     long n = 0, pf = pos & ~63L;
     *reason = 0;
     while (pos < size) {
@@ -60,6 +60,7 @@ long hopcap_walk_pcap(const uint8_t *buf, long size, long pos, int be, long mult
         pf = stream_ahead(buf, size, pf, pos + 16 + (long)cap);
         offs[n] = pos + 16;
         caps[n] = cap;
+        origs[n] = orig;
         ts[n] = (int64_t)sec * 1000000000LL + (int64_t)frac * mult;
         n++;
         pos += 16 + cap;
@@ -1432,6 +1433,7 @@ def _load() -> Any:
         p,
         p,
         p,
+        p,
         ctypes.POINTER(ctypes.c_long),
         ctypes.POINTER(ctypes.c_int),
     ]
@@ -1491,7 +1493,7 @@ def _addr(buf: Any) -> tuple[int, npt.NDArray[np.uint8]]:
 
 
 def walk_pcap(buf: Any, pos: int, big_endian: bool, mult: int, max_record: int, maxn: int) -> Any:
-    """hopcap.capfile.walk.pcap_chunk in C: (offs, caps, ts_ns, stop byte, reason) of at most
+    """hopcap.capfile.walk.pcap_chunk in C: (offs, caps, ts_ns, stop byte, reason, origs) of at most
     `maxn` classic-pcap records from byte `pos`, or None when no accelerator is available.
     reason: 0 end of file, 1 truncated record, 2 corrupt record header, 3 `maxn` read."""
     lib = _load()
@@ -1501,14 +1503,17 @@ def walk_pcap(buf: Any, pos: int, big_endian: bool, mult: int, max_record: int, 
     offs = np.empty(maxn, np.int64)
     caps = np.empty(maxn, np.int64)
     ts = np.empty(maxn, np.int64)
+    origs = np.empty(maxn, np.int64)
     pos_out = ctypes.c_long(0)
     why = ctypes.c_int(0)
     n = lib.hopcap_walk_pcap(
         addr, len(buf), pos, int(big_endian), mult, max_record, maxn, offs.ctypes.data,
-        caps.ctypes.data, ts.ctypes.data, ctypes.byref(pos_out), ctypes.byref(why),
+        caps.ctypes.data, ts.ctypes.data, origs.ctypes.data, ctypes.byref(pos_out),
+        ctypes.byref(why),
     )  # fmt: skip
     del keep
-    return offs[:n].copy(), caps[:n].copy(), ts[:n].copy(), pos_out.value, why.value
+    cut = [x[:n].copy() for x in (offs, caps, ts, origs)]
+    return cut[0], cut[1], cut[2], pos_out.value, why.value, cut[3]
 
 
 def mix_columns(cols: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:

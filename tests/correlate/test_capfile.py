@@ -411,8 +411,8 @@ def test_python_and_c_record_walks_agree_on_random_damage() -> None:
             while True:
                 py = pcap_chunk(cut, pos, False, 1000, MAX_RECORD, maxn)
                 c = _fastwalk.walk_pcap(cut, pos, False, 1000, MAX_RECORD, maxn)
-                assert py[3:] == c[3:]
-                assert all((a == b).all() for a, b in zip(py[:3], c[:3], strict=True))
+                assert py[3:5] == c[3:5]  # where and why it stopped; the columns:
+                assert all((py[k] == c[k]).all() for k in (0, 1, 2, 5))
                 if py[4] != 3:
                     break
                 pos = py[3]
