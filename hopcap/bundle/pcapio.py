@@ -229,7 +229,7 @@ class _Sink:
                 if self._h is not None:
                     self._h.update(b)
             finally:
-                if buf is not None:
+                if buf is not None and buf.shape[0] == self.PIECE:  # (a pool buffer)
                     self._free.put(buf)
 
     def buffer(self, size: int) -> npt.NDArray[np.uint8]:
