@@ -307,16 +307,26 @@ def chunks(data: bytes) -> list[bytes]:
                     line = m.group(1).lower() + line[m.end(1) :]
                 out.append(line)
             continue
-        h = 0
         start = 0
-        for i, c in enumerate(line):
-            h = ((h << 1) + _GEAR[c]) & 0xFFFFFFFF
-            if i - start >= 32 and (h & 0x3F) == 0:
+        for i in _gear_cuts(line):
+            if i - start >= 32:
                 out.append(line[start : i + 1])
                 start = i + 1
         if start < len(line):
             out.append(line[start:])
     return out
+
+
+def _gear_cuts(line: bytes) -> list[int]:
+    """Where the rolling gear hash of `line`, h = ((h << 1) + GEAR[c]) mod 2**32 from h = 0,
+    has its low 6 bits zero (the places `chunks` may cut), in order. Those bits depend on
+    the last 6 bytes only (older terms are shifted past them): one vector pass instead
+    of a Python step per byte (a 16 kB window: ~1.5 ms -> ~0.05 ms)."""
+    g = _GEAR_LOW6[np.frombuffer(line, np.uint8)]
+    low = g.copy()
+    for k in range(1, 6):
+        low[k:] += g[:-k] << k
+    return np.flatnonzero((low & 0x3F) == 0).tolist()
 
 
 def _gear() -> list[int]:
@@ -331,6 +341,7 @@ def _gear() -> list[int]:
 
 
 _GEAR = _gear()
+_GEAR_LOW6 = np.array([g & 0x3F for g in _GEAR], np.uint16)
 
 
 # ------------------------------------------------------------------ request/response exchanges
