@@ -983,8 +983,11 @@ def f5_ids(pc: PointConns) -> F5Ids | None:
     """The F5 flow ids of a point's connections (None: its capture has no F5 trailers);
     read once per point."""
     if pc.f5 is None:
-        from hopcap.correlate.f5trailer import read_table_trailers
+        from hopcap.correlate.f5trailer import has_trailers, read_table_trailers
 
+        if not has_trailers(pc.table):  # not a BIG-IP's capture: no rows to gather
+            pc.f5 = False
+            return None
         # a connection's ids are in its first and last packets of each direction (the
         # client side learns its peer once the server side exists; a re-used server side
         # shows another peer later): reading those keeps a long capture cheap
