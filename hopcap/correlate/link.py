@@ -704,6 +704,16 @@ def plan_proxied(
                 bex.append((e.t - offset_ns, back.cid, k))
     bex.sort()
     btimes = [x[0] for x in bex]
+    # how much content two exchanges share depends on their contents only: busy traffic
+    # repeats the same requests and answers thousands of times, so each pair of distinct
+    # contents is compared once (by an id per distinct content)
+    contents: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], int] = {}
+
+    def content_id(e: Exchange) -> int:
+        return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
+
+    bids = [content_id(b.exchanges[bcid].ex[bk]) for _t, bcid, bk in bex]
+    shared: dict[tuple[int, int], int] = {}  # (front content, backend content) -> bytes
     cands: list[tuple[float, float, int, int, int, int]] = []
     fex_t: list[tuple[int, int, int, int]] = []  # (request time at a, front cid, ex, hi)
     for conn in fronts:
@@ -723,11 +733,15 @@ def plan_proxied(
                 continue
             i0 = bisect.bisect_left(btimes, start - tol_ns)
             i1 = min(bisect.bisect_right(btimes, hi), i0 + MAX_CANDIDATES)
-            for _t, bcid, bk in bex[i0:i1]:
+            fid = content_id(fe)
+            for j in range(i0, i1):
+                _t, bcid, bk = bex[j]
                 be = b.exchanges[bcid].ex[bk]
-                common = sum(len(x) for x in set_c.intersection(be.ch_c)) + sum(
-                    len(x) for x in set_s.intersection(be.ch_s)
-                )
+                common = shared.get((fid, bids[j]), -1)
+                if common < 0:
+                    common = shared[(fid, bids[j])] = sum(
+                        len(x) for x in set_c.intersection(be.ch_c)
+                    ) + sum(len(x) for x in set_s.intersection(be.ch_s))
                 if common < 8 or common / total < 0.5:
                     continue
                 bc, bs = be.t_c, be.t_s
