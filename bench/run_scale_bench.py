@@ -53,8 +53,7 @@ from hopcap.orchestrator.capture import CaptureSpec, RunningCapture, safe_name
 from hopcap.orchestrator.run import CaptureRun, RunOptions
 from hopcap.orchestrator.session import close_all, connect_all, no_events, prepare_host
 
-PREFIX = "rsb"
-MGMT = "198.19.221.0/24"
+PREFIX = "rsb"  # its management network is derived from the prefix (lab.up)
 VIP = "http://203.0.113.80"
 
 
@@ -383,7 +382,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=300)
     ap.add_argument("--window", type=int, default=90, help="the run's window (the repro ends it)")
     ap.add_argument("--prefix", default=PREFIX)
-    ap.add_argument("--mgmt-net", default=MGMT)
+    ap.add_argument("--mgmt-net", help="default: derived from the prefix")
     ap.add_argument("--inventory", type=Path, help="a lab that is up (else one is built)")
     ap.add_argument("--keep-lab", action="store_true")
     ap.add_argument(
