@@ -4,6 +4,7 @@ fingerprints), conntrack ground truth, and proxies (application bytes)."""
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -436,8 +437,15 @@ def _assemble(
     return bytes(out), pos < hi
 
 
+@functools.lru_cache(maxsize=1024)
+def _chunks_of(data: bytes) -> tuple[bytes, ...]:
+    """`chunks`, remembered: a busy site sends the same requests and answers (headers and
+    all) thousands of times, close together; at most 1024 windows of at most 16 kB are kept."""
+    return tuple(chunks(data))
+
+
 def _trimmed_chunks(data: bytes, cut: bool) -> list[bytes]:
-    ch = chunks(data)
+    ch = list(_chunks_of(data))
     if cut:
         # the window ends at another place in each stream (a proxy inserts bytes): what
         # lies near the cut compares badly, leave out its end
