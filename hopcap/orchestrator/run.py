@@ -313,7 +313,7 @@ class CaptureRun:
                 listed = await host_files(rcs, None)
             except HopcapError as exc:  # each pull then lists its own
                 log.warning("%s: listing the capture files failed: %s", s.name, exc)
-            digests: asyncio.Future[dict[str, list[RemoteFile]]] | None = None
+            digests: Digests | None = None
             if listed and s.caps.hash is not None:
                 digests = asyncio.ensure_future(host_files(rcs, s.caps.hash))
             facts: asyncio.Future[dict[str, Facts]] | None = None
@@ -323,9 +323,11 @@ class CaptureRun:
             try:
                 await asyncio.gather(*(self._pull(n, rc, listed.get(n), digests) for n, rc in mine))
             finally:
-                if digests is not None:  # its failure, if any, was each pull's to handle
-                    with contextlib.suppress(HopcapError, asyncio.CancelledError):
-                        await digests
+                if digests is not None and digests.done():
+                    if not digests.cancelled():
+                        digests.exception()  # retrieved: a failure was each pull's to handle
+                elif digests is not None:  # every pull that wanted it failed first
+                    digests.cancel()
                 if facts is not None:
                     self.facts_after.update(await facts)
 
