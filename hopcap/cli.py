@@ -661,6 +661,28 @@ def _correlate_kept(record: RunRecord, jobs: int | None = None) -> tuple[Verdict
         )
 
 
+def _correlate_and_write(
+    record: RunRecord, out: Path, *, jobs: int | None = None, tarball: bool, anonymise: bool
+) -> tuple[Verdict, Exception | None, Path]:
+    """Correlate a run and write its bundle (saying how far it is): (verdict, the
+    correlator's crash, the bundle). Each takes seconds on large captures: `-v` logs how
+    long each took, as the orchestrator does for its phases."""
+    from hopcap.bundle import write_bundle
+
+    log = logging.getLogger("hopcap.cli")
+    _err("correlating ...")
+    t0 = time.perf_counter()
+    verdict, crash = _correlate_kept(record, jobs)
+    t1 = time.perf_counter()
+    log.debug("phase correlate: %.3f s", t1 - t0)
+    final = write_bundle(
+        out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+    )
+    _status_end()
+    log.debug("phase bundle: %.3f s", time.perf_counter() - t1)
+    return verdict, crash, final
+
+
 @app.command()
 def run(
     inventory: InventoryOpt,
@@ -726,7 +748,6 @@ def run(
     jobs: JobsOpt = None,
 ) -> None:
     """Capture on every hop at once, correlate, and write an evidence bundle."""
-    from hopcap.bundle import write_bundle
     from hopcap.inventory import load, parse_duration
     from hopcap.orchestrator.run import RunOptions, new_run_id
     from hopcap.orchestrator.schedule import make_schedule, repeat_window
@@ -774,12 +795,9 @@ def run(
                 _err("the repro never failed in this window: no capture kept")
                 shutil.rmtree(out_dir, ignore_errors=True)
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
-        _err("correlating ...")
-        verdict, crash = _correlate_kept(record, jobs)
-        final = write_bundle(
-            out_dir, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        verdict, crash, final = _correlate_and_write(
+            record, out_dir, jobs=jobs, tarball=tarball, anonymise=anonymise
         )
-        _status_end()
     except HopcapError as exc:
         _fail(exc)
     _exit_if_crashed(crash, final)
@@ -1037,7 +1055,6 @@ def record_cmd(
     ] = False,
 ) -> None:
     """Flight recorder: capture into a ring on every hop until a trigger, bundle the last --ring."""
-    from hopcap.bundle import write_bundle
     from hopcap.inventory import load
     from hopcap.orchestrator.record import RecordOptions, parse_until, record
     from hopcap.orchestrator.run import new_run_id
@@ -1079,12 +1096,9 @@ def record_cmd(
         )
         kept = rec.recording or {}
         rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))
-        _err("correlating ...")
-        verdict, crash = _correlate_kept(rec)
-        final = write_bundle(
-            out_dir, rec, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        verdict, crash, final = _correlate_and_write(
+            rec, out_dir, tarball=tarball, anonymise=anonymise
         )
-        _status_end()
     except HopcapError as exc:
         _fail(exc)
     _exit_if_crashed(crash, final)

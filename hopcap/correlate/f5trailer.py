@@ -322,6 +322,24 @@ def probe_capture(path: Path) -> bool:
         return False
 
 
+def has_trailers(t: PacketTable, *, dgram: bool = False) -> bool:
+    """Whether `read_table_trailers(t, ..., dgram=dgram)` may find any trailers (the same
+    probe of the start of the file): a caller that prepares its `wanted` rows at some
+    cost learns first that an ordinary capture needs none."""
+    return _probe_table(t, dgram=dgram)[0]
+
+
+def _probe_table(t: PacketTable, *, dgram: bool) -> tuple[bool, dict[str, str] | None]:
+    from hopcap.capfile.layers import LINK_ETHERNET
+
+    rows_of = t.dgram if dgram else t
+    if LINK_ETHERNET not in t.link_types or rows_of is None or not len(rows_of):
+        return False, None
+    buf = t.buf
+    head = bytes(buf[:PROBE_BYTES]) if len(buf) > PROBE_BYTES else buf
+    return probe_head(t.path, head)
+
+
 def read_table_trailers(
     t: PacketTable, wanted: np.ndarray | None = None, *, dgram: bool = False
 ) -> TableTrailers | None:
@@ -330,17 +348,14 @@ def read_table_trailers(
     start of the file decides whether to walk all of it (an ordinary capture costs one
     short walk). `t` may be a part of a capture
     (`hopcap.correlate.stages`: its rows point into the whole file)."""
-    from hopcap.capfile.layers import LINK_ETHERNET
     from hopcap.correlate.reader import walk_records
 
-    rows_of = t.dgram if dgram else t
-    if LINK_ETHERNET not in t.link_types or rows_of is None or not len(rows_of):
-        return None
-    buf = t.buf
-    head = bytes(buf[:PROBE_BYTES]) if len(buf) > PROBE_BYTES else buf
-    found, info = probe_head(t.path, head)
+    found, info = _probe_table(t, dgram=dgram)
     if not found:
         return None
+    rows_of = t.dgram if dgram else t
+    assert rows_of is not None
+    buf = t.buf
     rec = walk_records(t.path, buf)
     rows, start, end = _trailing(rows_of, rec.off, rec.cap, rec.link)
     if wanted is not None:

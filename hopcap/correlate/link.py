@@ -4,6 +4,7 @@ fingerprints), conntrack ground truth, and proxies (application bytes)."""
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -307,16 +308,26 @@ def chunks(data: bytes) -> list[bytes]:
                     line = m.group(1).lower() + line[m.end(1) :]
                 out.append(line)
             continue
-        h = 0
         start = 0
-        for i, c in enumerate(line):
-            h = ((h << 1) + _GEAR[c]) & 0xFFFFFFFF
-            if i - start >= 32 and (h & 0x3F) == 0:
+        for i in _gear_cuts(line):
+            if i - start >= 32:
                 out.append(line[start : i + 1])
                 start = i + 1
         if start < len(line):
             out.append(line[start:])
     return out
+
+
+def _gear_cuts(line: bytes) -> list[int]:
+    """Where the rolling gear hash of `line`, h = ((h << 1) + GEAR[c]) mod 2**32 from h = 0,
+    has its low 6 bits zero (the places `chunks` may cut), in order. Those bits depend on
+    the last 6 bytes only (older terms are shifted past them): one vector pass instead
+    of a Python step per byte (a 16 kB window: ~1.5 ms -> ~0.05 ms)."""
+    g = _GEAR_LOW6[np.frombuffer(line, np.uint8)]
+    low = g.copy()
+    for k in range(1, 6):
+        low[k:] += g[:-k] << k
+    return np.flatnonzero((low & 0x3F) == 0).tolist()
 
 
 def _gear() -> list[int]:
@@ -331,6 +342,7 @@ def _gear() -> list[int]:
 
 
 _GEAR = _gear()
+_GEAR_LOW6 = np.array([g & 0x3F for g in _GEAR], np.uint16)
 
 
 # ------------------------------------------------------------------ request/response exchanges
@@ -425,8 +437,15 @@ def _assemble(
     return bytes(out), pos < hi
 
 
+@functools.lru_cache(maxsize=1024)
+def _chunks_of(data: bytes) -> tuple[bytes, ...]:
+    """`chunks`, remembered: a busy site sends the same requests and answers (headers and
+    all) thousands of times, close together; at most 1024 windows of at most 16 kB are kept."""
+    return tuple(chunks(data))
+
+
 def _trimmed_chunks(data: bytes, cut: bool) -> list[bytes]:
-    ch = chunks(data)
+    ch = list(_chunks_of(data))
     if cut:
         # the window ends at another place in each stream (a proxy inserts bytes): what
         # lies near the cut compares badly, leave out its end
@@ -693,6 +712,16 @@ def plan_proxied(
                 bex.append((e.t - offset_ns, back.cid, k))
     bex.sort()
     btimes = [x[0] for x in bex]
+    # how much content two exchanges share depends on their contents only: busy traffic
+    # repeats the same requests and answers thousands of times, so each pair of distinct
+    # contents is compared once (by an id per distinct content)
+    contents: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], int] = {}
+
+    def content_id(e: Exchange) -> int:
+        return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
+
+    bids = [content_id(b.exchanges[bcid].ex[bk]) for _t, bcid, bk in bex]
+    shared: dict[tuple[int, int], int] = {}  # (front content, backend content) -> bytes
     cands: list[tuple[float, float, int, int, int, int]] = []
     fex_t: list[tuple[int, int, int, int]] = []  # (request time at a, front cid, ex, hi)
     for conn in fronts:
@@ -712,11 +741,15 @@ def plan_proxied(
                 continue
             i0 = bisect.bisect_left(btimes, start - tol_ns)
             i1 = min(bisect.bisect_right(btimes, hi), i0 + MAX_CANDIDATES)
-            for _t, bcid, bk in bex[i0:i1]:
+            fid = content_id(fe)
+            for j in range(i0, i1):
+                _t, bcid, bk = bex[j]
                 be = b.exchanges[bcid].ex[bk]
-                common = sum(len(x) for x in set_c.intersection(be.ch_c)) + sum(
-                    len(x) for x in set_s.intersection(be.ch_s)
-                )
+                common = shared.get((fid, bids[j]), -1)
+                if common < 0:
+                    common = shared[(fid, bids[j])] = sum(
+                        len(x) for x in set_c.intersection(be.ch_c)
+                    ) + sum(len(x) for x in set_s.intersection(be.ch_s))
                 if common < 8 or common / total < 0.5:
                     continue
                 bc, bs = be.t_c, be.t_s
@@ -972,8 +1005,11 @@ def f5_ids(pc: PointConns) -> F5Ids | None:
     """The F5 flow ids of a point's connections (None: its capture has no F5 trailers);
     read once per point."""
     if pc.f5 is None:
-        from hopcap.correlate.f5trailer import read_table_trailers
+        from hopcap.correlate.f5trailer import has_trailers, read_table_trailers
 
+        if not has_trailers(pc.table):  # not a BIG-IP's capture: no rows to gather
+            pc.f5 = False
+            return None
         # a connection's ids are in its first and last packets of each direction (the
         # client side learns its peer once the server side exists; a re-used server side
         # shows another peer later): reading those keeps a long capture cheap

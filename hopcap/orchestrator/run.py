@@ -301,29 +301,44 @@ class CaptureRun:
 
         async def one(s: HostSession) -> None:
             # one command shell, in turn: the clock (first: a pull's data on the same
-            # connection would delay its answers), the files of every capture with their
-            # digests, then the facts while the files come over SFTP
+            # connection would delay its answers), the files of every capture; then, at
+            # once, the pulls, the host's digests of those files (hashing a large capture
+            # on the host takes as long as a good part of its transfer: it need not
+            # hold the transfer back, only its check) and the facts
             await self._clock(s, self.clocks_after, "after the window")
             mine = by_host.get(s.name, [])
+            rcs = [rc for _, rc in mine]
             listed: dict[str, list[RemoteFile]] = {}
             try:
-                listed = await host_files([rc for _, rc in mine], s.caps.hash)
+                listed = await host_files(rcs, None)
             except HopcapError as exc:  # each pull then lists its own
                 log.warning("%s: listing the capture files failed: %s", s.name, exc)
+            digests: Digests | None = None
+            if listed and s.caps.hash is not None:
+                digests = asyncio.ensure_future(host_files(rcs, s.caps.hash))
             facts: asyncio.Future[dict[str, Facts]] | None = None
             if self.opts.collect_facts and s.name in self._facts_reading:
                 tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
                 facts = asyncio.ensure_future(_settled(tasks, "facts after the window"))
             try:
-                await asyncio.gather(*(self._pull(n, rc, listed.get(n)) for n, rc in mine))
+                await asyncio.gather(*(self._pull(n, rc, listed.get(n), digests) for n, rc in mine))
             finally:
+                if digests is not None and digests.done():
+                    if not digests.cancelled():
+                        digests.exception()  # retrieved: a failure was each pull's to handle
+                elif digests is not None:  # every pull that wanted it failed first
+                    digests.cancel()
                 if facts is not None:
                     self.facts_after.update(await facts)
 
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
 
     async def _pull(
-        self, name: str, rc: RunningCapture, listed: list[RemoteFile] | None = None
+        self,
+        name: str,
+        rc: RunningCapture,
+        listed: list[RemoteFile] | None = None,
+        digests: Digests | None = None,
     ) -> None:
         if isinstance(rc, FortiGateCapture):
             _sniffed(
@@ -339,7 +354,7 @@ class CaptureRun:
         s = self.sessions[rc.spec.point.host]
         try:
             local = self.pcaps / pcap_filename(name)
-            self.pulled[name] = await _pull(rc, local, self.emit, s.caps, listed)
+            self.pulled[name] = await _pull(rc, local, self.emit, s.caps, listed, digests)
             if s.caps.hash is None and rc.stream_to is None:
                 self.reread.add(s.name)
         except HopcapError as exc:
@@ -756,27 +771,33 @@ async def _pull(
     emit: EventSink,
     caps: HostCaps,
     listed: list[RemoteFile] | None = None,
+    digests: Digests | None = None,
 ) -> tuple[Path, str]:
     """Pull every ring file of a capture (oldest first; `listed`: already listed, see
-    `host_files`) into one local pcap, verified. A streamed capture is already here (SSH's
-    MAC protected it on the way)."""
+    `host_files`; `digests`: the host's digests of them, still being computed) into one
+    local pcap, verified. A streamed capture is already here (SSH's MAC protected it on
+    the way). Files are hashed here in a worker thread, once: the event loop keeps
+    serving the other pulls meanwhile."""
     if rc.stream_to is not None:
         if not rc.stream_to.exists() or rc.stream_to.stat().st_size < 24:
             raise CaptureError(f"{rc.spec.point.name}: the streamed capture is empty")
         emit(Event("pulled", point=rc.spec.point.name, done=rc.stream_to.stat().st_size))
-        return rc.stream_to, _sha256(rc.stream_to)
+        return rc.stream_to, await asyncio.to_thread(_sha256, rc.stream_to)
     files = listed or await remote_files(rc, [quote([rc.spec.base]) + "*"], caps.hash)
     if not files:
         raise CaptureError(f"{rc.spec.point.name}: tcpdump wrote no file")
     parts: list[Path] = []
+    digest: str | None = None
     for i, remote in enumerate(files):
         part = local if len(files) == 1 else local.with_suffix(f".part{i}")
-        await _get_verified(rc, remote.path, part, emit, caps, remote)
+        digest = await _get_verified(rc, remote.path, part, emit, caps, remote, digests)
         parts.append(part)
     if len(parts) > 1:
-        for w in _concat_pcaps(parts, local):
+        for w in await asyncio.to_thread(_concat_pcaps, parts, local):
             emit(Event("warning", point=rc.spec.point.name, text=w))
-    digest = _sha256(local)
+        digest = None
+    if digest is None:  # verified otherwise than by a sha256 of this very file
+        digest = await asyncio.to_thread(_sha256, local)
     emit(Event("pulled", point=rc.spec.point.name, done=local.stat().st_size))
     return local, digest
 
@@ -786,6 +807,10 @@ class RemoteFile:
     path: str
     size: int | None
     digest: str | None  # by the host's hash tool (`HostCaps.hash`); None: it has none
+
+
+# a host's digests of its capture files, being computed: point name -> files (`host_files`)
+Digests = asyncio.Future[dict[str, list[RemoteFile]]]
 
 
 async def remote_files(
@@ -840,16 +865,22 @@ async def _get_verified(
     emit: EventSink,
     caps: HostCaps,
     known: RemoteFile | None = None,
-) -> None:
+    digests: Digests | None = None,
+) -> str | None:
     """Pull one remote file (SFTP, or `cat` over an exec channel where the server has no
-    SFTP), verify it, retry a damaged or broken transfer.
+    SFTP), verify it, retry a damaged or broken transfer. Returns the local copy's sha256
+    when the check computed it (None: it was verified another way).
 
     Verified means: the digest the host's own tool computes over the file equals the one
     computed here over the local copy; on a host without any hash tool, the file is read a
     second time over another exec channel (`cat`) and hashed here as it arrives, and both
     reads, and the size the host gives, must agree (this catches damage in either transfer
     or in the local write, not a file that reads back wrong the same way twice on the host
-    itself, which a hash computed on the host would not catch either)."""
+    itself, which a hash computed on the host would not catch either).
+
+    `digests` (see `host_files`) brings the host's digest of `known` when `known` has
+    none; it is awaited only once the file is here, so that hashing on the host and the
+    transfer overlap."""
     t = rc.transport
     name = rc.spec.point.name
     if known is None:
@@ -868,36 +899,60 @@ async def _get_verified(
                         Event("pull", point=name, done=done, total=total)
                     ),
                 )
-            problem = await _verify(rc, known, local, caps)
+            if known.digest is None and caps.hash is not None:
+                known = await _host_digest(rc, known, caps.hash, digests)
+            problem, digest = await _verify(rc, known, local, caps)
         except TransportError as exc:
             last = str(exc)
             continue
         if problem is None:
-            return
+            return digest
         last = problem
     raise CaptureError(f"{name}: pulling {remote} failed after {PULL_RETRIES} tries: {last}")
 
 
+async def _host_digest(
+    rc: RunningCapture, known: RemoteFile, hash_tool: str, digests: Digests | None
+) -> RemoteFile:
+    """`known` with the host's digest: from `digests` when it has it, else asked for."""
+    if digests is not None:
+        try:
+            for f in (await digests).get(rc.spec.point.name, []):
+                if f.path == known.path and f.digest is not None:
+                    return RemoteFile(known.path, known.size, f.digest)
+        except HopcapError as exc:
+            log.info("%s: the host's digests failed (%s); asking per file", rc.spec.point.name, exc)
+    found = await remote_files(rc, [quote([known.path])], hash_tool)
+    if found and found[0].digest is not None:
+        return RemoteFile(known.path, known.size, found[0].digest)
+    return known
+
+
 async def _verify(
     rc: RunningCapture, remote: RemoteFile, local: Path, caps: HostCaps
-) -> str | None:
-    """Why the local copy is not the remote file (None: it is); see `_get_verified`."""
+) -> tuple[str | None, str | None]:
+    """(why the local copy is not the remote file, None when it is; the local copy's
+    sha256 if it was computed); see `_get_verified`."""
     if caps.hash is not None and remote.digest is not None:
         algorithm = HASHES[caps.hash][1]
-        if _digest(local, algorithm) != remote.digest:
-            return f"{algorithm} of the pulled file differs from the remote file"
-        return None
+        digest = await asyncio.to_thread(_digest, local, algorithm)
+        if digest != remote.digest:
+            return f"{algorithm} of the pulled file differs from the remote file", None
+        return None, digest if algorithm == "sha256" else None
     size = local.stat().st_size if local.exists() else -1
     if remote.size is not None and size != remote.size:
-        return f"the pulled file has {size} bytes, the remote file {remote.size}"
+        return f"the pulled file has {size} bytes, the remote file {remote.size}", None
     again = local.with_name(local.name + ".reread")
     try:
         await _get_exec(rc, remote.path, again, no_events)
-        if _sha256(again) != _sha256(local):
-            return "a second read of the remote file differs from the pulled file"
+        first, second = await asyncio.gather(
+            asyncio.to_thread(_sha256, local), asyncio.to_thread(_sha256, again)
+        )
+        if first != second:
+            return "a second read of the remote file differs from the pulled file", None
     finally:
         again.unlink(missing_ok=True)
-    return None
+    return None, first
 
 
 EXEC_PULL_TIMEOUT_S = 600.0

@@ -508,3 +508,49 @@ def test_request_resent_after_an_empty_answer_is_a_failed_attempt_leg(tmp_path: 
     assert RESENT in fl.legs[1].details, fl.legs[1].details
     assert [(x.kind, x.between) for x in fl.findings] == [("reset", ("srv", "srv:eth0"))]
     assert fl.summary.startswith("OK") and "after 1 failed connection attempt" in fl.summary
+
+
+def _chunks_by_the_byte(data: bytes) -> list[bytes]:
+    """`link.chunks` as it is defined: the rolling gear hash stepped byte by byte."""
+    from hopcap.correlate.link import _GEAR, _HEADER
+
+    out: list[bytes] = []
+    for line in data.split(b"\n"):
+        if len(line) <= 256:
+            if line.strip():
+                line = line.rstrip(b"\r")
+                m = _HEADER.match(line)
+                if m:
+                    line = m.group(1).lower() + line[m.end(1) :]
+                out.append(line)
+            continue
+        h = start = 0
+        for i, c in enumerate(line):
+            h = ((h << 1) + _GEAR[c]) & 0xFFFFFFFF
+            if i - start >= 32 and (h & 0x3F) == 0:
+                out.append(line[start : i + 1])
+                start = i + 1
+        if start < len(line):
+            out.append(line[start:])
+    return out
+
+
+def test_content_chunks_cut_where_the_rolling_hash_says() -> None:
+    """The vectorised cut points are the byte-by-byte hash's, also at a line's first
+    bytes (the hash starts at 0 on each line) and in runs of one byte value."""
+    import random
+
+    from hopcap.correlate.link import chunks
+
+    rng = random.Random(12)
+    datas = [b"", b"\n", b"x" * 300, bytes(257), b"\xff" * 5000]
+    for size in (257, 300, 1000, 16384):
+        datas.append(rng.randbytes(size))
+        datas.append(bytes(rng.choice(b"ab \r\n:") for _ in range(size)))
+        datas.append(b"Host: a\r\n" + rng.randbytes(size) + b"\nX-Y: z\r\n" + bytes(size))
+    cuts = 0
+    for data in datas:
+        got = chunks(data)
+        assert got == _chunks_by_the_byte(data)
+        cuts += len(got)
+    assert cuts > 500  # long lines were cut, many times

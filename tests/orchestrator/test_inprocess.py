@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,14 @@ from hopcap.orchestrator import run as run_module
 from hopcap.orchestrator.capture import CaptureSpec, RunningCapture, ssh_exclusion
 from hopcap.orchestrator.facts import clock_offset
 from hopcap.orchestrator.run import RunOptions, run_capture
-from hopcap.orchestrator.session import HASH_TOOLS, HostSession, no_events, probe
+from hopcap.orchestrator.session import (
+    HASH_TOOLS,
+    HostSession,
+    close_all,
+    connect_all,
+    no_events,
+    probe,
+)
 from hopcap.orchestrator.transport import COMMAND_SHELLS, SSHTransport, connect
 from tests.orchestrator.localtransport import path_without
 from tests.orchestrator.sshserver import DamagingSFTP, Server, serve
@@ -172,6 +180,60 @@ def test_a_pull_that_is_always_damaged_fails_after_the_retries(tmp_path: Path) -
                 await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
 
     asyncio.run(main())
+
+
+def test_collect_pulls_while_the_host_hashes_and_hashes_each_file_here_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's digest of a large capture takes a while: the transfer does not wait for
+    it (only the check does), and the local copy is hashed once, for the check and the
+    record alike."""
+    real = shutil.which("sha256sum")
+    assert real is not None
+    bin_dir = Path(path_without(tmp_path, "sha256sum"))
+    out = tmp_path / "out"
+    local = out / "pcaps" / "a_lo.pcap"
+    waited = tmp_path / "waited"
+    # the host's sha256sum waits (5 s at most) for the pull to begin: it does when the
+    # transfer and the digest overlap, it never does when the transfer waits for it
+    (bin_dir / "sha256sum").write_text(
+        f"#!/bin/sh\nn=0\nwhile [ ! -e {local} ] && [ $n -lt 100 ]; do sleep 0.05; "
+        f'n=$((n+1)); done\necho $n > {waited}\nexec {real} "$@"\n'
+    )
+    (bin_dir / "sha256sum").chmod(0o755)
+    hashed: list[Path] = []
+    digest = run_module._digest
+
+    def counted(path: Path, algorithm: str) -> str:
+        hashed.append(path)
+        return digest(path, algorithm)
+
+    monkeypatch.setattr(run_module, "_digest", counted)
+
+    async def main() -> None:
+        async with serve(tmp_path, a=Server(path=str(bin_dir))) as site:
+            inv = site.inventory(a="capture: [lo]")
+            run = run_module.CaptureRun(
+                inv, RunOptions(out=out, collect_facts=False), no_events, None
+            )
+            run.sessions = await connect_all(inv, ["a"], no_events)
+            s = run.sessions["a"]
+            await probe(s)
+            assert s.caps.hash == "sha256sum" and s.ok
+            rc = _ring(tmp_path / "remote", s.transport, CAPTURE)  # type: ignore[arg-type]
+            run.running["a:lo"] = rc
+            run.pcaps.mkdir(parents=True)
+            try:
+                await run.collect()
+            finally:
+                await close_all(run.sessions)
+            assert run.point_errors == {}
+            assert run.pulled["a:lo"] == (local, hashlib.sha256(CAPTURE).hexdigest())
+            assert local.read_bytes() == CAPTURE
+
+    asyncio.run(main())
+    assert int(waited.read_text()) < 100  # the pull began while the host was hashing
+    assert hashed == [local]
 
 
 def test_run_with_no_point_able_to_capture_names_every_reason(tmp_path: Path) -> None:
