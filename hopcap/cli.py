@@ -841,12 +841,12 @@ def _with_sigint(
     import asyncio  # here, not at start-up: `correlate` does without it
 
     progress = _Progress()
+    presses = 0
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         task = asyncio.current_task()
-        presses = 0
 
         def on_sigint() -> None:
             nonlocal presses
@@ -865,11 +865,17 @@ def _with_sigint(
             loop.remove_signal_handler(signal.SIGINT)
             progress.close()
 
+    cancelled = False
     try:
-        return asyncio.run(main())
+        got = asyncio.run(main())
     except asyncio.CancelledError:
+        cancelled = True
+    # aborted, also when the cancellation did not reach the run (a wait it came in finished
+    # at the same moment, and swallowed it: Python 3.11's wait_for does): no bundle
+    if cancelled or presses >= 2:
         _err("hopcap: aborted; remote captures were stopped")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    return got
 
 
 def _keep_failing_run(record: RunRecord) -> tuple[RunRecord, bool]:

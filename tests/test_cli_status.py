@@ -62,3 +62,32 @@ def test_progress_into_a_log_is_a_line_every_few_seconds(
     assert lines[-2:] == ["hopcap: slice 800/800: matching", "hopcap: slice 800/800: findings"]
     assert len(lines) == 1 + 12 + 2, lines
     assert lines[1] == "hopcap: slice 65/800: matching"  # 2.00 s after the first
+
+
+def test_a_second_ctrl_c_aborts_even_when_the_run_swallowed_the_cancellation() -> None:
+    """Two Ctrl-C: aborted (exit 130, no bundle after it), also when the cancellation
+    never reached the run's caller (Python 3.11's wait_for returns a result that came in
+    at the same moment as the cancellation, and drops the cancellation)."""
+    import asyncio
+    import contextlib
+    import os
+    import signal
+
+    import pytest
+    import typer
+
+    from hopcap import cli
+    from hopcap.errors import EXIT_INTERRUPTED
+
+    async def start(progress: object, stop: asyncio.Event) -> str:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        loop.call_later(0.15, os.kill, os.getpid(), signal.SIGINT)
+        await stop.wait()  # the first: a graceful end
+        with contextlib.suppress(asyncio.CancelledError):  # the second's, swallowed
+            await asyncio.sleep(5)
+        return "a record"
+
+    with pytest.raises(typer.Exit) as got:
+        cli._with_sigint(start, "stopping ...")
+    assert got.value.exit_code == EXIT_INTERRUPTED
