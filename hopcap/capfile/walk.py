@@ -46,9 +46,9 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 MAX_RECORD = 1 << 20  # no sane capture record is bigger than 1 MiB (TSO tops at 256 KiB)
 CHUNK = 1 << 18
 
-# (offs, caps, ts, stop byte, reason): reason 0 end of file, 1 truncated record, 2 corrupt
-# record header, 3 `maxn` records read (call again from the stop byte)
-PcapChunk = tuple[I64, I64, I64, int, int, I64]  # (off, cap, ts, stop, reason, orig)
+# (offs, caps, ts, stop byte, reason, original lengths): reason 0 end of file, 1 truncated
+# record, 2 corrupt record header, 3 `maxn` records read (call again from the stop byte)
+PcapChunk = tuple[I64, I64, I64, int, int, I64]
 FastPcap = Callable[[Any, int, bool, int, int, int], PcapChunk | None]
 # pcapng's packet blocks in C (hopcap.correlate._fastwalk.walk_pcapng)
 FastPcapng = Callable[

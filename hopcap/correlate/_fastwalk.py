@@ -1493,9 +1493,10 @@ def _addr(buf: Any) -> tuple[int, npt.NDArray[np.uint8]]:
 
 
 def walk_pcap(buf: Any, pos: int, big_endian: bool, mult: int, max_record: int, maxn: int) -> Any:
-    """hopcap.capfile.walk.pcap_chunk in C: (offs, caps, ts_ns, stop byte, reason, origs) of at most
-    `maxn` classic-pcap records from byte `pos`, or None when no accelerator is available.
-    reason: 0 end of file, 1 truncated record, 2 corrupt record header, 3 `maxn` read."""
+    """hopcap.capfile.walk.pcap_chunk in C: (offs, caps, ts_ns, stop byte, reason, original
+    lengths) of at most `maxn` classic-pcap records from byte `pos`, or None when no
+    accelerator is available. reason: 0 end of file, 1 truncated record, 2 corrupt record
+    header, 3 `maxn` read."""
     lib = _load()
     if lib is None or len(buf) < 24:
         return None
