@@ -21,6 +21,10 @@ MAX_COUNTERS = 12
 MAX_RULES = 15
 MAX_PATTERNS = 50  # problem patterns listed (the rest: verdict.json)
 MAX_DETAILED = 20  # flows with drops etc. shown with findings, legs and ladder
+# legs of a detailed flow listed (a keep-alive client connection through a load balancer
+# that opens a backend connection per request has a leg for each: thousands; the report
+# became megabytes of them); the rest are counted, verdict.json has them all
+MAX_LEGS = 24
 MAX_REWRITES_DETAILED = 10  # flows with rewrites only, shown in detail
 MAX_LISTED = 200  # further flows, one table row each
 
@@ -391,13 +395,24 @@ def _md_flow(fl: Flow) -> list[str]:
         )
     if fl.legs:
         L += ["", "| leg | tuple | link | latency | details |", "|---|---|---|---|---|"]
-        for leg in fl.legs:
+        for leg in fl.legs[:MAX_LEGS]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             L.append(
                 f"| {_md(leg.point)} | {_md(leg.tuple)} | {_md(_link(leg))} | {lat} | "
                 f"{_md('; '.join(leg.details))} |"
             )
+        if len(fl.legs) > MAX_LEGS:
+            L += ["", _more_legs(fl)]
     return L
+
+
+def _more_legs(fl: Flow) -> str:
+    more = fl.legs[MAX_LEGS:]
+    at = sorted({leg.point for leg in more})
+    return (
+        f"... {len(more):,} more legs (at {', '.join(at)}), "
+        f"{len(fl.legs):,} in all: verdict.json lists every one."
+    )
 
 
 def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
@@ -667,13 +682,15 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
             "<table><thead><tr><th>leg</th><th>tuple</th><th>link</th><th>latency</th>"
             "<th>details</th></tr></thead><tbody>"
         )
-        for leg in fl.legs:
+        for leg in fl.legs[:MAX_LEGS]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             H.append(
                 f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(_link(leg))}"
                 f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
             )
         H.append("</tbody></table>")
+        if len(fl.legs) > MAX_LEGS:
+            H.append(f"<p>{_h(_more_legs(fl))}</p>")
     H.append(ladder_svg(fl, path))
     H.append("</div>")
     return H
@@ -806,7 +823,8 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
             )
     # context row: where the flow was seen, and the span of its legs
     y = top + row_h // 2
-    legs = [leg.point for leg in fl.legs if leg.point in x]
+    # (each point once: a flow through a load balancer may have a leg there per request)
+    legs = list(dict.fromkeys(leg.point for leg in fl.legs if leg.point in x))
     if len(legs) >= 2:
         xs = sorted(x[p] for p in legs)
         S.append(

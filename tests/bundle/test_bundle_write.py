@@ -456,3 +456,33 @@ def test_archives_leave_no_extraction_behind(
     with pytest.raises(BundleError, match="damaged"):
         load_bundle(bad)
     assert list(tmp.iterdir()) == []
+
+
+def test_a_flow_with_thousands_of_legs_is_listed_short(tmp_path: Path) -> None:
+    """A keep-alive client connection through a balancer that opens a backend connection
+    per request has a leg for each (thousands): the reports list the first MAX_LEGS and
+    count the rest (verdict.json keeps them all); the ladder marks each point once."""
+    from dataclasses import replace
+
+    from hopcap.bundle.report import MAX_LEGS, render_html, render_markdown
+    from hopcap.model import Leg
+
+    verdict = sc.make_verdict()
+    broken = next(f for f in verdict.flows if f.findings)
+    back = tuple(
+        Leg(point="srv:eth0", tuple=f"198.18.1.1:{20000 + k} > 198.18.1.2:80", link="proxied")
+        for k in range(3000)
+    )
+    many = replace(broken, legs=(*broken.legs, *back))
+    v = replace(verdict, flows=(many, *(f for f in verdict.flows if f is not broken)))
+    md = render_markdown({}, v, {})
+    html = render_html({}, v, {})
+    legs = len(broken.legs) + 3000
+    more = legs - MAX_LEGS
+    assert f"... {more:,} more legs (at srv:eth0), {legs:,} in all" in md
+    assert f"... {more:,} more legs (at srv:eth0), {legs:,} in all" in html
+    assert md.count("198.18.1.1:2") <= MAX_LEGS and len(md) < 100_000
+    assert html.count('r="4" fill="#999"') <= len(sc.POINTS)  # a circle a point
+    # a flow with few legs lists them all, and says nothing more
+    assert all(f"{leg.tuple}" in render_markdown({}, verdict, {}) for leg in broken.legs)
+    assert "more legs" not in render_markdown({}, verdict, {})
