@@ -318,8 +318,7 @@ class CaptureRun:
                 digests = asyncio.ensure_future(host_files(rcs, s.caps.hash))
             facts: asyncio.Future[dict[str, Facts]] | None = None
             if self.opts.collect_facts and s.name in self._facts_reading:
-                tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
-                facts = asyncio.ensure_future(_settled(tasks, "facts after the window"))
+                facts = asyncio.ensure_future(self._facts_after(s, digests))
             try:
                 await asyncio.gather(*(self._pull(n, rc, listed.get(n), digests) for n, rc in mine))
             finally:
@@ -332,6 +331,16 @@ class CaptureRun:
                     self.facts_after.update(await facts)
 
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
+
+    @staticmethod
+    async def _facts_after(s: HostSession, digests: Digests | None) -> dict[str, Facts]:
+        """The facts after the window, once the host's digests are in: the facts' dozen
+        commands share the host's command shell with the digests' one, which the pulls'
+        checks wait for (behind the facts, a run of the lab collected in 0.52 s, not 0.12)."""
+        if digests is not None:
+            await asyncio.wait({digests})  # (its failure is the pulls' to handle)
+        tasks = {s.name: asyncio.ensure_future(_host_facts(s))}
+        return await _settled(tasks, "facts after the window")
 
     async def _pull(
         self,
