@@ -575,8 +575,7 @@ class _Source:
         self.base = int(self._u8.ctypes.data) if self._u8 is not None else 0
         self._data: npt.NDArray[np.uint8] | None = None
         self.chunks = self.reader.chunks(chunk=CHUNK, layers=anonymiser is not None)
-        self.cols: dict[str, npt.NDArray[np.int64]] = {}
-        self.rows = 0  # read and not yet written
+        self.cols: dict[str, npt.NDArray[np.int64]] = {}  # the rows read, not yet written
         self.done = False  # every record read
         self.count = 0  # records read
         self.carry = _INT64_MIN  # the running maximum so far
@@ -587,6 +586,11 @@ class _Source:
         self.last_at: int | None = None  # where its last packet was written
         self.truncated = False
         self.warnings: list[str] = []
+
+    @property
+    def rows(self) -> int:
+        """How many rows are read and not yet written."""
+        return int(self.cols["n"].shape[0]) if self.cols else 0
 
     def finish(self) -> None:
         """Every record read and written: the anonymised copy complete."""
@@ -639,7 +643,6 @@ class _Source:
                 "orig": rec.orig, "n": np.arange(self.count, self.count + n, dtype=np.int64),
                 "src": np.full(n, self.slot, np.int64), "c": c,
             }  # fmt: skip
-            self.rows = n
             self.count += n
 
     def upto(self, at: int, inclusive: bool) -> int:
@@ -651,7 +654,6 @@ class _Source:
         """The first `k` rows read and not yet written (now written)."""
         out = {c: v[:k] for c, v in self.cols.items()}
         self.cols = {c: v[k:] for c, v in self.cols.items()}
-        self.rows -= k
         return out
 
     def _comments(self, rec: Records, ts: npt.NDArray[np.int64]) -> list[tuple[int, str]]:

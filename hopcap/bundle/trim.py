@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from hopcap.capfile.walk import u32_at
 from hopcap.errors import BundleError
 
 _MAGICS = {
@@ -116,13 +117,7 @@ def _walked(
                 continue
             # each record's time as the loop below computes it: sec + frac / units
             h = offs - 16
-            b = [u8[h + i].astype(np.int64) for i in range(8)]
-            if endian == ">":
-                sec = b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]
-                frac = b[4] << 24 | b[5] << 16 | b[6] << 8 | b[7]
-            else:
-                sec = b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0]
-                frac = b[7] << 24 | b[6] << 16 | b[5] << 8 | b[4]
+            sec, frac = u32_at(u8, h, endian == ">"), u32_at(u8, h + 4, endian == ">")
             ts = sec.astype(np.float64) + frac / units
             keep = np.ones(ts.shape[0], bool)
             if start_ts is not None:

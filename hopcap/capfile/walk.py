@@ -453,6 +453,15 @@ def record_warning(name: str, reason: int, stop: int, count: int) -> str | None:
     return None
 
 
+def u32_at(u8: npt.NDArray[np.uint8], at: I64, be: bool) -> I64:
+    """The 32-bit words at byte offsets `at` (record headers are not aligned), big- or
+    little-endian."""
+    b = [u8[at + i].astype(np.int64) for i in range(4)]
+    if be:
+        return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+    return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
+
+
 def pcap_chunk(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) -> PcapChunk:
     """Classic pcap records from byte `pos`, at most `maxn` of them. The loop follows the
     caplens; the other header checks (caplen above the original length, microseconds
@@ -485,15 +494,8 @@ def pcap_chunk(buf: Any, pos: int, be: bool, mult: int, maxrec: int, maxn: int) 
     h = np.array(heads, np.int64)
     if not h.shape[0]:
         return h, h.copy(), h.copy(), pos, reason, h.copy()
-    u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)  # headers are not aligned
-
-    def word(at: I64) -> I64:
-        b = [u8[at + i].astype(np.int64) for i in range(4)]
-        if be:
-            return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-        return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
-
-    sec, frac, cap, orig = word(h), word(h + 4), word(h + 8), word(h + 12)
+    u8: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8)
+    sec, frac, cap, orig = (u32_at(u8, h + k, be) for k in (0, 4, 8, 12))
     bad = (cap > orig) & (orig != 0)
     if mult == 1000:
         bad |= frac >= 1_000_000

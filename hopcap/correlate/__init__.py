@@ -36,8 +36,30 @@ payload compare) with the system C compiler into ~/.cache/hopcap on first use; w
 compiler, or with HOPCAP_NO_CC=1, the numpy paths give identical results, about 4x slower.
 """
 
-from hopcap.correlate.args import read_points_from_args
-from hopcap.correlate.engine import correlate
-from hopcap.correlate.reader import PacketTable, read_capture
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hopcap.correlate.args import read_points_from_args
+    from hopcap.correlate.engine import correlate
+    from hopcap.correlate.reader import PacketTable, read_capture
 
 __all__ = ["PacketTable", "correlate", "read_capture", "read_points_from_args"]
+
+# the API's names are imported when first asked for (PEP 562), not by importing the
+# package: the bundle's writer imports `_fastwalk` from here and has no use for the engine
+# (~55 ms of imports for `hopcap report`, `hopcap import`)
+_WHERE = {
+    "read_points_from_args": "args",
+    "correlate": "engine",
+    "PacketTable": "reader",
+    "read_capture": "reader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{where}"), name)
