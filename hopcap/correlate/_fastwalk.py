@@ -648,9 +648,9 @@ long hopcap_index_groups(const void *const *cols, const int64_t *kind, const int
    first place of group g, by key rank; advanced as rows are placed), and the halves cut
    as conns._half_starts cuts them, in the same row-order pass: a half starts at a group's
    first row and at a SYN whose seq differs from the group's last SYN (or that has none
-   before it). Per half: its first place in `order` and whether a row carries a TSval, in
-   the order the halves start in the file (the caller sorts them by place). Returns the
-   halves. */
+   before it, or a RST after it). Per half: its first place in `order` and whether a row
+   carries a TSval, in the order the halves start in the file (the caller sorts them by
+   place). Returns the halves. */
 long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *gstart,
                         const int16_t *flags, const int64_t *seq, const int64_t *tsval,
                         int64_t *last, int64_t *cur, int64_t *order, int64_t *hstart,
@@ -667,6 +667,7 @@ long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *
         }
         if (tsval[i] >= 0) has_ts[cur[g]] = 1;
         if (syn) last[g] = seq[i];
+        else if (flags[i] & 0x04) last[g] = -2; /* after a RST even the same ISN starts one */
     }
     return nh;
 }

@@ -279,7 +279,13 @@ class PointConns:
 def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[np.bool_]]:
     """Where each half starts among the rows in `order` (`tk` their tuple keys), and
     whether it has a TSval: a tuple's first row starts one, and a SYN whose seq is not
-    that of the tuple's previous SYN (numpy; `_fastwalk.index_halves` in C)."""
+    that of the tuple's previous SYN, or that follows a RST of the tuple (numpy;
+    `_fastwalk.index_halves` in C).
+
+    The SYN after a RST: a client whose SYN met a stale connection (a challenge ACK from a
+    server still holding the port in TIME_WAIT) resets it and sends the SYN again, with
+    the same ISN; a NAT that saw the RST maps the retried SYN to another port. Cut here at
+    every point, each attempt links to its own tuple beyond the NAT."""
     n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
@@ -294,11 +300,67 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     gfirst = np.maximum.accumulate(np.where(gstart, ar, 0))
     prev_in_group = prev_syn >= gfirst
     prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
-    boundary = gstart | (syn & (prev_isn != sq))
+    last_rst = np.maximum.accumulate(np.where(((fl & RST) != 0) & ~syn, ar, -1))
+    prev_rst = np.empty(n, np.int64)
+    prev_rst[0] = -1
+    prev_rst[1:] = last_rst[:-1]
+    reset = (prev_rst > prev_syn) & (prev_rst >= gfirst)
+    boundary = gstart | (syn & ((prev_isn != sq) | reset))
     starts = np.nonzero(boundary)[0]
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0
     return starts, has_ts
+
+
+def _split_answers(
+    t: PacketTable, order: I64, starts: I64, has_ts: npt.NDArray[np.bool_], tkey0: U64
+) -> tuple[I64, npt.NDArray[np.bool_], U64]:
+    """`starts` (with each half's TSval flag and tuple key) and a half more wherever a
+    client's SYN reused a tuple and the first packet back on the reverse tuple is not a
+    SYN: that answer (a challenge ACK or a RST from a server still holding the old
+    connection) starts a half of its own instead of ending the old connection's.
+
+    A NAT maps the answer to the new client's tuple, which may have carried an old
+    connection of another client: left in the old halves on either side, it was one
+    connection's packet at one point and another's at the next (a false drop and a false
+    injection). The answer follows the SYN at every point: each cuts it alike."""
+    nh = int(starts.shape[0])
+    if nh < 2:
+        return starts, has_ts, tkey0
+    r0 = order[starts]
+    f0 = t.flags[r0]
+    # client SYNs that start a half after another of their tuple (the halves are grouped
+    # by tuple key, sorted, each tuple's in order)
+    again = np.zeros(nh, bool)
+    again[1:] = tkey0[1:] == tkey0[:-1]
+    cand = np.nonzero(again & ((f0 & SYN) != 0) & ((f0 & ACK) == 0))[0]
+    if not cand.shape[0]:
+        return starts, has_ts, tkey0
+    rc = r0[cand]
+    rkey = mix(t.dst_hi[rc], t.dst_lo[rc], t.src_hi[rc], t.src_lo[rc], t.dport[rc], t.sport[rc])
+    lo_h = np.searchsorted(tkey0, rkey, "left").tolist()
+    hi_h = np.searchsorted(tkey0, rkey, "right").tolist()
+    n = int(order.shape[0])
+    cut: list[int] = []
+    for h0, h1, row in zip(lo_h, hi_h, rc.tolist(), strict=True):
+        if h0 == h1:
+            continue
+        p0, p1 = int(starts[h0]), int(starts[h1]) if h1 < nh else n
+        q = p0 + int(np.searchsorted(order[p0:p1], row))  # the first row back after the SYN
+        if p0 < q < p1 and not t.flags[order[q]] & SYN:
+            cut.append(q)
+    add = np.setdiff1d(np.array(cut, np.int64), starts)
+    if not add.shape[0]:
+        return starts, has_ts, tkey0
+    at = np.searchsorted(starts, add)  # `add[k]` cuts half at[k] - 1
+    starts = np.insert(starts, at, add)
+    tkey0 = np.insert(tkey0, at, tkey0[at - 1])
+    has_ts = np.insert(has_ts, at, False)
+    ends = np.append(starts[1:], n)
+    new = at + np.arange(add.shape[0])  # the cut halves' places now: new - 1 and new
+    for i in np.union1d(new - 1, new).tolist():
+        has_ts[i] = bool((t.tsval[order[starts[i] : ends[i]]] >= 0).any())
+    return starts, has_ts, tkey0
 
 
 def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
@@ -318,6 +380,7 @@ def _build_halves(t: PacketTable) -> tuple[list[Half], HalfCols | None, I64]:
         order = np.argsort(tkey, kind="stable")
         starts, has_ts = _half_starts(t, order, tkey[order])
         tkey0 = tkey[order[starts]]
+    starts, has_ts, tkey0 = _split_answers(t, order, starts, has_ts, tkey0)
     ends = np.append(starts[1:], n)
     # every half's first-row fields gathered at once (a numpy scalar read per field and
     # half costs more than the rest of this function)
@@ -526,10 +589,15 @@ def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[i
             if r.hid in used:
                 continue
             score = 0.0
-            # SYN-ACK acknowledging our SYN (or the reverse) is decisive
-            if (h.syn and r.synack and _acks(t, r, h.isn + 1)) or (
-                r.syn and h.synack and _acks(t, h, r.isn + 1)
-            ):
+            # SYN-ACK acknowledging our SYN (or the reverse) is decisive; if the SYN was
+            # sent again, after a RST, before it, it answers that attempt, not this one
+            if h.syn and r.synack and _acks(t, r, h.isn + 1):
+                if _retried(by_key, h, r):
+                    continue
+                score = 1e18
+            elif r.syn and h.synack and _acks(t, h, r.isn + 1):
+                if _retried(by_key, r, h):
+                    continue
                 score = 1e18
             else:
                 overlap = min(h.last_ts, r.last_ts) - max(h.first_ts, r.first_ts)
@@ -550,6 +618,19 @@ def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[i
             c, s = best, h
         out.append((rank[h.hid], -1 if c is None else c.hid, -1 if s is None else s.hid))
     return out
+
+
+def _retried(by_key: dict[int, list[Half]], syn: Half, answer: Half) -> bool:
+    """Whether another half of `syn`'s tuple sent its SYN (the same ISN) again after it
+    and no later than `answer` began (`_half_starts` cuts a SYN after a RST)."""
+    return any(
+        o is not syn
+        and o.syn
+        and not o.synack
+        and o.isn == syn.isn
+        and syn.first_ts < o.first_ts <= answer.first_ts
+        for o in by_key.get(syn.tkey, ())
+    )
 
 
 def _acks(t: PacketTable, h: Half, value: int) -> bool:

@@ -777,3 +777,75 @@ def test_time_link_skips_an_answered_connection_that_carried_nothing(tmp_path: P
     assert ("drop", "c2s", ("srv:eth0", "srv")) in [
         (x.kind, x.direction, x.between) for x in fl.findings
     ]
+
+
+def _stale_answer(conv: Conv, held: Conv) -> None:
+    """`conv`'s SYN (its tuple still held by `held`'s server side, in TIME_WAIT) answered by
+    a challenge ACK in `held`'s sequence space, and the client's RST to that ACK; the SYN
+    is then sent again (the same ISN) by a conversation made with `_retry`."""
+    conv.seg(C2S, "S", mss=1460, tag="syn", advance=False)
+    ch = conv.seg(S2C, "A", seq=held.nxt[S2C], dt=conv.rtt / 2, tag="challenge")
+    ch.ack = held.nxt[C2S] & 0xFFFFFFFF
+    conv.seg(C2S, "R", seq=ch.ack, dt=0.00002, tag="rst")
+
+
+def _retry(first: Conv, seed: int) -> Conv:
+    """The same client's SYN sent again 10 ms after `first`'s RST: same port, ISN, clock."""
+    again = Conv(client=first.client, server=first.server, seed=seed, t0=first.t + 0.01)
+    again.isn[C2S] = again.nxt[C2S] = first.isn[C2S]
+    again.ipid[C2S], again.tsoff[C2S] = first.ipid[C2S], first.tsoff[C2S]
+    again.t0 = first.t0
+    again.handshake()
+    again.request(HTTP_REQ)
+    again.response(HTTP_RESP)
+    again.close()
+    return again
+
+
+def test_syn_retried_after_a_reset_leaves_the_nat_on_another_port(tmp_path: Path) -> None:
+    # a busy PAT picked a port its server still held in TIME_WAIT: the server's challenge
+    # ACK, the client's RST (which frees the mapping), then the same SYN, mapped anew
+    held = http_conv(47000, seed=30)
+    first = Conv(client=("203.0.113.10", 47922), server=("203.0.113.80", 80), seed=31,
+                 t0=held.t + 1.0)  # fmt: skip
+    _stale_answer(first, held)
+    again = _retry(first, seed=32)
+    ports = {id(held): 1063, id(first): 1063, id(again): 22313}
+    v = correlate(points(tmp_path, [held, first, again], [
+        ("fw:eth0", lambda c: View()),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
+                                   ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    assert all_findings(v) == []
+    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
+    assert got == [
+        ("203.0.113.10:47000", "198.18.1.1:1063 > 198.18.1.2:80"),
+        ("203.0.113.10:47922", "198.18.1.1:1063 > 198.18.1.2:80"),
+        ("203.0.113.10:47922", "198.18.1.1:22313 > 198.18.1.2:80"),
+    ]
+
+
+def test_challenge_ack_through_a_nat_onto_another_clients_old_tuple(tmp_path: Path) -> None:
+    # the NAT gave a client port that had carried an earlier connection (old2) the port
+    # of another client's connection (old1) that the server still held: the challenge
+    # ACK is old1's at fw:eth1 and comes back on old2's tuple at fw:eth0
+    old1 = http_conv(47810, seed=40)
+    old2 = http_conv(49092, seed=41, t0=old1.t0 + 0.05)
+    first = Conv(client=("203.0.113.10", 49092), server=("203.0.113.80", 80), seed=42,
+                 t0=max(old1.t, old2.t) + 1.0)  # fmt: skip
+    _stale_answer(first, old1)
+    again = _retry(first, seed=43)
+    ports = {id(old1): 46354, id(old2): 58697, id(first): 46354, id(again): 21991}
+    v = correlate(points(tmp_path, [old1, old2, first, again], [
+        ("fw:eth0", lambda c: View()),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
+                                   ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    assert all_findings(v) == []
+    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
+    assert got == [
+        ("203.0.113.10:47810", "198.18.1.1:46354 > 198.18.1.2:80"),
+        ("203.0.113.10:49092", "198.18.1.1:21991 > 198.18.1.2:80"),
+        ("203.0.113.10:49092", "198.18.1.1:46354 > 198.18.1.2:80"),
+        ("203.0.113.10:49092", "198.18.1.1:58697 > 198.18.1.2:80"),
+    ]
