@@ -648,26 +648,42 @@ long hopcap_index_groups(const void *const *cols, const int64_t *kind, const int
    first place of group g, by key rank; advanced as rows are placed), and the halves cut
    as conns._half_starts cuts them, in the same row-order pass: a half starts at a group's
    first row and at a SYN whose seq differs from the group's last SYN (or that has none
-   before it, or a RST after it). Per half: its first place in `order` and whether a row
-   carries a TSval, in the order the halves start in the file (the caller sorts them by
-   place). Returns the halves. */
+   before it, or a RST after it), and at a packet after a FIN or RST in sequence (fin[g]:
+   the sequence number that closed it) whose seq is far from it (far_seq). Per half: its
+   first place in `order` and whether a row carries a TSval, in the order the halves
+   start in the file (the caller sorts them by place). Returns the halves. */
+static inline int32_t seq_diff(int64_t a, int64_t b) {
+    return (int32_t)(uint32_t)((uint64_t)a - (uint64_t)b);
+}
+static inline int far_seq(int64_t seq, int64_t fin) {
+    int32_t d = seq_diff(seq, fin);
+    return d > 65536 || d < -(1 << 24);
+}
 long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *gstart,
                         const int16_t *flags, const int64_t *seq, const int64_t *tsval,
-                        int64_t *last, int64_t *cur, int64_t *order, int64_t *hstart,
-                        uint8_t *has_ts) {
+                        int64_t *last, int64_t *cur, int64_t *fin, int64_t *pseq,
+                        int64_t *order, int64_t *hstart, uint8_t *has_ts) {
     long nh = 0;
     for (long i = 0; i < n; i++) {
         long g = gid[i];
         int64_t p = at[g]++;
         order[p] = i;
         int syn = (flags[i] & 0x02) != 0;
-        if (p == gstart[g]) { last[g] = -1; cur[g] = -1; }
-        if (cur[g] < 0 || (syn && last[g] != seq[i])) {
-            hstart[nh] = p; has_ts[nh] = 0; cur[g] = nh++;
+        if (p == gstart[g]) { last[g] = -1; cur[g] = -1; fin[g] = -1; pseq[g] = -1; }
+        if (cur[g] < 0 || (syn && last[g] != seq[i]) ||
+            (!syn && fin[g] >= 0 && far_seq(seq[i], fin[g]))) {
+            hstart[nh] = p; has_ts[nh] = 0; cur[g] = nh++; fin[g] = -1;
         }
         if (tsval[i] >= 0) has_ts[cur[g]] = 1;
-        if (syn) last[g] = seq[i];
-        else if (flags[i] & 0x04) last[g] = -2; /* after a RST even the same ISN starts one */
+        /* a FIN or RST closes the tuple if in sequence with the last packet before it
+           that was neither (pseq: a forged RST with another seq does not); after a RST,
+           even the same ISN starts a half */
+        int near = pseq[g] < 0 || (seq_diff(seq[i], pseq[g]) <= (1 << 24) &&
+                                   seq_diff(seq[i], pseq[g]) >= -(1 << 24));
+        if (syn) { last[g] = seq[i]; fin[g] = -1; }
+        else if (flags[i] & 0x04) { last[g] = -2; if (near) fin[g] = seq[i]; }
+        else if ((flags[i] & 0x01) && near) fin[g] = (seq[i] + 1) & 0xFFFFFFFF;
+        if (!(flags[i] & 0x05)) pseq[g] = seq[i];
     }
     return nh;
 }
@@ -1466,7 +1482,7 @@ def _load() -> Any:
     lib.hopcap_index_groups.restype = ctypes.c_long
     lib.hopcap_index_groups.argtypes = [p, p, p, ctypes.c_long, p, p, p]
     lib.hopcap_index_place.restype = ctypes.c_long
-    lib.hopcap_index_place.argtypes = [p, ctypes.c_long, p, p, p, p, p, p, p, p, p, p]
+    lib.hopcap_index_place.argtypes = [p, ctypes.c_long, p, p, p, p, p, p, p, p, p, p, p, p]
     lib.hopcap_walk_pcapng.restype = ctypes.c_long
     lib.hopcap_walk_pcapng.argtypes = [
         p, ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_long, p, ctypes.c_long,
@@ -1875,14 +1891,14 @@ def index_halves(
     fl = np.ascontiguousarray(flags, np.int16)
     sq = np.ascontiguousarray(seq, np.int64)
     tv_ = np.ascontiguousarray(tsval, np.int64)
-    last, cur = np.empty(ng, np.int64), np.empty(ng, np.int64)
+    last, cur, fin, pseq = np.empty((4, ng), np.int64)
     order = np.empty(n, np.int64)
     hstart = np.empty(n, np.int64)
     has = np.empty(n, np.uint8)
     nh = lib.hopcap_index_place(gid.ctypes.data, n, at.ctypes.data, gstart.ctypes.data,
                                 fl.ctypes.data, sq.ctypes.data, tv_.ctypes.data, last.ctypes.data,
-                                cur.ctypes.data, order.ctypes.data, hstart.ctypes.data,
-                                has.ctypes.data)  # fmt: skip
+                                cur.ctypes.data, fin.ctypes.data, pseq.ctypes.data,
+                                order.ctypes.data, hstart.ctypes.data, has.ctypes.data)  # fmt: skip
     del arrs
     o = np.argsort(hstart[:nh])  # distinct places
     starts = hstart[:nh][o]

@@ -285,7 +285,14 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     The SYN after a RST: a client whose SYN met a stale connection (a challenge ACK from a
     server still holding the port in TIME_WAIT) resets it and sends the SYN again, with
     the same ISN; a NAT that saw the RST maps the retried SYN to another port. Cut here at
-    every point, each attempt links to its own tuple beyond the NAT."""
+    every point, each attempt links to its own tuple beyond the NAT.
+
+    A packet far in sequence from the FIN or RST that closed its tuple (more than 64 KB
+    beyond it, 16 MB before it; the FIN or RST within 16 MB of the last packet before it
+    that was neither)
+    starts a half too: a new connection on a reused tuple whose
+    SYN the capture lost (a kernel drop) was the old connection's tail at that point and
+    a connection of its own at the next (false drops, gaps)."""
     n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
@@ -306,6 +313,33 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     prev_rst[1:] = last_rst[:-1]
     reset = (prev_rst > prev_syn) & (prev_rst >= gfirst)
     boundary = gstart | (syn & ((prev_isn != sq) | reset))
+    # after a FIN or RST (since the last SYN), a packet whose seq is far from the one that
+    # closed it: a new connection whose SYN the capture lost; the first such packet only.
+    # A FIN or RST closes only in sequence with the last packet before it that was neither
+    # (not a forged RST)
+    ends = (fl & (FIN | RST)) != 0
+    last_plain = np.maximum.accumulate(np.where(~ends, ar, -1))
+    prev_plain = np.empty(n, np.int64)
+    prev_plain[0] = -1
+    prev_plain[1:] = last_plain[:-1]
+    step = (sq - sq[np.maximum(prev_plain, 0)]) & M32
+    step = np.where(step >= 1 << 31, step - (1 << 32), step)
+    close = ~syn & ends & ((prev_plain < gfirst) | (np.abs(step) <= 1 << 24))
+    last_close = np.maximum.accumulate(np.where(close, ar, -1))
+    prev_close = np.empty(n, np.int64)
+    prev_close[0] = -1
+    prev_close[1:] = last_close[:-1]
+    pc = np.maximum(prev_close, 0)
+    closed_at = np.where((fl[pc] & RST) != 0, sq[pc], (sq[pc] + 1) & M32)
+    d = (sq - closed_at) & M32
+    d = np.where(d >= 1 << 31, d - (1 << 32), d)
+    far = ~syn & (prev_close >= gfirst) & (prev_close > prev_syn) & ((d > 65536) | (d < -(1 << 24)))
+    cand = np.nonzero(far)[0]
+    if cand.shape[0]:
+        by = prev_close[cand]
+        first = np.ones(cand.shape[0], bool)
+        first[1:] = by[1:] != by[:-1]
+        boundary[cand[first]] = True
     starts = np.nonzero(boundary)[0]
     has_ts_rows = (t.tsval[order] >= 0).astype(np.int64)
     has_ts = np.add.reduceat(has_ts_rows, starts) > 0
@@ -605,6 +639,8 @@ def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[i
                     continue  # a half that began before our SYN belongs to an earlier connection
                 if r.syn and not r.synack and h.first_ts < r.first_ts and not h.syn:
                     continue
+                if r.synack and _answers_another(t, by_key, h, r):
+                    continue  # the answer to a SYN of our tuple: that SYN's connection
                 score = 1e15 + overlap if overlap >= 0 else 1e15 - abs(overlap) * 10
                 if h.syn and r.syn and not (h.synack or r.synack):
                     continue  # two SYNs: a simultaneous open is not worth the risk
@@ -618,6 +654,16 @@ def _conns_loop(t: PacketTable, in_order: list[Half], rank: Any) -> list[tuple[i
             c, s = best, h
         out.append((rank[h.hid], -1 if c is None else c.hid, -1 if s is None else s.hid))
     return out
+
+
+def _answers_another(t: PacketTable, by_key: dict[int, list[Half]], h: Half, r: Half) -> bool:
+    """Whether SYN-ACK half `r` acknowledges the SYN of a half of `h`'s tuple other than
+    `h` (a half that is not a SYN, such as the last packets of a connection whose SYN the
+    capture lost, must not take a later connection's answer)."""
+    return any(
+        o is not h and o.syn and not o.synack and _acks(t, r, o.isn + 1)
+        for o in by_key.get(h.tkey, ())
+    )
 
 
 def _retried(by_key: dict[int, list[Half]], syn: Half, answer: Half) -> bool:

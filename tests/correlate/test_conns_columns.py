@@ -15,7 +15,7 @@ from pcapgen import C2S, S2C, Conv, View, frame_bytes, render, write, write_pcap
 from hopcap.correlate import _fastwalk, read_capture
 from hopcap.correlate.conns import Half, PointConns, build_conns, build_point, fingerprints
 from hopcap.correlate.link import WEIGHTS, _mate, _mates_agree, _tup_key, link_halves
-from hopcap.correlate.reader import RST, SYN
+from hopcap.correlate.reader import FIN, RST, SYN
 from tests.realdata import REALDATA
 
 
@@ -429,9 +429,14 @@ def test_compiled_index_equals_numpy_index(tuples: int) -> None:
         (pool[which, 0] % np.uint64(65536)).astype(np.int32),
         (pool[which, 1] % np.uint64(3)).astype(np.int32),
     )
+    # SYNs (that repeat a seq, or do not), RSTs and FINs (a SYN after a RST starts a
+    # half; so does a packet far in sequence from a FIN or RST), seqs near and far
+    kinds = np.array([SYN, RST, RST | 16, FIN | 16, 16], np.int16)
+    near = rng.integers(0, 3, n)
+    far = rng.integers(0, 1 << 32, n)
     t = SimpleNamespace(
-        flags=np.where(rng.random(n) < 0.05, SYN, 16).astype(np.int16),
-        seq=rng.integers(0, 3, n).astype(np.int64),  # SYNs repeat a seq, or do not
+        flags=kinds[rng.choice(5, n, p=[0.05, 0.02, 0.02, 0.04, 0.87])],
+        seq=np.where(rng.random(n) < 0.9, near, far).astype(np.int64),
         tsval=np.where(rng.random(n) < 0.5, -1, rng.integers(0, 1 << 32, n)).astype(np.int64),
     )
     got = _fastwalk.index_halves(cols, t.flags, t.seq, t.tsval)
@@ -446,6 +451,11 @@ def test_compiled_index_equals_numpy_index(tuples: int) -> None:
     groups = np.unique(tkey).shape[0]
     assert groups == np.unique(which).shape[0]  # distinct tuples stay apart
     assert starts.shape[0] > groups  # SYNs with a new seq cut tuples into halves
+    first = np.zeros(n, bool)
+    first[np.unique(tkey[order], return_index=True)[1]] = True
+    cut = order[starts[~first[starts]]]  # the rows that cut a tuple
+    assert ((t.flags[cut] & SYN) == 0).sum() > 10  # far from a FIN or RST
+    assert ((t.flags[cut] & SYN) != 0).sum() > 10
     assert groups > 2048 or tuples < 9000  # the last case grows the hash table (4096 slots)
 
 

@@ -849,3 +849,49 @@ def test_challenge_ack_through_a_nat_onto_another_clients_old_tuple(tmp_path: Pa
         ("203.0.113.10:49092", "198.18.1.1:46354 > 198.18.1.2:80"),
         ("203.0.113.10:49092", "198.18.1.1:58697 > 198.18.1.2:80"),
     ]
+
+
+def test_new_connection_on_a_reused_tuple_whose_syn_the_capture_lost(tmp_path: Path) -> None:
+    # a proxy's connections to its server reuse a source port; the capture at lb:eth1
+    # lost (kernel drops) the second connection's first packets: what it kept of it is a
+    # connection of its own, not the first one's tail (which it was: "dropped between
+    # lb:eth1 and srv:eth0" for packets srv:eth0 has)
+    old = http_conv(40646, seed=50)
+    new = http_conv(40646, seed=51, t0=old.t + 0.2)
+    lost = {id(s) for s in new.segs[:5]}  # the handshake and the request
+    pts = points(tmp_path, [old, new], [
+        ("lb:eth1", lambda c: View(drop=lambda s: id(s) in lost)),
+        ("srv:eth0", lambda c: View(delay=0.0001)),
+    ])  # fmt: skip
+    pts[0] = PointInput(name=pts[0].name, pcap=pts[0].pcap, kernel_drops=5)
+    v = correlate(pts)
+    kinds = sorted({f.kind for f in all_findings(v)})
+    assert kinds == ["gap"]
+    assert len(v.flows) == 2
+    gaps = only(v, "gap")
+    assert sum(f.packets for f in gaps) == 5
+    assert all(
+        f.between == ("lb:eth1", "srv:eth0") or f.between == ("srv:eth0", "lb:eth1") for f in gaps
+    )
+
+
+def test_a_lone_fin_of_a_reused_tuple_leaves_the_next_connection_its_answer(
+    tmp_path: Path,
+) -> None:
+    # srv:eth0's capture lost all of the second connection on a reused tuple but its
+    # client's FIN; a third connection follows on the tuple. The FIN is a half of its own
+    # and must not take the third connection's SYN-ACK (its packets then "rewritten")
+    old = http_conv(45384, seed=60)
+    new = http_conv(45384, seed=61, t0=old.t + 0.2)
+    later = http_conv(45384, seed=62, t0=new.t + 0.2)
+    fin = next(s for s in new.segs if s.d == C2S and "F" in s.flags)
+    lost = {id(s) for s in new.segs if s is not fin}
+    pts = points(tmp_path, [old, new, later], [
+        ("lb:eth1", lambda c: View()),
+        ("srv:eth0", lambda c: View(delay=0.0001, drop=lambda s: id(s) in lost)),
+    ])  # fmt: skip
+    pts[1] = PointInput(name=pts[1].name, pcap=pts[1].pcap, kernel_drops=len(lost))
+    v = correlate(pts)
+    assert sorted({f.kind for f in all_findings(v)}) == ["gap"]
+    assert sum(f.packets for f in only(v, "gap")) == len(lost)
+    assert len(v.flows) == 3
