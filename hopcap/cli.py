@@ -1282,7 +1282,7 @@ def correlate_cmd(
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
             from hopcap.bundle import load_bundle, write_offline_bundle
-            from hopcap.bundle.facts import bundle_host_addresses
+            from hopcap.bundle.facts import bundle_conntrack, bundle_host_addresses
 
             with load_bundle(Path(points[0])) as loaded:
                 inputs = loaded.points
@@ -1290,6 +1290,7 @@ def correlate_cmd(
                 stated.update(read_hosts_from_args(host or [], inputs))
                 inv = loaded.manifest.get("inventory") or {}
                 kw.update(hosts=stated, target=check_target(target) or inv.get("target"))
+                kw.update(conntrack=bundle_conntrack(loaded.path) or None)
                 verdict = correlate(inputs, **kw)
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict, progress=_status)

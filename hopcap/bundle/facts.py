@@ -385,6 +385,20 @@ def host_addresses(facts: tuple[HostFacts, ...] | list[HostFacts]) -> dict[str, 
     return out
 
 
+def bundle_conntrack(bundle_dir: Path) -> dict[str, str]:
+    """Each host's `conntrack -L` at the end of the run (`facts/<host>/after/
+    conntrack.txt`), as `hopcap run` hands it to the correlator: a bundle correlated again
+    gets the run's verdict."""
+    facts_dir = Path(bundle_dir) / "facts"
+    if not facts_dir.is_dir():
+        return {}
+    return {
+        h.name: f.read_text(errors="replace")
+        for h in sorted(facts_dir.iterdir())
+        if (f := h / "after" / "conntrack.txt").is_file()
+    }
+
+
 def bundle_host_addresses(bundle_dir: Path) -> dict[str, list[str]]:
     """`host_addresses` of a bundle's `facts/<host>/{before,after}/addr.txt`."""
     facts_dir = Path(bundle_dir) / "facts"

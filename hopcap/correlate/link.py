@@ -97,15 +97,24 @@ def link_halves(
         by_str: dict[tuple[str, str], list[int]] = {}
         for g in b.halves:
             by_str.setdefault((g.src_str, g.dst_str), []).append(g.hid)
-        got = [
+        got = np.array([
             h.hid * nb + gid
             for h in a.halves
             if (want := ct.get((h.src_str, h.dst_str))) is not None
             for gid in by_str.get(want, ())
-        ]
-        codes.append(np.array(got, np.int64))
-        weights.append(np.full(len(got), 10.0))
-        strong.append(np.ones(len(got), bool))
+        ], np.int64)  # fmt: skip
+        # a table read at one moment maps each tuple once, as its last connection had
+        # it: an earlier connection of a reused tuple may have gone elsewhere. Where a
+        # half of the mapped tuple has our SYN's ISN, conntrack means that one
+        x, y = got // max(nb, 1), got % max(nb, 1)
+        syns = ca.syn[x] & cb.syn[y]
+        same = syns & (ca.isn[x] == cb.isn[y])
+        has_same = np.zeros(len(a.halves), bool)
+        has_same[x[same]] = True
+        got = got[~syns | same | ~has_same[x]]
+        codes.append(got)
+        weights.append(np.full(got.shape[0], 10.0))
+        strong.append(np.ones(got.shape[0], bool))
     pair, inv = np.unique(np.concatenate(codes), return_inverse=True)
     score = np.bincount(inv, weights=np.concatenate(weights), minlength=pair.shape[0])
     st = np.bincount(inv, np.concatenate(strong).astype(np.float64), pair.shape[0]) > 0

@@ -28,6 +28,8 @@ FAULT_TABLE = "hopcap_fault"
 SECOND_IFACE = "eth1"
 SECOND_ADDR = f"{topology.AUX_SRV_ADDR}/24"
 LOSS_PERCENT = 5
+PAT_POOL = (40000, 40063)  # fw-pat-pool: the ports fw masquerades into
+PAT_CONNECTIONS = 150  # its repro's short connections: each port used twice or more
 
 
 def _table(family: str, chain: str, hook: str, rules: list[str]) -> str:
@@ -74,6 +76,20 @@ def _fw_rst_get(layout: Layout, sdir: Path) -> None:
 def _fw_clamp_mss(layout: Layout, sdir: Path) -> None:
     rule = f"{_CLIENT_SYN} counter tcp option maxseg size set 536"
     _nft(layout, "fw", _table("inet", "forward", "forward", [rule]))
+
+
+def _fw_pat_pool(layout: Layout, sdir: Path) -> None:
+    # a NAT chain of its own before the lab's (priority srcnat - 10): the first NAT
+    # statement that maps a connection wins
+    lo, hi = PAT_POOL
+    _nft(layout, "fw", (
+        f"table inet {FAULT_TABLE} {{\n"
+        "    chain postrouting {\n"
+        "        type nat hook postrouting priority srcnat - 10; policy accept;\n"
+        f'        oifname "eth1" meta l4proto tcp counter masquerade to :{lo}-{hi} random\n'
+        "    }\n"
+        "}\n"
+    ))  # fmt: skip
 
 
 def _lb_srv_loss(layout: Layout, sdir: Path) -> None:
@@ -129,6 +145,19 @@ FAULTS: tuple[Fault, ...] = (
         "fw-clamp-mss",
         "fw rewrites the MSS option of the client's SYNs to 536",
         _fw_clamp_mss,
+    ),
+    Fault(
+        "fw-pat-pool",
+        f"fw masquerades into {PAT_POOL[1] - PAT_POOL[0] + 1} ports: SYNs hit ports lb holds "
+        "in TIME_WAIT (challenge ACK, RST, the SYN again on another port); nothing is lost",
+        _fw_pat_pool,
+        Repro(
+            on="client",
+            run=(
+                "curl -s --parallel --parallel-max 4 -H 'Connection: close' -o /dev/null "
+                f"-m 10 'http://{topology.VIP}/#[1-{PAT_CONNECTIONS}]'"
+            ),
+        ),
     ),
     Fault(
         "lb-srv-loss",

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hopcap.bundle.facts import bundle_host_addresses, host_addresses, parse_ip_addr, write_facts
+from hopcap.bundle.facts import (
+    bundle_conntrack,
+    bundle_host_addresses,
+    host_addresses,
+    parse_ip_addr,
+    write_facts,
+)
 from hopcap.correlate.local import localize
 from hopcap.model import Finding, Flow, HostFacts, Leg, PointSummary, Verdict
 
@@ -148,3 +154,21 @@ def test_a_bundles_facts_give_the_same_addresses(tmp_path: Path) -> None:
     assert bundle_host_addresses(tmp_path) == host_addresses(facts)
     assert bundle_host_addresses(tmp_path)["fw"][-1] == "198.51.100.9"
     assert bundle_host_addresses(tmp_path / "nowhere") == {}
+
+
+def test_a_bundles_facts_give_the_runs_conntrack(tmp_path: Path) -> None:
+    """`correlate BUNDLE` hands the correlator each host's conntrack table after the
+    window, as `hopcap run` did (cli._correlate_run): the run's own verdict again."""
+    table = (
+        "tcp      6 117 TIME_WAIT src=203.0.113.10 dst=203.0.113.80 sport=56954 dport=80 "
+        "src=198.18.1.2 dst=198.18.1.1 sport=80 dport=40001 [ASSURED] use=1\n"
+    )
+    facts = [
+        HostFacts("fw", before={"conntrack": ""}, after={"conntrack": table}),
+        HostFacts("srv", before={}, missing={"conntrack": "conntrack: not found"}),
+    ]
+    write_facts(tmp_path / "facts", facts)
+    assert bundle_conntrack(tmp_path) == {
+        f.host: f.after["conntrack"] for f in facts if "conntrack" in f.after
+    }
+    assert bundle_conntrack(tmp_path / "nowhere") == {}

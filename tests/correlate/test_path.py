@@ -812,7 +812,7 @@ def test_syn_retried_after_a_reset_leaves_the_nat_on_another_port(tmp_path: Path
     again = _retry(first, seed=32)
     ports = {id(held): 1063, id(first): 1063, id(again): 22313}
     v = correlate(points(tmp_path, [held, first, again], [
-        ("fw:eth0", lambda c: View()),
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
         ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
                                    ttl_dec={C2S: 1})),
     ]))  # fmt: skip
@@ -837,7 +837,7 @@ def test_challenge_ack_through_a_nat_onto_another_clients_old_tuple(tmp_path: Pa
     again = _retry(first, seed=43)
     ports = {id(old1): 46354, id(old2): 58697, id(first): 46354, id(again): 21991}
     v = correlate(points(tmp_path, [old1, old2, first, again], [
-        ("fw:eth0", lambda c: View()),
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
         ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
                                    ttl_dec={C2S: 1})),
     ]))  # fmt: skip
@@ -895,3 +895,41 @@ def test_a_lone_fin_of_a_reused_tuple_leaves_the_next_connection_its_answer(
     assert sorted({f.kind for f in all_findings(v)}) == ["gap"]
     assert sum(f.packets for f in only(v, "gap")) == len(lost)
     assert len(v.flows) == 3
+
+
+def test_conntrack_maps_a_reused_tuple_as_its_last_connection_had_it(tmp_path: Path) -> None:
+    # conntrack, read at the end, maps client X's tuple to port 40001: where X's SYN went
+    # the second time. Its first SYN went to 40019; the 40001 of that moment was another
+    # client's first attempt (a challenge ACK and a RST on both). The table must not pull
+    # X's first attempt onto Y's
+    held1 = http_conv(47001, seed=80)
+    held2 = http_conv(47002, seed=81, t0=held1.t0 + 0.01)
+    y1 = Conv(client=("203.0.113.10", 56658), server=("203.0.113.80", 80), seed=82,
+              t0=max(held1.t, held2.t) + 1.0)  # fmt: skip
+    _stale_answer(y1, held1)
+    y2 = _retry(y1, seed=83)
+    x1 = Conv(client=("203.0.113.10", 56954), server=("203.0.113.80", 80), seed=84,
+              t0=y2.t + 1.0)  # fmt: skip
+    _stale_answer(x1, held2)
+    x2 = _retry(x1, seed=85)
+    ports = {id(held1): 40001, id(held2): 40019, id(y1): 40001, id(y2): 40039,
+             id(x1): 40019, id(x2): 40001}  # fmt: skip
+    entry = (
+        "tcp      6 117 TIME_WAIT src=203.0.113.10 dst=203.0.113.80 sport={} dport=80 "
+        "src=198.18.1.2 dst=198.18.1.1 sport=80 dport={} [ASSURED] use=1\n"
+    )
+    spec = [
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
+                                   ttl_dec={C2S: 1})),
+    ]  # fmt: skip
+    v = correlate(
+        points(tmp_path, [held1, held2, y1, y2, x1, x2], spec),
+        conntrack={"fw": entry.format(56954, 40001) + entry.format(56658, 40039)},
+    )
+    assert all_findings(v) == []
+    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
+    assert got == sorted(
+        (f"203.0.113.10:{c.client[1]}", f"198.18.1.1:{ports[id(c)]} > 198.18.1.2:80")
+        for c in (held1, held2, y1, y2, x1, x2)
+    )

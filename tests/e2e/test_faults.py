@@ -251,6 +251,36 @@ def test_lb_srv_loss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert res.findings("inject", "rewrite") == [], brief
 
 
+def test_fw_pat_pool(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """11. fw masquerades into 64 ports and the client opens 150 short connections: SYNs
+    reach lb on ports it still holds in TIME_WAIT, lb answers with a challenge ACK, the
+    client resets and sends the SYN again, which fw maps to another port. Nothing is lost:
+    no drop, inject or rewrite (hopcap once blamed fw for hundreds of packets here); each
+    attempt is a flow of its own on its own port of the pool."""
+    repro = lab.fault_repro("fw-pat-pool")
+    assert repro is not None and repro.on == "client"
+    res = _run_fault(clean_lab, tmp_path, "fw-pat-pool", top=_repro_top(repro.on, repro.run))
+    assert _repro_exit(res) == 0, res.manifest.get("repro")
+    brief = _brief(res)
+    assert res.findings(*BAD_KINDS) == [], brief
+    front = [f for f in res.verdict["flows"] if f["server"] == HTTP_SERVER]
+    lo, hi = lab.faults.PAT_POOL
+    ports = [
+        int(leg["tuple"].split(" > ")[0].rsplit(":", 1)[1])
+        for f in front
+        for leg in f["legs"]
+        if leg["point"] == "fw:eth1"
+    ]
+    assert len(ports) == len(front) and all(lo <= p <= hi for p in ports), brief
+    # the pool was reused while lb held its ports: some clients' SYNs were tried twice
+    by_client: dict[str, int] = {}
+    for f in front:
+        by_client[f["client"]] = by_client.get(f["client"], 0) + 1
+    assert len(by_client) == lab.faults.PAT_CONNECTIONS, brief
+    assert sum(1 for n in by_client.values() if n > 1) >= 1, brief
+    assert _fault_counter("fw", "inet") >= len(front)
+
+
 def test_srv_accept_queue(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """7. the backend's accept queue is full (backlog 1, never accepts; concurrent
     requests from lb): the handshakes complete on the wire but srv's stack drops them,

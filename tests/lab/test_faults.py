@@ -28,7 +28,7 @@ def test_catalogue_lists_every_fault() -> None:
     names = [n for n, _ in lab.fault_list()]
     assert names == [
         "fw-drop-syn", "srv-drop-input", "fw-drop-large-response", "fw-rst-get",
-        "fw-clamp-mss", "lb-srv-loss", "srv-accept-queue", "srv-port-closed",
+        "fw-clamp-mss", "fw-pat-pool", "lb-srv-loss", "srv-accept-queue", "srv-port-closed",
         "srv-second-iface",
     ]  # fmt: skip
     assert all(desc for _, desc in lab.fault_list())
@@ -105,6 +105,24 @@ def test_fw_clamp_mss(clean: lab.LabInfo) -> None:
     lab.fault_apply("fw-clamp-mss", PREFIX)
     assert _syn_mss("fw", "eth0")[0] == "1460"  # the client sends 1460 ...
     assert _syn_mss("fw", "eth1")[0] == "536"  # ... and fw forwards 536
+    assert nft_counter("fw") >= 1
+    lab.fault_clear(PREFIX)
+    _restored()
+
+
+def test_fw_pat_pool(clean: lab.LabInfo) -> None:
+    lab.fault_apply("fw-pat-pool", PREFIX)
+    assert curl("/") == (0, "200")
+    lo, hi = lab.faults.PAT_POOL
+    seen = lab.ns_run(PREFIX, "fw", ["conntrack", "-L", "-p", "tcp", "--orig-port-dst", "80"])
+    # the reply tuple's destination port: the client's port after masquerade
+    ports = [
+        int(p)
+        for p in re.findall(
+            r"src=198\.18\.1\.2 dst=198\.18\.1\.1 sport=80 dport=(\d+)", seen.stdout
+        )
+    ]
+    assert any(lo <= p <= hi for p in ports), seen.stdout  # (and earlier curls' ports)
     assert nft_counter("fw") >= 1
     lab.fault_clear(PREFIX)
     _restored()
