@@ -496,6 +496,13 @@ class Finding:
     # never answered (a drop, or a gap where the capture could not tell)
     packet: PacketKind | None = dataclasses.field(default=None, compare=False, repr=False)
     unanswered: bool = dataclasses.field(default=False, compare=False, repr=False)
+    # a gap put down to a point's kernel drops: (that point, its kernel drops, the kind
+    # the gap would be otherwise: drop or inject, the packets' description);
+    # `findings.charge_capture_loss` makes it that kind when the point misses more
+    # packets than it dropped
+    loss: tuple[str, int, str, str] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
         d = json_default(self)

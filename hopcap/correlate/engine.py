@@ -20,7 +20,7 @@ from hopcap.correlate.clocks import (
     set_windows,
 )
 from hopcap.correlate.conns import PointConns, build_point
-from hopcap.correlate.findings import Built, finish_flows
+from hopcap.correlate.findings import Built, charge_capture_loss, finish_flows
 from hopcap.correlate.flows import FlowB, Point, build_flows, host_of, match_hops
 from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import HalfLinks, link_halves, parse_conntrack
@@ -475,6 +475,7 @@ def assemble(
     facts: Sequence[PointFacts | None],
 ) -> Verdict:
     """The verdict from every flow's findings (in flow order) and the points' facts."""
+    built = charge_capture_loss(pts, built)
     # broken flows first, then any with findings; by time (the keys made in one pass)
     keys = [(not any_broken(f.findings), not f.findings, f.first_ts or 0.0) for f in built]
     ordered = map(built.__getitem__, sorted(range(len(built)), key=keys.__getitem__))

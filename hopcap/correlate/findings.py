@@ -3,6 +3,7 @@ where the evidence has gaps, and the legs as the verdict shows them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -29,7 +30,7 @@ from hopcap.correlate.reader import (
     last_ts,
     tunnel_str,
 )
-from hopcap.correlate.summary import flow_summary, sentence, where
+from hopcap.correlate.summary import findings_summary, flow_summary, sentence, where
 from hopcap.model import (
     Direction,
     Finding,
@@ -342,6 +343,61 @@ _Cols = tuple[list[str], list[int], list[int], list[PacketKind], list[bool]]
 # of a simple flow: the first leg's details, the second's link and details, the hop's
 # median c2s delay (its points are the chunk's `ab`)
 _Head = tuple[tuple[str, ...], LinkKind, tuple[str, ...], float | None]
+
+
+def charge_capture_loss(pts: Sequence[Point], built: list[Built]) -> list[Built]:
+    """`built` with the gaps put down to a point's kernel drops made drops or injections
+    where, on one hop, that point misses more packets (over every flow) than it dropped
+    in all: its capture lost some of them at most, the rest went missing on the path (a
+    firewall that drops and makes thousands while its capture drops 56 must not hide
+    behind those 56). A hop that misses fewer keeps its gaps.
+
+    On the whole verdict at once (every flow's findings are in `built`), so the parts of
+    a partitioned or sliced run decide alike."""
+
+    def key(f: Finding) -> tuple[str, str, str] | None:
+        if f.loss is None:
+            return None
+        a, b = sorted(f.between)
+        return f.loss[0], a, b
+
+    missing: dict[tuple[str, str, str], int] = {}
+    dropped: dict[tuple[str, str, str], int] = {}
+    for b in built:
+        for f in b.findings:
+            k = key(f)
+            if k is not None and f.loss is not None:
+                dropped[k] = f.loss[1]
+                missing[k] = missing.get(k, 0) + f.packets
+    over = {k for k, m in missing.items() if m > dropped[k]}
+    if not over:
+        return built
+    by_name = {p.name: p for p in pts}  # (`where` reads their hosts and interfaces)
+    out = []
+    for b in built:
+        if not any(key(f) in over for f in b.findings):
+            out.append(b)
+            continue
+        fs = []
+        for f in b.findings:
+            k = key(f)
+            if k not in over or f.loss is None:
+                fs.append(f)
+                continue
+            name, kd, kind, desc = f.loss
+            what = (
+                f"{desc} ({name} dropped {kd} packets in the kernel but misses {missing[k]} "
+                f"between {k[1]} and {k[2]})"
+            )
+            fs.append(dataclasses.replace(f, kind=kind, what=what, loss=None))  # type: ignore[arg-type]
+        fs.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
+        summary = findings_summary(by_name, fs) or b.summary
+        # (what followed about the proxy's failed attempts stays)
+        tail = b.summary.find("; after ")
+        if tail >= 0 and "failed connection attempt" in b.summary[tail:]:
+            summary += b.summary[tail:]
+        out.append(dataclasses.replace(b, findings=tuple(fs), summary=summary))
+    return out
 
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
@@ -957,12 +1013,18 @@ class _Chain:
             first = packet_kind(t, drop_rows[0])
             self.add("drop", direction, between, up, drop_rows, what, packet=first)
         if gap_rows:
-            text, nb, ts0 = _describe(t, gap_rows, base, und_b)
+            desc, nb, ts0 = _describe(t, gap_rows, base, und_b)
             text = (
                 f"seen at {up.name}, not at {down.name}, but {why}: "
-                f"cannot tell whether they were lost; {text}"
+                f"cannot tell whether they were lost; {desc}"
             )
-            self.add("gap", direction, between, up, gap_rows, (text, nb, ts0))
+            # (with kernel drops at `down`, every gap row is put down to them: `blind`)
+            kd = down.kernel_drops
+            loss = (down.name, kd, "drop", desc) if kd else None
+            first = packet_kind(t, gap_rows[0])
+            self.add(
+                "gap", direction, between, up, gap_rows, (text, nb, ts0), packet=first, loss=loss
+            )
 
     def extra(
         self, direction: Direction, up: Point, down: Point, rows: list[int], base: int
@@ -977,9 +1039,16 @@ class _Chain:
             what = _describe(t, inj, base)
             self.add("inject", direction, between, down, inj, what, packet=packet_kind(t, inj[0]))
         if gap:
-            text, nb, ts0 = _describe(t, gap, base)
-            text = f"seen at {down.name}, not at {up.name}, but {why}; {text}"
-            self.add("gap", direction, between, down, gap, (text, nb, ts0))
+            desc, nb, ts0 = _describe(t, gap, base)
+            text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
+            # packets made between two points of one host (not on a wire, where nothing
+            # could have made them): put down to `up`'s kernel drops, every one (`blind`)
+            wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+            kd = up.kernel_drops
+            loss = (up.name, kd, "inject", desc) if kd and not wire else None
+            first = packet_kind(t, gap[0])
+            what = (text, nb, ts0)
+            self.add("gap", direction, between, down, gap, what, packet=first, loss=loss)
 
     def gaps_between(self, hop: Hop) -> None:
         if hop.missing:

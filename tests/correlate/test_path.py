@@ -933,3 +933,45 @@ def test_conntrack_maps_a_reused_tuple_as_its_last_connection_had_it(tmp_path: P
         (f"203.0.113.10:{c.client[1]}", f"198.18.1.1:{ports[id(c)]} > 198.18.1.2:80")
         for c in (held1, held2, y1, y2, x1, x2)
     )
+
+
+def _fw_resets_the_server(tmp_path: Path, kernel_drops: int, jobs: int = 1) -> Verdict:
+    """fw (NAT) answers 40 connections' responses with a RST of its own toward the server
+    (seen at fw:eth1 only) and drops those responses; fw:eth0's capture dropped
+    `kernel_drops` packets."""
+    convs = [http_conv(41000 + i, seed=300 + i, t0=1_763_790_000.0 + i * 0.01) for i in range(40)]
+    made = []
+    for c in convs:
+        resp = next(s for s in c.segs if s.tag == "resp")
+        made.append(Seg(d=C2S, t=resp.t + 0.00001, flags="R", seq=resp.ack, ack=0, conv=c))
+    pts = points(tmp_path, convs, [
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1}, drop=lambda s: s.tag == "resp")),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=c.client[1] - 20000),
+                                   ttl_dec={C2S: 1}, extra=[m for m in made if m.conv is c])),
+    ])  # fmt: skip
+    pts[0] = PointInput(name=pts[0].name, pcap=pts[0].pcap, kernel_drops=kernel_drops)
+    return correlate(pts, jobs=jobs, min_packets_per_job=0)
+
+
+def test_a_few_kernel_drops_do_not_hide_what_a_hop_made_and_dropped(tmp_path: Path) -> None:
+    # fw:eth0 dropped 5 packets in the kernel but misses 40 RSTs and 40 x 5 response
+    # segments fw:eth1 has: no capture loss of 5 explains them (they were all "gaps")
+    v = _fw_resets_the_server(tmp_path, kernel_drops=5)
+    assert only(v, "gap") == []
+    inj = only(v, "inject")
+    assert len(inj) == 40 and all(f.between == ("fw:eth0", "fw:eth1") for f in inj)
+    assert all("fw:eth0 dropped 5 packets in the kernel but misses" in f.what for f in inj)
+    drops = only(v, "drop")
+    assert {f.between for f in drops} == {("fw:eth1", "fw:eth0")} and len(drops) == 40
+    assert all(fl.summary.startswith("data dropped inside fw") for fl in v.flows), [
+        fl.summary for fl in v.flows
+    ]
+    # the same verdict from two jobs (the budget is the whole verdict's)
+    (tmp_path / "j2").mkdir()
+    assert _fw_resets_the_server(tmp_path / "j2", kernel_drops=5, jobs=2) == v
+
+
+def test_kernel_drops_that_could_explain_every_missing_packet_leave_gaps(tmp_path: Path) -> None:
+    v = _fw_resets_the_server(tmp_path, kernel_drops=100_000)
+    assert only(v, "inject") == [] and only(v, "drop") == []
+    assert len(only(v, "gap")) == 80
