@@ -802,6 +802,19 @@ def _retry(first: Conv, seed: int) -> Conv:
     return again
 
 
+def _through_pat(
+    tmp: Path, convs: list[Conv], ports: dict[int, int], **kw: object
+) -> tuple[Verdict, list[tuple[str, str]]]:
+    """`convs` through fw, which routes them and masquerades each to its port in `ports`
+    (by id): the verdict, and each flow's client with its tuple at fw:eth1, sorted."""
+    v = correlate(points(tmp, convs, [
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
+                                   ttl_dec={C2S: 1})),
+    ]), **kw)  # type: ignore[arg-type]  # fmt: skip
+    return v, sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
+
+
 def test_syn_retried_after_a_reset_leaves_the_nat_on_another_port(tmp_path: Path) -> None:
     # a busy PAT picked a port its server still held in TIME_WAIT: the server's challenge
     # ACK, the client's RST (which frees the mapping), then the same SYN, mapped anew
@@ -811,13 +824,8 @@ def test_syn_retried_after_a_reset_leaves_the_nat_on_another_port(tmp_path: Path
     _stale_answer(first, held)
     again = _retry(first, seed=32)
     ports = {id(held): 1063, id(first): 1063, id(again): 22313}
-    v = correlate(points(tmp_path, [held, first, again], [
-        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
-        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
-                                   ttl_dec={C2S: 1})),
-    ]))  # fmt: skip
+    v, got = _through_pat(tmp_path, [held, first, again], ports)
     assert all_findings(v) == []
-    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
     assert got == [
         ("203.0.113.10:47000", "198.18.1.1:1063 > 198.18.1.2:80"),
         ("203.0.113.10:47922", "198.18.1.1:1063 > 198.18.1.2:80"),
@@ -836,13 +844,8 @@ def test_challenge_ack_through_a_nat_onto_another_clients_old_tuple(tmp_path: Pa
     _stale_answer(first, old1)
     again = _retry(first, seed=43)
     ports = {id(old1): 46354, id(old2): 58697, id(first): 46354, id(again): 21991}
-    v = correlate(points(tmp_path, [old1, old2, first, again], [
-        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
-        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
-                                   ttl_dec={C2S: 1})),
-    ]))  # fmt: skip
+    v, got = _through_pat(tmp_path, [old1, old2, first, again], ports)
     assert all_findings(v) == []
-    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
     assert got == [
         ("203.0.113.10:47810", "198.18.1.1:46354 > 198.18.1.2:80"),
         ("203.0.113.10:49092", "198.18.1.1:21991 > 198.18.1.2:80"),
@@ -918,17 +921,9 @@ def test_conntrack_maps_a_reused_tuple_as_its_last_connection_had_it(tmp_path: P
         "tcp      6 117 TIME_WAIT src=203.0.113.10 dst=203.0.113.80 sport={} dport=80 "
         "src=198.18.1.2 dst=198.18.1.1 sport=80 dport={} [ASSURED] use=1\n"
     )
-    spec = [
-        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),  # fw routes both ways
-        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=ports[id(c)]),
-                                   ttl_dec={C2S: 1})),
-    ]  # fmt: skip
-    v = correlate(
-        points(tmp_path, [held1, held2, y1, y2, x1, x2], spec),
-        conntrack={"fw": entry.format(56954, 40001) + entry.format(56658, 40039)},
-    )
+    table = entry.format(56954, 40001) + entry.format(56658, 40039)
+    v, got = _through_pat(tmp_path, [held1, held2, y1, y2, x1, x2], ports, conntrack={"fw": table})
     assert all_findings(v) == []
-    got = sorted((fl.client, fl.legs[1].tuple) for fl in v.flows)
     assert got == sorted(
         (f"203.0.113.10:{c.client[1]}", f"198.18.1.1:{ports[id(c)]} > 198.18.1.2:80")
         for c in (held1, held2, y1, y2, x1, x2)
