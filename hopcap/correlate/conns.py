@@ -289,10 +289,9 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
 
     A packet far in sequence from the FIN or RST that closed its tuple (more than 64 KB
     beyond it, 16 MB before it; the FIN or RST within 16 MB of the last packet before it
-    that was neither)
-    starts a half too: a new connection on a reused tuple whose
-    SYN the capture lost (a kernel drop) was the old connection's tail at that point and
-    a connection of its own at the next (false drops, gaps)."""
+    that was neither) starts a half too: a new connection on a reused tuple whose SYN the
+    capture lost (a kernel drop) was the old connection's tail at that point and a
+    connection of its own at the next (false drops, gaps)."""
     n = int(order.shape[0])
     ar = np.arange(n, dtype=np.int64)
     gstart = np.ones(n, bool)
@@ -372,18 +371,23 @@ def _split_answers(
         return starts, has_ts, tkey0
     rc = r0[cand]
     rkey = mix(t.dst_hi[rc], t.dst_lo[rc], t.src_hi[rc], t.src_lo[rc], t.dport[rc], t.sport[rc])
-    lo_h = np.searchsorted(tkey0, rkey, "left").tolist()
-    hi_h = np.searchsorted(tkey0, rkey, "right").tolist()
+    h0 = np.searchsorted(tkey0, rkey, "left")
+    h1 = np.searchsorted(tkey0, rkey, "right")
     n = int(order.shape[0])
-    cut: list[int] = []
-    for h0, h1, row in zip(lo_h, hi_h, rc.tolist(), strict=True):
-        if h0 == h1:
-            continue
-        p0, p1 = int(starts[h0]), int(starts[h1]) if h1 < nh else n
-        q = p0 + int(np.searchsorted(order[p0:p1], row))  # the first row back after the SYN
-        if p0 < q < p1 and not t.flags[order[q]] & SYN:
-            cut.append(q)
-    add = np.setdiff1d(np.array(cut, np.int64), starts)
+    # the first row of the reverse tuple after each SYN, for all at once: places keyed by
+    # (their tuple's rank, row), ascending (a tuple's rows are in file order)
+    rank = np.zeros(nh, np.int64)
+    rank[1:] = np.cumsum(tkey0[1:] != tkey0[:-1])
+    key = np.repeat(rank, np.diff(np.append(starts, n))) * (n + 1) + order
+    has = h0 < h1
+    h0, h1, rc = h0[has], h1[has], rc[has]
+    q = np.searchsorted(key, rank[h0] * (n + 1) + rc)
+    p0 = starts[h0]
+    p1 = np.where(h1 < nh, starts[np.minimum(h1, nh - 1)], n)
+    inside = (p0 < q) & (q < p1)
+    q = q[inside]
+    q = q[(t.flags[order[q]] & SYN) == 0]
+    add = np.setdiff1d(q, starts)
     if not add.shape[0]:
         return starts, has_ts, tkey0
     at = np.searchsorted(starts, add)  # `add[k]` cuts half at[k] - 1
