@@ -30,6 +30,9 @@ class HalfLinks:
 
 
 _KIND_W = np.array([WEIGHTS[k] for k in FP_KINDS])
+# conntrack's mapping holds for halves at most this far apart in time (clock offsets are
+# removed first; what is left is their error and the path's delay)
+CT_SLACK_NS = 2_000_000_000
 _SID, _H = FP_KINDS.index("sid"), FP_KINDS.index("h")
 
 I64 = npt.NDArray[np.int64]
@@ -105,13 +108,18 @@ def link_halves(
         ], np.int64)  # fmt: skip
         # a table read at one moment maps each tuple once, as its last connection had
         # it: an earlier connection of a reused tuple may have gone elsewhere. Where a
-        # half of the mapped tuple has our SYN's ISN, conntrack means that one
+        # half of the mapped tuple has our SYN's ISN, conntrack means that one; and one
+        # connection's halves at two points overlap in time (a later connection of the
+        # tuple, whose packets this capture lost, is not an earlier one's)
         x, y = got // max(nb, 1), got % max(nb, 1)
         syns = ca.syn[x] & cb.syn[y]
         same = syns & (ca.isn[x] == cb.isn[y])
         has_same = np.zeros(len(a.halves), bool)
         has_same[x[same]] = True
-        got = got[~syns | same | ~has_same[x]]
+        apart = np.minimum(ca.last_ts[x], cb.last_ts[y] - offset_ns) - np.maximum(
+            ca.first_ts[x], cb.first_ts[y] - offset_ns
+        )
+        got = got[(~syns | same | ~has_same[x]) & (apart > -CT_SLACK_NS)]
         codes.append(got)
         weights.append(np.full(got.shape[0], 10.0))
         strong.append(np.ones(got.shape[0], bool))

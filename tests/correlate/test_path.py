@@ -970,3 +970,30 @@ def test_kernel_drops_that_could_explain_every_missing_packet_leave_gaps(tmp_pat
     v = _fw_resets_the_server(tmp_path, kernel_drops=100_000)
     assert only(v, "inject") == [] and only(v, "drop") == []
     assert len(only(v, "gap")) == 80
+
+
+def test_conntrack_of_a_later_connection_the_capture_lost_maps_no_earlier_one(
+    tmp_path: Path,
+) -> None:
+    # client port 44616 carried a connection at t0 (fw mapped it to 22362) and another
+    # 40 s later (mapped to 13862) that fw:eth0's capture lost (kernel drops); conntrack
+    # knows the later mapping only. The earlier connection is not pulled onto 13862
+    early = http_conv(44616, seed=90, ts=False)  # (no TCP timestamps: fewer fingerprints)
+    late = http_conv(44616, seed=91, t0=early.t + 40.0, ts=False)
+    lost = {id(s) for s in late.segs}
+    spec = [
+        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1}, drop=lambda s: id(s) in lost)),
+        ("fw:eth1", lambda c: View(delay=0.0001, ttl_dec={C2S: 1},
+                                   nat=nat_map(c, sport=22362 if c is early else 13862))),
+    ]  # fmt: skip
+    pts = points(tmp_path, [early, late], spec)
+    pts[0] = PointInput(name=pts[0].name, pcap=pts[0].pcap, kernel_drops=len(lost))
+    table = (
+        "tcp      6 117 TIME_WAIT src=203.0.113.10 dst=203.0.113.80 sport=44616 dport=80 "
+        "src=198.18.1.2 dst=198.18.1.1 sport=80 dport=13862 [ASSURED] use=1\n"
+    )
+    v = correlate(pts, conntrack={"fw": table})
+    [first] = [fl for fl in v.flows if fl.client == "203.0.113.10:44616"]
+    assert first.legs[1].tuple == "198.18.1.1:22362 > 198.18.1.2:80"
+    assert first.findings == ()
+    assert not {"drop", "inject", "rewrite"} & {f.kind for f in all_findings(v)}
