@@ -7,7 +7,7 @@ import bisect
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -739,7 +739,9 @@ def _carries_nothing(pc: PointConns, conn: Conn) -> bool:
     return all(h is None or not bool(np.any(t.plen[h.idx] > 0)) for h in (conn.c, conn.s))
 
 
-def _details(ca: list[bytes], sa: list[bytes], cb: list[bytes], sb: list[bytes]) -> list[str]:
+def _details(
+    ca: Sequence[bytes], sa: Sequence[bytes], cb: Sequence[bytes], sb: Sequence[bytes]
+) -> list[str]:
     set_ca, set_sa, set_cb, set_sb = set(ca), set(sa), set(cb), set(sb)
     details: list[str] = []
     for what, lines, against in (
@@ -846,14 +848,22 @@ def plan_proxied(
     with RST only) are attempts of the front whose request arrived last before them:
     opened after the request arrived at `a` and before its exchange was carried (or,
     when nothing carried it, before the front ended or up to `after_ns` later)."""
-    fronts = [c for c in a.conns if not any(h is not None and h.hid in hl.fwd for h in (c.c, c.s))]
+    fwd, linked = hl.fwd, hl.back
+    fronts = [
+        c
+        for c in a.conns
+        if (c.c is None or c.c.hid not in fwd) and (c.s is None or c.s.hid not in fwd)
+    ]
     plan = ProxyPlan({}, {})
     if not fronts:
         return plan
 
     # which connections at b are not linked otherwise, which at either point carried
     # payload: read once here, asked of every connection several times below
-    free_b = [not any(h is not None and h.hid in hl.back for h in (c.c, c.s)) for c in b.conns]
+    free_b = [
+        (c.c is None or c.c.hid not in linked) and (c.s is None or c.s.hid not in linked)
+        for c in b.conns
+    ]
     empty_a, empty_b = _carry_nothing(a), _carry_nothing(b)
 
     def free(c: Conn) -> bool:
@@ -936,25 +946,42 @@ def plan_proxied(
         be = b.exchanges[bcid].ex[bk]
         if be.t_s is not None:
             answered[fkey].append((be.t, bcid))
+    # what a proxy changed, per distinct content of the exchanges on each side (a busy
+    # site's requests and answers repeat: thousands of pairs, a few distinct contents)
+    changed: dict[tuple[tuple[bytes, ...], ...], list[str]] = {}
     for fcid, per in groups.items():
         fx = a.exchanges[fcid]
         out: list[ProxyMatch] = []
         for bcid, (fks, bks) in per.items():
             cx = b.exchanges[bcid]
-            ca = [c for k in fks for c in fx.ex[k].ch_c]
-            sa = [c for k in fks for c in fx.ex[k].ch_s]
-            cb = [c for k in bks for c in cx.ex[k].ch_c]
-            sb = [c for k in bks for c in cx.ex[k].ch_s]
-            details = _details(ca, sa, cb, sb)[:8]
+            cx_ex = cx.ex
+            if len(fks) == 1 and len(bks) == 1:
+                # the usual group (tens of thousands on a busy proxy): one exchange each side,
+                # the backend's carried by content (in `score`)
+                fe, be = fx.ex[fks[0]], cx_ex[bks[0]]
+                key = (tuple(fe.ch_c), tuple(fe.ch_s), tuple(be.ch_c), tuple(be.ch_s))
+                sc = score[(bcid, bks[0])]
+                unanswered = be.t_s is None
+            else:
+                key = (
+                    tuple(c for k in fks for c in fx.ex[k].ch_c),
+                    tuple(c for k in fks for c in fx.ex[k].ch_s),
+                    tuple(c for k in bks for c in cx_ex[k].ch_c),
+                    tuple(c for k in bks for c in cx_ex[k].ch_s),
+                )
+                sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
+                unanswered = all(cx_ex[k].t_s is None for k in bks)
+            got = changed.get(key)
+            if got is None:
+                got = changed[key] = _details(*key)[:8]
+            details = list(got)
             part = None
             if len(owners_of[bcid]) > 1 or bcid in plan.rest:
                 part = Part(cx, frozenset(bks))
                 details.append(part.label())
-            sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
             # the request went out here, no answer came back, and it was sent again over
             # another connection that got one (HAProxy's `retry-on`): a failed attempt
-            cx_ex = cx.ex
-            tried = all(cx_ex[k].t_s is None for k in bks) and all(
+            tried = unanswered and all(
                 any(t > cx_ex[bk].t and other != bcid for t, other in answered[(fcid, fk)])
                 for bk, fk in pairs[(fcid, bcid)]
             )
@@ -1106,9 +1133,6 @@ def _plan_attempts(
     """Connections at `b` that carried nothing, opened while a front's request waited
     (retries, redispatches, a server that never answered): each to the front whose request
     arrived last before it."""
-    if not b.by_start:
-        b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
-        b.starts = [c.first_ts for c in b.by_start]
     # the window of each front exchange on a's clock: from its request to when a backend
     # carried it (or the front ended, plus `after_ns`)
     wins: list[tuple[int, int, int, bool]] = []  # (request time, window end, front cid, served)
@@ -1135,12 +1159,14 @@ def _plan_attempts(
     dests = {_source(x, dst=True) for x in carried}
     found: dict[int, list[Conn]] = defaultdict(list)
     lo = w_starts[0] - tol_ns + offset_ns if wins else 0
-    i0 = bisect.bisect_left(b.starts, lo)
-    for cb_conn in b.by_start[i0:]:
-        if not free(cb_conn):
-            continue
+    # a busy proxy's backend connections nearly all carried something: those that did not
+    # are picked out first, then taken in order of their start
+    maybe = [x for x in b.conns if empty[x.cid] and free(x)]
+    maybe.sort(key=lambda x: x.first_ts)
+    i0 = bisect.bisect_left([x.first_ts for x in maybe], lo)
+    for cb_conn in maybe[i0:]:
         c, s = cb_conn.c, cb_conn.s
-        if c is None or not c.syn or c.synack or not empty[cb_conn.cid]:
+        if c is None or not c.syn or c.synack:
             continue
         if s is not None and s.synack:
             continue  # it opened and still carried nothing: a health check, not this
