@@ -543,7 +543,7 @@ def _split_exchanges(pc: PointConns, conns: list[Conn], limit: int) -> None:
     hi = np.stack([c_hi, s_hi], axis=1).reshape(-1)
     wend = np.minimum(hi, lo + limit)
     whalf = 2 * np.repeat(ec, 2) + np.tile(np.array([0, 1], np.int64), ne)
-    data, cut = _assemble_all(pc, rows, hp, off, len(halves), lo, wend, whalf)
+    data, cut = _assemble_all(pc, rows, hp, off, lo, wend, whalf)
     long = (hi > lo + limit).tolist()
     chunked = [_trimmed_chunks(x, c or g) for x, c, g in zip(data, cut, long, strict=True)]
 
@@ -564,7 +564,6 @@ def _assemble_all(
     rows: I64,
     hp: I64,
     off: I64,
-    nh: int,
     lo: I64,
     hi: I64,
     wh: I64,
@@ -814,7 +813,8 @@ def _share(front: Content, back: Content) -> float | None:
 
 
 def _carry_nothing(pc: PointConns) -> list[bool]:
-    """Per connection of a point (by cid): neither direction carried payload."""
+    """Per connection of a point (by cid): neither direction carried payload (a point's
+    halves are in hid order)."""
     rows, hp = _half_rows(pc, list(pc.halves))
     n = np.bincount(hp[pc.table.plen[rows] > 0], minlength=len(pc.halves)).tolist()
     return [(c.c is None or n[c.c.hid] == 0) and (c.s is None or n[c.s.hid] == 0) for c in pc.conns]
