@@ -221,10 +221,8 @@ class PointConns:
     halves: list[Half]
     conns: list[Conn]
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
-    # caches for proxy linking (link.py): exchanges per connection, start-time index
+    # a cache for proxy linking (link.py): exchanges per connection
     exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
-    by_start: list[Conn] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
     # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
     f5: object = None
     cols: HalfCols | None = None

@@ -7,14 +7,14 @@ import bisect
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate._fastwalk import same_keys
+from hopcap.correlate._fastwalk import rows_of, same_keys
 from hopcap.correlate.conns import FP_KINDS, Conn, Half, PointConns, fingerprint_codes
 from hopcap.correlate.reader import ACK, RST, SYN
 
@@ -416,44 +416,6 @@ def stream_base(h: Half | None) -> int:
     return (h.isn + 1) & M32 if h.syn else h.isn
 
 
-def _offsets(pc: PointConns, h: Half | None) -> tuple[npt.NDArray[np.int64], ...]:
-    """(rows, stream offsets, lengths, times) of the payload packets of `h`."""
-    t = pc.table
-    if h is None:
-        z = np.zeros(0, np.int64)
-        return z, z, z, z
-    rows = h.idx[t.plen[h.idx] > 0]
-    off = (t.seq[rows].astype(np.int64) - stream_base(h)) & M32
-    off = np.where(off >= 1 << 31, off - (1 << 32), off)
-    return rows, off, t.plen[rows].astype(np.int64), t.ts[rows].astype(np.int64)
-
-
-def _assemble(
-    pc: PointConns, rows: npt.NDArray[np.int64], off: npt.NDArray[np.int64], lo: int, hi: int
-) -> tuple[bytes, bool]:
-    """Bytes [lo, hi) of a stream from its packets (`rows` sorted by offset `off`);
-    (bytes, cut): cut when a hole or a packet captured short ended it early."""
-    i0 = int(np.searchsorted(off, lo, "left"))
-    i1 = int(np.searchsorted(off, hi, "left"))
-    out = bytearray()
-    pos = lo
-    # a packet starting before `lo` may still carry its first bytes
-    if i0 > 0:
-        i0 -= 1
-    for i in range(i0, i1):
-        o = int(off[i])
-        if o > pos:
-            return bytes(out), True
-        seg = pc.table.payload(int(rows[i]))
-        if o + len(seg) <= pos:
-            continue
-        out += seg[pos - o : hi - o]
-        pos = o + len(seg)
-        if pos >= hi:
-            break
-    return bytes(out), pos < hi
-
-
 @functools.lru_cache(maxsize=1024)
 def _chunks_of(data: bytes) -> tuple[bytes, ...]:
     """`chunks`, remembered: a busy site sends the same requests and answers (headers and
@@ -472,68 +434,211 @@ def _trimmed_chunks(data: bytes, cut: bool) -> list[bytes]:
     return ch
 
 
+def _seg_cummax(v: npt.NDArray[np.int64], seg: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The running maximum of `v` within each run of equal `seg` (sorted, >= 0): one pass
+    over all runs at once, each run lifted above the one before it (|v| < 2**33)."""
+    lift = seg << 34
+    out: npt.NDArray[np.int64] = np.maximum.accumulate(v + lift) - lift
+    return out
+
+
+def _run_starts(seg: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Where each run of equal values of `seg` begins."""
+    first = np.ones(seg.shape[0], bool)
+    first[1:] = seg[1:] != seg[:-1]
+    return first
+
+
+def _shift_in_runs(v: npt.NDArray[np.int64], first: npt.NDArray[np.bool_], fill: Any) -> Any:
+    """v[i - 1] at each i, `fill` where a run begins (`first`)."""
+    out = np.empty_like(v)
+    out[1:] = v[:-1]
+    out[first] = fill[first] if isinstance(fill, np.ndarray) else fill
+    return out
+
+
+def _half_rows(pc: PointConns, halves: list[Half | None]) -> tuple[I64, I64]:
+    """The rows of `halves` one after the other (each in its `idx` order), and the position
+    in `halves` of each row."""
+    if pc.cols is not None and pc.halves and not pc.halves[0].pt_.rows:
+        # no half's rows set in place: each half's rows are a slice of the point's rows by half
+        hid = np.fromiter((-1 if h is None else h.hid for h in halves), np.int64, len(halves))
+        c = pc.cols
+        got = rows_of(hid, c.start, c.end, pc.order)
+        return got if got is not None else pc.rows_of(hid)
+    idx = [np.zeros(0, np.int64) if h is None else h.idx for h in halves]
+    lens = np.fromiter((x.shape[0] for x in idx), np.int64, len(idx))
+    rows = np.concatenate(idx) if idx else np.zeros(0, np.int64)
+    return rows.astype(np.int64), np.repeat(np.arange(len(idx), dtype=np.int64), lens)
+
+
 def conn_exchanges(pc: PointConns, conn: Conn, limit: int = 16384) -> ConnExchanges:
     """Split a connection into request/response exchanges by turn-taking: a new exchange
     begins where the client sends new bytes after the server has sent new bytes (HTTP/1.1
     keep-alive; pipelined requests stay in one exchange). Cached per point."""
     got = pc.exchanges.get(conn.cid)
-    if got is not None:
-        return got
-    rc, oc, lc, tc = _offsets(pc, conn.c)
-    rs, os_, ls, ts = _offsets(pc, conn.s)
-    d = np.concatenate([np.zeros(rc.shape[0], np.int64), np.ones(rs.shape[0], np.int64)])
-    order = np.argsort(np.concatenate([tc, ts]), kind="stable")
-    d = d[order]
-    times = np.concatenate([tc, ts])[order]
-    ends = np.concatenate([oc + lc, os_ + ls])[order]
-    # how far each direction's stream had got before each packet; a packet is new data
-    # when it goes beyond that
-    run_c = np.maximum.accumulate(np.where(d == 0, ends, 0)) if d.shape[0] else d
-    run_s = np.maximum.accumulate(np.where(d == 1, ends, 0)) if d.shape[0] else d
-    prev_c = np.concatenate([[0], run_c[:-1]]).astype(np.int64)
-    prev_s = np.concatenate([[0], run_s[:-1]]).astype(np.int64)
-    new = np.nonzero(np.where(d == 0, ends > prev_c, ends > prev_s))[0]
-    dn = d[new]
-    # a new exchange: new client bytes right after new server bytes
-    turn = (dn == 0) & (np.concatenate([[0], dn[:-1]]) == 1)
-    at = new[turn]
-    bc = [0, *prev_c[at].tolist()]
-    bs = [0, *prev_s[at].tolist()]
-    exn = np.cumsum(turn)  # exchange of each new-data packet
-    t_c: list[int | None] = [None] * len(bc)
-    t_s: list[int | None] = [None] * len(bc)
-    tn = times[new]
-    for di, firsts in ((0, t_c), (1, t_s)):
-        m = dn == di
-        # packets are in time order: the first of each exchange is its start
-        ks, first = np.unique(exn[m], return_index=True)
-        for k, tm in zip(ks.tolist(), tn[m][first].tolist(), strict=True):
-            firsts[k] = tm
-    max_c = int(run_c[-1]) if d.shape[0] else 0
-    max_s = int(run_s[-1]) if d.shape[0] else 0
-    ordc, ords = np.argsort(oc, kind="stable"), np.argsort(os_, kind="stable")
-    rc, oc, rs, os_ = rc[ordc], oc[ordc], rs[ords], os_[ords]
-    ex: list[Exchange] = []
-    n = len(bc)
-    for k in range(n):
-        c_lo, c_hi = bc[k], (bc[k + 1] if k + 1 < n else max(max_c, bc[k]))
-        s_lo, s_hi = bs[k], (bs[k + 1] if k + 1 < n else max(max_s, bs[k]))
-        dc, cut_c = _assemble(pc, rc, oc, c_lo, min(c_hi, c_lo + limit))
-        ds, cut_s = _assemble(pc, rs, os_, s_lo, min(s_hi, s_lo + limit))
-        ex.append(
-            Exchange(
-                (c_lo, c_hi),
-                (s_lo, s_hi),
-                t_c[k],
-                t_s[k],
-                _trimmed_chunks(dc, cut_c or c_hi > c_lo + limit),
-                _trimmed_chunks(ds, cut_s or s_hi > s_lo + limit),
-            )
-        )
-    got = pc.exchanges[conn.cid] = ConnExchanges(
-        conn.cid, stream_base(conn.c), stream_base(conn.s), ex
-    )
+    if got is None:
+        _split_exchanges(pc, [conn], limit)
+        got = pc.exchanges[conn.cid]
     return got
+
+
+def exchanges_of(pc: PointConns, conns: list[Conn], limit: int = 16384) -> list[ConnExchanges]:
+    """`conn_exchanges` of each of `conns`, those not yet cached split all at once."""
+    todo = [c for c in conns if c.cid not in pc.exchanges]
+    if todo:
+        _split_exchanges(pc, todo, limit)
+    return [pc.exchanges[c.cid] for c in conns]
+
+
+def _split_exchanges(pc: PointConns, conns: list[Conn], limit: int) -> None:
+    """`conn_exchanges` of `conns` (into the point's cache). A proxy's backend side has tens
+    of thousands of short connections, a Python pass of numpy calls each cost ~60 us a
+    connection: here every step is one column pass over the payload packets of all of them
+    (runs of one connection, of one half, of one exchange's window), and Python touches
+    only each window's bytes and each exchange's result."""
+    t = pc.table
+    n = len(conns)
+    halves = [h for c in conns for h in (c.c, c.s)]  # half 2i + d: connection i, direction d
+    rows, hp = _half_rows(pc, halves)
+    keep = t.plen[rows] > 0
+    rows, hp = rows[keep], hp[keep]
+    base = np.fromiter((stream_base(h) for h in halves), np.int64, len(halves))
+    off = (t.seq[rows].astype(np.int64) - base[hp]) & M32
+    off = np.where(off >= 1 << 31, off - (1 << 32), off)  # stream offsets, a wrap allowed
+    ends = off + t.plen[rows].astype(np.int64)
+
+    # -- turns: each connection's payload packets in time order (the client's first at
+    # equal times: rows are by connection, client half first); how far each direction's
+    # stream had got before each packet; new data goes beyond that
+    ci = hp >> 1
+    o = np.lexsort((t.ts[rows], ci))
+    cs, dd, ee, tt = ci[o], hp[o] & 1, ends[o], t.ts[rows[o]].astype(np.int64)
+    first = _run_starts(cs)
+    run_c = _seg_cummax(np.where(dd == 0, ee, 0), cs)
+    run_s = _seg_cummax(np.where(dd == 1, ee, 0), cs)
+    prev_c = _shift_in_runs(run_c, first, 0)
+    prev_s = _shift_in_runs(run_s, first, 0)
+    new = np.nonzero(np.where(dd == 0, ee > prev_c, ee > prev_s))[0]
+    dn, cn = dd[new], cs[new]
+    # a new exchange: new client bytes right after new server bytes (of one connection)
+    turn = (dn == 0) & (_shift_in_runs(dn, _run_starts(cn), 0) == 1)
+    # exchange of each new-data packet, numbered over all connections: connection i's first
+    # is i plus the turns of the connections before it
+    exn = np.cumsum(turn) + cn
+    nex = 1 + np.bincount(cn[turn], minlength=n)
+    ex0 = np.cumsum(nex) - nex
+    ne = int(nex.sum())
+    ec = np.repeat(np.arange(n, dtype=np.int64), nex)  # connection of each exchange
+    c_lo = np.zeros(ne, np.int64)
+    s_lo = np.zeros(ne, np.int64)
+    c_lo[exn[turn]] = prev_c[new[turn]]
+    s_lo[exn[turn]] = prev_s[new[turn]]
+    # how far each stream got (the end of the last exchange)
+    cnt = np.bincount(cs, minlength=n)
+    last = np.maximum(np.cumsum(cnt) - 1, 0)
+    has = cnt > 0
+    max_c = np.where(has, run_c[last] if cs.shape[0] else 0, 0)
+    max_s = np.where(has, run_s[last] if cs.shape[0] else 0, 0)
+    is_last = np.arange(ne) == ex0[ec] + nex[ec] - 1
+    c_hi = np.where(is_last, np.maximum(max_c[ec], c_lo), np.append(c_lo[1:], 0))
+    s_hi = np.where(is_last, np.maximum(max_s[ec], s_lo), np.append(s_lo[1:], 0))
+    # when each exchange began in each direction: its first new packet (time order)
+    t_first = []
+    for di in (0, 1):
+        m = dn == di
+        e, tm = exn[m], tt[new[m]]
+        at = _run_starts(e)
+        ok = np.zeros(ne, bool)
+        ok[e[at]] = True
+        tv = np.zeros(ne, np.int64)
+        tv[e[at]] = tm[at]
+        t_first.append([x if y else None for x, y in zip(tv.tolist(), ok.tolist(), strict=True)])
+
+    # -- windows: the first `limit` bytes of each exchange in each direction (window 2e + d)
+    lo = np.stack([c_lo, s_lo], axis=1).reshape(-1)
+    hi = np.stack([c_hi, s_hi], axis=1).reshape(-1)
+    wend = np.minimum(hi, lo + limit)
+    whalf = 2 * np.repeat(ec, 2) + np.tile(np.array([0, 1], np.int64), ne)
+    data, cut = _assemble_all(pc, rows, hp, off, lo, wend, whalf)
+    long = (hi > lo + limit).tolist()
+    chunked = [_trimmed_chunks(x, c or g) for x, c, g in zip(data, cut, long, strict=True)]
+
+    lo_l, hi_l = lo.tolist(), hi.tolist()
+    ex = [
+        Exchange((lo_l[2 * k], hi_l[2 * k]), (lo_l[2 * k + 1], hi_l[2 * k + 1]), tc, ts,
+                 chunked[2 * k], chunked[2 * k + 1])
+        for k, (tc, ts) in enumerate(zip(t_first[0], t_first[1], strict=True))
+    ]  # fmt: skip
+    for conn, k0, k in zip(conns, ex0.tolist(), nex.tolist(), strict=True):
+        pc.exchanges[conn.cid] = ConnExchanges(
+            conn.cid, stream_base(conn.c), stream_base(conn.s), ex[k0 : k0 + k]
+        )
+
+
+def _assemble_all(
+    pc: PointConns,
+    rows: I64,
+    hp: I64,
+    off: I64,
+    lo: I64,
+    hi: I64,
+    wh: I64,
+) -> tuple[list[bytes], list[bool]]:
+    """Bytes [lo, hi) of the stream of half `wh` of each window, reassembled from its
+    packets (`rows` of half `hp`, at stream offsets `off`), as one would walk them in
+    offset order: each packet adds what it carries beyond the bytes so far; a hole (a
+    packet starting beyond them) or packets captured short end a window early. (bytes,
+    cut) per window: cut when it ended early."""
+    t = pc.table
+    # each half's packets by stream offset (in its order at equal offsets), one run a half
+    q = np.lexsort((off, hp))
+    rq, oq, hq = rows[q], off[q], hp[q]
+    key = oq + (hq << 34)  # sorted: runs of halves lifted apart (|offset| < 2**33)
+    lift = wh << 34
+    i0 = np.searchsorted(key, lo + lift, "left")
+    i1 = np.searchsorted(key, hi + lift, "left")
+    h0 = np.searchsorted(hq, wh, "left")  # where the half's run begins
+    # a packet starting before `lo` may still carry its first bytes
+    i0 = np.where(i0 > h0, i0 - 1, i0)
+    cnt = np.maximum(i1 - i0, 0)
+    nw = lo.shape[0]
+    w = np.repeat(np.arange(nw, dtype=np.int64), cnt)  # (window, packet) pairs
+    p = np.repeat(i0 - (np.cumsum(cnt) - cnt), cnt) + np.arange(w.shape[0], dtype=np.int64)
+    pr, po = rq[p], oq[p]
+    cap = t.pl_cap[pr].astype(np.int64)
+    pend = po + cap
+    first = _run_starts(w)
+    # how far the window's bytes reach when each packet is walked
+    pos = np.maximum(_shift_in_runs(_seg_cummax(pend, w), first, lo[w]), lo[w])
+    hole = po > pos
+    # a hole ends the window: the packets after it add nothing
+    seen = np.cumsum(hole)  # holes so far (over all windows)
+    run0 = np.maximum.accumulate(np.where(first, np.arange(w.shape[0]), 0))
+    valid = seen == (seen - hole)[run0]
+    a = pos - po
+    b = np.minimum(cap, hi[w] - po)
+    adds = valid & (b > a)
+    start = t.pl_off[pr].astype(np.int64)
+    buf = t.buf
+    segs = [
+        bytes(buf[x:y])
+        for x, y in zip((start + a)[adds].tolist(), (start + b)[adds].tolist(), strict=True)
+    ]
+    per = np.bincount(w[adds], minlength=nw).tolist()
+    data: list[bytes] = []
+    j = 0
+    for k in per:
+        data.append(b"" if k == 0 else segs[j] if k == 1 else b"".join(segs[j : j + k]))
+        j += k
+    # how far each window got
+    got = np.where(valid, pend, np.iinfo(np.int64).min // 4)
+    reach = lo.copy()
+    if w.shape[0]:
+        np.maximum.at(reach, w, got)
+    broken = np.zeros(nw, bool)
+    broken[w[hole]] = True
+    return data, (broken | (reach < hi)).tolist()
 
 
 def exchange_of_rows(
@@ -650,7 +755,9 @@ def _carries_nothing(pc: PointConns, conn: Conn) -> bool:
     return all(h is None or not bool(np.any(t.plen[h.idx] > 0)) for h in (conn.c, conn.s))
 
 
-def _details(ca: list[bytes], sa: list[bytes], cb: list[bytes], sb: list[bytes]) -> list[str]:
+def _details(
+    ca: Sequence[bytes], sa: Sequence[bytes], cb: Sequence[bytes], sb: Sequence[bytes]
+) -> list[str]:
     set_ca, set_sa, set_cb, set_sb = set(ca), set(sa), set(cb), set(sb)
     details: list[str] = []
     for what, lines, against in (
@@ -676,6 +783,58 @@ TIME_ONLY = "linked by time only (no payload crossed)"
 ATTEMPT = "a connection attempt that carried nothing; the proxy tried again (retry/redispatch)"
 RESENT = "the request went out on it, no answer came back; the proxy sent it again (retry-on)"
 MAX_CANDIDATES = 128  # backend exchanges considered per front exchange, nearest in time
+
+
+@dataclass
+class _ExCols:
+    """Exchanges as columns: when each began (`t`), its first request and response payload
+    (`t_c`, `t_s`, where `has_c`, `has_s`), and the id of its content (`cid`)."""
+
+    t: I64
+    t_c: I64
+    has_c: npt.NDArray[np.bool_]
+    t_s: I64
+    has_s: npt.NDArray[np.bool_]
+    cid: I64
+
+
+def _exchange_cols(ex: list[Exchange], t: Any, content_id: Callable[[Exchange], int]) -> _ExCols:
+    tc = [e.t_c for e in ex]
+    ts = [e.t_s for e in ex]
+    return _ExCols(
+        np.array(t, np.int64).reshape(-1),
+        np.array([0 if x is None else x for x in tc], np.int64).reshape(-1),
+        np.array([x is not None for x in tc], bool).reshape(-1),
+        np.array([0 if x is None else x for x in ts], np.int64).reshape(-1),
+        np.array([x is not None for x in ts], bool).reshape(-1),
+        np.array([content_id(e) for e in ex], np.int64).reshape(-1),
+    )
+
+
+Content = tuple[tuple[bytes, ...], tuple[bytes, ...]]
+Key = tuple[int, int]  # (conn id, exchange)
+
+
+def _share(front: Content, back: Content) -> float | None:
+    """How much of a front exchange's content (chunks of each direction, each distinct one
+    counted once, by its length) a backend exchange carried, rounded; None: too little
+    (less than 8 bytes or half of it)."""
+    set_c, set_s = set(front[0]), set(front[1])
+    total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
+    common = sum(len(x) for x in set_c.intersection(back[0])) + sum(
+        len(x) for x in set_s.intersection(back[1])
+    )
+    if common < 8 or common / total < 0.5:
+        return None
+    return round(common / total, 2)
+
+
+def _carry_nothing(pc: PointConns) -> list[bool]:
+    """Per connection of a point (by cid): neither direction carried payload (a point's
+    halves are in hid order)."""
+    rows, hp = _half_rows(pc, list(pc.halves))
+    n = np.bincount(hp[pc.table.plen[rows] > 0], minlength=len(pc.halves)).tolist()
+    return [(c.c is None or n[c.c.hid] == 0) and (c.s is None or n[c.s.hid] == 0) for c in pc.conns]
 
 
 def plan_proxied(
@@ -706,13 +865,26 @@ def plan_proxied(
     with RST only) are attempts of the front whose request arrived last before them:
     opened after the request arrived at `a` and before its exchange was carried (or,
     when nothing carried it, before the front ended or up to `after_ns` later)."""
-    fronts = [c for c in a.conns if not any(h is not None and h.hid in hl.fwd for h in (c.c, c.s))]
+    fwd, linked = hl.fwd, hl.back
+    fronts = [
+        c
+        for c in a.conns
+        if (c.c is None or c.c.hid not in fwd) and (c.s is None or c.s.hid not in fwd)
+    ]
     plan = ProxyPlan({}, {})
     if not fronts:
         return plan
 
+    # which connections at b are not linked otherwise, which at either point carried
+    # payload: read once here, asked of every connection several times below
+    free_b = [
+        (c.c is None or c.c.hid not in linked) and (c.s is None or c.s.hid not in linked)
+        for c in b.conns
+    ]
+    empty_a, empty_b = _carry_nothing(a), _carry_nothing(b)
+
     def free(c: Conn) -> bool:
-        return not any(h is not None and h.hid in hl.back for h in (c.c, c.s))
+        return free_b[c.cid]
 
     # F5 BIG-IP trailers on both sides: their flow ids say which connections these are
     exact = f5_pairs(a, b, fronts, free, offset_ns=offset_ns, tol_ns=max(tol_ns, slack_ns))
@@ -720,33 +892,19 @@ def plan_proxied(
     fronts = [c for c in fronts if c.cid not in exact]
 
     # every backend exchange at b, by the time its request left (or its response came)
+    backs = [
+        x for x in b.conns if free_b[x.cid] and not empty_b[x.cid] and x.cid not in exact_backs
+    ]
     bex: list[tuple[int, int, int]] = []  # (time on a's clock, conn id, exchange)
-    for back in b.conns:
-        if not free(back) or _carries_nothing(b, back) or back.cid in exact_backs:
-            continue
-        for k, e in enumerate(conn_exchanges(b, back).ex):
+    for back, cx in zip(backs, exchanges_of(b, backs), strict=True):
+        for k, e in enumerate(cx.ex):
             if e.t_c is not None or e.t_s is not None:
                 bex.append((e.t - offset_ns, back.cid, k))
     bex.sort()
-    btimes = [x[0] for x in bex]
-    # how much content two exchanges share depends on their contents only: busy traffic
-    # repeats the same requests and answers thousands of times, so each pair of distinct
-    # contents is compared once (by an id per distinct content)
-    contents: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], int] = {}
-
-    def content_id(e: Exchange) -> int:
-        return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
-
-    bids = [content_id(b.exchanges[bcid].ex[bk]) for _t, bcid, bk in bex]
-    shared: dict[tuple[int, int], int] = {}  # (front content, backend content) -> bytes
-    cands: list[tuple[float, float, int, int, int, int]] = []
     fex_t: list[tuple[int, int, int, int]] = []  # (request time at a, front cid, ex, hi)
-    for conn in fronts:
-        if _carries_nothing(a, conn):
-            continue
-        for fk, fe in enumerate(conn_exchanges(a, conn).ex):
-            set_c, set_s = set(fe.ch_c), set(fe.ch_s)
-            total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
+    fronts = [c for c in fronts if not empty_a[c.cid]]
+    for conn, cx in zip(fronts, exchanges_of(a, fronts), strict=True):
+        for fk, fe in enumerate(cx.ex):
             fc, fs = fe.t_c, fe.t_s
             if fc is None and fs is None:
                 continue
@@ -754,40 +912,7 @@ def plan_proxied(
             assert start is not None
             hi = fs + tol_ns if fs is not None else conn.last_ts + slack_ns
             fex_t.append((start, conn.cid, fk, hi))
-            if total == 0:
-                continue
-            i0 = bisect.bisect_left(btimes, start - tol_ns)
-            i1 = min(bisect.bisect_right(btimes, hi), i0 + MAX_CANDIDATES)
-            fid = content_id(fe)
-            for j in range(i0, i1):
-                _t, bcid, bk = bex[j]
-                be = b.exchanges[bcid].ex[bk]
-                common = shared.get((fid, bids[j]), -1)
-                if common < 0:
-                    common = shared[(fid, bids[j])] = sum(
-                        len(x) for x in set_c.intersection(be.ch_c)
-                    ) + sum(len(x) for x in set_s.intersection(be.ch_s))
-                if common < 8 or common / total < 0.5:
-                    continue
-                bc, bs = be.t_c, be.t_s
-                # time order: the request reaches the proxy before it leaves it, the
-                # response leaves the backend before it reaches the client
-                if fc is not None and bc is not None and bc - offset_ns < fc - tol_ns:
-                    continue
-                if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
-                    continue
-                dt = abs(be.t - offset_ns - start)
-                cands.append((round(common / total, 2), -dt / 1e9, conn.cid, fk, bcid, bk))
-    cands.sort(reverse=True)
-    owner: dict[tuple[int, int], tuple[int, int]] = {}  # backend (cid, ex) -> front (cid, ex)
-    taken: dict[tuple[int, int], tuple[int, int]] = {}  # front (cid, ex) -> backend (cid, ex)
-    score: dict[tuple[int, int], float] = {}
-    for sc, _ndt, fcid, fk, bcid, bk in cands:
-        if (fcid, fk) in taken or (bcid, bk) in owner:
-            continue
-        taken[(fcid, fk)] = (bcid, bk)
-        owner[(bcid, bk)] = (fcid, fk)
-        score[(bcid, bk)] = sc
+    owner, taken, score = _by_content(a, b, bex, fex_t, offset_ns, tol_ns)
     _plan_pipelined(a, b, bex, fex_t, owner, score, offset_ns, tol_ns)
     # group: front -> backend conn -> (front exchanges, backend exchanges)
     groups: dict[int, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
@@ -838,25 +963,42 @@ def plan_proxied(
         be = b.exchanges[bcid].ex[bk]
         if be.t_s is not None:
             answered[fkey].append((be.t, bcid))
+    # what a proxy changed, per distinct content of the exchanges on each side (a busy
+    # site's requests and answers repeat: thousands of pairs, a few distinct contents)
+    changed: dict[tuple[tuple[bytes, ...], ...], list[str]] = {}
     for fcid, per in groups.items():
         fx = a.exchanges[fcid]
         out: list[ProxyMatch] = []
         for bcid, (fks, bks) in per.items():
             cx = b.exchanges[bcid]
-            ca = [c for k in fks for c in fx.ex[k].ch_c]
-            sa = [c for k in fks for c in fx.ex[k].ch_s]
-            cb = [c for k in bks for c in cx.ex[k].ch_c]
-            sb = [c for k in bks for c in cx.ex[k].ch_s]
-            details = _details(ca, sa, cb, sb)[:8]
+            cx_ex = cx.ex
+            if len(fks) == 1 and len(bks) == 1:
+                # the usual group (tens of thousands on a busy proxy): one exchange each side,
+                # the backend's carried by content (in `score`)
+                fe, be = fx.ex[fks[0]], cx_ex[bks[0]]
+                key = (tuple(fe.ch_c), tuple(fe.ch_s), tuple(be.ch_c), tuple(be.ch_s))
+                sc = score[(bcid, bks[0])]
+                unanswered = be.t_s is None
+            else:
+                key = (
+                    tuple(c for k in fks for c in fx.ex[k].ch_c),
+                    tuple(c for k in fks for c in fx.ex[k].ch_s),
+                    tuple(c for k in bks for c in cx_ex[k].ch_c),
+                    tuple(c for k in bks for c in cx_ex[k].ch_s),
+                )
+                sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
+                unanswered = all(cx_ex[k].t_s is None for k in bks)
+            got = changed.get(key)
+            if got is None:
+                got = changed[key] = _details(*key)[:8]
+            details = list(got)
             part = None
             if len(owners_of[bcid]) > 1 or bcid in plan.rest:
                 part = Part(cx, frozenset(bks))
                 details.append(part.label())
-            sc = min(score[(bcid, k)] for k in bks if (bcid, k) in score)
             # the request went out here, no answer came back, and it was sent again over
             # another connection that got one (HAProxy's `retry-on`): a failed attempt
-            cx_ex = cx.ex
-            tried = all(cx_ex[k].t_s is None for k in bks) and all(
+            tried = unanswered and all(
                 any(t > cx_ex[bk].t and other != bcid for t, other in answered[(fcid, fk)])
                 for bk, fk in pairs[(fcid, bcid)]
             )
@@ -876,8 +1018,77 @@ def plan_proxied(
     plan.fronts.update(exact)
     if by_time is False or (by_time is None and not plan.fronts):
         return plan
-    _plan_attempts(a, b, plan, fex_t, taken, free, offset_ns, tol_ns, after_ns)
+    _plan_attempts(a, b, plan, fex_t, taken, free, empty_b, offset_ns, tol_ns, after_ns)
     return plan
+
+
+def _by_content(
+    a: PointConns,
+    b: PointConns,
+    bex: list[tuple[int, int, int]],
+    fex_t: list[tuple[int, int, int, int]],
+    offset_ns: int,
+    tol_ns: int,
+) -> tuple[dict[Key, Key], dict[Key, Key], dict[Key, float]]:
+    """`plan_proxied`'s matching by content: the backend exchange (conn id, exchange) that
+    carried each front exchange, best pairs first. (owner: backend -> front, taken: front
+    -> backend, score: backend -> share of the front's content it carried.)
+
+    The candidates of every front exchange (the backend exchanges `bex`, in time order,
+    from its request less `tol_ns` to its response, at most MAX_CANDIDATES) are judged at
+    once on columns: a few hundred thousand pairs on a busy proxy, ~4 us each as a Python
+    loop. How much content two exchanges share depends on their contents only, and busy
+    traffic repeats the same requests and answers thousands of times: each pair of
+    distinct contents is compared once."""
+    contents: dict[Content, int] = {}
+
+    def content_id(e: Exchange) -> int:
+        return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
+
+    bc = _exchange_cols([b.exchanges[x[1]].ex[x[2]] for x in bex], [x[0] for x in bex], content_id)
+    # front exchanges with content: (start, hi, conn id, exchange)
+    f_ex = [a.exchanges[x[1]].ex[x[2]] for x in fex_t]
+    sel = [k for k, e in enumerate(f_ex) if e.ch_c or e.ch_s]
+    fa = np.array([fex_t[k] for k in sel], np.int64).reshape(-1, 4)[:, [0, 3, 1, 2]]
+    fc = _exchange_cols([f_ex[k] for k in sel], fa[:, 0], content_id)
+    i0 = np.searchsorted(bc.t, fa[:, 0] - tol_ns, "left")
+    i1 = np.minimum(np.searchsorted(bc.t, fa[:, 1], "right"), i0 + MAX_CANDIDATES)
+    cnt = np.maximum(i1 - i0, 0)
+    f = np.repeat(np.arange(fa.shape[0], dtype=np.int64), cnt)  # (front, backend) pairs
+    j = np.repeat(i0 - (np.cumsum(cnt) - cnt), cnt) + np.arange(f.shape[0], dtype=np.int64)
+    # the share of each distinct pair of contents (None: too little in common)
+    nc = max(len(contents), 1)
+    pair, inv = np.unique(fc.cid[f] * nc + bc.cid[j], return_inverse=True)
+    by_id = list(contents)
+    shares = [_share(by_id[x // nc], by_id[x % nc]) for x in pair.tolist()]
+    ok = np.array([x is not None for x in shares], bool)[inv]
+    # time order: the request reaches the proxy before it leaves it, the response leaves
+    # the backend before it reaches the client
+    ok &= ~(fc.has_c[f] & bc.has_c[j] & (bc.t_c[j] - offset_ns < fc.t_c[f] - tol_ns))
+    ok &= ~(fc.has_s[f] & bc.has_s[j] & (bc.t_s[j] - offset_ns > fc.t_s[f] + tol_ns))
+    f, j, inv = f[ok], j[ok], inv[ok]
+    share = np.array([0.0 if x is None else x for x in shares], np.float64)[inv]
+    ndt = -np.abs(bc.t[j] - fa[f, 0]) / 1e9
+    # best first: the larger share, then the nearer in time, then the larger ids (the order
+    # of the tuples (share, -dt, front cid, exchange, backend cid, exchange), descending)
+    b_id = np.array([x[1:] for x in bex], np.int64).reshape(-1, 2)[j]
+    order = np.lexsort((b_id[:, 1], b_id[:, 0], fa[f, 3], fa[f, 2], ndt, share))[::-1]
+    owner: dict[Key, Key] = {}
+    taken: dict[Key, Key] = {}
+    score: dict[Key, float] = {}
+    f_took = [False] * fa.shape[0]
+    b_took = [False] * len(bex)
+    share_l = share.tolist()
+    for k, x, y in zip(order.tolist(), f[order].tolist(), j[order].tolist(), strict=True):
+        if f_took[x] or b_took[y]:
+            continue
+        f_took[x] = b_took[y] = True
+        fkey = (fex_t[sel[x]][1], fex_t[sel[x]][2])
+        bkey = (bex[y][1], bex[y][2])
+        taken[fkey] = bkey
+        owner[bkey] = fkey
+        score[bkey] = share_l[k]
+    return owner, taken, score
 
 
 def _plan_pipelined(
@@ -931,6 +1142,7 @@ def _plan_attempts(
     fex_t: list[tuple[int, int, int, int]],
     taken: dict[tuple[int, int], tuple[int, int]],
     free: Callable[[Conn], bool],
+    empty: list[bool],
     offset_ns: int,
     tol_ns: int,
     after_ns: int,
@@ -938,9 +1150,6 @@ def _plan_attempts(
     """Connections at `b` that carried nothing, opened while a front's request waited
     (retries, redispatches, a server that never answered): each to the front whose request
     arrived last before it."""
-    if not b.by_start:
-        b.by_start = sorted(b.conns, key=lambda c: c.first_ts)
-        b.starts = [c.first_ts for c in b.by_start]
     # the window of each front exchange on a's clock: from its request to when a backend
     # carried it (or the front ended, plus `after_ns`)
     wins: list[tuple[int, int, int, bool]] = []  # (request time, window end, front cid, served)
@@ -967,12 +1176,14 @@ def _plan_attempts(
     dests = {_source(x, dst=True) for x in carried}
     found: dict[int, list[Conn]] = defaultdict(list)
     lo = w_starts[0] - tol_ns + offset_ns if wins else 0
-    i0 = bisect.bisect_left(b.starts, lo)
-    for cb_conn in b.by_start[i0:]:
-        if not free(cb_conn):
-            continue
+    # a busy proxy's backend connections nearly all carried something: those that did not
+    # are picked out first, then taken in order of their start
+    maybe = [x for x in b.conns if empty[x.cid] and free(x)]
+    maybe.sort(key=lambda x: x.first_ts)
+    i0 = bisect.bisect_left([x.first_ts for x in maybe], lo)
+    for cb_conn in maybe[i0:]:
         c, s = cb_conn.c, cb_conn.s
-        if c is None or not c.syn or c.synack or not _carries_nothing(b, cb_conn):
+        if c is None or not c.syn or c.synack:
             continue
         if s is not None and s.synack:
             continue  # it opened and still carried nothing: a health check, not this
@@ -1081,7 +1292,7 @@ def f5_pairs(
             by_flow[f].append(cid)
         for p in ps:
             by_peer[p].append(cid)
-    out: dict[int, list[ProxyMatch]] = {}
+    todo: list[tuple[Conn, list[tuple[Conn, int, int]]]] = []
     for conn in fronts:
         mine = ia.flows.get(conn.cid)
         if not mine:
@@ -1100,9 +1311,14 @@ def f5_pairs(
             if t1 < conn.first_ts - tol_ns or t0 > conn.last_ts + tol_ns:
                 continue  # a flow id used again later: not this connection's
             backs.append((back, f, p))
-        if not backs:
-            continue
-        backs.sort(key=lambda x: x[0].first_ts)
+        if backs:
+            backs.sort(key=lambda x: x[0].first_ts)
+            todo.append((conn, backs))
+    # the exchanges of all of them split at once (`exchanges_of`)
+    exchanges_of(a, [x[0] for x in todo])
+    exchanges_of(b, [y[0] for x in todo for y in x[1]])
+    out: dict[int, list[ProxyMatch]] = {}
+    for conn, backs in todo:
         fx = conn_exchanges(a, conn)
         ca = [c for e in fx.ex for c in e.ch_c]
         sa = [c for e in fx.ex for c in e.ch_s]

@@ -330,6 +330,25 @@ def test_damaged_bundles(built: tuple[Path, Path], tmp_path: Path) -> None:
         load_bundle(c)
 
 
+def test_load_hashes_only_when_asked(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a bundle (to correlate it again) hashes none of its files; its warnings
+    hash them all, once."""
+    import hopcap.bundle.core as core
+
+    b = _copy(built, tmp_path)
+    (b / "report.md").write_text("edited\n")
+    hashed: list[Path] = []
+    real = core._sha256
+    monkeypatch.setattr(core, "_sha256", lambda p: hashed.append(p) or real(p))
+    loaded = load_bundle(b)
+    assert loaded.points and hashed == []
+    assert [w.split(":")[0] for w in loaded.warnings] == ["report.md"]
+    n = len(hashed)
+    assert n == len(loaded.manifest["files"]) and loaded.warnings and len(hashed) == n
+
+
 def test_render_report_rerenders(built: tuple[Path, Path], tmp_path: Path) -> None:
     b = _copy(built, tmp_path)
     before = (b / "report.html").read_text()

@@ -1,0 +1,369 @@
+"""A proxy's connections split into exchanges, and front exchanges matched to backend ones
+by content, all connections at once on columns (`link.exchanges_of`, `link._by_content`),
+give exactly what the per-connection and per-pair loops they replaced gave (kept here as
+the reference): on random connections with retransmissions (other bytes, too), overlaps,
+holes, payload captured short, pipelined requests, a server that speaks first, sequence
+numbers that wrap, one direction missing; and on random candidates whose times and
+shares tie."""
+
+from __future__ import annotations
+
+import bisect
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hopcap.correlate import _fastwalk
+from hopcap.correlate import link as L
+from hopcap.correlate.conns import Conn, Half, PointConns
+
+M32 = 0xFFFFFFFF
+
+
+# ------------------------------------------------------------------- the reference
+
+
+def _ref_offsets(pc: Any, h: Half | None) -> tuple[Any, ...]:
+    t = pc.table
+    if h is None:
+        z = np.zeros(0, np.int64)
+        return z, z, z, z
+    rows = h.idx[t.plen[h.idx] > 0]
+    off = (t.seq[rows].astype(np.int64) - L.stream_base(h)) & M32
+    off = np.where(off >= 1 << 31, off - (1 << 32), off)
+    return rows, off, t.plen[rows].astype(np.int64), t.ts[rows].astype(np.int64)
+
+
+def _ref_assemble(pc: Any, rows: Any, off: Any, lo: int, hi: int) -> tuple[bytes, bool]:
+    i0 = int(np.searchsorted(off, lo, "left"))
+    i1 = int(np.searchsorted(off, hi, "left"))
+    out = bytearray()
+    pos = lo
+    if i0 > 0:
+        i0 -= 1
+    for i in range(i0, i1):
+        o = int(off[i])
+        if o > pos:
+            return bytes(out), True
+        seg = pc.table.payload(int(rows[i]))
+        if o + len(seg) <= pos:
+            continue
+        out += seg[pos - o : hi - o]
+        pos = o + len(seg)
+        if pos >= hi:
+            break
+    return bytes(out), pos < hi
+
+
+def ref_exchanges(pc: Any, conn: Conn, limit: int) -> L.ConnExchanges:
+    """`conn_exchanges` as it was, one connection at a time."""
+    rc, oc, lc, tc = _ref_offsets(pc, conn.c)
+    rs, os_, ls, ts = _ref_offsets(pc, conn.s)
+    d = np.concatenate([np.zeros(rc.shape[0], np.int64), np.ones(rs.shape[0], np.int64)])
+    order = np.argsort(np.concatenate([tc, ts]), kind="stable")
+    d = d[order]
+    times = np.concatenate([tc, ts])[order]
+    ends = np.concatenate([oc + lc, os_ + ls])[order]
+    run_c = np.maximum.accumulate(np.where(d == 0, ends, 0)) if d.shape[0] else d
+    run_s = np.maximum.accumulate(np.where(d == 1, ends, 0)) if d.shape[0] else d
+    prev_c = np.concatenate([[0], run_c[:-1]]).astype(np.int64)
+    prev_s = np.concatenate([[0], run_s[:-1]]).astype(np.int64)
+    new = np.nonzero(np.where(d == 0, ends > prev_c, ends > prev_s))[0]
+    dn = d[new]
+    turn = (dn == 0) & (np.concatenate([[0], dn[:-1]]) == 1)
+    at = new[turn]
+    bc = [0, *prev_c[at].tolist()]
+    bs = [0, *prev_s[at].tolist()]
+    exn = np.cumsum(turn)
+    t_c: list[int | None] = [None] * len(bc)
+    t_s: list[int | None] = [None] * len(bc)
+    tn = times[new]
+    for di, firsts in ((0, t_c), (1, t_s)):
+        m = dn == di
+        ks, first = np.unique(exn[m], return_index=True)
+        for k, tm in zip(ks.tolist(), tn[m][first].tolist(), strict=True):
+            firsts[k] = tm
+    max_c = int(run_c[-1]) if d.shape[0] else 0
+    max_s = int(run_s[-1]) if d.shape[0] else 0
+    ordc, ords = np.argsort(oc, kind="stable"), np.argsort(os_, kind="stable")
+    rc, oc, rs, os_ = rc[ordc], oc[ordc], rs[ords], os_[ords]
+    ex = []
+    n = len(bc)
+    for k in range(n):
+        c_lo, c_hi = bc[k], (bc[k + 1] if k + 1 < n else max(max_c, bc[k]))
+        s_lo, s_hi = bs[k], (bs[k + 1] if k + 1 < n else max(max_s, bs[k]))
+        dc, cut_c = _ref_assemble(pc, rc, oc, c_lo, min(c_hi, c_lo + limit))
+        ds, cut_s = _ref_assemble(pc, rs, os_, s_lo, min(s_hi, s_lo + limit))
+        ex.append(
+            L.Exchange(
+                (c_lo, c_hi), (s_lo, s_hi), t_c[k], t_s[k],
+                L._trimmed_chunks(dc, cut_c or c_hi > c_lo + limit),
+                L._trimmed_chunks(ds, cut_s or s_hi > s_lo + limit),
+            )
+        )  # fmt: skip
+    return L.ConnExchanges(conn.cid, L.stream_base(conn.c), L.stream_base(conn.s), ex)
+
+
+def ref_by_content(
+    a: Any, b: Any, bex: list[tuple[int, int, int]], fex_t: list[tuple[int, int, int, int]],
+    offset_ns: int, tol_ns: int,
+) -> tuple[dict[Any, Any], ...]:  # fmt: skip
+    """`plan_proxied`'s loop over candidate pairs as it was."""
+    btimes = [x[0] for x in bex]
+    contents: dict[Any, int] = {}
+
+    def content_id(e: L.Exchange) -> int:
+        return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
+
+    bids = [content_id(b.exchanges[bcid].ex[bk]) for _t, bcid, bk in bex]
+    shared: dict[tuple[int, int], int] = {}
+    cands = []
+    for start, fcid, fk, hi in fex_t:
+        fe = a.exchanges[fcid].ex[fk]
+        set_c, set_s = set(fe.ch_c), set(fe.ch_s)
+        total = sum(len(x) for x in set_c) + sum(len(x) for x in set_s)
+        fc, fs = fe.t_c, fe.t_s
+        if total == 0:
+            continue
+        i0 = bisect.bisect_left(btimes, start - tol_ns)
+        i1 = min(bisect.bisect_right(btimes, hi), i0 + L.MAX_CANDIDATES)
+        fid = content_id(fe)
+        for j in range(i0, i1):
+            _t, bcid, bk = bex[j]
+            be = b.exchanges[bcid].ex[bk]
+            common = shared.get((fid, bids[j]), -1)
+            if common < 0:
+                common = shared[(fid, bids[j])] = sum(
+                    len(x) for x in set_c.intersection(be.ch_c)
+                ) + sum(len(x) for x in set_s.intersection(be.ch_s))
+            if common < 8 or common / total < 0.5:
+                continue
+            bc, bs = be.t_c, be.t_s
+            if fc is not None and bc is not None and bc - offset_ns < fc - tol_ns:
+                continue
+            if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
+                continue
+            dt = abs(be.t - offset_ns - start)
+            cands.append((round(common / total, 2), -dt / 1e9, fcid, fk, bcid, bk))
+    cands.sort(reverse=True)
+    owner: dict[Any, Any] = {}
+    taken: dict[Any, Any] = {}
+    score: dict[Any, float] = {}
+    for sc, _ndt, fcid, fk, bcid, bk in cands:
+        if (fcid, fk) in taken or (bcid, bk) in owner:
+            continue
+        taken[(fcid, fk)] = (bcid, bk)
+        owner[(bcid, bk)] = (fcid, fk)
+        score[(bcid, bk)] = sc
+    return owner, taken, score
+
+
+# ------------------------------------------------------------------- random connections
+
+WORDS = [b"GET", b"/index.html", b"HTTP/1.1", b"Host:", b"www.example.test", b"Accept:",
+         b"*/*", b"X-Forwarded-For:", b"10.0.0.1", b"200", b"OK", b"<p>page</p>"]  # fmt: skip
+
+
+def _text(rng: random.Random, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        if rng.random() < 0.1:
+            out += bytes(rng.randrange(33, 127) for _ in range(rng.randrange(40, 400)))
+        else:
+            out += b" ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 6)))
+        out += b"\r\n" if rng.random() < 0.9 else b"\n"
+    return bytes(out[:n])
+
+
+class _Table:
+    """What exchanges read of a PacketTable: seq, plen, ts and the captured payloads."""
+
+    def __init__(self, pkts: list[tuple[int, int, int, bytes]]) -> None:
+        # pkts: (ts, seq, plen, captured bytes), in capture order
+        self.buf = b"".join(p[3] for p in pkts)
+        caps = np.array([len(p[3]) for p in pkts], np.int64)
+        self.pl_cap = caps
+        self.pl_off = np.cumsum(caps) - caps
+        self.ts = np.array([p[0] for p in pkts], np.int64)
+        self.seq = np.array([p[1] for p in pkts], np.int64)
+        self.plen = np.array([p[2] for p in pkts], np.int64)
+
+    def payload(self, i: int) -> bytes:
+        o, n = int(self.pl_off[i]), int(self.pl_cap[i])
+        return self.buf[o : o + n]
+
+
+def _conn_packets(rng: random.Random, t0: int) -> list[tuple[int, int, int, int, bytes]]:
+    """(ts, direction, seq offset, plen, captured bytes) of one connection's packets."""
+    out: list[tuple[int, int, int, int, bytes]] = []
+    t = t0
+    pos = [0, 0]
+    streams = [b"", b""]
+    server_first = rng.random() < 0.1
+    for k in range(rng.randrange(0, 5)):
+        for d in (1, 0, 1) if server_first and k == 0 else (0, 1):
+            parts = 2 if d == 0 and rng.random() < 0.15 else 1  # pipelined requests
+            for _ in range(parts):
+                n = rng.choice([0, 1, 20, 90, 300, 1500, 5000])
+                data = _text(rng, n)
+                streams[d] += data
+                i = 0
+                while i < n:
+                    size = min(rng.choice([1, 7, 100, 536, 1448]), n - i)
+                    t += rng.choice([0, 0, 1, 5])  # ties between directions too
+                    seg = data[i : i + size]
+                    r = rng.random()
+                    if r < 0.05:
+                        i += size  # lost: a hole
+                        continue
+                    cap = seg if rng.random() > 0.05 else seg[: rng.randrange(0, size + 1)]
+                    out.append((t, d, pos[d] + i, size, cap))
+                    if r < 0.12:  # retransmitted (sometimes other bytes, sometimes more)
+                        back = rng.randrange(0, i + 1)
+                        more = min(size + rng.randrange(0, 200), n - back)
+                        again = data[back : back + more]
+                        if rng.random() < 0.3:
+                            again = bytes(reversed(again))
+                        out.append((t + 3, d, pos[d] + back, len(again), again))
+                    if rng.random() < 0.2:  # a pure ACK the other way
+                        out.append((t, 1 - d, pos[1 - d], 0, b""))
+                    i += size
+                pos[d] += n
+    rng.shuffle(out) if rng.random() < 0.1 else None  # reordered
+    return out
+
+
+def random_point(seed: int, n: int) -> PointConns:
+    rng = random.Random(seed)
+    per_half: list[list[tuple[int, int, int, bytes]]] = []
+    meta = []
+    for i in range(n):
+        pk = _conn_packets(rng, 1_000 * i + rng.randrange(0, 3_000))
+        isn = [rng.choice([rng.randrange(0, 1 << 32), M32 - rng.randrange(0, 3000)])
+               for _ in range(2)]  # fmt: skip
+        syn = [rng.random() < 0.7, rng.random() < 0.7]
+        has = [True, True]
+        if rng.random() < 0.1:
+            has[rng.randrange(2)] = False
+        for d in (0, 1):
+            base = (isn[d] + 1) & M32 if syn[d] else isn[d]
+            rows = [(t, (base + o) & M32, plen, cap) for t, dd, o, plen, cap in pk if dd == d]
+            per_half.append(rows if has[d] else [])
+        meta.append((isn, syn, has))
+    # one table, packets in time order (a half's rows in that order)
+    tagged = [(p[0], k, j, p) for k, rows in enumerate(per_half) for j, p in enumerate(rows)]
+    tagged.sort(key=lambda x: (x[0], x[1], x[2]))
+    table = _Table([x[3] for x in tagged])
+    idx: list[list[int]] = [[] for _ in per_half]
+    for row, (_t, k, _j, _p) in enumerate(tagged):
+        idx[k].append(row)
+    halves: list[Half] = []
+    conns: list[Conn] = []
+    for i, (isn, syn, has) in enumerate(meta):
+        hs: list[Half | None] = []
+        for d in (0, 1):
+            if not has[d]:
+                hs.append(None)
+                continue
+            rows = np.array(idx[2 * i + d], np.int64)
+            h = Half(len(halves), rows, 0, 0, 4, (0, 1), (0, 2), 1, 2, syn[d], False, isn[d],
+                     0, 0, False, conn=i)  # fmt: skip
+            halves.append(h)
+            hs.append(h)
+        conns.append(Conn(i, hs[0], hs[1]))
+    return PointConns(table=table, halves=halves, conns=conns)  # type: ignore[arg-type]
+
+
+def _with_cols(pc: PointConns) -> PointConns:
+    """The same point with its rows by half in columns (`_half_rows`' usual path)."""
+    lens = np.array([h.idx.shape[0] for h in pc.halves], np.int64)
+    pc.order = np.concatenate([h.idx for h in pc.halves]) if pc.halves else np.zeros(0, np.int64)
+    start = np.cumsum(lens) - lens
+    pc.cols = SimpleNamespace(start=start, end=start + lens)  # type: ignore[assignment]
+    return pc
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("limit", [16384, 64])
+def test_exchanges_of_as_one_by_one(seed: int, limit: int) -> None:
+    pc = random_point(seed, 60)
+    want = [ref_exchanges(pc, c, limit) for c in pc.conns]
+    assert sum(len(x.ex) for x in want) > 60  # keep-alive turns, not only one a connection
+    for cols in (False, True):
+        for compiled in (True, False):
+            p = random_point(seed, 60)
+            if cols:
+                _with_cols(p)
+            _fastwalk.disabled = not compiled
+            try:
+                got = L.exchanges_of(p, p.conns, limit)
+            finally:
+                _fastwalk.disabled = False
+            assert got == want
+    # one at a time (and from the cache)
+    p = random_point(seed, 60)
+    assert [L.conn_exchanges(p, c, limit) for c in p.conns] == want
+    assert L.exchanges_of(p, p.conns[::-1], limit) == want[::-1]
+
+
+def test_cut_windows_seen() -> None:
+    """The random connections hit the cases of the reassembly: streams cut short (a hole
+    or a packet captured short), windows cut at the limit, retransmissions that overlap."""
+    cut = long = overlaps = 0
+    for seed in range(12):
+        pc = random_point(seed, 60)
+        for c in pc.conns:
+            for h in (c.c, c.s):
+                rows, off, ln, _t = _ref_offsets(pc, h)
+                o = np.argsort(off, kind="stable")
+                rows, off, ln = rows[o], off[o], ln[o]
+                if off.shape[0]:
+                    cut += _ref_assemble(pc, rows, off, 0, int((off + ln).max()))[1]
+                    overlaps += int(np.any(off[1:] < (off + ln)[:-1]))
+            long += sum(e.c[1] - e.c[0] > 64 for e in ref_exchanges(pc, c, 64).ex)
+    assert cut > 10 and long > 10 and overlaps > 10
+
+
+# ------------------------------------------------------------------- matching by content
+
+
+def _random_exchanges(rng: random.Random, n: int, pool: list[list[bytes]]) -> dict[int, Any]:
+    out = {}
+    for cid in range(n):
+        ex = []
+        for _ in range(rng.randrange(1, 4)):
+            tc = rng.choice([None, rng.randrange(0, 40)])
+            ts = rng.choice([None, rng.randrange(0, 40)]) if tc is not None else rng.randrange(40)
+            ex.append(L.Exchange((0, 0), (0, 0), tc, ts, rng.choice(pool), rng.choice(pool)))
+        out[cid] = L.ConnExchanges(cid, 0, 0, ex)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_by_content_as_the_pair_loop(seed: int) -> None:
+    rng = random.Random(seed)
+    chunks = [b"GET /a HTTP/1.1", b"host: x", b"x-forwarded-for: 10.0.0.1", b"200 OK", b"ab",
+              b"<p>page 1</p>", b"<p>page 2</p>", b"accept: */*"]  # fmt: skip
+    pool = [rng.sample(chunks, rng.randrange(0, 5)) for _ in range(12)]
+    a = SimpleNamespace(exchanges=_random_exchanges(rng, 30, pool))
+    b = SimpleNamespace(exchanges=_random_exchanges(rng, 80, pool))
+    offset, tol = rng.choice([0, 3]), rng.choice([0, 2])
+    bex = sorted(
+        (e.t - offset, cid, k)
+        for cid, cx in b.exchanges.items()
+        for k, e in enumerate(cx.ex)
+        if rng.random() < 0.9
+    )
+    fex_t = [
+        (e.t, cid, k, (e.t_s + tol) if e.t_s is not None else e.t + rng.randrange(0, 20))
+        for cid, cx in a.exchanges.items()
+        for k, e in enumerate(cx.ex)
+    ]
+    want = ref_by_content(a, b, bex, fex_t, offset, tol)
+    got = L._by_content(a, b, bex, fex_t, offset, tol)  # type: ignore[arg-type]
+    assert len(want[0]) > 5
+    # the same pairs, taken in the same order (the plan's dicts are read in that order)
+    assert [list(x.items()) for x in got] == [list(x.items()) for x in want]
