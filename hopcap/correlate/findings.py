@@ -443,7 +443,10 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # per point: its halves with a RST (by hid), looked up on first need
     rst: list[dict[int, list[int]] | None] = [None] * npts
     for k, f in enumerate(flows):
-        if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
+        if (
+            f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1
+            or f.hops[0].orphan is not None
+        ):  # fmt: skip
             continue
         hop = f.hops[0]
         x, y = f.legs

@@ -128,6 +128,9 @@ class Hop:
     # b's server; -1: none) when known as it is made (they stay): `match_hops` reads them
     # here, not from the halves (tens of thousands, far apart in memory)
     hids: tuple[int, int, int, int] | None = None
+    # a server half at `b` that answered the client's SYN but is not the leg's (a server
+    # that answered the SYN again with another ISN: SYN cookies): never seen at `a`
+    orphan: Half | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +157,25 @@ def chains(flows: list[FlowB]) -> Iterator[FlowB]:
 def host_of(inp: PointInput) -> tuple[str, str]:
     host, iface = PointInput.parse_name(inp.name)
     return inp.host or host, inp.interface or iface
+
+
+def _orphan_answer(pb: PointConns, yc: Half | None, ys: Half | None, hl: HalfLinks) -> Half | None:
+    """The server half at `pb` paired with a leg's client half `yc` (a SYN) there when it is
+    not the leg's server half `ys` and both answered that SYN with two ISNs: the server
+    answered it twice (the first answer lost, then SYN cookies or a forgotten request), the
+    leg took the answer that crossed upstream (linked), and this one, linked to nothing
+    upstream, never crossed (`Hop.orphan`)."""
+    if yc is None or not yc.syn or yc.synack or ys is None or not ys.synack:
+        return None
+    p = _partner(pb, yc)
+    if p is None or p is ys or not p.synack or p.isn == ys.isn or p.hid in hl.back:
+        return None
+    want = (yc.isn + 1) & M32
+
+    def ack0(h: Half) -> int:
+        return h.ack0 if h.ack0 >= 0 else int(pb.table.ack[int(h.idx[0])])
+
+    return p if ack0(p) == want and ack0(ys) == want else None
 
 
 def _partner(pc: PointConns, h: Half | None) -> Half | None:
@@ -218,7 +240,12 @@ def build_flows(
             link: LinkKind = "same" if same else "nat"
             leg_y = LegB(nxt, down[jc], down[js], link, (), None, None, part)
             # (both halves on both legs: `_extend` changes neither leg's)
-            flow = FlowB([leg, leg_y], [Hop(p, nxt, None, None, list(skip), None, four)], [])
+            hop1 = Hop(p, nxt, None, None, list(skip), None, four)
+            if yc_conn != ys_conn:
+                pd = pts[nxt].pc
+                assert pd is not None
+                hop1.orphan = _orphan_answer(pd, leg_y.c, leg_y.s, links[(p, nxt)])
+            flow = FlowB([leg, leg_y], [hop1], [])
             flows.append(flow)
             if further:
                 _extend(pts, present, k + 1, flow, links, claimed, plans)
@@ -414,7 +441,7 @@ def _extend(
         same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
             leg.s is None or ys is None or leg.s.tkey == ys.tkey
         )
-        flow.hops.append(Hop(a, b, None, None, missing))
+        flow.hops.append(Hop(a, b, None, None, missing, orphan=_orphan_answer(pb, yc, ys, hl)))
         link: LinkKind = "same" if same_tuple else "nat"
         # the same connection beyond a NAT: the same exchanges are this flow's
         flow.legs.append(LegB(b, yc, ys, link, details, None, None, leg.part))
@@ -475,6 +502,12 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             hi = min(hi, n)
             _match_group(pts, a, b, cr, lo, hi, more, [x[lo:hi] for x in ids])
             lo = hi
+    # a server's answer that never crossed (`Hop.orphan`): lost on the hop, like the
+    # packets matching found undelivered (time slices judge each in one slice)
+    for f in every:
+        for hop in f.hops:
+            if hop.orphan is not None and hop.s2c is not None:
+                hop.s2c.undelivered = sorted({*hop.s2c.undelivered, *hop.orphan.idx.tolist()})
 
 
 class _Crossing:

@@ -997,3 +997,38 @@ def test_conntrack_of_a_later_connection_the_capture_lost_maps_no_earlier_one(
     assert first.legs[1].tuple == "198.18.1.1:22362 > 198.18.1.2:80"
     assert first.findings == ()
     assert not {"drop", "inject", "rewrite"} & {f.kind for f in all_findings(v)}
+
+
+@pytest.mark.parametrize("before", [False, True])  # the hop a flow's first, or a later one
+def test_a_lost_answer_the_server_gave_again_with_another_isn(tmp_path: Path, before: bool) -> None:
+    # srv answered the SYN; that SYN-ACK was lost on the wire; the client sent the SYN
+    # again and srv, having forgotten the first (SYN cookies under a full backlog), answered
+    # it with another ISN. The lost answer is a drop of its own (it had vanished: the flow
+    # took the second answer, and the first's half was left to nobody)
+    c = Conv(client=("198.18.2.1", 53320), server=("198.18.2.2", 80), seed=95)
+    c.seg(C2S, "S", mss=1460, tag="syn", advance=False)
+    first = c.seg(S2C, "SA", mss=1460, seq=c.isn[S2C] ^ 0x5A5A5A5A, tag="lost", advance=False)
+    first.ack = (c.isn[C2S] + 1) & 0xFFFFFFFF
+    c.seg(C2S, "S", mss=1460, tag="syn", dt=1.0, advance=False)
+    c.nxt[C2S] += 1
+    c.seg(S2C, "SA", mss=1460, tag="synack", dt=c.rtt / 2)
+    c.seg(C2S, "A", tag="ack", dt=c.rtt / 2)
+    c.request(HTTP_REQ)
+    c.response(HTTP_RESP)
+    c.close()
+    spec = [
+        ("lb:eth1", lambda x: View(drop=lambda s: s.tag == "lost")),
+        ("srv:eth0", lambda x: View(delay=0.0001)),
+    ]
+    if before:
+        spec.insert(0, ("gw:eth0", lambda x: View(delay=-0.0001, drop=lambda s: s.tag == "lost")))
+    v = correlate(points(tmp_path, [c], spec))
+    [fl] = v.flows
+    [f] = fl.findings
+    assert (f.kind, f.direction, f.between, f.packets) == (
+        "drop",
+        "s2c",
+        ("srv:eth0", "lb:eth1"),
+        1,
+    )
+    assert f.what.startswith("SYN,ACK") and fl.summary.startswith("SYN-ACK dropped between")
