@@ -621,8 +621,9 @@ def _correlate_run(record: RunRecord, jobs: int | None = None) -> Verdict:
         PointRecord.from_capture(c, c.pcap, c.error).to_input(not_before=not_before)
         for c in record.captures
     ]
-    conntrack = {f.host: f.after["conntrack"] for f in record.facts if "conntrack" in f.after}
-    from hopcap.bundle.facts import host_addresses
+    from hopcap.bundle.facts import conntrack_after, host_addresses
+
+    conntrack = conntrack_after(record.facts)
 
     return correlate(
         points,

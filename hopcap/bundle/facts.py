@@ -7,7 +7,7 @@ Parsers for the outputs the orchestrator collects (`nstat -asz`, `nft list rules
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,33 +385,34 @@ def host_addresses(facts: tuple[HostFacts, ...] | list[HostFacts]) -> dict[str, 
     return out
 
 
-def bundle_conntrack(bundle_dir: Path) -> dict[str, str]:
-    """Each host's `conntrack -L` at the end of the run (`facts/<host>/after/
-    conntrack.txt`), as `hopcap run` hands it to the correlator: a bundle correlated again
-    gets the run's verdict."""
+def _bundle_facts(bundle_dir: Path, *names: str) -> list[HostFacts]:
+    """The facts `names` (e.g. "addr") of every host of a bundle, as `write_facts` wrote
+    them (`facts/<host>/{before,after}/<name>.txt`); what is missing is left out."""
     facts_dir = Path(bundle_dir) / "facts"
     if not facts_dir.is_dir():
-        return {}
-    return {
-        h.name: f.read_text(errors="replace")
+        return []
+
+    def read(d: Path) -> dict[str, str]:
+        return {n: f.read_text(errors="replace") for n in names if (f := d / f"{n}.txt").is_file()}
+
+    return [
+        HostFacts(h.name, read(h / "before"), read(h / "after"))
         for h in sorted(facts_dir.iterdir())
-        if (f := h / "after" / "conntrack.txt").is_file()
-    }
+        if h.is_dir()
+    ]
+
+
+def conntrack_after(facts: Iterable[HostFacts]) -> dict[str, str]:
+    """Each host's `conntrack -L` at the end of the run: what the correlator is handed."""
+    return {f.host: f.after["conntrack"] for f in facts if "conntrack" in f.after}
+
+
+def bundle_conntrack(bundle_dir: Path) -> dict[str, str]:
+    """`conntrack_after` of a bundle (`facts/<host>/after/conntrack.txt`), as `hopcap run`
+    had it: a bundle correlated again gets the run's verdict."""
+    return conntrack_after(_bundle_facts(bundle_dir, "conntrack"))
 
 
 def bundle_host_addresses(bundle_dir: Path) -> dict[str, list[str]]:
     """`host_addresses` of a bundle's `facts/<host>/{before,after}/addr.txt`."""
-    facts_dir = Path(bundle_dir) / "facts"
-    if not facts_dir.is_dir():
-        return {}
-
-    def addr(f: Path) -> dict[str, str]:
-        return {"addr": f.read_text(errors="replace")} if f.is_file() else {}
-
-    return host_addresses(
-        [
-            HostFacts(h.name, addr(h / "before" / "addr.txt"), addr(h / "after" / "addr.txt"))
-            for h in sorted(facts_dir.iterdir())
-            if h.is_dir()
-        ]
-    )
+    return host_addresses(_bundle_facts(bundle_dir, "addr"))

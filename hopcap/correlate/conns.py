@@ -46,6 +46,20 @@ def mix(*cols: npt.NDArray[np.uint64] | I64) -> U64:
     return h
 
 
+def signed32(x: I64) -> I64:
+    """Differences of 32-bit sequence numbers (mod 2**32) as signed values."""
+    return ((x + (1 << 31)) & M32) - (1 << 31)
+
+
+def _last_before(mask: npt.NDArray[np.bool_], ar: I64) -> I64:
+    """For each row, the last row before it where `mask` holds (-1: none)."""
+    last = np.maximum.accumulate(np.where(mask, ar, -1))
+    out = np.empty_like(last)
+    out[:1] = -1
+    out[1:] = last[:-1]
+    return out
+
+
 T = TypeVar("T")
 
 
@@ -297,17 +311,11 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     fl = t.flags[order]
     syn = (fl & SYN) != 0
     sq = t.seq[order]
-    last_syn = np.maximum.accumulate(np.where(syn, ar, -1))
-    prev_syn = np.empty(n, np.int64)
-    prev_syn[0] = -1
-    prev_syn[1:] = last_syn[:-1]
+    prev_syn = _last_before(syn, ar)
     gfirst = np.maximum.accumulate(np.where(gstart, ar, 0))
     prev_in_group = prev_syn >= gfirst
     prev_isn = np.where(prev_in_group, sq[np.maximum(prev_syn, 0)], -1)
-    last_rst = np.maximum.accumulate(np.where(((fl & RST) != 0) & ~syn, ar, -1))
-    prev_rst = np.empty(n, np.int64)
-    prev_rst[0] = -1
-    prev_rst[1:] = last_rst[:-1]
+    prev_rst = _last_before(((fl & RST) != 0) & ~syn, ar)
     reset = (prev_rst > prev_syn) & (prev_rst >= gfirst)
     boundary = gstart | (syn & ((prev_isn != sq) | reset))
     # after a FIN or RST (since the last SYN), a packet whose seq is far from the one that
@@ -315,21 +323,13 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     # A FIN or RST closes only in sequence with the last packet before it that was neither
     # (not a forged RST)
     ends = (fl & (FIN | RST)) != 0
-    last_plain = np.maximum.accumulate(np.where(~ends, ar, -1))
-    prev_plain = np.empty(n, np.int64)
-    prev_plain[0] = -1
-    prev_plain[1:] = last_plain[:-1]
-    step = (sq - sq[np.maximum(prev_plain, 0)]) & M32
-    step = np.where(step >= 1 << 31, step - (1 << 32), step)
+    prev_plain = _last_before(~ends, ar)
+    step = signed32(sq - sq[np.maximum(prev_plain, 0)])
     close = ~syn & ends & ((prev_plain < gfirst) | (np.abs(step) <= 1 << 24))
-    last_close = np.maximum.accumulate(np.where(close, ar, -1))
-    prev_close = np.empty(n, np.int64)
-    prev_close[0] = -1
-    prev_close[1:] = last_close[:-1]
+    prev_close = _last_before(close, ar)
     pc = np.maximum(prev_close, 0)
     closed_at = np.where((fl[pc] & RST) != 0, sq[pc], (sq[pc] + 1) & M32)
-    d = (sq - closed_at) & M32
-    d = np.where(d >= 1 << 31, d - (1 << 32), d)
+    d = signed32(sq - closed_at)
     far = ~syn & (prev_close >= gfirst) & (prev_close > prev_syn) & ((d > 65536) | (d < -(1 << 24)))
     cand = np.nonzero(far)[0]
     if cand.shape[0]:

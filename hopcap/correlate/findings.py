@@ -214,6 +214,12 @@ def split_lost(
     return lost, gap, why
 
 
+def on_wire(up: Point, down: Point) -> bool:
+    """Whether a hop is a wire between two hosts (nothing on it makes packets), not two
+    interfaces of one host."""
+    return up.host != down.host and bool(up.iface) and bool(down.iface)
+
+
 def split_extra(
     up: Point, down: Point, ts: I64, rows: list[int]
 ) -> tuple[list[int], list[int], str]:
@@ -222,7 +228,7 @@ def split_extra(
     inj: list[int] = []
     gap: list[int] = []
     why = ""
-    wire = up.host != down.host and bool(up.iface) and bool(down.iface)
+    wire = on_wire(up, down)
     for r in rows:
         reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
         if reason:
@@ -443,10 +449,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # per point: its halves with a RST (by hid), looked up on first need
     rst: list[dict[int, list[int]] | None] = [None] * npts
     for k, f in enumerate(flows):
-        if (
-            f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1
-            or f.hops[0].orphan is not None
-        ):  # fmt: skip
+        if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
         hop = f.hops[0]
         x, y = f.legs
@@ -1046,9 +1049,8 @@ class _Chain:
             text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
             # packets made between two points of one host (not on a wire, where nothing
             # could have made them): put down to `up`'s kernel drops, every one (`blind`)
-            wire = up.host != down.host and bool(up.iface) and bool(down.iface)
             kd = up.kernel_drops
-            loss = (up.name, kd, "inject", desc) if kd and not wire else None
+            loss = (up.name, kd, "inject", desc) if kd and not on_wire(up, down) else None
             first = packet_kind(t, gap[0])
             what = (text, nb, ts0)
             self.add("gap", direction, between, down, gap, what, packet=first, loss=loss)

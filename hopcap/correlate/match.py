@@ -36,7 +36,7 @@ from hopcap.correlate._fastwalk import (
     pair_delays,
     payloads_differ,
 )
-from hopcap.correlate.conns import mix
+from hopcap.correlate.conns import mix, signed32
 from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
 
 I64 = npt.NDArray[np.int64]
@@ -58,10 +58,6 @@ _FLAG_NAMES = tuple(_flags_str(f) for f in range(256))  # the named flags: the l
 def flags_str(f: int) -> str:
     """TCP flags in words ("SYN,ACK"; "none")."""
     return _FLAG_NAMES[f & 0xFF]
-
-
-def signed32(x: I64) -> I64:
-    return ((x + (1 << 31)) & M32) - (1 << 31)
 
 
 class Rewrite(NamedTuple):
