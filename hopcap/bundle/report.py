@@ -25,6 +25,12 @@ MAX_DETAILED = 20  # flows with drops etc. shown with findings, legs and ladder
 # that opens a backend connection per request has a leg for each: thousands; the report
 # became megabytes of them); the rest are counted, verdict.json has them all
 MAX_LEGS = 24
+# findings of a detailed flow shown in its table and ladder: such a connection through a
+# lossy backend link had hundreds (a drop each of its backend connections), each a table
+# row and a ladder row of 46 px: 12,000 px of ladder a flow. The first of each kind of
+# finding is always shown (an inject after 300 drops is not hidden), the rest counted
+# per kind, direction and hop; verdict.json has them all
+MAX_FINDINGS = 30
 MAX_REWRITES_DETAILED = 10  # flows with rewrites only, shown in detail
 MAX_LISTED = 200  # further flows, one table row each
 
@@ -88,6 +94,42 @@ def finding_text(f: Finding) -> str:
     if f.kind == "rewrite" and f.field:
         s += f" ({f.field}: {f.before} -> {f.after})"
     return s
+
+
+def shown_findings(fl: Flow) -> tuple[list[Finding], str]:
+    """The findings of `fl` a report shows (at most MAX_FINDINGS, in the flow's order:
+    the first of each kind, direction, hop and field, then the earliest others) and a
+    line that counts the rest per kind, direction and hop ("" when all are shown)."""
+    fs = fl.findings
+    if len(fs) <= MAX_FINDINGS:
+        return list(fs), ""
+
+    def key(f: Finding) -> tuple[str, str, tuple[str, str], str]:
+        return (f.kind, f.direction, f.between, f.field or "")
+
+    firsts: dict[tuple[str, str, tuple[str, str], str], int] = {}
+    for i, f in enumerate(fs):
+        firsts.setdefault(key(f), i)
+    keep = set(sorted(firsts.values())[:MAX_FINDINGS])
+    i = 0
+    while len(keep) < MAX_FINDINGS:
+        keep.add(i)
+        i += 1
+    rest: dict[tuple[str, str, tuple[str, str], str], list[int]] = {}
+    for i, f in enumerate(fs):
+        if i not in keep:
+            n = rest.setdefault(key(f), [0, 0])
+            n[0] += 1
+            n[1] += f.packets
+    groups = "; ".join(
+        f"{n:,} {kind}{' ' + fld if fld else ''} {d} {a} -> {b} ({p:,} packets)"
+        for (kind, d, (a, b), fld), (n, p) in sorted(rest.items(), key=lambda kv: -kv[1][0])
+    )
+    more = len(fs) - len(keep)
+    line = (
+        f"... {more:,} more findings ({groups}), {len(fs):,} in all: verdict.json lists every one."
+    )
+    return [f for i, f in enumerate(fs) if i in keep], line
 
 
 def _split(patterns: Sequence[Pattern]) -> tuple[list[Pattern], list[Pattern]]:
@@ -387,12 +429,15 @@ def _md_flow(fl: Flow) -> list[str]:
         "| kind | direction | between | packets | bytes | first seen | what |",
         "|---|---|---|---|---|---|---|",
     ]
-    for f in fl.findings:
+    shown, more = shown_findings(fl)
+    for f in shown:
         what = finding_what(f)
         L.append(
             f"| {_md(f.kind)} | {_md(f.direction)} | {_md(f.between[0])} -> {_md(f.between[1])} "
             f"| {f.packets} | {f.bytes} | {iso(f.first_ts)} | {_md(what)} |"
         )
+    if more:
+        L += ["", _md(more)]
     if fl.legs:
         L += ["", "| leg | tuple | link | latency | details |", "|---|---|---|---|---|"]
         for leg in fl.legs[:MAX_LEGS]:
@@ -669,7 +714,8 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>packets</th>"
         "<th>bytes</th><th>first seen</th><th>what</th></tr></thead><tbody>",
     ]
-    for f in fl.findings:
+    shown, more = shown_findings(fl)
+    for f in shown:
         what = finding_what(f)
         H.append(
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
@@ -677,6 +723,8 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
             f"<td>{f.bytes}</td><td>{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>"
         )
     H.append("</tbody></table>")
+    if more:
+        H.append(f'<p class="muted">{_h(more)}</p>')
     if fl.legs:
         H.append(
             "<table><thead><tr><th>leg</th><th>tuple</th><th>link</th><th>latency</th>"
@@ -785,11 +833,13 @@ def _columns(fl: Flow, path: Sequence[str]) -> list[str]:
 
 
 def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
-    """A ladder diagram: one vertical line per point in path order, one row per finding."""
+    """A ladder diagram: one vertical line per point in path order, one row per finding
+    shown (`shown_findings`), and a last row that says how many more there are."""
     cols = _columns(fl, path)
     col_w, left, top, row_h = 150, 70, 60, 46
     x = {c: left + i * col_w for i, c in enumerate(cols)}
-    rows = 1 + len(fl.findings)
+    shown, more = shown_findings(fl)
+    rows = 1 + len(shown) + (1 if more else 0)
     # room for the labels (up to 90 characters) even when the path has two points
     width = max(left * 2 + col_w * max(len(cols) - 1, 1), 720)
     height = top + rows * row_h + 30
@@ -837,8 +887,15 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         f'<text x="{left - 60}" y="{y - 8}" fill="#666">connection seen at '
         f"{len(legs)} point(s): {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
     )
-    for i, f in enumerate(fl.findings, 1):
+    for i, f in enumerate(shown, 1):
         S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left, width)
+    if more:
+        y = top + (len(shown) + 1) * row_h + row_h // 2
+        n = len(fl.findings) - len(shown)
+        S.append(
+            f'<text x="{left - 60}" y="{y}" fill="#666">... {n:,} more findings '
+            "(counted under the table above; verdict.json lists every one)</text>"
+        )
     S.append("</svg>")
     return "\n".join(S)
 

@@ -505,3 +505,48 @@ def test_a_flow_with_thousands_of_legs_is_listed_short(tmp_path: Path) -> None:
     # a flow with few legs lists them all, and says nothing more
     assert all(f"{leg.tuple}" in render_markdown({}, verdict, {}) for leg in broken.legs)
     assert "more legs" not in render_markdown({}, verdict, {})
+
+
+def test_a_flow_with_hundreds_of_findings_is_shown_short() -> None:
+    """A client connection through a balancer whose backend link loses packets has a drop
+    finding for each of its backend connections (hundreds, lab `lb-srv-loss`): table and
+    ladder show MAX_FINDINGS of them, always the first of each kind (an inject after the
+    drops is not hidden), and count the rest per kind, direction and hop."""
+    from dataclasses import replace
+
+    from hopcap.bundle.report import MAX_FINDINGS, render_html, render_markdown
+    from hopcap.model import Finding
+
+    verdict = sc.make_verdict()
+    broken = next(f for f in verdict.flows if f.findings)
+
+    def drop(k: int, d: str) -> Finding:
+        hop = ("lb:eth1", "srv:eth0") if d == "c2s" else ("srv:eth0", "lb:eth1")
+        return Finding("drop", d, hop, 2, 0, 1e9 + k, f"ACK seq={k} dropped-{k}")  # type: ignore[arg-type]
+
+    drops = [drop(k, "c2s" if k % 3 else "s2c") for k in range(400)]
+    late = Finding("inject", "s2c", ("fw:eth1", "fw:eth0"), 1, 0, 2e9, "RST seq=1 late-inject")  # type: ignore[arg-type]
+    many = replace(broken, findings=(*drops, late))
+    v = replace(verdict, flows=(many, *(f for f in verdict.flows if f is not broken)))
+    md, html = render_markdown({}, v, {}), render_html({}, v, {})
+    shown = MAX_FINDINGS - 1  # the earliest drops, and the inject
+    for text, times in ((md, 1), (html, 2)):  # (html: in the table and the ladder)
+        assert text.count("late-inject") == times
+        assert text.count("dropped-") == shown * times
+        assert text.count(f"dropped-{shown - 1}") == times and f"dropped-{shown}" not in text
+    c2s = sum(1 for k in range(shown, 400) if k % 3)
+    s2c = 400 - shown - c2s
+    more = (
+        f"... {400 - shown:,} more findings ({c2s:,} drop c2s lb:eth1 -> srv:eth0 "
+        f"({2 * c2s:,} packets); {s2c:,} drop s2c srv:eth0 -> lb:eth1 ({2 * s2c:,} packets)), "
+        "401 in all: verdict.json lists every one."
+    )
+    assert more in md and more.replace(">", "&gt;") in html
+    # the ladder has a row per finding shown and one for the rest, not one per finding
+    height = int(
+        html.split('aria-label="ladder diagram of flow ' + many.id)[0]
+        .rsplit('height="', 1)[1]
+        .split('"')[0]
+    )
+    assert height < 60 + (MAX_FINDINGS + 3) * 46
+    assert "more findings" not in render_markdown({}, verdict, {})
