@@ -33,6 +33,13 @@ from hopcap.orchestrator.transport import HostTransport, ShellProcess, SSHTransp
 PROMPT_RE = re.compile(rb"(?:^|[\r\n])[A-Za-z0-9_.-]+(?: \([A-Za-z0-9_.-]+\))? [#$] $")
 CLI_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
+# at the stop, how long the sniffer may go on printing what it captured before it (its
+# text lags the packets by seconds when it prints thousands of hex dumps), and the pause
+# in its output that says it has caught up
+DRAIN_S = 5.0
+QUIET_S = 0.5
+# a packet's line: its time (the box's local time, `a`: absolute)
+_PACKET_TS_RE = re.compile(rb"\n(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) ")
 _RECEIVED_RE = re.compile(rb"(\d+) packets received by filter")
 _DROPPED_RE = re.compile(rb"(\d+) packets dropped by kernel")
 _VERSION_RE = re.compile(r"^Version:\s*(.+)$", re.M)
@@ -154,6 +161,11 @@ class FortiGateCapture(RunningCapture):
         self._buf = bytearray()
         self._pump: asyncio.Task[None] | None = None
         self._last = b""  # the end of the sniffer's text so far
+        # the box's clock minus ours (beyond its time zone), and how far off that may be
+        # (`System time` has whole seconds)
+        self._clock_s, self._clock_err = 0.0, 2.0
+        self._newest: float | None = None  # the last packet printed (on our clock)
+        self._chunk_at = 0.0  # when its text last came (monotonic)
 
     @property
     def command(self) -> str:
@@ -206,7 +218,7 @@ class FortiGateCapture(RunningCapture):
             self.version = m.group(1).strip()
         clock = clock_from_status(status, time.time(), time.time())
         if clock is not None:
-            self.utc_offset_s = clock[2]
+            self._clock_s, self._clock_err, self.utc_offset_s = clock
         if self.version is None:
             raise CaptureError(
                 f"{self.host}: `get system status` gave no FortiOS version: is it a FortiGate?",
@@ -242,6 +254,11 @@ class FortiGateCapture(RunningCapture):
                     return
                 f.write(chunk)
                 f.flush()
+                self._chunk_at = time.monotonic()
+                stamps = _PACKET_TS_RE.findall(self._last + chunk)
+                if stamps:
+                    local = dt.datetime.fromisoformat(stamps[-1].decode()).replace(tzinfo=dt.UTC)
+                    self._newest = local.timestamp() - self.utc_offset_s - self._clock_s
                 self._last = (self._last + chunk)[-256:]
                 if _DROPPED_RE.search(self._last):  # the counts after Ctrl-C: it stopped
                     return
@@ -255,6 +272,7 @@ class FortiGateCapture(RunningCapture):
         if self._shell is None:
             return CaptureStats(None, None, None)
         try:
+            await self._drain()
             self._shell.write(b"\x03")
             if self._pump is not None:
                 try:
@@ -273,6 +291,21 @@ class FortiGateCapture(RunningCapture):
         finally:
             self._shell.close()
             self._shell = None
+
+    async def _drain(self) -> None:
+        """Wait (up to DRAIN_S) until the sniffer has printed a packet surely captured after
+        the stop (beyond the error of the box's clock), or its output pauses: Ctrl-C makes
+        the terminal discard the text still queued, so a sniffer that lags (thousands of
+        hex dumps under load) lost the last packets of the window or cut one in half (a
+        damaged hex dump)."""
+        deadline = time.monotonic() + DRAIN_S
+        after = (self.stop_ts or 0.0) + self._clock_err
+        while self._pump is not None and not self._pump.done():
+            now = time.monotonic()
+            caught_up = self._newest is not None and self._newest >= after
+            if caught_up or now - self._chunk_at >= QUIET_S or now >= deadline:
+                return
+            await asyncio.sleep(0.02)
 
     def convert(self, pcaps: Path) -> list[tuple[CapturePoint, Path, str, int]]:
         """The sniffer's text as one pcapng per point, in path order:
