@@ -148,8 +148,9 @@ def test_jobs_claim_pieces_and_send_them_back(
             time.sleep(0.3)
         else:
             # not so quick that a child takes every piece while the parent still forks
-            # the next child (a piece of one flow takes well under 1 ms: it flaked once)
-            time.sleep(0.005)
+            # the next child (a piece of one flow takes well under 1 ms: it flaked once;
+            # a fork under load can take tens of ms)
+            time.sleep(0.05)
         return match(prep, idxs)  # type: ignore[arg-type]
 
     sent: list[int] = []
