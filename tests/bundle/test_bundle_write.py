@@ -326,8 +326,13 @@ def test_damaged_bundles(built: tuple[Path, Path], tmp_path: Path) -> None:
 
     c = _copy(built, tmp_path / "c")
     (c / "verdict.json").write_text("{ not json")
+    damaged = load_bundle(c)  # (re-correlating it makes a new verdict: never reads this)
+    assert damaged.points and "verdict.json" in damaged.warnings[0]
     with pytest.raises(BundleError, match="damaged"):
-        load_bundle(c)
+        _ = damaged.verdict
+    (c / "verdict.json").write_text('{"points": 1}')
+    with pytest.raises(BundleError, match="damaged: missing or bad field"):
+        _ = load_bundle(c).verdict
 
 
 def test_load_hashes_only_when_asked(
@@ -472,7 +477,15 @@ def test_archives_leave_no_extraction_behind(
     with tarfile.open(bad, "w:gz") as tf:
         for p in src.iterdir():
             tf.add(p, arcname=p.name)
-    with pytest.raises(BundleError, match="damaged"):
+    with pytest.raises(BundleError, match="damaged"), load_bundle(bad) as loaded:
+        _ = loaded.verdict  # (read on first use, while the extraction is there)
+    assert list(tmp.iterdir()) == []
+    # and one that fails to load (a capture missing)
+    next(src.rglob("*.pcap")).unlink()
+    with tarfile.open(bad, "w:gz") as tf:
+        for p in src.iterdir():
+            tf.add(p, arcname=p.name)
+    with pytest.raises(BundleError, match="incomplete"):
         load_bundle(bad)
     assert list(tmp.iterdir()) == []
 
