@@ -292,6 +292,7 @@ def test_jobs_on_real_captures_in_pieces_of_one_flow(
 ) -> None:
     """Real captures (tests/data/PROVENANCE.md): 2 and 3 jobs, every flow a piece of its
     own (claimed by whichever process comes first), give the verdict of one job."""
+    import multiprocessing as mp
     import os
     import time
 
@@ -302,24 +303,35 @@ def test_jobs_on_real_captures_in_pieces_of_one_flow(
     parent = os.getpid()
     match = par.match_part
     here: list[int] = []
+    # (shared with the forked children) pieces the parent / the children have claimed:
+    # each side's first piece waits (up to 10 s) for the other side to claim one, so both
+    # take some whatever the scheduler does (at a load of 9, timing alone failed: the
+    # children started late, or took every piece before the parent claimed one)
+    mine, theirs = mp.Value("i", 0), mp.Value("i", 0)
+
+    def await_other(other: Any) -> None:
+        end = time.monotonic() + 10
+        while other.value == 0 and time.monotonic() < end:
+            time.sleep(0.002)
 
     def slow_here(prep: object, idxs: list[int]) -> object:
         if os.getpid() == parent:  # the children get pieces too
             here.append(idxs[0])
-            time.sleep(0.02)
+            mine.value += 1
+            await_other(theirs)
         else:
-            # not so quick that they take every piece before the parent claims its first
-            # (with matching in C a child's piece of one flow takes well under 1 ms)
-            time.sleep(0.005)
+            with theirs.get_lock():
+                theirs.value += 1
+            await_other(mine)
         return match(prep, idxs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(par, "match_part", slow_here)
     for jobs in (2, 3):
         here.clear()
+        mine.value = theirs.value = 0
         assert correlate(pts, jobs=jobs, min_packets_per_job=0).to_dict() == one
-        # the parent took pieces and so did the children (how many each is up to the
-        # scheduler: at a load of 5+ the children start late and the parent takes more)
-        assert 0 < len(here) < len(one["flows"])
+        # the parent took pieces and so did the children
+        assert 0 < len(here) < len(one["flows"]) and theirs.value > 0
 
 
 def test_a_child_dead_holding_the_pieces_lock_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
