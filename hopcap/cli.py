@@ -435,7 +435,14 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
     """Points, then patterns (problems, then device policy), then only the flows with
     drops, injections, resets or gaps (most such packets first); `show_all`: every flow;
     `flow_id`: that flow in detail instead. False: there is no flow `flow_id`."""
-    from hopcap.patterns import FLOW_HEADERS, also_seen_line, ensure_patterns, flow_row, triage
+    from hopcap.patterns import (
+        FLOW_HEADERS,
+        also_seen_line,
+        ensure_patterns,
+        flow_row,
+        seen_span,
+        triage,
+    )
 
     verdict = ensure_patterns(verdict)
 
@@ -475,7 +482,9 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
     if problems:
         shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
         typer.echo(f"patterns ({len(problems)}):")
-        typer.echo("\n".join(f"  {p.text}" for p in shown))
+        typer.echo(
+            "\n".join(f"  {p.text}; {seen_span(p)}" if p.first_ts else f"  {p.text}" for p in shown)
+        )
         if len(shown) < len(problems):
             typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
     if policy:

@@ -627,6 +627,9 @@ class Pattern:
     policy: bool = False
     label: str | None = None  # e.g. "MSS clamping"
     flow_ids: tuple[str, ...] = ()
+    # the first packet of its latest finding (with first_ts: when it came and went; a
+    # fault that comes and goes shows as a span shorter than the window)
+    last_ts: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -641,6 +644,7 @@ class Pattern:
             "packets": self.packets,
             "bytes": self.bytes,
             "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
             "policy": self.policy,
             "text": self.text,
             "flow_ids": list(self.flow_ids),
@@ -670,6 +674,7 @@ class Pattern:
             policy=bool(x.get("policy", False)),
             label=x.get("label"),
             flow_ids=tuple(x.get("flow_ids", ())),
+            last_ts=x.get("last_ts"),
         )
 
 

@@ -12,6 +12,7 @@ patterns and of the flows shown.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import functools
 import operator
 import re
@@ -48,6 +49,7 @@ class _Acc:
     unanchored: int = 0  # flows with no leg where the segment starts
     counted: bool = False  # its packets counted by kind (a drop's, an injection's)
     members: list[Finding] = dataclasses.field(default_factory=list)
+    last_ts: float | None = None
 
     def __post_init__(self) -> None:
         self.counted = self.first.kind in ("drop", "inject")
@@ -138,7 +140,7 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
         fs = acc.members
         acc.packets = sum(map(_PACKETS, fs))
         acc.bytes = sum(map(_BYTES, fs))
-        acc.first_ts = _first_ts(fs)
+        acc.first_ts, acc.last_ts = _span(fs)
         if acc.counted:  # a drop's or an injection's
             kinds = acc.kinds
             for f in fs:
@@ -164,14 +166,32 @@ _BYTES = operator.attrgetter("bytes")
 _TS = operator.attrgetter("first_ts")
 
 
-def _first_ts(fs: list[Finding]) -> float | None:
-    """The earliest first_ts of `fs` (None: none has one), as a loop over them keeping
-    the smaller one would find it."""
+def _span(fs: list[Finding]) -> tuple[float | None, float | None]:
+    """The earliest and the latest first_ts of `fs` (None: none has one)."""
     try:
-        return min(map(_TS, fs))  # type: ignore[no-any-return]
+        return min(map(_TS, fs)), max(map(_TS, fs))
     except TypeError:  # some None among them
         ts = [t for t in map(_TS, fs) if t is not None]
-        return min(ts) if ts else None
+        return (min(ts), max(ts)) if ts else (None, None)
+
+
+def seen_span(p: Pattern) -> str:
+    """When a pattern's findings happened, for people (UTC): `21:44:39.881-21:45:44.076`
+    (the first packet of its earliest and of its latest finding; dates when the days
+    differ), `21:44:39.881` for one instant, `from 21:44:39.881` when the verdict (of an
+    older hopcap) has no last time; "" when no time is known."""
+    if p.first_ts is None:
+        return ""
+    a = _dt.datetime.fromtimestamp(p.first_ts, _dt.UTC)
+    hms = "%H:%M:%S.%f"
+    if p.last_ts is None:
+        return f"from {a.strftime(hms)[:-3]} UTC"
+    b = _dt.datetime.fromtimestamp(p.last_ts, _dt.UTC)
+    if a.date() != b.date():
+        return f"{a:%Y-%m-%d} {a.strftime(hms)[:-3]}-{b:%Y-%m-%d} {b.strftime(hms)[:-3]} UTC"
+    if b - a < _dt.timedelta(milliseconds=1):
+        return f"{a.strftime(hms)[:-3]} UTC"
+    return f"{a.strftime(hms)[:-3]}-{b.strftime(hms)[:-3]} UTC"
 
 
 def with_patterns(verdict: Verdict) -> Verdict:
@@ -208,6 +228,7 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
                 seen.add(a.flow_ids[0])
                 ids.append(a.flow_ids[0])
         ts = [a.first_ts for a in single if a.first_ts is not None]
+        last = [a.last_ts for a in single if a.last_ts is not None]
         kinds: dict[str, int] = {}
         for a in single:
             for k, n in a.kinds.items():
@@ -224,6 +245,7 @@ def _fold_values(groups: dict[_Key, _Acc]) -> list[tuple[_Acc, int]]:
                     single[0].anchor,
                     kinds,
                     sum(a.unanchored for a in single),
+                    last_ts=max(last) if last else None,
                 ),
                 len(single),
             )
@@ -264,6 +286,7 @@ def _pattern(
         packets=acc.packets,
         bytes=acc.bytes,
         first_ts=acc.first_ts,
+        last_ts=acc.last_ts,
         text=_text(f, values, flows, of, acc.packets, acc.flow_ids, label, acc.kinds),
         field=f.field,
         before=f.before if values == 1 else None,

@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
-from hopcap.patterns import FLOW_HEADERS, Triage, also_seen_line, ensure_patterns, flow_row, triage
+from hopcap.patterns import (
+    FLOW_HEADERS,
+    Triage,
+    also_seen_line,
+    ensure_patterns,
+    flow_row,
+    seen_span,
+    triage,
+)
 
 MAX_HEALTHY_LISTED = 20
 MAX_COUNTERS = 12
@@ -292,9 +300,12 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     L += ["", f"## Patterns ({len(problems)})", ""]
     if problems:
         L.append("The same finding across flows, counted once; most flows first.")
-        L += ["", "| # | kind | pattern | e.g. |", "|---|---|---|---|"]
+        L += ["", "| # | kind | pattern | seen | e.g. |", "|---|---|---|---|---|"]
         for i, p in enumerate(problems[:MAX_PATTERNS], 1):
-            L.append(f"| {i} | {_md(p.kind)} | {_md(p.text)} | {_md(_examples(p))} |")
+            L.append(
+                f"| {i} | {_md(p.kind)} | {_md(p.text)} | {_md(seen_span(p))} "
+                f"| {_md(_examples(p))} |"
+            )
         if len(problems) > MAX_PATTERNS:
             L.append(f"\n{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.")
     else:
@@ -579,14 +590,16 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
                  "first.</p>")  # fmt: skip
         H.append(
             "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>change</th>"
-            "<th>flows</th><th>packets</th><th>e.g.</th><th>description</th></tr></thead><tbody>"
+            "<th>flows</th><th>packets</th><th>seen</th><th>e.g.</th><th>description</th>"
+            "</tr></thead><tbody>"
         )
         for p in problems[:MAX_PATTERNS]:
             H.append(
                 f'<tr><td class="k-{_h(p.kind)}">{_h(p.kind)}</td><td>{_h(p.direction)}</td>'
                 f"<td>{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>"
                 f"<td>{_h(_pattern_change(p))}</td><td>{p.flows:,} of {p.of:,}</td>"
-                f"<td>{p.packets:,}</td><td>{_h(_examples(p))}</td><td>{_h(p.text)}</td></tr>"
+                f"<td>{p.packets:,}</td><td>{_h(seen_span(p))}</td><td>{_h(_examples(p))}</td>"
+                f"<td>{_h(p.text)}</td></tr>"
             )
         H.append("</tbody></table>")
         if len(problems) > MAX_PATTERNS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hopcap.model import Finding, Flow, Leg, PointSummary, Verdict
+from hopcap.model import Finding, Flow, Leg, Pattern, PointSummary, Verdict
 from hopcap.patterns import find_patterns, triage, with_patterns
 
 A, B = "fw:eth0", "fw:eth1"
@@ -157,3 +157,35 @@ def test_a_missing_point_is_one_gap_pattern_that_says_why() -> None:
 def test_no_findings_no_patterns() -> None:
     assert find_patterns(verdict(flow(1), flow(2))) == ()
     assert find_patterns(Verdict((), ())) == ()
+
+
+def test_a_pattern_says_when_it_came_and_went() -> None:
+    """A fault that comes and goes (drops on the flows of 40 s to 45 s of a 100 s window,
+    the flows before and after it fine): the pattern spans the first packet of its first
+    finding to that of its last, in verdict.json and in words; folded rewrites too."""
+    from hopcap.patterns import seen_span
+
+    def drop_at(t: float) -> Finding:
+        return Finding("drop", "c2s", (A, B), 1, 0, T0 + t, "SYN seq=1")
+
+    flows = [flow(i, drop_at(i)) if 40 <= i <= 45 else flow(i) for i in range(100)]
+    [p] = verdict(*flows).patterns
+    assert (p.first_ts, p.last_ts, p.flows, p.of) == (T0 + 40, T0 + 45, 6, 100)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert (d["first_ts"], d["last_ts"]) == (T0 + 40, T0 + 45)
+    assert seen_span(p) == "05:40:40.000-05:40:45.000 UTC"  # T0 is 05:40:00 UTC
+    [one] = verdict(flow(1, drop_at(3)), flow(2)).patterns
+    assert seen_span(one) == "05:40:03.000 UTC"
+    # a verdict of an older hopcap: no last time
+    old = Pattern.from_dict({k: v for k, v in d.items() if k != "last_ts"})
+    assert seen_span(old) == "from 05:40:40.000 UTC"
+
+    def seq(i: int) -> Finding:
+        return Finding("rewrite", "c2s", (A, B), 1, 0, T0 + i, "data", "tcp.seq", i, i + 9)
+
+    [folded] = verdict(*(flow(i, seq(i * 10)) for i in range(1, 5))).patterns
+    assert folded.values == 4 and (folded.first_ts, folded.last_ts) == (T0 + 10, T0 + 40)
+    # a day boundary between them: dates
+    late = Finding("drop", "c2s", (A, B), 1, 0, T0 + 86_400, "SYN seq=1")
+    [both] = verdict(flow(1, drop_at(0)), flow(2, late)).patterns
+    assert seen_span(both) == "2025-11-22 05:40:00.000-2025-11-23 05:40:00.000 UTC"
