@@ -330,3 +330,64 @@ def test_no_fault_no_finding(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
         assert _repro_exit(res) == 0, res.manifest.get("repro")
         assert any(f["server"] == HTTP_SERVER for f in res.verdict["flows"]), _brief(res)
         assert res.findings(*BAD_KINDS) == [], f"run {i}:\n{_brief(res)}"
+
+
+def test_a_fault_that_comes_and_goes(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """fw drops the client's SYNs for ~2.5 s in the middle of a ~10 s window of short
+    connections (fw-drop-syn's rule put in place and taken away while tcpdump runs, the
+    connections left alone): the drop pattern says when it came and went, inside the
+    window, with flows before and after it fine."""
+    import threading
+    import time
+
+    layout = Layout(PREFIX, MGMT)
+    sdir = clean_lab.state_dir
+    flapped: list[float] = []
+
+    def flap() -> None:
+        end = time.monotonic() + 60
+        while not _capturing(layout.ns("fw")) and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(3)
+        flapped.append(time.time())
+        lab.faults._get("fw-drop-syn").apply(layout, sdir)
+        time.sleep(2.5)
+        lab.faults._delete_fault_tables(layout.ns("fw"))
+        flapped.append(time.time())
+
+    loop = f"for i in $(seq 1 40); do {VIP_CURL.replace('-m 4', '-m 1')}; sleep 0.2; done"
+    inv = inventory_variant(
+        clean_lab.inventory, tmp_path / "site.yml", top=_repro_top("client", loop)
+    )
+    t = threading.Thread(target=flap)
+    t.start()
+    try:
+        res = hopcap_run(inv, tmp_path / "bundle")
+    finally:
+        t.join()
+    assert res.code == 0, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    brief = _brief(res)
+    assert len(flapped) == 2, brief
+    [p] = [p for p in res.verdict["patterns"] if p["kind"] == "drop"]
+    assert (p["direction"], p["between"]) == ("c2s", ["fw:eth0", "fw:eth1"]), brief
+    assert flapped[0] - 0.5 <= p["first_ts"] <= p["last_ts"] <= flapped[1] + 1.5, (p, flapped)
+    assert p["last_ts"] - p["first_ts"] < 4.5, p
+    front = [f for f in res.verdict["flows"] if f["server"] == HTTP_SERVER]
+    fine = [f for f in front if not f["findings"]]
+    assert any(f["first_ts"] < p["first_ts"] - 1 for f in fine), brief
+    assert any(f["first_ts"] > p["last_ts"] + 1 for f in fine), brief
+    assert res.findings("inject", "rewrite") == [], brief
+    # and the terminal says when
+    assert re.search(r"c2s between fw:eth0 and fw:eth1.*; \d\d:\d\d:\d\d\.\d{3}-", res.stdout)
+
+
+def _capturing(ns: str) -> bool:
+    """A tcpdump runs in namespace `ns` (hopcap's capture has started there)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    for pid in pids.split():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "tcpdump":
+                return True
+        except OSError:
+            continue
+    return False
