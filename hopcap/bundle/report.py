@@ -860,6 +860,9 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="ladder diagram of flow '
         f'{_h(fl.id)}" font-family="sans-serif" font-size="11">',
+        # labels cross the points' lines: a white outline under each keeps it readable
+        "<style>text{paint-order:stroke;stroke:#fff;stroke-width:3px;"
+        "stroke-linejoin:round}</style>",
         "<defs>",
     ]
     for kind, color in [*_COLORS.items(), ("ctx", "#999999")]:
