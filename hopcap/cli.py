@@ -482,9 +482,8 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
     if problems:
         shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
         typer.echo(f"patterns ({len(problems)}):")
-        typer.echo(
-            "\n".join(f"  {p.text}; {seen_span(p)}" if p.first_ts else f"  {p.text}" for p in shown)
-        )
+        # (each with when it came and went: "; 21:44:39.874-21:46:10.787 UTC")
+        typer.echo("\n".join(f"  {'; '.join(filter(None, (p.text, seen_span(p))))}" for p in shown))
         if len(shown) < len(problems):
             typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
     if policy:
