@@ -1090,3 +1090,35 @@ def test_conntrack_of_a_reused_client_port_maps_no_other_clients_connection(
                        progress=said.append)  # fmt: skip
     assert len([x for x in said if x.endswith("findings")]) > 2
     assert sliced.to_dict() == v.to_dict()
+
+
+def test_a_packet_seen_on_both_sides_of_a_blind_capture_is_not_charged_to_the_device(
+    tmp_path: Path,
+) -> None:
+    # fw:eth0's capture lost one packet in the kernel: the client's handshake ACK of one
+    # connection, seen at client:eth0 and at fw:eth1. fw itself sent RSTs of its own to
+    # the server on three other connections (seen at fw:eth1 only): more packets missing
+    # at fw:eth0 than it dropped, so those are fw's injections (`charge_capture_loss`).
+    # The ACK is not one of them: it crossed fw:eth0's wire (the lab's fw-rst-get run
+    # called it "injected" by fw)
+    reset = [http_conv(41000 + i, seed=60 + i, t0=1_763_790_000.0 + i) for i in range(3)]
+    lossy = http_conv(42000, seed=70, t0=1_763_790_003.5)
+    [ack] = [s for s in lossy.segs if s.tag == "ack" and s.d == C2S][:1]
+    fw_rst = [Seg(C2S, c.t + 0.001, "R", c.nxt[C2S], 0, conv=c) for c in reset]
+    convs = [*reset, lossy]
+    port = {id(c): 30000 + i for i, c in enumerate(convs)}
+    pts = points(tmp_path, convs, [
+        ("client:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.0001, ttl_dec={S2C: 1}, drop=lambda s: s is ack)),
+        ("fw:eth1", lambda c: View(delay=0.0002, ttl_dec={C2S: 1},
+                                   nat=nat_map(c, sport=port[id(c)]),
+                                   extra=[s for s in fw_rst if s.conv is c])),
+    ])  # fmt: skip
+    pts[1] = PointInput(name=pts[1].name, pcap=pts[1].pcap, kernel_drops=1)
+    v = correlate(pts)
+    injected = only(v, "inject")
+    assert [(f.packets, f.what.split()[0]) for f in injected] == [(1, "RST")] * 3
+    [fl] = [fl for fl in v.flows if fl.client == "203.0.113.10:42000"]
+    [gap] = fl.findings
+    assert (gap.kind, gap.between) == ("gap", ("client:eth0", "fw:eth0"))
+    assert gap.what.startswith("seen at client:eth0 and at fw:eth1, not at fw:eth0")
