@@ -969,6 +969,25 @@ def _chain_out(
     return ch.findings, legs_out, tried
 
 
+@dataclass
+class _Seen:
+    """Packets one point saw of a flow's direction that a next point's capture did not."""
+
+    point: Point
+    keys: set[tuple[int, ...]]  # `_row_keys`
+
+
+def _row_keys(t: PacketTable, rows: list[int], base: int) -> list[tuple[int, ...]]:
+    """What names one transmission of a packet at every point of its path through a NAT:
+    its sequence number relative to its direction's base, payload length, SYN/FIN/RST/ACK,
+    IP ID and TSval (the last two are the sender's, kept by a NAT)."""
+    r = np.asarray(rows, np.int64)
+    rel = (t.seq[r] - base) & M32
+    fl = t.flags[r] & (SYN | FIN | RST | ACK)
+    return list(zip(rel.tolist(), t.plen[r].tolist(), fl.tolist(), t.ipid[r].tolist(),
+                    t.tsval[r].tolist(), strict=True))  # fmt: skip
+
+
 class _Chain:
     """The findings of one chain of legs, hop by hop, then at the ends of the path."""
 
@@ -1007,8 +1026,10 @@ class _Chain:
         rows: list[int],
         base: int,
         und_b: Mapping[int, int] | None = None,
+        beyond: Callable[[], _Seen | None] | None = None,
     ) -> None:
-        """Packets seen at `up` that never reached `down` (in direction of travel)."""
+        """Packets seen at `up` that never reached `down` (in direction of travel); `beyond`:
+        what the point after `down` saw that never came through it (`_Chain.around`)."""
         if not rows:
             return
         t = up.table
@@ -1018,6 +1039,9 @@ class _Chain:
             what = _describe(t, drop_rows, base, und_b)
             first = packet_kind(t, drop_rows[0])
             self.add("drop", direction, between, up, drop_rows, what, packet=first)
+        kd = down.kernel_drops
+        if gap_rows and kd and beyond is not None:
+            gap_rows = self.passed(direction, up, down, gap_rows, base, beyond, und_b)
         if gap_rows:
             desc, nb, ts0 = _describe(t, gap_rows, base, und_b)
             text = (
@@ -1025,7 +1049,6 @@ class _Chain:
                 f"cannot tell whether they were lost; {desc}"
             )
             # (with kernel drops at `down`, every gap row is put down to them: `blind`)
-            kd = down.kernel_drops
             loss = (down.name, kd, "drop", desc) if kd else None
             first = packet_kind(t, gap_rows[0])
             self.add(
@@ -1033,9 +1056,16 @@ class _Chain:
             )
 
     def extra(
-        self, direction: Direction, up: Point, down: Point, rows: list[int], base: int
+        self,
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: list[int],
+        base: int,
+        before: Callable[[], _Seen | None] | None = None,
     ) -> None:
-        """Packets seen at `down` that never went through `up`."""
+        """Packets seen at `down` that never went through `up`; `before`: what the point
+        before `up` sent that never reached it (`_Chain.around`)."""
         if not rows:
             return
         t = down.table
@@ -1044,16 +1074,82 @@ class _Chain:
         if inj:
             what = _describe(t, inj, base)
             self.add("inject", direction, between, down, inj, what, packet=packet_kind(t, inj[0]))
+        # packets made between two points of one host (not on a wire, where nothing could
+        # have made them): put down to `up`'s kernel drops, every one (`blind`)
+        kd = up.kernel_drops
+        charged = bool(kd) and not on_wire(up, down)
+        if gap and kd and before is not None:
+            gap = self.passed(direction, up, down, gap, base, before, None, at_down=True)
         if gap:
             desc, nb, ts0 = _describe(t, gap, base)
             text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
-            # packets made between two points of one host (not on a wire, where nothing
-            # could have made them): put down to `up`'s kernel drops, every one (`blind`)
-            kd = up.kernel_drops
-            loss = (up.name, kd, "inject", desc) if kd and not on_wire(up, down) else None
+            loss = (up.name, kd, "inject", desc) if charged else None
             first = packet_kind(t, gap[0])
             what = (text, nb, ts0)
             self.add("gap", direction, between, down, gap, what, packet=first, loss=loss)
+
+    def passed(
+        self,
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: list[int],
+        base: int,
+        other: Callable[[], _Seen | None],
+        und_b: Mapping[int, int] | None,
+        *,
+        at_down: bool = False,
+    ) -> list[int]:
+        """Of `rows` (at `up`, missing at `down`; `at_down`: at `down`, missing at `up`),
+        those the point beyond the blind one saw too (`other`) crossed its wire: its
+        capture lost them. A gap put down to that capture, never charged to the device
+        as a drop or an injection (`charge_capture_loss`), on the hop before the blind
+        point (the hop after it, which sees them from the other side, leaves them to it);
+        the rest are returned."""
+        seen = other()
+        if seen is None:
+            return rows
+        here = down if at_down else up
+        got = [k in seen.keys for k in _row_keys(here.table, rows, base)]
+        if not any(got):
+            return rows
+        if not at_down:
+            both = [r for r, g in zip(rows, got, strict=True) if g]
+            desc, nb, ts0 = _describe(up.table, both, base, und_b)
+            text = (
+                f"seen at {up.name} and at {seen.point.name}, not at {down.name}: its capture "
+                f"lost them ({down.name} dropped {down.kernel_drops} packets in the kernel); "
+                f"{desc}"
+            )
+            first = packet_kind(up.table, both[0])
+            self.add("gap", direction, (up.name, down.name), up, both, (text, nb, ts0),
+                     packet=first)  # fmt: skip
+        return [r for r, g in zip(rows, got, strict=True) if not g]
+
+    def around(self, i: int, direction: Direction, after: bool) -> _Seen | None:
+        """The same direction on the hop next to hop `i` in the direction of travel: before
+        it (`after` False), what that hop's first point sent that never reached hop `i`'s
+        first point; after it, what that hop's last point saw that never came through
+        hop `i`'s last point."""
+        hops = self.f.hops
+        j = i + (1 if after else -1) * (1 if direction == "c2s" else -1)
+        if not 0 <= j < len(hops):
+            return None
+        hop, nb = hops[i], hops[j]
+        if (nb.a != hop.b) if j > i else (nb.b != hop.a):
+            return None
+        dm = nb.c2s if direction == "c2s" else nb.s2c
+        if dm is None:
+            return None
+        # (travel: c2s from a to b, s2c from b to a)
+        first, last = (nb.a, nb.b) if direction == "c2s" else (nb.b, nb.a)
+        if after:
+            p, rows, base = self.pts[last], dm.unexplained, dm.base
+        else:
+            p, rows, base = self.pts[first], dm.undelivered, dm.a_base
+        if not rows:
+            return None
+        return _Seen(p, set(_row_keys(p.table, rows, base)))
 
     def gaps_between(self, hop: Hop) -> None:
         if hop.missing:
@@ -1067,9 +1163,9 @@ class _Chain:
             self.ended(i, hop, pa, pb)
             return
         if hop.c2s is not None:
-            self.matched("c2s", hop.c2s, pa, pb, i, i + 1)
+            self.matched("c2s", hop.c2s, pa, pb, i, i + 1, i)
         if hop.s2c is not None:
-            self.matched("s2c", hop.s2c, pb, pa, i + 1, i)
+            self.matched("s2c", hop.s2c, pb, pa, i + 1, i, i)
 
     def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
         """A hop the flow never crossed (nothing of it downstream)."""
@@ -1095,13 +1191,14 @@ class _Chain:
             )
 
     def matched(
-        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, jd: int
+        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, jd: int, i: int
     ) -> None:
-        """One direction of a matched hop (`ju`, `jd`: the legs up- and downstream)."""
+        """One direction of hop `i`, matched (`ju`, `jd`: the legs up- and downstream)."""
         own = self.own
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
-            self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes)
+            beyond = partial(self.around, i, direction, True)
+            self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
             part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
@@ -1109,7 +1206,7 @@ class _Chain:
                 self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
         if dm.unexplained:
             unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
-            self.extra(direction, up, down, unx, dm.base)
+            self.extra(direction, up, down, unx, dm.base, partial(self.around, i, direction, False))
         if not dm.rewrites:
             return
         sel = self.filters[ju]

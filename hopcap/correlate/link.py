@@ -15,7 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from hopcap.correlate._fastwalk import rows_of, same_keys
-from hopcap.correlate.conns import FP_KINDS, Conn, Half, PointConns, fingerprint_codes
+from hopcap.correlate.conns import (
+    FP_KINDS,
+    Conn,
+    Half,
+    HalfCols,
+    PointConns,
+    fingerprint_codes,
+)
 from hopcap.correlate.reader import ACK, RST, SYN
 
 WEIGHTS = {"ts": 3.0, "isn": 2.0, "sid": 2.0, "h": 1.0, "id": 0.5}
@@ -107,19 +114,21 @@ def link_halves(
             for gid in by_str.get(want, ())
         ], np.int64)  # fmt: skip
         # a table read at one moment maps each tuple once, as its last connection had
-        # it: an earlier connection of a reused tuple may have gone elsewhere. Where a
-        # half of the mapped tuple has our SYN's ISN, conntrack means that one; and one
-        # connection's halves at two points overlap in time (a later connection of the
-        # tuple, whose packets this capture lost, is not an earlier one's)
+        # it: an earlier connection of a reused tuple may have gone elsewhere, and the
+        # mapped tuple may have carried another client's connection before (random ports
+        # come round again). Where a half at `b` has our SYN's ISN (the same kind of SYN),
+        # the SYN crossed there: conntrack means that half or none (a NAT that rewrites
+        # ISNs leaves none with ours). And one connection's halves at two points overlap
+        # in time (a later connection of the tuple, whose packets this capture lost, is
+        # not an earlier one's)
         x, y = got // max(nb, 1), got % max(nb, 1)
         syns = ca.syn[x] & cb.syn[y]
         same = syns & (ca.isn[x] == cb.isn[y])
-        has_same = np.zeros(len(a.halves), bool)
-        has_same[x[same]] = True
+        crossed = _isn_at(ca, x, cb)
         apart = np.minimum(ca.last_ts[x], cb.last_ts[y] - offset_ns) - np.maximum(
             ca.first_ts[x], cb.first_ts[y] - offset_ns
         )
-        got = got[(~syns | same | ~has_same[x]) & (apart > -CT_SLACK_NS)]
+        got = got[(~syns | same | ~crossed) & (apart > -CT_SLACK_NS)]
         codes.append(got)
         weights.append(np.full(got.shape[0], 10.0))
         strong.append(np.ones(got.shape[0], bool))
@@ -139,6 +148,17 @@ def link_halves(
     final = score - np.minimum(dt, 1e6) * 1e-7
     order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
     return HalfLinks(*_take_best(x[order], y[order]))
+
+
+def _isn_at(ca: HalfCols, x: I64, cb: HalfCols) -> npt.NDArray[np.bool_]:
+    """Per half `x` of `ca`: it starts with a SYN (or a SYN-ACK) whose ISN a half of `cb`
+    that starts with the same kind of SYN has too."""
+    out = np.zeros(x.shape[0], bool)
+    for ack in (False, True):
+        sa = ca.syn[x] & (ca.synack[x] == ack)
+        if sa.any():
+            out[sa] = np.isin(ca.isn[x[sa]], cb.isn[cb.syn & (cb.synack == ack)])
+    return out
 
 
 def _take_best(
