@@ -34,12 +34,12 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -868,6 +868,7 @@ def _cut_flows(
 
 
 Hist = tuple[I64, I64]  # one-way delays (sorted, unique) and how many pairs had each
+Delays = dict[tuple[int, int], Hist]  # (hop, 0 c2s / 1 s2c) -> its judged pairs' delays
 RwKey = tuple[str, tuple[str, str], str]  # a rewrite finding: direction, points, field
 
 
@@ -891,6 +892,31 @@ class _Seg:
     # rewrite finding the place of its first rewrite in the matcher's order and its values
     dgram: DFacts | None = None
     drw: dict[RwKey, tuple[tuple[int, int], set[tuple[str, str]]]] = field(default_factory=dict)
+    # beyond a proxy, the connections that carried the flow's requests in this slice (a
+    # keep-alive client's requests spread over hundreds of backend connections): each its
+    # legs and findings, kept apart as the unsliced verdict has them (`_chain_out`);
+    # `built` then holds the flow's own chain only
+    subs: list[_Sub] = field(default_factory=list)
+
+
+@dataclass
+class _Sub:
+    """What one slice built of a connection beyond a proxy that carried part of a cut flow
+    (a `FlowB.subs` chain, with its own subs)."""
+
+    key: tuple[str, str, int]  # its first leg: point, tuple, first packet there (its clock)
+    last: int  # its last packet there (its clock)
+    # the slice's window (first point's clock) and the clock offset of that point: a slice
+    # may read a connection in part (of a conversation cut across the slices: its head and
+    # the window with the margins), the one whose window holds its first packet reads the
+    # exchanges it carried whole (within the margin)
+    win: tuple[int, int]
+    off: int
+    legs: tuple[Any, ...]
+    findings: list[Finding]
+    tried: list[Finding]  # of its failed attempts (the flow's summary names them)
+    attempts: int  # its chains that are failed attempts
+    delays: Delays  # its own hops' judged delays, as `_Seg.delays`
 
 
 @dataclass
@@ -985,15 +1011,20 @@ def _keep_judged(
     return v.astype(np.int64), n.astype(np.int64)
 
 
-def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int], Hist]:
+def _judge(
+    run: _Run, k: int, pts: list[Point], f: FlowB, subs: list[Delays] | None = None
+) -> Delays:
     """Keep, in flow `f`'s matches and packets, only what window `k` judges (each packet
     in one slice); its matched pairs' delays (d_min and d_med of its matches become
-    theirs: the clock minima of pass 1)."""
+    theirs: the clock minima of pass 1). `subs` gets those of each of `f.subs`' own hops."""
 
     def inside(p: int, rows: Any) -> npt.NDArray[np.bool_]:
         return _inside(run, k, pts, p, rows)
 
     delays: dict[tuple[int, int], Hist] = {}
+    own = {id(x): i for i, x in enumerate(f.subs)}
+    if subs is not None:
+        subs[:] = [{} for _ in f.subs]
     for ch in chains([f]):
         for j, hop in enumerate(ch.hops):
             for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
@@ -1013,6 +1044,8 @@ def _judge(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[tuple[int, int
                 hist = _keep_judged(dm, inside, up, down)
                 if hist is not None and ch is f:
                     delays[(j, d)] = hist
+                elif hist is not None and subs is not None and id(ch) in own:
+                    subs[own[id(ch)]][(j, d)] = hist
         for j, leg in enumerate(ch.legs):
             p = pts[leg.point]
             for h in (leg.c, leg.s):
@@ -1263,6 +1296,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             if g >= 0:
                 segs[i] = g
         delays: dict[int, dict[tuple[int, int], Hist]] = {}
+        sub_delays: dict[int, list[Delays]] = {}
         if segs:
             match.KEEP_PAIRS = True
             try:
@@ -1270,13 +1304,19 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             finally:
                 match.KEEP_PAIRS = False
             for i in segs:
-                delays[i] = _judge(run, k, prep.pts, prep.flows[i])
+                sub_delays[i] = []
+                delays[i] = _judge(run, k, prep.pts, prep.flows[i], sub_delays[i])
 
         def seg(i: int, b: Built) -> _Seg:
             f = prep.flows[i]
             head = _anchor(run, k, *_flow_first(f))
+            subs = _subs_of(run, k, prep.pts, prep.present, f, sub_delays[i])
+            if subs:  # the flow's own chain in `built`, each sub's apart
+                theirs = [x for y in subs for x in y.findings]
+                b = replace(b, legs=b.legs[: len(f.legs)], findings=_without(b.findings, theirs))
             return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
-                        answered_before(prep.pts, f), _rw_groups(prep.pts, f))  # fmt: skip
+                        answered_before(prep.pts, f), _rw_groups(prep.pts, f),
+                        subs=subs)  # fmt: skip
 
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
@@ -1703,7 +1743,7 @@ def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
     ]
 
 
-def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
+def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
     """A cut flow's verdict entry from what every slice judged of it (in slice order):
     the legs and first packet of the slice where it starts, every finding's packets
     added up (its first packet the earliest), the hops' latency the median of every
@@ -1735,19 +1775,8 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     for x in segs:
         for j, leg in enumerate(x.built.legs[: len(legs)]):
             details[j] = tuple(dict.fromkeys((*details[j], *leg.details)))
-    for j, leg in enumerate(legs):
-        lat = leg.latency_s
-        if j:
-            got = [x.delays[(j - 1, 0)] for x in segs if (j - 1, 0) in x.delays]
-            if got:
-                v = np.concatenate([g[0] for g in got])
-                n = np.concatenate([g[1] for g in got])
-                o = np.argsort(v, kind="stable")
-                a, b = pts[_point_of(pts, legs[j - 1].point)], pts[_point_of(pts, leg.point)]
-                lat = (_median(v[o], n[o]) - (b.offset_ns - a.offset_ns)) / NS
-            else:
-                lat = None
-        legs[j] = replace(leg, details=details[j], latency_s=lat)
+    legs = _latencies(pts, [replace(x, details=d) for x, d in zip(legs, details, strict=True)],
+                      [x.delays for x in segs])  # fmt: skip
     if head.dgram is not None:
         text = _dsummary(pts, segs, head.dgram, findings, legs)
         return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=text)
@@ -1757,11 +1786,164 @@ def _merge(pts: list[Point], segs: list[_Seg]) -> Built:
     cl = [x.close for x in segs if x.close is not None]
     from hopcap.correlate.summary import findings_summary, outcome_words
 
-    summary = findings_summary({p.name: p for p in pts}, findings)
-    if summary is None:
-        summary = outcome_words(legs, req, resp, max(lr) if lr else None,
-                                min(cl) if cl else None, head.answered)  # fmt: skip
+    # beyond a proxy: every connection any slice built of it, its legs and findings apart
+    # (`finish_flow`: the flow's own chain, then each in turn; failed attempts named last)
+    tried: list[Finding] = []
+    n_att = 0
+    for sub_legs, sub_fs, sub_tried, att in _merged_subs(pts, subs):
+        legs += sub_legs
+        findings += sub_fs
+        tried += sub_tried
+        n_att += att
+    order = lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0)  # noqa: E731
+    findings.sort(key=order)
+    tried_ids = {id(x) for x in tried}
+
+    def words(fs: list[Finding]) -> str:
+        said = findings_summary({p.name: p for p in pts}, fs)
+        if said is not None:
+            return said
+        return outcome_words(legs, req, resp, max(lr) if lr else None,
+                             min(cl) if cl else None, head.answered)  # fmt: skip
+
+    summary = words([x for x in findings if id(x) not in tried_ids])
+    if n_att:
+        why = ": " + words(sorted(tried, key=order)) if tried else ""
+        summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
     return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
+
+
+def _subs_of(
+    run: _Run, k: int, pts: list[Point], present: list[int], f: FlowB, delays: list[Delays]
+) -> list[_Sub]:
+    """Each of a cut flow's chains beyond a proxy (`f.subs`) as this slice built it:
+    `_chain_out`'s legs and findings of it (judged packets only: `_judge` ran)."""
+    from hopcap.correlate.findings import _chain_out
+
+    if not f.subs:
+        return []
+    leg0 = f.legs[0]
+    first_ns = min(h.first_ts for h in (leg0.c, leg0.s) if h is not None)
+    first_ns -= pts[leg0.point].offset_ns
+    out = []
+    for sub, dl in zip(f.subs, delays, strict=True):
+        leg = sub.legs[0]
+        t0 = min((h.first_ts for h in (leg.c, leg.s) if h is not None), default=0)
+        fs, legs, tried = _chain_out(pts, present, sub, first_ns)
+        n_att = sum(1 for x in chains([sub]) if x.attempt)
+        key = (pts[leg.point].name, legs[0].tuple, t0)
+        t1 = max((h.last_ts for h in (leg.c, leg.s) if h is not None), default=0)
+        win = (run.bounds[k], run.bounds[k + 1])
+        tried = fs if sub.attempt else tried
+        out.append(_Sub(key, t1, win, run.offsets[leg.point], tuple(legs), fs, tried, n_att, dl))
+    return out
+
+
+def _without(fs: Sequence[Finding], drop: list[Finding]) -> tuple[Finding, ...]:
+    """`fs` less one of each of `drop` (equal findings are one finding each)."""
+    left = list(fs)
+    for x in drop:
+        with contextlib.suppress(ValueError):
+            left.remove(x)
+    return tuple(left)
+
+
+def _latencies(pts: list[Point], legs: list[Any], delays: list[Delays]) -> list[Any]:
+    """`legs` (of one chain) with each hop's latency the median of the judged pairs'
+    delays of every slice (`delays`); a leg without a hop before it keeps its own."""
+    out = list(legs)
+    for j, leg in enumerate(out):
+        if not j:
+            continue
+        got = [d[(j - 1, 0)] for d in delays if (j - 1, 0) in d]
+        lat = None
+        if got:
+            v = np.concatenate([g[0] for g in got])
+            n = np.concatenate([g[1] for g in got])
+            o = np.argsort(v, kind="stable")
+            a, b = pts[_point_of(pts, out[j - 1].point)], pts[_point_of(pts, leg.point)]
+            lat = (_median(v[o], n[o]) - (b.offset_ns - a.offset_ns)) / NS
+        out[j] = replace(leg, latency_s=lat)
+    return out
+
+
+_T = TypeVar("_T")
+
+
+def _chained(views: list[_T]) -> list[list[_T]]:
+    """`views` (each a `_Sub`, or (group, `_Sub`)) as connections: of one point and tuple,
+    overlapping in time (a slice that read a connection in part saw it start later); a
+    tuple used again later is another connection. In order of their first packet."""
+
+    def sub(v: Any) -> _Sub:
+        got: _Sub = v[1] if isinstance(v, tuple) else v
+        return got
+
+    by_tuple: dict[tuple[str, str], list[_T]] = {}
+    for v in views:
+        by_tuple.setdefault(sub(v).key[:2], []).append(v)
+    out: list[list[_T]] = []
+    for vs in by_tuple.values():
+        vs.sort(key=lambda v: sub(v).key[2])  # (stable: slice order among equals)
+        end = None
+        for v in vs:
+            if end is None or sub(v).key[2] > end:
+                out.append([])
+                end = sub(v).last
+            out[-1].append(v)
+            end = max(end, sub(v).last)
+    out.sort(key=lambda c: sub(c[0]).key[2])
+    return out
+
+
+def _is_home(v: _Sub, t0: int) -> bool:
+    """Whether `v` is of the slice whose window holds the connection's first packet."""
+    return v.key[2] == t0 and v.win[0] <= t0 - v.off < v.win[1]
+
+
+def _assign_subs(
+    segs: Mapping[int, list[_Seg]], own: Collection[tuple[str, str, float]]
+) -> dict[int, list[_Sub]]:
+    """Per cut flow (group), the views of the connections beyond a proxy that are its:
+    each connection is the flow's that the slice where it starts linked it to (slices link
+    a proxy's connections to the part of a client connection they read, and another slice
+    can link one to another client: identical requests nearer in time, an exchange longer
+    than the margin), its packets judged by any slice added up there, once. One that slice
+    kept as a flow of its own (judged whole there: `own`, by its first leg) is no cut
+    flow's; one it linked to no cut flow, the flow of its first view's."""
+    every = [(g, sb) for g, ss in segs.items() for x in ss for sb in x.subs]
+    out: dict[int, list[_Sub]] = {}
+    for conn in _chained(every):
+        g0, v0 = conn[0]
+        t0 = v0.key[2]
+        if (v0.key[0], v0.key[1], (t0 - v0.off) / NS) in own:
+            continue  # (its packets would be counted twice)
+        home = next((g for g, v in conn if _is_home(v, t0)), g0)
+        out.setdefault(home, []).extend(v for _g, v in conn)
+    return out
+
+
+def _merged_subs(
+    pts: list[Point], views: list[_Sub]
+) -> list[tuple[list[Any], list[Finding], list[Finding], int]]:
+    """A cut flow's connections beyond a proxy (`_assign_subs`) in the order of their first
+    packet, as `plan_proxied` orders them: each its legs (of the slice where it starts,
+    which read the exchanges it carried whole; latencies of all), its findings and its
+    failed attempts' findings added up over the slices, its failed attempts."""
+    out = []
+    for vs in _chained(views):
+        t0 = vs[0].key[2]
+        home = next((v for v in vs if _is_home(v, t0)), vs[0])
+        legs = _latencies(pts, list(home.legs), [v.delays for v in vs])
+        by: dict[tuple[Any, ...], list[Finding]] = {}
+        for v in vs:
+            for fnd in v.findings:
+                by.setdefault(_fkey(fnd), []).append(fnd)
+        fs = {kk: _merge_findings(g) for kk, g in by.items()}
+        tried = {_fkey(fnd) for v in vs for fnd in v.tried}
+        out.append((legs, list(fs.values()), [x for kk, x in fs.items() if kk in tried],
+                    max(v.attempts for v in vs)))  # fmt: skip
+    return out
 
 
 def _merge_dfindings(fs: list[Finding], segs: list[_Seg]) -> Finding:
@@ -1950,6 +2132,21 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     return [_LO, *(int(e) for e in edges if e > f[0]), _HI]
 
 
+def _proxied_warning(n: int) -> str:
+    """The verdict's warning when cut flows went through an L7 proxy (docs/scale.md,
+    Limits): a slice links the proxy's connections to the part of the client's connection
+    it reads, so the links can differ from the whole capture's."""
+    return (
+        f"{n:,} flow(s) through an L7 proxy were longer than a time slice of the memory "
+        "budget: each slice links the proxy's connections to the part of the client's "
+        "connection it reads, so which connections carried which requests, what the "
+        "proxy changed and which requests it answered itself can differ from the "
+        "whole-capture verdict (a connection beyond the proxy can become a flow of its "
+        "own); run without --memory (or with a larger one) for the "
+        "whole-capture verdict"
+    )
+
+
 def _scan_apart(path: Path) -> Scan:
     """`scan` in a worker process: the result without the file's mapping."""
     sc = scan(path)
@@ -2119,8 +2316,18 @@ def correlate_sliced(
                     built.append(None)
                 else:
                     built.append(b)
+        proxied = 0  # cut flows through an L7 proxy (their links are made per slice)
+        # the TCP flows kept whole by a slice, by their first leg (a connection beyond a
+        # proxy that another slice links to a cut flow: `_merged_subs`)
+        own = {
+            (b.legs[0].point, b.legs[0].tuple, b.first_ts)
+            for b in built
+            if b is not None and b.proto == "tcp" and b.legs and b.first_ts is not None
+        }
+        subs = _assign_subs(segs, own)
         for g, i in at.items():
-            built[i] = _merge(skel, segs[g])
+            built[i] = _merge(skel, segs[g], subs.get(g, []))
+            proxied += any(leg.link == "proxied" for leg in built[i].legs)
         built = [b for b in built if b is not None]
         pool.close(False)  # the workers' memory, before the verdict's
         pool = None
@@ -2151,6 +2358,8 @@ def correlate_sliced(
                 warnings.append(w)
         if run.esp_warning is not None:
             warnings.append(run.esp_warning)
+        if proxied:
+            warnings.append(_proxied_warning(proxied))
         return assemble(skel, built, warnings, facts)
     except BaseException:
         failed = True
