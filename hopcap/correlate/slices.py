@@ -2147,6 +2147,17 @@ def _proxied_warning(n: int) -> str:
     )
 
 
+def _reused_warning(n: int) -> str:
+    """The verdict's warning when connections on one reused tuple of a conversation cut
+    across the slices were merged into one flow (docs/scale.md, Limits)."""
+    return (
+        f"{n:,} connection(s) on a reused tuple of a conversation longer than a time slice "
+        "of the memory budget were merged into the flow of an earlier connection on that "
+        "tuple (a client port or a NAT port used again): their own flows are missing; run "
+        "without --memory (or with a larger one) for the whole-capture verdict"
+    )
+
+
 def _scan_apart(path: Path) -> Scan:
     """`scan` in a worker process: the result without the file's mapping."""
     sc = scan(path)
@@ -2294,6 +2305,7 @@ def correlate_sliced(
         segs: dict[int, list[_Seg]] = {}
         at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
         headed: set[int] = set()
+        merged = 0  # connections that started in a cut flow's group after its first
         for part in pool.map(
             [
                 (f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks, cuts))
@@ -2312,6 +2324,9 @@ def correlate_sliced(
                     if b.group not in at or (b.head and b.group not in headed):
                         at[b.group] = len(built)  # (else its first slice's place)
                     if b.head:
+                        # a second start in one group: another connection on a reused
+                        # tuple of the cut conversation (docs/scale.md, Limits)
+                        merged += b.group in headed
                         headed.add(b.group)
                     built.append(None)
                 else:
@@ -2360,6 +2375,8 @@ def correlate_sliced(
             warnings.append(run.esp_warning)
         if proxied:
             warnings.append(_proxied_warning(proxied))
+        if merged:
+            warnings.append(_reused_warning(merged))
         return assemble(skel, built, warnings, facts)
     except BaseException:
         failed = True
