@@ -677,7 +677,8 @@ class _Run:
     cut: list[U64] = field(default_factory=list)
     cut_rows: int = 0
     # a tunnel endpoint may be among the points (`_endpoint_possible`): every ESP
-    # conversation is cut, and whether it is a tunnel decided over the run (`tunnelcut`)
+    # conversation is cut, and whether a cut ESP or UDP flow is a tunnel is decided over
+    # the run (`tunnelcut`)
     tunnels: bool = False
     # pass 2: those decisions (`tunnelcut.Streams.decide`)
     decisions: dict[Key, Decided_] = field(default_factory=dict)
@@ -1334,7 +1335,9 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         for i, b in enumerate(built):
             ds = None
             if dsegs and i >= len(prep.flows) and b.legs:
-                ds = dsegs.get((b.legs[0].tuple, b.proto, b.first_ts or 0.0))
+                # (its first leg's: not the one a tunnel put before it, `add_tunnel_legs`)
+                lg = b.legs[1] if b.legs[0].link == "tunnel" and len(b.legs) > 1 else b.legs[0]
+                ds = dsegs.get((lg.tuple, b.proto, b.first_ts or 0.0))
             if i in segs or ds is not None:
                 # a cut flow into a tunnel: its gap at the outer point back (its summary
                 # is written again from the merged findings, then `into_tunnel` again)
@@ -1848,6 +1851,8 @@ def _tunnel_legs(pts: list[Point], b: Built, added: list[tuple[int, Any]]) -> Bu
         after = legs[j + 1].point if j + 1 < len(legs) else None
         if after is not None and _point_of(pts, after) == outer + 1:
             continue  # out of the tunnel into the inner point: nothing to drop
+        if not j:
+            continue
         at = names.index(legs[j - 1].point)
         into_tunnel(b, names, at, leg.point, leg.tunnel or "")
     return b
@@ -2155,12 +2160,15 @@ def correlate_sliced(
         # conversations of more than half a slice are cut: read in part by every slice
         # they are alive in, their state (head) carried (docs/scale.md)
         run.cut_rows = max(per_slice // 2, 1)
-        run.tunnels = _endpoint_possible(inputs, scans) and any(
-            sc.esp.shape[0] for sc in scans if sc is not None
-        )
-        if run.tunnels:  # the pairing's window and its state's place within the margin
-            run.margin_ns = max(run.margin_ns, MIN_MARGIN_NS)
+        run.tunnels = _endpoint_possible(inputs, scans)
         run.cut = _cut_sets(scans, run.cut_rows, run.tunnels, run.offsets)
+        if run.tunnels and any(
+            _member(c, sc.dgram_keys).any()
+            for sc, c in zip(scans, run.cut, strict=True)
+            if sc is not None
+        ):  # a cut datagram flow may be a tunnel's: its pairing's window and the place of
+            # its state (`tunnelcut`) within the margin
+            run.margin_ns = max(run.margin_ns, MIN_MARGIN_NS)
         _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1

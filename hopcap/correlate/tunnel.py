@@ -104,6 +104,8 @@ def greedy(
     out: dict[int, int] = {}
     lo_ptr = 0
     n2 = second_ts.shape[0]
+    if not n2:
+        return out, lo_ptr  # (a direction without datagrams: every way of it streamed)
     for i in range(first_ts.shape[0]):
         t = int(first_ts[i])
         while lo_ptr < n2 and int(second_ts[lo_ptr]) < t - JITTER_NS:

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from hopcap.correlate.dgram import ESP
+from hopcap.correlate.dgram import ESP, UDP
 from hopcap.correlate.tunnel import (
     JITTER_NS,
+    MIN_DATAGRAMS,
     MIN_SHARE,
     OVERHEAD,
     SPREAD,
@@ -45,7 +46,7 @@ from hopcap.correlate.tunnel import (
     mark,
     report_lost,
 )
-from hopcap.correlate.udp import DFlowB, dtable
+from hopcap.correlate.udp import DFlowB, dtable, is_local
 from hopcap.model import Direction
 
 if TYPE_CHECKING:
@@ -74,9 +75,10 @@ def _i64(x: Any) -> I64:
 def candidates(
     pts: list[Point], present: list[int], dflows: list[DFlowB], dcut: dict[int, Any]
 ) -> dict[int, list[Key]]:
-    """Of a slice's cut datagram flows (`dcut`: flow -> (point, scan key) of its legs), the
-    ESP ones where `find_tunnels` looks for a tunnel (two adjacent points of one host, a
-    leg at one and none at the other): flow -> its keys."""
+    """Of a slice's cut datagram flows (`dcut`: flow -> (point, scan key) of its legs),
+    the ESP and UDP ones where `find_tunnels` looks for a tunnel (two adjacent points of
+    one host, a leg at one and none at the other; UDP not to a broadcast or multicast
+    address, its count of datagrams checked over the run: `_decide`): flow -> its keys."""
     out: dict[int, list[Key]] = {}
     for a, b in pairwise(present):
         pa, pb = pts[a], pts[b]
@@ -86,7 +88,9 @@ def candidates(
             for n, ms in dcut.items():
                 fl = dflows[n]
                 leg = next((lg for lg in fl.legs if lg.point == x), None)
-                if leg is None or leg.f.proto != ESP or any(lg.point == y for lg in fl.legs):
+                if leg is None or leg.f.proto not in (ESP, UDP):
+                    continue
+                if any(lg.point == y for lg in fl.legs) or (leg.f.proto == UDP and is_local(leg.f)):
                     continue
                 out.setdefault(n, []).append((x, dict(ms)[x], y))
     return out
@@ -102,6 +106,7 @@ class Window:
 
     # per candidate: its c2s and s2c datagrams in the window, the inner packets' range
     outer: dict[Key, tuple[Part, Part, int, int]] = field(default_factory=dict)
+    kind: dict[Key, str] = field(default_factory=dict)  # "esp" or "encrypted udp"
     inner: dict[int, Part] = field(default_factory=dict)  # inner point -> its window's
     upto: dict[int, int] = field(default_factory=dict)  # point -> all its items before this
 
@@ -133,6 +138,7 @@ def window_inputs(
                 dirs.append((ts[m], _i64(tx.plen[rows][m])))
             w.outer[key] = (dirs[0], dirs[1], f.first_ts - WINDOW_NS - JITTER_NS,
                             f.last_ts + WINDOW_NS + JITTER_NS)  # fmt: skip
+            w.kind[key] = "esp" if f.proto == ESP else "encrypted udp"
             if y not in w.inner:
                 its, ilen, _isd, _irow = inner_rows(pts[y])
                 m = (its >= _raw(lo, offsets[y])) & (its < _raw(hi, offsets[y]))
@@ -216,9 +222,11 @@ class Decision:
     ways: dict[int, bool]  # direction (0 c2s, 1 s2c) -> decrypting (the outer datagram first)
 
 
-def _decide(st: list[_Stream]) -> Decision | None:
-    """`tunnel._match`'s decisions, from the streams' counts (dec c2s, enc c2s, dec s2c,
-    enc s2c)."""
+def _decide(st: list[_Stream], kind: str) -> Decision | None:
+    """`tunnel._match`'s decisions (and `find_tunnels`' count of a UDP flow's datagrams),
+    from the streams' counts (dec c2s, enc c2s, dec s2c, enc s2c)."""
+    if kind != "esp" and max(st[0].firsts, st[2].firsts) < MIN_DATAGRAMS:
+        return None
     ways: dict[int, bool] = {}
     ovh = np.zeros(OVERHEAD[1] + 1, np.int64)
     share, two = 0.0, False
@@ -243,7 +251,7 @@ def _decide(st: list[_Stream]) -> Decision | None:
             return None
     if share < MIN_SHARE or not two:
         return None
-    return Decision("esp", ways)
+    return Decision(kind, ways)
 
 
 # per candidate: its decision (None: not a tunnel) and, per direction, the state of the
@@ -257,6 +265,7 @@ class Streams:
     def __init__(self, snap_at: Callable[[int], list[int]]) -> None:
         self.snap_at = snap_at  # point -> the snapshots' places, one a window
         self.by: dict[Key, list[_Stream]] = {}
+        self.kind: dict[Key, str] = {}
 
     def feed(self, w: Window | None) -> None:
         if w is None:
@@ -268,6 +277,7 @@ class Streams:
                 sx, sy = self.snap_at(x), self.snap_at(y)
                 st = self.by[key] = [_Stream(True, sx), _Stream(False, sy),
                                      _Stream(True, sx), _Stream(False, sy)]  # fmt: skip
+                self.kind[key] = w.kind[key]
             its, ilen = w.inner[y]
             m = (its >= lo) & (its <= hi)
             inner = (its[m], ilen[m])
@@ -280,7 +290,7 @@ class Streams:
         for key, st in self.by.items():
             for s in st:
                 s._run(_HI)
-            dec = _decide(st)
+            dec = _decide(st, self.kind[key])
             snaps = {} if dec is None else {d: st[2 * d + (0 if w else 1)].snaps
                                             for d, w in dec.ways.items()}  # fmt: skip
             out[key] = (dec, snaps)

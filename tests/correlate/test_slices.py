@@ -766,9 +766,10 @@ def _tunnel_points(tmp: Path, rounds: int = 150, seed: int = 5) -> list[PointInp
     client:eth0 and gw:eth0), gw decrypts them onto gw:tun0 (raw IP) and srv:eth0 sees
     them plain; the answers go back encrypted. Inside: a long TCP connection (`rounds`
     requests of 200-250 bytes answered by 2-3 full segments each, 30 ms apart) and short
-    UDP flows alongside. Some of the client's requests arrive encrypted at gw:eth0 and
-    never appear on gw:tun0 (retransmitted 0.2 s later), some UDP datagrams too; some
-    encrypted answers are lost between gw:eth0 and client:eth0."""
+    UDP flows alongside, and a long UDP stream (a datagram every 40 ms). Some of the
+    client's requests arrive encrypted at gw:eth0 and never appear on gw:tun0
+    (retransmitted 0.2 s later), some UDP datagrams too; some encrypted answers are lost
+    between gw:eth0 and client:eth0."""
     import random
 
     from pcapgen import write
@@ -803,6 +804,13 @@ def _tunnel_points(tmp: Path, rounds: int = 150, seed: int = 5) -> list[PointInp
             / Raw(rnd.randbytes(100 + i % 30))
         )
         items.append((conv.t0 + 0.1 + 0.061 * i, C2S, pkt, i % 29 == 7, False))
+    for i in range(int((conv.t - conv.t0) / 0.04)):  # a long UDP stream (cut too)
+        pkt = (
+            IP(src="10.9.0.2", dst="10.9.0.90", id=i, ttl=64)
+            / UDP(sport=7000, dport=7000)
+            / Raw(rnd.randbytes(160 + i % 20))
+        )
+        items.append((conv.t0 + 0.02 + 0.04 * i, C2S, pkt, i % 50 == 17, False))
     items.sort(key=lambda x: x[0])
     seqs = {C2S: 0, S2C: 0}
 
@@ -845,7 +853,8 @@ def test_long_esp_tunnel_cut_across_many_slices(tmp_path: Path) -> None:
     (`_tunnel_points`), the ESP flow and the connection cut across the slices, with
     datagrams lost inside the endpoint and on the way: the unsliced verdict, in one job
     and two, both ways along the path (the inner flows come out of the tunnel at gw, or
-    go into it: the outer point not seeing them plain is no gap)."""
+    go into it: the outer point not seeing them plain is no gap). Among them a long UDP
+    stream, cut: its slices merged as one flow (with the leg the tunnel put first)."""
     pts = _tunnel_points(tmp_path)
     one = _same(pts, (300, 1000))
     (esp,) = [fl for fl in one["flows"] if fl["proto"] == "esp"]
@@ -860,12 +869,18 @@ def test_long_esp_tunnel_cut_across_many_slices(tmp_path: Path) -> None:
         ("gw:eth0", "tunnel"), ("gw:tun0", "same"), ("srv:eth0", "same")
     ]  # fmt: skip
     said = _cut_quietly_but_margins(pts, 300)
-    # (at each point one: the ESP flow outside, the connection inside)
-    assert any(m.startswith("1 conversation(s) of more than 150 packets are cut") for m in said)
+    # (at gw:tun0 the connection and the long UDP stream)
+    assert any(m.startswith("2 conversation(s) of more than 150 packets are cut") for m in said)
+    # the long UDP stream, inside, is taken for an encrypted UDP tunnel whose inner
+    # packets would be ESP datagrams at gw:eth0 (their sizes fit, unsliced too): a cut
+    # UDP flow at an endpoint is decided over the run the same way
+    (udp,) = [fl for fl in one["flows"] if fl["client"] == "10.9.0.2:7000"]
+    assert [leg["tunnel"] for leg in udp["legs"]][1:] == ["encrypted udp"] * 2
     back = _same(pts[::-1], (300,))
     (tcp,) = [fl for fl in back["flows"] if fl["proto"] == "tcp"]
     assert tcp["summary"] == "OK: into the esp tunnel at gw:eth0 (through srv:eth0 -> gw:tun0)"
     inner = [fl for fl in back["flows"] if fl["proto"] != "esp"]
+    inner = [fl for fl in inner if fl["client"] != "10.9.0.2:7000"]
     assert len(inner) == 1 + 13 and all(fl["summary"].startswith("OK: into") for fl in inner)
 
 
