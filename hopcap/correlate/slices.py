@@ -1407,7 +1407,8 @@ def _first_s(pts: list[Point], f: FlowB) -> float:
 
 # a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
 # late, the clocks of pass 2, the cut conversations and flows of pass 2, and the tunnel
-# decisions of pass 2 (with the state of their pairing at this slice only))
+# decisions of pass 2 (with the state of their pairing at this slice only) and its
+# margin (wider for them: `tunnelcut.MIN_MARGIN_NS`))
 Task = tuple[
     str,
     int,
@@ -1415,7 +1416,7 @@ Task = tuple[
     frozenset[int],
     list[tuple[int, int | None]] | None,
     tuple[list[U64], dict[tuple[int, int], int]] | None,
-    dict[Key, Decided_] | None,
+    tuple[int, dict[Key, Decided_]] | None,
 ]
 
 
@@ -1425,7 +1426,7 @@ def _do(run: _Run, task: Task) -> Any:
     if cuts is not None:
         run.cut, run.member = cuts
     if decisions is not None:
-        run.decisions = decisions
+        run.margin_ns, run.decisions = decisions
     if kind == "pass1":
         got: Any = _pass1(run, k)
     else:
@@ -2162,13 +2163,6 @@ def correlate_sliced(
         run.cut_rows = max(per_slice // 2, 1)
         run.tunnels = _endpoint_possible(inputs, scans)
         run.cut = _cut_sets(scans, run.cut_rows, run.tunnels, run.offsets)
-        if run.tunnels and any(
-            _member(c, sc.dgram_keys).any()
-            for sc, c in zip(scans, run.cut, strict=True)
-            if sc is not None
-        ):  # a cut datagram flow may be a tunnel's: its pairing's window and the place of
-            # its state (`tunnelcut`) within the margin
-            run.margin_ns = max(run.margin_ns, MIN_MARGIN_NS)
         _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1
@@ -2193,9 +2187,9 @@ def correlate_sliced(
         # the cut ESP flows at a possible tunnel endpoint: paired over the run as each
         # slice's part comes, in slice order (`tunnelcut`); the snapshots of the pairing's
         # state half a margin before each window (the clocks of pass 2 may move it a bit)
-        streams = Streams(
-            lambda p: [_LO] + [b + placed[p] - run.margin_ns // 2 for b in run.bounds[1:-1]]
-        )
+        # (pass 2 of a run with such flows reads margins of `MIN_MARGIN_NS` at least)
+        wide = max(run.margin_ns, MIN_MARGIN_NS)
+        streams = Streams(lambda p: [_LO] + [b + placed[p] - wide // 2 for b in run.bounds[1:-1]])
 
         def fed(got: Any) -> Any:
             streams.feed(got[3])
@@ -2212,6 +2206,10 @@ def correlate_sliced(
             fed,
         )
         decisions = streams.decide()
+        if decisions and run.margin_ns < wide:
+            # the pairing's 50 ms after a window and the place of its state before it
+            log.info("a tunnel endpoint: the findings read margins of %.1f s", wide / NS)
+            run.margin_ns = wide
         evidence: set[int] = set()
         for _m, ev, _g in first:
             evidence |= ev
@@ -2231,7 +2229,15 @@ def correlate_sliced(
             [
                 (
                     f"slice {k + 1}/{n}: findings",
-                    ("pass2", k, final, late, clocks, cuts, _at_slice(decisions, k)),
+                    (
+                        "pass2",
+                        k,
+                        final,
+                        late,
+                        clocks,
+                        cuts,
+                        (run.margin_ns, _at_slice(decisions, k)),
+                    ),
                 )
                 for k in range(n)
             ]

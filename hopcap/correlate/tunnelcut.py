@@ -64,7 +64,7 @@ Snap = tuple[int, list[tuple[int, int]]]  # from the first `first` at or after t
 _LO, _HI = -(1 << 62), 1 << 62
 # the margin a slice needs around its window for the pairing: the window of a datagram,
 # the snapshot's place (half the margin before the window), clock estimates moving
-MIN_MARGIN_NS = 500_000_000
+MIN_MARGIN_NS = 200_000_000
 
 
 def _i64(x: Any) -> I64:
@@ -172,13 +172,21 @@ class _Stream:
         self.firsts = self.pairs = 0
         self.ovh = np.zeros(OVERHEAD[1] + 1, np.int64)  # pairs by overhead
 
-    def feed(self, first: Part, second: Part, upto: int) -> None:
+    def feed(self, first: Part, second: Part, upto: int, first_upto: int) -> None:
+        """A window's `first`s and `second`s: all those before `first_upto` and `upto`
+        (raw times) are here."""
         self.fts = np.concatenate([self.fts, first[0]])
         self.flen = np.concatenate([self.flen, first[1]])
         self.sts = np.concatenate([self.sts, second[0]])
         self.slen = np.concatenate([self.slen, second[1]])
         self.used = np.concatenate([self.used, np.zeros(second[0].shape[0], bool)])
         self._run(upto)
+        # no `first` to come looks at a `second` before this (without this, a direction
+        # with few datagrams would keep every inner packet of the run here)
+        floor = min(first_upto, int(self.fts.min()) if self.fts.shape[0] else first_upto)
+        cut = int(np.searchsorted(self.sts, floor - JITTER_NS, "left"))
+        if cut:
+            self.sts, self.slen, self.used = self.sts[cut:], self.slen[cut:], self.used[cut:]
 
     def _run(self, upto: int) -> None:
         n = _ready(self.fts, upto)
@@ -282,8 +290,8 @@ class Streams:
             m = (its >= lo) & (its <= hi)
             inner = (its[m], ilen[m])
             for d, part in enumerate((c, s)):
-                st[2 * d].feed(part, inner, w.upto[y])
-                st[2 * d + 1].feed(inner, part, w.upto[x])
+                st[2 * d].feed(part, inner, w.upto[y], w.upto[x])
+                st[2 * d + 1].feed(inner, part, w.upto[x], w.upto[y])
 
     def decide(self) -> dict[Key, Decided_]:
         out: dict[Key, Decided_] = {}

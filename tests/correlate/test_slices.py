@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -868,7 +869,7 @@ def test_long_esp_tunnel_cut_across_many_slices(tmp_path: Path) -> None:
     assert [(leg["point"], leg["link"]) for leg in tcp["legs"]] == [
         ("gw:eth0", "tunnel"), ("gw:tun0", "same"), ("srv:eth0", "same")
     ]  # fmt: skip
-    said = _cut_quietly_but_margins(pts, 300)
+    said = _cut_quietly(pts, 300)
     # (at gw:tun0 the connection and the long UDP stream)
     assert any(m.startswith("2 conversation(s) of more than 150 packets are cut") for m in said)
     # the long UDP stream, inside, is taken for an encrypted UDP tunnel whose inner
@@ -882,16 +883,6 @@ def test_long_esp_tunnel_cut_across_many_slices(tmp_path: Path) -> None:
     inner = [fl for fl in back["flows"] if fl["proto"] != "esp"]
     inner = [fl for fl in inner if fl["client"] != "10.9.0.2:7000"]
     assert len(inner) == 1 + 13 and all(fl["summary"].startswith("OK: into") for fl in inner)
-
-
-def _cut_quietly_but_margins(pts: list[PointInput], n: int) -> list[str]:
-    """`_cut_quietly`, but for the warning that the cut conversations' margins are large
-    (a tunnel endpoint's margins are 0.5 s at least: `tunnelcut.MIN_MARGIN_NS`)."""
-    with _logged() as logged:
-        correlate(pts, slice_packets=n, slice_margin_s=0.001)
-    warned = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
-    assert all("within the 0.5 s margins of a window" in w for w in warned), warned
-    return [r.getMessage() for r in logged]
 
 
 def _quiet_points(tmp: Path) -> tuple[list[PointInput], dict[str, Any]]:
@@ -1074,11 +1065,57 @@ def test_crowding_rule_cuts_alike_at_every_point() -> None:
              [900, 880, 860, 900, 200])  # fmt: skip
     b = scan([11, 12, 13, 14, 15], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
              [891, 871, 851, 891, 198])  # fmt: skip
-    got = sl._crowded([a, b], 1000, True, [0, 0])
+    got = sl._crowded([a, b], 1000, None, [0, 0])
     # alive together: 6 of ~870 each, 5,253 in all; the largest five cut (880 the least),
     # then every one of 660 or more: all three, and the later one alone, at both points
     assert [x.tolist() for x in got] == [[1, 2, 3, 4], [11, 12, 13, 14]]
-    assert [x.tolist() for x in sl._crowded([a, None], 1800, True, [0, 0])] == [[1, 2, 3, 4], []]
-    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, True, [0, 0])] == [0, 0]
+    assert [x.tolist() for x in sl._crowded([a, None], 1800, None, [0, 0])] == [[1, 2, 3, 4], []]
+    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, None, [0, 0])] == [0, 0]
     b.whole = np.array([11, 12, 13], np.uint64)  # never cut there
-    assert [x.tolist() for x in sl._crowded([a, b], 1000, True, [0, 0])][1] == [14]
+    assert [x.tolist() for x in sl._crowded([a, b], 1000, None, [0, 0])][1] == [14]
+
+
+def test_tunnel_pairing_as_a_stream() -> None:
+    """The main process pairs a cut tunnel a window at a time (`tunnelcut._Stream`): the
+    pairs of `tunnel._pair` over the whole (their count and overheads; losses shift the
+    greedy pairing across windows), the state at each window's place the one a slice
+    starts from, and it keeps only what later packets may take: with no datagrams one
+    way, not the inner packets of the run."""
+    import numpy as np
+
+    from hopcap.correlate import tunnel, tunnelcut
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    o_ts = np.cumsum(rng.integers(200_000, 3_000_000, n)).astype(np.int64)  # 0.2-3 ms apart
+    o_len = rng.integers(180, 260, n).astype(np.int64)
+    keep = rng.random(n) > 0.01  # lost inside the endpoint
+    i_ts = (o_ts + rng.integers(20_000, 400_000, n))[keep]
+    i_len = (o_len - 32 - rng.integers(0, 16, n))[keep]
+    o = np.argsort(i_ts, kind="stable")
+    i_ts, i_len = i_ts[o], i_len[o]
+    whole = tunnel._pair(o_ts, o_len, i_ts, i_len, True)
+    edges = [int(x) for x in np.linspace(0, int(o_ts[-1]) + 1, 41)]
+    snap_at = [tunnelcut._LO] + [e - 5_000_000 for e in edges[1:-1]]
+    st = tunnelcut._Stream(True, snap_at)
+    empty = tunnelcut._Stream(True, [tunnelcut._LO])  # no datagram back: only inner ones
+    z = np.zeros(0, np.int64)
+    held = 0
+    for a, b in pairwise(edges):
+        upto = b if b < edges[-1] else tunnelcut._HI
+        fo = (o_ts >= a) & (o_ts < upto)
+        fi = (i_ts >= a) & (i_ts < upto)
+        st.feed((o_ts[fo], o_len[fo]), (i_ts[fi], i_len[fi]), upto, upto)
+        empty.feed((z, z), (i_ts[fi], i_len[fi]), upto, upto)
+        held = max(held, st.sts.shape[0], empty.sts.shape[0])
+    assert st.firsts == n and st.pairs == len(whole) and n - len(whole) > 100
+    ovh = np.bincount([int(o_len[i] - i_len[j]) for i, j in whole.items()], minlength=201)
+    assert (st.ovh == ovh).all()
+    assert held < n // 20  # a window's and the pairing's 50 ms
+    # a slice that starts from the state kept for its window pairs as the whole does
+    for k in (7, 23):
+        at, state = st.snaps[k]
+        f0 = int(np.searchsorted(o_ts, at))
+        used = tunnelcut._mark_used(i_ts, i_len, state)
+        part, _lo = tunnel.greedy(o_ts[f0:], o_len[f0:], i_ts, i_len, True, used)
+        assert {f0 + i: j for i, j in part.items()} == {i: j for i, j in whole.items() if i >= f0}
