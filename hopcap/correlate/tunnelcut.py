@@ -184,9 +184,7 @@ class _Stream:
         # no `first` to come looks at a `second` before this (without this, a direction
         # with few datagrams would keep every inner packet of the run here)
         floor = min(first_upto, int(self.fts.min()) if self.fts.shape[0] else first_upto)
-        cut = int(np.searchsorted(self.sts, floor - JITTER_NS, "left"))
-        if cut:
-            self.sts, self.slen, self.used = self.sts[cut:], self.slen[cut:], self.used[cut:]
+        self._drop_seconds(int(np.searchsorted(self.sts, floor - JITTER_NS, "left")))
 
     def _run(self, upto: int) -> None:
         n = _ready(self.fts, upto)
@@ -215,13 +213,15 @@ class _Stream:
             self.pairs += len(got)
             self.firsts += end - i
             # no later `first` looks before the last one's earliest `second`
-            self.sts, self.slen, self.used = (
-                self.sts[lo_ptr:],
-                self.slen[lo_ptr:],
-                self.used[lo_ptr:],
-            )
+            self._drop_seconds(lo_ptr)
             i = end
-        self.fts, self.flen = self.fts[n:], self.flen[n:]
+        # copies: a view would keep the whole array it was cut from alive
+        self.fts, self.flen = self.fts[n:].copy(), self.flen[n:].copy()
+
+    def _drop_seconds(self, k: int) -> None:
+        if k:
+            self.sts, self.slen = self.sts[k:].copy(), self.slen[k:].copy()
+            self.used = self.used[k:].copy()
 
 
 @dataclass
