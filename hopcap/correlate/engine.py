@@ -28,7 +28,12 @@ from hopcap.correlate.local import localize
 from hopcap.correlate.reader import PacketTable, link_name, read_capture, unreadable
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.correlate.summary import where
-from hopcap.correlate.tunnel import add_tunnel_legs, find_tunnels, join_across_tunnels
+from hopcap.correlate.tunnel import (
+    Decided,
+    add_tunnel_legs,
+    find_tunnels,
+    join_across_tunnels,
+)
 from hopcap.correlate.udp import (
     DFlowB,
     build_dgram_flows,
@@ -422,16 +427,23 @@ def finish_part(prep: Prepared, idxs: Sequence[int]) -> list[Built]:
     return finish_flows(prep.pts, prep.present, [prep.flows[i] for i in idxs])
 
 
-def finish_datagrams(prep: Prepared, built: list[Built]) -> list[Built]:
+def finish_datagrams(
+    prep: Prepared,
+    built: list[Built],
+    decided: dict[tuple[int, int, int], Decided] | None = None,
+    removed: dict[int, tuple[Finding, ...]] | None = None,
+) -> list[Built]:
     """After every partition's TCP flows are finished (`built`, in flow order, clocks
     set): the datagram flows' findings, encrypted tunnels (legs added to the flows they
     carry) and ICMP errors attached to the flows they quote. Needs every flow's legs, not
-    their matches: runs once, in the process that assembles (or one dask worker)."""
+    their matches: runs once, in the process that assembles (or one dask worker).
+    `decided`: tunnels decided over the whole run (`tunnel.find_tunnels`); `removed`: the
+    gaps taken from flows that went into a tunnel (`tunnel.add_tunnel_legs`)."""
     pts, present, flows, dflows = prep.pts, prep.present, prep.flows, prep.dflows
     built = list(built)
-    tunnels = find_tunnels(pts, present, dflows, blind)
+    tunnels = find_tunnels(pts, present, dflows, blind, decided)
     dverdict = [finish_dflow(pts, present, f) for f in dflows]
-    add_tunnel_legs(pts, tunnels, flows, built, dflows, dverdict)
+    add_tunnel_legs(pts, tunnels, flows, built, dflows, dverdict, removed)
     err_t, err_d = attach_errors(pts, present, flows, dflows, blind)
     by_name = {p.name: p for p in pts}
 

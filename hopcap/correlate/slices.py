@@ -60,6 +60,16 @@ from hopcap.correlate.dgram import (
 from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
 from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
+from hopcap.correlate.tunnelcut import (
+    MIN_MARGIN_NS,
+    Decided_,
+    Key,
+    Streams,
+    Window,
+    applier,
+    candidates,
+    window_inputs,
+)
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
@@ -317,14 +327,10 @@ class Scan:
     whole: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
     # datagram conversations with a minute of silence (`_Pieces`): where each piece starts
     pieces: Pieces = field(default_factory=lambda: _no_pieces())
-    # ESP conversations (pieces; sorted): not cut either when a tunnel endpoint may be
-    # among the points (`_Run.esp_whole`: an outer flow is paired with the inner packets
-    # by timing and size, decisions of the whole flow)
+    # ESP conversations (pieces; sorted): all cut when a tunnel endpoint may be among the
+    # points (`_Run.tunnels`: an outer flow is paired with the inner packets by timing and
+    # size, decisions of the whole flow made over the run, `tunnelcut`)
     esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
-
-    def uncut(self, esp: bool) -> U64:
-        """The conversations never cut (sorted): `whole`, and with `esp` the ESP ones."""
-        return np.union1d(self.whole, self.esp) if esp else self.whole
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -670,12 +676,12 @@ class _Run:
     # `cut_rows`, and (pass 2) every conversation of a flow that has one of those
     cut: list[U64] = field(default_factory=list)
     cut_rows: int = 0
-    # ESP conversations are read whole (a tunnel endpoint may be among the points:
-    # `_endpoint_possible`)
-    esp_whole: bool = True
-    # the verdict's warning when such an ESP conversation is larger than a slice: it may
-    # not be recognised as a tunnel in every slice (`_say_cut`)
-    esp_warning: str | None = None
+    # a tunnel endpoint may be among the points (`_endpoint_possible`): every ESP
+    # conversation is cut, and whether a cut ESP or UDP flow is a tunnel is decided over
+    # the run (`tunnelcut`)
+    tunnels: bool = False
+    # pass 2: those decisions (`tunnelcut.Streams.decide`)
+    decisions: dict[Key, Decided_] = field(default_factory=dict)
     # pass 2: the flows that are cut, as (point, key) of each of their conversations
     groups: list[list[tuple[int, int]]] = field(default_factory=list)
     member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
@@ -1202,10 +1208,13 @@ def _drw(pts: list[Point], fl: DFlowB) -> dict[RwKey, tuple[tuple[int, int], set
     return out
 
 
-def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, int]]]]:
+def _pass1(
+    run: _Run, k: int
+) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None]:
     """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
-    its window."""
+    its window; its window's part of the pairing of the cut ESP flows at a possible
+    tunnel endpoint (`tunnelcut`)."""
     from hopcap.correlate import match
     from hopcap.correlate.engine import dgram_minima
 
@@ -1218,6 +1227,11 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
     try:
         prep, dcut = _prepare(run, pts, _windows(run, evidence, keep))
         keys, which = _cut_flows(run, prep.pts, prep.flows)
+        tun = None
+        if run.tunnels:
+            cands = candidates(prep.pts, prep.present, prep.dflows, dcut)
+            tun = window_inputs(prep.pts, prep.dflows, cands, run.bounds[k],
+                                run.bounds[k + 1], run.offsets)  # fmt: skip
         cut = [f for n, f in enumerate(prep.flows) if n in which]
         flows = [f for n, f in enumerate(prep.flows) if n not in which and keep(f)]
         dflows = [f for n, f in enumerate(prep.dflows) if n not in dcut and _dkeep(run, k, f)]
@@ -1239,7 +1253,7 @@ def _pass1(run: _Run, k: int) -> tuple[Minima, set[int], list[list[tuple[int, in
                 if keep(f):
                     groups.append(_members(keys, f))
                 _judge(run, k, prep.pts, f)
-        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups
+        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun
     finally:
         _close(pts)
 
@@ -1339,8 +1353,10 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         dsegs: dict[tuple[str, str, float], Callable[[Built], _Seg]] = {}
 
         def dseg(g: int, head: bool, dl: dict[tuple[int, int], Hist], f: DFlowB) -> Any:
-            facts, drw = dgram_facts(prep.pts, f), _drw(prep.pts, f)
-            return lambda b: _Seg(g, head, b, dl, 0, 0, None, None, None, dgram=facts, drw=drw)
+            drw = _drw(prep.pts, f)
+            # its facts once it is finished (a tunnel's outer flow: its words and last hop)
+            return lambda b: _Seg(g, head, b, dl, 0, 0, None, None, None,
+                                  dgram=dgram_facts(prep.pts, f), drw=drw)  # fmt: skip
 
         for n, ms in dcut.items():
             g = run.member.get(ms[0], -1)
@@ -1351,14 +1367,22 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             f0, p0 = f.legs[0].f, prep.pts[f.legs[0].point]
             ident = (f0.tuple_str, proto_name(f0.proto), (f0.first_ts - p0.offset_ns) / NS)
             dsegs[ident] = dseg(g, _dkeep(run, k, f), dl, f)
-        built = finish_datagrams(prep, finish_part(prep, every))
+        removed: dict[int, tuple[Finding, ...]] = {}  # a flow into a tunnel: its gaps
+        built = finish_datagrams(
+            prep, finish_part(prep, every), _decided(run, k, prep, dcut), removed
+        )
         out: list[Any] = []
         for i, b in enumerate(built):
             ds = None
             if dsegs and i >= len(prep.flows) and b.legs:
-                ds = dsegs.get((b.legs[0].tuple, b.proto, b.first_ts or 0.0))
+                # (its first leg's: not the one a tunnel put before it, `add_tunnel_legs`)
+                lg = b.legs[1] if b.legs[0].link == "tunnel" and len(b.legs) > 1 else b.legs[0]
+                ds = dsegs.get((lg.tuple, b.proto, b.first_ts or 0.0))
             if i in segs or ds is not None:
-                b = replace(b, findings=tuple(
+                # a cut flow into a tunnel: its gap at the outer point back (its summary
+                # is written again from the merged findings, then `into_tunnel` again)
+                gaps = removed.get(id(b), ())
+                b = replace(b, findings=gaps + tuple(
                     x for x in b.findings
                     if not _of_error(x) or (x.first_ts is not None and lo <= x.first_ts < hi)
                 ))  # fmt: skip
@@ -1375,6 +1399,39 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
         _close(pts)
 
 
+def _decided(
+    run: _Run, k: int, prep: Any, dcut: dict[int, list[tuple[int, int]]]
+) -> dict[tuple[int, int, int], Any] | None:
+    """The cut ESP flows of slice `k` at a possible tunnel endpoint, each with the
+    decision of the run (`tunnelcut.applier`), for `tunnel.find_tunnels`."""
+    if not run.decisions:
+        return None
+    mg = run.margin_ns
+    lo, hi = run.bounds[k], run.bounds[k + 1]
+    ranges = {
+        i: (lo + off - mg if lo > _LO else _LO, hi + off + mg if hi < _HI else _HI)
+        for i, off in enumerate(run.offsets)
+    }
+
+    def judged(p: int, rows: I64) -> npt.NDArray[np.bool_]:
+        return _dinside(run, k, prep.pts, p, rows)
+
+    out: dict[tuple[int, int, int], Any] = {}
+    for n, keys in candidates(prep.pts, prep.present, prep.dflows, dcut).items():
+        for key in keys:
+            got = run.decisions.get(key)
+            if got is None:
+                continue  # not seen by pass 1: decided by the slice (`_match`)
+            dec, snaps = got
+            x, _ck, y = key
+            if dec is None:
+                out[(n, x, y)] = lambda *_a: None  # not a tunnel
+            else:
+                mine = {d: s[k] for d, s in snaps.items() if k in s}
+                out[(n, x, y)] = applier(dec, mine, ranges, judged)
+    return out
+
+
 def _dgrams(p: Point) -> int:
     d = p.pc.table.dgram if p.pc is not None else None
     return len(d) if d is not None else 0
@@ -1389,7 +1446,9 @@ def _first_s(pts: list[Point], f: FlowB) -> float:
 # --------------------------------------------------------------------------- workers
 
 # a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
-# late, the clocks of pass 2, the cut conversations and flows of pass 2)
+# late, the clocks of pass 2, the cut conversations and flows of pass 2, and the tunnel
+# decisions of pass 2 (with the state of their pairing at this slice only) and its
+# margin (wider for them: `tunnelcut.MIN_MARGIN_NS`))
 Task = tuple[
     str,
     int,
@@ -1397,14 +1456,17 @@ Task = tuple[
     frozenset[int],
     list[tuple[int, int | None]] | None,
     tuple[list[U64], dict[tuple[int, int], int]] | None,
+    tuple[int, dict[Key, Decided_]] | None,
 ]
 
 
 def _do(run: _Run, task: Task) -> Any:
-    kind, k, offsets, late, clocks, cuts = task
+    kind, k, offsets, late, clocks, cuts, decisions = task
     run.offsets, run.late = list(offsets), set(late)
     if cuts is not None:
         run.cut, run.member = cuts
+    if decisions is not None:
+        run.margin_ns, run.decisions = decisions
     if kind == "pass1":
         got: Any = _pass1(run, k)
     else:
@@ -1467,18 +1529,24 @@ class _Slices:
             finally:
                 gc.unfreeze()
 
-    def map(self, tasks: Sequence[tuple[str, Task]]) -> list[Any]:
-        """Every (progress line, task)'s result; the line is said as the task starts."""
+    def map(
+        self, tasks: Sequence[tuple[str, Task]], each: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Every (progress line, task)'s result; the line is said as the task starts.
+        `each`: called on the results in task order as soon as each is there (what it
+        returns is kept instead)."""
         run = self.run
         if not self.kids:
             out = []
             for said, task in tasks:
                 run.say(said)
-                out.append(_do(run, task))
+                got1 = _do(run, task)
+                out.append(each(got1) if each is not None else got1)
             return out
         from hopcap.correlate.parallel import recv  # a worker's result, or its error
 
         got: dict[int, Any] = {}
+        done: list[Any] = []  # in task order, `each` applied
         todo = deque(enumerate(tasks))
         busy: dict[Connection, int] = {}
         while todo or busy:
@@ -1491,7 +1559,10 @@ class _Slices:
             for ready in wait(list(busy)):
                 assert isinstance(ready, Connection)
                 got[busy.pop(ready)] = recv(ready)
-        return [got[i] for i in range(len(tasks))]
+            while len(done) in got:
+                r = got.pop(len(done))
+                done.append(each(r) if each is not None else r)
+        return done
 
     def close(self, failed: bool) -> None:
         for conn, _proc in self.kids:
@@ -1514,25 +1585,30 @@ CROWD_FLOOR = 4 * HEAD_ROWS
 
 
 def _cut_sets(
-    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+    scans: Sequence[Scan | None], rows: int, tunnels: bool, offsets: Sequence[int]
 ) -> list[U64]:
     """Per point: its conversations of more than `rows` packets (sorted keys), but those
-    never cut (`Scan.uncut`); and, where large conversations under `rows` are alive at
-    once at all the points together with more than `rows` packets (a slice reads each
-    one whole), the largest of them until no such crowd is left (`_crowded`)."""
+    never cut (`Scan.whole`); with `tunnels`, every ESP conversation (a tunnel's outer
+    flow is paired over the whole run, `tunnelcut`: a slice that read one whole would
+    pair it with its own window's inner packets only); and, where large conversations
+    under `rows` are alive at once at all the points together with more than `rows`
+    packets (a slice reads each one whole), the largest of them until no such crowd is
+    left (`_crowded`)."""
     out = []
     for sc in scans:
         if sc is None or not sc.keys.shape[0]:
             out.append(np.zeros(0, np.uint64))
             continue
-        big = (sc.cost() > rows) & ~_member(sc.keys, sc.uncut(esp_whole))
+        big = (sc.cost() > rows) & ~_member(sc.keys, sc.whole)
+        if tunnels:
+            big |= _member(sc.keys, sc.esp)
         out.append(sc.keys[big])
-    more = _crowded(scans, rows, esp_whole, offsets)
+    more = _crowded(scans, rows, out if tunnels else None, offsets)
     return [np.union1d(c, m) if m.shape[0] else c for c, m in zip(out, more, strict=True)]
 
 
 def _crowded(
-    scans: Sequence[Scan | None], rows: int, esp_whole: bool, offsets: Sequence[int]
+    scans: Sequence[Scan | None], rows: int, forced: list[U64] | None, offsets: Sequence[int]
 ) -> list[U64]:
     """Per point: conversations of `rows` packets or fewer to cut as well, so that those
     alive at one time (first point's clock, every point) hold at most `rows` (several
@@ -1543,16 +1619,19 @@ def _crowded(
     many packets, and a flow cut at one point must be cut at all: an uncut one is read
     past what the slice reads of the cut one, and its datagrams there could pair with
     the cut one's lost ones by IP ID alone, `DgramTable.edge`). Only conversations of
-    more than 1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count."""
+    more than 1/`CROWD_SHARE` of `rows` and `CROWD_FLOOR` count, and not those cut
+    whatever their size (`forced`: the ESP ones at a tunnel endpoint)."""
     floor = max(rows // CROWD_SHARE, CROWD_FLOOR)
     lo, hi, cost = [], [], []
     masks: list[npt.NDArray[np.bool_] | None] = []
-    for sc, off in zip(scans, offsets, strict=True):
+    for i, (sc, off) in enumerate(zip(scans, offsets, strict=True)):
         if sc is None or not sc.keys.shape[0]:
             masks.append(None)
             continue
         c = sc.cost()
-        m = (c > floor) & (c <= rows) & ~_member(sc.keys, sc.uncut(esp_whole))
+        m = (c > floor) & (c <= rows) & ~_member(sc.keys, sc.whole)
+        if forced is not None:
+            m &= ~_member(sc.keys, forced[i])
         masks.append(m)
         lo.append(sc.first[m] - off)
         hi.append(sc.last[m] - off)
@@ -1671,29 +1750,14 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
                 margin, run.margin_ns / NS, per_slice,
                 (margin - per_slice // 2) * BYTES_PER_PACKET / 2**20,
             )  # fmt: skip
-    big = _larger(run, inputs, per_slice, lambda sc: sc.uncut(run.esp_whole))
-    if run.esp_whole:
-        esp = _larger(run, inputs, per_slice, lambda sc: sc.esp)
-        if esp:
-            most, _n, where = max(esp)
-            # in the verdict too: unlike the memory, this can change what it says
-            run.esp_warning = (
-                f"an ESP conversation of {most:,} packets at {where} (a possible tunnel "
-                f"endpoint: two interfaces of one host are among the points) was longer than "
-                f"a time slice of the memory budget: slices may not recognise it as a "
-                f"tunnel, so inner flows can lack their tunnel leg and findings about the "
-                f"endpoint can differ; run without --memory (or with a larger one) for the "
-                f"whole-capture verdict"
-            )
+    big = _larger(run, inputs, per_slice, lambda sc: sc.whole)
     if big:
         most, _n, where = max(big)
         log.warning(
-            "%d ESP conversation(s) (two interfaces of one host are among the points: a "
-            "tunnel endpoint) or datagram conversation(s) with a minute of silence out of "
-            "time order hold more packets than a slice of the memory budget (%d); the "
-            "largest, %d packets at %s, is read whole into every slice it is alive in, so "
-            "this run may use about %.1f MB more than the budget, and an ESP tunnel that "
-            "long may not be recognised as one in every slice (docs/scale.md, Limits)",
+            "%d datagram conversation(s) with a minute of silence out of time order hold "
+            "more packets than a slice of the memory budget (%d); the largest, %d packets "
+            "at %s, is read whole into every slice it is alive in, so this run may use "
+            "about %.1f MB more than the budget (docs/scale.md, Limits)",
             max(n for _m, n, _p in big), per_slice, most, where,
             most * DGRAM_WEIGHT * BYTES_PER_PACKET / 2**20,
         )  # fmt: skip
@@ -1770,16 +1834,21 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
             if per:
                 findings[at] = _merge_rewrite(fnd, per)
     findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
-    legs = list(head.built.legs)
+    # the legs a tunnel's outer flow added (`add_tunnel_legs`: after the flow's hops,
+    # latency and summary), put back at the end
+    added = [(j, leg) for j, leg in enumerate(head.built.legs) if leg.link == "tunnel"]
+    legs = [leg for leg in head.built.legs if leg.link != "tunnel"]
     details: list[tuple[str, ...]] = [leg.details for leg in legs]
     for x in segs:
-        for j, leg in enumerate(x.built.legs[: len(legs)]):
+        own = [leg for leg in x.built.legs if leg.link != "tunnel"]
+        for j, leg in enumerate(own[: len(legs)]):
             details[j] = tuple(dict.fromkeys((*details[j], *leg.details)))
     legs = _latencies(pts, [replace(x, details=d) for x, d in zip(legs, details, strict=True)],
                       [x.delays for x in segs])  # fmt: skip
     if head.dgram is not None:
         text = _dsummary(pts, segs, head.dgram, findings, legs)
-        return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=text)
+        out = replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=text)
+        return _tunnel_legs(pts, out, added)
     req = sum(x.req for x in segs)
     resp = sum(x.resp for x in segs)
     lr = [x.last_req for x in segs if x.last_req is not None]
@@ -1810,7 +1879,33 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
     if n_att:
         why = ": " + words(sorted(tried, key=order)) if tried else ""
         summary += f"; after {n_att} failed connection attempt{'s' if n_att > 1 else ''}{why}"
-    return replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
+    out = replace(head.built, legs=tuple(legs), findings=tuple(findings), summary=summary)
+    return _tunnel_legs(pts, out, added)
+
+
+def _tunnel_legs(pts: list[Point], b: Built, added: list[tuple[int, Any]]) -> Built:
+    """A merged cut flow with the legs a tunnel added (`added`: place, leg) back, and
+    what `add_tunnel_legs` does to a flow that went into the tunnel (every slice's gap
+    at the outer point, merged)."""
+    from hopcap.correlate.tunnel import into_tunnel
+
+    if not added:
+        return b
+    names = [leg.point for leg in b.legs]
+    legs = list(b.legs)
+    for j, leg in added:
+        legs.insert(j, leg)
+    b.legs = tuple(legs)
+    for j, leg in added:
+        outer = _point_of(pts, leg.point)
+        after = legs[j + 1].point if j + 1 < len(legs) else None
+        if after is not None and _point_of(pts, after) == outer + 1:
+            continue  # out of the tunnel into the inner point: nothing to drop
+        if not j:
+            continue
+        at = names.index(legs[j - 1].point)
+        into_tunnel(b, names, at, leg.point, leg.tunnel or "")
+    return b
 
 
 def _subs_of(
@@ -1973,12 +2068,20 @@ def _merge_dfindings(fs: list[Finding], segs: list[_Seg]) -> Finding:
 
 
 _VALUES = re.compile(r"; \d+ different values$")
+# `tunnel.report_lost`'s text: the datagrams' count is before what happened to them
+_TUNNEL = re.compile(
+    r"^(.*?)(?: \(\d+ datagrams\))?(: arrived on .+, the inner packet never appeared on .+)$",
+    re.S,
+)
 
 
 def _dtext(base: Finding, n: int, nvals: int) -> str:
     """`base`'s text (one slice's, from `udp.describe`) for `n` datagrams (`nvals`
     values of a rewrite)."""
     w, pre, tail = base.what, "", ""
+    m = _TUNNEL.match(w)
+    if m is not None:
+        return m.group(1) + (f" ({n} datagrams)" if n > 1 else "") + m.group(2)
     if base.kind == "rewrite":
         m = _VALUES.search(w)
         if m is not None:
@@ -2158,6 +2261,14 @@ def _reused_warning(n: int) -> str:
     )
 
 
+def _at_slice(decisions: dict[Key, Decided_], k: int) -> dict[Key, Decided_]:
+    """The tunnel decisions with the state of their pairing at slice `k` only."""
+    return {
+        key: (dec, {d: {k: s[k]} for d, s in snaps.items() if k in s})
+        for key, (dec, snaps) in decisions.items()
+    }
+
+
 def _scan_apart(path: Path) -> Scan:
     """`scan` in a worker process: the result without the file's mapping."""
     sc = scan(path)
@@ -2258,8 +2369,8 @@ def correlate_sliced(
         # conversations of more than half a slice are cut: read in part by every slice
         # they are alive in, their state (head) carried (docs/scale.md)
         run.cut_rows = max(per_slice // 2, 1)
-        run.esp_whole = _endpoint_possible(inputs, scans)
-        run.cut = _cut_sets(scans, run.cut_rows, run.esp_whole, run.offsets)
+        run.tunnels = _endpoint_possible(inputs, scans)
+        run.cut = _cut_sets(scans, run.cut_rows, run.tunnels, run.offsets)
         _say_cut(run, inputs, per_slice)
         run.bounds = _bounds(run, per_slice)
         n = len(run.bounds) - 1
@@ -2270,26 +2381,43 @@ def correlate_sliced(
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
         if not hinted and len(present) > 1:
             # the clocks from the first slice, to place every point's packets in windows
-            [(m0, _ev, _g)] = pool.map(
+            [(m0, _ev, _g, _t)] = pool.map(
                 [
                     (
                         f"slice 1/{n}: estimating the clocks",
-                        ("pass1", 0, offsets, frozenset(), None, None),
+                        ("pass1", 0, offsets, frozenset(), None, None, None),
                     )
                 ]
             )
             estimate_clocks(skel, present, m0)
             run.offsets = [p.offset_ns for p in skel]
         placed = list(run.offsets)
+        # the cut ESP flows at a possible tunnel endpoint: paired over the run as each
+        # slice's part comes, in slice order (`tunnelcut`); the snapshots of the pairing's
+        # state half a margin before each window (the clocks of pass 2 may move it a bit)
+        # (pass 2 of a run with such flows reads margins of `MIN_MARGIN_NS` at least)
+        wide = max(run.margin_ns, MIN_MARGIN_NS)
+        streams = Streams(lambda p: [_LO] + [b + placed[p] - wide // 2 for b in run.bounds[1:-1]])
+
+        def fed(got: Any) -> Any:
+            streams.feed(got[3])
+            return got[:3]
+
         first = pool.map(
             [
                 (
                     f"slice {k + 1}/{n}: matching (clocks)",
-                    ("pass1", k, placed, frozenset(), None, None),
+                    ("pass1", k, placed, frozenset(), None, None, None),
                 )
                 for k in range(n)
-            ]
+            ],
+            fed,
         )
+        decisions = streams.decide()
+        if decisions and run.margin_ns < wide:
+            # the pairing's 50 ms after a window and the place of its state before it
+            log.info("a tunnel endpoint: the findings read margins of %.1f s", wide / NS)
+            run.margin_ns = wide
         evidence: set[int] = set()
         for _m, ev, _g in first:
             evidence |= ev
@@ -2308,7 +2436,18 @@ def correlate_sliced(
         merged = 0  # connections that started in a cut flow's group after its first
         for part in pool.map(
             [
-                (f"slice {k + 1}/{n}: findings", ("pass2", k, final, late, clocks, cuts))
+                (
+                    f"slice {k + 1}/{n}: findings",
+                    (
+                        "pass2",
+                        k,
+                        final,
+                        late,
+                        clocks,
+                        cuts,
+                        (run.margin_ns, _at_slice(decisions, k)),
+                    ),
+                )
                 for k in range(n)
             ]
         ):
@@ -2371,8 +2510,6 @@ def correlate_sliced(
                 )
             if w:
                 warnings.append(w)
-        if run.esp_warning is not None:
-            warnings.append(run.esp_warning)
         if proxied:
             warnings.append(_proxied_warning(proxied))
         if merged:

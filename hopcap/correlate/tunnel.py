@@ -61,7 +61,7 @@ class Tunnel:
     carried: dict[tuple[bool, int], int] = field(default_factory=dict)
 
 
-def _inner_rows(p: Point) -> tuple[I64, I64, npt.NDArray[np.bool_], I64]:
+def inner_rows(p: Point) -> tuple[I64, I64, npt.NDArray[np.bool_], I64]:
     """Every packet at a point (TCP and datagrams): times, IP lengths, is-datagram, row."""
     t = p.table
     v4 = t.v == 4
@@ -86,10 +86,26 @@ def _pair(
 ) -> dict[int, int]:
     """Greedy, in time order: each `first` (i) takes the earliest free `second` (j) within
     the window after it whose length fits the tunnel overhead. Returns i -> j."""
-    out: dict[int, int] = {}
     used = np.zeros(second_ts.shape[0], bool)
+    return greedy(first_ts, first_len, second_ts, second_len, outer_first, used)[0]
+
+
+def greedy(
+    first_ts: I64,
+    first_len: I64,
+    second_ts: I64,
+    second_len: I64,
+    outer_first: bool,
+    used: npt.NDArray[np.bool_],
+) -> tuple[dict[int, int], int]:
+    """`_pair` from a state: `used` (updated) marks the `second`s taken before; also
+    returns the first `second` a later `first` can take (none before it is looked at
+    again: time slices carry the state from there, `tunnelcut`)."""
+    out: dict[int, int] = {}
     lo_ptr = 0
     n2 = second_ts.shape[0]
+    if not n2:
+        return out, lo_ptr  # (a direction without datagrams: every way of it streamed)
     for i in range(first_ts.shape[0]):
         t = int(first_ts[i])
         while lo_ptr < n2 and int(second_ts[lo_ptr]) < t - JITTER_NS:
@@ -108,7 +124,12 @@ def _pair(
                     out[i] = j
                     break
             j += 1
-    return out
+    return out, lo_ptr
+
+
+# a tunnel decided over the whole run (time slices, `tunnelcut`): applies it to a slice's
+# part of the outer flow instead of `_match`'s decisions
+Decided = Callable[..., "Tunnel | None"]  # (pts, x, y, k, fl, tx, inner, taken, blind)
 
 
 def find_tunnels(
@@ -116,9 +137,11 @@ def find_tunnels(
     present: list[int],
     dflows: list[DFlowB],
     blind: Callable[[Point, int], str | None],
+    decided: dict[tuple[int, int, int], Decided] | None = None,
 ) -> list[Tunnel]:
     """Tunnel endpoints between adjacent points of one host; adds the findings about
-    them to the outer flows."""
+    them to the outer flows. `decided`: (outer flow, outer point, inner point) -> its
+    decision made over the whole run (a time slice's part of a cut ESP flow)."""
     found: list[Tunnel] = []
     inner_cache: dict[int, tuple[I64, I64, npt.NDArray[np.bool_], I64]] = {}
     taken: dict[int, npt.NDArray[np.bool_]] = {}  # inner point -> packets already carried
@@ -142,9 +165,10 @@ def find_tunnels(
                 ):
                     continue  # a DNS exchange, a broadcast: nothing a tunnel would carry
                 if y not in inner_cache:
-                    inner_cache[y] = _inner_rows(pts[y])
+                    inner_cache[y] = inner_rows(pts[y])
                     taken[y] = np.zeros(inner_cache[y][0].shape[0], bool)
-                tun = _match(pts, x, y, k, fl, tx, inner_cache[y], taken[y], blind)
+                how = _match if decided is None else decided.get((k, x, y), _match)
+                tun = how(pts, x, y, k, fl, tx, inner_cache[y], taken[y], blind)
                 if tun is not None:
                     found.append(tun)
     return found
@@ -204,16 +228,21 @@ def _match(
         if way == "dec":
             lost = [int(rows[i]) for i in range(rows.shape[0]) if i not in m]
             text = f"arrived on {px.name}, the inner packet never appeared on {py.name}"
-            _lost(fl, tx, direction, px, py, lost, blind, text)
+            report_lost(fl, tx, direction, px, py, lost, blind, text)
+    mark(fl, x, y, kind)
+    return tun
+
+
+def mark(fl: DFlowB, x: int, y: int, kind: str) -> None:
+    """The outer flow `fl` of a tunnel between points `x` and `y`: its legs and hop."""
     for lg in fl.legs:
         lg.tunnel = kind
     for hop in fl.hops:
         if {hop.a, hop.b} == {x, y}:
             hop.ended = "tunnel"  # into the endpoint: what it decrypted is on the other point
-    return tun
 
 
-def _lost(
+def report_lost(
     fl: DFlowB,
     tx: DgramTable,
     direction: Direction,
@@ -247,8 +276,10 @@ def add_tunnel_legs(
     tcp_built: list[Built],
     dflows: list[DFlowB],
     d_built: list[Built],
+    removed: dict[int, tuple[Finding, ...]] | None = None,
 ) -> None:
-    """Every inner flow carried by a tunnel gets a leg at the tunnel's outer point."""
+    """Every inner flow carried by a tunnel gets a leg at the tunnel's outer point.
+    `removed`: where to note, by `id` of the flow, the gaps `into_tunnel` took away."""
     for tun in tunnels:
         outer = dflows[tun.dflow].legs
         oleg = next(lg for lg in outer if lg.point == tun.outer)
@@ -276,28 +307,31 @@ def add_tunnel_legs(
                 pos = at if tun.outer < tun.inner else at + 1
                 b.legs = (*b.legs[:pos], leg, *b.legs[pos:])
                 if tun.inner < tun.outer:
-                    # the flow went into the tunnel here: the outer point not seeing it
-                    # plain is no gap
-                    outer_name = pts[tun.outer].name
-                    kept = tuple(
-                        f
-                        for f in b.findings
-                        if not (
-                            f.kind == "gap"
-                            and f.between == (pts[tun.inner].name, outer_name)
-                            and "at all" in f.what
-                        )
-                    )
-                    if kept != b.findings:
-                        b.findings = kept
-                        if b.summary.startswith("incomplete evidence") and not kept:
-                            b.summary = (
-                                f"OK: into the {tun.kind} tunnel at {outer_name} "
-                                f"(through {' -> '.join(names[: at + 1])})"
-                            )
+                    gone = into_tunnel(b, names, at, pts[tun.outer].name, tun.kind)
+                    if removed is not None and gone:
+                        removed[id(b)] = removed.get(id(b), ()) + gone
                     b.tunnel_out = (tun.dflow, tun.outer)
                 else:
                     b.tunnel_in = (tun.dflow, tun.outer)
+
+
+def into_tunnel(b: Built, names: list[str], at: int, outer: str, kind: str) -> tuple[Finding, ...]:
+    """A flow that went into a tunnel at point `outer` after its leg `at` (of its legs'
+    points `names`, without the tunnel's): the outer point not seeing it plain is no gap
+    (those it takes away: a time slice's cut flow is summed up again after the merge)."""
+    kept = tuple(
+        f
+        for f in b.findings
+        if not (f.kind == "gap" and f.between == (names[at], outer) and "at all" in f.what)
+    )
+    gone = tuple(f for f in b.findings if f not in kept)
+    if gone:
+        b.findings = kept
+        if b.summary.startswith("incomplete evidence") and not kept:
+            b.summary = (
+                f"OK: into the {kind} tunnel at {outer} (through {' -> '.join(names[: at + 1])})"
+            )
+    return gone
 
 
 def join_across_tunnels(flows: list[Built]) -> list[Built]:

@@ -6,11 +6,12 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pcapgen import C2S, S2C, Conv, Seg, View, as_two_points, busy_firewall
+from pcapgen import C2S, S2C, Conv, Seg, View, as_two_points, busy_firewall, render
 from test_parallel import _scenario
 from test_path import HTTP_REQ, HTTP_RESP, nat_map, points
 from typer.testing import CliRunner
@@ -699,12 +700,16 @@ def test_esp_and_quiet_conversations_cut(tmp_path: Path) -> None:
     assert any(m.startswith("3 conversation(s) of more than 60 packets are cut") for m in said)
 
 
-def test_esp_at_a_tunnel_endpoint_read_whole(tmp_path: Path) -> None:
+def test_esp_at_a_tunnel_endpoint_cut(tmp_path: Path) -> None:
     """Two interfaces of one host, the ESP outer flow on one and the inner packets on the
     other (a tunnel endpoint: paired by timing and size, decisions of the whole flow):
-    the ESP conversation is not cut but read whole, with the warning (docs/scale.md's
-    limits: such a tunnel longer than a slice may not be recognised in every slice);
-    between two hosts it is cut (`_endpoint_possible`)."""
+    the ESP conversation is cut across the slices like any other and whether it is a
+    tunnel decided over the run (`tunnelcut`): the verdict is the unsliced one. The
+    pairing is greedy in time order, so a datagram whose inner packet was lost takes the
+    next one's, and so on: the 10 losses come out from seq=170 on, and a slice must
+    start from the state the windows before it left (without it, its window pairs
+    afresh and the losses come out elsewhere). Between two hosts the ESP conversation is
+    a datagram flow like any other (`_endpoint_possible`)."""
     import random
 
     from pcapgen import write
@@ -732,26 +737,20 @@ def test_esp_at_a_tunnel_endpoint_read_whole(tmp_path: Path) -> None:
     a = write(tmp_path / "gw_eth0.pcap", outer)
     b = write(tmp_path / "gw_tun0.pcap", inner, link="raw")
     pts = [PointInput(name="gw:eth0", pcap=a), PointInput(name="gw:tun0", pcap=b)]
-    one = correlate(pts).to_dict()
+    one = _same(pts, (120, 300))
     (esp,) = [fl for fl in one["flows"] if fl["proto"] == "esp"]
     assert [(f["kind"], f["between"], f["packets"]) for f in esp["findings"]] == [
         ("drop", ["gw:eth0", "gw:tun0"], 10)
     ]
+    assert esp["findings"][0]["what"].startswith("ESP spi=0x00001000 seq=170 len=192 ipid=169 ")
+    tunneled = [fl for fl in one["flows"] if any(leg["link"] == "tunnel" for leg in fl["legs"])]
+    assert len(tunneled) == 50  # every inner flow (8 datagrams each)
     with _logged() as logged:
         sliced = correlate(pts, slice_packets=120, slice_margin_s=0.001).to_dict()
-    assert len(sliced["flows"]) == len(one["flows"])
     said = [r.getMessage() for r in logged]
-    assert not [m for m in said if " are cut across the slices" in m]  # (inner flows: 8 each)
-    warned = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
-    assert [m.split(" hold ")[0] for m in warned] == [
-        "1 ESP conversation(s) (two interfaces of one host are among the points: a tunnel "
-        "endpoint) or datagram conversation(s) with a minute of silence out of time order"
-    ]
-    # the verdict says so too (this can change what it says, not only the memory used)
-    assert not [w for w in one.get("warnings", []) if "ESP conversation" in w]
-    (said_esp,) = [w for w in sliced.get("warnings", []) if "ESP conversation" in w]
-    assert said_esp.startswith("an ESP conversation of 400 packets at gw:eth0 (a possible tunnel")
-    assert "run without --memory" in said_esp
+    assert any(m.startswith("1 conversation(s) of more than 60 packets are cut") for m in said)
+    assert not [m for m in said if "ESP" in m]
+    assert "warnings" not in sliced
     scans = [sl.scan(a), sl.scan(b)]
     try:
         assert sl._endpoint_possible(pts, scans)
@@ -761,6 +760,129 @@ def test_esp_at_a_tunnel_endpoint_read_whole(tmp_path: Path) -> None:
     finally:
         for sc in scans:
             sc.close()
+
+
+def _tunnel_points(tmp: Path, rounds: int = 150, seed: int = 5) -> list[PointInput]:
+    """An IPsec gateway (`gw`): the client's peer sends the inner packets in ESP (seen at
+    client:eth0 and gw:eth0), gw decrypts them onto gw:tun0 (raw IP) and srv:eth0 sees
+    them plain; the answers go back encrypted. Inside: a long TCP connection (`rounds`
+    requests of 200-250 bytes answered by 2-3 full segments each, 30 ms apart) and short
+    UDP flows alongside, and a long UDP stream (a datagram every 40 ms). Some of the
+    client's requests arrive encrypted at gw:eth0 and never appear on gw:tun0
+    (retransmitted 0.2 s later), some UDP datagrams too; some encrypted answers are lost
+    between gw:eth0 and client:eth0."""
+    import random
+
+    from pcapgen import write
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.ipsec import ESP
+    from scapy.packet import Raw
+
+    rnd = random.Random(seed)
+    conv = Conv(client=("10.9.0.2", 40000), server=("10.9.0.80", 80), seed=seed)
+    conv.handshake()
+    gone: set[int] = set()  # inside gw
+    transit: set[int] = set()  # between gw:eth0 and client:eth0
+    for r in range(rounds):
+        conv.t += 0.03
+        req = conv.request(b"Q" * (200 + r % 50))
+        resp = conv.response(bytes([r % 251]) * (3000 + 37 * (r % 40)))
+        if r % 37 == 11:
+            gone.add(id(req[0]))
+            conv.retransmit(req[0], dt=0.2)
+        if r % 53 == 20:
+            transit.add(id(resp[1]))
+    conv.close()
+    segs = sorted(conv.segs, key=lambda s: s.t)
+    items = [
+        (s.t, s.d, pkt, id(s) in gone, id(s) in transit)
+        for s, (_t, pkt) in zip(segs, render([conv], View()), strict=True)
+    ]
+    for i in range(rounds // 2):
+        pkt = (
+            IP(src="10.9.0.2", dst="10.9.0.53", id=i, ttl=64)
+            / UDP(sport=5000 + i // 6, dport=6000)
+            / Raw(rnd.randbytes(100 + i % 30))
+        )
+        items.append((conv.t0 + 0.1 + 0.061 * i, C2S, pkt, i % 29 == 7, False))
+    for i in range(int((conv.t - conv.t0) / 0.04)):  # a long UDP stream (cut too)
+        pkt = (
+            IP(src="10.9.0.2", dst="10.9.0.90", id=i, ttl=64)
+            / UDP(sport=7000, dport=7000)
+            / Raw(rnd.randbytes(160 + i % 20))
+        )
+        items.append((conv.t0 + 0.02 + 0.04 * i, C2S, pkt, i % 50 == 17, False))
+    items.sort(key=lambda x: x[0])
+    seqs = {C2S: 0, S2C: 0}
+
+    def wrap(pkt: Any, d: str) -> Any:
+        n = len(bytes(pkt))
+        body = rnd.randbytes(32 + (n + 15) // 16 * 16)  # header, padding, tag
+        peer, gw = "198.51.100.10", "198.51.100.1"
+        ip = IP(src=peer if d == C2S else gw, dst=gw if d == C2S else peer,
+                id=rnd.randrange(1 << 16), ttl=64)  # fmt: skip
+        seqs[d] += 1
+        return ip / ESP(spi=0x1000 if d == C2S else 0x2000, seq=seqs[d]) / Raw(body)
+
+    client: list[tuple[float, Any]] = []
+    gw_out: list[tuple[float, Any]] = []
+    tun: list[tuple[float, Any]] = []
+    srv: list[tuple[float, Any]] = []
+    for t, d, pkt, lost, tr in items:
+        o = wrap(pkt, d)
+        if d == C2S:
+            client.append((t - 0.001, o))
+            gw_out.append((t - 0.0003, o))
+        else:
+            gw_out.append((t + 0.0003, o))
+            if not tr:
+                client.append((t + 0.001, o))
+        if not lost:
+            tun.append((t, pkt))
+            srv.append((t + 0.0002 * (1 if d == C2S else -1), pkt))
+    pts = []
+    for name, pk, link in (("client:eth0", client, "ether"), ("gw:eth0", gw_out, "ether"),
+                           ("gw:tun0", tun, "raw"), ("srv:eth0", srv, "ether")):  # fmt: skip
+        pk.sort(key=lambda x: x[0])
+        path = write(tmp / f"{name.replace(':', '_')}.pcap", pk, link=link)
+        pts.append(PointInput(name=name, pcap=path))
+    return pts
+
+
+def test_long_esp_tunnel_cut_across_many_slices(tmp_path: Path) -> None:
+    """A long TCP connection and short UDP flows through an IPsec gateway
+    (`_tunnel_points`), the ESP flow and the connection cut across the slices, with
+    datagrams lost inside the endpoint and on the way: the unsliced verdict, in one job
+    and two, both ways along the path (the inner flows come out of the tunnel at gw, or
+    go into it: the outer point not seeing them plain is no gap). Among them a long UDP
+    stream, cut: its slices merged as one flow (with the leg the tunnel put first)."""
+    pts = _tunnel_points(tmp_path)
+    one = _same(pts, (300, 1000))
+    (esp,) = [fl for fl in one["flows"] if fl["proto"] == "esp"]
+    assert [(f["kind"], f["between"], f["packets"]) for f in esp["findings"]] == [
+        # the 4 requests; the 3 UDP datagrams' outer ones took (greedy) other inner
+        # packets of a size that fits within 50 ms: the unsliced run's pairing, kept
+        ("drop", ["gw:eth0", "gw:tun0"], 4),
+        ("drop", ["gw:eth0", "client:eth0"], 3),
+    ]
+    (tcp,) = [fl for fl in one["flows"] if fl["proto"] == "tcp"]
+    assert [(leg["point"], leg["link"]) for leg in tcp["legs"]] == [
+        ("gw:eth0", "tunnel"), ("gw:tun0", "same"), ("srv:eth0", "same")
+    ]  # fmt: skip
+    said = _cut_quietly(pts, 300)
+    # (at gw:tun0 the connection and the long UDP stream)
+    assert any(m.startswith("2 conversation(s) of more than 150 packets are cut") for m in said)
+    # the long UDP stream, inside, is taken for an encrypted UDP tunnel whose inner
+    # packets would be ESP datagrams at gw:eth0 (their sizes fit, unsliced too): a cut
+    # UDP flow at an endpoint is decided over the run the same way
+    (udp,) = [fl for fl in one["flows"] if fl["client"] == "10.9.0.2:7000"]
+    assert [leg["tunnel"] for leg in udp["legs"]][1:] == ["encrypted udp"] * 2
+    back = _same(pts[::-1], (300,))
+    (tcp,) = [fl for fl in back["flows"] if fl["proto"] == "tcp"]
+    assert tcp["summary"] == "OK: into the esp tunnel at gw:eth0 (through srv:eth0 -> gw:tun0)"
+    inner = [fl for fl in back["flows"] if fl["proto"] != "esp"]
+    inner = [fl for fl in inner if fl["client"] != "10.9.0.2:7000"]
+    assert len(inner) == 1 + 13 and all(fl["summary"].startswith("OK: into") for fl in inner)
 
 
 def _quiet_points(tmp: Path) -> tuple[list[PointInput], dict[str, Any]]:
@@ -943,14 +1065,14 @@ def test_crowding_rule_cuts_alike_at_every_point() -> None:
              [900, 880, 860, 900, 200])  # fmt: skip
     b = scan([11, 12, 13, 14, 15], [0, s, 2 * s, 200 * s, 0], [100 * s] * 3 + [300 * s, 100 * s],
              [891, 871, 851, 891, 198])  # fmt: skip
-    got = sl._crowded([a, b], 1000, True, [0, 0])
+    got = sl._crowded([a, b], 1000, None, [0, 0])
     # alive together: 6 of ~870 each, 5,253 in all; the largest five cut (880 the least),
     # then every one of 660 or more: all three, and the later one alone, at both points
     assert [x.tolist() for x in got] == [[1, 2, 3, 4], [11, 12, 13, 14]]
-    assert [x.tolist() for x in sl._crowded([a, None], 1800, True, [0, 0])] == [[1, 2, 3, 4], []]
-    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, True, [0, 0])] == [0, 0]
+    assert [x.tolist() for x in sl._crowded([a, None], 1800, None, [0, 0])] == [[1, 2, 3, 4], []]
+    assert [x.shape[0] for x in sl._crowded([a, b], 10_000, None, [0, 0])] == [0, 0]
     b.whole = np.array([11, 12, 13], np.uint64)  # never cut there
-    assert [x.tolist() for x in sl._crowded([a, b], 1000, True, [0, 0])][1] == [14]
+    assert [x.tolist() for x in sl._crowded([a, b], 1000, None, [0, 0])][1] == [14]
 
 
 def _keep_alive_through_a_proxy(tmp: Path, n: int = 40) -> list[PointInput]:
@@ -1097,3 +1219,49 @@ def test_a_reused_tuple_of_a_cut_conversation_is_warned(tmp_path: Path) -> None:
     assert "run without --memory" in w
     # slices large enough not to cut it: both flows, no warning
     assert correlate(pts, slice_packets=200, slice_margin_s=0.001).to_dict() == whole.to_dict()
+
+
+def test_tunnel_pairing_as_a_stream() -> None:
+    """The main process pairs a cut tunnel a window at a time (`tunnelcut._Stream`): the
+    pairs of `tunnel._pair` over the whole (their count and overheads; losses shift the
+    greedy pairing across windows), the state at each window's place the one a slice
+    starts from, and it keeps only what later packets may take: with no datagrams one
+    way, not the inner packets of the run."""
+    import numpy as np
+
+    from hopcap.correlate import tunnel, tunnelcut
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    o_ts = np.cumsum(rng.integers(200_000, 3_000_000, n)).astype(np.int64)  # 0.2-3 ms apart
+    o_len = rng.integers(180, 260, n).astype(np.int64)
+    keep = rng.random(n) > 0.01  # lost inside the endpoint
+    i_ts = (o_ts + rng.integers(20_000, 400_000, n))[keep]
+    i_len = (o_len - 32 - rng.integers(0, 16, n))[keep]
+    o = np.argsort(i_ts, kind="stable")
+    i_ts, i_len = i_ts[o], i_len[o]
+    whole = tunnel._pair(o_ts, o_len, i_ts, i_len, True)
+    edges = [int(x) for x in np.linspace(0, int(o_ts[-1]) + 1, 41)]
+    snap_at = [tunnelcut._LO] + [e - 5_000_000 for e in edges[1:-1]]
+    st = tunnelcut._Stream(True, snap_at)
+    empty = tunnelcut._Stream(True, [tunnelcut._LO])  # no datagram back: only inner ones
+    z = np.zeros(0, np.int64)
+    held = 0
+    for a, b in pairwise(edges):
+        upto = b if b < edges[-1] else tunnelcut._HI
+        fo = (o_ts >= a) & (o_ts < upto)
+        fi = (i_ts >= a) & (i_ts < upto)
+        st.feed((o_ts[fo], o_len[fo]), (i_ts[fi], i_len[fi]), upto, upto)
+        empty.feed((z, z), (i_ts[fi], i_len[fi]), upto, upto)
+        held = max(held, st.sts.shape[0], empty.sts.shape[0])
+    assert st.firsts == n and st.pairs == len(whole) and n - len(whole) > 100
+    ovh = np.bincount([int(o_len[i] - i_len[j]) for i, j in whole.items()], minlength=201)
+    assert (st.ovh == ovh).all()
+    assert held < n // 20  # a window's and the pairing's 50 ms
+    # a slice that starts from the state kept for its window pairs as the whole does
+    for k in (7, 23):
+        at, state = st.snaps[k]
+        f0 = int(np.searchsorted(o_ts, at))
+        used = tunnelcut._mark_used(i_ts, i_len, state)
+        part, _lo = tunnel.greedy(o_ts[f0:], o_len[f0:], i_ts, i_len, True, used)
+        assert {f0 + i: j for i, j in part.items()} == {i: j for i, j in whole.items() if i >= f0}
