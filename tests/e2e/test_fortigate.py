@@ -16,6 +16,7 @@ from hopcap.bundle.fortigate import path_order, read_sniffer_log, write_pcapng
 from hopcap.correlate import correlate
 from hopcap.lab import fortigate as fake
 from hopcap.model import Host, PointInput
+from hopcap.orchestrator.capture import CaptureStats
 from hopcap.orchestrator.fortigate import FortiGateCapture, sniffer_spec
 from hopcap.orchestrator.transport import connect
 from tests.e2e.conftest import PREFIX, hopcap_cli, hopcap_run, inventory_variant
@@ -57,30 +58,38 @@ def _curl() -> None:
                                   "http://203.0.113.80/big.bin"])  # fmt: skip
 
 
-def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo) -> None:
-    async def go() -> tuple[FortiGateCapture, object]:
+def _sniff_a_download(
+    fgt: Host, log: Path, settle: float
+) -> tuple[FortiGateCapture, CaptureStats, float]:
+    """Arm, fire and wait for the sniffer, download /big.bin through fw, wait `settle`
+    seconds, stop: (the capture, its stats, how long the stop took)."""
+
+    async def go() -> tuple[FortiGateCapture, CaptureStats, float]:
         t = await connect(fgt)
         try:
-            cap = FortiGateCapture(
-                t, sniffer_spec("fw", "auto", "tcp port 80", 60), tmp_path / "fw.txt"
-            )
+            cap = FortiGateCapture(t, sniffer_spec("fw", "auto", "tcp port 80", 60), log)
             await cap.arm()
             cap.fire()
             await cap.until_listening()
             await asyncio.to_thread(_curl)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(settle)
+            t0 = time.monotonic()
             stats = await cap.stop()
-            return cap, stats
+            return cap, stats, time.monotonic() - t0
         finally:
             await t.close()
 
-    cap, stats = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo) -> None:
+    cap, stats, _ = _sniff_a_download(fgt, tmp_path / "fw.txt", 0.5)
     assert cap.version and cap.version.startswith("FortiGate-VM64 v7.2.8")
     assert cap.ready_ts is not None and cap.start_ts is not None
     assert 0 <= cap.ready_ts - cap.start_ts < 5
     log = read_sniffer_log(cap.text_log)
     assert log.warnings == []
-    assert stats.received == len(log.packets) > 0  # type: ignore[attr-defined]
+    assert stats.received == len(log.packets) > 0
     assert path_order(log) == ["eth0", "eth1"]  # the client's SYN enters by eth0
     points = []
     for iface in path_order(log):
@@ -103,27 +112,10 @@ def test_the_stop_lets_a_lagging_sniffer_catch_up(
     so the stop waits until the text has caught up: every packet whole, nothing cut off
     (before: a damaged hex dump, a packet lost, under load about one run in twenty, and
     the last packets of the window lost)."""
-
-    async def go() -> tuple[FortiGateCapture, object, float]:
-        t = await connect(fgt)
-        try:
-            cap = FortiGateCapture(
-                t, sniffer_spec("fw", "auto", "tcp port 80", 60), tmp_path / "fw.txt"
-            )
-            await cap.arm()
-            cap.fire()
-            await cap.until_listening()
-            await asyncio.to_thread(_curl)
-            t0 = time.monotonic()
-            stats = await cap.stop()
-            return cap, stats, time.monotonic() - t0
-        finally:
-            await t.close()
-
-    cap, stats, took = asyncio.run(go())
+    cap, stats, took = _sniff_a_download(fgt, tmp_path / "fw.txt", 0.0)
     log = read_sniffer_log(cap.text_log)
     assert log.warnings == []
-    assert stats.received == len(log.packets) > 50  # type: ignore[attr-defined]
+    assert stats.received == len(log.packets) > 50
     # both interfaces saw the whole download: as many packets on each
     per = {i: sum(1 for p in log.packets if p.interface == i) for i in ("eth0", "eth1")}
     assert per["eth0"] == per["eth1"], per
