@@ -95,12 +95,14 @@ def test_sniffer_on_the_box_to_a_verdict(fgt: Host, tmp_path: Path, clean_lab: l
     for iface in path_order(log):
         out = tmp_path / f"fw_{iface}.pcapng"
         write_pcapng(log, out, host="fw", interfaces=[iface])
-        points.append(PointInput(name=f"fw:{iface}", pcap=out))
+        # the box's kernel drops, as `hopcap run` gives them: under load the sniffer can
+        # drop packets (15 once in CI), a packet then missing at one interface is a gap
+        points.append(PointInput(name=f"fw:{iface}", pcap=out, kernel_drops=stats.dropped))
     v = correlate(points)
     [flow] = [f for f in v.flows if f.server.endswith(":80")]
     assert [leg.link for leg in flow.legs] == ["same", "nat"]  # DNAT + masquerade
     assert [f for f in flow.findings if f.kind != "gap"] == []
-    assert flow.summary.startswith("OK")
+    assert flow.summary.startswith("OK") or bool(stats.dropped), flow.summary
     assert _fw_tcpdumps() == []
 
 
