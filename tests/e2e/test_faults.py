@@ -234,14 +234,15 @@ def test_lb_srv_loss(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """6. random loss on the wire between lb and srv (a bridge with nftables numgen drop):
     drops between lb's back point and srv's point, with packet counts; the transfer still
     completes. The loss is random, so a run in which the bridge dropped nothing is
-    repeated (at most three runs)."""
+    repeated (at most eight runs: with GSO the 300 kB download crosses the bridge in ~31
+    packets, none dropped in one run of five; three runs all without a drop failed CI once)."""
     segment = {("c2s", ("lb:eth1", "srv:eth0")), ("s2c", ("srv:eth0", "lb:eth1"))}
-    for attempt in range(3):
+    for attempt in range(8):
         res = _run_fault(clean_lab, tmp_path / str(attempt), "lb-srv-loss")
         dropped = _fault_counter(BRIDGE_HOST, "bridge")
         if dropped:
             break
-    assert dropped >= 1, "the bridge dropped nothing in three runs"
+    assert dropped >= 1, "the bridge dropped nothing in eight runs"
     brief = _brief(res) + f"\nbridge dropped {dropped} packets"
     assert _repro_exit(res) == 0, res.manifest.get("repro")
     drops = res.findings("drop")
