@@ -255,11 +255,12 @@ class FortiGateCapture(RunningCapture):
                 f.write(chunk)
                 f.flush()
                 self._chunk_at = time.monotonic()
-                stamps = _PACKET_TS_RE.findall(self._last + chunk)
+                text = self._last + chunk  # (a packet's line may start in the last chunk)
+                stamps = _PACKET_TS_RE.findall(text)
                 if stamps:
                     local = dt.datetime.fromisoformat(stamps[-1].decode()).replace(tzinfo=dt.UTC)
                     self._newest = local.timestamp() - self.utc_offset_s - self._clock_s
-                self._last = (self._last + chunk)[-256:]
+                self._last = text[-256:]
                 if _DROPPED_RE.search(self._last):  # the counts after Ctrl-C: it stopped
                     return
 

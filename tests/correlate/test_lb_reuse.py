@@ -15,7 +15,7 @@ from test_path import points
 
 from hopcap.correlate import correlate
 from hopcap.correlate.link import ATTEMPT, RESENT, TIME_ONLY
-from hopcap.model import Flow, Verdict
+from hopcap.model import Flow, PointInput, Verdict
 
 T0 = 1_763_790_000.0
 VIP = ("203.0.113.80", 80)
@@ -103,6 +103,17 @@ class Site:
         drop_back: Callable[[Seg], bool] = lambda s: False,
         nat: bool = False,
     ) -> Verdict:
+        """The verdict of `points` (the same arguments)."""
+        return correlate(self.points(tmp, drop, drop_back=drop_back, nat=nat))
+
+    def points(
+        self,
+        tmp: Path,
+        drop: Callable[[Seg], bool] = lambda s: False,
+        *,
+        drop_back: Callable[[Seg], bool] = lambda s: False,
+        nat: bool = False,
+    ) -> list[PointInput]:
         """Points lb:eth0, lb:eth1, srv:eth0; `drop`: lost before srv:eth0, `drop_back`:
         lost before lb:eth1 (responses); `nat`: a NAT with sequence offsets between lb:eth1
         and srv:eth0 (the server sees the proxy as 198.18.3.1:41000+)."""
@@ -123,9 +134,9 @@ class Site:
                 v.seq_off = {C2S: 0x10000000 + port, S2C: 0x20000000 + port}
             return v
 
-        return correlate(points(tmp, [*self.fronts, *self.backs], [
+        return points(tmp, [*self.fronts, *self.backs], [
             ("lb:eth0", front_only), ("lb:eth1", at_back), ("srv:eth0", at_srv),
-        ]))  # fmt: skip
+        ])  # fmt: skip
 
 
 def flow_of(v: Verdict, client: str) -> Flow:
