@@ -79,13 +79,7 @@ class Site:
         self.t = f.t
         data = xff(req(n, same=same), f.client[0])
         self._at(b)
-        if lost:
-            orig = b.seg(C2S, "PA", data, tag="lost", advance=False)
-            b.seg(C2S, "PA", data, seq=orig.seq, dt=0.2, tag="retrans")
-            b.nxt[C2S] += len(data)
-            b.seg(S2C, "A", tag="ack", dt=b.rtt / 2)
-        else:
-            b.request(data)
+        forward(b, data, lost=lost)
         b.response(resp(n, same=same))
         self.t = b.t
         self._at(f).response(resp(n, same=same))
@@ -137,6 +131,18 @@ class Site:
         return points(tmp, [*self.fronts, *self.backs], [
             ("lb:eth0", front_only), ("lb:eth1", at_back), ("srv:eth0", at_srv),
         ])  # fmt: skip
+
+
+def forward(b: Conv, data: bytes, *, lost: bool = False) -> None:
+    """The proxy's request `data` over `b`; `lost`: its first transmission never reaches
+    the server (tagged "lost"), retransmitted 200 ms later and acknowledged."""
+    if lost:
+        orig = b.seg(C2S, "PA", data, tag="lost", advance=False)
+        b.seg(C2S, "PA", data, seq=orig.seq, dt=0.2, tag="retrans")
+        b.nxt[C2S] += len(data)
+        b.seg(S2C, "A", tag="ack", dt=b.rtt / 2)
+    else:
+        b.request(data)
 
 
 def flow_of(v: Verdict, client: str) -> Flow:

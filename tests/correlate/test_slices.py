@@ -1079,7 +1079,7 @@ def _keep_alive_through_a_proxy(tmp: Path, n: int = 40) -> list[PointInput]:
     """One keep-alive client connection of `n` requests through an L7 proxy that opens a
     connection to the server for each (lb:eth0, lb:eth1, srv:eth0); the first transmission
     of every 7th forwarded request is lost before the server (retransmitted 0.2 s later)."""
-    from test_lb_reuse import Site, req, resp, xff
+    from test_lb_reuse import Site, forward, req, resp, xff
 
     site = Site()
     f = site.front(0)
@@ -1088,14 +1088,7 @@ def _keep_alive_through_a_proxy(tmp: Path, n: int = 40) -> list[PointInput]:
         site._at(f).request(req(i))
         site.t = f.t
         b = site.back(i)
-        data = xff(req(i), f.client[0])
-        if i % 7 == 3:
-            orig = b.seg(C2S, "PA", data, tag="lost", advance=False)
-            b.seg(C2S, "PA", data, seq=orig.seq, dt=0.2, tag="retrans")
-            b.nxt[C2S] += len(data)
-            b.seg(S2C, "A", tag="ack", dt=b.rtt / 2)
-        else:
-            b.request(data)
+        forward(b, xff(req(i), f.client[0]), lost=i % 7 == 3)
         b.response(resp(i))
         site.t = b.t
         site.close(b)
