@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.bundle.pcapio import one_packet
 from hopcap.capfile import Layers, Records, buffer_u8
 from hopcap.capfile.layers import LEVELS, be16, be32
@@ -159,7 +160,7 @@ class Anonymiser:
             else:
                 v4.append((be32(u8, o) << 16) | be16(u8, o + 4) | (1 << 62))  # a MAC
         if v4:
-            for x in np.unique(np.concatenate(v4)).tolist():
+            for x in npsets.unique(np.concatenate(v4)).tolist():
                 if x >> 62:
                     self._raw_macs.add((x & ((1 << 48) - 1)).to_bytes(6, "big"))
                 else:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.bundle.anon import Anonymiser
 from hopcap.bundle.pcapio import (
     LINKTYPE_ETHERNET,
@@ -770,7 +771,7 @@ class _LegFirsts:
                 done.append(hr)
                 del self.pending[hr]
         if done:
-            self.hashes = self.hashes[~np.isin(self.hashes, np.array(done, np.uint64))]
+            self.hashes = self.hashes[~npsets.isin(self.hashes, np.array(done, np.uint64))]
         return out
 
     def _take(self, r: int, k: RawTuple | None, todo: set[str], out: dict[int, str]) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import fingerprint_rows, index_halves, mix_columns
 from hopcap.correlate._objects import make_halves
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable, endpoint_str
@@ -385,7 +386,7 @@ def _split_answers(
     inside = (p0 < q) & (q < p1)
     q = q[inside]
     q = q[(t.flags[order[q]] & SYN) == 0]
-    add = np.setdiff1d(q, starts)
+    add = npsets.setdiff(q, starts)
     if not add.shape[0]:
         return starts, has_ts, tkey0
     at = np.searchsorted(starts, add)  # `add[k]` cuts half at[k] - 1
@@ -394,7 +395,7 @@ def _split_answers(
     has_ts = np.insert(has_ts, at, False)
     ends = np.append(starts[1:], n)
     new = at + np.arange(add.shape[0])  # the cut halves' places now: new - 1 and new
-    for i in np.union1d(new - 1, new).tolist():
+    for i in npsets.union(new - 1, new).tolist():
         has_ts[i] = bool((t.tsval[order[starts[i] : ends[i]]] >= 0).any())
     return starts, has_ts, tkey0
 

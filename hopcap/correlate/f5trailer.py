@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hopcap import npsets
+
 if TYPE_CHECKING:
     from hopcap.correlate.reader import PacketTable
 
@@ -359,7 +361,7 @@ def read_table_trailers(
     rec = walk_records(t.path, buf)
     rows, start, end = _trailing(rows_of, rec.off, rec.cap, rec.link)
     if wanted is not None:
-        m = np.isin(rows, wanted)
+        m = npsets.isin(rows, wanted)
         rows, start, end = rows[m], start[m], end[m]
     keep: list[int] = []
     flows: list[int] = []

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
 from hopcap.correlate.clocks import blind
 from hopcap.correlate.conns import Half, HalvesOf
@@ -604,7 +605,7 @@ def _with_rows_no_rst(pts: list[Point], hid: I64, at: I64) -> npt.NDArray[np.boo
     RST (as `_finish_chunk` judges them one by one), from their points' columns."""
     ok = np.ones(hid.shape[0], bool)
     todo = hid >= 0
-    for q in np.unique(at[todo]).tolist():
+    for q in npsets.unique(at[todo]).tolist():
         m = np.nonzero(todo & (at == q))[0]
         h = hid[m]
         p = pts[q]
@@ -613,7 +614,7 @@ def _with_rows_no_rst(pts: list[Point], hid: I64, at: I64) -> npt.NDArray[np.boo
         bad = cols.end[h] == cols.start[h]
         rst = p._flag_rows(RST)
         if rst:
-            bad |= np.isin(h, np.fromiter(rst, np.int64, len(rst)))
+            bad |= npsets.isin(h, np.fromiter(rst, np.int64, len(rst)))
         ok[m[bad]] = False
     return ok
 
@@ -1393,7 +1394,7 @@ def _leg_tunnel(t: PacketTable, leg: LegB) -> str | None:
     """The tunnels this leg's packets were decapsulated from ("vxlan vni 42"), if any."""
     if t.tun.strides == (0,):  # the reader's all-zero column: no tunnel at this point
         return None
-    codes = np.unique(t.tun[np.concatenate([half_rows(leg.c), half_rows(leg.s)])])
+    codes = npsets.unique(t.tun[np.concatenate([half_rows(leg.c), half_rows(leg.s)])])
     return ", ".join(tunnel_str(int(x)) for x in codes if x) or None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import rows_of
 from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
@@ -277,7 +278,7 @@ class _ConnCols:
         and its columns of `hop` (`_first_hops`; None, -1 and False without)."""
         o = np.argsort(self.first, kind="stable")
         if skip:
-            o = o[~np.isin(o, np.fromiter(skip, np.int64, len(skip)))]
+            o = o[~npsets.isin(o, np.fromiter(skip, np.int64, len(skip)))]
         if hop is None:
             z = np.full(o.shape[0], -1, np.int64).tolist()
             return [o.tolist(), [None] * len(z), z, z, z, z, [False] * len(z)]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import rows_of, same_keys
 from hopcap.correlate.conns import (
     FP_KINDS,
@@ -65,8 +66,12 @@ def link_halves(
     ids: dict[tuple[object, ...], int] = {}
     hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids, pc=a)
     hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids, pc=b)
-    # every (a key, b key) with the same id: pairs of halves sharing a fingerprint
-    ea, eb = _same_key(kid_a, kid_b)
+    # every (a key, b key) with the same id: pairs of halves sharing a fingerprint; keys
+    # that many halves share at both points apart (`_Heavy`)
+    heavy = _Heavy.of(hid_a, kid_a, hid_b, kid_b, nb)
+    la, lb = heavy.light(kid_a), heavy.light(kid_b)
+    ea, eb = _same_key(kid_a[la], kid_b[lb])
+    ea, eb = np.nonzero(la)[0][ea], np.nonzero(lb)[0][eb]
     pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]
     pkind = pk >> 60
     sid = np.nonzero(pkind == _SID)[0]
@@ -97,7 +102,10 @@ def link_halves(
     if ta.shape[0]:
         differ = ca.syn[ta] & cb.syn[tb] & (ca.isn[ta] != cb.isn[tb])
         code = ta * nb + tb
-        ok = ~differ | np.isin(code, fp_code)
+        ok = ~differ | npsets.isin(code, fp_code)
+        if heavy.keys.shape[0] and differ.any():
+            no = np.nonzero(~ok)[0]
+            ok[no[heavy.shared(ta[no], tb[no])[0]]] = True
         codes.append(code[ok])
         weights.append(np.full(int(ok.sum()), 2.5))
         strong.append(np.ones(int(ok.sum()), bool))
@@ -132,6 +140,8 @@ def link_halves(
         codes.append(got)
         weights.append(np.full(got.shape[0], 10.0))
         strong.append(np.ones(got.shape[0], bool))
+    if heavy.keys.shape[0]:
+        heavy.add_pairs(codes, weights, strong, ca.first_ts, cb.first_ts - offset_ns)
     pair, inv = np.unique(np.concatenate(codes), return_inverse=True)
     score = np.bincount(inv, weights=np.concatenate(weights), minlength=pair.shape[0])
     st = np.bincount(inv, np.concatenate(strong).astype(np.float64), pair.shape[0]) > 0
@@ -157,7 +167,7 @@ def _isn_at(ca: HalfCols, x: I64, cb: HalfCols) -> npt.NDArray[np.bool_]:
     for ack in (False, True):
         sa = ca.syn[x] & (ca.synack[x] == ack)
         if sa.any():
-            out[sa] = np.isin(ca.isn[x[sa]], cb.isn[cb.syn & (cb.synack == ack)])
+            out[sa] = npsets.isin(ca.isn[x[sa]], cb.isn[cb.syn & (cb.synack == ack)])
     return out
 
 
@@ -177,6 +187,118 @@ def _take_best(
         fwd[u] = w
         back[w] = u
     return fwd, back
+
+
+# a key shared by more pairs of halves than this is heavy (one a point's halves have
+# m times and the next point's n times makes m * n pairs; ordinary keys make a few)
+HEAVY_PAIRS = 1024
+# pairs that only heavy keys make are all scored up to this many a key; past it, each
+# half's nearest halves in time at the other point (this many each side) stand for all
+HEAVY_ALL = 1 << 16
+HEAVY_NEAR = 8
+
+
+@dataclass
+class _Heavy:
+    """Fingerprint keys that many halves share at both points: one request sent the same
+    way on thousands of connections (a load test, a health check, a proxy's identical
+    GETs). Joined like the others, a key on m halves at `a` and n at `b` makes m * n pairs
+    (2,000 RST-ended connections with the same GET: 4 M pairs, seconds and hundreds of
+    MB), all alike. Scored apart, with the same result: their weight is added to the pairs
+    that other evidence makes (`shared`), and the pairs that only heavy keys make are
+    made only between halves whose heavy keys weigh enough to pass (>= 2, as `link_halves`
+    requires) at both points: all of them up to HEAVY_ALL a key, else each half's
+    HEAVY_NEAR nearest in time either side (`link_halves` prefers the nearest)."""
+
+    keys: I64  # the heavy codes, sorted
+    a_hid: I64  # (half at a, heavy key's index in `keys`), sorted by half
+    a_k: I64
+    b_hid: I64
+    b_k: I64
+    nb: int
+
+    @classmethod
+    def of(cls, hid_a: I64, kid_a: I64, hid_b: I64, kid_b: I64, nb: int) -> _Heavy:
+        ua, na = np.unique(kid_a, return_counts=True)
+        ub, nbk = np.unique(kid_b, return_counts=True)
+        both, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+        many = na[ia] * nbk[ib] > HEAVY_PAIRS
+        # a SYN's IP ID key has its own rule for many alike (`_sid_ids`): never heavy
+        keys = both[many & ((both >> 60) != _SID)]
+        ra, rb = npsets.isin(kid_a, keys), npsets.isin(kid_b, keys)
+        return cls(
+            keys,
+            hid_a[ra],
+            np.searchsorted(keys, kid_a[ra]),
+            hid_b[rb],
+            np.searchsorted(keys, kid_b[rb]),
+            nb,
+        )
+
+    def light(self, kid: I64) -> npt.NDArray[np.bool_]:
+        """The rows of a point's keys that are not heavy."""
+        return ~npsets.isin(kid, self.keys) if self.keys.shape[0] else np.ones(kid.shape, bool)
+
+    def shared(self, x: I64, y: I64) -> tuple[I64, I64]:
+        """(j, k) for every heavy key k that pair j (half x[j] at a, y[j] at b) shares."""
+        nk = self.keys.shape[0]
+        lo = np.searchsorted(self.a_hid, x, "left")
+        cnt = np.searchsorted(self.a_hid, x, "right") - lo
+        j = np.repeat(np.arange(x.shape[0], dtype=np.int64), cnt)
+        first = np.cumsum(cnt) - cnt
+        k = self.a_k[np.repeat(lo - first, cnt) + np.arange(j.shape[0], dtype=np.int64)]
+        got = npsets.isin(y[j] * nk + k, self.b_hid * nk + self.b_k)
+        return j[got], k[got]
+
+    def add_pairs(
+        self, codes: list[I64], weights: list[Any], strong: list[Any], ts_a: I64, ts_b: I64
+    ) -> None:
+        """Append the heavy keys' rows (pair code, weight, strong) to `link_halves`' lists:
+        on the pairs made so far, and the pairs only heavy keys make that can pass."""
+        nb = max(self.nb, 1)
+        kind = self.keys >> 60
+        w, st = _KIND_W[kind], kind != _H
+        made = npsets.unique(np.concatenate(codes))
+        j, k = self.shared(made // nb, made % nb)
+        codes.append(made[j])
+        weights.append(w[k])
+        strong.append(st[k])
+        # pairs of halves whose heavy keys weigh >= 2 at both points (lower cannot pass)
+        na = int(self.a_hid.max()) + 1 if self.a_hid.shape[0] else 0
+        wa = np.bincount(self.a_hid, weights=w[self.a_k], minlength=na) >= 2.0
+        wb = np.bincount(self.b_hid, weights=w[self.b_k], minlength=nb) >= 2.0
+        sel_a, sel_b = wa[self.a_hid], wb[self.b_hid]
+        for ki in range(self.keys.shape[0]):
+            xs = self.a_hid[sel_a & (self.a_k == ki)]
+            ys = self.b_hid[sel_b & (self.b_k == ki)]
+            if not xs.shape[0] or not ys.shape[0]:
+                continue
+            if xs.shape[0] * ys.shape[0] <= HEAVY_ALL:
+                px = np.repeat(xs, ys.shape[0])
+                py = np.tile(ys, xs.shape[0])
+            else:
+                px, py = _nearest(xs, ts_a[xs], ys, ts_b[ys])
+            code = npsets.setdiff(px * nb + py, made)
+            codes.append(code)
+            weights.append(np.full(code.shape[0], w[ki]))
+            strong.append(np.full(code.shape[0], st[ki]))
+
+
+def _nearest(xs: I64, tx: I64, ys: I64, ty: I64) -> tuple[I64, I64]:
+    """Pairs of each x with its HEAVY_NEAR nearest ys in time either side, and of each y
+    with its nearest xs."""
+    out_x, out_y = [], []
+    for us, tu, vs, tv, flip in ((xs, tx, ys, ty, False), (ys, ty, xs, tx, True)):
+        o = np.argsort(tv, kind="stable")
+        p = np.searchsorted(tv[o], tu)
+        off = np.arange(-HEAVY_NEAR, HEAVY_NEAR, dtype=np.int64)
+        q = p[:, None] + off[None, :]
+        ok = (q >= 0) & (q < vs.shape[0])
+        u = np.broadcast_to(us[:, None], q.shape)[ok]
+        v = vs[o[q[ok]]]
+        out_x.append(v if flip else u)
+        out_y.append(u if flip else v)
+    return np.concatenate(out_x), np.concatenate(out_y)
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:
@@ -1262,7 +1384,7 @@ def f5_ids(pc: PointConns) -> F5Ids | None:
         # client side learns its peer once the server side exists; a re-used server side
         # shows another peer later): reading those keeps a long capture cheap
         ends = [h.idx[:F5_SAMPLE] for h in pc.halves] + [h.idx[-F5_SAMPLE:] for h in pc.halves]
-        wanted = np.unique(np.concatenate(ends)) if ends else np.zeros(0, np.int64)
+        wanted = npsets.unique(np.concatenate(ends)) if ends else np.zeros(0, np.int64)
         tt = read_table_trailers(pc.table, wanted)
         got: F5Ids | bool = False
         if tt is not None and tt.rows.shape[0]:
@@ -1274,10 +1396,10 @@ def f5_ids(pc: PointConns) -> F5Ids | None:
             ids = F5Ids({}, {})
             for c in pc.conns:
                 rows = np.concatenate([h.idx for h in (c.c, c.s) if h is not None])
-                fs = frozenset(int(x) for x in np.unique(flow[rows]) if x)
+                fs = frozenset(int(x) for x in npsets.unique(flow[rows]) if x)
                 if fs:
                     ids.flows[c.cid] = fs
-                    ids.peers[c.cid] = frozenset(int(x) for x in np.unique(peer[rows]) if x)
+                    ids.peers[c.cid] = frozenset(int(x) for x in npsets.unique(peer[rows]) if x)
             got = ids if ids.flows else False
         pc.f5 = got
     return pc.f5 if isinstance(pc.f5, F5Ids) else None

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import (
     field_diffs_ttl,
     hash_join,
@@ -463,8 +464,8 @@ def _match_contained(m: _Batch) -> None:
     hit_b[b_in_a] = True
     hit_b[b_of_a] = True
     # an upstream packet split downstream is delivered as far as its pieces are
-    split = np.unique(a_of_b)
-    split = split[~np.isin(split, a_in_b)]
+    split = npsets.unique(a_of_b)
+    split = split[~npsets.isin(split, a_in_b)]
     short = split[cov_a[split] < pa[split]]
     # the very same packet (IP ID, start) that left with another length was cut or
     # rewritten, not partly lost
@@ -472,7 +473,7 @@ def _match_contained(m: _Batch) -> None:
     same = (ida[a_of_b] > 0) & (idb[b_in_a] == ida[a_of_b]) & (sb[b_in_a] == sa[a_of_b])
     same &= (pb[b_in_a] != pa[a_of_b]) & (pieces[a_of_b] == 1)
     cut = list(zip(a_of_b[same].tolist(), b_in_a[same].tolist(), strict=True))
-    short = short[~np.isin(short, a_of_b[same])]
+    short = short[~npsets.isin(short, a_of_b[same])]
     for i in short.tolist():
         m.und_bytes[i] = int(pa[i] - cov_a[i])
     m.mdat_a |= hit_a
@@ -765,7 +766,9 @@ def _field_rewrites(
     dttl = ttl_a - ttl_b
     # TTL: a constant decrement per routed hop is expected (across hosts: the most
     # common decrement of each connection, if it is a plausible hop count)
-    bad_ttl = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+    bad_ttl = (
+        ~npsets.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+    )
     add("ip.ttl", bad_ttl, ttl_a, ttl_b)
     del ttl_a, ttl_b, dttl
     dscp_a, dscp_b = ta.tos[a] >> 2, tb.tos[b] >> 2
@@ -918,8 +921,8 @@ def _learn_by_payload(
     """`delta` of the pairs `unknown` from payloads that both points carry (in place)."""
     import xxhash
 
-    da = ra[np.isin(pid_a, unknown) & (ta.pl_cap[ra] > 0)]
-    db = rb[np.isin(pid_b, unknown) & (tb.pl_cap[rb] > 0)]
+    da = ra[npsets.isin(pid_a, unknown) & (ta.pl_cap[ra] > 0)]
+    db = rb[npsets.isin(pid_b, unknown) & (tb.pl_cap[rb] > 0)]
     if da.shape[0] and db.shape[0]:
         pa_map = dict(zip(ra.tolist(), pid_a.tolist(), strict=True))
         pb_map = dict(zip(rb.tolist(), pid_b.tolist(), strict=True))

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import reader as rd
@@ -394,7 +395,7 @@ class _Pieces:
             return k
         new = ~_member(k, self.keys)
         if new.any():
-            uk = np.unique(k[new])
+            uk = npsets.unique(k[new])
             at = np.searchsorted(self.keys, uk)
             self.keys = np.insert(self.keys, at, uk)
             self.last = np.insert(self.last, at, _LO)
@@ -487,7 +488,7 @@ def _piece_keys(sc: Scan, k: U64, ts: I64) -> U64:
         return k
     rows = np.nonzero(m)[0]
     c = np.searchsorted(qk, k[rows])
-    cs = np.unique(c)
+    cs = npsets.unique(c)
     lens = at[cs + 1] - at[cs]
     pidx = np.repeat(at[cs] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
     pconv = np.repeat(cs, lens)
@@ -538,8 +539,8 @@ def scan(path: Path) -> Scan:
             ks.append(pieces.add(dk, d.ts, flow))
             tun = flow & (d.proto == ESP)
             if tun.any():
-                esp.append(np.unique(ks[-1][tun]))
-            dgk.append(np.unique(ks[-1]))
+                esp.append(npsets.unique(ks[-1][tun]))
+            dgk.append(npsets.unique(ks[-1]))
             ts.append(d.ts)
             b = int(d.ts.max())
             d_last = b if d_last is None else max(d_last, b)
@@ -554,7 +555,7 @@ def scan(path: Path) -> Scan:
             dense.append((acc[-1][4][big], acc[-1][0][big], acc[-1][3][big]))
         if len(acc) >= _MERGE_EVERY:
             acc = [_reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))]
-            dgk = [np.unique(np.concatenate(dgk))] if dgk else []
+            dgk = [npsets.unique(np.concatenate(dgk))] if dgk else []
     if acc:
         ext = _reduce(*(np.concatenate([a[j] for a in acc]) for j in range(5)))
     else:
@@ -563,14 +564,14 @@ def scan(path: Path) -> Scan:
         (np.concatenate([d[0] for d in dense]), np.concatenate([d[1] for d in dense]),
          np.concatenate([d[2] for d in dense])) if dense else _no_dense()
     )  # fmt: skip
-    dkeys = np.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64)
-    esp_keys = np.unique(np.concatenate(esp)) if esp else np.zeros(0, np.uint64)
+    dkeys = npsets.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64)
+    esp_keys = npsets.unique(np.concatenate(esp)) if esp else np.zeros(0, np.uint64)
     table, tangled, (src, dst) = _piece_table(ext, *pieces.quiet())
     if tangled.shape[0]:  # their pieces back into one conversation each (read whole)
         ext = _reduce(_remap(ext[0], src, dst), *ext[1:])
         dense_all = (dense_all[0], _remap(dense_all[1], src, dst), dense_all[2])
-        dkeys = np.unique(_remap(dkeys, src, dst))
-        esp_keys = np.unique(_remap(esp_keys, src, dst))
+        dkeys = npsets.unique(_remap(dkeys, src, dst))
+        esp_keys = npsets.unique(_remap(esp_keys, src, dst))
     keys, first, last, rows, c0 = ext
     return Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
@@ -649,7 +650,7 @@ def read_slice(
             dk = dd.conv
             rows = np.nonzero((dd.role == 0) & _member(dk, ck))[0]
             if rows.shape[0]:
-                uk = np.unique(dk[rows])
+                uk = npsets.unique(dk[rows])
                 t.dgram.joined = uk
                 t.dgram.joined_last = sc.last[np.searchsorted(sc.keys, uk)]
                 if inner is not None:
@@ -1604,7 +1605,7 @@ def _cut_sets(
             big |= _member(sc.keys, sc.esp)
         out.append(sc.keys[big])
     more = _crowded(scans, rows, out if tunnels else None, offsets)
-    return [np.union1d(c, m) if m.shape[0] else c for c, m in zip(out, more, strict=True)]
+    return [npsets.union(c, m) if m.shape[0] else c for c, m in zip(out, more, strict=True)]
 
 
 def _crowded(
@@ -1802,7 +1803,7 @@ def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
     for i, key in member:
         by_point.setdefault(i, []).append(key)
     run.cut = [
-        np.unique(np.concatenate([run.cut_at(i), np.array(by_point.get(i, []), np.uint64)]))
+        npsets.unique(np.concatenate([run.cut_at(i), np.array(by_point.get(i, []), np.uint64)]))
         for i in range(len(run.scans))
     ]
 
@@ -2231,7 +2232,7 @@ def _bounds(run: _Run, per_slice: int) -> list[int]:
     f = f[order]
     n = np.cumsum(np.concatenate(rows)[order])
     idx = np.searchsorted(n, np.arange(per_slice, int(n[-1]), per_slice)) + 1
-    edges = np.unique(f[idx[idx < f.shape[0]]])
+    edges = npsets.unique(f[idx[idx < f.shape[0]]])
     return [_LO, *(int(e) for e in edges if e > f[0]), _HI]
 
 

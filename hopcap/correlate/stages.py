@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate.dgram import concat_rows, from_client, proto_name
 from hopcap.correlate.f5split import F5Split, split_f5
 from hopcap.correlate.reader import _COLUMNS, ACK, SYN, PacketTable, endpoint_str, read_capture
@@ -157,8 +158,8 @@ def _c2s(t: PacketTable) -> npt.NDArray[np.bool_]:
     syn_only = (flags & (SYN | ACK)) == SYN
     syn_ack = (flags & (SYN | ACK)) == (SYN | ACK)
     client_of = np.zeros(len(uniq), dtype=np.int8)  # 1: this tuple is c2s, -1: s2c
-    client_of[np.unique(inv[syn_only])] = 1
-    client_of[np.unique(inv[syn_ack])] = -1
+    client_of[npsets.unique(inv[syn_only])] = 1
+    client_of[npsets.unique(inv[syn_ack])] = -1
     rev = {tuple(int(x) for x in row): k for k, row in enumerate(uniq)}
     for k, row in enumerate(uniq):
         if client_of[k] != 0:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate._fastwalk import payloads_differ
 from hopcap.correlate.conns import mix
 from hopcap.correlate.dgram import (
@@ -321,7 +322,11 @@ def match_rows(
                 stages.append(int(step[k]))
         pid = pa[ia]
         dttl = ta.ttl[ga] - tb.ttl[gb]
-        bad = ~np.isin(dttl, ttl_expected) if ttl_expected is not None else _ttl_off_mode(pid, dttl)
+        bad = (
+            ~npsets.isin(dttl, ttl_expected)
+            if ttl_expected is not None
+            else _ttl_off_mode(pid, dttl)
+        )
         for k in np.nonzero(bad)[0].tolist():
             rw = Rewrite("ip.ttl", int(ta.ttl[ga[k]]), int(tb.ttl[gb[k]]), int(ga[k]), int(gb[k]))
             rewrites.append((int(pid[k]), rw))

@@ -13,6 +13,7 @@ import pytest
 from pcapgen import C2S, S2C, Conv, View, frame_bytes, render, write, write_pcap_raw
 
 from hopcap.correlate import _fastwalk, read_capture
+from hopcap.correlate import link as link_mod
 from hopcap.correlate.conns import Half, PointConns, build_conns, build_point, fingerprints
 from hopcap.correlate.link import WEIGHTS, _mate, _mates_agree, _tup_key, link_halves
 from hopcap.correlate.reader import FIN, RST, SYN
@@ -369,6 +370,83 @@ def test_links_on_columns_equal_the_per_half_loop(tmp_path: Path) -> None:
             assert (got.fwd, got.back) == want, (pa.name, pb.name, offset)
             linked += len(got.fwd)
     assert linked > 100
+
+
+def test_heavy_keys_link_as_the_per_half_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every shared key taken for a heavy one (scored apart, `link._Heavy`), the links
+    are still the oracle's, on every pair of points above."""
+    monkeypatch.setattr(link_mod, "HEAVY_PAIRS", 0)
+    heavy = 0
+    for pa, pb, ct in _pairs(tmp_path):
+        a, b = build_point(read_capture(pa)), build_point(read_capture(pb))
+        heavy += _heavy_keys(a, b)
+        for offset in (0, 3_000_000):
+            got = link_halves(a, b, offset_ns=offset, conntrack_pairs=ct)
+            assert (got.fwd, got.back) == _reference_links(a, b, offset, ct), pa.name
+    assert heavy > 100
+
+
+def _heavy_keys(a: PointConns, b: PointConns) -> int:
+    ids: dict[tuple[object, ...], int] = {}
+    ha, ka = link_mod.fingerprint_codes(a.table, a.halves, ids, pc=a)
+    hb, kb = link_mod.fingerprint_codes(b.table, b.halves, ids, pc=b)
+    return int(link_mod._Heavy.of(ha, ka, hb, kb, len(b.halves)).keys.shape[0])
+
+
+def _same_requests(tmp: Path, n: int) -> tuple[Path, Path]:
+    """`n` connections with the same request and the same two-segment answer, 30 ms
+    apart, through a NAT that rewrites ports and ISNs, without TCP timestamps, their
+    handshakes seen by neither point: only the payloads (every one alike) and the times
+    link them, and every payload key is on `n` halves at each point."""
+    pk_a: list[tuple[float, Any]] = []
+    pk_b: list[tuple[float, Any]] = []
+    for i in range(n):
+        c = Conv(client=("198.18.0.10", 20000 + i), seed=900 + i, ts=False,
+                 t0=1_763_790_000.0 + i * 0.03)  # fmt: skip
+        c.handshake()
+        c.request(b"GET /health HTTP/1.1\r\nHost: lb\r\n\r\n")
+        c.response(b"h" * 2500)
+        c.close()
+        view_b = View(delay=0.0005)
+        view_b.nat = {
+            C2S: ("198.19.0.1", 30000 + i, c.server[0], c.server[1]),
+            S2C: (c.server[0], c.server[1], "198.19.0.1", 30000 + i),
+        }
+        view_b.seq_off = {C2S: 777 + i, S2C: 99 + i}
+        pk_a += render([c], View())[3:]
+        pk_b += render([c], view_b)[3:]
+    pk_a.sort(key=lambda x: x[0])
+    pk_b.sort(key=lambda x: x[0])
+    return write(tmp / "same-a.pcap", pk_a), write(tmp / "same-b.pcap", pk_b)
+
+
+@pytest.mark.parametrize("near", [False, True])
+def test_many_halves_with_the_same_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, near: bool
+) -> None:
+    """A key on 120 halves at both points (14,400 pairs) is heavy: scored apart, with
+    all its pairs (or, `near`, each half's nearest in time), the links are those of the
+    plain join of every pair (HEAVY_PAIRS beyond reach), each connection to itself."""
+    pa, pb = _same_requests(tmp_path, 120)
+    a, b = build_point(read_capture(pa)), build_point(read_capture(pb))
+    assert _heavy_keys(a, b) >= 3  # the request and both answer segments
+    if near:
+        monkeypatch.setattr(link_mod, "HEAVY_ALL", 0)
+    got = link_halves(a, b, offset_ns=0)
+    monkeypatch.setattr(link_mod, "HEAVY_PAIRS", 1 << 62)
+    assert _heavy_keys(a, b) == 0
+    plain = link_halves(a, b, offset_ns=0)
+    assert (got.fwd, got.back) == (plain.fwd, plain.back)
+
+    def conn(h: Half, base: int) -> int:  # the connection: the client's port
+        return (h.dport if h.sport == 80 else h.sport) - base
+
+    # the answers (two keys) link, each to its own connection; a request (one key,
+    # weighing 1) is not enough alone: its half follows its answer's in the flow
+    assert len(got.fwd) == 120
+    assert all(conn(a.halves[x], 20000) == conn(b.halves[y], 30000) for x, y in got.fwd.items())
 
 
 def test_mix_reads_every_integer_width_and_stride_in_place() -> None:

@@ -1,0 +1,95 @@
+"""numpy's set functions against hopcap.npsets (sorting) on integer codes like the
+correlator's, in one run on this machine; optionally a bundle correlated end to end with
+this checkout and another one (e.g. before npsets), interleaved.
+
+    python bench/npsets_bench.py [--sizes 10k,100k,1M,4M] [--bundle DIR --before CHECKOUT]
+
+numpy >= 2.3 answers `np.unique(x)` (and `np.isin`, which calls it) with a hash table;
+on mostly distinct values that is far slower than a sort. Printed: the best of 3 of each
+function on each size, and the ratio numpy / npsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+
+from hopcap import npsets  # noqa: E402
+
+
+def _size(s: str) -> int:
+    mult = {"k": 1_000, "M": 1_000_000}
+    return int(float(s[:-1]) * mult[s[-1]]) if s[-1] in mult else int(s)
+
+
+def best(fn: Callable[..., object], *args: object, runs: int = 3) -> float:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn(*args)
+        out.append(time.perf_counter() - t)
+    return min(out)
+
+
+def cpu_of(cmd: list[str], cwd: Path) -> float:
+    """User + sys seconds of one process (and its children) running `cmd` in `cwd` (with
+    `cwd` on PYTHONPATH: `python -m` imports the package of its working directory)."""
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = status
+    if status:
+        raise SystemExit(f"{cmd} failed ({status})")
+    return ru.ru_utime + ru.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="10k,100k,1M,4M")
+    ap.add_argument("--bundle", type=Path, help="a bundle to correlate end to end")
+    ap.add_argument("--before", type=Path, help="a checkout to compare with (with --bundle)")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    print(f"numpy {np.__version__}; load {os.getloadavg()[0]:.2f}")
+    print(
+        "| values | distinct | np.unique | npsets.unique | ratio | np.isin | npsets.isin | ratio |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rng = np.random.default_rng(1)
+    for s in args.sizes.split(","):
+        n = _size(s)
+        # link codes: (half at a) * halves at b + (half at b), mostly distinct
+        a = rng.integers(0, 30_000, n) * 30_000 + rng.integers(0, 30_000, n)
+        b = np.concatenate([a[::2], rng.integers(0, 30_000**2, n // 2)])
+        u0, u1 = best(np.unique, a), best(npsets.unique, a)
+        i0, i1 = best(np.isin, a, b), best(npsets.isin, a, b)
+        d = npsets.unique(a).shape[0]
+        print(f"| {n:,} | {d:,} | {u0 * 1e3:.1f} ms | {u1 * 1e3:.1f} ms | {u0 / u1:.0f}x "
+              f"| {i0 * 1e3:.1f} ms | {i1 * 1e3:.1f} ms | {i0 / i1:.0f}x |")  # fmt: skip
+    if args.bundle:
+        py = sys.executable
+        trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
+        got: dict[str, list[float]] = {k: [] for k, _ in trees}
+        for _ in range(args.runs):
+            for k, tree in trees:
+                cmd = [py, "-m", "hopcap", "correlate", str(args.bundle.resolve()), "--json"]
+                got[k].append(cpu_of(cmd, tree))
+        for k, xs in got.items():
+            print(f"hopcap correlate {args.bundle} --json ({k}): CPU best {min(xs):.2f} s, "
+                  f"runs {', '.join(f'{x:.2f}' for x in xs)}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""hopcap.npsets gives numpy's answers (np.unique, np.isin, np.setdiff1d, np.union1d) by
+sorting, on random integer arrays of every width, shape and mix of kinds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hopcap import npsets
+
+KINDS = [np.int64, np.uint64, np.int32, np.uint16, np.int8, np.bool_]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_same_answers_as_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        ka, kb = KINDS[rng.integers(len(KINDS))], KINDS[rng.integers(len(KINDS))]
+        hi = int(rng.choice([2, 10, 1000, 2**40]))
+        n, m = (int(x) for x in rng.integers(0, 60, 2))
+        a = rng.integers(0, hi, n, dtype=np.uint64).astype(ka)
+        b = rng.integers(0, hi, m, dtype=np.uint64).astype(kb)
+        if n % 2 == 0 and n:
+            a = a.reshape(2, -1)  # shapes are kept by isin, flattened by the others
+        got, want = npsets.unique(a), np.unique(a)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        got, want = npsets.isin(a, b), np.isin(a, b)
+        assert got.shape == want.shape and np.array_equal(got, want), (a, b)
+        assert np.array_equal(npsets.setdiff(a, b), np.setdiff1d(a, b))
+        got, want = npsets.union(a, b), np.union1d(a, b)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_other_kinds_go_to_numpy() -> None:
+    f = np.array([2.5, np.nan, 1.0, np.nan, 2.5])
+    assert np.array_equal(npsets.unique(f), np.unique(f), equal_nan=True)
+    assert npsets.isin(f, np.array([1.0])).tolist() == [False, False, True, False, False]
+    assert npsets.isin(np.array([3, 4]), np.array([3.0])).tolist() == [True, False]
+
+
+def test_large_mostly_distinct_codes() -> None:
+    """The case numpy's hash table is slow on (millions of distinct link codes)."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 2**50, 300_000).reshape(3, -1)
+    b = np.concatenate([a.ravel()[::3], rng.integers(0, 2**50, 1000)])
+    assert np.array_equal(npsets.unique(a), np.unique(a))
+    assert np.array_equal(npsets.isin(a, b), np.isin(a, b))
