@@ -3,10 +3,14 @@ correlator's, in one run on this machine; optionally a bundle correlated end to 
 this checkout and another one (e.g. before npsets), interleaved.
 
     python bench/npsets_bench.py [--sizes 10k,100k,1M,4M] [--bundle DIR --before CHECKOUT]
+                                 [--same N --dir D --before CHECKOUT]
 
 numpy >= 2.3 answers `np.unique(x)` (and `np.isin`, which calls it) with a hash table;
 on mostly distinct values that is far slower than a sort. Printed: the best of 3 of each
-function on each size, and the ratio numpy / npsets.
+function on each size, and the ratio numpy / npsets. `--same N` writes (scapy) two points
+of N connections sending the same health check through a NAT, without TCP timestamps, their
+handshakes unseen (the test `test_many_halves_with_the_same_payload`'s capture), and
+correlates them like `--bundle` (CPU and peak RSS).
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ def best(fn: Callable[..., object], *args: object, runs: int = 3) -> float:
     return min(out)
 
 
-def cpu_of(cmd: list[str], cwd: Path) -> float:
+def cpu_of(cmd: list[str], cwd: Path) -> tuple[float, int]:
     """User + sys seconds of one process (and its children) running `cmd` in `cwd` (with
-    `cwd` on PYTHONPATH: `python -m` imports the package of its working directory)."""
+    `cwd` on PYTHONPATH: `python -m` imports the package of its working directory), and
+    its peak RSS in MB."""
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
@@ -51,7 +56,7 @@ def cpu_of(cmd: list[str], cwd: Path) -> float:
     p.returncode = status
     if status:
         raise SystemExit(f"{cmd} failed ({status})")
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
 
 
 def main() -> int:
@@ -59,6 +64,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="10k,100k,1M,4M")
     ap.add_argument("--bundle", type=Path, help="a bundle to correlate end to end")
     ap.add_argument("--before", type=Path, help="a checkout to compare with (with --bundle)")
+    ap.add_argument("--same", type=int, help="connections with the same request (see above)")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-npsets"))
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     print(f"numpy {np.__version__}; load {os.getloadavg()[0]:.2f}")
@@ -77,17 +84,27 @@ def main() -> int:
         d = npsets.unique(a).shape[0]
         print(f"| {n:,} | {d:,} | {u0 * 1e3:.1f} ms | {u1 * 1e3:.1f} ms | {u0 / u1:.0f}x "
               f"| {i0 * 1e3:.1f} ms | {i1 * 1e3:.1f} ms | {i0 / i1:.0f}x |")  # fmt: skip
+    jobs: list[tuple[str, list[str]]] = []
     if args.bundle:
-        py = sys.executable
-        trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
-        got: dict[str, list[float]] = {k: [] for k, _ in trees}
+        jobs.append((str(args.bundle), [str(args.bundle.resolve())]))
+    if args.same:
+        sys.path.insert(0, str(HERE / "tests" / "correlate"))
+        from tests.correlate.test_conns_columns import _same_requests
+
+        args.dir.mkdir(parents=True, exist_ok=True)
+        pa, pb = _same_requests(args.dir, args.same)
+        jobs.append((f"{args.same} same requests", [f"a={pa}", f"b={pb}", "--jobs", "1"]))
+    py = sys.executable
+    trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
+    for name, what in jobs:
+        got: dict[str, list[tuple[float, int]]] = {k: [] for k, _ in trees}
         for _ in range(args.runs):
             for k, tree in trees:
-                cmd = [py, "-m", "hopcap", "correlate", str(args.bundle.resolve()), "--json"]
-                got[k].append(cpu_of(cmd, tree))
+                got[k].append(cpu_of([py, "-m", "hopcap", "correlate", *what, "--json"], tree))
         for k, xs in got.items():
-            print(f"hopcap correlate {args.bundle} --json ({k}): CPU best {min(xs):.2f} s, "
-                  f"runs {', '.join(f'{x:.2f}' for x in xs)}")  # fmt: skip
+            print(f"hopcap correlate {name} --json ({k}): CPU best {min(xs)[0]:.2f} s "
+                  f"(runs {', '.join(f'{x:.2f}' for x, _ in xs)}), peak RSS "
+                  f"{max(m for _, m in xs)} MB")  # fmt: skip
     return 0
 
 

@@ -388,11 +388,36 @@ def test_heavy_keys_link_as_the_per_half_loop(
     assert heavy > 100
 
 
-def _heavy_keys(a: PointConns, b: PointConns) -> int:
+def _heavy_keys(a: PointConns, b: PointConns, apart: bool = False) -> int:
     ids: dict[tuple[object, ...], int] = {}
     ha, ka = link_mod.fingerprint_codes(a.table, a.halves, ids, pc=a)
     hb, kb = link_mod.fingerprint_codes(b.table, b.halves, ids, pc=b)
-    return int(link_mod._Heavy.of(ha, ka, hb, kb, len(b.halves)).keys.shape[0])
+    heavy = link_mod._Heavy.of(ha, ka, hb, kb, len(b.halves))
+    return int((heavy.apart if apart else heavy.keys).shape[0])
+
+
+def test_a_scanners_syn_ip_id_on_many_syns_links_nothing(tmp_path: Path) -> None:
+    """40 SYNs with IP ID 54321 (and the same MSS and options) at two points of a NAT
+    that rewrites ports but not ISNs: their one SYN IP ID key (1,600 pairs, each of which
+    the per-half rule kept where a port or the ISN is the same) is dropped; each SYN is
+    linked by its ISN, to itself."""
+    pk_a: list[tuple[float, Any]] = []
+    pk_b: list[tuple[float, Any]] = []
+    for i in range(40):
+        c = Conv(client=("198.51.100.7", 61000), server=("203.0.113.80", 1 + i), seed=70 + i,
+                 ts=False, t0=1_763_790_000.0 + i * 0.001)  # fmt: skip
+        c.ipid[C2S] = 54321
+        c.handshake(answered=False)
+        view_b = View(delay=0.0005)
+        view_b.nat = {C2S: ("198.19.0.1", 30000 + i, c.server[0], c.server[1])}
+        pk_a += render([c], View())
+        pk_b += render([c], view_b)
+    a = build_point(read_capture(write(tmp_path / "a.pcap", sorted(pk_a, key=lambda x: x[0]))))
+    b = build_point(read_capture(write(tmp_path / "b.pcap", sorted(pk_b, key=lambda x: x[0]))))
+    assert _heavy_keys(a, b) == 0 and _heavy_keys(a, b, apart=True) == 1
+    got = link_halves(a, b, offset_ns=0)
+    assert len(got.fwd) == 40
+    assert all(b.halves[y].sport - 30000 == a.halves[x].dport - 1 for x, y in got.fwd.items())
 
 
 def _same_requests(tmp: Path, n: int) -> tuple[Path, Path]:
