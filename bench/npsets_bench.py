@@ -3,14 +3,16 @@ correlator's, in one run on this machine; optionally a bundle correlated end to 
 this checkout and another one (e.g. before npsets), interleaved.
 
     python bench/npsets_bench.py [--sizes 10k,100k,1M,4M] [--bundle DIR --before CHECKOUT]
-                                 [--same N --dir D --before CHECKOUT]
+                                 [--same N] [--scan N] [--dns N] [--dir D --before CHECKOUT]
 
 numpy >= 2.3 answers `np.unique(x)` (and `np.isin`, which calls it) with a hash table;
 on mostly distinct values that is far slower than a sort. Printed: the best of 3 of each
 function on each size, and the ratio numpy / npsets. `--same N` writes (scapy) two points
 of N connections sending the same health check through a NAT, without TCP timestamps, their
 handshakes unseen (the test `test_many_halves_with_the_same_payload`'s capture), and
-correlates them like `--bundle` (CPU and peak RSS).
+correlates them like `--bundle` (CPU and peak RSS); `--scan N`: N SYNs of a scanner (IP ID
+54321, one source port) to N ports, seen at both points of a router; `--dns N`: N flows
+(ports) sending the same DNS query and getting the same answer through a NAT.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,17 +49,16 @@ def best(fn: Callable[..., object], *args: object, runs: int = 3) -> float:
 
 
 def cpu_of(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """User + sys seconds of one process (and its children) running `cmd` in `cwd` (with
-    `cwd` on PYTHONPATH: `python -m` imports the package of its working directory), and
-    its peak RSS in MB."""
+    """User + sys seconds of one process running `cmd` in `cwd` (with `cwd` on PYTHONPATH:
+    `python -m` imports the package of its working directory), and its peak RSS in MB, as
+    GNU time gives them (a child of this process would inherit its high-water mark)."""
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = status
-    if status:
-        raise SystemExit(f"{cmd} failed ({status})")
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
+    with tempfile.NamedTemporaryFile("r") as out:
+        timed = ["/usr/bin/time", "-o", out.name, "-f", "%U %S %M", *cmd]
+        subprocess.run(timed, cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=True)
+        user, sys_, rss = out.read().split()[-3:]
+    return float(user) + float(sys_), int(rss) // 1024
 
 
 def main() -> int:
@@ -65,6 +67,8 @@ def main() -> int:
     ap.add_argument("--bundle", type=Path, help="a bundle to correlate end to end")
     ap.add_argument("--before", type=Path, help="a checkout to compare with (with --bundle)")
     ap.add_argument("--same", type=int, help="connections with the same request (see above)")
+    ap.add_argument("--scan", type=int, help="scanner SYNs (see above)")
+    ap.add_argument("--dns", type=int, help="flows with the same DNS query (see above)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-npsets"))
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
@@ -94,6 +98,43 @@ def main() -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
         pa, pb = _same_requests(args.dir, args.same)
         jobs.append((f"{args.same} same requests", [f"a={pa}", f"b={pb}", "--jobs", "1"]))
+    if args.scan:
+        sys.path.insert(0, str(HERE / "tests" / "correlate"))
+        from pcapgen import C2S, Conv, View, render, write
+
+        args.dir.mkdir(parents=True, exist_ok=True)
+        pk_a: list[tuple[float, object]] = []
+        pk_b: list[tuple[float, object]] = []
+        for i in range(args.scan):
+            c = Conv(client=("198.51.100.7", 61000), server=("203.0.113.80", 1 + i),
+                     seed=5000 + i, ts=False, t0=1_763_790_000.0 + i * 0.001)  # fmt: skip
+            c.ipid[C2S] = 54321
+            c.handshake(answered=False)
+            pk_a += render([c], View())
+            pk_b += render([c], View(delay=0.0005))
+        sa = write(args.dir / "scan-a.pcap", sorted(pk_a, key=lambda x: x[0]))
+        sb = write(args.dir / "scan-b.pcap", sorted(pk_b, key=lambda x: x[0]))
+        jobs.append((f"{args.scan} scanner SYNs", [f"a={sa}", f"b={sb}", "--jobs", "1"]))
+    if args.dns:
+        sys.path.insert(0, str(HERE / "tests" / "correlate"))
+        from pcapgen import C2S, S2C, UConv, View, render_dgrams, write
+
+        args.dir.mkdir(parents=True, exist_ok=True)
+        ua: list[tuple[float, object]] = []
+        ub: list[tuple[float, object]] = []
+        query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06health\x00\x00\x01\x00\x01"
+        for i in range(args.dns):
+            u = UConv(client=("198.18.0.10", 20000 + i), server=("203.0.113.80", 53), seed=i,
+                      t0=1_763_790_000.0 + i * 0.003)  # fmt: skip
+            u.send(C2S, query)
+            u.send(S2C, query[:2] + b"\x81\x80" + query[4:])
+            nat = {C2S: ("198.19.0.1", 30000 + i, "203.0.113.80", 53),
+                   S2C: ("203.0.113.80", 53, "198.19.0.1", 30000 + i)}  # fmt: skip
+            ua += render_dgrams([u], View())
+            ub += render_dgrams([u], View(delay=0.0005, nat=nat))
+        da = write(args.dir / "dns-a.pcap", sorted(ua, key=lambda x: x[0]))
+        db = write(args.dir / "dns-b.pcap", sorted(ub, key=lambda x: x[0]))
+        jobs.append((f"{args.dns} same DNS queries", [f"a={da}", f"b={db}", "--jobs", "1"]))
     py = sys.executable
     trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
     for name, what in jobs:

@@ -8,7 +8,8 @@ machine (4 M int64 codes: 3.9-6.6 s against 0.04-0.07 s sorted; 1 M: 0.77 s agai
 of its 4.8 s in one such `np.isin`. These give the same results as numpy's functions
 (sorted distinct values; membership as `==` compares) in O(n log n), whatever numpy does.
 
-Arrays of another kind than integers or booleans go to numpy unchanged.
+Arrays of another kind than integers or booleans go to numpy unchanged. And
+`nearest_pairs`, which stands for every pair of two large sets alike but for time.
 """
 
 from __future__ import annotations
@@ -79,3 +80,26 @@ def union(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[Any]:
     """The sorted distinct values in either: `np.union1d(x, y)`."""
     a, b = np.asarray(x).ravel(), np.asarray(y).ravel()
     return unique(np.concatenate([a, b]))
+
+
+def nearest_pairs(
+    xs: npt.NDArray[np.int64],
+    tx: npt.NDArray[np.int64],
+    ys: npt.NDArray[np.int64],
+    ty: npt.NDArray[np.int64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(x, y) pairs: each x (at time tx) with the k ys before and the k after its time,
+    and each y with its nearest xs alike (repeats possible): what stands for the m * n
+    pairs of items that nothing but time tells apart."""
+    out_x, out_y = [], []
+    for us, tu, vs, tv, flip in ((xs, tx, ys, ty, False), (ys, ty, xs, tx, True)):
+        o = np.argsort(tv, kind="stable")
+        p = np.searchsorted(tv[o], tu)
+        q = p[:, None] + np.arange(-k, k, dtype=np.int64)[None, :]
+        ok = (q >= 0) & (q < vs.shape[0])
+        u = np.broadcast_to(us[:, None], q.shape)[ok]
+        v = vs[o[q[ok]]]
+        out_x.append(v if flip else u)
+        out_y.append(u if flip else v)
+    return np.concatenate(out_x), np.concatenate(out_y)

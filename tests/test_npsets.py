@@ -45,3 +45,26 @@ def test_large_mostly_distinct_codes() -> None:
     b = np.concatenate([a.ravel()[::3], rng.integers(0, 2**50, 1000)])
     assert np.array_equal(npsets.unique(a), np.unique(a))
     assert np.array_equal(npsets.isin(a, b), np.isin(a, b))
+
+
+def test_nearest_pairs() -> None:
+    """Each x with the k ys just before and the k just after its time (distinct times
+    here), and each y with its xs alike; nothing else."""
+    rng = np.random.default_rng(3)
+    t = rng.permutation(1000)[:70].astype(np.int64)  # distinct times
+    xs, ys = np.arange(40, dtype=np.int64), np.arange(100, 130, dtype=np.int64)
+    tx, ty = t[:40], t[40:]
+    px, py = npsets.nearest_pairs(xs, tx, ys, ty, 3)
+    got = set(zip(px.tolist(), py.tolist(), strict=True))
+
+    def near(tu: int, vs: list[int], tv: list[int]) -> list[int]:
+        by_time = [v for _, v in sorted(zip(tv, vs, strict=True))]
+        p = sum(1 for s in tv if s < tu)
+        return by_time[max(p - 3, 0) : p + 3]
+
+    want = {(x, y) for x, s in zip(xs.tolist(), tx.tolist(), strict=True)
+            for y in near(s, ys.tolist(), ty.tolist())}  # fmt: skip
+    want |= {(x, y) for y, s in zip(ys.tolist(), ty.tolist(), strict=True)
+             for x in near(s, xs.tolist(), tx.tolist())}  # fmt: skip
+    assert got == want
+    assert len(want) < 40 * 30

@@ -286,28 +286,11 @@ class _Heavy:
                 px = np.repeat(xs, ys.shape[0])
                 py = np.tile(ys, xs.shape[0])
             else:
-                px, py = _nearest(xs, ts_a[xs], ys, ts_b[ys])
+                px, py = npsets.nearest_pairs(xs, ts_a[xs], ys, ts_b[ys], HEAVY_NEAR)
             code = npsets.setdiff(px * nb + py, made)
             codes.append(code)
             weights.append(np.full(code.shape[0], w[ki]))
             strong.append(np.full(code.shape[0], st[ki]))
-
-
-def _nearest(xs: I64, tx: I64, ys: I64, ty: I64) -> tuple[I64, I64]:
-    """Pairs of each x with its HEAVY_NEAR nearest ys in time either side, and of each y
-    with its nearest xs."""
-    out_x, out_y = [], []
-    for us, tu, vs, tv, flip in ((xs, tx, ys, ty, False), (ys, ty, xs, tx, True)):
-        o = np.argsort(tv, kind="stable")
-        p = np.searchsorted(tv[o], tu)
-        off = np.arange(-HEAVY_NEAR, HEAVY_NEAR, dtype=np.int64)
-        q = p[:, None] + off[None, :]
-        ok = (q >= 0) & (q < vs.shape[0])
-        u = np.broadcast_to(us[:, None], q.shape)[ok]
-        v = vs[o[q[ok]]]
-        out_x.append(v if flip else u)
-        out_y.append(u if flip else v)
-    return np.concatenate(out_x), np.concatenate(out_y)
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:

@@ -34,6 +34,7 @@ from hopcap.correlate.dgram import (
     kind_word,
     proto_name,
 )
+from hopcap.correlate.link import HEAVY_ALL, HEAVY_NEAR
 from hopcap.correlate.match import Rewrite, _pair_multiset, _ttl_off_mode
 from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 
@@ -170,6 +171,15 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
     rb, fb, _db = b.probe
     ka = np.unique(np.stack([fa, da, a.h[ra].view(np.int64)], axis=1), axis=0)
     kb = np.unique(np.stack([fb, b.h[rb].view(np.int64)], axis=1), axis=0)
+    t0a = np.array([f.first_ts for f in a.flows], np.int64)
+    t0b = np.array([g.first_ts for g in b.flows], np.int64) - offset_ns
+    # a payload in many flows at both points (the same DNS query from thousands of
+    # ports, through a NAT): m * n pairs, alike but for time (3,000 such queries: 18 M
+    # pairs, 2 GB, each pair looked at in Python). Past HEAVY_ALL pairs a payload, each
+    # flow's nearest in time stand for them (the nearest are taken first below)
+    ka, kb, near = _heavy_payloads(ka, kb, t0a, t0b)
+    if near.shape[0]:
+        keys.append(near[0] * nb + near[1])
     if ka.shape[0] and kb.shape[0]:
         ob = np.argsort(kb[:, 1], kind="stable")
         hb, gb = kb[ob, 1], kb[ob, 0]
@@ -216,6 +226,33 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
         out[x] = y
         used.add(y)
     return out
+
+
+def _heavy_payloads(ka: I64, kb: I64, t0a: I64, t0b: I64) -> tuple[I64, I64, I64]:
+    """`link_dflows`' (flow, direction, hash) rows at a and (flow, hash) rows at b without
+    the hashes that make more than HEAVY_ALL pairs, and for those the flows paired by
+    time (a 2 x n array of (flow at a, flow at b))."""
+    none = np.zeros((2, 0), np.int64)
+    if not ka.shape[0] or not kb.shape[0]:
+        return ka, kb, none
+    ha, hb = ka[:, 2], kb[:, 1]
+    ua, na = np.unique(ha, return_counts=True)
+    ub, nbk = np.unique(hb, return_counts=True)
+    both, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+    heavy = both[na[ia] * nbk[ib] > HEAVY_ALL]
+    if not heavy.shape[0]:
+        return ka, kb, none
+    xs, ys = [], []
+    for h in heavy.tolist():
+        # rows at a (a flow may have the payload both ways: one row, one weight, each)
+        rx, fy = np.nonzero(ha == h)[0], kb[hb == h, 0]
+        x, y = npsets.nearest_pairs(rx, t0a[ka[rx, 0]], fy, t0b[fy], HEAVY_NEAR)
+        # each pair once (found from both sides), as the join of every pair has it
+        pair = npsets.unique(x * max(t0b.shape[0], 1) + y)
+        xs.append(ka[pair // max(t0b.shape[0], 1), 0])
+        ys.append(pair % max(t0b.shape[0], 1))
+    ma, mb = npsets.isin(ha, heavy), npsets.isin(hb, heavy)
+    return ka[~ma], kb[~mb], np.stack([np.concatenate(xs), np.concatenate(ys)])
 
 
 # --------------------------------------------------------------------------- matching

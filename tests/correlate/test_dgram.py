@@ -103,6 +103,35 @@ def test_dns_through_dnat_and_masquerade(tmp_path: Path) -> None:
     assert v.to_dict()["flows"][0]["proto"] == "udp"
 
 
+@pytest.mark.parametrize("near", [False, True])
+def test_the_same_dns_query_from_many_ports_through_nat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, near: bool
+) -> None:
+    """60 flows with the same query and answer (and DNS id) through the NAT: payloads tell
+    none apart, time does. With the payload's 3,600 pairs beyond HEAVY_ALL (`near`), each
+    flow's nearest in time stand for them: the same flows, each to its own port."""
+    from hopcap.correlate import udp as udp_mod
+
+    if near:
+        monkeypatch.setattr(udp_mod, "HEAVY_ALL", 100)
+    convs = []
+    for i in range(60):
+        c = UConv(("203.0.113.10", 40000 + i), ("203.0.113.53", 53),
+                  t0=1_763_790_000.0 + i * 0.01, seed=i)  # fmt: skip
+        q = dns_query(0x1234, "health.example.test")
+        c.send(C2S, q)
+        c.send(S2C, dns_answer(q, "192.0.2.7"), dt=0.0004)
+        convs.append(c)
+    ports = {id(c): 20000 + (i * 7919) % 30000 for i, c in enumerate(convs)}
+    v = correlate(write_points(tmp_path, convs, four_points(lambda c: nat(c, ports[id(c)]))))
+    flows = udp(v)
+    assert len(flows) == 60 and len(v.flows) == 60
+    for fl in flows:
+        assert fl.findings == (), fl
+        i = int(fl.client.rsplit(":", 1)[1]) - 40000
+        assert fl.legs[2].tuple == f"198.18.1.1:{20000 + i * 7919 % 30000} > 198.18.1.2:53"
+
+
 def quic_flow() -> UConv:
     c = UConv(("203.0.113.10", 50123), ("203.0.113.80", 443), seed=3)
     for i in range(20):
