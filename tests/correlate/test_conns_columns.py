@@ -474,6 +474,52 @@ def test_many_halves_with_the_same_payload(
     assert all(conn(a.halves[x], 20000) == conn(b.halves[y], 30000) for x, y in got.fwd.items())
 
 
+def test_a_tuple_reused_by_many_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 connections one after another on one tuple (a client that binds its port), every
+    fifth without its handshake at either point: each point pairs its halves into the 60
+    connections (by lookups, not the scan of every half of the tuple for each: that was
+    cubic), and the tuple's 3,600 pairs are heavy for linking: the links are those of
+    the plain join, each half to its own connection's."""
+    pk_a: list[tuple[float, Any]] = []
+    pk_b: list[tuple[float, Any]] = []
+    for i in range(60):
+        c = Conv(client=("198.18.0.10", 5000), seed=300 + i, ts=i % 3 != 0,
+                 t0=1_763_790_000.0 + i * 0.05)  # fmt: skip
+        c.handshake()
+        c.request(b"GET /health HTTP/1.1\r\n\r\n")
+        c.response(b"ok" * 100)
+        c.close()
+        cut = 3 if i % 5 == 0 else 0
+        pk_a += render([c], View())[cut:]
+        pk_b += render([c], View(delay=0.0005))[cut:]
+    a = build_point(read_capture(write(tmp_path / "a.pcap", sorted(pk_a, key=lambda x: x[0]))))
+    b = build_point(read_capture(write(tmp_path / "b.pcap", sorted(pk_b, key=lambda x: x[0]))))
+    for pc in (a, b):
+        assert len(pc.conns) == 60
+        assert all(c.c is not None and c.s is not None for c in pc.conns)
+    # the tuple's pairs: 120 halves each side, a few pairs a half (not 120 * 60), among
+    # them each half with its own (found by time for the halves without a SYN)
+    own = {
+        x: y
+        for x in range(len(a.halves))
+        for y in range(len(b.halves))
+        if b.halves[y].sport == a.halves[x].sport
+        and abs(b.halves[y].first_ts - a.halves[x].first_ts) < 1_000_000
+    }
+    ta, tb = link_mod._tuple_pairs(
+        a.half_cols(), b.half_cols(), np.zeros(0, np.int64), len(b.halves), 0
+    )
+    assert len(own) == 120 and ta.shape[0] < 120 * 40
+    assert set(own.items()) <= set(zip(ta.tolist(), tb.tolist(), strict=True))
+    got = link_halves(a, b, offset_ns=0)
+    monkeypatch.setattr(link_mod, "HEAVY_PAIRS", 1 << 62)
+    plain = link_halves(a, b, offset_ns=0)
+    assert (got.fwd, got.back) == (plain.fwd, plain.back)
+    assert got.fwd == own
+
+
 def test_mix_reads_every_integer_width_and_stride_in_place() -> None:
     """The compiled mix reads each column at its own width, signedness and stride (no
     int64 copies): the values of the numpy path for every integer kind, bool, a strided
