@@ -1176,34 +1176,54 @@ def test_a_connection_beyond_the_proxy_not_linked_where_it_starts_is_left_out() 
     ]
 
 
-def test_a_reused_tuple_of_a_cut_conversation_is_warned(tmp_path: Path) -> None:
-    """Two connections from one client port 40 s apart, through a NAT (other public ports):
-    one conversation at fw:eth0. Cut across tiny slices, the second connection is merged
-    into the first one's flow (the cut flows are grouped by conversation: a known limit,
-    docs/scale.md); the verdict must say so, not lose a flow silently."""
-    from test_path import http_conv
+def test_connections_on_a_reused_tuple_of_a_cut_conversation_sliced(tmp_path: Path) -> None:
+    """Connections on a reused tuple, each a flow of its own as unsliced, when their
+    conversation is cut across the slices (each is carried across them on its own: the
+    scan splits a TCP conversation into its connections as `conns` does). Two from one
+    client port 40 s apart through a NAT (other public ports: one conversation at fw:eth0),
+    the later one losing a request inside fw; and one public port the NAT gives two other
+    client ports 30 s apart (one conversation at fw:eth1). Was: the later connection merged
+    into the earlier one's flow (one flow of the two, its drop in that flow), and a
+    warning."""
+    from test_path import HTTP_REQ, HTTP_RESP
 
     t0 = 1_763_790_000.0
-    early = http_conv(42322, seed=90, t0=t0)
-    late = http_conv(42322, seed=91, t0=early.t + 40)
-    port = {id(early): 28355, id(late): 30704}
-    spec = [
-        ("fw:eth0", lambda c: View(ttl_dec={S2C: 1})),
-        (
-            "fw:eth1",
-            lambda c: View(delay=0.0001, ttl_dec={C2S: 1}, nat=nat_map(c, sport=port[id(c)])),
-        ),
-    ]
-    pts = points(tmp_path, [early, late], spec)
+
+    def conv(port: int, seed: int, t: float) -> Conv:
+        c = Conv(client=("203.0.113.10", port), server=("203.0.113.80", 80), seed=seed, t0=t)
+        c.handshake()
+        for _ in range(6):
+            c.t += 0.3
+            c.request(HTTP_REQ)
+            c.response(HTTP_RESP)
+        c.close()
+        return c
+
+    early = conv(42322, 90, t0)
+    late = conv(42322, 91, t0 + 40)
+    lost = [s for s in late.segs if s.tag == "req"][3]
+    a = conv(42400, 92, t0 + 5)
+    b = conv(42401, 93, t0 + 35)
+    port = {id(early): 28355, id(late): 30704, id(a): 31000, id(b): 31000}
+
+    def fw(c: Conv) -> View:
+        nat = nat_map(c, sport=port[id(c)])
+        return View(delay=0.0001, ttl_dec={C2S: 1}, nat=nat, drop=lambda s: s is lost)
+
+    spec = [("fw:eth0", lambda c: View(ttl_dec={S2C: 1})), ("fw:eth1", fw)]
+    pts = points(tmp_path, [early, a, b, late], spec)
     whole = correlate(pts)
-    assert len(whole.flows) == 2 and not whole.warnings
-    cut = correlate(pts, slice_packets=10, slice_margin_s=0.001)
-    assert len(cut.flows) == 1  # (the limit: when this is fixed, this test says so)
-    [w] = cut.warnings
-    assert w.startswith("1 connection(s) on a reused tuple of a conversation longer than a time")
-    assert "run without --memory" in w
-    # slices large enough not to cut it: both flows, no warning
-    assert correlate(pts, slice_packets=200, slice_margin_s=0.001).to_dict() == whole.to_dict()
+    assert len(whole.flows) == 4 and not whole.warnings
+    [drop] = [x for fl in whole.flows for x in fl.findings]
+    assert drop.kind == "drop" and drop.first_ts is not None and drop.first_ts > t0 + 40
+    one = whole.to_dict()
+    for n in (10, 40):  # each connection is cut (more than half a slice), then one in two
+        for jobs in (1, 2):
+            said: list[str] = []
+            got = correlate(pts, slice_packets=n, slice_margin_s=0.001, jobs=jobs,
+                            progress=said.append)  # fmt: skip
+            assert len([s for s in said if s.endswith("findings")]) >= 2  # really sliced
+            assert got.to_dict() == one, (n, jobs)
 
 
 def test_tunnel_pairing_as_a_stream() -> None:
