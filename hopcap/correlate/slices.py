@@ -433,6 +433,52 @@ class _Pieces:
         return self.keys[m], self.piece[m] + 1
 
 
+_SYNS_SMALL = 1 << 16
+
+
+class _Syns:
+    """Per directed tuple with a SYN so far: the seq of its last SYN and whether a RST (not
+    a SYN) of the tuple came since. Two sorted tables: a chunk's new tuples go into the
+    small one, merged into the large one when it holds `_SYNS_SMALL` (a walk of millions
+    of connections does not rewrite them all at every chunk)."""
+
+    def __init__(self) -> None:
+        z = np.zeros(0, np.uint64)
+        self.tabs = [(z, np.zeros(0, np.int64), np.zeros(0, bool)) for _ in range(2)]
+
+    def find(self, dk: U64) -> tuple[I64, I64, I64, npt.NDArray[np.bool_]]:
+        """For each of `dk`: its table (-1: none) and place there, its last SYN's seq (-1:
+        none) and whether a RST came since."""
+        n = dk.shape[0]
+        tab, at = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+        isn, rst = np.full(n, -1, np.int64), np.zeros(n, bool)
+        for i, (keys, isns, rsts) in enumerate(self.tabs):
+            if keys.shape[0]:
+                j = np.minimum(np.searchsorted(keys, dk), keys.shape[0] - 1)
+                m = keys[j] == dk
+                tab[m], at[m], isn[m], rst[m] = i, j[m], isns[j[m]], rsts[j[m]]
+        return tab, at, isn, rst
+
+    def put(self, dk: U64, tab: I64, at: I64, isn: I64, rst: npt.NDArray[np.bool_]) -> None:
+        """Store `isn`, `rst` of the tuples `dk` (sorted, unique; `tab`, `at`: `find`'s)."""
+        for i, (_keys, isns, rsts) in enumerate(self.tabs):
+            m = tab == i
+            isns[at[m]], rsts[at[m]] = isn[m], rst[m]
+        new = tab < 0
+        if not new.any():
+            return
+        keys, isns, rsts = self.tabs[1]
+        j = np.searchsorted(keys, dk[new])
+        self.tabs[1] = (np.insert(keys, j, dk[new]), np.insert(isns, j, isn[new]),
+                        np.insert(rsts, j, rst[new]))  # fmt: skip
+        if self.tabs[1][0].shape[0] > _SYNS_SMALL:
+            (keys, isns, rsts), (k1, i1, r1) = self.tabs
+            j = np.searchsorted(keys, k1)
+            self.tabs[0] = (np.insert(keys, j, k1), np.insert(isns, j, i1), np.insert(rsts, j, r1))
+            z = np.zeros(0, np.uint64)
+            self.tabs[1] = (z, np.zeros(0, np.int64), np.zeros(0, bool))
+
+
 class _Conns:
     """TCP conversations cut into their connections, for a walk a chunk at a time: a
     connection on a reused tuple (a client port or a NAT port used again) is a piece of
@@ -447,9 +493,7 @@ class _Conns:
     a SYN after packets of its tuple but no SYN: their conversation stays one.)"""
 
     def __init__(self) -> None:
-        self.tuples = np.zeros(0, np.uint64)  # sorted: directed tuples with a SYN so far
-        self.isn = np.zeros(0, np.int64)  # the seq of each one's last SYN
-        self.rst = np.zeros(0, bool)  # a RST (not a SYN) of the tuple since
+        self.syns = _Syns()
         self.keys = np.zeros(0, np.uint64)  # sorted: conversations with a second piece
         self.piece = np.zeros(0, np.int64)  # their piece so far
         # where the pieces after a first start: conversation, piece, first packet
@@ -460,7 +504,7 @@ class _Conns:
         ctl = np.nonzero((t.flags & (SYN | RST)) != 0)[0]
         starts = self._starts(t, ctl) if ctl.shape[0] else ctl
         if starts.shape[0]:
-            uk = np.unique(k[starts])
+            uk = npsets.unique(k[starts])
             uk = uk[~_member(uk, self.keys)]
             if uk.shape[0]:
                 at = np.searchsorted(self.keys, uk)
@@ -508,11 +552,8 @@ class _Conns:
         gs = np.ones(n, bool)
         gs[1:] = dk[1:] != dk[:-1]
         gfirst = np.maximum.accumulate(np.where(gs, ar, 0))
-        nt = self.tuples.shape[0]
-        j = np.minimum(np.searchsorted(self.tuples, dk), max(nt - 1, 0))
-        known = self.tuples[j] == dk if nt else np.zeros(n, bool)
-        was_isn = np.where(known, self.isn[j], -1) if nt else np.full(n, -1, np.int64)
-        was_rst = known & self.rst[j] if nt else np.zeros(n, bool)
+        tab, at, was_isn, was_rst = self.syns.find(dk)
+        known = tab >= 0
         prev_syn = _last_before(syn, ar)
         mine = prev_syn >= gfirst  # an earlier SYN of the tuple in this chunk
         prev_isn = np.where(mine, sq[np.maximum(prev_syn, 0)], was_isn)
@@ -527,15 +568,8 @@ class _Conns:
         has = last_syn >= g0
         isn = np.where(has, sq[np.maximum(last_syn, 0)], was_isn[ge])
         rs = np.where(has, last_rst > last_syn, (last_rst >= g0) | was_rst[ge])
-        tk, tj, tknown = dk[ge], j[ge], known[ge]
-        self.isn[tj[tknown]] = isn[tknown]
-        self.rst[tj[tknown]] = rs[tknown]
-        add = ~tknown & has
-        if add.any():
-            at = np.searchsorted(self.tuples, tk[add])
-            self.tuples = np.insert(self.tuples, at, tk[add])
-            self.isn = np.insert(self.isn, at, isn[add])
-            self.rst = np.insert(self.rst, at, rs[add])
+        keep = known[ge] | has  # (a tuple with no SYN yet: nothing to keep)
+        self.syns.put(dk[ge][keep], tab[ge][keep], at[ge][keep], isn[keep], rs[keep])
         return np.sort(rows[new])
 
     def at_time(self, k: U64, ts: I64) -> U64:
@@ -688,8 +722,9 @@ def scan(path: Path) -> Scan:
                 esp.append(npsets.unique(ks[-1][tun]))
             dgk.append(npsets.unique(ks[-1]))
             ts.append(d.ts)
-            b = int(d.ts.max())
-            d_last = b if d_last is None else max(d_last, b)
+            if len(d):  # (records that parse to no datagram: none)
+                b = int(d.ts.max())
+                d_last = b if d_last is None else max(d_last, b)
         k, tt = np.concatenate(ks), np.concatenate(ts).astype(np.int64)
         chunks.append(
             (pos, int(tt.min()) if tt.shape[0] else _HI, int(tt.max()) if tt.shape[0] else _LO)
@@ -2413,12 +2448,14 @@ def _proxied_warning(n: int) -> str:
 
 def _reused_warning(n: int) -> str:
     """The verdict's warning when connections on one reused tuple of a conversation cut
-    across the slices were merged into one flow (docs/scale.md, Limits)."""
+    across the slices were merged into one flow: those the scan does not cut apart
+    (`_Conns`; docs/scale.md, Limits)."""
     return (
         f"{n:,} connection(s) on a reused tuple of a conversation longer than a time slice "
         "of the memory budget were merged into the flow of an earlier connection on that "
-        "tuple (a client port or a NAT port used again): their own flows are missing; run "
-        "without --memory (or with a larger one) for the whole-capture verdict"
+        "tuple (a client port or a NAT port used again, with no new SYN seen at a point, "
+        "or packets out of time order): their own flows are missing; run without --memory "
+        "(or with a larger one) for the whole-capture verdict"
     )
 
 
@@ -2625,7 +2662,7 @@ def correlate_sliced(
                         at[b.group] = len(built)  # (else its first slice's place)
                     if b.head:
                         # a second start in one group: another connection on a reused
-                        # tuple of the cut conversation (docs/scale.md, Limits)
+                        # tuple that the scan did not cut apart (docs/scale.md, Limits)
                         merged += b.group in headed
                         headed.add(b.group)
                     built.append(None)
