@@ -60,7 +60,7 @@ from hopcap.correlate.dgram import (
 )
 from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
-from hopcap.correlate.reader import FIN, RST, SYN, PacketTable
+from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
 from hopcap.correlate.tunnelcut import (
     MIN_MARGIN_NS,
     Decided_,
@@ -433,6 +433,171 @@ class _Pieces:
         return self.keys[m], self.piece[m] + 1
 
 
+_SYNS_SMALL = 1 << 16
+
+
+class _Syns:
+    """Per directed tuple with a SYN so far: the seq of its last SYN and whether a RST (not
+    a SYN) of the tuple came since. Two sorted tables: a chunk's new tuples go into the
+    small one, merged into the large one when it holds `_SYNS_SMALL` (a walk of millions
+    of connections does not rewrite them all at every chunk)."""
+
+    def __init__(self) -> None:
+        z = np.zeros(0, np.uint64)
+        self.tabs = [(z, np.zeros(0, np.int64), np.zeros(0, bool)) for _ in range(2)]
+
+    def find(self, dk: U64) -> tuple[I64, I64, I64, npt.NDArray[np.bool_]]:
+        """For each of `dk`: its table (-1: none) and place there, its last SYN's seq (-1:
+        none) and whether a RST came since."""
+        n = dk.shape[0]
+        tab, at = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+        isn, rst = np.full(n, -1, np.int64), np.zeros(n, bool)
+        for i, (keys, isns, rsts) in enumerate(self.tabs):
+            if keys.shape[0]:
+                j = np.minimum(np.searchsorted(keys, dk), keys.shape[0] - 1)
+                m = keys[j] == dk
+                tab[m], at[m], isn[m], rst[m] = i, j[m], isns[j[m]], rsts[j[m]]
+        return tab, at, isn, rst
+
+    def put(self, dk: U64, tab: I64, at: I64, isn: I64, rst: npt.NDArray[np.bool_]) -> None:
+        """Store `isn`, `rst` of the tuples `dk` (sorted, unique; `tab`, `at`: `find`'s)."""
+        for i, (_keys, isns, rsts) in enumerate(self.tabs):
+            m = tab == i
+            isns[at[m]], rsts[at[m]] = isn[m], rst[m]
+        new = tab < 0
+        if not new.any():
+            return
+        keys, isns, rsts = self.tabs[1]
+        j = np.searchsorted(keys, dk[new])
+        self.tabs[1] = (np.insert(keys, j, dk[new]), np.insert(isns, j, isn[new]),
+                        np.insert(rsts, j, rst[new]))  # fmt: skip
+        if self.tabs[1][0].shape[0] > _SYNS_SMALL:
+            (keys, isns, rsts), (k1, i1, r1) = self.tabs
+            j = np.searchsorted(keys, k1)
+            self.tabs[0] = (np.insert(keys, j, k1), np.insert(isns, j, i1), np.insert(rsts, j, r1))
+            z = np.zeros(0, np.uint64)
+            self.tabs[1] = (z, np.zeros(0, np.int64), np.zeros(0, bool))
+
+
+class _Conns:
+    """TCP conversations cut into their connections, for a walk a chunk at a time: a
+    connection on a reused tuple (a client port or a NAT port used again) is a piece of
+    its own in the scan (`piece_key`), windowed, read whole or cut apart from the others,
+    as it is a flow of its own unsliced. A piece starts where `conns._half_starts` starts
+    a half at a SYN without ACK after an earlier SYN of its tuple (the same direction):
+    another ISN, or the same one after a RST of the tuple (the retry after a challenge
+    ACK). `conns` starts the answer's half at the first packet back after it (a SYN-ACK
+    of another ISN, or `_split_answers`), so every packet after that SYN in the file is
+    the new connection's at that point, both ways. (Not pieces: a connection whose SYN
+    the point did not see, `_half_starts`' packet far from the FIN or RST before it, and
+    a SYN after packets of its tuple but no SYN: their conversation stays one.)"""
+
+    def __init__(self) -> None:
+        self.syns = _Syns()
+        self.keys = np.zeros(0, np.uint64)  # sorted: conversations with a second piece
+        self.piece = np.zeros(0, np.int64)  # their piece so far
+        # where the pieces after a first start: conversation, piece, first packet
+        self.firsts: list[tuple[U64, I64, I64]] = []
+
+    def add(self, k: U64, t: PacketTable) -> U64:
+        """The piece keys of a chunk's TCP rows (`k`: their conversations; file order)."""
+        ctl = np.nonzero((t.flags & (SYN | RST)) != 0)[0]
+        starts = self._starts(t, ctl) if ctl.shape[0] else ctl
+        if starts.shape[0]:
+            uk = npsets.unique(k[starts])
+            uk = uk[~_member(uk, self.keys)]
+            if uk.shape[0]:
+                at = np.searchsorted(self.keys, uk)
+                self.keys = np.insert(self.keys, at, uk)
+                self.piece = np.insert(self.piece, at, 0)
+        if not self.keys.shape[0]:
+            return k
+        rows = np.nonzero(_member(k, self.keys))[0]
+        if not rows.shape[0]:
+            return k
+        j = np.searchsorted(self.keys, k[rows])
+        inc = np.zeros(rows.shape[0], np.int64)
+        inc[np.searchsorted(rows, starts)] = 1  # (their conversations are among `keys`)
+        o = np.argsort(j, kind="stable")
+        jo, io = j[o], inc[o]
+        n = jo.shape[0]
+        first = np.ones(n, bool)
+        first[1:] = jo[1:] != jo[:-1]
+        cum = np.cumsum(io)
+        sp = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        piece = self.piece[jo] + cum - cum[sp] + io[sp]
+        end = np.append(first[1:], True)
+        self.piece[jo[end]] = piece[end]
+        out = k.copy()
+        out[rows[o]] = piece_key(self.keys[jo], piece)
+        s = io == 1
+        if s.any():
+            self.firsts.append((self.keys[jo[s]], piece[s], t.ts[rows[o[s]]].astype(np.int64)))
+        return out
+
+    def _starts(self, t: PacketTable, ctl: I64) -> I64:
+        """The rows among `ctl` (SYNs and RSTs, file order) that start a piece; the state
+        of their tuples updated."""
+        from hopcap.correlate.conns import _last_before
+
+        # the directed tuple's key (numpy: `conns.mix` costs ~0.5 ms a call in C)
+        with np.errstate(over="ignore"):
+            dk = _end(t.src_hi[ctl], t.src_lo[ctl], t.sport[ctl]) * _K[3] + _end(
+                t.dst_hi[ctl], t.dst_lo[ctl], t.dport[ctl]
+            )
+        o = np.argsort(dk, kind="stable")  # by tuple, each one's in file order
+        dk, rows = dk[o], ctl[o]
+        fl, sq = t.flags[rows], t.seq[rows].astype(np.int64)
+        syn = (fl & SYN) != 0
+        rst = ((fl & RST) != 0) & ~syn
+        n = rows.shape[0]
+        ar = np.arange(n, dtype=np.int64)
+        gs = np.ones(n, bool)
+        gs[1:] = dk[1:] != dk[:-1]
+        gfirst = np.maximum.accumulate(np.where(gs, ar, 0))
+        tab, at, was_isn, was_rst = self.syns.find(dk)
+        known = tab >= 0
+        prev_syn = _last_before(syn, ar)
+        mine = prev_syn >= gfirst  # an earlier SYN of the tuple in this chunk
+        prev_isn = np.where(mine, sq[np.maximum(prev_syn, 0)], was_isn)
+        prev_rst = _last_before(rst, ar)
+        reset = np.where(mine, prev_rst > prev_syn, (prev_rst >= gfirst) | was_rst)
+        new = syn & ((fl & ACK) == 0) & (mine | known) & ((prev_isn != sq) | reset)
+        # the tuples' state after the chunk: the last SYN's seq, a RST since
+        ge = np.append(gs[1:], True)
+        last_syn = np.where(syn, ar, prev_syn)[ge]
+        last_rst = np.where(rst, ar, prev_rst)[ge]
+        g0 = gfirst[ge]
+        has = last_syn >= g0
+        isn = np.where(has, sq[np.maximum(last_syn, 0)], was_isn[ge])
+        rs = np.where(has, last_rst > last_syn, (last_rst >= g0) | was_rst[ge])
+        keep = known[ge] | has  # (a tuple with no SYN yet: nothing to keep)
+        self.syns.put(dk[ge][keep], tab[ge][keep], at[ge][keep], isn[keep], rs[keep])
+        return np.sort(rows[new])
+
+    def at_time(self, k: U64, ts: I64) -> U64:
+        """The piece keys of rows (ICMP errors about a TCP conversation, `k` its key) by
+        their time: the last piece that started at or before it."""
+        if not self.firsts or not k.shape[0]:
+            return k
+        rows = np.nonzero(_member(k, self.keys))[0]
+        if not rows.shape[0]:
+            return k
+        fk = np.concatenate([f[0] for f in self.firsts])
+        fp = np.concatenate([f[1] for f in self.firsts])
+        ft = np.concatenate([f[2] for f in self.firsts])
+        out = k.copy()
+        for r in rows.tolist():  # (a few: errors about a reused tuple)
+            m = (fk == k[r]) & (ft <= ts[r])
+            if m.any():
+                out[r] = piece_key(k[r : r + 1], fp[m].max(keepdims=True))[0]
+        return out
+
+    def quiet(self) -> tuple[U64, I64]:
+        """The conversations with pieces (sorted) and how many pieces each has."""
+        return self.keys, self.piece + 1
+
+
 # the quiet conversations of a scan (sorted), where the pieces of each start in the next
 # two (conversation j's are [at[j], at[j + 1])), the pieces' first packets and their keys
 Pieces = tuple[U64, I64, I64, U64]
@@ -468,6 +633,22 @@ def _piece_table(ext: Ext, qk: U64, qn: I64) -> tuple[Pieces, U64, tuple[U64, U6
     )
 
 
+def _joined(a: Pieces, b: Pieces) -> Pieces:
+    """The pieces of two tables of different conversations in one."""
+    if not b[0].shape[0]:
+        return a
+    if not a[0].shape[0]:
+        return b
+    qk = np.concatenate([a[0], b[0]])
+    n = np.concatenate([np.diff(a[1]), np.diff(b[1])])
+    at = np.concatenate([a[1][:-1], b[1][:-1] + a[2].shape[0]])
+    o = np.argsort(qk, kind="stable")
+    n, at = n[o], at[o]
+    pidx = np.repeat(at - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+    first, pkeys = np.concatenate([a[2], b[2]])[pidx], np.concatenate([a[3], b[3]])[pidx]
+    return qk[o], np.concatenate([[0], np.cumsum(n)]).astype(np.int64), first, pkeys
+
+
 def _remap(x: U64, src: U64, dst: U64) -> U64:
     """`x` with every key found in `src` (sorted) replaced by its `dst`."""
     if not src.shape[0] or not x.shape[0]:
@@ -478,8 +659,9 @@ def _remap(x: U64, src: U64, dst: U64) -> U64:
 
 
 def _piece_keys(sc: Scan, k: U64, ts: I64) -> U64:
-    """Datagram rows' conversation keys (`dgram_keys`) as the scan keyed them: of a quiet
-    conversation, its piece's (the last piece that starts at or before the row)."""
+    """Rows' conversation keys (`tcp_keys`, `dgram_keys`) as the scan keyed them: of a
+    quiet datagram conversation or a TCP one of several connections (a reused tuple),
+    its piece's (the last piece that starts at or before the row)."""
     qk, at, first, pkeys = sc.pieces
     if not qk.shape[0] or not k.shape[0]:
         return k
@@ -513,6 +695,7 @@ def _piece_keys(sc: Scan, k: U64, ts: I64) -> U64:
 def scan(path: Path) -> Scan:
     buf = rd._open(path)
     pieces = _Pieces()
+    conns = _Conns()
     esp: list[U64] = []
     w = _Walk(path, buf)
     acc: list[Ext] = []
@@ -526,7 +709,7 @@ def scan(path: Path) -> Scan:
     for ci, pos, t, dgt in w.pieces():
         n = len(t)
         tcp += n
-        ks, ts = [tcp_keys(t)], [t.ts]
+        ks, ts = [conns.add(tcp_keys(t), t)], [t.ts]
         if n:
             a, b = int(t.ts.min()), int(t.ts.max())
             t_first = a if t_first is None else min(t_first, a)
@@ -534,7 +717,7 @@ def scan(path: Path) -> Scan:
         if dgt[0].shape[0]:
             d = parse_dgrams(path, buf, *dgt)
             dg += len(d)
-            dk = dgram_keys(d)
+            dk = conns.at_time(dgram_keys(d), d.ts)  # an ICMP error about a connection
             flow = d.role == 0
             ks.append(pieces.add(dk, d.ts, flow))
             tun = flow & (d.proto == ESP)
@@ -542,8 +725,9 @@ def scan(path: Path) -> Scan:
                 esp.append(npsets.unique(ks[-1][tun]))
             dgk.append(npsets.unique(ks[-1]))
             ts.append(d.ts)
-            b = int(d.ts.max())
-            d_last = b if d_last is None else max(d_last, b)
+            if len(d):  # (records that parse to no datagram: none)
+                b = int(d.ts.max())
+                d_last = b if d_last is None else max(d_last, b)
         k, tt = np.concatenate(ks), np.concatenate(ts).astype(np.int64)
         chunks.append(
             (pos, int(tt.min()) if tt.shape[0] else _HI, int(tt.max()) if tt.shape[0] else _LO)
@@ -567,7 +751,14 @@ def scan(path: Path) -> Scan:
     dkeys = npsets.unique(np.concatenate(dgk)) if dgk else np.zeros(0, np.uint64)
     esp_keys = npsets.unique(np.concatenate(esp)) if esp else np.zeros(0, np.uint64)
     table, tangled, (src, dst) = _piece_table(ext, *pieces.quiet())
-    if tangled.shape[0]:  # their pieces back into one conversation each (read whole)
+    # a TCP conversation whose connections overlap in time (a file out of time order) is
+    # one conversation again, but cut like any other
+    ctable, _ctangled, (csrc, cdst) = _piece_table(ext, *conns.quiet())
+    table = _joined(table, ctable)
+    if csrc.shape[0]:
+        o = np.argsort(np.concatenate([src, csrc]), kind="stable")
+        src, dst = np.concatenate([src, csrc])[o], np.concatenate([dst, cdst])[o]
+    if src.shape[0]:  # their pieces back into one conversation each (read whole)
         ext = _reduce(_remap(ext[0], src, dst), *ext[1:])
         dense_all = (dense_all[0], _remap(dense_all[1], src, dst), dense_all[2])
         dkeys = npsets.unique(_remap(dkeys, src, dst))
@@ -611,7 +802,7 @@ def read_slice(
     dtaken = np.zeros(ck.shape[0], np.int64)  # (its datagrams)
     if want:
         for i, t, dgt in _visit(sc, sorted(want)):
-            tk = tcp_keys(t)
+            tk = _piece_keys(sc, tcp_keys(t), t.ts)
             keep = _member(tk, sel)
             if ck.shape[0]:
                 inc = _member(tk, ck)
@@ -830,9 +1021,16 @@ def _close(pts: list[Point]) -> None:
 # --------------------------------------------------------------------------- cut flows
 
 
-def _row_keys(pts: list[Point]) -> list[U64 | None]:
-    """Per point: the conversation key of every TCP row of its slice."""
-    return [tcp_keys(p.table) if p.pc is not None else None for p in pts]
+def _row_keys(run: _Run, pts: list[Point]) -> list[U64 | None]:
+    """Per point: the conversation key of every TCP row of its slice, as the scan keyed
+    it (of a reused tuple, its connection's)."""
+    out: list[U64 | None] = []
+    for p, sc in zip(pts, run.scans, strict=True):
+        if p.pc is None or sc is None:
+            out.append(None)
+        else:
+            out.append(_piece_keys(sc, tcp_keys(p.table), p.table.ts))
+    return out
 
 
 def _members(keys: list[U64 | None], f: FlowB) -> list[tuple[int, int]]:
@@ -853,7 +1051,7 @@ def _cut_flows(
 ) -> tuple[list[U64 | None], set[int]]:
     """The row keys of the slice's points, and which of `flows` are cut (a conversation of
     theirs is)."""
-    keys = _row_keys(pts)
+    keys = _row_keys(run, pts)
     if not any(c.shape[0] for c in run.cut):
         return keys, set()
     cut_row: dict[int, npt.NDArray[np.bool_]] = {}
@@ -2253,12 +2451,14 @@ def _proxied_warning(n: int) -> str:
 
 def _reused_warning(n: int) -> str:
     """The verdict's warning when connections on one reused tuple of a conversation cut
-    across the slices were merged into one flow (docs/scale.md, Limits)."""
+    across the slices were merged into one flow: those the scan does not cut apart
+    (`_Conns`; docs/scale.md, Limits)."""
     return (
         f"{n:,} connection(s) on a reused tuple of a conversation longer than a time slice "
         "of the memory budget were merged into the flow of an earlier connection on that "
-        "tuple (a client port or a NAT port used again): their own flows are missing; run "
-        "without --memory (or with a larger one) for the whole-capture verdict"
+        "tuple (a client port or a NAT port used again, with no new SYN seen at a point, "
+        "or packets out of time order): their own flows are missing; run without --memory "
+        "(or with a larger one) for the whole-capture verdict"
     )
 
 
@@ -2465,7 +2665,7 @@ def correlate_sliced(
                         at[b.group] = len(built)  # (else its first slice's place)
                     if b.head:
                         # a second start in one group: another connection on a reused
-                        # tuple of the cut conversation (docs/scale.md, Limits)
+                        # tuple that the scan did not cut apart (docs/scale.md, Limits)
                         merged += b.group in headed
                         headed.add(b.group)
                     built.append(None)
