@@ -3,7 +3,8 @@ correlator's, in one run on this machine; optionally a bundle correlated end to 
 this checkout and another one (e.g. before npsets), interleaved.
 
     python bench/npsets_bench.py [--sizes 10k,100k,1M,4M] [--bundle DIR --before CHECKOUT]
-                                 [--same N] [--scan N] [--dns N] [--dir D --before CHECKOUT]
+                                 [--same N] [--scan N] [--dns N] [--reuse N]
+                                 [--dir D --before CHECKOUT]
 
 numpy >= 2.3 answers `np.unique(x)` (and `np.isin`, which calls it) with a hash table;
 on mostly distinct values that is far slower than a sort. Printed: the best of 3 of each
@@ -12,7 +13,8 @@ of N connections sending the same health check through a NAT, without TCP timest
 handshakes unseen (the test `test_many_halves_with_the_same_payload`'s capture), and
 correlates them like `--bundle` (CPU and peak RSS); `--scan N`: N SYNs of a scanner (IP ID
 54321, one source port) to N ports, seen at both points of a router; `--dns N`: N flows
-(ports) sending the same DNS query and getting the same answer through a NAT.
+(ports) sending the same DNS query and getting the same answer through a NAT; `--reuse N`:
+N connections one after another on one tuple (a client that binds its source port).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> int:
     ap.add_argument("--same", type=int, help="connections with the same request (see above)")
     ap.add_argument("--scan", type=int, help="scanner SYNs (see above)")
     ap.add_argument("--dns", type=int, help="flows with the same DNS query (see above)")
+    ap.add_argument("--reuse", type=int, help="connections on one tuple (see above)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-npsets"))
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
@@ -135,6 +138,25 @@ def main() -> int:
         da = write(args.dir / "dns-a.pcap", sorted(ua, key=lambda x: x[0]))
         db = write(args.dir / "dns-b.pcap", sorted(ub, key=lambda x: x[0]))
         jobs.append((f"{args.dns} same DNS queries", [f"a={da}", f"b={db}", "--jobs", "1"]))
+    if args.reuse:
+        sys.path.insert(0, str(HERE / "tests" / "correlate"))
+        from pcapgen import Conv, View, render, write
+
+        args.dir.mkdir(parents=True, exist_ok=True)
+        ra: list[tuple[float, object]] = []
+        rb: list[tuple[float, object]] = []
+        for i in range(args.reuse):
+            c = Conv(client=("198.18.0.10", 5000), server=("203.0.113.80", 80), seed=300 + i,
+                     t0=1_763_790_000.0 + i * 0.05)  # fmt: skip
+            c.handshake()
+            c.request(b"GET /health HTTP/1.1\r\n\r\n")
+            c.response(b"ok" * 100)
+            c.close()
+            ra += render([c], View())
+            rb += render([c], View(delay=0.0005))
+        fa = write(args.dir / "reuse-a.pcap", sorted(ra, key=lambda x: x[0]))
+        fb = write(args.dir / "reuse-b.pcap", sorted(rb, key=lambda x: x[0]))
+        jobs.append((f"{args.reuse} connections on one tuple", [f"a={fa}", f"b={fb}", "-j", "1"]))
     py = sys.executable
     trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
     for name, what in jobs:
