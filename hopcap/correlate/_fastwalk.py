@@ -649,7 +649,8 @@ long hopcap_index_groups(const void *const *cols, const int64_t *kind, const int
    as conns._half_starts cuts them, in the same row-order pass: a half starts at a group's
    first row and at a SYN whose seq differs from the group's last SYN (or that has none
    before it, or a RST after it), and at a packet after a FIN or RST in sequence (fin[g]:
-   the sequence number that closed it) whose seq is far from it (far_seq). Per half: its
+   the sequence number that closed it) whose seq is far from it (far_seq), but for a
+   RST,ACK with seq 0 (the answer to a segment without ACK). Per half: its
    first place in `order` and whether a row carries a TSval, in the order the halves
    start in the file (the caller sorts them by place). Returns the halves. */
 static inline int32_t seq_diff(int64_t a, int64_t b) {
@@ -671,7 +672,8 @@ long hopcap_index_place(const int32_t *gid, long n, int64_t *at, const int64_t *
         int syn = (flags[i] & 0x02) != 0;
         if (p == gstart[g]) { last[g] = -1; cur[g] = -1; fin[g] = -1; pseq[g] = -1; }
         if (cur[g] < 0 || (syn && last[g] != seq[i]) ||
-            (!syn && fin[g] >= 0 && far_seq(seq[i], fin[g]))) {
+            (!syn && !((flags[i] & 0x14) == 0x14 && seq[i] == 0) && fin[g] >= 0 &&
+             far_seq(seq[i], fin[g]))) {
             hstart[nh] = p; has_ts[nh] = 0; cur[g] = nh++; fin[g] = -1;
         }
         if (tsval[i] >= 0) has_ts[cur[g]] = 1;

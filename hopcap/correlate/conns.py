@@ -322,7 +322,11 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     # after a FIN or RST (since the last SYN), a packet whose seq is far from the one that
     # closed it: a new connection whose SYN the capture lost; the first such packet only.
     # A FIN or RST closes only in sequence with the last packet before it that was neither
-    # (not a forged RST)
+    # (not a forged RST). A RST,ACK with seq 0 starts nothing: it answers a segment
+    # without ACK (RFC 793), here a stray one of the closed connection (a NAT in front of
+    # a client answering its RST, on real captures: a false injection of its own as a
+    # half). Another RST far in sequence can start one: a new connection that was reset,
+    # whose other packets the capture lost (kernel drops at a haproxy backend, lab runs)
     ends = (fl & (FIN | RST)) != 0
     prev_plain = _last_before(~ends, ar)
     step = signed32(sq - sq[np.maximum(prev_plain, 0)])
@@ -331,7 +335,9 @@ def _half_starts(t: PacketTable, order: I64, tk: U64) -> tuple[I64, npt.NDArray[
     pc = np.maximum(prev_close, 0)
     closed_at = np.where((fl[pc] & RST) != 0, sq[pc], (sq[pc] + 1) & M32)
     d = signed32(sq - closed_at)
-    far = ~syn & (prev_close >= gfirst) & (prev_close > prev_syn) & ((d > 65536) | (d < -(1 << 24)))
+    answer0 = ((fl & (RST | ACK)) == (RST | ACK)) & (sq == 0)
+    far = ~syn & ~answer0 & (prev_close >= gfirst) & (prev_close > prev_syn)
+    far &= (d > 65536) | (d < -(1 << 24))
     cand = np.nonzero(far)[0]
     if cand.shape[0]:
         by = prev_close[cand]

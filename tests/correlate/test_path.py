@@ -1122,3 +1122,24 @@ def test_a_packet_seen_on_both_sides_of_a_blind_capture_is_not_charged_to_the_de
     [gap] = fl.findings
     assert (gap.kind, gap.between) == ("gap", ("client:eth0", "fw:eth0"))
     assert gap.what.startswith("seen at client:eth0 and at fw:eth1, not at fw:eth0")
+
+
+def test_a_reset_after_the_close_answered_by_a_local_nat_is_not_a_connection(
+    tmp_path: Path,
+) -> None:
+    # a real capture (proxydetection base_https2, a VirtualBox NAT at the client): after
+    # both FINs the client resets twice (RST without ACK) and the NAT in front of it
+    # answers with RST,ACK seq=0 ack=<the client's RST>, seen at the client only. That
+    # answer is far in sequence from the server's FIN, but a RST starts no connection
+    # (it gave a half of its own: "RST injected" between the server and the client)
+    c = http_conv(34710, seed=90)
+    end = c.nxt[C2S] & 0xFFFFFFFF
+    for _ in range(2):
+        c.segs.append(Seg(d=C2S, t=c.t + 0.00003, flags="R", seq=end, ack=0, conv=c, ipid=0))
+    answer = Seg(d=S2C, t=c.t + 0.0002, flags="RA", seq=0, ack=end, conv=c, ipid=0x2E9A)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(extra=[answer])),
+        ("srv:eth0", lambda x: View(delay=0.005, nat=nat_map(x))),
+    ]))  # fmt: skip
+    assert len(v.flows) == 1
+    assert [f for f in all_findings(v) if f.kind in ("drop", "inject", "reset")] == []
