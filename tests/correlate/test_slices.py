@@ -360,9 +360,12 @@ def test_one_slice_is_the_plain_run(tmp_path: Path) -> None:
     assert budget.estimated_packets(pts) < (1 << 30) // budget.BYTES_PER_PACKET
 
 
-def test_cli_memory_option_slices_and_says_so(tmp_path: Path) -> None:
+def test_cli_memory_option_slices_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--memory` smaller than the verdict of the captures' connections needs: the
     smallest slices, a warning, and the verdict of a plain run."""
+    monkeypatch.setattr(sl, "MIN_WINDOW_NS", 0)  # windows of the smallest slices (~50 ms)
     a, b = busy_firewall(tmp_path, 300)
     args = [f"fw:eth0={a}", f"fw:eth1={b}"]
     plain = CliRunner().invoke(app, ["correlate", "--json", *args])
@@ -393,6 +396,7 @@ def test_memory_budget_is_shared_by_the_jobs(
     monkeypatch.setattr(sl, "BASE_BYTES", 0)
     monkeypatch.setattr(sl, "WORKER_BYTES", 0)
     monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    monkeypatch.setattr(sl, "MIN_WINDOW_NS", 0)  # (the capture lasts ~0.3 s)
     memory = convs * sl.VERDICT_BYTES_PER_FLOW + total // 3 * sl.BYTES_PER_PACKET
     one = correlate(pts).to_dict()
     count = {}
@@ -403,6 +407,28 @@ def test_memory_budget_is_shared_by_the_jobs(
         count[jobs] = len([s for s in said if s.endswith("findings")])
     assert 3 <= count[1] <= 5, count
     assert count[2] >= 2 * count[1] - 1, count
+
+
+def test_windows_under_a_budget_are_no_narrower_than_the_minimum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice reads every conversation alive in its window and margins: windows of a few
+    ms in a burst read it all, once a window. Under a memory budget a window is
+    `MIN_WINDOW_NS` wide at least (here 0.4 s of a 1.2 s capture: four slices at most,
+    where the smallest slices make many more), and the verdict is the unsliced one."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 200)
+    one = correlate(pts).to_dict()
+    count = {}
+    for width in (0, 400_000_000):
+        monkeypatch.setattr(sl, "MIN_WINDOW_NS", width)
+        said: list[str] = []
+        got = correlate(pts, memory=1 << 20, progress=said.append)
+        assert got.to_dict() == one, width
+        count[width] = len([s for s in said if s.endswith("findings")])
+    assert count[0] >= 10 and 2 <= count[400_000_000] <= 4, count
 
 
 def test_a_failing_or_dying_slice_worker_is_an_error(
