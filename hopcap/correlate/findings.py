@@ -1349,6 +1349,8 @@ class _Chain:
         pts, f = self.pts, self.f
         legs_out: list[Leg] = []
         for i, leg in enumerate(f.legs):
+            if leg.c is None and leg.s is None:
+                continue  # a point whose capture lost all of it (`flows._extend`)
             lat = None
             if i > 0:
                 hop = f.hops[i - 1]
