@@ -419,11 +419,14 @@ def blind_links(
         only_b[list(links[(m, b)].back)] = False
         if not only_a.any() or not only_b.any():
             continue
+        # (conntrack's entries of those halves' ports only: tens of thousands otherwise)
+        ca = pa.half_cols()
+        ports = set(zip(ca.sport[only_a].tolist(), ca.dport[only_a].tolist(), strict=True))
         out[(a, b)] = link_halves(
             pa,
             pb,
             offset_ns=pts[b].offset_ns - pts[a].offset_ns,
-            conntrack_pairs=ct_pairs,
+            conntrack_pairs=[(x, y) for x, y in ct_pairs if (x[1], x[3]) in ports],
             only=(only_a, only_b),
         )
     return out

@@ -68,8 +68,8 @@ def link_halves(
     nb = len(b.halves)
     # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
     ids: dict[tuple[object, ...], int] = {}
-    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids, pc=a)
-    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids, pc=b)
+    hid_a, kid_a = _codes(a, ids, None if only is None else only[0])
+    hid_b, kid_b = _codes(b, ids, None if only is None else only[1])
     # every (a key, b key) with the same id: pairs of halves sharing a fingerprint; keys
     # that many halves share at both points apart (`_Heavy`)
     heavy = _Heavy.of(hid_a, kid_a, hid_b, kid_b, nb)
@@ -122,12 +122,16 @@ def link_halves(
     # conntrack: ground truth for the translated tuple
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     if ct:
+        halves_a, halves_b = a.halves, b.halves
+        if only is not None:
+            halves_a = [halves_a[i] for i in np.nonzero(only[0])[0].tolist()]
+            halves_b = [halves_b[i] for i in np.nonzero(only[1])[0].tolist()]
         by_str: dict[tuple[str, str], list[int]] = {}
-        for g in b.halves:
+        for g in halves_b:
             by_str.setdefault((g.src_str, g.dst_str), []).append(g.hid)
         got = np.array([
             h.hid * nb + gid
-            for h in a.halves
+            for h in halves_a
             if (want := ct.get((h.src_str, h.dst_str))) is not None
             for gid in by_str.get(want, ())
         ], np.int64)  # fmt: skip
@@ -176,6 +180,18 @@ def link_halves(
     final = score - np.minimum(dt, 1e6) * 1e-7
     order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
     return HalfLinks(*_take_best(x[order], y[order]))
+
+
+def _codes(
+    pc: PointConns, ids: dict[tuple[object, ...], int], sel: npt.NDArray[np.bool_] | None
+) -> tuple[I64, I64]:
+    """`fingerprint_codes` of the halves of `pc` (those of `sel`, when it leaves out most:
+    a few halves cost less on their own than every half in one C pass)."""
+    idx = np.nonzero(sel)[0] if sel is not None else None
+    if idx is None or idx.shape[0] * 4 > len(pc.halves):
+        return fingerprint_codes(pc.table, pc.halves, ids, pc=pc)
+    hid, code = fingerprint_codes(pc.table, [pc.halves[i] for i in idx.tolist()], ids)
+    return idx[hid], code
 
 
 def _isn_at(ca: HalfCols, x: I64, cb: HalfCols) -> npt.NDArray[np.bool_]:
