@@ -10,6 +10,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from hopcap.correlate.clocks import (
     Minima,
     blind,
@@ -377,7 +379,7 @@ def prepare(
             pa, pb, offset_ns=pts[b].offset_ns - pts[a].offset_ns, conntrack_pairs=ct_pairs
         )
 
-    flows = build_flows(pts, present, links)
+    flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()
@@ -387,6 +389,47 @@ def prepare(
     dflows = build_dgram_flows(pts, present)
     match_dgram_hops(pts, dflows)
     return Prepared(pts, present, flows, warnings, dflows, dgram_minima(dflows))
+
+
+def blind_links(
+    pts: list[Point],
+    present: list[int],
+    links: Mapping[tuple[int, int], HalfLinks],
+    ct_pairs: Sequence[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]],
+) -> dict[tuple[int, int], HalfLinks]:
+    """Links across a point whose capture dropped packets in the kernel, between the
+    points on either side of it (a, b): of the halves at `a` linked to nothing there and
+    the halves at `b` linked to nothing from there, by the evidence that links a NAT hop
+    (ISN, TSval, IP ID, the tuple, conntrack; payload only with one of them: a proxy at
+    the blind point carries the same bytes on another connection). A short connection can
+    lose every packet at such a point: it crossed it all the same (`flows._extend` makes
+    it one flow, its packets there gaps, `findings.charge_capture_loss`), not a
+    connection answered before it and another that began after it. A point that dropped
+    nothing gets none: what it misses did not cross it (or its capture is not to be
+    believed; either way not a loss it can be charged with)."""
+    out: dict[tuple[int, int], HalfLinks] = {}
+    for a, m, b in zip(present, present[1:], present[2:], strict=False):
+        if not pts[m].kernel_drops:
+            continue
+        pa, pb = pts[a].pc, pts[b].pc
+        assert pa is not None and pb is not None
+        only_a = np.ones(len(pa.halves), bool)
+        only_a[list(links[(a, m)].fwd)] = False
+        only_b = np.ones(len(pb.halves), bool)
+        only_b[list(links[(m, b)].back)] = False
+        if not only_a.any() or not only_b.any():
+            continue
+        # (conntrack's entries of those halves' ports only: tens of thousands otherwise)
+        ca = pa.half_cols()
+        ports = set(zip(ca.sport[only_a].tolist(), ca.dport[only_a].tolist(), strict=True))
+        out[(a, b)] = link_halves(
+            pa,
+            pb,
+            offset_ns=pts[b].offset_ns - pts[a].offset_ns,
+            conntrack_pairs=[(x, y) for x, y in ct_pairs if (x[1], x[3]) in ports],
+            only=(only_a, only_b),
+        )
+    return out
 
 
 def dgram_minima(dflows: list[DFlowB]) -> Minima:

@@ -354,31 +354,50 @@ _Head = tuple[tuple[str, ...], LinkKind, tuple[str, ...], float | None]
 
 def charge_capture_loss(pts: Sequence[Point], built: list[Built]) -> list[Built]:
     """`built` with the gaps put down to a point's kernel drops made drops or injections
-    where, on one hop, that point misses more packets (over every flow) than it dropped
-    in all: its capture lost some of them at most, the rest went missing on the path (a
-    firewall that drops and makes thousands while its capture drops 56 must not hide
-    behind those 56). A hop that misses fewer keeps its gaps.
+    where that point misses more packets (over every flow) than it dropped in all: its
+    capture lost that many at most, the rest went missing on the path (a firewall that
+    drops and makes thousands while its capture drops 56 must not hide behind those 56).
+
+    A point's kernel drops are one budget for all its gaps, on both hops next to it:
+    first those that can be nothing else (packets seen on both sides of it, or on a wire
+    where nothing could have made them: `loss` kind "gap"), then each hop's (a drop or
+    an injection otherwise), the hop that misses fewest first, while they fit. A hop
+    whose gaps do not fit in what is left has them made drops or injections, all of them.
 
     On the whole verdict at once (every flow's findings are in `built`), so the parts of
     a partitioned or sliced run decide alike."""
 
     def key(f: Finding) -> tuple[str, str, str] | None:
-        if f.loss is None:
+        if f.loss is None or f.loss[2] == "gap":
             return None
         a, b = sorted(f.between)
         return f.loss[0], a, b
 
     missing: dict[tuple[str, str, str], int] = {}
-    dropped: dict[tuple[str, str, str], int] = {}
+    dropped: dict[str, int] = {}  # per point: its kernel drops
+    fixed: dict[str, int] = {}  # per point: the gaps that stay gaps
     for b in built:
         for f in b.findings:
+            if f.loss is None:
+                continue
+            dropped[f.loss[0]] = f.loss[1]
             k = key(f)
-            if k is not None and f.loss is not None:
-                dropped[k] = f.loss[1]
+            if k is None:
+                fixed[f.loss[0]] = fixed.get(f.loss[0], 0) + f.packets
+            else:
                 missing[k] = missing.get(k, 0) + f.packets
-    over = {k for k, m in missing.items() if m > dropped[k]}
+    left = {p: kd - fixed.get(p, 0) for p, kd in dropped.items()}
+    over = set()
+    for k, m in sorted(missing.items(), key=lambda km: (km[1], km[0])):
+        if m <= left[k[0]]:
+            left[k[0]] -= m
+        else:
+            over.add(k)
     if not over:
         return built
+    total = {p: fixed.get(p, 0) for p in dropped}
+    for k, m in missing.items():
+        total[k[0]] += m
     by_name = {p.name: p for p in pts}  # (`where` reads their hosts and interfaces)
     out = []
     for b in built:
@@ -395,6 +414,9 @@ def charge_capture_loss(pts: Sequence[Point], built: list[Built]) -> list[Built]
             what = (
                 f"{desc} ({name} dropped {kd} packets in the kernel but misses {missing[k]} "
                 f"between {k[1]} and {k[2]})"
+                if missing[k] > kd
+                else f"{desc} ({name} dropped {kd} packets in the kernel but misses "
+                f"{total[name]}, {missing[k]} of them between {k[1]} and {k[2]})"
             )
             fs.append(dataclasses.replace(f, kind=kind, what=what, loss=None))  # type: ignore[arg-type]
         fs.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
@@ -1084,7 +1106,9 @@ class _Chain:
         if gap:
             desc, nb, ts0 = _describe(t, gap, base)
             text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
-            loss = (up.name, kd, "inject", desc) if charged else None
+            # (on a wire, where nothing could have made them, they are the capture's loss
+            # all the same: in its budget, never made injections)
+            loss = (up.name, kd, "inject" if charged else "gap", desc) if kd else None
             first = packet_kind(t, gap[0])
             what = (text, nb, ts0)
             self.add("gap", direction, between, down, gap, what, packet=first, loss=loss)
@@ -1123,8 +1147,10 @@ class _Chain:
                 f"{desc}"
             )
             first = packet_kind(up.table, both[0])
+            # (the capture's loss for certain: in its budget, never made drops)
+            loss = (down.name, down.kernel_drops or 0, "gap", desc)
             self.add("gap", direction, (up.name, down.name), up, both, (text, nb, ts0),
-                     packet=first)  # fmt: skip
+                     packet=first, loss=loss)  # fmt: skip
         return [r for r, g in zip(rows, got, strict=True) if not g]
 
     def around(self, i: int, direction: Direction, after: bool) -> _Seen | None:
@@ -1323,6 +1349,8 @@ class _Chain:
         pts, f = self.pts, self.f
         legs_out: list[Leg] = []
         for i, leg in enumerate(f.legs):
+            if leg.c is None and leg.s is None:
+                continue  # a point whose capture lost all of it (`flows._extend`)
             lat = None
             if i > 0:
                 hop = f.hops[i - 1]

@@ -191,8 +191,14 @@ def half_rows(h: Half | None) -> I64:
 
 
 def build_flows(
-    pts: list[Point], present: list[int], links: dict[tuple[int, int], HalfLinks]
+    pts: list[Point],
+    present: list[int],
+    links: dict[tuple[int, int], HalfLinks],
+    blind: dict[tuple[int, int], HalfLinks] | None = None,
 ) -> list[FlowB]:
+    """The flows of every connection, from the first point on (`blind`: links across a
+    point whose capture dropped packets, `engine.blind_links`)."""
+    blind = blind or {}
     claimed: dict[int, set[int]] = {i: set() for i in present}  # conn ids already in a flow
     plans: dict[tuple[int, int], ProxyPlan] = {}
     flows: list[FlowB] = []
@@ -232,7 +238,7 @@ def build_flows(
             if js < 0:
                 flow = FlowB([leg])
                 flows.append(flow)
-                _extend(pts, present, k, flow, links, claimed, plans)
+                _extend(pts, present, k, flow, links, claimed, plans, blind)
                 continue
             if yc_conn >= 0:
                 theirs.add(yc_conn)
@@ -249,7 +255,7 @@ def build_flows(
             flow = FlowB([leg, leg_y], [hop1], [])
             flows.append(flow)
             if further:
-                _extend(pts, present, k + 1, flow, links, claimed, plans)
+                _extend(pts, present, k + 1, flow, links, claimed, plans, blind)
     return flows
 
 
@@ -348,6 +354,7 @@ def _extend(
     links: dict[tuple[int, int], HalfLinks],
     claimed: dict[int, set[int]],
     plans: dict[tuple[int, int], ProxyPlan],
+    blind: dict[tuple[int, int], HalfLinks],
 ) -> None:
     while k + 1 < len(present):
         a, b = present[k], present[k + 1]
@@ -397,6 +404,23 @@ def _extend(
         if ys is None and yc is not None:
             ys = _partner(pb, yc)
         details: tuple[str, ...] = ()
+        if yc is None and ys is None and k + 2 < len(present):
+            c = present[k + 2]
+            across = _across(pts[c].pc, leg, blind.get((a, c)), links[(b, c)], claimed[c])
+            if across is not None:
+                # the capture at `b` lost all of it: an empty leg there (its packets are
+                # gaps, `findings.charge_capture_loss`), the flow goes on at `c`
+                flow.hops.append(Hop(a, b, None, None, missing, None))
+                flow.legs.append(LegB(b, None, None, "same", (), None, None, leg.part))
+                flow.hops.append(Hop(b, c, None, None, list(range(b + 1, c)), None))
+                yc, ys = across
+                same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
+                    leg.s is None or ys is None or leg.s.tkey == ys.tkey
+                )
+                link0: LinkKind = "same" if same_tuple else "nat"
+                flow.legs.append(LegB(c, yc, ys, link0, (), None, None, leg.part))
+                k += 2
+                continue
         if yc is None and ys is None:
             ended = _how_ended(pa, leg)
             if ended == "answered" and not captured_tcp(pb.table):
@@ -431,7 +455,7 @@ def _extend(
                         )
                         via = Hop(a, b, None, None, missing, None)
                         sub = FlowB(legs=[first], via=via, attempt=pm.attempt)
-                        _extend(pts, present, k + 1, sub, links, claimed, plans)
+                        _extend(pts, present, k + 1, sub, links, claimed, plans, blind)
                         flow.subs.append(sub)
                     return
             flow.hops.append(Hop(a, b, None, None, missing, ended))
@@ -447,6 +471,32 @@ def _extend(
         # the same connection beyond a NAT: the same exchanges are this flow's
         flow.legs.append(LegB(b, yc, ys, link, details, None, None, leg.part))
         k += 1
+
+
+def _across(
+    pc: PointConns | None, leg: LegB, hl: HalfLinks | None, after: HalfLinks, claimed: set[int]
+) -> tuple[Half | None, Half | None] | None:
+    """The halves at the point after a blind one that `hl` (`engine.blind_links`) links to
+    `leg`'s (each with its partner when only one is linked), their connection claimed;
+    None: none there, or one that crossed the blind point (`after`: its links to that
+    point) or another flow took."""
+    if hl is None or pc is None:
+        return None
+    yc = pc.halves[hl.fwd[leg.c.hid]] if leg.c is not None and leg.c.hid in hl.fwd else None
+    ys = pc.halves[hl.fwd[leg.s.hid]] if leg.s is not None and leg.s.hid in hl.fwd else None
+    if yc is None and ys is None:
+        return None
+    if yc is None:
+        yc = _partner(pc, ys)
+    if ys is None:
+        ys = _partner(pc, yc)
+    if any(y is not None and y.hid in after.back for y in (yc, ys)):
+        return None
+    conns = {y.conn for y in (yc, ys) if y is not None and y.conn >= 0}
+    if conns & claimed:
+        return None
+    claimed |= conns
+    return yc, ys
 
 
 def match_hops(pts: list[Point], flows: list[FlowB]) -> None:

@@ -53,9 +53,12 @@ def link_halves(
     *,
     offset_ns: int = 0,
     conntrack_pairs: Iterable[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]] = (),
+    only: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None = None,
 ) -> HalfLinks:
     """Link every half at `a` to at most one half at `b`. `offset_ns` is b's clock minus a's
-    (a hint: used only to break ties by time).
+    (a hint: used only to break ties by time). `only`: the halves of `a` and of `b` (by
+    hid) that may be linked (the others are no candidates), by an identity key (not
+    payload alone: `engine.blind_links`).
 
     Every candidate pair (a half at `a`, a half at `b`) is scored at once on columns:
     fingerprints both share (each distinct key weighed by its kind), the identical tuple,
@@ -65,8 +68,8 @@ def link_halves(
     nb = len(b.halves)
     # fingerprints as exact integer codes (keys that are not numbers numbered in `ids`)
     ids: dict[tuple[object, ...], int] = {}
-    hid_a, kid_a = fingerprint_codes(a.table, a.halves, ids, pc=a)
-    hid_b, kid_b = fingerprint_codes(b.table, b.halves, ids, pc=b)
+    hid_a, kid_a = _codes(a, ids, None if only is None else only[0])
+    hid_b, kid_b = _codes(b, ids, None if only is None else only[1])
     # every (a key, b key) with the same id: pairs of halves sharing a fingerprint; keys
     # that many halves share at both points apart (`_Heavy`)
     heavy = _Heavy.of(hid_a, kid_a, hid_b, kid_b, nb)
@@ -74,6 +77,9 @@ def link_halves(
     ea, eb = _same_key(kid_a[la], kid_b[lb])
     ea, eb = np.nonzero(la)[0][ea], np.nonzero(lb)[0][eb]
     pa, pb, pk = hid_a[ea], hid_b[eb], kid_a[ea]
+    if only is not None:
+        sel = only[0][pa] & only[1][pb]
+        pa, pb, pk = pa[sel], pb[sel], pk[sel]
     pkind = pk >> 60
     sid = np.nonzero(pkind == _SID)[0]
     if sid.shape[0]:
@@ -100,6 +106,9 @@ def link_halves(
     strong = [pkind != _H]  # sharing an identity key, not just payload
     # identical tuple: the same connection unless the ISN says otherwise
     ta, tb = _tuple_pairs(ca, cb, fp_code, nb, offset_ns)
+    if only is not None:
+        sel = only[0][ta] & only[1][tb]
+        ta, tb = ta[sel], tb[sel]
     if ta.shape[0]:
         differ = ca.syn[ta] & cb.syn[tb] & (ca.isn[ta] != cb.isn[tb])
         code = ta * nb + tb
@@ -113,12 +122,16 @@ def link_halves(
     # conntrack: ground truth for the translated tuple
     ct = {_tup_key(x): _tup_key(y) for x, y in conntrack_pairs}
     if ct:
+        halves_a, halves_b = a.halves, b.halves
+        if only is not None:
+            halves_a = [halves_a[i] for i in np.nonzero(only[0])[0].tolist()]
+            halves_b = [halves_b[i] for i in np.nonzero(only[1])[0].tolist()]
         by_str: dict[tuple[str, str], list[int]] = {}
-        for g in b.halves:
+        for g in halves_b:
             by_str.setdefault((g.src_str, g.dst_str), []).append(g.hid)
         got = np.array([
             h.hid * nb + gid
-            for h in a.halves
+            for h in halves_a
             if (want := ct.get((h.src_str, h.dst_str))) is not None
             for gid in by_str.get(want, ())
         ], np.int64)  # fmt: skip
@@ -137,7 +150,10 @@ def link_halves(
         apart = np.minimum(ca.last_ts[x], cb.last_ts[y] - offset_ns) - np.maximum(
             ca.first_ts[x], cb.first_ts[y] - offset_ns
         )
-        got = got[(~syns | same | ~crossed) & (apart > -CT_SLACK_NS)]
+        keep = (~syns | same | ~crossed) & (apart > -CT_SLACK_NS)
+        if only is not None:
+            keep &= only[0][x] & only[1][y]
+        got = got[keep]
         codes.append(got)
         weights.append(np.full(got.shape[0], 10.0))
         strong.append(np.ones(got.shape[0], bool))
@@ -149,6 +165,11 @@ def link_halves(
     x, y = pair // max(nb, 1), pair % max(nb, 1)
     ok = ~((ca.synack[x] != cb.synack[y]) & ca.syn[x] & cb.syn[y])
     ok &= st | ~(ca.has_ts[x] & cb.has_ts[y])  # same bytes but other packets: a proxy
+    if only is not None:
+        # (the pairs of heavy keys too) and across a point that saw none of them, payload
+        # alone cannot tell one connection through a NAT from two on either side of a
+        # proxy there: an identity key or none
+        ok &= only[0][x] & only[1][y] & st
     ok &= score >= 2.0
     ok &= ~_answered_apart(a, b, x, y)  # one SYN sent to two hosts, each answering its own
     for j in np.nonzero(ok & ~st)[0].tolist():
@@ -159,6 +180,18 @@ def link_halves(
     final = score - np.minimum(dt, 1e6) * 1e-7
     order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
     return HalfLinks(*_take_best(x[order], y[order]))
+
+
+def _codes(
+    pc: PointConns, ids: dict[tuple[object, ...], int], sel: npt.NDArray[np.bool_] | None
+) -> tuple[I64, I64]:
+    """`fingerprint_codes` of the halves of `pc` (those of `sel`, when it leaves out most:
+    a few halves cost less on their own than every half in one C pass)."""
+    idx = np.nonzero(sel)[0] if sel is not None else None
+    if idx is None or idx.shape[0] * 4 > len(pc.halves):
+        return fingerprint_codes(pc.table, pc.halves, ids, pc=pc)
+    hid, code = fingerprint_codes(pc.table, [pc.halves[i] for i in idx.tolist()], ids)
+    return idx[hid], code
 
 
 def _isn_at(ca: HalfCols, x: I64, cb: HalfCols) -> npt.NDArray[np.bool_]:

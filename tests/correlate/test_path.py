@@ -972,6 +972,34 @@ def test_kernel_drops_that_could_explain_every_missing_packet_leave_gaps(tmp_pat
     assert len(only(v, "gap")) == 80
 
 
+def test_kernel_drops_are_one_budget_for_both_hops_of_a_point(tmp_path: Path) -> None:
+    # fw:eth0 dropped 12 packets in the kernel. It misses 4 of the client's last ACKs
+    # (seen at client:eth0 only) and 10 RSTs fw made toward the server (fw:eth1 only):
+    # 14 in all, each hop's fewer than 12. Its capture lost 12 at most: the 4 may be
+    # its (gaps), the 10 RSTs cannot all be: fw made them (injections)
+    convs = [http_conv(43200 + i, seed=700 + i, t0=1_763_790_000.0 + i * 0.01) for i in range(10)]
+    made = []
+    for c in convs:
+        resp = next(s for s in c.segs if s.tag == "resp")
+        made.append(Seg(d=C2S, t=resp.t + 0.00001, flags="R", seq=resp.ack, ack=0, conv=c))
+    last = {id(c.segs[-1]) for c in convs[:4]}  # the client's last ACK
+    pts = points(tmp_path, convs, [
+        ("client:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.00005, ttl_dec={S2C: 1}, drop=lambda s: id(s) in last)),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=c.client[1] - 20000),
+                                   ttl_dec={C2S: 1}, drop=lambda s: id(s) in last,
+                                   extra=[m for m in made if m.conv is c])),
+    ])  # fmt: skip
+    pts[1] = PointInput(name=pts[1].name, pcap=pts[1].pcap, kernel_drops=12)
+    v = correlate(pts)
+    gaps = only(v, "gap")
+    assert sum(f.packets for f in gaps) == 4
+    assert all(f.between == ("client:eth0", "fw:eth0") for f in gaps)
+    inj = only(v, "inject")
+    assert len(inj) == 10 and all(f.between == ("fw:eth0", "fw:eth1") for f in inj)
+    assert all("fw:eth0 dropped 12 packets in the kernel but misses 14" in f.what for f in inj)
+
+
 def test_conntrack_of_a_later_connection_the_capture_lost_maps_no_earlier_one(
     tmp_path: Path,
 ) -> None:
