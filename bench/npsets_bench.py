@@ -35,6 +35,9 @@ sys.path.insert(0, str(HERE))
 
 from hopcap import npsets  # noqa: E402
 
+sys.path.insert(0, str(HERE / "tests" / "correlate"))
+from pcapgen import C2S, S2C, Conv, UConv, View, render, render_dgrams, write  # noqa: E402
+
 
 def _size(s: str) -> int:
     mult = {"k": 1_000, "M": 1_000_000}
@@ -61,6 +64,56 @@ def cpu_of(cmd: list[str], cwd: Path) -> tuple[float, int]:
         subprocess.run(timed, cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=True)
         user, sys_, rss = out.read().split()[-3:]
     return float(user) + float(sys_), int(rss) // 1024
+
+
+Packets = list[tuple[float, object]]
+
+
+def _scan(n: int) -> tuple[Packets, Packets]:
+    """`n` SYNs of a scanner (IP ID 54321, one source port) seen at both points."""
+    pk_a: Packets = []
+    pk_b: Packets = []
+    for i in range(n):
+        c = Conv(client=("198.51.100.7", 61000), server=("203.0.113.80", 1 + i),
+                 seed=5000 + i, ts=False, t0=1_763_790_000.0 + i * 0.001)  # fmt: skip
+        c.ipid[C2S] = 54321
+        c.handshake(answered=False)
+        pk_a += render([c], View())
+        pk_b += render([c], View(delay=0.0005))
+    return pk_a, pk_b
+
+
+def _dns(n: int) -> tuple[Packets, Packets]:
+    """`n` flows (ports) with the same DNS query and answer, through a NAT."""
+    pk_a: Packets = []
+    pk_b: Packets = []
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06health\x00\x00\x01\x00\x01"
+    for i in range(n):
+        u = UConv(client=("198.18.0.10", 20000 + i), server=("203.0.113.80", 53), seed=i,
+                  t0=1_763_790_000.0 + i * 0.003)  # fmt: skip
+        u.send(C2S, query)
+        u.send(S2C, query[:2] + b"\x81\x80" + query[4:])
+        nat = {C2S: ("198.19.0.1", 30000 + i, "203.0.113.80", 53),
+               S2C: ("203.0.113.80", 53, "198.19.0.1", 30000 + i)}  # fmt: skip
+        pk_a += render_dgrams([u], View())
+        pk_b += render_dgrams([u], View(delay=0.0005, nat=nat))
+    return pk_a, pk_b
+
+
+def _reuse(n: int) -> tuple[Packets, Packets]:
+    """`n` connections one after another on one tuple, seen at both points."""
+    pk_a: Packets = []
+    pk_b: Packets = []
+    for i in range(n):
+        c = Conv(client=("198.18.0.10", 5000), server=("203.0.113.80", 80), seed=300 + i,
+                 t0=1_763_790_000.0 + i * 0.05)  # fmt: skip
+        c.handshake()
+        c.request(b"GET /health HTTP/1.1\r\n\r\n")
+        c.response(b"ok" * 100)
+        c.close()
+        pk_a += render([c], View())
+        pk_b += render([c], View(delay=0.0005))
+    return pk_a, pk_b
 
 
 def main() -> int:
@@ -95,68 +148,20 @@ def main() -> int:
     if args.bundle:
         jobs.append((str(args.bundle), [str(args.bundle.resolve())]))
     if args.same:
-        sys.path.insert(0, str(HERE / "tests" / "correlate"))
         from tests.correlate.test_conns_columns import _same_requests
 
         args.dir.mkdir(parents=True, exist_ok=True)
         pa, pb = _same_requests(args.dir, args.same)
         jobs.append((f"{args.same} same requests", [f"a={pa}", f"b={pb}", "--jobs", "1"]))
-    if args.scan:
-        sys.path.insert(0, str(HERE / "tests" / "correlate"))
-        from pcapgen import C2S, Conv, View, render, write
-
-        args.dir.mkdir(parents=True, exist_ok=True)
-        pk_a: list[tuple[float, object]] = []
-        pk_b: list[tuple[float, object]] = []
-        for i in range(args.scan):
-            c = Conv(client=("198.51.100.7", 61000), server=("203.0.113.80", 1 + i),
-                     seed=5000 + i, ts=False, t0=1_763_790_000.0 + i * 0.001)  # fmt: skip
-            c.ipid[C2S] = 54321
-            c.handshake(answered=False)
-            pk_a += render([c], View())
-            pk_b += render([c], View(delay=0.0005))
-        sa = write(args.dir / "scan-a.pcap", sorted(pk_a, key=lambda x: x[0]))
-        sb = write(args.dir / "scan-b.pcap", sorted(pk_b, key=lambda x: x[0]))
-        jobs.append((f"{args.scan} scanner SYNs", [f"a={sa}", f"b={sb}", "--jobs", "1"]))
-    if args.dns:
-        sys.path.insert(0, str(HERE / "tests" / "correlate"))
-        from pcapgen import C2S, S2C, UConv, View, render_dgrams, write
-
-        args.dir.mkdir(parents=True, exist_ok=True)
-        ua: list[tuple[float, object]] = []
-        ub: list[tuple[float, object]] = []
-        query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06health\x00\x00\x01\x00\x01"
-        for i in range(args.dns):
-            u = UConv(client=("198.18.0.10", 20000 + i), server=("203.0.113.80", 53), seed=i,
-                      t0=1_763_790_000.0 + i * 0.003)  # fmt: skip
-            u.send(C2S, query)
-            u.send(S2C, query[:2] + b"\x81\x80" + query[4:])
-            nat = {C2S: ("198.19.0.1", 30000 + i, "203.0.113.80", 53),
-                   S2C: ("203.0.113.80", 53, "198.19.0.1", 30000 + i)}  # fmt: skip
-            ua += render_dgrams([u], View())
-            ub += render_dgrams([u], View(delay=0.0005, nat=nat))
-        da = write(args.dir / "dns-a.pcap", sorted(ua, key=lambda x: x[0]))
-        db = write(args.dir / "dns-b.pcap", sorted(ub, key=lambda x: x[0]))
-        jobs.append((f"{args.dns} same DNS queries", [f"a={da}", f"b={db}", "--jobs", "1"]))
-    if args.reuse:
-        sys.path.insert(0, str(HERE / "tests" / "correlate"))
-        from pcapgen import Conv, View, render, write
-
-        args.dir.mkdir(parents=True, exist_ok=True)
-        ra: list[tuple[float, object]] = []
-        rb: list[tuple[float, object]] = []
-        for i in range(args.reuse):
-            c = Conv(client=("198.18.0.10", 5000), server=("203.0.113.80", 80), seed=300 + i,
-                     t0=1_763_790_000.0 + i * 0.05)  # fmt: skip
-            c.handshake()
-            c.request(b"GET /health HTTP/1.1\r\n\r\n")
-            c.response(b"ok" * 100)
-            c.close()
-            ra += render([c], View())
-            rb += render([c], View(delay=0.0005))
-        fa = write(args.dir / "reuse-a.pcap", sorted(ra, key=lambda x: x[0]))
-        fb = write(args.dir / "reuse-b.pcap", sorted(rb, key=lambda x: x[0]))
-        jobs.append((f"{args.reuse} connections on one tuple", [f"a={fa}", f"b={fb}", "-j", "1"]))
+    gens = {"scan": (_scan, "scanner SYNs"), "dns": (_dns, "same DNS queries"),
+            "reuse": (_reuse, "connections on one tuple")}  # fmt: skip
+    for opt, (gen, what) in gens.items():
+        n = getattr(args, opt)
+        if n:
+            args.dir.mkdir(parents=True, exist_ok=True)
+            pair = [write(args.dir / f"{opt}-{p}.pcap", sorted(pk, key=lambda x: x[0]))
+                    for p, pk in zip("ab", gen(n), strict=True)]  # fmt: skip
+            jobs.append((f"{n} {what}", [f"a={pair[0]}", f"b={pair[1]}", "--jobs", "1"]))
     py = sys.executable
     trees = [("this", HERE)] + ([("before", args.before.resolve())] if args.before else [])
     for name, what in jobs:

@@ -379,6 +379,22 @@ def piece_key(k: U64, piece: I64) -> U64:
     return out
 
 
+def _advance_pieces(state: I64, jo: I64, inc: I64) -> I64:
+    """The piece of each row (`jo`: its conversation's index in the scan's sorted keys,
+    rows grouped by it in order; `inc`: 1 where a row starts a new piece): the
+    conversation's piece so far in `state` plus the starts up to the row; `state` set to
+    each conversation's last."""
+    n = jo.shape[0]
+    first = np.ones(n, bool)
+    first[1:] = jo[1:] != jo[:-1]
+    cum = np.cumsum(inc)
+    sp = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    piece: I64 = state[jo] + cum - cum[sp] + inc[sp]
+    end = np.append(first[1:], True)
+    state[jo[end]] = piece[end]
+    return piece
+
+
 class _Pieces:
     """Datagram conversations cut at every minute of silence or more between two of their
     flow datagrams (file order, as `build_dflows` splits flows: each piece is one flow of
@@ -418,13 +434,7 @@ class _Pieces:
             inc[fr[(prev > _LO) & (tf - prev > IDLE_NS)]] = 1
             ge = np.append(gs[1:], True)
             self.last[jf[ge]] = tf[ge]
-        start = np.ones(n, bool)
-        start[1:] = jo[1:] != jo[:-1]
-        cum = np.cumsum(inc)
-        sp = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-        piece = self.piece[jo] + cum - cum[sp] + inc[sp]
-        end = np.append(start[1:], True)
-        self.piece[jo[end]] = piece[end]
+        piece = _advance_pieces(self.piece, jo, inc)
         out = np.empty(n, np.uint64)
         out[o] = piece_key(self.keys[jo], piece)
         return out
@@ -522,14 +532,7 @@ class _Conns:
         inc[np.searchsorted(rows, starts)] = 1  # (their conversations are among `keys`)
         o = np.argsort(j, kind="stable")
         jo, io = j[o], inc[o]
-        n = jo.shape[0]
-        first = np.ones(n, bool)
-        first[1:] = jo[1:] != jo[:-1]
-        cum = np.cumsum(io)
-        sp = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        piece = self.piece[jo] + cum - cum[sp] + io[sp]
-        end = np.append(first[1:], True)
-        self.piece[jo[end]] = piece[end]
+        piece = _advance_pieces(self.piece, jo, io)
         out = k.copy()
         out[rows[o]] = piece_key(self.keys[jo], piece)
         s = io == 1

@@ -86,10 +86,15 @@ def udp(v: Verdict) -> list[Flow]:
     return [fl for fl in v.flows if fl.proto == "udp"]
 
 
-def test_dns_through_dnat_and_masquerade(tmp_path: Path) -> None:
-    convs = dns_flows(30)
+def through_nat(tmp: Path, convs: list[UConv]) -> Verdict:
+    """`convs` at the four points, conversation k masqueraded to port 20000 + k * 7919
+    (mod 30000)."""
     ports = {id(c): 20000 + (i * 7919) % 30000 for i, c in enumerate(convs)}
-    v = correlate(write_points(tmp_path, convs, four_points(lambda c: nat(c, ports[id(c)]))))
+    return correlate(write_points(tmp, convs, four_points(lambda c: nat(c, ports[id(c)]))))
+
+
+def test_dns_through_dnat_and_masquerade(tmp_path: Path) -> None:
+    v = through_nat(tmp_path, dns_flows(30))
     flows = udp(v)
     assert len(flows) == 30 and len(v.flows) == 30
     for fl in flows:
@@ -122,8 +127,7 @@ def test_the_same_dns_query_from_many_ports_through_nat(
         c.send(C2S, q)
         c.send(S2C, dns_answer(q, "192.0.2.7"), dt=0.0004)
         convs.append(c)
-    ports = {id(c): 20000 + (i * 7919) % 30000 for i, c in enumerate(convs)}
-    v = correlate(write_points(tmp_path, convs, four_points(lambda c: nat(c, ports[id(c)]))))
+    v = through_nat(tmp_path, convs)
     flows = udp(v)
     assert len(flows) == 60 and len(v.flows) == 60
     for fl in flows:
