@@ -103,3 +103,13 @@ def nearest_pairs(
         out_x.append(v if flip else u)
         out_y.append(u if flip else v)
     return np.concatenate(out_x), np.concatenate(out_y)
+
+
+def groups(x: npt.NDArray[Any], keys: npt.NDArray[Any]) -> list[npt.NDArray[np.int64]]:
+    """For each of the sorted `keys`, the indices of the elements of `x` equal to it, in
+    order (one sort, not a pass over `x` per key)."""
+    o = np.argsort(x, kind="stable")
+    s = x[o]
+    lo = np.searchsorted(s, keys, "left").tolist()
+    hi = np.searchsorted(s, keys, "right").tolist()
+    return [o[i:j] for i, j in zip(lo, hi, strict=True)]

@@ -68,3 +68,9 @@ def test_nearest_pairs() -> None:
              for x in near(s, xs.tolist(), tx.tolist())}  # fmt: skip
     assert got == want
     assert len(want) < 40 * 30
+
+
+def test_groups() -> None:
+    x = np.array([5, 3, 5, 9, 3, 5], np.int64)
+    got = npsets.groups(x, np.array([3, 4, 5], np.int64))
+    assert [g.tolist() for g in got] == [[1, 4], [], [0, 2, 5]]

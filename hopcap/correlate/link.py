@@ -310,10 +310,11 @@ class _Heavy:
         na = int(self.a_hid.max()) + 1 if self.a_hid.shape[0] else 0
         wa = np.bincount(self.a_hid, weights=w[self.a_k], minlength=na) >= 2.0
         wb = np.bincount(self.b_hid, weights=w[self.b_k], minlength=nb) >= 2.0
-        sel_a, sel_b = wa[self.a_hid], wb[self.b_hid]
-        for ki in range(self.keys.shape[0]):
-            xs = self.a_hid[sel_a & (self.a_k == ki)]
-            ys = self.b_hid[sel_b & (self.b_k == ki)]
+        ra, rb = np.nonzero(wa[self.a_hid])[0], np.nonzero(wb[self.b_hid])[0]
+        every = np.arange(self.keys.shape[0])
+        by_a, by_b = npsets.groups(self.a_k[ra], every), npsets.groups(self.b_k[rb], every)
+        for ki, (ga, gb) in enumerate(zip(by_a, by_b, strict=True)):
+            xs, ys = self.a_hid[ra[ga]], self.b_hid[rb[gb]]
             if not xs.shape[0] or not ys.shape[0]:
                 continue
             if xs.shape[0] * ys.shape[0] <= HEAVY_ALL:
@@ -357,9 +358,9 @@ def _tuple_pairs(
     xs.append(sa[ea])
     ys.append(sb[eb])
     ra, rb = np.nonzero(ha)[0], np.nonzero(hb)[0]
-    ka, kb = ca.tkey[ra], cb.tkey[rb]
-    for k in heavy.tolist():
-        x, y = ra[ka == k], rb[kb == k]
+    by_a, by_b = npsets.groups(ca.tkey[ra], heavy), npsets.groups(cb.tkey[rb], heavy)
+    for ga, gb in zip(by_a, by_b, strict=True):
+        x, y = ra[ga], rb[gb]
         t_y = cb.first_ts[y] - offset_ns
         px, py = npsets.nearest_pairs(x, ca.first_ts[x], y, t_y, HEAVY_NEAR)
         xs.append(px)
