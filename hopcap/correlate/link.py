@@ -344,11 +344,12 @@ def _tuple_pairs(
     heavy = both[na[ia] * nbk[ib] > HEAVY_PAIRS]
     if not heavy.shape[0]:
         return _same_key(ca.tkey, cb.tkey)
+    n = max(nb, 1)
     ha, hb = npsets.isin(ca.tkey, heavy), npsets.isin(cb.tkey, heavy)
     la, lb = np.nonzero(~ha)[0], np.nonzero(~hb)[0]
     ea, eb = _same_key(ca.tkey[la], cb.tkey[lb])
     xs, ys = [la[ea]], [lb[eb]]
-    fx, fy = fp_code // max(nb, 1), fp_code % max(nb, 1)
+    fx, fy = fp_code // n, fp_code % n
     same = (ca.tkey[fx] == cb.tkey[fy]) & ha[fx]
     xs.append(fx[same])
     ys.append(fy[same])
@@ -365,8 +366,8 @@ def _tuple_pairs(
         px, py = npsets.nearest_pairs(x, ca.first_ts[x], y, t_y, HEAVY_NEAR)
         xs.append(px)
         ys.append(py)
-    code = npsets.unique(np.concatenate(xs) * max(nb, 1) + np.concatenate(ys))
-    return code // max(nb, 1), code % max(nb, 1)
+    code = npsets.unique(np.concatenate(xs) * n + np.concatenate(ys))
+    return code // n, code % n
 
 
 def _same_key(ka: npt.NDArray[Any], kb: npt.NDArray[Any]) -> tuple[I64, I64]:

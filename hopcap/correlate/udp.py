@@ -243,14 +243,15 @@ def _heavy_payloads(ka: I64, kb: I64, t0a: I64, t0b: I64) -> tuple[I64, I64, I64
     if not heavy.shape[0]:
         return ka, kb, none
     xs, ys = [], []
+    nb = max(t0b.shape[0], 1)
     for rx, gy in zip(npsets.groups(ha, heavy), npsets.groups(hb, heavy), strict=True):
         # rows at a (a flow may have the payload both ways: one row, one weight, each)
         fy = kb[gy, 0]
         x, y = npsets.nearest_pairs(rx, t0a[ka[rx, 0]], fy, t0b[fy], HEAVY_NEAR)
         # each pair once (found from both sides), as the join of every pair has it
-        pair = npsets.unique(x * max(t0b.shape[0], 1) + y)
-        xs.append(ka[pair // max(t0b.shape[0], 1), 0])
-        ys.append(pair % max(t0b.shape[0], 1))
+        pair = npsets.unique(x * nb + y)
+        xs.append(ka[pair // nb, 0])
+        ys.append(pair % nb)
     ma, mb = npsets.isin(ha, heavy), npsets.isin(hb, heavy)
     return ka[~ma], kb[~mb], np.stack([np.concatenate(xs), np.concatenate(ys)])
 

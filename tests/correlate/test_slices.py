@@ -62,22 +62,24 @@ def test_busy_firewall_sliced(tmp_path: Path) -> None:
     assert len(one["flows"]) == 300 and drops
 
 
+def keepalive(client: tuple[str, int], seed: int, t0: float, rounds: int, gap: float) -> Conv:
+    """A connection to 203.0.113.80:80 with `rounds` request/response rounds `gap` s apart."""
+    c = Conv(client=client, server=("203.0.113.80", 80), seed=seed, t0=t0)
+    c.handshake()
+    for _ in range(rounds):
+        c.t += gap
+        c.request(HTTP_REQ)
+        c.response(HTTP_RESP)
+    c.close()
+    return c
+
+
 def _long(tmp: Path) -> tuple[list[PointInput], list[float]]:
     """Two long connections through a NAT (request/response rounds for ~24 s) among short
     ones that start right where the long ones lose a request, so that window edges fall
     on the drops; one lost request is retransmitted 200 ms later."""
     t0 = 1_763_800_000.0
-    longs = []
-    for j in range(2):
-        c = Conv(client=("198.18.0.10", 41000 + j), server=("203.0.113.80", 80), seed=90 + j,
-                 t0=t0 + j * 0.3)  # fmt: skip
-        c.handshake()
-        for _ in range(40):
-            c.t += 0.6
-            c.request(HTTP_REQ)
-            c.response(HTTP_RESP)
-        c.close()
-        longs.append(c)
+    longs = [keepalive(("198.18.0.10", 41000 + j), 90 + j, t0 + j * 0.3, 40, 0.6) for j in range(2)]
     lost = [s for s in longs[0].segs if s.tag == "req"][3::8]  # 5 drops over the run
     retx = [s for s in longs[1].segs if s.tag == "req"][20]
     retx.tag = "lost"
@@ -1211,19 +1213,10 @@ def test_connections_on_a_reused_tuple_of_a_cut_conversation_sliced(tmp_path: Pa
     client ports 30 s apart (one conversation at fw:eth1). Was: the later connection merged
     into the earlier one's flow (one flow of the two, its drop in that flow), and a
     warning."""
-    from test_path import HTTP_REQ, HTTP_RESP
-
     t0 = 1_763_790_000.0
 
     def conv(port: int, seed: int, t: float) -> Conv:
-        c = Conv(client=("203.0.113.10", port), server=("203.0.113.80", 80), seed=seed, t0=t)
-        c.handshake()
-        for _ in range(6):
-            c.t += 0.3
-            c.request(HTTP_REQ)
-            c.response(HTTP_RESP)
-        c.close()
-        return c
+        return keepalive(("203.0.113.10", port), seed, t, 6, 0.3)
 
     early = conv(42322, 90, t0)
     late = conv(42322, 91, t0 + 40)
