@@ -32,6 +32,7 @@ from hopcap.errors import (
     OptionError,
 )
 from hopcap.model import PointRecord, RunRecord, Verdict
+from hopcap.units import size_text
 
 if TYPE_CHECKING:
     import asyncio
@@ -294,7 +295,7 @@ class _Progress:
         elif ev.kind == "capture-failed":
             self._point(ev.point, state="FAILED")
         elif ev.kind == "captured":
-            self._point(ev.point, captured=_size(ev.done or 0))
+            self._point(ev.point, captured=size_text(ev.done or 0))
         elif ev.kind == "stopping":
             self.phase = "stopping and pulling"
         elif ev.kind == "pull" and ev.total:
@@ -335,7 +336,7 @@ class _Progress:
             if self._pull_shown.get(ev.point, -1) >= step:
                 return ""
             self._pull_shown[ev.point] = step
-            return f"  pull {ev.point}: {_size(ev.done or 0)} of {_size(ev.total)}"
+            return f"  pull {ev.point}: {size_text(ev.done or 0)} of {size_text(ev.total)}"
         if ev.kind in ("captured", "probe"):
             return ""  # plain mode: the recorder's status line a minute says it
         if ev.kind == "countdown":
@@ -360,7 +361,7 @@ class _Progress:
         if ev.kind == "repro-done":
             return f"  repro finished ({ev.text})"
         if ev.kind == "pulled":
-            return f"  pulled {ev.point} ({_size(ev.done or 0)})"
+            return f"  pulled {ev.point} ({size_text(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
 
 
@@ -376,14 +377,6 @@ def _connector(progress: _Progress) -> Any:
     from hopcap.orchestrator.session import host_connector
 
     return host_connector(progress.ask_password if sys.stdin.isatty() else None)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 MAX_FLOWS_SHOWN = 50  # flow rows without --all

@@ -35,6 +35,7 @@ from hopcap.capfile.walk import CHUNK as WALK_CHUNK
 from hopcap.correlate import _fastwalk
 from hopcap.errors import BundleError
 from hopcap.model import Finding, Verdict
+from hopcap.units import size_text
 
 # How close a packet's timestamp must be to a finding's first_ts (float seconds in JSON
 # have ~0.5 us resolution at current epoch values).
@@ -301,7 +302,7 @@ class _Told:
             self.said = pct
             self.progress(
                 f"writing the bundle: merged.pcapng {pct} % "
-                f"({done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB of captures)"
+                f"({size_text(done)} of {size_text(self.total)} of captures)"
             )
 
 

@@ -22,6 +22,7 @@ from hopcap.bundle.anon import Anonymiser
 from hopcap.bundle.pcapio import PcapngWriter
 from hopcap.correlate import _fastwalk, correlate
 from hopcap.model import PointInput, Verdict
+from hopcap.units import size_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -258,7 +259,11 @@ def test_merge_tells_how_far_it_is(
     merge.write_merged(tmp_path / "m.pcapng", mps, verdict, progress=said.append)
     pcts = [int(x.split("merged.pcapng ")[1].split(" %")[0]) for x in said]
     assert pcts == sorted(pcts) and len(pcts) > 3 and pcts[-1] == 100
-    assert said[-1].endswith("MB of captures)")
+    # the sizes as the pull's lines give them: "(18.4 kB of 18.4 kB of captures)", not
+    # "(0 of 0 MB ...)" for captures of less than a megabyte
+    total = size_text(sum(p.pcap.stat().st_size for p in mps))
+    assert said[-1].endswith(f"({total} of {total} of captures)"), said[-1]
+    assert not total.startswith("0")
 
 
 def test_tuple_hashes_of_a_busy_site_do_not_collide() -> None:
