@@ -367,7 +367,7 @@ def _around_pattern(
     text = (
         f"went around {who} on {flows:,} of {_n(of, 'flow')} ({how}; "
         f"{_n(acc.packets, 'packet')}), between {between[0]} and {between[1]}: never seen "
-        f"there, by captures that lost nothing: {AROUND_WHY}; not drops"
+        f"there, by captures that report no loss: {AROUND_WHY}; not drops"
     )
     if flows <= 3:
         text += f" [{', '.join(acc.flow_ids)}]"

@@ -149,7 +149,7 @@ def _split(patterns: Sequence[Pattern]) -> tuple[list[Pattern], list[Pattern]]:
 
 _AROUND_NOTE = (
     "Flows seen before and after capture points that never saw them, although those "
-    "captures lost nothing: they took another path (the other member of an HA pair, "
+    "captures report no loss: they took another path (the other member of an HA pair, "
     "another ECMP next hop, asymmetric routing) or the capture filter there left them out. "
     "Not drops, not injections."
 )

@@ -253,34 +253,31 @@ def around_split(
 ) -> tuple[list[int], list[int], str]:
     """Rows seen at `up` (`ts`: their capture times there) of a flow that went around the
     points `skipped`: (around, gap, why): a gap where one of them was not capturing (its
-    given start or stop, else its first and last packet)."""
-    out: list[int] = []
-    gap: list[int] = []
+    given start or stop, else its first and last packet: `Point.listened`)."""
+    r = np.asarray(rows, np.int64)
+    bad = np.zeros(r.shape[0], bool)
     why = ""
-    spans = []
     for p in skipped:
-        # (a given start or stop is `blind`'s; else the capture's first and last packet)
-        t = p.table
-        lo = None if p.start_ns is None and not len(t) else p.start_ns or int(t.ts.min())
-        hi = p.stop_ns if p.stop_ns is not None else int(t.ts.max()) if len(t) else None
-        spans.append((p, lo, hi))
-    for r in rows:
-        reason = ""
-        for p, lo, hi in spans:
-            at = int(ts[r]) - up.offset_ns + p.offset_ns
-            reason = blind(p, at) or ""
-            if not reason and (lo is None or at < lo):
-                reason = f"the capture at {p.name} saw nothing before {_clock(lo)}"
-            elif not reason and hi is not None and at > hi:
-                reason = f"the capture at {p.name} saw nothing after {_clock(hi)}"
-            if reason:
-                break
-        if reason:
-            gap.append(r)
-            why = reason
-        else:
-            out.append(r)
-    return out, gap, why
+        lo, hi = p.listened()
+        at = ts[r] - up.offset_ns + p.offset_ns
+        early = at < lo if lo is not None else np.ones(r.shape[0], bool)
+        late = at > hi if hi is not None else np.zeros(r.shape[0], bool)
+        if not why and (early & ~bad).any():
+            why = (
+                f"the capture at {p.name} started after these packets"
+                if p.start_ns is not None
+                else f"the capture at {p.name} saw nothing before {_clock(lo)}"
+            )
+        if not why and (late & ~bad).any():
+            why = (
+                f"the capture at {p.name} ended before these packets"
+                if p.stop_ns is not None
+                else f"the capture at {p.name} saw nothing after {_clock(hi)}"
+            )
+        bad |= early | late
+    if not bad.any():
+        return rows, [], ""
+    return r[~bad].tolist(), r[bad].tolist(), why
 
 
 def _clock(ts_ns: int | None) -> str:
@@ -1288,7 +1285,7 @@ class _Chain:
                     f"went around {around_name(names, host_points(p.name for p in pts))}: "
                     f"seen at {up.name} and "
                     f"{down.name}, never at {', '.join(p.name for p in skipped)} (whose "
-                    f"captures lost nothing); {desc}"
+                    f"captures report no loss); {desc}"
                 )
                 self.add("around", direction, between, up, out, (text, nb, ts0),
                          packet=packet_kind(t, out[0]),

@@ -43,6 +43,7 @@ class Point:
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
     records: int = 0  # of an unreadable capture (pc None)
+    _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
     flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
@@ -67,6 +68,18 @@ class Point:
     def table(self) -> PacketTable:
         assert self.pc is not None
         return self.pc.table
+
+    def listened(self) -> tuple[int | None, int | None]:
+        """When this point was capturing, on its own clock: its given start and stop, else
+        its first and last packet (None: not known; the first packet then: none)."""
+        got = self._listened
+        if got is None:
+            t = self.pc.table if self.pc is not None else None
+            n = len(t) if t is not None else 0
+            lo = self.start_ns if self.start_ns is not None or not n else int(t.ts.min())  # type: ignore[union-attr]
+            hi = self.stop_ns if self.stop_ns is not None or not n else int(t.ts.max())  # type: ignore[union-attr]
+            got = self._listened = (lo, hi)
+        return got
 
     @property
     def kernel_drops(self) -> int | None:
@@ -170,6 +183,11 @@ def add_bypasses(pts: list[Point], flows: list[FlowB]) -> None:
     for f in flows:
         legs = f.legs
         if len(legs) < 3 or f.subs or len(f.hops) != len(legs) - 1:
+            continue
+        for x in legs:  # (most flows: every leg has both halves)
+            if x.c is None or x.s is None:
+                break
+        else:
             continue
         for side, direction in (("c", "c2s"), ("s", "s2c")):
             i = 1

@@ -122,8 +122,8 @@ def around_words(findings: list[Finding], hosts: Mapping[str, Sequence[str]]) ->
             else "answers (s2c) went around"
         )
         out.append(
-            f"{what} {around_name(pts, hosts)}: never seen there, by captures that lost "
-            f"nothing ({AROUND_WHY})"
+            f"{what} {around_name(pts, hosts)}: never seen there, by captures that report no "
+            f"loss ({AROUND_WHY})"
         )
     return "; ".join(out)
 

@@ -202,7 +202,7 @@ def test_the_text_verdict_gives_one_line_for_them(tmp_path: Path) -> None:
     args = ["correlate"]
     for n in ("client:eth0", "fw:eth0", "fw:eth1", "lb:eth0"):
         args.append(f"{n}={tmp_path / (n.replace(':', '_') + '.pcap')}")
-    r = CliRunner().invoke(cli.app, args + ["--out", str(tmp_path / "b")])
+    r = CliRunner().invoke(cli.app, [*args, "--out", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     i = lines.index("paths around capture points (not drops) (1):")
