@@ -248,6 +248,21 @@ def split_extra(
     return inj, gap, why
 
 
+def _around_words(pts: Sequence[Point], names: tuple[str, ...]) -> str:
+    """`around_name` of points `names` among `pts` (found once per set of points: every
+    flow that went around them says it)."""
+    key = (id(pts), names)
+    got = _AROUND_WORDS.get(key)
+    if got is None:
+        if len(_AROUND_WORDS) > 256:
+            _AROUND_WORDS.clear()
+        got = _AROUND_WORDS[key] = around_name(names, host_points(p.name for p in pts))
+    return got
+
+
+_AROUND_WORDS: dict[tuple[int, tuple[str, ...]], str] = {}
+
+
 def around_split(
     up: Point, skipped: Sequence[Point], ts: I64, rows: list[int]
 ) -> tuple[list[int], list[int], str]:
@@ -255,11 +270,16 @@ def around_split(
     points `skipped`: (around, gap, why): a gap where one of them was not capturing (its
     given start or stop, else its first and last packet: `Point.listened`)."""
     r = np.asarray(rows, np.int64)
+    tt = ts[r]
+    first, last = int(tt.min()), int(tt.max())
     bad = np.zeros(r.shape[0], bool)
     why = ""
     for p in skipped:
         lo, hi = p.listened()
-        at = ts[r] - up.offset_ns + p.offset_ns
+        d = p.offset_ns - up.offset_ns
+        if lo is not None and hi is not None and first + d >= lo and last + d <= hi:
+            continue  # (the usual case: all of them while it listened)
+        at = tt + d
         early = at < lo if lo is not None else np.ones(r.shape[0], bool)
         late = at > hi if hi is not None else np.zeros(r.shape[0], bool)
         if not why and (early & ~bad).any():
@@ -1275,21 +1295,19 @@ class _Chain:
             if not rows:
                 continue
             skipped = [pts[m] for m in hop.around]
-            names = [p.name for p in skipped]
+            names = tuple(p.name for p in skipped)
             t = up.table
             out, gap, why = around_split(up, skipped, t.ts, rows)
             between = (up.name, down.name)
             if out:
                 desc, nb, ts0 = _describe(t, out, h.isn)
                 text = (
-                    f"went around {around_name(names, host_points(p.name for p in pts))}: "
-                    f"seen at {up.name} and "
-                    f"{down.name}, never at {', '.join(p.name for p in skipped)} (whose "
-                    f"captures report no loss); {desc}"
+                    f"went around {_around_words(pts, names)}: seen at {up.name} and "
+                    f"{down.name}, never at {', '.join(names)} (whose captures report no "
+                    f"loss); {desc}"
                 )
                 self.add("around", direction, between, up, out, (text, nb, ts0),
-                         packet=packet_kind(t, out[0]),
-                         around=tuple(names))  # fmt: skip
+                         packet=packet_kind(t, out[0]), around=names)  # fmt: skip
             if gap:
                 desc, nb, ts0 = _describe(t, gap, h.isn)
                 text = (

@@ -123,7 +123,7 @@ def around_words(findings: list[Finding], hosts: Mapping[str, Sequence[str]]) ->
         )
         out.append(
             f"{what} {around_name(pts, hosts)}: never seen there, by captures that report no "
-            f"loss ({AROUND_WHY})"
+            f"loss: {AROUND_WHY}"
         )
     return "; ".join(out)
 
