@@ -548,7 +548,7 @@ dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 .k-drop{color:#b00020;font-weight:600}.k-inject{color:#7b1fa2;font-weight:600}
 .k-rewrite{color:#e65100;font-weight:600}.k-reset{color:#6a1b9a;font-weight:600}
-.k-gap{color:#666;font-weight:600}
+.k-gap{color:#666;font-weight:600}.k-around{color:#1565c0;font-weight:600}
 .flow{border:1px solid #ddd;border-radius:6px;padding:.4em 1em;margin:1em 0}
 .summary-line{font-weight:600}
 .notable{color:#b00020;font-weight:600}
@@ -849,6 +849,7 @@ _COLORS = {
     "reset": "#6a1b9a",
     "gap": "#777777",
     "icmp": "#00695c",
+    "around": "#1565c0",
 }
 
 
@@ -986,6 +987,11 @@ def _finding_row(
         out.append(
             f'<text x="{mid}" y="{y + 4}" text-anchor="middle" fill="{color}" '
             'font-weight="bold">?</text>'
+        )
+    elif f.kind == "around":  # past the points between, on a path no capture saw
+        out.append(
+            f'<line x1="{xa}" y1="{y}" x2="{xb}" y2="{y}" stroke="{color}" '
+            f'stroke-width="2" stroke-dasharray="10,4" {marker}/>'
         )
     else:  # rewrite, reset
         out.append(

@@ -212,3 +212,5 @@ def test_the_text_verdict_gives_one_line_for_them(tmp_path: Path) -> None:
     md = (tmp_path / "b" / "report.md").read_text()
     assert "## Paths around capture points (1)" in md
     assert "5 around capture points" in md
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "<h2>Paths around capture points (1)</h2>" in html
