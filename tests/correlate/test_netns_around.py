@@ -5,7 +5,9 @@ sends some connections through fw2, the others through fw. tcpdump runs on the c
 on both of fw's interfaces and on the server, as a user who captured one member of the
 pair would: the connections through fw2 are seen at the client and the server, never at
 fw, whose captures lose nothing. Each is one flow that went around fw, not a connection
-"answered before fw:eth0" and another "local to srv"."""
+"answered before fw:eth0" and another "local to srv". And the same pair routing only,
+the server's answers to some client ports through fw2 (asymmetric routing): their
+answers went around fw, not "dropped" after srv and a gap at the client."""
 
 from __future__ import annotations
 
@@ -60,8 +62,12 @@ def _firewall(tmp: Path, host: str, inside: str) -> None:
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NS[host])
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(params=["nat"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """The pair, doing NAT ("nat": the client's policy routing sends AROUND_PORTS through
+    fw2) or only routing ("routed": every request through fw, srv's policy routing sends
+    its answers to AROUND_PORTS through fw2: asymmetric routing)."""
+    nat = request.param == "nat"
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "tcpdump", "curl")):
         pytest.fail("needs root, ip, nft, tcpdump and curl")
     procs: list[subprocess.Popen[bytes]] = []
@@ -90,14 +96,23 @@ def pair(tmp_path: Path) -> Iterator[Path]:
         ):  # fmt: skip
             sh("ip", "addr", "add", f"{addr}/24", "dev", dev, ns=NS[host])
             sh("ip", "link", "set", dev, "up", ns=NS[host])
-        _firewall(tmp_path, "fw", "eth1")
-        _firewall(tmp_path, "fw2", "eth1")
-        # the client's policy routing: its source ports AROUND_PORTS through fw2
-        sh("ip", "route", "add", "default", "via", FW_OUT, ns=NS["cli"])
-        sh("ip", "route", "add", "default", "via", FW2_OUT, "table", "100", ns=NS["cli"])
         lo, hi = AROUND_PORTS
-        sh("ip", "rule", "add", "ipproto", "tcp", "sport", f"{lo}-{hi}", "table", "100",
-           "pref", "100", ns=NS["cli"])  # fmt: skip
+        sh("ip", "route", "add", "default", "via", FW_OUT, ns=NS["cli"])
+        if nat:
+            _firewall(tmp_path, "fw", "eth1")
+            _firewall(tmp_path, "fw2", "eth1")
+            # the client's policy routing: its source ports AROUND_PORTS through fw2
+            sh("ip", "route", "add", "default", "via", FW2_OUT, "table", "100", ns=NS["cli"])
+            sh("ip", "rule", "add", "ipproto", "tcp", "sport", f"{lo}-{hi}", "table", "100",
+               "pref", "100", ns=NS["cli"])  # fmt: skip
+        else:
+            for host in ("fw", "fw2"):
+                sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NS[host])
+            # srv's policy routing: its answers to AROUND_PORTS through fw2
+            sh("ip", "route", "add", "default", "via", FW_IN, ns=NS["srv"])
+            sh("ip", "route", "add", "default", "via", FW2_IN, "table", "100", ns=NS["srv"])
+            sh("ip", "rule", "add", "ipproto", "tcp", "dport", f"{lo}-{hi}", "table", "100",
+               "pref", "100", ns=NS["srv"])  # fmt: skip
         www = tmp_path / "www"
         www.mkdir()
         (www / "page").write_bytes(os.urandom(20_000))
@@ -125,7 +140,7 @@ POINTS = [("client:eth0", "cli", "eth0"), ("fw:eth0", "fw", "eth0"), ("fw:eth1",
           ("srv:eth0", "srv", "eth0")]  # fmt: skip
 
 
-def _capture(tmp: Path, ports: list[int]) -> list[PointInput]:
+def _capture(tmp: Path, ports: list[int], url: str = f"http://{VIP}/page") -> list[PointInput]:
     """Every point's capture while the client fetches /page once from each source port of
     `ports`, one after the other; each point with its kernel drops and when it listened."""
     dumps = []
@@ -142,7 +157,6 @@ def _capture(tmp: Path, ports: list[int]) -> list[PointInput]:
         dumps.append((name, f, pr, time.time()))
     time.sleep(0.2)
     for port in ports:
-        url = f"http://{VIP}/page"
         r = sh("curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
                "--local-port", str(port), url, ns=NS["cli"], check=False)  # fmt: skip
         assert r.stdout == "200", (port, r.stdout, r.stderr)
@@ -159,6 +173,35 @@ def _capture(tmp: Path, ports: list[int]) -> list[PointInput]:
         out.append(PointInput(name=name, pcap=f, kernel_drops=drops, start_ts=start,
                               stop_ts=stop))  # fmt: skip
     return out
+
+
+@pytest.mark.parametrize("pair", ["routed"], indirect=True)
+def test_answers_through_the_other_member_are_asymmetric_routing(pair: Path) -> None:
+    # every request through fw, the answers to four of them through fw2. Before: on each of
+    # those "SYN-ACK dropped between srv:eth0 and fw:eth1" and a gap at the client
+    ports = [40100 + i for i in range(6)]
+    around = [41100 + i for i in range(4)]
+    order = [p for pair_ in zip(ports, [*around, 0, 0], strict=True) for p in pair_ if p]
+    pts = _capture(pair, order, f"http://{SRV}:8080/page")
+    v = correlate(pts)
+    by_port = {int(fl.client.rpartition(":")[2]): fl for fl in v.flows}
+    assert sorted(by_port) == sorted(order), [fl.summary for fl in v.flows]
+    if any(p.kernel_drops for p in v.points):
+        pytest.skip("tcpdump dropped packets on a loaded machine: not this case")
+    for port in order:
+        fl = by_port[port]
+        assert [leg.point for leg in fl.legs] == [n for n, _h, _d in POINTS]
+        if port in ports:
+            assert not fl.findings, fl.findings
+            continue
+        (f,) = fl.findings
+        assert (f.kind, f.direction, f.between) == ("around", "s2c", ("srv:eth0", "client:eth0"))
+        assert f.around == ("fw:eth0", "fw:eth1")
+        assert "answers (s2c) went around fw (fw:eth0, fw:eth1)" in fl.summary
+    problems, around_p, _policy = split_patterns(v.patterns)
+    assert not problems, [p.text for p in problems]
+    (p,) = around_p
+    assert "on 4 of 10 flows (4 answers (s2c) only; " in p.text, p.text
 
 
 def test_connections_through_the_other_member_went_around_fw(pair: Path) -> None:
