@@ -435,7 +435,7 @@ def blind_links(
     for i, a in enumerate(present[:-2]):
         for j in range(i + 2, len(present)):
             c = present[j]
-            if crossing(pts, present[i + 1 : j]) is None:
+            if crossing(pts, a, present[i + 1 : j], present[j]) is None:
                 continue
             pa, pc = pts[a].pc, pts[c].pc
             assert pa is not None and pc is not None

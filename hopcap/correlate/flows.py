@@ -536,15 +536,31 @@ def _extend(
         k += 1
 
 
-def crossing(pts: Sequence[Point], between: Sequence[int]) -> str | None:
-    """How a connection seen before and after the present points `between` (in path order)
-    and at none of them crossed them (`engine.blind_links`): "blind" (one point, whose capture
-    dropped packets in the kernel), "around" (points whose captures lost nothing), or
-    None (neither can be said)."""
+def crossing(pts: Sequence[Point], a: int, between: Sequence[int], c: int) -> str | None:
+    """How a connection seen at present points `a` and `c` and at none of the present
+    points `between` (in path order) crossed them (`engine.blind_links`): "blind" (one
+    point, whose capture dropped packets in the kernel), "around" (points whose captures
+    lost nothing), or None (neither can be said: some dropped packets and some did not,
+    or the run may be an encrypted tunnel's: `tunnel_end`)."""
     drops = [bool(pts[m].kernel_drops) for m in between]
     if drops == [True]:
         return "blind"
-    return "around" if drops and not any(drops) else None
+    if not drops or any(drops):
+        return None
+    if tunnel_end(pts[a], pts[between[0]]) or tunnel_end(pts[c], pts[between[-1]]):
+        return None
+    return "around"
+
+
+def tunnel_end(inner: Point, outer: Point) -> bool:
+    """Whether `inner` and `outer` may be an encrypted tunnel's endpoint (`tunnel`): two
+    interfaces of one host, the outer one carrying datagrams (UDP, ESP). A connection on
+    the inner one crossed the outer one encrypted: not seen there as TCP, but not around
+    it (the tunnel's legs join it, `tunnel.join_across_tunnels`)."""
+    if inner.host != outer.host or not inner.iface or not outer.iface or outer.pc is None:
+        return False
+    d = outer.pc.table.dgram
+    return d is not None and len(d) > 0
 
 
 def _across_to(
@@ -563,7 +579,7 @@ def _across_to(
     leg = flow.legs[-1]
     for j in range(k + 2, len(present)):
         c = present[j]
-        how = crossing(pts, present[k + 1 : j])
+        how = crossing(pts, a, present[k + 1 : j], c)
         if how is None:
             continue
         b = present[j - 1]
