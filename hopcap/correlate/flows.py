@@ -541,13 +541,17 @@ def crossing(pts: Sequence[Point], a: int, between: Sequence[int], c: int) -> st
     points `between` (in path order) crossed them (`engine.blind_links`): "blind" (one
     point, whose capture dropped packets in the kernel), "around" (points whose captures
     lost nothing), or None (neither can be said: some dropped packets and some did not,
-    or the run may be an encrypted tunnel's: `tunnel_end`)."""
+    one captured no TCP at all, or the run may be an encrypted tunnel's: `tunnel_end`)."""
     drops = [bool(pts[m].kernel_drops) for m in between]
     if drops == [True]:
         return "blind"
     if not drops or any(drops):
         return None
     if tunnel_end(pts[a], pts[between[0]]) or tunnel_end(pts[c], pts[between[-1]]):
+        return None
+    # (a point that captured no TCP at all is a capture to doubt, not a path to name:
+    # what happened after the point before it is a gap, as next to it, `_extend`)
+    if not all(pts[m].pc is not None and captured_tcp(pts[m].table) for m in between):
         return None
     return "around"
 

@@ -214,3 +214,12 @@ def test_the_text_verdict_gives_one_line_for_them(tmp_path: Path) -> None:
     assert "5 around capture points" in md
     html = (tmp_path / "b" / "report.html").read_text()
     assert "<h2>Paths around capture points (1)</h2>" in html
+
+
+def test_a_point_that_captured_no_tcp_at_all_is_doubted_not_gone_around(tmp_path: Path) -> None:
+    # fw's captures hold nothing (the wrong interface, a filter, a capture that failed):
+    # what happened after client:eth0 is a gap, as it was; nothing said to go around
+    v = _site(tmp_path, _convs(6), lambda s: True)
+    assert not only(v, "around") and not only(v, "drop") and not only(v, "inject")
+    gaps = only(v, "gap")
+    assert gaps and all("captured no TCP packets at all" in f.what for f in gaps)
