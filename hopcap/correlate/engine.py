@@ -389,7 +389,8 @@ def prepare(
         )
 
     flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
-    add_bypasses(pts, flows)
+    if len(present) > 2:  # (a direction around points needs points around them)
+        add_bypasses(pts, flows)
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()
