@@ -251,16 +251,17 @@ def split_extra(
 def _around_words(pts: Sequence[Point], names: tuple[str, ...]) -> str:
     """`around_name` of points `names` among `pts` (found once per set of points: every
     flow that went around them says it)."""
-    key = (id(pts), names)
+    every = tuple(p.name for p in pts)
+    key = (every, names)
     got = _AROUND_WORDS.get(key)
     if got is None:
         if len(_AROUND_WORDS) > 256:
             _AROUND_WORDS.clear()
-        got = _AROUND_WORDS[key] = around_name(names, host_points(p.name for p in pts))
+        got = _AROUND_WORDS[key] = around_name(names, host_points(every))
     return got
 
 
-_AROUND_WORDS: dict[tuple[int, tuple[str, ...]], str] = {}
+_AROUND_WORDS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
 
 def around_split(
