@@ -434,6 +434,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         ensure_patterns,
         flow_row,
         seen_span,
+        split_patterns,
         triage,
     )
 
@@ -470,8 +471,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo("no TCP, UDP or ICMP flows were seen at the points that could be read")
     elif not verdict.flows:
         typer.echo("no TCP, UDP or ICMP flows were seen at any point")
-    problems = [p for p in verdict.patterns if not p.policy]
-    policy = [p for p in verdict.patterns if p.policy]
+    problems, around, policy = split_patterns(verdict.patterns)
     if problems:
         shown = problems if show_all else problems[:MAX_PATTERNS_SHOWN]
         typer.echo(f"patterns ({len(problems)}):")
@@ -479,14 +479,19 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo("\n".join(f"  {'; '.join(filter(None, (p.text, seen_span(p))))}" for p in shown))
         if len(shown) < len(problems):
             typer.echo(f"  ... {len(problems) - len(shown):,} more patterns, use --all")
+    if around:
+        typer.echo(f"paths around capture points (not drops) ({len(around)}):")
+        typer.echo(
+            "\n".join(f"  {'; '.join(filter(None, (p.text, seen_span(p))))}" for p in around)
+        )
     if policy:
         typer.echo(f"device policy (expected, not faults) ({len(policy)}):")
         typer.echo("\n".join(f"  {p.text}" for p in policy))
-    if problems or policy:
+    if problems or around or policy:
         typer.echo("")
     t = triage(verdict)
     if show_all:
-        flows = t.alarms + t.rewrites + t.policy + t.healthy
+        flows = t.alarms + t.rewrites + t.around + t.policy + t.healthy
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
             typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
@@ -511,6 +516,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             typer.echo("no flow had drops, injections, resets or gaps")
         hidden = [
             (len(t.rewrites), "with rewrites only (see the patterns)"),
+            (len(t.around), "that went around capture points (see above)"),
             (len(t.policy), "with device policy only"),
             (len(t.healthy), "healthy"),
         ]

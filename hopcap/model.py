@@ -19,7 +19,7 @@ ROLE_ORDER: Mapping[str, int] = {r: i for i, r in enumerate(ROLES)}
 CONNECTIONS: tuple[str, ...] = ("ssh", "local")  # `local`: the controller itself, no SSH
 KINDS: tuple[str, ...] = ("linux", "fortigate")  # what a host is (fortigate: its CLI sniffer)
 
-FindingKind = Literal["drop", "inject", "rewrite", "reset", "gap", "icmp"]
+FindingKind = Literal["drop", "inject", "rewrite", "reset", "gap", "icmp", "around"]
 LinkKind = Literal["same", "nat", "proxied", "tunnel"]
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
 LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
@@ -503,10 +503,15 @@ class Finding:
     loss: tuple[str, int, str, str] | None = dataclasses.field(
         default=None, compare=False, repr=False
     )
+    # `around` only: the capture points (path order) the packets never crossed, whose
+    # captures lost nothing: they went another way between the two points of `between`
+    around: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = json_default(self)
         d["between"] = list(self.between)
+        if self.around is not None:
+            d["around"] = list(self.around)
         return d
 
 
@@ -565,6 +570,10 @@ def json_default(o: Any) -> dict[str, Any]:
     call per object beyond this one). TypeError for anything else."""
     t = type(o)
     if t is Finding:
+        if o.around is not None:
+            return {"kind": o.kind, "direction": o.direction, "between": o.between,
+                    "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
+                    "what": o.what, "around": o.around}  # fmt: skip
         if o.field is None and o.kind != "rewrite":
             return {"kind": o.kind, "direction": o.direction, "between": o.between,
                     "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
@@ -774,6 +783,7 @@ class Verdict:
                         field=x.get("field"),
                         before=x.get("before"),
                         after=x.get("after"),
+                        around=tuple(x["around"]) if x.get("around") is not None else None,
                     )
                     for x in f.get("findings", ())
                 ),

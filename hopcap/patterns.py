@@ -16,15 +16,42 @@ import datetime as _dt
 import functools
 import operator
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
 
+AROUND_WHY = (
+    "another path (the other member of an HA pair, ECMP, asymmetric routing) or the "
+    "capture filter there"
+)
+
+
+def around_name(skipped: Sequence[str], hosts: Mapping[str, Sequence[str]]) -> str:
+    """The capture points a flow went around, in a sentence's words: their host when they
+    are all of that host's points ("fw"), else their names. `hosts`: each host's points."""
+    names = {p.partition(":")[0] for p in skipped}
+    if len(names) == 1:
+        host = next(iter(names))
+        if host in hosts and sorted(hosts[host]) == sorted(skipped) and ":" in skipped[0]:
+            return f"{host} ({', '.join(skipped)})"
+    return ", ".join(skipped)
+
+
+def host_points(names: Iterable[str]) -> dict[str, list[str]]:
+    """Every host's capture points (`host:interface` names; a bare name is no host's)."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        host, _, iface = n.partition(":")
+        if iface:
+            out.setdefault(host, []).append(n)
+    return out
+
+
 # the kinds that make a flow worth listing on its own (a rewrite is told by its pattern)
 ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap", "icmp"})
-_KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap": 5}
+_KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap": 5, "around": 6}
 # share of a segment's flows (more than) one remarking must cover to be the device's policy
 POLICY_SHARE = 0.5
 
@@ -50,6 +77,10 @@ class _Acc:
     counted: bool = False  # its packets counted by kind (a drop's, an injection's)
     members: list[Finding] = dataclasses.field(default_factory=list)
     last_ts: float | None = None
+    # an `around` pattern's flows by the directions that went around (1: c2s, 2: s2c, 3:
+    # both), and its c2s finding, if any (the pattern is told in the c2s direction)
+    ways: dict[int, int] = dataclasses.field(default_factory=dict)
+    c2s: Finding | None = None
 
     def __post_init__(self) -> None:
         self.counted = self.first.kind in ("drop", "inject")
@@ -103,7 +134,8 @@ def _first_kind(word: str, data: bool) -> str | None:
 def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     """The verdict's findings grouped into patterns, problems first (drops, injections,
     resets, rewrites, gaps; most flows first), device policy last."""
-    points = {p.name for p in verdict.points}
+    names = [p.name for p in verdict.points]
+    points = set(names)
     anchors: dict[tuple[str, str], str | None] = {}
     seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
     groups: dict[_Key, _Acc] = {}
@@ -119,7 +151,11 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
             # values by their repr; an int, a string or None is its own (and cheaper: two
             # of them are equal only when of the same type)
             key: _Key
-            if (b is None or type(b) in _PLAIN) and (a is None or type(a) in _PLAIN):
+            if f.kind == "around":
+                # both directions of a path around points are one pattern, told c2s
+                ab = f.between if f.direction == "c2s" else (f.between[1], f.between[0])
+                key = ("around", "c2s", ab, None, None, None)
+            elif (b is None or type(b) in _PLAIN) and (a is None or type(a) in _PLAIN):
                 key = (f.kind, f.direction, f.between, f.field, b, a)
             else:
                 key = (f.kind, f.direction, f.between, f.field, _BY_REPR, repr(b), repr(a))
@@ -128,8 +164,15 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
                 anchor = anchors.get(f.between, _UNSET)
                 if anchor is _UNSET:
                     anchor = anchors[f.between] = next((p for p in f.between if p in points), None)
+                if f.kind == "around" and f.direction != "c2s":
+                    anchor = next((p for p in key[2] if p in points), None)
                 acc = groups[key] = _Acc(f, [], -1, 0, 0, None, anchor)
             acc.members.append(f)
+            if f.kind == "around":
+                c2s = f.direction == "c2s"
+                acc.ways[i] = acc.ways.get(i, 0) | (1 if c2s else 2)
+                if c2s and acc.c2s is None:
+                    acc.c2s = f
             if acc.last_flow != i:
                 acc.flow_ids.append(fl.id)
                 acc.last_flow = i
@@ -147,7 +190,7 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
                 _add_kinds(kinds, f)
     merged = _fold_values(groups)
     out = [
-        _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows))
+        _pattern(acc, values, anchors.get(acc.first.between), seen_at, len(verdict.flows), names)
         for acc, values in merged
     ]
     out.sort(key=lambda p: (p.policy, _KIND_ORDER.get(p.kind, 9), -p.flows, -p.packets, p.text))
@@ -270,8 +313,15 @@ def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
 
 
 def _pattern(
-    acc: _Acc, values: int, anchor: str | None, seen_at: dict[str, int], total: int
+    acc: _Acc,
+    values: int,
+    anchor: str | None,
+    seen_at: dict[str, int],
+    total: int,
+    points: Sequence[str] = (),
 ) -> Pattern:
+    if acc.first.kind == "around":
+        return _around_pattern(acc, seen_at, total, points)
     f = acc.first
     flows = len(acc.flow_ids)
     # flows seen where the segment starts, and any of the pattern's seen only beyond it
@@ -294,6 +344,45 @@ def _pattern(
         values=values,
         policy=label is not None,
         label=label,
+        flow_ids=tuple(acc.flow_ids),
+    )
+
+
+def _around_pattern(
+    acc: _Acc, seen_at: dict[str, int], total: int, points: Sequence[str]
+) -> Pattern:
+    """The flows that went around the same capture points (`around` findings, both
+    directions folded): how many of the flows seen before them, which way."""
+    f = acc.c2s or acc.first
+    between = f.between if f.direction == "c2s" else (f.between[1], f.between[0])
+    flows = len(acc.flow_ids)
+    anchor = acc.anchor
+    of = total if anchor is None else seen_at.get(anchor, 0) + acc.unanchored
+    ways = list(acc.ways.values())
+    counts = [(ways.count(3), "both directions"), (ways.count(1), "requests (c2s) only"),
+              (ways.count(2), "answers (s2c) only")]  # fmt: skip
+    how = ", ".join(f"{n:,} {what}" for n, what in counts if n)
+    around = f.around or ()
+    who = around_name(around, host_points(points))
+    text = (
+        f"went around {who} on {flows:,} of {_n(of, 'flow')} ({how}; "
+        f"{_n(acc.packets, 'packet')}), between {between[0]} and {between[1]}: never seen "
+        f"there, by captures that report no loss: {AROUND_WHY}; not drops"
+    )
+    if flows <= 3:
+        text += f" [{', '.join(acc.flow_ids)}]"
+    return Pattern(
+        kind="around",
+        direction="c2s",
+        between=between,
+        flows=flows,
+        of=of,
+        packets=acc.packets,
+        bytes=acc.bytes,
+        first_ts=acc.first_ts,
+        last_ts=acc.last_ts,
+        text=text,
+        label=f"path around {who}",
         flow_ids=tuple(acc.flow_ids),
     )
 
@@ -372,6 +461,9 @@ class Triage:
     policy: list[Flow]  # only rewrites that are device policy
     healthy: list[Flow]  # no finding
     local: list[Flow] = dataclasses.field(default_factory=list)  # off the path (`path: false`)
+    # went around capture points (another path, a capture filter), nothing worse: told by
+    # the `around` patterns, one line each
+    around: list[Flow] = dataclasses.field(default_factory=list)
 
 
 def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triage:
@@ -388,6 +480,7 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
     policy: list[Flow] = []
     healthy: list[Flow] = []
     local: list[Flow] = []
+    around: list[Flow] = []
     none: set[str] = set()
     for i, fl in enumerate(verdict.flows):
         if not fl.path:
@@ -398,23 +491,40 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
             continue
         # one pass over the findings (a verdict has tens of thousands of flows): whether
         # any is an alarm, their packets, and whether all are device policy
-        alarm, n, all_policy = False, 0, True
+        alarm, n, all_policy, went = False, 0, True, False
         for f in fl.findings:
             if f.kind in ALARM_KINDS:
                 alarm = True
                 n += f.packets
+            elif f.kind == "around":
+                went = True
             elif all_policy and fl.id not in policy_flows.get(
                 (f.kind, f.direction, f.between, f.field), none
             ):
                 all_policy = False
         if alarm:
             alarms.append((-n - (1 << 62 if fl.target else 0), i, fl))
-        elif all_policy:
-            policy.append(fl)
-        else:
+        elif not all_policy:
             rewrites.append(fl)
+        elif went:
+            around.append(fl)
+        else:
+            policy.append(fl)
     alarms.sort(key=lambda x: (x[0], x[1]))
-    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy, local)
+    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy, local, around)
+
+
+def split_patterns(
+    patterns: Iterable[Pattern],
+) -> tuple[list[Pattern], list[Pattern], list[Pattern]]:
+    """(problems, paths around capture points, device policy): the three lists a
+    person reads apart."""
+    problems: list[Pattern] = []
+    around: list[Pattern] = []
+    policy: list[Pattern] = []
+    for p in patterns:
+        (policy if p.policy else around if p.kind == "around" else problems).append(p)
+    return problems, around, policy
 
 
 def findings_brief(fl: Flow) -> str:

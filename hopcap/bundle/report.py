@@ -21,6 +21,7 @@ from hopcap.patterns import (
     ensure_patterns,
     flow_row,
     seen_span,
+    split_patterns,
     triage,
 )
 
@@ -141,8 +142,17 @@ def shown_findings(fl: Flow) -> tuple[list[Finding], str]:
 
 
 def _split(patterns: Sequence[Pattern]) -> tuple[list[Pattern], list[Pattern]]:
-    """(problems, device policy)."""
-    return [p for p in patterns if not p.policy], [p for p in patterns if p.policy]
+    """(problems, device policy); paths around capture points are neither (`_around`)."""
+    problems, _around, policy = split_patterns(patterns)
+    return problems, policy
+
+
+_AROUND_NOTE = (
+    "Flows seen before and after capture points that never saw them, although those "
+    "captures report no loss: they took another path (the other member of an HA pair, "
+    "another ECMP next hop, asymmetric routing) or the capture filter there left them out. "
+    "Not drops, not injections."
+)
 
 
 def _pattern_change(p: Pattern) -> str:
@@ -216,6 +226,7 @@ def _summary_lines(
             f"{len(verdict.flows):,} total: {len(t.alarms):,} with drops, injections, resets "
             f"or gaps, {len(t.rewrites):,} with rewrites only, {len(t.policy):,} with device "
             f"policy only, {len(t.healthy):,} healthy"
+            + (f", {len(t.around):,} around capture points" if t.around else "")
             + (f"; {len(t.local):,} not on the path (the hosts' own traffic)" if t.local else ""),
         ),
         (
@@ -315,6 +326,11 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         L.append("What the devices on the path do to flows on purpose; expected, not faults.")
         L.append("")
         L += [f"- {_md(p.text)}" for p in policy]
+    around = split_patterns(verdict.patterns)[1]
+    if around:
+        L += ["", f"## Paths around capture points ({len(around)})", "", _AROUND_NOTE, ""]
+        L += [f"- {_md(p.text)}" + (f" ({_md(seen_span(p))})" if seen_span(p) else "")
+              for p in around]  # fmt: skip
 
     L += ["", f"## Flows with drops, injections, resets or gaps ({len(t.alarms):,})", ""]
     if not t.alarms:
@@ -334,7 +350,9 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     for host, s in moved:
         L += _md_facts(host, s)
 
-    L += ["", f"## Other flows ({len(t.policy) + len(t.healthy):,})", ""]
+    L += ["", f"## Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})", ""]
+    if t.around:
+        L.append(f"{len(t.around):,} flows went around capture points (see above), nothing worse.")
     if t.policy:
         L.append(
             f"{len(t.policy):,} flows crossed every capture point with only the device "
@@ -348,7 +366,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
                 L.append(
                     f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} |"
                 )
-    if not t.policy and not t.healthy:
+    if not t.policy and not t.healthy and not t.around:
         L.append("None.")
     if t.local:
         L += ["", f"## Also seen: the hosts' own traffic ({len(t.local):,})", "", _ALSO_SEEN, ""]
@@ -530,7 +548,7 @@ dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 .k-drop{color:#b00020;font-weight:600}.k-inject{color:#7b1fa2;font-weight:600}
 .k-rewrite{color:#e65100;font-weight:600}.k-reset{color:#6a1b9a;font-weight:600}
-.k-gap{color:#666;font-weight:600}
+.k-gap{color:#666;font-weight:600}.k-around{color:#1565c0;font-weight:600}
 .flow{border:1px solid #ddd;border-radius:6px;padding:.4em 1em;margin:1em 0}
 .summary-line{font-weight:600}
 .notable{color:#b00020;font-weight:600}
@@ -614,6 +632,12 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         )
         H.append('<ul class="policy">' + "".join(f"<li>{_h(p.text)}</li>" for p in policy))
         H.append("</ul>")
+    around = split_patterns(verdict.patterns)[1]
+    if around:
+        H.append(f"<h2>Paths around capture points ({len(around)})</h2>")
+        H.append(f'<p class="muted">{_h(_AROUND_NOTE)}</p>')
+        H.append('<ul class="policy">' + "".join(f"<li>{_h(p.text)}</li>" for p in around))
+        H.append("</ul>")
 
     H.append(f"<h2>Flows with drops, injections, resets or gaps ({len(t.alarms):,})</h2>")
     if not t.alarms:
@@ -633,7 +657,11 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     for host, s in moved:
         H += _html_facts(host, s)
 
-    H.append(f"<h2>Other flows ({len(t.policy) + len(t.healthy):,})</h2>")
+    H.append(f"<h2>Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})</h2>")
+    if t.around:
+        H.append(
+            f"<p>{len(t.around):,} flows went around capture points (see above), nothing worse.</p>"
+        )
     if t.policy:
         H.append(
             f"<p>{len(t.policy):,} flows crossed every capture point with only the device "
@@ -652,7 +680,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
                     f"<td>{len(fl.legs)}</td></tr>"
                 )
             H.append("</tbody></table>")
-    if not t.policy and not t.healthy:
+    if not t.policy and not t.healthy and not t.around:
         H.append("<p>None.</p>")
     if t.local:
         H.append(f"<h2>Also seen: the hosts' own traffic ({len(t.local):,})</h2>")
@@ -821,6 +849,7 @@ _COLORS = {
     "reset": "#6a1b9a",
     "gap": "#777777",
     "icmp": "#00695c",
+    "around": "#1565c0",
 }
 
 
@@ -958,6 +987,11 @@ def _finding_row(
         out.append(
             f'<text x="{mid}" y="{y + 4}" text-anchor="middle" fill="{color}" '
             'font-weight="bold">?</text>'
+        )
+    elif f.kind == "around":  # past the points between, on a path no capture saw
+        out.append(
+            f'<line x1="{xa}" y1="{y}" x2="{xb}" y2="{y}" stroke="{color}" '
+            f'stroke-width="2" stroke-dasharray="10,4" {marker}/>'
         )
     else:  # rewrite, reset
         out.append(

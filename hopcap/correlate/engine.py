@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from hopcap.correlate.clocks import (
     Minima,
@@ -23,7 +24,15 @@ from hopcap.correlate.clocks import (
 )
 from hopcap.correlate.conns import PointConns, build_point
 from hopcap.correlate.findings import Built, charge_capture_loss, finish_flows
-from hopcap.correlate.flows import FlowB, Point, build_flows, host_of, match_hops
+from hopcap.correlate.flows import (
+    FlowB,
+    Point,
+    add_bypasses,
+    build_flows,
+    crossing,
+    host_of,
+    match_hops,
+)
 from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import HalfLinks, link_halves, parse_conntrack
 from hopcap.correlate.local import localize
@@ -380,6 +389,8 @@ def prepare(
         )
 
     flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
+    if len(present) > 2:  # (a direction around points needs points around them)
+        add_bypasses(pts, flows)
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()
@@ -397,38 +408,59 @@ def blind_links(
     links: Mapping[tuple[int, int], HalfLinks],
     ct_pairs: Sequence[tuple[tuple[str, int, str, int], tuple[str, int, str, int]]],
 ) -> dict[tuple[int, int], HalfLinks]:
-    """Links across a point whose capture dropped packets in the kernel, between the
-    points on either side of it (a, b): of the halves at `a` linked to nothing there and
-    the halves at `b` linked to nothing from there, by the evidence that links a NAT hop
-    (ISN, TSval, IP ID, the tuple, conntrack; payload only with one of them: a proxy at
-    the blind point carries the same bytes on another connection). A short connection can
-    lose every packet at such a point: it crossed it all the same (`flows._extend` makes
-    it one flow, its packets there gaps, `findings.charge_capture_loss`), not a
-    connection answered before it and another that began after it. A point that dropped
-    nothing gets none: what it misses did not cross it (or its capture is not to be
-    believed; either way not a loss it can be charged with)."""
+    """Links across points that saw nothing of a connection, between the present points
+    `a` and `c` on either side of them: of the halves at `a` linked to nothing at the
+    point after it and the halves at `c` linked to nothing from the point before it, by
+    the evidence that links a NAT hop (ISN, TSval, IP ID, the tuple, conntrack; payload
+    only with one of them: a proxy in between carries the same bytes on another
+    connection). Two cases (`crossing`):
+
+    - blind: one point between them, whose capture dropped packets in the kernel. A short
+      connection can lose every packet there: it crossed it all the same (`flows._extend`
+      makes it one flow, its packets there gaps, `findings.charge_capture_loss`), not a
+      connection answered before it and another that began after it.
+    - around: one or more points between them whose captures lost nothing (no kernel
+      drops). What they miss did not cross them: the connection took another path (the
+      other member of an HA pair, another ECMP next hop, asymmetric routing) or was left
+      out by their capture filter. One flow whose hop from `a` to `c` says so
+      (`Hop.around`), not a drop before them and an injection after them.
+
+    A run of points with and without kernel drops gets none (neither can be said)."""
     out: dict[tuple[int, int], HalfLinks] = {}
-    for a, m, b in zip(present, present[1:], present[2:], strict=False):
-        if not pts[m].kernel_drops:
-            continue
-        pa, pb = pts[a].pc, pts[b].pc
-        assert pa is not None and pb is not None
-        only_a = np.ones(len(pa.halves), bool)
-        only_a[list(links[(a, m)].fwd)] = False
-        only_b = np.ones(len(pb.halves), bool)
-        only_b[list(links[(m, b)].back)] = False
-        if not only_a.any() or not only_b.any():
-            continue
-        # (conntrack's entries of those halves' ports only: tens of thousands otherwise)
-        ca = pa.half_cols()
-        ports = set(zip(ca.sport[only_a].tolist(), ca.dport[only_a].tolist(), strict=True))
-        out[(a, b)] = link_halves(
-            pa,
-            pb,
-            offset_ns=pts[b].offset_ns - pts[a].offset_ns,
-            conntrack_pairs=[(x, y) for x, y in ct_pairs if (x[1], x[3]) in ports],
-            only=(only_a, only_b),
-        )
+    if len(present) < 3:
+        return out
+    # per present point: the halves linked to nothing at the next point / from the one
+    # before (found on first need)
+    only_a: dict[int, npt.NDArray[np.bool_]] = {}
+    only_c: dict[int, npt.NDArray[np.bool_]] = {}
+    for i, a in enumerate(present[:-2]):
+        for j in range(i + 2, len(present)):
+            c = present[j]
+            if crossing(pts, a, present[i + 1 : j], present[j]) is None:
+                continue
+            pa, pc = pts[a].pc, pts[c].pc
+            assert pa is not None and pc is not None
+            if a not in only_a:
+                x = np.ones(len(pa.halves), bool)
+                x[list(links[(a, present[i + 1])].fwd)] = False
+                only_a[a] = x
+            if c not in only_c:
+                y = np.ones(len(pc.halves), bool)
+                y[list(links[(present[j - 1], c)].back)] = False
+                only_c[c] = y
+            oa, oc = only_a[a], only_c[c]
+            if not oa.any() or not oc.any():
+                continue
+            # (conntrack's entries of those halves' ports only: tens of thousands otherwise)
+            ca = pa.half_cols()
+            ports = set(zip(ca.sport[oa].tolist(), ca.dport[oa].tolist(), strict=True))
+            out[(a, c)] = link_halves(
+                pa,
+                pc,
+                offset_ns=pts[c].offset_ns - pts[a].offset_ns,
+                conntrack_pairs=[(x, y) for x, y in ct_pairs if (x[1], x[3]) in ports],
+                only=(oa, oc),
+            )
     return out
 
 

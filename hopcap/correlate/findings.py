@@ -42,12 +42,13 @@ from hopcap.model import (
     PacketKind,
     any_broken,
 )
+from hopcap.patterns import around_name, host_points
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 T = TypeVar("T")
 
-KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
+KIND_ORDER = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5, "around": 6}
 
 
 @dataclass(slots=True)
@@ -222,14 +223,15 @@ def on_wire(up: Point, down: Point) -> bool:
 
 
 def split_extra(
-    up: Point, down: Point, ts: I64, rows: list[int]
+    up: Point, down: Point, ts: I64, rows: list[int], *, around: bool = False
 ) -> tuple[list[int], list[int], str]:
     """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
-    `up` was blind, or where nothing on the wire between two hosts could have sent them."""
+    `up` was blind, or where nothing on the wire between two hosts could have sent them
+    (`around`: the hop went around points between them, over devices not captured)."""
     inj: list[int] = []
     gap: list[int] = []
     why = ""
-    wire = on_wire(up, down)
+    wire = on_wire(up, down) and not around
     for r in rows:
         reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
         if reason:
@@ -244,6 +246,69 @@ def split_extra(
         else:
             inj.append(r)
     return inj, gap, why
+
+
+def _around_words(pts: Sequence[Point], names: tuple[str, ...]) -> str:
+    """`around_name` of points `names` among `pts` (found once per set of points: every
+    flow that went around them says it)."""
+    every = tuple(p.name for p in pts)
+    key = (every, names)
+    got = _AROUND_WORDS.get(key)
+    if got is None:
+        if len(_AROUND_WORDS) > 256:
+            _AROUND_WORDS.clear()
+        got = _AROUND_WORDS[key] = around_name(names, host_points(every))
+    return got
+
+
+_AROUND_WORDS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def around_split(
+    up: Point, skipped: Sequence[Point], ts: I64, rows: list[int]
+) -> tuple[list[int], list[int], str]:
+    """Rows seen at `up` (`ts`: their capture times there) of a flow that went around the
+    points `skipped`: (around, gap, why): a gap where one of them was not capturing (its
+    given start or stop, else its first and last packet: `Point.listened`)."""
+    r = np.asarray(rows, np.int64)
+    tt = ts[r]
+    first, last = int(tt.min()), int(tt.max())
+    bad = np.zeros(r.shape[0], bool)
+    why = ""
+    for p in skipped:
+        lo, hi = p.listened()
+        d = p.offset_ns - up.offset_ns
+        if lo is not None and hi is not None and first + d >= lo and last + d <= hi:
+            continue  # (the usual case: all of them while it listened)
+        at = tt + d
+        early = at < lo if lo is not None else np.ones(r.shape[0], bool)
+        late = at > hi if hi is not None else np.zeros(r.shape[0], bool)
+        if not why and (early & ~bad).any():
+            why = (
+                f"the capture at {p.name} started after these packets"
+                if p.start_ns is not None
+                else f"the capture at {p.name} saw nothing before {_clock(lo)}"
+            )
+        if not why and (late & ~bad).any():
+            why = (
+                f"the capture at {p.name} ended before these packets"
+                if p.stop_ns is not None
+                else f"the capture at {p.name} saw nothing after {_clock(hi)}"
+            )
+        bad |= early | late
+    if not bad.any():
+        return rows, [], ""
+    return r[~bad].tolist(), r[bad].tolist(), why
+
+
+def _clock(ts_ns: int | None) -> str:
+    """A capture time (its own clock) for a sentence: `12:04:05.123 UTC`."""
+    import datetime as dt
+
+    if ts_ns is None:
+        return "its end"
+    t = dt.datetime.fromtimestamp(ts_ns / NS, dt.UTC)
+    return t.strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
 
 @dataclass
@@ -482,6 +547,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             c2s is None
             or s2c is None
             or hop.missing
+            or hop.around
             or hop.ended is not None
             or x.part is not None
             or y.part is not None
@@ -979,6 +1045,8 @@ def _chain_out(
     ch = _Chain(pts, present, f, first_ts_ns)
     for i, hop in enumerate(f.hops):
         ch.hop(i, hop)
+    for iu, jd, hop in f.bypass:
+        ch.bypassed(iu, jd, hop)
     ch.path_ends()
     legs_out = ch.legs()
     tried: list[Finding] = []
@@ -1086,13 +1154,16 @@ class _Chain:
         rows: list[int],
         base: int,
         before: Callable[[], _Seen | None] | None = None,
+        *,
+        around: bool = False,
     ) -> None:
         """Packets seen at `down` that never went through `up`; `before`: what the point
-        before `up` sent that never reached it (`_Chain.around`)."""
+        before `up` sent that never reached it (`_Chain.around`); `around`: the hop went
+        around points between them (`Hop.around`)."""
         if not rows:
             return
         t = down.table
-        inj, gap, why = split_extra(up, down, t.ts, rows)
+        inj, gap, why = split_extra(up, down, t.ts, rows, around=around)
         between = (up.name, down.name)
         if inj:
             what = _describe(t, inj, base)
@@ -1100,7 +1171,7 @@ class _Chain:
         # packets made between two points of one host (not on a wire, where nothing could
         # have made them): put down to `up`'s kernel drops, every one (`blind`)
         kd = up.kernel_drops
-        charged = bool(kd) and not on_wire(up, down)
+        charged = bool(kd) and not (on_wire(up, down) and not around)
         if gap and kd and before is not None:
             gap = self.passed(direction, up, down, gap, base, before, None, at_down=True)
         if gap:
@@ -1193,6 +1264,60 @@ class _Chain:
             self.matched("c2s", hop.c2s, pa, pb, i, i + 1, i)
         if hop.s2c is not None:
             self.matched("s2c", hop.s2c, pb, pa, i + 1, i, i)
+        if hop.around:
+            self.went_around(i, i + 1, hop)
+
+    def bypassed(self, iu: int, jd: int, hop: Hop) -> None:
+        """One direction of the flow went around the legs between legs `iu` and `jd`
+        (`flows.add_bypasses`): matched from one to the other by `hop`."""
+        pa, pb = self.pts[hop.a], self.pts[hop.b]
+        if hop.c2s is not None:
+            self.matched("c2s", hop.c2s, pa, pb, iu, jd, -1, bypass=True)
+        if hop.s2c is not None:
+            self.matched("s2c", hop.s2c, pb, pa, jd, iu, -1, bypass=True)
+        self.went_around(iu, jd, hop)
+
+    def went_around(self, iu: int, jd: int, hop: Hop) -> None:
+        """The hop from leg `iu` to leg `jd` went around the points `hop.around`
+        (`engine.blind_links`; one direction: `flows.add_bypasses`): per direction, its
+        packets seen before them are an `around` finding (not a drop at them, not an
+        injection after them); those sent when one of them was not capturing (started
+        later, ended sooner) are a gap: then it cannot be told."""
+        legs, pts = self.f.legs, self.pts
+        for direction in ("c2s", "s2c"):
+            if hop.around_dir is not None and direction != hop.around_dir:
+                continue
+            ju = iu if direction == "c2s" else jd
+            up, down = (pts[hop.a], pts[hop.b]) if direction == "c2s" else (pts[hop.b], pts[hop.a])
+            h = legs[ju].c if direction == "c2s" else legs[ju].s
+            if h is None:
+                continue
+            rows = self.own(ju, ("c" if direction == "c2s" else "s", id(h)), h.idx.tolist)
+            if not rows:
+                continue
+            skipped = [pts[m] for m in hop.around]
+            names = tuple(p.name for p in skipped)
+            t = up.table
+            out, gap, why = around_split(up, skipped, t.ts, rows)
+            between = (up.name, down.name)
+            if out:
+                desc, nb, ts0 = _describe(t, out, h.isn)
+                text = (
+                    f"went around {_around_words(pts, names)}: seen at {up.name} and "
+                    f"{down.name}, never at {', '.join(names)} (whose captures report no "
+                    f"loss); {desc}"
+                )
+                self.add("around", direction, between, up, out, (text, nb, ts0),
+                         packet=packet_kind(t, out[0]), around=names)  # fmt: skip
+            if gap:
+                desc, nb, ts0 = _describe(t, gap, h.isn)
+                text = (
+                    f"seen at {up.name} and {down.name}, not at "
+                    f"{', '.join(p.name for p in skipped)}, but {why}: cannot tell whether "
+                    f"they went around; {desc}"
+                )
+                self.add("gap", direction, between, up, gap, (text, nb, ts0),
+                         packet=packet_kind(t, gap[0]))  # fmt: skip
 
     def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
         """A hop the flow never crossed (nothing of it downstream)."""
@@ -1218,13 +1343,24 @@ class _Chain:
             )
 
     def matched(
-        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, jd: int, i: int
+        self,
+        direction: Direction,
+        dm: DirMatch,
+        up: Point,
+        down: Point,
+        ju: int,
+        jd: int,
+        i: int,
+        *,
+        bypass: bool = False,
     ) -> None:
-        """One direction of hop `i`, matched (`ju`, `jd`: the legs up- and downstream)."""
+        """One direction of hop `i`, matched (`ju`, `jd`: the legs up- and downstream;
+        `bypass`: not a hop of the chain but a direction's way around legs of it,
+        `bypassed`)."""
         own = self.own
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
-            beyond = partial(self.around, i, direction, True)
+            beyond = None if bypass else partial(self.around, i, direction, True)
             self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
@@ -1233,7 +1369,9 @@ class _Chain:
                 self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
         if dm.unexplained:
             unx = own(jd, ("unx", id(dm)), partial(list, dm.unexplained))
-            self.extra(direction, up, down, unx, dm.base, partial(self.around, i, direction, False))
+            before = None if bypass else partial(self.around, i, direction, False)
+            self.extra(direction, up, down, unx, dm.base, before,
+                       around=bypass or bool(self.f.hops[i].around))  # fmt: skip
         if not dm.rewrites:
             return
         sel = self.filters[ju]

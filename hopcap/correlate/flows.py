@@ -3,7 +3,7 @@ adjacent points' half links, proxies and NAT), and their hops matched."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -43,6 +43,7 @@ class Point:
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
     records: int = 0  # of an unreadable capture (pc None)
+    _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
     flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
@@ -67,6 +68,18 @@ class Point:
     def table(self) -> PacketTable:
         assert self.pc is not None
         return self.pc.table
+
+    def listened(self) -> tuple[int | None, int | None]:
+        """When this point was capturing, on its own clock: its given start and stop, else
+        its first and last packet (None: not known; the first packet then: none)."""
+        got = self._listened
+        if got is None:
+            t = self.pc.table if self.pc is not None else None
+            n = len(t) if t is not None else 0
+            lo = self.start_ns if self.start_ns is not None or not n else int(t.ts.min())  # type: ignore[union-attr]
+            hi = self.stop_ns if self.stop_ns is not None or not n else int(t.ts.max())  # type: ignore[union-attr]
+            got = self._listened = (lo, hi)
+        return got
 
     @property
     def kernel_drops(self) -> int | None:
@@ -132,6 +145,14 @@ class Hop:
     # a server half at `b` that answered the client's SYN but is not the leg's (a server
     # that answered the SYN again with another ISN: SYN cookies): never seen at `a`
     orphan: Half | None = None
+    # present points between a and b that the flow never crossed (both directions; or
+    # the one direction `around_dir`, the other crossed them on legs of its own): it went
+    # around them (another path, or their capture filter; `engine.blind_links`)
+    around: tuple[int, ...] = ()
+    around_dir: str | None = None  # "c2s"/"s2c": only that direction; None: both
+    # hops whose direction `skip` went around the points they join (`around_dir` of a
+    # bypass): that direction is not matched there (the bypass matches it)
+    skip: str | None = None
 
 
 @dataclass(slots=True)
@@ -145,6 +166,57 @@ class FlowB:
     subs: list[FlowB] = field(default_factory=list)
     via: Hop | None = None  # a sub's hop from its parent's last leg to its first
     attempt: bool = False  # a sub that carried nothing before the proxy tried again
+    # one direction that went around points the other crossed (asymmetric routing): per
+    # such run of legs, the leg before it, the leg after it and the hop between them
+    # that matches that direction (`add_bypasses`)
+    bypass: list[tuple[int, int, Hop]] = field(default_factory=list)
+
+
+def add_bypasses(pts: list[Point], flows: list[FlowB]) -> None:
+    """Find, in every flow, a direction that crossed the points before and after a run of
+    legs and none of the run's points, while the other direction crossed them all (the
+    requests through a firewall, the answers around it: asymmetric routing, or a capture
+    filter of one direction), where those captures lost nothing: that direction is matched
+    from the leg before the run to the leg after it (`FlowB.bypass`, `Hop.around_dir`),
+    not hop by hop (where it would be a drop at the run's first point and an injection
+    after its last)."""
+    for f in flows:
+        legs = f.legs
+        if len(legs) < 3 or f.subs or len(f.hops) != len(legs) - 1:
+            continue
+        for x in legs:  # (most flows: every leg has both halves)
+            if x.c is None or x.s is None:
+                break
+        else:
+            continue
+        for side, direction in (("c", "c2s"), ("s", "s2c")):
+            i = 1
+            while i < len(legs) - 1:
+                if getattr(legs[i], side) is not None or getattr(legs[i - 1], side) is None:
+                    i += 1
+                    continue
+                j = i
+                while j < len(legs) and getattr(legs[j], side) is None:
+                    j += 1
+                if j == len(legs):
+                    break  # it never came out: not around anything
+                run = legs[i:j]
+                hops = f.hops[i - 1 : j]
+                other = "s" if side == "c" else "c"
+                if (
+                    all(getattr(x, other) is not None for x in run)
+                    and not any(pts[x.point].kernel_drops for x in run)
+                    and all(x.link != "proxied" for x in legs[i : j + 1])
+                    and all(h.ended is None and not h.around for h in hops)
+                ):
+                    a, b = legs[i - 1].point, legs[j].point
+                    missing = [m for h in hops for m in h.missing]
+                    by = Hop(a, b, None, None, missing, None, around=tuple(x.point for x in run),
+                             around_dir=direction)  # fmt: skip
+                    for h in hops:
+                        h.skip = direction
+                    f.bypass.append((i - 1, j, by))
+                i = j
 
 
 def chains(flows: list[FlowB]) -> Iterator[FlowB]:
@@ -404,23 +476,14 @@ def _extend(
         if ys is None and yc is not None:
             ys = _partner(pb, yc)
         details: tuple[str, ...] = ()
-        if yc is None and ys is None and k + 2 < len(present):
-            c = present[k + 2]
-            across = _across(pts[c].pc, leg, blind.get((a, c)), links[(b, c)], claimed[c])
-            if across is not None:
-                # the capture at `b` lost all of it: an empty leg there (its packets are
-                # gaps, `findings.charge_capture_loss`), the flow goes on at `c`
-                flow.hops.append(Hop(a, b, None, None, missing, None))
-                flow.legs.append(LegB(b, None, None, "same", (), None, None, leg.part))
-                flow.hops.append(Hop(b, c, None, None, list(range(b + 1, c)), None))
-                yc, ys = across
-                same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
-                    leg.s is None or ys is None or leg.s.tkey == ys.tkey
-                )
-                link0: LinkKind = "same" if same_tuple else "nat"
-                flow.legs.append(LegB(c, yc, ys, link0, (), None, None, leg.part))
-                k += 2
-                continue
+        if (
+            yc is None
+            and ys is None
+            and k + 2 < len(present)
+            and _across_to(pts, present, k, flow, links, claimed, blind)
+        ):
+            k = present.index(flow.legs[-1].point)
+            continue
         if yc is None and ys is None:
             ended = _how_ended(pa, leg)
             if ended == "answered" and not captured_tcp(pb.table):
@@ -473,6 +536,82 @@ def _extend(
         k += 1
 
 
+def crossing(pts: Sequence[Point], a: int, between: Sequence[int], c: int) -> str | None:
+    """How a connection seen at present points `a` and `c` and at none of the present
+    points `between` (in path order) crossed them (`engine.blind_links`): "blind" (one
+    point, whose capture dropped packets in the kernel), "around" (points whose captures
+    lost nothing), or None (neither can be said: some dropped packets and some did not,
+    one captured no TCP at all, or the run may be an encrypted tunnel's: `tunnel_end`)."""
+    drops = [bool(pts[m].kernel_drops) for m in between]
+    if drops == [True]:
+        return "blind"
+    if not drops or any(drops):
+        return None
+    if tunnel_end(pts[a], pts[between[0]]) or tunnel_end(pts[c], pts[between[-1]]):
+        return None
+    # (a point that captured no TCP at all is a capture to doubt, not a path to name:
+    # what happened after the point before it is a gap, as next to it, `_extend`)
+    if not all(pts[m].pc is not None and captured_tcp(pts[m].table) for m in between):
+        return None
+    return "around"
+
+
+def tunnel_end(inner: Point, outer: Point) -> bool:
+    """Whether `inner` and `outer` may be an encrypted tunnel's endpoint (`tunnel`): two
+    interfaces of one host, the outer one carrying datagrams (UDP, ESP). A connection on
+    the inner one crossed the outer one encrypted: not seen there as TCP, but not around
+    it (the tunnel's legs join it, `tunnel.join_across_tunnels`)."""
+    if inner.host != outer.host or not inner.iface or not outer.iface or outer.pc is None:
+        return False
+    d = outer.pc.table.dgram
+    return d is not None and len(d) > 0
+
+
+def _across_to(
+    pts: list[Point],
+    present: list[int],
+    k: int,
+    flow: FlowB,
+    links: dict[tuple[int, int], HalfLinks],
+    claimed: dict[int, set[int]],
+    blind: dict[tuple[int, int], HalfLinks],
+) -> bool:
+    """Whether the flow's last leg (at `present[k]`, linked to nothing at the next point)
+    goes on at a later point across points that saw nothing of it (`engine.blind_links`,
+    the nearest such point first): then its legs and hops there are added."""
+    a = present[k]
+    leg = flow.legs[-1]
+    for j in range(k + 2, len(present)):
+        c = present[j]
+        how = crossing(pts, a, present[k + 1 : j], c)
+        if how is None:
+            continue
+        b = present[j - 1]
+        across = _across(pts[c].pc, leg, blind.get((a, c)), links[(b, c)], claimed[c])
+        if across is None:
+            continue
+        yc, ys = across
+        same_tuple = (leg.c is None or yc is None or leg.c.tkey == yc.tkey) and (
+            leg.s is None or ys is None or leg.s.tkey == ys.tkey
+        )
+        link0: LinkKind = "same" if same_tuple else "nat"
+        if how == "blind":
+            # the capture at `b` lost all of it: an empty leg there (its packets are
+            # gaps, `findings.charge_capture_loss`), the flow goes on at `c`
+            flow.hops.append(Hop(a, b, None, None, list(range(a + 1, b)), None))
+            flow.legs.append(LegB(b, None, None, "same", (), None, None, leg.part))
+            flow.hops.append(Hop(b, c, None, None, list(range(b + 1, c)), None))
+        else:
+            # it went around the points between: one hop from `a` to `c`, matched as a
+            # hop of its own (what it lost or gained on the way is between `a` and `c`)
+            skipped = present[k + 1 : j]
+            missing = [m for m in range(a + 1, c) if m not in skipped]
+            flow.hops.append(Hop(a, c, None, None, missing, None, around=tuple(skipped)))
+        flow.legs.append(LegB(c, yc, ys, link0, (), None, None, leg.part))
+        return True
+    return False
+
+
 def _across(
     pc: PointConns | None, leg: LegB, hl: HalfLinks | None, after: HalfLinks, claimed: set[int]
 ) -> tuple[Half | None, Half | None] | None:
@@ -523,9 +662,13 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
             got.hops.append(hop)
             # the halves of a point are told apart by their ids
             h4 = hop.hids
-            if h4 is None:
+            if h4 is None or hop.skip is not None:
                 x = legs[i]
                 xc, xs, yc, ys = x.c, x.s, y.c, y.s
+                if hop.skip == "c2s":  # (that direction went around: `add_bypasses`)
+                    xc = yc = None
+                elif hop.skip == "s2c":
+                    xs = ys = None
                 h4 = (
                     -1 if xc is None else xc.hid,
                     -1 if yc is None else yc.hid,
@@ -533,6 +676,20 @@ def match_hops(pts: list[Point], flows: list[FlowB]) -> None:
                     -1 if ys is None else ys.hid,
                 )
             got.hids += h4
+        for iu, jd, hop in f.bypass:
+            x, y = legs[iu], legs[jd]
+            got = todo.get((hop.a, hop.b))
+            if got is None:
+                got = todo[(hop.a, hop.b)] = _Crossing()
+            # (a leg of its own: the match sets its offsets and link, the flow's stay)
+            got.ys.append(LegB(y.point, None, None, "same"))
+            got.hops.append(hop)
+            if hop.around_dir == "c2s":
+                assert x.c is not None and y.c is not None
+                got.hids += (x.c.hid, y.c.hid, -1, -1)
+            else:
+                assert x.s is not None and y.s is not None
+                got.hids += (-1, -1, x.s.hid, y.s.hid)
     for (a, b), cr in todo.items():
         # a reused connection is on the chain of every flow it carried: matched once
         # (the downstream leg and the hop of each take its result)

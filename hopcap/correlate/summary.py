@@ -3,10 +3,11 @@ finding kind for TCP flows, datagram flows and the hosts' own flows alike."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hopcap.model import Finding, Leg
+from hopcap.patterns import AROUND_WHY, around_name, host_points
 
 if TYPE_CHECKING:
     from hopcap.correlate.flows import FlowB, Point
@@ -27,8 +28,8 @@ def where(pts_by_name: Mapping[str, Point], between: tuple[str, str]) -> str:
 
 
 def more(fs: list[Finding]) -> str:
-    """ "; 2 more findings" (gaps not counted)."""
-    n = len([x for x in fs if x.kind != "gap"]) - 1
+    """ "; 2 more findings" (gaps and paths around points not counted)."""
+    n = len([x for x in fs if x.kind != "gap" and x.kind != "around"]) - 1
     return f"; {n} more finding{'s' if n > 1 else ''}" if n > 0 else ""
 
 
@@ -60,7 +61,8 @@ def findings_summary(pts_by_name: Mapping[str, Point], findings: list[Finding]) 
         if fnd.kind == "drop" and fnd.packet == "SYN" and fnd.unanswered:
             a, b = fnd.between
             return f"SYN reached {a} but {b} never answered it"
-        if fnd.kind != "icmp" and fnd.kind != "gap":  # an ICMP error says less than these
+        # an ICMP error says less than these; a path around points is said after them
+        if fnd.kind != "icmp" and fnd.kind != "gap" and fnd.kind != "around":
             where_ = where(pts_by_name, fnd.between)
             return sentence(fnd, fnd.packet or "", where_, findings, "packets")
     for fnd in findings:
@@ -84,8 +86,9 @@ def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list
     from hopcap.correlate.reader import FIN, RST
 
     said = findings_summary({p.name: p for p in pts}, findings)
+    went = around_words(findings, host_points(p.name for p in pts))
     if said is not None:
-        return said
+        return said + (f"; {went}" if went else "")
     # a request with no answer at all is not "OK", even when every hop delivered it
     first = f.legs[0]
     t0 = pts[first.point].table
@@ -97,7 +100,32 @@ def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list
         last_req = int(t0.ts[c_rows[t0.plen[c_rows] > 0][-1]])
         closes = c_rows[(t0.flags[c_rows] & (FIN | RST)) != 0]
         close = int(t0.ts[closes[0]]) if closes.shape[0] else None
-    return outcome_words(legs, req, resp, last_req, close, answered_before(pts, f))
+    said = outcome_words(legs, req, resp, last_req, close, answered_before(pts, f))
+    return said + (f"; {went}" if went else "")
+
+
+def around_words(findings: list[Finding], hosts: Mapping[str, Sequence[str]]) -> str:
+    """What a flow's `around` findings say, in one clause: which points it went around,
+    which way (both, or one direction: asymmetric routing), and why it may have; ""
+    without any. `hosts`: each host's capture points."""
+    ways: dict[tuple[str, ...], set[str]] = {}
+    for f in findings:
+        if f.kind == "around" and f.around:
+            ways.setdefault(f.around, set()).add(f.direction)
+    out = []
+    for pts, dirs in ways.items():
+        what = (
+            "went around"
+            if len(dirs) == 2
+            else "requests (c2s) went around"
+            if "c2s" in dirs
+            else "answers (s2c) went around"
+        )
+        out.append(
+            f"{what} {around_name(pts, hosts)}: never seen there, by captures that report no "
+            f"loss: {AROUND_WHY}"
+        )
+    return "; ".join(out)
 
 
 def answered_before(pts: list[Point], f: FlowB) -> tuple[str, str] | None:

@@ -18,9 +18,10 @@ host `<host>/` with sshd_config, host key, pidfiles and logs (`lb/haproxy.cfg`,
 `srv/httpd.log`).
 
 Faults (`faults`): nftables rules in a table `hopcap_fault` of their own (with counters),
-or a change to srv's services/interfaces; `fault_repro(name)` gives the repro (host and
-shell command) for the faults the inventory's default repro does not show
-(`srv-accept-queue`: run on lb).
+or a change to srv's services/interfaces, or fw's uncaptured active-active peer
+(`fw-ha-peer`: namespaces `<prefix>-fw2|bra|brb`, the client-fw and fw-lb links made
+bridges); `fault_repro(name)` gives the repro (host and shell command) for the faults the
+inventory's default repro does not show (`srv-accept-queue`: run on lb).
 
 `up(prefix, fw="busybox")` makes fw a BusyBox router instead (`dropbear`): dropbear
 without SFTP, and a login whose PATH holds only BusyBox applets plus tcpdump and nft.

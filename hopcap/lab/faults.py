@@ -109,7 +109,16 @@ def _srv_second_iface(layout: Layout, sdir: Path) -> None:
     topology.add_aux(layout, SECOND_IFACE)
 
 
+def _fw_ha_peer(layout: Layout, sdir: Path) -> None:
+    topology.add_peer(layout)
+
+
 _STALL_URL = f"http://{SRV_ADDR}:{services.STALL_PORT}/"
+_PEER_CURL = (
+    f"curl -s -o /dev/null -m 5 --local-port {topology.PEER_PORTS[0]}-{topology.PEER_PORTS[1]} "
+    f"http://{topology.VIP}/"
+)
+PEER_CONNECTIONS = 6  # its repro: as many through fw2 as through fw, one after the other
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,20 @@ FAULTS: tuple[Fault, ...] = (
         _srv_port_closed,
     ),
     Fault(
+        "fw-ha-peer",
+        f"fw gets an active-active peer {topology.PEER_HOST} (the same NAT, not captured) on "
+        "the same two segments (bridges); the client routes its connections from source "
+        f"ports {topology.PEER_PORTS[0]}-{topology.PEER_PORTS[1]} through it (repro on client)",
+        _fw_ha_peer,
+        Repro(
+            on="client",
+            run=(
+                f"for i in $(seq {PEER_CONNECTIONS}); do "
+                f"curl -s -o /dev/null -m 5 http://{topology.VIP}/; {_PEER_CURL}; done"
+            ),
+        ),
+    ),
+    Fault(
         "srv-second-iface",
         f"srv gets a second interface {SECOND_IFACE} ({SECOND_ADDR}, a veth into namespace "
         f"{topology.AUX_HOST}): capture 'auto' must pick eth0",
@@ -237,7 +260,7 @@ def _delete_fault_tables(ns: str) -> None:
 def fault_clear(prefix: str = topology.DEFAULT_PREFIX) -> None:
     """Undo any fault: delete `hopcap_fault` tables in every lab namespace, stop the
     stalled listener, restart the HTTP server if it is stopped, remove srv's second
-    interface. Safe when no fault is active."""
+    interface and fw's peer. Safe when no fault is active."""
     layout, sdir = _running(prefix)
     for ns in layout.namespaces:
         _delete_fault_tables(ns)
@@ -245,6 +268,7 @@ def fault_clear(prefix: str = topology.DEFAULT_PREFIX) -> None:
     if not services.httpd_running(sdir):
         services.start_httpd(layout, sdir)
     topology.del_aux(layout, SECOND_IFACE)
+    topology.del_peer(layout)
     _abort_service_connections(layout)
     state.write_fault(sdir, None)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -248,6 +249,88 @@ def del_aux(layout: Layout, iface: str) -> None:
     """Undo `add_aux`; quiet when there is nothing to remove."""
     run(["ip", "netns", "del", layout.ns(AUX_HOST)], check=False)
     run(["ip", "-n", layout.ns("srv"), "link", "del", iface], check=False)
+
+
+PEER_HOST = "fw2"  # only while the fw-ha-peer fault is active: fw's peer, uncaptured
+PEER_BRIDGES = ("bra", "brb")  # ... and the two segments it shares with fw
+PEER_OUTSIDE = "203.0.113.2"
+PEER_INSIDE = "198.18.1.3"
+PEER_PORTS = (61000, 61999)  # the client's source ports it routes through fw2 (above the
+# kernel's ephemeral range, 32768-60999: only connections bound to them on purpose)
+PEER_TABLE = "100"
+
+
+def _data_links(layout: Layout) -> None:
+    """Addresses, links up and the client's default route on the client-fw and fw-lb
+    links (after they were made again)."""
+    client, fw, lb = (layout.ns(h) for h in ("client", "fw", "lb"))
+    _ip(client, "addr", "add", f"{CLIENT_ADDR}/24", "dev", "eth0")
+    _ip(fw, "addr", "add", f"{FW_OUTSIDE}/24", "dev", "eth0")
+    _ip(fw, "addr", "add", f"{VIP}/32", "dev", "eth0")
+    _ip(fw, "addr", "add", f"{FW_INSIDE}/24", "dev", "eth1")
+    _ip(lb, "addr", "add", f"{LB_FRONT}/24", "dev", "eth0")
+    for ns, dev in ((client, "eth0"), (fw, "eth0"), (fw, "eth1"), (lb, "eth0")):
+        _ip(ns, "link", "set", dev, "up")
+    _ip(client, "route", "replace", "default", "via", FW_OUTSIDE)
+
+
+def add_peer(layout: Layout) -> None:
+    """Give fw an active-active peer `<prefix>-fw2` (the same DNAT + masquerade ruleset,
+    its own addresses) on the same two segments: the client-fw and fw-lb links become
+    Linux bridges (namespaces `<prefix>-bra`, `<prefix>-brb`; the interfaces keep their
+    names and addresses), and the client routes its connections from source ports
+    PEER_PORTS through fw2 (policy routing on the source port). fw's captures see none
+    of them; the client's and lb's do."""
+    client, fw, lb = (layout.ns(h) for h in ("client", "fw", "lb"))
+    peer = layout.ns(PEER_HOST)
+    bra, brb = (layout.ns(b) for b in PEER_BRIDGES)
+    for ns in (peer, bra, brb):
+        run(["ip", "netns", "add", ns])
+        _sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
+        _sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
+        _ip(ns, "link", "set", "lo", "up")
+    _ip(client, "link", "del", "eth0")  # (and its peer, fw's eth0)
+    _ip(fw, "link", "del", "eth1")  # (and lb's eth0)
+    for br, ports in ((bra, ((client, "eth0"), (fw, "eth0"), (peer, "eth0"))),
+                      (brb, ((fw, "eth1"), (peer, "eth1"), (lb, "eth0")))):  # fmt: skip
+        _ip(br, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        for i, (ns, dev) in enumerate(ports):
+            _veth(ns, dev, br, f"p{i}")
+            _ip(br, "link", "set", f"p{i}", "master", "br0", "up")
+        _ip(br, "link", "set", "br0", "up")
+    _data_links(layout)
+    _ip(peer, "addr", "add", f"{PEER_OUTSIDE}/24", "dev", "eth0")
+    _ip(peer, "addr", "add", f"{PEER_INSIDE}/24", "dev", "eth1")
+    for dev in ("eth0", "eth1"):
+        _ip(peer, "link", "set", dev, "up")
+    _sysctl(peer, "net.ipv4.ip_forward", "1")
+    run(["ip", "netns", "exec", peer, "nft", "-f", "-"], input=FW_RULESET)
+    lo, hi = PEER_PORTS
+    _ip(client, "route", "add", f"{VIP}/32", "via", PEER_OUTSIDE, "table", PEER_TABLE)
+    _ip(client, "rule", "add", "ipproto", "tcp", "sport", f"{lo}-{hi}", "table", PEER_TABLE,
+        "pref", PEER_TABLE)  # fmt: skip
+
+
+def del_peer(layout: Layout) -> None:
+    """Undo `add_peer` (the direct client-fw and fw-lb links again); quiet when there is
+    nothing to remove."""
+    if layout.ns(PEER_HOST) not in lab_namespaces(layout.prefix):
+        return
+    client, fw, lb = (layout.ns(h) for h in ("client", "fw", "lb"))
+    for h in (PEER_HOST, *PEER_BRIDGES):
+        run(["ip", "netns", "del", layout.ns(h)], check=False)  # (their veths' ends too)
+    _ip(client, "rule", "del", "pref", PEER_TABLE)
+    _ip(client, "route", "flush", "table", PEER_TABLE)
+    # (a namespace's devices go away after `ip netns del` returns: the ends left are
+    # deleted here, and their names waited for)
+    for ns, dev in ((client, "eth0"), (fw, "eth0"), (fw, "eth1"), (lb, "eth0")):
+        for _ in range(50):
+            if run(["ip", "-n", ns, "link", "del", dev], check=False).returncode:
+                break
+            time.sleep(0.05)
+    _veth(client, "eth0", fw, "eth0")
+    _veth(fw, "eth1", lb, "eth0")
+    _data_links(layout)
 
 
 def lab_namespaces(prefix: str) -> list[str]:

@@ -17,12 +17,18 @@ T0 = 1_763_790_000.0
 
 
 def _fw_rst_get(
-    tmp: Path, kernel_drops: int, *, lost_at_fw: bool = True, **kw: object
+    tmp: Path,
+    kernel_drops: int,
+    *,
+    lost_at_fw: bool = True,
+    listening: tuple[float, float] | None = None,
+    **kw: object,
 ) -> tuple[Verdict, Conv]:
     """client:eth0 -> fw:eth0 -> fw:eth1 (fw masquerades): three good connections, and one
     whose GET fw drops and answers with a RST of its own toward the client (the lab's
     fault `fw-rst-get`); fw:eth0's capture lost every packet of that one (`lost_at_fw`)
-    and reports `kernel_drops`. The verdict and the victim."""
+    and reports `kernel_drops` (`listening`: when it was, else not known). The verdict and
+    the victim."""
     good = [http_conv(43000 + i, seed=500 + i, t0=T0 + i * 0.01) for i in range(3)]
     victim = Conv(client=("203.0.113.10", 43010), server=("203.0.113.80", 80), seed=510,
                   t0=T0 + 0.05)  # fmt: skip
@@ -42,7 +48,9 @@ def _fw_rst_get(
         ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=port[id(c)]),
                                    ttl_dec={C2S: 1}, drop=lambda s: s.tag == "get")),
     ])  # fmt: skip
-    pts[1] = PointInput(name=pts[1].name, pcap=pts[1].pcap, kernel_drops=kernel_drops)
+    start, stop = listening or (None, None)
+    pts[1] = PointInput(name=pts[1].name, pcap=pts[1].pcap, kernel_drops=kernel_drops,
+                        start_ts=start, stop_ts=stop)  # fmt: skip
     return correlate(pts, **kw), victim  # type: ignore[arg-type]
 
 
@@ -87,13 +95,37 @@ def test_fewer_kernel_drops_than_missing_packets_leave_drops(tmp_path: Path) -> 
     assert not only(v, "reset") and not only(v, "inject")
 
 
-def test_without_kernel_drops_a_missing_connection_is_not_capture_loss(tmp_path: Path) -> None:
-    # fw:eth0 says it lost nothing: the connection is not joined across it and nothing of
-    # it is put down to capture loss (as before)
-    v, victim = _fw_rst_get(tmp_path, kernel_drops=0)
-    assert len(_flows_of(v, victim.client[1])) == 1  # (the other starts at fw:eth1)
-    assert len(v.flows) == 5
+def test_without_kernel_drops_a_missing_connection_went_around(tmp_path: Path) -> None:
+    # fw:eth0 says it lost nothing and was listening all along: the connection did not
+    # cross it (it reached fw another way): one flow from client:eth0 to fw:eth1 that
+    # went around fw:eth0, nothing of it put down to capture loss; fw's own drop of the
+    # GET and its RST stay what they are. Before: two flows, "answered before fw:eth0"
+    # at the client (fw's RST taken for an answer) and another starting at fw:eth1
+    v, victim = _fw_rst_get(tmp_path, kernel_drops=0, listening=(T0 - 1, T0 + 5))
+    assert len(v.flows) == 4, [fl.summary for fl in v.flows]
+    (fl,) = _flows_of(v, victim.client[1])
+    assert [leg.point for leg in fl.legs] == ["client:eth0", "fw:eth1"]
     assert not only(v, "gap")
+    kinds = {(f.kind, f.direction) for f in fl.findings}
+    assert kinds == {("drop", "c2s"), ("inject", "s2c"), ("around", "c2s"), ("around", "s2c")}
+    (drop,) = only(v, "drop")
+    assert drop.between == ("client:eth0", "fw:eth1") and drop.what.startswith("PSH,ACK")
+    around = {f.direction: f for f in only(v, "around")}
+    assert around["c2s"].between == ("client:eth0", "fw:eth1")
+    assert around["c2s"].around == ("fw:eth0",) and around["c2s"].packets == 3
+    assert around["s2c"].between == ("fw:eth1", "client:eth0") and around["s2c"].packets == 1
+    assert "went around fw:eth0" in fl.summary
+
+
+def test_a_missing_connection_outside_the_capture_window_is_a_gap(tmp_path: Path) -> None:
+    # fw:eth0 stopped listening before the connection: not seen there, but that says
+    # nothing about its path: gaps, no `around`
+    v, victim = _fw_rst_get(tmp_path, kernel_drops=0, listening=(T0 - 1, T0 + 0.04))
+    assert len(_flows_of(v, victim.client[1])) == 1
+    assert not only(v, "around")
+    gaps = only(v, "gap")
+    assert sum(f.packets for f in gaps) == 4
+    assert all("the capture at fw:eth0 ended before these packets" in f.what for f in gaps)
 
 
 def test_a_firewall_dropping_a_whole_connection_is_a_drop(tmp_path: Path) -> None:

@@ -282,6 +282,40 @@ def test_fw_pat_pool(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert _fault_counter("fw", "inet") >= len(front)
 
 
+def test_fw_ha_peer(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """12. fw gets an active-active peer (the same NAT; not captured) on the same two
+    segments, and the client routes half of its connections through it: those are seen
+    at client:eth0 and lb:eth0 (and on to srv through haproxy), never at fw, whose
+    captures lose nothing. Each is one flow that went around fw, all of them one pattern
+    line; no drop, injection or gap (before: each was a flow "answered before fw:eth0"
+    at the client and another starting at lb:eth0)."""
+    repro = lab.fault_repro("fw-ha-peer")
+    assert repro is not None and repro.on == "client"
+    res = _run_fault(clean_lab, tmp_path, "fw-ha-peer", top=_repro_top(repro.on, repro.run))
+    assert _repro_exit(res) == 0, res.manifest.get("repro")
+    brief = _brief(res)
+    assert res.findings(*BAD_KINDS, "reset", "gap") == [], brief
+    front = [f for f in res.verdict["flows"] if f["server"] == HTTP_SERVER]
+    lo, hi = lab.topology.PEER_PORTS
+    peer = [f for f in front if lo <= int(f["client"].rsplit(":", 1)[1]) <= hi]
+    n = lab.faults.PEER_CONNECTIONS
+    assert len(front) == 2 * n and len(peer) == n, brief
+    points = ["client:eth0", "fw:eth0", "fw:eth1", "lb:eth0", "lb:eth1", "srv:eth0"]
+    for f in front:
+        legs = [leg["point"] for leg in f["legs"]]
+        if f in peer:
+            assert legs == ["client:eth0", "lb:eth0", "lb:eth1", "srv:eth0"], brief
+            assert f["legs"][1]["tuple"].startswith(f"{lab.topology.PEER_INSIDE}:"), brief
+            kinds = {(x["kind"], x["direction"], tuple(x["around"])) for x in f["findings"]}
+            assert kinds == {("around", d, ("fw:eth0", "fw:eth1")) for d in ("c2s", "s2c")}
+        else:
+            assert legs == points and f["findings"] == [], brief
+    (p,) = [p for p in res.verdict["patterns"] if p["kind"] == "around"]
+    assert p["between"] == ["client:eth0", "lb:eth0"] and p["flows"] == n, p
+    assert p["text"].startswith(f"went around fw (fw:eth0, fw:eth1) on {n} of "), p
+    assert "paths around capture points (not drops) (1):" in res.stdout
+
+
 def test_srv_accept_queue(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """7. the backend's accept queue is full (backlog 1, never accepts; concurrent
     requests from lb): the handshakes complete on the wire but srv's stack drops them,

@@ -29,7 +29,7 @@ def test_catalogue_lists_every_fault() -> None:
     assert names == [
         "fw-drop-syn", "srv-drop-input", "fw-drop-large-response", "fw-rst-get",
         "fw-clamp-mss", "fw-pat-pool", "lb-srv-loss", "srv-accept-queue", "srv-port-closed",
-        "srv-second-iface",
+        "fw-ha-peer", "srv-second-iface",
     ]  # fmt: skip
     assert all(desc for _, desc in lab.fault_list())
 
