@@ -1107,6 +1107,26 @@ class _Seg:
     # legs and findings, kept apart as the unsliced verdict has them (`_chain_out`);
     # `built` then holds the flow's own chain only
     subs: list[_Sub] = field(default_factory=list)
+    # the flow's legs at a proxy's front (by place in its chain): the exchanges of its
+    # connection there that begin in this window (`_fronts`)
+    fronts: dict[int, _Front] = field(default_factory=dict)
+
+
+@dataclass
+class _Front:
+    """What one slice judged of a connection at a proxy's front: the exchanges that begin
+    in its window (each by where it starts in both streams: the same in every slice that
+    reads it, unlike its place in what the slice reads), those of them with a request no
+    connection beyond the proxy carried, and whether one carried any of its exchanges;
+    and the same of those in the margin after its window (`more`,
+    `more_lost`): the next slice may read one with no packet of the connection before it
+    for longer than the margin (`_fronts`)."""
+
+    owned: list[tuple[int, int]]
+    lost: list[tuple[int, int]]
+    carried: bool
+    more: list[tuple[int, int]] = field(default_factory=list)
+    more_lost: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -1127,6 +1147,14 @@ class _Sub:
     tried: list[Finding]  # of its failed attempts (the flow's summary names them)
     attempts: int  # its chains that are failed attempts
     delays: Delays  # its own hops' judged delays, as `_Seg.delays`
+
+
+@dataclass
+class _Linked:
+    """The connections beyond a proxy that one slice linked into the flows it keeps whole
+    (by `_Sub.key`): no other slice's cut flow has them (`_assign_subs`)."""
+
+    keys: set[tuple[str, str, int]]
 
 
 @dataclass
@@ -1534,7 +1562,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
                 b = replace(b, legs=b.legs[: len(f.legs)], findings=_without(b.findings, theirs))
             return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
                         answered_before(prep.pts, f), _rw_groups(prep.pts, f),
-                        subs=subs)  # fmt: skip
+                        subs=subs, fronts=_fronts(run, k, prep.pts, f))  # fmt: skip
 
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
@@ -1546,10 +1574,12 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
                 if i in segs or (lo <= _first_s(prep.pts, f) < hi)
             ]
             match_hops(prep.pts, [prep.flows[i] for i in kept if i not in segs])
+            linked = _linked(prep.pts, [prep.flows[i] for i in kept if i not in segs])
             return [
-                seg(i, b) if i in segs else b
-                for i, b in zip(kept, finish_part(prep, kept), strict=True)
-            ]
+                *(seg(i, b) if i in segs else b
+                  for i, b in zip(kept, finish_part(prep, kept), strict=True)),
+                linked,
+            ]  # fmt: skip
         # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
         match_hops(prep.pts, [f for i, f in enumerate(prep.flows) if i not in segs])
@@ -1576,6 +1606,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             prep, finish_part(prep, every), _decided(run, k, prep, dcut), removed
         )
         out: list[Any] = []
+        whole: list[FlowB] = []  # the TCP flows kept whole
         for i, b in enumerate(built):
             ds = None
             if dsegs and i >= len(prep.flows) and b.legs:
@@ -1598,6 +1629,9 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             ts = b.first_ts if b.first_ts is not None else 0.0
             if lo <= ts < hi:
                 out.append(b)
+                if i < len(prep.flows):
+                    whole.append(prep.flows[i])
+        out.append(_linked(prep.pts, whole))
         return out
     finally:
         _close(pts)
@@ -2047,6 +2081,11 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
         own = [leg for leg in x.built.legs if leg.link != "tunnel"]
         for j, leg in enumerate(own[: len(legs)]):
             details[j] = tuple(dict.fromkeys((*details[j], *leg.details)))
+    for j in sorted({j for x in segs for j in x.fronts}):
+        if j < len(details):
+            label = _unserved([x.fronts[j] for x in segs if j in x.fronts])
+            kept = tuple(d for d in details[j] if not _UNSERVED.match(d))
+            details[j] = kept if label is None else (*kept, label)
     legs = _latencies(pts, [replace(x, details=d) for x, d in zip(legs, details, strict=True)],
                       [x.delays for x in segs])  # fmt: skip
     if head.dgram is not None:
@@ -2138,6 +2177,113 @@ def _subs_of(
     return out
 
 
+def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
+    """Of a cut flow's legs at a proxy's front, what window `k` judges (`_Front`): a
+    slice reads the connection in part, and numbers its exchanges within what it reads;
+    the merge numbers them over the whole connection (`_unserved`).
+
+    A slice reads a cut connection from its first packets, then from the margin before
+    its window on: an exchange that begins there after packets it did not read starts
+    where the stream got to in its first packets, not where it did (`exchanges_of` takes
+    turns from what it reads). Such an exchange is not judged here, but by the slice
+    before, which read the packets before it (up to the margin after its window)."""
+    from hopcap.correlate.link import M32, stream_base
+
+    out = {}
+    mg = run.margin_ns
+    for j, leg in enumerate(f.legs):
+        p = pts[leg.point]
+        pc, sc = p.pc, run.scans[leg.point]
+        h = leg.c if leg.c is not None else leg.s
+        if pc is None or sc is None or h is None or h.conn < 0 or h.conn not in pc.served:
+            continue
+        cx = pc.exchanges.get(h.conn)
+        if cx is None:
+            continue
+        served, carried = pc.served[h.conn]
+        off = run.offsets[leg.point]
+        lo = run.bounds[k] + off if run.bounds[k] > _LO else _LO
+        hi = run.bounds[k + 1] + off if run.bounds[k + 1] < _HI else _HI
+        # where the streams got to in the packets read before the margin (its first
+        # ones), and where those read after it begin
+        t = pc.table
+        head, after = [], []
+        r0 = h.idx[:1]
+        ends0 = (t.src_hi[r0], t.src_lo[r0], t.sport[r0]), (t.dst_hi[r0], t.dst_lo[r0], t.dport[r0])
+        key = _piece_keys(sc, conv_keys(6, *ends0), t.ts[r0])
+        cut = lo > _LO and bool(_member(key, run.cut_at(leg.point))[0])
+        for x in (leg.c, leg.s):
+            rows = x.idx[t.plen[x.idx] > 0] if x is not None else np.zeros(0, np.int64)
+            o = (t.seq[rows].astype(np.int64) - stream_base(x)) & M32
+            o = np.where(o >= 1 << 31, o - (1 << 32), o)
+            before = t.ts[rows] < lo - mg
+            ends = o + t.plen[rows].astype(np.int64)
+            head.append(int(ends[before].max()) if before.any() else 0)
+            after.append(int(o[~before].min()) if (~before).any() else _HI)
+        owned, lost, more, more_lost = [], [], [], []
+        for n, e in enumerate(cx.ex):
+            if e.t_c is None and e.t_s is None:
+                continue
+            if (
+                cut
+                and e.t >= lo - mg
+                and any(
+                    x < a and g < a for x, a, g in zip((e.c[0], e.s[0]), after, head, strict=True)
+                )
+            ):
+                continue  # (the stream went on before it, unread)
+            if lo <= e.t < hi:
+                mine, mine_lost = owned, lost
+            elif hi <= e.t < hi + mg:
+                mine, mine_lost = more, more_lost
+            else:
+                continue
+            mine.append((e.c[0], e.s[0]))
+            if e.t_c is not None and n not in served:
+                mine_lost.append((e.c[0], e.s[0]))
+        out[j] = _Front(owned, lost, carried, more, more_lost)
+    return out
+
+
+def _unserved(views: list[_Front]) -> str | None:
+    """The label of a front connection's exchanges no connection beyond the proxy carried
+    (`link.unserved_label`), numbered over the whole connection from every slice's view:
+    each exchange judged by the slice whose window it begins in (or the one before:
+    `_fronts`)."""
+    from hopcap.correlate.link import unserved_label
+
+    if not any(v.carried for v in views):
+        return None
+    judged = {x for v in views for x in v.owned}
+    lost = {x for v in views for x in v.lost}
+    lost |= {x for v in views for x in v.more_lost if x not in judged}
+    every = sorted(judged | {x for v in views for x in v.more})
+    if not lost:
+        return None
+    return unserved_label([n for n, x in enumerate(every) if x in lost], len(every))
+
+
+# a front connection's label of its exchanges no connection beyond the proxy carried, as
+# each slice writes it (numbered within what it reads: `_unserved` writes the run's)
+_UNSERVED = re.compile(
+    r"exchanges? [0-9, …-]+ of [0-9]+ on this connection: no connection beyond the proxy carried "
+)
+
+
+def _linked(pts: list[Point], flows: list[FlowB]) -> _Linked:
+    """The connections beyond a proxy of `flows` (kept whole by this slice), each by its
+    first leg as `_subs_of` names a connection of a cut flow."""
+    from hopcap.correlate.findings import _leg_tuple
+
+    keys = set()
+    for ch in chains(flows):
+        for leg in ch.legs:
+            if leg.link == "proxied":
+                t0 = min((h.first_ts for h in (leg.c, leg.s) if h is not None), default=0)
+                keys.add((pts[leg.point].name, _leg_tuple(leg), t0))
+    return _Linked(keys)
+
+
 def _without(fs: Sequence[Finding], drop: list[Finding]) -> tuple[Finding, ...]:
     """`fs` less one of each of `drop` (equal findings are one finding each)."""
     left = list(fs)
@@ -2201,21 +2347,27 @@ def _is_home(v: _Sub, t0: int) -> bool:
 
 
 def _assign_subs(
-    segs: Mapping[int, list[_Seg]], own: Collection[tuple[str, str, float]]
+    segs: Mapping[int, list[_Seg]],
+    own: Collection[tuple[str, str, float]],
+    linked: Collection[tuple[str, str, int]] = (),
 ) -> dict[int, list[_Sub]]:
     """Per cut flow (group), the views of the connections beyond a proxy that are its:
     each connection is the flow's that the slice where it starts linked it to (slices link
     a proxy's connections to the part of a client connection they read, and another slice
     can link one to another client: identical requests nearer in time, an exchange longer
-    than the margin), its packets judged by any slice added up there, once. One that slice
-    kept as a flow of its own (judged whole there: `own`, by its first leg) is no cut
-    flow's; one it linked to no cut flow, the flow of its first view's."""
+    than the margin), its packets judged by any slice added up there, once. One a slice
+    kept as a flow of its own (judged whole there: `own`, by its first leg) or linked into
+    a flow it kept whole (`linked`, by `_Sub.key`: another client's, a connection that
+    never is cut) is no cut flow's; one it linked to no cut flow, the flow of its first
+    view's."""
     every = [(g, sb) for g, ss in segs.items() for x in ss for sb in x.subs]
     out: dict[int, list[_Sub]] = {}
     for conn in _chained(every):
         g0, v0 = conn[0]
         t0 = v0.key[2]
-        if (v0.key[0], v0.key[1], (t0 - v0.off) / NS) in own:
+        if (v0.key[0], v0.key[1], (t0 - v0.off) / NS) in own or any(
+            v.key in linked for _g, v in conn
+        ):
             continue  # (its packets would be counted twice)
         home = next((g for g, v in conn if _is_home(v, t0)), g0)
         out.setdefault(home, []).extend(v for _g, v in conn)
@@ -2652,6 +2804,7 @@ def correlate_sliced(
         at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
         headed: set[int] = set()
         merged = 0  # connections that started in a cut flow's group after its first
+        linked: set[tuple[str, str, int]] = set()  # `_Linked`
         for part in pool.map(
             [
                 (
@@ -2670,7 +2823,9 @@ def correlate_sliced(
             ]
         ):
             for b in part:
-                if isinstance(b, _Seg):
+                if isinstance(b, _Linked):
+                    linked |= b.keys
+                elif isinstance(b, _Seg):
                     mine = segs.setdefault(b.group, [])
                     if mine:  # the delays of a cut flow: one histogram, not one a slice
                         acc = mine[0].delays
@@ -2696,7 +2851,7 @@ def correlate_sliced(
             for b in built
             if b is not None and b.proto == "tcp" and b.legs and b.first_ts is not None
         }
-        subs = _assign_subs(segs, own)
+        subs = _assign_subs(segs, own, linked)
         for g, i in at.items():
             built[i] = _merge(skel, segs[g], subs.get(g, []))
             proxied += any(leg.link == "proxied" for leg in built[i].legs)
