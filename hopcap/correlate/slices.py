@@ -2220,7 +2220,8 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
             ends = o + t.plen[rows].astype(np.int64)
             head.append(int(ends[before].max()) if before.any() else 0)
             after.append(int(o[~before].min()) if (~before).any() else _HI)
-        owned, lost, more, more_lost = [], [], [], []
+        views: list[list[tuple[int, int]]] = [[], [], [], []]  # (`_Front`'s lists)
+        owned, lost, more, more_lost = views
         for n, e in enumerate(cx.ex):
             if e.t_c is None and e.t_s is None:
                 continue
