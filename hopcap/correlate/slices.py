@@ -2600,16 +2600,19 @@ def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
 
 def _proxied_warning(n: int) -> str:
     """The verdict's warning when cut flows went through an L7 proxy (docs/scale.md,
-    Limits): a slice links the proxy's connections to the part of the client's connection
-    it reads, so the links can differ from the whole capture's."""
+    Limits): a slice links the proxy's connections to the exchanges of the client's
+    connection that it reads, so where those take longer than the margin the links can
+    differ from the whole capture's (the exchanges are numbered over the whole connection:
+    `_unserved`)."""
     return (
         f"{n:,} flow(s) through an L7 proxy were longer than a time slice of the memory "
-        "budget: each slice links the proxy's connections to the part of the client's "
-        "connection it reads, so which connections carried which requests, what the "
-        "proxy changed and which requests it answered itself can differ from the "
-        "whole-capture verdict (a connection beyond the proxy can become a flow of its "
-        "own); run without --memory (or with a larger one) for the "
-        "whole-capture verdict"
+        "budget: each slice links the proxy's connections to the client's requests it "
+        "reads (in its window and the margin around it), so where a request or its answer "
+        "took longer than the margin (sent again seconds later), which connection beyond "
+        "the proxy carried it, what the proxy changed and which requests no connection "
+        "carried can differ from the whole-capture verdict (a connection beyond the proxy "
+        "can become a flow of its own); run without --memory (or with a larger one) for "
+        "the whole-capture verdict"
     )
 
 
