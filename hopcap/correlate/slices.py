@@ -93,6 +93,14 @@ MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budg
 # 6 M datagrams, against 170-260 bytes a TCP packet)
 DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
+# the margin pass 2 reads when cut flows went through an L7 proxy: a slice links the
+# proxy's connections to the client's requests by their content, both ways, and so must
+# read each request's exchange whole on both sides of the proxy. Under loss one lasts
+# seconds (a connection beyond the proxy whose SYN-ACK was lost: retried after 1 s, then
+# 2 s more): the lab's lb-srv-loss run (5 % loss, 16 keep-alive clients, identical
+# requests) at `--memory 5M` gave 8 flows more than unsliced and 145 connections beyond
+# the proxy on another client's with 2 s margins, 13 flows apart with 5 s, none with 7 s
+PROXY_MARGIN_NS = 8 * NS
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
 EXTEND_NS = 64 * NS
@@ -1127,6 +1135,9 @@ class _Front:
     carried: bool
     more: list[tuple[int, int]] = field(default_factory=list)
     more_lost: list[tuple[int, int]] = field(default_factory=list)
+    # an exchange that begins in the window went on past what the slice reads (the margin
+    # after the window): its links may not be the whole capture's (`_proxied_warning`)
+    longer: bool = False
 
 
 @dataclass
@@ -1442,11 +1453,12 @@ def _drw(pts: list[Point], fl: DFlowB) -> dict[RwKey, tuple[tuple[int, int], set
 
 def _pass1(
     run: _Run, k: int
-) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None]:
+) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None, bool]:
     """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
     its window; its window's part of the pairing of the cut ESP flows at a possible
-    tunnel endpoint (`tunnelcut`)."""
+    tunnel endpoint (`tunnelcut`); whether a cut flow went through an L7 proxy
+    (`PROXY_MARGIN_NS`)."""
     from hopcap.correlate import match
     from hopcap.correlate.engine import dgram_minima
 
@@ -1485,7 +1497,8 @@ def _pass1(
                 if keep(f):
                     groups.append(_members(keys, f))
                 _judge(run, k, prep.pts, f)
-        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun
+        proxied = any(leg.link == "proxied" for ch in chains(cut) for leg in ch.legs)
+        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun, proxied
     finally:
         _close(pts)
 
@@ -2211,7 +2224,9 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
         r0 = h.idx[:1]
         ends0 = (t.src_hi[r0], t.src_lo[r0], t.sport[r0]), (t.dst_hi[r0], t.dst_lo[r0], t.dport[r0])
         key = _piece_keys(sc, conv_keys(6, *ends0), t.ts[r0])
-        cut = lo > _LO and bool(_member(key, run.cut_at(leg.point))[0])
+        cut = bool(_member(key, run.cut_at(leg.point))[0])
+        at = int(np.searchsorted(sc.keys, key[0]))
+        end = int(sc.last[at]) if at < sc.keys.shape[0] and sc.keys[at] == key[0] else _HI
         for x in (leg.c, leg.s):
             rows = x.idx[t.plen[x.idx] > 0] if x is not None else np.zeros(0, np.int64)
             o = (t.seq[rows].astype(np.int64) - stream_base(x)) & M32
@@ -2227,6 +2242,7 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
                 continue
             if (
                 cut
+                and lo > _LO
                 and e.t >= lo - mg
                 and any(
                     x < a and g < a for x, a, g in zip((e.c[0], e.s[0]), after, head, strict=True)
@@ -2242,7 +2258,14 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
             mine.append((e.c[0], e.s[0]))
             if e.t_c is not None and n not in served:
                 mine_lost.append((e.c[0], e.s[0]))
-        out[j] = _Front(owned, lost, carried, more, more_lost)
+        # the last exchange read began by the end of the window, its answer not read,
+        # and the connection goes on after what the slice reads
+        last = cx.ex[-1] if cx.ex else None
+        longer = (
+            cut and hi < _HI and end > hi + mg and last is not None
+            and last.t_c is not None and last.t_s is None and last.t_c < hi
+        )  # fmt: skip
+        out[j] = _Front(owned, lost, carried, more, more_lost, longer)
     return out
 
 
@@ -2682,6 +2705,7 @@ def correlate_sliced(
     per_slice: int,
     *,
     margin_ns: int = MARGIN_NS,
+    proxy_margin_ns: int = PROXY_MARGIN_NS,
     progress: Progress | None = None,
     budget: int | None = None,
     jobs: int = 1,
@@ -2690,7 +2714,8 @@ def correlate_sliced(
     when one slice would hold them all (the caller correlates them at once). With a
     memory `budget` (bytes), `per_slice` is what is left of it once the verdict of every
     conversation found by the scan is counted, shared by the `jobs` worker processes
-    that correlate slices at the same time (each slice gets 1/jobs of it)."""
+    that correlate slices at the same time (each slice gets 1/jobs of it). Pass 2 reads
+    margins of `proxy_margin_ns` at least when cut flows went through an L7 proxy."""
     from hopcap.correlate.clocks import clocks_of, estimate_clocks
     from hopcap.correlate.engine import PointFacts, assemble, point_warning
 
@@ -2755,7 +2780,7 @@ def correlate_sliced(
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
         if not hinted and len(present) > 1:
             # the clocks from the first slice, to place every point's packets in windows
-            [(m0, _ev, _g, _t)] = pool.map(
+            [(m0, _ev, _g, _t, _p)] = pool.map(
                 [
                     (
                         f"slice 1/{n}: estimating the clocks",
@@ -2775,7 +2800,7 @@ def correlate_sliced(
 
         def fed(got: Any) -> Any:
             streams.feed(got[3])
-            return got[:3]
+            return (*got[:3], got[4])
 
         first = pool.map(
             [
@@ -2792,14 +2817,18 @@ def correlate_sliced(
             # the pairing's 50 ms after a window and the place of its state before it
             log.info("a tunnel endpoint: the findings read margins of %.1f s", wide / NS)
             run.margin_ns = wide
+        if any(p for *_x, p in first) and run.margin_ns < proxy_margin_ns:
+            log.info("cut flows through an L7 proxy: the findings read margins of %.1f s",
+                     proxy_margin_ns / NS)  # fmt: skip
+            run.margin_ns = proxy_margin_ns
         evidence: set[int] = set()
-        for _m, ev, _g in first:
+        for _m, ev, _g, _p in first:
             evidence |= ev
-        _group(run, [g for _m, _ev, g in first])
+        _group(run, [g for _m, _ev, g, _p in first])
         cuts = (run.cut, run.member)
         for p in skel:
             p.offset_ns = offsets[p.idx]
-        estimate_clocks(skel, present, merge_minima([m for m, _ev, _g in first]))
+        estimate_clocks(skel, present, merge_minima([m for m, _ev, _g, _p in first]))
         clocks = clocks_of(skel)
         final = [p.offset_ns for p in skel]
         late = frozenset(evidence)
@@ -2847,7 +2876,9 @@ def correlate_sliced(
                     built.append(None)
                 else:
                     built.append(b)
-        proxied = 0  # cut flows through an L7 proxy (their links are made per slice)
+        # cut flows through an L7 proxy whose links may differ from the whole capture's
+        # (their links are made per slice: `_Front.longer`)
+        proxied = 0
         # the TCP flows kept whole by a slice, by their first leg (a connection beyond a
         # proxy that another slice links to a cut flow: `_merged_subs`)
         own = {
@@ -2858,7 +2889,9 @@ def correlate_sliced(
         subs = _assign_subs(segs, own, linked)
         for g, i in at.items():
             built[i] = _merge(skel, segs[g], subs.get(g, []))
-            proxied += any(leg.link == "proxied" for leg in built[i].legs)
+            if any(leg.link == "proxied" for leg in built[i].legs):
+                fronts = [f for x in segs[g] for f in x.fronts.values()]
+                proxied += not fronts or any(f.longer for f in fronts)
         built = [b for b in built if b is not None]
         pool.close(False)  # the workers' memory, before the verdict's
         pool = None
