@@ -1698,8 +1698,9 @@ def _first_s(pts: list[Point], f: FlowB) -> float:
 
 # a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
 # late, the clocks of pass 2, the cut conversations and flows of pass 2, and the tunnel
-# decisions of pass 2 (with the state of their pairing at this slice only) and its
-# margin (wider for them: `tunnelcut.MIN_MARGIN_NS`))
+# decisions of pass 2 (with the state of their pairing at this slice only), its margin
+# (wider for them: `tunnelcut.MIN_MARGIN_NS`; beyond an L7 proxy: `PROXY_MARGIN_NS`) and
+# its windows' edges (wider beyond a proxy: `_at_least`))
 Task = tuple[
     str,
     int,
@@ -1707,7 +1708,7 @@ Task = tuple[
     frozenset[int],
     list[tuple[int, int | None]] | None,
     tuple[list[U64], dict[tuple[int, int], int]] | None,
-    tuple[int, dict[Key, Decided_]] | None,
+    tuple[int, dict[Key, Decided_], list[int]] | None,
 ]
 
 
@@ -1717,7 +1718,7 @@ def _do(run: _Run, task: Task) -> Any:
     if cuts is not None:
         run.cut, run.member = cuts
     if decisions is not None:
-        run.margin_ns, run.decisions = decisions
+        run.margin_ns, run.decisions, run.bounds = decisions
     if kind == "pass1":
         got: Any = _pass1(run, k)
     else:
@@ -2621,6 +2622,16 @@ def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
     return [_LO, *kept, _HI]
 
 
+def _at_least(bounds: list[int], width: int) -> list[int]:
+    """Window edges `bounds` with those dropped that would leave a window narrower than
+    `width` (the first and the last are unbounded)."""
+    kept = bounds[1:2]
+    for e in bounds[2:-1]:
+        if e - kept[-1] >= width:
+            kept.append(e)
+    return [bounds[0], *kept, bounds[-1]]
+
+
 def _proxied_warning(n: int) -> str:
     """The verdict's warning when cut flows went through an L7 proxy (docs/scale.md,
     Limits): a slice links the proxy's connections to the exchanges of the client's
@@ -2821,6 +2832,12 @@ def correlate_sliced(
             log.info("cut flows through an L7 proxy: the findings read margins of %.1f s",
                      proxy_margin_ns / NS)  # fmt: skip
             run.margin_ns = proxy_margin_ns
+            if not decisions:
+                # a window narrower than the margin reads about as much as one a margin
+                # wide (`MIN_WINDOW_NS`): pass 2's windows are a margin wide at least (what
+                # pass 1 found does not depend on its windows; a tunnel's pairing does)
+                run.bounds = _at_least(run.bounds, proxy_margin_ns)
+                n = len(run.bounds) - 1
         evidence: set[int] = set()
         for _m, ev, _g, _p in first:
             evidence |= ev
@@ -2849,7 +2866,7 @@ def correlate_sliced(
                         late,
                         clocks,
                         cuts,
-                        (run.margin_ns, _at_slice(decisions, k)),
+                        (run.margin_ns, _at_slice(decisions, k), run.bounds),
                     ),
                 )
                 for k in range(n)
