@@ -101,6 +101,7 @@ MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the e
 # requests) at `--memory 5M` gave 8 flows more than unsliced and 145 connections beyond
 # the proxy on another client's with 2 s margins, 13 flows apart with 5 s, none with 7 s
 PROXY_MARGIN_NS = 8 * NS
+TOL_NS = 200_000_000  # `flows._proxy_plan`'s clock error allowed across hosts
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
 EXTEND_NS = 64 * NS
@@ -1136,7 +1137,8 @@ class _Front:
     more: list[tuple[int, int]] = field(default_factory=list)
     more_lost: list[tuple[int, int]] = field(default_factory=list)
     # an exchange that begins in the window went on past what the slice reads (the margin
-    # after the window): its links may not be the whole capture's (`_proxied_warning`)
+    # after the window), or began after a silence longer than the margin before the
+    # window: its links may not be the whole capture's (`_proxied_warning`)
     longer: bool = False
 
 
@@ -2222,6 +2224,7 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
         # ones), and where those read after it begin
         t = pc.table
         head, after = [], []
+        late = np.zeros(0, np.int64)  # the client's data read from `lo - TOL_NS` on
         r0 = h.idx[:1]
         ends0 = (t.src_hi[r0], t.src_lo[r0], t.sport[r0]), (t.dst_hi[r0], t.dst_lo[r0], t.dport[r0])
         key = _piece_keys(sc, conv_keys(6, *ends0), t.ts[r0])
@@ -2236,11 +2239,18 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
             ends = o + t.plen[rows].astype(np.int64)
             head.append(int(ends[before].max()) if before.any() else 0)
             after.append(int(o[~before].min()) if (~before).any() else _HI)
+            if x is leg.c:
+                late = o[t.ts[rows] >= lo - TOL_NS]
         views: list[list[tuple[int, int]]] = [[], [], [], []]  # (`_Front`'s lists)
+        partial = False
         owned, lost, more, more_lost = views
         for n, e in enumerate(cx.ex):
             if e.t_c is None and e.t_s is None:
                 continue
+            if cut and lo > _LO and e.t < lo - mg:
+                # one of its first packets' that took in what was read after them (no
+                # new request seen in between): a request there is not one of its own
+                partial |= bool(((late >= e.c[0]) & (late < e.c[1])).any())
             if (
                 cut
                 and lo > _LO
@@ -2249,7 +2259,11 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
                     x < a and g < a for x, a, g in zip((e.c[0], e.s[0]), after, head, strict=True)
                 )
             ):
-                continue  # (the stream went on before it, unread)
+                # (the stream went on before it, unread: as this slice split it, its
+                # request and answer are not the ones the proxy carried; a connection
+                # beyond the proxy for it that starts in this window is linked here)
+                partial |= e.t_s is None or e.t_s >= lo - TOL_NS
+                continue
             if lo <= e.t < hi:
                 mine, mine_lost = owned, lost
             elif hi <= e.t < hi + mg:
@@ -2266,7 +2280,7 @@ def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
             cut and hi < _HI and end > hi + mg and last is not None
             and last.t_c is not None and last.t_s is None and last.t_c < hi
         )  # fmt: skip
-        out[j] = _Front(owned, lost, carried, more, more_lost, longer)
+        out[j] = _Front(owned, lost, carried, more, more_lost, longer or partial)
     return out
 
 
@@ -2905,6 +2919,11 @@ def correlate_sliced(
         }
         subs = _assign_subs(segs, own, linked)
         for g, i in at.items():
+            if not any(x.head for x in segs[g]) and g not in subs:
+                # the slice where it starts made it part of another flow (a connection
+                # beyond a proxy that another slice, reading the client's exchange in
+                # part, did not link): it is there (`_assign_subs`)
+                continue
             built[i] = _merge(skel, segs[g], subs.get(g, []))
             if any(leg.link == "proxied" for leg in built[i].legs):
                 fronts = [f for x in segs[g] for f in x.fronts.values()]

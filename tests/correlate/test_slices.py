@@ -1168,6 +1168,29 @@ def test_keep_alive_client_through_a_proxy_cut_across_slices(itself: int, tmp_pa
         assert got == one  # (no exchange longer than the margin: no warning)
 
 
+def test_keep_alive_client_silent_longer_than_the_margin_through_a_proxy(
+    tmp_path: Path,
+) -> None:
+    """A keep-alive client through a proxy whose requests come 3 s apart: with the margin
+    of the run (`PROXY_MARGIN_NS` in pass 2) the unsliced verdict; with a margin given
+    shorter than the silences, a slice reads a request after a second of nothing and
+    takes it for part of the exchange before (or splits it from where the stream was in
+    the packets it read first), so its connection beyond the proxy is left a flow of its
+    own: the verdict says so (was: no warning at such a margin, nor the unsliced verdict
+    at 20 packets a slice: another cut flow of a connection beyond the proxy that pass 1,
+    reading 2 s margins, did not link; it is the flow the slice where it starts put it
+    in)."""
+    pts = _keep_alive_through_a_proxy(tmp_path, n=30, gap=3.0)
+    one = correlate(pts).to_dict()
+    assert len(one["flows"]) == 1 and not one.get("warnings")
+    for n in (20, 40):
+        assert correlate(pts, slice_packets=n).to_dict() == one
+        narrow = correlate(pts, slice_packets=n, slice_margin_s=1.0).to_dict()
+        assert len(narrow["flows"]) > 1
+        (warned,) = narrow["warnings"]
+        assert warned.startswith("1 flow(s) through an L7 proxy were longer than a time slice")
+
+
 N_SLOW = 40
 
 
@@ -1223,7 +1246,7 @@ def test_exchanges_through_a_proxy_longer_than_the_margin_are_read_whole(tmp_pat
     narrow = correlate(pts, slice_packets=40, slice_margin_s=2.0).to_dict()
     assert narrow["flows"] != one["flows"]
     (warned,) = narrow["warnings"]
-    assert warned.startswith("1 flow(s) through an L7 proxy were longer than a time slice")
+    assert warned.startswith("2 flow(s) through an L7 proxy were longer than a time slice")
 
 
 def test_a_connection_beyond_the_proxy_not_linked_where_it_starts_is_left_out() -> None:
