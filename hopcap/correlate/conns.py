@@ -238,6 +238,10 @@ class PointConns:
     _fps: dict[int, list[tuple[object, ...]]] = field(default_factory=dict)
     # a cache for proxy linking (link.py): exchanges per connection
     exchanges: dict[int, ConnExchanges] = field(default_factory=dict)
+    # of each connection proxy linking took for a proxy's front: its exchanges that a
+    # connection beyond the proxy carried, and whether any did (`link.plan_proxied`; a
+    # sliced run numbers the rest over the whole connection: `slices._fronts`)
+    served: dict[int, tuple[frozenset[int], bool]] = field(default_factory=dict)
     # F5 BIG-IP trailer flow ids per connection (link.py, read on first need); False: none
     f5: object = None
     cols: HalfCols | None = None

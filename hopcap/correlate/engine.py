@@ -148,6 +148,8 @@ def _sliced(
         conntrack,
         per,
         margin_ns=margin,
+        # (a margin given is the one to read; else a wider one beyond an L7 proxy)
+        proxy_margin_ns=slices.PROXY_MARGIN_NS if margin_ns is None else margin,
         progress=progress,
         budget=None if slice_packets else budget,
         jobs=jobs,

@@ -906,6 +906,17 @@ class Part:
         )
 
 
+def unserved_label(lost: Sequence[int], n: int) -> str:
+    """What a front connection's leg says of its exchanges `lost` (0-based, of `n`) that
+    no connection beyond the proxy carried."""
+    one = len(lost) == 1
+    return (
+        f"{'exchange' if one else 'exchanges'} {_runs(lost)} of {n} on this "
+        f"connection: no connection beyond the proxy carried {'its' if one else 'their'} "
+        "request (answered by the proxy itself, or not captured there)"
+    )
+
+
 def _runs(keep: Iterable[int]) -> str:
     """0-based indices as 1-based runs: "1-3, 7"."""
     ks = sorted(keep)
@@ -1220,12 +1231,13 @@ def plan_proxied(
         plan.fronts[fcid] = out
         lost = [k for k, e in enumerate(fx.ex) if e.t_c is not None and (fcid, k) not in served]
         if lost:
-            one = len(lost) == 1
-            plan.unserved[fcid] = (
-                f"{'exchange' if one else 'exchanges'} {_runs(lost)} of {len(fx.ex)} on this "
-                f"connection: no connection beyond the proxy carried {'its' if one else 'their'} "
-                "request (answered by the proxy itself, or not captured there)"
-            )
+            plan.unserved[fcid] = unserved_label(lost, len(fx.ex))
+    # (a sliced run numbers each front's exchanges over the whole connection)
+    by_front: dict[int, set[int]] = defaultdict(set)
+    for fcid, fk in served:
+        by_front[fcid].add(fk)
+    for conn in fronts:
+        a.served[conn.cid] = (frozenset(by_front.get(conn.cid, ())), conn.cid in groups)
     plan.fronts.update(exact)
     if by_time is False or (by_time is None and not plan.fronts):
         return plan

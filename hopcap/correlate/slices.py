@@ -93,6 +93,15 @@ MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budg
 # 6 M datagrams, against 170-260 bytes a TCP packet)
 DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
+# the margin pass 2 reads when cut flows went through an L7 proxy: a slice links the
+# proxy's connections to the client's requests by their content, both ways, and so must
+# read each request's exchange whole on both sides of the proxy. Under loss one lasts
+# seconds (a connection beyond the proxy whose SYN-ACK was lost: retried after 1 s, then
+# 2 s more): the lab's lb-srv-loss run (5 % loss, 16 keep-alive clients, identical
+# requests) at `--memory 5M` gave 8 flows more than unsliced and 145 connections beyond
+# the proxy on another client's with 2 s margins, 13 flows apart with 5 s, none with 7 s
+PROXY_MARGIN_NS = 8 * NS
+TOL_NS = 200_000_000  # `flows._proxy_plan`'s clock error allowed across hosts
 # how far past its window a slice reads the starts of conversations, for the flows of the
 # window seen late at another point (a SYN retried 6 times: 1 + 2 + ... + 32 s)
 EXTEND_NS = 64 * NS
@@ -1107,6 +1116,30 @@ class _Seg:
     # legs and findings, kept apart as the unsliced verdict has them (`_chain_out`);
     # `built` then holds the flow's own chain only
     subs: list[_Sub] = field(default_factory=list)
+    # the flow's legs at a proxy's front (by place in its chain): the exchanges of its
+    # connection there that begin in this window (`_fronts`)
+    fronts: dict[int, _Front] = field(default_factory=dict)
+
+
+@dataclass
+class _Front:
+    """What one slice judged of a connection at a proxy's front: the exchanges that begin
+    in its window (each by where it starts in both streams: the same in every slice that
+    reads it, unlike its place in what the slice reads), those of them with a request no
+    connection beyond the proxy carried, and whether one carried any of its exchanges;
+    and the same of those in the margin after its window (`more`,
+    `more_lost`): the next slice may read one with no packet of the connection before it
+    for longer than the margin (`_fronts`)."""
+
+    owned: list[tuple[int, int]]
+    lost: list[tuple[int, int]]
+    carried: bool
+    more: list[tuple[int, int]] = field(default_factory=list)
+    more_lost: list[tuple[int, int]] = field(default_factory=list)
+    # an exchange that begins in the window went on past what the slice reads (the margin
+    # after the window), or began after a silence longer than the margin before the
+    # window: its links may not be the whole capture's (`_proxied_warning`)
+    longer: bool = False
 
 
 @dataclass
@@ -1127,6 +1160,14 @@ class _Sub:
     tried: list[Finding]  # of its failed attempts (the flow's summary names them)
     attempts: int  # its chains that are failed attempts
     delays: Delays  # its own hops' judged delays, as `_Seg.delays`
+
+
+@dataclass
+class _Linked:
+    """The connections beyond a proxy that one slice linked into the flows it keeps whole
+    (by `_Sub.key`): no other slice's cut flow has them (`_assign_subs`)."""
+
+    keys: set[tuple[str, str, int]]
 
 
 @dataclass
@@ -1414,11 +1455,12 @@ def _drw(pts: list[Point], fl: DFlowB) -> dict[RwKey, tuple[tuple[int, int], set
 
 def _pass1(
     run: _Run, k: int
-) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None]:
+) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None, bool]:
     """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
     its window; its window's part of the pairing of the cut ESP flows at a possible
-    tunnel endpoint (`tunnelcut`)."""
+    tunnel endpoint (`tunnelcut`); whether a cut flow went through an L7 proxy
+    (`PROXY_MARGIN_NS`)."""
     from hopcap.correlate import match
     from hopcap.correlate.engine import dgram_minima
 
@@ -1457,7 +1499,8 @@ def _pass1(
                 if keep(f):
                     groups.append(_members(keys, f))
                 _judge(run, k, prep.pts, f)
-        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun
+        proxied = any(leg.link == "proxied" for ch in chains(cut) for leg in ch.legs)
+        return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun, proxied
     finally:
         _close(pts)
 
@@ -1534,7 +1577,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
                 b = replace(b, legs=b.legs[: len(f.legs)], findings=_without(b.findings, theirs))
             return _Seg(segs[i], head, b, delays[i], *_seg_facts(run, k, prep.pts, f),
                         answered_before(prep.pts, f), _rw_groups(prep.pts, f),
-                        subs=subs)  # fmt: skip
+                        subs=subs, fronts=_fronts(run, k, prep.pts, f))  # fmt: skip
 
         if not any(_dgrams(p) for p in prep.pts):
             # TCP only: match and finish the kept flows alone (a flow's matches and
@@ -1546,10 +1589,12 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
                 if i in segs or (lo <= _first_s(prep.pts, f) < hi)
             ]
             match_hops(prep.pts, [prep.flows[i] for i in kept if i not in segs])
+            linked = _linked(prep.pts, [prep.flows[i] for i in kept if i not in segs])
             return [
-                seg(i, b) if i in segs else b
-                for i, b in zip(kept, finish_part(prep, kept), strict=True)
-            ]
+                *(seg(i, b) if i in segs else b
+                  for i, b in zip(kept, finish_part(prep, kept), strict=True)),
+                linked,
+            ]  # fmt: skip
         # datagram flows, tunnels and ICMP errors need every flow's legs and findings
         every = list(range(len(prep.flows)))
         match_hops(prep.pts, [f for i, f in enumerate(prep.flows) if i not in segs])
@@ -1576,6 +1621,7 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             prep, finish_part(prep, every), _decided(run, k, prep, dcut), removed
         )
         out: list[Any] = []
+        whole: list[FlowB] = []  # the TCP flows kept whole
         for i, b in enumerate(built):
             ds = None
             if dsegs and i >= len(prep.flows) and b.legs:
@@ -1598,6 +1644,9 @@ def _pass2(run: _Run, k: int, clocks: Sequence[tuple[int, int | None]]) -> list[
             ts = b.first_ts if b.first_ts is not None else 0.0
             if lo <= ts < hi:
                 out.append(b)
+                if i < len(prep.flows):
+                    whole.append(prep.flows[i])
+        out.append(_linked(prep.pts, whole))
         return out
     finally:
         _close(pts)
@@ -1651,8 +1700,9 @@ def _first_s(pts: list[Point], f: FlowB) -> float:
 
 # a slice's work: ("pass1" | "pass2", slice, the run's clock offsets, points that started
 # late, the clocks of pass 2, the cut conversations and flows of pass 2, and the tunnel
-# decisions of pass 2 (with the state of their pairing at this slice only) and its
-# margin (wider for them: `tunnelcut.MIN_MARGIN_NS`))
+# decisions of pass 2 (with the state of their pairing at this slice only), its margin
+# (wider for them: `tunnelcut.MIN_MARGIN_NS`; beyond an L7 proxy: `PROXY_MARGIN_NS`) and
+# its windows' edges (wider beyond a proxy: `_at_least`))
 Task = tuple[
     str,
     int,
@@ -1660,7 +1710,7 @@ Task = tuple[
     frozenset[int],
     list[tuple[int, int | None]] | None,
     tuple[list[U64], dict[tuple[int, int], int]] | None,
-    tuple[int, dict[Key, Decided_]] | None,
+    tuple[int, dict[Key, Decided_], list[int]] | None,
 ]
 
 
@@ -1670,7 +1720,7 @@ def _do(run: _Run, task: Task) -> Any:
     if cuts is not None:
         run.cut, run.member = cuts
     if decisions is not None:
-        run.margin_ns, run.decisions = decisions
+        run.margin_ns, run.decisions, run.bounds = decisions
     if kind == "pass1":
         got: Any = _pass1(run, k)
     else:
@@ -2047,6 +2097,11 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
         own = [leg for leg in x.built.legs if leg.link != "tunnel"]
         for j, leg in enumerate(own[: len(legs)]):
             details[j] = tuple(dict.fromkeys((*details[j], *leg.details)))
+    for j in sorted({j for x in segs for j in x.fronts}):
+        if j < len(details):
+            label = _unserved([x.fronts[j] for x in segs if j in x.fronts])
+            kept = tuple(d for d in details[j] if not _UNSERVED.match(d))
+            details[j] = kept if label is None else (*kept, label)
     legs = _latencies(pts, [replace(x, details=d) for x, d in zip(legs, details, strict=True)],
                       [x.delays for x in segs])  # fmt: skip
     if head.dgram is not None:
@@ -2138,6 +2193,136 @@ def _subs_of(
     return out
 
 
+def _fronts(run: _Run, k: int, pts: list[Point], f: FlowB) -> dict[int, _Front]:
+    """Of a cut flow's legs at a proxy's front, what window `k` judges (`_Front`): a
+    slice reads the connection in part, and numbers its exchanges within what it reads;
+    the merge numbers them over the whole connection (`_unserved`).
+
+    A slice reads a cut connection from its first packets, then from the margin before
+    its window on: an exchange that begins there after packets it did not read starts
+    where the stream got to in its first packets, not where it did (`exchanges_of` takes
+    turns from what it reads). Such an exchange is not judged here, but by the slice
+    before, which read the packets before it (up to the margin after its window)."""
+    from hopcap.correlate.link import M32, stream_base
+
+    out = {}
+    mg = run.margin_ns
+    for j, leg in enumerate(f.legs):
+        p = pts[leg.point]
+        pc, sc = p.pc, run.scans[leg.point]
+        h = leg.c if leg.c is not None else leg.s
+        if pc is None or sc is None or h is None or h.conn < 0 or h.conn not in pc.served:
+            continue
+        cx = pc.exchanges.get(h.conn)
+        if cx is None:
+            continue
+        served, carried = pc.served[h.conn]
+        off = run.offsets[leg.point]
+        lo = run.bounds[k] + off if run.bounds[k] > _LO else _LO
+        hi = run.bounds[k + 1] + off if run.bounds[k + 1] < _HI else _HI
+        # where the streams got to in the packets read before the margin (its first
+        # ones), and where those read after it begin
+        t = pc.table
+        head, after = [], []
+        late = np.zeros(0, np.int64)  # the client's data read from `lo - TOL_NS` on
+        r0 = h.idx[:1]
+        ends0 = (t.src_hi[r0], t.src_lo[r0], t.sport[r0]), (t.dst_hi[r0], t.dst_lo[r0], t.dport[r0])
+        key = _piece_keys(sc, conv_keys(6, *ends0), t.ts[r0])
+        cut = bool(_member(key, run.cut_at(leg.point))[0])
+        at = int(np.searchsorted(sc.keys, key[0]))
+        end = int(sc.last[at]) if at < sc.keys.shape[0] and sc.keys[at] == key[0] else _HI
+        for x in (leg.c, leg.s):
+            rows = x.idx[t.plen[x.idx] > 0] if x is not None else np.zeros(0, np.int64)
+            o = (t.seq[rows].astype(np.int64) - stream_base(x)) & M32
+            o = np.where(o >= 1 << 31, o - (1 << 32), o)
+            before = t.ts[rows] < lo - mg
+            ends = o + t.plen[rows].astype(np.int64)
+            head.append(int(ends[before].max()) if before.any() else 0)
+            after.append(int(o[~before].min()) if (~before).any() else _HI)
+            if x is leg.c:
+                late = o[t.ts[rows] >= lo - TOL_NS]
+        views: list[list[tuple[int, int]]] = [[], [], [], []]  # (`_Front`'s lists)
+        partial = False
+        owned, lost, more, more_lost = views
+        for n, e in enumerate(cx.ex):
+            if e.t_c is None and e.t_s is None:
+                continue
+            if cut and lo > _LO and e.t < lo - mg:
+                # one of its first packets' that took in what was read after them (no
+                # new request seen in between): a request there is not one of its own
+                partial |= bool(((late >= e.c[0]) & (late < e.c[1])).any())
+            if (
+                cut
+                and lo > _LO
+                and e.t >= lo - mg
+                and any(
+                    x < a and g < a for x, a, g in zip((e.c[0], e.s[0]), after, head, strict=True)
+                )
+            ):
+                # (the stream went on before it, unread: as this slice split it, its
+                # request and answer are not the ones the proxy carried; a connection
+                # beyond the proxy for it that starts in this window is linked here)
+                partial |= e.t_s is None or e.t_s >= lo - TOL_NS
+                continue
+            if lo <= e.t < hi:
+                mine, mine_lost = owned, lost
+            elif hi <= e.t < hi + mg:
+                mine, mine_lost = more, more_lost
+            else:
+                continue
+            mine.append((e.c[0], e.s[0]))
+            if e.t_c is not None and n not in served:
+                mine_lost.append((e.c[0], e.s[0]))
+        # the last exchange read began by the end of the window, its answer not read,
+        # and the connection goes on after what the slice reads
+        last = cx.ex[-1] if cx.ex else None
+        longer = (
+            cut and hi < _HI and end > hi + mg and last is not None
+            and last.t_c is not None and last.t_s is None and last.t_c < hi
+        )  # fmt: skip
+        out[j] = _Front(owned, lost, carried, more, more_lost, longer or partial)
+    return out
+
+
+def _unserved(views: list[_Front]) -> str | None:
+    """The label of a front connection's exchanges no connection beyond the proxy carried
+    (`link.unserved_label`), numbered over the whole connection from every slice's view:
+    each exchange judged by the slice whose window it begins in (or the one before:
+    `_fronts`)."""
+    from hopcap.correlate.link import unserved_label
+
+    if not any(v.carried for v in views):
+        return None
+    judged = {x for v in views for x in v.owned}
+    lost = {x for v in views for x in v.lost}
+    lost |= {x for v in views for x in v.more_lost if x not in judged}
+    every = sorted(judged | {x for v in views for x in v.more})
+    if not lost:
+        return None
+    return unserved_label([n for n, x in enumerate(every) if x in lost], len(every))
+
+
+# a front connection's label of its exchanges no connection beyond the proxy carried, as
+# each slice writes it (numbered within what it reads: `_unserved` writes the run's)
+_UNSERVED = re.compile(
+    r"exchanges? [0-9, …-]+ of [0-9]+ on this connection: no connection beyond the proxy carried "
+)
+
+
+def _linked(pts: list[Point], flows: list[FlowB]) -> _Linked:
+    """The connections beyond a proxy of `flows` (kept whole by this slice), each by its
+    first leg as `_subs_of` names a connection of a cut flow."""
+    from hopcap.correlate.findings import _leg_tuple
+
+    keys = set()
+    for ch in chains(flows):
+        for leg in ch.legs:
+            if leg.link == "proxied":
+                t0 = min((h.first_ts for h in (leg.c, leg.s) if h is not None), default=0)
+                keys.add((pts[leg.point].name, _leg_tuple(leg), t0))
+    return _Linked(keys)
+
+
 def _without(fs: Sequence[Finding], drop: list[Finding]) -> tuple[Finding, ...]:
     """`fs` less one of each of `drop` (equal findings are one finding each)."""
     left = list(fs)
@@ -2201,21 +2386,27 @@ def _is_home(v: _Sub, t0: int) -> bool:
 
 
 def _assign_subs(
-    segs: Mapping[int, list[_Seg]], own: Collection[tuple[str, str, float]]
+    segs: Mapping[int, list[_Seg]],
+    own: Collection[tuple[str, str, float]],
+    linked: Collection[tuple[str, str, int]] = (),
 ) -> dict[int, list[_Sub]]:
     """Per cut flow (group), the views of the connections beyond a proxy that are its:
     each connection is the flow's that the slice where it starts linked it to (slices link
     a proxy's connections to the part of a client connection they read, and another slice
     can link one to another client: identical requests nearer in time, an exchange longer
-    than the margin), its packets judged by any slice added up there, once. One that slice
-    kept as a flow of its own (judged whole there: `own`, by its first leg) is no cut
-    flow's; one it linked to no cut flow, the flow of its first view's."""
+    than the margin), its packets judged by any slice added up there, once. One a slice
+    kept as a flow of its own (judged whole there: `own`, by its first leg) or linked into
+    a flow it kept whole (`linked`, by `_Sub.key`: another client's, a connection that
+    never is cut) is no cut flow's; one it linked to no cut flow, the flow of its first
+    view's."""
     every = [(g, sb) for g, ss in segs.items() for x in ss for sb in x.subs]
     out: dict[int, list[_Sub]] = {}
     for conn in _chained(every):
         g0, v0 = conn[0]
         t0 = v0.key[2]
-        if (v0.key[0], v0.key[1], (t0 - v0.off) / NS) in own:
+        if (v0.key[0], v0.key[1], (t0 - v0.off) / NS) in own or any(
+            v.key in linked for _g, v in conn
+        ):
             continue  # (its packets would be counted twice)
         home = next((g for g, v in conn if _is_home(v, t0)), g0)
         out.setdefault(home, []).extend(v for _g, v in conn)
@@ -2445,18 +2636,30 @@ def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
     return [_LO, *kept, _HI]
 
 
+def _at_least(bounds: list[int], width: int) -> list[int]:
+    """Window edges `bounds` with those dropped that would leave a window narrower than
+    `width` (the first and the last are unbounded)."""
+    kept = bounds[1:2]
+    for e in bounds[2:-1]:
+        if e - kept[-1] >= width:
+            kept.append(e)
+    return [bounds[0], *kept, bounds[-1]]
+
+
 def _proxied_warning(n: int) -> str:
-    """The verdict's warning when cut flows went through an L7 proxy (docs/scale.md,
-    Limits): a slice links the proxy's connections to the part of the client's connection
-    it reads, so the links can differ from the whole capture's."""
+    """The verdict's warning when cut flows went through an L7 proxy and their links may
+    not be the whole capture's (docs/scale.md, Limits): a slice links the proxy's
+    connections to the client's requests it reads, which it may read in part."""
     return (
         f"{n:,} flow(s) through an L7 proxy were longer than a time slice of the memory "
-        "budget: each slice links the proxy's connections to the part of the client's "
-        "connection it reads, so which connections carried which requests, what the "
-        "proxy changed and which requests it answered itself can differ from the "
-        "whole-capture verdict (a connection beyond the proxy can become a flow of its "
-        "own); run without --memory (or with a larger one) for the "
-        "whole-capture verdict"
+        "budget: each slice links the proxy's connections to the client's requests it "
+        "reads (in its window and the margin around it), so where a request or its answer "
+        "took longer than the margin, a request came after a silence longer than it, or a "
+        "capture next to the proxy dropped packets in the kernel, which connection beyond "
+        "the proxy carried which request, what the proxy changed and which requests no "
+        "connection carried can differ from the whole-capture verdict (a connection beyond "
+        "the proxy can become a flow of its own); run without --memory (or with a larger "
+        "one) for the whole-capture verdict"
     )
 
 
@@ -2526,6 +2729,7 @@ def correlate_sliced(
     per_slice: int,
     *,
     margin_ns: int = MARGIN_NS,
+    proxy_margin_ns: int = PROXY_MARGIN_NS,
     progress: Progress | None = None,
     budget: int | None = None,
     jobs: int = 1,
@@ -2534,7 +2738,8 @@ def correlate_sliced(
     when one slice would hold them all (the caller correlates them at once). With a
     memory `budget` (bytes), `per_slice` is what is left of it once the verdict of every
     conversation found by the scan is counted, shared by the `jobs` worker processes
-    that correlate slices at the same time (each slice gets 1/jobs of it)."""
+    that correlate slices at the same time (each slice gets 1/jobs of it). Pass 2 reads
+    margins of `proxy_margin_ns` at least when cut flows went through an L7 proxy."""
     from hopcap.correlate.clocks import clocks_of, estimate_clocks
     from hopcap.correlate.engine import PointFacts, assemble, point_warning
 
@@ -2599,7 +2804,7 @@ def correlate_sliced(
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
         if not hinted and len(present) > 1:
             # the clocks from the first slice, to place every point's packets in windows
-            [(m0, _ev, _g, _t)] = pool.map(
+            [(m0, _ev, _g, _t, _p)] = pool.map(
                 [
                     (
                         f"slice 1/{n}: estimating the clocks",
@@ -2619,7 +2824,7 @@ def correlate_sliced(
 
         def fed(got: Any) -> Any:
             streams.feed(got[3])
-            return got[:3]
+            return (*got[:3], got[4])
 
         first = pool.map(
             [
@@ -2636,14 +2841,24 @@ def correlate_sliced(
             # the pairing's 50 ms after a window and the place of its state before it
             log.info("a tunnel endpoint: the findings read margins of %.1f s", wide / NS)
             run.margin_ns = wide
+        if any(p for *_x, p in first) and run.margin_ns < proxy_margin_ns:
+            log.info("cut flows through an L7 proxy: the findings read margins of %.1f s",
+                     proxy_margin_ns / NS)  # fmt: skip
+            run.margin_ns = proxy_margin_ns
+            if not decisions:
+                # a window narrower than the margin reads about as much as one a margin
+                # wide (`MIN_WINDOW_NS`): pass 2's windows are a margin wide at least (what
+                # pass 1 found does not depend on its windows; a tunnel's pairing does)
+                run.bounds = _at_least(run.bounds, proxy_margin_ns)
+                n = len(run.bounds) - 1
         evidence: set[int] = set()
-        for _m, ev, _g in first:
+        for _m, ev, _g, _p in first:
             evidence |= ev
-        _group(run, [g for _m, _ev, g in first])
+        _group(run, [g for _m, _ev, g, _p in first])
         cuts = (run.cut, run.member)
         for p in skel:
             p.offset_ns = offsets[p.idx]
-        estimate_clocks(skel, present, merge_minima([m for m, _ev, _g in first]))
+        estimate_clocks(skel, present, merge_minima([m for m, _ev, _g, _p in first]))
         clocks = clocks_of(skel)
         final = [p.offset_ns for p in skel]
         late = frozenset(evidence)
@@ -2652,6 +2867,7 @@ def correlate_sliced(
         at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
         headed: set[int] = set()
         merged = 0  # connections that started in a cut flow's group after its first
+        linked: set[tuple[str, str, int]] = set()  # `_Linked`
         for part in pool.map(
             [
                 (
@@ -2663,14 +2879,16 @@ def correlate_sliced(
                         late,
                         clocks,
                         cuts,
-                        (run.margin_ns, _at_slice(decisions, k)),
+                        (run.margin_ns, _at_slice(decisions, k), run.bounds),
                     ),
                 )
                 for k in range(n)
             ]
         ):
             for b in part:
-                if isinstance(b, _Seg):
+                if isinstance(b, _Linked):
+                    linked |= b.keys
+                elif isinstance(b, _Seg):
                     mine = segs.setdefault(b.group, [])
                     if mine:  # the delays of a cut flow: one histogram, not one a slice
                         acc = mine[0].delays
@@ -2688,7 +2906,17 @@ def correlate_sliced(
                     built.append(None)
                 else:
                     built.append(b)
-        proxied = 0  # cut flows through an L7 proxy (their links are made per slice)
+        # cut flows through an L7 proxy whose links may differ from the whole capture's
+        # (their links are made per slice: `_Front.longer`; a capture at either side of
+        # the proxy that dropped packets in the kernel: seen, links of connections beyond
+        # the proxy whose answer it lost, 5 flows of the rsb3 lab run at `--memory 20M`)
+        proxied = 0
+        dropped = {
+            p.name
+            for p, sc in zip(skel, scans, strict=True)
+            if sc is not None
+            and (p.inp.kernel_drops if p.inp.kernel_drops is not None else sc.kernel_drops)
+        }
         # the TCP flows kept whole by a slice, by their first leg (a connection beyond a
         # proxy that another slice links to a cut flow: `_merged_subs`)
         own = {
@@ -2696,10 +2924,20 @@ def correlate_sliced(
             for b in built
             if b is not None and b.proto == "tcp" and b.legs and b.first_ts is not None
         }
-        subs = _assign_subs(segs, own)
+        subs = _assign_subs(segs, own, linked)
         for g, i in at.items():
+            if not any(x.head for x in segs[g]) and g not in subs:
+                # the slice where it starts made it part of another flow (a connection
+                # beyond a proxy that another slice, reading the client's exchange in
+                # part, did not link): it is there (`_assign_subs`)
+                continue
             built[i] = _merge(skel, segs[g], subs.get(g, []))
-            proxied += any(leg.link == "proxied" for leg in built[i].legs)
+            legs = built[i].legs
+            j = next((j for j, leg in enumerate(legs) if j and leg.link == "proxied"), 0)
+            if j:  # (the proxy's front and its back)
+                at_proxy = {legs[j - 1].point} | {x.point for x in legs if x.link == "proxied"}
+                fronts = [f for x in segs[g] for f in x.fronts.values()]
+                proxied += not fronts or any(f.longer for f in fronts) or bool(at_proxy & dropped)
         built = [b for b in built if b is not None]
         pool.close(False)  # the workers' memory, before the verdict's
         pool = None
