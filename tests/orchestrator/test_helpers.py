@@ -4,6 +4,7 @@ that tell a kernel drop from a gap, command quoting, ring sizing, interface name
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -119,7 +120,14 @@ def test_capture_command_variants() -> None:
 
 def test_one_kill_command_stops_every_capture_of_a_host(tmp_path: Path) -> None:
     """Run for real on this machine: both processes get SIGINT from one command."""
-    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    # (SIGINT as a capture started by sshd has it: a shell's background job, which may
+    # have run this test, ignores it and its children inherit that)
+    procs = [
+        subprocess.Popen(
+            ["sleep", "30"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        )
+        for _ in range(2)
+    ]
     caps = []
     for i, p in enumerate(procs):
         spec = _spec(point=CapturePoint("h", f"eth{i}"), remote_dir=str(tmp_path))
