@@ -2598,6 +2598,22 @@ def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
     conversations (a conversation's packets count where it starts), but for those cut
     across slices: theirs count where they are (the chunks that hold many of them); no
     window narrower than `min_width` (its edge is dropped)."""
+    f, n = _by_time(run)
+    if not f.shape[0]:
+        return [_LO, _HI]
+    idx = np.searchsorted(n, np.arange(per_slice, int(n[-1]), per_slice)) + 1
+    edges = npsets.unique(f[idx[idx < f.shape[0]]])
+    kept, prev = [], int(f[0])
+    for e in edges.tolist():
+        if e > f[0] and e - prev >= min_width:
+            kept.append(int(e))
+            prev = int(e)
+    return [_LO, *kept, _HI]
+
+
+def _by_time(run: _Run) -> tuple[I64, I64]:
+    """The packets of every point by time (first point's clock), as `_bounds` cuts
+    windows by them: the times, sorted, and the packets up to each (cumulative)."""
     firsts, rows = [], []
     for i, (sc, off) in enumerate(zip(run.scans, run.offsets, strict=True)):
         if sc is not None:
@@ -2622,18 +2638,55 @@ def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
             rows.append(rest[cut])
     f = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
     if not f.shape[0]:
-        return [_LO, _HI]
+        return f, f
     order = np.argsort(f, kind="stable")
-    f = f[order]
-    n = np.cumsum(np.concatenate(rows)[order])
-    idx = np.searchsorted(n, np.arange(per_slice, int(n[-1]), per_slice)) + 1
-    edges = npsets.unique(f[idx[idx < f.shape[0]]])
-    kept, prev = [], int(f[0])
-    for e in edges.tolist():
-        if e > f[0] and e - prev >= min_width:
-            kept.append(int(e))
-            prev = int(e)
-    return [_LO, *kept, _HI]
+    return f[order], np.cumsum(np.concatenate(rows)[order])
+
+
+def _widest(f: I64, n: I64, bounds: list[int], margin: int) -> int:
+    """About the most packets one slice reads (`_by_time`'s `f`, `n`) with windows
+    `bounds` and margins `margin` either side."""
+    if not f.shape[0]:
+        return 0
+    edges = np.array(bounds, np.int64)
+    cum = np.concatenate([np.zeros(1, np.int64), n])
+    lo = np.searchsorted(f, edges[:-1] - margin)
+    hi = np.searchsorted(f, edges[1:] + margin)
+    return int((cum[hi] - cum[lo]).max())
+
+
+def _proxy_margin(run: _Run, want: int, per_slice: int | None, keep: bool) -> tuple[int, list[int]]:
+    """The margin pass 2 reads when cut flows went through an L7 proxy, and its windows:
+    `want`, with windows that wide at least (a window narrower than the margin reads about
+    as much as one a margin wide) unless `keep` (a tunnel's pairing placed its state at
+    the windows pass 1 had). Under a memory budget (`per_slice`), the widest margin, in
+    half seconds down to the run's own, whose slices read at most twice a slice of the
+    budget or what the run's slices read already: 8 s margins make a slice read 24 s or
+    more of the capture, many times a slice of a tight budget at a busy proxy."""
+
+    def windows(m: int) -> list[int]:
+        return run.bounds if keep else _at_least(run.bounds, m)
+
+    if per_slice is None:
+        return want, windows(want)
+    f, n = _by_time(run)
+    cap = max(2 * per_slice, _widest(f, n, run.bounds, run.margin_ns))
+    m = want
+    while m > run.margin_ns:
+        if _widest(f, n, bounds := windows(m), m) <= cap:
+            break
+        m -= NS // 2
+    else:
+        m, bounds = run.margin_ns, run.bounds
+    if m < want:
+        log.warning(
+            "cut flows through an L7 proxy: margins of %.1f s, not %.1f s, to keep within "
+            "the memory budget (about %d packets a slice): which connection beyond the "
+            "proxy carried which request can differ from the whole capture's where an "
+            "exchange took longer",
+            m / NS, want / NS, cap,
+        )  # fmt: skip
+    return m, bounds
 
 
 def _at_least(bounds: list[int], width: int) -> list[int]:
@@ -2842,15 +2895,15 @@ def correlate_sliced(
             log.info("a tunnel endpoint: the findings read margins of %.1f s", wide / NS)
             run.margin_ns = wide
         if any(p for *_x, p in first) and run.margin_ns < proxy_margin_ns:
-            log.info("cut flows through an L7 proxy: the findings read margins of %.1f s",
-                     proxy_margin_ns / NS)  # fmt: skip
-            run.margin_ns = proxy_margin_ns
-            if not decisions:
-                # a window narrower than the margin reads about as much as one a margin
-                # wide (`MIN_WINDOW_NS`): pass 2's windows are a margin wide at least (what
-                # pass 1 found does not depend on its windows; a tunnel's pairing does)
-                run.bounds = _at_least(run.bounds, proxy_margin_ns)
-                n = len(run.bounds) - 1
+            # (what pass 1 found does not depend on its windows; a tunnel's pairing does)
+            margin, run.bounds = _proxy_margin(
+                run, proxy_margin_ns, per_slice if budget is not None else None, bool(decisions)
+            )
+            if margin > run.margin_ns:
+                log.info("cut flows through an L7 proxy: the findings read margins of %.1f s",
+                         margin / NS)  # fmt: skip
+                run.margin_ns = margin
+            n = len(run.bounds) - 1
         evidence: set[int] = set()
         for _m, ev, _g, _p in first:
             evidence |= ev

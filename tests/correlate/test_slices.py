@@ -1205,6 +1205,69 @@ def test_exchanges_through_a_proxy_longer_than_the_margin_are_read_whole(tmp_pat
     the unsliced verdict (was: other links, and notes numbered per slice); a margin given
     (`slice_margin_s`) is the one read, and the verdict warns when an exchange went on
     past it."""
+    pts = _slow_backends(tmp_path)
+    one = correlate(pts).to_dict()
+    assert len(one["flows"]) == 2 and not one.get("warnings")
+    for fl in one["flows"]:
+        assert len(fl["legs"]) == 1 + 2 * N_SLOW and "details" not in fl["legs"][0]
+    for jobs in (1, 2):
+        said: list[str] = []
+        got = correlate(pts, slice_packets=40, jobs=jobs, progress=said.append).to_dict()
+        assert len([s for s in said if s.endswith("findings")]) > 4
+        assert got == one
+    narrow = correlate(pts, slice_packets=40, slice_margin_s=2.0).to_dict()
+    assert narrow["flows"] != one["flows"]
+    (warned,) = narrow["warnings"]
+    assert warned.startswith("2 flow(s) through an L7 proxy were longer than a time slice")
+
+
+def test_the_proxy_margin_stays_within_the_memory_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """8 s margins beyond a proxy make a slice read 24 s of the capture or more: under a
+    memory budget whose slices hold much less, pass 2 reads the widest margin whose slices
+    read at most twice a slice of the budget or what its slices read already (the capture
+    above at ~40 packets a slice), and says so; a budget whose slices hold the 8 s margins
+    gives the unsliced verdict."""
+    pts = _slow_backends(tmp_path)
+    one = correlate(pts).to_dict()
+    scans = [sl.scan(p.pcap) for p in pts]
+    convs = max(sc.keys.shape[0] for sc in scans)
+    for sc in scans:
+        sc.close()
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    # chunks of a few dozen records, as a large capture's are small beside it: the scan
+    # places the packets of the conversations cut across slices in time by their chunks
+    from hopcap.correlate import reader as rd
+
+    monkeypatch.setattr(rd, "PARSE_CHUNK", 31)
+    monkeypatch.setattr(rd, "CHUNK", 31)
+    monkeypatch.setattr(sl, "DENSE_ROWS", 4)
+
+    def budget(per_slice: int) -> int:
+        return convs * sl.VERDICT_BYTES_PER_FLOW + per_slice * sl.BYTES_PER_PACKET
+
+    caplog.set_level(logging.INFO, logger="hopcap.correlate")
+    tight = correlate(pts, memory=budget(40), jobs=1).to_dict()
+    got = re.search(
+        r"margins of ([\d.]+) s, not 8.0 s, to keep within the memory budget", caplog.text
+    )
+    assert got and 2.0 <= float(got[1]) < 8.0, caplog.text
+    # (links the narrower margin read in part, if any, are warned of)
+    assert tight == one or tight["warnings"][0].startswith("2 flow(s) through an L7 proxy")
+    caplog.clear()
+    said: list[str] = []
+    # (~400 packets a slice: ~28 s windows, the clients' connections of 206 packets cut)
+    roomy = correlate(pts, memory=budget(400), jobs=1, progress=said.append).to_dict()
+    assert "the findings read margins of 8.0 s" in caplog.text, caplog.text
+    assert len([s for s in said if s.endswith("findings")]) > 1
+    assert roomy == one
+
+
+def _slow_backends(tmp_path: Path) -> list[PointInput]:
+    """The points of `test_exchanges_through_a_proxy_longer_than_the_margin_are_read_whole`."""
     from test_lb_reuse import LB, SRV, Site, forward, req, resp, xff
 
     site = Site()
@@ -1233,20 +1296,7 @@ def test_exchanges_through_a_proxy_longer_than_the_margin_are_read_whole(tmp_pat
             f.response(resp(n))
     site.close(f0)
     site.close(f1)
-    pts = site.points(tmp_path, lambda s: s.tag == "synlost")
-    one = correlate(pts).to_dict()
-    assert len(one["flows"]) == 2 and not one.get("warnings")
-    for fl in one["flows"]:
-        assert len(fl["legs"]) == 1 + 2 * N_SLOW and "details" not in fl["legs"][0]
-    for jobs in (1, 2):
-        said: list[str] = []
-        got = correlate(pts, slice_packets=40, jobs=jobs, progress=said.append).to_dict()
-        assert len([s for s in said if s.endswith("findings")]) > 4
-        assert got == one
-    narrow = correlate(pts, slice_packets=40, slice_margin_s=2.0).to_dict()
-    assert narrow["flows"] != one["flows"]
-    (warned,) = narrow["warnings"]
-    assert warned.startswith("2 flow(s) through an L7 proxy were longer than a time slice")
+    return site.points(tmp_path, lambda s: s.tag == "synlost")
 
 
 def test_a_connection_beyond_the_proxy_not_linked_where_it_starts_is_left_out() -> None:
