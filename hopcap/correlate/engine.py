@@ -417,10 +417,11 @@ def blind_links(
     only with one of them: a proxy in between carries the same bytes on another
     connection). Two cases (`crossing`):
 
-    - blind: one point between them, whose capture dropped packets in the kernel. A short
-      connection can lose every packet there: it crossed it all the same (`flows._extend`
-      makes it one flow, its packets there gaps, `findings.charge_capture_loss`), not a
-      connection answered before it and another that began after it.
+    - blind: points between them whose captures all dropped packets in the kernel (one,
+      or a busy firewall's two interfaces). A short connection can lose every packet
+      there: it crossed them all the same (`flows._extend` makes it one flow, an empty leg
+      at each, its packets there gaps, `findings.charge_capture_loss`), not a connection
+      answered before them and another that began after them.
     - around: one or more points between them whose captures lost nothing (no kernel
       drops). What they miss did not cross them: the connection took another path (the
       other member of an HA pair, another ECMP next hop, asymmetric routing) or was left

@@ -538,12 +538,14 @@ def _extend(
 
 def crossing(pts: Sequence[Point], a: int, between: Sequence[int], c: int) -> str | None:
     """How a connection seen at present points `a` and `c` and at none of the present
-    points `between` (in path order) crossed them (`engine.blind_links`): "blind" (one
-    point, whose capture dropped packets in the kernel), "around" (points whose captures
-    lost nothing), or None (neither can be said: some dropped packets and some did not,
-    one captured no TCP at all, or the run may be an encrypted tunnel's: `tunnel_end`)."""
+    points `between` (in path order) crossed them (`engine.blind_links`): "blind" (points
+    whose captures all dropped packets in the kernel: a busy firewall's two interfaces,
+    captured by one host under the same load, often both do), "around" (points whose
+    captures lost nothing), or None (neither can be said: some dropped packets and some
+    did not, one captured no TCP at all, or the run may be an encrypted tunnel's:
+    `tunnel_end`)."""
     drops = [bool(pts[m].kernel_drops) for m in between]
-    if drops == [True]:
+    if drops and all(drops):
         return "blind"
     if not drops or any(drops):
         return None
@@ -596,11 +598,14 @@ def _across_to(
         )
         link0: LinkKind = "same" if same_tuple else "nat"
         if how == "blind":
-            # the capture at `b` lost all of it: an empty leg there (its packets are
-            # gaps, `findings.charge_capture_loss`), the flow goes on at `c`
-            flow.hops.append(Hop(a, b, None, None, list(range(a + 1, b)), None))
-            flow.legs.append(LegB(b, None, None, "same", (), None, None, leg.part))
-            flow.hops.append(Hop(b, c, None, None, list(range(b + 1, c)), None))
+            # the captures between lost all of it: an empty leg at each (its packets are
+            # gaps there, `findings.charge_capture_loss`), the flow goes on at `c`
+            at = a
+            for m in present[k + 1 : j]:
+                flow.hops.append(Hop(at, m, None, None, list(range(at + 1, m)), None))
+                flow.legs.append(LegB(m, None, None, "same", (), None, None, leg.part))
+                at = m
+            flow.hops.append(Hop(at, c, None, None, list(range(at + 1, c)), None))
         else:
             # it went around the points between: one hop from `a` to `c`, matched as a
             # hop of its own (what it lost or gained on the way is between `a` and `c`)

@@ -87,6 +87,10 @@ class DirMatch:
     # with KEEP_PAIRS (time slices that cut a connection): the upstream row and one-way
     # delay of every matched pair, for a median over several slices
     pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+    # a time slice's: `undelivered` and `unexplained` as read, before it kept those its
+    # window judges (`slices._keep_judged`): what the hop next to a point that lost the
+    # whole connection saw of it (`findings._Chain.around`), wherever it is judged
+    read: tuple[list[int], list[int]] | None = None
 
 
 # set by `slices` while it correlates a slice that cuts a connection (a forked worker or

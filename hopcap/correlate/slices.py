@@ -1246,6 +1246,7 @@ def _keep_judged(
     packets window `inside` judges (by their time upstream) and the unexplained ones (by
     their own); its matched pairs' delays judged there become its `matched`, `d_min` and
     `d_med`. Their histogram (None: no pair judged here)."""
+    dm.read = (dm.undelivered, dm.unexplained)
     und = np.asarray(dm.undelivered, np.int64)
     dm.undelivered = und[inside(up, und)].tolist()
     unx = np.asarray(dm.unexplained, np.int64)

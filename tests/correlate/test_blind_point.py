@@ -147,3 +147,46 @@ def test_a_firewall_dropping_a_whole_connection_is_a_drop(tmp_path: Path) -> Non
     (drop,) = only(v, "drop")
     assert drop.between == ("fw:eth0", "fw:eth1") and drop.packets == 3
     assert sum(f.packets for f in only(v, "gap")) == 2
+
+
+def test_two_blind_points_in_a_row(tmp_path: Path) -> None:
+    """A busy firewall's two captures (fw:eth0, fw:eth1: one host's tcpdumps under the same
+    load) both dropped packets in the kernel and both lost every packet of one connection,
+    seen at the client and beyond fw (lb:eth0, fw masquerades): one flow, its packets gaps
+    (seen on both sides: the captures' loss for certain, whatever their drops), each
+    direction's at the first blind point it met; not a connection answered before fw and
+    another that began after it."""
+    good = [http_conv(43200 + i, seed=700 + i, t0=T0 + i * 0.01) for i in range(3)]
+    victim = http_conv(43210, seed=710, t0=T0 + 0.05)
+    convs = [*good, victim]
+    port = {id(c): c.client[1] - 20000 for c in convs}
+
+    def lost(s: Seg) -> bool:
+        return s.conv is victim
+
+    pts = points(tmp_path, convs, [
+        ("client:eth0", lambda c: View(ttl_dec={S2C: 1})),
+        ("fw:eth0", lambda c: View(delay=0.00005, ttl_dec={S2C: 1}, drop=lost)),
+        ("fw:eth1", lambda c: View(delay=0.0001, nat=nat_map(c, sport=port[id(c)]),
+                                   ttl_dec={C2S: 1}, drop=lost)),
+        ("lb:eth0", lambda c: View(delay=0.00015, nat=nat_map(c, sport=port[id(c)]),
+                                   ttl_dec={C2S: 1})),
+    ])  # fmt: skip
+    n = len(victim.segs)
+    for i in (1, 2):
+        pts[i] = PointInput(name=pts[i].name, pcap=pts[i].pcap, kernel_drops=n)
+    for kw in ({}, {"jobs": 2, "min_packets_per_job": 0}, {"slice_packets": 20}):
+        v = correlate(pts, **kw)  # type: ignore[arg-type]
+        assert len(v.flows) == 4, [fl.summary for fl in v.flows]
+        (fl,) = _flows_of(v, victim.client[1])
+        assert [leg.point for leg in fl.legs] == ["client:eth0", "lb:eth0"], kw
+        assert fl.legs[1].link == "nat"
+        assert {f.kind for f in fl.findings} == {"gap"}, fl.findings
+        got = {(f.direction, f.between): f.packets for f in fl.findings}
+        assert got == {
+            ("c2s", ("client:eth0", "fw:eth0")): sum(s.d == C2S for s in victim.segs),
+            ("s2c", ("lb:eth0", "fw:eth1")): sum(s.d == S2C for s in victim.segs),
+        }, fl.findings
+        assert all(" and at " in f.what and "its capture lost them" in f.what for f in fl.findings)
+        assert not fl.broken
+        assert all_findings(v) == list(fl.findings)
