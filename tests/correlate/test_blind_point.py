@@ -190,3 +190,13 @@ def test_two_blind_points_in_a_row(tmp_path: Path) -> None:
         assert all(" and at " in f.what and "its capture lost them" in f.what for f in fl.findings)
         assert not fl.broken
         assert all_findings(v) == list(fl.findings)
+
+
+def test_cut_across_small_slices_the_lost_connection_stays_gaps(tmp_path: Path) -> None:
+    # slices of 8 packets cut the victim between the client's packets and fw:eth1's: the
+    # slice judging the client's GET side must still see that fw:eth1 had the SYN, SYN-ACK
+    # and ACK (rows it read beyond its window). Was: those 3 a "drop" before fw:eth0
+    v, victim = _fw_rst_get(tmp_path, kernel_drops=5, slice_packets=8)
+    (fl,) = _flows_of(v, victim.client[1])
+    assert {f.kind for f in fl.findings} == {"gap"}, fl.findings
+    assert sum(f.packets for f in fl.findings) == 5
