@@ -2689,6 +2689,30 @@ def _proxy_margin(run: _Run, want: int, per_slice: int | None, keep: bool) -> tu
     return m, bounds
 
 
+def _workers_within(run: _Run, left: int, jobs: int) -> int:
+    """How many of `jobs` worker processes may each hold a slice at once within `left`
+    bytes of the memory budget: fewer (one: in this process) when the slices read more
+    than twice their share of it (as `_proxy_margin` allows). A slice reads every
+    conversation alive in its window and the margins around it whole, however small its
+    share: at a busy capture that is many slices of a tight budget (the rsb lab bundle, an
+    L7 proxy at 56 k packets a second: slices of 9 k packets at `--memory 300M --jobs 2`
+    read 310-750 k, each worker ~390 MB of anonymous memory); two at once only doubled
+    that."""
+    f, n = _by_time(run)
+    need = _widest(f, n, run.bounds, run.margin_ns) * BYTES_PER_PACKET
+    w = jobs
+    while w > 1 and w * need > 2 * (left - w * WORKER_BYTES):
+        w -= 1
+    if w < jobs:
+        log.warning(
+            "a slice reads about %d packets (its window and the %.1f s margins around "
+            "it), more than twice its share of the memory budget: %d slice(s) at a time, "
+            "not %d",
+            need // BYTES_PER_PACKET, run.margin_ns / NS, w, jobs,
+        )  # fmt: skip
+    return w
+
+
 def _at_least(bounds: list[int], width: int) -> list[int]:
     """Window edges `bounds` with those dropped that would leave a window narrower than
     `width` (the first and the last are unbounded)."""
@@ -2852,6 +2876,8 @@ def correlate_sliced(
         n = len(run.bounds) - 1
         if n <= 1:
             return None
+        if budget is not None and workers > 1:
+            workers = _workers_within(run, left, workers)
         pool = _Slices(run, min(workers, n))
         present = [i for i, sc in enumerate(scans) if sc is not None]
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
