@@ -2385,6 +2385,36 @@ def _chained(views: list[_T]) -> list[list[_T]]:
     return out
 
 
+class _SubLegs:
+    """Drops, as the slices' results come in order, the legs of the views of connections
+    beyond a proxy (`_Sub`) that the merge cannot take them from: most views of a
+    connection are of slices that read it in part or after it started, and only the
+    home view's legs (`_is_home`), or with none its first view's (`_chained` order), make
+    the verdict (the rsb lab bundle at `--memory 300M`: 177 k views of 43 k connections).
+    A view whose window does not hold its first packet is not home; one after another view
+    of the connection in `_chained`'s order (an earlier first packet, or the same in an
+    earlier slice of its cut flow) is not the first."""
+
+    def __init__(self) -> None:
+        # per point and tuple, the views so far: (first packet, cut flow) -> last packet
+        self.seen: dict[tuple[str, str], dict[tuple[int, int], int]] = {}
+
+    def prune(self, part: list[Any]) -> list[Any]:
+        for b in part:
+            if not isinstance(b, _Seg):
+                continue
+            for v in b.subs:
+                t0 = v.key[2]
+                at = self.seen.setdefault(v.key[:2], {})
+                if not v.win[0] <= t0 - v.off < v.win[1] and any(
+                    u0 <= t0 <= u1 and (u0 < t0 or g == b.group) for (u0, g), u1 in at.items()
+                ):
+                    v.legs = ()
+                if at.get((t0, b.group), v.last) <= v.last:
+                    at[(t0, b.group)] = v.last
+        return part
+
+
 def _is_home(v: _Sub, t0: int) -> bool:
     """Whether `v` is of the slice whose window holds the connection's first packet."""
     return v.key[2] == t0 and v.win[0] <= t0 - v.off < v.win[1]
@@ -2967,7 +2997,8 @@ def correlate_sliced(
                     ),
                 )
                 for k in range(n)
-            ]
+            ],
+            _SubLegs().prune,
         ):
             for b in part:
                 if isinstance(b, _Linked):

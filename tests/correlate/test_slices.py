@@ -1395,6 +1395,13 @@ def test_a_connection_beyond_the_proxy_not_linked_where_it_starts_is_left_out() 
     assert [len(x) for x in sl._assign_subs({0: segs + late}, kept).values()] == [4]
     linked = {("lb:eth1", c, 10_500)}
     assert [len(x) for x in sl._assign_subs({0: segs + late}, kept, linked).values()] == [3]
+    # the legs the merge does not take (a's view of slice 1: not where it starts, after
+    # slice 0's), dropped as the slices' results come in: the same merge
+    prune = sl._SubLegs()
+    for x in segs:
+        prune.prune([x])
+    assert [len(v.legs) for x in segs for v in x.subs] == [2, 2, 0, 2]
+    assert sl._merged_subs([], sl._assign_subs({0: segs}, kept)[0]) == got
 
 
 def test_connections_on_a_reused_tuple_of_a_cut_conversation_sliced(tmp_path: Path) -> None:
