@@ -1142,10 +1142,13 @@ class _Front:
     longer: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sub:
     """What one slice built of a connection beyond a proxy that carried part of a cut flow
-    (a `FlowB.subs` chain, with its own subs)."""
+    (a `FlowB.subs` chain, with its own subs). Every slice that reads the connection sends
+    one, all held by the main process until the merge: kept small (slots; its findings
+    mostly none, as the shared empty tuple; the delays the merge uses only) (the rsb lab
+    bundle at `--memory 300M`: 177 k of them for 43 k connections, ~1.2 kB each)."""
 
     key: tuple[str, str, int]  # its first leg: point, tuple, first packet there (its clock)
     last: int  # its last packet there (its clock)
@@ -1156,10 +1159,10 @@ class _Sub:
     win: tuple[int, int]
     off: int
     legs: tuple[Any, ...]
-    findings: list[Finding]
-    tried: list[Finding]  # of its failed attempts (the flow's summary names them)
+    findings: tuple[Finding, ...]
+    tried: tuple[Finding, ...]  # of its failed attempts (the flow's summary names them)
     attempts: int  # its chains that are failed attempts
-    delays: Delays  # its own hops' judged delays, as `_Seg.delays`
+    delays: Delays  # its own hops' judged delays client to server (`_latencies`' only)
 
 
 @dataclass
@@ -2190,7 +2193,9 @@ def _subs_of(
         t1 = max((h.last_ts for h in (leg.c, leg.s) if h is not None), default=0)
         win = (run.bounds[k], run.bounds[k + 1])
         tried = fs if sub.attempt else tried
-        out.append(_Sub(key, t1, win, run.offsets[leg.point], tuple(legs), fs, tried, n_att, dl))
+        c2s = {hd: h for hd, h in dl.items() if not hd[1]}
+        out.append(_Sub(key, t1, win, run.offsets[leg.point], tuple(legs), tuple(fs),
+                        tuple(tried), n_att, c2s))  # fmt: skip
     return out
 
 
@@ -2379,6 +2384,36 @@ def _chained(views: list[_T]) -> list[list[_T]]:
             end = max(end, sub(v).last)
     out.sort(key=lambda c: sub(c[0]).key[2])
     return out
+
+
+class _SubLegs:
+    """Drops, as the slices' results come in order, the legs of the views of connections
+    beyond a proxy (`_Sub`) that the merge cannot take them from: most views of a
+    connection are of slices that read it in part or after it started, and only the
+    home view's legs (`_is_home`), or with none its first view's (`_chained` order), make
+    the verdict (the rsb lab bundle at `--memory 300M`: 177 k views of 43 k connections).
+    A view whose window does not hold its first packet is not home; one after another view
+    of the connection in `_chained`'s order (an earlier first packet, or the same in an
+    earlier slice of its cut flow) is not the first."""
+
+    def __init__(self) -> None:
+        # per point and tuple, the views so far: (first packet, cut flow) -> last packet
+        self.seen: dict[tuple[str, str], dict[tuple[int, int], int]] = {}
+
+    def prune(self, part: list[Any]) -> list[Any]:
+        for b in part:
+            if not isinstance(b, _Seg):
+                continue
+            for v in b.subs:
+                t0 = v.key[2]
+                at = self.seen.setdefault(v.key[:2], {})
+                if not v.win[0] <= t0 - v.off < v.win[1] and any(
+                    u0 <= t0 <= u1 and (u0 < t0 or g == b.group) for (u0, g), u1 in at.items()
+                ):
+                    v.legs = ()
+                if at.get((t0, b.group), v.last) <= v.last:
+                    at[(t0, b.group)] = v.last
+        return part
 
 
 def _is_home(v: _Sub, t0: int) -> bool:
@@ -2690,6 +2725,30 @@ def _proxy_margin(run: _Run, want: int, per_slice: int | None, keep: bool) -> tu
     return m, bounds
 
 
+def _workers_within(run: _Run, left: int, jobs: int) -> int:
+    """How many of `jobs` worker processes may each hold a slice at once within `left`
+    bytes of the memory budget: fewer (one: in this process) when the slices read more
+    than twice their share of it (as `_proxy_margin` allows). A slice reads every
+    conversation alive in its window and the margins around it whole, however small its
+    share: at a busy capture that is many slices of a tight budget (the rsb lab bundle, an
+    L7 proxy at 56 k packets a second: slices of 9 k packets at `--memory 300M --jobs 2`
+    read 310-750 k, each worker ~390 MB of anonymous memory); two at once only doubled
+    that."""
+    f, n = _by_time(run)
+    need = _widest(f, n, run.bounds, run.margin_ns) * BYTES_PER_PACKET
+    w = jobs
+    while w > 1 and w * need > 2 * (left - w * WORKER_BYTES):
+        w -= 1
+    if w < jobs:
+        log.warning(
+            "a slice reads about %d packets (its window and the %.1f s margins around "
+            "it), more than twice its share of the memory budget: %d slice(s) at a time, "
+            "not %d",
+            need // BYTES_PER_PACKET, run.margin_ns / NS, w, jobs,
+        )  # fmt: skip
+    return w
+
+
 def _at_least(bounds: list[int], width: int) -> list[int]:
     """Window edges `bounds` with those dropped that would leave a window narrower than
     `width` (the first and the last are unbounded)."""
@@ -2853,6 +2912,8 @@ def correlate_sliced(
         n = len(run.bounds) - 1
         if n <= 1:
             return None
+        if budget is not None and workers > 1:
+            workers = _workers_within(run, left, workers)
         pool = _Slices(run, min(workers, n))
         present = [i for i, sc in enumerate(scans) if sc is not None]
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)
@@ -2937,7 +2998,8 @@ def correlate_sliced(
                     ),
                 )
                 for k in range(n)
-            ]
+            ],
+            _SubLegs().prune,
         ):
             for b in part:
                 if isinstance(b, _Linked):

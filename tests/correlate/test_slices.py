@@ -411,6 +411,45 @@ def test_memory_budget_is_shared_by_the_jobs(
     assert count[2] >= 2 * count[1] - 1, count
 
 
+def test_jobs_hold_slices_at_once_only_within_the_memory_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice reads every conversation alive in its window and the margins around it,
+    however small its share of the budget: where the margins hold much more than a share
+    (a busy capture; here 2 s margins around a 1.2 s one), two worker processes would hold
+    two such slices at once, so the slices run one at a time (in this process); where a
+    slice holds its share (margins of 1 ms), the jobs' processes run them. The verdict is
+    the one of the same slices in two processes, and the unsliced one."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    scans = [sl.scan(a), sl.scan(b)]
+    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
+    convs = max(sc.keys.shape[0] for sc in scans)
+    for sc in scans:
+        sc.close()
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    monkeypatch.setattr(sl, "MIN_WINDOW_NS", 0)
+    # (a third of the packets a worker)
+    memory = convs * sl.VERDICT_BYTES_PER_FLOW + total * 2 // 3 * sl.BYTES_PER_PACKET
+    one = correlate(pts).to_dict()
+    held: list[int] = []
+
+    class Slices(sl._Slices):
+        def __init__(self, run: Any, jobs: int) -> None:
+            held.append(jobs)
+            super().__init__(run, jobs)
+
+    monkeypatch.setattr(sl, "_Slices", Slices)
+    for margin_s, jobs in ((None, 1), (0.001, 2)):
+        said: list[str] = []
+        got = correlate(pts, memory=memory, jobs=2, slice_margin_s=margin_s, progress=said.append)
+        assert got.to_dict() == one, margin_s
+        assert len([s for s in said if s.endswith("findings")]) >= 3, said
+        assert held.pop() == jobs, margin_s
+
+
 def test_windows_under_a_budget_are_no_narrower_than_the_minimum(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1356,6 +1395,13 @@ def test_a_connection_beyond_the_proxy_not_linked_where_it_starts_is_left_out() 
     assert [len(x) for x in sl._assign_subs({0: segs + late}, kept).values()] == [4]
     linked = {("lb:eth1", c, 10_500)}
     assert [len(x) for x in sl._assign_subs({0: segs + late}, kept, linked).values()] == [3]
+    # the legs the merge does not take (a's view of slice 1: not where it starts, after
+    # slice 0's), dropped as the slices' results come in: the same merge
+    prune = sl._SubLegs()
+    for x in segs:
+        prune.prune([x])
+    assert [len(v.legs) for x in segs for v in x.subs] == [2, 2, 0, 2]
+    assert sl._merged_subs([], sl._assign_subs({0: segs}, kept)[0]) == got
 
 
 def test_connections_on_a_reused_tuple_of_a_cut_conversation_sliced(tmp_path: Path) -> None:
