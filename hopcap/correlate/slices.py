@@ -2629,12 +2629,12 @@ def _merge_findings(fs: list[Finding]) -> Finding:
     )
 
 
-def _bounds(run: _Run, per_slice: int, min_width: int = 0) -> list[int]:
+def _bounds(by_time: tuple[I64, I64], per_slice: int, min_width: int = 0) -> list[int]:
     """Window edges (first point's clock) every ~`per_slice` packets, by the start of the
     conversations (a conversation's packets count where it starts), but for those cut
     across slices: theirs count where they are (the chunks that hold many of them); no
-    window narrower than `min_width` (its edge is dropped)."""
-    f, n = _by_time(run)
+    window narrower than `min_width` (its edge is dropped). `by_time`: `_by_time`'s."""
+    f, n = by_time
     if not f.shape[0]:
         return [_LO, _HI]
     idx = np.searchsorted(n, np.arange(per_slice, int(n[-1]), per_slice)) + 1
@@ -2725,7 +2725,7 @@ def _proxy_margin(run: _Run, want: int, per_slice: int | None, keep: bool) -> tu
     return m, bounds
 
 
-def _workers_within(run: _Run, left: int, jobs: int) -> int:
+def _workers_within(run: _Run, by_time: tuple[I64, I64], left: int, jobs: int) -> int:
     """How many of `jobs` worker processes may each hold a slice at once within `left`
     bytes of the memory budget: fewer (one: in this process) when the slices read more
     than twice their share of it (as `_proxy_margin` allows). A slice reads every
@@ -2733,8 +2733,8 @@ def _workers_within(run: _Run, left: int, jobs: int) -> int:
     share: at a busy capture that is many slices of a tight budget (the rsb lab bundle, an
     L7 proxy at 56 k packets a second: slices of 9 k packets at `--memory 300M --jobs 2`
     read 310-750 k, each worker ~390 MB of anonymous memory); two at once only doubled
-    that."""
-    f, n = _by_time(run)
+    that. `by_time`: `_by_time`'s, as the windows were cut by them."""
+    f, n = by_time
     need = _widest(f, n, run.bounds, run.margin_ns) * BYTES_PER_PACKET
     w = jobs
     while w > 1 and w * need > 2 * (left - w * WORKER_BYTES):
@@ -2908,12 +2908,13 @@ def correlate_sliced(
         # fw-rst-get lab bundle, 46 times the work of one run). Under a memory budget,
         # windows are `MIN_WINDOW_NS` wide at least (a slice then holds at most ~1.5
         # times what a narrow one read). (`slice_packets` without a budget: as given.)
-        run.bounds = _bounds(run, per_slice, MIN_WINDOW_NS if budget is not None else 0)
+        by_time = _by_time(run)
+        run.bounds = _bounds(by_time, per_slice, MIN_WINDOW_NS if budget is not None else 0)
         n = len(run.bounds) - 1
         if n <= 1:
             return None
         if budget is not None and workers > 1:
-            workers = _workers_within(run, left, workers)
+            workers = _workers_within(run, by_time, left, workers)
         pool = _Slices(run, min(workers, n))
         present = [i for i, sc in enumerate(scans) if sc is not None]
         hinted = all(inputs[i].clock_offset_hint_s is not None for i in present)

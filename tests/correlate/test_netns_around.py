@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_lb_reuse_netns import sh, wait_listening
 
 from hopcap.correlate import correlate
 from hopcap.model import PointInput
@@ -35,11 +36,6 @@ VIP = "203.0.113.80"
 CLI, FW_OUT, FW2_OUT = "198.18.110.10", "198.18.110.1", "198.18.110.2"
 FW_IN, FW2_IN, SRV = "198.18.111.1", "198.18.111.3", "198.18.111.2"
 AROUND_PORTS = (41000, 41999)  # the client's source ports routed through fw2
-
-
-def sh(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
 
 
 def _veth(a: str, dev_a: str, b: str, dev_b: str) -> None:
@@ -123,10 +119,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         )  # fmt: skip
-        for _ in range(50):
-            if sh("ss", "-ltn", ns=NS["srv"]).stdout.count(":8080"):
-                break
-            time.sleep(0.1)
+        wait_listening(NS["srv"], 8080)
         yield tmp_path
     finally:
         for pr in procs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -381,6 +381,27 @@ def test_cli_memory_option_slices_and_says_so(
     assert bad.exit_code != 0 and "--memory" in bad.output
 
 
+def _budgets(
+    pts: list[PointInput], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Callable[[int], int], int]:
+    """With the budget's fixed shares out of the way (no base, no worker share, slices of
+    10 packets at least): the memory budget whose slices hold `n` packets once the verdict
+    of the captures' conversations is paid for, and the captures' packets."""
+    scans = [sl.scan(p.pcap) for p in pts]
+    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
+    convs = max(sc.keys.shape[0] for sc in scans)
+    for sc in scans:
+        sc.close()
+    monkeypatch.setattr(sl, "BASE_BYTES", 0)
+    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
+    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+
+    def budget(n: int) -> int:
+        return convs * sl.VERDICT_BYTES_PER_FLOW + n * sl.BYTES_PER_PACKET
+
+    return budget, total
+
+
 def test_memory_budget_is_shared_by_the_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -389,17 +410,9 @@ def test_memory_budget_is_shared_by_the_jobs(
     and the verdict is the one of one job, and of the unsliced run."""
     a, b = busy_firewall(tmp_path, 300)
     pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
-    scans = [sl.scan(a), sl.scan(b)]
-    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
-    convs = max(sc.keys.shape[0] for sc in scans)
-    for sc in scans:
-        sc.close()
-    # the budget's fixed shares out of the way: the slices get a third of the packets
-    monkeypatch.setattr(sl, "BASE_BYTES", 0)
-    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
-    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    budget, total = _budgets(pts, monkeypatch)
     monkeypatch.setattr(sl, "MIN_WINDOW_NS", 0)  # (the capture lasts ~0.3 s)
-    memory = convs * sl.VERDICT_BYTES_PER_FLOW + total // 3 * sl.BYTES_PER_PACKET
+    memory = budget(total // 3)  # the slices get a third of the packets
     one = correlate(pts).to_dict()
     count = {}
     for jobs in (1, 2):
@@ -422,17 +435,9 @@ def test_jobs_hold_slices_at_once_only_within_the_memory_budget(
     the one of the same slices in two processes, and the unsliced one."""
     a, b = busy_firewall(tmp_path, 300)
     pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
-    scans = [sl.scan(a), sl.scan(b)]
-    total = sum(sc.tcp_rows + sc.dgram_rows for sc in scans)
-    convs = max(sc.keys.shape[0] for sc in scans)
-    for sc in scans:
-        sc.close()
-    monkeypatch.setattr(sl, "BASE_BYTES", 0)
-    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
-    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    budget, total = _budgets(pts, monkeypatch)
     monkeypatch.setattr(sl, "MIN_WINDOW_NS", 0)
-    # (a third of the packets a worker)
-    memory = convs * sl.VERDICT_BYTES_PER_FLOW + total * 2 // 3 * sl.BYTES_PER_PACKET
+    memory = budget(total * 2 // 3)  # (a third of the packets a worker)
     one = correlate(pts).to_dict()
     held: list[int] = []
 
@@ -1270,13 +1275,7 @@ def test_the_proxy_margin_stays_within_the_memory_budget(
     gives the unsliced verdict."""
     pts = _slow_backends(tmp_path)
     one = correlate(pts).to_dict()
-    scans = [sl.scan(p.pcap) for p in pts]
-    convs = max(sc.keys.shape[0] for sc in scans)
-    for sc in scans:
-        sc.close()
-    monkeypatch.setattr(sl, "BASE_BYTES", 0)
-    monkeypatch.setattr(sl, "WORKER_BYTES", 0)
-    monkeypatch.setattr(sl, "MIN_SLICE", 10)
+    budget, _total = _budgets(pts, monkeypatch)
     # chunks of a few dozen records, as a large capture's are small beside it: the scan
     # places the packets of the conversations cut across slices in time by their chunks
     from hopcap.correlate import reader as rd
@@ -1284,10 +1283,6 @@ def test_the_proxy_margin_stays_within_the_memory_budget(
     monkeypatch.setattr(rd, "PARSE_CHUNK", 31)
     monkeypatch.setattr(rd, "CHUNK", 31)
     monkeypatch.setattr(sl, "DENSE_ROWS", 4)
-
-    def budget(per_slice: int) -> int:
-        return convs * sl.VERDICT_BYTES_PER_FLOW + per_slice * sl.BYTES_PER_PACKET
-
     caplog.set_level(logging.INFO, logger="hopcap.correlate")
     tight = correlate(pts, memory=budget(40), jobs=1).to_dict()
     got = re.search(
