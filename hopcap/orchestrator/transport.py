@@ -325,6 +325,9 @@ class _CommandShell:
         self._out: asyncio.Queue[str] = asyncio.Queue()
         self._err: asyncio.Queue[str] = asyncio.Queue()
         self.feed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # only `job_shell` awaits it: a shell that ends before it said its feeder's pid (one
+        # opened as the connection closes) must not print "never retrieved" when collected
+        self.feed.add_done_callback(_retrieved)
         self._pumps: list[asyncio.Future[None]] = []
         self.proc: asyncssh.SSHClientProcess[Any] | None = None
 

@@ -6,6 +6,7 @@ connecting, the command shells, probing, the clock, pulls and their verification
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import shutil
 import time
@@ -406,3 +407,25 @@ def test_one_sftp_session_serves_the_probe_and_every_pull(tmp_path: Path) -> Non
             assert DamagingSFTP.opened == 2
 
     asyncio.run(main())
+
+
+def test_a_command_shell_that_ends_before_it_starts_leaves_no_stray_error(tmp_path: Path) -> None:
+    """A command shell that ends before its feeder said its pid (here: no `sh` on the
+    host's PATH; on a site, a shell opened as the connection closes) fails its command
+    with a TransportError, and nothing else: no "Future exception was never retrieved"
+    printed later on the user's terminal when the shell is collected."""
+    stray: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: stray.append(str(ctx.get("exception"))))
+        srv = Server(path=path_without(tmp_path, "sh"))
+        async with _host(tmp_path, srv) as s:
+            with pytest.raises(TransportError, match="command shell ended"):
+                await _t(s).run("echo hello")
+            del s
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert stray == []
