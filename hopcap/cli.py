@@ -32,7 +32,7 @@ from hopcap.errors import (
     OptionError,
 )
 from hopcap.model import PointRecord, RunRecord, Verdict
-from hopcap.units import size_text
+from hopcap.units import ms_text, size_text
 
 if TYPE_CHECKING:
     import asyncio
@@ -128,7 +128,9 @@ def _err(msg: str) -> None:
 
 STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
 _status_last = -STATUS_EVERY_S  # when the last one was written (time.monotonic)
-_LAST_STEP = re.compile(r"\b(\d+)/\1\b")  # "slice 799/799: findings": the last of its steps
+# the last of its steps: "slice 799/799: findings", "merged.pcapng 100 %" (a log whose last
+# line said "merged.pcapng 15 %" read as a bundle left at 15 %)
+_LAST_STEP = re.compile(r"\b(\d+)/\1\b|\b100 %")
 
 
 def _status(text: str) -> None:
@@ -445,7 +447,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             p.name,
             p.packets,
             "?" if p.kernel_drops is None else p.kernel_drops,
-            "" if p.clock_offset_s is None else f"{p.clock_offset_s * 1000:+.3f} ms",
+            "" if p.clock_offset_s is None else ms_text(p.clock_offset_s, signed=True),
         ]
         for p in verdict.points
     ]
@@ -551,7 +553,7 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
                 leg.point,
                 leg.tuple,
                 leg.link,
-                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "" if leg.latency_s is None else ms_text(leg.latency_s),
                 "; ".join(leg.details),
             ]
             for leg in fl.legs

@@ -137,14 +137,15 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     names = [p.name for p in verdict.points]
     points = set(names)
     anchors: dict[tuple[str, str], str | None] = {}
-    seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
+    # flows with a leg at each point: a flow through a load balancer that retried or
+    # opened a backend connection per request has several legs at a point, one flow
+    seen_at: dict[str, int] = {}
     groups: dict[_Key, _Acc] = {}
     for i, fl in enumerate(verdict.flows):
         if not fl.path:  # set apart: not part of what the path's segments saw
             continue
         legs = fl.legs
-        for leg in legs:
-            q = leg.point
+        for q in {leg.point for leg in legs}:
             seen_at[q] = seen_at.get(q, 0) + 1
         for f in fl.findings:
             b, a = f.before, f.after
@@ -425,7 +426,7 @@ def _text(
     if f.field == "tcp.mss":
         unit = "SYN" if f.direction == "c2s" else "SYN-ACK"
     detail = _n(packets, unit)
-    if kinds and packets > 1:
+    if kinds:  # what they were, also for one packet: an injected RST says so
         detail += ": " + ", ".join(
             f"{n:,} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
         )

@@ -24,6 +24,7 @@ from hopcap.patterns import (
     split_patterns,
     triage,
 )
+from hopcap.units import ms_text
 
 MAX_HEALTHY_LISTED = 20
 MAX_COUNTERS = 12
@@ -74,12 +75,20 @@ def _secs(v: float | None, unit: str = "ms") -> str:
     if v is None:
         return "?"
     if unit == "ms":
-        return f"{v * 1000:.3f} ms"
+        return ms_text(v)
     return f"{v:.6f} s"
 
 
+def _n(k: int, word: str, plural: str | None = None) -> str:
+    """`k` things in words: "1 flow", "2,500 flows", "1 new entry" (`plural`: when not
+    `word` + "s")."""
+    return f"{k:,} {word if k == 1 else plural or word + 's'}"
+
+
 def _int(v: Any) -> str:
-    return "?" if v is None else str(v)
+    if v is None:
+        return "?"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _md(text: Any) -> str:
@@ -136,7 +145,8 @@ def shown_findings(fl: Flow) -> tuple[list[Finding], str]:
     )
     more = len(fs) - len(keep)
     line = (
-        f"... {more:,} more findings ({groups}), {len(fs):,} in all: verdict.json lists every one."
+        f"... {more:,} more {'finding' if more == 1 else 'findings'} ({groups}), {len(fs):,} "
+        "in all: verdict.json lists every one."
     )
     return [f for i, f in enumerate(fs) if i in keep], line
 
@@ -231,8 +241,9 @@ def _summary_lines(
         ),
         (
             "Patterns",
-            f"{len(problems):,} problem(s), {len(policy):,} device policy"
-            + (f" ({', '.join(str(p.label) for p in policy)})" if policy else ""),
+            f"{_n(len(problems), 'problem')}, {len(policy):,} device policy"
+            # each label once: MSS clamping is a pattern per direction
+            + (f" ({', '.join(dict.fromkeys(str(p.label) for p in policy))})" if policy else ""),
         ),
         ("Findings", ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
     ]
@@ -318,7 +329,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
                 f"| {_md(_examples(p))} |"
             )
         if len(problems) > MAX_PATTERNS:
-            L.append(f"\n{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.")
+            L.append(f"\n{_n(len(problems) - MAX_PATTERNS, 'more pattern')} in verdict.json.")
     else:
         L.append("No drop, injection, reset, rewrite or gap beyond device policy.")
     if policy:
@@ -352,14 +363,16 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
 
     L += ["", f"## Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})", ""]
     if t.around:
-        L.append(f"{len(t.around):,} flows went around capture points (see above), nothing worse.")
+        L.append(
+            f"{_n(len(t.around), 'flow')} went around capture points (see above), nothing worse."
+        )
     if t.policy:
         L.append(
-            f"{len(t.policy):,} flows crossed every capture point with only the device "
+            f"{_n(len(t.policy), 'flow')} crossed every capture point with only the device "
             "policy above."
         )
     if t.healthy:
-        L.append(f"{len(t.healthy):,} flows crossed every capture point without a finding.")
+        L.append(f"{_n(len(t.healthy), 'flow')} crossed every capture point without a finding.")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
             L += ["", "| flow | client -> server | legs |", "|---|---|---|"]
             for fl in t.healthy:
@@ -484,7 +497,7 @@ def _more_legs(fl: Flow) -> str:
     more = fl.legs[MAX_LEGS:]
     at = sorted({leg.point for leg in more})
     return (
-        f"... {len(more):,} more legs (at {', '.join(at)}), "
+        f"... {_n(len(more), 'more leg')} (at {', '.join(at)}), "
         f"{len(fl.legs):,} in all: verdict.json lists every one."
     )
 
@@ -503,7 +516,7 @@ def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             )
         rest = len(counters) - len(notable) - len(other)
         if rest > 0:
-            L.append(f"\n{rest} more counters moved (facts/{_md(host)}/delta/nstat.txt).")
+            L.append(f"\n{_n(rest, 'more counter')} moved (facts/{_md(host)}/delta/nstat.txt).")
         L.append("")
     elif "nstat" in s:
         L += ["No nstat counter moved.", ""]
@@ -523,7 +536,8 @@ def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             L.append("")
     ct = s.get("conntrack")
     if ct:
-        L += [f"conntrack: {ct['new']} new entries, {ct['gone']} gone during the window.", ""]
+        L += [f"conntrack: {_n(int(ct['new']), 'new entry', 'new entries')}, {int(ct['gone']):,} "
+              "gone during the window.", ""]  # fmt: skip
     missing = s.get("missing") or {}
     if missing:
         L.append(
@@ -544,6 +558,7 @@ margin-top:1.6em}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
+td.nw{white-space:nowrap}td.num{white-space:nowrap;text-align:right;font-variant-numeric:tabular-nums}
 dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 .k-drop{color:#b00020;font-weight:600}.k-inject{color:#7b1fa2;font-weight:600}
@@ -596,9 +611,11 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     )
     for i, r in enumerate(_point_rows(manifest, verdict), 1):
         H.append(
-            f"<tr><td>{i}</td><td>{_h(r['name'])}</td><td>{_h(_int(r['packets']))}</td>"
-            f"<td>{_h(_int(r['kernel_drops']))}</td><td>{_h(_secs(r['offset']))}</td>"
-            f"<td>{_h(_secs(r['probe']))}</td><td>{_h(r['error'] or '')}</td></tr>"
+            f'<tr><td>{i}</td><td class="nw">{_h(r["name"])}</td>'
+            f'<td class="num">{_h(_int(r["packets"]))}</td>'
+            f'<td class="num">{_h(_int(r["kernel_drops"]))}</td>'
+            f'<td class="num">{_h(_secs(r["offset"]))}</td>'
+            f'<td class="num">{_h(_secs(r["probe"]))}</td><td>{_h(r["error"] or "")}</td></tr>'
         )
     H.append("</tbody></table>")
 
@@ -614,14 +631,15 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         for p in problems[:MAX_PATTERNS]:
             H.append(
                 f'<tr><td class="k-{_h(p.kind)}">{_h(p.kind)}</td><td>{_h(p.direction)}</td>'
-                f"<td>{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>"
-                f"<td>{_h(_pattern_change(p))}</td><td>{p.flows:,} of {p.of:,}</td>"
-                f"<td>{p.packets:,}</td><td>{_h(seen_span(p))}</td><td>{_h(_examples(p))}</td>"
+                f'<td class="nw">{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>'
+                f'<td>{_h(_pattern_change(p))}</td><td class="num">{p.flows:,} of {p.of:,}</td>'
+                f'<td class="num">{p.packets:,}</td><td class="nw">{_h(seen_span(p))}</td>'
+                f"<td>{_h(_examples(p))}</td>"
                 f"<td>{_h(p.text)}</td></tr>"
             )
         H.append("</tbody></table>")
         if len(problems) > MAX_PATTERNS:
-            H.append(f"<p>{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.</p>")
+            H.append(f"<p>{_n(len(problems) - MAX_PATTERNS, 'more pattern')} in verdict.json.</p>")
     else:
         H.append("<p>No drop, injection, reset, rewrite or gap beyond device policy.</p>")
     if policy:
@@ -660,15 +678,18 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     H.append(f"<h2>Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})</h2>")
     if t.around:
         H.append(
-            f"<p>{len(t.around):,} flows went around capture points (see above), nothing worse.</p>"
+            f"<p>{_n(len(t.around), 'flow')} went around capture points (see above), "
+            "nothing worse.</p>"
         )
     if t.policy:
         H.append(
-            f"<p>{len(t.policy):,} flows crossed every capture point with only the device "
+            f"<p>{_n(len(t.policy), 'flow')} crossed every capture point with only the device "
             "policy above.</p>"
         )
     if t.healthy:
-        H.append(f"<p>{len(t.healthy):,} flows crossed every capture point without a finding.</p>")
+        H.append(
+            f"<p>{_n(len(t.healthy), 'flow')} crossed every capture point without a finding.</p>"
+        )
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
             H.append(
                 "<table><thead><tr><th>flow</th><th>client -&gt; server</th><th>legs</th>"
@@ -739,7 +760,12 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
             + "</tr></thead><tbody>"
         )
         for fl in rest:
-            H.append("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in flow_row(fl)) + "</tr>")
+            row = flow_row(fl)
+            H.append(
+                f'<tr><td class="nw">{_h(row[0])}</td><td class="nw">{_h(row[1])}</td>'
+                + "".join(f"<td>{_h(c)}</td>" for c in row[2:])
+                + "</tr>"
+            )
         H.append("</tbody></table>")
     left = len(flows) - detailed - len(rest)
     if left > 0:
@@ -760,8 +786,9 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         what = finding_what(f)
         H.append(
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
-            f"<td>{_h(f.between[0])} -&gt; {_h(f.between[1])}</td><td>{f.packets}</td>"
-            f"<td>{f.bytes}</td><td>{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>"
+            f'<td class="nw">{_h(f.between[0])} -&gt; {_h(f.between[1])}</td>'
+            f'<td class="num">{f.packets:,}</td><td class="num">{f.bytes:,}</td>'
+            f'<td class="nw">{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>'
         )
     H.append("</tbody></table>")
     if more:
@@ -774,8 +801,9 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         for leg in fl.legs[:MAX_LEGS]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             H.append(
-                f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(_link(leg))}"
-                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
+                f'<tr><td class="nw">{_h(leg.point)}</td><td class="nw">{_h(leg.tuple)}</td>'
+                f'<td>{_h(_link(leg))}</td><td class="num">{_h(lat)}</td>'
+                f"<td>{_h('; '.join(leg.details))}</td></tr>"
             )
         H.append("</tbody></table>")
         if len(fl.legs) > MAX_LEGS:
@@ -798,14 +826,15 @@ def _html_facts(host: str, s: Mapping[str, Any]) -> list[str]:
         for c in notable + other:
             cls = ' class="notable"' if c.get("notable") else ""
             H.append(
-                f"<tr{cls}><td>{_h(c['name'])}</td><td>{c['before']}</td><td>{c['after']}"
-                f"</td><td>{c['delta']:+d}</td><td>{_h(c.get('notable') or '')}</td></tr>"
+                f'<tr{cls}><td>{_h(c["name"])}</td><td class="num">{_h(c["before"])}</td>'
+                f'<td class="num">{_h(c["after"])}</td><td class="num">{c["delta"]:+d}</td>'
+                f"<td>{_h(c.get('notable') or '')}</td></tr>"
             )
         H.append("</tbody></table>")
         rest = len(counters) - len(notable) - len(other)
         if rest > 0:
             H.append(
-                f'<p class="muted">{rest} more counters moved '
+                f'<p class="muted">{_n(rest, "more counter")} moved '
                 f"(facts/{_h(host)}/delta/nstat.txt).</p>"
             )
     elif "nstat" in s:
@@ -820,14 +849,17 @@ def _html_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             )
             for r in rules[:MAX_RULES]:
                 H.append(
-                    f"<tr><td>+{r['packets']}</td><td>+{r['bytes']}</td><td>{_h(r['where'])}"
+                    f'<tr><td class="num">+{_h(r["packets"])}</td>'
+                    f'<td class="num">+{_h(r["bytes"])}</td>'
+                    f"<td>{_h(r['where'])}"
                     f"</td><td><code>{_h(r['rule'])}</code></td></tr>"
                 )
             H.append("</tbody></table>")
     ct = s.get("conntrack")
     if ct:
         H.append(
-            f"<p>conntrack: {int(ct['new'])} new entries, {int(ct['gone'])} gone during "
+            f"<p>conntrack: {_n(int(ct['new']), 'new entry', 'new entries')}, "
+            f"{int(ct['gone']):,} gone during "
             "the window.</p>"
         )
     missing = s.get("missing") or {}
@@ -900,9 +932,12 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
             f'refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="{color}"/></marker>'
         )
     S.append("</defs>")
+    points = set(path).union(leg.point for leg in fl.legs)
     for c in cols:
         cx = x[c]
-        bare = ":" not in c
+        # a host's own stack is a name that is no capture point (a point may be named
+        # without an interface: `hopcap correlate a=A.pcap b=B.pcap`)
+        bare = c not in points
         dash = ' stroke-dasharray="2,3"' if bare else ""
         S.append(
             f'<line x1="{cx}" y1="{top - 10}" x2="{cx}" y2="{height - 15}" '
@@ -930,7 +965,7 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         S.append(f'<circle cx="{x[p]}" cy="{y}" r="4" fill="#999"/>')
     S.append(
         f'<text x="{left - 60}" y="{y - 8}" fill="#666">connection seen at '
-        f"{len(legs)} point(s): {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
+        f"{_n(len(legs), 'point')}: {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
     )
     for i, f in enumerate(shown, 1):
         S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left, width)
@@ -938,7 +973,7 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         y = top + (len(shown) + 1) * row_h + row_h // 2
         n = len(fl.findings) - len(shown)
         S.append(
-            f'<text x="{left - 60}" y="{y}" fill="#666">... {n:,} more findings '
+            f'<text x="{left - 60}" y="{y}" fill="#666">... {_n(n, "more finding")} '
             "(counted under the table above; verdict.json lists every one)</text>"
         )
     S.append("</svg>")
