@@ -44,7 +44,8 @@ def sentence(f: Finding, word: str, at: str, findings: list[Finding], unit: str 
     elif f.kind == "inject":
         text = f"{word} injected {at} (seen on {b}, never sent through {a})"
     elif f.kind == "rewrite":
-        count = f" ({f.packets} {unit})" if unit else ""
+        one = f.packets == 1 and unit.endswith("s")  # "(1 packet)", not "(1 packets)"
+        count = f" ({f.packets} {unit[:-1] if one else unit})" if unit else ""
         text = f"{f.field} rewritten {at}: {f.before} -> {f.after}{count}"
     elif f.kind == "reset":
         text = f"{a} reset the connection (RST seen on {b})"

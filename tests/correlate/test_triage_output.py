@@ -92,6 +92,10 @@ def test_all_lists_every_flow(captures: tuple[Path, Path]) -> None:
     assert code == 0
     assert sorted(re.findall(r"^(f\d+)\s", out, re.M)) == sorted(f"f{i}" for i in range(1, N + 1))
     assert "not listed" not in out
+    # a flow with MSS clamping only: its SYN's MSS rewritten, one packet ("1 packets" on
+    # every such row of a busy firewall's list)
+    assert re.search(r"tcp\.mss rewritten inside fw: 1460 -> 1400 \(1 packet\)$", out, re.M), out
+    assert "(1 packets)" not in out
 
 
 def test_one_flow_in_detail(captures: tuple[Path, Path], verdict: Verdict) -> None:
