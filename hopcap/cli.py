@@ -1535,7 +1535,9 @@ def lab_fault(
         lab.fault_apply(name, prefix)
     except HopcapError as exc:
         _fail(exc)
-    typer.echo(f"fault {name} applied; `hopcap lab fault clear` undoes it")
+    # the command as this lab needs it: `fault clear` alone clears the default lab "hc"
+    flag = "" if prefix == "hc" else f" --prefix {prefix}"
+    typer.echo(f"fault {name} applied; `hopcap lab fault clear{flag}` undoes it")
     repro = lab.fault_repro(name)
     if repro is not None:
         typer.echo(f"this fault shows with its own repro, on {repro.on}: {repro.run}")

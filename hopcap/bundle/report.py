@@ -285,6 +285,17 @@ _ALSO_SEEN = (
 )
 
 
+def _no_facts(manifest: Mapping[str, Any]) -> str:
+    """Why a bundle has no facts: an offline correlation takes none (also of a bundle
+    that had them: they stay in that bundle's facts/)."""
+    if manifest.get("source") == "offline":
+        return (
+            "None: `hopcap correlate` takes no facts (`hopcap run` takes them on every host; "
+            "a re-correlated bundle's facts stay in that bundle's facts/)."
+        )
+    return "No facts were collected."
+
+
 def _moved_facts(facts: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(h, s) for h, s in sorted(facts.items()) if isinstance(s, dict)]
 
@@ -357,7 +368,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     L += ["", "## Facts that moved", ""]
     moved = _moved_facts(facts)
     if not moved:
-        L.append("No facts were collected.")
+        L.append(_no_facts(manifest))
     for host, s in moved:
         L += _md_facts(host, s)
 
@@ -671,7 +682,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     H.append("<h2>Facts that moved</h2>")
     moved = _moved_facts(facts)
     if not moved:
-        H.append("<p>No facts were collected.</p>")
+        H.append(f"<p>{_h(_no_facts(manifest))}</p>")
     for host, s in moved:
         H += _html_facts(host, s)
 

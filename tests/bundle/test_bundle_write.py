@@ -391,6 +391,11 @@ def test_offline_bundle(tmp_path: Path) -> None:
     )
     assert "Name = lb" in res.stdout and "missing: not captured" in res.stdout
     assert "lb" in (out / "report.md").read_text().split("Missing points:")[1].splitlines()[0]
+    # no facts, and why: "No facts were collected." read as a run whose facts failed
+    for report in ("report.md", "report.html"):
+        text = (out / report).read_text()
+        assert "None: `hopcap correlate` takes no facts (`hopcap run` takes them" in text
+        assert "No facts were collected" not in text
 
 
 def test_missing_point_and_bad_pull(tmp_path: Path) -> None:
