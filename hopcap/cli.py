@@ -493,7 +493,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo("")
     t = triage(verdict)
     if show_all:
-        flows = t.alarms + t.rewrites + t.around + t.policy + t.healthy
+        flows = t.alarms + t.unanswered + t.rewrites + t.around + t.policy + t.healthy
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
             typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
@@ -516,6 +516,16 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
                 )
         elif verdict.flows:
             typer.echo("no flow had drops, injections, resets or gaps")
+        if t.unanswered:
+            # no finding, yet nothing came back: not to be counted among the healthy ones
+            shown_flows = t.unanswered[:MAX_FLOWS_SHOWN]
+            typer.echo(
+                f"flows whose request got no response, with no finding on the way "
+                f"({len(t.unanswered):,}):"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.unanswered):
+                typer.echo(f"... {len(t.unanswered) - len(shown_flows):,} more, use --all")
         hidden = [
             (len(t.rewrites), "with rewrites only (see the patterns)"),
             (len(t.around), "that went around capture points (see above)"),

@@ -236,6 +236,7 @@ def _summary_lines(
             f"{len(verdict.flows):,} total: {len(t.alarms):,} with drops, injections, resets "
             f"or gaps, {len(t.rewrites):,} with rewrites only, {len(t.policy):,} with device "
             f"policy only, {len(t.healthy):,} healthy"
+            + (f", {len(t.unanswered):,} with no response" if t.unanswered else "")
             + (f", {len(t.around):,} around capture points" if t.around else "")
             + (f"; {len(t.local):,} not on the path (the hosts' own traffic)" if t.local else ""),
         ),
@@ -276,6 +277,12 @@ def _local_rows(t: Triage) -> list[tuple[str, str, str, str]]:
         for fl in t.local[:MAX_HEALTHY_LISTED]
     ]
 
+
+_UNANSWERED = (
+    "Flows without a finding whose request got no response at all: every point delivered "
+    "what it saw, and nothing came back (a server or a proxy that accepted the connection "
+    "and never answered, or answered only after the capture ended)."
+)
 
 _ALSO_SEEN = (
     "Flows seen at one point only that are not on the path under study: addressed to that "
@@ -360,6 +367,9 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     else:
         L.append("Most such packets first.")
     L += _md_flows(t.alarms, MAX_DETAILED)
+    if t.unanswered:
+        L += ["", f"## Flows with no response ({len(t.unanswered):,})", "", _UNANSWERED, ""]
+        L += _md_flows(t.unanswered, 0)
     if t.rewrites:
         L += ["", f"## Flows with rewrites only ({len(t.rewrites):,})", ""]
         L.append("Rewrites that are not device policy (see the patterns).")
@@ -379,16 +389,17 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         )
     if t.policy:
         L.append(
-            f"{_n(len(t.policy), 'flow')} crossed every capture point with only the device "
+            f"{_n(len(t.policy), 'flow')} with only the device "
             "policy above."
         )
     if t.healthy:
-        L.append(f"{_n(len(t.healthy), 'flow')} crossed every capture point without a finding.")
+        L.append(f"{_n(len(t.healthy), 'flow')} without a finding.")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
-            L += ["", "| flow | client -> server | legs |", "|---|---|---|"]
+            L += ["", "| flow | client -> server | legs | summary |", "|---|---|---|---|"]
             for fl in t.healthy:
                 L.append(
-                    f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} |"
+                    f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} "
+                    f"| {_md(fl.summary)} |"
                 )
     if not t.policy and not t.healthy and not t.around:
         L.append("None.")
@@ -437,7 +448,7 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
         L += _md_flow(fl)
     rest = flows[detailed : detailed + MAX_LISTED]
     if rest:
-        L += ["", f"The next {len(rest):,}, one line each:", ""]
+        L += ["", f"The next {len(rest):,}, one line each:", ""] if detailed else [""]
         L.append("| " + " | ".join(FLOW_HEADERS) + " |")
         L.append("|---" * len(FLOW_HEADERS) + "|")
         L += ["| " + " | ".join(_md(c) for c in flow_row(fl)) + " |" for fl in rest]
@@ -674,6 +685,10 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     else:
         H.append('<p class="muted">Most such packets first.</p>')
     H += _html_flows(t.alarms, MAX_DETAILED, path)
+    if t.unanswered:
+        H.append(f"<h2>Flows with no response ({len(t.unanswered):,})</h2>")
+        H.append(f'<p class="muted">{_h(_UNANSWERED)}</p>')
+        H += _html_flows(t.unanswered, 0, path)
     if t.rewrites:
         H.append(f"<h2>Flows with rewrites only ({len(t.rewrites):,})</h2>")
         H.append('<p class="muted">Rewrites that are not device policy (see the patterns).</p>')
@@ -694,22 +709,21 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         )
     if t.policy:
         H.append(
-            f"<p>{_n(len(t.policy), 'flow')} crossed every capture point with only the device "
+            f"<p>{_n(len(t.policy), 'flow')} with only the device "
             "policy above.</p>"
         )
     if t.healthy:
-        H.append(
-            f"<p>{_n(len(t.healthy), 'flow')} crossed every capture point without a finding.</p>"
-        )
+        H.append(f"<p>{_n(len(t.healthy), 'flow')} without a finding.</p>")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
             H.append(
                 "<table><thead><tr><th>flow</th><th>client -&gt; server</th><th>legs</th>"
-                "</tr></thead><tbody>"
+                "<th>summary</th></tr></thead><tbody>"
             )
             for fl in t.healthy:
                 H.append(
-                    f"<tr><td>{_h(fl.id)}</td><td>{_h(fl.client)} -&gt; {_h(fl.server)}</td>"
-                    f"<td>{len(fl.legs)}</td></tr>"
+                    f'<tr><td class="nw">{_h(fl.id)}</td>'
+                    f'<td class="nw">{_h(fl.client)} -&gt; {_h(fl.server)}</td>'
+                    f'<td class="num">{len(fl.legs)}</td><td>{_h(fl.summary)}</td></tr>'
                 )
             H.append("</tbody></table>")
     if not t.policy and not t.healthy and not t.around:
@@ -763,8 +777,9 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
     for fl in flows[:detailed]:
         H += _html_flow(fl, path)
     rest = flows[detailed : detailed + MAX_LISTED]
-    if rest:
+    if rest and detailed:
         H.append(f"<p>The next {len(rest):,}, one line each:</p>")
+    if rest:
         H.append(
             "<table><thead><tr>"
             + "".join(f"<th>{_h(c)}</th>" for c in FLOW_HEADERS)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hopcap.model import Finding, Leg
-from hopcap.patterns import AROUND_WHY, around_name, host_points
+from hopcap.patterns import AROUND_WHY, NO_RESPONSE, around_name, host_points
 
 if TYPE_CHECKING:
     from hopcap.correlate.flows import FlowB, Point
@@ -162,7 +162,7 @@ def outcome_words(
                 else "the connection was still open when the capture ended"
             )
             return (
-                f"no response: the request ({req} bytes) went through {path}{links}, "
+                f"{NO_RESPONSE}the request ({req} bytes) went through {path}{links}, "
                 f"but no response data came back to {legs[0].point} ({how})"
             )
     if answered is not None:

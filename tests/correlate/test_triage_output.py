@@ -148,7 +148,7 @@ def test_report_patterns_first_then_capped_broken_flows(
     assert md.count("\n### f") == 2  # two flows in detail, one row, the rest counted
     assert "The next 1, one line each:" in md
     assert f"... {len(alarms) - 3} more in verdict.json." in md
-    assert f"{N - len(alarms)} flows crossed every capture point with only the device" in md
+    assert f"{N - len(alarms)} flows with only the device policy above" in md
     html = report.render_html(manifest, verdict, {})
     assert html.count("<svg") == 2
     assert "MSS clamping" in html[html.index("<h2>Device policy") :][:2000]
