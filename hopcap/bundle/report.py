@@ -224,7 +224,7 @@ def _summary_lines(
         ("Run", str(manifest.get("run_id", "?")) + f" ({manifest.get('source', 'run')})"),
         ("When", f"{iso(started)} - {iso(finished)}{dur}"),
         ("Points", " -> ".join(str(p.get("name")) for p in manifest.get("points", [])) or "none"),
-        ("Start skew", _secs(manifest.get("start_skew_s"))),
+        ("Start skew", _skew_text(manifest)),
         (
             "Complete",
             ("yes" if manifest.get("complete", True) else "NO")
@@ -261,6 +261,28 @@ def _summary_lines(
     if manifest.get("anonymised"):
         out.append(("Anonymised", "yes: addresses replaced by pseudonyms, payload removed"))
     return out
+
+
+def _skew_text(manifest: Mapping[str, Any]) -> str:
+    """The start skew, and what it is: "328.212 ms" alone read as captures that began a
+    third of a second apart; it is the spread of the moments hopcap heard each capture say
+    "listening" (over its host's SSH session). And whether the repro began after the
+    last of them."""
+    skew = manifest.get("start_skew_s")
+    if skew is None:
+        return "not known (an offline correlation)" if manifest.get("source") == "offline" else "?"
+    text = f"{_secs(skew)} from the first to the last capture listening (as hopcap heard them)"
+    ready = [p.get("ready_ts") for p in manifest.get("points", [])]
+    last = max((r for r in ready if r is not None), default=None)
+    began = (manifest.get("repro") or {}).get("started_ts")
+    if last is not None and began is not None:
+        after = began - last
+        text += (
+            f"; the repro began {_secs(after)} after the last"
+            if after >= 0
+            else f"; the repro began {_secs(-after)} BEFORE the last"
+        )
+    return text
 
 
 def _hosts_text(verdict: Verdict) -> str:
@@ -388,10 +410,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
             f"{_n(len(t.around), 'flow')} went around capture points (see above), nothing worse."
         )
     if t.policy:
-        L.append(
-            f"{_n(len(t.policy), 'flow')} with only the device "
-            "policy above."
-        )
+        L.append(f"{_n(len(t.policy), 'flow')} with only the device policy above.")
     if t.healthy:
         L.append(f"{_n(len(t.healthy), 'flow')} without a finding.")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
@@ -708,10 +727,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             "nothing worse.</p>"
         )
     if t.policy:
-        H.append(
-            f"<p>{_n(len(t.policy), 'flow')} with only the device "
-            "policy above.</p>"
-        )
+        H.append(f"<p>{_n(len(t.policy), 'flow')} with only the device policy above.</p>")
     if t.healthy:
         H.append(f"<p>{_n(len(t.healthy), 'flow')} without a finding.</p>")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:

@@ -195,7 +195,7 @@ def test_report_md(built: tuple[Path, Path]) -> None:
     assert md.index("## Flows with drops") < md.index("## Other flows (1)")
     assert "TcpExtListenOverflows | 0 | 12 | +12" in md
     assert "tcp dport 9999 counter drop" in md
-    assert "Start skew:** 60.000 ms" in md
+    assert "Start skew:** 60.000 ms from the first to the last capture listening" in md
 
 
 class _Checker(HTMLParser):

@@ -145,3 +145,25 @@ def test_packet_counts_have_thousands_separators() -> None:
     md = render_markdown(manifest, v, {})
     assert "| 1 | client:eth0 | 22,891 | 0 |" in md, md[:3000]
     assert "22891" not in md
+
+
+def test_the_start_skew_says_what_it_is() -> None:
+    """ "Start skew: 328.212 ms" (a lab run) read as captures a third of a second apart:
+    it is the spread of the moments hopcap heard each capture listening, and the report
+    says so, and whether the repro began after the last of them."""
+    v = sc.make_verdict()
+    m = _manifest()
+    for i, p in enumerate(m["points"]):  # type: ignore[attr-defined]
+        p["ready_ts"] = T0 + 0.1 * i
+    m["start_skew_s"] = 0.3
+    m["repro"] = {"command": "curl", "exit_status": 0, "started_ts": T0 + 0.3165}
+    said = (
+        "300.000 ms from the first to the last capture listening (as hopcap heard them); "
+        "the repro began 16.500 ms after the last"
+    )
+    assert f"- **Start skew:** {said}" in render_markdown(m, v, {})
+    assert f"<dt>Start skew</dt><dd>{said}</dd>" in render_html(m, v, {})
+    m["repro"] = {"command": "curl", "exit_status": 0, "started_ts": T0 + 0.25}
+    assert "the repro began 50.000 ms BEFORE the last" in render_markdown(m, v, {})
+    offline = {"source": "offline", "points": m["points"], "start_skew_s": None}
+    assert "- **Start skew:** not known (an offline correlation)" in render_markdown(offline, v, {})
