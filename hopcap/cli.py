@@ -1186,42 +1186,7 @@ def check(
             progress.close()
     except HopcapError as exc:
         _fail(exc)
-    rows = [
-        [
-            r.host,
-            r.address,
-            "yes" if r.connected else "no",
-            (r.tcpdump or "-").removeprefix("tcpdump version "),
-            r.sudo,
-            r.capture,
-            r.pull,
-            ", ".join(r.points) or "-",
-            "-" if r.free_mb is None else f"{r.free_mb} MB",
-            "-"
-            if r.clock_offset_s is None
-            else f"{r.clock_offset_s * 1000:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})",
-            "ok" if r.ok else "FAIL",
-        ]
-        for r in results
-    ]
-    typer.echo(
-        tabulate(
-            rows,
-            headers=[
-                "host",
-                "address",
-                "ssh",
-                "tcpdump",
-                "sudo",
-                "rights",
-                "pull",
-                "capture",
-                "free",
-                "clock",
-                "",
-            ],
-        )
-    )
+    typer.echo(_check_table(results))
     bad = [r for r in results if not r.ok]
     for r in bad:
         for p in r.problems:
@@ -1359,6 +1324,36 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+def _check_table(results: Sequence[Any]) -> str:
+    """`hopcap check`'s table: a row per host (`HostCheck`), its last column whether the
+    host is ready (was a column without a name)."""
+
+    def clock(r: Any) -> str:
+        if r.clock_offset_s is None:
+            return "-"
+        ms = round(r.clock_offset_s * 1000, 1) or 0.0  # never "-0.0 ms"
+        return f"{ms:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})"
+
+    rows = [
+        [
+            r.host,
+            r.address,
+            "yes" if r.connected else "no",
+            (r.tcpdump or "-").removeprefix("tcpdump version "),
+            r.sudo,
+            r.capture,
+            r.pull,
+            ", ".join(r.points) or "-",
+            "-" if r.free_mb is None else f"{r.free_mb} MB",
+            clock(r),
+            "ok" if r.ok else "FAIL",
+        ]
+        for r in results
+    ]
+    headers = ["host", "address", "ssh", "tcpdump", "sudo", "rights", "pull", "capture"]
+    return tabulate(rows, headers=[*headers, "free", "clock", "ready"])
 
 
 # --------------------------------------------------------------------------------- import
