@@ -215,7 +215,7 @@ def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str,
 def _summary_lines(
     manifest: Mapping[str, Any], verdict: Verdict, t: Triage
 ) -> list[tuple[str, str]]:
-    problems, policy = _split(verdict.patterns)
+    problems, around, policy = split_patterns(verdict.patterns)
     kinds = Counter(f.kind for fl in verdict.flows for f in fl.findings)
     missing = [p["name"] for p in manifest.get("points", []) if p.get("error") or not p.get("file")]
     started, finished = manifest.get("started_ts"), manifest.get("finished_ts")
@@ -244,7 +244,8 @@ def _summary_lines(
             "Patterns",
             f"{_n(len(problems), 'problem')}, {len(policy):,} device policy"
             # each label once: MSS clamping is a pattern per direction
-            + (f" ({', '.join(dict.fromkeys(str(p.label) for p in policy))})" if policy else ""),
+            + (f" ({', '.join(dict.fromkeys(str(p.label) for p in policy))})" if policy else "")
+            + (f", {_n(len(around), 'path')} around capture points" if around else ""),
         ),
         ("Findings", ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
     ]

@@ -167,3 +167,15 @@ def test_the_start_skew_says_what_it_is() -> None:
     assert "the repro began 50.000 ms BEFORE the last" in render_markdown(m, v, {})
     offline = {"source": "offline", "points": m["points"], "start_skew_s": None}
     assert "- **Start skew:** not known (an offline correlation)" in render_markdown(offline, v, {})
+
+
+def test_the_summary_counts_the_paths_around_capture_points() -> None:
+    """The lab's fw-ha-peer run: "Findings: 12 around" but "Patterns: 0 problems, 0 device
+    policy", silent about its one pattern (listed under its own heading)."""
+    pts = tuple(PointSummary(n, n.partition(":")[0], n[3:], 10) for n in sc.POINTS)
+    went = Finding("around", "c2s", ("client:eth0", "srv:eth0"), 3, 0, T0, "went around fw",
+                   around=("fw:eth0", "fw:eth1"))  # fmt: skip
+    legs = (Leg("client:eth0", "t", "same"), Leg("srv:eth0", "t", "nat"))
+    v = with_patterns(Verdict(pts, (Flow("f1", "tcp", "c:1", "s:2", legs, (went,), "s", T0),)))
+    for text in (render_markdown({}, v, {}), render_html({}, v, {})):
+        assert "0 problems, 0 device policy, 1 path around capture points" in text
