@@ -520,7 +520,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             # no finding, yet nothing came back: not to be counted among the healthy ones
             shown_flows = t.unanswered[:MAX_FLOWS_SHOWN]
             typer.echo(
-                f"flows whose request got no response, with no finding on the way "
+                f"\nflows whose request got no response, with no finding on the way "
                 f"({len(t.unanswered):,}):"
             )
             typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
