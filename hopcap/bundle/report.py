@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -101,6 +102,18 @@ def _md(text: Any) -> str:
         .replace("\n", " ")
         .replace("`", "'")
     )
+
+
+def _code(text: Any) -> str:
+    """`text` as a Markdown code span, as it is: a shell command outside a table keeps its
+    `|` and its backticks (`_md` made `seq 9 | xargs` read `seq 9 \\| xargs`, and a
+    backtick a quote); the fence is longer than any run of backticks in it."""
+    s = ("" if text is None else str(text)).replace("\r", " ").replace("\n", " ")
+    if not s.strip():
+        return "(none)"
+    run = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    pad = " " if run else ""  # (one space each side is not part of the span)
+    return f"{'`' * (run + 1)}{pad}{s}{pad}{'`' * (run + 1)}"
 
 
 def _h(text: Any) -> str:
@@ -433,20 +446,20 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     repro = manifest.get("repro")
     if repro:
         L += ["", "## Reproduction", ""]
-        L.append(f"- command: `{_md(repro.get('command', ''))}`")
+        L.append(f"- command: {_code(repro.get('command', ''))}")
         L.append(f"- exit status: {_md(repro.get('exit_status'))}")
         if repro.get("runs"):
             L.append(f"- runs in this window: {len(repro['runs'])}")
     trigger = manifest.get("trigger")
     if trigger:
         L += ["", "## Trigger (flight recorder)", ""]
-        L.append(f"- on {_md(trigger.get('host'))}: `{_md(trigger.get('command', ''))}`")
+        L.append(f"- on {_md(trigger.get('host'))}: {_code(trigger.get('command', ''))}")
         L.append(
             f"- fired at {iso(trigger.get('fired_ts'))}, exit status "
             f"{_md(trigger.get('exit_status'))}"
         )
         if trigger.get("output"):
-            L.append(f"- output: `{_md(str(trigger['output']).strip()[-300:])}`")
+            L.append(f"- output: {_code(str(trigger['output']).strip()[-300:])}")
     rec_lines = _recording_lines(manifest)
     if rec_lines:
         L += ["", "## Recording", ""]

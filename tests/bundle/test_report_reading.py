@@ -179,3 +179,22 @@ def test_the_summary_counts_the_paths_around_capture_points() -> None:
     v = with_patterns(Verdict(pts, (Flow("f1", "tcp", "c:1", "s:2", legs, (went,), "s", T0),)))
     for text in (render_markdown({}, v, {}), render_html({}, v, {})):
         assert "0 problems, 0 device policy, 1 path around capture points" in text
+
+
+def test_the_repro_command_reads_as_it_ran() -> None:
+    """report.md showed the lab's repro `seq 2500 | xargs ...` as `seq 2500 \\| xargs ...`
+    (a table's escape, in a code span outside any table: the backslash shows), and a
+    backtick of a command as a quote."""
+    v = sc.make_verdict()
+    m = _manifest()
+    cmd = "seq 2500 | xargs -P 8 -I{} curl -s -o /dev/null http://203.0.113.80/ # `date`"
+    m["repro"] = {"command": cmd, "exit_status": 0}
+    m["trigger"] = {"host": "lb", "command": "tail -F log | grep -m1 ' SD '", "exit_status": 0,
+                    "fired_ts": T0, "output": "x | y"}  # fmt: skip
+    md = render_markdown(m, v, {})
+    assert f"- command: `` {cmd} ``" in md
+    assert "- on lb: `tail -F log | grep -m1 ' SD '`" in md
+    assert "- output: `x | y`" in md
+    assert "\\|" not in md.split("## Reproduction")[1]
+    m["repro"] = {"command": "", "exit_status": 0}
+    assert "- command: (none)" in render_markdown(m, v, {})
