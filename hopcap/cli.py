@@ -357,7 +357,13 @@ class _Progress:
         if ev.kind == "listening":
             return f"  listening {ev.point}"
         if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
-            return f"  ! {ev.point or ev.host}: {ev.text}"
+            # a transport's error names its host already: "! client: client: `...` did not
+            # finish in 8s" said it twice
+            text = ev.text
+            for who in (ev.point, ev.host):
+                if who:
+                    text = text.removeprefix(f"{who}: ")
+            return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
             return f"  repro on {ev.host}: {ev.text}"
         if ev.kind == "repro-done":

@@ -108,3 +108,22 @@ def test_progress_into_a_log_says_when_a_percentage_is_done(
         "hopcap: writing the bundle: merged.pcapng 15 % (x of y of captures)",
         "hopcap: writing the bundle: merged.pcapng 100 % (x of y of captures)",
     ]
+
+
+def test_a_failure_names_its_host_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A repro that outlived its window: "! client: client: `...` did not finish in 8s" (the
+    transport's error names its host, and the line named it again)."""
+    from hopcap.errors import TransportError
+    from hopcap.orchestrator.session import Event
+
+    progress = cli._Progress()
+    late = TransportError("client", "`seq 2500 | xargs curl` did not finish in 8s")
+    progress(Event("repro-failed", host="client", text=str(late)))
+    progress(Event("capture-failed", host="fw", point="fw:eth1", text="fw: tcpdump exited 1"))
+    progress(Event("failed", host="lb", text="connection refused"))
+    progress.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "  ! client: `seq 2500 | xargs curl` did not finish in 8s",
+        "  ! fw:eth1: tcpdump exited 1",
+        "  ! lb: connection refused",
+    ]
