@@ -446,10 +446,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     repro = manifest.get("repro")
     if repro:
         L += ["", "## Reproduction", ""]
-        L.append(f"- command: {_code(repro.get('command', ''))}")
-        L.append(f"- exit status: {_md(repro.get('exit_status'))}")
-        if repro.get("runs"):
-            L.append(f"- runs in this window: {len(repro['runs'])}")
+        L += [f"- {k}: {_code(v) if code else _md(v)}" for k, v, code in _repro_lines(repro)]
     trigger = manifest.get("trigger")
     if trigger:
         L += ["", "## Trigger (flight recorder)", ""]
@@ -489,6 +486,27 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
     if left > 0:
         L.append(f"\n... {left:,} more in verdict.json.")
     return L
+
+
+def _repro_lines(repro: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """What the repro did, as (what, text, whether the text is a command or its output):
+    its exit status, or why it has none (a repro still running when the window ended said
+    "exit status: " and nothing more), its runs, the end of what it wrote on stderr."""
+    out = [("command", str(repro.get("command", "")), True)]
+    if repro.get("exit_status") is not None:
+        out.append(("exit status", str(repro["exit_status"]), False))
+    if repro.get("error"):
+        out.append(("no exit status", str(repro["error"]), False))
+    elif repro.get("exit_status") is None:
+        out.append(("exit status", "not known", False))
+    runs = repro.get("runs") or []
+    if runs:
+        ran = f"{len(runs)}" + (f" ({repro['kept']})" if repro.get("kept") else "")
+        out.append(("runs in this window", ran, False))
+    err = str(repro.get("stderr") or "").strip()
+    if err:
+        out.append(("its stderr ends", err[-300:], True))
+    return out
 
 
 def _recording_lines(manifest: Mapping[str, Any]) -> list[str]:
@@ -773,11 +791,12 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             H.append(f"<p>{len(t.local) - MAX_HEALTHY_LISTED:,} more in verdict.json.</p>")
     repro = manifest.get("repro")
     if repro:
-        H.append("<h2>Reproduction</h2>")
-        H.append(
-            f"<p>command: <code>{_h(repro.get('command', ''))}</code>, exit status "
-            f"{_h(repro.get('exit_status'))}</p>"
-        )
+        H.append("<h2>Reproduction</h2><ul>")
+        H += [
+            f"<li>{_h(k)}: " + (f"<code>{_h(v)}</code>" if code else _h(v)) + "</li>"
+            for k, v, code in _repro_lines(repro)
+        ]
+        H.append("</ul>")
     trigger = manifest.get("trigger")
     if trigger:
         H.append("<h2>Trigger (flight recorder)</h2>")

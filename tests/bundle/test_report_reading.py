@@ -198,3 +198,20 @@ def test_the_repro_command_reads_as_it_ran() -> None:
     assert "\\|" not in md.split("## Reproduction")[1]
     m["repro"] = {"command": "", "exit_status": 0}
     assert "- command: (none)" in render_markdown(m, v, {})
+
+
+def test_a_repro_without_an_exit_status_says_why() -> None:
+    """A scheduled window whose repro was still running when the window ended: the report
+    said "exit status: " and nothing (the manifest's repro has the error, no status)."""
+    v = sc.make_verdict()
+    m = _manifest()
+    err = "client: `seq 2500 | xargs curl` did not finish in 8s"
+    m["repro"] = {"on": "client", "command": "seq 2500 | xargs curl", "error": err}
+    md, html = render_markdown(m, v, {}), render_html(m, v, {})
+    assert "- no exit status: client: 'seq 2500 \\| xargs curl' did not finish in 8s" in md
+    assert "exit status: \n" not in md and "exit status </p>" not in html
+    assert "<li>no exit status: client: `seq 2500 | xargs curl` did not finish in 8s</li>" in html
+    m["repro"] = {"command": "curl -sf http://x/", "exit_status": 22, "stderr": "curl: (22) 503\n"}
+    md, html = render_markdown(m, v, {}), render_html(m, v, {})
+    assert "- exit status: 22\n- its stderr ends: `curl: (22) 503`" in md
+    assert "<li>exit status: 22</li>" in html and "<code>curl: (22) 503</code>" in html
