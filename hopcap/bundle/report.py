@@ -12,6 +12,7 @@ import html
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
@@ -186,9 +187,36 @@ def _pattern_change(p: Pattern) -> str:
     return f"{p.field}: {p.before} -> {p.after}"
 
 
-def _examples(p: Pattern, n: int = 5) -> str:
+def _example_ids(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> list[str]:
+    """Up to `n` of a pattern's flows for its "e.g.": those the report shows in detail
+    first, in the report's order (the pattern's first flows by id, "f1, f3, f5", were
+    most often in no part of a report of thousands of flows), then the others."""
+    ids = p.flow_ids
+    shown = sorted((i for i in ids if i in detailed), key=detailed.__getitem__)[:n]
+    if len(shown) < n:
+        taken = set(shown)
+        shown += islice((i for i in ids if i not in taken), n - len(shown))
+    return shown
+
+
+def _examples(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> str:
     more = f" +{len(p.flow_ids) - n:,}" if len(p.flow_ids) > n else ""
-    return ", ".join(p.flow_ids[:n]) + more
+    return ", ".join(_example_ids(p, detailed, n)) + more
+
+
+def _examples_html(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> str:
+    """As `_examples`, each flow shown in detail a link to it."""
+    more = f" +{len(p.flow_ids) - n:,}" if len(p.flow_ids) > n else ""
+    return ", ".join(
+        f'<a href="#{_h(i)}">{_h(i)}</a>' if i in detailed else _h(i)
+        for i in _example_ids(p, detailed, n)
+    ) + _h(more)
+
+
+def _detailed(t: Triage) -> dict[str, int]:
+    """The flows a report shows in detail (with findings and a ladder), in its order."""
+    flows = [*t.alarms[:MAX_DETAILED], *t.rewrites[:MAX_REWRITES_DETAILED]]
+    return {fl.id: i for i, fl in enumerate(flows)}
 
 
 def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
@@ -351,6 +379,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     verdict = ensure_patterns(verdict)
     t = triage(verdict)
     problems, policy = _split(verdict.patterns)
+    detailed = _detailed(t)
     L.append(f"# hopcap report: run {_md(manifest.get('run_id', '?'))}")
     L.append("")
     for k, v in _summary_lines(manifest, verdict, t):
@@ -380,7 +409,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         for i, p in enumerate(problems[:MAX_PATTERNS], 1):
             L.append(
                 f"| {i} | {_md(p.kind)} | {_md(p.text)} | {_md(seen_span(p))} "
-                f"| {_md(_examples(p))} |"
+                f"| {_md(_examples(p, detailed))} |"
             )
         if len(problems) > MAX_PATTERNS:
             L.append(f"\n{_n(len(problems) - MAX_PATTERNS, 'more pattern')} in verdict.json.")
@@ -652,6 +681,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     verdict = ensure_patterns(verdict)
     t = triage(verdict)
     problems, policy = _split(verdict.patterns)
+    detailed = _detailed(t)
     path = [str(p.get("name")) for p in manifest.get("points", [])] or [
         p.name for p in verdict.points
     ]
@@ -707,7 +737,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
                 f'<td class="nw">{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>'
                 f'<td>{_h(_pattern_change(p))}</td><td class="num">{p.flows:,} of {p.of:,}</td>'
                 f'<td class="num">{p.packets:,}</td><td class="nw">{_h(seen_span(p))}</td>'
-                f"<td>{_h(_examples(p))}</td>"
+                f"<td>{_examples_html(p, detailed)}</td>"
                 f"<td>{_h(p.text)}</td></tr>"
             )
         H.append("</tbody></table>")
@@ -850,7 +880,7 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
 
 def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
     H = [
-        '<div class="flow">',
+        f'<div class="flow" id="{_h(fl.id)}">',
         f"<h3>{_h(fl.id)}: {_h(fl.client)} -&gt; {_h(fl.server)} ({_h(fl.proto)})</h3>",
         f'<p class="summary-line">{_h(fl.summary)}</p>',
         "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>packets</th>"

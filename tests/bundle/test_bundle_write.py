@@ -218,11 +218,17 @@ class _Checker(HTMLParser):
         self.errors: list[str] = []
         self.tags: list[str] = []
         self.text: list[str] = []
+        self.ids: list[str] = []
+        self.fragments: list[str] = []  # links within the document
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         for k, v in attrs:
-            if k in ("src", "href") or (v and "http" in v and k != "xmlns"):
+            if k == "id" and v:
+                self.ids.append(v)
+            if k == "href" and v and v.startswith("#"):  # within the report: checked below
+                self.fragments.append(v[1:])
+            elif k in ("src", "href") or (v and "http" in v and k != "xmlns"):
                 self.errors.append(f"external reference {k}={v}")
         if tag not in self.VOID:
             self.stack.append(tag)
@@ -250,6 +256,8 @@ def test_report_html_well_formed_with_ladder(built: tuple[Path, Path]) -> None:
     c.close()
     assert c.errors == []
     assert c.stack == []
+    # the pattern's example links to the flow shown in detail
+    assert c.fragments == ["f2"] and set(c.fragments) <= set(c.ids)
     assert c.tags.count("svg") == 1  # one broken flow, one ladder
     assert "script" not in c.tags
     text = "".join(c.text)

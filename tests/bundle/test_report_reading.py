@@ -215,3 +215,32 @@ def test_a_repro_without_an_exit_status_says_why() -> None:
     md, html = render_markdown(m, v, {}), render_html(m, v, {})
     assert "- exit status: 22\n- its stderr ends: `curl: (22) 503`" in md
     assert "<li>exit status: 22</li>" in html and "<code>curl: (22) 503</code>" in html
+
+
+def test_a_patterns_examples_are_flows_the_report_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of a pattern on thousands of flows the report gave the first ids as examples ("f1,
+    f3, f5, f6, f9 +650" in the lab's 2,500-connection run), flows it shows nowhere: the
+    ones it shows in detail come first now, linked to them in the html."""
+    from hopcap.bundle import report
+
+    pts = tuple(PointSummary(n, "fw", n[3:], 10) for n in ("fw:eth0", "fw:eth1"))
+    legs = (Leg("fw:eth0", "t", "same"), Leg("fw:eth1", "t", "nat"))
+
+    def flow(i: int, packets: int) -> Flow:
+        drop = Finding("drop", "c2s", ("fw:eth0", "fw:eth1"), packets, 0, T0 + i, "ACK seq=1")
+        return Flow(f"f{i}", "tcp", f"c:{i}", "s:80", legs, (drop,), "ACK dropped", T0 + i)
+
+    # f1..f100 lose one packet each, f101..f103 three: those are detailed first
+    v = with_patterns(Verdict(pts, tuple(flow(i, 3 if i > 100 else 1) for i in range(1, 104))))
+    md, html = render_markdown({}, v, {}), render_html({}, v, {})
+    assert "| f101, f102, f103, f1, f2 +98 |" in md, md[:3000]
+    assert (
+        '<td><a href="#f101">f101</a>, <a href="#f102">f102</a>, <a href="#f103">f103</a>, '
+        '<a href="#f1">f1</a>, <a href="#f2">f2</a> +98</td>'
+    ) in html
+    assert '<div class="flow" id="f101">' in html
+    # a flow not shown in detail is no link
+    monkeypatch.setattr(report, "MAX_DETAILED", 2)
+    assert (
+        '<td><a href="#f101">f101</a>, <a href="#f102">f102</a>, f1, f2, f3 +98</td>'
+    ) in render_html({}, v, {})
