@@ -356,6 +356,15 @@ _ALSO_SEEN = (
 )
 
 
+# a healthy run of the lab showed "segments retransmitted", "RSTs sent" in red on every
+# host: the counters are the whole host's, not the flows'
+_COUNTERS_NOTE = (
+    "The counters are each host's own, over all its interfaces and connections (hopcap's "
+    "SSH session included), from before to after the window: a counter in red is worth a "
+    "look, not a finding of the flows above."
+)
+
+
 def _no_facts(manifest: Mapping[str, Any]) -> str:
     """Why a bundle has no facts: an offline correlation takes none (also of a bundle
     that had them: they stay in that bundle's facts/)."""
@@ -444,6 +453,8 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     moved = _moved_facts(facts)
     if not moved:
         L.append(_no_facts(manifest))
+    elif any(f.get("nstat") for _host, f in moved):
+        L += [_COUNTERS_NOTE, ""]
     for host, s in moved:
         L += _md_facts(host, s)
 
@@ -779,6 +790,8 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     moved = _moved_facts(facts)
     if not moved:
         H.append(f"<p>{_h(_no_facts(manifest))}</p>")
+    elif any(f.get("nstat") for _host, f in moved):
+        H.append(f'<p class="muted">{_h(_COUNTERS_NOTE)}</p>')
     for host, s in moved:
         H += _html_facts(host, s)
 

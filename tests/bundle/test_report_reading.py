@@ -4,6 +4,7 @@ in the middle of an address or a time (found by reading real lab bundles)."""
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import replace
 
@@ -244,3 +245,16 @@ def test_a_patterns_examples_are_flows_the_report_shows(monkeypatch: pytest.Monk
     assert (
         '<td><a href="#f101">f101</a>, <a href="#f102">f102</a>, f1, f2, f3 +98</td>'
     ) in render_html({}, v, {})
+
+
+def test_the_counters_say_whose_they_are() -> None:
+    """A healthy run of the lab showed "segments retransmitted" and "RSTs sent" in red on
+    every host, with nothing to say that they count the whole host (hopcap's own SSH
+    session included), not the flows of the verdict."""
+    v = sc.make_verdict()
+    nstat = [{"name": "TcpRetransSegs", "before": 5, "after": 6, "delta": 1,
+              "notable": "segments retransmitted"}]  # fmt: skip
+    said = "The counters are each host's own, over all its interfaces and connections (hopcap's"
+    assert said in render_markdown({}, v, {"fw": {"nstat": nstat}})
+    assert html.escape(said) in render_html({}, v, {"fw": {"nstat": nstat}})
+    assert "The counters are each host" not in render_markdown({}, v, {"fw": {"conntrack": {}}})
