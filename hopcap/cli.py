@@ -1284,7 +1284,7 @@ def correlate_cmd(
                 kw.update(conntrack=bundle_conntrack(loaded.path) or None)
                 verdict = correlate(inputs, **kw)
                 if out is not None:
-                    write_offline_bundle(out, inputs, verdict, progress=_status)
+                    write_offline_bundle(out, inputs, verdict, progress=_status, source=loaded)
         else:
             inputs = read_points_from_args(points)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))

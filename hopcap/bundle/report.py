@@ -263,6 +263,17 @@ def _summary_lines(
     dur = f" ({finished - started:.1f} s)" if started is not None and finished is not None else ""
     out = [
         ("Run", str(manifest.get("run_id", "?")) + f" ({manifest.get('source', 'run')})"),
+    ]
+    came = manifest.get("recorrelated_from")
+    if came:
+        out.append(
+            (
+                "Re-correlated from",
+                f"{came.get('run_id', '?')} ({came.get('source', '?')}, hopcap "
+                f"{came.get('hopcap_version', '?')}): its captures, facts, inventory and repro",
+            )
+        )
+    out += [
         ("When", f"{iso(started)} - {iso(finished)}{dur}"),
         ("Points", " -> ".join(str(p.get("name")) for p in manifest.get("points", [])) or "none"),
         ("Start skew", _skew_text(manifest)),
@@ -368,11 +379,8 @@ _COUNTERS_NOTE = (
 def _no_facts(manifest: Mapping[str, Any]) -> str:
     """Why a bundle has no facts: an offline correlation takes none (also of a bundle
     that had them: they stay in that bundle's facts/)."""
-    if manifest.get("source") == "offline":
-        return (
-            "None: `hopcap correlate` takes no facts (`hopcap run` takes them on every host; "
-            "a re-correlated bundle's facts stay in that bundle's facts/)."
-        )
+    if manifest.get("source") == "offline" and not manifest.get("recorrelated_from"):
+        return "None: `hopcap correlate` takes no facts (`hopcap run` takes them on every host)."
     return "No facts were collected."
 
 

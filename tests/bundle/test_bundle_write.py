@@ -576,3 +576,42 @@ def test_a_flow_with_hundreds_of_findings_is_shown_short() -> None:
     )
     assert height < 60 + (MAX_FINDINGS + 3) * 46
     assert "more findings" not in render_markdown({}, verdict, {})
+
+
+def test_a_recorrelated_bundle_keeps_the_runs_facts_and_context(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`hopcap correlate BUNDLE --out NEW` (say, after an upgrade, for the vendor) wrote a
+    bundle without the run's facts, inventory or repro: its report said "No facts were
+    collected." The new bundle carries them, says where it comes from, and hashes them."""
+    from typer.testing import CliRunner
+
+    from hopcap import cli
+
+    out, tgz = built
+    for src, name in ((out, "re"), (tgz, "re-tgz")):
+        new = tmp_path / name
+        res = CliRunner().invoke(cli.app, ["correlate", str(src), "--out", str(new)])
+        assert res.exit_code == 0, res.output
+        old_m = json.loads((out / "manifest.json").read_text())
+        m = json.loads((new / "manifest.json").read_text())
+        assert m["source"] == "offline"
+        assert m["recorrelated_from"]["run_id"] == old_m["run_id"]
+        assert m["recorrelated_from"]["source"] == old_m["source"]
+        for key in ("inventory", "repro"):
+            assert m[key] == old_m[key] and m[key]
+        facts = sorted(p.relative_to(out).as_posix() for p in (out / "facts").rglob("*"))
+        assert facts and facts == sorted(
+            p.relative_to(new).as_posix() for p in (new / "facts").rglob("*")
+        )
+        for f in facts:
+            if (out / f).is_file():
+                assert (new / f).read_bytes() == (out / f).read_bytes()
+                assert m["files"][f] == sha(new / f)
+        md = (new / "report.md").read_text()
+        assert f"- **Re-correlated from:** {old_m['run_id']} (run, hopcap" in md
+        assert "No facts were collected" not in md and "takes no facts" not in md
+        moved = md.split("## Facts that moved")[1].split("\n## ")[0]
+        assert "### fw" in moved
+        assert "## Reproduction" in md
+        assert load_bundle(new).warnings == []
