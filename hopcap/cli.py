@@ -32,7 +32,7 @@ from hopcap.errors import (
     OptionError,
 )
 from hopcap.model import PointRecord, RunRecord, Verdict
-from hopcap.units import size_text
+from hopcap.units import ms_text, size_text
 
 if TYPE_CHECKING:
     import asyncio
@@ -128,7 +128,9 @@ def _err(msg: str) -> None:
 
 STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
 _status_last = -STATUS_EVERY_S  # when the last one was written (time.monotonic)
-_LAST_STEP = re.compile(r"\b(\d+)/\1\b")  # "slice 799/799: findings": the last of its steps
+# the last of its steps: "slice 799/799: findings", "merged.pcapng 100 %" (a log whose last
+# line said "merged.pcapng 15 %" read as a bundle left at 15 %)
+_LAST_STEP = re.compile(r"\b(\d+)/\1\b|\b100 %")
 
 
 def _status(text: str) -> None:
@@ -355,7 +357,13 @@ class _Progress:
         if ev.kind == "listening":
             return f"  listening {ev.point}"
         if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
-            return f"  ! {ev.point or ev.host}: {ev.text}"
+            # a transport's error names its host already: "! client: client: `...` did not
+            # finish in 8s" said it twice
+            text = ev.text
+            for who in (ev.point, ev.host):
+                if who:
+                    text = text.removeprefix(f"{who}: ")
+            return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
             return f"  repro on {ev.host}: {ev.text}"
         if ev.kind == "repro-done":
@@ -445,7 +453,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             p.name,
             p.packets,
             "?" if p.kernel_drops is None else p.kernel_drops,
-            "" if p.clock_offset_s is None else f"{p.clock_offset_s * 1000:+.3f} ms",
+            "" if p.clock_offset_s is None else ms_text(p.clock_offset_s, signed=True),
         ]
         for p in verdict.points
     ]
@@ -491,7 +499,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo("")
     t = triage(verdict)
     if show_all:
-        flows = t.alarms + t.rewrites + t.around + t.policy + t.healthy
+        flows = t.alarms + t.unanswered + t.rewrites + t.around + t.policy + t.healthy
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
             typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
@@ -514,6 +522,16 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
                 )
         elif verdict.flows:
             typer.echo("no flow had drops, injections, resets or gaps")
+        if t.unanswered:
+            # no finding, yet nothing came back: not to be counted among the healthy ones
+            shown_flows = t.unanswered[:MAX_FLOWS_SHOWN]
+            typer.echo(
+                f"\nflows whose request got no response, with no finding on the way "
+                f"({len(t.unanswered):,}):"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.unanswered):
+                typer.echo(f"... {len(t.unanswered) - len(shown_flows):,} more, use --all")
         hidden = [
             (len(t.rewrites), "with rewrites only (see the patterns)"),
             (len(t.around), "that went around capture points (see above)"),
@@ -551,7 +569,7 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
                 leg.point,
                 leg.tuple,
                 leg.link,
-                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "" if leg.latency_s is None else ms_text(leg.latency_s),
                 "; ".join(leg.details),
             ]
             for leg in fl.legs
@@ -1174,42 +1192,7 @@ def check(
             progress.close()
     except HopcapError as exc:
         _fail(exc)
-    rows = [
-        [
-            r.host,
-            r.address,
-            "yes" if r.connected else "no",
-            (r.tcpdump or "-").removeprefix("tcpdump version "),
-            r.sudo,
-            r.capture,
-            r.pull,
-            ", ".join(r.points) or "-",
-            "-" if r.free_mb is None else f"{r.free_mb} MB",
-            "-"
-            if r.clock_offset_s is None
-            else f"{r.clock_offset_s * 1000:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})",
-            "ok" if r.ok else "FAIL",
-        ]
-        for r in results
-    ]
-    typer.echo(
-        tabulate(
-            rows,
-            headers=[
-                "host",
-                "address",
-                "ssh",
-                "tcpdump",
-                "sudo",
-                "rights",
-                "pull",
-                "capture",
-                "free",
-                "clock",
-                "",
-            ],
-        )
-    )
+    typer.echo(_check_table(results))
     bad = [r for r in results if not r.ok]
     for r in bad:
         for p in r.problems:
@@ -1301,7 +1284,7 @@ def correlate_cmd(
                 kw.update(conntrack=bundle_conntrack(loaded.path) or None)
                 verdict = correlate(inputs, **kw)
                 if out is not None:
-                    write_offline_bundle(out, inputs, verdict, progress=_status)
+                    write_offline_bundle(out, inputs, verdict, progress=_status, source=loaded)
         else:
             inputs = read_points_from_args(points)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
@@ -1347,6 +1330,36 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+def _check_table(results: Sequence[Any]) -> str:
+    """`hopcap check`'s table: a row per host (`HostCheck`), its last column whether the
+    host is ready (was a column without a name)."""
+
+    def clock(r: Any) -> str:
+        if r.clock_offset_s is None:
+            return "-"
+        ms = round(r.clock_offset_s * 1000, 1) or 0.0  # never "-0.0 ms"
+        return f"{ms:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})"
+
+    rows = [
+        [
+            r.host,
+            r.address,
+            "yes" if r.connected else "no",
+            (r.tcpdump or "-").removeprefix("tcpdump version "),
+            r.sudo,
+            r.capture,
+            r.pull,
+            ", ".join(r.points) or "-",
+            "-" if r.free_mb is None else f"{r.free_mb} MB",
+            clock(r),
+            "ok" if r.ok else "FAIL",
+        ]
+        for r in results
+    ]
+    headers = ["host", "address", "ssh", "tcpdump", "sudo", "rights", "pull", "capture"]
+    return tabulate(rows, headers=[*headers, "free", "clock", "ready"])
 
 
 # --------------------------------------------------------------------------------- import
@@ -1533,7 +1546,9 @@ def lab_fault(
         lab.fault_apply(name, prefix)
     except HopcapError as exc:
         _fail(exc)
-    typer.echo(f"fault {name} applied; `hopcap lab fault clear` undoes it")
+    # the command as this lab needs it: `fault clear` alone clears the default lab "hc"
+    flag = "" if prefix == "hc" else f" --prefix {prefix}"
+    typer.echo(f"fault {name} applied; `hopcap lab fault clear{flag}` undoes it")
     repro = lab.fault_repro(name)
     if repro is not None:
         typer.echo(f"this fault shows with its own repro, on {repro.on}: {repro.run}")

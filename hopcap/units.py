@@ -12,3 +12,13 @@ def size_text(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)  # pragma: no cover - the loop returns at "GB"
+
+
+def ms_text(seconds: float, *, signed: bool = False) -> str:
+    """`seconds` as milliseconds to the microsecond, "0.192 ms" (`signed`: "+0.192 ms",
+    "-0.105 ms"). An offset that rounds to zero reads "0.000" ("+0.000"), never "-0.000":
+    a clock 15 ns behind is not a negative offset worth a reader's question."""
+    ms = round(seconds * 1000, 3)
+    if ms == 0:
+        ms = 0.0  # also -0.0
+    return f"{ms:+.3f} ms" if signed else f"{ms:.3f} ms"

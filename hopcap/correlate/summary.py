@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hopcap.model import Finding, Leg
-from hopcap.patterns import AROUND_WHY, around_name, host_points
+from hopcap.patterns import AROUND_WHY, NO_RESPONSE, around_name, host_points
 
 if TYPE_CHECKING:
     from hopcap.correlate.flows import FlowB, Point
@@ -44,7 +44,8 @@ def sentence(f: Finding, word: str, at: str, findings: list[Finding], unit: str 
     elif f.kind == "inject":
         text = f"{word} injected {at} (seen on {b}, never sent through {a})"
     elif f.kind == "rewrite":
-        count = f" ({f.packets} {unit})" if unit else ""
+        one = f.packets == 1 and unit.endswith("s")  # "(1 packet)", not "(1 packets)"
+        count = f" ({f.packets} {unit[:-1] if one else unit})" if unit else ""
         text = f"{f.field} rewritten {at}: {f.before} -> {f.after}{count}"
     elif f.kind == "reset":
         text = f"{a} reset the connection (RST seen on {b})"
@@ -161,7 +162,7 @@ def outcome_words(
                 else "the connection was still open when the capture ended"
             )
             return (
-                f"no response: the request ({req} bytes) went through {path}{links}, "
+                f"{NO_RESPONSE}the request ({req} bytes) went through {path}{links}, "
                 f"but no response data came back to {legs[0].point} ({how})"
             )
     if answered is not None:
