@@ -596,8 +596,17 @@ def _where(p: _Path, a: str, b: str) -> str:
 
 
 def kind_word(what: str) -> str:
-    """What a finding's packets were, from its `what` ("SYN", "RST", "data", ...)."""
-    w = what.split(" ")[0]
+    """What a finding's packets were, from its `what` ("SYN", "RST", "data", ...; a
+    datagram's as `dgram.kind_word` names it: "echo reply", "DNS query", "UDP datagram")."""
+    words = what.split(" ")
+    w = words[0]
+    if w == "ICMP" and len(words) > 2 and words[1] == "echo":
+        return f"echo {words[2]}"
+    if w == "ESP" and len(words) > 1 and words[1].startswith("spi="):
+        return "ESP packet"
+    if w == "UDP" and len(words) > 1 and words[1].startswith("len="):
+        dns = what.partition(" (DNS ")[2]
+        return " ".join(["DNS", *dns.split(" ")[:1]]).rstrip(")") if dns else "UDP datagram"
     if w.startswith("SYN") and "ACK" in w:
         return "SYN-ACK"
     for k in ("SYN", "RST", "FIN"):

@@ -592,3 +592,40 @@ def test_udp_segmentation_offload_among_lost_and_injected_datagrams(tmp_path: Pa
     (fl,) = v.flows
     got = sorted((f.kind, f.direction, f.packets) for f in fl.findings)
     assert got == [("drop", "c2s", len(lost)), ("gap", "c2s", len(wire) + len(decoys))], got
+
+
+def test_ping_to_a_hosts_own_address_names_the_echo_reply(tmp_path: Path) -> None:
+    """A ping to fw's own address (stated, as a run's `ip addr` facts give it), one reply
+    lost on the wire before the client; fw:eth1 and srv:eth0 carry only a web connection:
+    what the echo "lost" beyond fw is trimmed, and the summary, made again after that,
+    still says what the packets were (it said 'data dropped')."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.1", 0), proto="icmp", seed=9)
+    p.ping(5)
+    lost = {id(g) for g in p.segs if g.d == S2C and g.seq == 3}
+    web = Conv(("203.0.113.10", 51234), ("203.0.113.80", 80), t0=1_763_790_000.0, seed=4)
+    web.handshake()
+    web.request(b"GET / HTTP/1.1\r\n\r\n")
+    web.response(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    web.close()
+
+    def at(name: str, **kw: Any) -> Callable[[Any], View]:
+        def mk(c: Any) -> View:
+            if isinstance(c, UConv) and name in ("fw:eth1", "srv:eth0"):
+                return View(drop=lambda g: True)  # the echo ends at fw
+            if isinstance(c, UConv):
+                return View(drop=(lambda g: id(g) in lost) if name == "client:eth0" else None)
+            return four[name](c)
+
+        return mk
+
+    four = dict(four_points(lambda c: nat(c, 61000)))
+    views = [(name, at(name)) for name in PATH4]
+    v = correlate(write_points(tmp_path, [p, web], views), hosts={"fw": ["203.0.113.1"]})
+    (fl,) = [f for f in v.flows if f.proto == "icmp"]
+    assert findings(fl) == [("drop", "s2c", ("fw:eth0", "client:eth0"))]
+    assert fl.findings[0].packets == 1
+    assert fl.summary == (
+        "echo reply dropped between fw:eth0 and client:eth0 (seen on fw:eth0, never on client:eth0)"
+    )
+    (tcp,) = [f for f in v.flows if f.proto == "tcp"]
+    assert not tcp.findings
