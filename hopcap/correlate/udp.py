@@ -665,7 +665,9 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         asks = lf.proto in (ICMP, ICMP6) or (lf.proto == UDP and int(t.dport[r0]) == 53)
         request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)  # (ESP: no)
         rows = judged(last.point, lf.c).tolist()
-        if asks and request and lf.s.shape[0] == 0 and rows:
+        if asks and request and lf.s.shape[0] and rows:
+            findings += _unanswered(t, pl, lf.proto, rows, lf.s.tolist(), describe, fts)
+        elif asks and request and lf.s.shape[0] == 0 and rows:
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
             end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
@@ -807,3 +809,60 @@ def facts_summary(
     if facts.ended == "answered":
         return f"OK: through {path}{more}; answered before {facts.before} ({facts.who})"
     return f"OK: delivered both ways through {path}{more}"
+
+
+def _answer_key(t: DgramTable, proto: int, r: int) -> int | bytes | None:
+    """What ties an answer to its request: an echo's sequence number (the echo id is the
+    flow's "port"), a DNS message's ID; None when it cannot be read (a short capture)."""
+    if proto != UDP:
+        return int(t.iseq[r])
+    qid = t.payload(r, 0, 2)
+    return qid if len(qid) == 2 else None
+
+
+def _unanswered(
+    t: DgramTable,
+    pl: Point,
+    proto: int,
+    rows: list[int],
+    answers: list[int],
+    describe: Callable[[DgramTable, list[int]], tuple[str, int]],
+    fts: Callable[[Point, list[int]], float],
+) -> list[Finding]:
+    """The requests of a flow, some answered, that reached the last point and were never
+    answered (an echo request without the reply of its sequence number, a DNS query without
+    a response of its ID: a server that answers some and not others). Those in the capture's
+    last second (after the last request answered), or when it dropped packets in the
+    kernel, cannot be told: a gap."""
+    got = {_answer_key(t, proto, r) for r in answers}
+    got.discard(None)
+    open_ = [r for r in rows if (k := _answer_key(t, proto, r)) is not None and k not in got]
+    if not open_:
+        return []
+    beyond = pl.host if pl.iface else "server"
+    end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
+    # (a later request answered: the server answered then and the capture was running)
+    answered = [int(t.ts[r]) for r in rows if _answer_key(t, proto, r) in got]
+    last_ok = max(answered, default=-1)
+    late = [
+        r for r in open_ if pl.kernel_drops or (end - int(t.ts[r]) < NS and int(t.ts[r]) > last_ok)
+    ]
+    lost = [r for r in open_ if r not in set(late)]
+    of = f"{len(open_)} of {len(rows)} requests"
+    out: list[Finding] = []
+    if lost:
+        what, nb = describe(t, lost)
+        text = f"{what}: reached {pl.name}, never answered by {beyond} ({of} unanswered)"
+        out.append(Finding("drop", "c2s", (pl.name, beyond), len(lost), nb, fts(pl, lost),
+                           text, unanswered=True))  # fmt: skip
+    if late:
+        what, nb = describe(t, late)
+        why = (
+            f"dropped {pl.kernel_drops} packets in the kernel"
+            if pl.kernel_drops
+            else "ended less than a second after it"
+        )
+        text = f"{what}: no answer seen ({of} unanswered), but the capture at {pl.name} {why}"
+        out.append(Finding("gap", "c2s", (pl.name, beyond), len(late), nb, fts(pl, late),
+                           text, unanswered=True))  # fmt: skip
+    return out

@@ -629,3 +629,58 @@ def test_ping_to_a_hosts_own_address_names_the_echo_reply(tmp_path: Path) -> Non
     )
     (tcp,) = [f for f in v.flows if f.proto == "tcp"]
     assert not tcp.findings
+
+
+def test_some_pings_never_answered(tmp_path: Path) -> None:
+    """srv's host firewall drops 2 of 6 echo requests (they reach srv:eth0, no reply is
+    ever made): those 2 are unanswered by srv, the others are not ('OK: delivered both
+    ways' was said: only a flow without any answer was looked at)."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.80", 0), proto="icmp", seed=9)
+    p.ping(6)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 4))]
+    p.send(C2S, b"late", dt=3.0, tag="x", seq=9)  # the capture goes on after the last one
+    p.send(S2C, b"late", dt=0.0005, tag="x", seq=9)
+    v = correlate(write_points(tmp_path, [p], four_points(lambda x: nat(x, 61000))))
+    (fl,) = v.flows
+    assert findings(fl) == [("drop", "c2s", ("srv:eth0", "srv"))]
+    f = fl.findings[0]
+    assert f.packets == 2
+    assert f.what.startswith("ICMP echo request id=61000 seq=1 ")
+    assert "2 of 7 requests" in f.what
+    assert fl.summary == "echo request reached srv:eth0 but srv never answered it"
+
+
+def test_some_dns_queries_never_answered(tmp_path: Path) -> None:
+    """A resolver that leaves 1 of 4 queries of one socket unanswered (the client's retry
+    of another one, same query id, is answered: that one is not)."""
+    c = UConv(("203.0.113.10", 40000), ("203.0.113.53", 53), seed=3)
+    qs = [dns_query(0x2000 + i, f"h{i}.example.test") for i in range(4)]
+    for i, q in enumerate(qs):
+        c.send(C2S, q, dt=0.1)
+        if i == 3:
+            c.send(C2S, q, dt=0.5)  # a retry, answered
+        if i != 1:
+            c.send(S2C, dns_answer(q, "192.0.2.7"), dt=0.0004)
+    c.send(C2S, dns_query(0x2100, "late.example.test"), dt=3.0)
+    c.send(S2C, dns_answer(dns_query(0x2100, "late.example.test"), "192.0.2.7"), dt=0.0004)
+    (fl,) = udp(through_nat(tmp_path, [c]))
+    assert findings(fl) == [("drop", "c2s", ("srv:eth0", "srv"))]
+    f = fl.findings[0]
+    assert f.packets == 1 and "DNS query 0x2001 A h1.example.test" in f.what
+    assert fl.summary == "DNS query reached srv:eth0 but srv never answered it"
+
+
+def test_an_unanswered_ping_at_the_capture_end_is_a_gap(tmp_path: Path) -> None:
+    """The capture ends 0.2 s after the last echo request, unanswered: the reply may have
+    come after it (a gap); one before it, while later ones were answered, is a drop."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.80", 0), proto="icmp", seed=9)
+    p.ping(6)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 5))]
+    v = correlate(write_points(tmp_path, [p], four_points(lambda x: nat(x, 61000))))
+    (fl,) = v.flows
+    got = [(f.kind, f.between, f.packets, f.what.split(" len=")[0]) for f in fl.findings]
+    assert got == [
+        ("drop", ("srv:eth0", "srv"), 1, "ICMP echo request id=61000 seq=1"),
+        ("gap", ("srv:eth0", "srv"), 1, "ICMP echo request id=61000 seq=5"),
+    ]
+    assert "ended less than a second after it" in fl.findings[1].what
