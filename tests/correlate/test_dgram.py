@@ -684,3 +684,41 @@ def test_an_unanswered_ping_at_the_capture_end_is_a_gap(tmp_path: Path) -> None:
         ("gap", ("srv:eth0", "srv"), 1, "ICMP echo request id=61000 seq=5"),
     ]
     assert "ended less than a second after it" in fl.findings[1].what
+
+
+@pytest.mark.parametrize("beyond", ["tcp only", "other pings"])
+def test_pings_to_a_hosts_own_address_some_unanswered(tmp_path: Path, beyond: str) -> None:
+    """Pings to fw's own address; fw's input chain drops 2 of 6 echo requests (seen on
+    fw:eth0, never answered). fw:eth1 and srv:eth0 see a web connection only, or other
+    pings too: either way those 2 are unanswered by fw itself, not trimmed as what the
+    flow "lost" beyond fw (the flow was 'OK: ... to fw itself')."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.1", 0), proto="icmp", seed=9)
+    p.ping(6)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 4))]
+    p.send(C2S, b"late", dt=3.0, tag="x", seq=9)
+    p.send(S2C, b"late", dt=0.0005, tag="x", seq=9)
+    web = Conv(("203.0.113.10", 51234), ("203.0.113.80", 80), t0=1_763_790_000.0, seed=4)
+    web.handshake()
+    web.request(b"GET / HTTP/1.1\r\n\r\n")
+    web.response(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    web.close()
+    other = UConv(("203.0.113.10", 4343), ("203.0.113.80", 0), proto="icmp", seed=5)
+    other.ping(3)
+    convs: list[Any] = [p, web] + ([other] if beyond == "other pings" else [])
+    four = dict(four_points(lambda c: nat(c, 61000)))
+
+    def at(name: str) -> Callable[[Any], View]:
+        def mk(c: Any) -> View:
+            if c is p and name in ("fw:eth1", "srv:eth0"):
+                return View(drop=lambda g: True)  # the echo ends at fw
+            return four[name](c) if c is not p else View()
+
+        return mk
+
+    views = [(name, at(name)) for name in PATH4]
+    v = correlate(write_points(tmp_path, convs, views), hosts={"fw": ["203.0.113.1"]})
+    (fl,) = [f for f in v.flows if f.proto == "icmp" and f.client.endswith(":4242")]
+    assert findings(fl) == [("drop", "c2s", ("fw:eth0", "fw"))]
+    assert fl.findings[0].packets == 2 and "2 of 7 requests unanswered" in fl.findings[0].what
+    assert fl.summary == "echo request reached fw:eth0 but fw never answered it"
+    assert not any(f.findings for f in v.flows if f is not fl)

@@ -3,7 +3,8 @@ tcpdump on every interface.
 
 - UDP through a firewall's DNAT + masquerade (random ports): DNS-like queries and answers,
   then one kind of query dropped by an nftables rule inside fw.
-- Pings to the server, some of which its own firewall drops: exactly those unanswered.
+- Pings to the server, some of which its own firewall drops: exactly those unanswered;
+  the same to fw's own address.
 - A path-MTU black hole: client - rt - fw - srv, rt's link toward the client carries at
   most 1,400 bytes, fw drops ICMP "fragmentation needed" on its way back to the server,
   and a download stalls.
@@ -241,6 +242,21 @@ def test_pings_some_of_which_the_servers_firewall_drops(
     ], fl.findings
     assert f"{dropped} of 11 requests unanswered" in fl.findings[0].what
     assert fl.summary == "echo request reached srv:eth0 but srv never answered it"
+    # the same at fw's own address (beyond it, fw:eth1 and srv:eth0 see no ICMP): fw's
+    # own input chain, not trimmed as what the flow lost beyond fw
+    sh("nft", "add table inet hcp", ns=ns["fw"])
+    sh("nft", "add chain inet hcp inp { type filter hook input priority 0; }", ns=ns["fw"])
+    sh("nft", f"add rule inet hcp inp {rule}", ns=ns["fw"])
+    ping[2] = "198.18.121.1"
+    got = capture(tmp_path, "ping-fw", ns, UDP_POINTS, ping)
+    v = correlate(got, hosts={"fw": ["198.18.120.1", "198.18.121.1"]})
+    listing = sh("nft", "list chain inet hcp inp", ns=ns["fw"]).stdout
+    assert int(listing.split("counter packets ")[1].split()[0]) == 4, listing
+    (fl,) = [fl for fl in v.flows if fl.proto == "icmp"]
+    assert [(f.kind, f.direction, f.between, f.packets) for f in fl.findings] == [
+        ("drop", "c2s", ("fw:eth0", "fw"), 4)
+    ], fl.findings
+    assert fl.summary == "echo request reached fw:eth0 but fw never answered it"
 
 
 # --------------------------------------------------------------------------- PMTU black hole
