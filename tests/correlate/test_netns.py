@@ -173,6 +173,30 @@ def test_syn_dropped_inside_fw(path: Path) -> None:
     assert v.flows[0].summary == "SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)"
 
 
+def test_ttl_set_inside_fw_is_a_rewrite_not_policy(path: Path) -> None:
+    """fw sets the TTL of the client's packets to 3 (`ip ttl set 3`) and clamps the
+    server's MSS: the MSS is device policy, the TTL a rewrite inside fw with its counts
+    (it was 'TTL decrement', expected; one host's routing takes one)."""
+    sh("nft", "add rule ip hc filt tcp dport 8080 ip ttl set 3 counter", ns=NS["fw"])
+    clamp = "tcp sport 8080 tcp flags syn,ack tcp option maxseg size set 1200"
+    sh("nft", f"add rule ip hc filt {clamp}", ns=NS["fw"])
+    pts = capture(path, "ttl", ["curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{VIP}/big"])
+    v = correlate(pts)
+    counted = sh("nft", "list chain ip hc filt", ns=NS["fw"]).stdout
+    n = int(counted.split("ip ttl set 3 counter packets ")[1].split()[0])
+    got = {(p.field, p.label) for p in v.patterns}
+    assert got == {("ip.ttl", None), ("tcp.mss", "MSS clamping")}, v.patterns
+    (ttl,) = [p for p in v.patterns if p.field == "ip.ttl"]
+    assert (ttl.before, ttl.after, ttl.between, ttl.policy) == (
+        64,
+        3,
+        ("fw:eth0", "fw:eth1"),
+        False,
+    )
+    if not any(p.kernel_drops for p in v.points):
+        assert ttl.packets == n, counted
+
+
 def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
     if not shutil.which("haproxy"):
         pytest.fail("needs haproxy")
