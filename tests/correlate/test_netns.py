@@ -197,6 +197,30 @@ def test_ttl_set_inside_fw_is_a_rewrite_not_policy(path: Path) -> None:
         assert ttl.packets == n, counted
 
 
+def test_requests_the_servers_own_firewall_drops(path: Path) -> None:
+    """srv's input chain drops every other request segment: the first copy of each
+    request, seen on srv:eth0, never acknowledged, sent again by the client 0.2 s later
+    and taken. Each is a drop by srv at srv:eth0, exactly as many as the rule counted,
+    and nothing else ('OK: delivered both ways' was said of them)."""
+    sh("nft", "add table inet hcs", ns=NS["srv"])
+    sh("nft", "add chain inet hcs inp { type filter hook input priority 0; }", ns=NS["srv"])
+    rule = "tcp dport 8080 ip length > 60 numgen inc mod 2 == 0 counter drop"
+    sh("nft", f"add rule inet hcs inp {rule}", ns=NS["srv"])
+    get = " ".join(f"curl -s -m 5 -o /dev/null http://{VIP}/;" for _ in range(3))
+    pts = capture(path, "srvdrop", ["sh", "-c", get])
+    v = correlate(pts)
+    listing = sh("nft", "list chain inet hcs inp", ns=NS["srv"]).stdout
+    n = int(listing.split("counter packets ")[1].split()[0])
+    assert n == 3, listing
+    if any(p.kernel_drops for p in v.points):
+        return  # tcpdump dropped packets on a loaded machine: gaps are the right answer
+    assert len(v.flows) == 3
+    for fl in v.flows:
+        got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+        assert got == [("drop", "c2s", ("srv:eth0", "srv"), 1)], fl.findings
+        assert fl.summary == "data dropped by srv itself (seen on srv:eth0, never on srv)"
+
+
 def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
     if not shutil.which("haproxy"):
         pytest.fail("needs haproxy")
