@@ -713,6 +713,33 @@ def test_huge_datagram_conversations_cut_across_slices(tmp_path: Path) -> None:
     assert any(m.startswith("3 conversation(s) of more than 75 packets are cut") for m in said)
 
 
+def test_data_the_server_never_took_sliced(tmp_path: Path) -> None:
+    """Requests the server's host dropped after srv:eth0 (seen there, never acknowledged,
+    sent again 0.2-0.5 s later) on 10 of 30 connections: each a drop by srv, once, in a
+    sliced run as in one piece (a slice judges those it holds)."""
+    convs = []
+    for i in range(30):
+        c = Conv(client=("203.0.113.10", 40000 + i), seed=10 + i, t0=1_763_790_000.0 + i * 0.05)
+        c.handshake()
+        req = c.seg(C2S, "PA", HTTP_REQ, tag="req")
+        if i % 3 == 0:
+            c.retransmit(req, dt=0.2 + i * 0.01)
+        c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+        c.response(HTTP_RESP)
+        c.close()
+        convs.append(c)
+    nat = {id(c): nat_map(c, sport=30000 + k) for k, c in enumerate(convs)}
+    pts = points(tmp_path, convs, [
+        ("client:eth0", lambda x: View()),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat[id(x)], ttl_dec={C2S: 1})),
+        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat[id(x)], ttl_dec={C2S: 1})),
+    ])  # fmt: skip
+    one = _same(pts, (20, 60))
+    got = [(f["kind"], f["between"], f["packets"]) for fl in one["flows"] for f in fl["findings"]]
+    assert got == [("drop", ["srv:eth0", "srv"], 1)] * 10
+
+
 def test_streams_under_half_a_slice_alive_at_once_are_cut(tmp_path: Path) -> None:
     """Conversations of half a slice or less are read whole, but several alive at once
     would make one slice hold them all: the largest are cut (`_crowded`) until those
@@ -1600,30 +1627,3 @@ def test_a_reused_tuple_without_its_new_syn_is_warned(tmp_path: Path) -> None:
     assert len(cut.flows) == 1
     [w] = [x for x in cut.warnings if "reused tuple" in x]
     assert w.startswith("1 connection(s) on a reused tuple of a conversation longer than a time")
-
-
-def test_data_the_server_never_took_sliced(tmp_path: Path) -> None:
-    """Requests the server's host dropped after srv:eth0 (seen there, never acknowledged,
-    sent again 0.2-0.5 s later) on 10 of 30 connections: each a drop by srv, once, in a
-    sliced run as in one piece (a slice judges those it holds)."""
-    convs = []
-    for i in range(30):
-        c = Conv(client=("203.0.113.10", 40000 + i), seed=10 + i, t0=1_763_790_000.0 + i * 0.05)
-        c.handshake()
-        req = c.seg(C2S, "PA", HTTP_REQ, tag="req")
-        if i % 3 == 0:
-            c.retransmit(req, dt=0.2 + i * 0.01)
-        c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
-        c.response(HTTP_RESP)
-        c.close()
-        convs.append(c)
-    nat = {id(c): nat_map(c, sport=30000 + k) for k, c in enumerate(convs)}
-    pts = points(tmp_path, convs, [
-        ("client:eth0", lambda x: View()),
-        ("fw:eth0", lambda x: View(delay=0.0001)),
-        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat[id(x)], ttl_dec={C2S: 1})),
-        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat[id(x)], ttl_dec={C2S: 1})),
-    ])  # fmt: skip
-    one = _same(pts, (20, 60))
-    got = [(f["kind"], f["between"], f["packets"]) for fl in one["flows"] for f in fl["findings"]]
-    assert got == [("drop", ["srv:eth0", "srv"], 1)] * 10
