@@ -116,6 +116,39 @@ def tally_kind(flags: int, plen: int) -> PacketKind:
 FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`flags_str`)
 
 
+def acked_once(t: PacketTable, h: Half, back: Half, rows: list[int]) -> set[int]:
+    """Of `rows` (data, a SYN or a FIN of half `h` at a point), those whose bytes the
+    receiver acknowledged (an ACK of `back` at the same point covers them) and that never
+    came again at that point: their one copy was delivered."""
+    b = back.idx
+    if not rows or not b.shape[0]:
+        return set()
+    acks = ((t.ack[b] - h.isn) & M32)[(t.flags[b] & ACK) != 0]
+    if not acks.shape[0]:
+        return set()
+    top = int(acks.max())
+    if top >= 1 << 31:
+        return set()  # (a stream past 2 GB, or acks from before the SYN: not read)
+    r = np.asarray(rows, np.int64)
+    start = (t.seq[r] - h.isn) & M32
+    # (a SYN and a FIN take a sequence number of their own: acknowledged like a byte)
+    length = t.plen[r] + ((t.flags[r] & (SYN | FIN)) != 0)
+    end = start + length
+    cand = (length > 0) & (end <= top)
+    if not cand.any():
+        return set()
+    idx = h.idx
+    long = t.plen[idx] + ((t.flags[idx] & (SYN | FIN)) != 0)
+    data, dlen = idx[long > 0], long[long > 0]
+    seen = (t.seq[data] - h.isn) & M32
+    out: set[int] = set()
+    for row, s0, e0 in zip(r[cand].tolist(), start[cand].tolist(), end[cand].tolist(), strict=True):
+        later = data[(t.ts[data] > t.ts[row]) & (seen < e0) & (seen + dlen > s0)]
+        if not later.shape[0]:
+            out.add(row)
+    return out
+
+
 def packet_kind(t: PacketTable, row: int) -> PacketKind:
     """What packet `row` is, in a summary's words (`kind_of`)."""
     return kind_of(int(t.flags[row]), int(t.plen[row]))
@@ -1165,6 +1198,27 @@ class _Chain:
                 "gap", direction, between, up, gap_rows, (text, nb, ts0), packet=first, loss=loss
             )
 
+    def taken(
+        self,
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: set[int],
+        base: int,
+        und_b: Mapping[int, int] | None,
+    ) -> None:
+        """Data seen at `up`, not at `down`, that its receiver acknowledged and its sender
+        never sent again (`acked_once`): it got through; `down`'s capture lost it (a pcap
+        says nothing of its kernel drops). A gap, not a drop."""
+        ordered = sorted(rows, key=lambda r: int(up.table.ts[r]))
+        desc, nb, ts0 = _describe(up.table, ordered, base, und_b)
+        text = (
+            f"seen at {up.name}, not at {down.name}, but the receiver acknowledged them and "
+            f"they were never sent again: the capture at {down.name} lost them; {desc}"
+        )
+        self.add("gap", direction, (up.name, down.name), up, ordered, (text, nb, ts0),
+                 packet=packet_kind(up.table, ordered[0]))  # fmt: skip
+
     def extra(
         self,
         direction: Direction,
@@ -1390,6 +1444,14 @@ class _Chain:
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
             beyond = None if bypass else partial(self.around, i, direction, True)
+            leg = self.f.legs[ju] if 0 <= ju < len(self.f.legs) else None
+            if leg is not None and self.pts[leg.point] is up and not down.kernel_drops:
+                h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
+                if h is not None and back is not None:
+                    taken = acked_once(up.table, h, back, und_rows)
+                    if taken:
+                        self.taken(direction, up, down, taken, dm.a_base, dm.undelivered_bytes)
+                        und_rows = [r for r in und_rows if r not in taken]
             self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)

@@ -1250,3 +1250,34 @@ def test_a_retransmission_after_an_acknowledgement_is_no_end_host_drop(tmp_path:
     (fl,) = v.flows
     got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
     assert got == [("drop", "s2c", ("srv:eth0", "fw:eth1"), 1)], fl.findings
+
+
+def test_segments_the_receivers_capture_lost_are_no_drop(tmp_path: Path) -> None:
+    """The client's own tcpdump (a plain pcap: no count of its kernel drops) lost two
+    response segments and the server's FIN; the client acknowledged all of it and the
+    server never sent them again: they got through, a gap at client:eth0, not a drop
+    between fw:eth0 and client:eth0. A segment fw really dropped (sent again) stays one."""
+    c = Conv(seed=8)
+    c.handshake()
+    c.request(HTTP_REQ)
+    resp = c.response(HTTP_RESP)
+    real = c.seg(S2C, "PA", b"y" * 500, tag="resp")
+    c.retransmit(real, dt=0.3)
+    c.seg(C2S, "A", tag="ack", dt=c.rtt / 2)
+    c.close()
+    fin = next(s for s in c.segs if s.d == S2C and "F" in s.flags)
+    unseen = {id(resp[0]), id(resp[2]), id(fin)}
+    nat = nat_map(c)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(drop=lambda s: id(s) in unseen or s is real)),
+        ("fw:eth0", lambda x: View(delay=0.0001, drop=lambda s: s is real)),
+        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat, ttl_dec={C2S: 1})),
+        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat, ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+    assert got == [
+        ("drop", "s2c", ("fw:eth1", "fw:eth0"), 1),
+        ("gap", "s2c", ("fw:eth0", "client:eth0"), 3),
+    ], fl.findings
+    assert "the receiver acknowledged them and they were never sent again" in fl.findings[1].what
