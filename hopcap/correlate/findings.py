@@ -118,8 +118,8 @@ FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`fl
 
 def acked_once(t: PacketTable, h: Half, back: Half, rows: list[int]) -> set[int]:
     """Of `rows` (data, a SYN or a FIN of half `h` at a point), those whose bytes the
-    receiver acknowledged (an ACK of `back` at the same point covers them) and that never
-    came again at that point: their one copy was delivered."""
+    receiver acknowledged (an ACK of `back` at the same point covers them) and that were
+    sent once (no other copy of their first byte at that point): that copy was delivered."""
     b = back.idx
     if not rows or not b.shape[0]:
         return set()
@@ -142,9 +142,12 @@ def acked_once(t: PacketTable, h: Half, back: Half, rows: list[int]) -> set[int]
     data, dlen = idx[long > 0], long[long > 0]
     seen = (t.seq[data] - h.isn) & M32
     out: set[int] = set()
-    for row, s0, e0 in zip(r[cand].tolist(), start[cand].tolist(), end[cand].tolist(), strict=True):
-        later = data[(t.ts[data] > t.ts[row]) & (seen < e0) & (seen + dlen > s0)]
-        if not later.shape[0]:
+    for row, s0 in zip(r[cand].tolist(), start[cand].tolist(), strict=True):
+        # (no other copy from its first byte on, before or after it: the ACK may be one
+        # of another's; a tail-loss probe of its last bytes leaves the first ones sent
+        # once, and an ACK past them took this one)
+        other = data[(data != row) & (seen <= s0) & (seen + dlen > s0)]
+        if not other.shape[0]:
             out.add(row)
     return out
 
@@ -1198,6 +1201,24 @@ class _Chain:
                 "gap", direction, between, up, gap_rows, (text, nb, ts0), packet=first, loss=loss
             )
 
+    def delivered(
+        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, rows: list[int]
+    ) -> list[int]:
+        """Of `rows` (at `up`, missing at `down`), those `acked_once` says got through are a
+        gap (`taken`; unless `down`'s kernel drops already make every such row one); the
+        others are returned."""
+        leg = self.f.legs[ju] if 0 <= ju < len(self.f.legs) else None
+        if not rows or leg is None or self.pts[leg.point] is not up or down.kernel_drops:
+            return rows
+        h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
+        if h is None or back is None:
+            return rows
+        got = acked_once(up.table, h, back, rows)
+        if not got:
+            return rows
+        self.taken(direction, up, down, got, dm.a_base, dm.undelivered_bytes)
+        return [r for r in rows if r not in got]
+
     def taken(
         self,
         direction: Direction,
@@ -1444,18 +1465,12 @@ class _Chain:
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
             beyond = None if bypass else partial(self.around, i, direction, True)
-            leg = self.f.legs[ju] if 0 <= ju < len(self.f.legs) else None
-            if leg is not None and self.pts[leg.point] is up and not down.kernel_drops:
-                h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
-                if h is not None and back is not None:
-                    taken = acked_once(up.table, h, back, und_rows)
-                    if taken:
-                        self.taken(direction, up, down, taken, dm.a_base, dm.undelivered_bytes)
-                        und_rows = [r for r in und_rows if r not in taken]
+            und_rows = self.delivered(direction, dm, up, down, ju, und_rows)
             self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
             part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            part_rows = self.delivered(direction, dm, up, down, ju, part_rows)
             if part_rows:
                 self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
         if dm.unexplained:
