@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -121,14 +121,34 @@ InventoryOpt = Annotated[
 _status_open = False  # a progress line (`_status`) is on the terminal, not ended
 
 
+# what the terminal shows (progress, warnings, the outcome), for `--log-file`: a log of
+# the phases' timings alone did not say what a run did; never shown again on stderr
+_shown = logging.getLogger("hopcap.shown")
+
+
 def _err(msg: str) -> None:
     _status_end()
     typer.echo(msg, err=True)
+    _logged(msg)
+
+
+def _out(msg: str) -> None:
+    """A line of a command's result on stdout, also in the log (`--log-file`)."""
+    typer.echo(msg)
+    _logged(msg)
+
+
+def _logged(msg: str) -> None:
+    text = msg.strip("\n")
+    if text:
+        _shown.info("%s", text)
 
 
 STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
 _status_last = -STATUS_EVERY_S  # when the last one was written (time.monotonic)
-_LAST_STEP = re.compile(r"\b(\d+)/\1\b")  # "slice 799/799: findings": the last of its steps
+# the last step of a count ("slice 799/799: findings") or of a percentage ("merged.pcapng
+# 100 %": a file or CI log ended at the 20 % said two seconds before, as if it had stopped)
+_LAST_STEP = re.compile(r"\b(\d+)/\1\b|\b100 %")
 
 
 def _status(text: str) -> None:
@@ -168,8 +188,11 @@ class _StderrLog(logging.Handler):
     """Log records on stderr as it is when they come (the live progress replaces it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == _shown.name:  # on the terminal already
+            return
         with contextlib.suppress(Exception):
-            _err(self.format(record))
+            _status_end()
+            typer.echo(self.format(record), err=True)
 
 
 @app.callback()
@@ -313,6 +336,8 @@ class _Progress:
             if ev.kind == "window-start":
                 self.points.clear()
         if self._live is not None:
+            if line:
+                _logged(line)
             self._live.update(self._render())
             if ev.kind in (
                 "failed",
@@ -355,7 +380,7 @@ class _Progress:
         if ev.kind == "listening":
             return f"  listening {ev.point}"
         if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
-            return f"  ! {ev.point or ev.host}: {ev.text}"
+            return f"  ! {_named(ev.point or ev.host, ev.text)}"
         if ev.kind == "repro":
             return f"  repro on {ev.host}: {ev.text}"
         if ev.kind == "repro-done":
@@ -363,6 +388,13 @@ class _Progress:
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({size_text(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _named(who: str | None, text: str) -> str:
+    """`who: text`, once: a host's error says its host already (`srv: no answer ...`)."""
+    if who is None or text.startswith(f"{who}: "):
+        return text
+    return f"{who}: {text}"
 
 
 def _clock(seconds: int) -> str:
@@ -680,15 +712,74 @@ def _correlate_and_write(
     log = logging.getLogger("hopcap.cli")
     _err("correlating ...")
     t0 = time.perf_counter()
-    verdict, crash = _correlate_kept(record, jobs)
+    try:
+        verdict, crash = _correlate_kept(record, jobs)
+    except KeyboardInterrupt:
+        _correlation_interrupted(record, out, tarball=tarball, anonymise=anonymise)
     t1 = time.perf_counter()
     log.debug("phase correlate: %.3f s", t1 - t0)
-    final = write_bundle(
-        out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
-    )
+    with _finishing(out, "finishing the bundle: its verdict is made already"):
+        final = write_bundle(
+            out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
     _status_end()
     log.debug("phase bundle: %.3f s", time.perf_counter() - t1)
     return verdict, crash, final
+
+
+@contextlib.contextmanager
+def _finishing(out: Path, first_press: str | None) -> Iterator[None]:
+    """Writing a bundle: a first Ctrl-C (when `first_press` says what then happens) lets it
+    finish; the next one aborts, with a line that says the bundle is incomplete (not the
+    silent exit 130 of a KeyboardInterrupt reaching typer)."""
+    pressed = first_press is None
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        nonlocal pressed
+        if pressed:
+            raise KeyboardInterrupt
+        pressed = True
+        _err(f"\n{first_press} (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _err(f"\nhopcap: aborted while writing the bundle: {out} is incomplete")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _correlation_interrupted(
+    record: RunRecord, out: Path, *, tarball: bool, anonymise: bool
+) -> NoReturn:
+    """Ctrl-C while a run's captures were being correlated: they are pulled already, and
+    with them the facts and the run's record, which only the manifest keeps; the bundle is
+    written without a verdict (a second Ctrl-C aborts that), exit 130."""
+    from hopcap.bundle import write_bundle
+
+    _status_end()
+    _err("\ncorrelation interrupted: writing the bundle without a verdict (Ctrl-C again to abort)")
+    verdict = Verdict(
+        points=(),
+        flows=(),
+        warnings=(
+            "correlation interrupted (Ctrl-C): no verdict; the captures are intact in pcaps/: "
+            "correlate them with `hopcap correlate BUNDLE`",
+        ),
+    )
+    with _finishing(out, None):
+        final = write_bundle(
+            out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
+    _status_end()
+    _out(f"bundle: {final}")
+    _err(
+        f"correlation interrupted: the bundle holds the captures, the facts and the manifest, "
+        f"no verdict; `hopcap correlate {out}` correlates them"
+    )
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
@@ -811,7 +902,7 @@ def run(
     _exit_if_crashed(crash, final)
     _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
-    typer.echo(f"bundle: {final}")
+    _out(f"bundle: {final}")
     if record.interrupted:
         _err("run interrupted: the bundle holds what was captured until then")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -833,7 +924,19 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         opts.connector = _connector(progress)
         return run_capture(inv, opts, emit=progress, stop=stop)
 
-    return _with_sigint(start, "stopping captures and pulling what exists (Ctrl-C again to abort)")
+    return _with_sigint(start, _run_first_press)
+
+
+def _run_first_press(progress: _Progress) -> str:
+    """What the first Ctrl-C of a run does, by the run's phase."""
+    if progress.phase == "connecting":  # no capture listens yet: none will
+        return "stopping: the run ends before its window (Ctrl-C again to abort)"
+    if progress.phase == "stopping and pulling":  # the window is over already
+        return (
+            "the captures have stopped already: finishing the pull and the bundle "
+            "(Ctrl-C again to abort)"
+        )
+    return "stopping captures and pulling what exists (Ctrl-C again to abort)"
 
 
 T = TypeVar("T")
@@ -841,7 +944,7 @@ T = TypeVar("T")
 
 def _with_sigint(
     start: Callable[[_Progress, asyncio.Event], Coroutine[Any, Any, T]],
-    first_press: str,
+    first_press: str | Callable[[_Progress], str],
 ) -> T:
     """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
     progress is also what `_connector` asks passwords through): the first Ctrl-C sets
@@ -860,7 +963,7 @@ def _with_sigint(
             nonlocal presses
             presses += 1
             if presses == 1 and not progress.prompting:
-                _err(f"\n{first_press}")
+                _err(f"\n{first_press if isinstance(first_press, str) else first_press(progress)}")
                 stop.set()
             elif task is not None:
                 _err("\naborting; stopping remote captures")
@@ -1022,7 +1125,7 @@ def _run_windows(
     except HopcapError as exc:
         _fail(exc)
     if results:
-        typer.echo(f"summary: {out_dir / 'windows.md'}")
+        _out(f"summary: {out_dir / 'windows.md'}")
     if outcome.interrupted:
         _err(f"schedule stopped after {outcome.done} window(s)")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -1121,8 +1224,8 @@ def record_cmd(
     if rec.trigger is not None:
         t = rec.trigger
         why = t.get("error") or f"exit {t.get('exit_status')}"
-        typer.echo(f"trigger: {t['host']}: {t['command']} ({why})")
-    typer.echo(f"bundle: {final}")
+        _out(f"trigger: {t['host']}: {t['command']} ({why})")
+    _out(f"bundle: {final}")
     for w in kept.get("warnings", ()):
         _err(f"warning: {w}")
     ended = kept.get("ended")
@@ -1213,7 +1316,7 @@ def check(
     bad = [r for r in results if not r.ok]
     for r in bad:
         for p in r.problems:
-            typer.echo(f"{r.host}: {p}")
+            typer.echo(_named(r.host, str(p)))
     if bad:
         raise typer.Exit(EXIT_PREFLIGHT)
     typer.echo("all hosts ready")
@@ -1619,6 +1722,8 @@ def main() -> None:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as done:
+        code = done.code
+        _shown.info("exit %s", 0 if code is None else code if isinstance(code, int) else 1)
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise

@@ -91,3 +91,18 @@ def test_a_second_ctrl_c_aborts_even_when_the_run_swallowed_the_cancellation() -
     with pytest.raises(typer.Exit) as got:
         cli._with_sigint(start, "stopping ...")
     assert got.value.exit_code == EXIT_INTERRUPTED
+
+
+def test_progress_into_a_log_ends_with_its_100_percent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle written within two seconds: the log says it reached 100 %, not that it
+    stopped at the first percentage said."""
+    monkeypatch.setattr(cli.time, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(cli, "_status_last", -cli.STATUS_EVERY_S)
+    for pct in (20, 45, 100):
+        cli._status(f"writing the bundle: merged.pcapng {pct} % (x of y of captures)")
+    assert capsys.readouterr().err.splitlines() == [
+        "hopcap: writing the bundle: merged.pcapng 20 % (x of y of captures)",
+        "hopcap: writing the bundle: merged.pcapng 100 % (x of y of captures)",
+    ]

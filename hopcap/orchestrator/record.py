@@ -50,6 +50,7 @@ from hopcap.orchestrator.run import (
     host_spec_args,
     new_run_id,
     point_captures,
+    run_repro,
     stop_captures,
 )
 from hopcap.orchestrator.session import (
@@ -237,6 +238,7 @@ async def record(
     try:
         try:
             sessions.update(await connect_all(inv, names, emit, opts.connector))
+            unreachable = {n for n, s in sessions.items() if s.error}
             await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))
             tsess = sessions[opts.until.host]
             if not tsess.ok or tsess.transport is None:
@@ -253,7 +255,8 @@ async def record(
             for s in sessions.values():
                 if s.error:
                     st.errors.append(s.error)
-                    emit(Event("failed", host=s.name, text=s.error))
+                    if s.name not in unreachable:  # connect_all said those
+                        emit(Event("failed", host=s.name, text=s.error))
             if opts.collect_facts:
                 facts_start.update(await _facts(sessions))
                 now = time.time()
@@ -468,7 +471,7 @@ async def _probe_loop(
             "started_ts": t0,
         }
         try:
-            res = await s.transport.run(cmd, timeout=PROBE_TIMEOUT_S)
+            res = await run_repro(s, cmd, PROBE_TIMEOUT_S, "the probe's time")
         except TransportError as exc:
             return {**base, "exit_status": None, "error": str(exc), "fired_ts": time.time()}
         st.probes += 1

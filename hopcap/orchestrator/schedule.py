@@ -30,6 +30,7 @@ from hopcap.orchestrator.run import (
     _window,
     new_run_id,
     run_capture,
+    run_repro,
 )
 from hopcap.orchestrator.session import (
     Connector,
@@ -310,10 +311,11 @@ def repeat_window(repeat: int | None, until_fail: bool) -> WindowFn:
                     break
                 emit(Event("repro", host=s.name, text=f"{inv.repro.run} (run {len(runs) + 1})"))
                 t0 = time.time()
-                task = asyncio.ensure_future(s.transport.run(inv.repro.run, timeout=left))
+                task = asyncio.ensure_future(run_repro(s, inv.repro.run, left))
                 await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():
                     task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)  # ended on its host
                     interrupted = True
                     break
                 try:

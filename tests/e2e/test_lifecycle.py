@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +33,23 @@ def _lab_tcpdumps() -> list[str]:
             except OSError:
                 continue
             if "tcpdump" in cmd:
+                found.append(f"{host}: {cmd}")
+    return found
+
+
+def _lab_processes(word: str) -> list[str]:
+    """Processes inside any namespace of the e2e lab whose command line has `word`."""
+    found = []
+    for host in ("client", "fw", "lb", "srv"):
+        res = subprocess.run(
+            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
+        )
+        for pid in res.stdout.split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if word in cmd:
                 found.append(f"{host}: {cmd}")
     return found
 
@@ -195,3 +213,102 @@ def test_connection_cut_mid_capture_stops_every_capture(
     assert seen["took"] < 5, seen  # type: ignore[operator]
     assert rec.complete is False and rec.errors
     assert all(c.error for c in rec.captures), [c.error for c in rec.captures]
+
+
+def test_a_repro_longer_than_the_window_is_ended_on_its_host(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """A repro still running when the window ends (a load generator, a slow download) is
+    ended on its host with what it started: it went on after hopcap's end before (and, in
+    scheduled windows, into the next window)."""
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 97; echo late"}},
+    )
+    res = hopcap_run(inv, tmp_path / "b", "--window", "3s", "--no-facts")
+    assert res.code == 0, res.stderr
+    error = res.manifest["repro"]["error"]
+    assert error == "client: `sleep 97; echo late` did not finish within the window (3s): ended it"
+    assert "! client: `sleep 97; echo late` did not finish" in res.stderr  # the host once
+    deadline = time.monotonic() + 2
+    while _lab_processes("sleep 97") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _lab_processes("sleep 97") == []
+    assert not list(Path("/tmp").glob("hopcap-repro.*"))
+
+
+def test_ctrl_c_during_the_repro_ends_it_on_its_host(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 98"}},
+    )
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "60s", "--out", str(out)], 6)
+    deadline = time.monotonic() + 10
+    while not _lab_processes("sleep 98") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _lab_processes("sleep 98"), "the repro should run"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert json.loads((out / "manifest.json").read_text())["repro"]["error"] == "interrupted"
+    time.sleep(0.5)
+    assert _lab_processes("sleep 98") == []
+    assert _lab_tcpdumps() == []
+
+
+def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """Ctrl-C while a host does not answer yet: the run ends there (it armed every capture,
+    ran the repro and wrote a bundle once the slow host timed out, before); the host that
+    failed is said once."""
+    out = tmp_path / "b"
+    with socket.socket() as silent:  # accepts the connection, never says its SSH banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        inv = inventory_variant(
+            clean_lab.inventory,
+            tmp_path / "inv.yml",
+            top={"repro": {"on": "client", "run": "sleep 96"}},
+            srv={"address": "127.0.0.1", "port": silent.getsockname()[1]},
+        )
+        proc = subprocess.Popen(
+            [
+                *HOPCAP,
+                "--log-file",
+                str(tmp_path / "log"),
+                "run",
+                "-i",
+                str(inv),
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        seen = []
+        while len([x for x in seen if x.strip().startswith("connected ")]) < 3:
+            line = proc.stderr.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "interrupted while connecting to the hosts, before any capture started" in stderr
+    assert "listening" not in stderr and "repro on" not in stderr, stderr
+    assert not out.exists()
+    assert _lab_tcpdumps() == [] and _lab_processes("sleep 96") == []
+    assert stderr.count("! srv: no answer within") == 1, stderr
+    # the log says what the terminal said, and how the run ended
+    log = (tmp_path / "log").read_text()
+    for line in ("connected client", "! srv: no answer within", "before any capture started"):
+        assert "INFO hopcap.shown: " in log and line in log, log
+    assert log.rstrip().endswith("INFO hopcap.shown: exit 130"), log
