@@ -61,7 +61,13 @@ from hopcap.orchestrator.session import (
     resolve_all_points,
     ssh_connector,
 )
-from hopcap.orchestrator.transport import CommandResult, SSHTransport, as_root, quote
+from hopcap.orchestrator.transport import (
+    CommandResult,
+    HostTransport,
+    SSHTransport,
+    as_root,
+    quote,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -781,7 +787,8 @@ async def run_repro(
     SIGKILL 2 s later."""
     t = s.transport
     assert t is not None
-    if not isinstance(t, SSHTransport) or s.host.kind != "linux":
+    # a scheduled window's transport is the pool's, kept open across windows (`_Kept`)
+    if not isinstance(getattr(t, "inner", t), SSHTransport) or s.host.kind != "linux":
         return await t.run(command, timeout=timeout)  # a local one ends with its session
     pidfile = f"/tmp/hopcap-repro.{secrets.token_hex(6)}"
     q, f = quote([command]), quote([pidfile])
@@ -806,7 +813,7 @@ async def run_repro(
     return CommandResult(command, res.exit_status, res.stdout, res.stderr, res.exit_signal)
 
 
-async def _end_repro(t: SSHTransport, pidfile: str) -> None:
+async def _end_repro(t: HostTransport, pidfile: str) -> None:
     f = quote([pidfile])
     end = (
         f'p=$(cat {f} 2>/dev/null) && [ -n "$p" ] || exit 0; rm -f {f}; '

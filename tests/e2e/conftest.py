@@ -116,3 +116,20 @@ def start_until_listening(argv: list[str], points: int) -> subprocess.Popen[str]
             seen += 1
     assert seen == points, "not every point reported listening"
     return proc
+
+
+def lab_processes(word: str) -> list[str]:
+    """Processes inside any namespace of the e2e lab whose command line has `word`."""
+    found = []
+    for host in ("client", "fw", "lb", "srv"):
+        res = subprocess.run(
+            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
+        )
+        for pid in res.stdout.split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if word in cmd:
+                found.append(f"{host}: {cmd}")
+    return found

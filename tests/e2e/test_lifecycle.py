@@ -15,7 +15,14 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant, start_until_listening
+from tests.e2e.conftest import (
+    HOPCAP,
+    PREFIX,
+    hopcap_run,
+    inventory_variant,
+    lab_processes,
+    start_until_listening,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -33,23 +40,6 @@ def _lab_tcpdumps() -> list[str]:
             except OSError:
                 continue
             if "tcpdump" in cmd:
-                found.append(f"{host}: {cmd}")
-    return found
-
-
-def _lab_processes(word: str) -> list[str]:
-    """Processes inside any namespace of the e2e lab whose command line has `word`."""
-    found = []
-    for host in ("client", "fw", "lb", "srv"):
-        res = subprocess.run(
-            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
-        )
-        for pid in res.stdout.split():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if word in cmd:
                 found.append(f"{host}: {cmd}")
     return found
 
@@ -232,9 +222,9 @@ def test_a_repro_longer_than_the_window_is_ended_on_its_host(
     assert error == "client: `sleep 97; echo late` did not finish within the window (3s): ended it"
     assert "! client: `sleep 97; echo late` did not finish" in res.stderr  # the host once
     deadline = time.monotonic() + 2
-    while _lab_processes("sleep 97") and time.monotonic() < deadline:
+    while lab_processes("sleep 97") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _lab_processes("sleep 97") == []
+    assert lab_processes("sleep 97") == []
     assert not list(Path("/tmp").glob("hopcap-repro.*"))
 
 
@@ -249,15 +239,15 @@ def test_ctrl_c_during_the_repro_ends_it_on_its_host(
     out = tmp_path / "b"
     proc = _start_until_listening(["run", "-i", str(inv), "--window", "60s", "--out", str(out)], 6)
     deadline = time.monotonic() + 10
-    while not _lab_processes("sleep 98") and time.monotonic() < deadline:
+    while not lab_processes("sleep 98") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _lab_processes("sleep 98"), "the repro should run"
+    assert lab_processes("sleep 98"), "the repro should run"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert json.loads((out / "manifest.json").read_text())["repro"]["error"] == "interrupted"
     time.sleep(0.5)
-    assert _lab_processes("sleep 98") == []
+    assert lab_processes("sleep 98") == []
     assert _lab_tcpdumps() == []
 
 
@@ -305,7 +295,7 @@ def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
     assert "interrupted while connecting to the hosts, before any capture started" in stderr
     assert "listening" not in stderr and "repro on" not in stderr, stderr
     assert not out.exists()
-    assert _lab_tcpdumps() == [] and _lab_processes("sleep 96") == []
+    assert _lab_tcpdumps() == [] and lab_processes("sleep 96") == []
     assert stderr.count("! srv: no answer within") == 1, stderr
     # the log says what the terminal said, and how the run ended
     log = (tmp_path / "log").read_text()

@@ -15,7 +15,14 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli, hopcap_run, inventory_variant
+from tests.e2e.conftest import (
+    HOPCAP,
+    PREFIX,
+    hopcap_cli,
+    hopcap_run,
+    inventory_variant,
+    lab_processes,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -209,3 +216,28 @@ def test_ctrl_c_during_a_window_ends_it_as_today_and_the_schedule(
         (out / w["name"] / p["file"]).exists() for p in man["points"]
     )
     assert "window 1: interrupted" in stdout
+
+
+def test_a_repro_longer_than_its_window_does_not_run_into_the_next(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """Each window's repro is ended on its host when the window ends (the pool keeps the
+    connections open across windows: the repro went on, into the next window and after
+    hopcap's end)."""
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 95"}},
+    )
+    out = tmp_path / "w"
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(out), "--no-facts", "--window", "2s",
+        "--every", "3s", "--count", "2",
+        timeout=120,
+    )  # fmt: skip
+    assert res.returncode == EXIT_OK, res.stderr
+    for w in sorted(out.glob("w0*")):
+        repro = json.loads((w / "manifest.json").read_text())["repro"]
+        assert repro["error"].endswith("did not finish within the window (2s): ended it"), repro
+    time.sleep(0.5)
+    assert lab_processes("sleep 95") == []
