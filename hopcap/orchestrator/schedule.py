@@ -134,11 +134,21 @@ async def wait_until(ts: float, stop: asyncio.Event, emit: EventSink, what: str)
 
 
 class _Kept:
-    """A pooled transport handed to one window: `close()` leaves the connection open."""
+    """A pooled transport handed to one window: `close()` leaves the connection open.
+
+    It passes for the transport it keeps (`isinstance(kept, SSHTransport)`): the run asks
+    that to choose how a host works (captures as jobs of its command shell, the clock
+    through that shell, SFTP or exec pulls); a window saw none of it before and ran every
+    capture in a session of its own, its clock over a session a sample, and probed the
+    pull as "direct" (SFTP), which a host without SFTP (dropbear) cannot serve."""
 
     def __init__(self, inner: HostTransport) -> None:
         self.inner = inner
         self.name = inner.name
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self.inner)
 
     async def run(
         self, command: str, *, timeout: float = 30.0, input: str | None = None

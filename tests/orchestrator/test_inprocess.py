@@ -429,3 +429,36 @@ def test_a_command_shell_that_ends_before_it_starts_leaves_no_stray_error(tmp_pa
 
     asyncio.run(main())
     assert stray == []
+
+
+def test_a_scheduled_windows_pooled_connection_works_as_the_connection_it_keeps(
+    tmp_path: Path,
+) -> None:
+    """Scheduled windows hand each window the pool's connection (`_Kept`, whose close
+    leaves it open). The run chooses how a host works by its transport: with the pooled
+    one, it ran every capture in a session of its own instead of the command shell, took
+    the clock over a session a sample, and probed the pull as "direct" (SFTP), which a
+    host without SFTP (dropbear) cannot serve: its captures could not be pulled."""
+    from hopcap.orchestrator.capture import runs_in_shell
+    from hopcap.orchestrator.schedule import SessionPool
+
+    async def main() -> None:
+        async with serve(tmp_path, a=Server(sftp=False)) as site:
+            host = site.inventory(a="capture: [lo]").hosts["a"]
+            pool = SessionPool()
+            try:
+                kept = await pool.connect(host, None)
+                s = HostSession(host, transport=kept)
+                await probe(s)
+                assert s.caps.pull == "exec"  # was "direct"
+                rc = _ring(tmp_path / "remote", kept, CAPTURE)  # type: ignore[arg-type]
+                assert runs_in_shell(kept, rc.spec)  # a job of its command shell
+                local, digest = await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
+                assert local.read_bytes() == CAPTURE
+                assert digest == hashlib.sha256(CAPTURE).hexdigest()
+                await kept.close()  # a window's end: the connection stays for the next
+                assert (await (await pool.connect(host, None)).run("echo ok")).stdout == "ok\n"
+            finally:
+                await pool.close()
+
+    asyncio.run(main())
