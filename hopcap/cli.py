@@ -383,6 +383,8 @@ class _Progress:
             return f"  ! {_named(ev.point or ev.host, ev.text)}"
         if ev.kind == "repro":
             return f"  repro on {ev.host}: {ev.text}"
+        if ev.kind in ("recording", "window-start", "checking", "checked"):
+            return f"  {ev.text}"  # "recording: recording, ring 60s; ..." said it twice
         if ev.kind == "repro-done":
             return f"  repro finished ({ev.text})"
         if ev.kind == "pulled":

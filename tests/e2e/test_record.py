@@ -45,10 +45,10 @@ class Recorder:
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             self.head.append(line)
-            if not line or line.strip().startswith("recording:"):
+            if not line or line.strip().startswith("recording, ring"):
                 break
         text = "".join(self.head)
-        assert "recording: recording, ring" in text, text
+        assert "\n  recording, ring" in text and "recording: recording" not in text, text
         m = re.search(r"record (\S+),", text)
         assert m, text
         self.run_id = m.group(1)
