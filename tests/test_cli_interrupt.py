@@ -95,3 +95,23 @@ def test_ctrl_c_while_writing_the_bundle_finishes_it_and_a_second_aborts_saying_
     assert done.value.exit_code == EXIT_INTERRUPTED
     assert f"aborted while writing the bundle: {out2} is incomplete" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_first_ctrl_c_of_a_run_says_what_it_does_in_each_phase(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said "stopping captures and pulling what exists" also while connecting (no
+    capture listened yet) and after the window (the captures had stopped: it changed
+    nothing, the run ended with exit 0)."""
+    from hopcap.orchestrator.session import Event
+
+    progress = cli._Progress()
+    try:
+        assert "ends before its window" in cli._run_first_press(progress)
+        progress(Event("listening", point="fw:eth0"))
+        assert cli._run_first_press(progress).startswith("stopping captures and pulling")
+        progress(Event("stopping", text="6 captures"))
+        assert "the captures have stopped already" in cli._run_first_press(progress)
+    finally:
+        progress.close()
+    capsys.readouterr()
