@@ -926,7 +926,7 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         opts.connector = _connector(progress)
         return run_capture(inv, opts, emit=progress, stop=stop)
 
-    return _with_sigint(start, _run_first_press)
+    return _with_sigint(start, _run_first_press, opts.out)
 
 
 def _run_first_press(progress: _Progress) -> str:
@@ -947,6 +947,7 @@ T = TypeVar("T")
 def _with_sigint(
     start: Callable[[_Progress, asyncio.Event], Coroutine[Any, Any, T]],
     first_press: str | Callable[[_Progress], str],
+    out: Path | None = None,
 ) -> T:
     """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
     progress is also what `_connector` asks passwords through): the first Ctrl-C sets
@@ -987,6 +988,9 @@ def _with_sigint(
     # at the same moment, and swallowed it: Python 3.11's wait_for does): no bundle
     if cancelled or presses >= 2:
         _err("hopcap: aborted; remote captures were stopped")
+        pcaps = out / "pcaps" if out is not None else None
+        if pcaps is not None and pcaps.is_dir() and any(pcaps.iterdir()):
+            _err(f"  {out} is no bundle: it holds only the captures pulled until then, maybe cut")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     return got
 
@@ -1212,6 +1216,7 @@ def record_cmd(
         rec = _with_sigint(
             start,
             "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
+            out_dir,
         )
         kept = rec.recording or {}
         rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))

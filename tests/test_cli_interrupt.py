@@ -115,3 +115,30 @@ def test_the_first_ctrl_c_of_a_run_says_what_it_does_in_each_phase(
     finally:
         progress.close()
     capsys.readouterr()
+
+
+def test_an_aborted_run_says_its_directory_is_no_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Ctrl-C during the pull: the directory keeps the captures pulled so far, some cut
+    short, without a manifest; the user is told it is not a bundle (it only said
+    "aborted; remote captures were stopped")."""
+    import asyncio
+
+    out = tmp_path / "b"
+
+    async def start(progress: object, stop: asyncio.Event) -> str:
+        (out / "pcaps").mkdir(parents=True)
+        (out / "pcaps" / "fw_eth0.pcap").write_bytes(b"\xd4\xc3\xb2\xa1")  # a pull cut short
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        loop.call_later(0.15, os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+        return "a record"
+
+    with pytest.raises(typer.Exit) as got:
+        cli._with_sigint(start, "stopping ...", out)
+    assert got.value.exit_code == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "hopcap: aborted; remote captures were stopped" in err
+    assert f"{out} is no bundle: it holds only the captures pulled until then" in err
