@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hopcap.errors import CaptureError, HopcapError, OptionError, TransportError
+from hopcap.errors import CaptureError, HopcapError, OptionError, RunInterrupted, TransportError
 from hopcap.model import HostFacts, Inventory, RunRecord, pcap_filename
 from hopcap.orchestrator.capture import (
     CaptureSpec,
@@ -195,6 +195,15 @@ class _State:
     probes: int = 0
 
 
+def _stopped_before_captures(stop: asyncio.Event, doing: str) -> None:
+    """Ctrl-C before any ring started: the recording ends there, with nothing to keep."""
+    if stop.is_set():
+        raise RunInterrupted(
+            f"interrupted while {doing}, before any capture started: nothing was "
+            "recorded, no bundle written"
+        )
+
+
 async def record(
     inv: Inventory,
     opts: RecordOptions,
@@ -211,7 +220,6 @@ async def record(
     stop = stop or asyncio.Event()
     started = time.time()
     pcaps = opts.out / "pcaps"
-    pcaps.mkdir(parents=True, exist_ok=True)
     st = _State()
     clocks: dict[str, tuple[float, float]] = {}
     clocks_after: dict[str, tuple[float, float]] = {}
@@ -239,6 +247,7 @@ async def record(
         try:
             sessions.update(await connect_all(inv, names, emit, opts.connector))
             unreachable = {n for n, s in sessions.items() if s.error}
+            _stopped_before_captures(stop, "connecting to the hosts")
             await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))
             tsess = sessions[opts.until.host]
             if not tsess.ok or tsess.transport is None:
@@ -273,6 +282,8 @@ async def record(
                     st.errors.append(s.error)
                     emit(Event("failed", host=s.name, text=s.error))
 
+            _stopped_before_captures(stop, "probing the hosts")
+            pcaps.mkdir(parents=True, exist_ok=True)  # nothing to write before
             dirs = [s for s in path_sessions if s.ok and s.points]
             if opts.probe_every_s is None and tsess not in dirs:
                 dirs.append(tsess)

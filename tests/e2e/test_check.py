@@ -75,6 +75,7 @@ def test_check_host_without_sshd(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert res.returncode == EXIT_PREFLIGHT
     assert "srv: connection refused (is sshd running on that port?)" in res.stdout
     assert "all hosts ready" not in res.stdout
+    assert "srv: srv:" not in res.stdout + res.stderr  # the host named once
 
 
 def test_check_missing_interface(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:

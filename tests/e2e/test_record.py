@@ -314,3 +314,39 @@ def test_a_killed_recorder_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
     assert dirs
     for d in dirs:
         shutil.rmtree(d)
+
+
+def test_ctrl_c_while_connecting_records_nothing(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """Ctrl-C while a host does not answer yet: no ring starts (they all started, and the
+    probe ran, once the slow host timed out, before)."""
+    import socket
+
+    out = tmp_path / "r"
+    with socket.socket() as silent:  # accepts the connection, never says its SSH banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        inv = tmp_path / "inv.yml"
+        text = clean_lab.inventory.read_text()
+        srv = next(x for x in text.splitlines() if x.strip().startswith("srv:"))
+        port = silent.getsockname()[1]
+        new = re.sub(r"address: [0-9.]+", f"address: 127.0.0.1, port: {port}", srv)
+        inv.write_text(text.replace(srv, new))
+        proc = subprocess.Popen(
+            [*HOPCAP, "record", "-i", str(inv), "--ring", "5s", "--probe-every", "1s",
+             "--until", "client: true", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        seen = []
+        while len([x for x in seen if x.strip().startswith("connected ")]) < 3:
+            line = proc.stderr.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "interrupted while connecting to the hosts, before any capture started" in stderr
+    assert "listening" not in stderr and "recording, ring" not in stderr, stderr
+    assert not out.exists()
+    assert stderr.count("! srv: no answer within") == 1, stderr

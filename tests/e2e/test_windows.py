@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hopcap import lab
-from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
+from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
 from tests.e2e.conftest import (
     HOPCAP,
     PREFIX,
@@ -241,3 +241,17 @@ def test_a_repro_longer_than_its_window_does_not_run_into_the_next(
         assert repro["error"].endswith("did not finish within the window (2s): ended it"), repro
     time.sleep(0.5)
     assert lab_processes("sleep 95") == []
+
+
+def test_a_host_down_before_the_first_window_is_named_once(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", srv={"port": 2222})
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(tmp_path / "w"), "--at", "+1m", timeout=60
+    )  # fmt: skip
+    assert res.returncode == EXIT_PREFLIGHT, res.stderr
+    assert "a host is not ready (checked before the first window):\n  srv: connection refused" in (
+        res.stderr
+    )
+    assert "srv: srv:" not in res.stderr
