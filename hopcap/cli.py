@@ -929,6 +929,13 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
     return _with_sigint(start, _run_first_press, opts.out)
 
 
+def _record_first_press(progress: _Progress) -> str:
+    """What the first Ctrl-C of a recording does, by its phase."""
+    if progress.phase == "connecting":  # no ring captures yet
+        return "stopping: the recording ends before it starts (Ctrl-C again to abort)"
+    return "ending the recording: keeping the last --ring (Ctrl-C again to abort)"
+
+
 def _run_first_press(progress: _Progress) -> str:
     """What the first Ctrl-C of a run does, by the run's phase."""
     if progress.phase == "connecting":  # no capture listens yet: none will
@@ -1215,7 +1222,7 @@ def record_cmd(
 
         rec = _with_sigint(
             start,
-            "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
+            _record_first_press,
             out_dir,
         )
         kept = rec.recording or {}

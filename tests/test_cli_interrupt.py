@@ -114,6 +114,13 @@ def test_the_first_ctrl_c_of_a_run_says_what_it_does_in_each_phase(
         assert "the captures have stopped already" in cli._run_first_press(progress)
     finally:
         progress.close()
+    progress = cli._Progress()
+    try:
+        assert "the recording ends before it starts" in cli._record_first_press(progress)
+        progress(Event("listening", point="fw:eth0"))
+        assert "keeping the last --ring" in cli._record_first_press(progress)
+    finally:
+        progress.close()
     capsys.readouterr()
 
 
