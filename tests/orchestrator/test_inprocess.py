@@ -462,3 +462,36 @@ def test_a_scheduled_windows_pooled_connection_works_as_the_connection_it_keeps(
                 await pool.close()
 
     asyncio.run(main())
+
+
+def test_a_changed_host_key_is_not_told_to_be_appended(tmp_path: Path) -> None:
+    """known_hosts trusts another key for the host (it was reinstalled, or someone is in
+    the middle): that is not an unknown host, whose hint is to append the key it offers
+    (`ssh-keyscan >> known_hosts`), which would trust whoever answers now."""
+    import asyncssh
+
+    from hopcap.errors import HostKeyError
+
+    async def main() -> None:
+        async with serve(tmp_path, a=Server()) as site:
+            host = site.inventory(a="capture: [lo]").hosts["a"]
+            real = site.known_hosts.read_text()
+            other = asyncssh.generate_private_key("ssh-ed25519")
+            port = site.servers["a"].port
+            old = f"[127.0.0.1]:{port} {other.export_public_key().decode().strip()}\n"
+            site.known_hosts.write_text(old)
+            with pytest.raises(HostKeyError) as changed:
+                await connect(host)
+            assert "has CHANGED" in changed.value.message
+            assert other.get_fingerprint("sha256") in changed.value.message  # the one trusted
+            assert changed.value.hint is not None
+            assert f"ssh-keygen -R [127.0.0.1]:{port}" in changed.value.hint
+            site.known_hosts.write_text("")  # unknown: the hint to trust it stays
+            with pytest.raises(HostKeyError) as unknown:
+                await connect(host)
+            assert "is not trusted" in unknown.value.message
+            assert unknown.value.hint is not None and "ssh-keyscan" in unknown.value.hint
+            site.known_hosts.write_text(real)
+            await (await connect(host)).close()
+
+    asyncio.run(main())
