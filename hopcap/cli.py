@@ -864,6 +864,8 @@ def run(
                 window_s = parse_duration(window)
             except ValueError as exc:
                 raise OptionError(f"--window {window}: {exc}") from None
+            if window_s <= 0:  # as the inventory's `window:` (it ended the repro at once)
+                raise OptionError(f"--window {window}: must be longer than 0")
         inv = load(inventory, path_override=path.split(",") if path else None)
         if (repeat is not None or until_fail) and inv.repro is None:
             raise OptionError(

@@ -104,6 +104,8 @@ def test_ctrl_c_between_windows_stops_cleanly(clean_lab: lab.LabInfo, tmp_path: 
         (["run", "--at", "25:99"], "hopcap: --at 25:99: not a time of day"),
         (["run", "--at", "+1m", "--every", "0"], "hopcap: --every 0: must be longer than 0"),
         (["run", "--repeat", "0"], "hopcap: --repeat 0: must be at least 1"),
+        # it ran, and ended the repro at once, before
+        (["run", "--window", "0"], "hopcap: --window 0: must be longer than 0"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_3(
