@@ -245,7 +245,7 @@ async def record(
 
     try:
         try:
-            sessions.update(await connect_all(inv, names, emit, opts.connector))
+            sessions.update(await connect_all(inv, names, emit, opts.connector, stop))
             unreachable = {n for n, s in sessions.items() if s.error}
             _stopped_before_captures(stop, "connecting to the hosts")
             await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))

@@ -203,7 +203,11 @@ class CaptureRun:
 
     async def connect(self) -> None:
         self.sessions = await connect_all(
-            self.inv, hosts_to_connect(self.inv), self.emit, self.opts.connector
+            self.inv,
+            hosts_to_connect(self.inv),
+            self.emit,
+            self.opts.connector,
+            self.stop_requested,
         )
 
     async def prepare(self) -> None:

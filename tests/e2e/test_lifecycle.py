@@ -150,6 +150,8 @@ def test_require_all_refuses_a_partial_run(clean_lab: lab.LabInfo, tmp_path: Pat
     assert "not every host is ready and --require-all was given" in res.stderr
     assert "srv: connection refused" in res.stderr
     assert "Traceback" not in res.stderr
+    assert res.stderr.count("! srv: connection refused") == 1, res.stderr  # said once
+    assert "srv: srv:" not in res.stderr
     assert _lab_tcpdumps() == []
 
 
@@ -254,9 +256,8 @@ def test_ctrl_c_during_the_repro_ends_it_on_its_host(
 def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
     clean_lab: lab.LabInfo, tmp_path: Path
 ) -> None:
-    """Ctrl-C while a host does not answer yet: the run ends there (it armed every capture,
-    ran the repro and wrote a bundle once the slow host timed out, before); the host that
-    failed is said once."""
+    """Ctrl-C while a host does not answer yet: the run ends at once (it waited for the
+    host's connect timeout, then armed every capture, ran the repro and wrote a bundle)."""
     out = tmp_path / "b"
     with socket.socket() as silent:  # accepts the connection, never says its SSH banner
         silent.bind(("127.0.0.1", 0))
@@ -288,17 +289,19 @@ def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
             line = proc.stderr.readline()
             assert line, "".join(seen)
             seen.append(line)
+        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
     stderr = "".join(seen) + rest
     assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
     assert "interrupted while connecting to the hosts, before any capture started" in stderr
     assert "listening" not in stderr and "repro on" not in stderr, stderr
     assert not out.exists()
     assert _lab_tcpdumps() == [] and lab_processes("sleep 96") == []
-    assert stderr.count("! srv: no answer within") == 1, stderr
     # the log says what the terminal said, and how the run ended
     log = (tmp_path / "log").read_text()
-    for line in ("connected client", "! srv: no answer within", "before any capture started"):
+    for line in ("connected client", "before any capture started"):
         assert "INFO hopcap.shown: " in log and line in log, log
     assert log.rstrip().endswith("INFO hopcap.shown: exit 130"), log

@@ -342,11 +342,13 @@ def test_ctrl_c_while_connecting_records_nothing(clean_lab: lab.LabInfo, tmp_pat
             line = proc.stderr.readline()
             assert line, "".join(seen)
             seen.append(line)
+        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
     stderr = "".join(seen) + rest
     assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
     assert "interrupted while connecting to the hosts, before any capture started" in stderr
     assert "listening" not in stderr and "recording, ring" not in stderr, stderr
     assert not out.exists()
-    assert stderr.count("! srv: no answer within") == 1, stderr
