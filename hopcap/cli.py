@@ -1325,7 +1325,7 @@ def check(
                 "capture",
                 "free",
                 "clock",
-                "",
+                "ready",  # ok / FAIL: a column without a name before
             ],
         )
     )
