@@ -225,6 +225,33 @@ def _logging(
         log.addHandler(to_file)
 
 
+def _make_out(out_dir: Path) -> bool:
+    """The bundle directory, made before anything starts (an unwritable or non-empty
+    `--out` is one line now, not a traceback after every host was connected); whether it
+    was made here."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
+        raise typer.Exit(EXIT_ERROR)
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        _err(f"hopcap: cannot write the bundle in {out_dir}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    return made
+
+
+def _drop_if_empty(out_dir: Path, made: bool) -> None:
+    """A run refused before it captured anything (Ctrl-C while connecting, a host not ready
+    with --require-all, no point could start) leaves no empty bundle directory behind (nor
+    an empty `pcaps/` in a directory the user made)."""
+    for d in (out_dir / "pcaps", out_dir) if made else (out_dir / "pcaps",):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty
+
+
 def _default_out(prefix: str) -> Path:
     return Path.cwd() / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -853,6 +880,8 @@ def run(
     from hopcap.orchestrator.run import RunOptions, new_run_id
     from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
+    made = False  # the bundle directory was made by this run
+    out_dir: Path | None = None
     try:
         scheduled = at is not None or every is not None or count is not None
         schedule = make_schedule(at, every, count) if scheduled else None
@@ -874,9 +903,7 @@ def run(
             )
         run_id = new_run_id()
         out_dir = out or _default_out("hopcap-windows" if scheduled else "hopcap-run")
-        if out_dir.exists() and any(out_dir.iterdir()):
-            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
-            raise typer.Exit(EXIT_ERROR)
+        made = _make_out(out_dir)
         opts = RunOptions(
             out=out_dir,
             run_id=run_id,
@@ -902,6 +929,8 @@ def run(
             record, out_dir, jobs=jobs, tarball=tarball, anonymise=anonymise
         )
     except HopcapError as exc:
+        if out_dir is not None:
+            _drop_if_empty(out_dir, made)
         _fail(exc)
     _exit_if_crashed(crash, final)
     _print_verdict(verdict, show_all=show_all, flow_id=flow)
@@ -1191,6 +1220,8 @@ def record_cmd(
     from hopcap.orchestrator.record import RecordOptions, parse_until, record
     from hopcap.orchestrator.run import new_run_id
 
+    made = False
+    out_dir: Path | None = None
     try:
         ring_s = _positive("--ring", ring)
         probe_s = _positive("--probe-every", probe_every) if probe_every is not None else None
@@ -1200,9 +1231,7 @@ def record_cmd(
         trig = parse_until(until, inv)
         run_id = new_run_id()
         out_dir = out or _default_out("hopcap-record")
-        if out_dir.exists() and any(out_dir.iterdir()):
-            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
-            raise typer.Exit(EXIT_ERROR)
+        made = _make_out(out_dir)
         opts = RecordOptions(
             out=out_dir,
             ring_s=ring_s,
@@ -1233,6 +1262,8 @@ def record_cmd(
             rec, out_dir, tarball=tarball, anonymise=anonymise
         )
     except HopcapError as exc:
+        if out_dir is not None:
+            _drop_if_empty(out_dir, made)
         _fail(exc)
     _exit_if_crashed(crash, final)
     _print_verdict(verdict)

@@ -283,7 +283,10 @@ async def record(
                     emit(Event("failed", host=s.name, text=s.error))
 
             _stopped_before_captures(stop, "probing the hosts")
-            pcaps.mkdir(parents=True, exist_ok=True)  # nothing to write before
+            try:  # nothing to write before
+                pcaps.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CaptureError(f"cannot write {pcaps}: {exc.strerror}") from None
             dirs = [s for s in path_sessions if s.ok and s.points]
             if opts.probe_every_s is None and tsess not in dirs:
                 dirs.append(tsess)

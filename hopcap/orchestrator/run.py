@@ -170,7 +170,10 @@ class CaptureRun:
                 self._stopped_before_captures("probing the hosts")
                 # made once there is something to write: a run refused before (Ctrl-C, a
                 # host not ready with --require-all) leaves no empty bundle behind
-                self.pcaps.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.pcaps.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CaptureError(f"cannot write {self.pcaps}: {exc.strerror}") from None
                 with _timed("start"):
                     await self.start()
                 with _timed("window"):
