@@ -808,7 +808,7 @@ def _correlation_interrupted(
         f"correlation interrupted: the bundle holds the captures, the facts and the manifest, "
         f"no verdict; `hopcap correlate {out}` correlates them"
     )
-    raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_INTERRUPTED) from None  # said: no "hopcap: interrupted" after it
 
 
 @app.command()
@@ -1770,10 +1770,25 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as done:
         code = done.code
+        if code == EXIT_INTERRUPTED and _from_ctrl_c(done):
+            # typer turns a KeyboardInterrupt into a silent exit 130 (`correlate` on
+            # large captures, `report`, `lab up`...): say it, as the README promises
+            _err("hopcap: interrupted")
         _shown.info("exit %s", 0 if code is None else code if isinstance(code, int) else 1)
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` comes of a KeyboardInterrupt (typer raises its exit 130 from it; an
+    exit hopcap raised itself after saying why hides its context)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return False
 
 
 def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:

@@ -149,3 +149,25 @@ def test_an_aborted_run_says_its_directory_is_no_bundle(
     err = capsys.readouterr().err
     assert "hopcap: aborted; remote captures were stopped" in err
     assert f"{out} is no bundle: it holds only the captures pulled until then" in err
+
+
+def test_ctrl_c_in_a_command_without_its_own_handling_says_interrupted(tmp_path: Path) -> None:
+    """typer turns a KeyboardInterrupt into a silent exit 130 (`hopcap correlate` of large
+    captures, `report`, ...): the user is told (README: 130 interrupted)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import hopcap.bundle\n"
+        "def slow(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    raise AssertionError('not interrupted')\n"
+        "hopcap.bundle.render_report = slow\n"
+        f"sys.argv = ['hopcap', 'report', {str(tmp_path)!r}]\n"
+        "from hopcap.cli import main\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == EXIT_INTERRUPTED, res.stderr
+    assert res.stderr.strip() == "hopcap: interrupted", res.stderr
