@@ -44,6 +44,9 @@ LINK_NAMES = {
     113: "Linux cooked", 119: "802.11 Prism", 127: "802.11 radiotap", 195: "IEEE 802.15.4",
     228: "raw IPv4", 229: "raw IPv6", 239: "Linux NFLOG", 276: "Linux cooked v2",
 }  # fmt: skip
+# IPv6 extension headers followed to the transport header (hop-by-hop, routing, fragment,
+# AH, destination options); past a fragment header whose offset is not 0 there is none
+IPV6_EXTS = 4
 SUPPORTED_LINKS = {LINK_ETHERNET, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6, LINK_NULL, LINK_LOOP,
                    LINK_PPP, LINK_PPP_HDLC, LINK_CHDLC, *LINK_RAW}  # fmt: skip
 
@@ -206,14 +209,19 @@ class L3:
         v4 = et == 0x0800
         nh = self.b(l3 + 6)
         p = l3 + 40
-        for _ in range(3):
-            ext = ~v4 & np.isin(nh, (0, 43, 60)) & (p + 8 <= end)
+        later6 = np.zeros(l3.shape[0], np.bool_)  # past an IPv6 fragment header, offset > 0
+        for _ in range(IPV6_EXTS):
+            ext = ~v4 & ~later6 & np.isin(nh, (0, 43, 44, 51, 60)) & (p + 8 <= end)
             if not ext.any():
                 break
+            frag6 = ext & (nh == 44)  # fixed 8 bytes; AH (51) counts 4-byte words
+            later6 |= frag6 & ((self.b16(p + 2) & 0xFFF8) != 0)
+            size = np.where(nh == 44, 8, np.where(nh == 51, (self.b(p + 1) + 2) * 4,
+                                                  (self.b(p + 1) + 1) * 8))  # fmt: skip
             nh = np.where(ext, self.b(p), nh)
-            p = np.where(ext, p + (self.b(p + 1) + 1) * 8, p)
+            p = np.where(ext, p + size, p)
         frag = (self.b16(l3 + 6) & 0x1FFF) != 0
-        l4 = np.where(v4, np.where(frag, -1, l3 + (self.b(l3) & 15) * 4), p)
+        l4 = np.where(v4, np.where(frag, -1, l3 + (self.b(l3) & 15) * 4), np.where(later6, -1, p))
         return np.where(l3 >= 0, l4, -1), np.where(v4, self.b(l3 + 9), nh)
 
     def decap(self, l4: I64, proto: I64, oet: I64, end: I64) -> tuple[Mask, I64, I64, I64, I64]:

@@ -76,6 +76,9 @@ def captured_last(t: Any) -> int | None:
 
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+# `mss` of a packet whose TCP options the capture cut (its snap length, `tcpdump -s 54`)
+# before an MSS option was seen: whether it had one is not known (-1: it had none)
+MSS_UNKNOWN = -2
 
 
 @dataclass
@@ -104,7 +107,7 @@ class PacketTable:
     pl_off: I64  # payload offset in buf
     pl_cap: I64  # captured payload bytes (<= plen when the snap length cut it)
     tsval: I64  # -1: no timestamp option
-    mss: I64  # -1: no MSS option
+    mss: I64  # -1: no MSS option; MSS_UNKNOWN: the options were not captured whole
     opt_back: npt.NDArray[np.int16]  # the TCP options start this many bytes before pl_off
     opt_len: npt.NDArray[np.int16]  # (opt_back itself while every row's were captured whole)
     tun: I64  # the tunnel the packet was decapsulated from (see TUNNEL_KINDS); 0: none
@@ -558,6 +561,8 @@ def _parse(
         pos = np.where(nop, pos + 1, np.where(opt, pos + olen, pos))
         active &= ~bad
         active &= pos < opt_end
+    # options cut by the snap length before an MSS was seen: not known (`MSS_UNKNOWN`)
+    mss[(mss < 0) & (l4 + doff > endk)] = MSS_UNKNOWN
 
     return PacketTable(
         path=path,
