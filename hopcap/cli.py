@@ -25,9 +25,11 @@ from hopcap import __version__
 from hopcap.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_INVENTORY,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
+    EXIT_USAGE,
     HopcapError,
     OptionError,
 )
@@ -1271,7 +1273,7 @@ def correlate_cmd(
     # the engine's modules while they are imported (~0.01 s)
     gc.disable()
     from hopcap.correlate import correlate, read_points_from_args
-    from hopcap.correlate.args import check_target, read_hosts_from_args
+    from hopcap.correlate.args import check_bundle_files, check_target, read_hosts_from_args
 
     # and its process ends without freeing them (a dask client is closed properly)
     global _QUICK_EXIT
@@ -1288,7 +1290,7 @@ def correlate_cmd(
     }
     try:
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
-        if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+        if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
             from hopcap.bundle import load_bundle, write_offline_bundle
             from hopcap.bundle.facts import bundle_conntrack, bundle_host_addresses
 
@@ -1304,6 +1306,8 @@ def correlate_cmd(
                     write_offline_bundle(out, inputs, verdict, progress=_status)
         else:
             inputs = read_points_from_args(points)
+            if out is not None:
+                check_bundle_files(inputs)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
             verdict = correlate(inputs, **kw)
             if out is not None:
@@ -1329,6 +1333,13 @@ def correlate_cmd(
     if missing:  # partial: a point is missing or could not be read
         _err(f"incomplete: nothing could be used of {', '.join(missing)}")
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _bundle_arg(path: Path) -> bool:
+    """A lone `correlate` argument without '=' that names a bundle: a directory or its
+    archive (what `load_bundle` reads); any other file is a capture without the name of
+    its point (`read_points_from_args` says so)."""
+    return path.is_dir() or (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")))
 
 
 @app.command()
@@ -1614,7 +1625,7 @@ def main() -> None:
     _MAIN = True
     plain_values()
     try:
-        _invoked(app, sys.argv[1:])()
+        _run_app(sys.argv[1:])
     except KeyboardInterrupt:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
@@ -1622,6 +1633,68 @@ def main() -> None:
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise
+
+
+def _run_app(args: Sequence[str]) -> NoReturn:
+    """Run the command `args` name; a command line that click refuses is one line plus a
+    hint like every other error (click's own is a box of several lines, exit 2 for all):
+    a bad option value exits 3 (as hopcap's own checks of values do), an unknown option
+    or a missing argument 2. Help (also for a group named without its command) and
+    everything else as typer shows it."""
+    ck = _click()
+    try:
+        rc = _invoked(app, args)(args=list(args), standalone_mode=False)
+    except ck.exceptions.UsageError as exc:
+        if isinstance(exc, getattr(ck.exceptions, "NoArgsIsHelpError", ())):
+            _typer_shows(exc)
+        _err(f"hopcap: {_usage_text(exc)}")
+        names: list[str] = []  # the command's names below the program's (`python -m hopcap` too)
+        ctx = exc.ctx
+        while ctx is not None and ctx.parent is not None:
+            names.insert(0, ctx.info_name or "")
+            ctx = ctx.parent
+        if not names and args and not args[0].startswith("-"):
+            names = [args[0]]  # (click gives some errors without their command)
+        path = " ".join(["hopcap", *names])
+        _err(f"  hint: `{path} --help` shows its arguments and options")
+        bad_value = isinstance(exc, ck.exceptions.BadParameter) and not isinstance(
+            exc, ck.exceptions.MissingParameter
+        )
+        sys.exit(EXIT_INVENTORY if bad_value else EXIT_USAGE)
+    except ck.exceptions.ClickException as exc:
+        _typer_shows(exc)
+    except ck.exceptions.Abort:
+        _err("Aborted!")
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click() -> Any:
+    """The click that typer runs on (recent typers carry their own, `typer._click`)."""
+    from typer import core
+
+    ck = getattr(core, "_click", None)
+    if ck is None:
+        import click as ck
+    return ck
+
+
+def _typer_shows(exc: Any) -> NoReturn:
+    """What typer's standalone mode does with a click exception: shown, then exit."""
+    from typer import core
+
+    if getattr(core, "HAS_RICH", False) and app.rich_markup_mode is not None:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    else:
+        exc.show()
+    sys.exit(exc.exit_code)
+
+
+def _usage_text(exc: Any) -> str:
+    """click's message of a refused command line, on one line."""
+    return " ".join(str(exc.format_message()).split())
 
 
 def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:

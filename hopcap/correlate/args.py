@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from hopcap.errors import CorrelationError
+from hopcap.errors import CorrelationError, OptionError
 from hopcap.model import PointInput
 
 # HOST or HOST:INTERFACE; an F5 BIG-IP interface may carry its noise suffix (lb:0.0:nnnp)
@@ -22,17 +22,25 @@ def read_points_from_args(args: Sequence[str]) -> list[PointInput]:
         )
     out: list[PointInput] = []
     seen: set[str] = set()
+    files: dict[tuple[int, int], str] = {}  # (device, inode) -> the point given it
     for arg in args:
         name, sep, path = arg.partition("=")
         name = name.strip()
+        if not sep and Path(arg).expanduser().is_file():
+            raise CorrelationError(
+                f"{arg}: a capture needs the name of its point: NAME={arg}",
+                hint=f"e.g. client={arg} (points in the order packets from the client cross "
+                "them; HOST or HOST:INTERFACE)",
+            )
         if not sep or not name or not path:
             raise CorrelationError(
                 f"bad capture point {arg!r}: expected NAME=PCAP", hint="e.g. fw:eth1=fw_eth1.pcap"
             )
         if not _NAME.match(name):
             raise CorrelationError(
-                f"bad capture point name {name!r}: use HOST or HOST:INTERFACE "
-                "(letters, digits, '.', '_', '-')"
+                f"bad capture point name {name!r}: use HOST or HOST:INTERFACE (the host: "
+                "letters, digits, '.', '_', '-'; the interface also '@' and '/')",
+                hint="e.g. fw-1:eth0.100=fw.pcap or fw:Gi0/1=fw.pcap",
             )
         if name in seen:
             raise CorrelationError(f"capture point {name!r} is given twice")
@@ -42,9 +50,35 @@ def read_points_from_args(args: Sequence[str]) -> list[PointInput]:
             raise CorrelationError(f"{name}: capture file {path} does not exist")
         if not p.is_file():
             raise CorrelationError(f"{name}: {path} is not a file")
+        st = p.stat()
+        other = files.get((st.st_dev, st.st_ino))
+        if other is not None:
+            raise CorrelationError(
+                f"capture points {other} and {name} are given the same file {path}",
+                hint="each point needs the capture taken there: the same packets at two "
+                "points would show nothing between them",
+            )
+        files[(st.st_dev, st.st_ino)] = name
         host, iface = PointInput.parse_name(name)
         out.append(PointInput(name=name, pcap=p, host=host, interface=iface))
     return out
+
+
+def check_bundle_files(points: Sequence[PointInput]) -> None:
+    """Every point's capture gets a file of its own in a bundle (`--out`): two names that
+    differ only in ':' against '_' or '/' (`fw:eth0` and `fw_eth0`) would share one."""
+    from hopcap.model import pcap_filename
+
+    named: dict[str, str] = {}
+    for p in points:
+        f = pcap_filename(p.name)
+        if f in named:
+            raise CorrelationError(
+                f"capture points {named[f]} and {p.name} would both be written to the "
+                f"bundle as pcaps/{f}",
+                hint="rename one of them",
+            )
+        named[f] = p.name
 
 
 def read_hosts_from_args(
@@ -60,14 +94,15 @@ def read_hosts_from_args(
         name, sep, rest = arg.partition("=")
         name = name.strip()
         if not sep or not name or not rest.strip():
-            raise CorrelationError(
+            raise OptionError(
                 f"bad --host {arg!r}: expected HOST=ADDRESS[,ADDRESS...]",
                 hint="e.g. --host relay=10.19.0.5,2001:db8::5",
             )
         if points is not None and name not in hosts:
-            raise CorrelationError(
+            raise OptionError(
                 f"--host {name}: no capture point of a host named {name!r} "
-                f"(hosts: {', '.join(sorted(hosts))})"
+                f"(hosts: {', '.join(sorted(hosts))})",
+                hint="HOST is the part of a point's name before ':' (fw of fw:eth0)",
             )
         for a in rest.split(","):
             a = a.strip().split("/")[0]
@@ -76,7 +111,10 @@ def read_hosts_from_args(
             try:
                 addr = norm_addr(a)
             except ValueError:
-                raise CorrelationError(f"--host {name}: {a!r} is not an IP address") from None
+                raise OptionError(
+                    f"--host {name}: {a!r} is not an IP address",
+                    hint="e.g. --host relay=10.19.0.5,2001:db8::5",
+                ) from None
             out.setdefault(name, [])
             if addr not in out[name]:
                 out[name].append(addr)
@@ -102,7 +140,7 @@ def check_target(text: str | None) -> str | None:
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise ValueError(port)
     except ValueError:
-        raise CorrelationError(
+        raise OptionError(
             f"bad --target {text!r}: expected ADDRESS[:PORT]", hint="e.g. 203.0.113.80:80"
         ) from None
     return t

@@ -103,3 +103,140 @@ def test_ipv6_fragments_are_read_like_ipv4_ones(tmp_path: Path, compiled: bool) 
     tcp = [fl for fl in v.flows if fl.proto == "tcp"]
     assert len(tcp) == 1 and tcp[0].findings == ()
     assert tcp[0].summary.startswith("OK: delivered both ways")
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _cli(args: list[str]) -> Any:
+    from typer.testing import CliRunner
+
+    from hopcap.cli import app
+
+    return CliRunner().invoke(app, ["correlate", *args])
+
+
+def _one_error(res: Any) -> list[str]:
+    """The error lines of a refused command: `hopcap: ...` and its hint, nothing else."""
+    lines = res.output.splitlines()
+    assert res.exit_code == 1, res.output
+    assert len(lines) == 2 and lines[0].startswith("hopcap: "), res.output
+    assert lines[1].startswith("  hint: "), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    return lines
+
+
+def test_the_same_file_for_two_points_is_refused(tmp_path: Path) -> None:
+    """A command copied and edited with one file left unchanged: the same packets at both
+    points, which read as a healthy path (every flow `OK`), whatever happened there."""
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    (tmp_path / "link.pcap").symlink_to(a)
+    for other in (a, tmp_path / "link.pcap", tmp_path / "." / "a.pcap"):
+        lines = _one_error(_cli([f"fw:eth0={a}", f"fw:eth1={other}"]))
+        assert (
+            lines[0]
+            == f"hopcap: capture points fw:eth0 and fw:eth1 are given the same file {other}"
+        )
+
+
+def test_points_whose_bundle_files_would_collide_are_refused(tmp_path: Path) -> None:
+    """`fw:eth0` and `fw_eth0` are both pcaps/fw_eth0.pcap in a bundle: one capture was
+    written over the other, and the bundle re-correlated the same packets at both."""
+    pk = render([_conv()], View())
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(pk))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(pk[:4]))
+    lines = _one_error(_cli([f"fw:eth0={a}", f"fw_eth0={b}", "--out", str(tmp_path / "x")]))
+    assert (
+        "fw:eth0 and fw_eth0 would both be written to the bundle as pcaps/fw_eth0.pcap" in lines[0]
+    )
+    assert not (tmp_path / "x").exists()
+    # without a bundle they are two points
+    res = _cli([f"fw:eth0={a}", f"fw_eth0={b}"])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_capture_without_its_point_name(tmp_path: Path) -> None:
+    """`hopcap correlate a.pcap` was taken for a bundle: 'no such bundle directory'."""
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    for args in ([str(a)], [str(a), f"b={a}"]):
+        lines = _one_error(_cli(args))
+        assert lines[0] == f"hopcap: {a}: a capture needs the name of its point: NAME={a}"
+        assert lines[1].startswith(f"  hint: e.g. client={a} ")
+
+
+@pytest.mark.parametrize(
+    ("tool", "said", "undo"),
+    [
+        (["gzip", "-k"], "gzip", "gunzip -k"),
+        (["xz", "-k"], "xz", "unxz -k"),
+        (["bzip2", "-k"], "bzip2", "bunzip2 -k"),
+    ],
+)
+def test_a_compressed_capture_says_how_to_decompress_it(
+    tmp_path: Path, tool: list[str], said: str, undo: str
+) -> None:
+    """A `.pcap.gz` was 'not a pcap or pcapng capture ... text output of tcpdump cannot
+    be read'."""
+    import subprocess
+
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View())))
+    subprocess.run([*tool, str(b)], check=True)
+    z = next(p for p in tmp_path.iterdir() if p.name.startswith("b.pcap."))
+    lines = _one_error(_cli([f"a={a}", f"b={z}"]))
+    assert lines == [
+        f"hopcap: {z}: compressed with {said}, not a pcap or pcapng capture",
+        f"  hint: decompress it first: {undo} {z}",
+    ]
+
+
+def test_bad_point_names_say_what_a_name_may_hold(tmp_path: Path) -> None:
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    lines = _one_error(_cli([f"fw:eth 0={a}"]))
+    assert "the interface also '@' and '/'" in lines[0]
+    # names as devices spell them are taken as they are
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View())))
+    res = _cli([f"fw-1.dc2:eth0.100={a}", f"FW_1:Gi0/0/1={b}", "--json"])
+    assert res.exit_code == 0, res.output
+
+
+def _hopcap(args: list[str]) -> Any:
+    """`hopcap ARGS` as the program runs (through `main`, unlike typer's CliRunner)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hopcap", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_refused_command_lines_are_one_line_and_a_hint(tmp_path: Path) -> None:
+    """click's refusals were a box of several lines under a usage line, exit 2 for all,
+    also for a bad option value (README: exit 3, as hopcap's own checks of values)."""
+    from hopcap.errors import EXIT_INVENTORY, EXIT_USAGE
+
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    cases = [
+        (["correlate"], EXIT_USAGE, "Missing argument 'points'."),
+        (["correlate", f"a={a}", "--bogus"], EXIT_USAGE, "No such option: --bogus"),
+        (["correlate", f"a={a}", "--flow"], EXIT_USAGE, "Option '--flow' requires an argument."),
+        (["lab"], EXIT_USAGE, "Missing command."),
+        (["correlate", f"a={a}", "--jobs", "0"], EXIT_INVENTORY, "Invalid value for '--jobs'"),
+        (["correlate", f"a={a}", "--memory", "12Q"], EXIT_INVENTORY, "'12Q' is not a size"),
+        (["correlate", f"a={a}", "--target", "x"], EXIT_INVENTORY, "bad --target 'x'"),
+        (["correlate", f"a={a}", "--host", "a=x"], EXIT_INVENTORY, "'x' is not an IP address"),
+    ]
+    for args, code, said in cases:
+        r = _hopcap(args)
+        lines = r.stderr.splitlines()
+        assert r.returncode == code, (args, r.stderr)
+        assert len(lines) == 2 and lines[0].startswith("hopcap: ") and said in lines[0], args
+        assert lines[1].startswith("  hint: "), args
+        if args[0] == "correlate" and "--target" not in args and "--host" not in args:
+            assert lines[1] == "  hint: `hopcap correlate --help` shows its arguments and options"
+        assert r.stdout == "" and "Traceback" not in r.stderr
+    # help is still help
+    r = _hopcap(["correlate", "--help"])
+    assert r.returncode == 0 and "NAME=PCAP" in r.stdout
+    r = _hopcap([])
+    assert r.returncode == EXIT_USAGE and "correlate" in r.stdout + r.stderr
