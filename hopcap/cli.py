@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -1288,6 +1289,7 @@ def correlate_cmd(
         "memory": _memory(memory),
         "progress": _status,
     }
+    stack = contextlib.ExitStack()
     try:
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
@@ -1305,7 +1307,12 @@ def correlate_cmd(
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict, progress=_status)
         else:
-            inputs = read_points_from_args(points)
+            # a point given several files (a rotated capture) is read from their join
+            joins = stack.enter_context(tempfile.TemporaryDirectory(prefix="hopcap-join-"))
+            damage: list[str] = []
+            inputs = read_points_from_args(points, Path(joins), damage)
+            for w in damage:
+                _err(f"warning: {w}")
             if out is not None:
                 check_bundle_files(inputs)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
@@ -1315,7 +1322,9 @@ def correlate_cmd(
 
                 write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
+        stack.close()
         _fail(exc)
+    stack.close()
     _status_end()
     if as_json:
         from hopcap.jsonout import write_verdict

@@ -13,15 +13,22 @@ from hopcap.model import PointInput
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-@/]+(:n{1,3}p?)?)?$")
 
 
-def read_points_from_args(args: Sequence[str]) -> list[PointInput]:
-    """Turn `["client=c.pcap", "fw:eth0=a.pcap", ...]` into PointInputs in the given order."""
+def read_points_from_args(
+    args: Sequence[str], join_dir: Path | None = None, warnings: list[str] | None = None
+) -> list[PointInput]:
+    """Turn `["client=c.pcap", "fw:eth0=a.pcap", ...]` into PointInputs in the given order.
+
+    A point captured in several files (tcpdump -C/-G rotation: fw.pcap, fw.pcap1, ...) is
+    given as NAME=FILE for each, or as a glob (`fw:eth0='fw.pcap*'`, quoted or not: a
+    shell leaves a word that matches no file as it is); its files are joined in time order
+    into one capture in `join_dir` (`hopcap.capfile.join_captures`: files whose packets
+    overlap in time are refused), their damage appended to `warnings`."""
     if not args:
         raise CorrelationError(
             "no capture points given",
             hint="pass NAME=PCAP arguments in path order, e.g. fw:eth0=a.pcap",
         )
-    out: list[PointInput] = []
-    seen: set[str] = set()
+    files_of: dict[str, list[Path]] = {}  # point -> its files, points in the given order
     files: dict[tuple[int, int], str] = {}  # (device, inode) -> the point given it
     for arg in args:
         name, sep, path = arg.partition("=")
@@ -42,26 +49,69 @@ def read_points_from_args(args: Sequence[str]) -> list[PointInput]:
                 "letters, digits, '.', '_', '-'; the interface also '@' and '/')",
                 hint="e.g. fw-1:eth0.100=fw.pcap or fw:Gi0/1=fw.pcap",
             )
-        if name in seen:
-            raise CorrelationError(f"capture point {name!r} is given twice")
-        seen.add(name)
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise CorrelationError(f"{name}: capture file {path} does not exist")
-        if not p.is_file():
-            raise CorrelationError(f"{name}: {path} is not a file")
-        st = p.stat()
-        other = files.get((st.st_dev, st.st_ino))
-        if other is not None:
-            raise CorrelationError(
-                f"capture points {other} and {name} are given the same file {path}",
-                hint="each point needs the capture taken there: the same packets at two "
-                "points would show nothing between them",
-            )
-        files[(st.st_dev, st.st_ino)] = name
+        for p in _files(name, path):
+            st = p.stat()
+            other = files.get((st.st_dev, st.st_ino))
+            if other == name:
+                raise CorrelationError(f"{name}: capture file {p} is given twice")
+            if other is not None:
+                raise CorrelationError(
+                    f"capture points {other} and {name} are given the same file {p}",
+                    hint="each point needs the capture taken there: the same packets at two "
+                    "points would show nothing between them",
+                )
+            files[(st.st_dev, st.st_ino)] = name
+            files_of.setdefault(name, []).append(p)
+    out: list[PointInput] = []
+    for name, paths in files_of.items():
         host, iface = PointInput.parse_name(name)
-        out.append(PointInput(name=name, pcap=p, host=host, interface=iface))
+        pcap, drops = paths[0], None
+        if len(paths) > 1:
+            pcap, drops = _joined(name, paths, join_dir, warnings)
+        out.append(PointInput(name=name, pcap=pcap, host=host, interface=iface, kernel_drops=drops))
     return out
+
+
+def _files(name: str, path: str) -> list[Path]:
+    """The capture file(s) of one NAME=PATH: PATH, or the files a glob in it matches."""
+    p = Path(path).expanduser()
+    if not p.exists() and any(c in path for c in "*?["):
+        import glob
+
+        got = [Path(x) for x in sorted(glob.glob(str(p))) if Path(x).is_file()]
+        if not got:
+            raise CorrelationError(f"{name}: no capture file matches {path}")
+        return got
+    if not p.exists():
+        raise CorrelationError(f"{name}: capture file {path} does not exist")
+    if not p.is_file():
+        raise CorrelationError(f"{name}: {path} is not a file")
+    return [p]
+
+
+def _joined(
+    name: str, paths: list[Path], join_dir: Path | None, warnings: list[str] | None
+) -> tuple[Path, int | None]:
+    """The files of one point joined into one capture in `join_dir`, and the kernel drops
+    they report."""
+    import logging
+
+    from hopcap.capfile import CaptureFileError, join_captures
+    from hopcap.model import pcap_filename
+
+    if join_dir is None:
+        raise CorrelationError(f"{name}: {len(paths)} files given for one point")
+    out = join_dir / pcap_filename(name)
+    try:
+        got = join_captures(paths, out)
+    except CaptureFileError as e:
+        raise CorrelationError(f"{name}: {e.message}", hint=e.hint) from None
+    logging.getLogger(__name__).info(
+        "%s: %d files joined in time order: %s", name, len(paths), ", ".join(map(str, got.parts))
+    )
+    if warnings is not None:
+        warnings += got.warnings
+    return out, got.kernel_drops
 
 
 def check_bundle_files(points: Sequence[PointInput]) -> None:

@@ -240,3 +240,63 @@ def test_refused_command_lines_are_one_line_and_a_hint(tmp_path: Path) -> None:
     assert r.returncode == 0 and "NAME=PCAP" in r.stdout
     r = _hopcap([])
     assert r.returncode == EXIT_USAGE and "correlate" in r.stdout + r.stderr
+
+
+def test_a_rotated_capture_is_one_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tcpdump -C 1 -w s.pcap` wrote s.pcap, s.pcap1, s.pcap2: each file given as the same
+    point (or a glob) is joined in time order (was: "capture point 's' is given twice";
+    the first file alone read as flows dropped and injected at s, and the later ones as
+    answered before s)."""
+    convs = [_conv(seed=s) for s in (1, 2, 3)]
+    for i, c in enumerate(convs):  # one after the other, as curl after curl
+        for s in c.segs:
+            s.t += i * 0.5
+    whole = _frames(render(convs, View()))
+    write_pcap_raw(tmp_path / "c.pcap", whole)
+    at_s = _frames(render(convs, View(delay=0.0005)))
+    third = len(at_s) // 3
+    # the names do not sort in time order (a -W ring wraps: s.pcap2 may be the oldest)
+    parts = [
+        write_pcap_raw(tmp_path / "s.pcap2", at_s[:third]),
+        write_pcap_raw(tmp_path / "s.pcap0", at_s[third : 2 * third]),
+        write_pcap_raw(tmp_path / "s.pcap1", at_s[2 * third :]),
+    ]
+    monkeypatch.chdir(tmp_path)
+    for args in (
+        ["c=c.pcap", "s=s.pcap*"],
+        ["c=c.pcap", "s=s.pcap0", "s=s.pcap1", "s=s.pcap2"],
+    ):
+        res = _cli([*args, "--json", "--out", "b"])
+        assert res.exit_code == 0, res.output
+        import json
+
+        v = json.loads(res.stdout)
+        assert [p["packets"] for p in v["points"]] == [len(whole), len(at_s)]
+        flows = [fl for fl in v["flows"] if fl["proto"] == "tcp"]
+        assert len(flows) == 3 and all(not fl["findings"] for fl in flows), flows
+        # the bundle holds the joined capture: re-correlated, the same verdict
+        assert sorted(p.name for p in (tmp_path / "b" / "pcaps").iterdir()) == [
+            "c.pcap",
+            "s.pcap",
+        ]
+        again = _cli(["b", "--json"])
+        assert json.loads(again.stdout)["flows"] == v["flows"]
+        import shutil
+
+        shutil.rmtree(tmp_path / "b")
+    assert all(p.is_file() for p in parts)  # the user's files are left as they are
+    assert not list(Path(tempfile_dir()).glob("hopcap-join-*"))  # the join is removed
+
+    # another point's capture given as a part: its packets overlap the others' in time
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render(convs, View(delay=0.001))))
+    lines = _one_error(_cli(["c=c.pcap", "s=s.pcap0", f"s={b}"]))
+    assert lines[0].startswith("hopcap: s: b.pcap and s.pcap0 overlap in time ("), lines
+    assert lines[0].endswith("UTC in both): they are not the parts of one capture")
+    res = _cli(["c=c.pcap", "s=nothing*"])
+    assert res.exit_code == 1 and "s: no capture file matches nothing*" in res.output
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
