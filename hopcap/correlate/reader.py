@@ -238,7 +238,7 @@ def read_capture(path: Path) -> PacketTable:
         dgs: list[tuple[I64, ...]] = []
         got = _read_pcap(path, buf, endian == ">", mult, link & 0x0FFFFFFF, dgs)
         if got is not None:
-            return _finish(path, buf, got, dgs)
+            return _forwarded(_finish(path, buf, got, dgs))
     try:
         walk = _walk.RecordWalk(path, buf, _fast_pcap, _fast_pcapng)
     except CaptureFileError as e:
@@ -270,7 +270,56 @@ def read_capture(path: Path) -> PacketTable:
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap, dgs))
     got = (parts, walk.records, list(walk.warnings), walk.kernel_drops, links)
-    return _finish(path, buf, got, dgs)
+    return _forwarded(_finish(path, buf, got, dgs))
+
+
+# the first TCP packets of a capture looked at by `forwarded_twice`
+TWICE_ROWS = 1 << 12  # (~0.6 ms)
+_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts")
+
+
+def _forwarded(t: PacketTable) -> PacketTable:
+    w = forwarded_twice(t.path.name, {c: getattr(t, c)[:TWICE_ROWS] for c in _TWICE_COLUMNS})
+    if w is not None:
+        t.warnings.append(w)
+    return t
+
+
+def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
+    """The warning for a capture that holds the same packets twice, the second time with
+    a lower TTL: the host that captured them forwarded them, and the file holds both of
+    its sides (`tcpdump -i any` on a router or a firewall, a pcapng of two interfaces, a
+    trunk port that carries a packet in and out): as one point, what the host did in
+    between reads as drops and injections. `cols`: `_TWICE_COLUMNS` of the first
+    TWICE_ROWS TCP packets (the reader's and the time slices' scan give the same). The
+    same segment, acknowledgement, flags, length, IP ID and TSval (addresses and ports
+    left out: a NAT rewrote them) within a second; a retransmission keeps its TTL."""
+    n = int(cols["ts"].shape[0])
+    if n < 8:
+        return None
+    keys = [
+        np.asarray(cols[c], np.int64)
+        for c in ("ts", "tsval", "ipid", "plen", "flags", "ack", "seq")
+    ]
+    o = np.lexsort(keys)
+    k = [x[o] for x in keys]
+    same = np.ones(n - 1, np.bool_)
+    for x in k[1:]:
+        same &= x[1:] == x[:-1]
+    ttl = np.asarray(cols["ttl"], np.int64)[o]
+    twice = same & (ttl[1:] != ttl[:-1]) & (k[0][1:] - k[0][:-1] < 1_000_000_000)
+    pairs = int(twice.sum())
+    if pairs < 4 or pairs * 10 < n:
+        return None
+    return (
+        f"{name}: {pairs} of its first {n} TCP packets were captured twice, the second "
+        "time with a lower TTL: the host that captured them forwarded them, and the file "
+        "holds both of its sides (`tcpdump -i any`, or one file of several interfaces); as "
+        "one point, what that host did in between reads as drops and injections: capture "
+        "each interface as a point of its own (tcpdump -i eth0), or split the file by "
+        "interface (tshark -Y 'sll.ifindex == N', or 'frame.interface_name == \"eth0\"' "
+        "for a pcapng)"
+    )
 
 
 def _narrow(t: PacketTable) -> PacketTable:

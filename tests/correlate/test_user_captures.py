@@ -300,3 +300,71 @@ def tempfile_dir() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def _any_capture(tmp: Path, nat: bool, link: str = "sll2") -> tuple[Path, Path, Path, Verdict]:
+    """A client, `tcpdump -i any` on the router after it (each packet on its way in and,
+    TTL lowered, on its way out; NATed on the way out with `nat`), and the server."""
+    convs = [_conv(seed=s) for s in (1, 2)]
+    for s in convs[1].segs:
+        s.t += 0.5
+    out_nat = {"c2s": ("198.51.100.1", 40001, "203.0.113.80", 80),
+               "s2c": ("203.0.113.80", 80, "198.51.100.1", 40001)} if nat else {}  # fmt: skip
+    # the router lowers the TTL both ways: the client's side sees the answers lowered
+    inside = View(delay=0.0001, ttl_dec={"s2c": 1})
+    outside = View(delay=0.0002, ttl_dec={"c2s": 1}, nat=out_nat if nat else {})
+    at_s = View(delay=0.0003, ttl_dec={"c2s": 1}, nat=out_nat if nat else {})
+    both = sorted(render(convs[:1], inside) + render(convs[:1], outside), key=lambda x: x[0])
+    both += sorted(render(convs[1:], inside) + render(convs[1:], outside), key=lambda x: x[0])
+    c = write_pcap_raw(tmp / "c.pcap", _frames(render(convs, View())))
+    linktype = {"sll2": 276, "ether": 1}[link]
+    fw = write_pcap_raw(
+        tmp / "fw.pcap",
+        [(round(t * 1e9), frame_bytes(p, link)) for t, p in both],
+        linktype=linktype,
+    )
+    s = write_pcap_raw(tmp / "s.pcap", _frames(render(convs, at_s)))
+    pts = [
+        PointInput(name="c", pcap=c),
+        PointInput(name="fw:any", pcap=fw),
+        PointInput(name="s", pcap=s),
+    ]
+    return c, fw, s, correlate(pts)
+
+
+@pytest.mark.parametrize("nat", [False, True], ids=["routed", "nat"])
+def test_a_capture_of_both_sides_of_a_forwarding_host_is_warned_about(
+    tmp_path: Path, nat: bool
+) -> None:
+    """`tcpdump -i any` on a router: each packet twice, in and out. As one point the
+    verdict of a healthy path was SYNs dropped and injected around it (and ttl rewritten
+    63 -> 63), with nothing said; now a warning names the cause and the way out (the
+    verdict itself stays what the file gives)."""
+    _c, fw, _s, v = _any_capture(tmp_path, nat)
+    said = [w for w in v.warnings if "captured twice" in w]
+    assert len(said) == 1, v.warnings
+    assert said[0].startswith(f"{fw.name}: 24 of its first 48 TCP packets were captured twice")
+    assert "tcpdump -i any" in said[0] and "sll.ifindex" in said[0]
+    fw_point = next(p for p in v.points if p.name == "fw:any")
+    assert said[0] in fw_point.warnings
+    # the time slices' scan says the same
+    sliced = correlate(
+        [
+            PointInput(name=n, pcap=tmp_path / f)
+            for n, f in (("c", "c.pcap"), ("fw:any", "fw.pcap"), ("s", "s.pcap"))
+        ],
+        memory=1 << 20,
+    )
+    assert [w for w in sliced.warnings if "captured twice" in w] == said
+
+
+def test_retransmissions_are_not_packets_captured_twice(tmp_path: Path) -> None:
+    c = _conv()
+    for s in list(c.segs):
+        if s.data:
+            c.retransmit(s, dt=0.0003)  # the same segment again: same TTL, new IP ID
+    c.segs.sort(key=lambda s: s.t)
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([c], View())))
+    t = read_capture(a)
+    assert not [w for w in t.warnings if "captured twice" in w]
+    t.close()
