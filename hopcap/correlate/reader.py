@@ -275,7 +275,9 @@ def read_capture(path: Path) -> PacketTable:
 
 # the first TCP packets of a capture looked at by `forwarded_twice`
 TWICE_ROWS = 1 << 12  # (~0.6 ms)
-_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts")
+_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts", "src_lo", "dst_lo",
+                  "sport", "dport")  # fmt: skip
+MIRRORED_NS = 1_000_000  # a copy made by a mirror port or a bridge comes within this
 
 
 def _forwarded(t: PacketTable) -> PacketTable:
@@ -286,40 +288,58 @@ def _forwarded(t: PacketTable) -> PacketTable:
 
 
 def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
-    """The warning for a capture that holds the same packets twice, the second time with
-    a lower TTL: the host that captured them forwarded them, and the file holds both of
-    its sides (`tcpdump -i any` on a router or a firewall, a pcapng of two interfaces, a
-    trunk port that carries a packet in and out): as one point, what the host did in
-    between reads as drops and injections. `cols`: `_TWICE_COLUMNS` of the first
-    TWICE_ROWS TCP packets (the reader's and the time slices' scan give the same). The
-    same segment, acknowledgement, flags, length, IP ID and TSval (addresses and ports
-    left out: a NAT rewrote them) within a second; a retransmission keeps its TTL."""
+    """The warning for a capture that holds the same packets twice. As one point, the
+    second copies read as drops and injections around it (a healthy path: every SYN
+    dropped after the point, and injected before it).
+
+    * The second time with a lower TTL: the host that captured them forwarded them, and
+      the file holds both of its sides (`tcpdump -i any` on a router or a firewall, a
+      pcapng of two interfaces, a trunk port that carries a packet in and out). The same
+      segment, acknowledgement, flags, length, IP ID and TSval (addresses and ports left
+      out: a NAT rewrote them) within a second; a retransmission keeps its TTL.
+    * The very same packet again within MIRRORED_NS: a mirror port that copies both
+      directions of a link, or a bridge and its ports in a `tcpdump -i any` capture (a
+      retransmission has another IP ID or TSval, and comes later).
+
+    `cols`: `_TWICE_COLUMNS` of the first TWICE_ROWS TCP packets (the reader's and the
+    time slices' scan give the same)."""
     n = int(cols["ts"].shape[0])
     if n < 8:
         return None
-    keys = [
-        np.asarray(cols[c], np.int64)
-        for c in ("ts", "tsval", "ipid", "plen", "flags", "ack", "seq")
-    ]
+    names = ("ts", "tsval", "ipid", "plen", "flags", "ack", "seq")
+    keys = [np.asarray(cols[c], np.int64) for c in names]
     o = np.lexsort(keys)
     k = [x[o] for x in keys]
     same = np.ones(n - 1, np.bool_)
     for x in k[1:]:
         same &= x[1:] == x[:-1]
+    dt = k[0][1:] - k[0][:-1]
     ttl = np.asarray(cols["ttl"], np.int64)[o]
-    twice = same & (ttl[1:] != ttl[:-1]) & (k[0][1:] - k[0][:-1] < 1_000_000_000)
-    pairs = int(twice.sum())
-    if pairs < 4 or pairs * 10 < n:
-        return None
-    return (
-        f"{name}: {pairs} of its first {n} TCP packets were captured twice, the second "
-        "time with a lower TTL: the host that captured them forwarded them, and the file "
-        "holds both of its sides (`tcpdump -i any`, or one file of several interfaces); as "
-        "one point, what that host did in between reads as drops and injections: capture "
-        "each interface as a point of its own (tcpdump -i eth0), or split the file by "
-        "interface (tshark -Y 'sll.ifindex == N', or 'frame.interface_name == \"eth0\"' "
-        "for a pcapng)"
-    )
+    routed = int((same & (ttl[1:] != ttl[:-1]) & (dt < 1_000_000_000)).sum())
+    copied = same & (ttl[1:] == ttl[:-1]) & (dt <= MIRRORED_NS)
+    for c in ("src_lo", "dst_lo", "sport", "dport"):
+        x = np.asarray(cols[c])[o]
+        copied &= x[1:] == x[:-1]
+    mirrored = int(copied.sum())
+    if routed >= 4 and routed * 10 >= n:
+        return (
+            f"{name}: {routed} of its first {n} TCP packets were captured twice, the second "
+            "time with a lower TTL: the host that captured them forwarded them, and the file "
+            "holds both of its sides (`tcpdump -i any`, or one file of several interfaces); as "
+            "one point, what that host did in between reads as drops and injections: capture "
+            "each interface as a point of its own (tcpdump -i eth0), or split the file by "
+            "interface (tshark -Y 'sll.ifindex == N', or 'frame.interface_name == \"eth0\"' "
+            "for a pcapng)"
+        )
+    if mirrored >= 4 and mirrored * 10 >= n:
+        return (
+            f"{name}: {mirrored} of its first {n} TCP packets were captured twice, the same "
+            "packet within a millisecond (a mirror port that copies both directions of a "
+            "link, or a bridge and its ports in a `tcpdump -i any` capture): the second "
+            "copies read as drops and injections; remove them (editcap -D 100 "
+            f"{name} OUT.pcap) or capture one interface"
+        )
+    return None
 
 
 def _narrow(t: PacketTable) -> PacketTable:

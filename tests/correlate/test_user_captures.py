@@ -368,3 +368,30 @@ def test_retransmissions_are_not_packets_captured_twice(tmp_path: Path) -> None:
     t = read_capture(a)
     assert not [w for w in t.warnings if "captured twice" in w]
     t.close()
+
+
+def test_a_capture_with_every_packet_copied_is_warned_about(tmp_path: Path) -> None:
+    """A mirror port that copies both directions (or a bridge and its port in a
+    `tcpdump -i any`): every packet twice, the same bytes a few microseconds apart. As a
+    point the healthy path read as SYNs dropped after it and injected before it."""
+    c = _conv()
+    plain = render([c], View())
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(plain))
+    twice = [(t + dt, p) for t, p in plain for dt in (0.0, 0.000007)]
+    m = write_pcap_raw(tmp_path / "span.pcap", _frames(twice))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([c], View(delay=0.0002))))
+    pts = [
+        PointInput(name="a", pcap=a),
+        PointInput(name="sw:span", pcap=m),
+        PointInput(name="b", pcap=b),
+    ]
+    for memory in (None, 1 << 20):
+        v = correlate(pts, memory=memory)
+        said = [w for w in v.warnings if "captured twice" in w]
+        assert said == [
+            f"span.pcap: {len(plain)} of its first {2 * len(plain)} TCP packets were captured "
+            "twice, the same packet within a millisecond (a mirror port that copies both "
+            "directions of a link, or a bridge and its ports in a `tcpdump -i any` capture): "
+            "the second copies read as drops and injections; remove them (editcap -D 100 "
+            "span.pcap OUT.pcap) or capture one interface"
+        ], v.warnings
