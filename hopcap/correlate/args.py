@@ -85,7 +85,20 @@ def _files(name: str, path: str) -> list[Path]:
     if not p.exists():
         raise CorrelationError(f"{name}: capture file {path} does not exist")
     if not p.is_file():
-        raise CorrelationError(f"{name}: {path} is not a file")
+        import stat
+
+        mode = p.stat().st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+            raise CorrelationError(
+                f"{name}: {path} is a pipe or a device, not a capture file: hopcap reads "
+                "capture files (it maps them), not streams",
+                hint="write the capture to a file first, e.g. zcat fw.pcap.gz > fw.pcap",
+            )
+        raise CorrelationError(
+            f"{name}: {path} is a directory, not a capture file",
+            hint=f"give the capture files in it ({name}='{path.rstrip('/')}/*.pcap*' for one "
+            "capture rotated into several files)",
+        )
     return [p]
 
 

@@ -395,3 +395,25 @@ def test_a_capture_with_every_packet_copied_is_warned_about(tmp_path: Path) -> N
             "the second copies read as drops and injections; remove them (editcap -D 100 "
             "span.pcap OUT.pcap) or capture one interface"
         ], v.warnings
+
+
+def test_a_pipe_or_a_directory_given_as_a_capture(tmp_path: Path) -> None:
+    """`b=<(zcat b.pcap.gz)` and a directory of rotated files were '... is not a file'."""
+    import os
+
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    lines = _one_error(_cli([f"a={a}", f"b={fifo}"]))
+    assert lines[0] == (
+        f"hopcap: b: {fifo} is a pipe or a device, not a capture file: hopcap reads capture "
+        "files (it maps them), not streams"
+    )
+    d = tmp_path / "rot"
+    d.mkdir()
+    lines = _one_error(_cli([f"a={a}", f"b={d}/"]))
+    assert lines == [
+        f"hopcap: b: {d}/ is a directory, not a capture file",
+        f"  hint: give the capture files in it (b='{d}/*.pcap*' for one capture rotated into "
+        "several files)",
+    ]
