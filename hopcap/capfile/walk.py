@@ -295,7 +295,7 @@ class RecordWalk:
                     offs, caps, tss, np.full(n, link, np.int64), orig, np.zeros(n, np.int64)
                 )
             if reason != 3:
-                w = record_warning(self.name, reason, pos, self.records)
+                w = record_warning(self.name, reason, pos, self.records, buf)
                 if w:
                     self.warnings.append(w)
                 return
@@ -476,17 +476,28 @@ def _tsres_ns(code: int) -> tuple[int, int]:
     return 1, 10 ** (v - 9)
 
 
-def record_warning(name: str, reason: int, stop: int, count: int) -> str | None:
-    """The warning for where a classic-pcap walk stopped (None: at the end of the file)."""
+def record_warning(name: str, reason: int, stop: int, count: int, buf: Any = None) -> str | None:
+    """The warning for where a classic-pcap walk stopped (None: at the end of the file).
+    With the file's `buf`: a damage that is another pcap file's header (files joined with
+    `cat`, which is read as a record of no bytes, then damage) says so."""
     if reason == 1:
         return (
             f"{name}: truncated: record at byte {stop} runs past the end of the file "
             f"(read {count} packets before it)"
         )
     if reason == 2:
+        joined = ""
+        if buf is not None:
+            for at in (stop - 16, stop):
+                if at >= 24 and at + 24 <= len(buf) and bytes(buf[at : at + 4]) in PCAP_MAGICS:
+                    joined = (
+                        f"; another capture file starts at byte {at} (files joined with cat?): "
+                        "give each file as NAME=FILE of the same point, hopcap joins them"
+                    )
+                    break
         return (
             f"{name}: corrupt record header at byte {stop} "
-            f"(read {count} packets before it; the rest is ignored)"
+            f"(read {count} packets before it; the rest is ignored){joined}"
         )
     return None
 

@@ -447,7 +447,7 @@ def _read_pcap(
     if k:
         dgs.append(tuple(dg))
     warnings: list[str] = []
-    w = record_warning(path.name, why, pos, nrec)
+    w = record_warning(path.name, why, pos, nrec, buf)
     if w:
         warnings.append(w)
     t = PacketTable(path=path, buf=buf, records=0, **out)

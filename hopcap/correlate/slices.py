@@ -201,7 +201,7 @@ class _Walk:
                 i = first
                 for item in gen:
                     if len(item) == 2:
-                        w = record_warning(path.name, item[1], item[0], self.records)
+                        w = record_warning(path.name, item[1], item[0], self.records, buf)
                         if w:
                             self.warnings.append(w)
                         break

@@ -417,3 +417,25 @@ def test_a_pipe_or_a_directory_given_as_a_capture(tmp_path: Path) -> None:
         f"  hint: give the capture files in it (b='{d}/*.pcap*' for one capture rotated into "
         "several files)",
     ]
+
+
+def test_files_joined_with_cat_say_so(tmp_path: Path, compiled: bool) -> None:
+    """`cat s.pcap s.pcap1 > all.pcap`: the second file's header is damage to a reader
+    of one file; the warning names it and the way to give them (was a bare 'corrupt
+    record header')."""
+    pk = _frames(render([_conv()], View()))
+    one = write_pcap_raw(tmp_path / "s.pcap", pk[:6]).read_bytes()
+    two = write_pcap_raw(tmp_path / "s.pcap1", pk[6:]).read_bytes()
+    cat = tmp_path / "all.pcap"
+    cat.write_bytes(one + two)
+    for memory in (None, 1 << 20):
+        v = correlate(
+            [PointInput(name="a", pcap=tmp_path / "s.pcap1"), PointInput(name="b", pcap=cat)],
+            memory=memory,
+        )
+        said = [w for w in v.warnings if w.startswith("all.pcap: corrupt record header")]
+        assert len(said) == 1, v.warnings
+        assert said[0].endswith(
+            f"; another capture file starts at byte {len(one)} (files joined with cat?): give "
+            "each file as NAME=FILE of the same point, hopcap joins them"
+        )
