@@ -45,11 +45,19 @@ TUNNEL_KINDS = _layers.TUNNEL_KINDS
 
 
 def unreadable(t: PacketTable) -> str | None:
-    """Why nothing of a capture could be read, when it is its link type; else None."""
-    return unreadable_of(len(t), t.records, t.link_types)
+    """Why nothing of a capture could be read, when it is its link type or a file without
+    even a capture's header; else None."""
+    return unreadable_of(len(t), t.records, t.link_types, len(t.buf))
 
 
-def unreadable_of(tcp_rows: int, records: int, link_types: dict[int, int]) -> str | None:
+def unreadable_of(
+    tcp_rows: int, records: int, link_types: dict[int, int], size: int | None = None
+) -> str | None:
+    if size is not None and size < 24 and not records:
+        # not a capture that saw nothing (that has its header): one never written (a
+        # tcpdump killed before it flushed, a copy that failed)
+        what = "an empty file" if not size else f"{size} bytes, less than a capture's header"
+        return f"{what}: the capture was never written"
     bad = sorted(lk for lk in link_types if lk not in SUPPORTED_LINKS)
     if tcp_rows or not records or not bad or len(bad) != len(link_types):
         return None

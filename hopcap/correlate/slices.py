@@ -2881,7 +2881,7 @@ def correlate_sliced(
                 scans.append(None)
                 continue
             assert inp.pcap is not None
-            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links)
+            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links, len(sc.buf))
             if why is not None:
                 unread[i] = sc
                 scans.append(None)

@@ -439,3 +439,28 @@ def test_files_joined_with_cat_say_so(tmp_path: Path, compiled: bool) -> None:
             f"; another capture file starts at byte {len(one)} (files joined with cat?): give "
             "each file as NAME=FILE of the same point, hopcap joins them"
         )
+
+
+def test_an_empty_file_is_a_missing_point(tmp_path: Path) -> None:
+    """A file of 0 bytes (or less than a capture header) is a capture never written
+    (a tcpdump killed before it flushed, a failed copy), not one that saw nothing: the
+    point is missing and the run partial (exit 4), as README's exit codes say; was exit
+    0 with 'point b captured no packets'. A header without packets still saw nothing."""
+    from hopcap.errors import EXIT_PARTIAL
+
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    head = write_pcap_raw(tmp_path / "head.pcap", [])
+    for size in (0, 10):
+        b = tmp_path / f"b{size}.pcap"
+        b.write_bytes(head.read_bytes()[:size])
+        what = "an empty file" if not size else "10 bytes, less than a capture's header"
+        for memory in (None, 1 << 20):
+            v = correlate(
+                [PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)], memory=memory
+            )
+            assert v.points[1].missing == f"{b.name}: {what}: the capture was never written"
+        res = _cli([f"a={a}", f"b={b}"])
+        assert res.exit_code == EXIT_PARTIAL, res.output
+        assert "incomplete: nothing could be used of b" in res.output
+    v = correlate([PointInput(name="a", pcap=a), PointInput(name="b", pcap=head)])
+    assert v.points[1].missing is None and "point b captured no packets" in v.warnings
