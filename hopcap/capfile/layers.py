@@ -52,7 +52,7 @@ SUPPORTED_LINKS = {LINK_ETHERNET, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6, LIN
 
 # the `tun` code: 0, or kind | 16 (the tunnel has an id: GRE key, VNI) | id << 8
 TUNNEL_KINDS = {1: "gre", 2: "ipip", 3: "ipip 6in4", 4: "ipip 4in6", 5: "ipip 6in6",
-                6: "vxlan", 7: "geneve"}  # fmt: skip
+                6: "vxlan", 7: "geneve", 8: "erspan"}  # fmt: skip
 LEVELS = 4  # the outer IP header and up to three tunnels inside it
 
 
@@ -63,11 +63,12 @@ def link_name(link: int) -> str:
 
 
 def tunnel_str(code: int) -> str:
-    """A `tun` value as a leg detail: `vxlan vni 42`, `gre key 7`, `ipip`."""
+    """A `tun` value as a leg detail: `vxlan vni 42`, `gre key 7`, `erspan session 3`,
+    `ipip`."""
     kind = TUNNEL_KINDS.get(code & 15, "tunnel")
     if not code & 16:
         return kind
-    word = "key" if kind == "gre" else "vni"
+    word = {"gre": "key", "erspan": "session"}.get(kind, "vni")
     return f"{kind} {word} {code >> 8}"
 
 
@@ -243,6 +244,18 @@ class L3:
         gre &= ~key | (p + 4 <= end)
         t_gre = np.where(key, 1 | 16 | (self.b32(p) << 8), 1)
         p_gre = p + np.where(key, 4, 0) + np.where(fl & 0x1000, 4, 0)
+        # ERSPAN (a switch's remote mirror port) over GRE, an Ethernet frame after its
+        # header: type I (0x88BE, no header), II (0x88BE with a GRE sequence number: 8
+        # bytes), III (0x22EB: 12 bytes, 8 more with its O flag); the session in the code
+        ers = gre & ((pt == 0x88BE) | (pt == 0x22EB))
+        if ers.any():
+            n_ers = np.where(pt == 0x22EB, 12, np.where((fl & 0x1000) != 0, 8, 0))
+            gre &= ~ers | (p_gre + n_ers <= end)
+            sess = self.b16(p_gre + 2) & 0x3FF
+            t_gre = np.where(ers, np.where(n_ers > 0, 8 | 16 | (sess << 8), 8), t_gre)
+            n_ers += np.where((pt == 0x22EB) & ((self.b(p_gre + 11) & 1) != 0), 8, 0)
+            p_gre = np.where(ers, p_gre + n_ers, p_gre)
+            pt = np.where(ers, 0x6558, pt)
         # VXLAN (4789, 8472) and GENEVE (6081) over UDP
         udp = (proto == 17) & (l4 + 16 <= end)
         dport, b8 = self.b16(l4 + 2), self.b(l4 + 8)

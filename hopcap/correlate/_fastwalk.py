@@ -184,6 +184,15 @@ static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oe
             *tun = 1 | 16 | ((int64_t)b32(r + p) << 8); p += 4;
         }
         if (fl & 0x1000) p += 4;
+        if (pt == 0x88BE || pt == 0x22EB) {
+            /* ERSPAN: type I (no header), II (8 bytes: GRE has a sequence number), III
+               (12 bytes, 8 more with its O flag); an Ethernet frame follows */
+            long n = pt == 0x22EB ? 12 : ((fl & 0x1000) ? 8 : 0);
+            if (p + n > hc) return 0;
+            *tun = n ? 8 | 16 | ((int64_t)(b16(r + p + 2) & 0x3FF) << 8) : 8;
+            if (pt == 0x22EB && (r[p + 11] & 1)) n += 8;
+            p += n; pt = 0x6558;
+        }
         if (pt == 0x6558) {  /* transparent Ethernet bridging (gretap) */
             if (p + 14 > hc) return 0;
             pt = b16(r + p + 12); p += 14;
