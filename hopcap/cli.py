@@ -1651,6 +1651,10 @@ def _run_app(args: Sequence[str]) -> NoReturn:
     or a missing argument 2. Help (also for a group named without its command) and
     everything else as typer shows it."""
     ck = _click()
+    from typer import core
+
+    # (typer's own Abort where typer carries its own click, which has none)
+    abort = getattr(core, "Abort", None) or ck.exceptions.Abort
     try:
         rc = _invoked(app, args)(args=list(args), standalone_mode=False)
     except ck.exceptions.UsageError as exc:
@@ -1672,7 +1676,7 @@ def _run_app(args: Sequence[str]) -> NoReturn:
         sys.exit(EXIT_INVENTORY if bad_value else EXIT_USAGE)
     except ck.exceptions.ClickException as exc:
         _typer_shows(exc)
-    except ck.exceptions.Abort:
+    except abort:
         _err("Aborted!")
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -464,3 +464,26 @@ def test_an_empty_file_is_a_missing_point(tmp_path: Path) -> None:
         assert "incomplete: nothing could be used of b" in res.output
     v = correlate([PointInput(name="a", pcap=a), PointInput(name="b", pcap=head)])
     assert v.points[1].missing is None and "point b captured no packets" in v.warnings
+
+
+def test_what_the_command_line_handler_leaves_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error that is no refused command line goes on as it is (a bug's traceback), and
+    Ctrl-C in a command is exit 130: the handler's except clauses named a click class
+    that typer's own click does not have, which turned both into an AttributeError."""
+    from hopcap import cli
+    from hopcap.errors import EXIT_INTERRUPTED
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli.typer, "echo", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli._run_app(["version"])
+
+    def ctrl_c(*_a: Any, **_k: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.typer, "echo", ctrl_c)
+    with pytest.raises(SystemExit) as done:
+        cli._run_app(["version"])
+    assert done.value.code == EXIT_INTERRUPTED
