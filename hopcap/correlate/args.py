@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hopcap.errors import CorrelationError, OptionError
 from hopcap.model import PointInput
@@ -22,7 +23,8 @@ def read_points_from_args(
     given as NAME=FILE for each, or as a glob (`fw:eth0='fw.pcap*'`, quoted or not: a
     shell leaves a word that matches no file as it is); its files are joined in time order
     into one capture in `join_dir` (`hopcap.capfile.join_captures`: files whose packets
-    overlap in time are refused), their damage appended to `warnings`."""
+    overlap in time are refused), their damage appended to `warnings`. A file compressed
+    with gzip, xz or bzip2 (`fw.pcap.gz`) is read from a decompressed copy there."""
     if not args:
         raise CorrelationError(
             "no capture points given",
@@ -63,8 +65,9 @@ def read_points_from_args(
             files[(st.st_dev, st.st_ino)] = name
             files_of.setdefault(name, []).append(p)
     out: list[PointInput] = []
-    for name, paths in files_of.items():
+    for name, given in files_of.items():
         host, iface = PointInput.parse_name(name)
+        paths = [_decompressed(name, p, join_dir, warnings) for p in given]
         pcap, drops = paths[0], None
         if len(paths) > 1:
             pcap, drops = _joined(name, paths, join_dir, warnings)
@@ -100,6 +103,73 @@ def _files(name: str, path: str) -> list[Path]:
             "capture rotated into several files)",
         )
     return [p]
+
+
+# compressed captures read through a decompressed copy (Wireshark reads them as they are):
+# magic -> kind
+_DECOMPRESS = {b"\x1f\x8b": "gzip", b"\xfd7zXZ": "xz", b"BZh": "bzip2"}
+
+
+def _decompressed(name: str, path: Path, join_dir: Path | None, warnings: list[str] | None) -> Path:
+    """`path`, or a decompressed copy of it in `join_dir` when it is compressed with gzip,
+    xz or bzip2 (without `join_dir` the reader says how to decompress it). Damage is read
+    up to, as in a capture: a compressed file that ends early (copied while it was
+    written) or is damaged gives what it holds up to there, with a warning."""
+    import logging
+
+    from hopcap.capfile import read_head
+
+    head = read_head(path, 6)
+    kind = next((v for k, v in _DECOMPRESS.items() if head.startswith(k)), None)
+    if kind is None or join_dir is None:
+        return path
+    # named as the file without its compression's suffix (warnings name it)
+    sub = join_dir / f"d{len(list(join_dir.iterdir()))}"
+    sub.mkdir()
+    plain = path.name
+    for suffix in (".gz", ".xz", ".bz2"):
+        plain = plain.removesuffix(suffix)
+    out = sub / plain
+    with path.open("rb") as src, out.open("wb") as dst:
+        damage = _decompress(kind, src, dst)
+        written = dst.tell()
+    if damage is not None:
+        if not written:
+            raise CorrelationError(
+                f"{name}: {path}: cannot be decompressed ({kind}: {damage})",
+                hint="is it a capture? decompress it yourself and give the capture",
+            )
+        if warnings is not None:
+            warnings.append(
+                f"{path.name}: the {kind} file {damage}: the capture in it is read up to there"
+            )
+    logging.getLogger(__name__).info("%s: %s decompressed (%s)", name, path, kind)
+    return out
+
+
+def _decompress(kind: str, src: Any, dst: Any) -> str | None:
+    """Decompress `src` into `dst` as far as it goes (members one after the other, as
+    `cat a.gz b.gz` makes); None, or what ended it early."""
+    import bz2
+    import lzma
+    import zlib
+
+    def new() -> Any:
+        if kind == "gzip":
+            return zlib.decompressobj(wbits=47)
+        return lzma.LZMADecompressor() if kind == "xz" else bz2.BZ2Decompressor()
+
+    d = new()
+    try:
+        while chunk := src.read(1 << 20):
+            while chunk:
+                dst.write(d.decompress(chunk))
+                chunk = d.unused_data if d.eof else b""
+                if chunk:
+                    d = new()
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+        return f"is damaged ({e})"
+    return None if d.eof else "ends early (copied while it was written?)"
 
 
 def _joined(
