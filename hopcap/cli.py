@@ -392,6 +392,22 @@ AllOpt = Annotated[
 FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
 
 
+def _flow_opt(flow: str | None) -> str | None:
+    """`--flow` checked before anything starts (a typo was found after the whole
+    correlation, or the whole run): `f12`, or its number alone."""
+    if flow is None:
+        return None
+    f = flow.strip()
+    if f.isdigit():
+        f = f"f{f}"
+    if not re.fullmatch(r"f[1-9][0-9]*", f):
+        raise OptionError(
+            f"--flow {flow}: not a flow id (f and its number, e.g. f12)",
+            hint="`--all` lists every flow with its id",
+        )
+    return f
+
+
 def _columns(rows: list[list[str]], headers: list[str]) -> str:
     """A plain text table in O(rows): widths from one pass over each column, each row
     written by one format call, the last column unpadded (tabulate takes seconds on 100k
@@ -764,6 +780,7 @@ def run(
     from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
     try:
+        flow = _flow_opt(flow)
         scheduled = at is not None or every is not None or count is not None
         schedule = make_schedule(at, every, count) if scheduled else None
         if repeat is not None and repeat < 1:
@@ -1291,6 +1308,7 @@ def correlate_cmd(
     }
     stack = contextlib.ExitStack()
     try:
+        flow = _flow_opt(flow)
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
         if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
             from hopcap.bundle import load_bundle, write_offline_bundle

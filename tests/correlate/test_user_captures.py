@@ -518,3 +518,32 @@ def test_what_the_command_line_handler_leaves_alone(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SystemExit) as done:
         cli._run_app(["version"])
     assert done.value.code == EXIT_INTERRUPTED
+
+
+def test_a_flow_id_is_checked_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--flow zz` was found wrong after the whole correlation (exit 1, under the points
+    table), and `run --flow` after the whole run; its number alone is taken too."""
+    from hopcap import correlate as corr
+    from hopcap.errors import EXIT_INVENTORY
+
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View(delay=0.0002))))
+
+    def never(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("correlated")
+
+    with monkeypatch.context() as m:
+        m.setattr(corr, "correlate", never)
+        for bad in ("zz", "f0", "f1x"):
+            r = _cli([f"a={a}", f"b={b}", "--flow", bad])
+            assert r.exit_code == EXIT_INVENTORY, r.output
+            assert (
+                r.output.splitlines()[0]
+                == f"hopcap: --flow {bad}: not a flow id (f and its number, e.g. f12)"
+            )
+        r = _hopcap(["run", "--inventory", str(tmp_path / "none.yml"), "--flow", "zz"])
+        assert r.returncode == EXIT_INVENTORY and "--flow zz: not a flow id" in r.stderr
+    r = _cli([f"a={a}", f"b={b}", "--flow", "1"])
+    assert r.exit_code == 0 and "flow f1: 203.0.113.10" in r.output
