@@ -76,12 +76,17 @@ class Joined:
     kernel_drops: int | None
 
 
-def join_captures(parts: list[Path], out: Path) -> Joined:
+def join_captures(parts: list[Path], out: Path, names: dict[Path, str] | None = None) -> Joined:
     """One capture written to several files (`tcpdump -C` / `-G` rotation: fw.pcap,
     fw.pcap1, ...; the names need not sort in time order, a `-W` ring wraps) joined into
     `out`, in the order of their packets' time; the parts are left as they are. Parts whose
     packets overlap in time are no parts of one capture (two points' captures given for
-    one point): CaptureFileError, and nothing is written."""
+    one point): CaptureFileError, and nothing is written. `names`: how messages name a
+    part (a decompressed copy by the file it came from)."""
+
+    def shown(p: Path) -> str:
+        return (names or {}).get(p, p.name)
+
     spans: list[tuple[int, int, Path]] = []  # (first, last packet time, part)
     drops: int | None = None
     for part in parts:
@@ -102,10 +107,11 @@ def join_captures(parts: list[Path], out: Path) -> Joined:
         if first is not None and last is not None:
             spans.append((first, last, part))
     spans.sort(key=lambda x: (x[0], x[1]))
-    for (_f0, l0, p0), (f1, _l1, p1) in itertools.pairwise(spans):
-        if f1 < l0 - JOIN_OVERLAP_NS:
+    for (f0, l0, p0), (f1, _l1, p1) in itertools.pairwise(spans):
+        # (or starting when the other does: a capture shorter than the tolerance twice)
+        if f1 < l0 - JOIN_OVERLAP_NS or f1 == f0:
             raise CaptureFileError(
-                f"{p0.name} and {p1.name} overlap in time ({_clock(f1)} to {_clock(l0)} UTC in "
+                f"{shown(p0)} and {shown(p1)} overlap in time ({_clock(f1)} to {_clock(l0)} UTC in "
                 "both): they are not the parts of one capture",
                 hint="the files of one point's rotated capture (tcpdump -C/-G) follow each "
                 "other in time; give each other point's capture its own NAME=",

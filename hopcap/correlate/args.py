@@ -32,6 +32,7 @@ def read_points_from_args(
         )
     files_of: dict[str, list[Path]] = {}  # point -> its files, points in the given order
     files: dict[tuple[int, int], str] = {}  # (device, inode) -> the point given it
+    copies: dict[tuple[int, bytes], tuple[str, Path]] = {}  # `_fingerprint` -> point, file
     for arg in args:
         name, sep, path = arg.partition("=")
         name = name.strip()
@@ -63,6 +64,16 @@ def read_points_from_args(
                     "points would show nothing between them",
                 )
             files[(st.st_dev, st.st_ino)] = name
+            print_ = _fingerprint(p, st.st_size)
+            copy = copies.get(print_)
+            if copy is not None and copy[0] != name:
+                raise CorrelationError(
+                    f"capture points {copy[0]} and {name} are given identical files "
+                    f"({copy[1]} and {p}): a copy of one capture?",
+                    hint="each point needs the capture taken there: the same packets at two "
+                    "points would show nothing between them",
+                )
+            copies[print_] = (name, p)
             files_of.setdefault(name, []).append(p)
     out: list[PointInput] = []
     for name, given in files_of.items():
@@ -70,9 +81,24 @@ def read_points_from_args(
         paths = [_decompressed(name, p, join_dir, warnings) for p in given]
         pcap, drops = paths[0], None
         if len(paths) > 1:
-            pcap, drops = _joined(name, paths, join_dir, warnings)
+            shown = {d: g.name for d, g in zip(paths, given, strict=True)}
+            pcap, drops = _joined(name, paths, join_dir, warnings, shown)
         out.append(PointInput(name=name, pcap=pcap, host=host, interface=iface, kernel_drops=drops))
     return out
+
+
+def _fingerprint(path: Path, size: int) -> tuple[int, bytes]:
+    """A file's size and a digest of its first and last 64 KiB: two captures of two
+    points never have both alike (their packets' times differ); a copy has."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        h.update(f.read(1 << 16))
+        if size > 1 << 17:
+            f.seek(size - (1 << 16))
+        h.update(f.read(1 << 16))
+    return size, h.digest()
 
 
 def _files(name: str, path: str) -> list[Path]:
@@ -173,7 +199,11 @@ def _decompress(kind: str, src: Any, dst: Any) -> str | None:
 
 
 def _joined(
-    name: str, paths: list[Path], join_dir: Path | None, warnings: list[str] | None
+    name: str,
+    paths: list[Path],
+    join_dir: Path | None,
+    warnings: list[str] | None,
+    shown: dict[Path, str] | None = None,
 ) -> tuple[Path, int | None]:
     """The files of one point joined into one capture in `join_dir`, and the kernel drops
     they report."""
@@ -186,7 +216,7 @@ def _joined(
         raise CorrelationError(f"{name}: {len(paths)} files given for one point")
     out = join_dir / pcap_filename(name)
     try:
-        got = join_captures(paths, out)
+        got = join_captures(paths, out, shown)
     except CaptureFileError as e:
         raise CorrelationError(f"{name}: {e.message}", hint=e.hint) from None
     logging.getLogger(__name__).info(

@@ -138,6 +138,21 @@ def test_the_same_file_for_two_points_is_refused(tmp_path: Path) -> None:
             lines[0]
             == f"hopcap: capture points fw:eth0 and fw:eth1 are given the same file {other}"
         )
+    # a copy of it
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "copy.pcap"
+    shutil.copyfile(a, copy)
+    lines = _one_error(_cli([f"fw:eth0={a}", f"fw:eth1={copy}"]))
+    assert lines[0] == (
+        f"hopcap: capture points fw:eth0 and fw:eth1 are given identical files ({a} and "
+        f"{copy}): a copy of one capture?"
+    )
+    # the same capture twice among one point's files (one of them compressed)
+    subprocess.run(["gzip", "-k", str(copy)], check=True)
+    lines = _one_error(_cli([f"fw:eth0={copy}", f"fw:eth0={copy}.gz"]))
+    assert lines[0].startswith("hopcap: fw:eth0: copy.pcap and copy.pcap.gz overlap in time (")
 
 
 def test_points_whose_bundle_files_would_collide_are_refused(tmp_path: Path) -> None:
@@ -226,7 +241,7 @@ def test_bad_point_names_say_what_a_name_may_hold(tmp_path: Path) -> None:
     lines = _one_error(_cli([f"fw:eth 0={a}"]))
     assert "the interface also '@' and '/'" in lines[0]
     # names as devices spell them are taken as they are
-    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View())))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View(delay=0.0002))))
     res = _cli([f"fw-1.dc2:eth0.100={a}", f"FW_1:Gi0/0/1={b}", "--json"])
     assert res.exit_code == 0, res.output
 
