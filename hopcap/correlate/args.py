@@ -64,8 +64,10 @@ def read_points_from_args(
                     "points would show nothing between them",
                 )
             files[(st.st_dev, st.st_ino)] = name
-            print_ = _fingerprint(p, st.st_size)
-            copy = copies.get(print_)
+            # (captures without packets are alike: two points that saw nothing; a file of
+            # 4 KiB or more holds packets, and their times)
+            print_ = _fingerprint(p, st.st_size) if st.st_size >= 1 << 12 else None
+            copy = copies.get(print_) if print_ is not None else None
             if copy is not None and copy[0] != name:
                 raise CorrelationError(
                     f"capture points {copy[0]} and {name} are given identical files "
@@ -73,7 +75,8 @@ def read_points_from_args(
                     hint="each point needs the capture taken there: the same packets at two "
                     "points would show nothing between them",
                 )
-            copies[print_] = (name, p)
+            if print_ is not None:
+                copies[print_] = (name, p)
             files_of.setdefault(name, []).append(p)
     out: list[PointInput] = []
     for name, given in files_of.items():

@@ -149,6 +149,11 @@ def test_the_same_file_for_two_points_is_refused(tmp_path: Path) -> None:
         f"hopcap: capture points fw:eth0 and fw:eth1 are given identical files ({a} and "
         f"{copy}): a copy of one capture?"
     )
+    # two points that saw nothing have alike files, and are taken
+    e1 = write_pcap_raw(tmp_path / "e1.pcap", [])
+    e2 = write_pcap_raw(tmp_path / "e2.pcap", [])
+    res = _cli([f"fw:eth0={a}", f"fw:eth1={e1}", f"lb:eth0={e2}"])
+    assert res.exit_code == 0, res.output
     # the same capture twice among one point's files (one of them compressed)
     subprocess.run(["gzip", "-k", str(copy)], check=True)
     lines = _one_error(_cli([f"fw:eth0={copy}", f"fw:eth0={copy}.gz"]))
