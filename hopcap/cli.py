@@ -1340,9 +1340,9 @@ def correlate_cmd(
 
                 write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
-        stack.close()
         _fail(exc)
-    stack.close()
+    finally:  # (also on Ctrl-C: decompressed and joined copies can be large)
+        stack.close()
     _status_end()
     if as_json:
         from hopcap.jsonout import write_verdict

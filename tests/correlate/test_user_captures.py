@@ -567,3 +567,33 @@ def test_a_flow_id_is_checked_before_anything_starts(
         assert r.returncode == EXIT_INVENTORY and "--flow zz: not a flow id" in r.stderr
     r = _cli([f"a={a}", f"b={b}", "--flow", "1"])
     assert r.exit_code == 0 and "flow f1: 203.0.113.10" in r.output
+
+
+def test_copies_are_removed_also_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decompressed and joined copies (which can be large) are removed when the
+    correlation is interrupted (Ctrl-C), not only when it ends or fails."""
+    import subprocess
+    import tempfile
+
+    from hopcap import correlate as corr
+
+    pk = render([_conv()], View())
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(pk))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View(delay=0.0003))))
+    subprocess.run(["gzip", str(b)], check=True)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    seen: list[list[str]] = []
+
+    def interrupted(*_a: Any, **_k: Any) -> None:
+        seen.append([p.name for p in tmp.rglob("*")])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corr, "correlate", interrupted)
+    res = _cli([f"a={a}", f"b={b}.gz"])
+    assert res.exit_code != 0
+    assert seen and "b.pcap" in seen[0]  # the copy was there while correlating
+    assert list(tmp.iterdir()) == []
