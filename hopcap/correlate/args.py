@@ -85,8 +85,19 @@ def read_points_from_args(
         pcap, drops = paths[0], None
         if len(paths) > 1:
             shown = {d: g.name for d, g in zip(paths, given, strict=True)}
-            pcap, drops = _joined(name, paths, join_dir, warnings, shown)
-        out.append(PointInput(name=name, pcap=pcap, host=host, interface=iface, kernel_drops=drops))
+            pcap, drops, ordered = _joined(name, paths, join_dir, warnings, shown)
+            given = [dict(zip(paths, given, strict=True))[x] for x in ordered]  # time order
+        sources = tuple(given) if pcap not in given else ()
+        out.append(
+            PointInput(
+                name=name,
+                pcap=pcap,
+                host=host,
+                interface=iface,
+                kernel_drops=drops,
+                sources=sources,
+            )
+        )
     return out
 
 
@@ -207,9 +218,9 @@ def _joined(
     join_dir: Path | None,
     warnings: list[str] | None,
     shown: dict[Path, str] | None = None,
-) -> tuple[Path, int | None]:
-    """The files of one point joined into one capture in `join_dir`, and the kernel drops
-    they report."""
+) -> tuple[Path, int | None, list[Path]]:
+    """The files of one point joined into one capture in `join_dir`, the kernel drops
+    they report, and the files in the order joined (their packets' time)."""
     import logging
 
     from hopcap.capfile import CaptureFileError, join_captures
@@ -227,7 +238,7 @@ def _joined(
     )
     if warnings is not None:
         warnings += got.warnings
-    return out, got.kernel_drops
+    return out, got.kernel_drops, got.parts
 
 
 def check_bundle_files(points: Sequence[PointInput]) -> None:

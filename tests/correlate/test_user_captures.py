@@ -202,9 +202,11 @@ def test_a_compressed_capture_is_read(tmp_path: Path, tool: list[str], said: str
     plain = _cli([f"a={a}", f"b={b}", "--json"])
     subprocess.run([*tool, str(b)], check=True)
     z = next(p for p in tmp_path.iterdir() if p.name.startswith("b.pcap."))
-    res = _cli([f"a={a}", f"b={z}", "--json"])
+    res = _cli([f"a={a}", f"b={z}", "--json", "--out", str(tmp_path / "bundle")])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["flows"] == json.loads(plain.stdout)["flows"]
+    m = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert m["points"][1]["original_path"] == str(z)  # not its decompressed copy
     with pytest.raises(CorrelationError, match=f"compressed with {said}"):
         read_capture(z)
     # cut short: the packets up to the cut, and both warnings (bzip2 gives nothing of a
@@ -332,6 +334,10 @@ def test_a_rotated_capture_is_one_point(tmp_path: Path, monkeypatch: pytest.Monk
         ]
         again = _cli(["b", "--json"])
         assert json.loads(again.stdout)["flows"] == v["flows"]
+        # the manifest names the user's files, in time order (not the join)
+        m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+        assert m["points"][1]["original_paths"] == ["s.pcap2", "s.pcap0", "s.pcap1"]
+        assert m["points"][1]["original_path"] is None
         import shutil
 
         shutil.rmtree(tmp_path / "b")
