@@ -61,7 +61,9 @@ def read_points_from_args(
                 raise CorrelationError(
                     f"capture points {other} and {name} are given the same file {p}",
                     hint="each point needs the capture taken there: the same packets at two "
-                    "points would show nothing between them",
+                    "points would show nothing between them (a file of several interfaces: "
+                    "split it, tshark -r FILE -Y 'frame.interface_name == \"eth0\"' -w "
+                    "eth0.pcapng, or 'sll.ifindex == N' for tcpdump -i any)",
                 )
             files[(st.st_dev, st.st_ino)] = name
             # (captures without packets are alike: two points that saw nothing; a file of
