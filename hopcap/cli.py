@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -25,9 +26,11 @@ from hopcap import __version__
 from hopcap.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_INVENTORY,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
+    EXIT_USAGE,
     HopcapError,
     OptionError,
 )
@@ -395,6 +398,22 @@ AllOpt = Annotated[
     typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
 ]
 FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _flow_opt(flow: str | None) -> str | None:
+    """`--flow` checked before anything starts (a typo was found after the whole
+    correlation, or the whole run): `f12`, or its number alone."""
+    if flow is None:
+        return None
+    f = flow.strip()
+    if f.isdigit():
+        f = f"f{f}"
+    if not re.fullmatch(r"f[1-9][0-9]*", f):
+        raise OptionError(
+            f"--flow {flow}: not a flow id (f and its number, e.g. f12)",
+            hint="`--all` lists every flow with its id",
+        )
+    return f
 
 
 def _columns(rows: list[list[str]], headers: list[str]) -> str:
@@ -779,6 +798,7 @@ def run(
     from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
     try:
+        flow = _flow_opt(flow)
         scheduled = at is not None or every is not None or count is not None
         schedule = make_schedule(at, every, count) if scheduled else None
         if repeat is not None and repeat < 1:
@@ -1254,7 +1274,7 @@ def correlate_cmd(
     # the engine's modules while they are imported (~0.01 s)
     gc.disable()
     from hopcap.correlate import correlate, read_points_from_args
-    from hopcap.correlate.args import check_target, read_hosts_from_args
+    from hopcap.correlate.args import check_bundle_files, check_target, read_hosts_from_args
 
     # and its process ends without freeing them (a dask client is closed properly)
     global _QUICK_EXIT
@@ -1269,9 +1289,11 @@ def correlate_cmd(
         "memory": _memory(memory),
         "progress": _status,
     }
+    stack = contextlib.ExitStack()
     try:
+        flow = _flow_opt(flow)
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
-        if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+        if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
             from hopcap.bundle import load_bundle, write_offline_bundle
             from hopcap.bundle.facts import bundle_conntrack, bundle_host_addresses
 
@@ -1286,7 +1308,14 @@ def correlate_cmd(
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict, progress=_status, source=loaded)
         else:
-            inputs = read_points_from_args(points)
+            # a point given several files (a rotated capture) is read from their join
+            joins = stack.enter_context(tempfile.TemporaryDirectory(prefix="hopcap-join-"))
+            damage: list[str] = []
+            inputs = read_points_from_args(points, Path(joins), damage)
+            for w in damage:
+                _err(f"warning: {w}")
+            if out is not None:
+                check_bundle_files(inputs)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
             verdict = correlate(inputs, **kw)
             if out is not None:
@@ -1295,6 +1324,8 @@ def correlate_cmd(
                 write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
         _fail(exc)
+    finally:  # (also on Ctrl-C: decompressed and joined copies can be large)
+        stack.close()
     _status_end()
     if as_json:
         from hopcap.jsonout import write_verdict
@@ -1312,6 +1343,13 @@ def correlate_cmd(
     if missing:  # partial: a point is missing or could not be read
         _err(f"incomplete: nothing could be used of {', '.join(missing)}")
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _bundle_arg(path: Path) -> bool:
+    """A lone `correlate` argument without '=' that names a bundle: a directory or its
+    archive (what `load_bundle` reads); any other file is a capture without the name of
+    its point (`read_points_from_args` says so)."""
+    return path.is_dir() or (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")))
 
 
 @app.command()
@@ -1629,7 +1667,7 @@ def main() -> None:
     _MAIN = True
     plain_values()
     try:
-        _invoked(app, sys.argv[1:])()
+        _run_app(sys.argv[1:])
     except KeyboardInterrupt:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
@@ -1637,6 +1675,72 @@ def main() -> None:
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise
+
+
+def _run_app(args: Sequence[str]) -> NoReturn:
+    """Run the command `args` name; a command line that click refuses is one line plus a
+    hint like every other error (click's own is a box of several lines, exit 2 for all):
+    a bad option value exits 3 (as hopcap's own checks of values do), an unknown option
+    or a missing argument 2. Help (also for a group named without its command) and
+    everything else as typer shows it."""
+    ck = _click()
+    from typer import core
+
+    # (typer's own Abort where typer carries its own click, which has none)
+    abort = getattr(core, "Abort", None) or ck.exceptions.Abort
+    try:
+        rc = _invoked(app, args)(args=list(args), standalone_mode=False)
+    except ck.exceptions.UsageError as exc:
+        if isinstance(exc, getattr(ck.exceptions, "NoArgsIsHelpError", ())):
+            _typer_shows(exc)
+        _err(f"hopcap: {_usage_text(exc)}")
+        names: list[str] = []  # the command's names below the program's (`python -m hopcap` too)
+        ctx = exc.ctx
+        while ctx is not None and ctx.parent is not None:
+            names.insert(0, ctx.info_name or "")
+            ctx = ctx.parent
+        if not names and args and not args[0].startswith("-"):
+            names = [args[0]]  # (click gives some errors without their command)
+        path = " ".join(["hopcap", *names])
+        _err(f"  hint: `{path} --help` shows its arguments and options")
+        bad_value = isinstance(exc, ck.exceptions.BadParameter) and not isinstance(
+            exc, ck.exceptions.MissingParameter
+        )
+        sys.exit(EXIT_INVENTORY if bad_value else EXIT_USAGE)
+    except ck.exceptions.ClickException as exc:
+        _typer_shows(exc)
+    except abort:
+        _err("Aborted!")
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click() -> Any:
+    """The click that typer runs on (recent typers carry their own, `typer._click`)."""
+    from typer import core
+
+    ck = getattr(core, "_click", None)
+    if ck is None:
+        import click as ck
+    return ck
+
+
+def _typer_shows(exc: Any) -> NoReturn:
+    """What typer's standalone mode does with a click exception: shown, then exit."""
+    from typer import core
+
+    if getattr(core, "HAS_RICH", False) and app.rich_markup_mode is not None:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    else:
+        exc.show()
+    sys.exit(exc.exit_code)
+
+
+def _usage_text(exc: Any) -> str:
+    """click's message of a refused command line, on one line."""
+    return " ".join(str(exc.format_message()).split())
 
 
 def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:
