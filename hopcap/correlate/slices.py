@@ -74,6 +74,7 @@ from hopcap.correlate.tunnelcut import (
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
+from hopcap.units import size_text
 
 log = logging.getLogger("hopcap.correlate")
 
@@ -2894,11 +2895,16 @@ def correlate_sliced(
             left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:
+                # (the verdict's part alone was said: "about 0 MB" under a small budget,
+                # which the fixed part had already used up)
                 log.warning(
-                    "the verdict of %d connections alone needs about %d MB: more than "
-                    "the memory budget allows",
+                    "the memory budget (%s) is less than this run needs before its slices: "
+                    "about %s (the program and the verdict of %d connections); slices of "
+                    "%d packets, the fewest it reads",
+                    size_text(budget),
+                    size_text(BASE_BYTES + convs * VERDICT_BYTES_PER_FLOW),
                     convs,
-                    convs * VERDICT_BYTES_PER_FLOW >> 20,
+                    MIN_SLICE,
                 )
             if total > per_slice and workers > 1:
                 # the slices' share, split between the workers that hold one each at once
