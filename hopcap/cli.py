@@ -1377,8 +1377,11 @@ def _check_table(results: Sequence[Any]) -> str:
     def clock(r: Any) -> str:
         if r.clock_offset_s is None:
             return "-"
+        err = f"{(r.clock_error_s or 0) * 1000:.1f}"
+        if abs(r.clock_offset_s) >= 10:  # hours off: seconds, not "+10800000.0 ms"
+            return f"{ms_text(r.clock_offset_s, signed=True)} (±{err} ms)"
         ms = round(r.clock_offset_s * 1000, 1) or 0.0  # never "-0.0 ms"
-        return f"{ms:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})"
+        return f"{ms:+.1f} ms (±{err})"
 
     rows = [
         [
