@@ -1289,6 +1289,12 @@ def correlate_cmd(
         "memory": _memory(memory),
         "progress": _status,
     }
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # as `run` does: another bundle's captures left beside this one's (or this bundle
+        # re-correlated into itself) would be read as part of it; said before correlating
+        _err(f"hopcap: {out} exists and is not empty; choose another --out")
+        _err("  hint: a bundle is written into a new or empty directory")
+        raise typer.Exit(EXIT_ERROR)
     stack = contextlib.ExitStack()
     try:
         flow = _flow_opt(flow)

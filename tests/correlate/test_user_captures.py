@@ -160,6 +160,23 @@ def test_the_same_file_for_two_points_is_refused(tmp_path: Path) -> None:
     assert lines[0].startswith("hopcap: fw:eth0: copy.pcap and copy.pcap.gz overlap in time (")
 
 
+def test_a_bundle_is_not_written_into_a_directory_that_holds_something(tmp_path: Path) -> None:
+    """`correlate ... --out D` into another bundle's directory left its captures beside the
+    new ones (and `correlate D --out D` wrote a bundle over its own captures): refused
+    before anything is read, as `run` refuses it; the directory is left as it was."""
+    a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
+    b = write_pcap_raw(tmp_path / "b.pcap", _frames(render([_conv()], View(delay=0.0002))))
+    old = tmp_path / "old"
+    assert _cli([f"a={a}", f"b={b}", "--out", str(old)]).exit_code == 0
+    before = sorted(p.relative_to(old) for p in old.rglob("*"))
+    lines = _one_error(_cli([f"c={a}", f"d={b}", "--out", str(old)]))
+    assert lines[0] == f"hopcap: {old} exists and is not empty; choose another --out"
+    lines = _one_error(_cli([str(old), "--out", str(old)]))
+    assert sorted(p.relative_to(old) for p in old.rglob("*")) == before
+    (tmp_path / "empty").mkdir()
+    assert _cli([f"a={a}", f"b={b}", "--out", str(tmp_path / "empty")]).exit_code == 0
+
+
 def test_points_whose_bundle_files_would_collide_are_refused(tmp_path: Path) -> None:
     """`fw:eth0` and `fw_eth0` are both pcaps/fw_eth0.pcap in a bundle: one capture was
     written over the other, and the bundle re-correlated the same packets at both."""
