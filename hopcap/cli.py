@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
@@ -25,14 +26,16 @@ from hopcap import __version__
 from hopcap.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_INVENTORY,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
+    EXIT_USAGE,
     HopcapError,
     OptionError,
 )
 from hopcap.model import PointRecord, RunRecord, Verdict
-from hopcap.units import size_text
+from hopcap.units import ms_text, size_text
 
 if TYPE_CHECKING:
     import asyncio
@@ -146,8 +149,8 @@ def _logged(msg: str) -> None:
 
 STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
 _status_last = -STATUS_EVERY_S  # when the last one was written (time.monotonic)
-# the last step of a count ("slice 799/799: findings") or of a percentage ("merged.pcapng
-# 100 %": a file or CI log ended at the 20 % said two seconds before, as if it had stopped)
+# the last of its steps: "slice 799/799: findings", "merged.pcapng 100 %" (a log whose last
+# line said "merged.pcapng 15 %" read as a bundle left at 15 %)
 _LAST_STEP = re.compile(r"\b(\d+)/\1\b|\b100 %")
 
 
@@ -407,7 +410,13 @@ class _Progress:
         if ev.kind == "listening":
             return f"  listening {ev.point}"
         if ev.kind in ("failed", "capture-failed", "pull-failed", "repro-failed"):
-            return f"  ! {_named(ev.point or ev.host, ev.text)}"
+            # a transport's error names its host already: "! client: client: `...` did not
+            # finish in 8s" said it twice
+            text = ev.text
+            for who in (ev.point, ev.host):
+                if who:
+                    text = text.removeprefix(f"{who}: ")
+            return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
             return f"  repro on {ev.host}: {ev.text}"
         if ev.kind in ("recording", "window-start", "checking", "checked"):
@@ -448,6 +457,22 @@ AllOpt = Annotated[
     typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
 ]
 FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _flow_opt(flow: str | None) -> str | None:
+    """`--flow` checked before anything starts (a typo was found after the whole
+    correlation, or the whole run): `f12`, or its number alone."""
+    if flow is None:
+        return None
+    f = flow.strip()
+    if f.isdigit():
+        f = f"f{f}"
+    if not re.fullmatch(r"f[1-9][0-9]*", f):
+        raise OptionError(
+            f"--flow {flow}: not a flow id (f and its number, e.g. f12)",
+            hint="`--all` lists every flow with its id",
+        )
+    return f
 
 
 def _columns(rows: list[list[str]], headers: list[str]) -> str:
@@ -506,7 +531,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
             p.name,
             p.packets,
             "?" if p.kernel_drops is None else p.kernel_drops,
-            "" if p.clock_offset_s is None else f"{p.clock_offset_s * 1000:+.3f} ms",
+            "" if p.clock_offset_s is None else ms_text(p.clock_offset_s, signed=True),
         ]
         for p in verdict.points
     ]
@@ -552,7 +577,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
         typer.echo("")
     t = triage(verdict)
     if show_all:
-        flows = t.alarms + t.rewrites + t.around + t.policy + t.healthy
+        flows = t.alarms + t.unanswered + t.rewrites + t.around + t.policy + t.healthy
         if flows:
             typer.echo(f"all flows ({len(flows):,}):")
             typer.echo(_columns([flow_row(f) for f in flows], list(FLOW_HEADERS)))
@@ -575,6 +600,16 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
                 )
         elif verdict.flows:
             typer.echo("no flow had drops, injections, resets or gaps")
+        if t.unanswered:
+            # no finding, yet nothing came back: not to be counted among the healthy ones
+            shown_flows = t.unanswered[:MAX_FLOWS_SHOWN]
+            typer.echo(
+                f"\nflows whose request got no response, with no finding on the way "
+                f"({len(t.unanswered):,}):"
+            )
+            typer.echo(_columns([flow_row(f) for f in shown_flows], list(FLOW_HEADERS)))
+            if len(shown_flows) < len(t.unanswered):
+                typer.echo(f"... {len(t.unanswered) - len(shown_flows):,} more, use --all")
         hidden = [
             (len(t.rewrites), "with rewrites only (see the patterns)"),
             (len(t.around), "that went around capture points (see above)"),
@@ -612,7 +647,7 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
                 leg.point,
                 leg.tuple,
                 leg.link,
-                "" if leg.latency_s is None else f"{leg.latency_s * 1000:.3f} ms",
+                "" if leg.latency_s is None else ms_text(leg.latency_s),
                 "; ".join(leg.details),
             ]
             for leg in fl.legs
@@ -883,6 +918,7 @@ def run(
     made = False  # the bundle directory was made by this run
     out_dir: Path | None = None
     try:
+        flow = _flow_opt(flow)
         scheduled = at is not None or every is not None or count is not None
         schedule = make_schedule(at, every, count) if scheduled else None
         if repeat is not None and repeat < 1:
@@ -1324,42 +1360,7 @@ def check(
             progress.close()
     except HopcapError as exc:
         _fail(exc)
-    rows = [
-        [
-            r.host,
-            r.address,
-            "yes" if r.connected else "no",
-            (r.tcpdump or "-").removeprefix("tcpdump version "),
-            r.sudo,
-            r.capture,
-            r.pull,
-            ", ".join(r.points) or "-",
-            "-" if r.free_mb is None else f"{r.free_mb} MB",
-            "-"
-            if r.clock_offset_s is None
-            else f"{r.clock_offset_s * 1000:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})",
-            "ok" if r.ok else "FAIL",
-        ]
-        for r in results
-    ]
-    typer.echo(
-        tabulate(
-            rows,
-            headers=[
-                "host",
-                "address",
-                "ssh",
-                "tcpdump",
-                "sudo",
-                "rights",
-                "pull",
-                "capture",
-                "free",
-                "clock",
-                "ready",  # ok / FAIL: a column without a name before
-            ],
-        )
-    )
+    typer.echo(_check_table(results))
     bad = [r for r in results if not r.ok]
     for r in bad:
         for p in r.problems:
@@ -1421,7 +1422,7 @@ def correlate_cmd(
     # the engine's modules while they are imported (~0.01 s)
     gc.disable()
     from hopcap.correlate import correlate, read_points_from_args
-    from hopcap.correlate.args import check_target, read_hosts_from_args
+    from hopcap.correlate.args import check_bundle_files, check_target, read_hosts_from_args
 
     # and its process ends without freeing them (a dask client is closed properly)
     global _QUICK_EXIT
@@ -1436,9 +1437,17 @@ def correlate_cmd(
         "memory": _memory(memory),
         "progress": _status,
     }
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # as `run` does: another bundle's captures left beside this one's (or this bundle
+        # re-correlated into itself) would be read as part of it; said before correlating
+        _err(f"hopcap: {out} exists and is not empty; choose another --out")
+        _err("  hint: a bundle is written into a new or empty directory")
+        raise typer.Exit(EXIT_ERROR)
+    stack = contextlib.ExitStack()
     try:
+        flow = _flow_opt(flow)
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
-        if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+        if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
             from hopcap.bundle import load_bundle, write_offline_bundle
             from hopcap.bundle.facts import bundle_conntrack, bundle_host_addresses
 
@@ -1451,9 +1460,16 @@ def correlate_cmd(
                 kw.update(conntrack=bundle_conntrack(loaded.path) or None)
                 verdict = correlate(inputs, **kw)
                 if out is not None:
-                    write_offline_bundle(out, inputs, verdict, progress=_status)
+                    write_offline_bundle(out, inputs, verdict, progress=_status, source=loaded)
         else:
-            inputs = read_points_from_args(points)
+            # a point given several files (a rotated capture) is read from their join
+            joins = stack.enter_context(tempfile.TemporaryDirectory(prefix="hopcap-join-"))
+            damage: list[str] = []
+            inputs = read_points_from_args(points, Path(joins), damage)
+            for w in damage:
+                _err(f"warning: {w}")
+            if out is not None:
+                check_bundle_files(inputs)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
             verdict = correlate(inputs, **kw)
             if out is not None:
@@ -1462,6 +1478,8 @@ def correlate_cmd(
                 write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
         _fail(exc)
+    finally:  # (also on Ctrl-C: decompressed and joined copies can be large)
+        stack.close()
     _status_end()
     if as_json:
         from hopcap.jsonout import write_verdict
@@ -1481,6 +1499,13 @@ def correlate_cmd(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+def _bundle_arg(path: Path) -> bool:
+    """A lone `correlate` argument without '=' that names a bundle: a directory or its
+    archive (what `load_bundle` reads); any other file is a capture without the name of
+    its point (`read_points_from_args` says so)."""
+    return path.is_dir() or (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")))
+
+
 @app.command()
 def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -> None:
     """Re-render report.md and report.html of a bundle."""
@@ -1497,6 +1522,39 @@ def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -
 def version() -> None:
     """Print hopcap's version."""
     typer.echo(__version__)
+
+
+def _check_table(results: Sequence[Any]) -> str:
+    """`hopcap check`'s table: a row per host (`HostCheck`), its last column whether the
+    host is ready (was a column without a name)."""
+
+    def clock(r: Any) -> str:
+        if r.clock_offset_s is None:
+            return "-"
+        err = f"{(r.clock_error_s or 0) * 1000:.1f}"
+        if abs(r.clock_offset_s) >= 10:  # hours off: seconds, not "+10800000.0 ms"
+            return f"{ms_text(r.clock_offset_s, signed=True)} (±{err} ms)"
+        ms = round(r.clock_offset_s * 1000, 1) or 0.0  # never "-0.0 ms"
+        return f"{ms:+.1f} ms (±{err})"
+
+    rows = [
+        [
+            r.host,
+            r.address,
+            "yes" if r.connected else "no",
+            (r.tcpdump or "-").removeprefix("tcpdump version "),
+            r.sudo,
+            r.capture,
+            r.pull,
+            ", ".join(r.points) or "-",
+            "-" if r.free_mb is None else f"{r.free_mb} MB",
+            clock(r),
+            "ok" if r.ok else "FAIL",
+        ]
+        for r in results
+    ]
+    headers = ["host", "address", "ssh", "tcpdump", "sudo", "rights", "pull", "capture"]
+    return tabulate(rows, headers=[*headers, "free", "clock", "ready"])
 
 
 # --------------------------------------------------------------------------------- import
@@ -1683,7 +1741,9 @@ def lab_fault(
         lab.fault_apply(name, prefix)
     except HopcapError as exc:
         _fail(exc)
-    typer.echo(f"fault {name} applied; `hopcap lab fault clear` undoes it")
+    # the command as this lab needs it: `fault clear` alone clears the default lab "hc"
+    flag = "" if prefix == "hc" else f" --prefix {prefix}"
+    typer.echo(f"fault {name} applied; `hopcap lab fault clear{flag}` undoes it")
     repro = lab.fault_repro(name)
     if repro is not None:
         typer.echo(f"this fault shows with its own repro, on {repro.on}: {repro.run}")
@@ -1764,31 +1824,82 @@ def main() -> None:
     _MAIN = True
     plain_values()
     try:
-        _invoked(app, sys.argv[1:])()
+        _run_app(sys.argv[1:])
     except KeyboardInterrupt:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as done:
         code = done.code
-        if code == EXIT_INTERRUPTED and _from_ctrl_c(done):
-            # typer turns a KeyboardInterrupt into a silent exit 130 (`correlate` on
-            # large captures, `report`, `lab up`...): say it, as the README promises
-            _err("hopcap: interrupted")
         _shown.info("exit %s", 0 if code is None else code if isinstance(code, int) else 1)
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise
 
 
-def _from_ctrl_c(exc: BaseException) -> bool:
-    """Whether `exc` comes of a KeyboardInterrupt (typer raises its exit 130 from it; an
-    exit hopcap raised itself after saying why hides its context)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return True
-        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
-    return False
+def _run_app(args: Sequence[str]) -> NoReturn:
+    """Run the command `args` name; a command line that click refuses is one line plus a
+    hint like every other error (click's own is a box of several lines, exit 2 for all):
+    a bad option value exits 3 (as hopcap's own checks of values do), an unknown option
+    or a missing argument 2. Help (also for a group named without its command) and
+    everything else as typer shows it."""
+    ck = _click()
+    from typer import core
+
+    # (typer's own Abort where typer carries its own click, which has none)
+    abort = getattr(core, "Abort", None) or ck.exceptions.Abort
+    try:
+        rc = _invoked(app, args)(args=list(args), standalone_mode=False)
+    except ck.exceptions.UsageError as exc:
+        if isinstance(exc, getattr(ck.exceptions, "NoArgsIsHelpError", ())):
+            _typer_shows(exc)
+        _err(f"hopcap: {_usage_text(exc)}")
+        names: list[str] = []  # the command's names below the program's (`python -m hopcap` too)
+        ctx = exc.ctx
+        while ctx is not None and ctx.parent is not None:
+            names.insert(0, ctx.info_name or "")
+            ctx = ctx.parent
+        if not names and args and not args[0].startswith("-"):
+            names = [args[0]]  # (click gives some errors without their command)
+        path = " ".join(["hopcap", *names])
+        _err(f"  hint: `{path} --help` shows its arguments and options")
+        bad_value = isinstance(exc, ck.exceptions.BadParameter) and not isinstance(
+            exc, ck.exceptions.MissingParameter
+        )
+        sys.exit(EXIT_INVENTORY if bad_value else EXIT_USAGE)
+    except ck.exceptions.ClickException as exc:
+        _typer_shows(exc)
+    except abort:
+        _err("Aborted!")
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click() -> Any:
+    """The click that typer runs on (recent typers carry their own, `typer._click`)."""
+    from typer import core
+
+    ck = getattr(core, "_click", None)
+    if ck is None:
+        import click as ck
+    return ck
+
+
+def _typer_shows(exc: Any) -> NoReturn:
+    """What typer's standalone mode does with a click exception: shown, then exit."""
+    from typer import core
+
+    if getattr(core, "HAS_RICH", False) and app.rich_markup_mode is not None:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    else:
+        exc.show()
+    sys.exit(exc.exit_code)
+
+
+def _usage_text(exc: Any) -> str:
+    """click's message of a refused command line, on one line."""
+    return " ".join(str(exc.format_message()).split())
 
 
 def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:
@@ -1815,8 +1926,30 @@ def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:
     if len(cmds) + len(groups) != 1:
         return group
     one = copy.copy(group)
-    one.registered_commands, one.registered_groups = cmds, groups
+    one.registered_commands, one.registered_groups = [_saying_ctrl_c(c) for c in cmds], groups
     return one
+
+
+def _saying_ctrl_c(info: Any) -> Any:
+    """A command (typer's CommandInfo) whose Ctrl-C, where the command has no handling of
+    its own (`correlate` of large captures, `report`, ...), is said: typer turns a
+    KeyboardInterrupt into a silent exit 130."""
+    import copy
+    import functools
+
+    callback = info.callback
+
+    @functools.wraps(callback)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            _err("\nhopcap: interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    said = copy.copy(info)
+    said.callback = command
+    return said
 
 
 # set by a command whose process holds nothing to release but memory when it returns

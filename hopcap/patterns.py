@@ -49,6 +49,10 @@ def host_points(names: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
+# how the summary of a flow without findings starts when its request got no response at
+# all (every hop delivered it, nothing came back): told apart from healthy flows
+NO_RESPONSE = "no response: "
+
 # the kinds that make a flow worth listing on its own (a rewrite is told by its pattern)
 ALARM_KINDS: frozenset[str] = frozenset({"drop", "inject", "reset", "gap", "icmp"})
 _KIND_ORDER = {"drop": 0, "inject": 1, "reset": 2, "icmp": 3, "rewrite": 4, "gap": 5, "around": 6}
@@ -137,14 +141,15 @@ def find_patterns(verdict: Verdict) -> tuple[Pattern, ...]:
     names = [p.name for p in verdict.points]
     points = set(names)
     anchors: dict[tuple[str, str], str | None] = {}
-    seen_at: dict[str, int] = {}  # flows with a leg at each point (one leg per point)
+    # flows with a leg at each point: a flow through a load balancer that retried or
+    # opened a backend connection per request has several legs at a point, one flow
+    seen_at: dict[str, int] = {}
     groups: dict[_Key, _Acc] = {}
     for i, fl in enumerate(verdict.flows):
         if not fl.path:  # set apart: not part of what the path's segments saw
             continue
         legs = fl.legs
-        for leg in legs:
-            q = leg.point
+        for q in {leg.point for leg in legs}:
             seen_at[q] = seen_at.get(q, 0) + 1
         for f in fl.findings:
             b, a = f.before, f.after
@@ -425,12 +430,14 @@ def _text(
     if f.field == "tcp.mss":
         unit = "SYN" if f.direction == "c2s" else "SYN-ACK"
     detail = _n(packets, unit)
-    if kinds and packets > 1:
+    if kinds:  # what they were, also for one packet: an injected RST says so
         detail += ": " + ", ".join(
             f"{n:,} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
         )
     s = f"{what} on {flows:,} of {_n(of, 'flow')} ({detail}), {f.direction} "
-    s += f"between {a} and {b}"
+    # an ICMP error generated beyond the last point that saw its packet names that point
+    # at both ends (was "between in and in")
+    s += f"between {a} and {b}" if a != b else f"beyond {a}"
     if label:
         s = f"{label}: {s}"
     if flows <= 3:
@@ -464,6 +471,9 @@ class Triage:
     # went around capture points (another path, a capture filter), nothing worse: told by
     # the `around` patterns, one line each
     around: list[Flow] = dataclasses.field(default_factory=list)
+    # no finding, but the request got no response at all (a server that accepted the
+    # connection and never answered it): listed, not counted as healthy
+    unanswered: list[Flow] = dataclasses.field(default_factory=list)
 
 
 def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triage:
@@ -481,13 +491,14 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
     healthy: list[Flow] = []
     local: list[Flow] = []
     around: list[Flow] = []
+    unanswered: list[Flow] = []
     none: set[str] = set()
     for i, fl in enumerate(verdict.flows):
         if not fl.path:
             local.append(fl)
             continue
         if not fl.findings:
-            healthy.append(fl)
+            (unanswered if fl.summary.startswith(NO_RESPONSE) else healthy).append(fl)
             continue
         # one pass over the findings (a verdict has tens of thousands of flows): whether
         # any is an alarm, their packets, and whether all are device policy
@@ -511,7 +522,9 @@ def triage(verdict: Verdict, patterns: Iterable[Pattern] | None = None) -> Triag
         else:
             policy.append(fl)
     alarms.sort(key=lambda x: (x[0], x[1]))
-    return Triage([fl for _n, _i, fl in alarms], rewrites, policy, healthy, local, around)
+    return Triage(
+        [fl for _n, _i, fl in alarms], rewrites, policy, healthy, local, around, unanswered
+    )
 
 
 def split_patterns(

@@ -93,16 +93,37 @@ def test_a_second_ctrl_c_aborts_even_when_the_run_swallowed_the_cancellation() -
     assert got.value.exit_code == EXIT_INTERRUPTED
 
 
-def test_progress_into_a_log_ends_with_its_100_percent(
+def test_progress_into_a_log_says_when_a_percentage_is_done(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bundle written within two seconds: the log says it reached 100 %, not that it
-    stopped at the first percentage said."""
+    """Writing the merged capture says its progress in percent: into a log, the lines
+    within STATUS_EVERY_S of the first were dropped, the last one too, and the log ended
+    on "merged.pcapng 15 %" (a bundle of the lab's 2,500 connections): the 100 % is
+    always written, like the last step of a count."""
     monkeypatch.setattr(cli.time, "monotonic", lambda: 1000.0)
     monkeypatch.setattr(cli, "_status_last", -cli.STATUS_EVERY_S)
-    for pct in (20, 45, 100):
+    for pct in (15, 40, 99, 100):
         cli._status(f"writing the bundle: merged.pcapng {pct} % (x of y of captures)")
     assert capsys.readouterr().err.splitlines() == [
-        "hopcap: writing the bundle: merged.pcapng 20 % (x of y of captures)",
+        "hopcap: writing the bundle: merged.pcapng 15 % (x of y of captures)",
         "hopcap: writing the bundle: merged.pcapng 100 % (x of y of captures)",
+    ]
+
+
+def test_a_failure_names_its_host_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A repro that outlived its window: "! client: client: `...` did not finish in 8s" (the
+    transport's error names its host, and the line named it again)."""
+    from hopcap.errors import TransportError
+    from hopcap.orchestrator.session import Event
+
+    progress = cli._Progress()
+    late = TransportError("client", "`seq 2500 | xargs curl` did not finish in 8s")
+    progress(Event("repro-failed", host="client", text=str(late)))
+    progress(Event("capture-failed", host="fw", point="fw:eth1", text="fw: tcpdump exited 1"))
+    progress(Event("failed", host="lb", text="connection refused"))
+    progress.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "  ! client: `seq 2500 | xargs curl` did not finish in 8s",
+        "  ! fw:eth1: tcpdump exited 1",
+        "  ! lb: connection refused",
     ]

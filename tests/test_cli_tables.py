@@ -60,3 +60,28 @@ def test_flow_list_columns() -> None:
         "f10   c -> d            -        -         ",
     ]
     assert _columns([], ["flow", "summary"]).splitlines() == ["flow  summary", "----  -------"]
+
+
+def test_check_table_names_every_column_and_has_no_negative_zero() -> None:
+    """`hopcap check`'s last column (ok / FAIL) had no name, and a clock 20 µs behind read
+    "-0.0 ms"."""
+    from hopcap.cli import _check_table
+    from hopcap.orchestrator.check import HostCheck
+
+    ok = HostCheck("fw", "198.19.76.11", True, "tcpdump version 4.99.3", "-", "sftp", "root",
+                   ["eth0", "eth1"], 22076, -2e-5, 4e-4)  # fmt: skip
+    bad = HostCheck("lb", "198.19.76.12", False, problems=["ssh: connection refused"])
+    lines = _check_table([ok, bad]).splitlines()
+    assert lines[0].split() == [
+        "host", "address", "ssh", "tcpdump", "sudo", "rights", "pull", "capture", "free",
+        "clock", "ready",
+    ]  # fmt: skip
+    assert lines[2].split()[-4:] == ["+0.0", "ms", "(±0.4)", "ok"], lines[2]
+    assert lines[3].split()[-2:] == ["-", "FAIL"], lines[3]
+    # a host whose clock is set to another time zone: seconds (was "+10800000.4 ms")
+    tz = HostCheck("srv", "198.19.76.13", True, "tcpdump version 4.99.3", "-", "sftp", "root",
+                   ["eth0"], 22076, 10800.0004, 4e-4)  # fmt: skip
+    row = _check_table([tz]).splitlines()[2]
+    assert row.split()[-9:] == ["+10800.000", "s", "(3", "h", "00", "min)", "(±0.4", "ms)", "ok"], (
+        row
+    )

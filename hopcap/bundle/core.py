@@ -227,10 +227,14 @@ def write_offline_bundle(
     points: Sequence[PointInput],
     verdict: Verdict,
     progress: Progress | None = None,
+    source: LoadedBundle | None = None,
 ) -> Path:
     """A bundle for `hopcap correlate NAME=PCAP... --out DIR`: the captures are copied into
     `pcaps/`; the manifest says `"source": "offline"` (no inventory, facts or timings).
-    `progress` hears what it is doing (a line at a time)."""
+    `progress` hears what it is doing (a line at a time). `source`: the bundle re-correlated
+    (`hopcap correlate BUNDLE --out DIR`): its facts, inventory, repro and trigger come
+    along (the new bundle lost them: its report said "No facts were collected"), and the
+    manifest's `recorrelated_from` names it."""
     out = Path(out)
     pts: list[PointRecord] = []
     if progress is not None and any(p.pcap is not None for p in points):
@@ -240,7 +244,11 @@ def write_offline_bundle(
         err = p.missing_reason
         if pcap is None and err is None:
             err = "no capture file" if p.pcap is None else f"{p.pcap} does not exist"
-        original = {"original_path": str(p.pcap) if p.pcap is not None else None}
+        original: dict[str, Any] = {"original_path": str(p.pcap) if p.pcap is not None else None}
+        if p.sources:  # (a decompressed copy, a rotated capture's files joined)
+            original = {"original_path": str(p.sources[0]) if len(p.sources) == 1 else None}
+            if len(p.sources) > 1:
+                original["original_paths"] = [str(x) for x in p.sources]
         pts.append(PointRecord.from_input(p, pcap, err, original))
     firsts = [v.first_ts for v in verdict.points if v.first_ts is not None]
     lasts = [v.last_ts for v in verdict.points if v.last_ts is not None]
@@ -262,11 +270,35 @@ def write_offline_bundle(
         "errors": [f"{p.name}: {p.error}" for p in pts if p.error],
         "repro": None,
     }
+    facts_summary: dict[str, Any] = {}
+    if source is not None:
+        sm = source.manifest
+        base["recorrelated_from"] = {
+            k: sm.get(k) for k in ("run_id", "source", "hopcap_version", "created")
+        }
+        for key in ("inventory", "repro", "trigger", "recording"):
+            if sm.get(key):
+                base[key] = sm[key]
+        facts_summary = _copy_facts(source.path, out, source.facts_summary)
     digests = _Digests([p.pcap for p in pts if p.pcap is not None])
     return _write(
         out, base, pts, verdict, (), tarball=False, anonymise=False, digests=digests,
-        progress=progress,
+        progress=progress, facts_summary=facts_summary,
     )  # fmt: skip
+
+
+def _copy_facts(src: Path, out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The facts of bundle `src` copied into `out` (as they are: they are what the hosts
+    said then); their summary, for the reports. Nothing when `out` is `src` itself."""
+    facts = src / "facts"
+    if not facts.is_dir():
+        return {}
+    try:
+        if facts.resolve() != (out / "facts").resolve():
+            shutil.copytree(facts, out / "facts", dirs_exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot copy the facts of {src} into {out}: {exc}") from exc
+    return summary
 
 
 def _anonymise_facts(facts: Sequence[HostFacts], anon: Anonymiser) -> list[HostFacts]:
@@ -293,9 +325,11 @@ def _write(
     digests: _Digests,
     warnings: Callable[[], list[str]] = list,
     progress: Progress | None = None,
+    facts_summary: dict[str, Any] | None = None,
 ) -> Path:
     """`digests`: the captures' sums, hashed meanwhile; `warnings`: the manifest's first
-    warnings, asked for once merged.pcapng is written (they may wait for the sums)."""
+    warnings, asked for once merged.pcapng is written (they may wait for the sums);
+    `facts_summary`: of facts already in `out` (a re-correlated bundle's)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         pcap_dir(out)
@@ -323,7 +357,7 @@ def _write(
 
     try:
         # facts
-        facts_summary: dict[str, Any] = {}
+        facts_summary = dict(facts_summary or {})
         if facts:
             written = _anonymise_facts(facts, anon) if anon else list(facts)
             facts_summary = write_facts(out / "facts", written)

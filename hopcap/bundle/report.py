@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from hopcap.model import Finding, Flow, Leg, Pattern, Verdict
@@ -24,6 +26,7 @@ from hopcap.patterns import (
     split_patterns,
     triage,
 )
+from hopcap.units import ms_text
 
 MAX_HEALTHY_LISTED = 20
 MAX_COUNTERS = 12
@@ -74,12 +77,20 @@ def _secs(v: float | None, unit: str = "ms") -> str:
     if v is None:
         return "?"
     if unit == "ms":
-        return f"{v * 1000:.3f} ms"
+        return ms_text(v)
     return f"{v:.6f} s"
 
 
+def _n(k: int, word: str, plural: str | None = None) -> str:
+    """`k` things in words: "1 flow", "2,500 flows", "1 new entry" (`plural`: when not
+    `word` + "s")."""
+    return f"{k:,} {word if k == 1 else plural or word + 's'}"
+
+
 def _int(v: Any) -> str:
-    return "?" if v is None else str(v)
+    if v is None:
+        return "?"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _md(text: Any) -> str:
@@ -92,6 +103,18 @@ def _md(text: Any) -> str:
         .replace("\n", " ")
         .replace("`", "'")
     )
+
+
+def _code(text: Any) -> str:
+    """`text` as a Markdown code span, as it is: a shell command outside a table keeps its
+    `|` and its backticks (`_md` made `seq 9 | xargs` read `seq 9 \\| xargs`, and a
+    backtick a quote); the fence is longer than any run of backticks in it."""
+    s = ("" if text is None else str(text)).replace("\r", " ").replace("\n", " ")
+    if not s.strip():
+        return "(none)"
+    run = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    pad = " " if run else ""  # (one space each side is not part of the span)
+    return f"{'`' * (run + 1)}{pad}{s}{pad}{'`' * (run + 1)}"
 
 
 def _h(text: Any) -> str:
@@ -136,7 +159,8 @@ def shown_findings(fl: Flow) -> tuple[list[Finding], str]:
     )
     more = len(fs) - len(keep)
     line = (
-        f"... {more:,} more findings ({groups}), {len(fs):,} in all: verdict.json lists every one."
+        f"... {more:,} more {'finding' if more == 1 else 'findings'} ({groups}), {len(fs):,} "
+        "in all: verdict.json lists every one."
     )
     return [f for i, f in enumerate(fs) if i in keep], line
 
@@ -163,9 +187,36 @@ def _pattern_change(p: Pattern) -> str:
     return f"{p.field}: {p.before} -> {p.after}"
 
 
-def _examples(p: Pattern, n: int = 5) -> str:
+def _example_ids(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> list[str]:
+    """Up to `n` of a pattern's flows for its "e.g.": those the report shows in detail
+    first, in the report's order (the pattern's first flows by id, "f1, f3, f5", were
+    most often in no part of a report of thousands of flows), then the others."""
+    ids = p.flow_ids
+    shown = sorted((i for i in ids if i in detailed), key=detailed.__getitem__)[:n]
+    if len(shown) < n:
+        taken = set(shown)
+        shown += islice((i for i in ids if i not in taken), n - len(shown))
+    return shown
+
+
+def _examples(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> str:
     more = f" +{len(p.flow_ids) - n:,}" if len(p.flow_ids) > n else ""
-    return ", ".join(p.flow_ids[:n]) + more
+    return ", ".join(_example_ids(p, detailed, n)) + more
+
+
+def _examples_html(p: Pattern, detailed: Mapping[str, int], n: int = 5) -> str:
+    """As `_examples`, each flow shown in detail a link to it."""
+    more = f" +{len(p.flow_ids) - n:,}" if len(p.flow_ids) > n else ""
+    return ", ".join(
+        f'<a href="#{_h(i)}">{_h(i)}</a>' if i in detailed else _h(i)
+        for i in _example_ids(p, detailed, n)
+    ) + _h(more)
+
+
+def _detailed(t: Triage) -> dict[str, int]:
+    """The flows a report shows in detail (with findings and a ladder), in its order."""
+    flows = [*t.alarms[:MAX_DETAILED], *t.rewrites[:MAX_REWRITES_DETAILED]]
+    return {fl.id: i for i, fl in enumerate(flows)}
 
 
 def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str, Any]]:
@@ -205,16 +256,27 @@ def _point_rows(manifest: Mapping[str, Any], verdict: Verdict) -> list[dict[str,
 def _summary_lines(
     manifest: Mapping[str, Any], verdict: Verdict, t: Triage
 ) -> list[tuple[str, str]]:
-    problems, policy = _split(verdict.patterns)
+    problems, around, policy = split_patterns(verdict.patterns)
     kinds = Counter(f.kind for fl in verdict.flows for f in fl.findings)
     missing = [p["name"] for p in manifest.get("points", []) if p.get("error") or not p.get("file")]
     started, finished = manifest.get("started_ts"), manifest.get("finished_ts")
     dur = f" ({finished - started:.1f} s)" if started is not None and finished is not None else ""
     out = [
         ("Run", str(manifest.get("run_id", "?")) + f" ({manifest.get('source', 'run')})"),
+    ]
+    came = manifest.get("recorrelated_from")
+    if came:
+        out.append(
+            (
+                "Re-correlated from",
+                f"{came.get('run_id', '?')} ({came.get('source', '?')}, hopcap "
+                f"{came.get('hopcap_version', '?')}): its captures, facts, inventory and repro",
+            )
+        )
+    out += [
         ("When", f"{iso(started)} - {iso(finished)}{dur}"),
         ("Points", " -> ".join(str(p.get("name")) for p in manifest.get("points", [])) or "none"),
-        ("Start skew", _secs(manifest.get("start_skew_s"))),
+        ("Start skew", _skew_text(manifest)),
         (
             "Complete",
             ("yes" if manifest.get("complete", True) else "NO")
@@ -226,13 +288,16 @@ def _summary_lines(
             f"{len(verdict.flows):,} total: {len(t.alarms):,} with drops, injections, resets "
             f"or gaps, {len(t.rewrites):,} with rewrites only, {len(t.policy):,} with device "
             f"policy only, {len(t.healthy):,} healthy"
+            + (f", {len(t.unanswered):,} with no response" if t.unanswered else "")
             + (f", {len(t.around):,} around capture points" if t.around else "")
             + (f"; {len(t.local):,} not on the path (the hosts' own traffic)" if t.local else ""),
         ),
         (
             "Patterns",
-            f"{len(problems):,} problem(s), {len(policy):,} device policy"
-            + (f" ({', '.join(str(p.label) for p in policy)})" if policy else ""),
+            f"{_n(len(problems), 'problem')}, {len(policy):,} device policy"
+            # each label once: MSS clamping is a pattern per direction
+            + (f" ({', '.join(dict.fromkeys(str(p.label) for p in policy))})" if policy else "")
+            + (f", {_n(len(around), 'path')} around capture points" if around else ""),
         ),
         ("Findings", ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
     ]
@@ -251,6 +316,28 @@ def _summary_lines(
     return out
 
 
+def _skew_text(manifest: Mapping[str, Any]) -> str:
+    """The start skew, and what it is: "328.212 ms" alone read as captures that began a
+    third of a second apart; it is the spread of the moments hopcap heard each capture say
+    "listening" (over its host's SSH session). And whether the repro began after the
+    last of them."""
+    skew = manifest.get("start_skew_s")
+    if skew is None:
+        return "not known (an offline correlation)" if manifest.get("source") == "offline" else "?"
+    text = f"{_secs(skew)} from the first to the last capture listening (as hopcap heard them)"
+    ready = [p.get("ready_ts") for p in manifest.get("points", [])]
+    last = max((r for r in ready if r is not None), default=None)
+    began = (manifest.get("repro") or {}).get("started_ts")
+    if last is not None and began is not None:
+        after = began - last
+        text += (
+            f"; the repro began {_secs(after)} after the last"
+            if after >= 0
+            else f"; the repro began {_secs(-after)} BEFORE the last"
+        )
+    return text
+
+
 def _hosts_text(verdict: Verdict) -> str:
     return "; ".join(
         f"{h.host}: {', '.join(h.addresses)}"
@@ -266,12 +353,35 @@ def _local_rows(t: Triage) -> list[tuple[str, str, str, str]]:
     ]
 
 
+_UNANSWERED = (
+    "Flows without a finding whose request got no response at all: every point delivered "
+    "what it saw, and nothing came back (a server or a proxy that accepted the connection "
+    "and never answered, or answered only after the capture ended)."
+)
+
 _ALSO_SEEN = (
     "Flows seen at one point only that are not on the path under study: addressed to that "
     "point's host itself, sent by it elsewhere, or entering the path there (scanners, the "
     "hosts' own DNS and NTP, monitoring). Nothing was expected of them beyond that point: "
     "not drops, injections or resets."
 )
+
+
+# a healthy run of the lab showed "segments retransmitted", "RSTs sent" in red on every
+# host: the counters are the whole host's, not the flows'
+_COUNTERS_NOTE = (
+    "The counters are each host's own, over all its interfaces and connections (hopcap's "
+    "SSH session included), from before to after the window: a counter in red is worth a "
+    "look, not a finding of the flows above."
+)
+
+
+def _no_facts(manifest: Mapping[str, Any]) -> str:
+    """Why a bundle has no facts: an offline correlation takes none (also of a bundle
+    that had them: they stay in that bundle's facts/)."""
+    if manifest.get("source") == "offline" and not manifest.get("recorrelated_from"):
+        return "None: `hopcap correlate` takes no facts (`hopcap run` takes them on every host)."
+    return "No facts were collected."
 
 
 def _moved_facts(facts: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -286,6 +396,7 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     verdict = ensure_patterns(verdict)
     t = triage(verdict)
     problems, policy = _split(verdict.patterns)
+    detailed = _detailed(t)
     L.append(f"# hopcap report: run {_md(manifest.get('run_id', '?'))}")
     L.append("")
     for k, v in _summary_lines(manifest, verdict, t):
@@ -315,10 +426,10 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
         for i, p in enumerate(problems[:MAX_PATTERNS], 1):
             L.append(
                 f"| {i} | {_md(p.kind)} | {_md(p.text)} | {_md(seen_span(p))} "
-                f"| {_md(_examples(p))} |"
+                f"| {_md(_examples(p, detailed))} |"
             )
         if len(problems) > MAX_PATTERNS:
-            L.append(f"\n{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.")
+            L.append(f"\n{_n(len(problems) - MAX_PATTERNS, 'more pattern')} in verdict.json.")
     else:
         L.append("No drop, injection, reset, rewrite or gap beyond device policy.")
     if policy:
@@ -338,6 +449,9 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     else:
         L.append("Most such packets first.")
     L += _md_flows(t.alarms, MAX_DETAILED)
+    if t.unanswered:
+        L += ["", f"## Flows with no response ({len(t.unanswered):,})", "", _UNANSWERED, ""]
+        L += _md_flows(t.unanswered, 0)
     if t.rewrites:
         L += ["", f"## Flows with rewrites only ({len(t.rewrites):,})", ""]
         L.append("Rewrites that are not device policy (see the patterns).")
@@ -346,25 +460,27 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     L += ["", "## Facts that moved", ""]
     moved = _moved_facts(facts)
     if not moved:
-        L.append("No facts were collected.")
+        L.append(_no_facts(manifest))
+    elif any(f.get("nstat") for _host, f in moved):
+        L += [_COUNTERS_NOTE, ""]
     for host, s in moved:
         L += _md_facts(host, s)
 
     L += ["", f"## Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})", ""]
     if t.around:
-        L.append(f"{len(t.around):,} flows went around capture points (see above), nothing worse.")
-    if t.policy:
         L.append(
-            f"{len(t.policy):,} flows crossed every capture point with only the device "
-            "policy above."
+            f"{_n(len(t.around), 'flow')} went around capture points (see above), nothing worse."
         )
+    if t.policy:
+        L.append(f"{_n(len(t.policy), 'flow')} with only the device policy above.")
     if t.healthy:
-        L.append(f"{len(t.healthy):,} flows crossed every capture point without a finding.")
+        L.append(f"{_n(len(t.healthy), 'flow')} without a finding.")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
-            L += ["", "| flow | client -> server | legs |", "|---|---|---|"]
+            L += ["", "| flow | client -> server | legs | summary |", "|---|---|---|---|"]
             for fl in t.healthy:
                 L.append(
-                    f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} |"
+                    f"| {_md(fl.id)} | {_md(fl.client)} -> {_md(fl.server)} | {len(fl.legs)} "
+                    f"| {_md(fl.summary)} |"
                 )
     if not t.policy and not t.healthy and not t.around:
         L.append("None.")
@@ -378,20 +494,17 @@ def render_markdown(manifest: Mapping[str, Any], verdict: Verdict, facts: Mappin
     repro = manifest.get("repro")
     if repro:
         L += ["", "## Reproduction", ""]
-        L.append(f"- command: `{_md(repro.get('command', ''))}`")
-        L.append(f"- exit status: {_md(repro.get('exit_status'))}")
-        if repro.get("runs"):
-            L.append(f"- runs in this window: {len(repro['runs'])}")
+        L += [f"- {k}: {_code(v) if code else _md(v)}" for k, v, code in _repro_lines(repro)]
     trigger = manifest.get("trigger")
     if trigger:
         L += ["", "## Trigger (flight recorder)", ""]
-        L.append(f"- on {_md(trigger.get('host'))}: `{_md(trigger.get('command', ''))}`")
+        L.append(f"- on {_md(trigger.get('host'))}: {_code(trigger.get('command', ''))}")
         L.append(
             f"- fired at {iso(trigger.get('fired_ts'))}, exit status "
             f"{_md(trigger.get('exit_status'))}"
         )
         if trigger.get("output"):
-            L.append(f"- output: `{_md(str(trigger['output']).strip()[-300:])}`")
+            L.append(f"- output: {_code(str(trigger['output']).strip()[-300:])}")
     rec_lines = _recording_lines(manifest)
     if rec_lines:
         L += ["", "## Recording", ""]
@@ -413,7 +526,7 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
         L += _md_flow(fl)
     rest = flows[detailed : detailed + MAX_LISTED]
     if rest:
-        L += ["", f"The next {len(rest):,}, one line each:", ""]
+        L += ["", f"The next {len(rest):,}, one line each:", ""] if detailed else [""]
         L.append("| " + " | ".join(FLOW_HEADERS) + " |")
         L.append("|---" * len(FLOW_HEADERS) + "|")
         L += ["| " + " | ".join(_md(c) for c in flow_row(fl)) + " |" for fl in rest]
@@ -421,6 +534,27 @@ def _md_flows(flows: Sequence[Flow], detailed: int) -> list[str]:
     if left > 0:
         L.append(f"\n... {left:,} more in verdict.json.")
     return L
+
+
+def _repro_lines(repro: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """What the repro did, as (what, text, whether the text is a command or its output):
+    its exit status, or why it has none (a repro still running when the window ended said
+    "exit status: " and nothing more), its runs, the end of what it wrote on stderr."""
+    out = [("command", str(repro.get("command", "")), True)]
+    if repro.get("exit_status") is not None:
+        out.append(("exit status", str(repro["exit_status"]), False))
+    if repro.get("error"):
+        out.append(("no exit status", str(repro["error"]), False))
+    elif repro.get("exit_status") is None:
+        out.append(("exit status", "not known", False))
+    runs = repro.get("runs") or []
+    if runs:
+        ran = f"{len(runs)}" + (f" ({repro['kept']})" if repro.get("kept") else "")
+        out.append(("runs in this window", ran, False))
+    err = str(repro.get("stderr") or "").strip()
+    if err:
+        out.append(("its stderr ends", err[-300:], True))
+    return out
 
 
 def _recording_lines(manifest: Mapping[str, Any]) -> list[str]:
@@ -484,7 +618,7 @@ def _more_legs(fl: Flow) -> str:
     more = fl.legs[MAX_LEGS:]
     at = sorted({leg.point for leg in more})
     return (
-        f"... {len(more):,} more legs (at {', '.join(at)}), "
+        f"... {_n(len(more), 'more leg')} (at {', '.join(at)}), "
         f"{len(fl.legs):,} in all: verdict.json lists every one."
     )
 
@@ -503,7 +637,7 @@ def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             )
         rest = len(counters) - len(notable) - len(other)
         if rest > 0:
-            L.append(f"\n{rest} more counters moved (facts/{_md(host)}/delta/nstat.txt).")
+            L.append(f"\n{_n(rest, 'more counter')} moved (facts/{_md(host)}/delta/nstat.txt).")
         L.append("")
     elif "nstat" in s:
         L += ["No nstat counter moved.", ""]
@@ -523,7 +657,8 @@ def _md_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             L.append("")
     ct = s.get("conntrack")
     if ct:
-        L += [f"conntrack: {ct['new']} new entries, {ct['gone']} gone during the window.", ""]
+        L += [f"conntrack: {_n(int(ct['new']), 'new entry', 'new entries')}, {int(ct['gone']):,} "
+              "gone during the window.", ""]  # fmt: skip
     missing = s.get("missing") or {}
     if missing:
         L.append(
@@ -544,6 +679,7 @@ margin-top:1.6em}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
+td.nw{white-space:nowrap}td.num{white-space:nowrap;text-align:right;font-variant-numeric:tabular-nums}
 dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.summary dt{font-weight:600}dl.summary dd{margin:0}
 .k-drop{color:#b00020;font-weight:600}.k-inject{color:#7b1fa2;font-weight:600}
@@ -564,6 +700,7 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     verdict = ensure_patterns(verdict)
     t = triage(verdict)
     problems, policy = _split(verdict.patterns)
+    detailed = _detailed(t)
     path = [str(p.get("name")) for p in manifest.get("points", [])] or [
         p.name for p in verdict.points
     ]
@@ -596,9 +733,11 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     )
     for i, r in enumerate(_point_rows(manifest, verdict), 1):
         H.append(
-            f"<tr><td>{i}</td><td>{_h(r['name'])}</td><td>{_h(_int(r['packets']))}</td>"
-            f"<td>{_h(_int(r['kernel_drops']))}</td><td>{_h(_secs(r['offset']))}</td>"
-            f"<td>{_h(_secs(r['probe']))}</td><td>{_h(r['error'] or '')}</td></tr>"
+            f'<tr><td>{i}</td><td class="nw">{_h(r["name"])}</td>'
+            f'<td class="num">{_h(_int(r["packets"]))}</td>'
+            f'<td class="num">{_h(_int(r["kernel_drops"]))}</td>'
+            f'<td class="num">{_h(_secs(r["offset"]))}</td>'
+            f'<td class="num">{_h(_secs(r["probe"]))}</td><td>{_h(r["error"] or "")}</td></tr>'
         )
     H.append("</tbody></table>")
 
@@ -614,14 +753,15 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
         for p in problems[:MAX_PATTERNS]:
             H.append(
                 f'<tr><td class="k-{_h(p.kind)}">{_h(p.kind)}</td><td>{_h(p.direction)}</td>'
-                f"<td>{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>"
-                f"<td>{_h(_pattern_change(p))}</td><td>{p.flows:,} of {p.of:,}</td>"
-                f"<td>{p.packets:,}</td><td>{_h(seen_span(p))}</td><td>{_h(_examples(p))}</td>"
+                f'<td class="nw">{_h(p.between[0])} -&gt; {_h(p.between[1])}</td>'
+                f'<td>{_h(_pattern_change(p))}</td><td class="num">{p.flows:,} of {p.of:,}</td>'
+                f'<td class="num">{p.packets:,}</td><td class="nw">{_h(seen_span(p))}</td>'
+                f"<td>{_examples_html(p, detailed)}</td>"
                 f"<td>{_h(p.text)}</td></tr>"
             )
         H.append("</tbody></table>")
         if len(problems) > MAX_PATTERNS:
-            H.append(f"<p>{len(problems) - MAX_PATTERNS:,} more patterns in verdict.json.</p>")
+            H.append(f"<p>{_n(len(problems) - MAX_PATTERNS, 'more pattern')} in verdict.json.</p>")
     else:
         H.append("<p>No drop, injection, reset, rewrite or gap beyond device policy.</p>")
     if policy:
@@ -645,6 +785,10 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     else:
         H.append('<p class="muted">Most such packets first.</p>')
     H += _html_flows(t.alarms, MAX_DETAILED, path)
+    if t.unanswered:
+        H.append(f"<h2>Flows with no response ({len(t.unanswered):,})</h2>")
+        H.append(f'<p class="muted">{_h(_UNANSWERED)}</p>')
+        H += _html_flows(t.unanswered, 0, path)
     if t.rewrites:
         H.append(f"<h2>Flows with rewrites only ({len(t.rewrites):,})</h2>")
         H.append('<p class="muted">Rewrites that are not device policy (see the patterns).</p>')
@@ -653,31 +797,32 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
     H.append("<h2>Facts that moved</h2>")
     moved = _moved_facts(facts)
     if not moved:
-        H.append("<p>No facts were collected.</p>")
+        H.append(f"<p>{_h(_no_facts(manifest))}</p>")
+    elif any(f.get("nstat") for _host, f in moved):
+        H.append(f'<p class="muted">{_h(_COUNTERS_NOTE)}</p>')
     for host, s in moved:
         H += _html_facts(host, s)
 
     H.append(f"<h2>Other flows ({len(t.policy) + len(t.healthy) + len(t.around):,})</h2>")
     if t.around:
         H.append(
-            f"<p>{len(t.around):,} flows went around capture points (see above), nothing worse.</p>"
+            f"<p>{_n(len(t.around), 'flow')} went around capture points (see above), "
+            "nothing worse.</p>"
         )
     if t.policy:
-        H.append(
-            f"<p>{len(t.policy):,} flows crossed every capture point with only the device "
-            "policy above.</p>"
-        )
+        H.append(f"<p>{_n(len(t.policy), 'flow')} with only the device policy above.</p>")
     if t.healthy:
-        H.append(f"<p>{len(t.healthy):,} flows crossed every capture point without a finding.</p>")
+        H.append(f"<p>{_n(len(t.healthy), 'flow')} without a finding.</p>")
         if len(t.healthy) <= MAX_HEALTHY_LISTED:
             H.append(
                 "<table><thead><tr><th>flow</th><th>client -&gt; server</th><th>legs</th>"
-                "</tr></thead><tbody>"
+                "<th>summary</th></tr></thead><tbody>"
             )
             for fl in t.healthy:
                 H.append(
-                    f"<tr><td>{_h(fl.id)}</td><td>{_h(fl.client)} -&gt; {_h(fl.server)}</td>"
-                    f"<td>{len(fl.legs)}</td></tr>"
+                    f'<tr><td class="nw">{_h(fl.id)}</td>'
+                    f'<td class="nw">{_h(fl.client)} -&gt; {_h(fl.server)}</td>'
+                    f'<td class="num">{len(fl.legs)}</td><td>{_h(fl.summary)}</td></tr>'
                 )
             H.append("</tbody></table>")
     if not t.policy and not t.healthy and not t.around:
@@ -697,11 +842,12 @@ def render_html(manifest: Mapping[str, Any], verdict: Verdict, facts: Mapping[st
             H.append(f"<p>{len(t.local) - MAX_HEALTHY_LISTED:,} more in verdict.json.</p>")
     repro = manifest.get("repro")
     if repro:
-        H.append("<h2>Reproduction</h2>")
-        H.append(
-            f"<p>command: <code>{_h(repro.get('command', ''))}</code>, exit status "
-            f"{_h(repro.get('exit_status'))}</p>"
-        )
+        H.append("<h2>Reproduction</h2><ul>")
+        H += [
+            f"<li>{_h(k)}: " + (f"<code>{_h(v)}</code>" if code else _h(v)) + "</li>"
+            for k, v, code in _repro_lines(repro)
+        ]
+        H.append("</ul>")
     trigger = manifest.get("trigger")
     if trigger:
         H.append("<h2>Trigger (flight recorder)</h2>")
@@ -731,15 +877,21 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
     for fl in flows[:detailed]:
         H += _html_flow(fl, path)
     rest = flows[detailed : detailed + MAX_LISTED]
-    if rest:
+    if rest and detailed:
         H.append(f"<p>The next {len(rest):,}, one line each:</p>")
+    if rest:
         H.append(
             "<table><thead><tr>"
             + "".join(f"<th>{_h(c)}</th>" for c in FLOW_HEADERS)
             + "</tr></thead><tbody>"
         )
         for fl in rest:
-            H.append("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in flow_row(fl)) + "</tr>")
+            row = flow_row(fl)
+            H.append(
+                f'<tr><td class="nw">{_h(row[0])}</td><td class="nw">{_h(row[1])}</td>'
+                + "".join(f"<td>{_h(c)}</td>" for c in row[2:])
+                + "</tr>"
+            )
         H.append("</tbody></table>")
     left = len(flows) - detailed - len(rest)
     if left > 0:
@@ -749,7 +901,7 @@ def _html_flows(flows: Sequence[Flow], detailed: int, path: Sequence[str]) -> li
 
 def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
     H = [
-        '<div class="flow">',
+        f'<div class="flow" id="{_h(fl.id)}">',
         f"<h3>{_h(fl.id)}: {_h(fl.client)} -&gt; {_h(fl.server)} ({_h(fl.proto)})</h3>",
         f'<p class="summary-line">{_h(fl.summary)}</p>',
         "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>packets</th>"
@@ -760,8 +912,9 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         what = finding_what(f)
         H.append(
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
-            f"<td>{_h(f.between[0])} -&gt; {_h(f.between[1])}</td><td>{f.packets}</td>"
-            f"<td>{f.bytes}</td><td>{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>"
+            f'<td class="nw">{_h(f.between[0])} -&gt; {_h(f.between[1])}</td>'
+            f'<td class="num">{f.packets:,}</td><td class="num">{f.bytes:,}</td>'
+            f'<td class="nw">{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>'
         )
     H.append("</tbody></table>")
     if more:
@@ -774,8 +927,9 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         for leg in fl.legs[:MAX_LEGS]:
             lat = _secs(leg.latency_s) if leg.latency_s is not None else ""
             H.append(
-                f"<tr><td>{_h(leg.point)}</td><td>{_h(leg.tuple)}</td><td>{_h(_link(leg))}"
-                f"</td><td>{_h(lat)}</td><td>{_h('; '.join(leg.details))}</td></tr>"
+                f'<tr><td class="nw">{_h(leg.point)}</td><td class="nw">{_h(leg.tuple)}</td>'
+                f'<td>{_h(_link(leg))}</td><td class="num">{_h(lat)}</td>'
+                f"<td>{_h('; '.join(leg.details))}</td></tr>"
             )
         H.append("</tbody></table>")
         if len(fl.legs) > MAX_LEGS:
@@ -798,14 +952,15 @@ def _html_facts(host: str, s: Mapping[str, Any]) -> list[str]:
         for c in notable + other:
             cls = ' class="notable"' if c.get("notable") else ""
             H.append(
-                f"<tr{cls}><td>{_h(c['name'])}</td><td>{c['before']}</td><td>{c['after']}"
-                f"</td><td>{c['delta']:+d}</td><td>{_h(c.get('notable') or '')}</td></tr>"
+                f'<tr{cls}><td>{_h(c["name"])}</td><td class="num">{_h(c["before"])}</td>'
+                f'<td class="num">{_h(c["after"])}</td><td class="num">{c["delta"]:+d}</td>'
+                f"<td>{_h(c.get('notable') or '')}</td></tr>"
             )
         H.append("</tbody></table>")
         rest = len(counters) - len(notable) - len(other)
         if rest > 0:
             H.append(
-                f'<p class="muted">{rest} more counters moved '
+                f'<p class="muted">{_n(rest, "more counter")} moved '
                 f"(facts/{_h(host)}/delta/nstat.txt).</p>"
             )
     elif "nstat" in s:
@@ -820,14 +975,17 @@ def _html_facts(host: str, s: Mapping[str, Any]) -> list[str]:
             )
             for r in rules[:MAX_RULES]:
                 H.append(
-                    f"<tr><td>+{r['packets']}</td><td>+{r['bytes']}</td><td>{_h(r['where'])}"
+                    f'<tr><td class="num">+{_h(r["packets"])}</td>'
+                    f'<td class="num">+{_h(r["bytes"])}</td>'
+                    f"<td>{_h(r['where'])}"
                     f"</td><td><code>{_h(r['rule'])}</code></td></tr>"
                 )
             H.append("</tbody></table>")
     ct = s.get("conntrack")
     if ct:
         H.append(
-            f"<p>conntrack: {int(ct['new'])} new entries, {int(ct['gone'])} gone during "
+            f"<p>conntrack: {_n(int(ct['new']), 'new entry', 'new entries')}, "
+            f"{int(ct['gone']):,} gone during "
             "the window.</p>"
         )
     missing = s.get("missing") or {}
@@ -900,9 +1058,12 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
             f'refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="{color}"/></marker>'
         )
     S.append("</defs>")
+    points = set(path).union(leg.point for leg in fl.legs)
     for c in cols:
         cx = x[c]
-        bare = ":" not in c
+        # a host's own stack is a name that is no capture point (a point may be named
+        # without an interface: `hopcap correlate a=A.pcap b=B.pcap`)
+        bare = c not in points
         dash = ' stroke-dasharray="2,3"' if bare else ""
         S.append(
             f'<line x1="{cx}" y1="{top - 10}" x2="{cx}" y2="{height - 15}" '
@@ -930,7 +1091,7 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         S.append(f'<circle cx="{x[p]}" cy="{y}" r="4" fill="#999"/>')
     S.append(
         f'<text x="{left - 60}" y="{y - 8}" fill="#666">connection seen at '
-        f"{len(legs)} point(s): {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
+        f"{_n(len(legs), 'point')}: {_h(fl.client)} -&gt; {_h(fl.server)}</text>"
     )
     for i, f in enumerate(shown, 1):
         S += _finding_row(f, x, top + i * row_h + row_h // 2, fl.id, left, width)
@@ -938,7 +1099,7 @@ def ladder_svg(fl: Flow, path: Sequence[str]) -> str:
         y = top + (len(shown) + 1) * row_h + row_h // 2
         n = len(fl.findings) - len(shown)
         S.append(
-            f'<text x="{left - 60}" y="{y}" fill="#666">... {n:,} more findings '
+            f'<text x="{left - 60}" y="{y}" fill="#666">... {_n(n, "more finding")} '
             "(counted under the table above; verdict.json lists every one)</text>"
         )
     S.append("</svg>")

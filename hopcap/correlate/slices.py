@@ -74,6 +74,7 @@ from hopcap.correlate.tunnelcut import (
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
+from hopcap.units import size_text
 
 log = logging.getLogger("hopcap.correlate")
 
@@ -201,7 +202,7 @@ class _Walk:
                 i = first
                 for item in gen:
                     if len(item) == 2:
-                        w = record_warning(path.name, item[1], item[0], self.records)
+                        w = record_warning(path.name, item[1], item[0], self.records, buf)
                         if w:
                             self.warnings.append(w)
                         break
@@ -343,6 +344,8 @@ class Scan:
     # points (`_Run.tunnels`: an outer flow is paired with the inner packets by timing and
     # size, decisions of the whole flow made over the run, `tunnelcut`)
     esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+    # the table's warning about packets captured twice (`reader.forwarded_twice`)
+    forwarded: str | None = None
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -720,8 +723,13 @@ def scan(path: Path) -> Scan:
     t_first: int | None = None
     t_last: int | None = None
     d_last: int | None = None
+    twice: list[dict[str, Any]] = []  # the first TWICE_ROWS TCP rows' columns
     for ci, pos, t, dgt in w.pieces():
         n = len(t)
+        if tcp < rd.TWICE_ROWS and n:
+            twice.append(
+                {c: getattr(t, c)[: rd.TWICE_ROWS - tcp].copy() for c in rd._TWICE_COLUMNS}
+            )
         tcp += n
         ks, ts = [conns.add(tcp_keys(t), t)], [t.ts]
         if n:
@@ -778,10 +786,14 @@ def scan(path: Path) -> Scan:
         dkeys = npsets.unique(_remap(dkeys, src, dst))
         esp_keys = npsets.unique(_remap(esp_keys, src, dst))
     keys, first, last, rows, c0 = ext
-    return Scan(
+    sc = Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
         d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all, tangled, table, esp_keys,
     )  # fmt: skip
+    if twice:
+        cols = {c: np.concatenate([x[c] for x in twice]) for c in rd._TWICE_COLUMNS}
+        sc.forwarded = rd.forwarded_twice(path.name, cols)
+    return sc
 
 
 def read_slice(
@@ -843,6 +855,8 @@ def read_slice(
                     convs.append(dk[dm])
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, [])
+    if sc.forwarded is not None:  # (as `read_capture` says it)
+        t.warnings.append(sc.forwarded)
     if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
         t.dgram = stack_rows(dgs, sc.path, sc.buf)
         t.dgram.conv = np.concatenate(convs)
@@ -2868,7 +2882,7 @@ def correlate_sliced(
                 scans.append(None)
                 continue
             assert inp.pcap is not None
-            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links)
+            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links, len(sc.buf))
             if why is not None:
                 unread[i] = sc
                 scans.append(None)
@@ -2881,11 +2895,16 @@ def correlate_sliced(
             left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:
+                # (the verdict's part alone was said: "about 0 MB" under a small budget,
+                # which the fixed part had already used up)
                 log.warning(
-                    "the verdict of %d connections alone needs about %d MB: more than "
-                    "the memory budget allows",
+                    "the memory budget (%s) is less than this run needs before its slices: "
+                    "about %s (the program and the verdict of %d connections); slices of "
+                    "%d packets, the fewest it reads",
+                    size_text(budget),
+                    size_text(BASE_BYTES + convs * VERDICT_BYTES_PER_FLOW),
                     convs,
-                    convs * VERDICT_BYTES_PER_FLOW >> 20,
+                    MIN_SLICE,
                 )
             if total > per_slice and workers > 1:
                 # the slices' share, split between the workers that hold one each at once

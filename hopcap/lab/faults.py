@@ -238,15 +238,20 @@ def _running(prefix: str) -> tuple[Layout, Path]:
     data = state.lookup(prefix)
     sdir = state.state_dir_of(prefix)
     if data is None or sdir is None:
-        raise LabError(f"lab {prefix!r} is not up", hint=f"`hopcap lab up` (prefix {prefix})")
+        raise LabError(f"lab {prefix!r} is not up", hint=f"`hopcap lab up{_flag(prefix)}`")
     layout = Layout(prefix, str(data["mgmt_net"]))
     missing = set(layout.namespaces) - set(topology.lab_namespaces(prefix))
     if missing:
         raise LabError(
             f"lab {prefix!r} is broken: namespaces {', '.join(sorted(missing))} are missing",
-            hint="rebuild it with `hopcap lab up`",
+            hint=f"rebuild it with `hopcap lab up{_flag(prefix)}`",
         )
     return layout, sdir
+
+
+def _flag(prefix: str) -> str:
+    """The `--prefix` a command for lab `prefix` needs ("" for the default lab)."""
+    return "" if prefix == topology.DEFAULT_PREFIX else f" --prefix {prefix}"
 
 
 def _delete_fault_tables(ns: str) -> None:

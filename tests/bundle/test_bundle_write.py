@@ -195,7 +195,7 @@ def test_report_md(built: tuple[Path, Path]) -> None:
     assert md.index("## Flows with drops") < md.index("## Other flows (1)")
     assert "TcpExtListenOverflows | 0 | 12 | +12" in md
     assert "tcp dport 9999 counter drop" in md
-    assert "Start skew:** 60.000 ms" in md
+    assert "Start skew:** 60.000 ms from the first to the last capture listening" in md
 
 
 class _Checker(HTMLParser):
@@ -218,11 +218,17 @@ class _Checker(HTMLParser):
         self.errors: list[str] = []
         self.tags: list[str] = []
         self.text: list[str] = []
+        self.ids: list[str] = []
+        self.fragments: list[str] = []  # links within the document
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         for k, v in attrs:
-            if k in ("src", "href") or (v and "http" in v and k != "xmlns"):
+            if k == "id" and v:
+                self.ids.append(v)
+            if k == "href" and v and v.startswith("#"):  # within the report: checked below
+                self.fragments.append(v[1:])
+            elif k in ("src", "href") or (v and "http" in v and k != "xmlns"):
                 self.errors.append(f"external reference {k}={v}")
         if tag not in self.VOID:
             self.stack.append(tag)
@@ -250,6 +256,8 @@ def test_report_html_well_formed_with_ladder(built: tuple[Path, Path]) -> None:
     c.close()
     assert c.errors == []
     assert c.stack == []
+    # the pattern's example links to the flow shown in detail
+    assert c.fragments == ["f2"] and set(c.fragments) <= set(c.ids)
     assert c.tags.count("svg") == 1  # one broken flow, one ladder
     assert "script" not in c.tags
     text = "".join(c.text)
@@ -391,6 +399,11 @@ def test_offline_bundle(tmp_path: Path) -> None:
     )
     assert "Name = lb" in res.stdout and "missing: not captured" in res.stdout
     assert "lb" in (out / "report.md").read_text().split("Missing points:")[1].splitlines()[0]
+    # no facts, and why: "No facts were collected." read as a run whose facts failed
+    for report in ("report.md", "report.html"):
+        text = (out / report).read_text()
+        assert "None: `hopcap correlate` takes no facts (`hopcap run` takes them" in text
+        assert "No facts were collected" not in text
 
 
 def test_missing_point_and_bad_pull(tmp_path: Path) -> None:
@@ -563,3 +576,42 @@ def test_a_flow_with_hundreds_of_findings_is_shown_short() -> None:
     )
     assert height < 60 + (MAX_FINDINGS + 3) * 46
     assert "more findings" not in render_markdown({}, verdict, {})
+
+
+def test_a_recorrelated_bundle_keeps_the_runs_facts_and_context(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`hopcap correlate BUNDLE --out NEW` (say, after an upgrade, for the vendor) wrote a
+    bundle without the run's facts, inventory or repro: its report said "No facts were
+    collected." The new bundle carries them, says where it comes from, and hashes them."""
+    from typer.testing import CliRunner
+
+    from hopcap import cli
+
+    out, tgz = built
+    for src, name in ((out, "re"), (tgz, "re-tgz")):
+        new = tmp_path / name
+        res = CliRunner().invoke(cli.app, ["correlate", str(src), "--out", str(new)])
+        assert res.exit_code == 0, res.output
+        old_m = json.loads((out / "manifest.json").read_text())
+        m = json.loads((new / "manifest.json").read_text())
+        assert m["source"] == "offline"
+        assert m["recorrelated_from"]["run_id"] == old_m["run_id"]
+        assert m["recorrelated_from"]["source"] == old_m["source"]
+        for key in ("inventory", "repro"):
+            assert m[key] == old_m[key] and m[key]
+        facts = sorted(p.relative_to(out).as_posix() for p in (out / "facts").rglob("*"))
+        assert facts and facts == sorted(
+            p.relative_to(new).as_posix() for p in (new / "facts").rglob("*")
+        )
+        for f in facts:
+            if (out / f).is_file():
+                assert (new / f).read_bytes() == (out / f).read_bytes()
+                assert m["files"][f] == sha(new / f)
+        md = (new / "report.md").read_text()
+        assert f"- **Re-correlated from:** {old_m['run_id']} (run, hopcap" in md
+        assert "No facts were collected" not in md and "takes no facts" not in md
+        moved = md.split("## Facts that moved")[1].split("\n## ")[0]
+        assert "### fw" in moved
+        assert "## Reproduction" in md
+        assert load_bundle(new).warnings == []

@@ -164,6 +164,35 @@ def test_forged_rst_mid_path_is_inject(tmp_path: Path) -> None:
     assert v.flows[0].summary.startswith("RST injected inside fw")
 
 
+def test_a_device_that_drops_a_request_and_answers_it_with_a_reset_says_both(
+    tmp_path: Path,
+) -> None:
+    """An IPS or a firewall rule that blocks a request drops it and resets the connection
+    in the server's name (the lab's fw-rst-get). The flow's one line says both: the
+    injected RST is what the client saw, and "data dropped inside fw; 1 more finding" hid
+    it."""
+    c = Conv(client=("203.0.113.10", 51234), server=("203.0.113.80", 80), seed=3)
+    c.handshake()
+    (req,) = c.request(HTTP_REQ)
+    rst = c.seg(S2C, "RA", tag="rst", dt=0.0005)
+
+    def blocked(s: Seg) -> bool:
+        return s is req or s is rst
+
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(delay=0.0002)),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+        ("fw:eth1", lambda x: View(delay=0.0, drop=blocked)),
+    ]))  # fmt: skip
+    (drop,) = only(v, "drop")
+    (inj,) = only(v, "inject")
+    assert drop.between == ("fw:eth0", "fw:eth1") and inj.between == ("fw:eth1", "fw:eth0")
+    assert v.flows[0].summary == (
+        "data dropped inside fw (seen on fw:eth0, never on fw:eth1) and answered with a RST "
+        "injected there (seen on fw:eth0, never sent through fw:eth1)"
+    ), v.flows[0].summary
+
+
 def test_payload_byte_changed_is_rewrite(tmp_path: Path) -> None:
     c = http_conv()
 

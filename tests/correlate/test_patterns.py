@@ -108,7 +108,46 @@ def test_one_flow_counts_once_and_directions_stay_apart() -> None:
     assert (c2s.flows, c2s.packets) == (1, 4)
     assert "(4 packets: 2 data, 1 ACK, 1 FIN)" in c2s.text
     s2c = next(p for p in v.patterns if p.direction == "s2c")
-    assert s2c.between == (B, A) and s2c.flows == 1 and "1 packet)" in s2c.text
+    assert s2c.between == (B, A) and s2c.flows == 1 and "(1 packet: 1 FIN)" in s2c.text
+
+
+def test_one_packet_says_what_it_was() -> None:
+    """The lab's `fw-rst-get`: the pattern of an injected RST says it is one, not just
+    "1 packet" (several packets always said what they were)."""
+    rst = Finding("inject", "s2c", (B, A), 1, 0, T0, "RST seq=1 ipid=0")
+    v = verdict(flow(1, drop("PSH,ACK seq=1 len=83 tsval=1 ipid=487"), rst))
+    texts = {p.kind: p.text for p in v.patterns}
+    assert texts["inject"].startswith("injected on 1 of 1 flow (1 packet: 1 RST), s2c"), texts
+    assert texts["drop"].startswith("dropped on 1 of 1 flow (1 packet: 1 data), c2s"), texts
+
+
+def test_an_icmp_error_from_beyond_the_last_point_says_beyond_it() -> None:
+    """An ICMP error generated beyond the last point that saw the packet (tcpreplay's
+    test.pcap against test.replay_include: port unreachable from the DNS client itself)
+    has that point at both ends of `between`: the pattern said "between in and in"."""
+    what = "ICMP port unreachable from 198.18.0.9 about a 78-byte UDP packet (ipid 1)"
+    err = Finding("icmp", "c2s", (A, A), 1, 0, T0, what)
+    (p,) = verdict(flow(1, err)).patterns
+    assert p.text == (
+        "ICMP error (ICMP port unreachable) on 1 of 1 flow (1 packet), c2s beyond fw:eth0 [f1]"
+    ), p.text
+
+
+def test_a_flow_with_several_legs_at_a_point_is_one_flow_of_it() -> None:
+    """A load balancer that retried its backend connection gives the client's flow a leg
+    at the server per attempt (lab `srv-port-closed`: four): the pattern counts the flows
+    seen where its segment starts, not the legs ("reset by srv on 1 of 4 flows" with one
+    flow in the verdict)."""
+    srv = "srv:eth0"
+    reset = Finding("reset", "s2c", ("srv", srv), 1, 0, T0, "srv answered with RST: RST,ACK")
+    legs = (A, B, srv, srv, srv, srv)
+    pts = tuple(PointSummary(n, n.partition(":")[0], n[-4:], 10) for n in (A, B, srv))
+    one = with_patterns(Verdict(pts, (flow(1, reset, reset, reset, reset, legs=legs),)))
+    p = one.patterns[0]
+    assert (p.flows, p.of, p.packets) == (1, 1, 4), p
+    assert p.text.startswith("reset by srv on 1 of 1 flow (4 packets)"), p.text
+    two = with_patterns(Verdict(pts, (*one.flows, flow(2, legs=(A, B, srv, srv)))))
+    assert two.patterns[0].of == 2
 
 
 def test_patterns_round_trip_through_json_and_old_verdicts_get_them() -> None:

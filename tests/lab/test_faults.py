@@ -40,8 +40,26 @@ def test_unknown_fault_is_a_clear_error(clean: lab.LabInfo) -> None:
 
 
 def test_fault_on_absent_lab_is_a_clear_error() -> None:
-    with pytest.raises(LabError, match="not up"):
+    with pytest.raises(LabError, match="not up") as err:
         lab.fault_apply("fw-drop-syn", "hcnone")
+    # a hint that can be run as it is (was "`hopcap lab up` (prefix hcnone)")
+    assert err.value.hint == "`hopcap lab up --prefix hcnone`"
+
+
+def test_the_cli_says_how_to_clear_the_fault_of_this_lab(clean: lab.LabInfo) -> None:
+    """`hopcap lab fault NAME --prefix X` said "`hopcap lab fault clear` undoes it": run as
+    said, that clears the default lab "hc", not X."""
+    from typer.testing import CliRunner
+
+    from hopcap import cli
+
+    res = CliRunner().invoke(cli.app, ["lab", "fault", "fw-clamp-mss", "--prefix", PREFIX])
+    assert res.exit_code == 0, res.output
+    said = f"fault fw-clamp-mss applied; `hopcap lab fault clear --prefix {PREFIX}` undoes it"
+    assert res.output.splitlines()[0] == said
+    res = CliRunner().invoke(cli.app, ["lab", "fault", "clear", "--prefix", PREFIX])
+    assert res.exit_code == 0 and res.output == "fault cleared\n"
+    _restored()
 
 
 def test_fw_drop_syn(clean: lab.LabInfo) -> None:
