@@ -269,6 +269,11 @@ class _Progress:
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
         self._countdown_shown: tuple[str, int] | None = None
+        # a repro repeated (--repeat, --until-fail): its runs so far, when a line last said
+        # so, and whether one failed (two lines a run were hundreds in a minute)
+        self._repro_runs = 0
+        self._repro_said = 0.0
+        self._repro_failed = False
         self._live: Any = None
         self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
         self.prompting = False  # a Ctrl-C at a password prompt aborts at once
@@ -356,7 +361,8 @@ class _Progress:
         elif ev.kind == "pulled":
             self._point(ev.point, state="pulled", pulled="100%")
         elif ev.kind == "repro":
-            self.phase = f"repro on {ev.host}"
+            runs = self._repro_runs
+            self.phase = f"repro on {ev.host}" + (f" (run {runs})" if runs > 1 else "")
         elif ev.kind == "countdown":
             self.phase = f"{ev.text} starts in {_clock(ev.done or 0)}"
         elif ev.kind == "probe":
@@ -418,14 +424,33 @@ class _Progress:
                     text = text.removeprefix(f"{who}: ")
             return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
-            return f"  repro on {ev.host}: {ev.text}"
+            self._repro_runs = self._run_number(ev.text)
+            if self._repro_runs <= 1:
+                self._repro_said = time.monotonic()
+                return f"  repro on {ev.host}: {ev.text}"
+            if time.monotonic() - self._repro_said < STATUS_EVERY_S:
+                return ""
+            self._repro_said = time.monotonic()
+            ok = "" if self._repro_failed else ", every run so far exit 0"
+            return f"  repro on {ev.host}: run {self._repro_runs}{ok}"
         if ev.kind in ("recording", "window-start", "checking", "checked"):
             return f"  {ev.text}"  # "recording: recording, ring 60s; ..." said it twice
         if ev.kind == "repro-done":
-            return f"  repro finished ({ev.text})"
+            if self._repro_runs <= 1:
+                return f"  repro finished ({ev.text})"
+            if ev.text == "exit 0":
+                return ""
+            self._repro_failed = True
+            return f"  repro run {self._repro_runs} finished ({ev.text})"
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({size_text(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+    @staticmethod
+    def _run_number(text: str) -> int:
+        """N of a repeated repro's "COMMAND (run N)"; 1 for a repro run once."""
+        m = re.search(r"\(run (\d+)\)$", text)
+        return int(m.group(1)) if m else 1
 
 
 def _named(who: str | None, text: str) -> str:
@@ -957,8 +982,12 @@ def run(
         record = _run_async(inv, opts)
         if until_fail:
             record, kept = _keep_failing_run(record)
-            if not kept:
-                _err("the repro never failed in this window: no capture kept")
+            repro = record.repro or {}
+            if kept:
+                _err(f"the repro failed: {repro.get('kept')}")
+            else:
+                runs = len(repro.get("runs", ()))
+                _err(f"the repro never failed in {runs} runs in this window: no capture kept")
                 shutil.rmtree(out_dir, ignore_errors=True)
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         verdict, crash, final = _correlate_and_write(

@@ -156,6 +156,10 @@ def test_until_fail_keeps_only_the_failing_run(clean_lab: lab.LabInfo, tmp_path:
     assert [r["exit_status"] for r in repro["runs"]] == [0, 0, 1]
     assert repro["failed_run"] == 3 and repro["exit_status"] == 1
     assert repro["kept"] == "captures cut to run 3 of 3"
+    # the terminal says which run failed, and the runs that passed in no more than a count
+    assert "the repro failed: captures cut to run 3 of 3" in res.stderr, res.stderr
+    assert "  repro run 3 finished (exit 1)" in res.stderr, res.stderr
+    assert "(run 2)" not in res.stderr, res.stderr
     # the captures were cut to the third run: its connection alone is in the bundle
     assert len(res.verdict["flows"]) == 1
     third = repro["runs"][2]
