@@ -16,6 +16,7 @@ import numpy.typing as npt
 from hopcap.correlate.clocks import (
     Minima,
     blind,
+    clock_words,
     estimate_clocks,
     hint_ns,
     merge_minima,
@@ -397,11 +398,21 @@ def prepare(
         if p.pc is not None:
             p.pc.drop_link_caches()
     windows(pts, present, flows)  # uses the inputs and the links, not the clocks
+    warnings.extend(ended_warning(p) for p in pts if p.ended is not None)
     # UDP/ICMP/ESP flows: built and matched once, here (every partition and the process
     # that finishes them share them); their delays join every partition's clock minima
     dflows = build_dgram_flows(pts, present)
     match_dgram_hops(pts, dflows)
     return Prepared(pts, present, flows, warnings, dflows, dgram_minima(dflows))
+
+
+def ended_warning(p: Point) -> str:
+    """What the verdict warns about a capture taken to have ended early (`ended_early`)."""
+    return (
+        f"point {p.name}: its capture ended at {clock_words(p.stop_ns)} (its last packet), "
+        f"before the others: {p.ended} (tcpdump stopped early: -c, one of several rotated "
+        f"files, a full disk, a reboot?); what should have crossed it after that is a gap"
+    )
 
 
 def blind_links(

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from hopcap import npsets
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
-from hopcap.correlate.clocks import blind
+from hopcap.correlate.clocks import blind, clock_words
 from hopcap.correlate.conns import Half, HalvesOf
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
@@ -301,14 +301,7 @@ def around_split(
     return r[~bad].tolist(), r[bad].tolist(), why
 
 
-def _clock(ts_ns: int | None) -> str:
-    """A capture time (its own clock) for a sentence: `12:04:05.123 UTC`."""
-    import datetime as dt
-
-    if ts_ns is None:
-        return "its end"
-    t = dt.datetime.fromtimestamp(ts_ns / NS, dt.UTC)
-    return t.strftime("%H:%M:%S.%f")[:-3] + " UTC"
+_clock = clock_words
 
 
 @dataclass
@@ -1351,6 +1344,8 @@ class _Chain:
     def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
         """A hop the flow never crossed (nothing of it downstream)."""
         leg = self.f.legs[i]
+        if hop.ended == "answered" and self.answered_blind(i, leg, pa, pb):
+            return
         if hop.ended in ("unanswered", "rst") and leg.c is not None:
             rows = self.own(i, ("c", id(leg.c)), leg.c.idx.tolist)
             self.lost("c2s", pa, pb, rows, leg.c.isn)
@@ -1370,6 +1365,30 @@ class _Chain:
                     f"capture that failed?): what happened after {pa.name} is unknown",
                 )
             )
+
+    def answered_blind(self, i: int, leg: LegB, pa: Point, pb: Point) -> bool:
+        """A flow answered before `pb` while `pb` was not capturing (`blind`: its capture
+        ended before it, or had not started): a gap, not a device that answered."""
+        h = leg.c if leg.c is not None else leg.s
+        if h is None:
+            return False
+        why = blind(pb, h.first_ts - pa.offset_ns + pb.offset_ns)
+        if why is None or pb.kernel_drops:
+            return False
+        rows = self.own(i, ("c" if h is leg.c else "s", id(h)), h.idx.tolist)
+        if not rows:
+            return False
+        t = pa.table
+        desc, nb, ts0 = _describe(t, rows, h.isn)
+        text = (
+            f"seen at {pa.name} and answered, never at {pb.name}, but {why}: cannot tell "
+            f"whether it crossed {pb.name} or was answered before it; {desc}"
+        )
+        direction: Direction = "c2s" if h is leg.c else "s2c"
+        between = (pa.name, pb.name) if direction == "c2s" else (pb.name, pa.name)
+        self.add("gap", direction, between, pa, rows, (text, nb, ts0),
+                 packet=packet_kind(t, rows[0]))  # fmt: skip
+        return True
 
     def matched(
         self,

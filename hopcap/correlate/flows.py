@@ -43,6 +43,8 @@ class Point:
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
     records: int = 0  # of an unreadable capture (pc None)
+    # why its capture is taken to have ended at its last packet (`clocks.ended_early`)
+    ended: str | None = None
     _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
