@@ -37,6 +37,7 @@ from hopcap.correlate.flows import (
 from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import HalfLinks, link_halves, parse_conntrack
 from hopcap.correlate.local import localize
+from hopcap.correlate.order import reversed_pairs
 from hopcap.correlate.reader import PacketTable, link_name, read_capture, unreadable
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.correlate.summary import where
@@ -394,6 +395,7 @@ def prepare(
     flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
     if len(present) > 2:  # (a direction around points needs points around them)
         add_bypasses(pts, flows)
+    warnings += reversed_pairs(pts, present, flows)
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()

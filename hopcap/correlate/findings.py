@@ -198,6 +198,18 @@ def missing_gaps(
     ]
 
 
+def answered_unseen(pa: Point, pb: Point, leg: LegB) -> tuple[Half, str] | None:
+    """Of a flow answered before `pb` (nothing of it beyond its leg `leg` at `pa`): its
+    first half and why `pb` could not have seen it (`blind`: its capture had ended, or not
+    started, at the flow's first packet; not kernel drops, which do not lose a whole
+    connection); None when `pb` was capturing then."""
+    h = leg.c if leg.c is not None else leg.s
+    if h is None or pb.kernel_drops:
+        return None
+    why = blind(pb, h.first_ts - pa.offset_ns + pb.offset_ns)
+    return (h, why) if why is not None else None
+
+
 def split_lost(
     up: Point, down: Point, ts: I64, rows: list[int]
 ) -> tuple[list[int], list[int], str]:
@@ -1344,7 +1356,7 @@ class _Chain:
     def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
         """A hop the flow never crossed (nothing of it downstream)."""
         leg = self.f.legs[i]
-        if hop.ended == "answered" and self.answered_blind(i, leg, pa, pb):
+        if hop.ended == "answered" and self.answered_blind(i, hop, leg, pa, pb):
             return
         if hop.ended in ("unanswered", "rst") and leg.c is not None:
             rows = self.own(i, ("c", id(leg.c)), leg.c.idx.tolist)
@@ -1366,18 +1378,19 @@ class _Chain:
                 )
             )
 
-    def answered_blind(self, i: int, leg: LegB, pa: Point, pb: Point) -> bool:
+    def answered_blind(self, i: int, hop: Hop, leg: LegB, pa: Point, pb: Point) -> bool:
         """A flow answered before `pb` while `pb` was not capturing (`blind`: its capture
         ended before it, or had not started): a gap, not a device that answered."""
-        h = leg.c if leg.c is not None else leg.s
-        if h is None:
+        got = answered_unseen(pa, pb, leg)
+        if got is None:
             return False
-        why = blind(pb, h.first_ts - pa.offset_ns + pb.offset_ns)
-        if why is None or pb.kernel_drops:
-            return False
+        h, why = got
         rows = self.own(i, ("c" if h is leg.c else "s", id(h)), h.idx.tolist)
+        if hop.judged is not None:
+            judged = set(hop.judged)
+            rows = [r for r in rows if r in judged]
         if not rows:
-            return False
+            return True  # (another time slice's)
         t = pa.table
         desc, nb, ts0 = _describe(t, rows, h.isn)
         text = (

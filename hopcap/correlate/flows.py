@@ -45,6 +45,9 @@ class Point:
     records: int = 0  # of an unreadable capture (pc None)
     # why its capture is taken to have ended at its last packet (`clocks.ended_early`)
     ended: str | None = None
+    # the point before it and the TTL decrements from it when their TTLs say they were
+    # given in the wrong order (`order.reversed_pairs`): rises, as the matcher takes them
+    ttl_back: tuple[int, tuple[int, ...]] | None = None
     _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
@@ -155,6 +158,9 @@ class Hop:
     # hops whose direction `skip` went around the points they join (`around_dir` of a
     # bypass): that direction is not matched there (the bypass matches it)
     skip: str | None = None
+    # a time slice's: the rows of a flow answered before `b` while `b` was not capturing
+    # that its window judges (`findings._Chain.answered_blind`; None: all of them)
+    judged: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -787,6 +793,9 @@ def _match_group(
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
+    back = pts[b].ttl_back
+    if back is not None and back[0] == a:
+        ttl_exp = back[1]  # the points were given the wrong way round (`order`)
     n = hi - lo
 
     pca, pcb = pts[a].pc, pts[b].pc

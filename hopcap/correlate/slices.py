@@ -58,7 +58,7 @@ from hopcap.correlate.dgram import (
     parse_dgrams,
     stack_rows,
 )
-from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
+from hopcap.correlate.findings import FLAG_BITS, Built, answered_unseen, tally_kind
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
 from hopcap.correlate.tunnelcut import (
@@ -1314,6 +1314,13 @@ def _judge(
                     delays[(j, d)] = hist
                 elif hist is not None and subs is not None and id(ch) in own:
                     subs[own[id(ch)]][(j, d)] = hist
+        # the legs answered before a point that was not capturing (`answered_unseen`)
+        unseen = {}
+        for j, hop in enumerate(ch.hops):
+            if hop.ended == "answered":
+                why = answered_unseen(pts[hop.a], pts[hop.b], ch.legs[j])
+                if why is not None:
+                    unseen[j] = why[0]
         for j, leg in enumerate(ch.legs):
             p = pts[leg.point]
             for h in (leg.c, leg.s):
@@ -1322,6 +1329,10 @@ def _judge(
                 if j < len(ch.hops) and ch.hops[j].ended in ("unanswered", "rst"):
                     # every packet of the leg is judged (lost, or a reset's)
                     h.idx = h.idx[inside(leg.point, h.idx)]
+                elif h is unseen.get(j):
+                    # (a gap: `findings._Chain.answered_blind`; the leg's rows stay, a
+                    # proxy's fronts read them)
+                    ch.hops[j].judged = h.idx[inside(leg.point, h.idx)].tolist()
                 for flag in (SYN, RST):
                     rows_f = p._flag_rows(flag)
                     got = rows_f.get(h.hid)

@@ -1,0 +1,74 @@
+"""The order of the points as given, checked against the packets' TTL: across a pair of
+points in path order the TTL of a forwarded packet never rises, in either direction. A
+pair where it rises both ways by what routing takes off (one hop inside a host, a few
+across hosts) was given the wrong way round (`fw:out` before `fw:in`): said in a warning
+with the order that fits, and the TTL there is not a rewrite."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
+
+from hopcap.correlate.flows import FlowB, Point, chains
+
+SAMPLES = 200  # connections per pair of points looked at (the first ones)
+MAX_HOPS = 8  # routed hops between two points on different hosts, at most
+
+
+def reversed_pairs(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
+    """Pairs of adjacent present points whose TTLs say they were given in the wrong order:
+    `Point.ttl_back` of the second set to the decrements expected from the first (rises),
+    and what the verdict warns."""
+    if len(present) < 2:
+        return []
+    adjacent = set(pairwise(present))
+    seen: dict[tuple[int, int], list[tuple[int, int]]] = {ab: [] for ab in adjacent}
+    full = 0
+    for f in chains(flows):
+        legs = f.legs
+        for j, hop in enumerate(f.hops):
+            ab = (hop.a, hop.b)
+            got = seen.get(ab)
+            if got is None or len(got) >= SAMPLES or hop.ended is not None or j + 1 >= len(legs):
+                continue
+            x, y = legs[j], legs[j + 1]
+            if y.link == "proxied" or x.c is None or y.c is None or x.s is None or y.s is None:
+                continue
+            if not (x.c.syn and y.c.syn and x.s.synack and y.s.synack):
+                continue
+            ta, tb = pts[hop.a].table, pts[hop.b].table
+            # (the SYN and the SYN-ACK: the first packet of each half, at both points)
+            dc = int(ta.ttl[x.c.idx[0]]) - int(tb.ttl[y.c.idx[0]])  # c2s: a -> b
+            ds = int(tb.ttl[y.s.idx[0]]) - int(ta.ttl[x.s.idx[0]])  # s2c: b -> a
+            got.append((dc, ds))
+            if len(got) == SAMPLES:
+                full += 1
+        if full == len(adjacent):
+            break
+    out: list[str] = []
+    order = [p.name for p in pts]
+    for a, b in sorted(adjacent):
+        got = seen[(a, b)]
+        if not got:
+            continue
+        pa, pb = pts[a], pts[b]
+        one_host = pa.host == pb.host and bool(pa.iface) and bool(pb.iface)
+        lo = -1 if one_host else -MAX_HOPS
+        rises = [(dc, ds) for dc, ds in got if lo <= dc <= -1 and lo <= ds <= -1]
+        if len(rises) * 10 < len(got) * 9:
+            continue
+        (dc, ds), _n = Counter(rises).most_common(1)[0]
+        # the decrements of the other order, as the matcher takes them (`ttl_expected`)
+        pb.ttl_back = (a, (0, -1) if one_host else tuple(sorted({dc, ds})))
+        i, k = order.index(pa.name), order.index(pb.name)
+        order[i], order[k] = order[k], order[i]
+        out.append(
+            f"points {pa.name} and {pb.name} look given in the wrong order: the TTL of the "
+            f"packets of {len(rises)} of {len(got)} connections rises from {pa.name} to "
+            f"{pb.name} in both directions (by {-dc} client to server, by {-ds} server to "
+            f"client), which no path in this order does; the TTL is not taken as rewritten "
+            f"there"
+        )
+    if out:
+        out.append(f"the order of points that fits the TTLs: {', '.join(order)}")
+    return out
