@@ -358,10 +358,15 @@ def point_warning(
 
 
 Windows = Callable[[list[Point], list[int], list[FlowB]], None]
+Order = Callable[[list[Point], list[int], list[FlowB]], list[str]]
 
 
 def prepare(
-    pts: list[Point], conntrack: Mapping[str, str], *, windows: Windows = set_windows
+    pts: list[Point],
+    conntrack: Mapping[str, str],
+    *,
+    windows: Windows = set_windows,
+    order: Order = reversed_pairs,
 ) -> Prepared:
     present = [p.idx for p in pts if p.pc is not None]
     warnings: list[str] = []
@@ -395,7 +400,7 @@ def prepare(
     flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
     if len(present) > 2:  # (a direction around points needs points around them)
         add_bypasses(pts, flows)
-    warnings += reversed_pairs(pts, present, flows)
+    warnings += order(pts, present, flows)  # (a time slice's: decided over the run)
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()

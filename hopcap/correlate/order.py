@@ -15,20 +15,28 @@ SAMPLES = 200  # connections per pair of points looked at (the first ones)
 MAX_HOPS = 8  # routed hops between two points on different hosts, at most
 
 
+Samples = dict[tuple[int, int], list[tuple[int, int]]]
+
+
 def reversed_pairs(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
     """Pairs of adjacent present points whose TTLs say they were given in the wrong order:
     `Point.ttl_back` of the second set to the decrements expected from the first (rises),
-    and what the verdict warns."""
-    if len(present) < 2:
-        return []
+    and what the verdict warns (`ttl_samples`, `decide`)."""
+    return decide(pts, ttl_samples(pts, present, flows))
+
+
+def ttl_samples(pts: list[Point], present: list[int], flows: list[FlowB]) -> Samples:
+    """Per pair of adjacent present points (a, b): the TTL decrements from a to b of the
+    SYN and from b to a of the SYN-ACK of the first `SAMPLES` connections that crossed."""
     adjacent = set(pairwise(present))
-    seen: dict[tuple[int, int], list[tuple[int, int]]] = {ab: [] for ab in adjacent}
+    seen: Samples = {ab: [] for ab in adjacent}
+    if not adjacent:
+        return seen
     full = 0
     for f in chains(flows):
         legs = f.legs
         for j, hop in enumerate(f.hops):
-            ab = (hop.a, hop.b)
-            got = seen.get(ab)
+            got = seen.get((hop.a, hop.b))
             if got is None or len(got) >= SAMPLES or hop.ended is not None or j + 1 >= len(legs):
                 continue
             x, y = legs[j], legs[j + 1]
@@ -45,10 +53,15 @@ def reversed_pairs(pts: list[Point], present: list[int], flows: list[FlowB]) -> 
                 full += 1
         if full == len(adjacent):
             break
+    return seen
+
+
+def decide(pts: list[Point], samples: Samples) -> list[str]:
+    """The pairs of `samples` given in the wrong order (`reversed_pairs`)."""
     out: list[str] = []
     order = [p.name for p in pts]
-    for a, b in sorted(adjacent):
-        got = seen[(a, b)]
+    for a, b in sorted(samples):
+        got = samples[(a, b)][:SAMPLES]
         if not got:
             continue
         pa, pb = pts[a], pts[b]
@@ -63,11 +76,10 @@ def reversed_pairs(pts: list[Point], present: list[int], flows: list[FlowB]) -> 
         i, k = order.index(pa.name), order.index(pb.name)
         order[i], order[k] = order[k], order[i]
         out.append(
-            f"points {pa.name} and {pb.name} look given in the wrong order: the TTL of the "
-            f"packets of {len(rises)} of {len(got)} connections rises from {pa.name} to "
-            f"{pb.name} in both directions (by {-dc} client to server, by {-ds} server to "
-            f"client), which no path in this order does; the TTL is not taken as rewritten "
-            f"there"
+            f"points {pa.name} and {pb.name} look given in the wrong order: the TTL of their "
+            f"connections rises from {pa.name} to {pb.name} in both directions (by {-dc} "
+            f"client to server, by {-ds} server to client), which no path in this order "
+            f"does; the TTL is not taken as rewritten there"
         )
     if out:
         out.append(f"the order of points that fits the TTLs: {', '.join(order)}")

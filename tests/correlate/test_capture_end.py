@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pcapgen import C2S, S2C, Conv, Seg, View, render, write
 from test_path import HTTP_REQ, all_findings
+from test_slices import _same
 
 from hopcap.correlate import correlate
 from hopcap.model import PointInput, Verdict
@@ -48,7 +49,8 @@ def test_a_capture_that_ended_early_makes_gaps_not_drops_or_answers(tmp_path: Pa
     cut = cs[1].segs[5].t
     a = _write(tmp_path, "a", cs, View())
     b = _write(tmp_path, "b", cs, View(delay=0.0002), until=cut)
-    v = correlate([PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)])
+    pts = [PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)]
+    v = correlate(pts)
     kinds = _kinds(v)
     assert "drop" not in kinds and "inject" not in kinds, [f.what for f in all_findings(v)]
     by_port = {fl.client: fl for fl in v.flows}
@@ -61,6 +63,7 @@ def test_a_capture_that_ended_early_makes_gaps_not_drops_or_answers(tmp_path: Pa
         assert all("the capture at b ended before these packets" in f.what for f in fl.findings)
     [w] = [w for w in v.warnings if "point b" in w]
     assert "its capture ended at 05:40:01.002 UTC" in w and "a gap" in w
+    assert _same(pts, (10, 30)) == v.to_dict()  # (by time slices: the same)
 
 
 def test_a_stop_time_given_makes_a_connection_answered_after_it_a_gap(tmp_path: Path) -> None:
@@ -107,9 +110,11 @@ def test_one_long_download_cut_at_one_point(tmp_path: Path) -> None:
     cut = c.segs[20].t
     a = _write(tmp_path, "a", [c], View())
     b = _write(tmp_path, "b", [c], View(delay=0.0002), until=cut)
-    v = correlate([PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)])
+    pts = [PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)]
+    v = correlate(pts)
     assert set(_kinds(v)) == {"gap"}, [f.what for f in all_findings(v)]
     assert [w for w in v.warnings if w.startswith("point b: its capture ended at")]
+    assert _same(pts, (10,)) == v.to_dict()
 
 
 def test_syns_dropped_after_some_time_stay_drops(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pcapgen import C2S, S2C, Conv, Seg, View
 from test_path import all_findings, http_conv, only, points
+from test_slices import _same
 
 from hopcap.correlate import correlate
 
@@ -26,13 +27,15 @@ def test_two_interfaces_of_a_host_given_the_wrong_way_round(tmp_path: Path) -> N
     outside = ("fw:out", lambda c: View(delay=0.0001, ttl_dec={C2S: 1}))
     right = correlate(points(tmp_path, convs, [inside, outside]))
     assert all_findings(right) == [] and not right.warnings
-    v = correlate(points(tmp_path, convs, [outside, inside]))
+    pts = points(tmp_path, convs, [outside, inside])
+    v = correlate(pts)
+    assert _same(pts, (10, 30)) == v.to_dict()  # (by time slices: the same)
     assert not only(v, "rewrite"), [(f.field, f.before, f.after) for f in all_findings(v)]
     assert all(fl.summary.startswith("OK: delivered both ways through fw:out -> fw:in")
                for fl in v.flows)  # fmt: skip
     [w, fits] = v.warnings
     assert w.startswith("points fw:out and fw:in look given in the wrong order: the TTL")
-    assert "3 of 3 connections rises from fw:out to fw:in in both directions" in w
+    assert "connections rises from fw:out to fw:in in both directions" in w
     assert fits == "the order of points that fits the TTLs: fw:in, fw:out"
 
 
