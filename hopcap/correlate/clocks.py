@@ -188,10 +188,17 @@ class EndFacts:
     crossed it, of those answered before it before its end; the evidence of ranks 1-3."""
 
     before: str  # the point before it
+    after: str  # and after it
     answered: set[Key] = field(default_factory=set)
     crossed: set[Key] = field(default_factory=set)
     early: set[Key] = field(default_factory=set)
     found: Ended | None = None
+    # the clients (at the point after it, on another host) of connections that entered
+    # the path there after its end, of those that crossed it, of those that entered there
+    # before its end
+    entered: set[Key] = field(default_factory=set)
+    carried: set[Key] = field(default_factory=set)
+    entered_early: set[Key] = field(default_factory=set)
 
     def add(self, other: EndFacts) -> None:
         self.answered |= other.answered
@@ -199,11 +206,18 @@ class EndFacts:
         self.early |= other.early
         if other.found is not None and (self.found is None or other.found < self.found):
             self.found = other.found
+        self.entered |= other.entered
+        self.carried |= other.carried
+        self.entered_early |= other.entered_early
 
     def evidence(self) -> Ended | None:
         if self.answered - self.early & self.crossed:
             return (0, f"connections answered beyond it went on at {self.before}")
-        return self.found
+        if self.found is not None:
+            return self.found
+        if self.entered - self.entered_early & self.carried:
+            return (4, f"connections from its side went on at {self.after}")
+        return None
 
 
 def ended_early(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
@@ -235,10 +249,14 @@ def ended_evidence(
     1, 2. the packets of a connection they carried, from their far side, going on for a
        second or more (`WELL_AFTER_NS`; not a RST or a page a device between injected),
        at the point before them (1) or after them (2);
-    3. such packets on both sides of a point between two others.
+    3. such packets on both sides of a point between two others;
+    4. connections that entered the path at the point after them (on another host: not
+       its own) from a client whose earlier connections crossed them, and none from it
+       before their end.
     A capture that stopped when its traffic did (a quiet end), or a device that drops
     every SYN after some time (nothing answers them), are not ended early. Only for points
-    whose stop time is not given (a bundle's manifest gives it). A time slice's
+    whose stop time is not given (a bundle's manifest gives it) and that report no kernel
+    drops. A time slice's
     (`slices`): `ends`, every point's last packet (its table holds a part of its
     capture), and `align`, the clocks of adjacent points (`_alignments`) over the run."""
     out: dict[int, EndFacts] = {}
@@ -246,7 +264,12 @@ def ended_evidence(
         return out
     pos = {p: k for k, p in enumerate(present)}
     last = {i: last_packet(pts[i]) if ends is None else ends.get(i) for i in present}
-    cands = [i for i in present if pts[i].stop_ns is None and last[i] is not None]
+    # (a capture that dropped packets in the kernel is blind to what it lost already)
+    cands = [
+        i
+        for i in present
+        if pts[i].stop_ns is None and last[i] is not None and not pts[i].kernel_drops
+    ]
     if not cands:
         return out
     adjacent = list(pairwise(present))
@@ -273,10 +296,18 @@ def ended_evidence(
     # per pair (a, b): flows answered before b after b's end, connections that crossed
     # going on at a after b's end or at b after a's end
     answered: dict[tuple[int, int], set[Key]] = {}
+    entered: dict[tuple[int, int], set[Key]] = {}  # (a, b): entered at b after a's end
     up_on: dict[tuple[int, int], list[tuple[LegB, LegB]]] = {}
     down_on: dict[tuple[int, int], list[tuple[LegB, LegB]]] = {}
+    before = {b: a for a, b in adjacent}
     for f in chains(flows):
         legs = f.legs
+        b = legs[0].point
+        a = before.get(b, -1)
+        if a >= 0 and (a, b) in thr and f.via is None and _other_hosts(pts[a], pts[b]):
+            h = legs[0].c
+            if h is not None and h.first_ts > thr[(a, b)]:
+                entered.setdefault((a, b), set()).add((h.v, h.src))
         for j, hop in enumerate(f.hops):
             a, b = hop.a, hop.b
             tb, ta = thr.get((b, a)), thr.get((a, b))  # b's end at a, a's end at b
@@ -301,7 +332,7 @@ def ended_evidence(
         c = present[k + 1] if k + 1 < len(present) else -1
         if (i, a) not in thr and (i, c) not in thr:
             continue
-        facts = out[i] = EndFacts(pts[a].name if a >= 0 else "")
+        facts = out[i] = EndFacts(pts[a].name if a >= 0 else "", pts[c].name if c >= 0 else "")
         if (i, a) in thr:
             facts.answered = answered.get((a, i), set())
             if facts.answered or ends is not None:
@@ -319,6 +350,10 @@ def ended_evidence(
                 if _goes_on(pts[c], y.c, thr[(i, c)]):
                     facts.found = (2, f"connections it carried went on at {pts[c].name}")
                     break
+        if (i, c) in thr:
+            facts.entered = entered.get((i, c), set())
+            if facts.entered or (ends is not None and _other_hosts(pts[i], pts[c])):
+                facts.carried, facts.entered_early = _clients(flows, i, c, thr[(i, c)])
         if facts.found is None and (i, a) in thr and (i, c) in thr:
             # one connection on both sides of it, after its end
             after_up = {id(y) for _x, y in up_on.get((a, i), ())}
@@ -326,6 +361,33 @@ def ended_evidence(
                 facts.found = (3, f"connections it carried went on at {pts[a].name} and "
                                   f"{pts[c].name}")  # fmt: skip
     return out
+
+
+def _other_hosts(a: Point, b: Point) -> bool:
+    """Whether points `a` and `b` are not two interfaces of one host (which may make
+    connections of its own between them)."""
+    return not (a.host == b.host and a.iface and b.iface)
+
+
+def _clients(flows: list[FlowB], a: int, b: int, thr: int) -> tuple[set[Key], set[Key]]:
+    """The clients (as `b` sees them) of the connections that crossed `a` -> `b`, and of
+    those that entered the path at `b` before `thr` (`b`'s clock)."""
+    carried: set[Key] = set()
+    early: set[Key] = set()
+    for f in chains(flows):
+        legs = f.legs
+        if legs[0].point == b and f.via is None:
+            h = legs[0].c
+            if h is not None and h.first_ts <= thr:
+                early.add((h.v, h.src))
+            continue
+        for j, hop in enumerate(f.hops):
+            if hop.a != a or hop.b != b or hop.ended is not None or j + 1 >= len(legs):
+                continue
+            y = legs[j + 1]
+            if y.c is not None and y.link != "proxied":
+                carried.add((y.c.v, y.c.src))
+    return carried, early
 
 
 def _server(h: Half, client: bool) -> tuple[object, ...]:

@@ -178,6 +178,9 @@ class FlowB:
     # such run of legs, the leg before it, the leg after it and the hop between them
     # that matches that direction (`add_bypasses`)
     bypass: list[tuple[int, int, Hop]] = field(default_factory=list)
+    # a time slice's: the rows of a flow that entered the path after the capture before
+    # it had ended that its window judges (`findings.entered_unseen`; None: all of them)
+    judged: list[int] | None = None
 
 
 def add_bypasses(pts: list[Point], flows: list[FlowB]) -> None:

@@ -66,7 +66,13 @@ from hopcap.correlate.dgram import (
     parse_dgrams,
     stack_rows,
 )
-from hopcap.correlate.findings import FLAG_BITS, Built, answered_unseen, tally_kind
+from hopcap.correlate.findings import (
+    FLAG_BITS,
+    Built,
+    answered_unseen,
+    entered_unseen,
+    tally_kind,
+)
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
 from hopcap.correlate.order import Samples, decide, ttl_samples
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
@@ -1371,6 +1377,9 @@ def _judge(
                     delays[(j, d)] = hist
                 elif hist is not None and subs is not None and id(ch) in own:
                     subs[own[id(ch)]][(j, d)] = hist
+        if ch is f and (got0 := entered_unseen(pts, present_of(pts), f)) is not None:
+            # (a gap: `findings._Chain.entered_unseen`)
+            f.judged = got0[0].idx[inside(f.legs[0].point, got0[0].idx)].tolist()
         # the legs answered before a point that was not capturing (`answered_unseen`)
         unseen = {}
         for j, hop in enumerate(ch.hops):
@@ -1404,6 +1413,10 @@ def _judge(
                         else:
                             del rows_f[h.hid]
     return delays
+
+
+def present_of(pts: list[Point]) -> list[int]:
+    return [p.idx for p in pts if p.pc is not None]
 
 
 def _fold(a: Hist, b: Hist) -> Hist:

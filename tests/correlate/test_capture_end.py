@@ -154,3 +154,51 @@ def test_a_quiet_end_and_a_reset_injected_after_the_last_packet(tmp_path: Path) 
     assert fl.summary.startswith("data dropped inside fw"), fl.summary
     assert "answered with a RST injected there" in fl.summary
     assert not [w for w in v.warnings if "capture ended" in w]
+
+
+def test_the_first_point_ended_early(tmp_path: Path) -> None:
+    """The client side's capture (a) stops in the middle of the second connection: the
+    rest of it and the third, seen at b only, are gaps at a (not data dropped between b
+    and a, nor a connection of b's own)."""
+    cs = _convs()
+    cut = cs[1].segs[5].t
+    a = _write(tmp_path, "a", cs, View(), until=cut)
+    b = _write(tmp_path, "b", cs, View(delay=0.0002))
+    pts = [PointInput(name="client:eth0", pcap=a), PointInput(name="fw:eth0", pcap=b)]
+    v = correlate(pts)
+    assert set(_kinds(v)) == {"gap"}, [f.what for f in all_findings(v)]
+    [fl] = [fl for fl in v.flows if fl.client == "203.0.113.10:40002"]
+    assert fl.summary.startswith("incomplete evidence between client:eth0 and fw:eth0: seen at ")
+    assert "cannot tell whether it came through client:eth0" in fl.summary
+    [w] = v.warnings
+    assert w.startswith("point client:eth0: its capture ended at 05:40:01.003 UTC")
+    assert "connections from its side went on at fw:eth0" in w
+    assert _same(pts, (10, 30)) == v.to_dict()
+
+
+def test_a_host_own_connections_after_its_other_interface_went_quiet(tmp_path: Path) -> None:
+    """lb:eth0 sees the clients' connections, lb:eth1 the same connections masqueraded
+    and then lb's own health checks from the same address, after the clients stopped: a
+    host's own connections, not a capture of lb:eth0 that ended."""
+    cs = _convs(2)
+    checks = []
+    for i in range(3):
+        c = Conv(client=("198.18.0.12", 50000 + i), seed=40 + i, t0=T0 + 3 + i)
+        c.handshake()
+        c.request(b"GET /health HTTP/1.1\r\n\r\n")
+        c.response(b"ok")
+        c.close()
+        checks.append(c)
+
+    def masq(c: Conv) -> View:
+        return View(delay=0.0001, nat={
+            C2S: ("198.18.0.12", c.client[1] + 1000, *c.server),
+            S2C: (*c.server, "198.18.0.12", c.client[1] + 1000),
+        })  # fmt: skip
+
+    e0 = _write(tmp_path, "lb_eth0", cs, View())
+    rows = [x for c in cs for x in render([c], masq(c))] + render(checks, View(delay=0.0001))
+    e1 = write(tmp_path / "lb_eth1.pcap", sorted(rows, key=lambda x: x[0]))
+    v = correlate([PointInput(name="lb:eth0", pcap=e0), PointInput(name="lb:eth1", pcap=e1)])
+    assert not [w for w in v.warnings if "capture ended" in w], v.warnings
+    assert "gap" not in _kinds(v)
