@@ -45,9 +45,6 @@ class Point:
     records: int = 0  # of an unreadable capture (pc None)
     # why its capture is taken to have ended at its last packet (`clocks.ended_early`)
     ended: str | None = None
-    # the point before it and the TTL decrements from it when their TTLs say they were
-    # given in the wrong order (`order.reversed_pairs`): rises, as the matcher takes them
-    ttl_back: tuple[int, tuple[int, ...]] | None = None
     _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
@@ -796,9 +793,6 @@ def _match_group(
     ta, tb = pts[a].table, pts[b].table
     same_host = pts[a].host == pts[b].host and bool(pts[a].iface) and bool(pts[b].iface)
     ttl_exp: tuple[int, ...] | None = (0, 1) if same_host else None
-    back = pts[b].ttl_back
-    if back is not None and back[0] == a:
-        ttl_exp = back[1]  # the points were given the wrong way round (`order`)
     n = hi - lo
 
     pca, pcb = pts[a].pc, pts[b].pc
@@ -838,6 +832,7 @@ def _match_group(
     prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
     c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
     s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
+    against_order(c_out, s_out, 1 if same_host else MAX_HOPS)
     # per group: which directions its hops have (every hop of a group has the same
     # halves), the legs' sequence offsets, whether they make a "same" link a NAT
     c_has = ((ixc >= 0) | (iyc >= 0)).tolist()
@@ -861,6 +856,37 @@ def _match_group(
         legy.delta_s = delta_s
         if nat and legy.link == "same":
             legy.link = "nat"
+
+
+MAX_HOPS = 8  # routed hops between two points on different hosts, at most
+
+
+def against_order(c_out: list[DirMatch], s_out: list[DirMatch], most: int) -> None:
+    """Connections that crossed a pair of points against their order: every packet's TTL
+    rose from the first point to the second in both directions (by `most` at most: one
+    inside a host, a few routed hops across hosts), as it does when the connection was
+    opened from the second point's side, or the points were given the wrong way round
+    (`order.reversed_pairs` says so when most connections do). Those TTLs are what the
+    routing took off, not rewrites: taken out of the matches."""
+    for dc, ds in zip(c_out, s_out, strict=True):
+        if not dc.rewrites or not ds.rewrites:
+            continue
+        if _ttl_rose(dc, most) and _ttl_rose(ds, most):
+            dc.rewrites = [rw for rw in dc.rewrites if rw.field != "ip.ttl"]
+            ds.rewrites = [rw for rw in ds.rewrites if rw.field != "ip.ttl"]
+
+
+def _ttl_rose(dm: DirMatch, most: int) -> bool:
+    """Whether the TTL of every packet `dm` matched rose by 1 to `most` in its direction of
+    travel (a rewrite of ip.ttl from `before` to `after` each)."""
+    rows = set()
+    for rw in dm.rewrites:
+        if rw.field == "ip.ttl":
+            up = int(rw.after) - int(rw.before)  # type: ignore[call-overload]
+            if not 1 <= up <= most:
+                return False
+            rows.add(rw.a_row)
+    return bool(rows) and len(rows) >= dm.matched
 
 
 def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:

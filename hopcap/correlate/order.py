@@ -1,27 +1,27 @@
 """The order of the points as given, checked against the packets' TTL: across a pair of
-points in path order the TTL of a forwarded packet never rises, in either direction. A
-pair where it rises both ways by what routing takes off (one hop inside a host, a few
-across hosts) was given the wrong way round (`fw:out` before `fw:in`): said in a warning
-with the order that fits, and the TTL there is not a rewrite."""
+points in path order the TTL of a connection's packets never rises, in either direction,
+when the client is on the side of the first point. A pair where it rises both ways, by
+what routing takes off (one hop inside a host, a few across hosts), in nearly every
+connection, was given the wrong way round (`fw:out` before `fw:in`): said in a warning
+with the order that fits. (Each such connection's TTLs are not rewrites:
+`flows.against_order`.)"""
 
 from __future__ import annotations
 
 from collections import Counter
 from itertools import pairwise
 
-from hopcap.correlate.flows import FlowB, Point, chains
+from hopcap.correlate.flows import MAX_HOPS, FlowB, Point, chains
 
 SAMPLES = 200  # connections per pair of points looked at (the first ones)
-MAX_HOPS = 8  # routed hops between two points on different hosts, at most
 
 
 Samples = dict[tuple[int, int], list[tuple[int, int]]]
 
 
 def reversed_pairs(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
-    """Pairs of adjacent present points whose TTLs say they were given in the wrong order:
-    `Point.ttl_back` of the second set to the decrements expected from the first (rises),
-    and what the verdict warns (`ttl_samples`, `decide`)."""
+    """What the verdict warns of pairs of adjacent present points whose TTLs say they were
+    given in the wrong order (`ttl_samples`, `decide`)."""
     return decide(pts, ttl_samples(pts, present, flows))
 
 
@@ -71,15 +71,14 @@ def decide(pts: list[Point], samples: Samples) -> list[str]:
         if len(rises) * 10 < len(got) * 9:
             continue
         (dc, ds), _n = Counter(rises).most_common(1)[0]
-        # the decrements of the other order, as the matcher takes them (`ttl_expected`)
-        pb.ttl_back = (a, (0, -1) if one_host else tuple(sorted({dc, ds})))
         i, k = order.index(pa.name), order.index(pb.name)
         order[i], order[k] = order[k], order[i]
         out.append(
             f"points {pa.name} and {pb.name} look given in the wrong order: the TTL of their "
             f"connections rises from {pa.name} to {pb.name} in both directions (by {-dc} "
             f"client to server, by {-ds} server to client), which no path in this order "
-            f"does; the TTL is not taken as rewritten there"
+            f"does (unless nearly every connection was opened from {pb.name}'s side); "
+            f"the TTL is not taken as rewritten there"
         )
     if out:
         out.append(f"the order of points that fits the TTLs: {', '.join(order)}")

@@ -907,8 +907,7 @@ class _Run:
     bounds: list[int]  # window k is [bounds[k], bounds[k + 1]) on the first point's clock
     margin_ns: int
     offsets: list[int]  # clock estimate used to place every point's packets in windows
-    # points whose capture started late; ("end", point, why): ended early; ("ttl", a, b,
-    # decrements): points a, b given in the wrong order (`order.decide`)
+    # points whose capture started late; ("end", point, why): ended early
     late: set[Any] = field(default_factory=set)
     progress: Progress | None = None
     # conversations cut by the slices, per point (sorted keys): TCP ones larger than
@@ -1634,12 +1633,9 @@ def _prepare(
 
 
 def _order(run: _Run) -> Any:
-    """`order.reversed_pairs` of pass 2: the pairs decided over the run (`run.late`)."""
+    """`order.reversed_pairs` of pass 2: nothing (the run decides: `order.decide`)."""
 
     def apply(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
-        for e in run.late:
-            if isinstance(e, tuple) and e[0] == "ttl":
-                pts[e[2]].ttl_back = (e[1], e[3])
         return []
 
     return apply
@@ -3098,7 +3094,6 @@ def correlate_sliced(
             [
                 *evidence.late,
                 *(("end", p.idx, p.ended) for p in skel if p.ended is not None),
-                *(("ttl", p.ttl_back[0], p.idx, p.ttl_back[1]) for p in skel if p.ttl_back),
             ]
         )
         built: list[Any] = []

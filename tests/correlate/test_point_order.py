@@ -89,3 +89,19 @@ def test_a_ttl_really_rewritten_stays_a_rewrite(tmp_path: Path) -> None:
     got = {(f.field, f.direction, f.before, f.after) for f in only(v, "rewrite")}
     assert got == {("ip.ttl", "c2s", 64, 65)}, got
     assert not v.warnings
+
+
+def test_a_connection_opened_from_the_far_side_is_not_a_ttl_rewrite(tmp_path: Path) -> None:
+    """Points in the right order, three connections opened from the client's side and one
+    from the server's (its SYN crossed fw:out first: the TTLs rise from fw:in to fw:out
+    both ways in it): no TTL rewrite in any, and the order is not said to be reversed."""
+    convs = _convs()
+    back = http_conv(44100, seed=333, t0=T0 + 0.2)  # (its `client` sits beyond fw:out)
+    views = {id(back): (View(ttl_dec={C2S: 1}), View(delay=-0.0001, ttl_dec={S2C: 1}))}
+    v = correlate(points(tmp_path, [*convs, back], [
+        ("fw:in", lambda c: views.get(id(c), (View(ttl_dec={S2C: 1}),))[0]),
+        ("fw:out", lambda c: views[id(c)][1] if id(c) in views
+         else View(delay=0.0001, ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    assert all_findings(v) == [], [(f.field, f.before, f.after) for f in all_findings(v)]
+    assert not v.warnings
