@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pcapgen import C2S, S2C, Conv, Seg, View, render, write
+from pcapgen import C2S, S2C, Conv, Seg, UConv, View, render, render_dgrams, write
 from test_path import HTTP_REQ, all_findings
 from test_slices import _same
 
@@ -202,3 +202,27 @@ def test_a_host_own_connections_after_its_other_interface_went_quiet(tmp_path: P
     v = correlate([PointInput(name="lb:eth0", pcap=e0), PointInput(name="lb:eth1", pcap=e1)])
     assert not [w for w in v.warnings if "capture ended" in w], v.warnings
     assert "gap" not in _kinds(v)
+
+
+def test_a_datagram_flow_answered_after_the_end_is_a_gap(tmp_path: Path) -> None:
+    """Two DNS-like exchanges, one before b's capture ended and one after it: the one
+    after is a gap at b, not answered by a device before b."""
+    cs = _convs()
+    early = UConv(client=("203.0.113.10", 5300), t0=T0 + 0.5)
+    late = UConv(client=("203.0.113.10", 5353), t0=T0 + 2.5)
+    for u in (early, late):
+        u.send(C2S, b"q" * 30)
+        u.send(S2C, b"a" * 60)
+    cut = cs[1].segs[5].t
+
+    def rows(view: View) -> list[tuple[float, object]]:
+        return sorted(render(cs, view) + render_dgrams([early, late], view), key=lambda x: x[0])
+
+    a = write(tmp_path / "a.pcap", rows(View()))
+    b = write(tmp_path / "b.pcap", [x for x in rows(View(delay=0.0002)) if x[0] < cut])
+    v = correlate([PointInput(name="a", pcap=a), PointInput(name="b", pcap=b)])
+    [fl] = [fl for fl in v.flows if fl.client == "203.0.113.10:5353"]
+    assert fl.proto == "udp" and [f.kind for f in fl.findings] == ["gap"], fl.summary
+    assert "answered, never at b, but the capture at b ended before these packets" in fl.summary
+    [ok] = [fl for fl in v.flows if fl.client == "203.0.113.10:5300"]
+    assert ok.summary.startswith("OK: delivered both ways"), ok.summary
