@@ -832,7 +832,7 @@ def _match_group(
     prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
     c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
     s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
-    against_order(c_out, s_out, 1 if same_host else MAX_HOPS)
+    against_order(c_out, s_out, same_host)
     # per group: which directions its hops have (every hop of a group has the same
     # halves), the legs' sequence offsets, whether they make a "same" link a NAT
     c_has = ((ixc >= 0) | (iyc >= 0)).tolist()
@@ -859,34 +859,44 @@ def _match_group(
 
 
 MAX_HOPS = 8  # routed hops between two points on different hosts, at most
+INITIAL_TTLS = (32, 64, 128, 255)  # what hosts send with (as `local._INITIAL_TTLS`)
 
 
-def against_order(c_out: list[DirMatch], s_out: list[DirMatch], most: int) -> None:
+def against_order(c_out: list[DirMatch], s_out: list[DirMatch], same_host: bool) -> None:
     """Connections that crossed a pair of points against their order: every packet's TTL
-    rose from the first point to the second in both directions (by `most` at most: one
-    inside a host, a few routed hops across hosts), as it does when the connection was
-    opened from the second point's side, or the points were given the wrong way round
-    (`order.reversed_pairs` says so when most connections do). Those TTLs are what the
-    routing took off, not rewrites: taken out of the matches."""
+    rose from the first point to the second in both directions (by one inside a host, by
+    a few routed hops across hosts), as it does when the connection was opened from the
+    second point's side, or the points were given the wrong way round (`order` says so
+    when most connections do). Those TTLs are what the routing took off, not rewrites:
+    taken out of the matches. (Across hosts, not when every packet rose to a TTL hosts
+    send with: the two hosts' own connection, `local._between_hosts` reads it.)"""
+    most = 1 if same_host else MAX_HOPS
     for dc, ds in zip(c_out, s_out, strict=True):
         if not dc.rewrites or not ds.rewrites:
             continue
-        if _ttl_rose(dc, most) and _ttl_rose(ds, most):
-            dc.rewrites = [rw for rw in dc.rewrites if rw.field != "ip.ttl"]
-            ds.rewrites = [rw for rw in ds.rewrites if rw.field != "ip.ttl"]
+        c, s = _ttl_rose(dc, most), _ttl_rose(ds, most)
+        if c is None or s is None or (not same_host and c and s):
+            continue
+        dc.rewrites = [rw for rw in dc.rewrites if rw.field != "ip.ttl"]
+        ds.rewrites = [rw for rw in ds.rewrites if rw.field != "ip.ttl"]
 
 
-def _ttl_rose(dm: DirMatch, most: int) -> bool:
-    """Whether the TTL of every packet `dm` matched rose by 1 to `most` in its direction of
-    travel (a rewrite of ip.ttl from `before` to `after` each)."""
+def _ttl_rose(dm: DirMatch, most: int) -> bool | None:
+    """Whether the TTL of every packet `dm` matched rose by 1 to `most` in its direction
+    of travel (a rewrite of ip.ttl from `before` to `after` each): None if not, else
+    whether every one rose to a TTL hosts send with (`INITIAL_TTLS`)."""
     rows = set()
+    initial = True
     for rw in dm.rewrites:
         if rw.field == "ip.ttl":
-            up = int(rw.after) - int(rw.before)  # type: ignore[call-overload]
-            if not 1 <= up <= most:
-                return False
+            after = int(rw.after)  # type: ignore[call-overload]
+            if not 1 <= after - int(rw.before) <= most:  # type: ignore[call-overload]
+                return None
             rows.add(rw.a_row)
-    return bool(rows) and len(rows) >= dm.matched
+            initial = initial and after in INITIAL_TTLS
+    if not rows or len(rows) < dm.matched:
+        return None
+    return initial
 
 
 def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:

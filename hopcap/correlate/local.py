@@ -522,7 +522,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
     )
 
 
-_INITIAL_TTLS = (32, 64, 128, 255)
+_INITIAL_TTLS = (32, 64, 128, 255)  # (as `flows.INITIAL_TTLS`)
 
 
 def _between_hosts(fl: Flow, a: str, b: str) -> tuple[int, int] | None:
