@@ -311,6 +311,12 @@ def _policy(f: Finding, values: int, flows: int, of: int) -> str | None:
     if f.field == "tcp.mss" and ordered and 0 < a < b:
         return "MSS clamping"
     if f.field in ("ip.ttl", "ip.hlim") and ordered and 0 < a < b:
+        # between two interfaces of one host, routing takes a hop or two: a TTL lowered by
+        # more there was set (`ip ttl set 3`), not decremented; across a network, any
+        # number of routers may have taken theirs
+        (ha, _, ia), (hb, _, ib) = (n.partition(":") for n in f.between)
+        if ia and ib and ha == hb and b - a > 2:
+            return None
         return "TTL decrement"
     if f.field in ("ip.dscp", "ip.tos") and values == 1 and flows > POLICY_SHARE * of:
         return "DSCP remarking"

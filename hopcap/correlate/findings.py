@@ -1532,6 +1532,17 @@ class _Chain:
                 syn_rows = self.own(j, ("syn", id(c)), partial(pl.rows_with, c, SYN))
                 if syn_rows:
                     self.unanswered(pl, syn_rows, c.isn)
+            if c is not None and answered and pl.iface and last.s is not None:
+                self.unacked(j, c, last.s, pl, "c2s", pl.host)
+        first = f.legs[0]
+        p0 = pts[first.point]
+        if (
+            first.point == present[0] == 0
+            and p0.iface
+            and first.s is not None
+            and first.c is not None
+        ):
+            self.unacked(0, first.s, first.c, p0, "s2c", p0.host)
         s = last.s
         if s is not None and (
             last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
@@ -1569,6 +1580,21 @@ class _Chain:
         )
         self.add("gap", "c2s", (up.name, at.name), at, rows, (text, nb, ts0),
                  packet=packet_kind(t, rows[0]))  # fmt: skip
+
+    def unacked(self, j: int, h: Half, back: Half, p: Point, d: Direction, by: str) -> None:
+        """Data of half `h` seen at `p`, the path's last point toward the receiver (the
+        server's side for c2s, the client's for s2c; `by`: its host, as an unanswered SYN's
+        finding names it), that the receiver never acknowledged before the same bytes came
+        again: lost after `p` (the host's own firewall, conntrack, a full socket buffer).
+        `back`: the receiver's half there."""
+        t = p.table
+        rows = self.own(j, ("unacked", id(h)), partial(p.unacked_of, h, back))
+        if not rows:
+            return
+        text, nb, ts0 = _describe(t, rows, h.isn)
+        again = f"never acknowledged before it came again: lost after {p.name}"
+        text = f"{text}: reached {p.name}, {again}"
+        self.add("drop", d, (p.name, by), p, rows, (text, nb, ts0), packet=packet_kind(t, rows[0]))
 
     def unanswered(self, pl: Point, syn_rows: list[int], isn: int) -> None:
         """The client's SYN reached the last point and no answer came."""

@@ -16,7 +16,7 @@ from hopcap.correlate._fastwalk import rows_of
 from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
-from hopcap.correlate.reader import RST, PacketTable, captured_tcp
+from hopcap.correlate.reader import ACK, RST, SYN, PacketTable, captured_tcp
 from hopcap.model import LinkKind, PointInput
 
 I64 = npt.NDArray[np.int64]
@@ -49,11 +49,21 @@ class Point:
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
     flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+    # per half (hid): its data its receiver never acknowledged before it came again
+    # (`unacked_rows`; a time slice keeps those it judges)
+    unacked: dict[int, list[int]] = field(default_factory=dict)
 
     def rows_with(self, h: Half, flag: int) -> list[int]:
         """The rows of half `h` (of this point) with TCP flag `flag` set; found for every
         half of the point at once, on first need (one numpy pass, not one per half)."""
         return list(self._flag_rows(flag).get(h.hid, ()))
+
+    def unacked_of(self, h: Half, back: Half) -> list[int]:
+        """`unacked_rows` of half `h` (its receiver's half `back`) at this point, once."""
+        got = self.unacked.get(h.hid)
+        if got is None:
+            got = self.unacked[h.hid] = unacked_rows(self.table, h, back)
+        return list(got)
 
     def has_flag(self, h: Half, flag: int) -> bool:
         """Whether a row of half `h` has TCP flag `flag` set (see `rows_with`)."""
@@ -928,3 +938,37 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
     if np.all((fl & RST) != 0) and not np.any(pa.table.plen[s.idx] > 0):
         return "rst"
     return "answered"
+
+
+def unacked_rows(t: PacketTable, h: Half, back: Half) -> list[int]:
+    """Rows of half `h` (data) whose bytes came again at the same point (a retransmission
+    from the same sequence number) before any packet of `back` (the receiver's direction)
+    acknowledged them, while the receiver's window was open: the receiver never took them."""
+    idx = h.idx
+    if idx.shape[0] < 2 or back.idx.shape[0] == 0:
+        return []
+    data = idx[(t.plen[idx] > 0) & ((t.flags[idx] & (SYN | RST)) == 0)]
+    if data.shape[0] < 2:
+        return []
+    start = (t.seq[data] - h.isn) & M32
+    firsts, inv, counts = np.unique(start, return_inverse=True, return_counts=True)
+    if not (counts > 1).any():
+        return []
+    b = back.idx
+    bts = t.ts[b]
+    acked = np.maximum.accumulate(np.where(t.flags[b] & ACK, (t.ack[b] - h.isn) & M32, 0))
+    win = t.win[b]
+    out: list[int] = []
+    for g in np.flatnonzero(counts > 1):
+        same = data[inv == g]  # (time order)
+        for r, again in zip(same[:-1].tolist(), same[1:].tolist(), strict=True):
+            end = int(firsts[g]) + int(t.plen[r])
+            k = int(np.searchsorted(bts, t.ts[again], side="left")) - 1
+            if k >= 0 and int(acked[k]) >= end:
+                continue  # acknowledged before the copy: delivered
+            w = int(np.searchsorted(bts, t.ts[r], side="right")) - 1
+            if w >= 0 and int(win[w]) == 0:
+                continue  # a zero-window probe: refused on purpose, not lost
+            out.append(r)
+    out.sort(key=lambda r: int(t.ts[r]))
+    return out

@@ -482,8 +482,13 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
     if ends or (starts and dst not in downstream and not to_target and hi0 > 0 and single):
         kept: list[Finding] = []
         refused: list[Finding] = []
+        own = {last.point, h1}  # the host's own stack, reached through its point
         for f in findings:
-            if f.kind in ("drop", "inject", "gap") and _touches(f, p, lambda i: i > beyond):
+            if (
+                f.kind in ("drop", "inject", "gap")
+                and _touches(f, p, lambda i: i > beyond)
+                and not (ends and set(f.between) == own)
+            ):
                 if f.kind == "inject" and f.direction == "s2c" and "RST" in f.what.split(" ")[0]:
                     refused.append(f)
                 changed = True
@@ -578,6 +583,9 @@ def _summary(fl: Flow, findings: list[Finding], p: _Path, ended_at: str | None) 
     order = {"drop": 0, "inject": 1, "rewrite": 2, "icmp": 3, "reset": 4, "gap": 5}
     fs = sorted(findings, key=lambda f: order.get(f.kind, 9))
     for f in fs:
+        if f.kind == "drop" and f.unanswered:  # a request that reached its server
+            word = f.packet or kind_word(f.what)
+            return f"{word} reached {f.between[0]} but {f.between[1]} never answered it" + more(fs)
         # the finding's own packet kind (findings made from a datagram's or an ICMP
         # error's text have none: their first word then)
         line = sentence(f, f.packet or kind_word(f.what), _where(p, *f.between), fs)
@@ -602,8 +610,17 @@ def _where(p: _Path, a: str, b: str) -> str:
 
 
 def kind_word(what: str) -> str:
-    """What a finding's packets were, from its `what` ("SYN", "RST", "data", ...)."""
-    w = what.split(" ")[0]
+    """What a finding's packets were, from its `what` ("SYN", "RST", "data", ...; a
+    datagram's as `dgram.kind_word` names it: "echo reply", "DNS query", "UDP datagram")."""
+    words = what.split(" ")
+    w = words[0]
+    if w == "ICMP" and len(words) > 2 and words[1] == "echo":
+        return f"echo {words[2]}"
+    if w == "ESP" and len(words) > 1 and words[1].startswith("spi="):
+        return "ESP packet"
+    if w == "UDP" and len(words) > 1 and words[1].startswith("len="):
+        dns = what.partition(" (DNS ")[2]
+        return " ".join(["DNS", *dns.split(" ")[:1]]).rstrip(")") if dns else "UDP datagram"
     if w.startswith("SYN") and "ACK" in w:
         return "SYN-ACK"
     for k in ("SYN", "RST", "FIN"):

@@ -1392,6 +1392,14 @@ def _judge(
             for h in (leg.c, leg.s):
                 if h is None:
                     continue
+                back = leg.s if h is leg.c else leg.c
+                if back is not None:
+                    # data its receiver never took (`unacked_rows`: seen with the bytes
+                    # that came again, in this slice and its margins): those judged here
+                    una = p.unacked_of(h, back)
+                    p.unacked[h.hid] = [
+                        r for r, y in zip(una, inside(leg.point, una).tolist(), strict=True) if y
+                    ]
                 if j < len(ch.hops) and ch.hops[j].ended in ("unanswered", "rst"):
                     # every packet of the leg is judged (lost, or a reset's)
                     h.idx = h.idx[inside(leg.point, h.idx)]

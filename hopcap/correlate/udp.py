@@ -607,6 +607,24 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         findings.extend(missing_gaps(pts, hop.a, hop.b, hop.missing, first_ts_ns))
         if hop.ended is not None:
             leg = legs_at[hop.a]
+            lc, ls = leg.f.c, leg.f.s
+            if hop.ended in ("answered", "nothing") and pa.host == pb.host and pa.iface:
+                # requests to the host itself (or past it, `nothing`: `pb` saw none of
+                # their protocol), some answered: those never answered are its own
+                t = tab(pa)
+                rows = judged(hop.a, lc).tolist()
+                if (
+                    rows
+                    and ls.shape[0]
+                    and _asks(t, leg.f.proto, int(lc[0]))
+                    and (
+                        leg.f.proto == UDP
+                        or int(t.itype[int(lc[0])]) == ECHO_REQUEST.get(leg.f.proto)
+                    )
+                ):
+                    findings += _unanswered(
+                        t, pa, leg.f.proto, rows, ls.tolist(), describe, fts, pa.host
+                    )
             if hop.ended == "unanswered":
                 add_lost("c2s", pa, pb, judged(hop.a, leg.f.c).tolist())
             elif hop.ended == "answered" and leg.f.c.shape[0] and not pb.kernel_drops:
@@ -685,10 +703,13 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     if last.point == present[-1] and last.point == len(pts) - 1 and lf.c.shape[0]:
         t = tab(pl)
         r0 = int(lf.c[0])
-        asks = lf.proto in (ICMP, ICMP6) or (lf.proto == UDP and int(t.dport[r0]) == 53)
+        asks = _asks(t, lf.proto, r0)
         request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)  # (ESP: no)
         rows = judged(last.point, lf.c).tolist()
-        if asks and request and lf.s.shape[0] == 0 and rows:
+        if asks and request and lf.s.shape[0] and rows:
+            beyond = pl.host if pl.iface else "server"
+            findings += _unanswered(t, pl, lf.proto, rows, lf.s.tolist(), describe, fts, beyond)
+        elif asks and request and lf.s.shape[0] == 0 and rows:
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
             end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
@@ -830,3 +851,61 @@ def facts_summary(
     if facts.ended == "answered":
         return f"OK: through {path}{more}; answered before {facts.before} ({facts.who})"
     return f"OK: delivered both ways through {path}{more}"
+
+
+def _asks(t: DgramTable, proto: int, r0: int) -> bool:
+    """Whether a flow (its first datagram `r0`) is one of requests and answers: a ping, DNS."""
+    return proto in (ICMP, ICMP6) or (proto == UDP and int(t.dport[r0]) == 53)
+
+
+def _answer_key(t: DgramTable, proto: int, r: int) -> int | bytes | None:
+    """What ties an answer to its request: an echo's sequence number (the echo id is the
+    flow's "port"), a DNS message's ID; None when it cannot be read (a short capture)."""
+    if proto != UDP:
+        return int(t.iseq[r])
+    qid = t.payload(r, 0, 2)
+    return qid if len(qid) == 2 else None
+
+
+def _unanswered(
+    t: DgramTable,
+    pl: Point,
+    proto: int,
+    rows: list[int],
+    answers: list[int],
+    describe: Callable[[DgramTable, list[int]], tuple[str, int]],
+    fts: Callable[[Point, list[int]], float],
+    beyond: str,
+) -> list[Finding]:
+    """The requests of a flow, some answered, that reached point `pl`, the last it was seen
+    at, and were never answered by `beyond` (the server, or the host that answers them):
+    an echo request without the reply of its sequence number, a DNS query without a
+    response of its ID (a server that answers some and not others). Those in the capture's
+    last second, or when it dropped packets in the kernel, cannot be told: a gap."""
+    got = {_answer_key(t, proto, r) for r in answers}
+    got.discard(None)
+    open_ = [r for r in rows if (k := _answer_key(t, proto, r)) is not None and k not in got]
+    if not open_:
+        return []
+    end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
+    late = [r for r in open_ if pl.kernel_drops or end - int(t.ts[r]) < NS]
+    lost = [r for r in open_ if r not in set(late)]
+    # (no count of the requests answered: a time slice sees its own part of them)
+    of = "others of the flow were answered"
+    out: list[Finding] = []
+    if lost:
+        what, nb = describe(t, lost)
+        text = f"{what}: reached {pl.name}, never answered by {beyond} ({of})"
+        out.append(Finding("drop", "c2s", (pl.name, beyond), len(lost), nb, fts(pl, lost),
+                           text, unanswered=True))  # fmt: skip
+    if late:
+        what, nb = describe(t, late)
+        why = (
+            f"dropped {pl.kernel_drops} packets in the kernel"
+            if pl.kernel_drops
+            else "ended less than a second after it"
+        )
+        text = f"{what}: no answer seen ({of}), but the capture at {pl.name} {why}"
+        out.append(Finding("gap", "c2s", (pl.name, beyond), len(late), nb, fts(pl, late),
+                           text, unanswered=True))  # fmt: skip
+    return out

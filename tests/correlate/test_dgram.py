@@ -592,3 +592,133 @@ def test_udp_segmentation_offload_among_lost_and_injected_datagrams(tmp_path: Pa
     (fl,) = v.flows
     got = sorted((f.kind, f.direction, f.packets) for f in fl.findings)
     assert got == [("drop", "c2s", len(lost)), ("gap", "c2s", len(wire) + len(decoys))], got
+
+
+def test_ping_to_a_hosts_own_address_names_the_echo_reply(tmp_path: Path) -> None:
+    """A ping to fw's own address (stated, as a run's `ip addr` facts give it), one reply
+    lost on the wire before the client; fw:eth1 and srv:eth0 carry only a web connection:
+    what the echo "lost" beyond fw is trimmed, and the summary, made again after that,
+    still says what the packets were (it said 'data dropped')."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.1", 0), proto="icmp", seed=9)
+    p.ping(5)
+    lost = {id(g) for g in p.segs if g.d == S2C and g.seq == 3}
+    web = Conv(("203.0.113.10", 51234), ("203.0.113.80", 80), t0=1_763_790_000.0, seed=4)
+    web.handshake()
+    web.request(b"GET / HTTP/1.1\r\n\r\n")
+    web.response(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    web.close()
+
+    def at(name: str, **kw: Any) -> Callable[[Any], View]:
+        def mk(c: Any) -> View:
+            if isinstance(c, UConv) and name in ("fw:eth1", "srv:eth0"):
+                return View(drop=lambda g: True)  # the echo ends at fw
+            if isinstance(c, UConv):
+                return View(drop=(lambda g: id(g) in lost) if name == "client:eth0" else None)
+            return four[name](c)
+
+        return mk
+
+    four = dict(four_points(lambda c: nat(c, 61000)))
+    views = [(name, at(name)) for name in PATH4]
+    v = correlate(write_points(tmp_path, [p, web], views), hosts={"fw": ["203.0.113.1"]})
+    (fl,) = [f for f in v.flows if f.proto == "icmp"]
+    assert findings(fl) == [("drop", "s2c", ("fw:eth0", "client:eth0"))]
+    assert fl.findings[0].packets == 1
+    assert fl.summary == (
+        "echo reply dropped between fw:eth0 and client:eth0 (seen on fw:eth0, never on client:eth0)"
+    )
+    (tcp,) = [f for f in v.flows if f.proto == "tcp"]
+    assert not tcp.findings
+
+
+def test_some_pings_never_answered(tmp_path: Path) -> None:
+    """srv's host firewall drops 2 of 6 echo requests (they reach srv:eth0, no reply is
+    ever made): those 2 are unanswered by srv, the others are not ('OK: delivered both
+    ways' was said: only a flow without any answer was looked at)."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.80", 0), proto="icmp", seed=9)
+    p.ping(6)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 4))]
+    p.send(C2S, b"late", dt=3.0, tag="x", seq=9)  # the capture goes on after the last one
+    p.send(S2C, b"late", dt=0.0005, tag="x", seq=9)
+    v = correlate(write_points(tmp_path, [p], four_points(lambda x: nat(x, 61000))))
+    (fl,) = v.flows
+    assert findings(fl) == [("drop", "c2s", ("srv:eth0", "srv"))]
+    f = fl.findings[0]
+    assert f.packets == 2
+    assert f.what.startswith("ICMP echo request id=61000 seq=1 ")
+    assert f.what.endswith("never answered by srv (others of the flow were answered)")
+    assert fl.summary == "echo request reached srv:eth0 but srv never answered it"
+
+
+def test_some_dns_queries_never_answered(tmp_path: Path) -> None:
+    """A resolver that leaves 1 of 4 queries of one socket unanswered (the client's retry
+    of another one, same query id, is answered: that one is not)."""
+    c = UConv(("203.0.113.10", 40000), ("203.0.113.53", 53), seed=3)
+    qs = [dns_query(0x2000 + i, f"h{i}.example.test") for i in range(4)]
+    for i, q in enumerate(qs):
+        c.send(C2S, q, dt=0.1)
+        if i == 3:
+            c.send(C2S, q, dt=0.5)  # a retry, answered
+        if i != 1:
+            c.send(S2C, dns_answer(q, "192.0.2.7"), dt=0.0004)
+    c.send(C2S, dns_query(0x2100, "late.example.test"), dt=3.0)
+    c.send(S2C, dns_answer(dns_query(0x2100, "late.example.test"), "192.0.2.7"), dt=0.0004)
+    (fl,) = udp(through_nat(tmp_path, [c]))
+    assert findings(fl) == [("drop", "c2s", ("srv:eth0", "srv"))]
+    f = fl.findings[0]
+    assert f.packets == 1 and "DNS query 0x2001 A h1.example.test" in f.what
+    assert fl.summary == "DNS query reached srv:eth0 but srv never answered it"
+
+
+def test_an_unanswered_ping_at_the_capture_end_is_a_gap(tmp_path: Path) -> None:
+    """The capture ends right after the last echo request, unanswered: the reply may have
+    come after it (a gap); one more than a second before the end is a drop."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.80", 0), proto="icmp", seed=9)
+    p.ping(10)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 9))]
+    v = correlate(write_points(tmp_path, [p], four_points(lambda x: nat(x, 61000))))
+    (fl,) = v.flows
+    got = [(f.kind, f.between, f.packets, f.what.split(" len=")[0]) for f in fl.findings]
+    assert got == [
+        ("drop", ("srv:eth0", "srv"), 1, "ICMP echo request id=61000 seq=1"),
+        ("gap", ("srv:eth0", "srv"), 1, "ICMP echo request id=61000 seq=9"),
+    ]
+    assert "ended less than a second after it" in fl.findings[1].what
+
+
+@pytest.mark.parametrize("beyond", ["tcp only", "other pings"])
+def test_pings_to_a_hosts_own_address_some_unanswered(tmp_path: Path, beyond: str) -> None:
+    """Pings to fw's own address; fw's input chain drops 2 of 6 echo requests (seen on
+    fw:eth0, never answered). fw:eth1 and srv:eth0 see a web connection only, or other
+    pings too: either way those 2 are unanswered by fw itself, not trimmed as what the
+    flow "lost" beyond fw (the flow was 'OK: ... to fw itself')."""
+    p = UConv(("203.0.113.10", 4242), ("203.0.113.1", 0), proto="icmp", seed=9)
+    p.ping(6)
+    p.segs = [g for g in p.segs if not (g.d == S2C and g.seq in (1, 4))]
+    p.send(C2S, b"late", dt=3.0, tag="x", seq=9)
+    p.send(S2C, b"late", dt=0.0005, tag="x", seq=9)
+    web = Conv(("203.0.113.10", 51234), ("203.0.113.80", 80), t0=1_763_790_000.0, seed=4)
+    web.handshake()
+    web.request(b"GET / HTTP/1.1\r\n\r\n")
+    web.response(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    web.close()
+    other = UConv(("203.0.113.10", 4343), ("203.0.113.80", 0), proto="icmp", seed=5)
+    other.ping(3)
+    convs: list[Any] = [p, web] + ([other] if beyond == "other pings" else [])
+    four = dict(four_points(lambda c: nat(c, 61000)))
+
+    def at(name: str) -> Callable[[Any], View]:
+        def mk(c: Any) -> View:
+            if c is p and name in ("fw:eth1", "srv:eth0"):
+                return View(drop=lambda g: True)  # the echo ends at fw
+            return four[name](c) if c is not p else View()
+
+        return mk
+
+    views = [(name, at(name)) for name in PATH4]
+    v = correlate(write_points(tmp_path, convs, views), hosts={"fw": ["203.0.113.1"]})
+    (fl,) = [f for f in v.flows if f.proto == "icmp" and f.client.endswith(":4242")]
+    assert findings(fl) == [("drop", "c2s", ("fw:eth0", "fw"))]
+    assert fl.findings[0].packets == 2 and "others of the flow were answered" in fl.findings[0].what
+    assert fl.summary == "echo request reached fw:eth0 but fw never answered it"
+    assert not any(f.findings for f in v.flows if f is not fl)

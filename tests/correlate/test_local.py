@@ -172,3 +172,18 @@ def test_a_bundles_facts_give_the_runs_conntrack(tmp_path: Path) -> None:
         f.host: f.after["conntrack"] for f in facts if "conntrack" in f.after
     }
     assert bundle_conntrack(tmp_path / "nowhere") == {}
+
+
+def test_kind_word_names_datagrams_as_their_flows_do() -> None:
+    """The words of a summary made again after trimming (`_summary`): a datagram finding's
+    text is not a TCP segment's ('data' was said of every echo reply and DNS answer)."""
+    from hopcap.correlate.local import kind_word
+
+    assert kind_word("ICMP echo reply id=61000 seq=3 len=64 ipid=7 (9 datagrams)") == "echo reply"
+    assert kind_word("ICMP echo request id=1 seq=0 len=64") == "echo request"
+    q = "UDP len=38 ipid=9 (DNS query 0x1000 A host0.example.test) (2 datagrams)"
+    assert kind_word(q) == "DNS query"
+    assert kind_word("UDP len=30 ipid=2621 (3 datagrams)") == "UDP datagram"
+    assert kind_word("ESP spi=0x00000001 seq=4 len=120") == "ESP packet"
+    assert kind_word("seq=1:101 len=100") == "data"
+    assert kind_word("SYN,ACK seq=0") == "SYN-ACK"

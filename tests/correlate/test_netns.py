@@ -173,6 +173,54 @@ def test_syn_dropped_inside_fw(path: Path) -> None:
     assert v.flows[0].summary == "SYN dropped inside fw (seen on fw:eth0, never on fw:eth1)"
 
 
+def test_ttl_set_inside_fw_is_a_rewrite_not_policy(path: Path) -> None:
+    """fw sets the TTL of the client's packets to 3 (`ip ttl set 3`) and clamps the
+    server's MSS: the MSS is device policy, the TTL a rewrite inside fw with its counts
+    (it was 'TTL decrement', expected; one host's routing takes one)."""
+    sh("nft", "add rule ip hc filt tcp dport 8080 ip ttl set 3 counter", ns=NS["fw"])
+    clamp = "tcp sport 8080 tcp flags syn,ack tcp option maxseg size set 1200"
+    sh("nft", f"add rule ip hc filt {clamp}", ns=NS["fw"])
+    pts = capture(path, "ttl", ["curl", "-s", "-m", "5", "-o", "/dev/null", f"http://{VIP}/big"])
+    v = correlate(pts)
+    counted = sh("nft", "list chain ip hc filt", ns=NS["fw"]).stdout
+    n = int(counted.split("ip ttl set 3 counter packets ")[1].split()[0])
+    got = {(p.field, p.label) for p in v.patterns}
+    assert got == {("ip.ttl", None), ("tcp.mss", "MSS clamping")}, v.patterns
+    (ttl,) = [p for p in v.patterns if p.field == "ip.ttl"]
+    assert (ttl.before, ttl.after, ttl.between, ttl.policy) == (
+        64,
+        3,
+        ("fw:eth0", "fw:eth1"),
+        False,
+    )
+    if not any(p.kernel_drops for p in v.points):
+        assert ttl.packets == n, counted
+
+
+def test_requests_the_servers_own_firewall_drops(path: Path) -> None:
+    """srv's input chain drops every other request segment: the first copy of each
+    request, seen on srv:eth0, never acknowledged, sent again by the client 0.2 s later
+    and taken. Each is a drop by srv at srv:eth0, exactly as many as the rule counted,
+    and nothing else ('OK: delivered both ways' was said of them)."""
+    sh("nft", "add table inet hcs", ns=NS["srv"])
+    sh("nft", "add chain inet hcs inp { type filter hook input priority 0; }", ns=NS["srv"])
+    rule = "tcp dport 8080 ip length > 60 numgen inc mod 2 == 0 counter drop"
+    sh("nft", f"add rule inet hcs inp {rule}", ns=NS["srv"])
+    get = " ".join(f"curl -s -m 5 -o /dev/null http://{VIP}/;" for _ in range(3))
+    pts = capture(path, "srvdrop", ["sh", "-c", get])
+    v = correlate(pts)
+    listing = sh("nft", "list chain inet hcs inp", ns=NS["srv"]).stdout
+    n = int(listing.split("counter packets ")[1].split()[0])
+    assert n == 3, listing
+    if any(p.kernel_drops for p in v.points):
+        return  # tcpdump dropped packets on a loaded machine: gaps are the right answer
+    assert len(v.flows) == 3
+    for fl in v.flows:
+        got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+        assert got == [("drop", "c2s", ("srv:eth0", "srv"), 1)], fl.findings
+        assert fl.summary == "data dropped by srv itself (seen on srv:eth0, never on srv)"
+
+
 def test_clean_curl_through_nat_and_haproxy(path: Path) -> None:
     if not shutil.which("haproxy"):
         pytest.fail("needs haproxy")

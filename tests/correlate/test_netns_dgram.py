@@ -3,6 +3,8 @@ tcpdump on every interface.
 
 - UDP through a firewall's DNAT + masquerade (random ports): DNS-like queries and answers,
   then one kind of query dropped by an nftables rule inside fw.
+- Pings to the server, some of which its own firewall drops: exactly those unanswered;
+  the same to fw's own address.
 - A path-MTU black hole: client - rt - fw - srv, rt's link toward the client carries at
   most 1,400 bytes, fw drops ICMP "fragmentation needed" on its way back to the server,
   and a download stalls.
@@ -202,6 +204,59 @@ def test_udp_through_dnat_then_dropped_inside_fw(udp_path: dict[str, str], tmp_p
     assert fl.summary == "DNS query dropped inside fw (seen on fw:eth0, never on fw:eth1)"
     assert not any(f.kind in ("drop", "inject", "rewrite") for o in v.flows if o is not fl
                    for f in o.findings)  # fmt: skip
+
+
+PINGER = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+for i in range(int(sys.argv[2])):
+    p = struct.pack("!BBHHH", 8, 0, 0, 0x4242, i) + bytes(range(56))
+    t = sum(struct.unpack("!%dH" % (len(p) // 2), p))
+    t = (t >> 16) + (t & 0xFFFF)
+    p = p[:2] + struct.pack("!H", ~(t + (t >> 16)) & 0xFFFF) + p[4:]
+    s.sendto(p, (sys.argv[1], 0))
+    time.sleep(1.2 if i == int(sys.argv[2]) - 2 else 0.05)  # the last: a second later
+"""
+
+
+def test_pings_some_of_which_the_servers_firewall_drops(
+    udp_path: dict[str, str], tmp_path: Path
+) -> None:
+    """srv's own input chain drops every third echo request it gets (they reach srv:eth0,
+    no reply is made): exactly those, unanswered by srv, nothing else ('OK: delivered both
+    ways' was said)."""
+    ns = udp_path
+    sh("nft", "add table inet hcp", ns=ns["srv"])
+    sh("nft", "add chain inet hcp inp { type filter hook input priority 0; }", ns=ns["srv"])
+    rule = "icmp type echo-request numgen inc mod 3 == 0 counter drop"
+    sh("nft", f"add rule inet hcp inp {rule}", ns=ns["srv"])
+    (tmp_path / "pinger.py").write_text(PINGER)
+    ping = [sys.executable, str(tmp_path / "pinger.py"), "198.18.121.2", "12"]
+    v = correlate(capture(tmp_path, "ping", ns, UDP_POINTS, ping))
+    listing = sh("nft", "list chain inet hcp inp", ns=ns["srv"]).stdout
+    dropped = int(listing.split("counter packets ")[1].split()[0])
+    assert dropped == 4, listing  # requests 1, 4, 7, 10 of 12 (numgen counts from 0)
+    (fl,) = [fl for fl in v.flows if fl.proto == "icmp"]
+    assert [(f.kind, f.direction, f.between, f.packets) for f in fl.findings] == [
+        ("drop", "c2s", ("srv:eth0", "srv"), dropped)
+    ], fl.findings
+    assert "never answered by srv (others of the flow were answered)" in fl.findings[0].what
+    assert fl.summary == "echo request reached srv:eth0 but srv never answered it"
+    # the same at fw's own address (beyond it, fw:eth1 and srv:eth0 see no ICMP): fw's
+    # own input chain, not trimmed as what the flow lost beyond fw
+    sh("nft", "add table inet hcp", ns=ns["fw"])
+    sh("nft", "add chain inet hcp inp { type filter hook input priority 0; }", ns=ns["fw"])
+    sh("nft", f"add rule inet hcp inp {rule}", ns=ns["fw"])
+    ping[2] = "198.18.121.1"
+    got = capture(tmp_path, "ping-fw", ns, UDP_POINTS, ping)
+    v = correlate(got, hosts={"fw": ["198.18.120.1", "198.18.121.1"]})
+    listing = sh("nft", "list chain inet hcp inp", ns=ns["fw"]).stdout
+    assert int(listing.split("counter packets ")[1].split()[0]) == 4, listing
+    (fl,) = [fl for fl in v.flows if fl.proto == "icmp"]
+    assert [(f.kind, f.direction, f.between, f.packets) for f in fl.findings] == [
+        ("drop", "c2s", ("fw:eth0", "fw"), 4)
+    ], fl.findings
+    assert fl.summary == "echo request reached fw:eth0 but fw never answered it"
 
 
 # --------------------------------------------------------------------------- PMTU black hole

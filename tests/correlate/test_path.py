@@ -1200,3 +1200,82 @@ def test_a_reset_after_the_close_answered_by_a_local_nat_is_not_a_connection(
     ]))  # fmt: skip
     assert len(v.flows) == 1
     assert [f for f in all_findings(v) if f.kind in ("drop", "inject", "reset")] == []
+
+
+def _end_host_path(c: Conv, tmp: Path, lost: Callable[[Seg], bool] | None = None) -> Verdict:
+    nat = nat_map(c)
+    return correlate(points(tmp, [c], [
+        ("client:eth0", lambda x: View()),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat, ttl_dec={C2S: 1})),
+        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat, ttl_dec={C2S: 1}, drop=lost)),
+    ]))  # fmt: skip
+
+
+def test_data_the_end_hosts_dropped_after_their_captures(tmp_path: Path) -> None:
+    """The server's own firewall drops the request (seen on srv:eth0, never acknowledged;
+    the client sends it again 0.2 s later) and the client's drops a response segment:
+    each is a drop by that host, at its point, one packet ('OK' was said: every point saw
+    every packet)."""
+    c = Conv(seed=5)
+    c.handshake()
+    req = c.seg(C2S, "PA", HTTP_REQ, tag="req")
+    c.retransmit(req)
+    c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+    resp = c.seg(S2C, "PA", HTTP_RESP[:1000], tag="resp")
+    c.retransmit(resp, dt=0.3)
+    c.seg(C2S, "A", tag="ack", dt=c.rtt / 2)
+    c.close()
+    v = _end_host_path(c, tmp_path)
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets, f.bytes) for f in fl.findings]
+    assert got == [
+        ("drop", "c2s", ("srv:eth0", "srv"), 1, len(HTTP_REQ)),
+        ("drop", "s2c", ("client:eth0", "client"), 1, 1000),
+    ]
+    assert f"ipid={req.ipid}" in fl.findings[0].what
+    assert fl.findings[0].what.endswith(
+        "reached srv:eth0, never acknowledged before it came again: lost after srv:eth0"
+    )
+    assert fl.summary.startswith("data dropped by srv itself (seen on srv:eth0, never on srv)")
+
+
+def test_a_retransmission_after_an_acknowledgement_is_no_end_host_drop(tmp_path: Path) -> None:
+    """The server acknowledged the request (its ACK seen on srv:eth0, lost before fw:eth1):
+    the client's copy is spurious, the ACK's loss the only finding; a zero-window probe
+    the server refuses on purpose is none either."""
+    c = Conv(seed=6)
+    c.handshake()
+    req = c.seg(C2S, "PA", HTTP_REQ, tag="req")
+    ack = c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+    c.retransmit(req)
+    c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+    c.response(HTTP_RESP[:1000])
+    closed = c.seg(S2C, "A", tag="zero", dt=0.001)
+    probe = c.seg(C2S, "A", b"x", tag="probe", dt=0.2, advance=False)
+    c.seg(S2C, "A", tag="zero", dt=c.rtt / 2)
+    c.retransmit(probe, dt=0.4, tag="probe")
+    c.seg(S2C, "A", tag="zero", dt=c.rtt / 2)
+    c.close()
+    for s in c.segs:
+        if s is closed or s.tag == "zero":
+            s.win = 0  # the server's window closed: the client probes it
+
+    def lost(s: Seg) -> bool:
+        return s is ack
+
+    nat = nat_map(c)
+
+    def view(delay: float, natted: bool, drop: Callable[[Seg], bool] | None = None) -> View:
+        return View(delay=delay, nat=nat if natted else {}, ttl_dec={C2S: 1} if natted else {},
+                    drop=drop)  # fmt: skip
+
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: view(0.0, False, lost)),
+        ("fw:eth0", lambda x: view(0.0001, False, lost)),
+        ("fw:eth1", lambda x: view(0.0002, True, lost)),
+        ("srv:eth0", lambda x: view(0.0003, True)),
+    ]))  # fmt: skip
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+    assert got == [("drop", "s2c", ("srv:eth0", "fw:eth1"), 1)], fl.findings

@@ -66,13 +66,28 @@ def test_an_mss_raised_or_another_field_is_no_policy() -> None:
 
 
 def test_ttl_decrement_is_policy_and_an_increase_is_not() -> None:
-    def ttl(b: int, a: int) -> Finding:
-        return Finding("rewrite", "s2c", (B, A), 4, 0, T0, "ACK", "ip.ttl", b, a)
+    def ttl(b: int, a: int) -> Finding:  # (across a network: six routers took theirs)
+        return Finding("rewrite", "s2c", ("srv:eth0", B), 4, 0, T0, "ACK", "ip.ttl", b, a)
 
     down = verdict(flow(1, ttl(64, 58)))
     assert down.patterns[0].label == "TTL decrement"
     up = verdict(flow(1, ttl(58, 241)))
     assert not up.patterns[0].policy and up.patterns[0].label is None
+
+
+def test_a_ttl_lowered_by_more_than_routing_inside_one_host_is_no_policy() -> None:
+    """Between two interfaces of one host a router takes 1 (or 2): 64 -> 3 there is a TTL
+    set by a rule, a rewrite; across a network (other hosts) any decrement is routing."""
+
+    def ttl(between: tuple[str, str], b: int, a: int) -> Finding:
+        return Finding("rewrite", "c2s", between, 4, 0, T0, "ACK", "ip.ttl", b, a)
+
+    inside = verdict(flow(1, ttl(("fw:eth0", "fw:eth1"), 64, 3)))
+    assert not inside.patterns[0].policy and inside.patterns[0].label is None
+    one = verdict(flow(1, ttl(("fw:eth0", "fw:eth1"), 64, 62)))
+    assert one.patterns[0].label == "TTL decrement"
+    across = verdict(flow(1, ttl(("client:eth0", "fw:eth0"), 64, 49)))
+    assert across.patterns[0].label == "TTL decrement"
 
 
 def test_dscp_remarking_on_most_flows_is_policy_on_few_it_is_not() -> None:
