@@ -208,8 +208,9 @@ def test_a_datagram_flow_answered_after_the_end_is_a_gap(tmp_path: Path) -> None
     """Two DNS-like exchanges, one before b's capture ended and one after it: the one
     after is a gap at b, not answered by a device before b."""
     cs = _convs()
-    early = UConv(client=("203.0.113.10", 5300), t0=T0 + 0.5)
-    late = UConv(client=("203.0.113.10", 5353), t0=T0 + 2.5)
+    # (not port 53: these payloads are no DNS, whose answers are paired by their ids)
+    early = UConv(client=("203.0.113.10", 5300), server=("203.0.113.80", 7000), t0=T0 + 0.5)
+    late = UConv(client=("203.0.113.10", 5353), server=("203.0.113.80", 7000), t0=T0 + 2.5)
     for u in (early, late):
         u.send(C2S, b"q" * 30)
         u.send(S2C, b"a" * 60)
