@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,21 @@ def start_until_listening(argv: list[str], points: int) -> subprocess.Popen[str]
             seen += 1
     assert seen == points, "not every point reported listening"
     return proc
+
+
+def interrupt_when_connected(proc: subprocess.Popen[str], hosts: int) -> tuple[str, float]:
+    """Ctrl-C to `proc` (hopcap run or record, stderr piped) once it says it connected to
+    `hosts` hosts: (everything it wrote on stderr, seconds from the Ctrl-C to its end)."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while len([x for x in seen if x.strip().startswith("connected ")]) < hosts:
+        line = proc.stderr.readline()
+        assert line, "".join(seen)
+        seen.append(line)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    return "".join(seen) + rest, time.monotonic() - t0
 
 
 def lab_processes(word: str) -> list[str]:

@@ -17,8 +17,8 @@ from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
 from tests.e2e.conftest import (
     HOPCAP,
-    PREFIX,
     hopcap_run,
+    interrupt_when_connected,
     inventory_variant,
     lab_processes,
     start_until_listening,
@@ -29,19 +29,7 @@ pytestmark = pytest.mark.lab
 
 def _lab_tcpdumps() -> list[str]:
     """tcpdump processes inside any namespace of the e2e lab."""
-    found = []
-    for host in ("client", "fw", "lb", "srv"):
-        res = subprocess.run(
-            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
-        )
-        for pid in res.stdout.split():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "tcpdump" in cmd:
-                found.append(f"{host}: {cmd}")
-    return found
+    return lab_processes("tcpdump")
 
 
 def _gone_within(seconds: float) -> list[str]:
@@ -283,17 +271,7 @@ def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert proc.stderr is not None
-        seen = []
-        while len([x for x in seen if x.strip().startswith("connected ")]) < 3:
-            line = proc.stderr.readline()
-            assert line, "".join(seen)
-            seen.append(line)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=60)
-        took = time.monotonic() - t0
-    stderr = "".join(seen) + rest
+        stderr, took = interrupt_when_connected(proc, 3)
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
     assert "interrupted while connecting to the hosts, before any capture started" in stderr

@@ -21,7 +21,7 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli
+from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli, interrupt_when_connected
 
 pytestmark = pytest.mark.lab
 
@@ -336,17 +336,7 @@ def test_ctrl_c_while_connecting_records_nothing(clean_lab: lab.LabInfo, tmp_pat
              "--until", "client: true", "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert proc.stderr is not None
-        seen = []
-        while len([x for x in seen if x.strip().startswith("connected ")]) < 3:
-            line = proc.stderr.readline()
-            assert line, "".join(seen)
-            seen.append(line)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=60)
-        took = time.monotonic() - t0
-    stderr = "".join(seen) + rest
+        stderr, took = interrupt_when_connected(proc, 3)
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
     assert "interrupted while connecting to the hosts, before any capture started" in stderr
