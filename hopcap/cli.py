@@ -424,7 +424,7 @@ class _Progress:
                     text = text.removeprefix(f"{who}: ")
             return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
-            self._repro_runs = self._run_number(ev.text)
+            self._repro_runs = ev.done or 1  # (a repeated repro's run; 1: run once)
             if self._repro_runs <= 1:
                 self._repro_said = time.monotonic()
                 return f"  repro on {ev.host}: {ev.text}"
@@ -445,12 +445,6 @@ class _Progress:
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({size_text(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
-
-    @staticmethod
-    def _run_number(text: str) -> int:
-        """N of a repeated repro's "COMMAND (run N)"; 1 for a repro run once."""
-        m = re.search(r"\(run (\d+)\)$", text)
-        return int(m.group(1)) if m else 1
 
 
 def _named(who: str | None, text: str) -> str:

@@ -142,7 +142,7 @@ def test_a_repro_repeated_until_it_fails_is_not_two_lines_a_run(
     progress = cli._Progress()
     cmd = "curl -sf http://203.0.113.80/"
     for n in range(1, 83):
-        progress(Event("repro", host="client", text=f"{cmd} (run {n})"))
+        progress(Event("repro", host="client", text=f"{cmd} (run {n})", done=n))
         progress(Event("repro-done", host="client", text=f"exit {7 if n == 82 else 0}"))
         now[0] += 0.0625
     progress.close()

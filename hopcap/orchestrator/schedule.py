@@ -319,7 +319,8 @@ def repeat_window(repeat: int | None, until_fail: bool) -> WindowFn:
                 left = deadline - time.monotonic()
                 if left <= 0.5:
                     break
-                emit(Event("repro", host=s.name, text=f"{inv.repro.run} (run {len(runs) + 1})"))
+                n = len(runs) + 1
+                emit(Event("repro", host=s.name, text=f"{inv.repro.run} (run {n})", done=n))
                 t0 = time.time()
                 task = asyncio.ensure_future(run_repro(s, inv.repro.run, left))
                 await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

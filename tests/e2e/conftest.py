@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hopcap import lab
+from hopcap.errors import EXIT_INTERRUPTED
 from tests import labnames
 
 PREFIX = labnames.prefix("hce")
@@ -120,9 +121,11 @@ def start_until_listening(argv: list[str], points: int) -> subprocess.Popen[str]
     return proc
 
 
-def interrupt_when_connected(proc: subprocess.Popen[str], hosts: int) -> tuple[str, float]:
-    """Ctrl-C to `proc` (hopcap run or record, stderr piped) once it says it connected to
-    `hosts` hosts: (everything it wrote on stderr, seconds from the Ctrl-C to its end)."""
+def interrupt_when_connected(proc: subprocess.Popen[str], hosts: int, out: Path) -> str:
+    """Ctrl-C to `proc` (hopcap run or record into `out`, stderr piped, one host that never
+    answers) once it says it connected to `hosts` hosts: it ends at once (not after the
+    silent host's 10 s connect timeout) saying so, starts no capture and writes nothing.
+    What it wrote on stderr."""
     assert proc.stderr is not None
     seen: list[str] = []
     while len([x for x in seen if x.strip().startswith("connected ")]) < hosts:
@@ -132,7 +135,14 @@ def interrupt_when_connected(proc: subprocess.Popen[str], hosts: int) -> tuple[s
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=60)
-    return "".join(seen) + rest, time.monotonic() - t0
+    took = time.monotonic() - t0
+    stderr = "".join(seen) + rest
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
+    assert "interrupted while connecting to the hosts, before any capture started" in stderr
+    assert "listening" not in stderr, stderr
+    assert not out.exists()
+    return stderr
 
 
 def lab_processes(word: str) -> list[str]:

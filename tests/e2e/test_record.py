@@ -21,7 +21,13 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli, interrupt_when_connected
+from tests.e2e.conftest import (
+    HOPCAP,
+    PREFIX,
+    hopcap_cli,
+    interrupt_when_connected,
+    inventory_variant,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -325,20 +331,15 @@ def test_ctrl_c_while_connecting_records_nothing(clean_lab: lab.LabInfo, tmp_pat
     with socket.socket() as silent:  # accepts the connection, never says its SSH banner
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        inv = tmp_path / "inv.yml"
-        text = clean_lab.inventory.read_text()
-        srv = next(x for x in text.splitlines() if x.strip().startswith("srv:"))
-        port = silent.getsockname()[1]
-        new = re.sub(r"address: [0-9.]+", f"address: 127.0.0.1, port: {port}", srv)
-        inv.write_text(text.replace(srv, new))
+        inv = inventory_variant(
+            clean_lab.inventory,
+            tmp_path / "inv.yml",
+            srv={"address": "127.0.0.1", "port": silent.getsockname()[1]},
+        )
         proc = subprocess.Popen(
             [*HOPCAP, "record", "-i", str(inv), "--ring", "5s", "--probe-every", "1s",
              "--until", "client: true", "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        stderr, took = interrupt_when_connected(proc, 3)
-    assert proc.returncode == EXIT_INTERRUPTED, stderr
-    assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
-    assert "interrupted while connecting to the hosts, before any capture started" in stderr
-    assert "listening" not in stderr and "recording, ring" not in stderr, stderr
-    assert not out.exists()
+        stderr = interrupt_when_connected(proc, 3, out)
+    assert "recording, ring" not in stderr, stderr
