@@ -15,12 +15,18 @@ import re
 import secrets
 import shlex
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import asyncssh
+with warnings.catch_warnings():
+    # cryptography 51 deprecates DSA, and asyncssh (2.24) names its DSA classes when it is
+    # imported: every command that talks to hosts printed a CryptographyDeprecationWarning
+    # that no user can act on (hopcap never offers DSA; the hosts' keys decide)
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from hopcap.errors import AuthError, ConnectError, HostKeyError, TransportError
 from hopcap.model import Host

@@ -9,6 +9,8 @@ import asyncio
 import gc
 import hashlib
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -495,3 +497,16 @@ def test_a_changed_host_key_is_not_told_to_be_appended(tmp_path: Path) -> None:
             await (await connect(host)).close()
 
     asyncio.run(main())
+
+
+def test_importing_the_transport_prints_nothing() -> None:
+    # cryptography 51 deprecates DSA and asyncssh 2.24 touches its classes on import: every
+    # command that talks to hosts began its stderr with a CryptographyDeprecationWarning
+    res = subprocess.run(
+        [sys.executable, "-c", "import hopcap.orchestrator.transport"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
