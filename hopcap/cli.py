@@ -14,8 +14,9 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -25,9 +26,11 @@ from hopcap import __version__
 from hopcap.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_INVENTORY,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_PREFLIGHT,
+    EXIT_USAGE,
     HopcapError,
     OptionError,
 )
@@ -121,9 +124,27 @@ InventoryOpt = Annotated[
 _status_open = False  # a progress line (`_status`) is on the terminal, not ended
 
 
+# what the terminal shows (progress, warnings, the outcome), for `--log-file`: a log of
+# the phases' timings alone did not say what a run did; never shown again on stderr
+_shown = logging.getLogger("hopcap.shown")
+
+
 def _err(msg: str) -> None:
     _status_end()
     typer.echo(msg, err=True)
+    _logged(msg)
+
+
+def _out(msg: str) -> None:
+    """A line of a command's result on stdout, also in the log (`--log-file`)."""
+    typer.echo(msg)
+    _logged(msg)
+
+
+def _logged(msg: str) -> None:
+    text = msg.strip("\n")
+    if text:
+        _shown.info("%s", text)
 
 
 STATUS_EVERY_S = 2.0  # progress lines into a file or a CI log: at most one per this
@@ -170,8 +191,11 @@ class _StderrLog(logging.Handler):
     """Log records on stderr as it is when they come (the live progress replaces it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == _shown.name:  # on the terminal already
+            return
         with contextlib.suppress(Exception):
-            _err(self.format(record))
+            _status_end()
+            typer.echo(self.format(record), err=True)
 
 
 @app.callback()
@@ -204,6 +228,33 @@ def _logging(
         log.addHandler(to_file)
 
 
+def _make_out(out_dir: Path) -> bool:
+    """The bundle directory, made before anything starts (an unwritable or non-empty
+    `--out` is one line now, not a traceback after every host was connected); whether it
+    was made here."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
+        raise typer.Exit(EXIT_ERROR)
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        _err(f"hopcap: cannot write the bundle in {out_dir}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    return made
+
+
+def _drop_if_empty(out_dir: Path, made: bool) -> None:
+    """A run refused before it captured anything (Ctrl-C while connecting, a host not ready
+    with --require-all, no point could start) leaves no empty bundle directory behind (nor
+    an empty `pcaps/` in a directory the user made)."""
+    for d in (out_dir / "pcaps", out_dir) if made else (out_dir / "pcaps",):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty
+
+
 def _default_out(prefix: str) -> Path:
     return Path.cwd() / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -218,6 +269,11 @@ class _Progress:
         self.phase = "connecting"
         self._pull_shown: dict[str, int] = {}
         self._countdown_shown: tuple[str, int] | None = None
+        # a repro repeated (--repeat, --until-fail): its runs so far, when a line last said
+        # so, and whether one failed (two lines a run were hundreds in a minute)
+        self._repro_runs = 0
+        self._repro_said = 0.0
+        self._repro_failed = False
         self._live: Any = None
         self._tty_attrs: Any = None  # the terminal's settings while a password prompt waits
         self.prompting = False  # a Ctrl-C at a password prompt aborts at once
@@ -305,7 +361,8 @@ class _Progress:
         elif ev.kind == "pulled":
             self._point(ev.point, state="pulled", pulled="100%")
         elif ev.kind == "repro":
-            self.phase = f"repro on {ev.host}"
+            runs = self._repro_runs
+            self.phase = f"repro on {ev.host}" + (f" (run {runs})" if runs > 1 else "")
         elif ev.kind == "countdown":
             self.phase = f"{ev.text} starts in {_clock(ev.done or 0)}"
         elif ev.kind == "probe":
@@ -315,6 +372,8 @@ class _Progress:
             if ev.kind == "window-start":
                 self.points.clear()
         if self._live is not None:
+            if line:
+                _logged(line)
             self._live.update(self._render())
             if ev.kind in (
                 "failed",
@@ -365,12 +424,34 @@ class _Progress:
                     text = text.removeprefix(f"{who}: ")
             return f"  ! {ev.point or ev.host}: {text}"
         if ev.kind == "repro":
-            return f"  repro on {ev.host}: {ev.text}"
+            self._repro_runs = ev.done or 1  # (a repeated repro's run; 1: run once)
+            if self._repro_runs <= 1:
+                self._repro_said = time.monotonic()
+                return f"  repro on {ev.host}: {ev.text}"
+            if time.monotonic() - self._repro_said < STATUS_EVERY_S:
+                return ""
+            self._repro_said = time.monotonic()
+            ok = "" if self._repro_failed else ", every run so far exit 0"
+            return f"  repro on {ev.host}: run {self._repro_runs}{ok}"
+        if ev.kind in ("recording", "window-start", "checking", "checked"):
+            return f"  {ev.text}"  # "recording: recording, ring 60s; ..." said it twice
         if ev.kind == "repro-done":
-            return f"  repro finished ({ev.text})"
+            if self._repro_runs <= 1:
+                return f"  repro finished ({ev.text})"
+            if ev.text == "exit 0":
+                return ""
+            self._repro_failed = True
+            return f"  repro run {self._repro_runs} finished ({ev.text})"
         if ev.kind == "pulled":
             return f"  pulled {ev.point} ({size_text(ev.done or 0)})"
         return f"  {ev.kind}: {ev.text}" if ev.text else ""
+
+
+def _named(who: str | None, text: str) -> str:
+    """`who: text`, once: a host's error says its host already (`srv: no answer ...`)."""
+    if who is None or text.startswith(f"{who}: "):
+        return text
+    return f"{who}: {text}"
 
 
 def _clock(seconds: int) -> str:
@@ -395,6 +476,22 @@ AllOpt = Annotated[
     typer.Option("--all", help="list every flow (default: only drops, injections, resets, gaps)"),
 ]
 FlowOpt = Annotated[str | None, typer.Option("--flow", help="show one flow (e.g. f12) in detail")]
+
+
+def _flow_opt(flow: str | None) -> str | None:
+    """`--flow` checked before anything starts (a typo was found after the whole
+    correlation, or the whole run): `f12`, or its number alone."""
+    if flow is None:
+        return None
+    f = flow.strip()
+    if f.isdigit():
+        f = f"f{f}"
+    if not re.fullmatch(r"f[1-9][0-9]*", f):
+        raise OptionError(
+            f"--flow {flow}: not a flow id (f and its number, e.g. f12)",
+            hint="`--all` lists every flow with its id",
+        )
+    return f
 
 
 def _columns(rows: list[list[str]], headers: list[str]) -> str:
@@ -698,15 +795,74 @@ def _correlate_and_write(
     log = logging.getLogger("hopcap.cli")
     _err("correlating ...")
     t0 = time.perf_counter()
-    verdict, crash = _correlate_kept(record, jobs)
+    try:
+        verdict, crash = _correlate_kept(record, jobs)
+    except KeyboardInterrupt:
+        _correlation_interrupted(record, out, tarball=tarball, anonymise=anonymise)
     t1 = time.perf_counter()
     log.debug("phase correlate: %.3f s", t1 - t0)
-    final = write_bundle(
-        out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
-    )
+    with _finishing(out, "finishing the bundle: its verdict is made already"):
+        final = write_bundle(
+            out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
     _status_end()
     log.debug("phase bundle: %.3f s", time.perf_counter() - t1)
     return verdict, crash, final
+
+
+@contextlib.contextmanager
+def _finishing(out: Path, first_press: str | None) -> Iterator[None]:
+    """Writing a bundle: a first Ctrl-C (when `first_press` says what then happens) lets it
+    finish; the next one aborts, with a line that says the bundle is incomplete (not the
+    silent exit 130 of a KeyboardInterrupt reaching typer)."""
+    pressed = first_press is None
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        nonlocal pressed
+        if pressed:
+            raise KeyboardInterrupt
+        pressed = True
+        _err(f"\n{first_press} (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _err(f"\nhopcap: aborted while writing the bundle: {out} is incomplete")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _correlation_interrupted(
+    record: RunRecord, out: Path, *, tarball: bool, anonymise: bool
+) -> NoReturn:
+    """Ctrl-C while a run's captures were being correlated: they are pulled already, and
+    with them the facts and the run's record, which only the manifest keeps; the bundle is
+    written without a verdict (a second Ctrl-C aborts that), exit 130."""
+    from hopcap.bundle import write_bundle
+
+    _status_end()
+    _err("\ncorrelation interrupted: writing the bundle without a verdict (Ctrl-C again to abort)")
+    verdict = Verdict(
+        points=(),
+        flows=(),
+        warnings=(
+            "correlation interrupted (Ctrl-C): no verdict; the captures are intact in pcaps/: "
+            "correlate them with `hopcap correlate BUNDLE`",
+        ),
+    )
+    with _finishing(out, None):
+        final = write_bundle(
+            out, record, verdict, tarball=tarball, anonymise=anonymise, progress=_status
+        )
+    _status_end()
+    _out(f"bundle: {final}")
+    _err(
+        f"correlation interrupted: the bundle holds the captures, the facts and the manifest, "
+        f"no verdict; `hopcap correlate {out}` correlates them"
+    )
+    raise typer.Exit(EXIT_INTERRUPTED) from None  # said: no "hopcap: interrupted" after it
 
 
 @app.command()
@@ -778,7 +934,10 @@ def run(
     from hopcap.orchestrator.run import RunOptions, new_run_id
     from hopcap.orchestrator.schedule import make_schedule, repeat_window
 
+    made = False  # the bundle directory was made by this run
+    out_dir: Path | None = None
     try:
+        flow = _flow_opt(flow)
         scheduled = at is not None or every is not None or count is not None
         schedule = make_schedule(at, every, count) if scheduled else None
         if repeat is not None and repeat < 1:
@@ -789,6 +948,8 @@ def run(
                 window_s = parse_duration(window)
             except ValueError as exc:
                 raise OptionError(f"--window {window}: {exc}") from None
+            if window_s <= 0:  # as the inventory's `window:` (it ended the repro at once)
+                raise OptionError(f"--window {window}: must be longer than 0")
         inv = load(inventory, path_override=path.split(",") if path else None)
         if (repeat is not None or until_fail) and inv.repro is None:
             raise OptionError(
@@ -797,9 +958,7 @@ def run(
             )
         run_id = new_run_id()
         out_dir = out or _default_out("hopcap-windows" if scheduled else "hopcap-run")
-        if out_dir.exists() and any(out_dir.iterdir()):
-            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
-            raise typer.Exit(EXIT_ERROR)
+        made = _make_out(out_dir)
         opts = RunOptions(
             out=out_dir,
             run_id=run_id,
@@ -817,19 +976,25 @@ def run(
         record = _run_async(inv, opts)
         if until_fail:
             record, kept = _keep_failing_run(record)
-            if not kept:
-                _err("the repro never failed in this window: no capture kept")
+            repro = record.repro or {}
+            if kept:
+                _err(f"the repro failed: {repro.get('kept')}")
+            else:
+                runs = len(repro.get("runs", ()))
+                _err(f"the repro never failed in {runs} runs in this window: no capture kept")
                 shutil.rmtree(out_dir, ignore_errors=True)
                 raise typer.Exit(EXIT_INTERRUPTED if record.interrupted else EXIT_OK)
         verdict, crash, final = _correlate_and_write(
             record, out_dir, jobs=jobs, tarball=tarball, anonymise=anonymise
         )
     except HopcapError as exc:
+        if out_dir is not None:
+            _drop_if_empty(out_dir, made)
         _fail(exc)
     _exit_if_crashed(crash, final)
     _print_verdict(verdict, show_all=show_all, flow_id=flow)
     typer.echo("")
-    typer.echo(f"bundle: {final}")
+    _out(f"bundle: {final}")
     if record.interrupted:
         _err("run interrupted: the bundle holds what was captured until then")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -851,7 +1016,26 @@ def _run_async(inv: Inventory, opts: RunOptions) -> RunRecord:
         opts.connector = _connector(progress)
         return run_capture(inv, opts, emit=progress, stop=stop)
 
-    return _with_sigint(start, "stopping captures and pulling what exists (Ctrl-C again to abort)")
+    return _with_sigint(start, _run_first_press, opts.out)
+
+
+def _record_first_press(progress: _Progress) -> str:
+    """What the first Ctrl-C of a recording does, by its phase."""
+    if progress.phase == "connecting":  # no ring captures yet
+        return "stopping: the recording ends before it starts (Ctrl-C again to abort)"
+    return "ending the recording: keeping the last --ring (Ctrl-C again to abort)"
+
+
+def _run_first_press(progress: _Progress) -> str:
+    """What the first Ctrl-C of a run does, by the run's phase."""
+    if progress.phase == "connecting":  # no capture listens yet: none will
+        return "stopping: the run ends before its window (Ctrl-C again to abort)"
+    if progress.phase == "stopping and pulling":  # the window is over already
+        return (
+            "the captures have stopped already: finishing the pull and the bundle "
+            "(Ctrl-C again to abort)"
+        )
+    return "stopping captures and pulling what exists (Ctrl-C again to abort)"
 
 
 T = TypeVar("T")
@@ -859,7 +1043,8 @@ T = TypeVar("T")
 
 def _with_sigint(
     start: Callable[[_Progress, asyncio.Event], Coroutine[Any, Any, T]],
-    first_press: str,
+    first_press: str | Callable[[_Progress], str],
+    out: Path | None = None,
 ) -> T:
     """Run an orchestrator coroutine with live progress (`start(progress, stop)`; the
     progress is also what `_connector` asks passwords through): the first Ctrl-C sets
@@ -878,7 +1063,7 @@ def _with_sigint(
             nonlocal presses
             presses += 1
             if presses == 1 and not progress.prompting:
-                _err(f"\n{first_press}")
+                _err(f"\n{first_press if isinstance(first_press, str) else first_press(progress)}")
                 stop.set()
             elif task is not None:
                 _err("\naborting; stopping remote captures")
@@ -900,6 +1085,9 @@ def _with_sigint(
     # at the same moment, and swallowed it: Python 3.11's wait_for does): no bundle
     if cancelled or presses >= 2:
         _err("hopcap: aborted; remote captures were stopped")
+        pcaps = out / "pcaps" if out is not None else None
+        if pcaps is not None and pcaps.is_dir() and any(pcaps.iterdir()):
+            _err(f"  {out} is no bundle: it holds only the captures pulled until then, maybe cut")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     return got
 
@@ -1040,7 +1228,7 @@ def _run_windows(
     except HopcapError as exc:
         _fail(exc)
     if results:
-        typer.echo(f"summary: {out_dir / 'windows.md'}")
+        _out(f"summary: {out_dir / 'windows.md'}")
     if outcome.interrupted:
         _err(f"schedule stopped after {outcome.done} window(s)")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -1091,6 +1279,8 @@ def record_cmd(
     from hopcap.orchestrator.record import RecordOptions, parse_until, record
     from hopcap.orchestrator.run import new_run_id
 
+    made = False
+    out_dir: Path | None = None
     try:
         ring_s = _positive("--ring", ring)
         probe_s = _positive("--probe-every", probe_every) if probe_every is not None else None
@@ -1100,9 +1290,7 @@ def record_cmd(
         trig = parse_until(until, inv)
         run_id = new_run_id()
         out_dir = out or _default_out("hopcap-record")
-        if out_dir.exists() and any(out_dir.iterdir()):
-            _err(f"hopcap: {out_dir} exists and is not empty; choose another --out")
-            raise typer.Exit(EXIT_ERROR)
+        made = _make_out(out_dir)
         opts = RecordOptions(
             out=out_dir,
             ring_s=ring_s,
@@ -1124,7 +1312,8 @@ def record_cmd(
 
         rec = _with_sigint(
             start,
-            "ending the recording: keeping the last --ring (Ctrl-C again to abort)",
+            _record_first_press,
+            out_dir,
         )
         kept = rec.recording or {}
         rec = _trim_captures(rec, float(kept["kept_from_ts"]), float(kept["kept_to_ts"]))
@@ -1132,6 +1321,8 @@ def record_cmd(
             rec, out_dir, tarball=tarball, anonymise=anonymise
         )
     except HopcapError as exc:
+        if out_dir is not None:
+            _drop_if_empty(out_dir, made)
         _fail(exc)
     _exit_if_crashed(crash, final)
     _print_verdict(verdict)
@@ -1139,8 +1330,8 @@ def record_cmd(
     if rec.trigger is not None:
         t = rec.trigger
         why = t.get("error") or f"exit {t.get('exit_status')}"
-        typer.echo(f"trigger: {t['host']}: {t['command']} ({why})")
-    typer.echo(f"bundle: {final}")
+        _out(f"trigger: {t['host']}: {t['command']} ({why})")
+    _out(f"bundle: {final}")
     for w in kept.get("warnings", ()):
         _err(f"warning: {w}")
     ended = kept.get("ended")
@@ -1196,7 +1387,7 @@ def check(
     bad = [r for r in results if not r.ok]
     for r in bad:
         for p in r.problems:
-            typer.echo(f"{r.host}: {p}")
+            typer.echo(_named(r.host, str(p)))
     if bad:
         raise typer.Exit(EXIT_PREFLIGHT)
     typer.echo("all hosts ready")
@@ -1254,7 +1445,7 @@ def correlate_cmd(
     # the engine's modules while they are imported (~0.01 s)
     gc.disable()
     from hopcap.correlate import correlate, read_points_from_args
-    from hopcap.correlate.args import check_target, read_hosts_from_args
+    from hopcap.correlate.args import check_bundle_files, check_target, read_hosts_from_args
 
     # and its process ends without freeing them (a dask client is closed properly)
     global _QUICK_EXIT
@@ -1269,9 +1460,17 @@ def correlate_cmd(
         "memory": _memory(memory),
         "progress": _status,
     }
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # as `run` does: another bundle's captures left beside this one's (or this bundle
+        # re-correlated into itself) would be read as part of it; said before correlating
+        _err(f"hopcap: {out} exists and is not empty; choose another --out")
+        _err("  hint: a bundle is written into a new or empty directory")
+        raise typer.Exit(EXIT_ERROR)
+    stack = contextlib.ExitStack()
     try:
+        flow = _flow_opt(flow)
         # the bundle package (reports, pcapng) is imported only when a bundle is involved
-        if len(points) == 1 and "=" not in points[0] and Path(points[0]).exists():
+        if len(points) == 1 and "=" not in points[0] and _bundle_arg(Path(points[0])):
             from hopcap.bundle import load_bundle, write_offline_bundle
             from hopcap.bundle.facts import bundle_conntrack, bundle_host_addresses
 
@@ -1286,7 +1485,14 @@ def correlate_cmd(
                 if out is not None:
                     write_offline_bundle(out, inputs, verdict, progress=_status, source=loaded)
         else:
-            inputs = read_points_from_args(points)
+            # a point given several files (a rotated capture) is read from their join
+            joins = stack.enter_context(tempfile.TemporaryDirectory(prefix="hopcap-join-"))
+            damage: list[str] = []
+            inputs = read_points_from_args(points, Path(joins), damage)
+            for w in damage:
+                _err(f"warning: {w}")
+            if out is not None:
+                check_bundle_files(inputs)
             kw.update(hosts=read_hosts_from_args(host or [], inputs), target=check_target(target))
             verdict = correlate(inputs, **kw)
             if out is not None:
@@ -1295,6 +1501,8 @@ def correlate_cmd(
                 write_offline_bundle(out, inputs, verdict, progress=_status)
     except HopcapError as exc:
         _fail(exc)
+    finally:  # (also on Ctrl-C: decompressed and joined copies can be large)
+        stack.close()
     _status_end()
     if as_json:
         from hopcap.jsonout import write_verdict
@@ -1312,6 +1520,13 @@ def correlate_cmd(
     if missing:  # partial: a point is missing or could not be read
         _err(f"incomplete: nothing could be used of {', '.join(missing)}")
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _bundle_arg(path: Path) -> bool:
+    """A lone `correlate` argument without '=' that names a bundle: a directory or its
+    archive (what `load_bundle` reads); any other file is a capture without the name of
+    its point (`read_points_from_args` says so)."""
+    return path.is_dir() or (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")))
 
 
 @app.command()
@@ -1339,8 +1554,11 @@ def _check_table(results: Sequence[Any]) -> str:
     def clock(r: Any) -> str:
         if r.clock_offset_s is None:
             return "-"
+        err = f"{(r.clock_error_s or 0) * 1000:.1f}"
+        if abs(r.clock_offset_s) >= 10:  # hours off: seconds, not "+10800000.0 ms"
+            return f"{ms_text(r.clock_offset_s, signed=True)} (±{err} ms)"
         ms = round(r.clock_offset_s * 1000, 1) or 0.0  # never "-0.0 ms"
-        return f"{ms:+.1f} ms (±{(r.clock_error_s or 0) * 1000:.1f})"
+        return f"{ms:+.1f} ms (±{err})"
 
     rows = [
         [
@@ -1629,14 +1847,82 @@ def main() -> None:
     _MAIN = True
     plain_values()
     try:
-        _invoked(app, sys.argv[1:])()
+        _run_app(sys.argv[1:])
     except KeyboardInterrupt:
         _err("hopcap: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as done:
+        code = done.code
+        _shown.info("exit %s", 0 if code is None else code if isinstance(code, int) else 1)
         if _QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
             _quick_exit(done.code or 0)
         raise
+
+
+def _run_app(args: Sequence[str]) -> NoReturn:
+    """Run the command `args` name; a command line that click refuses is one line plus a
+    hint like every other error (click's own is a box of several lines, exit 2 for all):
+    a bad option value exits 3 (as hopcap's own checks of values do), an unknown option
+    or a missing argument 2. Help (also for a group named without its command) and
+    everything else as typer shows it."""
+    ck = _click()
+    from typer import core
+
+    # (typer's own Abort where typer carries its own click, which has none)
+    abort = getattr(core, "Abort", None) or ck.exceptions.Abort
+    try:
+        rc = _invoked(app, args)(args=list(args), standalone_mode=False)
+    except ck.exceptions.UsageError as exc:
+        if isinstance(exc, getattr(ck.exceptions, "NoArgsIsHelpError", ())):
+            _typer_shows(exc)
+        _err(f"hopcap: {_usage_text(exc)}")
+        names: list[str] = []  # the command's names below the program's (`python -m hopcap` too)
+        ctx = exc.ctx
+        while ctx is not None and ctx.parent is not None:
+            names.insert(0, ctx.info_name or "")
+            ctx = ctx.parent
+        if not names and args and not args[0].startswith("-"):
+            names = [args[0]]  # (click gives some errors without their command)
+        path = " ".join(["hopcap", *names])
+        _err(f"  hint: `{path} --help` shows its arguments and options")
+        bad_value = isinstance(exc, ck.exceptions.BadParameter) and not isinstance(
+            exc, ck.exceptions.MissingParameter
+        )
+        sys.exit(EXIT_INVENTORY if bad_value else EXIT_USAGE)
+    except ck.exceptions.ClickException as exc:
+        _typer_shows(exc)
+    except abort:
+        _err("Aborted!")
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click() -> Any:
+    """The click that typer runs on (recent typers carry their own, `typer._click`)."""
+    from typer import core
+
+    ck = getattr(core, "_click", None)
+    if ck is None:
+        import click as ck
+    return ck
+
+
+def _typer_shows(exc: Any) -> NoReturn:
+    """What typer's standalone mode does with a click exception: shown, then exit."""
+    from typer import core
+
+    if getattr(core, "HAS_RICH", False) and app.rich_markup_mode is not None:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    else:
+        exc.show()
+    sys.exit(exc.exit_code)
+
+
+def _usage_text(exc: Any) -> str:
+    """click's message of a refused command line, on one line."""
+    return " ".join(str(exc.format_message()).split())
 
 
 def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:
@@ -1663,8 +1949,30 @@ def _invoked(group: typer.Typer, args: Sequence[str]) -> typer.Typer:
     if len(cmds) + len(groups) != 1:
         return group
     one = copy.copy(group)
-    one.registered_commands, one.registered_groups = cmds, groups
+    one.registered_commands, one.registered_groups = [_saying_ctrl_c(c) for c in cmds], groups
     return one
+
+
+def _saying_ctrl_c(info: Any) -> Any:
+    """A command (typer's CommandInfo) whose Ctrl-C, where the command has no handling of
+    its own (`correlate` of large captures, `report`, ...), is said: typer turns a
+    KeyboardInterrupt into a silent exit 130."""
+    import copy
+    import functools
+
+    callback = info.callback
+
+    @functools.wraps(callback)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            _err("\nhopcap: interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    said = copy.copy(info)
+    said.callback = command
+    return said
 
 
 # set by a command whose process holds nothing to release but memory when it returns

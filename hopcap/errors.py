@@ -12,7 +12,8 @@ HopcapError
  ├── BundleError            a bundle cannot be written or read
  ├── LabError               the namespace lab cannot be built or changed
  ├── OptionError            a command-line value is wrong (`--at 25:99`, `--every 0`, ...)
- └── PreflightError         the check before a scheduled window found a host not ready
+ ├── PreflightError         the check before a scheduled window found a host not ready
+ └── RunInterrupted         Ctrl-C before anything was captured (exit 130, no bundle)
 """
 
 from __future__ import annotations
@@ -135,3 +136,10 @@ class PreflightError(HopcapError):
     ready; reported when the schedule is set up, not at the window's time."""
 
     exit_code = EXIT_PREFLIGHT
+
+
+class RunInterrupted(HopcapError):
+    """Ctrl-C came before any capture started (while connecting to or probing the hosts):
+    nothing was captured, so there is no bundle to write; exit 130 like any interruption."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -236,6 +236,9 @@ class PointInput:
     start_ts: float | None = None  # when the capture was listening (controller clock)
     stop_ts: float | None = None
     missing_reason: str | None = None
+    # the user's files `pcap` was made from, when it is none of them (a decompressed copy,
+    # the join of a rotated capture's files): a bundle names them as the originals
+    sources: tuple[Path, ...] = ()
 
     @staticmethod
     def parse_name(name: str) -> tuple[str, str]:

@@ -441,7 +441,9 @@ def _text(
             f"{n:,} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
         )
     s = f"{what} on {flows:,} of {_n(of, 'flow')} ({detail}), {f.direction} "
-    s += f"between {a} and {b}"
+    # an ICMP error generated beyond the last point that saw its packet names that point
+    # at both ends (was "between in and in")
+    s += f"between {a} and {b}" if a != b else f"beyond {a}"
     if label:
         s = f"{label}: {s}"
     if flows <= 3:

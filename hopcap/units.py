@@ -17,7 +17,16 @@ def size_text(n: float) -> str:
 def ms_text(seconds: float, *, signed: bool = False) -> str:
     """`seconds` as milliseconds to the microsecond, "0.192 ms" (`signed`: "+0.192 ms",
     "-0.105 ms"). An offset that rounds to zero reads "0.000" ("+0.000"), never "-0.000":
-    a clock 15 ns behind is not a negative offset worth a reader's question."""
+    a clock 15 ns behind is not a negative offset worth a reader's question. From 10 s on,
+    seconds: "+10800.000 s (3 h 00 min)"."""
+    if abs(seconds) >= 10:
+        # a clock hours off (a time zone or a host's clock never set): "+10800000.000 ms"
+        # was unreadable; seconds, and hours and minutes where they say more
+        text = f"{seconds:+.3f} s" if signed else f"{seconds:.3f} s"
+        whole = round(abs(seconds))
+        if whole >= 3600:
+            text += f" ({whole // 3600} h {whole % 3600 // 60:02d} min)"
+        return text
     ms = round(seconds * 1000, 3)
     if ms == 0:
         ms = 0.0  # also -0.0

@@ -70,7 +70,8 @@ def test_correlate_starts_without_pydantic(tmp_path: Path) -> None:
     pydantic, and numpy (imported after `main` set it up) asks for no huge pages; the
     verdict is the one typer's own coercion gives."""
     cap = REALDATA / "tcpreplay" / "test.pcap"
-    args = ["correlate", f"a={cap}", f"b={cap}", "--json", "--jobs", "1", "--memory", "8G",
+    other = REALDATA / "tcpreplay" / "test.rewrite_1ttl"  # the same traffic, TTL set
+    args = ["correlate", f"a={cap}", f"b={other}", "--json", "--jobs", "1", "--memory", "8G",
             "--host", "a=198.51.100.1", "--target", "198.51.100.1:80"]  # fmt: skip
     probe = (
         "import sys, runpy\n"
@@ -123,7 +124,8 @@ def test_correlate_ends_without_teardown(tmp_path: Path) -> None:
     from hopcap.errors import EXIT_PARTIAL
 
     cap = REALDATA / "tcpreplay" / "test.pcap"
-    r = _run_main(["correlate", f"a={cap}", f"b={cap}", "--json"])
+    other = REALDATA / "tcpreplay" / "test.rewrite_1ttl"  # the same traffic, TTL set
+    r = _run_main(["correlate", f"a={cap}", f"b={other}", "--json"])
     assert r.returncode == 0, r.stderr
     assert "TEARDOWN" not in r.stderr
     assert json.loads(r.stdout)["points"]
@@ -150,7 +152,8 @@ def test_correlate_leaves_its_state_to_the_exit() -> None:
     from hopcap.correlate import engine
 
     cap = REALDATA / "tcpreplay" / "test.pcap"
-    args = ["correlate", f"a={cap}", f"b={cap}", "--json", "--jobs", "1"]
+    other = REALDATA / "tcpreplay" / "test.rewrite_1ttl"  # the same traffic, TTL set
+    args = ["correlate", f"a={cap}", f"b={other}", "--json", "--jobs", "1"]
     probe = (
         "import os, sys, runpy\n"
         "import hopcap.cli as cli\n"

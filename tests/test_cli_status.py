@@ -127,3 +127,29 @@ def test_a_failure_names_its_host_once(capsys: pytest.CaptureFixture[str]) -> No
         "  ! fw:eth1: tcpdump exited 1",
         "  ! lb: connection refused",
     ]
+
+
+def test_a_repro_repeated_until_it_fails_is_not_two_lines_a_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --until-fail` on a repro that takes 50 ms printed two lines a run (164 lines
+    for 82 runs in 4 s) and never said which failed: the first run's lines, a count every
+    STATUS_EVERY_S, and the run that failed."""
+    from hopcap.orchestrator.session import Event
+
+    now = [1000.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    progress = cli._Progress()
+    cmd = "curl -sf http://203.0.113.80/"
+    for n in range(1, 83):
+        progress(Event("repro", host="client", text=f"{cmd} (run {n})", done=n))
+        progress(Event("repro-done", host="client", text=f"exit {7 if n == 82 else 0}"))
+        now[0] += 0.0625
+    progress.close()
+    assert capsys.readouterr().err.splitlines() == [
+        f"  repro on client: {cmd} (run 1)",
+        "  repro finished (exit 0)",
+        "  repro on client: run 33, every run so far exit 0",
+        "  repro on client: run 65, every run so far exit 0",
+        "  repro run 82 finished (exit 7)",
+    ]

@@ -78,3 +78,10 @@ def test_check_table_names_every_column_and_has_no_negative_zero() -> None:
     ]  # fmt: skip
     assert lines[2].split()[-4:] == ["+0.0", "ms", "(±0.4)", "ok"], lines[2]
     assert lines[3].split()[-2:] == ["-", "FAIL"], lines[3]
+    # a host whose clock is set to another time zone: seconds (was "+10800000.4 ms")
+    tz = HostCheck("srv", "198.19.76.13", True, "tcpdump version 4.99.3", "-", "sftp", "root",
+                   ["eth0"], 22076, 10800.0004, 4e-4)  # fmt: skip
+    row = _check_table([tz]).splitlines()[2]
+    assert row.split()[-9:] == ["+10800.000", "s", "(3", "h", "00", "min)", "(±0.4", "ms)", "ok"], (
+        row
+    )

@@ -244,7 +244,11 @@ def write_offline_bundle(
         err = p.missing_reason
         if pcap is None and err is None:
             err = "no capture file" if p.pcap is None else f"{p.pcap} does not exist"
-        original = {"original_path": str(p.pcap) if p.pcap is not None else None}
+        original: dict[str, Any] = {"original_path": str(p.pcap) if p.pcap is not None else None}
+        if p.sources:  # (a decompressed copy, a rotated capture's files joined)
+            original = {"original_path": str(p.sources[0]) if len(p.sources) == 1 else None}
+            if len(p.sources) > 1:
+                original["original_paths"] = [str(x) for x in p.sources]
         pts.append(PointRecord.from_input(p, pcap, err, original))
     firsts = [v.first_ts for v in verdict.points if v.first_ts is not None]
     lasts = [v.last_ts for v in verdict.points if v.last_ts is not None]

@@ -22,7 +22,7 @@ from hopcap.capfile.layers import (
     link_name,
     tunnel_str,
 )
-from hopcap.capfile.ring import concat_pcaps
+from hopcap.capfile.ring import Joined, concat_pcaps, join_captures
 from hopcap.capfile.walk import (
     MAX_RECORD,
     PCAP_MAGICS,
@@ -44,6 +44,7 @@ __all__ = [
     "SUPPORTED_LINKS",
     "TUNNEL_KINDS",
     "CaptureFileError",
+    "Joined",
     "Layers",
     "RecordWalk",
     "Records",
@@ -51,6 +52,7 @@ __all__ = [
     "buffer_u8",
     "concat_pcaps",
     "decode",
+    "join_captures",
     "link_name",
     "open_capture",
     "read_head",

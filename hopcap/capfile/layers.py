@@ -44,12 +44,15 @@ LINK_NAMES = {
     113: "Linux cooked", 119: "802.11 Prism", 127: "802.11 radiotap", 195: "IEEE 802.15.4",
     228: "raw IPv4", 229: "raw IPv6", 239: "Linux NFLOG", 276: "Linux cooked v2",
 }  # fmt: skip
+# IPv6 extension headers followed to the transport header (hop-by-hop, routing, fragment,
+# AH, destination options); past a fragment header whose offset is not 0 there is none
+IPV6_EXTS = 4
 SUPPORTED_LINKS = {LINK_ETHERNET, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6, LINK_NULL, LINK_LOOP,
                    LINK_PPP, LINK_PPP_HDLC, LINK_CHDLC, *LINK_RAW}  # fmt: skip
 
 # the `tun` code: 0, or kind | 16 (the tunnel has an id: GRE key, VNI) | id << 8
 TUNNEL_KINDS = {1: "gre", 2: "ipip", 3: "ipip 6in4", 4: "ipip 4in6", 5: "ipip 6in6",
-                6: "vxlan", 7: "geneve"}  # fmt: skip
+                6: "vxlan", 7: "geneve", 8: "erspan"}  # fmt: skip
 LEVELS = 4  # the outer IP header and up to three tunnels inside it
 
 
@@ -60,11 +63,12 @@ def link_name(link: int) -> str:
 
 
 def tunnel_str(code: int) -> str:
-    """A `tun` value as a leg detail: `vxlan vni 42`, `gre key 7`, `ipip`."""
+    """A `tun` value as a leg detail: `vxlan vni 42`, `gre key 7`, `erspan session 3`,
+    `ipip`."""
     kind = TUNNEL_KINDS.get(code & 15, "tunnel")
     if not code & 16:
         return kind
-    word = "key" if kind == "gre" else "vni"
+    word = {"gre": "key", "erspan": "session"}.get(kind, "vni")
     return f"{kind} {word} {code >> 8}"
 
 
@@ -206,14 +210,19 @@ class L3:
         v4 = et == 0x0800
         nh = self.b(l3 + 6)
         p = l3 + 40
-        for _ in range(3):
-            ext = ~v4 & np.isin(nh, (0, 43, 60)) & (p + 8 <= end)
+        later6 = np.zeros(l3.shape[0], np.bool_)  # past an IPv6 fragment header, offset > 0
+        for _ in range(IPV6_EXTS):
+            ext = ~v4 & ~later6 & np.isin(nh, (0, 43, 44, 51, 60)) & (p + 8 <= end)
             if not ext.any():
                 break
+            frag6 = ext & (nh == 44)  # fixed 8 bytes; AH (51) counts 4-byte words
+            later6 |= frag6 & ((self.b16(p + 2) & 0xFFF8) != 0)
+            size = np.where(nh == 44, 8, np.where(nh == 51, (self.b(p + 1) + 2) * 4,
+                                                  (self.b(p + 1) + 1) * 8))  # fmt: skip
             nh = np.where(ext, self.b(p), nh)
-            p = np.where(ext, p + (self.b(p + 1) + 1) * 8, p)
+            p = np.where(ext, p + size, p)
         frag = (self.b16(l3 + 6) & 0x1FFF) != 0
-        l4 = np.where(v4, np.where(frag, -1, l3 + (self.b(l3) & 15) * 4), p)
+        l4 = np.where(v4, np.where(frag, -1, l3 + (self.b(l3) & 15) * 4), np.where(later6, -1, p))
         return np.where(l3 >= 0, l4, -1), np.where(v4, self.b(l3 + 9), nh)
 
     def decap(self, l4: I64, proto: I64, oet: I64, end: I64) -> tuple[Mask, I64, I64, I64, I64]:
@@ -235,6 +244,18 @@ class L3:
         gre &= ~key | (p + 4 <= end)
         t_gre = np.where(key, 1 | 16 | (self.b32(p) << 8), 1)
         p_gre = p + np.where(key, 4, 0) + np.where(fl & 0x1000, 4, 0)
+        # ERSPAN (a switch's remote mirror port) over GRE, an Ethernet frame after its
+        # header: type I (0x88BE, no header), II (0x88BE with a GRE sequence number: 8
+        # bytes), III (0x22EB: 12 bytes, 8 more with its O flag); the session in the code
+        ers = gre & ((pt == 0x88BE) | (pt == 0x22EB))
+        if ers.any():
+            n_ers = np.where(pt == 0x22EB, 12, np.where((fl & 0x1000) != 0, 8, 0))
+            gre &= ~ers | (p_gre + n_ers <= end)
+            sess = self.b16(p_gre + 2) & 0x3FF
+            t_gre = np.where(ers, np.where(n_ers > 0, 8 | 16 | (sess << 8), 8), t_gre)
+            n_ers += np.where((pt == 0x22EB) & ((self.b(p_gre + 11) & 1) != 0), 8, 0)
+            p_gre = np.where(ers, p_gre + n_ers, p_gre)
+            pt = np.where(ers, 0x6558, pt)
         # VXLAN (4789, 8472) and GENEVE (6081) over UDP
         udp = (proto == 17) & (l4 + 16 <= end)
         dport, b8 = self.b16(l4 + 2), self.b(l4 + 8)

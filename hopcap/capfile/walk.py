@@ -160,6 +160,47 @@ def _populator() -> Callable[[int, int], None] | None:
     return populate
 
 
+# what a file that is no capture often is instead: compressed (the tool to undo it), or a
+# capture format of another tool
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "gunzip -k"),
+    (b"\xfd7zXZ\x00", "xz", "unxz -k"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+    (b"BZh", "bzip2", "bunzip2 -k"),
+    (b"\x04\x22\x4d\x18", "lz4", "unlz4"),
+    (b"PK\x03\x04", "zip", "unzip"),
+)
+_OTHER_FORMATS = (
+    (b"snoop\x00\x00\x00", "a Solaris snoop capture"),
+    (b"GMBU", "a Microsoft Network Monitor capture"),
+    (b"\xa1\xb2\xcd\x34", "a modified (Kuznetzov) pcap"),
+    (b"\x34\xcd\xb2\xa1", "a modified (Kuznetzov) pcap"),
+)
+
+
+def not_a_capture(path: Path, head: bytes) -> CaptureFileError:
+    """The error for a file that is no pcap or pcapng, saying what it looks like instead
+    and how to get a capture out of it."""
+    for magic, kind, undo in _COMPRESSED:
+        if head.startswith(magic):
+            return CaptureFileError(
+                f"{path}: compressed with {kind}, not a pcap or pcapng capture",
+                hint=f"decompress it first: {undo} {path}",
+            )
+    for magic, kind in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return CaptureFileError(
+                f"{path}: {kind}, not a pcap or pcapng capture",
+                hint=f"convert it: editcap -F pcapng {path} OUT.pcapng",
+            )
+    text = head and all(32 <= c < 127 or c in b"\t\r\n" for c in head)
+    return CaptureFileError(
+        f"{path}: not a pcap or pcapng capture (starts with {head[:4].hex()}"
+        + (f": text, {head.decode()[:16]!r})" if text else ")"),
+        hint="give the files tcpdump -w wrote; text output of tcpdump cannot be read",
+    )
+
+
 def read_head(path: Path, size: int) -> bytes:
     """The first `size` bytes of the file (fewer when it is shorter), read without
     mapping it: a look at the head of a large capture costs a read of the head only."""
@@ -214,10 +255,7 @@ class RecordWalk:
                 f"{self.name}: file truncated inside the header ({len(buf)} bytes)"
             )
         else:
-            raise CaptureFileError(
-                f"{path}: not a pcap or pcapng capture (starts with {head.hex()})",
-                hint="give the files tcpdump -w wrote; text output of tcpdump cannot be read",
-            )
+            raise not_a_capture(path, bytes(buf[:16]))
 
     def chunks(self, chunk: int = CHUNK) -> Iterator[Records]:
         if self.format == "pcap" and self.links:
@@ -257,7 +295,7 @@ class RecordWalk:
                     offs, caps, tss, np.full(n, link, np.int64), orig, np.zeros(n, np.int64)
                 )
             if reason != 3:
-                w = record_warning(self.name, reason, pos, self.records)
+                w = record_warning(self.name, reason, pos, self.records, buf)
                 if w:
                     self.warnings.append(w)
                 return
@@ -438,17 +476,28 @@ def _tsres_ns(code: int) -> tuple[int, int]:
     return 1, 10 ** (v - 9)
 
 
-def record_warning(name: str, reason: int, stop: int, count: int) -> str | None:
-    """The warning for where a classic-pcap walk stopped (None: at the end of the file)."""
+def record_warning(name: str, reason: int, stop: int, count: int, buf: Any = None) -> str | None:
+    """The warning for where a classic-pcap walk stopped (None: at the end of the file).
+    With the file's `buf`: a damage that is another pcap file's header (files joined with
+    `cat`, which is read as a record of no bytes, then damage) says so."""
     if reason == 1:
         return (
             f"{name}: truncated: record at byte {stop} runs past the end of the file "
             f"(read {count} packets before it)"
         )
     if reason == 2:
+        joined = ""
+        if buf is not None:
+            for at in (stop - 16, stop):
+                if at >= 24 and at + 24 <= len(buf) and bytes(buf[at : at + 4]) in PCAP_MAGICS:
+                    joined = (
+                        f"; another capture file starts at byte {at} (files joined with cat?): "
+                        "give each file as NAME=FILE of the same point, hopcap joins them"
+                    )
+                    break
         return (
             f"{name}: corrupt record header at byte {stop} "
-            f"(read {count} packets before it; the rest is ignored)"
+            f"(read {count} packets before it; the rest is ignored){joined}"
         )
     return None
 

@@ -151,14 +151,17 @@ HOT long ip_next(const uint8_t *r, long hc, long l3, uint32_t et, uint32_t *prot
     }
     uint32_t nh = r[l3 + 6];
     long p = l3 + 40;
-    for (int k = 0; k < 3; k++)
-        if ((nh == 0 || nh == 43 || nh == 60) && p + 8 <= hc) {
+    int later = 0;  /* past a fragment header whose offset is not 0: no header follows */
+    for (int k = 0; k < 4 && !later; k++)  /* 4: layers.IPV6_EXTS */
+        if ((nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 60) && p + 8 <= hc) {
             uint32_t nxt = r[p];
-            p += ((long)r[p + 1] + 1) * 8;
+            if (nh == 44) { later = (b16(r + p + 2) & 0xFFF8) != 0; p += 8; }
+            else if (nh == 51) p += ((long)r[p + 1] + 2) * 4;
+            else p += ((long)r[p + 1] + 1) * 8;
             nh = nxt;
         }
     *proto = nh;
-    return p;
+    return later ? -1 : p;
 }
 /* a tunnel header at l4: the inner network header (pos, et) and the tunnel's code
    (kind | 16 if it has an id | id << 8; kinds in reader.TUNNEL_KINDS) */
@@ -181,6 +184,15 @@ static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oe
             *tun = 1 | 16 | ((int64_t)b32(r + p) << 8); p += 4;
         }
         if (fl & 0x1000) p += 4;
+        if (pt == 0x88BE || pt == 0x22EB) {
+            /* ERSPAN: type I (no header), II (8 bytes: GRE has a sequence number), III
+               (12 bytes, 8 more with its O flag); an Ethernet frame follows */
+            long n = pt == 0x22EB ? 12 : ((fl & 0x1000) ? 8 : 0);
+            if (p + n > hc) return 0;
+            *tun = n ? 8 | 16 | ((int64_t)(b16(r + p + 2) & 0x3FF) << 8) : 8;
+            if (pt == 0x22EB && (r[p + 11] & 1)) n += 8;
+            p += n; pt = 0x6558;
+        }
         if (pt == 0x6558) {  /* transparent Ethernet bridging (gretap) */
             if (p + 14 > hc) return 0;
             pt = b16(r + p + 12); p += 14;
@@ -358,6 +370,8 @@ static int parse_one(const uint8_t *r, long cap, long link, long head, int64_t o
         else if (kind == 3 && olen == 3) ws = r[pos + 2];
         pos += olen;
     }
+    /* options cut by the snap length before an MSS was seen: not known (MSS_UNKNOWN) */
+    if (mss < 0 && l4 + doff > hc) mss = -2;
     c[17 * n + j] = tsval; c[18 * n + j] = tsecr; c[19 * n + j] = mss; c[20 * n + j] = ws;
     c[21 * n + j] = off + l4 + 20;
     long ol = oend - (l4 + 20);
@@ -1295,7 +1309,8 @@ long hopcap_fields_ttl(const int64_t *a, const int64_t *b, const int64_t *p, lon
         int keep = ~(8 | 64 | 128) & ~(reseg ? 1 : 0);
         if ((fa & keep) != (fb & keep)) w |= 2;
         if (win_a[x] != win_b[y] && !reseg) w |= 4;
-        if ((fa & 2) && mss_a[x] != mss_b[y]) w |= 8;
+        /* an MSS not captured (-2, reader.MSS_UNKNOWN) is not compared */
+        if ((fa & 2) && mss_a[x] != mss_b[y] && mss_a[x] != -2 && mss_b[y] != -2) w |= 8;
         int64_t d = ackd[k];
         if ((fa & 16) && (fb & 16) && d >= 0 && ((ack_a[x] + d) & m32) != ack_b[y]) w |= 16;
         if (!mode) {

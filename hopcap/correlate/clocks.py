@@ -4,10 +4,13 @@ listening (`blind`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import pairwise
 
-from hopcap.correlate.flows import FlowB, Point, chains
+from hopcap.correlate.conns import Half
+from hopcap.correlate.flows import FlowB, LegB, Point, chains
+from hopcap.correlate.reader import captured_last
 
 NS = 1_000_000_000
 
@@ -129,6 +132,17 @@ def set_windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> Non
         p = pts[i]
         first = int(p.table.ts.min())
         p.start_ns = max(p.start_ns or first, first)
+    ended_early(pts, present, flows)
+
+
+def clock_words(ts_ns: int | None) -> str:
+    """A capture time (its own clock) for a sentence: `12:04:05.123 UTC`."""
+    import datetime as dt
+
+    if ts_ns is None:
+        return "its end"
+    t = dt.datetime.fromtimestamp(ts_ns / NS, dt.UTC)
+    return t.strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
 
 def blind(p: Point, ts_ns: int) -> str | None:
@@ -141,3 +155,316 @@ def blind(p: Point, ts_ns: int) -> str | None:
     if p.stop_ns is not None and ts_ns > p.stop_ns:
         return f"the capture at {p.name} ended before these packets"
     return None
+
+
+# a capture's neighbours went on seeing what crossed it this long after its last packet:
+# more than an injection right after it (a RST, a block page) takes
+WELL_AFTER_NS = NS
+SLACK_NS = 1_000_000
+ALIGN_SAMPLES = 256  # connections per pair of points whose first packets align clocks
+
+
+def last_packet(p: Point) -> int | None:
+    """The last packet (TCP or datagram) of point `p`'s whole capture, on its own clock."""
+    t = p.table
+    ends = [captured_last(t)]
+    if t.dgram is not None:
+        ends.append(captured_last(t.dgram))
+    got = [e for e in ends if e is not None]
+    return max(got) if got else None
+
+
+# why a capture is taken to have ended early, by rank (the first found, over the whole
+# run or its time slices, is said): (rank, its words)
+Ended = tuple[int, str]
+Key = tuple[object, ...]  # a server as a point sees it: (IP version, address, port)
+
+
+@dataclass
+class EndFacts:
+    """What flows say of a point whose capture may have ended early (`ended_evidence`),
+    from the whole run or a time slice (`add`: a later slice's too): the servers (at the
+    point before it) of connections answered before it after its end, of those that
+    crossed it, of those answered before it before its end; the evidence of ranks 1-3."""
+
+    before: str  # the point before it
+    after: str  # and after it
+    answered: set[Key] = field(default_factory=set)
+    crossed: set[Key] = field(default_factory=set)
+    early: set[Key] = field(default_factory=set)
+    found: Ended | None = None
+    # the clients (at the point after it, on another host) of connections that entered
+    # the path there after its end, of those that crossed it, of those that entered there
+    # before its end
+    entered: set[Key] = field(default_factory=set)
+    carried: set[Key] = field(default_factory=set)
+    entered_early: set[Key] = field(default_factory=set)
+
+    def add(self, other: EndFacts) -> None:
+        self.answered |= other.answered
+        self.crossed |= other.crossed
+        self.early |= other.early
+        if other.found is not None and (self.found is None or other.found < self.found):
+            self.found = other.found
+        self.entered |= other.entered
+        self.carried |= other.carried
+        self.entered_early |= other.entered_early
+
+    def evidence(self) -> Ended | None:
+        if self.answered - self.early & self.crossed:
+            return (0, f"connections answered beyond it went on at {self.before}")
+        if self.found is not None:
+            return self.found
+        if self.entered - self.entered_early & self.carried:
+            return (4, f"connections from its side went on at {self.after}")
+        return None
+
+
+def ended_early(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
+    """`Point.stop_ns` and `Point.ended` of the captures that ended early (`ended_evidence`)."""
+    for i, facts in ended_evidence(pts, present, flows).items():
+        got = facts.evidence()
+        if got is not None:
+            end_early(pts[i], got[1])
+
+
+def end_early(p: Point, why: str) -> None:
+    p.stop_ns = last_packet(p)
+    p.ended = why
+
+
+def ended_evidence(
+    pts: list[Point],
+    present: list[int],
+    flows: list[FlowB],
+    ends: Mapping[int, int | None] | None = None,
+    align: Mapping[tuple[int, int], tuple[int, int]] | None = None,
+) -> dict[int, EndFacts]:
+    """Captures that ended before their neighbours' without saying so (tcpdump `-c N`, the
+    first of several rotated files given alone, a full disk, a reboot): their last packet
+    is taken as their end when, after it, a point next to them saw what could only have
+    crossed them (by rank, `EndFacts.evidence`):
+    0. connections answered beyond them (before them, says the flow) to a server whose
+       connections did cross them, and none answered before them before their end;
+    1, 2. the packets of a connection they carried, from their far side, going on for a
+       second or more (`WELL_AFTER_NS`; not a RST or a page a device between injected),
+       at the point before them (1) or after them (2);
+    3. such packets on both sides of a point between two others;
+    4. connections that entered the path at the point after them (on another host: not
+       its own) from a client whose earlier connections crossed them, and none from it
+       before their end.
+    A capture that stopped when its traffic did (a quiet end), or a device that drops
+    every SYN after some time (nothing answers them), are not ended early. Only for points
+    whose stop time is not given (a bundle's manifest gives it) and that report no kernel
+    drops. A time slice's
+    (`slices`): `ends`, every point's last packet (its table holds a part of its
+    capture), and `align`, the clocks of adjacent points (`_alignments`) over the run."""
+    out: dict[int, EndFacts] = {}
+    if len(present) < 2:
+        return out
+    pos = {p: k for k, p in enumerate(present)}
+    last = {i: last_packet(pts[i]) if ends is None else ends.get(i) for i in present}
+    # (a capture that dropped packets in the kernel is blind to what it lost already)
+    cands = [
+        i
+        for i in present
+        if pts[i].stop_ns is None and last[i] is not None and not pts[i].kernel_drops
+    ]
+    if not cands:
+        return out
+    adjacent = list(pairwise(present))
+    if align is None:
+        align = alignments(pts, adjacent, flows)
+    # per candidate: its end on the clock of the point before it and of the one after
+    thr: dict[tuple[int, int], int] = {}  # (candidate, neighbour) -> its end there
+    for i in cands:
+        end = last[i]
+        assert end is not None
+        k = pos[i]
+        if k and (al := align.get((present[k - 1], i))) is not None:
+            q = present[k - 1]
+            t = end - al[0] + al[1] + SLACK_NS
+            if (e := last[q]) is not None and e > t:  # (the point before went on after it)
+                thr[(i, q)] = t
+        if k + 1 < len(present) and (al := align.get((i, present[k + 1]))) is not None:
+            q = present[k + 1]
+            t = end + al[0] + al[1] + SLACK_NS
+            if (e := last[q]) is not None and e > t:
+                thr[(i, q)] = t
+    if not thr:
+        return out
+    # per pair (a, b): flows answered before b after b's end, connections that crossed
+    # going on at a after b's end or at b after a's end
+    answered: dict[tuple[int, int], set[Key]] = {}
+    entered: dict[tuple[int, int], set[Key]] = {}  # (a, b): entered at b after a's end
+    up_on: dict[tuple[int, int], list[tuple[LegB, LegB]]] = {}
+    down_on: dict[tuple[int, int], list[tuple[LegB, LegB]]] = {}
+    before = {b: a for a, b in adjacent}
+    for f in chains(flows):
+        legs = f.legs
+        b = legs[0].point
+        a = before.get(b, -1)
+        if a >= 0 and (a, b) in thr and f.via is None and _other_hosts(pts[a], pts[b]):
+            h = legs[0].c
+            if h is not None and h.first_ts > thr[(a, b)]:
+                entered.setdefault((a, b), set()).add((h.v, h.src))
+        for j, hop in enumerate(f.hops):
+            a, b = hop.a, hop.b
+            tb, ta = thr.get((b, a)), thr.get((a, b))  # b's end at a, a's end at b
+            if (tb is None and ta is None) or j >= len(legs):
+                continue
+            x = legs[j]
+            if hop.ended is not None:
+                h = x.c if x.c is not None else x.s
+                if hop.ended == "answered" and tb is not None and h is not None and h.first_ts > tb:
+                    answered.setdefault((a, b), set()).add(_server(h, h is x.c))
+                continue
+            if j + 1 >= len(legs):
+                continue
+            y = legs[j + 1]
+            if tb is not None and x.s is not None and x.s.last_ts > tb:
+                up_on.setdefault((a, b), []).append((x, y))
+            if ta is not None and y.c is not None and y.c.last_ts > ta:
+                down_on.setdefault((a, b), []).append((x, y))
+    for i in cands:
+        k = pos[i]
+        a = present[k - 1] if k else -1
+        c = present[k + 1] if k + 1 < len(present) else -1
+        if (i, a) not in thr and (i, c) not in thr:
+            continue
+        facts = out[i] = EndFacts(pts[a].name if a >= 0 else "", pts[c].name if c >= 0 else "")
+        if (i, a) in thr:
+            facts.answered = answered.get((a, i), set())
+            if facts.answered or ends is not None:
+                # (a time slice's: the connections that crossed may be another slice's)
+                facts.crossed, facts.early = _servers(flows, a, i, thr[(i, a)])
+        if (i, a) in thr:
+            for x, _y in up_on.get((a, i), ()):
+                assert x.s is not None
+                if _goes_on(pts[a], x.s, thr[(i, a)]):
+                    facts.found = (1, f"connections it carried went on at {pts[a].name}")
+                    break
+        if facts.found is None and (i, c) in thr:
+            for _x, y in down_on.get((i, c), ()):
+                assert y.c is not None
+                if _goes_on(pts[c], y.c, thr[(i, c)]):
+                    facts.found = (2, f"connections it carried went on at {pts[c].name}")
+                    break
+        if (i, c) in thr:
+            facts.entered = entered.get((i, c), set())
+            if facts.entered or (ends is not None and _other_hosts(pts[i], pts[c])):
+                facts.carried, facts.entered_early = _clients(flows, i, c, thr[(i, c)])
+        if facts.found is None and (i, a) in thr and (i, c) in thr:
+            # one connection on both sides of it, after its end
+            after_up = {id(y) for _x, y in up_on.get((a, i), ())}
+            if any(id(x) in after_up for x, _y in down_on.get((i, c), ())):
+                facts.found = (3, f"connections it carried went on at {pts[a].name} and "
+                                  f"{pts[c].name}")  # fmt: skip
+    return out
+
+
+def _other_hosts(a: Point, b: Point) -> bool:
+    """Whether points `a` and `b` are not two interfaces of one host (which may make
+    connections of its own between them)."""
+    return not (a.host == b.host and a.iface and b.iface)
+
+
+def _clients(flows: list[FlowB], a: int, b: int, thr: int) -> tuple[set[Key], set[Key]]:
+    """The clients (as `b` sees them) of the connections that crossed `a` -> `b`, and of
+    those that entered the path at `b` before `thr` (`b`'s clock)."""
+    carried: set[Key] = set()
+    early: set[Key] = set()
+    for f in chains(flows):
+        legs = f.legs
+        if legs[0].point == b and f.via is None:
+            h = legs[0].c
+            if h is not None and h.first_ts <= thr:
+                early.add((h.v, h.src))
+            continue
+        for j, hop in enumerate(f.hops):
+            if hop.a != a or hop.b != b or hop.ended is not None or j + 1 >= len(legs):
+                continue
+            y = legs[j + 1]
+            if y.c is not None and y.link != "proxied":
+                carried.add((y.c.v, y.c.src))
+    return carried, early
+
+
+def _server(h: Half, client: bool) -> tuple[object, ...]:
+    return (h.v, h.dst, h.dport) if client else (h.v, h.src, h.sport)
+
+
+def _servers(flows: list[FlowB], a: int, b: int, thr: int) -> tuple[set[Key], set[Key]]:
+    """The servers (as `a` sees them) of the connections that crossed `a` -> `b`, and of
+    those answered before `b` before `thr` (`a`'s clock): answering there is their way."""
+    crossed: set[Key] = set()
+    early: set[Key] = set()
+    for f in chains(flows):
+        legs = f.legs
+        for j, hop in enumerate(f.hops):
+            if hop.a != a or hop.b != b or j >= len(legs):
+                continue
+            x = legs[j]
+            h = x.c if x.c is not None else x.s
+            if h is None:
+                continue
+            if hop.ended is None and j + 1 < len(legs):
+                crossed.add(_server(h, h is x.c))
+            elif hop.ended == "answered" and h.last_ts <= thr:
+                early.add(_server(h, h is x.c))
+    return crossed, early
+
+
+def alignments(
+    pts: list[Point], adjacent: list[tuple[int, int]], flows: list[FlowB]
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """Per pair of adjacent points (a, b): b's clock minus a's and the error of that, from
+    the first packets of the first connections that crossed (NTP-style minimum one-way
+    delays), else the probes' hints; a pair of neither is not in it."""
+    want = set(adjacent)
+    d1: dict[tuple[int, int], int] = {}
+    d2: dict[tuple[int, int], int] = {}
+    n: dict[tuple[int, int], int] = dict.fromkeys(want, 0)
+    full = 0
+    for f in chains(flows):
+        legs = f.legs
+        for j, hop in enumerate(f.hops):
+            ab = (hop.a, hop.b)
+            if ab not in want or hop.ended is not None or j + 1 >= len(legs):
+                continue
+            if n[ab] >= ALIGN_SAMPLES:
+                continue
+            x, y = legs[j], legs[j + 1]
+            if y.link == "proxied":
+                continue
+            n[ab] += 1
+            if n[ab] == ALIGN_SAMPLES:
+                full += 1
+            if x.c is not None and y.c is not None:
+                d = y.c.first_ts - x.c.first_ts
+                d1[ab] = min(d1.get(ab, d), d)
+            if x.s is not None and y.s is not None:
+                d = x.s.first_ts - y.s.first_ts
+                d2[ab] = min(d2.get(ab, d), d)
+        if full == len(want):
+            break
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for a, b in adjacent:
+        pa, pb = pts[a], pts[b]
+        if pa.host == pb.host and pa.iface and pb.iface:
+            out[(a, b)] = (0, 0)
+        elif (m1 := d1.get((a, b))) is not None and (m2 := d2.get((a, b))) is not None:
+            if m1 + m2 >= 0:
+                out[(a, b)] = ((m1 - m2) // 2, (m1 + m2) // 2)
+        elif pa.inp.clock_offset_hint_s is not None and pb.inp.clock_offset_hint_s is not None:
+            out[(a, b)] = (round((pb.inp.clock_offset_hint_s - pa.inp.clock_offset_hint_s) * NS), 0)
+    return out
+
+
+def _goes_on(q: Point, h: Half, thr: int) -> bool:
+    """Whether half `h` at `q` has packets after `thr` (`q`'s clock) for a second or more."""
+    if h.last_ts - thr < WELL_AFTER_NS:
+        return False
+    ts = q.table.ts[h.idx]
+    after = ts[ts > thr]
+    return after.shape[0] > 1 and int(after.max()) - int(after.min()) >= WELL_AFTER_NS

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from hopcap.correlate.clocks import (
     Minima,
     blind,
+    clock_words,
     estimate_clocks,
     hint_ns,
     merge_minima,
@@ -36,6 +37,7 @@ from hopcap.correlate.flows import (
 from hopcap.correlate.icmp import apply_to_built, attach_errors
 from hopcap.correlate.link import HalfLinks, link_halves, parse_conntrack
 from hopcap.correlate.local import localize
+from hopcap.correlate.order import reversed_pairs
 from hopcap.correlate.reader import PacketTable, link_name, read_capture, unreadable
 from hopcap.correlate.stages import StagePlan, finish_stages, plan_stages
 from hopcap.correlate.summary import where
@@ -356,10 +358,15 @@ def point_warning(
 
 
 Windows = Callable[[list[Point], list[int], list[FlowB]], None]
+Order = Callable[[list[Point], list[int], list[FlowB]], list[str]]
 
 
 def prepare(
-    pts: list[Point], conntrack: Mapping[str, str], *, windows: Windows = set_windows
+    pts: list[Point],
+    conntrack: Mapping[str, str],
+    *,
+    windows: Windows = set_windows,
+    order: Order = reversed_pairs,
 ) -> Prepared:
     present = [p.idx for p in pts if p.pc is not None]
     warnings: list[str] = []
@@ -393,15 +400,26 @@ def prepare(
     flows = build_flows(pts, present, links, blind_links(pts, present, links, ct_pairs))
     if len(present) > 2:  # (a direction around points needs points around them)
         add_bypasses(pts, flows)
+    warnings += order(pts, present, flows)  # (a time slice's: decided over the run)
     for p in pts:
         if p.pc is not None:
             p.pc.drop_link_caches()
     windows(pts, present, flows)  # uses the inputs and the links, not the clocks
+    warnings.extend(ended_warning(p) for p in pts if p.ended is not None)
     # UDP/ICMP/ESP flows: built and matched once, here (every partition and the process
     # that finishes them share them); their delays join every partition's clock minima
     dflows = build_dgram_flows(pts, present)
     match_dgram_hops(pts, dflows)
     return Prepared(pts, present, flows, warnings, dflows, dgram_minima(dflows))
+
+
+def ended_warning(p: Point) -> str:
+    """What the verdict warns about a capture taken to have ended early (`ended_early`)."""
+    return (
+        f"point {p.name}: its capture ended at {clock_words(p.stop_ns)} (its last packet), "
+        f"before the others: {p.ended} (tcpdump stopped early: -c, one of several rotated "
+        f"files, a full disk, a reboot?); what should have crossed it after that is a gap"
+    )
 
 
 def blind_links(

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from hopcap import npsets
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
-from hopcap.correlate.clocks import blind
+from hopcap.correlate.clocks import blind, clock_words
 from hopcap.correlate.conns import Half, HalvesOf
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
@@ -234,16 +234,62 @@ def missing_gaps(
     ]
 
 
+def answered_unseen(pa: Point, pb: Point, leg: LegB) -> tuple[Half, str] | None:
+    """Of a flow answered before `pb` (nothing of it beyond its leg `leg` at `pa`): its
+    first half and why `pb` could not have seen it (`blind`: its capture had ended, or not
+    started, at the flow's first packet; not kernel drops, which do not lose a whole
+    connection); None when `pb` was capturing then."""
+    h = leg.c if leg.c is not None else leg.s
+    if h is None or pb.kernel_drops:
+        return None
+    why = blind(pb, h.first_ts - pa.offset_ns + pb.offset_ns)
+    return (h, why) if why is not None else None
+
+
+def entered_unseen(
+    pts: list[Point], present: list[int], f: FlowB
+) -> tuple[Half, Point, str] | None:
+    """Of a flow that entered the path at a point after the first (nothing of it at the
+    point before): its first half, that point and why it could not have seen it (its
+    capture had ended: `clocks.ended_early`, or a stop time given); None otherwise."""
+    leg = f.legs[0]
+    if f.via is not None or leg.point == present[0] or leg.point not in present:
+        return None
+    up = pts[present[present.index(leg.point) - 1]]
+    if up.stop_ns is None:
+        return None
+    h = leg.c if leg.c is not None else leg.s
+    if h is None:
+        return None
+    at = pts[leg.point]
+    if h.first_ts - at.offset_ns + up.offset_ns <= up.stop_ns:
+        return None
+    return h, up, f"the capture at {up.name} ended before these packets"
+
+
+def in_flight(up: Point, down: Point) -> int:
+    """How long a packet seen at `up` may take to reach `down`, as far as the clocks tell
+    (the error of their offset: half the round trip between them): one sent that long
+    before `down`'s capture ended may have arrived after it."""
+    a, b = up.offset_err_ns, down.offset_err_ns
+    return abs(b - a) if a is not None and b is not None else 0
+
+
 def split_lost(
     up: Point, down: Point, ts: I64, rows: list[int]
 ) -> tuple[list[int], list[int], str]:
     """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
-    (lost, gap, why): a gap where `down` could not have seen them (`blind`)."""
+    (lost, gap, why): a gap where `down` could not have seen them (`blind`; its capture
+    ended before they could have arrived there: `in_flight`)."""
     lost: list[int] = []
     gap: list[int] = []
     why = ""
+    fly = in_flight(up, down) if down.stop_ns is not None else 0
     for r in rows:
-        reason = blind(down, int(ts[r]) - up.offset_ns + down.offset_ns)
+        at = int(ts[r]) - up.offset_ns + down.offset_ns
+        reason = blind(down, at)
+        if reason is None and fly and at + fly > down.stop_ns:  # type: ignore[operator]
+            reason = f"the capture at {down.name} ended before these packets"
         if reason:
             gap.append(r)
             why = reason
@@ -337,14 +383,7 @@ def around_split(
     return r[~bad].tolist(), r[bad].tolist(), why
 
 
-def _clock(ts_ns: int | None) -> str:
-    """A capture time (its own clock) for a sentence: `12:04:05.123 UTC`."""
-    import datetime as dt
-
-    if ts_ns is None:
-        return "its end"
-    t = dt.datetime.fromtimestamp(ts_ns / NS, dt.UTC)
-    return t.strftime("%H:%M:%S.%f")[:-3] + " UTC"
+_clock = clock_words
 
 
 @dataclass
@@ -878,7 +917,7 @@ def _rows_described(up: Point, down: Point, rows: list[int], bases: list[int]) -
     if down.start_ns is not None:
         bl |= at < down.start_ns
     if down.stop_ns is not None:
-        bl |= at > down.stop_ns
+        bl |= at + in_flight(up, down) > down.stop_ns
     tsval, v, ipid = t.tsval[r], t.v[r], t.ipid[r]
     kinds: list[PacketKind] = _KINDS[(fl & 255) + 256 * (plen > 0)].tolist()
     texts = finding_texts(fl, seq, rel, plen, tsval, v, ipid)
@@ -1426,6 +1465,8 @@ class _Chain:
     def ended(self, i: int, hop: Hop, pa: Point, pb: Point) -> None:
         """A hop the flow never crossed (nothing of it downstream)."""
         leg = self.f.legs[i]
+        if hop.ended == "answered" and self.answered_blind(i, hop, leg, pa, pb):
+            return
         if hop.ended in ("unanswered", "rst") and leg.c is not None:
             rows = self.own(i, ("c", id(leg.c)), leg.c.idx.tolist)
             self.lost("c2s", pa, pb, rows, leg.c.isn)
@@ -1445,6 +1486,31 @@ class _Chain:
                     f"capture that failed?): what happened after {pa.name} is unknown",
                 )
             )
+
+    def answered_blind(self, i: int, hop: Hop, leg: LegB, pa: Point, pb: Point) -> bool:
+        """A flow answered before `pb` while `pb` was not capturing (`blind`: its capture
+        ended before it, or had not started): a gap, not a device that answered."""
+        got = answered_unseen(pa, pb, leg)
+        if got is None:
+            return False
+        h, why = got
+        rows = self.own(i, ("c" if h is leg.c else "s", id(h)), h.idx.tolist)
+        if hop.judged is not None:
+            judged = set(hop.judged)
+            rows = [r for r in rows if r in judged]
+        if not rows:
+            return True  # (another time slice's)
+        t = pa.table
+        desc, nb, ts0 = _describe(t, rows, h.isn)
+        text = (
+            f"seen at {pa.name} and answered, never at {pb.name}, but {why}: cannot tell "
+            f"whether it crossed {pb.name} or was answered before it; {desc}"
+        )
+        direction: Direction = "c2s" if h is leg.c else "s2c"
+        between = (pa.name, pb.name) if direction == "c2s" else (pb.name, pa.name)
+        self.add("gap", direction, between, pa, rows, (text, nb, ts0),
+                 packet=packet_kind(t, rows[0]))  # fmt: skip
+        return True
 
     def matched(
         self,
@@ -1525,6 +1591,8 @@ class _Chain:
             self.missing_end(
                 0, (pts[0].name, pts[present[0]].name), f"before {pts[present[0]].name}"
             )
+        elif (got := entered_unseen(pts, present, f)) is not None:
+            self.entered_unseen(*got)
         last = f.legs[-1]
         j = len(f.legs) - 1
         pl = pts[last.point]
@@ -1570,6 +1638,26 @@ class _Chain:
                 text = f"{beyond} answered with RST: {text}"
                 self.add("reset", "s2c", (beyond, pl.name), pl, rst_rows, (text, nb, ts0))
 
+    def entered_unseen(self, h: Half, up: Point, why: str) -> None:
+        """The flow entered the path at its first leg's point after the capture before it
+        had ended (`entered_unseen`): a gap there, not a connection of that host's."""
+        f = self.f
+        rows = self.own(0, ("c" if h is f.legs[0].c else "s", id(h)), h.idx.tolist)
+        if f.judged is not None:
+            judged = set(f.judged)
+            rows = [r for r in rows if r in judged]
+        if not rows:
+            return
+        at = self.pts[f.legs[0].point]
+        t = at.table
+        desc, nb, ts0 = _describe(t, rows, h.isn)
+        text = (
+            f"seen at {at.name}, never at {up.name}, but {why}: cannot tell whether it came "
+            f"through {up.name}; {desc}"
+        )
+        self.add("gap", "c2s", (up.name, at.name), at, rows, (text, nb, ts0),
+                 packet=packet_kind(t, rows[0]))  # fmt: skip
+
     def unacked(self, j: int, h: Half, back: Half, p: Point, d: Direction, by: str) -> None:
         """Data of half `h` seen at `p`, the path's last point toward the receiver (the
         server's side for c2s, the client's for s2c; `by`: its host, as an unanswered SYN's
@@ -1581,9 +1669,19 @@ class _Chain:
         if not rows:
             return
         text, nb, ts0 = _describe(t, rows, h.isn)
-        again = f"never acknowledged before it came again: lost after {p.name}"
-        text = f"{text}: reached {p.name}, {again}"
-        self.add("drop", d, (p.name, by), p, rows, (text, nb, ts0), packet=packet_kind(t, rows[0]))
+        kind: FindingKind = "drop"
+        if p.kernel_drops:
+            # as for an unanswered SYN: the acknowledgement may be among what the capture
+            # lost (the lab's loaded runs: srv:eth0 dropping thousands in the kernel)
+            kind = "gap"
+            text = (
+                f"{text}: no acknowledgement seen before it came again, but {p.name} dropped "
+                f"{p.kernel_drops} packets in the kernel"
+            )
+        else:
+            again = f"never acknowledged before it came again: lost after {p.name}"
+            text = f"{text}: reached {p.name}, {again}"
+        self.add(kind, d, (p.name, by), p, rows, (text, nb, ts0), packet=packet_kind(t, rows[0]))
 
     def unanswered(self, pl: Point, syn_rows: list[int], isn: int) -> None:
         """The client's SYN reached the last point and no answer came."""

@@ -43,6 +43,8 @@ class Point:
     ex_rows: dict[tuple[int, ...], dict[int, int]] = field(default_factory=dict)
     row_split: dict[tuple[object, ...], dict[int, list[Any]]] = field(default_factory=dict)
     records: int = 0  # of an unreadable capture (pc None)
+    # why its capture is taken to have ended at its last packet (`clocks.ended_early`)
+    ended: str | None = None
     _listened: tuple[int | None, int | None] | None = None  # (`listened`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
@@ -163,6 +165,9 @@ class Hop:
     # hops whose direction `skip` went around the points they join (`around_dir` of a
     # bypass): that direction is not matched there (the bypass matches it)
     skip: str | None = None
+    # a time slice's: the rows of a flow answered before `b` while `b` was not capturing
+    # that its window judges (`findings._Chain.answered_blind`; None: all of them)
+    judged: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +185,9 @@ class FlowB:
     # such run of legs, the leg before it, the leg after it and the hop between them
     # that matches that direction (`add_bypasses`)
     bypass: list[tuple[int, int, Hop]] = field(default_factory=list)
+    # a time slice's: the rows of a flow that entered the path after the capture before
+    # it had ended that its window judges (`findings.entered_unseen`; None: all of them)
+    judged: list[int] | None = None
 
 
 def add_bypasses(pts: list[Point], flows: list[FlowB]) -> None:
@@ -834,6 +842,7 @@ def _match_group(
     prm_s = prm(pcb, iys, pca, ixs, ds, dc, votes_s)
     c_out = match_batch(ta, ra_c, pa_c, tb, rb_c, pb_c, prm_c, ttl_expected=ttl_exp)
     s_out = match_batch(tb, ra_s, pa_s, ta, rb_s, pb_s, prm_s, ttl_expected=ttl_exp)
+    against_order(c_out, s_out, same_host)
     # per group: which directions its hops have (every hop of a group has the same
     # halves), the legs' sequence offsets, whether they make a "same" link a NAT
     c_has = ((ixc >= 0) | (iyc >= 0)).tolist()
@@ -857,6 +866,47 @@ def _match_group(
         legy.delta_s = delta_s
         if nat and legy.link == "same":
             legy.link = "nat"
+
+
+MAX_HOPS = 8  # routed hops between two points on different hosts, at most
+INITIAL_TTLS = (32, 64, 128, 255)  # what hosts send with (as `local._INITIAL_TTLS`)
+
+
+def against_order(c_out: list[DirMatch], s_out: list[DirMatch], same_host: bool) -> None:
+    """Connections that crossed a pair of points against their order: every packet's TTL
+    rose from the first point to the second in both directions (by one inside a host, by
+    a few routed hops across hosts), as it does when the connection was opened from the
+    second point's side, or the points were given the wrong way round (`order` says so
+    when most connections do). Those TTLs are what the routing took off, not rewrites:
+    taken out of the matches. (Across hosts, not when every packet rose to a TTL hosts
+    send with: the two hosts' own connection, `local._between_hosts` reads it.)"""
+    most = 1 if same_host else MAX_HOPS
+    for dc, ds in zip(c_out, s_out, strict=True):
+        if not dc.rewrites or not ds.rewrites:
+            continue
+        c, s = _ttl_rose(dc, most), _ttl_rose(ds, most)
+        if c is None or s is None or (not same_host and c and s):
+            continue
+        dc.rewrites = [rw for rw in dc.rewrites if rw.field != "ip.ttl"]
+        ds.rewrites = [rw for rw in ds.rewrites if rw.field != "ip.ttl"]
+
+
+def _ttl_rose(dm: DirMatch, most: int) -> bool | None:
+    """Whether the TTL of every packet `dm` matched rose by 1 to `most` in its direction
+    of travel (a rewrite of ip.ttl from `before` to `after` each): None if not, else
+    whether every one rose to a TTL hosts send with (`INITIAL_TTLS`)."""
+    rows = set()
+    initial = True
+    for rw in dm.rewrites:
+        if rw.field == "ip.ttl":
+            after = int(rw.after)  # type: ignore[call-overload]
+            if not 1 <= after - int(rw.before) <= most:  # type: ignore[call-overload]
+                return None
+            rows.add(rw.a_row)
+            initial = initial and after in INITIAL_TTLS
+    if not rows or len(rows) < dm.matched:
+        return None
+    return initial
 
 
 def _rows_of(pc: PointConns, hid: I64) -> tuple[I64, I64]:

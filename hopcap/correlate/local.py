@@ -449,7 +449,13 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
             why = f"addressed to {h1} itself ({dst})"
         elif starts and hi0 > 0 and dst not in downstream:
             why = f"sent by {h0} itself ({src}), not toward the rest of the path"
-        elif hi0 > 0 and hi0 == len(p.hosts) - 1 and src not in upstream:
+        elif (
+            hi0 > 0
+            and hi0 == len(p.hosts) - 1
+            and src not in upstream
+            # (not when the capture before it had ended: `findings._Chain.entered_unseen`)
+            and not any(f.kind == "gap" and f.between[1] == first.point for f in fl.findings)
+        ):
             why = f"entered the path at {h0} (never crossed the points before it)"
         elif hi0 > 0 and not fl.broken and not any(f.kind == "gap" for f in fl.findings):
             # (the first host's flows are the path's traffic, wherever they went)
@@ -521,7 +527,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
     )
 
 
-_INITIAL_TTLS = (32, 64, 128, 255)
+_INITIAL_TTLS = (32, 64, 128, 255)  # (as `flows.INITIAL_TTLS`)
 
 
 def _between_hosts(fl: Flow, a: str, b: str) -> tuple[int, int] | None:

@@ -38,7 +38,18 @@ from hopcap.correlate._fastwalk import (
     payloads_differ,
 )
 from hopcap.correlate.conns import mix, signed32
-from hopcap.correlate.reader import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, PacketTable
+from hopcap.correlate.reader import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    MSS_UNKNOWN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    PacketTable,
+)
 
 I64 = npt.NDArray[np.int64]
 M32 = 0xFFFFFFFF
@@ -796,7 +807,9 @@ def _field_rewrites(
         mss_a = np.full(a.shape[0], -1, np.int64)
         mss_b = np.full(a.shape[0], -1, np.int64)
         mss_a[syn], mss_b[syn] = ta.mss[a[syn]], tb.mss[b[syn]]
-        add("tcp.mss", mss_a != mss_b, mss_a, mss_b)
+        # an MSS that a capture cut off (its snap length) is not compared
+        known = (mss_a != MSS_UNKNOWN) & (mss_b != MSS_UNKNOWN)
+        add("tcp.mss", (mss_a != mss_b) & known, mss_a, mss_b)
     ackd = prm.ack_delta[pid]
     has_ack = ((flags_a & ACK) != 0) & ((flags_b & ACK) != 0) & (ackd >= 0)
     exp_ack = (ta.ack[a] + ackd) & M32

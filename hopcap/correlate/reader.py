@@ -45,11 +45,19 @@ TUNNEL_KINDS = _layers.TUNNEL_KINDS
 
 
 def unreadable(t: PacketTable) -> str | None:
-    """Why nothing of a capture could be read, when it is its link type; else None."""
-    return unreadable_of(len(t), t.records, t.link_types)
+    """Why nothing of a capture could be read, when it is its link type or a file without
+    even a capture's header; else None."""
+    return unreadable_of(len(t), t.records, t.link_types, len(t.buf))
 
 
-def unreadable_of(tcp_rows: int, records: int, link_types: dict[int, int]) -> str | None:
+def unreadable_of(
+    tcp_rows: int, records: int, link_types: dict[int, int], size: int | None = None
+) -> str | None:
+    if size is not None and size < 24 and not records:
+        # not a capture that saw nothing (that has its header): one never written (a
+        # tcpdump killed before it flushed, a copy that failed)
+        what = "an empty file" if not size else f"{size} bytes, less than a capture's header"
+        return f"{what}: the capture was never written"
     bad = sorted(lk for lk in link_types if lk not in SUPPORTED_LINKS)
     if tcp_rows or not records or not bad or len(bad) != len(link_types):
         return None
@@ -76,6 +84,9 @@ def captured_last(t: Any) -> int | None:
 
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+# `mss` of a packet whose TCP options the capture cut (its snap length, `tcpdump -s 54`)
+# before an MSS option was seen: whether it had one is not known (-1: it had none)
+MSS_UNKNOWN = -2
 
 
 @dataclass
@@ -104,7 +115,7 @@ class PacketTable:
     pl_off: I64  # payload offset in buf
     pl_cap: I64  # captured payload bytes (<= plen when the snap length cut it)
     tsval: I64  # -1: no timestamp option
-    mss: I64  # -1: no MSS option
+    mss: I64  # -1: no MSS option; MSS_UNKNOWN: the options were not captured whole
     opt_back: npt.NDArray[np.int16]  # the TCP options start this many bytes before pl_off
     opt_len: npt.NDArray[np.int16]  # (opt_back itself while every row's were captured whole)
     tun: I64  # the tunnel the packet was decapsulated from (see TUNNEL_KINDS); 0: none
@@ -235,7 +246,7 @@ def read_capture(path: Path) -> PacketTable:
         dgs: list[tuple[I64, ...]] = []
         got = _read_pcap(path, buf, endian == ">", mult, link & 0x0FFFFFFF, dgs)
         if got is not None:
-            return _finish(path, buf, got, dgs)
+            return _forwarded(_finish(path, buf, got, dgs))
     try:
         walk = _walk.RecordWalk(path, buf, _fast_pcap, _fast_pcapng)
     except CaptureFileError as e:
@@ -267,7 +278,76 @@ def read_capture(path: Path) -> PacketTable:
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap, dgs))
     got = (parts, walk.records, list(walk.warnings), walk.kernel_drops, links)
-    return _finish(path, buf, got, dgs)
+    return _forwarded(_finish(path, buf, got, dgs))
+
+
+# the first TCP packets of a capture looked at by `forwarded_twice`
+TWICE_ROWS = 1 << 12  # (~0.6 ms)
+_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts", "src_lo", "dst_lo",
+                  "sport", "dport")  # fmt: skip
+MIRRORED_NS = 1_000_000  # a copy made by a mirror port or a bridge comes within this
+
+
+def _forwarded(t: PacketTable) -> PacketTable:
+    w = forwarded_twice(t.path.name, {c: getattr(t, c)[:TWICE_ROWS] for c in _TWICE_COLUMNS})
+    if w is not None:
+        t.warnings.append(w)
+    return t
+
+
+def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
+    """The warning for a capture that holds the same packets twice. As one point, the
+    second copies read as drops and injections around it (a healthy path: every SYN
+    dropped after the point, and injected before it).
+
+    * The second time with a lower TTL: the host that captured them forwarded them, and
+      the file holds both of its sides (`tcpdump -i any` on a router or a firewall, a
+      pcapng of two interfaces, a trunk port that carries a packet in and out). The same
+      segment, acknowledgement, flags, length, IP ID and TSval (addresses and ports left
+      out: a NAT rewrote them) within a second; a retransmission keeps its TTL.
+    * The very same packet again within MIRRORED_NS: a mirror port that copies both
+      directions of a link, or a bridge and its ports in a `tcpdump -i any` capture (a
+      retransmission has another IP ID or TSval, and comes later).
+
+    `cols`: `_TWICE_COLUMNS` of the first TWICE_ROWS TCP packets (the reader's and the
+    time slices' scan give the same)."""
+    n = int(cols["ts"].shape[0])
+    if n < 8:
+        return None
+    names = ("ts", "tsval", "ipid", "plen", "flags", "ack", "seq")
+    keys = [np.asarray(cols[c], np.int64) for c in names]
+    o = np.lexsort(keys)
+    k = [x[o] for x in keys]
+    same = np.ones(n - 1, np.bool_)
+    for x in k[1:]:
+        same &= x[1:] == x[:-1]
+    dt = k[0][1:] - k[0][:-1]
+    ttl = np.asarray(cols["ttl"], np.int64)[o]
+    routed = int((same & (ttl[1:] != ttl[:-1]) & (dt < 1_000_000_000)).sum())
+    copied = same & (ttl[1:] == ttl[:-1]) & (dt <= MIRRORED_NS)
+    for c in ("src_lo", "dst_lo", "sport", "dport"):
+        x = np.asarray(cols[c])[o]
+        copied &= x[1:] == x[:-1]
+    mirrored = int(copied.sum())
+    if routed >= 4 and routed * 10 >= n:
+        return (
+            f"{name}: {routed} of its first {n} TCP packets were captured twice, the second "
+            "time with a lower TTL: the host that captured them forwarded them, and the file "
+            "holds both of its sides (`tcpdump -i any`, or one file of several interfaces); as "
+            "one point, what that host did in between reads as drops and injections: capture "
+            "each interface as a point of its own (tcpdump -i eth0), or split the file by "
+            "interface (tshark -Y 'sll.ifindex == N', or 'frame.interface_name == \"eth0\"' "
+            "for a pcapng)"
+        )
+    if mirrored >= 4 and mirrored * 10 >= n:
+        return (
+            f"{name}: {mirrored} of its first {n} TCP packets were captured twice, the same "
+            "packet within a millisecond (a mirror port that copies both directions of a "
+            "link, or a bridge and its ports in a `tcpdump -i any` capture): the second "
+            "copies read as drops and injections; remove them (editcap -D 100 "
+            f"{name} OUT.pcap) or capture one interface"
+        )
+    return None
 
 
 def _narrow(t: PacketTable) -> PacketTable:
@@ -375,7 +455,7 @@ def _read_pcap(
     if k:
         dgs.append(tuple(dg))
     warnings: list[str] = []
-    w = record_warning(path.name, why, pos, nrec)
+    w = record_warning(path.name, why, pos, nrec, buf)
     if w:
         warnings.append(w)
     t = PacketTable(path=path, buf=buf, records=0, **out)
@@ -558,6 +638,8 @@ def _parse(
         pos = np.where(nop, pos + 1, np.where(opt, pos + olen, pos))
         active &= ~bad
         active &= pos < opt_end
+    # options cut by the snap length before an MSS was seen: not known (`MSS_UNKNOWN`)
+    mss[(mss < 0) & (l4 + doff > endk)] = MSS_UNKNOWN
 
     return PacketTable(
         path=path,

@@ -49,7 +49,15 @@ from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import reader as rd
 from hopcap.correlate.budget import BYTES_PER_PACKET
-from hopcap.correlate.clocks import Minima, hint_ns, merge_minima, minima_of
+from hopcap.correlate.clocks import (
+    EndFacts,
+    Minima,
+    alignments,
+    ended_evidence,
+    hint_ns,
+    merge_minima,
+    minima_of,
+)
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import (
     ESP,
@@ -58,8 +66,15 @@ from hopcap.correlate.dgram import (
     parse_dgrams,
     stack_rows,
 )
-from hopcap.correlate.findings import FLAG_BITS, Built, tally_kind
+from hopcap.correlate.findings import (
+    FLAG_BITS,
+    Built,
+    answered_unseen,
+    entered_unseen,
+    tally_kind,
+)
 from hopcap.correlate.flows import FlowB, Point, chains, host_of, match_hops
+from hopcap.correlate.order import Samples, decide, ttl_samples
 from hopcap.correlate.reader import ACK, FIN, RST, SYN, PacketTable
 from hopcap.correlate.tunnelcut import (
     MIN_MARGIN_NS,
@@ -74,6 +89,7 @@ from hopcap.correlate.tunnelcut import (
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
 from hopcap.model import Finding, PointInput, Verdict
+from hopcap.units import size_text
 
 log = logging.getLogger("hopcap.correlate")
 
@@ -93,6 +109,9 @@ MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budg
 # 6 M datagrams, against 170-260 bytes a TCP packet)
 DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
+# the error taken of the clocks a slice was placed by (`clocks.ended_evidence`), where its
+# own connections do not align two points
+PLACED_ERR_NS = 50_000_000
 # the margin pass 2 reads when cut flows went through an L7 proxy: a slice links the
 # proxy's connections to the client's requests by their content, both ways, and so must
 # read each request's exchange whole on both sides of the proxy. Under loss one lasts
@@ -201,7 +220,7 @@ class _Walk:
                 i = first
                 for item in gen:
                     if len(item) == 2:
-                        w = record_warning(path.name, item[1], item[0], self.records)
+                        w = record_warning(path.name, item[1], item[0], self.records, buf)
                         if w:
                             self.warnings.append(w)
                         break
@@ -343,6 +362,8 @@ class Scan:
     # points (`_Run.tunnels`: an outer flow is paired with the inner packets by timing and
     # size, decisions of the whole flow made over the run, `tunnelcut`)
     esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
+    # the table's warning about packets captured twice (`reader.forwarded_twice`)
+    forwarded: str | None = None
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -720,8 +741,13 @@ def scan(path: Path) -> Scan:
     t_first: int | None = None
     t_last: int | None = None
     d_last: int | None = None
+    twice: list[dict[str, Any]] = []  # the first TWICE_ROWS TCP rows' columns
     for ci, pos, t, dgt in w.pieces():
         n = len(t)
+        if tcp < rd.TWICE_ROWS and n:
+            twice.append(
+                {c: getattr(t, c)[: rd.TWICE_ROWS - tcp].copy() for c in rd._TWICE_COLUMNS}
+            )
         tcp += n
         ks, ts = [conns.add(tcp_keys(t), t)], [t.ts]
         if n:
@@ -778,10 +804,14 @@ def scan(path: Path) -> Scan:
         dkeys = npsets.unique(_remap(dkeys, src, dst))
         esp_keys = npsets.unique(_remap(esp_keys, src, dst))
     keys, first, last, rows, c0 = ext
-    return Scan(
+    sc = Scan(
         path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
         d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all, tangled, table, esp_keys,
     )  # fmt: skip
+    if twice:
+        cols = {c: np.concatenate([x[c] for x in twice]) for c in rd._TWICE_COLUMNS}
+        sc.forwarded = rd.forwarded_twice(path.name, cols)
+    return sc
 
 
 def read_slice(
@@ -843,6 +873,8 @@ def read_slice(
                     convs.append(dk[dm])
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, [])
+    if sc.forwarded is not None:  # (as `read_capture` says it)
+        t.warnings.append(sc.forwarded)
     if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
         t.dgram = stack_rows(dgs, sc.path, sc.buf)
         t.dgram.conv = np.concatenate(convs)
@@ -876,7 +908,8 @@ class _Run:
     bounds: list[int]  # window k is [bounds[k], bounds[k + 1]) on the first point's clock
     margin_ns: int
     offsets: list[int]  # clock estimate used to place every point's packets in windows
-    late: set[int] = field(default_factory=set)  # points whose capture started late
+    # points whose capture started late; ("end", point, why): ended early
+    late: set[Any] = field(default_factory=set)
     progress: Progress | None = None
     # conversations cut by the slices, per point (sorted keys): TCP ones larger than
     # `cut_rows`, and (pass 2) every conversation of a flow that has one of those
@@ -985,9 +1018,38 @@ def _flow_first(f: FlowB) -> tuple[int, int]:
     return leg.point, min(h.first_ts for h in (leg.c, leg.s) if h is not None)
 
 
-def _windows(run: _Run, evidence: set[int] | None, keep: Callable[[FlowB], bool]) -> Any:
-    """`set_windows` with the whole captures' facts: their last packet, and a late start
-    seen in any slice (pass 1 collects it into `evidence` from the flows it keeps)."""
+@dataclass
+class _Evidence:
+    """What a slice's flows (those it keeps) say of the whole run, collected by pass 1:
+    points whose capture started late, or ended early (`clocks.ended_evidence`), and the
+    TTLs across pairs of points (`order.ttl_samples`)."""
+
+    late: set[int] = field(default_factory=set)
+    ended: dict[int, EndFacts] = field(default_factory=dict)
+    ttl: Samples = field(default_factory=dict)
+
+    def add(self, other: _Evidence) -> None:
+        """`other`'s too (a later slice's)."""
+        self.late |= other.late
+        for i, e in other.ended.items():
+            if i in self.ended:
+                self.ended[i].add(e)
+            else:
+                self.ended[i] = e
+        for ab, got in other.ttl.items():
+            self.ttl.setdefault(ab, []).extend(got)
+
+
+def _last_packet(sc: Scan) -> int | None:
+    """The last packet (TCP or datagram) of a scanned capture (`clocks.last_packet`)."""
+    got = [x for x in (sc.tcp_last, sc.dgram_last) if x is not None]
+    return max(got) if got else None
+
+
+def _windows(run: _Run, evidence: _Evidence | None, keep: Callable[[FlowB], bool]) -> Any:
+    """`set_windows` with the whole captures' facts: their last packet, a late start seen
+    in any slice and an early end (pass 1 collects them into `evidence` from the flows it
+    keeps; pass 2 has them in `run.late`)."""
 
     def apply(pts: list[Point], present: list[int], flows: list[FlowB]) -> None:
         for i in present:
@@ -1004,19 +1066,33 @@ def _windows(run: _Run, evidence: set[int] | None, keep: Callable[[FlowB], bool]
                 assert end is not None
                 p.stop_ns = end if p.stop_ns is None else min(p.stop_ns, end)
         if evidence is not None:
-            for f in flows:
-                if not keep(f):
-                    continue
+            kept = [f for f in flows if keep(f)]
+            ends = {i: _last_packet(sc) for i, sc in enumerate(run.scans) if sc is not None}
+            # (the clocks of the slice's connections, else those the run placed it by)
+            adjacent = list(pairwise(present))
+            align = alignments(pts, adjacent, kept)
+            for a, b in adjacent:
+                if (a, b) not in align:
+                    align[(a, b)] = (run.offsets[b] - run.offsets[a], PLACED_ERR_NS)
+            evidence.ended = ended_evidence(pts, present, kept, ends, align)
+            for f in kept:
                 for ch in chains([f]):
                     for prev, leg in pairwise(ch.legs):
                         if leg.link == "proxied":
                             continue
                         for x, y in ((prev.c, leg.c), (prev.s, leg.s)):
                             if x is not None and y is not None and x.syn and not y.syn:
-                                evidence.add(leg.point)
+                                evidence.late.add(leg.point)
                             if x is not None and y is not None and y.syn and not x.syn:
-                                evidence.add(prev.point)
-        for i in run.late:
+                                evidence.late.add(prev.point)
+        for e in run.late:
+            if isinstance(e, tuple):
+                if e[0] == "end" and pts[e[1]].stop_ns is None:
+                    sc_e = run.scans[e[1]]
+                    assert sc_e is not None
+                    pts[e[1]].stop_ns, pts[e[1]].ended = _last_packet(sc_e), e[2]
+                continue
+            i = e
             p, sc = pts[i], run.scans[i]
             assert sc is not None
             assert sc.tcp_first is not None
@@ -1301,6 +1377,16 @@ def _judge(
                     delays[(j, d)] = hist
                 elif hist is not None and subs is not None and id(ch) in own:
                     subs[own[id(ch)]][(j, d)] = hist
+        if ch is f and (got0 := entered_unseen(pts, present_of(pts), f)) is not None:
+            # (a gap: `findings._Chain.entered_unseen`)
+            f.judged = got0[0].idx[inside(f.legs[0].point, got0[0].idx)].tolist()
+        # the legs answered before a point that was not capturing (`answered_unseen`)
+        unseen = {}
+        for j, hop in enumerate(ch.hops):
+            if hop.ended == "answered":
+                why = answered_unseen(pts[hop.a], pts[hop.b], ch.legs[j])
+                if why is not None:
+                    unseen[j] = why[0]
         for j, leg in enumerate(ch.legs):
             p = pts[leg.point]
             for h in (leg.c, leg.s):
@@ -1317,6 +1403,10 @@ def _judge(
                 if j < len(ch.hops) and ch.hops[j].ended in ("unanswered", "rst"):
                     # every packet of the leg is judged (lost, or a reset's)
                     h.idx = h.idx[inside(leg.point, h.idx)]
+                elif h is unseen.get(j):
+                    # (a gap: `findings._Chain.answered_blind`; the leg's rows stay, a
+                    # proxy's fronts read them)
+                    ch.hops[j].judged = h.idx[inside(leg.point, h.idx)].tolist()
                 for flag in (SYN, RST):
                     rows_f = p._flag_rows(flag)
                     got = rows_f.get(h.hid)
@@ -1331,6 +1421,10 @@ def _judge(
                         else:
                             del rows_f[h.hid]
     return delays
+
+
+def present_of(pts: list[Point]) -> list[int]:
+    return [p.idx for p in pts if p.pc is not None]
 
 
 def _fold(a: Hist, b: Hist) -> Hist:
@@ -1467,8 +1561,8 @@ def _drw(pts: list[Point], fl: DFlowB) -> dict[RwKey, tuple[tuple[int, int], set
 
 def _pass1(
     run: _Run, k: int
-) -> tuple[Minima, set[int], list[list[tuple[int, int]]], Window | None, bool]:
-    """Slice `k`'s delay minima and late-start evidence, from the flows it keeps (of a
+) -> tuple[Minima, _Evidence, list[list[tuple[int, int]]], Window | None, bool]:
+    """Slice `k`'s delay minima and evidence (`_Evidence`), from the flows it keeps (of a
     cut flow, the packets it judges); the conversations of the cut flows that start in
     its window; its window's part of the pairing of the cut ESP flows at a possible
     tunnel endpoint (`tunnelcut`); whether a cut flow went through an L7 proxy
@@ -1477,13 +1571,17 @@ def _pass1(
     from hopcap.correlate.engine import dgram_minima
 
     pts = _points(run, k)
-    evidence: set[int] = set()
+    evidence = _Evidence()
 
     def keep(f: FlowB) -> bool:
         return _anchor(run, k, *_flow_first(f))
 
+    def order(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
+        evidence.ttl = ttl_samples(pts, present, [f for f in flows if keep(f)])
+        return []
+
     try:
-        prep, dcut = _prepare(run, pts, _windows(run, evidence, keep))
+        prep, dcut = _prepare(run, pts, _windows(run, evidence, keep), order)
         keys, which = _cut_flows(run, prep.pts, prep.flows)
         tun = None
         if run.tunnels:
@@ -1517,7 +1615,9 @@ def _pass1(
         _close(pts)
 
 
-def _prepare(run: _Run, pts: list[Point], windows: Any) -> tuple[Any, dict[int, Any]]:
+def _prepare(
+    run: _Run, pts: list[Point], windows: Any, order: Any = None
+) -> tuple[Any, dict[int, Any]]:
     """`engine.prepare` of a slice, and its cut datagram flows (`_dcut_flows`): the
     matches of datagram flows keep their pairs when the run cuts conversations (only the
     cut flows' are kept past it)."""
@@ -1527,7 +1627,7 @@ def _prepare(run: _Run, pts: list[Point], windows: Any) -> tuple[Any, dict[int, 
     keep = any(c.shape[0] for c in run.cut)
     udp.KEEP_PAIRS = keep
     try:
-        prep = prepare(pts, run.conntrack, windows=windows)
+        prep = prepare(pts, run.conntrack, windows=windows, order=order or _order(run))
     finally:
         udp.KEEP_PAIRS = False
     dcut = _dcut_flows(run, prep.pts, prep.dflows)  # ({} when nothing is cut)
@@ -1539,6 +1639,15 @@ def _prepare(run: _Run, pts: list[Point], windows: Any) -> tuple[Any, dict[int, 
                         if dm is not None:
                             dm.pairs, dm.rw_order = None, []
     return prep, dcut
+
+
+def _order(run: _Run) -> Any:
+    """`order.reversed_pairs` of pass 2: nothing (the run decides: `order.decide`)."""
+
+    def apply(pts: list[Point], present: list[int], flows: list[FlowB]) -> list[str]:
+        return []
+
+    return apply
 
 
 def _dkeep(run: _Run, k: int, f: DFlowB) -> bool:
@@ -1719,7 +1828,7 @@ Task = tuple[
     str,
     int,
     list[int],
-    frozenset[int],
+    frozenset[Any],  # `_Run.late`
     list[tuple[int, int | None]] | None,
     tuple[list[U64], dict[tuple[int, int], int]] | None,
     tuple[int, dict[Key, Decided_], list[int]] | None,
@@ -2862,7 +2971,7 @@ def correlate_sliced(
     that correlate slices at the same time (each slice gets 1/jobs of it). Pass 2 reads
     margins of `proxy_margin_ns` at least when cut flows went through an L7 proxy."""
     from hopcap.correlate.clocks import clocks_of, estimate_clocks
-    from hopcap.correlate.engine import PointFacts, assemble, point_warning
+    from hopcap.correlate.engine import PointFacts, assemble, ended_warning, point_warning
 
     workers = max(jobs, 1) if "fork" in mp.get_all_start_methods() else 1
     inputs = list(points)
@@ -2876,7 +2985,7 @@ def correlate_sliced(
                 scans.append(None)
                 continue
             assert inp.pcap is not None
-            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links)
+            why = rd.unreadable_of(sc.tcp_rows, sc.records, sc.links, len(sc.buf))
             if why is not None:
                 unread[i] = sc
                 scans.append(None)
@@ -2889,11 +2998,16 @@ def correlate_sliced(
             left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:
+                # (the verdict's part alone was said: "about 0 MB" under a small budget,
+                # which the fixed part had already used up)
                 log.warning(
-                    "the verdict of %d connections alone needs about %d MB: more than "
-                    "the memory budget allows",
+                    "the memory budget (%s) is less than this run needs before its slices: "
+                    "about %s (the program and the verdict of %d connections); slices of "
+                    "%d packets, the fewest it reads",
+                    size_text(budget),
+                    size_text(BASE_BYTES + convs * VERDICT_BYTES_PER_FLOW),
                     convs,
-                    convs * VERDICT_BYTES_PER_FLOW >> 20,
+                    MIN_SLICE,
                 )
             if total > per_slice and workers > 1:
                 # the slices' share, split between the workers that hold one each at once
@@ -2975,9 +3089,9 @@ def correlate_sliced(
                          margin / NS)  # fmt: skip
                 run.margin_ns = margin
             n = len(run.bounds) - 1
-        evidence: set[int] = set()
+        evidence = _Evidence()
         for _m, ev, _g, _p in first:
-            evidence |= ev
+            evidence.add(ev)
         _group(run, [g for _m, _ev, g, _p in first])
         cuts = (run.cut, run.member)
         for p in skel:
@@ -2985,7 +3099,17 @@ def correlate_sliced(
         estimate_clocks(skel, present, merge_minima([m for m, _ev, _g, _p in first]))
         clocks = clocks_of(skel)
         final = [p.offset_ns for p in skel]
-        late = frozenset(evidence)
+        said = decide(skel, evidence.ttl)
+        ends = [_last_packet(sc) if sc is not None else None for sc in scans]
+        for i, efacts in evidence.ended.items():
+            if (end_why := efacts.evidence()) is not None:
+                skel[i].stop_ns, skel[i].ended = ends[i], end_why[1]
+        late = frozenset(
+            [
+                *evidence.late,
+                *(("end", p.idx, p.ended) for p in skel if p.ended is not None),
+            ]
+        )
         built: list[Any] = []
         segs: dict[int, list[_Seg]] = {}
         at: dict[int, int] = {}  # cut flow -> its place in `built`: where it starts
@@ -3091,6 +3215,8 @@ def correlate_sliced(
                 )
             if w:
                 warnings.append(w)
+        warnings += said
+        warnings.extend(ended_warning(p) for p in skel if p.ended is not None)
         if proxied:
             warnings.append(_proxied_warning(proxied))
         if merged:

@@ -39,6 +39,15 @@ def sentence(f: Finding, word: str, at: str, findings: list[Finding], unit: str 
     where it happened, `unit` what a rewrite counts ("packets"; "": no count), and how
     many more findings the flow has (`findings`) follows."""
     a, b = f.between
+    reset = _reset_instead(f, findings)
+    if reset is not None:
+        # a device that blocks a request and resets the connection in the other end's
+        # name (an IPS, a firewall's reject rule): the RST is what the sender saw
+        return (
+            f"{word} dropped {at} (seen on {a}, never on {b}) and answered with a RST "
+            f"injected there (seen on {a}, never sent through {b})"
+            + more([x for x in findings if x is not reset])
+        )
     if f.kind == "drop":
         text = f"{word} dropped {at} (seen on {a}, never on {b})"
     elif f.kind == "inject":
@@ -69,6 +78,24 @@ def findings_summary(pts_by_name: Mapping[str, Point], findings: list[Finding]) 
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {where(pts_by_name, fnd.between)}: {fnd.what}"
+    return None
+
+
+def _reset_instead(drop: Finding, findings: list[Finding]) -> Finding | None:
+    """The RST injected back towards the sender at the same segment of the path where
+    `drop` (a drop, not itself of a RST) was lost, no earlier than it; None when there is
+    none."""
+    if drop.kind != "drop" or drop.packet == "RST":
+        return None
+    for f in findings:
+        if (
+            f.kind == "inject"
+            and f.packet == "RST"
+            and f.direction != drop.direction
+            and f.between == drop.between[::-1]
+            and (f.first_ts or 0.0) >= (drop.first_ts or 0.0)
+        ):
+            return f
     return None
 
 

@@ -526,6 +526,7 @@ def delay_samples(
 
 
 def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
+    from hopcap.correlate.clocks import blind
     from hopcap.correlate.findings import (
         KIND_ORDER,
         Built,
@@ -626,6 +627,28 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                     )
             if hop.ended == "unanswered":
                 add_lost("c2s", pa, pb, judged(hop.a, leg.f.c).tolist())
+            elif hop.ended == "answered" and leg.f.c.shape[0] and not pb.kernel_drops:
+                # answered before a point that was not capturing then (its capture had
+                # ended: `clocks.ended_early`, or a stop time given): a gap, not a device
+                ta = tab(pa)
+                at = int(ta.ts[leg.f.c[0]]) - pa.offset_ns + pb.offset_ns
+                why = blind(pb, at)
+                rows = judged(hop.a, leg.f.c).tolist() if why is not None else []
+                if rows:
+                    what, nb = describe(ta, rows)
+                    findings.append(
+                        Finding(
+                            "gap",
+                            "c2s",
+                            (pa.name, pb.name),
+                            len(rows),
+                            nb,
+                            fts(pa, rows),
+                            f"seen at {pa.name} and answered, never at {pb.name}, but {why}: "
+                            f"cannot tell whether they crossed {pb.name} or were answered "
+                            f"before it; {what}",
+                        )
+                    )
             elif hop.ended == "nothing":
                 findings.append(
                     Finding(

@@ -58,7 +58,7 @@ async def check(
         results = {n: HostCheck(n, s.host.address) for n, s in sessions.items()}
         for n, s in sessions.items():
             if s.error:
-                results[n].problems.append(s.error)
+                results[n].problems.append(s.error.removeprefix(f"{n}: "))
             else:
                 results[n].connected = True
 

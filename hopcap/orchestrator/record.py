@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hopcap.errors import CaptureError, HopcapError, OptionError, TransportError
+from hopcap.errors import CaptureError, HopcapError, OptionError, RunInterrupted, TransportError
 from hopcap.model import HostFacts, Inventory, RunRecord, pcap_filename
 from hopcap.orchestrator.capture import (
     CaptureSpec,
@@ -50,6 +50,7 @@ from hopcap.orchestrator.run import (
     host_spec_args,
     new_run_id,
     point_captures,
+    run_repro,
     stop_captures,
 )
 from hopcap.orchestrator.session import (
@@ -194,6 +195,15 @@ class _State:
     probes: int = 0
 
 
+def _stopped_before_captures(stop: asyncio.Event, doing: str) -> None:
+    """Ctrl-C before any ring started: the recording ends there, with nothing to keep."""
+    if stop.is_set():
+        raise RunInterrupted(
+            f"interrupted while {doing}, before any capture started: nothing was "
+            "recorded, no bundle written"
+        )
+
+
 async def record(
     inv: Inventory,
     opts: RecordOptions,
@@ -210,7 +220,6 @@ async def record(
     stop = stop or asyncio.Event()
     started = time.time()
     pcaps = opts.out / "pcaps"
-    pcaps.mkdir(parents=True, exist_ok=True)
     st = _State()
     clocks: dict[str, tuple[float, float]] = {}
     clocks_after: dict[str, tuple[float, float]] = {}
@@ -236,7 +245,9 @@ async def record(
 
     try:
         try:
-            sessions.update(await connect_all(inv, names, emit, opts.connector))
+            sessions.update(await connect_all(inv, names, emit, opts.connector, stop))
+            unreachable = {n for n, s in sessions.items() if s.error}
+            _stopped_before_captures(stop, "connecting to the hosts")
             await asyncio.gather(*(_prepare(s, clocks) for s in sessions.values() if s.ok))
             tsess = sessions[opts.until.host]
             if not tsess.ok or tsess.transport is None:
@@ -253,7 +264,8 @@ async def record(
             for s in sessions.values():
                 if s.error:
                     st.errors.append(s.error)
-                    emit(Event("failed", host=s.name, text=s.error))
+                    if s.name not in unreachable:  # connect_all said those
+                        emit(Event("failed", host=s.name, text=s.error))
             if opts.collect_facts:
                 facts_start.update(await _facts(sessions))
                 now = time.time()
@@ -270,6 +282,11 @@ async def record(
                     st.errors.append(s.error)
                     emit(Event("failed", host=s.name, text=s.error))
 
+            _stopped_before_captures(stop, "probing the hosts")
+            try:  # nothing to write before
+                pcaps.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CaptureError(f"cannot write {pcaps}: {exc.strerror}") from None
             dirs = [s for s in path_sessions if s.ok and s.points]
             if opts.probe_every_s is None and tsess not in dirs:
                 dirs.append(tsess)
@@ -468,7 +485,7 @@ async def _probe_loop(
             "started_ts": t0,
         }
         try:
-            res = await s.transport.run(cmd, timeout=PROBE_TIMEOUT_S)
+            res = await run_repro(s, cmd, PROBE_TIMEOUT_S, "the probe's time")
         except TransportError as exc:
             return {**base, "exit_status": None, "error": str(exc), "fired_ts": time.time()}
         st.probes += 1

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hopcap.capfile import CaptureFileError, concat_pcaps
-from hopcap.errors import CaptureError, HopcapError, TransportError
+from hopcap.errors import CaptureError, HopcapError, RunInterrupted, TransportError
 from hopcap.model import CapturePoint, HostFacts, Inventory, PointCapture, RunRecord, pcap_filename
 from hopcap.orchestrator.capture import (
     RING_FILES,
@@ -61,7 +61,13 @@ from hopcap.orchestrator.session import (
     resolve_all_points,
     ssh_connector,
 )
-from hopcap.orchestrator.transport import CommandResult, SSHTransport, as_root, quote
+from hopcap.orchestrator.transport import (
+    CommandResult,
+    HostTransport,
+    SSHTransport,
+    as_root,
+    quote,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -154,13 +160,20 @@ class CaptureRun:
         self._facts_reading: dict[str, asyncio.Future[Facts]] = {}
 
     async def execute(self) -> RunRecord:
-        self.pcaps.mkdir(parents=True, exist_ok=True)
         try:
             try:
                 with _timed("connect"):
                     await self.connect()
+                self._stopped_before_captures("connecting to the hosts")
                 with _timed("prepare"):
                     await self.prepare()
+                self._stopped_before_captures("probing the hosts")
+                # made once there is something to write: a run refused before (Ctrl-C, a
+                # host not ready with --require-all) leaves no empty bundle behind
+                try:
+                    self.pcaps.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CaptureError(f"cannot write {self.pcaps}: {exc.strerror}") from None
                 with _timed("start"):
                     await self.start()
                 with _timed("window"):
@@ -177,6 +190,15 @@ class CaptureRun:
                 await self.cleanup()
         return self.record()
 
+    def _stopped_before_captures(self, doing: str) -> None:
+        """Ctrl-C before any capture started: the run ends here (no capture is armed, the
+        repro never runs); nothing was captured, so there is no bundle."""
+        if self.stop_requested.is_set():
+            raise RunInterrupted(
+                f"interrupted while {doing}, before any capture started: nothing was "
+                "captured, no bundle written"
+            )
+
     def _fail_host(self, s: HostSession, error: str) -> None:
         s.error = error
         self.errors.append(error)
@@ -184,7 +206,11 @@ class CaptureRun:
 
     async def connect(self) -> None:
         self.sessions = await connect_all(
-            self.inv, hosts_to_connect(self.inv), self.emit, self.opts.connector
+            self.inv,
+            hosts_to_connect(self.inv),
+            self.emit,
+            self.opts.connector,
+            self.stop_requested,
         )
 
     async def prepare(self) -> None:
@@ -195,12 +221,14 @@ class CaptureRun:
             if clock is not None:
                 self.clocks[s.name] = clock
 
+        unreachable = {n for n, s in self.sessions.items() if s.error}  # said by connect_all
         await asyncio.gather(*(one(s) for s in self.sessions.values() if s.ok))
         await resolve_all_points(self.sessions, self.inv)
         for s in self.sessions.values():
             if s.error:
                 self.errors.append(s.error)
-                self.emit(Event("failed", host=s.name, text=s.error))
+                if s.name not in unreachable:
+                    self.emit(Event("failed", host=s.name, text=s.error))
         if self.opts.require_all and self.errors:
             raise CaptureError(
                 "not every host is ready and --require-all was given:\n  "
@@ -280,6 +308,11 @@ class CaptureRun:
 
     async def window(self) -> None:
         """The repro step, or the window, or the user's Ctrl-C, whichever comes first."""
+        if self.stop_requested.is_set():  # Ctrl-C while the captures started: no repro
+            self.interrupted = True
+            if self.inv.repro is not None:
+                self.repro = {"command": self.inv.repro.run, "error": "interrupted"}
+            return
         live = {n: rc for n, rc in self.running.items() if n not in self.point_errors}
         monitor = asyncio.ensure_future(_monitor(live, self.emit))
         try:
@@ -528,7 +561,8 @@ async def stop_captures(
     """SIGINT every running capture (one command per host) and collect its statistics into
     `stats`; shielded, so that a cancelled run (a second Ctrl-C) still leaves no tcpdump
     behind."""
-    emit(Event("stopping", text=f"{len(running)} captures"))
+    if running:  # a run refused before its captures (--require-all, Ctrl-C) stops none
+        emit(Event("stopping", text=f"{len(running)} captures"))
     live = {n: rc for n, rc in running.items() if n not in point_errors}
     stop_results = await _shielded(_stop_all(live), timeout=STOP_ALL_TIMEOUT_S)
     for r in stop_results:
@@ -707,13 +741,15 @@ async def _window(
                 assert s.transport is not None
                 emit(Event("repro", host=s.name, text=inv.repro.run))
                 repro_started = time.time()
-                repro_task = asyncio.ensure_future(s.transport.run(inv.repro.run, timeout=window))
+                repro_task = asyncio.ensure_future(run_repro(s, inv.repro.run, window))
         else:
             emit(Event("window", text=f"capturing for {window:g}s (Ctrl-C to stop early)"))
             repro_task = asyncio.ensure_future(asyncio.sleep(window))
         done, _ = await asyncio.wait({repro_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
             repro_task.cancel()
+            # its end on the host (`run_repro`) is done before the captures stop
+            await asyncio.gather(repro_task, return_exceptions=True)
             return True, result or (
                 {"command": inv.repro.run, "error": "interrupted"} if inv.repro else None
             )
@@ -738,6 +774,63 @@ async def _window(
         return False, result
     finally:
         stopper.cancel()
+
+
+REPRO_KILL_TIMEOUT_S = 10.0
+
+
+async def run_repro(
+    s: HostSession, command: str, timeout: float, within: str = "the window"
+) -> CommandResult:
+    """The repro step (or the recorder's probe) on its host, for at most `timeout` (what
+    is left of the window; `within` names it in the error).
+
+    A repro that outlasts it, or that the run gives up on (Ctrl-C), is ended on its host
+    with every process it started, as a local command's is (`LocalTransport.run`): left
+    alone, a remote command (a load generator, a `sleep 600`, a slow curl) went on after
+    hopcap's end, and into the next scheduled window. On a Linux host it runs in a
+    session of its own (`setsid`, when the host has it) whose pid a file in /tmp holds
+    while it runs; hopcap sends SIGTERM to that process group (its children otherwise),
+    SIGKILL 2 s later."""
+    t = s.transport
+    assert t is not None
+    # a scheduled window's transport is the pool's, kept open across windows (`_Kept`)
+    if not isinstance(getattr(t, "inner", t), SSHTransport) or s.host.kind != "linux":
+        return await t.run(command, timeout=timeout)  # a local one ends with its session
+    pidfile = f"/tmp/hopcap-repro.{secrets.token_hex(6)}"
+    q, f = quote([command]), quote([pidfile])
+    wrapped = (
+        f"if command -v setsid >/dev/null 2>&1; then setsid sh -c {q} & else sh -c {q} & fi; "
+        f"p=$!; {{ echo $p > {f}; }} 2>/dev/null; wait $p; s=$?; rm -f {f}; exit $s"
+    )
+    task = asyncio.ensure_future(t.run(wrapped, timeout=timeout + REPRO_KILL_TIMEOUT_S))
+    task.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: see below
+    try:
+        res = await asyncio.wait_for(asyncio.shield(task), timeout)
+    except BaseException as exc:
+        if task.done() and not task.cancelled() and not isinstance(exc, TimeoutError):
+            raise  # it failed by itself (the connection lost): nothing runs to be ended
+        task.cancel()
+        await _shielded(_end_repro(t, pidfile), REPRO_KILL_TIMEOUT_S)
+        if isinstance(exc, TimeoutError):
+            raise TransportError(
+                s.name, f"`{command}` did not finish within {within} ({timeout:g}s): ended it"
+            ) from None
+        raise
+    return CommandResult(command, res.exit_status, res.stdout, res.stderr, res.exit_signal)
+
+
+async def _end_repro(t: HostTransport, pidfile: str) -> None:
+    f = quote([pidfile])
+    end = (
+        f'p=$(cat {f} 2>/dev/null) && [ -n "$p" ] || exit 0; rm -f {f}; '
+        "kill -TERM -$p 2>/dev/null || { pkill -TERM -P $p; kill -TERM $p; } 2>/dev/null; "
+        "( sleep 2; kill -KILL -$p || kill -KILL $p ) </dev/null >/dev/null 2>&1 & exit 0"
+    )
+    try:
+        await t.run(end, timeout=REPRO_KILL_TIMEOUT_S)
+    except HopcapError as exc:
+        log.warning("%s: the repro could not be ended: %s", t.name, exc)
 
 
 async def _shielded(aw: Awaitable[T], timeout: float) -> T:

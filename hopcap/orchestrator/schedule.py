@@ -30,6 +30,7 @@ from hopcap.orchestrator.run import (
     _window,
     new_run_id,
     run_capture,
+    run_repro,
 )
 from hopcap.orchestrator.session import (
     Connector,
@@ -133,11 +134,21 @@ async def wait_until(ts: float, stop: asyncio.Event, emit: EventSink, what: str)
 
 
 class _Kept:
-    """A pooled transport handed to one window: `close()` leaves the connection open."""
+    """A pooled transport handed to one window: `close()` leaves the connection open.
+
+    It passes for the transport it keeps (`isinstance(kept, SSHTransport)`): the run asks
+    that to choose how a host works (captures as jobs of its command shell, the clock
+    through that shell, SFTP or exec pulls); a window saw none of it before and ran every
+    capture in a session of its own, its clock over a session a sample, and probed the
+    pull as "direct" (SFTP), which a host without SFTP (dropbear) cannot serve."""
 
     def __init__(self, inner: HostTransport) -> None:
         self.inner = inner
         self.name = inner.name
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self.inner)
 
     async def run(
         self, command: str, *, timeout: float = 30.0, input: str | None = None
@@ -308,12 +319,14 @@ def repeat_window(repeat: int | None, until_fail: bool) -> WindowFn:
                 left = deadline - time.monotonic()
                 if left <= 0.5:
                     break
-                emit(Event("repro", host=s.name, text=f"{inv.repro.run} (run {len(runs) + 1})"))
+                n = len(runs) + 1
+                emit(Event("repro", host=s.name, text=f"{inv.repro.run} (run {n})", done=n))
                 t0 = time.time()
-                task = asyncio.ensure_future(s.transport.run(inv.repro.run, timeout=left))
+                task = asyncio.ensure_future(run_repro(s, inv.repro.run, left))
                 await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():
                     task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)  # ended on its host
                     interrupted = True
                     break
                 try:

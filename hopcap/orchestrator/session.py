@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from hopcap.errors import AuthError, HopcapError, InventoryError, TransportError
+from hopcap.errors import AuthError, HopcapError, InventoryError, RunInterrupted, TransportError
 from hopcap.inventory import interface_problem
 from hopcap.model import CapturePoint, Host, Inventory
 from hopcap.orchestrator.capture import interface_present, is_f5_name
@@ -246,7 +246,12 @@ async def connect_all(
     names: Iterable[str],
     emit: EventSink,
     connector: Connector = ssh_connector,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, HostSession]:
+    """Connect every host of `names` at once (a jump host before the hosts behind it); a
+    host that fails gets `error`. When `stop` is set meanwhile (Ctrl-C) the connecting
+    ends at once, the connections made are closed, and `RunInterrupted` is raised: a host
+    that does not answer took its whole connect timeout (10 s, per jump) before."""
     names = list(names)
     require_password_envs(inv, names)
     # a local command (a repro) must never see a password of the inventory
@@ -281,7 +286,28 @@ async def connect_all(
             hint = f" ({exc.hint})" if exc.hint else ""
             emit(Event("failed", host=name, text=str(exc) + hint))
 
-    await asyncio.gather(*(one(n) for n in sessions))
+    connecting = asyncio.ensure_future(asyncio.gather(*(one(n) for n in sessions)))
+    if stop is None:
+        await connecting
+        return sessions
+    stopped = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {connecting, stopped}
+    interrupted = True
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        interrupted = not connecting.done()
+    finally:
+        stopped.cancel()
+        if interrupted:  # Ctrl-C (or the run cancelled): what is open is closed
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            await close_all(sessions)
+    if interrupted:
+        raise RunInterrupted(
+            "interrupted while connecting to the hosts, before any capture started: "
+            "nothing was captured, no bundle written"
+        )
+    connecting.result()
     return sessions
 
 

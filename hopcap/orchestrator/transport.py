@@ -15,12 +15,18 @@ import re
 import secrets
 import shlex
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import asyncssh
+with warnings.catch_warnings():
+    # cryptography 51 deprecates DSA, and asyncssh (2.24) names its DSA classes when it is
+    # imported: every command that talks to hosts printed a CryptographyDeprecationWarning
+    # that no user can act on (hopcap never offers DSA; the hosts' keys decide)
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from hopcap.errors import AuthError, ConnectError, HostKeyError, TransportError
 from hopcap.model import Host
@@ -856,14 +862,40 @@ async def _host_key_error(host: Host, via: SSHTransport | None, exc: Exception) 
     except (asyncssh.Error, OSError, TimeoutError):
         pass
     scan = f"ssh-keyscan -p {port} {host.address}"
+    trusted = _known_keys(known, host.address, port)
+    if trusted:
+        # a key for this host is known, and it is not the one offered: as OpenSSH's
+        # "REMOTE HOST IDENTIFICATION HAS CHANGED"; appending the new one (the hint for
+        # an unknown host) would trust whoever answers now
+        return HostKeyError(
+            host.name,
+            f"host key of {where} has CHANGED{fingerprint}; {known} trusts "
+            f"{', '.join(trusted)} for it: the host was reinstalled, or someone is "
+            "intercepting the connection",
+            hint=(
+                "ask the host's owner whether its keys changed and for the new fingerprint; "
+                f"only then replace the old key: `ssh-keygen -R {where} -f {known}`, then "
+                f"`{scan} >> {known}`"
+            ),
+        )
     return HostKeyError(
         host.name,
-        f"host key of {where} is not trusted{fingerprint}: {exc}",
+        f"host key of {where} is not trusted{fingerprint}: {known} has no key for it",
         hint=(
             f"check the fingerprint with the host's owner, then trust it with "
             f"`{scan} >> {known}` (or connect once with `ssh` and accept it)"
         ),
     )
+
+
+def _known_keys(known: str, address: str, port: int) -> list[str]:
+    """The fingerprints `known` (a known_hosts file) trusts for `address`:`port`."""
+    try:
+        hosts = asyncssh.read_known_hosts(os.path.expanduser(known))
+        keys = hosts.match(address, address, port)[0]
+    except (OSError, ValueError, asyncssh.Error):
+        return []
+    return list(dict.fromkeys(f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in keys))
 
 
 def _translate(name: str, exc: BaseException) -> TransportError:

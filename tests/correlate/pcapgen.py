@@ -593,7 +593,8 @@ def encap(
     """The IP packet `ip` inside a tunnel, as the outer IP packet's bytes (between the
     tunnel endpoints 192.0.2.1 -> 192.0.2.2 or 2001:db8:ffff::1 -> ::2). kind: gre, gretap,
     ipip (the IP-in-IP variant follows the versions), vxlan, vxlan8472, geneve,
-    geneve-ip (protocol type IPv4/IPv6, no inner Ethernet)."""
+    geneve-ip (protocol type IPv4/IPv6, no inner Ethernet), erspan1/2/3 (erspan3o: with
+    type III's optional subheader)."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.packet import Raw
@@ -609,6 +610,20 @@ def encap(
         hdr += struct.pack(">I", key) if key is not None else b""
         hdr += struct.pack(">I", seq) if seq is not None else b""
         proto, payload = 47, hdr + (ether if kind == "gretap" else ip)
+    elif kind in ("erspan1", "erspan2", "erspan3", "erspan3o"):
+        # a switch's remote mirror: GRE (a sequence number from type II on), the ERSPAN
+        # header of its type (session `vni`; type III's O flag: an 8-byte subheader), the
+        # mirrored Ethernet frame
+        t = int(kind[6])
+        hdr = struct.pack(">HH", 0x1000 if t > 1 else 0, 0x22EB if t == 3 else 0x88BE)
+        hdr += struct.pack(">I", seq or 0) if t > 1 else b""
+        word0 = struct.pack(">HH", (1 if t == 2 else 2) << 12 | 10, vni & 0x3FF)
+        if t == 2:
+            hdr += word0 + struct.pack(">I", 0)
+        elif t == 3:
+            hdr += word0 + struct.pack(">IHH", 0x12345678, 0, 1 if kind.endswith("o") else 0)
+            hdr += b"\xee" * 8 if kind.endswith("o") else b""
+        proto, payload = 47, hdr + ether
     elif kind == "ipip":
         proto, payload = (41 if v6 else 4), ip
     elif kind in ("vxlan", "vxlan8472"):

@@ -173,7 +173,7 @@ def _leak_frames() -> list[tuple[int, int, bytes]]:
         for link, kw in LINKS:
             lt, fr = link_frame(ip, link.replace("null-le-", "null-"), **kw)  # type: ignore[arg-type]
             frames += [(lt, t, fr[:n]) for n in range(1, len(fr) + 1, 3)] + [(lt, t, fr)]
-        for kind in ("gre", "gretap", "ipip", "vxlan", "geneve"):
+        for kind in ("gre", "gretap", "ipip", "vxlan", "geneve", "erspan2", "erspan3o"):
             lt, fr = link_frame(encap(ip, kind), "sll")
             frames += [(lt, t, fr[:n]) for n in range(1, len(fr) + 1, 5)] + [(lt, t, fr)]
     return frames

@@ -123,6 +123,9 @@ TUNNELS = [
     ("vxlan8472", {"vni": 7}, "vxlan vni 7"),
     ("geneve", {"opts": b"\x01\x02\x03\x01\xaa\xbb\xcc\xdd", "vni": 5000}, "geneve vni 5000"),
     ("geneve-ip", {"vni": 3}, "geneve vni 3"),
+    ("erspan1", {}, "erspan"), ("erspan2", {"vni": 42, "seq": 9}, "erspan session 42"),
+    ("erspan3", {"vni": 1023, "seq": 9}, "erspan session 1023"),
+    ("erspan3o", {"vni": 5, "seq": 9}, "erspan session 5"),
 ]  # fmt: skip
 
 

@@ -164,6 +164,35 @@ def test_forged_rst_mid_path_is_inject(tmp_path: Path) -> None:
     assert v.flows[0].summary.startswith("RST injected inside fw")
 
 
+def test_a_device_that_drops_a_request_and_answers_it_with_a_reset_says_both(
+    tmp_path: Path,
+) -> None:
+    """An IPS or a firewall rule that blocks a request drops it and resets the connection
+    in the server's name (the lab's fw-rst-get). The flow's one line says both: the
+    injected RST is what the client saw, and "data dropped inside fw; 1 more finding" hid
+    it."""
+    c = Conv(client=("203.0.113.10", 51234), server=("203.0.113.80", 80), seed=3)
+    c.handshake()
+    (req,) = c.request(HTTP_REQ)
+    rst = c.seg(S2C, "RA", tag="rst", dt=0.0005)
+
+    def blocked(s: Seg) -> bool:
+        return s is req or s is rst
+
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(delay=0.0002)),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+        ("fw:eth1", lambda x: View(delay=0.0, drop=blocked)),
+    ]))  # fmt: skip
+    (drop,) = only(v, "drop")
+    (inj,) = only(v, "inject")
+    assert drop.between == ("fw:eth0", "fw:eth1") and inj.between == ("fw:eth1", "fw:eth0")
+    assert v.flows[0].summary == (
+        "data dropped inside fw (seen on fw:eth0, never on fw:eth1) and answered with a RST "
+        "injected there (seen on fw:eth0, never sent through fw:eth1)"
+    ), v.flows[0].summary
+
+
 def test_payload_byte_changed_is_rewrite(tmp_path: Path) -> None:
     c = http_conv()
 
@@ -1209,6 +1238,34 @@ def test_data_the_end_hosts_dropped_after_their_captures(tmp_path: Path) -> None
         "reached srv:eth0, never acknowledged before it came again: lost after srv:eth0"
     )
     assert fl.summary.startswith("data dropped by srv itself (seen on srv:eth0, never on srv)")
+
+
+def test_an_end_host_drop_is_a_gap_where_the_capture_dropped_packets(tmp_path: Path) -> None:
+    """The same request sent twice with no acknowledgement between, at a point whose
+    capture dropped packets in the kernel: the acknowledgement may be among them (the
+    lab's loaded bundles: 'data dropped by srv itself' on dozens of flows where srv:eth0
+    dropped thousands): a gap that says why, as an unanswered SYN's is."""
+    c = Conv(seed=5)
+    c.handshake()
+    req = c.seg(C2S, "PA", HTTP_REQ, tag="req")
+    c.retransmit(req)
+    c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+    c.response(HTTP_RESP[:1000])
+    c.close()
+    nat = nat_map(c)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View()),
+        ("fw:eth0", lambda x: View(delay=0.0001)),
+        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat, ttl_dec={C2S: 1})),
+        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat, ttl_dec={C2S: 1})),
+    ], kernel_drops=40))  # fmt: skip
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+    assert got == [("gap", "c2s", ("srv:eth0", "srv"), 1)], fl.findings
+    assert fl.findings[0].what.endswith(
+        "no acknowledgement seen before it came again, but srv:eth0 dropped 40 packets in the "
+        "kernel"
+    ), fl.findings[0].what
 
 
 def test_a_retransmission_after_an_acknowledgement_is_no_end_host_drop(tmp_path: Path) -> None:

@@ -136,6 +136,18 @@ def test_one_packet_says_what_it_was() -> None:
     assert texts["drop"].startswith("dropped on 1 of 1 flow (1 packet: 1 data), c2s"), texts
 
 
+def test_an_icmp_error_from_beyond_the_last_point_says_beyond_it() -> None:
+    """An ICMP error generated beyond the last point that saw the packet (tcpreplay's
+    test.pcap against test.replay_include: port unreachable from the DNS client itself)
+    has that point at both ends of `between`: the pattern said "between in and in"."""
+    what = "ICMP port unreachable from 198.18.0.9 about a 78-byte UDP packet (ipid 1)"
+    err = Finding("icmp", "c2s", (A, A), 1, 0, T0, what)
+    (p,) = verdict(flow(1, err)).patterns
+    assert p.text == (
+        "ICMP error (ICMP port unreachable) on 1 of 1 flow (1 packet), c2s beyond fw:eth0 [f1]"
+    ), p.text
+
+
 def test_a_flow_with_several_legs_at_a_point_is_one_flow_of_it() -> None:
     """A load balancer that retried its backend connection gives the client's flow a leg
     at the server per attempt (lab `srv-port-closed`: four): the pattern counts the flows

@@ -172,11 +172,14 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_read_points_from_args(tmp_path: Path) -> None:
     a = write_pcap_raw(tmp_path / "a.pcap", [])
-    pts = read_points_from_args([f"client={a}", f"fw:eth1={a}"])
+    b = write_pcap_raw(tmp_path / "b.pcap", [])
+    pts = read_points_from_args([f"client={a}", f"fw:eth1={b}"])
     assert [(p.name, p.host, p.interface, p.pcap) for p in pts] == [
         ("client", "client", "", a),
-        ("fw:eth1", "fw", "eth1", a),
+        ("fw:eth1", "fw", "eth1", b),
     ]
+    with pytest.raises(CorrelationError, match="are given the same file"):
+        read_points_from_args([f"client={a}", f"fw:eth1={a}"])
     with pytest.raises(CorrelationError, match="NAME=PCAP"):
         read_points_from_args(["client"])
     with pytest.raises(CorrelationError, match="does not exist"):

@@ -20,6 +20,7 @@ from hopcap.cli import app
 from hopcap.correlate import correlate
 from hopcap.correlate import slices as sl
 from hopcap.model import PointInput
+from hopcap.units import size_text
 from tests.realdata import REALDATA
 
 
@@ -1627,3 +1628,23 @@ def test_a_reused_tuple_without_its_new_syn_is_warned(tmp_path: Path) -> None:
     assert len(cut.flows) == 1
     [w] = [x for x in cut.warnings if "reused tuple" in x]
     assert w.startswith("1 connection(s) on a reused tuple of a conversation longer than a time")
+
+
+def test_a_budget_below_the_runs_fixed_part_says_what_it_needs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A budget smaller than the program's fixed part (`--memory 1M`): the warning says
+    the budget and what the run needs before any slice; it blamed the verdict alone ("the
+    verdict of 300 connections alone needs about 1 MB: more than the memory budget
+    allows"; "about 0 MB" below 256 connections) when the fixed 96 MB had used it up."""
+    a, b = busy_firewall(tmp_path, 300)
+    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
+    with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
+        correlate(pts, memory=1 << 20, jobs=1)
+    said = [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
+    need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_FLOW)
+    assert said == [
+        f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
+        f"{need} (the program and the verdict of 300 connections); slices of 2000 packets, "
+        "the fewest it reads"
+    ], [r.getMessage() for r in caplog.records]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from hopcap import lab
+from hopcap.errors import EXIT_INTERRUPTED
 from tests import labnames
 
 PREFIX = labnames.prefix("hce")
@@ -116,3 +119,44 @@ def start_until_listening(argv: list[str], points: int) -> subprocess.Popen[str]
             seen += 1
     assert seen == points, "not every point reported listening"
     return proc
+
+
+def interrupt_when_connected(proc: subprocess.Popen[str], hosts: int, out: Path) -> str:
+    """Ctrl-C to `proc` (hopcap run or record into `out`, stderr piped, one host that never
+    answers) once it says it connected to `hosts` hosts: it ends at once (not after the
+    silent host's 10 s connect timeout) saying so, starts no capture and writes nothing.
+    What it wrote on stderr."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while len([x for x in seen if x.strip().startswith("connected ")]) < hosts:
+        line = proc.stderr.readline()
+        assert line, "".join(seen)
+        seen.append(line)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    stderr = "".join(seen) + rest
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert took < 5, f"waited {took:.1f} s for the silent host's connect timeout (10 s)"
+    assert "interrupted while connecting to the hosts, before any capture started" in stderr
+    assert "listening" not in stderr, stderr
+    assert not out.exists()
+    return stderr
+
+
+def lab_processes(word: str) -> list[str]:
+    """Processes inside any namespace of the e2e lab whose command line has `word`."""
+    found = []
+    for host in ("client", "fw", "lb", "srv"):
+        res = subprocess.run(
+            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
+        )
+        for pid in res.stdout.split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if word in cmd:
+                found.append(f"{host}: {cmd}")
+    return found

@@ -43,6 +43,7 @@ def test_check_resolves_auto_capture(e2e_lab: lab.LabInfo, tmp_path: Path) -> No
     )
     res = hopcap_cli("check", "--inventory", str(inv))
     assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    assert res.stdout.splitlines()[0].split()[-1] == "ready"  # the ok / FAIL column
     rows = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}
     assert "eth0, eth1" in rows["fw"]  # ingress (client side), then egress (DNAT to lb)
     assert "eth0, eth1" in rows["lb"]  # the proxy's backend side found via its neighbour
@@ -75,6 +76,7 @@ def test_check_host_without_sshd(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert res.returncode == EXIT_PREFLIGHT
     assert "srv: connection refused (is sshd running on that port?)" in res.stdout
     assert "all hosts ready" not in res.stdout
+    assert "srv: srv:" not in res.stdout + res.stderr  # the host named once
 
 
 def test_check_missing_interface(e2e_lab: lab.LabInfo, tmp_path: Path) -> None:

@@ -199,6 +199,9 @@ def assert_fw_rst_get(res: RunResult, prefix: str) -> None:
     assert all(b == ("c2s", ["fw:eth0", "fw:eth1"]) for b in _between(drops)), brief
     assert any(d["bytes"] > 0 for d in drops), brief  # the GET itself
     assert res.findings("rewrite") == [], brief
+    # the flow's one line says what the client got: the RST fw sent in the server's name
+    blocked = [f for f in res.verdict["flows"] if f["findings"]]
+    assert all("answered with a RST injected there" in f["summary"] for f in blocked), brief
     assert _fault_counter("fw", "inet", prefix) >= 1
 
 

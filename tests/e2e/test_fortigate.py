@@ -196,3 +196,31 @@ def test_run_finds_the_syn_drop_inside_the_fortigate(
     assert r.code == 0, r.stderr
     drops = [(f["direction"], f["between"]) for f in r.findings("drop")]
     assert ("c2s", ["fw:eth0", "fw:eth1"]) in drops
+
+
+def test_a_scheduled_window_with_a_fortigate_on_the_path(
+    fgt: Host, tmp_path: Path, clean_lab: lab.LabInfo
+) -> None:
+    """A window hands each host the pool's connection: the box's driver wants an SSH
+    transport (its CLI shell, its own session left out of the sniffer's filter), and the
+    pooled one did not pass for it ("a FortiGate is reached over SSH")."""
+    import json
+
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "curl -s -o /dev/null -m 5 http://203.0.113.80/"}},
+        fw={"port": fgt.port, "kind": "fortigate", "capture": ["eth0", "eth1"]},
+    )
+    out = tmp_path / "w"
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(out), "--no-facts", "--at", "+1s", timeout=120
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (w,) = sorted(out.glob("w01-*"))
+    man = json.loads((w / "manifest.json").read_text())
+    assert man["complete"] is True, man["errors"]
+    fw = [p for p in man["points"] if p["host"] == "fw"]
+    assert [p["name"] for p in fw] == ["fw:eth0", "fw:eth1"] and all(p["packets"] for p in fw)
+    # the sniffer left the CLI session itself out (its own session is no packet of the run)
+    assert all(" and not (tcp and host " in p["command"] for p in fw), fw

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,26 +15,21 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_run, inventory_variant, start_until_listening
+from tests.e2e.conftest import (
+    HOPCAP,
+    hopcap_run,
+    interrupt_when_connected,
+    inventory_variant,
+    lab_processes,
+    start_until_listening,
+)
 
 pytestmark = pytest.mark.lab
 
 
 def _lab_tcpdumps() -> list[str]:
     """tcpdump processes inside any namespace of the e2e lab."""
-    found = []
-    for host in ("client", "fw", "lb", "srv"):
-        res = subprocess.run(
-            ["ip", "netns", "pids", f"{PREFIX}-{host}"], capture_output=True, text=True
-        )
-        for pid in res.stdout.split():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "tcpdump" in cmd:
-                found.append(f"{host}: {cmd}")
-    return found
+    return lab_processes("tcpdump")
 
 
 def _gone_within(seconds: float) -> list[str]:
@@ -142,6 +138,8 @@ def test_require_all_refuses_a_partial_run(clean_lab: lab.LabInfo, tmp_path: Pat
     assert "not every host is ready and --require-all was given" in res.stderr
     assert "srv: connection refused" in res.stderr
     assert "Traceback" not in res.stderr
+    assert res.stderr.count("! srv: connection refused") == 1, res.stderr  # said once
+    assert "srv: srv:" not in res.stderr
     assert _lab_tcpdumps() == []
 
 
@@ -195,3 +193,89 @@ def test_connection_cut_mid_capture_stops_every_capture(
     assert seen["took"] < 5, seen  # type: ignore[operator]
     assert rec.complete is False and rec.errors
     assert all(c.error for c in rec.captures), [c.error for c in rec.captures]
+
+
+def test_a_repro_longer_than_the_window_is_ended_on_its_host(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """A repro still running when the window ends (a load generator, a slow download) is
+    ended on its host with what it started: it went on after hopcap's end before (and, in
+    scheduled windows, into the next window)."""
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 97; echo late"}},
+    )
+    res = hopcap_run(inv, tmp_path / "b", "--window", "3s", "--no-facts")
+    assert res.code == 0, res.stderr
+    error = res.manifest["repro"]["error"]
+    assert error == "client: `sleep 97; echo late` did not finish within the window (3s): ended it"
+    assert "! client: `sleep 97; echo late` did not finish" in res.stderr  # the host once
+    deadline = time.monotonic() + 2
+    while lab_processes("sleep 97") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lab_processes("sleep 97") == []
+    assert not list(Path("/tmp").glob("hopcap-repro.*"))
+
+
+def test_ctrl_c_during_the_repro_ends_it_on_its_host(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 98"}},
+    )
+    out = tmp_path / "b"
+    proc = _start_until_listening(["run", "-i", str(inv), "--window", "60s", "--out", str(out)], 6)
+    deadline = time.monotonic() + 10
+    while not lab_processes("sleep 98") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lab_processes("sleep 98"), "the repro should run"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert json.loads((out / "manifest.json").read_text())["repro"]["error"] == "interrupted"
+    time.sleep(0.5)
+    assert lab_processes("sleep 98") == []
+    assert _lab_tcpdumps() == []
+
+
+def test_ctrl_c_while_connecting_starts_no_capture_and_no_repro(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """Ctrl-C while a host does not answer yet: the run ends at once (it waited for the
+    host's connect timeout, then armed every capture, ran the repro and wrote a bundle)."""
+    out = tmp_path / "b"
+    with socket.socket() as silent:  # accepts the connection, never says its SSH banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        inv = inventory_variant(
+            clean_lab.inventory,
+            tmp_path / "inv.yml",
+            top={"repro": {"on": "client", "run": "sleep 96"}},
+            srv={"address": "127.0.0.1", "port": silent.getsockname()[1]},
+        )
+        proc = subprocess.Popen(
+            [
+                *HOPCAP,
+                "--log-file",
+                str(tmp_path / "log"),
+                "run",
+                "-i",
+                str(inv),
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stderr = interrupt_when_connected(proc, 3, out)
+    assert "repro on" not in stderr, stderr
+    assert _lab_tcpdumps() == [] and lab_processes("sleep 96") == []
+    # the log says what the terminal said, and how the run ended
+    log = (tmp_path / "log").read_text()
+    for line in ("connected client", "before any capture started"):
+        assert "INFO hopcap.shown: " in log and line in log, log
+    assert log.rstrip().endswith("INFO hopcap.shown: exit 130"), log

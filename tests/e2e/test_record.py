@@ -21,7 +21,13 @@ import pytest
 
 from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli
+from tests.e2e.conftest import (
+    HOPCAP,
+    PREFIX,
+    hopcap_cli,
+    interrupt_when_connected,
+    inventory_variant,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -45,10 +51,10 @@ class Recorder:
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             self.head.append(line)
-            if not line or line.strip().startswith("recording:"):
+            if not line or line.strip().startswith("recording, ring"):
                 break
         text = "".join(self.head)
-        assert "recording: recording, ring" in text, text
+        assert "\n  recording, ring" in text and "recording: recording" not in text, text
         m = re.search(r"record (\S+),", text)
         assert m, text
         self.run_id = m.group(1)
@@ -314,3 +320,26 @@ def test_a_killed_recorder_leaves_nothing_running(clean_lab: lab.LabInfo, tmp_pa
     assert dirs
     for d in dirs:
         shutil.rmtree(d)
+
+
+def test_ctrl_c_while_connecting_records_nothing(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
+    """Ctrl-C while a host does not answer yet: no ring starts (they all started, and the
+    probe ran, once the slow host timed out, before)."""
+    import socket
+
+    out = tmp_path / "r"
+    with socket.socket() as silent:  # accepts the connection, never says its SSH banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        inv = inventory_variant(
+            clean_lab.inventory,
+            tmp_path / "inv.yml",
+            srv={"address": "127.0.0.1", "port": silent.getsockname()[1]},
+        )
+        proc = subprocess.Popen(
+            [*HOPCAP, "record", "-i", str(inv), "--ring", "5s", "--probe-every", "1s",
+             "--until", "client: true", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        stderr = interrupt_when_connected(proc, 3, out)
+    assert "recording, ring" not in stderr, stderr

@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 
 from hopcap import lab
-from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK
-from tests.e2e.conftest import HOPCAP, PREFIX, hopcap_cli, hopcap_run, inventory_variant
+from hopcap.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
+from tests.e2e.conftest import (
+    HOPCAP,
+    PREFIX,
+    hopcap_cli,
+    hopcap_run,
+    inventory_variant,
+    lab_processes,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -97,6 +104,8 @@ def test_ctrl_c_between_windows_stops_cleanly(clean_lab: lab.LabInfo, tmp_path: 
         (["run", "--at", "25:99"], "hopcap: --at 25:99: not a time of day"),
         (["run", "--at", "+1m", "--every", "0"], "hopcap: --every 0: must be longer than 0"),
         (["run", "--repeat", "0"], "hopcap: --repeat 0: must be at least 1"),
+        # it ran, and ended the repro at once, before
+        (["run", "--window", "0"], "hopcap: --window 0: must be longer than 0"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_3(
@@ -147,6 +156,10 @@ def test_until_fail_keeps_only_the_failing_run(clean_lab: lab.LabInfo, tmp_path:
     assert [r["exit_status"] for r in repro["runs"]] == [0, 0, 1]
     assert repro["failed_run"] == 3 and repro["exit_status"] == 1
     assert repro["kept"] == "captures cut to run 3 of 3"
+    # the terminal says which run failed, and the runs that passed in no more than a count
+    assert "the repro failed: captures cut to run 3 of 3" in res.stderr, res.stderr
+    assert "  repro run 3 finished (exit 1)" in res.stderr, res.stderr
+    assert "(run 2)" not in res.stderr, res.stderr
     # the captures were cut to the third run: its connection alone is in the bundle
     assert len(res.verdict["flows"]) == 1
     third = repro["runs"][2]
@@ -209,3 +222,42 @@ def test_ctrl_c_during_a_window_ends_it_as_today_and_the_schedule(
         (out / w["name"] / p["file"]).exists() for p in man["points"]
     )
     assert "window 1: interrupted" in stdout
+
+
+def test_a_repro_longer_than_its_window_does_not_run_into_the_next(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """Each window's repro is ended on its host when the window ends (the pool keeps the
+    connections open across windows: the repro went on, into the next window and after
+    hopcap's end)."""
+    inv = inventory_variant(
+        clean_lab.inventory,
+        tmp_path / "inv.yml",
+        top={"repro": {"on": "client", "run": "sleep 95"}},
+    )
+    out = tmp_path / "w"
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(out), "--no-facts", "--window", "2s",
+        "--every", "3s", "--count", "2",
+        timeout=120,
+    )  # fmt: skip
+    assert res.returncode == EXIT_OK, res.stderr
+    for w in sorted(out.glob("w0*")):
+        repro = json.loads((w / "manifest.json").read_text())["repro"]
+        assert repro["error"].endswith("did not finish within the window (2s): ended it"), repro
+    time.sleep(0.5)
+    assert lab_processes("sleep 95") == []
+
+
+def test_a_host_down_before_the_first_window_is_named_once(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", srv={"port": 2222})
+    res = hopcap_cli(
+        "run", "-i", str(inv), "--out", str(tmp_path / "w"), "--at", "+1m", timeout=60
+    )  # fmt: skip
+    assert res.returncode == EXIT_PREFLIGHT, res.stderr
+    assert "a host is not ready (checked before the first window):\n  srv: connection refused" in (
+        res.stderr
+    )
+    assert "srv: srv:" not in res.stderr

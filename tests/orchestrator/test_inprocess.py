@@ -9,6 +9,8 @@ import asyncio
 import gc
 import hashlib
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -429,3 +431,82 @@ def test_a_command_shell_that_ends_before_it_starts_leaves_no_stray_error(tmp_pa
 
     asyncio.run(main())
     assert stray == []
+
+
+def test_a_scheduled_windows_pooled_connection_works_as_the_connection_it_keeps(
+    tmp_path: Path,
+) -> None:
+    """Scheduled windows hand each window the pool's connection (`_Kept`, whose close
+    leaves it open). The run chooses how a host works by its transport: with the pooled
+    one, it ran every capture in a session of its own instead of the command shell, took
+    the clock over a session a sample, and probed the pull as "direct" (SFTP), which a
+    host without SFTP (dropbear) cannot serve: its captures could not be pulled."""
+    from hopcap.orchestrator.capture import runs_in_shell
+    from hopcap.orchestrator.schedule import SessionPool
+
+    async def main() -> None:
+        async with serve(tmp_path, a=Server(sftp=False)) as site:
+            host = site.inventory(a="capture: [lo]").hosts["a"]
+            pool = SessionPool()
+            try:
+                kept = await pool.connect(host, None)
+                s = HostSession(host, transport=kept)
+                await probe(s)
+                assert s.caps.pull == "exec"  # was "direct"
+                rc = _ring(tmp_path / "remote", kept, CAPTURE)  # type: ignore[arg-type]
+                assert runs_in_shell(kept, rc.spec)  # a job of its command shell
+                local, digest = await run_module._pull(rc, tmp_path / "a.pcap", no_events, s.caps)
+                assert local.read_bytes() == CAPTURE
+                assert digest == hashlib.sha256(CAPTURE).hexdigest()
+                await kept.close()  # a window's end: the connection stays for the next
+                assert (await (await pool.connect(host, None)).run("echo ok")).stdout == "ok\n"
+            finally:
+                await pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_changed_host_key_is_not_told_to_be_appended(tmp_path: Path) -> None:
+    """known_hosts trusts another key for the host (it was reinstalled, or someone is in
+    the middle): that is not an unknown host, whose hint is to append the key it offers
+    (`ssh-keyscan >> known_hosts`), which would trust whoever answers now."""
+    import asyncssh
+
+    from hopcap.errors import HostKeyError
+
+    async def main() -> None:
+        async with serve(tmp_path, a=Server()) as site:
+            host = site.inventory(a="capture: [lo]").hosts["a"]
+            real = site.known_hosts.read_text()
+            other = asyncssh.generate_private_key("ssh-ed25519")
+            port = site.servers["a"].port
+            old = f"[127.0.0.1]:{port} {other.export_public_key().decode().strip()}\n"
+            site.known_hosts.write_text(old)
+            with pytest.raises(HostKeyError) as changed:
+                await connect(host)
+            assert "has CHANGED" in changed.value.message
+            assert other.get_fingerprint("sha256") in changed.value.message  # the one trusted
+            assert changed.value.hint is not None
+            assert f"ssh-keygen -R [127.0.0.1]:{port}" in changed.value.hint
+            site.known_hosts.write_text("")  # unknown: the hint to trust it stays
+            with pytest.raises(HostKeyError) as unknown:
+                await connect(host)
+            assert "is not trusted" in unknown.value.message
+            assert unknown.value.hint is not None and "ssh-keyscan" in unknown.value.hint
+            site.known_hosts.write_text(real)
+            await (await connect(host)).close()
+
+    asyncio.run(main())
+
+
+def test_importing_the_transport_prints_nothing() -> None:
+    # cryptography 51 deprecates DSA and asyncssh 2.24 touches its classes on import: every
+    # command that talks to hosts began its stderr with a CryptographyDeprecationWarning
+    res = subprocess.run(
+        [sys.executable, "-c", "import hopcap.orchestrator.transport"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""

@@ -57,3 +57,29 @@ def test_log_options(tmp_path: Path) -> None:
             h.close()
         logging.getLogger("hopcap").handlers.clear()
         logging.getLogger("hopcap").propagate = True
+
+
+def test_the_log_file_holds_what_the_terminal_said_and_the_exit_status(tmp_path: Path) -> None:
+    """`--log-file` of an unattended run (cron, a timer): what the user would have read on
+    the terminal (progress, errors, the bundle) and the exit status, with times; it held
+    only the phases' timings before. None of it is shown twice on the terminal."""
+    import subprocess
+    import sys
+
+    log_file = tmp_path / "hopcap.log"
+    site = tmp_path / "site.yml"
+    site.write_text("hosts:\n  a: {address: 198.18.0.1, role: wizard, capture: [eth0]}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "hopcap", "-v", "--log-file", str(log_file), "run", "-i", str(site)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 3, res.stderr
+    problem = res.stderr.splitlines()[0]
+    assert problem.startswith("hopcap: inventory has")
+    lines = log_file.read_text().splitlines()
+    assert any(line.endswith(f"INFO hopcap.shown: {problem}") for line in lines), lines
+    assert lines[-1].endswith("INFO hopcap.shown: exit 3"), lines
+    assert "hopcap.shown" not in res.stderr and res.stderr.count(problem) == 1
