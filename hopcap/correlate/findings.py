@@ -116,25 +116,38 @@ def tally_kind(flags: int, plen: int) -> PacketKind:
 FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`flags_str`)
 
 
-def acked_once(t: PacketTable, h: Half, back: Half, rows: list[int]) -> set[int]:
-    """Of `rows` (data, a SYN or a FIN of half `h` at a point), those whose bytes the
-    receiver acknowledged (an ACK of `back` at the same point covers them) and that were
-    sent once (no other copy of their first byte at that point): that copy was delivered."""
+def acked_once(
+    t: PacketTable, h: Half, back: Half, rows: list[int], back_dm: DirMatch | None
+) -> set[int]:
+    """Of `rows` (data, a SYN or a FIN of half `h` at a point, missing at the next one),
+    those whose bytes the receiver acknowledged after them (an ACK of `back` at the same
+    point, later, that came through the next point, covers them) and that were sent once
+    (no other copy of their first byte at that point): that copy was delivered.
+    `back_dm`: `back`'s direction matched across the hop (its rows never seen at the next
+    point, a RST or an ACK a device between made in the receiver's name, acknowledge
+    nothing; None: not matched there, nothing can be told)."""
+    if not rows or back_dm is None:
+        return set()
     b = back.idx
-    if not rows or not b.shape[0]:
+    unx = back_dm.read[1] if back_dm.read is not None else back_dm.unexplained
+    if unx:
+        b = b[~np.isin(b, np.asarray(unx, np.int64))]
+    b = b[(t.flags[b] & ACK) != 0]
+    if not b.shape[0]:
         return set()
-    acks = ((t.ack[b] - h.isn) & M32)[(t.flags[b] & ACK) != 0]
-    if not acks.shape[0]:
-        return set()
-    top = int(acks.max())
-    if top >= 1 << 31:
+    # the ACKs by time, and the most any of them from each on acknowledged
+    b = b[np.argsort(t.ts[b], kind="stable")]
+    acks = (t.ack[b] - h.isn) & M32
+    if int(acks.max()) >= 1 << 31:
         return set()  # (a stream past 2 GB, or acks from before the SYN: not read)
+    later = np.maximum.accumulate(acks[::-1])[::-1]
     r = np.asarray(rows, np.int64)
     start = (t.seq[r] - h.isn) & M32
     # (a SYN and a FIN take a sequence number of their own: acknowledged like a byte)
     length = t.plen[r] + ((t.flags[r] & (SYN | FIN)) != 0)
-    end = start + length
-    cand = (length > 0) & (end <= top)
+    after = np.searchsorted(t.ts[b], t.ts[r], "right")
+    top = np.where(after < b.shape[0], later[np.minimum(after, b.shape[0] - 1)], -1)
+    cand = (length > 0) & (start + length <= top)
     if not cand.any():
         return set()
     idx = h.idx
@@ -659,6 +672,10 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         yp = y.point
         if x.point != a or yp != b:
             continue
+        if (c2s.undelivered and acked_once(pts[a].table, xc, xs, c2s.undelivered, s2c)) or (
+            s2c.undelivered and acked_once(pts[b].table, ys, yc, s2c.undelivered, c2s)
+        ):
+            continue  # (a capture's loss the receiver acknowledged: `_Chain.delivered`)
         ys_hid = ys.hid
         if ys.pt_ is not shared[yp]:
             # (`Half.idx` without slicing it, unless rows were set in its place)
@@ -1154,6 +1171,10 @@ def _chain_out(
     return ch.findings, legs_out, tried
 
 
+# a hop's direction matched and the other one (None: not matched there)
+_Both = tuple[DirMatch, DirMatch | None]
+
+
 @dataclass
 class _Seen:
     """Packets one point saw of a flow's direction that a next point's capture did not."""
@@ -1241,18 +1262,21 @@ class _Chain:
             )
 
     def delivered(
-        self, direction: Direction, dm: DirMatch, up: Point, down: Point, ju: int, rows: list[int]
+        self, direction: Direction, dms: _Both, ud: tuple[Point, Point], ju: int, rows: list[int]
     ) -> list[int]:
-        """Of `rows` (at `up`, missing at `down`), those `acked_once` says got through are a
-        gap (`taken`; unless `down`'s kernel drops already make every such row one); the
-        others are returned."""
+        """Of `rows` (at `up`, missing at `down`: `ud`; `dms`: the direction matched across
+        the hop and the other one), those `acked_once` says got through are a gap (`taken`;
+        unless `down`'s kernel drops already make every such row one); the others are
+        returned."""
+        up, down = ud
         leg = self.f.legs[ju] if 0 <= ju < len(self.f.legs) else None
         if not rows or leg is None or self.pts[leg.point] is not up or down.kernel_drops:
             return rows
         h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
         if h is None or back is None:
             return rows
-        got = acked_once(up.table, h, back, rows)
+        dm = dms[0]
+        got = acked_once(up.table, h, back, rows, dms[1])
         if not got:
             return rows
         self.taken(direction, up, down, got, dm.a_base, dm.undelivered_bytes)
@@ -1273,8 +1297,8 @@ class _Chain:
         ordered = sorted(rows, key=lambda r: int(up.table.ts[r]))
         desc, nb, ts0 = _describe(up.table, ordered, base, und_b)
         text = (
-            f"seen at {up.name}, not at {down.name}, but the receiver acknowledged them and "
-            f"they were never sent again: the capture at {down.name} lost them; {desc}"
+            f"seen at {up.name}, not at {down.name}, but the capture at {down.name} lost them: "
+            f"the receiver acknowledged them and they were never sent again; {desc}"
         )
         self.add("gap", direction, (up.name, down.name), up, ordered, (text, nb, ts0),
                  packet=packet_kind(up.table, ordered[0]))  # fmt: skip
@@ -1404,9 +1428,9 @@ class _Chain:
             self.ended(i, hop, pa, pb)
             return
         if hop.c2s is not None:
-            self.matched("c2s", hop.c2s, pa, pb, i, i + 1, i)
+            self.matched("c2s", (hop.c2s, hop.s2c), pa, pb, i, i + 1, i)
         if hop.s2c is not None:
-            self.matched("s2c", hop.s2c, pb, pa, i + 1, i, i)
+            self.matched("s2c", (hop.s2c, hop.c2s), pb, pa, i + 1, i, i)
         if hop.around:
             self.went_around(i, i + 1, hop)
 
@@ -1415,9 +1439,9 @@ class _Chain:
         (`flows.add_bypasses`): matched from one to the other by `hop`."""
         pa, pb = self.pts[hop.a], self.pts[hop.b]
         if hop.c2s is not None:
-            self.matched("c2s", hop.c2s, pa, pb, iu, jd, -1, bypass=True)
+            self.matched("c2s", (hop.c2s, hop.s2c), pa, pb, iu, jd, -1, bypass=True)
         if hop.s2c is not None:
-            self.matched("s2c", hop.s2c, pb, pa, jd, iu, -1, bypass=True)
+            self.matched("s2c", (hop.s2c, hop.c2s), pb, pa, jd, iu, -1, bypass=True)
         self.went_around(iu, jd, hop)
 
     def went_around(self, iu: int, jd: int, hop: Hop) -> None:
@@ -1515,7 +1539,7 @@ class _Chain:
     def matched(
         self,
         direction: Direction,
-        dm: DirMatch,
+        dms: _Both,
         up: Point,
         down: Point,
         ju: int,
@@ -1524,19 +1548,20 @@ class _Chain:
         *,
         bypass: bool = False,
     ) -> None:
-        """One direction of hop `i`, matched (`ju`, `jd`: the legs up- and downstream;
-        `bypass`: not a hop of the chain but a direction's way around legs of it,
-        `bypassed`)."""
+        """One direction of hop `i`, matched (`dms`: it and the other direction, None when
+        that was not matched there; `ju`, `jd`: the legs up- and downstream; `bypass`: not
+        a hop of the chain but a direction's way around legs of it, `bypassed`)."""
         own = self.own
+        dm = dms[0]
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
             beyond = None if bypass else partial(self.around, i, direction, True)
-            und_rows = self.delivered(direction, dm, up, down, ju, und_rows)
+            und_rows = self.delivered(direction, dms, (up, down), ju, und_rows)
             self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
             part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
-            part_rows = self.delivered(direction, dm, up, down, ju, part_rows)
+            part_rows = self.delivered(direction, dms, (up, down), ju, part_rows)
             if part_rows:
                 self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
         if dm.unexplained:
