@@ -76,6 +76,16 @@ def last_ts(t: Any) -> int:
     return int(t.ts.max()) if end is None else int(end)
 
 
+def rows_last_ts(ts: npt.NDArray[np.int64], rows: list[int], offset_ns: int) -> float | None:
+    """`Finding.last_ts` of the packets `rows` of a table whose capture times are `ts`: its
+    last packet's time (seconds, on the first point's clock), None when all are one."""
+    if len(rows) < 2:
+        return None
+    x = ts[rows]
+    t1 = int(x.max())
+    return (t1 - offset_ns) / 1_000_000_000 if t1 > int(x.min()) else None
+
+
 def captured_last(t: Any) -> int | None:
     """`last_ts`, None when the capture has no such packet."""
     if getattr(t, "last_ns", None) is None and not len(t):

@@ -88,7 +88,7 @@ from hopcap.correlate.tunnelcut import (
 )
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
-from hopcap.model import Finding, PointInput, Verdict
+from hopcap.model import Finding, PointInput, Verdict, last_of
 from hopcap.units import size_text
 
 log = logging.getLogger("hopcap.correlate")
@@ -2612,6 +2612,7 @@ def _merge_dfindings(fs: list[Finding], segs: list[_Seg]) -> Finding:
         bytes=sum(x.bytes for x, _g in ok),
         first_ts=first.first_ts,
         what=_dtext(base, n, nvals),
+        last_ts=last_of((x for x, _g in ok), first.first_ts),
     )
 
 
@@ -2743,6 +2744,7 @@ def _merge_findings(fs: list[Finding]) -> Finding:
         bytes=sum(x.bytes for x in fs),
         first_ts=first.first_ts,
         what=f"{head} ({parts}){tail}",
+        last_ts=last_of(fs, first.first_ts),
     )
 
 
