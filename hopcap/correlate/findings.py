@@ -1373,8 +1373,9 @@ class _Chain:
             if h is None:
                 continue
             rows = self.own(ju, ("c" if direction == "c2s" else "s", id(h)), h.idx.tolist)
+            rows = hop.judged_rows(direction, rows)
             if not rows:
-                continue
+                continue  # (or another time slice's)
             skipped = [pts[m] for m in hop.around]
             names = tuple(p.name for p in skipped)
             t = up.table
@@ -1431,10 +1432,9 @@ class _Chain:
         if got is None:
             return False
         h, why = got
+        direction: Direction = "c2s" if h is leg.c else "s2c"
         rows = self.own(i, ("c" if h is leg.c else "s", id(h)), h.idx.tolist)
-        if hop.judged is not None:
-            judged = set(hop.judged)
-            rows = [r for r in rows if r in judged]
+        rows = hop.judged_rows(direction, rows)
         if not rows:
             return True  # (another time slice's)
         t = pa.table
@@ -1443,7 +1443,6 @@ class _Chain:
             f"seen at {pa.name} and answered, never at {pb.name}, but {why}: cannot tell "
             f"whether it crossed {pb.name} or was answered before it; {desc}"
         )
-        direction: Direction = "c2s" if h is leg.c else "s2c"
         between = (pa.name, pb.name) if direction == "c2s" else (pb.name, pa.name)
         self.add("gap", direction, between, pa, rows, (text, nb, ts0),
                  packet=packet_kind(t, rows[0]))  # fmt: skip

@@ -41,7 +41,7 @@ from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 if TYPE_CHECKING:
     from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import Point
-from hopcap.correlate.reader import last_ts, rows_last_ts
+from hopcap.correlate.reader import captured_proto, last_ts, rows_last_ts
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -131,10 +131,9 @@ def build_dgram_flows(pts: list[Point], present: list[int]) -> list[DFlowB]:
                 hop = DHop(a, b, missing=list(range(a + 1, b)))
                 fl.hops.append(hop)
                 if g is None or g in claimed[b]:
-                    tb = tabs.get(b)
                     if is_local(cur):
                         hop.ended = "local"  # broadcast / multicast: not routed on
-                    elif tb is None or not np.any(tb.proto[tb.role == 0] == cur.proto):
+                    elif not captured_proto(pts[b].table, cur.proto):  # (its whole capture)
                         hop.ended = "nothing"
                     else:
                         hop.ended = "answered" if cur.s.shape[0] else "unanswered"
