@@ -117,6 +117,55 @@ def tally_kind(flags: int, plen: int) -> PacketKind:
 FLAG_BITS = {flags_str(f): f for f in range(256)}  # "SYN,ACK" -> its flags (`flags_str`)
 
 
+def acked_once(
+    t: PacketTable, h: Half, back: Half, rows: list[int], back_dm: DirMatch | None
+) -> set[int]:
+    """Of `rows` (data, a SYN or a FIN of half `h` at a point, missing at the next one),
+    those whose bytes the receiver acknowledged after them (an ACK of `back` at the same
+    point, later, that came through the next point, covers them) and that were sent once
+    (no other copy of their first byte at that point): that copy was delivered.
+    `back_dm`: `back`'s direction matched across the hop (its rows never seen at the next
+    point, a RST or an ACK a device between made in the receiver's name, acknowledge
+    nothing; None: not matched there, nothing can be told)."""
+    if not rows or back_dm is None:
+        return set()
+    b = back.idx
+    unx = back_dm.read[1] if back_dm.read is not None else back_dm.unexplained
+    if unx:
+        b = b[~np.isin(b, np.asarray(unx, np.int64))]
+    b = b[(t.flags[b] & ACK) != 0]
+    if not b.shape[0]:
+        return set()
+    # the ACKs by time, and the most any of them from each on acknowledged
+    b = b[np.argsort(t.ts[b], kind="stable")]
+    acks = (t.ack[b] - h.isn) & M32
+    if int(acks.max()) >= 1 << 31:
+        return set()  # (a stream past 2 GB, or acks from before the SYN: not read)
+    later = np.maximum.accumulate(acks[::-1])[::-1]
+    r = np.asarray(rows, np.int64)
+    start = (t.seq[r] - h.isn) & M32
+    # (a SYN and a FIN take a sequence number of their own: acknowledged like a byte)
+    length = t.plen[r] + ((t.flags[r] & (SYN | FIN)) != 0)
+    after = np.searchsorted(t.ts[b], t.ts[r], "right")
+    top = np.where(after < b.shape[0], later[np.minimum(after, b.shape[0] - 1)], -1)
+    cand = (length > 0) & (start + length <= top)
+    if not cand.any():
+        return set()
+    idx = h.idx
+    long = t.plen[idx] + ((t.flags[idx] & (SYN | FIN)) != 0)
+    data, dlen = idx[long > 0], long[long > 0]
+    seen = (t.seq[data] - h.isn) & M32
+    out: set[int] = set()
+    for row, s0 in zip(r[cand].tolist(), start[cand].tolist(), strict=True):
+        # (no other copy from its first byte on, before or after it: the ACK may be one
+        # of another's; a tail-loss probe of its last bytes leaves the first ones sent
+        # once, and an ACK past them took this one)
+        other = data[(data != row) & (seen <= s0) & (seen + dlen > s0)]
+        if not other.shape[0]:
+            out.add(row)
+    return out
+
+
 def packet_kind(t: PacketTable, row: int) -> PacketKind:
     """What packet `row` is, in a summary's words (`kind_of`)."""
     return kind_of(int(t.flags[row]), int(t.plen[row]))
@@ -624,6 +673,10 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         yp = y.point
         if x.point != a or yp != b:
             continue
+        if (c2s.undelivered and acked_once(pts[a].table, xc, xs, c2s.undelivered, s2c)) or (
+            s2c.undelivered and acked_once(pts[b].table, ys, yc, s2c.undelivered, c2s)
+        ):
+            continue  # (a capture's loss the receiver acknowledged: `_Chain.delivered`)
         ys_hid = ys.hid
         if ys.pt_ is not shared[yp]:
             # (`Half.idx` without slicing it, unless rows were set in its place)
@@ -1129,6 +1182,10 @@ def _chain_out(
     return ch.findings, legs_out, tried
 
 
+# a hop's direction matched and the other one (None: not matched there)
+_Both = tuple[DirMatch, DirMatch | None]
+
+
 @dataclass
 class _Seen:
     """Packets one point saw of a flow's direction that a next point's capture did not."""
@@ -1215,6 +1272,48 @@ class _Chain:
             self.add(
                 "gap", direction, between, up, gap_rows, (text, nb, ts0), packet=first, loss=loss
             )
+
+    def delivered(
+        self, direction: Direction, dms: _Both, ud: tuple[Point, Point], ju: int, rows: list[int]
+    ) -> list[int]:
+        """Of `rows` (at `up`, missing at `down`: `ud`; `dms`: the direction matched across
+        the hop and the other one), those `acked_once` says got through are a gap (`taken`;
+        unless `down`'s kernel drops already make every such row one); the others are
+        returned."""
+        up, down = ud
+        leg = self.f.legs[ju] if 0 <= ju < len(self.f.legs) else None
+        if not rows or leg is None or self.pts[leg.point] is not up or down.kernel_drops:
+            return rows
+        h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
+        if h is None or back is None:
+            return rows
+        dm = dms[0]
+        got = acked_once(up.table, h, back, rows, dms[1])
+        if not got:
+            return rows
+        self.taken(direction, up, down, got, dm.a_base, dm.undelivered_bytes)
+        return [r for r in rows if r not in got]
+
+    def taken(
+        self,
+        direction: Direction,
+        up: Point,
+        down: Point,
+        rows: set[int],
+        base: int,
+        und_b: Mapping[int, int] | None,
+    ) -> None:
+        """Data seen at `up`, not at `down`, that its receiver acknowledged and its sender
+        never sent again (`acked_once`): it got through; `down`'s capture lost it (a pcap
+        says nothing of its kernel drops). A gap, not a drop."""
+        ordered = sorted(rows, key=lambda r: int(up.table.ts[r]))
+        desc, nb, ts0 = _describe(up.table, ordered, base, und_b)
+        text = (
+            f"seen at {up.name}, not at {down.name}, but the capture at {down.name} lost them: "
+            f"the receiver acknowledged them and they were never sent again; {desc}"
+        )
+        self.add("gap", direction, (up.name, down.name), up, ordered, (text, nb, ts0),
+                 packet=packet_kind(up.table, ordered[0]))  # fmt: skip
 
     def extra(
         self,
@@ -1341,9 +1440,9 @@ class _Chain:
             self.ended(i, hop, pa, pb)
             return
         if hop.c2s is not None:
-            self.matched("c2s", hop.c2s, pa, pb, i, i + 1, i)
+            self.matched("c2s", (hop.c2s, hop.s2c), pa, pb, i, i + 1, i)
         if hop.s2c is not None:
-            self.matched("s2c", hop.s2c, pb, pa, i + 1, i, i)
+            self.matched("s2c", (hop.s2c, hop.c2s), pb, pa, i + 1, i, i)
         if hop.around:
             self.went_around(i, i + 1, hop)
 
@@ -1352,9 +1451,9 @@ class _Chain:
         (`flows.add_bypasses`): matched from one to the other by `hop`."""
         pa, pb = self.pts[hop.a], self.pts[hop.b]
         if hop.c2s is not None:
-            self.matched("c2s", hop.c2s, pa, pb, iu, jd, -1, bypass=True)
+            self.matched("c2s", (hop.c2s, hop.s2c), pa, pb, iu, jd, -1, bypass=True)
         if hop.s2c is not None:
-            self.matched("s2c", hop.s2c, pb, pa, jd, iu, -1, bypass=True)
+            self.matched("s2c", (hop.s2c, hop.c2s), pb, pa, jd, iu, -1, bypass=True)
         self.went_around(iu, jd, hop)
 
     def went_around(self, iu: int, jd: int, hop: Hop) -> None:
@@ -1451,7 +1550,7 @@ class _Chain:
     def matched(
         self,
         direction: Direction,
-        dm: DirMatch,
+        dms: _Both,
         up: Point,
         down: Point,
         ju: int,
@@ -1460,17 +1559,20 @@ class _Chain:
         *,
         bypass: bool = False,
     ) -> None:
-        """One direction of hop `i`, matched (`ju`, `jd`: the legs up- and downstream;
-        `bypass`: not a hop of the chain but a direction's way around legs of it,
-        `bypassed`)."""
+        """One direction of hop `i`, matched (`dms`: it and the other direction, None when
+        that was not matched there; `ju`, `jd`: the legs up- and downstream; `bypass`: not
+        a hop of the chain but a direction's way around legs of it, `bypassed`)."""
         own = self.own
+        dm = dms[0]
         if dm.undelivered:
             und_rows = own(ju, ("und", id(dm)), partial(list, dm.undelivered))
             beyond = None if bypass else partial(self.around, i, direction, True)
+            und_rows = self.delivered(direction, dms, (up, down), ju, und_rows)
             self.lost(direction, up, down, und_rows, dm.a_base, dm.undelivered_bytes, beyond)
         if dm.undelivered_bytes:
             # partially delivered packets (a segment of a big one missing)
             part_rows = own(ju, ("part", id(dm)), partial(_partly_delivered, dm))
+            part_rows = self.delivered(direction, dms, (up, down), ju, part_rows)
             if part_rows:
                 self.lost(direction, up, down, part_rows, dm.a_base, dm.undelivered_bytes)
         if dm.unexplained:

@@ -129,23 +129,35 @@ class Conv:
         self.seg(C2S, "A", tag="ack", dt=self.rtt / 2)
 
     def send(
-        self, d: str, data: bytes, *, mss: int = 1448, tag: str = "data", burst: bool = True
+        self,
+        d: str,
+        data: bytes,
+        *,
+        mss: int = 1448,
+        tag: str = "data",
+        burst: bool = True,
+        resent: tuple[int, ...] = (),
+        rto: float | None = None,
     ) -> list[Seg]:
         """Send `data` as MSS-sized segments in one burst (same TSval, consecutive IP IDs,
-        like the pieces of one TSO super-packet); the receiver ACKs at the end."""
+        like the pieces of one TSO super-packet); the receiver ACKs at the end. `resent`:
+        the segments (by their place) lost on the way: sent again (tag "retrans"; `rto` s
+        later, an RTT by default) before the receiver's ACK, which then covers them."""
         out = []
         for i in range(0, len(data), mss):
             out.append(self.seg(d, "PA" if i + mss >= len(data) else "A", data[i : i + mss],
                                 tag=tag, dt=0.00001 if burst else 0.0002))  # fmt: skip
+        for k in resent:
+            self.retransmit(out[k], dt=self.rtt if rto is None else rto)
         other = S2C if d == C2S else C2S
         self.seg(other, "A", tag="ack", dt=self.rtt / 2)
         return out
 
-    def request(self, data: bytes) -> list[Seg]:
-        return self.send(C2S, data, tag="req")
+    def request(self, data: bytes, resent: tuple[int, ...] = ()) -> list[Seg]:
+        return self.send(C2S, data, tag="req", resent=resent)
 
-    def response(self, data: bytes) -> list[Seg]:
-        return self.send(S2C, data, tag="resp")
+    def response(self, data: bytes, resent: tuple[int, ...] = ()) -> list[Seg]:
+        return self.send(S2C, data, tag="resp", resent=resent)
 
     def close(self) -> None:
         self.seg(C2S, "FA", tag="fin", dt=0.001)

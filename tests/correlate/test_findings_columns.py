@@ -112,7 +112,8 @@ def _odd_pair(out: Path) -> tuple[Path, Path]:
     shape among common ones: a tuple reused by a second connection, a server's RST, a
     FIN with data lost with other segments (a several-packet drop tallied by kind), one
     IPv6 flow, several fields rewritten (DSCP with two values, the MSS, the window), a
-    segment lost both ways, and a connection whose SYN-ACK never came back."""
+    segment lost both ways, a connection whose SYN-ACK never came back, and a segment the
+    far capture lost (the server acknowledged it: a gap, not a drop)."""
     from dataclasses import replace
 
     from pcapgen import C2S, S2C, Conv, Seg, View, render, write
@@ -142,10 +143,13 @@ def _odd_pair(out: Path) -> tuple[Path, Path]:
     rst.handshake()
     rst.request(b"GET /r HTTP/1.1\r\n\r\n")
     rst.seg(S2C, "RA", tag="rst", dt=0.001)
-    fin = conv(9)  # data and a FIN carrying data lost c2s, never sent again
+    fin = conv(9)  # data and a FIN carrying data lost c2s, sent again once it timed out
     fin.handshake()
-    fin.send(C2S, b"z" * 2000, tag="lost")
-    fin.seg(C2S, "FPA", b"bye", tag="lost", dt=0.001)
+    lost = [fin.seg(C2S, "A", b"z" * 1448, tag="lost"),
+            fin.seg(C2S, "PA", b"z" * 552, tag="lost", dt=0.00001),
+            fin.seg(C2S, "FPA", b"bye", tag="lost", dt=0.001)]  # fmt: skip
+    for k, s in enumerate(lost):
+        fin.retransmit(s, dt=0.2 if k == 0 else 0.00001)
     fin.seg(S2C, "A", tag="ack", dt=0.001)
     fin.seg(S2C, "FA", tag="fin", dt=0.001)
     v6 = conv(10, ("2001:db8::7", 40000))
@@ -159,14 +163,20 @@ def _odd_pair(out: Path) -> tuple[Path, Path]:
     for k in range(4):
         remark.send(C2S, bytes([k]) * 300, tag=f"remark{k % 2}")
     remark.close()
-    both = conv(12)  # one segment lost each way
+    both = conv(12)  # one segment lost each way (and sent again, then acknowledged)
     both.handshake()
-    both.send(C2S, b"q" * 600, tag="lost")
-    both.send(S2C, b"r" * 600, tag="lost_in")
+    for d, data, tag, back in ((C2S, b"q" * 600, "lost", S2C), (S2C, b"r" * 600, "lost_in", C2S)):
+        both.retransmit(both.seg(d, "PA", data, tag=tag))
+        both.seg(back, "A", tag="ack", dt=both.rtt / 2)
     both.close()
-    silent = conv(13)  # the SYN-ACK never came back through the firewall
-    silent.handshake()
-    silent.segs[1].tag = "lost_in"
+    silent = conv(13)  # the SYN-ACK never came back through the firewall: no ACK of it
+    silent.handshake(answered=False)
+    silent.seg(S2C, "SA", mss=1460, tag="lost_in", dt=silent.rtt / 2)
+    unseen = conv(14)  # fw:out's capture lost a request segment the server acknowledged
+    unseen.handshake()
+    unseen.send(C2S, b"u" * 900, tag="unseen")
+    unseen.response(b"v" * 400)
+    unseen.close()
 
     def inside_drop(s: Seg) -> bool:
         return s.tag == "lost_in"
@@ -184,7 +194,7 @@ def _odd_pair(out: Path) -> tuple[Path, Path]:
         v6c = ":" in c.client[0]
         pub = (c.client[0], c.client[1]) if v6c else ("198.51.100.1", 2000 + i)
         nat = {C2S: (*pub, *c.server), S2C: (*c.server, *pub)}
-        drop = lambda s: s.tag == "lost" and s.d == C2S  # noqa: E731
+        drop = lambda s: s.tag == "unseen" or (s.tag == "lost" and s.d == C2S)  # noqa: E731
         pkts += render([c], View(nat=nat, delay=0.0003, drop=drop, change=change))
     return p0, write(out / "b.pcap", pkts)
 
@@ -199,6 +209,11 @@ def test_odd_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tallied = [x.what for f in built for x in f.findings if x.kind == "drop" and x.packets > 1]
     # two segments and the FIN carrying data, counted as data (not as a FIN)
     assert any(w.endswith("(3 data)") for w in tallied)
+    # the segment fw:out's capture lost: got through (acknowledged, sent once), a gap
+    (lost,) = [f for f in built if f.client.endswith(":30014")]
+    assert [(x.kind, x.direction, x.packets) for x in lost.findings if x.kind != "rewrite"] == [
+        ("gap", "c2s", 1)
+    ]
     assert 0 < slow < n  # the reset (at least) went the per-flow way
 
 

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pcapgen import Conv, View, encap, link_frame, render, write_pcap_raw, write_pcapng_raw
+from pcapgen import (
+    C2S,
+    S2C,
+    Conv,
+    View,
+    encap,
+    link_frame,
+    render,
+    write_pcap_raw,
+    write_pcapng_raw,
+)
 from typer.testing import CliRunner
 
 from hopcap.correlate import correlate, read_capture
@@ -324,11 +334,17 @@ def test_tunnel_in_bundle_report_and_verdict_round_trip(tmp_path: Path) -> None:
     from hopcap.bundle import write_offline_bundle
     from hopcap.model import Verdict
 
-    c = _conv()
+    c = Conv(seed=5)
+    c.handshake()
+    req = c.seg(C2S, "PA", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", tag="req")
+    c.retransmit(req)  # lost before b:eth0 (cut below), sent again, then acknowledged
+    c.seg(S2C, "A", tag="ack", dt=c.rtt / 2)
+    c.response(b"r" * 3000)
+    c.close()
     plain = [(1, ts, link_frame(ip, "ether")[1]) for ts, ip in _ips(c)]
     a = _write(tmp_path / "a.pcap", plain)
     tunnelled = _tunnel_frames(c, "vxlan", {}, False)
-    lost = next(i for i, s in enumerate(c.segs) if s.data and s.d == "c2s")
+    lost = c.segs.index(req)
     b = _write(tmp_path / "b.pcap", tunnelled[:lost] + tunnelled[lost + 1 :])
     wifi = write_pcap_raw(tmp_path / "w.pcap", [(ts, b"\x08\x01" + ip) for ts, ip in _ips(c)],
                           linktype=105)  # fmt: skip

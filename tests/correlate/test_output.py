@@ -19,7 +19,8 @@ from hopcap.model import Finding, Flow, HostAddresses, Leg, LegPart, PointSummar
 
 
 def _verdict(tmp: Path) -> tuple[Verdict, list[Path]]:
-    convs = [http_conv(51000 + i, seed=60 + i, t0=1_763_790_000.0 + i * 0.01) for i in range(3)]
+    convs = [http_conv(51000 + i, seed=60 + i, t0=1_763_790_000.0 + i * 0.01, lost=lost)
+             for i, lost in enumerate(("", "resp", "req"))]  # fmt: skip
 
     def change(s: Seg) -> Seg:
         if s.mss is not None and s.d == C2S:

@@ -19,11 +19,16 @@ HTTP_REQ = (
 HTTP_RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 6000\r\n\r\n" + bytes(range(256)) * 23 + b"z" * 112
 
 
-def http_conv(port: int = 51234, seed: int = 1, t0: float = 1_763_790_000.0, **kw: object) -> Conv:
+def http_conv(
+    port: int = 51234, seed: int = 1, t0: float = 1_763_790_000.0, lost: str = "", **kw: object
+) -> Conv:
+    """An HTTP exchange; `lost` ("req", "resp"): that one's segments lost on the way once,
+    sent again before the receiver's ACK (`Conv.send`'s `resent`)."""
     c = Conv(client=("203.0.113.10", port), server=("203.0.113.80", 80), seed=seed, t0=t0, **kw)  # type: ignore[arg-type]
     c.handshake()
-    c.request(HTTP_REQ)
-    c.response(HTTP_RESP)
+    every = tuple(range(len(HTTP_RESP) // 1448 + 1))
+    c.request(HTTP_REQ, (0,) if lost == "req" else ())
+    c.response(HTTP_RESP, every if lost == "resp" else ())
     c.close()
     return c
 
@@ -170,10 +175,11 @@ def test_a_device_that_drops_a_request_and_answers_it_with_a_reset_says_both(
     """An IPS or a firewall rule that blocks a request drops it and resets the connection
     in the server's name (the lab's fw-rst-get). The flow's one line says both: the
     injected RST is what the client saw, and "data dropped inside fw; 1 more finding" hid
-    it."""
+    it. The RST acknowledges the request (fw saw it): not the server's acknowledgement,
+    no sign it got through."""
     c = Conv(client=("203.0.113.10", 51234), server=("203.0.113.80", 80), seed=3)
     c.handshake()
-    (req,) = c.request(HTTP_REQ)
+    req = c.seg(C2S, "PA", HTTP_REQ, tag="req")  # (the server never gets it: no ACK of it)
     rst = c.seg(S2C, "RA", tag="rst", dt=0.0005)
 
     def blocked(s: Seg) -> bool:
@@ -218,7 +224,7 @@ def test_ipv6_and_link_types(tmp_path: Path, link: str) -> None:
     c = Conv(client=("2001:db8::10", 40000), server=("2001:db8::80", 443), seed=4)
     c.handshake()
     c.request(HTTP_REQ)
-    c.response(HTTP_RESP)
+    c.response(HTTP_RESP, resent=(1,))  # (segs[6], lost before a:eth0)
     c.close()
     v = correlate(points(tmp_path, [c], [
         ("a:eth0", lambda x: View(delay=0.0001, drop=lambda s: s.tag == "resp" and s is c.segs[6])),
@@ -234,7 +240,12 @@ def test_ipv6_and_link_types(tmp_path: Path, link: str) -> None:
 
 def test_tuple_reuse_makes_two_flows(tmp_path: Path) -> None:
     a = http_conv(51000, seed=7)
-    b = http_conv(51000, seed=8, t0=a.t + 1.0)  # same tuple, new SYN, new ISN
+    # same tuple, new SYN, new ISN; its request lost before fw:eth1 once, sent again
+    b = Conv(client=("203.0.113.10", 51000), server=("203.0.113.80", 80), seed=8, t0=a.t + 1.0)
+    b.handshake()
+    b.request(HTTP_REQ, resent=(0,))
+    b.response(HTTP_RESP)
+    b.close()
     v = correlate(points(tmp_path, [a, b], [
         ("fw:eth0", lambda x: View()),
         ("fw:eth1", lambda x: View(delay=0.0001, drop=lambda s: s.conv is b and s.tag == "req")),
@@ -257,7 +268,9 @@ def test_syn_unanswered_at_server(tmp_path: Path) -> None:
     assert [(x.kind, x.direction, x.between) for x in f] == [("drop", "c2s", ("srv:eth0", "srv"))]
 
 
-def _proxy_pair(seed: int = 11) -> tuple[Conv, Conv]:
+def _proxy_pair(seed: int = 11, resent: tuple[int, ...] = ()) -> tuple[Conv, Conv]:
+    """A client's request through a proxy (`back`: its own connection to the server);
+    `resent`: the response's segments to the client lost once and sent again."""
     front = Conv(client=("203.0.113.10", 51500), server=("203.0.113.80", 80), seed=seed)
     front.handshake()
     back = Conv(
@@ -270,7 +283,7 @@ def _proxy_pair(seed: int = 11) -> tuple[Conv, Conv]:
     back.request(fwd)
     back.response(HTTP_RESP)
     front.t = back.t
-    front.response(HTTP_RESP)
+    front.response(HTTP_RESP, resent)
     front.close()
     back.close()
     assert req
@@ -760,7 +773,7 @@ def test_compiled_and_numpy_paths_give_the_same_verdict(tmp_path: Path) -> None:
 
     if not _fastwalk.available():
         pytest.skip("no C compiler: only the numpy path exists here")
-    front, back = _proxy_pair(seed=31)
+    front, back = _proxy_pair(seed=31, resent=(0,))
     nat = nat_map(front, sport=29998)
     lost = next(s for s in front.segs if s.tag == "resp")
     not_back = lambda s: s.conv is back  # noqa: E731
@@ -1307,3 +1320,55 @@ def test_a_retransmission_after_an_acknowledgement_is_no_end_host_drop(tmp_path:
     (fl,) = v.flows
     got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
     assert got == [("drop", "s2c", ("srv:eth0", "fw:eth1"), 1)], fl.findings
+
+
+def test_segments_the_receivers_capture_lost_are_no_drop(tmp_path: Path) -> None:
+    """The client's own tcpdump (a plain pcap: no count of its kernel drops) lost two
+    response segments and the server's FIN; the client acknowledged all of it and the
+    server never sent them again: they got through, a gap at client:eth0, not a drop
+    between fw:eth0 and client:eth0. A segment fw really dropped (sent again) stays one."""
+    c = Conv(seed=8)
+    c.handshake()
+    c.request(HTTP_REQ)
+    resp = c.response(HTTP_RESP)
+    real = c.seg(S2C, "PA", b"y" * 500, tag="resp")
+    c.retransmit(real, dt=0.3)
+    c.seg(C2S, "A", tag="ack", dt=c.rtt / 2)
+    c.close()
+    fin = next(s for s in c.segs if s.d == S2C and "F" in s.flags)
+    unseen = {id(resp[0]), id(resp[2]), id(fin)}
+    nat = nat_map(c)
+    v = correlate(points(tmp_path, [c], [
+        ("client:eth0", lambda x: View(drop=lambda s: id(s) in unseen or s is real)),
+        ("fw:eth0", lambda x: View(delay=0.0001, drop=lambda s: s is real)),
+        ("fw:eth1", lambda x: View(delay=0.0002, nat=nat, ttl_dec={C2S: 1})),
+        ("srv:eth0", lambda x: View(delay=0.0003, nat=nat, ttl_dec={C2S: 1})),
+    ]))  # fmt: skip
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets) for f in fl.findings]
+    assert got == [
+        ("drop", "s2c", ("fw:eth1", "fw:eth0"), 1),
+        ("gap", "s2c", ("fw:eth0", "client:eth0"), 3),
+    ], fl.findings
+    assert fl.findings[1].what.startswith(
+        "seen at fw:eth0, not at client:eth0, but the capture at client:eth0 lost them: the "
+        "receiver acknowledged them and they were never sent again; "
+    ), fl.findings[1].what
+
+
+def test_a_syn_dropped_and_sent_again_stays_a_drop(tmp_path: Path) -> None:
+    """fw drops a SYN; the client sends it again a second later, it gets through and is
+    answered (the SYN-ACK acknowledges the SYN's sequence number): the first copy was not
+    sent once, so it stays a drop, not capture loss at fw:eth1."""
+    c = Conv(seed=12)
+    c.handshake(syn_retries=1)
+    c.request(HTTP_REQ)
+    c.close()
+    first = c.segs[0]
+    v = correlate(points(tmp_path, [c], [
+        ("fw:eth0", lambda x: View()),
+        ("fw:eth1", lambda x: View(delay=0.0001, drop=lambda s: s is first)),
+    ]))  # fmt: skip
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between, f.packets, f.packet) for f in fl.findings]
+    assert got == [("drop", "c2s", ("fw:eth0", "fw:eth1"), 1, "SYN")], fl.findings

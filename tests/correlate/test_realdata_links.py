@@ -5,14 +5,16 @@ tunnels, on both parse paths) and ns-3's PPP captures of a transfer across a rou
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pcapgen import write_pcap_raw
 
 from hopcap.correlate import _fastwalk, correlate, read_capture
-from hopcap.correlate.reader import _COLUMNS, _L3, addr_str, tunnel_str, walk_records
+from hopcap.correlate.reader import _COLUMNS, _L3, ACK, addr_str, tunnel_str, walk_records
 from hopcap.model import PointInput
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tcpdump-tunnels"
@@ -196,25 +198,45 @@ def test_ns3_ppp_transfer_across_a_router() -> None:
     assert f.findings == () and f.summary.startswith("OK: delivered both ways")
 
 
-def test_ns3_ppp_transfer_with_a_segment_lost_inside_the_router(tmp_path: Path) -> None:
-    """The same captures with one data segment taken out of the router's outgoing
-    capture: a drop inside n1, on PPP captures."""
-    src = NS3 / "tcp-large-transfer-1-1.pcap"
+def _ns3_cut(out: Path, name: str, pick: Callable[[Any], int]) -> Path:
+    """ns-3's capture `name` with the record `pick` chooses (of its table) taken out."""
+    src = NS3 / f"tcp-large-transfer-{name}.pcap"
     buf = src.read_bytes()
     rec = walk_records(src, buf)
     t = read_capture(src)
-    assert len(t) == t.records == 231  # every record is TCP: row i is record i
-    row = int(np.nonzero(t.plen > 0)[0][5])  # the sixth data segment
+    assert len(t) == t.records  # every record is TCP: row i is record i
+    row = pick(t)
     t.close()
     frames = [(int(ts), buf[o : o + c]) for i, (o, c, ts) in enumerate(zip(rec.off, rec.cap, rec.ts,
               strict=True)) if i != row]  # fmt: skip
-    cut = write_pcap_raw(tmp_path / "1-1.pcap", frames, linktype=9, nano=False)
+    return write_pcap_raw(out / f"{name}.pcap", frames, linktype=9, nano=False)
+
+
+def test_ns3_ppp_transfer_with_a_segment_lost_inside_the_router(tmp_path: Path) -> None:
+    """The same captures, on PPP: one of the receiver's ACKs taken out of the router's
+    incoming capture and the sender's (it never came out of n1, and a later ACK covers
+    it: nothing is sent again) is a drop inside n1. The sixth data segment taken out of
+    the router's outgoing capture only is no drop: n2 got it and acknowledged it, and
+    the sender never sent it again: n1:ppp1's capture lost it (a gap)."""
+
+    def ack(t: Any) -> int:  # the receiver's tenth pure ACK
+        return int(np.nonzero((t.sport == 4000) & (t.plen == 0) & (t.flags == ACK))[0][10])
+
     pts = [PointInput(name=n, pcap=NS3 / f"tcp-large-transfer-{f}.pcap") for n, f in NS3_POINTS]
-    pts[2] = PointInput(name="n1:ppp1", pcap=cut)
+    pts[0] = PointInput(name="n0:ppp0", pcap=_ns3_cut(tmp_path, "0-0", ack))
+    pts[1] = PointInput(name="n1:ppp0", pcap=_ns3_cut(tmp_path, "1-0", ack))
+    sixth = _ns3_cut(tmp_path, "1-1", lambda t: int(np.nonzero(t.plen > 0)[0][5]))
+    pts[2] = PointInput(name="n1:ppp1", pcap=sixth)
     v = correlate(pts)
-    drops = [x for x in v.flows[0].findings if x.kind == "drop"]
-    assert len(drops) == 1 and drops[0].between == ("n1:ppp0", "n1:ppp1")
-    assert drops[0].packets == 1 and "inside n1" in v.flows[0].summary
+    (fl,) = v.flows
+    got = [(x.kind, x.direction, x.between, x.packets) for x in fl.findings]
+    assert got == [
+        ("drop", "s2c", ("n1:ppp1", "n1:ppp0"), 1),
+        ("gap", "c2s", ("n1:ppp0", "n1:ppp1"), 1),
+        ("gap", "c2s", ("n1:ppp1", "n2:ppp0"), 1),
+    ], fl.findings
+    assert fl.findings[0].what.startswith("ACK ") and "inside n1" in fl.summary
+    assert "the receiver acknowledged" in fl.findings[1].what
 
 
 def test_ns3_ppp_transfer_through_a_nat() -> None:

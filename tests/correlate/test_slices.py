@@ -63,13 +63,17 @@ def test_busy_firewall_sliced(tmp_path: Path) -> None:
     assert len(one["flows"]) == 300 and drops
 
 
-def keepalive(client: tuple[str, int], seed: int, t0: float, rounds: int, gap: float) -> Conv:
-    """A connection to 203.0.113.80:80 with `rounds` request/response rounds `gap` s apart."""
+def keepalive(
+    client: tuple[str, int], seed: int, t0: float, rounds: int, gap: float, lost: Any = ()
+) -> Conv:
+    """A connection to 203.0.113.80:80 with `rounds` request/response rounds `gap` s apart;
+    the requests of rounds `lost` sent again 0.2 s later (the first copy lost on the way:
+    the server's ACK comes after the second)."""
     c = Conv(client=client, server=("203.0.113.80", 80), seed=seed, t0=t0)
     c.handshake()
-    for _ in range(rounds):
+    for r in range(rounds):
         c.t += gap
-        c.request(HTTP_REQ)
+        c.send(C2S, HTTP_REQ, tag="req", resent=(0,) if r in lost else (), rto=0.2)
         c.response(HTTP_RESP)
     c.close()
     return c
@@ -80,12 +84,11 @@ def _long(tmp: Path) -> tuple[list[PointInput], list[float]]:
     ones that start right where the long ones lose a request, so that window edges fall
     on the drops; one lost request is retransmitted 200 ms later."""
     t0 = 1_763_800_000.0
-    longs = [keepalive(("198.18.0.10", 41000 + j), 90 + j, t0 + j * 0.3, 40, 0.6) for j in range(2)]
+    longs = [keepalive(("198.18.0.10", 41000 + j), 90 + j, t0 + j * 0.3, 40, 0.6,
+                       range(3, 40, 8) if j == 0 else (20,)) for j in range(2)]  # fmt: skip
     lost = [s for s in longs[0].segs if s.tag == "req"][3::8]  # 5 drops over the run
     retx = [s for s in longs[1].segs if s.tag == "req"][20]
     retx.tag = "lost"
-    longs[1].retransmit(retx)
-    longs[1].segs.sort(key=lambda s: s.t)
     edges = [s.t for s in lost] + [retx.t + 0.1]
     shorts = []
     for i in range(60):
@@ -144,7 +147,7 @@ def _huge(tmp: Path, rounds: int = 500) -> list[PointInput]:
     """Three huge connections through a NAT (`rounds` request/response rounds every 0.1 s,
     ~4 packets a round) among 40 short ones, at three points. The first: requests and
     responses lost at the firewall every 37th round, a TOS rewrite every 23rd request,
-    and requests lost then retransmitted 0.2 s later (across window edges at some slice
+    and requests lost then retransmitted 0.05 s later (across window edges at some slice
     sizes). The second: everything lost at the firewall after its 300th round (a flow
     that stops at one point, across many windows). The third: an upload never answered."""
     t0 = 1_763_900_000.0
@@ -155,13 +158,16 @@ def _huge(tmp: Path, rounds: int = 500) -> list[PointInput]:
         c.handshake()
         for r in range(rounds):
             c.t = t0 + j * 0.05 + 0.1 * (r + 1)
-            q = c.send(C2S, b"q%05d" % r + b"x" * (40 + r % 7), tag=f"req{r}")
+            # (a request lost is sent again, before the round's ACK: 0.05 s later, or at
+            # once when its response is lost too)
+            again = (0,) if j == 0 and (r % 37 == 5 or r % 41 == 7) else ()
+            q = c.send(C2S, b"q%05d" % r + b"x" * (40 + r % 7), tag=f"req{r}", resent=again,
+                       rto=0.05 if r % 37 != 5 else None)  # fmt: skip
             a = c.send(S2C, b"a%05d" % r + b"y" * (300 + r % 11), tag=f"resp{r}")
             if j == 0 and r % 37 == 5:
                 q[0].tag, a[0].tag = "lost", "lost"
             elif j == 0 and r % 41 == 7:
                 q[0].tag = "lost"
-                c.retransmit(q[0], dt=0.2)
             elif j == 0 and r % 23 == 3:
                 q[0].tag = "tos" if r < 150 else "tos2"  # two values, the later more common
         c.close()
@@ -590,7 +596,8 @@ def test_huge_udp_conversation_cut_with_the_tcp_one(tmp_path: Path) -> None:
     c.handshake()
     for r in range(300):
         c.t = t0 + 0.01 + 0.066 * (r + 1)
-        req = c.send(C2S, b"r%05d" % r + b"x" * 30, tag=f"req{r}")
+        req = c.send(C2S, b"r%05d" % r + b"x" * 30, tag=f"req{r}",
+                     resent=(0,) if r % 29 == 4 else ())  # fmt: skip
         if r % 29 == 4:
             req[0].tag = "lost"
         c.send(S2C, b"a%05d" % r + b"y" * 300, tag=f"resp{r}")
@@ -1467,11 +1474,11 @@ def test_connections_on_a_reused_tuple_of_a_cut_conversation_sliced(tmp_path: Pa
     warning."""
     t0 = 1_763_790_000.0
 
-    def conv(port: int, seed: int, t: float) -> Conv:
-        return keepalive(("203.0.113.10", port), seed, t, 6, 0.3)
+    def conv(port: int, seed: int, t: float, lost: tuple[int, ...] = ()) -> Conv:
+        return keepalive(("203.0.113.10", port), seed, t, 6, 0.3, lost)
 
     early = conv(42322, 90, t0)
-    late = conv(42322, 91, t0 + 40)
+    late = conv(42322, 91, t0 + 40, (3,))
     lost = [s for s in late.segs if s.tag == "req"][3]
     a = conv(42400, 92, t0 + 5)
     b = conv(42401, 93, t0 + 35)

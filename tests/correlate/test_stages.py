@@ -36,7 +36,7 @@ def _convs() -> tuple[Conv, Conv, Conv]:
     early = Conv(client=("192.0.2.10", 50003), server=("198.51.100.80", 443), seed=5)
     early.t = denied.t + 0.5
     early.handshake()
-    early.request(b"GET /lost HTTP/1.1\r\n\r\n")
+    early.request(b"GET /lost HTTP/1.1\r\n\r\n", resent=(0,))  # (lost once: `_write_stages`)
     return ok, denied, early
 
 
