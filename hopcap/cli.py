@@ -647,7 +647,7 @@ def _print_verdict(verdict: Verdict, *, show_all: bool = False, flow_id: str | N
 
 
 def _print_flow(verdict: Verdict, flow_id: str) -> bool:
-    from hopcap.bundle.report import finding_what, iso
+    from hopcap.bundle.report import finding_what, seen_when
 
     fl = next((f for f in verdict.flows if f.id == flow_id), None)
     if fl is None:
@@ -681,12 +681,12 @@ def _print_flow(verdict: Verdict, flow_id: str) -> bool:
                 f"{f.between[0]} -> {f.between[1]}",
                 f.packets,
                 f.bytes,
-                iso(f.first_ts),
+                seen_when(f),
                 finding_what(f),
             ]
             for f in fl.findings
         ]
-        headers = ["kind", "dir", "between", "packets", "bytes", "first seen", "what"]
+        headers = ["kind", "dir", "between", "packets", "bytes", "seen", "what"]
         typer.echo(tabulate(rows, headers=headers))
     else:
         typer.echo("no findings")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -509,6 +509,9 @@ class Finding:
     # `around` only: the capture points (path order) the packets never crossed, whose
     # captures lost nothing: they went another way between the two points of `between`
     around: tuple[str, ...] | None = None
+    # the capture time of its last packet, where it has several over a span of time (a
+    # drop that went on for minutes); None: one packet or one instant (or an older verdict)
+    last_ts: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = json_default(self)
@@ -516,6 +519,13 @@ class Finding:
         if self.around is not None:
             d["around"] = list(self.around)
         return d
+
+
+def last_of(fs: Iterable[Finding], first_ts: float | None) -> float | None:
+    """`last_ts` of one finding made of the packets of `fs` whose first is at `first_ts`."""
+    ts = [x.first_ts if x.last_ts is None else x.last_ts for x in fs]
+    t1 = max((t for t in ts if t is not None), default=None)
+    return t1 if t1 is not None and first_ts is not None and t1 > first_ts else None
 
 
 @_quick_init
@@ -572,26 +582,31 @@ def json_default(o: Any) -> dict[str, Any]:
     per object of the verdict (tens of thousands: the shapes are written out here, no
     call per object beyond this one). TypeError for anything else."""
     t = type(o)
+    d: dict[str, Any]
     if t is Finding:
         if o.around is not None:
-            return {"kind": o.kind, "direction": o.direction, "between": o.between,
-                    "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
-                    "what": o.what, "around": o.around}  # fmt: skip
-        if o.field is None and o.kind != "rewrite":
-            return {"kind": o.kind, "direction": o.direction, "between": o.between,
-                    "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
-                    "what": o.what}  # fmt: skip
-        return {"kind": o.kind, "direction": o.direction, "between": o.between,
-                "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
-                "what": o.what, "field": o.field, "before": o.before,
-                "after": o.after}  # fmt: skip
+            d = {"kind": o.kind, "direction": o.direction, "between": o.between,
+                 "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
+                 "what": o.what, "around": o.around}  # fmt: skip
+        elif o.field is None and o.kind != "rewrite":
+            d = {"kind": o.kind, "direction": o.direction, "between": o.between,
+                 "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
+                 "what": o.what}  # fmt: skip
+        else:
+            d = {"kind": o.kind, "direction": o.direction, "between": o.between,
+                 "packets": o.packets, "bytes": o.bytes, "first_ts": o.first_ts,
+                 "what": o.what, "field": o.field, "before": o.before,
+                 "after": o.after}  # fmt: skip
+        if o.last_ts is not None:
+            d["last_ts"] = o.last_ts
+        return d
     if t is Leg:
         if o.tunnel is None and not o.details and o.part is None:  # most legs
             if o.latency_s is None:
                 return {"point": o.point, "tuple": o.tuple, "link": o.link}
             return {"point": o.point, "tuple": o.tuple, "link": o.link,
                     "latency_s": o.latency_s}  # fmt: skip
-        d: dict[str, Any] = {"point": o.point, "tuple": o.tuple, "link": o.link}
+        d = {"point": o.point, "tuple": o.tuple, "link": o.link}
         if o.tunnel:
             d["tunnel"] = o.tunnel
         if o.details:
@@ -787,6 +802,7 @@ class Verdict:
                         before=x.get("before"),
                         after=x.get("after"),
                         around=tuple(x["around"]) if x.get("around") is not None else None,
+                        last_ts=x.get("last_ts"),
                     )
                     for x in f.get("findings", ())
                 ),

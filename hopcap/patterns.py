@@ -214,13 +214,19 @@ _BYTES = operator.attrgetter("bytes")
 _TS = operator.attrgetter("first_ts")
 
 
+def _last(f: Finding) -> float | None:
+    return f.first_ts if f.last_ts is None else f.last_ts
+
+
 def _span(fs: list[Finding]) -> tuple[float | None, float | None]:
-    """The earliest and the latest first_ts of `fs` (None: none has one)."""
+    """The earliest first packet and the latest last packet of `fs` (None: none has a
+    time)."""
     try:
-        return min(map(_TS, fs)), max(map(_TS, fs))
+        return min(map(_TS, fs)), max(map(_last, fs))  # type: ignore[type-var]
     except TypeError:  # some None among them
         ts = [t for t in map(_TS, fs) if t is not None]
-        return (min(ts), max(ts)) if ts else (None, None)
+        ls = [t for t in map(_last, fs) if t is not None]
+        return (min(ts), max(ls)) if ts else (None, None)
 
 
 def seen_span(p: Pattern) -> str:

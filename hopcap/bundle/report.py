@@ -73,6 +73,18 @@ def iso(ts: float | None) -> str:
     )
 
 
+def seen_when(f: Finding) -> str:
+    """When a finding's packets were seen (UTC): its first packet, and its last where they
+    span a time (a drop that went on: `...T21:44:39.881Z to 21:46:10.002Z`)."""
+    first = iso(f.first_ts)
+    if f.last_ts is None or f.first_ts is None:
+        return first
+    last = iso(f.last_ts)
+    if last[:10] == first[:10]:  # the same day: its time of day
+        last = last[11:]
+    return f"{first} to {last}"
+
+
 def _secs(v: float | None, unit: str = "ms") -> str:
     if v is None:
         return "?"
@@ -589,7 +601,7 @@ def _md_flow(fl: Flow) -> list[str]:
     L.append(f"**{_md(fl.summary)}**")
     L += [
         "",
-        "| kind | direction | between | packets | bytes | first seen | what |",
+        "| kind | direction | between | packets | bytes | seen | what |",
         "|---|---|---|---|---|---|---|",
     ]
     shown, more = shown_findings(fl)
@@ -597,7 +609,7 @@ def _md_flow(fl: Flow) -> list[str]:
         what = finding_what(f)
         L.append(
             f"| {_md(f.kind)} | {_md(f.direction)} | {_md(f.between[0])} -> {_md(f.between[1])} "
-            f"| {f.packets} | {f.bytes} | {iso(f.first_ts)} | {_md(what)} |"
+            f"| {f.packets} | {f.bytes} | {seen_when(f)} | {_md(what)} |"
         )
     if more:
         L += ["", _md(more)]
@@ -905,7 +917,7 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
         f"<h3>{_h(fl.id)}: {_h(fl.client)} -&gt; {_h(fl.server)} ({_h(fl.proto)})</h3>",
         f'<p class="summary-line">{_h(fl.summary)}</p>',
         "<table><thead><tr><th>kind</th><th>direction</th><th>between</th><th>packets</th>"
-        "<th>bytes</th><th>first seen</th><th>what</th></tr></thead><tbody>",
+        "<th>bytes</th><th>seen</th><th>what</th></tr></thead><tbody>",
     ]
     shown, more = shown_findings(fl)
     for f in shown:
@@ -914,7 +926,7 @@ def _html_flow(fl: Flow, path: Sequence[str]) -> list[str]:
             f'<tr><td class="k-{_h(f.kind)}">{_h(f.kind)}</td><td>{_h(f.direction)}</td>'
             f'<td class="nw">{_h(f.between[0])} -&gt; {_h(f.between[1])}</td>'
             f'<td class="num">{f.packets:,}</td><td class="num">{f.bytes:,}</td>'
-            f'<td class="nw">{_h(iso(f.first_ts))}</td><td>{_h(what)}</td></tr>'
+            f'<td class="nw">{_h(seen_when(f))}</td><td>{_h(what)}</td></tr>'
         )
     H.append("</tbody></table>")
     if more:

@@ -29,6 +29,7 @@ from hopcap.correlate.reader import (
     PacketTable,
     endpoint_str,
     last_ts,
+    rows_last_ts,
     tunnel_str,
 )
 from hopcap.correlate.summary import findings_summary, flow_summary, sentence, where
@@ -1037,9 +1038,10 @@ def _findings_of(ctx: _SimpleCtx, i: int) -> tuple[Finding, ...] | None:
                 if any(blind_[j : j + n]):
                     return None
                 text, nb, ts0 = _tallied(cols[slot], j, n)
-                drops.append(Finding("drop", direction, pairs[slot], n, nb,
-                                     (ts0 - ctx.up_off[slot]) / NS, text, None, None, None,
-                                     kinds[j]))  # fmt: skip
+                off = ctx.up_off[slot]
+                drops.append(Finding("drop", direction, pairs[slot], n, nb, (ts0 - off) / NS,
+                                     text, None, None, None, kinds[j],
+                                     last_ts=_last_of(cols[slot], j, n, ts0, off)))  # fmt: skip
         g = d.rw[i]
         if g is None:
             continue
@@ -1054,9 +1056,10 @@ def _findings_of(ctx: _SimpleCtx, i: int) -> tuple[Finding, ...] | None:
                 cols[slot][0][j], cols[slot][1][j], cols[slot][2][j])  # fmt: skip
             if nvals > 1:
                 text += f"; {nvals} different values, e.g. {rw0.before} -> {rw0.after}"
-            rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb,
-                                    (ts0 - ctx.up_off[slot]) / NS, text, fld, rw0.before,
-                                    rw0.after))  # fmt: skip
+            off = ctx.up_off[slot]
+            rewrites.append(Finding("rewrite", direction, pairs[slot], n, nb, (ts0 - off) / NS,
+                                    text, fld, rw0.before, rw0.after,
+                                    last_ts=_last_of(cols[slot], j, n, ts0, off)))  # fmt: skip
     # in `_order`: drops, then rewrites, each by time (a stable sort)
     if len(drops) > 1:
         _by_time(drops)
@@ -1079,6 +1082,14 @@ def _by_time(fs: list[Finding]) -> None:
 
 
 _PLAIN = frozenset({int, str, type(None)})  # values equal as keys only when their str is
+
+
+def _last_of(cols: _Cols, i: int, n: int, ts0: int, off: int) -> float | None:
+    """`_last_ts` of the `n` rows from position `i` of a slot's columns."""
+    if n < 2:
+        return None
+    t1 = max(cols[2][i : i + n])
+    return (t1 - off) / NS if t1 > ts0 else None
 
 
 def _tallied(cols: _Cols, i: int, n: int) -> tuple[str, int, int]:
@@ -1163,8 +1174,9 @@ class _Chain:
         """A finding of `rows` of point `p` (`what`: their `_describe`)."""
         text, nbytes, ts0 = what
         at = (ts0 - p.offset_ns) / NS
+        last = rows_last_ts(p.table.ts, rows, p.offset_ns)
         self.findings.append(
-            Finding(kind, direction, between, len(rows), nbytes, at, text, **kw)  # type: ignore[arg-type]
+            Finding(kind, direction, between, len(rows), nbytes, at, text, last_ts=last, **kw)  # type: ignore[arg-type]
         )
 
     def lost(
@@ -1361,8 +1373,9 @@ class _Chain:
             if h is None:
                 continue
             rows = self.own(ju, ("c" if direction == "c2s" else "s", id(h)), h.idx.tolist)
+            rows = hop.judged_rows(direction, rows)
             if not rows:
-                continue
+                continue  # (or another time slice's)
             skipped = [pts[m] for m in hop.around]
             names = tuple(p.name for p in skipped)
             t = up.table
@@ -1419,10 +1432,9 @@ class _Chain:
         if got is None:
             return False
         h, why = got
+        direction: Direction = "c2s" if h is leg.c else "s2c"
         rows = self.own(i, ("c" if h is leg.c else "s", id(h)), h.idx.tolist)
-        if hop.judged is not None:
-            judged = set(hop.judged)
-            rows = [r for r in rows if r in judged]
+        rows = hop.judged_rows(direction, rows)
         if not rows:
             return True  # (another time slice's)
         t = pa.table
@@ -1431,7 +1443,6 @@ class _Chain:
             f"seen at {pa.name} and answered, never at {pb.name}, but {why}: cannot tell "
             f"whether it crossed {pb.name} or was answered before it; {desc}"
         )
-        direction: Direction = "c2s" if h is leg.c else "s2c"
         between = (pa.name, pb.name) if direction == "c2s" else (pb.name, pa.name)
         self.add("gap", direction, between, pa, rows, (text, nb, ts0),
                  packet=packet_kind(t, rows[0]))  # fmt: skip
@@ -1663,6 +1674,7 @@ class _Chain:
 
 
 _MIN = np.minimum.reduce
+_MAX = np.maximum.reduce
 
 
 def rewrite_groups(rws: Sequence[Rewrite]) -> list[tuple[str, list[int], Rewrite, int]]:

@@ -16,7 +16,16 @@ from hopcap.correlate._fastwalk import rows_of
 from hopcap.correlate.conns import Half, PointConns
 from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
-from hopcap.correlate.reader import ACK, RST, SYN, PacketTable, captured_tcp
+from hopcap.correlate.reader import (
+    ACK,
+    RST,
+    SYN,
+    PacketTable,
+    captured_dgrams,
+    captured_first,
+    captured_last,
+    captured_tcp,
+)
 from hopcap.model import LinkKind, PointInput
 
 I64 = npt.NDArray[np.int64]
@@ -86,10 +95,11 @@ class Point:
         its first and last packet (None: not known; the first packet then: none)."""
         got = self._listened
         if got is None:
-            t = self.pc.table if self.pc is not None else None
-            n = len(t) if t is not None else 0
-            lo = self.start_ns if self.start_ns is not None or not n else int(t.ts.min())  # type: ignore[union-attr]
-            hi = self.stop_ns if self.stop_ns is not None or not n else int(t.ts.max())  # type: ignore[union-attr]
+            lo, hi = self.start_ns, self.stop_ns
+            if self.pc is not None:  # (of the whole capture: a time slice's table holds part)
+                t = self.pc.table
+                lo = captured_first(t) if lo is None else lo
+                hi = captured_last(t) if hi is None else hi
             got = self._listened = (lo, hi)
         return got
 
@@ -165,9 +175,17 @@ class Hop:
     # hops whose direction `skip` went around the points they join (`around_dir` of a
     # bypass): that direction is not matched there (the bypass matches it)
     skip: str | None = None
-    # a time slice's: the rows of a flow answered before `b` while `b` was not capturing
-    # that its window judges (`findings._Chain.answered_blind`; None: all of them)
-    judged: list[int] | None = None
+    # a time slice's: per direction, the rows its window judges of a flow answered before
+    # `b` while `b` was not capturing (`findings._Chain.answered_blind`) or of one that
+    # went around the points between (`findings._Chain.went_around`; None: all of them)
+    judged: dict[str, list[int]] | None = None
+
+    def judged_rows(self, direction: str, rows: list[int]) -> list[int]:
+        """Those of `rows` (of `direction`) that a time slice judges (`judged`)."""
+        if self.judged is None:
+            return rows
+        keep = set(self.judged.get(direction, ()))
+        return [r for r in rows if r in keep]
 
 
 @dataclass(slots=True)
@@ -583,8 +601,7 @@ def tunnel_end(inner: Point, outer: Point) -> bool:
     it (the tunnel's legs join it, `tunnel.join_across_tunnels`)."""
     if inner.host != outer.host or not inner.iface or not outer.iface or outer.pc is None:
         return False
-    d = outer.pc.table.dgram
-    return d is not None and len(d) > 0
+    return captured_dgrams(outer.pc.table) > 0  # (the whole capture's, not a time slice's)
 
 
 def _across_to(

@@ -43,6 +43,7 @@ from hopcap.model import (
     Verdict,
     any_broken,
     flow_ids,
+    last_of,
 )
 
 
@@ -507,6 +508,7 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
                     f.first_ts,
                     f"{h1} answered with RST (the connection was addressed to {h1} itself, "
                     f"{dst}): {f.what}",
+                    last_ts=last_of(refused, f.first_ts),
                 )
             )
     if starts and hi0 > 0:

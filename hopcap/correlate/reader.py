@@ -70,10 +70,42 @@ def captured_tcp(t: PacketTable) -> int:
     return len(t) if t.tcp_rows is None else t.tcp_rows
 
 
+def captured_first(t: PacketTable) -> int | None:
+    """The first TCP packet of a table's whole capture (its own clock), None: none."""
+    if t.first_ns is not None:
+        return t.first_ns
+    return int(t.ts.min()) if len(t) else None
+
+
+def captured_dgrams(t: PacketTable) -> int:
+    """Datagrams (UDP, ICMP, ESP) of a table's whole capture."""
+    if t.dgram_rows is not None:
+        return t.dgram_rows
+    return len(t.dgram) if t.dgram is not None else 0
+
+
+def captured_proto(t: PacketTable, proto: int) -> bool:
+    """Whether a table's whole capture holds flow datagrams (not ICMP errors) of `proto`."""
+    if t.dgram_protos is not None:
+        return proto in t.dgram_protos
+    d = t.dgram
+    return d is not None and bool(np.any(d.proto[d.role == 0] == proto))
+
+
 def last_ts(t: Any) -> int:
     """The last packet of a (TCP or datagram) table's capture, on its own clock."""
     end = getattr(t, "last_ns", None)
     return int(t.ts.max()) if end is None else int(end)
+
+
+def rows_last_ts(ts: npt.NDArray[np.int64], rows: list[int], offset_ns: int) -> float | None:
+    """`Finding.last_ts` of the packets `rows` of a table whose capture times are `ts`: its
+    last packet's time (seconds, on the first point's clock), None when all are one."""
+    if len(rows) < 2:
+        return None
+    x = ts[rows]
+    t1 = int(x.max())
+    return (t1 - offset_ns) / 1_000_000_000 if t1 > int(x.min()) else None
 
 
 def captured_last(t: Any) -> int | None:
@@ -128,6 +160,11 @@ class PacketTable:
     # capture's last TCP packet (its own clock), which `ts` of a slice may not hold
     last_ns: int | None = None
     tcp_rows: int | None = None  # and its TCP packets (`captured_tcp`)
+    first_ns: int | None = None  # its first TCP packet (`captured_first`)
+    # its datagrams (`captured_dgrams`) and the protocols of its flow datagrams
+    # (`captured_proto`): a slice's `dgram` may hold none of them
+    dgram_rows: int | None = None
+    dgram_protos: frozenset[int] | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

@@ -90,7 +90,7 @@ from hopcap.correlate.tunnelcut import (
 )
 from hopcap.correlate.udp import DFacts, DFlowB, dtable
 from hopcap.errors import CorrelationError
-from hopcap.model import Finding, PointInput, Verdict
+from hopcap.model import Finding, PointInput, Verdict, last_of
 from hopcap.units import size_text
 
 log = logging.getLogger("hopcap.correlate")
@@ -367,6 +367,8 @@ class Scan:
     esp: U64 = field(default_factory=lambda: np.zeros(0, np.uint64))
     # the table's warning about packets captured twice (`reader.forwarded_twice`)
     forwarded: str | None = None
+    # the protocols of its flow datagrams (`reader.captured_proto`)
+    dgram_protos: frozenset[int] = frozenset()
     # the exact copies removed (`copies`): per chunk that has any, its TCP rows' and its
     # datagrams' (packed bits, None: none; at most a bit a packet, the one state that grows
     # with packets: a slice's read removes the very rows the scan did), and the warning
@@ -750,6 +752,7 @@ def scan(path: Path) -> Scan:
     t_first: int | None = None
     t_last: int | None = None
     d_last: int | None = None
+    protos: set[int] = set()
     # the first TCP rows' columns (TWICE_ROWS of them, and as many without exact copies)
     # and which are copies
     twice: list[tuple[dict[str, Any], npt.NDArray[np.bool_]]] = []
@@ -787,6 +790,7 @@ def scan(path: Path) -> Scan:
             dg += len(d)
             dk = conns.at_time(dgram_keys(d), d.ts)  # an ICMP error about a connection
             flow = d.role == 0
+            protos.update(np.unique(d.proto[flow]).tolist())
             ks.append(pieces.add(dk, d.ts, flow))
             tun = flow & (d.proto == ESP)
             if tun.any():
@@ -857,6 +861,7 @@ def scan(path: Path) -> Scan:
     sc.copies = copied
     if removed:
         sc.copied = copies.copies_warning(path.name, n_copies)
+    sc.dgram_protos = frozenset(protos)
     return sc
 
 
@@ -953,7 +958,9 @@ def read_slice(
         t.dgram = stack_rows(dgs, sc.path, sc.buf)
         t.dgram.conv = np.concatenate(convs)
         dgs.clear()
-    t.last_ns, t.tcp_rows = sc.tcp_last, sc.tcp_rows
+    # the whole capture's facts that what a slice reads may not hold
+    t.last_ns, t.tcp_rows, t.first_ns = sc.tcp_last, sc.tcp_rows, sc.tcp_first
+    t.dgram_rows, t.dgram_protos = sc.dgram_rows, sc.dgram_protos
     if t.dgram is not None:
         t.dgram.last_ns = sc.dgram_last
         if ck.shape[0] and len(t.dgram) and t.dgram.conv is not None:
@@ -1431,7 +1438,9 @@ def _judge(
     if subs is not None:
         subs[:] = [{} for _ in f.subs]
     for ch in chains([f]):
-        for j, hop in enumerate(ch.hops):
+        # its hops, and the ways of one direction around legs of it (`flows.add_bypasses`:
+        # no hop of the chain, no latency of a leg)
+        for j, hop in [*enumerate(ch.hops), *((-1, by) for _iu, _jd, by in ch.bypass)]:
             for d, dm, up, down in ((0, hop.c2s, hop.a, hop.b), (1, hop.s2c, hop.b, hop.a)):
                 if dm is None:
                     continue
@@ -1447,10 +1456,21 @@ def _judge(
                     ok = inside(up, [rw.a_row for rw in dm.rewrites]).tolist()
                     dm.rewrites = [rw for rw, y in zip(dm.rewrites, ok, strict=True) if y]
                 hist = _keep_judged(dm, inside, up, down)
-                if hist is not None and ch is f:
+                if hist is None or j < 0:
+                    continue
+                if ch is f:
                     delays[(j, d)] = hist
-                elif hist is not None and subs is not None and id(ch) in own:
+                elif subs is not None and id(ch) in own:
                     subs[own[id(ch)]][(j, d)] = hist
+        # the packets of the hops that went around points, both ways or one
+        # (`findings._Chain.went_around`; the legs' rows stay, the hops next to them read
+        # them): those judged here, by their time at the point before the points around
+        arounds = [(j, j + 1, hop) for j, hop in enumerate(ch.hops) if hop.around]
+        for iu, jd, hop in [*arounds, *ch.bypass]:
+            hop.judged = {}
+            for way, h, at in (("c2s", ch.legs[iu].c, hop.a), ("s2c", ch.legs[jd].s, hop.b)):
+                if h is not None:
+                    hop.judged[way] = h.idx[inside(at, h.idx)].tolist()
         if ch is f and (got0 := entered_unseen(pts, present_of(pts), f)) is not None:
             # (a gap: `findings._Chain.entered_unseen`)
             f.judged = got0[0].idx[inside(f.legs[0].point, got0[0].idx)].tolist()
@@ -1480,7 +1500,8 @@ def _judge(
                 elif h is unseen.get(j):
                     # (a gap: `findings._Chain.answered_blind`; the leg's rows stay, a
                     # proxy's fronts read them)
-                    ch.hops[j].judged = h.idx[inside(leg.point, h.idx)].tolist()
+                    way = "c2s" if h is leg.c else "s2c"
+                    ch.hops[j].judged = {way: h.idx[inside(leg.point, h.idx)].tolist()}
                 for flag in (SYN, RST):
                     rows_f = p._flag_rows(flag)
                     got = rows_f.get(h.hid)
@@ -2307,7 +2328,7 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
     resp = sum(x.resp for x in segs)
     lr = [x.last_req for x in segs if x.last_req is not None]
     cl = [x.close for x in segs if x.close is not None]
-    from hopcap.correlate.summary import findings_summary, outcome_words
+    from hopcap.correlate.summary import flow_words, outcome_words
 
     # beyond a proxy: every connection any slice built of it, its legs and findings apart
     # (`finish_flow`: the flow's own chain, then each in turn; failed attempts named last)
@@ -2323,11 +2344,9 @@ def _merge(pts: list[Point], segs: list[_Seg], subs: list[_Sub]) -> Built:
     tried_ids = {id(x) for x in tried}
 
     def words(fs: list[Finding]) -> str:
-        said = findings_summary({p.name: p for p in pts}, fs)
-        if said is not None:
-            return said
-        return outcome_words(legs, req, resp, max(lr) if lr else None,
-                             min(cl) if cl else None, head.answered)  # fmt: skip
+        return flow_words(pts, fs, lambda: outcome_words(
+            legs, req, resp, max(lr) if lr else None, min(cl) if cl else None, head.answered
+        ))  # fmt: skip
 
     summary = words([x for x in findings if id(x) not in tried_ids])
     if n_att:
@@ -2686,6 +2705,7 @@ def _merge_dfindings(fs: list[Finding], segs: list[_Seg]) -> Finding:
         bytes=sum(x.bytes for x, _g in ok),
         first_ts=first.first_ts,
         what=_dtext(base, n, nvals),
+        last_ts=last_of((x for x, _g in ok), first.first_ts),
     )
 
 
@@ -2817,6 +2837,7 @@ def _merge_findings(fs: list[Finding]) -> Finding:
         bytes=sum(x.bytes for x in fs),
         first_ts=first.first_ts,
         what=f"{head} ({parts}){tail}",
+        last_ts=last_of(fs, first.first_ts),
     )
 
 

@@ -3,7 +3,7 @@ finding kind for TCP flows, datagram flows and the hosts' own flows alike."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hopcap.model import Finding, Leg
@@ -113,22 +113,30 @@ def flow_summary(pts: list[Point], f: FlowB, findings: list[Finding], legs: list
     """The flow's first finding in words (`findings` in order), or how it went through."""
     from hopcap.correlate.reader import FIN, RST
 
+    def outcome() -> str:
+        # a request with no answer at all is not "OK", even when every hop delivered it
+        first = f.legs[0]
+        t0 = pts[first.point].table
+        req = int(t0.plen[first.c.idx].sum()) if first.c is not None else 0
+        resp = int(t0.plen[first.s.idx].sum()) if first.s is not None else 0
+        last_req = close = None
+        if req and not resp and first.c is not None:
+            c_rows = first.c.idx
+            last_req = int(t0.ts[c_rows[t0.plen[c_rows] > 0][-1]])
+            closes = c_rows[(t0.flags[c_rows] & (FIN | RST)) != 0]
+            close = int(t0.ts[closes[0]]) if closes.shape[0] else None
+        return outcome_words(legs, req, resp, last_req, close, answered_before(pts, f))
+
+    return flow_words(pts, findings, outcome)
+
+
+def flow_words(pts: Sequence[Point], findings: list[Finding], outcome: Callable[[], str]) -> str:
+    """A TCP flow's summary: its first finding in words (`findings` in order), else
+    `outcome()` (how it went through); then the points it went around (`around_words`)."""
     said = findings_summary({p.name: p for p in pts}, findings)
     went = around_words(findings, host_points(p.name for p in pts))
-    if said is not None:
-        return said + (f"; {went}" if went else "")
-    # a request with no answer at all is not "OK", even when every hop delivered it
-    first = f.legs[0]
-    t0 = pts[first.point].table
-    req = int(t0.plen[first.c.idx].sum()) if first.c is not None else 0
-    resp = int(t0.plen[first.s.idx].sum()) if first.s is not None else 0
-    last_req = close = None
-    if req and not resp and first.c is not None:
-        c_rows = first.c.idx
-        last_req = int(t0.ts[c_rows[t0.plen[c_rows] > 0][-1]])
-        closes = c_rows[(t0.flags[c_rows] & (FIN | RST)) != 0]
-        close = int(t0.ts[closes[0]]) if closes.shape[0] else None
-    said = outcome_words(legs, req, resp, last_req, close, answered_before(pts, f))
+    if said is None:
+        said = outcome()
     return said + (f"; {went}" if went else "")
 
 

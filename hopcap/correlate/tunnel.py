@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from hopcap.correlate.dgram import ESP, UDP, DgramTable, describe
 from hopcap.correlate.icmp import all_legs
+from hopcap.correlate.reader import rows_last_ts
 from hopcap.correlate.udp import DFlowB, dtable, is_local
 from hopcap.model import Direction, Finding, FindingKind, Leg
 
@@ -264,8 +265,18 @@ def report_lost(
         why = blind(py, int(tx.ts[rr[0]])) if kind == "gap" else None
         tail = f"; but {why}: cannot tell whether it was lost" if why else ""
         ts = (int(tx.ts[rr].min()) - px.offset_ns) / NS
+        last = rows_last_ts(tx.ts, rr, px.offset_ns)
         fl.extra.append(
-            Finding(kind, direction, (px.name, py.name), len(rr), nb, ts, f"{what}: {text}{tail}")
+            Finding(
+                kind,
+                direction,
+                (px.name, py.name),
+                len(rr),
+                nb,
+                ts,
+                f"{what}: {text}{tail}",
+                last_ts=last,
+            )
         )
 
 

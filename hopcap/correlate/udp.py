@@ -41,7 +41,7 @@ from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 if TYPE_CHECKING:
     from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import Point
-from hopcap.correlate.reader import last_ts
+from hopcap.correlate.reader import captured_proto, last_ts, rows_last_ts
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -131,10 +131,9 @@ def build_dgram_flows(pts: list[Point], present: list[int]) -> list[DFlowB]:
                 hop = DHop(a, b, missing=list(range(a + 1, b)))
                 fl.hops.append(hop)
                 if g is None or g in claimed[b]:
-                    tb = tabs.get(b)
                     if is_local(cur):
                         hop.ended = "local"  # broadcast / multicast: not routed on
-                    elif tb is None or not np.any(tb.proto[tb.role == 0] == cur.proto):
+                    elif not captured_proto(pts[b].table, cur.proto):  # (its whole capture)
                         hop.ended = "nothing"
                     else:
                         hop.ended = "answered" if cur.s.shape[0] else "unanswered"
@@ -549,6 +548,9 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     def fts(p: Point, rows: list[int]) -> float:
         return (int(tab(p).ts[rows].min()) - p.offset_ns) / NS
 
+    def lts(p: Point, rows: list[int]) -> float | None:
+        return rows_last_ts(tab(p).ts, rows, p.offset_ns)
+
     def add_lost(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
         if not rows:
             return
@@ -557,7 +559,16 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         if drop:
             what, nb = describe(t, drop)
             findings.append(
-                Finding("drop", d, (up.name, down.name), len(drop), nb, fts(up, drop), what)
+                Finding(
+                    "drop",
+                    d,
+                    (up.name, down.name),
+                    len(drop),
+                    nb,
+                    fts(up, drop),
+                    what,
+                    last_ts=lts(up, drop),
+                )
             )
         if gap:
             what, nb = describe(t, gap)
@@ -571,6 +582,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                     nb,
                     fts(up, gap),
                     f"{text}they were lost; {what}",
+                    last_ts=lts(up, gap),
                 )
             )
 
@@ -582,7 +594,16 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         if inj:
             what, nb = describe(t, inj)
             findings.append(
-                Finding("inject", d, (up.name, down.name), len(inj), nb, fts(down, inj), what)
+                Finding(
+                    "inject",
+                    d,
+                    (up.name, down.name),
+                    len(inj),
+                    nb,
+                    fts(down, inj),
+                    what,
+                    last_ts=lts(down, inj),
+                )
             )
         if gap:
             what, nb = describe(t, gap)
@@ -595,6 +616,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                     nb,
                     fts(down, gap),
                     f"seen at {down.name}, not at {up.name}, but {why}; {what}",
+                    last_ts=lts(down, gap),
                 )
             )
 
@@ -623,7 +645,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                     )
                 ):
                     findings += _unanswered(
-                        t, pa, leg.f.proto, rows, ls.tolist(), describe, fts, pa.host
+                        t, pa, leg.f.proto, rows, ls.tolist(), describe, fts, lts, pa.host
                     )
             if hop.ended == "unanswered":
                 add_lost("c2s", pa, pb, judged(hop.a, leg.f.c).tolist())
@@ -647,6 +669,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                             f"seen at {pa.name} and answered, never at {pb.name}, but {why}: "
                             f"cannot tell whether they crossed {pb.name} or were answered "
                             f"before it; {what}",
+                            last_ts=lts(pa, rows),
                         )
                     )
             elif hop.ended == "nothing":
@@ -694,6 +717,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                         field=fld,
                         before=rws[0].before,
                         after=rws[0].after,
+                        last_ts=lts(up, rows),
                     )
                 )
     # the far end: an echo request or a DNS query that reached the last point unanswered
@@ -708,7 +732,9 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         rows = judged(last.point, lf.c).tolist()
         if asks and request and lf.s.shape[0] and rows:
             beyond = pl.host if pl.iface else "server"
-            findings += _unanswered(t, pl, lf.proto, rows, lf.s.tolist(), describe, fts, beyond)
+            findings += _unanswered(
+                t, pl, lf.proto, rows, lf.s.tolist(), describe, fts, lts, beyond
+            )
         elif asks and request and lf.s.shape[0] == 0 and rows:
             what, nb = describe(t, rows)
             beyond = pl.host if pl.iface else "server"
@@ -875,6 +901,7 @@ def _unanswered(
     answers: list[int],
     describe: Callable[[DgramTable, list[int]], tuple[str, int]],
     fts: Callable[[Point, list[int]], float],
+    lts: Callable[[Point, list[int]], float | None],
     beyond: str,
 ) -> list[Finding]:
     """The requests of a flow, some answered, that reached point `pl`, the last it was seen
@@ -897,7 +924,7 @@ def _unanswered(
         what, nb = describe(t, lost)
         text = f"{what}: reached {pl.name}, never answered by {beyond} ({of})"
         out.append(Finding("drop", "c2s", (pl.name, beyond), len(lost), nb, fts(pl, lost),
-                           text, unanswered=True))  # fmt: skip
+                           text, unanswered=True, last_ts=lts(pl, lost)))  # fmt: skip
     if late:
         what, nb = describe(t, late)
         why = (
@@ -907,5 +934,5 @@ def _unanswered(
         )
         text = f"{what}: no answer seen ({of}), but the capture at {pl.name} {why}"
         out.append(Finding("gap", "c2s", (pl.name, beyond), len(late), nb, fts(pl, late),
-                           text, unanswered=True))  # fmt: skip
+                           text, unanswered=True, last_ts=lts(pl, late)))  # fmt: skip
     return out

@@ -66,11 +66,12 @@ def four_points(nat_of: Callable[[Any], Any], **kw: Any) -> list[tuple[str, Call
     ]  # fmt: skip
 
 
-def dns_flows(n: int) -> list[UConv]:
+def dns_flows(n: int, every: float = 0.01) -> list[UConv]:
+    """`n` DNS queries, each answered, `every` seconds apart."""
     out = []
     for i in range(n):
-        c = UConv(("203.0.113.10", 40000 + i), ("203.0.113.53", 53), t0=1_763_790_000.0 + i * 0.01,
-                  seed=i)  # fmt: skip
+        c = UConv(("203.0.113.10", 40000 + i), ("203.0.113.53", 53),
+                  t0=1_763_790_000.0 + i * every, seed=i)  # fmt: skip
         q = dns_query(0x1000 + i, f"host{i}.example.test")
         c.send(C2S, q)
         c.send(S2C, dns_answer(q, "192.0.2.7"), dt=0.0004)

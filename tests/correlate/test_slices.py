@@ -548,6 +548,31 @@ def test_datagrams_and_icmp_errors_sliced(tmp_path: Path) -> None:
     assert {"icmp", "drop"} <= kinds
 
 
+def test_a_point_that_captured_udp_in_other_slices_only(tmp_path: Path) -> None:
+    """DNS queries in the first 2 s through a NAT firewall, TCP connections all along, and
+    8 s in a query the firewall drops: fw:eth1 captured UDP, only none in that query's
+    slice. Before: that slice said "fw:eth1 captured no UDP packets at all" (a gap); the
+    whole capture's verdict is a drop inside fw."""
+    from pcapgen import UConv, dns_query
+    from test_dgram import dns_flows, four_points, nat, write_points
+    from test_path import http_conv
+
+    t0 = 1_763_790_000.0
+    dns = dns_flows(6, every=0.3)
+    late = UConv(("203.0.113.10", 41000), ("203.0.113.53", 53), t0=t0 + 8.0, seed=99)
+    late.send(C2S, dns_query(0xBEEF, "late.example.test"))
+    tcp = [http_conv(44000 + i, seed=700 + i, t0=t0 + i * 0.4) for i in range(30)]
+    convs = [*dns, late, *tcp]
+    ports = {id(c): 31000 + i for i, c in enumerate(convs)}
+    gone = {"drop": lambda g: g.conv is late}
+    views = four_points(lambda c: nat(c, ports[id(c)]), **{"fw:eth1": gone, "srv:eth0": gone})
+    one = _same(write_points(tmp_path, convs, views), (40, 120))
+    (fl,) = [fl for fl in one["flows"] if fl["client"] == "203.0.113.10:41000"]
+    assert [(f["kind"], f["between"], f["packets"]) for f in fl["findings"]] == [
+        ("drop", ["fw:eth0", "fw:eth1"], 1)
+    ]
+
+
 def test_huge_udp_conversation_cut_with_the_tcp_one(tmp_path: Path) -> None:
     """A long UDP conversation (a QUIC-like download with datagrams lost at the
     firewall) next to a huge TCP connection and DNS queries, through NAT: both are cut
