@@ -572,6 +572,15 @@ void hopcap_read_pcap(const uint8_t *buf, long size, int be, long mult, long max
     if (m) put_block(out, width, j, c, ts, m);
     st[0] = pos; st[1] = n; st[2] = j + m; st[3] = k; st[4] = reason;
 }
+/* PASS(T) for the C type of a column of `kind` (bytes per value, negative when signed) */
+#define BY_WIDTH(kind, PASS) switch (kind) { \
+        case 8: case -8: PASS(int64_t) break; \
+        case 4: PASS(uint32_t) break; \
+        case -4: PASS(int32_t) break; \
+        case 2: PASS(uint16_t) break; \
+        case -2: PASS(int16_t) break; \
+        case 1: PASS(uint8_t) break; \
+        default: PASS(int8_t) break; }
 /* conns.mix (hopcap_mix's values) over columns of any integer width and any stride, read
    in place: no int64 copy of a narrow column, a broadcast column (stride 0) never
    materialised. kind: bytes per value, negative when signed (sign-extended as numpy's
@@ -594,15 +603,7 @@ static void mix_rows(const void *const *cols, const int64_t *kind, const int64_t
         long s = stride[i];
         const char *p = (const char *)cols[i] + r0 * s;
         uint64_t pm = MIX_P[i % 4];
-        switch (kind[i]) {
-        case 8: case -8: MIX_PASS(int64_t) break;
-        case 4: MIX_PASS(uint32_t) break;
-        case -4: MIX_PASS(int32_t) break;
-        case 2: MIX_PASS(uint16_t) break;
-        case -2: MIX_PASS(int16_t) break;
-        case 1: MIX_PASS(uint8_t) break;
-        default: MIX_PASS(int8_t) break;
-        }
+        BY_WIDTH(kind[i], MIX_PASS)
     }
 }
 void hopcap_mix_typed(const void *const *cols, const int64_t *kind, const int64_t *stride,
@@ -1377,6 +1378,196 @@ long hopcap_epbs(const int64_t *bases, const int64_t *src, const int64_t *off,
     }
     return (long)(p - out);
 }
+/* Exact copies (hopcap.correlate.copies): row j is a copy when the latest earlier row
+   (file order) with the same value in every column of `cols` and the same bytes in every
+   region is still live (its time not older than 2 * win before the latest time so far)
+   and within win of j's. A hash table (linear probing) of the live rows, one per key (the
+   latest): the rows leave it in file order once stale (a stale row met before then is
+   skipped, and its slot taken). The hash takes the first `nhash` columns.
+   A region: bytes at off[r] - (back ? back[r] : 0), len[r] long (3 columns each after
+   the ncols, typed like them). out (all 0 on entry): 1 for a copy; returns the copies,
+   -1: no memory. */
+static inline int64_t cval(const void *c, int64_t kind, int64_t stride, long r) {
+    const char *p = (const char *)c + r * stride;
+    switch (kind) {
+    case 8: case -8: return *(const int64_t *)p;
+    case 4: return *(const uint32_t *)p;
+    case -4: return *(const int32_t *)p;
+    case 2: return *(const uint16_t *)p;
+    case -2: return *(const int16_t *)p;
+    case 1: return *(const uint8_t *)p;
+    default: return *(const int8_t *)p;
+    }
+}
+#define CV(a, i, r) cval(a[i], kind[i], stride[i], r)
+static int same_row(const uint8_t *buf, const void *const *cols, const int64_t *kind,
+                    const int64_t *stride, long ncols, long nreg, long a, long b) {
+    for (long i = 0; i < ncols; i++)
+        if (CV(cols, i, a) != CV(cols, i, b)) return 0;
+    for (long g = 0; g < nreg; g++) {
+        long i = ncols + 3 * g;
+        int64_t la = CV(cols, i + 2, a), lb = CV(cols, i + 2, b);
+        if (la != lb) return 0;
+        int64_t oa = CV(cols, i, a), ob = CV(cols, i, b);
+        if (cols[i + 1]) { oa -= CV(cols, i + 1, a); ob -= CV(cols, i + 1, b); }
+        if (la > 0 && memcmp(buf + oa, buf + ob, (size_t)la)) return 0;
+    }
+    return 1;
+}
+/* the hashes of rows [r0, r0 + b) by their first nhash columns, into ring (mask: its
+   size - 1; r0 and the size multiples of b's most), a column at a time (one switch on its
+   width a block; a contiguous column's loop is a plain one the compiler unrolls) */
+#define HASH_PASS(T) { const T *v = (const T *)(p + r0 * s); \
+        if (s == (long)sizeof(T)) \
+            for (long q = 0; q < b; q++) \
+                o[q] = (o[q] ^ (uint64_t)(int64_t)v[q]) * 0x9E3779B97F4A7C15ULL; \
+        else \
+            for (long q = 0; q < b; q++) \
+                o[q] = (o[q] ^ (uint64_t)(int64_t)*(const T *)((const char *)v + q * s)) * \
+                       0x9E3779B97F4A7C15ULL; }
+static void copies_hashes(const void *const *cols, const int64_t *kind, const int64_t *stride,
+                          long nhash, long r0, long b, uint64_t *ring, long mask) {
+    uint64_t *o = ring + (r0 & mask);
+    memset(o, 0, (size_t)b * 8);
+    for (long i = 0; i < nhash; i++) {
+        const char *p = (const char *)cols[i];
+        long s = stride[i];
+        BY_WIDTH(kind[i], HASH_PASS)
+    }
+}
+/* slots: hash, row (-1: empty), time */
+typedef struct { uint64_t *h; int64_t *r, *t; long cap, n; } copies_tab;
+static int copies_alloc(copies_tab *tb, long cap) {
+    tb->h = malloc((size_t)cap * 8); tb->r = malloc((size_t)cap * 8);
+    tb->t = malloc((size_t)cap * 8); tb->cap = cap; tb->n = 0;
+    if (!tb->h || !tb->r || !tb->t) return 0;
+    memset(tb->r, 0xFF, (size_t)cap * 8);
+    return 1;
+}
+static void copies_free(copies_tab *tb) { free(tb->h); free(tb->r); free(tb->t); }
+static void copies_put(copies_tab *tb, uint64_t h, int64_t r, int64_t t) {
+    uint64_t m = (uint64_t)tb->cap - 1, k = hmix(h) & m;
+    while (tb->r[k] >= 0) k = (k + 1) & m;
+    tb->h[k] = h; tb->r[k] = r; tb->t[k] = t; tb->n++;
+}
+/* row r out of the table, if it is there (backward-shift deletion) */
+static void copies_drop(copies_tab *tb, uint64_t h, int64_t r) {
+    uint64_t m = (uint64_t)tb->cap - 1, i = hmix(h) & m;
+    for (; tb->r[i] != r; i = (i + 1) & m)
+        if (tb->r[i] < 0) return;
+    tb->n--;
+    for (uint64_t j = (i + 1) & m; tb->r[j] >= 0; j = (j + 1) & m) {
+        uint64_t home = hmix(tb->h[j]) & m;
+        /* j's entry may fill the hole at i when its home is not within (i, j] */
+        if (((j - home) & m) >= ((j - i) & m)) {
+            tb->h[i] = tb->h[j]; tb->r[i] = tb->r[j]; tb->t[i] = tb->t[j];
+            i = j;
+        }
+    }
+    tb->r[i] = -1;
+}
+/* the sieve's slots: a row's hash says which (at most 2 ** SIEVE_BITS) */
+#define SIEVE_BITS 16
+long hopcap_copies(const uint8_t *buf, const int64_t *ts, long n, const void *const *cols,
+                   const int64_t *kind, const int64_t *stride, long ncols, long nhash, long nreg,
+                   int64_t win, uint8_t *out) {
+    long found = 0, front = 0, ring = 4 * KEY_BLOCK, any = 0;
+    uint64_t sm = 1023;  /* (2 slots a row: a small table is cleared fast) */
+    while (sm < (1UL << SIEVE_BITS) - 1 && (long)sm < 2 * n) sm = 2 * sm + 1;
+    copies_tab tb = {NULL, NULL, NULL, 0, 0};
+    int64_t runmax = INT64_MIN;
+    /* (1) the sieve, a slot a row: its latest time, the tag (32 bits of the hash) of its
+       latest row, and whether rows of another tag came since it was last quiet for
+       2 * win (mark bit 2). A row comes within win of its slot's time, of the same tag or
+       after another: its slot is marked (bit 1). Only the rows of marked slots can be
+       copies (a copy and the row it copies have one hash: a slot quiet for 2 * win
+       since that row means it is stale); a capture without copies (nor rows alike in the
+       hashed columns) is done here, most with no slot marked */
+    int64_t *last = malloc((size_t)(sm + 1) * 8);
+    uint32_t *tag = malloc((size_t)(sm + 1) * 4);
+    uint8_t *mark = calloc(sm + 1, 1);
+    uint64_t *hr = malloc((size_t)ring * 8);
+    if (!last || !tag || !mark || !hr) { found = -1; goto done; }
+    memset(last, 0x80, (size_t)(sm + 1) * 8);  /* (a time before any) */
+    for (long r0 = 0; r0 < n; r0 += KEY_BLOCK) {
+        long b = n - r0 < KEY_BLOCK ? n - r0 : KEY_BLOCK;
+        copies_hashes(cols, kind, stride, nhash, r0, b, hr, ring - 1);
+        for (long j = r0; j < r0 + b; j++) {
+            uint64_t h = hr[j & (ring - 1)], sl = hmix(h) & sm;
+            uint32_t tg = (uint32_t)(h >> 32);
+            int64_t tj = ts[j], l = last[sl];
+            if (l < tj - 2 * win) {
+                tag[sl] = tg; mark[sl] &= 1;
+            } else {
+                if (l >= tj - win && (tag[sl] == tg || (mark[sl] & 2))) { mark[sl] |= 1; any = 1; }
+                if (tag[sl] != tg) { tag[sl] = tg; mark[sl] |= 2; }
+            }
+            if (tj > l) last[sl] = tj;
+        }
+    }
+    if (!any) goto done;
+    /* (2) the rows of marked slots, in file order: a hash table (linear probing) of the
+       live ones, one per key (the latest); they leave it in file order once stale (a
+       stale row met before then is skipped, and its slot taken). The hashes of the rows
+       from `front` on are kept in a ring, grown to hold them all */
+    if (!copies_alloc(&tb, 1024)) { found = -1; goto done; }
+    for (long r0 = 0; r0 < n; r0 += KEY_BLOCK) {
+        long b = n - r0 < KEY_BLOCK ? n - r0 : KEY_BLOCK;
+        /* the stale rows out a block at a time too (the ring then holds a window) */
+        for (; runmax != INT64_MIN && front < r0 && ts[front] < runmax - 2 * win; front++) {
+            uint64_t hf = hr[front & (ring - 1)];
+            if (mark[hmix(hf) & sm] & 1) copies_drop(&tb, hf, front);
+        }
+        while (r0 + b - front > ring) {
+            uint64_t *nr = malloc((size_t)ring * 16);
+            if (!nr) { found = -1; goto done; }
+            for (long r = front; r < r0; r++) nr[r & (2 * ring - 1)] = hr[r & (ring - 1)];
+            free(hr);
+            hr = nr; ring *= 2;
+        }
+        copies_hashes(cols, kind, stride, nhash, r0, b, hr, ring - 1);
+        for (long j = r0; j < r0 + b; j++) {
+            int64_t lim = runmax == INT64_MIN ? INT64_MIN : runmax - 2 * win, tj = ts[j];
+            uint64_t h = hr[j & (ring - 1)];
+            if (tj > runmax) runmax = tj;
+            if (!(mark[hmix(h) & sm] & 1)) continue;
+            for (; front < j && ts[front] < lim; front++) {
+                uint64_t hf = hr[front & (ring - 1)];
+                if (mark[hmix(hf) & sm] & 1) copies_drop(&tb, hf, front);
+            }
+            if (4 * (tb.n + 1) > tb.cap) {  /* grown: 4 slots a row at least */
+                copies_tab nt;
+                if (!copies_alloc(&nt, tb.cap * 2)) { copies_free(&nt); found = -1; goto done; }
+                for (long s = 0; s < tb.cap; s++)
+                    if (tb.r[s] >= 0) copies_put(&nt, tb.h[s], tb.r[s], tb.t[s]);
+                copies_free(&tb);
+                tb = nt;
+            }
+            uint64_t m = (uint64_t)tb.cap - 1;
+            long s = (long)(hmix(h) & m), free_s = -1, hit = -1;
+            for (; tb.r[s] >= 0; s = (long)((uint64_t)(s + 1) & m)) {
+                if (tb.t[s] < lim) { if (free_s < 0) free_s = s; }
+                else if (tb.h[s] == h &&
+                         same_row(buf, cols, kind, stride, ncols, nreg, tb.r[s], j)) {
+                    hit = s; break;
+                }
+            }
+            if (hit >= 0) {
+                int64_t dt = tj - tb.t[hit];
+                if (dt <= win && dt >= -win) { out[j] = 1; found++; }
+                tb.r[hit] = j; tb.t[hit] = tj;
+            } else if (free_s >= 0) {
+                tb.h[free_s] = h; tb.r[free_s] = j; tb.t[free_s] = tj;
+            } else {
+                tb.h[s] = h; tb.r[s] = j; tb.t[s] = tj; tb.n++;
+            }
+        }
+    }
+done:
+    copies_free(&tb);
+    free(hr); free(last); free(tag); free(mark);
+    return found;
+}
 """
 
 # -O3: GCC vectorizes mix_rows' passes at -O3 only (index_halves 14 -> 11.5 ms a point of
@@ -1514,6 +1705,9 @@ def _load() -> Any:
     lib.hopcap_cmp.argtypes = [p, p, p, p, p, ctypes.c_long, p]
     lib.hopcap_epbs.restype = ctypes.c_long
     lib.hopcap_epbs.argtypes = [p] * 10 + [ctypes.c_long, p]
+    lib.hopcap_copies.restype = ctypes.c_long
+    lib.hopcap_copies.argtypes = [p, p, ctypes.c_long, p, p, p, ctypes.c_long, ctypes.c_long,
+                                  ctypes.c_long, ctypes.c_int64, p]  # fmt: skip
     lib.hopcap_fields_ttl.restype = ctypes.c_long
     lib.hopcap_fields_ttl.argtypes = [p, p, p, ctypes.c_long, p, p, p, p, p, p, p,
                                       ctypes.c_long, ctypes.c_long, p]  # fmt: skip
@@ -1579,6 +1773,36 @@ def mix_columns(cols: tuple[Any, ...]) -> npt.NDArray[np.uint64] | None:
         lib.hopcap_mix(ctypes.cast(ptrs, ctypes.c_void_p), len(keep), n, out.ctypes.data)
     del keep
     return out
+
+
+def find_copies(
+    buf: Any, ts: I64, arrs: Sequence[Any], ncols: int, nhash: int, win: int
+) -> npt.NDArray[np.bool_] | None:
+    """hopcap.correlate.copies' rule in C (`hopcap_copies`): the rows that are exact copies
+    of an earlier one within `win` ns; None without a compiler. `arrs`: `ncols` integer
+    columns of any width, read in place (the first `nhash` hashed), then (offset, back or
+    None, length) columns of each region of bytes compared (at offset - back)."""
+    lib = _load()
+    if lib is None:
+        return None
+    n = int(ts.shape[0])
+    out = np.zeros(n, np.uint8)
+    if n < 2:
+        return out.view(np.bool_)
+    cols = [None if a is None else np.asarray(a) for a in arrs]
+    tsc = np.ascontiguousarray(ts, np.int64)
+    ptrs = (ctypes.c_void_p * len(cols))(*[None if a is None else a.ctypes.data for a in cols])
+    kind = [0 if a is None else -a.itemsize if a.dtype.kind == "i" else a.itemsize for a in cols]
+    ks = np.array([kind, [0 if a is None else a.strides[0] for a in cols]], np.int64)
+    addr, keep = _addr(buf) if len(buf) else (0, None)
+    nreg = (len(cols) - ncols) // 3
+    got = lib.hopcap_copies(addr, tsc.ctypes.data, n, ctypes.cast(ptrs, ctypes.c_void_p),
+                            ks[0].ctypes.data, ks[1].ctypes.data, ncols, nhash, nreg, win,
+                            out.ctypes.data)  # fmt: skip
+    del keep, cols
+    if got < 0:
+        raise MemoryError("hopcap_copies")
+    return out.view(np.bool_)
 
 
 def payloads_differ(

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.correlate.copies import remove_copies
 from hopcap.correlate.dgram import take_rows as take_dgrams
 from hopcap.correlate.f5trailer import probe_capture, read_table_trailers
 from hopcap.correlate.reader import PacketTable, read_capture
@@ -83,9 +84,12 @@ def split_f5(
         if p.pcap is None or hosts[host] != 1 or iface in skip or not probe_capture(Path(p.pcap)):
             path.append(p)
             continue
-        t = read_capture(Path(p.pcap))
+        # exact copies removed from each side: a packet the BIG-IP passed on unchanged
+        # (a FastL4 virtual server that keeps the TTL) is on both, its trailer tells them
+        t = read_capture(Path(p.pcap), exact_copies=False)
         got = _sides(t, host, p.name)
         if got is None:  # trailers, but one side only: an ordinary point (read once)
+            remove_copies(t)
             tables[p.name] = t
             path.append(p)
             continue
@@ -93,6 +97,7 @@ def split_f5(
         for side, m, dm in ((CLIENT_SIDE, client, dclient), (SERVER_SIDE, ~client, ~dclient)):
             name = split.name(side)
             tables[name] = take_rows(t, m, dm)
+            remove_copies(tables[name])
             path.append(dataclasses.replace(p, name=name, pcap=None, host=host, interface=side))
         splits[host] = split
     return path, tables, splits

@@ -267,8 +267,10 @@ def row_columns(t: PacketTable, m: Any) -> dict[str, Any]:
     return {c: np.asarray(getattr(t, c))[m] for c in _COLUMNS}
 
 
-def read_capture(path: Path) -> PacketTable:
-    """Read one capture file into a PacketTable (TCP over IPv4/IPv6 only).
+def read_capture(path: Path, *, exact_copies: bool = True) -> PacketTable:
+    """Read one capture file into a PacketTable (TCP over IPv4/IPv6 only), its exact copies
+    removed (`copies`; `exact_copies` False: kept, for a reader that splits the file
+    first and removes them from each part).
 
     The headers of each record (its first HEAD bytes) are copied into a small contiguous
     block, a chunk of records at a time, and parsed there: random access into a large
@@ -283,7 +285,7 @@ def read_capture(path: Path) -> PacketTable:
         dgs: list[tuple[I64, ...]] = []
         got = _read_pcap(path, buf, endian == ">", mult, link & 0x0FFFFFFF, dgs)
         if got is not None:
-            return _forwarded(_finish(path, buf, got, dgs))
+            return _forwarded(_finish(path, buf, got, dgs), exact_copies)
     try:
         walk = _walk.RecordWalk(path, buf, _fast_pcap, _fast_pcapng)
     except CaptureFileError as e:
@@ -315,17 +317,21 @@ def read_capture(path: Path) -> PacketTable:
         )
         parts.append(_parse(path, buf, heads.reshape(-1), sub, off, cap, dgs))
     got = (parts, walk.records, list(walk.warnings), walk.kernel_drops, links)
-    return _forwarded(_finish(path, buf, got, dgs))
+    return _forwarded(_finish(path, buf, got, dgs), exact_copies)
 
 
 # the first TCP packets of a capture looked at by `forwarded_twice`
 TWICE_ROWS = 1 << 12  # (~0.6 ms)
-_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts", "src_lo", "dst_lo",
-                  "sport", "dport")  # fmt: skip
-MIRRORED_NS = 1_000_000  # a copy made by a mirror port or a bridge comes within this
+_TWICE_COLUMNS = ("seq", "ack", "flags", "plen", "ipid", "tsval", "ttl", "ts")
 
 
-def _forwarded(t: PacketTable) -> PacketTable:
+def _forwarded(t: PacketTable, exact_copies: bool = True) -> PacketTable:
+    """The exact copies of a whole capture removed (`copies`: a mirror port, a bridge in
+    `-i any`) and said, then the warning about packets forwarded twice."""
+    from hopcap.correlate.copies import remove_copies
+
+    if exact_copies:
+        remove_copies(t)
     w = forwarded_twice(t.path.name, {c: getattr(t, c)[:TWICE_ROWS] for c in _TWICE_COLUMNS})
     if w is not None:
         t.warnings.append(w)
@@ -333,18 +339,15 @@ def _forwarded(t: PacketTable) -> PacketTable:
 
 
 def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
-    """The warning for a capture that holds the same packets twice. As one point, the
-    second copies read as drops and injections around it (a healthy path: every SYN
-    dropped after the point, and injected before it).
-
-    * The second time with a lower TTL: the host that captured them forwarded them, and
-      the file holds both of its sides (`tcpdump -i any` on a router or a firewall, a
-      pcapng of two interfaces, a trunk port that carries a packet in and out). The same
-      segment, acknowledgement, flags, length, IP ID and TSval (addresses and ports left
-      out: a NAT rewrote them) within a second; a retransmission keeps its TTL.
-    * The very same packet again within MIRRORED_NS: a mirror port that copies both
-      directions of a link, or a bridge and its ports in a `tcpdump -i any` capture (a
-      retransmission has another IP ID or TSval, and comes later).
+    """The warning for a capture that holds the same packets twice, the second time with a
+    lower TTL: the host that captured them forwarded them, and the file holds both of its
+    sides (`tcpdump -i any` on a router or a firewall, a pcapng of two interfaces, a trunk
+    port that carries a packet in and out). As one point, what that host did in between
+    reads as drops and injections around it (a healthy path: every SYN dropped after the
+    point, and injected before it). The same segment, acknowledgement, flags, length, IP
+    ID and TSval (addresses and ports left out: a NAT rewrote them) within a second; a
+    retransmission keeps its TTL. (The very same packet again, TTL and all, is an exact
+    copy: `copies` removed it before.)
 
     `cols`: `_TWICE_COLUMNS` of the first TWICE_ROWS TCP packets (the reader's and the
     time slices' scan give the same)."""
@@ -361,11 +364,6 @@ def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
     dt = k[0][1:] - k[0][:-1]
     ttl = np.asarray(cols["ttl"], np.int64)[o]
     routed = int((same & (ttl[1:] != ttl[:-1]) & (dt < 1_000_000_000)).sum())
-    copied = same & (ttl[1:] == ttl[:-1]) & (dt <= MIRRORED_NS)
-    for c in ("src_lo", "dst_lo", "sport", "dport"):
-        x = np.asarray(cols[c])[o]
-        copied &= x[1:] == x[:-1]
-    mirrored = int(copied.sum())
     if routed >= 4 and routed * 10 >= n:
         return (
             f"{name}: {routed} of its first {n} TCP packets were captured twice, the second "
@@ -375,14 +373,6 @@ def forwarded_twice(name: str, cols: dict[str, Any]) -> str | None:
             "each interface as a point of its own (tcpdump -i eth0), or split the file by "
             "interface (tshark -Y 'sll.ifindex == N', or 'frame.interface_name == \"eth0\"' "
             "for a pcapng)"
-        )
-    if mirrored >= 4 and mirrored * 10 >= n:
-        return (
-            f"{name}: {mirrored} of its first {n} TCP packets were captured twice, the same "
-            "packet within a millisecond (a mirror port that copies both directions of a "
-            "link, or a bridge and its ports in a `tcpdump -i any` capture): the second "
-            "copies read as drops and injections; remove them (editcap -D 100 "
-            f"{name} OUT.pcap) or capture one interface"
         )
     return None
 

@@ -47,6 +47,7 @@ import numpy.typing as npt
 from hopcap import npsets
 from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
+from hopcap.correlate import copies
 from hopcap.correlate import reader as rd
 from hopcap.correlate.budget import BYTES_PER_PACKET
 from hopcap.correlate.clocks import (
@@ -65,6 +66,7 @@ from hopcap.correlate.dgram import (
     DgramTable,
     parse_dgrams,
     stack_rows,
+    take_rows,
 )
 from hopcap.correlate.findings import (
     FLAG_BITS,
@@ -95,6 +97,7 @@ log = logging.getLogger("hopcap.correlate")
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
 NS = 1_000_000_000
 # memory that does not shrink with slices: the interpreter and numpy, and the verdict
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
@@ -366,6 +369,12 @@ class Scan:
     forwarded: str | None = None
     # the protocols of its flow datagrams (`reader.captured_proto`)
     dgram_protos: frozenset[int] = frozenset()
+    # the exact copies removed (`copies`): per chunk that has any, its TCP rows' and its
+    # datagrams' (packed bits, None: none; at most a bit a packet, the one state that grows
+    # with packets: a slice's read removes the very rows the scan did), and the warning
+    # that says how many
+    copies: dict[int, tuple[U8 | None, U8 | None]] = field(default_factory=dict)
+    copied: str | None = None
 
     def cost(self) -> I64:
         """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
@@ -743,22 +752,41 @@ def scan(path: Path) -> Scan:
     t_first: int | None = None
     t_last: int | None = None
     d_last: int | None = None
-    twice: list[dict[str, Any]] = []  # the first TWICE_ROWS TCP rows' columns
     protos: set[int] = set()
-    for ci, pos, t, dgt in w.pieces():
+    # the first TCP rows' columns (TWICE_ROWS of them, and as many without exact copies)
+    # and which are copies
+    twice: list[tuple[dict[str, Any], npt.NDArray[np.bool_]]] = []
+    # exact copies (`copies`), found as the rows are walked; the conversations, the file's
+    # first and last packets are those of the rows without them, until the file's end
+    # says whether they are removed (`copies.many`); else the rows with them (`raw`)
+    same, dsame = copies.Stream(), copies.Stream()
+    copied: dict[int, tuple[U8 | None, U8 | None]] = {}
+    ncopies = [0, 0]  # TCP, datagrams
+    raw: dict[str, int | None] = {"t_first": None, "t_last": None, "d_last": None}
+    for ci, pos, t0, dgt in w.pieces():
+        m = same.mask(t0)
+        t = t0 if m is None else _take(t0, ~m)
         n = len(t)
-        if tcp < rd.TWICE_ROWS and n:
-            twice.append(
-                {c: getattr(t, c)[: rd.TWICE_ROWS - tcp].copy() for c in rd._TWICE_COLUMNS}
-            )
+        if len(t0) and sum(int((~x[1]).sum()) for x in twice) < rd.TWICE_ROWS:
+            cm = np.zeros(len(t0), np.bool_) if m is None else m
+            twice.append(({c: getattr(t0, c).copy() for c in rd._TWICE_COLUMNS}, cm))
+        if m is not None:
+            ncopies[0] += int(m.sum())
+            _extent(raw, "t_first", "t_last", t0.ts)
         tcp += n
         ks, ts = [conns.add(tcp_keys(t), t)], [t.ts]
         if n:
             a, b = int(t.ts.min()), int(t.ts.max())
             t_first = a if t_first is None else min(t_first, a)
             t_last = b if t_last is None else max(t_last, b)
+        dm = None
         if dgt[0].shape[0]:
             d = parse_dgrams(path, buf, *dgt)
+            dm = dsame.mask(d)
+            if dm is not None:
+                ncopies[1] += int(dm.sum())
+                _extent(raw, None, "d_last", d.ts)
+                d = take_rows(d, ~dm)
             dg += len(d)
             dk = conns.at_time(dgram_keys(d), d.ts)  # an ICMP error about a connection
             flow = d.role == 0
@@ -772,6 +800,8 @@ def scan(path: Path) -> Scan:
             if len(d):  # (records that parse to no datagram: none)
                 b = int(d.ts.max())
                 d_last = b if d_last is None else max(d_last, b)
+        if m is not None or dm is not None:
+            copied[ci] = (_packed(m), _packed(dm))
         k, tt = np.concatenate(ks), np.concatenate(ts).astype(np.int64)
         chunks.append(
             (pos, int(tt.min()) if tt.shape[0] else _HI, int(tt.max()) if tt.shape[0] else _LO)
@@ -808,15 +838,52 @@ def scan(path: Path) -> Scan:
         dkeys = npsets.unique(_remap(dkeys, src, dst))
         esp_keys = npsets.unique(_remap(esp_keys, src, dst))
     keys, first, last, rows, c0 = ext
+    n_copies = sum(ncopies)
+    removed = copies.many(n_copies, tcp + dg + n_copies)
+    if removed:
+        records = w.records - n_copies
+    else:  # (a network's few duplicates: they stay, as in `read_capture`)
+        records, tcp, dg, copied = w.records, tcp + ncopies[0], dg + ncopies[1], {}
+        t_first = _outer(t_first, raw["t_first"], min)
+        t_last, d_last = _outer(t_last, raw["t_last"]), _outer(d_last, raw["d_last"])
     sc = Scan(
-        path, buf, w.records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
+        path, buf, records, w.warnings, w.kernel_drops, w.links, tcp, dg, t_first, t_last,
         d_last, keys, first, last, rows, chunks, c0, dkeys, dense_all, tangled, table, esp_keys,
     )  # fmt: skip
     if twice:
-        cols = {c: np.concatenate([x[c] for x in twice]) for c in rd._TWICE_COLUMNS}
-        sc.forwarded = rd.forwarded_twice(path.name, cols)
+        cols = {c: np.concatenate([x[0][c] for x in twice]) for c in rd._TWICE_COLUMNS}
+        if removed:
+            keep = ~np.concatenate([x[1] for x in twice])
+            cols = {c: a[keep] for c, a in cols.items()}
+        sc.forwarded = rd.forwarded_twice(
+            path.name, {c: a[: rd.TWICE_ROWS] for c, a in cols.items()}
+        )
+    sc.copies = copied
+    if removed:
+        sc.copied = copies.copies_warning(path.name, n_copies)
     sc.dgram_protos = frozenset(protos)
     return sc
+
+
+def _extent(ext: dict[str, int | None], lo: str | None, hi: str, ts: I64) -> None:
+    """The first (`lo`) and last (`hi`) times of `ext` widened by `ts`."""
+    if not ts.shape[0]:
+        return
+    if lo is not None:
+        ext[lo] = _outer(ext[lo], int(ts.min()), min)
+    ext[hi] = _outer(ext[hi], int(ts.max()))
+
+
+def _outer(a: int | None, b: int | None, pick: Callable[[int, int], int] = max) -> int | None:
+    return b if a is None else a if b is None else pick(a, b)
+
+
+def _packed(m: npt.NDArray[np.bool_] | None) -> U8 | None:
+    return None if m is None else np.packbits(m)
+
+
+def _unpacked(bits: U8 | None, n: int) -> npt.NDArray[np.bool_] | None:
+    return None if bits is None else np.unpackbits(bits, count=n).view(np.bool_)
 
 
 def read_slice(
@@ -850,7 +917,10 @@ def read_slice(
     taken = np.zeros(ck.shape[0], np.int64)  # rows of each cut conversation's head so far
     dtaken = np.zeros(ck.shape[0], np.int64)  # (its datagrams)
     if want:
-        for i, t, dgt in _visit(sc, sorted(want)):
+        for i, t0, dgt in _visit(sc, sorted(want)):
+            cm, dcm = sc.copies.get(i, (None, None))
+            cp = _unpacked(cm, len(t0))  # the exact copies the scan found
+            t = t0 if cp is None else _take(t0, ~cp)
             tk = _piece_keys(sc, tcp_keys(t), t.ts)
             keep = _member(tk, sel)
             if ck.shape[0]:
@@ -864,6 +934,9 @@ def read_slice(
                 parts.append(_take(t, keep))
             if dgt[0].shape[0]:
                 d = parse_dgrams(sc.path, sc.buf, *dgt)
+                dm0 = _unpacked(dcm, len(d))
+                if dm0 is not None:
+                    d = take_rows(d, ~dm0)
                 dk = _piece_keys(sc, dgram_keys(d), d.ts)
                 dm = _member(dk, sel)
                 if ck.shape[0]:
@@ -878,8 +951,9 @@ def read_slice(
                     convs.append(dk[dm])
     got = (parts, sc.records, list(sc.warnings), sc.kernel_drops, dict(sc.links))
     t = rd._finish(sc.path, sc.buf, got, [])
-    if sc.forwarded is not None:  # (as `read_capture` says it)
-        t.warnings.append(sc.forwarded)
+    for said in (sc.copied, sc.forwarded):  # (as `read_capture` says them)
+        if said is not None:
+            t.warnings.append(said)
     if dgs:  # parsed a chunk at a time (a parse of them all at once takes ~2x the table)
         t.dgram = stack_rows(dgs, sc.path, sc.buf)
         t.dgram.conv = np.concatenate(convs)
