@@ -9,7 +9,8 @@ tree and the --before checkout (each by PYTHONPATH, same interpreter) take turns
               the process's peak RSS beyond the mapped files (VmHWM - RssFile), per packet
   end to end  `python -m hopcap correlate a=A b=B --json --jobs 1`: CPU, minor faults,
               and the verdict compared byte for byte with the --before one
-  start-up    the same command on tests/data's tcpreplay capture twice (35 packets): CPU
+  start-up    the same command on tests/data's tcpreplay capture and its TTL-rewritten
+              copy (179 packets each; hopcap refuses one file given twice): CPU
 
 read+index runs with OPENBLAS_NUM_THREADS=1 NUMPY_MADVISE_HUGEPAGE=0 in both trees (the
 code's own cost); the other two as a user runs them (each tree's `main` sets what it sets).
@@ -29,6 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 TINY = HERE / "tests" / "data" / "tcpreplay" / "test.pcap"
+TINY_B = HERE / "tests" / "data" / "tcpreplay" / "test.rewrite_1ttl"
 
 READ = r"""
 import json, resource, sys
@@ -97,7 +99,7 @@ def main() -> int:
             best[key] = got
 
     e2e = ["-m", "hopcap", "correlate", f"a={args.a}", f"b={args.b}", "--json", "--jobs", "1"]
-    tiny = ["-m", "hopcap", "correlate", f"a={TINY}", f"b={TINY}", "--json", "--jobs", "1"]
+    tiny = ["-m", "hopcap", "correlate", f"a={TINY}", f"b={TINY_B}", "--json", "--jobs", "1"]
     for _ in range(args.runs):
         for name, tree in trees.items():  # interleaved: both see the same machine
             env = _env(tree, OPENBLAS_NUM_THREADS="1", NUMPY_MADVISE_HUGEPAGE="0")
