@@ -880,11 +880,48 @@ def learn_deltas(
     delta, votes = (
         fast if fast is not None else _learn_sampled(ta, ra, pid_a, tb, rb, pid_b, npairs)
     )
-    # payloads, for what is left (no TSval, IP ID not kept)
     unknown = np.nonzero(delta < 0)[0]
+    if unknown.shape[0]:
+        # every packet of a pair whose samples (its first packets at each point) share
+        # none: one point saw much more of the connection first (its capture began with
+        # the handshake, the other's seconds later); its payloads would pair one request
+        # with another alike (a keep-alive connection's): every later packet 'rewritten'
+        wa, wb = np.isin(pid_a, unknown), np.isin(pid_b, unknown)
+        got = _vote_offsets(ta, ra[wa], pid_a[wa], tb, rb[wb], pid_b[wb], npairs)
+        if got is not None:
+            pp, d = got
+            votes[pp] = 1
+            delta[pp] = d
+            unknown = np.nonzero(delta < 0)[0]
+    # payloads, for what is left (no TSval, IP ID not kept)
     if unknown.shape[0]:
         _learn_by_payload(ta, ra, pid_a, tb, rb, pid_b, delta, unknown)
     return delta, votes
+
+
+def _vote_offsets(
+    ta: PacketTable, ra: I64, pid_a: I64, tb: PacketTable, rb: I64, pid_b: I64, npairs: int
+) -> tuple[I64, I64] | None:
+    """The pairs among `pid_a`/`pid_b` (rows `ra`, `rb`) that have packets with the same
+    identity (TSval + IP ID + length) at both points, and each one's most common sequence
+    offset (b - a, mod 2**32; ties: the smallest); None: no pair has."""
+    oka = (ta.tsval[ra] >= 0) | (ta.ipid[ra] > 0)
+    okb = (tb.tsval[rb] >= 0) | (tb.ipid[rb] > 0)
+    xa, xb = ra[oka], rb[okb]
+    ka = mix(pid_a[oka], ta.tsval[xa], ta.ipid[xa], ta.plen[xa])
+    kb = mix(pid_b[okb], tb.tsval[xb], tb.ipid[xb], tb.plen[xb])
+    ia, ib = _join_first(ka, kb)
+    if not ia.shape[0]:
+        return None
+    pp = pid_a[oka][ia]
+    d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
+    key = (pp << 32) | d
+    vals, counts = np.unique(key, return_counts=True)
+    o = np.lexsort((-counts, vals >> 32))
+    vals = vals[o]
+    first = np.ones(vals.shape[0], bool)
+    first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
+    return vals[first] >> 32, vals[first] & M32
 
 
 def _learn_sampled(
