@@ -179,7 +179,78 @@ def link_halves(
     dt = np.abs((cb.first_ts[y] - offset_ns) - ca.first_ts[x]) / 1e9
     final = score - np.minimum(dt, 1e6) * 1e-7
     order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
-    return HalfLinks(*_take_best(x[order], y[order]))
+    fwd, back = _take_best(x[order], y[order])
+    if only is None:
+        _link_late(a, b, fwd, back, offset_ns)
+    return HalfLinks(fwd, back)
+
+
+# `_link_late`: halves whose TSvals are looked at all (past it: none are; a capture of a
+# device between two others sees few connections the other does not), the TSvals (with
+# the length) two halves must share, and how many halves a TSval may have at one point
+LATE_ROWS = 1 << 20
+LATE_SHARED = 3
+LATE_SAME_TS = 4
+
+
+def _link_late(
+    a: PointConns, b: PointConns, fwd: dict[int, int], back: dict[int, int], offset_ns: int
+) -> None:
+    """Link (in place) halves left unlinked that one point saw from its start and the
+    other only from the middle (its capture began seconds later, or ended earlier): the
+    first packets' fingerprints they are linked by are then packets the other point never
+    saw. A half without its SYN at one point, unlinked at both, that shares LATE_SHARED
+    (TSval, length) keys with an unlinked half at the other point, overlaps it in time
+    and keeps one of its ports (a NAT keeps the server's, or the client's) is the same
+    direction of the same connection (a proxy's connections have TSvals of their own)."""
+    ca, cb = a.half_cols(), b.half_cols()
+    ua = np.nonzero(ca.has_ts)[0]
+    ub = np.nonzero(cb.has_ts)[0]
+    if fwd:
+        ua = ua[~np.isin(ua, np.fromiter(fwd, np.int64, len(fwd)))]
+    if back:
+        ub = ub[~np.isin(ub, np.fromiter(back, np.int64, len(back)))]
+    if not ua.shape[0] or not ub.shape[0]:
+        return
+    if ca.syn[ua].all() and cb.syn[ub].all():
+        return  # (every unlinked half starts with its SYN at both points: the usual case)
+    size = int((ca.end[ua] - ca.start[ua]).sum() + (cb.end[ub] - cb.start[ub]).sum())
+    if size > LATE_ROWS:
+        return
+
+    def keys(pc: PointConns, hids: I64) -> dict[int, list[int]]:
+        rows, pos = pc.rows_of(hids)
+        t = pc.table
+        ok = t.tsval[rows] >= 0
+        k = (t.tsval[rows][ok] << 16) | t.plen[rows][ok]
+        h = hids[pos[ok]]
+        pairs = np.unique((h << 48) | k)  # (a TSval takes 32 bits, a length 16)
+        out: dict[int, list[int]] = {}
+        for v in pairs.tolist():
+            out.setdefault(v & ((1 << 48) - 1), []).append(v >> 48)
+        return out
+
+    ka, kb = keys(a, ua), keys(b, ub)
+    score: dict[tuple[int, int], int] = {}
+    for k, hs in ka.items():
+        gs = kb.get(k)
+        if gs is None or len(hs) > LATE_SAME_TS or len(gs) > LATE_SAME_TS:
+            continue
+        for h in hs:
+            for g in gs:
+                score[(h, g)] = score.get((h, g), 0) + 1
+    best = sorted(((n, h, g) for (h, g), n in score.items() if n >= LATE_SHARED), reverse=True)
+    for _n, h, g in best:
+        if h in fwd or g in back or (ca.syn[h] and cb.syn[g]):
+            continue
+        if ca.sport[h] != cb.sport[g] and ca.dport[h] != cb.dport[g]:
+            continue
+        lo = max(int(ca.first_ts[h]), int(cb.first_ts[g]) - offset_ns)
+        hi = min(int(ca.last_ts[h]), int(cb.last_ts[g]) - offset_ns)
+        if hi < lo - CT_SLACK_NS:
+            continue
+        fwd[h] = g
+        back[g] = h
 
 
 def _codes(
