@@ -222,12 +222,15 @@ def _link_late(
         rows, pos = pc.rows_of(hids)
         t = pc.table
         ok = t.tsval[rows] >= 0
-        k = (t.tsval[rows][ok] << 16) | t.plen[rows][ok]
+        k = (t.tsval[rows][ok] << 16) | t.plen[rows][ok]  # (a TSval has 32 bits)
         h = hids[pos[ok]]
-        pairs = np.unique((h << 48) | k)  # (a TSval takes 32 bits, a length 16)
+        o = np.lexsort((h, k))
+        k, h = k[o], h[o]
+        new = np.ones(k.shape[0], bool)
+        new[1:] = (k[1:] != k[:-1]) | (h[1:] != h[:-1])
         out: dict[int, list[int]] = {}
-        for v in pairs.tolist():
-            out.setdefault(v & ((1 << 48) - 1), []).append(v >> 48)
+        for kk, hh in zip(k[new].tolist(), h[new].tolist(), strict=True):
+            out.setdefault(kk, []).append(hh)
         return out
 
     ka, kb = keys(a, ua), keys(b, ub)

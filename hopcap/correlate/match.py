@@ -913,8 +913,11 @@ def _vote_offsets(
     ia, ib = _join_first(ka, kb)
     if not ia.shape[0]:
         return None
-    pp = pid_a[oka][ia]
-    d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
+    return _most_common(pid_a[oka][ia], (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32)
+
+
+def _most_common(pp: I64, d: I64) -> tuple[I64, I64]:
+    """Each pair of `pp` once, with its most common offset among `d` (ties: the smallest)."""
     key = (pp << 32) | d
     vals, counts = np.unique(key, return_counts=True)
     o = np.lexsort((-counts, vals >> 32))
@@ -957,14 +960,8 @@ def _learn_sampled(
         vote = ~by_syn[pp]
         pp, ia, ib = pp[vote], ia[vote], ib[vote]
         # the most common offset of each pair (ties: the smallest)
-        d = (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32
-        key = (pp << 32) | d
-        vals, counts = np.unique(key, return_counts=True)
-        o = np.lexsort((-counts, vals >> 32))
-        vals = vals[o]
-        first = np.ones(vals.shape[0], bool)
-        first[1:] = (vals[1:] >> 32) != (vals[:-1] >> 32)
-        delta[vals[first] >> 32] = vals[first] & M32
+        p2, d2 = _most_common(pp, (tb.seq[xb[ib]] - ta.seq[xa[ia]]) & M32)
+        delta[p2] = d2
     return delta, np.minimum(votes, 1)
 
 
