@@ -551,6 +551,14 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     def lts(p: Point, rows: list[int]) -> float | None:
         return rows_last_ts(tab(p).ts, rows, p.offset_ns)
 
+    def found(
+        kind: FindingKind, d: Direction, up: Point, down: Point, at: Point, rows: list[int],
+        nb: int, text: str,
+    ) -> Finding:  # fmt: skip
+        """A finding of `rows` of point `at`, between `up` and `down`."""
+        return Finding(kind, d, (up.name, down.name), len(rows), nb, fts(at, rows), text,
+                       last_ts=lts(at, rows))  # fmt: skip
+
     def add_lost(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
         if not rows:
             return
@@ -558,33 +566,12 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         drop, gap, why = split_lost(up, down, t.ts, rows)
         if drop:
             what, nb = describe(t, drop)
-            findings.append(
-                Finding(
-                    "drop",
-                    d,
-                    (up.name, down.name),
-                    len(drop),
-                    nb,
-                    fts(up, drop),
-                    what,
-                    last_ts=lts(up, drop),
-                )
-            )
+            findings.append(found("drop", d, up, down, up, drop, nb, what))
         if gap:
             what, nb = describe(t, gap)
             text = f"seen at {up.name}, not at {down.name}, but {why}: cannot tell whether "
-            findings.append(
-                Finding(
-                    "gap",
-                    d,
-                    (up.name, down.name),
-                    len(gap),
-                    nb,
-                    fts(up, gap),
-                    f"{text}they were lost; {what}",
-                    last_ts=lts(up, gap),
-                )
-            )
+            text += f"they were lost; {what}"
+            findings.append(found("gap", d, up, down, up, gap, nb, text))
 
     def add_extra(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
         if not rows:
@@ -593,32 +580,11 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         inj, gap, why = split_extra(up, down, t.ts, rows)
         if inj:
             what, nb = describe(t, inj)
-            findings.append(
-                Finding(
-                    "inject",
-                    d,
-                    (up.name, down.name),
-                    len(inj),
-                    nb,
-                    fts(down, inj),
-                    what,
-                    last_ts=lts(down, inj),
-                )
-            )
+            findings.append(found("inject", d, up, down, down, inj, nb, what))
         if gap:
             what, nb = describe(t, gap)
-            findings.append(
-                Finding(
-                    "gap",
-                    d,
-                    (up.name, down.name),
-                    len(gap),
-                    nb,
-                    fts(down, gap),
-                    f"seen at {down.name}, not at {up.name}, but {why}; {what}",
-                    last_ts=lts(down, gap),
-                )
-            )
+            text = f"seen at {down.name}, not at {up.name}, but {why}; {what}"
+            findings.append(found("gap", d, up, down, down, gap, nb, text))
 
     def judged(point: int, rows: I64) -> I64:
         return rows if fl.judge is None else fl.judge(point, rows)

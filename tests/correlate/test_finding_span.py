@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from pcapgen import C2S, Conv, View
-from test_path import HTTP_REQ, HTTP_RESP, points
+from test_path import HTTP_REQ, HTTP_RESP, dropped_original, points
 from typer.testing import CliRunner
 
 from hopcap.bundle.report import seen_when
@@ -67,16 +67,7 @@ def test_a_drop_that_went_on_says_when_it_ended(tmp_path: Path) -> None:
 
 
 def test_one_packet_or_one_instant_has_no_last_time(tmp_path: Path) -> None:
-    c = Conv(seed=3)
-    c.handshake()
-    first = c.send(C2S, HTTP_REQ)[0]
-    c.retransmit(first)
-    c.response(HTTP_RESP)
-    c.close()
-    v = correlate(points(tmp_path, [c], [
-        ("fw:eth0", lambda x: View()),
-        ("fw:eth1", lambda x: View(delay=0.0001, drop=lambda s: s is first)),
-    ]))  # fmt: skip
+    v = correlate(dropped_original(tmp_path)[0])
     [d] = _drops(v)
     assert d.packets == 1 and d.last_ts is None
     assert "last_ts" not in json.dumps(v.to_dict()["flows"])

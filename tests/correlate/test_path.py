@@ -132,17 +132,24 @@ def test_pat_random_ports_and_isn_randomisation(tmp_path: Path) -> None:
         assert fl.legs[1].tuple == f"198.18.1.1:{ports[id(conv)]} > 198.18.1.2:80"
 
 
-def test_dropped_original_with_delivered_retransmission(tmp_path: Path) -> None:
+def dropped_original(tmp: Path) -> tuple[list[PointInput], Seg]:
+    """A request fw dropped, its retransmission 0.2 s later delivered: the points, the
+    dropped copy."""
     c = Conv(seed=3)
     c.handshake()
     first = c.send(C2S, HTTP_REQ)[0]
     c.retransmit(first)
     c.response(HTTP_RESP)
     c.close()
-    v = correlate(points(tmp_path, [c], [
+    return points(tmp, [c], [
         ("fw:eth0", lambda c: View()),
         ("fw:eth1", lambda c: View(delay=0.0001, drop=lambda s: s is first)),
-    ]))  # fmt: skip
+    ]), first  # fmt: skip
+
+
+def test_dropped_original_with_delivered_retransmission(tmp_path: Path) -> None:
+    pts, first = dropped_original(tmp_path)
+    v = correlate(pts)
     drops = only(v, "drop")
     assert len(drops) == 1 and len(all_findings(v)) == 1
     d = drops[0]
