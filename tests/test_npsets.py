@@ -74,3 +74,29 @@ def test_groups() -> None:
     x = np.array([5, 3, 5, 9, 3, 5], np.int64)
     got = npsets.groups(x, np.array([3, 4, 5], np.int64))
     assert [g.tolist() for g in got] == [[1, 4], [], [0, 2, 5]]
+
+
+def test_no_hash_unique_in_hopcap() -> None:
+    """`np.unique(x)` with nothing else asked is numpy's hash table (slow on distinct
+    integers, and its first call imports numpy.ma: ~10 ms of every run's start-up):
+    hopcap's code says `npsets.unique`."""
+    import ast
+    from pathlib import Path
+
+    import hopcap
+
+    found = []
+    for path in sorted(Path(hopcap.__file__).parent.rglob("*.py")):
+        if path.name == "npsets.py":  # (its own fallback for floats)
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "unique"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "np"
+                and not node.keywords
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

@@ -192,7 +192,7 @@ def _sent_once(pts: list[Point], lost: list[_Lost]) -> list[_Lost]:
         ku = (owner << 32) | t.seq[u]
         copies = np.searchsorted(keys, ku, "right") - np.searchsorted(keys, ku, "left")
         once = ((t.plen[u] > 0) | ((t.flags[u] & (SYN | FIN)) != 0)) & (copies < 2)
-        for j in np.unique(owner[once]).tolist():
+        for j in npsets.unique(owner[once]).tolist():
             out.append(xs[j])
     return out
 

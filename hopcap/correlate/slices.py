@@ -790,7 +790,7 @@ def scan(path: Path) -> Scan:
             dg += len(d)
             dk = conns.at_time(dgram_keys(d), d.ts)  # an ICMP error about a connection
             flow = d.role == 0
-            protos.update(np.unique(d.proto[flow]).tolist())
+            protos.update(npsets.unique(d.proto[flow]).tolist())
             ks.append(pieces.add(dk, d.ts, flow))
             tun = flow & (d.proto == ESP)
             if tun.any():
