@@ -7,4 +7,4 @@ bash scripts/setup.sh
 .venv/bin/ruff check hopcap tests bench
 .venv/bin/ruff format --check hopcap tests bench
 .venv/bin/mypy hopcap
-.venv/bin/pytest "$@"
+.venv/bin/pytest --durations=25 "$@"  # (the slowest tests named: what to look at when CI grows)
