@@ -105,6 +105,26 @@ def _simple_table(rows: Any, headers: Any) -> str | None:
     return "\n".join(out)
 
 
+def _flags_without_type() -> None:
+    """typer 0.29 writes every option's type in `--help`, a flag's too (`--json <bool>`,
+    `--help <bool>`), as if it took a value: a flag's is left out, as typer before 0.29
+    and click write it. A typer without this method is left alone."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - typer's internals moved
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "hopcap", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.hopcap = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_type()
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
     no_args_is_help=True,

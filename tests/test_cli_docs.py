@@ -65,3 +65,21 @@ def test_every_command_is_documented_and_every_documented_command_exists() -> No
     code = "\n".join(re.findall(r"^```[a-z]*\n(.*?)^```", readme, re.M | re.S))
     for first in set(re.findall(r"^(?:\$ )?hopcap ([a-z]+)\b", code, re.M)):
         assert first in names, first
+
+
+def test_help_shows_flags_as_flags() -> None:
+    """What `--help` shows a user: a flag takes no value (typer 0.29 writes every option's
+    type, a flag's too: `--json <bool>`, `--help <bool>`, as if they took one)."""
+    from typer.testing import CliRunner
+
+    root = typer.main.get_command(cli.app)
+    runner = CliRunner()
+    seen = {}
+    for path, _cmd in _commands(root):
+        res = runner.invoke(cli.app, [*path, "--help"], env={"COLUMNS": "150"})
+        assert res.exit_code == 0, (path, res.output)
+        seen[" ".join(path)] = res.output
+        for line in res.output.splitlines():
+            assert not re.search(r"<bool>|\bBOOLEAN\b", line), (path, line)
+    assert re.search(r"--out\s+-o\s+\S*PATH", seen["correlate"], re.I)  # (a value's type stays)
+    assert re.search(r"--json\s+print verdict.json", seen["correlate"])
