@@ -1775,7 +1775,10 @@ def lab_fault(
 
     try:
         if name == "list":
-            typer.echo(tabulate(lab.fault_list(), headers=["fault", "what it does"]))
+            rows = lab.fault_list()
+            # the descriptions wrapped to the terminal (some are 200 characters)
+            room = max(shutil.get_terminal_size().columns - max(len(r[0]) for r in rows) - 2, 30)
+            typer.echo(tabulate(rows, headers=["fault", "what it does"], maxcolwidths=[None, room]))
             return
         if name == "clear":
             lab.fault_clear(prefix)

@@ -83,3 +83,19 @@ def test_help_shows_flags_as_flags() -> None:
             assert not re.search(r"<bool>|\bBOOLEAN\b", line), (path, line)
     assert re.search(r"--out\s+-o\s+\S*PATH", seen["correlate"], re.I)  # (a value's type stays)
     assert re.search(r"--json\s+print verdict.json", seen["correlate"])
+
+
+def test_fault_list_fits_the_terminal() -> None:
+    """`hopcap lab fault list`: the descriptions (some 200 characters) wrapped to the
+    terminal's width, every fault named once."""
+    from typer.testing import CliRunner
+
+    from hopcap import lab
+
+    res = CliRunner().invoke(cli.app, ["lab", "fault", "list"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(map(len, lines)) <= 100, max(lines, key=len)
+    named = [line.split()[0] for line in lines[2:] if line[:1].strip()]
+    assert named == [r[0] for r in lab.fault_list()]
+    assert "nothing is lost" in res.output  # (the end of a wrapped one)
