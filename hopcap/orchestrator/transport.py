@@ -215,6 +215,12 @@ class ShellProcess:
 TimedLine = tuple[float, str, float]  # (written at, the line answered, answered at)
 COMMAND_SHELLS = 2  # per host: short commands run through at most this many shells at once
 FEED_TIMEOUT_S = 15.0
+# a command shell ends by itself once it has heard nothing from hopcap for SHELL_IDLE_S
+# (hopcap says it is alive every ALIVE_EVERY_S): a connection cut without a close (a
+# network cut, a failover, a suspended laptop) left it, and its jobs' guards, idle on the
+# host until sshd noticed the dead connection (two hours and more by default)
+ALIVE_EVERY_S = 10.0
+SHELL_IDLE_S = 120.0
 # a FIFO the command shell writes "go" into: no blank, quote or pattern character
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_.,:+@/-]+\Z")
 
@@ -224,19 +230,28 @@ def plain_path(path: str) -> bool:
     return bool(_PLAIN_PATH.match(path))
 
 
-def _shell_program(tag: str, go: str) -> str:
+def _shell_program(tag: str, go: str, alive: str, idle_s: float) -> str:
     """The session's command of a command shell: a feeder that reads the channel's stdin
     line by line and passes each line on to a `sh` (which runs the commands), except a
     `go` line, which it carries out itself at once, whatever that `sh` is busy with: it
-    writes "go" into each FIFO named (`JobShell.go`). The feeder tells its pid first (the
+    writes "go" into each FIFO named (`JobShell.go`), and an `alive` line, which only
+    tells its watchdog that hopcap is there. The feeder tells its pid first (the
     background jobs watch it: it ends at the end of the channel's input, also while a
-    command runs) and ends at the end of its input; the `sh` then ends after its command.
+    command runs) and ends at the end of its input, or when its watchdog has heard of no
+    line for `idle_s` seconds (the connection is gone without a close); the `sh` then
+    ends after its command. The watchdog hears of a line by a SIGURG (ignored by default:
+    one sent before its trap is set is lost, not fatal) and ends with the feeder.
     """
+    n = f"{max(int(idle_s), 1)}"
+    watchdog = (
+        f"(trap 'n=0' URG; n=0; while [ $n -lt {n} ] && kill -0 $$ 2>/dev/null; "
+        "do sleep 1; n=$((n+1)); done; kill $$ 2>/dev/null) </dev/null >/dev/null 2>&1 & w=$!; "
+    )
     feeder = (
-        f'echo "{tag}feed $$" >&2; '
-        "while IFS= read -r l; do case $l in "
+        f'echo "{tag}feed $$" >&2; {watchdog}'
+        "while IFS= read -r l; do kill -URG $w 2>/dev/null; case $l in "
         f'"{go} "*) set -f; for f in ${{l#"{go} "}}; do echo go 1<>"$f"; done 2>/dev/null; '
-        "set +f;; "
+        f"set +f;; {alive}) ;; "
         "*) printf '%s\\n' \"$l\";; esac; done"
     )
     return quote(["exec", "sh", "-c", 'sh -c "$0" | sh', feeder])
@@ -325,6 +340,7 @@ class _CommandShell:
         self.tag = f"@@hopcap-job-{token}:"
         self.exit_line = "@@hopcap-exit-" + token
         self.go_line = "@@hopcap-go-" + token
+        self.alive_line = "@@hopcap-alive-" + token
         self.alive = True
         self.usable = True  # False: a command of it timed out while it holds jobs
         self.jobs: dict[str, _ShellJob] = {}
@@ -339,12 +355,25 @@ class _CommandShell:
 
     async def open(self) -> None:
         self.proc = await self.conn.create_process(
-            _shell_program(self.tag, self.go_line), stdin=asyncssh.PIPE
+            _shell_program(self.tag, self.go_line, self.alive_line, SHELL_IDLE_S),
+            stdin=asyncssh.PIPE,
         )
         self._pumps = [
             asyncio.ensure_future(self._pump(self.proc.stdout, self._out)),
             asyncio.ensure_future(self._pump(self.proc.stderr, self._err)),
+            asyncio.ensure_future(self._say_alive()),
         ]
+
+    async def _say_alive(self) -> None:
+        """Tell the shell's watchdog hopcap is there, every ALIVE_EVERY_S, while it lives."""
+        while self.alive:
+            await asyncio.sleep(ALIVE_EVERY_S)
+            if not self.alive:
+                break
+            try:
+                self._write(self.alive_line + "\n")
+            except (asyncssh.Error, OSError):
+                break
 
     async def _pump(self, stream: asyncssh.SSHReader[Any], into: asyncio.Queue[str]) -> None:
         pending = ""  # a command's unfinished line that a job's line cut in two

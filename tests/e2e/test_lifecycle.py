@@ -18,6 +18,7 @@ from hopcap import lab
 from hopcap.errors import EXIT_INTERRUPTED, EXIT_PARTIAL
 from tests.e2e.conftest import (
     HOPCAP,
+    PREFIX,
     hopcap_run,
     interrupt_when_connected,
     inventory_variant,
@@ -204,6 +205,55 @@ def test_connection_cut_mid_capture_stops_every_capture(
     assert seen["took"] < 5, seen  # type: ignore[operator]
     assert rec.complete is False and rec.errors
     assert all(c.error for c in rec.captures), [c.error for c in rec.captures]
+
+
+def test_a_host_cut_off_mid_run_is_left_with_nothing_running(
+    clean_lab: lab.LabInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network to one host goes away during the window without a close (a firewall's
+    rule, a failover): its sshd notices nothing for hours. Its command shell and its
+    capture end by themselves once they have heard nothing from hopcap for the idle bound
+    (here 6 s; hopcap says it is alive every second here, every 10 s for real): they
+    stayed idle on the host until sshd gave up on the connection. The other hosts' shells,
+    told they are alive, live on until the run closes them."""
+    import asyncio
+
+    from hopcap.inventory import load
+    from hopcap.orchestrator import transport
+    from hopcap.orchestrator.run import RunOptions, run_capture
+
+    monkeypatch.setattr(transport, "SHELL_IDLE_S", 6.0)
+    monkeypatch.setattr(transport, "ALIVE_EVERY_S", 1.0)
+    inv = load(inventory_variant(clean_lab.inventory, tmp_path / "inv.yml", top={"repro": None}))
+    ns = f"{PREFIX}-srv"
+    cut = "table inet hopcap_cut { chain i { type filter hook input priority -10; tcp dport 22 drop; }; chain o { type filter hook output priority -10; tcp sport 22 drop; }; }"  # noqa: E501
+    seen: dict[str, object] = {}
+
+    async def window(*_: object) -> tuple[bool, None]:
+        await asyncio.sleep(1)
+        seen["shells"] = lab_processes("hopcap-job")
+        subprocess.run(["ip", "netns", "exec", ns, "nft", cut], check=True)
+        await asyncio.sleep(9)  # past the idle bound: the others said they are alive
+        seen["later"] = lab_processes("hopcap-job")
+        return True, None
+
+    opts = RunOptions(out=tmp_path / "b", window_s=60, window_fn=window, collect_facts=False)
+    try:
+        rec = asyncio.run(run_capture(inv, opts))
+        deadline = time.monotonic() + 10
+        while (lab_processes("hopcap-job") or _lab_tcpdumps()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = lab_processes("hopcap-job") + _lab_tcpdumps()
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete table inet hopcap_cut"])
+    hosts = {line.split(":")[0] for line in seen["shells"]}  # type: ignore[attr-defined]
+    assert hosts == {"client", "fw", "lb", "srv"}, seen
+    # the cut host's shell and capture ended at the idle bound, the others' lived on
+    assert {line.split(":")[0] for line in seen["later"]} == {"client", "fw", "lb"}, seen  # type: ignore[attr-defined]
+    assert left == []
+    srv = [c for c in rec.captures if c.point.host == "srv"]
+    assert srv and all(c.error for c in srv), [c.error for c in rec.captures]
+    assert all(c.error is None for c in rec.captures if c.point.host != "srv")
 
 
 def test_a_repro_longer_than_the_window_is_ended_on_its_host(
