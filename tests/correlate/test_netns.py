@@ -115,26 +115,26 @@ POINTS = [("client:eth0", "cli", "c0"), ("fw:eth0", "fw", "f0"), ("fw:eth1", "fw
           ("srv:eth0", "srv", "s0")]  # fmt: skip
 
 
-def capture(
-    tmp: Path, tag: str, action: list[str], points: list[tuple[str, str, str]] = POINTS
-) -> list[PointInput]:
-    dumps = []
-    for name, ns, dev in points:
-        f = tmp / f"{tag}-{name.replace(':', '_')}.pcap"
-        pr = subprocess.Popen(
-            # --immediate-mode: without it, packets of the last ring-buffer block (up to a
-            # second) are lost when tcpdump is stopped
-            ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "--immediate-mode", "-U",
-             "-w", str(f), "tcp"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        assert pr.stderr is not None
-        first = pr.stderr.readline().decode()  # "listening on ...": ready to capture
-        assert "listening" in first, first
-        dumps.append((name, f, pr))
-    time.sleep(0.2)
-    subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True, timeout=30)
-    time.sleep(0.5)
+Dump = tuple[str, Path, "subprocess.Popen[bytes]"]
+
+
+def start_dump(f: Path, name: str, ns: str, dev: str) -> Dump:
+    """tcpdump on `dev` in namespace `ns` into `f`, ready to capture, as point `name`."""
+    pr = subprocess.Popen(
+        # --immediate-mode: without it, packets of the last ring-buffer block (up to a
+        # second) are lost when tcpdump is stopped
+        ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "--immediate-mode", "-U",
+         "-w", str(f), "tcp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert pr.stderr is not None
+    first = pr.stderr.readline().decode()  # "listening on ...": ready to capture
+    assert "listening" in first, first
+    return name, f, pr
+
+
+def stop_dumps(dumps: list[Dump]) -> list[PointInput]:
+    """Each capture stopped, as a point with its kernel drops."""
     out = []
     for name, f, pr in dumps:
         pr.send_signal(signal.SIGINT)
@@ -145,6 +145,19 @@ def capture(
                 drops = int(line.split()[0])
         out.append(PointInput(name=name, pcap=f, kernel_drops=drops))
     return out
+
+
+def capture(
+    tmp: Path, tag: str, action: list[str], points: list[tuple[str, str, str]] = POINTS
+) -> list[PointInput]:
+    dumps = [
+        start_dump(tmp / f"{tag}-{name.replace(':', '_')}.pcap", name, ns, dev)
+        for name, ns, dev in points
+    ]
+    time.sleep(0.2)
+    subprocess.run(["ip", "netns", "exec", NS["cli"], *action], capture_output=True, timeout=30)
+    time.sleep(0.5)
+    return stop_dumps(dumps)
 
 
 def test_clean_download_through_dnat_masquerade(path: Path) -> None:
@@ -334,40 +347,28 @@ def test_two_captures_begun_by_hand_mid_connection(path: Path) -> None:
     connection is clean."""
     srv = subprocess.Popen(["ip", "netns", "exec", NS["srv"], "python3", "-c", _ROUNDS_SERVER],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    dumps: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+    dumps: list[Dump] = []
+    run = ["ip", "netns", "exec", NS["cli"], "python3", "-c", _ROUNDS_CLIENT]
+    long: subprocess.Popen[bytes] | None = None
     try:
         for _ in range(50):
             if ":9090" in sh("ss", "-ltn", ns=NS["srv"]).stdout:
                 break
             time.sleep(0.1)
-        run = ["ip", "netns", "exec", NS["cli"], "python3", "-c", _ROUNDS_CLIENT]
         long = subprocess.Popen([*run, "30"], stdout=subprocess.DEVNULL)
         time.sleep(1.0)
-        for name, ns, dev in (("a", "cli", "c0"), ("b", "srv", "s0")):
-            f = path / f"mid-{name}.pcap"
-            pr = subprocess.Popen(
-                ["ip", "netns", "exec", NS[ns], "tcpdump", "-i", dev, "-n", "--immediate-mode",
-                 "-U", "-w", str(f), "tcp"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )  # fmt: skip
-            assert pr.stderr is not None
-            assert "listening" in pr.stderr.readline().decode()
-            dumps.append((name, f, pr))
-            time.sleep(0.3)
+        dumps.append(start_dump(path / "mid-a.pcap", "a", "cli", "c0"))
+        time.sleep(0.3)
+        dumps.append(start_dump(path / "mid-b.pcap", "b", "srv", "s0"))
         subprocess.run([*run, "5"], timeout=30, check=True)
         long.wait(timeout=30)
         time.sleep(0.3)
     finally:
-        srv.terminate()
-        srv.wait(timeout=5)
-    pts = []
-    for name, f, pr in dumps:
-        pr.send_signal(signal.SIGINT)
-        _, err = pr.communicate(timeout=10)
-        drops = sum(
-            int(x.split()[0]) for x in err.decode().splitlines() if "dropped by kernel" in x
-        )
-        pts.append(PointInput(name=name, pcap=f, kernel_drops=drops))
+        for pr in (long, srv):
+            if pr is not None and pr.poll() is None:
+                pr.kill()
+                pr.wait(timeout=5)
+        pts = stop_dumps(dumps)
     v = correlate(pts)
     assert len(v.flows) == 2, [fl.summary for fl in v.flows]
     every = [f for fl in v.flows for f in fl.findings]
