@@ -132,27 +132,35 @@ def started_late(pts: list[Point], present: list[int], flows: list[FlowB]) -> se
     did not (it saw the connection only later), or that both saw only from the middle
     when one of them saw earlier bytes of it that, by the connection's own pace, crossed
     the other before that one's first packet (`_midstream`)."""
-    late: set[int] = set()
-    # per hop (a, b): the halves both saw from the middle, as (half at a, at b), and
-    # which of the two points each pair may show started late (a, b)
-    mid: dict[tuple[int, int], list[tuple[Half, Half, bool, bool]]] = {}
-    first = {i: captured_first(pts[i].table) for i in present}
+    # per hop (a, b): the halves one of them saw from the SYN and the other not, or both
+    # from the middle, as (a, b, half at a, half at b)
+    odd: list[tuple[int, int, Half, Half]] = []
     for f in chains(flows):
-        for prev, leg in pairwise(f.legs):
+        legs = f.legs
+        if len(legs) < 2:
+            continue
+        for prev, leg in pairwise(legs):
             if leg.link == "proxied":
                 continue
-            for x, y in ((prev.c, leg.c), (prev.s, leg.s)):
-                if x is None or y is None:
-                    continue
-                if x.syn != y.syn:
-                    late.add(leg.point if x.syn else prev.point)
-                elif not x.syn:
-                    # (each one's first packet before the other's longest pause: at most)
-                    fa, fb = first[prev.point], first[leg.point]
-                    la = fa is not None and x.first_ts - fa < y.last_ts - y.first_ts
-                    lb = fb is not None and y.first_ts - fb < x.last_ts - x.first_ts
-                    if la or lb:
-                        mid.setdefault((prev.point, leg.point), []).append((x, y, la, lb))
+            x, y = prev.c, leg.c
+            if x is not None and y is not None and not (x.syn and y.syn):
+                odd.append((prev.point, leg.point, x, y))
+            x, y = prev.s, leg.s
+            if x is not None and y is not None and not (x.syn and y.syn):
+                odd.append((prev.point, leg.point, x, y))
+    late = {b if x.syn else a for a, b, x, y in odd if x.syn != y.syn}
+    # the middle ones, and which of the two points each may show started late (a, b):
+    # (each one's first packet before the other's longest pause, at most)
+    first = {i: captured_first(pts[i].table) for i in {i for a, b, *_ in odd for i in (a, b)}}
+    mid: dict[tuple[int, int], list[tuple[Half, Half, bool, bool]]] = {}
+    for a, b, x, y in odd:
+        if x.syn or y.syn:
+            continue
+        fa, fb = first[a], first[b]
+        la = fa is not None and x.first_ts - fa < y.last_ts - y.first_ts
+        lb = fb is not None and y.first_ts - fb < x.last_ts - x.first_ts
+        if la or lb:
+            mid.setdefault((a, b), []).append((x, y, la, lb))
     for (a, b), pairs in mid.items():
         if a in late and b in late:
             continue
