@@ -8,11 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from hopcap.correlate.conns import Half
+import numpy as np
+import numpy.typing as npt
+
+from hopcap.correlate.conns import Half, signed32
 from hopcap.correlate.flows import FlowB, LegB, Point, chains
-from hopcap.correlate.reader import captured_last
+from hopcap.correlate.match import M32, learn_deltas
+from hopcap.correlate.reader import PacketTable, captured_first, captured_last
 
 NS = 1_000_000_000
+I64 = npt.NDArray[np.int64]
 
 
 def hint_ns(p: Point, first: Point) -> int | None:
@@ -113,8 +118,23 @@ def set_windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> Non
             p.stop_ns = int((p.inp.stop_ts + hint) * NS)
         if len(t) and any("truncated" in w or "corrupt" in w for w in t.warnings):
             p.stop_ns = int(t.ts.max()) if p.stop_ns is None else min(p.stop_ns, int(t.ts.max()))
-    # evidence of a late start: a flow whose SYN was seen upstream but not here
-    late: list[int] = []  # the points, in the order the evidence was found
+    for i in started_late(pts, present, flows):
+        p = pts[i]
+        first = captured_first(p.table)
+        assert first is not None
+        p.start_ns = max(p.start_ns or first, first)
+    ended_early(pts, present, flows)
+
+
+def started_late(pts: list[Point], present: list[int], flows: list[FlowB]) -> set[int]:
+    """The points whose capture started after connections a neighbour saw (their start is
+    then their first packet): a connection whose SYN one point of a hop saw and the other
+    did not (it saw the connection only later), or that both saw only from the middle
+    when one of them saw earlier bytes of it that, by the connection's own pace, crossed
+    the other before that one's first packet (`_midstream`)."""
+    # per hop (a, b): the halves one of them saw from the SYN and the other not, or both
+    # from the middle, as (a, b, half at a, half at b)
+    odd: list[tuple[int, int, Half, Half]] = []
     for f in chains(flows):
         legs = f.legs
         if len(legs) < 2:
@@ -123,16 +143,103 @@ def set_windows(pts: list[Point], present: list[int], flows: list[FlowB]) -> Non
             if leg.link == "proxied":
                 continue
             x, y = prev.c, leg.c
-            if x is not None and y is not None and x.syn != y.syn:
-                late.append(leg.point if x.syn else prev.point)
+            if x is not None and y is not None and not (x.syn and y.syn):
+                odd.append((prev.point, leg.point, x, y))
             x, y = prev.s, leg.s
-            if x is not None and y is not None and x.syn != y.syn:
-                late.append(leg.point if x.syn else prev.point)
-    for i in late:
-        p = pts[i]
-        first = int(p.table.ts.min())
-        p.start_ns = max(p.start_ns or first, first)
-    ended_early(pts, present, flows)
+            if x is not None and y is not None and not (x.syn and y.syn):
+                odd.append((prev.point, leg.point, x, y))
+    late = {b if x.syn else a for a, b, x, y in odd if x.syn != y.syn}
+    # the middle ones, and which of the two points each may show started late (a, b):
+    # (each one's first packet before the other's longest pause, at most)
+    first = {i: captured_first(pts[i].table) for i in {i for a, b, *_ in odd for i in (a, b)}}
+    mid: dict[tuple[int, int], list[tuple[Half, Half, bool, bool]]] = {}
+    for a, b, x, y in odd:
+        if x.syn or y.syn:
+            continue
+        fa, fb = first[a], first[b]
+        la = fa is not None and x.first_ts - fa < y.last_ts - y.first_ts
+        lb = fb is not None and y.first_ts - fb < x.last_ts - x.first_ts
+        if la or lb:
+            mid.setdefault((a, b), []).append((x, y, la, lb))
+    for (a, b), pairs in mid.items():
+        if a in late and b in late:
+            continue
+        late |= _midstream(pts[a], pts[b], pairs, late, first)
+    return late
+
+
+def _midstream(
+    pa: Point,
+    pb: Point,
+    pairs: list[tuple[Half, Half, bool, bool]],
+    late: set[int],
+    first: Mapping[int, int | None],
+) -> set[int]:
+    """Of points `pa` and `pb` (a hop), those whose capture started late, by the halves of
+    connections both saw only from the middle (`pairs`: (half at a, at b), whether a may
+    be the late one, whether b may): one point's first packet of a half is data that the
+    other saw sent once, after bytes of the half before it (not sent again: not lost on
+    the way), and the other's packet before it would have crossed this point (the same
+    time before this one) before this point's first packet of all. Not by the first
+    packet alone: a quiet link's capture may start long before its first packet (a drop
+    before it would then be hidden)."""
+    ta, tb = pa.table, pb.table
+    ra = [x.idx for x, _y, _la, _lb in pairs]
+    rb = [y.idx for _x, y, _la, _lb in pairs]
+    # (the usual case, at once: both saw the same first packet, by its TSval, IP ID and
+    # length: neither saw earlier bytes)
+    xa = np.array([r[0] for r in ra], np.int64)
+    xb = np.array([r[0] for r in rb], np.int64)
+    tsa, ida = ta.tsval[xa], ta.ipid[xa]
+    same = (ta.plen[xa] == tb.plen[xb]) & (tsa == tb.tsval[xb]) & (ida == tb.ipid[xb])
+    keep = np.nonzero(~(same & ((tsa >= 0) | (ida > 0))))[0].tolist()
+    if not keep:
+        return set()
+    ra, rb, pairs = [ra[k] for k in keep], [rb[k] for k in keep], [pairs[k] for k in keep]
+    n = len(pairs)
+    pid_a = np.repeat(np.arange(n, dtype=np.int64), [r.shape[0] for r in ra])
+    pid_b = np.repeat(np.arange(n, dtype=np.int64), [r.shape[0] for r in rb])
+    delta, _votes = learn_deltas(ta, np.concatenate(ra), pid_a, tb, np.concatenate(rb), pid_b, n)
+    out: set[int] = set()
+    for k, (_x, _y, la, lb) in enumerate(pairs):
+        d = int(delta[k])
+        if d < 0:
+            continue
+        known = late | out
+        if lb and pb.idx not in known and _later(tb, rb[k], ta, ra[k], d, first[pb.idx]):
+            out.add(pb.idx)
+        if la and pa.idx not in known and _later(ta, ra[k], tb, rb[k], -d & M32, first[pa.idx]):
+            out.add(pa.idx)
+        if pa.idx in late | out and pb.idx in late | out:
+            break
+    return out
+
+
+def _later(tl: PacketTable, rl: I64, te: PacketTable, re: I64, d: int, first: int | None) -> bool:
+    """Whether point L (table `tl`, rows `rl` of a half, `first`: its first packet of all)
+    started after earlier packets of the half that point E saw (`te`, rows `re`; `d`: L's
+    sequence numbers minus E's): L's first packet of it is data E saw once, after data
+    before it in the stream, none of it sent again; and E's packet before it, as long
+    before as E saw it, would have crossed L before L's first packet (`_midstream`)."""
+    r0 = int(rl[0])
+    if first is None or not tl.plen[r0]:
+        return False
+    s = (int(tl.seq[r0]) - d) & M32
+    if ((int(te.seq[re[0]]) - s + (1 << 31)) & M32) >= 1 << 31:
+        return False  # (the usual case, at once: E's first packet is not before it)
+    data = te.plen[re] > 0
+    rel = signed32(te.seq[re].astype(np.int64) - s)
+    at = np.nonzero(data & (rel == 0))[0]
+    if at.shape[0] != 1 or not at[0]:
+        return False  # not seen there, sent again, or the first there too
+    j = int(at[0])
+    if not (data[:j] & (rel[:j] < 0)).any():
+        return False  # nothing before it in the stream
+    sent = te.seq[re[data & (rel < 0)]]
+    if np.unique(sent).shape[0] != sent.shape[0]:
+        return False  # bytes before it sent again: lost on the way?
+    pause = int(te.ts[re[j]]) - int(te.ts[re[j - 1]])
+    return int(tl.ts[r0]) - first < pause + SLACK_NS
 
 
 def clock_words(ts_ns: int | None) -> str:

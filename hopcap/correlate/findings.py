@@ -1326,8 +1326,10 @@ class _Chain:
         h, back = (leg.c, leg.s) if direction == "c2s" else (leg.s, leg.c)
         if h is None or back is None:
             return rows
+        # (not those `down` was not capturing for: its window's gaps, `split_lost`)
+        heard = split_lost(up, down, up.table.ts, rows)[0]
         dm = dms[0]
-        got = acked_once(up.table, h, back, rows, dms[1])
+        got = acked_once(up.table, h, back, heard, dms[1])
         if not got:
             return rows
         self.taken(direction, up, down, got, dm.a_base, dm.undelivered_bytes)

@@ -58,6 +58,7 @@ from hopcap.correlate.clocks import (
     hint_ns,
     merge_minima,
     minima_of,
+    started_late,
 )
 from hopcap.correlate.conns import build_point
 from hopcap.correlate.dgram import (
@@ -1156,16 +1157,7 @@ def _windows(run: _Run, evidence: _Evidence | None, keep: Callable[[FlowB], bool
                 if (a, b) not in align:
                     align[(a, b)] = (run.offsets[b] - run.offsets[a], PLACED_ERR_NS)
             evidence.ended = ended_evidence(pts, present, kept, ends, align)
-            for f in kept:
-                for ch in chains([f]):
-                    for prev, leg in pairwise(ch.legs):
-                        if leg.link == "proxied":
-                            continue
-                        for x, y in ((prev.c, leg.c), (prev.s, leg.s)):
-                            if x is not None and y is not None and x.syn and not y.syn:
-                                evidence.late.add(leg.point)
-                            if x is not None and y is not None and y.syn and not x.syn:
-                                evidence.late.add(prev.point)
+            evidence.late |= started_late(pts, present, kept)
         for e in run.late:
             if isinstance(e, tuple):
                 if e[0] == "end" and pts[e[1]].stop_ns is None:
