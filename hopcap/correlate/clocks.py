@@ -11,6 +11,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
+from hopcap import npsets
 from hopcap.correlate.conns import Half, signed32
 from hopcap.correlate.flows import FlowB, LegB, Point, chains
 from hopcap.correlate.match import M32, learn_deltas
@@ -236,7 +237,7 @@ def _later(tl: PacketTable, rl: I64, te: PacketTable, re: I64, d: int, first: in
     if not (data[:j] & (rel[:j] < 0)).any():
         return False  # nothing before it in the stream
     sent = te.seq[re[data & (rel < 0)]]
-    if np.unique(sent).shape[0] != sent.shape[0]:
+    if npsets.unique(sent).shape[0] != sent.shape[0]:
         return False  # bytes before it sent again: lost on the way?
     pause = int(te.ts[re[j]]) - int(te.ts[re[j - 1]])
     return int(tl.ts[r0]) - first < pause + SLACK_NS
