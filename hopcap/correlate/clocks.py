@@ -548,10 +548,12 @@ def alignments(
             n[ab] += 1
             if n[ab] == ALIGN_SAMPLES:
                 full += 1
-            if x.c is not None and y.c is not None:
+            # (not a half one point saw from its SYN and the other from the middle: a
+            # capture begun later, its first packet another)
+            if x.c is not None and y.c is not None and x.c.syn == y.c.syn:
                 d = y.c.first_ts - x.c.first_ts
                 d1[ab] = min(d1.get(ab, d), d)
-            if x.s is not None and y.s is not None:
+            if x.s is not None and y.s is not None and x.s.syn == y.s.syn:
                 d = x.s.first_ts - y.s.first_ts
                 d2[ab] = min(d2.get(ab, d), d)
         if full == len(want):

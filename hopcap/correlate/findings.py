@@ -167,6 +167,9 @@ def acked_once(
 
 
 _Lost = tuple[int, int, Half, Half, list[int], DirMatch]
+# `_Chain.taken`'s gap: packets a capture lost that got through (a finding of their own,
+# besides a gap of the packets the capture could not have seen: `slices._fkey`)
+DELIVERED_WORDS = "the receiver acknowledged them and they were never sent again"
 
 
 def _sent_once(pts: list[Point], lost: list[_Lost]) -> list[_Lost]:
@@ -1351,7 +1354,7 @@ class _Chain:
         desc, nb, ts0 = _describe(up.table, ordered, base, und_b)
         text = (
             f"seen at {up.name}, not at {down.name}, but the capture at {down.name} lost them: "
-            f"the receiver acknowledged them and they were never sent again; {desc}"
+            f"{DELIVERED_WORDS}; {desc}"
         )
         self.add("gap", direction, (up.name, down.name), up, ordered, (text, nb, ts0),
                  packet=packet_kind(up.table, ordered[0]))  # fmt: skip

@@ -70,6 +70,7 @@ from hopcap.correlate.dgram import (
     take_rows,
 )
 from hopcap.correlate.findings import (
+    DELIVERED_WORDS,
     FLAG_BITS,
     Built,
     answered_unseen,
@@ -892,13 +893,15 @@ def read_slice(
     sel: U64,
     cut: tuple[U64, int, int] | None = None,
     inner: tuple[int, int] | None = None,
+    more: Sequence[tuple[U64, int, int]] = (),
 ) -> PacketTable:
     """The rows of the conversations `sel` (sorted keys) of a scanned capture, as a table
     of the whole file's facts (records, warnings, last packet). `cut`: (sorted keys, lo,
     hi) of conversations read in part: their packets between lo and hi (this capture's
     clock) and their first `HEAD_ROWS` (the handshake and the first packets, whose facts
     every slice needs: sequence bases, the NAT link, the first packet). Their datagrams
-    outside `inner` (lo, hi) are the table's `edge`."""
+    outside `inner` (lo, hi) are the table's `edge`. `more`: (sorted keys, lo, hi) of
+    TCP conversations' packets read besides (`_late_context`)."""
     parts: list[PacketTable] = []
     dgs: list[tuple[DgramTable, npt.NDArray[np.bool_]]] = []  # parsed chunks, rows kept
     convs: list[U64] = []  # their conversations (`DgramTable.conv`)
@@ -915,6 +918,8 @@ def read_slice(
         c0s = sc.chunk0[np.searchsorted(sc.keys, ck)]
         for c0 in c0s.tolist():
             want |= set(range(c0, min(c0 + HEAD_CHUNKS, len(sc.chunks))))
+    for _mk, mlo, mhi in more:
+        want |= {i for i, (_p, a, b) in enumerate(sc.chunks) if a <= mhi and b >= mlo}
     taken = np.zeros(ck.shape[0], np.int64)  # rows of each cut conversation's head so far
     dtaken = np.zeros(ck.shape[0], np.int64)  # (its datagrams)
     if want:
@@ -931,6 +936,8 @@ def read_slice(
                     taken[c0s + HEAD_CHUNKS <= i] = HEAD_ROWS  # past its head's chunks
                     if int(taken.min()) < HEAD_ROWS:
                         _head(tk, inc, ck, taken, keep)
+            for mk, mlo, mhi in more:
+                keep |= _member(tk, mk) & (t.ts >= mlo) & (t.ts <= mhi)
             if keep.any():
                 parts.append(_take(t, keep))
             if dgt[0].shape[0]:
@@ -982,6 +989,22 @@ def read_slice(
 # --------------------------------------------------------------------------- slices
 
 
+@dataclass(frozen=True)
+class _Late:
+    """A cut flow's conversation at a point whose capture began after the flow did (seen
+    from the middle; the slice where the flow starts may have none of its packets): the
+    flow (group), the point, its first packet and the last of its head (`HEAD_ROWS`), on
+    that point's clock, and the flow's conversations at the other points (point, key). A
+    slice that reads its head reads theirs over that time too: the packets its own are
+    matched to, and the acknowledgements of the packets before (`_late_context`)."""
+
+    group: int
+    point: int
+    first: int
+    head_end: int
+    others: tuple[tuple[int, int], ...]
+
+
 @dataclass
 class _Run:
     points: list[PointInput]  # with missing reasons of unreadable files
@@ -1006,6 +1029,9 @@ class _Run:
     # pass 2: the flows that are cut, as (point, key) of each of their conversations
     groups: list[list[tuple[int, int]]] = field(default_factory=list)
     member: dict[tuple[int, int], int] = field(default_factory=dict)  # -> group
+    # pass 2: the conversations of cut flows at points whose capture began after the flow
+    # did (`_Late`)
+    late_heads: list[_Late] = field(default_factory=list)
 
     def say(self, text: str) -> None:
         log.info(text)
@@ -1052,7 +1078,8 @@ def _points(run: _Run, k: int) -> list[Point]:
     """Slice `k`'s points: at each, every conversation alive in window `k` (with the
     margin) or that starts before the flows of the window may have ended, whole; of a
     cut conversation alive then (of a cut flow, in pass 2: of any of its conversations),
-    its head and its packets within the window and the margin."""
+    its head and its packets within the window and the margin (in pass 2, and over the
+    head of its conversation at a point whose capture began late: `_late_context`)."""
     lo, hi = run.bounds[k], run.bounds[k + 1]
     _lo, end = _span(run, k)
     alive_g = _group_alive(run, k) if run.member else set()
@@ -1081,13 +1108,64 @@ def _points(run: _Run, k: int) -> list[Point]:
         else:
             on = part & alive
         cut = (sc.keys[on], lo + off - mg if lo > _LO else _LO, hi + off + mg if hi < _HI else _HI)
+        more = _late_context(run, i, alive_g)
         # the datagrams of cut conversations in the outer half of the margins: their copy
         # at another point may be beyond what this slice reads there (`DgramTable.edge`)
         h = mg // 2
         inner = (lo + off - h if lo > _LO else _LO, hi + off + h if hi < _HI else _HI)
-        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut, inner)
+        t = read_slice(sc, sc.keys[(alive | starts) & ~part], cut, inner, more)
         pts.append(Point(i, inp, inp.name, host, iface, build_point(t)))
     return pts
+
+
+def _late_context(run: _Run, i: int, alive_g: set[int]) -> list[tuple[U64, int, int]]:
+    """At point `i`, for `read_slice`: (sorted keys, lo, hi, this point's clock) of its
+    conversations of the cut flows alive in the slice (`alive_g`) over the head of their
+    conversation at a point whose capture began later (`_Late`), with the margin."""
+    out = []
+    mg = run.margin_ns
+    for x in run.late_heads:
+        mine = sorted({key for p, key in x.others if p == i})
+        if x.group in alive_g and mine:
+            d = run.offsets[i] - run.offsets[x.point]
+            out.append((np.array(mine, np.uint64), x.first + d - mg, x.head_end + d + mg))
+    return out
+
+
+def _late_members(
+    run: _Run, pts: list[Point], keys: list[U64 | None], f: FlowB
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """The conversations of cut flow `f` (as `_members` keys them) seen from the middle
+    (no SYN either way) that began later than its first one by more than the margin: a
+    capture that began after the flow did (not a connection beyond a proxy, made later
+    with its own handshake): (point, key) -> (its first packet, the last of its head), on
+    its point's clock (`_Late`)."""
+    legs = []
+    for ch in chains([f]):
+        for leg in ch.legs:
+            h = leg.c if leg.c is not None else leg.s
+            sc, kp = run.scans[leg.point], keys[leg.point]
+            if h is None or not h.idx.shape[0] or sc is None or kp is None:
+                continue
+            key = int(kp[int(h.idx[0])])
+            j = int(np.searchsorted(sc.keys, np.uint64(key)))
+            mid = not any(x is not None and x.syn for x in (leg.c, leg.s))
+            legs.append((leg, sc, key, j, int(sc.first[j]), mid))
+    if not legs:
+        return {}
+    start = min(first - run.offsets[leg.point] for leg, _sc, _k, _j, first, _m in legs)
+    out = {}
+    for leg, sc, key, j, first, mid in legs:
+        if mid and first - run.offsets[leg.point] > start + run.margin_ns:
+            # its head: its first `HEAD_ROWS` packets in the chunks `read_slice` looks at
+            # (every slice that reads it has them, and its packets after them)
+            rows = [x.idx for x in (leg.c, leg.s) if x is not None]
+            ts = np.sort(pts[leg.point].table.ts[np.concatenate(rows)])
+            end = sc.chunks[min(int(sc.chunk0[j]) + HEAD_CHUNKS, len(sc.chunks)) - 1][2]
+            if ts.shape[0] >= HEAD_ROWS:
+                end = min(end, int(ts[HEAD_ROWS - 1]))
+            out[(leg.point, key)] = (first, end)
+    return out
 
 
 def _anchor(run: _Run, k: int, point: int, first_ns: int) -> bool:
@@ -1109,6 +1187,8 @@ class _Evidence:
     late: set[int] = field(default_factory=set)
     ended: dict[int, EndFacts] = field(default_factory=dict)
     ttl: Samples = field(default_factory=dict)
+    # the conversations of cut flows at captures begun after them (`_late_members`)
+    heads: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
     def add(self, other: _Evidence) -> None:
         """`other`'s too (a later slice's)."""
@@ -1120,6 +1200,7 @@ class _Evidence:
                 self.ended[i] = e
         for ab, got in other.ttl.items():
             self.ttl.setdefault(ab, []).extend(got)
+        self.heads.update(other.heads)
 
 
 def _last_packet(sc: Scan) -> int | None:
@@ -1693,8 +1774,13 @@ def _pass1(
             finally:
                 match.KEEP_PAIRS = False
             for f in cut:
+                late = _late_members(run, prep.pts, keys, f)
                 if keep(f):
                     groups.append(_members(keys, f))
+                elif late:
+                    # (the slice where it starts may not have seen them: `_group`)
+                    groups.append([*_members(keys, f), _LATER])
+                evidence.heads.update(late)
                 _judge(run, k, prep.pts, f)
         proxied = any(leg.link == "proxied" for ch in chains(cut) for leg in ch.legs)
         return minima_of(flows + cut, dgram_minima(dflows)), evidence, groups, tun, proxied
@@ -1917,7 +2003,7 @@ Task = tuple[
     list[int],
     frozenset[Any],  # `_Run.late`
     list[tuple[int, int | None]] | None,
-    tuple[list[U64], dict[tuple[int, int], int]] | None,
+    tuple[list[U64], dict[tuple[int, int], int], list[_Late]] | None,
     tuple[int, dict[Key, Decided_], list[int]] | None,
 ]
 
@@ -1926,7 +2012,7 @@ def _do(run: _Run, task: Task) -> Any:
     kind, k, offsets, late, clocks, cuts, decisions = task
     run.offsets, run.late = list(offsets), set(late)
     if cuts is not None:
-        run.cut, run.member = cuts
+        run.cut, run.member, run.late_heads = cuts
     if decisions is not None:
         run.margin_ns, run.decisions, run.bounds = decisions
     if kind == "pass1":
@@ -2227,15 +2313,28 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
 
 # the last member of a cut datagram flow's conversations that pass 1 sends (`_group`)
 _DGRAM = (-1, 0)
+# the last member of a cut TCP flow's conversations that pass 1 sends from a slice after
+# the one where it starts, one of which began later than the flow (`_late_members`)
+_LATER = (-2, 0)
 
 
-def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
+def _group(
+    run: _Run,
+    found: Sequence[list[list[tuple[int, int]]]],
+    heads: Mapping[tuple[int, int], tuple[int, int]],
+) -> None:
     """The cut flows pass 1 found (each as the conversations of its legs), merged where
-    they share one; every conversation of a cut flow is cut in pass 2."""
+    they share one; every conversation of a cut flow is cut in pass 2. A flow's
+    conversation at a point whose capture began later (`heads`: `_late_members`) joins
+    its group from a later slice's, at a point where the group has none."""
     member: dict[tuple[int, int], int] = {}
     groups: list[list[tuple[int, int]]] = []
+    later = []
     for per_slice in found:
         for ms in per_slice:
+            if ms and ms[-1] == _LATER:
+                later.append(ms[:-1])
+                continue
             gs = sorted({member[m] for m in ms if m in member})
             if ms and ms[-1] == _DGRAM:
                 # a datagram flow has one conversation a point: not one flow with a group
@@ -2259,7 +2358,23 @@ def _group(run: _Run, found: Sequence[list[list[tuple[int, int]]]]) -> None:
                 if m not in member:
                     member[m] = g
                     groups[g].append(m)
+    for ms in later:
+        of = {member[m] for m in ms if m in member}
+        if len(of) != 1:
+            continue  # (never two groups merged by it)
+        g = of.pop()
+        taken = {p for p, _key in groups[g]}
+        for m in ms:
+            if m not in member and m[0] not in taken and m in heads:
+                member[m] = g
+                groups[g].append(m)
+                taken.add(m[0])
     run.member, run.groups = member, groups
+    run.late_heads = [
+        _Late(g, m[0], *heads[m], tuple(x for x in groups[g] if x[0] != m[0]))
+        for m, g in member.items()
+        if m in heads
+    ]
     by_point: dict[int, list[int]] = {}
     for i, key in member:
         by_point.setdefault(i, []).append(key)
@@ -2771,6 +2886,8 @@ def _dsummary(
 def _fkey(fnd: Finding) -> tuple[Any, ...]:
     """The findings of a cut flow's slices that are one in its verdict."""
     key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
+    if fnd.kind == "gap" and DELIVERED_WORDS in fnd.what:
+        key += ("delivered",)  # (the packets the capture lost: not those it could not see)
     if _of_error(fnd):  # an error each (judged where it was seen)
         key += (fnd.what, fnd.first_ts)
     return key
@@ -3179,8 +3296,8 @@ def correlate_sliced(
         evidence = _Evidence()
         for _m, ev, _g, _p in first:
             evidence.add(ev)
-        _group(run, [g for _m, _ev, g, _p in first])
-        cuts = (run.cut, run.member)
+        _group(run, [g for _m, _ev, g, _p in first], evidence.heads)
+        cuts = (run.cut, run.member, run.late_heads)
         for p in skel:
             p.offset_ns = offsets[p.idx]
         estimate_clocks(skel, present, merge_minima([m for m, _ev, _g, _p in first]))

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -1680,3 +1681,90 @@ def test_a_budget_below_the_runs_fixed_part_says_what_it_needs(
         f"{need} (the program and the verdict of 300 connections); slices of 2000 packets, "
         "the fewest it reads"
     ], [r.getMessage() for r in caplog.records]
+
+
+def _begun_late(tmp_path: Path, n: int, late: int, nat: bool, others: int) -> list[PointInput]:
+    """A keep-alive connection (60 rounds 0.5 s apart) through `n` points, the last one
+    beyond a NAT with `nat`, and `others` short connections 0.5 s apart; the capture at
+    point `late` began 5 s after the others (its start given, as `hopcap run` gives it)."""
+    t0 = 1_763_790_000.0
+    convs = [keepalive(("203.0.113.10", 41000), 90, t0 + 0.1, 60, 0.5)]
+    for i in range(others):
+        c = Conv(client=("198.18.0.20", 50000 + i), server=("203.0.113.80", 80), seed=300 + i,
+                 t0=t0 + 0.3 + i * 0.5)  # fmt: skip
+        c.handshake()
+        c.request(HTTP_REQ)
+        c.response(HTTP_RESP)
+        c.close()
+        convs.append(c)
+
+    def view(j: int) -> Callable[[Conv], View]:
+        def make(c: Conv) -> View:
+            return View(
+                delay=0.0001 * j,
+                drop=(lambda s: s.t < t0 + 5) if j == late else None,
+                nat=nat_map(c, sport=c.client[1] - 20000) if nat and j == n - 1 else {},
+            )
+
+        return make
+
+    names = ["a:eth0", "b:eth0", "c:eth0"][:n]
+    pts = points(tmp_path, convs, [(name, view(j)) for j, name in enumerate(names)])
+    return [replace(p, start_ts=t0 + 5 * (j == late)) for j, p in enumerate(pts)]
+
+
+def _late_point_judged(one: dict, n: int, late: int, nat: bool) -> None:
+    """The keep-alive connection of `_begun_late`: one flow with a leg at every point,
+    its packets before the late capture began gaps at that point only, nothing else."""
+    names = ["a:eth0", "b:eth0", "c:eth0"][:n]
+    [fl] = [fl for fl in one["flows"] if fl["client"] == "203.0.113.10:41000"]
+    assert [leg["point"] for leg in fl["legs"]] == names
+    assert [leg["link"] for leg in fl["legs"]][1:] == ["same"] * (n - 2) + [
+        "nat" if nat else "same"
+    ]
+    assert fl["findings"] and all(
+        f["kind"] == "gap" and names[late] in f["between"] for f in fl["findings"]
+    ), fl["findings"]
+    assert not one.get("warnings")
+
+
+@pytest.mark.parametrize("nat", [False, True], ids=["same", "nat"])
+@pytest.mark.parametrize(
+    ("n", "late"),
+    [(2, 0), (2, 1), (3, 1), (3, 2)],
+    ids=["first-of-2", "second-of-2", "middle-of-3", "last-of-3"],
+)
+def test_a_long_connection_through_a_capture_begun_mid_connection_sliced(
+    tmp_path: Path, n: int, late: int, nat: bool
+) -> None:
+    """A keep-alive connection cut across many slices, through a point whose capture began
+    5 s after it (far more than the margin): sliced as unsliced, in one process or two.
+    Was: the slice where it starts saw none of its packets at that point, so its flow
+    (the flow's conversations are found there) left that point out; the flow had no leg
+    there, its packets after the capture began were never matched there, and later
+    slices' gaps read 'seen at a:eth0 and answered, never at b:eth0'. With that leg in
+    the flow, the slice where it starts read its head only (packets from 5 s on) with none
+    of the other points' packets of then: the sequence offset came from payloads alike,
+    and the link read as a NAT ('nat' for 'same'). The first point's capture begun late:
+    the server's data before it, unsliced a gap 'the capture at a:eth0 lost them: the
+    receiver acknowledged them' (by the client's ACKs from 5 s on), read 'started after
+    these packets: cannot tell' in the slices before 5 s (without those ACKs), one gap
+    with the ACKs'."""
+    pts = _begun_late(tmp_path, n, late, nat, 60)
+    one = _same(pts, (120,))  # (16 slices at 2 points, 24 at 3)
+    _late_point_judged(one, n, late, nat)
+    assert correlate(pts, slice_packets=120, slice_margin_s=1.0).to_dict() == one
+
+
+@pytest.mark.parametrize(("n", "late", "nat"), [(2, 1, False), (3, 2, True)])
+def test_a_lone_connection_through_a_capture_begun_mid_connection(
+    tmp_path: Path, n: int, late: int, nat: bool
+) -> None:
+    """The keep-alive connection alone: the point whose capture began late did not end
+    early (its last packet is the connection's last, as at the other points), sliced or
+    not. Was, unsliced: 'point b:eth0: its capture ended at 05:40:30.228 UTC (its last
+    packet), before the others': the clocks of the hop (for that test) were taken from
+    the connection's first packets at each point, 5 s apart at the late one."""
+    pts = _begun_late(tmp_path, n, late, nat, 0)
+    one = _same(pts, (40,))
+    _late_point_judged(one, n, late, nat)
