@@ -623,8 +623,6 @@ def point_captures(
             st = stats.get(p.name)
             local = pulled.get(p.name)
             err = point_errors.get(p.name) or (s.error if rc is None else None)
-            if err and local is None and rc is not None:
-                err += left_on_host(s, rc)
             clk = clocks.get(n)
             captures.append(
                 PointCapture(
@@ -645,24 +643,6 @@ def point_captures(
                 )
             )
     return tuple(captures)
-
-
-def left_on_host(s: HostSession, rc: RunningCapture) -> str:
-    """Where what a capture wrote stays on its host when it could not be pulled and its
-    directory could not be removed (the host was lost: a network cut, a reboot), to be
-    fetched by hand: "" for a capture with nothing there (streamed, a FortiGate's)."""
-    if isinstance(rc, FortiGateCapture) or rc.stream_to is not None or not s.remote_dir:
-        return ""
-    expiry = s.remote_dir.rpartition("/")[2].split(".")[1]  # hopcap.<expiry>.<run>.<host>
-    until = (
-        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(expiry)))
-        if expiry.isdigit()
-        else "its bound"
-    )
-    return (
-        f"; what it captured stays on {s.name} in {rc.spec.base}* (the next hopcap run "
-        f"there after {until} removes it): fetch it by hand to correlate it with the rest"
-    )
 
 
 async def _prepare(s: HostSession, clocks: dict[str, tuple[float, float]]) -> None:

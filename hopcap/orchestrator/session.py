@@ -667,13 +667,25 @@ async def make_remote_dir(s: HostSession, run_id: str, bound_s: float) -> str:
 
 
 async def remove_remote_dir(s: HostSession) -> None:
-    if s.transport is None or not s.remote_dir:
+    d = s.remote_dir
+    if s.transport is None or not d:
         return
     try:
-        await s.transport.run(s.root(quote(["rm", "-rf", "--", s.remote_dir])), timeout=15)
+        await s.transport.run(s.root(quote(["rm", "-rf", "--", d])), timeout=15)
         s.remote_dir = None
     except HopcapError as exc:  # it expires: a later run removes it
-        log.warning("%s: %s not removed: %s", s.name, s.remote_dir, exc)
+        # (the host lost: what it holds may be the only copy of a capture not pulled)
+        expiry = d.rpartition("/")[2].split(".")[1]  # hopcap.<expiry>.<run>.<host>
+        after = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(expiry)))
+            if expiry.isdigit()
+            else "its bound"
+        )
+        log.warning(
+            "%s: %s not removed (%s): what it holds (any capture not pulled) stays there "
+            "until the next hopcap run there after %s removes it",
+            s.name, d, exc, after,
+        )  # fmt: skip
 
 
 async def close_all(sessions: dict[str, HostSession]) -> None:

@@ -554,6 +554,19 @@ class JobShell:
             raise _translate(self.host, exc) from exc
 
 
+class _Client(asyncssh.SSHClient):
+    """Records when and why the connection was lost (not closed by hopcap): what a
+    command that fails afterwards says (`SSHTransport.lost`)."""
+
+    def __init__(self) -> None:
+        self.lost: tuple[float, str] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.lost is None:
+            reason = str(getattr(exc, "reason", "") or exc) or type(exc).__name__
+            self.lost = (time.time(), reason[:1].lower() + reason[1:])
+
+
 class SSHTransport:
     """A `HostTransport` over one asyncssh connection.
 
@@ -567,10 +580,16 @@ class SSHTransport:
     ones, spawned with stdin, only open their channel one at a time)."""
 
     def __init__(
-        self, name: str, conn: asyncssh.SSHClientConnection, *, command_shell: bool = False
+        self,
+        name: str,
+        conn: asyncssh.SSHClientConnection,
+        *,
+        command_shell: bool = False,
+        client: _Client | None = None,
     ) -> None:
         self.name = name
         self.conn = conn
+        self._client = client
         server = str(conn.get_extra_info("server_version", "") or "")
         self.server_version = server
         self._gate = asyncio.Semaphore(1) if "dropbear" in server.lower() else None
@@ -583,6 +602,20 @@ class SSHTransport:
         # starts it through the login's shell and its start-up files, per session)
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_lock = asyncio.Lock()
+
+    @property
+    def lost(self) -> tuple[float, str] | None:
+        """When and why the connection was lost (None: it was not)."""
+        return self._client.lost if self._client is not None else None
+
+    def _translate(self, exc: BaseException) -> TransportError:
+        """`exc` in hopcap's words; after the connection was lost, that loss: "cannot
+        open a channel: SSH connection closed" told nothing of when or why."""
+        lost = self.lost
+        if lost is not None and not isinstance(exc, TransportError):
+            at = time.strftime("%H:%M:%S UTC", time.gmtime(lost[0]))
+            return ConnectError(self.name, f"the SSH connection was lost at {at} ({lost[1]})")
+        return _translate(self.name, exc)
 
     async def _shell(self) -> _CommandShell:
         """An idle command shell, a new one while there are fewer than `COMMAND_SHELLS`,
@@ -617,7 +650,7 @@ class SSHTransport:
         try:
             shell = await self._shell()
         except (asyncssh.Error, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         try:
             return await shell.lines(command, count, timeout)
         except TransportError:
@@ -625,7 +658,7 @@ class SSHTransport:
         except TimeoutError as exc:
             raise TransportError(self.name, f"`{command}` gave no answer") from exc
         except (asyncssh.Error, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         finally:
             await asyncio.shield(self._release(shell))
 
@@ -645,7 +678,7 @@ class SSHTransport:
         try:
             shell = await self._shell()
         except (asyncssh.Error, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         try:
             try:
                 pid = await asyncio.wait_for(asyncio.shield(shell.feed), FEED_TIMEOUT_S)
@@ -685,7 +718,7 @@ class SSHTransport:
                     self.name, f"`{command}` did not finish in {timeout:g}s"
                 ) from exc
             except (asyncssh.Error, OSError) as exc:
-                raise _translate(self.name, exc) from exc
+                raise self._translate(exc) from exc
         try:
             async with self._gated():
                 res = await self._retrying(
@@ -694,7 +727,7 @@ class SSHTransport:
         except asyncssh.TimeoutError as exc:
             raise TransportError(self.name, f"`{command}` did not finish in {timeout:g}s") from exc
         except (asyncssh.Error, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         return CommandResult(
             command=command,
             exit_status=res.exit_status,
@@ -727,7 +760,7 @@ class SSHTransport:
         except (asyncssh.Error, OSError) as exc:
             if release is not None:
                 release()
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         if stdin and release is not None:  # long-lived: only its opening was gated
             release()
             release = None
@@ -748,7 +781,7 @@ class SSHTransport:
             await sftp.get(remote, local, progress_handler=handler)
         except (asyncssh.Error, OSError) as exc:
             self._drop_sftp()  # a failed session is not reused; a retry opens another
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         async with self._sftp_lock:
@@ -779,7 +812,7 @@ class SSHTransport:
                 term_type=term_type, term_size=(200, 50), encoding=None
             )
         except (asyncssh.Error, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            raise self._translate(exc) from exc
         return ShellProcess(self.name, proc)
 
     def endpoints(self) -> tuple[str, int, str, int] | None:
@@ -855,14 +888,15 @@ async def connect(
 
 async def _connect(host: Host, via: SSHTransport | None, opts: dict[str, Any]) -> SSHTransport:
     try:
-        conn = await asyncssh.connect(host.address, **opts)
+        client = _Client()
+        conn = await asyncssh.connect(host.address, client_factory=lambda: client, **opts)
     except asyncssh.HostKeyNotVerifiable as exc:
         raise await _host_key_error(host, via, exc) from exc
     except asyncssh.PermissionDenied as exc:
         raise _auth_error(host, exc, password="password" in opts) from exc
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         raise _translate(host.name, exc) from exc
-    return SSHTransport(host.name, conn, command_shell=host.kind == "linux")
+    return SSHTransport(host.name, conn, command_shell=host.kind == "linux", client=client)
 
 
 def _auth_error(host: Host, exc: asyncssh.PermissionDenied, *, password: bool) -> AuthError:

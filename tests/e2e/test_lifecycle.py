@@ -211,7 +211,10 @@ def test_connection_cut_mid_capture_stops_every_capture(
 
 
 def test_a_host_cut_off_mid_run_is_left_with_nothing_running(
-    clean_lab: lab.LabInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clean_lab: lab.LabInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The network to one host goes away during the window without a close (a firewall's
     rule, a failover): its sshd notices nothing for hours. Its command shell and its
@@ -255,13 +258,20 @@ def test_a_host_cut_off_mid_run_is_left_with_nothing_running(
     assert {line.split(":")[0] for line in seen["later"]} == {"client", "fw", "lb"}, seen  # type: ignore[attr-defined]
     assert left == []
     (srv,) = [c for c in rec.captures if c.point.host == "srv"]
+    # when and why (it said "cannot open a channel: SSH connection closed")
+    assert re.search(
+        r"the SSH connection was lost at \d\d:\d\d:\d\d UTC \(.*keepalive", srv.error or ""
+    ), srv.error
     assert all(c.error is None for c in rec.captures if c.point.host != "srv")
     # what it captured is still there (its capture ended by its guard, the file whole: a
-    # pcap, empty here: no traffic), and the error says where, to be fetched by hand
+    # pcap, empty here: no traffic), and the warning says where and until when
+    said = "\n".join(r.getMessage() for r in caplog.records)
     m = re.search(
-        r"stays on srv in (/tmp/hopcap\.\d+\.[^ ]+\.srv)/eth0\.pcap\* \(the next", srv.error or ""
+        r"srv: (/tmp/hopcap\.\d+\.[^ ]+\.srv) not removed \(.*\): what it holds \(any capture "
+        r"not pulled\) stays there until the next hopcap run there after \d{4}-\d\d-\d\d ",
+        said,
     )
-    assert m, srv.error
+    assert m, said
     try:
         (left_pcap,) = Path(m.group(1)).glob("eth0.pcap*")
         assert left_pcap.read_bytes()[:4] in _PCAP_MAGICS
