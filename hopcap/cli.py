@@ -514,12 +514,28 @@ def _flow_opt(flow: str | None) -> str | None:
     return f
 
 
+def _terminal_width() -> int | None:
+    """The width of the terminal stdout is (None: a file or a pipe, which get every
+    character)."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 def _columns(rows: list[list[str]], headers: list[str]) -> str:
     """A plain text table in O(rows): widths from one pass over each column, each row
     written by one format call, the last column unpadded (tabulate takes seconds on 100k
-    rows)."""
+    rows). On a terminal, the last column is cut to its width (a flow's summary of a
+    missing point says why at length: a line the terminal wrapped into five); `--flow`,
+    the report and a file or pipe keep it whole."""
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(headers)
     widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(headers, cols, strict=True)]
+    width = _terminal_width()
+    if width is not None and rows:
+        room = max(width - sum(widths[:-1]) - 2 * (len(widths) - 1), 30)
+        if widths[-1] > room:
+            rows = [
+                [*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…"] for r in rows
+            ]
+            widths[-1] = room
     line = "  ".join([*(f"{{:<{w}}}" for w in widths[:-1]), "{}"]).format
     out = [line(*headers), line(*("-" * w for w in widths)), *itertools.starmap(line, rows)]
     return "\n".join(out)

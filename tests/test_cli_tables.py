@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from tabulate import tabulate as real_tabulate
 
 from hopcap.cli import _columns, _simple_table, tabulate
@@ -60,6 +61,26 @@ def test_flow_list_columns() -> None:
         "f10   c -> d            -        -         ",
     ]
     assert _columns([], ["flow", "summary"]).splitlines() == ["flow  summary", "----  -------"]
+
+
+def test_flow_list_fits_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the summaries are cut to its width (a missing point's reason made a
+    450-character summary, wrapped into lines the table's columns no longer read across);
+    a file or a pipe gets them whole."""
+    from hopcap import cli
+
+    long = "incomplete evidence between lb:eth1 and srv:eth0: no capture at srv:eth0 " * 5
+    rows = [["f1", "a:1 -> b:2", "3", "gap 1", long], ["f2", "c -> d", "-", "-", "short"]]
+    headers = ["flow", "client -> server", "packets", "findings", "summary"]
+    assert _columns(rows, headers).splitlines()[2].endswith(long)  # (not a terminal here)
+    monkeypatch.setattr(cli, "_terminal_width", lambda: 100)
+    lines = _columns(rows, headers).splitlines()
+    assert max(map(len, lines)) == 100, lines
+    assert (
+        lines[2].endswith("…")
+        and lines[2][:-1] in "f1    a:1 -> b:2        3        gap 1     " + long
+    )
+    assert lines[3].endswith("short") and lines[1].endswith("-" * 53)
 
 
 def test_check_table_names_every_column_and_has_no_negative_zero() -> None:
