@@ -323,15 +323,16 @@ def in_flight(up: Point, down: Point) -> int:
     return abs(b - a) if a is not None and b is not None else 0
 
 
-def split_lost(
-    up: Point, down: Point, ts: I64, rows: list[int]
-) -> tuple[list[int], list[int], str]:
+Gaps = list[tuple[list[int], str]]  # rows that are a gap, by why (in order of their first)
+
+
+def split_lost(up: Point, down: Point, ts: I64, rows: list[int]) -> tuple[list[int], Gaps]:
     """Rows seen at `up` (`ts`: their capture times there) that never reached `down`:
-    (lost, gap, why): a gap where `down` could not have seen them (`blind`; its capture
-    ended before they could have arrived there: `in_flight`)."""
+    (lost, gaps): a gap where `down` could not have seen them (`blind`; its capture ended
+    before they could have arrived there: `in_flight`), one per reason (a capture begun
+    late and ended early: those before its start and those after its end)."""
     lost: list[int] = []
-    gap: list[int] = []
-    why = ""
+    gaps: dict[str, list[int]] = {}
     fly = in_flight(up, down) if down.stop_ns is not None else 0
     for r in rows:
         at = int(ts[r]) - up.offset_ns + down.offset_ns
@@ -339,11 +340,10 @@ def split_lost(
         if reason is None and fly and at + fly > down.stop_ns:  # type: ignore[operator]
             reason = f"the capture at {down.name} ended before these packets"
         if reason:
-            gap.append(r)
-            why = reason
+            gaps.setdefault(reason, []).append(r)
         else:
             lost.append(r)
-    return lost, gap, why
+    return lost, [(g, why) for why, g in gaps.items()]
 
 
 def on_wire(up: Point, down: Point) -> bool:
@@ -354,28 +354,27 @@ def on_wire(up: Point, down: Point) -> bool:
 
 def split_extra(
     up: Point, down: Point, ts: I64, rows: list[int], *, around: bool = False
-) -> tuple[list[int], list[int], str]:
-    """Rows seen at `down` that never went through `up`: (injected, gap, why); a gap where
+) -> tuple[list[int], Gaps]:
+    """Rows seen at `down` that never went through `up`: (injected, gaps); a gap where
     `up` was blind, or where nothing on the wire between two hosts could have sent them
-    (`around`: the hop went around points between them, over devices not captured)."""
+    (`around`: the hop went around points between them, over devices not captured), one
+    per reason."""
     inj: list[int] = []
-    gap: list[int] = []
-    why = ""
+    gaps: dict[str, list[int]] = {}
     wire = on_wire(up, down) and not around
+    nothing = (
+        f"nothing between {up.name} and {down.name} could have sent them "
+        f"(capture loss at {up.name}?)"
+    )
     for r in rows:
         reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
         if reason:
-            gap.append(r)
-            why = reason
+            gaps.setdefault(reason, []).append(r)
         elif wire:
-            gap.append(r)
-            why = (
-                f"nothing between {up.name} and {down.name} could have sent them "
-                f"(capture loss at {up.name}?)"
-            )
+            gaps.setdefault(nothing, []).append(r)
         else:
             inj.append(r)
-    return inj, gap, why
+    return inj, [(g, why) for why, g in gaps.items()]
 
 
 def _around_words(pts: Sequence[Point], names: tuple[str, ...]) -> str:
@@ -1293,16 +1292,18 @@ class _Chain:
         if not rows:
             return
         t = up.table
-        drop_rows, gap_rows, why = split_lost(up, down, t.ts, rows)
+        drop_rows, gaps = split_lost(up, down, t.ts, rows)
         between = (up.name, down.name)
         if drop_rows:
             what = _describe(t, drop_rows, base, und_b)
             first = packet_kind(t, drop_rows[0])
             self.add("drop", direction, between, up, drop_rows, what, packet=first)
         kd = down.kernel_drops
-        if gap_rows and kd and beyond is not None:
-            gap_rows = self.passed(direction, up, down, gap_rows, base, beyond, und_b)
-        if gap_rows:
+        for gap_rows, why in gaps:
+            if kd and beyond is not None:
+                gap_rows = self.passed(direction, up, down, gap_rows, base, beyond, und_b)
+            if not gap_rows:
+                continue
             desc, nb, ts0 = _describe(t, gap_rows, base, und_b)
             text = (
                 f"seen at {up.name}, not at {down.name}, but {why}: "
@@ -1376,7 +1377,7 @@ class _Chain:
         if not rows:
             return
         t = down.table
-        inj, gap, why = split_extra(up, down, t.ts, rows, around=around)
+        inj, gaps = split_extra(up, down, t.ts, rows, around=around)
         between = (up.name, down.name)
         if inj:
             what = _describe(t, inj, base)
@@ -1385,9 +1386,11 @@ class _Chain:
         # have made them): put down to `up`'s kernel drops, every one (`blind`)
         kd = up.kernel_drops
         charged = bool(kd) and not (on_wire(up, down) and not around)
-        if gap and kd and before is not None:
-            gap = self.passed(direction, up, down, gap, base, before, None, at_down=True)
-        if gap:
+        for gap, why in gaps:
+            if kd and before is not None:
+                gap = self.passed(direction, up, down, gap, base, before, None, at_down=True)
+            if not gap:
+                continue
             desc, nb, ts0 = _describe(t, gap, base)
             text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
             # (on a wire, where nothing could have made them, they are the capture's loss

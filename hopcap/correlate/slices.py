@@ -2886,11 +2886,17 @@ def _dsummary(
 def _fkey(fnd: Finding) -> tuple[Any, ...]:
     """The findings of a cut flow's slices that are one in its verdict."""
     key: tuple[Any, ...] = (fnd.kind, fnd.direction, fnd.between, fnd.field)
-    if fnd.kind == "gap" and DELIVERED_WORDS in fnd.what:
-        key += ("delivered",)  # (the packets the capture lost: not those it could not see)
+    if fnd.kind == "gap":
+        # (a gap per reason, as unsliced: `findings.split_lost`; the packets a capture lost
+        # are not those it could not see)
+        key += tuple(w for w in _GAP_WHY if w in fnd.what)
     if _of_error(fnd):  # an error each (judged where it was seen)
         key += (fnd.what, fnd.first_ts)
     return key
+
+
+_GAP_WHY = (DELIVERED_WORDS, "started after these packets", "ended before these packets",
+            "could have sent them (capture loss at")  # fmt: skip
 
 
 def _of_error(fnd: Finding) -> bool:

@@ -563,11 +563,11 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         if not rows:
             return
         t = tab(up)
-        drop, gap, why = split_lost(up, down, t.ts, rows)
+        drop, gaps = split_lost(up, down, t.ts, rows)
         if drop:
             what, nb = describe(t, drop)
             findings.append(found("drop", d, up, down, up, drop, nb, what))
-        if gap:
+        for gap, why in gaps:
             what, nb = describe(t, gap)
             text = f"seen at {up.name}, not at {down.name}, but {why}: cannot tell whether "
             text += f"they were lost; {what}"
@@ -577,11 +577,11 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         if not rows:
             return
         t = tab(down)
-        inj, gap, why = split_extra(up, down, t.ts, rows)
+        inj, gaps = split_extra(up, down, t.ts, rows)
         if inj:
             what, nb = describe(t, inj)
             findings.append(found("inject", d, up, down, down, inj, nb, what))
-        if gap:
+        for gap, why in gaps:
             what, nb = describe(t, gap)
             text = f"seen at {down.name}, not at {up.name}, but {why}; {what}"
             findings.append(found("gap", d, up, down, down, gap, nb, text))

@@ -1768,3 +1768,48 @@ def test_a_lone_connection_through_a_capture_begun_mid_connection(
     pts = _begun_late(tmp_path, n, late, nat, 0)
     one = _same(pts, (40,))
     _late_point_judged(one, n, late, nat)
+
+
+@pytest.mark.parametrize("nat", [False, True], ids=["same", "nat"])
+def test_a_capture_begun_late_and_ended_early_has_a_gap_per_reason(
+    tmp_path: Path, nat: bool
+) -> None:
+    """A keep-alive connection (30 s) through b, whose capture listened from 5 s to 25 s
+    only (start and stop given): what crossed before it began and what crossed after it
+    ended are two gaps each way, each with its reason, sliced or not. Was one gap each
+    way with one reason: unsliced its last row's ("ended before these packets", also
+    for those before it began), sliced its first slice's ("started after")."""
+    t0 = 1_763_790_000.0
+    c = keepalive(("203.0.113.10", 41000), 90, t0 + 0.1, 60, 0.5)
+
+    def view(j: int) -> Callable[[Conv], View]:
+        def make(cv: Conv) -> View:
+            return View(
+                delay=0.0001 * j,
+                drop=(lambda s: s.t < t0 + 5 or s.t > t0 + 25) if j else None,
+                nat=nat_map(cv, sport=cv.client[1] - 20000) if nat and j else {},
+            )
+
+        return make
+
+    pts = points(tmp_path, [c], [("a:eth0", view(0)), ("b:eth0", view(1))])
+    pts = [
+        replace(p, start_ts=t0 + 5 * j, stop_ts=t0 + 25 if j else None) for j, p in enumerate(pts)
+    ]
+    one = _same(pts, (40,), margin_s=0.5)
+    [fl] = one["flows"]
+    why = [
+        (f["direction"], re.search(r"(started after|ended before) these packets", f["what"])[1])  # type: ignore[index]
+        for f in fl["findings"]
+    ]
+    assert all(f["kind"] == "gap" for f in fl["findings"])
+    assert sorted(why) == [("c2s", "ended before"), ("c2s", "started after"),
+                           ("s2c", "ended before"), ("s2c", "started after")]  # fmt: skip
+    # each gap's packets on its side of the window
+    for f in fl["findings"]:
+        ends = (f["first_ts"], f.get("last_ts") or f["first_ts"])
+        assert (
+            all(t < t0 + 5 for t in ends)
+            if "started" in f["what"]
+            else all(t > t0 + 25 for t in ends)
+        )
