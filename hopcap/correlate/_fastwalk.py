@@ -1387,17 +1387,10 @@ long hopcap_epbs(const int64_t *bases, const int64_t *src, const int64_t *off,
    A region: bytes at off[r] - (back ? back[r] : 0), len[r] long (3 columns each after
    the ncols, typed like them). out (all 0 on entry): 1 for a copy; returns the copies,
    -1: no memory. */
+#define CVAL_PASS(T) return *(const T *)p;
 static inline int64_t cval(const void *c, int64_t kind, int64_t stride, long r) {
     const char *p = (const char *)c + r * stride;
-    switch (kind) {
-    case 8: case -8: return *(const int64_t *)p;
-    case 4: return *(const uint32_t *)p;
-    case -4: return *(const int32_t *)p;
-    case 2: return *(const uint16_t *)p;
-    case -2: return *(const int16_t *)p;
-    case 1: return *(const uint8_t *)p;
-    default: return *(const int8_t *)p;
-    }
+    BY_WIDTH(kind, CVAL_PASS)
 }
 #define CV(a, i, r) cval(a[i], kind[i], stride[i], r)
 static int same_row(const uint8_t *buf, const void *const *cols, const int64_t *kind,

@@ -253,15 +253,20 @@ def clock_words(ts_ns: int | None) -> str:
     return t.strftime("%H:%M:%S.%f")[:-3] + " UTC"
 
 
+# what a gap says of a capture that was not listening (`slices._fkey` keys gaps by them)
+STARTED_AFTER = "started after these packets"
+ENDED_BEFORE = "ended before these packets"
+
+
 def blind(p: Point, ts_ns: int) -> str | None:
     """Why point `p` cannot be expected to have seen a packet at `ts_ns` (on its own clock):
     then a packet missing there is a `gap`, not a drop or an injection."""
     if p.kernel_drops:
         return f"{p.name} dropped {p.kernel_drops} packets in the kernel"
     if p.start_ns is not None and ts_ns < p.start_ns:
-        return f"the capture at {p.name} started after these packets"
+        return f"the capture at {p.name} {STARTED_AFTER}"
     if p.stop_ns is not None and ts_ns > p.stop_ns:
-        return f"the capture at {p.name} ended before these packets"
+        return f"the capture at {p.name} {ENDED_BEFORE}"
     return None
 
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from hopcap import npsets
 from hopcap.correlate._fastwalk import endpoint_texts, finding_texts
-from hopcap.correlate.clocks import blind, clock_words
+from hopcap.correlate.clocks import ENDED_BEFORE, STARTED_AFTER, blind, clock_words
 from hopcap.correlate.conns import Half, HalvesOf
 from hopcap.correlate.flows import FlowB, Hop, LegB, Point, chains, half_rows
 from hopcap.correlate.link import Part, exchange_of_rows, stream_base
@@ -172,6 +172,12 @@ _Lost = tuple[int, int, Half, Half, list[int], DirMatch]
 DELIVERED_WORDS = "the receiver acknowledged them and they were never sent again"
 
 
+def _holds_bytes(t: PacketTable, rows: I64) -> npt.NDArray[np.bool_]:
+    """Which of `rows` take sequence space (data, a SYN or a FIN)."""
+    out: npt.NDArray[np.bool_] = (t.plen[rows] > 0) | ((t.flags[rows] & (SYN | FIN)) != 0)
+    return out
+
+
 def _sent_once(pts: list[Point], lost: list[_Lost]) -> list[_Lost]:
     """Those of `lost` that `acked_once` may take: with data, a SYN or a FIN among their
     rows that no other packet of its half at that point starts at the same byte (the
@@ -187,14 +193,14 @@ def _sent_once(pts: list[Point], lost: list[_Lost]) -> list[_Lost]:
         idx = [x[2].idx for x in xs]
         rows = np.concatenate(idx)
         pos = np.repeat(np.arange(len(xs), dtype=np.int64), [i.shape[0] for i in idx])
-        long = (t.plen[rows] > 0) | ((t.flags[rows] & (SYN | FIN)) != 0)
+        long = _holds_bytes(t, rows)
         keys = np.sort((pos[long] << 32) | t.seq[rows[long]])
         lr = [np.asarray(x[4], np.int64) for x in xs]
         u = np.concatenate(lr)
         owner = np.repeat(np.arange(len(xs), dtype=np.int64), [r.shape[0] for r in lr])
         ku = (owner << 32) | t.seq[u]
         copies = np.searchsorted(keys, ku, "right") - np.searchsorted(keys, ku, "left")
-        once = ((t.plen[u] > 0) | ((t.flags[u] & (SYN | FIN)) != 0)) & (copies < 2)
+        once = _holds_bytes(t, u) & (copies < 2)
         for j in npsets.unique(owner[once]).tolist():
             out.append(xs[j])
     return out
@@ -312,7 +318,7 @@ def entered_unseen(
     at = pts[leg.point]
     if h.first_ts - at.offset_ns + up.offset_ns <= up.stop_ns:
         return None
-    return h, up, f"the capture at {up.name} ended before these packets"
+    return h, up, f"the capture at {up.name} {ENDED_BEFORE}"
 
 
 def in_flight(up: Point, down: Point) -> int:
@@ -324,6 +330,20 @@ def in_flight(up: Point, down: Point) -> int:
 
 
 Gaps = list[tuple[list[int], str]]  # rows that are a gap, by why (in order of their first)
+NOTHING_SENT = "could have sent them"  # (a gap's reason on a wire: `split_extra`)
+
+
+def lost_gap_words(up: Point, down: Point, why: str, desc: str) -> str:
+    """A gap's text: packets seen at `up`, not at `down`, which could not have seen them."""
+    return (
+        f"seen at {up.name}, not at {down.name}, but {why}: cannot tell whether they were "
+        f"lost; {desc}"
+    )
+
+
+def extra_gap_words(up: Point, down: Point, why: str, desc: str) -> str:
+    """A gap's text: packets seen at `down`, never at `up`, which could not have seen them."""
+    return f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
 
 
 def split_lost(up: Point, down: Point, ts: I64, rows: list[int]) -> tuple[list[int], Gaps]:
@@ -338,7 +358,7 @@ def split_lost(up: Point, down: Point, ts: I64, rows: list[int]) -> tuple[list[i
         at = int(ts[r]) - up.offset_ns + down.offset_ns
         reason = blind(down, at)
         if reason is None and fly and at + fly > down.stop_ns:  # type: ignore[operator]
-            reason = f"the capture at {down.name} ended before these packets"
+            reason = f"the capture at {down.name} {ENDED_BEFORE}"
         if reason:
             gaps.setdefault(reason, []).append(r)
         else:
@@ -363,8 +383,7 @@ def split_extra(
     gaps: dict[str, list[int]] = {}
     wire = on_wire(up, down) and not around
     nothing = (
-        f"nothing between {up.name} and {down.name} could have sent them "
-        f"(capture loss at {up.name}?)"
+        f"nothing between {up.name} and {down.name} {NOTHING_SENT} (capture loss at {up.name}?)"
     )
     for r in rows:
         reason = blind(up, int(ts[r]) - down.offset_ns + up.offset_ns)
@@ -414,13 +433,13 @@ def around_split(
         late = at > hi if hi is not None else np.zeros(r.shape[0], bool)
         if not why and (early & ~bad).any():
             why = (
-                f"the capture at {p.name} started after these packets"
+                f"the capture at {p.name} {STARTED_AFTER}"
                 if p.start_ns is not None
                 else f"the capture at {p.name} saw nothing before {_clock(lo)}"
             )
         if not why and (late & ~bad).any():
             why = (
-                f"the capture at {p.name} ended before these packets"
+                f"the capture at {p.name} {ENDED_BEFORE}"
                 if p.stop_ns is not None
                 else f"the capture at {p.name} saw nothing after {_clock(hi)}"
             )
@@ -1305,10 +1324,7 @@ class _Chain:
             if not gap_rows:
                 continue
             desc, nb, ts0 = _describe(t, gap_rows, base, und_b)
-            text = (
-                f"seen at {up.name}, not at {down.name}, but {why}: "
-                f"cannot tell whether they were lost; {desc}"
-            )
+            text = lost_gap_words(up, down, why, desc)
             # (with kernel drops at `down`, every gap row is put down to them: `blind`)
             loss = (down.name, kd, "drop", desc) if kd else None
             first = packet_kind(t, gap_rows[0])
@@ -1392,7 +1408,7 @@ class _Chain:
             if not gap:
                 continue
             desc, nb, ts0 = _describe(t, gap, base)
-            text = f"seen at {down.name}, not at {up.name}, but {why}; {desc}"
+            text = extra_gap_words(up, down, why, desc)
             # (on a wire, where nothing could have made them, they are the capture's loss
             # all the same: in its budget, never made injections)
             loss = (up.name, kd, "inject" if charged else "gap", desc) if kd else None

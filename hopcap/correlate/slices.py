@@ -51,6 +51,8 @@ from hopcap.correlate import copies
 from hopcap.correlate import reader as rd
 from hopcap.correlate.budget import BYTES_PER_PACKET
 from hopcap.correlate.clocks import (
+    ENDED_BEFORE,
+    STARTED_AFTER,
     EndFacts,
     Minima,
     alignments,
@@ -72,6 +74,7 @@ from hopcap.correlate.dgram import (
 from hopcap.correlate.findings import (
     DELIVERED_WORDS,
     FLAG_BITS,
+    NOTHING_SENT,
     Built,
     answered_unseen,
     entered_unseen,
@@ -2895,8 +2898,7 @@ def _fkey(fnd: Finding) -> tuple[Any, ...]:
     return key
 
 
-_GAP_WHY = (DELIVERED_WORDS, "started after these packets", "ended before these packets",
-            "could have sent them (capture loss at")  # fmt: skip
+_GAP_WHY = (DELIVERED_WORDS, STARTED_AFTER, ENDED_BEFORE, NOTHING_SENT)
 
 
 def _of_error(fnd: Finding) -> bool:

@@ -529,6 +529,8 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     from hopcap.correlate.findings import (
         KIND_ORDER,
         Built,
+        extra_gap_words,
+        lost_gap_words,
         missing_gaps,
         split_extra,
         split_lost,
@@ -569,9 +571,9 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             findings.append(found("drop", d, up, down, up, drop, nb, what))
         for gap, why in gaps:
             what, nb = describe(t, gap)
-            text = f"seen at {up.name}, not at {down.name}, but {why}: cannot tell whether "
-            text += f"they were lost; {what}"
-            findings.append(found("gap", d, up, down, up, gap, nb, text))
+            findings.append(
+                found("gap", d, up, down, up, gap, nb, lost_gap_words(up, down, why, what))
+            )
 
     def add_extra(d: Direction, up: Point, down: Point, rows: list[int]) -> None:
         if not rows:
@@ -583,7 +585,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             findings.append(found("inject", d, up, down, down, inj, nb, what))
         for gap, why in gaps:
             what, nb = describe(t, gap)
-            text = f"seen at {down.name}, not at {up.name}, but {why}; {what}"
+            text = extra_gap_words(up, down, why, what)
             findings.append(found("gap", d, up, down, down, gap, nb, text))
 
     def judged(point: int, rows: I64) -> I64:
