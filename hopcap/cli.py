@@ -108,20 +108,25 @@ def _simple_table(rows: Any, headers: Any) -> str | None:
 def _flags_without_type() -> None:
     """typer 0.29 writes every option's type in `--help`, a flag's too (`--json <bool>`,
     `--help <bool>`), as if it took a value: a flag's is left out, as typer before 0.29
-    and click write it. A typer without this method is left alone."""
+    and click write it; and an argument's Python type beside its metavar (`POINTS...
+    <list[str]>`): an argument with a metavar has none. A typer without this method is
+    left alone."""
     try:
-        from typer.core import TyperOption
+        from typer.core import TyperArgument, TyperOption
     except ImportError:  # pragma: no cover - typer's internals moved
         return
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "hopcap", False):
-        return
+    for cls, plain in ((TyperOption, "is_flag"), (TyperArgument, "metavar")):
+        shown = getattr(cls, "display_type_rich", None)
+        if shown is None or getattr(shown, "hopcap", False):
+            continue
 
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+        def display_type_rich(
+            self: Any, ctx: Any, shown: Any = shown, plain: str = plain
+        ) -> str | None:
+            return None if getattr(self, plain, None) else shown(self, ctx)
 
-    display_type_rich.hopcap = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+        display_type_rich.hopcap = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 _flags_without_type()
@@ -1432,7 +1437,10 @@ def check(
 @app.command(name="correlate")
 def correlate_cmd(
     points: Annotated[
-        list[str], typer.Argument(help="NAME=PCAP ... in path order, or one BUNDLE directory")
+        list[str],
+        typer.Argument(
+            metavar="POINTS", help="NAME=PCAP ... in path order, or one BUNDLE directory"
+        ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write a bundle here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print verdict.json to stdout")] = False,
@@ -1461,7 +1469,8 @@ def correlate_cmd(
         list[str] | None,
         typer.Option(
             "--host",
-            help="HOST=ADDR[,ADDR...]: a host's own addresses; traffic to them ends at that "
+            metavar="HOST=ADDR[,ADDR...]",
+            help="a host's own addresses; traffic to them ends at that "
             "host and is not expected beyond it (default: a bundle's `ip addr` facts, else "
             "inferred from the captures); repeatable",
         ),
@@ -1566,7 +1575,9 @@ def _bundle_arg(path: Path) -> bool:
 
 
 @app.command()
-def report(bundle: Annotated[Path, typer.Argument(help="a bundle directory")]) -> None:
+def report(
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="a bundle directory")],
+) -> None:
     """Re-render report.md and report.html of a bundle."""
     from hopcap.bundle import render_report
 
@@ -1632,7 +1643,10 @@ def _utc_offset(text: str) -> int:
 
 @import_app.command("fortigate")
 def import_fortigate(
-    log: Annotated[Path, typer.Argument(help="terminal log of `diagnose sniffer packet ... 6`")],
+    log: Annotated[
+        Path,
+        typer.Argument(metavar="LOG", help="terminal log of `diagnose sniffer packet ... 6`"),
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="pcapng to write (default: LOG.pcapng)")
     ] = None,
@@ -1783,7 +1797,7 @@ def lab_status(prefix: PrefixOpt = "hc") -> None:
 
 @lab_app.command("fault")
 def lab_fault(
-    name: Annotated[str, typer.Argument(help="a fault name, `list`, or `clear`")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="a fault name, `list`, or `clear`")],
     prefix: PrefixOpt = "hc",
 ) -> None:
     """Inject one of the catalogue's faults (`list` shows them, `clear` undoes)."""

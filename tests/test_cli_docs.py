@@ -69,7 +69,8 @@ def test_every_command_is_documented_and_every_documented_command_exists() -> No
 
 def test_help_shows_flags_as_flags() -> None:
     """What `--help` shows a user: a flag takes no value (typer 0.29 writes every option's
-    type, a flag's too: `--json <bool>`, `--help <bool>`, as if they took one)."""
+    type, a flag's too: `--json <bool>`, `--help <bool>`, as if they took one), and no
+    Python type names (`POINTS... <list[str]>`)."""
     from typer.testing import CliRunner
 
     root = typer.main.get_command(cli.app)
@@ -81,8 +82,11 @@ def test_help_shows_flags_as_flags() -> None:
         seen[" ".join(path)] = res.output
         for line in res.output.splitlines():
             assert not re.search(r"<bool>|\bBOOLEAN\b", line), (path, line)
+            assert not re.search(r"list\[|\[str\]", line), (path, line)
     assert re.search(r"--out\s+-o\s+\S*PATH", seen["correlate"], re.I)  # (a value's type stays)
     assert re.search(r"--json\s+print verdict.json", seen["correlate"])
+    assert re.search(r"POINTS\s+NAME=PCAP \.\.\. in path order", seen["correlate"])
+    assert re.search(r"--host\s+HOST=ADDR\[,ADDR\.\.\.\]\s+a host's own", seen["correlate"])
 
 
 def test_fault_list_fits_the_terminal() -> None:

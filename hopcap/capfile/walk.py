@@ -115,7 +115,23 @@ def open_capture(path: Path, *, populate: bool = True) -> Any:
 
 
 MADV_POPULATE_READ = 22  # Linux 5.14
+MADV_POPULATE_WRITE = 23  # Linux 5.14
 POPULATE_PIECE = 32 << 20  # ~1-2 ms of populating
+
+
+def mapped_in(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`a`, a new array not written yet, with its pages mapped in at once: one
+    madvise(MADV_POPULATE_WRITE) instead of a page fault per 4 KiB when it is first
+    written (3-4 us each on a virtual machine: ~0.04 s of CPU for a 1.6 M-packet capture's
+    columns). Arrays under a MiB, and systems without it, are left as they are."""
+    if a.nbytes >= 1 << 20:
+        madvise_ = madvise()
+        if madvise_ is not None:
+            addr = a.ctypes.data
+            lo, hi = -(-addr // mmap.PAGESIZE) * mmap.PAGESIZE, addr + a.nbytes
+            hi -= hi % mmap.PAGESIZE
+            madvise_(lo, hi - lo, MADV_POPULATE_WRITE)  # a failure: faults, as before
+    return a
 
 
 @functools.cache

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.capfile.walk import mapped_in
+
 I64 = npt.NDArray[np.int64]
 
 _SRC = r"""
@@ -2110,7 +2112,7 @@ def index_halves(
     ptrs = (ctypes.c_void_p * 6)(*[a.ctypes.data for a in arrs])
     kind = [-a.itemsize if a.dtype.kind == "i" else a.itemsize for a in arrs]
     ks = np.array([kind, [a.strides[0] for a in arrs]], np.int64)
-    gid = np.empty(n, np.int32)
+    gid = mapped_in(np.empty(n, np.int32))
     gkey, gcount = np.empty(n, np.uint64), np.empty(n, np.int64)  # only ng rows touched
     ng = lib.hopcap_index_groups(ctypes.cast(ptrs, ctypes.c_void_p), ks[0].ctypes.data,
                                  ks[1].ctypes.data, n, gid.ctypes.data, gkey.ctypes.data,
@@ -2126,8 +2128,8 @@ def index_halves(
     sq = np.ascontiguousarray(seq, np.int64)
     tv_ = np.ascontiguousarray(tsval, np.int64)
     last, cur, fin, pseq = np.empty((4, ng), np.int64)
-    order = np.empty(n, np.int64)
-    hstart = np.empty(n, np.int64)
+    order = mapped_in(np.empty(n, np.int64))
+    hstart = mapped_in(np.empty(n, np.int64))
     has = np.empty(n, np.uint8)
     nh = lib.hopcap_index_place(gid.ctypes.data, n, at.ctypes.data, gstart.ctypes.data,
                                 fl.ctypes.data, sq.ctypes.data, tv_.ctypes.data, last.ctypes.data,

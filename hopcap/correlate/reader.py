@@ -423,9 +423,9 @@ _DG_ROWS = 1 << 16  # datagram rows before they first grow
 def _grown(a: npt.NDArray[Any], n: int, rows: int) -> npt.NDArray[Any]:
     """A column of `rows` rows with the first `n` of `a`. Not `a.resize(rows)`: that
     zero-fills the new rows with the interpreter lock held (~0.1 s a 3 M-packet capture,
-    while another point is read in a thread); here the copy runs without it, and the C
-    walk is the first to touch the new rows' pages."""
-    b = np.empty(rows, a.dtype)
+    while another point is read in a thread); here the copy runs without it, and the new
+    rows' pages are mapped in at once (also without it) for the C walk to fill."""
+    b = _walk.mapped_in(np.empty(rows, a.dtype))
     b[:n] = a[:n]
     return b
 

@@ -484,3 +484,31 @@ def test_a_capture_is_mapped_populated_outside_the_interpreter_lock(
     plain.close()
     (tmp_path / "empty.pcap").write_bytes(b"")
     assert open_capture(tmp_path / "empty.pcap") == b""
+
+
+def test_a_new_array_mapped_in_is_written_without_a_fault_per_page() -> None:
+    """capfile.walk.mapped_in: the reader's columns get their pages in one system call
+    (MADV_POPULATE_WRITE) instead of a page fault per 4 KiB when the C walk first writes
+    them (3-4 us each on a virtual machine); an array written without it, the control,
+    shows the faults this counts."""
+    import resource
+
+    from hopcap.capfile.walk import mapped_in
+
+    def faults_writing(a: np.ndarray) -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a[:] = 1
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    size = 16 << 20  # 4,096 pages of 4 KiB
+    hugepage = np._core.multiarray._get_madvise_hugepage()
+    np._core.multiarray._set_madvise_hugepage(False)  # (2 MiB pages: 8 faults either way)
+    try:
+        plain = faults_writing(np.empty(size, np.uint8))
+        mapped = faults_writing(mapped_in(np.empty(size, np.uint8)))
+    finally:
+        np._core.multiarray._set_madvise_hugepage(hugepage)
+    assert plain > 2000, plain
+    assert mapped < 50, mapped
+    small = np.empty(1000, np.uint8)
+    assert mapped_in(small) is small
