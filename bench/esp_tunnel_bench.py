@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -140,9 +141,10 @@ def main() -> int:
             finally:
                 os.environ.clear()
                 os.environ.update(env0)
-            slices = [x for x in err.read_text().splitlines() if x.endswith("findings")]
+            # (the progress lines are rate-limited: the count is the last "slice N/M"'s M)
+            slices = [int(m) for m in re.findall(r"slice \d+/(\d+)", err.read_text())][-1:]
             got.setdefault(label, out.read_bytes())
-            print(f"round {r + 1} {label}: wall {w:.1f} s, cpu {c:.1f} s, {len(slices)} slices, "
+            print(f"round {r + 1} {label}: wall {w:.1f} s, cpu {c:.1f} s, {sum(slices)} slices, "
                   f"peak RssAnon {anon / 1e6:.0f} MB (all processes: Pss_Anon "
                   f"{tree / 1e6:.0f} MB), drops inside gw {_drops(out):,}; load {load:.1f}",
                   flush=True)  # fmt: skip

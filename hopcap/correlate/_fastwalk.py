@@ -1563,6 +1563,36 @@ done:
     free(hr); free(last); free(tag); free(mark);
     return found;
 }
+
+/* tunnel.greedy: in time order each first i takes the earliest free second j at or after a
+   pointer that only moves forward (past the seconds more than `jitter` before it), among at
+   most `scan` from there and up to `window` after it, whose overhead (first - second length
+   when the first is the outer one, else the reverse) is within [omin, omax]: out[i] = j, or
+   -1; `used` marks the seconds taken. Returns the pointer. */
+long hopcap_greedy(long n1, const int64_t *t1, const int64_t *l1, long n2, const int64_t *t2,
+                   const int64_t *l2, int outer_first, uint8_t *used, int64_t jitter,
+                   int64_t window, long scan, int64_t omin, int64_t omax, int64_t *out)
+{
+    long lo = 0;
+    for (long i = 0; i < n1; i++) {
+        int64_t t = t1[i];
+        out[i] = -1;
+        while (lo < n2 && t2[lo] < t - jitter)
+            lo++;
+        long stop = lo + scan < n2 ? lo + scan : n2;
+        for (long j = lo; j < stop && t2[j] <= t + window; j++) {
+            if (used[j])
+                continue;
+            int64_t ovh = outer_first ? l1[i] - l2[j] : l2[j] - l1[i];
+            if (ovh >= omin && ovh <= omax) {
+                used[j] = 1;
+                out[i] = j;
+                break;
+            }
+        }
+    }
+    return lo;
+}
 """
 
 # -O3: GCC vectorizes mix_rows' passes at -O3 only (index_halves 14 -> 11.5 ms a point of
@@ -2438,6 +2468,35 @@ def pair_delays(
                       tb.ctypes.data, npairs, cnt.ctypes.data, dmin.ctypes.data,
                       dmed.ctypes.data, tmp.ctypes.data)  # fmt: skip
     return cnt[:npairs], dmin[:npairs], dmed[:npairs]
+
+
+def greedy_pairs(
+    first: tuple[I64, I64], second: tuple[I64, I64], outer_first: bool,
+    used: npt.NDArray[np.bool_], bounds: tuple[int, int, int, int, int],
+) -> tuple[I64, int] | None:  # fmt: skip
+    """tunnel.greedy in C (hopcap_greedy): for each `first` (times, lengths) the `second`
+    it takes, or -1, and the pointer; `used` updated in place; `bounds`: jitter, window,
+    scan, least and most overhead. None without a compiler (or `used` not one contiguous
+    array of bools: it is updated in place)."""
+    lib = _load()
+    if lib is None or used.dtype != np.bool_ or not used.flags.c_contiguous:
+        return None
+    if not getattr(lib, "_greedy", False):
+        p, lg, i64 = ctypes.c_void_p, ctypes.c_long, ctypes.c_int64
+        lib.hopcap_greedy.restype = lg
+        lib.hopcap_greedy.argtypes = [lg, p, p, lg, p, p, ctypes.c_int, p, i64, i64, lg, i64,
+                                      i64, p]  # fmt: skip
+        lib._greedy = True
+    t1, l1, t2, l2 = _i64(*first, *second)
+    n1, n2 = int(t1.shape[0]), int(t2.shape[0])
+    if used.shape[0] != n2:
+        return None
+    out = np.empty(n1, np.int64)
+    jitter, window, scan, omin, omax = bounds
+    lo = lib.hopcap_greedy(n1, t1.ctypes.data, l1.ctypes.data, n2, t2.ctypes.data,
+                           l2.ctypes.data, int(outer_first), used.ctypes.data, jitter, window,
+                           scan, omin, omax, out.ctypes.data)  # fmt: skip
+    return out, int(lo)
 
 
 def field_diffs_ttl(
