@@ -525,10 +525,14 @@ def delay_samples(
 
 
 def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
+    if _healthy(pts, present, fl):
+        # (most flows of a busy capture, e.g. a DNS query and its answer: nothing below
+        # finds anything in them but the far end's unanswered requests, checked here)
+        legs = _legs_out(pts, fl)
+        return _built(pts, fl, (), dgram_summary(pts, fl, [], legs), legs)
     from hopcap.correlate.clocks import blind
     from hopcap.correlate.findings import (
         KIND_ORDER,
-        Built,
         extra_gap_words,
         lost_gap_words,
         missing_gaps,
@@ -732,6 +736,36 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
             )
     findings.extend(fl.extra)
     findings.sort(key=lambda x: (KIND_ORDER.get(x.kind, 9), x.first_ts or 0.0))
+    legs_out = _legs_out(pts, fl)
+    return _built(pts, fl, tuple(findings), dgram_summary(pts, fl, findings, legs_out), legs_out)
+
+
+def _healthy(pts: list[Point], present: list[int], fl: DFlowB) -> bool:
+    """Whether `finish_dflow` can find nothing in `fl`: every hop matched both ways with
+    nothing lost, extra or rewritten, no point missing or hop ended, no finding added
+    (tunnels, ICMP), and at the far end no request left unanswered."""
+    if fl.extra or fl.judge is not None:
+        return False
+    for hop in fl.hops:
+        if hop.missing or hop.ended is not None:
+            return False
+        for dm in (hop.c2s, hop.s2c):
+            if dm is not None and (dm.undelivered or dm.unexplained or dm.rewrites):
+                return False
+    last = fl.legs[-1]
+    lf = last.f
+    if last.point == present[-1] and last.point == len(pts) - 1 and lf.c.shape[0]:
+        t = dtable(pts[last.point])
+        assert t is not None
+        r0 = int(lf.c[0])
+        if _asks(t, lf.proto, r0) and (
+            lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)
+        ):
+            return bool(lf.s.shape[0]) and not _open_requests(t, lf.proto, lf.c, lf.s)
+    return True
+
+
+def _legs_out(pts: list[Point], fl: DFlowB) -> list[Leg]:
     legs_out: list[Leg] = []
     for i, leg in enumerate(fl.legs):
         lat = None
@@ -748,15 +782,24 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                 tunnel=leg.tunnel,
             )
         )
-    summary = dgram_summary(pts, fl, findings, legs_out)
+    return legs_out
+
+
+def _built(
+    pts: list[Point], fl: DFlowB, findings: tuple[Finding, ...], summary: str, legs: list[Leg]
+) -> Built:
+    from hopcap.correlate.findings import Built
+
+    first = fl.legs[0]
+    f0 = first.f
     return Built(
         proto_name(f0.proto),
         f0.client_str,
         f0.server_str,
-        tuple(legs_out),
-        tuple(findings),
+        tuple(legs),
+        findings,
         summary,
-        first_ts_ns / NS,
+        (f0.first_ts - pts[first.point].offset_ns) / NS,
     )
 
 
@@ -775,17 +818,21 @@ class DFacts:
     before: str
 
 
-def dgram_facts(pts: list[Point], fl: DFlowB) -> DFacts:
+def dgram_facts(pts: list[Point], fl: DFlowB, words: bool = True) -> DFacts:
+    """`words`: the flow's datagrams named (a DNS query's name read from its payload) even
+    when the summary will not say them: it does for findings and a one-way flow only."""
     t0 = dtable(pts[fl.legs[0].point])
     assert t0 is not None
     f0 = fl.legs[0].f
-    word_c = kind_word(t0, int(f0.c[0])) if f0.c.shape[0] else "datagram"
-    word_s = kind_word(t0, int(f0.s[0])) if f0.s.shape[0] else "datagram"
-    if fl.legs[0].tunnel is not None:
-        word_c = word_s = "encrypted datagram"
     point = fl.legs[0].point
     c = f0.c if fl.judge is None else fl.judge(point, f0.c)
     s = f0.s if fl.judge is None else fl.judge(point, f0.s)
+    word_c = word_s = "datagram"
+    if fl.legs[0].tunnel is not None:
+        word_c = word_s = "encrypted datagram"
+    elif words or not s.shape[0]:
+        word_c = kind_word(t0, int(f0.c[0])) if f0.c.shape[0] else "datagram"
+        word_s = kind_word(t0, int(f0.s[0])) if f0.s.shape[0] else "datagram"
     ended = fl.hops[-1].ended if fl.hops else None
     who = before = ""
     if ended == "answered":
@@ -797,7 +844,8 @@ def dgram_facts(pts: list[Point], fl: DFlowB) -> DFacts:
 
 
 def dgram_summary(pts: list[Point], fl: DFlowB, findings: list[Finding], legs: list[Leg]) -> str:
-    return facts_summary({p.name: p for p in pts}, dgram_facts(pts, fl), findings, legs)
+    facts = dgram_facts(pts, fl, words=bool(findings))
+    return facts_summary({p.name: p for p in pts}, facts, findings, legs)
 
 
 def facts_summary(
@@ -861,6 +909,16 @@ def _answer_key(t: DgramTable, proto: int, r: int) -> int | bytes | None:
     return qid if len(qid) == 2 else None
 
 
+def _open_requests(
+    t: DgramTable, proto: int, rows: list[int] | I64, answers: list[int] | I64
+) -> list[int]:
+    """The requests among `rows` that no answer among `answers` is to (`_answer_key`)."""
+    got = {_answer_key(t, proto, int(r)) for r in answers}
+    got.discard(None)
+    return [int(r) for r in rows if (k := _answer_key(t, proto, int(r))) is not None
+            and k not in got]  # fmt: skip
+
+
 def _unanswered(
     t: DgramTable,
     pl: Point,
@@ -877,14 +935,14 @@ def _unanswered(
     an echo request without the reply of its sequence number, a DNS query without a
     response of its ID (a server that answers some and not others). Those in the capture's
     last second, or when it dropped packets in the kernel, cannot be told: a gap."""
-    got = {_answer_key(t, proto, r) for r in answers}
-    got.discard(None)
-    open_ = [r for r in rows if (k := _answer_key(t, proto, r)) is not None and k not in got]
+    open_ = _open_requests(t, proto, rows, answers)
     if not open_:
         return []
     end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
-    late = [r for r in open_ if pl.kernel_drops or end - int(t.ts[r]) < NS]
-    lost = [r for r in open_ if r not in set(late)]
+    late: list[int] = []
+    lost: list[int] = []
+    for r, ts in zip(open_, t.ts[open_].tolist(), strict=True):
+        (late if pl.kernel_drops or end - ts < NS else lost).append(r)
     # (no count of the requests answered: a time slice sees its own part of them)
     of = "others of the flow were answered"
     out: list[Finding] = []

@@ -278,7 +278,7 @@ def test_refused_command_lines_are_one_line_and_a_hint(tmp_path: Path) -> None:
 
     a = write_pcap_raw(tmp_path / "a.pcap", _frames(render([_conv()], View())))
     cases = [
-        (["correlate"], EXIT_USAGE, "Missing argument 'points'."),
+        (["correlate"], EXIT_USAGE, "Missing argument 'POINTS'."),
         (["correlate", f"a={a}", "--bogus"], EXIT_USAGE, "No such option: --bogus"),
         (["correlate", f"a={a}", "--flow"], EXIT_USAGE, "Option '--flow' requires an argument."),
         (["lab"], EXIT_USAGE, "Missing command."),
