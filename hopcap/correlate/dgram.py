@@ -17,6 +17,7 @@ sent the echo request, or the ephemeral port, or the first sender.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,11 +263,11 @@ class DFlow:
     def rows(self, d: int) -> I64:
         return self.c if d == 0 else self.s
 
-    @property
-    def client_str(self) -> str:
+    @functools.cached_property
+    def client_str(self) -> str:  # (named by its legs, its flow and its findings)
         return endpoint_str(self.v, *self.cli)
 
-    @property
+    @functools.cached_property
     def server_str(self) -> str:
         return endpoint_str(self.v, *self.srv)
 

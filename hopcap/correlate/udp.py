@@ -10,6 +10,7 @@ follow the TCP contract (drop, inject, rewrite, gap) with the same rules for cap
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -529,7 +530,11 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         # (most flows of a busy capture, e.g. a DNS query and its answer: nothing below
         # finds anything in them but the far end's unanswered requests, checked here)
         legs = _legs_out(pts, fl)
-        return _built(pts, fl, (), dgram_summary(pts, fl, [], legs), legs)
+        if fl.legs[0].f.s.shape[0]:  # (both ways: what facts_summary says of it)
+            summary = _delivered(tuple((leg.point, leg.link) for leg in legs))
+        else:
+            summary = dgram_summary(pts, fl, [], legs)
+        return _built(pts, fl, (), summary, legs)
     from hopcap.correlate.clocks import blind
     from hopcap.correlate.findings import (
         KIND_ORDER,
@@ -765,6 +770,16 @@ def _healthy(pts: list[Point], present: list[int], fl: DFlowB) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=256)
+def _delivered(legs: tuple[tuple[str, str], ...]) -> str:
+    """`facts_summary` of a flow without findings that went both ways and no hop of
+    which ended: the same for every such flow on the same path."""
+    path = " -> ".join(point for point, _link in legs)
+    kinds = [f"{link} at {point}" for point, link in legs[1:] if link != "same"]
+    more = f" ({', '.join(kinds)})" if kinds else ""
+    return f"OK: delivered both ways through {path}{more}"
+
+
 def _legs_out(pts: list[Point], fl: DFlowB) -> list[Leg]:
     legs_out: list[Leg] = []
     for i, leg in enumerate(fl.legs):
@@ -875,10 +890,12 @@ def facts_summary(
     for fnd in findings:
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
+    nc, ns_ = facts.nc, facts.ns
+    if facts.ended != "answered" and not (nc and not ns_):
+        return _delivered(tuple((leg.point, leg.link) for leg in legs))
     path = " -> ".join(leg.point for leg in legs)
     kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
     more = f" ({', '.join(kinds)})" if kinds else ""
-    nc, ns_ = facts.nc, facts.ns
     if nc and not ns_:
         nb = facts.nbc
         local = (
@@ -890,9 +907,7 @@ def facts_summary(
             f"one way: {nc} {word_c}{'s' if nc > 1 else ''} ({nb} bytes) went through "
             f"{path}{more}; nothing came back to {legs[0].point}{local}"
         )
-    if facts.ended == "answered":
-        return f"OK: through {path}{more}; answered before {facts.before} ({facts.who})"
-    return f"OK: delivered both ways through {path}{more}"
+    return f"OK: through {path}{more}; answered before {facts.before} ({facts.who})"
 
 
 def _asks(t: DgramTable, proto: int, r0: int) -> bool:

@@ -491,6 +491,7 @@ def test_a_new_array_mapped_in_is_written_without_a_fault_per_page() -> None:
     (MADV_POPULATE_WRITE) instead of a page fault per 4 KiB when the C walk first writes
     them (3-4 us each on a virtual machine); an array written without it, the control,
     shows the faults this counts."""
+    import mmap
     import resource
 
     from hopcap.capfile.walk import mapped_in
@@ -500,14 +501,16 @@ def test_a_new_array_mapped_in_is_written_without_a_fault_per_page() -> None:
         a[:] = 1
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-    size = 16 << 20  # 4,096 pages of 4 KiB
-    hugepage = np._core.multiarray._get_madvise_hugepage()
-    np._core.multiarray._set_madvise_hugepage(False)  # (2 MiB pages: 8 faults either way)
-    try:
-        plain = faults_writing(np.empty(size, np.uint8))
-        mapped = faults_writing(mapped_in(np.empty(size, np.uint8)))
-    finally:
-        np._core.multiarray._set_madvise_hugepage(hugepage)
+    def fresh(size: int) -> np.ndarray:
+        """Memory never touched (np.empty may get pages the allocator had already), in
+        4 KiB pages (with huge pages: 8 faults either way)."""
+        m = mmap.mmap(-1, size)
+        m.madvise(mmap.MADV_NOHUGEPAGE)
+        return np.frombuffer(m, np.uint8)
+
+    size = 16 << 20  # 4,096 pages
+    plain = faults_writing(fresh(size))
+    mapped = faults_writing(mapped_in(fresh(size)))
     assert plain > 2000, plain
     assert mapped < 50, mapped
     small = np.empty(1000, np.uint8)
