@@ -260,11 +260,18 @@ class L3:
         udp = (proto == 17) & (l4 + 16 <= end)
         dport, b8 = self.b16(l4 + 2), self.b(l4 + 8)
         vni = self.b32(l4 + 12) >> 8
-        vx = udp & ((dport == 4789) | (dport == 8472)) & ((b8 & 8) != 0) & (l4 + 30 <= end)
-        gn = udp & (dport == 6081) & ((b8 >> 6) == 0)
+        # their reserved bits zero: a datagram a NAT sent from port 4789 or 6081 (one of
+        # its 64 k ports), answered to it, is no tunnel (VXLAN: flags I and at most G, the
+        # last byte; GENEVE: version 0, the 6 bits after O and C, the last byte, and a
+        # protocol type of Ethernet or IP)
+        last, b9, gpt = self.b(l4 + 15), self.b(l4 + 9), self.b16(l4 + 10)
+        vx = (udp & ((dport == 4789) | (dport == 8472)) & ((b8 & 0x7F) == 8) & (last == 0)
+              & (l4 + 30 <= end))  # fmt: skip
+        gn = (udp & (dport == 6081) & ((b8 >> 6) == 0) & ((b9 & 0x3F) == 0) & (last == 0)
+              & ((gpt == 0x6558) | (gpt == 0x0800) | (gpt == 0x86DD)))  # fmt: skip
         p_gn = l4 + 16 + (b8 & 0x3F) * 4
         start = np.where(gre, p_gre, np.where(vx, l4 + 16, p_gn))
-        ptype = np.where(gre, pt, np.where(vx, 0x6558, self.b16(l4 + 10)))
+        ptype = np.where(gre, pt, np.where(vx, 0x6558, gpt))
         teb = ptype == 0x6558  # an Ethernet frame inside (gretap, VXLAN, GENEVE)
         m = (gre | vx | gn) & (~teb | (start + 14 <= end))
         eth = np.where(m & teb, start, -1)

@@ -208,13 +208,17 @@ static int decap(const uint8_t *r, long hc, long l4, uint32_t proto, uint32_t oe
         int64_t vni = b32(r + l4 + 12) >> 8;
         long p;
         uint32_t pt;
+        /* the header's reserved bits are zero (a datagram a NAT sent from port 4789 or
+           6081, answered to it, is not taken for a tunnel; as layers.L3 does) */
         if (dport == 4789 || dport == 8472) {  /* VXLAN: flags with I, VNI, Ethernet */
-            if (!(r[l4 + 8] & 0x08) || l4 + 30 > hc) return 0;
+            if ((r[l4 + 8] & 0x7F) != 0x08 || r[l4 + 15] || l4 + 30 > hc) return 0;
             pt = b16(r + l4 + 28); p = l4 + 30; *tun = 6 | 16 | (vni << 8);
         } else if (dport == 6081) {  /* GENEVE: version 0, options, protocol type */
-            if (r[l4 + 8] >> 6) return 0;
+            pt = b16(r + l4 + 10);
+            if (r[l4 + 8] >> 6 || r[l4 + 9] & 0x3F || r[l4 + 15]
+                || (pt != 0x6558 && pt != 0x0800 && pt != 0x86DD)) return 0;
             p = l4 + 16 + (r[l4 + 8] & 0x3F) * 4;
-            pt = b16(r + l4 + 10); *tun = 7 | 16 | (vni << 8);
+            *tun = 7 | 16 | (vni << 8);
             if (pt == 0x6558) {
                 if (p + 14 > hc) return 0;
                 pt = b16(r + p + 12); p += 14;
