@@ -227,14 +227,20 @@ def parse_dgrams(path: Path, buf: Any, ts: I64, l3: I64, l4: I64, end: I64) -> D
                         on(err & ~iv4, lambda i: b8(i3[i] + 6), -1))  # fmt: skip
     in_ok = err & (((iv4 & (ihl >= 20)) | (in_v == 6)) & (i4 + 8 <= end))
     ev4, ev6 = in_ok & iv4, in_ok & ~iv4
-    u64 = np.uint64
-    in_src_hi = on(ev6, lambda i: b64(i3[i] + 8), 0, u64)
-    in_src_lo = on(ev4, lambda i: b32(i3[i] + 12), 0, u64)
-    in_dst_hi = on(ev6, lambda i: b64(i3[i] + 24), 0, u64)
-    in_dst_lo = on(ev4, lambda i: b32(i3[i] + 16), 0, u64)
-    x = np.nonzero(ev6)[0]
-    if x.shape[0]:
-        in_src_lo[x], in_dst_lo[x] = b64(i3[x] + 16), b64(i3[x] + 32)
+
+    def addresses(h: I64, m4: Any, m6: Any) -> tuple[U64, U64, U64, U64]:
+        """(src hi, src lo, dst hi, dst lo) of the IPv4 (m4) and IPv6 (m6) headers at h."""
+        u64 = np.uint64
+        s_hi = on(m6, lambda i: b64(h[i] + 8), 0, u64)
+        d_hi = on(m6, lambda i: b64(h[i] + 24), 0, u64)
+        s_lo = on(m4, lambda i: b32(h[i] + 12), 0, u64)
+        d_lo = on(m4, lambda i: b32(h[i] + 16), 0, u64)
+        x = np.nonzero(m6)[0]
+        if x.shape[0]:
+            s_lo[x], d_lo[x] = b64(h[x] + 16), b64(h[x] + 32)
+        return s_hi, s_lo, d_hi, d_lo
+
+    in_src_hi, in_src_lo, in_dst_hi, in_dst_lo = addresses(i3, ev4, ev6)
     ports = in_ok & ((in_proto == TCP) | (in_proto == UDP))
     in_echo = in_ok & ((in_proto == ICMP) | (in_proto == ICMP6))
     in_sport = on(ports, lambda i: b16(i4[i]), 0)
@@ -250,13 +256,7 @@ def parse_dgrams(path: Path, buf: Any, ts: I64, l3: I64, l4: I64, end: I64) -> D
     in_seq = on(in_ok & (in_proto == TCP), lambda i: b32(i4[i] + 4), -1)
     role = np.where(ok & (udp | echo | esp), 0, np.where(ok & in_ok, 1, -1))
     keep = np.nonzero(role >= 0)[0]
-    src_hi = on(v6, lambda i: b64(l3[i] + 8), 0, u64)
-    src_lo = on(v4, lambda i: b32(l3[i] + 12), 0, u64)
-    dst_hi = on(v6, lambda i: b64(l3[i] + 24), 0, u64)
-    dst_lo = on(v4, lambda i: b32(l3[i] + 16), 0, u64)
-    x = np.nonzero(v6)[0]
-    if x.shape[0]:
-        src_lo[x], dst_lo[x] = b64(l3[x] + 16), b64(l3[x] + 32)
+    src_hi, src_lo, dst_hi, dst_lo = addresses(l3, v4, v6)
     tos = on(v4, lambda i: b8(l3[i] + 1), 0)
     x = np.nonzero(v6)[0]
     if x.shape[0]:
