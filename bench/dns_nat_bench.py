@@ -31,20 +31,28 @@ CLIENTS = 5000
 SERVER = 0xC6336401  # 198.51.100.1
 
 
-def generate(n: int, out: Path) -> tuple[Path, Path, int, int]:
-    """The two capture files and the datagrams lost each way."""
+def generate(n: int, out: Path, exchanges: int = 1) -> tuple[Path, Path, int, int]:
+    """The two capture files and the datagrams lost each way. `exchanges` > 1: QUIC-like
+    conversations to port 443 instead, that many 60-109-byte requests each answered by a
+    1,101-1,200-byte datagram, 20 ms apart (a lost request still gets its answer)."""
     rng = np.random.default_rng(3)
-    c = np.repeat(np.arange(n), 2)
-    d = np.tile([0, 1], n)
-    ts = 1_763_790_000 * 10**9 + np.sort(rng.integers(0, 60 * 10**9, n))[c] + d * 400_000
+    ex = exchanges
+    c = np.repeat(np.arange(n), 2 * ex)
+    d = np.tile([0, 1], n * ex)
+    e = np.tile(np.repeat(np.arange(ex), 2), n)  # the exchange
+    start = np.sort(rng.integers(0, 60 * 10**9, n))
+    ts = 1_763_790_000 * 10**9 + start[c] + e * 20_000_000 + d * 400_000
     cli = 0xC6120000 + 10 + np.arange(n) % CLIENTS  # 198.18.x.y
     cport = 1024 + (np.arange(n) // CLIENTS) % 60000  # a client's ports in turn
     nat = 1024 + rng.permutation(64000)[np.arange(n) % 64000]
     pub = 0xCB007100 + (np.arange(n) // 64000) % 200  # 203.0.113.x
-    lost = rng.random(2 * n) < 0.01
-    answered = np.ones(2 * n, bool)
-    answered[1::2] = ~lost[0::2]  # no answer to a lost query
-    ipid = rng.integers(0, 65536, 2 * n)
+    lost = rng.random(2 * n * ex) < 0.01
+    answered = np.ones(2 * n * ex, bool)
+    if ex == 1:
+        answered[1::2] = ~lost[0::2]  # no answer to a lost query
+    ipid = rng.integers(0, 65536, 2 * n * ex)
+    port_s = 53 if ex == 1 else 443
+    size = np.where(d == 0, 40, 56) if ex == 1 else np.where(d == 0, 60 + e % 50, 1200 - e % 100)
 
     def view(inside: bool) -> dict[str, np.ndarray]:
         ours = cli[c] if inside else pub[c]
@@ -54,21 +62,26 @@ def generate(n: int, out: Path) -> tuple[Path, Path, int, int]:
         m = int(k.sum())
         v = {
             "ts": (ts + np.where(d == 0, 0 if inside else 50_000, 50_000 if inside else 0))[k],
-            "plen": np.where(d == 0, 40, 56)[k], "ipid": ipid[k],
+            "plen": size[k], "ipid": ipid[k],
             "ttl": np.where(d == 0, 64 if inside else 63, 63 if inside else 64)[k],
             "src": np.where(d == 0, ours, SERVER)[k], "dst": np.where(d == 0, SERVER, ours)[k],
-            "sport": np.where(d == 0, port, 53)[k], "dport": np.where(d == 0, 53, port)[k],
-            "proto": np.full(m, 17), "conv": c[k], "d": d[k],
+            "sport": np.where(d == 0, port, port_s)[k],
+            "dport": np.where(d == 0, port_s, port)[k],
+            "proto": np.full(m, 17), "conv": c[k], "d": d[k], "e": e[k],
             **{x: np.zeros(m, np.int64) for x in ("seq", "ack", "flags", "tsval", "tsecr")},
         }  # fmt: skip
         o = np.argsort(v["ts"], kind="stable")
         return {x: y[o] for x, y in v.items()}
 
     def payload(buf: np.ndarray, off: np.ndarray, v: dict[str, np.ndarray]) -> None:
-        put_be(buf, off, (v["conv"] * 2 + v["d"]) * 2654435761 + 7, 8)
+        # a DNS-like header (the answer has its query's ID, and QR set), then bytes of
+        # this datagram's own
+        put_be(buf, off, v["conv"] & 0xFFFF, 2)
+        put_be(buf, off + 2, np.where(v["d"] == 0, 0x0100, 0x8180), 2)
+        put_be(buf, off + 4, ((v["conv"] * 2 + v["d"]) * 100003 + v["e"]) * 2654435761 + 7, 8)
 
     out.mkdir(parents=True, exist_ok=True)
-    a, b = out / f"dns_a_{n}.pcap", out / f"dns_b_{n}.pcap"
+    a, b = out / f"dns_a_{n}x{ex}.pcap", out / f"dns_b_{n}x{ex}.pcap"
     write_pcap(a, view(True), payload)
     write_pcap(b, view(False), payload)
     return a, b, int((lost & (d == 0)).sum()), int((lost & (d == 1) & answered).sum())
@@ -106,18 +119,21 @@ def check(v: Path, n: int, lost_c: int, lost_s: int) -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--queries", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=100_000, help="conversations")
+    ap.add_argument("--exchanges", type=int, default=1,
+                    help="> 1: QUIC-like conversations of this many exchanges")  # fmt: skip
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-dnsbench"))
     args = ap.parse_args()
-    a, b, lost_c, lost_s = generate(args.queries, args.dir)
+    a, b, lost_c, lost_s = generate(args.queries, args.dir, args.exchanges)
     size = a.stat().st_size + b.stat().st_size
     trees: dict[str, Path | None] = {"this": None}
     if args.before:
         trees["before"] = args.before
-    print(f"{args.queries:,} DNS-like conversations through a NAT, {size / 1e6:.0f} MB of "
-          f"captures; lost at the hop: {lost_c} queries, {lost_s} answers")  # fmt: skip
+    what = "DNS-like" if args.exchanges == 1 else f"QUIC-like ({args.exchanges} exchanges)"
+    print(f"{args.queries:,} {what} conversations through a NAT, {size / 1e6:.0f} MB of "
+          f"captures; lost at the hop: {lost_c} requests, {lost_s} answers")  # fmt: skip
     best: dict[str, tuple[float, float]] = {}
     wrong = False
     for r in range(args.runs):
