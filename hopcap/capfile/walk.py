@@ -130,8 +130,15 @@ def mapped_in(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
             addr = a.ctypes.data
             lo, hi = -(-addr // mmap.PAGESIZE) * mmap.PAGESIZE, addr + a.nbytes
             hi -= hi % mmap.PAGESIZE
-            madvise_(lo, hi - lo, MADV_POPULATE_WRITE)  # a failure: faults, as before
+            # a piece at a time, as the files are populated (the address space's lock: the
+            # other point's reading thread, allocating, waits for a whole call); a failure
+            # leaves the faults, as before
+            for at in range(lo, hi, WRITE_PIECE):
+                madvise_(at, min(WRITE_PIECE, hi - at), MADV_POPULATE_WRITE)
     return a
+
+
+WRITE_PIECE = 1 << 20
 
 
 @functools.cache
