@@ -136,11 +136,11 @@ def _sliced(
     jobs: int,
 ) -> Verdict | None:
     """The verdict by time slices when the captures may not fit the memory budget."""
-    from hopcap.correlate.budget import BYTES_PER_PACKET, default_budget, estimated_packets
+    from hopcap.correlate.budget import BYTES_PER_PACKET, default_budget, estimated_load
 
     budget = memory or default_budget()
     per = slice_packets or max(budget // BYTES_PER_PACKET, 1)
-    if slice_packets is None and estimated_packets(points) <= per:
+    if slice_packets is None and estimated_load(points) <= per:
         return None
     from hopcap.correlate import slices  # only now: what slices need costs ~7 ms to import
 

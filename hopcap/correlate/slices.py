@@ -49,7 +49,7 @@ from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import copies
 from hopcap.correlate import reader as rd
-from hopcap.correlate.budget import BYTES_PER_PACKET
+from hopcap.correlate.budget import BYTES_PER_PACKET, DGRAM_WEIGHT
 from hopcap.correlate.clocks import (
     ENDED_BEFORE,
     STARTED_AFTER,
@@ -112,10 +112,6 @@ VERDICT_BYTES_PER_FLOW = 4096
 # heap (interpreter, modules, scans) it copies on write
 WORKER_BYTES = 16 << 20
 MIN_SLICE = 2_000  # packets: the floor when the verdict alone outgrows the budget
-# a datagram counts as this many packets: its table row (35 columns) and its flows' and
-# matches' arrays take more than a TCP packet's (measured ~490 bytes a datagram unsliced,
-# 6 M datagrams, against 170-260 bytes a TCP packet)
-DGRAM_WEIGHT = 2
 MARGIN_NS = 2 * NS  # clock offsets between points plus path delay, beyond the estimate
 # the error taken of the clocks a slice was placed by (`clocks.ended_evidence`), where its
 # own connections do not align two points

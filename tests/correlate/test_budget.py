@@ -91,3 +91,50 @@ def test_a_plain_run_does_not_import_the_slicing() -> None:
     plain, sliced = r.stdout.split("\n")[:2]
     assert plain.split()[1:] == [] and int(plain.split()[0]) > 0, r.stdout
     assert sliced == f"{plain.split()[0]} True", r.stdout
+
+
+def test_datagrams_weigh_twice_in_the_budget(tmp_path: Path) -> None:
+    """What a run weighs against its memory budget counts each datagram (UDP, ICMP, ESP)
+    as DGRAM_WEIGHT packets, by their share among a file's first records (a capture of
+    datagrams alike counted as TCP packets, ~320 bytes each, was not sliced when it needed:
+    they take ~660 at the peak of reading): classic pcap and pcapng, Ethernet with a VLAN
+    tag, Linux cooked, raw IP; a link layer it does not read counts as TCP."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import CookedLinux, Dot1Q, Ether
+    from scapy.utils import wrpcap, wrpcapng
+
+    from hopcap.model import PointInput
+
+    ip = IP(src="198.18.0.1", dst="198.18.0.2")
+    tcp = [ip / TCP(sport=1000 + i, dport=80) for i in range(300)]
+    dg = [ip / UDP(sport=2000 + i, dport=53) for i in range(60)]
+    dg += [ip / ICMP() for _ in range(20)] + [IPv6() / UDP() for _ in range(20)]
+    mixed = tcp + dg  # 100 datagrams of 400
+
+    def load(path: Path) -> tuple[int, int]:
+        return budget._estimate(path), budget.estimated_load([PointInput("x", pcap=str(path))])
+
+    cases = {
+        "eth.pcap": [Ether() / p for p in mixed],
+        "vlan.pcapng": [Ether() / Dot1Q(vlan=7) / p for p in mixed],
+        "sll.pcap": [CookedLinux() / p for p in mixed],
+    }
+    for name, pkts in cases.items():
+        f = tmp_path / name
+        (wrpcapng if name.endswith(".pcapng") else wrpcap)(str(f), pkts)
+        assert budget._datagram_share(f) == 0.25, name
+        n, weighed = load(f)
+        assert weighed == int(n * (1 + (budget.DGRAM_WEIGHT - 1) * 0.25)), name
+    raw = tmp_path / "raw.pcap"
+    wrpcap(str(raw), dg, linktype=101)
+    assert budget._datagram_share(raw) == 1.0
+    assert load(raw)[1] == budget.DGRAM_WEIGHT * load(raw)[0]
+    only_tcp = tmp_path / "tcp.pcap"
+    wrpcap(str(only_tcp), [Ether() / p for p in tcp])
+    assert budget._datagram_share(only_tcp) == 0.0 and load(only_tcp)[1] == load(only_tcp)[0]
+    other = tmp_path / "other.pcap"  # a link layer not read here: as TCP
+    wrpcap(str(other), [Ether() / p for p in dg], linktype=147)
+    assert budget._datagram_share(other) == 0.0
+    (tmp_path / "text.pcap").write_bytes(b"not a capture\n" * 100)
+    assert budget._datagram_share(tmp_path / "text.pcap") == 0.0
