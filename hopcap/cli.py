@@ -105,7 +105,7 @@ def _simple_table(rows: Any, headers: Any) -> str | None:
     return "\n".join(out)
 
 
-def _flags_without_type() -> None:
+def _help_without_python_types() -> None:
     """typer 0.29 writes every option's type in `--help`, a flag's too (`--json <bool>`,
     `--help <bool>`), as if it took a value: a flag's is left out, as typer before 0.29
     and click write it; and an argument's Python type beside its metavar (`POINTS...
@@ -129,7 +129,7 @@ def _flags_without_type() -> None:
         cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
-_flags_without_type()
+_help_without_python_types()
 app = typer.Typer(
     help="Find where along a network path a TCP segment was dropped, injected or rewritten.",
     no_args_is_help=True,

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hopcap.capfile.walk import PCAP_MAGICS
+import numpy as np
+
+from hopcap.capfile.layers import L3, buffer_u8
+from hopcap.capfile.walk import PCAP_MAGICS, CaptureFileError, RecordWalk
 
 if TYPE_CHECKING:
     from hopcap.model import PointInput
@@ -67,9 +70,9 @@ def estimated_load(points: Sequence[PointInput]) -> int:
 
 
 def _datagram_share(path: Path, sample: int = 1024) -> float:
-    """The share of datagrams among the first `sample` records of a classic pcap or
-    pcapng file whose link layer is read here (Ethernet with VLAN tags, Linux cooked v1
-    and v2, null/loopback, raw IP); 0 for anything else."""
+    """The share of datagrams among the first `sample` records of a capture whose IP
+    packets the capture-file layer finds (classic pcap or pcapng; the innermost packet of
+    a tunnel, as the reader counts it); 0 for anything else."""
     size = path.stat().st_size
     if size < 32:
         return 0.0
@@ -77,72 +80,19 @@ def _datagram_share(path: Path, sample: int = 1024) -> float:
         path.open("rb") as f,
         mmap.mmap(f.fileno(), min(size, 24 + sample * 1600), prot=mmap.PROT_READ) as head,
     ):
-        seen = dgrams = 0
-        for link, at, cap in _records(head, sample):
-            proto = _ip_proto(head, link, at, at + cap)
-            if proto is not None:
-                seen += 1
-                dgrams += proto in DATAGRAMS
+        try:
+            rec = next(RecordWalk(path, head).chunks(sample), None)
+        except CaptureFileError:
+            return 0.0
+        if rec is None or not len(rec):
+            return 0.0
+        end = rec.off + rec.cap
+        l3, _et, _l4, proto, _lim, _tun = L3(buffer_u8(head)).find(rec.off, end, end, rec.link)
+        ip = l3 >= 0
+        seen = int(np.count_nonzero(ip))
+        dgrams = int(np.count_nonzero(ip & np.isin(proto, DATAGRAMS)))
+        del rec, l3, proto, ip  # (no view of the mapping outlives it)
     return dgrams / seen if seen else 0.0
-
-
-def _records(head: mmap.mmap, sample: int) -> list[tuple[int, int, int]]:
-    """(link type, offset, captured length) of the first records in `head`."""
-    out: list[tuple[int, int, int]] = []
-    kind = PCAP_MAGICS.get(head[:4])
-    end = len(head)
-    if kind is not None:  # classic pcap
-        u32 = struct.Struct(kind[0] + "I").unpack_from
-        link = u32(head, 20)[0] & 0xFFFF
-        pos = 24
-        while len(out) < sample and pos + 16 <= end:
-            cap = u32(head, pos + 8)[0]
-            out.append((link, pos + 16, min(cap, end - pos - 16)))
-            pos += 16 + cap
-        return out
-    if head[:4] != b"\x0a\x0d\x0d\x0a" or end < 12:
-        return out
-    e = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-    u32, u16 = struct.Struct(e + "I").unpack_from, struct.Struct(e + "H").unpack_from
-    links: list[int] = []
-    pos = 0
-    while len(out) < sample and pos + 12 <= end:
-        btype, blen = u32(head, pos)[0], u32(head, pos + 4)[0]
-        if blen < 12:
-            break
-        if btype == 0x0A0D0D0A:  # a new section: its interfaces
-            links = []
-        elif btype == 1 and pos + 10 <= end:  # interface description
-            links.append(u16(head, pos + 8)[0])
-        elif btype == 6 and pos + 28 <= end:  # enhanced packet
-            iface, cap = u32(head, pos + 8)[0], u32(head, pos + 20)[0]
-            if iface < len(links):
-                out.append((links[iface], pos + 28, min(cap, end - pos - 28)))
-        pos += blen
-    return out
-
-
-def _ip_proto(b: mmap.mmap, link: int, at: int, end: int) -> int | None:
-    """The IP protocol (IPv6: the first next header) of the frame at `at`, or None."""
-    if link == 1:  # Ethernet, VLAN tags
-        et_at = at + 12
-        while et_at + 2 <= end and b[et_at : et_at + 2] in (b"\x81\x00", b"\x88\xa8"):
-            et_at += 4
-        ip = et_at + 2
-    elif link == 113:  # Linux cooked
-        ip = at + 16
-    elif link == 276:  # Linux cooked v2
-        ip = at + 20
-    elif link in (0, 108):  # null, loopback: a 4-byte address family
-        ip = at + 4
-    elif link in (12, 14, 101, 228, 229):  # raw IP
-        ip = at
-    else:
-        return None
-    if ip + 10 > end:
-        return None
-    v = b[ip] >> 4
-    return b[ip + 9] if v == 4 else b[ip + 6] if v == 6 else None
 
 
 def _estimate(path: Path, sample: int = 4096) -> int:

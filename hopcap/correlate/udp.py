@@ -701,22 +701,18 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     last = fl.legs[-1]
     pl = pts[last.point]
     lf = last.f
-    if last.point == present[-1] and last.point == len(pts) - 1 and lf.c.shape[0]:
-        t = tab(pl)
+    if (tl := _requests_at_far_end(pts, present, fl)) is not None:
         r0 = int(lf.c[0])
-        asks = _asks(t, lf.proto, r0)
-        request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)  # (ESP: no)
         rows = judged(last.point, lf.c).tolist()
-        if asks and request and lf.s.shape[0] and rows:
-            beyond = pl.host if pl.iface else "server"
+        beyond = pl.host if pl.iface else "server"
+        if lf.s.shape[0] and rows:
             findings += _unanswered(
-                t, pl, lf.proto, rows, lf.s.tolist(), describe, fts, lts, beyond
+                tl, pl, lf.proto, rows, lf.s.tolist(), describe, fts, lts, beyond
             )
-        elif asks and request and lf.s.shape[0] == 0 and rows:
-            what, nb = describe(t, rows)
-            beyond = pl.host if pl.iface else "server"
-            end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
-            late = end - int(t.ts[r0]) < NS
+        elif lf.s.shape[0] == 0 and rows:
+            what, nb = describe(tl, rows)
+            end = pl.stop_ns if pl.stop_ns is not None else last_ts(tl)
+            late = end - int(tl.ts[r0]) < NS
             kind: FindingKind
             if pl.kernel_drops or late:
                 kind = "gap"
@@ -757,17 +753,25 @@ def _healthy(pts: list[Point], present: list[int], fl: DFlowB) -> bool:
         for dm in (hop.c2s, hop.s2c):
             if dm is not None and (dm.undelivered or dm.unexplained or dm.rewrites):
                 return False
+    if (t := _requests_at_far_end(pts, present, fl)) is not None:
+        lf = fl.legs[-1].f
+        return bool(lf.s.shape[0]) and not _open_requests(t, lf.proto, lf.c, lf.s)
+    return True
+
+
+def _requests_at_far_end(pts: list[Point], present: list[int], fl: DFlowB) -> DgramTable | None:
+    """The table of the path's last point when the flow reached it and is one of requests
+    to be answered (an echo request, a DNS query; not an ESP flow): its requests there
+    are looked at for answers; else None."""
     last = fl.legs[-1]
     lf = last.f
-    if last.point == present[-1] and last.point == len(pts) - 1 and lf.c.shape[0]:
-        t = dtable(pts[last.point])
-        assert t is not None
-        r0 = int(lf.c[0])
-        if _asks(t, lf.proto, r0) and (
-            lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)
-        ):
-            return bool(lf.s.shape[0]) and not _open_requests(t, lf.proto, lf.c, lf.s)
-    return True
+    if last.point != present[-1] or last.point != len(pts) - 1 or not lf.c.shape[0]:
+        return None
+    t = dtable(pts[last.point])
+    assert t is not None
+    r0 = int(lf.c[0])
+    request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)
+    return t if _asks(t, lf.proto, r0) and request else None
 
 
 @functools.lru_cache(maxsize=256)

@@ -675,7 +675,7 @@ async def remove_remote_dir(s: HostSession) -> None:
         s.remote_dir = None
     except HopcapError as exc:  # it expires: a later run removes it
         # (the host lost: what it holds may be the only copy of a capture not pulled)
-        expiry = d.rpartition("/")[2].split(".")[1]  # hopcap.<expiry>.<run>.<host>
+        expiry = d.rpartition("/")[2].removeprefix(REMOTE_PREFIX).partition(".")[0]
         after = (
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(expiry)))
             if expiry.isdigit()
