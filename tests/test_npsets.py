@@ -76,6 +76,23 @@ def test_groups() -> None:
     assert [g.tolist() for g in got] == [[1, 4], [], [0, 2, 5]]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_unique_rows_is_numpys_unique_of_rows(seed: int) -> None:
+    """`np.unique(np.stack(cols, axis=1), axis=0)`: the same rows in the same order (signed
+    values, repeated rows, few and many columns, empty and one-row inputs)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        n, k = int(rng.integers(0, 50)), int(rng.integers(1, 4))
+        cols = [rng.integers(-3, 3, n) if j % 2 else rng.integers(-(2**62), 2**62, n)
+                for j in range(k)]  # fmt: skip
+        if n > 4:
+            for c in cols:
+                c[n // 2 :] = c[: n - n // 2]  # (every row twice, or nearly)
+        want = np.unique(np.stack(cols, axis=1), axis=0)
+        got = npsets.unique_rows(cols)
+        assert got.shape == want.shape and np.array_equal(got, want), cols
+
+
 def test_no_hash_unique_in_hopcap() -> None:
     """`np.unique(x)` with nothing else asked is numpy's hash table (slow on distinct
     integers, and its first call imports numpy.ma: ~10 ms of every run's start-up):

@@ -17,7 +17,6 @@ sent the echo request, or the ephemeral port, or the first sender.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy.typing as npt
 
 from hopcap.correlate._fastwalk import gather_heads
 from hopcap.correlate.conns import mix
-from hopcap.correlate.reader import _be16, _be32, _be64, endpoint_str
+from hopcap.correlate.reader import _be16, _be32, _be64, endpoint_strs
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -40,6 +39,7 @@ IDLE_NS = 60 * 1_000_000_000  # a datagram flow ends after a minute of silence
 _RARE = ("itype", "icode", "spi", "mtu", "in_v", "in_proto", "in_src_hi", "in_src_lo",
          "in_dst_hi", "in_dst_lo", "in_sport", "in_dport", "in_ipid", "in_len",
          "in_seq")  # fmt: skip
+NO_KEY = -(1 << 40)  # `DgramTable.answer_keys` of a datagram whose key was not captured
 HASH_BYTES = 64  # payload bytes in a datagram's identity hash (all of it is compared later)
 PROBE_ROWS = 8  # datagrams per direction whose payload hashes link a flow across a hop
 
@@ -104,10 +104,14 @@ class DgramTable:
     in_len: I64
     in_seq: I64  # TCP sequence number of the quoted segment
     flows: list[DFlow] = field(default_factory=list)
-    by_key: dict[int, list[tuple[DFlow, int]]] = field(default_factory=dict)  # tuple -> (f, dir)
+    # its flows by tuple key of either direction -> (flow, direction): `keyed()`
+    keyed_flows: dict[int, list[tuple[DFlow, int]]] | None = None
     # the first PROBE_ROWS datagrams of each direction of each flow that carry payload:
     # their rows, flow ids and directions (linking across points compares their hashes)
     probe: tuple[I64, I64, I64] | None = None
+    flow_protos: frozenset[int] | None = None  # of its flow datagrams (`captured_proto`)
+    fcols: FlowCols | None = None  # its flows' columns (`build_dflows`)
+    akeys: I64 | None = None  # `answer_keys`, made on first need
     last_ns: int | None = None  # a time slice's table: the whole capture's last datagram
     # a time slice's table: per row, its conversation as the scan knows it (`slices`: a
     # conversation with a minute of silence is one conversation a piece between the
@@ -125,6 +129,36 @@ class DgramTable:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+    def keyed(self) -> dict[int, list[tuple[DFlow, int]]]:
+        """Its flows (`build_dflows`) by the tuple key of either direction: (flow,
+        direction) in flow order; made on first need (ICMP errors: the flows they quote)."""
+        if self.keyed_flows is None:
+            by: dict[int, list[tuple[DFlow, int]]] = {}
+            for f in self.flows:
+                by.setdefault(f.ckey, []).append((f, 0))
+                by.setdefault(f.skey, []).append((f, 1))
+            self.keyed_flows = by
+        return self.keyed_flows
+
+    def answer_keys(self) -> I64:
+        """Per row, what ties an answer to its request: a UDP datagram's first two payload
+        bytes (a DNS message's ID), NO_KEY when fewer were captured; else the ICMP echo
+        sequence number (the echo id is the flow's "port")."""
+        if self.akeys is None:
+            keys = self.iseq.copy()
+            udp = np.nonzero(self.proto == UDP)[0]
+            if udp.shape[0]:
+                u8 = (
+                    np.frombuffer(self.buf, np.uint8)
+                    if self.buf is not None and len(self.buf) >= 2
+                    else np.zeros(2, np.uint8)
+                )
+                o = np.minimum(self.pl_off[udp], max(u8.shape[0] - 2, 0))
+                qid = u8[o].astype(np.int64) << 8 | u8[o + 1]
+                keys[udp] = np.where(self.pl_cap[udp] >= 2, qid, NO_KEY)
+            self.akeys = keys
+        return self.akeys
 
     def payload(self, i: int, start: int = 0, end: int | None = None) -> bytes:
         o = int(self.pl_off[i])
@@ -293,6 +327,17 @@ def parse_dgrams(path: Path, buf: Any, ts: I64, l3: I64, l4: I64, end: I64) -> D
 
 
 @dataclass
+class FlowCols:
+    """Columns of a table's flows in their order (`DgramTable.flows`), for the steps
+    that look at all of them at once (linking across points)."""
+
+    first: I64
+    last: I64
+    ukey: U64
+    proto: I64
+
+
+@dataclass
 class DFlow:
     """The datagrams of one flow at one point (both directions)."""
 
@@ -308,17 +353,13 @@ class DFlow:
     srv: tuple[int, int, int]
     first_ts: int
     last_ts: int
+    # its ends as text (every flow's are written: its legs, its flow and its findings
+    # name them), made with it (`endpoint_strs`)
+    client_str: str
+    server_str: str
 
     def rows(self, d: int) -> I64:
         return self.c if d == 0 else self.s
-
-    @functools.cached_property
-    def client_str(self) -> str:  # (named by its legs, its flow and its findings)
-        return endpoint_str(self.v, *self.cli)
-
-    @functools.cached_property
-    def server_str(self) -> str:
-        return endpoint_str(self.v, *self.srv)
 
     @property
     def tuple_str(self) -> str:
@@ -326,11 +367,11 @@ class DFlow:
 
 
 def build_dflows(t: DgramTable) -> list[DFlow]:
-    """The flows of one point (and `t.flows`, `t.by_key`), in order of their first
+    """The flows of one point (and `t.flows`, `t.fcols`), in order of their first
     datagram. Grouping and the choice of the client are done for all rows at once."""
     rows = np.nonzero(t.role == 0)[0]
     flows: list[DFlow] = []
-    t.flows, t.by_key = flows, {}
+    t.flows, t.keyed_flows, t.fcols = flows, None, None
     if rows.shape[0] == 0:
         return flows
     ka, kb, ukey = _flow_keys(t, rows)
@@ -378,14 +419,6 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
     sfirst = np.minimum(s_idx + nc, n - 1)
     ckey = np.where(has_c, tk[s_idx], rk[s_idx])
     skey = np.where(has_s, tk[sfirst], rk[s_idx])
-    rc = r2[s_idx]  # the first client row, else the first server row
-    a_hi = np.where(has_c, t.src_hi[rc], t.dst_hi[rc]).tolist()
-    a_lo = np.where(has_c, t.src_lo[rc], t.dst_lo[rc]).tolist()
-    a_pt = np.where(has_c, t.sport[rc], t.dport[rc]).tolist()
-    b_hi = np.where(has_c, t.dst_hi[rc], t.src_hi[rc]).tolist()
-    b_lo = np.where(has_c, t.dst_lo[rc], t.src_lo[rc]).tolist()
-    b_pt = np.where(has_c, t.dport[rc], t.sport[rc]).tolist()
-    vv = t.v[r0].tolist()
     first = tss[s_idx]
     last = tss[e_idx - 1]
     if cv is not None and t.joined is not None and t.joined_last is not None and t.joined.shape[0]:
@@ -394,34 +427,26 @@ def build_dflows(t: DgramTable) -> list[DFlow]:
         c0 = cv[s_idx]
         j = np.minimum(np.searchsorted(t.joined, c0), t.joined.shape[0] - 1)
         last = np.where(t.joined[j] == c0, np.maximum(last, t.joined_last[j]), last)
-    cols = zip(s_idx.tolist(), e_idx.tolist(), nc.tolist(), pr.tolist(), vv, ckey.tolist(),
-               skey.tolist(), uk[s_idx].tolist(), first.tolist(), last.tolist(),
-               strict=True)  # fmt: skip
-    built: list[DFlow] = []
-    for g, (s, e, c, p, v, ck, sk_, u, f0, f1) in enumerate(cols):
-        built.append(
-            DFlow(
-                fid=0,
-                proto=p,
-                v=v,
-                c=r2[s : s + c],
-                s=r2[s + c : e],
-                ckey=ck,
-                skey=sk_,
-                ukey=u,
-                cli=(a_hi[g], a_lo[g], a_pt[g]),
-                srv=(b_hi[g], b_lo[g], b_pt[g]),
-                first_ts=f0,
-                last_ts=f1,
-            )
-        )
+    # the flows in order of their first datagram (what follows is in that order)
     order = np.argsort(first, kind="stable")
-    for k in order.tolist():
-        f = built[k]
-        f.fid = len(flows)
-        flows.append(f)
-        t.by_key.setdefault(f.ckey, []).append((f, 0))
-        t.by_key.setdefault(f.skey, []).append((f, 1))
+    t.fcols = FlowCols(first[order], last[order], uk[s_idx][order], pr[order])
+    s_o, c_o = s_idx[order], has_c[order]
+    rc = r2[s_o]  # the first client row, else the first server row
+    vv = t.v[r0[order]].tolist()
+    cli = list(zip(np.where(c_o, t.src_hi[rc], t.dst_hi[rc]).tolist(),
+                   np.where(c_o, t.src_lo[rc], t.dst_lo[rc]).tolist(),
+                   np.where(c_o, t.sport[rc], t.dport[rc]).tolist(), strict=True))  # fmt: skip
+    srv = list(zip(np.where(c_o, t.dst_hi[rc], t.src_hi[rc]).tolist(),
+                   np.where(c_o, t.dst_lo[rc], t.src_lo[rc]).tolist(),
+                   np.where(c_o, t.dport[rc], t.sport[rc]).tolist(), strict=True))  # fmt: skip
+    cols = zip(s_o.tolist(), e_idx[order].tolist(), nc[order].tolist(),
+               t.fcols.proto.tolist(), vv, ckey[order].tolist(), skey[order].tolist(),
+               t.fcols.ukey.tolist(), t.fcols.first.tolist(), t.fcols.last.tolist(), cli, srv,
+               endpoint_strs(vv, cli), endpoint_strs(vv, srv), strict=True)  # fmt: skip
+    flows += [
+        DFlow(fid, p, v, r2[s : s + c], r2[s + c : e], ck, sk_, u, ce, se, f0, f1, cs, ss)
+        for fid, (s, e, c, p, v, ck, sk_, u, f0, f1, ce, se, cs, ss) in enumerate(cols)
+    ]
     fid_of = np.empty(order.shape[0], np.int64)
     fid_of[order] = np.arange(order.shape[0], dtype=np.int64)
     pos = np.arange(n, dtype=np.int64) - s_idx[gid]
@@ -462,7 +487,7 @@ def from_client(t: DgramTable) -> npt.NDArray[np.bool_]:
     err = np.nonzero(t.role == 1)[0]
     quoted = tuple_key(t, err, inner=True).tolist()
     for r, k in zip(err.tolist(), quoted, strict=True):
-        hit = t.by_key.get(int(k))
+        hit = t.keyed().get(int(k))
         quoted_c2s = hit[0][1] == 0 if hit else int(t.in_dport[r]) < int(t.in_sport[r])
         out[r] = not quoted_c2s
     return out
@@ -501,7 +526,7 @@ def stack_rows(
 
 def find_flow(t: DgramTable, key: int, ts: int) -> tuple[DFlow, int] | None:
     """The flow at this point whose tuple (one direction) is `key`, nearest in time to `ts`."""
-    cands = t.by_key.get(key)
+    cands = t.keyed().get(key)
     if not cands:
         return None
     return min(cands, key=lambda fd: max(fd[0].first_ts - ts, ts - fd[0].last_ts, 0))

@@ -27,6 +27,7 @@ from hopcap.correlate.dgram import (
     HASH_BYTES,
     ICMP,
     ICMP6,
+    NO_KEY,
     UDP,
     DFlow,
     DgramTable,
@@ -169,10 +170,12 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
     # shared payload hashes: distinct (flow, direction, hash) at a, (flow, hash) at b
     ra, fa, da = a.probe
     rb, fb, _db = b.probe
-    ka = np.unique(np.stack([fa, da, a.h[ra].view(np.int64)], axis=1), axis=0)
-    kb = np.unique(np.stack([fb, b.h[rb].view(np.int64)], axis=1), axis=0)
-    t0a = np.array([f.first_ts for f in a.flows], np.int64)
-    t0b = np.array([g.first_ts for g in b.flows], np.int64) - offset_ns
+    ka = npsets.unique_rows([fa, da, a.h[ra].view(np.int64)])
+    kb = npsets.unique_rows([fb, b.h[rb].view(np.int64)])
+    fa_, fb_ = a.fcols, b.fcols
+    assert fa_ is not None and fb_ is not None  # (made with the flows)
+    t0a = fa_.first
+    t0b = fb_.first - offset_ns
     # a payload in many flows at both points (the same DNS query from thousands of
     # ports, through a NAT): m * n pairs, alike but for time (3,000 such queries: 18 M
     # pairs, 2 GB, each pair looked at in Python). Past HEAVY_ALL pairs a payload, each
@@ -191,8 +194,7 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
         keys.append(ka[src, 0] * nb + gb[idx])
     key_h = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     # identical tuples
-    ua = np.array([f.ukey for f in a.flows], np.uint64)
-    ub = np.array([g.ukey for g in b.flows], np.uint64)
+    ua, ub = fa_.ukey, fb_.ukey
     ob = np.argsort(ub, kind="stable")
     lo = np.searchsorted(ub[ob], ua, side="left")
     hi = np.searchsorted(ub[ob], ua, side="right")
@@ -207,14 +209,10 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
     uk, inv = np.unique(allk, return_inverse=True)
     score = np.bincount(inv.reshape(-1), weights=w)
     xa, xb = uk // nb, uk % nb
-    pa = np.array([f.proto for f in a.flows], np.int64)
-    pb = np.array([g.proto for g in b.flows], np.int64)
-    ok = pa[xa] == pb[xb]
+    ok = fa_.proto[xa] == fb_.proto[xb]
     xa, xb, score = xa[ok], xb[ok], score[ok]
-    f0a = np.array([f.first_ts for f in a.flows], np.int64)[xa]
-    f1a = np.array([f.last_ts for f in a.flows], np.int64)[xa]
-    f0b = np.array([g.first_ts for g in b.flows], np.int64)[xb] - offset_ns
-    f1b = np.array([g.last_ts for g in b.flows], np.int64)[xb] - offset_ns
+    f0a, f1a = fa_.first[xa], fa_.last[xa]
+    f0b, f1b = fb_.first[xb] - offset_ns, fb_.last[xb] - offset_ns
     gap_s = np.maximum(np.maximum(f0a, f0b) - np.minimum(f1a, f1b), 0) / NS
     score = score - np.minimum(gap_s, 1e6) * 1e-6
     order = np.lexsort((xb, xa, score))[::-1]
@@ -919,23 +917,16 @@ def _asks(t: DgramTable, proto: int, r0: int) -> bool:
     return proto in (ICMP, ICMP6) or (proto == UDP and int(t.dport[r0]) == 53)
 
 
-def _answer_key(t: DgramTable, proto: int, r: int) -> int | bytes | None:
-    """What ties an answer to its request: an echo's sequence number (the echo id is the
-    flow's "port"), a DNS message's ID; None when it cannot be read (a short capture)."""
-    if proto != UDP:
-        return int(t.iseq[r])
-    qid = t.payload(r, 0, 2)
-    return qid if len(qid) == 2 else None
-
-
 def _open_requests(
     t: DgramTable, proto: int, rows: list[int] | I64, answers: list[int] | I64
 ) -> list[int]:
-    """The requests among `rows` that no answer among `answers` is to (`_answer_key`)."""
-    got = {_answer_key(t, proto, int(r)) for r in answers}
-    got.discard(None)
-    return [int(r) for r in rows if (k := _answer_key(t, proto, int(r))) is not None
-            and k not in got]  # fmt: skip
+    """The requests among `rows` that no answer among `answers` is to (by
+    `DgramTable.answer_keys`: an echo's sequence number, a DNS message's ID; a request
+    whose key was not captured is not one)."""
+    keys = t.answer_keys()
+    got = set(keys[answers].tolist())
+    return [int(r) for r, k in zip(rows, keys[rows].tolist(), strict=True)
+            if k != NO_KEY and k not in got]  # fmt: skip
 
 
 def _unanswered(

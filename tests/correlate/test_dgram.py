@@ -836,3 +836,54 @@ def test_pings_to_a_hosts_own_address_some_unanswered(tmp_path: Path, beyond: st
     assert fl.findings[0].packets == 2 and "others of the flow were answered" in fl.findings[0].what
     assert fl.summary == "echo request reached fw:eth0 but fw never answered it"
     assert not any(f.findings for f in v.flows if f is not fl)
+
+
+def test_a_tables_flow_columns_names_and_answer_keys(tmp_path: Path) -> None:
+    """What `build_dflows` makes for all flows at once is each flow's own: the columns
+    linking reads (first/last time, key, protocol, in flow order), the ends' names (IPv4
+    and IPv6); `answer_keys` per datagram: a DNS message's ID, none for a datagram of one
+    byte, an echo's sequence number; and whether the capture holds flows of a protocol is
+    found by one pass over its rows, not one per flow asking (quadratic in the flows that
+    end at the point before: a NAT's lost queries)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import Raw
+
+    from hopcap.correlate.dgram import ESP, NO_KEY, build_dflows
+    from hopcap.correlate.dgram import UDP as P_UDP
+    from hopcap.correlate.reader import captured_proto, endpoint_str, read_capture
+
+    t0 = 1_763_790_000.0
+    q = dns_query(0x1234, "a.example.test")
+    pk = [
+        (t0, IP(src="198.18.0.1", dst="198.18.0.53") / UDP(sport=40000, dport=53) / Raw(q)),
+        (t0 + 0.001, IP(src="198.18.0.53", dst="198.18.0.1") / UDP(sport=53, dport=40000)
+         / Raw(dns_answer(q, "192.0.2.7"))),
+        (t0 + 0.002, IP(src="198.18.0.2", dst="198.18.0.53") / UDP(sport=40001, dport=53)
+         / Raw(b"\x07")),
+        (t0 + 0.003, IP(src="198.18.0.3", dst="198.18.0.9") / ICMP(type=8, id=77, seq=7)),
+        (t0 + 0.004, IPv6(src="2001:db8::1", dst="2001:db8::53") / UDP(sport=40002, dport=53)
+         / Raw(q)),
+    ]  # fmt: skip
+    table = read_capture(write(tmp_path / "x.pcap", pk))
+    t = table.dgram
+    assert t is not None
+    flows = build_dflows(t)
+    assert len(flows) == 4 and t.fcols is not None
+    assert t.fcols.first.tolist() == [f.first_ts for f in flows]
+    assert t.fcols.last.tolist() == [f.last_ts for f in flows]
+    assert t.fcols.ukey.tolist() == [f.ukey for f in flows]
+    assert t.fcols.proto.tolist() == [f.proto for f in flows]
+    for f in flows:
+        assert f.client_str == endpoint_str(f.v, *f.cli)
+        assert f.server_str == endpoint_str(f.v, *f.srv)
+    assert [f.tuple_str for f in flows] == [
+        "198.18.0.1:40000 > 198.18.0.53:53",
+        "198.18.0.2:40001 > 198.18.0.53:53",
+        "198.18.0.3:77 > 198.18.0.9:77",
+        "[2001:db8::1]:40002 > [2001:db8::53]:53",
+    ]
+    assert t.answer_keys().tolist() == [0x1234, 0x1234, NO_KEY, 7, 0x1234]
+    assert captured_proto(table, P_UDP) and not captured_proto(table, ESP)
+    t.proto[:] = ESP  # (looked at once)
+    assert captured_proto(table, P_UDP) and not captured_proto(table, ESP)
