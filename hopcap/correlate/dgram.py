@@ -337,7 +337,7 @@ class FlowCols:
     proto: I64
 
 
-@dataclass
+@dataclass(slots=True)
 class DFlow:
     """The datagrams of one flow at one point (both directions)."""
 

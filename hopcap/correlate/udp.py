@@ -49,7 +49,7 @@ I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
 
 
-@dataclass
+@dataclass(slots=True)
 class DLeg:
     point: int
     f: DFlow
@@ -57,7 +57,7 @@ class DLeg:
     tunnel: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class DDir:
     matched: int = 0
     d_min: int | None = None
@@ -70,6 +70,9 @@ class DDir:
     # matching step of its pair, its upstream time): for merging several slices'
     pairs: tuple[I64, I64] | None = None
     rw_order: list[tuple[int, int]] = field(default_factory=list)
+    # a time slice's: `undelivered` and `unexplained` as read, before it kept those its
+    # window judges (`slices._keep_judged`, as match.DirMatch's)
+    read: tuple[list[int], list[int]] | None = None
 
 
 # set by `slices` while it correlates a slice that cuts a datagram conversation (one slice
@@ -77,7 +80,7 @@ class DDir:
 KEEP_PAIRS = False
 
 
-@dataclass
+@dataclass(slots=True)
 class DHop:
     a: int
     b: int
@@ -87,7 +90,7 @@ class DHop:
     ended: str | None = None  # unanswered, answered, nothing
 
 
-@dataclass
+@dataclass(slots=True)
 class DFlowB:
     legs: list[DLeg]
     hops: list[DHop] = field(default_factory=list)
