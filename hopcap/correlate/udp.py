@@ -386,12 +386,14 @@ def match_rows(
         o = np.lexsort((dl, pid))
         pid_s, dl_s = pid[o], dl[o]
         cuts = np.searchsorted(pid_s, np.arange(npairs + 1))
+        cl, dls = cuts.tolist(), dl_s.tolist()  # (Python ints: a pair at a time)
         for k in np.nonzero(np.diff(cuts))[0].tolist():
-            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            lo, hi = cl[k], cl[k + 1]
             m = hi - lo
-            out[k].matched = m
-            out[k].d_min = int(dl_s[lo])
-            out[k].d_med = float(dl_s[lo + (m - 1) // 2] + dl_s[lo + m // 2]) / 2
+            d = out[k]
+            d.matched = m
+            d.d_min = dls[lo]
+            d.d_med = (dls[lo + (m - 1) // 2] + dls[lo + m // 2]) / 2
     for i in np.nonzero(~ma)[0].tolist():
         out[int(pa[i])].undelivered.append(int(ra[i]))
     for j in np.nonzero(~mb)[0].tolist():
