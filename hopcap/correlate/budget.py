@@ -29,6 +29,13 @@ BYTES_PER_PACKET = 320
 # matches' arrays take more than a TCP packet's (measured ~490 bytes a datagram unsliced,
 # 6 M datagrams; ~660 at the peak of reading 800 k QUIC-like ones, session 31)
 DGRAM_WEIGHT = 2
+# and each datagram flow at a point as this many more: its Python objects (the flow at
+# the point, its legs, hops and matches) and its part of the verdict's, ~1.1 + ~0.7 kB
+# (session 32: 100 k DNS conversations of two datagrams at two points, ~680 MB at the
+# peak; a TCP connection's are in BYTES_PER_PACKET, spread over its many packets)
+FLOW_WEIGHT = 4
+# what the verdict of a datagram flow keeps (a DNS query and its answer: ~1.4 kB)
+VERDICT_BYTES_PER_DGRAM_FLOW = 1536
 DATAGRAMS = (1, 17, 50, 58)  # ICMP, UDP, ESP, ICMPv6
 
 
@@ -57,25 +64,39 @@ def estimated_packets(points: Sequence[PointInput]) -> int:
 
 def estimated_load(points: Sequence[PointInput]) -> int:
     """`estimated_packets` with each datagram (UDP, ICMP, ESP) counted `DGRAM_WEIGHT`
-    times, by their share among each file's first records: what the budget is weighed in
-    (a capture of datagrams alike counted as TCP packets was not sliced when it needed)."""
+    times and each datagram flow as `FLOW_WEIGHT` packets more and its verdict's bytes,
+    by their share among each file's first records: what the budget is weighed in, rather
+    more than less (then the slices' scan decides: `slices.correlate_sliced`). A capture
+    of datagrams alike counted as TCP packets was not sliced when it needed, nor one of
+    many short datagram flows (a busy resolver's: 100 k DNS conversations under `--memory
+    400M` were correlated whole in ~680 MB)."""
     total = 0
     for p in points:
         if p.pcap is not None:
             path = Path(p.pcap)
             with contextlib.suppress(OSError):
-                share = _datagram_share(path)
-                total += int(_estimate(path) * (1 + (DGRAM_WEIGHT - 1) * share))
+                share, flows = _datagram_head(path)
+                per_flow = FLOW_WEIGHT + VERDICT_BYTES_PER_DGRAM_FLOW / BYTES_PER_PACKET
+                weight = 1 + (DGRAM_WEIGHT - 1) * share + per_flow * share * flows
+                total += int(_estimate(path) * weight)
     return total
 
 
-def _datagram_share(path: Path, sample: int = 1024) -> float:
-    """The share of datagrams among the first `sample` records of a capture whose IP
-    packets the capture-file layer finds (classic pcap or pcapng; the innermost packet of
-    a tunnel, as the reader counts it); 0 for anything else."""
+def _datagram_share(path: Path) -> float:
+    """The share of datagrams among the first records of a capture (`_datagram_head`)."""
+    return _datagram_head(path)[0]
+
+
+def _datagram_head(path: Path, sample: int = 1024) -> tuple[float, float]:
+    """Of the first `sample` records of a capture whose IP packets the capture-file layer
+    finds (classic pcap or pcapng; the innermost packet of a tunnel, as the reader counts
+    it): the share of datagrams, and their flows per datagram (distinct addresses, ports
+    or echo id or SPI, and protocol, either way: 0.5 for DNS queries and their answers,
+    rather more than fewer for long flows, a head sees their start); (0, 0) for anything
+    else."""
     size = path.stat().st_size
     if size < 32:
-        return 0.0
+        return 0.0, 0.0
     with (
         path.open("rb") as f,
         mmap.mmap(f.fileno(), min(size, 24 + sample * 1600), prot=mmap.PROT_READ) as head,
@@ -83,16 +104,37 @@ def _datagram_share(path: Path, sample: int = 1024) -> float:
         try:
             rec = next(RecordWalk(path, head).chunks(sample), None)
         except CaptureFileError:
-            return 0.0
+            return 0.0, 0.0
         if rec is None or not len(rec):
-            return 0.0
+            return 0.0, 0.0
         end = rec.off + rec.cap
-        l3, _et, _l4, proto, _lim, _tun = L3(buffer_u8(head)).find(rec.off, end, end, rec.link)
+        u8 = buffer_u8(head)
+        l3, _et, l4, proto, _lim, _tun = L3(u8).find(rec.off, end, end, rec.link)
         ip = l3 >= 0
         seen = int(np.count_nonzero(ip))
-        dgrams = int(np.count_nonzero(ip & np.isin(proto, DATAGRAMS)))
-        del rec, l3, proto, ip  # (no view of the mapping outlives it)
-    return dgrams / seen if seen else 0.0
+        dg = np.nonzero(ip & np.isin(proto, DATAGRAMS))[0]
+        flows = _flows(head, l3[dg].tolist(), l4[dg].tolist(), proto[dg].tolist())
+        del rec, l3, l4, proto, ip, u8  # (no view of the mapping outlives it)
+    if not seen or not dg.shape[0]:
+        return 0.0, 0.0
+    return dg.shape[0] / seen, flows / dg.shape[0]
+
+
+def _flows(buf: mmap.mmap, l3: list[int], l4: list[int], proto: list[int]) -> int:
+    """The datagram flows among the packets at `l3`/`l4` of `buf` (a few hundred)."""
+    keys = set()
+    for a, b, p in zip(l3, l4, proto, strict=True):
+        if b < 0:
+            b = a  # (no transport header read: its addresses only)
+        v6 = buf[a] >> 4 == 6
+        src, dst = (buf[a + 8 : a + 24], buf[a + 24 : a + 40]) if v6 else (
+            buf[a + 12 : a + 16], buf[a + 16 : a + 20])  # fmt: skip
+        if p == 17:
+            sp, dp = buf[b : b + 2], buf[b + 2 : b + 4]
+        else:  # an echo's id, an ESP SPI, an ICMP error's type (near enough)
+            sp = dp = buf[b + 4 : b + 6] if p != 50 else buf[b : b + 4]
+        keys.add((p, frozenset(((src, sp), (dst, dp)))))
+    return len(keys)
 
 
 def _estimate(path: Path, sample: int = 4096) -> int:

@@ -49,7 +49,12 @@ from hopcap.capfile import walk as capwalk
 from hopcap.capfile.walk import MAX_RECORD, PCAP_MAGICS, CaptureFileError, Records, record_warning
 from hopcap.correlate import copies
 from hopcap.correlate import reader as rd
-from hopcap.correlate.budget import BYTES_PER_PACKET, DGRAM_WEIGHT
+from hopcap.correlate.budget import (
+    BYTES_PER_PACKET,
+    DGRAM_WEIGHT,
+    FLOW_WEIGHT,
+    VERDICT_BYTES_PER_DGRAM_FLOW,
+)
 from hopcap.correlate.clocks import (
     ENDED_BEFORE,
     STARTED_AFTER,
@@ -107,7 +112,7 @@ NS = 1_000_000_000
 # memory that does not shrink with slices: the interpreter and numpy, and the verdict
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
 BASE_BYTES = 96 << 20
-VERDICT_BYTES_PER_FLOW = 4096
+VERDICT_BYTES_PER_FLOW = 4096  # (a datagram flow's: budget.VERDICT_BYTES_PER_DGRAM_FLOW)
 # what a worker process of a sliced run costs beyond its slice: the pages of the parent's
 # heap (interpreter, modules, scans) it copies on write
 WORKER_BYTES = 16 << 20
@@ -378,9 +383,10 @@ class Scan:
     copied: str | None = None
 
     def cost(self) -> I64:
-        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`)."""
-        w = 1 + (DGRAM_WEIGHT - 1) * _member(self.keys, self.dgram_keys)
-        out: I64 = self.rows * w
+        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`), and a
+        datagram flow's own `FLOW_WEIGHT` (its objects: most of a short one's memory)."""
+        dg = _member(self.keys, self.dgram_keys)
+        out: I64 = self.rows * (1 + (DGRAM_WEIGHT - 1) * dg) + FLOW_WEIGHT * dg
         return out
 
     def dense_cost(self) -> I64:
@@ -2310,6 +2316,14 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
         )  # fmt: skip
 
 
+def _verdict_bytes(sc: Scan) -> int:
+    """The memory the verdict of a point's conversations keeps while slices run."""
+    d = int(sc.dgram_keys.shape[0])
+    return max(int(sc.keys.shape[0]) - d, 0) * VERDICT_BYTES_PER_FLOW + (
+        d * VERDICT_BYTES_PER_DGRAM_FLOW
+    )
+
+
 # the last member of a cut datagram flow's conversations that pass 1 sends (`_group`)
 _DGRAM = (-1, 0)
 # the last member of a cut TCP flow's conversations that pass 1 sends from a slice after
@@ -3200,10 +3214,15 @@ def correlate_sliced(
                 inputs[i] = replace(inp, missing_reason=f"{Path(inp.pcap).name}: {why}")
                 continue
             scans.append(sc)
-        total = sum(sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows for sc in scans if sc is not None)
+        total = sum(
+            sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows + FLOW_WEIGHT * sc.dgram_keys.shape[0]
+            for sc in scans
+            if sc is not None
+        )
         if budget is not None:
-            convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
-            left = budget - BASE_BYTES - convs * VERDICT_BYTES_PER_FLOW
+            convs, kept = max(((sc.keys.shape[0], _verdict_bytes(sc)) for sc in scans
+                               if sc is not None), default=(0, 0))  # fmt: skip
+            left = budget - BASE_BYTES - kept
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:
                 # (the verdict's part alone was said: "about 0 MB" under a small budget,
@@ -3213,7 +3232,7 @@ def correlate_sliced(
                     "about %s (the program and the verdict of %d connections); slices of "
                     "%d packets, the fewest it reads",
                     size_text(budget),
-                    size_text(BASE_BYTES + convs * VERDICT_BYTES_PER_FLOW),
+                    size_text(BASE_BYTES + kept),
                     convs,
                     MIN_SLICE,
                 )
