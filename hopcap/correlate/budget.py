@@ -29,12 +29,14 @@ BYTES_PER_PACKET = 320
 # matches' arrays take more than a TCP packet's (measured ~490 bytes a datagram unsliced,
 # 6 M datagrams; ~660 at the peak of reading 800 k QUIC-like ones, session 31)
 DGRAM_WEIGHT = 2
-# and each datagram flow at a point as this many more: its Python objects (the flow at
-# the point, its legs, hops and matches) and its part of the verdict's, ~1.1 + ~0.7 kB
-# (session 32: 100 k DNS conversations of two datagrams at two points, ~680 MB at the
-# peak; a TCP connection's are in BYTES_PER_PACKET, spread over its many packets)
+# and each conversation at a point as this many more: its Python objects (a datagram
+# flow at the point, its legs, hops and matches; a TCP connection's halves, flow, legs
+# and matches) beyond its packets', ~1.1 kB (session 32: 100 k DNS conversations of two
+# datagrams at two points, ~680 MB at the peak; 200 k SYNs answered by a RST, 1.5 GB),
+# and the bytes its verdict keeps: a connection's 4 kB, a datagram flow's 1.5 kB (a DNS
+# query and its answer: ~1.4 kB)
 FLOW_WEIGHT = 4
-# what the verdict of a datagram flow keeps (a DNS query and its answer: ~1.4 kB)
+VERDICT_BYTES_PER_FLOW = 4096
 VERDICT_BYTES_PER_DGRAM_FLOW = 1536
 DATAGRAMS = (1, 17, 50, 58)  # ICMP, UDP, ESP, ICMPv6
 
@@ -64,39 +66,42 @@ def estimated_packets(points: Sequence[PointInput]) -> int:
 
 def estimated_load(points: Sequence[PointInput]) -> int:
     """`estimated_packets` with each datagram (UDP, ICMP, ESP) counted `DGRAM_WEIGHT`
-    times and each datagram flow as `FLOW_WEIGHT` packets more and its verdict's bytes,
-    by their share among each file's first records: what the budget is weighed in, rather
-    more than less (then the slices' scan decides: `slices.correlate_sliced`). A capture
-    of datagrams alike counted as TCP packets was not sliced when it needed, nor one of
-    many short datagram flows (a busy resolver's: 100 k DNS conversations under `--memory
-    400M` were correlated whole in ~680 MB)."""
+    times and each conversation (a TCP connection, a datagram flow) as `FLOW_WEIGHT`
+    packets more and its verdict's bytes, by their shares among each file's first records
+    (`_head`): what the budget is weighed in, rather more than less (then the slices' scan
+    decides with exact counts: `slices.correlate_sliced`). Captures of datagrams counted
+    as TCP packets, and of many short conversations counted by their packets alone, were
+    not sliced when they needed: 100 k DNS conversations under `--memory 400M` were
+    correlated whole in ~680 MB, 200 k SYNs each answered by a RST in 1.5 GB."""
     total = 0
     for p in points:
         if p.pcap is not None:
             path = Path(p.pcap)
             with contextlib.suppress(OSError):
-                share, flows = _datagram_head(path)
+                share, flows, conns = _head(path)
                 per_flow = FLOW_WEIGHT + VERDICT_BYTES_PER_DGRAM_FLOW / BYTES_PER_PACKET
-                weight = 1 + (DGRAM_WEIGHT - 1) * share + per_flow * share * flows
+                per_conn = FLOW_WEIGHT + VERDICT_BYTES_PER_FLOW / BYTES_PER_PACKET
+                weight = (1 + (DGRAM_WEIGHT - 1) * share + per_flow * share * flows
+                          + per_conn * (1 - share) * conns)  # fmt: skip
                 total += int(_estimate(path) * weight)
     return total
 
 
 def _datagram_share(path: Path) -> float:
-    """The share of datagrams among the first records of a capture (`_datagram_head`)."""
-    return _datagram_head(path)[0]
+    """The share of datagrams among the first records of a capture (`_head`)."""
+    return _head(path)[0]
 
 
-def _datagram_head(path: Path, sample: int = 1024) -> tuple[float, float]:
+def _head(path: Path, sample: int = 1024) -> tuple[float, float, float]:
     """Of the first `sample` records of a capture whose IP packets the capture-file layer
     finds (classic pcap or pcapng; the innermost packet of a tunnel, as the reader counts
-    it): the share of datagrams, and their flows per datagram (distinct addresses, ports
-    or echo id or SPI, and protocol, either way: 0.5 for DNS queries and their answers,
-    rather more than fewer for long flows, a head sees their start); (0, 0) for anything
-    else."""
+    it): the share of datagrams among them, their flows per datagram and the TCP
+    connections per TCP packet (distinct addresses, ports (an echo's id, an SPI) and
+    protocol, either way: 0.5 for DNS queries and their answers; rather more than fewer
+    for long conversations, a head sees their start); zeros for anything else."""
     size = path.stat().st_size
     if size < 32:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     with (
         path.open("rb") as f,
         mmap.mmap(f.fileno(), min(size, 24 + sample * 1600), prot=mmap.PROT_READ) as head,
@@ -104,20 +109,23 @@ def _datagram_head(path: Path, sample: int = 1024) -> tuple[float, float]:
         try:
             rec = next(RecordWalk(path, head).chunks(sample), None)
         except CaptureFileError:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         if rec is None or not len(rec):
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         end = rec.off + rec.cap
         u8 = buffer_u8(head)
         l3, _et, l4, proto, _lim, _tun = L3(u8).find(rec.off, end, end, rec.link)
         ip = l3 >= 0
         seen = int(np.count_nonzero(ip))
         dg = np.nonzero(ip & np.isin(proto, DATAGRAMS))[0]
+        tcp = np.nonzero(ip & (proto == 6))[0]
         flows = _flows(head, l3[dg].tolist(), l4[dg].tolist(), proto[dg].tolist())
+        conns = _flows(head, l3[tcp].tolist(), l4[tcp].tolist(), proto[tcp].tolist())
         del rec, l3, l4, proto, ip, u8  # (no view of the mapping outlives it)
-    if not seen or not dg.shape[0]:
-        return 0.0, 0.0
-    return dg.shape[0] / seen, flows / dg.shape[0]
+    if not seen:
+        return 0.0, 0.0, 0.0
+    n_dg, n_tcp = dg.shape[0], tcp.shape[0]
+    return n_dg / seen, flows / n_dg if n_dg else 0.0, conns / n_tcp if n_tcp else 0.0
 
 
 def _flows(buf: mmap.mmap, l3: list[int], l4: list[int], proto: list[int]) -> int:
@@ -129,7 +137,7 @@ def _flows(buf: mmap.mmap, l3: list[int], l4: list[int], proto: list[int]) -> in
         v6 = buf[a] >> 4 == 6
         src, dst = (buf[a + 8 : a + 24], buf[a + 24 : a + 40]) if v6 else (
             buf[a + 12 : a + 16], buf[a + 16 : a + 20])  # fmt: skip
-        if p == 17:
+        if p in (6, 17):
             sp, dp = buf[b : b + 2], buf[b + 2 : b + 4]
         else:  # an echo's id, an ESP SPI, an ICMP error's type (near enough)
             sp = dp = buf[b + 4 : b + 6] if p != 50 else buf[b : b + 4]

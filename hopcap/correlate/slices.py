@@ -54,6 +54,7 @@ from hopcap.correlate.budget import (
     DGRAM_WEIGHT,
     FLOW_WEIGHT,
     VERDICT_BYTES_PER_DGRAM_FLOW,
+    VERDICT_BYTES_PER_FLOW,
 )
 from hopcap.correlate.clocks import (
     ENDED_BEFORE,
@@ -112,7 +113,6 @@ NS = 1_000_000_000
 # memory that does not shrink with slices: the interpreter and numpy, and the verdict
 # (kept flows while slices run; at the end its dict and JSON too: measured ~3.9 kB a flow)
 BASE_BYTES = 96 << 20
-VERDICT_BYTES_PER_FLOW = 4096  # (a datagram flow's: budget.VERDICT_BYTES_PER_DGRAM_FLOW)
 # what a worker process of a sliced run costs beyond its slice: the pages of the parent's
 # heap (interpreter, modules, scans) it copies on write
 WORKER_BYTES = 16 << 20
@@ -383,10 +383,10 @@ class Scan:
     copied: str | None = None
 
     def cost(self) -> I64:
-        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`), and a
-        datagram flow's own `FLOW_WEIGHT` (its objects: most of a short one's memory)."""
+        """Per conversation: its packets as slices count them (`DGRAM_WEIGHT`), and its
+        own `FLOW_WEIGHT` (its objects: most of a short one's memory)."""
         dg = _member(self.keys, self.dgram_keys)
-        out: I64 = self.rows * (1 + (DGRAM_WEIGHT - 1) * dg) + FLOW_WEIGHT * dg
+        out: I64 = self.rows * (1 + (DGRAM_WEIGHT - 1) * dg) + FLOW_WEIGHT
         return out
 
     def dense_cost(self) -> I64:
@@ -3215,7 +3215,7 @@ def correlate_sliced(
                 continue
             scans.append(sc)
         total = sum(
-            sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows + FLOW_WEIGHT * sc.dgram_keys.shape[0]
+            sc.tcp_rows + DGRAM_WEIGHT * sc.dgram_rows + FLOW_WEIGHT * sc.keys.shape[0]
             for sc in scans
             if sc is not None
         )

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,36 +97,47 @@ def test_a_plain_run_does_not_import_the_slicing() -> None:
 
 
 PER_FLOW = budget.FLOW_WEIGHT + budget.VERDICT_BYTES_PER_DGRAM_FLOW / budget.BYTES_PER_PACKET
+PER_CONN = budget.FLOW_WEIGHT + budget.VERDICT_BYTES_PER_FLOW / budget.BYTES_PER_PACKET
 
 
-def test_short_datagram_flows_weigh_more_in_the_budget(tmp_path: Path) -> None:
-    """A datagram flow's objects cost more than its datagrams when it has few (a busy
-    resolver's 100 k DNS conversations took ~680 MB, ~2.6x what 400 k datagrams weighed:
-    not sliced under `--memory 400M`): the same datagrams in 2-datagram flows weigh more
-    than in a few long flows, by FLOW_WEIGHT and the verdict's bytes a flow, and so do
-    the slices' conversations (`Scan.cost`) and the verdict they keep."""
-    from scapy.layers.inet import IP, UDP
+def test_short_conversations_weigh_more_in_the_budget(tmp_path: Path) -> None:
+    """A conversation's objects cost more than its packets when it has few (a busy
+    resolver's 100 k DNS conversations took ~680 MB, ~2.6x what 400 k datagrams weighed,
+    and were not sliced under `--memory 400M`; 200 k SYNs each answered by a RST took
+    1.5 GB, 5x what their packets weighed): the same packets in 2-packet conversations
+    weigh more than in a few long ones, by FLOW_WEIGHT and the verdict's bytes of a
+    datagram flow or a TCP connection, and so do the slices' conversations (`Scan.cost`)
+    and the verdict they keep."""
+    from scapy.layers.inet import IP, TCP, UDP
     from scapy.utils import wrpcap
 
     from hopcap.correlate import slices
     from hopcap.model import PointInput
 
     q, a = IP(src="198.18.0.1", dst="198.18.0.53"), IP(src="198.18.0.53", dst="198.18.0.1")
-    short = [p for i in range(400) for p in (q / UDP(sport=1024 + i, dport=53),
-                                             a / UDP(sport=53, dport=1024 + i))]  # fmt: skip
-    long_ = [p for i in range(400) for p in (q / UDP(sport=1024 + i % 4, dport=53),
-                                             a / UDP(sport=53, dport=1024 + i % 4))]  # fmt: skip
+
+    def two(mk: Any, ports: int) -> list[Any]:
+        return [p for i in range(400) for p in mk(1024 + i % ports)]
+
+    dns = lambda sp: (q / UDP(sport=sp, dport=53), a / UDP(sport=53, dport=sp))  # noqa: E731
+    syn = lambda sp: (q / TCP(sport=sp, dport=80, flags="S"),  # noqa: E731
+                      a / TCP(sport=80, dport=sp, flags="RA"))  # fmt: skip
+    cases = {"short": two(dns, 400), "long": two(dns, 4), "syn": two(syn, 400),
+             "tcp": two(syn, 4)}  # fmt: skip
     loads, n = {}, {}
-    for name, pkts in (("short", short), ("long", long_)):
+    for name, pkts in cases.items():
         f = tmp_path / f"{name}.pcap"
         wrpcap(str(f), pkts, linktype=101)
         loads[name] = budget.estimated_load([PointInput("x", pcap=str(f))])
         n[name] = budget._estimate(f)
-    assert budget._datagram_head(tmp_path / "short.pcap") == (1.0, 0.5)
-    assert budget._datagram_head(tmp_path / "long.pcap") == (1.0, 4 / 800)
+    assert budget._head(tmp_path / "short.pcap") == (1.0, 0.5, 0.0)
+    assert budget._head(tmp_path / "long.pcap") == (1.0, 4 / 800, 0.0)
+    assert budget._head(tmp_path / "syn.pcap") == (0.0, 0.0, 0.5)
+    assert budget._head(tmp_path / "tcp.pcap") == (0.0, 0.0, 4 / 800)
     assert loads["long"] == int(n["long"] * (budget.DGRAM_WEIGHT + PER_FLOW * 4 / 800))
     assert loads["short"] == int(n["short"] * (budget.DGRAM_WEIGHT + PER_FLOW * 0.5))
-    assert loads["short"] > 2 * loads["long"]
+    assert loads["syn"] == int(n["syn"] * (1 + PER_CONN * 0.5))
+    assert loads["short"] > 2 * loads["long"] and loads["syn"] > 4 * loads["tcp"]
     keys = np.arange(4, dtype=np.uint64)
     sc = slices.Scan(
         tmp_path / "x.pcap", b"", 10, [], None, {}, 2, 8, None, None, None, keys,
@@ -133,9 +145,9 @@ def test_short_datagram_flows_weigh_more_in_the_budget(tmp_path: Path) -> None:
         dgram_keys=keys[1:],
     )  # fmt: skip
     w = budget.DGRAM_WEIGHT * 2 + budget.FLOW_WEIGHT
-    assert sc.cost().tolist() == [2, w, w, w]
+    assert sc.cost().tolist() == [2 + budget.FLOW_WEIGHT, w, w, w]
     assert slices._verdict_bytes(sc) == (
-        slices.VERDICT_BYTES_PER_FLOW + 3 * budget.VERDICT_BYTES_PER_DGRAM_FLOW
+        budget.VERDICT_BYTES_PER_FLOW + 3 * budget.VERDICT_BYTES_PER_DGRAM_FLOW
     )
 
 
@@ -169,17 +181,20 @@ def test_datagrams_weigh_twice_in_the_budget(tmp_path: Path) -> None:
     for name, pkts in cases.items():
         f = tmp_path / name
         (wrpcapng if name.endswith(".pcapng") else wrpcap)(str(f), pkts)
-        # 62 flows: 60 UDP ports, the pings (one echo id), the IPv6 datagrams
-        assert budget._datagram_head(f) == (0.25, 0.62), name
+        # 62 flows: 60 UDP ports, the pings (one echo id), the IPv6 datagrams; 300
+        # connections of one SYN each
+        assert budget._head(f) == (0.25, 0.62, 1.0), name
         n, weighed = load(f)
-        assert weighed == int(n * (1 + (budget.DGRAM_WEIGHT - 1) * 0.25 + PER_FLOW * 0.155))
+        w = 1 + (budget.DGRAM_WEIGHT - 1) * 0.25 + PER_FLOW * 0.155 + PER_CONN * 0.75
+        assert weighed == int(n * w), name
     raw = tmp_path / "raw.pcap"
     wrpcap(str(raw), dg, linktype=101)
     assert budget._datagram_share(raw) == 1.0
     assert load(raw)[1] == int(load(raw)[0] * (budget.DGRAM_WEIGHT + PER_FLOW * 0.62))
     only_tcp = tmp_path / "tcp.pcap"
     wrpcap(str(only_tcp), [Ether() / p for p in tcp])
-    assert budget._datagram_share(only_tcp) == 0.0 and load(only_tcp)[1] == load(only_tcp)[0]
+    assert budget._head(only_tcp) == (0.0, 0.0, 1.0)
+    assert load(only_tcp)[1] == int(load(only_tcp)[0] * (1 + PER_CONN))
     other = tmp_path / "other.pcap"  # a link layer not read here: as TCP
     wrpcap(str(other), [Ether() / p for p in dg], linktype=147)
     assert budget._datagram_share(other) == 0.0
