@@ -707,3 +707,45 @@ def test_halves_without_pythons_headers_take_the_python_path(
         assert _halves(fast.halves) == _halves(slow.halves)
     finally:
         t.close()
+
+
+def test_payload_and_ip_id_keys_chosen_on_columns_are_the_per_half_ones(tmp_path: Path) -> None:
+    """`conns._more_codes_cols` (the halves without two TSval keys: their first two
+    payloads' hashes, else their first rows' IP IDs, for all halves at once) gives the
+    per-half loop's keys in the same order and codes: connections without timestamps,
+    with data (payload keys), a RST alone and ACKs alone (IP ID keys), a SYN (none)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.packet import Raw
+
+    from hopcap.correlate.conns import _more_codes, _more_codes_cols
+
+    c, s = IP(src="198.18.0.10", dst="198.18.0.80"), IP(src="198.18.0.80", dst="198.18.0.10")
+    pk = [c / TCP(sport=41000, dport=80, flags="S", seq=100, options=[]),
+          s / TCP(sport=80, dport=41000, flags="SA", seq=900, ack=101, options=[])]  # fmt: skip
+    pk += [c / TCP(sport=41000, dport=80, flags="PA", seq=101 + 10 * i) / Raw(b"%d" % i * 10)
+           for i in range(4)]  # fmt: skip
+    pk += [IP(src="198.18.0.11", dst="198.18.0.80", id=7) / TCP(sport=41001, dport=80,
+           flags="R", seq=5)]  # fmt: skip
+    pk += [IP(src="198.18.0.80", dst="198.18.0.12", id=20 + i) / TCP(sport=80, dport=41002,
+           flags="A", seq=77, ack=88) for i in range(6)]  # fmt: skip
+    pk += [IP(src="198.18.0.12", dst="198.18.0.80", id=0) / TCP(sport=41002, dport=80,
+           flags="PA", seq=88) / Raw(b"late")]  # fmt: skip
+    frames = [(1_763_790_000_000_000_000 + i * 1_000_000, frame_bytes(p, "ether"))
+              for i, p in enumerate(pk)]  # fmt: skip
+    t = read_capture(write_pcap_raw(tmp_path / "x.pcap", frames))
+    pc = build_point(t)
+    assert pc.cols is not None and pc.halves[0].rows_ is pc.order
+    fast = _fastwalk.fingerprint_rows(
+        pc.order, pc.cols.start, pc.cols.end, t.flags, t.tsval, t.ipid, t.seq, 4
+    )
+    assert fast is not None
+    _h, _c, n_ts, has_syn, _sid = fast
+    got: list[Any] = [[], [], {}]
+    want: list[Any] = [[], [], {}]
+    _more_codes(t, pc.halves, want[2], 4, n_ts, has_syn, want[0], want[1])
+    _more_codes_cols(t, pc.order, pc.cols.start, pc.cols.end, got[2], 4, n_ts, has_syn,
+                     got[0], got[1])  # fmt: skip
+    assert got == want
+    # the data's first two payloads; the ACKs' first 4 IP IDs; the RST's; the late data
+    assert [k[0] for k in want[2]] == ["h", "h", "id", "id", "id", "id", "id", "h"]
+    assert [k[1] for k in want[2] if k[0] == "id"] == [20, 21, 22, 23, 7]
