@@ -81,6 +81,8 @@ def estimated_load(points: Sequence[PointInput]) -> int:
                 share, flows, conns = _head(path)
                 per_flow = FLOW_WEIGHT + VERDICT_BYTES_PER_DGRAM_FLOW / BYTES_PER_PACKET
                 per_conn = FLOW_WEIGHT + VERDICT_BYTES_PER_FLOW / BYTES_PER_PACKET
+                # (SYNs per TCP packet over all but the datagrams: a little high where
+                # other protocols are many, GRE, OSPF)
                 weight = (1 + (DGRAM_WEIGHT - 1) * share + per_flow * share * flows
                           + per_conn * (1 - share) * conns)  # fmt: skip
                 total += int(_estimate(path) * weight)
@@ -95,10 +97,10 @@ def _datagram_share(path: Path) -> float:
 def _head(path: Path, sample: int = 1024) -> tuple[float, float, float]:
     """Of the first `sample` records of a capture whose IP packets the capture-file layer
     finds (classic pcap or pcapng; the innermost packet of a tunnel, as the reader counts
-    it): the share of datagrams among them, their flows per datagram and the TCP
-    connections per TCP packet (distinct addresses, ports (an echo's id, an SPI) and
-    protocol, either way: 0.5 for DNS queries and their answers; rather more than fewer
-    for long conversations, a head sees their start); zeros for anything else."""
+    it): the share of datagrams among them, their flows per datagram (distinct addresses,
+    ports (an echo's id, an SPI) and protocol, either way: 0.5 for DNS queries and their
+    answers; rather more than fewer for long flows, a head sees their start) and the TCP
+    connections opened (SYNs) per TCP packet; zeros for anything else."""
     size = path.stat().st_size
     if size < 32:
         return 0.0, 0.0, 0.0
@@ -120,7 +122,10 @@ def _head(path: Path, sample: int = 1024) -> tuple[float, float, float]:
         dg = np.nonzero(ip & np.isin(proto, DATAGRAMS))[0]
         tcp = np.nonzero(ip & (proto == 6))[0]
         flows = _flows(head, l3[dg].tolist(), l4[dg].tolist(), proto[dg].tolist())
-        conns = _flows(head, l3[tcp].tolist(), l4[tcp].tolist(), proto[tcp].tolist())
+        # (connections opened, not seen: a head sees the middle of every connection under
+        # way when the capture began; SYNs per packet are those of the whole capture)
+        conns = sum(1 for b in l4[tcp].tolist() if 0 <= b < len(head) - 13
+                    and head[b + 13] & 0x12 == 0x02)  # fmt: skip
         del rec, l3, l4, proto, ip, u8  # (no view of the mapping outlives it)
     if not seen:
         return 0.0, 0.0, 0.0
@@ -129,7 +134,8 @@ def _head(path: Path, sample: int = 1024) -> tuple[float, float, float]:
 
 
 def _flows(buf: mmap.mmap, l3: list[int], l4: list[int], proto: list[int]) -> int:
-    """The datagram flows among the packets at `l3`/`l4` of `buf` (a few hundred)."""
+    """The datagram flows among the packets at `l3`/`l4` of `buf` (a head's few
+    hundred)."""
     keys = set()
     for a, b, p in zip(l3, l4, proto, strict=True):
         if b < 0:
@@ -137,7 +143,7 @@ def _flows(buf: mmap.mmap, l3: list[int], l4: list[int], proto: list[int]) -> in
         v6 = buf[a] >> 4 == 6
         src, dst = (buf[a + 8 : a + 24], buf[a + 24 : a + 40]) if v6 else (
             buf[a + 12 : a + 16], buf[a + 16 : a + 20])  # fmt: skip
-        if p in (6, 17):
+        if p == 17:
             sp, dp = buf[b : b + 2], buf[b + 2 : b + 4]
         else:  # an echo's id, an ESP SPI, an ICMP error's type (near enough)
             sp = dp = buf[b + 4 : b + 6] if p != 50 else buf[b : b + 4]

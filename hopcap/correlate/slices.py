@@ -3220,8 +3220,8 @@ def correlate_sliced(
             if sc is not None
         )
         if budget is not None:
-            convs, kept = max(((sc.keys.shape[0], _verdict_bytes(sc)) for sc in scans
-                               if sc is not None), default=(0, 0))  # fmt: skip
+            convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
+            kept = max((_verdict_bytes(sc) for sc in scans if sc is not None), default=0)
             left = budget - BASE_BYTES - kept
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:

@@ -122,8 +122,18 @@ def test_short_conversations_weigh_more_in_the_budget(tmp_path: Path) -> None:
     dns = lambda sp: (q / UDP(sport=sp, dport=53), a / UDP(sport=53, dport=sp))  # noqa: E731
     syn = lambda sp: (q / TCP(sport=sp, dport=80, flags="S"),  # noqa: E731
                       a / TCP(sport=80, dport=sp, flags="RA"))  # fmt: skip
+    # 4 connections opened, then their data and ACKs
+    data = [p for sp in range(1024, 1028) for p in syn(sp)[:1]]
+    data += [
+        p
+        for i in range(398)
+        for p in (
+            q / TCP(sport=1024 + i % 4, dport=80, flags="A"),
+            a / TCP(sport=80, dport=1024 + i % 4, flags="A"),
+        )
+    ]
     cases = {"short": two(dns, 400), "long": two(dns, 4), "syn": two(syn, 400),
-             "tcp": two(syn, 4)}  # fmt: skip
+             "tcp": data}  # fmt: skip
     loads, n = {}, {}
     for name, pkts in cases.items():
         f = tmp_path / f"{name}.pcap"
@@ -133,7 +143,7 @@ def test_short_conversations_weigh_more_in_the_budget(tmp_path: Path) -> None:
     assert budget._head(tmp_path / "short.pcap") == (1.0, 0.5, 0.0)
     assert budget._head(tmp_path / "long.pcap") == (1.0, 4 / 800, 0.0)
     assert budget._head(tmp_path / "syn.pcap") == (0.0, 0.0, 0.5)
-    assert budget._head(tmp_path / "tcp.pcap") == (0.0, 0.0, 4 / 800)
+    assert budget._head(tmp_path / "tcp.pcap") == (0.0, 0.0, 4 / 800)  # (opened: SYNs)
     assert loads["long"] == int(n["long"] * (budget.DGRAM_WEIGHT + PER_FLOW * 4 / 800))
     assert loads["short"] == int(n["short"] * (budget.DGRAM_WEIGHT + PER_FLOW * 0.5))
     assert loads["syn"] == int(n["syn"] * (1 + PER_CONN * 0.5))
