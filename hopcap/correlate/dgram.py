@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hopcap.capfile.layers import buffer_u8
 from hopcap.correlate._fastwalk import gather_heads
 from hopcap.correlate.conns import mix
 from hopcap.correlate.reader import _be16, _be32, _be64, endpoint_strs
@@ -149,11 +150,7 @@ class DgramTable:
             keys = self.iseq.copy()
             udp = np.nonzero(self.proto == UDP)[0]
             if udp.shape[0]:
-                u8 = (
-                    np.frombuffer(self.buf, np.uint8)
-                    if self.buf is not None and len(self.buf) >= 2
-                    else np.zeros(2, np.uint8)
-                )
+                u8 = buffer_u8(self.buf)
                 o = np.minimum(self.pl_off[udp], max(u8.shape[0] - 2, 0))
                 qid = u8[o].astype(np.int64) << 8 | u8[o + 1]
                 keys[udp] = np.where(self.pl_cap[udp] >= 2, qid, NO_KEY)

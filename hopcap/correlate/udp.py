@@ -615,18 +615,8 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
                 # their protocol), some answered: those never answered are its own
                 t = tab(pa)
                 rows = judged(hop.a, lc).tolist()
-                if (
-                    rows
-                    and ls.shape[0]
-                    and _asks(t, leg.f.proto, int(lc[0]))
-                    and (
-                        leg.f.proto == UDP
-                        or int(t.itype[int(lc[0])]) == ECHO_REQUEST.get(leg.f.proto)
-                    )
-                ):
-                    findings += _unanswered(
-                        t, pa, leg.f.proto, rows, ls.tolist(), describe, fts, lts, pa.host
-                    )
+                if rows and ls.shape[0] and _of_requests(t, leg.f):
+                    findings += _unanswered(t, pa, rows, ls.tolist(), describe, fts, lts, pa.host)
             if hop.ended == "unanswered":
                 add_lost("c2s", pa, pb, judged(hop.a, leg.f.c).tolist())
             elif hop.ended == "answered" and leg.f.c.shape[0] and not pb.kernel_drops:
@@ -709,9 +699,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
         rows = judged(last.point, lf.c).tolist()
         beyond = pl.host if pl.iface else "server"
         if lf.s.shape[0] and rows:
-            findings += _unanswered(
-                tl, pl, lf.proto, rows, lf.s.tolist(), describe, fts, lts, beyond
-            )
+            findings += _unanswered(tl, pl, rows, lf.s.tolist(), describe, fts, lts, beyond)
         elif lf.s.shape[0] == 0 and rows:
             what, nb = describe(tl, rows)
             end = pl.stop_ns if pl.stop_ns is not None else last_ts(tl)
@@ -758,7 +746,7 @@ def _healthy(pts: list[Point], present: list[int], fl: DFlowB) -> bool:
                 return False
     if (t := _requests_at_far_end(pts, present, fl)) is not None:
         lf = fl.legs[-1].f
-        return bool(lf.s.shape[0]) and not _open_requests(t, lf.proto, lf.c, lf.s)
+        return bool(lf.s.shape[0]) and not _open_requests(t, lf.c, lf.s)
     return True
 
 
@@ -772,18 +760,30 @@ def _requests_at_far_end(pts: list[Point], present: list[int], fl: DFlowB) -> Dg
         return None
     t = dtable(pts[last.point])
     assert t is not None
-    r0 = int(lf.c[0])
-    request = lf.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(lf.proto)
-    return t if _asks(t, lf.proto, r0) and request else None
+    return t if _of_requests(t, lf) else None
+
+
+def _of_requests(t: DgramTable, f: DFlow) -> bool:
+    """Whether the flow `f` (with datagrams from its client) at the point of table `t` is
+    one of requests to be answered: echo requests, DNS queries (not an ESP flow)."""
+    r0 = int(f.c[0])
+    request = f.proto == UDP or int(t.itype[r0]) == ECHO_REQUEST.get(f.proto)
+    return request and _asks(t, f.proto, r0)
 
 
 @functools.lru_cache(maxsize=256)
-def _delivered(legs: tuple[tuple[str, str], ...]) -> str:
-    """`facts_summary` of a flow without findings that went both ways and no hop of
-    which ended: the same for every such flow on the same path."""
+def _through(legs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """A path's words in a flow's summary: its points (`a -> b`), and how its legs link
+    where not the same tuple (` (nat at b)`); the same for every flow on the path."""
     path = " -> ".join(point for point, _link in legs)
     kinds = [f"{link} at {point}" for point, link in legs[1:] if link != "same"]
-    more = f" ({', '.join(kinds)})" if kinds else ""
+    return path, f" ({', '.join(kinds)})" if kinds else ""
+
+
+def _delivered(legs: tuple[tuple[str, str], ...]) -> str:
+    """`facts_summary` of a flow without findings that went both ways and no hop of
+    which ended."""
+    path, more = _through(legs)
     return f"OK: delivered both ways through {path}{more}"
 
 
@@ -898,11 +898,10 @@ def facts_summary(
         if fnd.kind == "gap":
             return f"incomplete evidence {_where(by_name, fnd.between)}: {fnd.what}"
     nc, ns_ = facts.nc, facts.ns
+    ends = tuple((leg.point, leg.link) for leg in legs)
     if facts.ended != "answered" and not (nc and not ns_):
-        return _delivered(tuple((leg.point, leg.link) for leg in legs))
-    path = " -> ".join(leg.point for leg in legs)
-    kinds = [f"{leg.link} at {leg.point}" for leg in legs[1:] if leg.link != "same"]
-    more = f" ({', '.join(kinds)})" if kinds else ""
+        return _delivered(ends)
+    path, more = _through(ends)
     if nc and not ns_:
         nb = facts.nbc
         local = (
@@ -922,9 +921,7 @@ def _asks(t: DgramTable, proto: int, r0: int) -> bool:
     return proto in (ICMP, ICMP6) or (proto == UDP and int(t.dport[r0]) == 53)
 
 
-def _open_requests(
-    t: DgramTable, proto: int, rows: list[int] | I64, answers: list[int] | I64
-) -> list[int]:
+def _open_requests(t: DgramTable, rows: list[int] | I64, answers: list[int] | I64) -> list[int]:
     """The requests among `rows` that no answer among `answers` is to (by
     `DgramTable.answer_keys`: an echo's sequence number, a DNS message's ID; a request
     whose key was not captured is not one)."""
@@ -937,7 +934,6 @@ def _open_requests(
 def _unanswered(
     t: DgramTable,
     pl: Point,
-    proto: int,
     rows: list[int],
     answers: list[int],
     describe: Callable[[DgramTable, list[int]], tuple[str, int]],
@@ -950,7 +946,7 @@ def _unanswered(
     an echo request without the reply of its sequence number, a DNS query without a
     response of its ID (a server that answers some and not others). Those in the capture's
     last second, or when it dropped packets in the kernel, cannot be told: a gap."""
-    open_ = _open_requests(t, proto, rows, answers)
+    open_ = _open_requests(t, rows, answers)
     if not open_:
         return []
     end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
