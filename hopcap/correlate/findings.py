@@ -32,7 +32,7 @@ from hopcap.correlate.reader import (
     rows_last_ts,
     tunnel_str,
 )
-from hopcap.correlate.summary import findings_summary, flow_summary, sentence, where
+from hopcap.correlate.summary import end_host, findings_summary, flow_summary, sentence, where
 from hopcap.model import (
     Direction,
     Finding,
@@ -90,12 +90,6 @@ _BUILT_VALUES = attrgetter("proto", "client", "server", "summary", "first_ts", "
                            "tunnel_in")  # fmt: skip
 _LEG_VALUES = attrgetter(*(f.name for f in fields(Leg)))
 _FINDING_VALUES = attrgetter(*(f.name for f in fields(Finding)))
-
-
-def _endpoint_name(p: Point, side: str) -> str:
-    if p.iface:
-        return p.host
-    return side
 
 
 def kind_of(flags: int, plen: int) -> PacketKind:
@@ -656,8 +650,9 @@ def charge_capture_loss(pts: Sequence[Point], built: list[Built]) -> list[Built]
 
 def finish_flows(pts: list[Point], present: list[int], flows: Sequence[FlowB]) -> list[Built]:
     """`finish_flow` of every flow of `flows`, in order. The common flows (one hop matched
-    both ways, nothing unexplained, no reset, part of no shared connection: drops and
-    rewrites at most) are built from columns gathered for many of them at once (in
+    both ways, nothing unexplained, part of no shared connection: drops and rewrites at
+    most, and a server's RST at the path's last point) are built from columns gathered
+    for many of them at once (in
     chunks: what is gathered stays small); the rest, and any whose drops fall where a
     capture was blind, by `finish_flow`."""
     if present != list(range(len(pts))) or any(
@@ -699,6 +694,10 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     lost: list[_Lost] = []
     # per point: its halves with a RST (by hid), looked up on first need
     rst: list[dict[int, list[int]] | None] = [None] * npts
+    # per hop (a, b): whether a flow of it ends at a host's own interface at a (the path's
+    # first point) and at b (`end_host`): there, data the host never acknowledged is a
+    # finding (`_Chain.unacked`), looked at per flow (a flow with any: per-flow path)
+    host_ends: dict[tuple[int, int], tuple[bool, bool]] = {}
     for k, f in enumerate(flows):
         if f.subs or f.via is not None or f.attempt or len(f.legs) != 2 or len(f.hops) != 1:
             continue
@@ -728,6 +727,14 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         yp = y.point
         if x.point != a or yp != b:
             continue
+        he = host_ends.get((a, b))
+        if he is None:
+            he = host_ends[(a, b)] = (
+                a == 0 and end_host(pts, a, (a, b)) is not None,
+                end_host(pts, b, (a, b)) is not None,
+            )
+        if (he[0] and pts[a].unacked_of(xs, xc)) or (he[1] and pts[b].unacked_of(yc, ys)):
+            continue
         ys_hid = ys.hid
         if ys.pt_ is not shared[yp]:
             # (`Half.idx` without slicing it, unless rows were set in its place)
@@ -752,7 +759,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         heads.append((x.details, y.link, y.details, c2s.d_med))
         hop_ab.append(a * npts + b)
     e = np.array(ends, np.int64).reshape(len(sel), 4)
-    ok = _with_rows_no_rst(pts, e[:, 3], np.array(hop_ab, np.int64) % npts)
+    ok, rst_at = _server_ends(pts, e[:, 3], np.array(hop_ab, np.int64) % npts)
     for j, p, h, back, lrows, back_dm in _sent_once(pts, lost):
         if ok[j] and acked_once(pts[p].table, h, back, lrows, back_dm):
             ok[j] = False
@@ -764,9 +771,9 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
         if not keep.all():
             sel, heads = list(compress(sel, keep)), list(compress(heads, keep))
             dms = (list(compress(dms[0], keep)), list(compress(dms[1], keep)))
-            e = e[keep]
+            e, rst_at = e[keep], rst_at[keep]
     else:
-        sel, heads, dms, e = [], [], ([], []), e[:0]
+        sel, heads, dms, e, rst_at = [], [], ([], []), e[:0], rst_at[:0]
     # per direction and simple flow: its drops' slot (`_Dir`), first row there and count;
     # its rewrites; the slots: per (up, down) points, the rows of every drop and rewrite
     # and their sequence bases
@@ -792,7 +799,8 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     if ab is not None:
         for direction, dr in ctx.dirs:
             dr.made(ctx, direction)
-        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, e), out)
+        resets = _resets(pts, ab, e[:, 3], rst_at)
+        _finish_simple(ctx, flows, ab, sel, heads, _simple_ends(pts, ab, e), resets, out)
     return [
         b if b is not None else finish_flow(pts, present, f)
         for b, f in zip(out, flows, strict=True)
@@ -860,23 +868,49 @@ def _shared_halves(p: Point) -> HalvesOf | None:
     return None if got.rows else got
 
 
-def _with_rows_no_rst(pts: list[Point], hid: I64, at: I64) -> npt.NDArray[np.bool_]:
-    """Of server halves `hid` (-1: judged already) at points `at`: which have rows and no
-    RST (as `_finish_chunk` judges them one by one), from their points' columns."""
+def _server_ends(pts: list[Point], hid: I64, at: I64) -> tuple[npt.NDArray[np.bool_], I64]:
+    """Of server halves `hid` (-1: judged already) at points `at`, from their points'
+    columns: which the columns' path can take (rows, and no RST, or at the path's last
+    point one RST and no FIN: a reset, as `_Chain.path_ends` has it, not a close with RST
+    after a FIN), and the row of that RST (-1: none)."""
     ok = np.ones(hid.shape[0], bool)
+    rst_at = np.full(hid.shape[0], -1, np.int64)
     todo = hid >= 0
+    last = len(pts) - 1
     for q in npsets.unique(at[todo]).tolist():
         m = np.nonzero(todo & (at == q))[0]
         h = hid[m]
         p = pts[q]
         assert p.pc is not None
         cols = p.pc.half_cols()
-        bad = cols.end[h] == cols.start[h]
-        rst = p._flag_rows(RST)
-        if rst:
-            bad |= npsets.isin(h, np.fromiter(rst, np.int64, len(rst)))
-        ok[m[bad]] = False
-    return ok
+        r = p.one_rst()[h]
+        ok[m[(cols.end[h] == cols.start[h]) | ((r != -1) if q != last else (r == -2))]] = False
+        if q == last:
+            rst_at[m] = np.maximum(r, -1)
+    return ok, rst_at
+
+
+def _resets(pts: list[Point], ab: tuple[int, int], hid: I64, rst_at: I64) -> list[Finding | None]:
+    """Of simple flows (their hop `ab`, at the path's last point `ab[1]`; `hid`: their
+    server halves there, `rst_at`: the row of each one's RST, -1: none): the finding of
+    each one's RST, as `_Chain.path_ends` writes it (the server's host, at its own
+    interface, else "server", answered with it), None without one."""
+    out: list[Finding | None] = [None] * hid.shape[0]
+    has = np.nonzero(rst_at >= 0)[0]
+    if not has.shape[0]:
+        return out
+    p = pts[ab[1]]
+    assert p.pc is not None
+    rows = rst_at[has]
+    texts, pls, tss, _kinds, _blind = _rows_described(
+        p, p, rows.tolist(), p.pc.half_cols().isn[hid[has]].tolist()
+    )
+    beyond = end_host(pts, ab[1], ab) or "server"
+    between, off = (beyond, p.name), p.offset_ns
+    for i, text, pl, ts in zip(has.tolist(), texts, pls, tss, strict=True):
+        out[i] = Finding("reset", "s2c", between, 1, pl, (ts - off) / NS,
+                         f"{beyond} answered with RST: {text}")  # fmt: skip
+    return out
 
 
 def _slot_jobs(d: _Dir, slot: int, dms: list[DirMatch], rr: list[int], bb: list[int]) -> None:
@@ -1078,21 +1112,23 @@ def _finish_simple(
     sel: list[int],
     heads: list[_Head],
     ends: _Ends,
+    resets: list[Finding | None],
     out: list[Built | None],
 ) -> None:
     """`finish_flow` of the simple flows of the chunk (see `finish_flows`; `sel`: their
     places in `flows` and `out`) from their rows' columns, in one loop (a call or a list
     less per flow is a few % of the stage); None left where one of a flow's drops is not
-    certain (a capture blind then): `finish_flow` decides."""
+    certain (a capture blind then): `finish_flow` decides. `resets`: each one's RST at
+    the path's last point (`_resets`), after its drops and rewrites."""
     (_c, dc), (_s, ds) = ctx.dirs
     a, b = ab
     names, offsets, summary = ctx.names, ctx.offsets, ctx.summary
     name_a, name_b, off_a, d_off = names[a], names[b], offsets[a], offsets[b] - offsets[a]
     cols = zip(sel, heads, *ends, dc.nu, ds.nu, dc.rw, ds.rw, dc.drop1, ds.drop1, dc.rw1,
-               ds.rw1, strict=True)  # fmt: skip
+               ds.rw1, resets, strict=True)  # fmt: skip
     findings: tuple[Finding, ...]
     for i, (k, head, client, server, y_src, y_dst, first_ns, nc, ns, gc, gs, xc, xs, rc,
-            rs) in enumerate(cols):  # fmt: skip
+            rs, reset) in enumerate(cols):  # fmt: skip
         if nc < 2 and ns < 2 and type(gc) is not list and type(gs) is not list:
             # the usual flow: at most a packet dropped and a packet rewritten each way; in
             # `_order`: drops, then rewrites, each by time (as a stable sort)
@@ -1118,6 +1154,8 @@ def _finish_simple(
             if got is None:
                 continue
             findings = got
+        if reset is not None:  # (last in `_order`: after drops and rewrites)
+            findings = (*findings, reset)
         x_details, y_link, y_details, d_med = head
         lat = None if d_med is None else (d_med - d_off) / NS
         legs_out = (
@@ -1700,6 +1738,9 @@ class _Chain:
             m = present[-1] + 1
             self.missing_end(m, (pl.name, pts[m].name), f"beyond {pl.name}")
         t = pl.table
+        # the hosts the flow ends at, if it was seen on their interfaces (`end_host`)
+        seen_at = [leg.point for leg in f.legs]
+        server_host = end_host(pts, last.point, seen_at)
         # the far end: the last leg is at the last point of the path
         if last.point == present[-1] and not trailing:
             c = last.c
@@ -1707,18 +1748,18 @@ class _Chain:
             if c is not None and c.syn and not c.synack and not answered:
                 syn_rows = self.own(j, ("syn", id(c)), partial(pl.rows_with, c, SYN))
                 if syn_rows:
-                    self.unanswered(pl, syn_rows, c.isn)
-            if c is not None and answered and pl.iface and last.s is not None:
-                self.unacked(j, c, last.s, pl, "c2s", pl.host)
+                    self.unanswered(pl, syn_rows, c.isn, server_host or "server")
+            if c is not None and answered and server_host and last.s is not None:
+                self.unacked(j, c, last.s, pl, "c2s", server_host)
         first = f.legs[0]
         p0 = pts[first.point]
         if (
             first.point == present[0] == 0
-            and p0.iface
             and first.s is not None
             and first.c is not None
+            and (client_host := end_host(pts, first.point, seen_at))
         ):
-            self.unacked(0, first.s, first.c, p0, "s2c", p0.host)
+            self.unacked(0, first.s, first.c, p0, "s2c", client_host)
         s = last.s
         if s is not None and (
             last.point == present[-1] or (f.hops and f.hops[-1].ended == "answered")
@@ -1732,7 +1773,7 @@ class _Chain:
                 if note not in last.details:
                     last.details = (*last.details, note)
             elif rst_rows:
-                beyond = pl.host if (last.point != present[-1] or pl.iface) else "server"
+                beyond = pl.host if last.point != present[-1] else server_host or "server"
                 text, nb, ts0 = _describe(t, rst_rows, s.isn)
                 text = f"{beyond} answered with RST: {text}"
                 self.add("reset", "s2c", (beyond, pl.name), pl, rst_rows, (text, nb, ts0))
@@ -1782,10 +1823,10 @@ class _Chain:
             text = f"{text}: reached {p.name}, {again}"
         self.add(kind, d, (p.name, by), p, rows, (text, nb, ts0), packet=packet_kind(t, rows[0]))
 
-    def unanswered(self, pl: Point, syn_rows: list[int], isn: int) -> None:
-        """The client's SYN reached the last point and no answer came."""
+    def unanswered(self, pl: Point, syn_rows: list[int], isn: int, beyond: str) -> None:
+        """The client's SYN reached the last point and no answer came (from `beyond`: the
+        server's host, or "server")."""
         t = pl.table
-        beyond = _endpoint_name(pl, "server")
         what, nb, ts0 = _describe(t, syn_rows, isn)
         end = pl.stop_ns if pl.stop_ns is not None else last_ts(t)
         late = end - int(t.ts[syn_rows[0]]) < NS  # the capture ended right after it

@@ -18,6 +18,7 @@ from hopcap.correlate.link import HalfLinks, Part, ProxyPlan, plan_proxied
 from hopcap.correlate.match import M32, DirMatch, PairParams, learn_deltas, match_batch
 from hopcap.correlate.reader import (
     ACK,
+    FIN,
     RST,
     SYN,
     PacketTable,
@@ -55,6 +56,7 @@ class Point:
     # why its capture is taken to have ended at its last packet (`clocks.ended_early`)
     ended: str | None = None
     _listened: tuple[int | None, int | None] | None = None  # (`listened`)
+    _one_rst: I64 | None = None  # (`one_rst`)
 
     # per TCP flag: the rows of every half of this point with that flag, by half id
     flag_rows: dict[int, dict[int, list[int]]] = field(default_factory=dict)
@@ -73,6 +75,20 @@ class Point:
         if got is None:
             got = self.unacked[h.hid] = unacked_rows(self.table, h, back)
         return list(got)
+
+    def one_rst(self) -> I64:
+        """Per half (by hid): the row of its RST when it has one and no FIN (-1: no RST; -2:
+        several, or a FIN too), once."""
+        got = self._one_rst
+        if got is None:
+            assert self.pc is not None
+            got = self._one_rst = np.full(len(self.pc.halves), -1, np.int64)
+            rst = self._flag_rows(RST)
+            if rst:
+                fin = self._flag_rows(FIN)
+                for k, rows in rst.items():
+                    got[k] = rows[0] if len(rows) == 1 and k not in fin else -2
+        return got
 
     def has_flag(self, h: Half, flag: int) -> bool:
         """Whether a row of half `h` has TCP flag `flag` set (see `rows_with`)."""

@@ -3,7 +3,7 @@ finding kind for TCP flows, datagram flows and the hosts' own flows alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hopcap.model import Finding, Leg
@@ -25,6 +25,23 @@ def where(pts_by_name: Mapping[str, Point], between: tuple[str, str]) -> str:
     if pa is None:
         return f"by {a} itself"
     return f"between {a} and {b}"
+
+
+def end_host(pts: Sequence[Point], at: int, seen_at: Iterable[int]) -> str | None:
+    """The host of point `at` when it is a conversation's end there: the point is one of
+    the host's interfaces and the conversation (seen at points `seen_at`, `at` among them)
+    crossed no other interface of that host. A conversation that came through a firewall's
+    inside interface and left by its outside one did not end at the firewall: what is
+    beyond its outside interface (a RST, an unanswered SYN, data never acknowledged) is
+    the server's or the path's, not the firewall's. None: not a host's end."""
+    p = pts[at]
+    if not p.iface:
+        return None
+    for i in seen_at:
+        q = pts[i]
+        if i != at and q.host == p.host and q.iface:
+            return None
+    return p.host
 
 
 def more(fs: list[Finding]) -> str:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from hopcap.correlate.findings import Built
 from hopcap.correlate.flows import Point
 from hopcap.correlate.reader import captured_proto, last_ts, rows_last_ts
+from hopcap.correlate.summary import end_host
 
 I64 = npt.NDArray[np.int64]
 NS = 1_000_000_000
@@ -697,7 +698,7 @@ def finish_dflow(pts: list[Point], present: list[int], fl: DFlowB) -> Built:
     if (tl := _requests_at_far_end(pts, present, fl)) is not None:
         r0 = int(lf.c[0])
         rows = judged(last.point, lf.c).tolist()
-        beyond = pl.host if pl.iface else "server"
+        beyond = end_host(pts, last.point, [leg.point for leg in fl.legs]) or "server"
         if lf.s.shape[0] and rows:
             findings += _unanswered(tl, pl, rows, lf.s.tolist(), describe, fts, lts, beyond)
         elif lf.s.shape[0] == 0 and rows:

@@ -214,7 +214,7 @@ def test_odd_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [(x.kind, x.direction, x.packets) for x in lost.findings if x.kind != "rewrite"] == [
         ("gap", "c2s", 1)
     ]
-    assert 0 < slow < n  # the reset (at least) went the per-flow way
+    assert 0 < slow < n  # the lost SYN-ACK and the gap went the per-flow way
 
 
 def test_odd_flows_with_a_missing_point_and_a_capture_cut_short(
@@ -291,3 +291,83 @@ def test_compiled_texts_and_tuples_are_the_python_ones() -> None:
     for i in range(n):
         want = F.endpoint_str(int(v[i]), 0, int(lo[i]), int(port[i])) if v[i] == 4 else ""
         assert ends[i] == want
+
+
+def _resets_pair(out: Path, names: tuple[str, str]) -> E.Prepared:
+    """Two points of an MSS-clamping, masquerading firewall, flows (by client port)
+    ending in the server's RST: 31000 a SYN answered by RST|ACK (a closed port, a scan),
+    31001 a request segment lost at the hop (sent again) then the server's RST, 31002 a
+    RST lost between the points (a drop of the RST and the reset), 31003 two RSTs
+    (tallied: per flow), 31004 a FIN then a RST (a close with RST: per flow), 31005 a
+    reset after a response; 31099 a common exchange seconds later."""
+    from dataclasses import replace
+
+    from pcapgen import C2S, S2C, Conv, View, render, write
+
+    t0 = 1_763_790_000.0
+    cs = [Conv(client=(f"198.18.9.{1 + i}", 31000 + i), server=("203.0.113.80", 443),
+               t0=t0 + i * 0.05, seed=2000 + i) for i in range(6)]  # fmt: skip
+    cs[0].seg(C2S, "S", mss=1460)
+    cs[0].seg(S2C, "RA", dt=0.0002)
+    for c in cs[1:]:
+        c.handshake()
+    cs[1].retransmit(cs[1].seg(C2S, "PA", b"a" * 600, tag="lost_at_hop"))
+    cs[1].seg(S2C, "A", dt=0.001)
+    cs[1].seg(S2C, "RA", dt=0.001)
+    for c in cs[2:]:
+        c.request(b"GET / HTTP/1.1\r\n\r\n")
+    cs[2].seg(S2C, "RA", tag="rst_lost", dt=0.001)
+    cs[3].seg(S2C, "RA", dt=0.001)
+    cs[3].seg(S2C, "R", dt=0.001)
+    cs[4].seg(S2C, "FA", dt=0.001)
+    cs[4].seg(S2C, "RA", dt=0.001)
+    cs[5].response(b"r" * 2000)
+    cs[5].seg(S2C, "RA", dt=0.001)
+    late = Conv(client=("198.18.9.99", 31099), server=("203.0.113.80", 443), t0=t0 + 3, seed=9)
+    late.handshake()
+    late.request(b"GET / HTTP/1.1\r\n\r\n")
+    late.close()
+    cs.append(late)
+
+    def clamp(s: Any) -> Any:
+        return replace(s, mss=1400) if s.d == C2S and s.mss else s
+
+    a = write(out / "a.pcap", render(cs, View(drop=lambda s: s.tag == "rst_lost")))
+    pkts: list[tuple[float, Any]] = []
+    for i, c in enumerate(cs):
+        pub = ("198.51.100.1", 4000 + i)
+        nat = {C2S: (*pub, *c.server), S2C: (*c.server, *pub)}
+        pkts += render([c], View(nat=nat, delay=0.0003, change=clamp,
+                                 drop=lambda s: s.tag == "lost_at_hop"))  # fmt: skip
+    b = write(out / "b.pcap", sorted(pkts, key=lambda x: x[0]))
+    return _prepared([PointInput(names[0], str(a)), PointInput(names[1], str(b))])
+
+
+@pytest.mark.parametrize("names", [("fw:in", "fw:out"), ("a", "b"), ("cli:eth0", "srv:eth0")])
+def test_server_resets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: Any) -> None:
+    """A server's RST at the path's last point (a closed port, a reset after a request,
+    with drops and rewrites beside it) is taken by the columns, as the per-flow path
+    writes it; two RSTs or a RST after a FIN are left to the per-flow path."""
+    prep = _resets_pair(tmp_path, names)
+    n, slow = _check(prep, monkeypatch)
+    assert (n, slow) == (7, 2)
+    built = {int(b.client.rsplit(":", 1)[1]): b for b in finish_flows(prep.pts, prep.present,
+                                                                       prep.flows)}  # fmt: skip
+    who = "srv" if names[1] == "srv:eth0" else "server"
+
+    def kinds(port: int) -> list[tuple[str, str]]:
+        return [(x.kind, x.field or x.direction) for x in built[port].findings]
+
+    assert kinds(31000) == [("rewrite", "tcp.mss"), ("reset", "s2c")]
+    at = "inside fw" if names[0] == "fw:in" else f"between {names[0]} and {names[1]}"
+    want = f"tcp.mss rewritten {at}: 1460 -> 1400 (1 packet); 1 more finding"
+    assert built[31000].summary == want
+    assert built[31000].findings[1].what.startswith(f"{who} answered with RST: RST,ACK seq=")
+    assert kinds(31001) == [("drop", "c2s"), ("rewrite", "tcp.mss"), ("reset", "s2c")]
+    assert kinds(31002) == [("drop", "s2c"), ("rewrite", "tcp.mss"), ("reset", "s2c")]
+    assert built[31002].findings[0].packet == "RST"
+    assert kinds(31003) == [("rewrite", "tcp.mss"), ("reset", "s2c")]
+    assert built[31003].findings[1].packets == 2
+    assert kinds(31004) == [("rewrite", "tcp.mss")]
+    assert "closed with RST after its FIN" in " ".join(built[31004].legs[1].details)
+    assert kinds(31005) == [("rewrite", "tcp.mss"), ("reset", "s2c")]
