@@ -2316,6 +2316,15 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
         )  # fmt: skip
 
 
+def _conversations(sc: Scan | None) -> str:
+    """A point's conversations in words: "300 connections", "2 connections and 100000
+    datagram conversations"."""
+    d = int(sc.dgram_keys.shape[0]) if sc is not None else 0
+    c = max(int(sc.keys.shape[0]) - d, 0) if sc is not None else 0
+    words = [f"{c} connections"] if c or not d else []
+    return " and ".join([*words, *([f"{d} datagram conversations"] if d else [])])
+
+
 def _verdict_bytes(sc: Scan) -> int:
     """The memory the verdict of a point's conversations keeps while slices run."""
     d = int(sc.dgram_keys.shape[0])
@@ -3220,8 +3229,8 @@ def correlate_sliced(
             if sc is not None
         )
         if budget is not None:
-            convs = max((sc.keys.shape[0] for sc in scans if sc is not None), default=0)
-            kept = max((_verdict_bytes(sc) for sc in scans if sc is not None), default=0)
+            kept, most = max(((_verdict_bytes(sc), sc) for sc in scans if sc is not None),
+                             key=lambda x: x[0], default=(0, None))  # fmt: skip
             left = budget - BASE_BYTES - kept
             per_slice = max(left // BYTES_PER_PACKET, MIN_SLICE)
             if left // BYTES_PER_PACKET < MIN_SLICE:
@@ -3229,11 +3238,11 @@ def correlate_sliced(
                 # which the fixed part had already used up)
                 log.warning(
                     "the memory budget (%s) is less than this run needs before its slices: "
-                    "about %s (the program and the verdict of %d connections); slices of "
-                    "%d packets, the fewest it reads",
+                    "about %s (the program and the verdict of %s); slices of %d packets, "
+                    "the fewest it reads",
                     size_text(budget),
                     size_text(BASE_BYTES + kept),
-                    convs,
+                    _conversations(most),
                     MIN_SLICE,
                 )
             if total > per_slice and workers > 1:

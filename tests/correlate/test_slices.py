@@ -1683,6 +1683,35 @@ def test_a_budget_below_the_runs_fixed_part_says_what_it_needs(
     ], [r.getMessage() for r in caplog.records]
 
 
+def test_a_budget_below_the_runs_fixed_part_names_datagram_conversations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same warning for a resolver's queries names them as what they are (it said
+    "the verdict of 300 connections" of 300 DNS queries and answers)."""
+    from pcapgen import UConv, dns_query, render_dgrams, write
+
+    convs = []
+    for i in range(300):
+        u = UConv((f"198.18.{i // 200}.{1 + i % 200}", 40000 + i), ("203.0.113.53", 53),
+                  t0=1_763_790_000.0 + i * 0.01, seed=i)  # fmt: skip
+        q = dns_query(i, "example.com")
+        u.send(C2S, q)
+        u.send(S2C, q[:2] + b"\x81\x80" + q[4:])
+        convs.append(u)
+    a = write(tmp_path / "a.pcap", render_dgrams(convs, View()))
+    b = write(tmp_path / "b.pcap", render_dgrams(convs, View(delay=0.0003)))
+    pts = [PointInput("a", str(a)), PointInput("b", str(b))]
+    with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
+        correlate(pts, memory=1 << 20, jobs=1)
+    said = [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
+    need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_DGRAM_FLOW)
+    assert said == [
+        f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
+        f"{need} (the program and the verdict of 300 datagram conversations); slices of "
+        "2000 packets, the fewest it reads"
+    ], [r.getMessage() for r in caplog.records]
+
+
 def _begun_late(tmp_path: Path, n: int, late: int, nat: bool, others: int) -> list[PointInput]:
     """A keep-alive connection (60 rounds 0.5 s apart) through `n` points, the last one
     beyond a NAT with `nat`, and `others` short connections 0.5 s apart; the capture at

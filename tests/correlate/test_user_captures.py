@@ -3,6 +3,7 @@ demanding user's audit found the correlator read wrong."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,10 @@ def test_a_rotated_capture_is_one_point(tmp_path: Path, monkeypatch: pytest.Monk
         write_pcap_raw(tmp_path / "s.pcap1", at_s[2 * third :]),
     ]
     monkeypatch.chdir(tmp_path)
+    # the joins go to a temporary directory of the test's own (another hopcap process
+    # on the machine may have its own join in the system's at the same time)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     for args in (
         ["c=c.pcap", "s=s.pcap*"],
         ["c=c.pcap", "s=s.pcap0", "s=s.pcap1", "s=s.pcap2"],
@@ -350,7 +355,8 @@ def test_a_rotated_capture_is_one_point(tmp_path: Path, monkeypatch: pytest.Monk
 
         shutil.rmtree(tmp_path / "b")
     assert all(p.is_file() for p in parts)  # the user's files are left as they are
-    assert not list(Path(tempfile_dir()).glob("hopcap-join-*"))  # the join is removed
+    assert tempfile.gettempdir() == str(tmp_path / "tmp")
+    assert not list((tmp_path / "tmp").glob("hopcap-join-*"))  # the join is removed
 
     # another point's capture given as a part: its packets overlap the others' in time
     b = write_pcap_raw(tmp_path / "b.pcap", _frames(render(convs, View(delay=0.001))))
@@ -359,12 +365,6 @@ def test_a_rotated_capture_is_one_point(tmp_path: Path, monkeypatch: pytest.Monk
     assert lines[0].endswith("UTC in both): they are not the parts of one capture")
     res = _cli(["c=c.pcap", "s=nothing*"])
     assert res.exit_code == 1 and "s: no capture file matches nothing*" in res.output
-
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()
 
 
 def _any_capture(tmp: Path, nat: bool, link: str = "sll2") -> tuple[Path, Path, Path, Verdict]:
@@ -593,7 +593,6 @@ def test_copies_are_removed_also_when_interrupted(
     """The decompressed and joined copies (which can be large) are removed when the
     correlation is interrupted (Ctrl-C), not only when it ends or fails."""
     import subprocess
-    import tempfile
 
     from hopcap import correlate as corr
 
