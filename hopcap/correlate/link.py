@@ -178,8 +178,10 @@ def link_halves(
     x, y, score = x[ok], y[ok], score[ok]
     dt = np.abs((cb.first_ts[y] - offset_ns) - ca.first_ts[x]) / 1e9
     final = score - np.minimum(dt, 1e6) * 1e-7
-    order = np.lexsort((y, x, final))[::-1]  # best first; ties: the larger hids first
-    fwd, back = _take_best(x[order], y[order])
+    # best first; ties: the larger hids first (`pair` is sorted, so x and y are in
+    # ascending order: a stable sort of `final` is the lexsort of (final, x, y), quicker)
+    order = np.argsort(final, kind="stable")[::-1]
+    fwd, back = take_best(x[order], y[order])
     if only is None:
         _link_late(a, b, fwd, back, offset_ns)
     return HalfLinks(fwd, back)
@@ -279,22 +281,64 @@ def _isn_at(ca: HalfCols, x: I64, cb: HalfCols) -> npt.NDArray[np.bool_]:
     return out
 
 
-def _take_best(
+def take_best(
     x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]
 ) -> tuple[dict[int, int], dict[int, int]]:
-    """Links (x[k], y[k]) taken in order, each half at most once: (forward, back). When no
-    half is a candidate twice (the usual case) every pair is taken, at once."""
-    xl, yl = x.tolist(), y.tolist()
+    """Links (x[k], y[k]) taken in order, each half at most once: (forward, back), each
+    in the order they were taken. When no half is a candidate twice (the usual case)
+    every pair is taken, at once; else in rounds on the columns (`_greedy`)."""
     if not x.shape[0] or (np.bincount(x).max() <= 1 and np.bincount(y).max() <= 1):
+        xl, yl = x.tolist(), y.tolist()
         return dict(zip(xl, yl, strict=True)), dict(zip(yl, xl, strict=True))
-    fwd: dict[int, int] = {}
-    back: dict[int, int] = {}
-    for u, w in zip(xl, yl, strict=True):
-        if u in fwd or w in back:
-            continue
-        fwd[u] = w
-        back[w] = u
-    return fwd, back
+    t = _greedy(x, y)
+    xl, yl = x[t].tolist(), y[t].tolist()
+    return dict(zip(xl, yl, strict=True)), dict(zip(yl, xl, strict=True))
+
+
+# rounds `_greedy` makes on columns before it takes the pairs left one at a time
+GREEDY_ROUNDS = 16
+
+
+def _greedy(x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The places of the pairs (x[k], y[k]) that taking them in order, each x and each y
+    at most once, takes (in order). In rounds: a pair first in order for both its x and
+    its y among the pairs still undecided is taken (every pair before it with its x or
+    its y was dropped, for a half taken by a pair before it), and the pairs with a half
+    so taken are dropped; after `GREEDY_ROUNDS` (chains of pairs, each waiting for the
+    one before it), the rest one at a time."""
+    n = x.shape[0]
+    live = np.arange(n, dtype=np.int64)
+    used_x = np.zeros(int(x.max()) + 1, bool)
+    used_y = np.zeros(int(y.max()) + 1, bool)
+    first_x = np.empty(used_x.shape[0], np.int64)
+    first_y = np.empty(used_y.shape[0], np.int64)
+    taken: list[npt.NDArray[np.int64]] = []
+    for _ in range(GREEDY_ROUNDS):
+        lx, ly = x[live], y[live]
+        first_x[lx] = n
+        first_y[ly] = n
+        np.minimum.at(first_x, lx, live)
+        np.minimum.at(first_y, ly, live)
+        win = (first_x[lx] == live) & (first_y[ly] == live)
+        w = live[win]
+        taken.append(w)
+        used_x[x[w]] = True
+        used_y[y[w]] = True
+        live = live[~win]
+        live = live[~(used_x[x[live]] | used_y[y[live]])]
+        if not live.shape[0]:
+            break
+    if live.shape[0]:
+        more: list[int] = []
+        ux, uy = set(np.nonzero(used_x)[0].tolist()), set(np.nonzero(used_y)[0].tolist())
+        for k, u, v in zip(live.tolist(), x[live].tolist(), y[live].tolist(), strict=True):
+            if u in ux or v in uy:
+                continue
+            ux.add(u)
+            uy.add(v)
+            more.append(k)
+        taken.append(np.array(more, np.int64))
+    return np.sort(np.concatenate(taken))
 
 
 # a key shared by more pairs of halves than this is heavy (one a point's halves have

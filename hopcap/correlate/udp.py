@@ -36,7 +36,7 @@ from hopcap.correlate.dgram import (
     kind_word,
     proto_name,
 )
-from hopcap.correlate.link import HEAVY_ALL, HEAVY_NEAR
+from hopcap.correlate.link import HEAVY_ALL, HEAVY_NEAR, take_best
 from hopcap.correlate.match import Rewrite, _pair_multiset, _ttl_off_mode
 from hopcap.model import Direction, Finding, FindingKind, Leg, LinkKind
 
@@ -219,15 +219,10 @@ def link_dflows(a: DgramTable, b: DgramTable, offset_ns: int) -> dict[int, int]:
     f0b, f1b = fb_.first[xb] - offset_ns, fb_.last[xb] - offset_ns
     gap_s = np.maximum(np.maximum(f0a, f0b) - np.minimum(f1a, f1b), 0) / NS
     score = score - np.minimum(gap_s, 1e6) * 1e-6
-    order = np.lexsort((xb, xa, score))[::-1]
-    out: dict[int, int] = {}
-    used: set[int] = set()
-    for x, y in zip(xa[order].tolist(), xb[order].tolist(), strict=True):
-        if x in out or y in used:
-            continue
-        out[x] = y
-        used.add(y)
-    return out
+    # best first, ties: the larger flows first (`uk` is sorted: xa and xb ascending, a
+    # stable sort of the scores is the lexsort of (score, xa, xb)); each flow once
+    order = np.argsort(score, kind="stable")[::-1]
+    return take_best(xa[order], xb[order])[0]
 
 
 def _heavy_payloads(ka: I64, kb: I64, t0a: I64, t0b: I64) -> tuple[I64, I64, I64]:

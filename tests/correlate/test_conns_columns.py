@@ -608,11 +608,15 @@ def test_compiled_index_equals_numpy_index(tuples: int) -> None:
     assert groups > 2048 or tuples < 9000  # the last case grows the hash table (4096 slots)
 
 
-def test_links_taken_at_once_equal_the_loop() -> None:
-    """`_take_best` with no half a candidate twice (every link taken at once) and with
-    repeated halves (the loop) gives the links, in the order, of the loop over every
-    candidate in turn."""
-    from hopcap.correlate.link import _take_best
+@pytest.mark.parametrize("rounds", [16, 2, 0])
+def test_links_taken_at_once_equal_the_loop(monkeypatch: pytest.MonkeyPatch, rounds: int) -> None:
+    """`take_best` with no half a candidate twice (every link taken at once) and with
+    repeated halves (in rounds on columns, then one at a time) gives the links, in the
+    order, of the loop over every candidate in turn; also on chains of candidates, each
+    decided only once the one before it is, longer than the rounds."""
+    from hopcap.correlate.link import take_best
+
+    monkeypatch.setattr(link_mod, "GREEDY_ROUNDS", rounds)
 
     def loop(x: list[int], y: list[int]) -> tuple[dict[int, int], dict[int, int]]:
         fwd: dict[int, int] = {}
@@ -630,9 +634,19 @@ def test_links_taken_at_once_equal_the_loop() -> None:
         else:
             x, y = rng.integers(0, space, n), rng.integers(0, space, n)
         x, y = x.astype(np.int64), y.astype(np.int64)
-        got, want = _take_best(x, y), loop(x.tolist(), y.tolist())
+        got, want = take_best(x, y), loop(x.tolist(), y.tolist())
         assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
     assert len(want[0]) < 400  # the last case had repeated halves
+    # a chain: (0, 1) waits for (1, 1), which waits for (1, 2), ...: every other one taken
+    k = np.arange(40, dtype=np.int64)
+    x, y = (k + 1) // 2, k // 2 + 1
+    x, y = x[::-1].copy(), y[::-1].copy()
+    got, want = take_best(x, y), loop(x.tolist(), y.tolist())
+    assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
+    assert len(want[0]) == 20
+    x, y = rng.integers(0, 30_000, 200_000), rng.integers(0, 30_000, 200_000)
+    got, want = take_best(x, y), loop(x.tolist(), y.tolist())
+    assert [list(d.items()) for d in got] == [list(d.items()) for d in want]
 
 
 def test_rows_with_a_flag_on_columns_equal_the_halves(tmp_path: Path) -> None:
