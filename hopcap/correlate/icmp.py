@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from hopcap.correlate.dgram import TCP, DgramTable, error_text, find_flow, tuple_key
 from hopcap.correlate.reader import addr_str, captured_last
+from hopcap.correlate.summary import end_host
 from hopcap.correlate.udp import DFlowB, dtable
 from hopcap.model import Direction, Finding
 
@@ -203,10 +204,13 @@ def _one_error(
             gen = where = f"a device between {prev.name} and {first.name}"
             where = f"between {prev.name} and {first.name}"
     else:
-        gen = first.host if first.iface else src
-        where = f"by {gen}" if first.iface else f"beyond {first.name}"
-    toward_p = pts[order[-1]]
-    toward = toward_p.host if toward_p.iface else toward_p.name
+        # first seen at the far end of the path: by that host when the flow ends at its
+        # interface there, else from beyond it (a firewall's outside interface, which the
+        # flow left it by, sees what routers beyond it send back: not the firewall's)
+        end = end_host(pts, order[i0], crossed)
+        gen = end or src
+        where = f"by {end}" if end else f"beyond {first.name}"
+    toward = end_host(pts, order[-1], crossed) or pts[order[-1]].name
     nxt = pts[order[i1 + 1]] if i1 + 1 < len(order) and order[i1 + 1] in crossed else None
     quoted = _quoted(t0, r0)
     ts_first = (int(t0.ts[r0]) - first.offset_ns) / NS
@@ -280,9 +284,19 @@ def apply_to_built(b: Built, infos: list[ErrorInfo], where_of: Callable[[Finding
     from hopcap.correlate.local import more as _more
 
     own = b.findings
-    # an endpoint that answered with an ICMP error did answer
+    # an endpoint that answered with an ICMP error did answer; so did what is beyond the
+    # point where a request was last seen, when an error came from there (a router past
+    # a firewall's outside interface: host unreachable)
     answered = {(i.generator, i.quoted_dir) for i in infos}
-    own = tuple(f for f in own if not ((f.between[1], f.direction) in answered and f.unanswered))
+    beyond = {(i.first, i.quoted_dir) for i in infos if i.generator == i.src}
+    own = tuple(
+        f
+        for f in own
+        if not (
+            f.unanswered
+            and ((f.between[1], f.direction) in answered or (f.between[0], f.direction) in beyond)
+        )
+    )
     found = list(own)
     for info in infos:
         found.extend(info.findings)
