@@ -347,6 +347,36 @@ def test_srv_port_closed(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     assert res.findings(*BAD_KINDS) == [], brief
 
 
+def test_a_refusal_beyond_the_firewall_is_the_servers(
+    clean_lab: lab.LabInfo, tmp_path: Path
+) -> None:
+    """8b. The client connects through fw to a closed port of lb (no fault needed: lb's
+    stack answers the SYNs with RST). Captured on fw's two interfaces only, the RST came
+    in through fw:eth1 from beyond fw: the server's reset (it was "fw reset the
+    connection", the firewall blamed for a refusal behind it); with every point, lb's."""
+    curl = "for i in 1 2 3; do curl -s -o /dev/null -m 2 http://198.18.1.2:81/; done; true"
+    none = {"role": None, "capture": None}
+    inv = inventory_variant(
+        clean_lab.inventory, tmp_path / "fw-only.yml", top={**_repro_top("client", curl),
+        "path": ["fw"]}, client=none, lb=none, srv=none,
+    )  # fmt: skip
+    res = hopcap_run(inv, tmp_path / "fw-only")
+    assert res.code == 0, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    brief = _brief(res)
+    resets = res.findings("reset")
+    assert len(resets) == 3, brief
+    assert _between(resets) == [("s2c", ["server", "fw:eth1"])] * 3, brief
+    assert all(f["summary"] == "server reset the connection (RST seen on fw:eth1)"
+               for f in res.verdict["flows"] if f["findings"]), brief  # fmt: skip
+    assert res.findings(*BAD_KINDS) == [], brief
+    top = _repro_top("client", curl)
+    inv = inventory_variant(clean_lab.inventory, tmp_path / "all.yml", top=top)
+    res = hopcap_run(inv, tmp_path / "all")
+    assert res.code == 0, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert _between(res.findings("reset")) == [("s2c", ["lb", "lb:eth0"])] * 3, _brief(res)
+    assert res.findings(*BAD_KINDS) == [], _brief(res)
+
+
 def test_srv_second_iface_capture_auto(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
     """9. srv has a second interface and the inventory says `capture: auto`: hopcap
     captures on the one that carries the traffic (eth0), and the path is clean."""
