@@ -1741,6 +1741,10 @@ class _Chain:
         # the hosts the flow ends at, if it was seen on their interfaces (`end_host`)
         seen_at = [leg.point for leg in f.legs]
         server_host = end_host(pts, last.point, seen_at)
+        if f.via is not None and server_host == pts[f.via.a].host:
+            # a proxy's own connection (a sub-chain from its parent's leg at `via.a`):
+            # the proxy is its client, its server beyond
+            server_host = None
         # the far end: the last leg is at the last point of the path
         if last.point == present[-1] and not trailing:
             c = last.c

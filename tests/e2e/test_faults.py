@@ -353,7 +353,9 @@ def test_a_refusal_beyond_the_firewall_is_the_servers(
     """8b. The client connects through fw to a closed port of lb (no fault needed: lb's
     stack answers the SYNs with RST). Captured on fw's two interfaces only, the RST came
     in through fw:eth1 from beyond fw: the server's reset (it was "fw reset the
-    connection", the firewall blamed for a refusal behind it); with every point, lb's."""
+    connection", the firewall blamed for a refusal behind it); with every point, lb's. And
+    the proxy's own connections to a closed backend port (srv-port-closed) captured on lb
+    alone: srv's RSTs came in through lb:eth1, the server's (it was "lb reset")."""
     curl = "for i in 1 2 3; do curl -s -o /dev/null -m 2 http://198.18.1.2:81/; done; true"
     none = {"role": None, "capture": None}
     inv = inventory_variant(
@@ -375,6 +377,14 @@ def test_a_refusal_beyond_the_firewall_is_the_servers(
     assert res.code == 0, f"exit {res.code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     assert _between(res.findings("reset")) == [("s2c", ["lb", "lb:eth0"])] * 3, _brief(res)
     assert res.findings(*BAD_KINDS) == [], _brief(res)
+    # the proxy's own connections to a closed backend port, captured on lb alone: srv's
+    # RSTs came in through lb:eth1 from beyond lb (it was "lb reset the connection")
+    (tmp_path / "lb").mkdir()
+    top = {**_repro_top("client", VIP_CURL), "path": ["lb"]}
+    res = _run_fault(clean_lab, tmp_path / "lb", "srv-port-closed", top=top, client=none,
+                     fw=none, srv=none)  # fmt: skip
+    resets = _between(res.findings("reset"))
+    assert resets and all(r == ("s2c", ["server", "lb:eth1"]) for r in resets), _brief(res)
 
 
 def test_srv_second_iface_capture_auto(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
