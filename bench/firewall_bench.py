@@ -19,6 +19,7 @@ The verdict is checked against the generator every run: every lost packet report
 drop between a and b, one tcp.mss rewrite per direction per connection, nothing else.
 
     .venv/bin/python bench/firewall_bench.py --sizes 100k,400k,1.6M [--jobs 1] [--dir D]
+        [--rounds 1-2]   (shorter connections: ~28 packets each at both points, not ~145)
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ RTO_NS = 200_000_000
 HOP_NS = 80_000  # a -> b for c2s, b -> a for s2c
 MSS_IN, MSS_OUT = 1460, 1360
 N_TEMPLATES = 64
+ROUNDS = (6, 20)  # request/response rounds of a connection, the fewest and most
 
 
-def _template(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One connection's packets: direction (0 c2s), flags, relative seq/ack, length, time."""
+def _template(rng: np.random.Generator, rounds: tuple[int, int] = ROUNDS) -> dict[str, np.ndarray]:
+    """One connection's packets: direction (0 c2s), flags, relative seq/ack, length, time;
+    `rounds`: the fewest and most request/response rounds."""
     d: list[int] = []
     fl: list[int] = []
     sq: list[int] = []
@@ -70,7 +73,7 @@ def _template(rng: np.random.Generator) -> dict[str, np.ndarray]:
     add(0, 0x02, 0, 0)
     add(1, 0x12, 0, rtt // 2)
     add(0, 0x10, 0, rtt // 2)
-    for _ in range(int(rng.integers(6, 21))):
+    for _ in range(int(rng.integers(rounds[0], rounds[1] + 1))):
         add(0, 0x18, int(rng.integers(60, 601)), int(rng.integers(100_000, 5_000_000)))
         segs = int(rng.integers(1, 5))
         for k in range(segs):
@@ -134,12 +137,12 @@ def _long_template(rng: np.random.Generator, packets: int, span: int) -> dict[st
 
 
 def ground_truth(
-    total_packets: int, seed: int = 12, huge: tuple[int, ...] = ()
+    total_packets: int, seed: int = 12, huge: tuple[int, ...] = (), rounds: tuple[int, int] = ROUNDS
 ) -> tuple[dict[str, np.ndarray], int]:
     """Every transmission of every connection, with `lost` (1 % of data and pure ACKs).
     `huge`: connections of that many packets each besides, lasting the whole capture."""
     rng = np.random.default_rng(seed)
-    tpls = [_template(rng) for _ in range(N_TEMPLATES)]
+    tpls = [_template(rng, rounds) for _ in range(N_TEMPLATES)]
     mean = float(np.mean([t["d"].shape[0] for t in tpls]))
     conns = max(1, round(total_packets / 2 / mean))
     which = rng.integers(0, N_TEMPLATES, size=conns)
@@ -370,11 +373,12 @@ def generate(
     dgram: tuple[int, ...] = (),
     quiet: int = 0,
     esp: bool = False,
+    rounds: tuple[int, int] = ROUNDS,
 ) -> tuple[list[Path], dict[str, int]]:
     """Both points' files of `total` packets of short connections (and `huge` ones), and
     with `dgram` UDP conversations of that many datagrams each (`dgram_truth`, each with
     `quiet` silences of more than a minute)."""
-    g, conns = ground_truth(total, huge=huge)
+    g, conns = ground_truth(total, huge=huge, rounds=rounds)
     u = None
     if dgram:
         span = max(10 * 10**9, (conns - len(huge)) * 5_000_000)  # as `ground_truth`'s
@@ -609,6 +613,9 @@ def main() -> int:
         "`before` / `beforeN`: the --before checkout, with its default / --jobs N",
     )
     ap.add_argument("--runs", type=int, default=1, help="hopcap runs per size (min reported)")
+    ap.add_argument("--rounds", default="6-20",
+                    help="request/response rounds of a connection, LO-HI (1-2: ~28 packets "
+                    "a connection at both points, against ~145)")  # fmt: skip
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hopcap-fwbench"))
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--tshark-max", type=_size, default=_size("1.6M"),
@@ -656,7 +663,8 @@ def main() -> int:
     for size_s in args.sizes.split(","):
         total = _size(size_s)
         t0 = time.perf_counter()
-        files, exp = generate(total, args.dir)
+        lo, _, hi = args.rounds.partition("-")
+        files, exp = generate(total, args.dir, rounds=(int(lo), int(hi or lo)))
         gen_s = time.perf_counter() - t0
         mb = sum(f.stat().st_size for f in files) / 1e6
         n = exp["packets"]
