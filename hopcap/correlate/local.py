@@ -474,6 +474,11 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
 
     if not ends and not starts:  # nothing to trim
         return fl if fl.target == is_target else _with(fl, target=is_target)
+    if starts and not ends and h1 == h0:
+        got = _client_host(fl, h1, last.point)
+        if got is not None:
+            return replace(fl, findings=tuple(got), summary=_summary(fl, got, p, None),
+                           target=is_target)  # fmt: skip
     findings = list(fl.findings)
     # addressed to a host: nothing expected after the point where it was last seen (not
     # even the host's own other interfaces); sent by one: nothing before its first point
@@ -527,6 +532,32 @@ def _one(fl: Flow, p: _Path, local: Mapping[str, set[str]], tgt: _Target, at: _A
         summary=_summary(fl, findings, p, h1 if ends else None),
         target=is_target,
     )
+
+
+def _client_host(fl: Flow, host: str, point: str) -> list[Finding] | None:
+    """The findings of a flow that `host` sent (its client address is the host's) and
+    that ends at the host's point `point`, as the server's beyond that point, not the
+    host's: a flow seen on one of a host's interfaces only is taken to end at the host
+    (`summary.end_host`), which for the host's own connections out of that interface (a
+    proxy's health checks of a backend that is down, its own curl) is the other end. A
+    RST is the server's; a request never answered was never answered by the server; data
+    never acknowledged before it came again was lost somewhere beyond the point (not told,
+    as at any point a flow went through). None: nothing names the host so."""
+    out: list[Finding] = []
+    changed = False
+    for f in fl.findings:
+        if f.kind == "reset" and f.between == (host, point):
+            what = f.what.replace(f"{host} answered with RST", "server answered with RST", 1)
+            out.append(replace(f, between=("server", point), what=what))
+            changed = True
+        elif f.kind in ("drop", "gap") and f.between == (point, host):
+            changed = True
+            if f.unanswered:
+                what = f.what.replace(f"never answered by {host}", "never answered by server", 1)
+                out.append(replace(f, between=(point, "server"), what=what))
+        else:
+            out.append(f)
+    return out if changed else None
 
 
 _INITIAL_TTLS = (32, 64, 128, 255)  # (as `flows.INITIAL_TTLS`)

@@ -3,6 +3,7 @@ model types out), and the addresses of a run's `ip addr` facts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hopcap.bundle.facts import (
@@ -187,3 +188,47 @@ def test_kind_word_names_datagrams_as_their_flows_do() -> None:
     assert kind_word("ESP spi=0x00000001 seq=4 len=120") == "ESP packet"
     assert kind_word("seq=1:101 len=100") == "data"
     assert kind_word("SYN,ACK seq=0") == "SYN-ACK"
+
+
+def test_a_hosts_own_connection_out_of_its_last_interface_ends_beyond_it() -> None:
+    """lb's own connections to a backend that is down (its health checks, its curl),
+    captured on lb alone: their only leg is at lb:eth1, which the findings take for the
+    connection's end at lb ("lb reset the connection"); lb sent them (their client address
+    is lb's), so the RST is the server's, a SYN never answered was never answered by the
+    server, and data never acknowledged was lost somewhere beyond lb:eth1 (not told)."""
+    pts = (PointSummary("lb:eth0", "lb", "eth0", 0), PointSummary("lb:eth1", "lb", "eth1", 9))
+    own = {"lb": ["198.18.1.2", "198.18.2.1"]}
+
+    def flow(fid: str, port: int, *findings: Finding) -> Flow:
+        tup = f"198.18.2.1:{port} > 198.18.2.2:80"
+        return Flow(fid, "tcp", f"198.18.2.1:{port}", "198.18.2.2:80",
+                    (Leg("lb:eth1", tup, "same"),), findings, "", first_ts=1.0)  # fmt: skip
+
+    rst = Finding("reset", "s2c", ("lb", "lb:eth1"), 1, 0, 1.1,
+                  "lb answered with RST: RST,ACK seq=0 ipid=0")  # fmt: skip
+    syn = Finding("drop", "c2s", ("lb:eth1", "lb"), 1, 0, 1.0,
+                  "SYN seq=7 ipid=1: reached lb:eth1, never answered by lb", packet="SYN",
+                  unanswered=True)  # fmt: skip
+    unacked = Finding("drop", "c2s", ("lb:eth1", "lb"), 1, 100, 1.2,
+                      "PA seq=1 len=100: reached lb:eth1, never acknowledged before it came "
+                      "again: lost after lb:eth1", packet="data")  # fmt: skip
+    flows = (flow("a", 40000, rst), flow("b", 40001, syn), flow("c", 40002, unacked, rst))
+    v = {f.client: f for f in localize(Verdict(pts, flows), own).flows}
+    (x,) = v["198.18.2.1:40000"].findings
+    assert (x.kind, x.between, x.what) == (
+        "reset",
+        ("server", "lb:eth1"),
+        "server answered with RST: RST,ACK seq=0 ipid=0",
+    )
+    assert v["198.18.2.1:40000"].summary == "server reset the connection (RST seen on lb:eth1)"
+    (x,) = v["198.18.2.1:40001"].findings
+    assert x.between == ("lb:eth1", "server") and x.what.endswith("never answered by server")
+    assert v["198.18.2.1:40001"].summary == "SYN reached lb:eth1 but server never answered it"
+    assert [f.kind for f in v["198.18.2.1:40002"].findings] == ["reset"]
+    assert all(f.path for f in v.values())
+    # another host's connection seen there (its client not lb's): left as it was
+    other = flow("d", 40003, rst)
+    other = replace(other, client="198.18.2.7:40003",
+                    legs=(Leg("lb:eth1", "198.18.2.7:40003 > 198.18.2.2:80", "same"),))  # fmt: skip
+    (got,) = localize(Verdict(pts, (other,)), own).flows
+    assert got.findings == (rst,)

@@ -355,7 +355,8 @@ def test_a_refusal_beyond_the_firewall_is_the_servers(
     in through fw:eth1 from beyond fw: the server's reset (it was "fw reset the
     connection", the firewall blamed for a refusal behind it); with every point, lb's. And
     the proxy's own connections to a closed backend port (srv-port-closed) captured on lb
-    alone: srv's RSTs came in through lb:eth1, the server's (it was "lb reset")."""
+    alone: srv's RSTs came in through lb:eth1, the server's (it was "lb reset"); also for
+    lb's own connections to srv (a curl on lb)."""
     curl = "for i in 1 2 3; do curl -s -o /dev/null -m 2 http://198.18.1.2:81/; done; true"
     none = {"role": None, "capture": None}
     inv = inventory_variant(
@@ -385,6 +386,14 @@ def test_a_refusal_beyond_the_firewall_is_the_servers(
                      fw=none, srv=none)  # fmt: skip
     resets = _between(res.findings("reset"))
     assert resets and all(r == ("s2c", ["server", "lb:eth1"]) for r in resets), _brief(res)
+    # lb's own connections (a curl on lb, as its health checks would be): lb's addresses
+    # (the run's facts) say lb sent them, so their RSTs are the server's too
+    own = "for i in 1 2 3; do curl -s -o /dev/null -m 2 http://198.18.2.2/; done; true"
+    (tmp_path / "lb-own").mkdir()
+    top = {**_repro_top("lb", own), "path": ["lb"]}
+    res = _run_fault(clean_lab, tmp_path / "lb-own", "srv-port-closed", top=top, client=none,
+                     fw=none, srv=none)  # fmt: skip
+    assert _between(res.findings("reset")) == [("s2c", ["server", "lb:eth1"])] * 3, _brief(res)
 
 
 def test_srv_second_iface_capture_auto(clean_lab: lab.LabInfo, tmp_path: Path) -> None:
