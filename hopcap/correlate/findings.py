@@ -692,8 +692,6 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
     # the flows' rows missing at the next point: (its place in `sel`, the point, the half,
     # its other direction, the rows, that direction's match)
     lost: list[_Lost] = []
-    # per point: its halves with a RST (by hid), looked up on first need
-    rst: list[dict[int, list[int]] | None] = [None] * npts
     # per hop (a, b): whether a flow of it ends at a host's own interface at a (the path's
     # first point) and at b (`end_host`): there, data the host never acknowledged is a
     # finding (`_Chain.unacked`), looked at per flow (a flow with any: per-flow path)
@@ -740,10 +738,7 @@ def _finish_chunk(pts: list[Point], present: list[int], flows: Sequence[FlowB]) 
             # (`Half.idx` without slicing it, unless rows were set in its place)
             if ys.hi_ == ys.lo_ if not ys.pt_.rows else ys.idx.shape[0] == 0:
                 continue
-            rst_y = rst[yp]
-            if rst_y is None:
-                rst_y = rst[yp] = pts[yp]._flag_rows(RST)
-            if ys_hid in rst_y:
+            if pts[yp].has_flag(ys, RST):
                 continue
             ys_hid = -1
         # (looked at below, for the chunk at once: a capture's loss the receiver

@@ -287,11 +287,10 @@ def take_best(
     """Links (x[k], y[k]) taken in order, each half at most once: (forward, back), each
     in the order they were taken. When no half is a candidate twice (the usual case)
     every pair is taken, at once; else in rounds on the columns (`_greedy`)."""
-    if not x.shape[0] or (np.bincount(x).max() <= 1 and np.bincount(y).max() <= 1):
-        xl, yl = x.tolist(), y.tolist()
-        return dict(zip(xl, yl, strict=True)), dict(zip(yl, xl, strict=True))
-    t = _greedy(x, y)
-    xl, yl = x[t].tolist(), y[t].tolist()
+    if x.shape[0] and (np.bincount(x).max() > 1 or np.bincount(y).max() > 1):
+        t = _greedy(x, y)
+        x, y = x[t], y[t]
+    xl, yl = x.tolist(), y.tolist()
     return dict(zip(xl, yl, strict=True)), dict(zip(yl, xl, strict=True))
 
 

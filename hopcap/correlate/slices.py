@@ -2316,21 +2316,24 @@ def _say_cut(run: _Run, inputs: Sequence[PointInput], per_slice: int) -> None:
         )  # fmt: skip
 
 
+def _counts(sc: Scan) -> tuple[int, int]:
+    """A point's TCP connections and datagram conversations, as its scan found them."""
+    d = int(sc.dgram_keys.shape[0])
+    return max(int(sc.keys.shape[0]) - d, 0), d
+
+
 def _conversations(sc: Scan | None) -> str:
     """A point's conversations in words: "300 connections", "2 connections and 100000
     datagram conversations"."""
-    d = int(sc.dgram_keys.shape[0]) if sc is not None else 0
-    c = max(int(sc.keys.shape[0]) - d, 0) if sc is not None else 0
+    c, d = _counts(sc) if sc is not None else (0, 0)
     words = [f"{c} connections"] if c or not d else []
     return " and ".join([*words, *([f"{d} datagram conversations"] if d else [])])
 
 
 def _verdict_bytes(sc: Scan) -> int:
     """The memory the verdict of a point's conversations keeps while slices run."""
-    d = int(sc.dgram_keys.shape[0])
-    return max(int(sc.keys.shape[0]) - d, 0) * VERDICT_BYTES_PER_FLOW + (
-        d * VERDICT_BYTES_PER_DGRAM_FLOW
-    )
+    c, d = _counts(sc)
+    return c * VERDICT_BYTES_PER_FLOW + d * VERDICT_BYTES_PER_DGRAM_FLOW
 
 
 # the last member of a cut datagram flow's conversations that pass 1 sends (`_group`)

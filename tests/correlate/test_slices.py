@@ -1671,16 +1671,20 @@ def test_a_budget_below_the_runs_fixed_part_says_what_it_needs(
     verdict of 300 connections alone needs about 1 MB: more than the memory budget
     allows"; "about 0 MB" below 256 connections) when the fixed 96 MB had used it up."""
     a, b = busy_firewall(tmp_path, 300)
-    pts = [PointInput("fw:eth0", a), PointInput("fw:eth1", b)]
-    with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
-        correlate(pts, memory=1 << 20, jobs=1)
-    said = [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
+    said = _fixed_part_warnings([PointInput("fw:eth0", a), PointInput("fw:eth1", b)], caplog)
     need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_FLOW)
     assert said == [
         f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
         f"{need} (the program and the verdict of 300 connections); slices of 2000 packets, "
         "the fewest it reads"
     ], [r.getMessage() for r in caplog.records]
+
+
+def _fixed_part_warnings(pts: list[PointInput], caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The memory budget's warnings of `pts` correlated under `--memory 1M`."""
+    with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
+        correlate(pts, memory=1 << 20, jobs=1)
+    return [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
 
 
 def test_a_budget_below_the_runs_fixed_part_names_datagram_conversations(
@@ -1700,10 +1704,7 @@ def test_a_budget_below_the_runs_fixed_part_names_datagram_conversations(
         convs.append(u)
     a = write(tmp_path / "a.pcap", render_dgrams(convs, View()))
     b = write(tmp_path / "b.pcap", render_dgrams(convs, View(delay=0.0003)))
-    pts = [PointInput("a", str(a)), PointInput("b", str(b))]
-    with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
-        correlate(pts, memory=1 << 20, jobs=1)
-    said = [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
+    said = _fixed_part_warnings([PointInput("a", str(a)), PointInput("b", str(b))], caplog)
     need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_DGRAM_FLOW)
     assert said == [
         f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
