@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any
 
 import numpy as np
@@ -973,10 +973,71 @@ def _how_ended(pa: PointConns, leg: LegB) -> str:
     return "answered"
 
 
+DSACK_LOOK = 16  # the receiver's packets read for a D-SACK after a copy came
+
+
+def _dsacked(
+    t: PacketTable, b: I64, bts: npt.NDArray[Any], k: int, upto: int | None, sent: tuple[int, int]
+) -> bool:
+    """Whether one of the receiver's packets `b[k:]` (its direction's rows at the point,
+    `bts` their times; at most DSACK_LOOK, before `upto`) reports with a D-SACK (its first
+    SACK block below its cumulative ACK, or within its second block) that it got the
+    first byte of `sent` (sequence number, length) twice."""
+    seq0 = sent[0]
+    rs, tss = b[k : k + DSACK_LOOK].tolist(), bts[k : k + DSACK_LOOK].tolist()
+    for r, ts in zip(rs, tss, strict=True):
+        if upto is not None and ts >= upto:
+            break
+        if t.opt_len[r] < 10 or not t.flags[r] & ACK:
+            continue
+        blocks = sack_blocks(t.options(r))
+        if not blocks:
+            continue
+        left, right = blocks[0]
+        below = ((int(t.ack[r]) - right) & M32) < 1 << 31
+        inside = len(blocks) > 1 and _within(blocks[0], blocks[1])
+        if (below or inside) and ((seq0 - left) & M32) < ((right - left) & M32):
+            return True
+    return False
+
+
+def _within(x: tuple[int, int], y: tuple[int, int]) -> bool:
+    """Whether sequence range x lies within y (modulo 2**32)."""
+    n = (y[1] - y[0]) & M32
+    return ((x[0] - y[0]) & M32) <= n and ((x[1] - y[0]) & M32) <= n
+
+
+def sack_blocks(opts: bytes) -> list[tuple[int, int]]:
+    """The SACK blocks (left, right edges) of a TCP header's options, in order."""
+    out: list[tuple[int, int]] = []
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n or opts[i + 1] < 2:
+            break
+        ln = opts[i + 1]
+        if kind == 5:
+            body = opts[i + 2 : i + ln]
+            out += [
+                (int.from_bytes(body[j : j + 4], "big"), int.from_bytes(body[j + 4 : j + 8], "big"))
+                for j in range(0, len(body) - 7, 8)
+            ]
+        i += ln
+    return out
+
+
 def unacked_rows(t: PacketTable, h: Half, back: Half) -> list[int]:
     """Rows of half `h` (data) whose bytes came again at the same point (a retransmission
     from the same sequence number) before any packet of `back` (the receiver's direction)
-    acknowledged them, while the receiver's window was open: the receiver never took them."""
+    acknowledged them, while the receiver's window was open: the receiver never took them,
+    unless it said it got the copy twice (a D-SACK, RFC 2883, before the next copy: the
+    copy was sent too early, a tail-loss probe or a timeout that fired before a delayed
+    ACK left)."""
     idx = h.idx
     if idx.shape[0] < 2 or back.idx.shape[0] == 0:
         return []
@@ -993,8 +1054,8 @@ def unacked_rows(t: PacketTable, h: Half, back: Half) -> list[int]:
     win = t.win[b]
     out: list[int] = []
     for g in np.flatnonzero(counts > 1):
-        same = data[inv == g]  # (time order)
-        for r, again in zip(same[:-1].tolist(), same[1:].tolist(), strict=True):
+        same = data[inv == g].tolist()  # (time order)
+        for i, (r, again) in enumerate(pairwise(same)):
             end = int(firsts[g]) + int(t.plen[r])
             k = int(np.searchsorted(bts, t.ts[again], side="left")) - 1
             if k >= 0 and int(acked[k]) >= end:
@@ -1002,6 +1063,9 @@ def unacked_rows(t: PacketTable, h: Half, back: Half) -> list[int]:
             w = int(np.searchsorted(bts, t.ts[r], side="right")) - 1
             if w >= 0 and int(win[w]) == 0:
                 continue  # a zero-window probe: refused on purpose, not lost
+            upto = int(t.ts[same[i + 2]]) if i + 2 < len(same) else None
+            if _dsacked(t, b, bts, k + 1, upto, (int(t.seq[r]), end - int(firsts[g]))):
+                continue  # the copy reached a receiver that had the bytes: delivered
             out.append(r)
     out.sort(key=lambda r: int(t.ts[r]))
     return out

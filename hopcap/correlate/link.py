@@ -1416,19 +1416,85 @@ def _by_content(
     owner: dict[Key, Key] = {}
     taken: dict[Key, Key] = {}
     score: dict[Key, float] = {}
-    f_took = [False] * fa.shape[0]
-    b_took = [False] * len(bex)
     share_l = share.tolist()
+    got_f = [-1] * fa.shape[0]  # per front exchange: its pair's place in `f`/`j` (-1: none)
+    got_b = [-1] * len(bex)  # per backend exchange: the front exchange it carries
     for k, x, y in zip(order.tolist(), f[order].tolist(), j[order].tolist(), strict=True):
-        if f_took[x] or b_took[y]:
+        if got_f[x] >= 0 or got_b[y] >= 0:
             continue
-        f_took[x] = b_took[y] = True
+        got_f[x], got_b[y] = k, x
+    if f.shape[0] and min(got_f) < 0:
+        # the same request on many connections at once (a load test, clients behind one
+        # NAT, a health check): nearest first can give one front's backend to another
+        # and leave a front with none although each had its own
+        resp = fc.has_s[f] & bc.has_s[j]
+        relay = np.abs(bc.t[j] - fa[f, 0]) + np.where(
+            resp, np.abs(bc.t_s[j] - offset_ns - fc.t_s[f]), 0
+        )
+        _augment(got_f, got_b, f, j, share, relay)
+    # (in the order of `order`, best first, as the pairs were taken before `_augment`)
+    for k, x, y in zip(order.tolist(), f[order].tolist(), j[order].tolist(), strict=True):
+        if got_f[x] != k:
+            continue
         fkey = (fex_t[sel[x]][1], fex_t[sel[x]][2])
         bkey = (bex[y][1], bex[y][2])
         taken[fkey] = bkey
         owner[bkey] = fkey
         score[bkey] = share_l[k]
     return owner, taken, score
+
+
+def _augment(
+    got_f: list[int],
+    got_b: list[int],
+    f: I64,
+    j: I64,
+    share: npt.NDArray[np.float64],
+    relay: I64,
+) -> None:
+    """Complete the pairs of front and backend exchanges (`got_f`: each front's pair's place
+    in `f`/`j`, -1 none; `got_b`: each backend's front, -1 none) to as many as the
+    candidate pairs (`f[k]`, `j[k]`) allow: for each front without one, a chain of fronts
+    each passing its backend to the one before and taking another (an augmenting path),
+    tried by the larger share, then the shorter relay through the proxy (`relay`: the
+    request's wait there plus the response's). Every pair kept is a candidate: only which
+    front gets which backend among them changes."""
+    o = np.lexsort((relay, -share, f))
+    fo, ko = f[o], o
+    cuts = np.searchsorted(fo, np.arange(len(got_f) + 1))
+    cand = [ko[cuts[x] : cuts[x + 1]].tolist() for x in range(len(got_f))]
+    fj = j.tolist()
+    # the fronts a search went through: none of them leads to a free backend as long as
+    # no search succeeds, so failed searches share them (one pass over the candidates for
+    # all the fronts that stay alone: those the proxy answered itself, say)
+    seen: set[int] = set()
+    for x0 in range(len(got_f)):
+        if got_f[x0] >= 0 or not cand[x0] or x0 in seen:
+            continue
+        # depth first from x0 (iterative: chains can be long on a busy proxy), each front
+        # visited once; `path`: (front, its next candidate to try)
+        seen.add(x0)
+        path = [[x0, 0]]
+        while path:
+            x, i = path[-1]
+            if i == len(cand[x]):
+                path.pop()
+                continue
+            path[-1][1] = i + 1
+            k = cand[x][i]
+            y = fj[k]
+            z = got_b[y]
+            if z < 0:
+                # free: each front on the path takes the candidate it stands on
+                for px, pi in path:
+                    pk = cand[px][pi - 1]
+                    got_f[px] = pk
+                    got_b[fj[pk]] = px
+                seen = set()
+                break
+            if z not in seen:
+                seen.add(z)
+                path.append([z, 0])
 
 
 def _plan_pipelined(
@@ -1445,9 +1511,16 @@ def _plan_pipelined(
     has them in one exchange at the front, which the proxy forwards one by one (on one
     backend connection or several). A backend exchange no front exchange took, whose own
     content lies within a front exchange that began before it while its connection was
-    open, belongs to the latest such exchange."""
+    open, belongs to the latest such exchange, if the answers of the backend exchanges it
+    then has fit in its own (`_fits`: a front exchange answered once carried over one
+    backend exchange is not pipelined because another backend exchange of the same request
+    is left over, from a front this capture did not see)."""
     fex = sorted(fex_t)
     f_starts = [x[0] for x in fex]
+    # per front exchange: the answer bytes of the backend exchanges that carry it
+    answers: dict[Key, int] = defaultdict(int)
+    for (bcid, bk), fkey in owner.items():
+        answers[fkey] += _answer_bytes(b.exchanges[bcid].ex[bk])
     for t_b, bcid, bk in bex:
         if (bcid, bk) in owner:
             continue
@@ -1470,9 +1543,25 @@ def _plan_pipelined(
                 continue
             if be.t_s is not None and be.t_s - offset_ns > fconn.last_ts + tol_ns:
                 continue  # its answer came back after the front connection ended
+            got = answers[(fcid, fk)] + _answer_bytes(be)
+            if not _fits(got, _answer_bytes(fe)):
+                continue
+            answers[(fcid, fk)] = got
             owner[(bcid, bk)] = (fcid, fk)
             score[(bcid, bk)] = round(common / total, 2)
             break
+
+
+def _answer_bytes(e: Exchange) -> int:
+    """The bytes of an exchange's answer (its server's bytes up to the next request)."""
+    return e.s[1] - e.s[0]
+
+
+def _fits(backs: int, front: int) -> bool:
+    """Whether answers of `backs` bytes in all, beyond the proxy, can be a front exchange's
+    answer of `front` bytes: the same bytes but for what the proxy changed in their
+    headers (a quarter of them and 64 bytes at most)."""
+    return backs <= front + front // 4 + 64
 
 
 def _plan_attempts(

@@ -44,6 +44,7 @@ class Seg:
     win: int = 64240
     tag: str = ""
     conv: Conv | None = None
+    sack: tuple[int, ...] = ()  # SACK blocks' edges (left, right, ...), absolute
 
 
 class Conv:
@@ -236,6 +237,10 @@ def render(convs: Iterable[Conv], view: View) -> list[tuple[float, Any]]:
             opts.append(("SAckOK", b""))
         if s2.tsval is not None:
             opts.append(("Timestamp", (s2.tsval, s2.tsecr or 0)))
+        if s2.sack:
+            off = view.seq_off.get(other, 0)
+            opts += [("NOP", None), ("NOP", None),
+                     ("SAck", tuple((x + off) & 0xFFFFFFFF for x in s2.sack))]  # fmt: skip
         if "S" in s2.flags:
             opts += [("NOP", None), ("WScale", 7)]
         tcp = TCP(sport=sport, dport=dport, seq=s2.seq, ack=s2.ack, flags=s2.flags,

@@ -110,8 +110,9 @@ def ref_exchanges(pc: Any, conn: Conn, limit: int) -> L.ConnExchanges:
 def ref_by_content(
     a: Any, b: Any, bex: list[tuple[int, int, int]], fex_t: list[tuple[int, int, int, int]],
     offset_ns: int, tol_ns: int,
-) -> tuple[dict[Any, Any], ...]:  # fmt: skip
-    """`plan_proxied`'s loop over candidate pairs as it was."""
+) -> tuple[tuple[dict[Any, Any], ...], list[tuple[Any, ...]]]:  # fmt: skip
+    """`plan_proxied`'s loop over candidate pairs as it was (best first, nearest in time),
+    before `_augment`; and the candidates, best first."""
     btimes = [x[0] for x in bex]
     contents: dict[Any, int] = {}
 
@@ -158,7 +159,28 @@ def ref_by_content(
         taken[(fcid, fk)] = (bcid, bk)
         owner[(bcid, bk)] = (fcid, fk)
         score[(bcid, bk)] = sc
-    return owner, taken, score
+    return (owner, taken, score), cands
+
+
+def ref_max_pairs(cands: list[tuple[Any, ...]]) -> int:
+    """How many (front, backend) pairs the candidates allow at most, each exchange in one
+    pair (a maximum bipartite matching, augmenting paths one front at a time)."""
+    adj: dict[Any, list[Any]] = {}
+    for _sc, _ndt, fcid, fk, bcid, bk in cands:
+        adj.setdefault((fcid, fk), []).append((bcid, bk))
+    of_b: dict[Any, Any] = {}
+
+    def grow(x: Any, seen: set[Any]) -> bool:
+        for y in adj[x]:
+            if y in seen:
+                continue
+            seen.add(y)
+            if y not in of_b or grow(of_b[y], seen):
+                of_b[y] = x
+                return True
+        return False
+
+    return sum(grow(x, set()) for x in adj)
 
 
 # ------------------------------------------------------------------- random connections
@@ -362,8 +384,75 @@ def test_by_content_as_the_pair_loop(seed: int) -> None:
         for cid, cx in a.exchanges.items()
         for k, e in enumerate(cx.ex)
     ]
-    want = ref_by_content(a, b, bex, fex_t, offset, tol)
+    want, cands = ref_by_content(a, b, bex, fex_t, offset, tol)
     got = L._by_content(a, b, bex, fex_t, offset, tol)  # type: ignore[arg-type]
     assert len(want[0]) > 5
-    # the same pairs, taken in the same order (the plan's dicts are read in that order)
-    assert [list(x.items()) for x in got] == [list(x.items()) for x in want]
+    owner, taken, score = got
+    # as many pairs as the candidates allow, each a candidate with its share as its score;
+    # every front the loop paired still paired (`_augment` passes backends along chains)
+    best = {(c[4], c[5], c[2], c[3]): c[0] for c in cands}
+    assert len(owner) == ref_max_pairs(cands) >= len(want[0])
+    assert all(score[bk] == best[(*bk, *fk)] for bk, fk in owner.items())
+    assert {v: k for k, v in owner.items()} == taken and set(want[1]) <= set(taken)
+    # taken in the loop's order (the plan's dicts are read in that order)
+    rank = {key: i for i, key in enumerate(best)}
+    assert [rank[(*bk, *fk)] for bk, fk in owner.items()] == sorted(
+        rank[(*bk, *fk)] for bk, fk in owner.items()
+    )
+    if len(want[0]) == len(owner):
+        # nothing to complete: the same pairs as the loop's
+        assert [list(x.items()) for x in got] == [list(x.items()) for x in want]
+
+
+def test_the_same_request_at_once_each_front_keeps_its_backend() -> None:
+    """Two clients send the same request at nearly the same time (a load test, clients
+    behind one NAT): nearest first, front 1 takes backend 1, which front 0 needed (backend
+    2's answer came back after front 0's); each gets its own backend, none is left
+    unpaired (was: front 0 "answered by the proxy itself", and backend 2 later taken as a
+    pipelined request of front 1)."""
+    ms = 1_000_000
+    req, resp = [b"GET /big.bin HTTP/1.1", b"host: x"], [b"HTTP/1.1 200 OK", b"<p>page</p>"]
+
+    def conns(*times: tuple[int, int]) -> dict[int, Any]:
+        return {
+            cid: L.ConnExchanges(cid, 0, 0, [L.Exchange((0, 40), (0, 999), tc * ms, ts * ms,
+                                                        req, resp)])
+            for cid, (tc, ts) in enumerate(times)
+        }  # fmt: skip
+
+    a = SimpleNamespace(exchanges=conns((0, 200), (40, 350)))
+    b = SimpleNamespace(exchanges=conns((50, 150), (60, 300)))
+    bex = sorted((e.t, cid, 0) for cid, cx in b.exchanges.items() for e in cx.ex)
+    fex_t = [(e.t, cid, 0, e.t_s) for cid, cx in a.exchanges.items() for e in cx.ex]
+    (_owner, taken, _score), _cands = ref_by_content(a, b, bex, fex_t, 0, 0)
+    assert taken == {(1, 0): (0, 0)}  # (nearest first)
+    owner, taken, score = L._by_content(a, b, bex, fex_t, 0, 0)  # type: ignore[arg-type]
+    assert taken == {(0, 0): (0, 0), (1, 0): (1, 0)}
+    assert owner == {(0, 0): (0, 0), (1, 0): (1, 0)} and set(score.values()) == {1.0}
+
+
+def test_a_request_seen_once_is_not_pipelined_with_a_copy_it_did_not_send() -> None:
+    """A backend exchange left over with the same request as a front exchange that one
+    backend exchange already answered whole (another client's, not captured at the front)
+    is not that front's second, pipelined request: the answers would not fit its own."""
+    assert L._fits(1000, 1000) and L._fits(1100, 1000) and L._fits(2000, 1960)
+    assert not L._fits(2000, 1000) and not L._fits(400, 200)
+    ms = 1_000_000
+    req, resp = [b"GET /big.bin HTTP/1.1", b"host: x"], [b"HTTP/1.1 200 OK", b"<p>page</p>"]
+    fe = L.Exchange((0, 40), (0, 1000), 0, 200 * ms, req, resp)
+    mine = L.Exchange((0, 60), (0, 1000), 50 * ms, 150 * ms, req, resp)
+    other = L.Exchange((0, 60), (0, 1000), 60 * ms, 160 * ms, req, resp)
+    front = SimpleNamespace(cid=0, first_ts=0, last_ts=400 * ms)
+    a = SimpleNamespace(exchanges={0: L.ConnExchanges(0, 0, 0, [fe])}, conns=[front])
+    b = SimpleNamespace(exchanges={0: L.ConnExchanges(0, 0, 0, [mine]),
+                                   1: L.ConnExchanges(1, 0, 0, [other])})  # fmt: skip
+    bex = [(50 * ms, 0, 0), (60 * ms, 1, 0)]
+    fex_t = [(0, 0, 0, 200 * ms)]
+    owner = {(0, 0): (0, 0)}
+    score = {(0, 0): 1.0}
+    L._plan_pipelined(a, b, bex, fex_t, owner, score, 0, 0)  # type: ignore[arg-type]
+    assert owner == {(0, 0): (0, 0)}
+    # two answers in the front's one (pipelined requests): the second joins it
+    a.exchanges[0].ex[0] = L.Exchange((0, 80), (0, 2000), 0, 200 * ms, req, resp)
+    L._plan_pipelined(a, b, bex, fex_t, owner, score, 0, 0)  # type: ignore[arg-type]
+    assert owner == {(0, 0): (0, 0), (1, 0): (0, 0)}

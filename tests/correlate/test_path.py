@@ -1260,6 +1260,38 @@ def test_data_the_end_hosts_dropped_after_their_captures(tmp_path: Path) -> None
     assert fl.summary.startswith("data dropped by srv itself (seen on srv:eth0, never on srv)")
 
 
+@pytest.mark.parametrize("how", ["below", "within", "none"])
+def test_a_copy_the_receiver_reported_twice_is_no_end_host_drop(tmp_path: Path, how: str) -> None:
+    """The server sends the last response segment again (a tail-loss probe) before the
+    client's delayed ACK left; the client's ACK then reports the copy with a D-SACK (RFC
+    2883: its first SACK block below the cumulative ACK, or within the second block): it
+    had the first one, nothing was lost (the lab's 40 concurrent downloads: "lost after
+    client:eth0" on flows whose client counted TCPDSACKOldSent). Without the D-SACK the
+    copy is all there is to go by: the first one is taken for dropped by the client."""
+    c = Conv(seed=7)
+    c.handshake()
+    c.request(HTTP_REQ)
+    resp = c.seg(S2C, "PA", HTTP_RESP[:1000], tag="resp")
+    c.retransmit(resp, dt=0.02, tag="probe")
+    end = (resp.seq + len(resp.data)) & 0xFFFFFFFF
+    ack = c.seg(C2S, "A", tag="ack", dt=0.02)
+    if how == "below":
+        ack.sack = (resp.seq, end)
+    elif how == "within":  # (a D-SACK of the copy within a SACK block above the ACK)
+        ack.ack = resp.seq
+        ack.sack = (resp.seq, end, resp.seq, (end + 500) & 0xFFFFFFFF)
+        c.seg(C2S, "A", tag="ack", dt=0.001)
+    c.close()
+    v = _end_host_path(c, tmp_path)
+    (fl,) = v.flows
+    got = [(f.kind, f.direction, f.between) for f in fl.findings]
+    if how == "none":
+        assert got == [("drop", "s2c", ("client:eth0", "client"))], fl.findings
+    else:
+        assert got == [], fl.findings
+        assert fl.summary.startswith("OK"), fl.summary
+
+
 def test_an_end_host_drop_is_a_gap_where_the_capture_dropped_packets(tmp_path: Path) -> None:
     """The same request sent twice with no acknowledgement between, at a point whose
     capture dropped packets in the kernel: the acknowledgement may be among them (the
