@@ -1396,6 +1396,7 @@ def _by_content(
     cnt = np.maximum(i1 - i0, 0)
     f = np.repeat(np.arange(fa.shape[0], dtype=np.int64), cnt)  # (front, backend) pairs
     j = np.repeat(i0 - (np.cumsum(cnt) - cnt), cnt) + np.arange(f.shape[0], dtype=np.int64)
+    f, j = _answered_last(f, j, fa, fc, bc, offset_ns, tol_ns)
     # the share of each distinct pair of contents (None: too little in common)
     nc = max(len(contents), 1)
     pair, inv = np.unique(fc.cid[f] * nc + bc.cid[j], return_inverse=True)
@@ -1408,11 +1409,15 @@ def _by_content(
     ok &= ~(fc.has_s[f] & bc.has_s[j] & (bc.t_s[j] - offset_ns > fc.t_s[f] + tol_ns))
     f, j, inv = f[ok], j[ok], inv[ok]
     share = np.array([0.0 if x is None else x for x in shares], np.float64)[inv]
-    ndt = -np.abs(bc.t[j] - fa[f, 0]) / 1e9
-    # best first: the larger share, then the nearer in time, then the larger ids (the order
-    # of the tuples (share, -dt, front cid, exchange, backend cid, exchange), descending)
+    # the time the proxy took to relay: the answer's when both sides have one (it is
+    # relayed as it comes, also on a backend connection opened late), else the request's
+    # (from when the exchanges began)
+    resp = fc.has_s[f] & bc.has_s[j]
+    relay = np.where(resp, np.abs(bc.t_s[j] - offset_ns - fc.t_s[f]), np.abs(bc.t[j] - fa[f, 0]))
+    # best first: the larger share, then the shorter relay, then the larger ids (the order
+    # of the tuples (share, -relay, front cid, exchange, backend cid, exchange), descending)
     b_id = np.array([x[1:] for x in bex], np.int64).reshape(-1, 2)[j]
-    order = np.lexsort((b_id[:, 1], b_id[:, 0], fa[f, 3], fa[f, 2], ndt, share))[::-1]
+    order = np.lexsort((b_id[:, 1], b_id[:, 0], fa[f, 3], fa[f, 2], -relay, share))[::-1]
     owner: dict[Key, Key] = {}
     taken: dict[Key, Key] = {}
     score: dict[Key, float] = {}
@@ -1425,12 +1430,8 @@ def _by_content(
         got_f[x], got_b[y] = k, x
     if f.shape[0] and min(got_f) < 0:
         # the same request on many connections at once (a load test, clients behind one
-        # NAT, a health check): nearest first can give one front's backend to another
-        # and leave a front with none although each had its own
-        resp = fc.has_s[f] & bc.has_s[j]
-        relay = np.abs(bc.t[j] - fa[f, 0]) + np.where(
-            resp, np.abs(bc.t_s[j] - offset_ns - fc.t_s[f]), 0
-        )
+        # NAT, a health check): best first can give one front's backend to another and
+        # leave a front with none although each had its own
         _augment(got_f, got_b, f, j, share, relay)
     # (in the order of `order`, best first, as the pairs were taken before `_augment`)
     for k, x, y in zip(order.tolist(), f[order].tolist(), j[order].tolist(), strict=True):
@@ -1442,6 +1443,35 @@ def _by_content(
         owner[bkey] = fkey
         score[bkey] = share_l[k]
     return owner, taken, score
+
+
+def _answered_last(
+    f: I64, j: I64, fa: I64, fc: _ExCols, bc: _ExCols, offset_ns: int, tol_ns: int
+) -> tuple[I64, I64]:
+    """The candidate pairs (`f[k]`, `j[k]`: front and backend exchange) and, for each front
+    exchange with an answer, the MAX_CANDIDATES backend exchanges whose answers came last
+    before it, within its window (`fa`: start, end): a backend connection opened late (its
+    first SYN lost, sent again a second later) on a busy proxy begins more than
+    MAX_CANDIDATES backend exchanges after its front's request, but its answer is relayed
+    at once. Each pair once, by front then backend."""
+    with_s = np.flatnonzero(bc.has_s)
+    if not with_s.shape[0] or not fc.has_s.any():
+        return f, j
+    ts = bc.t_s[with_s] - offset_ns
+    o = np.argsort(ts, kind="stable")
+    ts, by_s = ts[o], with_s[o]
+    e1 = np.searchsorted(ts, fc.t_s + tol_ns, "right")
+    e0 = np.maximum(e1 - MAX_CANDIDATES, 0)
+    cnt = np.where(fc.has_s, e1 - e0, 0)
+    f2 = np.repeat(np.arange(fa.shape[0], dtype=np.int64), cnt)
+    j2 = by_s[np.repeat(e0 - (np.cumsum(cnt) - cnt), cnt) + np.arange(f2.shape[0])]
+    inside = (bc.t[j2] >= fa[f2, 0] - tol_ns) & (bc.t[j2] <= fa[f2, 1])
+    nb = int(bc.t.shape[0]) + 1
+    both = npsets.unique(np.concatenate([f * nb + j, f2[inside] * nb + j2[inside]]))
+    return both // nb, both % nb
+
+
+AUGMENT_PASSES = 8  # `_augment`'s work: at most this many visits a candidate pair
 
 
 def _augment(
@@ -1464,6 +1494,8 @@ def _augment(
     cuts = np.searchsorted(fo, np.arange(len(got_f) + 1))
     cand = [ko[cuts[x] : cuts[x + 1]].tolist() for x in range(len(got_f))]
     fj = j.tolist()
+    # a bound on the work (fronts visited, all searches): a few passes over the candidates
+    budget = AUGMENT_PASSES * len(fj) + len(got_f)
     # the fronts a search went through: none of them leads to a free backend as long as
     # no search succeeds, so failed searches share them (one pass over the candidates for
     # all the fronts that stay alone: those the proxy answered itself, say)
@@ -1477,24 +1509,38 @@ def _augment(
         path = [[x0, 0]]
         while path:
             x, i = path[-1]
+            if i == 0:
+                # a free backend among its candidates first (the usual end of a chain: a
+                # backend opened late, tried last by relay): no chain through the others
+                free = next((n for n, k in enumerate(cand[x]) if got_b[fj[k]] < 0), -1)
+                if free >= 0:
+                    path[-1][1] = free + 1
+                    _take(path, cand, fj, got_f, got_b)
+                    seen = set()
+                    break
             if i == len(cand[x]):
                 path.pop()
                 continue
             path[-1][1] = i + 1
-            k = cand[x][i]
-            y = fj[k]
-            z = got_b[y]
-            if z < 0:
-                # free: each front on the path takes the candidate it stands on
-                for px, pi in path:
-                    pk = cand[px][pi - 1]
-                    got_f[px] = pk
-                    got_b[fj[pk]] = px
-                seen = set()
-                break
+            z = got_b[fj[cand[x][i]]]
             if z not in seen:
                 seen.add(z)
                 path.append([z, 0])
+                budget -= 1
+                if budget < 0:
+                    return  # (the pairs so far stand: each a candidate)
+
+
+def _take(
+    path: list[list[int]], cand: list[list[int]], fj: list[int], got_f: list[int],
+    got_b: list[int],
+) -> None:  # fmt: skip
+    """An augmenting path found (`_augment`): each front on it takes the candidate it
+    stands on (the one before its next to try)."""
+    for px, pi in path:
+        pk = cand[px][pi - 1]
+        got_f[px] = pk
+        got_b[fj[pk]] = px
 
 
 def _plan_pipelined(

@@ -111,8 +111,8 @@ def ref_by_content(
     a: Any, b: Any, bex: list[tuple[int, int, int]], fex_t: list[tuple[int, int, int, int]],
     offset_ns: int, tol_ns: int,
 ) -> tuple[tuple[dict[Any, Any], ...], list[tuple[Any, ...]]]:  # fmt: skip
-    """`plan_proxied`'s loop over candidate pairs as it was (best first, nearest in time),
-    before `_augment`; and the candidates, best first."""
+    """`plan_proxied`'s loop over candidate pairs (best first: the larger share, then the
+    shorter relay through the proxy), before `_augment`; and the candidates, best first."""
     btimes = [x[0] for x in bex]
     contents: dict[Any, int] = {}
 
@@ -120,6 +120,12 @@ def ref_by_content(
         return contents.setdefault((tuple(e.ch_c), tuple(e.ch_s)), len(contents))
 
     bids = [content_id(b.exchanges[bcid].ex[bk]) for _t, bcid, bk in bex]
+    # the backend exchanges with an answer, by when it came (on a's clock)
+    by_s = sorted(
+        (b.exchanges[bcid].ex[bk].t_s - offset_ns, j)
+        for j, (_t, bcid, bk) in enumerate(bex)
+        if b.exchanges[bcid].ex[bk].t_s is not None
+    )
     shared: dict[tuple[int, int], int] = {}
     cands = []
     for start, fcid, fk, hi in fex_t:
@@ -131,8 +137,16 @@ def ref_by_content(
             continue
         i0 = bisect.bisect_left(btimes, start - tol_ns)
         i1 = min(bisect.bisect_right(btimes, hi), i0 + L.MAX_CANDIDATES)
+        near = set(range(i0, i1))
+        if fs is not None:
+            # ... and those whose answers came last before its own (`_answered_last`)
+            e1 = bisect.bisect_right(by_s, (fs + tol_ns, len(bex)))
+            near |= {
+                j for _ts, j in by_s[max(e1 - L.MAX_CANDIDATES, 0) : e1]
+                if start - tol_ns <= btimes[j] <= hi
+            }  # fmt: skip
         fid = content_id(fe)
-        for j in range(i0, i1):
+        for j in sorted(near):
             _t, bcid, bk = bex[j]
             be = b.exchanges[bcid].ex[bk]
             common = shared.get((fid, bids[j]), -1)
@@ -147,8 +161,13 @@ def ref_by_content(
                 continue
             if fs is not None and bs is not None and bs - offset_ns > fs + tol_ns:
                 continue
-            dt = abs(be.t - offset_ns - start)
-            cands.append((round(common / total, 2), -dt / 1e9, fcid, fk, bcid, bk))
+            # the relay through the proxy: the answer's, else the request's
+            dt = (
+                abs(bs - offset_ns - fs)
+                if fs is not None and bs is not None
+                else abs(be.t - offset_ns - start)
+            )
+            cands.append((round(common / total, 2), -dt, fcid, fk, bcid, bk))
     cands.sort(reverse=True)
     owner: dict[Any, Any] = {}
     taken: dict[Any, Any] = {}
@@ -406,10 +425,10 @@ def test_by_content_as_the_pair_loop(seed: int) -> None:
 
 def test_the_same_request_at_once_each_front_keeps_its_backend() -> None:
     """Two clients send the same request at nearly the same time (a load test, clients
-    behind one NAT): nearest first, front 1 takes backend 1, which front 0 needed (backend
-    2's answer came back after front 0's); each gets its own backend, none is left
-    unpaired (was: front 0 "answered by the proxy itself", and backend 2 later taken as a
-    pipelined request of front 1)."""
+    behind one NAT): by the shortest relay, front 0 takes backend 0, the only one front 1
+    can have (backend 1's request left before front 1's arrived); each gets its own, none
+    is left unpaired (was: front 1 "answered by the proxy itself", and backend 1 later
+    taken as a pipelined request of front 0)."""
     ms = 1_000_000
     req, resp = [b"GET /big.bin HTTP/1.1", b"host: x"], [b"HTTP/1.1 200 OK", b"<p>page</p>"]
 
@@ -420,15 +439,35 @@ def test_the_same_request_at_once_each_front_keeps_its_backend() -> None:
             for cid, (tc, ts) in enumerate(times)
         }  # fmt: skip
 
-    a = SimpleNamespace(exchanges=conns((0, 200), (40, 350)))
-    b = SimpleNamespace(exchanges=conns((50, 150), (60, 300)))
+    a = SimpleNamespace(exchanges=conns((0, 200), (40, 300)))
+    b = SimpleNamespace(exchanges=conns((50, 190), (20, 100)))
     bex = sorted((e.t, cid, 0) for cid, cx in b.exchanges.items() for e in cx.ex)
     fex_t = [(e.t, cid, 0, e.t_s) for cid, cx in a.exchanges.items() for e in cx.ex]
     (_owner, taken, _score), _cands = ref_by_content(a, b, bex, fex_t, 0, 0)
-    assert taken == {(1, 0): (0, 0)}  # (nearest first)
+    assert taken == {(0, 0): (0, 0)}  # (the shortest relay first)
     owner, taken, score = L._by_content(a, b, bex, fex_t, 0, 0)  # type: ignore[arg-type]
-    assert taken == {(0, 0): (0, 0), (1, 0): (1, 0)}
-    assert owner == {(0, 0): (0, 0), (1, 0): (1, 0)} and set(score.values()) == {1.0}
+    assert taken == {(0, 0): (1, 0), (1, 0): (0, 0)}
+    assert owner == {(1, 0): (0, 0), (0, 0): (1, 0)} and set(score.values()) == {1.0}
+
+
+def test_a_backend_connection_opened_late_on_a_busy_proxy() -> None:
+    """The proxy's backend connection for a request opened a second late (its first SYN
+    lost), after more than MAX_CANDIDATES other backend exchanges had begun: still the
+    request's, by its answer relayed at once (was: the request "answered by the proxy
+    itself" and the backend connection a flow of its own)."""
+    ms = 1_000_000
+    req, resp = [b"GET /big.bin HTTP/1.1", b"host: x"], [b"HTTP/1.1 200 OK", b"<p>page</p>"]
+    other = ([b"GET /other HTTP/1.1", b"host: y"], [b"HTTP/1.1 404 Not Found"])
+    fe = L.Exchange((0, 40), (0, 999), 0, 1002 * ms, req, resp)
+    busy = [L.Exchange((0, 9), (0, 9), (1 + k) * ms, (2 + k) * ms, *other) for k in range(150)]
+    late = L.Exchange((0, 40), (0, 999), 1000 * ms, 1001 * ms, req, resp)
+    a = SimpleNamespace(exchanges={0: L.ConnExchanges(0, 0, 0, [fe])})
+    b = SimpleNamespace(exchanges={k: L.ConnExchanges(k, 0, 0, [e]) for k, e in
+                                   enumerate([*busy, late])})  # fmt: skip
+    bex = sorted((e.t, cid, 0) for cid, cx in b.exchanges.items() for e in cx.ex)
+    fex_t = [(0, 0, 0, 1002 * ms)]
+    owner, taken, _score = L._by_content(a, b, bex, fex_t, 0, 0)  # type: ignore[arg-type]
+    assert taken == {(0, 0): (150, 0)} and owner == {(150, 0): (0, 0)}
 
 
 def test_a_request_seen_once_is_not_pipelined_with_a_copy_it_did_not_send() -> None:

@@ -271,9 +271,20 @@ def test_the_same_request_at_once_through_the_proxy(clean_lab: lab.LabInfo, tmp_
         f"for i in $(seq {CONCURRENT}); do curl -s -o /dev/null -m 10 "
         f"http://{HTTP_SERVER.split(':')[0]}/big.bin & done; wait"
     )
-    res = _run_fault(clean_lab, tmp_path, "lb-srv-loss", top=_repro_top("client", run))
-    dropped = _fault_counter(BRIDGE_HOST, "bridge")  # (the fault's table: new for this test)
-    brief = _brief(res) + f"\nbridge dropped {dropped} packets"
+    for attempt in range(4):
+        # (the fault's table is new for each attempt: its counter starts at 0)
+        (tmp_path / str(attempt)).mkdir()
+        res = _run_fault(clean_lab, tmp_path / str(attempt), "lb-srv-loss",
+                         top=_repro_top("client", run))  # fmt: skip
+        dropped = _fault_counter(BRIDGE_HOST, "bridge")
+        lost = {p["name"]: p["kernel_drops"] for p in res.verdict["points"] if p["kernel_drops"]}
+        if not lost:
+            break
+        # a capture that lost packets under the load (tcpdump's kernel drops) makes gaps
+        # where this test wants links: again, on a machine less busy a moment later
+        lab.fault_clear(clean_lab.prefix)
+    brief = _brief(res) + f"\nbridge dropped {dropped} packets; captures lost {lost}"
+    assert not lost, brief
     assert _repro_exit(res) == 0, res.manifest.get("repro")
     front = [f for f in res.verdict["flows"] if f["server"] == HTTP_SERVER]
     assert len(front) == len(res.verdict["flows"]) == CONCURRENT, brief
