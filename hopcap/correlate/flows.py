@@ -977,13 +977,12 @@ DSACK_LOOK = 16  # the receiver's packets read for a D-SACK after a copy came
 
 
 def _dsacked(
-    t: PacketTable, b: I64, bts: npt.NDArray[Any], k: int, upto: int | None, sent: tuple[int, int]
+    t: PacketTable, b: I64, bts: npt.NDArray[Any], k: int, upto: int | None, seq0: int
 ) -> bool:
     """Whether one of the receiver's packets `b[k:]` (its direction's rows at the point,
     `bts` their times; at most DSACK_LOOK, before `upto`) reports with a D-SACK (its first
     SACK block below its cumulative ACK, or within its second block) that it got the
-    first byte of `sent` (sequence number, length) twice."""
-    seq0 = sent[0]
+    byte of sequence number `seq0` twice."""
     rs, tss = b[k : k + DSACK_LOOK].tolist(), bts[k : k + DSACK_LOOK].tolist()
     for r, ts in zip(rs, tss, strict=True):
         if upto is not None and ts >= upto:
@@ -1064,7 +1063,7 @@ def unacked_rows(t: PacketTable, h: Half, back: Half) -> list[int]:
             if w >= 0 and int(win[w]) == 0:
                 continue  # a zero-window probe: refused on purpose, not lost
             upto = int(t.ts[same[i + 2]]) if i + 2 < len(same) else None
-            if _dsacked(t, b, bts, k + 1, upto, (int(t.seq[r]), end - int(firsts[g]))):
+            if _dsacked(t, b, bts, k + 1, upto, int(t.seq[r])):
                 continue  # the copy reached a receiver that had the bytes: delivered
             out.append(r)
     out.sort(key=lambda r: int(t.ts[r]))

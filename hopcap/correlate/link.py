@@ -1471,7 +1471,7 @@ def _answered_last(
     return both // nb, both % nb
 
 
-AUGMENT_PASSES = 8  # `_augment`'s work: at most this many visits a candidate pair
+AUGMENT_PASSES = 8  # `_augment`'s work: at most this many looks at each candidate pair
 
 
 def _augment(
@@ -1486,15 +1486,16 @@ def _augment(
     in `f`/`j`, -1 none; `got_b`: each backend's front, -1 none) to as many as the
     candidate pairs (`f[k]`, `j[k]`) allow: for each front without one, a chain of fronts
     each passing its backend to the one before and taking another (an augmenting path),
-    tried by the larger share, then the shorter relay through the proxy (`relay`: the
-    request's wait there plus the response's). Every pair kept is a candidate: only which
-    front gets which backend among them changes."""
+    tried by the larger share, then the shorter relay through the proxy (`relay`, as
+    `_by_content` orders the pairs). Every pair kept is a candidate: only which front gets
+    which backend among them changes. The work is bounded (AUGMENT_PASSES): past it, the
+    fronts not reached keep none."""
     o = np.lexsort((relay, -share, f))
     fo, ko = f[o], o
     cuts = np.searchsorted(fo, np.arange(len(got_f) + 1))
     cand = [ko[cuts[x] : cuts[x + 1]].tolist() for x in range(len(got_f))]
     fj = j.tolist()
-    # a bound on the work (fronts visited, all searches): a few passes over the candidates
+    # a bound on the work (candidates looked at, all searches): a few passes over them
     budget = AUGMENT_PASSES * len(fj) + len(got_f)
     # the fronts a search went through: none of them leads to a free backend as long as
     # no search succeeds, so failed searches share them (one pass over the candidates for
@@ -1510,6 +1511,9 @@ def _augment(
         while path:
             x, i = path[-1]
             if i == 0:
+                budget -= len(cand[x])
+                if budget < 0:
+                    return  # (the pairs so far stand: each a candidate)
                 # a free backend among its candidates first (the usual end of a chain: a
                 # backend opened late, tried last by relay): no chain through the others
                 free = next((n for n, k in enumerate(cand[x]) if got_b[fj[k]] < 0), -1)
@@ -1526,9 +1530,6 @@ def _augment(
             if z not in seen:
                 seen.add(z)
                 path.append([z, 0])
-                budget -= 1
-                if budget < 0:
-                    return  # (the pairs so far stand: each a candidate)
 
 
 def _take(
@@ -1606,7 +1607,7 @@ def _answer_bytes(e: Exchange) -> int:
 def _fits(backs: int, front: int) -> bool:
     """Whether answers of `backs` bytes in all, beyond the proxy, can be a front exchange's
     answer of `front` bytes: the same bytes but for what the proxy changed in their
-    headers (a quarter of them and 64 bytes at most)."""
+    headers (at most a quarter of the front's more, and 64 bytes)."""
     return backs <= front + front // 4 + 64
 
 
