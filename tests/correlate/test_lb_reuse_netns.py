@@ -228,6 +228,43 @@ def test_http_reuse_always_links_every_request_to_its_client(lab: Path) -> None:
     assert shared, "haproxy reused no backend connection across clients"  # the test's premise
 
 
+def test_the_same_request_from_every_client_over_reused_connections(lab: Path) -> None:
+    """The same: four keep-alive clients at once on two shared backend connections, but
+    every request the same bytes (one client address: X-Forwarded-For alike too), so only
+    time tells whose an exchange is. Each client flow gets as many backend exchanges as it
+    sent requests, no exchange goes to two flows or to none (before: identical exchanges
+    could end up with the wrong client, or pipelined onto one already served)."""
+    pr = haproxy(lab, f"backend be\n  http-reuse always\n  server s1 {SRV}:8080 maxconn 2\n")
+    same = CLIENT.replace(', headers={"X-Req": f"c{c}r{r}"}', "")
+    assert "X-Req" not in same
+    try:
+        pts = capture(lab, "same", [sys.executable, "-c", same])
+    finally:
+        pr.terminate()
+        pr.wait(timeout=5)
+    v = correlate(pts)
+    no_false_finding(v)
+    flows = [(fl.client, [leg.tuple for leg in fl.legs]) for fl in v.flows]
+    assert len(v.flows) == CLIENTS and all(fl.server == f"{FRONT}:80" for fl in v.flows), flows
+    claimed: list[tuple[str, int]] = []
+    shared = 0
+    for fl in v.flows:
+        mine = []
+        for leg in fl.legs:
+            if leg.point != "lb:eth1":
+                continue
+            if leg.part is None:
+                n = len(c2s_streams(pts[1].pcap)[leg.tuple].split(b"GET / ")) - 1  # type: ignore[arg-type]
+                mine += [(leg.tuple, k) for k in range(1, n + 1)]
+            else:
+                shared += 1
+                mine += [(leg.tuple, k) for k in leg.part.exchanges]
+        assert len(mine) == REQUESTS, (fl.client, mine)
+        claimed += mine
+    assert len(set(claimed)) == len(claimed) == CLIENTS * REQUESTS
+    assert shared, "haproxy reused no backend connection across clients"  # the premise
+
+
 def _carried(fl: Flow, back: dict[str, bytes]) -> list[str]:
     """The X-Req markers in the backend bytes that this flow's lb:eth1 legs say carried it."""
     out: list[str] = []
