@@ -199,16 +199,23 @@ def no_false_finding(v: Verdict) -> None:
         assert gaps == [], gaps
 
 
-def test_http_reuse_always_links_every_request_to_its_client(lab: Path) -> None:
-    # two connections to the server at most: four clients must share them
+def _reused(lab: Path, tag: str, client: str) -> tuple[list[PointInput], Verdict]:
+    """`client` (a script) run through haproxy with `http-reuse always` and two connections
+    to the server at most (four clients must share them), captured and correlated; no
+    false finding."""
     pr = haproxy(lab, f"backend be\n  http-reuse always\n  server s1 {SRV}:8080 maxconn 2\n")
     try:
-        pts = capture(lab, "reuse", [sys.executable, "-c", CLIENT])
+        pts = capture(lab, tag, [sys.executable, "-c", client])
     finally:
         pr.terminate()
         pr.wait(timeout=5)
     v = correlate(pts)
     no_false_finding(v)
+    return pts, v
+
+
+def test_http_reuse_always_links_every_request_to_its_client(lab: Path) -> None:
+    pts, v = _reused(lab, "reuse", CLIENT)
     fronts = [fl for fl in v.flows if fl.server == f"{FRONT}:80"]
     assert len(fronts) == CLIENTS, [(fl.client, fl.server) for fl in v.flows]
     # every backend connection's bytes belong to client flows: no flow of leftovers
@@ -234,16 +241,9 @@ def test_the_same_request_from_every_client_over_reused_connections(lab: Path) -
     time tells whose an exchange is. Each client flow gets as many backend exchanges as it
     sent requests, no exchange goes to two flows or to none (before: identical exchanges
     could end up with the wrong client, or pipelined onto one already served)."""
-    pr = haproxy(lab, f"backend be\n  http-reuse always\n  server s1 {SRV}:8080 maxconn 2\n")
     same = CLIENT.replace(', headers={"X-Req": f"c{c}r{r}"}', "")
     assert "X-Req" not in same
-    try:
-        pts = capture(lab, "same", [sys.executable, "-c", same])
-    finally:
-        pr.terminate()
-        pr.wait(timeout=5)
-    v = correlate(pts)
-    no_false_finding(v)
+    pts, v = _reused(lab, "same", same)
     flows = [(fl.client, [leg.tuple for leg in fl.legs]) for fl in v.flows]
     assert len(v.flows) == CLIENTS and all(fl.server == f"{FRONT}:80" for fl in v.flows), flows
     claimed: list[tuple[str, int]] = []
