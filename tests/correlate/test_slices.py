@@ -1672,12 +1672,8 @@ def test_a_budget_below_the_runs_fixed_part_says_what_it_needs(
     allows"; "about 0 MB" below 256 connections) when the fixed 96 MB had used it up."""
     a, b = busy_firewall(tmp_path, 300)
     said = _fixed_part_warnings([PointInput("fw:eth0", a), PointInput("fw:eth1", b)], caplog)
-    need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_FLOW)
-    assert said == [
-        f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
-        f"{need} (the program and the verdict of 300 connections); slices of 2000 packets, "
-        "the fewest it reads"
-    ], [r.getMessage() for r in caplog.records]
+    want = _fixed_part_warning(sl.VERDICT_BYTES_PER_FLOW, "300 connections")
+    assert said == [want], [r.getMessage() for r in caplog.records]
 
 
 def _fixed_part_warnings(pts: list[PointInput], caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -1685,6 +1681,17 @@ def _fixed_part_warnings(pts: list[PointInput], caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, logger="hopcap.correlate"):
         correlate(pts, memory=1 << 20, jobs=1)
     return [r.getMessage() for r in caplog.records if "memory budget (" in r.getMessage()]
+
+
+def _fixed_part_warning(per_flow: int, what: str) -> str:
+    """The warning `_fixed_part_warnings` expects for 300 flows of `per_flow` verdict bytes
+    each, `what` they are."""
+    need = size_text(sl.BASE_BYTES + 300 * per_flow)
+    return (
+        "the memory budget (1.0 MB) is less than this run needs before its slices: about "
+        f"{need} (the program and the verdict of {what}); slices of 2000 packets, the "
+        "fewest it reads"
+    )
 
 
 def test_a_budget_below_the_runs_fixed_part_names_datagram_conversations(
@@ -1705,12 +1712,8 @@ def test_a_budget_below_the_runs_fixed_part_names_datagram_conversations(
     a = write(tmp_path / "a.pcap", render_dgrams(convs, View()))
     b = write(tmp_path / "b.pcap", render_dgrams(convs, View(delay=0.0003)))
     said = _fixed_part_warnings([PointInput("a", str(a)), PointInput("b", str(b))], caplog)
-    need = size_text(sl.BASE_BYTES + 300 * sl.VERDICT_BYTES_PER_DGRAM_FLOW)
-    assert said == [
-        f"the memory budget (1.0 MB) is less than this run needs before its slices: about "
-        f"{need} (the program and the verdict of 300 datagram conversations); slices of "
-        "2000 packets, the fewest it reads"
-    ], [r.getMessage() for r in caplog.records]
+    want = _fixed_part_warning(sl.VERDICT_BYTES_PER_DGRAM_FLOW, "300 datagram conversations")
+    assert said == [want], [r.getMessage() for r in caplog.records]
 
 
 def _begun_late(tmp_path: Path, n: int, late: int, nat: bool, others: int) -> list[PointInput]:
