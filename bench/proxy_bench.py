@@ -15,13 +15,20 @@ near 1.
 
 `--same K`: instead, the same request from one address (clients behind a NAT, a load
 test), K client connections at once, each over a backend connection of its own: each
-client flow must get one backend connection, none left over.
+client flow must get one backend connection, none left over. With `--body KB`, the
+answer is a download of that size, each backend connection at a rate of its own (with
+stalls), every segment relayed to the client after it came (a parallel `curl` of one
+file through an L7 proxy): how often the pair chosen is the generator's own shows what
+the answers' progress tells apart.
+
+    .venv/bin/python bench/proxy_bench.py --same 40 --body 300 [--conns 1000,4000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import struct
 import sys
 import tempfile
@@ -133,19 +140,22 @@ def generate(
     return front, back
 
 
-def generate_same(n: int, burst: int, seed: int = 1) -> tuple[list[tuple[int, bytes]], ...]:
+def generate_same(
+    n: int, burst: int, seed: int = 1, body_kb: int = 0
+) -> tuple[list[tuple[int, bytes]], ...]:
     """(front packets, back packets): `n` client connections from one address (a NAT),
     `burst` of them at once, each one GET of the same URL answered with the same body over
     a backend connection of its own (no reuse); the proxy's relay takes 20-400 us each way,
-    and one backend connection in 20 opens a second late (its first SYN lost)."""
-    import random
-
+    and one backend connection in 20 opens a second late (its first SYN lost). `body_kb`:
+    a download of that size instead of a small page (`_download`)."""
     rng = random.Random(seed)
     front: list[tuple[int, bytes]] = []
     back: list[tuple[int, bytes]] = []
     req = b"GET /big.bin HTTP/1.1\r\nHost: www.example.test\r\nAccept: */*\r\n\r\n"
     fwd = req.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n")
     body = b"<p>the same page</p>\n" * 40
+    if body_kb:
+        body = bytes(rng.randrange(256) for _ in range(1024)) * body_kb
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     for c in range(n):
         f = Conn("203.0.113.7", 10000 + c % 50000, "203.0.113.80", 80, 0xC0FFEE + c * 104729)
@@ -166,11 +176,14 @@ def generate_same(n: int, burst: int, seed: int = 1) -> tuple[list[tuple[int, by
         back.append(b.pkt(0, ACK, tb + 60_000))
         back.append(b.pkt(0, PSH | ACK, tb + 70_000, fwd))
         ts = tb + 70_000 + rng.randrange(100_000, 2_000_000)
-        back.append(b.pkt(1, PSH | ACK, ts, resp))
-        back.append(b.pkt(0, ACK, ts + 10_000))
-        tf = ts + rng.randrange(20_000, 400_000)
-        front.append(f.pkt(1, PSH | ACK, tf, resp))
-        front.append(f.pkt(0, ACK, tf + 10_000))
+        if body_kb:
+            ts, tf = _download(rng, f, b, resp, ts, front, back)
+        else:
+            back.append(b.pkt(1, PSH | ACK, ts, resp))
+            back.append(b.pkt(0, ACK, ts + 10_000))
+            tf = ts + rng.randrange(20_000, 400_000)
+            front.append(f.pkt(1, PSH | ACK, tf, resp))
+            front.append(f.pkt(0, ACK, tf + 10_000))
         for x, tx, pk in ((f, tf, front), (b, ts, back)):
             pk.append(x.pkt(0, FIN | ACK, tx + 1_000_000))
             pk.append(x.pkt(1, FIN | ACK, tx + 1_010_000))
@@ -180,10 +193,41 @@ def generate_same(n: int, burst: int, seed: int = 1) -> tuple[list[tuple[int, by
     return front, back
 
 
-def run_same(tmp: Path, n: int, burst: int) -> tuple[float, int]:
+def _download(
+    rng: random.Random,
+    f: Conn,
+    b: Conn,
+    resp: bytes,
+    t: int,
+    front: list[tuple[int, bytes]],
+    back: list[tuple[int, bytes]],
+) -> tuple[int, int]:
+    """`resp` in segments of 1,448 bytes from `t`: over the backend connection `b` at a
+    rate of its own (5-50 MB/s, a stall of 1-20 ms after one segment in 40, as loss or a
+    slow server makes), each relayed to the client over `f` 20-400 us after it came, an
+    ACK every other segment each side. When the last segment came and left."""
+    rate = rng.uniform(5, 50)  # MB/s: ns per byte = 1000 / rate
+    tf = t
+    for k, at in enumerate(range(0, len(resp), 1448)):
+        seg = resp[at : at + 1448]
+        t += int(len(seg) * 1000 / rate) + (
+            rng.randrange(1, 20) * 1_000_000 if rng.random() < 1 / 40 else 0
+        )
+        back.append(b.pkt(1, ACK | (PSH if at + 1448 >= len(resp) else 0), t, seg))
+        tf = max(tf, t) + rng.randrange(20_000, 400_000)
+        front.append(f.pkt(1, ACK | (PSH if at + 1448 >= len(resp) else 0), tf, seg))
+        if k % 2:
+            back.append(b.pkt(0, ACK, t + 10_000))
+            front.append(f.pkt(0, ACK, tf + 30_000))
+    back.append(b.pkt(0, ACK, t + 10_000))
+    front.append(f.pkt(0, ACK, tf + 30_000))
+    return t, tf
+
+
+def run_same(tmp: Path, n: int, burst: int, body_kb: int = 0) -> tuple[float, int]:
     """`generate_same` correlated: every client flow must have exactly one backend
     connection, each backend connection one client flow."""
-    front, back = generate_same(n, burst)
+    front, back = generate_same(n, burst, body_kb=body_kb)
     pts = [PointInput("lb:eth0", write(tmp / "front.pcap", front)),
            PointInput("lb:eth1", write(tmp / "back.pcap", back))]  # fmt: skip
     t0, c0 = time.perf_counter(), time.process_time()
@@ -262,6 +306,10 @@ def main() -> int:
         "--same", type=int, default=0, metavar="K",
         help="instead: the same request from one address, K connections at once",
     )  # fmt: skip
+    ap.add_argument(
+        "--body", type=int, default=0, metavar="KB",
+        help="with --same: the answer a download of KB kilobytes, relayed as it comes",
+    )  # fmt: skip
     args = ap.parse_args()
     sizes = [int(x) for x in args.conns.split(",")]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -271,7 +319,7 @@ def main() -> int:
             print(f"the same request, {args.same} connections at once, one backend each:")
             per: list[float] = []
             for n in sizes:
-                cpu, bad = run_same(Path(d), n, args.same)
+                cpu, bad = run_same(Path(d), n, args.same, args.body)
                 per.append(cpu / n)
                 failed += bad
             ratios = ", ".join(f"{sizes[i]}: {per[i] / per[0]:.2f}x" for i in range(len(sizes)))

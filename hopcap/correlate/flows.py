@@ -443,6 +443,9 @@ def _first_hops(
     return jc, js, np.where(both, cb.conn[jc], -1), np.where(both, cb.conn[js], -1), same
 
 
+ONE_CLOCK_NS = 5_000  # `_proxy_plan`'s time order allowance on one host
+
+
 def _proxy_plan(
     pts: list[Point],
     a: int,
@@ -458,11 +461,14 @@ def _proxy_plan(
         pa, pb = pts[a], pts[b]
         assert pa.pc is not None and pb.pc is not None
         one_host = pa.host == pb.host and bool(pa.iface) and bool(pb.iface)
-        # the clock error allowed in time order: none within a host (one clock); across
-        # hosts the offset is only a hint at this stage
+        # the clock error allowed in time order: none within a host (one clock: the
+        # kernel stamps a packet in when it arrives, before the proxy reads it, and out
+        # when it leaves, after it was written), but the microseconds of a classic pcap
+        # (a 1 ms allowance let wrong pairs through with 40 identical downloads at once);
+        # across hosts the offset is only a hint at this stage
         kw = {
             "offset_ns": pb.offset_ns - pa.offset_ns,
-            "tol_ns": 1_000_000 if one_host else 200_000_000,
+            "tol_ns": ONE_CLOCK_NS if one_host else 200_000_000,
         }
         got = plans[(a, b)] = plan_proxied(
             pa.pc, pb.pc, hl, by_time=True if one_host else None, **kw

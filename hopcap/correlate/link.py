@@ -707,6 +707,12 @@ class Exchange:
     t_s: int | None  # ... and of its first s2c payload
     ch_c: list[bytes]
     ch_s: list[bytes]
+    # a direction of over CP_STEP bytes seen from its first byte on (after a SYN, no hole
+    # in its first window): when its stream first reached beyond each of its bytes at
+    # CP_AT from its first, as far as it is long (-1: never captured); None: another
+    # (not compared: what the rest says is the exchange)
+    cp_c: I64 | None = field(default=None, compare=False)
+    cp_s: I64 | None = field(default=None, compare=False)
 
     @property
     def t(self) -> int:
@@ -898,10 +904,53 @@ def _split_exchanges(pc: PointConns, conns: list[Conn], limit: int) -> None:
                  chunked[2 * k], chunked[2 * k + 1])
         for k, (tc, ts) in enumerate(zip(t_first[0], t_first[1], strict=True))
     ]  # fmt: skip
+    # -- when each long request and response got beyond its bytes at CP_AT: where
+    # its stream offsets are exact (after a SYN) and it was seen from its first byte on
+    # (no hole in its first window: not a capture or a slice begun in the middle of it)
+    syn = np.fromiter((h is not None and h.syn for h in halves), bool, len(halves))
+    whole = syn[whalf] & ~np.array(cut, bool)
+    for d, attr, x_lo, x_hi, reach in ((0, "cp_c", c_lo, c_hi, run_c),
+                                       (1, "cp_s", s_lo, s_hi, run_s)):  # fmt: skip
+        longer, cps = _checkpoints(x_lo, x_hi, ec, reach, cs, tt, whole[d::2])
+        for k, row in zip(longer.tolist(), cps, strict=True):
+            setattr(ex[k], attr, row)
     for conn, k0, k in zip(conns, ex0.tolist(), nex.tolist(), strict=True):
         pc.exchanges[conn.cid] = ConnExchanges(
             conn.cid, stream_base(conn.c), stream_base(conn.s), ex[k0 : k0 + k]
         )
+
+
+CP_STEP = 8192  # a long request or response: longer than this
+# where its checkpoints are, from its first byte: every CP_STEP bytes of its first MB, then
+# each a quarter further than the one before (to 4 GB: 166 of them); each at least CP_STEP
+# from the next (what a proxy's changes to the bytes may move them, `_in_causal_order`)
+CP_AT = np.array(
+    [CP_STEP * k for k in range(129)] + [int(2**20 * 1.25**k) for k in range(1, 38)], np.int64
+)
+
+
+def _checkpoints(
+    lo: I64, hi: I64, conn: I64, reach: I64, cs: I64, tt: I64, whole: npt.NDArray[np.bool_]
+) -> tuple[I64, list[I64]]:
+    """Of the exchanges whose stream [lo, hi) in one direction (of connection `conn`) is
+    longer than CP_STEP and seen `whole` from lo: their places, and for each, when the
+    stream first reached beyond lo + each of CP_AT below hi (-1: never). `reach`: how
+    far that direction's stream had got at each payload packet (`cs` its connection, `tt`
+    its time; in time order within each connection)."""
+    at = np.nonzero((hi - lo > CP_STEP) & whole)[0]
+    if not at.shape[0] or not cs.shape[0]:
+        return at[:0], []
+    # the checkpoints of each (as many as it is long), one after the other
+    n = np.searchsorted(CP_AT, (hi - lo)[at], "left")
+    e = np.repeat(np.arange(at.shape[0], dtype=np.int64), n)
+    q = lo[at][e] + CP_AT[np.arange(e.shape[0], dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)]
+    own = conn[at][e]
+    # (reach never falls within a connection: a search over all of them at once, each
+    # connection's run lifted above the one before, as in `_seg_cummax`)
+    pos = np.searchsorted(reach + (cs << 34), q + 1 + (own << 34), "left")
+    got = np.minimum(pos, cs.shape[0] - 1)
+    t = np.where((pos < cs.shape[0]) & (cs[got] == own), tt[got], -1)
+    return at, np.split(t, np.cumsum(n)[:-1])
 
 
 def _assemble_all(
@@ -1127,7 +1176,9 @@ MAX_CANDIDATES = 128  # backend exchanges considered per front exchange, nearest
 @dataclass
 class _ExCols:
     """Exchanges as columns: when each began (`t`), its first request and response payload
-    (`t_c`, `t_s`, where `has_c`, `has_s`), and the id of its content (`cid`)."""
+    (`t_c`, `t_s`, where `has_c`, `has_s`), the id of its content (`cid`), and the
+    checkpoints of its long requests and responses (`cp_c`, `cp_s`: a row of each, -1
+    past its length; `cpr_c`, `cpr_s`: its row, -1: none)."""
 
     t: I64
     t_c: I64
@@ -1135,11 +1186,24 @@ class _ExCols:
     t_s: I64
     has_s: npt.NDArray[np.bool_]
     cid: I64
+    cp_c: I64
+    cpr_c: I64
+    cp_s: I64
+    cpr_s: I64
 
 
 def _exchange_cols(ex: list[Exchange], t: Any, content_id: Callable[[Exchange], int]) -> _ExCols:
     tc = [e.t_c for e in ex]
     ts = [e.t_s for e in ex]
+    cps = []
+    for cp in ([e.cp_c for e in ex], [e.cp_s for e in ex]):
+        rows = [x for x in cp if x is not None]
+        row = np.full(len(ex), -1, np.int64)
+        row[[k for k, x in enumerate(cp) if x is not None]] = np.arange(len(rows))
+        cols = np.full((len(rows), max(map(len, rows), default=0)), -1, np.int64)
+        for i, x in enumerate(rows):
+            cols[i, : x.shape[0]] = x
+        cps += [cols, row]
     return _ExCols(
         np.array(t, np.int64).reshape(-1),
         np.array([0 if x is None else x for x in tc], np.int64).reshape(-1),
@@ -1147,7 +1211,50 @@ def _exchange_cols(ex: list[Exchange], t: Any, content_id: Callable[[Exchange], 
         np.array([0 if x is None else x for x in ts], np.int64).reshape(-1),
         np.array([x is not None for x in ts], bool).reshape(-1),
         np.array([content_id(e) for e in ex], np.int64).reshape(-1),
+        *cps,
     )
+
+
+CAUSAL_PIECE = 4096  # pairs of long exchanges compared at once (<= 6 MB a column)
+
+
+def _in_causal_order(
+    fc: _ExCols, bc: _ExCols, f: I64, j: I64, offset_ns: int, tol_ns: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Of the pairs (front exchange `f`, backend exchange `j`): whether their long requests
+    and responses went through the proxy in time order byte by byte, as far as their
+    checkpoints tell: each byte of the request reached the proxy before the backend's
+    copy left it, each byte of the response reached the proxy before it left towards the
+    client. One step of slack (each compared with the other side's checkpoint before it,
+    CP_STEP bytes or more earlier in the stream): the offsets move by what a proxy
+    changed (a header added, chunks framed anew). And per pair the mean wait at the
+    proxy over the response's checkpoints (over the request's without one; NaN: neither
+    has any)."""
+    ok = np.ones(f.shape[0], bool)
+    wait = np.full(f.shape[0], np.nan)
+    for fr_, br_, fcp, bcp, resp in (
+        (fc.cpr_s[f], bc.cpr_s[j], fc.cp_s, bc.cp_s, True),
+        (fc.cpr_c[f], bc.cpr_c[j], fc.cp_c, bc.cp_c, False),
+    ):
+        both = np.nonzero((fr_ >= 0) & (br_ >= 0))[0]
+        for lo in range(0, both.shape[0], CAUSAL_PIECE):
+            k = both[lo : lo + CAUSAL_PIECE]
+            w = min(fcp.shape[1], bcp.shape[1])  # (the checkpoints both can have)
+            x, yb = fcp[fr_[k], :w], bcp[br_[k], :w]
+            y = yb - offset_ns  # (on a's clock)
+            if resp:  # the front's byte left after the backend's (one step before) came
+                have = (x[:, 1:] >= 0) & (yb[:, :-1] >= 0)
+                bad = have & (x[:, 1:] < y[:, :-1] - tol_ns)
+            else:  # the backend's byte left after the front's (one step before) came
+                have = (yb[:, 1:] >= 0) & (x[:, :-1] >= 0)
+                bad = have & (y[:, 1:] < x[:, :-1] - tol_ns)
+            ok[k] &= ~bad.any(axis=1)
+            seen = (x >= 0) & (yb >= 0)
+            n = seen.sum(axis=1)
+            d = np.where(seen, (x - y) if resp else (y - x), 0).sum(axis=1)
+            fill = np.isnan(wait[k]) & (n > 0)
+            wait[k[fill]] = d[fill] / n[fill]
+    return ok, wait
 
 
 Content = tuple[tuple[bytes, ...], tuple[bytes, ...]]
@@ -1408,12 +1515,18 @@ def _by_content(
     ok &= ~(fc.has_c[f] & bc.has_c[j] & (bc.t_c[j] - offset_ns < fc.t_c[f] - tol_ns))
     ok &= ~(fc.has_s[f] & bc.has_s[j] & (bc.t_s[j] - offset_ns > fc.t_s[f] + tol_ns))
     f, j, inv = f[ok], j[ok], inv[ok]
+    # ... and so do long requests and responses, byte by byte (identical downloads at
+    # once: their first bytes alike, their progress apart)
+    ok, wait = _in_causal_order(fc, bc, f, j, offset_ns, tol_ns)
+    f, j, inv, wait = f[ok], j[ok], inv[ok], wait[ok]
     share = np.array([0.0 if x is None else x for x in shares], np.float64)[inv]
     # the time the proxy took to relay: the answer's when both sides have one (it is
     # relayed as it comes, also on a backend connection opened late), else the request's
-    # (from when the exchanges began)
+    # (from when the exchanges began); over a long answer's (or request's) checkpoints,
+    # its mean
     resp = fc.has_s[f] & bc.has_s[j]
     relay = np.where(resp, np.abs(bc.t_s[j] - offset_ns - fc.t_s[f]), np.abs(bc.t[j] - fa[f, 0]))
+    relay = np.where(np.isnan(wait), relay, np.abs(np.nan_to_num(wait))).astype(np.int64)
     # best first: the larger share, then the shorter relay, then the larger ids (the order
     # of the tuples (share, -relay, front cid, exchange, backend cid, exchange), descending)
     b_id = np.array([x[1:] for x in bex], np.int64).reshape(-1, 2)[j]

@@ -9,6 +9,7 @@ shares tie."""
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -88,6 +89,21 @@ def ref_exchanges(pc: Any, conn: Conn, limit: int) -> L.ConnExchanges:
             firsts[k] = tm
     max_c = int(run_c[-1]) if d.shape[0] else 0
     max_s = int(run_s[-1]) if d.shape[0] else 0
+
+    def checkpoints(run: Any, lo: int, hi: int, h: Half | None, cut: bool) -> Any:
+        # when the stream first got beyond each of its bytes at CP_AT, where it is
+        # seen whole from its first byte on after a SYN
+        if hi - lo <= L.CP_STEP or h is None or not h.syn or cut:
+            return None
+        out = []
+        for at in L.CP_AT.tolist():
+            q = lo + at
+            if q >= hi:
+                break
+            i = next((i for i, r in enumerate(run.tolist()) if r > q), None)
+            out.append(-1 if i is None else int(times[i]))
+        return np.array(out, np.int64)
+
     ordc, ords = np.argsort(oc, kind="stable"), np.argsort(os_, kind="stable")
     rc, oc, rs, os_ = rc[ordc], oc[ordc], rs[ords], os_[ords]
     ex = []
@@ -102,6 +118,8 @@ def ref_exchanges(pc: Any, conn: Conn, limit: int) -> L.ConnExchanges:
                 (c_lo, c_hi), (s_lo, s_hi), t_c[k], t_s[k],
                 L._trimmed_chunks(dc, cut_c or c_hi > c_lo + limit),
                 L._trimmed_chunks(ds, cut_s or s_hi > s_lo + limit),
+                checkpoints(run_c, c_lo, c_hi, conn.c, cut_c),
+                checkpoints(run_s, s_lo, s_hi, conn.s, cut_s),
             )
         )  # fmt: skip
     return L.ConnExchanges(conn.cid, L.stream_base(conn.c), L.stream_base(conn.s), ex)
@@ -327,12 +345,25 @@ def _with_cols(pc: PointConns) -> PointConns:
     return pc
 
 
+def _checkpoints_of(cxs: list[L.ConnExchanges]) -> list[Any]:
+    return [
+        [None if x is None else x.tolist() for x in (e.cp_c, e.cp_s)] for cx in cxs for e in cx.ex
+    ]
+
+
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("limit", [16384, 64])
-def test_exchanges_of_as_one_by_one(seed: int, limit: int) -> None:
+def test_exchanges_of_as_one_by_one(seed: int, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # checkpoints of a long request or response at 0, 700, ... 3000 bytes from its start (the
+    # random streams are a few kB long)
+    monkeypatch.setattr(L, "CP_STEP", 700)
+    monkeypatch.setattr(L, "CP_AT", np.array([0, 700, 1400, 2100, 3000], np.int64))
     pc = random_point(seed, 60)
     want = [ref_exchanges(pc, c, limit) for c in pc.conns]
     assert sum(len(x.ex) for x in want) > 60  # keep-alive turns, not only one a connection
+    cps = _checkpoints_of(want)
+    assert sum(x is not None for e in cps for x in e) > 10
+    assert any(len(x) < 5 for e in cps for x in e if x is not None)  # shorter than 5 steps
     for cols in (False, True):
         for compiled in (True, False):
             p = random_point(seed, 60)
@@ -344,6 +375,7 @@ def test_exchanges_of_as_one_by_one(seed: int, limit: int) -> None:
             finally:
                 _fastwalk.disabled = False
             assert got == want
+            assert _checkpoints_of(got) == cps
     # one at a time (and from the cache)
     p = random_point(seed, 60)
     assert [L.conn_exchanges(p, c, limit) for c in p.conns] == want
@@ -495,3 +527,53 @@ def test_a_request_seen_once_is_not_pipelined_with_a_copy_it_did_not_send() -> N
     a.exchanges[0].ex[0] = L.Exchange((0, 80), (0, 2000), 0, 200 * ms, req, resp)
     L._plan_pipelined(a, b, bex, fex_t, owner, score, 0, 0)  # type: ignore[arg-type]
     assert owner == {(0, 0): (0, 0), (1, 0): (0, 0)}
+
+
+def _download(tc: int, ts: int, head: list[int]) -> L.Exchange:
+    """A long download's exchange: its request at `tc`, and its answer's bytes CP_STEP
+    apart from the first (at `ts`) first seen at `head` (ms)."""
+    ms = 1_000_000
+    req, resp = [b"GET /big.bin HTTP/1.1", b"host: x"], [b"HTTP/1.1 200 OK", b"<p>page</p>"]
+    cp = np.array([x * ms for x in (ts, *head)], np.int64)
+    size = 10 * L.CP_STEP
+    return L.Exchange((0, 40), (0, size), tc * ms, ts * ms, req, resp, None, cp)
+
+
+def test_identical_downloads_told_apart_by_their_progress() -> None:
+    """Two clients download the same file at once through a proxy; the first bytes of
+    both answers came through together, so the shortest relay of the first byte pairs
+    front 0 with backend 1. But backend 1's answer was slow (its last bytes came late):
+    the proxy could not have sent front 0 its last bytes before they arrived. Each byte of
+    an answer reaches the proxy before it leaves it: front 0 gets backend 0, front 1
+    backend 1."""
+    a = SimpleNamespace(exchanges={
+        0: L.ConnExchanges(0, 0, 0, [_download(0, 10, [35, 40, 45, 50])]),
+        1: L.ConnExchanges(1, 0, 0, [_download(1, 11, [60, 70, 80, 90])]),
+    })  # fmt: skip
+    b = SimpleNamespace(exchanges={
+        0: L.ConnExchanges(0, 0, 0, [_download(2, 9, [34, 39, 44, 49])]),
+        1: L.ConnExchanges(1, 0, 0, [_download(2, 10, [59, 69, 79, 89])]),
+    })  # fmt: skip
+    bex = sorted((e.t, cid, 0) for cid, cx in b.exchanges.items() for e in cx.ex)
+    fex_t = [(e.t, cid, 0, e.t_s) for cid, cx in a.exchanges.items() for e in cx.ex]
+    tol = 50_000
+    # by the first bytes alone (the checkpoints left out): front 0 takes backend 1
+    blind = SimpleNamespace(exchanges={
+        cid: L.ConnExchanges(cid, 0, 0, [dataclasses.replace(cx.ex[0], cp_s=None)])
+        for cid, cx in b.exchanges.items()
+    })  # fmt: skip
+    _o, taken, _s = L._by_content(a, blind, bex, fex_t, 0, tol)  # type: ignore[arg-type]
+    assert taken == {(0, 0): (1, 0), (1, 0): (0, 0)}
+    owner, taken, _score = L._by_content(a, b, bex, fex_t, 0, tol)  # type: ignore[arg-type]
+    assert taken == {(0, 0): (0, 0), (1, 0): (1, 0)}
+    assert owner == {(0, 0): (0, 0), (1, 0): (1, 0)}
+    # one step of slack (a proxy that changed a few bytes moves the offsets): front 0's
+    # byte at a checkpoint is compared with backend 1's one step before it (its third,
+    # 40 ms, with backend 1's second, 69 ms)
+    ok, wait = L._in_causal_order(
+        L._exchange_cols([a.exchanges[0].ex[0]] * 2, [0, 0], lambda e: 0),
+        L._exchange_cols([b.exchanges[0].ex[0], b.exchanges[1].ex[0]], [0, 0], lambda e: 0),
+        np.array([0, 0]), np.array([0, 1]), 0, tol,
+    )  # fmt: skip
+    assert ok.tolist() == [True, False]
+    assert wait[0] == 1_000_000  # (each of its last bytes 1 ms after the backend's)

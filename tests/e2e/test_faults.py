@@ -21,6 +21,7 @@ from hopcap import lab
 from hopcap.lab.topology import BRIDGE_HOST, Layout
 from tests import labnames
 from tests.e2e.conftest import RunResult, hopcap_run, inventory_variant
+from tests.progress import answer_progress, relayed_in_order
 
 pytestmark = pytest.mark.lab
 
@@ -294,6 +295,19 @@ def test_the_same_request_at_once_through_the_proxy(clean_lab: lab.LabInfo, tmp_
     changed = [d for b in backs for d in b[0].get("details", ()) if "date:" in d]
     assert changed == [], brief
     assert not any("before lb:eth1" in f["summary"] for f in front), brief
+    # nor a backend whose bytes came after the flow's client had them: haproxy relays
+    # each byte of the answer after it came (test_lb_reuse_netns: where first bytes alone
+    # paired flows so)
+    files = {p["name"]: res.out / p["file"] for p in res.manifest["points"]}
+    came = answer_progress(files["lb:eth1"])
+    went = answer_progress(files["lb:eth0"])
+    late = []
+    for f, b in zip(front, backs, strict=True):
+        mine = next(leg["tuple"] for leg in f["legs"] if leg["point"] == "lb:eth0")
+        x, y = went[mine], came[b[0]["tuple"]]
+        if not relayed_in_order(x, y):
+            late.append((f["id"], mine, b[0]["tuple"]))
+    assert late == [], brief + f"\nrelayed before they came: {late}"
     segment = {("c2s", ("lb:eth1", "srv:eth0")), ("s2c", ("srv:eth0", "lb:eth1"))}
     drops = res.findings("drop")
     on = [d for d in drops if (d["direction"], tuple(d["between"])) in segment]
