@@ -21,7 +21,7 @@ stalls), every segment relayed to the client after it came (a parallel `curl` of
 file through an L7 proxy): how often the pair chosen is the generator's own shows what
 the answers' progress tells apart.
 
-    .venv/bin/python bench/proxy_bench.py --same 40 --body 300 [--conns 1000,4000]
+    .venv/bin/python bench/proxy_bench.py --same 40 --body 100 [--conns 400,1600]
 """
 
 from __future__ import annotations

@@ -304,7 +304,7 @@ def test_the_same_request_at_once_through_the_proxy(clean_lab: lab.LabInfo, tmp_
     late = []
     for f, b in zip(front, backs, strict=True):
         mine = next(leg["tuple"] for leg in f["legs"] if leg["point"] == "lb:eth0")
-        x, y = went[mine], came[b[0]["tuple"]]
+        x, y = went.get(mine, []), came.get(b[0]["tuple"], [])
         if not relayed_in_order(x, y):
             late.append((f["id"], mine, b[0]["tuple"]))
     assert late == [], brief + f"\nrelayed before they came: {late}"
