@@ -1750,6 +1750,10 @@ def _plan_attempts(
         if got is not None:
             be = b.exchanges[got[0]].ex[got[1]]
             end = be.t - offset_ns + tol_ns
+            if got[1] == 0:
+                # carried by a connection opened for it: its attempts failed before that
+                # connection was opened (a proxy tries again once one failed)
+                end = min(end, b.conns[got[0]].first_ts - offset_ns + tol_ns)
         else:
             end = a.conns[fcid].last_ts + after_ns
         wins.append((start, end, fcid, got is not None))
@@ -1783,11 +1787,15 @@ def _plan_attempts(
         # the latest request before it whose window is still open; before a request that
         # was carried in the end, the attempt must have failed before it was (a health
         # check to a server that is down, in the middle of a request's forwarding, did not)
+        # (one try at a time: not a front whose other attempt was still going on then)
         for i in range(j - 1, max(j - 1 - MAX_CANDIDATES, -1), -1):
             start, end, fcid, served = wins[i]
             if end >= (t1 if served else t0):
                 if c.dst not in dests and c.dst == _source(a.conns[fcid], dst=True):
                     break
+                if any(x.first_ts <= cb_conn.last_ts and cb_conn.first_ts <= x.last_ts
+                       for x in found.get(fcid, ())):  # fmt: skip
+                    continue
                 found[fcid].append(cb_conn)
                 break
     for fcid, conns in found.items():

@@ -527,6 +527,94 @@ def test_request_resent_after_an_empty_answer_is_a_failed_attempt_leg(tmp_path: 
     assert fl.summary.startswith("OK") and "after 1 failed connection attempt" in fl.summary
 
 
+def test_a_failed_attempt_is_of_the_request_whose_connection_opened_after_it(
+    tmp_path: Path,
+) -> None:
+    """Two clients behind one address send the same request at once. The proxy's first
+    connection for the first one's is never answered (its SYN sent again a second later);
+    the proxy gives up after 2 s and opens another. The second one's request goes over a
+    connection opened just after that attempt, whose first SYN was lost (sent again a
+    second later, then answered): its request left after the attempt ended, but its
+    connection was opened before: a proxy tries again only once a try failed, so the
+    attempt is the first client's (was the second's, the latest request before it still
+    waiting)."""
+    site = Site()
+    fa = site.front(0, client="203.0.113.10")
+    fb = site.front(1, client="203.0.113.10")
+    fa.t = fb.t = site.t
+    fa.request(req(0, same=True))
+    fb.t = fa.t + 0.0001
+    fb.request(req(0, same=True))
+    site.t = fb.t
+    tried = Conv(client=(LB, 38000), server=SRV, seed=900, t0=site.t + 0.0001)
+    tried.handshake(answered=False, syn_retries=1)
+    site.backs.append(tried)
+    bb = Conv(client=(LB, 38001), server=SRV, seed=901, t0=site.t + 0.0002)
+    bb.handshake(syn_retries=1)
+    site.backs.append(bb)
+    bb.request(xff(req(0, same=True), fb.client[0]))
+    bb.response(resp(0, same=True))
+    site.t = bb.t
+    site._at(fb).response(resp(0, same=True))
+    ba = Conv(client=(LB, 38002), server=SRV, seed=902, t0=tried.t + 1.0)
+    ba.handshake()
+    site.backs.append(ba)
+    ba.request(xff(req(0, same=True), fa.client[0]))
+    ba.response(resp(0, same=True))
+    site.t = ba.t
+    site._at(fa).response(resp(0, same=True))
+    site.t = fa.t
+    for c in (fa, fb, bb, ba):
+        site.close(c)
+    v = site.capture(tmp_path)
+    backs = {fl.client: [(leg.tuple, leg.details) for leg in fl.legs if leg.point == "lb:eth1"]
+             for fl in v.flows}  # fmt: skip
+    assert len(v.flows) == 2, backs
+    assert [t for t, _d in backs["203.0.113.10:55000"]] == [back_tuple(0), back_tuple(2)], backs
+    assert backs["203.0.113.10:55000"][0][1] == (TIME_ONLY, ATTEMPT), backs
+    assert [t for t, _d in backs["203.0.113.10:55001"]] == [back_tuple(1)], backs
+    fa_flow = flow_of(v, "203.0.113.10:55000")
+    assert "after 1 failed connection attempt" in fa_flow.summary, fa_flow.summary
+    assert "attempt" not in flow_of(v, "203.0.113.10:55001").summary
+
+
+def test_attempts_at_the_same_time_are_of_two_requests(tmp_path: Path) -> None:
+    """Two clients behind one address send the same request at once; the proxy's first
+    connection for each is never answered, and it tries again for each two seconds later.
+    One request has one connection at a time: the two attempts, open at the same time,
+    are one each (was: both the second's, the latest request before them)."""
+    site = Site()
+    fa = site.front(0, client="203.0.113.10")
+    fb = site.front(1, client="203.0.113.10")
+    fa.t = fb.t = site.t
+    fa.request(req(0, same=True))
+    fb.t = fa.t + 0.0001
+    fb.request(req(0, same=True))
+    t = fb.t
+    for i in (0, 1):
+        tried = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t + 0.0001 * (i + 1))
+        tried.handshake(answered=False, syn_retries=1)
+        site.backs.append(tried)
+    for i, f in ((2, fa), (3, fb)):
+        b = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t + 2.0 + 0.0001 * i)
+        b.handshake()
+        site.backs.append(b)
+        b.request(xff(req(0, same=True), f.client[0]))
+        b.response(resp(0, same=True))
+        site.t = b.t
+        site._at(f).response(resp(0, same=True))
+        site.close(b)
+    for f in (fa, fb):
+        site.close(f)
+    v = site.capture(tmp_path)
+    tried = {fl.client: [leg.tuple for leg in fl.legs if leg.point == "lb:eth1" and
+                         ATTEMPT in leg.details] for fl in v.flows}  # fmt: skip
+    assert len(v.flows) == 2, tried
+    assert sorted(map(len, tried.values())) == [1, 1], tried
+    for fl in v.flows:
+        assert "after 1 failed connection attempt" in fl.summary, fl.summary
+
+
 def _chunks_by_the_byte(data: bytes) -> list[bytes]:
     """`link.chunks` as it is defined: the rolling gear hash stepped byte by byte."""
     from hopcap.correlate.link import _GEAR, _HEADER
