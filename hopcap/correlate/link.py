@@ -1237,9 +1237,9 @@ def _in_causal_order(
         (fc.cpr_c[f], bc.cpr_c[j], fc.cp_c, bc.cp_c, False),
     ):
         both = np.nonzero((fr_ >= 0) & (br_ >= 0))[0]
+        w = min(fcp.shape[1], bcp.shape[1])  # (the checkpoints both can have)
         for lo in range(0, both.shape[0], CAUSAL_PIECE):
             k = both[lo : lo + CAUSAL_PIECE]
-            w = min(fcp.shape[1], bcp.shape[1])  # (the checkpoints both can have)
             x, yb = fcp[fr_[k], :w], bcp[br_[k], :w]
             y = yb - offset_ns  # (on a's clock)
             if resp:  # the front's byte left after the backend's (one step before) came

@@ -527,6 +527,39 @@ def test_request_resent_after_an_empty_answer_is_a_failed_attempt_leg(tmp_path: 
     assert fl.summary.startswith("OK") and "after 1 failed connection attempt" in fl.summary
 
 
+def _same_at_once(site: Site) -> tuple[Conv, Conv]:
+    """Two clients behind one address that send the same request 0.1 ms apart."""
+    fa = site.front(0, client="203.0.113.10")
+    fb = site.front(1, client="203.0.113.10")
+    fa.t = fb.t = site.t
+    fa.request(req(0, same=True))
+    fb.t = fa.t + 0.0001
+    fb.request(req(0, same=True))
+    site.t = fb.t
+    return fa, fb
+
+
+def _tried(site: Site, i: int, t0: float) -> None:
+    """A proxy's backend connection (port 38000 + i) whose SYN is never answered, sent
+    again a second later."""
+    c = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t0)
+    c.handshake(answered=False, syn_retries=1)
+    site.backs.append(c)
+
+
+def _served(site: Site, f: Conv, i: int, t0: float, syn_retries: int = 0) -> Conv:
+    """`f`'s request over a backend connection (port 38000 + i) opened at `t0` (its SYN
+    sent again `syn_retries` times, a second apart), its answer relayed back to `f`."""
+    b = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t0)
+    b.handshake(syn_retries=syn_retries)
+    site.backs.append(b)
+    b.request(xff(req(0, same=True), f.client[0]))
+    b.response(resp(0, same=True))
+    site.t = b.t
+    site._at(f).response(resp(0, same=True))
+    return b
+
+
 def test_a_failed_attempt_is_of_the_request_whose_connection_opened_after_it(
     tmp_path: Path,
 ) -> None:
@@ -539,30 +572,11 @@ def test_a_failed_attempt_is_of_the_request_whose_connection_opened_after_it(
     attempt is the first client's (was the second's, the latest request before it still
     waiting)."""
     site = Site()
-    fa = site.front(0, client="203.0.113.10")
-    fb = site.front(1, client="203.0.113.10")
-    fa.t = fb.t = site.t
-    fa.request(req(0, same=True))
-    fb.t = fa.t + 0.0001
-    fb.request(req(0, same=True))
-    site.t = fb.t
-    tried = Conv(client=(LB, 38000), server=SRV, seed=900, t0=site.t + 0.0001)
-    tried.handshake(answered=False, syn_retries=1)
-    site.backs.append(tried)
-    bb = Conv(client=(LB, 38001), server=SRV, seed=901, t0=site.t + 0.0002)
-    bb.handshake(syn_retries=1)
-    site.backs.append(bb)
-    bb.request(xff(req(0, same=True), fb.client[0]))
-    bb.response(resp(0, same=True))
-    site.t = bb.t
-    site._at(fb).response(resp(0, same=True))
-    ba = Conv(client=(LB, 38002), server=SRV, seed=902, t0=tried.t + 1.0)
-    ba.handshake()
-    site.backs.append(ba)
-    ba.request(xff(req(0, same=True), fa.client[0]))
-    ba.response(resp(0, same=True))
-    site.t = ba.t
-    site._at(fa).response(resp(0, same=True))
+    fa, fb = _same_at_once(site)
+    t = site.t
+    _tried(site, 0, t + 0.0001)
+    bb = _served(site, fb, 1, t + 0.0002, syn_retries=1)
+    ba = _served(site, fa, 2, t + 2.0001)
     site.t = fa.t
     for c in (fa, fb, bb, ba):
         site.close(c)
@@ -584,26 +598,12 @@ def test_attempts_at_the_same_time_are_of_two_requests(tmp_path: Path) -> None:
     One request has one connection at a time: the two attempts, open at the same time,
     are one each (was: both the second's, the latest request before them)."""
     site = Site()
-    fa = site.front(0, client="203.0.113.10")
-    fb = site.front(1, client="203.0.113.10")
-    fa.t = fb.t = site.t
-    fa.request(req(0, same=True))
-    fb.t = fa.t + 0.0001
-    fb.request(req(0, same=True))
-    t = fb.t
+    fa, fb = _same_at_once(site)
+    t = site.t
     for i in (0, 1):
-        tried = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t + 0.0001 * (i + 1))
-        tried.handshake(answered=False, syn_retries=1)
-        site.backs.append(tried)
+        _tried(site, i, t + 0.0001 * (i + 1))
     for i, f in ((2, fa), (3, fb)):
-        b = Conv(client=(LB, 38000 + i), server=SRV, seed=900 + i, t0=t + 2.0 + 0.0001 * i)
-        b.handshake()
-        site.backs.append(b)
-        b.request(xff(req(0, same=True), f.client[0]))
-        b.response(resp(0, same=True))
-        site.t = b.t
-        site._at(f).response(resp(0, same=True))
-        site.close(b)
+        site.close(_served(site, f, i, t + 2.0 + 0.0001 * i))
     for f in (fa, fb):
         site.close(f)
     v = site.capture(tmp_path)
